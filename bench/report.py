@@ -1,0 +1,285 @@
+#!/usr/bin/env python3
+"""Helper for bench/run.sh (stdlib only).
+
+  report.py record --raw FILE --wrk WRK_OUTPUT ...   append one measured run
+  report.py table  --raw FILE                        print the markdown tables
+
+run.sh reads the /proc counters itself (in bash, so no interpreter start-up
+lands inside the measured window) and hands the raw numbers here. Everything
+derived - per-request CPU, ratios, medians - is computed in one place, from
+the raw TSV that is also kept in results/ so a table can be re-derived or
+audited later.
+"""
+
+import argparse
+import csv
+import re
+import statistics
+import sys
+
+FIELDS = [
+    "round", "load", "case", "conns", "requests", "wrk_seconds", "rps",
+    "p50_us", "p75_us", "p90_us", "p99_us", "socket_errors", "non_2xx",
+    "proxy_ticks", "upstream_ticks", "wall_seconds", "clk_tck", "proxy_hwm_kb",
+]
+
+# wrk prints durations with these suffixes (see its format_time / units_time).
+TIME_UNITS_US = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
+TIME_RE = r"([\d.]+)(us|ms|s|m|h)"
+
+CASE_LABEL = {"direct": "direct (no proxy)", "nginx": "nginx", "portcullis": "portcullis"}
+
+
+def to_us(value, unit):
+    return float(value) * TIME_UNITS_US[unit]
+
+
+def parse_wrk(text):
+    """Pull the numbers we need out of `wrk --latency` output, or fail loudly:
+    a silently missing field would turn into a bogus table."""
+    out = {}
+    m = re.search(r"(\d+) requests in " + TIME_RE, text)
+    if not m:
+        raise SystemExit("report.py: no 'N requests in T' line in wrk output:\n" + text)
+    out["requests"] = int(m.group(1))
+    out["wrk_seconds"] = to_us(m.group(2), m.group(3)) / 1e6
+    m = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    out["rps"] = float(m.group(1)) if m else 0.0
+    for pct in ("50", "75", "90", "99"):
+        m = re.search(r"^\s+" + pct + r"%\s+" + TIME_RE, text, re.M)
+        if not m:
+            raise SystemExit(f"report.py: no {pct}% latency line (was --latency passed?):\n" + text)
+        out[f"p{pct}_us"] = to_us(m.group(1), m.group(2))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    out["socket_errors"] = sum(int(g) for g in m.groups()) if m else 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    out["non_2xx"] = int(m.group(1)) if m else 0
+    return out
+
+
+def cmd_record(a):
+    with open(a.wrk) as f:
+        row = parse_wrk(f.read())
+    row.update({
+        "round": a.round, "load": a.load, "case": a.case, "conns": a.conns,
+        "proxy_ticks": a.proxy_ticks, "upstream_ticks": a.upstream_ticks,
+        "wall_seconds": f"{a.wall_ns / 1e9:.6f}", "clk_tck": a.clk_tck,
+        "proxy_hwm_kb": a.proxy_hwm_kb,
+    })
+    try:
+        new = open(a.raw).read() == ""
+    except FileNotFoundError:
+        new = True
+    with open(a.raw, "a", newline="") as f:
+        w = csv.DictWriter(f, FIELDS, delimiter="\t", lineterminator="\n")
+        if new:
+            w.writeheader()
+        w.writerow(row)
+    # One line per run on stderr so a long run shows progress.
+    ptxt = ""
+    if a.proxy_ticks != "":
+        us = int(a.proxy_ticks) * 1e6 / a.clk_tck / max(row["requests"], 1)
+        ptxt = f"  proxy {us:.1f} us/req"
+    print(f"  round {a.round} {a.load:<4} {a.case:<11} {row['rps']:>9.0f} req/s  "
+          f"p50 {row['p50_us']:.0f} us  p99 {row['p99_us']:.0f} us{ptxt}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------- table
+
+
+def derive(r):
+    """Per-run figures from the raw counters. A tick is 1/CLK_TCK s of CPU."""
+    clk = float(r["clk_tck"])
+    req = int(r["requests"])
+    d = {
+        "rps": float(r["rps"]),
+        "p50": float(r["p50_us"]),
+        "p99": float(r["p99_us"]),
+        "errors": int(r["socket_errors"]) + int(r["non_2xx"]),
+    }
+    ut = int(r["upstream_ticks"])
+    d["up_us"] = ut * 1e6 / clk / req if req else None
+    if r["proxy_ticks"] != "":
+        pt = int(r["proxy_ticks"])
+        d["px_us"] = pt * 1e6 / clk / req if req else None
+        # Requests cancel out: this is proxy CPU/req over upstream CPU/req.
+        d["px_over_up"] = pt / ut if ut else None
+        d["px_core"] = pt / clk / float(r["wall_seconds"])
+        d["px_ticks"] = pt
+        d["hwm_mib"] = int(r["proxy_hwm_kb"]) / 1024 if r["proxy_hwm_kb"] else None
+    return d
+
+
+def fmt_num(x):
+    if x is None:
+        return "n/a"
+    ax = abs(x)
+    if ax >= 1000:
+        return f"{x:,.0f}"
+    if ax >= 100:
+        return f"{x:.0f}"
+    if ax >= 10:
+        return f"{x:.1f}"
+    return f"{x:.2f}"
+
+
+def summary(values):
+    """'median (min-max)' over rounds; a single round prints just the value."""
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return "—"
+    med = statistics.median(vals)
+    if len(vals) == 1:
+        return fmt_num(med)
+    return f"{fmt_num(med)} ({fmt_num(min(vals))}–{fmt_num(max(vals))})"
+
+
+def cmd_table(a):
+    with open(a.raw) as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    if not rows:
+        raise SystemExit("report.py: no measurements recorded")
+
+    # runs[load][case][round] = derived figures
+    runs = {}
+    case_order = []
+    for r in rows:
+        runs.setdefault(r["load"], {}).setdefault(r["case"], {})[int(r["round"])] = derive(r)
+        if r["case"] not in case_order:
+            case_order.append(r["case"])
+    rounds = sorted({int(r["round"]) for r in rows})
+    out = []
+    warnings = []
+
+    def col(load, case, key):
+        return [runs[load][case][rnd].get(key) for rnd in rounds if rnd in runs[load].get(case, {})]
+
+    def per_round(load, fn):
+        """fn(round) -> value or None; for ratios taken per round before the median."""
+        vals = []
+        for rnd in rounds:
+            try:
+                vals.append(fn(runs[load], rnd))
+            except (KeyError, TypeError, ZeroDivisionError):
+                pass
+        return vals
+
+    n = len(rounds)
+    if "c50" in runs:
+        out.append(f"## Saturated: `wrk -t1 -c50`, median (min–max) over {n} round(s)\n")
+        out.append("| case | req/s | p50 µs | p99 µs | proxy CPU µs/req | proxy ÷ upstream CPU/req "
+                   "| proxy core use | upstream CPU µs/req | proxy peak RSS MiB | errors |")
+        out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for case in case_order:
+            if case not in runs["c50"]:
+                continue
+            has_px = case != "direct"
+            out.append("| " + " | ".join([
+                CASE_LABEL.get(case, case),
+                summary(col("c50", case, "rps")),
+                summary(col("c50", case, "p50")),
+                summary(col("c50", case, "p99")),
+                summary(col("c50", case, "px_us")) if has_px else "—",
+                summary(col("c50", case, "px_over_up")) if has_px else "—",
+                summary(col("c50", case, "px_core")) if has_px else "—",
+                summary(col("c50", case, "up_us")),
+                summary(col("c50", case, "hwm_mib")) if has_px else "—",
+                str(sum(col("c50", case, "errors"))),
+            ]) + " |")
+            if has_px:
+                low = [c for c in col("c50", case, "px_core") if c is not None and c < 0.95]
+                if low:
+                    warnings.append(
+                        f"{case}: proxy used < 0.95 of a core in {len(low)} saturated run(s) "
+                        f"(min {min(low):.2f}); the load did not saturate it, so its CPU/req "
+                        "is not comparable to a saturated figure.")
+                few = [t for t in col("c50", case, "px_ticks") if t is not None and t < 100]
+                if few:
+                    warnings.append(
+                        f"{case}: only {min(few)} CPU ticks in a saturated run; at 1 tick "
+                        "resolution use a longer DURATION for tighter figures.")
+        out.append("")
+
+    if "c1" in runs:
+        out.append(f"## One connection: `wrk -t1 -c1`, median (min–max) over {n} round(s)\n")
+        out.append("Added latency is the proxy's p50/p99 minus direct's in the same round, "
+                   "then the median over rounds.\n")
+        out.append("| case | req/s | p50 µs | p99 µs | added p50 µs | added p99 µs "
+                   "| proxy CPU µs/req | proxy ÷ upstream CPU/req | errors |")
+        out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        have_direct = "direct" in runs["c1"]
+        for case in case_order:
+            if case not in runs["c1"]:
+                continue
+            has_px = case != "direct"
+
+            def added(key, case=case):
+                return per_round("c1", lambda L, r: L[case][r][key] - L["direct"][r][key])
+
+            out.append("| " + " | ".join([
+                CASE_LABEL.get(case, case),
+                summary(col("c1", case, "rps")),
+                summary(col("c1", case, "p50")),
+                summary(col("c1", case, "p99")),
+                summary(added("p50")) if has_px and have_direct else "—",
+                summary(added("p99")) if has_px and have_direct else "—",
+                summary(col("c1", case, "px_us")) if has_px else "—",
+                summary(col("c1", case, "px_over_up")) if has_px else "—",
+                str(sum(col("c1", case, "errors"))),
+            ]) + " |")
+        out.append("")
+
+    # The comparison that matters: Portcullis against NGINX, ratio per round
+    # first (both measured minutes apart on the same host), then the median.
+    if any("portcullis" in runs[l] and "nginx" in runs[l] for l in runs):
+        out.append("## Portcullis ÷ NGINX (ratio per round, then median (min–max))\n")
+        out.append("Below 1.00 means Portcullis is cheaper / faster.\n")
+        out.append("| figure | ratio |")
+        out.append("| --- | ---: |")
+
+        def ratio(load, key, label):
+            if load in runs and "portcullis" in runs[load] and "nginx" in runs[load]:
+                vals = per_round(load, lambda L, r: L["portcullis"][r][key] / L["nginx"][r][key])
+                out.append(f"| {label} | {summary(vals)} |")
+
+        ratio("c50", "px_us", "saturated: CPU µs/req")
+        ratio("c50", "px_over_up", "saturated: CPU/req normalised by upstream CPU/req")
+        ratio("c50", "rps", "saturated: req/s")
+        ratio("c1", "px_us", "one connection: CPU µs/req")
+        ratio("c1", "p50", "one connection: p50 latency")
+        ratio("c1", "p99", "one connection: p99 latency")
+        out.append("")
+
+    errs = sum(d["errors"] for L in runs.values() for C in L.values() for d in C.values())
+    if errs:
+        warnings.append(f"{errs} wrk socket errors / non-2xx responses in total: see the raw TSV.")
+    if warnings:
+        out.append("## Warnings\n")
+        out.extend(f"- {w}" for w in warnings)
+        out.append("")
+    print("\n".join(out))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("record")
+    r.add_argument("--raw", required=True)
+    r.add_argument("--wrk", required=True)
+    r.add_argument("--round", type=int, required=True)
+    r.add_argument("--load", required=True)
+    r.add_argument("--case", required=True)
+    r.add_argument("--conns", type=int, required=True)
+    r.add_argument("--proxy-ticks", default="", help="empty for the direct case")
+    r.add_argument("--upstream-ticks", type=int, required=True)
+    r.add_argument("--wall-ns", type=int, required=True)
+    r.add_argument("--clk-tck", type=int, required=True)
+    r.add_argument("--proxy-hwm-kb", default="")
+    t = sub.add_parser("table")
+    t.add_argument("--raw", required=True)
+    a = p.parse_args()
+    {"record": cmd_record, "table": cmd_table}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,358 @@
+#!/usr/bin/env bash
+# Portcullis benchmark: CPU per request and hop latency of Portcullis against
+# NGINX as reverse proxies in front of the same fast upstream, measured the way
+# shared/BENCHMARKING.md says is honest on a small shared 2-core host:
+#   - proxy pinned to one core, wrk + upstream pinned to the other;
+#   - CPU per request from /proc/PID/stat (utime+stime) over requests done,
+#     also divided by the upstream's CPU per request in the same window (the
+#     steadiest figure, as it cancels out the host's speed swings);
+#   - cases interleaved within each round, medians with min-max over rounds,
+#     ratios taken per round before the median.
+# See bench/README.md for the knobs and how to read the output.
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$BENCH_DIR/.." && pwd)
+
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-2s}
+CASES=${CASES:-direct nginx portcullis}
+LOADS=${LOADS:-c50 c1}
+PROXY_CPU=${PROXY_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+RESULTS_DIR=${RESULTS_DIR:-$BENCH_DIR/results}
+KEEP_TMP=${KEEP_TMP:-0}
+
+die() { echo "run.sh: $*" >&2; exit 1; }
+log() { echo "==> $*" >&2; }
+
+read -ra CASE_LIST <<< "$CASES"
+read -ra LOAD_LIST <<< "$LOADS"
+((${#CASE_LIST[@]})) || die "CASES is empty"
+for c in "${CASE_LIST[@]}"; do
+    [[ $c == direct || $c == nginx || $c == portcullis ]] || die "unknown case '$c' (want direct, nginx, portcullis)"
+done
+for l in "${LOAD_LIST[@]}"; do
+    # The report knows how to read exactly these two loads (saturation and hop latency).
+    [[ $l == c50 || $l == c1 ]] || die "unknown load '$l' (want c50, c1)"
+done
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
+has_case() { [[ " ${CASE_LIST[*]} " == *" $1 "* ]]; }
+
+# ---------------------------------------------------------------- tools
+
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v nginx >/dev/null || missing+=(nginx-light)
+command -v taskset >/dev/null || missing+=(util-linux)
+command -v curl >/dev/null || missing+=(curl)
+command -v python3 >/dev/null || missing+=(python3)
+if ((${#missing[@]})); then
+    [[ $EUID -eq 0 ]] || die "missing ${missing[*]}: run as root so they can be installed"
+    log "installing ${missing[*]}"
+    apt-get update
+    # nginx-light is the smallest NGINX that has everything used here; newer
+    # Debian releases dropped it, so fall back to plain nginx.
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"; then
+        missing=("${missing[@]/nginx-light/nginx}")
+        DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+    fi
+fi
+
+# Read before the harness pins itself to one core, after which nproc says 1.
+NPROC=$(nproc)
+((NPROC >= 2)) || die "needs 2 cores (proxy on one, load generator + upstream on the other); nproc=$NPROC"
+[[ $PROXY_CPU != "$LOAD_CPU" ]] || die "PROXY_CPU and LOAD_CPU must differ"
+
+if has_case portcullis; then
+    if [[ -n ${PORTCULLIS_BIN:-} ]]; then
+        [[ -x $PORTCULLIS_BIN ]] || die "PORTCULLIS_BIN=$PORTCULLIS_BIN is not an executable"
+    else
+        log "building portcullis (release)"
+        (cd "$ROOT" && cargo build --release --bin portcullis)
+        PORTCULLIS_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/portcullis
+    fi
+fi
+
+# From here on, everything the harness itself runs (curl, python, date, ...)
+# stays off the proxy's core. Servers are re-pinned explicitly below.
+taskset -cp "$LOAD_CPU" $$ >/dev/null
+
+CLK_TCK=$(getconf CLK_TCK)
+
+# ---------------------------------------------------------------- processes
+
+TMP=$(mktemp -d -t portcullis-bench.XXXXXX)
+SERVER_PIDS=()   # the processes we started (nginx masters, portcullis)
+WORKER_PIDS=()   # nginx workers: grandchildren, killed by pid if their master is gone
+WRK_PID=
+
+# A zombie still answers kill -0, so look at the state instead.
+alive() {
+    local line
+    read -r line 2>/dev/null < "/proc/$1/stat" || return 1
+    line=${line##*) }
+    [[ ${line:0:1} != Z ]]
+}
+
+cleanup() {
+    local rc=$? pid i f
+    set +e
+    trap - EXIT INT TERM
+    [[ -n $WRK_PID ]] && kill "$WRK_PID" 2>/dev/null
+    for pid in "${SERVER_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    for pid in "${SERVER_PIDS[@]}"; do
+        for i in {1..50}; do alive "$pid" || break; sleep 0.1; done
+        alive "$pid" && kill -KILL "$pid" 2>/dev/null
+    done
+    for pid in "${WORKER_PIDS[@]}"; do
+        # Only if the pid still belongs to an nginx: it may have been reused.
+        [[ $(cat "/proc/$pid/comm" 2>/dev/null) == nginx ]] && kill -KILL "$pid" 2>/dev/null
+    done
+    wait 2>/dev/null
+    if ((rc != 0)); then
+        for f in "$TMP"/*/error.log "$TMP"/*/stdout.log "$TMP"/*/portcullis.log; do
+            [[ -s $f ]] || continue
+            echo "--- tail of ${f#"$TMP"/}" >&2
+            tail -n 20 "$f" >&2
+        done
+    fi
+    if [[ $KEEP_TMP == 1 ]]; then echo "run.sh: kept $TMP" >&2; else rm -rf "$TMP"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Fill @NAME@ placeholders of a template: render TEMPLATE OUT NAME=value...
+render() {
+    local tpl=$1 out=$2 kv args=()
+    shift 2
+    for kv in "$@"; do args+=(-e "s|@${kv%%=*}@|${kv#*=}|g"); done
+    sed "${args[@]}" "$tpl" > "$out"
+    ! grep -q '@[A-Z_]*@' "$out" || die "unfilled placeholder in $out"
+}
+
+# Wait until URL answers "ok" (the upstream's body, so for a proxy this checks
+# the whole path), failing early if the server died.
+wait_ok() {
+    local url=$1 pid=$2 name=$3 i
+    for i in {1..150}; do
+        alive "$pid" || die "$name exited during start-up"
+        [[ $(curl -s --max-time 1 "$url" 2>/dev/null) == ok ]] && return 0
+        sleep 0.1
+    done
+    die "$name did not answer 'ok' on $url within 15 s"
+}
+
+children() { cat /proc/"$1"/task/*/children 2>/dev/null || true; }
+
+# The pid and all its descendants: a process's utime/stime covers all its
+# threads, but not its live children (nginx master -> worker).
+tree_pids() {
+    local c
+    echo "$1"
+    for c in $(children "$1"); do tree_pids "$c"; done
+}
+
+# Sum of utime+stime (fields 14 and 15) in clock ticks into TICKS. Builtins
+# only: no fork inside the measured window. The comm field (2) may hold
+# spaces, so split after its closing parenthesis, where field 3 is index 0.
+cpu_ticks() {
+    local total=0 pid line f
+    for pid in "$@"; do
+        read -r line < "/proc/$pid/stat" || return 1
+        read -ra f <<< "${line##*) }"
+        total=$((total + f[11] + f[12]))
+    done
+    TICKS=$total
+}
+
+# Peak RSS, summed over the processes that serve (for NGINX the worker, not the
+# master, which shares most pages with it).
+hwm_kb() {
+    local pids=("$@")
+    ((${#pids[@]} > 1)) && pids=("${pids[@]:1}")
+    local pid sum=0 v
+    for pid in "${pids[@]}"; do
+        v=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status")
+        sum=$((sum + v))
+    done
+    echo "$sum"
+}
+
+# When run as root NGINX workers would switch to "nobody", which cannot enter
+# our 0700 temp dir (where its temp files live); keep them as root instead.
+USER_DIRECTIVE=""
+[[ $EUID -eq 0 ]] && USER_DIRECTIVE="user root;"
+
+# start_nginx NAME CPU TEMPLATE PORT [UPSTREAM_PORT] -> sets STARTED_PID (master)
+start_nginx() {
+    local name=$1 cpu=$2 tpl=$3 port=$4 up=${5:-} dir=$TMP/$1 w
+    mkdir -p "$dir"
+    render "$tpl" "$dir/nginx.conf" DIR="$dir" PORT="$port" UPSTREAM_PORT="$up" USER_DIRECTIVE="$USER_DIRECTIVE"
+    # -p/-e keep NGINX off the system prefix and log, so this is a separate
+    # instance that leaves any system NGINX alone.
+    nginx -t -q -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log" || die "bad nginx config for $name"
+    taskset -c "$cpu" nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log" > "$dir/stdout.log" 2>&1 &
+    STARTED_PID=$!
+    SERVER_PIDS+=("$STARTED_PID")
+    wait_ok "http://127.0.0.1:$port/" "$STARTED_PID" "nginx ($name)"
+    for w in $(children "$STARTED_PID"); do WORKER_PIDS+=("$w"); done
+    [[ $(children "$STARTED_PID" | wc -w) == 1 ]] || die "nginx ($name) should have exactly one worker"
+}
+
+# Three free loopback ports, held open together so they differ.
+read -r UPSTREAM_PORT NGINX_PORT PORTCULLIS_PORT < <(python3 -c '
+import socket
+ss = [socket.socket() for _ in range(3)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in ss))')
+
+declare -A URL PROXY_PID
+URL[direct]=http://127.0.0.1:$UPSTREAM_PORT/
+URL[nginx]=http://127.0.0.1:$NGINX_PORT/
+URL[portcullis]=http://127.0.0.1:$PORTCULLIS_PORT/
+
+log "starting upstream nginx on 127.0.0.1:$UPSTREAM_PORT (core $LOAD_CPU)"
+start_nginx upstream "$LOAD_CPU" "$BENCH_DIR/nginx-upstream.conf" "$UPSTREAM_PORT"
+UPSTREAM_PID=$STARTED_PID
+
+if has_case nginx; then
+    log "starting nginx proxy on 127.0.0.1:$NGINX_PORT (core $PROXY_CPU)"
+    start_nginx proxy "$PROXY_CPU" "$BENCH_DIR/nginx-proxy.conf" "$NGINX_PORT" "$UPSTREAM_PORT"
+    PROXY_PID[nginx]=$STARTED_PID
+fi
+
+if has_case portcullis; then
+    log "starting portcullis on 127.0.0.1:$PORTCULLIS_PORT (core $PROXY_CPU, 1 worker thread)"
+    dir=$TMP/portcullis
+    mkdir -p "$dir"
+    render "$BENCH_DIR/portcullis.yaml" "$dir/portcullis.yaml" PORT="$PORTCULLIS_PORT" UPSTREAM_PORT="$UPSTREAM_PORT"
+    # One worker thread, like NGINX's one worker process.
+    PORTCULLIS_WORKER_THREADS=1 taskset -c "$PROXY_CPU" \
+        "$PORTCULLIS_BIN" run --config "$dir/portcullis.yaml" > "$dir/portcullis.log" 2>&1 &
+    PROXY_PID[portcullis]=$!
+    SERVER_PIDS+=("$!")
+    wait_ok "${URL[portcullis]}" "${PROXY_PID[portcullis]}" portcullis
+fi
+
+# ---------------------------------------------------------------- measuring
+
+RAW=$TMP/raw.tsv
+
+# run_wrk CONNS DURATION URL OUT [wrk args...]; in the background so that the
+# EXIT trap runs at once on Ctrl-C instead of after wrk finishes.
+run_wrk() {
+    local conns=$1 dur=$2 url=$3 out=$4
+    shift 4
+    taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"$dur" "$@" "$url" > "$out" 2>&1 &
+    WRK_PID=$!
+    if ! wait "$WRK_PID"; then
+        WRK_PID=
+        cat "$out" >&2
+        die "wrk failed against $url"
+    fi
+    WRK_PID=
+}
+
+# measure ROUND LOAD CASE: warm up, then one measured wrk run with the
+# proxy's and the upstream's CPU ticks read right before and after it.
+measure() {
+    local round=$1 load=$2 case=$3 conns=${2#c} url=${URL[$3]}
+    local out=$TMP/wrk-r$1-$2-$3.txt upids ppids=() u0 u1 p0='' p1='' t0 t1 hwm='' ptk=''
+    run_wrk "$conns" "$WARMUP" "$url" "$out.warmup"
+
+    mapfile -t upids < <(tree_pids "$UPSTREAM_PID")
+    if [[ $case != direct ]]; then
+        alive "${PROXY_PID[$case]}" || die "$case is no longer running"
+        mapfile -t ppids < <(tree_pids "${PROXY_PID[$case]}")
+    fi
+
+    t0=${EPOCHREALTIME/./}
+    cpu_ticks "${upids[@]}"; u0=$TICKS
+    if ((${#ppids[@]})); then cpu_ticks "${ppids[@]}"; p0=$TICKS; fi
+    run_wrk "$conns" "$DURATION" "$url" "$out" --latency
+    if ((${#ppids[@]})); then cpu_ticks "${ppids[@]}"; p1=$TICKS; fi
+    cpu_ticks "${upids[@]}"; u1=$TICKS
+    t1=${EPOCHREALTIME/./}
+
+    # A respawned worker would make the deltas meaningless.
+    [[ $(tree_pids "$UPSTREAM_PID") == "$(printf '%s\n' "${upids[@]}")" ]] || die "upstream processes changed during a run"
+    if ((${#ppids[@]})); then
+        [[ $(tree_pids "${PROXY_PID[$case]}") == "$(printf '%s\n' "${ppids[@]}")" ]] || die "$case processes changed during a run"
+        ptk=$((p1 - p0))
+        hwm=$(hwm_kb "${ppids[@]}")
+    fi
+
+    python3 "$BENCH_DIR/report.py" record --raw "$RAW" --wrk "$out" \
+        --round "$round" --load "$load" --case "$case" --conns "$conns" \
+        --proxy-ticks "$ptk" --upstream-ticks $((u1 - u0)) \
+        --wall-ns $(((t1 - t0) * 1000)) --clk-tck "$CLK_TCK" --proxy-hwm-kb "$hwm"
+}
+
+# Whole-host CPU busy share over one second, to flag a host that is not idle
+# (a build running beside the benchmark skews everything).
+host_busy_pct() {
+    local a b
+    read -ra a < /proc/stat
+    sleep 1
+    read -ra b < /proc/stat
+    # cpu user nice system idle iowait irq softirq steal ...
+    local total=0 i
+    for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
+    local idle=$((b[4] - a[4] + b[5] - a[5]))
+    ((total > 0)) && echo $(((total - idle) * 100 / total)) || echo 0
+}
+BUSY_BEFORE=$(host_busy_pct)
+((BUSY_BEFORE <= 10)) || log "warning: host was ${BUSY_BEFORE}% busy before starting; results will be noisy"
+
+ncases=${#CASE_LIST[@]}
+log "measuring: $ROUNDS round(s) x loads [${LOAD_LIST[*]}] x cases [${CASE_LIST[*]}], $WARMUP warm-up + $DURATION each"
+for ((r = 1; r <= ROUNDS; r++)); do
+    for load in "${LOAD_LIST[@]}"; do
+        # Rotate which case goes first each round so none always runs right
+        # after, say, the heaviest one.
+        for ((i = 0; i < ncases; i++)); do
+            measure "$r" "$load" "${CASE_LIST[(i + r - 1) % ncases]}"
+        done
+    done
+done
+
+# ---------------------------------------------------------------- report
+
+nginx_version=$(nginx -v 2>&1 | sed 's/^nginx version: //')
+wrk_version=$( (wrk -v 2>&1 || true) | awk 'NR == 1 {print $2}')
+cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+pc_desc="not measured"
+if has_case portcullis; then
+    rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit")
+    [[ -n $(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]] && rev+=" + uncommitted changes"
+    pc_desc="$rev; binary $PORTCULLIS_BIN built $(date -d "@$(stat -c %Y "$PORTCULLIS_BIN")" '+%Y-%m-%d %H:%M')"
+fi
+
+REPORT=$TMP/latest.md
+{
+    echo "# Portcullis benchmark"
+    echo
+    echo "$(date -u '+%Y-%m-%d %H:%M UTC'), \`bench/run.sh\` with ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CASES=\"$CASES\" LOADS=\"$LOADS\"."
+    echo
+    echo "## Machine"
+    echo
+    echo "- cores (nproc): $NPROC; CPU: $cpu_model"
+    echo "- kernel: $(uname -r) ($(uname -m))"
+    echo "- nginx: $nginx_version; wrk: $wrk_version"
+    echo "- CLK_TCK: $CLK_TCK (CPU time is read in 1/$CLK_TCK s ticks)"
+    echo "- portcullis: $pc_desc"
+    echo "- pinning: proxy on core $PROXY_CPU (1 worker); wrk and upstream nginx on core $LOAD_CPU"
+    echo "- host busy in the second before the run: ${BUSY_BEFORE}%"
+    echo
+    python3 "$BENCH_DIR/report.py" table --raw "$RAW"
+} > "$REPORT"
+
+mkdir -p "$RESULTS_DIR"
+cp "$REPORT" "$RESULTS_DIR/latest.md"
+cp "$RAW" "$RESULTS_DIR/latest-raw.tsv"
+cat "$REPORT"
+log "written to $RESULTS_DIR/latest.md (raw per-run data: latest-raw.tsv)"

@@ -1,0 +1,208 @@
+//! The config file: loading with `${ENV}` interpolation, the serde types,
+//! units, and errors that name the file, the path and the line.
+
+pub mod locate;
+pub mod types;
+pub mod units;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use locate::Locations;
+pub use types::*;
+
+/// One problem in a config, located as precisely as we can.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file, or a name such as `<embedded demo>`.
+    pub file: String,
+    /// Path inside the document, e.g. `routes[2].upstream`; empty for the root.
+    pub path: String,
+    /// 1-based line and column, when known.
+    pub position: Option<(usize, usize)>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.file)?;
+        if let Some((line, col)) = self.position {
+            write!(f, ":{line}:{col}")?;
+        }
+        if !self.path.is_empty() {
+            write!(f, ": {}", self.path)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Every problem found in one config; a config is only used when this is empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// A parsed config together with what is needed to explain problems in it.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub config: Config,
+    /// Shown in errors: the file path or a descriptive name.
+    pub source_name: String,
+    /// Relative file names in the config (CA bundles…) are resolved from here.
+    pub base_dir: PathBuf,
+    pub locations: Locations,
+}
+
+impl LoadedConfig {
+    /// An error at `path`, located through the index.
+    pub fn error(&self, path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        let path = path.into();
+        ConfigError {
+            file: self.source_name.clone(),
+            position: self.locations.find(&path),
+            path,
+            message: message.into(),
+        }
+    }
+
+    /// A file name from the config, resolved against the config's folder.
+    pub fn resolve_file(&self, name: &str) -> PathBuf {
+        self.base_dir.join(name)
+    }
+}
+
+/// Reads and parses a config file.
+pub fn load_file(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: name.clone(),
+            path: String::new(),
+            position: None,
+            message: format!("cannot read the config file: {e}"),
+        }])
+    })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    parse_str(&text, &name, &base)
+}
+
+/// Parses config text. `${NAME}` in plain (unquoted) scalars is replaced by
+/// the environment variable `NAME`; an unset variable is an error that names it.
+pub fn parse_str(
+    text: &str,
+    source_name: &str,
+    base_dir: &Path,
+) -> Result<LoadedConfig, ConfigErrors> {
+    let locations = Locations::index(text);
+    let options = serde_saphyr::options! {}.with_properties(std::env::vars().collect());
+    let mut error_path = String::new();
+    let parsed = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+        serde_path_to_error::deserialize::<_, Option<Config>>(de).map_err(|e| {
+            error_path = e.path().to_string();
+            e.into_inner()
+        })
+    });
+    match parsed {
+        Ok(config) => Ok(LoadedConfig {
+            config: config.unwrap_or_default(),
+            source_name: source_name.to_string(),
+            base_dir: base_dir.to_path_buf(),
+            locations,
+        }),
+        Err(e) => {
+            let position = e
+                .location()
+                .map(|l| (l.line() as usize, l.column() as usize));
+            let path = if error_path == "." {
+                String::new()
+            } else {
+                error_path
+            };
+            let position = position.or_else(|| locations.find(&path));
+            Err(ConfigErrors(vec![ConfigError {
+                file: source_name.to_string(),
+                path,
+                position,
+                message: plain_message(&e),
+            }]))
+        }
+    }
+}
+
+/// The error text without the source snippet and position (we print those ourselves).
+fn plain_message(e: &serde_saphyr::Error) -> String {
+    let text = e.without_snippet().to_string();
+    // Drop a trailing " at line X, column Y" that the library appends.
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+/// The JSON Schema of the config file, for editors.
+pub fn json_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(Config);
+    serde_json::to_value(schema).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<LoadedConfig, ConfigErrors> {
+        parse_str(text, "test.yaml", Path::new("."))
+    }
+
+    #[test]
+    fn unknown_field_names_path_and_line() {
+        let err = parse("routes:\n  - name: a\n    upstreem: x\n").unwrap_err();
+        let e = &err.0[0];
+        assert_eq!(e.path, "routes[0].upstreem");
+        assert_eq!(e.position.map(|p| p.0), Some(3));
+        assert!(e.message.contains("upstreem"), "{}", e.message);
+    }
+
+    #[test]
+    fn bad_duration_is_located() {
+        let err = parse(
+            "upstreams:\n  u:\n    targets: [\"http://a:1\"]\n    timeouts: { connect: soon }\n",
+        )
+        .unwrap_err();
+        let e = &err.0[0];
+        assert_eq!(e.path, "upstreams.u.timeouts.connect");
+        assert_eq!(e.position.map(|p| p.0), Some(4));
+        assert!(e.message.contains("not a duration"), "{}", e.message);
+    }
+
+    #[test]
+    fn env_interpolation() {
+        // SAFETY of the test: PATH is always set; we only read it.
+        let path = std::env::var("PATH").unwrap();
+        let cfg = parse("listeners:\n  - name: ${PATH}\n    bind: 127.0.0.1:0\n").unwrap();
+        assert_eq!(cfg.config.listeners[0].name, path);
+        let err = parse("listeners:\n  - name: ${PORTCULLIS_SURELY_UNSET_VAR}\n    bind: x\n")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("PORTCULLIS_SURELY_UNSET_VAR"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn empty_document_is_an_empty_config() {
+        let cfg = parse("").unwrap();
+        assert!(cfg.config.routes.is_empty());
+    }
+}

@@ -1,0 +1,339 @@
+//! The config file's serde types: exactly what a user may write, nothing
+//! more (`deny_unknown_fields` everywhere). Meaning is checked later, when
+//! `plan` compiles these into the runtime form.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::units::Duration;
+
+/// The whole gateway config.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the gateway accepts client connections.
+    #[serde(default)]
+    pub listeners: Vec<ListenerConfig>,
+    /// Peers (CIDRs) whose `X-Forwarded-For`, `Forwarded`, `X-Forwarded-Proto`,
+    /// `X-Forwarded-Host` and `X-Request-Id` headers are believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// How request paths are normalized before routing.
+    #[serde(default)]
+    pub path_normalization: NormalizeConfig,
+    /// Named pools of backend targets.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// The route table. Order does not matter: the most specific match wins.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    pub name: String,
+    /// `IP:PORT`, e.g. `0.0.0.0:8080` or `[::1]:8080`. Port 0 picks a free port.
+    pub bind: String,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct NormalizeConfig {
+    /// Merge runs of `/` into one (`//a///b` becomes `/a/b`).
+    pub merge_slashes: bool,
+    /// Reject (400) `%2F` and `%5C` (encoded `/` and `\`) in paths.
+    pub reject_encoded_slash: bool,
+    /// Reject (400) double-encoded octets such as `%252e`.
+    pub reject_double_encoding: bool,
+}
+
+impl Default for NormalizeConfig {
+    fn default() -> Self {
+        NormalizeConfig {
+            merge_slashes: true,
+            reject_encoded_slash: true,
+            reject_double_encoding: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Target URLs (`http://host:port` or `https://host:port`), optionally with a weight.
+    pub targets: Vec<TargetConfig>,
+    #[serde(default)]
+    pub balance: BalanceConfig,
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+    /// Protocol spoken to the targets. `auto` is HTTP/1.1 for `http://`
+    /// targets and ALPN (h2 or HTTP/1.1) for `https://` targets.
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+    /// TLS settings for `https://` targets.
+    #[serde(default)]
+    pub tls: UpstreamTlsConfig,
+    #[serde(default)]
+    pub pool: PoolConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum TargetConfig {
+    Url(String),
+    Weighted(WeightedTarget),
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedTarget {
+    pub url: String,
+    /// Relative share of requests, 1-1000.
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum BalanceConfig {
+    /// Smooth weighted round robin (NGINX's algorithm).
+    #[default]
+    RoundRobin,
+    /// The target with the fewest requests in flight (relative to its weight).
+    LeastRequest,
+    /// The same key always goes to the same target while the pool is unchanged.
+    ConsistentHash(HashKeyConfig),
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum HashKeyConfig {
+    /// The value of this request header.
+    Header(String),
+    /// The value of this cookie.
+    Cookie(String),
+    /// The client address (after trusted-proxy resolution); write `client_ip: true`.
+    ClientIp(bool),
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutsConfig {
+    /// Time allowed to open a TCP (and TLS) connection to a target.
+    pub connect: Duration,
+    /// Time allowed from sending the request until the response headers arrive.
+    pub request: Duration,
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        TimeoutsConfig {
+            connect: Duration(std::time::Duration::from_secs(5)),
+            request: Duration(std::time::Duration::from_secs(60)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamProtocol {
+    #[default]
+    Auto,
+    /// HTTP/1.1 only.
+    Http1,
+    /// HTTP/2 only: h2c with prior knowledge on `http://`, ALPN `h2` on `https://`.
+    Http2,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsConfig {
+    /// PEM file of CA certificates that sign the targets' certificates.
+    /// Without it, the Mozilla root set (webpki-roots) is used.
+    pub ca: Option<String>,
+    /// Name checked against the targets' certificates (and sent as SNI),
+    /// when it differs from the host in the target URL.
+    pub server_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolConfig {
+    /// Idle keep-alive connections kept per target.
+    pub max_idle_per_target: usize,
+    /// How long an idle connection is kept.
+    pub idle_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            max_idle_per_target: 256,
+            idle_timeout: Duration(std::time::Duration::from_secs(90)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Unique name, used in logs and errors.
+    pub name: String,
+    #[serde(rename = "match", default)]
+    pub matcher: MatchConfig,
+    /// Proxy to this upstream (one of `upstream`, `echo`, `static`, `redirect`).
+    pub upstream: Option<String>,
+    /// Answer with the request itself, as JSON.
+    pub echo: Option<EchoConfig>,
+    /// Answer with a fixed response.
+    #[serde(rename = "static")]
+    pub static_response: Option<StaticConfig>,
+    /// Answer with a redirect.
+    pub redirect: Option<RedirectConfig>,
+    /// Path and host rewrites applied before forwarding.
+    pub rewrite: Option<RewriteConfig>,
+    /// Keep the client's `Host` header (default) or send the target's.
+    #[serde(default = "yes")]
+    pub preserve_host: bool,
+    /// Headers set on or removed from the request sent upstream.
+    pub request_headers: Option<HeaderOpsConfig>,
+    /// Headers set on or removed from the response sent to the client.
+    pub response_headers: Option<HeaderOpsConfig>,
+    /// Mark the route deprecated (RFC 9745 `Deprecation`, RFC 8594 `Sunset`).
+    pub deprecated: Option<DeprecationConfig>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MatchConfig {
+    /// `api.example.com` (exact) or `*.example.com` (any subdomain).
+    pub host: Option<String>,
+    /// Whole path: literal segments, `{param}` for one segment, `{*rest}` as
+    /// the last segment for one or more segments.
+    pub path: Option<String>,
+    /// Path prefix, matched at segment boundaries (`/api` matches `/api` and
+    /// `/api/x`, not `/apix`).
+    pub path_prefix: Option<String>,
+    /// Allowed methods; absent means any.
+    pub methods: Option<Vec<String>>,
+    /// Header conditions: presence (no `value`) or exact value.
+    #[serde(default)]
+    pub headers: Vec<HeaderMatchConfig>,
+    /// API version selector.
+    pub version: Option<VersionConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMatchConfig {
+    pub name: String,
+    pub value: Option<String>,
+}
+
+/// Exactly one of `path_prefix`, `header` or `accept_param`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VersionConfig {
+    /// Version as the first path segments, e.g. `/v2`, put in front of `path`/`path_prefix`.
+    pub path_prefix: Option<String>,
+    /// Version in a request header, e.g. `Accept-Version`.
+    pub header: Option<String>,
+    /// Version as a media-type parameter of `Accept`, e.g. `version` in
+    /// `Accept: application/json; version=2`.
+    pub accept_param: Option<String>,
+    /// Required version value (with `header` or `accept_param`).
+    pub value: Option<String>,
+    /// Also match requests that name no version at all.
+    #[serde(default)]
+    pub default: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EchoConfig {}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StaticConfig {
+    #[serde(default = "ok_status")]
+    pub status: u16,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: String,
+}
+
+fn ok_status() -> u16 {
+    200
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectConfig {
+    /// Target URL; may use the route's `{param}` captures.
+    pub to: String,
+    /// 301, 302, 303, 307 or 308.
+    #[serde(default = "found")]
+    pub status: u16,
+    /// Append the request's query string to `to`.
+    #[serde(default = "yes")]
+    pub keep_query: bool,
+}
+
+fn found() -> u16 {
+    302
+}
+
+/// At most one path rewrite (`strip_prefix`, `replace_prefix` or `path`), plus an optional host.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RewriteConfig {
+    /// Remove this leading part of the path (`/v1/users` becomes `/users`).
+    pub strip_prefix: Option<String>,
+    /// Replace one leading part of the path by another.
+    pub replace_prefix: Option<ReplacePrefixConfig>,
+    /// New path built from the route's captures, e.g. `/internal/users/{id}`.
+    pub path: Option<String>,
+    /// Send this `Host` upstream instead of the client's.
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplacePrefixConfig {
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderOpsConfig {
+    /// Set (replace) these headers.
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    /// Remove these headers.
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeprecationConfig {
+    /// When the route was (or will be) deprecated: `2026-06-30` or an RFC 3339 time.
+    pub since: String,
+    /// When the route stops working: `2027-01-31` or an RFC 3339 time.
+    pub sunset: Option<String>,
+    /// Page that explains the migration; sent as `Link: <...>; rel="deprecation"`.
+    pub link: Option<String>,
+}

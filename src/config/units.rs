@@ -1,0 +1,225 @@
+//! Human-written units in the config: durations (`250ms`, `30s`), sizes
+//! (`1MiB`), and rates (`10/s`, `1000/min`).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration as StdDuration;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Deserializer};
+
+/// Deserializes any `FromStr` type from a YAML scalar, turning its parse
+/// error into a serde error (which then carries the config path and line).
+fn from_scalar<'de, D, T>(de: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr<Err = String>,
+{
+    let raw = String::deserialize(de)?;
+    raw.parse().map_err(serde::de::Error::custom)
+}
+
+/// A duration such as `250ms`, `30s`, `5m`, `1h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Duration(pub StdDuration);
+
+impl FromStr for Duration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.is_empty() || !s.as_bytes()[0].is_ascii_digit() {
+            return Err(format!(
+                "`{s}` is not a duration; write it like `250ms`, `30s` or `5m`"
+            ));
+        }
+        humantime::parse_duration(s).map(Duration).map_err(|e| {
+            format!("`{s}` is not a duration ({e}); write it like `250ms`, `30s` or `5m`")
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        from_scalar(de)
+    }
+}
+
+impl JsonSchema for Duration {
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^[0-9]+(\\.[0-9]+)?\\s*(ns|us|ms|s|m|h|d)([ 0-9]+(ns|us|ms|s|m|h|d))*$",
+            "description": "A duration: `250ms`, `30s`, `5m`, `1h`",
+            "examples": ["250ms", "30s"]
+        })
+    }
+}
+
+/// A size in bytes such as `512`, `64KiB`, `1MiB`, `10MB`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (digits, unit) = s.split_at(split);
+        let bad = || format!("`{s}` is not a size; write it like `512KiB`, `1MiB` or `10MB`");
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        let mult: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KB" | "kB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            _ => return Err(bad()),
+        };
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("`{s}` is too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        // Plain numbers (`1024`) arrive as integers, units as strings.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(de)? {
+            Raw::Int(n) => Ok(ByteSize(n)),
+            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl JsonSchema for ByteSize {
+    fn schema_name() -> Cow<'static, str> {
+        "ByteSize".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "anyOf": [
+                { "type": "integer", "minimum": 0 },
+                { "type": "string", "pattern": "^[0-9]+\\s*(B|KB|kB|MB|GB|KiB|MiB|GiB)?$" }
+            ],
+            "description": "A size: `512KiB`, `1MiB`, `10MB`, or a number of bytes"
+        })
+    }
+}
+
+/// A rate such as `10/s`, `1000/min`, `50000/h`, `1000000/day`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u64,
+    pub per: StdDuration,
+}
+
+impl FromStr for Rate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}` is not a rate; write it like `10/s`, `1000/min` or `5000/h`");
+        let (count, unit) = s.trim().split_once('/').ok_or_else(bad)?;
+        let count: u64 = count.trim().parse().map_err(|_| bad())?;
+        if count == 0 {
+            return Err(format!("`{s}`: a rate must allow at least one request"));
+        }
+        let per = match unit.trim() {
+            "s" | "sec" | "second" => 1,
+            "m" | "min" | "minute" => 60,
+            "h" | "hour" => 3_600,
+            "d" | "day" => 86_400,
+            _ => return Err(bad()),
+        };
+        Ok(Rate {
+            count,
+            per: StdDuration::from_secs(per),
+        })
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = match self.per.as_secs() {
+            1 => "s",
+            60 => "min",
+            3_600 => "h",
+            _ => "day",
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        from_scalar(de)
+    }
+}
+
+impl JsonSchema for Rate {
+    fn schema_name() -> Cow<'static, str> {
+        "Rate".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^[0-9]+\\s*/\\s*(s|sec|second|m|min|minute|h|hour|d|day)$",
+            "description": "A rate: `10/s`, `1000/min`, `5000/h`, `100000/day`"
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            "250ms".parse::<Duration>().unwrap().0,
+            StdDuration::from_millis(250)
+        );
+        assert_eq!(
+            "30s".parse::<Duration>().unwrap().0,
+            StdDuration::from_secs(30)
+        );
+        assert_eq!(
+            "5m".parse::<Duration>().unwrap().0,
+            StdDuration::from_secs(300)
+        );
+        assert!("fast".parse::<Duration>().is_err());
+        assert!("10".parse::<Duration>().is_err());
+        assert!("-1s".parse::<Duration>().is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!("1MiB".parse::<ByteSize>().unwrap().0, 1 << 20);
+        assert_eq!("10MB".parse::<ByteSize>().unwrap().0, 10_000_000);
+        assert_eq!("512".parse::<ByteSize>().unwrap().0, 512);
+        assert!("1 parsec".parse::<ByteSize>().is_err());
+        assert!("99999999999999999999GiB".parse::<ByteSize>().is_err());
+    }
+
+    #[test]
+    fn rates() {
+        let r: Rate = "10/s".parse().unwrap();
+        assert_eq!((r.count, r.per), (10, StdDuration::from_secs(1)));
+        let r: Rate = "1000/min".parse().unwrap();
+        assert_eq!((r.count, r.per.as_secs()), (1000, 60));
+        assert_eq!(r.to_string(), "1000/min");
+        assert!("0/s".parse::<Rate>().is_err());
+        assert!("10/fortnight".parse::<Rate>().is_err());
+        assert!("ten/s".parse::<Rate>().is_err());
+    }
+}

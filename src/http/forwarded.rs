@@ -1,0 +1,162 @@
+//! Who the client is. Behind a load balancer the TCP peer is the balancer,
+//! and the client's address is in `X-Forwarded-For` or `Forwarded`; but
+//! anyone can write those headers, so they are believed only when the peer
+//! is a trusted proxy, and then only up to the first untrusted hop.
+
+use std::net::IpAddr;
+
+use http::HeaderMap;
+use ipnet::IpNet;
+
+/// The `trusted_proxies` list.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Vec<IpNet>);
+
+impl TrustedProxies {
+    pub fn new(nets: Vec<IpNet>) -> Self {
+        TrustedProxies(nets)
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.0.iter().any(|n| n.contains(&ip))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// IPv4-mapped IPv6 (`::ffff:10.0.0.1`) compares as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The resolved client of one request.
+#[derive(Debug, Clone, Copy)]
+pub struct Client {
+    /// The client's address, after walking trusted hops.
+    pub ip: IpAddr,
+    /// Whether the TCP peer is a trusted proxy (its forwarding headers count).
+    pub peer_trusted: bool,
+}
+
+/// Resolves the client address: walk the forwarding chain from the right,
+/// skipping trusted proxies; the first untrusted address is the client.
+pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> Client {
+    let peer = canonical(peer);
+    if !trusted.contains(peer) {
+        return Client {
+            ip: peer,
+            peer_trusted: false,
+        };
+    }
+    let mut chain = x_forwarded_for(headers);
+    if chain.is_empty() {
+        chain = forwarded_for(headers);
+    }
+    let mut client = peer;
+    for hop in chain.iter().rev() {
+        match hop {
+            Some(ip) => {
+                client = canonical(*ip);
+                if !trusted.contains(client) {
+                    break;
+                }
+            }
+            // Garbage in the chain: trust nothing to its left.
+            None => break,
+        }
+    }
+    Client {
+        ip: client,
+        peer_trusted: true,
+    }
+}
+
+fn x_forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+        .map(|s| parse_node(s.trim()))
+        .collect()
+}
+
+/// `for=` parameters of RFC 7239 `Forwarded`.
+fn forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+    headers
+        .get_all("forwarded")
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("for=?").split(','))
+        .filter_map(|element| {
+            element.split(';').find_map(|pair| {
+                let (k, v) = pair.trim().split_once('=')?;
+                k.trim()
+                    .eq_ignore_ascii_case("for")
+                    .then(|| parse_node(v.trim().trim_matches('"')))
+            })
+        })
+        .collect()
+}
+
+/// An address as proxies write it: `1.2.3.4`, `1.2.3.4:5678`, `[::1]:80`, `::1`.
+fn parse_node(s: &str) -> Option<IpAddr> {
+    if let Ok(ip) = s.parse() {
+        return Some(ip);
+    }
+    if let Some(rest) = s.strip_prefix('[') {
+        return rest.split(']').next()?.parse().ok();
+    }
+    s.rsplit_once(':')
+        .and_then(|(host, _port)| host.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trusted(list: &[&str]) -> TrustedProxies {
+        TrustedProxies::new(list.iter().map(|s| s.parse().unwrap()).collect())
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn untrusted_peer_is_the_client() {
+        let h = headers(&[("x-forwarded-for", "1.1.1.1")]);
+        let c = resolve("9.9.9.9".parse().unwrap(), &h, &trusted(&["10.0.0.0/8"]));
+        assert_eq!(c.ip, "9.9.9.9".parse::<IpAddr>().unwrap());
+        assert!(!c.peer_trusted);
+    }
+
+    #[test]
+    fn walks_trusted_hops_from_the_right() {
+        let h = headers(&[("x-forwarded-for", "6.6.6.6, 1.1.1.1, 10.0.0.2")]);
+        let c = resolve("10.0.0.1".parse().unwrap(), &h, &trusted(&["10.0.0.0/8"]));
+        // 6.6.6.6 was written by the client itself: only 1.1.1.1 is vouched for.
+        assert_eq!(c.ip, "1.1.1.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn forwarded_header_and_garbage() {
+        let h = headers(&[("forwarded", "for=\"[2001:db8::1]:4711\";proto=https")]);
+        let c = resolve("10.0.0.1".parse().unwrap(), &h, &trusted(&["10.0.0.0/8"]));
+        assert_eq!(c.ip, "2001:db8::1".parse::<IpAddr>().unwrap());
+        let h = headers(&[("x-forwarded-for", "1.1.1.1, nonsense")]);
+        let c = resolve("10.0.0.1".parse().unwrap(), &h, &trusted(&["10.0.0.0/8"]));
+        assert_eq!(c.ip, "10.0.0.1".parse::<IpAddr>().unwrap());
+    }
+}

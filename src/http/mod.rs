@@ -1,0 +1,8 @@
+//! HTTP plumbing shared by the engine: path normalization, forwarded
+//! headers, hop-by-hop handling, request ids and problem responses.
+
+pub mod forwarded;
+pub mod hop_by_hop;
+pub mod normalize;
+pub mod problem;
+pub mod request_id;

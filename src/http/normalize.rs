@@ -1,0 +1,238 @@
+//! Path normalization before routing. The classic gateway bypass is a path
+//! that the gateway and the backend read differently (`/public/%2e%2e/admin`,
+//! `/admin/..;/`, `%2F`). We decode what is safe to decode, resolve dot
+//! segments, and refuse what has no single meaning, so that the path that is
+//! matched is exactly the path that is forwarded.
+
+use std::borrow::Cow;
+
+use crate::config::NormalizeConfig;
+
+/// Why a request path was refused (each becomes a 400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("the request path must start with `/`")]
+    NotAbsolute,
+    #[error("the request path contains an invalid percent-encoding")]
+    InvalidEncoding,
+    #[error("the request path contains an encoded `/` or `\\`")]
+    EncodedSlash,
+    #[error("the request path contains a backslash")]
+    Backslash,
+    #[error("the request path contains a NUL or control character")]
+    ControlCharacter,
+    #[error("the request path contains a double-encoded character")]
+    DoubleEncoding,
+    #[error("the request path contains a `..;` segment")]
+    DotSemicolon,
+}
+
+/// Normalizes `raw` (the path of the request-target, still percent-encoded).
+/// Returns the input unchanged (borrowed) when it is already normal.
+pub fn normalize<'a>(raw: &'a str, opts: &NormalizeConfig) -> Result<Cow<'a, str>, PathError> {
+    let bytes = raw.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Err(PathError::NotAbsolute);
+    }
+    if is_already_normal(bytes, opts) {
+        return Ok(Cow::Borrowed(raw));
+    }
+    let decoded = decode_unreserved(bytes, opts)?;
+    Ok(Cow::Owned(resolve_segments(&decoded, opts)?))
+}
+
+/// The fast path: no escapes, no dot segments, no empty segments.
+fn is_already_normal(bytes: &[u8], opts: &NormalizeConfig) -> bool {
+    let mut prev = 0u8;
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'%' | b'\\' | 0..=0x1f | 0x7f..=0xff => return false,
+            b'/' if prev == b'/' && opts.merge_slashes => return false,
+            b'.' if prev == b'/' => {
+                // `/.` starts a dot segment only if followed by `/`, `.`, `;` or the end.
+                match bytes.get(i + 1) {
+                    None | Some(b'/') | Some(b'.') | Some(b';') => return false,
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        prev = b;
+    }
+    true
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Decodes `%XX` of unreserved characters, upper-cases the hex of the rest,
+/// and refuses encodings that would change the path's structure.
+fn decode_unreserved(bytes: &[u8], opts: &NormalizeConfig) -> Result<String, PathError> {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'%' => {
+                let (Some(hi), Some(lo)) = (
+                    bytes.get(i + 1).copied().and_then(hex),
+                    bytes.get(i + 2).copied().and_then(hex),
+                ) else {
+                    return Err(PathError::InvalidEncoding);
+                };
+                let v = hi << 4 | lo;
+                match v {
+                    0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
+                    b'/' | b'\\' if opts.reject_encoded_slash => {
+                        return Err(PathError::EncodedSlash);
+                    }
+                    b'%' if opts.reject_double_encoding
+                        && bytes.get(i + 3).copied().and_then(hex).is_some()
+                        && bytes.get(i + 4).copied().and_then(hex).is_some() =>
+                    {
+                        return Err(PathError::DoubleEncoding);
+                    }
+                    v if is_unreserved(v) => out.push(v as char),
+                    v => {
+                        out.push('%');
+                        out.push(HEX[(v >> 4) as usize] as char);
+                        out.push(HEX[(v & 15) as usize] as char);
+                    }
+                }
+                i += 3;
+            }
+            b'\\' => return Err(PathError::Backslash),
+            0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
+            // hyper only hands us visible ASCII; anything else is not a valid request-target.
+            0x80..=0xff => return Err(PathError::InvalidEncoding),
+            _ => {
+                out.push(b as char);
+                i += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Resolves `.` and `..` (RFC 3986 §5.2.4; `..` above the root stays at the
+/// root) and merges empty segments when configured.
+fn resolve_segments(path: &str, opts: &NormalizeConfig) -> Result<String, PathError> {
+    let mut stack: Vec<&str> = Vec::new();
+    let mut trailing_slash = false;
+    let segments: Vec<&str> = path[1..].split('/').collect();
+    let last = segments.len() - 1;
+    for (i, seg) in segments.into_iter().enumerate() {
+        if seg.starts_with("..;") {
+            // Tomcat and friends read `..;x` as `..`.
+            return Err(PathError::DotSemicolon);
+        }
+        let is_last = i == last;
+        match seg {
+            "." => trailing_slash = is_last,
+            ".." => {
+                stack.pop();
+                trailing_slash = is_last;
+            }
+            "" if is_last => trailing_slash = true,
+            "" if opts.merge_slashes => {}
+            _ => {
+                stack.push(seg);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    for seg in &stack {
+        out.push('/');
+        out.push_str(seg);
+    }
+    if trailing_slash || out.is_empty() {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(p: &str) -> Result<String, PathError> {
+        normalize(p, &NormalizeConfig::default()).map(Cow::into_owned)
+    }
+
+    #[test]
+    fn leaves_normal_paths_alone() {
+        assert!(matches!(
+            normalize("/a/b.json", &NormalizeConfig::default()),
+            Ok(Cow::Borrowed(_))
+        ));
+        assert_eq!(norm("/").unwrap(), "/");
+        assert_eq!(norm("/users/42/").unwrap(), "/users/42/");
+        assert_eq!(norm("/.well-known/x").unwrap(), "/.well-known/x");
+    }
+
+    #[test]
+    fn resolves_dot_segments() {
+        assert_eq!(norm("/admin/../public").unwrap(), "/public");
+        assert_eq!(norm("/public/%2e%2e/admin").unwrap(), "/admin");
+        assert_eq!(norm("/public/%2E%2E/%2e/admin").unwrap(), "/admin");
+        assert_eq!(norm("/a/./b/.").unwrap(), "/a/b/");
+        assert_eq!(norm("/a/b/..").unwrap(), "/a/");
+        assert_eq!(norm("/../../etc/passwd").unwrap(), "/etc/passwd");
+        assert_eq!(norm("/..").unwrap(), "/");
+    }
+
+    #[test]
+    fn merges_slashes_when_asked() {
+        assert_eq!(norm("//a///b").unwrap(), "/a/b");
+        let keep = NormalizeConfig {
+            merge_slashes: false,
+            ..Default::default()
+        };
+        assert_eq!(normalize("//a///b", &keep).unwrap(), "//a///b");
+    }
+
+    #[test]
+    fn decodes_only_unreserved() {
+        assert_eq!(norm("/%41%7e%2d").unwrap(), "/A~-");
+        assert_eq!(norm("/caf%c3%a9").unwrap(), "/caf%C3%A9");
+        assert_eq!(norm("/a%20b").unwrap(), "/a%20b");
+    }
+
+    #[test]
+    fn rejects_ambiguous_paths() {
+        assert_eq!(norm("/a%2Fb"), Err(PathError::EncodedSlash));
+        assert_eq!(norm("/a%2fb"), Err(PathError::EncodedSlash));
+        assert_eq!(norm("/a%5Cb"), Err(PathError::EncodedSlash));
+        assert_eq!(norm("/a\\b"), Err(PathError::Backslash));
+        assert_eq!(norm("/a%00b"), Err(PathError::ControlCharacter));
+        assert_eq!(norm("/a%zz"), Err(PathError::InvalidEncoding));
+        assert_eq!(norm("/a%2"), Err(PathError::InvalidEncoding));
+        assert_eq!(
+            norm("/public/%252e%252e/admin"),
+            Err(PathError::DoubleEncoding)
+        );
+        assert_eq!(norm("/public/..;/admin"), Err(PathError::DotSemicolon));
+        assert_eq!(norm("*"), Err(PathError::NotAbsolute));
+    }
+
+    #[test]
+    fn encoded_slash_can_be_kept() {
+        let keep = NormalizeConfig {
+            reject_encoded_slash: false,
+            ..Default::default()
+        };
+        assert_eq!(normalize("/a%2fb", &keep).unwrap(), "/a%2Fb");
+    }
+}

@@ -1,0 +1,42 @@
+//! The only place that writes RFC 9457 `application/problem+json` bodies:
+//! every error the gateway answers itself goes through here. Details say
+//! what happened from the client's point of view, never internals.
+
+use http::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use http::{Response, StatusCode};
+
+use crate::proxy::Body;
+use crate::proxy::error::{GatewayError, Side};
+
+const PROBLEM_JSON: HeaderValue = HeaderValue::from_static("application/problem+json");
+
+/// A problem response with `status`, a client-safe `detail` and the request id.
+pub fn problem(status: StatusCode, detail: &str, request_id: &HeaderValue) -> Response<Body> {
+    let body = serde_json::json!({
+        "type": "about:blank",
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail,
+        "request_id": request_id.to_str().unwrap_or_default(),
+    });
+    let mut resp = Response::new(Body::full(body.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, PROBLEM_JSON);
+    resp
+}
+
+/// The response for a failed request. Upstream and gateway faults are logged
+/// here with their cause; the client only sees the summary.
+pub fn from_error(err: &GatewayError, request_id: &HeaderValue) -> Response<Body> {
+    if err.side() != Side::Client {
+        let cause = std::error::Error::source(err)
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        tracing::warn!(request_id = request_id.to_str().unwrap_or_default(), error = %err, cause, "request failed");
+    }
+    let mut resp = problem(err.status(), &err.to_string(), request_id);
+    if let GatewayError::MethodNotAllowed { allow } = err {
+        resp.headers_mut().insert(ALLOW, allow.clone());
+    }
+    resp
+}

@@ -1,0 +1,47 @@
+//! Request ids: one per request, returned to the client and sent upstream,
+//! so that one id follows a request through every log.
+
+use http::{HeaderMap, HeaderValue};
+
+pub const HEADER: &str = "x-request-id";
+
+/// An incoming id is reused only from a trusted proxy and only if it is a
+/// sane token (1-128 of `[A-Za-z0-9._:-]`); otherwise a fresh one is made.
+pub fn take_or_generate(headers: &HeaderMap, peer_trusted: bool) -> HeaderValue {
+    if peer_trusted
+        && let Some(v) = headers.get(HEADER)
+        && is_valid(v.as_bytes())
+    {
+        return v.clone();
+    }
+    generate()
+}
+
+fn is_valid(id: &[u8]) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// 128 random bits as 32 hex digits.
+pub fn generate() -> HeaderValue {
+    let id = format!("{:032x}", rand::random::<u128>());
+    HeaderValue::from_str(&id).expect("hex digits are a valid header value")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_only_valid_ids_from_trusted_peers() {
+        let mut h = HeaderMap::new();
+        h.insert(HEADER, "abc-123".parse().unwrap());
+        assert_eq!(take_or_generate(&h, true), "abc-123");
+        assert_ne!(take_or_generate(&h, false), "abc-123");
+        h.insert(HEADER, "bad id with spaces".parse().unwrap());
+        let id = take_or_generate(&h, true);
+        assert_eq!(id.len(), 32);
+    }
+}

@@ -1,0 +1,471 @@
+//! Compiling one `routes[i]` entry: its matcher, its action (proxy or a
+//! built-in responder), its rewrites, policies and deprecation headers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+
+use crate::config::{DeprecationConfig, MatchConfig, RouteConfig};
+use crate::policy::{Chain, registry};
+use crate::responder::{Redirect, Responder, StaticResponse};
+use crate::router::rewrite::{PathRewrite, Template};
+use crate::router::{
+    HeaderCondition, HostMatch, Matcher, PathPattern, VersionMatch, VersionSource,
+};
+use crate::upstream::Upstream;
+
+use super::Ctx;
+
+/// A compiled route (what to do once it matched).
+#[derive(Debug)]
+pub struct Route {
+    pub name: Arc<str>,
+    /// Parameter names, in the order the router captures values.
+    pub params: Vec<Arc<str>>,
+    pub action: Action,
+    pub policies: Chain,
+    /// `Deprecation`, `Sunset`, `Link`, added to every response.
+    pub deprecation: Vec<(HeaderName, HeaderValue)>,
+}
+
+#[derive(Debug)]
+pub enum Action {
+    Proxy(Proxy),
+    Respond(Responder),
+}
+
+#[derive(Debug)]
+pub struct Proxy {
+    pub upstream: Arc<Upstream>,
+    pub rewrite: Option<PathRewrite>,
+    pub host: HostRewrite,
+}
+
+/// Which `Host` the upstream sees.
+#[derive(Debug)]
+pub enum HostRewrite {
+    /// The client's.
+    Preserve,
+    /// The target's `host:port`.
+    Target,
+    Set(HeaderValue),
+}
+
+pub(super) fn compile(
+    cx: &mut Ctx,
+    i: usize,
+    cfg: &RouteConfig,
+    upstreams: &HashMap<&str, Arc<Upstream>>,
+    known: &[&str],
+) -> Option<(Matcher, Route)> {
+    let at = format!("routes[{i}]");
+    let before = cx.errors.len();
+    if cfg.name.is_empty() {
+        cx.err(format!("{at}.name"), "a route needs a name");
+    }
+    let matcher = compile_match(cx, &format!("{at}.match"), &cfg.matcher);
+    let params = matcher
+        .as_ref()
+        .map(|m| m.params.clone())
+        .unwrap_or_default();
+
+    let actions = [
+        cfg.upstream.is_some(),
+        cfg.echo.is_some(),
+        cfg.static_response.is_some(),
+        cfg.redirect.is_some(),
+    ];
+    let action = match actions.iter().filter(|a| **a).count() {
+        1 => compile_action(cx, &at, cfg, matcher.as_ref(), upstreams, known),
+        _ => {
+            cx.err(
+                at.clone(),
+                "a route needs exactly one of `upstream`, `echo`, `static` or `redirect`",
+            );
+            None
+        }
+    };
+    if cfg.upstream.is_none() && (cfg.rewrite.is_some() || !cfg.preserve_host) {
+        cx.err(
+            format!("{at}.rewrite"),
+            "`rewrite` and `preserve_host` only apply to routes with an `upstream`",
+        );
+    }
+    let policies = match registry::compile_route(cfg) {
+        Ok(chain) => Some(chain),
+        Err(errs) => {
+            for (p, m) in errs {
+                cx.err(format!("{at}.{p}"), m);
+            }
+            None
+        }
+    };
+    let deprecation = cfg
+        .deprecated
+        .as_ref()
+        .map(|d| compile_deprecation(cx, &format!("{at}.deprecated"), d));
+    if cx.errors.len() > before {
+        return None;
+    }
+    let route = Route {
+        name: cfg.name.as_str().into(),
+        params,
+        action: action?,
+        policies: policies?,
+        deprecation: deprecation.unwrap_or_default(),
+    };
+    Some((matcher?, route))
+}
+
+fn compile_match(cx: &mut Ctx, at: &str, m: &MatchConfig) -> Option<Matcher> {
+    let before = cx.errors.len();
+    let host = match &m.host {
+        None => HostMatch::Any,
+        Some(h) => HostMatch::parse(h).unwrap_or_else(|e| {
+            cx.err(format!("{at}.host"), e);
+            HostMatch::Any
+        }),
+    };
+    let path = match (&m.path, &m.path_prefix) {
+        (Some(_), Some(_)) => {
+            cx.err(
+                format!("{at}.path_prefix"),
+                "use either `path` or `path_prefix`, not both",
+            );
+            None
+        }
+        (Some(p), None) => PathPattern::parse_path(p)
+            .map_err(|e| cx.err(format!("{at}.path"), e))
+            .ok(),
+        (None, Some(p)) => PathPattern::parse_prefix(p)
+            .map_err(|e| cx.err(format!("{at}.path_prefix"), e))
+            .ok(),
+        (None, None) => PathPattern::parse_prefix("/").ok(),
+    };
+    let methods = m.methods.as_ref().map(|ms| {
+        ms.iter()
+            .enumerate()
+            .filter_map(|(j, name)| {
+                let upper = name.to_ascii_uppercase();
+                Method::from_bytes(upper.as_bytes())
+                    .map_err(|_| {
+                        cx.err(
+                            format!("{at}.methods[{j}]"),
+                            format!("`{name}` is not an HTTP method"),
+                        )
+                    })
+                    .ok()
+            })
+            .collect::<Vec<_>>()
+    });
+    if methods.as_ref().is_some_and(Vec::is_empty) && cx.errors.len() == before {
+        cx.err(
+            format!("{at}.methods"),
+            "an empty method list matches nothing; remove `methods` to allow any",
+        );
+    }
+    let mut headers = Vec::new();
+    for (j, h) in m.headers.iter().enumerate() {
+        let name = HeaderName::try_from(h.name.as_str());
+        let value = h.value.as_deref().map(HeaderValue::try_from).transpose();
+        match (name, value) {
+            (Ok(name), Ok(value)) => headers.push(HeaderCondition { name, value }),
+            (Err(_), _) => cx.err(
+                format!("{at}.headers[{j}].name"),
+                format!("`{}` is not a header name", h.name),
+            ),
+            (_, Err(_)) => cx.err(
+                format!("{at}.headers[{j}].value"),
+                "not a valid header value",
+            ),
+        }
+    }
+    let mut path = path?;
+    let mut version = None;
+    if let Some(v) = &m.version {
+        let vat = format!("{at}.version");
+        let sources = [
+            v.path_prefix.is_some(),
+            v.header.is_some(),
+            v.accept_param.is_some(),
+        ];
+        if sources.iter().filter(|s| **s).count() != 1 {
+            cx.err(
+                vat.clone(),
+                "a version needs exactly one of `path_prefix`, `header` or `accept_param`",
+            );
+        } else if let Some(prefix) = &v.path_prefix {
+            if v.value.is_some() || v.default {
+                cx.err(
+                    vat.clone(),
+                    "`value` and `default` go with `header` or `accept_param`, not `path_prefix`",
+                );
+            }
+            match PathPattern::parse_prefix(prefix) {
+                Ok(p) => path = path.prepend(&p),
+                Err(e) => cx.err(format!("{vat}.path_prefix"), e),
+            }
+        } else {
+            let source = match (&v.header, &v.accept_param) {
+                (Some(h), _) => HeaderName::try_from(h.as_str())
+                    .map(VersionSource::Header)
+                    .map_err(|_| {
+                        cx.err(
+                            format!("{vat}.header"),
+                            format!("`{h}` is not a header name"),
+                        )
+                    })
+                    .ok(),
+                (_, Some(p)) => Some(VersionSource::AcceptParam(p.as_str().into())),
+                _ => None,
+            };
+            match (&v.value, source) {
+                (Some(value), Some(source)) => {
+                    version = Some(VersionMatch {
+                        source,
+                        value: value.as_str().into(),
+                        default: v.default,
+                    })
+                }
+                (None, _) => cx.err(
+                    format!("{vat}.value"),
+                    "the version `value` this route serves is required",
+                ),
+                _ => {}
+            }
+        }
+    }
+    if cx.errors.len() > before {
+        return None;
+    }
+    Some(Matcher {
+        host,
+        params: path.param_names(),
+        path,
+        methods,
+        headers,
+        version,
+    })
+}
+
+fn compile_action(
+    cx: &mut Ctx,
+    at: &str,
+    cfg: &RouteConfig,
+    matcher: Option<&Matcher>,
+    upstreams: &HashMap<&str, Arc<Upstream>>,
+    known: &[&str],
+) -> Option<Action> {
+    let params = matcher.map(|m| m.params.clone()).unwrap_or_default();
+    if let Some(name) = &cfg.upstream {
+        let upstream = upstreams.get(name.as_str()).cloned();
+        if upstream.is_none() && !known.contains(&name.as_str()) {
+            let list = if known.is_empty() {
+                "none are defined".to_string()
+            } else {
+                known.join(", ")
+            };
+            cx.err(
+                format!("{at}.upstream"),
+                format!("unknown upstream `{name}` (defined: {list})"),
+            );
+        }
+        let (rewrite, host) = compile_rewrite(cx, at, cfg, matcher, &params);
+        return Some(Action::Proxy(Proxy {
+            upstream: upstream?,
+            rewrite,
+            host,
+        }));
+    }
+    if cfg.echo.is_some() {
+        return Some(Action::Respond(Responder::Echo));
+    }
+    if let Some(s) = &cfg.static_response {
+        let status = StatusCode::from_u16(s.status)
+            .ok()
+            .filter(|st| st.as_u16() >= 200)
+            .or_else(|| {
+                cx.err(
+                    format!("{at}.static.status"),
+                    format!("`{}` is not a final HTTP status (200-599)", s.status),
+                );
+                None
+            });
+        let mut headers = HeaderMap::new();
+        for (k, v) in &s.headers {
+            match (
+                HeaderName::try_from(k.as_str()),
+                HeaderValue::try_from(v.as_str()),
+            ) {
+                (Ok(n), Ok(v)) => {
+                    headers.insert(n, v);
+                }
+                _ => cx.err(
+                    format!("{at}.static.headers.{k}"),
+                    "not a valid header name and value",
+                ),
+            }
+        }
+        return Some(Action::Respond(Responder::Static(StaticResponse {
+            status: status?,
+            headers,
+            body: Bytes::from(s.body.clone()),
+        })));
+    }
+    let r = cfg.redirect.as_ref()?;
+    if ![301, 302, 303, 307, 308].contains(&r.status) {
+        cx.err(
+            format!("{at}.redirect.status"),
+            "a redirect status is 301, 302, 303, 307 or 308",
+        );
+    }
+    let to = Template::parse(&r.to, &params)
+        .map_err(|e| cx.err(format!("{at}.redirect.to"), e))
+        .ok()?;
+    let status = StatusCode::from_u16(r.status).ok()?;
+    Some(Action::Respond(Responder::Redirect(Redirect {
+        to,
+        status,
+        keep_query: r.keep_query,
+    })))
+}
+
+fn compile_rewrite(
+    cx: &mut Ctx,
+    at: &str,
+    cfg: &RouteConfig,
+    matcher: Option<&Matcher>,
+    params: &[Arc<str>],
+) -> (Option<PathRewrite>, HostRewrite) {
+    let mut host = if cfg.preserve_host {
+        HostRewrite::Preserve
+    } else {
+        HostRewrite::Target
+    };
+    let Some(rw) = &cfg.rewrite else {
+        return (None, host);
+    };
+    let at = format!("{at}.rewrite");
+    if let Some(h) = &rw.host {
+        match HeaderValue::try_from(h.as_str()) {
+            Ok(v) => host = HostRewrite::Set(v),
+            Err(_) => cx.err(format!("{at}.host"), "not a valid host"),
+        }
+    }
+    let ops = [
+        rw.strip_prefix.is_some(),
+        rw.replace_prefix.is_some(),
+        rw.path.is_some(),
+    ];
+    if ops.iter().filter(|o| **o).count() > 1 {
+        cx.err(
+            at.clone(),
+            "use one of `strip_prefix`, `replace_prefix` or `path`",
+        );
+        return (None, host);
+    }
+    // A prefix rewrite must name a prefix that every matching path has.
+    let mut check_prefix = |key: &str, prefix: &str| -> Option<Box<str>> {
+        let trimmed = prefix.trim_end_matches('/');
+        let segments: Vec<&str> = trimmed.split('/').skip(1).collect();
+        let literal: Vec<&str> = matcher
+            .map(|m| m.path.literal_prefix_segments().collect())
+            .unwrap_or_default();
+        if !prefix.starts_with('/') || (matcher.is_some() && !literal.starts_with(&segments)) {
+            cx.err(
+                format!("{at}.{key}"),
+                format!("`{prefix}` is not a prefix of every path this route matches"),
+            );
+            return None;
+        }
+        Some(trimmed.into())
+    };
+    let rewrite = if let Some(p) = &rw.strip_prefix {
+        check_prefix("strip_prefix", p).map(PathRewrite::StripPrefix)
+    } else if let Some(r) = &rw.replace_prefix {
+        let from = check_prefix("replace_prefix.from", &r.from);
+        if !r.to.starts_with('/') {
+            cx.err(format!("{at}.replace_prefix.to"), "must start with `/`");
+        }
+        from.map(|from| PathRewrite::ReplacePrefix {
+            from,
+            to: r.to.as_str().into(),
+        })
+    } else if let Some(p) = &rw.path {
+        if !p.starts_with('/') {
+            cx.err(format!("{at}.path"), "must start with `/`");
+        }
+        Template::parse(p, params)
+            .map(PathRewrite::Template)
+            .map_err(|e| cx.err(format!("{at}.path"), e))
+            .ok()
+    } else {
+        None
+    };
+    (rewrite, host)
+}
+
+fn compile_deprecation(
+    cx: &mut Ctx,
+    at: &str,
+    d: &DeprecationConfig,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::new();
+    match parse_date(&d.since) {
+        // RFC 9745: a Structured Field Date, `@<unix seconds>`.
+        Some(t) => out.push((
+            HeaderName::from_static("deprecation"),
+            HeaderValue::try_from(format!(
+                "@{}",
+                t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+            ))
+            .expect("digits"),
+        )),
+        None => cx.err(
+            format!("{at}.since"),
+            format!("`{}` is not a date like `2026-06-30`", d.since),
+        ),
+    }
+    if let Some(s) = &d.sunset {
+        match parse_date(s) {
+            // RFC 8594: an HTTP-date.
+            Some(t) => out.push((
+                HeaderName::from_static("sunset"),
+                HeaderValue::try_from(httpdate::fmt_http_date(t)).expect("http-date"),
+            )),
+            None => cx.err(
+                format!("{at}.sunset"),
+                format!("`{s}` is not a date like `2027-01-31`"),
+            ),
+        }
+    }
+    if let Some(link) = &d.link {
+        match link.parse::<http::Uri>() {
+            Ok(u) if u.scheme().is_some() => out.push((
+                http::header::LINK,
+                HeaderValue::try_from(format!("<{link}>; rel=\"deprecation\"; type=\"text/html\""))
+                    .expect("uri"),
+            )),
+            _ => cx.err(
+                format!("{at}.link"),
+                format!("`{link}` is not an absolute URL"),
+            ),
+        }
+    }
+    out
+}
+
+/// `2026-06-30` (midnight UTC) or an RFC 3339 time in UTC (`...Z`).
+fn parse_date(s: &str) -> Option<SystemTime> {
+    let full = if s.len() == 10 {
+        format!("{s}T00:00:00Z")
+    } else {
+        s.to_string()
+    };
+    let t = humantime::parse_rfc3339(&full).ok()?;
+    // Dates before 1970 make no sense here and would not fit `@<seconds>`.
+    (t >= UNIX_EPOCH + Duration::from_secs(1)).then_some(t)
+}

@@ -1,0 +1,129 @@
+//! The policy phase model. Every policy (IP lists, rate limits,
+//! authentication, validation, header changes…) runs in one fixed phase, in
+//! this order whatever order the config lists them in:
+//!
+//! ```text
+//!  request ──► access ─► limit_by_ip ─► authenticate ─► authorize ─► limit ─► validate ─► transform ──► upstream
+//!                │            │              │              │           │          │           │          or responder
+//!                └────────────┴──────────────┴──────────────┴───────────┴──────────┘           │
+//!                        any of them may end the request with a response (Outcome::Respond)  │
+//!  client ◄── response ◄───────────────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! A policy is a `Compiled` value built once from config (`registry.rs`);
+//! requests only run it. Policies share state only through [`RequestCtx`].
+
+pub mod headers;
+pub mod registry;
+
+use std::net::IpAddr;
+
+use http::{HeaderValue, request, response};
+
+use crate::proxy::Body;
+
+/// The request phases, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// IP allow/deny: before anything costs us work.
+    Access,
+    /// Per-IP rate limits: before authentication, which costs CPU.
+    LimitByIp,
+    Authenticate,
+    Authorize,
+    /// Per-consumer and per-route limits and quotas: needs the identity.
+    Limit,
+    /// Input validation (bodies, schemas).
+    Validate,
+    /// Changes to the request just before it leaves (headers, …).
+    Transform,
+}
+
+/// What a request phase decided.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Go on to the next policy.
+    Continue,
+    /// Stop here and send this response (the engine adds the common headers).
+    Respond(http::Response<Body>),
+}
+
+/// What policies know about the request beyond its headers. The one place
+/// where phases share state.
+#[derive(Debug)]
+pub struct RequestCtx<'a> {
+    pub client_ip: IpAddr,
+    pub request_id: &'a HeaderValue,
+    pub route: &'a str,
+}
+
+/// Every kind of compiled policy. An enum (not trait objects): no allocation
+/// and no dynamic dispatch per call, and async policies can use plain `async fn`.
+#[derive(Debug)]
+pub enum Policy {
+    /// Sets and removes request headers (transform phase).
+    RequestHeaders(headers::Compiled),
+    /// Sets and removes response headers (response phase).
+    ResponseHeaders(headers::Compiled),
+}
+
+impl Policy {
+    /// The request phase this policy runs in; `None` for response-only policies.
+    pub fn phase(&self) -> Option<Phase> {
+        match self {
+            Policy::RequestHeaders(_) => Some(Phase::Transform),
+            Policy::ResponseHeaders(_) => None,
+        }
+    }
+
+    async fn on_request(&self, req: &mut request::Parts, _ctx: &RequestCtx<'_>) -> Outcome {
+        match self {
+            Policy::RequestHeaders(h) => {
+                h.apply(&mut req.headers);
+                Outcome::Continue
+            }
+            Policy::ResponseHeaders(_) => Outcome::Continue,
+        }
+    }
+
+    fn on_response(&self, resp: &mut response::Parts, _ctx: &RequestCtx<'_>) {
+        match self {
+            Policy::ResponseHeaders(h) => h.apply(&mut resp.headers),
+            Policy::RequestHeaders(_) => {}
+        }
+    }
+}
+
+/// One route's policies, sorted by phase once, at compile time.
+#[derive(Debug, Default)]
+pub struct Chain {
+    request: Vec<Policy>,
+    response: Vec<Policy>,
+}
+
+impl Chain {
+    pub fn new(policies: Vec<Policy>) -> Chain {
+        let (mut request, response): (Vec<Policy>, Vec<Policy>) =
+            policies.into_iter().partition(|p| p.phase().is_some());
+        // Stable: policies of one phase keep their config order.
+        request.sort_by_key(|p| p.phase());
+        Chain { request, response }
+    }
+
+    /// Runs the request phases; the first `Respond` ends the request.
+    pub async fn on_request(&self, req: &mut request::Parts, ctx: &RequestCtx<'_>) -> Outcome {
+        for policy in &self.request {
+            if let Outcome::Respond(resp) = policy.on_request(req, ctx).await {
+                return Outcome::Respond(resp);
+            }
+        }
+        Outcome::Continue
+    }
+
+    /// Runs the response phase, on every response the route sends.
+    pub fn on_response(&self, resp: &mut response::Parts, ctx: &RequestCtx<'_>) {
+        for policy in &self.response {
+            policy.on_response(resp, ctx);
+        }
+    }
+}

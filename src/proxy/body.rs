@@ -1,0 +1,67 @@
+//! The one response body type the gateway sends: either bytes it made
+//! itself or an upstream body streamed through untouched. An enum instead of
+//! a boxed trait object: no allocation per response.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+
+use crate::upstream::InFlight;
+
+#[derive(Debug)]
+pub enum Body {
+    /// A complete body made by the gateway (problem, static, echo…).
+    Full(Option<Bytes>),
+    /// An upstream's body, streamed; holds the target's in-flight slot until done.
+    Upstream {
+        inner: Incoming,
+        _in_flight: Option<InFlight>,
+    },
+}
+
+impl Body {
+    pub fn empty() -> Body {
+        Body::Full(None)
+    }
+
+    pub fn full(bytes: impl Into<Bytes>) -> Body {
+        let bytes = bytes.into();
+        if bytes.is_empty() {
+            Body::Full(None)
+        } else {
+            Body::Full(Some(bytes))
+        }
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Body::Upstream { inner, .. } => Pin::new(inner).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Full(bytes) => bytes.is_none(),
+            Body::Upstream { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Body::Upstream { inner, .. } => inner.size_hint(),
+        }
+    }
+}

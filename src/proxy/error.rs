@@ -1,0 +1,66 @@
+//! What can go wrong while serving one request. Each kind knows its status
+//! and which side is at fault; `http::problem` turns it into the response.
+
+use std::sync::Arc;
+
+use http::{HeaderValue, StatusCode};
+
+use crate::http::normalize::PathError;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Which side caused a failure: picks 4xx vs 5xx and, later, metric labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Upstream,
+    Gateway,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    BadPath(#[from] PathError),
+    #[error("no route matches this request")]
+    NoRoute,
+    #[error("the method is not allowed on this path")]
+    MethodNotAllowed { allow: HeaderValue },
+    #[error("the request body is larger than {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("the request body could not be read")]
+    BodyRead(#[source] hyper::Error),
+    #[error("the upstream service could not be reached")]
+    UpstreamUnreachable {
+        upstream: Arc<str>,
+        #[source]
+        cause: BoxError,
+    },
+    #[error("the upstream service did not answer in time")]
+    UpstreamTimeout { upstream: Arc<str> },
+    #[error("the gateway could not build the upstream request")]
+    Internal(#[source] BoxError),
+}
+
+impl GatewayError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::BadPath(_) | GatewayError::BodyRead(_) => StatusCode::BAD_REQUEST,
+            GatewayError::NoRoute => StatusCode::NOT_FOUND,
+            GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn side(&self) -> Side {
+        match self {
+            GatewayError::UpstreamUnreachable { .. } | GatewayError::UpstreamTimeout { .. } => {
+                Side::Upstream
+            }
+            GatewayError::Internal(_) => Side::Gateway,
+            _ => Side::Client,
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Forwarding to an upstream: target choice, the upstream request's URI and
+//! headers, timeouts, and tunnels for `Upgrade` (WebSocket).
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version, request};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+use crate::http::{forwarded, hop_by_hop, request_id};
+use crate::plan::{HostRewrite, Proxy};
+use crate::upstream::HashKey;
+
+use super::ConnInfo;
+use super::body::Body;
+use super::error::{BoxError, GatewayError};
+
+pub(super) struct Forward<'a> {
+    pub proxy: &'a Proxy,
+    pub conn: &'a ConnInfo,
+    pub client: forwarded::Client,
+    pub request_id: &'a HeaderValue,
+    /// The normalized path that matched.
+    pub path: &'a str,
+    pub values: &'a [&'a str],
+}
+
+/// Only HTTP/1.1 has `Upgrade`; HTTP/2 clients never get here with one.
+pub(super) fn wants_upgrade(req: &Request<Incoming>) -> bool {
+    req.version() == Version::HTTP_11 && hop_by_hop::upgrade_protocol(req.headers()).is_some()
+}
+
+pub(super) async fn forward(
+    f: Forward<'_>,
+    mut parts: request::Parts,
+    body: Incoming,
+    client_upgrade: Option<OnUpgrade>,
+) -> Result<Response<Body>, GatewayError> {
+    let upstream = &f.proxy.upstream;
+    let key = hash_key(upstream.balancer.hash_key(), &parts.headers, &f.client);
+    let target = upstream.pick(key.as_deref());
+    let in_flight = target.begin();
+
+    // The path forwarded is the path that matched, rewritten as configured.
+    let path = match &f.proxy.rewrite {
+        Some(rw) => rw.apply(f.path, f.values),
+        None => f.path.into(),
+    };
+    let path_and_query = match parts.uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.into_owned(),
+    };
+    parts.uri = Uri::builder()
+        .scheme(target.scheme.clone())
+        .authority(target.authority.clone())
+        .path_and_query(path_and_query)
+        .build()
+        .map_err(|e| GatewayError::Internal(e.into()))?;
+
+    let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        f.conn_authority(&parts)
+            .and_then(|a| HeaderValue::try_from(a).ok())
+    });
+    let upgrade = client_upgrade
+        .as_ref()
+        .and_then(|_| hop_by_hop::upgrade_protocol(&parts.headers));
+    hop_by_hop::strip(&mut parts.headers, true);
+    // hyper answers `100 Continue` itself when we first read the body, i.e.
+    // once the upstream is ready for it; the upstream never sees `Expect`.
+    parts.headers.remove(header::EXPECT);
+    set_forwarded_headers(&f, &mut parts.headers, original_host.clone());
+    let host = match &f.proxy.host {
+        HostRewrite::Preserve => original_host,
+        HostRewrite::Target => HeaderValue::try_from(target.authority.as_str()).ok(),
+        HostRewrite::Set(h) => Some(h.clone()),
+    };
+    if let Some(h) = host {
+        parts.headers.insert(header::HOST, h);
+    }
+    if let Some(proto) = &upgrade {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, proto.clone());
+    }
+    parts.version = Version::HTTP_11;
+
+    let sent = upstream.client.request(Request::from_parts(parts, body));
+    let mut resp = match tokio::time::timeout(upstream.request_timeout, sent).await {
+        Err(_) => {
+            return Err(GatewayError::UpstreamTimeout {
+                upstream: upstream.name.clone(),
+            });
+        }
+        Ok(Err(e)) => return Err(classify(upstream.name.clone(), e)),
+        Ok(Ok(resp)) => resp,
+    };
+
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_side) = client_upgrade else {
+            return Err(GatewayError::UpstreamUnreachable {
+                upstream: upstream.name.clone(),
+                cause: "upstream switched protocols without being asked".into(),
+            });
+        };
+        let upstream_side = hyper::upgrade::on(&mut resp);
+        tokio::spawn(tunnel(client_side, upstream_side, in_flight));
+        let (parts, _) = resp.into_parts();
+        return Ok(Response::from_parts(parts, Body::empty()));
+    }
+    let (mut parts, inner) = resp.into_parts();
+    hop_by_hop::strip(&mut parts.headers, false);
+    Ok(Response::from_parts(
+        parts,
+        Body::Upstream {
+            inner,
+            _in_flight: Some(in_flight),
+        },
+    ))
+}
+
+impl Forward<'_> {
+    /// An HTTP/2 request has no `Host`, only the URI authority.
+    fn conn_authority<'p>(&self, parts: &'p request::Parts) -> Option<&'p str> {
+        parts.uri.authority().map(|a| a.as_str())
+    }
+}
+
+/// `X-Forwarded-For/Proto/Host`, `X-Request-Id`; `Forwarded` from an
+/// untrusted client is dropped (we do not vouch for it).
+fn set_forwarded_headers(
+    f: &Forward<'_>,
+    headers: &mut http::HeaderMap,
+    host: Option<HeaderValue>,
+) {
+    let peer = f.conn.peer.ip().to_string();
+    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prior) if f.client.peer_trusted => format!("{prior}, {peer}"),
+        _ => peer,
+    };
+    if let Ok(v) = HeaderValue::try_from(xff) {
+        headers.insert("x-forwarded-for", v);
+    }
+    if !(f.client.peer_trusted && headers.contains_key("x-forwarded-proto")) {
+        headers.insert("x-forwarded-proto", HeaderValue::from_static(f.conn.scheme));
+    }
+    if !(f.client.peer_trusted && headers.contains_key("x-forwarded-host")) {
+        match host {
+            Some(h) => headers.insert("x-forwarded-host", h),
+            None => headers.remove("x-forwarded-host"),
+        };
+    }
+    if !f.client.peer_trusted {
+        headers.remove(header::FORWARDED);
+    }
+    headers.insert(request_id::HEADER, f.request_id.clone());
+}
+
+fn hash_key(
+    key: Option<&HashKey>,
+    headers: &http::HeaderMap,
+    client: &forwarded::Client,
+) -> Option<Vec<u8>> {
+    match key? {
+        HashKey::Header(name) => headers.get(name).map(|v| v.as_bytes().to_vec()),
+        HashKey::Cookie(name) => headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|pair| {
+                let (k, v) = pair.trim().split_once('=')?;
+                (k == &**name).then(|| v.as_bytes().to_vec())
+            }),
+        HashKey::ClientIp => Some(client.ip.to_string().into_bytes()),
+    }
+}
+
+/// A connect timeout is a timeout (504); anything else before a response is 502.
+fn classify(upstream: std::sync::Arc<str>, e: hyper_util::client::legacy::Error) -> GatewayError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return GatewayError::UpstreamTimeout { upstream };
+        }
+        source = s.source();
+    }
+    let cause: BoxError = Box::new(e);
+    GatewayError::UpstreamUnreachable { upstream, cause }
+}
+
+/// Copies bytes both ways between the upgraded client and upstream connections.
+async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, _in_flight: crate::upstream::InFlight) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %e, "tunnel closed with an error");
+    }
+}

@@ -1,0 +1,131 @@
+//! Built-in responders, for demos, health routes and tests: `echo` (the
+//! request as JSON), `static` (a fixed response) and `redirect`.
+
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, LOCATION};
+use http::{HeaderMap, HeaderValue, Response, StatusCode, request};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use crate::proxy::Body;
+use crate::proxy::error::GatewayError;
+use crate::router::rewrite::Template;
+
+/// Echo reads at most this much body: it is a diagnostic, not a sink.
+pub const ECHO_BODY_LIMIT: usize = 1 << 20;
+
+#[derive(Debug)]
+pub enum Responder {
+    Echo,
+    Static(StaticResponse),
+    Redirect(Redirect),
+}
+
+#[derive(Debug)]
+pub struct StaticResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+#[derive(Debug)]
+pub struct Redirect {
+    pub to: Template,
+    pub status: StatusCode,
+    pub keep_query: bool,
+}
+
+/// What echo reports besides the request itself.
+pub struct EchoInfo<'a> {
+    pub path: &'a str,
+    pub client_ip: IpAddr,
+    pub request_id: &'a HeaderValue,
+    pub route: &'a str,
+    pub params: Vec<(&'a str, &'a str)>,
+}
+
+impl Responder {
+    pub async fn respond(
+        &self,
+        parts: &request::Parts,
+        body: Incoming,
+        values: &[&str],
+        info: EchoInfo<'_>,
+    ) -> Result<Response<Body>, GatewayError> {
+        match self {
+            Responder::Static(s) => {
+                let mut resp = Response::new(Body::full(s.body.clone()));
+                *resp.status_mut() = s.status;
+                *resp.headers_mut() = s.headers.clone();
+                Ok(resp)
+            }
+            Responder::Redirect(r) => {
+                let mut to = r.to.render(values);
+                if r.keep_query
+                    && let Some(q) = parts.uri.query()
+                {
+                    to.push(if to.contains('?') { '&' } else { '?' });
+                    to.push_str(q);
+                }
+                let location =
+                    HeaderValue::try_from(to).map_err(|e| GatewayError::Internal(e.into()))?;
+                let mut resp = Response::new(Body::empty());
+                *resp.status_mut() = r.status;
+                resp.headers_mut().insert(LOCATION, location);
+                Ok(resp)
+            }
+            Responder::Echo => echo(parts, body, info).await,
+        }
+    }
+}
+
+async fn echo(
+    parts: &request::Parts,
+    body: Incoming,
+    info: EchoInfo<'_>,
+) -> Result<Response<Body>, GatewayError> {
+    let bytes = match Limited::new(body, ECHO_BODY_LIMIT).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            return Err(match e.downcast::<hyper::Error>() {
+                Ok(e) => GatewayError::BodyRead(*e),
+                Err(_) => GatewayError::BodyTooLarge {
+                    limit: ECHO_BODY_LIMIT,
+                },
+            });
+        }
+    };
+    let mut headers = serde_json::Map::new();
+    for name in parts.headers.keys() {
+        let values: Vec<String> = parts
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        headers.insert(name.as_str().to_string(), values.into());
+    }
+    let params: serde_json::Map<String, serde_json::Value> = info
+        .params
+        .iter()
+        .map(|(k, v)| (k.to_string(), (*v).into()))
+        .collect();
+    let doc = serde_json::json!({
+        "method": parts.method.as_str(),
+        "path": info.path,
+        "query": parts.uri.query(),
+        "version": format!("{:?}", parts.version),
+        "headers": headers,
+        "client_ip": info.client_ip.to_string(),
+        "request_id": info.request_id.to_str().unwrap_or_default(),
+        "route": info.route,
+        "params": params,
+        "body": String::from_utf8_lossy(&bytes),
+    });
+    let mut resp = Response::new(Body::full(doc.to_string()));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(resp)
+}

@@ -1,0 +1,228 @@
+//! The route table: matching a request to one route, deterministically.
+//!
+//! Precedence, most specific first (and documented in `docs/routing.md`):
+//! 1. host: exact > wildcard (longer suffix first) > any;
+//! 2. path, segment by segment: literal > `{param}`; then exact end >
+//!    `{*catch_all}` > prefix (so a longer prefix wins);
+//! 3. more conditions (methods, headers, version) > fewer;
+//! 4. fewer methods > more methods.
+//!
+//! Two routes that tie on all of these and can match the same request are
+//! ambiguous, and a route that an earlier one always takes is unreachable:
+//! both are config errors (see [`Router::conflicts`]).
+
+pub mod host;
+pub mod pattern;
+pub mod rewrite;
+pub mod version;
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+
+pub use host::HostMatch;
+pub use pattern::PathPattern;
+pub use version::{VersionMatch, VersionSource};
+
+/// A header condition: present (any value) or equal to a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderCondition {
+    pub name: HeaderName,
+    pub value: Option<HeaderValue>,
+}
+
+/// Everything a route requires of a request.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    pub host: HostMatch,
+    pub path: PathPattern,
+    /// `None`: any method.
+    pub methods: Option<Vec<Method>>,
+    pub headers: Vec<HeaderCondition>,
+    pub version: Option<VersionMatch>,
+    /// Names of the path's parameters, in capture order.
+    pub params: Vec<Arc<str>>,
+}
+
+impl Matcher {
+    fn condition_count(&self) -> usize {
+        usize::from(self.methods.is_some())
+            + self.headers.len()
+            + usize::from(self.version.is_some())
+    }
+
+    /// Greater is more specific; `Equal` means a tie.
+    fn precedence(&self, other: &Matcher) -> Ordering {
+        let methods = |m: &Matcher| m.methods.as_ref().map_or(usize::MAX, Vec::len);
+        self.host
+            .specificity(&other.host)
+            .then_with(|| self.path.specificity(&other.path))
+            .then_with(|| self.condition_count().cmp(&other.condition_count()))
+            .then_with(|| methods(other).cmp(&methods(self)))
+    }
+
+    fn headers_match(&self, headers: &HeaderMap) -> bool {
+        self.headers.iter().all(|c| match &c.value {
+            None => headers.contains_key(&c.name),
+            Some(v) => headers.get_all(&c.name).iter().any(|h| h == v),
+        })
+    }
+
+    /// Whether one request could match both.
+    fn overlaps(&self, other: &Matcher) -> bool {
+        let methods = match (&self.methods, &other.methods) {
+            (Some(a), Some(b)) => a.iter().any(|m| b.contains(m)),
+            _ => true,
+        };
+        let headers = self.headers.iter().all(|a| {
+            other.headers.iter().all(|b| {
+                a.name != b.name || a.value.is_none() || b.value.is_none() || a.value == b.value
+            })
+        });
+        let version = match (&self.version, &other.version) {
+            (Some(a), Some(b)) => a.overlaps(b),
+            _ => true,
+        };
+        methods
+            && headers
+            && version
+            && self.host.overlaps(&other.host)
+            && self.path.overlaps(&other.path)
+    }
+
+    /// Whether every request matching `other` also matches `self`.
+    fn covers(&self, other: &Matcher) -> bool {
+        let methods = match (&self.methods, &other.methods) {
+            (None, _) => true,
+            (Some(a), Some(b)) => b.iter().all(|m| a.contains(m)),
+            (Some(_), None) => false,
+        };
+        let headers = self.headers.iter().all(|a| {
+            other
+                .headers
+                .iter()
+                .any(|b| a.name == b.name && (a.value.is_none() || a.value == b.value))
+        });
+        let version = match (&self.version, &other.version) {
+            (None, _) => true,
+            (Some(a), Some(b)) => a.covers(b),
+            (Some(_), None) => false,
+        };
+        methods
+            && headers
+            && version
+            && self.host.covers(&other.host)
+            && self.path.covers(&other.path)
+    }
+}
+
+/// A conflict between two routes (indexes into the config's route list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conflict {
+    Ambiguous { first: usize, second: usize },
+    Unreachable { route: usize, shadowed_by: usize },
+}
+
+/// The request as routing sees it.
+pub struct RequestView<'a, 'p> {
+    pub host: Option<&'a str>,
+    /// The normalized path; captured values borrow from it.
+    pub path: &'p str,
+    pub method: &'a Method,
+    pub headers: &'a HeaderMap,
+}
+
+/// A successful match: the route (index in config order) and its parameter values.
+#[derive(Debug)]
+pub struct Found<'p> {
+    pub route: usize,
+    pub values: Vec<&'p str>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Miss {
+    NotFound,
+    /// The path matched, the method did not: these methods would have.
+    MethodNotAllowed(Vec<Method>),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Router {
+    /// (config index, matcher), most specific first.
+    ordered: Vec<(usize, Matcher)>,
+}
+
+impl Router {
+    pub fn new(matchers: Vec<Matcher>) -> Router {
+        let mut ordered: Vec<(usize, Matcher)> = matchers.into_iter().enumerate().collect();
+        // Stable sort: ties keep config order (ties are checked to be disjoint).
+        ordered.sort_by(|(_, a), (_, b)| b.precedence(a));
+        Router { ordered }
+    }
+
+    /// Config indexes in precedence order.
+    pub fn order(&self) -> impl Iterator<Item = usize> + '_ {
+        self.ordered.iter().map(|(i, _)| *i)
+    }
+
+    /// Ambiguous and unreachable routes.
+    pub fn conflicts(&self) -> Vec<Conflict> {
+        let mut out = Vec::new();
+        for (pos, (i, a)) in self.ordered.iter().enumerate() {
+            for (j, b) in &self.ordered[pos + 1..] {
+                if a.precedence(b) == Ordering::Equal && a.overlaps(b) {
+                    out.push(Conflict::Ambiguous {
+                        first: *i.min(j),
+                        second: *i.max(j),
+                    });
+                } else if a.covers(b) {
+                    out.push(Conflict::Unreachable {
+                        route: *j,
+                        shadowed_by: *i,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    pub fn find<'p>(&self, req: &RequestView<'_, 'p>) -> Result<Found<'p>, Miss> {
+        let mut values = Vec::new();
+        let mut allowed: Vec<Method> = Vec::new();
+        for (index, m) in &self.ordered {
+            if !(m.host.matches(req.host)
+                && m.path.matches(req.path, &mut values)
+                && m.headers_match(req.headers))
+            {
+                continue;
+            }
+            if m.version.as_ref().is_some_and(|v| !v.matches(req.headers)) {
+                continue;
+            }
+            match &m.methods {
+                Some(methods) if !methods.contains(req.method) => {
+                    for method in methods {
+                        if !allowed.contains(method) {
+                            allowed.push(method.clone());
+                        }
+                    }
+                }
+                _ => {
+                    return Ok(Found {
+                        route: *index,
+                        values,
+                    });
+                }
+            }
+        }
+        if allowed.is_empty() {
+            Err(Miss::NotFound)
+        } else {
+            Err(Miss::MethodNotAllowed(allowed))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,303 @@
+//! Path patterns: `/users/{id}`, `/static/{*rest}`, and prefixes. A pattern
+//! is a list of segments plus how it ends; that one shape gives matching,
+//! precedence and the overlap checks `portcullis check` runs.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    Literal(Box<str>),
+    /// `{name}`: exactly one non-empty segment.
+    Param(Arc<str>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tail {
+    /// Nothing may follow.
+    Exact,
+    /// `{*name}`: one or more further segments.
+    CatchAll(Arc<str>),
+    /// A prefix: zero or more further segments.
+    Prefix,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathPattern {
+    segments: Vec<Segment>,
+    tail: Tail,
+}
+
+impl PathPattern {
+    /// Parses a `path` (exact, templated or catch-all).
+    pub fn parse_path(text: &str) -> Result<PathPattern, String> {
+        let body = text
+            .strip_prefix('/')
+            .ok_or_else(|| format!("`{text}` must start with `/`"))?;
+        let parts: Vec<&str> = body.split('/').collect();
+        let mut segments = Vec::new();
+        let mut tail = Tail::Exact;
+        for (i, part) in parts.iter().enumerate() {
+            if let Some(name) = part.strip_prefix("{*").and_then(|p| p.strip_suffix('}')) {
+                check_name(name, text)?;
+                if i != parts.len() - 1 {
+                    return Err(format!(
+                        "`{text}`: a catch-all `{{*{name}}}` must be the last segment"
+                    ));
+                }
+                tail = Tail::CatchAll(name.into());
+            } else if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                check_name(name, text)?;
+                segments.push(Segment::Param(name.into()));
+            } else if part.contains(['{', '}']) {
+                return Err(format!(
+                    "`{text}`: a parameter must be a whole segment, like `/{{id}}`"
+                ));
+            } else {
+                segments.push(Segment::Literal((*part).into()));
+            }
+        }
+        let pattern = PathPattern { segments, tail };
+        let names = pattern.param_names();
+        for (i, n) in names.iter().enumerate() {
+            if names[..i].contains(n) {
+                return Err(format!("`{text}`: parameter `{n}` appears twice"));
+            }
+        }
+        Ok(pattern)
+    }
+
+    /// Parses a `path_prefix`; a trailing `/` is ignored (prefixes match at segment boundaries).
+    pub fn parse_prefix(text: &str) -> Result<PathPattern, String> {
+        let trimmed = text.trim_end_matches('/');
+        if !text.starts_with('/') {
+            return Err(format!("`{text}` must start with `/`"));
+        }
+        if trimmed.contains(['{', '}']) {
+            return Err(format!(
+                "`{text}`: a prefix cannot have parameters; use `path` with `{{*rest}}`"
+            ));
+        }
+        let segments = if trimmed.is_empty() {
+            Vec::new()
+        } else {
+            trimmed[1..]
+                .split('/')
+                .map(|s| Segment::Literal(s.into()))
+                .collect()
+        };
+        Ok(PathPattern {
+            segments,
+            tail: Tail::Prefix,
+        })
+    }
+
+    /// `prefix` (e.g. an API version `/v2`) put in front of this pattern.
+    pub fn prepend(&self, prefix: &PathPattern) -> PathPattern {
+        let mut segments = prefix.segments.clone();
+        // `/` as a whole path is one empty segment; it adds nothing after a prefix.
+        if !(self.segments == [Segment::Literal("".into())] && self.tail == Tail::Exact) {
+            segments.extend(self.segments.iter().cloned());
+        }
+        PathPattern {
+            segments,
+            tail: self.tail.clone(),
+        }
+    }
+
+    pub fn param_names(&self) -> Vec<Arc<str>> {
+        let mut names: Vec<Arc<str>> = self
+            .segments
+            .iter()
+            .filter_map(|s| match s {
+                Segment::Param(n) => Some(n.clone()),
+                Segment::Literal(_) => None,
+            })
+            .collect();
+        if let Tail::CatchAll(n) = &self.tail {
+            names.push(n.clone());
+        }
+        names
+    }
+
+    /// The leading literal segments, as a path (`/v1/users` for `/v1/users/{id}`).
+    pub fn literal_prefix_segments(&self) -> impl Iterator<Item = &str> {
+        self.segments.iter().map_while(|s| match s {
+            Segment::Literal(l) => Some(&**l),
+            Segment::Param(_) => None,
+        })
+    }
+
+    /// Matches a normalized path, pushing parameter values in `param_names` order.
+    pub fn matches<'p>(&self, path: &'p str, values: &mut Vec<&'p str>) -> bool {
+        values.clear();
+        let Some(mut rest) = path.strip_prefix('/').map(Some) else {
+            return false;
+        };
+        for segment in &self.segments {
+            let Some(r) = rest else { return false };
+            let (current, after) = match r.find('/') {
+                Some(i) => (&r[..i], Some(&r[i + 1..])),
+                None => (r, None),
+            };
+            match segment {
+                Segment::Literal(l) if **l == *current => {}
+                Segment::Param(_) if !current.is_empty() => values.push(current),
+                _ => return false,
+            }
+            rest = after;
+        }
+        match &self.tail {
+            Tail::Exact => rest.is_none(),
+            Tail::Prefix => true,
+            Tail::CatchAll(_) => match rest {
+                Some(r) if !r.is_empty() => {
+                    values.push(r);
+                    true
+                }
+                _ => false,
+            },
+        }
+    }
+
+    /// Specificity, segment by segment: literal > parameter, and an exact end
+    /// > catch-all > prefix. Greater is more specific.
+    pub fn specificity(&self, other: &PathPattern) -> Ordering {
+        fn rank(p: &PathPattern, i: usize) -> u8 {
+            match p.segments.get(i) {
+                Some(Segment::Literal(_)) => 4,
+                Some(Segment::Param(_)) => 3,
+                None if i == p.segments.len() => match p.tail {
+                    Tail::Exact => 5,
+                    Tail::CatchAll(_) => 2,
+                    Tail::Prefix => 1,
+                },
+                None => 0,
+            }
+        }
+        let n = self.segments.len().max(other.segments.len()) + 1;
+        (0..n)
+            .map(|i| rank(self, i).cmp(&rank(other, i)))
+            .find(|o| o.is_ne())
+            .unwrap_or(Ordering::Equal)
+    }
+
+    /// Whether some path matches both patterns.
+    pub fn overlaps(&self, other: &PathPattern) -> bool {
+        let (a, b) = (self, other);
+        let common = a.segments.len().min(b.segments.len());
+        for i in 0..common {
+            if let (Segment::Literal(x), Segment::Literal(y)) = (&a.segments[i], &b.segments[i])
+                && x != y
+            {
+                return false;
+            }
+        }
+        // Whatever is left of the longer one must fit the shorter one's tail.
+        let (short, long) = if a.segments.len() <= b.segments.len() {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        let extra = long.segments.len() - short.segments.len();
+        match (&short.tail, extra) {
+            (Tail::Prefix, _) => true,
+            (Tail::CatchAll(_), 0) => !matches!(long.tail, Tail::Exact),
+            (Tail::CatchAll(_), _) => true,
+            (Tail::Exact, 0) => matches!(long.tail, Tail::Exact | Tail::Prefix),
+            (Tail::Exact, _) => false,
+        }
+    }
+
+    /// Whether every path matching `other` also matches `self`.
+    pub fn covers(&self, other: &PathPattern) -> bool {
+        for (i, seg) in self.segments.iter().enumerate() {
+            match (seg, other.segments.get(i)) {
+                (Segment::Literal(x), Some(Segment::Literal(y))) if x == y => {}
+                (Segment::Param(_), Some(Segment::Literal(y))) if !y.is_empty() => {}
+                (Segment::Param(_), Some(Segment::Param(_))) => {}
+                _ => return false,
+            }
+        }
+        let extra = other.segments.len() - self.segments.len().min(other.segments.len());
+        match &self.tail {
+            Tail::Prefix => true,
+            Tail::CatchAll(_) => extra > 0 || matches!(other.tail, Tail::CatchAll(_)),
+            Tail::Exact => extra == 0 && other.tail == Tail::Exact,
+        }
+    }
+}
+
+fn check_name(name: &str, text: &str) -> Result<(), String> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(format!(
+            "`{text}`: parameter names are letters, digits and `_`"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(s: &str) -> PathPattern {
+        PathPattern::parse_path(s).unwrap()
+    }
+    fn prefix(s: &str) -> PathPattern {
+        PathPattern::parse_prefix(s).unwrap()
+    }
+    fn m<'p>(p: &PathPattern, s: &'p str) -> Option<Vec<&'p str>> {
+        let mut v = Vec::new();
+        p.matches(s, &mut v).then_some(v)
+    }
+
+    #[test]
+    fn matching() {
+        assert_eq!(m(&path("/users/{id}"), "/users/42"), Some(vec!["42"]));
+        assert_eq!(m(&path("/users/{id}"), "/users/"), None);
+        assert_eq!(m(&path("/users/{id}"), "/users/42/x"), None);
+        assert_eq!(
+            m(&path("/files/{*rest}"), "/files/a/b.txt"),
+            Some(vec!["a/b.txt"])
+        );
+        assert_eq!(m(&path("/files/{*rest}"), "/files"), None);
+        assert_eq!(m(&path("/"), "/"), Some(vec![]));
+        assert_eq!(m(&path("/"), "/x"), None);
+        assert!(m(&prefix("/api"), "/api").is_some());
+        assert!(m(&prefix("/api/"), "/api/x/y").is_some());
+        assert!(m(&prefix("/api"), "/apix").is_none());
+        assert!(m(&prefix("/"), "/anything").is_some());
+    }
+
+    #[test]
+    fn specificity_order() {
+        use Ordering::*;
+        assert_eq!(path("/users/me").specificity(&path("/users/{id}")), Greater);
+        assert_eq!(path("/users/{id}").specificity(&prefix("/users")), Greater);
+        assert_eq!(prefix("/api/v1").specificity(&prefix("/api")), Greater);
+        assert_eq!(path("/a/{*r}").specificity(&prefix("/a")), Greater);
+        assert_eq!(path("/a/{x}").specificity(&path("/a/{y}")), Equal);
+    }
+
+    #[test]
+    fn overlap_and_cover() {
+        assert!(path("/a/{x}").overlaps(&path("/a/b")));
+        assert!(!path("/a/c").overlaps(&path("/a/b")));
+        assert!(prefix("/a").overlaps(&path("/a/b/c")));
+        assert!(!path("/a").overlaps(&path("/a/{*r}")));
+        assert!(prefix("/a").covers(&path("/a/{x}")));
+        assert!(path("/a/{x}").covers(&path("/a/b")));
+        assert!(!path("/a/b").covers(&path("/a/{x}")));
+        assert!(!path("/a/{*r}").covers(&prefix("/a")));
+    }
+
+    #[test]
+    fn rejects_bad_patterns() {
+        assert!(PathPattern::parse_path("users").is_err());
+        assert!(PathPattern::parse_path("/a/{*r}/b").is_err());
+        assert!(PathPattern::parse_path("/a/x{id}").is_err());
+        assert!(PathPattern::parse_path("/a/{id}/{id}").is_err());
+        assert!(PathPattern::parse_prefix("/a/{id}").is_err());
+    }
+}

@@ -1,0 +1,121 @@
+//! Rewrites of the forwarded path (strip or replace a prefix, or build a new
+//! path from captured parameters), and the `{param}` templates they and
+//! redirects use.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+/// A string with `{name}` holes filled from route captures.
+#[derive(Debug, Clone)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone)]
+enum Part {
+    Literal(Box<str>),
+    /// Index into the route's parameter names.
+    Param(usize),
+}
+
+impl Template {
+    /// Parses `text`; every `{name}` (or `{*name}`) must be one of `names`.
+    pub fn parse(text: &str, names: &[Arc<str>]) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                parts.push(Part::Literal(rest[..open].into()));
+            }
+            let close = rest[open..]
+                .find('}')
+                .ok_or_else(|| format!("`{text}`: unclosed `{{`"))?
+                + open;
+            let name = rest[open + 1..close].trim_start_matches('*');
+            let idx = names.iter().position(|n| &**n == name).ok_or_else(|| {
+                format!("`{text}`: `{{{name}}}` is not a parameter of this route's path")
+            })?;
+            parts.push(Part::Param(idx));
+            rest = &rest[close + 1..];
+        }
+        if rest.contains('}') {
+            return Err(format!("`{text}`: unmatched `}}`"));
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Literal(rest.into()));
+        }
+        Ok(Template { parts })
+    }
+
+    pub fn render(&self, values: &[&str]) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Literal(l) => out.push_str(l),
+                Part::Param(i) => out.push_str(values.get(*i).copied().unwrap_or_default()),
+            }
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum PathRewrite {
+    /// `/v1/users/1` with `/v1` becomes `/users/1`.
+    StripPrefix(Box<str>),
+    ReplacePrefix {
+        from: Box<str>,
+        to: Box<str>,
+    },
+    Template(Template),
+}
+
+impl PathRewrite {
+    /// Applies the rewrite to a matched, normalized path. The route's match
+    /// guarantees that the prefix is there (checked when the config compiles).
+    pub fn apply<'p>(&self, path: &'p str, values: &[&str]) -> Cow<'p, str> {
+        match self {
+            PathRewrite::StripPrefix(prefix) => Cow::Owned(replace_prefix(path, prefix, "")),
+            PathRewrite::ReplacePrefix { from, to } => Cow::Owned(replace_prefix(path, from, to)),
+            PathRewrite::Template(t) => Cow::Owned(t.render(values)),
+        }
+    }
+}
+
+/// `from` is a segment-aligned prefix such as `/v1` (no trailing slash).
+fn replace_prefix(path: &str, from: &str, to: &str) -> String {
+    let rest = path.strip_prefix(from).unwrap_or(path);
+    let to = to.trim_end_matches('/');
+    match (to.is_empty(), rest.is_empty()) {
+        (true, true) => "/".to_string(),
+        (true, false) => rest.to_string(),
+        (false, _) => format!("{to}{rest}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes() {
+        let strip = PathRewrite::StripPrefix("/v1".into());
+        assert_eq!(strip.apply("/v1/users/1", &[]), "/users/1");
+        assert_eq!(strip.apply("/v1", &[]), "/");
+        let rep = PathRewrite::ReplacePrefix {
+            from: "/api".into(),
+            to: "/internal/".into(),
+        };
+        assert_eq!(rep.apply("/api/x", &[]), "/internal/x");
+        assert_eq!(rep.apply("/api", &[]), "/internal");
+    }
+
+    #[test]
+    fn templates() {
+        let names: Vec<Arc<str>> = vec!["id".into(), "rest".into()];
+        let t = Template::parse("/u/{id}/files/{*rest}", &names).unwrap();
+        assert_eq!(t.render(&["7", "a/b"]), "/u/7/files/a/b");
+        assert!(Template::parse("/u/{nope}", &names).is_err());
+        assert!(Template::parse("/u/{id", &names).is_err());
+    }
+}

@@ -1,0 +1,86 @@
+use super::*;
+
+fn matcher(host: Option<&str>, path: &str, methods: Option<&[&str]>) -> Matcher {
+    let path = match path.strip_suffix('*') {
+        Some(p) => PathPattern::parse_prefix(p).unwrap(),
+        None => PathPattern::parse_path(path).unwrap(),
+    };
+    Matcher {
+        host: host.map_or(HostMatch::Any, |h| HostMatch::parse(h).unwrap()),
+        params: path.param_names(),
+        path,
+        methods: methods.map(|ms| ms.iter().map(|m| m.parse().unwrap()).collect()),
+        headers: vec![],
+        version: None,
+    }
+}
+
+fn find(r: &Router, host: Option<&str>, path: &str, method: &str) -> Result<usize, Miss> {
+    let method: Method = method.parse().unwrap();
+    let headers = HeaderMap::new();
+    r.find(&RequestView {
+        host,
+        path,
+        method: &method,
+        headers: &headers,
+    })
+    .map(|f| f.route)
+}
+
+#[test]
+fn most_specific_wins_whatever_the_config_order() {
+    let r = Router::new(vec![
+        matcher(None, "/*", None),
+        matcher(None, "/users/*", None),
+        matcher(None, "/users/{id}", None),
+        matcher(None, "/users/me", None),
+        matcher(Some("api.example.com"), "/*", None),
+        matcher(Some("*.example.com"), "/*", None),
+    ]);
+    assert_eq!(find(&r, None, "/users/me", "GET"), Ok(3));
+    assert_eq!(find(&r, None, "/users/7", "GET"), Ok(2));
+    assert_eq!(find(&r, None, "/users/7/posts", "GET"), Ok(1));
+    assert_eq!(find(&r, None, "/other", "GET"), Ok(0));
+    assert_eq!(find(&r, Some("api.example.com"), "/users/me", "GET"), Ok(4));
+    assert_eq!(find(&r, Some("www.example.com"), "/users/me", "GET"), Ok(5));
+    assert!(r.conflicts().is_empty(), "{:?}", r.conflicts());
+}
+
+#[test]
+fn method_not_allowed_lists_methods() {
+    let r = Router::new(vec![
+        matcher(None, "/a", Some(&["GET"])),
+        matcher(None, "/a", Some(&["POST", "PUT"])),
+    ]);
+    assert_eq!(find(&r, None, "/a", "POST"), Ok(1));
+    let Err(Miss::MethodNotAllowed(allow)) = find(&r, None, "/a", "DELETE") else {
+        panic!()
+    };
+    assert_eq!(allow.len(), 3);
+    assert_eq!(find(&r, None, "/b", "GET"), Err(Miss::NotFound));
+}
+
+#[test]
+fn detects_ambiguous_and_unreachable_routes() {
+    let r = Router::new(vec![
+        matcher(None, "/a/{x}", None),
+        matcher(None, "/a/{y}", None),
+    ]);
+    assert_eq!(
+        r.conflicts(),
+        vec![Conflict::Ambiguous {
+            first: 0,
+            second: 1
+        }]
+    );
+    let r = Router::new(vec![
+        matcher(None, "/a", Some(&["GET"])),
+        matcher(None, "/a", Some(&["POST"])),
+    ]);
+    assert!(r.conflicts().is_empty());
+    let r = Router::new(vec![
+        matcher(None, "/a", Some(&["GET", "POST"])),
+        matcher(None, "/a", Some(&["POST", "PUT"])),
+    ]);
+    assert_eq!(r.conflicts().len(), 1);
+}

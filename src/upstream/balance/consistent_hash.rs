@@ -1,0 +1,68 @@
+//! Consistent hashing on a ring of virtual nodes (ketama-style): a key keeps
+//! its target while the pool is unchanged, and adding or removing a target
+//! moves only about 1/n of the keys. xxh3 is stable across builds and
+//! machines, so every gateway instance maps a key to the same target.
+
+use xxhash_rust::xxh3::xxh3_64;
+
+/// Virtual nodes per unit of weight.
+const VNODES_PER_WEIGHT: u32 = 100;
+
+#[derive(Debug)]
+pub struct ConsistentHash {
+    /// (point on the ring, target index), sorted by point.
+    ring: Vec<(u64, u16)>,
+}
+
+impl ConsistentHash {
+    /// `ids` identify targets (their URLs): the ring depends on them, not on order.
+    pub fn new(ids: &[String], weights: &[u32]) -> ConsistentHash {
+        let mut ring = Vec::new();
+        for (i, (id, w)) in ids.iter().zip(weights).enumerate() {
+            for v in 0..w * VNODES_PER_WEIGHT {
+                ring.push((xxh3_64(format!("{id}#{v}").as_bytes()), i as u16));
+            }
+        }
+        ring.sort_unstable();
+        ConsistentHash { ring }
+    }
+
+    pub fn pick(&self, key: &[u8]) -> usize {
+        let h = xxh3_64(key);
+        let i = self.ring.partition_point(|(p, _)| *p < h);
+        usize::from(
+            self.ring
+                .get(i)
+                .or(self.ring.first())
+                .map_or(0, |(_, t)| *t),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stable_and_spread() {
+        let ids: Vec<String> = (0..3).map(|i| format!("http://10.0.0.{i}:80")).collect();
+        let ch = ConsistentHash::new(&ids, &[1, 1, 1]);
+        let mut counts = [0; 3];
+        for k in 0..3000 {
+            let key = format!("user-{k}");
+            let t = ch.pick(key.as_bytes());
+            assert_eq!(t, ch.pick(key.as_bytes()));
+            counts[t] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 700), "{counts:?}");
+        // Removing a target only moves the keys that were on it.
+        let ch2 = ConsistentHash::new(&ids[..2], &[1, 1]);
+        for k in 0..3000 {
+            let key = format!("user-{k}");
+            let before = ch.pick(key.as_bytes());
+            if before < 2 {
+                assert_eq!(ch2.pick(key.as_bytes()), before);
+            }
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! Choosing a target in a pool. One file per algorithm; each picks an index
+//! into the pool's targets without taking a lock.
+
+mod consistent_hash;
+mod least_request;
+mod round_robin;
+
+pub use consistent_hash::ConsistentHash;
+pub use least_request::LeastRequest;
+pub use round_robin::RoundRobin;
+
+use std::sync::atomic::AtomicUsize;
+
+/// Where a consistent-hash key comes from.
+#[derive(Debug, Clone)]
+pub enum HashKey {
+    Header(http::HeaderName),
+    Cookie(Box<str>),
+    ClientIp,
+}
+
+#[derive(Debug)]
+pub enum Balancer {
+    RoundRobin(RoundRobin),
+    LeastRequest(LeastRequest),
+    /// Falls back to round robin when a request carries no key.
+    ConsistentHash {
+        ring: ConsistentHash,
+        key: HashKey,
+        fallback: RoundRobin,
+    },
+}
+
+impl Balancer {
+    /// `in_flight[i]` and `weights[i]` describe target `i`; `key` is the
+    /// request's hash key, if the balancer wants one and the request has it.
+    pub fn pick(&self, weights: &[u32], in_flight: &[&AtomicUsize], key: Option<&[u8]>) -> usize {
+        match self {
+            Balancer::RoundRobin(rr) => rr.pick(),
+            Balancer::LeastRequest(lr) => lr.pick(weights, in_flight),
+            Balancer::ConsistentHash { ring, fallback, .. } => match key {
+                Some(k) => ring.pick(k),
+                None => fallback.pick(),
+            },
+        }
+    }
+
+    pub fn hash_key(&self) -> Option<&HashKey> {
+        match self {
+            Balancer::ConsistentHash { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+}

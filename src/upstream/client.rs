@@ -1,0 +1,82 @@
+//! The pooled HTTP client of one upstream: keep-alive connections over
+//! plain TCP or rustls (aws-lc-rs), HTTP/1.1 or HTTP/2, with a connect timeout.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper_rustls::{
+    ConfigBuilderExt, FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder,
+};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::RootCertStore;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+
+use crate::config::{UpstreamConfig, UpstreamProtocol};
+
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Incoming>;
+
+/// Builds the client. `ca` is the resolved path of the CA bundle, if any.
+pub fn build(cfg: &UpstreamConfig, ca: Option<&Path>) -> Result<HttpClient, String> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(cfg.timeouts.connect.0));
+    http.set_keepalive(Some(std::time::Duration::from_secs(60)));
+
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup failed: {e}"))?;
+    let tls = match ca {
+        Some(path) => builder.with_root_certificates(load_roots(path)?),
+        None => builder.with_webpki_roots(),
+    }
+    .with_no_client_auth();
+
+    let mut https = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http();
+    if let Some(name) = &cfg.tls.server_name {
+        let name = ServerName::try_from(name.clone())
+            .map_err(|_| format!("`{name}` is not a valid TLS server name"))?;
+        https = https.with_server_name_resolver(FixedServerNameResolver::new(name));
+    }
+    let connector = match cfg.protocol {
+        UpstreamProtocol::Auto => https.enable_all_versions().wrap_connector(http),
+        UpstreamProtocol::Http1 => https.enable_http1().wrap_connector(http),
+        UpstreamProtocol::Http2 => https.enable_http2().wrap_connector(http),
+    };
+
+    let mut client = Client::builder(TokioExecutor::new());
+    client
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .pool_idle_timeout(cfg.pool.idle_timeout.0)
+        .pool_max_idle_per_host(cfg.pool.max_idle_per_target)
+        // Host is always set by the gateway (preserved or rewritten).
+        .set_host(false)
+        .http2_only(cfg.protocol == UpstreamProtocol::Http2);
+    Ok(client.build(connector))
+}
+
+fn load_roots(path: &Path) -> Result<RootCertStore, String> {
+    let shown = path.display();
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read CA file `{shown}`: {e}"))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("CA file `{shown}` is not valid PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("CA file `{shown}` holds no certificate"));
+    }
+    let mut roots = RootCertStore::empty();
+    for cert in certs {
+        roots
+            .add(cert)
+            .map_err(|e| format!("CA file `{shown}` has a bad certificate: {e}"))?;
+    }
+    Ok(roots)
+}

@@ -1,0 +1,106 @@
+//! Upstreams: named pools of targets, how one is chosen for a request, and
+//! the pooled client that talks to them.
+
+pub mod balance;
+pub mod client;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+
+pub use balance::{Balancer, HashKey};
+pub use client::HttpClient;
+
+/// One backend address in a pool.
+#[derive(Debug)]
+pub struct Target {
+    pub scheme: Scheme,
+    pub authority: Authority,
+    pub weight: u32,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Target {
+    pub fn new(scheme: Scheme, authority: Authority, weight: u32) -> Target {
+        Target {
+            scheme,
+            authority,
+            weight,
+            in_flight: Arc::default(),
+        }
+    }
+
+    /// Counts a request as in flight until the returned guard is dropped
+    /// (when the response body is finished or abandoned).
+    pub fn begin(&self) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.in_flight.clone())
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+/// A request's slot in its target's in-flight count.
+#[derive(Debug)]
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A compiled upstream pool.
+pub struct Upstream {
+    pub name: Arc<str>,
+    pub targets: Vec<Target>,
+    weights: Vec<u32>,
+    pub balancer: Balancer,
+    pub client: HttpClient,
+    pub request_timeout: Duration,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("name", &self.name)
+            .field("targets", &self.targets)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Upstream {
+    pub fn new(
+        name: Arc<str>,
+        targets: Vec<Target>,
+        balancer: Balancer,
+        client: HttpClient,
+        request_timeout: Duration,
+    ) -> Upstream {
+        let weights = targets.iter().map(|t| t.weight).collect();
+        Upstream {
+            name,
+            targets,
+            weights,
+            balancer,
+            client,
+            request_timeout,
+        }
+    }
+
+    /// Picks the target for one request.
+    pub fn pick(&self, key: Option<&[u8]>) -> &Target {
+        if self.targets.len() == 1 {
+            return &self.targets[0];
+        }
+        let loads: Vec<&AtomicUsize> = match self.balancer {
+            Balancer::LeastRequest(_) => self.targets.iter().map(|t| &*t.in_flight).collect(),
+            _ => Vec::new(),
+        };
+        &self.targets[self.balancer.pick(&self.weights, &loads, key)]
+    }
+}
