@@ -113,10 +113,10 @@ fn run(path: Option<PathBuf>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        if path.is_none() {
-            if let Some((_, addr)) = handle.addrs().first() {
-                tracing::info!("demo config: try `curl -i http://{addr}/echo/hello` or `curl -i http://{addr}/hello`");
-            }
+        if path.is_none()
+            && let Some((_, addr)) = handle.addrs().first()
+        {
+            tracing::info!("demo config: try `curl -i http://{addr}/echo/hello` or `curl -i http://{addr}/hello`");
         }
         wait_for_signal().await;
         tracing::info!("shutting down");

@@ -1,1 +1,10 @@
+//! Integration tests: the real gateway in front of real servers on loopback.
 
+mod support;
+
+mod balancing;
+mod forwarding;
+mod normalization;
+mod proxying;
+mod routing;
+mod streaming;

@@ -1,0 +1,79 @@
+//! Path normalization attacks: the path that is authorized is the path
+//! that is forwarded, and ambiguous encodings are refused.
+
+use crate::support::{Upstream, gateway, raw, raw_status};
+
+async fn setup() -> (crate::support::Gateway1, Upstream) {
+    let public = Upstream::start("public").await;
+    let gw = gateway(&format!(
+        r#"
+upstreams:
+  public: {{ targets: [ "{}" ] }}
+routes:
+  - {{ name: public, match: {{ path_prefix: /public }}, upstream: public }}
+  - {{ name: admin, match: {{ path_prefix: /admin }}, static: {{ status: 403, body: "admin is closed" }} }}
+"#,
+        public.url()
+    ))
+    .await;
+    (gw, public)
+}
+
+fn request(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")
+}
+
+/// The path the upstream received, or the gateway's status when it did not forward.
+async fn outcome(gw: &crate::support::Gateway1, path: &str) -> Result<String, u16> {
+    let resp = raw(gw.addr, &request(path)).await;
+    match raw_status(&resp) {
+        200 => {
+            let body = &resp[resp.find("\r\n\r\n").unwrap() + 4..];
+            let doc: serde_json::Value = serde_json::from_str(body.trim()).expect("upstream JSON");
+            Ok(doc["path"].as_str().unwrap().to_string())
+        }
+        status => Err(status),
+    }
+}
+
+#[tokio::test]
+async fn dot_segments_resolve_before_routing() {
+    let (gw, public) = setup().await;
+    assert_eq!(
+        outcome(&gw, "/admin/../public/page").await,
+        Ok("/public/page".into())
+    );
+    // Traversal out of /public lands on /admin, which is closed: never forwarded to public.
+    assert_eq!(outcome(&gw, "/public/%2e%2e/admin").await, Err(403));
+    assert_eq!(outcome(&gw, "/public/%2E%2E/%2e/admin/x").await, Err(403));
+    assert_eq!(outcome(&gw, "/public/./../admin").await, Err(403));
+    assert_eq!(
+        outcome(&gw, "//public///a//b").await,
+        Ok("/public/a/b".into())
+    );
+    assert_eq!(
+        outcome(&gw, "/public/%7euser/%41").await,
+        Ok("/public/~user/A".into())
+    );
+    assert_eq!(public.hits(), 3);
+}
+
+#[tokio::test]
+async fn ambiguous_encodings_are_refused() {
+    let (gw, public) = setup().await;
+    for path in [
+        "/public/..%2Fadmin",
+        "/public/%2e%2e%2fadmin",
+        "/public/..%5Cadmin",
+        "/public/a%00b",
+        "/public/%zz",
+        "/public/%252e%252e/admin",
+        "/public/..;/admin",
+    ] {
+        assert_eq!(outcome(&gw, path).await, Err(400), "{path}");
+    }
+    assert_eq!(public.hits(), 0);
+    let resp = raw(gw.addr, &request("/public/%2F")).await;
+    assert!(resp.contains("application/problem+json"), "{resp}");
+    assert!(resp.contains("encoded `/`"), "{resp}");
+}

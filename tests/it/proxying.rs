@@ -1,0 +1,215 @@
+//! Proxy semantics: hop-by-hop headers, Host, HTTP/2 on both sides, TLS to
+//! upstreams, WebSocket, 100-continue, and the 502/504 answers.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use http::Request;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::tls::TlsUpstream;
+use crate::support::{Upstream, WsUpstream, closed_port, gateway, get, h2c_client, raw, send};
+
+fn one_route(upstream_yaml: &str) -> String {
+    format!(
+        "upstreams:\n  svc: {upstream_yaml}\nroutes:\n  - {{ name: svc, match: {{ path_prefix: / }}, upstream: svc }}\n"
+    )
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_are_stripped_both_ways() {
+    let up = Upstream::start("svc").await;
+    let gw = gateway(&one_route(&format!("{{ targets: [ \"{}\" ] }}", up.url()))).await;
+    let reply = get(
+        &gw.url("/"),
+        &[
+            ("connection", "keep-alive, x-client-hop"),
+            ("x-client-hop", "secret"),
+            ("keep-alive", "timeout=100"),
+            ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+            ("te", "gzip"),
+            ("x-normal", "kept"),
+        ],
+    )
+    .await;
+    let seen = &reply.json()["headers"];
+    for h in [
+        "x-client-hop",
+        "keep-alive",
+        "proxy-authorization",
+        "te",
+        "expect",
+    ] {
+        assert!(seen.get(h).is_none(), "{h} reached the upstream: {seen}");
+    }
+    assert_eq!(seen["x-normal"], "kept");
+
+    let reply = get(&gw.url("/hop"), &[]).await;
+    assert_eq!(reply.text(), "hop");
+    assert!(reply.header("x-up-hop").is_none());
+    assert!(reply.header("proxy-authenticate").is_none());
+    assert!(reply.header("keep-alive").is_none());
+    assert_eq!(reply.header("x-up-normal"), Some("1"));
+}
+
+#[tokio::test]
+async fn unreachable_upstream_is_502_and_silent_one_is_504() {
+    let dead = closed_port().await;
+    let hang = Upstream::start("hang").await;
+    let gw = gateway(&format!(
+        r#"
+upstreams:
+  dead: {{ targets: [ "http://{dead}" ] }}
+  slow: {{ targets: [ "{}" ], timeouts: {{ request: 300ms }} }}
+routes:
+  - {{ name: dead, match: {{ path_prefix: /dead }}, upstream: dead }}
+  - {{ name: slow, match: {{ path_prefix: /hang }}, upstream: slow }}
+"#,
+        hang.url()
+    ))
+    .await;
+    let reply = get(&gw.url("/dead"), &[]).await;
+    assert_eq!(reply.status, 502);
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/problem+json")
+    );
+    let doc = reply.json();
+    assert_eq!(doc["request_id"].as_str(), reply.header("x-request-id"));
+    let detail = doc["detail"].as_str().unwrap();
+    assert!(
+        !detail.contains("refused") && !detail.contains("127.0.0.1"),
+        "leaks internals: {detail}"
+    );
+
+    let reply = get(&gw.url("/hang"), &[]).await;
+    assert_eq!(reply.status, 504);
+    assert_eq!(reply.json()["status"], 504);
+}
+
+#[tokio::test]
+async fn h2c_clients_and_h2c_upstreams() {
+    let up = Upstream::start("svc").await;
+    let gw = gateway(&format!(
+        r#"
+upstreams:
+  h1: {{ targets: [ "{url}" ] }}
+  h2: {{ targets: [ "{url}" ], protocol: http2 }}
+routes:
+  - {{ name: h1, match: {{ path_prefix: /h1 }}, upstream: h1 }}
+  - {{ name: h2, match: {{ path_prefix: /h2 }}, upstream: h2 }}
+"#,
+        url = up.url()
+    ))
+    .await;
+    let client = h2c_client();
+    let reply = send(
+        &client,
+        Request::get(gw.url("/h1/x"))
+            .body(Default::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reply.version, http::Version::HTTP_2);
+    let seen = reply.json();
+    assert_eq!(seen["version"], "HTTP/1.1");
+    assert_eq!(seen["path"], "/h1/x");
+    let reply = get(&gw.url("/h2/y"), &[]).await;
+    assert_eq!(reply.version, http::Version::HTTP_11);
+    assert_eq!(reply.json()["version"], "HTTP/2.0");
+}
+
+#[tokio::test]
+async fn https_upstream_is_verified_against_the_configured_ca() {
+    let tls = TlsUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &tls.ca_pem).unwrap();
+    let gw = gateway(&format!(
+        r#"
+upstreams:
+  trusted: {{ targets: [ "https://{addr}" ], tls: {{ ca: "{ca}" }} }}
+  named: {{ targets: [ "https://{addr}" ], tls: {{ ca: "{ca}", server_name: upstream.test }} }}
+  untrusted: {{ targets: [ "https://{addr}" ] }}
+routes:
+  - {{ name: trusted, match: {{ path_prefix: /trusted }}, upstream: trusted }}
+  - {{ name: named, match: {{ path_prefix: /named }}, upstream: named }}
+  - {{ name: untrusted, match: {{ path_prefix: /untrusted }}, upstream: untrusted }}
+"#,
+        addr = tls.addr,
+        ca = ca.display()
+    ))
+    .await;
+    let reply = get(&gw.url("/trusted/a"), &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["tls"], true);
+    // ALPN picked HTTP/2 on its own.
+    assert_eq!(reply.json()["version"], "HTTP/2.0");
+    assert_eq!(get(&gw.url("/named/b"), &[]).await.status, 200);
+    // Signed by a CA the gateway does not know: refused, not silently accepted.
+    assert_eq!(get(&gw.url("/untrusted/c"), &[]).await.status, 502);
+}
+
+#[tokio::test]
+async fn websocket_passes_through() {
+    let ws = WsUpstream::start().await;
+    let gw = gateway(&one_route(&format!(
+        "{{ targets: [ \"http://{}\" ] }}",
+        ws.addr
+    )))
+    .await;
+    let (mut socket, resp) = tokio_tungstenite::connect_async(format!("ws://{}/chat", gw.addr))
+        .await
+        .expect("upgrade");
+    assert_eq!(resp.status(), 101);
+    for text in ["hello", "through", "the gateway"] {
+        socket.send(Message::text(text)).await.unwrap();
+        let echoed = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(echoed.into_text().unwrap().as_str(), text);
+    }
+    socket.close(None).await.unwrap();
+}
+
+#[tokio::test]
+async fn expect_100_continue_is_answered_before_the_body() {
+    let up = Upstream::start("svc").await;
+    let gw = gateway(&one_route(&format!("{{ targets: [ \"{}\" ] }}", up.url()))).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"POST /count HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reader = BufReader::new(s);
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(line.starts_with("HTTP/1.1 100"), "{line}");
+    reader.get_mut().write_all(b"hello").await.unwrap();
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).await.unwrap();
+    assert!(rest.contains("200 OK"), "{rest}");
+    assert!(rest.contains("\"received\":5"), "{rest}");
+}
+
+#[tokio::test]
+async fn malformed_requests_get_a_clear_status() {
+    let gw = gateway("routes:\n  - { name: e, match: { path_prefix: / }, echo: {} }\n").await;
+    let resp = raw(
+        gw.addr,
+        "GET /a%zz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    let resp = raw(gw.addr, "GARBAGE\r\n\r\n").await;
+    assert!(
+        resp.starts_with("HTTP/1.1 400") || resp.is_empty(),
+        "{resp}"
+    );
+}

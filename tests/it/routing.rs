@@ -1,0 +1,248 @@
+//! Routing as a client sees it: precedence, methods, headers, versions,
+//! deprecation, rewrites, redirects.
+
+use crate::support::{Upstream, gateway, get};
+
+const PRECEDENCE: &str = r#"
+routes:
+  - { name: root, match: { path_prefix: / }, static: { body: root } }
+  - { name: users-prefix, match: { path_prefix: /users }, static: { body: users-prefix } }
+  - { name: user-template, match: { path: "/users/{id}" }, static: { body: user-template } }
+  - { name: files, match: { path: "/users/{id}/files/{*rest}" }, static: { body: files } }
+  - { name: me, match: { path: /users/me }, static: { body: me } }
+  - { name: wildcard-host, match: { host: "*.example.com", path_prefix: / }, static: { body: wildcard-host } }
+  - { name: exact-host, match: { host: api.example.com, path_prefix: / }, static: { body: exact-host } }
+"#;
+
+#[tokio::test]
+async fn most_specific_route_wins_whatever_the_order() {
+    let gw = gateway(PRECEDENCE).await;
+    for (host, path, expected) in [
+        ("other", "/users/me", "me"),
+        ("other", "/users/42", "user-template"),
+        ("other", "/users/42/files/a/b.txt", "files"),
+        ("other", "/users/42/posts", "users-prefix"),
+        ("other", "/users", "users-prefix"),
+        ("other", "/usersx", "root"),
+        ("api.example.com", "/users/me", "exact-host"),
+        ("www.example.com", "/users/me", "wildcard-host"),
+        ("API.Example.COM:8080", "/x", "exact-host"),
+    ] {
+        let reply = get(&gw.url(path), &[("host", host)]).await;
+        assert_eq!(reply.text(), expected, "{host}{path}");
+    }
+}
+
+#[tokio::test]
+async fn method_not_allowed_and_not_found_are_problems() {
+    let gw = gateway(
+        r#"
+routes:
+  - { name: read, match: { path: /items, methods: [GET] }, static: { body: read } }
+  - { name: write, match: { path: /items, methods: [POST, PUT] }, static: { body: write } }
+"#,
+    )
+    .await;
+    let client = crate::support::http1_client();
+    let req = http::Request::post(gw.url("/items"))
+        .body(Default::default())
+        .unwrap();
+    assert_eq!(crate::support::send(&client, req).await.text(), "write");
+    let req = http::Request::delete(gw.url("/items"))
+        .body(Default::default())
+        .unwrap();
+    let reply = crate::support::send(&client, req).await;
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.header("allow"), Some("GET, POST, PUT"));
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/problem+json")
+    );
+    let missing = get(&gw.url("/nope"), &[]).await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(
+        missing.header("content-type"),
+        Some("application/problem+json")
+    );
+    let doc = missing.json();
+    assert_eq!(doc["status"], 404);
+    assert_eq!(doc["request_id"].as_str(), missing.header("x-request-id"));
+}
+
+#[tokio::test]
+async fn header_conditions() {
+    let gw = gateway(
+        r#"
+routes:
+  - { name: stable, match: { path_prefix: /app }, static: { body: stable } }
+  - { name: canary, match: { path_prefix: /app, headers: [ { name: X-Env, value: canary } ] }, static: { body: canary } }
+  - { name: debug, match: { path_prefix: /app, methods: [GET], headers: [ { name: X-Debug } ] }, static: { body: debug } }
+"#,
+    )
+    .await;
+    assert_eq!(get(&gw.url("/app/x"), &[]).await.text(), "stable");
+    assert_eq!(
+        get(&gw.url("/app/x"), &[("x-env", "canary")]).await.text(),
+        "canary"
+    );
+    assert_eq!(
+        get(&gw.url("/app/x"), &[("x-env", "prod")]).await.text(),
+        "stable"
+    );
+    assert_eq!(
+        get(&gw.url("/app/x"), &[("x-debug", "")]).await.text(),
+        "debug"
+    );
+}
+
+#[tokio::test]
+async fn api_versions_by_path_header_and_media_type() {
+    let gw = gateway(
+        r#"
+routes:
+  - { name: v1, match: { path: /orders, version: { header: Accept-Version, value: "1", default: true } }, static: { body: v1 } }
+  - { name: v2, match: { path: /orders, version: { header: Accept-Version, value: "2" } }, static: { body: v2 } }
+  - { name: m1, match: { path: /carts, version: { accept_param: version, value: "1" } }, static: { body: m1 } }
+  - { name: m2, match: { path: /carts, version: { accept_param: version, value: "2" } }, static: { body: m2 } }
+  - { name: p3, match: { path_prefix: /orders, version: { path_prefix: /v3 } }, static: { body: p3 } }
+"#,
+    )
+    .await;
+    assert_eq!(get(&gw.url("/orders"), &[]).await.text(), "v1");
+    assert_eq!(
+        get(&gw.url("/orders"), &[("accept-version", "1")])
+            .await
+            .text(),
+        "v1"
+    );
+    assert_eq!(
+        get(&gw.url("/orders"), &[("accept-version", "2")])
+            .await
+            .text(),
+        "v2"
+    );
+    assert_eq!(
+        get(&gw.url("/orders"), &[("accept-version", "9")])
+            .await
+            .status,
+        404
+    );
+    let accept = |v: &'static str| [("accept", v)];
+    assert_eq!(
+        get(&gw.url("/carts"), &accept("application/json; version=2"))
+            .await
+            .text(),
+        "m2"
+    );
+    assert_eq!(
+        get(&gw.url("/carts"), &accept("application/json;version=1"))
+            .await
+            .text(),
+        "m1"
+    );
+    assert_eq!(get(&gw.url("/carts"), &[]).await.status, 404);
+    assert_eq!(get(&gw.url("/v3/orders/7"), &[]).await.text(), "p3");
+}
+
+#[tokio::test]
+async fn deprecated_route_announces_its_sunset() {
+    let gw = gateway(
+        r#"
+routes:
+  - name: old
+    match: { path: /old }
+    static: { body: old }
+    deprecated: { since: 2026-01-01, sunset: "2027-06-30T12:00:00Z", link: "https://docs.example.com/migrate" }
+  - { name: new, match: { path: /new }, static: { body: new } }
+"#,
+    )
+    .await;
+    let old = get(&gw.url("/old"), &[]).await;
+    assert_eq!(old.header("deprecation"), Some("@1767225600"));
+    assert_eq!(old.header("sunset"), Some("Wed, 30 Jun 2027 12:00:00 GMT"));
+    assert_eq!(
+        old.header("link"),
+        Some("<https://docs.example.com/migrate>; rel=\"deprecation\"; type=\"text/html\"")
+    );
+    let new = get(&gw.url("/new"), &[]).await;
+    assert!(new.header("deprecation").is_none());
+}
+
+#[tokio::test]
+async fn rewrites_change_what_the_upstream_sees() {
+    let up = Upstream::start("svc").await;
+    let gw = gateway(&format!(
+        r#"
+upstreams:
+  svc: {{ targets: [ "{url}" ] }}
+routes:
+  - {{ name: strip, match: {{ path_prefix: /v1 }}, upstream: svc, rewrite: {{ strip_prefix: /v1 }} }}
+  - {{ name: replace, match: {{ path_prefix: /api }}, upstream: svc, rewrite: {{ replace_prefix: {{ from: /api, to: /internal/api }} }} }}
+  - {{ name: template, match: {{ path: "/u/{{id}}/f/{{*rest}}" }}, upstream: svc, rewrite: {{ path: "/users/{{id}}/files/{{rest}}" }} }}
+  - {{ name: host, match: {{ path_prefix: /h }}, upstream: svc, rewrite: {{ host: internal.svc }} }}
+  - {{ name: target-host, match: {{ path_prefix: /t }}, upstream: svc, preserve_host: false }}
+  - name: headers
+    match: {{ path_prefix: /hd }}
+    upstream: svc
+    request_headers: {{ set: {{ X-Added: yes-please }}, remove: [ X-Remove-Me ] }}
+    response_headers: {{ set: {{ X-From-Gateway: "1" }}, remove: [ Content-Type ] }}
+"#,
+        url = up.url()
+    ))
+    .await;
+    let path = |r: &crate::support::Reply| r.json()["path"].as_str().unwrap().to_string();
+    assert_eq!(
+        path(&get(&gw.url("/v1/users/1?x=1"), &[]).await),
+        "/users/1"
+    );
+    assert_eq!(
+        get(&gw.url("/v1/users/1?x=1"), &[]).await.json()["query"],
+        "x=1"
+    );
+    assert_eq!(path(&get(&gw.url("/v1"), &[]).await), "/");
+    assert_eq!(
+        path(&get(&gw.url("/api/orders"), &[]).await),
+        "/internal/api/orders"
+    );
+    assert_eq!(
+        path(&get(&gw.url("/u/7/f/a/b.txt"), &[]).await),
+        "/users/7/files/a/b.txt"
+    );
+    let host =
+        |r: &crate::support::Reply| r.json()["headers"]["host"].as_str().unwrap().to_string();
+    assert_eq!(
+        host(&get(&gw.url("/h"), &[("host", "public.example")]).await),
+        "internal.svc"
+    );
+    assert_eq!(
+        host(&get(&gw.url("/x/../t"), &[("host", "public.example")]).await),
+        up.addr.to_string()
+    );
+    assert_eq!(
+        host(&get(&gw.url("/v1/a"), &[("host", "public.example")]).await),
+        "public.example"
+    );
+    let reply = get(&gw.url("/hd"), &[("x-remove-me", "1")]).await;
+    assert_eq!(reply.header("x-from-gateway"), Some("1"));
+    assert!(reply.header("content-type").is_none());
+    let seen = reply.json();
+    assert_eq!(seen["headers"]["x-added"], "yes-please");
+    assert!(seen["headers"].get("x-remove-me").is_none());
+}
+
+#[tokio::test]
+async fn redirects_use_captures_and_keep_the_query() {
+    let gw = gateway(
+        r#"
+routes:
+  - { name: moved, match: { path: "/docs/{page}" }, redirect: { to: "https://new.example.com/guide/{page}", status: 301 } }
+"#,
+    )
+    .await;
+    let reply = get(&gw.url("/docs/intro?lang=en"), &[]).await;
+    assert_eq!(reply.status, 301);
+    assert_eq!(
+        reply.header("location"),
+        Some("https://new.example.com/guide/intro?lang=en")
+    );
+}

@@ -1,0 +1,179 @@
+//! Real upstream servers on loopback (HTTP/1.1 and h2c on one port).
+//!
+//! The default handler answers with JSON describing what it received:
+//! `{server, method, path, query, version, headers}`. Special paths:
+//! `/hang` never answers, `/hold` answers once `release()` is called,
+//! `/count` reads the whole body and reports its length, `/big?bytes=N`
+//! streams N bytes back, `/hop` answers with hop-by-hop headers.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+type Body = BoxBody<Bytes, Infallible>;
+
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicUsize>,
+    hold: Arc<Notify>,
+}
+
+impl Upstream {
+    pub async fn start(name: &str) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let hold = Arc::new(Notify::new());
+        let name: Arc<str> = name.into();
+        let (h, n, w) = (hits.clone(), name.clone(), hold.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (h, n, w) = (h.clone(), n.clone(), w.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| handle(req, n.clone(), h.clone(), w.clone()));
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Upstream { addr, hits, hold }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Lets every request waiting on `/hold` answer.
+    pub fn release(&self) {
+        self.hold.notify_waiters();
+    }
+}
+
+fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).map_err(|e| match e {}).boxed()
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    name: Arc<str>,
+    hits: Arc<AtomicUsize>,
+    hold: Arc<Notify>,
+) -> Result<Response<Body>, Infallible> {
+    hits.fetch_add(1, Ordering::SeqCst);
+    let path = req.uri().path().to_string();
+    match path.as_str() {
+        "/hang" => std::future::pending::<()>().await,
+        "/hold" => hold.notified().await,
+        "/count" => {
+            let mut body = req.into_body();
+            let mut n = 0usize;
+            while let Some(frame) = body.frame().await {
+                if let Ok(data) = frame.map(|f| f.into_data()) {
+                    n += data.map(|d| d.len()).unwrap_or(0);
+                }
+            }
+            return Ok(Response::new(full(
+                serde_json::json!({ "received": n }).to_string(),
+            )));
+        }
+        "/big" => {
+            let total: usize = req
+                .uri()
+                .query()
+                .and_then(|q| q.strip_prefix("bytes="))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+            let chunks = (0..total.div_ceil(chunk.len())).map(move |i| {
+                let len = chunk.len().min(total - i * chunk.len());
+                Ok::<_, Infallible>(Frame::data(chunk.slice(..len)))
+            });
+            let body = StreamBody::new(futures_util::stream::iter(chunks));
+            return Ok(Response::new(BodyExt::boxed(body)));
+        }
+        "/hop" => {
+            let resp = Response::builder()
+                .header("connection", "x-up-hop")
+                .header("x-up-hop", "1")
+                .header("keep-alive", "timeout=5")
+                .header("proxy-authenticate", "Basic")
+                .header("x-up-normal", "1")
+                .body(full("hop"))
+                .unwrap();
+            return Ok(resp);
+        }
+        _ => {}
+    }
+    let mut headers = serde_json::Map::new();
+    for (k, v) in req.headers() {
+        let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+        match headers.get_mut(k.as_str()) {
+            Some(serde_json::Value::String(prev)) => {
+                prev.push_str(", ");
+                prev.push_str(&v);
+            }
+            _ => {
+                headers.insert(k.as_str().to_string(), v.into());
+            }
+        }
+    }
+    let doc = serde_json::json!({
+        "server": &*name,
+        "method": req.method().as_str(),
+        "path": path,
+        "query": req.uri().query(),
+        "version": format!("{:?}", req.version()),
+        "headers": headers,
+    });
+    Ok(Response::builder()
+        .header("content-type", "application/json")
+        .body(full(doc.to_string()))
+        .unwrap())
+}
+
+/// A WebSocket echo server.
+pub struct WsUpstream {
+    pub addr: SocketAddr,
+}
+
+impl WsUpstream {
+    pub async fn start() -> WsUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                        return;
+                    };
+                    while let Some(Ok(msg)) = ws.next().await {
+                        if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        WsUpstream { addr }
+    }
+}
