@@ -49,13 +49,11 @@ impl Gateway {
         let plan = plan::compile(loaded)?;
         let mut bound = Vec::new();
         for l in &plan.listeners {
-            let listener = server::bind(l.addr)
-                .await
-                .map_err(|source| StartError::Bind {
-                    name: l.name.to_string(),
-                    addr: l.addr,
-                    source,
-                })?;
+            let listener = server::bind(l.addr).await.map_err(|source| StartError::Bind {
+                name: l.name.to_string(),
+                addr: l.addr,
+                source,
+            })?;
             let addr = listener.local_addr().map_err(|source| StartError::Bind {
                 name: l.name.to_string(),
                 addr: l.addr,
@@ -69,19 +67,10 @@ impl Gateway {
         let mut addrs = Vec::new();
         for (name, addr, listener) in bound {
             tracing::info!(listener = %name, %addr, "listening");
-            tasks.spawn(server::accept_loop(
-                listener,
-                shared.clone(),
-                stop_rx.clone(),
-            ));
+            tasks.spawn(server::accept_loop(listener, shared.clone(), stop_rx.clone()));
             addrs.push((name, addr));
         }
-        Ok(Handle {
-            addrs,
-            shared,
-            stop,
-            tasks,
-        })
+        Ok(Handle { addrs, shared, stop, tasks })
     }
 }
 

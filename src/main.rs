@@ -8,11 +8,7 @@ use portcullis::config::{self, LoadedConfig};
 use portcullis::{DEMO_CONFIG, Gateway};
 
 #[derive(Parser)]
-#[command(
-    name = "portcullis",
-    about = "A secure, high-performance API gateway",
-    version
-)]
+#[command(name = "portcullis", about = "A secure, high-performance API gateway", version)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -42,10 +38,7 @@ fn main() -> ExitCode {
         Command::Run { config } => run(config),
         Command::Check { config } => check(&config),
         Command::Schema => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&config::json_schema()).unwrap_or_default()
-            );
+            println!("{}", serde_json::to_string_pretty(&config::json_schema()).unwrap_or_default());
             ExitCode::SUCCESS
         }
         Command::Version => {
@@ -92,10 +85,7 @@ fn run(path: Option<PathBuf>) -> ExitCode {
     };
     // PORTCULLIS_WORKER_THREADS pins the worker count (benchmarks use 1).
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = std::env::var("PORTCULLIS_WORKER_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    if let Some(n) = std::env::var("PORTCULLIS_WORKER_THREADS").ok().and_then(|v| v.parse().ok()) {
         runtime.worker_threads(n);
     }
     let runtime = match runtime.enable_all().build() {
@@ -145,9 +135,5 @@ fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     use std::io::IsTerminal;
     let ansi = std::io::stdout().is_terminal();
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stdout)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stdout).init();
 }

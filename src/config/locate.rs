@@ -78,6 +78,11 @@ impl Locations {
         Locations { by_path }
     }
 
+    /// The deepest path of a node that starts exactly at `pos`, if any.
+    pub fn path_at(&self, pos: (usize, usize)) -> Option<&str> {
+        self.by_path.iter().filter(|(_, p)| **p == pos).map(|(k, _)| k.as_str()).max_by_key(|k| k.len())
+    }
+
     /// Position of `path`, or of its nearest ancestor that has one.
     pub fn find(&self, path: &str) -> Option<(usize, usize)> {
         let mut p = path;
@@ -92,18 +97,11 @@ impl Locations {
 }
 
 fn starts_node(event: &Event) -> bool {
-    matches!(
-        event,
-        Event::Scalar(..) | Event::Alias(..) | Event::MappingStart(..) | Event::SequenceStart(..)
-    )
+    matches!(event, Event::Scalar(..) | Event::Alias(..) | Event::MappingStart(..) | Event::SequenceStart(..))
 }
 
 fn join(parent: &str, key: &str) -> String {
-    if parent.is_empty() {
-        key.to_string()
-    } else {
-        format!("{parent}.{key}")
-    }
+    if parent.is_empty() { key.to_string() } else { format!("{parent}.{key}") }
 }
 
 #[cfg(test)]
@@ -121,8 +119,7 @@ mod tests {
 
     #[test]
     fn flow_collections() {
-        let loc =
-            Locations::index("upstreams:\n  u: { targets: [ \"http://a\", \"http://b\" ] }\n");
+        let loc = Locations::index("upstreams:\n  u: { targets: [ \"http://a\", \"http://b\" ] }\n");
         assert_eq!(loc.find("upstreams.u.targets[1]"), Some((2, 31)));
     }
 }

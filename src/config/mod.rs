@@ -100,11 +100,7 @@ pub fn load_file(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
 
 /// Parses config text. `${NAME}` in plain (unquoted) scalars is replaced by
 /// the environment variable `NAME`; an unset variable is an error that names it.
-pub fn parse_str(
-    text: &str,
-    source_name: &str,
-    base_dir: &Path,
-) -> Result<LoadedConfig, ConfigErrors> {
+pub fn parse_str(text: &str, source_name: &str, base_dir: &Path) -> Result<LoadedConfig, ConfigErrors> {
     let locations = Locations::index(text);
     let options = serde_saphyr::options! {}.with_properties(std::env::vars().collect());
     let mut error_path = String::new();
@@ -122,33 +118,43 @@ pub fn parse_str(
             locations,
         }),
         Err(e) => {
-            let position = e
-                .location()
-                .map(|l| (l.line() as usize, l.column() as usize));
-            let path = if error_path == "." {
-                String::new()
-            } else {
-                error_path
-            };
+            let position = e.location().map(|l| (l.line() as usize, l.column() as usize));
+            let mut path = if error_path == "." { String::new() } else { error_path };
+            // The parser's position can name a deeper node than serde's path
+            // (a bad `${VAR}` in a field, a duplicate key): prefer the deeper one.
+            if let Some(exact) = position.and_then(|p| locations.path_at(p))
+                && (exact.len() > path.len() || path.contains('?'))
+            {
+                path = exact.to_string();
+            }
             let position = position.or_else(|| locations.find(&path));
-            Err(ConfigErrors(vec![ConfigError {
-                file: source_name.to_string(),
-                path,
-                position,
-                message: plain_message(&e),
-            }]))
+            let message = plain_message(&e);
+            // serde knows a map entry's path only once its key parsed; name the key.
+            if let Some(key) = message.strip_prefix("duplicate key `").and_then(|k| k.strip_suffix('`')) {
+                path = path.replace('?', key);
+            }
+            Err(ConfigErrors(vec![ConfigError { file: source_name.to_string(), path, position, message }]))
         }
     }
 }
 
-/// The error text without the source snippet and position (we print those ourselves).
+/// The error text without the source snippet and position (we print those
+/// ourselves), in our words where the library's would puzzle a user.
 fn plain_message(e: &serde_saphyr::Error) -> String {
     let text = e.without_snippet().to_string();
     // Drop a trailing " at line X, column Y" that the library appends.
-    match text.rfind(" at line ") {
-        Some(i) => text[..i].to_string(),
-        None => text,
+    let text = match text.rfind(" at line ") {
+        Some(i) => &text[..i],
+        None => &text,
+    };
+    if let Some(var) = text.strip_prefix("missing property ") {
+        return format!("environment variable {var} is not set");
     }
+    if let Some(rest) = text.strip_prefix("duplicate mapping key: ") {
+        let key = rest.split(", set DuplicateKeyPolicy").next().unwrap_or(rest);
+        return format!("duplicate key `{key}`");
+    }
+    text.to_string()
 }
 
 /// The JSON Schema of the config file, for editors.
@@ -176,10 +182,8 @@ mod tests {
 
     #[test]
     fn bad_duration_is_located() {
-        let err = parse(
-            "upstreams:\n  u:\n    targets: [\"http://a:1\"]\n    timeouts: { connect: soon }\n",
-        )
-        .unwrap_err();
+        let err =
+            parse("upstreams:\n  u:\n    targets: [\"http://a:1\"]\n    timeouts: { connect: soon }\n").unwrap_err();
         let e = &err.0[0];
         assert_eq!(e.path, "upstreams.u.timeouts.connect");
         assert_eq!(e.position.map(|p| p.0), Some(4));
@@ -192,12 +196,26 @@ mod tests {
         let path = std::env::var("PATH").unwrap();
         let cfg = parse("listeners:\n  - name: ${PATH}\n    bind: 127.0.0.1:0\n").unwrap();
         assert_eq!(cfg.config.listeners[0].name, path);
-        let err = parse("listeners:\n  - name: ${PORTCULLIS_SURELY_UNSET_VAR}\n    bind: x\n")
-            .unwrap_err();
-        assert!(
-            err.to_string().contains("PORTCULLIS_SURELY_UNSET_VAR"),
-            "{err}"
-        );
+        let err = parse("listeners:\n  - name: ${PORTCULLIS_SURELY_UNSET_VAR}\n    bind: x\n").unwrap_err();
+        let e = &err.0[0];
+        assert_eq!(e.path, "listeners[0].name");
+        assert_eq!(e.message, "environment variable `PORTCULLIS_SURELY_UNSET_VAR` is not set");
+    }
+
+    #[test]
+    fn duplicate_keys_are_named() {
+        let err =
+            parse("upstreams:\n  a: { targets: [\"http://x:1\"] }\n  a: { targets: [\"http://x:2\"] }\n").unwrap_err();
+        let e = &err.0[0];
+        assert_eq!(e.message, "duplicate key `a`");
+        assert_eq!(e.position.map(|p| p.0), Some(3));
+        assert!(!e.path.contains('?'), "{}", e.path);
+    }
+
+    #[test]
+    fn typo_in_weighted_target_is_named() {
+        let err = parse("upstreams:\n  a: { targets: [ { url: \"http://x:1\", wieght: 2 } ] }\n").unwrap_err();
+        assert!(err.0[0].message.contains("wieght"), "{}", err.0[0].message);
     }
 
     #[test]

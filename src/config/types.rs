@@ -52,11 +52,7 @@ pub struct NormalizeConfig {
 
 impl Default for NormalizeConfig {
     fn default() -> Self {
-        NormalizeConfig {
-            merge_slashes: true,
-            reject_encoded_slash: true,
-            reject_double_encoding: true,
-        }
+        NormalizeConfig { merge_slashes: true, reject_encoded_slash: true, reject_double_encoding: true }
     }
 }
 
@@ -80,11 +76,34 @@ pub struct UpstreamConfig {
     pub pool: PoolConfig,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+/// `"http://host:port"` or `{ url: "http://host:port", weight: 2 }`.
+#[derive(Debug, Clone, JsonSchema)]
 #[serde(untagged)]
 pub enum TargetConfig {
     Url(String),
     Weighted(WeightedTarget),
+}
+
+// By hand instead of `untagged`: untagged enums hide the real error (a typo
+// in `weight`) behind "did not match any variant".
+impl<'de> Deserialize<'de> for TargetConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = TargetConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a target URL or `{ url: ..., weight: N }`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<TargetConfig, E> {
+                Ok(TargetConfig::Url(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<TargetConfig, A::Error> {
+                WeightedTarget::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(TargetConfig::Weighted)
+            }
+        }
+        de.deserialize_any(Visit)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -174,10 +193,7 @@ pub struct PoolConfig {
 
 impl Default for PoolConfig {
     fn default() -> Self {
-        PoolConfig {
-            max_idle_per_target: 256,
-            idle_timeout: Duration(std::time::Duration::from_secs(90)),
-        }
+        PoolConfig { max_idle_per_target: 256, idle_timeout: Duration(std::time::Duration::from_secs(90)) }
     }
 }
 

@@ -29,13 +29,11 @@ impl FromStr for Duration {
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
         if s.is_empty() || !s.as_bytes()[0].is_ascii_digit() {
-            return Err(format!(
-                "`{s}` is not a duration; write it like `250ms`, `30s` or `5m`"
-            ));
+            return Err(format!("`{s}` is not a duration; write it like `250ms`, `30s` or `5m`"));
         }
-        humantime::parse_duration(s).map(Duration).map_err(|e| {
-            format!("`{s}` is not a duration ({e}); write it like `250ms`, `30s` or `5m`")
-        })
+        humantime::parse_duration(s)
+            .map(Duration)
+            .map_err(|e| format!("`{s}` is not a duration ({e}); write it like `250ms`, `30s` or `5m`"))
     }
 }
 
@@ -81,9 +79,7 @@ impl FromStr for ByteSize {
             "GiB" => 1 << 30,
             _ => return Err(bad()),
         };
-        n.checked_mul(mult)
-            .map(ByteSize)
-            .ok_or_else(|| format!("`{s}` is too large"))
+        n.checked_mul(mult).map(ByteSize).ok_or_else(|| format!("`{s}` is too large"))
     }
 }
 
@@ -141,10 +137,7 @@ impl FromStr for Rate {
             "d" | "day" => 86_400,
             _ => return Err(bad()),
         };
-        Ok(Rate {
-            count,
-            per: StdDuration::from_secs(per),
-        })
+        Ok(Rate { count, per: StdDuration::from_secs(per) })
     }
 }
 
@@ -185,18 +178,9 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(
-            "250ms".parse::<Duration>().unwrap().0,
-            StdDuration::from_millis(250)
-        );
-        assert_eq!(
-            "30s".parse::<Duration>().unwrap().0,
-            StdDuration::from_secs(30)
-        );
-        assert_eq!(
-            "5m".parse::<Duration>().unwrap().0,
-            StdDuration::from_secs(300)
-        );
+        assert_eq!("250ms".parse::<Duration>().unwrap().0, StdDuration::from_millis(250));
+        assert_eq!("30s".parse::<Duration>().unwrap().0, StdDuration::from_secs(30));
+        assert_eq!("5m".parse::<Duration>().unwrap().0, StdDuration::from_secs(300));
         assert!("fast".parse::<Duration>().is_err());
         assert!("10".parse::<Duration>().is_err());
         assert!("-1s".parse::<Duration>().is_err());

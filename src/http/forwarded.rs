@@ -49,10 +49,7 @@ pub struct Client {
 pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> Client {
     let peer = canonical(peer);
     if !trusted.contains(peer) {
-        return Client {
-            ip: peer,
-            peer_trusted: false,
-        };
+        return Client { ip: peer, peer_trusted: false };
     }
     let mut chain = x_forwarded_for(headers);
     if chain.is_empty() {
@@ -71,10 +68,7 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> C
             None => break,
         }
     }
-    Client {
-        ip: client,
-        peer_trusted: true,
-    }
+    Client { ip: client, peer_trusted: true }
 }
 
 fn x_forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
@@ -95,9 +89,7 @@ fn forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
         .filter_map(|element| {
             element.split(';').find_map(|pair| {
                 let (k, v) = pair.trim().split_once('=')?;
-                k.trim()
-                    .eq_ignore_ascii_case("for")
-                    .then(|| parse_node(v.trim().trim_matches('"')))
+                k.trim().eq_ignore_ascii_case("for").then(|| parse_node(v.trim().trim_matches('"')))
             })
         })
         .collect()
@@ -111,8 +103,7 @@ fn parse_node(s: &str) -> Option<IpAddr> {
     if let Some(rest) = s.strip_prefix('[') {
         return rest.split(']').next()?.parse().ok();
     }
-    s.rsplit_once(':')
-        .and_then(|(host, _port)| host.parse().ok())
+    s.rsplit_once(':').and_then(|(host, _port)| host.parse().ok())
 }
 
 #[cfg(test)]
@@ -126,10 +117,7 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
+            h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
         }
         h
     }

@@ -18,10 +18,8 @@ const FIXED: [HeaderName; 8] = [
 /// Removes hop-by-hop headers. `TE: trailers` survives on requests, as it is
 /// the only TE a proxy may pass on (gRPC needs it).
 pub fn strip(headers: &mut HeaderMap, is_request: bool) {
-    let te_trailers = is_request
-        && headers
-            .get(header::TE)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    let te_trailers =
+        is_request && headers.get(header::TE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     // Names listed in Connection go too (collected first: we mutate the map).
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -51,11 +49,7 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    if wants {
-        headers.get(header::UPGRADE).cloned()
-    } else {
-        None
-    }
+    if wants { headers.get(header::UPGRADE).cloned() } else { None }
 }
 
 #[cfg(test)]

@@ -85,10 +85,9 @@ fn decode_unreserved(bytes: &[u8], opts: &NormalizeConfig) -> Result<String, Pat
         let b = bytes[i];
         match b {
             b'%' => {
-                let (Some(hi), Some(lo)) = (
-                    bytes.get(i + 1).copied().and_then(hex),
-                    bytes.get(i + 2).copied().and_then(hex),
-                ) else {
+                let (Some(hi), Some(lo)) =
+                    (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex))
+                else {
                     return Err(PathError::InvalidEncoding);
                 };
                 let v = hi << 4 | lo;
@@ -173,10 +172,7 @@ mod tests {
 
     #[test]
     fn leaves_normal_paths_alone() {
-        assert!(matches!(
-            normalize("/a/b.json", &NormalizeConfig::default()),
-            Ok(Cow::Borrowed(_))
-        ));
+        assert!(matches!(normalize("/a/b.json", &NormalizeConfig::default()), Ok(Cow::Borrowed(_))));
         assert_eq!(norm("/").unwrap(), "/");
         assert_eq!(norm("/users/42/").unwrap(), "/users/42/");
         assert_eq!(norm("/.well-known/x").unwrap(), "/.well-known/x");
@@ -196,10 +192,7 @@ mod tests {
     #[test]
     fn merges_slashes_when_asked() {
         assert_eq!(norm("//a///b").unwrap(), "/a/b");
-        let keep = NormalizeConfig {
-            merge_slashes: false,
-            ..Default::default()
-        };
+        let keep = NormalizeConfig { merge_slashes: false, ..Default::default() };
         assert_eq!(normalize("//a///b", &keep).unwrap(), "//a///b");
     }
 
@@ -219,20 +212,14 @@ mod tests {
         assert_eq!(norm("/a%00b"), Err(PathError::ControlCharacter));
         assert_eq!(norm("/a%zz"), Err(PathError::InvalidEncoding));
         assert_eq!(norm("/a%2"), Err(PathError::InvalidEncoding));
-        assert_eq!(
-            norm("/public/%252e%252e/admin"),
-            Err(PathError::DoubleEncoding)
-        );
+        assert_eq!(norm("/public/%252e%252e/admin"), Err(PathError::DoubleEncoding));
         assert_eq!(norm("/public/..;/admin"), Err(PathError::DotSemicolon));
         assert_eq!(norm("*"), Err(PathError::NotAbsolute));
     }
 
     #[test]
     fn encoded_slash_can_be_kept() {
-        let keep = NormalizeConfig {
-            reject_encoded_slash: false,
-            ..Default::default()
-        };
+        let keep = NormalizeConfig { reject_encoded_slash: false, ..Default::default() };
         assert_eq!(normalize("/a%2fb", &keep).unwrap(), "/a%2Fb");
     }
 }

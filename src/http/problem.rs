@@ -29,9 +29,7 @@ pub fn problem(status: StatusCode, detail: &str, request_id: &HeaderValue) -> Re
 /// here with their cause; the client only sees the summary.
 pub fn from_error(err: &GatewayError, request_id: &HeaderValue) -> Response<Body> {
     if err.side() != Side::Client {
-        let cause = std::error::Error::source(err)
-            .map(|c| c.to_string())
-            .unwrap_or_default();
+        let cause = std::error::Error::source(err).map(|c| c.to_string()).unwrap_or_default();
         tracing::warn!(request_id = request_id.to_str().unwrap_or_default(), error = %err, cause, "request failed");
     }
     let mut resp = problem(err.status(), &err.to_string(), request_id);

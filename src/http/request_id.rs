@@ -19,9 +19,7 @@ pub fn take_or_generate(headers: &HeaderMap, peer_trusted: bool) -> HeaderValue 
 
 fn is_valid(id: &[u8]) -> bool {
     (1..=128).contains(&id.len())
-        && id
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+        && id.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
 /// 128 random bits as 32 hex digits.

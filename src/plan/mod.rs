@@ -52,10 +52,7 @@ impl Ctx<'_> {
 /// Compiles `loaded` into a plan, or reports every problem in it.
 pub fn compile(loaded: &LoadedConfig) -> Result<Plan, ConfigErrors> {
     let cfg = &loaded.config;
-    let mut cx = Ctx {
-        loaded,
-        errors: Vec::new(),
-    };
+    let mut cx = Ctx { loaded, errors: Vec::new() };
 
     let listeners = compile_listeners(&mut cx);
     let trusted_proxies = compile_trusted(&mut cx);
@@ -70,70 +67,64 @@ pub fn compile(loaded: &LoadedConfig) -> Result<Plan, ConfigErrors> {
 
     let mut routes = Vec::new();
     let mut matchers = Vec::new();
+    // Config index of each compiled route (routes with errors are left out).
+    let mut compiled = Vec::new();
     let mut names: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, rcfg) in cfg.routes.iter().enumerate() {
         if let Some(first) = names.insert(&rcfg.name, i) {
-            cx.err(
-                format!("routes[{i}].name"),
-                format!(
-                    "duplicate route name `{}` (also routes[{first}])",
-                    rcfg.name
-                ),
-            );
+            cx.err(format!("routes[{i}].name"), format!("duplicate route name `{}` (also routes[{first}])", rcfg.name));
         }
         if let Some((matcher, route)) = route::compile(&mut cx, i, rcfg, &upstreams, &known) {
             matchers.push(matcher);
             routes.push(route);
+            compiled.push(i);
         }
     }
 
     let router = Router::new(matchers);
-    if routes.len() == cfg.routes.len() {
-        for conflict in router.conflicts() {
-            report_conflict(&mut cx, &conflict);
-        }
+    for conflict in router.conflicts() {
+        report_conflict(&mut cx, &conflict, &compiled);
     }
 
     if !cx.errors.is_empty() {
+        // In file order: the way a user reads and fixes them.
+        cx.errors.sort_by_key(|e| e.position.unwrap_or((usize::MAX, 0)));
         return Err(ConfigErrors(cx.errors));
     }
-    Ok(Plan {
-        listeners,
-        trusted_proxies,
-        normalize: cfg.path_normalization.clone(),
-        router,
-        routes,
-    })
+    Ok(Plan { listeners, trusted_proxies, normalize: cfg.path_normalization.clone(), router, routes })
 }
 
-fn report_conflict(cx: &mut Ctx, conflict: &Conflict) {
+fn report_conflict(cx: &mut Ctx, conflict: &Conflict, compiled: &[usize]) {
     let routes = &cx.loaded.config.routes;
     match *conflict {
-        Conflict::Ambiguous { first, second } => cx.err(
-            format!("routes[{second}].match"),
-            format!(
-                "route `{}` is ambiguous with route `{}` (routes[{first}]): both can match the same request \
+        Conflict::Ambiguous { first, second } => {
+            let (first, second) = (compiled[first], compiled[second]);
+            cx.err(
+                format!("routes[{second}].match"),
+                format!(
+                    "route `{}` is ambiguous with route `{}` (routes[{first}]): both can match the same request \
                  with the same precedence; make one more specific (host, path, methods, headers or version)",
-                routes[second].name, routes[first].name
-            ),
-        ),
-        Conflict::Unreachable { route, shadowed_by } => cx.err(
+                    routes[second].name, routes[first].name
+                ),
+            )
+        }
+        Conflict::Unreachable { route, shadowed_by } => {
+            let (route, shadowed_by) = (compiled[route], compiled[shadowed_by]);
+            cx.err(
             format!("routes[{route}].match"),
             format!(
                 "route `{}` is unreachable: every request it matches is taken by route `{}` (routes[{shadowed_by}])",
                 routes[route].name, routes[shadowed_by].name
             ),
-        ),
+            )
+        }
     }
 }
 
 fn compile_listeners(cx: &mut Ctx) -> Vec<ListenerPlan> {
     let cfg = &cx.loaded.config;
     if cfg.listeners.is_empty() {
-        cx.err(
-            "listeners",
-            "no listeners: add one, e.g. `- { name: public, bind: 0.0.0.0:8080 }`",
-        );
+        cx.err("listeners", "no listeners: add one, e.g. `- { name: public, bind: 0.0.0.0:8080 }`");
     }
     let mut out: Vec<ListenerPlan> = Vec::new();
     for (i, l) in cfg.listeners.iter().enumerate() {
@@ -149,22 +140,13 @@ fn compile_listeners(cx: &mut Ctx) -> Vec<ListenerPlan> {
         match l.bind.parse::<SocketAddr>() {
             Ok(addr) => {
                 if addr.port() != 0 && out.iter().any(|o| o.addr == addr) {
-                    cx.err(
-                        format!("listeners[{i}].bind"),
-                        format!("`{addr}` is bound by another listener"),
-                    );
+                    cx.err(format!("listeners[{i}].bind"), format!("`{addr}` is bound by another listener"));
                 }
-                out.push(ListenerPlan {
-                    name: l.name.as_str().into(),
-                    addr,
-                });
+                out.push(ListenerPlan { name: l.name.as_str().into(), addr });
             }
             Err(_) => cx.err(
                 format!("listeners[{i}].bind"),
-                format!(
-                    "`{}` is not an `IP:PORT` address (e.g. `0.0.0.0:8080`, `[::]:8080`)",
-                    l.bind
-                ),
+                format!("`{}` is not an `IP:PORT` address (e.g. `0.0.0.0:8080`, `[::]:8080`)", l.bind),
             ),
         }
     }
@@ -174,15 +156,10 @@ fn compile_listeners(cx: &mut Ctx) -> Vec<ListenerPlan> {
 fn compile_trusted(cx: &mut Ctx) -> TrustedProxies {
     let mut nets = Vec::new();
     for (i, text) in cx.loaded.config.trusted_proxies.iter().enumerate() {
-        let parsed = text
-            .parse::<IpNet>()
-            .or_else(|_| text.parse::<IpAddr>().map(IpNet::from));
+        let parsed = text.parse::<IpNet>().or_else(|_| text.parse::<IpAddr>().map(IpNet::from));
         match parsed {
             Ok(net) => nets.push(net.trunc()),
-            Err(_) => cx.err(
-                format!("trusted_proxies[{i}]"),
-                format!("`{text}` is not an IP address or CIDR"),
-            ),
+            Err(_) => cx.err(format!("trusted_proxies[{i}]"), format!("`{text}` is not an IP address or CIDR")),
         }
     }
     TrustedProxies::new(nets)

@@ -12,9 +12,7 @@ use crate::config::{DeprecationConfig, MatchConfig, RouteConfig};
 use crate::policy::{Chain, registry};
 use crate::responder::{Redirect, Responder, StaticResponse};
 use crate::router::rewrite::{PathRewrite, Template};
-use crate::router::{
-    HeaderCondition, HostMatch, Matcher, PathPattern, VersionMatch, VersionSource,
-};
+use crate::router::{HeaderCondition, HostMatch, Matcher, PathPattern, VersionMatch, VersionSource};
 use crate::upstream::Upstream;
 
 use super::Ctx;
@@ -67,32 +65,23 @@ pub(super) fn compile(
         cx.err(format!("{at}.name"), "a route needs a name");
     }
     let matcher = compile_match(cx, &format!("{at}.match"), &cfg.matcher);
-    let params = matcher
-        .as_ref()
-        .map(|m| m.params.clone())
-        .unwrap_or_default();
+    let params = matcher.as_ref().map(|m| m.params.clone()).unwrap_or_default();
 
-    let actions = [
-        cfg.upstream.is_some(),
-        cfg.echo.is_some(),
-        cfg.static_response.is_some(),
-        cfg.redirect.is_some(),
-    ];
+    let actions = [cfg.upstream.is_some(), cfg.echo.is_some(), cfg.static_response.is_some(), cfg.redirect.is_some()];
     let action = match actions.iter().filter(|a| **a).count() {
         1 => compile_action(cx, &at, cfg, matcher.as_ref(), upstreams, known),
         _ => {
-            cx.err(
-                at.clone(),
-                "a route needs exactly one of `upstream`, `echo`, `static` or `redirect`",
-            );
+            cx.err(at.clone(), "a route needs exactly one of `upstream`, `echo`, `static` or `redirect`");
             None
         }
     };
-    if cfg.upstream.is_none() && (cfg.rewrite.is_some() || !cfg.preserve_host) {
-        cx.err(
-            format!("{at}.rewrite"),
-            "`rewrite` and `preserve_host` only apply to routes with an `upstream`",
-        );
+    if cfg.upstream.is_none() {
+        if cfg.rewrite.is_some() {
+            cx.err(format!("{at}.rewrite"), "`rewrite` only applies to routes with an `upstream`");
+        }
+        if !cfg.preserve_host {
+            cx.err(format!("{at}.preserve_host"), "`preserve_host` only applies to routes with an `upstream`");
+        }
     }
     let policies = match registry::compile_route(cfg) {
         Ok(chain) => Some(chain),
@@ -103,10 +92,7 @@ pub(super) fn compile(
             None
         }
     };
-    let deprecation = cfg
-        .deprecated
-        .as_ref()
-        .map(|d| compile_deprecation(cx, &format!("{at}.deprecated"), d));
+    let deprecation = cfg.deprecated.as_ref().map(|d| compile_deprecation(cx, &format!("{at}.deprecated"), d));
     if cx.errors.len() > before {
         return None;
     }
@@ -131,18 +117,11 @@ fn compile_match(cx: &mut Ctx, at: &str, m: &MatchConfig) -> Option<Matcher> {
     };
     let path = match (&m.path, &m.path_prefix) {
         (Some(_), Some(_)) => {
-            cx.err(
-                format!("{at}.path_prefix"),
-                "use either `path` or `path_prefix`, not both",
-            );
+            cx.err(format!("{at}.path_prefix"), "use either `path` or `path_prefix`, not both");
             None
         }
-        (Some(p), None) => PathPattern::parse_path(p)
-            .map_err(|e| cx.err(format!("{at}.path"), e))
-            .ok(),
-        (None, Some(p)) => PathPattern::parse_prefix(p)
-            .map_err(|e| cx.err(format!("{at}.path_prefix"), e))
-            .ok(),
+        (Some(p), None) => PathPattern::parse_path(p).map_err(|e| cx.err(format!("{at}.path"), e)).ok(),
+        (None, Some(p)) => PathPattern::parse_prefix(p).map_err(|e| cx.err(format!("{at}.path_prefix"), e)).ok(),
         (None, None) => PathPattern::parse_prefix("/").ok(),
     };
     let methods = m.methods.as_ref().map(|ms| {
@@ -151,58 +130,44 @@ fn compile_match(cx: &mut Ctx, at: &str, m: &MatchConfig) -> Option<Matcher> {
             .filter_map(|(j, name)| {
                 let upper = name.to_ascii_uppercase();
                 Method::from_bytes(upper.as_bytes())
-                    .map_err(|_| {
-                        cx.err(
-                            format!("{at}.methods[{j}]"),
-                            format!("`{name}` is not an HTTP method"),
-                        )
-                    })
+                    .map_err(|_| cx.err(format!("{at}.methods[{j}]"), format!("`{name}` is not an HTTP method")))
                     .ok()
             })
             .collect::<Vec<_>>()
     });
     if methods.as_ref().is_some_and(Vec::is_empty) && cx.errors.len() == before {
-        cx.err(
-            format!("{at}.methods"),
-            "an empty method list matches nothing; remove `methods` to allow any",
-        );
+        cx.err(format!("{at}.methods"), "an empty method list matches nothing; remove `methods` to allow any");
+    }
+    if let Some(ms) = &methods {
+        for (j, m) in ms.iter().enumerate() {
+            if ms[..j].contains(m) {
+                cx.err(format!("{at}.methods[{j}]"), format!("`{m}` is listed twice"));
+            }
+        }
     }
     let mut headers = Vec::new();
     for (j, h) in m.headers.iter().enumerate() {
         let name = HeaderName::try_from(h.name.as_str());
         let value = h.value.as_deref().map(HeaderValue::try_from).transpose();
         match (name, value) {
+            (Ok(name), Ok(_)) if headers.iter().any(|c: &HeaderCondition| c.name == name) => {
+                cx.err(format!("{at}.headers[{j}].name"), format!("header `{name}` has two conditions; keep one"))
+            }
             (Ok(name), Ok(value)) => headers.push(HeaderCondition { name, value }),
-            (Err(_), _) => cx.err(
-                format!("{at}.headers[{j}].name"),
-                format!("`{}` is not a header name", h.name),
-            ),
-            (_, Err(_)) => cx.err(
-                format!("{at}.headers[{j}].value"),
-                "not a valid header value",
-            ),
+            (Err(_), _) => cx.err(format!("{at}.headers[{j}].name"), format!("`{}` is not a header name", h.name)),
+            (_, Err(_)) => cx.err(format!("{at}.headers[{j}].value"), "not a valid header value"),
         }
     }
     let mut path = path?;
     let mut version = None;
     if let Some(v) = &m.version {
         let vat = format!("{at}.version");
-        let sources = [
-            v.path_prefix.is_some(),
-            v.header.is_some(),
-            v.accept_param.is_some(),
-        ];
+        let sources = [v.path_prefix.is_some(), v.header.is_some(), v.accept_param.is_some()];
         if sources.iter().filter(|s| **s).count() != 1 {
-            cx.err(
-                vat.clone(),
-                "a version needs exactly one of `path_prefix`, `header` or `accept_param`",
-            );
+            cx.err(vat.clone(), "a version needs exactly one of `path_prefix`, `header` or `accept_param`");
         } else if let Some(prefix) = &v.path_prefix {
             if v.value.is_some() || v.default {
-                cx.err(
-                    vat.clone(),
-                    "`value` and `default` go with `header` or `accept_param`, not `path_prefix`",
-                );
+                cx.err(vat.clone(), "`value` and `default` go with `header` or `accept_param`, not `path_prefix`");
             }
             match PathPattern::parse_prefix(prefix) {
                 Ok(p) => path = path.prepend(&p),
@@ -212,28 +177,16 @@ fn compile_match(cx: &mut Ctx, at: &str, m: &MatchConfig) -> Option<Matcher> {
             let source = match (&v.header, &v.accept_param) {
                 (Some(h), _) => HeaderName::try_from(h.as_str())
                     .map(VersionSource::Header)
-                    .map_err(|_| {
-                        cx.err(
-                            format!("{vat}.header"),
-                            format!("`{h}` is not a header name"),
-                        )
-                    })
+                    .map_err(|_| cx.err(format!("{vat}.header"), format!("`{h}` is not a header name")))
                     .ok(),
                 (_, Some(p)) => Some(VersionSource::AcceptParam(p.as_str().into())),
                 _ => None,
             };
             match (&v.value, source) {
                 (Some(value), Some(source)) => {
-                    version = Some(VersionMatch {
-                        source,
-                        value: value.as_str().into(),
-                        default: v.default,
-                    })
+                    version = Some(VersionMatch { source, value: value.as_str().into(), default: v.default })
                 }
-                (None, _) => cx.err(
-                    format!("{vat}.value"),
-                    "the version `value` this route serves is required",
-                ),
+                (None, _) => cx.err(format!("{vat}.value"), "the version `value` this route serves is required"),
                 _ => {}
             }
         }
@@ -241,14 +194,7 @@ fn compile_match(cx: &mut Ctx, at: &str, m: &MatchConfig) -> Option<Matcher> {
     if cx.errors.len() > before {
         return None;
     }
-    Some(Matcher {
-        host,
-        params: path.param_names(),
-        path,
-        methods,
-        headers,
-        version,
-    })
+    Some(Matcher { host, params: path.param_names(), path, methods, headers, version })
 }
 
 fn compile_action(
@@ -264,49 +210,30 @@ fn compile_action(
         let upstream = upstreams.get(name.as_str()).cloned();
         if upstream.is_none() && !known.contains(&name.as_str()) {
             let list = if known.is_empty() {
-                "none are defined".to_string()
+                "no upstreams are defined".to_string()
             } else {
-                known.join(", ")
+                format!("defined: {}", known.join(", "))
             };
-            cx.err(
-                format!("{at}.upstream"),
-                format!("unknown upstream `{name}` (defined: {list})"),
-            );
+            cx.err(format!("{at}.upstream"), format!("unknown upstream `{name}` ({list})"));
         }
         let (rewrite, host) = compile_rewrite(cx, at, cfg, matcher, &params);
-        return Some(Action::Proxy(Proxy {
-            upstream: upstream?,
-            rewrite,
-            host,
-        }));
+        return Some(Action::Proxy(Proxy { upstream: upstream?, rewrite, host }));
     }
     if cfg.echo.is_some() {
         return Some(Action::Respond(Responder::Echo));
     }
     if let Some(s) = &cfg.static_response {
-        let status = StatusCode::from_u16(s.status)
-            .ok()
-            .filter(|st| st.as_u16() >= 200)
-            .or_else(|| {
-                cx.err(
-                    format!("{at}.static.status"),
-                    format!("`{}` is not a final HTTP status (200-599)", s.status),
-                );
-                None
-            });
+        let status = StatusCode::from_u16(s.status).ok().filter(|st| st.as_u16() >= 200).or_else(|| {
+            cx.err(format!("{at}.static.status"), format!("`{}` is not a final HTTP status (200-599)", s.status));
+            None
+        });
         let mut headers = HeaderMap::new();
         for (k, v) in &s.headers {
-            match (
-                HeaderName::try_from(k.as_str()),
-                HeaderValue::try_from(v.as_str()),
-            ) {
+            match (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v.as_str())) {
                 (Ok(n), Ok(v)) => {
                     headers.insert(n, v);
                 }
-                _ => cx.err(
-                    format!("{at}.static.headers.{k}"),
-                    "not a valid header name and value",
-                ),
+                _ => cx.err(format!("{at}.static.headers.{k}"), "not a valid header name and value"),
             }
         }
         return Some(Action::Respond(Responder::Static(StaticResponse {
@@ -317,20 +244,11 @@ fn compile_action(
     }
     let r = cfg.redirect.as_ref()?;
     if ![301, 302, 303, 307, 308].contains(&r.status) {
-        cx.err(
-            format!("{at}.redirect.status"),
-            "a redirect status is 301, 302, 303, 307 or 308",
-        );
+        cx.err(format!("{at}.redirect.status"), "a redirect status is 301, 302, 303, 307 or 308");
     }
-    let to = Template::parse(&r.to, &params)
-        .map_err(|e| cx.err(format!("{at}.redirect.to"), e))
-        .ok()?;
+    let to = Template::parse(&r.to, &params).map_err(|e| cx.err(format!("{at}.redirect.to"), e)).ok()?;
     let status = StatusCode::from_u16(r.status).ok()?;
-    Some(Action::Respond(Responder::Redirect(Redirect {
-        to,
-        status,
-        keep_query: r.keep_query,
-    })))
+    Some(Action::Respond(Responder::Redirect(Redirect { to, status, keep_query: r.keep_query })))
 }
 
 fn compile_rewrite(
@@ -340,11 +258,7 @@ fn compile_rewrite(
     matcher: Option<&Matcher>,
     params: &[Arc<str>],
 ) -> (Option<PathRewrite>, HostRewrite) {
-    let mut host = if cfg.preserve_host {
-        HostRewrite::Preserve
-    } else {
-        HostRewrite::Target
-    };
+    let mut host = if cfg.preserve_host { HostRewrite::Preserve } else { HostRewrite::Target };
     let Some(rw) = &cfg.rewrite else {
         return (None, host);
     };
@@ -355,30 +269,18 @@ fn compile_rewrite(
             Err(_) => cx.err(format!("{at}.host"), "not a valid host"),
         }
     }
-    let ops = [
-        rw.strip_prefix.is_some(),
-        rw.replace_prefix.is_some(),
-        rw.path.is_some(),
-    ];
+    let ops = [rw.strip_prefix.is_some(), rw.replace_prefix.is_some(), rw.path.is_some()];
     if ops.iter().filter(|o| **o).count() > 1 {
-        cx.err(
-            at.clone(),
-            "use one of `strip_prefix`, `replace_prefix` or `path`",
-        );
+        cx.err(at.clone(), "use one of `strip_prefix`, `replace_prefix` or `path`");
         return (None, host);
     }
     // A prefix rewrite must name a prefix that every matching path has.
     let mut check_prefix = |key: &str, prefix: &str| -> Option<Box<str>> {
         let trimmed = prefix.trim_end_matches('/');
         let segments: Vec<&str> = trimmed.split('/').skip(1).collect();
-        let literal: Vec<&str> = matcher
-            .map(|m| m.path.literal_prefix_segments().collect())
-            .unwrap_or_default();
+        let literal: Vec<&str> = matcher.map(|m| m.path.literal_prefix_segments().collect()).unwrap_or_default();
         if !prefix.starts_with('/') || (matcher.is_some() && !literal.starts_with(&segments)) {
-            cx.err(
-                format!("{at}.{key}"),
-                format!("`{prefix}` is not a prefix of every path this route matches"),
-            );
+            cx.err(format!("{at}.{key}"), format!("`{prefix}` is not a prefix of every path this route matches"));
             return None;
         }
         Some(trimmed.into())
@@ -390,44 +292,28 @@ fn compile_rewrite(
         if !r.to.starts_with('/') {
             cx.err(format!("{at}.replace_prefix.to"), "must start with `/`");
         }
-        from.map(|from| PathRewrite::ReplacePrefix {
-            from,
-            to: r.to.as_str().into(),
-        })
+        from.map(|from| PathRewrite::ReplacePrefix { from, to: r.to.as_str().into() })
     } else if let Some(p) = &rw.path {
         if !p.starts_with('/') {
             cx.err(format!("{at}.path"), "must start with `/`");
         }
-        Template::parse(p, params)
-            .map(PathRewrite::Template)
-            .map_err(|e| cx.err(format!("{at}.path"), e))
-            .ok()
+        Template::parse(p, params).map(PathRewrite::Template).map_err(|e| cx.err(format!("{at}.path"), e)).ok()
     } else {
         None
     };
     (rewrite, host)
 }
 
-fn compile_deprecation(
-    cx: &mut Ctx,
-    at: &str,
-    d: &DeprecationConfig,
-) -> Vec<(HeaderName, HeaderValue)> {
+fn compile_deprecation(cx: &mut Ctx, at: &str, d: &DeprecationConfig) -> Vec<(HeaderName, HeaderValue)> {
     let mut out = Vec::new();
     match parse_date(&d.since) {
         // RFC 9745: a Structured Field Date, `@<unix seconds>`.
         Some(t) => out.push((
             HeaderName::from_static("deprecation"),
-            HeaderValue::try_from(format!(
-                "@{}",
-                t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
-            ))
-            .expect("digits"),
+            HeaderValue::try_from(format!("@{}", t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()))
+                .expect("digits"),
         )),
-        None => cx.err(
-            format!("{at}.since"),
-            format!("`{}` is not a date like `2026-06-30`", d.since),
-        ),
+        None => cx.err(format!("{at}.since"), format!("`{}` is not a date like `2026-06-30`", d.since)),
     }
     if let Some(s) = &d.sunset {
         match parse_date(s) {
@@ -436,23 +322,16 @@ fn compile_deprecation(
                 HeaderName::from_static("sunset"),
                 HeaderValue::try_from(httpdate::fmt_http_date(t)).expect("http-date"),
             )),
-            None => cx.err(
-                format!("{at}.sunset"),
-                format!("`{s}` is not a date like `2027-01-31`"),
-            ),
+            None => cx.err(format!("{at}.sunset"), format!("`{s}` is not a date like `2027-01-31`")),
         }
     }
     if let Some(link) = &d.link {
         match link.parse::<http::Uri>() {
             Ok(u) if u.scheme().is_some() => out.push((
                 http::header::LINK,
-                HeaderValue::try_from(format!("<{link}>; rel=\"deprecation\"; type=\"text/html\""))
-                    .expect("uri"),
+                HeaderValue::try_from(format!("<{link}>; rel=\"deprecation\"; type=\"text/html\"")).expect("uri"),
             )),
-            _ => cx.err(
-                format!("{at}.link"),
-                format!("`{link}` is not an absolute URL"),
-            ),
+            _ => cx.err(format!("{at}.link"), format!("`{link}` is not an absolute URL")),
         }
     }
     out
@@ -460,11 +339,7 @@ fn compile_deprecation(
 
 /// `2026-06-30` (midnight UTC) or an RFC 3339 time in UTC (`...Z`).
 fn parse_date(s: &str) -> Option<SystemTime> {
-    let full = if s.len() == 10 {
-        format!("{s}T00:00:00Z")
-    } else {
-        s.to_string()
-    };
+    let full = if s.len() == 10 { format!("{s}T00:00:00Z") } else { s.to_string() };
     let t = humantime::parse_rfc3339(&full).ok()?;
     // Dates before 1970 make no sense here and would not fit `@<seconds>`.
     (t >= UNIX_EPOCH + Duration::from_secs(1)).then_some(t)

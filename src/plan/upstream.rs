@@ -17,16 +17,10 @@ pub(super) fn compile(cx: &mut Ctx, name: &str, cfg: &UpstreamConfig) -> Option<
     let at = format!("upstreams.{name}");
     let before = cx.errors.len();
     if cfg.targets.is_empty() {
-        cx.err(
-            format!("{at}.targets"),
-            "an upstream needs at least one target",
-        );
+        cx.err(format!("{at}.targets"), "an upstream needs at least one target");
     }
     if cfg.targets.len() > MAX_TARGETS {
-        cx.err(
-            format!("{at}.targets"),
-            format!("at most {MAX_TARGETS} targets per upstream"),
-        );
+        cx.err(format!("{at}.targets"), format!("at most {MAX_TARGETS} targets per upstream"));
     }
     let mut targets = Vec::new();
     let mut ids = Vec::new();
@@ -36,10 +30,7 @@ pub(super) fn compile(cx: &mut Ctx, name: &str, cfg: &UpstreamConfig) -> Option<
             TargetConfig::Weighted(w) => (&w.url, w.weight, format!("{at}.targets[{i}].url")),
         };
         if !(1..=1000).contains(&weight) {
-            cx.err(
-                format!("{at}.targets[{i}].weight"),
-                "a weight is between 1 and 1000",
-            );
+            cx.err(format!("{at}.targets[{i}].weight"), "a weight is between 1 and 1000");
         }
         match parse_target(url) {
             Ok((scheme, authority)) => {
@@ -58,20 +49,14 @@ pub(super) fn compile(cx: &mut Ctx, name: &str, cfg: &UpstreamConfig) -> Option<
                 HashKeyConfig::Header(h) => match http::HeaderName::try_from(h.as_str()) {
                     Ok(n) => HashKey::Header(n),
                     Err(_) => {
-                        cx.err(
-                            format!("{at}.balance.consistent_hash.header"),
-                            format!("`{h}` is not a header name"),
-                        );
+                        cx.err(format!("{at}.balance.consistent_hash.header"), format!("`{h}` is not a header name"));
                         HashKey::ClientIp
                     }
                 },
                 HashKeyConfig::Cookie(c) => HashKey::Cookie(c.as_str().into()),
                 HashKeyConfig::ClientIp(true) => HashKey::ClientIp,
                 HashKeyConfig::ClientIp(false) => {
-                    cx.err(
-                        format!("{at}.balance.consistent_hash.client_ip"),
-                        "write `client_ip: true`",
-                    );
+                    cx.err(format!("{at}.balance.consistent_hash.client_ip"), "write `client_ip: true`");
                     HashKey::ClientIp
                 }
             };
@@ -86,11 +71,7 @@ pub(super) fn compile(cx: &mut Ctx, name: &str, cfg: &UpstreamConfig) -> Option<
     let client = match client::build(cfg, ca.as_deref()) {
         Ok(c) => Some(c),
         Err(msg) => {
-            let key = if msg.contains("server name") {
-                "server_name"
-            } else {
-                "ca"
-            };
+            let key = if msg.contains("server name") { "server_name" } else { "ca" };
             cx.err(format!("{at}.tls.{key}"), msg);
             None
         }
@@ -98,45 +79,28 @@ pub(super) fn compile(cx: &mut Ctx, name: &str, cfg: &UpstreamConfig) -> Option<
     if cx.errors.len() > before {
         return None;
     }
-    Some(Upstream::new(
-        Arc::from(name),
-        targets,
-        balancer,
-        client?,
-        cfg.timeouts.request.0,
-    ))
+    Some(Upstream::new(Arc::from(name), targets, balancer, client?, cfg.timeouts.request.0))
 }
 
 /// `http://host:port` or `https://host[:port]`, nothing else.
 fn parse_target(url: &str) -> Result<(Scheme, http::uri::Authority), String> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|_| format!("`{url}` is not a URL like `http://10.0.0.1:8080`"))?;
+    let uri: Uri = url.parse().map_err(|_| format!("`{url}` is not a URL like `http://10.0.0.1:8080`"))?;
     let scheme = match uri.scheme_str() {
         Some("http") => Scheme::HTTP,
         Some("https") => Scheme::HTTPS,
         _ => {
-            return Err(format!(
-                "`{url}`: a target URL starts with `http://` or `https://`"
-            ));
+            return Err(format!("`{url}`: a target URL starts with `http://` or `https://`"));
         }
     };
-    let authority = uri
-        .authority()
-        .cloned()
-        .ok_or_else(|| format!("`{url}` has no host"))?;
+    let authority = uri.authority().cloned().ok_or_else(|| format!("`{url}` has no host"))?;
     if authority.as_str().contains('@') {
-        return Err(format!(
-            "`{url}`: credentials in target URLs are not supported"
-        ));
+        return Err(format!("`{url}`: credentials in target URLs are not supported"));
     }
     if authority.host().is_empty() {
         return Err(format!("`{url}` has no host"));
     }
     if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-        return Err(format!(
-            "`{url}`: a target is scheme, host and port only; change paths with `rewrite`"
-        ));
+        return Err(format!("`{url}`: a target is scheme, host and port only; change paths with `rewrite`"));
     }
     Ok((scheme, authority))
 }

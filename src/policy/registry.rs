@@ -24,9 +24,5 @@ pub fn compile_route(route: &RouteConfig) -> Result<Chain, Vec<(String, String)>
             Err(e) => prefixed("response_headers", e),
         }
     }
-    if errors.is_empty() {
-        Ok(Chain::new(policies))
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(Chain::new(policies)) } else { Err(errors) }
 }

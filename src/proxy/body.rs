@@ -16,10 +16,7 @@ pub enum Body {
     /// A complete body made by the gateway (problem, static, echo…).
     Full(Option<Bytes>),
     /// An upstream's body, streamed; holds the target's in-flight slot until done.
-    Upstream {
-        inner: Incoming,
-        _in_flight: Option<InFlight>,
-    },
+    Upstream { inner: Incoming, _in_flight: Option<InFlight> },
 }
 
 impl Body {
@@ -29,11 +26,7 @@ impl Body {
 
     pub fn full(bytes: impl Into<Bytes>) -> Body {
         let bytes = bytes.into();
-        if bytes.is_empty() {
-            Body::Full(None)
-        } else {
-            Body::Full(Some(bytes))
-        }
+        if bytes.is_empty() { Body::Full(None) } else { Body::Full(Some(bytes)) }
     }
 }
 
@@ -41,10 +34,7 @@ impl http_body::Body for Body {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Body::Upstream { inner, .. } => Pin::new(inner).poll_frame(cx),

@@ -56,9 +56,7 @@ impl GatewayError {
 
     pub fn side(&self) -> Side {
         match self {
-            GatewayError::UpstreamUnreachable { .. } | GatewayError::UpstreamTimeout { .. } => {
-                Side::Upstream
-            }
+            GatewayError::UpstreamUnreachable { .. } | GatewayError::UpstreamTimeout { .. } => Side::Upstream,
             GatewayError::Internal(_) => Side::Gateway,
             _ => Side::Client,
         }

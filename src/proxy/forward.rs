@@ -57,13 +57,12 @@ pub(super) async fn forward(
         .build()
         .map_err(|e| GatewayError::Internal(e.into()))?;
 
-    let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
-        f.conn_authority(&parts)
-            .and_then(|a| HeaderValue::try_from(a).ok())
-    });
-    let upgrade = client_upgrade
-        .as_ref()
-        .and_then(|_| hop_by_hop::upgrade_protocol(&parts.headers));
+    let original_host = parts
+        .headers
+        .get(header::HOST)
+        .cloned()
+        .or_else(|| f.conn_authority(&parts).and_then(|a| HeaderValue::try_from(a).ok()));
+    let upgrade = client_upgrade.as_ref().and_then(|_| hop_by_hop::upgrade_protocol(&parts.headers));
     hop_by_hop::strip(&mut parts.headers, true);
     // hyper answers `100 Continue` itself when we first read the body, i.e.
     // once the upstream is ready for it; the upstream never sees `Expect`.
@@ -78,9 +77,7 @@ pub(super) async fn forward(
         parts.headers.insert(header::HOST, h);
     }
     if let Some(proto) = &upgrade {
-        parts
-            .headers
-            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(header::UPGRADE, proto.clone());
     }
     parts.version = Version::HTTP_11;
@@ -88,9 +85,7 @@ pub(super) async fn forward(
     let sent = upstream.client.request(Request::from_parts(parts, body));
     let mut resp = match tokio::time::timeout(upstream.request_timeout, sent).await {
         Err(_) => {
-            return Err(GatewayError::UpstreamTimeout {
-                upstream: upstream.name.clone(),
-            });
+            return Err(GatewayError::UpstreamTimeout { upstream: upstream.name.clone() });
         }
         Ok(Err(e)) => return Err(classify(upstream.name.clone(), e)),
         Ok(Ok(resp)) => resp,
@@ -110,13 +105,7 @@ pub(super) async fn forward(
     }
     let (mut parts, inner) = resp.into_parts();
     hop_by_hop::strip(&mut parts.headers, false);
-    Ok(Response::from_parts(
-        parts,
-        Body::Upstream {
-            inner,
-            _in_flight: Some(in_flight),
-        },
-    ))
+    Ok(Response::from_parts(parts, Body::Upstream { inner, _in_flight: Some(in_flight) }))
 }
 
 impl Forward<'_> {
@@ -128,11 +117,7 @@ impl Forward<'_> {
 
 /// `X-Forwarded-For/Proto/Host`, `X-Request-Id`; `Forwarded` from an
 /// untrusted client is dropped (we do not vouch for it).
-fn set_forwarded_headers(
-    f: &Forward<'_>,
-    headers: &mut http::HeaderMap,
-    host: Option<HeaderValue>,
-) {
+fn set_forwarded_headers(f: &Forward<'_>, headers: &mut http::HeaderMap, host: Option<HeaderValue>) {
     let peer = f.conn.peer.ip().to_string();
     let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(prior) if f.client.peer_trusted => format!("{prior}, {peer}"),
@@ -156,22 +141,17 @@ fn set_forwarded_headers(
     headers.insert(request_id::HEADER, f.request_id.clone());
 }
 
-fn hash_key(
-    key: Option<&HashKey>,
-    headers: &http::HeaderMap,
-    client: &forwarded::Client,
-) -> Option<Vec<u8>> {
+fn hash_key(key: Option<&HashKey>, headers: &http::HeaderMap, client: &forwarded::Client) -> Option<Vec<u8>> {
     match key? {
         HashKey::Header(name) => headers.get(name).map(|v| v.as_bytes().to_vec()),
-        HashKey::Cookie(name) => headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .find_map(|pair| {
-                let (k, v) = pair.trim().split_once('=')?;
-                (k == &**name).then(|| v.as_bytes().to_vec())
-            }),
+        HashKey::Cookie(name) => {
+            headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(
+                |pair| {
+                    let (k, v) = pair.trim().split_once('=')?;
+                    (k == &**name).then(|| v.as_bytes().to_vec())
+                },
+            )
+        }
         HashKey::ClientIp => Some(client.ip.to_string().into_bytes()),
     }
 }

@@ -53,7 +53,10 @@ async fn serve(
     request_id: &HeaderValue,
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
-    let path = normalize::normalize(req.uri().path(), &plan.normalize)?.into_owned();
+    // A cheap clone (shared bytes) so the normalized path can borrow from it
+    // while the request itself moves on.
+    let uri = req.uri().clone();
+    let path = normalize::normalize(uri.path(), &plan.normalize)?;
     let view = RequestView {
         host: request_host(req.uri(), req.headers()),
         path: &path,
@@ -65,17 +68,12 @@ async fn serve(
         Miss::MethodNotAllowed(methods) => {
             let list: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();
             GatewayError::MethodNotAllowed {
-                allow: HeaderValue::try_from(list.join(", "))
-                    .unwrap_or(HeaderValue::from_static("")),
+                allow: HeaderValue::try_from(list.join(", ")).unwrap_or(HeaderValue::from_static("")),
             }
         }
     })?;
     let route = &plan.routes[found.route];
-    let ctx = RequestCtx {
-        client_ip: client.ip,
-        request_id,
-        route: &route.name,
-    };
+    let ctx = RequestCtx { client_ip: client.ip, request_id, route: &route.name };
 
     // Taken before the request is split: the upgraded connection is reached through it.
     let client_upgrade = forward::wants_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
@@ -84,30 +82,12 @@ async fn serve(
         Outcome::Respond(resp) => resp,
         Outcome::Continue => match &route.action {
             Action::Proxy(proxy) => {
-                let target = forward::Forward {
-                    proxy,
-                    conn,
-                    client,
-                    request_id,
-                    path: &path,
-                    values: &found.values,
-                };
+                let target = forward::Forward { proxy, conn, client, request_id, path: &path, values: &found.values };
                 forward::forward(target, parts, body, client_upgrade).await?
             }
             Action::Respond(responder) => {
-                let params = route
-                    .params
-                    .iter()
-                    .map(|n| &**n)
-                    .zip(found.values.iter().copied())
-                    .collect();
-                let info = EchoInfo {
-                    path: &path,
-                    client_ip: client.ip,
-                    request_id,
-                    route: &route.name,
-                    params,
-                };
+                let params = route.params.iter().map(|n| &**n).zip(found.values.iter().copied()).collect();
+                let info = EchoInfo { path: &path, client_ip: client.ip, request_id, route: &route.name, params };
                 responder.respond(&parts, body, &found.values, info).await?
             }
         },

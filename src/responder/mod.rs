@@ -69,8 +69,7 @@ impl Responder {
                     to.push(if to.contains('?') { '&' } else { '?' });
                     to.push_str(q);
                 }
-                let location =
-                    HeaderValue::try_from(to).map_err(|e| GatewayError::Internal(e.into()))?;
+                let location = HeaderValue::try_from(to).map_err(|e| GatewayError::Internal(e.into()))?;
                 let mut resp = Response::new(Body::empty());
                 *resp.status_mut() = r.status;
                 resp.headers_mut().insert(LOCATION, location);
@@ -81,37 +80,24 @@ impl Responder {
     }
 }
 
-async fn echo(
-    parts: &request::Parts,
-    body: Incoming,
-    info: EchoInfo<'_>,
-) -> Result<Response<Body>, GatewayError> {
+async fn echo(parts: &request::Parts, body: Incoming, info: EchoInfo<'_>) -> Result<Response<Body>, GatewayError> {
     let bytes = match Limited::new(body, ECHO_BODY_LIMIT).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
             return Err(match e.downcast::<hyper::Error>() {
                 Ok(e) => GatewayError::BodyRead(*e),
-                Err(_) => GatewayError::BodyTooLarge {
-                    limit: ECHO_BODY_LIMIT,
-                },
+                Err(_) => GatewayError::BodyTooLarge { limit: ECHO_BODY_LIMIT },
             });
         }
     };
     let mut headers = serde_json::Map::new();
     for name in parts.headers.keys() {
-        let values: Vec<String> = parts
-            .headers
-            .get_all(name)
-            .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .collect();
+        let values: Vec<String> =
+            parts.headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect();
         headers.insert(name.as_str().to_string(), values.into());
     }
-    let params: serde_json::Map<String, serde_json::Value> = info
-        .params
-        .iter()
-        .map(|(k, v)| (k.to_string(), (*v).into()))
-        .collect();
+    let params: serde_json::Map<String, serde_json::Value> =
+        info.params.iter().map(|(k, v)| (k.to_string(), (*v).into())).collect();
     let doc = serde_json::json!({
         "method": parts.method.as_str(),
         "path": info.path,
@@ -125,7 +111,6 @@ async fn echo(
         "body": String::from_utf8_lossy(&bytes),
     });
     let mut resp = Response::new(Body::full(doc.to_string()));
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(resp)
 }

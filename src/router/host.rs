@@ -16,9 +16,7 @@ impl HostMatch {
         let lower = text.trim().to_ascii_lowercase();
         let valid = |s: &str| {
             !s.is_empty()
-                && s.split('.').all(|l| {
-                    !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                })
+                && s.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
         };
         if let Some(rest) = lower.strip_prefix("*.") {
             if valid(rest) {
@@ -27,9 +25,7 @@ impl HostMatch {
         } else if valid(&lower) {
             return Ok(HostMatch::Exact(lower.into()));
         }
-        Err(format!(
-            "`{text}` is not a host name or `*.domain` wildcard (ports are not part of the match)"
-        ))
+        Err(format!("`{text}` is not a host name or `*.domain` wildcard (ports are not part of the match)"))
     }
 
     /// `host` is the request's host without port, in any case.
@@ -38,8 +34,7 @@ impl HostMatch {
             HostMatch::Any => true,
             HostMatch::Exact(h) => host.is_some_and(|x| x.eq_ignore_ascii_case(h)),
             HostMatch::Suffix(s) => host.is_some_and(|x| {
-                x.len() > s.len()
-                    && x.as_bytes()[x.len() - s.len()..].eq_ignore_ascii_case(s.as_bytes())
+                x.len() > s.len() && x.as_bytes()[x.len() - s.len()..].eq_ignore_ascii_case(s.as_bytes())
             }),
         }
     }

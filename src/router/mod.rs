@@ -47,9 +47,7 @@ pub struct Matcher {
 
 impl Matcher {
     fn condition_count(&self) -> usize {
-        usize::from(self.methods.is_some())
-            + self.headers.len()
-            + usize::from(self.version.is_some())
+        usize::from(self.methods.is_some()) + self.headers.len() + usize::from(self.version.is_some())
     }
 
     /// Greater is more specific; `Equal` means a tie.
@@ -76,19 +74,16 @@ impl Matcher {
             _ => true,
         };
         let headers = self.headers.iter().all(|a| {
-            other.headers.iter().all(|b| {
-                a.name != b.name || a.value.is_none() || b.value.is_none() || a.value == b.value
-            })
+            other
+                .headers
+                .iter()
+                .all(|b| a.name != b.name || a.value.is_none() || b.value.is_none() || a.value == b.value)
         });
         let version = match (&self.version, &other.version) {
             (Some(a), Some(b)) => a.overlaps(b),
             _ => true,
         };
-        methods
-            && headers
-            && version
-            && self.host.overlaps(&other.host)
-            && self.path.overlaps(&other.path)
+        methods && headers && version && self.host.overlaps(&other.host) && self.path.overlaps(&other.path)
     }
 
     /// Whether every request matching `other` also matches `self`.
@@ -98,22 +93,16 @@ impl Matcher {
             (Some(a), Some(b)) => b.iter().all(|m| a.contains(m)),
             (Some(_), None) => false,
         };
-        let headers = self.headers.iter().all(|a| {
-            other
-                .headers
-                .iter()
-                .any(|b| a.name == b.name && (a.value.is_none() || a.value == b.value))
-        });
+        let headers = self
+            .headers
+            .iter()
+            .all(|a| other.headers.iter().any(|b| a.name == b.name && (a.value.is_none() || a.value == b.value)));
         let version = match (&self.version, &other.version) {
             (None, _) => true,
             (Some(a), Some(b)) => a.covers(b),
             (Some(_), None) => false,
         };
-        methods
-            && headers
-            && version
-            && self.host.covers(&other.host)
-            && self.path.covers(&other.path)
+        methods && headers && version && self.host.covers(&other.host) && self.path.covers(&other.path)
     }
 }
 
@@ -172,15 +161,12 @@ impl Router {
         for (pos, (i, a)) in self.ordered.iter().enumerate() {
             for (j, b) in &self.ordered[pos + 1..] {
                 if a.precedence(b) == Ordering::Equal && a.overlaps(b) {
-                    out.push(Conflict::Ambiguous {
-                        first: *i.min(j),
-                        second: *i.max(j),
-                    });
+                    out.push(Conflict::Ambiguous { first: *i.min(j), second: *i.max(j) });
                 } else if a.covers(b) {
-                    out.push(Conflict::Unreachable {
-                        route: *j,
-                        shadowed_by: *i,
-                    });
+                    // By construction a route that covers another is never more
+                    // specific than it, so this only fires on a tie that does not
+                    // overlap; it guards the precedence rules as they grow.
+                    out.push(Conflict::Unreachable { route: *j, shadowed_by: *i });
                 }
             }
         }
@@ -191,10 +177,7 @@ impl Router {
         let mut values = Vec::new();
         let mut allowed: Vec<Method> = Vec::new();
         for (index, m) in &self.ordered {
-            if !(m.host.matches(req.host)
-                && m.path.matches(req.path, &mut values)
-                && m.headers_match(req.headers))
-            {
+            if !(m.host.matches(req.host) && m.path.matches(req.path, &mut values) && m.headers_match(req.headers)) {
                 continue;
             }
             if m.version.as_ref().is_some_and(|v| !v.matches(req.headers)) {
@@ -209,18 +192,11 @@ impl Router {
                     }
                 }
                 _ => {
-                    return Ok(Found {
-                        route: *index,
-                        values,
-                    });
+                    return Ok(Found { route: *index, values });
                 }
             }
         }
-        if allowed.is_empty() {
-            Err(Miss::NotFound)
-        } else {
-            Err(Miss::MethodNotAllowed(allowed))
-        }
+        if allowed.is_empty() { Err(Miss::NotFound) } else { Err(Miss::MethodNotAllowed(allowed)) }
     }
 }
 

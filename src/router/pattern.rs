@@ -31,9 +31,7 @@ pub struct PathPattern {
 impl PathPattern {
     /// Parses a `path` (exact, templated or catch-all).
     pub fn parse_path(text: &str) -> Result<PathPattern, String> {
-        let body = text
-            .strip_prefix('/')
-            .ok_or_else(|| format!("`{text}` must start with `/`"))?;
+        let body = text.strip_prefix('/').ok_or_else(|| format!("`{text}` must start with `/`"))?;
         let parts: Vec<&str> = body.split('/').collect();
         let mut segments = Vec::new();
         let mut tail = Tail::Exact;
@@ -41,18 +39,14 @@ impl PathPattern {
             if let Some(name) = part.strip_prefix("{*").and_then(|p| p.strip_suffix('}')) {
                 check_name(name, text)?;
                 if i != parts.len() - 1 {
-                    return Err(format!(
-                        "`{text}`: a catch-all `{{*{name}}}` must be the last segment"
-                    ));
+                    return Err(format!("`{text}`: a catch-all `{{*{name}}}` must be the last segment"));
                 }
                 tail = Tail::CatchAll(name.into());
             } else if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
                 check_name(name, text)?;
                 segments.push(Segment::Param(name.into()));
             } else if part.contains(['{', '}']) {
-                return Err(format!(
-                    "`{text}`: a parameter must be a whole segment, like `/{{id}}`"
-                ));
+                return Err(format!("`{text}`: a parameter must be a whole segment, like `/{{id}}`"));
             } else {
                 segments.push(Segment::Literal((*part).into()));
             }
@@ -74,22 +68,14 @@ impl PathPattern {
             return Err(format!("`{text}` must start with `/`"));
         }
         if trimmed.contains(['{', '}']) {
-            return Err(format!(
-                "`{text}`: a prefix cannot have parameters; use `path` with `{{*rest}}`"
-            ));
+            return Err(format!("`{text}`: a prefix cannot have parameters; use `path` with `{{*rest}}`"));
         }
         let segments = if trimmed.is_empty() {
             Vec::new()
         } else {
-            trimmed[1..]
-                .split('/')
-                .map(|s| Segment::Literal(s.into()))
-                .collect()
+            trimmed[1..].split('/').map(|s| Segment::Literal(s.into())).collect()
         };
-        Ok(PathPattern {
-            segments,
-            tail: Tail::Prefix,
-        })
+        Ok(PathPattern { segments, tail: Tail::Prefix })
     }
 
     /// `prefix` (e.g. an API version `/v2`) put in front of this pattern.
@@ -99,10 +85,7 @@ impl PathPattern {
         if !(self.segments == [Segment::Literal("".into())] && self.tail == Tail::Exact) {
             segments.extend(self.segments.iter().cloned());
         }
-        PathPattern {
-            segments,
-            tail: self.tail.clone(),
-        }
+        PathPattern { segments, tail: self.tail.clone() }
     }
 
     pub fn param_names(&self) -> Vec<Arc<str>> {
@@ -176,10 +159,7 @@ impl PathPattern {
             }
         }
         let n = self.segments.len().max(other.segments.len()) + 1;
-        (0..n)
-            .map(|i| rank(self, i).cmp(&rank(other, i)))
-            .find(|o| o.is_ne())
-            .unwrap_or(Ordering::Equal)
+        (0..n).map(|i| rank(self, i).cmp(&rank(other, i))).find(|o| o.is_ne()).unwrap_or(Ordering::Equal)
     }
 
     /// Whether some path matches both patterns.
@@ -194,11 +174,7 @@ impl PathPattern {
             }
         }
         // Whatever is left of the longer one must fit the shorter one's tail.
-        let (short, long) = if a.segments.len() <= b.segments.len() {
-            (a, b)
-        } else {
-            (b, a)
-        };
+        let (short, long) = if a.segments.len() <= b.segments.len() { (a, b) } else { (b, a) };
         let extra = long.segments.len() - short.segments.len();
         match (&short.tail, extra) {
             (Tail::Prefix, _) => true,
@@ -230,9 +206,7 @@ impl PathPattern {
 
 fn check_name(name: &str, text: &str) -> Result<(), String> {
     if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        return Err(format!(
-            "`{text}`: parameter names are letters, digits and `_`"
-        ));
+        return Err(format!("`{text}`: parameter names are letters, digits and `_`"));
     }
     Ok(())
 }
@@ -257,10 +231,7 @@ mod tests {
         assert_eq!(m(&path("/users/{id}"), "/users/42"), Some(vec!["42"]));
         assert_eq!(m(&path("/users/{id}"), "/users/"), None);
         assert_eq!(m(&path("/users/{id}"), "/users/42/x"), None);
-        assert_eq!(
-            m(&path("/files/{*rest}"), "/files/a/b.txt"),
-            Some(vec!["a/b.txt"])
-        );
+        assert_eq!(m(&path("/files/{*rest}"), "/files/a/b.txt"), Some(vec!["a/b.txt"]));
         assert_eq!(m(&path("/files/{*rest}"), "/files"), None);
         assert_eq!(m(&path("/"), "/"), Some(vec![]));
         assert_eq!(m(&path("/"), "/x"), None);

@@ -27,14 +27,12 @@ impl Template {
             if open > 0 {
                 parts.push(Part::Literal(rest[..open].into()));
             }
-            let close = rest[open..]
-                .find('}')
-                .ok_or_else(|| format!("`{text}`: unclosed `{{`"))?
-                + open;
+            let close = rest[open..].find('}').ok_or_else(|| format!("`{text}`: unclosed `{{`"))? + open;
             let name = rest[open + 1..close].trim_start_matches('*');
-            let idx = names.iter().position(|n| &**n == name).ok_or_else(|| {
-                format!("`{text}`: `{{{name}}}` is not a parameter of this route's path")
-            })?;
+            let idx = names
+                .iter()
+                .position(|n| &**n == name)
+                .ok_or_else(|| format!("`{text}`: `{{{name}}}` is not a parameter of this route's path"))?;
             parts.push(Part::Param(idx));
             rest = &rest[close + 1..];
         }
@@ -102,10 +100,7 @@ mod tests {
         let strip = PathRewrite::StripPrefix("/v1".into());
         assert_eq!(strip.apply("/v1/users/1", &[]), "/users/1");
         assert_eq!(strip.apply("/v1", &[]), "/");
-        let rep = PathRewrite::ReplacePrefix {
-            from: "/api".into(),
-            to: "/internal/".into(),
-        };
+        let rep = PathRewrite::ReplacePrefix { from: "/api".into(), to: "/internal/".into() };
         assert_eq!(rep.apply("/api/x", &[]), "/internal/x");
         assert_eq!(rep.apply("/api", &[]), "/internal");
     }

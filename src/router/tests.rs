@@ -18,13 +18,7 @@ fn matcher(host: Option<&str>, path: &str, methods: Option<&[&str]>) -> Matcher 
 fn find(r: &Router, host: Option<&str>, path: &str, method: &str) -> Result<usize, Miss> {
     let method: Method = method.parse().unwrap();
     let headers = HeaderMap::new();
-    r.find(&RequestView {
-        host,
-        path,
-        method: &method,
-        headers: &headers,
-    })
-    .map(|f| f.route)
+    r.find(&RequestView { host, path, method: &method, headers: &headers }).map(|f| f.route)
 }
 
 #[test]
@@ -48,39 +42,19 @@ fn most_specific_wins_whatever_the_config_order() {
 
 #[test]
 fn method_not_allowed_lists_methods() {
-    let r = Router::new(vec![
-        matcher(None, "/a", Some(&["GET"])),
-        matcher(None, "/a", Some(&["POST", "PUT"])),
-    ]);
+    let r = Router::new(vec![matcher(None, "/a", Some(&["GET"])), matcher(None, "/a", Some(&["POST", "PUT"]))]);
     assert_eq!(find(&r, None, "/a", "POST"), Ok(1));
-    let Err(Miss::MethodNotAllowed(allow)) = find(&r, None, "/a", "DELETE") else {
-        panic!()
-    };
+    let Err(Miss::MethodNotAllowed(allow)) = find(&r, None, "/a", "DELETE") else { panic!() };
     assert_eq!(allow.len(), 3);
     assert_eq!(find(&r, None, "/b", "GET"), Err(Miss::NotFound));
 }
 
 #[test]
-fn detects_ambiguous_and_unreachable_routes() {
-    let r = Router::new(vec![
-        matcher(None, "/a/{x}", None),
-        matcher(None, "/a/{y}", None),
-    ]);
-    assert_eq!(
-        r.conflicts(),
-        vec![Conflict::Ambiguous {
-            first: 0,
-            second: 1
-        }]
-    );
-    let r = Router::new(vec![
-        matcher(None, "/a", Some(&["GET"])),
-        matcher(None, "/a", Some(&["POST"])),
-    ]);
+fn detects_ambiguous_routes() {
+    let r = Router::new(vec![matcher(None, "/a/{x}", None), matcher(None, "/a/{y}", None)]);
+    assert_eq!(r.conflicts(), vec![Conflict::Ambiguous { first: 0, second: 1 }]);
+    let r = Router::new(vec![matcher(None, "/a", Some(&["GET"])), matcher(None, "/a", Some(&["POST"]))]);
     assert!(r.conflicts().is_empty());
-    let r = Router::new(vec![
-        matcher(None, "/a", Some(&["GET", "POST"])),
-        matcher(None, "/a", Some(&["POST", "PUT"])),
-    ]);
+    let r = Router::new(vec![matcher(None, "/a", Some(&["GET", "POST"])), matcher(None, "/a", Some(&["POST", "PUT"]))]);
     assert_eq!(r.conflicts().len(), 1);
 }

@@ -32,15 +32,10 @@ impl VersionMatch {
             VersionSource::Header(name) => headers.get(name)?.to_str().ok().map(str::trim),
             VersionSource::AcceptParam(param) => {
                 let accept = headers.get(http::header::ACCEPT)?.to_str().ok()?;
-                accept
-                    .split(',')
-                    .flat_map(|media| media.split(';').skip(1))
-                    .find_map(|p| {
-                        let (k, v) = p.split_once('=')?;
-                        k.trim()
-                            .eq_ignore_ascii_case(param)
-                            .then(|| v.trim().trim_matches('"'))
-                    })
+                accept.split(',').flat_map(|media| media.split(';').skip(1)).find_map(|p| {
+                    let (k, v) = p.split_once('=')?;
+                    k.trim().eq_ignore_ascii_case(param).then(|| v.trim().trim_matches('"'))
+                })
             }
         }
     }
@@ -61,21 +56,12 @@ mod tests {
 
     #[test]
     fn accept_param() {
-        let v = VersionMatch {
-            source: VersionSource::AcceptParam("version".into()),
-            value: "2".into(),
-            default: false,
-        };
+        let v =
+            VersionMatch { source: VersionSource::AcceptParam("version".into()), value: "2".into(), default: false };
         let mut h = HeaderMap::new();
-        h.insert(
-            http::header::ACCEPT,
-            "application/json; version=2".parse().unwrap(),
-        );
+        h.insert(http::header::ACCEPT, "application/json; version=2".parse().unwrap());
         assert!(v.matches(&h));
-        h.insert(
-            http::header::ACCEPT,
-            "application/json;version=\"1\"".parse().unwrap(),
-        );
+        h.insert(http::header::ACCEPT, "application/json;version=\"1\"".parse().unwrap());
         assert!(!v.matches(&h));
         assert!(!v.matches(&HeaderMap::new()));
     }

@@ -28,14 +28,9 @@ pub struct Shared {
 impl Shared {
     pub fn new(plan: Plan) -> Shared {
         let mut http = auto::Builder::new(TokioExecutor::new());
-        http.http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(30));
+        http.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
         http.http2().timer(TokioTimer::new());
-        Shared {
-            plan: ArcSwap::from_pointee(plan),
-            http,
-        }
+        Shared { plan: ArcSwap::from_pointee(plan), http }
     }
 }
 
@@ -45,11 +40,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Accepts connections until `stop` turns true.
-pub async fn accept_loop(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
-) {
+pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -72,21 +63,14 @@ pub async fn accept_loop(
 
 async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let _ = stream.set_nodelay(true);
-    let conn = ConnInfo {
-        peer,
-        scheme: "http",
-    };
+    let conn = ConnInfo { peer, scheme: "http" };
     let svc_shared = shared.clone();
     let service = service_fn(move |req| {
         // One atomic load per request; the plan stays alive until the request ends.
         let plan = svc_shared.plan.load_full();
         async move { Ok::<_, Infallible>(proxy::handle(&plan, &conn, req).await) }
     });
-    if let Err(e) = shared
-        .http
-        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-        .await
-    {
+    if let Err(e) = shared.http.serve_connection_with_upgrades(TokioIo::new(stream), service).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }

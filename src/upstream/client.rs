@@ -5,9 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
-use hyper_rustls::{
-    ConfigBuilderExt, FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder,
-};
+use hyper_rustls::{ConfigBuilderExt, FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -37,12 +35,10 @@ pub fn build(cfg: &UpstreamConfig, ca: Option<&Path>) -> Result<HttpClient, Stri
     }
     .with_no_client_auth();
 
-    let mut https = HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http();
+    let mut https = HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http();
     if let Some(name) = &cfg.tls.server_name {
-        let name = ServerName::try_from(name.clone())
-            .map_err(|_| format!("`{name}` is not a valid TLS server name"))?;
+        let name =
+            ServerName::try_from(name.clone()).map_err(|_| format!("`{name}` is not a valid TLS server name"))?;
         https = https.with_server_name_resolver(FixedServerNameResolver::new(name));
     }
     let connector = match cfg.protocol {
@@ -74,9 +70,7 @@ fn load_roots(path: &Path) -> Result<RootCertStore, String> {
     }
     let mut roots = RootCertStore::empty();
     for cert in certs {
-        roots
-            .add(cert)
-            .map_err(|e| format!("CA file `{shown}` has a bad certificate: {e}"))?;
+        roots.add(cert).map_err(|e| format!("CA file `{shown}` has a bad certificate: {e}"))?;
     }
     Ok(roots)
 }

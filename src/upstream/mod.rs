@@ -24,12 +24,7 @@ pub struct Target {
 
 impl Target {
     pub fn new(scheme: Scheme, authority: Authority, weight: u32) -> Target {
-        Target {
-            scheme,
-            authority,
-            weight,
-            in_flight: Arc::default(),
-        }
+        Target { scheme, authority, weight, in_flight: Arc::default() }
     }
 
     /// Counts a request as in flight until the returned guard is dropped
@@ -58,7 +53,6 @@ impl Drop for InFlight {
 pub struct Upstream {
     pub name: Arc<str>,
     pub targets: Vec<Target>,
-    weights: Vec<u32>,
     pub balancer: Balancer,
     pub client: HttpClient,
     pub request_timeout: Duration,
@@ -66,10 +60,7 @@ pub struct Upstream {
 
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upstream")
-            .field("name", &self.name)
-            .field("targets", &self.targets)
-            .finish_non_exhaustive()
+        f.debug_struct("Upstream").field("name", &self.name).field("targets", &self.targets).finish_non_exhaustive()
     }
 }
 
@@ -81,15 +72,7 @@ impl Upstream {
         client: HttpClient,
         request_timeout: Duration,
     ) -> Upstream {
-        let weights = targets.iter().map(|t| t.weight).collect();
-        Upstream {
-            name,
-            targets,
-            weights,
-            balancer,
-            client,
-            request_timeout,
-        }
+        Upstream { name, targets, balancer, client, request_timeout }
     }
 
     /// Picks the target for one request.
@@ -97,10 +80,6 @@ impl Upstream {
         if self.targets.len() == 1 {
             return &self.targets[0];
         }
-        let loads: Vec<&AtomicUsize> = match self.balancer {
-            Balancer::LeastRequest(_) => self.targets.iter().map(|t| &*t.in_flight).collect(),
-            _ => Vec::new(),
-        };
-        &self.targets[self.balancer.pick(&self.weights, &loads, key)]
+        &self.targets[self.balancer.pick(&self.targets, key)]
     }
 }

@@ -12,17 +12,10 @@ async fn pool(n: usize) -> Vec<Upstream> {
     v
 }
 
-async fn servers_for(
-    gw: &crate::support::Gateway1,
-    n: usize,
-    headers: &[(&str, &str)],
-) -> HashMap<String, usize> {
+async fn servers_for(gw: &crate::support::Gateway1, n: usize, headers: &[(&str, &str)]) -> HashMap<String, usize> {
     let mut seen = HashMap::new();
     for _ in 0..n {
-        let server = get(&gw.url("/x"), headers).await.json()["server"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let server = get(&gw.url("/x"), headers).await.json()["server"].as_str().unwrap().to_string();
         *seen.entry(server).or_default() += 1;
     }
     seen
@@ -44,11 +37,7 @@ routes:
     ))
     .await;
     let seen = servers_for(&gw, 30, &[]).await;
-    assert_eq!(
-        seen.values().copied().collect::<Vec<_>>(),
-        vec![10, 10, 10],
-        "{seen:?}"
-    );
+    assert_eq!(seen.values().copied().collect::<Vec<_>>(), vec![10, 10, 10], "{seen:?}");
 
     let ups = pool(2).await;
     let gw = gateway(&format!(
@@ -99,10 +88,7 @@ routes:
     // ...and the gateway routes to u0 again.
     tokio::time::timeout(std::time::Duration::from_secs(5), async {
         loop {
-            let seen = get(&gw.url("/probe"), &[]).await.json()["server"]
-                .as_str()
-                .unwrap()
-                .to_string();
+            let seen = get(&gw.url("/probe"), &[]).await.json()["server"].as_str().unwrap().to_string();
             if seen == "u0" {
                 break;
             }
@@ -140,18 +126,10 @@ routes:
         assert_eq!(seen.len(), 1, "{user} moved between targets: {seen:?}");
         *used.entry(seen.into_keys().next().unwrap()).or_insert(0) += 1;
     }
-    assert_eq!(
-        used.len(),
-        3,
-        "30 keys should reach all 3 targets: {used:?}"
-    );
+    assert_eq!(used.len(), 3, "30 keys should reach all 3 targets: {used:?}");
     // Without the key, requests fall back to round robin.
     let seen = servers_for(&gw, 9, &[]).await;
-    assert_eq!(
-        seen.values().copied().collect::<Vec<_>>(),
-        vec![3, 3, 3],
-        "{seen:?}"
-    );
+    assert_eq!(seen.values().copied().collect::<Vec<_>>(), vec![3, 3, 3], "{seen:?}");
 }
 
 #[tokio::test]

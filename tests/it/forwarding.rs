@@ -65,15 +65,8 @@ async fn trusted_proxy_chain_is_walked_and_extended() {
 #[tokio::test]
 async fn invalid_request_id_from_a_trusted_proxy_is_replaced() {
     let (gw, _up) = setup("[ 127.0.0.1 ]").await;
-    let reply = get(
-        &gw.url("/svc"),
-        &[("x-request-id", "has spaces and {braces}")],
-    )
-    .await;
-    let id = reply.json()["headers"]["x-request-id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let reply = get(&gw.url("/svc"), &[("x-request-id", "has spaces and {braces}")]).await;
+    let id = reply.json()["headers"]["x-request-id"].as_str().unwrap().to_string();
     assert_eq!(id.len(), 32);
     assert_eq!(reply.header("x-request-id"), Some(id.as_str()));
 }

@@ -3,6 +3,7 @@
 mod support;
 
 mod balancing;
+mod check_cli;
 mod forwarding;
 mod normalization;
 mod proxying;

@@ -39,22 +39,13 @@ async fn outcome(gw: &crate::support::Gateway1, path: &str) -> Result<String, u1
 #[tokio::test]
 async fn dot_segments_resolve_before_routing() {
     let (gw, public) = setup().await;
-    assert_eq!(
-        outcome(&gw, "/admin/../public/page").await,
-        Ok("/public/page".into())
-    );
+    assert_eq!(outcome(&gw, "/admin/../public/page").await, Ok("/public/page".into()));
     // Traversal out of /public lands on /admin, which is closed: never forwarded to public.
     assert_eq!(outcome(&gw, "/public/%2e%2e/admin").await, Err(403));
     assert_eq!(outcome(&gw, "/public/%2E%2E/%2e/admin/x").await, Err(403));
     assert_eq!(outcome(&gw, "/public/./../admin").await, Err(403));
-    assert_eq!(
-        outcome(&gw, "//public///a//b").await,
-        Ok("/public/a/b".into())
-    );
-    assert_eq!(
-        outcome(&gw, "/public/%7euser/%41").await,
-        Ok("/public/~user/A".into())
-    );
+    assert_eq!(outcome(&gw, "//public///a//b").await, Ok("/public/a/b".into()));
+    assert_eq!(outcome(&gw, "/public/%7euser/%41").await, Ok("/public/~user/A".into()));
     assert_eq!(public.hits(), 3);
 }
 

@@ -35,13 +35,7 @@ async fn hop_by_hop_headers_are_stripped_both_ways() {
     )
     .await;
     let seen = &reply.json()["headers"];
-    for h in [
-        "x-client-hop",
-        "keep-alive",
-        "proxy-authorization",
-        "te",
-        "expect",
-    ] {
+    for h in ["x-client-hop", "keep-alive", "proxy-authorization", "te", "expect"] {
         assert!(seen.get(h).is_none(), "{h} reached the upstream: {seen}");
     }
     assert_eq!(seen["x-normal"], "kept");
@@ -72,17 +66,11 @@ routes:
     .await;
     let reply = get(&gw.url("/dead"), &[]).await;
     assert_eq!(reply.status, 502);
-    assert_eq!(
-        reply.header("content-type"),
-        Some("application/problem+json")
-    );
+    assert_eq!(reply.header("content-type"), Some("application/problem+json"));
     let doc = reply.json();
     assert_eq!(doc["request_id"].as_str(), reply.header("x-request-id"));
     let detail = doc["detail"].as_str().unwrap();
-    assert!(
-        !detail.contains("refused") && !detail.contains("127.0.0.1"),
-        "leaks internals: {detail}"
-    );
+    assert!(!detail.contains("refused") && !detail.contains("127.0.0.1"), "leaks internals: {detail}");
 
     let reply = get(&gw.url("/hang"), &[]).await;
     assert_eq!(reply.status, 504);
@@ -105,13 +93,7 @@ routes:
     ))
     .await;
     let client = h2c_client();
-    let reply = send(
-        &client,
-        Request::get(gw.url("/h1/x"))
-            .body(Default::default())
-            .unwrap(),
-    )
-    .await;
+    let reply = send(&client, Request::get(gw.url("/h1/x")).body(Default::default()).unwrap()).await;
     assert_eq!(reply.version, http::Version::HTTP_2);
     let seen = reply.json();
     assert_eq!(seen["version"], "HTTP/1.1");
@@ -155,22 +137,12 @@ routes:
 #[tokio::test]
 async fn websocket_passes_through() {
     let ws = WsUpstream::start().await;
-    let gw = gateway(&one_route(&format!(
-        "{{ targets: [ \"http://{}\" ] }}",
-        ws.addr
-    )))
-    .await;
-    let (mut socket, resp) = tokio_tungstenite::connect_async(format!("ws://{}/chat", gw.addr))
-        .await
-        .expect("upgrade");
+    let gw = gateway(&one_route(&format!("{{ targets: [ \"http://{}\" ] }}", ws.addr))).await;
+    let (mut socket, resp) = tokio_tungstenite::connect_async(format!("ws://{}/chat", gw.addr)).await.expect("upgrade");
     assert_eq!(resp.status(), 101);
     for text in ["hello", "through", "the gateway"] {
         socket.send(Message::text(text)).await.unwrap();
-        let echoed = tokio::time::timeout(Duration::from_secs(5), socket.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let echoed = tokio::time::timeout(Duration::from_secs(5), socket.next()).await.unwrap().unwrap().unwrap();
         assert_eq!(echoed.into_text().unwrap().as_str(), text);
     }
     socket.close(None).await.unwrap();
@@ -181,15 +153,14 @@ async fn expect_100_continue_is_answered_before_the_body() {
     let up = Upstream::start("svc").await;
     let gw = gateway(&one_route(&format!("{{ targets: [ \"{}\" ] }}", up.url()))).await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(b"POST /count HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    s.write_all(
+        b"POST /count HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
     let mut reader = BufReader::new(s);
     let mut line = String::new();
-    tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line))
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await.unwrap().unwrap();
     assert!(line.starts_with("HTTP/1.1 100"), "{line}");
     reader.get_mut().write_all(b"hello").await.unwrap();
     let mut rest = String::new();
@@ -201,15 +172,8 @@ async fn expect_100_continue_is_answered_before_the_body() {
 #[tokio::test]
 async fn malformed_requests_get_a_clear_status() {
     let gw = gateway("routes:\n  - { name: e, match: { path_prefix: / }, echo: {} }\n").await;
-    let resp = raw(
-        gw.addr,
-        "GET /a%zz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    )
-    .await;
+    let resp = raw(gw.addr, "GET /a%zz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
     assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
     let resp = raw(gw.addr, "GARBAGE\r\n\r\n").await;
-    assert!(
-        resp.starts_with("HTTP/1.1 400") || resp.is_empty(),
-        "{resp}"
-    );
+    assert!(resp.starts_with("HTTP/1.1 400") || resp.is_empty(), "{resp}");
 }

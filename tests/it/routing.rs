@@ -44,26 +44,16 @@ routes:
     )
     .await;
     let client = crate::support::http1_client();
-    let req = http::Request::post(gw.url("/items"))
-        .body(Default::default())
-        .unwrap();
+    let req = http::Request::post(gw.url("/items")).body(Default::default()).unwrap();
     assert_eq!(crate::support::send(&client, req).await.text(), "write");
-    let req = http::Request::delete(gw.url("/items"))
-        .body(Default::default())
-        .unwrap();
+    let req = http::Request::delete(gw.url("/items")).body(Default::default()).unwrap();
     let reply = crate::support::send(&client, req).await;
     assert_eq!(reply.status, 405);
     assert_eq!(reply.header("allow"), Some("GET, POST, PUT"));
-    assert_eq!(
-        reply.header("content-type"),
-        Some("application/problem+json")
-    );
+    assert_eq!(reply.header("content-type"), Some("application/problem+json"));
     let missing = get(&gw.url("/nope"), &[]).await;
     assert_eq!(missing.status, 404);
-    assert_eq!(
-        missing.header("content-type"),
-        Some("application/problem+json")
-    );
+    assert_eq!(missing.header("content-type"), Some("application/problem+json"));
     let doc = missing.json();
     assert_eq!(doc["status"], 404);
     assert_eq!(doc["request_id"].as_str(), missing.header("x-request-id"));
@@ -81,18 +71,9 @@ routes:
     )
     .await;
     assert_eq!(get(&gw.url("/app/x"), &[]).await.text(), "stable");
-    assert_eq!(
-        get(&gw.url("/app/x"), &[("x-env", "canary")]).await.text(),
-        "canary"
-    );
-    assert_eq!(
-        get(&gw.url("/app/x"), &[("x-env", "prod")]).await.text(),
-        "stable"
-    );
-    assert_eq!(
-        get(&gw.url("/app/x"), &[("x-debug", "")]).await.text(),
-        "debug"
-    );
+    assert_eq!(get(&gw.url("/app/x"), &[("x-env", "canary")]).await.text(), "canary");
+    assert_eq!(get(&gw.url("/app/x"), &[("x-env", "prod")]).await.text(), "stable");
+    assert_eq!(get(&gw.url("/app/x"), &[("x-debug", "")]).await.text(), "debug");
 }
 
 #[tokio::test]
@@ -109,37 +90,12 @@ routes:
     )
     .await;
     assert_eq!(get(&gw.url("/orders"), &[]).await.text(), "v1");
-    assert_eq!(
-        get(&gw.url("/orders"), &[("accept-version", "1")])
-            .await
-            .text(),
-        "v1"
-    );
-    assert_eq!(
-        get(&gw.url("/orders"), &[("accept-version", "2")])
-            .await
-            .text(),
-        "v2"
-    );
-    assert_eq!(
-        get(&gw.url("/orders"), &[("accept-version", "9")])
-            .await
-            .status,
-        404
-    );
+    assert_eq!(get(&gw.url("/orders"), &[("accept-version", "1")]).await.text(), "v1");
+    assert_eq!(get(&gw.url("/orders"), &[("accept-version", "2")]).await.text(), "v2");
+    assert_eq!(get(&gw.url("/orders"), &[("accept-version", "9")]).await.status, 404);
     let accept = |v: &'static str| [("accept", v)];
-    assert_eq!(
-        get(&gw.url("/carts"), &accept("application/json; version=2"))
-            .await
-            .text(),
-        "m2"
-    );
-    assert_eq!(
-        get(&gw.url("/carts"), &accept("application/json;version=1"))
-            .await
-            .text(),
-        "m1"
-    );
+    assert_eq!(get(&gw.url("/carts"), &accept("application/json; version=2")).await.text(), "m2");
+    assert_eq!(get(&gw.url("/carts"), &accept("application/json;version=1")).await.text(), "m1");
     assert_eq!(get(&gw.url("/carts"), &[]).await.status, 404);
     assert_eq!(get(&gw.url("/v3/orders/7"), &[]).await.text(), "p3");
 }
@@ -160,10 +116,7 @@ routes:
     let old = get(&gw.url("/old"), &[]).await;
     assert_eq!(old.header("deprecation"), Some("@1767225600"));
     assert_eq!(old.header("sunset"), Some("Wed, 30 Jun 2027 12:00:00 GMT"));
-    assert_eq!(
-        old.header("link"),
-        Some("<https://docs.example.com/migrate>; rel=\"deprecation\"; type=\"text/html\"")
-    );
+    assert_eq!(old.header("link"), Some("<https://docs.example.com/migrate>; rel=\"deprecation\"; type=\"text/html\""));
     let new = get(&gw.url("/new"), &[]).await;
     assert!(new.header("deprecation").is_none());
 }
@@ -191,37 +144,15 @@ routes:
     ))
     .await;
     let path = |r: &crate::support::Reply| r.json()["path"].as_str().unwrap().to_string();
-    assert_eq!(
-        path(&get(&gw.url("/v1/users/1?x=1"), &[]).await),
-        "/users/1"
-    );
-    assert_eq!(
-        get(&gw.url("/v1/users/1?x=1"), &[]).await.json()["query"],
-        "x=1"
-    );
+    assert_eq!(path(&get(&gw.url("/v1/users/1?x=1"), &[]).await), "/users/1");
+    assert_eq!(get(&gw.url("/v1/users/1?x=1"), &[]).await.json()["query"], "x=1");
     assert_eq!(path(&get(&gw.url("/v1"), &[]).await), "/");
-    assert_eq!(
-        path(&get(&gw.url("/api/orders"), &[]).await),
-        "/internal/api/orders"
-    );
-    assert_eq!(
-        path(&get(&gw.url("/u/7/f/a/b.txt"), &[]).await),
-        "/users/7/files/a/b.txt"
-    );
-    let host =
-        |r: &crate::support::Reply| r.json()["headers"]["host"].as_str().unwrap().to_string();
-    assert_eq!(
-        host(&get(&gw.url("/h"), &[("host", "public.example")]).await),
-        "internal.svc"
-    );
-    assert_eq!(
-        host(&get(&gw.url("/x/../t"), &[("host", "public.example")]).await),
-        up.addr.to_string()
-    );
-    assert_eq!(
-        host(&get(&gw.url("/v1/a"), &[("host", "public.example")]).await),
-        "public.example"
-    );
+    assert_eq!(path(&get(&gw.url("/api/orders"), &[]).await), "/internal/api/orders");
+    assert_eq!(path(&get(&gw.url("/u/7/f/a/b.txt"), &[]).await), "/users/7/files/a/b.txt");
+    let host = |r: &crate::support::Reply| r.json()["headers"]["host"].as_str().unwrap().to_string();
+    assert_eq!(host(&get(&gw.url("/h"), &[("host", "public.example")]).await), "internal.svc");
+    assert_eq!(host(&get(&gw.url("/x/../t"), &[("host", "public.example")]).await), up.addr.to_string());
+    assert_eq!(host(&get(&gw.url("/v1/a"), &[("host", "public.example")]).await), "public.example");
     let reply = get(&gw.url("/hd"), &[("x-remove-me", "1")]).await;
     assert_eq!(reply.header("x-from-gateway"), Some("1"));
     assert!(reply.header("content-type").is_none());
@@ -241,8 +172,5 @@ routes:
     .await;
     let reply = get(&gw.url("/docs/intro?lang=en"), &[]).await;
     assert_eq!(reply.status, 301);
-    assert_eq!(
-        reply.header("location"),
-        Some("https://new.example.com/guide/intro?lang=en")
-    );
+    assert_eq!(reply.header("location"), Some("https://new.example.com/guide/intro?lang=en"));
 }

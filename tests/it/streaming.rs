@@ -42,10 +42,7 @@ fn spawn_gateway(config: &str) -> (Process, SocketAddr) {
     for line in BufReader::new(stdout).lines() {
         let line = line.expect("log line");
         if let Some(addr) = line.split("addr=").nth(1) {
-            return (
-                proc,
-                addr.trim().parse().expect("address in the listening line"),
-            );
+            return (proc, addr.trim().parse().expect("address in the listening line"));
         }
     }
     panic!("portcullis exited without listening");
@@ -69,24 +66,17 @@ async fn large_bodies_stream_with_flat_memory() {
 
     // Upload: a streamed request body, counted by the upstream.
     let chunk = Bytes::from(vec![b'u'; 256 * 1024]);
-    let frames = (0..TOTAL / chunk.len())
-        .map(move |_| Ok::<_, std::convert::Infallible>(Frame::data(chunk.clone())));
+    let frames = (0..TOTAL / chunk.len()).map(move |_| Ok::<_, std::convert::Infallible>(Frame::data(chunk.clone())));
     let body = StreamBody::new(futures_util::stream::iter(frames));
-    let req = Request::post(format!("http://{addr}/count"))
-        .body(body)
-        .unwrap();
-    let client_up =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let req = Request::post(format!("http://{addr}/count")).body(body).unwrap();
+    let client_up = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(hyper_util::client::legacy::connect::HttpConnector::new());
     let resp = client_up.request(req).await.expect("upload");
-    let doc: serde_json::Value =
-        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert_eq!(doc["received"], TOTAL);
 
     // Download: a streamed response body, counted here chunk by chunk.
-    let req = Request::get(format!("http://{addr}/big?bytes={TOTAL}"))
-        .body(Default::default())
-        .unwrap();
+    let req = Request::get(format!("http://{addr}/big?bytes={TOTAL}")).body(Default::default()).unwrap();
     let mut body = client.request(req).await.expect("download").into_body();
     let mut received = 0;
     while let Some(frame) = body.frame().await {
@@ -96,9 +86,5 @@ async fn large_bodies_stream_with_flat_memory() {
 
     let peak = peak_rss_kib(gw.0.id());
     eprintln!("gateway peak RSS: {peak} KiB");
-    assert!(
-        peak < MAX_PEAK_RSS_KIB,
-        "gateway peak RSS {peak} KiB after moving {} MiB each way",
-        TOTAL >> 20
-    );
+    assert!(peak < MAX_PEAK_RSS_KIB, "gateway peak RSS {peak} KiB after moving {} MiB each way", TOTAL >> 20);
 }

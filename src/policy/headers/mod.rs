@@ -16,35 +16,19 @@ impl Compiled {
         let mut errors = Vec::new();
         let mut out = Compiled::default();
         for (name, value) in &cfg.set {
-            match (
-                HeaderName::try_from(name.as_str()),
-                HeaderValue::try_from(value.as_str()),
-            ) {
+            match (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) {
                 (Ok(n), Ok(v)) => out.set.push((n, v)),
-                (Err(_), _) => errors.push((
-                    format!("set.{name}"),
-                    format!("`{name}` is not a valid header name"),
-                )),
-                (_, Err(_)) => errors.push((
-                    format!("set.{name}"),
-                    "not a valid header value".to_string(),
-                )),
+                (Err(_), _) => errors.push((format!("set.{name}"), format!("`{name}` is not a valid header name"))),
+                (_, Err(_)) => errors.push((format!("set.{name}"), "not a valid header value".to_string())),
             }
         }
         for (i, name) in cfg.remove.iter().enumerate() {
             match HeaderName::try_from(name.as_str()) {
                 Ok(n) => out.remove.push(n),
-                Err(_) => errors.push((
-                    format!("remove[{i}]"),
-                    format!("`{name}` is not a valid header name"),
-                )),
+                Err(_) => errors.push((format!("remove[{i}]"), format!("`{name}` is not a valid header name"))),
             }
         }
-        if errors.is_empty() {
-            Ok(out)
-        } else {
-            Err(errors)
-        }
+        if errors.is_empty() { Ok(out) } else { Err(errors) }
     }
 
     pub fn apply(&self, headers: &mut HeaderMap) {
@@ -63,10 +47,8 @@ mod tests {
 
     #[test]
     fn sets_and_removes() {
-        let cfg = HeaderOpsConfig {
-            set: [("X-A".to_string(), "1".to_string())].into(),
-            remove: vec!["x-b".to_string()],
-        };
+        let cfg =
+            HeaderOpsConfig { set: [("X-A".to_string(), "1".to_string())].into(), remove: vec!["x-b".to_string()] };
         let c = Compiled::compile(&cfg).unwrap();
         let mut h = HeaderMap::new();
         h.insert("x-b", "gone".parse().unwrap());
@@ -78,10 +60,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_names() {
-        let cfg = HeaderOpsConfig {
-            set: [("bad name".to_string(), "1".to_string())].into(),
-            remove: vec![],
-        };
+        let cfg = HeaderOpsConfig { set: [("bad name".to_string(), "1".to_string())].into(), remove: vec![] };
         let errs = Compiled::compile(&cfg).unwrap_err();
         assert_eq!(errs[0].0, "set.bad name");
     }

@@ -30,12 +30,7 @@ impl ConsistentHash {
     pub fn pick(&self, key: &[u8]) -> usize {
         let h = xxh3_64(key);
         let i = self.ring.partition_point(|(p, _)| *p < h);
-        usize::from(
-            self.ring
-                .get(i)
-                .or(self.ring.first())
-                .map_or(0, |(_, t)| *t),
-        )
+        usize::from(self.ring.get(i).or(self.ring.first()).map_or(0, |(_, t)| *t))
     }
 }
 

@@ -3,26 +3,23 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::upstream::Target;
+
 #[derive(Debug, Default)]
 pub struct LeastRequest {
     rotation: AtomicUsize,
 }
 
 impl LeastRequest {
-    pub fn pick(&self, weights: &[u32], in_flight: &[&AtomicUsize]) -> usize {
-        let n = in_flight.len();
+    pub fn pick(&self, targets: &[Target]) -> usize {
+        let n = targets.len();
         let start = self.rotation.fetch_add(1, Ordering::Relaxed) % n;
+        let load_of = |t: &Target| (t.in_flight() as u64, u64::from(t.weight));
         let mut best = start;
-        let mut best_load = (
-            in_flight[start].load(Ordering::Relaxed) as u64,
-            u64::from(weights[start]),
-        );
+        let mut best_load = load_of(&targets[start]);
         for step in 1..n {
             let i = (start + step) % n;
-            let load = (
-                in_flight[i].load(Ordering::Relaxed) as u64,
-                u64::from(weights[i]),
-            );
+            let load = load_of(&targets[i]);
             // load_i / weight_i < best / best_weight, without division.
             if load.0 * best_load.1 < best_load.0 * load.1 {
                 best = i;
@@ -37,14 +34,21 @@ impl LeastRequest {
 mod tests {
     use super::*;
 
+    fn target(weight: u32) -> Target {
+        Target::new(http::uri::Scheme::HTTP, "a:1".parse().unwrap(), weight)
+    }
+
     #[test]
     fn prefers_the_idle_target() {
         let lr = LeastRequest::default();
-        let (a, b) = (AtomicUsize::new(3), AtomicUsize::new(1));
+        let targets = [target(1), target(1)];
+        let _busy: Vec<_> = (0..3).map(|_| targets[0].begin()).chain([targets[1].begin()]).collect();
         for _ in 0..4 {
-            assert_eq!(lr.pick(&[1, 1], &[&a, &b]), 1);
+            assert_eq!(lr.pick(&targets), 1);
         }
         // Weight 4 with 3 in flight is lighter than weight 1 with 1.
-        assert_eq!(lr.pick(&[4, 1], &[&a, &b]), 0);
+        let weighted = [target(4), target(1)];
+        let _busy: Vec<_> = (0..3).map(|_| weighted[0].begin()).chain([weighted[1].begin()]).collect();
+        assert_eq!(lr.pick(&weighted), 0);
     }
 }

@@ -9,7 +9,7 @@ pub use consistent_hash::ConsistentHash;
 pub use least_request::LeastRequest;
 pub use round_robin::RoundRobin;
 
-use std::sync::atomic::AtomicUsize;
+use super::Target;
 
 /// Where a consistent-hash key comes from.
 #[derive(Debug, Clone)]
@@ -32,12 +32,12 @@ pub enum Balancer {
 }
 
 impl Balancer {
-    /// `in_flight[i]` and `weights[i]` describe target `i`; `key` is the
-    /// request's hash key, if the balancer wants one and the request has it.
-    pub fn pick(&self, weights: &[u32], in_flight: &[&AtomicUsize], key: Option<&[u8]>) -> usize {
+    /// Picks an index into `targets`; `key` is the request's hash key, if
+    /// the balancer wants one and the request has it.
+    pub fn pick(&self, targets: &[Target], key: Option<&[u8]>) -> usize {
         match self {
             Balancer::RoundRobin(rr) => rr.pick(),
-            Balancer::LeastRequest(lr) => lr.pick(weights, in_flight),
+            Balancer::LeastRequest(lr) => lr.pick(targets),
             Balancer::ConsistentHash { ring, fallback, .. } => match key {
                 Some(k) => ring.pick(k),
                 None => fallback.pick(),

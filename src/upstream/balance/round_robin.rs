@@ -22,19 +22,14 @@ impl RoundRobin {
             for (c, w) in current.iter_mut().zip(&weights) {
                 *c += w;
             }
-            let best = (0..current.len())
-                .max_by_key(|&i| (current[i], std::cmp::Reverse(i)))
-                .unwrap_or(0);
+            let best = (0..current.len()).max_by_key(|&i| (current[i], std::cmp::Reverse(i))).unwrap_or(0);
             current[best] -= total;
             schedule.push(best as u16);
         }
         if schedule.is_empty() {
             schedule.push(0);
         }
-        RoundRobin {
-            schedule,
-            next: AtomicUsize::new(0),
-        }
+        RoundRobin { schedule, next: AtomicUsize::new(0) }
     }
 
     pub fn pick(&self) -> usize {

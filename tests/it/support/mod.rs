@@ -24,16 +24,13 @@ pub use upstream::{Upstream, WsUpstream};
 
 /// Parses YAML the way the binary does (base dir for relative files: `base`).
 pub fn load(yaml: &str, base: &Path) -> LoadedConfig {
-    config::parse_str(yaml, "test.yaml", base)
-        .unwrap_or_else(|e| panic!("test config invalid:\n{e}"))
+    config::parse_str(yaml, "test.yaml", base).unwrap_or_else(|e| panic!("test config invalid:\n{e}"))
 }
 
 /// Starts the gateway with a config whose listener is `gw` on 127.0.0.1:0.
 pub async fn gateway(body: &str) -> Gateway1 {
     let yaml = format!("listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\n{body}");
-    let handle = Gateway::start(&load(&yaml, Path::new(".")))
-        .await
-        .expect("gateway starts");
+    let handle = Gateway::start(&load(&yaml, Path::new("."))).await.expect("gateway starts");
     let addr = handle.addr("gw").expect("listener gw");
     Gateway1 { handle, addr }
 }
@@ -61,8 +58,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -79,24 +75,14 @@ pub fn http1_client() -> TestClient {
 }
 
 pub fn h2c_client() -> TestClient {
-    Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build(HttpConnector::new())
+    Client::builder(TokioExecutor::new()).http2_only(true).build(HttpConnector::new())
 }
 
 pub async fn send(client: &TestClient, req: Request<Full<Bytes>>) -> Reply {
-    let resp = client
-        .request(req)
-        .await
-        .expect("request reaches the gateway");
+    let resp = client.request(req).await.expect("request reaches the gateway");
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.expect("body").to_bytes();
-    Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-        version: parts.version,
-    }
+    Reply { status: parts.status, headers: parts.headers, body, version: parts.version }
 }
 
 /// GET `url` over HTTP/1.1 with extra headers.
@@ -119,11 +105,7 @@ pub async fn raw(addr: SocketAddr, request: &str) -> String {
 
 /// Status code of a raw HTTP/1.1 response.
 pub fn raw_status(response: &str) -> u16 {
-    response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+    response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
 /// A loopback port that nothing listens on.

@@ -24,9 +24,7 @@ impl TlsUpstream {
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
         let mut params = CertificateParams::new(vec!["upstream.test".to_string()]).unwrap();
-        params
-            .subject_alt_names
-            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        params.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &ca).unwrap();
 
@@ -58,19 +56,14 @@ impl TlsUpstream {
                             "path": req.uri().path(),
                             "version": format!("{:?}", req.version()),
                         });
-                        Ok::<_, std::convert::Infallible>(http::Response::new(
-                            http_body_util::Full::new(bytes::Bytes::from(doc.to_string())),
-                        ))
+                        Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                            bytes::Bytes::from(doc.to_string()),
+                        )))
                     });
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tls), svc)
-                        .await;
+                    let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), svc).await;
                 });
             }
         });
-        TlsUpstream {
-            addr,
-            ca_pem: ca.pem(),
-        }
+        TlsUpstream { addr, ca_pem: ca.pem() }
     }
 }

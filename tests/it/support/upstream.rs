@@ -46,9 +46,7 @@ impl Upstream {
                 let (h, n, w) = (h.clone(), n.clone(), w.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| handle(req, n.clone(), h.clone(), w.clone()));
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
                 });
             }
         });
@@ -92,17 +90,11 @@ async fn handle(
                     n += data.map(|d| d.len()).unwrap_or(0);
                 }
             }
-            return Ok(Response::new(full(
-                serde_json::json!({ "received": n }).to_string(),
-            )));
+            return Ok(Response::new(full(serde_json::json!({ "received": n }).to_string())));
         }
         "/big" => {
-            let total: usize = req
-                .uri()
-                .query()
-                .and_then(|q| q.strip_prefix("bytes="))
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
+            let total: usize =
+                req.uri().query().and_then(|q| q.strip_prefix("bytes=")).and_then(|n| n.parse().ok()).unwrap_or(0);
             let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
             let chunks = (0..total.div_ceil(chunk.len())).map(move |i| {
                 let len = chunk.len().min(total - i * chunk.len());
@@ -145,10 +137,7 @@ async fn handle(
         "version": format!("{:?}", req.version()),
         "headers": headers,
     });
-    Ok(Response::builder()
-        .header("content-type", "application/json")
-        .body(full(doc.to_string()))
-        .unwrap())
+    Ok(Response::builder().header("content-type", "application/json").body(full(doc.to_string())).unwrap())
 }
 
 /// A WebSocket echo server.

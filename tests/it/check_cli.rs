@@ -1,0 +1,139 @@
+//! `portcullis check`, `schema` and `version`, run as a user runs them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const UNSET: &str = "PORTCULLIS_TEST_SURELY_UNSET";
+
+fn portcullis(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args)
+        .env_remove(UNSET)
+        .output()
+        .expect("run the portcullis binary")
+}
+
+fn check(file: &Path) -> (Option<i32>, String, String) {
+    let out = portcullis(&["check", "--config", &file.display().to_string()]);
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+/// The `.yaml` files of a folder under the crate root, sorted.
+fn yaml_files(dir: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_example_passes_check() {
+    let files = yaml_files("examples");
+    assert!(files.len() >= 2, "expected examples, found {files:?}");
+    for file in files {
+        let (code, stdout, stderr) = check(&file);
+        assert_eq!(code, Some(0), "{}:\n{stderr}", file.display());
+        assert!(stdout.contains(": ok"), "{}: stdout {stdout:?}", file.display());
+    }
+}
+
+/// (file in tests/configs/broken, number of errors, expected substrings of
+/// stderr). A substring starting with `:` is appended to the file name, so
+/// `":9:"` checks that an error is reported at line 9 of that file.
+#[rustfmt::skip]
+const BROKEN: &[(&str, usize, &[&str])] = &[
+    ("unknown-field.yaml", 1, &[":9:", "routes[0].upstreem", "unknown field `upstreem`", "expected one of"]),
+    ("unknown-upstream.yaml", 1, &[":13:", "routes[1].upstream", "unknown upstream `billing`", "orders, users"]),
+    ("duplicate-route-name.yaml", 1, &[":8:", "routes[1].name", "duplicate route name `api`", "routes[0]"]),
+    ("duplicate-upstream-key.yaml", 1, &[":6:", "upstreams.app:", "duplicate key `app`"]),
+    ("ambiguous-routes.yaml", 1, &[":9:", "routes[1].match", "`by-name` is ambiguous", "`by-id`"]),
+    ("duplicate-method.yaml", 1, &[":9:", "routes[1].match.methods[1]", "`GET` is listed twice"]),
+    ("bad-target-url.yaml", 2, &[
+        ":7:", "upstreams.app.targets[0]", "`127.0.0.1:9001`", "`http://` or `https://`",
+        ":8:", "upstreams.app.targets[1].url", "scheme, host and port only",
+    ]),
+    ("bad-weighted-target.yaml", 1, &[":7:", "upstreams.app.targets[0].wieght", "unknown field `wieght`"]),
+    ("bad-bind.yaml", 1, &[":5:", "listeners[1].bind", "`localhost:8080`", "IP:PORT"]),
+    ("bad-duration.yaml", 1, &[":7:", "upstreams.app.timeouts.connect", "`soon` is not a duration"]),
+    ("unset-env.yaml", 1, &[":4:", "listeners[0].bind", "environment variable", UNSET, "is not set"]),
+    ("two-actions.yaml", 1, &[":5:", "routes[0]", "exactly one of `upstream`, `echo`, `static` or `redirect`"]),
+    ("bad-strip-prefix.yaml", 1, &[":10:", "routes[0].rewrite.strip_prefix", "`/v1` is not a prefix"]),
+    ("bad-header-name.yaml", 2, &[
+        ":10:", "routes[0].match.headers[0].name", "`X Tenant` is not a header name",
+        ":13:", "routes[0].request_headers.set.X-Forwarded-By:", "not a valid header name",
+    ]),
+    ("version-two-sources.yaml", 1, &[":8:", "routes[0].match.version", "exactly one of `path_prefix`, `header` or `accept_param`"]),
+    ("many-errors.yaml", 7, &[
+        ":3:", "listeners[0].bind", "`127.0.0.1:99999`",
+        ":4:", "trusted_proxies[0]", "`10.0.0.0/33` is not an IP address or CIDR",
+        ":7:", "upstreams.app.targets[0]", "`ftp://127.0.0.1:9001`",
+        ":11:", "routes[0].upstream", "unknown upstream `missing`",
+        ":14:", "routes[1].redirect.status", "routes[1].redirect.to", "`{nope}` is not a parameter",
+        ":17:", "routes[2].static.status", "`99` is not a final HTTP status",
+    ]),
+];
+
+#[test]
+fn broken_configs_report_located_errors() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configs/broken");
+    for (name, count, expected) in BROKEN {
+        let (code, stdout, stderr) = check(&dir.join(name));
+        assert_eq!(code, Some(1), "{name}: stdout {stdout:?}\nstderr:\n{stderr}");
+        for want in *expected {
+            let want = match want.strip_prefix(':') {
+                Some(_) => format!("{name}{want}"),
+                None => want.to_string(),
+            };
+            assert!(stderr.contains(&want), "{name}: no `{want}` in stderr:\n{stderr}");
+        }
+        let errors = stderr.lines().filter(|l| l.starts_with("error: ")).count();
+        assert_eq!(errors, *count, "{name}: error lines in stderr:\n{stderr}");
+        assert!(
+            stderr.contains(&format!("{name}: {count} error(s)")),
+            "{name}: no summary line for {count} error(s) in stderr:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn every_broken_config_is_in_the_table() {
+    for file in yaml_files("tests/configs/broken") {
+        let name = file.file_name().and_then(|n| n.to_str()).expect("UTF-8 file name");
+        assert!(
+            BROKEN.iter().any(|(n, ..)| *n == name),
+            "tests/configs/broken/{name} is not covered by the BROKEN table in check_cli.rs"
+        );
+    }
+}
+
+/// Stdout of a command that must succeed.
+fn stdout_of(args: &[&str]) -> String {
+    let out = portcullis(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "portcullis {args:?} failed: {stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn schema_is_json_with_the_top_level_keys() {
+    let stdout = stdout_of(&["schema"]);
+    let schema: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("schema is not JSON ({e}):\n{stdout}"));
+    let properties =
+        schema["properties"].as_object().unwrap_or_else(|| panic!("no `properties` object in the schema:\n{stdout}"));
+    for key in ["listeners", "upstreams", "routes"] {
+        assert!(properties.contains_key(key), "no `{key}` in properties:\n{stdout}");
+    }
+}
+
+#[test]
+fn version_prints_name_and_version() {
+    let stdout = stdout_of(&["version"]);
+    let want = format!("portcullis {}", env!("CARGO_PKG_VERSION"));
+    assert_eq!(stdout.trim(), want);
+}
