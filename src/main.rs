@@ -84,8 +84,14 @@ fn run(path: Option<PathBuf>) -> ExitCode {
         }
     };
     // PORTCULLIS_WORKER_THREADS pins the worker count (benchmarks use 1).
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = std::env::var("PORTCULLIS_WORKER_THREADS").ok().and_then(|v| v.parse().ok()) {
+    // One worker runs on a current-thread runtime: no work-stealing
+    // machinery and no cross-thread wake-ups, like one NGINX worker.
+    let workers: Option<usize> = std::env::var("PORTCULLIS_WORKER_THREADS").ok().and_then(|v| v.parse().ok());
+    let mut runtime = match workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    if let Some(n) = workers.filter(|n| *n > 1) {
         runtime.worker_threads(n);
     }
     let runtime = match runtime.enable_all().build() {
