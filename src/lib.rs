@@ -17,12 +17,15 @@ pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+use arc_swap::ArcSwap;
+use tokio::sync::Mutex;
 
 use config::{ConfigErrors, LoadedConfig};
-use server::Shared;
+use plan::Plan;
+use server::{RunningListener, Shared};
 
 /// The demo config served by `portcullis` with no arguments.
 pub const DEMO_CONFIG: &str = include_str!("../examples/demo.yaml");
@@ -47,64 +50,109 @@ impl Gateway {
     /// Must be called inside a Tokio runtime.
     pub async fn start(loaded: &LoadedConfig) -> Result<Handle, StartError> {
         let plan = plan::compile(loaded)?;
-        let mut bound = Vec::new();
-        for l in &plan.listeners {
-            let listener = server::bind(l.addr).await.map_err(|source| StartError::Bind {
-                name: l.name.to_string(),
-                addr: l.addr,
-                source,
-            })?;
-            let addr = listener.local_addr().map_err(|source| StartError::Bind {
-                name: l.name.to_string(),
-                addr: l.addr,
-                source,
-            })?;
-            bound.push((l.name.to_string(), addr, listener));
-        }
-        let shared = Arc::new(Shared::new(plan));
-        let (stop, stop_rx) = watch::channel(false);
-        let mut tasks = JoinSet::new();
-        let mut addrs = Vec::new();
-        for (name, addr, listener) in bound {
-            tracing::info!(listener = %name, %addr, "listening");
-            tasks.spawn(server::accept_loop(listener, shared.clone(), stop_rx.clone()));
-            addrs.push((name, addr));
-        }
-        Ok(Handle { addrs, shared, stop, tasks })
+        let shared = Arc::new(Shared { plan: ArcSwap::from_pointee(plan) });
+        let listeners = open_listeners(&shared, &shared.plan.load(), Vec::new()).await?;
+        tracing::info!(config_hash = format!("{:016x}", loaded.hash), "config loaded");
+        Ok(Handle { shared, listeners: Mutex::new(listeners), reloads: AtomicU64::new(0) })
     }
+}
+
+/// Binds the listeners of `plan` that are not in `running` (by name and
+/// address); returns the full set. On error nothing new stays bound.
+async fn open_listeners(
+    shared: &Arc<Shared>,
+    plan: &Plan,
+    mut running: Vec<RunningListener>,
+) -> Result<Vec<RunningListener>, StartError> {
+    let mut opened = Vec::new();
+    for l in &plan.listeners {
+        let kept = running.iter().any(|r| r.name == l.name && (r.addr == l.addr || l.addr.port() == 0));
+        if kept {
+            continue;
+        }
+        match RunningListener::start(l.name.clone(), l.addr, shared.clone()).await {
+            Ok(r) => opened.push(r),
+            Err(source) => {
+                for r in opened {
+                    r.drain(Duration::ZERO).await;
+                }
+                return Err(StartError::Bind { name: l.name.to_string(), addr: l.addr, source });
+            }
+        }
+    }
+    running.extend(opened);
+    Ok(running)
 }
 
 /// A running gateway.
 pub struct Handle {
-    addrs: Vec<(String, SocketAddr)>,
     shared: Arc<Shared>,
-    stop: watch::Sender<bool>,
-    tasks: JoinSet<()>,
+    listeners: Mutex<Vec<RunningListener>>,
+    reloads: AtomicU64,
 }
 
 impl Handle {
     /// The bound address of the listener `name`.
     pub fn addr(&self, name: &str) -> Option<SocketAddr> {
-        self.addrs.iter().find(|(n, _)| n == name).map(|(_, a)| *a)
+        self.addrs().into_iter().find(|(n, _)| n == name).map(|(_, a)| a)
     }
 
-    /// Every listener's name and bound address, in config order.
-    pub fn addrs(&self) -> &[(String, SocketAddr)] {
-        &self.addrs
+    /// Every listener's name and bound address.
+    pub fn addrs(&self) -> Vec<(String, SocketAddr)> {
+        match self.listeners.try_lock() {
+            Ok(ls) => ls.iter().map(|l| (l.name.to_string(), l.addr)).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// How many reloads have succeeded.
+    pub fn reloads(&self) -> u64 {
+        self.reloads.load(Ordering::Relaxed)
     }
 
     /// Compiles `loaded` and swaps it in: new requests use it, in-flight ones
-    /// finish on the old plan. An invalid config changes nothing. (Listeners
-    /// are not re-bound yet: changes to `listeners` need a restart.)
-    pub fn reload(&self, loaded: &LoadedConfig) -> Result<(), ConfigErrors> {
-        let plan = plan::compile(loaded)?;
-        self.shared.plan.store(Arc::new(plan));
+    /// finish on the old plan. New listeners are bound, removed ones drained.
+    /// An invalid config (or a listener that cannot bind) changes nothing.
+    pub async fn reload(&self, loaded: &LoadedConfig) -> Result<(), StartError> {
+        let plan = Arc::new(plan::compile(loaded)?);
+        let mut listeners = self.listeners.lock().await;
+        let current = std::mem::take(&mut *listeners);
+        // Bind first: if a new port is taken, the old plan keeps serving.
+        let (keep, gone): (Vec<_>, Vec<_>) = current.into_iter().partition(|r| {
+            plan.listeners.iter().any(|l| l.name == r.name && (l.addr == r.addr || l.addr.port() == 0))
+        });
+        let all = match open_listeners(&self.shared, &plan, keep).await {
+            Ok(all) => all,
+            Err(e) => {
+                let (mut keep, _) = (Vec::new(), ());
+                // Put back what was running, untouched.
+                std::mem::swap(&mut keep, &mut *listeners);
+                listeners.extend(gone);
+                return Err(e);
+            }
+        };
+        self.shared.plan.store(plan.clone());
+        *listeners = all;
+        drop(listeners);
+        let deadline = plan.shutdown_timeout;
+        for l in gone {
+            tracing::info!(listener = %l.name, addr = %l.addr, "listener removed; draining");
+            tokio::spawn(l.drain(deadline));
+        }
+        let n = self.reloads.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::info!(reloads = n, config_hash = format!("{:016x}", loaded.hash), "config reloaded");
         Ok(())
     }
 
-    /// Stops accepting and closes connections.
-    pub async fn shutdown(mut self) {
-        let _ = self.stop.send(true);
-        while self.tasks.join_next().await.is_some() {}
+    /// Graceful shutdown: stop accepting, let in-flight requests finish
+    /// (idle keep-alive connections close, HTTP/2 gets GOAWAY), and cut what
+    /// is left after the config's `shutdown_timeout`.
+    pub async fn shutdown(self) {
+        let deadline = self.shared.plan.load().shutdown_timeout;
+        let listeners = self.listeners.into_inner();
+        let drains: Vec<_> = listeners.into_iter().map(|l| tokio::spawn(l.drain(deadline))).collect();
+        for d in drains {
+            let _ = d.await;
+        }
     }
 }

@@ -63,6 +63,8 @@ pub struct LoadedConfig {
     /// Relative file names in the config (CA bundles…) are resolved from here.
     pub base_dir: PathBuf,
     pub locations: Locations,
+    /// xxh3 of the config text: which config is running, in logs.
+    pub hash: u64,
 }
 
 impl LoadedConfig {
@@ -116,6 +118,7 @@ pub fn parse_str(text: &str, source_name: &str, base_dir: &Path) -> Result<Loade
             source_name: source_name.to_string(),
             base_dir: base_dir.to_path_buf(),
             locations,
+            hash: xxhash_rust::xxh3::xxh3_64(text.as_bytes()),
         }),
         Err(e) => {
             let position = e.location().map(|l| (l.line() as usize, l.column() as usize));

@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::units::Duration;
+use super::units::{ByteSize, Duration};
+use crate::policy::cors::CorsConfig;
+use crate::policy::security_headers::SecurityHeadersConfig;
 
 /// The whole gateway config.
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Where the gateway accepts client connections.
@@ -29,6 +31,30 @@ pub struct Config {
     /// The route table. Order does not matter: the most specific match wins.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Security headers on every response (routes may override or opt out).
+    #[serde(default)]
+    pub security_headers: SecurityHeadersConfig,
+    /// How long in-flight requests may run after SIGTERM/SIGINT before the gateway exits.
+    #[serde(default = "thirty_seconds")]
+    pub shutdown_timeout: Duration,
+}
+
+fn thirty_seconds() -> Duration {
+    Duration(std::time::Duration::from_secs(30))
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listeners: Vec::new(),
+            trusted_proxies: Vec::new(),
+            path_normalization: NormalizeConfig::default(),
+            upstreams: BTreeMap::new(),
+            routes: Vec::new(),
+            security_headers: SecurityHeadersConfig::default(),
+            shutdown_timeout: thirty_seconds(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -37,6 +63,115 @@ pub struct ListenerConfig {
     pub name: String,
     /// `IP:PORT`, e.g. `0.0.0.0:8080` or `[::1]:8080`. Port 0 picks a free port.
     pub bind: String,
+    /// Terminate TLS on this listener.
+    pub tls: Option<ListenerTlsConfig>,
+    /// Answer every request with a 308 redirect to `https://` on this port.
+    pub redirect_https: Option<u16>,
+    /// Connection and request limits.
+    #[serde(default)]
+    pub limits: ListenerLimits,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTlsConfig {
+    /// Certificate and key pairs. SNI picks one by name; the first is the default.
+    pub certificates: Vec<CertificateConfig>,
+    /// Ask clients for a certificate (mutual TLS).
+    pub client_auth: Option<ClientAuthConfig>,
+    #[serde(default)]
+    pub hsts: HstsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    /// PEM file: the certificate chain, leaf first.
+    pub cert: String,
+    /// PEM file: the private key.
+    pub key: String,
+    /// Names this certificate serves (`api.example.com`, `*.example.com`).
+    /// Default: the DNS names in the certificate.
+    #[serde(default)]
+    pub server_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientAuthConfig {
+    /// PEM file of the CA certificates that sign client certificates.
+    pub ca: String,
+    /// Refuse the handshake without a valid client certificate (default). When
+    /// false, a certificate is verified if sent, and routes decide.
+    #[serde(default = "yes")]
+    pub required: bool,
+}
+
+/// `Strict-Transport-Security` on responses sent over TLS.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct HstsConfig {
+    pub enabled: bool,
+    pub max_age: Duration,
+    pub include_subdomains: bool,
+    pub preload: bool,
+}
+
+impl Default for HstsConfig {
+    fn default() -> Self {
+        HstsConfig {
+            enabled: true,
+            max_age: Duration(std::time::Duration::from_secs(365 * 86_400)),
+            include_subdomains: false,
+            preload: false,
+        }
+    }
+}
+
+/// Defences against slow and abusive clients. Every limit has a safe default.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenerLimits {
+    /// Open connections at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// Time to complete the TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// Time to receive a request's headers (slowloris). For HTTP/1.1 it also
+    /// bounds the wait for the next request on a keep-alive connection.
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed
+    /// (HTTP/2: with GOAWAY).
+    pub idle_timeout: Duration,
+    /// Longest pause between two pieces of a request body (slow POST): 408.
+    pub body_read_timeout: Duration,
+    /// Largest request head (request line and headers): 431.
+    pub max_header_size: ByteSize,
+    /// Most request headers: 431.
+    pub max_headers: usize,
+    /// Longest request-target (path and query): 414.
+    pub max_uri_length: ByteSize,
+    /// Largest request body, unless a route sets `max_body_size`: 413.
+    pub max_body_size: ByteSize,
+    /// HTTP/2 streams open at once per connection.
+    pub h2_max_concurrent_streams: u32,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        let secs = |s| Duration(std::time::Duration::from_secs(s));
+        ListenerLimits {
+            max_connections: 10_000,
+            tls_handshake_timeout: secs(10),
+            header_read_timeout: secs(10),
+            idle_timeout: secs(60),
+            body_read_timeout: secs(30),
+            max_header_size: ByteSize(32 << 10),
+            max_headers: 100,
+            max_uri_length: ByteSize(8 << 10),
+            max_body_size: ByteSize(10 << 20),
+            h2_max_concurrent_streams: 128,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -224,6 +359,12 @@ pub struct RouteConfig {
     pub response_headers: Option<HeaderOpsConfig>,
     /// Mark the route deprecated (RFC 9745 `Deprecation`, RFC 8594 `Sunset`).
     pub deprecated: Option<DeprecationConfig>,
+    /// Largest request body on this route (overrides the listener's): 413.
+    pub max_body_size: Option<ByteSize>,
+    /// Replaces the top-level `security_headers` for this route.
+    pub security_headers: Option<SecurityHeadersConfig>,
+    /// Cross-origin resource sharing for browsers.
+    pub cors: Option<CorsConfig>,
 }
 
 fn yes() -> bool {

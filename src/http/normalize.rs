@@ -23,7 +23,7 @@ pub enum PathError {
     ControlCharacter,
     #[error("the request path contains a double-encoded character")]
     DoubleEncoding,
-    #[error("the request path contains a `..;` segment")]
+    #[error("the request path contains a `..;` or `.;` segment")]
     DotSemicolon,
 }
 
@@ -132,8 +132,8 @@ fn resolve_segments(path: &str, opts: &NormalizeConfig) -> Result<String, PathEr
     let segments: Vec<&str> = path[1..].split('/').collect();
     let last = segments.len() - 1;
     for (i, seg) in segments.into_iter().enumerate() {
-        if seg.starts_with("..;") {
-            // Tomcat and friends read `..;x` as `..`.
+        if seg.starts_with("..;") || seg.starts_with(".;") {
+            // Tomcat and friends read `..;x` as `..` and `.;x` as `.`.
             return Err(PathError::DotSemicolon);
         }
         let is_last = i == last;

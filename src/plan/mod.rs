@@ -9,11 +9,16 @@ mod upstream;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
+use http::HeaderValue;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto;
 use ipnet::IpNet;
 
-use crate::config::{ConfigError, ConfigErrors, LoadedConfig, NormalizeConfig};
+use crate::config::{ConfigError, ConfigErrors, HstsConfig, ListenerLimits, LoadedConfig, NormalizeConfig};
 use crate::http::forwarded::TrustedProxies;
+use crate::policy::security_headers;
 use crate::router::{Conflict, Router};
 use crate::upstream::Upstream;
 
@@ -28,12 +33,38 @@ pub struct Plan {
     pub router: Router,
     /// In config order; the router returns indexes into this.
     pub routes: Vec<Route>,
+    /// Security headers for responses without a route of their own (404…)
+    /// and for routes that do not override them.
+    pub security_headers: Arc<security_headers::Compiled>,
+    pub shutdown_timeout: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl Plan {
+    pub fn listener(&self, name: &str) -> Option<&ListenerPlan> {
+        self.listeners.iter().find(|l| &*l.name == name)
+    }
+}
+
 pub struct ListenerPlan {
     pub name: Arc<str>,
     pub addr: SocketAddr,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// `Strict-Transport-Security` value for TLS responses.
+    pub hsts: Option<HeaderValue>,
+    pub redirect_https: Option<u16>,
+    pub limits: ListenerLimits,
+    /// The HTTP/1.1 + HTTP/2 server settings derived from `limits`.
+    pub http: auto::Builder<TokioExecutor>,
+}
+
+impl std::fmt::Debug for ListenerPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerPlan")
+            .field("name", &self.name)
+            .field("addr", &self.addr)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Collects errors while compiling.
@@ -56,6 +87,15 @@ pub fn compile(loaded: &LoadedConfig) -> Result<Plan, ConfigErrors> {
 
     let listeners = compile_listeners(&mut cx);
     let trusted_proxies = compile_trusted(&mut cx);
+    let security_headers = match security_headers::Compiled::compile(&cfg.security_headers) {
+        Ok(c) => Arc::new(c),
+        Err(errs) => {
+            for (p, m) in errs {
+                cx.err(format!("security_headers.{p}"), m);
+            }
+            Arc::default()
+        }
+    };
 
     let mut upstreams: HashMap<&str, Arc<Upstream>> = HashMap::new();
     for (name, ucfg) in &cfg.upstreams {
@@ -74,7 +114,7 @@ pub fn compile(loaded: &LoadedConfig) -> Result<Plan, ConfigErrors> {
         if let Some(first) = names.insert(&rcfg.name, i) {
             cx.err(format!("routes[{i}].name"), format!("duplicate route name `{}` (also routes[{first}])", rcfg.name));
         }
-        if let Some((matcher, route)) = route::compile(&mut cx, i, rcfg, &upstreams, &known) {
+        if let Some((matcher, route)) = route::compile(&mut cx, i, rcfg, &upstreams, &known, &security_headers) {
             matchers.push(matcher);
             routes.push(route);
             compiled.push(i);
@@ -91,7 +131,15 @@ pub fn compile(loaded: &LoadedConfig) -> Result<Plan, ConfigErrors> {
         cx.errors.sort_by_key(|e| e.position.unwrap_or((usize::MAX, 0)));
         return Err(ConfigErrors(cx.errors));
     }
-    Ok(Plan { listeners, trusted_proxies, normalize: cfg.path_normalization.clone(), router, routes })
+    Ok(Plan {
+        listeners,
+        trusted_proxies,
+        normalize: cfg.path_normalization.clone(),
+        router,
+        routes,
+        security_headers,
+        shutdown_timeout: cfg.shutdown_timeout.0,
+    })
 }
 
 fn report_conflict(cx: &mut Ctx, conflict: &Conflict, compiled: &[usize]) {
@@ -137,12 +185,35 @@ fn compile_listeners(cx: &mut Ctx) -> Vec<ListenerPlan> {
                 format!("duplicate listener name `{}` (also listeners[{j}])", l.name),
             );
         }
+        let at = format!("listeners[{i}]");
+        let tls = l.tls.as_ref().and_then(|t| match crate::server::tls::build(t, cx.loaded) {
+            Ok(c) => Some(c),
+            Err(errs) => {
+                for (p, m) in errs {
+                    cx.err(format!("{at}.tls.{p}"), m);
+                }
+                None
+            }
+        });
+        if l.tls.is_some() && l.redirect_https.is_some() {
+            cx.err(format!("{at}.redirect_https"), "a TLS listener cannot redirect to HTTPS; put this on a plain listener");
+        }
+        check_limits(cx, &at, &l.limits);
+        let hsts = l.tls.as_ref().and_then(|t| hsts_value(&t.hsts));
         match l.bind.parse::<SocketAddr>() {
             Ok(addr) => {
                 if addr.port() != 0 && out.iter().any(|o| o.addr == addr) {
-                    cx.err(format!("listeners[{i}].bind"), format!("`{addr}` is bound by another listener"));
+                    cx.err(format!("{at}.bind"), format!("`{addr}` is bound by another listener"));
                 }
-                out.push(ListenerPlan { name: l.name.as_str().into(), addr });
+                out.push(ListenerPlan {
+                    name: l.name.as_str().into(),
+                    addr,
+                    tls,
+                    hsts,
+                    redirect_https: l.redirect_https,
+                    http: http_server(&l.limits),
+                    limits: l.limits.clone(),
+                });
             }
             Err(_) => cx.err(
                 format!("listeners[{i}].bind"),
@@ -151,6 +222,64 @@ fn compile_listeners(cx: &mut Ctx) -> Vec<ListenerPlan> {
         }
     }
     out
+}
+
+fn check_limits(cx: &mut Ctx, at: &str, limits: &ListenerLimits) {
+    if limits.max_header_size.0 < 8 << 10 {
+        cx.err(format!("{at}.limits.max_header_size"), "must be at least 8KiB");
+    }
+    if limits.max_header_size.0 > 1 << 20 {
+        cx.err(format!("{at}.limits.max_header_size"), "must be at most 1MiB");
+    }
+    for (key, d) in [
+        ("header_read_timeout", limits.header_read_timeout),
+        ("idle_timeout", limits.idle_timeout),
+        ("body_read_timeout", limits.body_read_timeout),
+        ("tls_handshake_timeout", limits.tls_handshake_timeout),
+    ] {
+        if d.0.is_zero() {
+            cx.err(format!("{at}.limits.{key}"), "must be longer than zero");
+        }
+    }
+    if limits.max_connections == 0 || limits.max_headers == 0 || limits.h2_max_concurrent_streams == 0 {
+        cx.err(format!("{at}.limits"), "`max_connections`, `max_headers` and `h2_max_concurrent_streams` must be at least 1");
+    }
+}
+
+fn hsts_value(cfg: &HstsConfig) -> Option<HeaderValue> {
+    if !cfg.enabled {
+        return None;
+    }
+    let mut v = format!("max-age={}", cfg.max_age.0.as_secs());
+    if cfg.include_subdomains {
+        v.push_str("; includeSubDomains");
+    }
+    if cfg.preload {
+        v.push_str("; preload");
+    }
+    HeaderValue::try_from(v).ok()
+}
+
+/// hyper's server settings for one listener: the limits that hyper enforces
+/// itself (431 for large heads, slowloris timeout, HTTP/2 stream limits and
+/// rapid-reset protection).
+fn http_server(limits: &ListenerLimits) -> auto::Builder<TokioExecutor> {
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    let head = (limits.max_header_size.0 as usize).clamp(8 << 10, 1 << 20);
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout.0)
+        .max_headers(limits.max_headers)
+        .max_buf_size(head);
+    http.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .max_header_list_size(head as u32)
+        // CVE-2023-44487 (rapid reset) and friends: cap streams reset before
+        // being served, and streams we had to reset for errors.
+        .max_pending_accept_reset_streams(Some(20))
+        .max_local_error_reset_streams(Some(1024));
+    http
 }
 
 fn compile_trusted(cx: &mut Ctx) -> TrustedProxies {

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 use crate::config::{DeprecationConfig, MatchConfig, RouteConfig};
-use crate::policy::{Chain, registry};
+use crate::policy::{Chain, cors, registry, security_headers};
 use crate::responder::{Redirect, Responder, StaticResponse};
 use crate::router::rewrite::{PathRewrite, Template};
 use crate::router::{HeaderCondition, HostMatch, Matcher, PathPattern, VersionMatch, VersionSource};
@@ -27,6 +27,10 @@ pub struct Route {
     pub policies: Chain,
     /// `Deprecation`, `Sunset`, `Link`, added to every response.
     pub deprecation: Vec<(HeaderName, HeaderValue)>,
+    /// Largest request body, when the route sets one (else the listener's).
+    pub max_body_size: Option<u64>,
+    pub security_headers: Arc<security_headers::Compiled>,
+    pub cors: Option<cors::Compiled>,
 }
 
 #[derive(Debug)]
@@ -58,6 +62,7 @@ pub(super) fn compile(
     cfg: &RouteConfig,
     upstreams: &HashMap<&str, Arc<Upstream>>,
     known: &[&str],
+    default_headers: &Arc<security_headers::Compiled>,
 ) -> Option<(Matcher, Route)> {
     let at = format!("routes[{i}]");
     let before = cx.errors.len();
@@ -93,6 +98,24 @@ pub(super) fn compile(
         }
     };
     let deprecation = cfg.deprecated.as_ref().map(|d| compile_deprecation(cx, &format!("{at}.deprecated"), d));
+    let security_headers = match &cfg.security_headers {
+        None => default_headers.clone(),
+        Some(sh) => security_headers::Compiled::compile(sh).map(Arc::new).unwrap_or_else(|errs| {
+            for (p, m) in errs {
+                cx.err(format!("{at}.security_headers.{p}"), m);
+            }
+            Arc::default()
+        }),
+    };
+    let cors = cfg.cors.as_ref().and_then(|c| {
+        cors::Compiled::compile(c)
+            .map_err(|errs| {
+                for (p, m) in errs {
+                    cx.err(format!("{at}.cors.{p}"), m);
+                }
+            })
+            .ok()
+    });
     if cx.errors.len() > before {
         return None;
     }
@@ -102,6 +125,9 @@ pub(super) fn compile(
         action: action?,
         policies: policies?,
         deprecation: deprecation.unwrap_or_default(),
+        max_body_size: cfg.max_body_size.map(|s| s.0),
+        security_headers,
+        cors,
     };
     Some((matcher?, route))
 }
@@ -227,6 +253,9 @@ fn compile_action(
             cx.err(format!("{at}.static.status"), format!("`{}` is not a final HTTP status (200-599)", s.status));
             None
         });
+        if matches!(s.status, 204 | 304) && !s.body.is_empty() {
+            cx.err(format!("{at}.static.body"), format!("a {} response has no body", s.status));
+        }
         let mut headers = HeaderMap::new();
         for (k, v) in &s.headers {
             match (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v.as_str())) {
@@ -264,9 +293,9 @@ fn compile_rewrite(
     };
     let at = format!("{at}.rewrite");
     if let Some(h) = &rw.host {
-        match HeaderValue::try_from(h.as_str()) {
-            Ok(v) => host = HostRewrite::Set(v),
-            Err(_) => cx.err(format!("{at}.host"), "not a valid host"),
+        match http::uri::Authority::try_from(h.as_str()).ok().and_then(|a| HeaderValue::try_from(a.as_str()).ok()) {
+            Some(v) => host = HostRewrite::Set(v),
+            None => cx.err(format!("{at}.host"), format!("`{h}` is not a host (with an optional port)")),
         }
     }
     let ops = [rw.strip_prefix.is_some(), rw.replace_prefix.is_some(), rw.path.is_some()];
@@ -294,8 +323,8 @@ fn compile_rewrite(
         }
         from.map(|from| PathRewrite::ReplacePrefix { from, to: r.to.as_str().into() })
     } else if let Some(p) = &rw.path {
-        if !p.starts_with('/') {
-            cx.err(format!("{at}.path"), "must start with `/`");
+        if !p.starts_with('/') || p.contains(['?', '#']) {
+            cx.err(format!("{at}.path"), "must start with `/` and hold a path only (the query is kept as sent)");
         }
         Template::parse(p, params).map(PathRewrite::Template).map_err(|e| cx.err(format!("{at}.path"), e)).ok()
     } else {

@@ -13,8 +13,10 @@
 //! A policy is a `Compiled` value built once from config (`registry.rs`);
 //! requests only run it. Policies share state only through [`RequestCtx`].
 
+pub mod cors;
 pub mod headers;
 pub mod registry;
+pub mod security_headers;
 
 use std::net::IpAddr;
 

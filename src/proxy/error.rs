@@ -26,9 +26,17 @@ pub enum GatewayError {
     #[error("the method is not allowed on this path")]
     MethodNotAllowed { allow: HeaderValue },
     #[error("the request body is larger than {limit} bytes")]
-    BodyTooLarge { limit: usize },
+    BodyTooLarge { limit: u64 },
+    #[error("the client stopped sending the request body")]
+    BodyTimeout,
     #[error("the request body could not be read")]
-    BodyRead(#[source] hyper::Error),
+    BodyRead(#[source] BoxError),
+    #[error("the request target is longer than {limit} bytes")]
+    UriTooLong { limit: u64 },
+    #[error("this request needs a Host header")]
+    MissingHost,
+    #[error("the cross-origin request is not allowed: {0}")]
+    CorsRejected(&'static str),
     #[error("the upstream service could not be reached")]
     UpstreamUnreachable {
         upstream: Arc<str>,
@@ -41,10 +49,24 @@ pub enum GatewayError {
     Internal(#[source] BoxError),
 }
 
+impl From<super::request_body::BodyError> for GatewayError {
+    fn from(e: super::request_body::BodyError) -> Self {
+        use super::request_body::BodyError;
+        match e {
+            BodyError::TooLarge(limit) => GatewayError::BodyTooLarge { limit },
+            BodyError::Timeout => GatewayError::BodyTimeout,
+            BodyError::Read(e) => GatewayError::BodyRead(Box::new(e)),
+        }
+    }
+}
+
 impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
-            GatewayError::BadPath(_) | GatewayError::BodyRead(_) => StatusCode::BAD_REQUEST,
+            GatewayError::BadPath(_) | GatewayError::BodyRead(_) | GatewayError::MissingHost => StatusCode::BAD_REQUEST,
+            GatewayError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            GatewayError::CorsRejected(_) => StatusCode::FORBIDDEN,
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

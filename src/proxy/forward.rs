@@ -11,6 +11,8 @@ use crate::http::{forwarded, hop_by_hop, request_id};
 use crate::plan::{HostRewrite, Proxy};
 use crate::upstream::HashKey;
 
+use super::request_body::{BodyError, RequestBody};
+
 use super::ConnInfo;
 use super::body::Body;
 use super::error::{BoxError, GatewayError};
@@ -33,7 +35,7 @@ pub(super) fn wants_upgrade(req: &Request<Incoming>) -> bool {
 pub(super) async fn forward(
     f: Forward<'_>,
     mut parts: request::Parts,
-    body: Incoming,
+    body: RequestBody,
     client_upgrade: Option<OnUpgrade>,
 ) -> Result<Response<Body>, GatewayError> {
     let upstream = &f.proxy.upstream;
@@ -46,6 +48,12 @@ pub(super) async fn forward(
         Some(rw) => rw.apply(f.path, f.values),
         None => f.path.into(),
     };
+    // The host the client asked for, as routing saw it: the URI authority
+    // (HTTP/2, absolute-form) wins over `Host` (RFC 9112 §3.2.2).
+    let original_host = match parts.uri.authority() {
+        Some(a) => HeaderValue::try_from(a.as_str()).ok(),
+        None => parts.headers.get(header::HOST).cloned(),
+    };
     let path_and_query = match parts.uri.query() {
         Some(q) => format!("{path}?{q}"),
         None => path.into_owned(),
@@ -57,11 +65,6 @@ pub(super) async fn forward(
         .build()
         .map_err(|e| GatewayError::Internal(e.into()))?;
 
-    let original_host = parts
-        .headers
-        .get(header::HOST)
-        .cloned()
-        .or_else(|| f.conn_authority(&parts).and_then(|a| HeaderValue::try_from(a).ok()));
     let upgrade = client_upgrade.as_ref().and_then(|_| hop_by_hop::upgrade_protocol(&parts.headers));
     hop_by_hop::strip(&mut parts.headers, true);
     // hyper answers `100 Continue` itself when we first read the body, i.e.
@@ -108,21 +111,13 @@ pub(super) async fn forward(
     Ok(Response::from_parts(parts, Body::Upstream { inner, _in_flight: Some(in_flight) }))
 }
 
-impl Forward<'_> {
-    /// An HTTP/2 request has no `Host`, only the URI authority.
-    fn conn_authority<'p>(&self, parts: &'p request::Parts) -> Option<&'p str> {
-        parts.uri.authority().map(|a| a.as_str())
-    }
-}
-
 /// `X-Forwarded-For/Proto/Host`, `X-Request-Id`; `Forwarded` from an
 /// untrusted client is dropped (we do not vouch for it).
 fn set_forwarded_headers(f: &Forward<'_>, headers: &mut http::HeaderMap, host: Option<HeaderValue>) {
     let peer = f.conn.peer.ip().to_string();
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prior) if f.client.peer_trusted => format!("{prior}, {peer}"),
-        _ => peer,
-    };
+    // Every `X-Forwarded-For` line counts (as in `forwarded::resolve`).
+    let prior: Vec<&str> = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
+    let xff = if f.client.peer_trusted && !prior.is_empty() { format!("{}, {peer}", prior.join(", ")) } else { peer };
     if let Ok(v) = HeaderValue::try_from(xff) {
         headers.insert("x-forwarded-for", v);
     }
@@ -156,10 +151,18 @@ fn hash_key(key: Option<&HashKey>, headers: &http::HeaderMap, client: &forwarded
     }
 }
 
-/// A connect timeout is a timeout (504); anything else before a response is 502.
+/// The client's body going wrong is the client's fault (413, 408, 400); a
+/// connect timeout is a timeout (504); anything else before a response is 502.
 fn classify(upstream: std::sync::Arc<str>, e: hyper_util::client::legacy::Error) -> GatewayError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(s) = source {
+        if let Some(body) = s.downcast_ref::<BodyError>() {
+            return match body {
+                BodyError::TooLarge(limit) => GatewayError::BodyTooLarge { limit: *limit },
+                BodyError::Timeout => GatewayError::BodyTimeout,
+                BodyError::Read(_) => GatewayError::BodyRead(body.to_string().into()),
+            };
+        }
         if let Some(io) = s.downcast_ref::<std::io::Error>()
             && io.kind() == std::io::ErrorKind::TimedOut
         {

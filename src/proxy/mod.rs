@@ -1,8 +1,9 @@
 //! The request engine: one request from arrival to response.
 //!
 //! ```text
-//! normalize path ─► client address, request id ─► route ─► policy phases
-//!   ─► upstream (forward.rs) | built-in responder ─► response phase ─► common headers
+//! redirect to HTTPS? ─► URI length ─► normalize path ─► client address, request id
+//!   ─► CORS preflight? ─► route ─► policy phases ─► upstream (forward.rs) | built-in responder
+//!   ─► response phase (route headers, CORS, security headers, HSTS) on every response
 //! ```
 //! It runs once per request whatever the client's protocol (HTTP/1.1 or
 //! HTTP/2): policies see protocol-neutral request parts.
@@ -10,97 +11,179 @@
 pub mod body;
 pub mod error;
 mod forward;
+pub mod request_body;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use http::header::HeaderValue;
-use http::{Request, Response};
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::http::{forwarded, normalize, problem, request_id};
 use crate::plan::{Action, Plan, Route};
+use crate::policy::cors;
 use crate::policy::{Outcome, RequestCtx};
 use crate::responder::EchoInfo;
 use crate::router::{Miss, RequestView, host::request_host};
+use crate::server::ClientIdentity;
 
 pub use body::Body;
 use error::GatewayError;
+pub use request_body::RequestBody;
 
 /// Facts about the connection a request came in on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     /// `http` or `https`: what `X-Forwarded-Proto` says when we are the first proxy.
     pub scheme: &'static str,
+    pub listener: Arc<str>,
+    /// The verified client certificate (mutual TLS).
+    pub client_cert: Option<Arc<ClientIdentity>>,
+    /// `Strict-Transport-Security` for responses on this (TLS) connection.
+    pub hsts: Option<HeaderValue>,
+    /// Plain listener that only redirects to HTTPS on this port.
+    pub redirect_https: Option<u16>,
 }
 
 /// Serves one request on `plan`. Never fails: errors become problem responses.
 pub async fn handle(plan: &Plan, conn: &ConnInfo, req: Request<Incoming>) -> Response<Body> {
     let client = forwarded::resolve(conn.peer.ip(), req.headers(), &plan.trusted_proxies);
     let request_id = request_id::take_or_generate(req.headers(), client.peer_trusted);
-    let mut resp = match serve(plan, conn, client, &request_id, req).await {
-        Ok(resp) => resp,
-        Err(err) => problem::from_error(&err, &request_id),
-    };
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let (route, result) = serve(plan, conn, client, &request_id, req).await;
+    let mut resp = result.unwrap_or_else(|err| problem::from_error(&err, &request_id));
+    let ctx = RequestCtx { client_ip: client.ip, request_id: &request_id, route: route.map_or("", |r| &r.name) };
+    finish(plan, route, conn, origin.as_ref(), &mut resp, &ctx);
     resp.headers_mut().insert(request_id::HEADER, request_id);
     resp
 }
 
-async fn serve(
-    plan: &Plan,
+type Served<'p> = (Option<&'p Route>, Result<Response<Body>, GatewayError>);
+
+async fn serve<'p>(
+    plan: &'p Plan,
     conn: &ConnInfo,
     client: forwarded::Client,
     request_id: &HeaderValue,
     mut req: Request<Incoming>,
-) -> Result<Response<Body>, GatewayError> {
+) -> Served<'p> {
+    let Some(listener) = plan.listener(&conn.listener) else {
+        return (None, Err(GatewayError::NoRoute));
+    };
+    if let Some(port) = conn.redirect_https {
+        return (None, redirect_to_https(&req, port));
+    }
+    let limit = listener.limits.max_uri_length.0;
+    if req.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) as u64 > limit {
+        return (None, Err(GatewayError::UriTooLong { limit }));
+    }
     // A cheap clone (shared bytes) so the normalized path can borrow from it
     // while the request itself moves on.
     let uri = req.uri().clone();
-    let path = normalize::normalize(uri.path(), &plan.normalize)?;
-    let view = RequestView {
-        host: request_host(req.uri(), req.headers()),
-        path: &path,
-        method: req.method(),
-        headers: req.headers(),
+    let path = match normalize::normalize(uri.path(), &plan.normalize) {
+        Ok(p) => p,
+        Err(e) => return (None, Err(e.into())),
     };
-    let found = plan.router.find(&view).map_err(|miss| match miss {
-        Miss::NotFound => GatewayError::NoRoute,
-        Miss::MethodNotAllowed(methods) => {
-            let list: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();
-            GatewayError::MethodNotAllowed {
-                allow: HeaderValue::try_from(list.join(", ")).unwrap_or(HeaderValue::from_static("")),
+    let host = request_host(req.uri(), req.headers());
+
+    // Preflights are answered here, for the route the real request would take.
+    if let Some(requested) = cors::Compiled::is_preflight(req.method(), req.headers()) {
+        let view = RequestView { host, path: &path, method: &requested, headers: req.headers() };
+        if let Ok(found) = plan.router.find(&view) {
+            let route = &plan.routes[found.route];
+            if let Some(cors) = &route.cors {
+                let answer = cors.preflight(&requested, req.headers()).map_err(GatewayError::CorsRejected);
+                return (Some(route), answer);
             }
         }
-    })?;
+    }
+
+    let view = RequestView { host, path: &path, method: req.method(), headers: req.headers() };
+    let found = match plan.router.find(&view) {
+        Ok(found) => found,
+        Err(Miss::NotFound) => return (None, Err(GatewayError::NoRoute)),
+        Err(Miss::MethodNotAllowed(methods)) => {
+            let list: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();
+            let allow = HeaderValue::try_from(list.join(", ")).unwrap_or(HeaderValue::from_static(""));
+            return (None, Err(GatewayError::MethodNotAllowed { allow }));
+        }
+    };
     let route = &plan.routes[found.route];
     let ctx = RequestCtx { client_ip: client.ip, request_id, route: &route.name };
 
+    let max_body = route.max_body_size.unwrap_or(listener.limits.max_body_size.0);
+    if let Some(len) = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        && len > max_body
+    {
+        return (Some(route), Err(GatewayError::BodyTooLarge { limit: max_body }));
+    }
+
     // Taken before the request is split: the upgraded connection is reached through it.
     let client_upgrade = forward::wants_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
-    let (mut parts, body) = req.into_parts();
-    let resp = match route.policies.on_request(&mut parts, &ctx).await {
-        Outcome::Respond(resp) => resp,
+    let (mut parts, incoming) = req.into_parts();
+    let body = RequestBody::new(incoming, max_body, listener.limits.body_read_timeout.0);
+    let result = match route.policies.on_request(&mut parts, &ctx).await {
+        Outcome::Respond(resp) => Ok(resp),
         Outcome::Continue => match &route.action {
             Action::Proxy(proxy) => {
                 let target = forward::Forward { proxy, conn, client, request_id, path: &path, values: &found.values };
-                forward::forward(target, parts, body, client_upgrade).await?
+                forward::forward(target, parts, body, client_upgrade).await
             }
             Action::Respond(responder) => {
                 let params = route.params.iter().map(|n| &**n).zip(found.values.iter().copied()).collect();
                 let info = EchoInfo { path: &path, client_ip: client.ip, request_id, route: &route.name, params };
-                responder.respond(&parts, body, &found.values, info).await?
+                responder.respond(&parts, body, &found.values, info).await
             }
         },
     };
-    Ok(finish(route, resp, &ctx))
+    (Some(route), result)
 }
 
-/// The response phase and the route's fixed headers.
-fn finish(route: &Route, resp: Response<Body>, ctx: &RequestCtx<'_>) -> Response<Body> {
-    let (mut parts, body) = resp.into_parts();
-    route.policies.on_response(&mut parts, ctx);
-    for (name, value) in &route.deprecation {
-        parts.headers.insert(name.clone(), value.clone());
+/// 308 to the same host and path on HTTPS (`redirect_https` listeners).
+fn redirect_to_https(req: &Request<Incoming>, port: u16) -> Result<Response<Body>, GatewayError> {
+    let host = request_host(req.uri(), req.headers()).ok_or(GatewayError::MissingHost)?;
+    let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
+    let authority = if port == 443 { host } else { format!("{host}:{port}") };
+    let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let location = HeaderValue::try_from(format!("https://{authority}{pq}")).map_err(|_| GatewayError::MissingHost)?;
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    resp.headers_mut().insert(header::LOCATION, location);
+    Ok(resp)
+}
+
+/// The response phase, on every response (forwarded, made by a responder or
+/// a policy, or an error): the route's response policies and fixed headers,
+/// CORS, security headers and HSTS.
+fn finish(
+    plan: &Plan,
+    route: Option<&Route>,
+    conn: &ConnInfo,
+    origin: Option<&HeaderValue>,
+    resp: &mut Response<Body>,
+    ctx: &RequestCtx<'_>,
+) {
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    let (mut parts, body) = std::mem::replace(resp, Response::new(Body::empty())).into_parts();
+    if let Some(route) = route {
+        route.policies.on_response(&mut parts, ctx);
+        for (name, value) in &route.deprecation {
+            // Append: an upstream's own `Link` headers (pagination…) stay.
+            parts.headers.append(name.clone(), value.clone());
+        }
+        if let Some(cors) = &route.cors {
+            cors.on_response(origin, &mut parts.headers);
+        }
     }
-    Response::from_parts(parts, body)
+    if !switching {
+        route.map_or(&plan.security_headers, |r| &r.security_headers).apply(&mut parts.headers);
+    }
+    if let Some(hsts) = &conn.hsts
+        && !parts.headers.contains_key(header::STRICT_TRANSPORT_SECURITY)
+    {
+        parts.headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
+    *resp = Response::from_parts(parts, body);
 }

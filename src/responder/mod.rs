@@ -7,9 +7,8 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, LOCATION};
 use http::{HeaderMap, HeaderValue, Response, StatusCode, request};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 
-use crate::proxy::Body;
+use crate::proxy::{Body, RequestBody};
 use crate::proxy::error::GatewayError;
 use crate::router::rewrite::Template;
 
@@ -50,7 +49,7 @@ impl Responder {
     pub async fn respond(
         &self,
         parts: &request::Parts,
-        body: Incoming,
+        body: RequestBody,
         values: &[&str],
         info: EchoInfo<'_>,
     ) -> Result<Response<Body>, GatewayError> {
@@ -80,13 +79,13 @@ impl Responder {
     }
 }
 
-async fn echo(parts: &request::Parts, body: Incoming, info: EchoInfo<'_>) -> Result<Response<Body>, GatewayError> {
+async fn echo(parts: &request::Parts, body: RequestBody, info: EchoInfo<'_>) -> Result<Response<Body>, GatewayError> {
     let bytes = match Limited::new(body, ECHO_BODY_LIMIT).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
-            return Err(match e.downcast::<hyper::Error>() {
-                Ok(e) => GatewayError::BodyRead(*e),
-                Err(_) => GatewayError::BodyTooLarge { limit: ECHO_BODY_LIMIT },
+            return Err(match e.downcast::<crate::proxy::request_body::BodyError>() {
+                Ok(e) => (*e).into(),
+                Err(_) => GatewayError::BodyTooLarge { limit: ECHO_BODY_LIMIT as u64 },
             });
         }
     };

@@ -1,52 +1,84 @@
-//! Listeners and connections: accept TCP, serve HTTP/1.1 and HTTP/2 (h2c
-//! with prior knowledge) on the same port, and hand each request to the
-//! engine with the current plan. TLS arrives here as one more layer around
-//! the accepted stream (`ConnInfo::scheme` is its seam).
+//! Listeners and connections.
+//!
+//! ```text
+//! accept ─► connection limit ─► TLS handshake (SNI, ALPN, mTLS) ─► HTTP/1.1 | HTTP/2
+//!        ─► proxy::handle per request, on the plan current at that moment
+//! ```
+//! Each connection also watches its listener's stop signal (graceful
+//! shutdown: GOAWAY / `Connection: close`, in-flight requests finish) and its
+//! own idleness (`limits.idle_timeout`).
 
-use std::convert::Infallible;
+mod conn;
+pub mod tls;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::plan::Plan;
-use crate::proxy::{self, ConnInfo};
+
+pub use tls::ClientIdentity;
 
 /// What every connection shares: the current plan (swapped on reload).
 pub struct Shared {
     pub plan: ArcSwap<Plan>,
-    http: auto::Builder<TokioExecutor>,
 }
 
-impl Shared {
-    pub fn new(plan: Plan) -> Shared {
-        let mut http = auto::Builder::new(TokioExecutor::new());
-        http.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
-        http.http2().timer(TokioTimer::new());
-        Shared { plan: ArcSwap::from_pointee(plan), http }
+/// One bound listener and the task that serves it.
+pub struct RunningListener {
+    pub name: Arc<str>,
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl RunningListener {
+    /// Binds `addr` and starts accepting. Port 0 picks a free port.
+    pub async fn start(name: Arc<str>, addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<RunningListener> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(listener, name.clone(), shared, stop_rx));
+        tracing::info!(listener = %name, %addr, "listening");
+        Ok(RunningListener { name, addr, stop, task })
+    }
+
+    /// Stops accepting, asks every connection to finish politely, and waits
+    /// up to `deadline` for them before cutting what is left.
+    pub async fn drain(self, deadline: Duration) {
+        let _ = self.stop.send(true);
+        let mut task = self.task;
+        if tokio::time::timeout(deadline, &mut task).await.is_err() {
+            tracing::warn!(listener = %self.name, "drain deadline passed; closing remaining connections");
+            task.abort();
+        }
     }
 }
 
-/// Binds a listener; port 0 picks a free port.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
-}
-
-/// Accepts connections until `stop` turns true.
-pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(listener: TcpListener, name: Arc<str>, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let open = Arc::new(AtomicUsize::new(0));
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    connections.spawn(serve_connection(stream, peer, shared.clone()));
+                    let plan = shared.plan.load_full();
+                    let Some(lp) = plan.listener(&name) else { continue };
+                    // Over the limit: close at once rather than queue (NGINX and Envoy do the same).
+                    if open.load(Ordering::Relaxed) >= lp.limits.max_connections {
+                        tracing::debug!(listener = %name, %peer, "connection limit reached; closing");
+                        drop(stream);
+                        continue;
+                    }
+                    open.fetch_add(1, Ordering::Relaxed);
+                    let guard = OpenGuard(open.clone());
+                    connections.spawn(conn::serve(stream, peer, name.clone(), shared.clone(), stop.clone(), guard));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -58,19 +90,16 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: w
             _ = stop.changed() => break,
         }
     }
-    connections.abort_all();
+    drop(listener);
+    // Connections saw the same stop signal and are finishing; wait for them.
+    while connections.join_next().await.is_some() {}
 }
 
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let _ = stream.set_nodelay(true);
-    let conn = ConnInfo { peer, scheme: "http" };
-    let svc_shared = shared.clone();
-    let service = service_fn(move |req| {
-        // One atomic load per request; the plan stays alive until the request ends.
-        let plan = svc_shared.plan.load_full();
-        async move { Ok::<_, Infallible>(proxy::handle(&plan, &conn, req).await) }
-    });
-    if let Err(e) = shared.http.serve_connection_with_upgrades(TokioIo::new(stream), service).await {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
+/// Counts a connection as open until dropped.
+struct OpenGuard(Arc<AtomicUsize>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

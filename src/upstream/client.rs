@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use hyper::body::Incoming;
 use hyper_rustls::{ConfigBuilderExt, FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -15,7 +14,7 @@ use rustls_pki_types::{CertificateDer, ServerName};
 
 use crate::config::{UpstreamConfig, UpstreamProtocol};
 
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Incoming>;
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, crate::proxy::RequestBody>;
 
 /// Builds the client. `ca` is the resolved path of the CA bundle, if any.
 pub fn build(cfg: &UpstreamConfig, ca: Option<&Path>) -> Result<HttpClient, String> {

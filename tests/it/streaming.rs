@@ -58,7 +58,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 async fn large_bodies_stream_with_flat_memory() {
     let up = Upstream::start("sink").await;
     let config = format!(
-        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nupstreams:\n  sink: {{ targets: [ \"{}\" ] }}\nroutes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: sink }}\n",
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nupstreams:\n  sink: {{ targets: [ \"{}\" ] }}\nroutes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: sink, max_body_size: 1GiB }}\n",
         up.url()
     );
     let (gw, addr) = spawn_gateway(&config);

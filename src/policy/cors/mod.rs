@@ -1,0 +1,222 @@
+//! CORS (the Fetch standard's CORS protocol): preflights are answered at
+//! the gateway without reaching the upstream, and allowed origins get the
+//! `Access-Control-*` headers on actual responses.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Response, StatusCode};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::config::units::Duration;
+use crate::proxy::Body;
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CorsConfig {
+    /// `https://app.example.com`, patterns like `https://*.example.com`, or `*`.
+    pub allow_origins: Vec<String>,
+    /// Methods a cross-origin request may use (default GET, HEAD, POST).
+    #[serde(default)]
+    pub allow_methods: Vec<String>,
+    /// Request headers a cross-origin request may send.
+    #[serde(default)]
+    pub allow_headers: Vec<String>,
+    /// Response headers the browser may show to the page.
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    /// Allow cookies and credentials (never together with `*`).
+    #[serde(default)]
+    pub allow_credentials: bool,
+    /// How long browsers may cache a preflight answer.
+    pub max_age: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+enum Origin {
+    Any,
+    Exact(String),
+    /// `scheme://` and `.suffix` of `scheme://*.suffix`.
+    Subdomains { scheme: String, suffix: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    origins: Vec<Origin>,
+    methods: Vec<Method>,
+    methods_value: HeaderValue,
+    headers: Vec<String>,
+    headers_value: Option<HeaderValue>,
+    expose_value: Option<HeaderValue>,
+    credentials: bool,
+    max_age: Option<HeaderValue>,
+}
+
+fn join(items: &[String]) -> Option<HeaderValue> {
+    (!items.is_empty()).then(|| HeaderValue::try_from(items.join(", ")).ok()).flatten()
+}
+
+impl Compiled {
+    pub fn compile(cfg: &CorsConfig) -> Result<Compiled, Vec<(String, String)>> {
+        let mut errors = Vec::new();
+        let mut origins = Vec::new();
+        for (i, o) in cfg.allow_origins.iter().enumerate() {
+            let lower = o.trim().to_ascii_lowercase();
+            if lower == "*" {
+                origins.push(Origin::Any);
+            } else if let Some((scheme, rest)) = lower.split_once("://*.") {
+                origins.push(Origin::Subdomains { scheme: format!("{scheme}://"), suffix: format!(".{rest}") });
+            } else if lower.starts_with("http://") || lower.starts_with("https://") {
+                origins.push(Origin::Exact(lower.trim_end_matches('/').to_string()));
+            } else {
+                errors.push((format!("allow_origins[{i}]"), format!("`{o}` is not an origin like `https://app.example.com`")));
+            }
+        }
+        if origins.is_empty() && errors.is_empty() {
+            errors.push(("allow_origins".into(), "list at least one origin".into()));
+        }
+        if cfg.allow_credentials && origins.iter().any(|o| matches!(o, Origin::Any)) {
+            errors.push((
+                "allow_credentials".into(),
+                "credentials cannot be allowed for any origin (`*`): list the origins".into(),
+            ));
+        }
+        let method_names: Vec<String> = if cfg.allow_methods.is_empty() {
+            vec!["GET".into(), "HEAD".into(), "POST".into()]
+        } else {
+            cfg.allow_methods.iter().map(|m| m.to_ascii_uppercase()).collect()
+        };
+        let mut methods = Vec::new();
+        for (i, m) in method_names.iter().enumerate() {
+            match Method::from_bytes(m.as_bytes()) {
+                Ok(m) => methods.push(m),
+                Err(_) => errors.push((format!("allow_methods[{i}]"), format!("`{m}` is not an HTTP method"))),
+            }
+        }
+        for (key, list) in [("allow_headers", &cfg.allow_headers), ("expose_headers", &cfg.expose_headers)] {
+            for (i, h) in list.iter().enumerate() {
+                if HeaderName::try_from(h.as_str()).is_err() {
+                    errors.push((format!("{key}[{i}]"), format!("`{h}` is not a header name")));
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Compiled {
+            origins,
+            methods_value: join(&method_names).unwrap_or(HeaderValue::from_static("GET")),
+            methods,
+            headers: cfg.allow_headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            headers_value: join(&cfg.allow_headers),
+            expose_value: join(&cfg.expose_headers),
+            credentials: cfg.allow_credentials,
+            max_age: cfg.max_age.map(|d| HeaderValue::from(d.0.as_secs())),
+        })
+    }
+
+    fn allows(&self, origin: &HeaderValue) -> bool {
+        let Ok(origin) = origin.to_str() else { return false };
+        let origin = origin.to_ascii_lowercase();
+        self.origins.iter().any(|o| match o {
+            Origin::Any => true,
+            Origin::Exact(e) => *e == origin,
+            Origin::Subdomains { scheme, suffix } => origin
+                .strip_prefix(scheme.as_str())
+                .is_some_and(|host| host.len() > suffix.len() && host.ends_with(suffix.as_str())),
+        })
+    }
+
+    fn allow_origin_headers(&self, origin: &HeaderValue, headers: &mut HeaderMap) {
+        let any = !self.credentials && self.origins.iter().any(|o| matches!(o, Origin::Any));
+        let value = if any { HeaderValue::from_static("*") } else { origin.clone() };
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        if !any {
+            headers.append(header::VARY, HeaderValue::from_static("Origin"));
+        }
+        if self.credentials {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+        }
+    }
+
+    /// A preflight is `OPTIONS` with `Origin` and `Access-Control-Request-Method`.
+    pub fn is_preflight(method: &Method, headers: &HeaderMap) -> Option<Method> {
+        if method != Method::OPTIONS || !headers.contains_key(header::ORIGIN) {
+            return None;
+        }
+        Method::from_bytes(headers.get(header::ACCESS_CONTROL_REQUEST_METHOD)?.as_bytes()).ok()
+    }
+
+    /// The answer to a preflight: 204 with the grants, or 403 when refused.
+    pub fn preflight(&self, requested: &Method, headers: &HeaderMap) -> Result<Response<Body>, &'static str> {
+        let origin = headers.get(header::ORIGIN).filter(|o| self.allows(o)).ok_or("origin not allowed")?;
+        if !self.methods.contains(requested) {
+            return Err("method not allowed for cross-origin requests");
+        }
+        let asked = headers
+            .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !asked
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .all(|h| self.headers.iter().any(|a| a.eq_ignore_ascii_case(h)))
+        {
+            return Err("request header not allowed for cross-origin requests");
+        }
+        let mut resp = Response::new(Body::empty());
+        *resp.status_mut() = StatusCode::NO_CONTENT;
+        let out = resp.headers_mut();
+        self.allow_origin_headers(origin, out);
+        out.insert(header::ACCESS_CONTROL_ALLOW_METHODS, self.methods_value.clone());
+        if let Some(h) = &self.headers_value {
+            out.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, h.clone());
+        }
+        if let Some(age) = &self.max_age {
+            out.insert(header::ACCESS_CONTROL_MAX_AGE, age.clone());
+        }
+        out.append(header::VARY, HeaderValue::from_static("Access-Control-Request-Method, Access-Control-Request-Headers"));
+        Ok(resp)
+    }
+
+    /// Response phase of an actual (non-preflight) request.
+    pub fn on_response(&self, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
+        let Some(origin) = origin.filter(|o| self.allows(o)) else { return };
+        self.allow_origin_headers(origin, headers);
+        if let Some(e) = &self.expose_value {
+            headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, e.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cors(origins: &[&str], credentials: bool) -> Result<Compiled, Vec<(String, String)>> {
+        Compiled::compile(&CorsConfig {
+            allow_origins: origins.iter().map(|s| s.to_string()).collect(),
+            allow_methods: vec!["GET".into(), "PUT".into()],
+            allow_headers: vec!["Content-Type".into()],
+            expose_headers: vec![],
+            allow_credentials: credentials,
+            max_age: None,
+        })
+    }
+
+    #[test]
+    fn star_with_credentials_is_refused() {
+        let errs = cors(&["*"], true).unwrap_err();
+        assert_eq!(errs[0].0, "allow_credentials");
+    }
+
+    #[test]
+    fn origin_patterns() {
+        let c = cors(&["https://app.example.com", "https://*.example.org"], false).unwrap();
+        assert!(c.allows(&"https://app.example.com".parse().unwrap()));
+        assert!(c.allows(&"https://a.b.example.org".parse().unwrap()));
+        assert!(!c.allows(&"https://example.org".parse().unwrap()));
+        assert!(!c.allows(&"http://app.example.com".parse().unwrap()));
+        assert!(!c.allows(&"https://app.example.com.evil.net".parse().unwrap()));
+    }
+}

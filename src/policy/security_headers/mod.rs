@@ -1,0 +1,145 @@
+//! Security headers on every response the gateway sends or forwards, and
+//! removal of headers that advertise what runs behind it. Defaults suit
+//! JSON APIs; an upstream's own value of a default header is kept, while
+//! `set` always wins.
+
+use std::collections::BTreeMap;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityHeadersConfig {
+    /// `false` sends none of the defaults (and removes nothing).
+    pub enabled: bool,
+    /// `X-Content-Type-Options: nosniff`.
+    pub content_type_options: bool,
+    /// `X-Frame-Options`; empty to omit.
+    pub frame_options: String,
+    /// `Content-Security-Policy`; empty to omit.
+    pub content_security_policy: String,
+    /// `Referrer-Policy`; empty to omit.
+    pub referrer_policy: String,
+    /// Response headers removed (they reveal the software behind the gateway).
+    pub remove: Vec<String>,
+    /// Any other headers to set, replacing the upstream's.
+    pub set: BTreeMap<String, String>,
+}
+
+impl Default for SecurityHeadersConfig {
+    fn default() -> Self {
+        SecurityHeadersConfig {
+            enabled: true,
+            content_type_options: true,
+            frame_options: "DENY".into(),
+            content_security_policy: "default-src 'none'; frame-ancestors 'none'".into(),
+            referrer_policy: "no-referrer".into(),
+            remove: ["server", "x-powered-by", "x-aspnet-version", "x-aspnetmvc-version", "x-runtime"]
+                .map(String::from)
+                .to_vec(),
+            set: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Compiled {
+    /// Added when the response has no such header.
+    defaults: Vec<(HeaderName, HeaderValue)>,
+    /// Always set.
+    forced: Vec<(HeaderName, HeaderValue)>,
+    remove: Vec<HeaderName>,
+}
+
+impl Compiled {
+    /// Errors are `(path under the config, message)`.
+    pub fn compile(cfg: &SecurityHeadersConfig) -> Result<Compiled, Vec<(String, String)>> {
+        let mut out = Compiled::default();
+        if !cfg.enabled {
+            return Ok(out);
+        }
+        let mut errors: Vec<(String, String)> = Vec::new();
+        let value = |errors: &mut Vec<(String, String)>, key: &str, v: &str| match HeaderValue::try_from(v) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                errors.push((key.to_string(), "not a valid header value".to_string()));
+                None
+            }
+        };
+        if cfg.content_type_options {
+            out.defaults.push((http::header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")));
+        }
+        for (key, name, v) in [
+            ("frame_options", http::header::X_FRAME_OPTIONS, &cfg.frame_options),
+            ("content_security_policy", http::header::CONTENT_SECURITY_POLICY, &cfg.content_security_policy),
+            ("referrer_policy", http::header::REFERRER_POLICY, &cfg.referrer_policy),
+        ] {
+            if !v.is_empty()
+                && let Some(v) = value(&mut errors, key, v)
+            {
+                out.defaults.push((name, v));
+            }
+        }
+        for (k, v) in &cfg.set {
+            match HeaderName::try_from(k.as_str()) {
+                Ok(name) => {
+                    if let Some(v) = value(&mut errors, &format!("set.{k}"), v) {
+                        out.forced.push((name, v));
+                    }
+                }
+                Err(_) => errors.push((format!("set.{k}"), format!("`{k}` is not a header name"))),
+            }
+        }
+        for (i, k) in cfg.remove.iter().enumerate() {
+            match HeaderName::try_from(k.as_str()) {
+                Ok(name) => out.remove.push(name),
+                Err(_) => errors.push((format!("remove[{i}]"), format!("`{k}` is not a header name"))),
+            }
+        }
+        if errors.is_empty() { Ok(out) } else { Err(errors) }
+    }
+
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        for name in &self.remove {
+            headers.remove(name);
+        }
+        for (name, value) in &self.defaults {
+            if !headers.contains_key(name) {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+        for (name, value) in &self.forced {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fill_gaps_and_remove_banners() {
+        let c = Compiled::compile(&SecurityHeadersConfig::default()).unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("server", "Apache/2.4".parse().unwrap());
+        h.insert("x-frame-options", "SAMEORIGIN".parse().unwrap());
+        c.apply(&mut h);
+        assert!(!h.contains_key("server"));
+        assert_eq!(h["x-frame-options"], "SAMEORIGIN");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["referrer-policy"], "no-referrer");
+    }
+
+    #[test]
+    fn disabled_does_nothing() {
+        let cfg = SecurityHeadersConfig { enabled: false, ..Default::default() };
+        let c = Compiled::compile(&cfg).unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("server", "x".parse().unwrap());
+        c.apply(&mut h);
+        assert_eq!(h.len(), 1);
+    }
+}

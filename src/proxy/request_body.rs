@@ -1,0 +1,76 @@
+//! The request body on its way upstream: streamed as it arrives, but
+//! limited in size (413, enforced while streaming, not after buffering) and
+//! in how long it may stall between pieces (408, against slow POSTs).
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::time::Sleep;
+
+/// Why a request body was cut off.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the request body is larger than {0} bytes")]
+    TooLarge(u64),
+    #[error("the client stopped sending the request body")]
+    Timeout,
+    #[error("the request body could not be read")]
+    Read(#[source] hyper::Error),
+}
+
+#[derive(Debug)]
+pub struct RequestBody {
+    inner: Incoming,
+    limit: u64,
+    received: u64,
+    stall_timeout: Duration,
+    /// Armed only while waiting for data: bodies that arrive at once never allocate it.
+    stall: Option<Pin<Box<Sleep>>>,
+}
+
+impl RequestBody {
+    pub fn new(inner: Incoming, limit: u64, stall_timeout: Duration) -> RequestBody {
+        RequestBody { inner, limit, received: 0, stall_timeout, stall: None }
+    }
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.stall = None;
+                if let Some(data) = frame.data_ref() {
+                    this.received += data.len() as u64;
+                    if this.received > this.limit {
+                        return Poll::Ready(Some(Err(BodyError::TooLarge(this.limit))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Read(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                let timeout = this.stall_timeout;
+                let stall = this.stall.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                ready!(stall.as_mut().poll(cx));
+                Poll::Ready(Some(Err(BodyError::Timeout)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,193 @@
+//! TLS termination: certificates from PEM files chosen by SNI, TLS 1.2 and
+//! 1.3 with rustls' modern cipher suites (aws-lc-rs), ALPN `h2` and
+//! `http/1.1`, optional client certificates (mTLS). Built at compile time,
+//! so a reload picks up rotated certificate files.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::{ListenerTlsConfig, LoadedConfig};
+
+/// What a verified client certificate says (for mTLS policies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// The subject distinguished name, e.g. `CN=svc-a,O=Example`.
+    pub subject: String,
+    /// DNS, URI and email subject alternative names.
+    pub sans: Vec<String>,
+}
+
+/// Builds the listener's rustls config. Errors are `(path under tls, message)`.
+pub fn build(cfg: &ListenerTlsConfig, loaded: &LoadedConfig) -> Result<Arc<ServerConfig>, Vec<(String, String)>> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut errors = Vec::new();
+    let mut resolver = SniResolver::default();
+    if cfg.certificates.is_empty() {
+        errors.push(("certificates".to_string(), "a TLS listener needs at least one certificate".to_string()));
+    }
+    for (i, c) in cfg.certificates.iter().enumerate() {
+        let at = format!("certificates[{i}]");
+        match load_certified_key(&provider, &loaded.resolve_file(&c.cert), &loaded.resolve_file(&c.key)) {
+            Ok((key, cert_names)) => {
+                let key = Arc::new(key);
+                let names = if c.server_names.is_empty() { cert_names } else { c.server_names.clone() };
+                for name in names {
+                    resolver.add(&name, key.clone());
+                }
+                resolver.default.get_or_insert(key);
+            }
+            Err((field, msg)) => errors.push((format!("{at}.{field}"), msg)),
+        }
+    }
+    let verifier = match &cfg.client_auth {
+        None => None,
+        Some(ca) => match load_roots(&loaded.resolve_file(&ca.ca)) {
+            Ok(roots) => {
+                let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+                let builder = if ca.required { builder } else { builder.allow_unauthenticated() };
+                match builder.build() {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        errors.push(("client_auth.ca".into(), format!("cannot use the client CA: {e}")));
+                        None
+                    }
+                }
+            }
+            Err(msg) => {
+                errors.push(("client_auth.ca".into(), msg));
+                None
+            }
+        },
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let builder = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| vec![("".to_string(), format!("TLS setup failed: {e}"))])?;
+    let builder = match verifier {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(resolver));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Loads a chain and key, checks that they belong together, and returns the
+/// DNS names of the leaf certificate. Errors name the field (`cert`/`key`).
+fn load_certified_key(
+    provider: &CryptoProvider,
+    cert: &Path,
+    key: &Path,
+) -> Result<(CertifiedKey, Vec<String>), (&'static str, String)> {
+    let shown = cert.display();
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| ("cert", format!("cannot read `{shown}`: {e}")))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| ("cert", format!("`{shown}` is not valid PEM: {e}")))?;
+    if chain.is_empty() {
+        return Err(("cert", format!("`{shown}` holds no certificate")));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| ("key", format!("cannot read a private key from `{}`: {e}", key.display())))?;
+    let signing = provider
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|e| ("key", format!("`{}` is not a usable private key: {e}", key.display())))?;
+    let names = leaf_dns_names(&chain[0]).map_err(|e| ("cert", format!("`{shown}`: {e}")))?;
+    let certified = CertifiedKey::new(chain, signing);
+    certified
+        .keys_match()
+        .map_err(|_| ("key", format!("`{}` does not belong to the certificate in `{shown}`", key.display())))?;
+    Ok((certified, names))
+}
+
+fn leaf_dns_names(cert: &CertificateDer<'_>) -> Result<Vec<String>, String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert).map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = parsed.subject_alternative_name() {
+        for name in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::DNSName(d) = name {
+                names.push(d.to_string());
+            }
+        }
+    }
+    Ok(names)
+}
+
+fn load_roots(path: &Path) -> Result<RootCertStore, String> {
+    let shown = path.display();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read `{shown}`: {e}"))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("`{shown}` is not valid PEM: {e}"))?;
+    let mut roots = RootCertStore::empty();
+    for c in certs {
+        roots.add(c).map_err(|e| format!("`{shown}` has a bad certificate: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("`{shown}` holds no certificate"));
+    }
+    Ok(roots)
+}
+
+/// Reads the identity out of a verified client certificate.
+pub fn client_identity(cert: &CertificateDer<'_>) -> Option<ClientIdentity> {
+    use x509_parser::extensions::GeneralName;
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert).ok()?;
+    let mut sans = Vec::new();
+    if let Ok(Some(san)) = parsed.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(d) | GeneralName::URI(d) | GeneralName::RFC822Name(d) => sans.push(d.to_string()),
+                _ => {}
+            }
+        }
+    }
+    Some(ClientIdentity { subject: parsed.subject().to_string(), sans })
+}
+
+/// Certificate choice by SNI: exact names, then `*.domain` wildcards (one
+/// label, as in certificates), then the default (the first certificate).
+#[derive(Debug, Default)]
+struct SniResolver {
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    default: Option<Arc<CertifiedKey>>,
+}
+
+impl SniResolver {
+    fn add(&mut self, name: &str, key: Arc<CertifiedKey>) {
+        let name = name.to_ascii_lowercase();
+        match name.strip_prefix("*.") {
+            Some(domain) => self.wildcard.entry(domain.to_string()).or_insert(key),
+            None => self.exact.entry(name).or_insert(key),
+        };
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if let Some(sni) = hello.server_name() {
+            let sni = sni.to_ascii_lowercase();
+            if let Some(k) = self.exact.get(&sni) {
+                return Some(k.clone());
+            }
+            if let Some((_, domain)) = sni.split_once('.')
+                && let Some(k) = self.wildcard.get(domain)
+            {
+                return Some(k.clone());
+            }
+        }
+        self.default.clone()
+    }
+}
