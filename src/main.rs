@@ -20,6 +20,9 @@ enum Command {
     Run {
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Reload when the config file changes (checked every 2 s), as well as on SIGHUP.
+        #[arg(long)]
+        watch: bool,
     },
     /// Validate a config, print every problem, exit non-zero if any.
     Check {
@@ -34,8 +37,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Run { config: None }) {
-        Command::Run { config } => run(config),
+    match cli.command.unwrap_or(Command::Run { config: None, watch: false }) {
+        Command::Run { config, watch } => run(config, watch),
         Command::Check { config } => check(&config),
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&config::json_schema()).unwrap_or_default());
@@ -72,7 +75,7 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-fn run(path: Option<PathBuf>) -> ExitCode {
+fn run(path: Option<PathBuf>, watch: bool) -> ExitCode {
     init_logging();
     let loaded = match load(path.as_deref()) {
         Ok(l) => l,
@@ -114,25 +117,54 @@ fn run(path: Option<PathBuf>) -> ExitCode {
         {
             tracing::info!("demo config: try `curl -i http://{addr}/echo/hello` or `curl -i http://{addr}/hello`");
         }
-        wait_for_signal().await;
-        tracing::info!("shutting down");
+        serve_until_stopped(&handle, path.as_deref(), watch).await;
+        tracing::info!("shutting down: draining connections");
         handle.shutdown().await;
+        tracing::info!("stopped");
         ExitCode::SUCCESS
     })
 }
 
-async fn wait_for_signal() {
+/// Reloads on SIGHUP (and on file changes with `--watch`) until SIGTERM or SIGINT.
+async fn serve_until_stopped(handle: &portcullis::Handle, path: Option<&Path>, watch: bool) {
     use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+    let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    let mut seen = path.and_then(modified);
+    let mut poll = tokio::time::interval(std::time::Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = tokio::signal::ctrl_c() => return,
+            _ = hup.recv() => reload(handle, path).await,
+            _ = poll.tick(), if watch && path.is_some() => {
+                let now = path.and_then(modified);
+                if now != seen {
+                    seen = now;
+                    reload(handle, path).await;
+                }
             }
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
+    }
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+async fn reload(handle: &portcullis::Handle, path: Option<&Path>) {
+    let Some(path) = path else {
+        tracing::info!("the embedded demo config has nothing to reload");
+        return;
+    };
+    let result = match config::load_file(path) {
+        Ok(loaded) => handle.reload(&loaded).await,
+        Err(errors) => Err(errors.into()),
+    };
+    if let Err(e) = result {
+        tracing::error!("reload refused, still serving the previous config: {e}");
     }
 }
 

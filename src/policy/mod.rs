@@ -57,6 +57,8 @@ pub struct RequestCtx<'a> {
     pub client_ip: IpAddr,
     pub request_id: &'a HeaderValue,
     pub route: &'a str,
+    /// The verified client certificate, on mutual-TLS listeners.
+    pub client_cert: Option<&'a crate::server::ClientIdentity>,
 }
 
 /// Every kind of compiled policy. An enum (not trait objects): no allocation

@@ -54,7 +54,12 @@ pub async fn handle(plan: &Plan, conn: &ConnInfo, req: Request<Incoming>) -> Res
     let origin = req.headers().get(header::ORIGIN).cloned();
     let (route, result) = serve(plan, conn, client, &request_id, req).await;
     let mut resp = result.unwrap_or_else(|err| problem::from_error(&err, &request_id));
-    let ctx = RequestCtx { client_ip: client.ip, request_id: &request_id, route: route.map_or("", |r| &r.name) };
+    let ctx = RequestCtx {
+        client_ip: client.ip,
+        request_id: &request_id,
+        route: route.map_or("", |r| &r.name),
+        client_cert: conn.client_cert.as_deref(),
+    };
     finish(plan, route, conn, origin.as_ref(), &mut resp, &ctx);
     resp.headers_mut().insert(request_id::HEADER, request_id);
     resp
@@ -111,7 +116,7 @@ async fn serve<'p>(
         }
     };
     let route = &plan.routes[found.route];
-    let ctx = RequestCtx { client_ip: client.ip, request_id, route: &route.name };
+    let ctx = RequestCtx { client_ip: client.ip, request_id, route: &route.name, client_cert: conn.client_cert.as_deref() };
 
     let max_body = route.max_body_size.unwrap_or(listener.limits.max_body_size.0);
     if let Some(len) = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
@@ -133,7 +138,14 @@ async fn serve<'p>(
             }
             Action::Respond(responder) => {
                 let params = route.params.iter().map(|n| &**n).zip(found.values.iter().copied()).collect();
-                let info = EchoInfo { path: &path, client_ip: client.ip, request_id, route: &route.name, params };
+                let info = EchoInfo {
+                    path: &path,
+                    client_ip: client.ip,
+                    request_id,
+                    route: &route.name,
+                    params,
+                    client_cert: ctx.client_cert,
+                };
                 responder.respond(&parts, body, &found.values, info).await
             }
         },

@@ -43,6 +43,7 @@ pub struct EchoInfo<'a> {
     pub request_id: &'a HeaderValue,
     pub route: &'a str,
     pub params: Vec<(&'a str, &'a str)>,
+    pub client_cert: Option<&'a crate::server::ClientIdentity>,
 }
 
 impl Responder {
@@ -107,6 +108,7 @@ async fn echo(parts: &request::Parts, body: RequestBody, info: EchoInfo<'_>) -> 
         "request_id": info.request_id.to_str().unwrap_or_default(),
         "route": info.route,
         "params": params,
+        "client_cert": info.client_cert.map(|c| serde_json::json!({ "subject": c.subject, "sans": c.sans })),
         "body": String::from_utf8_lossy(&bytes),
     });
     let mut resp = Response::new(Body::full(doc.to_string()));

@@ -4,6 +4,8 @@ mod support;
 
 mod balancing;
 mod check_cli;
+mod edge_limits;
+mod edge_tls;
 mod forwarding;
 mod normalization;
 mod proxying;

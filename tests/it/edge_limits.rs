@@ -1,0 +1,97 @@
+//! Connection and request limits, as a client sees them.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::{Upstream, raw, raw_status};
+
+/// A listener with limits: the helper's listener line is replaced.
+async fn gateway_with_limits(limits: &str) -> (crate::support::Gateway1, Upstream) {
+    let up = Upstream::start("svc").await;
+    let yaml = format!(
+        r#"
+listeners:
+  - {{ name: gw, bind: "127.0.0.1:0", limits: {limits} }}
+upstreams:
+  svc: {{ targets: [ "{}" ] }}
+routes:
+  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}
+  - {{ name: small, match: {{ path_prefix: /small }}, upstream: svc, max_body_size: 10, rewrite: {{ strip_prefix: /small }} }}
+"#,
+        up.url()
+    );
+    let handle = portcullis::Gateway::start(&crate::support::load(&yaml, std::path::Path::new("."))).await.unwrap();
+    let addr = handle.addr("gw").unwrap();
+    (crate::support::Gateway1 { handle, addr }, up)
+}
+
+#[tokio::test]
+async fn oversized_requests_get_413_414_431() {
+    let (gw, up) = gateway_with_limits("{ max_uri_length: 100, max_headers: 20, max_body_size: 1KiB }").await;
+    let long = format!("GET /{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "a".repeat(200));
+    assert_eq!(raw_status(&raw(gw.addr, &long).await), 414);
+    let many: String = (0..30).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let req = format!("GET / HTTP/1.1\r\nHost: x\r\n{many}Connection: close\r\n\r\n");
+    assert_eq!(raw_status(&raw(gw.addr, &req).await), 431);
+    let big = format!("GET / HTTP/1.1\r\nHost: x\r\nx-big: {}\r\nConnection: close\r\n\r\n", "b".repeat(40 << 10));
+    assert_eq!(raw_status(&raw(gw.addr, &big).await), 431);
+    // Declared too large: refused before anything reaches the upstream.
+    let req = "POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n";
+    assert_eq!(raw_status(&raw(gw.addr, req).await), 413);
+    // Route limit, chunked (no length): enforced while streaming.
+    let req = "POST /small/count HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n8\r\n12345678\r\n8\r\n12345678\r\n0\r\n\r\n";
+    let resp = raw(gw.addr, req).await;
+    assert_eq!(raw_status(&resp), 413, "{resp}");
+    assert!(resp.contains("application/problem+json"), "{resp}");
+    // Within limits all is well.
+    let req = "POST /small/count HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+    assert!(raw(gw.addr, req).await.contains("\"received\":5"));
+    let _ = up;
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_off() {
+    let (gw, _up) = gateway_with_limits("{ header_read_timeout: 300ms, body_read_timeout: 300ms }").await;
+    // Slowloris: half a request head, then nothing. The gateway closes.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the gateway must close a connection that stalls in its headers");
+    // Slow POST: the body stalls: 408.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\nhel").await.unwrap();
+    let mut buf = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut buf)).await.unwrap().unwrap();
+    assert_eq!(raw_status(&buf), 408, "{buf}");
+}
+
+#[tokio::test]
+async fn connection_limit_and_idle_timeout() {
+    let (gw, _up) = gateway_with_limits("{ max_connections: 2, idle_timeout: 300ms }").await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        held.push(s);
+    }
+    // A third connection is closed without an answer.
+    let mut third = TcpStream::connect(gw.addr).await.unwrap();
+    let _ = third.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut buf)).await.unwrap();
+    assert!(buf.is_empty(), "over the limit: {}", String::from_utf8_lossy(&buf));
+    // The idle ones are closed by the gateway after idle_timeout.
+    for mut s in held {
+        let mut rest = Vec::new();
+        let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+        assert!(r.is_ok(), "an idle keep-alive connection must be closed");
+    }
+    // And new connections are accepted again.
+    assert_eq!(raw_status(&raw(gw.addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await), 200);
+}

@@ -1,0 +1,135 @@
+//! TLS termination: SNI, ALPN, HSTS, mutual TLS, redirects to HTTPS, and
+//! certificate errors caught by `check`.
+
+use std::path::Path;
+
+use crate::support::pki::{Pki, https_get};
+use crate::support::{Upstream, get, load};
+
+async fn start(yaml: &str) -> portcullis::Handle {
+    portcullis::Gateway::start(&load(yaml, Path::new("/"))).await.expect("gateway starts")
+}
+
+#[tokio::test]
+async fn sni_picks_the_certificate_and_alpn_offers_h2() {
+    let pki = Pki::new();
+    let (api_c, api_k) = pki.issue("api", "api", &["api.example.com"]);
+    let (wild_c, wild_k) = pki.issue("wild", "wild", &["*.example.org"]);
+    let up = Upstream::start("svc").await;
+    let gw = start(&format!(
+        r#"
+listeners:
+  - name: tls
+    bind: "127.0.0.1:0"
+    tls:
+      certificates:
+        - {{ cert: "{}", key: "{}" }}
+        - {{ cert: "{}", key: "{}" }}
+upstreams:
+  svc: {{ targets: [ "{}" ] }}
+routes:
+  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}
+"#,
+        api_c.display(),
+        api_k.display(),
+        wild_c.display(),
+        wild_k.display(),
+        up.url()
+    ))
+    .await;
+    let addr = gw.addr("tls").unwrap();
+    let api = https_get(addr, "api.example.com", &pki.ca_path(), None, "/x").await.unwrap();
+    assert_eq!(api.reply.status, 200);
+    assert_eq!(api.alpn.as_deref(), Some(&b"h2"[..]));
+    assert_eq!(api.reply.version, http::Version::HTTP_2);
+    let seen = api.reply.json();
+    assert_eq!(seen["headers"]["x-forwarded-proto"], "https");
+    assert_eq!(api.reply.header("strict-transport-security"), Some("max-age=31536000"));
+
+    let wild = https_get(addr, "shop.example.org", &pki.ca_path(), None, "/x").await.unwrap();
+    assert_eq!(wild.reply.status, 200);
+    assert_ne!(wild.server_cert, api.server_cert, "SNI must select the wildcard certificate");
+    // An unknown name gets the default (first) certificate, which does not
+    // cover it: the client refuses, as it should.
+    let err = https_get(addr, "other.test", &pki.ca_path(), None, "/x").await.err().expect("name mismatch");
+    assert!(err.contains("NotValidForName") || err.contains("certificate"), "{err}");
+}
+
+#[tokio::test]
+async fn mutual_tls_requires_a_client_certificate() {
+    let pki = Pki::new();
+    let (c, k) = pki.issue("server", "server", &["api.example.com"]);
+    let (cc, ck) = pki.issue("client", "svc-orders", &["orders.internal"]);
+    let other = Pki::new();
+    let (oc, ok) = other.issue("stranger", "stranger", &["x.internal"]);
+    let gw = start(&format!(
+        r#"
+listeners:
+  - name: tls
+    bind: "127.0.0.1:0"
+    tls:
+      certificates: [ {{ cert: "{}", key: "{}" }} ]
+      client_auth: {{ ca: "{}" }}
+routes:
+  - {{ name: echo, match: {{ path_prefix: / }}, echo: {{}} }}
+"#,
+        c.display(),
+        k.display(),
+        pki.ca_path().display()
+    ))
+    .await;
+    let addr = gw.addr("tls").unwrap();
+    let ok_reply = https_get(addr, "api.example.com", &pki.ca_path(), Some((&cc, &ck)), "/").await.unwrap();
+    assert_eq!(ok_reply.reply.status, 200);
+    let seen = ok_reply.reply.json();
+    assert_eq!(seen["client_cert"]["subject"], "CN=svc-orders");
+    assert_eq!(seen["client_cert"]["sans"], serde_json::json!(["orders.internal"]));
+    let none = https_get(addr, "api.example.com", &pki.ca_path(), None, "/").await;
+    assert!(none.is_err(), "a client without a certificate must be refused");
+    let stranger = https_get(addr, "api.example.com", &pki.ca_path(), Some((&oc, &ok)), "/").await;
+    assert!(stranger.is_err(), "a certificate from another CA must be refused");
+}
+
+#[tokio::test]
+async fn plain_listener_redirects_to_https() {
+    let gw = start(
+        r#"
+listeners:
+  - { name: plain, bind: "127.0.0.1:0", redirect_https: 8443 }
+routes:
+  - { name: echo, match: { path_prefix: / }, echo: {} }
+"#,
+    )
+    .await;
+    let url = format!("http://{}/a/b?q=1", gw.addr("plain").unwrap());
+    let reply = get(&url, &[("host", "api.example.com:8080")]).await;
+    assert_eq!(reply.status, 308);
+    assert_eq!(reply.header("location"), Some("https://api.example.com:8443/a/b?q=1"));
+    assert!(reply.header("strict-transport-security").is_none(), "no HSTS over plain HTTP");
+}
+
+#[tokio::test]
+async fn check_names_missing_and_mismatched_certificate_files() {
+    let pki = Pki::new();
+    let (c, _) = pki.issue("a", "a", &["a.test"]);
+    let (_, other_key) = pki.issue("b", "b", &["b.test"]);
+    let yaml = format!(
+        r#"
+listeners:
+  - name: tls
+    bind: "127.0.0.1:0"
+    tls:
+      certificates:
+        - {{ cert: "{}", key: "{}" }}
+        - {{ cert: /nonexistent/cert.pem, key: /nonexistent/key.pem }}
+routes:
+  - {{ name: echo, match: {{ path_prefix: / }}, echo: {{}} }}
+"#,
+        c.display(),
+        other_key.display()
+    );
+    let loaded = load(&yaml, Path::new("/"));
+    let errors = portcullis::plan::compile(&loaded).unwrap_err().to_string();
+    assert!(errors.contains("listeners[0].tls.certificates[0].key") && errors.contains("does not belong"), "{errors}");
+    assert!(errors.contains("listeners[0].tls.certificates[1].cert") && errors.contains("/nonexistent/cert.pem"), "{errors}");
+}
