@@ -118,9 +118,9 @@ impl Handle {
         let mut listeners = self.listeners.lock().await;
         let current = std::mem::take(&mut *listeners);
         // Bind first: if a new port is taken, the old plan keeps serving.
-        let (keep, gone): (Vec<_>, Vec<_>) = current.into_iter().partition(|r| {
-            plan.listeners.iter().any(|l| l.name == r.name && (l.addr == r.addr || l.addr.port() == 0))
-        });
+        let (keep, gone): (Vec<_>, Vec<_>) = current
+            .into_iter()
+            .partition(|r| plan.listeners.iter().any(|l| l.name == r.name && (l.addr == r.addr || l.addr.port() == 0)));
         let all = match open_listeners(&self.shared, &plan, keep).await {
             Ok(all) => all,
             Err(e) => {

@@ -105,6 +105,9 @@ fn run(path: Option<PathBuf>, watch: bool) -> ExitCode {
         }
     };
     runtime.block_on(async {
+        // Before the listeners open: a SIGHUP that arrives early must not
+        // hit the default action (terminate).
+        let signals = Signals::install();
         let handle = match Gateway::start(&loaded).await {
             Ok(h) => h,
             Err(e) => {
@@ -117,7 +120,7 @@ fn run(path: Option<PathBuf>, watch: bool) -> ExitCode {
         {
             tracing::info!("demo config: try `curl -i http://{addr}/echo/hello` or `curl -i http://{addr}/hello`");
         }
-        serve_until_stopped(&handle, path.as_deref(), watch).await;
+        serve_until_stopped(&handle, signals, path.as_deref(), watch).await;
         tracing::info!("shutting down: draining connections");
         handle.shutdown().await;
         tracing::info!("stopped");
@@ -125,10 +128,21 @@ fn run(path: Option<PathBuf>, watch: bool) -> ExitCode {
     })
 }
 
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        Signals { term: signal(SignalKind::terminate()).ok(), hup: signal(SignalKind::hangup()).ok() }
+    }
+}
+
 /// Reloads on SIGHUP (and on file changes with `--watch`) until SIGTERM or SIGINT.
-async fn serve_until_stopped(handle: &portcullis::Handle, path: Option<&Path>, watch: bool) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
+async fn serve_until_stopped(handle: &portcullis::Handle, signals: Signals, path: Option<&Path>, watch: bool) {
+    let (Some(mut term), Some(mut hup)) = (signals.term, signals.hup) else {
         let _ = tokio::signal::ctrl_c().await;
         return;
     };

@@ -196,7 +196,10 @@ fn compile_listeners(cx: &mut Ctx) -> Vec<ListenerPlan> {
             }
         });
         if l.tls.is_some() && l.redirect_https.is_some() {
-            cx.err(format!("{at}.redirect_https"), "a TLS listener cannot redirect to HTTPS; put this on a plain listener");
+            cx.err(
+                format!("{at}.redirect_https"),
+                "a TLS listener cannot redirect to HTTPS; put this on a plain listener",
+            );
         }
         check_limits(cx, &at, &l.limits);
         let hsts = l.tls.as_ref().and_then(|t| hsts_value(&t.hsts));
@@ -242,7 +245,10 @@ fn check_limits(cx: &mut Ctx, at: &str, limits: &ListenerLimits) {
         }
     }
     if limits.max_connections == 0 || limits.max_headers == 0 || limits.h2_max_concurrent_streams == 0 {
-        cx.err(format!("{at}.limits"), "`max_connections`, `max_headers` and `h2_max_concurrent_streams` must be at least 1");
+        cx.err(
+            format!("{at}.limits"),
+            "`max_connections`, `max_headers` and `h2_max_concurrent_streams` must be at least 1",
+        );
     }
 }
 

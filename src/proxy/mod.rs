@@ -116,7 +116,8 @@ async fn serve<'p>(
         }
     };
     let route = &plan.routes[found.route];
-    let ctx = RequestCtx { client_ip: client.ip, request_id, route: &route.name, client_cert: conn.client_cert.as_deref() };
+    let ctx =
+        RequestCtx { client_ip: client.ip, request_id, route: &route.name, client_cert: conn.client_cert.as_deref() };
 
     let max_body = route.max_body_size.unwrap_or(listener.limits.max_body_size.0);
     if let Some(len) = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())

@@ -8,8 +8,8 @@ use http::header::{CONTENT_TYPE, LOCATION};
 use http::{HeaderMap, HeaderValue, Response, StatusCode, request};
 use http_body_util::{BodyExt, Limited};
 
-use crate::proxy::{Body, RequestBody};
 use crate::proxy::error::GatewayError;
+use crate::proxy::{Body, RequestBody};
 use crate::router::rewrite::Template;
 
 /// Echo reads at most this much body: it is a diagnostic, not a sink.

@@ -112,7 +112,8 @@ fn load_certified_key(
 }
 
 fn leaf_dns_names(cert: &CertificateDer<'_>) -> Result<Vec<String>, String> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert).map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(cert).map_err(|e| format!("not an X.509 certificate: {e}"))?;
     let mut names = Vec::new();
     if let Ok(Some(san)) = parsed.subject_alternative_name() {
         for name in &san.value.general_names {

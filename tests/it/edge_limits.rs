@@ -62,7 +62,9 @@ async fn slow_clients_are_cut_off() {
     assert!(read.is_ok(), "the gateway must close a connection that stalls in its headers");
     // Slow POST: the body stalls: 408.
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(b"POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\nhel").await.unwrap();
+    s.write_all(b"POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\nhel")
+        .await
+        .unwrap();
     let mut buf = String::new();
     tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut buf)).await.unwrap().unwrap();
     assert_eq!(raw_status(&buf), 408, "{buf}");

@@ -131,5 +131,8 @@ routes:
     let loaded = load(&yaml, Path::new("/"));
     let errors = portcullis::plan::compile(&loaded).unwrap_err().to_string();
     assert!(errors.contains("listeners[0].tls.certificates[0].key") && errors.contains("does not belong"), "{errors}");
-    assert!(errors.contains("listeners[0].tls.certificates[1].cert") && errors.contains("/nonexistent/cert.pem"), "{errors}");
+    assert!(
+        errors.contains("listeners[0].tls.certificates[1].cert") && errors.contains("/nonexistent/cert.pem"),
+        "{errors}"
+    );
 }

@@ -4,7 +4,10 @@ mod support;
 
 mod balancing;
 mod check_cli;
+mod cli_signals;
+mod edge_headers;
 mod edge_limits;
+mod edge_reload;
 mod edge_tls;
 mod forwarding;
 mod normalization;

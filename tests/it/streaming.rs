@@ -1,52 +1,17 @@
 //! Bodies stream through the real `portcullis` binary without buffering:
 //! hundreds of MiB in each direction while the process's peak memory stays small.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 
+use crate::support::process::spawn_gateway;
 use crate::support::{Upstream, http1_client};
 
 const TOTAL: usize = 192 << 20;
 /// Far below TOTAL: buffering even one direction's body would blow it.
 const MAX_PEAK_RSS_KIB: u64 = 64 << 10;
-
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the binary on `config` and returns it with its listener's address
-/// (read from the `listening` log line).
-fn spawn_gateway(config: &str) -> (Process, SocketAddr) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gw.yaml");
-    std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("portcullis starts");
-    let stdout = child.stdout.take().unwrap();
-    let proc = Process(child);
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("log line");
-        if let Some(addr) = line.split("addr=").nth(1) {
-            return (proc, addr.trim().parse().expect("address in the listening line"));
-        }
-    }
-    panic!("portcullis exited without listening");
-}
 
 fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -84,7 +49,7 @@ async fn large_bodies_stream_with_flat_memory() {
     }
     assert_eq!(received, TOTAL);
 
-    let peak = peak_rss_kib(gw.0.id());
+    let peak = peak_rss_kib(gw.id());
     eprintln!("gateway peak RSS: {peak} KiB");
     assert!(peak < MAX_PEAK_RSS_KIB, "gateway peak RSS {peak} KiB after moving {} MiB each way", TOTAL >> 20);
 }

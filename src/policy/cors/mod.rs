@@ -36,7 +36,10 @@ enum Origin {
     Any,
     Exact(String),
     /// `scheme://` and `.suffix` of `scheme://*.suffix`.
-    Subdomains { scheme: String, suffix: String },
+    Subdomains {
+        scheme: String,
+        suffix: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -68,7 +71,10 @@ impl Compiled {
             } else if lower.starts_with("http://") || lower.starts_with("https://") {
                 origins.push(Origin::Exact(lower.trim_end_matches('/').to_string()));
             } else {
-                errors.push((format!("allow_origins[{i}]"), format!("`{o}` is not an origin like `https://app.example.com`")));
+                errors.push((
+                    format!("allow_origins[{i}]"),
+                    format!("`{o}` is not an origin like `https://app.example.com`"),
+                ));
             }
         }
         if origins.is_empty() && errors.is_empty() {
@@ -152,10 +158,8 @@ impl Compiled {
         if !self.methods.contains(requested) {
             return Err("method not allowed for cross-origin requests");
         }
-        let asked = headers
-            .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
+        let asked =
+            headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS).and_then(|v| v.to_str().ok()).unwrap_or_default();
         if !asked
             .split(',')
             .map(str::trim)
@@ -175,7 +179,10 @@ impl Compiled {
         if let Some(age) = &self.max_age {
             out.insert(header::ACCESS_CONTROL_MAX_AGE, age.clone());
         }
-        out.append(header::VARY, HeaderValue::from_static("Access-Control-Request-Method, Access-Control-Request-Headers"));
+        out.append(
+            header::VARY,
+            HeaderValue::from_static("Access-Control-Request-Method, Access-Control-Request-Headers"),
+        );
         Ok(resp)
     }
 

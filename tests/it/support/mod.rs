@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod pki;
+pub mod process;
 pub mod tls;
 pub mod upstream;
 

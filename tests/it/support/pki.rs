@@ -93,7 +93,8 @@ pub async fn https_get(
     let req = Request::get(format!("https://{sni}{path}")).body(Full::<Bytes>::default()).unwrap();
     let io = TokioIo::new(tls);
     let resp = if alpn.as_deref() == Some(b"h2") {
-        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.map_err(|e| e.to_string())?;
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.map_err(|e| e.to_string())?;
         tokio::spawn(conn);
         send.send_request(req).await.map_err(|e| e.to_string())?
     } else {

@@ -1,0 +1,50 @@
+//! The binary's signal handling: SIGHUP reloads (a bad file is refused and
+//! the old config keeps serving), SIGTERM drains and exits 0.
+
+use std::time::Duration;
+
+use crate::support::get;
+use crate::support::process::spawn_gateway;
+
+fn config(body: &str) -> String {
+    format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nroutes:\n  - {{ name: r, match: {{ path_prefix: / }}, static: {{ body: \"{body}\" }} }}\n"
+    )
+}
+
+/// Polls until the gateway answers `want` (a reload is asynchronous to us).
+async fn until_body(url: &str, want: &str) -> bool {
+    for _ in 0..200 {
+        if get(url, &[]).await.text() == want {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn sighup_reloads_and_sigterm_exits_cleanly() {
+    let (mut gw, addr) = spawn_gateway(&config("one"));
+    let url = format!("http://{addr}/");
+    assert_eq!(get(&url, &[]).await.text(), "one");
+
+    std::fs::write(&gw.config, config("two")).unwrap();
+    gw.signal("HUP");
+    assert!(until_body(&url, "two").await, "SIGHUP did not load the new config");
+
+    std::fs::write(&gw.config, "routes: [ { name: broken } ]\n").unwrap();
+    gw.signal("HUP");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(get(&url, &[]).await.text(), "two", "a bad config must not replace the good one");
+
+    gw.signal("TERM");
+    let status = tokio::task::spawn_blocking(move || {
+        let s = gw.child.wait().unwrap();
+        (s, gw)
+    })
+    .await
+    .unwrap()
+    .0;
+    assert_eq!(status.code(), Some(0));
+}

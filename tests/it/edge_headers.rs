@@ -1,0 +1,94 @@
+//! Security headers and CORS on responses.
+
+use http::Request;
+
+use crate::support::{Upstream, gateway, get, http1_client, send};
+
+#[tokio::test]
+async fn security_headers_on_every_response() {
+    let up = Upstream::start("svc").await;
+    let gw = gateway(&format!(
+        r#"
+upstreams:
+  svc: {{ targets: [ "{}" ] }}
+routes:
+  - {{ name: api, match: {{ path_prefix: /api }}, upstream: svc }}
+  - name: page
+    match: {{ path_prefix: /page }}
+    static: {{ body: "<html></html>", headers: {{ server: MyServer/1.0, x-powered-by: PHP }} }}
+    security_headers: {{ frame_options: SAMEORIGIN, content_security_policy: "default-src 'self'", set: {{ Permissions-Policy: "camera=()" }} }}
+  - {{ name: raw, match: {{ path_prefix: /raw }}, static: {{ body: raw }}, security_headers: {{ enabled: false }} }}
+"#,
+        up.url()
+    ))
+    .await;
+    for path in ["/api/x", "/missing"] {
+        let r = get(&gw.url(path), &[]).await;
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{path}");
+        assert_eq!(r.header("x-frame-options"), Some("DENY"), "{path}");
+        assert_eq!(r.header("content-security-policy"), Some("default-src 'none'; frame-ancestors 'none'"), "{path}");
+        assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "{path}");
+    }
+    let page = get(&gw.url("/page"), &[]).await;
+    assert_eq!(page.header("x-frame-options"), Some("SAMEORIGIN"));
+    assert_eq!(page.header("content-security-policy"), Some("default-src 'self'"));
+    assert_eq!(page.header("permissions-policy"), Some("camera=()"));
+    assert!(page.header("server").is_none() && page.header("x-powered-by").is_none());
+    let raw = get(&gw.url("/raw"), &[]).await;
+    assert!(raw.header("x-frame-options").is_none());
+}
+
+#[tokio::test]
+async fn cors_preflight_is_answered_at_the_gateway() {
+    let up = Upstream::start("svc").await;
+    let gw = gateway(&format!(
+        r#"
+upstreams:
+  svc: {{ targets: [ "{}" ] }}
+routes:
+  - name: api
+    match: {{ path_prefix: /api, methods: [GET, PUT] }}
+    upstream: svc
+    cors:
+      allow_origins: [ "https://app.example.com", "https://*.example.org" ]
+      allow_methods: [ GET, PUT ]
+      allow_headers: [ Content-Type, Authorization ]
+      expose_headers: [ X-Total ]
+      allow_credentials: true
+      max_age: 10m
+"#,
+        up.url()
+    ))
+    .await;
+    let client = http1_client();
+    let preflight = |origin: &str, method: &str, headers: &str| {
+        Request::options(gw.url("/api/items"))
+            .header("origin", origin)
+            .header("access-control-request-method", method)
+            .header("access-control-request-headers", headers)
+            .body(Default::default())
+            .unwrap()
+    };
+    let ok = send(&client, preflight("https://app.example.com", "PUT", "content-type")).await;
+    assert_eq!(ok.status, 204);
+    assert_eq!(ok.header("access-control-allow-origin"), Some("https://app.example.com"));
+    assert_eq!(ok.header("access-control-allow-credentials"), Some("true"));
+    assert_eq!(ok.header("access-control-allow-methods"), Some("GET, PUT"));
+    assert_eq!(ok.header("access-control-max-age"), Some("600"));
+    assert_eq!(up.hits(), 0, "preflights never reach the upstream");
+    let sub = send(&client, preflight("https://shop.example.org", "GET", "")).await;
+    assert_eq!(sub.status, 204);
+    let evil = send(&client, preflight("https://evil.example.net", "GET", "")).await;
+    assert_eq!(evil.status, 403);
+    assert!(evil.header("access-control-allow-origin").is_none());
+    let bad_header = send(&client, preflight("https://app.example.com", "PUT", "x-secret")).await;
+    assert_eq!(bad_header.status, 403);
+
+    let actual = get(&gw.url("/api/items"), &[("origin", "https://app.example.com")]).await;
+    assert_eq!(actual.status, 200);
+    assert_eq!(actual.header("access-control-allow-origin"), Some("https://app.example.com"));
+    assert_eq!(actual.header("access-control-expose-headers"), Some("X-Total"));
+    assert!(actual.headers.get_all("vary").iter().any(|v| v == "Origin"));
+    let foreign = get(&gw.url("/api/items"), &[("origin", "https://evil.example.net")]).await;
+    assert!(foreign.header("access-control-allow-origin").is_none());
+}

@@ -1,0 +1,117 @@
+//! Zero-downtime reload and graceful shutdown.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::support::{Upstream, get, load};
+
+fn config(body: &str, extra_listener: bool) -> String {
+    let extra = if extra_listener { "  - { name: extra, bind: \"127.0.0.1:0\" }\n" } else { "" };
+    format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\n{extra}routes:\n  - {{ name: r, match: {{ path_prefix: / }}, static: {{ body: \"{body}\" }} }}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_lose_no_requests() {
+    let gw = portcullis::Gateway::start(&load(&config("v0", false), Path::new("."))).await.unwrap();
+    let url = format!("http://{}/", gw.addr("gw").unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (url, stop, ok, failed) = (url.clone(), stop.clone(), ok.clone(), failed.clone());
+        clients.push(tokio::spawn(async move {
+            let client = crate::support::http1_client();
+            while !stop.load(Ordering::Relaxed) {
+                let req = http::Request::get(&url).body(Default::default()).unwrap();
+                match client.request(req).await {
+                    Ok(r) if r.status() == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    let mut last = String::new();
+    for i in 1..=6 {
+        // Wait for some traffic between reloads.
+        let target = ok.load(Ordering::Relaxed) + 50;
+        while ok.load(Ordering::Relaxed) < target {
+            tokio::task::yield_now().await;
+        }
+        if i == 3 {
+            let broken =
+                load("listeners: []\nroutes:\n  - { name: r, match: { path: nope }, echo: {} }\n", Path::new("."));
+            assert!(gw.reload(&broken).await.is_err(), "an invalid config must be refused");
+        } else {
+            last = format!("v{i}");
+            gw.reload(&load(&config(&last, i % 2 == 0), Path::new("."))).await.unwrap();
+        }
+    }
+    let target = ok.load(Ordering::Relaxed) + 50;
+    while ok.load(Ordering::Relaxed) < target {
+        tokio::task::yield_now().await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "{} ok", ok.load(Ordering::Relaxed));
+    assert_eq!(gw.reloads(), 5);
+    assert_eq!(get(&url, &[]).await.text(), last);
+    // v6 has the extra listener: it was opened, and it serves.
+    let extra = gw.addr("extra").expect("listener added by reload");
+    assert_eq!(get(&format!("http://{extra}/"), &[]).await.text(), last);
+}
+
+#[tokio::test]
+async fn removed_listener_stops_accepting() {
+    let gw = portcullis::Gateway::start(&load(&config("a", true), Path::new("."))).await.unwrap();
+    let extra = gw.addr("extra").unwrap();
+    assert_eq!(get(&format!("http://{extra}/"), &[]).await.text(), "a");
+    gw.reload(&load(&config("b", false), Path::new("."))).await.unwrap();
+    assert!(gw.addr("extra").is_none());
+    // Give the drain task its turn, then the port refuses connections.
+    let mut refused = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(extra).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(refused, "the removed listener's port still accepts");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_in_flight_requests_finish() {
+    let up = Upstream::start("slow").await;
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nshutdown_timeout: 10s\nupstreams:\n  u: {{ targets: [ \"{}\" ] }}\nroutes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: u }}\n",
+        up.url()
+    );
+    let gw = portcullis::Gateway::start(&load(&yaml, Path::new("."))).await.unwrap();
+    let addr = gw.addr("gw").unwrap();
+    let in_flight = tokio::spawn(async move { get(&format!("http://{addr}/hold"), &[]).await });
+    while up.hits() < 1 {
+        tokio::task::yield_now().await;
+    }
+    let shutdown = tokio::spawn(gw.shutdown());
+    // New connections are refused while the old request is still running.
+    let mut refused = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(refused, "still accepting after shutdown began");
+    assert!(!shutdown.is_finished(), "shutdown must wait for the in-flight request");
+    up.release();
+    let reply = in_flight.await.unwrap();
+    assert_eq!(reply.status, 200);
+    tokio::time::timeout(Duration::from_secs(5), shutdown).await.expect("shutdown completes").unwrap();
+}
