@@ -18,6 +18,11 @@ const FIXED: [HeaderName; 8] = [
 /// Removes hop-by-hop headers. `TE: trailers` survives on requests, as it is
 /// the only TE a proxy may pass on (gRPC needs it).
 pub fn strip(headers: &mut HeaderMap, is_request: bool) {
+    // Most messages carry none: one pass over the names (cheap comparisons
+    // for standard headers) instead of a dozen hash lookups.
+    if !headers.keys().any(|n| FIXED.contains(n) || n == "proxy-connection") {
+        return;
+    }
     let te_trailers =
         is_request && headers.get(header::TE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     // Names listed in Connection go too (collected first: we mutate the map).

@@ -24,8 +24,14 @@ fn is_valid(id: &[u8]) -> bool {
 
 /// 128 random bits as 32 hex digits.
 pub fn generate() -> HeaderValue {
-    let id = format!("{:032x}", rand::random::<u128>());
-    HeaderValue::from_str(&id).expect("hex digits are a valid header value")
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut n = rand::random::<u128>();
+    let mut id = [0u8; 32];
+    for byte in id.iter_mut().rev() {
+        *byte = HEX[(n & 15) as usize];
+        n >>= 4;
+    }
+    HeaderValue::from_bytes(&id).expect("hex digits are a valid header value")
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! headers, timeouts, and tunnels for `Upgrade` (WebSocket).
 
 use http::header::{self, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version, request};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -54,16 +55,22 @@ pub(super) async fn forward(
         Some(a) => HeaderValue::try_from(a.as_str()).ok(),
         None => parts.headers.get(header::HOST).cloned(),
     };
-    let path_and_query = match parts.uri.query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path.into_owned(),
+    let path_and_query = match parts.uri.path_and_query() {
+        // Already normal and not rewritten: reuse the client's bytes as they are.
+        Some(pq) if pq.path() == path => pq.clone(),
+        _ => {
+            let text = match parts.uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path.into_owned(),
+            };
+            PathAndQuery::try_from(text).map_err(|e| GatewayError::Internal(e.into()))?
+        }
     };
-    parts.uri = Uri::builder()
-        .scheme(target.scheme.clone())
-        .authority(target.authority.clone())
-        .path_and_query(path_and_query)
-        .build()
-        .map_err(|e| GatewayError::Internal(e.into()))?;
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(target.scheme.clone());
+    uri.authority = Some(target.authority.clone());
+    uri.path_and_query = Some(path_and_query);
+    parts.uri = Uri::from_parts(uri).map_err(|e| GatewayError::Internal(e.into()))?;
 
     let upgrade = client_upgrade.as_ref().and_then(|_| hop_by_hop::upgrade_protocol(&parts.headers));
     hop_by_hop::strip(&mut parts.headers, true);
@@ -114,10 +121,16 @@ pub(super) async fn forward(
 /// `X-Forwarded-For/Proto/Host`, `X-Request-Id`; `Forwarded` from an
 /// untrusted client is dropped (we do not vouch for it).
 fn set_forwarded_headers(f: &Forward<'_>, headers: &mut http::HeaderMap, host: Option<HeaderValue>) {
-    let peer = f.conn.peer.ip().to_string();
-    // Every `X-Forwarded-For` line counts (as in `forwarded::resolve`).
-    let prior: Vec<&str> = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
-    let xff = if f.client.peer_trusted && !prior.is_empty() { format!("{}, {peer}", prior.join(", ")) } else { peer };
+    use std::fmt::Write;
+    let mut xff = String::with_capacity(48);
+    if f.client.peer_trusted {
+        // Every `X-Forwarded-For` line counts (as in `forwarded::resolve`).
+        for prior in headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()) {
+            xff.push_str(prior);
+            xff.push_str(", ");
+        }
+    }
+    let _ = write!(xff, "{}", f.conn.peer.ip());
     if let Ok(v) = HeaderValue::try_from(xff) {
         headers.insert("x-forwarded-for", v);
     }

@@ -5,6 +5,7 @@ mod support;
 mod balancing;
 mod check_cli;
 mod cli_signals;
+mod edge_h2;
 mod edge_headers;
 mod edge_limits;
 mod edge_reload;

@@ -1,0 +1,113 @@
+//! HTTP/2 abuse at the frame level, as a hostile client would send it:
+//! stream limits, CONTINUATION floods and rapid reset (CVE-2023-44487).
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::gateway;
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const HEADERS: u8 = 1;
+const RST_STREAM: u8 = 3;
+const SETTINGS: u8 = 4;
+const GOAWAY: u8 = 7;
+const CONTINUATION: u8 = 9;
+const END_STREAM: u8 = 1;
+const END_HEADERS: u8 = 4;
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// HPACK for `GET http://x/`: static-table indexes plus a literal authority.
+const REQUEST_BLOCK: &[u8] = &[0x82, 0x86, 0x84, 0x41, 0x01, b'x'];
+
+/// A literal header `x-fill: <100 bytes>` without indexing.
+fn filler() -> Vec<u8> {
+    let mut b = vec![0x00, 6];
+    b.extend_from_slice(b"x-fill");
+    b.push(100);
+    b.extend(std::iter::repeat_n(b'a', 100));
+    b
+}
+
+async fn connect(addr: std::net::SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(PREFACE).await.unwrap();
+    s.write_all(&frame(SETTINGS, 0, 0, &[])).await.unwrap();
+    s
+}
+
+/// Reads frames until one of `kind` arrives (Some(payload)) or the connection ends (None).
+async fn read_until(s: &mut TcpStream, kind: u8) -> Option<Vec<u8>> {
+    loop {
+        let mut head = [0u8; 9];
+        s.read_exact(&mut head).await.ok()?;
+        let len = (head[0] as usize) << 16 | (head[1] as usize) << 8 | head[2] as usize;
+        let mut payload = vec![0u8; len];
+        s.read_exact(&mut payload).await.ok()?;
+        if head[3] == kind {
+            return Some(payload);
+        }
+    }
+}
+
+const ROUTES: &str = "routes:\n  - { name: e, match: { path_prefix: / }, static: { body: ok } }\n";
+
+#[tokio::test]
+async fn server_settings_carry_the_stream_limit() {
+    let yaml = ROUTES.to_string();
+    let gw = gateway(&yaml).await;
+    let mut s = connect(gw.addr).await;
+    let settings = tokio::time::timeout(Duration::from_secs(5), read_until(&mut s, SETTINGS)).await.unwrap().unwrap();
+    let max_streams = settings
+        .chunks(6)
+        .find(|p| u16::from_be_bytes([p[0], p[1]]) == 0x3)
+        .map(|p| u32::from_be_bytes([p[2], p[3], p[4], p[5]]));
+    assert_eq!(max_streams, Some(128), "SETTINGS_MAX_CONCURRENT_STREAMS");
+}
+
+#[tokio::test]
+async fn continuation_flood_is_cut_off() {
+    let gw = gateway(ROUTES).await;
+    let mut s = connect(gw.addr).await;
+    s.write_all(&frame(HEADERS, 0, 1, REQUEST_BLOCK)).await.unwrap();
+    // Endless CONTINUATION frames, never END_HEADERS: 20 MiB if nobody stops us.
+    let chunk = frame(CONTINUATION, 0, 1, &filler());
+    let writer = async {
+        for _ in 0..200_000 {
+            if s.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), writer).await;
+    // The gateway answered with GOAWAY or a reset, or closed the connection:
+    // it did not wait for the header block to end.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the connection is still open after a CONTINUATION flood");
+}
+
+#[tokio::test]
+async fn rapid_reset_gets_goaway() {
+    let gw = gateway(ROUTES).await;
+    let mut s = connect(gw.addr).await;
+    let mut burst = Vec::new();
+    for i in 0..2000u32 {
+        let id = 2 * i + 1;
+        burst.extend(frame(HEADERS, END_HEADERS | END_STREAM, id, REQUEST_BLOCK));
+        burst.extend(frame(RST_STREAM, 0, id, &8u32.to_be_bytes())); // CANCEL
+    }
+    let _ = s.write_all(&burst).await;
+    let goaway = tokio::time::timeout(Duration::from_secs(5), read_until(&mut s, GOAWAY)).await.expect("no answer");
+    let payload = goaway.expect("GOAWAY, not a silent close");
+    let code = u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]);
+    assert_eq!(code, 0xb, "ENHANCE_YOUR_CALM");
+}
