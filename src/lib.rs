@@ -50,6 +50,7 @@ impl Gateway {
     /// Must be called inside a Tokio runtime.
     pub async fn start(loaded: &LoadedConfig) -> Result<Handle, StartError> {
         let plan = plan::compile(loaded)?;
+        plan.start_background();
         let shared = Arc::new(Shared { plan: ArcSwap::from_pointee(plan) });
         let listeners = open_listeners(&shared, &shared.plan.load(), Vec::new()).await?;
         tracing::info!(config_hash = format!("{:016x}", loaded.hash), "config loaded");
@@ -115,6 +116,7 @@ impl Handle {
     /// An invalid config (or a listener that cannot bind) changes nothing.
     pub async fn reload(&self, loaded: &LoadedConfig) -> Result<(), StartError> {
         let plan = Arc::new(plan::compile(loaded)?);
+        plan.start_background();
         let mut listeners = self.listeners.lock().await;
         let current = std::mem::take(&mut *listeners);
         // Bind first: if a new port is taken, the old plan keeps serving.

@@ -36,6 +36,9 @@ enum Command {
     },
     /// Print the JSON Schema of the config file (for editors).
     Schema,
+    /// Print the SHA-256 of an API key, as `consumers[].api_keys[].sha256` wants it.
+    /// The key is read from standard input (so it stays out of shell history).
+    HashKey,
     /// Print the version.
     Version,
 }
@@ -47,6 +50,15 @@ fn main() -> ExitCode {
         Command::Check { config } => check(&config),
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&config::json_schema()).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Command::HashKey => {
+            let mut key = String::new();
+            if std::io::stdin().read_line(&mut key).is_err() || key.trim().is_empty() {
+                eprintln!("error: give the API key on standard input, e.g. `echo -n \"$KEY\" | portcullis hash-key`");
+                return ExitCode::FAILURE;
+            }
+            println!("{}", portcullis::policy::auth::hash_key(key.trim_end_matches(['\n', '\r'])));
             ExitCode::SUCCESS
         }
         Command::Version => {

@@ -8,6 +8,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::units::{ByteSize, Duration};
+use crate::policy::auth::{ConsumerConfig, IdentityHeadersConfig, ProviderConfig};
+use crate::policy::authz::{AuthorizeConfig, IpConfig};
 use crate::policy::cors::CorsConfig;
 use crate::policy::security_headers::SecurityHeadersConfig;
 
@@ -37,6 +39,15 @@ pub struct Config {
     /// How long in-flight requests may run after SIGTERM/SIGINT before the gateway exits.
     #[serde(default = "thirty_seconds")]
     pub shutdown_timeout: Duration,
+    /// Named authentication providers, attached to routes by `authenticate`.
+    #[serde(default)]
+    pub auth: BTreeMap<String, ProviderConfig>,
+    /// Known callers (API keys, Basic users, client certificates, groups).
+    #[serde(default)]
+    pub consumers: Vec<ConsumerConfig>,
+    /// Headers that carry the identity upstream (stripped from client requests).
+    #[serde(default)]
+    pub identity_headers: IdentityHeadersConfig,
 }
 
 fn thirty_seconds() -> Duration {
@@ -53,6 +64,9 @@ impl Default for Config {
             routes: Vec::new(),
             security_headers: SecurityHeadersConfig::default(),
             shutdown_timeout: thirty_seconds(),
+            auth: BTreeMap::new(),
+            consumers: Vec::new(),
+            identity_headers: IdentityHeadersConfig::default(),
         }
     }
 }
@@ -365,6 +379,13 @@ pub struct RouteConfig {
     pub security_headers: Option<SecurityHeadersConfig>,
     /// Cross-origin resource sharing for browsers.
     pub cors: Option<CorsConfig>,
+    /// Client IP allow/deny lists, checked before authentication.
+    pub ip: Option<IpConfig>,
+    /// Acceptable authentication providers (any one suffices); absent: public.
+    #[serde(default)]
+    pub authenticate: Vec<String>,
+    /// What the authenticated caller needs (scopes, claims, groups).
+    pub authorize: Option<AuthorizeConfig>,
 }
 
 fn yes() -> bool {

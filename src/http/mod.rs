@@ -1,6 +1,7 @@
 //! HTTP plumbing shared by the engine: path normalization, forwarded
 //! headers, hop-by-hop handling, request ids and problem responses.
 
+pub mod fetch;
 pub mod forwarded;
 pub mod hop_by_hop;
 pub mod normalize;

@@ -18,7 +18,8 @@ use ipnet::IpNet;
 
 use crate::config::{ConfigError, ConfigErrors, HstsConfig, ListenerLimits, LoadedConfig, NormalizeConfig};
 use crate::http::forwarded::TrustedProxies;
-use crate::policy::security_headers;
+use crate::policy::auth::{Consumers, IdentityHeaders, Provider, Providers};
+use crate::policy::{registry, security_headers};
 use crate::router::{Conflict, Router};
 use crate::upstream::Upstream;
 
@@ -37,9 +38,19 @@ pub struct Plan {
     /// and for routes that do not override them.
     pub security_headers: Arc<security_headers::Compiled>,
     pub shutdown_timeout: Duration,
+    pub providers: Providers,
+    /// Stripped from every client request; set from the authenticated identity.
+    pub identity_headers: Arc<IdentityHeaders>,
 }
 
 impl Plan {
+    /// Starts background work (JWKS refresh…); call once the plan is in a runtime.
+    pub fn start_background(&self) {
+        for p in self.providers.values() {
+            p.start();
+        }
+    }
+
     pub fn listener(&self, name: &str) -> Option<&ListenerPlan> {
         self.listeners.iter().find(|l| &*l.name == name)
     }
@@ -97,6 +108,33 @@ pub fn compile(loaded: &LoadedConfig) -> Result<Plan, ConfigErrors> {
         }
     };
 
+    let consumers = Arc::new(Consumers::compile(&cfg.consumers).unwrap_or_else(|errs| {
+        for (p, m) in errs {
+            cx.err(format!("consumers{p}"), m);
+        }
+        Consumers::default()
+    }));
+    let mut providers = Providers::new();
+    for (name, pcfg) in &cfg.auth {
+        match Provider::compile(name, pcfg, loaded, &consumers) {
+            Ok(p) => {
+                providers.insert(name.clone(), Arc::new(p));
+            }
+            Err(errs) => {
+                for (p, m) in errs {
+                    cx.err(format!("auth.{name}.{p}"), m);
+                }
+            }
+        }
+    }
+    let identity_headers = Arc::new(IdentityHeaders::compile(&cfg.identity_headers).unwrap_or_else(|errs| {
+        for (p, m) in errs {
+            cx.err(format!("identity_headers.{p}"), m);
+        }
+        IdentityHeaders::compile(&Default::default()).expect("defaults are valid")
+    }));
+    let shared = registry::Shared { providers: &providers, identity_headers: &identity_headers };
+
     let mut upstreams: HashMap<&str, Arc<Upstream>> = HashMap::new();
     for (name, ucfg) in &cfg.upstreams {
         if let Some(u) = upstream::compile(&mut cx, name, ucfg) {
@@ -114,7 +152,8 @@ pub fn compile(loaded: &LoadedConfig) -> Result<Plan, ConfigErrors> {
         if let Some(first) = names.insert(&rcfg.name, i) {
             cx.err(format!("routes[{i}].name"), format!("duplicate route name `{}` (also routes[{first}])", rcfg.name));
         }
-        if let Some((matcher, route)) = route::compile(&mut cx, i, rcfg, &upstreams, &known, &security_headers) {
+        if let Some((matcher, route)) = route::compile(&mut cx, i, rcfg, &upstreams, &known, &security_headers, &shared)
+        {
             matchers.push(matcher);
             routes.push(route);
             compiled.push(i);
@@ -139,6 +178,8 @@ pub fn compile(loaded: &LoadedConfig) -> Result<Plan, ConfigErrors> {
         routes,
         security_headers,
         shutdown_timeout: cfg.shutdown_timeout.0,
+        providers,
+        identity_headers,
     })
 }
 

@@ -63,6 +63,7 @@ pub(super) fn compile(
     upstreams: &HashMap<&str, Arc<Upstream>>,
     known: &[&str],
     default_headers: &Arc<security_headers::Compiled>,
+    shared: &registry::Shared<'_>,
 ) -> Option<(Matcher, Route)> {
     let at = format!("routes[{i}]");
     let before = cx.errors.len();
@@ -88,7 +89,7 @@ pub(super) fn compile(
             cx.err(format!("{at}.preserve_host"), "`preserve_host` only applies to routes with an `upstream`");
         }
     }
-    let policies = match registry::compile_route(cfg) {
+    let policies = match registry::compile_route(cfg, shared) {
         Ok(chain) => Some(chain),
         Err(errs) => {
             for (p, m) in errs {

@@ -13,8 +13,11 @@
 //! A policy is a `Compiled` value built once from config (`registry.rs`);
 //! requests only run it. Policies share state only through [`RequestCtx`].
 
+pub mod auth;
+pub mod authz;
 pub mod cors;
 pub mod headers;
+pub mod ip;
 pub mod registry;
 pub mod security_headers;
 
@@ -59,12 +62,20 @@ pub struct RequestCtx<'a> {
     pub route: &'a str,
     /// The verified client certificate, on mutual-TLS listeners.
     pub client_cert: Option<&'a crate::server::ClientIdentity>,
+    /// Set by the authenticate phase.
+    pub identity: Option<auth::Identity>,
 }
 
 /// Every kind of compiled policy. An enum (not trait objects): no allocation
 /// and no dynamic dispatch per call, and async policies can use plain `async fn`.
 #[derive(Debug)]
 pub enum Policy {
+    /// IP allow/deny lists (access phase).
+    Ip(ip::Compiled),
+    /// The route's authentication providers (authenticate phase).
+    Authenticate(auth::RouteAuth),
+    /// Scopes, claims and groups (authorize phase).
+    Authorize(authz::Compiled),
     /// Sets and removes request headers (transform phase).
     RequestHeaders(headers::Compiled),
     /// Sets and removes response headers (response phase).
@@ -75,13 +86,19 @@ impl Policy {
     /// The request phase this policy runs in; `None` for response-only policies.
     pub fn phase(&self) -> Option<Phase> {
         match self {
+            Policy::Ip(_) => Some(Phase::Access),
+            Policy::Authenticate(_) => Some(Phase::Authenticate),
+            Policy::Authorize(_) => Some(Phase::Authorize),
             Policy::RequestHeaders(_) => Some(Phase::Transform),
             Policy::ResponseHeaders(_) => None,
         }
     }
 
-    async fn on_request(&self, req: &mut request::Parts, _ctx: &RequestCtx<'_>) -> Outcome {
+    async fn on_request(&self, req: &mut request::Parts, ctx: &mut RequestCtx<'_>) -> Outcome {
         match self {
+            Policy::Ip(ip) => ip.on_request(ctx),
+            Policy::Authenticate(auth) => auth.on_request(req, ctx).await,
+            Policy::Authorize(authz) => authz.on_request(req, ctx),
             Policy::RequestHeaders(h) => {
                 h.apply(&mut req.headers);
                 Outcome::Continue
@@ -93,7 +110,7 @@ impl Policy {
     fn on_response(&self, resp: &mut response::Parts, _ctx: &RequestCtx<'_>) {
         match self {
             Policy::ResponseHeaders(h) => h.apply(&mut resp.headers),
-            Policy::RequestHeaders(_) => {}
+            _ => {}
         }
     }
 }
@@ -115,7 +132,7 @@ impl Chain {
     }
 
     /// Runs the request phases; the first `Respond` ends the request.
-    pub async fn on_request(&self, req: &mut request::Parts, ctx: &RequestCtx<'_>) -> Outcome {
+    pub async fn on_request(&self, req: &mut request::Parts, ctx: &mut RequestCtx<'_>) -> Outcome {
         for policy in &self.request {
             if let Outcome::Respond(resp) = policy.on_request(req, ctx).await {
                 return Outcome::Respond(resp);

@@ -1,17 +1,68 @@
 //! The one registration point: which config keys of a route become which
 //! policies. A new policy adds one block here and its own folder.
 
+use std::sync::Arc;
+
 use crate::config::RouteConfig;
 
-use super::{Chain, Policy, headers};
+use super::auth::{IdentityHeaders, Providers, RouteAuth};
+use super::{Chain, Policy, authz, headers, ip};
+
+/// What routes share: the plan's authentication providers.
+pub struct Shared<'a> {
+    pub providers: &'a Providers,
+    pub identity_headers: &'a Arc<IdentityHeaders>,
+}
 
 /// Compiles a route's policies. Errors are `(path under the route, message)`.
-pub fn compile_route(route: &RouteConfig) -> Result<Chain, Vec<(String, String)>> {
+pub fn compile_route(route: &RouteConfig, shared: &Shared<'_>) -> Result<Chain, Vec<(String, String)>> {
     let mut policies = Vec::new();
     let mut errors = Vec::new();
     let mut prefixed = |key: &str, errs: Vec<(String, String)>| {
-        errors.extend(errs.into_iter().map(|(p, m)| (format!("{key}.{p}"), m)));
+        errors.extend(errs.into_iter().map(|(p, m)| {
+            let path = match p.as_str() {
+                "" => key.to_string(),
+                p if p.starts_with('[') => format!("{key}{p}"),
+                p => format!("{key}.{p}"),
+            };
+            (path, m)
+        }));
     };
+    if let Some(cfg) = &route.ip {
+        match ip::Compiled::compile(cfg) {
+            Ok(c) => policies.push(Policy::Ip(c)),
+            Err(e) => prefixed("ip", e),
+        }
+    }
+    if !route.authenticate.is_empty() {
+        let mut providers = Vec::new();
+        for (i, name) in route.authenticate.iter().enumerate() {
+            match shared.providers.get(name) {
+                Some(p) => providers.push(p.clone()),
+                None => {
+                    let mut known: Vec<&str> = shared.providers.keys().map(String::as_str).collect();
+                    known.sort_unstable();
+                    prefixed(
+                        "authenticate",
+                        vec![(
+                            format!("[{i}]"),
+                            format!("unknown auth provider `{name}` (defined: {})", known.join(", ")),
+                        )],
+                    );
+                }
+            }
+        }
+        policies.push(Policy::Authenticate(RouteAuth::new(providers, shared.identity_headers.clone())));
+    }
+    if let Some(cfg) = &route.authorize {
+        if route.authenticate.is_empty() {
+            prefixed("authorize", vec![(String::new(), "`authorize` needs `authenticate` on the same route".into())]);
+        }
+        match authz::Compiled::compile(cfg) {
+            Ok(c) => policies.push(Policy::Authorize(c)),
+            Err(e) => prefixed("authorize", e),
+        }
+    }
     if let Some(cfg) = &route.request_headers {
         match headers::Compiled::compile(cfg) {
             Ok(c) => policies.push(Policy::RequestHeaders(c)),

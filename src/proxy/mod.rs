@@ -59,6 +59,7 @@ pub async fn handle(plan: &Plan, conn: &ConnInfo, req: Request<Incoming>) -> Res
         request_id: &request_id,
         route: route.map_or("", |r| &r.name),
         client_cert: conn.client_cert.as_deref(),
+        identity: None,
     };
     finish(plan, route, conn, origin.as_ref(), &mut resp, &ctx);
     resp.headers_mut().insert(request_id::HEADER, request_id);
@@ -116,8 +117,13 @@ async fn serve<'p>(
         }
     };
     let route = &plan.routes[found.route];
-    let ctx =
-        RequestCtx { client_ip: client.ip, request_id, route: &route.name, client_cert: conn.client_cert.as_deref() };
+    let mut ctx = RequestCtx {
+        client_ip: client.ip,
+        request_id,
+        route: &route.name,
+        client_cert: conn.client_cert.as_deref(),
+        identity: None,
+    };
 
     let max_body = route.max_body_size.unwrap_or(listener.limits.max_body_size.0);
     if let Some(len) = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
@@ -129,8 +135,10 @@ async fn serve<'p>(
     // Taken before the request is split: the upgraded connection is reached through it.
     let client_upgrade = forward::wants_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
     let (mut parts, incoming) = req.into_parts();
+    // Identity headers come from the gateway only, never from the client.
+    plan.identity_headers.strip(&mut parts.headers);
     let body = RequestBody::new(incoming, max_body, listener.limits.body_read_timeout.0);
-    let result = match route.policies.on_request(&mut parts, &ctx).await {
+    let result = match route.policies.on_request(&mut parts, &mut ctx).await {
         Outcome::Respond(resp) => Ok(resp),
         Outcome::Continue => match &route.action {
             Action::Proxy(proxy) => {

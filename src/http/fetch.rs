@@ -1,0 +1,118 @@
+//! A small HTTP(S) client for the gateway's own calls: JWKS and OpenID
+//! discovery documents, token introspection. Bounded in time and size.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::{ConfigBuilderExt, HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rustls::RootCertStore;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+
+/// Documents larger than this are refused (a JWKS is a few KiB).
+const MAX_BODY: usize = 1 << 20;
+
+#[derive(Clone)]
+pub struct Fetcher {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Fetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fetcher").field("timeout", &self.timeout).finish_non_exhaustive()
+    }
+}
+
+impl Fetcher {
+    /// `ca`: PEM bundle to trust instead of the Mozilla roots.
+    pub fn new(ca: Option<&Path>, timeout: Duration) -> Result<Fetcher, String> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?;
+        let tls = match ca {
+            Some(path) => {
+                let mut roots = RootCertStore::empty();
+                let certs = CertificateDer::pem_file_iter(path)
+                    .map_err(|e| format!("cannot read CA file `{}`: {e}", path.display()))?;
+                for c in certs {
+                    let c = c.map_err(|e| format!("CA file `{}` is not valid PEM: {e}", path.display()))?;
+                    roots.add(c).map_err(|e| format!("CA file `{}`: {e}", path.display()))?;
+                }
+                builder.with_root_certificates(roots)
+            }
+            None => builder.with_webpki_roots(),
+        }
+        .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(timeout));
+        let https =
+            HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
+        Ok(Fetcher { client: Client::builder(TokioExecutor::new()).build(https), timeout })
+    }
+
+    pub async fn get_json(&self, url: &str) -> Result<serde_json::Value, String> {
+        let req = Request::get(url)
+            .header(header::ACCEPT, "application/json")
+            .body(Full::default())
+            .map_err(|e| e.to_string())?;
+        self.send(req).await.and_then(|(status, body)| {
+            if !status.is_success() {
+                return Err(format!("{url} answered {status}"));
+            }
+            serde_json::from_slice(&body).map_err(|e| format!("{url} did not return JSON: {e}"))
+        })
+    }
+
+    /// POSTs a form; returns the status and the body.
+    pub async fn post_form(
+        &self,
+        url: &str,
+        form: String,
+        authorization: Option<&str>,
+    ) -> Result<(StatusCode, Bytes), String> {
+        let mut req = Request::post(url)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ACCEPT, "application/json");
+        if let Some(a) = authorization {
+            req = req.header(header::AUTHORIZATION, a);
+        }
+        self.send(req.body(Full::new(Bytes::from(form))).map_err(|e| e.to_string())?).await
+    }
+
+    async fn send(&self, req: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes), String> {
+        let call = async {
+            let resp = self.client.request(req).await.map_err(|e| format!("request failed: {e}"))?;
+            let status = resp.status();
+            let body = Limited::new(resp.into_body(), MAX_BODY)
+                .collect()
+                .await
+                .map_err(|e| format!("reading the answer failed: {e}"))?
+                .to_bytes();
+            Ok((status, body))
+        };
+        tokio::time::timeout(self.timeout, call).await.map_err(|_| "timed out".to_string())?
+    }
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value.
+pub fn form_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b as char),
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}

@@ -1,0 +1,142 @@
+//! HTTP Basic authentication against bcrypt or argon2 hashes. Unknown users
+//! cost the same as known ones (a dummy hash is checked), successful checks
+//! are cached briefly (so bcrypt cannot be turned into a CPU denial of
+//! service by a valid user), and the hashing runs off the async workers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use http::{header, request};
+
+use super::cache::{TtlCache, key_of};
+use super::config::BasicConfig;
+use super::{Consumers, Failure, Identity};
+use crate::config::LoadedConfig;
+
+/// bcrypt cost 10 of "not a password": checked for unknown users.
+const DUMMY_HASH: &str = "$2b$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy";
+
+#[derive(Debug)]
+pub struct Basic {
+    name: Arc<str>,
+    realm: String,
+    users: HashMap<String, String>,
+    consumers: Arc<Consumers>,
+    verified: TtlCache<()>,
+    cache_ttl: Duration,
+}
+
+impl Basic {
+    pub fn compile(
+        name: Arc<str>,
+        cfg: &BasicConfig,
+        loaded: &LoadedConfig,
+        consumers: Arc<Consumers>,
+    ) -> Result<Basic, Vec<(String, String)>> {
+        let mut users = HashMap::new();
+        let mut errors = Vec::new();
+        if let Some(file) = &cfg.htpasswd {
+            let path = loaded.resolve_file(file);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    for (n, line) in text.lines().enumerate() {
+                        let line = line.trim();
+                        if line.is_empty() || line.starts_with('#') {
+                            continue;
+                        }
+                        match line.split_once(':') {
+                            Some((u, h)) if is_supported(h) => {
+                                users.insert(u.to_string(), h.to_string());
+                            }
+                            _ => errors.push((
+                                "basic.htpasswd".into(),
+                                format!(
+                                    "{}:{}: only bcrypt (`$2y$`) and argon2 hashes are supported",
+                                    path.display(),
+                                    n + 1
+                                ),
+                            )),
+                        }
+                    }
+                }
+                Err(e) => errors.push(("basic.htpasswd".into(), format!("cannot read `{}`: {e}", path.display()))),
+            }
+        }
+        for (u, h) in &cfg.users {
+            if !is_supported(h) {
+                errors
+                    .push((format!("basic.users.{u}"), "not a bcrypt (`$2y$…`) or argon2 (`$argon2id$…`) hash".into()));
+            }
+            users.insert(u.clone(), h.clone());
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Basic {
+            name,
+            realm: cfg.realm.replace('"', ""),
+            users,
+            consumers,
+            verified: TtlCache::new(10_000),
+            cache_ttl: cfg.cache_ttl.0,
+        })
+    }
+
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    pub async fn authenticate(&self, req: &mut request::Parts) -> Result<Identity, Failure> {
+        let (user, password) = credentials(req).ok_or(Failure::Invalid)?;
+        let key = key_of(&[user.as_bytes(), password.as_bytes()]);
+        if self.verified.get(&key).is_none() {
+            let hash = self.users.get(&user).cloned();
+            let known = hash.is_some();
+            let hash = hash.unwrap_or_else(|| DUMMY_HASH.to_string());
+            let pw = password.clone();
+            let ok = tokio::task::spawn_blocking(move || verify(&pw, &hash)).await.unwrap_or(false);
+            if !(ok && known) {
+                return Err(Failure::Invalid);
+            }
+            self.verified.insert(key, (), self.cache_ttl);
+        }
+        req.headers.remove(header::AUTHORIZATION);
+        let consumer = self.consumers.by_basic_user.get(&user).cloned();
+        Ok(Identity {
+            provider: self.name.clone(),
+            scopes: consumer.as_ref().map(|c| c.scopes.clone()).unwrap_or_default(),
+            subject: user,
+            consumer,
+            claims: None,
+            bearer: false,
+        })
+    }
+}
+
+fn is_supported(hash: &str) -> bool {
+    hash.starts_with("$2") || hash.starts_with("$argon2")
+}
+
+fn verify(password: &str, hash: &str) -> bool {
+    if hash.starts_with("$argon2") {
+        use argon2::PasswordVerifier;
+        return argon2::PasswordHash::new(hash)
+            .is_ok_and(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok());
+    }
+    bcrypt::verify(password, hash).unwrap_or(false)
+}
+
+/// `Authorization: Basic base64(user:password)`.
+pub(super) fn credentials(req: &request::Parts) -> Option<(String, String)> {
+    let v = req.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, b64) = v.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (u, p) = text.split_once(':')?;
+    Some((u.to_string(), p.to_string()))
+}

@@ -1,0 +1,110 @@
+//! Consumers: known callers, found by API key hash, Basic user name or
+//! client certificate.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::config::ConsumerConfig;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumer {
+    pub id: Arc<str>,
+    pub groups: Vec<String>,
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Consumers {
+    /// SHA-256 of a key → consumer and the key's expiry.
+    pub(super) by_key_hash: HashMap<[u8; 32], (Arc<Consumer>, Option<SystemTime>)>,
+    pub(super) by_basic_user: HashMap<String, Arc<Consumer>>,
+    pub(super) by_subject: HashMap<String, Arc<Consumer>>,
+    pub(super) by_san: HashMap<String, Arc<Consumer>>,
+}
+
+impl Consumers {
+    /// Errors are `(path under consumers, message)`.
+    pub fn compile(list: &[ConsumerConfig]) -> Result<Consumers, Vec<(String, String)>> {
+        let mut out = Consumers::default();
+        let mut errors = Vec::new();
+        let mut ids: Vec<&str> = Vec::new();
+        for (i, c) in list.iter().enumerate() {
+            if c.id.is_empty() || ids.contains(&c.id.as_str()) {
+                errors.push((format!("[{i}].id"), format!("consumer ids must be unique and non-empty (`{}`)", c.id)));
+            }
+            ids.push(&c.id);
+            let consumer =
+                Arc::new(Consumer { id: c.id.as_str().into(), groups: c.groups.clone(), scopes: c.scopes.clone() });
+            for (j, k) in c.api_keys.iter().enumerate() {
+                let Some(hash) = parse_sha256(&k.sha256) else {
+                    errors.push((
+                        format!("[{i}].api_keys[{j}].sha256"),
+                        "not 64 hex digits (use `portcullis hash-key`)".into(),
+                    ));
+                    continue;
+                };
+                let expires = match &k.expires {
+                    None => None,
+                    Some(d) => match parse_date(d) {
+                        Some(t) => Some(t),
+                        None => {
+                            errors.push((
+                                format!("[{i}].api_keys[{j}].expires"),
+                                format!("`{d}` is not a date like `2027-01-31`"),
+                            ));
+                            None
+                        }
+                    },
+                };
+                if out.by_key_hash.insert(hash, (consumer.clone(), expires)).is_some() {
+                    errors.push((format!("[{i}].api_keys[{j}].sha256"), "this key belongs to two consumers".into()));
+                }
+            }
+            for u in &c.basic_users {
+                out.by_basic_user.insert(u.clone(), consumer.clone());
+            }
+            for (j, m) in c.certificates.iter().enumerate() {
+                match (&m.subject, &m.san) {
+                    (Some(s), None) => {
+                        out.by_subject.insert(normalize_dn(s), consumer.clone());
+                    }
+                    (None, Some(s)) => {
+                        out.by_san.insert(s.to_ascii_lowercase(), consumer.clone());
+                    }
+                    _ => errors
+                        .push((format!("[{i}].certificates[{j}]"), "give exactly one of `subject` or `san`".into())),
+                }
+            }
+        }
+        if errors.is_empty() { Ok(out) } else { Err(errors) }
+    }
+}
+
+/// DNs compare without spaces after commas and case-insensitively.
+pub(super) fn normalize_dn(dn: &str) -> String {
+    dn.split(',').map(|p| p.trim()).collect::<Vec<_>>().join(",").to_ascii_lowercase()
+}
+
+fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn parse_date(s: &str) -> Option<SystemTime> {
+    let full = if s.len() == 10 { format!("{s}T00:00:00Z") } else { s.to_string() };
+    humantime::parse_rfc3339(&full).ok().filter(|t| *t > UNIX_EPOCH + Duration::from_secs(1))
+}
+
+/// Hex SHA-256 of an API key, as stored in the config.
+pub fn hash_key(key: &str) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,134 @@
+//! OAuth 2.0 token introspection (RFC 7662): ask the authorization server
+//! whether a bearer token is active. Active answers are cached until `exp`
+//! (capped by `max_ttl`), inactive ones for `negative_ttl`; when the server
+//! is down the request gets 503 (or 401), never a silent pass.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use http::request;
+
+use super::cache::{TtlCache, key_of};
+use super::config::{ClientAuthMethod, IntrospectionConfig, OnError};
+use super::{Failure, Identity, bearer_token};
+use crate::config::LoadedConfig;
+use crate::http::fetch::{Fetcher, form_encode};
+
+#[derive(Debug)]
+pub struct Introspection {
+    name: Arc<str>,
+    endpoint: String,
+    client_id: String,
+    client_secret: String,
+    client_auth: ClientAuthMethod,
+    fetcher: Fetcher,
+    max_ttl: Duration,
+    negative_ttl: Duration,
+    on_error: OnError,
+    /// `None` caches an inactive token.
+    cache: TtlCache<Option<Arc<Identity>>>,
+}
+
+impl Introspection {
+    pub fn compile(
+        name: Arc<str>,
+        cfg: &IntrospectionConfig,
+        loaded: &LoadedConfig,
+    ) -> Result<Introspection, Vec<(String, String)>> {
+        if cfg.endpoint.parse::<http::Uri>().ok().and_then(|u| u.scheme().map(|_| ())).is_none() {
+            return Err(vec![("introspection.endpoint".into(), format!("`{}` is not an absolute URL", cfg.endpoint))]);
+        }
+        let ca = cfg.ca.as_ref().map(|f| loaded.resolve_file(f));
+        let fetcher = Fetcher::new(ca.as_deref(), cfg.timeout.0).map_err(|e| vec![("introspection.ca".into(), e)])?;
+        Ok(Introspection {
+            name,
+            endpoint: cfg.endpoint.clone(),
+            client_id: cfg.client_id.clone(),
+            client_secret: cfg.client_secret.clone(),
+            client_auth: cfg.client_auth,
+            fetcher,
+            max_ttl: cfg.max_ttl.0,
+            negative_ttl: cfg.negative_ttl.0,
+            on_error: cfg.on_error,
+            cache: TtlCache::new(100_000),
+        })
+    }
+
+    pub async fn authenticate(&self, req: &mut request::Parts) -> Result<Identity, Failure> {
+        let token = bearer_token(req).ok_or(Failure::Invalid)?;
+        if token.len() > 16 << 10 {
+            return Err(Failure::Invalid);
+        }
+        let key = key_of(&[token.as_bytes()]);
+        let cached = match self.cache.get(&key) {
+            Some(c) => c,
+            None => {
+                let answer = self.ask(token).await.map_err(|e| {
+                    tracing::warn!(provider = %self.name, error = %e, "token introspection failed");
+                    match self.on_error {
+                        OnError::Unavailable => Failure::Unavailable,
+                        OnError::Unauthorized => Failure::Invalid,
+                    }
+                })?;
+                match answer {
+                    Some((id, ttl)) => {
+                        let id = Arc::new(id);
+                        self.cache.insert(key, Some(id.clone()), ttl.min(self.max_ttl));
+                        Some(id)
+                    }
+                    None => {
+                        self.cache.insert(key, None, self.negative_ttl);
+                        None
+                    }
+                }
+            }
+        };
+        cached.map(|id| (*id).clone()).ok_or(Failure::Invalid)
+    }
+
+    /// `Ok(None)`: the server says the token is not active.
+    async fn ask(&self, token: &str) -> Result<Option<(Identity, Duration)>, String> {
+        let mut form = format!("token={}&token_type_hint=access_token", form_encode(token));
+        let auth = match self.client_auth {
+            ClientAuthMethod::Basic => {
+                let pair = format!("{}:{}", form_encode(&self.client_id), form_encode(&self.client_secret));
+                Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)))
+            }
+            ClientAuthMethod::Form => {
+                form.push_str(&format!(
+                    "&client_id={}&client_secret={}",
+                    form_encode(&self.client_id),
+                    form_encode(&self.client_secret)
+                ));
+                None
+            }
+        };
+        let (status, body) = self.fetcher.post_form(&self.endpoint, form, auth.as_deref()).await?;
+        if !status.is_success() {
+            return Err(format!("the endpoint answered {status}"));
+        }
+        let doc: serde_json::Value = serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))?;
+        if doc.get("active").and_then(|v| v.as_bool()) != Some(true) {
+            return Ok(None);
+        }
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let ttl = match doc.get("exp").and_then(|v| v.as_u64()) {
+            Some(exp) if exp <= now => return Ok(None),
+            Some(exp) => Duration::from_secs(exp - now),
+            None => self.max_ttl,
+        };
+        let field = |k: &str| doc.get(k).and_then(|v| v.as_str()).map(String::from);
+        let subject = field("sub").or_else(|| field("username")).or_else(|| field("client_id")).unwrap_or_default();
+        let scopes = field("scope").map(|s| s.split_whitespace().map(String::from).collect()).unwrap_or_default();
+        let identity = Identity {
+            provider: self.name.clone(),
+            subject,
+            consumer: None,
+            scopes,
+            claims: Some(Arc::new(doc)),
+            bearer: true,
+        };
+        Ok(Some((identity, ttl)))
+    }
+}

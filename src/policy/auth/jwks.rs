@@ -1,0 +1,189 @@
+//! Where JWT verification keys come from: fixed keys (secret, PEM file,
+//! JWKS file) or a JWKS URL (directly or by OpenID discovery) that is
+//! fetched at start, refreshed in the background, and refetched (at most
+//! every 10 s) when a token names an unknown `kid`. When the endpoint is
+//! down, the last good key set keeps serving.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use jsonwebtoken::DecodingKey;
+use jsonwebtoken::jwk::JwkSet;
+use tokio::time::Instant;
+
+use super::Failure;
+use crate::http::fetch::Fetcher;
+
+const REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A set of keys, by `kid` when they have one.
+#[derive(Default)]
+pub struct KeySet {
+    by_kid: HashMap<String, Arc<DecodingKey>>,
+    all: Vec<Arc<DecodingKey>>,
+}
+
+impl std::fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySet").field("kids", &self.by_kid.keys().collect::<Vec<_>>()).finish()
+    }
+}
+
+impl KeySet {
+    pub fn single(key: DecodingKey) -> KeySet {
+        KeySet { by_kid: HashMap::new(), all: vec![Arc::new(key)] }
+    }
+
+    /// Keys of a JWKS document; keys this library cannot use are skipped.
+    pub fn from_jwks(doc: &serde_json::Value) -> Result<KeySet, String> {
+        let set: JwkSet = serde_json::from_value(doc.clone()).map_err(|e| format!("not a JWKS: {e}"))?;
+        let mut out = KeySet::default();
+        for jwk in &set.keys {
+            let Ok(key) = DecodingKey::from_jwk(jwk) else { continue };
+            let key = Arc::new(key);
+            if let Some(kid) = &jwk.common.key_id {
+                out.by_kid.insert(kid.clone(), key.clone());
+            }
+            out.all.push(key);
+        }
+        Ok(out)
+    }
+
+    /// The key for `kid`; without a kid, the only key there is.
+    fn find(&self, kid: Option<&str>) -> Option<Arc<DecodingKey>> {
+        match kid {
+            Some(k) => self.by_kid.get(k).cloned(),
+            None if self.all.len() == 1 => self.all.first().cloned(),
+            None => None,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.all.is_empty()
+    }
+}
+
+#[derive(Debug)]
+pub enum Keys {
+    Fixed(KeySet),
+    Remote(Arc<RemoteJwks>),
+}
+
+impl Keys {
+    pub async fn find(&self, kid: Option<&str>) -> Result<Arc<DecodingKey>, Failure> {
+        match self {
+            Keys::Fixed(set) => set.find(kid).ok_or(Failure::Invalid),
+            Keys::Remote(remote) => remote.find(kid).await,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum Location {
+    Url(String),
+    /// `<issuer>/.well-known/openid-configuration` names the JWKS URL.
+    Discovery(String),
+}
+
+#[derive(Debug)]
+pub struct RemoteJwks {
+    provider: Arc<str>,
+    location: Location,
+    fetcher: Fetcher,
+    refresh: Duration,
+    keys: ArcSwap<KeySet>,
+    /// When the last fetch started (rate limit for unknown-kid refetches).
+    last_fetch: Mutex<Option<Instant>>,
+    /// The last fetch failed and there are no keys at all.
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl RemoteJwks {
+    pub fn new(provider: Arc<str>, location: Location, fetcher: Fetcher, refresh: Duration) -> RemoteJwks {
+        RemoteJwks {
+            provider,
+            location,
+            fetcher,
+            refresh,
+            keys: ArcSwap::from_pointee(KeySet::default()),
+            last_fetch: Mutex::new(None),
+            down: false.into(),
+        }
+    }
+
+    /// Fetches now, then refreshes every `refresh` while the provider lives.
+    pub fn start(self: &Arc<Self>) {
+        let weak: Weak<RemoteJwks> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(this) = weak.upgrade() else { return };
+                this.fetch().await;
+                let wait = this.refresh;
+                drop(this);
+                tokio::time::sleep(wait).await;
+            }
+        });
+    }
+
+    async fn find(&self, kid: Option<&str>) -> Result<Arc<DecodingKey>, Failure> {
+        if let Some(k) = self.keys.load().find(kid) {
+            return Ok(k);
+        }
+        // Unknown kid (or nothing loaded yet): refetch, unless we just did.
+        let may_fetch = {
+            let mut last = self.last_fetch.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            let ok = last.is_none_or(|t| now.duration_since(t) >= REFETCH_INTERVAL);
+            if ok {
+                *last = Some(now);
+            }
+            ok
+        };
+        if may_fetch {
+            self.fetch_now().await;
+        }
+        match self.keys.load().find(kid) {
+            Some(k) => Ok(k),
+            None if self.keys.load().is_empty() && self.down.load(std::sync::atomic::Ordering::Relaxed) => {
+                Err(Failure::Unavailable)
+            }
+            None => Err(Failure::Invalid),
+        }
+    }
+
+    async fn fetch(&self) {
+        *self.last_fetch.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        self.fetch_now().await;
+    }
+
+    async fn fetch_now(&self) {
+        match self.load().await {
+            Ok(set) => {
+                tracing::info!(provider = %self.provider, keys = set.all.len(), "JWKS loaded");
+                self.keys.store(Arc::new(set));
+                self.down.store(false, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(e) => {
+                // Keep the last good key set.
+                tracing::warn!(provider = %self.provider, error = %e, "JWKS fetch failed; keeping the last key set");
+                self.down.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+
+    async fn load(&self) -> Result<KeySet, String> {
+        let url = match &self.location {
+            Location::Url(u) => u.clone(),
+            Location::Discovery(issuer) => {
+                let doc = self
+                    .fetcher
+                    .get_json(&format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/')))
+                    .await?;
+                doc.get("jwks_uri").and_then(|v| v.as_str()).ok_or("discovery document has no jwks_uri")?.to_string()
+            }
+        };
+        KeySet::from_jwks(&self.fetcher.get_json(&url).await?)
+    }
+}

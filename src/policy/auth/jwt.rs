@@ -1,0 +1,299 @@
+//! JWT bearer tokens. Each provider has an explicit algorithm allow-list;
+//! the key's type must match the algorithm (jsonwebtoken refuses HS256
+//! "signed" with an RSA public key), `alg: none` does not exist here, and
+//! verified tokens are cached by SHA-256 until `exp` so that a hot token
+//! costs a hash lookup, not a signature check.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::{header, request};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+
+use super::cache::{TtlCache, key_of};
+use super::config::JwtConfig;
+use super::jwks::{KeySet, Keys, Location, RemoteJwks};
+use super::{Failure, Identity, api_key::query_param, bearer_token};
+use crate::config::LoadedConfig;
+use crate::http::fetch::Fetcher;
+
+/// Verified tokens kept at once (per provider).
+const CACHE_CAPACITY: usize = 100_000;
+/// A cached verification is re-done at least this often.
+const MAX_CACHE_TTL: Duration = Duration::from_secs(3600);
+
+#[derive(Debug)]
+pub struct Jwt {
+    name: Arc<str>,
+    keys: Keys,
+    validation: Validation,
+    max_age: Option<Duration>,
+    required: Vec<String>,
+    cookie: Option<String>,
+    query: Option<String>,
+    max_token_size: usize,
+    cache: TtlCache<Arc<Identity>>,
+}
+
+impl Jwt {
+    pub fn compile(name: Arc<str>, cfg: &JwtConfig, loaded: &LoadedConfig) -> Result<Jwt, Vec<(String, String)>> {
+        let mut errors: Vec<(String, String)> = Vec::new();
+        let at = |k: &str| format!("jwt.{k}");
+        let mut algorithms = Vec::new();
+        for (i, a) in cfg.algorithms.iter().enumerate() {
+            match a.parse::<Algorithm>() {
+                Ok(alg) => algorithms.push(alg),
+                Err(_) => errors.push((
+                    at(&format!("algorithms[{i}]")),
+                    format!("`{a}` is not one of HS256/384/512, RS256/384/512, PS256/384/512, ES256/384, EdDSA"),
+                )),
+            }
+        }
+        if cfg.algorithms.is_empty() {
+            errors.push((at("algorithms"), "list the accepted algorithms, e.g. `[RS256]`".into()));
+        }
+        let sources = [
+            cfg.secret.is_some(),
+            cfg.public_key_file.is_some(),
+            cfg.jwks_file.is_some(),
+            cfg.jwks_uri.is_some(),
+            cfg.discovery,
+        ];
+        if sources.iter().filter(|s| **s).count() != 1 {
+            errors.push((
+                at("secret"),
+                "give exactly one key source: `secret`, `public_key_file`, `jwks_file`, `jwks_uri` or `discovery: true`".into(),
+            ));
+        }
+        let hmac = algorithms.iter().any(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512));
+        if cfg.secret.is_some()
+            && algorithms.iter().any(|a| !matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
+        {
+            errors.push((at("algorithms"), "a `secret` only verifies HS256/384/512".into()));
+        }
+        if cfg.secret.is_none() && hmac && cfg.jwks_file.is_none() && cfg.jwks_uri.is_none() && !cfg.discovery {
+            errors.push((at("algorithms"), "HS* algorithms need a `secret`".into()));
+        }
+        if cfg.secret.as_ref().is_some_and(|s| s.len() < 32) {
+            errors.push((at("secret"), "an HMAC secret must be at least 32 bytes".into()));
+        }
+        if cfg.discovery && cfg.issuer.is_none() {
+            errors.push((at("discovery"), "discovery needs `issuer`".into()));
+        }
+        let fetcher = || {
+            let ca = cfg.jwks_ca.as_ref().map(|f| loaded.resolve_file(f));
+            Fetcher::new(ca.as_deref(), Duration::from_secs(5))
+        };
+        let keys = if let Some(secret) = &cfg.secret {
+            Some(Keys::Fixed(KeySet::single(DecodingKey::from_secret(secret.as_bytes()))))
+        } else if let Some(file) = &cfg.public_key_file {
+            let path = loaded.resolve_file(file);
+            match std::fs::read(&path) {
+                Ok(pem) => {
+                    let key = DecodingKey::from_rsa_pem(&pem)
+                        .or_else(|_| DecodingKey::from_ec_pem(&pem))
+                        .or_else(|_| DecodingKey::from_ed_pem(&pem));
+                    match key {
+                        Ok(k) => Some(Keys::Fixed(KeySet::single(k))),
+                        Err(e) => {
+                            errors.push((
+                                at("public_key_file"),
+                                format!("`{}` is not a PEM public key: {e}", path.display()),
+                            ));
+                            None
+                        }
+                    }
+                }
+                Err(e) => {
+                    errors.push((at("public_key_file"), format!("cannot read `{}`: {e}", path.display())));
+                    None
+                }
+            }
+        } else if let Some(file) = &cfg.jwks_file {
+            let path = loaded.resolve_file(file);
+            let set = std::fs::read(&path)
+                .map_err(|e| format!("cannot read `{}`: {e}", path.display()))
+                .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("`{}` is not JSON: {e}", path.display())))
+                .and_then(|doc| KeySet::from_jwks(&doc));
+            match set {
+                Ok(s) => Some(Keys::Fixed(s)),
+                Err(e) => {
+                    errors.push((at("jwks_file"), e));
+                    None
+                }
+            }
+        } else {
+            let location = match (&cfg.jwks_uri, &cfg.issuer) {
+                (Some(u), _) => Some(Location::Url(u.clone())),
+                (None, Some(iss)) if cfg.discovery => Some(Location::Discovery(iss.clone())),
+                _ => None,
+            };
+            match (location, fetcher()) {
+                (Some(loc), Ok(f)) => {
+                    Some(Keys::Remote(Arc::new(RemoteJwks::new(name.clone(), loc, f, cfg.jwks_refresh.0))))
+                }
+                (_, Err(e)) => {
+                    errors.push((at("jwks_ca"), e));
+                    None
+                }
+                (None, _) => None,
+            }
+        };
+        if cfg.token.cookie.is_some() && cfg.token.query.is_some() {
+            errors.push((at("token"), "give at most one of `cookie` or `query`".into()));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut validation = Validation::new(algorithms[0]);
+        validation.algorithms = algorithms;
+        validation.leeway = cfg.leeway.0.as_secs();
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp"]);
+        match &cfg.issuer {
+            Some(iss) => validation.set_issuer(&[iss]),
+            None => validation.iss = None,
+        }
+        if cfg.audiences.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&cfg.audiences);
+        }
+        Ok(Jwt {
+            name,
+            keys: keys.expect("checked above"),
+            validation,
+            max_age: cfg.max_age.map(|d| d.0),
+            required: cfg.required_claims.clone(),
+            cookie: cfg.token.cookie.clone(),
+            query: cfg.token.query.clone(),
+            max_token_size: cfg.max_token_size.0 as usize,
+            cache: TtlCache::new(CACHE_CAPACITY),
+        })
+    }
+
+    pub fn start(&self) {
+        if let Keys::Remote(r) = &self.keys {
+            r.start();
+        }
+    }
+
+    pub fn token<'r>(&self, req: &'r request::Parts) -> Option<&'r str> {
+        if let Some(c) = &self.cookie {
+            return cookie(req, c);
+        }
+        if let Some(q) = &self.query {
+            return query_param(req.uri.query()?, q);
+        }
+        bearer_token(req)
+    }
+
+    pub async fn authenticate(&self, req: &mut request::Parts) -> Result<Identity, Failure> {
+        let token = self.token(req).ok_or(Failure::Invalid)?;
+        if token.len() > self.max_token_size {
+            return Err(Failure::Invalid);
+        }
+        let key = key_of(&[token.as_bytes()]);
+        let identity = match self.cache.get(&key) {
+            Some(id) => id,
+            None => {
+                let (id, ttl) = self.verify(token).await?;
+                let id = Arc::new(id);
+                self.cache.insert(key, id.clone(), ttl.min(MAX_CACHE_TTL));
+                id
+            }
+        };
+        self.remove_token(req);
+        Ok((*identity).clone())
+    }
+
+    /// Full verification; returns the identity and how long it stays valid.
+    async fn verify(&self, token: &str) -> Result<(Identity, Duration), Failure> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| Failure::Invalid)?;
+        if !self.validation.algorithms.contains(&header.alg) {
+            return Err(Failure::Invalid);
+        }
+        let key = self.keys.find(header.kid.as_deref()).await?;
+        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, &self.validation).map_err(|e| {
+            tracing::debug!(provider = %self.name, error = %e, "JWT refused");
+            Failure::Invalid
+        })?;
+        let claims = data.claims;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        if self.required.iter().any(|c| claims.get(c).is_none_or(|v| v.is_null())) {
+            return Err(Failure::Invalid);
+        }
+        let mut valid_until = claims.get("exp").and_then(|v| v.as_u64()).unwrap_or(now);
+        if let Some(max_age) = self.max_age {
+            let iat = claims.get("iat").and_then(|v| v.as_u64()).ok_or(Failure::Invalid)?;
+            let limit = iat.saturating_add(max_age.as_secs());
+            if limit < now {
+                return Err(Failure::Invalid);
+            }
+            valid_until = valid_until.min(limit);
+        }
+        let scopes = match claims.get("scope").or_else(|| claims.get("scp")) {
+            Some(serde_json::Value::String(s)) => s.split_whitespace().map(String::from).collect(),
+            Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+            _ => Vec::new(),
+        };
+        let subject = claims.get("sub").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let identity = Identity {
+            provider: self.name.clone(),
+            subject,
+            consumer: None,
+            scopes,
+            claims: Some(Arc::new(claims)),
+            bearer: true,
+        };
+        Ok((identity, Duration::from_secs(valid_until.saturating_sub(now))))
+    }
+
+    /// A token from a cookie or query parameter is for the gateway only.
+    fn remove_token(&self, req: &mut request::Parts) {
+        if let Some(name) = &self.query
+            && let Some(q) = req.uri.query()
+        {
+            let kept: Vec<&str> = q.split('&').filter(|p| p.split('=').next() != Some(name.as_str())).collect();
+            let pq = if kept.is_empty() {
+                req.uri.path().to_string()
+            } else {
+                format!("{}?{}", req.uri.path(), kept.join("&"))
+            };
+            let mut parts = req.uri.clone().into_parts();
+            if let Ok(pq) = pq.parse() {
+                parts.path_and_query = Some(pq);
+                if let Ok(uri) = http::Uri::from_parts(parts) {
+                    req.uri = uri;
+                }
+            }
+        }
+        if let Some(name) = &self.cookie {
+            let rest: Vec<String> = req
+                .headers
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(';'))
+                .map(str::trim)
+                .filter(|p| !p.is_empty() && p.split('=').next() != Some(name.as_str()))
+                .map(String::from)
+                .collect();
+            req.headers.remove(header::COOKIE);
+            if !rest.is_empty()
+                && let Ok(v) = http::HeaderValue::try_from(rest.join("; "))
+            {
+                req.headers.insert(header::COOKIE, v);
+            }
+        }
+    }
+}
+
+fn cookie<'r>(req: &'r request::Parts, name: &str) -> Option<&'r str> {
+    req.headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(
+        |pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == name).then_some(v)
+        },
+    )
+}

@@ -1,0 +1,240 @@
+//! Authentication: named providers (JWT, introspection, API keys, Basic,
+//! mTLS) attached to routes. A route lists acceptable providers; the first
+//! whose credential is present decides, and a present-but-invalid
+//! credential fails the request instead of falling through. The identity
+//! goes upstream in configured headers, which are stripped from every
+//! client request so they cannot be spoofed.
+
+mod api_key;
+mod basic;
+pub mod cache;
+pub mod config;
+mod consumers;
+mod introspect;
+mod jwks;
+mod jwt;
+mod mtls;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::{StatusCode, request};
+
+pub use config::*;
+pub use consumers::{Consumer, Consumers, hash_key};
+
+use crate::config::LoadedConfig;
+use crate::http::problem;
+use crate::policy::{Outcome, RequestCtx};
+
+/// Who the caller is, once authenticated.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub provider: Arc<str>,
+    pub subject: String,
+    pub consumer: Option<Arc<Consumer>>,
+    pub scopes: Vec<String>,
+    /// Token claims (JWT payload or introspection answer), for `authorize.claims`.
+    pub claims: Option<Arc<serde_json::Value>>,
+    /// Whether the credential was a bearer token (for `insufficient_scope`).
+    pub bearer: bool,
+}
+
+impl Identity {
+    pub fn groups(&self) -> &[String] {
+        self.consumer.as_ref().map_or(&[], |c| &c.groups)
+    }
+}
+
+/// Why authentication failed, from the client's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// A credential was presented and is not valid (401).
+    Invalid,
+    /// The service that would decide is unreachable (503).
+    Unavailable,
+}
+
+/// One compiled provider.
+#[derive(Debug)]
+pub enum Provider {
+    Jwt(jwt::Jwt),
+    Introspection(introspect::Introspection),
+    ApiKey(api_key::ApiKey),
+    Basic(basic::Basic),
+    Mtls(mtls::Mtls),
+}
+
+impl Provider {
+    /// Compiles `auth.<name>`. Errors are `(path under the provider, message)`.
+    pub fn compile(
+        name: &str,
+        cfg: &ProviderConfig,
+        loaded: &LoadedConfig,
+        consumers: &Arc<Consumers>,
+    ) -> Result<Provider, Vec<(String, String)>> {
+        let name: Arc<str> = name.into();
+        match cfg {
+            ProviderConfig::Jwt(c) => jwt::Jwt::compile(name, c, loaded).map(Provider::Jwt),
+            ProviderConfig::Introspection(c) => {
+                introspect::Introspection::compile(name, c, loaded).map(Provider::Introspection)
+            }
+            ProviderConfig::ApiKey(c) => api_key::ApiKey::compile(name, c, consumers.clone()).map(Provider::ApiKey),
+            ProviderConfig::Basic(c) => basic::Basic::compile(name, c, loaded, consumers.clone()).map(Provider::Basic),
+            ProviderConfig::Mtls(_) => Ok(Provider::Mtls(mtls::Mtls::new(name, consumers.clone()))),
+        }
+    }
+
+    /// Starts background work (JWKS refresh). Called once the plan is live.
+    pub fn start(&self) {
+        if let Provider::Jwt(j) = self {
+            j.start();
+        }
+    }
+
+    /// `Some` when this provider's kind of credential is in the request.
+    fn present(&self, req: &request::Parts, ctx: &RequestCtx<'_>) -> bool {
+        match self {
+            Provider::Jwt(j) => j.token(req).is_some(),
+            Provider::Introspection(_) => bearer_token(req).is_some(),
+            Provider::ApiKey(k) => k.key(req).is_some(),
+            Provider::Basic(_) => basic::credentials(req).is_some(),
+            Provider::Mtls(_) => ctx.client_cert.is_some(),
+        }
+    }
+
+    async fn authenticate(&self, req: &mut request::Parts, ctx: &RequestCtx<'_>) -> Result<Identity, Failure> {
+        match self {
+            Provider::Jwt(j) => j.authenticate(req).await,
+            Provider::Introspection(i) => i.authenticate(req).await,
+            Provider::ApiKey(k) => k.authenticate(req),
+            Provider::Basic(b) => b.authenticate(req).await,
+            Provider::Mtls(m) => m.authenticate(ctx.client_cert),
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge for this provider, if it has one.
+    fn challenge(&self, invalid: bool) -> Option<String> {
+        match self {
+            Provider::Jwt(_) | Provider::Introspection(_) if invalid => {
+                Some("Bearer realm=\"portcullis\", error=\"invalid_token\"".into())
+            }
+            Provider::Jwt(_) | Provider::Introspection(_) => Some("Bearer realm=\"portcullis\"".into()),
+            Provider::Basic(b) => Some(format!("Basic realm=\"{}\", charset=\"UTF-8\"", b.realm())),
+            Provider::ApiKey(_) | Provider::Mtls(_) => None,
+        }
+    }
+}
+
+/// `Authorization: Bearer <token>`.
+pub(crate) fn bearer_token(req: &request::Parts) -> Option<&str> {
+    let v = req.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+/// The compiled identity header names.
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders {
+    consumer: HeaderName,
+    subject: HeaderName,
+    scopes: HeaderName,
+    groups: HeaderName,
+    provider: HeaderName,
+}
+
+impl IdentityHeaders {
+    pub fn compile(cfg: &IdentityHeadersConfig) -> Result<IdentityHeaders, Vec<(String, String)>> {
+        let mut errors = Vec::new();
+        let mut name = |key: &str, v: &str| {
+            HeaderName::try_from(v).unwrap_or_else(|_| {
+                errors.push((key.to_string(), format!("`{v}` is not a header name")));
+                HeaderName::from_static("x-invalid")
+            })
+        };
+        let out = IdentityHeaders {
+            consumer: name("consumer", &cfg.consumer),
+            subject: name("subject", &cfg.subject),
+            scopes: name("scopes", &cfg.scopes),
+            groups: name("groups", &cfg.groups),
+            provider: name("provider", &cfg.provider),
+        };
+        if errors.is_empty() { Ok(out) } else { Err(errors) }
+    }
+
+    /// Removes every identity header (done for every client request).
+    pub fn strip(&self, headers: &mut http::HeaderMap) {
+        for n in [&self.consumer, &self.subject, &self.scopes, &self.groups, &self.provider] {
+            headers.remove(n);
+        }
+    }
+
+    fn set(&self, headers: &mut http::HeaderMap, id: &Identity) {
+        let mut put = |name: &HeaderName, value: &str| {
+            if let Ok(v) = HeaderValue::try_from(value) {
+                headers.insert(name.clone(), v);
+            }
+        };
+        if let Some(c) = &id.consumer {
+            put(&self.consumer, &c.id);
+            if !c.groups.is_empty() {
+                put(&self.groups, &c.groups.join(","));
+            }
+        }
+        put(&self.subject, &id.subject);
+        if !id.scopes.is_empty() {
+            put(&self.scopes, &id.scopes.join(" "));
+        }
+        put(&self.provider, &id.provider);
+    }
+}
+
+/// A route's `authenticate` list.
+#[derive(Debug)]
+pub struct RouteAuth {
+    providers: Vec<Arc<Provider>>,
+    headers: Arc<IdentityHeaders>,
+}
+
+impl RouteAuth {
+    pub fn new(providers: Vec<Arc<Provider>>, headers: Arc<IdentityHeaders>) -> RouteAuth {
+        RouteAuth { providers, headers }
+    }
+
+    pub async fn on_request(&self, req: &mut request::Parts, ctx: &mut RequestCtx<'_>) -> Outcome {
+        let Some(provider) = self.providers.iter().find(|p| p.present(req, ctx)) else {
+            return self.refuse(StatusCode::UNAUTHORIZED, "authentication is required", false, ctx);
+        };
+        match provider.authenticate(req, ctx).await {
+            Ok(identity) => {
+                self.headers.set(&mut req.headers, &identity);
+                ctx.identity = Some(identity);
+                Outcome::Continue
+            }
+            Err(Failure::Invalid) => self.refuse(StatusCode::UNAUTHORIZED, "the credentials are not valid", true, ctx),
+            Err(Failure::Unavailable) => {
+                self.refuse(StatusCode::SERVICE_UNAVAILABLE, "the authentication service is unavailable", false, ctx)
+            }
+        }
+    }
+
+    fn refuse(&self, status: StatusCode, detail: &str, invalid: bool, ctx: &RequestCtx<'_>) -> Outcome {
+        let mut resp = problem::problem(status, detail, ctx.request_id);
+        if status == StatusCode::UNAUTHORIZED {
+            let mut seen = Vec::new();
+            for c in self.providers.iter().filter_map(|p| p.challenge(invalid)) {
+                if !seen.contains(&c) {
+                    if let Ok(v) = HeaderValue::try_from(c.as_str()) {
+                        resp.headers_mut().append(header::WWW_AUTHENTICATE, v);
+                    }
+                    seen.push(c);
+                }
+            }
+        }
+        Outcome::Respond(resp)
+    }
+}
+
+/// Every provider of a plan, by name.
+pub type Providers = HashMap<String, Arc<Provider>>;

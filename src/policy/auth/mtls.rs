@@ -1,0 +1,39 @@
+//! Mutual TLS as an authentication provider: the listener verified the
+//! client certificate; this maps its subject or a SAN to a consumer.
+
+use std::sync::Arc;
+
+use super::consumers::normalize_dn;
+use super::{Consumers, Failure, Identity};
+use crate::server::ClientIdentity;
+
+#[derive(Debug)]
+pub struct Mtls {
+    name: Arc<str>,
+    consumers: Arc<Consumers>,
+}
+
+impl Mtls {
+    pub fn new(name: Arc<str>, consumers: Arc<Consumers>) -> Mtls {
+        Mtls { name, consumers }
+    }
+
+    pub fn authenticate(&self, cert: Option<&ClientIdentity>) -> Result<Identity, Failure> {
+        let cert = cert.ok_or(Failure::Invalid)?;
+        let consumer = self
+            .consumers
+            .by_subject
+            .get(&normalize_dn(&cert.subject))
+            .or_else(|| cert.sans.iter().find_map(|s| self.consumers.by_san.get(&s.to_ascii_lowercase())))
+            // A certificate our CA signed but that no consumer claims: not known here.
+            .ok_or(Failure::Invalid)?;
+        Ok(Identity {
+            provider: self.name.clone(),
+            subject: cert.subject.clone(),
+            scopes: consumer.scopes.clone(),
+            consumer: Some(consumer.clone()),
+            claims: None,
+            bearer: false,
+        })
+    }
+}
