@@ -18,14 +18,13 @@ pub mod upstream;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::sync::Mutex;
 
 use config::{ConfigErrors, LoadedConfig};
 use plan::Plan;
-use server::{RunningListener, Shared};
+use server::{BoundListener, RunningListener, Shared};
 
 /// The demo config served by `portcullis` with no arguments.
 pub const DEMO_CONFIG: &str = include_str!("../examples/demo.yaml");
@@ -50,39 +49,36 @@ impl Gateway {
     /// Must be called inside a Tokio runtime.
     pub async fn start(loaded: &LoadedConfig) -> Result<Handle, StartError> {
         let plan = plan::compile(loaded)?;
+        let bound = bind_new(&plan, &[]).await?;
         plan.start_background();
         let shared = Arc::new(Shared { plan: ArcSwap::from_pointee(plan) });
-        let listeners = open_listeners(&shared, &shared.plan.load(), Vec::new()).await?;
+        let listeners = bound.into_iter().map(|b| b.serve(shared.clone())).collect();
         tracing::info!(config_hash = format!("{:016x}", loaded.hash), "config loaded");
         Ok(Handle { shared, listeners: Mutex::new(listeners), reloads: AtomicU64::new(0) })
     }
 }
 
-/// Binds the listeners of `plan` that are not in `running` (by name and
-/// address); returns the full set. On error nothing new stays bound.
-async fn open_listeners(
-    shared: &Arc<Shared>,
-    plan: &Plan,
-    mut running: Vec<RunningListener>,
-) -> Result<Vec<RunningListener>, StartError> {
-    let mut opened = Vec::new();
+/// Whether a running listener serves `l` as the new plan describes it.
+fn same_listener(r: &RunningListener, l: &plan::ListenerPlan) -> bool {
+    r.name == l.name && (r.addr == l.addr || l.addr.port() == 0)
+}
+
+/// Binds the listeners of `plan` that are not already running. On error
+/// nothing new stays bound and the running ones are untouched.
+async fn bind_new(plan: &Plan, running: &[RunningListener]) -> Result<Vec<BoundListener>, StartError> {
+    let mut bound = Vec::new();
     for l in &plan.listeners {
-        let kept = running.iter().any(|r| r.name == l.name && (r.addr == l.addr || l.addr.port() == 0));
-        if kept {
+        if running.iter().any(|r| same_listener(r, l)) {
             continue;
         }
-        match RunningListener::start(l.name.clone(), l.addr, shared.clone()).await {
-            Ok(r) => opened.push(r),
-            Err(source) => {
-                for r in opened {
-                    r.drain(Duration::ZERO).await;
-                }
-                return Err(StartError::Bind { name: l.name.to_string(), addr: l.addr, source });
-            }
-        }
+        let b = BoundListener::bind(l.name.clone(), l.addr).await.map_err(|source| StartError::Bind {
+            name: l.name.to_string(),
+            addr: l.addr,
+            source,
+        })?;
+        bound.push(b);
     }
-    running.extend(opened);
-    Ok(running)
+    Ok(bound)
 }
 
 /// A running gateway.
@@ -116,25 +112,18 @@ impl Handle {
     /// An invalid config (or a listener that cannot bind) changes nothing.
     pub async fn reload(&self, loaded: &LoadedConfig) -> Result<(), StartError> {
         let plan = Arc::new(plan::compile(loaded)?);
-        plan.start_background();
         let mut listeners = self.listeners.lock().await;
-        let current = std::mem::take(&mut *listeners);
-        // Bind first: if a new port is taken, the old plan keeps serving.
-        let (keep, gone): (Vec<_>, Vec<_>) = current
-            .into_iter()
-            .partition(|r| plan.listeners.iter().any(|l| l.name == r.name && (l.addr == r.addr || l.addr.port() == 0)));
-        let all = match open_listeners(&self.shared, &plan, keep).await {
-            Ok(all) => all,
-            Err(e) => {
-                let (mut keep, _) = (Vec::new(), ());
-                // Put back what was running, untouched.
-                std::mem::swap(&mut keep, &mut *listeners);
-                listeners.extend(gone);
-                return Err(e);
-            }
-        };
+        // Bind new ports first: if one is taken, nothing changes.
+        let bound = bind_new(&plan, &listeners).await?;
+        plan.start_background();
+        // The plan goes live before the new listeners accept, so their first
+        // connections find their settings.
         self.shared.plan.store(plan.clone());
-        *listeners = all;
+        let (keep, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut *listeners)
+            .into_iter()
+            .partition(|r| plan.listeners.iter().any(|l| same_listener(r, l)));
+        *listeners = keep;
+        listeners.extend(bound.into_iter().map(|b| b.serve(self.shared.clone())));
         drop(listeners);
         let deadline = plan.shutdown_timeout;
         for l in gone {

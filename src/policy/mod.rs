@@ -108,9 +108,8 @@ impl Policy {
     }
 
     fn on_response(&self, resp: &mut response::Parts, _ctx: &RequestCtx<'_>) {
-        match self {
-            Policy::ResponseHeaders(h) => h.apply(&mut resp.headers),
-            _ => {}
+        if let Policy::ResponseHeaders(h) = self {
+            h.apply(&mut resp.headers);
         }
     }
 }

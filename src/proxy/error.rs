@@ -33,8 +33,10 @@ pub enum GatewayError {
     BodyRead(#[source] BoxError),
     #[error("the request target is longer than {limit} bytes")]
     UriTooLong { limit: u64 },
-    #[error("this request needs a Host header")]
+    #[error("this request needs a valid Host header")]
     MissingHost,
+    #[error("the request has too many header fields")]
+    TooManyHeaders,
     #[error("the cross-origin request is not allowed: {0}")]
     CorsRejected(&'static str),
     #[error("the upstream service could not be reached")]
@@ -66,6 +68,7 @@ impl GatewayError {
             GatewayError::BadPath(_) | GatewayError::BodyRead(_) | GatewayError::MissingHost => StatusCode::BAD_REQUEST,
             GatewayError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             GatewayError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            GatewayError::TooManyHeaders => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::CorsRejected(_) => StatusCode::FORBIDDEN,
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,

@@ -78,12 +78,16 @@ async fn serve<'p>(
     let Some(listener) = plan.listener(&conn.listener) else {
         return (None, Err(GatewayError::NoRoute));
     };
-    if let Some(port) = conn.redirect_https {
-        return (None, redirect_to_https(&req, port));
-    }
     let limit = listener.limits.max_uri_length.0;
     if req.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) as u64 > limit {
         return (None, Err(GatewayError::UriTooLong { limit }));
+    }
+    // hyper counts HTTP/1.1 headers itself; this also covers HTTP/2.
+    if req.headers().len() > listener.limits.max_headers {
+        return (None, Err(GatewayError::TooManyHeaders));
+    }
+    if let Some(port) = conn.redirect_https {
+        return (None, redirect_to_https(&req, port));
     }
     // A cheap clone (shared bytes) so the normalized path can borrow from it
     // while the request itself moves on.
@@ -165,6 +169,12 @@ async fn serve<'p>(
 /// 308 to the same host and path on HTTPS (`redirect_https` listeners).
 fn redirect_to_https(req: &Request<Incoming>, port: u16) -> Result<Response<Body>, GatewayError> {
     let host = request_host(req.uri(), req.headers()).ok_or(GatewayError::MissingHost)?;
+    // Only a plain host name or IP literal goes into Location: no `@`, `/`, spaces.
+    let plain = !host.is_empty()
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'[' | b']'));
+    if !plain {
+        return Err(GatewayError::MissingHost);
+    }
     let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
     let authority = if port == 443 { host } else { format!("{host}:{port}") };
     let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
@@ -194,7 +204,10 @@ fn finish(
             // Append: an upstream's own `Link` headers (pagination…) stay.
             parts.headers.append(name.clone(), value.clone());
         }
-        if let Some(cors) = &route.cors {
+        // A preflight answer already carries its CORS headers.
+        if let Some(cors) = &route.cors
+            && !parts.headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+        {
             cors.on_response(origin, &mut parts.headers);
         }
     }

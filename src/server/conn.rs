@@ -70,6 +70,8 @@ pub(super) async fn serve(
 #[derive(Default)]
 struct Activity {
     in_flight: AtomicUsize,
+    /// Requests seen so far (a connection that never sends one is cut off).
+    started: AtomicU64,
     /// Milliseconds since the connection started.
     last_ms: AtomicU64,
 }
@@ -88,6 +90,7 @@ where
         let info = info.clone();
         let activity = svc_activity.clone();
         activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        activity.started.fetch_add(1, Ordering::Relaxed);
         async move {
             let resp = proxy::handle(&plan, &info, req).await;
             activity.last_ms.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -103,6 +106,10 @@ where
         conn.as_mut().graceful_shutdown();
     }
     let mut check = tokio::time::interval_at(started + idle, idle.max(std::time::Duration::from_millis(100)) / 2);
+    // hyper's header timer starts with the first byte; a connection that
+    // sends nothing at all gets the same deadline from here.
+    let first_request = tokio::time::sleep(lp.limits.header_read_timeout.0);
+    tokio::pin!(first_request);
     loop {
         tokio::select! {
             res = conn.as_mut() => {
@@ -112,6 +119,10 @@ where
                 return;
             }
             _ = stop.changed(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = &mut first_request, if !closing && activity.started.load(Ordering::Relaxed) == 0 => {
                 closing = true;
                 conn.as_mut().graceful_shutdown();
             }

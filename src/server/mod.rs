@@ -38,17 +38,32 @@ pub struct RunningListener {
     task: JoinHandle<()>,
 }
 
-impl RunningListener {
-    /// Binds `addr` and starts accepting. Port 0 picks a free port.
-    pub async fn start(name: Arc<str>, addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<RunningListener> {
+/// A bound socket not yet accepting: binding and serving are separate so
+/// that a reload can bind every new port first and only then switch over.
+pub struct BoundListener {
+    pub name: Arc<str>,
+    pub addr: SocketAddr,
+    listener: TcpListener,
+}
+
+impl BoundListener {
+    /// Binds `addr`. Port 0 picks a free port.
+    pub async fn bind(name: Arc<str>, addr: SocketAddr) -> std::io::Result<BoundListener> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, name.clone(), shared, stop_rx));
-        tracing::info!(listener = %name, %addr, "listening");
-        Ok(RunningListener { name, addr, stop, task })
+        Ok(BoundListener { name, addr, listener })
     }
 
+    /// Starts accepting (the plan that names this listener must be live).
+    pub fn serve(self, shared: Arc<Shared>) -> RunningListener {
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(self.listener, self.name.clone(), shared, stop_rx));
+        tracing::info!(listener = %self.name, addr = %self.addr, "listening");
+        RunningListener { name: self.name, addr: self.addr, stop, task }
+    }
+}
+
+impl RunningListener {
     /// Stops accepting, asks every connection to finish politely, and waits
     /// up to `deadline` for them before cutting what is left.
     pub async fn drain(self, deadline: Duration) {

@@ -91,4 +91,10 @@ routes:
     assert!(actual.headers.get_all("vary").iter().any(|v| v == "Origin"));
     let foreign = get(&gw.url("/api/items"), &[("origin", "https://evil.example.net")]).await;
     assert!(foreign.header("access-control-allow-origin").is_none());
+    // The answer varies with Origin even when nothing is granted (shared caches).
+    let plain = get(&gw.url("/api/items"), &[]).await;
+    assert!(plain.headers.get_all("vary").iter().any(|v| v == "Origin"));
+    // A preflight answer carries each header once.
+    let again = send(&client, preflight("https://app.example.com", "GET", "")).await;
+    assert_eq!(again.headers.get_all("vary").iter().filter(|v| *v == "Origin").count(), 1);
 }

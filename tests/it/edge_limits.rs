@@ -60,6 +60,11 @@ async fn slow_clients_are_cut_off() {
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
     assert!(read.is_ok(), "the gateway must close a connection that stalls in its headers");
+    // A connection that never sends a byte is closed after the header timeout too.
+    let mut silent = TcpStream::connect(gw.addr).await.unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "a silent connection must be closed");
     // Slow POST: the body stalls: 408.
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
     s.write_all(b"POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\nhel")

@@ -115,3 +115,19 @@ async fn shutdown_lets_in_flight_requests_finish() {
     assert_eq!(reply.status, 200);
     tokio::time::timeout(Duration::from_secs(5), shutdown).await.expect("shutdown completes").unwrap();
 }
+
+#[tokio::test]
+async fn reload_with_a_busy_port_changes_nothing() {
+    let gw = portcullis::Gateway::start(&load(&config("kept", false), Path::new("."))).await.unwrap();
+    let url = format!("http://{}/", gw.addr("gw").unwrap());
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\n  - {{ name: new, bind: \"{}\" }}\nroutes:\n  - {{ name: r, match: {{ path_prefix: / }}, static: {{ body: \"new\" }} }}\n",
+        busy.local_addr().unwrap()
+    );
+    let err = gw.reload(&load(&yaml, Path::new("."))).await.unwrap_err();
+    assert!(err.to_string().contains("cannot bind"), "{err}");
+    // The old listener and the old config keep serving.
+    assert_eq!(get(&url, &[]).await.text(), "kept");
+    assert_eq!(gw.reloads(), 0);
+}

@@ -106,6 +106,10 @@ routes:
     assert_eq!(reply.status, 308);
     assert_eq!(reply.header("location"), Some("https://api.example.com:8443/a/b?q=1"));
     assert!(reply.header("strict-transport-security").is_none(), "no HSTS over plain HTTP");
+    for bad in ["evil.com/x", "a@b", ""] {
+        let reply = get(&url, &[("host", bad)]).await;
+        assert_eq!(reply.status, 400, "Host `{bad}` must not be echoed into Location");
+    }
 }
 
 #[tokio::test]

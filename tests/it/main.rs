@@ -2,6 +2,7 @@
 
 mod support;
 
+mod auth;
 mod balancing;
 mod check_cli;
 mod cli_signals;

@@ -51,12 +51,13 @@ impl KeySet {
         Ok(out)
     }
 
-    /// The key for `kid`; without a kid, the only key there is.
+    /// The key for `kid`. A set with one key and no kids (a secret, a PEM
+    /// file) answers for any kid; otherwise the kid must match.
     fn find(&self, kid: Option<&str>) -> Option<Arc<DecodingKey>> {
+        let only = || (self.all.len() == 1).then(|| self.all[0].clone());
         match kid {
-            Some(k) => self.by_kid.get(k).cloned(),
-            None if self.all.len() == 1 => self.all.first().cloned(),
-            None => None,
+            Some(k) if !self.by_kid.is_empty() => self.by_kid.get(k).cloned(),
+            _ => only(),
         }
     }
 
@@ -94,10 +95,13 @@ pub struct RemoteJwks {
     fetcher: Fetcher,
     refresh: Duration,
     keys: ArcSwap<KeySet>,
-    /// When the last fetch started (rate limit for unknown-kid refetches).
-    last_fetch: Mutex<Option<Instant>>,
+    /// When the last unknown-kid refetch started (they are rate-limited;
+    /// scheduled refreshes are not counted).
+    last_refetch: Mutex<Option<Instant>>,
     /// The last fetch failed and there are no keys at all.
     down: std::sync::atomic::AtomicBool,
+    /// Becomes true once the first fetch has finished (well or not).
+    attempted: tokio::sync::watch::Sender<bool>,
 }
 
 impl RemoteJwks {
@@ -108,8 +112,9 @@ impl RemoteJwks {
             fetcher,
             refresh,
             keys: ArcSwap::from_pointee(KeySet::default()),
-            last_fetch: Mutex::new(None),
+            last_refetch: Mutex::new(None),
             down: false.into(),
+            attempted: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -119,7 +124,7 @@ impl RemoteJwks {
         tokio::spawn(async move {
             loop {
                 let Some(this) = weak.upgrade() else { return };
-                this.fetch().await;
+                this.fetch_now().await;
                 let wait = this.refresh;
                 drop(this);
                 tokio::time::sleep(wait).await;
@@ -131,9 +136,17 @@ impl RemoteJwks {
         if let Some(k) = self.keys.load().find(kid) {
             return Ok(k);
         }
+        // Requests that arrive before the first fetch finished wait for it.
+        let mut attempted = self.attempted.subscribe();
+        if !*attempted.borrow() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), attempted.wait_for(|done| *done)).await;
+            if let Some(k) = self.keys.load().find(kid) {
+                return Ok(k);
+            }
+        }
         // Unknown kid (or nothing loaded yet): refetch, unless we just did.
         let may_fetch = {
-            let mut last = self.last_fetch.lock().unwrap_or_else(|e| e.into_inner());
+            let mut last = self.last_refetch.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
             let ok = last.is_none_or(|t| now.duration_since(t) >= REFETCH_INTERVAL);
             if ok {
@@ -153,13 +166,10 @@ impl RemoteJwks {
         }
     }
 
-    async fn fetch(&self) {
-        *self.last_fetch.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
-        self.fetch_now().await;
-    }
-
     async fn fetch_now(&self) {
-        match self.load().await {
+        let result = self.load().await;
+        self.attempted.send_replace(true);
+        match result {
             Ok(set) => {
                 tracing::info!(provider = %self.provider, keys = set.all.len(), "JWKS loaded");
                 self.keys.store(Arc::new(set));

@@ -26,7 +26,9 @@ const MAX_CACHE_TTL: Duration = Duration::from_secs(3600);
 pub struct Jwt {
     name: Arc<str>,
     keys: Keys,
-    validation: Validation,
+    /// One validation per allowed algorithm: jsonwebtoken wants every
+    /// algorithm of a validation to fit the key's family.
+    validations: Vec<(Algorithm, Validation)>,
     max_age: Option<Duration>,
     required: Vec<String>,
     cookie: Option<String>,
@@ -145,24 +147,29 @@ impl Jwt {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let mut validation = Validation::new(algorithms[0]);
-        validation.algorithms = algorithms;
-        validation.leeway = cfg.leeway.0.as_secs();
-        validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp"]);
-        match &cfg.issuer {
-            Some(iss) => validation.set_issuer(&[iss]),
-            None => validation.iss = None,
-        }
-        if cfg.audiences.is_empty() {
-            validation.validate_aud = false;
-        } else {
-            validation.set_audience(&cfg.audiences);
-        }
+        let validations = algorithms
+            .iter()
+            .map(|alg| {
+                let mut v = Validation::new(*alg);
+                v.leeway = cfg.leeway.0.as_secs();
+                v.validate_nbf = true;
+                v.set_required_spec_claims(&["exp"]);
+                match &cfg.issuer {
+                    Some(iss) => v.set_issuer(&[iss]),
+                    None => v.iss = None,
+                }
+                if cfg.audiences.is_empty() {
+                    v.validate_aud = false;
+                } else {
+                    v.set_audience(&cfg.audiences);
+                }
+                (*alg, v)
+            })
+            .collect();
         Ok(Jwt {
             name,
             keys: keys.expect("checked above"),
-            validation,
+            validations,
             max_age: cfg.max_age.map(|d| d.0),
             required: cfg.required_claims.clone(),
             cookie: cfg.token.cookie.clone(),
@@ -210,11 +217,14 @@ impl Jwt {
     /// Full verification; returns the identity and how long it stays valid.
     async fn verify(&self, token: &str) -> Result<(Identity, Duration), Failure> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Failure::Invalid)?;
-        if !self.validation.algorithms.contains(&header.alg) {
+        let validation =
+            self.validations.iter().find(|(a, _)| *a == header.alg).map(|(_, v)| v).ok_or(Failure::Invalid)?;
+        let key = self.keys.find(header.kid.as_deref()).await?;
+        if key.family() != header.alg.family() {
+            // e.g. HS256 "signed" with an RSA public key.
             return Err(Failure::Invalid);
         }
-        let key = self.keys.find(header.kid.as_deref()).await?;
-        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, &self.validation).map_err(|e| {
+        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, validation).map_err(|e| {
             tracing::debug!(provider = %self.name, error = %e, "JWT refused");
             Failure::Invalid
         })?;

@@ -57,6 +57,8 @@ pub enum Failure {
 }
 
 /// One compiled provider.
+// Built once per config and shared through `Arc`: variant sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Provider {
     Jwt(jwt::Jwt),

@@ -68,7 +68,9 @@ impl Compiled {
                 origins.push(Origin::Any);
             } else if let Some((scheme, rest)) = lower.split_once("://*.") {
                 origins.push(Origin::Subdomains { scheme: format!("{scheme}://"), suffix: format!(".{rest}") });
-            } else if lower.starts_with("http://") || lower.starts_with("https://") {
+            } else if (lower.starts_with("http://") || lower.starts_with("https://"))
+                && lower.trim_end_matches('/').splitn(4, '/').nth(3).is_none_or(|p| p.is_empty())
+            {
                 origins.push(Origin::Exact(lower.trim_end_matches('/').to_string()));
             } else {
                 errors.push((
@@ -93,6 +95,10 @@ impl Compiled {
         };
         let mut methods = Vec::new();
         for (i, m) in method_names.iter().enumerate() {
+            if m == "*" {
+                errors.push((format!("allow_methods[{i}]"), "`*` is not supported here; list the methods".into()));
+                continue;
+            }
             match Method::from_bytes(m.as_bytes()) {
                 Ok(m) => methods.push(m),
                 Err(_) => errors.push((format!("allow_methods[{i}]"), format!("`{m}` is not an HTTP method"))),
@@ -100,7 +106,9 @@ impl Compiled {
         }
         for (key, list) in [("allow_headers", &cfg.allow_headers), ("expose_headers", &cfg.expose_headers)] {
             for (i, h) in list.iter().enumerate() {
-                if HeaderName::try_from(h.as_str()).is_err() {
+                if h == "*" {
+                    errors.push((format!("{key}[{i}]"), "`*` is not supported here; list the header names".into()));
+                } else if HeaderName::try_from(h.as_str()).is_err() {
                     errors.push((format!("{key}[{i}]"), format!("`{h}` is not a header name")));
                 }
             }
@@ -188,7 +196,14 @@ impl Compiled {
 
     /// Response phase of an actual (non-preflight) request.
     pub fn on_response(&self, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
-        let Some(origin) = origin.filter(|o| self.allows(o)) else { return };
+        let any = !self.credentials && self.origins.iter().any(|o| matches!(o, Origin::Any));
+        let Some(origin) = origin.filter(|o| self.allows(o)) else {
+            // The answer depends on Origin even when it grants nothing: tell caches.
+            if !any {
+                headers.append(header::VARY, HeaderValue::from_static("Origin"));
+            }
+            return;
+        };
         self.allow_origin_headers(origin, headers);
         if let Some(e) = &self.expose_value {
             headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, e.clone());

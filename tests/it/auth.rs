@@ -1,0 +1,355 @@
+//! Authentication and authorization as a client sees them, against a real
+//! JWKS endpoint and a real RFC 7662 introspection endpoint on loopback.
+
+use std::path::Path;
+
+use base64::Engine;
+use jsonwebtoken::Algorithm;
+use serde_json::{Value, json};
+
+use crate::support::idp::{Idp, SigningKey, now, sign_hs};
+use crate::support::{Upstream, get, load};
+
+const SECRET: &str = "an-hmac-secret-that-is-long-enough!";
+
+fn claims(extra: Value) -> Value {
+    let mut c = json!({ "sub": "alice", "iss": "https://idp.test/", "aud": "api", "exp": now() + 300, "iat": now(), "scope": "users:read" });
+    for (k, v) in extra.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    c
+}
+
+struct Setup {
+    gw: portcullis::Handle,
+    up: Upstream,
+    _dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.gw.addr("gw").unwrap())
+    }
+}
+
+/// A gateway whose routes each use one provider; `auth` and `routes` are YAML bodies.
+async fn setup(auth: &str, consumers: &str, routes: &str, files: &[(&str, &str)]) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let up = Upstream::start("svc").await;
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nupstreams:\n  svc: {{ targets: [ \"{}\" ] }}\nauth:\n{auth}\nconsumers:\n{consumers}\nroutes:\n{routes}",
+        up.url()
+    );
+    let loaded = load(&yaml, dir.path());
+    let gw = portcullis::Gateway::start(&loaded).await.unwrap_or_else(|e| panic!("{e}"));
+    Setup { gw, up, _dir: dir }
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+#[tokio::test]
+async fn every_algorithm_with_a_valid_token() {
+    let asym = [
+        Algorithm::RS256,
+        Algorithm::RS384,
+        Algorithm::RS512,
+        Algorithm::PS256,
+        Algorithm::PS384,
+        Algorithm::PS512,
+        Algorithm::ES256,
+        Algorithm::ES384,
+        Algorithm::EdDSA,
+    ];
+    let keys: Vec<SigningKey> = asym.iter().map(|a| SigningKey::generate(*a, &format!("{a:?}"))).collect();
+    let mut auth = String::new();
+    let mut routes = String::new();
+    let mut files = Vec::new();
+    for k in &keys {
+        let name = format!("{:?}", k.alg).to_lowercase();
+        auth.push_str(&format!(
+            "  {name}: {{ jwt: {{ algorithms: [{:?}], issuer: \"https://idp.test/\", audiences: [api], public_key_file: {name}.pem }} }}\n",
+            k.alg
+        ));
+        routes.push_str(&format!(
+            "  - {{ name: {name}, match: {{ path_prefix: /{name} }}, upstream: svc, authenticate: [{name}] }}\n"
+        ));
+        files.push((format!("{name}.pem"), k.public_pem.clone()));
+    }
+    for hs in ["HS256", "HS384", "HS512"] {
+        let name = hs.to_lowercase();
+        auth.push_str(&format!("  {name}: {{ jwt: {{ algorithms: [{hs}], secret: \"{SECRET}\" }} }}\n"));
+        routes.push_str(&format!(
+            "  - {{ name: {name}, match: {{ path_prefix: /{name} }}, upstream: svc, authenticate: [{name}] }}\n"
+        ));
+    }
+    let files: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let s = setup(&auth, "  []", &routes, &files).await;
+    for k in &keys {
+        let name = format!("{:?}", k.alg).to_lowercase();
+        let token = k.sign(&claims(json!({})));
+        let r = get(&s.url(&format!("/{name}")), &[("authorization", &bearer(&token))]).await;
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+        let seen = r.json();
+        assert_eq!(seen["headers"]["x-auth-subject"], "alice", "{name}");
+        assert_eq!(seen["headers"]["x-auth-provider"], name.as_str());
+        assert_eq!(seen["headers"]["x-auth-scopes"], "users:read");
+    }
+    for (alg, name) in [(Algorithm::HS256, "hs256"), (Algorithm::HS384, "hs384"), (Algorithm::HS512, "hs512")] {
+        let token = sign_hs(alg, SECRET, &claims(json!({})));
+        let r = get(&s.url(&format!("/{name}")), &[("authorization", &bearer(&token))]).await;
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+    }
+}
+
+async fn jwks_setup(idp: &Idp) -> Setup {
+    let auth = format!(
+        "  idp: {{ jwt: {{ algorithms: [RS256, ES256], issuer: \"https://idp.test/\", audiences: [api, other], jwks_uri: \"{}\", max_age: 1h }} }}\n",
+        idp.url("/jwks")
+    );
+    let routes = "  - { name: api, match: { path_prefix: /api }, upstream: svc, authenticate: [idp] }\n";
+    setup(&auth, "  []", routes, &[]).await
+}
+
+#[tokio::test]
+async fn jwks_rotation_without_restart() {
+    let idp = Idp::start().await;
+    let k1 = SigningKey::generate(Algorithm::RS256, "k1");
+    let k2 = SigningKey::generate(Algorithm::ES256, "k2");
+    idp.publish(&[&k1]);
+    let s = jwks_setup(&idp).await;
+    let url = s.url("/api");
+    let ok = |t: String| {
+        let url = url.clone();
+        async move { get(&url, &[("authorization", &bearer(&t))]).await.status }
+    };
+    assert_eq!(ok(k1.sign(&claims(json!({})))).await, 200);
+    // The IdP rotates to k2: the first k2 token triggers a refetch.
+    idp.publish(&[&k2]);
+    assert_eq!(ok(k2.sign(&claims(json!({})))).await, 200);
+    // A kid nobody publishes: refused (and the refetch is rate-limited).
+    let before = idp.jwks_fetches.load(std::sync::atomic::Ordering::SeqCst);
+    let stranger = SigningKey::generate(Algorithm::RS256, "k9");
+    assert_eq!(ok(stranger.sign(&claims(json!({})))).await, 401);
+    assert_eq!(ok(stranger.sign(&claims(json!({ "jti": "2" })))).await, 401);
+    assert!(idp.jwks_fetches.load(std::sync::atomic::Ordering::SeqCst) <= before + 1, "refetches are rate-limited");
+}
+
+#[tokio::test]
+async fn jwks_by_openid_discovery() {
+    let idp = Idp::start().await;
+    let k = SigningKey::generate(Algorithm::ES256, "d1");
+    idp.publish(&[&k]);
+    let iss = format!("http://{}", idp.addr);
+    let auth = format!("  oidc: {{ jwt: {{ algorithms: [ES256], issuer: \"{iss}\", discovery: true }} }}\n");
+    let routes = "  - { name: api, match: { path_prefix: /api }, upstream: svc, authenticate: [oidc] }\n";
+    let s = setup(&auth, "  []", routes, &[]).await;
+    let token = k.sign(&json!({ "sub": "bob", "iss": iss, "exp": now() + 60 }));
+    assert_eq!(get(&s.url("/api"), &[("authorization", &bearer(&token))]).await.status, 200);
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused_with_invalid_token() {
+    let idp = Idp::start().await;
+    let rsa = SigningKey::generate(Algorithm::RS256, "k1");
+    let ec = SigningKey::generate(Algorithm::ES256, "e1");
+    idp.publish(&[&rsa, &ec]);
+    let s = jwks_setup(&idp).await;
+    let good = rsa.sign(&claims(json!({})));
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let parts: Vec<&str> = good.split('.').collect();
+    let tampered_payload = format!("{}.{}.{}", parts[0], b64(&claims(json!({ "sub": "mallory" }))), parts[2]);
+    let mut sig = parts[2].to_string();
+    sig.replace_range(..4, if sig.starts_with("AAAA") { "BBBB" } else { "AAAA" });
+    let tampered_sig = format!("{}.{}.{sig}", parts[0], parts[1]);
+    let alg_none = format!("{}.{}.", b64(&json!({ "alg": "none", "typ": "JWT" })), b64(&claims(json!({}))));
+    // Key confusion: HS256 "signed" with the RSA public key as the secret.
+    let confused = sign_hs(Algorithm::HS256, &rsa.public_pem, &claims(json!({})));
+    // ES256 with r = s = 0 (CVE-2022-21449, the "psychic signature").
+    let es_header = b64(&json!({ "alg": "ES256", "typ": "JWT", "kid": "e1" }));
+    let psychic = format!(
+        "{es_header}.{}.{}",
+        b64(&claims(json!({}))),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([0u8; 64])
+    );
+    let cases: Vec<(&str, String)> = vec![
+        ("expired", rsa.sign(&claims(json!({ "exp": now() - 3600 })))),
+        ("not yet valid", rsa.sign(&claims(json!({ "nbf": now() + 3600 })))),
+        ("wrong issuer", rsa.sign(&claims(json!({ "iss": "https://evil.test/" })))),
+        ("wrong audience", rsa.sign(&claims(json!({ "aud": "someone-else" })))),
+        ("too old (iat)", rsa.sign(&claims(json!({ "iat": now() - 7200 })))),
+        ("no exp", rsa.sign(&json!({ "sub": "a", "iss": "https://idp.test/", "aud": "api" }))),
+        ("tampered payload", tampered_payload),
+        ("tampered signature", tampered_sig),
+        ("alg none", alg_none),
+        ("HS/RS key confusion", confused),
+        ("psychic signature", psychic),
+        ("malformed base64", "e30.!!!not-base64!!!.e30".to_string()),
+        ("oversized", format!("{}.{}.{}", parts[0], "A".repeat(20_000), parts[2])),
+    ];
+    for (what, token) in cases {
+        let r = get(&s.url("/api"), &[("authorization", &bearer(&token))]).await;
+        assert_eq!(r.status, 401, "{what}: {}", r.text());
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Bearer realm=\"portcullis\", error=\"invalid_token\""),
+            "{what}"
+        );
+        assert_eq!(r.header("content-type"), Some("application/problem+json"), "{what}");
+        assert!(!r.text().contains("signature"), "{what}: the body must not explain the crypto: {}", r.text());
+    }
+    assert_eq!(s.up.hits(), 0, "nothing invalid reaches the upstream");
+    // No credential at all: 401 with a plain challenge.
+    let r = get(&s.url("/api"), &[]).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"portcullis\""));
+    // And the good one passes.
+    assert_eq!(get(&s.url("/api"), &[("authorization", &bearer(&good))]).await.status, 200);
+}
+
+#[tokio::test]
+async fn introspection_caches_and_fails_closed() {
+    let idp = Idp::start().await;
+    idp.tokens.lock().unwrap().push((
+        "opaque-good".into(),
+        json!({ "active": true, "sub": "svc-1", "scope": "orders:read orders:write", "exp": now() + 600 }),
+    ));
+    let auth = format!(
+        "  opaque: {{ introspection: {{ endpoint: \"{}\", client_id: gateway, client_secret: s3cret, timeout: 1s }} }}\n",
+        idp.url("/introspect")
+    );
+    let routes = "  - { name: api, match: { path_prefix: /api }, upstream: svc, authenticate: [opaque], authorize: { scopes: [orders:write] } }\n";
+    let s = setup(&auth, "  []", routes, &[]).await;
+    let calls = || idp.introspections.load(std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..3 {
+        let r = get(&s.url("/api"), &[("authorization", "Bearer opaque-good")]).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["headers"]["x-auth-subject"], "svc-1");
+    }
+    assert_eq!(calls(), 1, "active answers are cached");
+    for _ in 0..2 {
+        assert_eq!(get(&s.url("/api"), &[("authorization", "Bearer revoked")]).await.status, 401);
+    }
+    assert_eq!(calls(), 2, "inactive answers are cached briefly too");
+    idp.broken.store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = get(&s.url("/api"), &[("authorization", "Bearer never-seen")]).await;
+    assert_eq!(r.status, 503, "an unreachable introspection endpoint never lets a request pass");
+}
+
+#[tokio::test]
+async fn api_keys_basic_and_spoofed_identity_headers() {
+    let bcrypt_hash = bcrypt::hash("correct horse", 4).unwrap();
+    let htpasswd = format!("carol:{bcrypt_hash}\n");
+    let key_hash = portcullis::policy::auth::hash_key("key-mobile");
+    let old_hash = portcullis::policy::auth::hash_key("key-revoked");
+    let consumers = format!(
+        "  - {{ id: mobile-app, groups: [partners], api_keys: [ {{ sha256: \"{key_hash}\" }}, {{ sha256: \"{old_hash}\", expires: 2020-01-01 }} ] }}\n  - {{ id: carol-co, groups: [staff], basic_users: [carol] }}\n"
+    );
+    let auth = "  keys: { api_key: { header: X-API-Key } }\n  qkeys: { api_key: { query: api_key } }\n  staff: { basic: { realm: Staff, htpasswd: users.htpasswd } }\n";
+    let routes = "  - { name: k, match: { path_prefix: /k }, upstream: svc, authenticate: [keys] }\n  - { name: q, match: { path_prefix: /q }, upstream: svc, authenticate: [qkeys] }\n  - { name: b, match: { path_prefix: /b }, upstream: svc, authenticate: [staff] }\n  - { name: partners, match: { path_prefix: /partners }, upstream: svc, authenticate: [keys, staff], authorize: { groups: { allow: [partners] } } }\n  - { name: open, match: { path_prefix: /open }, upstream: svc }\n";
+    let s = setup(auth, &consumers, routes, &[("users.htpasswd", &htpasswd)]).await;
+
+    let r = get(&s.url("/k"), &[("x-api-key", "key-mobile"), ("x-consumer-id", "admin")]).await;
+    assert_eq!(r.status, 200);
+    let seen = r.json();
+    assert_eq!(seen["headers"]["x-consumer-id"], "mobile-app", "the client's spoofed value is replaced");
+    assert_eq!(seen["headers"]["x-consumer-groups"], "partners");
+    assert!(seen["headers"].get("x-api-key").is_none(), "the key is not forwarded");
+    assert_eq!(get(&s.url("/k"), &[("x-api-key", "key-revoked")]).await.status, 401);
+    assert_eq!(get(&s.url("/k"), &[("x-api-key", "nope")]).await.status, 401);
+    assert_eq!(get(&s.url("/q?api_key=key-mobile&x=1"), &[]).await.status, 200);
+
+    let basic =
+        |u: &str, p: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}")));
+    let r = get(&s.url("/b"), &[("authorization", &basic("carol", "correct horse"))]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["headers"]["x-consumer-id"], "carol-co");
+    let r = get(&s.url("/b"), &[("authorization", &basic("carol", "wrong"))]).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("www-authenticate"), Some("Basic realm=\"Staff\", charset=\"UTF-8\""));
+    assert_eq!(get(&s.url("/b"), &[("authorization", &basic("mallory", "x"))]).await.status, 401);
+
+    // Groups: carol (staff) is authenticated but not allowed: 403, not 401.
+    assert_eq!(get(&s.url("/partners"), &[("authorization", &basic("carol", "correct horse"))]).await.status, 403);
+    assert_eq!(get(&s.url("/partners"), &[("x-api-key", "key-mobile")]).await.status, 200);
+    // The first credential present decides: a bad key does not fall through to Basic.
+    let r =
+        get(&s.url("/partners"), &[("x-api-key", "bad"), ("authorization", &basic("carol", "correct horse"))]).await;
+    assert_eq!(r.status, 401);
+
+    // Public routes never see identity headers from clients either.
+    let seen = get(&s.url("/open"), &[("x-consumer-id", "admin"), ("x-auth-subject", "root")]).await.json();
+    assert!(seen["headers"].get("x-consumer-id").is_none() && seen["headers"].get("x-auth-subject").is_none());
+}
+
+#[tokio::test]
+async fn scopes_claims_and_ip_lists() {
+    let auth = format!("  hs: {{ jwt: {{ algorithms: [HS256], secret: \"{SECRET}\" }} }}\n");
+    let routes = r#"  - name: read
+    match: { path_prefix: /read }
+    upstream: svc
+    authenticate: [hs]
+    authorize: { scopes: [users:read], claims: [ { claim: tenant, equals: acme }, { claim: roles, contains: admin }, { claim: plan, one_of: [gold, silver] } ] }
+  - name: any
+    match: { path_prefix: /any }
+    upstream: svc
+    authenticate: [hs]
+    authorize: { any_scopes: [a, users:read] }
+  - name: internal
+    match: { path_prefix: /internal }
+    upstream: svc
+    ip: { allow: [ 10.0.0.0/8 ] }
+    authenticate: [hs]
+"#;
+    let s = setup(&auth, "  []", routes, &[]).await;
+    let tok = |c: Value| bearer(&sign_hs(Algorithm::HS256, SECRET, &c));
+    let good = json!({ "sub": "a", "exp": now() + 60, "scope": "users:read", "tenant": "acme", "roles": ["user", "admin"], "plan": "gold" });
+    assert_eq!(get(&s.url("/read"), &[("authorization", &tok(good.clone()))]).await.status, 200);
+    let mut no_scope = good.clone();
+    no_scope["scope"] = json!("other");
+    let r = get(&s.url("/read"), &[("authorization", &tok(no_scope))]).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Bearer realm=\"portcullis\", error=\"insufficient_scope\", scope=\"users:read\"")
+    );
+    for (claim, value) in [("tenant", json!("umbrella")), ("roles", json!(["user"])), ("plan", json!("bronze"))] {
+        let mut c = good.clone();
+        c[claim] = value;
+        assert_eq!(get(&s.url("/read"), &[("authorization", &tok(c))]).await.status, 403, "{claim}");
+    }
+    assert_eq!(get(&s.url("/any"), &[("authorization", &tok(good.clone()))]).await.status, 200);
+    // IP lists run before authentication: no challenge, and no token needed to be refused.
+    let r = get(&s.url("/internal"), &[]).await;
+    assert_eq!(r.status, 403);
+    assert!(r.header("www-authenticate").is_none());
+    assert_eq!(s.up.hits(), 2);
+}
+
+#[tokio::test]
+async fn check_refuses_bad_auth_config() {
+    let yaml = r#"
+listeners: [ { name: gw, bind: "127.0.0.1:0" } ]
+auth:
+  weak: { jwt: { algorithms: [HS256], secret: short } }
+  none: { jwt: { algorithms: [none], secret: "an-hmac-secret-that-is-long-enough!" } }
+  mixed: { jwt: { algorithms: [RS256], secret: "an-hmac-secret-that-is-long-enough!" } }
+routes:
+  - { name: r, match: { path_prefix: / }, echo: {}, authenticate: [nobody], authorize: { scopes: [x] } }
+  - { name: s, match: { path_prefix: /s }, echo: {}, authorize: { scopes: [x] } }
+"#;
+    let errors = portcullis::plan::compile(&load(yaml, Path::new("."))).unwrap_err().to_string();
+    for want in [
+        "auth.weak.jwt.secret: an HMAC secret must be at least 32 bytes",
+        "auth.none.jwt.algorithms[0]: `none` is not one of",
+        "auth.mixed.jwt.algorithms: a `secret` only verifies HS256/384/512",
+        "routes[0].authenticate[0]: unknown auth provider `nobody`",
+        "routes[1].authorize: `authorize` needs `authenticate`",
+    ] {
+        assert!(errors.contains(want), "missing `{want}` in:\n{errors}");
+    }
+}
