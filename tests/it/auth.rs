@@ -353,3 +353,87 @@ routes:
         assert!(errors.contains(want), "missing `{want}` in:\n{errors}");
     }
 }
+
+#[tokio::test]
+async fn jwks_outage_keeps_the_last_good_keys() {
+    let idp = Idp::start().await;
+    let k = SigningKey::generate(Algorithm::ES256, "k1");
+    idp.publish(&[&k]);
+    let auth = format!(
+        "  idp: {{ jwt: {{ algorithms: [ES256], jwks_uri: \"{}\", jwks_refresh: 50ms }} }}\n",
+        idp.url("/jwks")
+    );
+    let s = setup(
+        &auth,
+        "  []",
+        "  - { name: api, match: { path_prefix: /api }, upstream: svc, authenticate: [idp] }\n",
+        &[],
+    )
+    .await;
+    let token = |n: u64| k.sign(&json!({ "sub": "a", "exp": now() + 60, "n": n }));
+    assert_eq!(get(&s.url("/api"), &[("authorization", &bearer(&token(1)))]).await.status, 200);
+    idp.take_down_jwks();
+    // Wait until the gateway has tried (and failed) to refresh twice.
+    let fetches = || idp.jwks_fetches.load(std::sync::atomic::Ordering::SeqCst);
+    let target = fetches() + 2;
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while fetches() < target {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the gateway keeps refreshing");
+    // A token it has never seen (not cached) still verifies with the last good set.
+    assert_eq!(get(&s.url("/api"), &[("authorization", &bearer(&token(2)))]).await.status, 200);
+}
+
+#[tokio::test]
+async fn tokens_from_cookies_and_queries_are_not_forwarded() {
+    let auth = format!(
+        "  c: {{ jwt: {{ algorithms: [HS256], secret: \"{SECRET}\", token: {{ cookie: session }} }} }}\n  q: {{ jwt: {{ algorithms: [HS256], secret: \"{SECRET}\", token: {{ query: access_token }} }} }}\n"
+    );
+    let routes = "  - { name: c, match: { path_prefix: /c }, upstream: svc, authenticate: [c] }\n  - { name: q, match: { path_prefix: /q }, upstream: svc, authenticate: [q] }\n";
+    let s = setup(&auth, "  []", routes, &[]).await;
+    let t = sign_hs(Algorithm::HS256, SECRET, &json!({ "sub": "a", "exp": now() + 60 }));
+    let seen = get(&s.url("/c"), &[("cookie", &format!("theme=dark; session={t}"))]).await.json();
+    assert_eq!(seen["headers"]["cookie"], "theme=dark");
+    let seen = get(&s.url(&format!("/q?x=1&access_token={t}")), &[]).await.json();
+    assert_eq!(seen["query"], "x=1");
+}
+
+#[tokio::test]
+async fn mtls_maps_the_client_certificate_to_a_consumer() {
+    let pki = crate::support::pki::Pki::new();
+    let (c, k) = pki.issue("server", "server", &["api.example.com"]);
+    let (known_c, known_k) = pki.issue("orders", "svc-orders", &["orders.internal"]);
+    let (other_c, other_k) = pki.issue("other", "svc-unknown", &["unknown.internal"]);
+    let yaml = format!(
+        r#"
+listeners:
+  - name: tls
+    bind: "127.0.0.1:0"
+    tls:
+      certificates: [ {{ cert: "{}", key: "{}" }} ]
+      client_auth: {{ ca: "{}", required: false }}
+auth:
+  certs: {{ mtls: {{}} }}
+consumers:
+  - {{ id: orders-service, groups: [internal], certificates: [ {{ san: orders.internal }} ] }}
+routes:
+  - {{ name: echo, match: {{ path_prefix: / }}, echo: {{}}, authenticate: [certs] }}
+"#,
+        c.display(),
+        k.display(),
+        pki.ca_path().display()
+    );
+    let gw = portcullis::Gateway::start(&load(&yaml, Path::new("/"))).await.unwrap();
+    let addr = gw.addr("tls").unwrap();
+    let https = crate::support::pki::https_get;
+    let ok = https(addr, "api.example.com", &pki.ca_path(), Some((&known_c, &known_k)), "/").await.unwrap();
+    assert_eq!(ok.reply.status, 200);
+    assert_eq!(ok.reply.json()["headers"]["x-consumer-id"][0], "orders-service");
+    let unknown = https(addr, "api.example.com", &pki.ca_path(), Some((&other_c, &other_k)), "/").await.unwrap();
+    assert_eq!(unknown.reply.status, 401, "a valid certificate that maps to no consumer");
+    let none = https(addr, "api.example.com", &pki.ca_path(), None, "/").await.unwrap();
+    assert_eq!(none.reply.status, 401, "client_auth is optional here, the route is not");
+}

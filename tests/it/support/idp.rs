@@ -151,6 +151,11 @@ impl Idp {
         format!("http://{}{path}", self.addr)
     }
 
+    /// From now on the JWKS endpoint answers 503.
+    pub fn take_down_jwks(&self) {
+        *self.jwks.lock().unwrap() = Value::Null;
+    }
+
     pub fn publish(&self, keys: &[&SigningKey]) {
         *self.jwks.lock().unwrap() = json!({ "keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>() });
     }
@@ -173,7 +178,14 @@ async fn serve(req: Request<Incoming>, s: State, addr: SocketAddr) -> Result<Res
         }
         "/jwks" => {
             fetches.fetch_add(1, Ordering::SeqCst);
-            Ok(json_resp(jwks.lock().unwrap().clone()))
+            let doc = jwks.lock().unwrap().clone();
+            if doc.is_null() {
+                // `Idp::take_down_jwks`: the endpoint fails.
+                let mut r = json_resp(json!({ "error": "down" }));
+                *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                return Ok(r);
+            }
+            Ok(json_resp(doc))
         }
         "/introspect" => {
             introspections.fetch_add(1, Ordering::SeqCst);
