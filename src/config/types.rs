@@ -11,6 +11,9 @@ use super::units::{ByteSize, Duration};
 use crate::policy::auth::{ConsumerConfig, IdentityHeadersConfig, ProviderConfig};
 use crate::policy::authz::{AuthorizeConfig, IpConfig};
 use crate::policy::cors::CorsConfig;
+use crate::policy::ratelimit::{
+    ConcurrencyConfig, QuotaConfig, RateLimitConfig, RateLimitHeaders, RateLimitStoreConfig,
+};
 use crate::policy::security_headers::SecurityHeadersConfig;
 
 /// The whole gateway config.
@@ -48,6 +51,12 @@ pub struct Config {
     /// Headers that carry the identity upstream (stripped from client requests).
     #[serde(default)]
     pub identity_headers: IdentityHeadersConfig,
+    /// Where rate-limit and quota counters live (in memory unless Redis is set).
+    #[serde(default)]
+    pub rate_limit_store: RateLimitStoreConfig,
+    /// Rate-limit headers on responses: `ietf` (default), `legacy`, `both`, `none`.
+    #[serde(default)]
+    pub rate_limit_headers: RateLimitHeaders,
 }
 
 fn thirty_seconds() -> Duration {
@@ -67,6 +76,8 @@ impl Default for Config {
             auth: BTreeMap::new(),
             consumers: Vec::new(),
             identity_headers: IdentityHeadersConfig::default(),
+            rate_limit_store: RateLimitStoreConfig::default(),
+            rate_limit_headers: RateLimitHeaders::default(),
         }
     }
 }
@@ -386,6 +397,15 @@ pub struct RouteConfig {
     pub authenticate: Vec<String>,
     /// What the authenticated caller needs (scopes, claims, groups).
     pub authorize: Option<AuthorizeConfig>,
+    /// Rate limits; a request must pass all of them.
+    #[serde(default)]
+    pub rate_limit: Vec<RateLimitConfig>,
+    /// Budgets per calendar minute, hour, day or month (UTC).
+    #[serde(default)]
+    pub quota: Vec<QuotaConfig>,
+    /// Requests in flight at once.
+    #[serde(default)]
+    pub concurrency: Vec<ConcurrencyConfig>,
 }
 
 fn yes() -> bool {

@@ -19,6 +19,7 @@ use ipnet::IpNet;
 use crate::config::{ConfigError, ConfigErrors, HstsConfig, ListenerLimits, LoadedConfig, NormalizeConfig};
 use crate::http::forwarded::TrustedProxies;
 use crate::policy::auth::{Consumers, IdentityHeaders, Provider, Providers};
+use crate::policy::ratelimit::{RateLimitHeaders, Stores};
 use crate::policy::{registry, security_headers};
 use crate::router::{Conflict, Router};
 use crate::upstream::Upstream;
@@ -41,6 +42,8 @@ pub struct Plan {
     pub providers: Providers,
     /// Stripped from every client request; set from the authenticated identity.
     pub identity_headers: Arc<IdentityHeaders>,
+    pub rate_limit_headers: RateLimitHeaders,
+    pub stores: Arc<Stores>,
 }
 
 impl Plan {
@@ -133,7 +136,13 @@ pub fn compile(loaded: &LoadedConfig) -> Result<Plan, ConfigErrors> {
         }
         IdentityHeaders::compile(&Default::default()).expect("defaults are valid")
     }));
-    let shared = registry::Shared { providers: &providers, identity_headers: &identity_headers };
+    let stores = Arc::new(Stores::compile(&cfg.rate_limit_store).unwrap_or_else(|errs| {
+        for (p, m) in errs {
+            cx.err(format!("rate_limit_store.{p}"), m);
+        }
+        Stores::compile(&Default::default()).expect("the default store")
+    }));
+    let shared = registry::Shared { providers: &providers, identity_headers: &identity_headers, stores: &stores };
 
     let mut upstreams: HashMap<&str, Arc<Upstream>> = HashMap::new();
     for (name, ucfg) in &cfg.upstreams {
@@ -180,6 +189,8 @@ pub fn compile(loaded: &LoadedConfig) -> Result<Plan, ConfigErrors> {
         shutdown_timeout: cfg.shutdown_timeout.0,
         providers,
         identity_headers,
+        rate_limit_headers: cfg.rate_limit_headers,
+        stores,
     })
 }
 

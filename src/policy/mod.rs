@@ -18,6 +18,7 @@ pub mod authz;
 pub mod cors;
 pub mod headers;
 pub mod ip;
+pub mod ratelimit;
 pub mod registry;
 pub mod security_headers;
 
@@ -64,6 +65,21 @@ pub struct RequestCtx<'a> {
     pub client_cert: Option<&'a crate::server::ClientIdentity>,
     /// Set by the authenticate phase.
     pub identity: Option<auth::Identity>,
+    /// The tightest rate limit seen, for the `RateLimit` response headers.
+    pub rate_limit: Option<ratelimit::HeaderInfo>,
+    /// Concurrency slots, held until the response is done.
+    pub slots: Vec<ratelimit::Slot>,
+}
+
+impl<'a> RequestCtx<'a> {
+    pub fn new(
+        client_ip: IpAddr,
+        request_id: &'a HeaderValue,
+        route: &'a str,
+        client_cert: Option<&'a crate::server::ClientIdentity>,
+    ) -> RequestCtx<'a> {
+        RequestCtx { client_ip, request_id, route, client_cert, identity: None, rate_limit: None, slots: Vec::new() }
+    }
 }
 
 /// Every kind of compiled policy. An enum (not trait objects): no allocation
@@ -72,6 +88,10 @@ pub struct RequestCtx<'a> {
 pub enum Policy {
     /// IP allow/deny lists (access phase).
     Ip(ip::Compiled),
+    /// Limits keyed by client IP only (limit_by_ip phase).
+    LimitByIp(ratelimit::Compiled),
+    /// Other limits, quotas and concurrency (limit phase).
+    Limit(ratelimit::Compiled),
     /// The route's authentication providers (authenticate phase).
     Authenticate(auth::RouteAuth),
     /// Scopes, claims and groups (authorize phase).
@@ -87,6 +107,8 @@ impl Policy {
     pub fn phase(&self) -> Option<Phase> {
         match self {
             Policy::Ip(_) => Some(Phase::Access),
+            Policy::LimitByIp(_) => Some(Phase::LimitByIp),
+            Policy::Limit(_) => Some(Phase::Limit),
             Policy::Authenticate(_) => Some(Phase::Authenticate),
             Policy::Authorize(_) => Some(Phase::Authorize),
             Policy::RequestHeaders(_) => Some(Phase::Transform),
@@ -97,6 +119,7 @@ impl Policy {
     async fn on_request(&self, req: &mut request::Parts, ctx: &mut RequestCtx<'_>) -> Outcome {
         match self {
             Policy::Ip(ip) => ip.on_request(ctx),
+            Policy::LimitByIp(l) | Policy::Limit(l) => l.on_request(req, ctx).await,
             Policy::Authenticate(auth) => auth.on_request(req, ctx).await,
             Policy::Authorize(authz) => authz.on_request(req, ctx),
             Policy::RequestHeaders(h) => {

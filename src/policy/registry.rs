@@ -6,12 +6,13 @@ use std::sync::Arc;
 use crate::config::RouteConfig;
 
 use super::auth::{IdentityHeaders, Providers, RouteAuth};
-use super::{Chain, Policy, authz, headers, ip};
+use super::{Chain, Policy, authz, headers, ip, ratelimit};
 
-/// What routes share: the plan's authentication providers.
+/// What routes share: the plan's authentication providers and counters.
 pub struct Shared<'a> {
     pub providers: &'a Providers,
     pub identity_headers: &'a Arc<IdentityHeaders>,
+    pub stores: &'a Arc<ratelimit::Stores>,
 }
 
 /// Compiles a route's policies. Errors are `(path under the route, message)`.
@@ -22,6 +23,7 @@ pub fn compile_route(route: &RouteConfig, shared: &Shared<'_>) -> Result<Chain, 
         errors.extend(errs.into_iter().map(|(p, m)| {
             let path = match p.as_str() {
                 "" => key.to_string(),
+                p if key.is_empty() => p.to_string(),
                 p if p.starts_with('[') => format!("{key}{p}"),
                 p => format!("{key}.{p}"),
             };
@@ -53,6 +55,20 @@ pub fn compile_route(route: &RouteConfig, shared: &Shared<'_>) -> Result<Chain, 
             }
         }
         policies.push(Policy::Authenticate(RouteAuth::new(providers, shared.identity_headers.clone())));
+    }
+    match ratelimit::compile_route(
+        &route.name,
+        route.upstream.as_deref(),
+        &route.rate_limit,
+        &route.quota,
+        &route.concurrency,
+        shared.stores,
+    ) {
+        Ok((by_ip, later)) => {
+            policies.extend(by_ip.map(Policy::LimitByIp));
+            policies.extend(later.map(Policy::Limit));
+        }
+        Err(e) => prefixed("", e),
     }
     if let Some(cfg) = &route.authorize {
         if route.authenticate.is_empty() {

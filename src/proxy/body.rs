@@ -9,19 +9,33 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::policy::ratelimit::Slot;
 use crate::upstream::InFlight;
 
 #[derive(Debug)]
 pub enum Body {
     /// A complete body made by the gateway (problem, static, echo…).
     Full(Option<Bytes>),
-    /// An upstream's body, streamed; holds the target's in-flight slot until done.
-    Upstream { inner: Incoming, _in_flight: Option<InFlight> },
+    /// An upstream's body, streamed; holds the target's in-flight slot (and
+    /// any concurrency-limit slots) until done.
+    Upstream { inner: Incoming, _in_flight: Option<InFlight>, _slots: Vec<Slot> },
 }
 
 impl Body {
     pub fn empty() -> Body {
         Body::Full(None)
+    }
+
+    /// Keeps concurrency slots until the body is finished. A gateway-made
+    /// body is complete already: its slots are released now.
+    pub fn hold(self, slots: Vec<Slot>) -> Body {
+        match self {
+            Body::Upstream { inner, _in_flight, mut _slots } => {
+                _slots.extend(slots);
+                Body::Upstream { inner, _in_flight, _slots }
+            }
+            full => full,
+        }
     }
 
     pub fn full(bytes: impl Into<Bytes>) -> Body {

@@ -115,7 +115,7 @@ pub(super) async fn forward(
     }
     let (mut parts, inner) = resp.into_parts();
     hop_by_hop::strip(&mut parts.headers, false);
-    Ok(Response::from_parts(parts, Body::Upstream { inner, _in_flight: Some(in_flight) }))
+    Ok(Response::from_parts(parts, Body::Upstream { inner, _in_flight: Some(in_flight), _slots: Vec::new() }))
 }
 
 /// `X-Forwarded-For/Proto/Host`, `X-Request-Id`; `Forwarded` from an

@@ -22,8 +22,8 @@ use hyper::body::Incoming;
 
 use crate::http::{forwarded, normalize, problem, request_id};
 use crate::plan::{Action, Plan, Route};
-use crate::policy::cors;
 use crate::policy::{Outcome, RequestCtx};
+use crate::policy::{cors, ratelimit};
 use crate::responder::EchoInfo;
 use crate::router::{Miss, RequestView, host::request_host};
 use crate::server::ClientIdentity;
@@ -54,13 +54,7 @@ pub async fn handle(plan: &Plan, conn: &ConnInfo, req: Request<Incoming>) -> Res
     let origin = req.headers().get(header::ORIGIN).cloned();
     let (route, result) = serve(plan, conn, client, &request_id, req).await;
     let mut resp = result.unwrap_or_else(|err| problem::from_error(&err, &request_id));
-    let ctx = RequestCtx {
-        client_ip: client.ip,
-        request_id: &request_id,
-        route: route.map_or("", |r| &r.name),
-        client_cert: conn.client_cert.as_deref(),
-        identity: None,
-    };
+    let ctx = RequestCtx::new(client.ip, &request_id, route.map_or("", |r| &r.name), conn.client_cert.as_deref());
     finish(plan, route, conn, origin.as_ref(), &mut resp, &ctx);
     resp.headers_mut().insert(request_id::HEADER, request_id);
     resp
@@ -121,13 +115,7 @@ async fn serve<'p>(
         }
     };
     let route = &plan.routes[found.route];
-    let mut ctx = RequestCtx {
-        client_ip: client.ip,
-        request_id,
-        route: &route.name,
-        client_cert: conn.client_cert.as_deref(),
-        identity: None,
-    };
+    let mut ctx = RequestCtx::new(client.ip, request_id, &route.name, conn.client_cert.as_deref());
 
     let max_body = route.max_body_size.unwrap_or(listener.limits.max_body_size.0);
     if let Some(len) = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
@@ -163,7 +151,13 @@ async fn serve<'p>(
             }
         },
     };
-    (Some(route), result)
+    // Rate-limit headers go on every answer of a limited route, 429 or not.
+    let mut resp = result.unwrap_or_else(|e| problem::from_error(&e, request_id));
+    if let Some(info) = &ctx.rate_limit {
+        ratelimit::write_headers(plan.rate_limit_headers, info, resp.headers_mut());
+    }
+    let slots = std::mem::take(&mut ctx.slots);
+    (Some(route), Ok(resp.map(|b| b.hold(slots))))
 }
 
 /// 308 to the same host and path on HTTPS (`redirect_https` listeners).

@@ -1,0 +1,208 @@
+//! The embedded store: sharded, lock-light, bounded. Keys are 128-bit
+//! seeded hashes of the limit's scope and the client's key (the raw key is
+//! not kept). A GCRA entry whose TAT has passed is equivalent to no entry,
+//! so idle keys are evicted without changing any decision; under an attack
+//! of millions of distinct keys the cap holds by evicting the entries
+//! closest to idle.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::time::Instant;
+
+use super::gcra::{Decision, Gcra};
+
+const SHARDS: usize = 64;
+
+pub struct MemoryStore {
+    origin: Instant,
+    seed: u64,
+    cap_per_shard: usize,
+    gcra: Vec<Mutex<HashMap<u128, u64>>>,
+    /// Quota counters: key → (window id, count).
+    quota: Vec<Mutex<HashMap<u128, (u64, u64)>>>,
+    /// In-flight counters for concurrency limits.
+    in_flight: Vec<Mutex<HashMap<u128, u32>>>,
+    pub evictions: AtomicU64,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore").field("cap_per_shard", &self.cap_per_shard).finish_non_exhaustive()
+    }
+}
+
+fn shards<V>() -> Vec<Mutex<HashMap<u128, V>>> {
+    (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl MemoryStore {
+    pub fn new(max_keys: usize) -> MemoryStore {
+        MemoryStore {
+            origin: Instant::now(),
+            seed: rand::random(),
+            cap_per_shard: (max_keys / SHARDS).max(16),
+            gcra: shards(),
+            quota: shards(),
+            in_flight: shards(),
+            evictions: AtomicU64::new(0),
+        }
+    }
+
+    /// The key of `parts` in this store (seeded: clients cannot aim collisions).
+    pub fn key(&self, parts: &[&[u8]]) -> u128 {
+        let mut buf = Vec::with_capacity(64);
+        for p in parts {
+            buf.extend_from_slice(&(p.len() as u32).to_le_bytes());
+            buf.extend_from_slice(p);
+        }
+        xxhash_rust::xxh3::xxh3_128_with_seed(&buf, self.seed)
+    }
+
+    /// Nanoseconds on the store's monotonic clock (tokio's: tests can pause it).
+    pub fn now(&self) -> u64 {
+        Instant::now().duration_since(self.origin).as_nanos() as u64
+    }
+
+    fn shard(key: u128) -> usize {
+        (key as usize) % SHARDS
+    }
+
+    pub fn check(&self, key: u128, gcra: &Gcra) -> Decision {
+        let now = self.now();
+        let mut shard = lock(&self.gcra[Self::shard(key)]);
+        let tat = shard.get(&key).copied().unwrap_or(0);
+        let (decision, new_tat) = gcra.check(tat, now);
+        if let Some(t) = new_tat {
+            if !shard.contains_key(&key) && shard.len() >= self.cap_per_shard {
+                self.make_room(&mut shard, now);
+            }
+            shard.insert(key, t);
+        }
+        decision
+    }
+
+    fn make_room(&self, shard: &mut HashMap<u128, u64>, now: u64) {
+        let before = shard.len();
+        shard.retain(|_, tat| *tat > now);
+        if shard.len() >= self.cap_per_shard {
+            // Every key is active: drop the one nearest to idle among a few.
+            if let Some(victim) = shard.iter().take(8).min_by_key(|(_, tat)| **tat).map(|(k, _)| *k) {
+                shard.remove(&victim);
+            }
+        }
+        self.evictions.fetch_add((before - shard.len()) as u64, Ordering::Relaxed);
+    }
+
+    /// Counts one request against a quota of `limit` in window `window`;
+    /// refused requests are not counted. Returns (allowed, used).
+    pub fn quota(&self, key: u128, window: u64, limit: u64) -> (bool, u64) {
+        let mut shard = lock(&self.quota[Self::shard(key)]);
+        if !shard.contains_key(&key) && shard.len() >= self.cap_per_shard {
+            shard.retain(|_, (w, _)| *w >= window);
+            if shard.len() >= self.cap_per_shard
+                && let Some(k) = shard.keys().next().copied()
+            {
+                shard.remove(&k);
+            }
+        }
+        let entry = shard.entry(key).or_insert((window, 0));
+        if entry.0 != window {
+            *entry = (window, 0);
+        }
+        if entry.1 >= limit {
+            return (false, entry.1);
+        }
+        entry.1 += 1;
+        (true, entry.1)
+    }
+
+    /// Takes an in-flight slot if fewer than `max` are taken.
+    pub fn acquire(&self, key: u128, max: u32) -> bool {
+        let mut shard = lock(&self.in_flight[Self::shard(key)]);
+        let n = shard.entry(key).or_insert(0);
+        if *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    pub fn release(&self, key: u128) {
+        let mut shard = lock(&self.in_flight[Self::shard(key)]);
+        if let Some(n) = shard.get_mut(&key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                shard.remove(&key);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.gcra.iter().map(|s| lock(s).len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn bounded_under_many_keys_and_idle_keys_go_first() {
+        let store = MemoryStore::new(SHARDS * 16);
+        let g = Gcra::new(1, 1_000_000_000, 0, None);
+        let hot = store.key(&[b"hot"]);
+        assert!(store.check(hot, &g).allowed);
+        for i in 0..100_000u32 {
+            store.check(store.key(&[&i.to_le_bytes()]), &g);
+        }
+        assert!(store.len() <= SHARDS * 16, "{}", store.len());
+        tokio::time::advance(Duration::from_millis(500)).await;
+        // Entries from the flood are idle after 1 s; the store keeps working.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(store.check(hot, &g).allowed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_with_a_paused_clock() {
+        let store = MemoryStore::new(1000);
+        let g = Gcra::new(2, 1_000_000_000, 0, None);
+        let k = store.key(&[b"client"]);
+        assert!(store.check(k, &g).allowed);
+        assert!(!store.check(k, &g).allowed);
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(store.check(k, &g).allowed);
+    }
+
+    #[test]
+    fn quota_resets_with_the_window_and_refusals_are_free() {
+        let store = MemoryStore::new(1000);
+        let k = store.key(&[b"c"]);
+        assert_eq!(store.quota(k, 7, 2), (true, 1));
+        assert_eq!(store.quota(k, 7, 2), (true, 2));
+        assert_eq!(store.quota(k, 7, 2), (false, 2));
+        assert_eq!(store.quota(k, 7, 2), (false, 2));
+        assert_eq!(store.quota(k, 8, 2), (true, 1));
+    }
+
+    #[test]
+    fn concurrency_slots() {
+        let store = MemoryStore::new(1000);
+        let k = store.key(&[b"c"]);
+        assert!(store.acquire(k, 2));
+        assert!(store.acquire(k, 2));
+        assert!(!store.acquire(k, 2));
+        store.release(k);
+        assert!(store.acquire(k, 2));
+    }
+}

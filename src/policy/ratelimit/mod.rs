@@ -1,0 +1,409 @@
+//! Rate limits (GCRA, with NGINX `limit_req` delay/nodelay semantics),
+//! quotas per calendar window, and concurrency limits, counted in the
+//! embedded sharded store or, for rates and quotas, in Redis shared by
+//! every instance.
+//!
+//! Limits keyed only by client IP run in the `limit_by_ip` phase (before
+//! authentication, which costs CPU); the others in `limit`. Within a phase
+//! they run in order — rates, quotas, concurrency — and the first refusal
+//! stops the request, so limits it did not reach spend nothing.
+
+pub mod config;
+pub mod gcra;
+pub mod memory;
+pub mod quota;
+pub mod redis;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
+use http::{StatusCode, request};
+
+pub use config::*;
+use gcra::{Decision, Gcra};
+use memory::MemoryStore;
+use redis::RedisStore;
+
+use crate::http::problem;
+use crate::policy::{Outcome, RequestCtx};
+
+/// The counters of a plan: always the memory store, and Redis when configured.
+#[derive(Debug)]
+pub struct Stores {
+    pub memory: Arc<MemoryStore>,
+    pub redis: Option<Arc<RedisStore>>,
+    /// Checks that fell back to local counters because Redis failed.
+    pub fallbacks: AtomicU64,
+    last_warning: AtomicU64,
+}
+
+impl Stores {
+    pub fn compile(cfg: &RateLimitStoreConfig) -> Result<Stores, Vec<(String, String)>> {
+        let redis = match &cfg.redis {
+            None => None,
+            Some(r) => Some(Arc::new(
+                RedisStore::new(&r.url, &r.key_prefix, r.timeout.0).map_err(|e| vec![("redis.url".to_string(), e)])?,
+            )),
+        };
+        Ok(Stores {
+            memory: Arc::new(MemoryStore::new(cfg.max_keys)),
+            redis,
+            fallbacks: 0.into(),
+            last_warning: 0.into(),
+        })
+    }
+
+    /// Logs a Redis failure at most once a second, and counts every one.
+    fn note_failure(&self, error: &str) {
+        self.fallbacks.fetch_add(1, Ordering::Relaxed);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        if self.last_warning.swap(now, Ordering::Relaxed) != now {
+            tracing::warn!(error, "rate-limit store unavailable; applying each limit's on_store_error policy");
+        }
+    }
+}
+
+/// A held concurrency slot; released when dropped (request done, failed or abandoned).
+#[derive(Debug)]
+pub struct Slot {
+    store: Arc<MemoryStore>,
+    key: u128,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.store.release(self.key);
+    }
+}
+
+/// What the rate-limit headers report: the most constrained limit.
+#[derive(Debug, Clone)]
+pub struct HeaderInfo {
+    pub name: Arc<str>,
+    pub limit: u64,
+    pub window_secs: u64,
+    pub remaining: u64,
+    pub reset_secs: u64,
+}
+
+#[derive(Debug, Clone)]
+enum Part {
+    Ip { v6_prefix: u8 },
+    Consumer,
+    Route,
+    Constant(Arc<str>),
+    Header(HeaderName),
+    Claim(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+struct Key {
+    /// Counter namespace: the limit's `name`, or its route and position.
+    scope: Arc<str>,
+    parts: Vec<Part>,
+}
+
+impl Key {
+    fn compile(spec: &KeySpec, scope: String, upstream: Option<&str>, v6_prefix: u8) -> Result<Key, String> {
+        let mut parts = Vec::new();
+        for p in spec.parts() {
+            parts.push(match p {
+                KeyPart::Ip => Part::Ip { v6_prefix },
+                KeyPart::Consumer => Part::Consumer,
+                KeyPart::Route => Part::Route,
+                KeyPart::Upstream => {
+                    Part::Constant(upstream.ok_or("`upstream` keys need a route with an `upstream`")?.into())
+                }
+                KeyPart::Header(h) => {
+                    Part::Header(HeaderName::try_from(h.as_str()).map_err(|_| format!("`{h}` is not a header name"))?)
+                }
+                KeyPart::Claim(c) => Part::Claim(c.split('.').map(String::from).collect()),
+            });
+        }
+        if parts.is_empty() {
+            return Err("a key needs at least one part".into());
+        }
+        let scope = if spec.parts().contains(&KeyPart::Upstream) { format!("upstream:{scope}") } else { scope };
+        Ok(Key { scope: scope.into(), parts })
+    }
+
+    fn only_ip(&self) -> bool {
+        self.parts.iter().all(|p| matches!(p, Part::Ip { .. }))
+    }
+
+    /// The store key of this request.
+    fn of(&self, store: &MemoryStore, req: &request::Parts, ctx: &RequestCtx<'_>) -> u128 {
+        let ip_bytes = |prefix: u8| -> Vec<u8> {
+            match ctx.client_ip {
+                IpAddr::V4(v4) => v4.octets().to_vec(),
+                IpAddr::V6(v6) => {
+                    let bits = u128::from(v6);
+                    let masked = if prefix >= 128 { bits } else { bits & !(u128::MAX >> prefix) };
+                    masked.to_be_bytes().to_vec()
+                }
+            }
+        };
+        let mut values: Vec<Vec<u8>> = vec![self.scope.as_bytes().to_vec()];
+        for p in &self.parts {
+            let v: Option<Vec<u8>> = match p {
+                Part::Ip { v6_prefix } => Some(ip_bytes(*v6_prefix)),
+                Part::Consumer => ctx.identity.as_ref().map(|id| match &id.consumer {
+                    Some(c) => c.id.as_bytes().to_vec(),
+                    None => format!("{}\0{}", id.provider, id.subject).into_bytes(),
+                }),
+                Part::Route => Some(ctx.route.as_bytes().to_vec()),
+                Part::Constant(c) => Some(c.as_bytes().to_vec()),
+                Part::Header(h) => req.headers.get(h).map(|v| v.as_bytes().to_vec()),
+                Part::Claim(path) => ctx.identity.as_ref().and_then(|id| {
+                    let mut v = id.claims.as_deref()?;
+                    for k in path {
+                        v = v.get(k)?;
+                    }
+                    Some(v.to_string().into_bytes())
+                }),
+            };
+            // Missing value: count by client IP, tagged so it cannot collide with a real value.
+            values.push(v.unwrap_or_else(|| [b"\0ip:".as_slice(), &ip_bytes(128)].concat()));
+        }
+        let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+        store.key(&refs)
+    }
+}
+
+#[derive(Debug)]
+struct RateLimit {
+    key: Key,
+    gcra: Gcra,
+    on_error: OnStoreError,
+    window_secs: u64,
+}
+
+#[derive(Debug)]
+struct QuotaLimit {
+    key: Key,
+    limit: u64,
+    per: quota::Period,
+    on_error: OnStoreError,
+}
+
+#[derive(Debug)]
+struct ConcurrencyLimit {
+    key: Key,
+    max: u32,
+}
+
+/// The limits of one route in one phase.
+#[derive(Debug)]
+pub struct Compiled {
+    rates: Vec<RateLimit>,
+    quotas: Vec<QuotaLimit>,
+    concurrency: Vec<ConcurrencyLimit>,
+    stores: Arc<Stores>,
+}
+
+/// A route's limits, split by phase: (limit_by_ip, limit).
+pub fn compile_route(
+    route: &str,
+    upstream: Option<&str>,
+    rates: &[RateLimitConfig],
+    quotas: &[QuotaConfig],
+    concurrency: &[ConcurrencyConfig],
+    stores: &Arc<Stores>,
+) -> Result<(Option<Compiled>, Option<Compiled>), Vec<(String, String)>> {
+    let mut errors = Vec::new();
+    let mut by_ip = Compiled { rates: vec![], quotas: vec![], concurrency: vec![], stores: stores.clone() };
+    let mut later = Compiled { rates: vec![], quotas: vec![], concurrency: vec![], stores: stores.clone() };
+    let scope =
+        |name: &Option<String>, kind: &str, i: usize| name.clone().unwrap_or_else(|| format!("{route}#{kind}{i}"));
+    for (i, r) in rates.iter().enumerate() {
+        let at = format!("rate_limit[{i}]");
+        if r.delay.is_some() && r.mode != Mode::Delay {
+            errors.push((format!("{at}.delay"), "`delay` goes with `mode: delay`".into()));
+        }
+        if r.ipv6_prefix.is_some_and(|p| p > 128) {
+            errors.push((format!("{at}.ipv6_prefix"), "a prefix length is 0 to 128".into()));
+        }
+        let key = match Key::compile(&r.key, scope(&r.name, "rate", i), upstream, r.ipv6_prefix.unwrap_or(128)) {
+            Ok(k) => k,
+            Err(e) => {
+                errors.push((format!("{at}.key"), e));
+                continue;
+            }
+        };
+        let period = r.rate.per.as_nanos() as u64;
+        let delay = (r.mode == Mode::Delay).then(|| r.delay.unwrap_or(0));
+        let gcra = Gcra::new(r.rate.count, period, r.burst, delay);
+        let window_secs = ((gcra.capacity() as u128 * gcra.interval as u128).div_ceil(1_000_000_000)) as u64;
+        let limit = RateLimit { key, gcra, on_error: r.on_store_error, window_secs: window_secs.max(1) };
+        if limit.key.only_ip() { by_ip.rates.push(limit) } else { later.rates.push(limit) }
+    }
+    for (i, q) in quotas.iter().enumerate() {
+        match Key::compile(&q.key, scope(&q.name, "quota", i), upstream, 128) {
+            Ok(key) => {
+                let limit = QuotaLimit { key, limit: q.limit, per: q.per, on_error: q.on_store_error };
+                if limit.key.only_ip() { by_ip.quotas.push(limit) } else { later.quotas.push(limit) }
+            }
+            Err(e) => errors.push((format!("quota[{i}].key"), e)),
+        }
+        if q.limit == 0 {
+            errors.push((
+                format!("quota[{i}].limit"),
+                "a quota of 0 refuses everything; remove the route instead".into(),
+            ));
+        }
+    }
+    for (i, c) in concurrency.iter().enumerate() {
+        match Key::compile(&c.key, scope(&c.name, "conc", i), upstream, 128) {
+            Ok(key) => {
+                let limit = ConcurrencyLimit { key, max: c.max };
+                if limit.key.only_ip() { by_ip.concurrency.push(limit) } else { later.concurrency.push(limit) }
+            }
+            Err(e) => errors.push((format!("concurrency[{i}].key"), e)),
+        }
+        if c.max == 0 {
+            errors.push((format!("concurrency[{i}].max"), "must be at least 1".into()));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let some = |c: Compiled| (!(c.rates.is_empty() && c.quotas.is_empty() && c.concurrency.is_empty())).then_some(c);
+    Ok((some(by_ip), some(later)))
+}
+
+fn secs_ceil(ns: u64) -> u64 {
+    ns.div_ceil(1_000_000_000)
+}
+
+impl Compiled {
+    pub async fn on_request(&self, req: &mut request::Parts, ctx: &mut RequestCtx<'_>) -> Outcome {
+        let memory = &self.stores.memory;
+        let mut hold = 0u64;
+        for r in &self.rates {
+            let key = r.key.of(memory, req, ctx);
+            let decision = match &self.stores.redis {
+                None => memory.check(key, &r.gcra),
+                Some(redis) => match redis.check(key, &r.gcra).await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        self.stores.note_failure(&e);
+                        match r.on_error {
+                            OnStoreError::Open => memory.check(key, &r.gcra),
+                            OnStoreError::Closed => return unavailable(ctx),
+                        }
+                    }
+                },
+            };
+            note(ctx, &r.key.scope, r.gcra.capacity(), r.window_secs, &decision);
+            if !decision.allowed {
+                return too_many(ctx, decision.retry_after);
+            }
+            hold = hold.max(decision.delay);
+        }
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        for q in &self.quotas {
+            let key = q.key.of(memory, req, ctx);
+            let (window, reset_at) = quota::window(q.per, now);
+            let (allowed, used) = match &self.stores.redis {
+                None => memory.quota(key, window, q.limit),
+                Some(redis) => match redis.quota(key, window, reset_at, q.limit).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.stores.note_failure(&e);
+                        match q.on_error {
+                            OnStoreError::Open => memory.quota(key, window, q.limit),
+                            OnStoreError::Closed => return unavailable(ctx),
+                        }
+                    }
+                },
+            };
+            let reset_secs = reset_at.saturating_sub(now);
+            let window_secs = match q.per {
+                quota::Period::Minute => 60,
+                quota::Period::Hour => 3600,
+                quota::Period::Day => 86_400,
+                quota::Period::Month => 30 * 86_400,
+            };
+            let info = HeaderInfo {
+                name: q.key.scope.clone(),
+                limit: q.limit,
+                window_secs,
+                remaining: q.limit.saturating_sub(used),
+                reset_secs,
+            };
+            keep_tightest(ctx, info);
+            if !allowed {
+                return too_many(ctx, reset_secs * 1_000_000_000);
+            }
+        }
+        for c in &self.concurrency {
+            let key = c.key.of(memory, req, ctx);
+            if !memory.acquire(key, c.max) {
+                let resp = problem::problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many requests in flight; retry shortly",
+                    ctx.request_id,
+                );
+                return Outcome::Respond(resp);
+            }
+            ctx.slots.push(Slot { store: memory.clone(), key });
+        }
+        if hold > 0 {
+            // Delay mode: released in arrival order, as TAT slots are handed out in order.
+            tokio::time::sleep(Duration::from_nanos(hold)).await;
+        }
+        Outcome::Continue
+    }
+}
+
+fn note(ctx: &mut RequestCtx<'_>, scope: &Arc<str>, limit: u64, window_secs: u64, d: &Decision) {
+    let info = HeaderInfo {
+        name: scope.clone(),
+        limit,
+        window_secs,
+        remaining: d.remaining,
+        reset_secs: secs_ceil(if d.allowed { d.reset } else { d.retry_after }),
+    };
+    keep_tightest(ctx, info);
+}
+
+fn keep_tightest(ctx: &mut RequestCtx<'_>, info: HeaderInfo) {
+    if ctx.rate_limit.as_ref().is_none_or(|cur| info.remaining < cur.remaining) {
+        ctx.rate_limit = Some(info);
+    }
+}
+
+fn too_many(ctx: &RequestCtx<'_>, retry_after_ns: u64) -> Outcome {
+    let mut resp = problem::problem(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded; retry later", ctx.request_id);
+    resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs_ceil(retry_after_ns).max(1)));
+    Outcome::Respond(resp)
+}
+
+fn unavailable(ctx: &RequestCtx<'_>) -> Outcome {
+    Outcome::Respond(problem::problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the rate-limit service is unavailable",
+        ctx.request_id,
+    ))
+}
+
+/// Adds the configured rate-limit headers for `info` to a response.
+pub fn write_headers(mode: RateLimitHeaders, info: &HeaderInfo, headers: &mut http::HeaderMap) {
+    let name = info.name.replace(['"', '\\'], "");
+    if matches!(mode, RateLimitHeaders::Ietf | RateLimitHeaders::Both) {
+        let policy = format!("\"{name}\";q={};w={}", info.limit, info.window_secs);
+        let state = format!("\"{name}\";r={};t={}", info.remaining, info.reset_secs);
+        if let (Ok(p), Ok(s)) = (HeaderValue::try_from(policy), HeaderValue::try_from(state)) {
+            headers.insert(HeaderName::from_static("ratelimit-policy"), p);
+            headers.insert(HeaderName::from_static("ratelimit"), s);
+        }
+    }
+    if matches!(mode, RateLimitHeaders::Legacy | RateLimitHeaders::Both) {
+        headers.insert(HeaderName::from_static("x-ratelimit-limit"), HeaderValue::from(info.limit));
+        headers.insert(HeaderName::from_static("x-ratelimit-remaining"), HeaderValue::from(info.remaining));
+        headers.insert(HeaderName::from_static("x-ratelimit-reset"), HeaderValue::from(info.reset_secs));
+    }
+}

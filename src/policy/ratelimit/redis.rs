@@ -1,0 +1,140 @@
+//! The shared store: GCRA and quota counters in Redis, so that every
+//! gateway instance draws from one budget. Each check is one Lua script
+//! (atomic, using Redis' clock so instances need not agree on time) over a
+//! multiplexed, auto-reconnecting connection, bounded by a timeout: a Redis
+//! outage costs at most that timeout, then the limit's failure policy applies.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use super::gcra::{Decision, Gcra};
+
+/// Returns {allowed, excess_us_before, retry_us, reset_us}.
+const GCRA_SCRIPT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local excess = tat - now
+if excess > tolerance then
+  return {0, excess, excess - tolerance, excess}
+end
+local new_tat = tat + interval
+redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
+return {1, excess, 0, new_tat - now}
+";
+
+/// Returns {allowed, used}; a refused request is not counted.
+const QUOTA_SCRIPT: &str = r"
+local c = redis.call('INCR', KEYS[1])
+if c == 1 then redis.call('EXPIREAT', KEYS[1], ARGV[2]) end
+if c > tonumber(ARGV[1]) then
+  redis.call('DECR', KEYS[1])
+  return {0, c - 1}
+end
+return {1, c}
+";
+
+pub struct RedisStore {
+    client: redis::Client,
+    prefix: String,
+    timeout: Duration,
+    conn: Mutex<Option<ConnectionManager>>,
+    /// Do not hammer a dead Redis with connection attempts.
+    last_attempt: std::sync::Mutex<Option<Instant>>,
+    gcra: redis::Script,
+    quota: redis::Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore").field("prefix", &self.prefix).finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<RedisStore, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("`{url}` is not a Redis URL: {e}"))?;
+        Ok(RedisStore {
+            client,
+            prefix: prefix.to_string(),
+            timeout,
+            conn: Mutex::new(None),
+            last_attempt: std::sync::Mutex::new(None),
+            gcra: redis::Script::new(GCRA_SCRIPT),
+            quota: redis::Script::new(QUOTA_SCRIPT),
+        })
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, String> {
+        let mut conn = self.conn.lock().await;
+        if let Some(c) = conn.as_ref() {
+            return Ok(c.clone());
+        }
+        {
+            let mut last = self.last_attempt.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                return Err("Redis unreachable (retrying in a moment)".into());
+            }
+            *last = Some(Instant::now());
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(1);
+        let c = tokio::time::timeout(self.timeout * 2, ConnectionManager::new_with_config(self.client.clone(), config))
+            .await
+            .map_err(|_| "Redis connect timed out".to_string())?
+            .map_err(|e| format!("Redis connect failed: {e}"))?;
+        *conn = Some(c.clone());
+        Ok(c)
+    }
+
+    fn full_key(&self, kind: &str, key: u128) -> String {
+        format!("{}{kind}:{key:032x}", self.prefix)
+    }
+
+    pub async fn check(&self, key: u128, gcra: &Gcra) -> Result<Decision, String> {
+        let mut conn = self.connection().await?;
+        let us = |ns: u64| (ns / 1000).max(1);
+        let tolerance = gcra.tolerance / 1000;
+        let mut invocation = self.gcra.key(self.full_key("gcra", key));
+        invocation.arg(us(gcra.interval)).arg(tolerance);
+        let call = invocation.invoke_async(&mut conn);
+        let (allowed, excess, retry, reset): (i64, i64, i64, i64) = tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| "Redis timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        let ns = |us: i64| (us.max(0) as u64) * 1000;
+        let delay = ns(excess).saturating_sub(gcra.free_excess);
+        let capacity = gcra.capacity();
+        let used = ns(reset).div_ceil(gcra.interval.max(1));
+        Ok(Decision {
+            allowed: allowed == 1,
+            retry_after: ns(retry),
+            delay: if allowed == 1 { delay } else { 0 },
+            remaining: if allowed == 1 { capacity.saturating_sub(used) } else { 0 },
+            reset: ns(reset),
+        })
+    }
+
+    pub async fn quota(&self, key: u128, window: u64, reset_at: u64, limit: u64) -> Result<(bool, u64), String> {
+        let mut conn = self.connection().await?;
+        let mut invocation = self.quota.key(self.full_key(&format!("quota:{window}"), key));
+        invocation.arg(limit).arg(reset_at);
+        let call = invocation.invoke_async(&mut conn);
+        let (allowed, used): (i64, i64) = tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| "Redis timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        Ok((allowed == 1, used.max(0) as u64))
+    }
+}
+
+pub type Shared = Arc<RedisStore>;
