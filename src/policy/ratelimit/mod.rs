@@ -204,6 +204,9 @@ pub struct Compiled {
     stores: Arc<Stores>,
 }
 
+/// A route's limits for the `limit_by_ip` and the `limit` phase.
+pub type PhasedLimits = (Option<Compiled>, Option<Compiled>);
+
 /// A route's limits, split by phase: (limit_by_ip, limit).
 pub fn compile_route(
     route: &str,
@@ -212,7 +215,7 @@ pub fn compile_route(
     quotas: &[QuotaConfig],
     concurrency: &[ConcurrencyConfig],
     stores: &Arc<Stores>,
-) -> Result<(Option<Compiled>, Option<Compiled>), Vec<(String, String)>> {
+) -> Result<PhasedLimits, Vec<(String, String)>> {
     let mut errors = Vec::new();
     let mut by_ip = Compiled { rates: vec![], quotas: vec![], concurrency: vec![], stores: stores.clone() };
     let mut later = Compiled { rates: vec![], quotas: vec![], concurrency: vec![], stores: stores.clone() };
