@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Portcullis benchmark: CPU per request and hop latency of Portcullis against
-# NGINX as reverse proxies in front of the same fast upstream, measured the way
-# shared/BENCHMARKING.md says is honest on a small shared 2-core host:
+# NGINX as reverse proxies in front of the same fast upstream, over plain HTTP
+# and over TLS, plus their memory (idle RSS, bytes per idle keep-alive
+# connection), measured the way shared/BENCHMARKING.md says is honest on a
+# small shared 2-core host:
 #   - proxy pinned to one core, wrk + upstream pinned to the other;
 #   - CPU per request from /proc/PID/stat (utime+stime) over requests done,
 #     also divided by the upstream's CPU per request in the same window (the
@@ -17,12 +19,14 @@ ROOT=$(cd "$BENCH_DIR/.." && pwd)
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-2s}
-CASES=${CASES:-direct nginx portcullis}
+CASES=${CASES:-direct nginx portcullis portcullis-tls nginx-tls}
 LOADS=${LOADS:-c50 c1}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 RESULTS_DIR=${RESULTS_DIR:-$BENCH_DIR/results}
 KEEP_TMP=${KEEP_TMP:-0}
+# Idle keep-alive connections opened per proxy for the memory figure (0: skip).
+IDLE_CONNS=${IDLE_CONNS:-1000}
 
 die() { echo "run.sh: $*" >&2; exit 1; }
 log() { echo "==> $*" >&2; }
@@ -30,15 +34,24 @@ log() { echo "==> $*" >&2; }
 read -ra CASE_LIST <<< "$CASES"
 read -ra LOAD_LIST <<< "$LOADS"
 ((${#CASE_LIST[@]})) || die "CASES is empty"
+ALL_CASES="direct nginx portcullis portcullis-tls nginx-tls"
 for c in "${CASE_LIST[@]}"; do
-    [[ $c == direct || $c == nginx || $c == portcullis ]] || die "unknown case '$c' (want direct, nginx, portcullis)"
+    [[ " $ALL_CASES " == *" $c "* ]] || die "unknown case '$c' (want some of: $ALL_CASES)"
 done
+[[ -z $(printf '%s\n' "${CASE_LIST[@]}" | sort | uniq -d) ]] || die "CASES lists a case twice"
 for l in "${LOAD_LIST[@]}"; do
     # The report knows how to read exactly these two loads (saturation and hop latency).
     [[ $l == c50 || $l == c1 ]] || die "unknown load '$l' (want c50, c1)"
 done
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
+[[ $IDLE_CONNS =~ ^[0-9]+$ ]] || die "IDLE_CONNS must be a non-negative integer"
 has_case() { [[ " ${CASE_LIST[*]} " == *" $1 "* ]]; }
+is_tls() { [[ $1 == *-tls ]]; }
+NEED_PORTCULLIS=0; NEED_TLS=0
+for c in "${CASE_LIST[@]}"; do
+    if [[ $c == portcullis* ]]; then NEED_PORTCULLIS=1; fi
+    if is_tls "$c"; then NEED_TLS=1; fi
+done
 
 # ---------------------------------------------------------------- tools
 
@@ -48,6 +61,7 @@ command -v nginx >/dev/null || missing+=(nginx-light)
 command -v taskset >/dev/null || missing+=(util-linux)
 command -v curl >/dev/null || missing+=(curl)
 command -v python3 >/dev/null || missing+=(python3)
+((NEED_TLS)) && { command -v openssl >/dev/null || missing+=(openssl); }
 if ((${#missing[@]})); then
     [[ $EUID -eq 0 ]] || die "missing ${missing[*]}: run as root so they can be installed"
     log "installing ${missing[*]}"
@@ -65,7 +79,7 @@ NPROC=$(nproc)
 ((NPROC >= 2)) || die "needs 2 cores (proxy on one, load generator + upstream on the other); nproc=$NPROC"
 [[ $PROXY_CPU != "$LOAD_CPU" ]] || die "PROXY_CPU and LOAD_CPU must differ"
 
-if has_case portcullis; then
+if ((NEED_PORTCULLIS)); then
     if [[ -n ${PORTCULLIS_BIN:-} ]]; then
         [[ -x $PORTCULLIS_BIN ]] || die "PORTCULLIS_BIN=$PORTCULLIS_BIN is not an executable"
     else

@@ -14,5 +14,6 @@ mod edge_tls;
 mod forwarding;
 mod normalization;
 mod proxying;
+mod ratelimit;
 mod routing;
 mod streaming;

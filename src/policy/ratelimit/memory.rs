@@ -54,14 +54,10 @@ impl MemoryStore {
         }
     }
 
-    /// The key of `parts` in this store (seeded: clients cannot aim collisions).
-    pub fn key(&self, parts: &[&[u8]]) -> u128 {
-        let mut buf = Vec::with_capacity(64);
-        for p in parts {
-            buf.extend_from_slice(&(p.len() as u32).to_le_bytes());
-            buf.extend_from_slice(p);
-        }
-        xxhash_rust::xxh3::xxh3_128_with_seed(&buf, self.seed)
+    /// The key of a counter identity in this store. Seeded per process, so
+    /// clients cannot aim collisions at someone else's counter.
+    pub fn key(&self, id: &[u8]) -> u128 {
+        xxhash_rust::xxh3::xxh3_128_with_seed(id, self.seed)
     }
 
     /// Nanoseconds on the store's monotonic clock (tokio's: tests can pause it).
@@ -161,10 +157,10 @@ mod tests {
     async fn bounded_under_many_keys_and_idle_keys_go_first() {
         let store = MemoryStore::new(SHARDS * 16);
         let g = Gcra::new(1, 1_000_000_000, 0, None);
-        let hot = store.key(&[b"hot"]);
+        let hot = store.key(b"hot");
         assert!(store.check(hot, &g).allowed);
         for i in 0..100_000u32 {
-            store.check(store.key(&[&i.to_le_bytes()]), &g);
+            store.check(store.key(&i.to_le_bytes()), &g);
         }
         assert!(store.len() <= SHARDS * 16, "{}", store.len());
         tokio::time::advance(Duration::from_millis(500)).await;
@@ -177,7 +173,7 @@ mod tests {
     async fn rate_with_a_paused_clock() {
         let store = MemoryStore::new(1000);
         let g = Gcra::new(2, 1_000_000_000, 0, None);
-        let k = store.key(&[b"client"]);
+        let k = store.key(b"client");
         assert!(store.check(k, &g).allowed);
         assert!(!store.check(k, &g).allowed);
         tokio::time::advance(Duration::from_millis(500)).await;
@@ -187,7 +183,7 @@ mod tests {
     #[test]
     fn quota_resets_with_the_window_and_refusals_are_free() {
         let store = MemoryStore::new(1000);
-        let k = store.key(&[b"c"]);
+        let k = store.key(b"c");
         assert_eq!(store.quota(k, 7, 2), (true, 1));
         assert_eq!(store.quota(k, 7, 2), (true, 2));
         assert_eq!(store.quota(k, 7, 2), (false, 2));
@@ -198,7 +194,7 @@ mod tests {
     #[test]
     fn concurrency_slots() {
         let store = MemoryStore::new(1000);
-        let k = store.key(&[b"c"]);
+        let k = store.key(b"c");
         assert!(store.acquire(k, 2));
         assert!(store.acquire(k, 2));
         assert!(!store.acquire(k, 2));

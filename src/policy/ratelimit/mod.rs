@@ -134,8 +134,9 @@ impl Key {
         self.parts.iter().all(|p| matches!(p, Part::Ip { .. }))
     }
 
-    /// The store key of this request.
-    fn of(&self, store: &MemoryStore, req: &request::Parts, ctx: &RequestCtx<'_>) -> u128 {
+    /// The identity of this request's counter: scope and key values,
+    /// length-prefixed (each store hashes it its own way).
+    fn of(&self, req: &request::Parts, ctx: &RequestCtx<'_>) -> Vec<u8> {
         let ip_bytes = |prefix: u8| -> Vec<u8> {
             match ctx.client_ip {
                 IpAddr::V4(v4) => v4.octets().to_vec(),
@@ -168,8 +169,12 @@ impl Key {
             // Missing value: count by client IP, tagged so it cannot collide with a real value.
             values.push(v.unwrap_or_else(|| [b"\0ip:".as_slice(), &ip_bytes(128)].concat()));
         }
-        let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
-        store.key(&refs)
+        let mut out = Vec::with_capacity(64);
+        for v in &values {
+            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            out.extend_from_slice(v);
+        }
+        out
     }
 }
 
@@ -286,10 +291,11 @@ impl Compiled {
         let memory = &self.stores.memory;
         let mut hold = 0u64;
         for r in &self.rates {
-            let key = r.key.of(memory, req, ctx);
+            let id = r.key.of(req, ctx);
+            let key = memory.key(&id);
             let decision = match &self.stores.redis {
                 None => memory.check(key, &r.gcra),
-                Some(redis) => match redis.check(key, &r.gcra).await {
+                Some(redis) => match redis.check(&id, &r.gcra).await {
                     Ok(d) => d,
                     Err(e) => {
                         self.stores.note_failure(&e);
@@ -308,11 +314,12 @@ impl Compiled {
         }
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         for q in &self.quotas {
-            let key = q.key.of(memory, req, ctx);
+            let id = q.key.of(req, ctx);
+            let key = memory.key(&id);
             let (window, reset_at) = quota::window(q.per, now);
             let (allowed, used) = match &self.stores.redis {
                 None => memory.quota(key, window, q.limit),
-                Some(redis) => match redis.quota(key, window, reset_at, q.limit).await {
+                Some(redis) => match redis.quota(&id, window, reset_at, q.limit).await {
                     Ok(r) => r,
                     Err(e) => {
                         self.stores.note_failure(&e);
@@ -343,7 +350,7 @@ impl Compiled {
             }
         }
         for c in &self.concurrency {
-            let key = c.key.of(memory, req, ctx);
+            let key = memory.key(&c.key.of(req, ctx));
             if !memory.acquire(key, c.max) {
                 let resp = problem::problem(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -96,11 +96,15 @@ impl RedisStore {
         Ok(c)
     }
 
-    fn full_key(&self, kind: &str, key: u128) -> String {
-        format!("{}{kind}:{key:032x}", self.prefix)
+    /// Every instance must name a counter the same way, and clients must not
+    /// be able to aim collisions: a SHA-256 of the identity (first 128 bits).
+    fn full_key(&self, kind: &str, id: &[u8]) -> String {
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, id);
+        let hex: String = d.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}{kind}:{hex}", self.prefix)
     }
 
-    pub async fn check(&self, key: u128, gcra: &Gcra) -> Result<Decision, String> {
+    pub async fn check(&self, key: &[u8], gcra: &Gcra) -> Result<Decision, String> {
         let mut conn = self.connection().await?;
         let us = |ns: u64| (ns / 1000).max(1);
         let tolerance = gcra.tolerance / 1000;
@@ -124,7 +128,7 @@ impl RedisStore {
         })
     }
 
-    pub async fn quota(&self, key: u128, window: u64, reset_at: u64, limit: u64) -> Result<(bool, u64), String> {
+    pub async fn quota(&self, key: &[u8], window: u64, reset_at: u64, limit: u64) -> Result<(bool, u64), String> {
         let mut conn = self.connection().await?;
         let mut invocation = self.quota.key(self.full_key(&format!("quota:{window}"), key));
         invocation.arg(limit).arg(reset_at);

@@ -6,6 +6,7 @@
 pub mod idp;
 pub mod pki;
 pub mod process;
+pub mod redis;
 pub mod tls;
 pub mod upstream;
 

@@ -1,0 +1,187 @@
+//! Rate limits, quotas and concurrency limits as clients see them, alone
+//! and shared by two gateway processes through a real Redis.
+
+use std::time::{Duration, Instant};
+
+use crate::support::process::spawn_gateway;
+use crate::support::redis::Redis;
+use crate::support::{Upstream, gateway, get};
+
+async fn limited(up: &Upstream, route_extra: &str, top: &str) -> crate::support::Gateway1 {
+    gateway(&format!(
+        "{top}\nupstreams:\n  svc: {{ targets: [ \"{}\" ] }}\nroutes:\n  - name: api\n    match: {{ path_prefix: / }}\n    upstream: svc\n{route_extra}",
+        up.url()
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn per_ip_limit_with_burst_and_headers() {
+    let up = Upstream::start("svc").await;
+    let gw = limited(&up, "    rate_limit: [ { key: ip, rate: 1/min, burst: 2 } ]\n", "").await;
+    for remaining in [2, 1, 0] {
+        let r = get(&gw.url("/"), &[]).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("ratelimit-policy"), Some("\"api#rate0\";q=3;w=180"));
+        let state = r.header("ratelimit").unwrap().to_string();
+        assert!(state.starts_with(&format!("\"api#rate0\";r={remaining};t=")), "{state}");
+    }
+    // Spoofed X-Forwarded-For from an untrusted client changes nothing.
+    let r = get(&gw.url("/"), &[("x-forwarded-for", "198.51.100.77")]).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert!(r.header("ratelimit").unwrap().contains(";r=0;"));
+    assert_eq!(up.hits(), 3, "refused requests never reach the upstream");
+}
+
+#[tokio::test]
+async fn per_consumer_limits_with_api_keys_and_legacy_headers() {
+    let up = Upstream::start("svc").await;
+    let (a, b) = (portcullis::policy::auth::hash_key("key-a"), portcullis::policy::auth::hash_key("key-b"));
+    let top = format!(
+        "rate_limit_headers: legacy\nauth:\n  keys: {{ api_key: {{ header: X-API-Key }} }}\nconsumers:\n  - {{ id: a, api_keys: [ {{ sha256: \"{a}\" }} ] }}\n  - {{ id: b, api_keys: [ {{ sha256: \"{b}\" }} ] }}"
+    );
+    let gw = limited(&up, "    authenticate: [keys]\n    rate_limit: [ { key: consumer, rate: 2/min } ]\n", &top).await;
+    let call = |k: &'static str| {
+        let url = gw.url("/");
+        async move { get(&url, &[("x-api-key", k)]).await }
+    };
+    let first = call("key-a").await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.header("x-ratelimit-limit"), Some("1"));
+    assert_eq!(first.header("x-ratelimit-remaining"), Some("0"));
+    assert!(first.header("ratelimit").is_none(), "legacy mode only");
+    assert_eq!(call("key-a").await.status, 429);
+    // Consumer b has its own budget.
+    assert_eq!(call("key-b").await.status, 200);
+}
+
+#[tokio::test]
+async fn delay_mode_queues_instead_of_refusing() {
+    let up = Upstream::start("svc").await;
+    let gw = limited(&up, "    rate_limit: [ { key: ip, rate: 10/s, burst: 3, mode: delay } ]\n", "").await;
+    let started = Instant::now();
+    let mut calls = Vec::new();
+    for _ in 0..5 {
+        let url = gw.url("/");
+        calls.push(tokio::spawn(async move { get(&url, &[]).await.status.as_u16() }));
+    }
+    let mut statuses = Vec::new();
+    for c in calls {
+        statuses.push(c.await.unwrap());
+    }
+    statuses.sort_unstable();
+    // One at the rate plus a queue of 3; the 5th arrival finds the queue full.
+    assert_eq!(statuses, vec![200, 200, 200, 200, 429]);
+    // The last admitted waited for its slot: 3 × 100 ms after the first.
+    assert!(started.elapsed() >= Duration::from_millis(290), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn daily_quota() {
+    let up = Upstream::start("svc").await;
+    let gw = limited(&up, "    quota: [ { key: ip, limit: 2, per: day } ]\n", "").await;
+    assert_eq!(get(&gw.url("/"), &[]).await.status, 200);
+    assert_eq!(get(&gw.url("/"), &[]).await.status, 200);
+    let r = get(&gw.url("/"), &[]).await;
+    assert_eq!(r.status, 429);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let to_midnight = 86_400 - now % 86_400;
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry.abs_diff(to_midnight) <= 2, "retry {retry}, midnight in {to_midnight}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_slots_are_released_on_completion_error_and_disconnect() {
+    let up = Upstream::start("svc").await;
+    let gw = limited(&up, "    concurrency: [ { key: ip, max: 1 } ]\n", "").await;
+    let url = gw.url("/hold");
+    let held = tokio::spawn(async move { get(&url, &[]).await.status });
+    while up.hits() < 1 {
+        tokio::task::yield_now().await;
+    }
+    let r = get(&gw.url("/x"), &[]).await;
+    assert_eq!(r.status, 503, "the slot is taken");
+    up.release();
+    assert_eq!(held.await.unwrap(), 200);
+    // Released on completion:
+    assert_eq!(get(&gw.url("/x"), &[]).await.status, 200);
+    // Released when the client goes away mid-request.
+    let mut abandoned = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut abandoned, b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    while up.hits() < 3 {
+        tokio::task::yield_now().await;
+    }
+    drop(abandoned);
+    let mut freed = false;
+    for _ in 0..200 {
+        if get(&gw.url("/x"), &[]).await.status == 200 {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(freed, "the slot of a disconnected client must be released");
+    up.release();
+}
+
+#[tokio::test]
+async fn concurrency_slot_released_on_upstream_error() {
+    let dead = crate::support::closed_port().await;
+    let gw = gateway(&format!(
+        "upstreams:\n  dead: {{ targets: [ \"http://{dead}\" ] }}\nroutes:\n  - {{ name: d, match: {{ path_prefix: / }}, upstream: dead, concurrency: [ {{ key: ip, max: 1 }} ] }}\n"
+    ))
+    .await;
+    for _ in 0..3 {
+        assert_eq!(get(&gw.url("/"), &[]).await.status, 502);
+    }
+}
+
+fn shared_config(redis: &Redis, up: &Upstream, on_error: &str) -> String {
+    format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nrate_limit_store:\n  redis: {{ url: \"{}\", timeout: 200ms }}\nupstreams:\n  svc: {{ targets: [ \"{}\" ] }}\nroutes:\n  - name: api\n    match: {{ path_prefix: / }}\n    upstream: svc\n    rate_limit: [ {{ key: ip, rate: 1/min, burst: 9, on_store_error: {on_error} }} ]\n",
+        redis.url(),
+        up.url()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_one_budget_through_redis() {
+    let mut redis = Redis::start();
+    let up = Upstream::start("svc").await;
+    let (_g1, a1) = spawn_gateway(&shared_config(&redis, &up, "closed"));
+    let (_g2, a2) = spawn_gateway(&shared_config(&redis, &up, "closed"));
+    let mut admitted = 0;
+    for i in 0..20 {
+        let addr = if i % 2 == 0 { a1 } else { a2 };
+        if get(&format!("http://{addr}/"), &[]).await.status == 200 {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 10, "burst 9 + 1 across both instances, not per instance");
+
+    // Redis dies: fail-closed answers 503 quickly, never hangs.
+    redis.kill();
+    let started = Instant::now();
+    let r = get(&format!("http://{a1}/"), &[]).await;
+    assert_eq!(r.status, 503);
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_fails_open_to_local_counters() {
+    let mut redis = Redis::start();
+    let up = Upstream::start("svc").await;
+    let (_g, addr) = spawn_gateway(&shared_config(&redis, &up, "open"));
+    assert_eq!(get(&format!("http://{addr}/"), &[]).await.status, 200);
+    redis.kill();
+    // Local counters take over: the limit still holds (burst 9 + 1 locally).
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(get(&format!("http://{addr}/"), &[]).await.status.as_u16());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 10, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 429), "{statuses:?}");
+}
