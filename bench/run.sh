@@ -79,6 +79,18 @@ NPROC=$(nproc)
 ((NPROC >= 2)) || die "needs 2 cores (proxy on one, load generator + upstream on the other); nproc=$NPROC"
 [[ $PROXY_CPU != "$LOAD_CPU" ]] || die "PROXY_CPU and LOAD_CPU must differ"
 
+# The memory figure holds IDLE_CONNS connections open at once: the client and
+# the proxy each need a descriptor per connection, and NGINX's
+# worker_connections (4096) caps what one worker can hold.
+((IDLE_CONNS <= 3500)) || die "IDLE_CONNS must be at most 3500 (NGINX worker_connections is 4096)"
+want_fds=$((IDLE_CONNS + 1024)); ((want_fds >= 8192)) || want_fds=8192
+if (($(ulimit -n) < want_fds)); then
+    hard_fds=$(ulimit -Hn)
+    [[ $hard_fds == unlimited ]] || ((hard_fds >= want_fds)) || want_fds=$hard_fds
+    ulimit -n "$want_fds" || true
+fi
+(($(ulimit -n) >= IDLE_CONNS + 200)) || die "open files limit $(ulimit -n) is too low for IDLE_CONNS=$IDLE_CONNS (raise ulimit -n)"
+
 if ((NEED_PORTCULLIS)); then
     if [[ -n ${PORTCULLIS_BIN:-} ]]; then
         [[ -x $PORTCULLIS_BIN ]] || die "PORTCULLIS_BIN=$PORTCULLIS_BIN is not an executable"
@@ -154,7 +166,8 @@ wait_ok() {
     local url=$1 pid=$2 name=$3 i
     for i in {1..150}; do
         alive "$pid" || die "$name exited during start-up"
-        [[ $(curl -s --max-time 1 "$url" 2>/dev/null) == ok ]] && return 0
+        # -k: the TLS cases use a throwaway self-signed certificate.
+        [[ $(curl -sk --max-time 1 "$url" 2>/dev/null) == ok ]] && return 0
         sleep 0.1
     done
     die "$name did not answer 'ok' on $url within 15 s"
@@ -183,14 +196,21 @@ cpu_ticks() {
     TICKS=$total
 }
 
-# Peak RSS, summed over the processes that serve (for NGINX the worker, not the
-# master, which shares most pages with it).
-hwm_kb() {
+# The processes that serve, out of a tree_pids list: for NGINX the worker, not
+# the master (which shares most pages with it and serves nothing).
+serving_pids() {
     local pids=("$@")
     ((${#pids[@]} > 1)) && pids=("${pids[@]:1}")
-    local pid sum=0 v
-    for pid in "${pids[@]}"; do
-        v=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status")
+    printf '%s\n' "${pids[@]}"
+}
+
+# status_kb FIELD PID...: a /proc/PID/status figure in KiB, summed over the
+# serving processes of a tree_pids list. VmHWM: peak RSS; VmRSS: current RSS.
+status_kb() {
+    local field=$1 pid sum=0 v
+    shift
+    for pid in $(serving_pids "$@"); do
+        v=$(awk -v f="$field:" '$1 == f {print $2}' "/proc/$pid/status")
         sum=$((sum + v))
     done
     echo "$sum"
@@ -201,56 +221,105 @@ hwm_kb() {
 USER_DIRECTIVE=""
 [[ $EUID -eq 0 ]] && USER_DIRECTIVE="user root;"
 
-# start_nginx NAME CPU TEMPLATE PORT [UPSTREAM_PORT] -> sets STARTED_PID (master)
+# start_nginx NAME CPU TEMPLATE URL [PLACEHOLDER=value...] -> sets STARTED_PID
+# (the master)
 start_nginx() {
-    local name=$1 cpu=$2 tpl=$3 port=$4 up=${5:-} dir=$TMP/$1 w
+    local name=$1 cpu=$2 tpl=$3 url=$4 dir=$TMP/$1 w
+    shift 4
     mkdir -p "$dir"
-    render "$tpl" "$dir/nginx.conf" DIR="$dir" PORT="$port" UPSTREAM_PORT="$up" USER_DIRECTIVE="$USER_DIRECTIVE"
+    render "$tpl" "$dir/nginx.conf" DIR="$dir" USER_DIRECTIVE="$USER_DIRECTIVE" "$@"
     # -p/-e keep NGINX off the system prefix and log, so this is a separate
     # instance that leaves any system NGINX alone.
     nginx -t -q -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log" || die "bad nginx config for $name"
     taskset -c "$cpu" nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log" > "$dir/stdout.log" 2>&1 &
     STARTED_PID=$!
     SERVER_PIDS+=("$STARTED_PID")
-    wait_ok "http://127.0.0.1:$port/" "$STARTED_PID" "nginx ($name)"
+    wait_ok "$url" "$STARTED_PID" "nginx ($name)"
     for w in $(children "$STARTED_PID"); do WORKER_PIDS+=("$w"); done
     [[ $(children "$STARTED_PID" | wc -w) == 1 ]] || die "nginx ($name) should have exactly one worker"
 }
 
-# Three free loopback ports, held open together so they differ.
-read -r UPSTREAM_PORT NGINX_PORT PORTCULLIS_PORT < <(python3 -c '
-import socket
-ss = [socket.socket() for _ in range(3)]
-for s in ss: s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in ss))')
-
-declare -A URL PROXY_PID
-URL[direct]=http://127.0.0.1:$UPSTREAM_PORT/
-URL[nginx]=http://127.0.0.1:$NGINX_PORT/
-URL[portcullis]=http://127.0.0.1:$PORTCULLIS_PORT/
-
-log "starting upstream nginx on 127.0.0.1:$UPSTREAM_PORT (core $LOAD_CPU)"
-start_nginx upstream "$LOAD_CPU" "$BENCH_DIR/nginx-upstream.conf" "$UPSTREAM_PORT"
-UPSTREAM_PID=$STARTED_PID
-
-if has_case nginx; then
-    log "starting nginx proxy on 127.0.0.1:$NGINX_PORT (core $PROXY_CPU)"
-    start_nginx proxy "$PROXY_CPU" "$BENCH_DIR/nginx-proxy.conf" "$NGINX_PORT" "$UPSTREAM_PORT"
-    PROXY_PID[nginx]=$STARTED_PID
-fi
-
-if has_case portcullis; then
-    log "starting portcullis on 127.0.0.1:$PORTCULLIS_PORT (core $PROXY_CPU, 1 worker thread)"
-    dir=$TMP/portcullis
+# start_portcullis NAME PORT TLS_YAML -> sets STARTED_PID. One process per
+# case, so that each case's CPU, peak RSS and memory are its own.
+start_portcullis() {
+    local name=$1 port=$2 tls=$3 dir=$TMP/$1 scheme=http
+    [[ -z $tls ]] || scheme=https
     mkdir -p "$dir"
-    render "$BENCH_DIR/portcullis.yaml" "$dir/portcullis.yaml" PORT="$PORTCULLIS_PORT" UPSTREAM_PORT="$UPSTREAM_PORT"
+    render "$BENCH_DIR/portcullis.yaml" "$dir/portcullis.yaml" \
+        NAME="$name" PORT="$port" UPSTREAM_PORT="$UPSTREAM_PORT" TLS="$tls"
+    "$PORTCULLIS_BIN" check --config "$dir/portcullis.yaml" > "$dir/check.log" 2>&1 ||
+        { cat "$dir/check.log" >&2; die "bad portcullis config for $name"; }
     # One worker thread, like NGINX's one worker process.
     PORTCULLIS_WORKER_THREADS=1 taskset -c "$PROXY_CPU" \
         "$PORTCULLIS_BIN" run --config "$dir/portcullis.yaml" > "$dir/portcullis.log" 2>&1 &
-    PROXY_PID[portcullis]=$!
-    SERVER_PIDS+=("$!")
-    wait_ok "${URL[portcullis]}" "${PROXY_PID[portcullis]}" portcullis
+    STARTED_PID=$!
+    SERVER_PIDS+=("$STARTED_PID")
+    wait_ok "$scheme://127.0.0.1:$port/" "$STARTED_PID" "portcullis ($name)"
+}
+
+# What wrk's OpenSSL negotiates with a TLS case (s_client uses the same
+# library defaults): protocol, cipher and key exchange group.
+tls_params() {
+    timeout 5 openssl s_client -connect "127.0.0.1:$1" < /dev/null 2> /dev/null |
+        awk '/^New, / {sub(/^New, /, ""); sub(/, Cipher is /, " "); p = $0}
+             /^(Server Temp Key|Negotiated TLS1.3 group):/ {sub(/^[^:]*: /, ""); k = $0}
+             END {print p (k != "" ? ", key exchange " k : "")}'
+}
+
+# Free loopback ports, held open together so they differ.
+read -r UPSTREAM_PORT P1 P2 P3 P4 < <(python3 -c '
+import socket
+ss = [socket.socket() for _ in range(5)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in ss))')
+
+declare -A URL PORT PROXY_PID IDLE_RSS_KB TLS_PARAMS
+PORT=([direct]=$UPSTREAM_PORT [nginx]=$P1 [portcullis]=$P2 [nginx-tls]=$P3 [portcullis-tls]=$P4)
+for c in "${!PORT[@]}"; do
+    if is_tls "$c"; then URL[$c]=https://127.0.0.1:${PORT[$c]}/; else URL[$c]=http://127.0.0.1:${PORT[$c]}/; fi
+done
+
+log "starting upstream nginx on 127.0.0.1:$UPSTREAM_PORT (core $LOAD_CPU)"
+start_nginx upstream "$LOAD_CPU" "$BENCH_DIR/nginx-upstream.conf" "${URL[direct]}" PORT="$UPSTREAM_PORT"
+UPSTREAM_PID=$STARTED_PID
+
+# A throwaway ECDSA P-256 certificate, the same for both TLS servers so that
+# they do the same crypto.
+if ((NEED_TLS)); then
+    mkdir -p "$TMP/tls"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -days 1 \
+        -keyout "$TMP/tls/key.pem" -out "$TMP/tls/cert.pem" > "$TMP/tls/openssl.log" 2>&1 ||
+        { cat "$TMP/tls/openssl.log" >&2; die "could not make the TLS certificate"; }
 fi
+
+for c in "${CASE_LIST[@]}"; do
+    case $c in
+    direct) continue ;;
+    nginx | nginx-tls)
+        log "starting $c proxy on ${URL[$c]} (core $PROXY_CPU)"
+        listen_opts="" tls_certs=""
+        if is_tls "$c"; then
+            listen_opts="ssl"
+            tls_certs="ssl_certificate $TMP/tls/cert.pem; ssl_certificate_key $TMP/tls/key.pem;"
+        fi
+        start_nginx "$c" "$PROXY_CPU" "$BENCH_DIR/nginx-proxy.conf" "${URL[$c]}" \
+            PORT="${PORT[$c]}" UPSTREAM_PORT="$UPSTREAM_PORT" LISTEN_OPTS="$listen_opts" TLS_CERTS="$tls_certs"
+        ;;
+    portcullis | portcullis-tls)
+        log "starting $c on ${URL[$c]} (core $PROXY_CPU, 1 worker thread)"
+        tls_yaml=""
+        if is_tls "$c"; then
+            tls_yaml="    tls: { certificates: [ { cert: $TMP/tls/cert.pem, key: $TMP/tls/key.pem } ], hsts: { enabled: false } }"
+        fi
+        start_portcullis "$c" "${PORT[$c]}" "$tls_yaml"
+        ;;
+    esac
+    PROXY_PID[$c]=$STARTED_PID
+    # Idle RSS right after start-up (it has answered the one start-up check).
+    IDLE_RSS_KB[$c]=$(status_kb VmRSS $(tree_pids "$STARTED_PID"))
+    if is_tls "$c"; then TLS_PARAMS[$c]=$(tls_params "${PORT[$c]}"); fi
+done
 
 # ---------------------------------------------------------------- measuring
 
@@ -271,12 +340,40 @@ run_wrk() {
     WRK_PID=
 }
 
+# user+nice+system ticks of core $PROXY_CPU so far into CORE_TICKS (builtins
+# only). Less the proxy's own utime+stime over a run, this is CPU that
+# something else - another process on a shared host - took on the proxy's
+# core. IRQ/softirq time is in neither figure.
+core_ticks() {
+    local line f
+    while read -r line; do
+        if [[ $line == "cpu$PROXY_CPU "* ]]; then
+            read -ra f <<< "$line"
+            CORE_TICKS=$((f[1] + f[2] + f[3]))
+            return 0
+        fi
+    done < /proc/stat
+    return 1
+}
+
+# Connections the upstream has accepted so far (stub_status), read outside the
+# measured window. Over a measured run it shows whether the proxy reuses its
+# upstream connections (a handful at most) or opens new ones (thousands); the
+# second read's own connection is subtracted.
+upstream_accepts() {
+    local v
+    v=$(curl -s --max-time 2 "http://127.0.0.1:$UPSTREAM_PORT/bench-status" | awk 'NR == 3 {print $1}')
+    [[ $v =~ ^[0-9]+$ ]] || die "no stub_status from the upstream"
+    echo "$v"
+}
+
 # measure ROUND LOAD CASE: warm up, then one measured wrk run with the
 # proxy's and the upstream's CPU ticks read right before and after it.
 measure() {
     local round=$1 load=$2 case=$3 conns=${2#c} url=${URL[$3]}
-    local out=$TMP/wrk-r$1-$2-$3.txt upids ppids=() u0 u1 p0='' p1='' t0 t1 hwm='' ptk=''
+    local out=$TMP/wrk-r$1-$2-$3.txt upids ppids=() u0 u1 p0='' p1='' t0 t1 hwm='' ptk='' a0 a1 k0 k1
     run_wrk "$conns" "$WARMUP" "$url" "$out.warmup"
+    a0=$(upstream_accepts)
 
     mapfile -t upids < <(tree_pids "$UPSTREAM_PID")
     if [[ $case != direct ]]; then
@@ -285,25 +382,29 @@ measure() {
     fi
 
     t0=${EPOCHREALTIME/./}
+    core_ticks; k0=$CORE_TICKS
     cpu_ticks "${upids[@]}"; u0=$TICKS
     if ((${#ppids[@]})); then cpu_ticks "${ppids[@]}"; p0=$TICKS; fi
     run_wrk "$conns" "$DURATION" "$url" "$out" --latency
     if ((${#ppids[@]})); then cpu_ticks "${ppids[@]}"; p1=$TICKS; fi
     cpu_ticks "${upids[@]}"; u1=$TICKS
+    core_ticks; k1=$CORE_TICKS
     t1=${EPOCHREALTIME/./}
+    a1=$(upstream_accepts)
 
     # A respawned worker would make the deltas meaningless.
     [[ $(tree_pids "$UPSTREAM_PID") == "$(printf '%s\n' "${upids[@]}")" ]] || die "upstream processes changed during a run"
     if ((${#ppids[@]})); then
         [[ $(tree_pids "${PROXY_PID[$case]}") == "$(printf '%s\n' "${ppids[@]}")" ]] || die "$case processes changed during a run"
         ptk=$((p1 - p0))
-        hwm=$(hwm_kb "${ppids[@]}")
+        hwm=$(status_kb VmHWM "${ppids[@]}")
     fi
 
     python3 "$BENCH_DIR/report.py" record --raw "$RAW" --wrk "$out" \
         --round "$round" --load "$load" --case "$case" --conns "$conns" \
         --proxy-ticks "$ptk" --upstream-ticks $((u1 - u0)) \
-        --wall-ns $(((t1 - t0) * 1000)) --clk-tck "$CLK_TCK" --proxy-hwm-kb "$hwm"
+        --wall-ns $(((t1 - t0) * 1000)) --clk-tck "$CLK_TCK" --proxy-hwm-kb "$hwm" \
+        --upstream-conns $((a1 - a0 - 1)) --other-core-ticks $((k1 - k0 - ${ptk:-0}))
 }
 
 # Whole-host CPU busy share over one second, to flag a host that is not idle
@@ -334,13 +435,34 @@ for ((r = 1; r <= ROUNDS; r++)); do
     done
 done
 
+BUSY_AFTER=$(host_busy_pct)
+
+# ---------------------------------------------------------------- memory
+
+# After the CPU runs, so that the connections held open here do not show in
+# their peak RSS. Each proxy is measured alone, the others idle.
+MEM=$TMP/mem.tsv
+if ((IDLE_CONNS > 0)); then
+    printf 'case\ttls\tidle_rss_kb\trss_before_kb\trss_with_kb\trss_closed_kb\tconns\tconns_alive\n' > "$MEM"
+    for c in "${CASE_LIST[@]}"; do
+        [[ $c != direct ]] || continue
+        alive "${PROXY_PID[$c]}" || die "$c is no longer running"
+        tls=0
+        if is_tls "$c"; then tls=1; fi
+        log "memory: $IDLE_CONNS idle keep-alive connections to $c"
+        line=$(python3 "$BENCH_DIR/idle_conns.py" --port "${PORT[$c]}" --tls "$tls" --conns "$IDLE_CONNS" \
+            $(serving_pids $(tree_pids "${PROXY_PID[$c]}")))
+        printf '%s\t%s\t%s\t%s\n' "$c" "$tls" "${IDLE_RSS_KB[$c]}" "$line" >> "$MEM"
+    done
+fi
+
 # ---------------------------------------------------------------- report
 
 nginx_version=$(nginx -v 2>&1 | sed 's/^nginx version: //')
 wrk_version=$( (wrk -v 2>&1 || true) | awk 'NR == 1 {print $2}')
 cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 pc_desc="not measured"
-if has_case portcullis; then
+if ((NEED_PORTCULLIS)); then
     rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit")
     [[ -n $(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]] && rev+=" + uncommitted changes"
     pc_desc="$rev; binary $PORTCULLIS_BIN built $(date -d "@$(stat -c %Y "$PORTCULLIS_BIN")" '+%Y-%m-%d %H:%M')"
@@ -360,13 +482,20 @@ REPORT=$TMP/latest.md
     echo "- CLK_TCK: $CLK_TCK (CPU time is read in 1/$CLK_TCK s ticks)"
     echo "- portcullis: $pc_desc"
     echo "- pinning: proxy on core $PROXY_CPU (1 worker); wrk and upstream nginx on core $LOAD_CPU"
-    echo "- host busy in the second before the run: ${BUSY_BEFORE}%"
+    echo "- host busy in the second before the run: ${BUSY_BEFORE}%, in the second after: ${BUSY_AFTER}%"
+    for c in "${CASE_LIST[@]}"; do
+        if is_tls "$c"; then echo "- $c: ${TLS_PARAMS[$c]:-(openssl s_client could not tell)}"; fi
+    done
     echo
-    python3 "$BENCH_DIR/report.py" table --raw "$RAW"
+    mem_args=()
+    ((IDLE_CONNS == 0)) || mem_args=(--mem "$MEM")
+    python3 "$BENCH_DIR/report.py" table --raw "$RAW" "${mem_args[@]}"
 } > "$REPORT"
 
 mkdir -p "$RESULTS_DIR"
 cp "$REPORT" "$RESULTS_DIR/latest.md"
 cp "$RAW" "$RESULTS_DIR/latest-raw.tsv"
+rm -f "$RESULTS_DIR/latest-mem.tsv"
+((IDLE_CONNS == 0)) || cp "$MEM" "$RESULTS_DIR/latest-mem.tsv"
 cat "$REPORT"
-log "written to $RESULTS_DIR/latest.md (raw per-run data: latest-raw.tsv)"
+log "written to $RESULTS_DIR/latest.md (raw data: latest-raw.tsv, latest-mem.tsv)"

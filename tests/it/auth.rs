@@ -183,6 +183,8 @@ async fn bad_tokens_are_refused_with_invalid_token() {
         ("wrong audience", rsa.sign(&claims(json!({ "aud": "someone-else" })))),
         ("too old (iat)", rsa.sign(&claims(json!({ "iat": now() - 7200 })))),
         ("no exp", rsa.sign(&json!({ "sub": "a", "iss": "https://idp.test/", "aud": "api" }))),
+        ("no iss", rsa.sign(&json!({ "sub": "a", "aud": "api", "exp": now() + 60, "iat": now() }))),
+        ("no aud", rsa.sign(&json!({ "sub": "a", "iss": "https://idp.test/", "exp": now() + 60, "iat": now() }))),
         ("tampered payload", tampered_payload),
         ("tampered signature", tampered_sig),
         ("alg none", alg_none),
@@ -261,7 +263,10 @@ async fn api_keys_basic_and_spoofed_identity_headers() {
     assert!(seen["headers"].get("x-api-key").is_none(), "the key is not forwarded");
     assert_eq!(get(&s.url("/k"), &[("x-api-key", "key-revoked")]).await.status, 401);
     assert_eq!(get(&s.url("/k"), &[("x-api-key", "nope")]).await.status, 401);
-    assert_eq!(get(&s.url("/q?api_key=key-mobile&x=1"), &[]).await.status, 200);
+    let r = get(&s.url("/q?api_key=key-mobile&x=1"), &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["query"], "x=1", "the key is not forwarded in the query either");
+    assert_eq!(get(&s.url("/k"), &[]).await.header("www-authenticate"), Some("ApiKey realm=\"portcullis\""));
 
     let basic =
         |u: &str, p: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}")));

@@ -15,9 +15,6 @@ use super::config::BasicConfig;
 use super::{Consumers, Failure, Identity};
 use crate::config::LoadedConfig;
 
-/// bcrypt cost 10 of "not a password": checked for unknown users.
-const DUMMY_HASH: &str = "$2b$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy";
-
 #[derive(Debug)]
 pub struct Basic {
     name: Arc<str>,
@@ -26,6 +23,9 @@ pub struct Basic {
     consumers: Arc<Consumers>,
     verified: TtlCache<()>,
     cache_ttl: Duration,
+    /// Checked for unknown users, at the cost of the real hashes, so that
+    /// timing does not tell which user names exist.
+    dummy_hash: String,
 }
 
 impl Basic {
@@ -74,6 +74,12 @@ impl Basic {
         if !errors.is_empty() {
             return Err(errors);
         }
+        // Same algorithm and cost as the configured hashes (the first bcrypt one).
+        let cost = users
+            .values()
+            .find_map(|h| h.strip_prefix("$2").and_then(|r| r.get(2..4)).and_then(|c| c.parse::<u32>().ok()))
+            .unwrap_or(bcrypt::DEFAULT_COST);
+        let dummy_hash = bcrypt::hash("portcullis-unknown-user", cost).unwrap_or_default();
         Ok(Basic {
             name,
             realm: cfg.realm.replace('"', ""),
@@ -81,6 +87,7 @@ impl Basic {
             consumers,
             verified: TtlCache::new(10_000),
             cache_ttl: cfg.cache_ttl.0,
+            dummy_hash,
         })
     }
 
@@ -94,7 +101,7 @@ impl Basic {
         if self.verified.get(&key).is_none() {
             let hash = self.users.get(&user).cloned();
             let known = hash.is_some();
-            let hash = hash.unwrap_or_else(|| DUMMY_HASH.to_string());
+            let hash = hash.unwrap_or_else(|| self.dummy_hash.clone());
             let pw = password.clone();
             let ok = tokio::task::spawn_blocking(move || verify(&pw, &hash)).await.unwrap_or(false);
             if !(ok && known) {

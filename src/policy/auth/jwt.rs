@@ -10,10 +10,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::{header, request};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
+use super::api_key::{query_param, remove_query_param};
 use super::cache::{TtlCache, key_of};
 use super::config::JwtConfig;
 use super::jwks::{KeySet, Keys, Location, RemoteJwks};
-use super::{Failure, Identity, api_key::query_param, bearer_token};
+use super::{Failure, Identity, bearer_token};
 use crate::config::LoadedConfig;
 use crate::http::fetch::Fetcher;
 
@@ -153,7 +154,16 @@ impl Jwt {
                 let mut v = Validation::new(*alg);
                 v.leeway = cfg.leeway.0.as_secs();
                 v.validate_nbf = true;
-                v.set_required_spec_claims(&["exp"]);
+                // A configured issuer or audience must be present, not merely
+                // "not different" (jsonwebtoken skips absent claims otherwise).
+                let mut required = vec!["exp"];
+                if cfg.issuer.is_some() {
+                    required.push("iss");
+                }
+                if !cfg.audiences.is_empty() {
+                    required.push("aud");
+                }
+                v.set_required_spec_claims(&required);
                 match &cfg.issuer {
                     Some(iss) => v.set_issuer(&[iss]),
                     None => v.iss = None,
@@ -261,22 +271,8 @@ impl Jwt {
 
     /// A token from a cookie or query parameter is for the gateway only.
     fn remove_token(&self, req: &mut request::Parts) {
-        if let Some(name) = &self.query
-            && let Some(q) = req.uri.query()
-        {
-            let kept: Vec<&str> = q.split('&').filter(|p| p.split('=').next() != Some(name.as_str())).collect();
-            let pq = if kept.is_empty() {
-                req.uri.path().to_string()
-            } else {
-                format!("{}?{}", req.uri.path(), kept.join("&"))
-            };
-            let mut parts = req.uri.clone().into_parts();
-            if let Ok(pq) = pq.parse() {
-                parts.path_and_query = Some(pq);
-                if let Ok(uri) = http::Uri::from_parts(parts) {
-                    req.uri = uri;
-                }
-            }
+        if let Some(name) = &self.query {
+            remove_query_param(req, name);
         }
         if let Some(name) = &self.cookie {
             let rest: Vec<String> = req

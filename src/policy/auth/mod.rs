@@ -124,7 +124,9 @@ impl Provider {
             }
             Provider::Jwt(_) | Provider::Introspection(_) => Some("Bearer realm=\"portcullis\"".into()),
             Provider::Basic(b) => Some(format!("Basic realm=\"{}\", charset=\"UTF-8\"", b.realm())),
-            Provider::ApiKey(_) | Provider::Mtls(_) => None,
+            // Not registered schemes, but RFC 9110 wants a challenge on every 401.
+            Provider::ApiKey(_) => Some("ApiKey realm=\"portcullis\"".into()),
+            Provider::Mtls(_) => Some("Mutual realm=\"portcullis\"".into()),
         }
     }
 }
