@@ -111,7 +111,7 @@ impl Handle {
     /// finish on the old plan. New listeners are bound, removed ones drained.
     /// An invalid config (or a listener that cannot bind) changes nothing.
     pub async fn reload(&self, loaded: &LoadedConfig) -> Result<(), StartError> {
-        let plan = Arc::new(plan::compile(loaded)?);
+        let plan = Arc::new(plan::compile_after(loaded, Some(&self.shared.plan.load()))?);
         let mut listeners = self.listeners.lock().await;
         // Bind new ports first: if one is taken, nothing changes.
         let bound = bind_new(&plan, &listeners).await?;

@@ -96,6 +96,12 @@ impl Ctx<'_> {
 
 /// Compiles `loaded` into a plan, or reports every problem in it.
 pub fn compile(loaded: &LoadedConfig) -> Result<Plan, ConfigErrors> {
+    compile_after(loaded, None)
+}
+
+/// Compiles a config that replaces `previous` (a reload): state that must
+/// outlive a reload, such as rate-limit counters, is carried over.
+pub fn compile_after(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<Plan, ConfigErrors> {
     let cfg = &loaded.config;
     let mut cx = Ctx { loaded, errors: Vec::new() };
 
@@ -136,12 +142,13 @@ pub fn compile(loaded: &LoadedConfig) -> Result<Plan, ConfigErrors> {
         }
         IdentityHeaders::compile(&Default::default()).expect("defaults are valid")
     }));
-    let stores = Arc::new(Stores::compile(&cfg.rate_limit_store).unwrap_or_else(|errs| {
-        for (p, m) in errs {
-            cx.err(format!("rate_limit_store.{p}"), m);
-        }
-        Stores::compile(&Default::default()).expect("the default store")
-    }));
+    let stores =
+        Arc::new(Stores::compile(&cfg.rate_limit_store, previous.map(|p| &*p.stores)).unwrap_or_else(|errs| {
+            for (p, m) in errs {
+                cx.err(format!("rate_limit_store.{p}"), m);
+            }
+            Stores::compile(&Default::default(), None).expect("the default store")
+        }));
     let shared = registry::Shared { providers: &providers, identity_headers: &identity_headers, stores: &stores };
 
     let mut upstreams: HashMap<&str, Arc<Upstream>> = HashMap::new();

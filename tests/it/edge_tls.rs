@@ -140,3 +140,25 @@ routes:
         "{errors}"
     );
 }
+
+#[tokio::test]
+async fn reload_rotates_certificates_without_restart() {
+    let pki = Pki::new();
+    let (old_c, old_k) = pki.issue("old", "old", &["api.example.com"]);
+    let (new_c, new_k) = pki.issue("new", "new", &["api.example.com"]);
+    let config = |c: &Path, k: &Path| {
+        format!(
+            "listeners:\n  - name: tls\n    bind: \"127.0.0.1:0\"\n    tls:\n      certificates: [ {{ cert: \"{}\", key: \"{}\" }} ]\nroutes:\n  - {{ name: e, match: {{ path_prefix: / }}, static: {{ body: ok }} }}\n",
+            c.display(),
+            k.display()
+        )
+    };
+    let gw = start(&config(&old_c, &old_k)).await;
+    let addr = gw.addr("tls").unwrap();
+    let before = https_get(addr, "api.example.com", &pki.ca_path(), None, "/").await.unwrap();
+    gw.reload(&load(&config(&new_c, &new_k), Path::new("/"))).await.unwrap();
+    assert_eq!(gw.addr("tls"), Some(addr), "same listener, same port");
+    let after = https_get(addr, "api.example.com", &pki.ca_path(), None, "/").await.unwrap();
+    assert_eq!(after.reply.status, 200);
+    assert_ne!(before.server_cert, after.server_cert, "new connections get the rotated certificate");
+}

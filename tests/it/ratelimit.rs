@@ -22,7 +22,7 @@ async fn per_ip_limit_with_burst_and_headers() {
     for remaining in [2, 1, 0] {
         let r = get(&gw.url("/"), &[]).await;
         assert_eq!(r.status, 200);
-        assert_eq!(r.header("ratelimit-policy"), Some("\"api#rate0\";q=3;w=180"));
+        assert_eq!(r.header("ratelimit-policy"), Some("\"api#rate0\";q=3;w=60"));
         let state = r.header("ratelimit").unwrap().to_string();
         assert!(state.starts_with(&format!("\"api#rate0\";r={remaining};t=")), "{state}");
     }
@@ -50,7 +50,7 @@ async fn per_consumer_limits_with_api_keys_and_legacy_headers() {
     };
     let first = call("key-a").await;
     assert_eq!(first.status, 200);
-    assert_eq!(first.header("x-ratelimit-limit"), Some("1"));
+    assert_eq!(first.header("x-ratelimit-limit"), Some("2"));
     assert_eq!(first.header("x-ratelimit-remaining"), Some("0"));
     assert!(first.header("ratelimit").is_none(), "legacy mode only");
     assert_eq!(call("key-a").await.status, 429);
@@ -184,4 +184,21 @@ async fn redis_outage_fails_open_to_local_counters() {
     }
     assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 10, "{statuses:?}");
     assert!(statuses.iter().all(|s| *s == 200 || *s == 429), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn upstream_keys_are_shared_and_reloads_keep_counters() {
+    let up = Upstream::start("svc").await;
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nupstreams:\n  svc: {{ targets: [ \"{}\" ] }}\nroutes:\n  - {{ name: a, match: {{ path_prefix: /a }}, upstream: svc, rate_limit: [ {{ key: upstream, rate: 1/min }} ] }}\n  - {{ name: b, match: {{ path_prefix: /b }}, upstream: svc, rate_limit: [ {{ key: upstream, rate: 1/min }} ] }}\n",
+        up.url()
+    );
+    let loaded = crate::support::load(&yaml, std::path::Path::new("."));
+    let gw = portcullis::Gateway::start(&loaded).await.unwrap();
+    let url = |p: &str| format!("http://{}{p}", gw.addr("gw").unwrap());
+    assert_eq!(get(&url("/a"), &[]).await.status, 200);
+    assert_eq!(get(&url("/b"), &[]).await.status, 429, "one budget for the upstream, whatever the route");
+    // A reload does not hand out a fresh budget.
+    gw.reload(&loaded).await.unwrap();
+    assert_eq!(get(&url("/a"), &[]).await.status, 429);
 }

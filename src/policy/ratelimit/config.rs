@@ -151,7 +151,7 @@ impl Default for RateLimitStoreConfig {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
-    /// `redis://host:6379/0` (or `rediss://` for TLS).
+    /// `redis://host:6379/0` (TLS `rediss://` is not supported yet).
     pub url: String,
     /// Longest a request waits for Redis before the failure policy applies.
     #[serde(default = "default_timeout")]

@@ -20,7 +20,7 @@ pub struct MemoryStore {
     seed: u64,
     cap_per_shard: usize,
     gcra: Vec<Mutex<HashMap<u128, u64>>>,
-    /// Quota counters: key → (window id, count).
+    /// Quota counters: key → (end of the window in Unix seconds, count).
     quota: Vec<Mutex<HashMap<u128, (u64, u64)>>>,
     /// In-flight counters for concurrency limits.
     in_flight: Vec<Mutex<HashMap<u128, u32>>>,
@@ -42,6 +42,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl MemoryStore {
+    pub fn max_keys(&self) -> usize {
+        self.cap_per_shard * SHARDS
+    }
+
     pub fn new(max_keys: usize) -> MemoryStore {
         MemoryStore {
             origin: Instant::now(),
@@ -95,21 +99,25 @@ impl MemoryStore {
         self.evictions.fetch_add((before - shard.len()) as u64, Ordering::Relaxed);
     }
 
-    /// Counts one request against a quota of `limit` in window `window`;
+    /// Counts one request against a quota of `limit` in the window that
+    /// ends at `window_end` (Unix seconds; `now` is the current one);
     /// refused requests are not counted. Returns (allowed, used).
-    pub fn quota(&self, key: u128, window: u64, limit: u64) -> (bool, u64) {
+    pub fn quota(&self, key: u128, window_end: u64, now: u64, limit: u64) -> (bool, u64) {
         let mut shard = lock(&self.quota[Self::shard(key)]);
         if !shard.contains_key(&key) && shard.len() >= self.cap_per_shard {
-            shard.retain(|_, (w, _)| *w >= window);
+            // Counters of past windows are worth nothing: drop them first.
+            let before = shard.len();
+            shard.retain(|_, (end, _)| *end > now);
             if shard.len() >= self.cap_per_shard
-                && let Some(k) = shard.keys().next().copied()
+                && let Some(k) = shard.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| *k)
             {
                 shard.remove(&k);
             }
+            self.evictions.fetch_add((before - shard.len()) as u64, Ordering::Relaxed);
         }
-        let entry = shard.entry(key).or_insert((window, 0));
-        if entry.0 != window {
-            *entry = (window, 0);
+        let entry = shard.entry(key).or_insert((window_end, 0));
+        if entry.0 != window_end {
+            *entry = (window_end, 0);
         }
         if entry.1 >= limit {
             return (false, entry.1);
@@ -184,11 +192,11 @@ mod tests {
     fn quota_resets_with_the_window_and_refusals_are_free() {
         let store = MemoryStore::new(1000);
         let k = store.key(b"c");
-        assert_eq!(store.quota(k, 7, 2), (true, 1));
-        assert_eq!(store.quota(k, 7, 2), (true, 2));
-        assert_eq!(store.quota(k, 7, 2), (false, 2));
-        assert_eq!(store.quota(k, 7, 2), (false, 2));
-        assert_eq!(store.quota(k, 8, 2), (true, 1));
+        assert_eq!(store.quota(k, 60, 1, 2), (true, 1));
+        assert_eq!(store.quota(k, 60, 2, 2), (true, 2));
+        assert_eq!(store.quota(k, 60, 3, 2), (false, 2));
+        assert_eq!(store.quota(k, 60, 59, 2), (false, 2));
+        assert_eq!(store.quota(k, 120, 60, 2), (true, 1));
     }
 
     #[test]

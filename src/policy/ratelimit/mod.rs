@@ -41,19 +41,21 @@ pub struct Stores {
 }
 
 impl Stores {
-    pub fn compile(cfg: &RateLimitStoreConfig) -> Result<Stores, Vec<(String, String)>> {
+    /// `previous`: the running plan's stores, whose in-memory counters carry
+    /// over a reload (a reload must not hand every client a fresh budget).
+    pub fn compile(cfg: &RateLimitStoreConfig, previous: Option<&Stores>) -> Result<Stores, Vec<(String, String)>> {
         let redis = match &cfg.redis {
             None => None,
             Some(r) => Some(Arc::new(
                 RedisStore::new(&r.url, &r.key_prefix, r.timeout.0).map_err(|e| vec![("redis.url".to_string(), e)])?,
             )),
         };
-        Ok(Stores {
-            memory: Arc::new(MemoryStore::new(cfg.max_keys)),
-            redis,
-            fallbacks: 0.into(),
-            last_warning: 0.into(),
-        })
+        let fresh = MemoryStore::new(cfg.max_keys);
+        let memory = match previous {
+            Some(p) if p.memory.max_keys() == fresh.max_keys() => p.memory.clone(),
+            _ => Arc::new(fresh),
+        };
+        Ok(Stores { memory, redis, fallbacks: 0.into(), last_warning: 0.into() })
     }
 
     /// Logs a Redis failure at most once a second, and counts every one.
@@ -126,7 +128,6 @@ impl Key {
         if parts.is_empty() {
             return Err("a key needs at least one part".into());
         }
-        let scope = if spec.parts().contains(&KeyPart::Upstream) { format!("upstream:{scope}") } else { scope };
         Ok(Key { scope: scope.into(), parts })
     }
 
@@ -182,6 +183,8 @@ impl Key {
 struct RateLimit {
     key: Key,
     gcra: Gcra,
+    /// `q` in the RateLimit-Policy header.
+    quota: u64,
     on_error: OnStoreError,
     window_secs: u64,
 }
@@ -224,8 +227,13 @@ pub fn compile_route(
     let mut errors = Vec::new();
     let mut by_ip = Compiled { rates: vec![], quotas: vec![], concurrency: vec![], stores: stores.clone() };
     let mut later = Compiled { rates: vec![], quotas: vec![], concurrency: vec![], stores: stores.clone() };
-    let scope =
-        |name: &Option<String>, kind: &str, i: usize| name.clone().unwrap_or_else(|| format!("{route}#{kind}{i}"));
+    // Counter namespace: the `name` if given; an `upstream` key is shared by
+    // every route of that upstream; otherwise the route and position.
+    let scope = |name: &Option<String>, key: &KeySpec, kind: &str, i: usize| match (name, upstream) {
+        (Some(n), _) => n.clone(),
+        (None, Some(u)) if key.parts().contains(&KeyPart::Upstream) => format!("upstream:{u}#{kind}"),
+        _ => format!("{route}#{kind}{i}"),
+    };
     for (i, r) in rates.iter().enumerate() {
         let at = format!("rate_limit[{i}]");
         if r.delay.is_some() && r.mode != Mode::Delay {
@@ -234,7 +242,8 @@ pub fn compile_route(
         if r.ipv6_prefix.is_some_and(|p| p > 128) {
             errors.push((format!("{at}.ipv6_prefix"), "a prefix length is 0 to 128".into()));
         }
-        let key = match Key::compile(&r.key, scope(&r.name, "rate", i), upstream, r.ipv6_prefix.unwrap_or(128)) {
+        let key = match Key::compile(&r.key, scope(&r.name, &r.key, "rate", i), upstream, r.ipv6_prefix.unwrap_or(128))
+        {
             Ok(k) => k,
             Err(e) => {
                 errors.push((format!("{at}.key"), e));
@@ -244,12 +253,15 @@ pub fn compile_route(
         let period = r.rate.per.as_nanos() as u64;
         let delay = (r.mode == Mode::Delay).then(|| r.delay.unwrap_or(0));
         let gcra = Gcra::new(r.rate.count, period, r.burst, delay);
-        let window_secs = ((gcra.capacity() as u128 * gcra.interval as u128).div_ceil(1_000_000_000)) as u64;
-        let limit = RateLimit { key, gcra, on_error: r.on_store_error, window_secs: window_secs.max(1) };
+        // Advertised as "q requests per w seconds": the rate's own period,
+        // plus the burst that may come on top of it.
+        let window_secs = r.rate.per.as_secs().max(1);
+        let quota = r.rate.count + r.burst;
+        let limit = RateLimit { key, gcra, quota, on_error: r.on_store_error, window_secs };
         if limit.key.only_ip() { by_ip.rates.push(limit) } else { later.rates.push(limit) }
     }
     for (i, q) in quotas.iter().enumerate() {
-        match Key::compile(&q.key, scope(&q.name, "quota", i), upstream, 128) {
+        match Key::compile(&q.key, scope(&q.name, &q.key, "quota", i), upstream, 128) {
             Ok(key) => {
                 let limit = QuotaLimit { key, limit: q.limit, per: q.per, on_error: q.on_store_error };
                 if limit.key.only_ip() { by_ip.quotas.push(limit) } else { later.quotas.push(limit) }
@@ -264,7 +276,7 @@ pub fn compile_route(
         }
     }
     for (i, c) in concurrency.iter().enumerate() {
-        match Key::compile(&c.key, scope(&c.name, "conc", i), upstream, 128) {
+        match Key::compile(&c.key, scope(&c.name, &c.key, "conc", i), upstream, 128) {
             Ok(key) => {
                 let limit = ConcurrencyLimit { key, max: c.max };
                 if limit.key.only_ip() { by_ip.concurrency.push(limit) } else { later.concurrency.push(limit) }
@@ -306,7 +318,7 @@ impl Compiled {
                     }
                 },
             };
-            note(ctx, &r.key.scope, r.gcra.capacity(), r.window_secs, &decision);
+            note(ctx, &r.key.scope, r.quota, r.window_secs, &decision);
             if !decision.allowed {
                 return too_many(ctx, decision.retry_after);
             }
@@ -318,13 +330,13 @@ impl Compiled {
             let key = memory.key(&id);
             let (window, reset_at) = quota::window(q.per, now);
             let (allowed, used) = match &self.stores.redis {
-                None => memory.quota(key, window, q.limit),
+                None => memory.quota(key, reset_at, now, q.limit),
                 Some(redis) => match redis.quota(&id, window, reset_at, q.limit).await {
                     Ok(r) => r,
                     Err(e) => {
                         self.stores.note_failure(&e);
                         match q.on_error {
-                            OnStoreError::Open => memory.quota(key, window, q.limit),
+                            OnStoreError::Open => memory.quota(key, reset_at, now, q.limit),
                             OnStoreError::Closed => return unavailable(ctx),
                         }
                     }
@@ -344,10 +356,12 @@ impl Compiled {
                 remaining: q.limit.saturating_sub(used),
                 reset_secs,
             };
-            keep_tightest(ctx, info);
             if !allowed {
+                // The headers describe the limit that refused.
+                ctx.rate_limit = Some(info);
                 return too_many(ctx, reset_secs * 1_000_000_000);
             }
+            keep_tightest(ctx, info);
         }
         for c in &self.concurrency {
             let key = memory.key(&c.key.of(req, ctx));
@@ -377,7 +391,7 @@ fn note(ctx: &mut RequestCtx<'_>, scope: &Arc<str>, limit: u64, window_secs: u64
         remaining: d.remaining,
         reset_secs: secs_ceil(if d.allowed { d.reset } else { d.retry_after }),
     };
-    keep_tightest(ctx, info);
+    if d.allowed { keep_tightest(ctx, info) } else { ctx.rate_limit = Some(info) }
 }
 
 fn keep_tightest(ctx: &mut RequestCtx<'_>, info: HeaderInfo) {

@@ -50,6 +50,9 @@ pub struct RedisStore {
     last_attempt: std::sync::Mutex<Option<Instant>>,
     gcra: redis::Script,
     quota: redis::Script,
+    /// After a failure, Redis is skipped for a second (requests go straight
+    /// to the failure policy instead of each waiting for a timeout).
+    skip_until: std::sync::Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -69,10 +72,23 @@ impl RedisStore {
             last_attempt: std::sync::Mutex::new(None),
             gcra: redis::Script::new(GCRA_SCRIPT),
             quota: redis::Script::new(QUOTA_SCRIPT),
+            skip_until: std::sync::Mutex::new(None),
         })
     }
 
+    fn skipping(&self) -> bool {
+        self.skip_until.lock().unwrap_or_else(|e| e.into_inner()).is_some_and(|t| Instant::now() < t)
+    }
+
+    fn failed(&self, e: String) -> String {
+        *self.skip_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + Duration::from_secs(1));
+        e
+    }
+
     async fn connection(&self) -> Result<ConnectionManager, String> {
+        if self.skipping() {
+            return Err("Redis failed within the last second; not retrying yet".into());
+        }
         let mut conn = self.conn.lock().await;
         if let Some(c) = conn.as_ref() {
             return Ok(c.clone());
@@ -90,8 +106,8 @@ impl RedisStore {
             .set_number_of_retries(1);
         let c = tokio::time::timeout(self.timeout * 2, ConnectionManager::new_with_config(self.client.clone(), config))
             .await
-            .map_err(|_| "Redis connect timed out".to_string())?
-            .map_err(|e| format!("Redis connect failed: {e}"))?;
+            .map_err(|_| self.failed("Redis connect timed out".to_string()))?
+            .map_err(|e| self.failed(format!("Redis connect failed: {e}")))?;
         *conn = Some(c.clone());
         Ok(c)
     }
@@ -113,8 +129,8 @@ impl RedisStore {
         let call = invocation.invoke_async(&mut conn);
         let (allowed, excess, retry, reset): (i64, i64, i64, i64) = tokio::time::timeout(self.timeout, call)
             .await
-            .map_err(|_| "Redis timed out".to_string())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| self.failed("Redis timed out".to_string()))?
+            .map_err(|e| self.failed(e.to_string()))?;
         let ns = |us: i64| (us.max(0) as u64) * 1000;
         let delay = ns(excess).saturating_sub(gcra.free_excess);
         let capacity = gcra.capacity();
@@ -135,8 +151,8 @@ impl RedisStore {
         let call = invocation.invoke_async(&mut conn);
         let (allowed, used): (i64, i64) = tokio::time::timeout(self.timeout, call)
             .await
-            .map_err(|_| "Redis timed out".to_string())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| self.failed("Redis timed out".to_string()))?
+            .map_err(|e| self.failed(e.to_string()))?;
         Ok((allowed == 1, used.max(0) as u64))
     }
 }
