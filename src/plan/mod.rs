@@ -137,8 +137,8 @@ pub fn compile_after(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<P
         }
     }
     let identity_headers = Arc::new(IdentityHeaders::compile(&cfg.identity_headers).unwrap_or_else(|errs| {
-        for (p, m) in errs {
-            cx.err(format!("identity_headers.{p}"), m);
+        for (_, m) in errs {
+            cx.err("identity_headers", m);
         }
         IdentityHeaders::compile(&Default::default()).expect("defaults are valid")
     }));

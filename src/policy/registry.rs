@@ -54,7 +54,18 @@ pub fn compile_route(route: &RouteConfig, shared: &Shared<'_>) -> Result<Chain, 
                 }
             }
         }
-        policies.push(Policy::Authenticate(RouteAuth::new(providers, shared.identity_headers.clone())));
+        let auth = RouteAuth::new(providers, shared.identity_headers.clone());
+        if auth.bearer_providers() > 1 {
+            prefixed(
+                "authenticate",
+                vec![(
+                    String::new(),
+                    "at most one bearer-token provider (jwt or introspection) per route: the first would take every token"
+                        .into(),
+                )],
+            );
+        }
+        policies.push(Policy::Authenticate(auth));
     }
     match ratelimit::compile_route(
         &route.name,

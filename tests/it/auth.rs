@@ -343,9 +343,13 @@ auth:
   weak: { jwt: { algorithms: [HS256], secret: short } }
   none: { jwt: { algorithms: [none], secret: "an-hmac-secret-that-is-long-enough!" } }
   mixed: { jwt: { algorithms: [RS256], secret: "an-hmac-secret-that-is-long-enough!" } }
+  a: { jwt: { algorithms: [HS256], secret: "an-hmac-secret-that-is-long-enough!" } }
+  b: { jwt: { algorithms: [HS384], secret: "another-hmac-secret-long-enough!!" } }
+identity_headers: { consumer: Authorization }
 routes:
   - { name: r, match: { path_prefix: / }, echo: {}, authenticate: [nobody], authorize: { scopes: [x] } }
   - { name: s, match: { path_prefix: /s }, echo: {}, authorize: { scopes: [x] } }
+  - { name: t, match: { path_prefix: /t }, echo: {}, authenticate: [a, b] }
 "#;
     let errors = portcullis::plan::compile(&load(yaml, Path::new("."))).unwrap_err().to_string();
     for want in [
@@ -354,6 +358,8 @@ routes:
         "auth.mixed.jwt.algorithms: a `secret` only verifies HS256/384/512",
         "routes[0].authenticate[0]: unknown auth provider `nobody`",
         "routes[1].authorize: `authorize` needs `authenticate`",
+        "routes[2].authenticate: at most one bearer-token provider",
+        "identity_headers: `authorization` cannot carry an identity",
     ] {
         assert!(errors.contains(want), "missing `{want}` in:\n{errors}");
     }

@@ -61,16 +61,26 @@ impl Consumers {
                     errors.push((format!("[{i}].api_keys[{j}].sha256"), "this key belongs to two consumers".into()));
                 }
             }
-            for u in &c.basic_users {
-                out.by_basic_user.insert(u.clone(), consumer.clone());
+            for (j, u) in c.basic_users.iter().enumerate() {
+                if out.by_basic_user.insert(u.clone(), consumer.clone()).is_some() {
+                    errors.push((format!("[{i}].basic_users[{j}]"), format!("user `{u}` belongs to two consumers")));
+                }
             }
             for (j, m) in c.certificates.iter().enumerate() {
                 match (&m.subject, &m.san) {
                     (Some(s), None) => {
-                        out.by_subject.insert(normalize_dn(s), consumer.clone());
+                        if out.by_subject.insert(normalize_dn(s), consumer.clone()).is_some() {
+                            errors.push((
+                                format!("[{i}].certificates[{j}]"),
+                                "this subject belongs to two consumers".into(),
+                            ));
+                        }
                     }
                     (None, Some(s)) => {
-                        out.by_san.insert(s.to_ascii_lowercase(), consumer.clone());
+                        if out.by_san.insert(s.to_ascii_lowercase(), consumer.clone()).is_some() {
+                            errors
+                                .push((format!("[{i}].certificates[{j}]"), "this SAN belongs to two consumers".into()));
+                        }
                     }
                     _ => errors
                         .push((format!("[{i}].certificates[{j}]"), "give exactly one of `subject` or `san`".into())),

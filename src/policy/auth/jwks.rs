@@ -64,6 +64,11 @@ impl KeySet {
     pub fn is_empty(&self) -> bool {
         self.all.is_empty()
     }
+
+    /// The family of a single fixed key.
+    pub fn family(&self) -> Option<jsonwebtoken::AlgorithmFamily> {
+        (self.all.len() == 1).then(|| self.all[0].family())
+    }
 }
 
 #[derive(Debug)]

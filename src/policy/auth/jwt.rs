@@ -92,6 +92,13 @@ impl Jwt {
         } else if let Some(file) = &cfg.public_key_file {
             let path = loaded.resolve_file(file);
             match std::fs::read(&path) {
+                Ok(pem) if String::from_utf8_lossy(&pem).contains("PRIVATE KEY") => {
+                    errors.push((
+                        at("public_key_file"),
+                        format!("`{}` holds a private key; give the gateway the public key only", path.display()),
+                    ));
+                    None
+                }
                 Ok(pem) => {
                     let key = DecodingKey::from_rsa_pem(&pem)
                         .or_else(|_| DecodingKey::from_ec_pem(&pem))
@@ -142,6 +149,13 @@ impl Jwt {
                 (None, _) => None,
             }
         };
+        // A fixed key verifies one algorithm family: say so now, not with 401s later.
+        if let Some(Keys::Fixed(set)) = &keys
+            && let Some(family) = set.family()
+            && let Some(bad) = algorithms.iter().find(|a| a.family() != family)
+        {
+            errors.push((at("algorithms"), format!("{bad:?} does not fit the configured key ({family:?} family)")));
+        }
         if cfg.token.cookie.is_some() && cfg.token.query.is_some() {
             errors.push((at("token"), "give at most one of `cookie` or `query`".into()));
         }
@@ -187,6 +201,11 @@ impl Jwt {
             max_token_size: cfg.max_token_size.0 as usize,
             cache: TtlCache::new(CACHE_CAPACITY),
         })
+    }
+
+    /// Whether tokens come from `Authorization: Bearer` (not a cookie or query).
+    pub fn uses_bearer(&self) -> bool {
+        self.cookie.is_none() && self.query.is_none()
     }
 
     pub fn start(&self) {

@@ -164,6 +164,28 @@ impl IdentityHeaders {
             groups: name("groups", &cfg.groups),
             provider: name("provider", &cfg.provider),
         };
+        // Stripping these from every request must not remove what requests need.
+        const RESERVED: [&str; 8] = [
+            "authorization",
+            "host",
+            "cookie",
+            "content-length",
+            "content-type",
+            "transfer-encoding",
+            "connection",
+            "te",
+        ];
+        let names = [&out.consumer, &out.subject, &out.scopes, &out.groups, &out.provider];
+        for (i, n) in names.iter().enumerate() {
+            if RESERVED.contains(&n.as_str()) {
+                errors.push((
+                    n.as_str().to_string(),
+                    format!("`{n}` cannot carry an identity: the gateway strips it from every request"),
+                ));
+            } else if names[..i].contains(n) {
+                errors.push((n.as_str().to_string(), format!("`{n}` is used for two identity fields")));
+            }
+        }
         if errors.is_empty() { Ok(out) } else { Err(errors) }
     }
 
@@ -204,6 +226,17 @@ pub struct RouteAuth {
 impl RouteAuth {
     pub fn new(providers: Vec<Arc<Provider>>, headers: Arc<IdentityHeaders>) -> RouteAuth {
         RouteAuth { providers, headers }
+    }
+
+    /// Two bearer-token providers on one route would shadow each other (the
+    /// first present credential decides): refused until tokens are routed by issuer.
+    pub fn bearer_providers(&self) -> usize {
+        self.providers
+            .iter()
+            .filter(|p| {
+                matches!(&***p, Provider::Jwt(j) if j.uses_bearer()) || matches!(&***p, Provider::Introspection(_))
+            })
+            .count()
     }
 
     pub async fn on_request(&self, req: &mut request::Parts, ctx: &mut RequestCtx<'_>) -> Outcome {
