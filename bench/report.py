@@ -2,7 +2,7 @@
 """Helper for bench/run.sh (stdlib only).
 
   report.py record --raw FILE --wrk WRK_OUTPUT ...   append one measured run
-  report.py table  --raw FILE                        print the markdown tables
+  report.py table  --raw FILE [--mem FILE]           print the markdown tables
 
 run.sh reads the /proc counters itself (in bash, so no interpreter start-up
 lands inside the measured window) and hands the raw numbers here. Everything
@@ -21,13 +21,22 @@ FIELDS = [
     "round", "load", "case", "conns", "requests", "wrk_seconds", "rps",
     "p50_us", "p75_us", "p90_us", "p99_us", "socket_errors", "non_2xx",
     "proxy_ticks", "upstream_ticks", "wall_seconds", "clk_tck", "proxy_hwm_kb",
+    "upstream_conns", "other_core_ticks",
 ]
 
 # wrk prints durations with these suffixes (see its format_time / units_time).
 TIME_UNITS_US = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
 TIME_RE = r"([\d.]+)(us|ms|s|m|h)"
 
-CASE_LABEL = {"direct": "direct (no proxy)", "nginx": "nginx", "portcullis": "portcullis"}
+CASE_LABEL = {
+    "direct": "direct (no proxy)",
+    "nginx": "nginx",
+    "portcullis": "portcullis",
+    "nginx-tls": "nginx TLS",
+    "portcullis-tls": "portcullis TLS",
+}
+# (label, Portcullis case, NGINX case) for the Portcullis ÷ NGINX ratios.
+PAIRS = [("plain", "portcullis", "nginx"), ("TLS", "portcullis-tls", "nginx-tls")]
 
 
 def to_us(value, unit):
@@ -64,7 +73,8 @@ def cmd_record(a):
         "round": a.round, "load": a.load, "case": a.case, "conns": a.conns,
         "proxy_ticks": a.proxy_ticks, "upstream_ticks": a.upstream_ticks,
         "wall_seconds": f"{a.wall_ns / 1e9:.6f}", "clk_tck": a.clk_tck,
-        "proxy_hwm_kb": a.proxy_hwm_kb,
+        "proxy_hwm_kb": a.proxy_hwm_kb, "upstream_conns": a.upstream_conns,
+        "other_core_ticks": a.other_core_ticks,
     })
     try:
         new = open(a.raw).read() == ""
@@ -80,7 +90,7 @@ def cmd_record(a):
     if a.proxy_ticks != "":
         us = int(a.proxy_ticks) * 1e6 / a.clk_tck / max(row["requests"], 1)
         ptxt = f"  proxy {us:.1f} us/req"
-    print(f"  round {a.round} {a.load:<4} {a.case:<11} {row['rps']:>9.0f} req/s  "
+    print(f"  round {a.round} {a.load:<4} {a.case:<14} {row['rps']:>9.0f} req/s  "
           f"p50 {row['p50_us']:.0f} us  p99 {row['p99_us']:.0f} us{ptxt}", file=sys.stderr)
 
 
@@ -97,6 +107,8 @@ def derive(r):
         "p99": float(r["p99_us"]),
         "errors": int(r["socket_errors"]) + int(r["non_2xx"]),
     }
+    d["up_conns"] = int(r["upstream_conns"])
+    d["other_core"] = int(r["other_core_ticks"]) / clk / float(r["wall_seconds"])
     ut = int(r["upstream_ticks"])
     d["up_us"] = ut * 1e6 / clk / req if req else None
     if r["proxy_ticks"] != "":
@@ -123,15 +135,19 @@ def fmt_num(x):
     return f"{x:.2f}"
 
 
-def summary(values):
+def fmt_int(x):
+    return f"{x:,.0f}"
+
+
+def summary(values, fmt=fmt_num):
     """'median (min-max)' over rounds; a single round prints just the value."""
     vals = [v for v in values if v is not None]
     if not vals:
         return "—"
     med = statistics.median(vals)
     if len(vals) == 1:
-        return fmt_num(med)
-    return f"{fmt_num(med)} ({fmt_num(min(vals))}–{fmt_num(max(vals))})"
+        return fmt(med)
+    return f"{fmt(med)} ({fmt(min(vals))}–{fmt(max(vals))})"
 
 
 def cmd_table(a):
@@ -142,11 +158,11 @@ def cmd_table(a):
 
     # runs[load][case][round] = derived figures
     runs = {}
-    case_order = []
     for r in rows:
         runs.setdefault(r["load"], {}).setdefault(r["case"], {})[int(r["round"])] = derive(r)
-        if r["case"] not in case_order:
-            case_order.append(r["case"])
+    seen = {r["case"] for r in rows}
+    # Plain then TLS, each NGINX first, whatever order CASES ran them in.
+    case_order = [c for c in CASE_LABEL if c in seen] + sorted(seen - set(CASE_LABEL))
     rounds = sorted({int(r["round"]) for r in rows})
     out = []
     warnings = []
@@ -164,12 +180,21 @@ def cmd_table(a):
                 pass
         return vals
 
+    def check_foreign(load, case):
+        busy = [c for c in col(load, case, "other_core") if c is not None and c > 0.05]
+        if busy:
+            warnings.append(
+                f"{case} ({load}): something other than the proxy used {max(busy):.0%} of the "
+                f"proxy's core in {len(busy)} run(s); the host was not quiet, so treat those "
+                "runs with suspicion (see other_core_ticks in the raw TSV).")
+
     n = len(rounds)
     if "c50" in runs:
         out.append(f"## Saturated: `wrk -t1 -c50`, median (min–max) over {n} round(s)\n")
         out.append("| case | req/s | p50 µs | p99 µs | proxy CPU µs/req | proxy ÷ upstream CPU/req "
-                   "| proxy core use | upstream CPU µs/req | proxy peak RSS MiB | errors |")
-        out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+                   "| proxy core use | upstream CPU µs/req | proxy peak RSS MiB | new upstream conns "
+                   "| errors |")
+        out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for case in case_order:
             if case not in runs["c50"]:
                 continue
@@ -184,8 +209,10 @@ def cmd_table(a):
                 summary(col("c50", case, "px_core")) if has_px else "—",
                 summary(col("c50", case, "up_us")),
                 summary(col("c50", case, "hwm_mib")) if has_px else "—",
+                summary(col("c50", case, "up_conns"), fmt_int) if has_px else "—",
                 str(sum(col("c50", case, "errors"))),
             ]) + " |")
+            check_foreign("c50", case)
             if has_px:
                 low = [c for c in col("c50", case, "px_core") if c is not None and c < 0.95]
                 if low:
@@ -198,12 +225,22 @@ def cmd_table(a):
                     warnings.append(
                         f"{case}: only {min(few)} CPU ticks in a saturated run; at 1 tick "
                         "resolution use a longer DURATION for tighter figures.")
+                many = [c for c in col("c50", case, "up_conns") if c > 100]
+                if many:
+                    warnings.append(
+                        f"{case}: opened up to {max(many):,} upstream connections in a saturated "
+                        "run: it does not reuse its upstream connections, which costs both it and "
+                        "the upstream.")
         out.append("")
+        out.append("`new upstream conns`: connections the upstream accepted during the run (for "
+                   "`direct`, wrk's own); a proxy that reuses its upstream connections opens "
+                   "next to none. `proxy peak RSS` is the process's high-water mark so far "
+                   "(VmHWM), not just this run's.\n")
 
     if "c1" in runs:
         out.append(f"## One connection: `wrk -t1 -c1`, median (min–max) over {n} round(s)\n")
         out.append("Added latency is the proxy's p50/p99 minus direct's in the same round, "
-                   "then the median over rounds.\n")
+                   "then the median over rounds (for the TLS cases it includes the TLS work).\n")
         out.append("| case | req/s | p50 µs | p99 µs | added p50 µs | added p99 µs "
                    "| proxy CPU µs/req | proxy ÷ upstream CPU/req | errors |")
         out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -227,28 +264,63 @@ def cmd_table(a):
                 summary(col("c1", case, "px_over_up")) if has_px else "—",
                 str(sum(col("c1", case, "errors"))),
             ]) + " |")
+            check_foreign("c1", case)
         out.append("")
 
     # The comparison that matters: Portcullis against NGINX, ratio per round
     # first (both measured minutes apart on the same host), then the median.
-    if any("portcullis" in runs[l] and "nginx" in runs[l] for l in runs):
+    pairs = [(lbl, p, q) for lbl, p, q in PAIRS if any(p in runs[l] and q in runs[l] for l in runs)]
+    if pairs:
         out.append("## Portcullis ÷ NGINX (ratio per round, then median (min–max))\n")
-        out.append("Below 1.00 means Portcullis is cheaper / faster.\n")
-        out.append("| figure | ratio |")
-        out.append("| --- | ---: |")
+        out.append("Below 1.00 means Portcullis is cheaper / faster. Plain: `portcullis` ÷ `nginx`; "
+                   "TLS: `portcullis-tls` ÷ `nginx-tls`.\n")
+        out.append("| figure | " + " | ".join(lbl for lbl, _, _ in pairs) + " |")
+        out.append("| --- |" + " ---: |" * len(pairs))
 
         def ratio(load, key, label):
-            if load in runs and "portcullis" in runs[load] and "nginx" in runs[load]:
-                vals = per_round(load, lambda L, r: L["portcullis"][r][key] / L["nginx"][r][key])
-                out.append(f"| {label} | {summary(vals)} |")
+            if load not in runs:
+                return
+            cells = []
+            for _, p, q in pairs:
+                if p in runs[load] and q in runs[load]:
+                    cells.append(summary(per_round(load, lambda L, r: L[p][r][key] / L[q][r][key])))
+                else:
+                    cells.append("—")
+            out.append(f"| {label} | " + " | ".join(cells) + " |")
 
         ratio("c50", "px_us", "saturated: CPU µs/req")
         ratio("c50", "px_over_up", "saturated: CPU/req normalised by upstream CPU/req")
         ratio("c50", "rps", "saturated: req/s")
+        ratio("c50", "hwm_mib", "saturated: peak RSS")
         ratio("c1", "px_us", "one connection: CPU µs/req")
         ratio("c1", "p50", "one connection: p50 latency")
         ratio("c1", "p99", "one connection: p99 latency")
         out.append("")
+
+    # What TLS adds to each proxy, per round, then the median.
+    tls_pairs = [(p, p + "-tls") for p in ("nginx", "portcullis")
+                 if any(p in runs[l] and p + "-tls" in runs[l] for l in runs)]
+    if tls_pairs:
+        out.append("## What TLS adds (TLS case minus plain case per round, then median (min–max))\n")
+        out.append("With keep-alive the handshake is paid once per connection and amortised over "
+                   "the run: this is the cost of encrypting and decrypting the requests, not of "
+                   "handshakes.\n")
+        out.append("| proxy | saturated: added CPU µs/req | saturated: TLS ÷ plain CPU/req "
+                   "| one connection: added CPU µs/req | one connection: added p50 µs |")
+        out.append("| --- | ---: | ---: | ---: | ---: |")
+        for p, t in tls_pairs:
+            def diff(load, key, p=p, t=t):
+                return summary(per_round(load, lambda L, r: L[t][r][key] - L[p][r][key])) if load in runs else "—"
+
+            def quot(load, key, p=p, t=t):
+                return summary(per_round(load, lambda L, r: L[t][r][key] / L[p][r][key])) if load in runs else "—"
+
+            out.append(f"| {p} | {diff('c50', 'px_us')} | {quot('c50', 'px_us')} "
+                       f"| {diff('c1', 'px_us')} | {diff('c1', 'p50')} |")
+        out.append("")
+
+    if a.mem:
+        out.extend(memory_table(a.mem, warnings))
 
     errs = sum(d["errors"] for L in runs.values() for C in L.values() for d in C.values())
     if errs:
@@ -258,6 +330,47 @@ def cmd_table(a):
         out.extend(f"- {w}" for w in warnings)
         out.append("")
     print("\n".join(out))
+
+
+def memory_table(path, warnings):
+    with open(path) as f:
+        rows = {r["case"]: r for r in csv.DictReader(f, delimiter="\t")}
+    if not rows:
+        return []
+    n = {int(r["conns"]) for r in rows.values()}
+    out = [f"## Memory (one measurement per proxy, {'/'.join(map(str, sorted(n)))} idle connections)\n",
+           "On a fresh instance of each proxy (same config), started after the CPU runs: idle "
+           "RSS is read right after start-up, then N HTTP/1.1 connections are opened one after "
+           "another, each with one `GET /` answered and then left idle. Per idle connection = "
+           "(RSS with them open − RSS just before) ÷ N: user-space memory only (the kernel's "
+           "socket buffers are not in RSS). RSS is the NGINX worker's or the Portcullis "
+           "process's.\n",
+           "| proxy | idle RSS after start MiB | RSS before MiB | RSS with N idle conns MiB "
+           "| per idle conn bytes | RSS after closing them MiB | still open |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    per = {}
+    for case in [c for c in CASE_LABEL if c in rows] + sorted(set(rows) - set(CASE_LABEL)):
+        r = rows[case]
+        conns, alive = int(r["conns"]), int(r["conns_alive"])
+        b, w, c = int(r["rss_before_kb"]), int(r["rss_with_kb"]), int(r["rss_closed_kb"])
+        per[case] = (w - b) * 1024 / conns
+        idle = int(r["idle_rss_kb"])
+        out.append(f"| {CASE_LABEL.get(case, case)} | {idle / 1024:.1f} | {b / 1024:.1f} | {w / 1024:.1f} "
+                   f"| {per[case]:,.0f} | {c / 1024:.1f} | {alive}/{conns} |")
+        if alive != conns:
+            warnings.append(f"{case}: only {alive} of {conns} idle connections were still open "
+                            "when checked, so its per-connection figure is too low.")
+    out.append("")
+    ratios = []
+    for lbl, p, q in PAIRS:
+        if p in rows and q in rows:
+            ip, iq = int(rows[p]["idle_rss_kb"]), int(rows[q]["idle_rss_kb"])
+            cp, cq = per[p], per[q]
+            ratios.append(f"{lbl}: idle RSS {ip / iq:.2f}, per idle connection "
+                          + (f"{cp / cq:.2f}" if cq > 0 else "n/a"))
+    if ratios:
+        out.append("Portcullis ÷ NGINX: " + "; ".join(ratios) + ".\n")
+    return out
 
 
 def main():
@@ -275,8 +388,13 @@ def main():
     r.add_argument("--wall-ns", type=int, required=True)
     r.add_argument("--clk-tck", type=int, required=True)
     r.add_argument("--proxy-hwm-kb", default="")
+    r.add_argument("--upstream-conns", type=int, required=True,
+                   help="connections the upstream accepted during the run")
+    r.add_argument("--other-core-ticks", type=int, required=True,
+                   help="CPU ticks on the proxy's core not used by the proxy")
     t = sub.add_parser("table")
     t.add_argument("--raw", required=True)
+    t.add_argument("--mem", help="memory TSV from run.sh (idle_conns.py)")
     a = p.parse_args()
     {"record": cmd_record, "table": cmd_table}[a.cmd](a)
 

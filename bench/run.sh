@@ -151,6 +151,19 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# Run a private copy, described now: a build may replace the file during the
+# run, and the report must say what was measured.
+pc_desc="not measured"
+if ((NEED_PORTCULLIS)); then
+    rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit")
+    [[ -z $(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]] || rev+=" + uncommitted changes"
+    mkdir -p "$TMP/bin"
+    cp -p "$PORTCULLIS_BIN" "$TMP/bin/portcullis"
+    pc_desc="$rev (at the start of the run); binary $PORTCULLIS_BIN built $(date -d "@$(stat -c %Y "$TMP/bin/portcullis")" '+%Y-%m-%d %H:%M'), sha256 $(sha256sum < "$TMP/bin/portcullis" | cut -c1-12)"
+    PORTCULLIS_BIN=$TMP/bin/portcullis
+fi
+
+
 # Fill @NAME@ placeholders of a template: render TEMPLATE OUT NAME=value...
 render() {
     local tpl=$1 out=$2 kv args=()
@@ -266,6 +279,58 @@ tls_params() {
              END {print p (k != "" ? ", key exchange " k : "")}'
 }
 
+# start_proxy CASE NAME PORT -> sets STARTED_PID: the proxy of a case (not
+# direct), its files in $TMP/NAME.
+start_proxy() {
+    local c=$1 name=$2 port=$3 scheme=http listen_opts="" tls_certs="" tls_yaml=""
+    if is_tls "$c"; then
+        scheme=https
+        # NGINX 1.22 enables only up to TLSv1.2 by default (1.23.4 added
+        # TLSv1.3); ask for what newer NGINX and Portcullis do, so both run
+        # TLSv1.3 with the same cipher. Nothing else about TLS is tuned.
+        listen_opts="ssl"
+        tls_certs="ssl_certificate $TMP/tls/cert.pem; ssl_certificate_key $TMP/tls/key.pem; ssl_protocols TLSv1.2 TLSv1.3;"
+        tls_yaml="    tls: { certificates: [ { cert: $TMP/tls/cert.pem, key: $TMP/tls/key.pem } ], hsts: { enabled: false } }"
+    fi
+    case $c in
+    nginx | nginx-tls)
+        log "starting $name: nginx proxy on $scheme://127.0.0.1:$port/ (core $PROXY_CPU)"
+        start_nginx "$name" "$PROXY_CPU" "$BENCH_DIR/nginx-proxy.conf" "$scheme://127.0.0.1:$port/" \
+            PORT="$port" UPSTREAM_PORT="$UPSTREAM_PORT" LISTEN_OPTS="$listen_opts" TLS_CERTS="$tls_certs"
+        ;;
+    portcullis | portcullis-tls)
+        log "starting $name: portcullis on $scheme://127.0.0.1:$port/ (core $PROXY_CPU, 1 worker thread)"
+        start_portcullis "$name" "$port" "$tls_yaml"
+        ;;
+    *) die "start_proxy: no proxy for case $c" ;;
+    esac
+}
+
+# stop_server PID: a server started above (and its NGINX worker), TERM, then
+# KILL after 5 s; then forget them, so that cleanup() never signals a pid
+# that has since been reused.
+stop_server() {
+    local pid=$1 i w workers keep=()
+    workers=$(echo $(children "$pid"))
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in {1..50}; do alive "$pid" || break; sleep 0.1; done
+    if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
+    wait "$pid" 2>/dev/null || true
+    for w in $workers; do
+        for i in {1..50}; do alive "$w" || break; sleep 0.1; done
+        if alive "$w"; then return 0; fi   # cleanup() will deal with it
+    done
+    for i in "${SERVER_PIDS[@]}"; do [[ $i == "$pid" ]] || keep+=("$i"); done
+    SERVER_PIDS=("${keep[@]}")
+    keep=()
+    for i in "${WORKER_PIDS[@]}"; do [[ " $workers " == *" $i "* ]] || keep+=("$i"); done
+    WORKER_PIDS=("${keep[@]}")
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
 # Free loopback ports, held open together so they differ.
 read -r UPSTREAM_PORT P1 P2 P3 P4 < <(python3 -c '
 import socket
@@ -273,7 +338,7 @@ ss = [socket.socket() for _ in range(5)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in ss))')
 
-declare -A URL PORT PROXY_PID IDLE_RSS_KB TLS_PARAMS
+declare -A URL PORT PROXY_PID TLS_PARAMS
 PORT=([direct]=$UPSTREAM_PORT [nginx]=$P1 [portcullis]=$P2 [nginx-tls]=$P3 [portcullis-tls]=$P4)
 for c in "${!PORT[@]}"; do
     if is_tls "$c"; then URL[$c]=https://127.0.0.1:${PORT[$c]}/; else URL[$c]=http://127.0.0.1:${PORT[$c]}/; fi
@@ -294,30 +359,9 @@ if ((NEED_TLS)); then
 fi
 
 for c in "${CASE_LIST[@]}"; do
-    case $c in
-    direct) continue ;;
-    nginx | nginx-tls)
-        log "starting $c proxy on ${URL[$c]} (core $PROXY_CPU)"
-        listen_opts="" tls_certs=""
-        if is_tls "$c"; then
-            listen_opts="ssl"
-            tls_certs="ssl_certificate $TMP/tls/cert.pem; ssl_certificate_key $TMP/tls/key.pem;"
-        fi
-        start_nginx "$c" "$PROXY_CPU" "$BENCH_DIR/nginx-proxy.conf" "${URL[$c]}" \
-            PORT="${PORT[$c]}" UPSTREAM_PORT="$UPSTREAM_PORT" LISTEN_OPTS="$listen_opts" TLS_CERTS="$tls_certs"
-        ;;
-    portcullis | portcullis-tls)
-        log "starting $c on ${URL[$c]} (core $PROXY_CPU, 1 worker thread)"
-        tls_yaml=""
-        if is_tls "$c"; then
-            tls_yaml="    tls: { certificates: [ { cert: $TMP/tls/cert.pem, key: $TMP/tls/key.pem } ], hsts: { enabled: false } }"
-        fi
-        start_portcullis "$c" "${PORT[$c]}" "$tls_yaml"
-        ;;
-    esac
+    [[ $c != direct ]] || continue
+    start_proxy "$c" "$c" "${PORT[$c]}"
     PROXY_PID[$c]=$STARTED_PID
-    # Idle RSS right after start-up (it has answered the one start-up check).
-    IDLE_RSS_KB[$c]=$(status_kb VmRSS $(tree_pids "$STARTED_PID"))
     if is_tls "$c"; then TLS_PARAMS[$c]=$(tls_params "${PORT[$c]}"); fi
 done
 
@@ -340,16 +384,18 @@ run_wrk() {
     WRK_PID=
 }
 
-# user+nice+system ticks of core $PROXY_CPU so far into CORE_TICKS (builtins
-# only). Less the proxy's own utime+stime over a run, this is CPU that
-# something else - another process on a shared host - took on the proxy's
-# core. IRQ/softirq time is in neither figure.
+# Busy ticks of core $PROXY_CPU so far (user nice system irq softirq) into
+# CORE_TICKS (builtins only). Less the proxy's own utime+stime over a run, this
+# is CPU that something else - another process on a shared host - took on the
+# proxy's core. The irq and softirq columns count: part of the proxy's stime
+# (its own network work) is booked there, ~0.3 of a core here, so without them
+# the difference comes out negative.
 core_ticks() {
     local line f
     while read -r line; do
         if [[ $line == "cpu$PROXY_CPU "* ]]; then
             read -ra f <<< "$line"
-            CORE_TICKS=$((f[1] + f[2] + f[3]))
+            CORE_TICKS=$((f[1] + f[2] + f[3] + f[6] + f[7]))
             return 0
         fi
     done < /proc/stat
@@ -439,20 +485,27 @@ BUSY_AFTER=$(host_busy_pct)
 
 # ---------------------------------------------------------------- memory
 
-# After the CPU runs, so that the connections held open here do not show in
-# their peak RSS. Each proxy is measured alone, the others idle.
+# On a fresh instance of each proxy (same config, own port), started after the
+# CPU runs and stopped right after: so that the figures are not flattered by
+# heap the CPU runs left free, and the CPU runs' peak RSS is not inflated by
+# them. The other proxies sit idle meanwhile.
 MEM=$TMP/mem.tsv
 if ((IDLE_CONNS > 0)); then
     printf 'case\ttls\tidle_rss_kb\trss_before_kb\trss_with_kb\trss_closed_kb\tconns\tconns_alive\n' > "$MEM"
     for c in "${CASE_LIST[@]}"; do
         [[ $c != direct ]] || continue
-        alive "${PROXY_PID[$c]}" || die "$c is no longer running"
+        port=$(free_port)
+        start_proxy "$c" "$c-mem" "$port"
+        mpid=$STARTED_PID
+        mapfile -t spids < <(serving_pids $(tree_pids "$mpid"))
+        # Idle RSS right after start-up (it has answered the one start-up check).
+        idle_kb=$(status_kb VmRSS $(tree_pids "$mpid"))
         tls=0
         if is_tls "$c"; then tls=1; fi
-        log "memory: $IDLE_CONNS idle keep-alive connections to $c"
-        line=$(python3 "$BENCH_DIR/idle_conns.py" --port "${PORT[$c]}" --tls "$tls" --conns "$IDLE_CONNS" \
-            $(serving_pids $(tree_pids "${PROXY_PID[$c]}")))
-        printf '%s\t%s\t%s\t%s\n' "$c" "$tls" "${IDLE_RSS_KB[$c]}" "$line" >> "$MEM"
+        log "memory: $IDLE_CONNS idle keep-alive connections to $c-mem"
+        line=$(python3 "$BENCH_DIR/idle_conns.py" --port "$port" --tls "$tls" --conns "$IDLE_CONNS" "${spids[@]}")
+        printf '%s\t%s\t%s\t%s\n' "$c" "$tls" "$idle_kb" "$line" >> "$MEM"
+        stop_server "$mpid"
     done
 fi
 
@@ -461,12 +514,6 @@ fi
 nginx_version=$(nginx -v 2>&1 | sed 's/^nginx version: //')
 wrk_version=$( (wrk -v 2>&1 || true) | awk 'NR == 1 {print $2}')
 cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
-pc_desc="not measured"
-if ((NEED_PORTCULLIS)); then
-    rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit")
-    [[ -n $(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]] && rev+=" + uncommitted changes"
-    pc_desc="$rev; binary $PORTCULLIS_BIN built $(date -d "@$(stat -c %Y "$PORTCULLIS_BIN")" '+%Y-%m-%d %H:%M')"
-fi
 
 REPORT=$TMP/latest.md
 {
