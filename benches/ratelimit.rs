@@ -34,7 +34,11 @@ fn main() {
     let insert = started.elapsed();
     let after = rss_kib();
     println!("keys stored:                  {}", store.len());
-    println!("RSS for {KEYS} keys:      {} MiB ({} bytes per key)", (after - before) / 1024, (after - before) * 1024 / u64::from(KEYS));
+    println!(
+        "RSS for {KEYS} keys:      {} MiB ({} bytes per key)",
+        (after - before) / 1024,
+        (after - before) * 1024 / u64::from(KEYS)
+    );
     println!("first check of a new key:     {:.0} ns", insert.as_nanos() as f64 / f64::from(KEYS));
 
     let hot = store.key(b"203.0.113.9");
@@ -49,7 +53,10 @@ fn main() {
         let ip = (i % KEYS).to_be_bytes();
         black_box(store.check(store.key(&ip), &gcra));
     }
-    println!("check over 1M existing keys:  {:.0} ns (incl. hashing the key)", started.elapsed().as_nanos() as f64 / f64::from(n));
+    println!(
+        "check over 1M existing keys:  {:.0} ns (incl. hashing the key)",
+        started.elapsed().as_nanos() as f64 / f64::from(n)
+    );
 
     // The cap holds under a flood of distinct keys.
     let small = MemoryStore::new(100_000);
