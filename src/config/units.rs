@@ -172,6 +172,14 @@ impl JsonSchema for Rate {
     }
 }
 
+/// A date in the config: `2026-06-30` (midnight UTC) or an RFC 3339 time
+/// in UTC (`2026-06-30T12:00:00Z`). Dates before 1970 are refused.
+pub fn parse_date(s: &str) -> Option<std::time::SystemTime> {
+    let full = if s.len() == 10 { format!("{s}T00:00:00Z") } else { s.to_string() };
+    let t = humantime::parse_rfc3339(&full).ok()?;
+    (t >= std::time::UNIX_EPOCH + StdDuration::from_secs(1)).then_some(t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,9 +12,6 @@ use hyper_rustls::{ConfigBuilderExt, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use rustls::RootCertStore;
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 
 /// Documents larger than this are refused (a JWKS is a few KiB).
 const MAX_BODY: usize = 1 << 20;
@@ -39,16 +36,7 @@ impl Fetcher {
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?;
         let tls = match ca {
-            Some(path) => {
-                let mut roots = RootCertStore::empty();
-                let certs = CertificateDer::pem_file_iter(path)
-                    .map_err(|e| format!("cannot read CA file `{}`: {e}", path.display()))?;
-                for c in certs {
-                    let c = c.map_err(|e| format!("CA file `{}` is not valid PEM: {e}", path.display()))?;
-                    roots.add(c).map_err(|e| format!("CA file `{}`: {e}", path.display()))?;
-                }
-                builder.with_root_certificates(roots)
-            }
+            Some(path) => builder.with_root_certificates(crate::server::tls::load_roots(path)?),
             None => builder.with_webpki_roots(),
         }
         .with_no_client_auth();

@@ -3,11 +3,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
+use crate::config::units::parse_date;
 use crate::config::{DeprecationConfig, MatchConfig, RouteConfig};
 use crate::policy::{Chain, cors, registry, security_headers};
 use crate::responder::{Redirect, Responder, StaticResponse};
@@ -365,12 +366,4 @@ fn compile_deprecation(cx: &mut Ctx, at: &str, d: &DeprecationConfig) -> Vec<(He
         }
     }
     out
-}
-
-/// `2026-06-30` (midnight UTC) or an RFC 3339 time in UTC (`...Z`).
-fn parse_date(s: &str) -> Option<SystemTime> {
-    let full = if s.len() == 10 { format!("{s}T00:00:00Z") } else { s.to_string() };
-    let t = humantime::parse_rfc3339(&full).ok()?;
-    // Dates before 1970 make no sense here and would not fit `@<seconds>`.
-    (t >= UNIX_EPOCH + Duration::from_secs(1)).then_some(t)
 }

@@ -125,7 +125,8 @@ fn leaf_dns_names(cert: &CertificateDer<'_>) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-fn load_roots(path: &Path) -> Result<RootCertStore, String> {
+/// A CA bundle (PEM) as a root store; errors name the file.
+pub fn load_roots(path: &Path) -> Result<RootCertStore, String> {
     let shown = path.display();
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
         .map_err(|e| format!("cannot read `{shown}`: {e}"))?

@@ -8,9 +8,7 @@ use hyper_rustls::{ConfigBuilderExt, FixedServerNameResolver, HttpsConnector, Ht
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls::RootCertStore;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 
 use crate::config::{UpstreamConfig, UpstreamProtocol};
 
@@ -29,7 +27,7 @@ pub fn build(cfg: &UpstreamConfig, ca: Option<&Path>) -> Result<HttpClient, Stri
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup failed: {e}"))?;
     let tls = match ca {
-        Some(path) => builder.with_root_certificates(load_roots(path)?),
+        Some(path) => builder.with_root_certificates(crate::server::tls::load_roots(path)?),
         None => builder.with_webpki_roots(),
     }
     .with_no_client_auth();
@@ -56,20 +54,4 @@ pub fn build(cfg: &UpstreamConfig, ca: Option<&Path>) -> Result<HttpClient, Stri
         .set_host(false)
         .http2_only(cfg.protocol == UpstreamProtocol::Http2);
     Ok(client.build(connector))
-}
-
-fn load_roots(path: &Path) -> Result<RootCertStore, String> {
-    let shown = path.display();
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("cannot read CA file `{shown}`: {e}"))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("CA file `{shown}` is not valid PEM: {e}"))?;
-    if certs.is_empty() {
-        return Err(format!("CA file `{shown}` holds no certificate"));
-    }
-    let mut roots = RootCertStore::empty();
-    for cert in certs {
-        roots.add(cert).map_err(|e| format!("CA file `{shown}` has a bad certificate: {e}"))?;
-    }
-    Ok(roots)
 }

@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
+
+use crate::config::units::parse_date;
 
 use super::config::ConsumerConfig;
 
@@ -106,11 +108,6 @@ fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
         *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(out)
-}
-
-fn parse_date(s: &str) -> Option<SystemTime> {
-    let full = if s.len() == 10 { format!("{s}T00:00:00Z") } else { s.to_string() };
-    humantime::parse_rfc3339(&full).ok().filter(|t| *t > UNIX_EPOCH + Duration::from_secs(1))
 }
 
 /// Hex SHA-256 of an API key, as stored in the config.
