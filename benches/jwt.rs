@@ -42,7 +42,8 @@ fn main() {
         println!("{alg:?} full verification:      {us:8.2} µs");
     }
     let secret = b"an-hmac-secret-that-is-long-enough!";
-    let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret)).unwrap();
+    let token =
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret)).unwrap();
     let (dec, v) = (DecodingKey::from_secret(secret), Validation::new(Algorithm::HS256));
     let us = per_op(20_000, || {
         black_box(jsonwebtoken::decode::<serde_json::Value>(black_box(&token), &dec, &v).unwrap());
