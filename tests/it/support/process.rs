@@ -24,9 +24,9 @@ impl Process {
         self.child.id()
     }
 
-    /// Sends a signal by name (`HUP`, `TERM`) with kill(1).
+    /// Sends a signal by name (`HUP`, `TERM`) with the shell's `kill` builtin.
     pub fn signal(&self, name: &str) {
-        let ok = Command::new("kill").arg(format!("-{name}")).arg(self.id().to_string()).status().unwrap();
+        let ok = Command::new("sh").arg("-c").arg(format!("kill -{name} {}", self.id())).status().unwrap();
         assert!(ok.success());
     }
 }
