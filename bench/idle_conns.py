@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Memory per idle keep-alive connection, for bench/run.sh (stdlib only).
 
-  idle_conns.py --port PORT [--tls 0|1] [--conns N] PID...
+  idle_conns.py --port PORT [--tls 0|1] [--conns N] [--header 'Name: value'] PID...
 
 PIDs are the processes that serve (the NGINX worker, or the Portcullis
 process); their VmRSS is summed. The steps:
@@ -14,7 +14,8 @@ process); their VmRSS is summed. The steps:
      (a server that closed idle connections would make the figure meaningless);
   5. close them all, wait, read VmRSS (closed).
 
-Prints one tab-separated line: rss_before_kb rss_with_kb rss_closed_kb
+--header adds a request header to every request (the JWT case's
+Authorization). Prints one tab-separated line: rss_before_kb rss_with_kb rss_closed_kb
 conns conns_alive. (with - before) / N is the memory one idle connection costs
 the proxy in user space; the kernel's socket buffers are not in its RSS.
 """
@@ -82,8 +83,14 @@ def main():
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--tls", type=int, default=0, choices=(0, 1))
     p.add_argument("--conns", type=int, default=1000)
+    p.add_argument("--header", action="append", default=[],
+                   help="extra request header, 'Name: value' (repeatable)")
     p.add_argument("pids", type=int, nargs="+")
     a = p.parse_args()
+    request = REQUEST
+    if a.header:
+        request = (b"GET / HTTP/1.1\r\nHost: x\r\n"
+                   + b"".join(h.encode() + b"\r\n" for h in a.header) + b"\r\n")
 
     ctx = None
     if a.tls:
@@ -100,7 +107,7 @@ def main():
             if ctx:
                 s = ctx.wrap_socket(s, server_hostname="localhost")
             socks.append(s)
-            s.sendall(REQUEST)
+            s.sendall(request)
             if not read_response(s):
                 raise SystemExit("idle_conns.py: the server closed a new connection")
         time.sleep(SETTLE)
@@ -109,7 +116,7 @@ def main():
         alive = 0
         for s in socks:
             try:
-                s.sendall(REQUEST)
+                s.sendall(request)
                 alive += read_response(s)
             except (OSError, ssl.SSLError):
                 pass

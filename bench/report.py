@@ -32,6 +32,7 @@ CASE_LABEL = {
     "direct": "direct (no proxy)",
     "nginx": "nginx",
     "portcullis": "portcullis",
+    "portcullis-jwt": "portcullis JWT (RS256, cached)",
     "nginx-tls": "nginx TLS",
     "portcullis-tls": "portcullis TLS",
 }
@@ -318,6 +319,40 @@ def cmd_table(a):
             out.append(f"| {p} | {diff('c50', 'px_us')} | {quot('c50', 'px_us')} "
                        f"| {diff('c1', 'px_us')} | {diff('c1', 'p50')} |")
         out.append("")
+
+    # What an RS256 JWT on every request adds to the plain proxy, per round,
+    # then the median.
+    if any("portcullis" in runs[l] and "portcullis-jwt" in runs[l] for l in runs):
+        p, j = "portcullis", "portcullis-jwt"
+
+        def jwt_cells(load):
+            if load not in runs or p not in runs[load] or j not in runs[load]:
+                return ["—"] * 3
+            return [summary(per_round(load, lambda L, r: L[j][r]["px_us"] / L[p][r]["px_us"])),
+                    summary(per_round(load, lambda L, r: L[j][r]["px_us"] - L[p][r]["px_us"])),
+                    summary(per_round(load, lambda L, r: L[j][r]["p50"] - L[p][r]["p50"]))]
+
+        out.append("## What JWT (RS256) on every request adds (per round, then median (min–max))\n")
+        out.append("`portcullis-jwt` is the plain Portcullis proxy with a route that requires an "
+                   "RS256 JWT; wrk sends one valid token (`Authorization: Bearer ...`) on every "
+                   "request. The gateway caches verified tokens (SHA-256 of the token → identity, "
+                   "until `exp`, at most an hour), so with one hot token this is the **cached "
+                   "path**: what a busy client with a long-lived token costs (a hash, a lookup, "
+                   "the header handling). The uncached cost, one RS256 signature check per new "
+                   "token, comes from `cargo bench --bench jwt` (~15.7 µs on this machine, see "
+                   "BENCHMARKS.md), not from this run.\n")
+        out.append("| load | JWT (RS256, cached) ÷ plain Portcullis CPU µs/req "
+                   "| added CPU µs/req | added p50 µs |")
+        out.append("| --- | ---: | ---: | ---: |")
+        out.append("| saturated (c50) | " + " | ".join(jwt_cells("c50")) + " |")
+        out.append("| one connection (c1) | " + " | ".join(jwt_cells("c1")) + " |")
+        out.append("")
+        if "c50" in runs and p in runs["c50"] and j in runs["c50"]:
+            rs = per_round("c50", lambda L, r: L[j][r]["px_us"] / L[p][r]["px_us"])
+            if rs:
+                out.append("JWT (RS256, cached) ÷ plain Portcullis, saturated CPU µs/req per round: "
+                           + ", ".join(f"{x:.3f}" for x in rs)
+                           + f"; median {statistics.median(rs):.3f}.\n")
 
     if a.mem:
         out.extend(memory_table(a.mem, warnings))

@@ -34,7 +34,7 @@ log() { echo "==> $*" >&2; }
 read -ra CASE_LIST <<< "$CASES"
 read -ra LOAD_LIST <<< "$LOADS"
 ((${#CASE_LIST[@]})) || die "CASES is empty"
-ALL_CASES="direct nginx portcullis portcullis-tls nginx-tls"
+ALL_CASES="direct nginx portcullis portcullis-tls nginx-tls portcullis-jwt"
 for c in "${CASE_LIST[@]}"; do
     [[ " $ALL_CASES " == *" $c "* ]] || die "unknown case '$c' (want some of: $ALL_CASES)"
 done
@@ -47,10 +47,11 @@ done
 [[ $IDLE_CONNS =~ ^[0-9]+$ ]] || die "IDLE_CONNS must be a non-negative integer"
 has_case() { [[ " ${CASE_LIST[*]} " == *" $1 "* ]]; }
 is_tls() { [[ $1 == *-tls ]]; }
-NEED_PORTCULLIS=0; NEED_TLS=0
+NEED_PORTCULLIS=0; NEED_TLS=0; NEED_JWT=0
 for c in "${CASE_LIST[@]}"; do
     if [[ $c == portcullis* ]]; then NEED_PORTCULLIS=1; fi
     if is_tls "$c"; then NEED_TLS=1; fi
+    if [[ $c == portcullis-jwt ]]; then NEED_JWT=1; fi
 done
 
 # ---------------------------------------------------------------- tools
@@ -61,7 +62,7 @@ command -v nginx >/dev/null || missing+=(nginx-light)
 command -v taskset >/dev/null || missing+=(util-linux)
 command -v curl >/dev/null || missing+=(curl)
 command -v python3 >/dev/null || missing+=(python3)
-((NEED_TLS)) && { command -v openssl >/dev/null || missing+=(openssl); }
+((NEED_TLS || NEED_JWT)) && { command -v openssl >/dev/null || missing+=(openssl); }
 if ((${#missing[@]})); then
     [[ $EUID -eq 0 ]] || die "missing ${missing[*]}: run as root so they can be installed"
     log "installing ${missing[*]}"
@@ -174,13 +175,15 @@ render() {
 }
 
 # Wait until URL answers "ok" (the upstream's body, so for a proxy this checks
-# the whole path), failing early if the server died.
+# the whole path), failing early if the server died. wait_ok URL PID NAME
+# [curl args...] (the JWT case passes its Authorization header).
 wait_ok() {
     local url=$1 pid=$2 name=$3 i
+    shift 3
     for i in {1..150}; do
         alive "$pid" || die "$name exited during start-up"
         # -k: the TLS cases use a throwaway self-signed certificate.
-        [[ $(curl -sk --max-time 1 "$url" 2>/dev/null) == ok ]] && return 0
+        [[ $(curl -sk --max-time 1 "$@" "$url" 2>/dev/null) == ok ]] && return 0
         sleep 0.1
     done
     die "$name did not answer 'ok' on $url within 15 s"
@@ -252,14 +255,18 @@ start_nginx() {
     [[ $(children "$STARTED_PID" | wc -w) == 1 ]] || die "nginx ($name) should have exactly one worker"
 }
 
-# start_portcullis NAME PORT TLS_YAML -> sets STARTED_PID. One process per
-# case, so that each case's CPU, peak RSS and memory are its own.
+# start_portcullis NAME PORT TLS_YAML [AUTH_YAML ROUTE_AUTH_YAML [curl
+# args...]] -> sets STARTED_PID. One process per case, so that each case's
+# CPU, peak RSS and memory are its own. The curl args are what the start-up
+# check needs to get through (the JWT case's Authorization header).
 start_portcullis() {
-    local name=$1 port=$2 tls=$3 dir=$TMP/$1 scheme=http
+    local name=$1 port=$2 tls=$3 auth=${4:-} route_auth=${5:-} dir=$TMP/$1 scheme=http
+    shift 3; (($# < 2)) || shift 2
     [[ -z $tls ]] || scheme=https
     mkdir -p "$dir"
     render "$BENCH_DIR/portcullis.yaml" "$dir/portcullis.yaml" \
-        NAME="$name" PORT="$port" UPSTREAM_PORT="$UPSTREAM_PORT" TLS="$tls"
+        NAME="$name" PORT="$port" UPSTREAM_PORT="$UPSTREAM_PORT" TLS="$tls" \
+        AUTH="$auth" ROUTE_AUTH="$route_auth"
     "$PORTCULLIS_BIN" check --config "$dir/portcullis.yaml" > "$dir/check.log" 2>&1 ||
         { cat "$dir/check.log" >&2; die "bad portcullis config for $name"; }
     # One worker thread, like NGINX's one worker process.
@@ -267,7 +274,7 @@ start_portcullis() {
         "$PORTCULLIS_BIN" run --config "$dir/portcullis.yaml" > "$dir/portcullis.log" 2>&1 &
     STARTED_PID=$!
     SERVER_PIDS+=("$STARTED_PID")
-    wait_ok "$scheme://127.0.0.1:$port/" "$STARTED_PID" "portcullis ($name)"
+    wait_ok "$scheme://127.0.0.1:$port/" "$STARTED_PID" "portcullis ($name)" "$@"
 }
 
 # What wrk's OpenSSL negotiates with a TLS case (s_client uses the same
@@ -302,6 +309,14 @@ start_proxy() {
         log "starting $name: portcullis on $scheme://127.0.0.1:$port/ (core $PROXY_CPU, 1 worker thread)"
         start_portcullis "$name" "$port" "$tls_yaml"
         ;;
+    portcullis-jwt)
+        log "starting $name: portcullis on $scheme://127.0.0.1:$port/ (core $PROXY_CPU, 1 worker thread), route requires an RS256 JWT"
+        start_portcullis "$name" "$port" "" \
+            "auth: { bench-jwt: { jwt: { algorithms: [RS256], issuer: bench, public_key_file: $TMP/jwt/pub.pem } } }" \
+            "    authenticate: [bench-jwt]" \
+            -H "Authorization: Bearer $JWT_TOKEN"
+        check_jwt "$name" "$port"
+        ;;
     *) die "start_proxy: no proxy for case $c" ;;
     esac
 }
@@ -332,14 +347,15 @@ free_port() {
 }
 
 # Free loopback ports, held open together so they differ.
-read -r UPSTREAM_PORT P1 P2 P3 P4 < <(python3 -c '
+read -r UPSTREAM_PORT P1 P2 P3 P4 P5 < <(python3 -c '
 import socket
-ss = [socket.socket() for _ in range(5)]
+ss = [socket.socket() for _ in range(6)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in ss))')
 
 declare -A URL PORT PROXY_PID TLS_PARAMS
-PORT=([direct]=$UPSTREAM_PORT [nginx]=$P1 [portcullis]=$P2 [nginx-tls]=$P3 [portcullis-tls]=$P4)
+PORT=([direct]=$UPSTREAM_PORT [nginx]=$P1 [portcullis]=$P2 [nginx-tls]=$P3 [portcullis-tls]=$P4
+      [portcullis-jwt]=$P5)
 for c in "${!PORT[@]}"; do
     if is_tls "$c"; then URL[$c]=https://127.0.0.1:${PORT[$c]}/; else URL[$c]=http://127.0.0.1:${PORT[$c]}/; fi
 done
@@ -357,6 +373,44 @@ if ((NEED_TLS)); then
         -keyout "$TMP/tls/key.pem" -out "$TMP/tls/cert.pem" > "$TMP/tls/openssl.log" 2>&1 ||
         { cat "$TMP/tls/openssl.log" >&2; die "could not make the TLS certificate"; }
 fi
+
+# The JWT case: a throwaway RSA 2048 key pair and ONE RS256 token, signed
+# with openssl, that every request of the case sends. The gateway caches a
+# verified token (SHA-256 of the token -> identity, until exp, at most an
+# hour), so one hot token measures the cached path.
+JWT_TOKEN=""
+if ((NEED_JWT)); then
+    mkdir -p "$TMP/jwt"
+    { openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$TMP/jwt/key.pem" &&
+      openssl pkey -in "$TMP/jwt/key.pem" -pubout -out "$TMP/jwt/pub.pem"; } > "$TMP/jwt/openssl.log" 2>&1 ||
+        { cat "$TMP/jwt/openssl.log" >&2; die "could not make the JWT key pair"; }
+    JWT_TOKEN=$(python3 - "$TMP/jwt/key.pem" <<'PY'
+import base64, json, subprocess, sys, time
+def b64url(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+def part(obj):
+    return b64url(json.dumps(obj, separators=(",", ":")).encode())
+signing_input = part({"alg": "RS256", "typ": "JWT"}) + "." + part(
+    {"sub": "bench", "exp": int(time.time()) + 86400, "iss": "bench"})
+sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", sys.argv[1]],
+                     input=signing_input.encode(), capture_output=True, check=True).stdout
+print(signing_input + "." + b64url(sig))
+PY
+) || die "could not mint the JWT"
+    [[ $JWT_TOKEN =~ ^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$ ]] || die "the minted JWT is malformed"
+fi
+
+# check_jwt NAME PORT: the JWT case answers 200 with the token and 401
+# without it, so the measured runs go through the verification (wrk counts
+# non-2xx answers, and the report shows them as errors).
+check_jwt() {
+    local name=$1 port=$2 with without
+    with=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 -H "Authorization: Bearer $JWT_TOKEN" "http://127.0.0.1:$port/")
+    without=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port/")
+    [[ $with == 200 && $without == 401 ]] ||
+        die "$name: expected 200 with the token and 401 without, got $with and $without"
+    log "$name: 200 with the token, 401 without"
+}
 
 for c in "${CASE_LIST[@]}"; do
     [[ $c != direct ]] || continue
@@ -418,7 +472,9 @@ upstream_accepts() {
 measure() {
     local round=$1 load=$2 case=$3 conns=${2#c} url=${URL[$3]}
     local out=$TMP/wrk-r$1-$2-$3.txt upids ppids=() u0 u1 p0='' p1='' t0 t1 hwm='' ptk='' a0 a1 k0 k1
-    run_wrk "$conns" "$WARMUP" "$url" "$out.warmup"
+    local hdr=()
+    [[ $case != portcullis-jwt ]] || hdr=(-H "Authorization: Bearer $JWT_TOKEN")
+    run_wrk "$conns" "$WARMUP" "$url" "$out.warmup" "${hdr[@]}"
     a0=$(upstream_accepts)
 
     mapfile -t upids < <(tree_pids "$UPSTREAM_PID")
@@ -431,7 +487,7 @@ measure() {
     core_ticks; k0=$CORE_TICKS
     cpu_ticks "${upids[@]}"; u0=$TICKS
     if ((${#ppids[@]})); then cpu_ticks "${ppids[@]}"; p0=$TICKS; fi
-    run_wrk "$conns" "$DURATION" "$url" "$out" --latency
+    run_wrk "$conns" "$DURATION" "$url" "$out" --latency "${hdr[@]}"
     if ((${#ppids[@]})); then cpu_ticks "${ppids[@]}"; p1=$TICKS; fi
     cpu_ticks "${upids[@]}"; u1=$TICKS
     core_ticks; k1=$CORE_TICKS
@@ -503,7 +559,9 @@ if ((IDLE_CONNS > 0)); then
         tls=0
         if is_tls "$c"; then tls=1; fi
         log "memory: $IDLE_CONNS idle keep-alive connections to $c-mem"
-        line=$(python3 "$BENCH_DIR/idle_conns.py" --port "$port" --tls "$tls" --conns "$IDLE_CONNS" "${spids[@]}")
+        hdr=()
+        [[ $c != portcullis-jwt ]] || hdr=(--header "Authorization: Bearer $JWT_TOKEN")
+        line=$(python3 "$BENCH_DIR/idle_conns.py" --port "$port" --tls "$tls" --conns "$IDLE_CONNS" "${hdr[@]}" "${spids[@]}")
         printf '%s\t%s\t%s\t%s\n' "$c" "$tls" "$idle_kb" "$line" >> "$MEM"
         stop_server "$mpid"
     done

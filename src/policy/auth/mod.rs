@@ -240,27 +240,32 @@ impl RouteAuth {
     }
 
     pub async fn on_request(&self, req: &mut request::Parts, ctx: &mut RequestCtx<'_>) -> Outcome {
-        let Some(provider) = self.providers.iter().find(|p| p.present(req, ctx)) else {
-            return self.refuse(StatusCode::UNAUTHORIZED, "authentication is required", false, ctx);
+        let Some(index) = self.providers.iter().position(|p| p.present(req, ctx)) else {
+            return self.refuse(StatusCode::UNAUTHORIZED, "authentication is required", None, ctx);
         };
-        match provider.authenticate(req, ctx).await {
+        match self.providers[index].authenticate(req, ctx).await {
             Ok(identity) => {
                 self.headers.set(&mut req.headers, &identity);
                 ctx.identity = Some(identity);
                 Outcome::Continue
             }
-            Err(Failure::Invalid) => self.refuse(StatusCode::UNAUTHORIZED, "the credentials are not valid", true, ctx),
+            Err(Failure::Invalid) => {
+                self.refuse(StatusCode::UNAUTHORIZED, "the credentials are not valid", Some(index), ctx)
+            }
             Err(Failure::Unavailable) => {
-                self.refuse(StatusCode::SERVICE_UNAVAILABLE, "the authentication service is unavailable", false, ctx)
+                self.refuse(StatusCode::SERVICE_UNAVAILABLE, "the authentication service is unavailable", None, ctx)
             }
         }
     }
 
-    fn refuse(&self, status: StatusCode, detail: &str, invalid: bool, ctx: &RequestCtx<'_>) -> Outcome {
+    /// `failed`: the provider whose credential was presented and refused;
+    /// only its challenge says `invalid_token`.
+    fn refuse(&self, status: StatusCode, detail: &str, failed: Option<usize>, ctx: &RequestCtx<'_>) -> Outcome {
         let mut resp = problem::problem(status, detail, ctx.request_id);
         if status == StatusCode::UNAUTHORIZED {
             let mut seen = Vec::new();
-            for c in self.providers.iter().filter_map(|p| p.challenge(invalid)) {
+            let challenges = self.providers.iter().enumerate().filter_map(|(i, p)| p.challenge(failed == Some(i)));
+            for c in challenges {
                 if !seen.contains(&c) {
                     if let Ok(v) = HeaderValue::try_from(c.as_str()) {
                         resp.headers_mut().append(header::WWW_AUTHENTICATE, v);

@@ -228,11 +228,12 @@ pub fn compile_route(
     let mut by_ip = Compiled { rates: vec![], quotas: vec![], concurrency: vec![], stores: stores.clone() };
     let mut later = Compiled { rates: vec![], quotas: vec![], concurrency: vec![], stores: stores.clone() };
     // Counter namespace: the `name` if given; an `upstream` key is shared by
-    // every route of that upstream; otherwise the route and position.
-    let scope = |name: &Option<String>, key: &KeySpec, kind: &str, i: usize| match (name, upstream) {
+    // every route of that upstream that declares the same limit (`kind`
+    // carries the limit's settings); otherwise the route and position.
+    let scope = |name: &Option<String>, key: &KeySpec, kind: String, i: usize| match (name, upstream) {
         (Some(n), _) => n.clone(),
         (None, Some(u)) if key.parts().contains(&KeyPart::Upstream) => format!("upstream:{u}#{kind}"),
-        _ => format!("{route}#{kind}{i}"),
+        _ => format!("{route}#{}{i}", kind.split(':').next().unwrap_or_default()),
     };
     for (i, r) in rates.iter().enumerate() {
         let at = format!("rate_limit[{i}]");
@@ -242,8 +243,12 @@ pub fn compile_route(
         if r.ipv6_prefix.is_some_and(|p| p > 128) {
             errors.push((format!("{at}.ipv6_prefix"), "a prefix length is 0 to 128".into()));
         }
-        let key = match Key::compile(&r.key, scope(&r.name, &r.key, "rate", i), upstream, r.ipv6_prefix.unwrap_or(128))
-        {
+        let key = match Key::compile(
+            &r.key,
+            scope(&r.name, &r.key, format!("rate:{}:{}", r.rate, r.burst), i),
+            upstream,
+            r.ipv6_prefix.unwrap_or(128),
+        ) {
             Ok(k) => k,
             Err(e) => {
                 errors.push((format!("{at}.key"), e));
@@ -261,7 +266,7 @@ pub fn compile_route(
         if limit.key.only_ip() { by_ip.rates.push(limit) } else { later.rates.push(limit) }
     }
     for (i, q) in quotas.iter().enumerate() {
-        match Key::compile(&q.key, scope(&q.name, &q.key, "quota", i), upstream, 128) {
+        match Key::compile(&q.key, scope(&q.name, &q.key, format!("quota:{}:{:?}", q.limit, q.per), i), upstream, 128) {
             Ok(key) => {
                 let limit = QuotaLimit { key, limit: q.limit, per: q.per, on_error: q.on_store_error };
                 if limit.key.only_ip() { by_ip.quotas.push(limit) } else { later.quotas.push(limit) }
@@ -276,7 +281,7 @@ pub fn compile_route(
         }
     }
     for (i, c) in concurrency.iter().enumerate() {
-        match Key::compile(&c.key, scope(&c.name, &c.key, "conc", i), upstream, 128) {
+        match Key::compile(&c.key, scope(&c.name, &c.key, format!("conc:{}", c.max), i), upstream, 128) {
             Ok(key) => {
                 let limit = ConcurrencyLimit { key, max: c.max };
                 if limit.key.only_ip() { by_ip.concurrency.push(limit) } else { later.concurrency.push(limit) }
