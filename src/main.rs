@@ -5,10 +5,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-// mimalloc: measurably cheaper than glibc malloc for the many small,
-// short-lived allocations of request handling (see BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use portcullis::config::{self, LoadedConfig};
 use portcullis::{DEMO_CONFIG, Gateway};
 
