@@ -35,7 +35,17 @@ pub(super) fn compile(cx: &mut Ctx, name: &str, cfg: &UpstreamConfig) -> Option<
         match parse_target(url) {
             Ok((scheme, authority)) => {
                 ids.push(format!("{scheme}://{authority}"));
-                targets.push(Target::new(scheme, authority, weight));
+                let mut target = Target::new(scheme.clone(), authority.clone(), weight);
+                if scheme == Scheme::HTTP && cfg.protocol != crate::config::UpstreamProtocol::Http2 {
+                    let port = authority.port_u16().unwrap_or(80);
+                    target.h1 = Some(crate::upstream::h1pool::H1Pool::new(
+                        format!("{}:{port}", authority.host()),
+                        cfg.pool.max_idle_per_target,
+                        cfg.pool.idle_timeout.0,
+                        cfg.timeouts.connect.0,
+                    ));
+                }
+                targets.push(target);
             }
             Err(msg) => cx.err(path, msg),
         }

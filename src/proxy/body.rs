@@ -6,11 +6,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body::{Frame, SizeHint};
+use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::policy::ratelimit::Slot;
 use crate::upstream::InFlight;
+use crate::upstream::h1pool::Pooled;
 
 #[derive(Debug)]
 pub enum Body {
@@ -19,6 +20,30 @@ pub enum Body {
     /// An upstream's body, streamed; holds the target's in-flight slot (and
     /// any concurrency-limit slots) until done.
     Upstream { inner: Incoming, _in_flight: Option<InFlight>, _slots: Vec<Slot> },
+    /// An upstream's body on an inline-driven connection (`upstream::h1pool`).
+    Pooled(PooledBody),
+}
+
+/// Streams the body and drives its connection; gives the connection back
+/// to the pool once the body has been read to the end.
+#[derive(Debug)]
+pub struct PooledBody {
+    pub inner: Incoming,
+    pub conn: Option<Pooled>,
+    pub in_flight: Option<InFlight>,
+    pub slots: Vec<Slot>,
+    /// The body ended (for chunked bodies `is_end_stream` never says so).
+    pub done: bool,
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take()
+            && (self.done || self.inner.is_end_stream())
+        {
+            conn.release();
+        }
+    }
 }
 
 impl Body {
@@ -33,6 +58,10 @@ impl Body {
             Body::Upstream { inner, _in_flight, mut _slots } => {
                 _slots.extend(slots);
                 Body::Upstream { inner, _in_flight, _slots }
+            }
+            Body::Pooled(mut p) => {
+                p.slots.extend(slots);
+                Body::Pooled(p)
             }
             full => full,
         }
@@ -52,6 +81,16 @@ impl http_body::Body for Body {
         match self.get_mut() {
             Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Body::Upstream { inner, .. } => Pin::new(inner).poll_frame(cx),
+            Body::Pooled(p) => {
+                if let Some(conn) = p.conn.as_mut() {
+                    conn.poll_conn(cx);
+                }
+                let frame = Pin::new(&mut p.inner).poll_frame(cx);
+                if matches!(frame, Poll::Ready(None)) {
+                    p.done = true;
+                }
+                frame
+            }
         }
     }
 
@@ -59,6 +98,7 @@ impl http_body::Body for Body {
         match self {
             Body::Full(bytes) => bytes.is_none(),
             Body::Upstream { inner, .. } => inner.is_end_stream(),
+            Body::Pooled(p) => p.inner.is_end_stream(),
         }
     }
 
@@ -66,6 +106,7 @@ impl http_body::Body for Body {
         match self {
             Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Body::Upstream { inner, .. } => inner.size_hint(),
+            Body::Pooled(p) => p.inner.size_hint(),
         }
     }
 }

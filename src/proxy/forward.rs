@@ -15,7 +15,7 @@ use crate::upstream::HashKey;
 use super::request_body::{BodyError, RequestBody};
 
 use super::ConnInfo;
-use super::body::Body;
+use super::body::{Body, PooledBody};
 use super::error::{BoxError, GatewayError};
 
 pub(super) struct Forward<'a> {
@@ -92,12 +92,23 @@ pub(super) async fn forward(
     }
     parts.version = Version::HTTP_11;
 
-    let sent = upstream.client.request(Request::from_parts(parts, body));
+    let req = Request::from_parts(parts, body);
+    // Plain HTTP/1.1 targets: inline-driven pooled connections (no upgrades there).
+    if let (Some(pool), None) = (&target.h1, &client_upgrade) {
+        let (resp, conn) = match tokio::time::timeout(upstream.request_timeout, pool.send(req)).await {
+            Err(_) => return Err(GatewayError::UpstreamTimeout { upstream: upstream.name.clone() }),
+            Ok(Err(e)) => return Err(classify(upstream.name.clone(), e)),
+            Ok(Ok(r)) => r,
+        };
+        let (mut parts, inner) = resp.into_parts();
+        hop_by_hop::strip(&mut parts.headers, false);
+        let body = PooledBody { inner, conn: Some(conn), in_flight: Some(in_flight), slots: Vec::new(), done: false };
+        return Ok(Response::from_parts(parts, Body::Pooled(body)));
+    }
+    let sent = upstream.client.request(req);
     let mut resp = match tokio::time::timeout(upstream.request_timeout, sent).await {
-        Err(_) => {
-            return Err(GatewayError::UpstreamTimeout { upstream: upstream.name.clone() });
-        }
-        Ok(Err(e)) => return Err(classify(upstream.name.clone(), e)),
+        Err(_) => return Err(GatewayError::UpstreamTimeout { upstream: upstream.name.clone() }),
+        Ok(Err(e)) => return Err(classify(upstream.name.clone(), Box::new(e))),
         Ok(Ok(resp)) => resp,
     };
 
@@ -166,8 +177,8 @@ fn hash_key(key: Option<&HashKey>, headers: &http::HeaderMap, client: &forwarded
 
 /// The client's body going wrong is the client's fault (413, 408, 400); a
 /// connect timeout is a timeout (504); anything else before a response is 502.
-fn classify(upstream: std::sync::Arc<str>, e: hyper_util::client::legacy::Error) -> GatewayError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+fn classify(upstream: std::sync::Arc<str>, e: BoxError) -> GatewayError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&*e);
     while let Some(s) = source {
         if let Some(body) = s.downcast_ref::<BodyError>() {
             return match body {
@@ -183,8 +194,7 @@ fn classify(upstream: std::sync::Arc<str>, e: hyper_util::client::legacy::Error)
         }
         source = s.source();
     }
-    let cause: BoxError = Box::new(e);
-    GatewayError::UpstreamUnreachable { upstream, cause }
+    GatewayError::UpstreamUnreachable { upstream, cause: e }
 }
 
 /// Copies bytes both ways between the upgraded client and upstream connections.

@@ -3,6 +3,7 @@
 
 pub mod balance;
 pub mod client;
+pub mod h1pool;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,11 +21,13 @@ pub struct Target {
     pub authority: Authority,
     pub weight: u32,
     in_flight: Arc<AtomicUsize>,
+    /// Inline-driven HTTP/1.1 connections (plain `http://` targets).
+    pub h1: Option<Arc<h1pool::H1Pool>>,
 }
 
 impl Target {
     pub fn new(scheme: Scheme, authority: Authority, weight: u32) -> Target {
-        Target { scheme, authority, weight, in_flight: Arc::default() }
+        Target { scheme, authority, weight, in_flight: Arc::default(), h1: None }
     }
 
     /// Counts a request as in flight until the returned guard is dropped

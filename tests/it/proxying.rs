@@ -49,6 +49,20 @@ async fn hop_by_hop_headers_are_stripped_both_ways() {
 }
 
 #[tokio::test]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    let up = Upstream::start("svc").await;
+    let gw = gateway(&one_route(&format!("{{ targets: [ \"{}\" ] }}", up.url()))).await;
+    for _ in 0..20 {
+        assert_eq!(get(&gw.url("/x"), &[]).await.status, 200);
+    }
+    assert_eq!(up.connections.load(std::sync::atomic::Ordering::SeqCst), 1, "small responses");
+    let big = get(&gw.url("/big?bytes=300000"), &[]).await;
+    assert_eq!(big.body.len(), 300_000);
+    assert_eq!(get(&gw.url("/y"), &[]).await.status, 200);
+    assert_eq!(up.connections.load(std::sync::atomic::Ordering::SeqCst), 1, "one upstream connection for all of them");
+}
+
+#[tokio::test]
 async fn unreachable_upstream_is_502_and_silent_one_is_504() {
     let dead = closed_port().await;
     let hang = Upstream::start("hang").await;

@@ -27,6 +27,8 @@ type Body = BoxBody<Bytes, Infallible>;
 pub struct Upstream {
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
+    /// TCP connections accepted.
+    pub connections: Arc<AtomicUsize>,
     hold: Arc<Notify>,
 }
 
@@ -35,6 +37,8 @@ impl Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = connections.clone();
         let hold = Arc::new(Notify::new());
         let name: Arc<str> = name.into();
         let (h, n, w) = (hits.clone(), name.clone(), hold.clone());
@@ -43,6 +47,7 @@ impl Upstream {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let (h, n, w) = (h.clone(), n.clone(), w.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| handle(req, n.clone(), h.clone(), w.clone()));
@@ -50,7 +55,7 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, hits, hold }
+        Upstream { addr, hits, connections, hold }
     }
 
     pub fn url(&self) -> String {
