@@ -191,3 +191,38 @@ async fn malformed_requests_get_a_clear_status() {
     let resp = raw(gw.addr, "GARBAGE\r\n\r\n").await;
     assert!(resp.starts_with("HTTP/1.1 400") || resp.is_empty(), "{resp}");
 }
+
+#[tokio::test]
+async fn a_pooled_connection_closed_by_the_upstream_is_not_reused() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    // An upstream that answers one request per connection with keep-alive
+    // semantics (no `Connection: close`) and then hangs up: the gateway's
+    // pooled connection is dead by the time the next request comes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    let gw = gateway(&one_route(&format!("{{ targets: [ \"http://{addr}\" ] }}"))).await;
+    for i in 0..5 {
+        let r = get(&gw.url("/"), &[]).await;
+        assert_eq!((r.status.as_u16(), r.text()), (200, "ok".to_string()), "request {i}");
+        // Let the upstream's close reach the gateway's idle connection.
+        if i % 2 == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
