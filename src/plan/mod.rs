@@ -125,7 +125,8 @@ pub fn compile_after(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<P
     }));
     let mut providers = Providers::new();
     for (name, pcfg) in &cfg.auth {
-        match Provider::compile(name, pcfg, loaded, &consumers) {
+        let previous = previous.and_then(|p| p.providers.get(name)).map(|p| &**p);
+        match Provider::compile(name, pcfg, loaded, &consumers, previous) {
             Ok(p) => {
                 providers.insert(name.clone(), Arc::new(p));
             }

@@ -448,3 +448,23 @@ routes:
     let none = https(addr, "api.example.com", &pki.ca_path(), None, "/").await.unwrap();
     assert_eq!(none.reply.status, 401, "client_auth is optional here, the route is not");
 }
+
+#[tokio::test]
+async fn a_reload_during_an_idp_outage_keeps_the_keys() {
+    let idp = Idp::start().await;
+    let k = SigningKey::generate(Algorithm::ES256, "k1");
+    idp.publish(&[&k]);
+    let auth = format!("  idp: {{ jwt: {{ algorithms: [ES256], jwks_uri: \"{}\" }} }}\n", idp.url("/jwks"));
+    let routes = "  - { name: api, match: { path_prefix: /api }, upstream: svc, authenticate: [idp] }\n";
+    let s = setup(&auth, "  []", routes, &[]).await;
+    let token = |n: u64| bearer(&k.sign(&json!({ "sub": "a", "exp": now() + 60, "n": n })));
+    assert_eq!(get(&s.url("/api"), &[("authorization", &token(1))]).await.status, 200);
+    idp.take_down_jwks();
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nupstreams:\n  svc: {{ targets: [ \"{}\" ] }}\nauth:\n{auth}\nroutes:\n{routes}",
+        s.up.url()
+    );
+    s.gw.reload(&load(&yaml, Path::new("."))).await.unwrap();
+    // A token never seen before still verifies: the key set survived the reload.
+    assert_eq!(get(&s.url("/api"), &[("authorization", &token(2))]).await.status, 200);
+}

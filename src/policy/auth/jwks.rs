@@ -86,7 +86,7 @@ impl Keys {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     Url(String),
     /// `<issuer>/.well-known/openid-configuration` names the JWKS URL.
@@ -107,11 +107,22 @@ pub struct RemoteJwks {
     down: std::sync::atomic::AtomicBool,
     /// Becomes true once the first fetch has finished (well or not).
     attempted: tokio::sync::watch::Sender<bool>,
+    /// The refresher runs once, even when a reload keeps this key set.
+    started: std::sync::atomic::AtomicBool,
+    /// What identifies the source: a reload with the same keeps the keys.
+    pub identity: (Location, Duration, Option<std::path::PathBuf>),
 }
 
 impl RemoteJwks {
-    pub fn new(provider: Arc<str>, location: Location, fetcher: Fetcher, refresh: Duration) -> RemoteJwks {
+    pub fn new(
+        provider: Arc<str>,
+        location: Location,
+        fetcher: Fetcher,
+        refresh: Duration,
+        ca: Option<std::path::PathBuf>,
+    ) -> RemoteJwks {
         RemoteJwks {
+            identity: (location.clone(), refresh, ca),
             provider,
             location,
             fetcher,
@@ -120,11 +131,15 @@ impl RemoteJwks {
             last_refetch: Mutex::new(None),
             down: false.into(),
             attempted: tokio::sync::watch::Sender::new(false),
+            started: false.into(),
         }
     }
 
     /// Fetches now, then refreshes every `refresh` while the provider lives.
     pub fn start(self: &Arc<Self>) {
+        if self.started.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         let weak: Weak<RemoteJwks> = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {

@@ -39,7 +39,15 @@ pub struct Jwt {
 }
 
 impl Jwt {
-    pub fn compile(name: Arc<str>, cfg: &JwtConfig, loaded: &LoadedConfig) -> Result<Jwt, Vec<(String, String)>> {
+    /// `previous`: the same provider in the running plan; its JWKS key set is
+    /// kept when the source is unchanged (a reload while the IdP is down
+    /// must not leave the gateway without keys).
+    pub fn compile(
+        name: Arc<str>,
+        cfg: &JwtConfig,
+        loaded: &LoadedConfig,
+        previous: Option<&Jwt>,
+    ) -> Result<Jwt, Vec<(String, String)>> {
         let mut errors: Vec<(String, String)> = Vec::new();
         let at = |k: &str| format!("jwt.{k}");
         let mut algorithms = Vec::new();
@@ -138,9 +146,18 @@ impl Jwt {
                 (None, Some(iss)) if cfg.discovery => Some(Location::Discovery(iss.clone())),
                 _ => None,
             };
+            let ca = cfg.jwks_ca.as_ref().map(|f| loaded.resolve_file(f));
+            let same_source = |r: &Arc<RemoteJwks>| {
+                location.as_ref().is_some_and(|l| r.identity == (l.clone(), cfg.jwks_refresh.0, ca.clone()))
+            };
+            let kept = previous.and_then(|p| match &p.keys {
+                Keys::Remote(r) if same_source(r) => Some(r.clone()),
+                _ => None,
+            });
             match (location, fetcher()) {
+                (Some(_), Ok(_)) if kept.is_some() => kept.map(Keys::Remote),
                 (Some(loc), Ok(f)) => {
-                    Some(Keys::Remote(Arc::new(RemoteJwks::new(name.clone(), loc, f, cfg.jwks_refresh.0))))
+                    Some(Keys::Remote(Arc::new(RemoteJwks::new(name.clone(), loc, f, cfg.jwks_refresh.0, ca))))
                 }
                 (_, Err(e)) => {
                     errors.push((at("jwks_ca"), e));

@@ -75,10 +75,17 @@ impl Provider {
         cfg: &ProviderConfig,
         loaded: &LoadedConfig,
         consumers: &Arc<Consumers>,
+        previous: Option<&Provider>,
     ) -> Result<Provider, Vec<(String, String)>> {
         let name: Arc<str> = name.into();
         match cfg {
-            ProviderConfig::Jwt(c) => jwt::Jwt::compile(name, c, loaded).map(Provider::Jwt),
+            ProviderConfig::Jwt(c) => {
+                let previous = match previous {
+                    Some(Provider::Jwt(j)) => Some(j),
+                    _ => None,
+                };
+                jwt::Jwt::compile(name, c, loaded, previous).map(Provider::Jwt)
+            }
             ProviderConfig::Introspection(c) => {
                 introspect::Introspection::compile(name, c, loaded).map(Provider::Introspection)
             }
