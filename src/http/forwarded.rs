@@ -5,8 +5,13 @@
 
 use std::net::IpAddr;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use ipnet::IpNet;
+
+// Parsed once: a `&str` key is parsed on every map operation.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// The `trusted_proxies` list.
 #[derive(Debug, Clone, Default)]
@@ -73,7 +78,7 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> C
 
 fn x_forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
     headers
-        .get_all("x-forwarded-for")
+        .get_all(&X_FORWARDED_FOR)
         .iter()
         .flat_map(|v| v.to_str().unwrap_or("?").split(','))
         .map(|s| parse_node(s.trim()))
@@ -83,7 +88,7 @@ fn x_forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
 /// `for=` parameters of RFC 7239 `Forwarded`.
 fn forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
     headers
-        .get_all("forwarded")
+        .get_all(http::header::FORWARDED)
         .iter()
         .flat_map(|v| v.to_str().unwrap_or("for=?").split(','))
         .filter_map(|element| {

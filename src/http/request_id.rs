@@ -1,15 +1,15 @@
 //! Request ids: one per request, returned to the client and sent upstream,
 //! so that one id follows a request through every log.
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
-pub const HEADER: &str = "x-request-id";
+pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 /// An incoming id is reused only from a trusted proxy and only if it is a
 /// sane token (1-128 of `[A-Za-z0-9._:-]`); otherwise a fresh one is made.
 pub fn take_or_generate(headers: &HeaderMap, peer_trusted: bool) -> HeaderValue {
     if peer_trusted
-        && let Some(v) = headers.get(HEADER)
+        && let Some(v) = headers.get(&HEADER)
         && is_valid(v.as_bytes())
     {
         return v.clone();

@@ -38,7 +38,7 @@ pub(super) fn compile(cx: &mut Ctx, name: &str, cfg: &UpstreamConfig) -> Option<
                 let mut target = Target::new(scheme.clone(), authority.clone(), weight);
                 if scheme == Scheme::HTTP && cfg.protocol != crate::config::UpstreamProtocol::Http2 {
                     let port = authority.port_u16().unwrap_or(80);
-                    target.h1 = Some(crate::upstream::h1pool::H1Pool::new(
+                    target.h1 = Some(crate::upstream::h1::H1Pool::new(
                         format!("{}:{port}", authority.host()),
                         cfg.pool.max_idle_per_target,
                         cfg.pool.idle_timeout.0,

@@ -6,12 +6,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body::{Body as _, Frame, SizeHint};
+use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
+use super::error::BoxError;
 use crate::policy::ratelimit::Slot;
 use crate::upstream::InFlight;
-use crate::upstream::h1pool::Pooled;
+use crate::upstream::h1::ResponseBody;
 
 #[derive(Debug)]
 pub enum Body {
@@ -24,26 +25,12 @@ pub enum Body {
     Pooled(PooledBody),
 }
 
-/// Streams the body and drives its connection; gives the connection back
-/// to the pool once the body has been read to the end.
+/// A body from `upstream::h1`, with the slots it holds until it is done.
 #[derive(Debug)]
 pub struct PooledBody {
-    pub inner: Incoming,
-    pub conn: Option<Pooled>,
+    pub inner: ResponseBody,
     pub in_flight: Option<InFlight>,
     pub slots: Vec<Slot>,
-    /// The body ended (for chunked bodies `is_end_stream` never says so).
-    pub done: bool,
-}
-
-impl Drop for PooledBody {
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.take()
-            && (self.done || self.inner.is_end_stream())
-        {
-            conn.release();
-        }
-    }
 }
 
 impl Body {
@@ -75,22 +62,13 @@ impl Body {
 
 impl http_body::Body for Body {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Body::Upstream { inner, .. } => Pin::new(inner).poll_frame(cx),
-            Body::Pooled(p) => {
-                if let Some(conn) = p.conn.as_mut() {
-                    conn.poll_conn(cx);
-                }
-                let frame = Pin::new(&mut p.inner).poll_frame(cx);
-                if matches!(frame, Poll::Ready(None)) {
-                    p.done = true;
-                }
-                frame
-            }
+            Body::Upstream { inner, .. } => Pin::new(inner).poll_frame(cx).map_err(Into::into),
+            Body::Pooled(p) => Pin::new(&mut p.inner).poll_frame(cx),
         }
     }
 

@@ -8,6 +8,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
+use crate::http::forwarded::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
 use crate::http::{forwarded, hop_by_hop, request_id};
 use crate::plan::{HostRewrite, Proxy};
 use crate::upstream::HashKey;
@@ -77,6 +78,8 @@ pub(super) async fn forward(
     // hyper answers `100 Continue` itself when we first read the body, i.e.
     // once the upstream is ready for it; the upstream never sees `Expect`.
     parts.headers.remove(header::EXPECT);
+    // Room for the headers added below: at most one table growth.
+    parts.headers.reserve(6);
     set_forwarded_headers(&f, &mut parts.headers, original_host.clone());
     let host = match &f.proxy.host {
         HostRewrite::Preserve => original_host,
@@ -95,14 +98,14 @@ pub(super) async fn forward(
     let req = Request::from_parts(parts, body);
     // Plain HTTP/1.1 targets: inline-driven pooled connections (no upgrades there).
     if let (Some(pool), None) = (&target.h1, &client_upgrade) {
-        let (resp, conn) = match tokio::time::timeout(upstream.request_timeout, pool.send(req)).await {
+        let resp = match tokio::time::timeout(upstream.request_timeout, pool.send(req)).await {
             Err(_) => return Err(GatewayError::UpstreamTimeout { upstream: upstream.name.clone() }),
             Ok(Err(e)) => return Err(classify(upstream.name.clone(), e)),
             Ok(Ok(r)) => r,
         };
         let (mut parts, inner) = resp.into_parts();
         hop_by_hop::strip(&mut parts.headers, false);
-        let body = PooledBody { inner, conn: Some(conn), in_flight: Some(in_flight), slots: Vec::new(), done: false };
+        let body = PooledBody { inner, in_flight: Some(in_flight), slots: Vec::new() };
         return Ok(Response::from_parts(parts, Body::Pooled(body)));
     }
     let sent = upstream.client.request(req);
@@ -136,22 +139,22 @@ fn set_forwarded_headers(f: &Forward<'_>, headers: &mut http::HeaderMap, host: O
     let mut xff = String::with_capacity(48);
     if f.client.peer_trusted {
         // Every `X-Forwarded-For` line counts (as in `forwarded::resolve`).
-        for prior in headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()) {
+        for prior in headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()) {
             xff.push_str(prior);
             xff.push_str(", ");
         }
     }
     let _ = write!(xff, "{}", f.conn.peer.ip());
     if let Ok(v) = HeaderValue::try_from(xff) {
-        headers.insert("x-forwarded-for", v);
+        headers.insert(X_FORWARDED_FOR, v);
     }
-    if !(f.client.peer_trusted && headers.contains_key("x-forwarded-proto")) {
-        headers.insert("x-forwarded-proto", HeaderValue::from_static(f.conn.scheme));
+    if !(f.client.peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(f.conn.scheme));
     }
-    if !(f.client.peer_trusted && headers.contains_key("x-forwarded-host")) {
+    if !(f.client.peer_trusted && headers.contains_key(&X_FORWARDED_HOST)) {
         match host {
-            Some(h) => headers.insert("x-forwarded-host", h),
-            None => headers.remove("x-forwarded-host"),
+            Some(h) => headers.insert(X_FORWARDED_HOST, h),
+            None => headers.remove(&X_FORWARDED_HOST),
         };
     }
     if !f.client.peer_trusted {

@@ -3,7 +3,7 @@
 
 pub mod balance;
 pub mod client;
-pub mod h1pool;
+pub mod h1;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,7 +22,7 @@ pub struct Target {
     pub weight: u32,
     in_flight: Arc<AtomicUsize>,
     /// Inline-driven HTTP/1.1 connections (plain `http://` targets).
-    pub h1: Option<Arc<h1pool::H1Pool>>,
+    pub h1: Option<Arc<h1::H1Pool>>,
 }
 
 impl Target {

@@ -17,3 +17,4 @@ mod proxying;
 mod ratelimit;
 mod routing;
 mod streaming;
+mod upstream_h1;

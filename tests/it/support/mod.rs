@@ -7,6 +7,7 @@ pub mod idp;
 pub mod pki;
 pub mod process;
 pub mod redis;
+pub mod scripted;
 pub mod tls;
 pub mod upstream;
 

@@ -1,0 +1,300 @@
+//! HTTP/1.1 wire format for the upstream side: the request head we write
+//! and the response head we parse (RFC 9112), with the framing rules that
+//! decide how long the response body is and whether the connection can be
+//! reused.
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Version, request};
+
+/// Response heads larger than this are refused (NGINX's default
+/// `proxy_buffer_size` is one page; 64 KiB leaves room for big cookies).
+pub const MAX_HEAD: usize = 64 * 1024;
+/// More response header lines than this are refused.
+const MAX_HEADERS: usize = 128;
+
+/// How the request body goes on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFraming {
+    /// No body (and no framing header added).
+    Empty,
+    /// The client's `Content-Length` is kept; bytes are sent as they are.
+    Length,
+    /// Unknown length (a chunked or HTTP/2 client body): chunked encoding.
+    Chunked,
+}
+
+/// Writes the request line and headers. `parts.uri` is absolute; only its
+/// path and query go on the request line (origin-form).
+pub fn encode_head(parts: &request::Parts, authority: &str, framing: RequestFraming, out: &mut Vec<u8>) {
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if !parts.headers.contains_key(header::HOST) {
+        // RFC 9112 §3.2: every HTTP/1.1 request carries Host.
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(authority.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in &parts.headers {
+        if framing == RequestFraming::Chunked && name == header::CONTENT_LENGTH {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if framing == RequestFraming::Chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How the response body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseFraming {
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Until the upstream closes the connection.
+    UntilClose,
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub struct Head {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub framing: ResponseFraming,
+    /// The connection can carry another request after this response.
+    pub keep_alive: bool,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HeadError {
+    #[error("the upstream sent a malformed response head: {0}")]
+    Malformed(&'static str),
+    #[error("the upstream's response head is larger than {MAX_HEAD} bytes")]
+    TooLarge,
+}
+
+/// Parses one response head from the front of `buf`, removing it. `None`:
+/// incomplete, read more. Informational (1xx) responses are skipped (the
+/// gateway answers `100 Continue` to its client itself).
+pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, HeadError> {
+    loop {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut slots);
+        let len = match resp.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(HeadError::TooLarge),
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => return Err(HeadError::Malformed("too many header lines")),
+            Err(_) => return Err(HeadError::Malformed("not an HTTP/1.x response")),
+        };
+        if len > MAX_HEAD {
+            return Err(HeadError::TooLarge);
+        }
+        let code = resp.code.unwrap_or(0);
+        let status = StatusCode::from_u16(code).map_err(|_| HeadError::Malformed("bad status code"))?;
+        if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+            let _ = buf.split_to(len);
+            continue;
+        }
+        let version = if resp.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
+        // Offsets first: the header slices borrow `buf`, which is split next.
+        let base = buf.as_ptr() as usize;
+        let mut spans = Vec::with_capacity(resp.headers.len());
+        for h in resp.headers.iter() {
+            let name =
+                HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| HeadError::Malformed("bad header name"))?;
+            let start = h.value.as_ptr() as usize - base;
+            spans.push((name, start, start + h.value.len()));
+        }
+        let head: Bytes = buf.split_to(len).freeze();
+        // Room for what the response phase adds (security headers, request id…).
+        let mut headers = HeaderMap::with_capacity(spans.len() + 12);
+        for (name, start, end) in spans {
+            // Shares the head's bytes: no copy per value.
+            let value = HeaderValue::from_maybe_shared(head.slice(start..end))
+                .map_err(|_| HeadError::Malformed("bad header value"))?;
+            headers.append(name, value);
+        }
+        let (framing, delimited) = framing(&headers, status, method)?;
+        let keep_alive = delimited && version == Version::HTTP_11 && !has_token(&headers, header::CONNECTION, "close");
+        return Ok(Some(Head { status, version, headers, framing, keep_alive }));
+    }
+}
+
+/// The body's framing, and whether it ends without closing the connection.
+fn framing(headers: &HeaderMap, status: StatusCode, method: &Method) -> Result<(ResponseFraming, bool), HeadError> {
+    if method == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || status == StatusCode::SWITCHING_PROTOCOLS
+    {
+        return Ok((ResponseFraming::Empty, true));
+    }
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        // Chunked must be the final coding; anything else runs until close.
+        // A Content-Length beside it is ignored and the connection not
+        // reused (RFC 9112 §6.3 items 3 and 4: a smuggling sign).
+        let last = headers.get_all(header::TRANSFER_ENCODING).iter().next_back();
+        let chunked = last
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"));
+        let clean = chunked && !headers.contains_key(header::CONTENT_LENGTH);
+        return Ok(if chunked { (ResponseFraming::Chunked, clean) } else { (ResponseFraming::UntilClose, false) });
+    }
+    let mut length: Option<u64> = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        // `Content-Length: 5, 5` and repeated lines are fine if they agree.
+        for part in value.as_bytes().split(|&b| b == b',') {
+            let n = parse_decimal(trim(part)).ok_or(HeadError::Malformed("bad Content-Length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(HeadError::Malformed("conflicting Content-Length values"));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        Some(0) => (ResponseFraming::Empty, true),
+        Some(n) => (ResponseFraming::Length(n), true),
+        None => (ResponseFraming::UntilClose, false),
+    })
+}
+
+fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0')))
+}
+
+fn trim(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    &bytes[start..end]
+}
+
+fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str, method: Method) -> Result<Option<Head>, HeadError> {
+        let mut buf = BytesMut::from(raw);
+        parse_head(&mut buf, &method)
+    }
+
+    #[test]
+    fn content_length_and_keep_alive() {
+        let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\nokNEXT");
+        let head = parse_head(&mut buf, &Method::GET).unwrap().unwrap();
+        assert_eq!(head.status, 200);
+        assert_eq!(head.framing, ResponseFraming::Length(2));
+        assert!(head.keep_alive);
+        assert_eq!(head.headers["x-a"], "b");
+        assert_eq!(&buf[..], b"okNEXT");
+    }
+
+    #[test]
+    fn partial_head_asks_for_more() {
+        assert!(parse("HTTP/1.1 200 OK\r\nContent-Le", Method::GET).unwrap().is_none());
+    }
+
+    #[test]
+    fn informational_responses_are_skipped() {
+        let head =
+            parse("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n", Method::POST);
+        let head = head.unwrap().unwrap();
+        assert_eq!(head.status, 201);
+        assert_eq!(head.framing, ResponseFraming::Empty);
+    }
+
+    #[test]
+    fn bodiless_responses() {
+        for (raw, method) in [
+            ("HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n", Method::HEAD),
+            ("HTTP/1.1 204 No Content\r\n\r\n", Method::GET),
+            ("HTTP/1.1 304 Not Modified\r\ncontent-length: 10\r\n\r\n", Method::GET),
+        ] {
+            let head = parse(raw, method).unwrap().unwrap();
+            assert_eq!(head.framing, ResponseFraming::Empty, "{raw}");
+            assert!(head.keep_alive);
+        }
+    }
+
+    #[test]
+    fn chunked_wins_over_length_but_closes() {
+        let head = parse("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n", Method::GET).unwrap().unwrap();
+        assert_eq!((head.framing, head.keep_alive), (ResponseFraming::Chunked, true));
+        let raw = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n";
+        let head = parse(raw, Method::GET).unwrap().unwrap();
+        assert_eq!((head.framing, head.keep_alive), (ResponseFraming::Chunked, false));
+        let head = parse("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n", Method::GET).unwrap().unwrap();
+        assert_eq!((head.framing, head.keep_alive), (ResponseFraming::UntilClose, false));
+    }
+
+    #[test]
+    fn no_length_reads_until_close() {
+        let head = parse("HTTP/1.1 200 OK\r\n\r\n", Method::GET).unwrap().unwrap();
+        assert_eq!((head.framing, head.keep_alive), (ResponseFraming::UntilClose, false));
+    }
+
+    #[test]
+    fn connection_close_and_http10_are_not_reused() {
+        let head = parse("HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n", Method::GET);
+        assert!(!head.unwrap().unwrap().keep_alive);
+        let head = parse("HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n", Method::GET).unwrap().unwrap();
+        assert!(!head.keep_alive);
+        assert_eq!(head.version, Version::HTTP_10);
+    }
+
+    #[test]
+    fn bad_lengths_are_refused() {
+        for raw in [
+            "HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 1x\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 99999999999999999999\r\n\r\n",
+        ] {
+            assert!(parse(raw, Method::GET).is_err(), "{raw}");
+        }
+        let head = parse("HTTP/1.1 200 OK\r\ncontent-length: 3, 3\r\n\r\n", Method::GET).unwrap().unwrap();
+        assert_eq!(head.framing, ResponseFraming::Length(3));
+    }
+
+    #[test]
+    fn garbage_and_oversized_heads_are_refused() {
+        assert!(parse("SSH-2.0-OpenSSH\r\n\r\n", Method::GET).is_err());
+        let big = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_HEAD + 1));
+        assert_eq!(parse(&big, Method::GET).unwrap_err(), HeadError::TooLarge);
+    }
+
+    #[test]
+    fn request_head_is_origin_form_with_host() {
+        let req = http::Request::post("http://10.0.0.1:8080/a/b?x=1").header("x-y", "z").body(()).unwrap();
+        let (parts, ()) = req.into_parts();
+        let mut out = Vec::new();
+        encode_head(&parts, "10.0.0.1:8080", RequestFraming::Chunked, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "POST /a/b?x=1 HTTP/1.1\r\nhost: 10.0.0.1:8080\r\nx-y: z\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+    }
+}

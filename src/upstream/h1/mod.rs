@@ -1,0 +1,407 @@
+//! The HTTP/1.1 client for plain `http://` targets: a pool of keep-alive
+//! connections and a small codec of our own, driven inline by the request's
+//! task (no connection task, no channels).
+//!
+//! Written by hand because this is the gateway's hot path: hyper's client
+//! connection sends each request through a dispatch channel to a connection
+//! future, with body channels and want-signals on both sides. Here a request
+//! is one buffer written with one `writev` and a response head parsed with
+//! httparse straight from the read buffer (header values share its bytes).
+//! HTTPS, HTTP/2 and upgrades keep using hyper-util's client.
+//!
+//! A reused connection that turns out to be closed before the upstream sent
+//! anything is retried once on a new connection, if the request had no body
+//! to replay and either nothing could be written or the method is
+//! idempotent (what NGINX's `proxy_next_upstream error` does).
+
+mod codec;
+mod decode;
+
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{Method, Request, Response};
+use http_body::{Body as _, Frame, SizeHint};
+use tokio::io::AsyncWrite;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::proxy::RequestBody;
+use codec::{Head, RequestFraming};
+use decode::Decoder;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Bytes asked of the socket per read once the buffer is full.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// One open upstream connection and what has been read from it.
+#[derive(Debug)]
+struct Conn {
+    io: TcpStream,
+    buf: BytesMut,
+}
+
+impl Conn {
+    /// Reads more into the buffer. `Ok(0)`: the upstream closed.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < 1024 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
+    }
+}
+
+pub struct H1Pool {
+    authority: String,
+    idle: Mutex<Vec<(Conn, Instant)>>,
+    max_idle: usize,
+    idle_timeout: Duration,
+    connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for H1Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H1Pool").field("authority", &self.authority).finish_non_exhaustive()
+    }
+}
+
+impl H1Pool {
+    pub fn new(authority: String, max_idle: usize, idle_timeout: Duration, connect_timeout: Duration) -> Arc<H1Pool> {
+        Arc::new(H1Pool { authority, idle: Mutex::new(Vec::new()), max_idle, idle_timeout, connect_timeout })
+    }
+
+    fn put(&self, conn: Conn) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < self.max_idle {
+            idle.push((conn, Instant::now()));
+        }
+    }
+
+    /// A pooled connection that still looks open, most recent first.
+    fn checkout(&self) -> Option<Conn> {
+        loop {
+            let (mut conn, since) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
+            if since.elapsed() > self.idle_timeout {
+                continue;
+            }
+            // An idle connection has nothing to read: readable means closed
+            // (or an upstream talking out of turn); either way, not reusable.
+            // No syscall unless the reactor has seen an event for it.
+            let waker = std::task::Waker::noop();
+            if conn.poll_read(&mut Context::from_waker(waker)).is_pending() {
+                return Some(conn);
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<Conn, BoxError> {
+        let io = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.authority))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+        let _ = io.set_nodelay(true);
+        Ok(Conn { io, buf: BytesMut::new() })
+    }
+
+    /// Sends `req` (its URI absolute; the path and query are sent) and
+    /// returns the response once its head has arrived. The body streams
+    /// from the connection, which goes back to the pool at its end.
+    pub async fn send(self: &Arc<Self>, req: Request<RequestBody>) -> Result<Response<ResponseBody>, BoxError> {
+        let (parts, mut body) = req.into_parts();
+        let framing = if body.is_end_stream() {
+            RequestFraming::Empty
+        } else if parts.headers.contains_key(http::header::CONTENT_LENGTH) {
+            RequestFraming::Length
+        } else {
+            RequestFraming::Chunked
+        };
+        let mut head = Vec::with_capacity(256 + parts.headers.len() * 32);
+        codec::encode_head(&parts, &self.authority, framing, &mut head);
+        let head = Bytes::from(head);
+        let mut retried = false;
+        loop {
+            let (conn, reused) = match self.checkout() {
+                Some(conn) => (conn, true),
+                None => (self.connect().await?, false),
+            };
+            let mut exchange = Exchange {
+                conn: Some(conn),
+                queue: vec![head.clone()],
+                body: (framing != RequestFraming::Empty).then_some(&mut body),
+                chunked: framing == RequestFraming::Chunked,
+                body_started: false,
+                written: false,
+                received: false,
+                method: &parts.method,
+            };
+            match std::future::poll_fn(|cx| exchange.poll(cx)).await {
+                Ok((head, conn)) => return Ok(self.response(head, conn)),
+                Err(failure) => {
+                    let replayable = !exchange.body_started && !exchange.received;
+                    let safe = !exchange.written || parts.method.is_idempotent();
+                    if reused && !retried && replayable && safe && failure.is_connection_lost() {
+                        retried = true;
+                        continue;
+                    }
+                    return Err(failure.into_error());
+                }
+            }
+        }
+    }
+
+    fn response(self: &Arc<Self>, head: Head, conn: Conn) -> Response<ResponseBody> {
+        let mut body = ResponseBody {
+            conn: Some(conn),
+            decoder: Decoder::new(head.framing),
+            keep_alive: head.keep_alive,
+            pool: self.clone(),
+        };
+        if body.decoder.is_done() {
+            body.finish();
+        }
+        let mut resp = Response::new(body);
+        *resp.status_mut() = head.status;
+        *resp.version_mut() = head.version;
+        *resp.headers_mut() = head.headers;
+        resp
+    }
+}
+
+/// Why an exchange failed.
+#[derive(Debug)]
+enum Failure {
+    /// The connection closed or reset before a response head.
+    Lost(std::io::Error),
+    Other(BoxError),
+}
+
+impl Failure {
+    fn is_connection_lost(&self) -> bool {
+        matches!(self, Failure::Lost(_))
+    }
+
+    fn into_error(self) -> BoxError {
+        match self {
+            Failure::Lost(e) => Box::new(e),
+            Failure::Other(e) => e,
+        }
+    }
+}
+
+fn lost(e: std::io::Error) -> Failure {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => Failure::Lost(e),
+        _ => Failure::Other(Box::new(e)),
+    }
+}
+
+/// One request on one connection: writes the head and body while watching
+/// for the response head (an upstream may answer before reading the whole
+/// body; then the rest of the body is dropped and the connection closed).
+struct Exchange<'a> {
+    conn: Option<Conn>,
+    /// Bytes to write, in order.
+    queue: Vec<Bytes>,
+    /// The request body, until it has been read to its end.
+    body: Option<&'a mut RequestBody>,
+    chunked: bool,
+    body_started: bool,
+    /// Some bytes reached the socket.
+    written: bool,
+    /// Some bytes came back.
+    received: bool,
+    method: &'a Method,
+}
+
+impl Exchange<'_> {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<(Head, Conn), Failure>> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Poll::Ready(Err(Failure::Other("exchange polled after completion".into())));
+        };
+        // Write what the socket takes, pulling more body as it drains.
+        loop {
+            if self.queue.is_empty() {
+                let Some(body) = self.body.as_deref_mut() else { break };
+                match Pin::new(body).poll_frame(cx) {
+                    Poll::Pending => break,
+                    Poll::Ready(None) => {
+                        self.body = None;
+                        if self.chunked {
+                            self.queue.push(Bytes::from_static(b"0\r\n\r\n"));
+                        }
+                    }
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(Failure::Other(Box::new(e)))),
+                    Poll::Ready(Some(Ok(frame))) => {
+                        self.body_started = true;
+                        // Trailers are not sent on HTTP/1.1 (NGINX does not either).
+                        if let Ok(data) = frame.into_data()
+                            && !data.is_empty()
+                        {
+                            if self.chunked {
+                                self.queue.push(Bytes::from(format!("{:x}\r\n", data.len())));
+                                self.queue.push(data);
+                                self.queue.push(Bytes::from_static(b"\r\n"));
+                            } else {
+                                self.queue.push(data);
+                            }
+                        }
+                    }
+                }
+                continue;
+            }
+            let mut slices = [IoSlice::new(&[]); 16];
+            let count = slices.len().min(self.queue.len());
+            for (slice, bytes) in slices.iter_mut().zip(&self.queue) {
+                *slice = IoSlice::new(bytes);
+            }
+            match Pin::new(&mut conn.io).poll_write_vectored(cx, &slices[..count]) {
+                Poll::Pending => break,
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(lost(std::io::ErrorKind::BrokenPipe.into()))),
+                Poll::Ready(Ok(n)) => {
+                    self.written = true;
+                    advance(&mut self.queue, n);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(lost(e))),
+            }
+        }
+        // Read the response head.
+        loop {
+            match codec::parse_head(&mut conn.buf, self.method) {
+                Err(e) => return Poll::Ready(Err(Failure::Other(Box::new(e)))),
+                Ok(Some(mut head)) => {
+                    if self.body.is_some() || !self.queue.is_empty() {
+                        head.keep_alive = false;
+                    }
+                    let conn = self.conn.take().expect("checked above");
+                    return Poll::Ready(Ok((head, conn)));
+                }
+                Ok(None) => {}
+            }
+            match conn.poll_read(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => {
+                    let e = std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the upstream closed the connection without a response",
+                    );
+                    return Poll::Ready(Err(if self.received { Failure::Other(Box::new(e)) } else { lost(e) }));
+                }
+                Poll::Ready(Ok(_)) => self.received = true,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(lost(e))),
+            }
+        }
+    }
+}
+
+/// Drops the first `n` written bytes from the queue.
+fn advance(queue: &mut Vec<Bytes>, mut n: usize) {
+    let whole = queue.iter().take_while(|b| {
+        let fits = b.len() <= n;
+        if fits {
+            n -= b.len();
+        }
+        fits
+    });
+    let whole = whole.count();
+    queue.drain(..whole);
+    if n > 0
+        && let Some(first) = queue.first_mut()
+    {
+        first.advance(n);
+    }
+}
+
+/// A response body read from its connection; the connection goes back to
+/// the pool when the body ends cleanly and is closed otherwise.
+#[derive(Debug)]
+pub struct ResponseBody {
+    conn: Option<Conn>,
+    decoder: Decoder,
+    keep_alive: bool,
+    pool: Arc<H1Pool>,
+}
+
+impl ResponseBody {
+    fn finish(&mut self) {
+        if let Some(conn) = self.conn.take()
+            && self.keep_alive
+            && conn.buf.is_empty()
+        {
+            self.pool.put(conn);
+        }
+    }
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            let Some(conn) = this.conn.as_mut() else { return Poll::Ready(None) };
+            match this.decoder.decode(&mut conn.buf) {
+                Err(e) => {
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(Box::new(e))));
+                }
+                Ok(Some(data)) => {
+                    if this.decoder.is_done() {
+                        this.finish();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Ok(None) if this.decoder.is_done() => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Ok(None) => {}
+            }
+            match std::task::ready!(conn.poll_read(cx)) {
+                Ok(0) => {
+                    if let Err(e) = this.decoder.eof() {
+                        this.conn = None;
+                        return Poll::Ready(Some(Err(Box::new(e))));
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(Box::new(e))));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.conn.is_none() || self.decoder.is_done()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.decoder.remaining() {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advance_across_buffers() {
+        let mut q = vec![Bytes::from_static(b"abc"), Bytes::from_static(b"de"), Bytes::from_static(b"fgh")];
+        advance(&mut q, 4);
+        assert_eq!(q, vec![Bytes::from_static(b"e"), Bytes::from_static(b"fgh")]);
+        advance(&mut q, 1);
+        assert_eq!(q, vec![Bytes::from_static(b"fgh")]);
+        advance(&mut q, 3);
+        assert!(q.is_empty());
+    }
+}
