@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use http::HeaderValue;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::conn::auto;
 use ipnet::IpNet;
 
 use crate::config::{ConfigError, ConfigErrors, HstsConfig, ListenerLimits, LoadedConfig, NormalizeConfig};
@@ -67,8 +66,9 @@ pub struct ListenerPlan {
     pub hsts: Option<HeaderValue>,
     pub redirect_https: Option<u16>,
     pub limits: ListenerLimits,
-    /// The HTTP/1.1 + HTTP/2 server settings derived from `limits`.
-    pub http: auto::Builder<TokioExecutor>,
+    /// The HTTP/1.1 and HTTP/2 server settings derived from `limits`.
+    pub http1: hyper::server::conn::http1::Builder,
+    pub http2: hyper::server::conn::http2::Builder<TokioExecutor>,
 }
 
 impl std::fmt::Debug for ListenerPlan {
@@ -274,7 +274,8 @@ fn compile_listeners(cx: &mut Ctx) -> Vec<ListenerPlan> {
                     tls,
                     hsts,
                     redirect_https: l.redirect_https,
-                    http: http_server(&l.limits),
+                    http1: http1_server(&l.limits),
+                    http2: http2_server(&l.limits),
                     limits: l.limits.clone(),
                 });
             }
@@ -326,26 +327,34 @@ fn hsts_value(cfg: &HstsConfig) -> Option<HeaderValue> {
     HeaderValue::try_from(v).ok()
 }
 
-/// hyper's server settings for one listener: the limits that hyper enforces
-/// itself (431 for large heads, slowloris timeout, HTTP/2 stream limits and
-/// rapid-reset protection).
-fn http_server(limits: &ListenerLimits) -> auto::Builder<TokioExecutor> {
-    let mut http = auto::Builder::new(TokioExecutor::new());
-    let head = (limits.max_header_size.0 as usize).clamp(8 << 10, 1 << 20);
-    http.http1()
-        .timer(TokioTimer::new())
+// hyper's server settings for one listener: the limits that hyper enforces
+// itself (431 for large heads, slowloris timeout, HTTP/2 stream limits and
+// rapid-reset protection).
+fn http1_server(limits: &ListenerLimits) -> hyper::server::conn::http1::Builder {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout.0)
         .max_headers(limits.max_headers)
-        .max_buf_size(head);
-    http.http2()
-        .timer(TokioTimer::new())
+        .max_header_size(head_limit(limits))
+        .max_buf_size(head_limit(limits));
+    http
+}
+
+fn http2_server(limits: &ListenerLimits) -> hyper::server::conn::http2::Builder<TokioExecutor> {
+    let mut http = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    http.timer(TokioTimer::new())
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
-        .max_header_list_size(head as u32)
+        .max_header_list_size(head_limit(limits) as u32)
         // CVE-2023-44487 (rapid reset) and friends: cap streams reset before
         // being served, and streams we had to reset for errors.
         .max_pending_accept_reset_streams(Some(20))
         .max_local_error_reset_streams(Some(1024));
     http
+}
+
+/// hyper's HTTP/1.1 read buffer is at least 8 KiB.
+fn head_limit(limits: &ListenerLimits) -> usize {
+    (limits.max_header_size.0 as usize).clamp(8 << 10, 1 << 20)
 }
 
 fn compile_trusted(cx: &mut Ctx) -> TrustedProxies {

@@ -1,22 +1,45 @@
 //! One client connection: optional TLS handshake, then HTTP/1.1 or HTTP/2
-//! (detected from the first bytes or ALPN) until the client leaves, the
-//! connection idles out, or the listener stops.
+//! (ALPN, or the HTTP/2 preface on plain connections) until the client
+//! leaves, the connection idles out, or the listener stops.
+//!
+//! A plain HTTP/1.1 connection that has been quiet for a moment is
+//! *parked*: hyper's connection (with its read and write buffers, 16 KiB and
+//! more) is taken apart and only the socket is kept until the client sends
+//! again, as NGINX frees the buffers of idle keep-alive connections.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::io::IoSlice;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
+use bytes::{Buf, Bytes};
+use http::Response;
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{OpenGuard, Shared, tls};
 use crate::plan::ListenerPlan;
-use crate::proxy::{self, ConnInfo};
+use crate::proxy::{self, Body, ConnInfo};
+
+/// A connection quiet this long gives its HTTP/1.1 buffers back (or after
+/// half the header timeout, if shorter: hyper's header timer runs while it
+/// waits for the next request, parking stops it).
+const PARK_AFTER: Duration = Duration::from_millis(500);
+/// How often a live connection checks for idleness (at most).
+const CHECK_EVERY: Duration = Duration::from_millis(250);
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 pub(super) async fn serve(
     stream: TcpStream,
@@ -29,7 +52,7 @@ pub(super) async fn serve(
     let _ = stream.set_nodelay(true);
     let plan = shared.plan.load_full();
     let Some(lp) = plan.listener(&listener) else { return };
-    let mut info = ConnInfo {
+    let info = ConnInfo {
         peer,
         scheme: "http",
         listener: listener.clone(),
@@ -37,102 +60,361 @@ pub(super) async fn serve(
         hsts: None,
         redirect_https: lp.redirect_https,
     };
+    let conn = Conn::new(info, lp, shared.clone(), stop);
     match &lp.tls {
-        None => run(stream, info, lp, shared.clone(), stop).await,
-        Some(config) => {
-            let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
-            let tls = match tokio::time::timeout(lp.limits.tls_handshake_timeout.0, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            info.scheme = "https";
-            info.hsts = lp.hsts.clone();
-            info.client_cert = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|chain| chain.first())
-                .and_then(tls::client_identity)
-                .map(Arc::new);
-            run(tls, info, lp, shared.clone(), stop).await
+        None => {
+            // A connection that sends nothing at all is cut off like a slow head.
+            match tokio::time::timeout(lp.limits.header_read_timeout.0, is_h2_preface(&stream)).await {
+                // Boxed, as TLS below: parked HTTP/1.1 tasks stay small.
+                Ok(Ok(true)) => Box::pin(conn.drive_h2(TokioIo::new(stream))).await,
+                Ok(Ok(false)) => conn.serve_plain_h1(stream).await,
+                Ok(Err(_)) | Err(_) => {}
+            }
         }
+        // Boxed: the handshake's state would otherwise make every plain
+        // connection's task as large as a TLS one.
+        Some(config) => Box::pin(serve_tls(stream, conn, config.clone())).await,
     }
 }
 
-/// When the connection last finished a request, and how many are in flight.
+async fn serve_tls(stream: TcpStream, mut conn: Conn<'_>, config: Arc<rustls::ServerConfig>) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let peer = conn.info.peer;
+    let tls = match tokio::time::timeout(conn.lp.limits.tls_handshake_timeout.0, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let session = tls.get_ref().1;
+    let h2 = session.alpn_protocol() == Some(b"h2");
+    let info = Arc::make_mut(&mut conn.info);
+    info.scheme = "https";
+    info.hsts = conn.lp.hsts.clone();
+    info.client_cert =
+        session.peer_certificates().and_then(|chain| chain.first()).and_then(tls::client_identity).map(Arc::new);
+    if h2 {
+        conn.drive_h2(TokioIo::new(tls)).await;
+    } else {
+        let service = conn.service();
+        let served = conn.lp.http1.serve_connection(TokioIo::new(tls), service).with_upgrades();
+        conn.drive(std::pin::pin!(served), |_| false).await;
+    }
+}
+
+/// Waits for the first bytes: `true` if they are the HTTP/2 preface (h2c
+/// with prior knowledge). Peeks only; nothing is consumed.
+async fn is_h2_preface(stream: &TcpStream) -> std::io::Result<bool> {
+    let mut buf = [0u8; 24];
+    loop {
+        let n = stream.peek(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if buf[..n] != H2_PREFACE[..n] {
+            return Ok(false);
+        }
+        if n == H2_PREFACE.len() {
+            return Ok(true);
+        }
+        // Part of the preface so far: wait for the rest.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// What the connection's requests have been doing.
 #[derive(Default)]
 struct Activity {
+    /// Requests whose response body has not been dropped yet.
     in_flight: AtomicUsize,
-    /// Requests seen so far (a connection that never sends one is cut off).
+    /// Requests seen so far.
     started: AtomicU64,
-    /// Milliseconds since the connection started.
+    /// When the last response ended, in milliseconds since the connection started.
     last_ms: AtomicU64,
+    /// The last write to the socket left bytes in hyper's buffer.
+    unflushed: AtomicBool,
 }
 
-async fn run<I>(io: I, info: ConnInfo, lp: &ListenerPlan, shared: Arc<Shared>, mut stop: watch::Receiver<bool>)
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let started = Instant::now();
-    let activity = Arc::new(Activity::default());
-    let info = Arc::new(info);
-    let svc_activity = activity.clone();
-    let service = service_fn(move |req| {
-        // One atomic load per request; the plan stays alive until the request ends.
-        let plan = shared.plan.load_full();
-        let info = info.clone();
-        let activity = svc_activity.clone();
-        activity.in_flight.fetch_add(1, Ordering::Relaxed);
-        activity.started.fetch_add(1, Ordering::Relaxed);
-        async move {
-            let resp = proxy::handle(&plan, &info, req).await;
-            activity.last_ms.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-            activity.in_flight.fetch_sub(1, Ordering::Relaxed);
-            Ok::<_, Infallible>(resp)
-        }
-    });
-    let conn = lp.http.serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    let idle = lp.limits.idle_timeout.0;
-    let mut closing = *stop.borrow();
-    if closing {
-        conn.as_mut().graceful_shutdown();
+/// One connection's shared state, whatever its protocol.
+struct Conn<'p> {
+    info: Arc<ConnInfo>,
+    lp: &'p ListenerPlan,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+    activity: Arc<Activity>,
+    started: Instant,
+}
+
+enum Ended {
+    Closed,
+    /// Quiet: the caller may take the connection apart.
+    Park,
+}
+
+impl<'p> Conn<'p> {
+    fn new(info: ConnInfo, lp: &'p ListenerPlan, shared: Arc<Shared>, stop: watch::Receiver<bool>) -> Conn<'p> {
+        let activity = Arc::new(Activity::default());
+        Conn { info: Arc::new(info), lp, shared, stop, activity, started: Instant::now() }
     }
-    let mut check = tokio::time::interval_at(started + idle, idle.max(std::time::Duration::from_millis(100)) / 2);
-    // hyper's header timer starts with the first byte; a connection that
-    // sends nothing at all gets the same deadline from here.
-    let first_request = tokio::time::sleep(lp.limits.header_read_timeout.0);
-    tokio::pin!(first_request);
-    loop {
-        tokio::select! {
-            res = conn.as_mut() => {
-                if let Err(e) = res {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
+
+    /// Runs each request on the plan current when it arrives.
+    fn service(
+        &self,
+    ) -> impl hyper::service::Service<
+        http::Request<Incoming>,
+        Response = Response<Tracked>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Send
+    + 'static {
+        let shared = self.shared.clone();
+        let info = self.info.clone();
+        let activity = self.activity.clone();
+        let started = self.started;
+        service_fn(move |req| {
+            // One atomic load per request; the plan stays alive until the request ends.
+            let plan = shared.plan.load_full();
+            let info = info.clone();
+            let activity = activity.clone();
+            activity.in_flight.fetch_add(1, Ordering::Relaxed);
+            activity.started.fetch_add(1, Ordering::Relaxed);
+            async move {
+                let resp = proxy::handle(&plan, &info, req).await;
+                Ok::<_, Infallible>(resp.map(|body| Tracked { body, activity, started }))
+            }
+        })
+    }
+
+    async fn drive_h2<I>(mut self, io: TokioIo<I>)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let served = self.lp.http2.serve_connection(io, self.service());
+        self.drive(std::pin::pin!(served), |_| false).await;
+    }
+
+    /// Plain HTTP/1.1: serve, park when quiet, serve again when the client
+    /// sends, until the connection closes or idles out.
+    async fn serve_plain_h1(mut self, stream: TcpStream) {
+        let mut io = ParkableIo { stream, prefix: Bytes::new(), activity: self.activity.clone() };
+        let mut parkable = true;
+        loop {
+            let service = self.service();
+            // Boxed so that a parked connection's task does not keep room for it.
+            let mut served = Box::new(self.lp.http1.serve_connection(TokioIo::new(io), service).with_upgrades());
+            let started_before = self.activity.started.load(Ordering::Relaxed);
+            let ended = self
+                .drive(Pin::new(&mut *served), |served| {
+                    parkable || served.activity.started.load(Ordering::Relaxed) != started_before
+                })
+                .await;
+            if let Ended::Closed = ended {
                 return;
             }
-            _ = stop.changed(), if !closing => {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
+            let Some(parts) = served.into_parts() else { return };
+            let http1::Parts { io: hyper_io, read_buf, .. } = parts;
+            io = hyper_io.into_inner();
+            if !read_buf.is_empty() {
+                // Part of a next request is buffered: serve it at once, and
+                // do not park again before it completes (a parked head would
+                // restart hyper's header timer: a slowloris' friend).
+                io.prefix = read_buf;
+                parkable = false;
+                continue;
             }
-            _ = &mut first_request, if !closing && activity.started.load(Ordering::Relaxed) == 0 => {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
+            // Dropped before waiting: it may still own hyper's whole read buffer.
+            drop(read_buf);
+            parkable = true;
+            let quiet_since = self.started + Duration::from_millis(self.activity.last_ms.load(Ordering::Relaxed));
+            tokio::select! {
+                ready = io.stream.readable() => if ready.is_err() { return },
+                _ = self.stop.changed() => return,
+                _ = tokio::time::sleep_until(quiet_since + self.lp.limits.idle_timeout.0) => return,
             }
-            _ = check.tick(), if !closing => {
-                let quiet_since = std::time::Duration::from_millis(activity.last_ms.load(Ordering::Relaxed));
-                if activity.in_flight.load(Ordering::Relaxed) == 0 && started.elapsed().saturating_sub(quiet_since) >= idle {
+        }
+    }
+
+    /// Polls `served` to its end, closing it politely when the listener
+    /// stops, when the first request is too slow to come, or when it idles
+    /// out; returns `Park` instead once it has been quiet for a moment and
+    /// `may_park` agrees.
+    async fn drive<C>(&mut self, mut served: Pin<&mut C>, may_park: impl Fn(&Self) -> bool) -> Ended
+    where
+        C: Served,
+    {
+        let idle = self.lp.limits.idle_timeout.0;
+        let mut closing = *self.stop.borrow();
+        if closing {
+            served.as_mut().shut();
+        }
+        let park_after = PARK_AFTER.min(self.lp.limits.header_read_timeout.0 / 2);
+        let every = (idle / 2).min(park_after / 2).clamp(Duration::from_millis(10), CHECK_EVERY);
+        let mut check = tokio::time::interval_at(Instant::now() + every, every);
+        let first_request = tokio::time::sleep(self.lp.limits.header_read_timeout.0);
+        tokio::pin!(first_request);
+        loop {
+            tokio::select! {
+                res = served.as_mut() => {
+                    if let Err(e) = res {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                    return Ended::Closed;
+                }
+                _ = self.stop.changed(), if !closing => {
                     closing = true;
-                    conn.as_mut().graceful_shutdown();
+                    served.as_mut().shut();
+                }
+                _ = &mut first_request, if !closing && self.activity.started.load(Ordering::Relaxed) == 0 => {
+                    closing = true;
+                    served.as_mut().shut();
+                }
+                _ = check.tick(), if !closing => {
+                    if self.activity.in_flight.load(Ordering::Relaxed) > 0 {
+                        continue;
+                    }
+                    let quiet_since = Duration::from_millis(self.activity.last_ms.load(Ordering::Relaxed));
+                    let quiet = self.started.elapsed().saturating_sub(quiet_since);
+                    if quiet >= idle {
+                        closing = true;
+                        served.as_mut().shut();
+                    } else if quiet >= park_after
+                        && !self.activity.unflushed.load(Ordering::Relaxed)
+                        && may_park(self)
+                    {
+                        return Ended::Park;
+                    }
                 }
             }
         }
+    }
+}
+
+/// A hyper server connection, HTTP/1.1 or HTTP/2.
+trait Served: Future<Output = hyper::Result<()>> {
+    /// Graceful shutdown: GOAWAY, or `Connection: close` after the current request.
+    fn shut(self: Pin<&mut Self>);
+}
+
+impl<I, S> Served for http1::UpgradeableConnection<TokioIo<I>, S>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = Tracked>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn shut(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S> Served for http2::Connection<TokioIo<I>, S, TokioExecutor>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = Tracked>,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn shut(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// A plain connection's socket, with bytes hyper had read but not used
+/// (served first), and a note of whether hyper's last write went out whole.
+struct ParkableIo {
+    stream: TcpStream,
+    prefix: Bytes,
+    activity: Arc<Activity>,
+}
+
+impl ParkableIo {
+    fn note_write(&self, result: &Poll<std::io::Result<usize>>, wanted: usize) {
+        let whole = matches!(result, Poll::Ready(Ok(n)) if *n == wanted);
+        self.activity.unflushed.store(!whole, Ordering::Relaxed);
+    }
+}
+
+impl AsyncRead for ParkableIo {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ParkableIo {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let result = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.note_write(&result, buf.len());
+        result
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let result = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.note_write(&result, bufs.iter().map(|b| b.len()).sum());
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// A response body that marks the end of its request when hyper is done
+/// with it (sent or abandoned): idleness counts from there.
+#[derive(Debug)]
+pub struct Tracked {
+    body: Body,
+    activity: Arc<Activity>,
+    started: Instant,
+}
+
+impl std::fmt::Debug for Activity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Activity").field("in_flight", &self.in_flight).finish_non_exhaustive()
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.activity.last_ms.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl http_body::Body for Tracked {
+    type Data = Bytes;
+    type Error = crate::proxy::error::BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }

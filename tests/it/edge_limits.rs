@@ -102,3 +102,59 @@ async fn connection_limit_and_idle_timeout() {
     // And new connections are accepted again.
     assert_eq!(raw_status(&raw(gw.addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await), 200);
 }
+
+/// Reads one response whose body is `Content-Length` delimited.
+async fn read_response(s: &mut TcpStream) -> String {
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                .unwrap_or(0);
+            if seen.len() >= end + 4 + length {
+                return String::from_utf8_lossy(&seen).into_owned();
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await.unwrap().unwrap();
+        assert!(n > 0, "closed mid-response: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test]
+async fn idle_keep_alive_is_bounded_by_idle_timeout_not_header_timeout() {
+    // Between requests a connection is idle, not slow: the header timer
+    // starts with the next request's first byte (idle connections are
+    // parked, see server/conn.rs).
+    let (gw, _up) = gateway_with_limits("{ header_read_timeout: 1s, idle_timeout: 30s }").await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    for i in 0..3 {
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let resp = read_response(&mut s).await;
+        assert_eq!(raw_status(&resp), 200, "request {i}: {resp}");
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+    }
+    // A head started during idleness is still held to the header timeout.
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "a stalled head after idleness must be cut off");
+}
+
+#[tokio::test]
+async fn a_partial_pipelined_head_survives_parking() {
+    let (gw, _up) = gateway_with_limits("{ header_read_timeout: 10s }").await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    // One whole request and the start of the next, then a pause long
+    // enough for the connection to be parked with the half head buffered.
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /second HTTP/1.1\r\n").await.unwrap();
+    assert_eq!(raw_status(&read_response(&mut s).await), 200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.write_all(b"Host: x\r\n\r\n").await.unwrap();
+    let resp = read_response(&mut s).await;
+    assert_eq!(raw_status(&resp), 200, "{resp}");
+    assert!(resp.contains("/second"), "{resp}");
+}
