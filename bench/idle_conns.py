@@ -9,6 +9,11 @@ process); their VmRSS is summed. The steps:
   1. read VmRSS (before);
   2. open N connections to 127.0.0.1:PORT one after another; on each send one
      `GET / HTTP/1.1` and read the whole response, then leave it open and idle;
+     after every BATCH connections pause PAUSE seconds, as connections arrive
+     over time in real life (a server that frees an idle connection's buffers
+     after a moment, as NGINX and Portcullis do, is measured at its steady
+     state; opened all at once, the figure would be the high-water mark of
+     connections that have just been served);
   3. wait SETTLE seconds, read VmRSS (with);
   4. check that every connection is still open, by a second request on each
      (a server that closed idle connections would make the figure meaningless);
@@ -27,6 +32,8 @@ import sys
 import time
 
 SETTLE = 1.0
+BATCH = 100
+PAUSE = 1.0
 REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
@@ -102,7 +109,9 @@ def main():
     before = rss_kb(a.pids)
     socks = []
     try:
-        for _ in range(a.conns):
+        for i in range(a.conns):
+            if i and i % BATCH == 0:
+                time.sleep(PAUSE)
             s = socket.create_connection(("127.0.0.1", a.port), timeout=10)
             if ctx:
                 s = ctx.wrap_socket(s, server_hostname="localhost")
