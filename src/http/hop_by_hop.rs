@@ -15,12 +15,17 @@ const FIXED: [HeaderName; 8] = [
     HeaderName::from_static("keep-alive"),
 ];
 
+/// A header that belongs to one connection (not counting names listed in `Connection`).
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    FIXED.contains(name) || name == "proxy-connection"
+}
+
 /// Removes hop-by-hop headers. `TE: trailers` survives on requests, as it is
 /// the only TE a proxy may pass on (gRPC needs it).
 pub fn strip(headers: &mut HeaderMap, is_request: bool) {
     // Most messages carry none: one pass over the names (cheap comparisons
     // for standard headers) instead of a dozen hash lookups.
-    if !headers.keys().any(|n| FIXED.contains(n) || n == "proxy-connection") {
+    if !headers.keys().any(is_hop_by_hop) {
         return;
     }
     let te_trailers =

@@ -103,8 +103,8 @@ pub(super) async fn forward(
             Ok(Err(e)) => return Err(classify(upstream.name.clone(), e)),
             Ok(Ok(r)) => r,
         };
-        let (mut parts, inner) = resp.into_parts();
-        hop_by_hop::strip(&mut parts.headers, false);
+        // The codec keeps hop-by-hop headers out of the response already.
+        let (parts, inner) = resp.into_parts();
         let body = PooledBody { inner, in_flight: Some(in_flight), slots: Vec::new() };
         return Ok(Response::from_parts(parts, Body::Pooled(body)));
     }
@@ -135,29 +135,33 @@ pub(super) async fn forward(
 /// `X-Forwarded-For/Proto/Host`, `X-Request-Id`; `Forwarded` from an
 /// untrusted client is dropped (we do not vouch for it).
 fn set_forwarded_headers(f: &Forward<'_>, headers: &mut http::HeaderMap, host: Option<HeaderValue>) {
-    use std::fmt::Write;
-    let mut xff = String::with_capacity(48);
-    if f.client.peer_trusted {
-        // Every `X-Forwarded-For` line counts (as in `forwarded::resolve`).
+    // Every `X-Forwarded-For` line counts (as in `forwarded::resolve`).
+    let prior = f.client.peer_trusted && headers.contains_key(&X_FORWARDED_FOR);
+    let xff = if prior {
+        let mut xff = String::with_capacity(48);
         for prior in headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()) {
             xff.push_str(prior);
             xff.push_str(", ");
         }
-    }
-    let _ = write!(xff, "{}", f.conn.peer.ip());
-    if let Ok(v) = HeaderValue::try_from(xff) {
+        xff.push_str(f.conn.peer_ip.to_str().unwrap_or_default());
+        HeaderValue::try_from(xff).ok()
+    } else {
+        Some(f.conn.peer_ip.clone())
+    };
+    if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR, v);
     }
-    if !(f.client.peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+    if f.client.peer_trusted {
+        headers.entry(X_FORWARDED_PROTO).or_insert_with(|| HeaderValue::from_static(f.conn.scheme));
+        if let Some(h) = host {
+            headers.entry(X_FORWARDED_HOST).or_insert(h);
+        }
+    } else {
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(f.conn.scheme));
-    }
-    if !(f.client.peer_trusted && headers.contains_key(&X_FORWARDED_HOST)) {
         match host {
             Some(h) => headers.insert(X_FORWARDED_HOST, h),
             None => headers.remove(&X_FORWARDED_HOST),
         };
-    }
-    if !f.client.peer_trusted {
         headers.remove(header::FORWARDED);
     }
     headers.insert(request_id::HEADER, f.request_id.clone());

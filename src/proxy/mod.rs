@@ -36,6 +36,8 @@ pub use request_body::RequestBody;
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
+    /// The peer's IP as a header value (`X-Forwarded-For`), made once per connection.
+    pub peer_ip: HeaderValue,
     /// `http` or `https`: what `X-Forwarded-Proto` says when we are the first proxy.
     pub scheme: &'static str,
     pub listener: Arc<str>,

@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use http::Response;
+use http::{HeaderValue, Response};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
@@ -54,6 +54,7 @@ pub(super) async fn serve(
     let Some(lp) = plan.listener(&listener) else { return };
     let info = ConnInfo {
         peer,
+        peer_ip: HeaderValue::try_from(peer.ip().to_string()).expect("an IP address is a valid header value"),
         scheme: "http",
         listener: listener.clone(),
         client_cert: None,

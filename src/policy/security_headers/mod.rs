@@ -102,13 +102,15 @@ impl Compiled {
     }
 
     pub fn apply(&self, headers: &mut HeaderMap) {
-        for name in &self.remove {
-            headers.remove(name);
+        // One pass over the few names a response has, instead of a hash
+        // lookup per banner name: most responses carry none of them.
+        if headers.keys().any(|n| self.remove.contains(n)) {
+            for name in &self.remove {
+                headers.remove(name);
+            }
         }
         for (name, value) in &self.defaults {
-            if !headers.contains_key(name) {
-                headers.insert(name.clone(), value.clone());
-            }
+            headers.entry(name).or_insert_with(|| value.clone());
         }
         for (name, value) in &self.forced {
             headers.insert(name.clone(), value.clone());

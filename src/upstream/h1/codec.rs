@@ -7,6 +7,8 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version, request};
 
+use crate::http::hop_by_hop;
+
 /// Response heads larger than this are refused (NGINX's default
 /// `proxy_buffer_size` is one page; 64 KiB leaves room for big cookies).
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -53,6 +55,9 @@ pub fn encode_head(parts: &request::Parts, authority: &str, framing: RequestFram
     out.extend_from_slice(b"\r\n");
 }
 
+/// Where each header of a head being parsed sits: name, value start and end.
+pub type Spans = Vec<(HeaderName, usize, usize)>;
+
 /// How the response body is delimited (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResponseFraming {
@@ -85,11 +90,15 @@ pub enum HeadError {
 /// Parses one response head from the front of `buf`, removing it. `None`:
 /// incomplete, read more. Informational (1xx) responses are skipped (the
 /// gateway answers `100 Continue` to its client itself).
-pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, HeadError> {
+///
+/// `spans` is scratch space kept by the connection (no allocation per response).
+pub fn parse_head(buf: &mut BytesMut, method: &Method, spans: &mut Spans) -> Result<Option<Head>, HeadError> {
     loop {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut slots);
-        let len = match resp.parse(buf) {
+        // Uninitialised slots: initialising 128 headers would cost a 4 KiB memset per response.
+        let mut slots = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut []);
+        let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, buf, &mut slots);
+        let len = match parsed {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(HeadError::TooLarge),
             Ok(httparse::Status::Partial) => return Ok(None),
@@ -107,31 +116,78 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, H
         }
         let version = if resp.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
         // Offsets first: the header slices borrow `buf`, which is split next.
+        // Hop-by-hop headers are read here for framing and never enter the
+        // map (the response is forwarded without them).
         let base = buf.as_ptr() as usize;
-        let mut spans = Vec::with_capacity(resp.headers.len());
+        spans.clear();
+        let mut hop = HopByHop::default();
         for h in resp.headers.iter() {
             let name =
                 HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| HeadError::Malformed("bad header name"))?;
+            if hop_by_hop::is_hop_by_hop(&name) {
+                hop.note(&name, h.value);
+                continue;
+            }
             let start = h.value.as_ptr() as usize - base;
             spans.push((name, start, start + h.value.len()));
         }
         let head: Bytes = buf.split_to(len).freeze();
         // Room for what the response phase adds (security headers, request id…).
         let mut headers = HeaderMap::with_capacity(spans.len() + 12);
-        for (name, start, end) in spans {
+        for (name, start, end) in spans.drain(..) {
             // Shares the head's bytes: no copy per value.
             let value = HeaderValue::from_maybe_shared(head.slice(start..end))
                 .map_err(|_| HeadError::Malformed("bad header value"))?;
             headers.append(name, value);
         }
-        let (framing, delimited) = framing(&headers, status, method)?;
-        let keep_alive = delimited && version == Version::HTTP_11 && !has_token(&headers, header::CONNECTION, "close");
+        for name in &hop.listed {
+            headers.remove(name);
+        }
+        let (framing, delimited) = framing(&headers, &hop, status, method)?;
+        let keep_alive = delimited && version == Version::HTTP_11 && !hop.close;
         return Ok(Some(Head { status, version, headers, framing, keep_alive }));
     }
 }
 
+/// What the hop-by-hop headers of a response said.
+#[derive(Default)]
+struct HopByHop {
+    transfer_encoding: bool,
+    /// The last `Transfer-Encoding` line ends with `chunked`.
+    chunked: bool,
+    /// `Connection: close`.
+    close: bool,
+    /// Other names listed in `Connection` (hop-by-hop too: removed).
+    listed: Vec<HeaderName>,
+}
+
+impl HopByHop {
+    fn note(&mut self, name: &HeaderName, value: &[u8]) {
+        if name == header::TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+            let last = value.rsplit(|&b| b == b',').next().unwrap_or_default();
+            self.chunked = trim(last).eq_ignore_ascii_case(b"chunked");
+        } else if name == header::CONNECTION {
+            for token in value.split(|&b| b == b',').map(trim) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    self.close = true;
+                } else if !token.eq_ignore_ascii_case(b"keep-alive")
+                    && let Ok(listed) = HeaderName::from_bytes(token)
+                {
+                    self.listed.push(listed);
+                }
+            }
+        }
+    }
+}
+
 /// The body's framing, and whether it ends without closing the connection.
-fn framing(headers: &HeaderMap, status: StatusCode, method: &Method) -> Result<(ResponseFraming, bool), HeadError> {
+fn framing(
+    headers: &HeaderMap,
+    hop: &HopByHop,
+    status: StatusCode,
+    method: &Method,
+) -> Result<(ResponseFraming, bool), HeadError> {
     if method == Method::HEAD
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
@@ -139,17 +195,12 @@ fn framing(headers: &HeaderMap, status: StatusCode, method: &Method) -> Result<(
     {
         return Ok((ResponseFraming::Empty, true));
     }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
+    if hop.transfer_encoding {
         // Chunked must be the final coding; anything else runs until close.
         // A Content-Length beside it is ignored and the connection not
         // reused (RFC 9112 §6.3 items 3 and 4: a smuggling sign).
-        let last = headers.get_all(header::TRANSFER_ENCODING).iter().next_back();
-        let chunked = last
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"));
-        let clean = chunked && !headers.contains_key(header::CONTENT_LENGTH);
-        return Ok(if chunked { (ResponseFraming::Chunked, clean) } else { (ResponseFraming::UntilClose, false) });
+        let clean = hop.chunked && !headers.contains_key(header::CONTENT_LENGTH);
+        return Ok(if hop.chunked { (ResponseFraming::Chunked, clean) } else { (ResponseFraming::UntilClose, false) });
     }
     let mut length: Option<u64> = None;
     for value in headers.get_all(header::CONTENT_LENGTH) {
@@ -182,33 +233,34 @@ fn trim(bytes: &[u8]) -> &[u8] {
     &bytes[start..end]
 }
 
-fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn parse(raw: &str, method: Method) -> Result<Option<Head>, HeadError> {
         let mut buf = BytesMut::from(raw);
-        parse_head(&mut buf, &method)
+        parse_head(&mut buf, &method, &mut Vec::new())
     }
 
     #[test]
     fn content_length_and_keep_alive() {
         let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\nokNEXT");
-        let head = parse_head(&mut buf, &Method::GET).unwrap().unwrap();
+        let head = parse_head(&mut buf, &Method::GET, &mut Vec::new()).unwrap().unwrap();
         assert_eq!(head.status, 200);
         assert_eq!(head.framing, ResponseFraming::Length(2));
         assert!(head.keep_alive);
         assert_eq!(head.headers["x-a"], "b");
         assert_eq!(&buf[..], b"okNEXT");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_stay_out_of_the_map() {
+        let raw = "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n\
+                   Transfer-Encoding: chunked\r\nX-Kept: 2\r\n\r\n";
+        let head = parse(raw, Method::GET).unwrap().unwrap();
+        let names: Vec<&str> = head.headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-kept"]);
+        assert_eq!((head.framing, head.keep_alive), (ResponseFraming::Chunked, true));
     }
 
     #[test]

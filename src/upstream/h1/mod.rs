@@ -44,6 +44,8 @@ const READ_CHUNK: usize = 16 * 1024;
 struct Conn {
     io: TcpStream,
     buf: BytesMut,
+    /// Scratch space for parsing response heads.
+    spans: codec::Spans,
 }
 
 impl Conn {
@@ -104,7 +106,7 @@ impl H1Pool {
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
         let _ = io.set_nodelay(true);
-        Ok(Conn { io, buf: BytesMut::new() })
+        Ok(Conn { io, buf: BytesMut::new(), spans: Vec::new() })
     }
 
     /// Sends `req` (its URI absolute; the path and query are sent) and
@@ -271,7 +273,7 @@ impl Exchange<'_> {
         }
         // Read the response head.
         loop {
-            match codec::parse_head(&mut conn.buf, self.method) {
+            match codec::parse_head(&mut conn.buf, self.method, &mut conn.spans) {
                 Err(e) => return Poll::Ready(Err(Failure::Other(Box::new(e)))),
                 Ok(Some(mut head)) => {
                     if self.body.is_some() || !self.queue.is_empty() {
