@@ -6,4 +6,5 @@ pub mod forwarded;
 pub mod hop_by_hop;
 pub mod normalize;
 pub mod problem;
+pub mod remove;
 pub mod request_id;

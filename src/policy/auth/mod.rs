@@ -198,9 +198,8 @@ impl IdentityHeaders {
 
     /// Removes every identity header (done for every client request).
     pub fn strip(&self, headers: &mut http::HeaderMap) {
-        for n in [&self.consumer, &self.subject, &self.scopes, &self.groups, &self.provider] {
-            headers.remove(n);
-        }
+        let names = [&self.consumer, &self.subject, &self.scopes, &self.groups, &self.provider];
+        crate::http::remove::remove_all(headers, names);
     }
 
     fn set(&self, headers: &mut http::HeaderMap, id: &Identity) {

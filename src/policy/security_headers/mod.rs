@@ -102,13 +102,7 @@ impl Compiled {
     }
 
     pub fn apply(&self, headers: &mut HeaderMap) {
-        // One pass over the few names a response has, instead of a hash
-        // lookup per banner name: most responses carry none of them.
-        if headers.keys().any(|n| self.remove.contains(n)) {
-            for name in &self.remove {
-                headers.remove(name);
-            }
-        }
+        crate::http::remove::remove_all(headers, &self.remove);
         for (name, value) in &self.defaults {
             headers.entry(name).or_insert_with(|| value.clone());
         }
