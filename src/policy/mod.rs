@@ -167,6 +167,10 @@ impl Chain {
     }
 
     /// Runs the response phase, on every response the route sends.
+    pub fn has_response_policies(&self) -> bool {
+        !self.response.is_empty()
+    }
+
     pub fn on_response(&self, resp: &mut response::Parts, ctx: &RequestCtx<'_>) {
         for policy in &self.response {
             policy.on_response(resp, ctx);

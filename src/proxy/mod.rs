@@ -193,27 +193,31 @@ fn finish(
     ctx: &RequestCtx<'_>,
 ) {
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-    let (mut parts, body) = std::mem::replace(resp, Response::new(Body::empty())).into_parts();
     if let Some(route) = route {
-        route.policies.on_response(&mut parts, ctx);
+        // Taken apart only for response policies (they see the status too):
+        // moving a response in and out of its parts is not free.
+        if route.policies.has_response_policies() {
+            let (mut parts, body) = std::mem::replace(resp, Response::new(Body::empty())).into_parts();
+            route.policies.on_response(&mut parts, ctx);
+            *resp = Response::from_parts(parts, body);
+        }
+        let headers = resp.headers_mut();
         for (name, value) in &route.deprecation {
             // Append: an upstream's own `Link` headers (pagination…) stay.
-            parts.headers.append(name.clone(), value.clone());
+            headers.append(name.clone(), value.clone());
         }
         // A preflight answer already carries its CORS headers.
         if let Some(cors) = &route.cors
-            && !parts.headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+            && !headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
         {
-            cors.on_response(origin, &mut parts.headers);
+            cors.on_response(origin, headers);
         }
     }
+    let headers = resp.headers_mut();
     if !switching {
-        route.map_or(&plan.security_headers, |r| &r.security_headers).apply(&mut parts.headers);
+        route.map_or(&plan.security_headers, |r| &r.security_headers).apply(headers);
     }
-    if let Some(hsts) = &conn.hsts
-        && !parts.headers.contains_key(header::STRICT_TRANSPORT_SECURITY)
-    {
-        parts.headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    if let Some(hsts) = &conn.hsts {
+        headers.entry(header::STRICT_TRANSPORT_SECURITY).or_insert_with(|| hsts.clone());
     }
-    *resp = Response::from_parts(parts, body);
 }
