@@ -65,10 +65,13 @@ pub(super) async fn serve(
     match &lp.tls {
         None => {
             // A connection that sends nothing at all is cut off like a slow head.
-            match tokio::time::timeout(lp.limits.header_read_timeout.0, is_h2_preface(&stream)).await {
-                // Boxed, as TLS below: parked HTTP/1.1 tasks stay small.
-                Ok(Ok(true)) => Box::pin(conn.drive_h2(TokioIo::new(stream))).await,
-                Ok(Ok(false)) => conn.serve_plain_h1(stream).await,
+            match tokio::time::timeout(lp.limits.header_read_timeout.0, read_preface(&stream)).await {
+                Ok(Ok((true, first))) => {
+                    let io = ParkableIo { stream, prefix: first, activity: conn.activity.clone() };
+                    // Boxed, as TLS below: parked HTTP/1.1 tasks stay small.
+                    Box::pin(conn.drive_h2(TokioIo::new(io))).await
+                }
+                Ok(Ok((false, first))) => conn.serve_plain_h1(stream, first).await,
                 Ok(Err(_)) | Err(_) => {}
             }
         }
@@ -108,23 +111,25 @@ async fn serve_tls(stream: TcpStream, mut conn: Conn<'_>, config: Arc<rustls::Se
     }
 }
 
-/// Waits for the first bytes: `true` if they are the HTTP/2 preface (h2c
-/// with prior knowledge). Peeks only; nothing is consumed.
-async fn is_h2_preface(stream: &TcpStream) -> std::io::Result<bool> {
-    let mut buf = [0u8; 24];
+/// Reads the first bytes, up to the length of the HTTP/2 preface: `true`
+/// if they are the preface (h2c with prior knowledge). The bytes read are
+/// returned, to be served first. Reads rather than peeks: a client that
+/// sends part of the preface and stalls is waited for, not polled.
+async fn read_preface(stream: &TcpStream) -> std::io::Result<(bool, Bytes)> {
+    let mut first = [0u8; H2_PREFACE.len()];
+    let mut got = 0;
     loop {
-        let n = stream.peek(&mut buf).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        stream.readable().await?;
+        match stream.try_read(&mut first[got..]) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
         }
-        if buf[..n] != H2_PREFACE[..n] {
-            return Ok(false);
+        if first[..got] != H2_PREFACE[..got] || got == H2_PREFACE.len() {
+            let h2 = first[..] == *H2_PREFACE;
+            return Ok((h2, Bytes::copy_from_slice(&first[..got])));
         }
-        if n == H2_PREFACE.len() {
-            return Ok(true);
-        }
-        // Part of the preface so far: wait for the rest.
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -201,8 +206,8 @@ impl<'p> Conn<'p> {
 
     /// Plain HTTP/1.1: serve, park when quiet, serve again when the client
     /// sends, until the connection closes or idles out.
-    async fn serve_plain_h1(mut self, stream: TcpStream) {
-        let mut io = ParkableIo { stream, prefix: Bytes::new(), activity: self.activity.clone() };
+    async fn serve_plain_h1(mut self, stream: TcpStream, first: Bytes) {
+        let mut io = ParkableIo { stream, prefix: first, activity: self.activity.clone() };
         let mut parkable = true;
         loop {
             let service = self.service();

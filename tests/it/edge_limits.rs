@@ -65,6 +65,12 @@ async fn slow_clients_are_cut_off() {
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut buf)).await;
     assert!(read.is_ok(), "a silent connection must be closed");
+    // Part of the HTTP/2 preface, then nothing: cut off the same way.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"PRI * HTTP/2").await.unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "a connection that stalls in the HTTP/2 preface must be closed");
     // Slow POST: the body stalls: 408.
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
     s.write_all(b"POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\nhel")
