@@ -153,6 +153,23 @@ async fn jwks_by_openid_discovery() {
 }
 
 #[tokio::test]
+async fn a_discovery_document_for_another_issuer_is_refused() {
+    let idp = Idp::start().await;
+    let k = SigningKey::generate(Algorithm::ES256, "d1");
+    idp.publish(&[&k]);
+    // The document names `http://ADDR`; the configured issuer differs (a
+    // trailing slash is enough: the match is exact).
+    let iss = format!("http://{}/", idp.addr);
+    let auth = format!("  oidc: {{ jwt: {{ algorithms: [ES256], issuer: \"{iss}\", discovery: true }} }}\n");
+    let routes = "  - { name: api, match: { path_prefix: /api }, upstream: svc, authenticate: [oidc] }\n";
+    let s = setup(&auth, "  []", routes, &[]).await;
+    let token = k.sign(&json!({ "sub": "bob", "iss": iss, "exp": now() + 60 }));
+    let r = get(&s.url("/api"), &[("authorization", &bearer(&token))]).await;
+    assert_eq!(r.status, 503, "no keys from a mismatched document: {}", r.text());
+    assert_eq!(idp.jwks_fetches.load(std::sync::atomic::Ordering::SeqCst), 0, "its jwks_uri is not followed");
+}
+
+#[tokio::test]
 async fn bad_tokens_are_refused_with_invalid_token() {
     let idp = Idp::start().await;
     let rsa = SigningKey::generate(Algorithm::RS256, "k1");
@@ -176,7 +193,13 @@ async fn bad_tokens_are_refused_with_invalid_token() {
         b64(&claims(json!({}))),
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([0u8; 64])
     );
+    // A critical header extension we cannot understand (RFC 7515 §4.1.11).
+    let mut crit_header = jsonwebtoken::Header::new(Algorithm::RS256);
+    crit_header.kid = Some("k1".into());
+    crit_header.crit = Some(vec!["x-unknown".into()]);
+    let crit = jsonwebtoken::encode(&crit_header, &claims(json!({})), &rsa.encoding_key()).unwrap();
     let cases: Vec<(&str, String)> = vec![
+        ("unknown crit extension", crit),
         ("expired", rsa.sign(&claims(json!({ "exp": now() - 3600 })))),
         ("not yet valid", rsa.sign(&claims(json!({ "nbf": now() + 3600 })))),
         ("wrong issuer", rsa.sign(&claims(json!({ "iss": "https://evil.test/" })))),

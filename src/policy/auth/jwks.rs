@@ -211,6 +211,12 @@ impl RemoteJwks {
                     .fetcher
                     .get_json(&format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/')))
                     .await?;
+                // OpenID Connect Discovery §4.3: the document must name the
+                // issuer it was fetched for, exactly (a mix-up otherwise).
+                let named = doc.get("issuer").and_then(|v| v.as_str()).unwrap_or_default();
+                if named != issuer.as_str() {
+                    return Err(format!("discovery document names issuer `{named}`, not `{issuer}`"));
+                }
                 doc.get("jwks_uri").and_then(|v| v.as_str()).ok_or("discovery document has no jwks_uri")?.to_string()
             }
         };

@@ -263,6 +263,11 @@ impl Jwt {
     /// Full verification; returns the identity and how long it stays valid.
     async fn verify(&self, token: &str) -> Result<(Identity, Duration), Failure> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Failure::Invalid)?;
+        // RFC 7515 §4.1.11: extensions listed in `crit` must be understood,
+        // and we understand none (jsonwebtoken does not check this).
+        if header.crit.is_some() {
+            return Err(Failure::Invalid);
+        }
         let validation =
             self.validations.iter().find(|(a, _)| *a == header.alg).map(|(_, v)| v).ok_or(Failure::Invalid)?;
         let key = self.keys.find(header.kid.as_deref()).await?;
