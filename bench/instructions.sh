@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# User-space instructions per proxied request, under callgrind: a
+# deterministic figure for A/B comparisons between builds (CPU time on this
+# shared host moves by ±5% between runs; instruction counts do not).
+#
+#   bench/instructions.sh [PORTCULLIS_BIN...]      (default: target/release/portcullis)
+#
+# Each binary, and NGINX as a reverse proxy with the same upstream, serves
+# WARMUP requests on one keep-alive connection; the counters are then zeroed
+# and N more requests are counted (N=2000 by default). The upstream is NGINX
+# returning "ok". Needs valgrind, nginx and python3 (installed if missing).
+set -euo pipefail
+BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
+N=${N:-2000}
+WARMUP=${WARMUP:-200}
+BINS=("$@")
+((${#BINS[@]})) || BINS=("$BENCH_DIR/../target/release/portcullis")
+
+missing=()
+command -v valgrind >/dev/null || missing+=(valgrind)
+command -v nginx >/dev/null || missing+=(nginx)
+command -v python3 >/dev/null || missing+=(python3)
+if ((${#missing[@]})); then
+    apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+UP_PORT=$(free_port)
+PROXY_PORT=$(free_port)
+common="worker_processes 1; daemon off; master_process off; pid $WORK/PID; error_log $WORK/error.log; user root;
+events { worker_connections 1024; }"
+temps="client_body_temp_path $WORK; proxy_temp_path $WORK; fastcgi_temp_path $WORK; uwsgi_temp_path $WORK; scgi_temp_path $WORK;"
+cat > "$WORK/up.conf" <<EOF
+${common//PID/up.pid}
+http { access_log off; keepalive_requests 1000000; $temps
+  server { listen 127.0.0.1:$UP_PORT; location / { return 200 "ok"; } } }
+EOF
+cat > "$WORK/proxy.conf" <<EOF
+${common//PID/proxy.pid}
+http { access_log off; keepalive_requests 1000000; $temps
+  upstream u { server 127.0.0.1:$UP_PORT; keepalive 64; keepalive_requests 1000000; }
+  server { listen 127.0.0.1:$PROXY_PORT; location / { proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+EOF
+cat > "$WORK/gw.yaml" <<EOF
+listeners: [ { name: bench, bind: "127.0.0.1:$PROXY_PORT" } ]
+upstreams: { fast: { targets: [ "http://127.0.0.1:$UP_PORT" ] } }
+routes: [ { name: all, match: { path_prefix: / }, upstream: fast } ]
+EOF
+
+nginx -p "$WORK/" -c "$WORK/up.conf" -e "$WORK/error.log" >/dev/null 2>&1 &
+PIDS+=($!)
+
+# count NAME CMD...: runs CMD under callgrind, drives it, prints the figure.
+count() {
+    local name=$1
+    shift
+    valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" "$@" >/dev/null 2>"$WORK/valgrind.log" &
+    local vg=$!
+    PIDS+=("$vg")
+    python3 - "$PROXY_PORT" "$vg" "$N" "$WARMUP" <<'PY'
+import socket, subprocess, sys, time
+port, pid, n, warmup = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+for _ in range(100):
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=30)
+        break
+    except OSError:
+        time.sleep(0.3)
+else:
+    sys.exit("instructions.sh: the proxy did not start")
+def request():
+    s.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
+    buf = b""
+    while not buf.endswith(b"\r\n\r\nok"):
+        chunk = s.recv(4096)
+        if not chunk:
+            sys.exit("instructions.sh: the proxy closed the connection")
+        buf += chunk
+    if not buf.startswith(b"HTTP/1.1 200"):
+        sys.exit("instructions.sh: unexpected answer: %r" % buf[:80])
+for _ in range(warmup):
+    request()
+subprocess.run(["callgrind_control", "-z", pid], check=True, capture_output=True)
+for _ in range(n):
+    request()
+subprocess.run(["callgrind_control", "-d", pid], check=True, capture_output=True)
+PY
+    kill "$vg" 2>/dev/null || true
+    wait "$vg" 2>/dev/null || true
+    local dump total
+    dump=$(ls -t "$WORK"/cg.out.* | head -1)
+    total=$(grep -E '^(summary|totals):' "$dump" | head -1 | awk '{print $2}')
+    printf '%-40s %8d instructions/request\n' "$name" $((total / N))
+    rm -f "$WORK"/cg.out*
+}
+
+count "nginx $(nginx -v 2>&1 | sed 's/.*\///')" nginx -p "$WORK/" -c "$WORK/proxy.conf" -e "$WORK/error.log"
+for bin in "${BINS[@]}"; do
+    PORTCULLIS_WORKER_THREADS=1 count "portcullis ($bin)" "$bin" run --config "$WORK/gw.yaml"
+done
