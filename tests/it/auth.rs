@@ -139,33 +139,30 @@ async fn jwks_rotation_without_restart() {
     assert!(idp.jwks_fetches.load(std::sync::atomic::Ordering::SeqCst) <= before + 1, "refetches are rate-limited");
 }
 
+/// A route behind a JWT provider configured by discovery for `issuer`;
+/// answers the status a token from that issuer gets.
+async fn discovery_status(idp: &Idp, issuer: &str) -> http::StatusCode {
+    let k = SigningKey::generate(Algorithm::ES256, "d1");
+    idp.publish(&[&k]);
+    let auth = format!("  oidc: {{ jwt: {{ algorithms: [ES256], issuer: \"{issuer}\", discovery: true }} }}\n");
+    let routes = "  - { name: api, match: { path_prefix: /api }, upstream: svc, authenticate: [oidc] }\n";
+    let s = setup(&auth, "  []", routes, &[]).await;
+    let token = k.sign(&json!({ "sub": "bob", "iss": issuer, "exp": now() + 60 }));
+    get(&s.url("/api"), &[("authorization", &bearer(&token))]).await.status
+}
+
 #[tokio::test]
 async fn jwks_by_openid_discovery() {
     let idp = Idp::start().await;
-    let k = SigningKey::generate(Algorithm::ES256, "d1");
-    idp.publish(&[&k]);
-    let iss = format!("http://{}", idp.addr);
-    let auth = format!("  oidc: {{ jwt: {{ algorithms: [ES256], issuer: \"{iss}\", discovery: true }} }}\n");
-    let routes = "  - { name: api, match: { path_prefix: /api }, upstream: svc, authenticate: [oidc] }\n";
-    let s = setup(&auth, "  []", routes, &[]).await;
-    let token = k.sign(&json!({ "sub": "bob", "iss": iss, "exp": now() + 60 }));
-    assert_eq!(get(&s.url("/api"), &[("authorization", &bearer(&token))]).await.status, 200);
+    assert_eq!(discovery_status(&idp, &format!("http://{}", idp.addr)).await, 200);
 }
 
 #[tokio::test]
 async fn a_discovery_document_for_another_issuer_is_refused() {
     let idp = Idp::start().await;
-    let k = SigningKey::generate(Algorithm::ES256, "d1");
-    idp.publish(&[&k]);
     // The document names `http://ADDR`; the configured issuer differs (a
-    // trailing slash is enough: the match is exact).
-    let iss = format!("http://{}/", idp.addr);
-    let auth = format!("  oidc: {{ jwt: {{ algorithms: [ES256], issuer: \"{iss}\", discovery: true }} }}\n");
-    let routes = "  - { name: api, match: { path_prefix: /api }, upstream: svc, authenticate: [oidc] }\n";
-    let s = setup(&auth, "  []", routes, &[]).await;
-    let token = k.sign(&json!({ "sub": "bob", "iss": iss, "exp": now() + 60 }));
-    let r = get(&s.url("/api"), &[("authorization", &bearer(&token))]).await;
-    assert_eq!(r.status, 503, "no keys from a mismatched document: {}", r.text());
+    // trailing slash is enough: the match is exact). No keys: 503.
+    assert_eq!(discovery_status(&idp, &format!("http://{}/", idp.addr)).await, 503);
     assert_eq!(idp.jwks_fetches.load(std::sync::atomic::Ordering::SeqCst), 0, "its jwks_uri is not followed");
 }
 

@@ -61,25 +61,23 @@ impl Decoder {
             match *self {
                 Decoder::Done => return Ok(None),
                 Decoder::Length(n) => {
-                    if buf.is_empty() {
-                        return Ok(None);
-                    }
-                    let take = n.min(buf.len() as u64);
-                    let data = buf.split_to(take as usize).freeze();
-                    *self = if take == n { Decoder::Done } else { Decoder::Length(n - take) };
-                    return Ok(Some(data));
+                    let data = take_up_to(buf, n);
+                    *self = match n - data.len() as u64 {
+                        0 => Decoder::Done,
+                        left => Decoder::Length(left),
+                    };
+                    return Ok((!data.is_empty()).then_some(data));
                 }
                 Decoder::UntilClose => {
                     return Ok((!buf.is_empty()).then(|| buf.split().freeze()));
                 }
                 Decoder::ChunkData(n) => {
-                    if buf.is_empty() {
-                        return Ok(None);
-                    }
-                    let take = n.min(buf.len() as u64);
-                    let data = buf.split_to(take as usize).freeze();
-                    *self = if take == n { Decoder::ChunkEnd } else { Decoder::ChunkData(n - take) };
-                    return Ok(Some(data));
+                    let data = take_up_to(buf, n);
+                    *self = match n - data.len() as u64 {
+                        0 => Decoder::ChunkEnd,
+                        left => Decoder::ChunkData(left),
+                    };
+                    return Ok((!data.is_empty()).then_some(data));
                 }
                 Decoder::ChunkEnd => {
                     if buf.len() < 2 {
@@ -114,6 +112,12 @@ impl Decoder {
             _ => Err(DecodeError::Truncated),
         }
     }
+}
+
+/// Up to `n` bytes from the front of `buf` (none if it is empty).
+fn take_up_to(buf: &mut BytesMut, n: u64) -> Bytes {
+    let take = n.min(buf.len() as u64) as usize;
+    buf.split_to(take).freeze()
 }
 
 /// One CRLF-terminated line (CRLF included) from the front of `buf`.
