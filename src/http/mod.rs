@@ -1,6 +1,7 @@
 //! HTTP plumbing shared by the engine: path normalization, forwarded
 //! headers, hop-by-hop handling, request ids and problem responses.
 
+pub mod decode;
 pub mod fetch;
 pub mod forwarded;
 pub mod hop_by_hop;
@@ -8,3 +9,4 @@ pub mod normalize;
 pub mod problem;
 pub mod remove;
 pub mod request_id;
+pub mod write_queue;

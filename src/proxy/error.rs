@@ -57,7 +57,7 @@ impl From<super::request_body::BodyError> for GatewayError {
         match e {
             BodyError::TooLarge(limit) => GatewayError::BodyTooLarge { limit },
             BodyError::Timeout => GatewayError::BodyTimeout,
-            BodyError::Read(e) => GatewayError::BodyRead(Box::new(e)),
+            BodyError::Read(e) => GatewayError::BodyRead(e),
         }
     }
 }

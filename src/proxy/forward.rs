@@ -4,7 +4,6 @@
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version, request};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
@@ -30,7 +29,7 @@ pub(super) struct Forward<'a> {
 }
 
 /// Only HTTP/1.1 has `Upgrade`; HTTP/2 clients never get here with one.
-pub(super) fn wants_upgrade(req: &Request<Incoming>) -> bool {
+pub(super) fn wants_upgrade<B>(req: &Request<B>) -> bool {
     req.version() == Version::HTTP_11 && hop_by_hop::upgrade_protocol(req.headers()).is_some()
 }
 

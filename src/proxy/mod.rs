@@ -18,7 +18,6 @@ use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use crate::http::{forwarded, normalize, problem, request_id};
 use crate::plan::{Action, Plan, Route};
@@ -26,7 +25,7 @@ use crate::policy::{Outcome, RequestCtx};
 use crate::policy::{cors, ratelimit};
 use crate::responder::EchoInfo;
 use crate::router::{Miss, RequestView, host::request_host};
-use crate::server::ClientIdentity;
+use crate::server::{ClientBody, ClientIdentity};
 
 pub use body::Body;
 use error::GatewayError;
@@ -50,7 +49,7 @@ pub struct ConnInfo {
 }
 
 /// Serves one request on `plan`. Never fails: errors become problem responses.
-pub async fn handle(plan: &Plan, conn: &ConnInfo, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(plan: &Plan, conn: &ConnInfo, req: Request<ClientBody>) -> Response<Body> {
     let client = forwarded::resolve(conn.peer.ip(), req.headers(), &plan.trusted_proxies);
     let request_id = request_id::take_or_generate(req.headers(), client.peer_trusted);
     let origin = req.headers().get(header::ORIGIN).cloned();
@@ -62,6 +61,21 @@ pub async fn handle(plan: &Plan, conn: &ConnInfo, req: Request<Incoming>) -> Res
     resp
 }
 
+/// The answer to a request that could not even be read (a malformed or
+/// oversized head): a problem response with a fresh request id and the
+/// default security headers. The connection closes after it.
+pub fn refuse(plan: &Plan, conn: &ConnInfo, status: StatusCode, detail: &str) -> Response<Body> {
+    let request_id = request_id::generate();
+    let mut resp = problem::problem(status, detail, &request_id);
+    let headers = resp.headers_mut();
+    plan.security_headers.apply(headers);
+    if let Some(hsts) = &conn.hsts {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
+    headers.insert(request_id::HEADER, request_id);
+    resp
+}
+
 type Served<'p> = (Option<&'p Route>, Result<Response<Body>, GatewayError>);
 
 async fn serve<'p>(
@@ -69,7 +83,7 @@ async fn serve<'p>(
     conn: &ConnInfo,
     client: forwarded::Client,
     request_id: &HeaderValue,
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
 ) -> Served<'p> {
     let Some(listener) = plan.listener(&conn.listener) else {
         return (None, Err(GatewayError::NoRoute));
@@ -163,7 +177,7 @@ async fn serve<'p>(
 }
 
 /// 308 to the same host and path on HTTPS (`redirect_https` listeners).
-fn redirect_to_https(req: &Request<Incoming>, port: u16) -> Result<Response<Body>, GatewayError> {
+fn redirect_to_https<B>(req: &Request<B>, port: u16) -> Result<Response<Body>, GatewayError> {
     let host = request_host(req.uri(), req.headers()).ok_or(GatewayError::MissingHost)?;
     // Only a plain host name or IP literal goes into Location: no `@`, `/`, spaces.
     let plain = !host.is_empty()

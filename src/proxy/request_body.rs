@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
-use hyper::body::Incoming;
 use tokio::time::Sleep;
+
+use super::error::BoxError;
+use crate::server::ClientBody;
 
 /// Why a request body was cut off.
 #[derive(Debug, thiserror::Error)]
@@ -19,12 +21,12 @@ pub enum BodyError {
     #[error("the client stopped sending the request body")]
     Timeout,
     #[error("the request body could not be read")]
-    Read(#[source] hyper::Error),
+    Read(#[source] BoxError),
 }
 
 #[derive(Debug)]
 pub struct RequestBody {
-    inner: Incoming,
+    inner: ClientBody,
     limit: u64,
     received: u64,
     stall_timeout: Duration,
@@ -33,7 +35,7 @@ pub struct RequestBody {
 }
 
 impl RequestBody {
-    pub fn new(inner: Incoming, limit: u64, stall_timeout: Duration) -> RequestBody {
+    pub fn new(inner: ClientBody, limit: u64, stall_timeout: Duration) -> RequestBody {
         RequestBody { inner, limit, received: 0, stall_timeout, stall: None }
     }
 }

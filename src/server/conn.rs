@@ -2,10 +2,8 @@
 //! (ALPN, or the HTTP/2 preface on plain connections) until the client
 //! leaves, the connection idles out, or the listener stops.
 //!
-//! A plain HTTP/1.1 connection that has been quiet for a moment is
-//! *parked*: hyper's connection (with its read and write buffers, 16 KiB and
-//! more) is taken apart and only the socket is kept until the client sends
-//! again, as NGINX frees the buffers of idle keep-alive connections.
+//! Plain HTTP/1.1 is served by our own codec (`server/h1`); hyper serves
+//! HTTP/2, HTTP/1.1 over TLS, and the upgrades that `h1` hands over.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -13,7 +11,7 @@ use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -29,15 +27,12 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{OpenGuard, Shared, tls};
+use super::body::ClientBody;
+use super::{OpenGuard, Shared, h1, tls};
 use crate::plan::ListenerPlan;
 use crate::proxy::{self, Body, ConnInfo};
 
-/// A connection quiet this long gives its HTTP/1.1 buffers back (or after
-/// half the header timeout, if shorter: hyper's header timer runs while it
-/// waits for the next request, parking stops it).
-const PARK_AFTER: Duration = Duration::from_millis(500);
-/// How often a live connection checks for idleness (at most).
+/// How often a hyper connection checks for idleness (at most).
 const CHECK_EVERY: Duration = Duration::from_millis(250);
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -61,17 +56,28 @@ pub(super) async fn serve(
         hsts: None,
         redirect_https: lp.redirect_https,
     };
-    let conn = Conn::new(info, lp, shared.clone(), stop);
+    let mut conn = Conn::new(info, lp, shared.clone(), stop);
     match &lp.tls {
         None => {
             // A connection that sends nothing at all is cut off like a slow head.
             match tokio::time::timeout(lp.limits.header_read_timeout.0, read_preface(&stream)).await {
                 Ok(Ok((true, first))) => {
-                    let io = ParkableIo { stream, prefix: first, activity: conn.activity.clone() };
-                    // Boxed, as TLS below: parked HTTP/1.1 tasks stay small.
+                    let io = PrefixedIo { stream, prefix: first };
+                    // Boxed, as TLS below: plain HTTP/1.1 tasks stay small.
                     Box::pin(conn.drive_h2(TokioIo::new(io))).await
                 }
-                Ok(Ok((false, first))) => conn.serve_plain_h1(stream, first).await,
+                Ok(Ok((false, first))) => {
+                    let cx = h1::Ctx {
+                        info: &conn.info,
+                        lp,
+                        shared: &conn.shared,
+                        stop: &mut conn.stop,
+                        started: conn.started,
+                    };
+                    if let h1::Exit::HandOff(stream, buffered) = h1::serve(stream, &first, cx).await {
+                        Box::pin(conn.serve_hyper_h1(PrefixedIo { stream, prefix: buffered })).await
+                    }
+                }
                 Ok(Err(_)) | Err(_) => {}
             }
         }
@@ -105,9 +111,7 @@ async fn serve_tls(stream: TcpStream, mut conn: Conn<'_>, config: Arc<rustls::Se
     if h2 {
         conn.drive_h2(TokioIo::new(tls)).await;
     } else {
-        let service = conn.service();
-        let served = conn.lp.http1.serve_connection(TokioIo::new(tls), service).with_upgrades();
-        conn.drive(std::pin::pin!(served), |_| false).await;
+        conn.serve_hyper_h1(tls).await;
     }
 }
 
@@ -142,8 +146,6 @@ struct Activity {
     started: AtomicU64,
     /// When the last response ended, in milliseconds since the connection started.
     last_ms: AtomicU64,
-    /// The last write to the socket left bytes in hyper's buffer.
-    unflushed: AtomicBool,
 }
 
 /// One connection's shared state, whatever its protocol.
@@ -154,12 +156,6 @@ struct Conn<'p> {
     stop: watch::Receiver<bool>,
     activity: Arc<Activity>,
     started: Instant,
-}
-
-enum Ended {
-    Closed,
-    /// Quiet: the caller may take the connection apart.
-    Park,
 }
 
 impl<'p> Conn<'p> {
@@ -190,7 +186,7 @@ impl<'p> Conn<'p> {
             activity.in_flight.fetch_add(1, Ordering::Relaxed);
             activity.started.fetch_add(1, Ordering::Relaxed);
             async move {
-                let resp = proxy::handle(&plan, &info, req).await;
+                let resp = proxy::handle(&plan, &info, req.map(ClientBody::Hyper)).await;
                 Ok::<_, Infallible>(resp.map(|body| Tracked { body, activity, started }))
             }
         })
@@ -201,55 +197,22 @@ impl<'p> Conn<'p> {
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let served = self.lp.http2.serve_connection(io, self.service());
-        self.drive(std::pin::pin!(served), |_| false).await;
+        self.drive(std::pin::pin!(served)).await;
     }
 
-    /// Plain HTTP/1.1: serve, park when quiet, serve again when the client
-    /// sends, until the connection closes or idles out.
-    async fn serve_plain_h1(mut self, stream: TcpStream, first: Bytes) {
-        let mut io = ParkableIo { stream, prefix: first, activity: self.activity.clone() };
-        let mut parkable = true;
-        loop {
-            let service = self.service();
-            // Boxed so that a parked connection's task does not keep room for it.
-            let mut served = Box::new(self.lp.http1.serve_connection(TokioIo::new(io), service).with_upgrades());
-            let started_before = self.activity.started.load(Ordering::Relaxed);
-            let ended = self
-                .drive(Pin::new(&mut *served), |served| {
-                    parkable || served.activity.started.load(Ordering::Relaxed) != started_before
-                })
-                .await;
-            if let Ended::Closed = ended {
-                return;
-            }
-            let Some(parts) = served.into_parts() else { return };
-            let http1::Parts { io: hyper_io, read_buf, .. } = parts;
-            io = hyper_io.into_inner();
-            if !read_buf.is_empty() {
-                // Part of a next request is buffered: serve it at once, and
-                // do not park again before it completes (a parked head would
-                // restart hyper's header timer: a slowloris' friend).
-                io.prefix = read_buf;
-                parkable = false;
-                continue;
-            }
-            // Dropped before waiting: it may still own hyper's whole read buffer.
-            drop(read_buf);
-            parkable = true;
-            let quiet_since = self.started + Duration::from_millis(self.activity.last_ms.load(Ordering::Relaxed));
-            tokio::select! {
-                ready = io.stream.readable() => if ready.is_err() { return },
-                _ = self.stop.changed() => return,
-                _ = tokio::time::sleep_until(quiet_since + self.lp.limits.idle_timeout.0) => return,
-            }
-        }
+    /// HTTP/1.1 by hyper (over TLS, or an upgrade `h1` handed over).
+    async fn serve_hyper_h1<I>(mut self, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let service = self.service();
+        let served = self.lp.http1.serve_connection(TokioIo::new(io), service).with_upgrades();
+        self.drive(std::pin::pin!(served)).await;
     }
 
     /// Polls `served` to its end, closing it politely when the listener
-    /// stops, when the first request is too slow to come, or when it idles
-    /// out; returns `Park` instead once it has been quiet for a moment and
-    /// `may_park` agrees.
-    async fn drive<C>(&mut self, mut served: Pin<&mut C>, may_park: impl Fn(&Self) -> bool) -> Ended
+    /// stops, when the first request is too slow to come, or when it idles out.
+    async fn drive<C>(&mut self, mut served: Pin<&mut C>)
     where
         C: Served,
     {
@@ -258,8 +221,7 @@ impl<'p> Conn<'p> {
         if closing {
             served.as_mut().shut();
         }
-        let park_after = PARK_AFTER.min(self.lp.limits.header_read_timeout.0 / 2);
-        let every = (idle / 2).min(park_after / 2).clamp(Duration::from_millis(10), CHECK_EVERY);
+        let every = (idle / 2).clamp(Duration::from_millis(10), CHECK_EVERY);
         let mut check = tokio::time::interval_at(Instant::now() + every, every);
         let first_request = tokio::time::sleep(self.lp.limits.header_read_timeout.0);
         tokio::pin!(first_request);
@@ -269,7 +231,7 @@ impl<'p> Conn<'p> {
                     if let Err(e) = res {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
-                    return Ended::Closed;
+                    return;
                 }
                 _ = self.stop.changed(), if !closing => {
                     closing = true;
@@ -288,11 +250,6 @@ impl<'p> Conn<'p> {
                     if quiet >= idle {
                         closing = true;
                         served.as_mut().shut();
-                    } else if quiet >= park_after
-                        && !self.activity.unflushed.load(Ordering::Relaxed)
-                        && may_park(self)
-                    {
-                        return Ended::Park;
                     }
                 }
             }
@@ -329,22 +286,15 @@ where
     }
 }
 
-/// A plain connection's socket, with bytes hyper had read but not used
-/// (served first), and a note of whether hyper's last write went out whole.
-struct ParkableIo {
+/// A plain connection's socket, with bytes already read from it that are
+/// served first (the start of an HTTP/2 preface, or what `h1` read before
+/// handing an upgrade over).
+struct PrefixedIo {
     stream: TcpStream,
     prefix: Bytes,
-    activity: Arc<Activity>,
 }
 
-impl ParkableIo {
-    fn note_write(&self, result: &Poll<std::io::Result<usize>>, wanted: usize) {
-        let whole = matches!(result, Poll::Ready(Ok(n)) if *n == wanted);
-        self.activity.unflushed.store(!whole, Ordering::Relaxed);
-    }
-}
-
-impl AsyncRead for ParkableIo {
+impl AsyncRead for PrefixedIo {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         if !self.prefix.is_empty() {
             let n = self.prefix.len().min(buf.remaining());
@@ -356,11 +306,9 @@ impl AsyncRead for ParkableIo {
     }
 }
 
-impl AsyncWrite for ParkableIo {
+impl AsyncWrite for PrefixedIo {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        let result = Pin::new(&mut self.stream).poll_write(cx, buf);
-        self.note_write(&result, buf.len());
-        result
+        Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -368,9 +316,7 @@ impl AsyncWrite for ParkableIo {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        let result = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
-        self.note_write(&result, bufs.iter().map(|b| b.len()).sum());
-        result
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {

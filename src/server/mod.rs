@@ -8,7 +8,9 @@
 //! shutdown: GOAWAY / `Connection: close`, in-flight requests finish) and its
 //! own idleness (`limits.idle_timeout`).
 
+pub mod body;
 mod conn;
+mod h1;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -23,6 +25,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::plan::Plan;
 
+pub use body::ClientBody;
 pub use tls::ClientIdentity;
 
 /// What every connection shares: the current plan (swapped on reload).

@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version, request};
 
+use crate::http::decode::{content_length, trim};
 use crate::http::hop_by_hop;
 
 /// Response heads larger than this are refused (NGINX's default
@@ -58,15 +59,7 @@ pub fn encode_head(parts: &request::Parts, authority: &str, framing: RequestFram
 /// Where each header of a head being parsed sits: name, value start and end.
 pub type Spans = Vec<(HeaderName, usize, usize)>;
 
-/// How the response body is delimited (RFC 9112 §6.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResponseFraming {
-    Empty,
-    Length(u64),
-    Chunked,
-    /// Until the upstream closes the connection.
-    UntilClose,
-}
+pub use crate::http::decode::Framing as ResponseFraming;
 
 /// A parsed response head.
 #[derive(Debug)]
@@ -202,35 +195,12 @@ fn framing(
         let clean = hop.chunked && !headers.contains_key(header::CONTENT_LENGTH);
         return Ok(if hop.chunked { (ResponseFraming::Chunked, clean) } else { (ResponseFraming::UntilClose, false) });
     }
-    let mut length: Option<u64> = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        // `Content-Length: 5, 5` and repeated lines are fine if they agree.
-        for part in value.as_bytes().split(|&b| b == b',') {
-            let n = parse_decimal(trim(part)).ok_or(HeadError::Malformed("bad Content-Length"))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(HeadError::Malformed("conflicting Content-Length values"));
-            }
-            length = Some(n);
-        }
-    }
+    let length = content_length(headers).map_err(HeadError::Malformed)?;
     Ok(match length {
         Some(0) => (ResponseFraming::Empty, true),
         Some(n) => (ResponseFraming::Length(n), true),
         None => (ResponseFraming::UntilClose, false),
     })
-}
-
-fn parse_decimal(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 19 {
-        return None;
-    }
-    digits.iter().try_fold(0u64, |n, &d| d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0')))
-}
-
-fn trim(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
-    &bytes[start..end]
 }
 
 #[cfg(test)]

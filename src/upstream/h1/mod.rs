@@ -15,7 +15,6 @@
 //! idempotent (what NGINX's `proxy_next_upstream error` does).
 
 mod codec;
-mod decode;
 
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -23,16 +22,17 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::{Method, Request, Response};
 use http_body::{Body as _, Frame, SizeHint};
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::http::decode::Decoder;
+use crate::http::write_queue::{MAX_SLICES, WriteQueue};
 use crate::proxy::RequestBody;
 use codec::{Head, RequestFraming};
-use decode::Decoder;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -132,7 +132,7 @@ impl H1Pool {
             };
             let mut exchange = Exchange {
                 conn: Some(conn),
-                queue: vec![head.clone()],
+                queue: WriteQueue::of(head.clone()),
                 body: (framing != RequestFraming::Empty).then_some(&mut body),
                 chunked: framing == RequestFraming::Chunked,
                 body_started: false,
@@ -208,7 +208,7 @@ fn lost(e: std::io::Error) -> Failure {
 struct Exchange<'a> {
     conn: Option<Conn>,
     /// Bytes to write, in order.
-    queue: Vec<Bytes>,
+    queue: WriteQueue,
     /// The request body, until it has been read to its end.
     body: Option<&'a mut RequestBody>,
     chunked: bool,
@@ -234,7 +234,7 @@ impl Exchange<'_> {
                     Poll::Ready(None) => {
                         self.body = None;
                         if self.chunked {
-                            self.queue.push(Bytes::from_static(b"0\r\n\r\n"));
+                            self.queue.push_last_chunk();
                         }
                     }
                     Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(Failure::Other(Box::new(e)))),
@@ -245,9 +245,7 @@ impl Exchange<'_> {
                             && !data.is_empty()
                         {
                             if self.chunked {
-                                self.queue.push(Bytes::from(format!("{:x}\r\n", data.len())));
-                                self.queue.push(data);
-                                self.queue.push(Bytes::from_static(b"\r\n"));
+                                self.queue.push_chunk(data);
                             } else {
                                 self.queue.push(data);
                             }
@@ -256,17 +254,14 @@ impl Exchange<'_> {
                 }
                 continue;
             }
-            let mut slices = [IoSlice::new(&[]); 16];
-            let count = slices.len().min(self.queue.len());
-            for (slice, bytes) in slices.iter_mut().zip(&self.queue) {
-                *slice = IoSlice::new(bytes);
-            }
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let count = self.queue.slices(&mut slices);
             match Pin::new(&mut conn.io).poll_write_vectored(cx, &slices[..count]) {
                 Poll::Pending => break,
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(lost(std::io::ErrorKind::BrokenPipe.into()))),
                 Poll::Ready(Ok(n)) => {
                     self.written = true;
-                    advance(&mut self.queue, n);
+                    self.queue.advance(n);
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(lost(e))),
             }
@@ -297,24 +292,6 @@ impl Exchange<'_> {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(lost(e))),
             }
         }
-    }
-}
-
-/// Drops the first `n` written bytes from the queue.
-fn advance(queue: &mut Vec<Bytes>, mut n: usize) {
-    let whole = queue.iter().take_while(|b| {
-        let fits = b.len() <= n;
-        if fits {
-            n -= b.len();
-        }
-        fits
-    });
-    let whole = whole.count();
-    queue.drain(..whole);
-    if n > 0
-        && let Some(first) = queue.first_mut()
-    {
-        first.advance(n);
     }
 }
 
@@ -389,21 +366,5 @@ impl http_body::Body for ResponseBody {
             Some(n) => SizeHint::with_exact(n),
             None => SizeHint::default(),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn advance_across_buffers() {
-        let mut q = vec![Bytes::from_static(b"abc"), Bytes::from_static(b"de"), Bytes::from_static(b"fgh")];
-        advance(&mut q, 4);
-        assert_eq!(q, vec![Bytes::from_static(b"e"), Bytes::from_static(b"fgh")]);
-        advance(&mut q, 1);
-        assert_eq!(q, vec![Bytes::from_static(b"fgh")]);
-        advance(&mut q, 3);
-        assert!(q.is_empty());
     }
 }

@@ -1,10 +1,19 @@
-//! Response body decoding: `Content-Length`, chunked (RFC 9112 §7.1) and
+//! HTTP/1.1 body decoding, for request bodies from clients and response
+//! bodies from upstreams: `Content-Length`, chunked (RFC 9112 §7.1) and
 //! until-close. A pure state machine over the connection's read buffer, so
 //! every split point of the input can be tested without a socket.
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::codec::ResponseFraming;
+/// How a message body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Until the peer closes the connection (responses only).
+    UntilClose,
+}
 
 /// A chunk-size line longer than this (extensions included) is refused.
 const MAX_CHUNK_LINE: usize = 4096;
@@ -32,12 +41,12 @@ pub enum Decoder {
 }
 
 impl Decoder {
-    pub fn new(framing: ResponseFraming) -> Decoder {
+    pub fn new(framing: Framing) -> Decoder {
         match framing {
-            ResponseFraming::Empty | ResponseFraming::Length(0) => Decoder::Done,
-            ResponseFraming::Length(n) => Decoder::Length(n),
-            ResponseFraming::Chunked => Decoder::ChunkSize,
-            ResponseFraming::UntilClose => Decoder::UntilClose,
+            Framing::Empty | Framing::Length(0) => Decoder::Done,
+            Framing::Length(n) => Decoder::Length(n),
+            Framing::Chunked => Decoder::ChunkSize,
+            Framing::UntilClose => Decoder::UntilClose,
         }
     }
 
@@ -114,6 +123,37 @@ impl Decoder {
     }
 }
 
+/// The body length that `Content-Length` declares, if any. `5, 5` and
+/// repeated lines are fine if they agree (RFC 9110 §8.6); anything else
+/// that is not one decimal number is an error (a smuggling sign).
+pub fn content_length(headers: &http::HeaderMap) -> Result<Option<u64>, &'static str> {
+    let mut length: Option<u64> = None;
+    for value in headers.get_all(http::header::CONTENT_LENGTH) {
+        for part in value.as_bytes().split(|&b| b == b',') {
+            let n = parse_decimal(trim(part)).ok_or("bad Content-Length")?;
+            if length.is_some_and(|l| l != n) {
+                return Err("conflicting Content-Length values");
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length)
+}
+
+fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0')))
+}
+
+/// `bytes` without leading and trailing whitespace.
+pub fn trim(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    &bytes[start..end]
+}
+
 /// Up to `n` bytes from the front of `buf` (none if it is empty).
 fn take_up_to(buf: &mut BytesMut, n: u64) -> Bytes {
     let take = n.min(buf.len() as u64) as usize;
@@ -151,7 +191,7 @@ mod tests {
     use super::*;
 
     /// Feeds `input` split at every position and collects the body.
-    fn decode_all(framing: ResponseFraming, input: &[u8]) -> Result<(Vec<u8>, Vec<u8>), DecodeError> {
+    fn decode_all(framing: Framing, input: &[u8]) -> Result<(Vec<u8>, Vec<u8>), DecodeError> {
         let mut result = None;
         for split in 0..=input.len() {
             let mut decoder = Decoder::new(framing);
@@ -179,17 +219,17 @@ mod tests {
 
     #[test]
     fn length_leaves_what_follows() {
-        let (body, rest) = decode_all(ResponseFraming::Length(5), b"helloHTTP").unwrap();
+        let (body, rest) = decode_all(Framing::Length(5), b"helloHTTP").unwrap();
         assert_eq!((&body[..], &rest[..]), (&b"hello"[..], &b"HTTP"[..]));
-        assert_eq!(decode_all(ResponseFraming::Length(5), b"hel"), Err(DecodeError::Truncated));
+        assert_eq!(decode_all(Framing::Length(5), b"hel"), Err(DecodeError::Truncated));
     }
 
     #[test]
     fn chunked_with_extensions_and_trailers() {
         let input = b"5;name=v\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: 1\r\n\r\nNEXT";
-        let (body, rest) = decode_all(ResponseFraming::Chunked, input).unwrap();
+        let (body, rest) = decode_all(Framing::Chunked, input).unwrap();
         assert_eq!((&body[..], &rest[..]), (&b"hello world"[..], &b"NEXT"[..]));
-        let (body, _) = decode_all(ResponseFraming::Chunked, b"A\r\n0123456789\r\n0\r\n\r\n").unwrap();
+        let (body, _) = decode_all(Framing::Chunked, b"A\r\n0123456789\r\n0\r\n\r\n").unwrap();
         assert_eq!(body, b"0123456789");
     }
 
@@ -203,15 +243,15 @@ mod tests {
             b"-1\r\n",
             b"5\r\nhel",
         ] {
-            assert!(decode_all(ResponseFraming::Chunked, bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(decode_all(Framing::Chunked, bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
         let long = format!("1;{}\r\n", "x".repeat(MAX_CHUNK_LINE));
-        assert!(decode_all(ResponseFraming::Chunked, long.as_bytes()).is_err());
+        assert!(decode_all(Framing::Chunked, long.as_bytes()).is_err());
     }
 
     #[test]
     fn until_close_takes_everything() {
-        let (body, _) = decode_all(ResponseFraming::UntilClose, b"all of it").unwrap();
+        let (body, _) = decode_all(Framing::UntilClose, b"all of it").unwrap();
         assert_eq!(body, b"all of it");
     }
 }

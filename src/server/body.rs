@@ -1,0 +1,50 @@
+//! The request body as a client connection delivers it: from hyper (HTTP/2,
+//! TLS, upgrades) or from our own HTTP/1.1 codec on plain listeners. The
+//! engine sees one type (an enum, no allocation per request).
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+
+use super::h1::BodyReader;
+use crate::proxy::error::BoxError;
+
+#[derive(Debug)]
+pub enum ClientBody {
+    /// The request has no body.
+    Empty,
+    Hyper(Incoming),
+    H1(BodyReader),
+}
+
+impl http_body::Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ClientBody::Empty => Poll::Ready(None),
+            ClientBody::Hyper(inner) => Pin::new(inner).poll_frame(cx).map_err(Into::into),
+            ClientBody::H1(inner) => Pin::new(inner).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Empty => true,
+            ClientBody::Hyper(inner) => inner.is_end_stream(),
+            ClientBody::H1(inner) => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Empty => SizeHint::with_exact(0),
+            ClientBody::Hyper(inner) => inner.size_hint(),
+            ClientBody::H1(inner) => inner.size_hint(),
+        }
+    }
+}

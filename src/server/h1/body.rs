@@ -1,0 +1,153 @@
+//! A request body read straight from the client's socket, on its way to
+//! the engine (and the upstream), while the connection waits for the
+//! response.
+//!
+//! The body and its connection share one small state behind a mutex (taken
+//! once per poll, never contended: both run on the connection's task unless
+//! an HTTPS upstream's client reads the body from its own). When the
+//! response is done the connection takes the state back: what the body read
+//! beyond its end (a pipelined request) returns to the connection, and a
+//! body still being read stops (its reader sees an error).
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, ready};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Frame, SizeHint};
+use tokio::net::TcpStream;
+
+use crate::http::decode::{Decoder, Framing};
+use crate::proxy::error::BoxError;
+
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+/// Bytes asked of the socket per read of body data.
+const READ_CHUNK: usize = 16 * 1024;
+
+#[derive(Debug)]
+struct State {
+    buf: BytesMut,
+    decoder: Decoder,
+    /// Bytes of `100 Continue` already written, while one is owed.
+    continue_sent: Option<usize>,
+    /// The connection took the socket back: no more reading.
+    reclaimed: bool,
+}
+
+/// The engine's side: an `http_body::Body`.
+#[derive(Debug)]
+pub struct BodyReader {
+    stream: Arc<TcpStream>,
+    state: Arc<Mutex<State>>,
+}
+
+/// The connection's side of the same body.
+#[derive(Debug)]
+pub struct BodyHandle {
+    state: Arc<Mutex<State>>,
+}
+
+/// A body of `framing` whose first bytes are `buf`. `expect_continue`: the
+/// client waits for `100 Continue`, sent when the body is first read.
+pub fn new(stream: Arc<TcpStream>, buf: BytesMut, framing: Framing, expect_continue: bool) -> (BodyReader, BodyHandle) {
+    let state =
+        State { buf, decoder: Decoder::new(framing), continue_sent: expect_continue.then_some(0), reclaimed: false };
+    let state = Arc::new(Mutex::new(state));
+    (BodyReader { stream, state: state.clone() }, BodyHandle { state })
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl BodyHandle {
+    /// Whether the body has been read to its end. If not, reads what is
+    /// already buffered (a small body the engine never asked for) and
+    /// discards it; a `100 Continue` still owed is never sent.
+    pub fn finish_buffered(&self) -> bool {
+        let mut state = lock(&self.state);
+        state.continue_sent = None;
+        let state = &mut *state;
+        while let Ok(Some(_)) = state.decoder.decode(&mut state.buf) {}
+        state.decoder.is_done()
+    }
+
+    /// Takes the connection's buffer back (what follows the body) and stops
+    /// the reader. `None` if the body did not end: the connection cannot be reused.
+    pub fn reclaim(self) -> Option<BytesMut> {
+        let mut state = lock(&self.state);
+        state.reclaimed = true;
+        state.decoder.is_done().then(|| std::mem::take(&mut state.buf))
+    }
+}
+
+impl State {
+    /// Writes what is owed of `100 Continue`.
+    fn poll_continue(&mut self, stream: &TcpStream, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        while let Some(sent) = self.continue_sent {
+            if sent == CONTINUE.len() {
+                self.continue_sent = None;
+                break;
+            }
+            ready!(stream.poll_write_ready(cx))?;
+            match stream.try_write(&CONTINUE[sent..]) {
+                Ok(n) => self.continue_sent = Some(sent + n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl http_body::Body for BodyReader {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let mut state = lock(&this.state);
+        let state = &mut *state;
+        loop {
+            if state.reclaimed {
+                return Poll::Ready(Some(Err("the request is over: its body can no longer be read".into())));
+            }
+            match state.decoder.decode(&mut state.buf) {
+                Err(e) => return Poll::Ready(Some(Err(Box::new(e)))),
+                Ok(Some(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                Ok(None) if state.decoder.is_done() => return Poll::Ready(None),
+                Ok(None) => {}
+            }
+            if let Err(e) = ready!(state.poll_continue(&this.stream, cx)) {
+                return Poll::Ready(Some(Err(Box::new(e))));
+            }
+            if let Err(e) = ready!(this.stream.poll_read_ready(cx)) {
+                return Poll::Ready(Some(Err(Box::new(e))));
+            }
+            if state.buf.capacity() - state.buf.len() < 1024 {
+                state.buf.reserve(READ_CHUNK);
+            }
+            match this.stream.try_read_buf(&mut state.buf) {
+                Ok(0) => {
+                    if let Err(e) = state.decoder.eof() {
+                        return Poll::Ready(Some(Err(Box::new(e))));
+                    }
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Some(Err(Box::new(e)))),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        lock(&self.state).decoder.is_done()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match lock(&self.state).decoder.remaining() {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! Our own HTTP/1.1 server for plain connections: read a head, run the
+//! engine, write the response, and again, until the client leaves, the
+//! connection idles out or the listener stops.
+//!
+//! Written by hand because this is the gateway's hot path (as the upstream
+//! client in `upstream::h1` is): hyper's server connection costs a
+//! dispatcher, a header timer reset per request and a second copy of every
+//! header on the way out. Here a head is parsed in place from memory that
+//! the header values then share, and a response is one `writev` of its head
+//! and the body bytes already at hand.
+//!
+//! Upgrades (`Upgrade`, `CONNECT`) are handed to hyper with the bytes read
+//! so far; TLS and HTTP/2 connections are hyper's too (`server/conn.rs`).
+//!
+//! ```text
+//! wait (idle_timeout; header_read_timeout once a head has begun) ─► parse head ─► 400/414/431/501 + close
+//!   ─► proxy::handle (watching for the client leaving) ─► write head + body ─► keep-alive? loop : close
+//! ```
+
+mod body;
+mod head;
+mod response;
+mod write;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::Request;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
+
+pub use body::BodyReader;
+
+use super::Shared;
+use super::body::ClientBody;
+use crate::http::decode::Framing;
+use crate::plan::ListenerPlan;
+use crate::proxy::{self, ConnInfo};
+use head::{HeadLimits, Parsed};
+use response::Exchange;
+
+/// Reads of request heads take memory from a per-thread slab in pieces of
+/// this size or more: the header values of a request share it, and an idle
+/// connection holds none (NGINX also frees an idle connection's buffers).
+const SLAB: usize = 64 * 1024;
+/// A read is given at least this much room.
+const MIN_READ: usize = 4 * 1024;
+
+/// What a connection needs from the listener that accepted it.
+pub(super) struct Ctx<'a> {
+    pub info: &'a Arc<ConnInfo>,
+    pub lp: &'a ListenerPlan,
+    pub shared: &'a Arc<Shared>,
+    pub stop: &'a mut watch::Receiver<bool>,
+    /// When the connection was accepted.
+    pub started: Instant,
+}
+
+/// How a connection ended.
+pub(super) enum Exit {
+    Closed,
+    /// A request hyper must serve (an upgrade): the socket and every byte
+    /// read from it that has not been served.
+    HandOff(TcpStream, Bytes),
+}
+
+/// Serves a plain HTTP/1.1 connection whose first bytes, already read, are `first`.
+pub(super) async fn serve(stream: TcpStream, first: &[u8], cx: Ctx<'_>) -> Exit {
+    let conn = Conn::new(Arc::new(stream), first, &cx);
+    let timer = Timer::new(cx.started + cx.lp.limits.header_read_timeout.0);
+    conn.run(cx, timer).await
+}
+
+enum Wait {
+    Readable,
+    Timeout,
+    Stop,
+}
+
+struct Conn {
+    stream: Arc<TcpStream>,
+    /// Bytes read and not yet served: a partial head, or a pipelined request.
+    buf: BytesMut,
+    spans: head::Spans,
+    limits: HeadLimits,
+    header_timeout: Duration,
+    idle_timeout: Duration,
+    /// When the head being read began to arrive (set once a read leaves it partial).
+    head_since: Option<Instant>,
+    /// When the connection last became idle (None: now, when it is first needed).
+    idle_since: Option<Instant>,
+    /// The listener is stopping: finish the current request, then close.
+    closing: bool,
+}
+
+impl Conn {
+    fn new(stream: Arc<TcpStream>, first: &[u8], cx: &Ctx<'_>) -> Conn {
+        let limits = &cx.lp.limits;
+        Conn {
+            stream,
+            buf: BytesMut::from(first),
+            spans: Vec::new(),
+            limits: HeadLimits {
+                max_size: (limits.max_header_size.0 as usize).clamp(1 << 10, 1 << 20),
+                max_headers: limits.max_headers,
+            },
+            header_timeout: limits.header_read_timeout.0,
+            idle_timeout: limits.idle_timeout.0,
+            // The first head is timed from the connection's start.
+            head_since: Some(cx.started),
+            idle_since: Some(cx.started),
+            closing: *cx.stop.borrow(),
+        }
+    }
+
+    async fn run(mut self, cx: Ctx<'_>, mut timer: Timer) -> Exit {
+        let Ctx { info, shared, stop, .. } = cx;
+        loop {
+            let head = loop {
+                if !self.buf.is_empty() {
+                    match head::parse(&mut self.buf, self.limits, &mut self.spans) {
+                        Ok(Parsed::Complete(head)) => break head,
+                        Ok(Parsed::HandOff) => return self.hand_off(),
+                        Ok(Parsed::Partial) => {
+                            self.head_since.get_or_insert_with(Instant::now);
+                        }
+                        Err(e) => {
+                            let plan = shared.plan.load();
+                            let resp = proxy::refuse(&plan, info, e.status(), &e.to_string());
+                            self.respond_and_close(resp, &mut timer).await;
+                            return Exit::Closed;
+                        }
+                    }
+                } else if self.closing {
+                    return Exit::Closed;
+                }
+                let deadline = match self.head_since {
+                    Some(since) if !self.buf.is_empty() => since + self.header_timeout,
+                    _ => *self.idle_since.get_or_insert_with(Instant::now) + self.idle_timeout,
+                };
+                match self.wait_readable(&mut timer, deadline, stop).await {
+                    Wait::Readable => {}
+                    Wait::Timeout => return Exit::Closed,
+                    Wait::Stop => {
+                        self.closing = true;
+                        continue;
+                    }
+                }
+                match self.read() {
+                    Ok(0) => return Exit::Closed,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return Exit::Closed,
+                }
+            };
+            self.head_since = None;
+
+            let head::Head { parts, framing, keep_alive, expect_continue } = head;
+            let method = parts.method.clone();
+            let version = parts.version;
+            let (body, handle) = if framing == Framing::Empty {
+                (ClientBody::Empty, None)
+            } else {
+                let rest = std::mem::take(&mut self.buf);
+                let (reader, handle) = body::new(self.stream.clone(), rest, framing, expect_continue);
+                (ClientBody::H1(reader), Some(handle))
+            };
+            let req = Request::from_parts(parts, body);
+            let plan = shared.plan.load_full();
+            // Boxed: an idle connection's task keeps no room for a request.
+            let handled = Box::pin(proxy::handle(&plan, info, req));
+            let resp = if handle.is_none() {
+                match self.unless_client_leaves(handled).await {
+                    Some(resp) => resp,
+                    None => return Exit::Closed,
+                }
+            } else {
+                handled.await
+            };
+
+            // A body the engine did not read to its end (an early answer)
+            // leaves the connection unusable, unless it was all buffered.
+            let body_done = handle.as_ref().is_none_or(|h| h.finish_buffered());
+            let stopping = self.closing || stop.has_changed().unwrap_or(true);
+            let x = Exchange { method: &method, version, keep_alive: keep_alive && body_done && !stopping };
+            let reusable = match write::response(&self.stream, resp, &x, &mut timer, self.idle_timeout).await {
+                Ok(reusable) => reusable && x.keep_alive,
+                Err(_) => return Exit::Closed,
+            };
+            if let Some(handle) = handle {
+                match handle.reclaim() {
+                    Some(rest) => self.buf = rest,
+                    None => {
+                        write::close(&self.stream, true).await;
+                        return Exit::Closed;
+                    }
+                }
+            }
+            if !reusable {
+                write::close(&self.stream, false).await;
+                return Exit::Closed;
+            }
+            self.idle_since = None;
+            if self.buf.is_empty() {
+                // Gives the slab piece back while the connection idles.
+                self.buf = BytesMut::new();
+            }
+        }
+    }
+
+    /// Runs `handled` to its end, unless the client closes its side first
+    /// (the upstream request is then dropped, as NGINX does). Bytes of a
+    /// pipelined next request are kept, up to the head limit.
+    async fn unless_client_leaves<F: Future>(&mut self, handled: F) -> Option<F::Output> {
+        let stream = self.stream.clone();
+        let max = self.limits.max_size;
+        let buf = &mut self.buf;
+        let watch = async move {
+            loop {
+                if buf.len() > max || stream.readable().await.is_err() {
+                    return std::future::pending::<()>().await;
+                }
+                if buf.capacity() - buf.len() < MIN_READ {
+                    buf.reserve(MIN_READ);
+                }
+                match stream.try_read_buf(buf) {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
+                }
+            }
+        };
+        tokio::select! {
+            biased;
+            resp = handled => Some(resp),
+            () = watch => None,
+        }
+    }
+
+    /// Reads what the socket has. An empty buffer takes its room from the
+    /// thread's slab (no allocation per request); a partial head grows its own.
+    fn read(&mut self) -> std::io::Result<usize> {
+        if !self.buf.is_empty() {
+            if self.buf.capacity() - self.buf.len() < MIN_READ {
+                self.buf.reserve(MIN_READ);
+            }
+            return self.stream.try_read_buf(&mut self.buf);
+        }
+        SLAB_BUF.with(|slab| {
+            let mut slab = slab.borrow_mut();
+            if slab.capacity() - slab.len() < MIN_READ {
+                *slab = BytesMut::with_capacity(SLAB);
+            }
+            let n = self.stream.try_read_buf(&mut *slab)?;
+            self.buf = slab.split();
+            Ok(n)
+        })
+    }
+
+    async fn wait_readable(&self, timer: &mut Timer, deadline: Instant, stop: &mut watch::Receiver<bool>) -> Wait {
+        let closing = self.closing;
+        tokio::select! {
+            biased;
+            ready = self.stream.readable() => if ready.is_ok() { Wait::Readable } else { Wait::Timeout },
+            _ = stop.changed(), if !closing => Wait::Stop,
+            () = timer.until(deadline) => Wait::Timeout,
+        }
+    }
+
+    async fn respond_and_close(&self, resp: http::Response<proxy::Body>, timer: &mut Timer) {
+        let x = Exchange { method: &http::Method::GET, version: http::Version::HTTP_11, keep_alive: false };
+        if write::response(&self.stream, resp, &x, timer, self.idle_timeout).await.is_ok() {
+            // The client may be sending a body behind the head we refused.
+            write::close(&self.stream, true).await;
+        }
+    }
+
+    fn hand_off(self) -> Exit {
+        let buffered = self.buf.freeze();
+        match Arc::try_unwrap(self.stream) {
+            Ok(stream) => Exit::HandOff(stream, buffered),
+            // No body reader exists between requests: cannot happen.
+            Err(_) => Exit::Closed,
+        }
+    }
+}
+
+thread_local! {
+    static SLAB_BUF: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
+}
+
+/// One timer per connection, moved lazily: a later deadline costs nothing
+/// until the earlier one fires (then it is re-armed once), so the common
+/// request-after-request path never touches the timer wheel.
+pub(super) struct Timer {
+    sleep: Pin<Box<Sleep>>,
+    armed: Instant,
+}
+
+impl Timer {
+    fn new(deadline: Instant) -> Timer {
+        Timer { sleep: Box::pin(tokio::time::sleep_until(deadline)), armed: deadline }
+    }
+
+    /// Completes at `deadline`.
+    pub(super) async fn until(&mut self, deadline: Instant) {
+        std::future::poll_fn(|cx| self.poll_until(deadline, cx)).await
+    }
+
+    fn poll_until(&mut self, deadline: Instant, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            if self.armed > deadline {
+                self.sleep.as_mut().reset(deadline);
+                self.armed = deadline;
+            }
+            std::task::ready!(self.sleep.as_mut().poll(cx));
+            if Instant::now() >= deadline {
+                return Poll::Ready(());
+            }
+            self.sleep.as_mut().reset(deadline);
+            self.armed = deadline;
+        }
+    }
+}

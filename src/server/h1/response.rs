@@ -1,0 +1,217 @@
+//! Response heads on plain HTTP/1.1 connections: the status line, the
+//! headers as the engine left them, `Date`, and the framing headers this
+//! connection needs (RFC 9112 §6: `Content-Length`, chunked for a body of
+//! unknown length, or close-delimited for an HTTP/1.0 client).
+
+use std::cell::RefCell;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::header::{self, HeaderMap};
+use http::{Method, StatusCode, Version};
+
+/// How the body goes on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body bytes at all (HEAD, 204, 304, 1xx), whatever the headers say.
+    None,
+    Length(u64),
+    Chunked,
+    /// Until the connection closes (an HTTP/1.0 client, unknown length).
+    Close,
+}
+
+/// What the request said that shapes the response's head.
+#[derive(Debug, Clone, Copy)]
+pub struct Exchange<'a> {
+    pub method: &'a Method,
+    pub version: Version,
+    /// The connection stays open after this response.
+    pub keep_alive: bool,
+}
+
+/// Picks the body's framing. `declared` is the response's valid
+/// `Content-Length`, `exact` the body's own exact size when it knows it.
+pub fn body_framing(x: &Exchange<'_>, status: StatusCode, declared: Option<u64>, exact: Option<u64>) -> BodyFraming {
+    if *x.method == Method::HEAD || status.is_informational() || status == StatusCode::NO_CONTENT {
+        return BodyFraming::None;
+    }
+    if status == StatusCode::NOT_MODIFIED {
+        return BodyFraming::None;
+    }
+    match declared.or(exact) {
+        Some(n) => BodyFraming::Length(n),
+        None if x.version == Version::HTTP_11 => BodyFraming::Chunked,
+        None => BodyFraming::Close,
+    }
+}
+
+/// Writes the status line and headers. `framing` decides the length
+/// headers: a `Content-Length` already there is kept when it matches, and
+/// framing headers the engine might have left are dropped.
+pub fn encode_head(
+    x: &Exchange<'_>,
+    status: StatusCode,
+    headers: &HeaderMap,
+    framing: BodyFraming,
+    exact: Option<u64>,
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut wrote_date = false;
+    for (name, value) in headers {
+        if name == header::CONTENT_LENGTH {
+            // Written below from the framing (a 204 carries none; HEAD and 304 keep it).
+            if matches!(framing, BodyFraming::Length(_) | BodyFraming::Chunked | BodyFraming::Close)
+                || status == StatusCode::NO_CONTENT
+                || status.is_informational()
+            {
+                continue;
+            }
+        } else if name == header::TRANSFER_ENCODING || name == header::CONNECTION {
+            continue;
+        } else if name == header::DATE {
+            wrote_date = true;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        BodyFraming::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(itoa(n, &mut [0; 20]));
+            out.extend_from_slice(b"\r\n");
+        }
+        BodyFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        // A HEAD answer tells the length a GET would get, when it is known.
+        BodyFraming::None if *x.method == Method::HEAD && !headers.contains_key(header::CONTENT_LENGTH) => {
+            if let Some(n) = exact.filter(|&n| n > 0) {
+                out.extend_from_slice(b"content-length: ");
+                out.extend_from_slice(itoa(n, &mut [0; 20]));
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        BodyFraming::None | BodyFraming::Close => {}
+    }
+    if !wrote_date {
+        out.extend_from_slice(b"date: ");
+        with_date(|d| out.extend_from_slice(d));
+        out.extend_from_slice(b"\r\n");
+    }
+    if !x.keep_alive || framing == BodyFraming::Close {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if x.version == Version::HTTP_10 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The decimal digits of `n`, formatted into `buf`.
+fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+thread_local! {
+    /// The `Date` value for the current second, formatted once a second.
+    static DATE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
+}
+
+/// Calls `f` with the current IMF-fixdate (RFC 9110 §5.6.7).
+fn with_date(f: impl FnOnce(&[u8])) {
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != secs {
+            let text = httpdate::fmt_http_date(now);
+            if text.len() == cached.1.len() {
+                cached.1.copy_from_slice(text.as_bytes());
+                cached.0 = secs;
+            }
+        }
+        f(&cached.1)
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    const GET11: Exchange<'static> = Exchange { method: &Method::GET, version: Version::HTTP_11, keep_alive: true };
+
+    fn encode(x: &Exchange<'_>, status: StatusCode, headers: &HeaderMap, exact: Option<u64>) -> String {
+        let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+        let framing = body_framing(x, status, declared, exact);
+        let mut out = Vec::new();
+        encode_head(x, status, headers, framing, exact, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn length_date_and_order() {
+        let mut h = HeaderMap::new();
+        h.insert("x-a", HeaderValue::from_static("1"));
+        let text = encode(&GET11, StatusCode::OK, &h, Some(2));
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\nx-a: 1\r\ncontent-length: 2\r\ndate: "), "{text}");
+        assert!(text.ends_with(" GMT\r\n\r\n"), "{text}");
+        // An upstream's own Date and length are kept.
+        h.insert(header::DATE, HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("7"));
+        let text = encode(&GET11, StatusCode::OK, &h, None);
+        assert_eq!(text.matches("date:").count(), 1, "{text}");
+        assert!(text.contains("content-length: 7\r\n"), "{text}");
+    }
+
+    #[test]
+    fn unknown_length_is_chunked_or_closes() {
+        let text = encode(&GET11, StatusCode::OK, &HeaderMap::new(), None);
+        assert!(text.contains("transfer-encoding: chunked\r\n"), "{text}");
+        let old = Exchange { version: Version::HTTP_10, keep_alive: true, ..GET11 };
+        let text = encode(&old, StatusCode::OK, &HeaderMap::new(), None);
+        assert!(!text.contains("chunked") && text.contains("connection: close\r\n"), "{text}");
+        let text = encode(&old, StatusCode::OK, &HeaderMap::new(), Some(0));
+        assert!(text.contains("connection: keep-alive\r\n"), "{text}");
+    }
+
+    #[test]
+    fn bodiless_statuses_and_head() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("10"));
+        let text = encode(&GET11, StatusCode::NO_CONTENT, &h, None);
+        assert!(!text.contains("content-length"), "{text}");
+        let text = encode(&GET11, StatusCode::NOT_MODIFIED, &h, None);
+        assert!(text.contains("content-length: 10\r\n"), "{text}");
+        let head = Exchange { method: &Method::HEAD, ..GET11 };
+        assert_eq!(body_framing(&head, StatusCode::OK, Some(10), None), BodyFraming::None);
+        let text = encode(&head, StatusCode::OK, &HeaderMap::new(), Some(5));
+        assert!(text.contains("content-length: 5\r\n"), "{text}");
+    }
+
+    #[test]
+    fn closing_connections_say_so() {
+        let x = Exchange { keep_alive: false, ..GET11 };
+        let text = encode(&x, StatusCode::OK, &HeaderMap::new(), Some(0));
+        assert!(text.contains("connection: close\r\n"), "{text}");
+    }
+
+    #[test]
+    fn digits() {
+        assert_eq!(itoa(0, &mut [0; 20]), b"0");
+        assert_eq!(itoa(1234567890, &mut [0; 20]), b"1234567890");
+        assert_eq!(itoa(u64::MAX, &mut [0; 20]), b"18446744073709551615");
+    }
+}

@@ -1,0 +1,160 @@
+//! Writing a response on a plain HTTP/1.1 connection: the head and the
+//! body bytes already at hand go out in one `writev`; the rest streams as
+//! it comes, framed as `response::body_framing` decided. A client that
+//! stops reading for `stall` is cut off.
+
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Response;
+use http_body::Body as _;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::Timer;
+use super::response::{self, BodyFraming, Exchange};
+use crate::http::decode::content_length;
+use crate::http::write_queue::{MAX_SLICES, WriteQueue};
+use crate::proxy::Body;
+
+/// Queued body bytes that are written without waiting for more.
+const FLUSH_AT: usize = 64 * 1024;
+/// How long a closing connection reads (and drops) what the client still
+/// sends, so that it gets our answer instead of a reset.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_MAX: usize = 1 << 20;
+
+/// Writes `resp`. `Ok(true)`: the body went out whole and delimited, so
+/// the connection can carry another request.
+pub async fn response(
+    stream: &TcpStream,
+    resp: Response<Body>,
+    x: &Exchange<'_>,
+    timer: &mut Timer,
+    stall: Duration,
+) -> std::io::Result<bool> {
+    let (parts, mut body) = resp.into_parts();
+    let declared = content_length(&parts.headers).ok().flatten();
+    let exact = body.size_hint().exact();
+    let framing = response::body_framing(x, parts.status, declared, exact);
+    let mut head = Vec::with_capacity(256 + parts.headers.len() * 40);
+    response::encode_head(x, parts.status, &parts.headers, framing, exact, &mut head);
+    drop(parts);
+    let mut out = WriteQueue::of(Bytes::from(head));
+    let mut left = match framing {
+        BodyFraming::None => {
+            drop(body);
+            flush(stream, &mut out, timer, stall).await?;
+            return Ok(true);
+        }
+        BodyFraming::Length(n) => Some(n),
+        BodyFraming::Chunked | BodyFraming::Close => None,
+    };
+    loop {
+        // Whatever the body has ready joins the queue; the queue is written
+        // when the body has nothing more at hand.
+        let step = std::future::poll_fn(|cx| match Pin::new(&mut body).poll_frame(cx) {
+            Poll::Ready(frame) => Poll::Ready(Some(frame)),
+            Poll::Pending if !out.is_empty() => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        })
+        .await;
+        match step {
+            None => flush(stream, &mut out, timer, stall).await?,
+            Some(None) => {
+                if framing == BodyFraming::Chunked {
+                    out.push_last_chunk();
+                }
+                flush(stream, &mut out, timer, stall).await?;
+                // Shorter than its declared length: the client must not wait for the rest.
+                return Ok(framing != BodyFraming::Close && left.is_none_or(|l| l == 0));
+            }
+            Some(Some(Err(e))) => {
+                tracing::debug!(error = %e, "response body failed; closing the connection");
+                flush(stream, &mut out, timer, stall).await?;
+                return Ok(false);
+            }
+            Some(Some(Ok(frame))) => {
+                // Trailers are not sent on HTTP/1.1 (NGINX does not either).
+                let Ok(mut data) = frame.into_data() else { continue };
+                match framing {
+                    BodyFraming::Chunked => out.push_chunk(data),
+                    BodyFraming::Length(_) => {
+                        let room = left.unwrap_or(0);
+                        let over = data.len() as u64 > room;
+                        if over {
+                            data.truncate(room as usize);
+                        }
+                        left = Some(room - data.len() as u64);
+                        out.push(data);
+                        if over {
+                            tracing::debug!("response body longer than its Content-Length; closing the connection");
+                            flush(stream, &mut out, timer, stall).await?;
+                            return Ok(false);
+                        }
+                    }
+                    BodyFraming::Close | BodyFraming::None => out.push(data),
+                }
+                if out.len() >= FLUSH_AT || out.count() >= MAX_SLICES {
+                    flush(stream, &mut out, timer, stall).await?;
+                }
+            }
+        }
+    }
+}
+
+/// Writes the whole queue; a client that takes nothing for `stall` is an error.
+async fn flush(stream: &TcpStream, out: &mut WriteQueue, timer: &mut Timer, stall: Duration) -> std::io::Result<()> {
+    while !out.is_empty() {
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let count = out.slices(&mut slices);
+        match stream.try_write_vectored(&slices[..count]) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => out.advance(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let deadline = Instant::now() + stall;
+                tokio::select! {
+                    biased;
+                    ready = stream.writable() => ready?,
+                    () = timer.until(deadline) => return Err(std::io::ErrorKind::TimedOut.into()),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Ends the connection: our side is shut at once; with `linger`, what the
+/// client still sends (a body we did not read) is read and dropped for a
+/// moment, so that closing does not reset the connection under our answer.
+pub async fn close(stream: &TcpStream, linger: bool) {
+    let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
+    if !linger {
+        return;
+    }
+    let discard = async {
+        let mut scratch = vec![0u8; 16 * 1024];
+        let mut total = 0;
+        loop {
+            if stream.readable().await.is_err() {
+                return;
+            }
+            match stream.try_read(&mut scratch) {
+                Ok(0) => return,
+                Ok(n) => {
+                    total += n;
+                    if total > LINGER_MAX {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, discard).await;
+}
