@@ -127,17 +127,44 @@ impl Decoder {
 /// repeated lines are fine if they agree (RFC 9110 §8.6); anything else
 /// that is not one decimal number is an error (a smuggling sign).
 pub fn content_length(headers: &http::HeaderMap) -> Result<Option<u64>, &'static str> {
-    let mut length: Option<u64> = None;
+    let mut length = DeclaredLength::default();
     for value in headers.get_all(http::header::CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|&b| b == b',') {
-            let n = parse_decimal(trim(part)).ok_or("bad Content-Length")?;
-            if length.is_some_and(|l| l != n) {
-                return Err("conflicting Content-Length values");
+        length.note(value.as_bytes());
+    }
+    length.result()
+}
+
+/// `Content-Length` lines, noted one by one while a head is parsed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DeclaredLength {
+    length: Option<u64>,
+    error: Option<&'static str>,
+}
+
+impl DeclaredLength {
+    pub fn note(&mut self, value: &[u8]) {
+        for part in value.split(|&b| b == b',') {
+            match parse_decimal(trim(part)) {
+                None => self.error = Some("bad Content-Length"),
+                Some(n) if self.length.is_some_and(|l| l != n) => {
+                    self.error = Some("conflicting Content-Length values");
+                }
+                Some(n) => self.length = Some(n),
             }
-            length = Some(n);
         }
     }
-    Ok(length)
+
+    /// Whether any line was noted.
+    pub fn is_present(&self) -> bool {
+        self.length.is_some() || self.error.is_some()
+    }
+
+    pub fn result(&self) -> Result<Option<u64>, &'static str> {
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(self.length),
+        }
+    }
 }
 
 fn parse_decimal(digits: &[u8]) -> Option<u64> {

@@ -4,7 +4,8 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-const FIXED: [HeaderName; 8] = [
+// A static, not a const: a const array is built and dropped at every use.
+static FIXED: [HeaderName; 9] = [
     header::CONNECTION,
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
@@ -13,11 +14,12 @@ const FIXED: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
     header::UPGRADE,
     HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
 ];
 
 /// A header that belongs to one connection (not counting names listed in `Connection`).
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
-    FIXED.contains(name) || name == "proxy-connection"
+    FIXED.contains(name)
 }
 
 /// Removes hop-by-hop headers. `TE: trailers` survives on requests, as it is
@@ -41,10 +43,7 @@ pub fn strip(headers: &mut HeaderMap, is_request: bool) {
     for name in listed {
         headers.remove(name);
     }
-    for name in &FIXED {
-        headers.remove(name);
-    }
-    headers.remove("proxy-connection");
+    crate::http::remove::remove_all(headers, &FIXED);
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }

@@ -16,7 +16,8 @@ pub struct WriteQueue {
 
 impl WriteQueue {
     pub fn new() -> WriteQueue {
-        WriteQueue::default()
+        // A head and a body piece or two, typically: no growth.
+        WriteQueue { bufs: Vec::with_capacity(4), len: 0 }
     }
 
     pub fn of(bytes: Bytes) -> WriteQueue {

@@ -97,10 +97,11 @@ pub(super) async fn forward(
     let req = Request::from_parts(parts, body);
     // Plain HTTP/1.1 targets: inline-driven pooled connections (no upgrades there).
     if let (Some(pool), None) = (&target.h1, &client_upgrade) {
-        let resp = match tokio::time::timeout(upstream.request_timeout, pool.send(req)).await {
-            Err(_) => return Err(GatewayError::UpstreamTimeout { upstream: upstream.name.clone() }),
-            Ok(Err(e)) => return Err(classify(upstream.name.clone(), e)),
-            Ok(Ok(r)) => r,
+        // The pool times the exchange itself (a lazily moved timer per
+        // connection, cheaper than a timeout future per request).
+        let resp = match pool.send(req, upstream.request_timeout).await {
+            Err(e) => return Err(classify(upstream.name.clone(), e)),
+            Ok(r) => r,
         };
         // The codec keeps hop-by-hop headers out of the response already.
         let (parts, inner) = resp.into_parts();

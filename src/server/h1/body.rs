@@ -127,7 +127,7 @@ impl http_body::Body for BodyReader {
             if state.buf.capacity() - state.buf.len() < 1024 {
                 state.buf.reserve(READ_CHUNK);
             }
-            match this.stream.try_read_buf(&mut state.buf) {
+            match super::read_buf(&this.stream, &mut state.buf) {
                 Ok(0) => {
                     if let Err(e) = state.decoder.eof() {
                         return Poll::Ready(Some(Err(Box::new(e))));

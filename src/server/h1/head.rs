@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Uri, Version, request};
 
-use crate::http::decode::{Framing, content_length, trim};
+use crate::http::decode::{DeclaredLength, Framing, trim};
 
 /// Header slots on the stack; a larger `max_headers` uses the heap.
 const STACK_HEADERS: usize = 128;
@@ -155,7 +155,8 @@ fn scan<'b>(
     spans.clear();
     let mut facts = Facts::default();
     for h in req.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| HeadError::Malformed("bad header name"))?;
+        let name =
+            crate::http::names::from_wire(h.name.as_bytes()).map_err(|_| HeadError::Malformed("bad header name"))?;
         if name == header::UPGRADE {
             return Ok(Scan::HandOff);
         }
@@ -187,7 +188,7 @@ fn build(buf: &mut BytesMut, line: Line, spans: &mut Spans) -> Result<Head, Head
     if facts.hosts > 1 {
         return Err(HeadError::Malformed("more than one Host header"));
     }
-    let framing = framing(&headers, &facts, version)?;
+    let framing = framing(&facts, version)?;
     let keep_alive = match version {
         Version::HTTP_10 => facts.keep_alive && !facts.close,
         _ => !facts.close,
@@ -214,6 +215,7 @@ struct Facts {
     chunked: usize,
     last_chunked: bool,
     other_coding: bool,
+    length: DeclaredLength,
     close: bool,
     keep_alive: bool,
     expect_continue: bool,
@@ -223,6 +225,8 @@ impl Facts {
     fn note(&mut self, name: &HeaderName, value: &[u8]) {
         if name == header::HOST {
             self.hosts += 1;
+        } else if name == header::CONTENT_LENGTH {
+            self.length.note(value);
         } else if name == header::TRANSFER_ENCODING {
             self.transfer_encoding = true;
             for coding in value.split(|&b| b == b',').map(trim).filter(|c| !c.is_empty()) {
@@ -248,12 +252,12 @@ impl Facts {
 }
 
 /// RFC 9112 §6.3, for requests: chunked, a length, or no body.
-fn framing(headers: &HeaderMap, facts: &Facts, version: Version) -> Result<Framing, HeadError> {
+fn framing(facts: &Facts, version: Version) -> Result<Framing, HeadError> {
     if facts.transfer_encoding {
         if version == Version::HTTP_10 {
             return Err(HeadError::Malformed("Transfer-Encoding in an HTTP/1.0 request"));
         }
-        if headers.contains_key(header::CONTENT_LENGTH) {
+        if facts.length.is_present() {
             return Err(HeadError::Malformed("both Transfer-Encoding and Content-Length"));
         }
         // Chunked exactly once and last, or the length cannot be known (400);
@@ -266,7 +270,7 @@ fn framing(headers: &HeaderMap, facts: &Facts, version: Version) -> Result<Frami
         }
         return Ok(Framing::Chunked);
     }
-    Ok(match content_length(headers).map_err(HeadError::Malformed)? {
+    Ok(match facts.length.result().map_err(HeadError::Malformed)? {
         None | Some(0) => Framing::Empty,
         Some(n) => Framing::Length(n),
     })

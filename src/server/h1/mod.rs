@@ -23,22 +23,22 @@ mod response;
 mod write;
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::Request;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 pub use body::BodyReader;
 
 use super::Shared;
 use super::body::ClientBody;
 use crate::http::decode::Framing;
+use crate::http::timer::LazyTimer as Timer;
 use crate::plan::ListenerPlan;
 use crate::proxy::{self, ConnInfo};
 use head::{HeadLimits, Parsed};
@@ -228,7 +228,7 @@ impl Conn {
                 if buf.capacity() - buf.len() < MIN_READ {
                     buf.reserve(MIN_READ);
                 }
-                match stream.try_read_buf(buf) {
+                match read_buf(&stream, buf) {
                     Ok(0) => return,
                     Ok(_) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -250,14 +250,14 @@ impl Conn {
             if self.buf.capacity() - self.buf.len() < MIN_READ {
                 self.buf.reserve(MIN_READ);
             }
-            return self.stream.try_read_buf(&mut self.buf);
+            return read_buf(&self.stream, &mut self.buf);
         }
         SLAB_BUF.with(|slab| {
             let mut slab = slab.borrow_mut();
             if slab.capacity() - slab.len() < MIN_READ {
                 *slab = BytesMut::with_capacity(SLAB);
             }
-            let n = self.stream.try_read_buf(&mut *slab)?;
+            let n = read_buf(&self.stream, &mut slab)?;
             self.buf = slab.split();
             Ok(n)
         })
@@ -291,40 +291,19 @@ impl Conn {
     }
 }
 
+/// `try_read_buf`, plus what tokio's own `poll_read` (and NGINX) do: a
+/// read that did not fill the room it was given drained the socket, so its
+/// readiness is cleared now instead of by a later read that would fail
+/// with `EAGAIN` (a wasted syscall per request).
+pub(super) fn read_buf(stream: &TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+    let room = buf.capacity() - buf.len();
+    let n = stream.try_read_buf(buf)?;
+    if n > 0 && n < room {
+        let _ = stream.try_io(Interest::READABLE, || Err::<(), _>(std::io::ErrorKind::WouldBlock.into()));
+    }
+    Ok(n)
+}
+
 thread_local! {
     static SLAB_BUF: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
-}
-
-/// One timer per connection, moved lazily: a later deadline costs nothing
-/// until the earlier one fires (then it is re-armed once), so the common
-/// request-after-request path never touches the timer wheel.
-pub(super) struct Timer {
-    sleep: Pin<Box<Sleep>>,
-    armed: Instant,
-}
-
-impl Timer {
-    fn new(deadline: Instant) -> Timer {
-        Timer { sleep: Box::pin(tokio::time::sleep_until(deadline)), armed: deadline }
-    }
-
-    /// Completes at `deadline`.
-    pub(super) async fn until(&mut self, deadline: Instant) {
-        std::future::poll_fn(|cx| self.poll_until(deadline, cx)).await
-    }
-
-    fn poll_until(&mut self, deadline: Instant, cx: &mut Context<'_>) -> Poll<()> {
-        loop {
-            if self.armed > deadline {
-                self.sleep.as_mut().reset(deadline);
-                self.armed = deadline;
-            }
-            std::task::ready!(self.sleep.as_mut().poll(cx));
-            if Instant::now() >= deadline {
-                return Poll::Ready(());
-            }
-            self.sleep.as_mut().reset(deadline);
-            self.armed = deadline;
-        }
-    }
 }

@@ -29,8 +29,8 @@ pub struct Exchange<'a> {
     pub keep_alive: bool,
 }
 
-/// Picks the body's framing. `declared` is the response's valid
-/// `Content-Length`, `exact` the body's own exact size when it knows it.
+/// Picks the body's framing. `exact` is the body's own exact size when it
+/// knows it, `declared` the response's valid `Content-Length`.
 pub fn body_framing(x: &Exchange<'_>, status: StatusCode, declared: Option<u64>, exact: Option<u64>) -> BodyFraming {
     if *x.method == Method::HEAD || status.is_informational() || status == StatusCode::NO_CONTENT {
         return BodyFraming::None;
@@ -38,7 +38,7 @@ pub fn body_framing(x: &Exchange<'_>, status: StatusCode, declared: Option<u64>,
     if status == StatusCode::NOT_MODIFIED {
         return BodyFraming::None;
     }
-    match declared.or(exact) {
+    match exact.or(declared) {
         Some(n) => BodyFraming::Length(n),
         None if x.version == Version::HTTP_11 => BodyFraming::Chunked,
         None => BodyFraming::Close,

@@ -37,8 +37,10 @@ pub async fn response(
     stall: Duration,
 ) -> std::io::Result<bool> {
     let (parts, mut body) = resp.into_parts();
-    let declared = content_length(&parts.headers).ok().flatten();
+    // The body's own size (an upstream body knows its Content-Length); the
+    // header is read only for a body that does not know it.
     let exact = body.size_hint().exact();
+    let declared = if exact.is_none() { content_length(&parts.headers).ok().flatten() } else { None };
     let framing = response::body_framing(x, parts.status, declared, exact);
     let mut head = Vec::with_capacity(256 + parts.headers.len() * 40);
     response::encode_head(x, parts.status, &parts.headers, framing, exact, &mut head);

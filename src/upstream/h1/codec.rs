@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version, request};
 
-use crate::http::decode::{content_length, trim};
+use crate::http::decode::{DeclaredLength, trim};
 use crate::http::hop_by_hop;
 
 /// Response heads larger than this are refused (NGINX's default
@@ -87,6 +87,9 @@ pub enum HeadError {
 /// `spans` is scratch space kept by the connection (no allocation per response).
 pub fn parse_head(buf: &mut BytesMut, method: &Method, spans: &mut Spans) -> Result<Option<Head>, HeadError> {
     loop {
+        if buf.is_empty() {
+            return Ok(None);
+        }
         // Uninitialised slots: initialising 128 headers would cost a 4 KiB memset per response.
         let mut slots = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut []);
@@ -115,11 +118,14 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method, spans: &mut Spans) -> Res
         spans.clear();
         let mut hop = HopByHop::default();
         for h in resp.headers.iter() {
-            let name =
-                HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| HeadError::Malformed("bad header name"))?;
+            let name = crate::http::names::from_wire(h.name.as_bytes())
+                .map_err(|_| HeadError::Malformed("bad header name"))?;
             if hop_by_hop::is_hop_by_hop(&name) {
                 hop.note(&name, h.value);
                 continue;
+            }
+            if name == header::CONTENT_LENGTH {
+                hop.length.note(h.value);
             }
             let start = h.value.as_ptr() as usize - base;
             spans.push((name, start, start + h.value.len()));
@@ -136,7 +142,7 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method, spans: &mut Spans) -> Res
         for name in &hop.listed {
             headers.remove(name);
         }
-        let (framing, delimited) = framing(&headers, &hop, status, method)?;
+        let (framing, delimited) = framing(&hop, status, method)?;
         let keep_alive = delimited && version == Version::HTTP_11 && !hop.close;
         return Ok(Some(Head { status, version, headers, framing, keep_alive }));
     }
@@ -152,6 +158,8 @@ struct HopByHop {
     close: bool,
     /// Other names listed in `Connection` (hop-by-hop too: removed).
     listed: Vec<HeaderName>,
+    /// `Content-Length` (not hop-by-hop, but read in the same pass).
+    length: DeclaredLength,
 }
 
 impl HopByHop {
@@ -175,12 +183,7 @@ impl HopByHop {
 }
 
 /// The body's framing, and whether it ends without closing the connection.
-fn framing(
-    headers: &HeaderMap,
-    hop: &HopByHop,
-    status: StatusCode,
-    method: &Method,
-) -> Result<(ResponseFraming, bool), HeadError> {
+fn framing(hop: &HopByHop, status: StatusCode, method: &Method) -> Result<(ResponseFraming, bool), HeadError> {
     if method == Method::HEAD
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
@@ -192,10 +195,10 @@ fn framing(
         // Chunked must be the final coding; anything else runs until close.
         // A Content-Length beside it is ignored and the connection not
         // reused (RFC 9112 §6.3 items 3 and 4: a smuggling sign).
-        let clean = hop.chunked && !headers.contains_key(header::CONTENT_LENGTH);
+        let clean = hop.chunked && !hop.length.is_present();
         return Ok(if hop.chunked { (ResponseFraming::Chunked, clean) } else { (ResponseFraming::UntilClose, false) });
     }
-    let length = content_length(headers).map_err(HeadError::Malformed)?;
+    let length = hop.length.result().map_err(HeadError::Malformed)?;
     Ok(match length {
         Some(0) => (ResponseFraming::Empty, true),
         Some(n) => (ResponseFraming::Length(n), true),

@@ -30,6 +30,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::http::decode::Decoder;
+use crate::http::timer::LazyTimer;
 use crate::http::write_queue::{MAX_SLICES, WriteQueue};
 use crate::proxy::RequestBody;
 use codec::{Head, RequestFraming};
@@ -46,6 +47,9 @@ struct Conn {
     buf: BytesMut,
     /// Scratch space for parsing response heads.
     spans: codec::Spans,
+    /// The request timeout of the exchange under way (lazily moved: no
+    /// timer-wheel work per request).
+    timer: LazyTimer,
 }
 
 impl Conn {
@@ -101,18 +105,24 @@ impl H1Pool {
         }
     }
 
-    async fn connect(&self) -> Result<Conn, BoxError> {
+    async fn connect(&self, deadline: Instant) -> Result<Conn, BoxError> {
         let io = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.authority))
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
         let _ = io.set_nodelay(true);
-        Ok(Conn { io, buf: BytesMut::new(), spans: Vec::new() })
+        Ok(Conn { io, buf: BytesMut::new(), spans: Vec::new(), timer: LazyTimer::new(deadline) })
     }
 
     /// Sends `req` (its URI absolute; the path and query are sent) and
-    /// returns the response once its head has arrived. The body streams
-    /// from the connection, which goes back to the pool at its end.
-    pub async fn send(self: &Arc<Self>, req: Request<RequestBody>) -> Result<Response<ResponseBody>, BoxError> {
+    /// returns the response once its head has arrived, or a `TimedOut`
+    /// error after `timeout`. The body streams from the connection, which
+    /// goes back to the pool at its end.
+    pub async fn send(
+        self: &Arc<Self>,
+        req: Request<RequestBody>,
+        timeout: Duration,
+    ) -> Result<Response<ResponseBody>, BoxError> {
+        let deadline = Instant::now() + timeout;
         let (parts, mut body) = req.into_parts();
         let framing = if body.is_end_stream() {
             RequestFraming::Empty
@@ -128,7 +138,10 @@ impl H1Pool {
         loop {
             let (conn, reused) = match self.checkout() {
                 Some(conn) => (conn, true),
-                None => (self.connect().await?, false),
+                None => match tokio::time::timeout_at(deadline, self.connect(deadline)).await {
+                    Ok(conn) => (conn?, false),
+                    Err(_) => return Err(timed_out()),
+                },
             };
             let mut exchange = Exchange {
                 conn: Some(conn),
@@ -139,6 +152,7 @@ impl H1Pool {
                 written: false,
                 received: false,
                 method: &parts.method,
+                deadline,
             };
             match std::future::poll_fn(|cx| exchange.poll(cx)).await {
                 Ok((head, conn)) => return Ok(self.response(head, conn)),
@@ -194,6 +208,10 @@ impl Failure {
     }
 }
 
+fn timed_out() -> BoxError {
+    Box::new(std::io::Error::new(std::io::ErrorKind::TimedOut, "the upstream did not answer in time"))
+}
+
 fn lost(e: std::io::Error) -> Failure {
     use std::io::ErrorKind::*;
     match e.kind() {
@@ -218,6 +236,8 @@ struct Exchange<'a> {
     /// Some bytes came back.
     received: bool,
     method: &'a Method,
+    /// The request timeout.
+    deadline: Instant,
 }
 
 impl Exchange<'_> {
@@ -280,7 +300,12 @@ impl Exchange<'_> {
                 Ok(None) => {}
             }
             match conn.poll_read(cx) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    if conn.timer.poll_until(self.deadline, cx).is_ready() {
+                        return Poll::Ready(Err(Failure::Other(timed_out())));
+                    }
+                    return Poll::Pending;
+                }
                 Poll::Ready(Ok(0)) => {
                     let e = std::io::Error::new(
                         std::io::ErrorKind::UnexpectedEof,
