@@ -156,6 +156,10 @@ impl Chain {
         Chain { request, response }
     }
 
+    pub fn has_request_policies(&self) -> bool {
+        !self.request.is_empty()
+    }
+
     /// Runs the request phases; the first `Respond` ends the request.
     pub async fn on_request(&self, req: &mut request::Parts, ctx: &mut RequestCtx<'_>) -> Outcome {
         for policy in &self.request {

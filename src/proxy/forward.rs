@@ -51,6 +51,7 @@ pub(super) async fn forward(
     };
     // The host the client asked for, as routing saw it: the URI authority
     // (HTTP/2, absolute-form) wins over `Host` (RFC 9112 §3.2.2).
+    let from_authority = parts.uri.authority().is_some();
     let original_host = match parts.uri.authority() {
         Some(a) => HeaderValue::try_from(a.as_str()).ok(),
         None => parts.headers.get(header::HOST).cloned(),
@@ -81,6 +82,8 @@ pub(super) async fn forward(
     parts.headers.reserve(6);
     set_forwarded_headers(&f, &mut parts.headers, original_host.clone());
     let host = match &f.proxy.host {
+        // Already the request's own `Host` line: nothing to change.
+        HostRewrite::Preserve if !from_authority => None,
         HostRewrite::Preserve => original_host,
         HostRewrite::Target => HeaderValue::try_from(target.authority.as_str()).ok(),
         HostRewrite::Set(h) => Some(h.clone()),
@@ -108,6 +111,17 @@ pub(super) async fn forward(
         let body = PooledBody { inner, in_flight: Some(in_flight), slots: Vec::new() };
         return Ok(Response::from_parts(parts, Body::Pooled(body)));
     }
+    // Boxed: hyper's client future is large and this path is the less common one.
+    Box::pin(through_hyper(upstream, req, client_upgrade, in_flight)).await
+}
+
+/// HTTPS, HTTP/2 and upgraded requests: hyper-util's pooled client.
+async fn through_hyper(
+    upstream: &crate::upstream::Upstream,
+    req: Request<RequestBody>,
+    client_upgrade: Option<OnUpgrade>,
+    in_flight: crate::upstream::InFlight,
+) -> Result<Response<Body>, GatewayError> {
     let sent = upstream.client.request(req);
     let mut resp = match tokio::time::timeout(upstream.request_timeout, sent).await {
         Err(_) => return Err(GatewayError::UpstreamTimeout { upstream: upstream.name.clone() }),

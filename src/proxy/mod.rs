@@ -146,7 +146,14 @@ async fn serve<'p>(
     // Identity headers come from the gateway only, never from the client.
     plan.identity_headers.strip(&mut parts.headers);
     let body = RequestBody::new(incoming, max_body, listener.limits.body_read_timeout.0);
-    let result = match route.policies.on_request(&mut parts, &mut ctx).await {
+    // Boxed, as the responders below: their futures (auth fetches, Redis)
+    // would otherwise make every request's future as large as theirs.
+    let outcome = if route.policies.has_request_policies() {
+        Box::pin(route.policies.on_request(&mut parts, &mut ctx)).await
+    } else {
+        Outcome::Continue
+    };
+    let result = match outcome {
         Outcome::Respond(resp) => Ok(resp),
         Outcome::Continue => match &route.action {
             Action::Proxy(proxy) => {
@@ -163,7 +170,7 @@ async fn serve<'p>(
                     params,
                     client_cert: ctx.client_cert,
                 };
-                responder.respond(&parts, body, &found.values, info).await
+                Box::pin(responder.respond(&parts, body, &found.values, info)).await
             }
         },
     };

@@ -10,7 +10,7 @@
 use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Uri, Version, request};
 
 use crate::http::decode::{DeclaredLength, Framing, trim};
@@ -174,7 +174,7 @@ fn build(buf: &mut BytesMut, line: Line, spans: &mut Spans) -> Result<Head, Head
     let uri = Uri::from_maybe_shared(head.slice(target.0..target.1))
         .map_err(|_| HeadError::Malformed("bad request target"))?;
     // Room for what forwarding adds (X-Forwarded-*, X-Request-Id…).
-    let mut headers = HeaderMap::with_capacity(spans.len() + 8);
+    let mut headers = crate::http::recycle::header_map(spans.len() + 6);
     for (name, start, end) in spans.drain(..) {
         let value = HeaderValue::from_maybe_shared(head.slice(start..end))
             .map_err(|_| HeadError::Malformed("bad header value"))?;

@@ -187,7 +187,10 @@ impl Conn {
             // leaves the connection unusable, unless it was all buffered.
             let body_done = handle.as_ref().is_none_or(|h| h.finish_buffered());
             let stopping = self.closing || stop.has_changed().unwrap_or(true);
-            let x = Exchange { method: &method, version, keep_alive: keep_alive && body_done && !stopping };
+            // One clock read per request: the `Date` of this response, and
+            // the start of the idleness that follows it.
+            let now = Instant::now();
+            let x = Exchange { method: &method, version, keep_alive: keep_alive && body_done && !stopping, now };
             let reusable = match write::response(&self.stream, resp, &x, &mut timer, self.idle_timeout).await {
                 Ok(reusable) => reusable && x.keep_alive,
                 Err(_) => return Exit::Closed,
@@ -205,7 +208,7 @@ impl Conn {
                 write::close(&self.stream, false).await;
                 return Exit::Closed;
             }
-            self.idle_since = None;
+            self.idle_since = Some(now);
             if self.buf.is_empty() {
                 // Gives the slab piece back while the connection idles.
                 self.buf = BytesMut::new();
@@ -274,7 +277,12 @@ impl Conn {
     }
 
     async fn respond_and_close(&self, resp: http::Response<proxy::Body>, timer: &mut Timer) {
-        let x = Exchange { method: &http::Method::GET, version: http::Version::HTTP_11, keep_alive: false };
+        let x = Exchange {
+            method: &http::Method::GET,
+            version: http::Version::HTTP_11,
+            keep_alive: false,
+            now: Instant::now(),
+        };
         if write::response(&self.stream, resp, &x, timer, self.idle_timeout).await.is_ok() {
             // The client may be sending a body behind the head we refused.
             write::close(&self.stream, true).await;

@@ -4,10 +4,11 @@
 //! unknown length, or close-delimited for an HTTP/1.0 client).
 
 use std::cell::RefCell;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::header::{self, HeaderMap};
 use http::{Method, StatusCode, Version};
+use tokio::time::Instant;
 
 /// How the body goes on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +28,8 @@ pub struct Exchange<'a> {
     pub version: Version,
     /// The connection stays open after this response.
     pub keep_alive: bool,
+    /// Now, as the connection last read the clock (for `Date`).
+    pub now: Instant,
 }
 
 /// Picks the body's framing. `exact` is the body's own exact size when it
@@ -100,7 +103,7 @@ pub fn encode_head(
     }
     if !wrote_date {
         out.extend_from_slice(b"date: ");
-        with_date(|d| out.extend_from_slice(d));
+        with_date(x.now, |d| out.extend_from_slice(d));
         out.extend_from_slice(b"\r\n");
     }
     if !x.keep_alive || framing == BodyFraming::Close {
@@ -124,25 +127,32 @@ fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     }
 }
 
-thread_local! {
-    /// The `Date` value for the current second, formatted once a second.
-    static DATE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
+/// The `Date` value of the current second, and until when it holds.
+struct CachedDate {
+    until: Option<Instant>,
+    text: [u8; 29],
 }
 
-/// Calls `f` with the current IMF-fixdate (RFC 9110 §5.6.7).
-fn with_date(f: impl FnOnce(&[u8])) {
-    let now = SystemTime::now();
-    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+thread_local! {
+    static DATE: RefCell<CachedDate> = const { RefCell::new(CachedDate { until: None, text: [0; 29] }) };
+}
+
+/// Calls `f` with the current IMF-fixdate (RFC 9110 §5.6.7). The wall
+/// clock is read and formatted once a second; in between, the monotonic
+/// `now` the connection already has says whether the second has turned.
+fn with_date(now: Instant, f: impl FnOnce(&[u8])) {
     DATE.with(|cell| {
         let mut cached = cell.borrow_mut();
-        if cached.0 != secs {
-            let text = httpdate::fmt_http_date(now);
-            if text.len() == cached.1.len() {
-                cached.1.copy_from_slice(text.as_bytes());
-                cached.0 = secs;
+        if cached.until.is_none_or(|until| now >= until) {
+            let wall = SystemTime::now();
+            let text = httpdate::fmt_http_date(wall);
+            if text.len() == cached.text.len() {
+                cached.text.copy_from_slice(text.as_bytes());
             }
+            let into_second = wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+            cached.until = Some(now + Duration::from_nanos(u64::from(1_000_000_000 - into_second.min(999_999_999))));
         }
-        f(&cached.1)
+        f(&cached.text)
     });
 }
 
@@ -151,7 +161,9 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
-    const GET11: Exchange<'static> = Exchange { method: &Method::GET, version: Version::HTTP_11, keep_alive: true };
+    fn get11() -> Exchange<'static> {
+        Exchange { method: &Method::GET, version: Version::HTTP_11, keep_alive: true, now: Instant::now() }
+    }
 
     fn encode(x: &Exchange<'_>, status: StatusCode, headers: &HeaderMap, exact: Option<u64>) -> String {
         let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
@@ -165,22 +177,22 @@ mod tests {
     fn length_date_and_order() {
         let mut h = HeaderMap::new();
         h.insert("x-a", HeaderValue::from_static("1"));
-        let text = encode(&GET11, StatusCode::OK, &h, Some(2));
+        let text = encode(&get11(), StatusCode::OK, &h, Some(2));
         assert!(text.starts_with("HTTP/1.1 200 OK\r\nx-a: 1\r\ncontent-length: 2\r\ndate: "), "{text}");
         assert!(text.ends_with(" GMT\r\n\r\n"), "{text}");
         // An upstream's own Date and length are kept.
         h.insert(header::DATE, HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"));
         h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("7"));
-        let text = encode(&GET11, StatusCode::OK, &h, None);
+        let text = encode(&get11(), StatusCode::OK, &h, None);
         assert_eq!(text.matches("date:").count(), 1, "{text}");
         assert!(text.contains("content-length: 7\r\n"), "{text}");
     }
 
     #[test]
     fn unknown_length_is_chunked_or_closes() {
-        let text = encode(&GET11, StatusCode::OK, &HeaderMap::new(), None);
+        let text = encode(&get11(), StatusCode::OK, &HeaderMap::new(), None);
         assert!(text.contains("transfer-encoding: chunked\r\n"), "{text}");
-        let old = Exchange { version: Version::HTTP_10, keep_alive: true, ..GET11 };
+        let old = Exchange { version: Version::HTTP_10, keep_alive: true, ..get11() };
         let text = encode(&old, StatusCode::OK, &HeaderMap::new(), None);
         assert!(!text.contains("chunked") && text.contains("connection: close\r\n"), "{text}");
         let text = encode(&old, StatusCode::OK, &HeaderMap::new(), Some(0));
@@ -191,11 +203,11 @@ mod tests {
     fn bodiless_statuses_and_head() {
         let mut h = HeaderMap::new();
         h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("10"));
-        let text = encode(&GET11, StatusCode::NO_CONTENT, &h, None);
+        let text = encode(&get11(), StatusCode::NO_CONTENT, &h, None);
         assert!(!text.contains("content-length"), "{text}");
-        let text = encode(&GET11, StatusCode::NOT_MODIFIED, &h, None);
+        let text = encode(&get11(), StatusCode::NOT_MODIFIED, &h, None);
         assert!(text.contains("content-length: 10\r\n"), "{text}");
-        let head = Exchange { method: &Method::HEAD, ..GET11 };
+        let head = Exchange { method: &Method::HEAD, ..get11() };
         assert_eq!(body_framing(&head, StatusCode::OK, Some(10), None), BodyFraming::None);
         let text = encode(&head, StatusCode::OK, &HeaderMap::new(), Some(5));
         assert!(text.contains("content-length: 5\r\n"), "{text}");
@@ -203,7 +215,7 @@ mod tests {
 
     #[test]
     fn closing_connections_say_so() {
-        let x = Exchange { keep_alive: false, ..GET11 };
+        let x = Exchange { keep_alive: false, ..get11() };
         let text = encode(&x, StatusCode::OK, &HeaderMap::new(), Some(0));
         assert!(text.contains("connection: close\r\n"), "{text}");
     }

@@ -44,7 +44,7 @@ pub async fn response(
     let framing = response::body_framing(x, parts.status, declared, exact);
     let mut head = Vec::with_capacity(256 + parts.headers.len() * 40);
     response::encode_head(x, parts.status, &parts.headers, framing, exact, &mut head);
-    drop(parts);
+    crate::http::recycle::give_back(parts.headers);
     let mut out = WriteQueue::of(Bytes::from(head));
     let mut left = match framing {
         BodyFraming::None => {

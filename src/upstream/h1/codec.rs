@@ -132,7 +132,7 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method, spans: &mut Spans) -> Res
         }
         let head: Bytes = buf.split_to(len).freeze();
         // Room for what the response phase adds (security headers, request id…).
-        let mut headers = HeaderMap::with_capacity(spans.len() + 12);
+        let mut headers = crate::http::recycle::header_map(spans.len() + 6);
         for (name, start, end) in spans.drain(..) {
             // Shares the head's bytes: no copy per value.
             let value = HeaderValue::from_maybe_shared(head.slice(start..end))

@@ -50,6 +50,10 @@ struct Conn {
     /// The request timeout of the exchange under way (lazily moved: no
     /// timer-wheel work per request).
     timer: LazyTimer,
+    /// When the last exchange began: a pooled connection counts as idle
+    /// from then (one clock read per request, not three; it can only make
+    /// a connection expire early, never late).
+    used: Instant,
 }
 
 impl Conn {
@@ -64,6 +68,7 @@ impl Conn {
 
 pub struct H1Pool {
     authority: String,
+    /// Idle connections and when each stops being reusable.
     idle: Mutex<Vec<(Conn, Instant)>>,
     max_idle: usize,
     idle_timeout: Duration,
@@ -82,17 +87,18 @@ impl H1Pool {
     }
 
     fn put(&self, conn: Conn) {
+        let expires = conn.used + self.idle_timeout;
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < self.max_idle {
-            idle.push((conn, Instant::now()));
+            idle.push((conn, expires));
         }
     }
 
     /// A pooled connection that still looks open, most recent first.
-    fn checkout(&self) -> Option<Conn> {
+    fn checkout(&self, now: Instant) -> Option<Conn> {
         loop {
-            let (mut conn, since) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
-            if since.elapsed() > self.idle_timeout {
+            let (mut conn, expires) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
+            if expires <= now {
                 continue;
             }
             // An idle connection has nothing to read: readable means closed
@@ -110,7 +116,7 @@ impl H1Pool {
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
         let _ = io.set_nodelay(true);
-        Ok(Conn { io, buf: BytesMut::new(), spans: Vec::new(), timer: LazyTimer::new(deadline) })
+        Ok(Conn { io, buf: BytesMut::new(), spans: Vec::new(), timer: LazyTimer::new(deadline), used: Instant::now() })
     }
 
     /// Sends `req` (its URI absolute; the path and query are sent) and
@@ -122,8 +128,9 @@ impl H1Pool {
         req: Request<RequestBody>,
         timeout: Duration,
     ) -> Result<Response<ResponseBody>, BoxError> {
-        let deadline = Instant::now() + timeout;
-        let (parts, mut body) = req.into_parts();
+        let now = Instant::now();
+        let deadline = now + timeout;
+        let (mut parts, mut body) = req.into_parts();
         let framing = if body.is_end_stream() {
             RequestFraming::Empty
         } else if parts.headers.contains_key(http::header::CONTENT_LENGTH) {
@@ -133,16 +140,18 @@ impl H1Pool {
         };
         let mut head = Vec::with_capacity(256 + parts.headers.len() * 32);
         codec::encode_head(&parts, &self.authority, framing, &mut head);
+        crate::http::recycle::give_back(std::mem::take(&mut parts.headers));
         let head = Bytes::from(head);
         let mut retried = false;
         loop {
-            let (conn, reused) = match self.checkout() {
+            let (mut conn, reused) = match self.checkout(now) {
                 Some(conn) => (conn, true),
                 None => match tokio::time::timeout_at(deadline, self.connect(deadline)).await {
                     Ok(conn) => (conn?, false),
                     Err(_) => return Err(timed_out()),
                 },
             };
+            conn.used = now;
             let mut exchange = Exchange {
                 conn: Some(conn),
                 queue: WriteQueue::of(head.clone()),
