@@ -8,6 +8,7 @@ pub mod hop_by_hop;
 pub mod names;
 pub mod normalize;
 pub mod problem;
+pub mod raw_headers;
 pub mod recycle;
 pub mod remove;
 pub mod request_id;

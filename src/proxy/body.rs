@@ -1,16 +1,27 @@
 //! The one response body type the gateway sends: either bytes it made
 //! itself or an upstream body streamed through untouched. An enum instead of
 //! a boxed trait object: no allocation per response.
+//!
+//! A body from an HTTP/1.1 upstream may also carry that upstream's header
+//! lines, not yet in the response's map (`http::raw_headers`), and the
+//! response-phase edits still to be made to them (`ResponseEdits`). Only
+//! the plain HTTP/1.1 writer reads them as they are; everyone else calls
+//! `merge_headers` first, after which the map is the whole truth.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::error::BoxError;
+use crate::http::raw_headers::RawHeaders;
+use crate::http::request_id;
 use crate::policy::ratelimit::Slot;
+use crate::policy::security_headers;
 use crate::upstream::InFlight;
 use crate::upstream::h1::ResponseBody;
 
@@ -21,8 +32,10 @@ pub enum Body {
     /// An upstream's body, streamed; holds the target's in-flight slot (and
     /// any concurrency-limit slots) until done.
     Upstream { inner: Incoming, _in_flight: Option<InFlight>, _slots: Vec<Slot> },
-    /// An upstream's body on an inline-driven connection (`upstream::h1pool`).
-    Pooled(PooledBody),
+    /// An upstream's body on an inline-driven connection (`upstream::h1`).
+    /// Boxed: it holds the upstream connection and the raw head, and a
+    /// response is moved several times on its way out.
+    Pooled(Box<PooledBody>),
 }
 
 /// A body from `upstream::h1`, with the slots it holds until it is done.
@@ -31,6 +44,34 @@ pub struct PooledBody {
     pub inner: ResponseBody,
     pub in_flight: Option<InFlight>,
     pub slots: Vec<Slot>,
+    /// The upstream's header lines, while they are not in the map.
+    pub raw: Option<RawHeaders>,
+    /// The response phase's edits to `raw`, left for the writer.
+    pub edits: Option<ResponseEdits>,
+}
+
+/// Response-phase work deferred to the writer of a response whose upstream
+/// header lines are still raw: the security headers of its route and the
+/// request id. `apply` does the same to a map (for every other writer).
+#[derive(Debug, Clone)]
+pub struct ResponseEdits {
+    pub security: Arc<security_headers::Compiled>,
+    pub request_id: Option<HeaderValue>,
+}
+
+impl ResponseEdits {
+    /// Exactly what `proxy::finish` and `proxy::handle` would have done to the map.
+    pub fn apply(self, headers: &mut HeaderMap) {
+        self.security.apply(headers);
+        if let Some(id) = self.request_id {
+            headers.insert(request_id::HEADER, id);
+        }
+    }
+
+    /// Whether a raw line named `name` is written (not removed or replaced).
+    pub fn keeps(&self, name: &HeaderName) -> bool {
+        self.security.keeps(name) && !(self.request_id.is_some() && name == request_id::HEADER)
+    }
 }
 
 impl Body {
@@ -51,6 +92,52 @@ impl Body {
                 Body::Pooled(p)
             }
             full => full,
+        }
+    }
+
+    /// The upstream header lines this body still carries, if any.
+    pub fn raw_headers(&self) -> Option<&RawHeaders> {
+        match self {
+            Body::Pooled(p) => p.raw.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Moves the raw header lines, then the deferred edits, into `headers`.
+    pub fn merge_headers(&mut self, headers: &mut HeaderMap) {
+        if let Body::Pooled(p) = self {
+            if let Some(raw) = p.raw.take() {
+                raw.into_map(headers);
+            }
+            if let Some(edits) = p.edits.take() {
+                edits.apply(headers);
+            }
+        }
+    }
+
+    /// Leaves `edits` for the writer; only a body with raw lines takes them.
+    pub fn defer(&mut self, edits: ResponseEdits) -> Result<(), ResponseEdits> {
+        match self {
+            Body::Pooled(p) if p.raw.is_some() => {
+                p.edits = Some(edits);
+                Ok(())
+            }
+            _ => Err(edits),
+        }
+    }
+
+    pub fn deferred_mut(&mut self) -> Option<&mut ResponseEdits> {
+        match self {
+            Body::Pooled(p) => p.edits.as_mut(),
+            _ => None,
+        }
+    }
+
+    /// For the HTTP/1.1 writer: the raw lines and their edits, taken out.
+    pub fn take_raw(&mut self) -> Option<(RawHeaders, Option<ResponseEdits>)> {
+        match self {
+            Body::Pooled(p) => Some((p.raw.take()?, p.edits.take())),
+            _ => None,
         }
     }
 

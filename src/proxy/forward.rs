@@ -106,10 +106,19 @@ pub(super) async fn forward(
             Err(e) => return Err(classify(upstream.name.clone(), e)),
             Ok(r) => r,
         };
-        // The codec keeps hop-by-hop headers out of the response already.
-        let (parts, inner) = resp.into_parts();
-        let body = PooledBody { inner, in_flight: Some(in_flight), slots: Vec::new() };
-        return Ok(Response::from_parts(parts, Body::Pooled(body)));
+        // The codec keeps hop-by-hop headers out already; the others stay
+        // raw in the body until someone needs them in the map.
+        let body = PooledBody {
+            inner: resp.body,
+            in_flight: Some(in_flight),
+            slots: Vec::new(),
+            raw: Some(resp.headers),
+            edits: None,
+        };
+        let mut out = Response::new(Body::Pooled(Box::new(body)));
+        *out.status_mut() = resp.status;
+        *out.version_mut() = resp.version;
+        return Ok(out);
     }
     // Boxed: hyper's client future is large and this path is the less common one.
     Box::pin(through_hyper(upstream, req, client_upgrade, in_flight)).await

@@ -27,7 +27,7 @@ use crate::responder::EchoInfo;
 use crate::router::{Miss, RequestView, host::request_host};
 use crate::server::{ClientBody, ClientIdentity};
 
-pub use body::Body;
+pub use body::{Body, ResponseEdits};
 use error::GatewayError;
 pub use request_body::RequestBody;
 
@@ -57,8 +57,24 @@ pub async fn handle(plan: &Plan, conn: &ConnInfo, req: Request<ClientBody>) -> R
     let mut resp = result.unwrap_or_else(|err| problem::from_error(&err, &request_id));
     let ctx = RequestCtx::new(client.ip, &request_id, route.map_or("", |r| &r.name), conn.client_cert.as_deref());
     finish(plan, route, conn, origin.as_ref(), &mut resp, &ctx);
-    resp.headers_mut().insert(request_id::HEADER, request_id);
+    match resp.body_mut().deferred_mut() {
+        Some(edits) => edits.request_id = Some(request_id),
+        None => {
+            resp.headers_mut().insert(request_id::HEADER, request_id);
+        }
+    }
     resp
+}
+
+/// The response's map with everything in it: an upstream's raw header
+/// lines (and any deferred edits) are merged first.
+fn full_headers(resp: &mut Response<Body>) -> &mut http::HeaderMap {
+    if resp.body().raw_headers().is_some() {
+        let (mut parts, mut body) = std::mem::replace(resp, Response::new(Body::empty())).into_parts();
+        body.merge_headers(&mut parts.headers);
+        *resp = Response::from_parts(parts, body);
+    }
+    resp.headers_mut()
 }
 
 /// The answer to a request that could not even be read (a malformed or
@@ -177,7 +193,7 @@ async fn serve<'p>(
     // Rate-limit headers go on every answer of a limited route, 429 or not.
     let mut resp = result.unwrap_or_else(|e| problem::from_error(&e, request_id));
     if let Some(info) = &ctx.rate_limit {
-        ratelimit::write_headers(plan.rate_limit_headers, info, resp.headers_mut());
+        ratelimit::write_headers(plan.rate_limit_headers, info, full_headers(&mut resp));
     }
     let slots = std::mem::take(&mut ctx.slots);
     (Some(route), Ok(resp.map(|b| b.hold(slots))))
@@ -214,6 +230,21 @@ fn finish(
     ctx: &RequestCtx<'_>,
 ) {
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    let security = route.map_or(&plan.security_headers, |r| &r.security_headers);
+    if resp.body().raw_headers().is_some() {
+        // An upstream's lines go out as received, unless something in this
+        // phase must see or change them: then they join the map first.
+        let lines_only = conn.hsts.is_none()
+            && route
+                .is_none_or(|r| !r.policies.has_response_policies() && r.deprecation.is_empty() && r.cors.is_none());
+        if lines_only {
+            let edits = ResponseEdits { security: security.clone(), request_id: None };
+            if resp.body_mut().defer(edits).is_ok() {
+                return;
+            }
+        }
+        full_headers(resp);
+    }
     if let Some(route) = route {
         // Taken apart only for response policies (they see the status too):
         // moving a response in and out of its parts is not free.
@@ -236,7 +267,7 @@ fn finish(
     }
     let headers = resp.headers_mut();
     if !switching {
-        route.map_or(&plan.security_headers, |r| &r.security_headers).apply(headers);
+        security.apply(headers);
     }
     if let Some(hsts) = &conn.hsts {
         headers.entry(header::STRICT_TRANSPORT_SECURITY).or_insert_with(|| hsts.clone());

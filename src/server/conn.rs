@@ -187,7 +187,10 @@ impl<'p> Conn<'p> {
             activity.started.fetch_add(1, Ordering::Relaxed);
             async move {
                 let resp = proxy::handle(&plan, &info, req.map(ClientBody::Hyper)).await;
-                Ok::<_, Infallible>(resp.map(|body| Tracked { body, activity, started }))
+                // hyper writes the map: an upstream's raw header lines join it first.
+                let (mut parts, mut body) = resp.into_parts();
+                body.merge_headers(&mut parts.headers);
+                Ok::<_, Infallible>(Response::from_parts(parts, Tracked { body, activity, started }))
             }
         })
     }

@@ -2,7 +2,7 @@
 
 use http::Request;
 
-use crate::support::{Upstream, gateway, get, http1_client, send};
+use crate::support::{Upstream, gateway, get, h2c_client, http1_client, send};
 
 #[tokio::test]
 async fn security_headers_on_every_response() {
@@ -36,6 +36,49 @@ routes:
     assert!(page.header("server").is_none() && page.header("x-powered-by").is_none());
     let raw = get(&gw.url("/raw"), &[]).await;
     assert!(raw.header("x-frame-options").is_none());
+}
+
+/// An upstream's banner headers go, its own security headers stay (unless
+/// the route sets them), and the request id is the gateway's: the same
+/// whether the client speaks HTTP/1.1 (the upstream's lines are written as
+/// received, with the edits on the way) or HTTP/2 (they go through the map).
+#[tokio::test]
+async fn upstream_headers_are_cleaned_for_every_client_protocol() {
+    let up = Upstream::start("svc").await;
+    let gw = gateway(&format!(
+        r#"
+upstreams:
+  svc: {{ targets: [ "{}" ] }}
+routes:
+  - {{ name: api, match: {{ path_prefix: /api }}, upstream: svc, rewrite: {{ strip_prefix: /api }} }}
+  - name: strict
+    match: {{ path_prefix: /strict }}
+    upstream: svc
+    rewrite: {{ strip_prefix: /strict }}
+    security_headers: {{ set: {{ x-frame-options: DENY, vary: "*" }}, remove: [ server ] }}
+"#,
+        up.url()
+    ))
+    .await;
+    for (protocol, client) in [("http/1.1", http1_client()), ("h2c", h2c_client())] {
+        let r = send(&client, Request::get(gw.url("/api/branded")).body(Default::default()).unwrap()).await;
+        assert_eq!(r.status, 200, "{protocol}");
+        assert_eq!(r.text(), "branded", "{protocol}");
+        assert!(r.header("server").is_none() && r.header("x-powered-by").is_none(), "{protocol}: {:?}", r.headers);
+        assert_eq!(r.header("x-frame-options"), Some("SAMEORIGIN"), "{protocol}: the upstream's own value stays");
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{protocol}");
+        assert_eq!(r.header("vary"), Some("Accept"), "{protocol}");
+        let ids: Vec<_> = r.headers.get_all("x-request-id").iter().collect();
+        assert_eq!(ids.len(), 1, "{protocol}: {ids:?}");
+        assert_ne!(ids[0], "upstream-id", "{protocol}: the request id is the gateway's");
+
+        let r = send(&client, Request::get(gw.url("/strict/branded")).body(Default::default()).unwrap()).await;
+        assert_eq!(r.header("x-frame-options"), Some("DENY"), "{protocol}: `set` replaces the upstream's");
+        assert_eq!(r.headers.get_all("vary").iter().collect::<Vec<_>>(), ["*"], "{protocol}");
+        // This route removes only `server`: the upstream's X-Powered-By stays.
+        assert!(r.header("server").is_none(), "{protocol}");
+        assert_eq!(r.header("x-powered-by"), Some("Express"), "{protocol}");
+    }
 }
 
 #[tokio::test]

@@ -98,7 +98,29 @@ impl Compiled {
                 Err(_) => errors.push((format!("remove[{i}]"), format!("`{k}` is not a header name"))),
             }
         }
+        // A default that `set` replaces anyway is dropped: the outcome of
+        // `apply` is the same, and a writer that streams lines (`keeps`)
+        // need not know about the overlap.
+        let forced: Vec<HeaderName> = out.forced.iter().map(|(n, _)| n.clone()).collect();
+        out.defaults.retain(|(n, _)| !forced.contains(n));
         if errors.is_empty() { Ok(out) } else { Err(errors) }
+    }
+
+    /// For writers that stream an upstream's header lines instead of
+    /// editing a map (the same outcome as `apply`): whether a line named
+    /// `name` is kept (not removed, not replaced by `set`).
+    pub fn keeps(&self, name: &HeaderName) -> bool {
+        !self.remove.contains(name) && !self.forced.iter().any(|(n, _)| n == name)
+    }
+
+    /// Added when the response has no such header (`apply`'s first pass).
+    pub fn defaults(&self) -> &[(HeaderName, HeaderValue)] {
+        &self.defaults
+    }
+
+    /// Always set, replacing the response's own.
+    pub fn forced(&self) -> &[(HeaderName, HeaderValue)] {
+        &self.forced
     }
 
     pub fn apply(&self, headers: &mut HeaderMap) {

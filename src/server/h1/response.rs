@@ -6,9 +6,12 @@
 use std::cell::RefCell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderName};
 use http::{Method, StatusCode, Version};
 use tokio::time::Instant;
+
+use crate::http::raw_headers::RawHeaders;
+use crate::proxy::ResponseEdits;
 
 /// How the body goes on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,13 +51,22 @@ pub fn body_framing(x: &Exchange<'_>, status: StatusCode, declared: Option<u64>,
     }
 }
 
+/// The header fields of a response, as the writer gets them.
+#[derive(Debug, Clone, Copy)]
+pub enum Fields<'a> {
+    Map(&'a HeaderMap),
+    /// An upstream's lines as received, and the response phase's edits
+    /// still to be made to them (the response's map is empty).
+    Raw(&'a RawHeaders, Option<&'a ResponseEdits>),
+}
+
 /// Writes the status line and headers. `framing` decides the length
 /// headers: a `Content-Length` already there is kept when it matches, and
 /// framing headers the engine might have left are dropped.
 pub fn encode_head(
     x: &Exchange<'_>,
     status: StatusCode,
-    headers: &HeaderMap,
+    fields: Fields<'_>,
     framing: BodyFraming,
     exact: Option<u64>,
     out: &mut Vec<u8>,
@@ -64,25 +76,20 @@ pub fn encode_head(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
     out.extend_from_slice(b"\r\n");
-    let mut wrote_date = false;
-    for (name, value) in headers {
-        if name == header::CONTENT_LENGTH {
-            // Written below from the framing (a 204 carries none; HEAD and 304 keep it).
-            if matches!(framing, BodyFraming::Length(_) | BodyFraming::Chunked | BodyFraming::Close)
-                || status == StatusCode::NO_CONTENT
-                || status.is_informational()
-            {
-                continue;
+    let mut seen = Seen::default();
+    match fields {
+        Fields::Map(headers) => {
+            for (name, value) in headers {
+                if seen.skips(name, framing, status) {
+                    continue;
+                }
+                out.extend_from_slice(name.as_str().as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(value.as_bytes());
+                out.extend_from_slice(b"\r\n");
             }
-        } else if name == header::TRANSFER_ENCODING || name == header::CONNECTION {
-            continue;
-        } else if name == header::DATE {
-            wrote_date = true;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        Fields::Raw(raw, edits) => write_raw(raw, edits, framing, status, &mut seen, out),
     }
     match framing {
         BodyFraming::Length(n) => {
@@ -92,7 +99,7 @@ pub fn encode_head(
         }
         BodyFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         // A HEAD answer tells the length a GET would get, when it is known.
-        BodyFraming::None if *x.method == Method::HEAD && !headers.contains_key(header::CONTENT_LENGTH) => {
+        BodyFraming::None if *x.method == Method::HEAD && !seen.length => {
             if let Some(n) = exact.filter(|&n| n > 0) {
                 out.extend_from_slice(b"content-length: ");
                 out.extend_from_slice(itoa(n, &mut [0; 20]));
@@ -101,7 +108,7 @@ pub fn encode_head(
         }
         BodyFraming::None | BodyFraming::Close => {}
     }
-    if !wrote_date {
+    if !seen.date {
         out.extend_from_slice(b"date: ");
         with_date(x.now, |d| out.extend_from_slice(d));
         out.extend_from_slice(b"\r\n");
@@ -112,6 +119,80 @@ pub fn encode_head(
         out.extend_from_slice(b"connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// What the fields written so far held, for the lines added after them.
+#[derive(Default)]
+struct Seen {
+    date: bool,
+    /// A `Content-Length` was kept (HEAD, 304).
+    length: bool,
+}
+
+impl Seen {
+    /// Whether the writer leaves out a field named `name`: framing and
+    /// connection fields are its own to write (a 204 carries no length;
+    /// HEAD and 304 keep the one they have).
+    fn skips(&mut self, name: &HeaderName, framing: BodyFraming, status: StatusCode) -> bool {
+        if name == header::CONTENT_LENGTH {
+            let own = matches!(framing, BodyFraming::Length(_) | BodyFraming::Chunked | BodyFraming::Close)
+                || status == StatusCode::NO_CONTENT
+                || status.is_informational();
+            self.length |= !own;
+            return own;
+        }
+        if name == header::TRANSFER_ENCODING || name == header::CONNECTION {
+            return true;
+        }
+        if name == header::DATE {
+            self.date = true;
+        }
+        false
+    }
+}
+
+/// Raw lines as received, with the edits `ResponseEdits::apply` would make
+/// to a map: removed and replaced names left out, defaults added where the
+/// upstream had none, then the names that are always set.
+fn write_raw(
+    raw: &RawHeaders,
+    edits: Option<&ResponseEdits>,
+    framing: BodyFraming,
+    status: StatusCode,
+    seen: &mut Seen,
+    out: &mut Vec<u8>,
+) {
+    let defaults = edits.map_or(&[][..], |e| e.security.defaults());
+    // Which defaults the upstream set itself (at most a handful exist).
+    let mut present = 0u64;
+    for (name, line) in raw.lines() {
+        if seen.skips(name, framing, status) {
+            continue;
+        }
+        if let Some(e) = edits {
+            if !e.keeps(name) {
+                continue;
+            }
+            if let Some(i) = defaults.iter().position(|(n, _)| n == name) {
+                present |= 1 << (i % 64);
+            }
+        }
+        out.extend_from_slice(line);
+        out.extend_from_slice(b"\r\n");
+    }
+    let Some(e) = edits else { return };
+    let added = defaults.iter().enumerate().filter(|(i, _)| present & (1 << (i % 64)) == 0).map(|(_, d)| d);
+    for (name, value) in added.chain(e.security.forced()) {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(id) = &e.request_id {
+        out.extend_from_slice(b"x-request-id: ");
+        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
 /// The decimal digits of `n`, formatted into `buf`.
@@ -169,7 +250,7 @@ mod tests {
         let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
         let framing = body_framing(x, status, declared, exact);
         let mut out = Vec::new();
-        encode_head(x, status, headers, framing, exact, &mut out);
+        encode_head(x, status, Fields::Map(headers), framing, exact, &mut out);
         String::from_utf8(out).unwrap()
     }
 
@@ -218,6 +299,63 @@ mod tests {
         let x = Exchange { keep_alive: false, ..get11() };
         let text = encode(&x, StatusCode::OK, &HeaderMap::new(), Some(0));
         assert!(text.contains("connection: close\r\n"), "{text}");
+    }
+
+    /// The header lines of an encoded head, lowercased and sorted.
+    fn fields_of(head: &[u8]) -> Vec<String> {
+        let text = String::from_utf8(head.to_vec()).unwrap();
+        let mut lines: Vec<String> = text
+            .lines()
+            .skip(1)
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (n, v) = l.split_once(':').unwrap();
+                format!("{}: {}", n.to_ascii_lowercase(), v.trim())
+            })
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    #[test]
+    fn raw_lines_with_edits_match_the_map_path() {
+        use crate::policy::security_headers::{Compiled, SecurityHeadersConfig};
+        let upstream = [
+            ("Server", "nginx/1.22"),
+            ("Content-Type", "text/plain"),
+            ("X-Frame-Options", "SAMEORIGIN"),
+            ("X-Request-Id", "from-upstream"),
+            ("X-Powered-By", "PHP"),
+            ("Content-Length", "2"),
+            ("Vary", "Accept"),
+            ("vary", "Origin"),
+            ("Date", "Sun, 06 Nov 1994 08:49:37 GMT"),
+        ];
+        let mut set = SecurityHeadersConfig::default();
+        set.set.insert("referrer-policy".into(), "same-origin".into());
+        set.set.insert("vary".into(), "*".into());
+        let mut removing_a_default = SecurityHeadersConfig::default();
+        removing_a_default.remove.push("x-frame-options".into());
+        let off = SecurityHeadersConfig { enabled: false, ..SecurityHeadersConfig::default() };
+        for cfg in [SecurityHeadersConfig::default(), set, removing_a_default, off] {
+            for request_id in [None, Some(http::HeaderValue::from_static("abc"))] {
+                let edits =
+                    ResponseEdits { security: std::sync::Arc::new(Compiled::compile(&cfg).unwrap()), request_id };
+                let raw = RawHeaders::from_pairs(&upstream);
+                for (status, framing) in
+                    [(StatusCode::OK, BodyFraming::Length(2)), (StatusCode::NOT_MODIFIED, BodyFraming::None)]
+                {
+                    let mut streamed = Vec::new();
+                    encode_head(&get11(), status, Fields::Raw(&raw, Some(&edits)), framing, Some(2), &mut streamed);
+                    let mut map = HeaderMap::new();
+                    raw.clone().into_map(&mut map);
+                    edits.clone().apply(&mut map);
+                    let mut mapped = Vec::new();
+                    encode_head(&get11(), status, Fields::Map(&map), framing, Some(2), &mut mapped);
+                    assert_eq!(fields_of(&streamed), fields_of(&mapped), "{cfg:?} {status}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::Timer;
-use super::response::{self, BodyFraming, Exchange};
+use super::response::{self, BodyFraming, Exchange, Fields};
 use crate::http::decode::content_length;
 use crate::http::write_queue::{MAX_SLICES, WriteQueue};
 use crate::proxy::Body;
@@ -36,15 +36,26 @@ pub async fn response(
     timer: &mut Timer,
     stall: Duration,
 ) -> std::io::Result<bool> {
-    let (parts, mut body) = resp.into_parts();
+    let (mut parts, mut body) = resp.into_parts();
+    if !parts.headers.is_empty() {
+        // Lines still raw join what the map already holds (`proxy::body`).
+        body.merge_headers(&mut parts.headers);
+    }
+    let raw = body.take_raw();
     // The body's own size (an upstream body knows its Content-Length); the
-    // header is read only for a body that does not know it.
+    // header is read only for a body that does not know it (raw lines carry
+    // none then: the upstream codec drops a length beside chunked).
     let exact = body.size_hint().exact();
     let declared = if exact.is_none() { content_length(&parts.headers).ok().flatten() } else { None };
     let framing = response::body_framing(x, parts.status, declared, exact);
-    let mut head = Vec::with_capacity(256 + parts.headers.len() * 40);
-    response::encode_head(x, parts.status, &parts.headers, framing, exact, &mut head);
+    let fields = match &raw {
+        Some((lines, edits)) => Fields::Raw(lines, edits.as_ref()),
+        None => Fields::Map(&parts.headers),
+    };
+    let mut head = Vec::with_capacity(384 + parts.headers.len() * 40);
+    response::encode_head(x, parts.status, fields, framing, exact, &mut head);
     crate::http::recycle::give_back(parts.headers);
+    drop(raw);
     let mut out = WriteQueue::of(Bytes::from(head));
     let mut left = match framing {
         BodyFraming::None => {

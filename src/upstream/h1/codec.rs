@@ -4,11 +4,12 @@
 //! reused.
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderName};
 use http::{Method, StatusCode, Version, request};
 
 use crate::http::decode::{DeclaredLength, trim};
 use crate::http::hop_by_hop;
+use crate::http::raw_headers::RawHeaders;
 
 /// Response heads larger than this are refused (NGINX's default
 /// `proxy_buffer_size` is one page; 64 KiB leaves room for big cookies).
@@ -57,7 +58,8 @@ pub fn encode_head(parts: &request::Parts, authority: &str, framing: RequestFram
 }
 
 /// Where each header of a head being parsed sits: name, value start and end.
-pub type Spans = Vec<(HeaderName, usize, usize)>;
+/// (name, line start, value start, value end) of each line kept.
+pub type Spans = Vec<(HeaderName, usize, usize, usize)>;
 
 pub use crate::http::decode::Framing as ResponseFraming;
 
@@ -66,7 +68,9 @@ pub use crate::http::decode::Framing as ResponseFraming;
 pub struct Head {
     pub status: StatusCode,
     pub version: Version,
-    pub headers: HeaderMap,
+    /// The end-to-end header lines, as received (no map is built: see
+    /// `http::raw_headers`).
+    pub headers: RawHeaders,
     pub framing: ResponseFraming,
     /// The connection can carry another request after this response.
     pub keep_alive: bool,
@@ -127,20 +131,19 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method, spans: &mut Spans) -> Res
             if name == header::CONTENT_LENGTH {
                 hop.length.note(h.value);
             }
+            let line = h.name.as_ptr() as usize - base;
             let start = h.value.as_ptr() as usize - base;
-            spans.push((name, start, start + h.value.len()));
+            spans.push((name, line, start, start + h.value.len()));
         }
+        // The lines share the head's bytes: no copy, no value objects.
         let head: Bytes = buf.split_to(len).freeze();
-        // Room for what the response phase adds (security headers, request id…).
-        let mut headers = crate::http::recycle::header_map(spans.len() + 6);
-        for (name, start, end) in spans.drain(..) {
-            // Shares the head's bytes: no copy per value.
-            let value = HeaderValue::from_maybe_shared(head.slice(start..end))
-                .map_err(|_| HeadError::Malformed("bad header value"))?;
-            headers.append(name, value);
-        }
+        let mut headers = RawHeaders::new(head, spans.drain(..));
         for name in &hop.listed {
             headers.remove(name);
+        }
+        if hop.transfer_encoding {
+            // RFC 9112 §6.3: a length beside Transfer-Encoding is not forwarded.
+            headers.remove(&header::CONTENT_LENGTH);
         }
         let (framing, delimited) = framing(&hop, status, method)?;
         let keep_alive = delimited && version == Version::HTTP_11 && !hop.close;
@@ -222,7 +225,8 @@ mod tests {
         assert_eq!(head.status, 200);
         assert_eq!(head.framing, ResponseFraming::Length(2));
         assert!(head.keep_alive);
-        assert_eq!(head.headers["x-a"], "b");
+        let lines: Vec<&[u8]> = head.headers.lines().map(|(_, l)| l).collect();
+        assert_eq!(lines, [&b"Content-Length: 2"[..], b"X-A: b"]);
         assert_eq!(&buf[..], b"okNEXT");
     }
 
@@ -231,7 +235,7 @@ mod tests {
         let raw = "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n\
                    Transfer-Encoding: chunked\r\nX-Kept: 2\r\n\r\n";
         let head = parse(raw, Method::GET).unwrap().unwrap();
-        let names: Vec<&str> = head.headers.keys().map(|n| n.as_str()).collect();
+        let names: Vec<&str> = head.headers.lines().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["x-kept"]);
         assert_eq!((head.framing, head.keep_alive), (ResponseFraming::Chunked, true));
     }
@@ -270,6 +274,7 @@ mod tests {
         let raw = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n";
         let head = parse(raw, Method::GET).unwrap().unwrap();
         assert_eq!((head.framing, head.keep_alive), (ResponseFraming::Chunked, false));
+        assert!(head.headers.is_empty(), "the length beside chunked is not forwarded");
         let head = parse("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n", Method::GET).unwrap().unwrap();
         assert_eq!((head.framing, head.keep_alive), (ResponseFraming::UntilClose, false));
     }

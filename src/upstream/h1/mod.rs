@@ -23,13 +23,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::{Method, Request, Response};
+use http::{Method, Request, StatusCode, Version};
 use http_body::{Body as _, Frame, SizeHint};
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::http::decode::Decoder;
+use crate::http::raw_headers::RawHeaders;
 use crate::http::timer::LazyTimer;
 use crate::http::write_queue::{MAX_SLICES, WriteQueue};
 use crate::proxy::RequestBody;
@@ -127,7 +128,7 @@ impl H1Pool {
         self: &Arc<Self>,
         req: Request<RequestBody>,
         timeout: Duration,
-    ) -> Result<Response<ResponseBody>, BoxError> {
+    ) -> Result<UpstreamResponse, BoxError> {
         let now = Instant::now();
         let deadline = now + timeout;
         let (mut parts, mut body) = req.into_parts();
@@ -178,7 +179,7 @@ impl H1Pool {
         }
     }
 
-    fn response(self: &Arc<Self>, head: Head, conn: Conn) -> Response<ResponseBody> {
+    fn response(self: &Arc<Self>, head: Head, conn: Conn) -> UpstreamResponse {
         let mut body = ResponseBody {
             conn: Some(conn),
             decoder: Decoder::new(head.framing),
@@ -188,12 +189,18 @@ impl H1Pool {
         if body.decoder.is_done() {
             body.finish();
         }
-        let mut resp = Response::new(body);
-        *resp.status_mut() = head.status;
-        *resp.version_mut() = head.version;
-        *resp.headers_mut() = head.headers;
-        resp
+        UpstreamResponse { status: head.status, version: head.version, headers: head.headers, body }
     }
+}
+
+/// A response whose head has arrived; its body streams from the connection.
+#[derive(Debug)]
+pub struct UpstreamResponse {
+    pub status: StatusCode,
+    pub version: Version,
+    /// The end-to-end header lines as received (hop-by-hop ones are gone).
+    pub headers: RawHeaders,
+    pub body: ResponseBody,
 }
 
 /// Why an exchange failed.

@@ -4,7 +4,9 @@
 //! `{server, method, path, query, version, headers}`. Special paths:
 //! `/hang` never answers, `/hold` answers once `release()` is called,
 //! `/count` reads the whole body and reports its length, `/big?bytes=N`
-//! streams N bytes back, `/hop` answers with hop-by-hop headers.
+//! streams N bytes back, `/hop` answers with hop-by-hop headers, `/branded`
+//! with the headers a gateway cleans up (`Server`, `X-Powered-By`, its own
+//! `X-Frame-Options` and `X-Request-Id`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -116,6 +118,17 @@ async fn handle(
                 .header("proxy-authenticate", "Basic")
                 .header("x-up-normal", "1")
                 .body(full("hop"))
+                .unwrap();
+            return Ok(resp);
+        }
+        "/branded" => {
+            let resp = Response::builder()
+                .header("server", "Upstream/1.0")
+                .header("x-powered-by", "Express")
+                .header("x-frame-options", "SAMEORIGIN")
+                .header("x-request-id", "upstream-id")
+                .header("vary", "Accept")
+                .body(full("branded"))
                 .unwrap();
             return Ok(resp);
         }
