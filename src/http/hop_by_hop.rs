@@ -45,20 +45,24 @@ pub fn strip(headers: &mut HeaderMap, is_request: bool) {
     let te_trailers =
         is_request && headers.get(header::TE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     // Names listed in Connection go too (collected first: we mutate the map).
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in listed {
+    for name in listed_in_connection(headers) {
         headers.remove(name);
     }
     crate::http::remove::remove_all(headers, &FIXED);
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
+}
+
+/// The names a message's `Connection` header lists (hop-by-hop too).
+pub fn listed_in_connection(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect()
 }
 
 /// The protocol an HTTP/1.1 request asks to upgrade to (`Connection:

@@ -2,6 +2,7 @@
 //! headers, hop-by-hop handling, request ids and problem responses.
 
 pub mod decode;
+pub mod edits;
 pub mod fetch;
 pub mod forwarded;
 pub mod hop_by_hop;

@@ -7,6 +7,7 @@ use http::{Request, Response, StatusCode, Uri, Version, request};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
+use crate::http::edits::HeaderEdits;
 use crate::http::forwarded::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
 use crate::http::{forwarded, hop_by_hop, request_id};
 use crate::plan::{HostRewrite, Proxy};
@@ -74,13 +75,10 @@ pub(super) async fn forward(
     parts.uri = Uri::from_parts(uri).map_err(|e| GatewayError::Internal(e.into()))?;
 
     let upgrade = client_upgrade.as_ref().and_then(|_| hop_by_hop::upgrade_protocol(&parts.headers));
-    hop_by_hop::strip(&mut parts.headers, true);
-    // hyper answers `100 Continue` itself when we first read the body, i.e.
-    // once the upstream is ready for it; the upstream never sees `Expect`.
-    parts.headers.remove(header::EXPECT);
-    // Room for the headers added below: at most one table growth.
-    parts.headers.reserve(6);
-    set_forwarded_headers(&f, &mut parts.headers, original_host.clone());
+    // Edits, not map changes: the HTTP/1.1 codec writes them as it encodes
+    // the head (`http::edits`); hyper's client gets them applied below.
+    let mut edits = HeaderEdits::new(&parts.headers);
+    forwarded_headers(&f, &parts.headers, original_host.clone(), &mut edits);
     let host = match &f.proxy.host {
         // Already the request's own `Host` line: nothing to change.
         HostRewrite::Preserve if !from_authority => None,
@@ -89,20 +87,16 @@ pub(super) async fn forward(
         HostRewrite::Set(h) => Some(h.clone()),
     };
     if let Some(h) = host {
-        parts.headers.insert(header::HOST, h);
-    }
-    if let Some(proto) = &upgrade {
-        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        parts.headers.insert(header::UPGRADE, proto.clone());
+        edits.set(header::HOST, h);
     }
     parts.version = Version::HTTP_11;
 
-    let req = Request::from_parts(parts, body);
     // Plain HTTP/1.1 targets: inline-driven pooled connections (no upgrades there).
     if let (Some(pool), None) = (&target.h1, &client_upgrade) {
+        let req = Request::from_parts(parts, body);
         // The pool times the exchange itself (a lazily moved timer per
         // connection, cheaper than a timeout future per request).
-        let resp = match pool.send(req, upstream.request_timeout).await {
+        let resp = match pool.send(req, &edits, upstream.request_timeout).await {
             Err(e) => return Err(classify(upstream.name.clone(), e)),
             Ok(r) => r,
         };
@@ -120,6 +114,12 @@ pub(super) async fn forward(
         *out.version_mut() = resp.version;
         return Ok(out);
     }
+    if let Some(proto) = &upgrade {
+        edits.set(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        edits.set(header::UPGRADE, proto.clone());
+    }
+    edits.apply(&mut parts.headers);
+    let req = Request::from_parts(parts, body);
     // Boxed: hyper's client future is large and this path is the less common one.
     Box::pin(through_hyper(upstream, req, client_upgrade, in_flight)).await
 }
@@ -157,7 +157,7 @@ async fn through_hyper(
 
 /// `X-Forwarded-For/Proto/Host`, `X-Request-Id`; `Forwarded` from an
 /// untrusted client is dropped (we do not vouch for it).
-fn set_forwarded_headers(f: &Forward<'_>, headers: &mut http::HeaderMap, host: Option<HeaderValue>) {
+fn forwarded_headers(f: &Forward<'_>, headers: &http::HeaderMap, host: Option<HeaderValue>, edits: &mut HeaderEdits) {
     // Every `X-Forwarded-For` line counts (as in `forwarded::resolve`).
     let prior = f.client.peer_trusted && headers.contains_key(&X_FORWARDED_FOR);
     let xff = if prior {
@@ -172,22 +172,27 @@ fn set_forwarded_headers(f: &Forward<'_>, headers: &mut http::HeaderMap, host: O
         Some(f.conn.peer_ip.clone())
     };
     if let Some(v) = xff {
-        headers.insert(X_FORWARDED_FOR, v);
+        edits.set(X_FORWARDED_FOR, v);
     }
     if f.client.peer_trusted {
-        headers.entry(X_FORWARDED_PROTO).or_insert_with(|| HeaderValue::from_static(f.conn.scheme));
-        if let Some(h) = host {
-            headers.entry(X_FORWARDED_HOST).or_insert(h);
+        // A trusted proxy's own values stand.
+        if !headers.contains_key(&X_FORWARDED_PROTO) {
+            edits.set(X_FORWARDED_PROTO, HeaderValue::from_static(f.conn.scheme));
+        }
+        if let Some(h) = host
+            && !headers.contains_key(&X_FORWARDED_HOST)
+        {
+            edits.set(X_FORWARDED_HOST, h);
         }
     } else {
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(f.conn.scheme));
+        edits.set(X_FORWARDED_PROTO, HeaderValue::from_static(f.conn.scheme));
         match host {
-            Some(h) => headers.insert(X_FORWARDED_HOST, h),
-            None => headers.remove(&X_FORWARDED_HOST),
-        };
-        headers.remove(header::FORWARDED);
+            Some(h) => edits.set(X_FORWARDED_HOST, h),
+            None => edits.drop_forwarded_host(),
+        }
+        edits.drop_forwarded();
     }
-    headers.insert(request_id::HEADER, f.request_id.clone());
+    edits.set(request_id::HEADER, f.request_id.clone());
 }
 
 fn hash_key(key: Option<&HashKey>, headers: &http::HeaderMap, client: &forwarded::Client) -> Option<Vec<u8>> {

@@ -8,6 +8,7 @@ use http::header::{self, HeaderName};
 use http::{Method, StatusCode, Version, request};
 
 use crate::http::decode::{DeclaredLength, trim};
+use crate::http::edits::HeaderEdits;
 use crate::http::hop_by_hop;
 use crate::http::raw_headers::RawHeaders;
 
@@ -28,28 +29,40 @@ pub enum RequestFraming {
     Chunked,
 }
 
-/// Writes the request line and headers. `parts.uri` is absolute; only its
+/// Writes the request line and headers: the client's lines that `edits`
+/// lets through, then the lines it sets. `parts.uri` is absolute; only its
 /// path and query go on the request line (origin-form).
-pub fn encode_head(parts: &request::Parts, authority: &str, framing: RequestFraming, out: &mut Vec<u8>) {
+pub fn encode_head(
+    parts: &request::Parts,
+    edits: &HeaderEdits,
+    authority: &str,
+    framing: RequestFraming,
+    out: &mut Vec<u8>,
+) {
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    if !parts.headers.contains_key(header::HOST) {
-        // RFC 9112 §3.2: every HTTP/1.1 request carries Host.
-        out.extend_from_slice(b"host: ");
-        out.extend_from_slice(authority.as_bytes());
-        out.extend_from_slice(b"\r\n");
+    // Host first (RFC 9112 §3.2 asks user agents to; proxies do the same).
+    let mut has_host = false;
+    if let Some(host) = edits.host() {
+        write_field(out, header::HOST.as_str(), host.as_bytes());
+        has_host = true;
     }
     for (name, value) in &parts.headers {
-        if framing == RequestFraming::Chunked && name == header::CONTENT_LENGTH {
+        if !edits.forwards(name, value) || (framing == RequestFraming::Chunked && name == header::CONTENT_LENGTH) {
             continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        has_host |= name == header::HOST;
+        write_field(out, name.as_str(), value.as_bytes());
+    }
+    for (name, value) in edits.lines() {
+        write_field(out, name.as_str(), value.as_bytes());
+    }
+    if !has_host {
+        // RFC 9112 §3.2: every HTTP/1.1 request carries Host.
+        write_field(out, "host", authority.as_bytes());
     }
     if framing == RequestFraming::Chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
@@ -57,7 +70,13 @@ pub fn encode_head(parts: &request::Parts, authority: &str, framing: RequestFram
     out.extend_from_slice(b"\r\n");
 }
 
-/// Where each header of a head being parsed sits: name, value start and end.
+fn write_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// (name, line start, value start, value end) of each line kept.
 pub type Spans = Vec<(HeaderName, usize, usize, usize)>;
 
@@ -320,11 +339,71 @@ mod tests {
         let req = http::Request::post("http://10.0.0.1:8080/a/b?x=1").header("x-y", "z").body(()).unwrap();
         let (parts, ()) = req.into_parts();
         let mut out = Vec::new();
-        encode_head(&parts, "10.0.0.1:8080", RequestFraming::Chunked, &mut out);
+        encode_head(&parts, &HeaderEdits::default(), "10.0.0.1:8080", RequestFraming::Chunked, &mut out);
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
-            "POST /a/b?x=1 HTTP/1.1\r\nhost: 10.0.0.1:8080\r\nx-y: z\r\ntransfer-encoding: chunked\r\n\r\n"
+            "POST /a/b?x=1 HTTP/1.1\r\nx-y: z\r\nhost: 10.0.0.1:8080\r\ntransfer-encoding: chunked\r\n\r\n"
         );
+    }
+
+    /// The header lines of an encoded head, sorted.
+    fn fields_of(head: &[u8]) -> Vec<String> {
+        let text = String::from_utf8(head.to_vec()).unwrap();
+        let mut lines: Vec<String> = text.lines().skip(1).filter(|l| !l.is_empty()).map(String::from).collect();
+        lines.sort();
+        lines
+    }
+
+    #[test]
+    fn edits_written_on_the_way_match_edits_made_to_the_map() {
+        use http::HeaderValue;
+        let client = [
+            ("host", "api.example.com"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-host", "evil"),
+            ("forwarded", "for=6.6.6.6"),
+            ("x-request-id", "client-id"),
+            ("connection", "keep-alive, x-secret-hop"),
+            ("x-secret-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("expect", "100-continue"),
+            ("upgrade", "h2c"),
+            ("accept", "*/*"),
+            ("accept", "text/plain"),
+        ];
+        let mut req = http::Request::get("http://10.0.0.1:8080/a");
+        for (n, v) in client {
+            req = req.header(n, v);
+        }
+        let (parts, ()) = req.body(()).unwrap().into_parts();
+        let cases: [fn(&mut HeaderEdits); 3] = [
+            |_| {},
+            |e| {
+                e.set(header::HOST, HeaderValue::from_static("backend"));
+                e.set(HeaderName::from_static("x-forwarded-for"), HeaderValue::from_static("1.2.3.4"));
+                e.set(HeaderName::from_static("x-request-id"), HeaderValue::from_static("gw-id"));
+                e.drop_forwarded();
+            },
+            |e| {
+                e.drop_forwarded_host();
+                e.set(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static("http"));
+            },
+        ];
+        for case in cases {
+            let mut edits = HeaderEdits::new(&parts.headers);
+            case(&mut edits);
+            let mut streamed = Vec::new();
+            encode_head(&parts, &edits, "10.0.0.1:8080", RequestFraming::Empty, &mut streamed);
+            let mut map = parts.headers.clone();
+            edits.apply(&mut map);
+            let mut mapped: Vec<String> = map.iter().map(|(n, v)| format!("{n}: {}", v.to_str().unwrap())).collect();
+            mapped.sort();
+            let fields = fields_of(&streamed);
+            assert_eq!(fields, mapped);
+            assert!(fields.iter().all(|l| !l.starts_with("x-secret-hop") && !l.starts_with("expect")), "{fields:?}");
+            assert!(fields.contains(&"te: trailers".to_string()), "{fields:?}");
+        }
     }
 }

@@ -30,6 +30,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::http::decode::Decoder;
+use crate::http::edits::HeaderEdits;
 use crate::http::raw_headers::RawHeaders;
 use crate::http::timer::LazyTimer;
 use crate::http::write_queue::{MAX_SLICES, WriteQueue};
@@ -120,13 +121,15 @@ impl H1Pool {
         Ok(Conn { io, buf: BytesMut::new(), spans: Vec::new(), timer: LazyTimer::new(deadline), used: Instant::now() })
     }
 
-    /// Sends `req` (its URI absolute; the path and query are sent) and
+    /// Sends `req` with `edits` made to its headers (its URI absolute; the
+    /// path and query are sent) and
     /// returns the response once its head has arrived, or a `TimedOut`
     /// error after `timeout`. The body streams from the connection, which
     /// goes back to the pool at its end.
     pub async fn send(
         self: &Arc<Self>,
         req: Request<RequestBody>,
+        edits: &HeaderEdits,
         timeout: Duration,
     ) -> Result<UpstreamResponse, BoxError> {
         let now = Instant::now();
@@ -140,7 +143,7 @@ impl H1Pool {
             RequestFraming::Chunked
         };
         let mut head = Vec::with_capacity(256 + parts.headers.len() * 32);
-        codec::encode_head(&parts, &self.authority, framing, &mut head);
+        codec::encode_head(&parts, edits, &self.authority, framing, &mut head);
         crate::http::recycle::give_back(std::mem::take(&mut parts.headers));
         let head = Bytes::from(head);
         let mut retried = false;
