@@ -10,14 +10,16 @@
 //! itself), and every name that is set here.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use smallvec::SmallVec;
 
 use super::forwarded::X_FORWARDED_HOST;
 use super::hop_by_hop;
 
 #[derive(Debug, Default)]
 pub struct HeaderEdits {
-    /// Set, replacing the client's lines of the same name, in this order.
-    set: Vec<(HeaderName, HeaderValue)>,
+    /// Set, replacing the client's lines of the same name, in this order
+    /// (inline: a request sets four or five).
+    set: SmallVec<[(HeaderName, HeaderValue); 6]>,
     /// `Host` for the upstream, when it is not the client's own line.
     host: Option<HeaderValue>,
     /// Client lines left out without replacement.
@@ -30,7 +32,7 @@ pub struct HeaderEdits {
 impl HeaderEdits {
     /// The edits every request gets, from the client's `headers`.
     pub fn new(headers: &HeaderMap) -> HeaderEdits {
-        let mut edits = HeaderEdits { set: Vec::with_capacity(6), ..HeaderEdits::default() };
+        let mut edits = HeaderEdits::default();
         // Most requests carry no hop-by-hop header at all: one pass over names.
         if headers.keys().any(hop_by_hop::is_hop_by_hop) {
             edits.listed = hop_by_hop::listed_in_connection(headers);

@@ -11,6 +11,7 @@
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
+use smallvec::SmallVec;
 
 #[derive(Debug, Clone)]
 struct Line {
@@ -23,7 +24,8 @@ struct Line {
 #[derive(Debug, Clone, Default)]
 pub struct RawHeaders {
     head: Bytes,
-    lines: Vec<Line>,
+    /// Inline for the usual handful of lines: no allocation per response.
+    lines: SmallVec<[Line; 8]>,
 }
 
 impl RawHeaders {

@@ -4,20 +4,21 @@
 use std::io::IoSlice;
 
 use bytes::{Buf, Bytes};
+use smallvec::SmallVec;
 
 /// Buffers handed to one `writev` at most.
 pub const MAX_SLICES: usize = 32;
 
 #[derive(Debug, Default)]
 pub struct WriteQueue {
-    bufs: Vec<Bytes>,
+    /// Inline for a head and a body piece or two: no allocation per message.
+    bufs: SmallVec<[Bytes; 4]>,
     len: usize,
 }
 
 impl WriteQueue {
     pub fn new() -> WriteQueue {
-        // A head and a body piece or two, typically: no growth.
-        WriteQueue { bufs: Vec::with_capacity(4), len: 0 }
+        WriteQueue::default()
     }
 
     pub fn of(bytes: Bytes) -> WriteQueue {
@@ -63,11 +64,18 @@ impl WriteQueue {
 
     /// Fills `slices` with the front of the queue; returns how many were filled.
     pub fn slices<'a>(&'a self, slices: &mut [IoSlice<'a>; MAX_SLICES]) -> usize {
-        let count = slices.len().min(self.bufs.len());
-        for (slice, bytes) in slices.iter_mut().zip(&self.bufs) {
+        self.slices_after(&[], slices)
+    }
+
+    /// The same, after `first` (bytes the caller keeps, written before the queue).
+    pub fn slices_after<'a>(&'a self, first: &'a [u8], slices: &mut [IoSlice<'a>; MAX_SLICES]) -> usize {
+        let skip = usize::from(!first.is_empty());
+        slices[0] = IoSlice::new(first);
+        let count = (slices.len() - skip).min(self.bufs.len());
+        for (slice, bytes) in slices[skip..].iter_mut().zip(&self.bufs) {
             *slice = IoSlice::new(bytes);
         }
-        count
+        count + skip
     }
 
     /// Drops the first `n` written bytes.
@@ -105,9 +113,9 @@ mod tests {
         }
         assert_eq!((q.count(), q.len()), (3, 8));
         q.advance(4);
-        assert_eq!(q.bufs, vec![Bytes::from_static(b"e"), Bytes::from_static(b"fgh")]);
+        assert_eq!(&q.bufs[..], [Bytes::from_static(b"e"), Bytes::from_static(b"fgh")]);
         q.advance(1);
-        assert_eq!(q.bufs, vec![Bytes::from_static(b"fgh")]);
+        assert_eq!(&q.bufs[..], [Bytes::from_static(b"fgh")]);
         q.advance(3);
         assert!(q.is_empty());
         assert_eq!(q.len(), 0);

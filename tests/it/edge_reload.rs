@@ -117,6 +117,28 @@ async fn shutdown_lets_in_flight_requests_finish() {
 }
 
 #[tokio::test]
+async fn shutdown_closes_idle_keep_alive_connections_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let yaml = "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\nshutdown_timeout: 30s\nroutes:\n  - { name: r, match: { path_prefix: / }, static: { body: ok } }\n";
+    let gw = portcullis::Gateway::start(&load(yaml, Path::new("."))).await.unwrap();
+    let addr = gw.addr("gw").unwrap();
+    // A keep-alive connection that has been served and now waits.
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut first = [0u8; 1024];
+    let n = idle.read(&mut first).await.unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+    let started = tokio::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), gw.shutdown())
+        .await
+        .expect("shutdown does not wait for idle connections");
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the idle connection is closed");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
 async fn reload_with_a_busy_port_changes_nothing() {
     let gw = portcullis::Gateway::start(&load(&config("kept", false), Path::new("."))).await.unwrap();
     let url = format!("http://{}/", gw.addr("gw").unwrap());

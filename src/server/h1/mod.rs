@@ -23,6 +23,7 @@ mod response;
 mod write;
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -120,6 +121,9 @@ impl Conn {
 
     async fn run(mut self, cx: Ctx<'_>, mut timer: Timer) -> Exit {
         let Ctx { info, shared, stop, .. } = cx;
+        // One wait on the stop signal for the connection's whole life:
+        // registered once, then cheap to poll again at every idle wait.
+        let mut stopped = std::pin::pin!(stop.changed());
         loop {
             let head = loop {
                 if !self.buf.is_empty() {
@@ -143,7 +147,7 @@ impl Conn {
                     Some(since) if !self.buf.is_empty() => since + self.header_timeout,
                     _ => *self.idle_since.get_or_insert_with(Instant::now) + self.idle_timeout,
                 };
-                match self.wait_readable(&mut timer, deadline, stop).await {
+                match self.wait_readable(&mut timer, deadline, stopped.as_mut()).await {
                     Wait::Readable => {}
                     Wait::Timeout => return Exit::Closed,
                     Wait::Stop => {
@@ -186,7 +190,11 @@ impl Conn {
             // A body the engine did not read to its end (an early answer)
             // leaves the connection unusable, unless it was all buffered.
             let body_done = handle.as_ref().is_none_or(|h| h.finish_buffered());
-            let stopping = self.closing || stop.has_changed().unwrap_or(true);
+            if !self.closing && poll_now(stopped.as_mut()) {
+                // Done: never polled again (a finished future must not be).
+                self.closing = true;
+            }
+            let stopping = self.closing;
             // One clock read per request: the `Date` of this response, and
             // the start of the idleness that follows it.
             let now = Instant::now();
@@ -225,7 +233,8 @@ impl Conn {
         let buf = &mut self.buf;
         let watch = async move {
             loop {
-                if buf.len() > max || stream.readable().await.is_err() {
+                let ready = std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await;
+                if buf.len() > max || ready.is_err() {
                     return std::future::pending::<()>().await;
                 }
                 if buf.capacity() - buf.len() < MIN_READ {
@@ -266,12 +275,15 @@ impl Conn {
         })
     }
 
-    async fn wait_readable(&self, timer: &mut Timer, deadline: Instant, stop: &mut watch::Receiver<bool>) -> Wait {
+    async fn wait_readable<S: Future>(&self, timer: &mut Timer, deadline: Instant, stopped: Pin<&mut S>) -> Wait {
         let closing = self.closing;
+        // `poll_read_ready`, not `readable()`: one waker slot instead of a
+        // registration in the socket's waiter list on every wait.
+        let readable = std::future::poll_fn(|cx| self.stream.poll_read_ready(cx));
         tokio::select! {
             biased;
-            ready = self.stream.readable() => if ready.is_ok() { Wait::Readable } else { Wait::Timeout },
-            _ = stop.changed(), if !closing => Wait::Stop,
+            ready = readable => if ready.is_ok() { Wait::Readable } else { Wait::Timeout },
+            _ = stopped, if !closing => Wait::Stop,
             () = timer.until(deadline) => Wait::Timeout,
         }
     }
@@ -310,6 +322,12 @@ pub(super) fn read_buf(stream: &TcpStream, buf: &mut BytesMut) -> std::io::Resul
         let _ = stream.try_io(Interest::READABLE, || Err::<(), _>(std::io::ErrorKind::WouldBlock.into()));
     }
     Ok(n)
+}
+
+/// Whether `fut` is done, without waiting (polled with a waker that does
+/// nothing: the next real wait on it registers the task again).
+fn poll_now<F: Future>(fut: Pin<&mut F>) -> bool {
+    fut.poll(&mut std::task::Context::from_waker(std::task::Waker::noop())).is_ready()
 }
 
 thread_local! {

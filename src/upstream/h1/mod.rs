@@ -145,7 +145,7 @@ impl H1Pool {
         let mut head = Vec::with_capacity(256 + parts.headers.len() * 32);
         codec::encode_head(&parts, edits, &self.authority, framing, &mut head);
         crate::http::recycle::give_back(std::mem::take(&mut parts.headers));
-        let head = Bytes::from(head);
+
         let mut retried = false;
         loop {
             let (mut conn, reused) = match self.checkout(now) {
@@ -158,7 +158,9 @@ impl H1Pool {
             conn.used = now;
             let mut exchange = Exchange {
                 conn: Some(conn),
-                queue: WriteQueue::of(head.clone()),
+                head: &head,
+                head_sent: 0,
+                queue: WriteQueue::new(),
                 body: (framing != RequestFraming::Empty).then_some(&mut body),
                 chunked: framing == RequestFraming::Chunked,
                 body_started: false,
@@ -244,7 +246,11 @@ fn lost(e: std::io::Error) -> Failure {
 /// body; then the rest of the body is dropped and the connection closed).
 struct Exchange<'a> {
     conn: Option<Conn>,
-    /// Bytes to write, in order.
+    /// The request head (kept by the caller for a retry), and how much of
+    /// it has been written.
+    head: &'a [u8],
+    head_sent: usize,
+    /// Body bytes to write after it, in order.
     queue: WriteQueue,
     /// The request body, until it has been read to its end.
     body: Option<&'a mut RequestBody>,
@@ -264,12 +270,14 @@ impl Exchange<'_> {
         let Some(conn) = self.conn.as_mut() else {
             return Poll::Ready(Err(Failure::Other("exchange polled after completion".into())));
         };
-        // Write what the socket takes, pulling more body as it drains.
+        // Write what the socket takes (the head and the body bytes at hand
+        // in one `writev`), pulling more body as it drains.
         loop {
-            if self.queue.is_empty() {
-                let Some(body) = self.body.as_deref_mut() else { break };
+            if self.queue.is_empty()
+                && let Some(body) = self.body.as_deref_mut()
+            {
                 match Pin::new(body).poll_frame(cx) {
-                    Poll::Pending => break,
+                    Poll::Pending => {}
                     Poll::Ready(None) => {
                         self.body = None;
                         if self.chunked {
@@ -289,18 +297,24 @@ impl Exchange<'_> {
                                 self.queue.push(data);
                             }
                         }
+                        continue;
                     }
                 }
-                continue;
+            }
+            let head = &self.head[self.head_sent..];
+            if head.is_empty() && self.queue.is_empty() {
+                break;
             }
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-            let count = self.queue.slices(&mut slices);
+            let count = self.queue.slices_after(head, &mut slices);
             match Pin::new(&mut conn.io).poll_write_vectored(cx, &slices[..count]) {
                 Poll::Pending => break,
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(lost(std::io::ErrorKind::BrokenPipe.into()))),
                 Poll::Ready(Ok(n)) => {
                     self.written = true;
-                    self.queue.advance(n);
+                    let into_head = n.min(head.len());
+                    self.head_sent += into_head;
+                    self.queue.advance(n - into_head);
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(lost(e))),
             }
@@ -310,7 +324,7 @@ impl Exchange<'_> {
             match codec::parse_head(&mut conn.buf, self.method, &mut conn.spans) {
                 Err(e) => return Poll::Ready(Err(Failure::Other(Box::new(e)))),
                 Ok(Some(mut head)) => {
-                    if self.body.is_some() || !self.queue.is_empty() {
+                    if self.body.is_some() || !self.queue.is_empty() || self.head_sent < self.head.len() {
                         head.keep_alive = false;
                     }
                     let conn = self.conn.take().expect("checked above");
