@@ -11,7 +11,6 @@
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-use smallvec::SmallVec;
 
 #[derive(Debug, Clone)]
 struct Line {
@@ -24,8 +23,9 @@ struct Line {
 #[derive(Debug, Clone, Default)]
 pub struct RawHeaders {
     head: Bytes,
-    /// Inline for the usual handful of lines: no allocation per response.
-    lines: SmallVec<[Line; 8]>,
+    /// A Vec, not inline: the head is moved several times on its way to the
+    /// writer, and copying inline lines cost more than the allocation.
+    lines: Vec<Line>,
 }
 
 impl RawHeaders {
