@@ -27,6 +27,8 @@ pub(super) struct Forward<'a> {
     /// The normalized path that matched.
     pub path: &'a str,
     pub values: &'a [&'a str],
+    /// The client's `Host`, as routing read it.
+    pub host_header: Option<&'a HeaderValue>,
 }
 
 /// Only HTTP/1.1 has `Upgrade`; HTTP/2 clients never get here with one.
@@ -55,7 +57,7 @@ pub(super) async fn forward(
     let from_authority = parts.uri.authority().is_some();
     let original_host = match parts.uri.authority() {
         Some(a) => HeaderValue::try_from(a.as_str()).ok(),
-        None => parts.headers.get(header::HOST).cloned(),
+        None => f.host_header.cloned(),
     };
     let path_and_query = match parts.uri.path_and_query() {
         // Already normal and not rewritten: reuse the client's bytes as they are.
@@ -93,10 +95,10 @@ pub(super) async fn forward(
 
     // Plain HTTP/1.1 targets: inline-driven pooled connections (no upgrades there).
     if let (Some(pool), None) = (&target.h1, &client_upgrade) {
-        let req = Request::from_parts(parts, body);
+        let mut body = body;
         // The pool times the exchange itself (a lazily moved timer per
         // connection, cheaper than a timeout future per request).
-        let resp = match pool.send(req, &edits, upstream.request_timeout).await {
+        let resp = match pool.send(&mut parts, &mut body, &edits, upstream.request_timeout).await {
             Err(e) => return Err(classify(upstream.name.clone(), e)),
             Ok(r) => r,
         };

@@ -75,9 +75,14 @@ impl HostMatch {
 
 /// The host a request names: `Host` (HTTP/1.1) or the URI authority (HTTP/2), without port.
 pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a http::HeaderMap) -> Option<&'a str> {
+    host_of(uri, headers.get(http::header::HOST))
+}
+
+/// The same, from a `Host` value the caller already has.
+pub fn host_of<'a>(uri: &'a http::Uri, host_header: Option<&'a http::HeaderValue>) -> Option<&'a str> {
     let raw = match uri.authority() {
         Some(a) => a.host(),
-        None => headers.get(http::header::HOST)?.to_str().ok()?,
+        None => host_header?.to_str().ok()?,
     };
     // Strip a port, keeping IPv6 literals (`[::1]:80`) intact.
     Some(match raw.rfind(':') {

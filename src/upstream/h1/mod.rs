@@ -23,7 +23,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::{Method, Request, StatusCode, Version};
+use http::{Method, StatusCode, Version, request};
 use http_body::{Body as _, Frame, SizeHint};
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
@@ -71,7 +71,7 @@ impl Conn {
 pub struct H1Pool {
     authority: String,
     /// Idle connections and when each stops being reusable.
-    idle: Mutex<Vec<(Conn, Instant)>>,
+    idle: Mutex<Vec<(Box<Conn>, Instant)>>,
     max_idle: usize,
     idle_timeout: Duration,
     connect_timeout: Duration,
@@ -88,7 +88,7 @@ impl H1Pool {
         Arc::new(H1Pool { authority, idle: Mutex::new(Vec::new()), max_idle, idle_timeout, connect_timeout })
     }
 
-    fn put(&self, conn: Conn) {
+    fn put(&self, conn: Box<Conn>) {
         let expires = conn.used + self.idle_timeout;
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < self.max_idle {
@@ -97,7 +97,7 @@ impl H1Pool {
     }
 
     /// A pooled connection that still looks open, most recent first.
-    fn checkout(&self, now: Instant) -> Option<Conn> {
+    fn checkout(&self, now: Instant) -> Option<Box<Conn>> {
         loop {
             let (mut conn, expires) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
             if expires <= now {
@@ -113,28 +113,29 @@ impl H1Pool {
         }
     }
 
-    async fn connect(&self, deadline: Instant) -> Result<Conn, BoxError> {
+    async fn connect(&self, deadline: Instant) -> Result<Box<Conn>, BoxError> {
         let io = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.authority))
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
         let _ = io.set_nodelay(true);
-        Ok(Conn { io, buf: BytesMut::new(), spans: Vec::new(), timer: LazyTimer::new(deadline), used: Instant::now() })
+        let timer = LazyTimer::new(deadline);
+        Ok(Box::new(Conn { io, buf: BytesMut::new(), spans: Vec::new(), timer, used: Instant::now() }))
     }
 
-    /// Sends `req` with `edits` made to its headers (its URI absolute; the
-    /// path and query are sent) and
-    /// returns the response once its head has arrived, or a `TimedOut`
-    /// error after `timeout`. The body streams from the connection, which
-    /// goes back to the pool at its end.
+    /// Sends the request `parts` and `body`, with `edits` made to its
+    /// headers (its URI absolute; the path and query are sent), and returns
+    /// the response once its head has arrived, or a `TimedOut` error after
+    /// `timeout`. Borrowed, not owned: this future stays small. The response
+    /// body streams from the connection, which goes back to the pool at its end.
     pub async fn send(
         self: &Arc<Self>,
-        req: Request<RequestBody>,
+        parts: &mut request::Parts,
+        body: &mut RequestBody,
         edits: &HeaderEdits,
         timeout: Duration,
     ) -> Result<UpstreamResponse, BoxError> {
         let now = Instant::now();
         let deadline = now + timeout;
-        let (mut parts, mut body) = req.into_parts();
         let framing = if body.is_end_stream() {
             RequestFraming::Empty
         } else if parts.headers.contains_key(http::header::CONTENT_LENGTH) {
@@ -143,7 +144,7 @@ impl H1Pool {
             RequestFraming::Chunked
         };
         let mut head = Vec::with_capacity(256 + parts.headers.len() * 32);
-        codec::encode_head(&parts, edits, &self.authority, framing, &mut head);
+        codec::encode_head(parts, edits, &self.authority, framing, &mut head);
         crate::http::recycle::give_back(std::mem::take(&mut parts.headers));
 
         let mut retried = false;
@@ -161,7 +162,7 @@ impl H1Pool {
                 head: &head,
                 head_sent: 0,
                 queue: WriteQueue::new(),
-                body: (framing != RequestFraming::Empty).then_some(&mut body),
+                body: (framing != RequestFraming::Empty).then_some(&mut *body),
                 chunked: framing == RequestFraming::Chunked,
                 body_started: false,
                 written: false,
@@ -184,7 +185,7 @@ impl H1Pool {
         }
     }
 
-    fn response(self: &Arc<Self>, head: Head, conn: Conn) -> UpstreamResponse {
+    fn response(self: &Arc<Self>, head: Head, conn: Box<Conn>) -> UpstreamResponse {
         let mut body = ResponseBody {
             conn: Some(conn),
             decoder: Decoder::new(head.framing),
@@ -245,7 +246,7 @@ fn lost(e: std::io::Error) -> Failure {
 /// for the response head (an upstream may answer before reading the whole
 /// body; then the rest of the body is dropped and the connection closed).
 struct Exchange<'a> {
-    conn: Option<Conn>,
+    conn: Option<Box<Conn>>,
     /// The request head (kept by the caller for a retry), and how much of
     /// it has been written.
     head: &'a [u8],
@@ -266,7 +267,7 @@ struct Exchange<'a> {
 }
 
 impl Exchange<'_> {
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<(Head, Conn), Failure>> {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<(Head, Box<Conn>), Failure>> {
         let Some(conn) = self.conn.as_mut() else {
             return Poll::Ready(Err(Failure::Other("exchange polled after completion".into())));
         };
@@ -357,7 +358,7 @@ impl Exchange<'_> {
 /// the pool when the body ends cleanly and is closed otherwise.
 #[derive(Debug)]
 pub struct ResponseBody {
-    conn: Option<Conn>,
+    conn: Option<Box<Conn>>,
     decoder: Decoder,
     keep_alive: bool,
     pool: Arc<H1Pool>,
