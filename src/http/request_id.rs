@@ -1,6 +1,9 @@
 //! Request ids: one per request, returned to the client and sent upstream,
 //! so that one id follows a request through every log.
 
+use std::cell::RefCell;
+
+use bytes::BytesMut;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -22,6 +25,14 @@ fn is_valid(id: &[u8]) -> bool {
         && id.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
+/// Ids are cut from a per-thread slab of this many bytes: an id then costs
+/// no allocation of its own, and copies of it (upstream, response) share it.
+const SLAB: usize = 4096;
+
+thread_local! {
+    static IDS: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+}
+
 /// 128 random bits as 32 hex digits.
 pub fn generate() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -31,7 +42,15 @@ pub fn generate() -> HeaderValue {
         *byte = HEX[(n & 15) as usize];
         n >>= 4;
     }
-    HeaderValue::from_bytes(&id).expect("hex digits are a valid header value")
+    let bytes = IDS.with(|slab| {
+        let mut slab = slab.borrow_mut();
+        if slab.capacity() - slab.len() < id.len() {
+            *slab = BytesMut::with_capacity(SLAB);
+        }
+        slab.extend_from_slice(&id);
+        slab.split().freeze()
+    });
+    HeaderValue::from_maybe_shared(bytes).expect("hex digits are a valid header value")
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::Response;
 use http_body::Body as _;
 use tokio::net::TcpStream;
@@ -56,7 +55,9 @@ pub async fn response(
     response::encode_head(x, parts.status, fields, framing, exact, &mut head);
     crate::http::recycle::give_back(parts.headers);
     drop(raw);
-    let mut out = WriteQueue::of(Bytes::from(head));
+    // The head stays in its Vec (a `Bytes` made from it would allocate);
+    // `head_sent` counts what of it the socket took.
+    let mut out = Outgoing { head, head_sent: 0, queue: WriteQueue::new() };
     let mut left = match framing {
         BodyFraming::None => {
             drop(body);
@@ -79,7 +80,7 @@ pub async fn response(
             None => flush(stream, &mut out, timer, stall).await?,
             Some(None) => {
                 if framing == BodyFraming::Chunked {
-                    out.push_last_chunk();
+                    out.queue.push_last_chunk();
                 }
                 flush(stream, &mut out, timer, stall).await?;
                 // Shorter than its declared length: the client must not wait for the rest.
@@ -94,7 +95,7 @@ pub async fn response(
                 // Trailers are not sent on HTTP/1.1 (NGINX does not either).
                 let Ok(mut data) = frame.into_data() else { continue };
                 match framing {
-                    BodyFraming::Chunked => out.push_chunk(data),
+                    BodyFraming::Chunked => out.queue.push_chunk(data),
                     BodyFraming::Length(_) => {
                         let room = left.unwrap_or(0);
                         let over = data.len() as u64 > room;
@@ -102,16 +103,16 @@ pub async fn response(
                             data.truncate(room as usize);
                         }
                         left = Some(room - data.len() as u64);
-                        out.push(data);
+                        out.queue.push(data);
                         if over {
                             tracing::debug!("response body longer than its Content-Length; closing the connection");
                             flush(stream, &mut out, timer, stall).await?;
                             return Ok(false);
                         }
                     }
-                    BodyFraming::Close | BodyFraming::None => out.push(data),
+                    BodyFraming::Close | BodyFraming::None => out.queue.push(data),
                 }
-                if out.len() >= FLUSH_AT || out.count() >= MAX_SLICES {
+                if out.queue.len() >= FLUSH_AT || out.queue.count() >= MAX_SLICES - 1 {
                     flush(stream, &mut out, timer, stall).await?;
                 }
             }
@@ -119,14 +120,35 @@ pub async fn response(
     }
 }
 
-/// Writes the whole queue; a client that takes nothing for `stall` is an error.
-async fn flush(stream: &TcpStream, out: &mut WriteQueue, timer: &mut Timer, stall: Duration) -> std::io::Result<()> {
+/// A response on its way out: the head, then the body bytes queued.
+struct Outgoing {
+    head: Vec<u8>,
+    head_sent: usize,
+    queue: WriteQueue,
+}
+
+impl Outgoing {
+    fn is_empty(&self) -> bool {
+        self.head_sent == self.head.len() && self.queue.is_empty()
+    }
+}
+
+/// Writes everything queued; a client that takes nothing for `stall` is an error.
+async fn flush(stream: &TcpStream, out: &mut Outgoing, timer: &mut Timer, stall: Duration) -> std::io::Result<()> {
     while !out.is_empty() {
-        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-        let count = out.slices(&mut slices);
-        match stream.try_write_vectored(&slices[..count]) {
+        let head = &out.head[out.head_sent..];
+        let written = {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let count = out.queue.slices_after(head, &mut slices);
+            stream.try_write_vectored(&slices[..count])
+        };
+        match written {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => out.advance(n),
+            Ok(n) => {
+                let into_head = n.min(head.len());
+                out.head_sent += into_head;
+                out.queue.advance(n - into_head);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 let deadline = Instant::now() + stall;
                 tokio::select! {

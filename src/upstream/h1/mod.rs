@@ -49,6 +49,8 @@ struct Conn {
     buf: BytesMut,
     /// Scratch space for parsing response heads.
     spans: codec::Spans,
+    /// The head of the request under way, encoded here (no allocation per request).
+    head: Vec<u8>,
     /// The request timeout of the exchange under way (lazily moved: no
     /// timer-wheel work per request).
     timer: LazyTimer,
@@ -119,7 +121,14 @@ impl H1Pool {
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
         let _ = io.set_nodelay(true);
         let timer = LazyTimer::new(deadline);
-        Ok(Box::new(Conn { io, buf: BytesMut::new(), spans: Vec::new(), timer, used: Instant::now() }))
+        Ok(Box::new(Conn {
+            io,
+            buf: BytesMut::new(),
+            spans: Vec::new(),
+            head: Vec::new(),
+            timer,
+            used: Instant::now(),
+        }))
     }
 
     /// Sends the request `parts` and `body`, with `edits` made to its
@@ -143,9 +152,6 @@ impl H1Pool {
         } else {
             RequestFraming::Chunked
         };
-        let mut head = Vec::with_capacity(256 + parts.headers.len() * 32);
-        codec::encode_head(parts, edits, &self.authority, framing, &mut head);
-        crate::http::recycle::give_back(std::mem::take(&mut parts.headers));
 
         let mut retried = false;
         loop {
@@ -157,9 +163,10 @@ impl H1Pool {
                 },
             };
             conn.used = now;
+            conn.head.clear();
+            codec::encode_head(parts, edits, &self.authority, framing, &mut conn.head);
             let mut exchange = Exchange {
                 conn: Some(conn),
-                head: &head,
                 head_sent: 0,
                 queue: WriteQueue::new(),
                 body: (framing != RequestFraming::Empty).then_some(&mut *body),
@@ -171,7 +178,10 @@ impl H1Pool {
                 deadline,
             };
             match std::future::poll_fn(|cx| exchange.poll(cx)).await {
-                Ok((head, conn)) => return Ok(self.response(head, conn)),
+                Ok((head, conn)) => {
+                    crate::http::recycle::give_back(std::mem::take(&mut parts.headers));
+                    return Ok(self.response(head, conn));
+                }
                 Err(failure) => {
                     let replayable = !exchange.body_started && !exchange.received;
                     let safe = !exchange.written || parts.method.is_idempotent();
@@ -247,9 +257,7 @@ fn lost(e: std::io::Error) -> Failure {
 /// body; then the rest of the body is dropped and the connection closed).
 struct Exchange<'a> {
     conn: Option<Box<Conn>>,
-    /// The request head (kept by the caller for a retry), and how much of
-    /// it has been written.
-    head: &'a [u8],
+    /// How much of the request head (in `conn.head`) has been written.
     head_sent: usize,
     /// Body bytes to write after it, in order.
     queue: WriteQueue,
@@ -302,7 +310,7 @@ impl Exchange<'_> {
                     }
                 }
             }
-            let head = &self.head[self.head_sent..];
+            let head = &conn.head[self.head_sent..];
             if head.is_empty() && self.queue.is_empty() {
                 break;
             }
@@ -325,7 +333,7 @@ impl Exchange<'_> {
             match codec::parse_head(&mut conn.buf, self.method, &mut conn.spans) {
                 Err(e) => return Poll::Ready(Err(Failure::Other(Box::new(e)))),
                 Ok(Some(mut head)) => {
-                    if self.body.is_some() || !self.queue.is_empty() || self.head_sent < self.head.len() {
+                    if self.body.is_some() || !self.queue.is_empty() || self.head_sent < conn.head.len() {
                         head.keep_alive = false;
                     }
                     let conn = self.conn.take().expect("checked above");
