@@ -121,8 +121,9 @@ impl Conn {
 
     async fn run(mut self, cx: Ctx<'_>, mut timer: Timer) -> Exit {
         let Ctx { info, shared, stop, .. } = cx;
-        // One wait on the stop signal for the connection's whole life:
-        // registered once, then cheap to poll again at every idle wait.
+        // A copy to look at between requests (an atomic load), while the
+        // one wait below stays registered for the connection's whole life.
+        let probe = stop.clone();
         let mut stopped = std::pin::pin!(stop.changed());
         loop {
             let head = loop {
@@ -190,11 +191,7 @@ impl Conn {
             // A body the engine did not read to its end (an early answer)
             // leaves the connection unusable, unless it was all buffered.
             let body_done = handle.as_ref().is_none_or(|h| h.finish_buffered());
-            if !self.closing && poll_now(stopped.as_mut()) {
-                // Done: never polled again (a finished future must not be).
-                self.closing = true;
-            }
-            let stopping = self.closing;
+            let stopping = self.closing || probe.has_changed().unwrap_or(true);
             // One clock read per request: the `Date` of this response, and
             // the start of the idleness that follows it.
             let now = Instant::now();
@@ -322,12 +319,6 @@ pub(super) fn read_buf(stream: &TcpStream, buf: &mut BytesMut) -> std::io::Resul
         let _ = stream.try_io(Interest::READABLE, || Err::<(), _>(std::io::ErrorKind::WouldBlock.into()));
     }
     Ok(n)
-}
-
-/// Whether `fut` is done, without waiting (polled with a waker that does
-/// nothing: the next real wait on it registers the task again).
-fn poll_now<F: Future>(fut: Pin<&mut F>) -> bool {
-    fut.poll(&mut std::task::Context::from_waker(std::task::Waker::noop())).is_ready()
 }
 
 thread_local! {
