@@ -33,14 +33,24 @@ thread_local! {
     static IDS: RefCell<BytesMut> = RefCell::new(BytesMut::new());
 }
 
+/// Each byte's two hex digits.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        pairs[i] = [HEX[i >> 4], HEX[i & 15]];
+        i += 1;
+    }
+    pairs
+};
+
 /// 128 random bits as 32 hex digits.
 pub fn generate() -> HeaderValue {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut n = rand::random::<u128>();
+    let random = rand::random::<u128>().to_be_bytes();
     let mut id = [0u8; 32];
-    for byte in id.iter_mut().rev() {
-        *byte = HEX[(n & 15) as usize];
-        n >>= 4;
+    for (pair, byte) in id.chunks_exact_mut(2).zip(random) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
     }
     let bytes = IDS.with(|slab| {
         let mut slab = slab.borrow_mut();
@@ -66,5 +76,16 @@ mod tests {
         h.insert(HEADER, "bad id with spaces".parse().unwrap());
         let id = take_or_generate(&h, true);
         assert_eq!(id.len(), 32);
+    }
+
+    #[test]
+    fn generated_ids_are_hex_and_differ() {
+        let ids: Vec<HeaderValue> = (0..300).map(|_| generate()).collect();
+        for id in &ids {
+            assert!(id.len() == 32 && id.as_bytes().iter().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        }
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len(), "ids cut from the same slab stay distinct");
+        assert_eq!(HEX_PAIRS[0xa5], *b"a5");
     }
 }

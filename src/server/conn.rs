@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::body::ClientBody;
-use super::{OpenGuard, Shared, h1, tls};
+use super::{OpenGuard, Shared, StopSignal, h1, tls};
 use crate::plan::ListenerPlan;
 use crate::proxy::{self, Body, ConnInfo};
 
@@ -41,7 +41,7 @@ pub(super) async fn serve(
     peer: SocketAddr,
     listener: Arc<str>,
     shared: Arc<Shared>,
-    stop: watch::Receiver<bool>,
+    signal: StopSignal,
     _open: OpenGuard,
 ) {
     let _ = stream.set_nodelay(true);
@@ -56,7 +56,7 @@ pub(super) async fn serve(
         hsts: None,
         redirect_https: lp.redirect_https,
     };
-    let mut conn = Conn::new(info, lp, shared.clone(), stop);
+    let conn = Conn::new(info, lp, shared.clone(), signal.flag.clone());
     match &lp.tls {
         None => {
             // A connection that sends nothing at all is cut off like a slow head.
@@ -67,13 +67,8 @@ pub(super) async fn serve(
                     Box::pin(conn.drive_h2(TokioIo::new(io))).await
                 }
                 Ok(Ok((false, first))) => {
-                    let cx = h1::Ctx {
-                        info: &conn.info,
-                        lp,
-                        shared: &conn.shared,
-                        stop: &mut conn.stop,
-                        started: conn.started,
-                    };
+                    let cx =
+                        h1::Ctx { info: &conn.info, lp, shared: &conn.shared, stop: &signal, started: conn.started };
                     if let h1::Exit::HandOff(stream, buffered) = h1::serve(stream, &first, cx).await {
                         Box::pin(conn.serve_hyper_h1(PrefixedIo { stream, prefix: buffered })).await
                     }

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::plan::Plan;
@@ -38,7 +38,19 @@ pub struct RunningListener {
     pub name: Arc<str>,
     pub addr: SocketAddr,
     stop: watch::Sender<bool>,
+    /// Wakes our HTTP/1.1 connections' idle waits (see `StopSignal`).
+    stop_notify: Arc<Notify>,
     task: JoinHandle<()>,
+}
+
+/// A listener's stop signal as its connections see it: the flag (a watch,
+/// which hyper's connections and the accept loop wait on) and a `Notify`
+/// for our HTTP/1.1 connections, which wait on one registered `Notified`
+/// for their whole life (re-polling it is cheaper than `watch::changed`).
+#[derive(Clone)]
+pub(crate) struct StopSignal {
+    pub flag: watch::Receiver<bool>,
+    pub notify: Arc<Notify>,
 }
 
 /// A bound socket not yet accepting: binding and serving are separate so
@@ -60,9 +72,11 @@ impl BoundListener {
     /// Starts accepting (the plan that names this listener must be live).
     pub fn serve(self, shared: Arc<Shared>) -> RunningListener {
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(self.listener, self.name.clone(), shared, stop_rx));
+        let stop_notify = Arc::new(Notify::new());
+        let signal = StopSignal { flag: stop_rx, notify: stop_notify.clone() };
+        let task = tokio::spawn(accept_loop(self.listener, self.name.clone(), shared, signal));
         tracing::info!(listener = %self.name, addr = %self.addr, "listening");
-        RunningListener { name: self.name, addr: self.addr, stop, task }
+        RunningListener { name: self.name, addr: self.addr, stop, stop_notify, task }
     }
 }
 
@@ -70,7 +84,9 @@ impl RunningListener {
     /// Stops accepting, asks every connection to finish politely, and waits
     /// up to `deadline` for them before cutting what is left.
     pub async fn drain(self, deadline: Duration) {
+        // The flag first: a connection that registers after the notice sees it.
         let _ = self.stop.send(true);
+        self.stop_notify.notify_waiters();
         let mut task = self.task;
         if tokio::time::timeout(deadline, &mut task).await.is_err() {
             tracing::warn!(listener = %self.name, "drain deadline passed; closing remaining connections");
@@ -79,7 +95,8 @@ impl RunningListener {
     }
 }
 
-async fn accept_loop(listener: TcpListener, name: Arc<str>, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(listener: TcpListener, name: Arc<str>, shared: Arc<Shared>, signal: StopSignal) {
+    let mut stop = signal.flag.clone();
     let open = Arc::new(AtomicUsize::new(0));
     let mut connections = JoinSet::new();
     loop {
@@ -96,7 +113,7 @@ async fn accept_loop(listener: TcpListener, name: Arc<str>, shared: Arc<Shared>,
                     }
                     open.fetch_add(1, Ordering::Relaxed);
                     let guard = OpenGuard(open.clone());
-                    connections.spawn(conn::serve(stream, peer, name.clone(), shared.clone(), stop.clone(), guard));
+                    connections.spawn(conn::serve(stream, peer, name.clone(), shared.clone(), signal.clone(), guard));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.

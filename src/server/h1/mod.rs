@@ -31,13 +31,12 @@ use bytes::{Bytes, BytesMut};
 use http::Request;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 pub use body::BodyReader;
 
-use super::Shared;
 use super::body::ClientBody;
+use super::{Shared, StopSignal};
 use crate::http::decode::Framing;
 use crate::http::timer::LazyTimer as Timer;
 use crate::plan::ListenerPlan;
@@ -57,7 +56,7 @@ pub(super) struct Ctx<'a> {
     pub info: &'a Arc<ConnInfo>,
     pub lp: &'a ListenerPlan,
     pub shared: &'a Arc<Shared>,
-    pub stop: &'a mut watch::Receiver<bool>,
+    pub stop: &'a StopSignal,
     /// When the connection was accepted.
     pub started: Instant,
 }
@@ -115,16 +114,17 @@ impl Conn {
             // The first head is timed from the connection's start.
             head_since: Some(cx.started),
             idle_since: Some(cx.started),
-            closing: *cx.stop.borrow(),
+            closing: false,
         }
     }
 
     async fn run(mut self, cx: Ctx<'_>, mut timer: Timer) -> Exit {
         let Ctx { info, shared, stop, .. } = cx;
-        // A copy to look at between requests (an atomic load), while the
-        // one wait below stays registered for the connection's whole life.
-        let probe = stop.clone();
-        let mut stopped = std::pin::pin!(stop.changed());
+        // One wait on the stop notice for the connection's whole life,
+        // registered before the flag is read (so no notice is missed).
+        let mut stopped = std::pin::pin!(stop.notify.notified());
+        stopped.as_mut().enable();
+        self.closing = *stop.flag.borrow();
         loop {
             let head = loop {
                 if !self.buf.is_empty() {
@@ -191,7 +191,7 @@ impl Conn {
             // A body the engine did not read to its end (an early answer)
             // leaves the connection unusable, unless it was all buffered.
             let body_done = handle.as_ref().is_none_or(|h| h.finish_buffered());
-            let stopping = self.closing || probe.has_changed().unwrap_or(true);
+            let stopping = self.closing || stop.flag.has_changed().unwrap_or(true);
             // One clock read per request: the `Date` of this response, and
             // the start of the idleness that follows it.
             let now = Instant::now();

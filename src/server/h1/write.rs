@@ -69,13 +69,18 @@ pub async fn response(
     };
     loop {
         // Whatever the body has ready joins the queue; the queue is written
-        // when the body has nothing more at hand.
-        let step = std::future::poll_fn(|cx| match Pin::new(&mut body).poll_frame(cx) {
-            Poll::Ready(frame) => Poll::Ready(Some(frame)),
-            Poll::Pending if !out.is_empty() => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        })
-        .await;
+        // when the body has nothing more at hand. A body that knows it is
+        // done is not polled once more to say so.
+        let step = if body.is_end_stream() {
+            Some(None)
+        } else {
+            std::future::poll_fn(|cx| match Pin::new(&mut body).poll_frame(cx) {
+                Poll::Ready(frame) => Poll::Ready(Some(frame)),
+                Poll::Pending if !out.is_empty() => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            })
+            .await
+        };
         match step {
             None => flush(stream, &mut out, timer, stall).await?,
             Some(None) => {
