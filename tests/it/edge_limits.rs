@@ -164,3 +164,54 @@ async fn a_partial_pipelined_head_survives_parking() {
     assert_eq!(raw_status(&resp), 200, "{resp}");
     assert!(resp.contains("/second"), "{resp}");
 }
+
+/// Heads the gateway will not serve get a problem answer (never reaching
+/// the upstream) and the connection closes: the smuggling shapes, a missing
+/// Host, a transfer coding it cannot decode, a request line that never ends.
+#[tokio::test]
+async fn unservable_heads_get_problem_answers() {
+    let (gw, up) = gateway_with_limits("{ max_header_size: 8KiB }").await;
+    let never_ending = format!("GET /{}", "a".repeat(9000));
+    for (raw_req, status) in [
+        ("GET / HTTP/1.1\r\n\r\n", 400),
+        ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        ("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n", 400),
+        ("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc", 400),
+        ("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n", 400),
+        ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+        ("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+        (never_ending.as_str(), 414),
+    ] {
+        let resp = raw(gw.addr, raw_req).await;
+        assert_eq!(raw_status(&resp), status, "{raw_req:.60?}: {resp}");
+        let lower = resp.to_ascii_lowercase();
+        assert!(lower.contains("content-type: application/problem+json"), "{resp}");
+        assert!(lower.contains("x-request-id: ") && lower.contains("x-content-type-options: nosniff"), "{resp}");
+        assert!(lower.contains("connection: close"), "{resp}");
+    }
+    assert_eq!(up.hits(), 0, "nothing refused reached the upstream");
+}
+
+#[tokio::test]
+async fn http10_keep_alive_and_pipelining() {
+    let (gw, _up) = gateway_with_limits("{}").await;
+    // HTTP/1.0 closes unless asked to keep the connection.
+    let resp = raw(gw.addr, "GET /one HTTP/1.0\r\n\r\n").await;
+    assert_eq!(raw_status(&resp), 200, "{resp}");
+    assert!(resp.to_ascii_lowercase().contains("connection: close"), "{resp}");
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /one HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").await.unwrap();
+    let first = read_response(&mut s).await;
+    assert!(first.to_ascii_lowercase().contains("connection: keep-alive"), "{first}");
+    // Pipelined: two requests in one write, answered in order on the same connection.
+    s.write_all(b"GET /two HTTP/1.1\r\nHost: x\r\n\r\nGET /three HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut seen = String::new();
+    let mut chunk = [0u8; 4096];
+    while !(seen.contains("\"/three\"") && seen.matches("HTTP/1.1 200").count() == 2) {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await.unwrap().unwrap();
+        assert!(n > 0, "closed early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&chunk[..n]));
+    }
+    let two = seen.find("\"/two\"").expect("the first pipelined request is answered");
+    assert!(two < seen.find("\"/three\"").unwrap(), "answered in order: {seen}");
+}

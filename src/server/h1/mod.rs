@@ -137,7 +137,8 @@ impl Conn {
                         Err(e) => {
                             let plan = shared.plan.load();
                             let resp = proxy::refuse(&plan, info, e.status(), &e.to_string());
-                            self.respond_and_close(resp, &mut timer).await;
+                            // Boxed: a rare path, kept out of every idle connection's task.
+                            Box::pin(self.respond_and_close(resp, &mut timer)).await;
                             return Exit::Closed;
                         }
                     }
