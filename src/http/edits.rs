@@ -30,11 +30,12 @@ pub struct HeaderEdits {
 }
 
 impl HeaderEdits {
-    /// The edits every request gets, from the client's `headers`.
-    pub fn new(headers: &HeaderMap) -> HeaderEdits {
+    /// The edits every request gets, from the client's `headers`;
+    /// `hop_by_hop`: whether any of them is hop-by-hop (the caller's pass
+    /// over the names found out; most requests carry none).
+    pub fn new(headers: &HeaderMap, hop_by_hop: bool) -> HeaderEdits {
         let mut edits = HeaderEdits::default();
-        // Most requests carry no hop-by-hop header at all: one pass over names.
-        if headers.keys().any(hop_by_hop::is_hop_by_hop) {
+        if hop_by_hop {
             edits.listed = hop_by_hop::listed_in_connection(headers);
         }
         edits

@@ -9,6 +9,8 @@
 //!
 //! Hop-by-hop lines never get here (the upstream codec drops them).
 
+use std::cell::RefCell;
+
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
@@ -24,7 +26,8 @@ struct Line {
 pub struct RawHeaders {
     head: Bytes,
     /// A Vec, not inline: the head is moved several times on its way to the
-    /// writer, and copying inline lines cost more than the allocation.
+    /// writer, and copying inline lines cost more than an allocation (and
+    /// the Vecs are reused, see `LINES`).
     lines: Vec<Line>,
 }
 
@@ -33,13 +36,12 @@ impl RawHeaders {
     /// starts, and where its value starts and ends. httparse has checked
     /// them (no CR, LF or other control bytes in a value).
     pub fn new(head: Bytes, spans: impl Iterator<Item = (HeaderName, usize, usize, usize)>) -> RawHeaders {
-        let lines = spans
-            .map(|(name, start, value_start, value_end)| Line {
-                name,
-                line: (start as u32, value_end as u32),
-                value: (value_start as u32, value_end as u32),
-            })
-            .collect();
+        let mut lines = LINES.with(|pool| pool.borrow_mut().pop()).unwrap_or_default();
+        lines.extend(spans.map(|(name, start, value_start, value_end)| Line {
+            name,
+            line: (start as u32, value_end as u32),
+            value: (value_start as u32, value_end as u32),
+        }));
         RawHeaders { head, lines }
     }
 
@@ -77,9 +79,9 @@ impl RawHeaders {
     }
 
     /// Appends every line to `map` (after what the map already holds).
-    pub fn into_map(self, map: &mut HeaderMap) {
+    pub fn into_map(mut self, map: &mut HeaderMap) {
         map.reserve(self.lines.len());
-        for l in self.lines {
+        for l in self.lines.drain(..) {
             let value = self.head.slice(l.value.0 as usize..l.value.1 as usize);
             // httparse admits exactly what HeaderValue does; a line that
             // still fails is dropped rather than forwarded unchecked.
@@ -87,6 +89,30 @@ impl RawHeaders {
                 map.append(l.name, value);
             }
         }
+    }
+}
+
+/// Line lists reused per thread (a handful of entries each): a response's
+/// head costs no allocation for them.
+const MAX_POOLED: usize = 64;
+
+thread_local! {
+    static LINES: RefCell<Vec<Vec<Line>>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Drop for RawHeaders {
+    fn drop(&mut self) {
+        let mut lines = std::mem::take(&mut self.lines);
+        if lines.capacity() == 0 || lines.capacity() > 64 {
+            return;
+        }
+        lines.clear();
+        LINES.with(|pool| {
+            let mut pool = pool.borrow_mut();
+            if pool.len() < MAX_POOLED {
+                pool.push(lines);
+            }
+        });
     }
 }
 

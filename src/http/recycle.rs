@@ -1,4 +1,4 @@
-//! Header maps reused across requests, per thread. A map costs two
+//! Header maps (and response-head buffers) reused across requests, per thread. A map costs two
 //! allocations to make and two frees to drop (its entries are larger than
 //! the allocator's small-object caches), more than any single header
 //! operation on the hot path; the HTTP/1.1 codecs take their maps from here
@@ -17,6 +17,31 @@ const MAX_CAPACITY: usize = 48;
 
 thread_local! {
     static MAPS: RefCell<Vec<HeaderMap>> = const { RefCell::new(Vec::new()) };
+    static BUFS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Byte buffers (for response heads) larger than this are dropped, not kept.
+const MAX_BUF: usize = 16 * 1024;
+
+/// An empty buffer with room for `capacity` bytes.
+pub fn buffer(capacity: usize) -> Vec<u8> {
+    let mut buf = BUFS.with(|bufs| bufs.borrow_mut().pop()).unwrap_or_default();
+    buf.reserve(capacity);
+    buf
+}
+
+/// Takes `buf` back for a later `buffer`.
+pub fn give_back_buffer(mut buf: Vec<u8>) {
+    if buf.capacity() == 0 || buf.capacity() > MAX_BUF {
+        return;
+    }
+    buf.clear();
+    BUFS.with(|bufs| {
+        let mut bufs = bufs.borrow_mut();
+        if bufs.len() < MAX_POOLED {
+            bufs.push(buf);
+        }
+    });
 }
 
 /// An empty map with room for `capacity` headers.

@@ -29,6 +29,8 @@ pub(super) struct Forward<'a> {
     pub values: &'a [&'a str],
     /// The client's `Host`, as routing read it.
     pub host_header: Option<&'a HeaderValue>,
+    /// The client sent some hop-by-hop header.
+    pub hop_by_hop: bool,
 }
 
 /// Only HTTP/1.1 has `Upgrade`; HTTP/2 clients never get here with one.
@@ -79,7 +81,7 @@ pub(super) async fn forward(
     let upgrade = client_upgrade.as_ref().and_then(|_| hop_by_hop::upgrade_protocol(&parts.headers));
     // Edits, not map changes: the HTTP/1.1 codec writes them as it encodes
     // the head (`http::edits`); hyper's client gets them applied below.
-    let mut edits = HeaderEdits::new(&parts.headers);
+    let mut edits = HeaderEdits::new(&parts.headers, f.hop_by_hop);
     forwarded_headers(&f, &parts.headers, original_host.clone(), &mut edits);
     let host = match &f.proxy.host {
         // Already the request's own `Host` line: nothing to change.

@@ -144,6 +144,7 @@ pub async fn handle(plan: &Plan, conn: &ConnInfo, mut req: Request<ClientBody>) 
                         path: &path,
                         values: &found.values,
                         host_header: host_header.as_ref(),
+                        hop_by_hop: present.hop_by_hop,
                     };
                     forward::forward(target, parts, body, client_upgrade).await
                 }
@@ -189,6 +190,8 @@ struct Present {
     origin: bool,
     content_length: bool,
     upgrade: bool,
+    /// Any hop-by-hop header (`Upgrade` among them).
+    hop_by_hop: bool,
 }
 
 impl Present {
@@ -199,8 +202,9 @@ impl Present {
                 present.origin = true;
             } else if name == header::CONTENT_LENGTH {
                 present.content_length = true;
-            } else if name == header::UPGRADE {
-                present.upgrade = true;
+            } else if crate::http::hop_by_hop::is_hop_by_hop(name) {
+                present.hop_by_hop = true;
+                present.upgrade |= name == header::UPGRADE;
             }
         }
         present

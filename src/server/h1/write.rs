@@ -51,7 +51,7 @@ pub async fn response(
         Some((lines, edits)) => Fields::Raw(lines, edits.as_ref()),
         None => Fields::Map(&parts.headers),
     };
-    let mut head = Vec::with_capacity(384 + parts.headers.len() * 40);
+    let mut head = crate::http::recycle::buffer(384 + parts.headers.len() * 40);
     response::encode_head(x, parts.status, fields, framing, exact, &mut head);
     crate::http::recycle::give_back(parts.headers);
     drop(raw);
@@ -135,6 +135,12 @@ struct Outgoing {
 impl Outgoing {
     fn is_empty(&self) -> bool {
         self.head_sent == self.head.len() && self.queue.is_empty()
+    }
+}
+
+impl Drop for Outgoing {
+    fn drop(&mut self) {
+        crate::http::recycle::give_back_buffer(std::mem::take(&mut self.head));
     }
 }
 

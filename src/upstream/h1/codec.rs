@@ -392,7 +392,8 @@ mod tests {
             },
         ];
         for case in cases {
-            let mut edits = HeaderEdits::new(&parts.headers);
+            let any_hop = parts.headers.keys().any(crate::http::hop_by_hop::is_hop_by_hop);
+            let mut edits = HeaderEdits::new(&parts.headers, any_hop);
             case(&mut edits);
             let mut streamed = Vec::new();
             encode_head(&parts, &edits, "10.0.0.1:8080", RequestFraming::Empty, &mut streamed);
