@@ -161,11 +161,12 @@ pub struct ListenerLimits {
     pub max_connections: usize,
     /// Time to complete the TLS handshake.
     pub tls_handshake_timeout: Duration,
-    /// Time to receive a request's headers (slowloris). For HTTP/1.1 it also
-    /// bounds the wait for the next request on a keep-alive connection.
+    /// Time to receive a request's headers, from their first byte
+    /// (slowloris). Also bounds the wait for a new connection's first request.
     pub header_read_timeout: Duration,
     /// A connection with no request in flight for this long is closed
-    /// (HTTP/2: with GOAWAY).
+    /// (HTTP/2: with GOAWAY). On plain HTTP/1.1 also the longest a client
+    /// may leave a response unread.
     pub idle_timeout: Duration,
     /// Longest pause between two pieces of a request body (slow POST): 408.
     pub body_read_timeout: Duration,
