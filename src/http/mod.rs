@@ -4,6 +4,7 @@
 pub mod decode;
 pub mod edits;
 pub mod fetch;
+pub mod field;
 pub mod forwarded;
 pub mod hop_by_hop;
 pub mod names;

@@ -9,10 +9,10 @@
 //!
 //! Hop-by-hop lines never get here (the upstream codec drops them).
 
-use std::cell::RefCell;
-
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+use super::recycle::Shelf;
 
 #[derive(Debug, Clone)]
 struct Line {
@@ -36,7 +36,7 @@ impl RawHeaders {
     /// starts, and where its value starts and ends. httparse has checked
     /// them (no CR, LF or other control bytes in a value).
     pub fn new(head: Bytes, spans: impl Iterator<Item = (HeaderName, usize, usize, usize)>) -> RawHeaders {
-        let mut lines = LINES.with(|pool| pool.borrow_mut().pop()).unwrap_or_default();
+        let mut lines = LINES.with(Shelf::take).unwrap_or_default();
         lines.extend(spans.map(|(name, start, value_start, value_end)| Line {
             name,
             line: (start as u32, value_end as u32),
@@ -92,27 +92,23 @@ impl RawHeaders {
     }
 }
 
-/// Line lists reused per thread (a handful of entries each): a response's
-/// head costs no allocation for them.
-const MAX_POOLED: usize = 64;
+/// Line lists longer than this are dropped, not kept.
+const MAX_KEPT_LINES: usize = 64;
 
 thread_local! {
-    static LINES: RefCell<Vec<Vec<Line>>> = const { RefCell::new(Vec::new()) };
+    /// Line lists reused per thread: a response's head costs no allocation
+    /// for them.
+    static LINES: Shelf<Vec<Line>> = const { Shelf::new() };
 }
 
 impl Drop for RawHeaders {
     fn drop(&mut self) {
         let mut lines = std::mem::take(&mut self.lines);
-        if lines.capacity() == 0 || lines.capacity() > 64 {
+        if lines.capacity() == 0 || lines.capacity() > MAX_KEPT_LINES {
             return;
         }
         lines.clear();
-        LINES.with(|pool| {
-            let mut pool = pool.borrow_mut();
-            if pool.len() < MAX_POOLED {
-                pool.push(lines);
-            }
-        });
+        LINES.with(|pool| pool.keep(lines));
     }
 }
 

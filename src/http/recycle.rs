@@ -1,23 +1,76 @@
-//! Header maps (and response-head buffers) reused across requests, per thread. A map costs two
-//! allocations to make and two frees to drop (its entries are larger than
-//! the allocator's small-object caches), more than any single header
-//! operation on the hot path; the HTTP/1.1 codecs take their maps from here
-//! and give them back, cleared, once a head has been written out.
+//! Memory reused across requests, per thread: header maps, response-head
+//! buffers (`Shelf`s of cleared values) and byte slabs that small buffers
+//! are cut from (`Slab`). A map costs two allocations to make and two frees
+//! to drop (its entries are larger than the allocator's small-object
+//! caches), more than any single header operation on the hot path; the
+//! HTTP/1.1 codecs take their maps from here and give them back, cleared,
+//! once a head has been written out.
 //!
-//! Bounded: at most `MAX_POOLED` maps a thread, and only maps of ordinary
+//! Bounded: at most `MAX_POOLED` values a shelf, and only values of ordinary
 //! size are kept (a request with hundreds of headers does not pin memory).
 
 use std::cell::RefCell;
 
+use bytes::BytesMut;
+
 use http::HeaderMap;
 
+/// How many values a `Shelf` keeps; more are dropped.
 const MAX_POOLED: usize = 64;
 /// Maps that grew past this many entries are dropped, not kept.
 const MAX_CAPACITY: usize = 48;
 
+/// A bounded per-thread stack of cleared values, for a `thread_local!`:
+/// `SHELF.with(Shelf::take)` and `SHELF.with(|s| s.keep(value))`. Callers
+/// decide what is worth keeping (a cleared value of ordinary size).
+pub struct Shelf<T>(RefCell<Vec<T>>);
+
+impl<T> Shelf<T> {
+    pub const fn new() -> Shelf<T> {
+        Shelf(RefCell::new(Vec::new()))
+    }
+
+    pub fn take(&self) -> Option<T> {
+        self.0.borrow_mut().pop()
+    }
+
+    pub fn keep(&self, value: T) {
+        let mut values = self.0.borrow_mut();
+        if values.len() < MAX_POOLED {
+            values.push(value);
+        }
+    }
+}
+
+/// A per-thread byte slab that buffers are cut from (`BytesMut::split`):
+/// a small buffer costs no allocation of its own, and the slab is freed
+/// once the last buffer cut from it is. Each piece pins the whole slab
+/// while it lives, so pieces must be short-lived.
+pub struct Slab {
+    bytes: RefCell<BytesMut>,
+    size: usize,
+}
+
+impl Slab {
+    pub fn new(size: usize) -> Slab {
+        Slab { bytes: RefCell::new(BytesMut::new()), size }
+    }
+
+    /// Calls `f` with the slab's free end, at least `min` bytes of room
+    /// (a fresh slab replaces one with less); `f` cuts its piece off with
+    /// `split`.
+    pub fn cut<R>(&self, min: usize, f: impl FnOnce(&mut BytesMut) -> R) -> R {
+        let mut bytes = self.bytes.borrow_mut();
+        if bytes.capacity() - bytes.len() < min {
+            *bytes = BytesMut::with_capacity(self.size.max(min));
+        }
+        f(&mut bytes)
+    }
+}
+
 thread_local! {
-    static MAPS: RefCell<Vec<HeaderMap>> = const { RefCell::new(Vec::new()) };
-    static BUFS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static MAPS: Shelf<HeaderMap> = const { Shelf::new() };
+    static BUFS: Shelf<Vec<u8>> = const { Shelf::new() };
 }
 
 /// Byte buffers (for response heads) larger than this are dropped, not kept.
@@ -25,7 +78,7 @@ const MAX_BUF: usize = 16 * 1024;
 
 /// An empty buffer with room for `capacity` bytes.
 pub fn buffer(capacity: usize) -> Vec<u8> {
-    let mut buf = BUFS.with(|bufs| bufs.borrow_mut().pop()).unwrap_or_default();
+    let mut buf = BUFS.with(Shelf::take).unwrap_or_default();
     buf.reserve(capacity);
     buf
 }
@@ -36,17 +89,12 @@ pub fn give_back_buffer(mut buf: Vec<u8>) {
         return;
     }
     buf.clear();
-    BUFS.with(|bufs| {
-        let mut bufs = bufs.borrow_mut();
-        if bufs.len() < MAX_POOLED {
-            bufs.push(buf);
-        }
-    });
+    BUFS.with(|bufs| bufs.keep(buf));
 }
 
 /// An empty map with room for `capacity` headers.
 pub fn header_map(capacity: usize) -> HeaderMap {
-    match MAPS.with(|maps| maps.borrow_mut().pop()) {
+    match MAPS.with(Shelf::take) {
         Some(mut map) => {
             map.reserve(capacity);
             map
@@ -61,12 +109,7 @@ pub fn give_back(mut map: HeaderMap) {
         return;
     }
     map.clear();
-    MAPS.with(|maps| {
-        let mut maps = maps.borrow_mut();
-        if maps.len() < MAX_POOLED {
-            maps.push(map);
-        }
-    });
+    MAPS.with(|maps| maps.keep(map));
 }
 
 #[cfg(test)]

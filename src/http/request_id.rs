@@ -1,10 +1,9 @@
 //! Request ids: one per request, returned to the client and sent upstream,
 //! so that one id follows a request through every log.
 
-use std::cell::RefCell;
-
-use bytes::BytesMut;
 use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::recycle::Slab;
 
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -30,7 +29,7 @@ fn is_valid(id: &[u8]) -> bool {
 const SLAB: usize = 4096;
 
 thread_local! {
-    static IDS: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+    static IDS: Slab = Slab::new(SLAB);
 }
 
 /// Each byte's two hex digits.
@@ -53,12 +52,10 @@ pub fn generate() -> HeaderValue {
         pair.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
     }
     let bytes = IDS.with(|slab| {
-        let mut slab = slab.borrow_mut();
-        if slab.capacity() - slab.len() < id.len() {
-            *slab = BytesMut::with_capacity(SLAB);
-        }
-        slab.extend_from_slice(&id);
-        slab.split().freeze()
+        slab.cut(id.len(), |slab| {
+            slab.extend_from_slice(&id);
+            slab.split().freeze()
+        })
     });
     HeaderValue::from_maybe_shared(bytes).expect("hex digits are a valid header value")
 }

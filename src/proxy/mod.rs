@@ -228,12 +228,9 @@ fn full_headers(resp: &mut Response<Body>) -> &mut http::HeaderMap {
 pub fn refuse(plan: &Plan, conn: &ConnInfo, status: StatusCode, detail: &str) -> Response<Body> {
     let request_id = request_id::generate();
     let mut resp = problem::problem(status, detail, &request_id);
-    let headers = resp.headers_mut();
-    plan.security_headers.apply(headers);
-    if let Some(hsts) = &conn.hsts {
-        headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
-    }
-    headers.insert(request_id::HEADER, request_id);
+    let ctx = RequestCtx::new(conn.peer.ip(), &request_id, "", conn.client_cert.as_deref());
+    finish(plan, None, conn, None, &mut resp, &ctx);
+    resp.headers_mut().insert(request_id::HEADER, request_id);
     resp
 }
 
@@ -272,7 +269,9 @@ fn finish(
     if resp.body().raw_headers().is_some() {
         // An upstream's lines go out as received, unless something in this
         // phase must see or change them: then they join the map first.
-        let lines_only = conn.hsts.is_none()
+        // A 101 keeps its lines untouched (no security headers, as below).
+        let lines_only = !switching
+            && conn.hsts.is_none()
             && route
                 .is_none_or(|r| !r.policies.has_response_policies() && r.deprecation.is_empty() && r.cors.is_none());
         if lines_only {

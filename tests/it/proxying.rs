@@ -154,6 +154,10 @@ async fn websocket_passes_through() {
     let gw = gateway(&one_route(&format!("{{ targets: [ \"http://{}\" ] }}", ws.addr))).await;
     let (mut socket, resp) = tokio_tungstenite::connect_async(format!("ws://{}/chat", gw.addr)).await.expect("upgrade");
     assert_eq!(resp.status(), 101);
+    // The handshake answer is the upstream's, with the request id only: the
+    // response security headers are for documents, not for a 101.
+    assert!(resp.headers().get("x-frame-options").is_none(), "{:?}", resp.headers());
+    assert!(resp.headers().get("x-request-id").is_some(), "{:?}", resp.headers());
     for text in ["hello", "through", "the gateway"] {
         socket.send(Message::text(text)).await.unwrap();
         let echoed = tokio::time::timeout(Duration::from_secs(5), socket.next()).await.unwrap().unwrap().unwrap();

@@ -14,6 +14,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Uri, Version, request};
 
 use crate::http::decode::{DeclaredLength, Framing, trim};
+use crate::http::field;
 
 /// Header slots on the stack; a larger `max_headers` uses the heap.
 const STACK_HEADERS: usize = 128;
@@ -229,7 +230,7 @@ impl Facts {
             self.length.note(value);
         } else if name == header::TRANSFER_ENCODING {
             self.transfer_encoding = true;
-            for coding in value.split(|&b| b == b',').map(trim).filter(|c| !c.is_empty()) {
+            for coding in field::list(value).filter(|c| !c.is_empty()) {
                 self.last_chunked = coding.eq_ignore_ascii_case(b"chunked");
                 if self.last_chunked {
                     self.chunked += 1;
@@ -238,7 +239,7 @@ impl Facts {
                 }
             }
         } else if name == header::CONNECTION {
-            for token in value.split(|&b| b == b',').map(trim) {
+            for token in field::list(value) {
                 if token.eq_ignore_ascii_case(b"close") {
                     self.close = true;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") {

@@ -38,6 +38,7 @@ pub use body::BodyReader;
 use super::body::ClientBody;
 use super::{Shared, StopSignal};
 use crate::http::decode::Framing;
+use crate::http::recycle::Slab;
 use crate::http::timer::LazyTimer as Timer;
 use crate::plan::ListenerPlan;
 use crate::proxy::{self, ConnInfo};
@@ -262,14 +263,12 @@ impl Conn {
             }
             return read_buf(&self.stream, &mut self.buf);
         }
-        SLAB_BUF.with(|slab| {
-            let mut slab = slab.borrow_mut();
-            if slab.capacity() - slab.len() < MIN_READ {
-                *slab = BytesMut::with_capacity(SLAB);
-            }
-            let n = read_buf(&self.stream, &mut slab)?;
-            self.buf = slab.split();
-            Ok(n)
+        READ_SLAB.with(|slab| {
+            slab.cut(MIN_READ, |slab| {
+                let n = read_buf(&self.stream, slab)?;
+                self.buf = slab.split();
+                Ok(n)
+            })
         })
     }
 
@@ -323,5 +322,5 @@ pub(super) fn read_buf(stream: &TcpStream, buf: &mut BytesMut) -> std::io::Resul
 }
 
 thread_local! {
-    static SLAB_BUF: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
+    static READ_SLAB: Slab = Slab::new(SLAB);
 }

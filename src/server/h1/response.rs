@@ -10,6 +10,7 @@ use http::header::{self, HeaderMap, HeaderName};
 use http::{Method, StatusCode, Version};
 use tokio::time::Instant;
 
+use crate::http::field;
 use crate::http::raw_headers::RawHeaders;
 use crate::proxy::ResponseEdits;
 
@@ -83,27 +84,20 @@ pub fn encode_head(
                 if seen.skips(name, framing, status) {
                     continue;
                 }
-                out.extend_from_slice(name.as_str().as_bytes());
-                out.extend_from_slice(b": ");
-                out.extend_from_slice(value.as_bytes());
-                out.extend_from_slice(b"\r\n");
+                field::write(out, name.as_str().as_bytes(), value.as_bytes());
             }
         }
         Fields::Raw(raw, edits) => write_raw(raw, edits, framing, status, &mut seen, out),
     }
     match framing {
         BodyFraming::Length(n) => {
-            out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(itoa(n, &mut [0; 20]));
-            out.extend_from_slice(b"\r\n");
+            field::write(out, b"content-length", itoa(n, &mut [0; 20]));
         }
         BodyFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         // A HEAD answer tells the length a GET would get, when it is known.
         BodyFraming::None if *x.method == Method::HEAD && !seen.length => {
             if let Some(n) = exact.filter(|&n| n > 0) {
-                out.extend_from_slice(b"content-length: ");
-                out.extend_from_slice(itoa(n, &mut [0; 20]));
-                out.extend_from_slice(b"\r\n");
+                field::write(out, b"content-length", itoa(n, &mut [0; 20]));
             }
         }
         BodyFraming::None | BodyFraming::Close => {}
@@ -183,15 +177,10 @@ fn write_raw(
     let Some(e) = edits else { return };
     let added = defaults.iter().enumerate().filter(|(i, _)| present & (1 << (i % 64)) == 0).map(|(_, d)| d);
     for (name, value) in added.chain(e.security.forced()) {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        field::write(out, name.as_str().as_bytes(), value.as_bytes());
     }
     if let Some(id) = &e.request_id {
-        out.extend_from_slice(b"x-request-id: ");
-        out.extend_from_slice(id.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        field::write(out, b"x-request-id", id.as_bytes());
     }
 }
 

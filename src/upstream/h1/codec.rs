@@ -7,8 +7,9 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderName};
 use http::{Method, StatusCode, Version, request};
 
-use crate::http::decode::{DeclaredLength, trim};
+use crate::http::decode::DeclaredLength;
 use crate::http::edits::HeaderEdits;
+use crate::http::field;
 use crate::http::hop_by_hop;
 use crate::http::raw_headers::RawHeaders;
 
@@ -47,7 +48,7 @@ pub fn encode_head(
     // Host first (RFC 9112 §3.2 asks user agents to; proxies do the same).
     let mut has_host = false;
     if let Some(host) = edits.host() {
-        write_field(out, header::HOST.as_str(), host.as_bytes());
+        field::write(out, header::HOST.as_str().as_bytes(), host.as_bytes());
         has_host = true;
     }
     for (name, value) in &parts.headers {
@@ -55,25 +56,18 @@ pub fn encode_head(
             continue;
         }
         has_host |= name == header::HOST;
-        write_field(out, name.as_str(), value.as_bytes());
+        field::write(out, name.as_str().as_bytes(), value.as_bytes());
     }
     for (name, value) in edits.lines() {
-        write_field(out, name.as_str(), value.as_bytes());
+        field::write(out, name.as_str().as_bytes(), value.as_bytes());
     }
     if !has_host {
         // RFC 9112 §3.2: every HTTP/1.1 request carries Host.
-        write_field(out, "host", authority.as_bytes());
+        field::write(out, b"host", authority.as_bytes());
     }
     if framing == RequestFraming::Chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
-    out.extend_from_slice(b"\r\n");
-}
-
-fn write_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -188,10 +182,9 @@ impl HopByHop {
     fn note(&mut self, name: &HeaderName, value: &[u8]) {
         if name == header::TRANSFER_ENCODING {
             self.transfer_encoding = true;
-            let last = value.rsplit(|&b| b == b',').next().unwrap_or_default();
-            self.chunked = trim(last).eq_ignore_ascii_case(b"chunked");
+            self.chunked = field::list(value).next_back().is_some_and(|last| last.eq_ignore_ascii_case(b"chunked"));
         } else if name == header::CONNECTION {
-            for token in value.split(|&b| b == b',').map(trim) {
+            for token in field::list(value) {
                 if token.eq_ignore_ascii_case(b"close") {
                     self.close = true;
                 } else if !token.eq_ignore_ascii_case(b"keep-alive")
