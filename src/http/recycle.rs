@@ -25,6 +25,12 @@ const MAX_CAPACITY: usize = 48;
 /// decide what is worth keeping (a cleared value of ordinary size).
 pub struct Shelf<T>(RefCell<Vec<T>>);
 
+impl<T> Default for Shelf<T> {
+    fn default() -> Shelf<T> {
+        Shelf::new()
+    }
+}
+
 impl<T> Shelf<T> {
     pub const fn new() -> Shelf<T> {
         Shelf(RefCell::new(Vec::new()))
