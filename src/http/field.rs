@@ -4,7 +4,10 @@
 use super::decode::trim;
 
 /// Writes `name: value` and the line break.
+#[inline]
 pub fn write(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    // One capacity check that can grow the buffer, not four.
+    out.reserve(name.len() + value.len() + 4);
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);

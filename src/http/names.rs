@@ -53,6 +53,32 @@ pub fn from_wire(bytes: &[u8]) -> Result<HeaderName, InvalidHeaderName> {
     HeaderName::from_bytes(bytes)
 }
 
+/// The lengths of a few header names, as a bit mask: a quick "certainly
+/// not one of them" for the names a writer passes by (most of them), before
+/// any comparison. Names of 63 bytes or more share the last bit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LengthMask(u64);
+
+impl LengthMask {
+    pub fn of<'a>(names: impl IntoIterator<Item = &'a HeaderName>) -> LengthMask {
+        let mut mask = LengthMask::default();
+        for name in names {
+            mask.0 |= bit(name);
+        }
+        mask
+    }
+
+    /// `false`: `name` is none of the names the mask was made of.
+    #[inline]
+    pub fn may_contain(self, name: &HeaderName) -> bool {
+        self.0 & bit(name) != 0
+    }
+}
+
+fn bit(name: &HeaderName) -> u64 {
+    1 << name.as_str().len().min(63)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +116,16 @@ mod tests {
         }
         assert!(from_wire(b"bad name").is_err());
         assert!(from_wire(b"").is_err());
+    }
+
+    #[test]
+    fn a_length_mask_never_misses_a_member() {
+        let long = HeaderName::from_bytes(&[b'x'; 80]).unwrap();
+        let mask = LengthMask::of([&header::DATE, &header::CONTENT_LENGTH, &long]);
+        for member in [&header::DATE, &header::HOST, &header::CONTENT_LENGTH, &long] {
+            assert!(mask.may_contain(member), "{member}");
+        }
+        assert!(!mask.may_contain(&header::ACCEPT));
+        assert!(!LengthMask::default().may_contain(&header::DATE));
     }
 }

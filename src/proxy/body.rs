@@ -21,7 +21,7 @@ use super::error::BoxError;
 use crate::http::raw_headers::RawHeaders;
 use crate::http::request_id;
 use crate::policy::ratelimit::Slot;
-use crate::policy::security_headers;
+use crate::policy::security_headers::{self, Passing};
 use crate::upstream::InFlight;
 use crate::upstream::h1::ResponseBody;
 
@@ -68,9 +68,12 @@ impl ResponseEdits {
         }
     }
 
-    /// Whether a raw line named `name` is written (not removed or replaced).
-    pub fn keeps(&self, name: &HeaderName) -> bool {
-        self.security.keeps(name) && !(self.request_id.is_some() && name == request_id::HEADER)
+    /// What becomes of a raw line named `name` (see `Compiled::passing`).
+    pub fn passing(&self, name: &HeaderName) -> Passing {
+        if self.request_id.is_some() && name == request_id::HEADER {
+            return Passing::Dropped;
+        }
+        self.security.passing(name)
     }
 }
 

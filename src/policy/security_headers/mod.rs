@@ -6,6 +6,9 @@
 use std::collections::BTreeMap;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::http::field;
+use crate::http::names::LengthMask;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -51,6 +54,21 @@ pub struct Compiled {
     /// Always set.
     forced: Vec<(HeaderName, HeaderValue)>,
     remove: Vec<HeaderName>,
+    /// For writers that stream lines (`passing`, `*_lines`), made once here:
+    /// the lengths of every name above, and the lines to add, rendered.
+    touched: LengthMask,
+    default_lines: Vec<u8>,
+    forced_lines: Vec<u8>,
+}
+
+/// What becomes of an upstream's header line (see `Compiled::passing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Passing {
+    /// Removed, or replaced by a `set` value.
+    Dropped,
+    Kept,
+    /// Kept, and it stands in for the default at this index.
+    KeptForDefault(usize),
 }
 
 impl Compiled {
@@ -103,24 +121,43 @@ impl Compiled {
         // need not know about the overlap.
         let forced: Vec<HeaderName> = out.forced.iter().map(|(n, _)| n.clone()).collect();
         out.defaults.retain(|(n, _)| !forced.contains(n));
+        out.touched = LengthMask::of(out.defaults.iter().chain(&out.forced).map(|(n, _)| n).chain(&out.remove));
+        out.default_lines = render(&out.defaults);
+        out.forced_lines = render(&out.forced);
         if errors.is_empty() { Ok(out) } else { Err(errors) }
     }
 
     /// For writers that stream an upstream's header lines instead of
-    /// editing a map (the same outcome as `apply`): whether a line named
-    /// `name` is kept (not removed, not replaced by `set`).
-    pub fn keeps(&self, name: &HeaderName) -> bool {
-        !self.remove.contains(name) && !self.forced.iter().any(|(n, _)| n == name)
+    /// editing a map (the same outcome as `apply`): what becomes of a line
+    /// named `name`. Most names are none of ours, which the length mask
+    /// tells without a comparison.
+    pub fn passing(&self, name: &HeaderName) -> Passing {
+        if !self.touched.may_contain(name) {
+            return Passing::Kept;
+        }
+        if self.remove.contains(name) || self.forced.iter().any(|(n, _)| n == name) {
+            return Passing::Dropped;
+        }
+        match self.defaults.iter().position(|(n, _)| n == name) {
+            Some(i) => Passing::KeptForDefault(i),
+            None => Passing::Kept,
+        }
+    }
+
+    /// Every default, as header lines: what a streaming writer adds when
+    /// the upstream had none of them.
+    pub fn default_lines(&self) -> &[u8] {
+        &self.default_lines
+    }
+
+    /// The `set` values, as header lines.
+    pub fn forced_lines(&self) -> &[u8] {
+        &self.forced_lines
     }
 
     /// Added when the response has no such header (`apply`'s first pass).
     pub fn defaults(&self) -> &[(HeaderName, HeaderValue)] {
         &self.defaults
-    }
-
-    /// Always set, replacing the response's own.
-    pub fn forced(&self) -> &[(HeaderName, HeaderValue)] {
-        &self.forced
     }
 
     pub fn apply(&self, headers: &mut HeaderMap) {
@@ -134,9 +171,38 @@ impl Compiled {
     }
 }
 
+fn render(fields: &[(HeaderName, HeaderValue)]) -> Vec<u8> {
+    let mut lines = Vec::new();
+    for (name, value) in fields {
+        field::write(&mut lines, name.as_str().as_bytes(), value.as_bytes());
+    }
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streamed_lines_meet_the_same_fate_as_map_entries() {
+        let mut cfg = SecurityHeadersConfig::default();
+        cfg.set.insert("x-frame-options".into(), "SAMEORIGIN".into());
+        cfg.set.insert("x-team".into(), "api".into());
+        let c = Compiled::compile(&cfg).unwrap();
+        let name = |n: &'static str| HeaderName::from_static(n);
+        assert_eq!(c.passing(&name("server")), Passing::Dropped);
+        assert_eq!(c.passing(&name("x-frame-options")), Passing::Dropped);
+        assert_eq!(c.passing(&name("x-team")), Passing::Dropped);
+        assert_eq!(c.passing(&name("content-type")), Passing::Kept);
+        let Passing::KeptForDefault(i) = c.passing(&name("referrer-policy")) else { panic!() };
+        assert_eq!(c.defaults()[i].0, "referrer-policy");
+        assert_eq!(
+            String::from_utf8_lossy(c.default_lines()),
+            "x-content-type-options: nosniff\r\ncontent-security-policy: default-src 'none'; \
+             frame-ancestors 'none'\r\nreferrer-policy: no-referrer\r\n"
+        );
+        assert_eq!(c.forced_lines(), b"x-frame-options: SAMEORIGIN\r\nx-team: api\r\n");
+    }
 
     #[test]
     fn defaults_fill_gaps_and_remove_banners() {

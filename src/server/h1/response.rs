@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::http::field;
 use crate::http::raw_headers::RawHeaders;
+use crate::policy::security_headers::Passing;
 use crate::proxy::ResponseEdits;
 
 /// How the body goes on the wire.
@@ -156,29 +157,32 @@ fn write_raw(
     seen: &mut Seen,
     out: &mut Vec<u8>,
 ) {
-    let defaults = edits.map_or(&[][..], |e| e.security.defaults());
     // Which defaults the upstream set itself (at most a handful exist).
     let mut present = 0u64;
     for (name, line) in raw.lines() {
         if seen.skips(name, framing, status) {
             continue;
         }
-        if let Some(e) = edits {
-            if !e.keeps(name) {
-                continue;
-            }
-            if let Some(i) = defaults.iter().position(|(n, _)| n == name) {
-                present |= 1 << (i % 64);
-            }
+        match edits.map_or(Passing::Kept, |e| e.passing(name)) {
+            Passing::Dropped => continue,
+            Passing::KeptForDefault(i) => present |= 1 << (i % 64),
+            Passing::Kept => {}
         }
+        out.reserve(line.len() + 2);
         out.extend_from_slice(line);
         out.extend_from_slice(b"\r\n");
     }
     let Some(e) = edits else { return };
-    let added = defaults.iter().enumerate().filter(|(i, _)| present & (1 << (i % 64)) == 0).map(|(_, d)| d);
-    for (name, value) in added.chain(e.security.forced()) {
-        field::write(out, name.as_str().as_bytes(), value.as_bytes());
+    if present == 0 {
+        // The usual case: the upstream sent none of them; one copy.
+        out.extend_from_slice(e.security.default_lines());
+    } else {
+        let defaults = e.security.defaults().iter().enumerate();
+        for (_, (name, value)) in defaults.filter(|(i, _)| present & (1 << (i % 64)) == 0) {
+            field::write(out, name.as_str().as_bytes(), value.as_bytes());
+        }
     }
+    out.extend_from_slice(e.security.forced_lines());
     if let Some(id) = &e.request_id {
         field::write(out, b"x-request-id", id.as_bytes());
     }
