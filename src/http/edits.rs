@@ -18,8 +18,10 @@ use super::hop_by_hop;
 #[derive(Debug, Default)]
 pub struct HeaderEdits {
     /// Set, replacing the client's lines of the same name, in this order
-    /// (inline: a request sets four or five).
-    set: SmallVec<[(HeaderName, HeaderValue); 6]>,
+    /// (inline: a request sets four, X-Forwarded-For/Proto/Host and
+    /// X-Request-Id; the edits live in the request's future, which is moved
+    /// whole, so they are not made roomier than that).
+    set: SmallVec<[(HeaderName, HeaderValue); 4]>,
     /// `Host` for the upstream, when it is not the client's own line.
     host: Option<HeaderValue>,
     /// Client lines left out without replacement.

@@ -38,94 +38,96 @@ pub(super) fn wants_upgrade<B>(req: &Request<B>) -> bool {
     req.version() == Version::HTTP_11 && hop_by_hop::upgrade_protocol(req.headers()).is_some()
 }
 
-pub(super) async fn forward(
+// Not an `async fn`, for the reason given at `proxy::handle`.
+pub(super) fn forward(
     f: Forward<'_>,
     mut parts: request::Parts,
-    body: RequestBody,
+    mut body: RequestBody,
     client_upgrade: Option<OnUpgrade>,
-) -> Result<Response<Body>, GatewayError> {
-    let upstream = &f.proxy.upstream;
-    let key = hash_key(upstream.balancer.hash_key(), &parts.headers, &f.client);
-    let target = upstream.pick(key.as_deref());
-    let in_flight = target.begin();
+) -> impl Future<Output = Result<Response<Body>, GatewayError>> {
+    async move {
+        let upstream = &f.proxy.upstream;
+        let key = hash_key(upstream.balancer.hash_key(), &parts.headers, &f.client);
+        let target = upstream.pick(key.as_deref());
+        let in_flight = target.begin();
 
-    // The path forwarded is the path that matched, rewritten as configured.
-    let path = match &f.proxy.rewrite {
-        Some(rw) => rw.apply(f.path, f.values),
-        None => f.path.into(),
-    };
-    // The host the client asked for, as routing saw it: the URI authority
-    // (HTTP/2, absolute-form) wins over `Host` (RFC 9112 §3.2.2).
-    let from_authority = parts.uri.authority().is_some();
-    let original_host = match parts.uri.authority() {
-        Some(a) => HeaderValue::try_from(a.as_str()).ok(),
-        None => f.host_header.cloned(),
-    };
-    let path_and_query = match parts.uri.path_and_query() {
-        // Already normal and not rewritten: reuse the client's bytes as they are.
-        Some(pq) if pq.path() == path => pq.clone(),
-        _ => {
-            let text = match parts.uri.query() {
-                Some(q) => format!("{path}?{q}"),
-                None => path.into_owned(),
-            };
-            PathAndQuery::try_from(text).map_err(|e| GatewayError::Internal(e.into()))?
+        // The path forwarded is the path that matched, rewritten as configured.
+        let path = match &f.proxy.rewrite {
+            Some(rw) => rw.apply(f.path, f.values),
+            None => f.path.into(),
+        };
+        // The host the client asked for, as routing saw it: the URI authority
+        // (HTTP/2, absolute-form) wins over `Host` (RFC 9112 §3.2.2).
+        let from_authority = parts.uri.authority().is_some();
+        let original_host = match parts.uri.authority() {
+            Some(a) => HeaderValue::try_from(a.as_str()).ok(),
+            None => f.host_header.cloned(),
+        };
+        let path_and_query = match parts.uri.path_and_query() {
+            // Already normal and not rewritten: reuse the client's bytes as they are.
+            Some(pq) if pq.path() == path => pq.clone(),
+            _ => {
+                let text = match parts.uri.query() {
+                    Some(q) => format!("{path}?{q}"),
+                    None => path.into_owned(),
+                };
+                PathAndQuery::try_from(text).map_err(|e| GatewayError::Internal(e.into()))?
+            }
+        };
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(target.scheme.clone());
+        uri.authority = Some(target.authority.clone());
+        uri.path_and_query = Some(path_and_query);
+        parts.uri = Uri::from_parts(uri).map_err(|e| GatewayError::Internal(e.into()))?;
+
+        let upgrade = client_upgrade.as_ref().and_then(|_| hop_by_hop::upgrade_protocol(&parts.headers));
+        // Edits, not map changes: the HTTP/1.1 codec writes them as it encodes
+        // the head (`http::edits`); hyper's client gets them applied below.
+        let mut edits = HeaderEdits::new(&parts.headers, f.hop_by_hop);
+        forwarded_headers(&f, &parts.headers, original_host.clone(), &mut edits);
+        let host = match &f.proxy.host {
+            // Already the request's own `Host` line: nothing to change.
+            HostRewrite::Preserve if !from_authority => None,
+            HostRewrite::Preserve => original_host,
+            HostRewrite::Target => HeaderValue::try_from(target.authority.as_str()).ok(),
+            HostRewrite::Set(h) => Some(h.clone()),
+        };
+        if let Some(h) = host {
+            edits.set(header::HOST, h);
         }
-    };
-    let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(target.scheme.clone());
-    uri.authority = Some(target.authority.clone());
-    uri.path_and_query = Some(path_and_query);
-    parts.uri = Uri::from_parts(uri).map_err(|e| GatewayError::Internal(e.into()))?;
+        parts.version = Version::HTTP_11;
 
-    let upgrade = client_upgrade.as_ref().and_then(|_| hop_by_hop::upgrade_protocol(&parts.headers));
-    // Edits, not map changes: the HTTP/1.1 codec writes them as it encodes
-    // the head (`http::edits`); hyper's client gets them applied below.
-    let mut edits = HeaderEdits::new(&parts.headers, f.hop_by_hop);
-    forwarded_headers(&f, &parts.headers, original_host.clone(), &mut edits);
-    let host = match &f.proxy.host {
-        // Already the request's own `Host` line: nothing to change.
-        HostRewrite::Preserve if !from_authority => None,
-        HostRewrite::Preserve => original_host,
-        HostRewrite::Target => HeaderValue::try_from(target.authority.as_str()).ok(),
-        HostRewrite::Set(h) => Some(h.clone()),
-    };
-    if let Some(h) = host {
-        edits.set(header::HOST, h);
+        // Plain HTTP/1.1 targets: inline-driven pooled connections (no upgrades there).
+        if let (Some(pool), None) = (&target.h1, &client_upgrade) {
+            // The pool times the exchange itself (a lazily moved timer per
+            // connection, cheaper than a timeout future per request).
+            let resp = match pool.send(&mut parts, &mut body, &edits, upstream.request_timeout).await {
+                Err(e) => return Err(classify(upstream.name.clone(), e)),
+                Ok(r) => r,
+            };
+            // The codec keeps hop-by-hop headers out already; the others stay
+            // raw in the body until someone needs them in the map.
+            let body = PooledBody {
+                inner: resp.body,
+                in_flight: Some(in_flight),
+                slots: Vec::new(),
+                raw: Some(resp.headers),
+                edits: None,
+            };
+            let mut out = Response::new(Body::Pooled(Box::new(body)));
+            *out.status_mut() = resp.status;
+            *out.version_mut() = resp.version;
+            return Ok(out);
+        }
+        if let Some(proto) = &upgrade {
+            edits.set(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            edits.set(header::UPGRADE, proto.clone());
+        }
+        edits.apply(&mut parts.headers);
+        let req = Request::from_parts(parts, body);
+        // Boxed: hyper's client future is large and this path is the less common one.
+        Box::pin(through_hyper(upstream, req, client_upgrade, in_flight)).await
     }
-    parts.version = Version::HTTP_11;
-
-    // Plain HTTP/1.1 targets: inline-driven pooled connections (no upgrades there).
-    if let (Some(pool), None) = (&target.h1, &client_upgrade) {
-        let mut body = body;
-        // The pool times the exchange itself (a lazily moved timer per
-        // connection, cheaper than a timeout future per request).
-        let resp = match pool.send(&mut parts, &mut body, &edits, upstream.request_timeout).await {
-            Err(e) => return Err(classify(upstream.name.clone(), e)),
-            Ok(r) => r,
-        };
-        // The codec keeps hop-by-hop headers out already; the others stay
-        // raw in the body until someone needs them in the map.
-        let body = PooledBody {
-            inner: resp.body,
-            in_flight: Some(in_flight),
-            slots: Vec::new(),
-            raw: Some(resp.headers),
-            edits: None,
-        };
-        let mut out = Response::new(Body::Pooled(Box::new(body)));
-        *out.status_mut() = resp.status;
-        *out.version_mut() = resp.version;
-        return Ok(out);
-    }
-    if let Some(proto) = &upgrade {
-        edits.set(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        edits.set(header::UPGRADE, proto.clone());
-    }
-    edits.apply(&mut parts.headers);
-    let req = Request::from_parts(parts, body);
-    // Boxed: hyper's client future is large and this path is the less common one.
-    Box::pin(through_hyper(upstream, req, client_upgrade, in_flight)).await
 }
 
 /// HTTPS, HTTP/2 and upgraded requests: hyper-util's pooled client.

@@ -50,136 +50,141 @@ pub struct ConnInfo {
 }
 
 /// Serves one request on `plan`. Never fails: errors become problem responses.
-pub async fn handle(plan: &Plan, conn: &ConnInfo, mut req: Request<ClientBody>) -> Response<Body> {
-    let client = forwarded::resolve(conn.peer.ip(), req.headers(), &plan.trusted_proxies);
-    let request_id = request_id::take_or_generate(req.headers(), client.peer_trusted);
-    let present = Present::of(req.headers());
-    let origin = if present.origin { req.headers().get(header::ORIGIN).cloned() } else { None };
-    let request_id_ref = &request_id;
-    // One function, not a nested `async fn`: the nested one's future (several
-    // KiB) was copied into this one's on every request.
-    let (route, result): (Option<&Route>, Result<Response<Body>, GatewayError>) = 'serve: {
-        let request_id = request_id_ref;
-        let Some(listener) = plan.listener(&conn.listener) else {
-            break 'serve (None, Err(GatewayError::NoRoute));
-        };
-        let limit = listener.limits.max_uri_length.0;
-        if req.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) as u64 > limit {
-            break 'serve (None, Err(GatewayError::UriTooLong { limit }));
-        }
-        // hyper counts HTTP/1.1 headers itself; this also covers HTTP/2.
-        if req.headers().len() > listener.limits.max_headers {
-            break 'serve (None, Err(GatewayError::TooManyHeaders));
-        }
-        if let Some(port) = conn.redirect_https {
-            break 'serve (None, redirect_to_https(&req, port));
-        }
-        // A cheap clone (shared bytes) so the normalized path can borrow from it
-        // while the request itself moves on.
-        let uri = req.uri().clone();
-        let path = match normalize::normalize(uri.path(), &plan.normalize) {
-            Ok(p) => p,
-            Err(e) => break 'serve (None, Err(e.into())),
-        };
-        // Looked up once: routing and forwarding both need it.
-        let host_header = req.headers().get(header::HOST).cloned();
-        let host = host_of(&uri, host_header.as_ref());
+// Not an `async fn`: that would keep a second copy of every argument in
+// its future (rust-lang/rust#62958), and the future is moved whole.
+pub fn handle(plan: &Plan, conn: &ConnInfo, mut req: Request<ClientBody>) -> impl Future<Output = Response<Body>> {
+    async move {
+        let client = forwarded::resolve(conn.peer.ip(), req.headers(), &plan.trusted_proxies);
+        let request_id = request_id::take_or_generate(req.headers(), client.peer_trusted);
+        let present = Present::of(req.headers());
+        let origin = if present.origin { req.headers().get(header::ORIGIN).cloned() } else { None };
+        let request_id_ref = &request_id;
+        // One function, not a nested `async fn`: the nested one's future (several
+        // KiB) was copied into this one's on every request.
+        let (route, result): (Option<&Route>, Result<Response<Body>, GatewayError>) = 'serve: {
+            let request_id = request_id_ref;
+            let Some(listener) = plan.listener(&conn.listener) else {
+                break 'serve (None, Err(GatewayError::NoRoute));
+            };
+            let limit = listener.limits.max_uri_length.0;
+            if req.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) as u64 > limit {
+                break 'serve (None, Err(GatewayError::UriTooLong { limit }));
+            }
+            // hyper counts HTTP/1.1 headers itself; this also covers HTTP/2.
+            if req.headers().len() > listener.limits.max_headers {
+                break 'serve (None, Err(GatewayError::TooManyHeaders));
+            }
+            if let Some(port) = conn.redirect_https {
+                break 'serve (None, redirect_to_https(&req, port));
+            }
+            // A cheap clone (shared bytes) so the normalized path can borrow from it
+            // while the request itself moves on.
+            let uri = req.uri().clone();
+            let path = match normalize::normalize(uri.path(), &plan.normalize) {
+                Ok(p) => p,
+                Err(e) => break 'serve (None, Err(e.into())),
+            };
+            // Looked up once: routing and forwarding both need it.
+            let host_header = req.headers().get(header::HOST).cloned();
+            let host = host_of(&uri, host_header.as_ref());
 
-        // Preflights are answered here, for the route the real request would take.
-        if let Some(requested) = cors::Compiled::is_preflight(req.method(), req.headers()) {
-            let view = RequestView { host, path: &path, method: &requested, headers: req.headers() };
-            if let Ok(found) = plan.router.find(&view) {
-                let route = &plan.routes[found.route];
-                if let Some(cors) = &route.cors {
-                    let answer = cors.preflight(&requested, req.headers()).map_err(GatewayError::CorsRejected);
-                    break 'serve (Some(route), answer);
+            // Preflights are answered here, for the route the real request would take.
+            if let Some(requested) = cors::Compiled::is_preflight(req.method(), req.headers()) {
+                let view = RequestView { host, path: &path, method: &requested, headers: req.headers() };
+                if let Ok(found) = plan.router.find(&view) {
+                    let route = &plan.routes[found.route];
+                    if let Some(cors) = &route.cors {
+                        let answer = cors.preflight(&requested, req.headers()).map_err(GatewayError::CorsRejected);
+                        break 'serve (Some(route), answer);
+                    }
                 }
             }
-        }
 
-        let view = RequestView { host, path: &path, method: req.method(), headers: req.headers() };
-        let found = match plan.router.find(&view) {
-            Ok(found) => found,
-            Err(Miss::NotFound) => break 'serve (None, Err(GatewayError::NoRoute)),
-            Err(Miss::MethodNotAllowed(methods)) => {
-                let list: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();
-                let allow = HeaderValue::try_from(list.join(", ")).unwrap_or(HeaderValue::from_static(""));
-                break 'serve (None, Err(GatewayError::MethodNotAllowed { allow }));
+            let view = RequestView { host, path: &path, method: req.method(), headers: req.headers() };
+            let found = match plan.router.find(&view) {
+                Ok(found) => found,
+                Err(Miss::NotFound) => break 'serve (None, Err(GatewayError::NoRoute)),
+                Err(Miss::MethodNotAllowed(methods)) => {
+                    let list: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();
+                    let allow = HeaderValue::try_from(list.join(", ")).unwrap_or(HeaderValue::from_static(""));
+                    break 'serve (None, Err(GatewayError::MethodNotAllowed { allow }));
+                }
+            };
+            let route = &plan.routes[found.route];
+            let mut ctx = RequestCtx::new(client.ip, request_id, &route.name, conn.client_cert.as_deref());
+
+            let max_body = route.max_body_size.unwrap_or(listener.limits.max_body_size.0);
+            if present.content_length
+                && let Some(len) =
+                    req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                && len > max_body
+            {
+                break 'serve (Some(route), Err(GatewayError::BodyTooLarge { limit: max_body }));
             }
-        };
-        let route = &plan.routes[found.route];
-        let mut ctx = RequestCtx::new(client.ip, request_id, &route.name, conn.client_cert.as_deref());
 
-        let max_body = route.max_body_size.unwrap_or(listener.limits.max_body_size.0);
-        if present.content_length
-            && let Some(len) =
-                req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-            && len > max_body
-        {
-            break 'serve (Some(route), Err(GatewayError::BodyTooLarge { limit: max_body }));
-        }
-
-        // Taken before the request is split: the upgraded connection is reached through it.
-        let client_upgrade = (present.upgrade && forward::wants_upgrade(&req)).then(|| hyper::upgrade::on(&mut req));
-        let (mut parts, incoming) = req.into_parts();
-        // Identity headers come from the gateway only, never from the client.
-        plan.identity_headers.strip(&mut parts.headers);
-        let body = RequestBody::new(incoming, max_body, listener.limits.body_read_timeout.0);
-        // Boxed, as the responders below: their futures (auth fetches, Redis)
-        // would otherwise make every request's future as large as theirs.
-        let outcome = if route.policies.has_request_policies() {
-            Box::pin(route.policies.on_request(&mut parts, &mut ctx)).await
-        } else {
-            Outcome::Continue
+            // Taken before the request is split: the upgraded connection is reached through it.
+            let client_upgrade =
+                (present.upgrade && forward::wants_upgrade(&req)).then(|| hyper::upgrade::on(&mut req));
+            let (mut parts, incoming) = req.into_parts();
+            // Identity headers come from the gateway only, never from the client.
+            plan.identity_headers.strip(&mut parts.headers);
+            let body = RequestBody::new(incoming, max_body, listener.limits.body_read_timeout.0);
+            // Boxed, as the responders below: their futures (auth fetches, Redis)
+            // would otherwise make every request's future as large as theirs.
+            let outcome = if route.policies.has_request_policies() {
+                Box::pin(route.policies.on_request(&mut parts, &mut ctx)).await
+            } else {
+                Outcome::Continue
+            };
+            let result = match outcome {
+                Outcome::Respond(resp) => Ok(resp),
+                Outcome::Continue => match &route.action {
+                    Action::Proxy(proxy) => {
+                        let target = forward::Forward {
+                            proxy,
+                            conn,
+                            client,
+                            request_id,
+                            path: &path,
+                            values: &found.values,
+                            host_header: host_header.as_ref(),
+                            hop_by_hop: present.hop_by_hop,
+                        };
+                        forward::forward(target, parts, body, client_upgrade).await
+                    }
+                    Action::Respond(responder) => {
+                        let params = route.params.iter().map(|n| &**n).zip(found.values.iter().copied()).collect();
+                        let info = EchoInfo {
+                            path: &path,
+                            client_ip: client.ip,
+                            request_id,
+                            route: &route.name,
+                            params,
+                            client_cert: ctx.client_cert,
+                        };
+                        Box::pin(responder.respond(&parts, body, &found.values, info)).await
+                    }
+                },
+            };
+            // Rate-limit headers go on every answer of a limited route, 429 or not.
+            let mut resp = result.unwrap_or_else(|e| problem::from_error(&e, request_id));
+            if let Some(info) = &ctx.rate_limit {
+                ratelimit::write_headers(plan.rate_limit_headers, info, full_headers(&mut resp));
+            }
+            let slots = std::mem::take(&mut ctx.slots);
+            (Some(route), Ok(resp.map(|b| b.hold(slots))))
         };
-        let result = match outcome {
-            Outcome::Respond(resp) => Ok(resp),
-            Outcome::Continue => match &route.action {
-                Action::Proxy(proxy) => {
-                    let target = forward::Forward {
-                        proxy,
-                        conn,
-                        client,
-                        request_id,
-                        path: &path,
-                        values: &found.values,
-                        host_header: host_header.as_ref(),
-                        hop_by_hop: present.hop_by_hop,
-                    };
-                    forward::forward(target, parts, body, client_upgrade).await
-                }
-                Action::Respond(responder) => {
-                    let params = route.params.iter().map(|n| &**n).zip(found.values.iter().copied()).collect();
-                    let info = EchoInfo {
-                        path: &path,
-                        client_ip: client.ip,
-                        request_id,
-                        route: &route.name,
-                        params,
-                        client_cert: ctx.client_cert,
-                    };
-                    Box::pin(responder.respond(&parts, body, &found.values, info)).await
-                }
-            },
-        };
-        // Rate-limit headers go on every answer of a limited route, 429 or not.
-        let mut resp = result.unwrap_or_else(|e| problem::from_error(&e, request_id));
-        if let Some(info) = &ctx.rate_limit {
-            ratelimit::write_headers(plan.rate_limit_headers, info, full_headers(&mut resp));
+        let mut resp = result.unwrap_or_else(|err| problem::from_error(&err, &request_id));
+        let ctx = RequestCtx::new(client.ip, &request_id, route.map_or("", |r| &r.name), conn.client_cert.as_deref());
+        finish(plan, route, conn, origin.as_ref(), &mut resp, &ctx);
+        match resp.body_mut().deferred_mut() {
+            Some(edits) => edits.request_id = Some(request_id),
+            None => {
+                resp.headers_mut().insert(request_id::HEADER, request_id);
+            }
         }
-        let slots = std::mem::take(&mut ctx.slots);
-        (Some(route), Ok(resp.map(|b| b.hold(slots))))
-    };
-    let mut resp = result.unwrap_or_else(|err| problem::from_error(&err, &request_id));
-    let ctx = RequestCtx::new(client.ip, &request_id, route.map_or("", |r| &r.name), conn.client_cert.as_deref());
-    finish(plan, route, conn, origin.as_ref(), &mut resp, &ctx);
-    match resp.body_mut().deferred_mut() {
-        Some(edits) => edits.request_id = Some(request_id),
-        None => {
-            resp.headers_mut().insert(request_id::HEADER, request_id);
-        }
+        resp
     }
-    resp
 }
 
 /// Which of the headers the engine looks up a request carries, from one

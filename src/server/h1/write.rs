@@ -28,97 +28,100 @@ const LINGER_MAX: usize = 1 << 20;
 
 /// Writes `resp`. `Ok(true)`: the body went out whole and delimited, so
 /// the connection can carry another request.
-pub async fn response(
+// Not an `async fn`, for the reason given at `proxy::handle`.
+pub fn response(
     stream: &TcpStream,
     resp: Response<Body>,
     x: &Exchange<'_>,
     timer: &mut Timer,
     stall: Duration,
-) -> std::io::Result<bool> {
-    let (mut parts, mut body) = resp.into_parts();
-    if !parts.headers.is_empty() {
-        // Lines still raw join what the map already holds (`proxy::body`).
-        body.merge_headers(&mut parts.headers);
-    }
-    let raw = body.take_raw();
-    // The body's own size (an upstream body knows its Content-Length); the
-    // header is read only for a body that does not know it (raw lines carry
-    // none then: the upstream codec drops a length beside chunked).
-    let exact = body.size_hint().exact();
-    let declared = if exact.is_none() { content_length(&parts.headers).ok().flatten() } else { None };
-    let framing = response::body_framing(x, parts.status, declared, exact);
-    let fields = match &raw {
-        Some((lines, edits)) => Fields::Raw(lines, edits.as_ref()),
-        None => Fields::Map(&parts.headers),
-    };
-    let mut head = crate::http::recycle::buffer(384 + parts.headers.len() * 40);
-    response::encode_head(x, parts.status, fields, framing, exact, &mut head);
-    crate::http::recycle::give_back(parts.headers);
-    drop(raw);
-    // The head stays in its Vec (a `Bytes` made from it would allocate);
-    // `head_sent` counts what of it the socket took.
-    let mut out = Outgoing { head, head_sent: 0, queue: WriteQueue::new() };
-    let mut left = match framing {
-        BodyFraming::None => {
-            drop(body);
-            flush(stream, &mut out, timer, stall).await?;
-            return Ok(true);
+) -> impl Future<Output = std::io::Result<bool>> {
+    async move {
+        let (mut parts, mut body) = resp.into_parts();
+        if !parts.headers.is_empty() {
+            // Lines still raw join what the map already holds (`proxy::body`).
+            body.merge_headers(&mut parts.headers);
         }
-        BodyFraming::Length(n) => Some(n),
-        BodyFraming::Chunked | BodyFraming::Close => None,
-    };
-    loop {
-        // Whatever the body has ready joins the queue; the queue is written
-        // when the body has nothing more at hand. A body that knows it is
-        // done is not polled once more to say so.
-        let step = if body.is_end_stream() {
-            Some(None)
-        } else {
-            std::future::poll_fn(|cx| match Pin::new(&mut body).poll_frame(cx) {
-                Poll::Ready(frame) => Poll::Ready(Some(frame)),
-                Poll::Pending if !out.is_empty() => Poll::Ready(None),
-                Poll::Pending => Poll::Pending,
-            })
-            .await
+        let raw = body.take_raw();
+        // The body's own size (an upstream body knows its Content-Length); the
+        // header is read only for a body that does not know it (raw lines carry
+        // none then: the upstream codec drops a length beside chunked).
+        let exact = body.size_hint().exact();
+        let declared = if exact.is_none() { content_length(&parts.headers).ok().flatten() } else { None };
+        let framing = response::body_framing(x, parts.status, declared, exact);
+        let fields = match &raw {
+            Some((lines, edits)) => Fields::Raw(lines, edits.as_ref()),
+            None => Fields::Map(&parts.headers),
         };
-        match step {
-            None => flush(stream, &mut out, timer, stall).await?,
-            Some(None) => {
-                if framing == BodyFraming::Chunked {
-                    out.queue.push_last_chunk();
-                }
+        let mut head = crate::http::recycle::buffer(384 + parts.headers.len() * 40);
+        response::encode_head(x, parts.status, fields, framing, exact, &mut head);
+        crate::http::recycle::give_back(parts.headers);
+        drop(raw);
+        // The head stays in its Vec (a `Bytes` made from it would allocate);
+        // `head_sent` counts what of it the socket took.
+        let mut out = Outgoing { head, head_sent: 0, queue: WriteQueue::new() };
+        let mut left = match framing {
+            BodyFraming::None => {
+                drop(body);
                 flush(stream, &mut out, timer, stall).await?;
-                // Shorter than its declared length: the client must not wait for the rest.
-                return Ok(framing != BodyFraming::Close && left.is_none_or(|l| l == 0));
+                return Ok(true);
             }
-            Some(Some(Err(e))) => {
-                tracing::debug!(error = %e, "response body failed; closing the connection");
-                flush(stream, &mut out, timer, stall).await?;
-                return Ok(false);
-            }
-            Some(Some(Ok(frame))) => {
-                // Trailers are not sent on HTTP/1.1 (NGINX does not either).
-                let Ok(mut data) = frame.into_data() else { continue };
-                match framing {
-                    BodyFraming::Chunked => out.queue.push_chunk(data),
-                    BodyFraming::Length(_) => {
-                        let room = left.unwrap_or(0);
-                        let over = data.len() as u64 > room;
-                        if over {
-                            data.truncate(room as usize);
-                        }
-                        left = Some(room - data.len() as u64);
-                        out.queue.push(data);
-                        if over {
-                            tracing::debug!("response body longer than its Content-Length; closing the connection");
-                            flush(stream, &mut out, timer, stall).await?;
-                            return Ok(false);
-                        }
+            BodyFraming::Length(n) => Some(n),
+            BodyFraming::Chunked | BodyFraming::Close => None,
+        };
+        loop {
+            // Whatever the body has ready joins the queue; the queue is written
+            // when the body has nothing more at hand. A body that knows it is
+            // done is not polled once more to say so.
+            let step = if body.is_end_stream() {
+                Some(None)
+            } else {
+                std::future::poll_fn(|cx| match Pin::new(&mut body).poll_frame(cx) {
+                    Poll::Ready(frame) => Poll::Ready(Some(frame)),
+                    Poll::Pending if !out.is_empty() => Poll::Ready(None),
+                    Poll::Pending => Poll::Pending,
+                })
+                .await
+            };
+            match step {
+                None => flush(stream, &mut out, timer, stall).await?,
+                Some(None) => {
+                    if framing == BodyFraming::Chunked {
+                        out.queue.push_last_chunk();
                     }
-                    BodyFraming::Close | BodyFraming::None => out.queue.push(data),
-                }
-                if out.queue.len() >= FLUSH_AT || out.queue.count() >= MAX_SLICES - 1 {
                     flush(stream, &mut out, timer, stall).await?;
+                    // Shorter than its declared length: the client must not wait for the rest.
+                    return Ok(framing != BodyFraming::Close && left.is_none_or(|l| l == 0));
+                }
+                Some(Some(Err(e))) => {
+                    tracing::debug!(error = %e, "response body failed; closing the connection");
+                    flush(stream, &mut out, timer, stall).await?;
+                    return Ok(false);
+                }
+                Some(Some(Ok(frame))) => {
+                    // Trailers are not sent on HTTP/1.1 (NGINX does not either).
+                    let Ok(mut data) = frame.into_data() else { continue };
+                    match framing {
+                        BodyFraming::Chunked => out.queue.push_chunk(data),
+                        BodyFraming::Length(_) => {
+                            let room = left.unwrap_or(0);
+                            let over = data.len() as u64 > room;
+                            if over {
+                                data.truncate(room as usize);
+                            }
+                            left = Some(room - data.len() as u64);
+                            out.queue.push(data);
+                            if over {
+                                tracing::debug!("response body longer than its Content-Length; closing the connection");
+                                flush(stream, &mut out, timer, stall).await?;
+                                return Ok(false);
+                            }
+                        }
+                        BodyFraming::Close | BodyFraming::None => out.queue.push(data),
+                    }
+                    if out.queue.len() >= FLUSH_AT || out.queue.count() >= MAX_SLICES - 1 {
+                        flush(stream, &mut out, timer, stall).await?;
+                    }
                 }
             }
         }
