@@ -39,6 +39,7 @@ pub(super) fn wants_upgrade<B>(req: &Request<B>) -> bool {
 }
 
 // Not an `async fn`, for the reason given at `proxy::handle`.
+#[allow(clippy::manual_async_fn)]
 pub(super) fn forward(
     f: Forward<'_>,
     mut parts: request::Parts,

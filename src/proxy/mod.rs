@@ -52,6 +52,7 @@ pub struct ConnInfo {
 /// Serves one request on `plan`. Never fails: errors become problem responses.
 // Not an `async fn`: that would keep a second copy of every argument in
 // its future (rust-lang/rust#62958), and the future is moved whole.
+#[allow(clippy::manual_async_fn)]
 pub fn handle(plan: &Plan, conn: &ConnInfo, mut req: Request<ClientBody>) -> impl Future<Output = Response<Body>> {
     async move {
         let client = forwarded::resolve(conn.peer.ip(), req.headers(), &plan.trusted_proxies);

@@ -29,6 +29,7 @@ const LINGER_MAX: usize = 1 << 20;
 /// Writes `resp`. `Ok(true)`: the body went out whole and delimited, so
 /// the connection can carry another request.
 // Not an `async fn`, for the reason given at `proxy::handle`.
+#[allow(clippy::manual_async_fn)]
 pub fn response(
     stream: &TcpStream,
     resp: Response<Body>,
