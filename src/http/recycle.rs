@@ -111,7 +111,9 @@ pub fn header_map(capacity: usize) -> HeaderMap {
 
 /// Takes `map` back for a later `header_map`. Its values are dropped now.
 pub fn give_back(mut map: HeaderMap) {
-    if map.capacity() > MAX_CAPACITY {
+    // An empty-handed map (a response whose lines stayed raw) would be
+    // handed out next and allocate after all.
+    if map.capacity() == 0 || map.capacity() > MAX_CAPACITY {
         return;
     }
     map.clear();
@@ -130,5 +132,14 @@ mod tests {
         let again = header_map(4);
         assert!(again.is_empty());
         assert!(again.capacity() >= 4);
+    }
+
+    #[test]
+    fn maps_without_room_are_not_kept() {
+        // Drain whatever this test thread's shelf holds, then offer an
+        // empty-handed map: the next map must come fresh, with room.
+        while MAPS.with(Shelf::take).is_some() {}
+        give_back(HeaderMap::new());
+        assert!(MAPS.with(Shelf::take).is_none());
     }
 }

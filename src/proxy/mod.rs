@@ -14,6 +14,7 @@ mod forward;
 pub mod request_body;
 
 use std::net::SocketAddr;
+use std::ops::Deref;
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
@@ -49,12 +50,18 @@ pub struct ConnInfo {
     pub redirect_https: Option<u16>,
 }
 
-/// Serves one request on `plan`. Never fails: errors become problem responses.
+/// Serves one request on `plan` (held by the future: an `Arc` or a
+/// reference). Never fails: errors become problem responses.
 // Not an `async fn`: that would keep a second copy of every argument in
 // its future (rust-lang/rust#62958), and the future is moved whole.
 #[allow(clippy::manual_async_fn)]
-pub fn handle(plan: &Plan, conn: &ConnInfo, mut req: Request<ClientBody>) -> impl Future<Output = Response<Body>> {
+pub fn handle<P: Deref<Target = Plan>>(
+    plan: P,
+    conn: &ConnInfo,
+    mut req: Request<ClientBody>,
+) -> impl Future<Output = Response<Body>> {
     async move {
+        let plan: &Plan = &plan;
         let client = forwarded::resolve(conn.peer.ip(), req.headers(), &plan.trusted_proxies);
         let request_id = request_id::take_or_generate(req.headers(), client.peer_trusted);
         let present = Present::of(req.headers());

@@ -181,7 +181,7 @@ impl<'p> Conn<'p> {
             activity.in_flight.fetch_add(1, Ordering::Relaxed);
             activity.started.fetch_add(1, Ordering::Relaxed);
             async move {
-                let resp = proxy::handle(&plan, &info, req.map(ClientBody::Hyper)).await;
+                let resp = proxy::handle(plan, &info, req.map(ClientBody::Hyper)).await;
                 // hyper writes the map: an upstream's raw header lines join it first.
                 let (mut parts, mut body) = resp.into_parts();
                 body.merge_headers(&mut parts.headers);

@@ -51,6 +51,8 @@ use response::Exchange;
 const SLAB: usize = 64 * 1024;
 /// A read is given at least this much room.
 const MIN_READ: usize = 4 * 1024;
+/// How long an idle connection keeps the room of its last request's future.
+const KEEP_REQUEST_ROOM: Duration = Duration::from_millis(100);
 
 /// What a connection needs from the listener that accepted it.
 pub(super) struct Ctx<'a> {
@@ -126,6 +128,13 @@ impl Conn {
         let mut stopped = std::pin::pin!(stop.notify.notified());
         stopped.as_mut().enable();
         self.closing = *stop.flag.borrow();
+        // The room a request's future takes (a few KiB, boxed so that an
+        // idle connection's task keeps none), kept for the next request
+        // while requests come back to back: a fresh box for every request
+        // cost more than anything else the engine allocates (a block that
+        // size is the allocator's slow path). Given back after
+        // `KEEP_REQUEST_ROOM` of idleness.
+        let mut room: Option<Pin<Box<_>>> = None;
         loop {
             let head = loop {
                 if !self.buf.is_empty() {
@@ -150,8 +159,20 @@ impl Conn {
                     Some(since) if !self.buf.is_empty() => since + self.header_timeout,
                     _ => *self.idle_since.get_or_insert_with(Instant::now) + self.idle_timeout,
                 };
-                match self.wait_readable(&mut timer, deadline, stopped.as_mut()).await {
+                // Idle with room kept: wake to give it back. These deadlines
+                // only move later, request after request, so the lazy timer
+                // is re-armed once per `KEEP_REQUEST_ROOM`, not per request.
+                let release = match (&room, self.idle_since) {
+                    (Some(_), Some(since)) if self.buf.is_empty() => Some(since + KEEP_REQUEST_ROOM),
+                    _ => None,
+                }
+                .filter(|&release| release < deadline);
+                match self.wait_readable(&mut timer, release.unwrap_or(deadline), stopped.as_mut()).await {
                     Wait::Readable => {}
+                    Wait::Timeout if release.is_some() => {
+                        room = None;
+                        continue;
+                    }
                     Wait::Timeout => return Exit::Closed,
                     Wait::Stop => {
                         self.closing = true;
@@ -178,9 +199,15 @@ impl Conn {
                 (ClientBody::H1(reader), Some(handle))
             };
             let req = Request::from_parts(parts, body);
-            let plan = shared.plan.load_full();
-            // Boxed: an idle connection's task keeps no room for a request.
-            let handled = Box::pin(proxy::handle(&plan, info, req));
+            let handled = proxy::handle(shared.plan.load_full(), info, req);
+            let handled = match &mut room {
+                Some(kept) => {
+                    // The last request's future has finished: it holds nothing.
+                    Pin::set(&mut *kept, handled);
+                    kept.as_mut()
+                }
+                None => room.insert(Box::pin(handled)).as_mut(),
+            };
             let resp = if handle.is_none() {
                 match self.unless_client_leaves(handled).await {
                     Some(resp) => resp,
