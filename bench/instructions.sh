@@ -4,15 +4,26 @@
 # shared host moves by ±5% between runs; instruction counts do not).
 #
 #   bench/instructions.sh [PORTCULLIS_BIN...]      (default: target/release/portcullis)
+#   CONNS=50 bench/instructions.sh [PORTCULLIS_BIN...]
 #
 # Each binary, and NGINX as a reverse proxy with the same upstream, serves
 # WARMUP requests on one keep-alive connection; the counters are then zeroed
 # and N more requests are counted (N=2000 by default). The upstream is NGINX
 # returning "ok". Needs valgrind, nginx and python3 (installed if missing).
+#
+# With CONNS > 1 the load is `wrk -t1 -c$CONNS` instead (installed if
+# missing): 5 s of warm-up, then the counters run for COUNT_SECONDS (20) and the
+# figure is instructions over the requests wrk completed in that window
+# (the few in flight at its edges make it approximate, to about CONNS in
+# tens of thousands). Under callgrind the proxy runs ~50x slower, so each
+# wake-up serves more ready connections than at full speed: a figure for
+# where the time goes with many connections, not a stand-in for CPU time.
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 N=${N:-2000}
 WARMUP=${WARMUP:-200}
+CONNS=${CONNS:-1}
+COUNT_SECONDS=${COUNT_SECONDS:-20}
 BINS=("$@")
 ((${#BINS[@]})) || BINS=("$BENCH_DIR/../target/release/portcullis")
 
@@ -20,6 +31,7 @@ missing=()
 command -v valgrind >/dev/null || missing+=(valgrind)
 command -v nginx >/dev/null || missing+=(nginx)
 command -v python3 >/dev/null || missing+=(python3)
+((CONNS <= 1)) || command -v wrk >/dev/null || missing+=(wrk)
 if ((${#missing[@]})); then
     apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
@@ -66,7 +78,38 @@ count() {
     valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" "$@" >/dev/null 2>"$WORK/valgrind.log" &
     local vg=$!
     PIDS+=("$vg")
-    python3 - "$PROXY_PORT" "$vg" "$N" "$WARMUP" <<'PY'
+    local requests=$N
+    if ((CONNS > 1)); then
+        requests=$(drive_wrk "$vg")
+    else
+        drive_one "$vg"
+    fi
+    kill "$vg" 2>/dev/null || true
+    wait "$vg" 2>/dev/null || true
+    local dump total
+    dump=$(ls -t "$WORK"/cg.out.* | head -1)
+    total=$(grep -E '^(summary|totals):' "$dump" | head -1 | awk '{print $2}')
+    printf '%-40s %8d instructions/request\n' "$name" $((total / requests))
+    rm -f "$WORK"/cg.out*
+}
+
+# drive_wrk PID: CONNS connections from wrk; prints the requests counted.
+drive_wrk() {
+    local vg=$1 url="http://127.0.0.1:$PROXY_PORT/" out
+    for _ in $(seq 100); do
+        python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $PROXY_PORT), timeout=1)" 2>/dev/null && break
+        sleep 0.3
+    done
+    wrk -t1 -c"$CONNS" -d5s "$url" >/dev/null
+    callgrind_control -z "$vg" >/dev/null 2>&1
+    out=$(wrk -t1 -c"$CONNS" -d"${COUNT_SECONDS}s" "$url")
+    callgrind_control -d "$vg" >/dev/null 2>&1
+    echo "$out" | awk '/requests in/ {print $1}'
+}
+
+# drive_one PID: WARMUP then N requests, one at a time on one connection.
+drive_one() {
+    python3 - "$PROXY_PORT" "$1" "$N" "$WARMUP" <<'PY'
 import socket, subprocess, sys, time
 port, pid, n, warmup = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 for _ in range(100):
@@ -94,13 +137,6 @@ for _ in range(n):
     request()
 subprocess.run(["callgrind_control", "-d", pid], check=True, capture_output=True)
 PY
-    kill "$vg" 2>/dev/null || true
-    wait "$vg" 2>/dev/null || true
-    local dump total
-    dump=$(ls -t "$WORK"/cg.out.* | head -1)
-    total=$(grep -E '^(summary|totals):' "$dump" | head -1 | awk '{print $2}')
-    printf '%-40s %8d instructions/request\n' "$name" $((total / N))
-    rm -f "$WORK"/cg.out*
 }
 
 count "nginx $(nginx -v 2>&1 | sed 's/.*\///')" nginx -p "$WORK/" -c "$WORK/proxy.conf" -e "$WORK/error.log"
