@@ -324,6 +324,9 @@ mod tests {
             ("vary", "Origin"),
             ("Date", "Sun, 06 Nov 1994 08:49:37 GMT"),
         ];
+        // Also an upstream that sets none of the defaults (they are then
+        // added as one rendered block).
+        let none_of_the_defaults: Vec<_> = upstream.iter().copied().filter(|(n, _)| *n != "X-Frame-Options").collect();
         let mut set = SecurityHeadersConfig::default();
         set.set.insert("referrer-policy".into(), "same-origin".into());
         set.set.insert("vary".into(), "*".into());
@@ -331,10 +334,13 @@ mod tests {
         removing_a_default.remove.push("x-frame-options".into());
         let off = SecurityHeadersConfig { enabled: false, ..SecurityHeadersConfig::default() };
         for cfg in [SecurityHeadersConfig::default(), set, removing_a_default, off] {
-            for request_id in [None, Some(http::HeaderValue::from_static("abc"))] {
+            for (request_id, upstream) in [None, Some(http::HeaderValue::from_static("abc"))]
+                .into_iter()
+                .flat_map(|id| [(id.clone(), &upstream[..]), (id, &none_of_the_defaults[..])])
+            {
                 let edits =
                     ResponseEdits { security: std::sync::Arc::new(Compiled::compile(&cfg).unwrap()), request_id };
-                let raw = RawHeaders::from_pairs(&upstream);
+                let raw = RawHeaders::from_pairs(upstream);
                 for (status, framing) in
                     [(StatusCode::OK, BodyFraming::Length(2)), (StatusCode::NOT_MODIFIED, BodyFraming::None)]
                 {
