@@ -225,7 +225,19 @@ impl Conn {
             // the start of the idleness that follows it.
             let now = Instant::now();
             let x = Exchange { method: &method, version, keep_alive: keep_alive && body_done && !stopping, now };
-            let reusable = match write::response(&self.stream, resp, &x, &mut timer, self.idle_timeout).await {
+            let mut writing = write::Writing::start(resp, &x);
+            let written = match writing.now(&self.stream) {
+                Some(written) => {
+                    // The body and what it holds (rate-limit slots) go now,
+                    // as when `finish` returns.
+                    drop(writing);
+                    written
+                }
+                // Boxed: an idle connection's task keeps no room for a
+                // response either; most responses never get here.
+                None => Box::pin(writing.finish(&self.stream, &mut timer, self.idle_timeout)).await,
+            };
+            let reusable = match written {
                 Ok(reusable) => reusable && x.keep_alive,
                 Err(_) => return Exit::Closed,
             };
@@ -319,7 +331,7 @@ impl Conn {
             keep_alive: false,
             now: Instant::now(),
         };
-        if write::response(&self.stream, resp, &x, timer, self.idle_timeout).await.is_ok() {
+        if write::Writing::start(resp, &x).finish(&self.stream, timer, self.idle_timeout).await.is_ok() {
             // The client may be sending a body behind the head we refused.
             write::close(&self.stream, true).await;
         }

@@ -5,7 +5,7 @@
 
 use std::io::IoSlice;
 use std::pin::Pin;
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use http::Response;
@@ -26,18 +26,27 @@ const FLUSH_AT: usize = 64 * 1024;
 const LINGER_TIME: Duration = Duration::from_secs(2);
 const LINGER_MAX: usize = 1 << 20;
 
-/// Writes `resp`. `Ok(true)`: the body went out whole and delimited, so
-/// the connection can carry another request.
-// Not an `async fn`, for the reason given at `proxy::handle`.
-#[allow(clippy::manual_async_fn)]
-pub fn response(
-    stream: &TcpStream,
-    resp: Response<Body>,
-    x: &Exchange<'_>,
-    timer: &mut Timer,
-    stall: Duration,
-) -> impl Future<Output = std::io::Result<bool>> {
-    async move {
+/// A response on its way out: its head encoded, then its body, taken as it
+/// comes and framed as `response::body_framing` decided.
+///
+/// `now` sends what can go without waiting, which for a small response is
+/// all of it: the connection then never holds a writing future. Only a
+/// response that must wait (for the socket or for its body) goes on in
+/// `finish`, which the connection boxes, so that an idle connection's
+/// task keeps no room for one.
+pub struct Writing {
+    out: Outgoing,
+    body: Body,
+    framing: BodyFraming,
+    /// Body bytes still owed, for a `Length` framing.
+    left: Option<u64>,
+    /// The body's end is queued: `Some(true)` when it went whole and
+    /// delimited, so that the connection can carry another request.
+    ended: Option<bool>,
+}
+
+impl Writing {
+    pub fn start(resp: Response<Body>, x: &Exchange<'_>) -> Writing {
         let (mut parts, mut body) = resp.into_parts();
         if !parts.headers.is_empty() {
             // Lines still raw join what the map already holds (`proxy::body`).
@@ -60,72 +69,111 @@ pub fn response(
         drop(raw);
         // The head stays in its Vec (a `Bytes` made from it would allocate);
         // `head_sent` counts what of it the socket took.
-        let mut out = Outgoing { head, head_sent: 0, queue: WriteQueue::new() };
-        let mut left = match framing {
-            BodyFraming::None => {
-                drop(body);
-                flush(stream, &mut out, timer, stall).await?;
-                return Ok(true);
-            }
-            BodyFraming::Length(n) => Some(n),
-            BodyFraming::Chunked | BodyFraming::Close => None,
+        let out = Outgoing { head, head_sent: 0, queue: WriteQueue::new() };
+        let (left, ended, body) = match framing {
+            BodyFraming::None => (None, Some(true), Body::empty()),
+            BodyFraming::Length(n) => (Some(n), None, body),
+            BodyFraming::Chunked | BodyFraming::Close => (None, None, body),
         };
-        loop {
-            // Whatever the body has ready joins the queue; the queue is written
-            // when the body has nothing more at hand. A body that knows it is
-            // done is not polled once more to say so.
-            let step = if body.is_end_stream() {
-                Some(None)
-            } else {
-                std::future::poll_fn(|cx| match Pin::new(&mut body).poll_frame(cx) {
-                    Poll::Ready(frame) => Poll::Ready(Some(frame)),
-                    Poll::Pending if !out.is_empty() => Poll::Ready(None),
-                    Poll::Pending => Poll::Pending,
-                })
-                .await
-            };
-            match step {
-                None => flush(stream, &mut out, timer, stall).await?,
-                Some(None) => {
-                    if framing == BodyFraming::Chunked {
-                        out.queue.push_last_chunk();
-                    }
-                    flush(stream, &mut out, timer, stall).await?;
-                    // Shorter than its declared length: the client must not wait for the rest.
-                    return Ok(framing != BodyFraming::Close && left.is_none_or(|l| l == 0));
-                }
-                Some(Some(Err(e))) => {
-                    tracing::debug!(error = %e, "response body failed; closing the connection");
-                    flush(stream, &mut out, timer, stall).await?;
-                    return Ok(false);
-                }
-                Some(Some(Ok(frame))) => {
-                    // Trailers are not sent on HTTP/1.1 (NGINX does not either).
-                    let Ok(mut data) = frame.into_data() else { continue };
-                    match framing {
-                        BodyFraming::Chunked => out.queue.push_chunk(data),
-                        BodyFraming::Length(_) => {
-                            let room = left.unwrap_or(0);
-                            let over = data.len() as u64 > room;
-                            if over {
-                                data.truncate(room as usize);
-                            }
-                            left = Some(room - data.len() as u64);
-                            out.queue.push(data);
-                            if over {
-                                tracing::debug!("response body longer than its Content-Length; closing the connection");
-                                flush(stream, &mut out, timer, stall).await?;
-                                return Ok(false);
-                            }
-                        }
-                        BodyFraming::Close | BodyFraming::None => out.queue.push(data),
-                    }
-                    if out.queue.len() >= FLUSH_AT || out.queue.count() >= MAX_SLICES - 1 {
-                        flush(stream, &mut out, timer, stall).await?;
-                    }
-                }
+        Writing { out, body, framing, left, ended }
+    }
+
+    /// Everything, without waiting: `Some` with the outcome when the body
+    /// was all at hand and the socket took it all; `None` when the rest
+    /// must wait (`finish`).
+    pub fn now(&mut self, stream: &TcpStream) -> Option<std::io::Result<bool>> {
+        // A body that is not ready is polled again, with the task's waker,
+        // by `finish`: this poll's (no-op) waker is then replaced.
+        let mut cx = Context::from_waker(Waker::noop());
+        while self.ended.is_none() && !self.full() {
+            match self.poll_step(&mut cx) {
+                Poll::Ready(Some(reusable)) => self.ended = Some(reusable),
+                Poll::Ready(None) => {}
+                Poll::Pending => return None,
             }
         }
+        let reusable = self.ended?;
+        match write_now(stream, &mut self.out) {
+            Ok(()) if self.out.is_empty() => Some(Ok(reusable)),
+            Ok(()) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// The rest of the response. `Ok(true)`: the body went out whole and
+    /// delimited, so the connection can carry another request. A client
+    /// that takes nothing for `stall` is an error.
+    pub async fn finish(mut self, stream: &TcpStream, timer: &mut Timer, stall: Duration) -> std::io::Result<bool> {
+        loop {
+            if let Some(reusable) = self.ended {
+                flush(stream, &mut self.out, timer, stall).await?;
+                return Ok(reusable);
+            }
+            if self.full() {
+                flush(stream, &mut self.out, timer, stall).await?;
+            }
+            // Whatever the body has ready joins the queue; the queue is
+            // written when the body has nothing more at hand.
+            let step = std::future::poll_fn(|cx| match self.poll_step(cx) {
+                Poll::Ready(step) => Poll::Ready(Some(step)),
+                Poll::Pending if !self.out.is_empty() => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            })
+            .await;
+            match step {
+                None => flush(stream, &mut self.out, timer, stall).await?,
+                Some(Some(reusable)) => self.ended = Some(reusable),
+                Some(None) => {}
+            }
+        }
+    }
+
+    /// Enough is queued to be written before more is taken.
+    fn full(&self) -> bool {
+        self.out.queue.len() >= FLUSH_AT || self.out.queue.count() >= MAX_SLICES - 1
+    }
+
+    /// Takes one frame of the body. `Ready(None)`: its bytes are queued;
+    /// `Ready(Some(reusable))`: the body is over (its end queued, or it
+    /// failed or overran: then the connection is not reused).
+    fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Option<bool>> {
+        // A body that knows it is done is not polled once more to say so.
+        let frame =
+            if self.body.is_end_stream() { None } else { std::task::ready!(Pin::new(&mut self.body).poll_frame(cx)) };
+        let frame = match frame {
+            None => {
+                if self.framing == BodyFraming::Chunked {
+                    self.out.queue.push_last_chunk();
+                }
+                // Shorter than its declared length: the client must not wait for the rest.
+                return Poll::Ready(Some(self.framing != BodyFraming::Close && self.left.is_none_or(|l| l == 0)));
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "response body failed; closing the connection");
+                return Poll::Ready(Some(false));
+            }
+            Some(Ok(frame)) => frame,
+        };
+        // Trailers are not sent on HTTP/1.1 (NGINX does not either).
+        let Ok(mut data) = frame.into_data() else { return Poll::Ready(None) };
+        match self.framing {
+            BodyFraming::Chunked => self.out.queue.push_chunk(data),
+            BodyFraming::Length(_) => {
+                let room = self.left.unwrap_or(0);
+                let over = data.len() as u64 > room;
+                if over {
+                    data.truncate(room as usize);
+                }
+                self.left = Some(room - data.len() as u64);
+                self.out.queue.push(data);
+                if over {
+                    tracing::debug!("response body longer than its Content-Length; closing the connection");
+                    return Poll::Ready(Some(false));
+                }
+            }
+            BodyFraming::Close | BodyFraming::None => self.out.queue.push(data),
+        }
+        Poll::Ready(None)
     }
 }
 
@@ -150,6 +198,22 @@ impl Drop for Outgoing {
 
 /// Writes everything queued; a client that takes nothing for `stall` is an error.
 async fn flush(stream: &TcpStream, out: &mut Outgoing, timer: &mut Timer, stall: Duration) -> std::io::Result<()> {
+    loop {
+        write_now(stream, out)?;
+        if out.is_empty() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + stall;
+        tokio::select! {
+            biased;
+            ready = stream.writable() => ready?,
+            () = timer.until(deadline) => return Err(std::io::ErrorKind::TimedOut.into()),
+        }
+    }
+}
+
+/// Writes what the socket takes now (`out` keeps the rest).
+fn write_now(stream: &TcpStream, out: &mut Outgoing) -> std::io::Result<()> {
     while !out.is_empty() {
         let head = &out.head[out.head_sent..];
         let written = {
@@ -164,14 +228,7 @@ async fn flush(stream: &TcpStream, out: &mut Outgoing, timer: &mut Timer, stall:
                 out.head_sent += into_head;
                 out.queue.advance(n - into_head);
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let deadline = Instant::now() + stall;
-                tokio::select! {
-                    biased;
-                    ready = stream.writable() => ready?,
-                    () = timer.until(deadline) => return Err(std::io::ErrorKind::TimedOut.into()),
-                }
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
             Err(e) => return Err(e),
         }
     }
