@@ -209,11 +209,29 @@ pub struct NormalizeConfig {
     pub reject_encoded_slash: bool,
     /// Reject (400) double-encoded octets such as `%252e`.
     pub reject_double_encoding: bool,
+    /// Segment parameters (`/admin;x/secret`, `/a;jsessionid=1`), which Java
+    /// servers and others cut off before routing: `reject` (400, default)
+    /// or `strip` (removed before matching and forwarding).
+    pub path_parameters: PathParameters,
+}
+
+/// What happens to `;` parameters in path segments.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PathParameters {
+    #[default]
+    Reject,
+    Strip,
 }
 
 impl Default for NormalizeConfig {
     fn default() -> Self {
-        NormalizeConfig { merge_slashes: true, reject_encoded_slash: true, reject_double_encoding: true }
+        NormalizeConfig {
+            merge_slashes: true,
+            reject_encoded_slash: true,
+            reject_double_encoding: true,
+            path_parameters: PathParameters::Reject,
+        }
     }
 }
 
@@ -379,6 +397,11 @@ pub struct RouteConfig {
     /// Keep the client's `Host` header (default) or send the target's.
     #[serde(default = "yes")]
     pub preserve_host: bool,
+    /// Pass WebSocket upgrades (`Upgrade: websocket`) on to the upstream and
+    /// tunnel the connection after its valid `101`. Off by default: an
+    /// upgrade asked of any other route is ignored (served as a plain request).
+    #[serde(default)]
+    pub websocket: bool,
     /// Headers set on or removed from the request sent upstream.
     pub request_headers: Option<HeaderOpsConfig>,
     /// Headers set on or removed from the response sent to the client.

@@ -2,6 +2,14 @@
 //! bodies from upstreams: `Content-Length`, chunked (RFC 9112 §7.1) and
 //! until-close. A pure state machine over the connection's read buffer, so
 //! every split point of the input can be tested without a socket.
+//!
+//! Chunked framing is read to the letter of the grammar: a size of hex
+//! digits, extensions of tokens and quoted strings only after `;`, CRLF
+//! line ends, trailer lines that are well-formed fields. Anything else (a
+//! size followed by garbage, a bare CR or LF, a NUL, a trailer line without
+//! a colon, obs-fold) is an error: lenient chunk parsers are how
+//! TE.TE-style smuggling finds a second reading of a body. Trailer fields
+//! are checked and dropped, never forwarded.
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -22,9 +30,9 @@ const MAX_TRAILERS: usize = 16 * 1024;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
-    #[error("the upstream sent a malformed chunked body: {0}")]
+    #[error("malformed chunked body: {0}")]
     Chunked(&'static str),
-    #[error("the upstream closed the connection before the body was complete")]
+    #[error("the connection closed before the body was complete")]
     Truncated,
 }
 
@@ -105,7 +113,12 @@ impl Decoder {
                 }
                 Decoder::Trailers(seen) => {
                     let Some(line) = take_line(buf, MAX_TRAILERS - seen)? else { return Ok(None) };
-                    *self = if line.len() == 2 { Decoder::Done } else { Decoder::Trailers(seen + line.len()) };
+                    if line.len() == 2 {
+                        *self = Decoder::Done;
+                    } else {
+                        check_trailer(&line[..line.len() - 2])?;
+                        *self = Decoder::Trailers(seen + line.len());
+                    }
                 }
             }
         }
@@ -198,19 +211,102 @@ fn take_line(buf: &mut BytesMut, max: usize) -> Result<Option<BytesMut>, DecodeE
     }
 }
 
-/// `1*HEXDIG [ chunk-ext ] CRLF`; extensions are ignored.
+/// `1*HEXDIG [ chunk-ext ] CRLF` (RFC 9112 §7.1.1); extensions are checked
+/// and ignored.
 fn parse_chunk_size(line: &[u8]) -> Result<u64, DecodeError> {
+    const BAD: DecodeError = DecodeError::Chunked("bad chunk size");
     let line = &line[..line.len() - 2];
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     if digits == 0 || digits > 16 {
-        return Err(DecodeError::Chunked("bad chunk size"));
+        return Err(BAD);
     }
-    match line[digits..].first() {
-        None | Some(b';') | Some(b' ') | Some(b'\t') => {}
-        Some(_) => return Err(DecodeError::Chunked("bad chunk size")),
+    check_extensions(&line[digits..])?;
+    let size = line[..digits].iter().fold(0u64, |n, &d| (n << 4) | u64::from(hex_value(d)));
+    Ok(size)
+}
+
+fn hex_value(d: u8) -> u8 {
+    match d {
+        b'0'..=b'9' => d - b'0',
+        b'a'..=b'f' => d - b'a' + 10,
+        _ => d - b'A' + 10,
     }
-    let text = std::str::from_utf8(&line[..digits]).map_err(|_| DecodeError::Chunked("bad chunk size"))?;
-    u64::from_str_radix(text, 16).map_err(|_| DecodeError::Chunked("bad chunk size"))
+}
+
+/// `*( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] )`, ext-val a token or
+/// a quoted string.
+fn check_extensions(mut rest: &[u8]) -> Result<(), DecodeError> {
+    const BAD: DecodeError = DecodeError::Chunked("bad chunk extension");
+    let skip_ws = |s: &[u8]| -> usize { s.iter().take_while(|&&b| b == b' ' || b == b'\t').count() };
+    while !rest.is_empty() {
+        // Whitespace only before a `;` (`5 \r\n` is not a chunk-size line).
+        rest = &rest[skip_ws(rest)..];
+        match rest.split_first() {
+            Some((b';', after)) => rest = after,
+            _ => return Err(BAD),
+        }
+        rest = &rest[skip_ws(rest)..];
+        let name = token_len(rest);
+        if name == 0 {
+            return Err(BAD);
+        }
+        rest = &rest[name..];
+        let ws = skip_ws(rest);
+        if rest.get(ws) != Some(&b'=') {
+            continue;
+        }
+        rest = &rest[ws + 1..];
+        rest = &rest[skip_ws(rest)..];
+        let value = if rest.first() == Some(&b'"') { quoted_len(rest).ok_or(BAD)? } else { token_len(rest) };
+        if value == 0 {
+            return Err(BAD);
+        }
+        rest = &rest[value..];
+    }
+    Ok(())
+}
+
+/// RFC 9110 §5.6.2 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn token_len(s: &[u8]) -> usize {
+    s.iter().take_while(|&&b| is_tchar(b)).count()
+}
+
+/// The length of the quoted string `s` starts with (RFC 9110 §5.6.4).
+fn quoted_len(s: &[u8]) -> Option<usize> {
+    let mut i = 1;
+    while i < s.len() {
+        match s[i] {
+            b'"' => return Some(i + 1),
+            b'\\' => {
+                let escaped = *s.get(i + 1)?;
+                if escaped != b'\t' && !(0x20..=0x7e).contains(&escaped) && escaped < 0x80 {
+                    return None;
+                }
+                i += 2;
+            }
+            b'\t' | b' ' | 0x21 | 0x23..=0x5b | 0x5d..=0x7e | 0x80..=0xff => i += 1,
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// A trailer line: `field-name ":" OWS field-value OWS`, with no control
+/// bytes but HTAB in the value and no obs-fold.
+fn check_trailer(line: &[u8]) -> Result<(), DecodeError> {
+    const BAD: DecodeError = DecodeError::Chunked("bad trailer field");
+    let name = token_len(line);
+    if name == 0 || line.get(name) != Some(&b':') {
+        return Err(BAD);
+    }
+    if line[name + 1..].iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Err(BAD);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -258,6 +354,9 @@ mod tests {
         assert_eq!((&body[..], &rest[..]), (&b"hello world"[..], &b"NEXT"[..]));
         let (body, _) = decode_all(Framing::Chunked, b"A\r\n0123456789\r\n0\r\n\r\n").unwrap();
         assert_eq!(body, b"0123456789");
+        let ext = b"5 ; a = b ;c;d=\"q \\\" ;\"\r\nhello\r\n000\r\nx-t:\tv \r\n\r\n";
+        let (body, _) = decode_all(Framing::Chunked, ext).unwrap();
+        assert_eq!(body, b"hello");
     }
 
     #[test]
@@ -268,7 +367,23 @@ mod tests {
             b"5\nhello\r\n0\r\n\r\n",
             b"11111111111111111\r\n",
             b"-1\r\n",
+            b"+5\r\nhello\r\n0\r\n\r\n",
+            b"0x5\r\nhello\r\n0\r\n\r\n",
             b"5\r\nhel",
+            b"5 xyz\r\nhello\r\n0\r\n\r\n",
+            b"5 \r\nhello\r\n0\r\n\r\n",
+            b"5;\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\r\nhello\r\n0\r\n\r\n",
+            b"5;a\rb\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"b\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"b\0\"\r\nhello\r\n0\r\n\r\n",
+            b"5;a=b c\r\nhello\r\n0\r\n\r\n",
+            b"5\r\nhello\n0\r\n\r\n",
+            b"5\r\nhello\r\n0\r\nx: a\0b\r\n\r\n",
+            b"5\r\nhello\r\n0\r\nno colon\r\n\r\n",
+            b"5\r\nhello\r\n0\r\nx: a\r\n folded\r\n\r\n",
+            b"5\r\nhello\r\n0\r\n: empty name\r\n\r\n",
+            b"5\r\nhello\r\n0\r\nx: a\rb\r\n\r\n",
         ] {
             assert!(decode_all(Framing::Chunked, bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }

@@ -5,10 +5,14 @@
 //! every other client (hyper) gets the same edits made to the map by
 //! `apply`. Both give the same headers (tested in `upstream::h1::codec`).
 //!
-//! Left out: hop-by-hop lines (those named in `Connection` too; `TE:
-//! trailers` survives), `Expect` (the gateway answers `100 Continue`
-//! itself), and every name that is set here.
+//! Left out: hop-by-hop lines (`TE: trailers` survives; the names a
+//! client's `Connection` lists were removed when the request arrived, see
+//! `hop_by_hop::strip`), `Expect` (the gateway answers `100 Continue`
+//! itself), every name that is set here, and the client's framing lines:
+//! the upstream request is framed from the body the gateway sends
+//! (`RequestFraming`), never from what the client wrote.
 
+use http::Method;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use smallvec::SmallVec;
 
@@ -27,22 +31,43 @@ pub struct HeaderEdits {
     /// Client lines left out without replacement.
     drop_forwarded: bool,
     drop_forwarded_host: bool,
-    /// Names the client's `Connection` lists (hop-by-hop too).
-    listed: Vec<HeaderName>,
+}
+
+/// How the upstream request's body is framed: decided from the body the
+/// gateway is about to send (its exact size when it knows it), never from
+/// the client's `Content-Length` or `Transfer-Encoding` lines, which may
+/// have been removed, doubled or written to be read two ways.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFraming {
+    /// No body and no framing line.
+    Empty,
+    /// `content-length: n`, and exactly n bytes (0 for an empty POST, PUT
+    /// or PATCH: RFC 9110 §8.6 asks for it where a body is expected).
+    Length(u64),
+    /// `transfer-encoding: chunked` (a body of unknown length: a chunked
+    /// HTTP/1.1 body, an HTTP/2 body without `content-length`).
+    Chunked,
+}
+
+impl RequestFraming {
+    pub fn of(method: &Method, body: &impl http_body::Body) -> RequestFraming {
+        if body.is_end_stream() {
+            let expects_body = *method == Method::POST || *method == Method::PUT || *method == Method::PATCH;
+            return if expects_body { RequestFraming::Length(0) } else { RequestFraming::Empty };
+        }
+        match body.size_hint().exact() {
+            Some(n) => RequestFraming::Length(n),
+            None => RequestFraming::Chunked,
+        }
+    }
+
+    /// Whether body bytes follow the head.
+    pub fn has_body(self) -> bool {
+        !matches!(self, RequestFraming::Empty | RequestFraming::Length(0))
+    }
 }
 
 impl HeaderEdits {
-    /// The edits every request gets, from the client's `headers`;
-    /// `hop_by_hop`: whether any of them is hop-by-hop (the caller's pass
-    /// over the names found out; most requests carry none).
-    pub fn new(headers: &HeaderMap, hop_by_hop: bool) -> HeaderEdits {
-        let mut edits = HeaderEdits::default();
-        if hop_by_hop {
-            edits.listed = hop_by_hop::listed_in_connection(headers);
-        }
-        edits
-    }
-
     /// Sets `name` to `value` upstream, whatever the client sent.
     pub fn set(&mut self, name: HeaderName, value: HeaderValue) {
         if name == header::HOST {
@@ -72,12 +97,12 @@ impl HeaderEdits {
         if hop_by_hop::is_hop_by_hop(name) {
             return name == header::TE && value.as_bytes().eq_ignore_ascii_case(b"trailers");
         }
-        !(name == header::EXPECT
+        !(name == header::CONTENT_LENGTH
+            || name == header::EXPECT
             || (name == header::HOST && self.host.is_some())
             || (self.drop_forwarded && name == header::FORWARDED)
             || (self.drop_forwarded_host && name == X_FORWARDED_HOST)
-            || self.set.iter().any(|(n, _)| n == name)
-            || (!self.listed.is_empty() && self.listed.contains(name)))
+            || self.set.iter().any(|(n, _)| n == name))
     }
 
     /// The lines set, after the client's (`Host` aside, see `host`).
@@ -85,11 +110,16 @@ impl HeaderEdits {
         self.set.iter().map(|(n, v)| (n, v))
     }
 
-    /// Makes the same edits to a map.
-    pub fn apply(self, headers: &mut HeaderMap) {
-        // The fixed hop-by-hop names and those `Connection` lists (`TE: trailers` stays).
-        hop_by_hop::strip(headers, true);
+    /// Makes the same edits to a map, framed as `framing` says (hyper's
+    /// client then frames the body by that line and the body's size).
+    pub fn apply(self, headers: &mut HeaderMap, framing: RequestFraming) {
+        // The fixed hop-by-hop names (`TE: trailers` stays).
+        hop_by_hop::strip_fixed(headers, true);
         headers.remove(header::EXPECT);
+        headers.remove(header::CONTENT_LENGTH);
+        if let RequestFraming::Length(n) = framing {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+        }
         if self.drop_forwarded {
             headers.remove(header::FORWARDED);
         }

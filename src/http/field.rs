@@ -21,6 +21,13 @@ pub fn list(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
     value.split(|&b| b == b',').map(trim)
 }
 
+/// Whether a LF in `head` is not preceded by CR. httparse accepts bare LF
+/// line endings (it refuses a CR not followed by LF itself); a parser in
+/// front of or behind the gateway may not, and would read other lines.
+pub fn has_bare_lf(head: &[u8]) -> bool {
+    memchr::memchr_iter(b'\n', head).any(|i| i == 0 || head[i - 1] != b'\r')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -32,5 +39,12 @@ mod tests {
         assert_eq!(out, b"x-a: 1\r\n");
         let items: Vec<&[u8]> = list(b" close ,, Keep-Alive").collect();
         assert_eq!(items, [&b"close"[..], b"", b"Keep-Alive"]);
+    }
+
+    #[test]
+    fn bare_lf_anywhere_in_a_head() {
+        assert!(!has_bare_lf(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert!(has_bare_lf(b"\n"));
+        assert!(has_bare_lf(b"GET / HTTP/1.1\r\nHost: x\n\r\n"));
     }
 }

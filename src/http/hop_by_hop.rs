@@ -1,6 +1,9 @@
 //! Hop-by-hop headers (RFC 9110 §7.6.1) belong to one connection and are
 //! never forwarded, in either direction: the fixed list plus every header
-//! named in `Connection`.
+//! named in `Connection`, except the ones the gateway frames and routes by
+//! (`Content-Length`, `Host`): a client that lists them in `Connection`
+//! must not get them removed between the gateway's reading of a message
+//! and the upstream's (NGINX ignores such names for the same reason).
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -34,49 +37,67 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     }
 }
 
-/// Removes hop-by-hop headers. `TE: trailers` survives on requests, as it is
-/// the only TE a proxy may pass on (gRPC needs it).
+/// Removes hop-by-hop headers, those `Connection` lists included. `TE:
+/// trailers` survives on requests, as it is the only TE a proxy may pass on
+/// (gRPC needs it).
 pub fn strip(headers: &mut HeaderMap, is_request: bool) {
     // Most messages carry none: one pass over the names (cheap comparisons
     // for standard headers) instead of a dozen hash lookups.
     if !headers.keys().any(is_hop_by_hop) {
         return;
     }
-    let te_trailers =
-        is_request && headers.get(header::TE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     // Names listed in Connection go too (collected first: we mutate the map).
     for name in listed_in_connection(headers) {
         headers.remove(name);
     }
+    strip_fixed(headers, is_request);
+}
+
+/// Removes the fixed hop-by-hop names only (`TE: trailers` survives on requests).
+pub fn strip_fixed(headers: &mut HeaderMap, is_request: bool) {
+    let te_trailers =
+        is_request && headers.get(header::TE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     crate::http::remove::remove_all(headers, &FIXED);
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
 }
 
-/// The names a message's `Connection` header lists (hop-by-hop too).
+/// The names a message's `Connection` header lists that it may remove:
+/// not `Content-Length` or `Host` (see the module's comment).
 pub fn listed_in_connection(headers: &HeaderMap) -> Vec<HeaderName> {
     headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .flat_map(|v| crate::http::field::list(v.as_bytes()))
+        .filter_map(|name| HeaderName::from_bytes(name).ok())
+        .filter(|name| !is_protected(name))
         .collect()
 }
 
-/// The protocol an HTTP/1.1 request asks to upgrade to (`Connection:
-/// upgrade` plus `Upgrade: X`), e.g. `websocket`.
-pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+/// Names no `Connection` header removes.
+pub fn is_protected(name: &HeaderName) -> bool {
+    name == header::CONTENT_LENGTH || name == header::HOST
+}
+
+/// Whether a request asks to become a WebSocket (RFC 6455 §4.1): `GET`
+/// on HTTP/1.1 with `Connection: upgrade` and `Upgrade: websocket`. No other
+/// upgrade is ever made (`h2c` least of all: it would tunnel past routing).
+pub fn asks_websocket(method: &http::Method, version: http::Version, headers: &HeaderMap) -> bool {
+    if method != http::Method::GET || version != http::Version::HTTP_11 {
+        return false;
+    }
     // `Upgrade` first: one lookup, and nearly every request has none.
-    let upgrade = headers.get(header::UPGRADE)?;
-    let wants = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    wants.then(|| upgrade.clone())
+    let Some(upgrade) = headers.get(header::UPGRADE) else { return false };
+    let mut protocols = crate::http::field::list(upgrade.as_bytes());
+    let websocket =
+        protocols.next().is_some_and(|p| p.eq_ignore_ascii_case(b"websocket")) && protocols.next().is_none();
+    websocket
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .flat_map(|v| crate::http::field::list(v.as_bytes()))
+            .any(|t| t.eq_ignore_ascii_case(b"upgrade"))
 }
 
 #[cfg(test)]
@@ -115,12 +136,32 @@ mod tests {
     }
 
     #[test]
-    fn detects_upgrade() {
+    fn framing_and_host_cannot_be_listed_away() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, "Content-Length, host, X-Hop".parse().unwrap());
+        h.insert(header::CONTENT_LENGTH, "5".parse().unwrap());
+        h.insert(header::HOST, "x".parse().unwrap());
+        h.insert("x-hop", "1".parse().unwrap());
+        strip(&mut h, true);
+        assert_eq!(h.len(), 2);
+        assert!(h.contains_key(header::CONTENT_LENGTH) && h.contains_key(header::HOST));
+    }
+
+    #[test]
+    fn detects_websocket_only() {
+        use http::{Method, Version};
         let mut h = HeaderMap::new();
         h.insert(header::CONNECTION, "keep-alive, Upgrade".parse().unwrap());
+        h.insert(header::UPGRADE, "WebSocket".parse().unwrap());
+        assert!(asks_websocket(&Method::GET, Version::HTTP_11, &h));
+        assert!(!asks_websocket(&Method::POST, Version::HTTP_11, &h));
+        assert!(!asks_websocket(&Method::GET, Version::HTTP_10, &h));
+        for other in ["h2c", "websocket, h2c", "TLS/1.0"] {
+            h.insert(header::UPGRADE, other.parse().unwrap());
+            assert!(!asks_websocket(&Method::GET, Version::HTTP_11, &h), "{other}");
+        }
         h.insert(header::UPGRADE, "websocket".parse().unwrap());
-        assert_eq!(upgrade_protocol(&h).unwrap(), "websocket");
         h.remove(header::CONNECTION);
-        assert!(upgrade_protocol(&h).is_none());
+        assert!(!asks_websocket(&Method::GET, Version::HTTP_11, &h));
     }
 }

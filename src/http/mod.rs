@@ -1,6 +1,7 @@
 //! HTTP plumbing shared by the engine: path normalization, forwarded
 //! headers, hop-by-hop handling, request ids and problem responses.
 
+pub mod admit;
 pub mod decode;
 pub mod edits;
 pub mod fetch;

@@ -1,12 +1,12 @@
 //! Path normalization before routing. The classic gateway bypass is a path
 //! that the gateway and the backend read differently (`/public/%2e%2e/admin`,
-//! `/admin/..;/`, `%2F`). We decode what is safe to decode, resolve dot
-//! segments, and refuse what has no single meaning, so that the path that is
-//! matched is exactly the path that is forwarded.
+//! `/admin/..;/`, `/admin;x/secret`, `%2F`). We decode what is safe to
+//! decode, resolve dot segments, and refuse what has no single meaning, so
+//! that the path that is matched is exactly the path that is forwarded.
 
 use std::borrow::Cow;
 
-use crate::config::NormalizeConfig;
+use crate::config::{NormalizeConfig, PathParameters};
 
 /// Why a request path was refused (each becomes a 400).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -25,6 +25,8 @@ pub enum PathError {
     DoubleEncoding,
     #[error("the request path contains a `..;` or `.;` segment")]
     DotSemicolon,
+    #[error("the request path contains a `;` segment parameter")]
+    SegmentParameter,
 }
 
 /// Normalizes `raw` (the path of the request-target, still percent-encoded).
@@ -46,7 +48,7 @@ fn is_already_normal(bytes: &[u8], opts: &NormalizeConfig) -> bool {
     let mut prev = 0u8;
     for (i, &b) in bytes.iter().enumerate() {
         match b {
-            b'%' | b'\\' | 0..=0x1f | 0x7f..=0xff => return false,
+            b'%' | b'\\' | b';' | 0..=0x1f | 0x7f..=0xff => return false,
             b'/' if prev == b'/' && opts.merge_slashes => return false,
             b'.' if prev == b'/' => {
                 // `/.` starts a dot segment only if followed by `/`, `.`, `;` or the end.
@@ -131,10 +133,18 @@ fn resolve_segments(path: &str, opts: &NormalizeConfig) -> Result<String, PathEr
     let mut trailing_slash = false;
     let segments: Vec<&str> = path[1..].split('/').collect();
     let last = segments.len() - 1;
-    for (i, seg) in segments.into_iter().enumerate() {
-        if seg.starts_with("..;") || seg.starts_with(".;") {
-            // Tomcat and friends read `..;x` as `..` and `.;x` as `.`.
-            return Err(PathError::DotSemicolon);
+    for (i, mut seg) in segments.into_iter().enumerate() {
+        if let Some(at) = seg.find(';') {
+            // Java servers (and others) cut `;params` off a segment before
+            // routing, so `/admin;x/secret` is `/admin/secret` to them and
+            // `..;x` is `..`: refuse, or cut them off here too.
+            match opts.path_parameters {
+                PathParameters::Reject if seg.starts_with("..;") || seg.starts_with(".;") => {
+                    return Err(PathError::DotSemicolon);
+                }
+                PathParameters::Reject => return Err(PathError::SegmentParameter),
+                PathParameters::Strip => seg = &seg[..at],
+            }
         }
         let is_last = i == last;
         match seg {
@@ -215,6 +225,21 @@ mod tests {
         assert_eq!(norm("/public/%252e%252e/admin"), Err(PathError::DoubleEncoding));
         assert_eq!(norm("/public/..;/admin"), Err(PathError::DotSemicolon));
         assert_eq!(norm("*"), Err(PathError::NotAbsolute));
+        assert_eq!(norm("/admin;x/secret"), Err(PathError::SegmentParameter));
+        assert_eq!(norm("/admin;jsessionid=1"), Err(PathError::SegmentParameter));
+        assert_eq!(norm("/admin/;/x"), Err(PathError::SegmentParameter));
+        assert_eq!(norm("/a%3Bb").unwrap(), "/a%3Bb", "an encoded `;` is data, not a delimiter");
+    }
+
+    #[test]
+    fn segment_parameters_can_be_stripped() {
+        let strip = NormalizeConfig { path_parameters: PathParameters::Strip, ..Default::default() };
+        let n = |p: &str| normalize(p, &strip).map(Cow::into_owned);
+        assert_eq!(n("/admin;x/secret").unwrap(), "/admin/secret");
+        assert_eq!(n("/admin;jsessionid=1").unwrap(), "/admin");
+        assert_eq!(n("/public/..;x/admin").unwrap(), "/admin");
+        assert_eq!(n("/a;x;y/b;/c").unwrap(), "/a/b/c");
+        assert_eq!(n("/;x").unwrap(), "/");
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub struct Proxy {
     pub upstream: Arc<Upstream>,
     pub rewrite: Option<PathRewrite>,
     pub host: HostRewrite,
+    /// WebSocket upgrades are passed on (and the connection tunnelled after a valid 101).
+    pub websocket: bool,
 }
 
 /// Which `Host` the upstream sees.
@@ -88,6 +90,9 @@ pub(super) fn compile(
         }
         if !cfg.preserve_host {
             cx.err(format!("{at}.preserve_host"), "`preserve_host` only applies to routes with an `upstream`");
+        }
+        if cfg.websocket {
+            cx.err(format!("{at}.websocket"), "`websocket` only applies to routes with an `upstream`");
         }
     }
     let policies = match registry::compile_route(cfg, shared) {
@@ -245,7 +250,7 @@ fn compile_action(
             cx.err(format!("{at}.upstream"), format!("unknown upstream `{name}` ({list})"));
         }
         let (rewrite, host) = compile_rewrite(cx, at, cfg, matcher, &params);
-        return Some(Action::Proxy(Proxy { upstream: upstream?, rewrite, host }));
+        return Some(Action::Proxy(Proxy { upstream: upstream?, rewrite, host, websocket: cfg.websocket }));
     }
     if cfg.echo.is_some() {
         return Some(Action::Respond(Responder::Echo));

@@ -1,13 +1,16 @@
 //! Forwarding to an upstream: target choice, the upstream request's URI and
-//! headers, timeouts, and tunnels for `Upgrade` (WebSocket).
+//! headers, timeouts, and tunnels for WebSocket upgrades on the routes that
+//! allow them.
 
-use http::header::{self, HeaderValue};
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version, request};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use crate::http::edits::HeaderEdits;
+use crate::http::edits::{HeaderEdits, RequestFraming};
 use crate::http::forwarded::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
 use crate::http::{forwarded, hop_by_hop, request_id};
 use crate::plan::{HostRewrite, Proxy};
@@ -29,14 +32,32 @@ pub(super) struct Forward<'a> {
     pub values: &'a [&'a str],
     /// The client's `Host`, as routing read it.
     pub host_header: Option<&'a HeaderValue>,
-    /// The client sent some hop-by-hop header.
-    pub hop_by_hop: bool,
 }
 
-/// Only HTTP/1.1 has `Upgrade`; HTTP/2 clients never get here with one.
-pub(super) fn wants_upgrade<B>(req: &Request<B>) -> bool {
-    req.version() == Version::HTTP_11 && hop_by_hop::upgrade_protocol(req.headers()).is_some()
+/// The client side of a WebSocket upgrade that a route allows.
+pub(super) enum ClientSide {
+    /// A connection hyper serves: its upgraded IO arrives through this.
+    Hyper(OnUpgrade),
+    /// The gateway's own HTTP/1.1 connection: it takes the `Tunnel` from
+    /// the `101` response's extensions once it has written that response.
+    Connection,
 }
+
+impl ClientSide {
+    pub(super) fn of<B>(req: &mut Request<B>) -> ClientSide {
+        // hyper's HTTP/1.1 server puts its upgrade handle in every request;
+        // the own codec's requests have no extensions at all.
+        if req.extensions().get::<OnUpgrade>().is_some() {
+            ClientSide::Hyper(hyper::upgrade::on(req))
+        } else {
+            ClientSide::Connection
+        }
+    }
+}
+
+const SEC_WEBSOCKET_KEY: HeaderName = HeaderName::from_static("sec-websocket-key");
+const SEC_WEBSOCKET_ACCEPT: HeaderName = HeaderName::from_static("sec-websocket-accept");
+const WEBSOCKET: HeaderValue = HeaderValue::from_static("websocket");
 
 // Not an `async fn`, for the reason given at `proxy::handle`.
 #[allow(clippy::manual_async_fn)]
@@ -44,7 +65,7 @@ pub(super) fn forward(
     f: Forward<'_>,
     mut parts: request::Parts,
     mut body: RequestBody,
-    client_upgrade: Option<OnUpgrade>,
+    client_upgrade: Option<ClientSide>,
 ) -> impl Future<Output = Result<Response<Body>, GatewayError>> {
     async move {
         let upstream = &f.proxy.upstream;
@@ -81,10 +102,9 @@ pub(super) fn forward(
         uri.path_and_query = Some(path_and_query);
         parts.uri = Uri::from_parts(uri).map_err(|e| GatewayError::Internal(e.into()))?;
 
-        let upgrade = client_upgrade.as_ref().and_then(|_| hop_by_hop::upgrade_protocol(&parts.headers));
         // Edits, not map changes: the HTTP/1.1 codec writes them as it encodes
         // the head (`http::edits`); hyper's client gets them applied below.
-        let mut edits = HeaderEdits::new(&parts.headers, f.hop_by_hop);
+        let mut edits = HeaderEdits::default();
         forwarded_headers(&f, &parts.headers, original_host.clone(), &mut edits);
         let host = match &f.proxy.host {
             // Already the request's own `Host` line: nothing to change.
@@ -120,22 +140,25 @@ pub(super) fn forward(
             *out.version_mut() = resp.version;
             return Ok(out);
         }
-        if let Some(proto) = &upgrade {
+        let upgrade = client_upgrade.map(|side| {
             edits.set(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            edits.set(header::UPGRADE, proto.clone());
-        }
-        edits.apply(&mut parts.headers);
+            edits.set(header::UPGRADE, WEBSOCKET);
+            (side, parts.headers.get(SEC_WEBSOCKET_KEY).map(websocket_accept))
+        });
+        edits.apply(&mut parts.headers, RequestFraming::of(&parts.method, &body));
         let req = Request::from_parts(parts, body);
         // Boxed: hyper's client future is large and this path is the less common one.
-        Box::pin(through_hyper(upstream, req, client_upgrade, in_flight)).await
+        Box::pin(through_hyper(upstream, req, upgrade, in_flight)).await
     }
 }
 
 /// HTTPS, HTTP/2 and upgraded requests: hyper-util's pooled client.
+/// `upgrade`: the client's side of an allowed WebSocket upgrade, and the
+/// `Sec-WebSocket-Accept` a genuine answer carries.
 async fn through_hyper(
     upstream: &crate::upstream::Upstream,
     req: Request<RequestBody>,
-    client_upgrade: Option<OnUpgrade>,
+    upgrade: Option<(ClientSide, Option<HeaderValue>)>,
     in_flight: crate::upstream::InFlight,
 ) -> Result<Response<Body>, GatewayError> {
     let sent = upstream.client.request(req);
@@ -146,20 +169,72 @@ async fn through_hyper(
     };
 
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let Some(client_side) = client_upgrade else {
-            return Err(GatewayError::UpstreamUnreachable {
-                upstream: upstream.name.clone(),
-                cause: "upstream switched protocols without being asked".into(),
-            });
+        // Only a valid answer to the upgrade the client asked for turns the
+        // connection into a tunnel; anything else is a broken upstream.
+        let (client_side, accept) = match upgrade {
+            Some((side, Some(accept))) if is_websocket_handshake(resp.headers(), &accept) => (side, accept),
+            _ => {
+                return Err(GatewayError::UpstreamUnreachable {
+                    upstream: upstream.name.clone(),
+                    cause: "the upstream switched protocols without a valid WebSocket handshake".into(),
+                });
+            }
         };
-        let upstream_side = hyper::upgrade::on(&mut resp);
-        tokio::spawn(tunnel(client_side, upstream_side, in_flight));
-        let (parts, _) = resp.into_parts();
-        return Ok(Response::from_parts(parts, Body::empty()));
+        let tunnel = Tunnel { upstream: hyper::upgrade::on(&mut resp), _in_flight: in_flight };
+        // The 101 the client gets is the gateway's own: the handshake's
+        // fields, and the upstream's subprotocol and extension choices.
+        let mut out = Response::new(Body::empty());
+        *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let headers = out.headers_mut();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, WEBSOCKET);
+        headers.insert(SEC_WEBSOCKET_ACCEPT, accept);
+        for name in [header::SEC_WEBSOCKET_PROTOCOL, header::SEC_WEBSOCKET_EXTENSIONS] {
+            for value in resp.headers().get_all(&name) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        match client_side {
+            ClientSide::Hyper(client) => {
+                tokio::spawn(async move {
+                    match client.await {
+                        Ok(client) => tunnel.run(TokioIo::new(client), Bytes::new()).await,
+                        Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+                    }
+                });
+            }
+            ClientSide::Connection => {
+                out.extensions_mut().insert(TunnelSlot(std::sync::Arc::new(std::sync::Mutex::new(Some(tunnel)))));
+            }
+        }
+        return Ok(out);
     }
     let (mut parts, inner) = resp.into_parts();
     hop_by_hop::strip(&mut parts.headers, false);
     Ok(Response::from_parts(parts, Body::Upstream { inner, _in_flight: Some(in_flight), _slots: Vec::new() }))
+}
+
+/// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key` (RFC 6455 §4.2.2).
+fn websocket_accept(key: &HeaderValue) -> HeaderValue {
+    use base64::Engine;
+    const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    ctx.update(key.as_bytes());
+    ctx.update(GUID);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(ctx.finish());
+    HeaderValue::try_from(encoded).expect("base64 is a valid header value")
+}
+
+/// A `101` that completes a WebSocket handshake (RFC 6455 §4.1, client's checks).
+fn is_websocket_handshake(headers: &http::HeaderMap, accept: &HeaderValue) -> bool {
+    let upgrade = headers.get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    let connection = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| crate::http::field::list(v.as_bytes()))
+        .any(|t| t.eq_ignore_ascii_case(b"upgrade"));
+    let accepted = headers.get_all(SEC_WEBSOCKET_ACCEPT).iter().eq([accept]);
+    upgrade && connection && accepted
 }
 
 /// `X-Forwarded-For/Proto/Host`, `X-Request-Id`; `Forwarded` from an
@@ -239,18 +314,41 @@ fn classify(upstream: std::sync::Arc<str>, e: BoxError) -> GatewayError {
     GatewayError::UpstreamUnreachable { upstream, cause: e }
 }
 
-/// Copies bytes both ways between the upgraded client and upstream connections.
-async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, _in_flight: crate::upstream::InFlight) {
-    let (client, upstream) = match tokio::try_join!(client, upstream) {
-        Ok(pair) => pair,
-        Err(e) => {
-            tracing::debug!(error = %e, "upgrade failed");
+/// The upstream side of a WebSocket after its valid `101`, and the target's
+/// in-flight slot, held until the tunnel closes.
+pub struct Tunnel {
+    upstream: OnUpgrade,
+    _in_flight: crate::upstream::InFlight,
+}
+
+/// Where a `101` response for the gateway's own HTTP/1.1 connection carries
+/// its tunnel (response extensions must be `Clone`; the tunnel is taken once).
+#[derive(Clone)]
+pub struct TunnelSlot(std::sync::Arc<std::sync::Mutex<Option<Tunnel>>>);
+
+impl Tunnel {
+    /// The tunnel a `101` response carries, for the connection that writes it.
+    pub fn take<B>(resp: &mut Response<B>) -> Option<Tunnel> {
+        let slot = resp.extensions_mut().remove::<TunnelSlot>()?;
+        slot.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Copies bytes both ways between `client` and the upstream until either
+    /// side closes; `early` (what the client sent after its request head)
+    /// goes upstream first.
+    pub async fn run<C: AsyncRead + AsyncWrite + Unpin>(self, mut client: C, early: Bytes) {
+        let mut upstream = match self.upstream.await {
+            Ok(upstream) => TokioIo::new(upstream),
+            Err(e) => {
+                tracing::debug!(error = %e, "upgrade failed");
+                return;
+            }
+        };
+        if !early.is_empty() && upstream.write_all(&early).await.is_err() {
             return;
         }
-    };
-    let mut client = TokioIo::new(client);
-    let mut upstream = TokioIo::new(upstream);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        tracing::debug!(error = %e, "tunnel closed with an error");
+        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+            tracing::debug!(error = %e, "tunnel closed with an error");
+        }
     }
 }

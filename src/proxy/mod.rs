@@ -19,8 +19,9 @@ use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
+use http_body::Body as _;
 
-use crate::http::{forwarded, normalize, problem, request_id};
+use crate::http::{forwarded, hop_by_hop, normalize, problem, request_id};
 use crate::plan::{Action, Plan, Route};
 use crate::policy::{Outcome, RequestCtx};
 use crate::policy::{cors, ratelimit};
@@ -31,6 +32,7 @@ use crate::server::{ClientBody, ClientIdentity};
 
 pub use body::{Body, ResponseEdits};
 use error::GatewayError;
+pub use forward::Tunnel;
 pub use request_body::RequestBody;
 
 /// Facts about the connection a request came in on.
@@ -62,9 +64,17 @@ pub fn handle<P: Deref<Target = Plan>>(
 ) -> impl Future<Output = Response<Body>> {
     async move {
         let plan: &Plan = &plan;
+        let present = Present::of(req.headers());
+        // Asked before the hop-by-hop headers go; granted only by a `websocket` route.
+        let asks_websocket = present.upgrade && hop_by_hop::asks_websocket(req.method(), req.version(), req.headers());
+        if present.hop_by_hop {
+            // Connection-scoped headers, and every name `Connection` lists
+            // (but not `Content-Length` or `Host`), go before anything reads
+            // the request: what is authorized is what is forwarded.
+            hop_by_hop::strip(req.headers_mut(), true);
+        }
         let client = forwarded::resolve(conn.peer.ip(), req.headers(), &plan.trusted_proxies);
         let request_id = request_id::take_or_generate(req.headers(), client.peer_trusted);
-        let present = Present::of(req.headers());
         let origin = if present.origin { req.headers().get(header::ORIGIN).cloned() } else { None };
         let request_id_ref = &request_id;
         // One function, not a nested `async fn`: the nested one's future (several
@@ -131,8 +141,12 @@ pub fn handle<P: Deref<Target = Plan>>(
             }
 
             // Taken before the request is split: the upgraded connection is reached through it.
-            let client_upgrade =
-                (present.upgrade && forward::wants_upgrade(&req)).then(|| hyper::upgrade::on(&mut req));
+            let client_upgrade = match &route.action {
+                Action::Proxy(proxy) if asks_websocket && proxy.websocket && req.body().is_end_stream() => {
+                    Some(forward::ClientSide::of(&mut req))
+                }
+                _ => None,
+            };
             let (mut parts, incoming) = req.into_parts();
             // Identity headers come from the gateway only, never from the client.
             plan.identity_headers.strip(&mut parts.headers);
@@ -156,7 +170,6 @@ pub fn handle<P: Deref<Target = Plan>>(
                             path: &path,
                             values: &found.values,
                             host_header: host_header.as_ref(),
-                            hop_by_hop: present.hop_by_hop,
                         };
                         forward::forward(target, parts, body, client_upgrade).await
                     }
@@ -215,7 +228,7 @@ impl Present {
                 present.origin = true;
             } else if name == header::CONTENT_LENGTH {
                 present.content_length = true;
-            } else if crate::http::hop_by_hop::is_hop_by_hop(name) {
+            } else if hop_by_hop::is_hop_by_hop(name) {
                 present.hop_by_hop = true;
                 present.upgrade |= name == header::UPGRADE;
             }

@@ -1,6 +1,10 @@
 //! The request body on its way upstream: streamed as it arrives, but
 //! limited in size (413, enforced while streaming, not after buffering) and
 //! in how long it may stall between pieces (408, against slow POSTs).
+//! Trailer fields (HTTP/2, or hyper's HTTP/1.1) never carry what RFC 9110
+//! §6.5.1 keeps out of trailers (framing, routing, authentication, request
+//! modifiers…): those are dropped on the way, so a trailer cannot add a
+//! second `Host` or `Content-Length` after the head was checked.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -23,6 +27,32 @@ pub enum BodyError {
     #[error("the request body could not be read")]
     Read(#[source] BoxError),
 }
+
+use http::header::{self, HeaderName};
+
+/// Fields a trailer may not carry (RFC 9110 §6.5.1).
+static NOT_IN_TRAILERS: [HeaderName; 20] = [
+    header::CONTENT_LENGTH,
+    header::TRANSFER_ENCODING,
+    header::HOST,
+    header::CONNECTION,
+    header::UPGRADE,
+    header::TE,
+    header::TRAILER,
+    header::EXPECT,
+    header::MAX_FORWARDS,
+    header::CACHE_CONTROL,
+    header::PRAGMA,
+    header::RANGE,
+    header::AUTHORIZATION,
+    header::PROXY_AUTHORIZATION,
+    header::COOKIE,
+    header::CONTENT_TYPE,
+    header::CONTENT_ENCODING,
+    header::CONTENT_RANGE,
+    header::FORWARDED,
+    HeaderName::from_static("x-forwarded-for"),
+];
 
 #[derive(Debug)]
 pub struct RequestBody {
@@ -55,6 +85,13 @@ impl http_body::Body for RequestBody {
                         return Poll::Ready(Some(Err(BodyError::TooLarge(this.limit))));
                     }
                 }
+                let frame = match frame.into_trailers() {
+                    Ok(mut trailers) => {
+                        crate::http::remove::remove_all(&mut trailers, &NOT_IN_TRAILERS);
+                        Frame::trailers(trailers)
+                    }
+                    Err(frame) => frame,
+                };
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Read(e)))),

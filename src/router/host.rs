@@ -73,7 +73,9 @@ impl HostMatch {
     }
 }
 
-/// The host a request names: `Host` (HTTP/1.1) or the URI authority (HTTP/2), without port.
+/// The host a request names: `Host` (HTTP/1.1) or the URI authority (HTTP/2),
+/// without port and without a trailing dot (`example.com.` is `example.com`;
+/// admission has checked the form).
 pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a http::HeaderMap) -> Option<&'a str> {
     host_of(uri, headers.get(http::header::HOST))
 }
@@ -85,10 +87,11 @@ pub fn host_of<'a>(uri: &'a http::Uri, host_header: Option<&'a http::HeaderValue
         None => host_header?.to_str().ok()?,
     };
     // Strip a port, keeping IPv6 literals (`[::1]:80`) intact.
-    Some(match raw.rfind(':') {
+    let host = match raw.rfind(':') {
         Some(i) if !raw[i..].contains(']') => &raw[..i],
         _ => raw,
-    })
+    };
+    Some(host.strip_suffix('.').unwrap_or(host))
 }
 
 #[cfg(test)]
@@ -103,6 +106,9 @@ mod tests {
         assert!(!w.matches(Some("example.com")));
         assert!(!w.matches(None));
         assert!(HostMatch::parse("bad host").is_err());
+        let uri: http::Uri = "/".parse().unwrap();
+        let host = http::HeaderValue::from_static("API.example.com.:8080");
+        assert!(HostMatch::parse("api.example.com").unwrap().matches(host_of(&uri, Some(&host))));
         assert!(w.covers(&HostMatch::parse("x.example.com").unwrap()));
     }
 }

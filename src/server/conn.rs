@@ -3,7 +3,8 @@
 //! leaves, the connection idles out, or the listener stops.
 //!
 //! Plain HTTP/1.1 is served by our own codec (`server/h1`); hyper serves
-//! HTTP/2, HTTP/1.1 over TLS, and the upgrades that `h1` hands over.
+//! HTTP/2 and HTTP/1.1 over TLS. Every request hyper reads passes the same
+//! admission as the own codec's (`http::admit`) before the engine sees it.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -29,6 +30,7 @@ use tokio::time::Instant;
 
 use super::body::ClientBody;
 use super::{OpenGuard, Shared, StopSignal, h1, tls};
+use crate::http::admit;
 use crate::plan::ListenerPlan;
 use crate::proxy::{self, Body, ConnInfo};
 
@@ -69,9 +71,7 @@ pub(super) async fn serve(
                 Ok(Ok((false, first))) => {
                     let cx =
                         h1::Ctx { info: &conn.info, lp, shared: &conn.shared, stop: &signal, started: conn.started };
-                    if let h1::Exit::HandOff(stream, buffered) = h1::serve(stream, &first, cx).await {
-                        Box::pin(conn.serve_hyper_h1(PrefixedIo { stream, prefix: buffered })).await
-                    }
+                    h1::serve(stream, &first, cx).await;
                 }
                 Ok(Err(_)) | Err(_) => {}
             }
@@ -181,7 +181,17 @@ impl<'p> Conn<'p> {
             activity.in_flight.fetch_add(1, Ordering::Relaxed);
             activity.started.fetch_add(1, Ordering::Relaxed);
             async move {
-                let resp = proxy::handle(plan, &info, req.map(ClientBody::Hyper)).await;
+                let resp = match admit::parsed(&req) {
+                    Ok(()) => proxy::handle(plan, &info, req.map(ClientBody::Hyper)).await,
+                    Err(refusal) => {
+                        let mut resp = proxy::refuse(&plan, &info, refusal.status(), &refusal.to_string());
+                        if req.version() != http::Version::HTTP_2 {
+                            // As the own codec does: a head that was refused ends its connection.
+                            resp.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                        }
+                        resp
+                    }
+                };
                 // hyper writes the map: an upstream's raw header lines join it first.
                 let (mut parts, mut body) = resp.into_parts();
                 body.merge_headers(&mut parts.headers);
@@ -198,7 +208,7 @@ impl<'p> Conn<'p> {
         self.drive(std::pin::pin!(served)).await;
     }
 
-    /// HTTP/1.1 by hyper (over TLS, or an upgrade `h1` handed over).
+    /// HTTP/1.1 by hyper (over TLS).
     async fn serve_hyper_h1<I>(mut self, io: I)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -285,8 +295,7 @@ where
 }
 
 /// A plain connection's socket, with bytes already read from it that are
-/// served first (the start of an HTTP/2 preface, or what `h1` read before
-/// handing an upgrade over).
+/// served first (the start of an HTTP/2 preface).
 struct PrefixedIo {
     stream: TcpStream,
     prefix: Bytes,

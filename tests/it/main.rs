@@ -16,5 +16,7 @@ mod normalization;
 mod proxying;
 mod ratelimit;
 mod routing;
+mod smuggling;
 mod streaming;
 mod upstream_h1;
+mod websocket;

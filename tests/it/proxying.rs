@@ -3,14 +3,12 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use http::Request;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::tls::TlsUpstream;
-use crate::support::{Upstream, WsUpstream, closed_port, gateway, get, h2c_client, raw, send};
+use crate::support::{Upstream, closed_port, gateway, get, h2c_client, raw, send};
 
 fn one_route(upstream_yaml: &str) -> String {
     format!(
@@ -146,24 +144,6 @@ routes:
     assert_eq!(get(&gw.url("/named/b"), &[]).await.status, 200);
     // Signed by a CA the gateway does not know: refused, not silently accepted.
     assert_eq!(get(&gw.url("/untrusted/c"), &[]).await.status, 502);
-}
-
-#[tokio::test]
-async fn websocket_passes_through() {
-    let ws = WsUpstream::start().await;
-    let gw = gateway(&one_route(&format!("{{ targets: [ \"http://{}\" ] }}", ws.addr))).await;
-    let (mut socket, resp) = tokio_tungstenite::connect_async(format!("ws://{}/chat", gw.addr)).await.expect("upgrade");
-    assert_eq!(resp.status(), 101);
-    // The handshake answer is the upstream's, with the request id only: the
-    // response security headers are for documents, not for a 101.
-    assert!(resp.headers().get("x-frame-options").is_none(), "{:?}", resp.headers());
-    assert!(resp.headers().get("x-request-id").is_some(), "{:?}", resp.headers());
-    for text in ["hello", "through", "the gateway"] {
-        socket.send(Message::text(text)).await.unwrap();
-        let echoed = tokio::time::timeout(Duration::from_secs(5), socket.next()).await.unwrap().unwrap().unwrap();
-        assert_eq!(echoed.into_text().unwrap().as_str(), text);
-    }
-    socket.close(None).await.unwrap();
 }
 
 #[tokio::test]

@@ -2,10 +2,12 @@
 //! from the connection's read buffer by httparse, with header values and
 //! the request target sharing the buffer's bytes (no copy per header).
 //!
-//! Strict where a lenient parse would let a request be read two ways
-//! (smuggling): `Transfer-Encoding` with `Content-Length`, a transfer coding
-//! other than a final `chunked`, conflicting lengths, and a missing or
-//! repeated `Host` are refused.
+//! httparse checks the grammar (tokens, no CR, NUL or other control bytes in
+//! a field, no whitespace before a colon, no obs-fold); on top of it a line
+//! must end in CRLF (httparse also takes a bare LF, which another parser in
+//! front of the gateway may read differently), the target may carry no
+//! fragment, and the head must pass the admission rules every protocol
+//! shares (`http::admit`: framing, Host, CONNECT).
 
 use std::mem::MaybeUninit;
 
@@ -13,7 +15,8 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Uri, Version, request};
 
-use crate::http::decode::{DeclaredLength, Framing, trim};
+use crate::http::admit::{self, Facts, Refusal};
+use crate::http::decode::Framing;
 use crate::http::field;
 
 /// Header slots on the stack; a larger `max_headers` uses the heap.
@@ -44,48 +47,10 @@ pub struct Head {
     pub expect_continue: bool,
 }
 
-// Returned by value once per request: boxing the head would be an allocation.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
-pub enum Parsed {
-    Complete(Head),
-    /// Incomplete: read more.
-    Partial,
-    /// `Upgrade` or `CONNECT`: served by hyper, which owns the upgrade
-    /// machinery. Nothing was taken from the buffer.
-    HandOff,
-}
-
-/// Why a head is refused; each answers with its status, then the connection closes.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum HeadError {
-    #[error("the request is malformed: {0}")]
-    Malformed(&'static str),
-    #[error("the request head is larger than {0} bytes")]
-    TooLarge(usize),
-    #[error("the request has too many header fields")]
-    TooManyHeaders,
-    #[error("the request line is too long")]
-    UriTooLong,
-    #[error("the request uses a transfer coding the gateway does not support")]
-    UnsupportedCoding,
-}
-
-impl HeadError {
-    pub fn status(&self) -> http::StatusCode {
-        use http::StatusCode;
-        match self {
-            HeadError::Malformed(_) => StatusCode::BAD_REQUEST,
-            HeadError::TooLarge(_) | HeadError::TooManyHeaders => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            HeadError::UriTooLong => StatusCode::URI_TOO_LONG,
-            HeadError::UnsupportedCoding => StatusCode::NOT_IMPLEMENTED,
-        }
-    }
-}
-
-/// Parses one request head from the front of `buf`; on `Complete` the head
-/// is removed from `buf` and what follows (body, next request) stays.
-pub fn parse(buf: &mut BytesMut, limits: HeadLimits, spans: &mut Spans) -> Result<Parsed, HeadError> {
+/// Parses one request head from the front of `buf`; on `Some` the head is
+/// removed from `buf` and what follows (body, next request) stays. `None`:
+/// incomplete, read more.
+pub fn parse(buf: &mut BytesMut, limits: HeadLimits, spans: &mut Spans) -> Result<Option<Head>, Refusal> {
     let scanned = if limits.max_headers <= STACK_HEADERS {
         // Uninitialised: initialising the slots would cost a memset of 4 KiB per request.
         let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
@@ -96,16 +61,9 @@ pub fn parse(buf: &mut BytesMut, limits: HeadLimits, spans: &mut Spans) -> Resul
         scan(buf, limits, spans, &mut slots)?
     };
     match scanned {
-        Scan::Partial => Ok(Parsed::Partial),
-        Scan::HandOff => Ok(Parsed::HandOff),
-        Scan::Complete(line) => build(buf, line, spans).map(Parsed::Complete),
+        None => Ok(None),
+        Some(line) => build(buf, line, spans).map(Some),
     }
-}
-
-enum Scan {
-    Partial,
-    HandOff,
-    Complete(Line),
 }
 
 /// What the scan learnt; the header spans are in `spans`.
@@ -123,157 +81,76 @@ fn scan<'b>(
     limits: HeadLimits,
     spans: &mut Spans,
     slots: &mut [MaybeUninit<httparse::Header<'b>>],
-) -> Result<Scan, HeadError> {
+) -> Result<Option<Line>, Refusal> {
     let mut req = httparse::Request::new(&mut []);
     let len = match httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut req, buf, slots) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() > limits.max_size => {
             // A request line that never ends is a too-long target.
-            return Err(if buf.contains(&b'\n') {
-                HeadError::TooLarge(limits.max_size)
-            } else {
-                HeadError::UriTooLong
-            });
+            return Err(if buf.contains(&b'\n') { Refusal::TooLarge(limits.max_size) } else { Refusal::UriTooLong });
         }
-        Ok(httparse::Status::Partial) => return Ok(Scan::Partial),
-        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
-        Err(httparse::Error::Version) => return Err(HeadError::Malformed("not an HTTP/1.x request")),
-        Err(_) => return Err(HeadError::Malformed("bad request head")),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(Refusal::TooManyHeaders),
+        Err(httparse::Error::Version) => return Err(Refusal::Malformed("not an HTTP/1.x request")),
+        Err(_) => return Err(Refusal::Malformed("bad request head")),
     };
     if len > limits.max_size {
-        return Err(HeadError::TooLarge(limits.max_size));
+        return Err(Refusal::TooLarge(limits.max_size));
+    }
+    if field::has_bare_lf(&buf[..len]) {
+        return Err(Refusal::Malformed("a line of the request head does not end in CRLF"));
     }
     let method = req.method.unwrap_or_default();
-    let method = Method::from_bytes(method.as_bytes()).map_err(|_| HeadError::Malformed("bad method"))?;
-    if method == Method::CONNECT {
-        return Ok(Scan::HandOff);
-    }
+    let method = Method::from_bytes(method.as_bytes()).map_err(|_| Refusal::Malformed("bad method"))?;
     let version = if req.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
     let base = buf.as_ptr() as usize;
     let target = req.path.unwrap_or_default();
+    if target.as_bytes().contains(&b'#') {
+        // RFC 9112 §3.2: a request-target has no fragment; the URI parser
+        // would drop it silently.
+        return Err(Refusal::Malformed("bad request target"));
+    }
     let target_start = target.as_ptr() as usize - base;
 
     spans.clear();
     let mut facts = Facts::default();
     for h in req.headers.iter() {
         let name =
-            crate::http::names::from_wire(h.name.as_bytes()).map_err(|_| HeadError::Malformed("bad header name"))?;
-        if name == header::UPGRADE {
-            return Ok(Scan::HandOff);
-        }
+            crate::http::names::from_wire(h.name.as_bytes()).map_err(|_| Refusal::Malformed("bad header name"))?;
         facts.note(&name, h.value);
         let start = h.value.as_ptr() as usize - base;
         spans.push((name, start, start + h.value.len()));
     }
-    Ok(Scan::Complete(Line { len, method, version, target: (target_start, target_start + target.len()), facts }))
+    Ok(Some(Line { len, method, version, target: (target_start, target_start + target.len()), facts }))
 }
 
 /// Takes the head off `buf` and builds the request parts from it.
-fn build(buf: &mut BytesMut, line: Line, spans: &mut Spans) -> Result<Head, HeadError> {
+fn build(buf: &mut BytesMut, line: Line, spans: &mut Spans) -> Result<Head, Refusal> {
     let Line { len, method, version, target, facts } = line;
     let head: Bytes = buf.split_to(len).freeze();
-    let uri = Uri::from_maybe_shared(head.slice(target.0..target.1))
-        .map_err(|_| HeadError::Malformed("bad request target"))?;
+    let uri =
+        Uri::from_maybe_shared(head.slice(target.0..target.1)).map_err(|_| Refusal::Malformed("bad request target"))?;
     // Room for what forwarding adds (X-Forwarded-*, X-Request-Id…).
     let mut headers = crate::http::recycle::header_map(spans.len() + 6);
     for (name, start, end) in spans.drain(..) {
         let value = HeaderValue::from_maybe_shared(head.slice(start..end))
-            .map_err(|_| HeadError::Malformed("bad header value"))?;
+            .map_err(|_| Refusal::Malformed("bad header value"))?;
         headers.append(name, value);
     }
-
-    if version == Version::HTTP_11 && facts.hosts != 1 && uri.authority().is_none() {
-        // RFC 9112 §3.2: exactly one Host (an absolute-form target carries its own).
-        return Err(HeadError::Malformed("an HTTP/1.1 request needs exactly one Host header"));
-    }
-    if facts.hosts > 1 {
-        return Err(HeadError::Malformed("more than one Host header"));
-    }
-    let framing = framing(&facts, version)?;
-    let keep_alive = match version {
-        Version::HTTP_10 => facts.keep_alive && !facts.close,
-        _ => !facts.close,
-    };
-    let expect_continue = facts.expect_continue && framing != Framing::Empty;
+    // The Host value is looked up only for an absolute-form target (rare).
+    let host = || headers.get(header::HOST).map(|v| v.as_bytes().to_vec());
+    let admitted = admit::http1(&method, version, &uri, &facts, host)?;
 
     let mut parts = request::Request::new(()).into_parts().0;
     parts.method = method;
     parts.uri = uri;
     parts.version = version;
     parts.headers = headers;
-    Ok(Head { parts, framing, keep_alive, expect_continue })
-}
-
-/// What the headers say about framing and the connection, noted in the one
-/// pass that builds the map.
-#[derive(Default)]
-struct Facts {
-    hosts: usize,
-    /// `Transfer-Encoding` was present.
-    transfer_encoding: bool,
-    /// Codings listed: how many `chunked`, whether the last one is, and
-    /// whether any other (gzip…) appears.
-    chunked: usize,
-    last_chunked: bool,
-    other_coding: bool,
-    length: DeclaredLength,
-    close: bool,
-    keep_alive: bool,
-    expect_continue: bool,
-}
-
-impl Facts {
-    fn note(&mut self, name: &HeaderName, value: &[u8]) {
-        if name == header::HOST {
-            self.hosts += 1;
-        } else if name == header::CONTENT_LENGTH {
-            self.length.note(value);
-        } else if name == header::TRANSFER_ENCODING {
-            self.transfer_encoding = true;
-            for coding in field::list(value).filter(|c| !c.is_empty()) {
-                self.last_chunked = coding.eq_ignore_ascii_case(b"chunked");
-                if self.last_chunked {
-                    self.chunked += 1;
-                } else {
-                    self.other_coding = true;
-                }
-            }
-        } else if name == header::CONNECTION {
-            for token in field::list(value) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    self.close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                    self.keep_alive = true;
-                }
-            }
-        } else if name == header::EXPECT {
-            self.expect_continue = trim(value).eq_ignore_ascii_case(b"100-continue");
-        }
-    }
-}
-
-/// RFC 9112 §6.3, for requests: chunked, a length, or no body.
-fn framing(facts: &Facts, version: Version) -> Result<Framing, HeadError> {
-    if facts.transfer_encoding {
-        if version == Version::HTTP_10 {
-            return Err(HeadError::Malformed("Transfer-Encoding in an HTTP/1.0 request"));
-        }
-        if facts.length.is_present() {
-            return Err(HeadError::Malformed("both Transfer-Encoding and Content-Length"));
-        }
-        // Chunked exactly once and last, or the length cannot be known (400);
-        // another coding beside it we cannot decode for the upstream (501).
-        if facts.chunked != 1 || !facts.last_chunked {
-            return Err(HeadError::Malformed("chunked must be the final transfer coding, once"));
-        }
-        if facts.other_coding {
-            return Err(HeadError::UnsupportedCoding);
-        }
-        return Ok(Framing::Chunked);
-    }
-    Ok(match facts.length.result().map_err(HeadError::Malformed)? {
-        None | Some(0) => Framing::Empty,
-        Some(n) => Framing::Length(n),
+    Ok(Head {
+        parts,
+        framing: admitted.framing,
+        keep_alive: admitted.keep_alive,
+        expect_continue: admitted.expect_continue,
     })
 }
 
@@ -283,14 +160,14 @@ mod tests {
 
     const LIMITS: HeadLimits = HeadLimits { max_size: 8192, max_headers: 100 };
 
-    fn parse_str(raw: &str) -> Result<Parsed, HeadError> {
+    fn parse_str(raw: &str) -> Result<Option<Head>, Refusal> {
         let mut buf = BytesMut::from(raw);
         parse(&mut buf, LIMITS, &mut Vec::new())
     }
 
     fn head(raw: &str) -> Head {
         match parse_str(raw) {
-            Ok(Parsed::Complete(h)) => h,
+            Ok(Some(h)) => h,
             other => panic!("{raw:?}: {other:?}"),
         }
     }
@@ -298,7 +175,7 @@ mod tests {
     #[test]
     fn a_simple_get_leaves_the_next_request() {
         let mut buf = BytesMut::from("GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nX-A: 2\r\n\r\nGET /next");
-        let Parsed::Complete(h) = parse(&mut buf, LIMITS, &mut Vec::new()).unwrap() else { panic!() };
+        let h = parse(&mut buf, LIMITS, &mut Vec::new()).unwrap().unwrap();
         assert_eq!(h.parts.method, Method::GET);
         assert_eq!(h.parts.uri, "/a?b=1");
         assert_eq!(h.parts.headers.get_all("x-a").iter().count(), 2);
@@ -308,18 +185,18 @@ mod tests {
 
     #[test]
     fn partial_heads_ask_for_more_until_too_large() {
-        assert!(matches!(parse_str("GET / HTTP/1.1\r\nHost: x\r\n"), Ok(Parsed::Partial)));
+        assert!(matches!(parse_str("GET / HTTP/1.1\r\nHost: x\r\n"), Ok(None)));
         let long_line = format!("GET /{}", "a".repeat(9000));
-        assert_eq!(parse_str(&long_line).unwrap_err(), HeadError::UriTooLong);
+        assert_eq!(parse_str(&long_line).unwrap_err(), Refusal::UriTooLong);
         let long_head = format!("GET / HTTP/1.1\r\nx: {}", "a".repeat(9000));
-        assert_eq!(parse_str(&long_head).unwrap_err(), HeadError::TooLarge(8192));
+        assert_eq!(parse_str(&long_head).unwrap_err(), Refusal::TooLarge(8192));
     }
 
     #[test]
     fn too_many_headers() {
         let many: String = (0..101).map(|i| format!("x-{i}: v\r\n")).collect();
         let raw = format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n");
-        assert_eq!(parse_str(&raw).unwrap_err(), HeadError::TooManyHeaders);
+        assert_eq!(parse_str(&raw).unwrap_err(), Refusal::TooManyHeaders);
     }
 
     #[test]
@@ -336,6 +213,8 @@ mod tests {
         assert_eq!((h.framing, h.expect_continue), (Framing::Length(5), true));
         let h = head("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nExpect: 100-continue\r\n\r\n");
         assert_eq!((h.framing, h.expect_continue), (Framing::Empty, false));
+        let h = head("POST / HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+        assert_eq!((h.framing, h.expect_continue), (Framing::Length(5), false), "HTTP/1.0 has no 1xx");
         let h = head("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
         assert_eq!(h.framing, Framing::Chunked);
     }
@@ -354,26 +233,36 @@ mod tests {
             "GET / HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n",
             "GET / HTTP/2.0\r\nHost: x\r\n\r\n",
             "GET /\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET / HTTP/1.1\nHost: x\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\nX-Smuggled: 1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\n\n",
+            "GET /a#b HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\nX: a\rb\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\nX: a\0b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost : x\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x@internal\r\n\r\n",
+            "GET http://internal/ HTTP/1.1\r\nHost: x\r\n\r\n",
         ] {
             let err = parse_str(raw).unwrap_err();
             assert_eq!(err.status(), 400, "{raw:?}: {err}");
         }
         let err = parse_str("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").unwrap_err();
-        assert_eq!(err, HeadError::UnsupportedCoding);
+        assert_eq!(err, Refusal::UnsupportedCoding);
     }
 
     #[test]
-    fn upgrades_and_connect_are_handed_off_untouched() {
-        let raw = "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
-        let mut buf = BytesMut::from(raw);
-        assert!(matches!(parse(&mut buf, LIMITS, &mut Vec::new()), Ok(Parsed::HandOff)));
-        assert_eq!(&buf[..], raw.as_bytes());
-        assert!(matches!(parse_str("CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n"), Ok(Parsed::HandOff)));
+    fn upgrades_are_read_like_any_request_and_connect_is_refused() {
+        let h = head("GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n");
+        assert_eq!(h.parts.headers["upgrade"], "websocket");
+        let err = parse_str("CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n").unwrap_err();
+        assert_eq!(err.status(), 501);
     }
 
     #[test]
-    fn absolute_form_needs_no_host() {
-        let h = head("GET http://x.example/a HTTP/1.1\r\n\r\n");
+    fn absolute_form_must_agree_with_host() {
+        let h = head("GET http://x.example/a HTTP/1.1\r\nHost: X.example.\r\n\r\n");
         assert_eq!(h.parts.uri.authority().map(|a| a.as_str()), Some("x.example"));
+        assert!(parse_str("GET http://x.example/a HTTP/1.1\r\n\r\n").is_err());
     }
 }

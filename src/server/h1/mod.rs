@@ -9,12 +9,15 @@
 //! the header values then share, and a response is one `writev` of its head
 //! and the body bytes already at hand.
 //!
-//! Upgrades (`Upgrade`, `CONNECT`) are handed to hyper with the bytes read
-//! so far; TLS and HTTP/2 connections are hyper's too (`server/conn.rs`).
+//! Every request on the connection is read here, upgrades included: a
+//! WebSocket that a route allows becomes a tunnel after the upstream's
+//! valid `101`, which the engine hands over with the response
+//! (`proxy::Tunnel`). TLS and HTTP/2 connections are hyper's (`server/conn.rs`).
 //!
 //! ```text
 //! wait (idle_timeout; header_read_timeout once a head has begun) ─► parse head ─► 400/414/431/501 + close
-//!   ─► proxy::handle (watching for the client leaving) ─► write head + body ─► keep-alive? loop : close
+//!   ─► proxy::handle (watching for the client leaving) ─► write head + body ─► 101? tunnel
+//!   ─► keep-alive? loop : close
 //! ```
 
 mod body;
@@ -27,8 +30,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use http::Request;
+use bytes::BytesMut;
+use http::{Request, StatusCode};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -42,7 +45,7 @@ use crate::http::recycle::Slab;
 use crate::http::timer::LazyTimer as Timer;
 use crate::plan::ListenerPlan;
 use crate::proxy::{self, ConnInfo};
-use head::{HeadLimits, Parsed};
+use head::HeadLimits;
 use response::Exchange;
 
 /// Reads of request heads take memory from a per-thread slab in pieces of
@@ -64,16 +67,8 @@ pub(super) struct Ctx<'a> {
     pub started: Instant,
 }
 
-/// How a connection ended.
-pub(super) enum Exit {
-    Closed,
-    /// A request hyper must serve (an upgrade): the socket and every byte
-    /// read from it that has not been served.
-    HandOff(TcpStream, Bytes),
-}
-
 /// Serves a plain HTTP/1.1 connection whose first bytes, already read, are `first`.
-pub(super) async fn serve(stream: TcpStream, first: &[u8], cx: Ctx<'_>) -> Exit {
+pub(super) async fn serve(stream: TcpStream, first: &[u8], cx: Ctx<'_>) {
     let conn = Conn::new(Arc::new(stream), first, &cx);
     let timer = Timer::new(cx.started + cx.lp.limits.header_read_timeout.0);
     conn.run(cx, timer).await
@@ -121,7 +116,7 @@ impl Conn {
         }
     }
 
-    async fn run(mut self, cx: Ctx<'_>, mut timer: Timer) -> Exit {
+    async fn run(mut self, cx: Ctx<'_>, mut timer: Timer) {
         let Ctx { info, shared, stop, .. } = cx;
         // One wait on the stop notice for the connection's whole life,
         // registered before the flag is read (so no notice is missed).
@@ -139,9 +134,8 @@ impl Conn {
             let head = loop {
                 if !self.buf.is_empty() {
                     match head::parse(&mut self.buf, self.limits, &mut self.spans) {
-                        Ok(Parsed::Complete(head)) => break head,
-                        Ok(Parsed::HandOff) => return self.hand_off(),
-                        Ok(Parsed::Partial) => {
+                        Ok(Some(head)) => break head,
+                        Ok(None) => {
                             self.head_since.get_or_insert_with(Instant::now);
                         }
                         Err(e) => {
@@ -149,11 +143,11 @@ impl Conn {
                             let resp = proxy::refuse(&plan, info, e.status(), &e.to_string());
                             // Boxed: a rare path, kept out of every idle connection's task.
                             Box::pin(self.respond_and_close(resp, &mut timer)).await;
-                            return Exit::Closed;
+                            return;
                         }
                     }
                 } else if self.closing {
-                    return Exit::Closed;
+                    return;
                 }
                 let deadline = match self.head_since {
                     Some(since) if !self.buf.is_empty() => since + self.header_timeout,
@@ -173,17 +167,17 @@ impl Conn {
                         room = None;
                         continue;
                     }
-                    Wait::Timeout => return Exit::Closed,
+                    Wait::Timeout => return,
                     Wait::Stop => {
                         self.closing = true;
                         continue;
                     }
                 }
                 match self.read() {
-                    Ok(0) => return Exit::Closed,
+                    Ok(0) => return,
                     Ok(_) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => return Exit::Closed,
+                    Err(_) => return,
                 }
             };
             self.head_since = None;
@@ -208,13 +202,21 @@ impl Conn {
                 }
                 None => room.insert(Box::pin(handled)).as_mut(),
             };
-            let resp = if handle.is_none() {
+            let mut resp = if handle.is_none() {
                 match self.unless_client_leaves(handled).await {
                     Some(resp) => resp,
-                    None => return Exit::Closed,
+                    None => return,
                 }
             } else {
                 handled.await
+            };
+            // A 101 goes out only with the tunnel the engine made for it.
+            let tunnel = match resp.status() {
+                StatusCode::SWITCHING_PROTOCOLS => match proxy::Tunnel::take(&mut resp) {
+                    Some(tunnel) => Some(tunnel),
+                    None => return,
+                },
+                _ => None,
             };
 
             // A body the engine did not read to its end (an early answer)
@@ -239,20 +241,30 @@ impl Conn {
             };
             let reusable = match written {
                 Ok(reusable) => reusable && x.keep_alive,
-                Err(_) => return Exit::Closed,
+                Err(_) => return,
             };
+            if let Some(tunnel) = tunnel {
+                // An upgrade has no body (the engine checked), so nothing else holds the socket.
+                drop(room.take());
+                drop(handle);
+                if let Ok(stream) = Arc::try_unwrap(self.stream) {
+                    let early = std::mem::take(&mut self.buf).freeze();
+                    Box::pin(tunnel.run(stream, early)).await;
+                }
+                return;
+            }
             if let Some(handle) = handle {
                 match handle.reclaim() {
                     Some(rest) => self.buf = rest,
                     None => {
                         write::close(&self.stream, true).await;
-                        return Exit::Closed;
+                        return;
                     }
                 }
             }
             if !reusable {
                 write::close(&self.stream, false).await;
-                return Exit::Closed;
+                return;
             }
             self.idle_since = Some(now);
             if self.buf.is_empty() {
@@ -334,15 +346,6 @@ impl Conn {
         if write::Writing::start(resp, &x).finish(&self.stream, timer, self.idle_timeout).await.is_ok() {
             // The client may be sending a body behind the head we refused.
             write::close(&self.stream, true).await;
-        }
-    }
-
-    fn hand_off(self) -> Exit {
-        let buffered = self.buf.freeze();
-        match Arc::try_unwrap(self.stream) {
-            Ok(stream) => Exit::HandOff(stream, buffered),
-            // No body reader exists between requests: cannot happen.
-            Err(_) => Exit::Closed,
         }
     }
 }

@@ -108,7 +108,10 @@ pub fn encode_head(
         with_date(x.now, |d| out.extend_from_slice(d));
         out.extend_from_slice(b"\r\n");
     }
-    if !x.keep_alive || framing == BodyFraming::Close {
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        // Only the engine's WebSocket handshake answers get here (with their `Upgrade`).
+        out.extend_from_slice(b"connection: upgrade\r\n");
+    } else if !x.keep_alive || framing == BodyFraming::Close {
         out.extend_from_slice(b"connection: close\r\n");
     } else if x.version == Version::HTTP_10 {
         out.extend_from_slice(b"connection: keep-alive\r\n");

@@ -2,10 +2,21 @@
 //! and the response head we parse (RFC 9112), with the framing rules that
 //! decide how long the response body is and whether the connection can be
 //! reused.
+//!
+//! The request is framed by the gateway alone: its `content-length` or
+//! `transfer-encoding` line is written here from `RequestFraming`, and no
+//! client framing line is copied. The response is read strictly: anything
+//! that two readers could frame differently (a bare LF, two or conflicting
+//! lengths, a length beside `Transfer-Encoding`, a coding other than
+//! `chunked`, a `101` nobody asked for, bytes after a bodiless response)
+//! is a malformed response: the client gets 502 and the connection is
+//! closed, never pooled.
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderName};
 use http::{Method, StatusCode, Version, request};
+
+pub use crate::http::edits::RequestFraming;
 
 use crate::http::decode::DeclaredLength;
 use crate::http::edits::HeaderEdits;
@@ -18,21 +29,12 @@ use crate::http::raw_headers::RawHeaders;
 pub const MAX_HEAD: usize = 64 * 1024;
 /// More response header lines than this are refused.
 const MAX_HEADERS: usize = 128;
-
-/// How the request body goes on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestFraming {
-    /// No body (and no framing header added).
-    Empty,
-    /// The client's `Content-Length` is kept; bytes are sent as they are.
-    Length,
-    /// Unknown length (a chunked or HTTP/2 client body): chunked encoding.
-    Chunked,
-}
+/// Interim (1xx) responses skipped before a final one, at most.
+const MAX_INTERIM: usize = 8;
 
 /// Writes the request line and headers: the client's lines that `edits`
-/// lets through, then the lines it sets. `parts.uri` is absolute; only its
-/// path and query go on the request line (origin-form).
+/// lets through, then the lines it sets, then the framing line. `parts.uri`
+/// is absolute; only its path and query go on the request line (origin-form).
 pub fn encode_head(
     parts: &request::Parts,
     edits: &HeaderEdits,
@@ -52,7 +54,7 @@ pub fn encode_head(
         has_host = true;
     }
     for (name, value) in &parts.headers {
-        if !edits.forwards(name, value) || (framing == RequestFraming::Chunked && name == header::CONTENT_LENGTH) {
+        if !edits.forwards(name, value) {
             continue;
         }
         has_host |= name == header::HOST;
@@ -65,10 +67,29 @@ pub fn encode_head(
         // RFC 9112 §3.2: every HTTP/1.1 request carries Host.
         field::write(out, b"host", authority.as_bytes());
     }
-    if framing == RequestFraming::Chunked {
-        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    match framing {
+        RequestFraming::Empty => {}
+        RequestFraming::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(itoa(n, &mut [0; 20]));
+            out.extend_from_slice(b"\r\n");
+        }
+        RequestFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// The decimal digits of `n`, formatted into `buf`.
+fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
 }
 
 /// (name, line start, value start, value end) of each line kept.
@@ -98,11 +119,13 @@ pub enum HeadError {
 }
 
 /// Parses one response head from the front of `buf`, removing it. `None`:
-/// incomplete, read more. Informational (1xx) responses are skipped (the
-/// gateway answers `100 Continue` to its client itself).
+/// incomplete, read more. Interim (1xx) responses are skipped, as RFC 9110
+/// §15.2 asks of a client (the gateway answers `100 Continue` to its own
+/// client itself); a `101` is never asked for here and is malformed.
 ///
 /// `spans` is scratch space kept by the connection (no allocation per response).
 pub fn parse_head(buf: &mut BytesMut, method: &Method, spans: &mut Spans) -> Result<Option<Head>, HeadError> {
+    let mut interim = 0;
     loop {
         if buf.is_empty() {
             return Ok(None);
@@ -121,9 +144,19 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method, spans: &mut Spans) -> Res
         if len > MAX_HEAD {
             return Err(HeadError::TooLarge);
         }
+        if field::has_bare_lf(&buf[..len]) {
+            return Err(HeadError::Malformed("a line does not end in CRLF"));
+        }
         let code = resp.code.unwrap_or(0);
         let status = StatusCode::from_u16(code).map_err(|_| HeadError::Malformed("bad status code"))?;
-        if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            return Err(HeadError::Malformed("101 Switching Protocols without an upgrade request"));
+        }
+        if status.is_informational() {
+            interim += 1;
+            if interim > MAX_INTERIM {
+                return Err(HeadError::Malformed("too many interim responses"));
+            }
             let _ = buf.split_to(len);
             continue;
         }
@@ -142,23 +175,21 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method, spans: &mut Spans) -> Res
                 continue;
             }
             if name == header::CONTENT_LENGTH {
+                // A list (`3, 3`) counts as that many lines: one value, once, or malformed.
+                hop.lengths += 1 + h.value.iter().filter(|&&b| b == b',').count();
                 hop.length.note(h.value);
             }
             let line = h.name.as_ptr() as usize - base;
             let start = h.value.as_ptr() as usize - base;
             spans.push((name, line, start, start + h.value.len()));
         }
+        let (framing, delimited) = framing(&hop, status, method, version)?;
         // The lines share the head's bytes: no copy, no value objects.
         let head: Bytes = buf.split_to(len).freeze();
         let mut headers = RawHeaders::new(head, spans.drain(..));
         for name in &hop.listed {
             headers.remove(name);
         }
-        if hop.transfer_encoding {
-            // RFC 9112 §6.3: a length beside Transfer-Encoding is not forwarded.
-            headers.remove(&header::CONTENT_LENGTH);
-        }
-        let (framing, delimited) = framing(&hop, status, method)?;
         let keep_alive = delimited && version == Version::HTTP_11 && !hop.close;
         return Ok(Some(Head { status, version, headers, framing, keep_alive }));
     }
@@ -168,27 +199,33 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method, spans: &mut Spans) -> Res
 #[derive(Default)]
 struct HopByHop {
     transfer_encoding: bool,
-    /// The last `Transfer-Encoding` line ends with `chunked`.
-    chunked: bool,
+    /// Every `Transfer-Encoding` line together says exactly `chunked`.
+    chunked_only: bool,
     /// `Connection: close`.
     close: bool,
     /// Other names listed in `Connection` (hop-by-hop too: removed).
     listed: Vec<HeaderName>,
-    /// `Content-Length` (not hop-by-hop, but read in the same pass).
+    /// `Content-Length` (not hop-by-hop, but read in the same pass): lines, and their value.
+    lengths: usize,
     length: DeclaredLength,
 }
 
 impl HopByHop {
     fn note(&mut self, name: &HeaderName, value: &[u8]) {
         if name == header::TRANSFER_ENCODING {
+            // A second line, or any coding but one `chunked`, cannot be
+            // passed on faithfully (the client would get coded bytes it was
+            // not told about): malformed, whatever it is.
+            self.chunked_only =
+                !self.transfer_encoding && crate::http::decode::trim(value).eq_ignore_ascii_case(b"chunked");
             self.transfer_encoding = true;
-            self.chunked = field::list(value).next_back().is_some_and(|last| last.eq_ignore_ascii_case(b"chunked"));
         } else if name == header::CONNECTION {
             for token in field::list(value) {
                 if token.eq_ignore_ascii_case(b"close") {
                     self.close = true;
                 } else if !token.eq_ignore_ascii_case(b"keep-alive")
                     && let Ok(listed) = HeaderName::from_bytes(token)
+                    && !hop_by_hop::is_protected(&listed)
                 {
                     self.listed.push(listed);
                 }
@@ -197,23 +234,32 @@ impl HopByHop {
     }
 }
 
-/// The body's framing, and whether it ends without closing the connection.
-fn framing(hop: &HopByHop, status: StatusCode, method: &Method) -> Result<(ResponseFraming, bool), HeadError> {
-    if method == Method::HEAD
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-        || status == StatusCode::SWITCHING_PROTOCOLS
-    {
+/// The body's framing (RFC 9112 §6.3), and whether it ends without closing
+/// the connection.
+fn framing(
+    hop: &HopByHop,
+    status: StatusCode,
+    method: &Method,
+    version: Version,
+) -> Result<(ResponseFraming, bool), HeadError> {
+    if hop.lengths > 1 {
+        return Err(HeadError::Malformed("more than one Content-Length"));
+    }
+    let length = hop.length.result().map_err(HeadError::Malformed)?;
+    if hop.transfer_encoding {
+        if hop.lengths > 0 {
+            return Err(HeadError::Malformed("both Transfer-Encoding and Content-Length"));
+        }
+        if !hop.chunked_only || version == Version::HTTP_10 {
+            return Err(HeadError::Malformed("a transfer coding other than chunked"));
+        }
+    }
+    if method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return Ok((ResponseFraming::Empty, true));
     }
     if hop.transfer_encoding {
-        // Chunked must be the final coding; anything else runs until close.
-        // A Content-Length beside it is ignored and the connection not
-        // reused (RFC 9112 §6.3 items 3 and 4: a smuggling sign).
-        let clean = hop.chunked && !hop.length.is_present();
-        return Ok(if hop.chunked { (ResponseFraming::Chunked, clean) } else { (ResponseFraming::UntilClose, false) });
+        return Ok((ResponseFraming::Chunked, true));
     }
-    let length = hop.length.result().map_err(HeadError::Malformed)?;
     Ok(match length {
         Some(0) => (ResponseFraming::Empty, true),
         Some(n) => (ResponseFraming::Length(n), true),
@@ -280,15 +326,39 @@ mod tests {
     }
 
     #[test]
-    fn chunked_wins_over_length_but_closes() {
-        let head = parse("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n", Method::GET).unwrap().unwrap();
+    fn chunked_alone_or_malformed() {
+        let head = parse("HTTP/1.1 200 OK\r\ntransfer-encoding: Chunked\r\n\r\n", Method::GET).unwrap().unwrap();
         assert_eq!((head.framing, head.keep_alive), (ResponseFraming::Chunked, true));
-        let raw = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n";
-        let head = parse(raw, Method::GET).unwrap().unwrap();
-        assert_eq!((head.framing, head.keep_alive), (ResponseFraming::Chunked, false));
-        assert!(head.headers.is_empty(), "the length beside chunked is not forwarded");
-        let head = parse("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n", Method::GET).unwrap().unwrap();
-        assert_eq!((head.framing, head.keep_alive), (ResponseFraming::UntilClose, false));
+        for raw in [
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n\r\n",
+            "HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+            "HTTP/1.1 204 No Content\r\ntransfer-encoding: chunked\r\ncontent-length: 0\r\n\r\n",
+        ] {
+            assert!(parse(raw, Method::GET).is_err(), "{raw}");
+        }
+    }
+
+    #[test]
+    fn desync_shapes_are_malformed() {
+        for raw in [
+            "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 2\nx-injected: 1\r\n\r\nok",
+            "HTTP/1.1 200 OK\ncontent-length: 2\n\nok",
+            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\nok",
+            "HTTP/1.1 200 OK\r\nx: a\rb\r\ncontent-length: 2\r\n\r\nok",
+            "HTTP/1.1 200 OK\r\nx: a\0b\r\ncontent-length: 2\r\n\r\nok",
+            "HTTP/1.1 200 OK\r\nx : a\r\ncontent-length: 2\r\n\r\nok",
+            "HTTP/1.1 200 OK\r\nx: a\r\n b\r\ncontent-length: 2\r\n\r\nok",
+            "HTTP/1.1 100 Continue\nx: 1\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+        ] {
+            assert!(parse(raw, Method::GET).is_err(), "{raw:?}");
+        }
+        let interims = "HTTP/1.1 103 Early Hints\r\n\r\n".repeat(MAX_INTERIM + 1);
+        assert!(parse(&interims, Method::GET).is_err());
     }
 
     #[test]
@@ -316,8 +386,12 @@ mod tests {
         ] {
             assert!(parse(raw, Method::GET).is_err(), "{raw}");
         }
-        let head = parse("HTTP/1.1 200 OK\r\ncontent-length: 3, 3\r\n\r\n", Method::GET).unwrap().unwrap();
-        assert_eq!(head.framing, ResponseFraming::Length(3));
+        for raw in [
+            "HTTP/1.1 200 OK\r\ncontent-length: 3, 3\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 3\r\n\r\n",
+        ] {
+            assert!(parse(raw, Method::GET).is_err(), "one length, once: {raw}");
+        }
     }
 
     #[test]
@@ -338,6 +412,28 @@ mod tests {
             text,
             "POST /a/b?x=1 HTTP/1.1\r\nx-y: z\r\nhost: 10.0.0.1:8080\r\ntransfer-encoding: chunked\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn the_client_framing_lines_are_never_copied() {
+        let req = http::Request::post("http://u/a")
+            .header("content-length", "5, 5")
+            .header("Content-Length", "5")
+            .header("transfer-encoding", "chunked")
+            .body(())
+            .unwrap();
+        let (parts, ()) = req.into_parts();
+        for (framing, expected) in [
+            (RequestFraming::Length(5), "content-length: 5\r\n"),
+            (RequestFraming::Length(0), "content-length: 0\r\n"),
+            (RequestFraming::Chunked, "transfer-encoding: chunked\r\n"),
+            (RequestFraming::Empty, ""),
+        ] {
+            let mut out = Vec::new();
+            encode_head(&parts, &HeaderEdits::default(), "u", framing, &mut out);
+            let text = String::from_utf8(out).unwrap();
+            assert_eq!(text, format!("POST /a HTTP/1.1\r\nhost: u\r\n{expected}\r\n"), "{framing:?}");
+        }
     }
 
     /// The header lines of an encoded head, sorted.
@@ -365,6 +461,7 @@ mod tests {
             ("upgrade", "h2c"),
             ("accept", "*/*"),
             ("accept", "text/plain"),
+            ("content-length", "99"),
         ];
         let mut req = http::Request::get("http://10.0.0.1:8080/a");
         for (n, v) in client {
@@ -384,14 +481,18 @@ mod tests {
                 e.set(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static("http"));
             },
         ];
-        for case in cases {
-            let any_hop = parts.headers.keys().any(crate::http::hop_by_hop::is_hop_by_hop);
-            let mut edits = HeaderEdits::new(&parts.headers, any_hop);
+        // The engine removes what `Connection` lists as the request arrives.
+        let mut parts = parts;
+        hop_by_hop::strip(&mut parts.headers, true);
+        for (case, framing) in
+            cases.into_iter().zip([RequestFraming::Empty, RequestFraming::Length(7), RequestFraming::Length(0)])
+        {
+            let mut edits = HeaderEdits::default();
             case(&mut edits);
             let mut streamed = Vec::new();
-            encode_head(&parts, &edits, "10.0.0.1:8080", RequestFraming::Empty, &mut streamed);
+            encode_head(&parts, &edits, "10.0.0.1:8080", framing, &mut streamed);
             let mut map = parts.headers.clone();
-            edits.apply(&mut map);
+            edits.apply(&mut map, framing);
             let mut mapped: Vec<String> = map.iter().map(|(n, v)| format!("{n}: {}", v.to_str().unwrap())).collect();
             mapped.sort();
             let fields = fields_of(&streamed);

@@ -35,7 +35,7 @@ use crate::http::raw_headers::RawHeaders;
 use crate::http::timer::LazyTimer;
 use crate::http::write_queue::{MAX_SLICES, WriteQueue};
 use crate::proxy::RequestBody;
-use codec::{Head, RequestFraming};
+use codec::{Head, RequestFraming, ResponseFraming};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -145,13 +145,8 @@ impl H1Pool {
     ) -> Result<UpstreamResponse, BoxError> {
         let now = Instant::now();
         let deadline = now + timeout;
-        let framing = if body.is_end_stream() {
-            RequestFraming::Empty
-        } else if parts.headers.contains_key(http::header::CONTENT_LENGTH) {
-            RequestFraming::Length
-        } else {
-            RequestFraming::Chunked
-        };
+        // Framed from the body we send, never from the client's lines.
+        let framing = RequestFraming::of(&parts.method, &*body);
 
         let mut retried = false;
         loop {
@@ -169,8 +164,12 @@ impl H1Pool {
                 conn: Some(conn),
                 head_sent: 0,
                 queue: WriteQueue::new(),
-                body: (framing != RequestFraming::Empty).then_some(&mut *body),
+                body: framing.has_body().then_some(&mut *body),
                 chunked: framing == RequestFraming::Chunked,
+                left: match framing {
+                    RequestFraming::Length(n) => n,
+                    _ => 0,
+                },
                 body_started: false,
                 written: false,
                 received: false,
@@ -264,6 +263,11 @@ struct Exchange<'a> {
     /// The request body, until it has been read to its end.
     body: Option<&'a mut RequestBody>,
     chunked: bool,
+    /// Body bytes the head announced and not yet taken (`Length` framing):
+    /// a body that turns out longer or shorter fails the exchange, and its
+    /// connection is closed, so the upstream never reads the difference
+    /// as the start of another request.
+    left: u64,
     body_started: bool,
     /// Some bytes reached the socket.
     written: bool,
@@ -291,6 +295,8 @@ impl Exchange<'_> {
                         self.body = None;
                         if self.chunked {
                             self.queue.push_last_chunk();
+                        } else if self.left != 0 {
+                            return Poll::Ready(Err(Failure::Other("the request body ended before its length".into())));
                         }
                     }
                     Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(Failure::Other(Box::new(e)))),
@@ -303,6 +309,12 @@ impl Exchange<'_> {
                             if self.chunked {
                                 self.queue.push_chunk(data);
                             } else {
+                                let Some(left) = self.left.checked_sub(data.len() as u64) else {
+                                    return Poll::Ready(Err(Failure::Other(
+                                        "the request body is longer than its length".into(),
+                                    )));
+                                };
+                                self.left = left;
                                 self.queue.push(data);
                             }
                         }
@@ -333,6 +345,20 @@ impl Exchange<'_> {
             match codec::parse_head(&mut conn.buf, self.method, &mut conn.spans) {
                 Err(e) => return Poll::Ready(Err(Failure::Other(Box::new(e)))),
                 Ok(Some(mut head)) => {
+                    // An upstream never has reason to send more than one
+                    // response: bytes past a bodiless one, or past the
+                    // length of one that is all here, are another answer
+                    // that some later request would read as its own.
+                    let overrun = match head.framing {
+                        ResponseFraming::Empty => !conn.buf.is_empty(),
+                        ResponseFraming::Length(n) => conn.buf.len() as u64 > n,
+                        _ => false,
+                    };
+                    if overrun {
+                        return Poll::Ready(Err(Failure::Other(Box::new(codec::HeadError::Malformed(
+                            "more bytes than the response's framing",
+                        )))));
+                    }
                     if self.body.is_some() || !self.queue.is_empty() || self.head_sent < conn.head.len() {
                         head.keep_alive = false;
                     }

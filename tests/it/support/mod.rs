@@ -6,10 +6,12 @@
 pub mod idp;
 pub mod pki;
 pub mod process;
+pub mod recorder;
 pub mod redis;
 pub mod scripted;
 pub mod tls;
 pub mod upstream;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::path::Path;

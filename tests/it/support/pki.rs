@@ -59,14 +59,15 @@ pub struct TlsReply {
     pub server_cert: Vec<u8>,
 }
 
-/// GET `path` over TLS with SNI `sni`, trusting `ca`, optionally presenting a client cert.
-pub async fn https_get(
+/// A TLS connection with SNI `sni`, trusting `ca`, optionally presenting
+/// a client cert, offering `alpn`.
+pub async fn tls_connect(
     addr: std::net::SocketAddr,
     sni: &str,
     ca: &Path,
     client: Option<(&Path, &Path)>,
-    path: &str,
-) -> Result<TlsReply, String> {
+    alpn: &[&[u8]],
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
     let mut roots = RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(ca).unwrap() {
         roots.add(c.unwrap()).unwrap();
@@ -83,10 +84,21 @@ pub async fn https_get(
         }
         None => builder.with_no_client_auth(),
     };
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let name = ServerName::try_from(sni.to_string()).unwrap();
-    let tls = TlsConnector::from(Arc::new(config)).connect(name, tcp).await.map_err(|e| e.to_string())?;
+    TlsConnector::from(Arc::new(config)).connect(name, tcp).await.map_err(|e| e.to_string())
+}
+
+/// GET `path` over TLS with SNI `sni`, trusting `ca`, optionally presenting a client cert.
+pub async fn https_get(
+    addr: std::net::SocketAddr,
+    sni: &str,
+    ca: &Path,
+    client: Option<(&Path, &Path)>,
+    path: &str,
+) -> Result<TlsReply, String> {
+    let tls = tls_connect(addr, sni, ca, client, &[b"h2", b"http/1.1"]).await?;
     let (_, session) = tls.get_ref();
     let alpn = session.alpn_protocol().map(|p| p.to_vec());
     let server_cert = session.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec()).unwrap_or_default();

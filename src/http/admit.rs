@@ -1,0 +1,481 @@
+//! The admission of a request head: the rules every request passes before
+//! the engine sees it, whatever carried it (the gateway's own HTTP/1.1
+//! codec, hyper's HTTP/1.1 over TLS, or HTTP/2). One set of rules, so that
+//! no protocol path is a way around another's (request smuggling lives in
+//! the gaps between two readings of one message).
+//!
+//! - **Framing** (RFC 9112 §6): `Transfer-Encoding` beside `Content-Length`,
+//!   `chunked` not once and last, a coding other than `chunked` (501),
+//!   `Transfer-Encoding` on HTTP/1.0, and a `Content-Length` that is not one
+//!   decimal (or a list of identical ones) are refused. HTTP/2 requests may
+//!   carry no `Transfer-Encoding` or other connection-specific field at all.
+//! - **Host** (RFC 9112 §3.2, RFC 3986 §3.2.2): exactly one on HTTP/1.1, a
+//!   host name, IPv4 or IPv6 literal with an optional port, nothing else (no
+//!   userinfo, list, path, whitespace or percent-encoding), agreeing with an
+//!   absolute-form target or HTTP/2 `:authority`.
+//! - **Method**: `CONNECT` is not a gateway's business (501).
+//!
+//! The own codec notes `Facts` header by header in its one pass over a head;
+//! hyper's requests are admitted from their map (`parts`).
+
+use std::net::Ipv6Addr;
+
+use http::header::{self, HeaderMap, HeaderName};
+use http::{Method, StatusCode, Uri, Version};
+
+use super::decode::{DeclaredLength, Framing, trim};
+use super::field;
+
+/// Why a request is refused before it reaches the engine.
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
+pub enum Refusal {
+    #[error("the request is malformed: {0}")]
+    Malformed(&'static str),
+    #[error("the request head is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("the request has too many header fields")]
+    TooManyHeaders,
+    #[error("the request line is too long")]
+    UriTooLong,
+    #[error("the request uses a transfer coding the gateway does not support")]
+    UnsupportedCoding,
+    #[error("the gateway does not serve {0}")]
+    NotImplemented(&'static str),
+}
+
+impl Refusal {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Refusal::Malformed(_) => StatusCode::BAD_REQUEST,
+            Refusal::TooLarge(_) | Refusal::TooManyHeaders => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Refusal::UriTooLong => StatusCode::URI_TOO_LONG,
+            Refusal::UnsupportedCoding | Refusal::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+        }
+    }
+}
+
+/// What a head's fields say about framing, the connection and the host,
+/// noted one field at a time (no lookups, no allocation).
+#[derive(Debug, Default)]
+pub struct Facts {
+    hosts: u8,
+    /// A `Host` value that is not a valid host and port.
+    bad_host: Option<&'static str>,
+    /// `Transfer-Encoding` was present.
+    transfer_encoding: bool,
+    /// How many `chunked`, whether the last coding is, and whether any other appears.
+    chunked: usize,
+    last_chunked: bool,
+    other_coding: bool,
+    length: DeclaredLength,
+    /// `Connection: close`, `keep-alive`.
+    pub close: bool,
+    pub keep_alive: bool,
+    /// `Expect: 100-continue`.
+    expect_continue: bool,
+    /// A field that HTTP/2 forbids (RFC 9113 §8.2.2): `Connection`,
+    /// `Keep-Alive`, `Proxy-Connection`, `Upgrade`, `Transfer-Encoding`,
+    /// or `TE` other than `trailers`.
+    connection_specific: bool,
+}
+
+impl Facts {
+    pub fn note(&mut self, name: &HeaderName, value: &[u8]) {
+        if name == header::HOST {
+            self.hosts = self.hosts.saturating_add(1);
+            if let Err(e) = host_and_port(value) {
+                self.bad_host = Some(e);
+            }
+        } else if name == header::CONTENT_LENGTH {
+            self.length.note(value);
+        } else if name == header::TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+            self.connection_specific = true;
+            for coding in field::list(value).filter(|c| !c.is_empty()) {
+                self.last_chunked = coding.eq_ignore_ascii_case(b"chunked");
+                if self.last_chunked {
+                    self.chunked += 1;
+                } else {
+                    self.other_coding = true;
+                }
+            }
+        } else if name == header::CONNECTION {
+            self.connection_specific = true;
+            for token in field::list(value) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    self.close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    self.keep_alive = true;
+                }
+            }
+        } else if name == header::EXPECT {
+            self.expect_continue = trim(value).eq_ignore_ascii_case(b"100-continue");
+        } else if name == header::UPGRADE {
+            self.connection_specific = true;
+        } else if name == header::TE {
+            self.connection_specific |= !trim(value).eq_ignore_ascii_case(b"trailers");
+        } else if matches!(name.as_str(), "keep-alive" | "proxy-connection") {
+            self.connection_specific = true;
+        }
+    }
+
+    /// The same facts, from a map (hyper's requests).
+    pub fn of(headers: &HeaderMap) -> Facts {
+        let mut facts = Facts::default();
+        for (name, value) in headers {
+            facts.note(name, value.as_bytes());
+        }
+        facts
+    }
+}
+
+/// What admission decided about an HTTP/1.x request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admitted {
+    /// How the body is delimited: `Empty`, `Length` or `Chunked`.
+    pub framing: Framing,
+    /// The client allows another request on this connection.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` on HTTP/1.1 with a body to come (HTTP/1.0
+    /// has no 1xx responses: the expectation is ignored there).
+    pub expect_continue: bool,
+}
+
+/// The rules for an HTTP/1.x head. `host` is the request's `Host` value,
+/// needed only when the target is in absolute form (to compare them).
+pub fn http1(
+    method: &Method,
+    version: Version,
+    uri: &Uri,
+    facts: &Facts,
+    host: impl FnOnce() -> Option<Vec<u8>>,
+) -> Result<Admitted, Refusal> {
+    if method == Method::CONNECT {
+        return Err(Refusal::NotImplemented("CONNECT"));
+    }
+    if facts.hosts > 1 {
+        return Err(Refusal::Malformed("more than one Host header"));
+    }
+    if let Some(e) = facts.bad_host {
+        return Err(Refusal::Malformed(e));
+    }
+    if version == Version::HTTP_11 && facts.hosts == 0 {
+        // RFC 9112 §3.2: every HTTP/1.1 request, absolute-form or not.
+        return Err(Refusal::Malformed("an HTTP/1.1 request needs exactly one Host header"));
+    }
+    absolute_form(uri, host)?;
+    let framing = framing(facts, version)?;
+    let keep_alive = match version {
+        Version::HTTP_10 => facts.keep_alive && !facts.close,
+        _ => !facts.close,
+    };
+    let expect_continue = facts.expect_continue && framing != Framing::Empty && version == Version::HTTP_11;
+    Ok(Admitted { framing, keep_alive, expect_continue })
+}
+
+/// The rules for a request hyper has read (HTTP/1.1 over TLS, HTTP/2):
+/// hyper has framed its body already; what is checked here is what hyper
+/// lets through and the own codec would not.
+pub fn parsed<B>(req: &http::Request<B>) -> Result<(), Refusal> {
+    let headers = req.headers();
+    let facts = Facts::of(headers);
+    let host = || headers.get(header::HOST).map(|v| v.as_bytes().to_vec());
+    if req.version() != Version::HTTP_2 {
+        return http1(req.method(), req.version(), req.uri(), &facts, host).map(|_| ());
+    }
+    if req.method() == Method::CONNECT {
+        return Err(Refusal::NotImplemented("CONNECT"));
+    }
+    if facts.connection_specific {
+        return Err(Refusal::Malformed("an HTTP/2 request carries a connection-specific header field"));
+    }
+    facts.length.result().map_err(Refusal::Malformed)?;
+    if facts.hosts > 1 {
+        return Err(Refusal::Malformed("more than one Host header"));
+    }
+    if let Some(e) = facts.bad_host {
+        return Err(Refusal::Malformed(e));
+    }
+    // `:authority` (in the URI), or `Host`, or both agreeing (RFC 9113 §8.3.1).
+    match req.uri().authority() {
+        Some(authority) => check_authority(authority.as_str().as_bytes(), req.uri().scheme_str(), host),
+        None if facts.hosts == 1 => Ok(()),
+        None => Err(Refusal::Malformed("an HTTP/2 request needs :authority or Host")),
+    }
+}
+
+/// An absolute-form target (`GET http://host/path`): http or https, a
+/// valid authority, and the same host and port as the `Host` header.
+fn absolute_form(uri: &Uri, host: impl FnOnce() -> Option<Vec<u8>>) -> Result<(), Refusal> {
+    let Some(authority) = uri.authority() else {
+        return match uri.scheme() {
+            None => Ok(()),
+            Some(_) => Err(Refusal::Malformed("bad request target")),
+        };
+    };
+    check_authority(authority.as_str().as_bytes(), uri.scheme_str(), host)
+}
+
+/// A URI authority: valid, of an http(s) URI, and in agreement with `Host` when there is one.
+fn check_authority(
+    authority: &[u8],
+    scheme: Option<&str>,
+    host: impl FnOnce() -> Option<Vec<u8>>,
+) -> Result<(), Refusal> {
+    let default_port = match scheme {
+        Some(s) if s.eq_ignore_ascii_case("http") => 80,
+        Some(s) if s.eq_ignore_ascii_case("https") => 443,
+        // HTTP/2 without `:scheme` cannot happen (h2 refuses it); be safe.
+        _ => return Err(Refusal::Malformed("the request target's scheme must be http or https")),
+    };
+    let target = host_and_port(authority).map_err(Refusal::Malformed)?;
+    if let Some(value) = host() {
+        let header = host_and_port(&value).map_err(Refusal::Malformed)?;
+        if !target.same_as(&header, default_port) {
+            return Err(Refusal::Malformed("the Host header does not match the request target"));
+        }
+    }
+    Ok(())
+}
+
+/// RFC 9112 §6.3, for requests: chunked, a length, or no body.
+fn framing(facts: &Facts, version: Version) -> Result<Framing, Refusal> {
+    if facts.transfer_encoding {
+        if version == Version::HTTP_10 {
+            return Err(Refusal::Malformed("Transfer-Encoding in an HTTP/1.0 request"));
+        }
+        if facts.length.is_present() {
+            return Err(Refusal::Malformed("both Transfer-Encoding and Content-Length"));
+        }
+        // Chunked exactly once and last, or the length cannot be known (400);
+        // another coding beside it we cannot decode for the upstream (501).
+        if facts.chunked != 1 || !facts.last_chunked {
+            return Err(Refusal::Malformed("chunked must be the final transfer coding, once"));
+        }
+        if facts.other_coding {
+            return Err(Refusal::UnsupportedCoding);
+        }
+        return Ok(Framing::Chunked);
+    }
+    Ok(match facts.length.result().map_err(Refusal::Malformed)? {
+        None | Some(0) => Framing::Empty,
+        Some(n) => Framing::Length(n),
+    })
+}
+
+/// A host and optional port, as `Host` and URI authorities carry them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostPort<'a> {
+    /// A name or IPv4 address (maybe with a trailing dot), or `[IPv6]`.
+    pub host: &'a [u8],
+    pub port: Option<u16>,
+}
+
+impl HostPort<'_> {
+    /// The host without a trailing dot: `example.com.` and `example.com`
+    /// name the same host (compared without regard to case).
+    pub fn name(&self) -> &[u8] {
+        self.host.strip_suffix(b".").unwrap_or(self.host)
+    }
+
+    fn same_as(&self, other: &HostPort<'_>, default_port: u16) -> bool {
+        self.name().eq_ignore_ascii_case(other.name())
+            && self.port.unwrap_or(default_port) == other.port.unwrap_or(default_port)
+    }
+}
+
+/// Longest host name (RFC 1035: 253 characters, plus a trailing dot).
+const MAX_HOST: usize = 254;
+
+/// Parses `host [ ":" port ]` strictly (RFC 3986 §3.2.2, less what no real
+/// client sends and backends read differently): a DNS-style name of
+/// letters, digits, `-` and `_` in dot-separated labels (one trailing dot
+/// allowed), or an IPv6 literal in brackets; a port of 1-5 digits up to
+/// 65535. Userinfo, lists, paths, whitespace, percent-encoding, empty
+/// labels and empty ports are refused.
+pub fn host_and_port(value: &[u8]) -> Result<HostPort<'_>, &'static str> {
+    let (host, rest) = if value.first() == Some(&b'[') {
+        let end = value.iter().position(|&b| b == b']').ok_or("the Host is not a valid host")?;
+        let literal = std::str::from_utf8(&value[1..end]).map_err(|_| "the Host is not a valid host")?;
+        literal.parse::<Ipv6Addr>().map_err(|_| "the Host is not a valid host")?;
+        value.split_at(end + 1)
+    } else {
+        let end = value.iter().position(|&b| b == b':').unwrap_or(value.len());
+        let (host, rest) = value.split_at(end);
+        if !valid_name(host) {
+            return Err(if host.is_empty() { "the Host is empty" } else { "the Host is not a valid host" });
+        }
+        (host, rest)
+    };
+    let port = match rest {
+        [] => None,
+        [b':', digits @ ..] if (1..=5).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit) => {
+            let port = digits.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'));
+            Some(u16::try_from(port).map_err(|_| "the Host has a bad port")?)
+        }
+        _ => return Err("the Host has a bad port"),
+    };
+    Ok(HostPort { host, port })
+}
+
+/// Dot-separated labels of letters, digits, `-` and `_`, each 1-63 long;
+/// one trailing dot allowed.
+fn valid_name(host: &[u8]) -> bool {
+    let name = host.strip_suffix(b".").unwrap_or(host);
+    !name.is_empty()
+        && host.len() <= MAX_HOST
+        && name.split(|&b| b == b'.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hp(v: &str) -> Result<HostPort<'_>, &'static str> {
+        host_and_port(v.as_bytes())
+    }
+
+    #[test]
+    fn hosts_that_route_one_way_only() {
+        for ok in [
+            "example.com",
+            "Example.COM",
+            "a-b_c.example",
+            "10.0.0.1",
+            "[::1]",
+            "[2001:db8::1]:8443",
+            "x:80",
+            "x.:1",
+            "localhost",
+        ] {
+            assert!(hp(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(hp("x.:80").unwrap().name(), b"x");
+        assert_eq!(hp("[::1]:65535").unwrap().port, Some(65535));
+        for bad in [
+            "",
+            " ",
+            "x y",
+            "x\ty",
+            "x, internal",
+            "x@internal",
+            "u:p@x",
+            "x/admin",
+            "x:80:80",
+            "x%2eexample",
+            "x:",
+            ":80",
+            "x:65536",
+            "x:123456",
+            "x:+80",
+            "a..b",
+            ".a",
+            ".",
+            "x..",
+            "[::1",
+            "[nope]",
+            "[::1]x",
+            "[fe80::1%25eth0]",
+            "x?",
+            "x#",
+        ] {
+            assert!(hp(bad).is_err(), "{bad:?}");
+        }
+        assert!(hp(&"a".repeat(64)).is_err());
+        assert!(hp(&format!("{}.com", "a.".repeat(130))).is_err());
+    }
+
+    fn head(method: Method, version: Version, target: &str, fields: &[(&str, &str)]) -> Result<Admitted, Refusal> {
+        let uri: Uri = target.parse().unwrap();
+        let mut facts = Facts::default();
+        for (n, v) in fields {
+            facts.note(&HeaderName::from_bytes(n.as_bytes()).unwrap(), v.as_bytes());
+        }
+        let host = fields.iter().find(|(n, _)| n.eq_ignore_ascii_case("host")).map(|(_, v)| v.as_bytes().to_vec());
+        http1(&method, version, &uri, &facts, || host)
+    }
+
+    #[test]
+    fn host_rules() {
+        let get = |target: &str, fields: &[(&str, &str)]| head(Method::GET, Version::HTTP_11, target, fields);
+        assert!(get("/", &[("host", "x")]).is_ok());
+        assert!(get("/", &[]).is_err());
+        assert!(get("http://x/", &[]).is_err(), "absolute-form needs Host too (RFC 9112 §3.2)");
+        assert!(get("/", &[("host", "x"), ("host", "x")]).is_err());
+        assert!(get("http://x/a", &[("host", "X.:80")]).is_ok());
+        assert!(get("https://x/a", &[("host", "x:443")]).is_ok());
+        assert!(get("http://x/a", &[("host", "y")]).is_err());
+        assert!(get("http://x:81/a", &[("host", "x")]).is_err());
+        assert!(get("http://u@x/a", &[("host", "x")]).is_err());
+        assert!(get("ftp://x/a", &[("host", "x")]).is_err());
+        assert!(head(Method::GET, Version::HTTP_10, "/", &[]).is_ok(), "HTTP/1.0 needs no Host");
+        assert_eq!(
+            head(Method::CONNECT, Version::HTTP_11, "x:443", &[("host", "x:443")]),
+            Err(Refusal::NotImplemented("CONNECT"))
+        );
+    }
+
+    #[test]
+    fn framing_rules() {
+        let post = |fields: &[(&str, &str)]| {
+            let mut all = vec![("host", "x")];
+            all.extend_from_slice(fields);
+            head(Method::POST, Version::HTTP_11, "/", &all)
+        };
+        assert_eq!(post(&[("content-length", "5")]).unwrap().framing, Framing::Length(5));
+        assert_eq!(post(&[("content-length", "5, 5")]).unwrap().framing, Framing::Length(5));
+        assert_eq!(post(&[("content-length", "0")]).unwrap().framing, Framing::Empty);
+        assert_eq!(post(&[("transfer-encoding", "Chunked")]).unwrap().framing, Framing::Chunked);
+        for bad in [
+            &[("content-length", "5, 6")][..],
+            &[("content-length", "5"), ("content-length", "6")],
+            &[("content-length", "5,")],
+            &[("content-length", "")],
+            &[("content-length", "-5")],
+            &[("content-length", "0x5")],
+            &[("transfer-encoding", "chunked"), ("content-length", "5")],
+            &[("transfer-encoding", "chunked, chunked")],
+            &[("transfer-encoding", "chunked"), ("transfer-encoding", "identity")],
+            &[("transfer-encoding", "xchunked")],
+            &[("transfer-encoding", "")],
+        ] {
+            assert_eq!(post(bad).map_err(|e| e.status()), Err(StatusCode::BAD_REQUEST), "{bad:?}");
+        }
+        assert_eq!(post(&[("transfer-encoding", "gzip, chunked")]), Err(Refusal::UnsupportedCoding));
+        let old = head(Method::POST, Version::HTTP_10, "/", &[("transfer-encoding", "chunked")]);
+        assert!(old.is_err());
+    }
+
+    #[test]
+    fn expect_continue_is_http11_only() {
+        let fields = [("host", "x"), ("content-length", "5"), ("expect", "100-continue")];
+        assert!(head(Method::POST, Version::HTTP_11, "/", &fields).unwrap().expect_continue);
+        assert!(!head(Method::POST, Version::HTTP_10, "/", &fields).unwrap().expect_continue);
+    }
+
+    fn h2(target: &str, fields: &[(&str, &str)]) -> Result<(), Refusal> {
+        let mut req = http::Request::get(target).version(Version::HTTP_2);
+        for (n, v) in fields {
+            req = req.header(*n, *v);
+        }
+        parsed(&req.body(()).unwrap())
+    }
+
+    #[test]
+    fn http2_rules() {
+        assert!(h2("https://x/a", &[]).is_ok());
+        assert!(h2("/a", &[("host", "x")]).is_ok());
+        assert!(h2("/a", &[]).is_err());
+        assert!(h2("https://x/a", &[("host", "x:443")]).is_ok());
+        assert!(h2("https://x/a", &[("host", "y")]).is_err());
+        assert!(h2("https://u@x/a", &[]).is_err());
+        for field in [("transfer-encoding", "chunked"), ("connection", "close"), ("te", "gzip"), ("upgrade", "h2c")] {
+            assert!(h2("https://x/a", &[field]).is_err(), "{field:?}");
+        }
+        assert!(h2("https://x/a", &[("te", "trailers")]).is_ok());
+        assert!(h2("https://x/a", &[("content-length", "1, 2")]).is_err());
+    }
+}

@@ -1,0 +1,399 @@
+//! The smuggling and desync regression suite: one row per probe, sent as
+//! raw bytes to the real gateway in front of an upstream that records
+//! every byte it receives and reads requests as a lenient backend would
+//! (`support::recorder`). For every row:
+//!
+//! - the client gets exactly the responses the row names, and nothing after;
+//! - the upstream reads exactly as many requests as the row says, each
+//!   framed by one line the gateway wrote that matches its body, none of
+//!   them for a path the gateway never routed (`/admin…`);
+//! - a next request, on a new client connection (and so, most likely, on
+//!   the pooled upstream connection the probe used), gets its own answer.
+//!
+//! The rows come from RFC 9112 (§2.2, §3, §6, §7.1), the request smuggling
+//! literature (CL.TE, TE.CL, TE.TE obfuscations), the HTTP Garden's
+//! published parser discrepancies, and the review of December 2026
+//! (framing headers listed in `Connection`, Host forms, upgrades, path
+//! parameters, unasked `101`s). Each gateway fix to the HTTP/1.1 paths
+//! adds a row here.
+
+use std::net::SocketAddr;
+
+use crate::support::recorder::Recorder;
+use crate::support::wire::{RawConn, exchange};
+use crate::support::{Gateway1, gateway};
+
+/// A request probe: bytes sent on one connection, the statuses the client
+/// must get (in order), and how many requests the upstream must read.
+struct Row {
+    name: &'static str,
+    send: &'static [u8],
+    statuses: &'static [u16],
+    forwarded: usize,
+}
+
+const fn row(name: &'static str, send: &'static [u8], statuses: &'static [u16], forwarded: usize) -> Row {
+    Row { name, send, statuses, forwarded }
+}
+
+/// Refused by the gateway with one status; the upstream reads nothing.
+macro_rules! refused {
+    ($name:expr, $send:expr, $status:literal) => {
+        Row { name: $name, send: $send, statuses: &[$status], forwarded: 0 }
+    };
+}
+
+/// Forwarded once, answered 200.
+const fn passed(name: &'static str, send: &'static [u8]) -> Row {
+    Row { name, send, statuses: &[200], forwarded: 1 }
+}
+
+const SMUGGLED: &str = "GET /admin/smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+
+#[rustfmt::skip]
+const REQUESTS: &[Row] = &[
+    // -- Framing headers that a client tries to remove or double (review class 1, 2).
+    passed("connection lists content-length",
+        b"POST /public/a HTTP/1.1\r\nHost: x\r\nConnection: Content-Length\r\nContent-Length: 41\r\n\r\nGET /admin/smuggled HTTP/1.1\r\nHost: x\r\n\r\n"),
+    passed("connection: close, content-length (lower case)",
+        b"POST /public/a HTTP/1.1\r\nHost: x\r\nconnection: close, content-length\r\ncontent-length: 41\r\n\r\nGET /admin/smuggled HTTP/1.1\r\nHost: x\r\n\r\n"),
+    passed("connection lists host",
+        b"GET /public/a HTTP/1.1\r\nHost: x\r\nConnection: host\r\n\r\n"),
+    passed("connection lists transfer-encoding",
+        b"POST /public/a HTTP/1.1\r\nHost: x\r\nConnection: transfer-encoding\r\nTransfer-Encoding: chunked\r\n\r\n29\r\nGET /admin/smuggled HTTP/1.1\r\nHost: x\r\n\r\n\r\n0\r\n\r\n"),
+    passed("connection: keep-alive, upgrade, content-length with upgrade to a plain route",
+        b"POST /public/a HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade, Content-Length\r\nUpgrade: websocket\r\nContent-Length: 41\r\n\r\nGET /admin/smuggled HTTP/1.1\r\nHost: x\r\n\r\n"),
+    passed("content-length list of equal values",
+        b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 5,5\r\n\r\nhello"),
+    passed("content-length list with spaces",
+        b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\nhello"),
+    passed("two equal content-length lines",
+        b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello"),
+    passed("leading zeros",
+        b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 005\r\n\r\nhello"),
+    refused!("conflicting content-length lines",
+        b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", 400),
+    refused!("conflicting content-length list",
+        b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 6\r\n\r\nhello!", 400),
+    refused!("content-length with a plus", b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\nhello", 400),
+    refused!("negative content-length", b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\nhello", 400),
+    refused!("hex content-length", b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 0x5\r\n\r\nhello", 400),
+    refused!("content-length with a space inside", b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 5 5\r\n\r\nhello", 400),
+    refused!("content-length with a trailing comma", b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 5,\r\n\r\nhello", 400),
+    refused!("empty content-length", b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length:\r\n\r\nhello", 400),
+    refused!("content-length over 64 bits", b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n", 400),
+    refused!("content-length over the body limit", b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n", 413),
+
+    // -- CL.TE, TE.CL and TE.TE.
+    refused!("CL.TE", b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG", 400),
+    refused!("TE.CL", b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n", 400),
+    refused!("TE.TE: second TE line", b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n\r\n0\r\n\r\n", 400),
+    refused!("TE.TE: xchunked", b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", 400),
+    refused!("TE.TE: quoted", b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \"chunked\"\r\n\r\n0\r\n\r\n", 400),
+    refused!("TE.TE: chunked twice", b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n", 400),
+    refused!("TE.TE: chunked then identity", b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n", 400),
+    refused!("TE.TE: parameter", b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked;q=1\r\n\r\n0\r\n\r\n", 400),
+    refused!("TE.TE: space before the colon", b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n", 400),
+    refused!("TE.TE: obs-fold", b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n", 400),
+    refused!("TE.TE: bare LF before the field", b"POST /public/a HTTP/1.1\r\nHost: x\r\nX: y\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    refused!("TE.TE: vertical tab", b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\x0bchunked\r\n\r\n0\r\n\r\n", 400),
+    refused!("TE on HTTP/1.0", b"POST /public/a HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    refused!("another coding before chunked", b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501),
+    passed("chunked in capitals", b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: CHUNKED\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
+    passed("chunked with a tab before it", b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\tchunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
+
+    // -- Chunked bodies read to the letter (review class 3).
+    passed("chunk extensions and a trailer",
+        b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b;c=\"d\"\r\nhello\r\n0\r\nx-t: 1\r\n\r\n"),
+    refused!("chunk size followed by garbage",
+        b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5 xyz\r\nhello\r\n0\r\n\r\n", 400),
+    refused!("chunk size with trailing space",
+        b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n", 400),
+    refused!("bare CR in a chunk extension",
+        b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;a\rb\r\nhello\r\n0\r\n\r\n", 400),
+    refused!("bare LF after a chunk size",
+        b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n", 400),
+    refused!("chunk data longer than its size",
+        b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n", 400),
+    refused!("NUL in a trailer",
+        b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nx: a\0b\r\n\r\n", 400),
+    refused!("trailer line without a colon",
+        b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nnot a field\r\n\r\n", 400),
+    refused!("chunk size over 64 bits",
+        b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000005\r\nhello\r\n0\r\n\r\n", 400),
+
+    // -- Host (review class 4).
+    refused!("no Host", b"GET /public/a HTTP/1.1\r\n\r\n", 400),
+    refused!("two Hosts", b"GET /public/a HTTP/1.1\r\nHost: x\r\nHost: internal.example\r\n\r\n", 400),
+    refused!("empty Host", b"GET /public/a HTTP/1.1\r\nHost: \r\n\r\n", 400),
+    refused!("Host list", b"GET /public/a HTTP/1.1\r\nHost: x, internal.example\r\n\r\n", 400),
+    refused!("Host with userinfo", b"GET /public/a HTTP/1.1\r\nHost: x@internal.example\r\n\r\n", 400),
+    refused!("Host with whitespace", b"GET /public/a HTTP/1.1\r\nHost: x internal.example\r\n\r\n", 400),
+    refused!("Host with a tab", b"GET /public/a HTTP/1.1\r\nHost: x\tinternal.example\r\n\r\n", 400),
+    refused!("Host with a path", b"GET /public/a HTTP/1.1\r\nHost: internal.example/admin\r\n\r\n", 400),
+    refused!("Host with two ports", b"GET /public/a HTTP/1.1\r\nHost: x:80:80\r\n\r\n", 400),
+    refused!("Host with percent-encoding", b"GET /public/a HTTP/1.1\r\nHost: internal%2eexample\r\n\r\n", 400),
+    refused!("Host with an empty port", b"GET /public/a HTTP/1.1\r\nHost: x:\r\n\r\n", 400),
+    refused!("absolute-form with userinfo", b"GET http://internal.example@x/public/a HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    refused!("absolute-form naming another host", b"GET http://internal.example/public/a HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    refused!("absolute-form without Host", b"GET http://x/public/a HTTP/1.1\r\n\r\n", 400),
+    refused!("absolute-form of another scheme", b"GET ftp://x/public/a HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    passed("absolute-form agreeing with Host", b"GET http://x/public/a HTTP/1.1\r\nHost: X:80\r\n\r\n"),
+    passed("HTTP/1.0 without Host", b"GET /public/a HTTP/1.0\r\n\r\n"),
+
+    // -- Upgrades where the route allows none (review class 5).
+    row("websocket upgrade to a plain route, then a request in the would-be tunnel",
+        b"GET /public/a HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\nGET /admin/tunneled HTTP/1.1\r\nHost: x\r\n\r\n",
+        &[200, 404], 1),
+    row("h2c upgrade, then a request in the would-be tunnel",
+        b"GET /public/a HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\nGET /admin/tunneled HTTP/1.1\r\nHost: x\r\n\r\n",
+        &[200, 404], 1),
+    refused!("CONNECT", b"CONNECT internal.example:443 HTTP/1.1\r\nHost: internal.example:443\r\n\r\n", 501),
+
+    // -- Path parameters (review class 7), and other path forms.
+    refused!("segment parameter", b"GET /public;x/../admin HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    refused!("jsessionid", b"GET /public/a;jsessionid=1 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    refused!("dot-semicolon", b"GET /public/..;/admin HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    refused!("fragment in the target", b"GET /admin#/public/a HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    refused!("encoded dot segments to a route that does not exist", b"GET /public/%2e%2e/admin HTTP/1.1\r\nHost: x\r\n\r\n", 404),
+    refused!("encoded slash", b"GET /public%2f..%2fadmin HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+
+    // -- Line and field grammar.
+    refused!("bare LF line ends", b"GET /public/a HTTP/1.1\nHost: x\n\n", 400),
+    refused!("bare LF ending the head", b"GET /public/a HTTP/1.1\r\nHost: x\r\n\n", 400),
+    refused!("bare CR in a value", b"GET /public/a HTTP/1.1\r\nHost: x\r\nX: a\rb\r\n\r\n", 400),
+    refused!("NUL in a value", b"GET /public/a HTTP/1.1\r\nHost: x\r\nX: a\0b\r\n\r\n", 400),
+    refused!("control byte in a value", b"GET /public/a HTTP/1.1\r\nHost: x\r\nX: a\x01b\r\n\r\n", 400),
+    refused!("DEL in a value", b"GET /public/a HTTP/1.1\r\nHost: x\r\nX: a\x7fb\r\n\r\n", 400),
+    refused!("NUL in a name", b"GET /public/a HTTP/1.1\r\nHost: x\r\nX\0Y: a\r\n\r\n", 400),
+    refused!("space in a name", b"GET /public/a HTTP/1.1\r\nHost: x\r\nX Y: a\r\n\r\n", 400),
+    refused!("whitespace before a colon", b"GET /public/a HTTP/1.1\r\nHost: x\r\nContent-Length : 5\r\n\r\nhello", 400),
+    refused!("obs-fold", b"GET /public/a HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n", 400),
+    refused!("line starting with whitespace after the request line", b"GET /public/a HTTP/1.1\r\n Host: x\r\n\r\n", 400),
+    refused!("two spaces in the request line", b"GET  /public/a HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    refused!("HTTP/2.0 on an HTTP/1 line", b"GET /public/a HTTP/2.0\r\nHost: x\r\n\r\n", 400),
+    refused!("lower-case version", b"GET /public/a http/1.1\r\nHost: x\r\n\r\n", 400),
+    refused!("control byte in the target", b"GET /public/\x01 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    refused!("non-ASCII target", b"GET /public/\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    refused!("asterisk-form", b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+
+    // -- Keep-alive, pipelining, Expect.
+    row("pipelining after a body",
+        b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGET /public/b HTTP/1.1\r\nHost: x\r\n\r\n",
+        &[200, 200], 2),
+    row("pipelining after a chunked body",
+        b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET /public/b HTTP/1.1\r\nHost: x\r\n\r\n",
+        &[200, 200], 2),
+    row("HTTP/1.0 keep-alive",
+        b"GET /public/a HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /public/b HTTP/1.0\r\n\r\n",
+        &[200, 200], 2),
+    passed("expect 100-continue on HTTP/1.0",
+        b"POST /public/a HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello"),
+    passed("GET with a body", b"GET /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"),
+    passed("empty POST", b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"),
+];
+
+/// The gateway every row runs against: `/public` goes upstream, the host
+/// `internal.example` has a route of its own, nothing else is routed.
+async fn gateway_for(rec: &Recorder) -> Gateway1 {
+    gateway(&format!(
+        r#"upstreams:
+  rec: {{ targets: [ "{}" ] }}
+routes:
+  - {{ name: public, match: {{ path_prefix: /public }}, upstream: rec }}
+  - {{ name: internal, match: {{ host: internal.example, path_prefix: / }}, static: {{ status: 200, body: internal }} }}
+"#,
+        rec.url()
+    ))
+    .await
+}
+
+/// The upstream's pooled connection still answers the right request.
+async fn next_request_gets_its_own_answer(addr: SocketAddr, rec: &Recorder, after: &str) {
+    let target = format!("/public/after-{}", after.replace(|c: char| !c.is_ascii_alphanumeric(), "-"));
+    let request = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let resp = exchange(addr, request.as_bytes()).await.expect("an answer");
+    assert_eq!(
+        (resp.status, resp.text()),
+        (200, format!("GET {target}")),
+        "after {after:?}: the next request got another's answer\n{}",
+        rec.transcript()
+    );
+}
+
+#[tokio::test]
+async fn request_probes() {
+    let rec = Recorder::start().await;
+    let gw = gateway_for(&rec).await;
+    for (i, r) in REQUESTS.iter().enumerate() {
+        let before = rec.count();
+        let mut conn = RawConn::connect(gw.addr).await;
+        conn.send(r.send).await;
+        let mut got = Vec::new();
+        for _ in r.statuses {
+            match conn.response(false).await {
+                Some(resp) => {
+                    assert!(resp.status != 100, "{}: a 100 Continue: {}", r.name, resp.head);
+                    got.push(resp.status);
+                }
+                None => break,
+            }
+        }
+        assert_eq!(got, r.statuses, "{}: statuses", r.name);
+        // Nothing more comes on this connection but the answer to the next
+        // request on it, if the gateway kept it open.
+        let end = format!("/public/end-{i}");
+        conn.send(format!("GET {end} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await;
+        if let Some(resp) = conn.response(false).await {
+            assert_eq!((resp.status, resp.text()), (200, format!("GET {end}")), "{}: an extra answer", r.name);
+        }
+        drop(conn);
+        next_request_gets_its_own_answer(gw.addr, &rec, r.name).await;
+        let probe: Vec<_> = rec.requests()[before..]
+            .iter()
+            .filter(|q| !q.target.starts_with("/public/end-") && !q.target.starts_with("/public/after-"))
+            .cloned()
+            .collect();
+        assert_eq!(probe.len(), r.forwarded, "{}: requests upstream\n{}", r.name, rec.transcript());
+        for req in &probe {
+            assert!(!req.target.starts_with("/admin"), "{}: smuggled {req:?}", r.name);
+            assert!(req.framed_by_one_line(), "{}: framing {req:?}", r.name);
+            assert!(req.header("expect").is_none(), "{}: {req:?}", r.name);
+            assert!(req.header("upgrade").is_none(), "{}: {req:?}", r.name);
+        }
+    }
+}
+
+#[tokio::test]
+async fn what_the_upstream_reads_is_what_the_gateway_framed() {
+    let rec = Recorder::start().await;
+    let gw = gateway_for(&rec).await;
+    // The review's first finding: Content-Length named in Connection.
+    let probe = format!(
+        "POST /public/a HTTP/1.1\r\nHost: x\r\nConnection: Content-Length\r\nContent-Length: {}\r\n\r\n{SMUGGLED}",
+        SMUGGLED.len()
+    );
+    let resp = exchange(gw.addr, probe.as_bytes()).await.unwrap();
+    assert_eq!((resp.status, resp.text()), (200, "POST /public/a".to_string()));
+    rec.wait_for("/public/a").await;
+    let req = &rec.requests()[0];
+    assert_eq!(req.all("content-length"), [SMUGGLED.len().to_string()]);
+    assert_eq!(req.body, SMUGGLED.as_bytes());
+    // The head the upstream got has one framing line, the gateway's.
+    let raw = String::from_utf8_lossy(&rec.bytes(req.connection)).into_owned();
+    let head = raw.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+    assert_eq!(head.matches("content-length").count(), 1, "{raw}");
+
+    // Equal lengths twice become one line; a chunked body goes on chunked.
+    let resp = exchange(
+        gw.addr,
+        b"POST /public/b HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n\r\nhello",
+    )
+    .await;
+    assert_eq!(resp.unwrap().status, 200);
+    let resp = exchange(gw.addr, b"POST /public/c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhe\r\n3;x=y\r\nllo\r\n0\r\nx-trailer: 1\r\n\r\n").await;
+    assert_eq!(resp.unwrap().status, 200);
+    let seen = rec.requests();
+    let b = seen.iter().find(|r| r.target == "/public/b").unwrap();
+    assert_eq!((b.all("content-length"), &b.body[..]), (vec!["5"], &b"hello"[..]));
+    let c = seen.iter().find(|r| r.target == "/public/c").unwrap();
+    assert_eq!((c.all("transfer-encoding"), &c.body[..]), (vec!["chunked"], &b"hello"[..]));
+    assert!(c.header("x-trailer").is_none() && c.header("content-length").is_none(), "{c:?}");
+}
+
+#[tokio::test]
+async fn oversized_heads_are_refused_before_the_upstream() {
+    let rec = Recorder::start().await;
+    let gw = gateway_for(&rec).await;
+    let long_target = format!("GET /public/{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(9000));
+    let long_field = format!("GET /public/a HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(70_000));
+    let many_fields: String = (0..200).map(|i| format!("x-{i}: v\r\n")).collect();
+    let many_fields = format!("GET /public/a HTTP/1.1\r\nHost: x\r\n{many_fields}\r\n");
+    for (request, status) in [(long_target, 414), (long_field, 431), (many_fields, 431)] {
+        let resp = exchange(gw.addr, request.as_bytes()).await.expect("an answer");
+        assert_eq!(resp.status, status, "{}", &request[..40]);
+    }
+    next_request_gets_its_own_answer(gw.addr, &rec, "oversized").await;
+    assert_eq!(rec.count(), 1, "{}", rec.transcript());
+}
+
+#[tokio::test]
+async fn a_trailing_dot_names_the_same_host() {
+    let rec = Recorder::start().await;
+    let gw = gateway_for(&rec).await;
+    for host in ["internal.example", "INTERNAL.example.", "internal.example.:80"] {
+        let request = format!("GET /x HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        let resp = exchange(gw.addr, request.as_bytes()).await.unwrap();
+        assert_eq!((resp.status, resp.text()), (200, "internal".to_string()), "{host}");
+    }
+    assert_eq!(rec.count(), 0);
+}
+
+/// A response probe: what the upstream answers to `GET /public/<name>`
+/// (or `HEAD`), and the status the client must get.
+struct Reply {
+    name: &'static str,
+    reply: &'static [u8],
+    status: u16,
+    head: bool,
+}
+
+const fn bad(name: &'static str, reply: &'static [u8]) -> Reply {
+    Reply { name, reply, status: 502, head: false }
+}
+
+#[rustfmt::skip]
+const RESPONSES: &[Reply] = &[
+    bad("unasked 101 then a poisoned answer",
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\npoisoned"),
+    bad("bare LF inside a field", b"HTTP/1.1 200 OK\r\nX-A: b\nX-Injected: 1\r\nContent-Length: 2\r\n\r\nok"),
+    bad("bare LF line ends", b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok"),
+    bad("bare CR in a value", b"HTTP/1.1 200 OK\r\nX-A: b\rX-Injected: 1\r\nContent-Length: 2\r\n\r\nok"),
+    bad("NUL in a value", b"HTTP/1.1 200 OK\r\nX-A: b\0c\r\nContent-Length: 2\r\n\r\nok"),
+    bad("obs-fold", b"HTTP/1.1 200 OK\r\nX-A: b\r\n c\r\nContent-Length: 2\r\n\r\nok"),
+    bad("space before a colon", b"HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok"),
+    bad("two equal lengths", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok"),
+    bad("conflicting lengths", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 10\r\n\r\nok"),
+    bad("a length list", b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok"),
+    bad("a bad length", b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok"),
+    bad("length and chunked", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"),
+    bad("chunked and length", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n2\r\nok\r\n0\r\n\r\n"),
+    bad("a coding other than chunked", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nok"),
+    bad("chunked twice", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"),
+    bad("chunked on HTTP/1.0", b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"),
+    bad("a body on 204", b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\npoisoned"),
+    bad("a body on 304", b"HTTP/1.1 304 Not Modified\r\nContent-Length: 8\r\n\r\npoisoned"),
+    Reply { name: "a body on a HEAD answer", reply: b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\npoisoned", status: 502, head: true },
+    bad("more bytes than its length", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\npoisoned"),
+    bad("garbage", b"SSH-2.0-OpenSSH_9.6\r\n\r\n"),
+    bad("a bad status", b"HTTP/1.1 2000 OK\r\nContent-Length: 2\r\n\r\nok"),
+    bad("endless interim answers", b"HTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+    Reply { name: "an interim 100 Continue, skipped", reply: b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", status: 200, head: false },
+    Reply { name: "chunked with extensions", reply: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;a=b\r\nok\r\n0\r\n\r\n", status: 200, head: false },
+    Reply { name: "a body until close", reply: b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nok", status: 200, head: false },
+];
+
+#[tokio::test]
+async fn response_probes() {
+    let rec = Recorder::with_replies(|req| {
+        let name = req.target.strip_prefix("/public/reply/")?;
+        RESPONSES.iter().find(|r| r.name.replace(' ', "-") == name).map(|r| r.reply.to_vec())
+    })
+    .await;
+    let gw = gateway_for(&rec).await;
+    for r in RESPONSES {
+        let method = if r.head { "HEAD" } else { "GET" };
+        let request = format!("{method} /public/reply/{} HTTP/1.1\r\nHost: x\r\n\r\n", r.name.replace(' ', "-"));
+        let mut conn = RawConn::connect(gw.addr).await;
+        conn.send(request.as_bytes()).await;
+        let resp = conn.response(r.head).await.unwrap_or_else(|| panic!("{}: no answer", r.name));
+        assert_eq!(resp.status, r.status, "{}: {} {}", r.name, resp.head, resp.text());
+        assert!(resp.header("x-injected").is_none(), "{}: {}", r.name, resp.head);
+        assert!(!resp.text().contains("poisoned"), "{}: {}", r.name, resp.text());
+        if r.status == 200 && !r.head {
+            assert_eq!(resp.text(), "ok", "{}", r.name);
+        }
+        drop(conn);
+        next_request_gets_its_own_answer(gw.addr, &rec, r.name).await;
+    }
+}

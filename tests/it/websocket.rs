@@ -1,0 +1,99 @@
+//! WebSocket upgrades: opt-in per route (`websocket: true`), tunnelled only
+//! after the upstream's valid `101`, on plain and TLS listeners alike.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::pki::{Pki, tls_connect};
+use crate::support::recorder::Recorder;
+use crate::support::wire::exchange;
+use crate::support::{WsUpstream, gateway, load};
+
+fn ws_routes(ws: &str, plain: &str) -> String {
+    format!(
+        r#"upstreams:
+  ws: {{ targets: [ "{ws}" ] }}
+  plain: {{ targets: [ "{plain}" ] }}
+routes:
+  - {{ name: chat, match: {{ path_prefix: /chat }}, upstream: ws, websocket: true }}
+  - {{ name: plain, match: {{ path_prefix: /plain }}, upstream: plain }}
+"#
+    )
+}
+
+async fn echo_three<S>(socket: &mut tokio_tungstenite::WebSocketStream<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    for text in ["hello", "through", "the gateway"] {
+        socket.send(Message::text(text)).await.unwrap();
+        let echoed = tokio::time::timeout(Duration::from_secs(5), socket.next()).await.unwrap().unwrap().unwrap();
+        assert_eq!(echoed.into_text().unwrap().as_str(), text);
+    }
+}
+
+#[tokio::test]
+async fn a_websocket_route_tunnels_after_the_upstreams_101() {
+    let ws = WsUpstream::start().await;
+    let rec = Recorder::start().await;
+    let gw = gateway(&ws_routes(&format!("http://{}", ws.addr), &rec.url())).await;
+    let (mut socket, resp) = tokio_tungstenite::connect_async(format!("ws://{}/chat", gw.addr)).await.expect("upgrade");
+    assert_eq!(resp.status(), 101);
+    // The response security headers are for documents, not for a 101.
+    assert!(resp.headers().get("x-frame-options").is_none(), "{:?}", resp.headers());
+    assert!(resp.headers().get("x-request-id").is_some(), "{:?}", resp.headers());
+    echo_three(&mut socket).await;
+    socket.close(None).await.unwrap();
+
+    // The same handshake to a route without `websocket: true` is served as a
+    // plain request: the upstream sees no upgrade, the client no tunnel.
+    let err = tokio_tungstenite::connect_async(format!("ws://{}/plain/x", gw.addr)).await.expect_err("no upgrade");
+    assert!(err.to_string().contains("200"), "{err}");
+    rec.wait_for("/plain/x").await;
+    let seen = &rec.requests()[0];
+    assert!(seen.header("upgrade").is_none() && seen.header("sec-websocket-key").is_some(), "{seen:?}");
+}
+
+#[tokio::test]
+async fn a_websocket_route_on_a_tls_listener() {
+    let ws = WsUpstream::start().await;
+    let pki = Pki::new();
+    let (cert, key) = pki.issue("gw", "gw", &["gw.test"]);
+    let yaml = format!(
+        "listeners:\n  - {{ name: tls, bind: \"127.0.0.1:0\", tls: {{ certificates: [ {{ cert: \"{}\", key: \"{}\" }} ] }} }}\n{}",
+        cert.display(),
+        key.display(),
+        ws_routes(&format!("http://{}", ws.addr), "http://127.0.0.1:9")
+    );
+    let handle = portcullis::Gateway::start(&load(&yaml, std::path::Path::new("."))).await.unwrap();
+    let addr = handle.addr("tls").unwrap();
+    let tls = tls_connect(addr, "gw.test", &pki.ca_path(), None, &[b"http/1.1"]).await.unwrap();
+    let (mut socket, resp) = tokio_tungstenite::client_async("wss://gw.test/chat", tls).await.expect("upgrade");
+    assert_eq!(resp.status(), 101);
+    echo_three(&mut socket).await;
+}
+
+/// An upstream that answers every upgrade with a `101` whose accept value is wrong.
+async fn forged_101() -> Recorder {
+    Recorder::with_replies(|_| {
+        Some(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: bm90IHRoZSByaWdodCBvbmU=\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\npoisoned"
+                .to_vec(),
+        )
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_101_that_does_not_complete_the_handshake_is_a_502() {
+    let rec = forged_101().await;
+    let gw = gateway(&ws_routes(&rec.url(), &rec.url())).await;
+    let handshake = b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    let resp = exchange(gw.addr, handshake).await.expect("an answer");
+    assert_eq!(resp.status, 502, "{}", resp.head);
+    // Without a key there is no valid answer at all.
+    let keyless = b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+    assert_eq!(exchange(gw.addr, keyless).await.unwrap().status, 502);
+}
