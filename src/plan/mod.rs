@@ -66,8 +66,8 @@ pub struct ListenerPlan {
     pub hsts: Option<HeaderValue>,
     pub redirect_https: Option<u16>,
     pub limits: ListenerLimits,
-    /// The HTTP/1.1 and HTTP/2 server settings derived from `limits`.
-    pub http1: hyper::server::conn::http1::Builder,
+    /// The HTTP/2 server settings derived from `limits` (HTTP/1.1 is the
+    /// gateway's own codec, `server/h1`, which reads `limits` itself).
     pub http2: hyper::server::conn::http2::Builder<TokioExecutor>,
 }
 
@@ -274,7 +274,6 @@ fn compile_listeners(cx: &mut Ctx) -> Vec<ListenerPlan> {
                     tls,
                     hsts,
                     redirect_https: l.redirect_https,
-                    http1: http1_server(&l.limits),
                     http2: http2_server(&l.limits),
                     limits: l.limits.clone(),
                 });
@@ -327,19 +326,9 @@ fn hsts_value(cfg: &HstsConfig) -> Option<HeaderValue> {
     HeaderValue::try_from(v).ok()
 }
 
-// hyper's server settings for one listener: the limits that hyper enforces
-// itself (431 for large heads, slowloris timeout, HTTP/2 stream limits and
+// hyper's HTTP/2 server settings for one listener: the limits that hyper
+// enforces itself (431 for large header lists, stream limits and
 // rapid-reset protection).
-fn http1_server(limits: &ListenerLimits) -> hyper::server::conn::http1::Builder {
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout.0)
-        .max_headers(limits.max_headers)
-        .max_header_size(head_limit(limits))
-        .max_buf_size(head_limit(limits));
-    http
-}
-
 fn http2_server(limits: &ListenerLimits) -> hyper::server::conn::http2::Builder<TokioExecutor> {
     let mut http = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     http.timer(TokioTimer::new())

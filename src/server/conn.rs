@@ -2,9 +2,10 @@
 //! (ALPN, or the HTTP/2 preface on plain connections) until the client
 //! leaves, the connection idles out, or the listener stops.
 //!
-//! Plain HTTP/1.1 is served by our own codec (`server/h1`); hyper serves
-//! HTTP/2 and HTTP/1.1 over TLS. Every request hyper reads passes the same
-//! admission as the own codec's (`http::admit`) before the engine sees it.
+//! HTTP/1.1, plain or over TLS, is served by our own codec (`server/h1`);
+//! hyper serves HTTP/2 (h2c with prior knowledge, or ALPN `h2`). Every
+//! request hyper reads passes the same admission as the own codec's
+//! (`http::admit`) before the engine sees it.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -20,7 +21,7 @@ use bytes::{Buf, Bytes};
 use http::{HeaderValue, Response};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -78,11 +79,11 @@ pub(super) async fn serve(
         }
         // Boxed: the handshake's state would otherwise make every plain
         // connection's task as large as a TLS one.
-        Some(config) => Box::pin(serve_tls(stream, conn, config.clone())).await,
+        Some(config) => Box::pin(serve_tls(stream, conn, config.clone(), &signal)).await,
     }
 }
 
-async fn serve_tls(stream: TcpStream, mut conn: Conn<'_>, config: Arc<rustls::ServerConfig>) {
+async fn serve_tls(stream: TcpStream, mut conn: Conn<'_>, config: Arc<rustls::ServerConfig>, signal: &StopSignal) {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let peer = conn.info.peer;
     let tls = match tokio::time::timeout(conn.lp.limits.tls_handshake_timeout.0, acceptor.accept(stream)).await {
@@ -106,7 +107,9 @@ async fn serve_tls(stream: TcpStream, mut conn: Conn<'_>, config: Arc<rustls::Se
     if h2 {
         conn.drive_h2(TokioIo::new(tls)).await;
     } else {
-        conn.serve_hyper_h1(tls).await;
+        // HTTP/1.1 over TLS is read by the same codec as plain HTTP/1.1.
+        let cx = h1::Ctx { info: &conn.info, lp: conn.lp, shared: &conn.shared, stop: signal, started: conn.started };
+        h1::serve(h1::Tls::new(tls), &[], cx).await;
     }
 }
 
@@ -183,14 +186,7 @@ impl<'p> Conn<'p> {
             async move {
                 let resp = match admit::parsed(&req) {
                     Ok(()) => proxy::handle(plan, &info, req.map(ClientBody::Hyper)).await,
-                    Err(refusal) => {
-                        let mut resp = proxy::refuse(&plan, &info, refusal.status(), &refusal.to_string());
-                        if req.version() != http::Version::HTTP_2 {
-                            // As the own codec does: a head that was refused ends its connection.
-                            resp.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-                        }
-                        resp
-                    }
+                    Err(refusal) => proxy::refuse(&plan, &info, refusal.status(), &refusal.to_string()),
                 };
                 // hyper writes the map: an upstream's raw header lines join it first.
                 let (mut parts, mut body) = resp.into_parts();
@@ -205,16 +201,6 @@ impl<'p> Conn<'p> {
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let served = self.lp.http2.serve_connection(io, self.service());
-        self.drive(std::pin::pin!(served)).await;
-    }
-
-    /// HTTP/1.1 by hyper (over TLS).
-    async fn serve_hyper_h1<I>(mut self, io: I)
-    where
-        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let service = self.service();
-        let served = self.lp.http1.serve_connection(TokioIo::new(io), service).with_upgrades();
         self.drive(std::pin::pin!(served)).await;
     }
 
@@ -269,17 +255,6 @@ impl<'p> Conn<'p> {
 trait Served: Future<Output = hyper::Result<()>> {
     /// Graceful shutdown: GOAWAY, or `Connection: close` after the current request.
     fn shut(self: Pin<&mut Self>);
-}
-
-impl<I, S> Served for http1::UpgradeableConnection<TokioIo<I>, S>
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::HttpService<Incoming, ResBody = Tracked>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    fn shut(self: Pin<&mut Self>) {
-        self.graceful_shutdown();
-    }
 }
 
 impl<I, S> Served for http2::Connection<TokioIo<I>, S, TokioExecutor>

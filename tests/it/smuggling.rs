@@ -18,10 +18,15 @@
 //! adds a row here.
 
 use std::net::SocketAddr;
+use std::path::Path;
 
+use portcullis::Handle;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::support::load;
+use crate::support::pki::{Pki, tls_connect};
 use crate::support::recorder::Recorder;
 use crate::support::wire::{RawConn, exchange};
-use crate::support::{Gateway1, gateway};
 
 /// A request probe: bytes sent on one connection, the statuses the client
 /// must get (in order), and how many requests the upstream must read.
@@ -193,19 +198,43 @@ const REQUESTS: &[Row] = &[
     passed("empty POST", b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"),
 ];
 
-/// The gateway every row runs against: `/public` goes upstream, the host
-/// `internal.example` has a route of its own, nothing else is routed.
-async fn gateway_for(rec: &Recorder) -> Gateway1 {
-    gateway(&format!(
-        r#"upstreams:
+/// The gateway every row runs against, with a plain listener (`addr`,
+/// HTTP/1.1 by the own codec and h2c) and a TLS one (`tls`, hyper's
+/// HTTP/1.1): `/public` goes upstream, the host `internal.example` has a
+/// route of its own, nothing else is routed.
+struct Probed {
+    _handle: Handle,
+    addr: SocketAddr,
+    tls: SocketAddr,
+    pki: Pki,
+}
+
+impl Probed {
+    async fn tls_conn(&self) -> RawConn<impl AsyncRead + AsyncWrite + Unpin> {
+        RawConn::over(tls_connect(self.tls, "x", &self.pki.ca_path(), None, &[b"http/1.1"]).await.unwrap())
+    }
+}
+
+async fn gateway_for(rec: &Recorder) -> Probed {
+    let pki = Pki::new();
+    let (cert, key) = pki.issue("gw", "gw", &["x"]);
+    let yaml = format!(
+        r#"listeners:
+  - {{ name: plain, bind: "127.0.0.1:0" }}
+  - {{ name: tls, bind: "127.0.0.1:0", tls: {{ certificates: [ {{ cert: "{}", key: "{}" }} ] }} }}
+upstreams:
   rec: {{ targets: [ "{}" ] }}
 routes:
   - {{ name: public, match: {{ path_prefix: /public }}, upstream: rec }}
   - {{ name: internal, match: {{ host: internal.example, path_prefix: / }}, static: {{ status: 200, body: internal }} }}
 "#,
+        cert.display(),
+        key.display(),
         rec.url()
-    ))
-    .await
+    );
+    let handle = portcullis::Gateway::start(&load(&yaml, Path::new("."))).await.expect("gateway starts");
+    let (addr, tls) = (handle.addr("plain").unwrap(), handle.addr("tls").unwrap());
+    Probed { _handle: handle, addr, tls, pki }
 }
 
 /// The upstream's pooled connection still answers the right request.
@@ -221,13 +250,15 @@ async fn next_request_gets_its_own_answer(addr: SocketAddr, rec: &Recorder, afte
     );
 }
 
-#[tokio::test]
-async fn request_probes() {
-    let rec = Recorder::start().await;
-    let gw = gateway_for(&rec).await;
+/// Runs every row of `REQUESTS` on connections from `open`.
+async fn run_request_probes<S, F>(gw: &Probed, rec: &Recorder, open: impl Fn() -> F)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: Future<Output = RawConn<S>>,
+{
     for (i, r) in REQUESTS.iter().enumerate() {
         let before = rec.count();
-        let mut conn = RawConn::connect(gw.addr).await;
+        let mut conn = open().await;
         conn.send(r.send).await;
         let mut got = Vec::new();
         for _ in r.statuses {
@@ -239,7 +270,6 @@ async fn request_probes() {
                 None => break,
             }
         }
-        assert_eq!(got, r.statuses, "{}: statuses", r.name);
         // Nothing more comes on this connection but the answer to the next
         // request on it, if the gateway kept it open.
         let end = format!("/public/end-{i}");
@@ -248,7 +278,7 @@ async fn request_probes() {
             assert_eq!((resp.status, resp.text()), (200, format!("GET {end}")), "{}: an extra answer", r.name);
         }
         drop(conn);
-        next_request_gets_its_own_answer(gw.addr, &rec, r.name).await;
+        next_request_gets_its_own_answer(gw.addr, rec, r.name).await;
         let probe: Vec<_> = rec.requests()[before..]
             .iter()
             .filter(|q| !q.target.starts_with("/public/end-") && !q.target.starts_with("/public/after-"))
@@ -262,6 +292,21 @@ async fn request_probes() {
             assert!(req.header("upgrade").is_none(), "{}: {req:?}", r.name);
         }
     }
+}
+
+#[tokio::test]
+async fn request_probes() {
+    let rec = Recorder::start().await;
+    let gw = gateway_for(&rec).await;
+    run_request_probes(&gw, &rec, || RawConn::connect(gw.addr)).await;
+}
+
+/// The same rows over TLS, where hyper reads HTTP/1.1: the same answers.
+#[tokio::test]
+async fn request_probes_over_tls() {
+    let rec = Recorder::start().await;
+    let gw = gateway_for(&rec).await;
+    run_request_probes(&gw, &rec, || gw.tls_conn()).await;
 }
 
 #[tokio::test]
@@ -395,5 +440,97 @@ async fn response_probes() {
         }
         drop(conn);
         next_request_gets_its_own_answer(gw.addr, &rec, r.name).await;
+    }
+}
+
+/// An HTTP/2 probe (h2c with prior knowledge): the request's fields and
+/// DATA, whether the gateway must answer it, and how many requests the
+/// upstream must read.
+struct H2Row {
+    name: &'static str,
+    fields: &'static [(&'static [u8], &'static [u8])],
+    data: Option<&'static [u8]>,
+    /// The status the client must get; 0: the stream is refused (400, or reset).
+    status: u16,
+    forwarded: usize,
+}
+
+const fn h2_refused(
+    name: &'static str,
+    fields: &'static [(&'static [u8], &'static [u8])],
+    data: Option<&'static [u8]>,
+) -> H2Row {
+    H2Row { name, fields, data, status: 0, forwarded: 0 }
+}
+
+macro_rules! h2_get {
+    ($($extra:expr),* $(,)?) => {
+        &[(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"x"), (b":path", b"/public/h2"), $($extra),*]
+    };
+}
+
+macro_rules! h2_post {
+    ($($extra:expr),* $(,)?) => {
+        &[(b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"x"), (b":path", b"/public/h2"), $($extra),*]
+    };
+}
+
+#[rustfmt::skip]
+const H2_REQUESTS: &[H2Row] = &[
+    H2Row { name: "a plain GET", fields: h2_get!(), data: None, status: 200, forwarded: 1 },
+    H2Row { name: "a POST whose content-length matches", fields: h2_post!((b"content-length", b"5")), data: Some(b"hello"), status: 200, forwarded: 1 },
+    H2Row { name: "a POST without content-length", fields: h2_post!(), data: Some(b"hello"), status: 200, forwarded: 1 },
+    H2Row { name: "Host agreeing with :authority", fields: h2_get!((b"host", b"X:80")), data: None, status: 200, forwarded: 1 },
+    h2_refused("H2.CL: DATA longer than content-length", h2_post!((b"content-length", b"5")), Some(b"helloGET /admin/smuggled HTTP/1.1\r\nHost: x\r\n\r\n")),
+    h2_refused("H2.CL: DATA shorter than content-length", h2_post!((b"content-length", b"50")), Some(b"hello")),
+    h2_refused("H2.CL: a content-length list", h2_post!((b"content-length", b"5, 5")), Some(b"hello")),
+    h2_refused("H2.TE: transfer-encoding", h2_post!((b"transfer-encoding", b"chunked")), Some(b"0\r\n\r\nGET /admin/smuggled HTTP/1.1\r\nHost: x\r\n\r\n")),
+    h2_refused("connection", h2_get!((b"connection", b"keep-alive")), None),
+    h2_refused("keep-alive", h2_get!((b"keep-alive", b"timeout=5")), None),
+    h2_refused("upgrade", h2_get!((b"upgrade", b"h2c")), None),
+    h2_refused("te other than trailers", h2_get!((b"te", b"gzip")), None),
+    h2_refused("CRLF in a value", h2_get!((b"x-a", b"b\r\nx-injected: 1")), None),
+    h2_refused("LF in a value", h2_get!((b"x-a", b"b\nx-injected: 1")), None),
+    h2_refused("NUL in a value", h2_get!((b"x-a", b"b\0c")), None),
+    h2_refused("CRLF in :path", &[(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"x"), (b":path", b"/public/h2 HTTP/1.1\r\nHost: x\r\n\r\nGET /admin/x")], None),
+    h2_refused("upper case in a name", h2_get!((b"X-A", b"b")), None),
+    h2_refused("a colon in a name", h2_get!((b"x:a", b"b")), None),
+    h2_refused("Host disagreeing with :authority", h2_get!((b"host", b"internal.example")), None),
+    h2_refused("two Hosts", &[(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/public/h2"), (b"host", b"x"), (b"host", b"x")], None),
+    h2_refused("neither :authority nor Host", &[(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/public/h2")], None),
+    h2_refused(":authority with userinfo", &[(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"x@internal.example"), (b":path", b"/public/h2")], None),
+    h2_refused("a Host with a path", &[(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/public/h2"), (b"host", b"x/admin")], None),
+    h2_refused("a pseudo-header after a field", &[(b":method", b"GET"), (b":scheme", b"http"), (b"x-a", b"b"), (b":authority", b"x"), (b":path", b"/public/h2")], None),
+    h2_refused("a segment parameter", &[(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"x"), (b":path", b"/public;x/../../admin")], None),
+    H2Row { name: "CONNECT", fields: &[(b":method", b"CONNECT"), (b":authority", b"internal.example:443")], data: None, status: 501, forwarded: 0 },
+];
+
+#[tokio::test]
+async fn http2_probes() {
+    use crate::support::h2raw::{H2Conn, Outcome};
+    let rec = Recorder::start().await;
+    let gw = gateway_for(&rec).await;
+    for r in H2_REQUESTS {
+        let before = rec.count();
+        let mut conn = H2Conn::connect(gw.addr).await;
+        conn.headers(1, r.fields, r.data.is_none()).await;
+        if let Some(data) = r.data {
+            conn.data(1, data, true).await;
+        }
+        let outcome = conn.outcome(1).await;
+        if r.status == 0 {
+            assert!(outcome.is_refusal(), "{}: {outcome:?}", r.name);
+        } else {
+            assert_eq!(outcome, Outcome::Status(r.status), "{}", r.name);
+        }
+        drop(conn);
+        next_request_gets_its_own_answer(gw.addr, &rec, r.name).await;
+        let probe: Vec<_> =
+            rec.requests()[before..].iter().filter(|q| !q.target.starts_with("/public/after-")).cloned().collect();
+        assert_eq!(probe.len(), r.forwarded, "{}: requests upstream\n{}", r.name, rec.transcript());
+        for req in &probe {
+            assert!(req.framed_by_one_line(), "{}: framing {req:?}", r.name);
+            assert!(!req.target.starts_with("/admin"), "{}: smuggled {req:?}", r.name);
+        }
     }
 }

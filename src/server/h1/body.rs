@@ -13,10 +13,12 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, ready};
 
+use std::io::IoSlice;
+
 use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
-use tokio::net::TcpStream;
 
+use super::transport::Transport;
 use crate::http::decode::{Decoder, Framing};
 use crate::proxy::error::BoxError;
 
@@ -35,10 +37,17 @@ struct State {
 }
 
 /// The engine's side: an `http_body::Body`.
-#[derive(Debug)]
 pub struct BodyReader {
-    stream: Arc<TcpStream>,
+    /// Dynamic: one body type for plain and TLS connections (the engine's
+    /// `ClientBody` names it); a call through it per read is nothing.
+    stream: Arc<dyn Transport>,
     state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for BodyReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BodyReader").field("state", &self.state).finish_non_exhaustive()
+    }
 }
 
 /// The connection's side of the same body.
@@ -49,7 +58,12 @@ pub struct BodyHandle {
 
 /// A body of `framing` whose first bytes are `buf`. `expect_continue`: the
 /// client waits for `100 Continue`, sent when the body is first read.
-pub fn new(stream: Arc<TcpStream>, buf: BytesMut, framing: Framing, expect_continue: bool) -> (BodyReader, BodyHandle) {
+pub fn new(
+    stream: Arc<dyn Transport>,
+    buf: BytesMut,
+    framing: Framing,
+    expect_continue: bool,
+) -> (BodyReader, BodyHandle) {
     let state =
         State { buf, decoder: Decoder::new(framing), continue_sent: expect_continue.then_some(0), reclaimed: false };
     let state = Arc::new(Mutex::new(state));
@@ -82,15 +96,18 @@ impl BodyHandle {
 }
 
 impl State {
-    /// Writes what is owed of `100 Continue`.
-    fn poll_continue(&mut self, stream: &TcpStream, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+    /// Writes what is owed of `100 Continue` (and flushes it, over TLS).
+    fn poll_continue(&mut self, stream: &dyn Transport, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         while let Some(sent) = self.continue_sent {
-            if sent == CONTINUE.len() {
+            if sent == CONTINUE.len() && stream.try_flush()? {
                 self.continue_sent = None;
                 break;
             }
             ready!(stream.poll_write_ready(cx))?;
-            match stream.try_write(&CONTINUE[sent..]) {
+            if sent == CONTINUE.len() {
+                continue;
+            }
+            match stream.try_write_vectored(&[IoSlice::new(&CONTINUE[sent..])]) {
                 Ok(n) => self.continue_sent = Some(sent + n),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) => return Poll::Ready(Err(e)),
@@ -118,7 +135,7 @@ impl http_body::Body for BodyReader {
                 Ok(None) if state.decoder.is_done() => return Poll::Ready(None),
                 Ok(None) => {}
             }
-            if let Err(e) = ready!(state.poll_continue(&this.stream, cx)) {
+            if let Err(e) = ready!(state.poll_continue(&*this.stream, cx)) {
                 return Poll::Ready(Some(Err(Box::new(e))));
             }
             if let Err(e) = ready!(this.stream.poll_read_ready(cx)) {
@@ -127,7 +144,7 @@ impl http_body::Body for BodyReader {
             if state.buf.capacity() - state.buf.len() < 1024 {
                 state.buf.reserve(READ_CHUNK);
             }
-            match super::read_buf(&this.stream, &mut state.buf) {
+            match this.stream.try_read_buf(&mut state.buf) {
                 Ok(0) => {
                     if let Err(e) = state.decoder.eof() {
                         return Poll::Ready(Some(Err(Box::new(e))));

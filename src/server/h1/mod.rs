@@ -1,6 +1,6 @@
-//! Our own HTTP/1.1 server for plain connections: read a head, run the
-//! engine, write the response, and again, until the client leaves, the
-//! connection idles out or the listener stops.
+//! Our own HTTP/1.1 server, for plain and TLS connections alike: read a
+//! head, run the engine, write the response, and again, until the client
+//! leaves, the connection idles out or the listener stops.
 //!
 //! Written by hand because this is the gateway's hot path (as the upstream
 //! client in `upstream::h1` is): hyper's server connection costs a
@@ -12,7 +12,9 @@
 //! Every request on the connection is read here, upgrades included: a
 //! WebSocket that a route allows becomes a tunnel after the upstream's
 //! valid `101`, which the engine hands over with the response
-//! (`proxy::Tunnel`). TLS and HTTP/2 connections are hyper's (`server/conn.rs`).
+//! (`proxy::Tunnel`). HTTP/2 connections are hyper's (`server/conn.rs`).
+//! What the codec needs of a connection is `transport::Transport`: the
+//! socket itself, or a TLS stream.
 //!
 //! ```text
 //! wait (idle_timeout; header_read_timeout once a head has begun) ─► parse head ─► 400/414/431/501 + close
@@ -23,6 +25,7 @@
 mod body;
 mod head;
 mod response;
+mod transport;
 mod write;
 
 use std::future::Future;
@@ -30,13 +33,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use http::{Request, StatusCode};
-use tokio::io::Interest;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 pub use body::BodyReader;
+use transport::Connection;
+pub use transport::Tls;
 
 use super::body::ClientBody;
 use super::{Shared, StopSignal};
@@ -67,8 +70,8 @@ pub(super) struct Ctx<'a> {
     pub started: Instant,
 }
 
-/// Serves a plain HTTP/1.1 connection whose first bytes, already read, are `first`.
-pub(super) async fn serve(stream: TcpStream, first: &[u8], cx: Ctx<'_>) {
+/// Serves an HTTP/1.1 connection whose first bytes, already read, are `first`.
+pub(super) async fn serve<T: Connection>(stream: T, first: &[u8], cx: Ctx<'_>) {
     let conn = Conn::new(Arc::new(stream), first, &cx);
     let timer = Timer::new(cx.started + cx.lp.limits.header_read_timeout.0);
     conn.run(cx, timer).await
@@ -80,8 +83,8 @@ enum Wait {
     Stop,
 }
 
-struct Conn {
-    stream: Arc<TcpStream>,
+struct Conn<T> {
+    stream: Arc<T>,
     /// Bytes read and not yet served: a partial head, or a pipelined request.
     buf: BytesMut,
     spans: head::Spans,
@@ -96,8 +99,8 @@ struct Conn {
     closing: bool,
 }
 
-impl Conn {
-    fn new(stream: Arc<TcpStream>, first: &[u8], cx: &Ctx<'_>) -> Conn {
+impl<T: Connection> Conn<T> {
+    fn new(stream: Arc<T>, first: &[u8], cx: &Ctx<'_>) -> Conn<T> {
         let limits = &cx.lp.limits;
         Conn {
             stream,
@@ -228,7 +231,7 @@ impl Conn {
             let now = Instant::now();
             let x = Exchange { method: &method, version, keep_alive: keep_alive && body_done && !stopping, now };
             let mut writing = write::Writing::start(resp, &x);
-            let written = match writing.now(&self.stream) {
+            let written = match writing.now(&*self.stream) {
                 Some(written) => {
                     // The body and what it holds (rate-limit slots) go now,
                     // as when `finish` returns.
@@ -237,7 +240,7 @@ impl Conn {
                 }
                 // Boxed: an idle connection's task keeps no room for a
                 // response either; most responses never get here.
-                None => Box::pin(writing.finish(&self.stream, &mut timer, self.idle_timeout)).await,
+                None => Box::pin(writing.finish(&*self.stream, &mut timer, self.idle_timeout)).await,
             };
             let reusable = match written {
                 Ok(reusable) => reusable && x.keep_alive,
@@ -248,8 +251,11 @@ impl Conn {
                 drop(room.take());
                 drop(handle);
                 if let Ok(stream) = Arc::try_unwrap(self.stream) {
-                    let early = std::mem::take(&mut self.buf).freeze();
-                    Box::pin(tunnel.run(stream, early)).await;
+                    // What the client sent after its head: read before, or held by the transport.
+                    let (io, held) = stream.into_io();
+                    let mut early = std::mem::take(&mut self.buf);
+                    early.put(held);
+                    Box::pin(tunnel.run(io, early.freeze())).await;
                 }
                 return;
             }
@@ -257,13 +263,13 @@ impl Conn {
                 match handle.reclaim() {
                     Some(rest) => self.buf = rest,
                     None => {
-                        write::close(&self.stream, true).await;
+                        write::close(&*self.stream, true).await;
                         return;
                     }
                 }
             }
             if !reusable {
-                write::close(&self.stream, false).await;
+                write::close(&*self.stream, false).await;
                 return;
             }
             self.idle_since = Some(now);
@@ -290,7 +296,7 @@ impl Conn {
                 if buf.capacity() - buf.len() < MIN_READ {
                     buf.reserve(MIN_READ);
                 }
-                match read_buf(&stream, buf) {
+                match stream.try_read_buf(buf) {
                     Ok(0) => return,
                     Ok(_) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -312,11 +318,11 @@ impl Conn {
             if self.buf.capacity() - self.buf.len() < MIN_READ {
                 self.buf.reserve(MIN_READ);
             }
-            return read_buf(&self.stream, &mut self.buf);
+            return self.stream.try_read_buf(&mut self.buf);
         }
         READ_SLAB.with(|slab| {
             slab.cut(MIN_READ, |slab| {
-                let n = read_buf(&self.stream, slab)?;
+                let n = self.stream.try_read_buf(slab)?;
                 self.buf = slab.split();
                 Ok(n)
             })
@@ -343,24 +349,11 @@ impl Conn {
             keep_alive: false,
             now: Instant::now(),
         };
-        if write::Writing::start(resp, &x).finish(&self.stream, timer, self.idle_timeout).await.is_ok() {
+        if write::Writing::start(resp, &x).finish(&*self.stream, timer, self.idle_timeout).await.is_ok() {
             // The client may be sending a body behind the head we refused.
-            write::close(&self.stream, true).await;
+            write::close(&*self.stream, true).await;
         }
     }
-}
-
-/// `try_read_buf`, plus what tokio's own `poll_read` (and NGINX) do: a
-/// read that did not fill the room it was given drained the socket, so its
-/// readiness is cleared now instead of by a later read that would fail
-/// with `EAGAIN` (a wasted syscall per request).
-pub(super) fn read_buf(stream: &TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
-    let room = buf.capacity() - buf.len();
-    let n = stream.try_read_buf(buf)?;
-    if n > 0 && n < room {
-        let _ = stream.try_io(Interest::READABLE, || Err::<(), _>(std::io::ErrorKind::WouldBlock.into()));
-    }
-    Ok(n)
 }
 
 thread_local! {

@@ -8,13 +8,14 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use http::Response;
 use http_body::Body as _;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::Timer;
 use super::response::{self, BodyFraming, Exchange, Fields};
+use super::transport::Transport;
 use crate::http::decode::content_length;
 use crate::http::write_queue::{MAX_SLICES, WriteQueue};
 use crate::proxy::Body;
@@ -81,7 +82,7 @@ impl Writing {
     /// Everything, without waiting: `Some` with the outcome when the body
     /// was all at hand and the socket took it all; `None` when the rest
     /// must wait (`finish`).
-    pub fn now(&mut self, stream: &TcpStream) -> Option<std::io::Result<bool>> {
+    pub fn now<T: Transport + ?Sized>(&mut self, stream: &T) -> Option<std::io::Result<bool>> {
         // A body that is not ready is polled again, with the task's waker,
         // by `finish`: this poll's (no-op) waker is then replaced.
         let mut cx = Context::from_waker(Waker::noop());
@@ -94,8 +95,8 @@ impl Writing {
         }
         let reusable = self.ended?;
         match write_now(stream, &mut self.out) {
-            Ok(()) if self.out.is_empty() => Some(Ok(reusable)),
-            Ok(()) => None,
+            Ok(true) => Some(Ok(reusable)),
+            Ok(false) => None,
             Err(e) => Some(Err(e)),
         }
     }
@@ -103,7 +104,12 @@ impl Writing {
     /// The rest of the response. `Ok(true)`: the body went out whole and
     /// delimited, so the connection can carry another request. A client
     /// that takes nothing for `stall` is an error.
-    pub async fn finish(mut self, stream: &TcpStream, timer: &mut Timer, stall: Duration) -> std::io::Result<bool> {
+    pub async fn finish<T: Transport + ?Sized>(
+        mut self,
+        stream: &T,
+        timer: &mut Timer,
+        stall: Duration,
+    ) -> std::io::Result<bool> {
         loop {
             if let Some(reusable) = self.ended {
                 flush(stream, &mut self.out, timer, stall).await?;
@@ -197,23 +203,28 @@ impl Drop for Outgoing {
 }
 
 /// Writes everything queued; a client that takes nothing for `stall` is an error.
-async fn flush(stream: &TcpStream, out: &mut Outgoing, timer: &mut Timer, stall: Duration) -> std::io::Result<()> {
+async fn flush<T: Transport + ?Sized>(
+    stream: &T,
+    out: &mut Outgoing,
+    timer: &mut Timer,
+    stall: Duration,
+) -> std::io::Result<()> {
     loop {
-        write_now(stream, out)?;
-        if out.is_empty() {
+        if write_now(stream, out)? {
             return Ok(());
         }
         let deadline = Instant::now() + stall;
         tokio::select! {
             biased;
-            ready = stream.writable() => ready?,
+            ready = std::future::poll_fn(|cx| stream.poll_write_ready(cx)) => ready?,
             () = timer.until(deadline) => return Err(std::io::ErrorKind::TimedOut.into()),
         }
     }
 }
 
-/// Writes what the socket takes now (`out` keeps the rest).
-fn write_now(stream: &TcpStream, out: &mut Outgoing) -> std::io::Result<()> {
+/// Writes what the connection takes now (`out` keeps the rest); `true`
+/// when all of it is out (TLS records flushed too).
+fn write_now<T: Transport + ?Sized>(stream: &T, out: &mut Outgoing) -> std::io::Result<bool> {
     while !out.is_empty() {
         let head = &out.head[out.head_sent..];
         let written = {
@@ -228,29 +239,32 @@ fn write_now(stream: &TcpStream, out: &mut Outgoing) -> std::io::Result<()> {
                 out.head_sent += into_head;
                 out.queue.advance(n - into_head);
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    stream.try_flush()
 }
 
-/// Ends the connection: our side is shut at once; with `linger`, what the
-/// client still sends (a body we did not read) is read and dropped for a
-/// moment, so that closing does not reset the connection under our answer.
-pub async fn close(stream: &TcpStream, linger: bool) {
-    let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
+/// Ends the connection: our side is shut at once (TLS: after
+/// `close_notify`); with `linger`, what the client still sends (a body we
+/// did not read) is read and dropped for a moment, so that closing does not
+/// reset the connection under our answer.
+pub async fn close<T: Transport + ?Sized>(stream: &T, linger: bool) {
+    let shut = std::future::poll_fn(|cx| stream.poll_shutdown(cx));
+    let _ = tokio::time::timeout(LINGER_TIME, shut).await;
     if !linger {
         return;
     }
     let discard = async {
-        let mut scratch = vec![0u8; 16 * 1024];
+        let mut scratch = BytesMut::with_capacity(16 * 1024);
         let mut total = 0;
         loop {
-            if stream.readable().await.is_err() {
+            if std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await.is_err() {
                 return;
             }
-            match stream.try_read(&mut scratch) {
+            scratch.clear();
+            match stream.try_read_buf(&mut scratch) {
                 Ok(0) => return,
                 Ok(n) => {
                     total += n;

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -31,15 +31,22 @@ impl RawResponse {
     }
 }
 
-pub struct RawConn {
-    stream: TcpStream,
+/// A connection to the gateway, plain or TLS.
+pub struct RawConn<S = TcpStream> {
+    stream: S,
     buf: Vec<u8>,
     eof: bool,
 }
 
 impl RawConn {
     pub async fn connect(addr: SocketAddr) -> RawConn {
-        RawConn { stream: TcpStream::connect(addr).await.unwrap(), buf: Vec::new(), eof: false }
+        RawConn::over(TcpStream::connect(addr).await.unwrap())
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> RawConn<S> {
+    pub fn over(stream: S) -> RawConn<S> {
+        RawConn { stream, buf: Vec::new(), eof: false }
     }
 
     pub async fn send(&mut self, bytes: &[u8]) {
