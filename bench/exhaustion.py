@@ -3,15 +3,19 @@
 resource-exhaustion attacks. Measures; asserts nothing. Python 3 stdlib only.
 
   python3 bench/exhaustion.py
-  PORTCULLIS=/path/to/portcullis WINDOW=10 BODY_SECONDS=75 python3 bench/exhaustion.py
+  PORTCULLIS=/path/to/portcullis WINDOW=10 BODY_SECONDS=75 SHARED_UPSTREAM=0 python3 bench/exhaustion.py
 
-Everything is on 127.0.0.1, on free ports, and stops by itself (~3 minutes):
-  - upstream: a trivial HTTP/1.1 server (own process) that reads each request
-    and its body (Content-Length or chunked) and answers `200 ok`, keep-alive;
-  - gateway: `portcullis run` with one plain listener proxying every path to it;
+Everything is on 127.0.0.1, on free ports, and stops by itself (~2 minutes):
+  - two upstreams: trivial HTTP/1.1 servers (own processes) that read each
+    request and its body (Content-Length or chunked) and answer `200 ok`,
+    keep-alive. The normal clients' `GET /x` goes to one, the attack's paths
+    to the other, so that a slow Python upstream does not blur what the
+    gateway does (SHARED_UPSTREAM=1: one upstream for everything);
+  - gateway: `portcullis run` with one plain listener proxying every path;
     the listener's limits are ALL defaults (docs/edge.md: max_connections 10000
     already fits the attack; header_read_timeout 10s, body_read_timeout 30s,
-    max_header_size 32KiB, max_headers 100, max_body_size 10MiB);
+    max_header_size 32KiB, max_headers 100, max_body_size 10MiB; the
+    upstream's timeouts.request is 60s);
   - the attack runs in its own process (so it does not share an event loop
     with the measuring clients); once its connections are up, two normal
     clients run for WINDOW seconds side by side:
@@ -25,7 +29,7 @@ sending 30 KB heads, plus heads over the size / count limits), endless body
 Per scenario: latency count / p50 / p99 / max, errors, the gateway's RSS (VmRSS,
 peak and end) and CPU time, and what happened to the attack connections.
 """
-import asyncio, json, os, resource, socket, subprocess, sys, tempfile, time
+import asyncio, json, os, re, resource, socket, subprocess, sys, tempfile, time
 
 HERE = os.path.abspath(__file__)
 WINDOW = float(os.environ.get("WINDOW", "10"))
@@ -148,7 +152,7 @@ async def header_flood(port, deadline, out):
     valid = "".join(f"X-Fill-{i}: {fill}\r\n" for i in range(90))                # ~30 KB, 90 fields
     too_big = "".join(f"X-Fill-{i}: {fill}{fill}\r\n" for i in range(60))        # ~39 KB > 32 KiB
     too_many = "".join(f"X-F{i}: a\r\n" for i in range(150))                      # 150 fields > 100
-    heads = [f"GET /x HTTP/1.1\r\nHost: x\r\n{h}\r\n".encode() for h in (valid, valid, too_big, valid, too_many)]
+    heads = [f"GET /a HTTP/1.1\r\nHost: x\r\n{h}\r\n".encode() for h in (valid, valid, too_big, valid, too_many)]
     out.update(requests=0, statuses={}, closed_without_response=0, conns=0)
 
     async def one(k):
@@ -195,7 +199,7 @@ async def endless_body(port, deadline, out):
             started[0] += 1
             outcomes[kind]["connect failed"] = outcomes[kind].get("connect failed", 0) + 1
             return
-        w.write(f"POST /x HTTP/1.1\r\nHost: x\r\n{framing}\r\n\r\n".encode())
+        w.write(f"POST /a HTTP/1.1\r\nHost: x\r\n{framing}\r\n\r\n".encode())
         start, what = time.monotonic(), "still open at the end"
         started[0] += 1
         reading = asyncio.create_task(read_message(r))
@@ -280,15 +284,21 @@ def proc_stats(pid):
     return cpu, rss / 1024, len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def host_busy():
+    with open("/proc/stat") as f:
+        t = [int(x) for x in f.readline().split()[1:9]]
+    return (sum(t) - t[3] - t[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+
+
 def own_cpu():
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
 
 
-async def run_scenario(name, port, gw_pid, up_pid):
+async def run_scenario(name, port, gw_pid, up_pids):
     duration, _ = SCENARIOS[name]
     cpu0, rss0, _ = proc_stats(gw_pid)
-    up0, me0 = proc_stats(up_pid)[0], own_cpu()
+    up0, me0, host0 = sum(proc_stats(p)[0] for p in up_pids), own_cpu(), host_busy()
     t0, peak, fds = time.monotonic(), [rss0], [0]
     attack = None
     if duration:
@@ -313,7 +323,8 @@ async def run_scenario(name, port, gw_pid, up_pid):
     await asyncio.sleep(0.5)
     sampler.cancel()
     cpu1, rss1, _ = proc_stats(gw_pid)
-    others = (proc_stats(up_pid)[0] - up0, result.pop("cpu", 0), own_cpu() - me0)
+    others = [sum(proc_stats(p)[0] for p in up_pids) - up0, result.pop("cpu", 0), own_cpu() - me0]
+    others.append(host_busy() - host0 - (cpu1 - cpu0) - sum(others))  # anything else on the host
     return dict(ka=ka, ka_err=ka_err, nc=nc, nc_err=nc_err, wall=time.monotonic() - t0, cpu=cpu1 - cpu0,
                 rss0=rss0, peak=peak[0], rss1=rss1, fds=fds[0], attack=result, others=others)
 
@@ -332,7 +343,8 @@ async def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))  # inherited by the children
     binary = os.environ.get("PORTCULLIS", "/work/target-bench/release/portcullis")
-    up_port, gw_port = free_port(), free_port()
+    up_ports, gw_port = (free_port(), free_port()), free_port()
+    shared = os.environ.get("SHARED_UPSTREAM") == "1"  # 1: attack traffic goes to the normal clients' upstream
     tmp = tempfile.mkdtemp(prefix="exhaustion-")
     cfg = os.path.join(tmp, "gateway.yaml")
     with open(cfg, "w") as f:
@@ -340,48 +352,55 @@ async def main():
   - name: bench
     bind: 127.0.0.1:{gw_port}
 upstreams:
-  up:
-    targets: [ "http://127.0.0.1:{up_port}" ]
+  normal:
+    targets: [ "http://127.0.0.1:{up_ports[0]}" ]
+  attack:
+    targets: [ "http://127.0.0.1:{up_ports[1]}" ]
 routes:
-  - name: all
+  - name: normal
+    match: {{ path_prefix: /x }}
+    upstream: normal
+  - name: everything-else
     match: {{ path_prefix: / }}
-    upstream: up
+    upstream: {"normal" if shared else "attack"}
 """)
     log = open(os.path.join(tmp, "gateway.stderr"), "w+")
-    procs = [subprocess.Popen([sys.executable, HERE, "--upstream", str(up_port)])]
+    procs = [subprocess.Popen([sys.executable, HERE, "--upstream", str(p)]) for p in up_ports]
     try:
-        for _ in range(100):  # the upstream first, so that the gateway never sees it down
+        for _ in range(100):  # the upstreams first, so that the gateway never sees them down
             try:
-                socket.create_connection(("127.0.0.1", up_port), 1).close()
+                for p in up_ports:
+                    socket.create_connection(("127.0.0.1", p), 1).close()
                 break
             except OSError:
                 time.sleep(0.1)
         procs.append(subprocess.Popen([binary, "run", "--config", cfg], stdout=log, stderr=subprocess.STDOUT))
-        gw = procs[1]
+        gw = procs[2]
         for _ in range(100):  # wait until the gateway answers through the upstream
-            try:
-                lat, _ = await normal_client(gw_port, time.monotonic() + 0.2, False)
-                if lat:
-                    break
-            except OSError:
-                pass
+            lat, _ = await normal_client(gw_port, time.monotonic() + 0.2, False)
+            if lat:
+                break
             await asyncio.sleep(0.1)
+        await asyncio.gather(*(normal_client(gw_port, time.monotonic() + 3, k) for k in (False, True)))  # warm-up
         print(f"# Portcullis exhaustion run, {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-        print(f"binary `{binary}`, config `{cfg}`: one plain listener, all limits at their defaults "
-              f"(max_connections default 10000 fits the 1000 attack connections, so not changed); "
-              f"RLIMIT_NOFILE {min(hard, 65536)}; normal clients measured for {WINDOW:g} s per scenario, "
-              f"both at once, while the attack runs.\n")
+        threads = next(l.split()[1] for l in open(f"/proc/{gw.pid}/status") if l.startswith("Threads:"))
+        print(f"binary `{binary}` ({threads} threads), config `{cfg}`: one plain listener, all limits at their "
+              f"defaults (max_connections default 10000 fits the 1000 attack connections, so not changed); "
+              f"`GET /x` (normal clients) goes to one upstream process, the attack's paths to "
+              f"{'the SAME one (SHARED_UPSTREAM=1)' if shared else 'a second one'}; RLIMIT_NOFILE "
+              f"{min(hard, 65536)}; normal clients measured for {WINDOW:g} s per scenario, both at once, "
+              f"while the attack runs (after 3 s of unmeasured warm-up before the baseline).\n")
         rows = []
         for name in SCENARIOS:
             if gw.poll() is not None:
                 print(f"**gateway exited with status {gw.returncode} before `{name}`**")
                 break
-            r = await run_scenario(name, gw_port, gw.pid, procs[0].pid)
+            r = await run_scenario(name, gw_port, gw.pid, [p.pid for p in procs[:2]])
             rows.append((name, r))
             print(f"... {name} done", file=sys.stderr, flush=True)
             await asyncio.sleep(2)
         print("| scenario | attack | keep-alive n / p50 / p99 / max ms (err) | new-conn n / p50 / p99 / max ms (err) "
-              "| RSS MiB start→peak→end | peak fds | gateway CPU s (÷ wall) | upstream / attacker / clients CPU s |")
+              "| RSS MiB start→peak→end | peak fds | gateway CPU s (÷ wall) | upstreams / attacker / clients / rest of host CPU s |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- |")
         for name, r in rows:
             cells = [f"{len(xs)} / {pct(xs, .5):.2f} / {pct(xs, .99):.2f} / {max(xs or [0]):.1f} ({e})"
@@ -395,11 +414,15 @@ routes:
                 print(f"- **{name}**: " + ", ".join(f"{k}: {v}" for k, v in r["attack"].items()))
         log.seek(0)
         lines = log.read().splitlines()
-        bad = [l for l in lines if any(w in l.lower() for w in ("panic", "error", "warn"))]
-        print(f"\ngateway log: {len(lines)} lines, {len(bad)} with panic/error/warn"
+        bad = {}  # distinct panic/error/warn lines, without time stamp and request id -> count
+        for l in lines:
+            if any(w in l.lower() for w in ("panic", "error", "warn")):
+                key = re.sub(r'request_id="\w+"', 'request_id=..', l.split(" ", 1)[-1])[:300]
+                bad[key] = bad.get(key, 0) + 1
+        print(f"\ngateway log: {len(lines)} lines, {sum(bad.values())} with panic/error/warn"
               f"{', still running' if gw.poll() is None else f', EXITED with {gw.returncode}'}")
-        for l in bad[:15]:
-            print(f"    {l[:300]}")
+        for l, n in list(bad.items())[:15]:
+            print(f"    {n} x {l}")
     finally:
         for p in procs:
             p.terminate()

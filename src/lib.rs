@@ -6,6 +6,8 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+#[cfg(test)]
+mod fuzz;
 pub mod http;
 pub mod plan;
 pub mod policy;

@@ -478,4 +478,29 @@ mod tests {
         assert!(h2("https://x/a", &[("te", "trailers")]).is_ok());
         assert!(h2("https://x/a", &[("content-length", "1, 2")]).is_err());
     }
+
+    /// Any Host value: no panic; an accepted one is a clean name or IPv6
+    /// literal, and reads back the same.
+    #[test]
+    fn fuzz_hosts() {
+        use proptest::prelude::*;
+        let seed = b"api.example.com:8080".to_vec();
+        let values = prop_oneof![
+            prop::collection::vec(crate::fuzz::wire_byte(), 0..40),
+            crate::fuzz::mutated(seed, 4),
+            crate::fuzz::mutated(b"[2001:db8::1]:443".to_vec(), 4),
+        ];
+        crate::fuzz::run("hosts", values, |value| {
+            let Ok(parsed) = host_and_port(&value) else { return Ok(()) };
+            let name = parsed.name();
+            let literal = name.first() == Some(&b'[');
+            prop_assert!(
+                literal || name.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')),
+                "{:?}",
+                value
+            );
+            prop_assert_eq!(host_and_port(parsed.host), Ok(HostPort { host: parsed.host, port: None }));
+            Ok(())
+        });
+    }
 }

@@ -396,4 +396,76 @@ mod tests {
         let (body, _) = decode_all(Framing::UntilClose, b"all of it").unwrap();
         assert_eq!(body, b"all of it");
     }
+
+    /// Any input, split anywhere: no panic, never more body than input.
+    #[test]
+    fn fuzz_chunked_bytes() {
+        use proptest::prelude::*;
+        let seed = b"5;a=b\r\nhello\r\n6\r\n world\r\n0\r\nx-t: 1\r\n\r\nNEXT".to_vec();
+        let inputs =
+            prop_oneof![prop::collection::vec(crate::fuzz::wire_byte(), 0..200), crate::fuzz::mutated(seed, 6),];
+        crate::fuzz::run("chunked bytes", (inputs, any::<prop::sample::Index>()), |(input, split)| {
+            let at = split.index(input.len() + 1);
+            let mut decoder = Decoder::new(Framing::Chunked);
+            let mut buf = BytesMut::new();
+            let mut body = 0;
+            for part in [&input[..at], &input[at..]] {
+                buf.extend_from_slice(part);
+                while let Ok(Some(data)) = decoder.decode(&mut buf) {
+                    body += data.len();
+                }
+            }
+            prop_assert!(body <= input.len());
+            Ok(())
+        });
+    }
+
+    /// Differential: a body chunked any way (sizes, extensions, trailers)
+    /// decodes to itself, whatever the split, and leaves what follows.
+    #[test]
+    fn fuzz_chunked_round_trip() {
+        use proptest::prelude::*;
+        let chunks = prop::collection::vec(
+            (
+                prop::collection::vec(any::<u8>(), 1..40),
+                prop::sample::select(vec!["", ";a", ";a=b", " ;a=\"q\\\"\"", "\t; x = y"]),
+            ),
+            0..6,
+        );
+        let trailers = prop::collection::vec(prop::sample::select(vec!["x-t: 1", "a:", "b: c d\t"]), 0..3);
+        crate::fuzz::run(
+            "chunked round trip",
+            (chunks, trailers, any::<bool>(), any::<prop::sample::Index>()),
+            |(chunks, trailers, upper, split)| {
+                let mut wire = Vec::new();
+                let mut body = Vec::new();
+                for (data, ext) in &chunks {
+                    let size = if upper { format!("{:X}", data.len()) } else { format!("{:x}", data.len()) };
+                    wire.extend_from_slice(format!("{size}{ext}\r\n").as_bytes());
+                    wire.extend_from_slice(data);
+                    wire.extend_from_slice(b"\r\n");
+                    body.extend_from_slice(data);
+                }
+                wire.extend_from_slice(b"0\r\n");
+                for t in &trailers {
+                    wire.extend_from_slice(format!("{t}\r\n").as_bytes());
+                }
+                wire.extend_from_slice(b"\r\nNEXT");
+                let at = split.index(wire.len() + 1);
+                let mut decoder = Decoder::new(Framing::Chunked);
+                let mut buf = BytesMut::new();
+                let mut got = Vec::new();
+                for part in [&wire[..at], &wire[at..]] {
+                    buf.extend_from_slice(part);
+                    while let Some(data) = decoder.decode(&mut buf).map_err(|e| TestCaseError::fail(e.to_string()))? {
+                        got.extend_from_slice(&data);
+                    }
+                }
+                prop_assert!(decoder.is_done());
+                prop_assert_eq!(got, body);
+                prop_assert_eq!(&buf[..], b"NEXT");
+                Ok(())
+            },
+        );
+    }
 }

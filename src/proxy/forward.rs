@@ -87,7 +87,7 @@ pub(super) fn forward(
         };
         let path_and_query = match parts.uri.path_and_query() {
             // Already normal and not rewritten: reuse the client's bytes as they are.
-            Some(pq) if pq.path() == path => pq.clone(),
+            Some(pq) if pq.path() == path && pq.as_str().starts_with('/') => pq.clone(),
             _ => {
                 let text = match parts.uri.query() {
                     Some(q) => format!("{path}?{q}"),

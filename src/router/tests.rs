@@ -58,3 +58,44 @@ fn detects_ambiguous_routes() {
     let r = Router::new(vec![matcher(None, "/a", Some(&["GET", "POST"])), matcher(None, "/a", Some(&["POST", "PUT"]))]);
     assert_eq!(r.conflicts().len(), 1);
 }
+
+/// Any host, path and method against a table of every kind of pattern: no
+/// panic, and a route found is one whose host and path match, with no more
+/// specific route matching as well.
+#[test]
+fn fuzz_router() {
+    use proptest::prelude::*;
+    let table = || {
+        vec![
+            matcher(None, "/*", None),
+            matcher(None, "/users/*", None),
+            matcher(None, "/users/{id}", Some(&["GET"])),
+            matcher(None, "/users/{id}/posts/{post}", None),
+            matcher(None, "/users/me", None),
+            matcher(None, "/files/{*rest}", None),
+            matcher(Some("api.example.com"), "/*", None),
+            matcher(Some("*.example.com"), "/v1/*", Some(&["POST", "PUT"])),
+        ]
+    };
+    let router = Router::new(table());
+    let matchers = table();
+    let segment = prop::sample::select(vec!["users", "me", "7", "posts", "files", "v1", "", "%2F", "a.b", "~"]);
+    let host =
+        prop::sample::select(vec![None, Some("api.example.com"), Some("x.example.com"), Some("example.com"), Some("")]);
+    let method = prop::sample::select(vec!["GET", "POST", "PUT", "DELETE"]);
+    let cases = (prop::collection::vec(segment, 0..6), host, method, any::<bool>());
+    crate::fuzz::run("router", cases, |(segments, host, method, trailing)| {
+        let mut path = format!("/{}", segments.join("/"));
+        if trailing {
+            path.push('/');
+        }
+        let method: Method = method.parse().unwrap();
+        let headers = HeaderMap::new();
+        let view = RequestView { host, path: &path, method: &method, headers: &headers };
+        if let Ok(found) = router.find(&view) {
+            let m = &matchers[found.route];
+            prop_assert!(m.host.matches(host) && m.path.matches(&path, &mut Vec::new()), "{path} {host:?}");
+        }
+        Ok(())
+    });
+}

@@ -162,6 +162,7 @@ const REQUESTS: &[Row] = &[
     refused!("fragment in the target", b"GET /admin#/public/a HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     refused!("encoded dot segments to a route that does not exist", b"GET /public/%2e%2e/admin HTTP/1.1\r\nHost: x\r\n\r\n", 404),
     refused!("encoded slash", b"GET /public%2f..%2fadmin HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    refused!("double encoding spelt with escapes", b"GET /public/%25%32%65%25%32%65/admin HTTP/1.1\r\nHost: x\r\n\r\n", 400),
 
     // -- Line and field grammar.
     refused!("bare LF line ends", b"GET /public/a HTTP/1.1\nHost: x\n\n", 400),

@@ -344,3 +344,77 @@ fn cookie<'r>(req: &'r request::Parts, name: &str) -> Option<&'r str> {
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use proptest::prelude::*;
+
+    const SECRET: &str = "a-secret-of-at-least-thirty-two-bytes!!";
+
+    fn provider() -> Jwt {
+        let yaml = format!("auth:\n  hs: {{ jwt: {{ algorithms: [HS256], secret: \"{SECRET}\", issuer: gw }} }}\n");
+        let loaded = crate::config::parse_str(&yaml, "fuzz.yaml", std::path::Path::new(".")).unwrap();
+        let crate::policy::auth::config::ProviderConfig::Jwt(cfg) = &loaded.config.auth["hs"] else { unreachable!() };
+        Jwt::compile("hs".into(), cfg, &loaded, None).unwrap()
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// Tokens: segments of real and mangled JOSE headers and claims, and
+    /// properly signed ones (which must verify).
+    fn tokens() -> impl Strategy<Value = (String, bool)> {
+        let header = prop::sample::select(vec![
+            r#"{"alg":"HS256","typ":"JWT"}"#,
+            r#"{"alg":"none"}"#,
+            r#"{"alg":"RS256","kid":"x"}"#,
+            r#"{"alg":"HS256","crit":["exp"]}"#,
+            r#"{"alg":"HS256","kid":"../../etc/passwd"}"#,
+            r#"{"alg":123}"#,
+            r#"{"alg":"HS256","jku":"http://evil/"}"#,
+            "[]",
+            "",
+            "{",
+        ]);
+        let claims = prop::sample::select(vec![
+            r#"{"iss":"gw","exp":99999999999,"sub":"a","scope":"x y"}"#,
+            r#"{"iss":"other","exp":99999999999}"#,
+            r#"{"iss":"gw","exp":1}"#,
+            r#"{"iss":"gw","exp":"never"}"#,
+            r#"{"iss":"gw","exp":99999999999,"scp":[1,"a",null]}"#,
+            "null",
+            "",
+        ]);
+        let sig = prop::collection::vec(any::<u8>(), 0..40);
+        let forged = (header, claims, sig, crate::fuzz::mutated(Vec::new(), 3)).prop_map(|(h, c, s, junk)| {
+            let mut token = format!("{}.{}.{}", b64(h.as_bytes()), b64(c.as_bytes()), b64(&s));
+            token.push_str(&String::from_utf8_lossy(&junk));
+            (token, false)
+        });
+        let signed = (any::<u32>(), prop::sample::select(vec!["a", "b c", ""])).prop_map(|(n, scope)| {
+            let claims =
+                serde_json::json!({ "iss": "gw", "exp": 99_999_999_999u64, "sub": format!("u{n}"), "scope": scope });
+            let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+            (jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap(), true)
+        });
+        let bytes = prop::collection::vec(crate::fuzz::wire_byte(), 0..120)
+            .prop_map(|b| (String::from_utf8_lossy(&b).into_owned(), false));
+        prop_oneof![3 => forged, 1 => signed, 1 => bytes]
+    }
+
+    /// Any token: verification never panics; a forged one never passes, a
+    /// properly signed one always does.
+    #[test]
+    fn fuzz_jwt_tokens() {
+        let jwt = provider();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        crate::fuzz::run("jwt tokens", tokens(), |(token, genuine)| {
+            let verified = rt.block_on(jwt.verify(&token));
+            prop_assert_eq!(verified.is_ok(), genuine, "{}", token);
+            Ok(())
+        });
+    }
+}

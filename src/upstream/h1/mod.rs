@@ -14,7 +14,7 @@
 //! to replay and either nothing could be written or the method is
 //! idempotent (what NGINX's `proxy_next_upstream error` does).
 
-mod codec;
+pub(crate) mod codec;
 
 use std::io::IoSlice;
 use std::pin::Pin;
