@@ -284,6 +284,18 @@ def proc_stats(pid):
     return cpu, rss / 1024, len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def established_to(ports):
+    """Established TCP connections whose local port is each of `ports` (the upstreams' side)."""
+    counts = dict.fromkeys(ports, 0)
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            port = int(local.split(":")[1], 16)
+            if state == "01" and port in counts:
+                counts[port] += 1
+    return [counts[p] for p in ports]
+
+
 def host_busy():
     with open("/proc/stat") as f:
         t = [int(x) for x in f.readline().split()[1:9]]
@@ -295,11 +307,11 @@ def own_cpu():
     return ru.ru_utime + ru.ru_stime
 
 
-async def run_scenario(name, port, gw_pid, up_pids):
+async def run_scenario(name, port, gw_pid, up_pids, up_ports):
     duration, _ = SCENARIOS[name]
     cpu0, rss0, _ = proc_stats(gw_pid)
     up0, me0, host0 = sum(proc_stats(p)[0] for p in up_pids), own_cpu(), host_busy()
-    t0, peak, fds = time.monotonic(), [rss0], [0]
+    t0, peak, fds, up_conns = time.monotonic(), [rss0], [0], [0, 0]
     attack = None
     if duration:
         attack = await asyncio.create_subprocess_exec(
@@ -311,6 +323,7 @@ async def run_scenario(name, port, gw_pid, up_pids):
         while True:
             _, rss, n = proc_stats(gw_pid)
             peak[0], fds[0] = max(peak[0], rss), max(fds[0], n)
+            up_conns[:] = map(max, up_conns, established_to(up_ports))
             await asyncio.sleep(0.25)
     sampler = asyncio.create_task(sample())
     end = time.monotonic() + WINDOW
@@ -326,7 +339,8 @@ async def run_scenario(name, port, gw_pid, up_pids):
     others = [sum(proc_stats(p)[0] for p in up_pids) - up0, result.pop("cpu", 0), own_cpu() - me0]
     others.append(host_busy() - host0 - (cpu1 - cpu0) - sum(others))  # anything else on the host
     return dict(ka=ka, ka_err=ka_err, nc=nc, nc_err=nc_err, wall=time.monotonic() - t0, cpu=cpu1 - cpu0,
-                rss0=rss0, peak=peak[0], rss1=rss1, fds=fds[0], attack=result, others=others)
+                rss0=rss0, peak=peak[0], rss1=rss1, fds=fds[0], attack=result, others=others,
+                up_conns=up_conns)
 
 
 def pct(xs, p):
@@ -395,18 +409,18 @@ routes:
             if gw.poll() is not None:
                 print(f"**gateway exited with status {gw.returncode} before `{name}`**")
                 break
-            r = await run_scenario(name, gw_port, gw.pid, [p.pid for p in procs[:2]])
+            r = await run_scenario(name, gw_port, gw.pid, [p.pid for p in procs[:2]], up_ports)
             rows.append((name, r))
             print(f"... {name} done", file=sys.stderr, flush=True)
             await asyncio.sleep(2)
         print("| scenario | attack | keep-alive n / p50 / p99 / max ms (err) | new-conn n / p50 / p99 / max ms (err) "
-              "| RSS MiB start→peak→end | peak fds | gateway CPU s (÷ wall) | upstreams / attacker / clients / rest of host CPU s |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+              "| RSS MiB start→peak→end | peak fds | peak upstream conns (normal / attack) | gateway CPU s (÷ wall) | upstreams / attacker / clients / rest of host CPU s |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for name, r in rows:
             cells = [f"{len(xs)} / {pct(xs, .5):.2f} / {pct(xs, .99):.2f} / {max(xs or [0]):.1f} ({e})"
                      for xs, e in ((r["ka"], r["ka_err"]), (r["nc"], r["nc_err"]))]
             print(f"| {name} | {SCENARIOS[name][1]} | {cells[0]} | {cells[1]} | {r['rss0']:.1f}→{r['peak']:.1f}→"
-                  f"{r['rss1']:.1f} | {r['fds']} | {r['cpu']:.2f} ({r['cpu'] / r['wall']:.2f}) | "
+                  f"{r['rss1']:.1f} | {r['fds']} | {r['up_conns'][0]} / {r['up_conns'][1]} | {r['cpu']:.2f} ({r['cpu'] / r['wall']:.2f}) | "
                   + " / ".join(f"{c:.1f}" for c in r["others"]) + " |")
         print("\nWhat happened to the attack connections:\n")
         for name, r in rows:

@@ -1,9 +1,11 @@
 //! Hop-by-hop headers (RFC 9110 §7.6.1) belong to one connection and are
 //! never forwarded, in either direction: the fixed list plus every header
-//! named in `Connection`, except the ones the gateway frames and routes by
-//! (`Content-Length`, `Host`): a client that lists them in `Connection`
-//! must not get them removed between the gateway's reading of a message
-//! and the upstream's (NGINX ignores such names for the same reason).
+//! named in `Connection`, except the ones the gateway frames, routes and
+//! identifies clients by (`Content-Length`, `Host`, the forwarding headers
+//! and `X-Request-Id`): a client that lists them in `Connection` must not
+//! get them removed between the gateway's reading of a message and the
+//! upstream's (NGINX ignores such names for the same reason). Headers the
+//! gateway sets itself are set after this removal.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -63,8 +65,8 @@ pub fn strip_fixed(headers: &mut HeaderMap, is_request: bool) {
     }
 }
 
-/// The names a message's `Connection` header lists that it may remove:
-/// not `Content-Length` or `Host` (see the module's comment).
+/// The names a message's `Connection` header lists that it may remove
+/// (not the protected ones, see the module's comment).
 pub fn listed_in_connection(headers: &HeaderMap) -> Vec<HeaderName> {
     headers
         .get_all(header::CONNECTION)
@@ -77,7 +79,14 @@ pub fn listed_in_connection(headers: &HeaderMap) -> Vec<HeaderName> {
 
 /// Names no `Connection` header removes.
 pub fn is_protected(name: &HeaderName) -> bool {
-    name == header::CONTENT_LENGTH || name == header::HOST
+    use crate::http::forwarded::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
+    name == header::CONTENT_LENGTH
+        || name == header::HOST
+        || name == header::FORWARDED
+        || name == X_FORWARDED_FOR
+        || name == X_FORWARDED_PROTO
+        || name == X_FORWARDED_HOST
+        || name == crate::http::request_id::HEADER
 }
 
 /// Whether a request asks to become a WebSocket (RFC 6455 §4.1): `GET`
@@ -138,13 +147,15 @@ mod tests {
     #[test]
     fn framing_and_host_cannot_be_listed_away() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, "Content-Length, host, X-Hop".parse().unwrap());
+        h.insert(header::CONNECTION, "Content-Length, host, X-Hop, x-forwarded-for, X-Request-Id".parse().unwrap());
         h.insert(header::CONTENT_LENGTH, "5".parse().unwrap());
         h.insert(header::HOST, "x".parse().unwrap());
         h.insert("x-hop", "1".parse().unwrap());
+        h.insert("x-forwarded-for", "1.2.3.4".parse().unwrap());
+        h.insert("x-request-id", "abc".parse().unwrap());
         strip(&mut h, true);
-        assert_eq!(h.len(), 2);
-        assert!(h.contains_key(header::CONTENT_LENGTH) && h.contains_key(header::HOST));
+        assert_eq!(h.len(), 4, "{h:?}");
+        assert!(h.contains_key(header::CONTENT_LENGTH) && h.contains_key(header::HOST) && !h.contains_key("x-hop"));
     }
 
     #[test]

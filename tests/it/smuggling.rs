@@ -535,3 +535,30 @@ async fn http2_probes() {
         }
     }
 }
+
+/// A client behind a trusted proxy cannot make its forwarding headers
+/// vanish through `Connection` and pass as the proxy itself.
+#[tokio::test]
+async fn connection_cannot_remove_the_forwarding_headers() {
+    let rec = Recorder::start().await;
+    let gw = crate::support::gateway(&format!(
+        r#"trusted_proxies: [ 127.0.0.0/8 ]
+upstreams:
+  rec: {{ targets: [ "{}" ] }}
+routes:
+  - {{ name: internal, match: {{ path_prefix: /public }}, upstream: rec, ip: {{ allow: [ 127.0.0.0/8 ] }} }}
+"#,
+        rec.url()
+    ))
+    .await;
+    for connection in ["X-Forwarded-For", "x-forwarded-for, forwarded", "close, X-Forwarded-For"] {
+        let probe = format!(
+            "GET /public/a HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.7\r\nConnection: {connection}\r\n\r\n"
+        );
+        let resp = exchange(gw.addr, probe.as_bytes()).await.unwrap();
+        assert_eq!(resp.status, 403, "{connection}: {}", resp.text());
+    }
+    let proxied = exchange(gw.addr, b"GET /public/b HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 127.0.0.9\r\n\r\n").await;
+    assert_eq!(proxied.unwrap().status, 200);
+    assert_eq!(rec.count(), 1);
+}
