@@ -162,3 +162,63 @@ async fn reload_rotates_certificates_without_restart() {
     assert_eq!(after.reply.status, 200);
     assert_ne!(before.server_cert, after.server_cert, "new connections get the rotated certificate");
 }
+
+/// HTTP/1.1 over TLS is read by the gateway's own codec: bodies both ways
+/// larger than a TLS record, `100 Continue`, keep-alive and pipelining.
+#[tokio::test]
+async fn http1_over_tls_streams_bodies_and_answers_100_continue() {
+    use crate::support::pki::tls_connect;
+    use crate::support::wire::RawConn;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+    let pki = Pki::new();
+    let (cert, key) = pki.issue("gw", "gw", &["gw.test"]);
+    let up = Upstream::start("svc").await;
+    let gw = start(&format!(
+        r#"
+listeners:
+  - {{ name: tls, bind: "127.0.0.1:0", tls: {{ certificates: [ {{ cert: "{}", key: "{}" }} ] }} }}
+upstreams:
+  svc: {{ targets: [ "{}" ] }}
+routes:
+  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}
+"#,
+        cert.display(),
+        key.display(),
+        up.url()
+    ))
+    .await;
+    let addr = gw.addr("tls").unwrap();
+    let ca = pki.ca_path();
+    let connect = || tls_connect(addr, "gw.test", &ca, None, &[b"http/1.1"]);
+
+    // 3 MiB up, 5 MiB down, on one keep-alive connection, then a pipelined pair.
+    let mut conn = RawConn::over(connect().await.unwrap());
+    let upload = vec![b'u'; 3 << 20];
+    let mut request =
+        format!("POST /count HTTP/1.1\r\nHost: gw.test\r\nContent-Length: {}\r\n\r\n", upload.len()).into_bytes();
+    request.extend_from_slice(&upload);
+    conn.send(&request).await;
+    let resp = conn.response(false).await.unwrap();
+    assert_eq!((resp.status, resp.text()), (200, format!("{{\"received\":{}}}", 3 << 20)));
+    conn.send(format!("GET /big?bytes={} HTTP/1.1\r\nHost: gw.test\r\n\r\n", 5 << 20).as_bytes()).await;
+    let resp = conn.response(false).await.unwrap();
+    assert_eq!((resp.status, resp.body.len()), (200, 5 << 20));
+    conn.send(b"GET /a HTTP/1.1\r\nHost: gw.test\r\n\r\nGET /b HTTP/1.1\r\nHost: gw.test\r\n\r\n").await;
+    let (a, b) = (conn.response(false).await.unwrap(), conn.response(false).await.unwrap());
+    assert!(a.text().contains("\"path\":\"/a\"") && b.text().contains("\"path\":\"/b\""), "{} {}", a.text(), b.text());
+
+    // Expect: 100-continue: the client waits for the gateway's go-ahead.
+    let mut tls = connect().await.unwrap();
+    tls.write_all(b"POST /count HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reader = BufReader::new(tls);
+    let mut line = String::new();
+    tokio::time::timeout(std::time::Duration::from_secs(5), reader.read_line(&mut line)).await.unwrap().unwrap();
+    assert!(line.starts_with("HTTP/1.1 100"), "{line}");
+    reader.get_mut().write_all(b"hello").await.unwrap();
+    let mut rest = String::new();
+    let _ = reader.read_to_string(&mut rest).await;
+    assert!(rest.contains("200 OK") && rest.contains("\"received\":5"), "{rest}");
+}
