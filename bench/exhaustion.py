@@ -37,7 +37,7 @@ WINDOW = float(os.environ.get("WINDOW", "10"))
 SCENARIOS = {
     "baseline": (0, "no attack"),
     "slowloris": (8 + WINDOW, "1000 conns, partial head, 1 byte/s, reconnect when cut"),
-    "header-flood": (2 + WINDOW, "50 conns, 30 KB heads (1 in 3 over 32 KiB or 100 fields)"),
+    "header-flood": (2 + WINDOW, "50 conns, 30 KB heads (2 in 5 over 32 KiB or 100 fields, 431)"),
     "endless-body": (float(os.environ.get("BODY_SECONDS", "75")), "200 POSTs: 100 chunked 1 chunk/s, 50 CL=5MiB + 50 CL=1GiB 1 byte/s"),
     "after": (0, "no attack, after the others"),
 }
@@ -96,7 +96,7 @@ async def slowloris(port, deadline, out):
     out.update(opened=0, connect_failed=0, cut_by_gateway=0, responses=0, open_at_end=0, cut_after=[])
     ready, sem = asyncio.Event(), asyncio.Semaphore(200)
 
-    async def one(first):
+    async def one():
         while time.monotonic() < deadline - 1:
             try:
                 async with sem:
@@ -108,9 +108,8 @@ async def slowloris(port, deadline, out):
             out["opened"] += 1
             w.write(b"GET / HTTP/1.1\r\nHost: x\r\nX-a: ")
             start = time.monotonic()
-            if first:
-                first = False
-                ready.set() if out["opened"] >= 1000 else None
+            if out["opened"] >= 1000:
+                ready.set()
             cut = False
             for _ in range(120):  # bounded: at most 120 s per connection
                 if time.monotonic() >= deadline:
@@ -130,14 +129,14 @@ async def slowloris(port, deadline, out):
                 if cut:
                     break
             w.close()
-            if cut:
+            if cut:  # then reconnect, as a real slowloris does
                 out["cut_by_gateway"] += 1
                 out["cut_after"].append(time.monotonic() - start)
             else:
                 out["open_at_end"] += 1
                 return
 
-    tasks = [asyncio.create_task(one(True)) for _ in range(1000)]
+    tasks = [asyncio.create_task(one()) for _ in range(1000)]
     try:
         await asyncio.wait_for(ready.wait(), 30)
     except asyncio.TimeoutError:
@@ -187,7 +186,7 @@ async def header_flood(port, deadline, out):
 
 async def endless_body(port, deadline, out):
     kinds = [("chunked", 100), ("CL=5MiB", 50), ("CL=1GiB", 50)]
-    outcomes = {k: {} for k, _ in kinds}
+    outcomes = {k: [] for k, _ in kinds}  # kind -> [(what happened, after how many seconds)]
     started = [0]
 
     async def one(kind):
@@ -197,10 +196,10 @@ async def endless_body(port, deadline, out):
             r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
         except (OSError, asyncio.TimeoutError):
             started[0] += 1
-            outcomes[kind]["connect failed"] = outcomes[kind].get("connect failed", 0) + 1
+            outcomes[kind].append(("connect failed", None))
             return
         w.write(f"POST /a HTTP/1.1\r\nHost: x\r\n{framing}\r\n\r\n".encode())
-        start, what = time.monotonic(), "still open at the end"
+        start, what, after = time.monotonic(), "still open at the end", None
         started[0] += 1
         reading = asyncio.create_task(read_message(r))
         for _ in range(200):  # bounded: one piece a second until the deadline
@@ -217,27 +216,23 @@ async def endless_body(port, deadline, out):
                     what = str(status_of(reading.result()[0]))
                 except Exception:  # EOF or reset before a whole response
                     what = "closed, no response"
-                what += f" after {int(time.monotonic() - start)}s"
+                after = time.monotonic() - start
                 break
         reading.cancel()
         w.close()
-        outcomes[kind][what] = outcomes[kind].get(what, 0) + 1
+        outcomes[kind].append((what, after))
 
     tasks = [asyncio.create_task(one(k)) for k, n in kinds for _ in range(n)]
     while started[0] < 200 and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     print("READY", flush=True)
     await asyncio.gather(*tasks, return_exceptions=True)
-    for k, d in outcomes.items():  # group "408 after 30s", "408 after 31s"... by status, time range
-        groups = {}
-        for what, n in d.items():
-            st, _, t = what.partition(" after ")
-            g = groups.setdefault(st, [0, []])
-            g[0] += n
-            g[1] += [int(t[:-1])] * n if t else []
-        out[k] = "; ".join(f"{n} {st}" + (f" (after {min(ts)}-{max(ts)} s)" if ts and min(ts) < max(ts)
-                                          else f" (after {ts[0]} s)" if ts else "")
-                           for st, (n, ts) in groups.items())
+    for kind, results in outcomes.items():  # e.g. "100 x 504 (after min 60.0 / med 60.0 / max 60.1 s)"
+        parts = []
+        for what in sorted({w for w, _ in results}):
+            afters = [a for w, a in results if w == what and a is not None]
+            parts.append(f"{sum(1 for w, _ in results if w == what)} x {what}" + (f" ({summary(afters)})" if afters else ""))
+        out[kind] = "; ".join(parts)
 
 
 def attack_main(name, port, duration):
@@ -308,6 +303,7 @@ def own_cpu():
 
 
 async def run_scenario(name, port, gw_pid, up_pids, up_ports):
+    direct_port = up_ports[0]  # control: the normal upstream without the gateway
     duration, _ = SCENARIOS[name]
     cpu0, rss0, _ = proc_stats(gw_pid)
     up0, me0, host0 = sum(proc_stats(p)[0] for p in up_pids), own_cpu(), host_busy()
@@ -327,8 +323,8 @@ async def run_scenario(name, port, gw_pid, up_pids, up_ports):
             await asyncio.sleep(0.25)
     sampler = asyncio.create_task(sample())
     end = time.monotonic() + WINDOW
-    (ka, ka_err), (nc, nc_err) = await asyncio.gather(
-        normal_client(port, end, False), normal_client(port, end, True))
+    (ka, ka_err), (nc, nc_err), (dc, dc_err) = await asyncio.gather(
+        normal_client(port, end, False), normal_client(port, end, True), normal_client(direct_port, end, False))
     result = {}
     if attack:
         out, _ = await asyncio.wait_for(attack.communicate(), duration + 60)
@@ -338,7 +334,7 @@ async def run_scenario(name, port, gw_pid, up_pids, up_ports):
     cpu1, rss1, _ = proc_stats(gw_pid)
     others = [sum(proc_stats(p)[0] for p in up_pids) - up0, result.pop("cpu", 0), own_cpu() - me0]
     others.append(host_busy() - host0 - (cpu1 - cpu0) - sum(others))  # anything else on the host
-    return dict(ka=ka, ka_err=ka_err, nc=nc, nc_err=nc_err, wall=time.monotonic() - t0, cpu=cpu1 - cpu0,
+    return dict(ka=ka, ka_err=ka_err, nc=nc, nc_err=nc_err, dc=dc, dc_err=dc_err, wall=time.monotonic() - t0, cpu=cpu1 - cpu0,
                 rss0=rss0, peak=peak[0], rss1=rss1, fds=fds[0], attack=result, others=others,
                 up_conns=up_conns)
 
@@ -413,14 +409,21 @@ routes:
             rows.append((name, r))
             print(f"... {name} done", file=sys.stderr, flush=True)
             await asyncio.sleep(2)
-        print("| scenario | attack | keep-alive n / p50 / p99 / max ms (err) | new-conn n / p50 / p99 / max ms (err) "
-              "| RSS MiB start→peak→end | peak fds | peak upstream conns (normal / attack) | gateway CPU s (÷ wall) | upstreams / attacker / clients / rest of host CPU s |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        print("Normal clients' latency (requests / p50 / p99 / max in ms, errors):\n")
+        print("| scenario | attack | keep-alive via gateway | new conn per request via gateway "
+              "| control: keep-alive straight to the upstream |")
+        print("| --- | --- | --- | --- | --- |")
         for name, r in rows:
             cells = [f"{len(xs)} / {pct(xs, .5):.2f} / {pct(xs, .99):.2f} / {max(xs or [0]):.1f} ({e})"
-                     for xs, e in ((r["ka"], r["ka_err"]), (r["nc"], r["nc_err"]))]
-            print(f"| {name} | {SCENARIOS[name][1]} | {cells[0]} | {cells[1]} | {r['rss0']:.1f}→{r['peak']:.1f}→"
-                  f"{r['rss1']:.1f} | {r['fds']} | {r['up_conns'][0]} / {r['up_conns'][1]} | {r['cpu']:.2f} ({r['cpu'] / r['wall']:.2f}) | "
+                     for xs, e in ((r["ka"], r["ka_err"]), (r["nc"], r["nc_err"]), (r["dc"], r["dc_err"]))]
+            print(f"| {name} | {SCENARIOS[name][1]} | " + " | ".join(cells) + " |")
+        print("\nThe gateway during each scenario (from the attack's start to its end), and the CPU of the rest:\n")
+        print("| scenario | seconds | gateway RSS MiB start→peak→end | peak fds | peak upstream conns (normal / attack) "
+              "| gateway CPU s (÷ wall) | upstreams / attacker / clients / rest of host CPU s |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for name, r in rows:
+            print(f"| {name} | {r['wall']:.0f} | {r['rss0']:.1f}→{r['peak']:.1f}→{r['rss1']:.1f} | {r['fds']} | "
+                  f"{r['up_conns'][0]} / {r['up_conns'][1]} | {r['cpu']:.2f} ({r['cpu'] / r['wall']:.2f}) | "
                   + " / ".join(f"{c:.1f}" for c in r["others"]) + " |")
         print("\nWhat happened to the attack connections:\n")
         for name, r in rows:

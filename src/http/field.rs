@@ -14,6 +14,20 @@ pub fn write(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// The decimal digits of `n`, formatted into `buf` (no allocation: a
+/// `Content-Length` is written on every message).
+pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
 /// The elements of a comma-separated field value (`Connection`,
 /// `Transfer-Encoding`), trimmed; empty elements are kept (RFC 9110 §5.6.1
 /// lets a recipient skip them, and callers do).
@@ -39,6 +53,13 @@ mod tests {
         assert_eq!(out, b"x-a: 1\r\n");
         let items: Vec<&[u8]> = list(b" close ,, Keep-Alive").collect();
         assert_eq!(items, [&b"close"[..], b"", b"Keep-Alive"]);
+    }
+
+    #[test]
+    fn digits() {
+        assert_eq!(decimal(0, &mut [0; 20]), b"0");
+        assert_eq!(decimal(1234567890, &mut [0; 20]), b"1234567890");
+        assert_eq!(decimal(u64::MAX, &mut [0; 20]), b"18446744073709551615");
     }
 
     #[test]

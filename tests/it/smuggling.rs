@@ -280,18 +280,25 @@ where
         }
         drop(conn);
         next_request_gets_its_own_answer(gw.addr, rec, r.name).await;
-        let probe: Vec<_> = rec.requests()[before..]
-            .iter()
-            .filter(|q| !q.target.starts_with("/public/end-") && !q.target.starts_with("/public/after-"))
-            .cloned()
-            .collect();
-        assert_eq!(probe.len(), r.forwarded, "{}: requests upstream\n{}", r.name, rec.transcript());
-        for req in &probe {
-            assert!(!req.target.starts_with("/admin"), "{}: smuggled {req:?}", r.name);
-            assert!(req.framed_by_one_line(), "{}: framing {req:?}", r.name);
-            assert!(req.header("expect").is_none(), "{}: {req:?}", r.name);
-            assert!(req.header("upgrade").is_none(), "{}: {req:?}", r.name);
-        }
+        upstream_read_what_the_gateway_framed(rec, before, r.forwarded, r.name);
+    }
+}
+
+/// What reached the upstream since `before` (the rows' follow-up requests
+/// aside): `forwarded` requests, each framed by one line of the gateway's,
+/// none of them smuggled, none carrying what the gateway must not pass on.
+fn upstream_read_what_the_gateway_framed(rec: &Recorder, before: usize, forwarded: usize, name: &str) {
+    let probe: Vec<_> = rec.requests()[before..]
+        .iter()
+        .filter(|q| !q.target.starts_with("/public/end-") && !q.target.starts_with("/public/after-"))
+        .cloned()
+        .collect();
+    assert_eq!(probe.len(), forwarded, "{name}: requests upstream\n{}", rec.transcript());
+    for req in &probe {
+        assert!(!req.target.starts_with("/admin"), "{name}: smuggled {req:?}");
+        assert!(req.framed_by_one_line(), "{name}: framing {req:?}");
+        assert!(req.header("expect").is_none(), "{name}: {req:?}");
+        assert!(req.header("upgrade").is_none(), "{name}: {req:?}");
     }
 }
 
@@ -526,13 +533,7 @@ async fn http2_probes() {
         }
         drop(conn);
         next_request_gets_its_own_answer(gw.addr, &rec, r.name).await;
-        let probe: Vec<_> =
-            rec.requests()[before..].iter().filter(|q| !q.target.starts_with("/public/after-")).cloned().collect();
-        assert_eq!(probe.len(), r.forwarded, "{}: requests upstream\n{}", r.name, rec.transcript());
-        for req in &probe {
-            assert!(req.framed_by_one_line(), "{}: framing {req:?}", r.name);
-            assert!(!req.target.starts_with("/admin"), "{}: smuggled {req:?}", r.name);
-        }
+        upstream_read_what_the_gateway_framed(&rec, before, r.forwarded, r.name);
     }
 }
 

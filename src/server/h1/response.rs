@@ -92,13 +92,13 @@ pub fn encode_head(
     }
     match framing {
         BodyFraming::Length(n) => {
-            field::write(out, b"content-length", itoa(n, &mut [0; 20]));
+            field::write(out, b"content-length", field::decimal(n, &mut [0; 20]));
         }
         BodyFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         // A HEAD answer tells the length a GET would get, when it is known.
         BodyFraming::None if *x.method == Method::HEAD && !seen.length => {
             if let Some(n) = exact.filter(|&n| n > 0) {
-                field::write(out, b"content-length", itoa(n, &mut [0; 20]));
+                field::write(out, b"content-length", field::decimal(n, &mut [0; 20]));
             }
         }
         BodyFraming::None | BodyFraming::Close => {}
@@ -188,19 +188,6 @@ fn write_raw(
     out.extend_from_slice(e.security.forced_lines());
     if let Some(id) = &e.request_id {
         field::write(out, b"x-request-id", id.as_bytes());
-    }
-}
-
-/// The decimal digits of `n`, formatted into `buf`.
-fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
     }
 }
 
@@ -358,12 +345,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn digits() {
-        assert_eq!(itoa(0, &mut [0; 20]), b"0");
-        assert_eq!(itoa(1234567890, &mut [0; 20]), b"1234567890");
-        assert_eq!(itoa(u64::MAX, &mut [0; 20]), b"18446744073709551615");
     }
 }

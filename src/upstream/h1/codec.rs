@@ -73,27 +73,10 @@ pub fn encode_head(
     }
     match framing {
         RequestFraming::Empty => {}
-        RequestFraming::Length(n) => {
-            out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(itoa(n, &mut [0; 20]));
-            out.extend_from_slice(b"\r\n");
-        }
+        RequestFraming::Length(n) => field::write(out, b"content-length", field::decimal(n, &mut [0; 20])),
         RequestFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
     out.extend_from_slice(b"\r\n");
-}
-
-/// The decimal digits of `n`, formatted into `buf`.
-fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
 }
 
 /// (name, line start, value start, value end) of each line kept.
