@@ -3,7 +3,8 @@
 resource-exhaustion attacks. Measures; asserts nothing. Python 3 stdlib only.
 
   python3 bench/exhaustion.py
-  PORTCULLIS=/path/to/portcullis WINDOW=10 BODY_SECONDS=75 SHARED_UPSTREAM=0 python3 bench/exhaustion.py
+  PORTCULLIS=/path/to/portcullis WINDOW=10 BODY_SECONDS=75 SHARED_UPSTREAM=0 KEEP_TMP=0 \
+    python3 bench/exhaustion.py
 
 Everything is on 127.0.0.1, on free ports, and stops by itself (~2 minutes):
   - two upstreams: trivial HTTP/1.1 servers (own processes) that read each
@@ -17,19 +18,25 @@ Everything is on 127.0.0.1, on free ports, and stops by itself (~2 minutes):
     max_header_size 32KiB, max_headers 100, max_body_size 10MiB; the
     upstream's timeouts.request is 60s);
   - the attack runs in its own process (so it does not share an event loop
-    with the measuring clients); once its connections are up, two normal
-    clients run for WINDOW seconds side by side:
-      keep-alive: one connection, sequential `GET /x`;
-      new-conn:   a new connection per `GET /x` (connect + first byte + body).
+    with the measuring clients); once its connections are up, three clients
+    run for WINDOW seconds side by side:
+      keep-alive: one connection to the gateway, sequential `GET /x`;
+      new-conn:   a new connection per `GET /x` (connect + first byte + body);
+      control:    keep-alive straight to the upstream, no gateway: what the
+                  host's own load (2 cores here, shared with the attacker)
+                  does to latency, as opposed to the gateway.
 Scenarios, one after the other: baseline, slowloris (1,000 connections, one
 header byte a second, reconnecting when cut), header flood (50 connections
-sending 30 KB heads, plus heads over the size / count limits), endless body
-(200 POSTs: 100 chunked, one chunk a second; 50 with Content-Length 5 MiB and
-50 with 1 GiB, one byte a second), then `after`: no attack, to see recovery.
-Per scenario: latency count / p50 / p99 / max, errors, the gateway's RSS (VmRSS,
-peak and end) and CPU time, and what happened to the attack connections.
+sending 30 KB heads as fast as they can, 2 in 5 over the size / field-count
+limits), endless body (200 POSTs: 100 chunked, one chunk a second; 50 with
+Content-Length 5 MiB and 50 with 1 GiB, one byte a second), then `after`: no
+attack, to see recovery. Per scenario it prints a markdown report: latency
+count / p50 / p99 / max and errors; the gateway's RSS (VmRSS: start, peak,
+end), fds, upstream connections and CPU time, the CPU of everything else on
+the host; what happened to the attack connections; the gateway's
+panic/error/warn log lines. Stdlib only; every loop is bounded in count and time.
 """
-import asyncio, json, os, re, resource, socket, subprocess, sys, tempfile, time
+import asyncio, json, os, re, resource, shutil, socket, subprocess, sys, tempfile, time
 
 HERE = os.path.abspath(__file__)
 WINDOW = float(os.environ.get("WINDOW", "10"))
@@ -394,11 +401,11 @@ routes:
         await asyncio.gather(*(normal_client(gw_port, time.monotonic() + 3, k) for k in (False, True)))  # warm-up
         print(f"# Portcullis exhaustion run, {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         threads = next(l.split()[1] for l in open(f"/proc/{gw.pid}/status") if l.startswith("Threads:"))
-        print(f"binary `{binary}` ({threads} threads), config `{cfg}`: one plain listener, all limits at their "
+        print(f"binary `{binary}` ({threads} threads); config: one plain listener, all limits at their "
               f"defaults (max_connections default 10000 fits the 1000 attack connections, so not changed); "
               f"`GET /x` (normal clients) goes to one upstream process, the attack's paths to "
               f"{'the SAME one (SHARED_UPSTREAM=1)' if shared else 'a second one'}; RLIMIT_NOFILE "
-              f"{min(hard, 65536)}; normal clients measured for {WINDOW:g} s per scenario, both at once, "
+              f"{min(hard, 65536)}; three clients measured for {WINDOW:g} s per scenario, side by side, "
               f"while the attack runs (after 3 s of unmeasured warm-up before the baseline).\n")
         rows = []
         for name in SCENARIOS:
@@ -448,6 +455,10 @@ routes:
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
+        if os.environ.get("KEEP_TMP") == "1":
+            print(f"\nconfig and gateway log kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

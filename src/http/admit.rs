@@ -1,6 +1,6 @@
 //! The admission of a request head: the rules every request passes before
 //! the engine sees it, whatever carried it (the gateway's own HTTP/1.1
-//! codec, hyper's HTTP/1.1 over TLS, or HTTP/2). One set of rules, so that
+//! codec, plain or over TLS, or hyper's HTTP/2). One set of rules, so that
 //! no protocol path is a way around another's (request smuggling lives in
 //! the gaps between two readings of one message).
 //!
@@ -16,7 +16,7 @@
 //! - **Method**: `CONNECT` is not a gateway's business (501).
 //!
 //! The own codec notes `Facts` header by header in its one pass over a head;
-//! hyper's requests are admitted from their map (`parts`).
+//! hyper's requests are admitted from their map (`parsed`).
 
 use std::net::Ipv6Addr;
 
@@ -173,9 +173,9 @@ pub fn http1(
     Ok(Admitted { framing, keep_alive, expect_continue })
 }
 
-/// The rules for a request hyper has read (HTTP/1.1 over TLS, HTTP/2):
-/// hyper has framed its body already; what is checked here is what hyper
-/// lets through and the own codec would not.
+/// The rules for a request hyper has read (HTTP/2; an HTTP/1.x one would
+/// get the HTTP/1 rules): hyper has framed its body already; what is
+/// checked here is what hyper lets through and the own codec would not.
 pub fn parsed<B>(req: &http::Request<B>) -> Result<(), Refusal> {
     let headers = req.headers();
     let facts = Facts::of(headers);
