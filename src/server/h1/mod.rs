@@ -274,8 +274,10 @@ impl<T: Connection> Conn<T> {
             }
             self.idle_since = Some(now);
             if self.buf.is_empty() {
-                // Gives the slab piece back while the connection idles.
+                // Gives the slab piece back while the connection idles (and
+                // the transport its read room).
                 self.buf = BytesMut::new();
+                self.stream.idle();
             }
         }
     }

@@ -36,6 +36,9 @@ pub trait Transport: Send + Sync + 'static {
     fn try_flush(&self) -> io::Result<bool>;
     /// Ends our side of the connection (TLS: `close_notify` first).
     fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// The connection waits for its next request: memory kept only for
+    /// reading can go.
+    fn idle(&self) {}
 }
 
 /// A transport the connection owns and can turn into a plain byte stream
@@ -192,6 +195,13 @@ impl Transport for Tls {
 
     fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.lock().stream).poll_shutdown(cx)
+    }
+
+    fn idle(&self) {
+        let mut state = self.lock();
+        if state.plain.is_empty() {
+            state.plain = BytesMut::new();
+        }
     }
 }
 
