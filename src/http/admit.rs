@@ -300,12 +300,8 @@ pub fn host_and_port(value: &[u8]) -> Result<HostPort<'_>, &'static str> {
         literal.parse::<Ipv6Addr>().map_err(|_| "the Host is not a valid host")?;
         value.split_at(end + 1)
     } else {
-        let end = value.iter().position(|&b| b == b':').unwrap_or(value.len());
-        let (host, rest) = value.split_at(end);
-        if !valid_name(host) {
-            return Err(if host.is_empty() { "the Host is empty" } else { "the Host is not a valid host" });
-        }
-        (host, rest)
+        let end = name_end(value)?;
+        value.split_at(end)
     };
     let port = match rest {
         [] => None,
@@ -318,17 +314,49 @@ pub fn host_and_port(value: &[u8]) -> Result<HostPort<'_>, &'static str> {
     Ok(HostPort { host, port })
 }
 
-/// Dot-separated labels of letters, digits, `-` and `_`, each 1-63 long;
-/// one trailing dot allowed.
-fn valid_name(host: &[u8]) -> bool {
-    let name = host.strip_suffix(b".").unwrap_or(host);
-    !name.is_empty()
-        && host.len() <= MAX_HOST
-        && name.split(|&b| b == b'.').all(|label| {
-            (1..=63).contains(&label.len())
-                && label.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
+/// Where a host name at the start of `value` ends (at `:` or the end), in
+/// one pass: dot-separated labels of letters, digits, `-` and `_`, each
+/// 1-63 long; one trailing dot allowed.
+fn name_end(value: &[u8]) -> Result<usize, &'static str> {
+    const BAD: &str = "the Host is not a valid host";
+    let mut label = 0usize;
+    let mut end = value.len();
+    for (i, &b) in value.iter().enumerate() {
+        if NAME_BYTE[usize::from(b)] {
+            label += 1;
+            if label > 63 {
+                return Err(BAD);
+            }
+        } else if b == b'.' {
+            if label == 0 {
+                return Err(BAD);
+            }
+            label = 0;
+        } else if b == b':' {
+            end = i;
+            break;
+        } else {
+            return Err(BAD);
+        }
+    }
+    match end {
+        0 => Err("the Host is empty"),
+        n if n > MAX_HOST => Err(BAD),
+        n => Ok(n),
+    }
 }
+
+/// The bytes of a host name's labels.
+static NAME_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+        i += 1;
+    }
+    t
+};
 
 #[cfg(test)]
 mod tests {
@@ -490,7 +518,22 @@ mod tests {
             crate::fuzz::mutated(seed, 4),
             crate::fuzz::mutated(b"[2001:db8::1]:443".to_vec(), 4),
         ];
+        // The rule as written in words, slowly: the one-pass parser must agree.
+        let reference = |value: &[u8]| -> bool {
+            let host = value.split(|&b| b == b':').next().unwrap_or_default();
+            let name = host.strip_suffix(b".").unwrap_or(host);
+            !name.is_empty()
+                && host.len() <= MAX_HOST
+                && name.split(|&b| b == b'.').all(|l| {
+                    (1..=63).contains(&l.len())
+                        && l.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                })
+        };
         crate::fuzz::run("hosts", values, |value| {
+            if value.first() != Some(&b'[') {
+                let name_ok = name_end(&value).is_ok();
+                prop_assert_eq!(name_ok, reference(&value), "{:?}", String::from_utf8_lossy(&value));
+            }
             let Ok(parsed) = host_and_port(&value) else { return Ok(()) };
             let name = parsed.name();
             let literal = name.first() == Some(&b'[');
