@@ -69,8 +69,8 @@ pub fn handle<P: Deref<Target = Plan>>(
         let asks_websocket = present.upgrade && hop_by_hop::asks_websocket(req.method(), req.version(), req.headers());
         if present.hop_by_hop {
             // Connection-scoped headers, and every name `Connection` lists
-            // (but not `Content-Length` or `Host`), go before anything reads
-            // the request: what is authorized is what is forwarded.
+            // (but not the framing, routing and forwarding ones), go before
+            // anything reads the request: what is authorized is what is forwarded.
             hop_by_hop::strip(req.headers_mut(), true);
         }
         let client = forwarded::resolve(conn.peer.ip(), req.headers(), &plan.trusted_proxies);
