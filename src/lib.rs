@@ -16,6 +16,7 @@ pub mod responder;
 pub mod router;
 pub mod server;
 pub mod upstream;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -3,9 +3,9 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::recycle::Slab;
+use crate::wire::recycle::Slab;
 
-pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
+pub const HEADER: HeaderName = crate::wire::names::X_REQUEST_ID;
 
 /// An incoming id is reused only from a trusted proxy and only if it is a
 /// sane token (1-128 of `[A-Za-z0-9._:-]`); otherwise a fresh one is made.

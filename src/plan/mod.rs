@@ -107,7 +107,7 @@ pub fn compile_after(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<P
 
     let listeners = compile_listeners(&mut cx);
     let trusted_proxies = compile_trusted(&mut cx);
-    let security_headers = match security_headers::Compiled::compile(&cfg.security_headers) {
+    let security_headers = match security_headers::compile(&cfg.security_headers) {
         Ok(c) => Arc::new(c),
         Err(errs) => {
             for (p, m) in errs {

@@ -107,7 +107,7 @@ pub(super) fn compile(
     let deprecation = cfg.deprecated.as_ref().map(|d| compile_deprecation(cx, &format!("{at}.deprecated"), d));
     let security_headers = match &cfg.security_headers {
         None => default_headers.clone(),
-        Some(sh) => security_headers::Compiled::compile(sh).map(Arc::new).unwrap_or_else(|errs| {
+        Some(sh) => security_headers::compile(sh).map(Arc::new).unwrap_or_else(|errs| {
             for (p, m) in errs {
                 cx.err(format!("{at}.security_headers.{p}"), m);
             }

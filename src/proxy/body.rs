@@ -3,27 +3,25 @@
 //! a boxed trait object: no allocation per response.
 //!
 //! A body from an HTTP/1.1 upstream may also carry that upstream's header
-//! lines, not yet in the response's map (`http::raw_headers`), and the
+//! lines, not yet in the response's map (`wire::raw_headers`), and the
 //! response-phase edits still to be made to them (`ResponseEdits`). Only
 //! the plain HTTP/1.1 writer reads them as they are; everyone else calls
 //! `merge_headers` first, after which the map is the whole truth.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::HeaderMap;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
-use super::error::BoxError;
-use crate::http::raw_headers::RawHeaders;
-use crate::http::request_id;
 use crate::policy::ratelimit::Slot;
-use crate::policy::security_headers::{self, Passing};
 use crate::upstream::InFlight;
 use crate::upstream::h1::ResponseBody;
+use crate::wire::BoxError;
+use crate::wire::field_edits::ResponseEdits;
+use crate::wire::raw_headers::RawHeaders;
 
 #[derive(Debug)]
 pub enum Body {
@@ -48,33 +46,6 @@ pub struct PooledBody {
     pub raw: Option<RawHeaders>,
     /// The response phase's edits to `raw`, left for the writer.
     pub edits: Option<ResponseEdits>,
-}
-
-/// Response-phase work deferred to the writer of a response whose upstream
-/// header lines are still raw: the security headers of its route and the
-/// request id. `apply` does the same to a map (for every other writer).
-#[derive(Debug, Clone)]
-pub struct ResponseEdits {
-    pub security: Arc<security_headers::Compiled>,
-    pub request_id: Option<HeaderValue>,
-}
-
-impl ResponseEdits {
-    /// Exactly what `proxy::finish` and `proxy::handle` would have done to the map.
-    pub fn apply(self, headers: &mut HeaderMap) {
-        self.security.apply(headers);
-        if let Some(id) = self.request_id {
-            headers.insert(request_id::HEADER, id);
-        }
-    }
-
-    /// What becomes of a raw line named `name` (see `Compiled::passing`).
-    pub fn passing(&self, name: &HeaderName) -> Passing {
-        if self.request_id.is_some() && name == request_id::HEADER {
-            return Passing::Dropped;
-        }
-        self.security.passing(name)
-    }
 }
 
 impl Body {

@@ -10,11 +10,12 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use crate::http::edits::{HeaderEdits, RequestFraming};
 use crate::http::forwarded::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
-use crate::http::{forwarded, hop_by_hop, request_id};
+use crate::http::{forwarded, request_id};
 use crate::plan::{HostRewrite, Proxy};
 use crate::upstream::HashKey;
+use crate::wire::edits::{HeaderEdits, RequestFraming};
+use crate::wire::hop_by_hop;
 
 use super::request_body::{BodyError, RequestBody};
 
@@ -103,7 +104,7 @@ pub(super) fn forward(
         parts.uri = Uri::from_parts(uri).map_err(|e| GatewayError::Internal(e.into()))?;
 
         // Edits, not map changes: the HTTP/1.1 codec writes them as it encodes
-        // the head (`http::edits`); hyper's client gets them applied below.
+        // the head (`wire::edits`); hyper's client gets them applied below.
         let mut edits = HeaderEdits::default();
         forwarded_headers(&f, &parts.headers, original_host.clone(), &mut edits);
         let host = match &f.proxy.host {
@@ -231,7 +232,7 @@ fn is_websocket_handshake(headers: &http::HeaderMap, accept: &HeaderValue) -> bo
     let connection = headers
         .get_all(header::CONNECTION)
         .iter()
-        .flat_map(|v| crate::http::field::list(v.as_bytes()))
+        .flat_map(|v| crate::wire::field::list(v.as_bytes()))
         .any(|t| t.eq_ignore_ascii_case(b"upgrade"));
     let accepted = headers.get_all(SEC_WEBSOCKET_ACCEPT).iter().eq([accept]);
     upgrade && connection && accepted

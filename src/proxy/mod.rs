@@ -21,7 +21,7 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body::Body as _;
 
-use crate::http::{forwarded, hop_by_hop, normalize, problem, request_id};
+use crate::http::{forwarded, normalize, problem, request_id};
 use crate::plan::{Action, Plan, Route};
 use crate::policy::{Outcome, RequestCtx};
 use crate::policy::{cors, ratelimit};
@@ -29,8 +29,10 @@ use crate::responder::EchoInfo;
 use crate::router::host::{host_of, request_host};
 use crate::router::{Miss, RequestView};
 use crate::server::{ClientBody, ClientIdentity};
+use crate::wire::hop_by_hop;
 
-pub use body::{Body, ResponseEdits};
+use crate::wire::field_edits::ResponseEdits;
+pub use body::Body;
 use error::GatewayError;
 pub use forward::Tunnel;
 pub use request_body::RequestBody;
@@ -301,7 +303,7 @@ fn finish(
             && route
                 .is_none_or(|r| !r.policies.has_response_policies() && r.deprecation.is_empty() && r.cors.is_none());
         if lines_only {
-            let edits = ResponseEdits { security: security.clone(), request_id: None };
+            let edits = ResponseEdits { fields: security.clone(), request_id: None };
             if resp.body_mut().defer(edits).is_ok() {
                 return;
             }

@@ -87,7 +87,7 @@ impl http_body::Body for RequestBody {
                 }
                 let frame = match frame.into_trailers() {
                     Ok(mut trailers) => {
-                        crate::http::remove::remove_all(&mut trailers, &NOT_IN_TRAILERS);
+                        crate::wire::remove::remove_all(&mut trailers, &NOT_IN_TRAILERS);
                         Frame::trailers(trailers)
                     }
                     Err(frame) => frame,

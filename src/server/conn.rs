@@ -5,7 +5,7 @@
 //! HTTP/1.1, plain or over TLS, is served by our own codec (`server/h1`);
 //! hyper serves HTTP/2 (h2c with prior knowledge, or ALPN `h2`). Every
 //! request hyper reads passes the same admission as the own codec's
-//! (`http::admit`) before the engine sees it.
+//! (`wire::admit`) before the engine sees it.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -31,9 +31,9 @@ use tokio::time::Instant;
 
 use super::body::ClientBody;
 use super::{OpenGuard, Shared, StopSignal, h1, tls};
-use crate::http::admit;
 use crate::plan::ListenerPlan;
 use crate::proxy::{self, Body, ConnInfo};
+use crate::wire::admit;
 
 /// How often a hyper connection checks for idleness (at most).
 const CHECK_EVERY: Duration = Duration::from_millis(250);

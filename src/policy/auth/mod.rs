@@ -199,7 +199,7 @@ impl IdentityHeaders {
     /// Removes every identity header (done for every client request).
     pub fn strip(&self, headers: &mut http::HeaderMap) {
         let names = [&self.consumer, &self.subject, &self.scopes, &self.groups, &self.provider];
-        crate::http::remove::remove_all(headers, names);
+        crate::wire::remove::remove_all(headers, names);
     }
 
     fn set(&self, headers: &mut http::HeaderMap, id: &Identity) {

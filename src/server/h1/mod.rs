@@ -13,8 +13,9 @@
 //! WebSocket that a route allows becomes a tunnel after the upstream's
 //! valid `101`, which the engine hands over with the response
 //! (`proxy::Tunnel`). HTTP/2 connections are hyper's (`server/conn.rs`).
-//! What the codec needs of a connection is `transport::Transport`: the
-//! socket itself, or a TLS stream.
+//! The codec itself (head parsing, body reading, response heads, the
+//! `Transport` of a TCP or TLS stream) is in `crate::wire`; this module
+//! drives one connection with it.
 //!
 //! ```text
 //! wait (idle_timeout; header_read_timeout once a head has begun) ─► parse head ─► 400/414/431/501 + close
@@ -22,10 +23,6 @@
 //!   ─► keep-alive? loop : close
 //! ```
 
-mod body;
-mod head;
-mod response;
-mod transport;
 mod write;
 
 use std::future::Future;
@@ -37,17 +34,18 @@ use bytes::{BufMut, BytesMut};
 use http::{Request, StatusCode};
 use tokio::time::Instant;
 
-pub use body::BodyReader;
-use transport::Connection;
-pub use transport::Tls;
+pub use crate::wire::body_reader::BodyReader;
+use crate::wire::transport::Connection;
+pub use crate::wire::transport::Tls;
+use crate::wire::{body_reader as body, request_head as head, response_head as response};
 
 use super::body::ClientBody;
 use super::{Shared, StopSignal};
-use crate::http::decode::Framing;
-use crate::http::recycle::Slab;
-use crate::http::timer::LazyTimer as Timer;
 use crate::plan::ListenerPlan;
 use crate::proxy::{self, ConnInfo};
+use crate::wire::decode::Framing;
+use crate::wire::recycle::Slab;
+use crate::wire::timer::LazyTimer as Timer;
 use head::HeadLimits;
 use response::Exchange;
 

@@ -14,11 +14,11 @@ use http_body::Body as _;
 use tokio::time::Instant;
 
 use super::Timer;
-use super::response::{self, BodyFraming, Exchange, Fields};
-use super::transport::Transport;
-use crate::http::decode::content_length;
-use crate::http::write_queue::{MAX_SLICES, WriteQueue};
 use crate::proxy::Body;
+use crate::wire::decode::content_length;
+use crate::wire::response_head::{self as response, BodyFraming, Exchange, Fields};
+use crate::wire::transport::Transport;
+use crate::wire::write_queue::{MAX_SLICES, WriteQueue};
 
 /// Queued body bytes that are written without waiting for more.
 const FLUSH_AT: usize = 64 * 1024;
@@ -64,9 +64,9 @@ impl Writing {
             Some((lines, edits)) => Fields::Raw(lines, edits.as_ref()),
             None => Fields::Map(&parts.headers),
         };
-        let mut head = crate::http::recycle::buffer(384 + parts.headers.len() * 40);
+        let mut head = crate::wire::recycle::buffer(384 + parts.headers.len() * 40);
         response::encode_head(x, parts.status, fields, framing, exact, &mut head);
-        crate::http::recycle::give_back(parts.headers);
+        crate::wire::recycle::give_back(parts.headers);
         drop(raw);
         // The head stays in its Vec (a `Bytes` made from it would allocate);
         // `head_sent` counts what of it the socket took.
@@ -198,7 +198,7 @@ impl Outgoing {
 
 impl Drop for Outgoing {
     fn drop(&mut self) {
-        crate::http::recycle::give_back_buffer(std::mem::take(&mut self.head));
+        crate::wire::recycle::give_back_buffer(std::mem::take(&mut self.head));
     }
 }
 

@@ -14,8 +14,6 @@
 //! to replay and either nothing could be written or the method is
 //! idempotent (what NGINX's `proxy_next_upstream error` does).
 
-pub(crate) mod codec;
-
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -29,13 +27,13 @@ use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::http::decode::Decoder;
-use crate::http::edits::HeaderEdits;
-use crate::http::raw_headers::RawHeaders;
-use crate::http::timer::LazyTimer;
-use crate::http::write_queue::{MAX_SLICES, WriteQueue};
 use crate::proxy::RequestBody;
-use codec::{Head, RequestFraming, ResponseFraming};
+use crate::wire::decode::Decoder;
+use crate::wire::edits::HeaderEdits;
+use crate::wire::raw_headers::RawHeaders;
+use crate::wire::timer::LazyTimer;
+use crate::wire::upstream_head::{self as codec, Head, RequestFraming, ResponseFraming};
+use crate::wire::write_queue::{MAX_SLICES, WriteQueue};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -178,7 +176,7 @@ impl H1Pool {
             };
             match std::future::poll_fn(|cx| exchange.poll(cx)).await {
                 Ok((head, conn)) => {
-                    crate::http::recycle::give_back(std::mem::take(&mut parts.headers));
+                    crate::wire::recycle::give_back(std::mem::take(&mut parts.headers));
                     return Ok(self.response(head, conn));
                 }
                 Err(failure) => {

@@ -6,6 +6,14 @@
 
 use http::header::{self, HeaderName, InvalidHeaderName};
 
+// The gateway's own header names, made once (a `&str` key is parsed on
+// every map operation). They live here, at the bottom, because the codec
+// must recognise them too: `Connection` never removes them.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
 /// `bytes` is exactly `canonical` or `lower` (fixed-size compares, inlined).
 fn spelt<const N: usize>(bytes: &[u8], canonical: &[u8; N], lower: &[u8; N]) -> bool {
     <&[u8; N]>::try_from(bytes).is_ok_and(|b| b == canonical || b == lower)

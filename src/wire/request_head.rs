@@ -7,7 +7,7 @@
 //! must end in CRLF (httparse also takes a bare LF, which another parser in
 //! front of the gateway may read differently), the target may carry no
 //! fragment, and the head must pass the admission rules every protocol
-//! shares (`http::admit`: framing, Host, CONNECT).
+//! shares (`wire::admit`: framing, Host, CONNECT).
 
 use std::mem::MaybeUninit;
 
@@ -15,9 +15,9 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Uri, Version, request};
 
-use crate::http::admit::{self, Facts, Refusal};
-use crate::http::decode::Framing;
-use crate::http::field;
+use super::admit::{self, Facts, Refusal};
+use super::decode::Framing;
+use super::field;
 
 /// Header slots on the stack; a larger `max_headers` uses the heap.
 const STACK_HEADERS: usize = 128;
@@ -115,8 +115,7 @@ fn scan<'b>(
     spans.clear();
     let mut facts = Facts::default();
     for h in req.headers.iter() {
-        let name =
-            crate::http::names::from_wire(h.name.as_bytes()).map_err(|_| Refusal::Malformed("bad header name"))?;
+        let name = super::names::from_wire(h.name.as_bytes()).map_err(|_| Refusal::Malformed("bad header name"))?;
         facts.note(&name, h.value);
         let start = h.value.as_ptr() as usize - base;
         spans.push((name, start, start + h.value.len()));
@@ -131,7 +130,7 @@ fn build(buf: &mut BytesMut, line: Line, spans: &mut Spans) -> Result<Head, Refu
     let uri =
         Uri::from_maybe_shared(head.slice(target.0..target.1)).map_err(|_| Refusal::Malformed("bad request target"))?;
     // Room for what forwarding adds (X-Forwarded-*, X-Request-Id…).
-    let mut headers = crate::http::recycle::header_map(spans.len() + 6);
+    let mut headers = super::recycle::header_map(spans.len() + 6);
     for (name, start, end) in spans.drain(..) {
         let value = HeaderValue::from_maybe_shared(head.slice(start..end))
             .map_err(|_| Refusal::Malformed("bad header value"))?;
@@ -290,8 +289,8 @@ mod tests {
     }
 
     /// The framing line a forwarded head must carry for `framing`.
-    fn upstream_framing(framing: Framing) -> crate::http::edits::RequestFraming {
-        use crate::http::edits::RequestFraming;
+    fn upstream_framing(framing: Framing) -> crate::wire::edits::RequestFraming {
+        use crate::wire::edits::RequestFraming;
         match framing {
             Framing::Length(n) => RequestFraming::Length(n),
             Framing::Chunked | Framing::UntilClose => RequestFraming::Chunked,
@@ -310,9 +309,9 @@ mod tests {
             // the same: method, target, Host, framing; one framing line; CRLF only.
             let framing = upstream_framing(head.framing);
             let mut out = Vec::new();
-            let edits = crate::http::edits::HeaderEdits::default();
-            crate::upstream::h1::codec::encode_head(&head.parts, &edits, "upstream:80", framing, &mut out);
-            assert!(!crate::http::field::has_bare_lf(&out), "{out:?}");
+            let edits = crate::wire::edits::HeaderEdits::default();
+            crate::wire::upstream_head::encode_head(&head.parts, &edits, "upstream:80", framing, &mut out);
+            assert!(!crate::wire::field::has_bare_lf(&out), "{out:?}");
             let text = String::from_utf8_lossy(&out).to_ascii_lowercase();
             let framing_lines =
                 text.matches("\r\ncontent-length:").count() + text.matches("\r\ntransfer-encoding:").count();

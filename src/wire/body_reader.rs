@@ -18,9 +18,9 @@ use std::io::IoSlice;
 use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
 
+use super::BoxError;
+use super::decode::{Decoder, Framing};
 use super::transport::Transport;
-use crate::http::decode::{Decoder, Framing};
-use crate::proxy::error::BoxError;
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// Bytes asked of the socket per read of body data.

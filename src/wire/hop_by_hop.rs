@@ -59,7 +59,7 @@ pub fn strip(headers: &mut HeaderMap, is_request: bool) {
 pub fn strip_fixed(headers: &mut HeaderMap, is_request: bool) {
     let te_trailers =
         is_request && headers.get(header::TE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    crate::http::remove::remove_all(headers, &FIXED);
+    super::remove::remove_all(headers, &FIXED);
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
@@ -71,7 +71,7 @@ pub fn listed_in_connection(headers: &HeaderMap) -> Vec<HeaderName> {
     headers
         .get_all(header::CONNECTION)
         .iter()
-        .flat_map(|v| crate::http::field::list(v.as_bytes()))
+        .flat_map(|v| super::field::list(v.as_bytes()))
         .filter_map(|name| HeaderName::from_bytes(name).ok())
         .filter(|name| !is_protected(name))
         .collect()
@@ -79,14 +79,14 @@ pub fn listed_in_connection(headers: &HeaderMap) -> Vec<HeaderName> {
 
 /// Names no `Connection` header removes.
 pub fn is_protected(name: &HeaderName) -> bool {
-    use crate::http::forwarded::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
+    use super::names::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID};
     name == header::CONTENT_LENGTH
         || name == header::HOST
         || name == header::FORWARDED
         || name == X_FORWARDED_FOR
         || name == X_FORWARDED_PROTO
         || name == X_FORWARDED_HOST
-        || name == crate::http::request_id::HEADER
+        || name == X_REQUEST_ID
 }
 
 /// Whether a request asks to become a WebSocket (RFC 6455 §4.1): `GET`
@@ -98,14 +98,14 @@ pub fn asks_websocket(method: &http::Method, version: http::Version, headers: &H
     }
     // `Upgrade` first: one lookup, and nearly every request has none.
     let Some(upgrade) = headers.get(header::UPGRADE) else { return false };
-    let mut protocols = crate::http::field::list(upgrade.as_bytes());
+    let mut protocols = super::field::list(upgrade.as_bytes());
     let websocket =
         protocols.next().is_some_and(|p| p.eq_ignore_ascii_case(b"websocket")) && protocols.next().is_none();
     websocket
         && headers
             .get_all(header::CONNECTION)
             .iter()
-            .flat_map(|v| crate::http::field::list(v.as_bytes()))
+            .flat_map(|v| super::field::list(v.as_bytes()))
             .any(|t| t.eq_ignore_ascii_case(b"upgrade"))
 }
 

@@ -16,13 +16,13 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderName};
 use http::{Method, StatusCode, Version, request};
 
-pub use crate::http::edits::RequestFraming;
+pub use super::edits::RequestFraming;
 
-use crate::http::decode::DeclaredLength;
-use crate::http::edits::HeaderEdits;
-use crate::http::field;
-use crate::http::hop_by_hop;
-use crate::http::raw_headers::RawHeaders;
+use super::decode::DeclaredLength;
+use super::edits::HeaderEdits;
+use super::field;
+use super::hop_by_hop;
+use super::raw_headers::RawHeaders;
 
 /// Response heads larger than this are refused (NGINX's default
 /// `proxy_buffer_size` is one page; 64 KiB leaves room for big cookies).
@@ -82,7 +82,7 @@ pub fn encode_head(
 /// (name, line start, value start, value end) of each line kept.
 pub type Spans = Vec<(HeaderName, usize, usize, usize)>;
 
-pub use crate::http::decode::Framing as ResponseFraming;
+pub use super::decode::Framing as ResponseFraming;
 
 /// A parsed response head.
 #[derive(Debug)]
@@ -90,7 +90,7 @@ pub struct Head {
     pub status: StatusCode,
     pub version: Version,
     /// The end-to-end header lines, as received (no map is built: see
-    /// `http::raw_headers`).
+    /// `wire::raw_headers`).
     pub headers: RawHeaders,
     pub framing: ResponseFraming,
     /// The connection can carry another request after this response.
@@ -155,8 +155,8 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method, spans: &mut Spans) -> Res
         spans.clear();
         let mut hop = HopByHop::default();
         for h in resp.headers.iter() {
-            let name = crate::http::names::from_wire(h.name.as_bytes())
-                .map_err(|_| HeadError::Malformed("bad header name"))?;
+            let name =
+                super::names::from_wire(h.name.as_bytes()).map_err(|_| HeadError::Malformed("bad header name"))?;
             if hop_by_hop::is_hop_by_hop(&name) {
                 hop.note(&name, h.value);
                 continue;
@@ -203,8 +203,7 @@ impl HopByHop {
             // A second line, or any coding but one `chunked`, cannot be
             // passed on faithfully (the client would get coded bytes it was
             // not told about): malformed, whatever it is.
-            self.chunked_only =
-                !self.transfer_encoding && crate::http::decode::trim(value).eq_ignore_ascii_case(b"chunked");
+            self.chunked_only = !self.transfer_encoding && super::decode::trim(value).eq_ignore_ascii_case(b"chunked");
             self.transfer_encoding = true;
         } else if name == header::CONNECTION {
             for token in field::list(value) {

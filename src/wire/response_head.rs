@@ -10,10 +10,9 @@ use http::header::{self, HeaderMap, HeaderName};
 use http::{Method, StatusCode, Version};
 use tokio::time::Instant;
 
-use crate::http::field;
-use crate::http::raw_headers::RawHeaders;
-use crate::policy::security_headers::Passing;
-use crate::proxy::ResponseEdits;
+use super::field;
+use super::field_edits::{Passing, ResponseEdits};
+use super::raw_headers::RawHeaders;
 
 /// How the body goes on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,14 +177,14 @@ fn write_raw(
     let Some(e) = edits else { return };
     if present == 0 {
         // The usual case: the upstream sent none of them; one copy.
-        out.extend_from_slice(e.security.default_lines());
+        out.extend_from_slice(e.fields.default_lines());
     } else {
-        let defaults = e.security.defaults().iter().enumerate();
+        let defaults = e.fields.defaults().iter().enumerate();
         for (_, (name, value)) in defaults.filter(|(i, _)| present & (1 << (i % 64)) == 0) {
             field::write(out, name.as_str().as_bytes(), value.as_bytes());
         }
     }
-    out.extend_from_slice(e.security.forced_lines());
+    out.extend_from_slice(e.fields.forced_lines());
     if let Some(id) = &e.request_id {
         field::write(out, b"x-request-id", id.as_bytes());
     }
@@ -302,7 +301,7 @@ mod tests {
 
     #[test]
     fn raw_lines_with_edits_match_the_map_path() {
-        use crate::policy::security_headers::{Compiled, SecurityHeadersConfig};
+        use crate::policy::security_headers::{SecurityHeadersConfig, compile};
         let upstream = [
             ("Server", "nginx/1.22"),
             ("Content-Type", "text/plain"),
@@ -328,8 +327,7 @@ mod tests {
                 .into_iter()
                 .flat_map(|id| [(id.clone(), &upstream[..]), (id, &none_of_the_defaults[..])])
             {
-                let edits =
-                    ResponseEdits { security: std::sync::Arc::new(Compiled::compile(&cfg).unwrap()), request_id };
+                let edits = ResponseEdits { fields: std::sync::Arc::new(compile(&cfg).unwrap()), request_id };
                 let raw = RawHeaders::from_pairs(upstream);
                 for (status, framing) in
                     [(StatusCode::OK, BodyFraming::Length(2)), (StatusCode::NOT_MODIFIED, BodyFraming::None)]

@@ -3,7 +3,7 @@
 //! writes the client's lines that `forwards` lets through and then the
 //! lines set here, in one pass (no map insert or remove per request);
 //! every other client (hyper) gets the same edits made to the map by
-//! `apply`. Both give the same headers (tested in `upstream::h1::codec`).
+//! `apply`. Both give the same headers (tested in `wire::upstream_head`).
 //!
 //! Left out: hop-by-hop lines (`TE: trailers` survives; the names a
 //! client's `Connection` lists were removed when the request arrived, see
@@ -16,8 +16,8 @@ use http::Method;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use smallvec::SmallVec;
 
-use super::forwarded::X_FORWARDED_HOST;
 use super::hop_by_hop;
+use super::names::X_FORWARDED_HOST;
 
 #[derive(Debug, Default)]
 pub struct HeaderEdits {
