@@ -15,6 +15,7 @@ pub mod proxy;
 pub mod responder;
 pub mod router;
 pub mod server;
+pub mod tls;
 pub mod upstream;
 pub mod wire;
 

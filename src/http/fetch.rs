@@ -36,7 +36,7 @@ impl Fetcher {
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?;
         let tls = match ca {
-            Some(path) => builder.with_root_certificates(crate::server::tls::load_roots(path)?),
+            Some(path) => builder.with_root_certificates(crate::tls::load_roots(path)?),
             None => builder.with_webpki_roots(),
         }
         .with_no_client_auth();

@@ -5,13 +5,13 @@
 use http::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use http::{Response, StatusCode};
 
-use crate::proxy::Body;
-use crate::proxy::error::{GatewayError, Side};
+use super::Answer;
+use super::error::{GatewayError, Side};
 
 const PROBLEM_JSON: HeaderValue = HeaderValue::from_static("application/problem+json");
 
 /// A problem response with `status`, a client-safe `detail` and the request id.
-pub fn problem(status: StatusCode, detail: &str, request_id: &HeaderValue) -> Response<Body> {
+pub fn problem(status: StatusCode, detail: &str, request_id: &HeaderValue) -> Answer {
     let body = serde_json::json!({
         "type": "about:blank",
         "title": status.canonical_reason().unwrap_or("Error"),
@@ -19,7 +19,7 @@ pub fn problem(status: StatusCode, detail: &str, request_id: &HeaderValue) -> Re
         "detail": detail,
         "request_id": request_id.to_str().unwrap_or_default(),
     });
-    let mut resp = Response::new(Body::full(body.to_string()));
+    let mut resp = Response::new(body.to_string().into());
     *resp.status_mut() = status;
     resp.headers_mut().insert(CONTENT_TYPE, PROBLEM_JSON);
     resp
@@ -27,7 +27,7 @@ pub fn problem(status: StatusCode, detail: &str, request_id: &HeaderValue) -> Re
 
 /// The response for a failed request. Upstream and gateway faults are logged
 /// here with their cause; the client only sees the summary.
-pub fn from_error(err: &GatewayError, request_id: &HeaderValue) -> Response<Body> {
+pub fn from_error(err: &GatewayError, request_id: &HeaderValue) -> Answer {
     if err.side() != Side::Client {
         let cause = std::error::Error::source(err).map(|c| c.to_string()).unwrap_or_default();
         tracing::warn!(request_id = request_id.to_str().unwrap_or_default(), error = %err, cause, "request failed");

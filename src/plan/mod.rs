@@ -246,7 +246,7 @@ fn compile_listeners(cx: &mut Ctx) -> Vec<ListenerPlan> {
             );
         }
         let at = format!("listeners[{i}]");
-        let tls = l.tls.as_ref().and_then(|t| match crate::server::tls::build(t, cx.loaded) {
+        let tls = l.tls.as_ref().and_then(|t| match crate::tls::build(t, cx.loaded) {
             Ok(c) => Some(c),
             Err(errs) => {
                 for (p, m) in errs {

@@ -26,7 +26,7 @@ use std::net::IpAddr;
 
 use http::{HeaderValue, request, response};
 
-use crate::proxy::Body;
+use crate::http::Answer;
 
 /// The request phases, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -54,7 +54,7 @@ pub enum Outcome {
     /// Go on to the next policy.
     Continue,
     /// Stop here and send this response (the engine adds the common headers).
-    Respond(http::Response<Body>),
+    Respond(Answer),
 }
 
 /// What policies know about the request beyond its headers. The one place
@@ -65,7 +65,7 @@ pub struct RequestCtx<'a> {
     pub request_id: &'a HeaderValue,
     pub route: &'a str,
     /// The verified client certificate, on mutual-TLS listeners.
-    pub client_cert: Option<&'a crate::server::ClientIdentity>,
+    pub client_cert: Option<&'a crate::tls::ClientIdentity>,
     /// Set by the authenticate phase.
     pub identity: Option<auth::Identity>,
     /// The tightest rate limit seen, for the `RateLimit` response headers.
@@ -79,7 +79,7 @@ impl<'a> RequestCtx<'a> {
         client_ip: IpAddr,
         request_id: &'a HeaderValue,
         route: &'a str,
-        client_cert: Option<&'a crate::server::ClientIdentity>,
+        client_cert: Option<&'a crate::tls::ClientIdentity>,
     ) -> RequestCtx<'a> {
         RequestCtx { client_ip, request_id, route, client_cert, identity: None, rate_limit: None, slots: Vec::new() }
     }

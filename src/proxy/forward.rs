@@ -17,11 +17,11 @@ use crate::upstream::HashKey;
 use crate::wire::edits::{HeaderEdits, RequestFraming};
 use crate::wire::hop_by_hop;
 
-use super::request_body::{BodyError, RequestBody};
+use crate::http::request_body::{BodyError, RequestBody};
 
-use super::ConnInfo;
 use super::body::{Body, PooledBody};
-use super::error::{BoxError, GatewayError};
+use crate::http::conn::ConnInfo;
+use crate::http::error::{BoxError, GatewayError};
 
 pub(super) struct Forward<'a> {
     pub proxy: &'a Proxy,

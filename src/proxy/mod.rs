@@ -9,18 +9,18 @@
 //! HTTP/2): policies see protocol-neutral request parts.
 
 pub mod body;
-pub mod error;
 mod forward;
-pub mod request_body;
 
-use std::net::SocketAddr;
 use std::ops::Deref;
-use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body::Body as _;
 
+use crate::http::client_body::ClientBody;
+use crate::http::conn::ConnInfo;
+use crate::http::error::GatewayError;
+use crate::http::request_body::RequestBody;
 use crate::http::{forwarded, normalize, problem, request_id};
 use crate::plan::{Action, Plan, Route};
 use crate::policy::{Outcome, RequestCtx};
@@ -28,31 +28,11 @@ use crate::policy::{cors, ratelimit};
 use crate::responder::EchoInfo;
 use crate::router::host::{host_of, request_host};
 use crate::router::{Miss, RequestView};
-use crate::server::{ClientBody, ClientIdentity};
 use crate::wire::hop_by_hop;
 
 use crate::wire::field_edits::ResponseEdits;
 pub use body::Body;
-use error::GatewayError;
 pub use forward::Tunnel;
-pub use request_body::RequestBody;
-
-/// Facts about the connection a request came in on.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    pub peer: SocketAddr,
-    /// The peer's IP as a header value (`X-Forwarded-For`), made once per connection.
-    pub peer_ip: HeaderValue,
-    /// `http` or `https`: what `X-Forwarded-Proto` says when we are the first proxy.
-    pub scheme: &'static str,
-    pub listener: Arc<str>,
-    /// The verified client certificate (mutual TLS).
-    pub client_cert: Option<Arc<ClientIdentity>>,
-    /// `Strict-Transport-Security` for responses on this (TLS) connection.
-    pub hsts: Option<HeaderValue>,
-    /// Plain listener that only redirects to HTTPS on this port.
-    pub redirect_https: Option<u16>,
-}
 
 /// Serves one request on `plan` (held by the future: an `Arc` or a
 /// reference). Never fails: errors become problem responses.
@@ -114,7 +94,8 @@ pub fn handle<P: Deref<Target = Plan>>(
                 if let Ok(found) = plan.router.find(&view) {
                     let route = &plan.routes[found.route];
                     if let Some(cors) = &route.cors {
-                        let answer = cors.preflight(&requested, req.headers()).map_err(GatewayError::CorsRejected);
+                        let answer =
+                            cors.preflight(&requested, req.headers()).map(full).map_err(GatewayError::CorsRejected);
                         break 'serve (Some(route), answer);
                     }
                 }
@@ -161,7 +142,7 @@ pub fn handle<P: Deref<Target = Plan>>(
                 Outcome::Continue
             };
             let result = match outcome {
-                Outcome::Respond(resp) => Ok(resp),
+                Outcome::Respond(resp) => Ok(full(resp)),
                 Outcome::Continue => match &route.action {
                     Action::Proxy(proxy) => {
                         let target = forward::Forward {
@@ -185,19 +166,19 @@ pub fn handle<P: Deref<Target = Plan>>(
                             params,
                             client_cert: ctx.client_cert,
                         };
-                        Box::pin(responder.respond(&parts, body, &found.values, info)).await
+                        Box::pin(responder.respond(&parts, body, &found.values, info)).await.map(full)
                     }
                 },
             };
             // Rate-limit headers go on every answer of a limited route, 429 or not.
-            let mut resp = result.unwrap_or_else(|e| problem::from_error(&e, request_id));
+            let mut resp = result.unwrap_or_else(|e| full(problem::from_error(&e, request_id)));
             if let Some(info) = &ctx.rate_limit {
                 ratelimit::write_headers(plan.rate_limit_headers, info, full_headers(&mut resp));
             }
             let slots = std::mem::take(&mut ctx.slots);
             (Some(route), Ok(resp.map(|b| b.hold(slots))))
         };
-        let mut resp = result.unwrap_or_else(|err| problem::from_error(&err, &request_id));
+        let mut resp = result.unwrap_or_else(|err| full(problem::from_error(&err, &request_id)));
         let ctx = RequestCtx::new(client.ip, &request_id, route.map_or("", |r| &r.name), conn.client_cert.as_deref());
         finish(plan, route, conn, origin.as_ref(), &mut resp, &ctx);
         match resp.body_mut().deferred_mut() {
@@ -208,6 +189,11 @@ pub fn handle<P: Deref<Target = Plan>>(
         }
         resp
     }
+}
+
+/// A response the gateway made (policy, responder, problem) in the engine's body type.
+fn full(answer: crate::http::Answer) -> Response<Body> {
+    answer.map(Body::full)
 }
 
 /// Which of the headers the engine looks up a request carries, from one
@@ -255,7 +241,7 @@ fn full_headers(resp: &mut Response<Body>) -> &mut http::HeaderMap {
 /// default security headers. The connection closes after it.
 pub fn refuse(plan: &Plan, conn: &ConnInfo, status: StatusCode, detail: &str) -> Response<Body> {
     let request_id = request_id::generate();
-    let mut resp = problem::problem(status, detail, &request_id);
+    let mut resp = full(problem::problem(status, detail, &request_id));
     let ctx = RequestCtx::new(conn.peer.ip(), &request_id, "", conn.client_cert.as_deref());
     finish(plan, None, conn, None, &mut resp, &ctx);
     resp.headers_mut().insert(request_id::HEADER, request_id);

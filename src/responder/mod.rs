@@ -8,8 +8,9 @@ use http::header::{CONTENT_TYPE, LOCATION};
 use http::{HeaderMap, HeaderValue, Response, StatusCode, request};
 use http_body_util::{BodyExt, Limited};
 
-use crate::proxy::error::GatewayError;
-use crate::proxy::{Body, RequestBody};
+use crate::http::Answer;
+use crate::http::error::GatewayError;
+use crate::http::request_body::{BodyError, RequestBody};
 use crate::router::rewrite::Template;
 
 /// Echo reads at most this much body: it is a diagnostic, not a sink.
@@ -43,7 +44,7 @@ pub struct EchoInfo<'a> {
     pub request_id: &'a HeaderValue,
     pub route: &'a str,
     pub params: Vec<(&'a str, &'a str)>,
-    pub client_cert: Option<&'a crate::server::ClientIdentity>,
+    pub client_cert: Option<&'a crate::tls::ClientIdentity>,
 }
 
 impl Responder {
@@ -53,10 +54,10 @@ impl Responder {
         body: RequestBody,
         values: &[&str],
         info: EchoInfo<'_>,
-    ) -> Result<Response<Body>, GatewayError> {
+    ) -> Result<Answer, GatewayError> {
         match self {
             Responder::Static(s) => {
-                let mut resp = Response::new(Body::full(s.body.clone()));
+                let mut resp = Response::new(s.body.clone());
                 *resp.status_mut() = s.status;
                 *resp.headers_mut() = s.headers.clone();
                 Ok(resp)
@@ -70,7 +71,7 @@ impl Responder {
                     to.push_str(q);
                 }
                 let location = HeaderValue::try_from(to).map_err(|e| GatewayError::Internal(e.into()))?;
-                let mut resp = Response::new(Body::empty());
+                let mut resp = Response::new(Bytes::new());
                 *resp.status_mut() = r.status;
                 resp.headers_mut().insert(LOCATION, location);
                 Ok(resp)
@@ -80,11 +81,11 @@ impl Responder {
     }
 }
 
-async fn echo(parts: &request::Parts, body: RequestBody, info: EchoInfo<'_>) -> Result<Response<Body>, GatewayError> {
+async fn echo(parts: &request::Parts, body: RequestBody, info: EchoInfo<'_>) -> Result<Answer, GatewayError> {
     let bytes = match Limited::new(body, ECHO_BODY_LIMIT).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
-            return Err(match e.downcast::<crate::proxy::request_body::BodyError>() {
+            return Err(match e.downcast::<BodyError>() {
                 Ok(e) => (*e).into(),
                 Err(_) => GatewayError::BodyTooLarge { limit: ECHO_BODY_LIMIT as u64 },
             });
@@ -111,7 +112,7 @@ async fn echo(parts: &request::Parts, body: RequestBody, info: EchoInfo<'_>) -> 
         "client_cert": info.client_cert.map(|c| serde_json::json!({ "subject": c.subject, "sans": c.sans })),
         "body": String::from_utf8_lossy(&bytes),
     });
-    let mut resp = Response::new(Body::full(doc.to_string()));
+    let mut resp = Response::new(Bytes::from(doc.to_string()));
     resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(resp)
 }

@@ -29,10 +29,12 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::body::ClientBody;
-use super::{OpenGuard, Shared, StopSignal, h1, tls};
+use super::{OpenGuard, Shared, StopSignal, h1};
+use crate::http::client_body::ClientBody;
+use crate::http::conn::ConnInfo;
 use crate::plan::ListenerPlan;
-use crate::proxy::{self, Body, ConnInfo};
+use crate::proxy::{self, Body};
+use crate::tls;
 use crate::wire::admit;
 
 /// How often a hyper connection checks for idleness (at most).
@@ -342,7 +344,7 @@ impl Drop for Tracked {
 
 impl http_body::Body for Tracked {
     type Data = Bytes;
-    type Error = crate::proxy::error::BoxError;
+    type Error = crate::http::error::BoxError;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         Pin::new(&mut self.body).poll_frame(cx)

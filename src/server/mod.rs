@@ -8,10 +8,8 @@
 //! shutdown: GOAWAY / `Connection: close`, in-flight requests finish) and its
 //! own idleness (`limits.idle_timeout`).
 
-pub mod body;
 mod conn;
 mod h1;
-pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,9 +22,6 @@ use tokio::sync::{Notify, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::plan::Plan;
-
-pub use body::ClientBody;
-pub use tls::ClientIdentity;
 
 /// What every connection shares: the current plan (swapped on reload).
 pub struct Shared {

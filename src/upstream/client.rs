@@ -12,7 +12,7 @@ use rustls_pki_types::ServerName;
 
 use crate::config::{UpstreamConfig, UpstreamProtocol};
 
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, crate::proxy::RequestBody>;
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, crate::http::request_body::RequestBody>;
 
 /// Builds the client. `ca` is the resolved path of the CA bundle, if any.
 pub fn build(cfg: &UpstreamConfig, ca: Option<&Path>) -> Result<HttpClient, String> {
@@ -27,7 +27,7 @@ pub fn build(cfg: &UpstreamConfig, ca: Option<&Path>) -> Result<HttpClient, Stri
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup failed: {e}"))?;
     let tls = match ca {
-        Some(path) => builder.with_root_certificates(crate::server::tls::load_roots(path)?),
+        Some(path) => builder.with_root_certificates(crate::tls::load_roots(path)?),
         None => builder.with_webpki_roots(),
     }
     .with_no_client_auth();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::consumers::normalize_dn;
 use super::{Consumers, Failure, Identity};
-use crate::server::ClientIdentity;
+use crate::tls::ClientIdentity;
 
 #[derive(Debug)]
 pub struct Mtls {

@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::config::units::Duration;
-use crate::proxy::Body;
+use crate::http::Answer;
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -161,7 +161,7 @@ impl Compiled {
     }
 
     /// The answer to a preflight: 204 with the grants, or 403 when refused.
-    pub fn preflight(&self, requested: &Method, headers: &HeaderMap) -> Result<Response<Body>, &'static str> {
+    pub fn preflight(&self, requested: &Method, headers: &HeaderMap) -> Result<Answer, &'static str> {
         let origin = headers.get(header::ORIGIN).filter(|o| self.allows(o)).ok_or("origin not allowed")?;
         if !self.methods.contains(requested) {
             return Err("method not allowed for cross-origin requests");
@@ -176,7 +176,7 @@ impl Compiled {
         {
             return Err("request header not allowed for cross-origin requests");
         }
-        let mut resp = Response::new(Body::empty());
+        let mut resp = Response::new(bytes::Bytes::new());
         *resp.status_mut() = StatusCode::NO_CONTENT;
         let out = resp.headers_mut();
         self.allow_origin_headers(origin, out);

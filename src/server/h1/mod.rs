@@ -34,15 +34,15 @@ use bytes::{BufMut, BytesMut};
 use http::{Request, StatusCode};
 use tokio::time::Instant;
 
-pub use crate::wire::body_reader::BodyReader;
 use crate::wire::transport::Connection;
 pub use crate::wire::transport::Tls;
 use crate::wire::{body_reader as body, request_head as head, response_head as response};
 
-use super::body::ClientBody;
 use super::{Shared, StopSignal};
+use crate::http::client_body::ClientBody;
+use crate::http::conn::ConnInfo;
 use crate::plan::ListenerPlan;
-use crate::proxy::{self, ConnInfo};
+use crate::proxy;
 use crate::wire::decode::Framing;
 use crate::wire::recycle::Slab;
 use crate::wire::timer::LazyTimer as Timer;

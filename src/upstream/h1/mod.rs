@@ -27,7 +27,7 @@ use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::proxy::RequestBody;
+use crate::http::request_body::RequestBody;
 use crate::wire::decode::Decoder;
 use crate::wire::edits::HeaderEdits;
 use crate::wire::raw_headers::RawHeaders;
@@ -35,7 +35,7 @@ use crate::wire::timer::LazyTimer;
 use crate::wire::upstream_head::{self as codec, Head, RequestFraming, ResponseFraming};
 use crate::wire::write_queue::{MAX_SLICES, WriteQueue};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::wire::BoxError;
 
 /// Bytes asked of the socket per read once the buffer is full.
 const READ_CHUNK: usize = 16 * 1024;

@@ -7,7 +7,7 @@ use http::{HeaderValue, StatusCode};
 
 use crate::http::normalize::PathError;
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use crate::wire::BoxError;
 
 /// Which side caused a failure: picks 4xx vs 5xx and, later, metric labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,8 +14,8 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use tokio::time::Sleep;
 
-use super::error::BoxError;
-use crate::server::ClientBody;
+use super::client_body::ClientBody;
+use crate::wire::BoxError;
 
 /// Why a request body was cut off.
 #[derive(Debug, thiserror::Error)]

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
-use super::h1::BodyReader;
-use crate::proxy::error::BoxError;
+use crate::wire::BoxError;
+use crate::wire::body_reader::BodyReader;
 
 #[derive(Debug)]
 pub enum ClientBody {

@@ -1,0 +1,25 @@
+//! What the engine knows about the connection a request came in on.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::HeaderValue;
+
+use crate::tls::ClientIdentity;
+
+/// Facts about the connection a request came in on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    /// The peer's IP as a header value (`X-Forwarded-For`), made once per connection.
+    pub peer_ip: HeaderValue,
+    /// `http` or `https`: what `X-Forwarded-Proto` says when we are the first proxy.
+    pub scheme: &'static str,
+    pub listener: Arc<str>,
+    /// The verified client certificate (mutual TLS).
+    pub client_cert: Option<Arc<ClientIdentity>>,
+    /// `Strict-Transport-Security` for responses on this (TLS) connection.
+    pub hsts: Option<HeaderValue>,
+    /// Plain listener that only redirects to HTTPS on this port.
+    pub redirect_https: Option<u16>,
+}
