@@ -8,13 +8,15 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::units::{ByteSize, Duration};
-use crate::policy::auth::{ConsumerConfig, IdentityHeadersConfig, ProviderConfig};
-use crate::policy::authz::{AuthorizeConfig, IpConfig};
-use crate::policy::cors::CorsConfig;
-use crate::policy::ratelimit::{
+use crate::policy::auth::config::{ConsumerConfig, IdentityHeadersConfig, ProviderConfig};
+use crate::policy::authz::config::AuthorizeConfig;
+use crate::policy::cors::config::CorsConfig;
+use crate::policy::headers::config::HeaderOpsConfig;
+use crate::policy::ip::config::IpConfig;
+use crate::policy::ratelimit::config::{
     ConcurrencyConfig, QuotaConfig, RateLimitConfig, RateLimitHeaders, RateLimitStoreConfig,
 };
-use crate::policy::security_headers::SecurityHeadersConfig;
+use crate::policy::security_headers::config::SecurityHeadersConfig;
 
 /// The whole gateway config.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -536,17 +538,6 @@ pub struct RewriteConfig {
 pub struct ReplacePrefixConfig {
     pub from: String,
     pub to: String,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HeaderOpsConfig {
-    /// Set (replace) these headers.
-    #[serde(default)]
-    pub set: BTreeMap<String, String>,
-    /// Remove these headers.
-    #[serde(default)]
-    pub remove: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

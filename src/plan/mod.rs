@@ -357,3 +357,6 @@ fn compile_trusted(cx: &mut Ctx) -> TrustedProxies {
     }
     TrustedProxies::new(nets)
 }
+
+#[cfg(test)]
+mod tests;

@@ -10,7 +10,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 use crate::config::units::parse_date;
 use crate::config::{DeprecationConfig, MatchConfig, RouteConfig};
-use crate::policy::{Chain, cors, registry, security_headers};
+use crate::policy::registry::Chain;
+use crate::policy::{cors, registry, security_headers};
 use crate::responder::{Redirect, Responder, StaticResponse};
 use crate::router::rewrite::{PathRewrite, Template};
 use crate::router::{HeaderCondition, HostMatch, Matcher, PathPattern, VersionMatch, VersionSource};

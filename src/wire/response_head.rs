@@ -301,7 +301,18 @@ mod tests {
 
     #[test]
     fn raw_lines_with_edits_match_the_map_path() {
-        use crate::policy::security_headers::{SecurityHeadersConfig, compile};
+        use crate::wire::field_edits::FieldEdits;
+        let field = |n: &'static str, v: &'static str| (HeaderName::from_static(n), http::HeaderValue::from_static(v));
+        // The security-header policy's defaults, as it compiles them.
+        let defaults = || {
+            vec![
+                field("x-content-type-options", "nosniff"),
+                field("x-frame-options", "DENY"),
+                field("content-security-policy", "default-src 'none'; frame-ancestors 'none'"),
+                field("referrer-policy", "no-referrer"),
+            ]
+        };
+        let banners = || ["server", "x-powered-by"].map(HeaderName::from_static).to_vec();
         let upstream = [
             ("Server", "nginx/1.22"),
             ("Content-Type", "text/plain"),
@@ -316,18 +327,20 @@ mod tests {
         // Also an upstream that sets none of the defaults (they are then
         // added as one rendered block).
         let none_of_the_defaults: Vec<_> = upstream.iter().copied().filter(|(n, _)| *n != "X-Frame-Options").collect();
-        let mut set = SecurityHeadersConfig::default();
-        set.set.insert("referrer-policy".into(), "same-origin".into());
-        set.set.insert("vary".into(), "*".into());
-        let mut removing_a_default = SecurityHeadersConfig::default();
-        removing_a_default.remove.push("x-frame-options".into());
-        let off = SecurityHeadersConfig { enabled: false, ..SecurityHeadersConfig::default() };
-        for cfg in [SecurityHeadersConfig::default(), set, removing_a_default, off] {
+        let plain = FieldEdits::new(defaults(), Vec::new(), banners());
+        let set =
+            FieldEdits::new(defaults(), vec![field("referrer-policy", "same-origin"), field("vary", "*")], banners());
+        let mut removing = banners();
+        removing.push(HeaderName::from_static("x-frame-options"));
+        let removing_a_default = FieldEdits::new(defaults(), Vec::new(), removing);
+        let off = FieldEdits::default();
+        for cfg in [plain, set, removing_a_default, off] {
+            let cfg = std::sync::Arc::new(cfg);
             for (request_id, upstream) in [None, Some(http::HeaderValue::from_static("abc"))]
                 .into_iter()
                 .flat_map(|id| [(id.clone(), &upstream[..]), (id, &none_of_the_defaults[..])])
             {
-                let edits = ResponseEdits { fields: std::sync::Arc::new(compile(&cfg).unwrap()), request_id };
+                let edits = ResponseEdits { fields: cfg.clone(), request_id };
                 let raw = RawHeaders::from_pairs(upstream);
                 for (status, framing) in
                     [(StatusCode::OK, BodyFraming::Length(2)), (StatusCode::NOT_MODIFIED, BodyFraming::None)]

@@ -12,6 +12,7 @@ mod edge_limits;
 mod edge_reload;
 mod edge_tls;
 mod forwarding;
+mod layers;
 mod normalization;
 mod proxying;
 mod ratelimit;

@@ -8,13 +8,7 @@ use std::time::SystemTime;
 use crate::config::units::parse_date;
 
 use super::config::ConsumerConfig;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Consumer {
-    pub id: Arc<str>,
-    pub groups: Vec<String>,
-    pub scopes: Vec<String>,
-}
+use crate::policy::Consumer;
 
 #[derive(Debug, Default)]
 pub struct Consumers {

@@ -22,30 +22,11 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{StatusCode, request};
 
 pub use config::*;
-pub use consumers::{Consumer, Consumers, hash_key};
+pub use consumers::{Consumers, hash_key};
 
 use crate::config::LoadedConfig;
 use crate::http::problem;
-use crate::policy::{Outcome, RequestCtx};
-
-/// Who the caller is, once authenticated.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    pub provider: Arc<str>,
-    pub subject: String,
-    pub consumer: Option<Arc<Consumer>>,
-    pub scopes: Vec<String>,
-    /// Token claims (JWT payload or introspection answer), for `authorize.claims`.
-    pub claims: Option<Arc<serde_json::Value>>,
-    /// Whether the credential was a bearer token (for `insufficient_scope`).
-    pub bearer: bool,
-}
-
-impl Identity {
-    pub fn groups(&self) -> &[String] {
-        self.consumer.as_ref().map_or(&[], |c| &c.groups)
-    }
-}
+use crate::policy::{Identity, Outcome, RequestCtx};
 
 /// Why authentication failed, from the client's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,4 +1,4 @@
-//! Config types for authorization and IP lists.
+//! Config types for authorization.
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -39,18 +39,6 @@ pub struct GroupsConfig {
     #[serde(default)]
     pub allow: Vec<String>,
     /// The consumer must be in none of these groups.
-    #[serde(default)]
-    pub deny: Vec<String>,
-}
-
-/// Client IP lists, checked before authentication.
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct IpConfig {
-    /// Only these addresses/CIDRs may call the route (empty: anyone not denied).
-    #[serde(default)]
-    pub allow: Vec<String>,
-    /// These addresses/CIDRs may not.
     #[serde(default)]
     pub deny: Vec<String>,
 }

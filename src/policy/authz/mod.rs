@@ -11,7 +11,7 @@ use http::{StatusCode, request};
 pub use config::*;
 
 use crate::http::problem;
-use crate::policy::auth::Identity;
+use crate::policy::Identity;
 use crate::policy::{Outcome, RequestCtx};
 
 #[derive(Debug, Clone)]

@@ -2,7 +2,8 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::config::HeaderOpsConfig;
+pub mod config;
+pub use config::HeaderOpsConfig;
 
 #[derive(Debug, Clone, Default)]
 pub struct Compiled {

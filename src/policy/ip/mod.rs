@@ -7,8 +7,10 @@ use http::StatusCode;
 use ipnet::IpNet;
 
 use crate::http::problem;
-use crate::policy::authz::IpConfig;
 use crate::policy::{Outcome, RequestCtx};
+
+pub mod config;
+pub use config::IpConfig;
 
 #[derive(Debug, Clone)]
 pub struct Compiled {

@@ -3,7 +3,6 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::quota::Period;
 use crate::config::units::{Duration, Rate};
 
 /// What a limit counts by. A request that lacks the value (no consumer, no
@@ -179,4 +178,14 @@ pub enum RateLimitHeaders {
     Legacy,
     Both,
     None,
+}
+
+/// A quota's calendar window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Period {
+    Minute,
+    Hour,
+    Day,
+    Month,
 }

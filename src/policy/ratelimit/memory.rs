@@ -137,7 +137,7 @@ impl MemoryStore {
         true
     }
 
-    pub fn release(&self, key: u128) {
+    fn release_slot(&self, key: u128) {
         let mut shard = lock(&self.in_flight[Self::shard(key)]);
         if let Some(n) = shard.get_mut(&key) {
             *n = n.saturating_sub(1);
@@ -153,6 +153,12 @@ impl MemoryStore {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl crate::policy::Releases for MemoryStore {
+    fn release(&self, key: u128) {
+        self.release_slot(key);
     }
 }
 
@@ -206,7 +212,7 @@ mod tests {
         assert!(store.acquire(k, 2));
         assert!(store.acquire(k, 2));
         assert!(!store.acquire(k, 2));
-        store.release(k);
+        store.release_slot(k);
         assert!(store.acquire(k, 2));
     }
 }

@@ -28,7 +28,7 @@ use memory::MemoryStore;
 use redis::RedisStore;
 
 use crate::http::problem;
-use crate::policy::{Outcome, RequestCtx};
+use crate::policy::{HeaderInfo, Outcome, RequestCtx, Slot};
 
 /// The counters of a plan: always the memory store, and Redis when configured.
 #[derive(Debug)]
@@ -66,29 +66,6 @@ impl Stores {
             tracing::warn!(error, "rate-limit store unavailable; applying each limit's on_store_error policy");
         }
     }
-}
-
-/// A held concurrency slot; released when dropped (request done, failed or abandoned).
-#[derive(Debug)]
-pub struct Slot {
-    store: Arc<MemoryStore>,
-    key: u128,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.store.release(self.key);
-    }
-}
-
-/// What the rate-limit headers report: the most constrained limit.
-#[derive(Debug, Clone)]
-pub struct HeaderInfo {
-    pub name: Arc<str>,
-    pub limit: u64,
-    pub window_secs: u64,
-    pub remaining: u64,
-    pub reset_secs: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -378,7 +355,7 @@ impl Compiled {
                 );
                 return Outcome::Respond(resp);
             }
-            ctx.slots.push(Slot { store: memory.clone(), key });
+            ctx.slots.push(Slot::new(memory.clone(), key));
         }
         if hold > 0 {
             // Delay mode: released in arrival order, as TAT slots are handed out in order.

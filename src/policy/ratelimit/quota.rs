@@ -1,17 +1,7 @@
 //! Quotas: fixed budgets per calendar minute, hour, day or month, in UTC.
 //! Windows are computed from a Unix time given by the caller.
 
-use schemars::JsonSchema;
-use serde::Deserialize;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Period {
-    Minute,
-    Hour,
-    Day,
-    Month,
-}
+pub use super::config::Period;
 
 /// `(window id, first second of the next window)` for Unix second `now`.
 pub fn window(period: Period, now: u64) -> (u64, u64) {

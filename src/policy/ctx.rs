@@ -1,0 +1,108 @@
+//! What the request phases share, and nothing else: the request's context
+//! ([`RequestCtx`]) and the values one phase leaves for a later one or for
+//! the response (who the caller is, the tightest rate limit, concurrency
+//! slots). A policy reads these; it never imports another policy.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::HeaderValue;
+
+use crate::tls::ClientIdentity;
+
+/// What policies know about the request beyond its headers. The one place
+/// where phases share state.
+#[derive(Debug)]
+pub struct RequestCtx<'a> {
+    pub client_ip: IpAddr,
+    pub request_id: &'a HeaderValue,
+    pub route: &'a str,
+    /// The verified client certificate, on mutual-TLS listeners.
+    pub client_cert: Option<&'a ClientIdentity>,
+    /// Set by the authenticate phase.
+    pub identity: Option<Identity>,
+    /// The tightest rate limit seen, for the `RateLimit` response headers.
+    pub rate_limit: Option<HeaderInfo>,
+    /// Concurrency slots, held until the response is done.
+    pub slots: Vec<Slot>,
+}
+
+impl<'a> RequestCtx<'a> {
+    pub fn new(
+        client_ip: IpAddr,
+        request_id: &'a HeaderValue,
+        route: &'a str,
+        client_cert: Option<&'a ClientIdentity>,
+    ) -> RequestCtx<'a> {
+        RequestCtx { client_ip, request_id, route, client_cert, identity: None, rate_limit: None, slots: Vec::new() }
+    }
+}
+
+/// Who the caller is, once authenticated (set by `auth`, read by `authz`,
+/// the rate limits and the identity headers).
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub provider: Arc<str>,
+    pub subject: String,
+    pub consumer: Option<Arc<Consumer>>,
+    pub scopes: Vec<String>,
+    /// Token claims (JWT or introspection answer), for `authorize.claims`.
+    pub claims: Option<Arc<serde_json::Value>>,
+    /// Whether the credential was a bearer token (for `insufficient_scope`).
+    pub bearer: bool,
+}
+
+impl Identity {
+    pub fn groups(&self) -> &[String] {
+        self.consumer.as_ref().map_or(&[], |c| &c.groups)
+    }
+}
+
+/// A consumer from the config's `consumers` list, as an identity carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumer {
+    pub id: Arc<str>,
+    pub groups: Vec<String>,
+    pub scopes: Vec<String>,
+}
+
+/// What the rate-limit headers report: the most constrained limit.
+#[derive(Debug, Clone)]
+pub struct HeaderInfo {
+    pub name: Arc<str>,
+    pub limit: u64,
+    pub window_secs: u64,
+    pub remaining: u64,
+    pub reset_secs: u64,
+}
+
+/// Whoever counts concurrency slots (the rate-limit store).
+pub trait Releases: Send + Sync {
+    fn release(&self, key: u128);
+}
+
+/// A held concurrency slot; released when dropped (request done, failed or
+/// abandoned). The response body keeps it until the last byte.
+pub struct Slot {
+    owner: Arc<dyn Releases>,
+    key: u128,
+}
+
+impl Slot {
+    pub fn new(owner: Arc<dyn Releases>, key: u128) -> Slot {
+        Slot { owner, key }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.owner.release(self.key);
+    }
+}
+
+impl fmt::Debug for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Slot").field("key", &self.key).finish()
+    }
+}
