@@ -14,6 +14,7 @@ use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::config::FieldErrors;
 use crate::config::{ListenerTlsConfig, LoadedConfig};
 
 /// What a verified client certificate says (for mTLS policies).
@@ -26,9 +27,9 @@ pub struct ClientIdentity {
 }
 
 /// Builds the listener's rustls config. Errors are `(path under tls, message)`.
-pub fn build(cfg: &ListenerTlsConfig, loaded: &LoadedConfig) -> Result<Arc<ServerConfig>, Vec<(String, String)>> {
+pub fn build(cfg: &ListenerTlsConfig, loaded: &LoadedConfig) -> Result<Arc<ServerConfig>, FieldErrors> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut errors = Vec::new();
+    let mut errors = FieldErrors::new();
     let mut resolver = SniResolver::default();
     if cfg.certificates.is_empty() {
         errors.push(("certificates".to_string(), "a TLS listener needs at least one certificate".to_string()));
@@ -72,7 +73,7 @@ pub fn build(cfg: &ListenerTlsConfig, loaded: &LoadedConfig) -> Result<Arc<Serve
     }
     let builder = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| vec![("".to_string(), format!("TLS setup failed: {e}"))])?;
+        .map_err(|e| FieldErrors::one("".to_string(), format!("TLS setup failed: {e}")))?;
     let builder = match verifier {
         Some(v) => builder.with_client_cert_verifier(v),
         None => builder.with_no_client_auth(),

@@ -1,6 +1,7 @@
 //! The config file: loading with `${ENV}` interpolation, the serde types,
 //! units, and errors that name the file, the path and the line.
 
+pub mod field_errors;
 pub mod locate;
 pub mod types;
 pub mod units;
@@ -8,6 +9,7 @@ pub mod units;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use field_errors::FieldErrors;
 pub use locate::Locations;
 pub use types::*;
 
@@ -77,6 +79,11 @@ impl LoadedConfig {
             path,
             message: message.into(),
         }
+    }
+
+    /// Every problem of `errors`, located in this config.
+    pub fn errors(&self, errors: FieldErrors) -> impl Iterator<Item = ConfigError> + '_ {
+        errors.into_iter().map(|(path, message)| self.error(path, message))
     }
 
     /// A file name from the config, resolved against the config's folder.

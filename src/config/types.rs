@@ -11,6 +11,7 @@ use super::units::{ByteSize, Duration};
 use crate::policy::auth::config::{ConsumerConfig, IdentityHeadersConfig, ProviderConfig};
 use crate::policy::authz::config::AuthorizeConfig;
 use crate::policy::cors::config::CorsConfig;
+use crate::policy::deprecation::config::DeprecationConfig;
 use crate::policy::headers::config::HeaderOpsConfig;
 use crate::policy::ip::config::IpConfig;
 use crate::policy::ratelimit::config::{
@@ -538,15 +539,4 @@ pub struct RewriteConfig {
 pub struct ReplacePrefixConfig {
     pub from: String,
     pub to: String,
-}
-
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DeprecationConfig {
-    /// When the route was (or will be) deprecated: `2026-06-30` or an RFC 3339 time.
-    pub since: String,
-    /// When the route stops working: `2027-01-31` or an RFC 3339 time.
-    pub sunset: Option<String>,
-    /// Page that explains the migration; sent as `Link: <...>; rel="deprecation"`.
-    pub link: Option<String>,
 }

@@ -15,11 +15,15 @@ use http::HeaderValue;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use ipnet::IpNet;
 
-use crate::config::{ConfigError, ConfigErrors, HstsConfig, ListenerLimits, LoadedConfig, NormalizeConfig};
+use crate::config::{
+    ConfigError, ConfigErrors, FieldErrors, HstsConfig, ListenerLimits, LoadedConfig, NormalizeConfig,
+};
 use crate::http::forwarded::TrustedProxies;
 use crate::policy::auth::{Consumers, IdentityHeaders, Provider, Providers};
+use crate::policy::compile::{CompileCtx, Shared};
 use crate::policy::ratelimit::{RateLimitHeaders, Stores};
-use crate::policy::{registry, security_headers};
+use crate::policy::registry::Chain;
+use crate::policy::security_headers;
 use crate::router::{Conflict, Router};
 use crate::upstream::Upstream;
 
@@ -34,9 +38,9 @@ pub struct Plan {
     pub router: Router,
     /// In config order; the router returns indexes into this.
     pub routes: Vec<Route>,
-    /// Security headers for responses without a route of their own (404…)
-    /// and for routes that do not override them.
-    pub security_headers: Arc<security_headers::Compiled>,
+    /// The response steps of responses without a route (404, 405,
+    /// refusals): the top-level security headers.
+    pub without_route: Chain,
     pub shutdown_timeout: Duration,
     pub providers: Providers,
     /// Stripped from every client request; set from the authenticated identity.
@@ -92,6 +96,13 @@ impl Ctx<'_> {
         let e = self.loaded.error(path, message);
         self.errors.push(e);
     }
+
+    /// Takes the problems of one part of the config, found under `key`.
+    pub fn nest(&mut self, key: &str, errors: FieldErrors) {
+        let mut at = FieldErrors::new();
+        at.nest(key, errors);
+        self.errors.extend(self.loaded.errors(at));
+    }
 }
 
 /// Compiles `loaded` into a plan, or reports every problem in it.
@@ -107,20 +118,17 @@ pub fn compile_after(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<P
 
     let listeners = compile_listeners(&mut cx);
     let trusted_proxies = compile_trusted(&mut cx);
-    let security_headers = match security_headers::compile(&cfg.security_headers) {
-        Ok(c) => Arc::new(c),
-        Err(errs) => {
-            for (p, m) in errs {
-                cx.err(format!("security_headers.{p}"), m);
-            }
-            Arc::default()
-        }
+    let security_headers = {
+        let none = Shared::default();
+        let mut top = CompileCtx::new(loaded, String::new(), &none);
+        let compiled = security_headers::compile(&cfg.security_headers, &mut top);
+        let compiled = top.take("security_headers", compiled).map(Arc::new).unwrap_or_default();
+        cx.nest("", top.errors);
+        compiled
     };
 
     let consumers = Arc::new(Consumers::compile(&cfg.consumers).unwrap_or_else(|errs| {
-        for (p, m) in errs {
-            cx.err(format!("consumers{p}"), m);
-        }
+        cx.nest("consumers", errs);
         Consumers::default()
     }));
     let mut providers = Providers::new();
@@ -130,27 +138,24 @@ pub fn compile_after(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<P
             Ok(p) => {
                 providers.insert(name.clone(), Arc::new(p));
             }
-            Err(errs) => {
-                for (p, m) in errs {
-                    cx.err(format!("auth.{name}.{p}"), m);
-                }
-            }
+            Err(errs) => cx.nest(&format!("auth.{name}"), errs),
         }
     }
     let identity_headers = Arc::new(IdentityHeaders::compile(&cfg.identity_headers).unwrap_or_else(|errs| {
-        for (_, m) in errs {
-            cx.err("identity_headers", m);
-        }
+        cx.nest("identity_headers", errs);
         IdentityHeaders::compile(&Default::default()).expect("defaults are valid")
     }));
     let stores =
         Arc::new(Stores::compile(&cfg.rate_limit_store, previous.map(|p| &*p.stores)).unwrap_or_else(|errs| {
-            for (p, m) in errs {
-                cx.err(format!("rate_limit_store.{p}"), m);
-            }
+            cx.nest("rate_limit_store", errs);
             Stores::compile(&Default::default(), None).expect("the default store")
         }));
-    let shared = registry::Shared { providers: &providers, identity_headers: &identity_headers, stores: &stores };
+    // What every route's policies may use, by type (`CompileCtx::shared`).
+    let mut shared = Shared::default();
+    shared.insert(Arc::new(providers.clone()));
+    shared.insert(Arc::new(identity_headers.clone()));
+    shared.insert(Arc::new(stores.clone()));
+    shared.insert(Arc::new(security_headers.clone()));
 
     let mut upstreams: HashMap<&str, Arc<Upstream>> = HashMap::new();
     for (name, ucfg) in &cfg.upstreams {
@@ -169,8 +174,7 @@ pub fn compile_after(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<P
         if let Some(first) = names.insert(&rcfg.name, i) {
             cx.err(format!("routes[{i}].name"), format!("duplicate route name `{}` (also routes[{first}])", rcfg.name));
         }
-        if let Some((matcher, route)) = route::compile(&mut cx, i, rcfg, &upstreams, &known, &security_headers, &shared)
-        {
+        if let Some((matcher, route)) = route::compile(&mut cx, i, rcfg, &upstreams, &known, &shared) {
             matchers.push(matcher);
             routes.push(route);
             compiled.push(i);
@@ -193,7 +197,7 @@ pub fn compile_after(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<P
         normalize: cfg.path_normalization.clone(),
         router,
         routes,
-        security_headers,
+        without_route: Chain::without_route(security_headers),
         shutdown_timeout: cfg.shutdown_timeout.0,
         providers,
         identity_headers,
@@ -249,9 +253,7 @@ fn compile_listeners(cx: &mut Ctx) -> Vec<ListenerPlan> {
         let tls = l.tls.as_ref().and_then(|t| match crate::tls::build(t, cx.loaded) {
             Ok(c) => Some(c),
             Err(errs) => {
-                for (p, m) in errs {
-                    cx.err(format!("{at}.tls.{p}"), m);
-                }
+                cx.nest(&format!("{at}.tls"), errs);
                 None
             }
         });

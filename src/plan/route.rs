@@ -3,15 +3,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
-use crate::config::units::parse_date;
-use crate::config::{DeprecationConfig, MatchConfig, RouteConfig};
-use crate::policy::registry::Chain;
-use crate::policy::{cors, registry, security_headers};
+use crate::config::{MatchConfig, RouteConfig};
+use crate::policy::compile::{CompileCtx, Shared};
+use crate::policy::registry::{self, Chain};
 use crate::responder::{Redirect, Responder, StaticResponse};
 use crate::router::rewrite::{PathRewrite, Template};
 use crate::router::{HeaderCondition, HostMatch, Matcher, PathPattern, VersionMatch, VersionSource};
@@ -26,13 +24,10 @@ pub struct Route {
     /// Parameter names, in the order the router captures values.
     pub params: Vec<Arc<str>>,
     pub action: Action,
+    /// Its policies: request phases and response steps.
     pub policies: Chain,
-    /// `Deprecation`, `Sunset`, `Link`, added to every response.
-    pub deprecation: Vec<(HeaderName, HeaderValue)>,
     /// Largest request body, when the route sets one (else the listener's).
     pub max_body_size: Option<u64>,
-    pub security_headers: Arc<security_headers::Compiled>,
-    pub cors: Option<cors::Compiled>,
 }
 
 #[derive(Debug)]
@@ -66,8 +61,7 @@ pub(super) fn compile(
     cfg: &RouteConfig,
     upstreams: &HashMap<&str, Arc<Upstream>>,
     known: &[&str],
-    default_headers: &Arc<security_headers::Compiled>,
-    shared: &registry::Shared<'_>,
+    shared: &Shared,
 ) -> Option<(Matcher, Route)> {
     let at = format!("routes[{i}]");
     let before = cx.errors.len();
@@ -96,34 +90,15 @@ pub(super) fn compile(
             cx.err(format!("{at}.websocket"), "`websocket` only applies to routes with an `upstream`");
         }
     }
-    let policies = match registry::compile_route(cfg, shared) {
-        Ok(chain) => Some(chain),
-        Err(errs) => {
-            for (p, m) in errs {
-                cx.err(format!("{at}.{p}"), m);
-            }
-            None
-        }
+    let policies = {
+        let mut pcx = CompileCtx::new(cx.loaded, at.clone(), shared);
+        pcx.route = &cfg.name;
+        pcx.upstream = cfg.upstream.as_deref();
+        let chain = registry::compile_route(cfg, &mut pcx);
+        let errors = std::mem::take(&mut pcx.errors);
+        cx.errors.extend(cx.loaded.errors(errors));
+        chain
     };
-    let deprecation = cfg.deprecated.as_ref().map(|d| compile_deprecation(cx, &format!("{at}.deprecated"), d));
-    let security_headers = match &cfg.security_headers {
-        None => default_headers.clone(),
-        Some(sh) => security_headers::compile(sh).map(Arc::new).unwrap_or_else(|errs| {
-            for (p, m) in errs {
-                cx.err(format!("{at}.security_headers.{p}"), m);
-            }
-            Arc::default()
-        }),
-    };
-    let cors = cfg.cors.as_ref().and_then(|c| {
-        cors::Compiled::compile(c)
-            .map_err(|errs| {
-                for (p, m) in errs {
-                    cx.err(format!("{at}.cors.{p}"), m);
-                }
-            })
-            .ok()
-    });
     if cx.errors.len() > before {
         return None;
     }
@@ -132,10 +107,7 @@ pub(super) fn compile(
         params,
         action: action?,
         policies: policies?,
-        deprecation: deprecation.unwrap_or_default(),
         max_body_size: cfg.max_body_size.map(|s| s.0),
-        security_headers,
-        cors,
     };
     Some((matcher?, route))
 }
@@ -339,37 +311,4 @@ fn compile_rewrite(
         None
     };
     (rewrite, host)
-}
-
-fn compile_deprecation(cx: &mut Ctx, at: &str, d: &DeprecationConfig) -> Vec<(HeaderName, HeaderValue)> {
-    let mut out = Vec::new();
-    match parse_date(&d.since) {
-        // RFC 9745: a Structured Field Date, `@<unix seconds>`.
-        Some(t) => out.push((
-            HeaderName::from_static("deprecation"),
-            HeaderValue::try_from(format!("@{}", t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()))
-                .expect("digits"),
-        )),
-        None => cx.err(format!("{at}.since"), format!("`{}` is not a date like `2026-06-30`", d.since)),
-    }
-    if let Some(s) = &d.sunset {
-        match parse_date(s) {
-            // RFC 8594: an HTTP-date.
-            Some(t) => out.push((
-                HeaderName::from_static("sunset"),
-                HeaderValue::try_from(httpdate::fmt_http_date(t)).expect("http-date"),
-            )),
-            None => cx.err(format!("{at}.sunset"), format!("`{s}` is not a date like `2027-01-31`")),
-        }
-    }
-    if let Some(link) = &d.link {
-        match link.parse::<http::Uri>() {
-            Ok(u) if u.scheme().is_some() => out.push((
-                http::header::LINK,
-                HeaderValue::try_from(format!("<{link}>; rel=\"deprecation\"; type=\"text/html\"")).expect("uri"),
-            )),
-            _ => cx.err(format!("{at}.link"), format!("`{link}` is not an absolute URL")),
-        }
-    }
-    out
 }

@@ -39,6 +39,16 @@ impl<'a> RequestCtx<'a> {
     }
 }
 
+/// What the response steps know besides the response's headers.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseCtx<'a> {
+    /// The request's `Origin` (CORS).
+    pub origin: Option<&'a HeaderValue>,
+    /// The response is a `101`: its head goes out as the upstream sent it
+    /// (no security headers on a protocol switch).
+    pub switching: bool,
+}
+
 /// Who the caller is, once authenticated (set by `auth`, read by `authz`,
 /// the rate limits and the identity headers).
 #[derive(Debug, Clone)]

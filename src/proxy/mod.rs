@@ -23,8 +23,9 @@ use crate::http::error::GatewayError;
 use crate::http::request_body::RequestBody;
 use crate::http::{forwarded, normalize, problem, request_id};
 use crate::plan::{Action, Plan, Route};
-use crate::policy::{Outcome, RequestCtx};
-use crate::policy::{cors, ratelimit};
+use crate::policy::ratelimit;
+use crate::policy::registry::Chain;
+use crate::policy::{Outcome, RequestCtx, ResponseCtx};
 use crate::responder::EchoInfo;
 use crate::router::host::{host_of, request_host};
 use crate::router::{Miss, RequestView};
@@ -89,14 +90,12 @@ pub fn handle<P: Deref<Target = Plan>>(
             let host = host_of(&uri, host_header.as_ref());
 
             // Preflights are answered here, for the route the real request would take.
-            if let Some(requested) = cors::Compiled::is_preflight(req.method(), req.headers()) {
+            if let Some(requested) = Chain::preflight_method(req.method(), req.headers()) {
                 let view = RequestView { host, path: &path, method: &requested, headers: req.headers() };
                 if let Ok(found) = plan.router.find(&view) {
                     let route = &plan.routes[found.route];
-                    if let Some(cors) = &route.cors {
-                        let answer =
-                            cors.preflight(&requested, req.headers()).map(full).map_err(GatewayError::CorsRejected);
-                        break 'serve (Some(route), answer);
+                    if let Some(answer) = route.policies.preflight(&requested, req.headers()) {
+                        break 'serve (Some(route), answer.map(full).map_err(GatewayError::CorsRejected));
                     }
                 }
             }
@@ -179,8 +178,7 @@ pub fn handle<P: Deref<Target = Plan>>(
             (Some(route), Ok(resp.map(|b| b.hold(slots))))
         };
         let mut resp = result.unwrap_or_else(|err| full(problem::from_error(&err, &request_id)));
-        let ctx = RequestCtx::new(client.ip, &request_id, route.map_or("", |r| &r.name), conn.client_cert.as_deref());
-        finish(plan, route, conn, origin.as_ref(), &mut resp, &ctx);
+        finish(plan, route, conn, origin.as_ref(), &mut resp);
         match resp.body_mut().deferred_mut() {
             Some(edits) => edits.request_id = Some(request_id),
             None => {
@@ -242,8 +240,7 @@ fn full_headers(resp: &mut Response<Body>) -> &mut http::HeaderMap {
 pub fn refuse(plan: &Plan, conn: &ConnInfo, status: StatusCode, detail: &str) -> Response<Body> {
     let request_id = request_id::generate();
     let mut resp = full(problem::problem(status, detail, &request_id));
-    let ctx = RequestCtx::new(conn.peer.ip(), &request_id, "", conn.client_cert.as_deref());
-    finish(plan, None, conn, None, &mut resp, &ctx);
+    finish(plan, None, conn, None, &mut resp);
     resp.headers_mut().insert(request_id::HEADER, request_id);
     resp
 }
@@ -267,60 +264,34 @@ fn redirect_to_https<B>(req: &Request<B>, port: u16) -> Result<Response<Body>, G
     Ok(resp)
 }
 
-/// The response phase, on every response (forwarded, made by a responder or
-/// a policy, or an error): the route's response policies and fixed headers,
-/// CORS, security headers and HSTS.
+/// The response steps of `policy::ResponseStep` after the rate-limit
+/// headers, in that order, on every response (forwarded, made by a
+/// responder or a policy, or an error): the route's (`Chain::on_response`:
+/// route headers, deprecation, CORS, security headers), then HSTS. The
+/// request id is the caller's last step.
 fn finish(
     plan: &Plan,
     route: Option<&Route>,
     conn: &ConnInfo,
     origin: Option<&HeaderValue>,
     resp: &mut Response<Body>,
-    ctx: &RequestCtx<'_>,
 ) {
+    let chain = route.map_or(&plan.without_route, |r| &r.policies);
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-    let security = route.map_or(&plan.security_headers, |r| &r.security_headers);
     if resp.body().raw_headers().is_some() {
-        // An upstream's lines go out as received, unless something in this
-        // phase must see or change them: then they join the map first.
-        // A 101 keeps its lines untouched (no security headers, as below).
-        let lines_only = !switching
-            && conn.hsts.is_none()
-            && route
-                .is_none_or(|r| !r.policies.has_response_policies() && r.deprecation.is_empty() && r.cors.is_none());
-        if lines_only {
-            let edits = ResponseEdits { fields: security.clone(), request_id: None };
+        // An upstream's lines go out as received, with the security headers
+        // applied by the writer, unless a step must see or change the map:
+        // then they join the map first. A 101 keeps its lines untouched.
+        if !switching && conn.hsts.is_none() && !chain.edits_map() {
+            let edits = ResponseEdits { fields: chain.security().clone(), request_id: None };
             if resp.body_mut().defer(edits).is_ok() {
                 return;
             }
         }
         full_headers(resp);
     }
-    if let Some(route) = route {
-        // Taken apart only for response policies (they see the status too):
-        // moving a response in and out of its parts is not free.
-        if route.policies.has_response_policies() {
-            let (mut parts, body) = std::mem::replace(resp, Response::new(Body::empty())).into_parts();
-            route.policies.on_response(&mut parts, ctx);
-            *resp = Response::from_parts(parts, body);
-        }
-        let headers = resp.headers_mut();
-        for (name, value) in &route.deprecation {
-            // Append: an upstream's own `Link` headers (pagination…) stay.
-            headers.append(name.clone(), value.clone());
-        }
-        // A preflight answer already carries its CORS headers.
-        if let Some(cors) = &route.cors
-            && !headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
-        {
-            cors.on_response(origin, headers);
-        }
-    }
-    let headers = resp.headers_mut();
-    if !switching {
-        security.apply(headers);
-    }
+    chain.on_response(resp.headers_mut(), &ResponseCtx { origin, switching });
     if let Some(hsts) = &conn.hsts {
-        headers.entry(header::STRICT_TRANSPORT_SECURITY).or_insert_with(|| hsts.clone());
+        resp.headers_mut().entry(header::STRICT_TRANSPORT_SECURITY).or_insert_with(|| hsts.clone());
     }
 }

@@ -8,6 +8,7 @@ use http::{HeaderName, request};
 
 use super::config::ApiKeyConfig;
 use super::{Consumers, Failure, Identity};
+use crate::config::FieldErrors;
 
 #[derive(Debug)]
 pub struct ApiKey {
@@ -23,17 +24,13 @@ enum Source {
 }
 
 impl ApiKey {
-    pub fn compile(
-        name: Arc<str>,
-        cfg: &ApiKeyConfig,
-        consumers: Arc<Consumers>,
-    ) -> Result<ApiKey, Vec<(String, String)>> {
+    pub fn compile(name: Arc<str>, cfg: &ApiKeyConfig, consumers: Arc<Consumers>) -> Result<ApiKey, FieldErrors> {
         let source = match (&cfg.header, &cfg.query) {
             (Some(h), None) => HeaderName::try_from(h.as_str())
                 .map(Source::Header)
-                .map_err(|_| vec![("api_key.header".into(), format!("`{h}` is not a header name"))])?,
+                .map_err(|_| FieldErrors::one("api_key.header", format!("`{h}` is not a header name")))?,
             (None, Some(q)) => Source::Query(q.clone()),
-            _ => return Err(vec![("api_key".into(), "give exactly one of `header` or `query`".into())]),
+            _ => return Err(FieldErrors::one("api_key", "give exactly one of `header` or `query`")),
         };
         Ok(ApiKey { name, source, consumers })
     }

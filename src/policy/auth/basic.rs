@@ -13,6 +13,7 @@ use http::{header, request};
 use super::cache::{TtlCache, key_of};
 use super::config::BasicConfig;
 use super::{Consumers, Failure, Identity};
+use crate::config::FieldErrors;
 use crate::config::LoadedConfig;
 
 #[derive(Debug)]
@@ -34,9 +35,9 @@ impl Basic {
         cfg: &BasicConfig,
         loaded: &LoadedConfig,
         consumers: Arc<Consumers>,
-    ) -> Result<Basic, Vec<(String, String)>> {
+    ) -> Result<Basic, FieldErrors> {
         let mut users = HashMap::new();
-        let mut errors = Vec::new();
+        let mut errors = FieldErrors::new();
         if let Some(file) = &cfg.htpasswd {
             let path = loaded.resolve_file(file);
             match std::fs::read_to_string(&path) {

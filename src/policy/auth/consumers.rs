@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use crate::config::units::parse_date;
 
 use super::config::ConsumerConfig;
+use crate::config::FieldErrors;
 use crate::policy::Consumer;
 
 #[derive(Debug, Default)]
@@ -21,9 +22,9 @@ pub struct Consumers {
 
 impl Consumers {
     /// Errors are `(path under consumers, message)`.
-    pub fn compile(list: &[ConsumerConfig]) -> Result<Consumers, Vec<(String, String)>> {
+    pub fn compile(list: &[ConsumerConfig]) -> Result<Consumers, FieldErrors> {
         let mut out = Consumers::default();
-        let mut errors = Vec::new();
+        let mut errors = FieldErrors::new();
         let mut ids: Vec<&str> = Vec::new();
         for (i, c) in list.iter().enumerate() {
             if c.id.is_empty() || ids.contains(&c.id.as_str()) {

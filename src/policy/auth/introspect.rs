@@ -12,6 +12,7 @@ use http::request;
 use super::cache::{TtlCache, key_of};
 use super::config::{ClientAuthMethod, IntrospectionConfig, OnError};
 use super::{Failure, Identity, bearer_token};
+use crate::config::FieldErrors;
 use crate::config::LoadedConfig;
 use crate::http::fetch::{Fetcher, form_encode};
 
@@ -35,12 +36,16 @@ impl Introspection {
         name: Arc<str>,
         cfg: &IntrospectionConfig,
         loaded: &LoadedConfig,
-    ) -> Result<Introspection, Vec<(String, String)>> {
+    ) -> Result<Introspection, FieldErrors> {
         if cfg.endpoint.parse::<http::Uri>().ok().and_then(|u| u.scheme().map(|_| ())).is_none() {
-            return Err(vec![("introspection.endpoint".into(), format!("`{}` is not an absolute URL", cfg.endpoint))]);
+            return Err(FieldErrors::one(
+                "introspection.endpoint",
+                format!("`{}` is not an absolute URL", cfg.endpoint),
+            ));
         }
         let ca = cfg.ca.as_ref().map(|f| loaded.resolve_file(f));
-        let fetcher = Fetcher::new(ca.as_deref(), cfg.timeout.0).map_err(|e| vec![("introspection.ca".into(), e)])?;
+        let fetcher =
+            Fetcher::new(ca.as_deref(), cfg.timeout.0).map_err(|e| FieldErrors::one("introspection.ca", e))?;
         Ok(Introspection {
             name,
             endpoint: cfg.endpoint.clone(),

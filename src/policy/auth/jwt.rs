@@ -15,6 +15,7 @@ use super::cache::{TtlCache, key_of};
 use super::config::JwtConfig;
 use super::jwks::{KeySet, Keys, Location, RemoteJwks};
 use super::{Failure, Identity, bearer_token};
+use crate::config::FieldErrors;
 use crate::config::LoadedConfig;
 use crate::http::fetch::Fetcher;
 
@@ -47,8 +48,8 @@ impl Jwt {
         cfg: &JwtConfig,
         loaded: &LoadedConfig,
         previous: Option<&Jwt>,
-    ) -> Result<Jwt, Vec<(String, String)>> {
-        let mut errors: Vec<(String, String)> = Vec::new();
+    ) -> Result<Jwt, FieldErrors> {
+        let mut errors = FieldErrors::new();
         let at = |k: &str| format!("jwt.{k}");
         let mut algorithms = Vec::new();
         for (i, a) in cfg.algorithms.iter().enumerate() {

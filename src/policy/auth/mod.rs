@@ -24,8 +24,10 @@ use http::{StatusCode, request};
 pub use config::*;
 pub use consumers::{Consumers, hash_key};
 
+use crate::config::FieldErrors;
 use crate::config::LoadedConfig;
 use crate::http::problem;
+use crate::policy::compile::CompileCtx;
 use crate::policy::{Identity, Outcome, RequestCtx};
 
 /// Why authentication failed, from the client's point of view.
@@ -57,7 +59,7 @@ impl Provider {
         loaded: &LoadedConfig,
         consumers: &Arc<Consumers>,
         previous: Option<&Provider>,
-    ) -> Result<Provider, Vec<(String, String)>> {
+    ) -> Result<Provider, FieldErrors> {
         let name: Arc<str> = name.into();
         match cfg {
             ProviderConfig::Jwt(c) => {
@@ -137,8 +139,8 @@ pub struct IdentityHeaders {
 }
 
 impl IdentityHeaders {
-    pub fn compile(cfg: &IdentityHeadersConfig) -> Result<IdentityHeaders, Vec<(String, String)>> {
-        let mut errors = Vec::new();
+    pub fn compile(cfg: &IdentityHeadersConfig) -> Result<IdentityHeaders, FieldErrors> {
+        let mut errors = FieldErrors::new();
         let mut name = |key: &str, v: &str| {
             HeaderName::try_from(v).unwrap_or_else(|_| {
                 errors.push((key.to_string(), format!("`{v}` is not a header name")));
@@ -166,12 +168,10 @@ impl IdentityHeaders {
         let names = [&out.consumer, &out.subject, &out.scopes, &out.groups, &out.provider];
         for (i, n) in names.iter().enumerate() {
             if RESERVED.contains(&n.as_str()) {
-                errors.push((
-                    n.as_str().to_string(),
-                    format!("`{n}` cannot carry an identity: the gateway strips it from every request"),
-                ));
+                // At `identity_headers` itself: the offending name may come from a default.
+                errors.add("", format!("`{n}` cannot carry an identity: the gateway strips it from every request"));
             } else if names[..i].contains(n) {
-                errors.push((n.as_str().to_string(), format!("`{n}` is used for two identity fields")));
+                errors.add("", format!("`{n}` is used for two identity fields"));
             }
         }
         if errors.is_empty() { Ok(out) } else { Err(errors) }
@@ -210,11 +210,39 @@ pub struct RouteAuth {
     headers: Arc<IdentityHeaders>,
 }
 
-impl RouteAuth {
-    pub fn new(providers: Vec<Arc<Provider>>, headers: Arc<IdentityHeaders>) -> RouteAuth {
-        RouteAuth { providers, headers }
+/// A route's `authenticate` list: any one of these providers suffices.
+/// Names the plan does not define, and two bearer-token providers on one
+/// route, are refused.
+pub fn compile(names: &[String], cx: &mut CompileCtx<'_>) -> Result<RouteAuth, FieldErrors> {
+    let mut errors = FieldErrors::new();
+    let empty = Providers::new();
+    let defined = cx.shared::<Providers>().unwrap_or(&empty);
+    let mut providers = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        match defined.get(name) {
+            Some(p) => providers.push(p.clone()),
+            None => {
+                let mut known: Vec<&str> = defined.keys().map(String::as_str).collect();
+                known.sort_unstable();
+                errors.add(format!("[{i}]"), format!("unknown auth provider `{name}` (defined: {})", known.join(", ")));
+            }
+        }
     }
+    let headers = match cx.shared::<Arc<IdentityHeaders>>() {
+        Some(h) => h.clone(),
+        None => Arc::new(IdentityHeaders::compile(&Default::default())?),
+    };
+    let auth = RouteAuth { providers, headers };
+    if auth.bearer_providers() > 1 {
+        errors.add(
+            "",
+            "at most one bearer-token provider (jwt or introspection) per route: the first would take every token",
+        );
+    }
+    errors.or_value(auth)
+}
 
+impl RouteAuth {
     /// Two bearer-token providers on one route would shadow each other (the
     /// first present credential decides): refused until tokens are routed by issuer.
     pub fn bearer_providers(&self) -> usize {

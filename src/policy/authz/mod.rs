@@ -10,8 +10,10 @@ use http::{StatusCode, request};
 
 pub use config::*;
 
+use crate::config::FieldErrors;
 use crate::http::problem;
 use crate::policy::Identity;
+use crate::policy::compile::CompileCtx;
 use crate::policy::{Outcome, RequestCtx};
 
 #[derive(Debug, Clone)]
@@ -31,8 +33,8 @@ pub struct Compiled {
 }
 
 impl Compiled {
-    pub fn compile(cfg: &AuthorizeConfig) -> Result<Compiled, Vec<(String, String)>> {
-        let mut errors = Vec::new();
+    pub fn compile(cfg: &AuthorizeConfig, _cx: &mut CompileCtx<'_>) -> Result<Compiled, FieldErrors> {
+        let mut errors = FieldErrors::new();
         let mut claims = Vec::new();
         for (i, c) in cfg.claims.iter().enumerate() {
             let test = match (&c.equals, &c.contains, &c.one_of) {

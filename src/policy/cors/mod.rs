@@ -7,6 +7,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
 
 pub mod config;
+use crate::config::FieldErrors;
+use crate::policy::compile::CompileCtx;
 pub use config::CorsConfig;
 
 #[derive(Debug, Clone)]
@@ -37,8 +39,8 @@ fn join(items: &[String]) -> Option<HeaderValue> {
 }
 
 impl Compiled {
-    pub fn compile(cfg: &CorsConfig) -> Result<Compiled, Vec<(String, String)>> {
-        let mut errors = Vec::new();
+    pub fn compile(cfg: &CorsConfig, _cx: &mut CompileCtx<'_>) -> Result<Compiled, FieldErrors> {
+        let mut errors = FieldErrors::new();
         let mut origins = Vec::new();
         for (i, o) in cfg.allow_origins.iter().enumerate() {
             let lower = o.trim().to_ascii_lowercase();
@@ -172,8 +174,13 @@ impl Compiled {
         Ok(resp)
     }
 
-    /// Response phase of an actual (non-preflight) request.
+    /// Response step of an actual (non-preflight) request. A response that
+    /// carries its grants already (a preflight answer, or an upstream that
+    /// does CORS itself) is left as it is.
     pub fn on_response(&self, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
+        if headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+            return;
+        }
         let any = !self.credentials && self.origins.iter().any(|o| matches!(o, Origin::Any));
         let Some(origin) = origin.filter(|o| self.allows(o)) else {
             // The answer depends on Origin even when it grants nothing: tell caches.
@@ -192,16 +199,18 @@ impl Compiled {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::compile::{Shared, with_test_ctx};
 
-    fn cors(origins: &[&str], credentials: bool) -> Result<Compiled, Vec<(String, String)>> {
-        Compiled::compile(&CorsConfig {
+    fn cors(origins: &[&str], credentials: bool) -> Result<Compiled, FieldErrors> {
+        let cfg = CorsConfig {
             allow_origins: origins.iter().map(|s| s.to_string()).collect(),
             allow_methods: vec!["GET".into(), "PUT".into()],
             allow_headers: vec!["Content-Type".into()],
             expose_headers: vec![],
             allow_credentials: credentials,
             max_age: None,
-        })
+        };
+        with_test_ctx(Shared::default(), |cx| Compiled::compile(&cfg, cx))
     }
 
     #[test]

@@ -3,6 +3,8 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 pub mod config;
+use crate::config::FieldErrors;
+use crate::policy::compile::CompileCtx;
 pub use config::HeaderOpsConfig;
 
 #[derive(Debug, Clone, Default)]
@@ -13,8 +15,8 @@ pub struct Compiled {
 
 impl Compiled {
     /// Checks names and values; errors name the offending key (`set.X-Foo`).
-    pub fn compile(cfg: &HeaderOpsConfig) -> Result<Compiled, Vec<(String, String)>> {
-        let mut errors = Vec::new();
+    pub fn compile(cfg: &HeaderOpsConfig, _cx: &mut CompileCtx<'_>) -> Result<Compiled, FieldErrors> {
+        let mut errors = FieldErrors::new();
         let mut out = Compiled::default();
         for (name, value) in &cfg.set {
             match (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) {
@@ -45,12 +47,13 @@ impl Compiled {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::compile::{Shared, with_test_ctx};
 
     #[test]
     fn sets_and_removes() {
         let cfg =
             HeaderOpsConfig { set: [("X-A".to_string(), "1".to_string())].into(), remove: vec!["x-b".to_string()] };
-        let c = Compiled::compile(&cfg).unwrap();
+        let c = with_test_ctx(Shared::default(), |cx| Compiled::compile(&cfg, cx)).unwrap();
         let mut h = HeaderMap::new();
         h.insert("x-b", "gone".parse().unwrap());
         h.insert("x-a", "old".parse().unwrap());
@@ -62,7 +65,7 @@ mod tests {
     #[test]
     fn rejects_bad_names() {
         let cfg = HeaderOpsConfig { set: [("bad name".to_string(), "1".to_string())].into(), remove: vec![] };
-        let errs = Compiled::compile(&cfg).unwrap_err();
+        let errs = with_test_ctx(Shared::default(), |cx| Compiled::compile(&cfg, cx)).unwrap_err();
         assert_eq!(errs[0].0, "set.bad name");
     }
 }

@@ -10,6 +10,8 @@ use crate::http::problem;
 use crate::policy::{Outcome, RequestCtx};
 
 pub mod config;
+use crate::config::FieldErrors;
+use crate::policy::compile::CompileCtx;
 pub use config::IpConfig;
 
 #[derive(Debug, Clone)]
@@ -19,8 +21,8 @@ pub struct Compiled {
 }
 
 impl Compiled {
-    pub fn compile(cfg: &IpConfig) -> Result<Compiled, Vec<(String, String)>> {
-        let mut errors = Vec::new();
+    pub fn compile(cfg: &IpConfig, _cx: &mut CompileCtx<'_>) -> Result<Compiled, FieldErrors> {
+        let mut errors = FieldErrors::new();
         let mut parse = |key: &str, list: &[String]| -> Vec<IpNet> {
             list.iter()
                 .enumerate()

@@ -189,3 +189,12 @@ pub enum Period {
     Day,
     Month,
 }
+
+/// A route's limits, as the registry hands them over: the route's
+/// `rate_limit`, `quota` and `concurrency` lists.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteLimits<'a> {
+    pub rate_limit: &'a [RateLimitConfig],
+    pub quota: &'a [QuotaConfig],
+    pub concurrency: &'a [ConcurrencyConfig],
+}

@@ -27,7 +27,9 @@ use gcra::{Decision, Gcra};
 use memory::MemoryStore;
 use redis::RedisStore;
 
+use crate::config::FieldErrors;
 use crate::http::problem;
+use crate::policy::compile::CompileCtx;
 use crate::policy::{HeaderInfo, Outcome, RequestCtx, Slot};
 
 /// The counters of a plan: always the memory store, and Redis when configured.
@@ -43,11 +45,12 @@ pub struct Stores {
 impl Stores {
     /// `previous`: the running plan's stores, whose in-memory counters carry
     /// over a reload (a reload must not hand every client a fresh budget).
-    pub fn compile(cfg: &RateLimitStoreConfig, previous: Option<&Stores>) -> Result<Stores, Vec<(String, String)>> {
+    pub fn compile(cfg: &RateLimitStoreConfig, previous: Option<&Stores>) -> Result<Stores, FieldErrors> {
         let redis = match &cfg.redis {
             None => None,
             Some(r) => Some(Arc::new(
-                RedisStore::new(&r.url, &r.key_prefix, r.timeout.0).map_err(|e| vec![("redis.url".to_string(), e)])?,
+                RedisStore::new(&r.url, &r.key_prefix, r.timeout.0)
+                    .map_err(|e| FieldErrors::one("redis.url".to_string(), e))?,
             )),
         };
         let fresh = MemoryStore::new(cfg.max_keys);
@@ -193,15 +196,11 @@ pub struct Compiled {
 pub type PhasedLimits = (Option<Compiled>, Option<Compiled>);
 
 /// A route's limits, split by phase: (limit_by_ip, limit).
-pub fn compile_route(
-    route: &str,
-    upstream: Option<&str>,
-    rates: &[RateLimitConfig],
-    quotas: &[QuotaConfig],
-    concurrency: &[ConcurrencyConfig],
-    stores: &Arc<Stores>,
-) -> Result<PhasedLimits, Vec<(String, String)>> {
-    let mut errors = Vec::new();
+pub fn compile(cfg: &RouteLimits<'_>, cx: &mut CompileCtx<'_>) -> Result<PhasedLimits, FieldErrors> {
+    let RouteLimits { rate_limit: rates, quota: quotas, concurrency } = *cfg;
+    let (route, upstream) = (cx.route, cx.upstream);
+    let stores = cx.shared::<Arc<Stores>>().ok_or_else(|| FieldErrors::one("", "no rate-limit store"))?;
+    let mut errors = FieldErrors::new();
     let mut by_ip = Compiled { rates: vec![], quotas: vec![], concurrency: vec![], stores: stores.clone() };
     let mut later = Compiled { rates: vec![], quotas: vec![], concurrency: vec![], stores: stores.clone() };
     // Counter namespace: the `name` if given; an `upstream` key is shared by

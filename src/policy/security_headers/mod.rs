@@ -6,6 +6,8 @@
 use http::{HeaderName, HeaderValue};
 
 pub mod config;
+use crate::config::FieldErrors;
+use crate::policy::compile::CompileCtx;
 pub use crate::wire::field_edits::{FieldEdits, Passing};
 pub use config::SecurityHeadersConfig;
 
@@ -20,13 +22,13 @@ struct Parts {
 }
 
 /// Errors are `(path under the config, message)`.
-pub fn compile(cfg: &SecurityHeadersConfig) -> Result<Compiled, Vec<(String, String)>> {
+pub fn compile(cfg: &SecurityHeadersConfig, _cx: &mut CompileCtx<'_>) -> Result<Compiled, FieldErrors> {
     let mut out = Parts::default();
     if !cfg.enabled {
         return Ok(FieldEdits::default());
     }
-    let mut errors: Vec<(String, String)> = Vec::new();
-    let value = |errors: &mut Vec<(String, String)>, key: &str, v: &str| match HeaderValue::try_from(v) {
+    let mut errors = FieldErrors::new();
+    let value = |errors: &mut FieldErrors, key: &str, v: &str| match HeaderValue::try_from(v) {
         Ok(v) => Some(v),
         Err(_) => {
             errors.push((key.to_string(), "not a valid header value".to_string()));
@@ -69,6 +71,7 @@ pub fn compile(cfg: &SecurityHeadersConfig) -> Result<Compiled, Vec<(String, Str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::compile::{Shared, with_test_ctx};
     use http::HeaderMap;
 
     #[test]
@@ -76,7 +79,7 @@ mod tests {
         let mut cfg = SecurityHeadersConfig::default();
         cfg.set.insert("x-frame-options".into(), "SAMEORIGIN".into());
         cfg.set.insert("x-team".into(), "api".into());
-        let c = compile(&cfg).unwrap();
+        let c = with_test_ctx(Shared::default(), |cx| compile(&cfg, cx)).unwrap();
         let name = |n: &'static str| HeaderName::from_static(n);
         assert_eq!(c.passing(&name("server")), Passing::Dropped);
         assert_eq!(c.passing(&name("x-frame-options")), Passing::Dropped);
@@ -94,7 +97,7 @@ mod tests {
 
     #[test]
     fn defaults_fill_gaps_and_remove_banners() {
-        let c = compile(&SecurityHeadersConfig::default()).unwrap();
+        let c = with_test_ctx(Shared::default(), |cx| compile(&SecurityHeadersConfig::default(), cx)).unwrap();
         let mut h = HeaderMap::new();
         h.insert("server", "Apache/2.4".parse().unwrap());
         h.insert("x-frame-options", "SAMEORIGIN".parse().unwrap());
@@ -108,7 +111,7 @@ mod tests {
     #[test]
     fn disabled_does_nothing() {
         let cfg = SecurityHeadersConfig { enabled: false, ..Default::default() };
-        let c = compile(&cfg).unwrap();
+        let c = with_test_ctx(Shared::default(), |cx| compile(&cfg, cx)).unwrap();
         let mut h = HeaderMap::new();
         h.insert("server", "x".parse().unwrap());
         c.apply(&mut h);

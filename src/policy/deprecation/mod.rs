@@ -1,0 +1,92 @@
+//! Deprecated routes (response step): every response of the route says so,
+//! with `Deprecation` (RFC 9745), `Sunset` (RFC 8594) and a `Link` to the
+//! migration page. Appended, so an upstream's own `Link` headers
+//! (pagination…) stay.
+
+use std::time::UNIX_EPOCH;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::FieldErrors;
+use crate::config::units::parse_date;
+use crate::policy::compile::CompileCtx;
+
+pub mod config;
+pub use config::DeprecationConfig;
+
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Compiled {
+    pub fn compile(d: &DeprecationConfig, _cx: &mut CompileCtx<'_>) -> Result<Compiled, FieldErrors> {
+        let mut errors = FieldErrors::new();
+        let mut headers = Vec::new();
+        match parse_date(&d.since) {
+            // RFC 9745: a Structured Field Date, `@<unix seconds>`.
+            Some(t) => headers.push((
+                HeaderName::from_static("deprecation"),
+                HeaderValue::try_from(format!("@{}", t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()))
+                    .expect("digits"),
+            )),
+            None => errors.add("since", format!("`{}` is not a date like `2026-06-30`", d.since)),
+        }
+        if let Some(s) = &d.sunset {
+            match parse_date(s) {
+                // RFC 8594: an HTTP-date.
+                Some(t) => headers.push((
+                    HeaderName::from_static("sunset"),
+                    HeaderValue::try_from(httpdate::fmt_http_date(t)).expect("http-date"),
+                )),
+                None => errors.add("sunset", format!("`{s}` is not a date like `2027-01-31`")),
+            }
+        }
+        if let Some(link) = &d.link {
+            match link.parse::<http::Uri>() {
+                Ok(u) if u.scheme().is_some() => headers.push((
+                    http::header::LINK,
+                    HeaderValue::try_from(format!("<{link}>; rel=\"deprecation\"; type=\"text/html\"")).expect("uri"),
+                )),
+                _ => errors.add("link", format!("`{link}` is not an absolute URL")),
+            }
+        }
+        errors.or_value(Compiled { headers })
+    }
+
+    pub fn on_response(&self, headers: &mut HeaderMap) {
+        for (name, value) in &self.headers {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::compile::{Shared, with_test_ctx};
+
+    fn compile(since: &str, sunset: Option<&str>, link: Option<&str>) -> Result<Compiled, FieldErrors> {
+        let cfg =
+            DeprecationConfig { since: since.into(), sunset: sunset.map(String::from), link: link.map(String::from) };
+        with_test_ctx(Shared::default(), |cx| Compiled::compile(&cfg, cx))
+    }
+
+    #[test]
+    fn headers_are_appended_in_their_standard_forms() {
+        let c = compile("2026-06-30", Some("2027-01-31"), Some("https://example.com/migrate")).unwrap();
+        let mut h = HeaderMap::new();
+        h.append(http::header::LINK, HeaderValue::from_static("</page/2>; rel=\"next\""));
+        c.on_response(&mut h);
+        assert_eq!(h["deprecation"], "@1782777600");
+        assert_eq!(h["sunset"], "Sun, 31 Jan 2027 00:00:00 GMT");
+        assert_eq!(h.get_all(http::header::LINK).iter().count(), 2, "the upstream's own Link stays");
+    }
+
+    #[test]
+    fn bad_dates_and_links_are_named() {
+        let errs = compile("yesterday", Some("soon"), Some("/relative")).unwrap_err();
+        let paths: Vec<&str> = errs.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, ["since", "sunset", "link"]);
+    }
+}
