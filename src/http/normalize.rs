@@ -8,6 +8,34 @@ use std::borrow::Cow;
 
 use crate::config::{NormalizeConfig, PathParameters};
 
+/// Normalization as the plan compiled it from `path_normalization`: plain
+/// flags, read on every request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    pub merge_slashes: bool,
+    pub reject_encoded_slash: bool,
+    pub reject_double_encoding: bool,
+    /// `;` segment parameters are removed (else refused).
+    pub strip_parameters: bool,
+}
+
+impl Options {
+    pub fn of(cfg: &NormalizeConfig) -> Options {
+        Options {
+            merge_slashes: cfg.merge_slashes,
+            reject_encoded_slash: cfg.reject_encoded_slash,
+            reject_double_encoding: cfg.reject_double_encoding,
+            strip_parameters: cfg.path_parameters == PathParameters::Strip,
+        }
+    }
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options::of(&NormalizeConfig::default())
+    }
+}
+
 /// Why a request path was refused (each becomes a 400).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
@@ -31,7 +59,7 @@ pub enum PathError {
 
 /// Normalizes `raw` (the path of the request-target, still percent-encoded).
 /// Returns the input unchanged (borrowed) when it is already normal.
-pub fn normalize<'a>(raw: &'a str, opts: &NormalizeConfig) -> Result<Cow<'a, str>, PathError> {
+pub fn normalize<'a>(raw: &'a str, opts: &Options) -> Result<Cow<'a, str>, PathError> {
     let bytes = raw.as_bytes();
     if bytes.first() != Some(&b'/') {
         return Err(PathError::NotAbsolute);
@@ -44,7 +72,7 @@ pub fn normalize<'a>(raw: &'a str, opts: &NormalizeConfig) -> Result<Cow<'a, str
 }
 
 /// The fast path: no escapes, no dot segments, no empty segments.
-fn is_already_normal(bytes: &[u8], opts: &NormalizeConfig) -> bool {
+fn is_already_normal(bytes: &[u8], opts: &Options) -> bool {
     let mut prev = 0u8;
     for (i, &b) in bytes.iter().enumerate() {
         match b {
@@ -79,7 +107,7 @@ fn is_unreserved(b: u8) -> bool {
 
 /// Decodes `%XX` of unreserved characters, upper-cases the hex of the rest,
 /// and refuses encodings that would change the path's structure.
-fn decode_unreserved(bytes: &[u8], opts: &NormalizeConfig) -> Result<String, PathError> {
+fn decode_unreserved(bytes: &[u8], opts: &Options) -> Result<String, PathError> {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(bytes.len());
     let mut i = 0;
@@ -135,7 +163,7 @@ fn decode_unreserved(bytes: &[u8], opts: &NormalizeConfig) -> Result<String, Pat
 
 /// Resolves `.` and `..` (RFC 3986 §5.2.4; `..` above the root stays at the
 /// root) and merges empty segments when configured.
-fn resolve_segments(path: &str, opts: &NormalizeConfig) -> Result<String, PathError> {
+fn resolve_segments(path: &str, opts: &Options) -> Result<String, PathError> {
     let mut stack: Vec<&str> = Vec::new();
     let mut trailing_slash = false;
     let segments: Vec<&str> = path[1..].split('/').collect();
@@ -145,12 +173,12 @@ fn resolve_segments(path: &str, opts: &NormalizeConfig) -> Result<String, PathEr
             // Java servers (and others) cut `;params` off a segment before
             // routing, so `/admin;x/secret` is `/admin/secret` to them and
             // `..;x` is `..`: refuse, or cut them off here too.
-            match opts.path_parameters {
-                PathParameters::Reject if seg.starts_with("..;") || seg.starts_with(".;") => {
+            match opts.strip_parameters {
+                false if seg.starts_with("..;") || seg.starts_with(".;") => {
                     return Err(PathError::DotSemicolon);
                 }
-                PathParameters::Reject => return Err(PathError::SegmentParameter),
-                PathParameters::Strip => seg = &seg[..at],
+                false => return Err(PathError::SegmentParameter),
+                true => seg = &seg[..at],
             }
         }
         let is_last = i == last;
@@ -184,12 +212,12 @@ mod tests {
     use super::*;
 
     fn norm(p: &str) -> Result<String, PathError> {
-        normalize(p, &NormalizeConfig::default()).map(Cow::into_owned)
+        normalize(p, &Options::default()).map(Cow::into_owned)
     }
 
     #[test]
     fn leaves_normal_paths_alone() {
-        assert!(matches!(normalize("/a/b.json", &NormalizeConfig::default()), Ok(Cow::Borrowed(_))));
+        assert!(matches!(normalize("/a/b.json", &Options::default()), Ok(Cow::Borrowed(_))));
         assert_eq!(norm("/").unwrap(), "/");
         assert_eq!(norm("/users/42/").unwrap(), "/users/42/");
         assert_eq!(norm("/.well-known/x").unwrap(), "/.well-known/x");
@@ -209,7 +237,7 @@ mod tests {
     #[test]
     fn merges_slashes_when_asked() {
         assert_eq!(norm("//a///b").unwrap(), "/a/b");
-        let keep = NormalizeConfig { merge_slashes: false, ..Default::default() };
+        let keep = Options { merge_slashes: false, ..Default::default() };
         assert_eq!(normalize("//a///b", &keep).unwrap(), "//a///b");
     }
 
@@ -243,7 +271,7 @@ mod tests {
 
     #[test]
     fn segment_parameters_can_be_stripped() {
-        let strip = NormalizeConfig { path_parameters: PathParameters::Strip, ..Default::default() };
+        let strip = Options { strip_parameters: true, ..Default::default() };
         let n = |p: &str| normalize(p, &strip).map(Cow::into_owned);
         assert_eq!(n("/admin;x/secret").unwrap(), "/admin/secret");
         assert_eq!(n("/admin;jsessionid=1").unwrap(), "/admin");
@@ -254,7 +282,7 @@ mod tests {
 
     #[test]
     fn encoded_slash_can_be_kept() {
-        let keep = NormalizeConfig { reject_encoded_slash: false, ..Default::default() };
+        let keep = Options { reject_encoded_slash: false, ..Default::default() };
         assert_eq!(normalize("/a%2fb", &keep).unwrap(), "/a%2Fb");
     }
 
@@ -267,14 +295,14 @@ mod tests {
             "/", "/", "/", ".", "..", "%2e", "%2E", "%2f", "%5c", "%25", "%41", "%", "%zz", ";", ";x", "a", "b", "\\",
             "%c3%a9", "~", "%00", "?",
         ]);
-        let strip = NormalizeConfig { path_parameters: PathParameters::Strip, ..Default::default() };
-        let keep = NormalizeConfig {
+        let strip = Options { strip_parameters: true, ..Default::default() };
+        let keep = Options {
             merge_slashes: false,
             reject_encoded_slash: false,
             reject_double_encoding: false,
             ..Default::default()
         };
-        let opts = prop::sample::select(vec![NormalizeConfig::default(), strip, keep]);
+        let opts = prop::sample::select(vec![Options::default(), strip, keep]);
         let paths = (prop::collection::vec(piece, 0..16), opts);
         crate::fuzz::run("paths", paths, |(pieces, opts)| {
             let path = format!("/{}", pieces.concat());

@@ -15,10 +15,9 @@ use http::HeaderValue;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use ipnet::IpNet;
 
-use crate::config::{
-    ConfigError, ConfigErrors, FieldErrors, HstsConfig, ListenerLimits, LoadedConfig, NormalizeConfig,
-};
+use crate::config::{ConfigError, ConfigErrors, FieldErrors, HstsConfig, ListenerLimits, LoadedConfig};
 use crate::http::forwarded::TrustedProxies;
+use crate::http::normalize;
 use crate::policy::auth::{Consumers, IdentityHeaders, Provider, Providers};
 use crate::policy::compile::{CompileCtx, Shared};
 use crate::policy::ratelimit::{RateLimitHeaders, Stores};
@@ -34,7 +33,7 @@ pub use route::{Action, HostRewrite, Proxy, Route};
 pub struct Plan {
     pub listeners: Vec<ListenerPlan>,
     pub trusted_proxies: TrustedProxies,
-    pub normalize: NormalizeConfig,
+    pub normalize: normalize::Options,
     pub router: Router,
     /// In config order; the router returns indexes into this.
     pub routes: Vec<Route>,
@@ -69,7 +68,7 @@ pub struct ListenerPlan {
     /// `Strict-Transport-Security` value for TLS responses.
     pub hsts: Option<HeaderValue>,
     pub redirect_https: Option<u16>,
-    pub limits: ListenerLimits,
+    pub limits: Limits,
     /// The HTTP/2 server settings derived from `limits` (HTTP/1.1 is the
     /// gateway's own codec, `server/h1`, which reads `limits` itself).
     pub http2: hyper::server::conn::http2::Builder<TokioExecutor>,
@@ -82,6 +81,38 @@ impl std::fmt::Debug for ListenerPlan {
             .field("addr", &self.addr)
             .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+/// A listener's `limits`, as requests read them: plain values, each
+/// checked and clamped here, once.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub tls_handshake_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub body_read_timeout: Duration,
+    /// Largest request head, within what `check_limits` allows.
+    pub max_header_size: usize,
+    pub max_headers: usize,
+    pub max_uri_length: u64,
+    pub max_body_size: u64,
+}
+
+impl Limits {
+    fn of(cfg: &ListenerLimits) -> Limits {
+        Limits {
+            max_connections: cfg.max_connections,
+            tls_handshake_timeout: cfg.tls_handshake_timeout.0,
+            header_read_timeout: cfg.header_read_timeout.0,
+            idle_timeout: cfg.idle_timeout.0,
+            body_read_timeout: cfg.body_read_timeout.0,
+            max_header_size: head_limit(cfg),
+            max_headers: cfg.max_headers,
+            max_uri_length: cfg.max_uri_length.0,
+            max_body_size: cfg.max_body_size.0,
+        }
     }
 }
 
@@ -194,7 +225,7 @@ pub fn compile_after(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<P
     Ok(Plan {
         listeners,
         trusted_proxies,
-        normalize: cfg.path_normalization.clone(),
+        normalize: normalize::Options::of(&cfg.path_normalization),
         router,
         routes,
         without_route: Chain::without_route(security_headers),
@@ -277,7 +308,7 @@ fn compile_listeners(cx: &mut Ctx) -> Vec<ListenerPlan> {
                     hsts,
                     redirect_https: l.redirect_https,
                     http2: http2_server(&l.limits),
-                    limits: l.limits.clone(),
+                    limits: Limits::of(&l.limits),
                 });
             }
             Err(_) => cx.err(
@@ -290,10 +321,10 @@ fn compile_listeners(cx: &mut Ctx) -> Vec<ListenerPlan> {
 }
 
 fn check_limits(cx: &mut Ctx, at: &str, limits: &ListenerLimits) {
-    if limits.max_header_size.0 < 8 << 10 {
+    if (limits.max_header_size.0 as usize) < MIN_HEADER_SIZE {
         cx.err(format!("{at}.limits.max_header_size"), "must be at least 8KiB");
     }
-    if limits.max_header_size.0 > 1 << 20 {
+    if limits.max_header_size.0 as usize > MAX_HEADER_SIZE {
         cx.err(format!("{at}.limits.max_header_size"), "must be at most 1MiB");
     }
     for (key, d) in [
@@ -343,10 +374,15 @@ fn http2_server(limits: &ListenerLimits) -> hyper::server::conn::http2::Builder<
     http
 }
 
-/// hyper's HTTP/1.1 read buffer is at least 8 KiB.
+/// The largest request head, in the range `check_limits` allows (a
+/// config outside it never becomes a plan; the clamp only keeps the two
+/// in step).
 fn head_limit(limits: &ListenerLimits) -> usize {
-    (limits.max_header_size.0 as usize).clamp(8 << 10, 1 << 20)
+    (limits.max_header_size.0 as usize).clamp(MIN_HEADER_SIZE, MAX_HEADER_SIZE)
 }
+
+const MIN_HEADER_SIZE: usize = 8 << 10;
+const MAX_HEADER_SIZE: usize = 1 << 20;
 
 fn compile_trusted(cx: &mut Ctx) -> TrustedProxies {
     let mut nets = Vec::new();

@@ -67,7 +67,7 @@ pub fn handle<P: Deref<Target = Plan>>(
             let Some(listener) = plan.listener(&conn.listener) else {
                 break 'serve (None, Err(GatewayError::NoRoute));
             };
-            let limit = listener.limits.max_uri_length.0;
+            let limit = listener.limits.max_uri_length;
             if req.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) as u64 > limit {
                 break 'serve (None, Err(GatewayError::UriTooLong { limit }));
             }
@@ -113,7 +113,7 @@ pub fn handle<P: Deref<Target = Plan>>(
             let route = &plan.routes[found.route];
             let mut ctx = RequestCtx::new(client.ip, request_id, &route.name, conn.client_cert.as_deref());
 
-            let max_body = route.max_body_size.unwrap_or(listener.limits.max_body_size.0);
+            let max_body = route.max_body_size.unwrap_or(listener.limits.max_body_size);
             if present.content_length
                 && let Some(len) =
                     req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
@@ -132,7 +132,7 @@ pub fn handle<P: Deref<Target = Plan>>(
             let (mut parts, incoming) = req.into_parts();
             // Identity headers come from the gateway only, never from the client.
             plan.identity_headers.strip(&mut parts.headers);
-            let body = RequestBody::new(incoming, max_body, listener.limits.body_read_timeout.0);
+            let body = RequestBody::new(incoming, max_body, listener.limits.body_read_timeout);
             // Boxed, as the responders below: their futures (auth fetches, Redis)
             // would otherwise make every request's future as large as theirs.
             let outcome = if route.policies.has_request_policies() {

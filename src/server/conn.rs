@@ -65,7 +65,7 @@ pub(super) async fn serve(
     match &lp.tls {
         None => {
             // A connection that sends nothing at all is cut off like a slow head.
-            match tokio::time::timeout(lp.limits.header_read_timeout.0, read_preface(&stream)).await {
+            match tokio::time::timeout(lp.limits.header_read_timeout, read_preface(&stream)).await {
                 Ok(Ok((true, first))) => {
                     let io = PrefixedIo { stream, prefix: first };
                     // Boxed, as TLS below: plain HTTP/1.1 tasks stay small.
@@ -88,7 +88,7 @@ pub(super) async fn serve(
 async fn serve_tls(stream: TcpStream, mut conn: Conn<'_>, config: Arc<rustls::ServerConfig>, signal: &StopSignal) {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let peer = conn.info.peer;
-    let tls = match tokio::time::timeout(conn.lp.limits.tls_handshake_timeout.0, acceptor.accept(stream)).await {
+    let tls = match tokio::time::timeout(conn.lp.limits.tls_handshake_timeout, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -212,14 +212,14 @@ impl<'p> Conn<'p> {
     where
         C: Served,
     {
-        let idle = self.lp.limits.idle_timeout.0;
+        let idle = self.lp.limits.idle_timeout;
         let mut closing = *self.stop.borrow();
         if closing {
             served.as_mut().shut();
         }
         let every = (idle / 2).clamp(Duration::from_millis(10), CHECK_EVERY);
         let mut check = tokio::time::interval_at(Instant::now() + every, every);
-        let first_request = tokio::time::sleep(self.lp.limits.header_read_timeout.0);
+        let first_request = tokio::time::sleep(self.lp.limits.header_read_timeout);
         tokio::pin!(first_request);
         loop {
             tokio::select! {

@@ -71,7 +71,7 @@ pub(super) struct Ctx<'a> {
 /// Serves an HTTP/1.1 connection whose first bytes, already read, are `first`.
 pub(super) async fn serve<T: Connection>(stream: T, first: &[u8], cx: Ctx<'_>) {
     let conn = Conn::new(Arc::new(stream), first, &cx);
-    let timer = Timer::new(cx.started + cx.lp.limits.header_read_timeout.0);
+    let timer = Timer::new(cx.started + cx.lp.limits.header_read_timeout);
     conn.run(cx, timer).await
 }
 
@@ -104,12 +104,9 @@ impl<T: Connection> Conn<T> {
             stream,
             buf: BytesMut::from(first),
             spans: Vec::new(),
-            limits: HeadLimits {
-                max_size: (limits.max_header_size.0 as usize).clamp(1 << 10, 1 << 20),
-                max_headers: limits.max_headers,
-            },
-            header_timeout: limits.header_read_timeout.0,
-            idle_timeout: limits.idle_timeout.0,
+            limits: HeadLimits { max_size: limits.max_header_size, max_headers: limits.max_headers },
+            header_timeout: limits.header_read_timeout,
+            idle_timeout: limits.idle_timeout,
             // The first head is timed from the connection's start.
             head_since: Some(cx.started),
             idle_since: Some(cx.started),
