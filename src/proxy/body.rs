@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue, Response};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
@@ -21,6 +21,7 @@ use crate::upstream::InFlight;
 use crate::upstream::h1::ResponseBody;
 use crate::wire::BoxError;
 use crate::wire::field_edits::ResponseEdits;
+use crate::wire::names::X_REQUEST_ID;
 use crate::wire::raw_headers::RawHeaders;
 
 #[derive(Debug)]
@@ -49,6 +50,18 @@ pub struct PooledBody {
 }
 
 impl Body {
+    /// An `upstream::h1` body; its upstream's header lines stay raw in it
+    /// (the response's map empty) until a step needs them in the map.
+    pub fn pooled(inner: ResponseBody, raw: RawHeaders, in_flight: InFlight) -> Body {
+        Body::Pooled(Box::new(PooledBody {
+            inner,
+            in_flight: Some(in_flight),
+            slots: Vec::new(),
+            raw: Some(raw),
+            edits: None,
+        }))
+    }
+
     pub fn empty() -> Body {
         Body::Full(None)
     }
@@ -89,21 +102,15 @@ impl Body {
         }
     }
 
-    /// Leaves `edits` for the writer; only a body with raw lines takes them.
-    pub fn defer(&mut self, edits: ResponseEdits) -> Result<(), ResponseEdits> {
+    /// Leaves the edits `make` makes for the writer, when this body still
+    /// carries an upstream's raw lines; `false` (and nothing made) otherwise.
+    fn defer_with(&mut self, make: impl FnOnce() -> ResponseEdits) -> bool {
         match self {
             Body::Pooled(p) if p.raw.is_some() => {
-                p.edits = Some(edits);
-                Ok(())
+                p.edits = Some(make());
+                true
             }
-            _ => Err(edits),
-        }
-    }
-
-    pub fn deferred_mut(&mut self) -> Option<&mut ResponseEdits> {
-        match self {
-            Body::Pooled(p) => p.edits.as_mut(),
-            _ => None,
+            _ => false,
         }
     }
 
@@ -146,6 +153,39 @@ impl http_body::Body for Body {
             Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Body::Upstream { inner, .. } => inner.size_hint(),
             Body::Pooled(p) => p.inner.size_hint(),
+        }
+    }
+}
+
+/// The response's whole header map: lines an upstream sent raw (and any
+/// edits left for the writer) join it first. For response steps that must
+/// see or change the map.
+pub fn headers_mut(resp: &mut Response<Body>) -> &mut HeaderMap {
+    if resp.body().raw_headers().is_some() {
+        let (mut parts, mut body) = std::mem::replace(resp, Response::new(Body::empty())).into_parts();
+        body.merge_headers(&mut parts.headers);
+        *resp = Response::from_parts(parts, body);
+    }
+    resp.headers_mut()
+}
+
+/// Leaves `make`'s field edits to the writer, which applies them to an
+/// upstream's raw lines as it writes them (both writers give the same
+/// head). `false` when the response's map is the whole truth: edit it.
+pub fn defer_edits(resp: &mut Response<Body>, make: impl FnOnce() -> ResponseEdits) -> bool {
+    resp.body_mut().defer_with(make)
+}
+
+/// Sets the request id, the last edit of every response.
+pub fn set_request_id(resp: &mut Response<Body>, id: HeaderValue) {
+    match resp.body_mut() {
+        Body::Pooled(p) if p.edits.is_some() => {
+            if let Some(edits) = &mut p.edits {
+                edits.request_id = Some(id);
+            }
+        }
+        _ => {
+            resp.headers_mut().insert(X_REQUEST_ID, id);
         }
     }
 }

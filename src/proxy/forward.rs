@@ -19,7 +19,7 @@ use crate::wire::hop_by_hop;
 
 use crate::http::request_body::{BodyError, RequestBody};
 
-use super::body::{Body, PooledBody};
+use super::body::Body;
 use crate::http::conn::ConnInfo;
 use crate::http::error::{BoxError, GatewayError};
 
@@ -127,16 +127,8 @@ pub(super) fn forward(
                 Err(e) => return Err(classify(upstream.name.clone(), e)),
                 Ok(r) => r,
             };
-            // The codec keeps hop-by-hop headers out already; the others stay
-            // raw in the body until someone needs them in the map.
-            let body = PooledBody {
-                inner: resp.body,
-                in_flight: Some(in_flight),
-                slots: Vec::new(),
-                raw: Some(resp.headers),
-                edits: None,
-            };
-            let mut out = Response::new(Body::Pooled(Box::new(body)));
+            // The codec keeps hop-by-hop headers out already.
+            let mut out = Response::new(Body::pooled(resp.body, resp.headers, in_flight));
             *out.status_mut() = resp.status;
             *out.version_mut() = resp.version;
             return Ok(out);

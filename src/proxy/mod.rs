@@ -1,12 +1,19 @@
-//! The request engine: one request from arrival to response.
+//! The request engine: one request from arrival to response, in this order
+//! (`handle` reads the same way):
 //!
 //! ```text
-//! redirect to HTTPS? ─► URI length ─► normalize path ─► client address, request id
-//!   ─► CORS preflight? ─► route ─► policy phases ─► upstream (forward.rs) | built-in responder
-//!   ─► response phase (route headers, CORS, security headers, HSTS) on every response
+//! hop-by-hop headers out (and what `Connection` lists) ─► client address (trusted proxies) ─► request id
+//!   ─► admission (sync): listener, URI length 414, header count 431, `redirect_https` 308
+//!   ─► normalize path 400 ─► CORS preflight? (answered for the route the real request takes)
+//!   ─► route 404/405 ─► body size by Content-Length 413 ─► identity headers out
+//!   ─► request phases (policy::Phase) ─► action: upstream (forward.rs) | built-in responder
+//!   ─► response steps (policy::ResponseStep) on every response, errors included:
+//!      rate-limit headers ─► route headers, deprecation, CORS, security headers ─► HSTS ─► request id ─► [observe]
 //! ```
-//! It runs once per request whatever the client's protocol (HTTP/1.1 or
-//! HTTP/2): policies see protocol-neutral request parts.
+//! Framing, Host and the other protocol rules were checked before this, by
+//! `wire::admit`, on every protocol path. It runs once per request whatever
+//! the client's protocol (HTTP/1.1 or HTTP/2): policies see protocol-neutral
+//! request parts.
 
 pub mod body;
 mod forward;
@@ -22,7 +29,7 @@ use crate::http::conn::ConnInfo;
 use crate::http::error::GatewayError;
 use crate::http::request_body::RequestBody;
 use crate::http::{forwarded, normalize, problem, request_id};
-use crate::plan::{Action, Plan, Route};
+use crate::plan::{Action, ListenerPlan, Plan, Route};
 use crate::policy::ratelimit;
 use crate::policy::registry::Chain;
 use crate::policy::{Outcome, RequestCtx, ResponseCtx};
@@ -64,20 +71,10 @@ pub fn handle<P: Deref<Target = Plan>>(
         // KiB) was copied into this one's on every request.
         let (route, result): (Option<&Route>, Result<Response<Body>, GatewayError>) = 'serve: {
             let request_id = request_id_ref;
-            let Some(listener) = plan.listener(&conn.listener) else {
-                break 'serve (None, Err(GatewayError::NoRoute));
+            let listener = match admit(plan, conn, &req) {
+                Ok(listener) => listener,
+                Err(answer) => break 'serve (None, answer),
             };
-            let limit = listener.limits.max_uri_length;
-            if req.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) as u64 > limit {
-                break 'serve (None, Err(GatewayError::UriTooLong { limit }));
-            }
-            // hyper counts HTTP/1.1 headers itself; this also covers HTTP/2.
-            if req.headers().len() > listener.limits.max_headers {
-                break 'serve (None, Err(GatewayError::TooManyHeaders));
-            }
-            if let Some(port) = conn.redirect_https {
-                break 'serve (None, redirect_to_https(&req, port));
-            }
             // A cheap clone (shared bytes) so the normalized path can borrow from it
             // while the request itself moves on.
             let uri = req.uri().clone();
@@ -100,6 +97,7 @@ pub fn handle<P: Deref<Target = Plan>>(
                 }
             }
 
+            // Route.
             let view = RequestView { host, path: &path, method: req.method(), headers: req.headers() };
             let found = match plan.router.find(&view) {
                 Ok(found) => found,
@@ -133,13 +131,14 @@ pub fn handle<P: Deref<Target = Plan>>(
             // Identity headers come from the gateway only, never from the client.
             plan.identity_headers.strip(&mut parts.headers);
             let body = RequestBody::new(incoming, max_body, listener.limits.body_read_timeout);
-            // Boxed, as the responders below: their futures (auth fetches, Redis)
+            // Request phases. Boxed, as the responders below: their futures (auth fetches, Redis)
             // would otherwise make every request's future as large as theirs.
             let outcome = if route.policies.has_request_policies() {
                 Box::pin(route.policies.on_request(&mut parts, &mut ctx)).await
             } else {
                 Outcome::Continue
             };
+            // Action (unless a phase answered).
             let result = match outcome {
                 Outcome::Respond(resp) => Ok(full(resp)),
                 Outcome::Continue => match &route.action {
@@ -169,22 +168,19 @@ pub fn handle<P: Deref<Target = Plan>>(
                     }
                 },
             };
-            // Rate-limit headers go on every answer of a limited route, 429 or not.
+            // ResponseStep::RateLimitHeaders: on every answer of a limited route, 429 or not.
             let mut resp = result.unwrap_or_else(|e| full(problem::from_error(&e, request_id)));
             if let Some(info) = &ctx.rate_limit {
-                ratelimit::write_headers(plan.rate_limit_headers, info, full_headers(&mut resp));
+                ratelimit::write_headers(plan.rate_limit_headers, info, body::headers_mut(&mut resp));
             }
             let slots = std::mem::take(&mut ctx.slots);
             (Some(route), Ok(resp.map(|b| b.hold(slots))))
         };
         let mut resp = result.unwrap_or_else(|err| full(problem::from_error(&err, &request_id)));
+        // The other response steps, on every response, errors included.
         finish(plan, route, conn, origin.as_ref(), &mut resp);
-        match resp.body_mut().deferred_mut() {
-            Some(edits) => edits.request_id = Some(request_id),
-            None => {
-                resp.headers_mut().insert(request_id::HEADER, request_id);
-            }
-        }
+        body::set_request_id(&mut resp, request_id);
+        // ResponseStep::Observe: the access log and metrics will run here.
         resp
     }
 }
@@ -223,17 +219,6 @@ impl Present {
     }
 }
 
-/// The response's map with everything in it: an upstream's raw header
-/// lines (and any deferred edits) are merged first.
-fn full_headers(resp: &mut Response<Body>) -> &mut http::HeaderMap {
-    if resp.body().raw_headers().is_some() {
-        let (mut parts, mut body) = std::mem::replace(resp, Response::new(Body::empty())).into_parts();
-        body.merge_headers(&mut parts.headers);
-        *resp = Response::from_parts(parts, body);
-    }
-    resp.headers_mut()
-}
-
 /// The answer to a request that could not even be read (a malformed or
 /// oversized head): a problem response with a fresh request id and the
 /// default security headers. The connection closes after it.
@@ -243,6 +228,34 @@ pub fn refuse(plan: &Plan, conn: &ConnInfo, status: StatusCode, detail: &str) ->
     finish(plan, None, conn, None, &mut resp);
     resp.headers_mut().insert(request_id::HEADER, request_id);
     resp
+}
+
+/// Admission before routing, synchronous: the listener's limits on the
+/// target's length and the number of header fields (both protocols), and
+/// the redirect of `redirect_https` listeners. `Err` is the answer.
+// Inlined into `handle`, where the answer is used in place: boxing it would
+// allocate for every refusal.
+#[allow(clippy::result_large_err)]
+#[inline]
+fn admit<'p, B>(
+    plan: &'p Plan,
+    conn: &ConnInfo,
+    req: &Request<B>,
+) -> Result<&'p ListenerPlan, Result<Response<Body>, GatewayError>> {
+    let Some(listener) = plan.listener(&conn.listener) else {
+        return Err(Err(GatewayError::NoRoute));
+    };
+    let limit = listener.limits.max_uri_length;
+    if req.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) as u64 > limit {
+        return Err(Err(GatewayError::UriTooLong { limit }));
+    }
+    if req.headers().len() > listener.limits.max_headers {
+        return Err(Err(GatewayError::TooManyHeaders));
+    }
+    if let Some(port) = conn.redirect_https {
+        return Err(redirect_to_https(req, port));
+    }
+    Ok(listener)
 }
 
 /// 308 to the same host and path on HTTPS (`redirect_https` listeners).
@@ -278,19 +291,15 @@ fn finish(
 ) {
     let chain = route.map_or(&plan.without_route, |r| &r.policies);
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-    if resp.body().raw_headers().is_some() {
-        // An upstream's lines go out as received, with the security headers
-        // applied by the writer, unless a step must see or change the map:
-        // then they join the map first. A 101 keeps its lines untouched.
-        if !switching && conn.hsts.is_none() && !chain.edits_map() {
-            let edits = ResponseEdits { fields: chain.security().clone(), request_id: None };
-            if resp.body_mut().defer(edits).is_ok() {
-                return;
-            }
-        }
-        full_headers(resp);
+    // When only the security headers apply, an upstream's raw lines go out
+    // as received and the writer applies them; else a step must see the map.
+    // A 101 keeps its head untouched.
+    let writer_edits = !switching && conn.hsts.is_none() && !chain.edits_map();
+    if writer_edits && body::defer_edits(resp, || ResponseEdits { fields: chain.security().clone(), request_id: None })
+    {
+        return;
     }
-    chain.on_response(resp.headers_mut(), &ResponseCtx { origin, switching });
+    chain.on_response(body::headers_mut(resp), &ResponseCtx { origin, switching });
     if let Some(hsts) = &conn.hsts {
         resp.headers_mut().entry(header::STRICT_TRANSPORT_SECURITY).or_insert_with(|| hsts.clone());
     }
