@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use portcullis::policy::auth::cache::{TtlCache, key_of};
+use portcullis::bench::{TtlCache, key_of};
 
 fn per_op(n: u32, mut f: impl FnMut()) -> f64 {
     for _ in 0..n / 10 {

@@ -5,8 +5,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use portcullis::policy::ratelimit::gcra::Gcra;
-use portcullis::policy::ratelimit::memory::MemoryStore;
+use portcullis::bench::Gcra;
+use portcullis::bench::MemoryStore;
 
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

@@ -8,16 +8,33 @@
 pub mod config;
 #[cfg(test)]
 mod fuzz;
-pub mod http;
-pub mod plan;
-pub mod policy;
-pub mod proxy;
-pub mod responder;
-pub mod router;
-pub mod server;
-pub mod tls;
-pub mod upstream;
-pub mod wire;
+pub(crate) mod http;
+pub(crate) mod plan;
+pub(crate) mod policy;
+pub(crate) mod proxy;
+pub(crate) mod responder;
+pub(crate) mod router;
+pub(crate) mod server;
+pub(crate) mod tls;
+pub(crate) mod upstream;
+pub(crate) mod wire;
+
+/// The SHA-256 form of an API key, as `consumers[].api_keys[].sha256` takes it.
+pub use policy::auth::hash_key;
+
+/// Checks a loaded config the way `Gateway::start` would compile it,
+/// without binding anything: every problem at once.
+pub fn check(loaded: &LoadedConfig) -> Result<(), ConfigErrors> {
+    plan::compile(loaded).map(|_| ())
+}
+
+/// What the micro-benchmarks in `benches/` measure (not a stable API).
+#[doc(hidden)]
+pub mod bench {
+    pub use crate::policy::auth::cache::{TtlCache, key_of};
+    pub use crate::policy::ratelimit::gcra::Gcra;
+    pub use crate::policy::ratelimit::memory::MemoryStore;
+}
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -54,7 +54,7 @@ fn main() -> ExitCode {
                 eprintln!("error: give the API key on standard input, e.g. `echo -n \"$KEY\" | portcullis hash-key`");
                 return ExitCode::FAILURE;
             }
-            println!("{}", portcullis::policy::auth::hash_key(key.trim_end_matches(['\n', '\r'])));
+            println!("{}", portcullis::hash_key(key.trim_end_matches(['\n', '\r'])));
             ExitCode::SUCCESS
         }
         Command::Version => {
@@ -72,7 +72,7 @@ fn load(path: Option<&Path>) -> Result<LoadedConfig, config::ConfigErrors> {
 }
 
 fn check(path: &Path) -> ExitCode {
-    let result = load(Some(path)).and_then(|loaded| portcullis::plan::compile(&loaded).map(|_| ()));
+    let result = load(Some(path)).and_then(|loaded| portcullis::check(&loaded));
     match result {
         Ok(()) => {
             println!("{}: ok", path.display());

@@ -23,10 +23,6 @@ impl TrustedProxies {
         let ip = canonical(ip);
         self.0.iter().any(|n| n.contains(&ip))
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 /// IPv4-mapped IPv6 (`::ffff:10.0.0.1`) compares as IPv4.

@@ -10,7 +10,9 @@ use crate::config::{FieldErrors, LoadedConfig};
 
 /// The context of one route's compilation.
 pub struct CompileCtx<'a> {
-    /// The config being compiled: resolves file names relative to it.
+    /// The config being compiled: resolves file names relative to it
+    /// (`LoadedConfig::resolve_file`), for policies that read files.
+    #[allow(dead_code)]
     pub loaded: &'a LoadedConfig,
     /// The route's name (counter namespaces).
     pub route: &'a str,

@@ -36,6 +36,8 @@ pub use ctx::{Consumer, HeaderInfo, Identity, Releases, RequestCtx, ResponseCtx,
 
 /// The request phases, in the order they run (after the engine's
 /// admission checks and routing, before the upstream or responder).
+// `Validate` has its slot before its policy lands (the validation issue).
+#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {
     /// `ip`: allow/deny lists, first, before anything costs us work.
@@ -60,6 +62,9 @@ pub enum Phase {
 /// The response steps, in the order they run on every response of a route
 /// (forwarded, made by a responder or a policy, or an error). The engine
 /// runs the ones marked *engine*; the registry's `ResponsePolicy` the rest.
+// The engine's steps are listed for their place in the order; only the
+// registry's are built (to sort a route's response policies).
+#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ResponseStep {
     /// *engine*: `RateLimit`/`RateLimit-Policy` of the tightest limit met,

@@ -41,7 +41,8 @@ pub enum Body {
 #[derive(Debug)]
 pub struct PooledBody {
     pub inner: ResponseBody,
-    pub in_flight: Option<InFlight>,
+    /// Held until the body is done (its drop releases the target's slot).
+    pub _in_flight: Option<InFlight>,
     pub slots: Vec<Slot>,
     /// The upstream's header lines, while they are not in the map.
     pub raw: Option<RawHeaders>,
@@ -55,7 +56,7 @@ impl Body {
     pub fn pooled(inner: ResponseBody, raw: RawHeaders, in_flight: InFlight) -> Body {
         Body::Pooled(Box::new(PooledBody {
             inner,
-            in_flight: Some(in_flight),
+            _in_flight: Some(in_flight),
             slots: Vec::new(),
             raw: Some(raw),
             edits: None,

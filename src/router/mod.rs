@@ -150,11 +150,6 @@ impl Router {
         Router { ordered }
     }
 
-    /// Config indexes in precedence order.
-    pub fn order(&self) -> impl Iterator<Item = usize> + '_ {
-        self.ordered.iter().map(|(i, _)| *i)
-    }
-
     /// Ambiguous and unreachable routes.
     pub fn conflicts(&self) -> Vec<Conflict> {
         let mut out = Vec::new();

@@ -21,12 +21,6 @@ impl WriteQueue {
         WriteQueue::default()
     }
 
-    pub fn of(bytes: Bytes) -> WriteQueue {
-        let mut queue = WriteQueue::new();
-        queue.push(bytes);
-        queue
-    }
-
     /// `data` as one chunk of a chunked body (RFC 9112 §7.1).
     pub fn push_chunk(&mut self, data: Bytes) {
         if !data.is_empty() {
@@ -62,12 +56,9 @@ impl WriteQueue {
         self.bufs.len()
     }
 
-    /// Fills `slices` with the front of the queue; returns how many were filled.
-    pub fn slices<'a>(&'a self, slices: &mut [IoSlice<'a>; MAX_SLICES]) -> usize {
-        self.slices_after(&[], slices)
-    }
-
-    /// The same, after `first` (bytes the caller keeps, written before the queue).
+    /// Fills `slices` with `first` (bytes the caller keeps, written before
+    /// the queue, when not empty) and the front of the queue; returns how
+    /// many were filled.
     pub fn slices_after<'a>(&'a self, first: &'a [u8], slices: &mut [IoSlice<'a>; MAX_SLICES]) -> usize {
         let skip = usize::from(!first.is_empty());
         slices[0] = IoSlice::new(first);

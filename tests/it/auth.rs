@@ -266,8 +266,8 @@ async fn introspection_caches_and_fails_closed() {
 async fn api_keys_basic_and_spoofed_identity_headers() {
     let bcrypt_hash = bcrypt::hash("correct horse", 4).unwrap();
     let htpasswd = format!("carol:{bcrypt_hash}\n");
-    let key_hash = portcullis::policy::auth::hash_key("key-mobile");
-    let old_hash = portcullis::policy::auth::hash_key("key-revoked");
+    let key_hash = portcullis::hash_key("key-mobile");
+    let old_hash = portcullis::hash_key("key-revoked");
     let consumers = format!(
         "  - {{ id: mobile-app, groups: [partners], api_keys: [ {{ sha256: \"{key_hash}\" }}, {{ sha256: \"{old_hash}\", expires: 2020-01-01 }} ] }}\n  - {{ id: carol-co, groups: [staff], basic_users: [carol] }}\n"
     );
@@ -371,7 +371,7 @@ routes:
   - { name: s, match: { path_prefix: /s }, echo: {}, authorize: { scopes: [x] } }
   - { name: t, match: { path_prefix: /t }, echo: {}, authenticate: [a, b] }
 "#;
-    let errors = portcullis::plan::compile(&load(yaml, Path::new("."))).unwrap_err().to_string();
+    let errors = portcullis::check(&load(yaml, Path::new("."))).unwrap_err().to_string();
     for want in [
         "auth.weak.jwt.secret: an HMAC secret must be at least 32 bytes",
         "auth.none.jwt.algorithms[0]: `none` is not one of",

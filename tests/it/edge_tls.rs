@@ -133,7 +133,7 @@ routes:
         other_key.display()
     );
     let loaded = load(&yaml, Path::new("/"));
-    let errors = portcullis::plan::compile(&loaded).unwrap_err().to_string();
+    let errors = portcullis::check(&loaded).unwrap_err().to_string();
     assert!(errors.contains("listeners[0].tls.certificates[0].key") && errors.contains("does not belong"), "{errors}");
     assert!(
         errors.contains("listeners[0].tls.certificates[1].cert") && errors.contains("/nonexistent/cert.pem"),

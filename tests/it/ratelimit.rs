@@ -39,7 +39,7 @@ async fn per_ip_limit_with_burst_and_headers() {
 #[tokio::test]
 async fn per_consumer_limits_with_api_keys_and_legacy_headers() {
     let up = Upstream::start("svc").await;
-    let (a, b) = (portcullis::policy::auth::hash_key("key-a"), portcullis::policy::auth::hash_key("key-b"));
+    let (a, b) = (portcullis::hash_key("key-a"), portcullis::hash_key("key-b"));
     let top = format!(
         "rate_limit_headers: legacy\nauth:\n  keys: {{ api_key: {{ header: X-API-Key }} }}\nconsumers:\n  - {{ id: a, api_keys: [ {{ sha256: \"{a}\" }} ] }}\n  - {{ id: b, api_keys: [ {{ sha256: \"{b}\" }} ] }}"
     );

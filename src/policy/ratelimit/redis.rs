@@ -4,7 +4,6 @@
 //! multiplexed, auto-reconnecting connection, bounded by a timeout: a Redis
 //! outage costs at most that timeout, then the limit's failure policy applies.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -156,5 +155,3 @@ impl RedisStore {
         Ok((allowed == 1, used.max(0) as u64))
     }
 }
-
-pub type Shared = Arc<RedisStore>;

@@ -8,7 +8,7 @@ use http::{HeaderName, HeaderValue};
 pub mod config;
 use crate::config::FieldErrors;
 use crate::policy::compile::CompileCtx;
-pub use crate::wire::field_edits::{FieldEdits, Passing};
+pub use crate::wire::field_edits::FieldEdits;
 pub use config::SecurityHeadersConfig;
 
 /// The compiled form: field edits that both response writers apply.
@@ -72,6 +72,7 @@ pub fn compile(cfg: &SecurityHeadersConfig, _cx: &mut CompileCtx<'_>) -> Result<
 mod tests {
     use super::*;
     use crate::policy::compile::{Shared, with_test_ctx};
+    use crate::wire::field_edits::Passing;
     use http::HeaderMap;
 
     #[test]
