@@ -39,6 +39,7 @@ where
         return;
     };
     // Wall time is what the operator asked for; this is test code only.
+    #[allow(clippy::disallowed_types)]
     let started = std::time::Instant::now();
     let mut total: u64 = 0;
     while started.elapsed().as_secs() < seconds {

@@ -20,6 +20,7 @@
 
 pub mod auth;
 pub mod authz;
+pub mod clock;
 pub mod compile;
 pub mod cors;
 mod ctx;

@@ -1,4 +1,7 @@
 //! Integration tests: the real gateway in front of real servers on loopback.
+// They drive real processes in real time (tokens signed now, Redis keys
+// that expire): the wall clock and `std::time::Instant` are theirs to read.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod support;
 

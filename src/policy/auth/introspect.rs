@@ -4,7 +4,7 @@
 //! is down the request gets 503 (or 401), never a silent pass.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
 use http::request;
@@ -15,6 +15,7 @@ use super::{Failure, Identity, bearer_token};
 use crate::config::FieldErrors;
 use crate::config::LoadedConfig;
 use crate::http::fetch::{Fetcher, form_encode};
+use crate::policy::clock::WallClock;
 
 #[derive(Debug)]
 pub struct Introspection {
@@ -29,6 +30,8 @@ pub struct Introspection {
     on_error: OnError,
     /// `None` caches an inactive token.
     cache: TtlCache<Option<Arc<Identity>>>,
+    /// Reads an answer's `exp` against this.
+    clock: WallClock,
 }
 
 impl Introspection {
@@ -57,7 +60,13 @@ impl Introspection {
             negative_ttl: cfg.negative_ttl.0,
             on_error: cfg.on_error,
             cache: TtlCache::new(100_000),
+            clock: WallClock::system(),
         })
+    }
+
+    #[cfg(test)]
+    pub fn set_clock(&mut self, clock: WallClock) {
+        self.clock = clock;
     }
 
     pub async fn authenticate(&self, req: &mut request::Parts) -> Result<Identity, Failure> {
@@ -114,12 +123,18 @@ impl Introspection {
             return Err(format!("the endpoint answered {status}"));
         }
         let doc: serde_json::Value = serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))?;
+        Ok(self.read_answer(doc))
+    }
+
+    /// An RFC 7662 answer: the identity and how long it may be cached, or
+    /// `None` for a token that is not active (or whose `exp` has passed).
+    pub(super) fn read_answer(&self, doc: serde_json::Value) -> Option<(Identity, Duration)> {
         if doc.get("active").and_then(|v| v.as_bool()) != Some(true) {
-            return Ok(None);
+            return None;
         }
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let now = self.clock.unix_secs();
         let ttl = match doc.get("exp").and_then(|v| v.as_u64()) {
-            Some(exp) if exp <= now => return Ok(None),
+            Some(exp) if exp <= now => return None,
             Some(exp) => Duration::from_secs(exp - now),
             None => self.max_ttl,
         };
@@ -134,6 +149,6 @@ impl Introspection {
             claims: Some(Arc::new(doc)),
             bearer: true,
         };
-        Ok(Some((identity, ttl)))
+        Some((identity, ttl))
     }
 }

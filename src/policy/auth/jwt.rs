@@ -5,7 +5,7 @@
 //! costs a hash lookup, not a signature check.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use http::{header, request};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -18,6 +18,7 @@ use super::{Failure, Identity, bearer_token};
 use crate::config::FieldErrors;
 use crate::config::LoadedConfig;
 use crate::http::fetch::Fetcher;
+use crate::policy::clock::WallClock;
 
 /// Verified tokens kept at once (per provider).
 const CACHE_CAPACITY: usize = 100_000;
@@ -37,6 +38,10 @@ pub struct Jwt {
     query: Option<String>,
     max_token_size: usize,
     cache: TtlCache<Arc<Identity>>,
+    /// `exp`, `nbf` and `max_age` are checked here against this clock
+    /// (not by jsonwebtoken, which reads the system's), with `leeway`.
+    clock: WallClock,
+    leeway: u64,
 }
 
 impl Jwt {
@@ -184,8 +189,9 @@ impl Jwt {
             .iter()
             .map(|alg| {
                 let mut v = Validation::new(*alg);
-                v.leeway = cfg.leeway.0.as_secs();
-                v.validate_nbf = true;
+                // Time claims are checked in `verify`, against the policy's clock.
+                v.validate_exp = false;
+                v.validate_nbf = false;
                 // A configured issuer or audience must be present, not merely
                 // "not different" (jsonwebtoken skips absent claims otherwise).
                 let mut required = vec!["exp"];
@@ -218,7 +224,14 @@ impl Jwt {
             query: cfg.token.query.clone(),
             max_token_size: cfg.max_token_size.0 as usize,
             cache: TtlCache::new(CACHE_CAPACITY),
+            clock: WallClock::system(),
+            leeway: cfg.leeway.0.as_secs(),
         })
+    }
+
+    #[cfg(test)]
+    pub fn set_clock(&mut self, clock: WallClock) {
+        self.clock = clock;
     }
 
     /// Whether tokens come from `Authorization: Bearer` (not a cookie or query).
@@ -281,11 +294,23 @@ impl Jwt {
             Failure::Invalid
         })?;
         let claims = data.claims;
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let now = self.clock.unix_secs();
         if self.required.iter().any(|c| claims.get(c).is_none_or(|v| v.is_null())) {
             return Err(Failure::Invalid);
         }
-        let mut valid_until = claims.get("exp").and_then(|v| v.as_u64()).unwrap_or(now);
+        // RFC 7519 §4.1.4/5, with `leeway` either way: `exp` (required, a
+        // number) has not passed, `nbf` (if present, a number) has.
+        let exp = claims.get("exp").and_then(|v| v.as_u64()).ok_or(Failure::Invalid)?;
+        if exp.saturating_add(self.leeway) < now {
+            return Err(Failure::Invalid);
+        }
+        if let Some(nbf) = claims.get("nbf") {
+            let nbf = nbf.as_u64().ok_or(Failure::Invalid)?;
+            if nbf > now.saturating_add(self.leeway) {
+                return Err(Failure::Invalid);
+            }
+        }
+        let mut valid_until = exp;
         if let Some(max_age) = self.max_age {
             let iat = claims.get("iat").and_then(|v| v.as_u64()).ok_or(Failure::Invalid)?;
             let limit = iat.saturating_add(max_age.as_secs());

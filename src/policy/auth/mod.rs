@@ -295,3 +295,6 @@ impl RouteAuth {
 
 /// Every provider of a plan, by name.
 pub type Providers = HashMap<String, Arc<Provider>>;
+
+#[cfg(test)]
+mod tests;

@@ -129,3 +129,6 @@ fn claim_ok(id: &Identity, path: &[String], test: &Test) -> bool {
         },
     }
 }
+
+#[cfg(test)]
+mod tests;

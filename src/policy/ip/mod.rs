@@ -58,3 +58,6 @@ impl Compiled {
         Outcome::Continue
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -17,7 +17,7 @@ pub mod redis;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use http::{StatusCode, request};
@@ -29,6 +29,7 @@ use redis::RedisStore;
 
 use crate::config::FieldErrors;
 use crate::http::problem;
+use crate::policy::clock::WallClock;
 use crate::policy::compile::CompileCtx;
 use crate::policy::{HeaderInfo, Outcome, RequestCtx, Slot};
 
@@ -64,7 +65,7 @@ impl Stores {
     /// Logs a Redis failure at most once a second, and counts every one.
     fn note_failure(&self, error: &str) {
         self.fallbacks.fetch_add(1, Ordering::Relaxed);
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let now = WallClock::system().unix_secs();
         if self.last_warning.swap(now, Ordering::Relaxed) != now {
             tracing::warn!(error, "rate-limit store unavailable; applying each limit's on_store_error policy");
         }
@@ -190,6 +191,8 @@ pub struct Compiled {
     quotas: Vec<QuotaLimit>,
     concurrency: Vec<ConcurrencyLimit>,
     stores: Arc<Stores>,
+    /// Quota windows follow this calendar (`CompileCtx::shared`, else the system's).
+    clock: WallClock,
 }
 
 /// A route's limits for the `limit_by_ip` and the `limit` phase.
@@ -201,8 +204,15 @@ pub fn compile(cfg: &RouteLimits<'_>, cx: &mut CompileCtx<'_>) -> Result<PhasedL
     let (route, upstream) = (cx.route, cx.upstream);
     let stores = cx.shared::<Arc<Stores>>().ok_or_else(|| FieldErrors::one("", "no rate-limit store"))?;
     let mut errors = FieldErrors::new();
-    let mut by_ip = Compiled { rates: vec![], quotas: vec![], concurrency: vec![], stores: stores.clone() };
-    let mut later = Compiled { rates: vec![], quotas: vec![], concurrency: vec![], stores: stores.clone() };
+    let clock = cx.shared::<WallClock>().cloned().unwrap_or_default();
+    let empty = || Compiled {
+        rates: vec![],
+        quotas: vec![],
+        concurrency: vec![],
+        stores: stores.clone(),
+        clock: clock.clone(),
+    };
+    let (mut by_ip, mut later) = (empty(), empty());
     // Counter namespace: the `name` if given; an `upstream` key is shared by
     // every route of that upstream that declares the same limit (`kind`
     // carries the limit's settings); otherwise the route and position.
@@ -305,7 +315,7 @@ impl Compiled {
             }
             hold = hold.max(decision.delay);
         }
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let now = self.clock.unix_secs();
         for q in &self.quotas {
             let id = q.key.of(req, ctx);
             let key = memory.key(&id);
