@@ -422,3 +422,6 @@ pub fn write_headers(mode: RateLimitHeaders, info: &HeaderInfo, headers: &mut ht
         headers.insert(HeaderName::from_static("x-ratelimit-reset"), HeaderValue::from(info.reset_secs));
     }
 }
+
+#[cfg(test)]
+mod tests;

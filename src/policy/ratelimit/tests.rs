@@ -1,0 +1,99 @@
+//! A route's limits as the limit phases run them, with a hand-set wall
+//! clock for quota windows (rates are counted on tokio's clock, which the
+//! tests pause). The store itself (GCRA, sharding, eviction) is tested in
+//! `gcra.rs` and `memory.rs`; Redis end to end in `tests/it/ratelimit.rs`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderValue, Request, StatusCode};
+
+use super::{ConcurrencyConfig, PhasedLimits, QuotaConfig, RateLimitConfig, RouteLimits, Stores, compile};
+use crate::policy::clock::WallClock;
+use crate::policy::compile::{Shared, with_test_ctx};
+use crate::policy::{Outcome, RequestCtx};
+
+/// 2026-12-03T00:00:30Z: half a minute into a minute window.
+const NOW: u64 = 1_796_256_030;
+
+fn limits(rates: &str, quotas: &str, concurrency: &str, clock: &WallClock) -> PhasedLimits {
+    let rates: Vec<RateLimitConfig> = serde_saphyr::from_str(rates).unwrap();
+    let quotas: Vec<QuotaConfig> = serde_saphyr::from_str(quotas).unwrap();
+    let concurrency: Vec<ConcurrencyConfig> = serde_saphyr::from_str(concurrency).unwrap();
+    let mut shared = Shared::default();
+    shared.insert(Arc::new(Arc::new(Stores::compile(&Default::default(), None).unwrap())));
+    shared.insert(Arc::new(clock.clone()));
+    let cfg = RouteLimits { rate_limit: &rates, quota: &quotas, concurrency: &concurrency };
+    with_test_ctx(shared, |cx| compile(&cfg, cx)).unwrap()
+}
+
+/// Runs `policy` for a request from `ip`: the status, and the `RateLimit`
+/// info it leaves (remaining, reset).
+async fn run(policy: &super::Compiled, ip: &str) -> (StatusCode, Option<(u64, u64)>) {
+    let request_id = HeaderValue::from_static("r-1");
+    let mut ctx = RequestCtx::new(ip.parse().unwrap(), &request_id, "route", None);
+    let mut req = Request::new(()).into_parts().0;
+    let status = match policy.on_request(&mut req, &mut ctx).await {
+        Outcome::Continue => StatusCode::OK,
+        Outcome::Respond(resp) => resp.status(),
+    };
+    (status, ctx.rate_limit.map(|i| (i.remaining, i.reset_secs)))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_quota_resets_when_the_calendar_window_turns() {
+    let clock = WallClock::fixed(NOW);
+    let (by_ip, later) = limits("[]", "[ { key: ip, limit: 2, per: minute } ]", "[]", &clock);
+    assert!(later.is_none(), "an IP-keyed quota runs before authentication");
+    let quota = by_ip.unwrap();
+    assert_eq!(run(&quota, "192.0.2.1").await, (StatusCode::OK, Some((1, 30))));
+    assert_eq!(run(&quota, "192.0.2.1").await.0, StatusCode::OK);
+    assert_eq!(run(&quota, "192.0.2.1").await.0, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(run(&quota, "192.0.2.2").await.0, StatusCode::OK, "another client has its own budget");
+    clock.advance(29);
+    assert_eq!(run(&quota, "192.0.2.1").await.0, StatusCode::TOO_MANY_REQUESTS, "same minute");
+    clock.advance(1);
+    assert_eq!(run(&quota, "192.0.2.1").await, (StatusCode::OK, Some((1, 60))), "the next minute");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rate_refills_with_time_and_allows_its_burst() {
+    let clock = WallClock::fixed(NOW);
+    let (by_ip, _) = limits("[ { key: ip, rate: 2/s, burst: 1 } ]", "[]", "[]", &clock);
+    let rate = by_ip.unwrap();
+    // An idle client gets 1 + burst at once.
+    for _ in 0..2 {
+        assert_eq!(run(&rate, "198.51.100.1").await.0, StatusCode::OK);
+    }
+    assert_eq!(run(&rate, "198.51.100.1").await.0, StatusCode::TOO_MANY_REQUESTS);
+    tokio::time::advance(Duration::from_millis(500)).await;
+    assert_eq!(run(&rate, "198.51.100.1").await.0, StatusCode::OK, "one request back after 1/rate");
+    assert_eq!(run(&rate, "198.51.100.1").await.0, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn concurrency_slots_are_held_until_dropped() {
+    let clock = WallClock::fixed(NOW);
+    let (by_ip, _) = limits("[]", "[]", "[ { key: ip, max: 1 } ]", &clock);
+    let limit = by_ip.unwrap();
+    let request_id = HeaderValue::from_static("r-1");
+    let mut first = RequestCtx::new("203.0.113.1".parse().unwrap(), &request_id, "route", None);
+    let mut req = Request::new(()).into_parts().0;
+    assert!(matches!(limit.on_request(&mut req, &mut first).await, Outcome::Continue));
+    // Refused with 503: the service is busy, not the caller too fast.
+    assert_eq!(run(&limit, "203.0.113.1").await.0, StatusCode::SERVICE_UNAVAILABLE, "the first still holds it");
+    drop(first.slots);
+    assert_eq!(run(&limit, "203.0.113.1").await.0, StatusCode::OK);
+}
+
+#[test]
+fn bad_limits_are_named_by_their_place() {
+    let clock = WallClock::fixed(NOW);
+    let quotas: Vec<QuotaConfig> = serde_saphyr::from_str("[ { key: ip, limit: 0, per: day } ]").unwrap();
+    let mut shared = Shared::default();
+    shared.insert(Arc::new(Arc::new(Stores::compile(&Default::default(), None).unwrap())));
+    shared.insert(Arc::new(clock));
+    let cfg = RouteLimits { rate_limit: &[], quota: &quotas, concurrency: &[] };
+    let errs = with_test_ctx(shared, |cx| compile(&cfg, cx)).unwrap_err();
+    assert_eq!(errs[0].0, "quota[0].limit");
+}
