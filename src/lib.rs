@@ -1,8 +1,24 @@
 //! Portcullis: a secure, high-performance API gateway.
 //!
-//! The library API is small: load a config, [`Gateway::start`] it, and use
-//! the returned [`Handle`] to learn the bound addresses, reload, or shut down.
-//! `main.rs` and the integration tests use exactly this.
+//! The library API is small: load a config ([`config`]), [`check`] it or
+//! [`Gateway::start`] it, and use the returned [`Handle`] to learn the bound
+//! addresses, reload, or shut down. `main.rs` and the integration tests use
+//! exactly this.
+//!
+//! Inside, each room imports only the rooms below it (checked by
+//! `tests/it/layers.rs`), bottom first:
+//!
+//! | room | owns |
+//! | --- | --- |
+//! | `config` | serde types, loading, `${ENV}`, errors with file, path and line; `FieldErrors` |
+//! | `wire` | the own HTTP/1.1 codec, the security boundary: head parsers, admission, chunked bodies, the response encoder, header edits both writers apply |
+//! | `tls` | listener TLS (rustls), client certificates, CA bundles |
+//! | `http` | gateway HTTP semantics: normalization, forwarded headers, request ids, the error type and problem writer, body types, connection facts |
+//! | `router`, `upstream`, `responder` | route matching and rewrites; upstream pools and balancing; built-in responders |
+//! | `policy` | the phase model (`policy/mod.rs`), one folder per policy, the registry above them |
+//! | `plan` | compiling a config into the immutable plan |
+//! | `proxy` | the engine: one request from admission to response (`proxy/mod.rs` has the chart) |
+//! | `server` | listeners, connections, HTTP/1.1 (with `wire`) and HTTP/2 (hyper), shutdown |
 #![forbid(unsafe_code)]
 
 pub mod config;
