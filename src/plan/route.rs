@@ -1,5 +1,6 @@
 //! Compiling one `routes[i]` entry: its matcher, its action (proxy or a
-//! built-in responder), its rewrites, policies and deprecation headers.
+//! built-in responder) and rewrites; its policies are the registry's
+//! (`policy::registry::compile_route`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
