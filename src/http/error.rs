@@ -1,5 +1,6 @@
-//! What can go wrong while serving one request. Each kind knows its status
-//! and which side is at fault; `http::problem` turns it into the response.
+//! What can go wrong while serving one request. Each kind knows its status,
+//! which side is at fault and whether another attempt is safe;
+//! `http::problem` turns it into the response.
 
 use std::sync::Arc;
 
@@ -44,9 +45,15 @@ pub enum GatewayError {
         upstream: Arc<str>,
         #[source]
         cause: BoxError,
+        /// The upstream may have received (part of) the request.
+        sent: bool,
     },
     #[error("the upstream service did not answer in time")]
-    UpstreamTimeout { upstream: Arc<str> },
+    UpstreamTimeout {
+        upstream: Arc<str>,
+        /// The upstream may have received (part of) the request.
+        sent: bool,
+    },
     #[error("the gateway could not build the upstream request")]
     Internal(#[source] BoxError),
 }
@@ -79,11 +86,38 @@ impl GatewayError {
         }
     }
 
+    /// Whether another attempt (at another target) is safe whatever the
+    /// method: the upstream never received any of this request.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::UpstreamUnreachable { sent: false, .. } | GatewayError::UpstreamTimeout { sent: false, .. }
+        )
+    }
+
     pub fn side(&self) -> Side {
         match self {
             GatewayError::UpstreamUnreachable { .. } | GatewayError::UpstreamTimeout { .. } => Side::Upstream,
             GatewayError::Internal(_) => Side::Gateway,
             _ => Side::Client,
         }
+    }
+}
+
+/// Marks an upstream failure that happened before the upstream received any
+/// of the request: no connection, or a pooled connection found closed
+/// before a byte was written. The upstream clients wrap such errors in it.
+#[derive(Debug)]
+pub struct NotSent(pub BoxError);
+
+impl std::fmt::Display for NotSent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for NotSent {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
     }
 }

@@ -30,7 +30,13 @@ pub fn problem(status: StatusCode, detail: &str, request_id: &HeaderValue) -> An
 pub fn from_error(err: &GatewayError, request_id: &HeaderValue) -> Answer {
     if err.side() != Side::Client {
         let cause = std::error::Error::source(err).map(|c| c.to_string()).unwrap_or_default();
-        tracing::warn!(request_id = request_id.to_str().unwrap_or_default(), error = %err, cause, "request failed");
+        tracing::warn!(
+            request_id = request_id.to_str().unwrap_or_default(),
+            error = %err,
+            cause,
+            retryable = err.retryable(),
+            "request failed"
+        );
     }
     let mut resp = problem(err.status(), &err.to_string(), request_id);
     if let GatewayError::MethodNotAllowed { allow } = err {

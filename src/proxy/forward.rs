@@ -21,7 +21,7 @@ use crate::http::request_body::{BodyError, RequestBody};
 
 use super::body::Body;
 use crate::http::conn::ConnInfo;
-use crate::http::error::{BoxError, GatewayError};
+use crate::http::error::{BoxError, GatewayError, NotSent};
 
 pub(super) struct Forward<'a> {
     pub proxy: &'a Proxy,
@@ -156,7 +156,7 @@ async fn through_hyper(
 ) -> Result<Response<Body>, GatewayError> {
     let sent = upstream.client.request(req);
     let mut resp = match tokio::time::timeout(upstream.request_timeout, sent).await {
-        Err(_) => return Err(GatewayError::UpstreamTimeout { upstream: upstream.name.clone() }),
+        Err(_) => return Err(GatewayError::UpstreamTimeout { upstream: upstream.name.clone(), sent: true }),
         Ok(Err(e)) => return Err(classify(upstream.name.clone(), Box::new(e))),
         Ok(Ok(resp)) => resp,
     };
@@ -170,6 +170,7 @@ async fn through_hyper(
                 return Err(GatewayError::UpstreamUnreachable {
                     upstream: upstream.name.clone(),
                     cause: "the upstream switched protocols without a valid WebSocket handshake".into(),
+                    sent: true,
                 });
             }
         };
@@ -286,8 +287,10 @@ fn hash_key(key: Option<&HashKey>, headers: &http::HeaderMap, client: &forwarded
 }
 
 /// The client's body going wrong is the client's fault (413, 408, 400); a
-/// connect timeout is a timeout (504); anything else before a response is 502.
+/// connect timeout is a timeout (504); anything else before a response is
+/// 502. Either upstream failure says whether the upstream got the request.
 fn classify(upstream: std::sync::Arc<str>, e: BoxError) -> GatewayError {
+    let sent = !not_sent(&*e);
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&*e);
     while let Some(s) = source {
         if let Some(body) = s.downcast_ref::<BodyError>() {
@@ -300,11 +303,20 @@ fn classify(upstream: std::sync::Arc<str>, e: BoxError) -> GatewayError {
         if let Some(io) = s.downcast_ref::<std::io::Error>()
             && io.kind() == std::io::ErrorKind::TimedOut
         {
-            return GatewayError::UpstreamTimeout { upstream };
+            return GatewayError::UpstreamTimeout { upstream, sent };
         }
         source = s.source();
     }
-    GatewayError::UpstreamUnreachable { upstream, cause: e }
+    GatewayError::UpstreamUnreachable { upstream, cause: e, sent }
+}
+
+/// Whether the upstream client says the request never left (`NotSent` from
+/// `upstream::h1`, a connect error from hyper's client).
+fn not_sent(e: &(dyn std::error::Error + 'static)) -> bool {
+    if e.is::<NotSent>() {
+        return true;
+    }
+    e.downcast_ref::<hyper_util::client::legacy::Error>().is_some_and(|h| h.is_connect())
 }
 
 /// The upstream side of a WebSocket after its valid `101`, and the target's
@@ -343,5 +355,31 @@ impl Tunnel {
         if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
             tracing::debug!(error = %e, "tunnel closed with an error");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(kind: std::io::ErrorKind) -> BoxError {
+        Box::new(std::io::Error::new(kind, "test"))
+    }
+
+    #[test]
+    fn upstream_failures_say_whether_the_request_left() {
+        let up: std::sync::Arc<str> = "users".into();
+        let refused = classify(up.clone(), Box::new(NotSent(io(std::io::ErrorKind::ConnectionRefused))));
+        assert!(matches!(refused, GatewayError::UpstreamUnreachable { sent: false, .. }));
+        assert!(refused.retryable());
+        let connect_timeout = classify(up.clone(), Box::new(NotSent(io(std::io::ErrorKind::TimedOut))));
+        assert!(matches!(connect_timeout, GatewayError::UpstreamTimeout { sent: false, .. }));
+        assert!(connect_timeout.retryable());
+        let reset = classify(up.clone(), io(std::io::ErrorKind::ConnectionReset));
+        assert!(matches!(reset, GatewayError::UpstreamUnreachable { sent: true, .. }));
+        assert!(!reset.retryable(), "the upstream may have acted on it");
+        let body = classify(up, Box::new(NotSent(Box::new(BodyError::Timeout))));
+        assert!(matches!(body, GatewayError::BodyTimeout));
+        assert!(!body.retryable(), "the client's fault");
     }
 }

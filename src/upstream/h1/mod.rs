@@ -35,6 +35,7 @@ use crate::wire::timer::LazyTimer;
 use crate::wire::upstream_head::{self as codec, Head, RequestFraming, ResponseFraming};
 use crate::wire::write_queue::{MAX_SLICES, WriteQueue};
 
+use crate::http::error::NotSent;
 use crate::wire::BoxError;
 
 /// Bytes asked of the socket per read once the buffer is full.
@@ -113,10 +114,13 @@ impl H1Pool {
         }
     }
 
+    /// A new connection; its errors are `NotSent`.
     async fn connect(&self, deadline: Instant) -> Result<Box<Conn>, BoxError> {
         let io = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.authority))
             .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))
+            .and_then(|connected| connected)
+            .map_err(|e| NotSent(Box::new(e)))?;
         let _ = io.set_nodelay(true);
         let timer = LazyTimer::new(deadline);
         Ok(Box::new(Conn {
@@ -152,7 +156,7 @@ impl H1Pool {
                 Some(conn) => (conn, true),
                 None => match tokio::time::timeout_at(deadline, self.connect(deadline)).await {
                     Ok(conn) => (conn?, false),
-                    Err(_) => return Err(timed_out()),
+                    Err(_) => return Err(Box::new(NotSent(timed_out()))),
                 },
             };
             conn.used = now;
@@ -186,7 +190,8 @@ impl H1Pool {
                         retried = true;
                         continue;
                     }
-                    return Err(failure.into_error());
+                    let error = failure.into_error();
+                    return Err(if exchange.written { error } else { Box::new(NotSent(error)) });
                 }
             }
         }
