@@ -15,7 +15,7 @@
 //! | `tls` | listener TLS (rustls), client certificates, CA bundles |
 //! | `http` | gateway HTTP semantics: normalization, forwarded headers, request ids, the error type and problem writer, body types, connection facts |
 //! | `router`, `upstream`, `responder` | route matching and rewrites; upstream pools and balancing; built-in responders |
-//! | `policy` | the phase model (`policy/mod.rs`), one folder per policy, the registry above them |
+//! | `policy` | the shared floor (`ctx`, `compile`, `clock`), one folder per policy, and above them `policy/mod.rs`: the phase model and the registry |
 //! | `plan` | compiling a config into the immutable plan |
 //! | `proxy` | the engine: one request from admission to response (`proxy/mod.rs` has the chart) |
 //! | `server` | listeners, connections, HTTP/1.1 (with `wire`) and HTTP/2 (hyper), shutdown |

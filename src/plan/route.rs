@@ -1,6 +1,6 @@
 //! Compiling one `routes[i]` entry: its matcher, its action (proxy or a
 //! built-in responder) and rewrites; its policies are the registry's
-//! (`policy::registry::compile_route`).
+//! (`policy::compile_route`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 use crate::config::{MatchConfig, RouteConfig};
 use crate::policy::compile::{CompileCtx, Shared};
-use crate::policy::registry::{self, Chain};
+use crate::policy::{self, Chain};
 use crate::responder::{Redirect, Responder, StaticResponse};
 use crate::router::rewrite::{PathRewrite, Template};
 use crate::router::{HeaderCondition, HostMatch, Matcher, PathPattern, VersionMatch, VersionSource};
@@ -95,7 +95,7 @@ pub(super) fn compile(
         let mut pcx = CompileCtx::new(cx.loaded, at.clone(), shared);
         pcx.route = &cfg.name;
         pcx.upstream = cfg.upstream.as_deref();
-        let chain = registry::compile_route(cfg, &mut pcx);
+        let chain = policy::compile_route(cfg, &mut pcx);
         let errors = std::mem::take(&mut pcx.errors);
         cx.errors.extend(cx.loaded.errors(errors));
         chain

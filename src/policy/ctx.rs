@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use http::HeaderValue;
 
+use crate::http::Answer;
 use crate::tls::ClientIdentity;
 
 /// What policies know about the request beyond its headers. The one place
@@ -115,4 +116,16 @@ impl fmt::Debug for Slot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Slot").field("key", &self.key).finish()
     }
+}
+
+/// What a request phase decided.
+// `Respond` is built at most once per request and moved straight out; boxing
+// it would add an allocation to every gateway-made response.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Outcome {
+    /// Go on to the next policy.
+    Continue,
+    /// Stop here and send this response (the engine adds the common headers).
+    Respond(Answer),
 }

@@ -16,7 +16,7 @@ use http::{HeaderMap, HeaderValue, Response};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::policy::Slot;
+use crate::policy::ctx::Slot;
 use crate::upstream::InFlight;
 use crate::upstream::h1::ResponseBody;
 use crate::wire::BoxError;

@@ -6,9 +6,10 @@
 //!
 //! A room is a top-level module (`wire`, `http`, `router`, `upstream`,
 //! `proxy`, `server`…), except that these are rooms of their own:
-//! `config::units`, each policy (`policy::<name>`), the registry above them
-//! (`policy::registry`) and each policy's serde types
-//! (`policy::<name>::config`). So `config` may read a policy's config
+//! `config::units`, each policy (`policy::<name>`), each policy's serde types
+//! (`policy::<name>::config`), and the policy floor's files (`policy::ctx`,
+//! `policy::compile`, `policy::clock`); `policy` itself is `policy/mod.rs`,
+//! the registry above every policy. So `config` may read a policy's config
 //! types, which import only `config::units`, without reading the policy.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -47,9 +48,12 @@ fn room_of(src: &Path, path: &[String]) -> String {
                 format!("policy::{name}")
             }
         }
-        // The registry sits above every policy; the other files beside
-        // `policy/mod.rs` (the shared context) are the policy floor itself.
-        ("policy", Some("registry"), _) => "policy::registry".into(),
+        // The files beside `policy/mod.rs` (the shared context, compile
+        // context, clock) are the floor every policy stands on; `policy`
+        // itself (mod.rs: the phase lists and the registry) sits above them.
+        ("policy", Some(name), _) if src.join("policy").join(format!("{name}.rs")).is_file() => {
+            format!("policy::{name}")
+        }
         _ => top.clone(),
     }
 }
@@ -97,6 +101,22 @@ fn referenced_paths(text: &str) -> Vec<String> {
         let tree: String = rest[..end].split_whitespace().collect::<Vec<_>>().join(" ");
         if tree.starts_with("crate::") || tree.starts_with("super::") || tree.starts_with("self::") {
             expand(&tree, "", &mut paths);
+        }
+    }
+    // Paths through a child module the file declares (`mod auth;` … `auth::compile`).
+    for line in code.lines() {
+        let decl = line.trim_start().trim_start_matches("pub(crate) ").trim_start_matches("pub ");
+        let Some(name) = decl.strip_prefix("mod ").and_then(|d| d.strip_suffix(';')) else { continue };
+        let needle = format!("{name}::");
+        let mut rest = code.as_str();
+        while let Some(at) = rest.find(&needle) {
+            let before = rest[..at].chars().last();
+            let tail = &rest[at..];
+            let len = tail.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':')).unwrap_or(tail.len());
+            if !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
+                paths.push(format!("self::{}", tail[..len].trim_end_matches(':')));
+            }
+            rest = &tail[len..];
         }
     }
     // Inline paths (`crate::wire::field::list(…)`).
@@ -234,20 +254,27 @@ fn no_import_circles_between_rooms() {
     }
 }
 
+/// The files beside `policy/mod.rs` that every policy may import.
+const FLOOR: [&str; 3] = ["ctx", "compile", "clock"];
+
 #[test]
 fn a_policy_imports_no_other_policy() {
     let g = graph();
     let mut wrong = Vec::new();
     for (from, deps) in &g.edges {
         let Some(name) = from.strip_prefix("policy::") else { continue };
-        if from == "policy::registry" {
+        if FLOOR.contains(&name) {
             continue;
         }
         for (to, file) in deps {
             let allowed = match name.strip_suffix("::config") {
                 // A policy's config types build on the config units only.
                 Some(_) => to == "config::units",
-                None => !to.starts_with("policy::") || *to == format!("policy::{name}::config"),
+                // Not the registry (`policy`), not another policy: the floor, its own config, other rooms.
+                None => match to.strip_prefix("policy::") {
+                    Some(other) => FLOOR.contains(&other) || other == format!("{name}::config"),
+                    None => to != "policy",
+                },
             };
             if !allowed {
                 wrong.push(format!("  {from} -> {to}   (src/{file})"));
@@ -262,6 +289,8 @@ fn the_checker_sees_circles() {
     // The checker itself: a known edge is found, and a `use` tree expands.
     let g = graph();
     assert!(g.edges.get("server").is_some_and(|d| d.contains_key("proxy")), "server -> proxy not seen");
+    // Through a child module the file declares (`pub mod auth;` … `auth::compile`).
+    assert!(g.edges.get("policy").is_some_and(|d| d.contains_key("policy::auth")), "registry -> auth not seen");
     let mut out = Vec::new();
     expand("crate::a::{b, c::{d, e as f}}", "", &mut out);
     assert_eq!(out, ["crate::a::b", "crate::a::c::d", "crate::a::c::e"]);

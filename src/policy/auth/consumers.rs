@@ -9,7 +9,7 @@ use crate::config::units::parse_date;
 
 use super::config::ConsumerConfig;
 use crate::config::FieldErrors;
-use crate::policy::Consumer;
+use crate::policy::ctx::Consumer;
 
 #[derive(Debug, Default)]
 pub struct Consumers {

@@ -28,7 +28,7 @@ use crate::config::FieldErrors;
 use crate::config::LoadedConfig;
 use crate::http::problem;
 use crate::policy::compile::CompileCtx;
-use crate::policy::{Identity, Outcome, RequestCtx};
+use crate::policy::ctx::{Identity, Outcome, RequestCtx};
 
 /// Why authentication failed, from the client's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,6 +13,7 @@ use serde_json::json;
 use super::{Consumers, Failure, Provider, hash_key};
 use crate::config::LoadedConfig;
 use crate::policy::clock::WallClock;
+use crate::policy::ctx::Identity;
 use crate::tls::ClientIdentity;
 
 const SECRET: &str = "a-secret-of-at-least-thirty-two-bytes!!";
@@ -59,7 +60,7 @@ mod jwt {
         jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), &claims, &key).unwrap()
     }
 
-    async fn check(p: &Provider, token: &str) -> Result<super::super::Identity, Failure> {
+    async fn check(p: &Provider, token: &str) -> Result<Identity, Failure> {
         let Provider::Jwt(j) = p else { unreachable!() };
         j.authenticate(&mut request_with("authorization", &format!("Bearer {token}"))).await
     }
@@ -156,7 +157,7 @@ mod api_key {
         p
     }
 
-    fn check(p: &Provider, req: &mut request::Parts) -> Result<super::super::Identity, Failure> {
+    fn check(p: &Provider, req: &mut request::Parts) -> Result<Identity, Failure> {
         let Provider::ApiKey(k) = p else { unreachable!() };
         k.authenticate(req)
     }
@@ -203,7 +204,7 @@ mod basic {
         providers(&yaml).remove("users").unwrap()
     }
 
-    async fn check(p: &Provider, user: &str, password: &str) -> Result<super::super::Identity, Failure> {
+    async fn check(p: &Provider, user: &str, password: &str) -> Result<Identity, Failure> {
         let Provider::Basic(b) = p else { unreachable!() };
         let pair = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
         b.authenticate(&mut request_with("authorization", &format!("Basic {pair}"))).await
@@ -237,7 +238,7 @@ mod mtls {
         providers(yaml).remove("certs").unwrap()
     }
 
-    fn check(p: &Provider, cert: Option<&ClientIdentity>) -> Result<super::super::Identity, Failure> {
+    fn check(p: &Provider, cert: Option<&ClientIdentity>) -> Result<Identity, Failure> {
         let Provider::Mtls(m) = p else { unreachable!() };
         m.authenticate(cert)
     }

@@ -12,9 +12,9 @@ pub use config::*;
 
 use crate::config::FieldErrors;
 use crate::http::problem;
-use crate::policy::Identity;
 use crate::policy::compile::CompileCtx;
-use crate::policy::{Outcome, RequestCtx};
+use crate::policy::ctx::Identity;
+use crate::policy::ctx::{Outcome, RequestCtx};
 
 #[derive(Debug, Clone)]
 enum Test {

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::{AuthorizeConfig, Compiled};
 use crate::config::FieldErrors;
 use crate::policy::compile::{Shared, with_test_ctx};
-use crate::policy::{Consumer, Identity, Outcome, RequestCtx};
+use crate::policy::ctx::{Consumer, Identity, Outcome, RequestCtx};
 
 fn compile(yaml: &str) -> Result<Compiled, FieldErrors> {
     let cfg: AuthorizeConfig = serde_saphyr::from_str(yaml).expect("authorize config parses");

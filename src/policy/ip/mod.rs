@@ -7,7 +7,7 @@ use http::StatusCode;
 use ipnet::IpNet;
 
 use crate::http::problem;
-use crate::policy::{Outcome, RequestCtx};
+use crate::policy::ctx::{Outcome, RequestCtx};
 
 pub mod config;
 use crate::config::FieldErrors;

@@ -6,7 +6,7 @@ use http::{HeaderValue, StatusCode};
 use super::{Compiled, IpConfig};
 use crate::config::FieldErrors;
 use crate::policy::compile::{Shared, with_test_ctx};
-use crate::policy::{Outcome, RequestCtx};
+use crate::policy::ctx::{Outcome, RequestCtx};
 
 fn compile(allow: &[&str], deny: &[&str]) -> Result<Compiled, FieldErrors> {
     let cfg = IpConfig {

@@ -156,7 +156,7 @@ impl MemoryStore {
     }
 }
 
-impl crate::policy::Releases for MemoryStore {
+impl crate::policy::ctx::Releases for MemoryStore {
     fn release(&self, key: u128) {
         self.release_slot(key);
     }

@@ -31,7 +31,7 @@ use crate::config::FieldErrors;
 use crate::http::problem;
 use crate::policy::clock::WallClock;
 use crate::policy::compile::CompileCtx;
-use crate::policy::{HeaderInfo, Outcome, RequestCtx, Slot};
+use crate::policy::ctx::{HeaderInfo, Outcome, RequestCtx, Slot};
 
 /// The counters of a plan: always the memory store, and Redis when configured.
 #[derive(Debug)]

@@ -11,7 +11,7 @@ use http::{HeaderValue, Request, StatusCode};
 use super::{ConcurrencyConfig, PhasedLimits, QuotaConfig, RateLimitConfig, RouteLimits, Stores, compile};
 use crate::policy::clock::WallClock;
 use crate::policy::compile::{Shared, with_test_ctx};
-use crate::policy::{Outcome, RequestCtx};
+use crate::policy::ctx::{Outcome, RequestCtx};
 
 /// 2026-12-03T00:00:30Z: half a minute into a minute window.
 const NOW: u64 = 1_796_256_030;
