@@ -20,9 +20,9 @@ use crate::http::forwarded::TrustedProxies;
 use crate::http::normalize;
 use crate::policy::Chain;
 use crate::policy::auth::{Consumers, IdentityHeaders, Provider, Providers};
-use crate::policy::compile::{CompileCtx, Shared};
+use crate::policy::compile::{CompileCtx, Previous, Shared};
 use crate::policy::ratelimit::{RateLimitHeaders, Stores};
-use crate::policy::security_headers;
+use crate::policy::security_headers::{self, FieldEdits};
 use crate::router::{Conflict, Router};
 use crate::upstream::Upstream;
 
@@ -149,40 +149,44 @@ pub fn compile_after(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<P
 
     let listeners = compile_listeners(&mut cx);
     let trusted_proxies = compile_trusted(&mut cx);
-    let security_headers = {
-        let none = Shared::default();
-        let mut top = CompileCtx::new(loaded, String::new(), &none);
-        let compiled = security_headers::compile(&cfg.security_headers, &mut top);
-        let compiled = top.take("security_headers", compiled).map(Arc::new).unwrap_or_default();
+    // What the plan-wide parts read besides their config: on a reload, the
+    // running plan's state that outlives it; then each part for the next.
+    let mut shared = Shared::default();
+    if let Some(p) = previous {
+        shared.insert(Arc::new(Previous(p.providers.clone())));
+        shared.insert(Arc::new(Previous(p.stores.clone())));
+    }
+    let (security_headers, consumers, identity_headers, stores) = {
+        let mut top = CompileCtx::new(loaded, String::new(), &shared);
+        let c = security_headers::compile(&cfg.security_headers, &mut top);
+        let security_headers: Arc<FieldEdits> = top.take("security_headers", c).map(Arc::new).unwrap_or_default();
+        let c = Consumers::compile(&cfg.consumers, &mut top);
+        let consumers = Arc::new(top.take("consumers", c).unwrap_or_default());
+        let c = IdentityHeaders::compile(&cfg.identity_headers, &mut top);
+        let identity_headers = match top.take("identity_headers", c) {
+            Some(h) => Arc::new(h),
+            None => Arc::new(IdentityHeaders::compile(&Default::default(), &mut top).expect("defaults are valid")),
+        };
+        let c = Stores::compile(&cfg.rate_limit_store, &mut top);
+        let stores = match top.take("rate_limit_store", c) {
+            Some(s) => Arc::new(s),
+            None => Arc::new(Stores::compile(&Default::default(), &mut top).expect("the default store")),
+        };
         cx.nest("", top.errors);
-        compiled
+        (security_headers, consumers, identity_headers, stores)
     };
-
-    let consumers = Arc::new(Consumers::compile(&cfg.consumers).unwrap_or_else(|errs| {
-        cx.nest("consumers", errs);
-        Consumers::default()
-    }));
+    shared.insert(Arc::new(consumers));
     let mut providers = Providers::new();
     for (name, pcfg) in &cfg.auth {
-        let previous = previous.and_then(|p| p.providers.get(name)).map(|p| &**p);
-        match Provider::compile(name, pcfg, loaded, &consumers, previous) {
-            Ok(p) => {
-                providers.insert(name.clone(), Arc::new(p));
-            }
-            Err(errs) => cx.nest(&format!("auth.{name}"), errs),
+        let mut pcx = CompileCtx::new(loaded, format!("auth.{name}"), &shared);
+        pcx.name = name;
+        let c = Provider::compile(pcfg, &mut pcx);
+        if let Some(p) = pcx.take("", c) {
+            providers.insert(name.clone(), Arc::new(p));
         }
+        cx.nest("", pcx.errors);
     }
-    let identity_headers = Arc::new(IdentityHeaders::compile(&cfg.identity_headers).unwrap_or_else(|errs| {
-        cx.nest("identity_headers", errs);
-        IdentityHeaders::compile(&Default::default()).expect("defaults are valid")
-    }));
-    let stores =
-        Arc::new(Stores::compile(&cfg.rate_limit_store, previous.map(|p| &*p.stores)).unwrap_or_else(|errs| {
-            cx.nest("rate_limit_store", errs);
-            Stores::compile(&Default::default(), None).expect("the default store")
-        }));
     // What every route's policies may use, by type (`CompileCtx::shared`).
-    let mut shared = Shared::default();
     shared.insert(Arc::new(providers.clone()));
     shared.insert(Arc::new(identity_headers.clone()));
     shared.insert(Arc::new(stores.clone()));

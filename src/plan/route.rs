@@ -93,7 +93,7 @@ pub(super) fn compile(
     }
     let policies = {
         let mut pcx = CompileCtx::new(cx.loaded, at.clone(), shared);
-        pcx.route = &cfg.name;
+        pcx.name = &cfg.name;
         pcx.upstream = cfg.upstream.as_deref();
         let chain = policy::compile_route(cfg, &mut pcx);
         let errors = std::mem::take(&mut pcx.errors);

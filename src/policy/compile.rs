@@ -12,10 +12,10 @@ use crate::config::{FieldErrors, LoadedConfig};
 pub struct CompileCtx<'a> {
     /// The config being compiled: resolves file names relative to it
     /// (`LoadedConfig::resolve_file`), for policies that read files.
-    #[allow(dead_code)]
     pub loaded: &'a LoadedConfig,
-    /// The route's name (counter namespaces).
-    pub route: &'a str,
+    /// The name of what is compiled: the route (counter namespaces), or
+    /// the auth provider.
+    pub name: &'a str,
     /// The route's upstream, when it has one.
     pub upstream: Option<&'a str>,
     /// The YAML path of the route (`routes[3]`): where `take` files errors.
@@ -27,7 +27,7 @@ pub struct CompileCtx<'a> {
 
 impl<'a> CompileCtx<'a> {
     pub fn new(loaded: &'a LoadedConfig, at: String, shared: &'a Shared) -> CompileCtx<'a> {
-        CompileCtx { loaded, route: "", upstream: None, at, errors: FieldErrors::new(), shared }
+        CompileCtx { loaded, name: "", upstream: None, at, errors: FieldErrors::new(), shared }
     }
 
     /// Something the plan compiled once for every route (auth providers,
@@ -55,6 +55,10 @@ impl<'a> CompileCtx<'a> {
     }
 }
 
+/// The running plan's value of a kind, in `Shared` during a reload: state
+/// that outlives it (JWKS keys, rate-limit counters) is carried over.
+pub struct Previous<T>(pub T);
+
 /// What the plan compiles once and every route's policies may use, keyed
 /// by type: policies read their own kinds without the policy floor
 /// importing any policy.
@@ -79,6 +83,6 @@ impl Shared {
 pub fn with_test_ctx<R>(shared: Shared, f: impl FnOnce(&mut CompileCtx<'_>) -> R) -> R {
     let loaded = crate::config::parse_str("", "test.yaml", std::path::Path::new(".")).expect("empty config");
     let mut cx = CompileCtx::new(&loaded, "routes[0]".into(), &shared);
-    cx.route = "test";
+    cx.name = "test";
     f(&mut cx)
 }

@@ -9,6 +9,7 @@ use super::config::ApiKeyConfig;
 use super::{Consumers, Failure, Identity};
 use crate::config::FieldErrors;
 use crate::policy::clock::WallClock;
+use crate::policy::compile::CompileCtx;
 
 #[derive(Debug)]
 pub struct ApiKey {
@@ -26,7 +27,8 @@ enum Source {
 }
 
 impl ApiKey {
-    pub fn compile(name: Arc<str>, cfg: &ApiKeyConfig, consumers: Arc<Consumers>) -> Result<ApiKey, FieldErrors> {
+    pub fn compile(cfg: &ApiKeyConfig, cx: &mut CompileCtx<'_>) -> Result<ApiKey, FieldErrors> {
+        let (name, consumers): (Arc<str>, _) = (cx.name.into(), super::consumers_of(cx));
         let source = match (&cfg.header, &cfg.query) {
             (Some(h), None) => HeaderName::try_from(h.as_str())
                 .map(Source::Header)

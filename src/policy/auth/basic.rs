@@ -14,7 +14,7 @@ use super::cache::{TtlCache, key_of};
 use super::config::BasicConfig;
 use super::{Consumers, Failure, Identity};
 use crate::config::FieldErrors;
-use crate::config::LoadedConfig;
+use crate::policy::compile::CompileCtx;
 
 #[derive(Debug)]
 pub struct Basic {
@@ -30,12 +30,8 @@ pub struct Basic {
 }
 
 impl Basic {
-    pub fn compile(
-        name: Arc<str>,
-        cfg: &BasicConfig,
-        loaded: &LoadedConfig,
-        consumers: Arc<Consumers>,
-    ) -> Result<Basic, FieldErrors> {
+    pub fn compile(cfg: &BasicConfig, cx: &mut CompileCtx<'_>) -> Result<Basic, FieldErrors> {
+        let (name, loaded, consumers): (Arc<str>, _, _) = (cx.name.into(), cx.loaded, super::consumers_of(cx));
         let mut users = HashMap::new();
         let mut errors = FieldErrors::new();
         if let Some(file) = &cfg.htpasswd {

@@ -9,6 +9,7 @@ use crate::config::units::parse_date;
 
 use super::config::ConsumerConfig;
 use crate::config::FieldErrors;
+use crate::policy::compile::CompileCtx;
 use crate::policy::ctx::Consumer;
 
 #[derive(Debug, Default)]
@@ -22,7 +23,7 @@ pub struct Consumers {
 
 impl Consumers {
     /// Errors are `(path under consumers, message)`.
-    pub fn compile(list: &[ConsumerConfig]) -> Result<Consumers, FieldErrors> {
+    pub fn compile(list: &[ConsumerConfig], _cx: &mut CompileCtx<'_>) -> Result<Consumers, FieldErrors> {
         let mut out = Consumers::default();
         let mut errors = FieldErrors::new();
         let mut ids: Vec<&str> = Vec::new();

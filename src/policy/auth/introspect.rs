@@ -13,9 +13,9 @@ use super::cache::{TtlCache, key_of};
 use super::config::{ClientAuthMethod, IntrospectionConfig, OnError};
 use super::{Failure, Identity, bearer_token};
 use crate::config::FieldErrors;
-use crate::config::LoadedConfig;
 use crate::http::fetch::{Fetcher, form_encode};
 use crate::policy::clock::WallClock;
+use crate::policy::compile::CompileCtx;
 
 #[derive(Debug)]
 pub struct Introspection {
@@ -35,11 +35,8 @@ pub struct Introspection {
 }
 
 impl Introspection {
-    pub fn compile(
-        name: Arc<str>,
-        cfg: &IntrospectionConfig,
-        loaded: &LoadedConfig,
-    ) -> Result<Introspection, FieldErrors> {
+    pub fn compile(cfg: &IntrospectionConfig, cx: &mut CompileCtx<'_>) -> Result<Introspection, FieldErrors> {
+        let (name, loaded): (Arc<str>, _) = (cx.name.into(), cx.loaded);
         if cfg.endpoint.parse::<http::Uri>().ok().and_then(|u| u.scheme().map(|_| ())).is_none() {
             return Err(FieldErrors::one(
                 "introspection.endpoint",

@@ -14,11 +14,11 @@ use super::api_key::{query_param, remove_query_param};
 use super::cache::{TtlCache, key_of};
 use super::config::JwtConfig;
 use super::jwks::{KeySet, Keys, Location, RemoteJwks};
-use super::{Failure, Identity, bearer_token};
+use super::{Failure, Identity, Provider, bearer_token};
 use crate::config::FieldErrors;
-use crate::config::LoadedConfig;
 use crate::http::fetch::Fetcher;
 use crate::policy::clock::WallClock;
+use crate::policy::compile::CompileCtx;
 
 /// Verified tokens kept at once (per provider).
 const CACHE_CAPACITY: usize = 100_000;
@@ -48,12 +48,12 @@ impl Jwt {
     /// `previous`: the same provider in the running plan; its JWKS key set is
     /// kept when the source is unchanged (a reload while the IdP is down
     /// must not leave the gateway without keys).
-    pub fn compile(
-        name: Arc<str>,
-        cfg: &JwtConfig,
-        loaded: &LoadedConfig,
-        previous: Option<&Jwt>,
-    ) -> Result<Jwt, FieldErrors> {
+    pub fn compile(cfg: &JwtConfig, cx: &mut CompileCtx<'_>) -> Result<Jwt, FieldErrors> {
+        let (name, loaded): (Arc<str>, _) = (cx.name.into(), cx.loaded);
+        let previous = match Provider::previous(cx) {
+            Some(Provider::Jwt(j)) => Some(j),
+            _ => None,
+        };
         let mut errors = FieldErrors::new();
         let at = |k: &str| format!("jwt.{k}");
         let mut algorithms = Vec::new();
@@ -383,7 +383,10 @@ mod tests {
         let yaml = format!("auth:\n  hs: {{ jwt: {{ algorithms: [HS256], secret: \"{SECRET}\", issuer: gw }} }}\n");
         let loaded = crate::config::parse_str(&yaml, "fuzz.yaml", std::path::Path::new(".")).unwrap();
         let crate::policy::auth::config::ProviderConfig::Jwt(cfg) = &loaded.config.auth["hs"] else { unreachable!() };
-        Jwt::compile("hs".into(), cfg, &loaded, None).unwrap()
+        let shared = crate::policy::compile::Shared::default();
+        let mut cx = CompileCtx::new(&loaded, "auth.hs".into(), &shared);
+        cx.name = "hs";
+        Jwt::compile(cfg, &mut cx).unwrap()
     }
 
     fn b64(bytes: &[u8]) -> String {

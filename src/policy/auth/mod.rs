@@ -25,9 +25,8 @@ pub use config::*;
 pub use consumers::{Consumers, hash_key};
 
 use crate::config::FieldErrors;
-use crate::config::LoadedConfig;
 use crate::http::problem;
-use crate::policy::compile::CompileCtx;
+use crate::policy::compile::{CompileCtx, Previous};
 use crate::policy::ctx::{Identity, Outcome, RequestCtx};
 
 /// Why authentication failed, from the client's point of view.
@@ -52,30 +51,22 @@ pub enum Provider {
 }
 
 impl Provider {
-    /// Compiles `auth.<name>`. Errors are `(path under the provider, message)`.
-    pub fn compile(
-        name: &str,
-        cfg: &ProviderConfig,
-        loaded: &LoadedConfig,
-        consumers: &Arc<Consumers>,
-        previous: Option<&Provider>,
-    ) -> Result<Provider, FieldErrors> {
-        let name: Arc<str> = name.into();
+    /// Compiles `auth.<name>` (`cx.name`), with the plan's `Arc<Consumers>`
+    /// and, on a reload, the running plan's providers (`Previous<Providers>`)
+    /// from `cx.shared`.
+    pub fn compile(cfg: &ProviderConfig, cx: &mut CompileCtx<'_>) -> Result<Provider, FieldErrors> {
         match cfg {
-            ProviderConfig::Jwt(c) => {
-                let previous = match previous {
-                    Some(Provider::Jwt(j)) => Some(j),
-                    _ => None,
-                };
-                jwt::Jwt::compile(name, c, loaded, previous).map(Provider::Jwt)
-            }
-            ProviderConfig::Introspection(c) => {
-                introspect::Introspection::compile(name, c, loaded).map(Provider::Introspection)
-            }
-            ProviderConfig::ApiKey(c) => api_key::ApiKey::compile(name, c, consumers.clone()).map(Provider::ApiKey),
-            ProviderConfig::Basic(c) => basic::Basic::compile(name, c, loaded, consumers.clone()).map(Provider::Basic),
-            ProviderConfig::Mtls(_) => Ok(Provider::Mtls(mtls::Mtls::new(name, consumers.clone()))),
+            ProviderConfig::Jwt(c) => jwt::Jwt::compile(c, cx).map(Provider::Jwt),
+            ProviderConfig::Introspection(c) => introspect::Introspection::compile(c, cx).map(Provider::Introspection),
+            ProviderConfig::ApiKey(c) => api_key::ApiKey::compile(c, cx).map(Provider::ApiKey),
+            ProviderConfig::Basic(c) => basic::Basic::compile(c, cx).map(Provider::Basic),
+            ProviderConfig::Mtls(c) => mtls::Mtls::compile(c, cx).map(Provider::Mtls),
         }
+    }
+
+    /// The same provider in the running plan, on a reload.
+    fn previous<'c>(cx: &'c CompileCtx<'_>) -> Option<&'c Provider> {
+        cx.shared::<Previous<Providers>>()?.0.get(cx.name).map(|p| &**p)
     }
 
     /// Starts background work (JWKS refresh). Called once the plan is live.
@@ -139,7 +130,7 @@ pub struct IdentityHeaders {
 }
 
 impl IdentityHeaders {
-    pub fn compile(cfg: &IdentityHeadersConfig) -> Result<IdentityHeaders, FieldErrors> {
+    pub fn compile(cfg: &IdentityHeadersConfig, _cx: &mut CompileCtx<'_>) -> Result<IdentityHeaders, FieldErrors> {
         let mut errors = FieldErrors::new();
         let mut name = |key: &str, v: &str| {
             HeaderName::try_from(v).unwrap_or_else(|_| {
@@ -230,7 +221,7 @@ pub fn compile(names: &[String], cx: &mut CompileCtx<'_>) -> Result<RouteAuth, F
     }
     let headers = match cx.shared::<Arc<IdentityHeaders>>() {
         Some(h) => h.clone(),
-        None => Arc::new(IdentityHeaders::compile(&Default::default())?),
+        None => Arc::new(IdentityHeaders::compile(&Default::default(), cx)?),
     };
     let auth = RouteAuth { providers, headers };
     if auth.bearer_providers() > 1 {
@@ -298,3 +289,8 @@ pub type Providers = HashMap<String, Arc<Provider>>;
 
 #[cfg(test)]
 mod tests;
+
+/// The plan's consumers (`cx.shared`), for providers that map credentials to them.
+fn consumers_of(cx: &CompileCtx<'_>) -> Arc<Consumers> {
+    cx.shared::<Arc<Consumers>>().cloned().unwrap_or_default()
+}

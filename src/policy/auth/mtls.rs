@@ -3,8 +3,11 @@
 
 use std::sync::Arc;
 
+use super::config::MtlsConfig;
 use super::consumers::normalize_dn;
 use super::{Consumers, Failure, Identity};
+use crate::config::FieldErrors;
+use crate::policy::compile::CompileCtx;
 use crate::tls::ClientIdentity;
 
 #[derive(Debug)]
@@ -14,8 +17,8 @@ pub struct Mtls {
 }
 
 impl Mtls {
-    pub fn new(name: Arc<str>, consumers: Arc<Consumers>) -> Mtls {
-        Mtls { name, consumers }
+    pub fn compile(_cfg: &MtlsConfig, cx: &mut CompileCtx<'_>) -> Result<Mtls, FieldErrors> {
+        Ok(Mtls { name: cx.name.into(), consumers: super::consumers_of(cx) })
     }
 
     pub fn authenticate(&self, cert: Option<&ClientIdentity>) -> Result<Identity, Failure> {

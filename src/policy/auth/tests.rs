@@ -13,6 +13,7 @@ use serde_json::json;
 use super::{Consumers, Failure, Provider, hash_key};
 use crate::config::LoadedConfig;
 use crate::policy::clock::WallClock;
+use crate::policy::compile::{CompileCtx, Shared, with_test_ctx};
 use crate::policy::ctx::Identity;
 use crate::tls::ClientIdentity;
 
@@ -27,12 +28,18 @@ fn load(yaml: &str) -> LoadedConfig {
 /// Every provider of `yaml`'s `auth` section, compiled with its consumers.
 fn providers(yaml: &str) -> std::collections::HashMap<String, Provider> {
     let loaded = load(yaml);
-    let consumers = Arc::new(Consumers::compile(&loaded.config.consumers).expect("consumers compile"));
+    let mut shared = Shared::default();
+    let consumers = with_test_ctx(Shared::default(), |cx| Consumers::compile(&loaded.config.consumers, cx));
+    shared.insert(Arc::new(Arc::new(consumers.expect("consumers compile"))));
     loaded
         .config
         .auth
         .iter()
-        .map(|(name, cfg)| (name.clone(), Provider::compile(name, cfg, &loaded, &consumers, None).expect("compiles")))
+        .map(|(name, cfg)| {
+            let mut cx = CompileCtx::new(&loaded, format!("auth.{name}"), &shared);
+            cx.name = name;
+            (name.clone(), Provider::compile(cfg, &mut cx).expect("compiles"))
+        })
         .collect()
 }
 

@@ -30,7 +30,7 @@ use redis::RedisStore;
 use crate::config::FieldErrors;
 use crate::http::problem;
 use crate::policy::clock::WallClock;
-use crate::policy::compile::CompileCtx;
+use crate::policy::compile::{CompileCtx, Previous};
 use crate::policy::ctx::{HeaderInfo, Outcome, RequestCtx, Slot};
 
 /// The counters of a plan: always the memory store, and Redis when configured.
@@ -46,7 +46,10 @@ pub struct Stores {
 impl Stores {
     /// `previous`: the running plan's stores, whose in-memory counters carry
     /// over a reload (a reload must not hand every client a fresh budget).
-    pub fn compile(cfg: &RateLimitStoreConfig, previous: Option<&Stores>) -> Result<Stores, FieldErrors> {
+    /// The plan's stores; the running plan's memory store is kept when its
+    /// size is unchanged (counters survive a reload).
+    pub fn compile(cfg: &RateLimitStoreConfig, cx: &mut CompileCtx<'_>) -> Result<Stores, FieldErrors> {
+        let previous = cx.shared::<Previous<Arc<Stores>>>().map(|p| &*p.0);
         let redis = match &cfg.redis {
             None => None,
             Some(r) => Some(Arc::new(
@@ -201,7 +204,7 @@ pub type PhasedLimits = (Option<Compiled>, Option<Compiled>);
 /// A route's limits, split by phase: (limit_by_ip, limit).
 pub fn compile(cfg: &RouteLimits<'_>, cx: &mut CompileCtx<'_>) -> Result<PhasedLimits, FieldErrors> {
     let RouteLimits { rate_limit: rates, quota: quotas, concurrency } = *cfg;
-    let (route, upstream) = (cx.route, cx.upstream);
+    let (route, upstream) = (cx.name, cx.upstream);
     let stores = cx.shared::<Arc<Stores>>().ok_or_else(|| FieldErrors::one("", "no rate-limit store"))?;
     let mut errors = FieldErrors::new();
     let clock = cx.shared::<WallClock>().cloned().unwrap_or_default();

@@ -21,7 +21,9 @@ fn limits(rates: &str, quotas: &str, concurrency: &str, clock: &WallClock) -> Ph
     let quotas: Vec<QuotaConfig> = serde_saphyr::from_str(quotas).unwrap();
     let concurrency: Vec<ConcurrencyConfig> = serde_saphyr::from_str(concurrency).unwrap();
     let mut shared = Shared::default();
-    shared.insert(Arc::new(Arc::new(Stores::compile(&Default::default(), None).unwrap())));
+    shared.insert(Arc::new(Arc::new(
+        with_test_ctx(Shared::default(), |cx| Stores::compile(&Default::default(), cx)).unwrap(),
+    )));
     shared.insert(Arc::new(clock.clone()));
     let cfg = RouteLimits { rate_limit: &rates, quota: &quotas, concurrency: &concurrency };
     with_test_ctx(shared, |cx| compile(&cfg, cx)).unwrap()
@@ -91,7 +93,9 @@ fn bad_limits_are_named_by_their_place() {
     let clock = WallClock::fixed(NOW);
     let quotas: Vec<QuotaConfig> = serde_saphyr::from_str("[ { key: ip, limit: 0, per: day } ]").unwrap();
     let mut shared = Shared::default();
-    shared.insert(Arc::new(Arc::new(Stores::compile(&Default::default(), None).unwrap())));
+    shared.insert(Arc::new(Arc::new(
+        with_test_ctx(Shared::default(), |cx| Stores::compile(&Default::default(), cx)).unwrap(),
+    )));
     shared.insert(Arc::new(clock));
     let cfg = RouteLimits { rate_limit: &[], quota: &quotas, concurrency: &[] };
     let errs = with_test_ctx(shared, |cx| compile(&cfg, cx)).unwrap_err();
