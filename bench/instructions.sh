@@ -5,6 +5,13 @@
 #
 #   bench/instructions.sh [PORTCULLIS_BIN...]      (default: target/release/portcullis)
 #   CONNS=50 bench/instructions.sh [PORTCULLIS_BIN...]
+#   ROUTES="plain jwt limit both" bench/instructions.sh [PORTCULLIS_BIN...]
+#
+# PROFILES=DIR keeps the callgrind dump of each figure there.
+# ROUTES picks the route kinds the gateway is measured on (default: plain):
+# `plain` proxies; `jwt` checks a cached HS256 bearer token and a scope;
+# `limit` counts one per-IP rate limit that is never reached; `both` does
+# the two on one route. NGINX is measured once, as a plain proxy.
 #
 # Each binary, and NGINX as a reverse proxy with the same upstream, serves
 # WARMUP requests on one keep-alive connection; the counters are then zeroed
@@ -63,11 +70,39 @@ http { access_log off; keepalive_requests 1000000; $temps
   upstream u { server 127.0.0.1:$UP_PORT; keepalive 64; keepalive_requests 1000000; }
   server { listen 127.0.0.1:$PROXY_PORT; location / { proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
 EOF
+ROUTES=${ROUTES:-plain}
+# One HS256 token for every request of the JWT routes (the gateway caches
+# its verification, as it would a busy client's token).
+SECRET=bench-secret-of-at-least-thirty-two-bytes
+TOKEN=$(python3 - "$SECRET" <<'PY'
+import base64, hashlib, hmac, json, sys, time
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+body = b64(json.dumps({"iss": "bench", "sub": "bench", "scope": "read", "exp": int(time.time()) + 86400}).encode())
+sig = b64(hmac.new(sys.argv[1].encode(), f"{head}.{body}".encode(), hashlib.sha256).digest())
+print(f"{head}.{body}.{sig}")
+PY
+)
 cat > "$WORK/gw.yaml" <<EOF
 listeners: [ { name: bench, bind: "127.0.0.1:$PROXY_PORT" } ]
 upstreams: { fast: { targets: [ "http://127.0.0.1:$UP_PORT" ] } }
-routes: [ { name: all, match: { path_prefix: / }, upstream: fast } ]
+auth: { hs: { jwt: { algorithms: [HS256], secret: "$SECRET", issuer: bench } } }
+routes:
+  - { name: jwt, match: { path_prefix: /jwt }, upstream: fast, authenticate: [hs], authorize: { scopes: [read] } }
+  - { name: limit, match: { path_prefix: /limit }, upstream: fast, rate_limit: [ { key: ip, rate: 100000000/s, burst: 100000000 } ] }
+  - name: both
+    match: { path_prefix: /both }
+    upstream: fast
+    authenticate: [hs]
+    authorize: { scopes: [read] }
+    rate_limit: [ { key: ip, rate: 100000000/s, burst: 100000000 } ]
+  - { name: plain, match: { path_prefix: / }, upstream: fast }
 EOF
+# path_of ROUTE, auth_of ROUTE: what a request of that route kind sends.
+path_of() { case $1 in plain) echo / ;; *) echo "/$1" ;; esac; }
+auth_of() { case $1 in jwt | both) echo "Bearer $TOKEN" ;; *) echo "" ;; esac; }
+ROUTE_PATH=/
+ROUTE_AUTH=""
 
 nginx -p "$WORK/" -c "$WORK/up.conf" -e "$WORK/error.log" >/dev/null 2>&1 &
 PIDS+=($!)
@@ -76,7 +111,10 @@ PIDS+=($!)
 count() {
     local name=$1
     shift
-    valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" "$@" >/dev/null 2>"$WORK/valgrind.log" &
+    # Names written in full in every dump, so that a kept one reads alone.
+    local keep=()
+    [[ -z ${PROFILES:-} ]] || keep=(--compress-strings=no --compress-pos=no)
+    valgrind --tool=callgrind "${keep[@]}" --callgrind-out-file="$WORK/cg.out" "$@" >/dev/null 2>"$WORK/valgrind.log" &
     local vg=$!
     PIDS+=("$vg")
     local requests=$N
@@ -91,28 +129,39 @@ count() {
     dump=$(ls -t "$WORK"/cg.out.* | head -1)
     total=$(grep -E '^(summary|totals):' "$dump" | head -1 | awk '{print $2}')
     printf '%-40s %8d instructions/request\n' "$name" $((total / requests))
+    # PROFILES=DIR keeps each counted dump for callgrind_annotate.
+    if [[ -n ${PROFILES:-} ]]; then
+        mkdir -p "$PROFILES"
+        cp "$dump" "$PROFILES/$(echo "$name" | tr -c 'A-Za-z0-9.-' '_').out"
+    fi
     rm -f "$WORK"/cg.out*
 }
 
 # drive_wrk PID: CONNS connections from wrk; prints the requests counted.
 drive_wrk() {
-    local vg=$1 url="http://127.0.0.1:$PROXY_PORT/" out
+    local vg=$1 url="http://127.0.0.1:$PROXY_PORT$ROUTE_PATH" out header=()
+    [[ -z $ROUTE_AUTH ]] || header=(-H "Authorization: $ROUTE_AUTH")
     for _ in $(seq 100); do
         python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $PROXY_PORT), timeout=1)" 2>/dev/null && break
         sleep 0.3
     done
-    wrk -t1 -c"$CONNS" -d5s "$url" >/dev/null
+    wrk -t1 -c"$CONNS" -d5s "${header[@]}" "$url" >/dev/null
     callgrind_control -z "$vg" >/dev/null 2>&1
-    out=$(wrk -t1 -c"$CONNS" -d"${COUNT_SECONDS}s" "$url")
+    out=$(wrk -t1 -c"$CONNS" -d"${COUNT_SECONDS}s" "${header[@]}" "$url")
     callgrind_control -d "$vg" >/dev/null 2>&1
     echo "$out" | awk '/requests in/ {print $1}'
 }
 
 # drive_one PID: WARMUP then N requests, one at a time on one connection.
 drive_one() {
-    python3 - "$PROXY_PORT" "$1" "$N" "$WARMUP" <<'PY'
+    python3 - "$PROXY_PORT" "$1" "$N" "$WARMUP" "$ROUTE_PATH" "$ROUTE_AUTH" <<'PY'
 import socket, subprocess, sys, time
 port, pid, n, warmup = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+path, auth = sys.argv[5], sys.argv[6]
+head = f"GET {path} HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nAccept: */*\r\n"
+if auth:
+    head += f"Authorization: {auth}\r\n"
+head = (head + "\r\n").encode()
 for _ in range(100):
     try:
         s = socket.create_connection(("127.0.0.1", port), timeout=30)
@@ -122,7 +171,7 @@ for _ in range(100):
 else:
     sys.exit("instructions.sh: the proxy did not start")
 def request():
-    s.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
+    s.sendall(head)
     buf = b""
     while not buf.endswith(b"\r\n\r\nok"):
         chunk = s.recv(4096)
@@ -141,6 +190,10 @@ PY
 }
 
 count "nginx $(nginx -v 2>&1 | sed 's/.*\///')" nginx -p "$WORK/" -c "$WORK/proxy.conf" -e "$WORK/error.log"
-for bin in "${BINS[@]}"; do
-    PORTCULLIS_WORKER_THREADS=1 count "portcullis ($bin)" "$bin" run --config "$WORK/gw.yaml"
+for route in $ROUTES; do
+    ROUTE_PATH=$(path_of "$route")
+    ROUTE_AUTH=$(auth_of "$route")
+    for bin in "${BINS[@]}"; do
+        PORTCULLIS_WORKER_THREADS=1 count "portcullis $route ($bin)" "$bin" run --config "$WORK/gw.yaml"
+    done
 done

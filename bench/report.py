@@ -32,9 +32,12 @@ CASE_LABEL = {
     "direct": "direct (no proxy)",
     "nginx": "nginx",
     "portcullis": "portcullis",
-    "portcullis-jwt": "portcullis JWT (RS256, cached)",
+    "portcullis-jwt": "portcullis JWT (RS256, cached) + scope",
+    "portcullis-limit": "portcullis per-IP rate limit",
+    "portcullis-jwt-limit": "portcullis JWT + scope + rate limit",
     "nginx-tls": "nginx TLS",
     "portcullis-tls": "portcullis TLS",
+    "portcullis-jwt-limit-tls": "portcullis TLS + JWT + scope + rate limit",
 }
 # (label, Portcullis case, NGINX case) for the Portcullis ÷ NGINX ratios.
 PAIRS = [("plain", "portcullis", "nginx"), ("TLS", "portcullis-tls", "nginx-tls")]
@@ -91,7 +94,7 @@ def cmd_record(a):
     if a.proxy_ticks != "":
         us = int(a.proxy_ticks) * 1e6 / a.clk_tck / max(row["requests"], 1)
         ptxt = f"  proxy {us:.1f} us/req"
-    print(f"  round {a.round} {a.load:<4} {a.case:<14} {row['rps']:>9.0f} req/s  "
+    print(f"  round {a.round} {a.load:<4} {a.case:<24} {row['rps']:>9.0f} req/s  "
           f"p50 {row['p50_us']:.0f} us  p99 {row['p99_us']:.0f} us{ptxt}", file=sys.stderr)
 
 
@@ -298,8 +301,42 @@ def cmd_table(a):
         ratio("c1", "p99", "one connection: p99 latency")
         out.append("")
 
+    # Every Portcullis route kind against NGINX: CPU per request ÷ NGINX plain,
+    # and for the TLS cases also ÷ NGINX TLS, per round, then the median.
+    kinds = [c for c in case_order if c.startswith("portcullis")]
+    refs = [q for q in ("nginx", "nginx-tls") if any(q in runs[l] for l in runs)]
+    if kinds and refs:
+        out.append("## Each Portcullis case ÷ NGINX, CPU per request (ratio per round, then "
+                   "median (min–max))\n")
+        out.append("Every Portcullis case against `nginx` (plain), and the TLS ones also against "
+                   "`nginx-tls`; below 1.00 means that Portcullis case costs less CPU per request "
+                   "than that NGINX. `normalised` divides each by its upstream's CPU per request "
+                   "in the same run first (see the saturated table).\n")
+        heads, cols = [], []
+        for load, key, what in (("c50", "px_us", "saturated: CPU µs/req"),
+                                ("c50", "px_over_up", "saturated: normalised"),
+                                ("c1", "px_us", "one connection: CPU µs/req")):
+            if load not in runs:
+                continue
+            for q in refs:
+                heads.append(f"{what} ÷ {CASE_LABEL[q]}")
+                cols.append((load, key, q))
+        out.append("| case | " + " | ".join(heads) + " |")
+        out.append("| --- |" + " ---: |" * len(heads))
+        for case in kinds:
+            cells = []
+            for load, key, q in cols:
+                if (q == "nginx-tls" and not case.endswith("-tls")) or case not in runs[load] \
+                        or q not in runs[load]:
+                    cells.append("—")
+                else:
+                    cells.append(summary(per_round(
+                        load, lambda L, r, case=case, key=key, q=q: L[case][r][key] / L[q][r][key])))
+            out.append(f"| {CASE_LABEL.get(case, case)} | " + " | ".join(cells) + " |")
+        out.append("")
+
     # What TLS adds to each proxy, per round, then the median.
-    tls_pairs = [(p, p + "-tls") for p in ("nginx", "portcullis")
+    tls_pairs = [(p, p + "-tls") for p in ("nginx", "portcullis", "portcullis-jwt-limit")
                  if any(p in runs[l] and p + "-tls" in runs[l] for l in runs)]
     if tls_pairs:
         out.append("## What TLS adds (TLS case minus plain case per round, then median (min–max))\n")
@@ -320,8 +357,8 @@ def cmd_table(a):
                        f"| {diff('c1', 'px_us')} | {diff('c1', 'p50')} |")
         out.append("")
 
-    # What an RS256 JWT on every request adds to the plain proxy, per round,
-    # then the median.
+    # What an RS256 JWT and a scope check on every request add to the plain
+    # proxy, per round, then the median.
     if any("portcullis" in runs[l] and "portcullis-jwt" in runs[l] for l in runs):
         p, j = "portcullis", "portcullis-jwt"
 
@@ -332,16 +369,18 @@ def cmd_table(a):
                     summary(per_round(load, lambda L, r: L[j][r]["px_us"] - L[p][r]["px_us"])),
                     summary(per_round(load, lambda L, r: L[j][r]["p50"] - L[p][r]["p50"]))]
 
-        out.append("## What JWT (RS256) on every request adds (per round, then median (min–max))\n")
+        out.append("## What JWT (RS256) and a scope check on every request add (per round, then "
+                   "median (min–max))\n")
         out.append("`portcullis-jwt` is the plain Portcullis proxy with a route that requires an "
-                   "RS256 JWT; wrk sends one valid token (`Authorization: Bearer ...`) on every "
-                   "request. The gateway caches verified tokens (SHA-256 of the token → identity, "
-                   "until `exp`, at most an hour), so with one hot token this is the **cached "
-                   "path**: what a busy client with a long-lived token costs (a hash, a lookup, "
-                   "the header handling). The uncached cost, one RS256 signature check per new "
-                   "token, comes from `cargo bench --bench jwt` (~15.7 µs on this machine, see "
-                   "BENCHMARKS.md), not from this run.\n")
-        out.append("| load | JWT (RS256, cached) ÷ plain Portcullis CPU µs/req "
+                   "RS256 JWT and a scope (`authorize: { scopes: [...] }`); wrk sends one valid "
+                   "token (`Authorization: Bearer ...`) on every request. The gateway caches "
+                   "verified tokens (SHA-256 of the token → identity, until `exp`, at most an "
+                   "hour), so with one hot token this is the **cached path**: what a busy client "
+                   "with a long-lived token costs (a hash, a lookup, the scope check, the header "
+                   "handling). The uncached cost, one RS256 signature check per new token, comes "
+                   "from `cargo bench --bench jwt` (~15.7 µs on this machine, see BENCHMARKS.md), "
+                   "not from this run.\n")
+        out.append("| load | JWT (RS256, cached) + scope ÷ plain Portcullis CPU µs/req "
                    "| added CPU µs/req | added p50 µs |")
         out.append("| --- | ---: | ---: | ---: |")
         out.append("| saturated (c50) | " + " | ".join(jwt_cells("c50")) + " |")
@@ -350,7 +389,7 @@ def cmd_table(a):
         if "c50" in runs and p in runs["c50"] and j in runs["c50"]:
             rs = per_round("c50", lambda L, r: L[j][r]["px_us"] / L[p][r]["px_us"])
             if rs:
-                out.append("JWT (RS256, cached) ÷ plain Portcullis, saturated CPU µs/req per round: "
+                out.append("JWT (RS256, cached) + scope ÷ plain Portcullis, saturated CPU µs/req per round: "
                            + ", ".join(f"{x:.3f}" for x in rs)
                            + f"; median {statistics.median(rs):.3f}.\n")
 

@@ -34,7 +34,11 @@ log() { echo "==> $*" >&2; }
 read -ra CASE_LIST <<< "$CASES"
 read -ra LOAD_LIST <<< "$LOADS"
 ((${#CASE_LIST[@]})) || die "CASES is empty"
-ALL_CASES="direct nginx portcullis portcullis-tls nginx-tls portcullis-jwt"
+# The Portcullis route kinds, besides the plain proxy (`portcullis`): what a
+# case's name puts on its one route. `-jwt`: authenticate (one RS256 token,
+# cached) and authorize (a scope); `-limit`: one per-IP rate limit that the
+# benchmark never reaches; `-tls`: a TLS listener.
+ALL_CASES="direct nginx portcullis portcullis-tls nginx-tls portcullis-jwt portcullis-limit portcullis-jwt-limit portcullis-jwt-limit-tls"
 for c in "${CASE_LIST[@]}"; do
     [[ " $ALL_CASES " == *" $c "* ]] || die "unknown case '$c' (want some of: $ALL_CASES)"
 done
@@ -47,11 +51,13 @@ done
 [[ $IDLE_CONNS =~ ^[0-9]+$ ]] || die "IDLE_CONNS must be a non-negative integer"
 has_case() { [[ " ${CASE_LIST[*]} " == *" $1 "* ]]; }
 is_tls() { [[ $1 == *-tls ]]; }
+has_jwt() { [[ $1 == portcullis-jwt* ]]; }
+has_limit() { [[ $1 == portcullis-*limit* ]]; }
 NEED_PORTCULLIS=0; NEED_TLS=0; NEED_JWT=0
 for c in "${CASE_LIST[@]}"; do
     if [[ $c == portcullis* ]]; then NEED_PORTCULLIS=1; fi
     if is_tls "$c"; then NEED_TLS=1; fi
-    if [[ $c == portcullis-jwt ]]; then NEED_JWT=1; fi
+    if has_jwt "$c"; then NEED_JWT=1; fi
 done
 
 # ---------------------------------------------------------------- tools
@@ -166,17 +172,23 @@ fi
 
 
 # Fill @NAME@ placeholders of a template: render TEMPLATE OUT NAME=value...
+# A value may span lines (a route's policies). Comment lines (# in the first
+# column) are left as they are: they name the placeholders, and a value of
+# several lines filled into one would turn its later lines into config.
 render() {
-    local tpl=$1 out=$2 kv args=()
+    local tpl=$1 out=$2 kv v args=()
     shift 2
-    for kv in "$@"; do args+=(-e "s|@${kv%%=*}@|${kv#*=}|g"); done
+    for kv in "$@"; do
+        v=${kv#*=}
+        args+=(-e "/^#/!s|@${kv%%=*}@|${v//$'\n'/\\n}|g")
+    done
     sed "${args[@]}" "$tpl" > "$out"
-    ! grep -q '@[A-Z_]*@' "$out" || die "unfilled placeholder in $out"
+    ! grep -v '^#' "$out" | grep -q '@[A-Z_]*@' || die "unfilled placeholder in $out"
 }
 
 # Wait until URL answers "ok" (the upstream's body, so for a proxy this checks
 # the whole path), failing early if the server died. wait_ok URL PID NAME
-# [curl args...] (the JWT case passes its Authorization header).
+# [curl args...] (the JWT cases pass their Authorization header).
 wait_ok() {
     local url=$1 pid=$2 name=$3 i
     shift 3
@@ -255,10 +267,11 @@ start_nginx() {
     [[ $(children "$STARTED_PID" | wc -w) == 1 ]] || die "nginx ($name) should have exactly one worker"
 }
 
-# start_portcullis NAME PORT TLS_YAML [AUTH_YAML ROUTE_AUTH_YAML [curl
-# args...]] -> sets STARTED_PID. One process per case, so that each case's
-# CPU, peak RSS and memory are its own. The curl args are what the start-up
-# check needs to get through (the JWT case's Authorization header).
+# start_portcullis NAME PORT TLS_YAML [AUTH_YAML ROUTE_YAML [curl args...]]
+# -> sets STARTED_PID. One process per case, so that each case's CPU, peak
+# RSS and memory are its own. ROUTE_YAML is the route's policy keys, one per
+# line (it fills @ROUTE_AUTH@). The curl args are what the start-up check
+# needs to get through (the JWT cases' Authorization header).
 start_portcullis() {
     local name=$1 port=$2 tls=$3 auth=${4:-} route_auth=${5:-} dir=$TMP/$1 scheme=http
     shift 3; (($# < 2)) || shift 2
@@ -305,17 +318,22 @@ start_proxy() {
         start_nginx "$name" "$PROXY_CPU" "$BENCH_DIR/nginx-proxy.conf" "$scheme://127.0.0.1:$port/" \
             PORT="$port" UPSTREAM_PORT="$UPSTREAM_PORT" LISTEN_OPTS="$listen_opts" TLS_CERTS="$tls_certs"
         ;;
-    portcullis | portcullis-tls)
-        log "starting $name: portcullis on $scheme://127.0.0.1:$port/ (core $PROXY_CPU, 1 worker thread)"
-        start_portcullis "$name" "$port" "$tls_yaml"
-        ;;
-    portcullis-jwt)
-        log "starting $name: portcullis on $scheme://127.0.0.1:$port/ (core $PROXY_CPU, 1 worker thread), route requires an RS256 JWT"
-        start_portcullis "$name" "$port" "" \
-            "auth: { bench-jwt: { jwt: { algorithms: [RS256], issuer: bench, public_key_file: $TMP/jwt/pub.pem } } }" \
-            "    authenticate: [bench-jwt]" \
-            -H "Authorization: Bearer $JWT_TOKEN"
-        check_jwt "$name" "$port"
+    portcullis*)
+        # The route's policies, from the case's name (see ALL_CASES).
+        local auth="" route="" what="" creds=()
+        if has_jwt "$c"; then
+            auth="auth: { bench-jwt: { jwt: { algorithms: [RS256], issuer: bench, public_key_file: $TMP/jwt/pub.pem } } }"
+            route+="    authenticate: [bench-jwt]"$'\n'"    authorize: { scopes: [ $JWT_SCOPE ] }"$'\n'
+            what+=", route requires an RS256 JWT with scope $JWT_SCOPE"
+            creds=(-H "Authorization: Bearer $JWT_TOKEN")
+        fi
+        if has_limit "$c"; then
+            route+="    rate_limit: [ { key: ip, rate: $LIMIT_RATE, burst: $LIMIT_BURST } ]"$'\n'
+            what+=", per-IP rate limit $LIMIT_RATE (burst $LIMIT_BURST)"
+        fi
+        log "starting $name: portcullis on $scheme://127.0.0.1:$port/ (core $PROXY_CPU, 1 worker thread)$what"
+        start_portcullis "$name" "$port" "$tls_yaml" "$auth" "${route%$'\n'}" "${creds[@]}"
+        check_policies "$c" "$name" "$scheme://127.0.0.1:$port/"
         ;;
     *) die "start_proxy: no proxy for case $c" ;;
     esac
@@ -346,16 +364,19 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# Free loopback ports, held open together so they differ.
-read -r UPSTREAM_PORT P1 P2 P3 P4 P5 < <(python3 -c '
-import socket
-ss = [socket.socket() for _ in range(6)]
+# Free loopback ports, one per case (direct's is the upstream's), held open
+# together so they differ.
+read -ra ALL_LIST <<< "$ALL_CASES"
+read -ra FREE_PORTS < <(python3 -c '
+import socket, sys
+ss = [socket.socket() for _ in range(int(sys.argv[1]))]
 for s in ss: s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in ss))')
+print(*(s.getsockname()[1] for s in ss))' "${#ALL_LIST[@]}")
+((${#FREE_PORTS[@]} == ${#ALL_LIST[@]})) || die "could not find free ports"
 
 declare -A URL PORT PROXY_PID TLS_PARAMS
-PORT=([direct]=$UPSTREAM_PORT [nginx]=$P1 [portcullis]=$P2 [nginx-tls]=$P3 [portcullis-tls]=$P4
-      [portcullis-jwt]=$P5)
+for i in "${!ALL_LIST[@]}"; do PORT[${ALL_LIST[i]}]=${FREE_PORTS[i]}; done
+UPSTREAM_PORT=${PORT[direct]}
 for c in "${!PORT[@]}"; do
     if is_tls "$c"; then URL[$c]=https://127.0.0.1:${PORT[$c]}/; else URL[$c]=http://127.0.0.1:${PORT[$c]}/; fi
 done
@@ -374,42 +395,67 @@ if ((NEED_TLS)); then
         { cat "$TMP/tls/openssl.log" >&2; die "could not make the TLS certificate"; }
 fi
 
-# The JWT case: a throwaway RSA 2048 key pair and ONE RS256 token, signed
-# with openssl, that every request of the case sends. The gateway caches a
-# verified token (SHA-256 of the token -> identity, until exp, at most an
-# hour), so one hot token measures the cached path.
+# The JWT cases: a throwaway RSA 2048 key pair and ONE RS256 token with the
+# scope the route requires, signed with openssl, that every request of the
+# case sends. The gateway caches a verified token (SHA-256 of the token ->
+# identity, until exp, at most an hour), so one hot token measures the cached
+# path; the scope check runs on every request. A second token, the same but
+# for its scope, is only for the start-up check (403).
+JWT_SCOPE=bench:read
 JWT_TOKEN=""
+JWT_TOKEN_OTHER_SCOPE=""
 if ((NEED_JWT)); then
     mkdir -p "$TMP/jwt"
     { openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$TMP/jwt/key.pem" &&
       openssl pkey -in "$TMP/jwt/key.pem" -pubout -out "$TMP/jwt/pub.pem"; } > "$TMP/jwt/openssl.log" 2>&1 ||
         { cat "$TMP/jwt/openssl.log" >&2; die "could not make the JWT key pair"; }
-    JWT_TOKEN=$(python3 - "$TMP/jwt/key.pem" <<'PY'
+    { read -r JWT_TOKEN && read -r JWT_TOKEN_OTHER_SCOPE; } < <(python3 - "$TMP/jwt/key.pem" "$JWT_SCOPE" bench:other <<'PY'
 import base64, json, subprocess, sys, time
 def b64url(b):
     return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 def part(obj):
     return b64url(json.dumps(obj, separators=(",", ":")).encode())
-signing_input = part({"alg": "RS256", "typ": "JWT"}) + "." + part(
-    {"sub": "bench", "exp": int(time.time()) + 86400, "iss": "bench"})
-sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", sys.argv[1]],
-                     input=signing_input.encode(), capture_output=True, check=True).stdout
-print(signing_input + "." + b64url(sig))
+for scope in sys.argv[2:]:
+    signing_input = part({"alg": "RS256", "typ": "JWT"}) + "." + part(
+        {"sub": "bench", "exp": int(time.time()) + 86400, "iss": "bench", "scope": scope})
+    sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", sys.argv[1]],
+                         input=signing_input.encode(), capture_output=True, check=True).stdout
+    print(signing_input + "." + b64url(sig))
 PY
-) || die "could not mint the JWT"
-    [[ $JWT_TOKEN =~ ^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$ ]] || die "the minted JWT is malformed"
+) || die "could not mint the JWTs"
+    for t in "$JWT_TOKEN" "$JWT_TOKEN_OTHER_SCOPE"; do
+        [[ $t =~ ^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$ ]] || die "a minted JWT is malformed"
+    done
 fi
 
-# check_jwt NAME PORT: the JWT case answers 200 with the token and 401
-# without it, so the measured runs go through the verification (wrk counts
-# non-2xx answers, and the report shows them as errors).
-check_jwt() {
-    local name=$1 port=$2 with without
-    with=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 -H "Authorization: Bearer $JWT_TOKEN" "http://127.0.0.1:$port/")
-    without=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port/")
-    [[ $with == 200 && $without == 401 ]] ||
-        die "$name: expected 200 with the token and 401 without, got $with and $without"
-    log "$name: 200 with the token, 401 without"
+# The limited cases: one per-IP rate limit far above what wrk can send here
+# (~100k req/s at most), so it is checked on every request and never refuses.
+LIMIT_RATE=1000000/s
+LIMIT_BURST=1000000
+
+# check_policies CASE NAME URL: a Portcullis case really does what its name
+# says, so that the measured runs go through its policies (wrk counts non-2xx
+# answers, and the report shows them as errors, but a route that skipped a
+# policy would answer 200 and just look cheap). A JWT case answers 200 with
+# the token, 401 without it and 403 with a token that lacks the scope; a
+# limited case's answers carry the RateLimit headers.
+check_policies() {
+    local c=$1 name=$2 url=$3 with without other head creds=()
+    if has_jwt "$c"; then
+        creds=(-H "Authorization: Bearer $JWT_TOKEN")
+        with=$(curl -sk -o /dev/null -w '%{http_code}' --max-time 2 "${creds[@]}" "$url")
+        without=$(curl -sk -o /dev/null -w '%{http_code}' --max-time 2 "$url")
+        other=$(curl -sk -o /dev/null -w '%{http_code}' --max-time 2 -H "Authorization: Bearer $JWT_TOKEN_OTHER_SCOPE" "$url")
+        [[ $with == 200 && $without == 401 && $other == 403 ]] ||
+            die "$name: expected 200 with the token, 401 without, 403 with another scope; got $with, $without, $other"
+        log "$name: 200 with the token, 401 without, 403 with a token lacking scope $JWT_SCOPE"
+    fi
+    if has_limit "$c"; then
+        head=$(curl -sk -o /dev/null -D - --max-time 2 "${creds[@]}" "$url" | tr -d '\r')
+        grep -qi '^ratelimit-policy: ' <<< "$head" && grep -qi '^ratelimit: ' <<< "$head" ||
+            die "$name: no RateLimit / RateLimit-Policy headers in the answer:"$'\n'"$head"
+        log "$name: $(grep -i '^ratelimit-policy: ' <<< "$head"), $(grep -i '^ratelimit: ' <<< "$head")"
+    fi
 }
 
 for c in "${CASE_LIST[@]}"; do
@@ -473,7 +519,7 @@ measure() {
     local round=$1 load=$2 case=$3 conns=${2#c} url=${URL[$3]}
     local out=$TMP/wrk-r$1-$2-$3.txt upids ppids=() u0 u1 p0='' p1='' t0 t1 hwm='' ptk='' a0 a1 k0 k1
     local hdr=()
-    [[ $case != portcullis-jwt ]] || hdr=(-H "Authorization: Bearer $JWT_TOKEN")
+    if has_jwt "$case"; then hdr=(-H "Authorization: Bearer $JWT_TOKEN"); fi
     run_wrk "$conns" "$WARMUP" "$url" "$out.warmup" "${hdr[@]}"
     a0=$(upstream_accepts)
 
@@ -560,7 +606,7 @@ if ((IDLE_CONNS > 0)); then
         if is_tls "$c"; then tls=1; fi
         log "memory: $IDLE_CONNS idle keep-alive connections to $c-mem"
         hdr=()
-        [[ $c != portcullis-jwt ]] || hdr=(--header "Authorization: Bearer $JWT_TOKEN")
+        if has_jwt "$c"; then hdr=(--header "Authorization: Bearer $JWT_TOKEN"); fi
         line=$(python3 "$BENCH_DIR/idle_conns.py" --port "$port" --tls "$tls" --conns "$IDLE_CONNS" "${hdr[@]}" "${spids[@]}")
         printf '%s\t%s\t%s\t%s\n' "$c" "$tls" "$idle_kb" "$line" >> "$MEM"
         stop_server "$mpid"
