@@ -5,7 +5,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use http::HeaderValue;
 
@@ -21,8 +21,8 @@ pub struct RequestCtx<'a> {
     pub route: &'a str,
     /// The verified client certificate, on mutual-TLS listeners.
     pub client_cert: Option<&'a ClientIdentity>,
-    /// Set by the authenticate phase.
-    pub identity: Option<Identity>,
+    /// Set by the authenticate phase: shared with the provider's cache, not copied.
+    pub identity: Option<Arc<Identity>>,
     /// The tightest rate limit seen, for the `RateLimit` response headers.
     pub rate_limit: Option<HeaderInfo>,
     /// Concurrency slots, held until the response is done.
@@ -62,6 +62,9 @@ pub struct Identity {
     pub claims: Option<Arc<serde_json::Value>>,
     /// Whether the credential was a bearer token (for `insufficient_scope`).
     pub bearer: bool,
+    /// The identity headers' values (consumer, groups, subject, scopes,
+    /// provider), rendered on first use: once per cached token, not per request.
+    pub rendered: OnceLock<[Option<HeaderValue>; 5]>,
 }
 
 impl Identity {

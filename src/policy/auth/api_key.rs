@@ -51,7 +51,7 @@ impl ApiKey {
         }
     }
 
-    pub fn authenticate(&self, req: &mut request::Parts) -> Result<Identity, Failure> {
+    pub fn authenticate(&self, req: &mut request::Parts) -> Result<Arc<Identity>, Failure> {
         let key = self.key(req).ok_or(Failure::Invalid)?;
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
         let mut wanted = [0u8; 32];
@@ -69,14 +69,15 @@ impl ApiKey {
             }
             Source::Query(q) => remove_query_param(req, q),
         }
-        Ok(Identity {
+        Ok(Arc::new(Identity {
             provider: self.name.clone(),
             subject: consumer.id.to_string(),
             scopes: consumer.scopes.clone(),
             consumer: Some(consumer.clone()),
             claims: None,
             bearer: false,
-        })
+            rendered: Default::default(),
+        }))
     }
 }
 

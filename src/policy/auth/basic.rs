@@ -92,7 +92,7 @@ impl Basic {
         &self.realm
     }
 
-    pub async fn authenticate(&self, req: &mut request::Parts) -> Result<Identity, Failure> {
+    pub async fn authenticate(&self, req: &mut request::Parts) -> Result<Arc<Identity>, Failure> {
         let (user, password) = credentials(req).ok_or(Failure::Invalid)?;
         let key = key_of(&[user.as_bytes(), password.as_bytes()]);
         if self.verified.get(&key).is_none() {
@@ -108,14 +108,15 @@ impl Basic {
         }
         req.headers.remove(header::AUTHORIZATION);
         let consumer = self.consumers.by_basic_user.get(&user).cloned();
-        Ok(Identity {
+        Ok(Arc::new(Identity {
             provider: self.name.clone(),
             scopes: consumer.as_ref().map(|c| c.scopes.clone()).unwrap_or_default(),
             subject: user,
             consumer,
             claims: None,
             bearer: false,
-        })
+            rendered: Default::default(),
+        }))
     }
 }
 

@@ -66,7 +66,7 @@ impl Introspection {
         self.clock = clock;
     }
 
-    pub async fn authenticate(&self, req: &mut request::Parts) -> Result<Identity, Failure> {
+    pub async fn authenticate(&self, req: &mut request::Parts) -> Result<Arc<Identity>, Failure> {
         let token = bearer_token(req).ok_or(Failure::Invalid)?;
         if token.len() > 16 << 10 {
             return Err(Failure::Invalid);
@@ -95,7 +95,7 @@ impl Introspection {
                 }
             }
         };
-        cached.map(|id| (*id).clone()).ok_or(Failure::Invalid)
+        cached.ok_or(Failure::Invalid)
     }
 
     /// `Ok(None)`: the server says the token is not active.
@@ -145,6 +145,7 @@ impl Introspection {
             scopes,
             claims: Some(Arc::new(doc)),
             bearer: true,
+            rendered: Default::default(),
         };
         Some((identity, ttl))
     }

@@ -255,7 +255,7 @@ impl Jwt {
         bearer_token(req)
     }
 
-    pub async fn authenticate(&self, req: &mut request::Parts) -> Result<Identity, Failure> {
+    pub async fn authenticate(&self, req: &mut request::Parts) -> Result<Arc<Identity>, Failure> {
         let token = self.token(req).ok_or(Failure::Invalid)?;
         if token.len() > self.max_token_size {
             return Err(Failure::Invalid);
@@ -271,7 +271,7 @@ impl Jwt {
             }
         };
         self.remove_token(req);
-        Ok((*identity).clone())
+        Ok(identity)
     }
 
     /// Full verification; returns the identity and how long it stays valid.
@@ -332,6 +332,7 @@ impl Jwt {
             scopes,
             claims: Some(Arc::new(claims)),
             bearer: true,
+            rendered: Default::default(),
         };
         Ok((identity, Duration::from_secs(valid_until.saturating_sub(now))))
     }

@@ -87,7 +87,7 @@ impl Provider {
         }
     }
 
-    async fn authenticate(&self, req: &mut request::Parts, ctx: &RequestCtx<'_>) -> Result<Identity, Failure> {
+    async fn authenticate(&self, req: &mut request::Parts, ctx: &RequestCtx<'_>) -> Result<Arc<Identity>, Failure> {
         match self {
             Provider::Jwt(j) => j.authenticate(req).await,
             Provider::Introspection(i) => i.authenticate(req).await,
@@ -175,22 +175,13 @@ impl IdentityHeaders {
     }
 
     fn set(&self, headers: &mut http::HeaderMap, id: &Identity) {
-        let mut put = |name: &HeaderName, value: &str| {
-            if let Ok(v) = HeaderValue::try_from(value) {
-                headers.insert(name.clone(), v);
-            }
-        };
-        if let Some(c) = &id.consumer {
-            put(&self.consumer, &c.id);
-            if !c.groups.is_empty() {
-                put(&self.groups, &c.groups.join(","));
+        let values = id.rendered.get_or_init(|| render(id));
+        let names = [&self.consumer, &self.groups, &self.subject, &self.scopes, &self.provider];
+        for (name, value) in names.into_iter().zip(values) {
+            if let Some(value) = value {
+                headers.insert(name.clone(), value.clone());
             }
         }
-        put(&self.subject, &id.subject);
-        if !id.scopes.is_empty() {
-            put(&self.scopes, &id.scopes.join(" "));
-        }
-        put(&self.provider, &id.provider);
     }
 }
 
@@ -282,6 +273,20 @@ impl RouteAuth {
         }
         Outcome::Respond(resp)
     }
+}
+
+/// The identity headers' values, in `IdentityHeaders::set`'s order; `None`
+/// for what the identity lacks or what is not a valid header value.
+fn render(id: &Identity) -> [Option<HeaderValue>; 5] {
+    let value = |v: &str| HeaderValue::try_from(v).ok();
+    let consumer = id.consumer.as_deref();
+    [
+        consumer.and_then(|c| value(&c.id)),
+        consumer.filter(|c| !c.groups.is_empty()).and_then(|c| value(&c.groups.join(","))),
+        value(&id.subject),
+        (!id.scopes.is_empty()).then(|| id.scopes.join(" ")).and_then(|s| value(&s)),
+        value(&id.provider),
+    ]
 }
 
 /// Every provider of a plan, by name.

@@ -21,7 +21,7 @@ impl Mtls {
         Ok(Mtls { name: cx.name.into(), consumers: super::consumers_of(cx) })
     }
 
-    pub fn authenticate(&self, cert: Option<&ClientIdentity>) -> Result<Identity, Failure> {
+    pub fn authenticate(&self, cert: Option<&ClientIdentity>) -> Result<Arc<Identity>, Failure> {
         let cert = cert.ok_or(Failure::Invalid)?;
         let consumer = self
             .consumers
@@ -30,13 +30,14 @@ impl Mtls {
             .or_else(|| cert.sans.iter().find_map(|s| self.consumers.by_san.get(&s.to_ascii_lowercase())))
             // A certificate our CA signed but that no consumer claims: not known here.
             .ok_or(Failure::Invalid)?;
-        Ok(Identity {
+        Ok(Arc::new(Identity {
             provider: self.name.clone(),
             subject: cert.subject.clone(),
             scopes: consumer.scopes.clone(),
             consumer: Some(consumer.clone()),
             claims: None,
             bearer: false,
-        })
+            rendered: Default::default(),
+        }))
     }
 }

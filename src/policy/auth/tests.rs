@@ -67,7 +67,7 @@ mod jwt {
         jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), &claims, &key).unwrap()
     }
 
-    async fn check(p: &Provider, token: &str) -> Result<Identity, Failure> {
+    async fn check(p: &Provider, token: &str) -> Result<Arc<Identity>, Failure> {
         let Provider::Jwt(j) = p else { unreachable!() };
         j.authenticate(&mut request_with("authorization", &format!("Bearer {token}"))).await
     }
@@ -164,7 +164,7 @@ mod api_key {
         p
     }
 
-    fn check(p: &Provider, req: &mut request::Parts) -> Result<Identity, Failure> {
+    fn check(p: &Provider, req: &mut request::Parts) -> Result<Arc<Identity>, Failure> {
         let Provider::ApiKey(k) = p else { unreachable!() };
         k.authenticate(req)
     }
@@ -211,7 +211,7 @@ mod basic {
         providers(&yaml).remove("users").unwrap()
     }
 
-    async fn check(p: &Provider, user: &str, password: &str) -> Result<Identity, Failure> {
+    async fn check(p: &Provider, user: &str, password: &str) -> Result<Arc<Identity>, Failure> {
         let Provider::Basic(b) = p else { unreachable!() };
         let pair = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
         b.authenticate(&mut request_with("authorization", &format!("Basic {pair}"))).await
@@ -245,7 +245,7 @@ mod mtls {
         providers(yaml).remove("certs").unwrap()
     }
 
-    fn check(p: &Provider, cert: Option<&ClientIdentity>) -> Result<Identity, Failure> {
+    fn check(p: &Provider, cert: Option<&ClientIdentity>) -> Result<Arc<Identity>, Failure> {
         let Provider::Mtls(m) = p else { unreachable!() };
         m.authenticate(cert)
     }
@@ -259,10 +259,10 @@ mod mtls {
         let p = provider();
         // DN spacing and case do not matter.
         let a = check(&p, Some(&cert("cn=svc-a,o=Example", &[]))).unwrap();
-        assert_eq!(&*a.consumer.unwrap().id, "svc-a");
+        assert_eq!(&*a.consumer.as_ref().unwrap().id, "svc-a");
         assert_eq!(a.scopes, ["internal"]);
         let b = check(&p, Some(&cert("CN=anything", &["SVC-B.internal"]))).unwrap();
-        assert_eq!(&*b.consumer.unwrap().id, "svc-b");
+        assert_eq!(&*b.consumer.as_ref().unwrap().id, "svc-b");
     }
 
     #[test]

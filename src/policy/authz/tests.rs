@@ -16,8 +16,8 @@ fn compile(yaml: &str) -> Result<Compiled, FieldErrors> {
     with_test_ctx(Shared::default(), |cx| Compiled::compile(&cfg, cx))
 }
 
-fn identity(scopes: &[&str], groups: &[&str], claims: serde_json::Value, bearer: bool) -> Identity {
-    Identity {
+fn identity(scopes: &[&str], groups: &[&str], claims: serde_json::Value, bearer: bool) -> Arc<Identity> {
+    Arc::new(Identity {
         provider: "test".into(),
         subject: "alice".into(),
         consumer: Some(Arc::new(Consumer {
@@ -28,11 +28,12 @@ fn identity(scopes: &[&str], groups: &[&str], claims: serde_json::Value, bearer:
         scopes: scopes.iter().map(|s| s.to_string()).collect(),
         claims: Some(Arc::new(claims)),
         bearer,
-    }
+        rendered: Default::default(),
+    })
 }
 
 /// The status and `WWW-Authenticate` of the decision (200: let through).
-fn decide(policy: &Compiled, id: Option<Identity>) -> (StatusCode, Option<String>) {
+fn decide(policy: &Compiled, id: Option<Arc<Identity>>) -> (StatusCode, Option<String>) {
     let request_id = HeaderValue::from_static("r-1");
     let mut ctx = RequestCtx::new("192.0.2.1".parse().unwrap(), &request_id, "route", None);
     ctx.identity = id;
