@@ -69,6 +69,8 @@ pub fn handle<P: Deref<Target = Plan>>(
         let request_id_ref = &request_id;
         // One function, not a nested `async fn`: the nested one's future (several
         // KiB) was copied into this one's on every request.
+        // The rate-limit headers of a limited route (the first response step).
+        let mut limit_fields = Vec::new();
         let (route, result): (Option<&Route>, Result<Response<Body>, GatewayError>) = 'serve: {
             let request_id = request_id_ref;
             let listener = match admit(plan, conn, &req) {
@@ -168,17 +170,18 @@ pub fn handle<P: Deref<Target = Plan>>(
                     }
                 },
             };
-            // ResponseStep::RateLimitHeaders: on every answer of a limited route, 429 or not.
-            let mut resp = result.unwrap_or_else(|e| full(problem::from_error(&e, request_id)));
+            // ResponseStep::RateLimitHeaders: on every answer of a limited route,
+            // 429 or not; `finish` sets them.
+            let resp = result.unwrap_or_else(|e| full(problem::from_error(&e, request_id)));
             if let Some(info) = &ctx.rate_limit {
-                ratelimit::write_headers(plan.rate_limit_headers, info, body::headers_mut(&mut resp));
+                limit_fields = ratelimit::header_fields(plan.rate_limit_headers, info);
             }
             let slots = std::mem::take(&mut ctx.slots);
             (Some(route), Ok(resp.map(|b| b.hold(slots))))
         };
         let mut resp = result.unwrap_or_else(|err| full(problem::from_error(&err, &request_id)));
         // The other response steps, on every response, errors included.
-        finish(plan, route, conn, origin.as_ref(), &mut resp);
+        finish(plan, route, conn, origin.as_ref(), &mut resp, limit_fields);
         body::set_request_id(&mut resp, request_id);
         // ResponseStep::Observe: the access log and metrics will run here.
         resp
@@ -225,7 +228,7 @@ impl Present {
 pub fn refuse(plan: &Plan, conn: &ConnInfo, status: StatusCode, detail: &str) -> Response<Body> {
     let request_id = request_id::generate();
     let mut resp = full(problem::problem(status, detail, &request_id));
-    finish(plan, None, conn, None, &mut resp);
+    finish(plan, None, conn, None, &mut resp, Vec::new());
     resp.headers_mut().insert(request_id::HEADER, request_id);
     resp
 }
@@ -277,9 +280,9 @@ fn redirect_to_https<B>(req: &Request<B>, port: u16) -> Result<Response<Body>, G
     Ok(resp)
 }
 
-/// The response steps of `policy::ResponseStep` after the rate-limit
-/// headers, in that order, on every response (forwarded, made by a
-/// responder or a policy, or an error): the route's (`Chain::on_response`:
+/// The response steps of `policy::ResponseStep`, in that order, on every
+/// response (forwarded, made by a responder or a policy, or an error): the
+/// rate-limit headers `limit_fields`, the route's (`Chain::on_response`:
 /// route headers, deprecation, CORS, security headers), then HSTS. The
 /// request id is the caller's last step.
 fn finish(
@@ -288,18 +291,29 @@ fn finish(
     conn: &ConnInfo,
     origin: Option<&HeaderValue>,
     resp: &mut Response<Body>,
+    limit_fields: Vec<(http::HeaderName, HeaderValue)>,
 ) {
     let chain = route.map_or(&plan.without_route, |r| &r.policies);
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-    // When only the security headers apply, an upstream's raw lines go out
-    // as received and the writer applies them; else a step must see the map.
-    // A 101 keeps its head untouched.
+    // When only the rate-limit and security headers apply, an upstream's raw
+    // lines go out as received and the writer applies them; else a step
+    // must see the map. A 101 keeps its head untouched.
     let writer_edits = !switching && conn.hsts.is_none() && !chain.edits_map();
-    if writer_edits && body::defer_edits(resp, || ResponseEdits { fields: chain.security().clone(), request_id: None })
+    let mut limit_fields = Some(limit_fields);
+    if writer_edits
+        && body::defer_edits(resp, || ResponseEdits {
+            set: limit_fields.take().unwrap_or_default(),
+            fields: chain.security().clone(),
+            request_id: None,
+        })
     {
         return;
     }
-    chain.on_response(body::headers_mut(resp), &ResponseCtx { origin, switching });
+    let headers = body::headers_mut(resp);
+    for (name, value) in limit_fields.into_iter().flatten() {
+        headers.insert(name, value);
+    }
+    chain.on_response(headers, &ResponseCtx { origin, switching });
     if let Some(hsts) = &conn.hsts {
         resp.headers_mut().entry(header::STRICT_TRANSPORT_SECURITY).or_insert_with(|| hsts.clone());
     }

@@ -106,10 +106,14 @@ fn render(fields: &[(HeaderName, HeaderValue)]) -> Vec<u8> {
 }
 
 /// Response edits left for the writer of a response whose upstream header
-/// lines are still raw: the route's field edits and the request id.
-/// `apply` does the same to a map (for every other writer).
+/// lines are still raw: fields set for this response only (the rate-limit
+/// headers), then the route's field edits, then the request id. `apply`
+/// does the same to a map (for every other writer).
 #[derive(Debug, Clone)]
 pub struct ResponseEdits {
+    /// Set first, replacing the upstream's lines of the same name (empty
+    /// for most responses: no allocation).
+    pub set: Vec<(HeaderName, HeaderValue)>,
     pub fields: Arc<FieldEdits>,
     pub request_id: Option<HeaderValue>,
 }
@@ -117,6 +121,9 @@ pub struct ResponseEdits {
 impl ResponseEdits {
     /// Exactly what the engine would have done to the map.
     pub fn apply(self, headers: &mut HeaderMap) {
+        for (name, value) in self.set {
+            headers.insert(name, value);
+        }
         self.fields.apply(headers);
         if let Some(id) = self.request_id {
             headers.insert(X_REQUEST_ID, id);
@@ -125,6 +132,18 @@ impl ResponseEdits {
 
     /// What becomes of a raw line named `name` (see `FieldEdits::passing`).
     pub fn passing(&self, name: &HeaderName) -> Passing {
+        if self.request_id.is_some() && name == X_REQUEST_ID {
+            return Passing::Dropped;
+        }
+        if self.set.iter().any(|(n, _)| n == name) {
+            return Passing::Dropped;
+        }
+        self.fields.passing(name)
+    }
+
+    /// What becomes of one of the `set` fields, once the route's field
+    /// edits apply to it.
+    pub fn passing_set(&self, name: &HeaderName) -> Passing {
         if self.request_id.is_some() && name == X_REQUEST_ID {
             return Passing::Dropped;
         }

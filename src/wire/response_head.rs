@@ -175,6 +175,17 @@ fn write_raw(
         out.extend_from_slice(b"\r\n");
     }
     let Some(e) = edits else { return };
+    for (name, value) in &e.set {
+        if seen.skips(name, framing, status) {
+            continue;
+        }
+        match e.passing_set(name) {
+            Passing::Dropped => continue,
+            Passing::KeptForDefault(i) => present |= 1 << (i % 64),
+            Passing::Kept => {}
+        }
+        field::write(out, name.as_str().as_bytes(), value.as_bytes());
+    }
     if present == 0 {
         // The usual case: the upstream sent none of them; one copy.
         out.extend_from_slice(e.fields.default_lines());
@@ -336,13 +347,26 @@ mod tests {
         removing.push(HeaderName::from_static("x-frame-options"));
         let removing_a_default = FieldEdits::new(defaults(), Vec::new(), removing);
         let off = FieldEdits::default();
+        // Fields set for one response (the rate-limit headers): new names,
+        // one the upstream also sent, one that is a default, one removed.
+        let per_response = [
+            Vec::new(),
+            vec![
+                field("ratelimit-policy", "\"r\";q=10;w=1"),
+                field("ratelimit", "\"r\";r=9;t=1"),
+                field("vary", "Accept-Encoding"),
+                field("x-frame-options", "SAMEORIGIN"),
+                field("server", "gateway"),
+            ],
+        ];
         for cfg in [plain, set, removing_a_default, off] {
             let cfg = std::sync::Arc::new(cfg);
-            for (request_id, upstream) in [None, Some(http::HeaderValue::from_static("abc"))]
+            for (request_id, upstream, extra) in [None, Some(http::HeaderValue::from_static("abc"))]
                 .into_iter()
                 .flat_map(|id| [(id.clone(), &upstream[..]), (id, &none_of_the_defaults[..])])
+                .flat_map(|(id, up)| per_response.iter().map(move |extra| (id.clone(), up, extra.clone())))
             {
-                let edits = ResponseEdits { fields: cfg.clone(), request_id };
+                let edits = ResponseEdits { set: extra, fields: cfg.clone(), request_id };
                 let raw = RawHeaders::from_pairs(upstream);
                 for (status, framing) in
                     [(StatusCode::OK, BodyFraming::Length(2)), (StatusCode::NOT_MODIFIED, BodyFraming::None)]
