@@ -84,6 +84,7 @@ pub struct Consumer {
 /// What the rate-limit headers report: the most constrained limit.
 #[derive(Debug, Clone)]
 pub struct HeaderInfo {
+    /// The limit's name as the headers carry it (no quotes or backslashes).
     pub name: Arc<str>,
     pub limit: u64,
     pub window_secs: u64,

@@ -57,6 +57,7 @@ impl FieldEdits {
     /// editing a map (the same outcome as `apply`): what becomes of a line
     /// named `name`. Most names are none of ours, which the length mask
     /// tells without a comparison.
+    #[inline]
     pub fn passing(&self, name: &HeaderName) -> Passing {
         if !self.touched.may_contain(name) {
             return Passing::Kept;
@@ -131,6 +132,7 @@ impl ResponseEdits {
     }
 
     /// What becomes of a raw line named `name` (see `FieldEdits::passing`).
+    #[inline]
     pub fn passing(&self, name: &HeaderName) -> Passing {
         if self.request_id.is_some() && name == X_REQUEST_ID {
             return Passing::Dropped;

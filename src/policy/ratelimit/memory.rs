@@ -19,11 +19,11 @@ pub struct MemoryStore {
     origin: Instant,
     seed: u64,
     cap_per_shard: usize,
-    gcra: Vec<Mutex<HashMap<u128, u64>>>,
+    gcra: Vec<Mutex<HashMap<u128, u64, PreHashed>>>,
     /// Quota counters: key → (end of the window in Unix seconds, count).
-    quota: Vec<Mutex<HashMap<u128, (u64, u64)>>>,
+    quota: Vec<Mutex<HashMap<u128, (u64, u64), PreHashed>>>,
     /// In-flight counters for concurrency limits.
-    in_flight: Vec<Mutex<HashMap<u128, u32>>>,
+    in_flight: Vec<Mutex<HashMap<u128, u32, PreHashed>>>,
     pub evictions: AtomicU64,
 }
 
@@ -33,8 +33,45 @@ impl std::fmt::Debug for MemoryStore {
     }
 }
 
-fn shards<V>() -> Vec<Mutex<HashMap<u128, V>>> {
-    (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect()
+fn shards<V>() -> Vec<Mutex<HashMap<u128, V, PreHashed>>> {
+    (0..SHARDS).map(|_| Mutex::new(HashMap::default())).collect()
+}
+
+/// The maps' hasher: their keys are already xxh3 under the store's random
+/// seed (`MemoryStore::key`), so clients can neither choose nor predict
+/// them, and hashing them again with SipHash (~500 instructions a check)
+/// buys no protection against flooding. The key's bits are the hash.
+#[derive(Debug, Clone, Copy, Default)]
+struct PreHashed;
+
+impl std::hash::BuildHasher for PreHashed {
+    type Hasher = PreHashedKey;
+
+    fn build_hasher(&self) -> PreHashedKey {
+        PreHashedKey(0)
+    }
+}
+
+#[derive(Debug, Default)]
+struct PreHashedKey(u64);
+
+impl std::hash::Hasher for PreHashedKey {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u128` keys reach here (`write_u128`); stay correct for anything else.
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 = (n as u64) ^ ((n >> 64) as u64);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -87,7 +124,7 @@ impl MemoryStore {
         decision
     }
 
-    fn make_room(&self, shard: &mut HashMap<u128, u64>, now: u64) {
+    fn make_room(&self, shard: &mut HashMap<u128, u64, PreHashed>, now: u64) {
         let before = shard.len();
         shard.retain(|_, tat| *tat > now);
         if shard.len() >= self.cap_per_shard {

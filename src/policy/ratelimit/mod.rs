@@ -89,6 +89,9 @@ enum Part {
 struct Key {
     /// Counter namespace: the limit's `name`, or its route and position.
     scope: Arc<str>,
+    /// `scope` as the `RateLimit` headers name it: without quotes and
+    /// backslashes, which a structured-field string would need escaped.
+    label: Arc<str>,
     parts: Vec<Part>,
 }
 
@@ -112,7 +115,8 @@ impl Key {
         if parts.is_empty() {
             return Err("a key needs at least one part".into());
         }
-        Ok(Key { scope: scope.into(), parts })
+        let label = scope.replace(['"', '\\'], "").into();
+        Ok(Key { scope: scope.into(), label, parts })
     }
 
     fn only_ip(&self) -> bool {
@@ -122,42 +126,70 @@ impl Key {
     /// The identity of this request's counter: scope and key values,
     /// length-prefixed (each store hashes it its own way).
     fn of(&self, req: &request::Parts, ctx: &RequestCtx<'_>) -> Vec<u8> {
-        let ip_bytes = |prefix: u8| -> Vec<u8> {
+        // One buffer, written in place: this runs for every limit of every request.
+        fn put(out: &mut Vec<u8>, parts: &[&[u8]]) {
+            let len: usize = parts.iter().map(|p| p.len()).sum();
+            out.extend_from_slice(&(len as u32).to_le_bytes());
+            for p in parts {
+                out.extend_from_slice(p);
+            }
+        }
+        let ip = |prefix: u8| -> ([u8; 16], usize) {
+            let mut buf = [0u8; 16];
             match ctx.client_ip {
-                IpAddr::V4(v4) => v4.octets().to_vec(),
+                IpAddr::V4(v4) => {
+                    buf[..4].copy_from_slice(&v4.octets());
+                    (buf, 4)
+                }
                 IpAddr::V6(v6) => {
                     let bits = u128::from(v6);
                     let masked = if prefix >= 128 { bits } else { bits & !(u128::MAX >> prefix) };
-                    masked.to_be_bytes().to_vec()
+                    (masked.to_be_bytes(), 16)
                 }
             }
         };
-        let mut values: Vec<Vec<u8>> = vec![self.scope.as_bytes().to_vec()];
-        for p in &self.parts {
-            let v: Option<Vec<u8>> = match p {
-                Part::Ip { v6_prefix } => Some(ip_bytes(*v6_prefix)),
-                Part::Consumer => ctx.identity.as_ref().map(|id| match &id.consumer {
-                    Some(c) => c.id.as_bytes().to_vec(),
-                    None => format!("{}\0{}", id.provider, id.subject).into_bytes(),
-                }),
-                Part::Route => Some(ctx.route.as_bytes().to_vec()),
-                Part::Constant(c) => Some(c.as_bytes().to_vec()),
-                Part::Header(h) => req.headers.get(h).map(|v| v.as_bytes().to_vec()),
-                Part::Claim(path) => ctx.identity.as_ref().and_then(|id| {
-                    let mut v = id.claims.as_deref()?;
-                    for k in path {
-                        v = v.get(k)?;
-                    }
-                    Some(v.to_string().into_bytes())
-                }),
-            };
-            // Missing value: count by client IP, tagged so it cannot collide with a real value.
-            values.push(v.unwrap_or_else(|| [b"\0ip:".as_slice(), &ip_bytes(128)].concat()));
-        }
         let mut out = Vec::with_capacity(64);
-        for v in &values {
-            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-            out.extend_from_slice(v);
+        put(&mut out, &[self.scope.as_bytes()]);
+        for p in &self.parts {
+            let owned: Option<Vec<u8>>;
+            let value: Option<&[u8]> = match p {
+                Part::Ip { v6_prefix } => {
+                    let (buf, len) = ip(*v6_prefix);
+                    put(&mut out, &[&buf[..len]]);
+                    continue;
+                }
+                Part::Consumer => match ctx.identity.as_deref() {
+                    Some(id) => match &id.consumer {
+                        Some(c) => Some(c.id.as_bytes()),
+                        None => {
+                            owned = Some(format!("{}\0{}", id.provider, id.subject).into_bytes());
+                            owned.as_deref()
+                        }
+                    },
+                    None => None,
+                },
+                Part::Route => Some(ctx.route.as_bytes()),
+                Part::Constant(c) => Some(c.as_bytes()),
+                Part::Header(h) => req.headers.get(h).map(|v| v.as_bytes()),
+                Part::Claim(path) => {
+                    owned = ctx.identity.as_ref().and_then(|id| {
+                        let mut v = id.claims.as_deref()?;
+                        for k in path {
+                            v = v.get(k)?;
+                        }
+                        Some(v.to_string().into_bytes())
+                    });
+                    owned.as_deref()
+                }
+            };
+            match value {
+                Some(v) => put(&mut out, &[v]),
+                // Missing value: count by client IP, tagged so it cannot collide with a real value.
+                None => {
+                    let (buf, len) = ip(128);
+                    put(&mut out, &[b"\0ip:", &buf[..len]]);
+                }
+            }
         }
         out
     }
@@ -312,7 +344,7 @@ impl Compiled {
                     }
                 },
             };
-            note(ctx, &r.key.scope, r.quota, r.window_secs, &decision);
+            note(ctx, &r.key.label, r.quota, r.window_secs, &decision);
             if !decision.allowed {
                 return too_many(ctx, decision.retry_after);
             }
@@ -344,7 +376,7 @@ impl Compiled {
                 quota::Period::Month => 30 * 86_400,
             };
             let info = HeaderInfo {
-                name: q.key.scope.clone(),
+                name: q.key.label.clone(),
                 limit: q.limit,
                 window_secs,
                 remaining: q.limit.saturating_sub(used),
@@ -377,9 +409,9 @@ impl Compiled {
     }
 }
 
-fn note(ctx: &mut RequestCtx<'_>, scope: &Arc<str>, limit: u64, window_secs: u64, d: &Decision) {
+fn note(ctx: &mut RequestCtx<'_>, label: &Arc<str>, limit: u64, window_secs: u64, d: &Decision) {
     let info = HeaderInfo {
-        name: scope.clone(),
+        name: label.clone(),
         limit,
         window_secs,
         remaining: d.remaining,
@@ -431,11 +463,11 @@ pub fn header_fields(mode: RateLimitHeaders, info: &HeaderInfo) -> Vec<(HeaderNa
 }
 
 /// `"name";a=1;b=2`: a structured-field item (RFC 9651) with two integer
-/// parameters; quotes and backslashes in the name are left out.
+/// parameters. `name` has no quotes or backslashes (`Key::label`).
 fn structured(name: &str, params: [(&[u8; 1], u64); 2]) -> Option<HeaderValue> {
-    let mut v = Vec::with_capacity(name.len() + 32);
+    let mut v = Vec::with_capacity(name.len() + 48);
     v.push(b'"');
-    v.extend(name.bytes().filter(|b| !matches!(b, b'"' | b'\\')));
+    v.extend_from_slice(name.as_bytes());
     v.push(b'"');
     for (key, n) in params {
         v.push(b';');

@@ -101,3 +101,23 @@ fn bad_limits_are_named_by_their_place() {
     let errs = with_test_ctx(shared, |cx| compile(&cfg, cx)).unwrap_err();
     assert_eq!(errs[0].0, "quota[0].limit");
 }
+
+#[test]
+fn counter_keys_keep_their_layout() {
+    // Length-prefixed scope and values: the bytes Redis keys and the memory
+    // store's hashes are made of, so a change here resets shared counters.
+    let spec: super::KeySpec = serde_saphyr::from_str("[ ip, header: x-tenant ]").unwrap();
+    let key = super::Key::compile(&spec, "r#rate0".into(), None, 128).unwrap();
+    let request_id = HeaderValue::from_static("r-1");
+    let ctx = RequestCtx::new("192.0.2.1".parse().unwrap(), &request_id, "route", None);
+    let mut req = Request::new(()).into_parts().0;
+    let mut want = Vec::new();
+    for part in [&b"r#rate0"[..], &[192, 0, 2, 1], b"\0ip:\xc0\x00\x02\x01"] {
+        want.extend_from_slice(&(part.len() as u32).to_le_bytes());
+        want.extend_from_slice(part);
+    }
+    assert_eq!(key.of(&req, &ctx), want, "a missing header counts by IP, tagged");
+    req.headers.insert("x-tenant", HeaderValue::from_static("acme"));
+    let of = key.of(&req, &ctx);
+    assert_eq!(&of[of.len() - 8..], b"\x04\x00\x00\x00acme");
+}
