@@ -19,11 +19,11 @@ pub struct MemoryStore {
     origin: Instant,
     seed: u64,
     cap_per_shard: usize,
-    gcra: Vec<Mutex<HashMap<u128, u64, PreHashed>>>,
+    gcra: Vec<Shard<u64>>,
     /// Quota counters: key → (end of the window in Unix seconds, count).
-    quota: Vec<Mutex<HashMap<u128, (u64, u64), PreHashed>>>,
+    quota: Vec<Shard<(u64, u64)>>,
     /// In-flight counters for concurrency limits.
-    in_flight: Vec<Mutex<HashMap<u128, u32, PreHashed>>>,
+    in_flight: Vec<Shard<u32>>,
     pub evictions: AtomicU64,
 }
 
@@ -33,7 +33,10 @@ impl std::fmt::Debug for MemoryStore {
     }
 }
 
-fn shards<V>() -> Vec<Mutex<HashMap<u128, V, PreHashed>>> {
+/// One lock's worth of counters.
+type Shard<V> = Mutex<HashMap<u128, V, PreHashed>>;
+
+fn shards<V>() -> Vec<Shard<V>> {
     (0..SHARDS).map(|_| Mutex::new(HashMap::default())).collect()
 }
 
