@@ -84,10 +84,9 @@ pub struct Consumer {
 /// What the rate-limit headers report: the most constrained limit.
 #[derive(Debug, Clone)]
 pub struct HeaderInfo {
-    /// The limit's name as the headers carry it (no quotes or backslashes).
-    pub name: Arc<str>,
+    /// The limit's `RateLimit-Policy` value (`"name";q=…;w=…`), made once.
+    pub policy: HeaderValue,
     pub limit: u64,
-    pub window_secs: u64,
     pub remaining: u64,
     pub reset_secs: u64,
 }

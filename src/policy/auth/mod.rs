@@ -112,11 +112,20 @@ impl Provider {
     }
 }
 
-/// `Authorization: Bearer <token>`.
+/// `Authorization: Bearer <token>`: the scheme in any case, a space, and a
+/// token of visible ASCII (a header value has no control bytes, so ASCII
+/// is visible ASCII). Byte-wise: it runs for every request of a token route.
 pub(crate) fn bearer_token(req: &request::Parts) -> Option<&str> {
-    let v = req.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    let v = req.headers.get(header::AUTHORIZATION)?.as_bytes();
+    let (scheme, rest) = v.split_at_checked(6)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer") || rest.first() != Some(&b' ') || !v.is_ascii() {
+        return None;
+    }
+    let token = rest.trim_ascii();
+    if token.is_empty() {
+        return None;
+    }
+    std::str::from_utf8(token).ok()
 }
 
 /// The compiled identity header names.

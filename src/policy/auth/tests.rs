@@ -312,3 +312,18 @@ mod introspection {
         assert_eq!(id.subject, "batch-job");
     }
 }
+
+#[test]
+fn bearer_tokens_are_read_strictly() {
+    let token = |v: &str| super::bearer_token(&request_with("authorization", v)).map(String::from);
+    assert_eq!(token("Bearer abc.def"), Some("abc.def".into()));
+    assert_eq!(token("bearer abc"), Some("abc".into()), "the scheme in any case");
+    assert_eq!(token("BEARER   abc  "), Some("abc".into()), "spaces around the token");
+    assert_eq!(token("Bearerabc"), None);
+    assert_eq!(token("Bearer "), None);
+    assert_eq!(token("Basic YTpi"), None);
+    assert_eq!(token("Bearer"), None);
+    let mut req = request_with("authorization", "x");
+    req.headers.insert("authorization", HeaderValue::from_bytes("Bearer t\u{e9}".as_bytes()).unwrap());
+    assert_eq!(super::bearer_token(&req), None, "only visible ASCII");
+}

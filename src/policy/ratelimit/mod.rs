@@ -202,7 +202,8 @@ struct RateLimit {
     /// `q` in the RateLimit-Policy header.
     quota: u64,
     on_error: OnStoreError,
-    window_secs: u64,
+    /// Its `RateLimit-Policy` value.
+    policy: HeaderValue,
 }
 
 #[derive(Debug)]
@@ -211,6 +212,8 @@ struct QuotaLimit {
     limit: u64,
     per: quota::Period,
     on_error: OnStoreError,
+    /// Its `RateLimit-Policy` value.
+    policy: HeaderValue,
 }
 
 #[derive(Debug)]
@@ -283,13 +286,15 @@ pub fn compile(cfg: &RouteLimits<'_>, cx: &mut CompileCtx<'_>) -> Result<PhasedL
         // plus the burst that may come on top of it.
         let window_secs = r.rate.per.as_secs().max(1);
         let quota = r.rate.count + r.burst;
-        let limit = RateLimit { key, gcra, quota, on_error: r.on_store_error, window_secs };
+        let policy = policy_value(&key.label, quota, window_secs);
+        let limit = RateLimit { key, gcra, quota, on_error: r.on_store_error, policy };
         if limit.key.only_ip() { by_ip.rates.push(limit) } else { later.rates.push(limit) }
     }
     for (i, q) in quotas.iter().enumerate() {
         match Key::compile(&q.key, scope(&q.name, &q.key, format!("quota:{}:{:?}", q.limit, q.per), i), upstream, 128) {
             Ok(key) => {
-                let limit = QuotaLimit { key, limit: q.limit, per: q.per, on_error: q.on_store_error };
+                let policy = policy_value(&key.label, q.limit, period_secs(q.per));
+                let limit = QuotaLimit { key, limit: q.limit, per: q.per, on_error: q.on_store_error, policy };
                 if limit.key.only_ip() { by_ip.quotas.push(limit) } else { later.quotas.push(limit) }
             }
             Err(e) => errors.push((format!("quota[{i}].key"), e)),
@@ -344,7 +349,7 @@ impl Compiled {
                     }
                 },
             };
-            note(ctx, &r.key.label, r.quota, r.window_secs, &decision);
+            note(ctx, &r.policy, r.quota, &decision);
             if !decision.allowed {
                 return too_many(ctx, decision.retry_after);
             }
@@ -369,16 +374,9 @@ impl Compiled {
                 },
             };
             let reset_secs = reset_at.saturating_sub(now);
-            let window_secs = match q.per {
-                quota::Period::Minute => 60,
-                quota::Period::Hour => 3600,
-                quota::Period::Day => 86_400,
-                quota::Period::Month => 30 * 86_400,
-            };
             let info = HeaderInfo {
-                name: q.key.label.clone(),
+                policy: q.policy.clone(),
                 limit: q.limit,
-                window_secs,
                 remaining: q.limit.saturating_sub(used),
                 reset_secs,
             };
@@ -409,11 +407,10 @@ impl Compiled {
     }
 }
 
-fn note(ctx: &mut RequestCtx<'_>, label: &Arc<str>, limit: u64, window_secs: u64, d: &Decision) {
+fn note(ctx: &mut RequestCtx<'_>, policy: &HeaderValue, limit: u64, d: &Decision) {
     let info = HeaderInfo {
-        name: label.clone(),
+        policy: policy.clone(),
         limit,
-        window_secs,
         remaining: d.remaining,
         reset_secs: secs_ceil(if d.allowed { d.reset } else { d.retry_after }),
     };
@@ -447,11 +444,13 @@ fn unavailable(ctx: &RequestCtx<'_>) -> Outcome {
 pub fn header_fields(mode: RateLimitHeaders, info: &HeaderInfo) -> Vec<(HeaderName, HeaderValue)> {
     let mut out = Vec::new();
     if matches!(mode, RateLimitHeaders::Ietf | RateLimitHeaders::Both) {
-        let policy = structured(&info.name, [(b"q", info.limit), (b"w", info.window_secs)]);
-        let state = structured(&info.name, [(b"r", info.remaining), (b"t", info.reset_secs)]);
-        if let (Some(p), Some(s)) = (policy, state) {
-            out.push((HeaderName::from_static("ratelimit-policy"), p));
-            out.push((HeaderName::from_static("ratelimit"), s));
+        // `RateLimit-Policy` is `"name";q=…;w=…`, made once per limit; the state
+        // shares its name: `"name";r=…;t=…`.
+        let name_end = info.policy.as_bytes().iter().rposition(|&b| b == b'"').map_or(0, |i| i + 1);
+        let name = &info.policy.as_bytes()[..name_end];
+        if let Some(state) = structured(name, [(b"r", info.remaining), (b"t", info.reset_secs)]) {
+            out.push((HeaderName::from_static("ratelimit-policy"), info.policy.clone()));
+            out.push((HeaderName::from_static("ratelimit"), state));
         }
     }
     if matches!(mode, RateLimitHeaders::Legacy | RateLimitHeaders::Both) {
@@ -462,13 +461,28 @@ pub fn header_fields(mode: RateLimitHeaders, info: &HeaderInfo) -> Vec<(HeaderNa
     out
 }
 
+/// A limit's `RateLimit-Policy` value, made when the config is compiled.
+fn policy_value(label: &str, quota: u64, window_secs: u64) -> HeaderValue {
+    let quoted = format!("\"{label}\"");
+    structured(quoted.as_bytes(), [(b"q", quota), (b"w", window_secs)]).unwrap_or(HeaderValue::from_static("\"limit\""))
+}
+
+/// How long a quota's window is, as `RateLimit-Policy` says it (`w`).
+fn period_secs(per: quota::Period) -> u64 {
+    match per {
+        quota::Period::Minute => 60,
+        quota::Period::Hour => 3600,
+        quota::Period::Day => 86_400,
+        quota::Period::Month => 30 * 86_400,
+    }
+}
+
 /// `"name";a=1;b=2`: a structured-field item (RFC 9651) with two integer
-/// parameters. `name` has no quotes or backslashes (`Key::label`).
-fn structured(name: &str, params: [(&[u8; 1], u64); 2]) -> Option<HeaderValue> {
-    let mut v = Vec::with_capacity(name.len() + 48);
-    v.push(b'"');
-    v.extend_from_slice(name.as_bytes());
-    v.push(b'"');
+/// parameters; `quoted_name` comes with its quotes and holds no quote or
+/// backslash inside them (`Key::label`).
+fn structured(quoted_name: &[u8], params: [(&[u8; 1], u64); 2]) -> Option<HeaderValue> {
+    let mut v = Vec::with_capacity(quoted_name.len() + 48);
+    v.extend_from_slice(quoted_name);
     for (key, n) in params {
         v.push(b';');
         v.extend_from_slice(key);
