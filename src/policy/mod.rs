@@ -135,6 +135,21 @@ impl Policy {
         }
     }
 
+    /// The outcome without awaiting, when this policy can give it so; `None`
+    /// (with nothing changed): use `on_request`.
+    fn try_sync(&self, req: &mut request::Parts, ctx: &mut RequestCtx<'_>) -> Option<Outcome> {
+        match self {
+            Policy::Ip(ip) => Some(ip.on_request(ctx)),
+            Policy::LimitByIp(l) | Policy::Limit(l) => l.try_sync(req, ctx),
+            Policy::Authenticate(auth) => auth.try_sync(req, ctx),
+            Policy::Authorize(authz) => Some(authz.on_request(req, ctx)),
+            Policy::RequestHeaders(h) => {
+                h.apply(&mut req.headers);
+                Some(Outcome::Continue)
+            }
+        }
+    }
+
     async fn on_request(&self, req: &mut request::Parts, ctx: &mut RequestCtx<'_>) -> Outcome {
         match self {
             Policy::Ip(ip) => ip.on_request(ctx),
@@ -264,9 +279,25 @@ impl Chain {
         !self.request.is_empty()
     }
 
-    /// Runs the request phases; the first `Respond` ends the request.
-    pub async fn on_request(&self, req: &mut request::Parts, ctx: &mut RequestCtx<'_>) -> Outcome {
-        for policy in &self.request {
+    /// Runs the request phases as far as they go without awaiting (cached
+    /// tokens, the embedded rate-limit store…): `Ok` is the outcome, `Err(i)`
+    /// the first policy that must await; finish with `on_request_from(i)`.
+    /// Most requests never need the boxed future that awaiting takes.
+    pub fn on_request_sync(&self, req: &mut request::Parts, ctx: &mut RequestCtx<'_>) -> Result<Outcome, usize> {
+        for (i, policy) in self.request.iter().enumerate() {
+            match policy.try_sync(req, ctx) {
+                Some(Outcome::Continue) => {}
+                Some(respond) => return Ok(respond),
+                None => return Err(i),
+            }
+        }
+        Ok(Outcome::Continue)
+    }
+
+    /// Runs the request phases from the policy at `from` on; the first
+    /// `Respond` ends the request.
+    pub async fn on_request_from(&self, from: usize, req: &mut request::Parts, ctx: &mut RequestCtx<'_>) -> Outcome {
+        for policy in &self.request[from..] {
             if let Outcome::Respond(resp) = policy.on_request(req, ctx).await {
                 return Outcome::Respond(resp);
             }

@@ -133,10 +133,15 @@ pub fn handle<P: Deref<Target = Plan>>(
             // Identity headers come from the gateway only, never from the client.
             plan.identity_headers.strip(&mut parts.headers);
             let body = RequestBody::new(incoming, max_body, listener.limits.body_read_timeout);
-            // Request phases. Boxed, as the responders below: their futures (auth fetches, Redis)
+            // Request phases: without awaiting as far as they can (a cached token,
+            // the embedded limits); from the first policy that must await, a boxed
+            // future, as the responders below: their futures (auth fetches, Redis)
             // would otherwise make every request's future as large as theirs.
             let outcome = if route.policies.has_request_policies() {
-                Box::pin(route.policies.on_request(&mut parts, &mut ctx)).await
+                match route.policies.on_request_sync(&mut parts, &mut ctx) {
+                    Ok(outcome) => outcome,
+                    Err(from) => Box::pin(route.policies.on_request_from(from, &mut parts, &mut ctx)).await,
+                }
             } else {
                 Outcome::Continue
             };

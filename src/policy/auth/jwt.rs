@@ -255,23 +255,28 @@ impl Jwt {
         bearer_token(req)
     }
 
-    pub async fn authenticate(&self, req: &mut request::Parts) -> Result<Arc<Identity>, Failure> {
-        let token = self.token(req).ok_or(Failure::Invalid)?;
-        if token.len() > self.max_token_size {
-            return Err(Failure::Invalid);
-        }
-        let key = key_of(&[token.as_bytes()]);
-        let identity = match self.cache.get(&key) {
-            Some(id) => id,
-            None => {
-                let (id, ttl) = self.verify(token).await?;
-                let id = Arc::new(id);
-                self.cache.insert(key, id.clone(), ttl.min(MAX_CACHE_TTL));
-                id
-            }
+    /// The answer when it needs no verification: a token already verified
+    /// (and cached until its `exp`), or none that could be. `None`: verify
+    /// (`authenticate`); nothing was changed.
+    pub fn try_cached(&self, req: &mut request::Parts) -> Option<Result<Arc<Identity>, Failure>> {
+        let Some(token) = self.token(req).filter(|t| t.len() <= self.max_token_size) else {
+            return Some(Err(Failure::Invalid));
         };
+        let identity = self.cache.get(&key_of(&[token.as_bytes()]))?;
         self.remove_token(req);
-        Ok(identity)
+        Some(Ok(identity))
+    }
+
+    pub async fn authenticate(&self, req: &mut request::Parts) -> Result<Arc<Identity>, Failure> {
+        if let Some(answer) = self.try_cached(req) {
+            return answer;
+        }
+        let token = self.token(req).ok_or(Failure::Invalid)?;
+        let (id, ttl) = self.verify(token).await?;
+        let id = Arc::new(id);
+        self.cache.insert(key_of(&[token.as_bytes()]), id.clone(), ttl.min(MAX_CACHE_TTL));
+        self.remove_token(req);
+        Ok(id)
     }
 
     /// Full verification; returns the identity and how long it stays valid.

@@ -87,6 +87,17 @@ impl Provider {
         }
     }
 
+    /// The answer when it needs no await (a cached token, an API key, a
+    /// certificate); `None`: use `authenticate`, nothing was changed.
+    fn try_sync(&self, req: &mut request::Parts, ctx: &RequestCtx<'_>) -> Option<Result<Arc<Identity>, Failure>> {
+        match self {
+            Provider::Jwt(j) => j.try_cached(req),
+            Provider::ApiKey(k) => Some(k.authenticate(req)),
+            Provider::Mtls(m) => Some(m.authenticate(ctx.client_cert)),
+            Provider::Introspection(_) | Provider::Basic(_) => None,
+        }
+    }
+
     async fn authenticate(&self, req: &mut request::Parts, ctx: &RequestCtx<'_>) -> Result<Arc<Identity>, Failure> {
         match self {
             Provider::Jwt(j) => j.authenticate(req).await,
@@ -113,19 +124,16 @@ impl Provider {
 }
 
 /// `Authorization: Bearer <token>`: the scheme in any case, a space, and a
-/// token of visible ASCII (a header value has no control bytes, so ASCII
-/// is visible ASCII). Byte-wise: it runs for every request of a token route.
+/// token of visible ASCII. One pass over the value (`to_str`), then fixed
+/// offsets: it runs twice for every request of a token route.
 pub(crate) fn bearer_token(req: &request::Parts) -> Option<&str> {
-    let v = req.headers.get(header::AUTHORIZATION)?.as_bytes();
+    let v = req.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, rest) = v.split_at_checked(6)?;
-    if !scheme.eq_ignore_ascii_case(b"bearer") || rest.first() != Some(&b' ') || !v.is_ascii() {
+    if !scheme.eq_ignore_ascii_case("bearer") || !rest.starts_with(' ') {
         return None;
     }
     let token = rest.trim_ascii();
-    if token.is_empty() {
-        return None;
-    }
-    std::str::from_utf8(token).ok()
+    (!token.is_empty()).then_some(token)
 }
 
 /// The compiled identity header names.
@@ -245,11 +253,33 @@ impl RouteAuth {
             .count()
     }
 
+    /// The answer without awaiting, when the credential's provider can give
+    /// it so (`None`: use `on_request`; nothing was changed).
+    pub fn try_sync(&self, req: &mut request::Parts, ctx: &mut RequestCtx<'_>) -> Option<Outcome> {
+        let Some(index) = self.providers.iter().position(|p| p.present(req, ctx)) else {
+            return Some(self.refuse(StatusCode::UNAUTHORIZED, "authentication is required", None, ctx));
+        };
+        let answer = self.providers[index].try_sync(req, ctx)?;
+        Some(self.decided(index, answer, req, ctx))
+    }
+
     pub async fn on_request(&self, req: &mut request::Parts, ctx: &mut RequestCtx<'_>) -> Outcome {
         let Some(index) = self.providers.iter().position(|p| p.present(req, ctx)) else {
             return self.refuse(StatusCode::UNAUTHORIZED, "authentication is required", None, ctx);
         };
-        match self.providers[index].authenticate(req, ctx).await {
+        let answer = self.providers[index].authenticate(req, ctx).await;
+        self.decided(index, answer, req, ctx)
+    }
+
+    /// What the provider at `index` answered, as the request's outcome.
+    fn decided(
+        &self,
+        index: usize,
+        answer: Result<Arc<Identity>, Failure>,
+        req: &mut request::Parts,
+        ctx: &mut RequestCtx<'_>,
+    ) -> Outcome {
+        match answer {
             Ok(identity) => {
                 self.headers.set(&mut req.headers, &identity);
                 ctx.identity = Some(identity);

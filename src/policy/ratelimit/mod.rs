@@ -231,6 +231,8 @@ pub struct Compiled {
     stores: Arc<Stores>,
     /// Quota windows follow this calendar (`CompileCtx::shared`, else the system's).
     clock: WallClock,
+    /// A rate in `delay` mode: requests may have to wait (never `try_sync`).
+    delays: bool,
 }
 
 /// A route's limits for the `limit_by_ip` and the `limit` phase.
@@ -249,6 +251,7 @@ pub fn compile(cfg: &RouteLimits<'_>, cx: &mut CompileCtx<'_>) -> Result<PhasedL
         concurrency: vec![],
         stores: stores.clone(),
         clock: clock.clone(),
+        delays: false,
     };
     let (mut by_ip, mut later) = (empty(), empty());
     // Counter namespace: the `name` if given; an `upstream` key is shared by
@@ -288,7 +291,9 @@ pub fn compile(cfg: &RouteLimits<'_>, cx: &mut CompileCtx<'_>) -> Result<PhasedL
         let quota = r.rate.count + r.burst;
         let policy = policy_value(&key.label, quota, window_secs);
         let limit = RateLimit { key, gcra, quota, on_error: r.on_store_error, policy };
-        if limit.key.only_ip() { by_ip.rates.push(limit) } else { later.rates.push(limit) }
+        let phase = if limit.key.only_ip() { &mut by_ip } else { &mut later };
+        phase.delays |= delay.is_some();
+        phase.rates.push(limit);
     }
     for (i, q) in quotas.iter().enumerate() {
         match Key::compile(&q.key, scope(&q.name, &q.key, format!("quota:{}:{:?}", q.limit, q.per), i), upstream, 128) {
@@ -330,7 +335,34 @@ fn secs_ceil(ns: u64) -> u64 {
 }
 
 impl Compiled {
+    /// The limits without awaiting, when they need no Redis round trip and
+    /// no delay (`None`: use `on_request`; nothing was counted).
+    pub fn try_sync(&self, req: &mut request::Parts, ctx: &mut RequestCtx<'_>) -> Option<Outcome> {
+        if self.stores.redis.is_some() || self.delays {
+            return None;
+        }
+        let memory = &self.stores.memory;
+        for r in &self.rates {
+            let decision = memory.check(memory.key(&r.key.of(req, ctx)), &r.gcra);
+            if let Some(refused) = rate_decided(ctx, r, &decision) {
+                return Some(refused);
+            }
+        }
+        let now = self.clock.unix_secs();
+        for q in &self.quotas {
+            let (_, reset_at) = quota::window(q.per, now);
+            let (allowed, used) = memory.quota(memory.key(&q.key.of(req, ctx)), reset_at, now, q.limit);
+            if let Some(refused) = quota_decided(ctx, q, allowed, used, reset_at.saturating_sub(now)) {
+                return Some(refused);
+            }
+        }
+        Some(self.acquire_slots(req, ctx))
+    }
+
     pub async fn on_request(&self, req: &mut request::Parts, ctx: &mut RequestCtx<'_>) -> Outcome {
+        if let Some(outcome) = self.try_sync(req, ctx) {
+            return outcome;
+        }
         let memory = &self.stores.memory;
         let mut hold = 0u64;
         for r in &self.rates {
@@ -349,9 +381,8 @@ impl Compiled {
                     }
                 },
             };
-            note(ctx, &r.policy, r.quota, &decision);
-            if !decision.allowed {
-                return too_many(ctx, decision.retry_after);
+            if let Some(refused) = rate_decided(ctx, r, &decision) {
+                return refused;
             }
             hold = hold.max(decision.delay);
         }
@@ -373,20 +404,21 @@ impl Compiled {
                     }
                 },
             };
-            let reset_secs = reset_at.saturating_sub(now);
-            let info = HeaderInfo {
-                policy: q.policy.clone(),
-                limit: q.limit,
-                remaining: q.limit.saturating_sub(used),
-                reset_secs,
-            };
-            if !allowed {
-                // The headers describe the limit that refused.
-                ctx.rate_limit = Some(info);
-                return too_many(ctx, reset_secs * 1_000_000_000);
+            if let Some(refused) = quota_decided(ctx, q, allowed, used, reset_at.saturating_sub(now)) {
+                return refused;
             }
-            keep_tightest(ctx, info);
         }
+        let outcome = self.acquire_slots(req, ctx);
+        if hold > 0 && matches!(outcome, Outcome::Continue) {
+            // Delay mode: released in arrival order, as TAT slots are handed out in order.
+            tokio::time::sleep(Duration::from_nanos(hold)).await;
+        }
+        outcome
+    }
+
+    /// Concurrency slots, held by the request until its response is done.
+    fn acquire_slots(&self, req: &request::Parts, ctx: &mut RequestCtx<'_>) -> Outcome {
+        let memory = &self.stores.memory;
         for c in &self.concurrency {
             let key = memory.key(&c.key.of(req, ctx));
             if !memory.acquire(key, c.max) {
@@ -399,12 +431,33 @@ impl Compiled {
             }
             ctx.slots.push(Slot::new(memory.clone(), key));
         }
-        if hold > 0 {
-            // Delay mode: released in arrival order, as TAT slots are handed out in order.
-            tokio::time::sleep(Duration::from_nanos(hold)).await;
-        }
         Outcome::Continue
     }
+}
+
+/// Notes a rate's decision for the headers; `Some` is the refusal.
+fn rate_decided(ctx: &mut RequestCtx<'_>, r: &RateLimit, decision: &Decision) -> Option<Outcome> {
+    note(ctx, &r.policy, r.quota, decision);
+    (!decision.allowed).then(|| too_many(ctx, decision.retry_after))
+}
+
+/// Notes a quota's state for the headers; `Some` is the refusal.
+fn quota_decided(
+    ctx: &mut RequestCtx<'_>,
+    q: &QuotaLimit,
+    allowed: bool,
+    used: u64,
+    reset_secs: u64,
+) -> Option<Outcome> {
+    let info =
+        HeaderInfo { policy: q.policy.clone(), limit: q.limit, remaining: q.limit.saturating_sub(used), reset_secs };
+    if !allowed {
+        // The headers describe the limit that refused.
+        ctx.rate_limit = Some(info);
+        return Some(too_many(ctx, reset_secs * 1_000_000_000));
+    }
+    keep_tightest(ctx, info);
+    None
 }
 
 fn note(ctx: &mut RequestCtx<'_>, policy: &HeaderValue, limit: u64, d: &Decision) {

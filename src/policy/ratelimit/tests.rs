@@ -121,3 +121,19 @@ fn counter_keys_keep_their_layout() {
     let of = key.of(&req, &ctx);
     assert_eq!(&of[of.len() - 8..], b"\x04\x00\x00\x00acme");
 }
+
+#[tokio::test]
+async fn only_limits_that_never_wait_answer_without_awaiting() {
+    let clock = WallClock::fixed(NOW);
+    let request_id = HeaderValue::from_static("r-1");
+    let mut req = Request::new(()).into_parts().0;
+    let (plain, _) = limits("[ { key: ip, rate: 5/s } ]", "[]", "[]", &clock);
+    let mut ctx = RequestCtx::new("192.0.2.1".parse().unwrap(), &request_id, "route", None);
+    assert!(matches!(plain.unwrap().try_sync(&mut req, &mut ctx), Some(Outcome::Continue)));
+    assert!(ctx.rate_limit.is_some(), "the headers' state is noted");
+    // Delay mode may have to sleep: it is left to the awaiting path, uncounted.
+    let (delayed, _) = limits("[ { key: ip, rate: 5/s, burst: 2, mode: delay, delay: 1 } ]", "[]", "[]", &clock);
+    let mut ctx = RequestCtx::new("192.0.2.1".parse().unwrap(), &request_id, "route", None);
+    assert!(delayed.unwrap().try_sync(&mut req, &mut ctx).is_none());
+    assert!(ctx.rate_limit.is_none(), "nothing counted");
+}
