@@ -374,7 +374,7 @@ def cmd_table(a):
         out.append("`portcullis-jwt` is the plain Portcullis proxy with a route that requires an "
                    "RS256 JWT and a scope (`authorize: { scopes: [...] }`); wrk sends one valid "
                    "token (`Authorization: Bearer ...`) on every request. The gateway caches "
-                   "verified tokens (SHA-256 of the token → identity, until `exp`, at most an "
+                   "verified tokens (a keyed SipHash of the token → identity, until `exp`, at most an "
                    "hour), so with one hot token this is the **cached path**: what a busy client "
                    "with a long-lived token costs (a hash, a lookup, the scope check, the header "
                    "handling). The uncached cost, one RS256 signature check per new token, comes "
