@@ -47,7 +47,7 @@ pub fn check(loaded: &LoadedConfig) -> Result<(), ConfigErrors> {
 /// What the micro-benchmarks in `benches/` measure (not a stable API).
 #[doc(hidden)]
 pub mod bench {
-    pub use crate::policy::auth::cache::{TtlCache, key_of};
+    pub use crate::policy::auth::cache::{TokenCache, TtlCache, key_of};
     pub use crate::policy::ratelimit::gcra::Gcra;
     pub use crate::policy::ratelimit::memory::MemoryStore;
 }

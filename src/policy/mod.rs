@@ -16,7 +16,7 @@
 //! phase or step (`Policy`, `ResponsePolicy`, `compile_route`). Beside it:
 //! `ctx.rs` (what phases share: the request's context, the identity,
 //! rate-limit header info, concurrency slots, `Outcome`), `compile.rs` (what
-//! every `compile` gets), `clock.rs` (wall time). One folder per policy,
+//! every `compile` gets), `clock.rs` (wall time), `prehashed.rs` (maps keyed by secret hashes). One folder per policy,
 //! with `config.rs` (serde types), `mod.rs` (compiled form and behaviour) and
 //! `tests.rs`. A policy imports only those three files of this floor, never
 //! another policy nor this file (`tests/it/layers.rs`).
@@ -35,6 +35,7 @@ pub mod security_headers;
 pub mod clock;
 pub mod compile;
 pub mod ctx;
+pub mod prehashed;
 
 use std::sync::Arc;
 

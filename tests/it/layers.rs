@@ -8,7 +8,7 @@
 //! `proxy`, `server`…), except that these are rooms of their own:
 //! `config::units`, each policy (`policy::<name>`), each policy's serde types
 //! (`policy::<name>::config`), and the policy floor's files (`policy::ctx`,
-//! `policy::compile`, `policy::clock`); `policy` itself is `policy/mod.rs`,
+//! `policy::compile`, `policy::clock`, `policy::prehashed`); `policy` itself is `policy/mod.rs`,
 //! the registry above every policy. So `config` may read a policy's config
 //! types, which import only `config::units`, without reading the policy.
 
@@ -49,7 +49,7 @@ fn room_of(src: &Path, path: &[String]) -> String {
             }
         }
         // The files beside `policy/mod.rs` (the shared context, compile
-        // context, clock) are the floor every policy stands on; `policy`
+        // context, clock, prehashed maps) are the floor every policy stands on; `policy`
         // itself (mod.rs: the phase lists and the registry) sits above them.
         ("policy", Some(name), _) if src.join("policy").join(format!("{name}.rs")).is_file() => {
             format!("policy::{name}")
@@ -255,7 +255,7 @@ fn no_import_circles_between_rooms() {
 }
 
 /// The files beside `policy/mod.rs` that every policy may import.
-const FLOOR: [&str; 3] = ["ctx", "compile", "clock"];
+const FLOOR: [&str; 4] = ["ctx", "compile", "clock", "prehashed"];
 
 #[test]
 fn a_policy_imports_no_other_policy() {

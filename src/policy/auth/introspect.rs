@@ -11,7 +11,7 @@ use http::request;
 
 use super::cache::{TtlCache, key_of};
 use super::config::{ClientAuthMethod, IntrospectionConfig, OnError};
-use super::{Failure, Identity, bearer_token};
+use super::{Failure, Identity, bearer_token, token_text};
 use crate::config::FieldErrors;
 use crate::http::fetch::{Fetcher, form_encode};
 use crate::policy::clock::WallClock;
@@ -67,7 +67,7 @@ impl Introspection {
     }
 
     pub async fn authenticate(&self, req: &mut request::Parts) -> Result<Arc<Identity>, Failure> {
-        let token = bearer_token(req).ok_or(Failure::Invalid)?;
+        let token = bearer_token(req).and_then(token_text).ok_or(Failure::Invalid)?;
         if token.len() > 16 << 10 {
             return Err(Failure::Invalid);
         }

@@ -1,8 +1,8 @@
 //! JWT bearer tokens. Each provider has an explicit algorithm allow-list;
 //! the key's type must match the algorithm (jsonwebtoken refuses HS256
 //! "signed" with an RSA public key), `alg: none` does not exist here, and
-//! verified tokens are cached by SHA-256 until `exp` so that a hot token
-//! costs a hash lookup, not a signature check.
+//! verified tokens are cached until `exp` (`cache::TokenCache`) so that a
+//! hot token costs a hash lookup, not a signature check.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,17 +11,18 @@ use http::{header, request};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
 use super::api_key::{query_param, remove_query_param};
-use super::cache::{TtlCache, key_of};
+use super::cache::TokenCache;
 use super::config::JwtConfig;
 use super::jwks::{KeySet, Keys, Location, RemoteJwks};
-use super::{Failure, Identity, Provider, bearer_token};
+use super::{Failure, Identity, Provider, bearer_token, token_text};
 use crate::config::FieldErrors;
 use crate::http::fetch::Fetcher;
 use crate::policy::clock::WallClock;
 use crate::policy::compile::CompileCtx;
 
-/// Verified tokens kept at once (per provider).
+/// Verified tokens kept at once (per provider), and their bytes at most.
 const CACHE_CAPACITY: usize = 100_000;
+const CACHE_BYTES: usize = 64 << 20;
 /// A cached verification is re-done at least this often.
 const MAX_CACHE_TTL: Duration = Duration::from_secs(3600);
 
@@ -37,7 +38,7 @@ pub struct Jwt {
     cookie: Option<String>,
     query: Option<String>,
     max_token_size: usize,
-    cache: TtlCache<Arc<Identity>>,
+    cache: TokenCache<Arc<Identity>>,
     /// `exp`, `nbf` and `max_age` are checked here against this clock
     /// (not by jsonwebtoken, which reads the system's), with `leeway`.
     clock: WallClock,
@@ -223,7 +224,7 @@ impl Jwt {
             cookie: cfg.token.cookie.clone(),
             query: cfg.token.query.clone(),
             max_token_size: cfg.max_token_size.0 as usize,
-            cache: TtlCache::new(CACHE_CAPACITY),
+            cache: TokenCache::new(CACHE_CAPACITY, CACHE_BYTES),
             clock: WallClock::system(),
             leeway: cfg.leeway.0.as_secs(),
         })
@@ -245,12 +246,12 @@ impl Jwt {
         }
     }
 
-    pub fn token<'r>(&self, req: &'r request::Parts) -> Option<&'r str> {
+    pub fn token<'r>(&self, req: &'r request::Parts) -> Option<&'r [u8]> {
         if let Some(c) = &self.cookie {
-            return cookie(req, c);
+            return cookie(req, c).map(str::as_bytes);
         }
         if let Some(q) = &self.query {
-            return query_param(req.uri.query()?, q);
+            return query_param(req.uri.query()?, q).map(str::as_bytes);
         }
         bearer_token(req)
     }
@@ -262,7 +263,7 @@ impl Jwt {
         let Some(token) = self.token(req).filter(|t| t.len() <= self.max_token_size) else {
             return Some(Err(Failure::Invalid));
         };
-        let identity = self.cache.get(&key_of(&[token.as_bytes()]))?;
+        let identity = self.cache.get(token)?;
         self.remove_token(req);
         Some(Ok(identity))
     }
@@ -271,10 +272,10 @@ impl Jwt {
         if let Some(answer) = self.try_cached(req) {
             return answer;
         }
-        let token = self.token(req).ok_or(Failure::Invalid)?;
+        let token = self.token(req).and_then(token_text).ok_or(Failure::Invalid)?;
         let (id, ttl) = self.verify(token).await?;
         let id = Arc::new(id);
-        self.cache.insert(key_of(&[token.as_bytes()]), id.clone(), ttl.min(MAX_CACHE_TTL));
+        self.cache.insert(token.as_bytes(), id.clone(), ttl.min(MAX_CACHE_TTL));
         self.remove_token(req);
         Ok(id)
     }

@@ -123,17 +123,24 @@ impl Provider {
     }
 }
 
-/// `Authorization: Bearer <token>`: the scheme in any case, a space, and a
-/// token of visible ASCII. One pass over the value (`to_str`), then fixed
-/// offsets: it runs twice for every request of a token route.
-pub(crate) fn bearer_token(req: &request::Parts) -> Option<&str> {
-    let v = req.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+/// `Authorization: Bearer <token>`: the scheme in any case, a space, and
+/// the token's bytes, spaces around them trimmed. Not checked further here:
+/// it runs twice for every request of a token route, and a cache hit needs
+/// no more (only verified tokens are cached, and they are matched exactly);
+/// what is verified goes through `token_text` first.
+pub(crate) fn bearer_token(req: &request::Parts) -> Option<&[u8]> {
+    let v = req.headers.get(header::AUTHORIZATION)?.as_bytes();
     let (scheme, rest) = v.split_at_checked(6)?;
-    if !scheme.eq_ignore_ascii_case("bearer") || !rest.starts_with(' ') {
+    if !scheme.eq_ignore_ascii_case(b"bearer") || rest.first() != Some(&b' ') {
         return None;
     }
     let token = rest.trim_ascii();
     (!token.is_empty()).then_some(token)
+}
+
+/// A token as text: visible ASCII only (no spaces, controls or obs-text).
+pub(crate) fn token_text(token: &[u8]) -> Option<&str> {
+    if token.iter().all(|b| b.is_ascii_graphic()) { std::str::from_utf8(token).ok() } else { None }
 }
 
 /// The compiled identity header names.

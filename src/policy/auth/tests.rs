@@ -315,7 +315,10 @@ mod introspection {
 
 #[test]
 fn bearer_tokens_are_read_strictly() {
-    let token = |v: &str| super::bearer_token(&request_with("authorization", v)).map(String::from);
+    let token = |v: &str| {
+        let req = request_with("authorization", v);
+        super::bearer_token(&req).map(|t| String::from_utf8(t.to_vec()).unwrap())
+    };
     assert_eq!(token("Bearer abc.def"), Some("abc.def".into()));
     assert_eq!(token("bearer abc"), Some("abc".into()), "the scheme in any case");
     assert_eq!(token("BEARER   abc  "), Some("abc".into()), "spaces around the token");
@@ -325,5 +328,9 @@ fn bearer_tokens_are_read_strictly() {
     assert_eq!(token("Bearer"), None);
     let mut req = request_with("authorization", "x");
     req.headers.insert("authorization", HeaderValue::from_bytes("Bearer t\u{e9}".as_bytes()).unwrap());
-    assert_eq!(super::bearer_token(&req), None, "only visible ASCII");
+    let raw = super::bearer_token(&req).expect("read as bytes");
+    assert_eq!(super::token_text(raw), None, "verified only if visible ASCII");
+    assert_eq!(super::token_text(b"a b"), None);
+    assert_eq!(super::token_text(b"a\x01"), None);
+    assert_eq!(super::token_text(b"abc.def-_~+/="), Some("abc.def-_~+/="));
 }

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::time::Instant;
 
 use super::gcra::{Decision, Gcra};
+use crate::policy::prehashed::PreHashed;
 
 const SHARDS: usize = 64;
 
@@ -38,43 +39,6 @@ type Shard<V> = Mutex<HashMap<u128, V, PreHashed>>;
 
 fn shards<V>() -> Vec<Shard<V>> {
     (0..SHARDS).map(|_| Mutex::new(HashMap::default())).collect()
-}
-
-/// The maps' hasher: their keys are already xxh3 under the store's random
-/// seed (`MemoryStore::key`), so clients can neither choose nor predict
-/// them, and hashing them again with SipHash (~500 instructions a check)
-/// buys no protection against flooding. The key's bits are the hash.
-#[derive(Debug, Clone, Copy, Default)]
-struct PreHashed;
-
-impl std::hash::BuildHasher for PreHashed {
-    type Hasher = PreHashedKey;
-
-    fn build_hasher(&self) -> PreHashedKey {
-        PreHashedKey(0)
-    }
-}
-
-#[derive(Debug, Default)]
-struct PreHashedKey(u64);
-
-impl std::hash::Hasher for PreHashedKey {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `u128` keys reach here (`write_u128`); stay correct for anything else.
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u128(&mut self, n: u128) {
-        self.0 = (n as u64) ^ ((n >> 64) as u64);
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
