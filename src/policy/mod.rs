@@ -151,6 +151,16 @@ impl Policy {
         }
     }
 
+    /// Whether this policy reads or changes the request's headers (so that
+    /// the identity headers must be in them by then).
+    fn reads_headers(&self) -> bool {
+        match self {
+            Policy::Limit(l) | Policy::LimitByIp(l) => l.reads_headers(),
+            Policy::RequestHeaders(_) => true,
+            Policy::Ip(_) | Policy::Authenticate(_) | Policy::Authorize(_) => false,
+        }
+    }
+
     async fn on_request(&self, req: &mut request::Parts, ctx: &mut RequestCtx<'_>) -> Outcome {
         match self {
             Policy::Ip(ip) => ip.on_request(ctx),
@@ -260,6 +270,10 @@ pub struct Chain {
     /// The security-headers step: kept apart, as the one response step a
     /// writer can still apply to raw upstream lines (`wire::field_edits`).
     security: Arc<FieldEdits>,
+    /// Whether the engine writes the identity headers (with the upstream
+    /// request's edits, or into the map for a responder): when no phase
+    /// after authentication reads the headers. Else authentication sets them.
+    identity_by_engine: bool,
 }
 
 impl Chain {
@@ -267,13 +281,33 @@ impl Chain {
         // Stable: policies of one phase keep their config order.
         request.sort_by_key(Policy::phase);
         response.sort_by_key(ResponsePolicy::step);
-        Chain { request, response, security }
+        // The identity headers cost a map insert each when authentication
+        // sets them; the engine writes them as lines instead, unless a later
+        // phase (a header-keyed limit, `request_headers`) must see them.
+        let mut identity_by_engine = false;
+        if let Some(at) = request.iter().position(|p| matches!(p, Policy::Authenticate(_))) {
+            let read_later = request[at + 1..].iter().any(Policy::reads_headers);
+            if let Policy::Authenticate(auth) = &mut request[at] {
+                if read_later {
+                    auth.set_headers_now();
+                } else {
+                    identity_by_engine = true;
+                }
+            }
+        }
+        Chain { request, response, security, identity_by_engine }
     }
 
     /// The chain of responses without a route (404, 405, refusals): the
     /// default security headers only.
     pub fn without_route(security: Arc<FieldEdits>) -> Chain {
-        Chain { request: Vec::new(), response: Vec::new(), security }
+        Chain { request: Vec::new(), response: Vec::new(), security, identity_by_engine: false }
+    }
+
+    /// Whether the engine writes the identity headers of the request's
+    /// identity (`auth::IdentityHeaders::lines`), rather than authentication.
+    pub fn identity_by_engine(&self) -> bool {
+        self.identity_by_engine
     }
 
     pub fn has_request_policies(&self) -> bool {

@@ -33,6 +33,8 @@ pub(super) struct Forward<'a> {
     pub values: &'a [&'a str],
     /// The client's `Host`, as routing read it.
     pub host_header: Option<&'a HeaderValue>,
+    /// Identity header lines to add (names, values), when the engine writes them.
+    pub identity: Option<(&'a [HeaderName], &'a [Option<HeaderValue>])>,
 }
 
 /// The client side of a WebSocket upgrade that a route allows.
@@ -116,6 +118,9 @@ pub(super) fn forward(
         };
         if let Some(h) = host {
             edits.set(header::HOST, h);
+        }
+        if let Some((names, values)) = f.identity {
+            edits.add(names, values);
         }
         parts.version = Version::HTTP_11;
 

@@ -145,6 +145,12 @@ pub fn handle<P: Deref<Target = Plan>>(
             } else {
                 Outcome::Continue
             };
+            // The identity headers, when authentication left them to the engine:
+            // lines added to the upstream request, or map entries for a responder.
+            let identity = match &ctx.identity {
+                Some(id) if route.policies.identity_by_engine() => Some(plan.identity_headers.lines(id)),
+                _ => None,
+            };
             // Action (unless a phase answered).
             let result = match outcome {
                 Outcome::Respond(resp) => Ok(full(resp)),
@@ -158,10 +164,14 @@ pub fn handle<P: Deref<Target = Plan>>(
                             path: &path,
                             values: &found.values,
                             host_header: host_header.as_ref(),
+                            identity,
                         };
                         forward::forward(target, parts, body, client_upgrade).await
                     }
                     Action::Respond(responder) => {
+                        if let Some(id) = ctx.identity.as_deref().filter(|_| identity.is_some()) {
+                            plan.identity_headers.insert_into(&mut parts.headers, id);
+                        }
                         let params = route.params.iter().map(|n| &**n).zip(found.values.iter().copied()).collect();
                         let info = EchoInfo {
                             path: &path,

@@ -20,7 +20,7 @@ use super::hop_by_hop;
 use super::names::X_FORWARDED_HOST;
 
 #[derive(Debug, Default)]
-pub struct HeaderEdits {
+pub struct HeaderEdits<'a> {
     /// Set, replacing the client's lines of the same name, in this order
     /// (inline: a request sets four, X-Forwarded-For/Proto/Host and
     /// X-Request-Id; the edits live in the request's future, which is moved
@@ -31,6 +31,10 @@ pub struct HeaderEdits {
     /// Client lines left out without replacement.
     drop_forwarded: bool,
     drop_forwarded_host: bool,
+    /// Added after the set lines: names the client's request cannot carry
+    /// (removed when it arrived), each with its value where it has one.
+    /// Borrowed: the identity headers, rendered once per identity.
+    added: Option<(&'a [HeaderName], &'a [Option<HeaderValue>])>,
 }
 
 /// How the upstream request's body is framed: decided from the body the
@@ -67,7 +71,7 @@ impl RequestFraming {
     }
 }
 
-impl HeaderEdits {
+impl<'a> HeaderEdits<'a> {
     /// Sets `name` to `value` upstream, whatever the client sent.
     pub fn set(&mut self, name: HeaderName, value: HeaderValue) {
         if name == header::HOST {
@@ -75,6 +79,13 @@ impl HeaderEdits {
         } else {
             self.set.push((name, value));
         }
+    }
+
+    /// Adds `names[i]: values[i]` where `values[i]` is `Some`. The caller
+    /// has removed these names from the client's request: they are not
+    /// checked against its lines.
+    pub fn add(&mut self, names: &'a [HeaderName], values: &'a [Option<HeaderValue>]) {
+        self.added = Some((names, values));
     }
 
     /// `Forwarded` from the client is not passed on.
@@ -105,9 +116,11 @@ impl HeaderEdits {
             || self.set.iter().any(|(n, _)| n == name))
     }
 
-    /// The lines set, after the client's (`Host` aside, see `host`).
+    /// The lines set and added, after the client's (`Host` aside, see `host`).
     pub fn lines(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
-        self.set.iter().map(|(n, v)| (n, v))
+        let (names, values) = self.added.unwrap_or_default();
+        let added = names.iter().zip(values).filter_map(|(n, v)| Some((n, v.as_ref()?)));
+        self.set.iter().map(|(n, v)| (n, v)).chain(added)
     }
 
     /// Makes the same edits to a map, framed as `framing` says (hyper's
@@ -128,6 +141,13 @@ impl HeaderEdits {
         }
         if let Some(host) = self.host {
             headers.insert(header::HOST, host);
+        }
+        if let Some((names, values)) = self.added {
+            for (name, value) in names.iter().zip(values) {
+                if let Some(value) = value {
+                    headers.insert(name.clone(), value.clone());
+                }
+            }
         }
         for (name, value) in self.set {
             headers.insert(name, value);

@@ -37,7 +37,7 @@ const MAX_INTERIM: usize = 8;
 /// is absolute; only its path and query go on the request line (origin-form).
 pub fn encode_head(
     parts: &request::Parts,
-    edits: &HeaderEdits,
+    edits: &HeaderEdits<'_>,
     authority: &str,
     framing: RequestFraming,
     out: &mut Vec<u8>,
@@ -462,7 +462,15 @@ mod tests {
             req = req.header(n, v);
         }
         let (parts, ()) = req.body(()).unwrap().into_parts();
-        let cases: [fn(&mut HeaderEdits); 3] = [
+        // Identity-style lines: names the client's request no longer has.
+        static ADDED: [HeaderName; 3] = [
+            HeaderName::from_static("x-auth-subject"),
+            HeaderName::from_static("x-consumer-id"),
+            HeaderName::from_static("x-auth-scopes"),
+        ];
+        static VALUES: [Option<HeaderValue>; 3] =
+            [Some(HeaderValue::from_static("alice")), None, Some(HeaderValue::from_static("read write"))];
+        let cases: [fn(&mut HeaderEdits<'static>); 4] = [
             |_| {},
             |e| {
                 e.set(header::HOST, HeaderValue::from_static("backend"));
@@ -474,13 +482,20 @@ mod tests {
                 e.drop_forwarded_host();
                 e.set(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static("http"));
             },
+            |e| {
+                e.set(HeaderName::from_static("x-request-id"), HeaderValue::from_static("gw-id"));
+                e.add(&ADDED, &VALUES);
+            },
         ];
         // The engine removes what `Connection` lists as the request arrives.
         let mut parts = parts;
         hop_by_hop::strip(&mut parts.headers, true);
-        for (case, framing) in
-            cases.into_iter().zip([RequestFraming::Empty, RequestFraming::Length(7), RequestFraming::Length(0)])
-        {
+        for (case, framing) in cases.into_iter().zip([
+            RequestFraming::Empty,
+            RequestFraming::Length(7),
+            RequestFraming::Length(0),
+            RequestFraming::Length(3),
+        ]) {
             let mut edits = HeaderEdits::default();
             case(&mut edits);
             let mut streamed = Vec::new();
@@ -493,6 +508,10 @@ mod tests {
             assert_eq!(fields, mapped);
             assert!(fields.iter().all(|l| !l.starts_with("x-secret-hop") && !l.starts_with("expect")), "{fields:?}");
             assert!(fields.contains(&"te: trailers".to_string()), "{fields:?}");
+            if framing == RequestFraming::Length(3) {
+                assert!(fields.contains(&"x-auth-scopes: read write".to_string()), "{fields:?}");
+                assert!(!fields.iter().any(|l| l.starts_with("x-consumer-id")), "{fields:?}");
+            }
         }
     }
 

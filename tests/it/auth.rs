@@ -488,3 +488,56 @@ async fn a_reload_during_an_idp_outage_keeps_the_keys() {
     // A token never seen before still verifies: the key set survived the reload.
     assert_eq!(get(&s.url("/api"), &[("authorization", &token(2))]).await.status, 200);
 }
+
+/// The identity headers arrive the same whichever writes them: the engine
+/// as lines of the upstream request (a plain route), authentication into the
+/// map (a route whose later phases read headers), or the map of a responder.
+#[tokio::test]
+async fn identity_headers_reach_the_service_on_every_path() {
+    let auth = format!("  hs: {{ jwt: {{ algorithms: [HS256], secret: \"{SECRET}\" }} }}\n");
+    let routes = r#"  - { name: plain, match: { path_prefix: /plain }, upstream: svc, authenticate: [hs] }
+  - name: edited
+    match: { path_prefix: /edited }
+    upstream: svc
+    authenticate: [hs]
+    request_headers: { set: { X-Auth-Scopes: overridden }, remove: [ X-Auth-Subject ] }
+  - name: limited
+    match: { path_prefix: /limited }
+    upstream: svc
+    authenticate: [hs]
+    rate_limit: [ { key: { header: X-Auth-Subject }, rate: 1/min } ]
+  - { name: echoed, match: { path_prefix: /echoed }, echo: {}, authenticate: [hs] }
+"#;
+    let s = setup(&auth, "  []", routes, &[]).await;
+    let alice = bearer(&sign_hs(Algorithm::HS256, SECRET, &claims(json!({ "scope": "a b" }))));
+    let bob = bearer(&sign_hs(Algorithm::HS256, SECRET, &claims(json!({ "sub": "bob" }))));
+    let spoofed = [("x-auth-subject", "root"), ("x-consumer-id", "admin")];
+
+    // Twice: the first request verifies, the second is answered from the cache.
+    for _ in 0..2 {
+        let r = get(&s.url("/plain"), &[&[("authorization", alice.as_str())][..], &spoofed].concat()).await;
+        assert_eq!(r.status, 200);
+        let h = &r.json()["headers"];
+        assert_eq!(
+            (&h["x-auth-subject"], &h["x-auth-scopes"], &h["x-auth-provider"]),
+            (&json!("alice"), &json!("a b"), &json!("hs"))
+        );
+        assert!(h.get("x-consumer-id").is_none(), "no consumer, and the client's value is gone: {h}");
+    }
+
+    let r = get(&s.url("/edited"), &[("authorization", alice.as_str())]).await;
+    let h = &r.json()["headers"];
+    assert_eq!(h["x-auth-scopes"], "overridden", "request_headers runs after authentication and wins");
+    assert!(h.get("x-auth-subject").is_none(), "and can remove an identity header: {h}");
+    assert_eq!(h["x-auth-provider"], "hs");
+
+    // A limit keyed by an identity header counts per subject.
+    assert_eq!(get(&s.url("/limited"), &[("authorization", alice.as_str())]).await.status, 200);
+    assert_eq!(get(&s.url("/limited"), &[("authorization", alice.as_str())]).await.status, 429);
+    assert_eq!(get(&s.url("/limited"), &[("authorization", bob.as_str())]).await.status, 200);
+
+    let r = get(&s.url("/echoed"), &[&[("authorization", alice.as_str())][..], &spoofed].concat()).await;
+    let h = &r.json()["headers"];
+    assert_eq!((&h["x-auth-subject"], &h["x-auth-scopes"]), (&json!(["alice"]), &json!(["a b"])));
+    assert!(h.get("x-consumer-id").is_none(), "{h}");
+}

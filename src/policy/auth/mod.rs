@@ -143,14 +143,11 @@ pub(crate) fn token_text(token: &[u8]) -> Option<&str> {
     if token.iter().all(|b| b.is_ascii_graphic()) { std::str::from_utf8(token).ok() } else { None }
 }
 
-/// The compiled identity header names.
+/// The compiled identity header names, in `render`'s order: consumer,
+/// groups, subject, scopes, provider.
 #[derive(Debug, Clone)]
 pub struct IdentityHeaders {
-    consumer: HeaderName,
-    subject: HeaderName,
-    scopes: HeaderName,
-    groups: HeaderName,
-    provider: HeaderName,
+    names: [HeaderName; 5],
 }
 
 impl IdentityHeaders {
@@ -163,11 +160,13 @@ impl IdentityHeaders {
             })
         };
         let out = IdentityHeaders {
-            consumer: name("consumer", &cfg.consumer),
-            subject: name("subject", &cfg.subject),
-            scopes: name("scopes", &cfg.scopes),
-            groups: name("groups", &cfg.groups),
-            provider: name("provider", &cfg.provider),
+            names: [
+                name("consumer", &cfg.consumer),
+                name("groups", &cfg.groups),
+                name("subject", &cfg.subject),
+                name("scopes", &cfg.scopes),
+                name("provider", &cfg.provider),
+            ],
         };
         // Stripping these from every request must not remove what requests need.
         const RESERVED: [&str; 8] = [
@@ -180,7 +179,7 @@ impl IdentityHeaders {
             "connection",
             "te",
         ];
-        let names = [&out.consumer, &out.subject, &out.scopes, &out.groups, &out.provider];
+        let names = &out.names;
         for (i, n) in names.iter().enumerate() {
             if RESERVED.contains(&n.as_str()) {
                 // At `identity_headers` itself: the offending name may come from a default.
@@ -194,14 +193,19 @@ impl IdentityHeaders {
 
     /// Removes every identity header (done for every client request).
     pub fn strip(&self, headers: &mut http::HeaderMap) {
-        let names = [&self.consumer, &self.subject, &self.scopes, &self.groups, &self.provider];
-        crate::wire::remove::remove_all(headers, names);
+        crate::wire::remove::remove_all(headers, &self.names);
     }
 
-    fn set(&self, headers: &mut http::HeaderMap, id: &Identity) {
-        let values = id.rendered.get_or_init(|| render(id));
-        let names = [&self.consumer, &self.groups, &self.subject, &self.scopes, &self.provider];
-        for (name, value) in names.into_iter().zip(values) {
+    /// The names and `id`'s values (rendered once per identity; `None`
+    /// where the identity has no such field).
+    pub fn lines<'a>(&'a self, id: &'a Identity) -> (&'a [HeaderName], &'a [Option<HeaderValue>]) {
+        (&self.names, id.rendered.get_or_init(|| render(id)))
+    }
+
+    /// Sets `id`'s headers in a request's map.
+    pub fn insert_into(&self, headers: &mut http::HeaderMap, id: &Identity) {
+        let (names, values) = self.lines(id);
+        for (name, value) in names.iter().zip(values) {
             if let Some(value) = value {
                 headers.insert(name.clone(), value.clone());
             }
@@ -214,6 +218,10 @@ impl IdentityHeaders {
 pub struct RouteAuth {
     providers: Vec<Arc<Provider>>,
     headers: Arc<IdentityHeaders>,
+    /// Whether the identity headers go into the request's map here (when a
+    /// later phase reads the headers); else the engine writes them with
+    /// the upstream request's other edits (`IdentityHeaders::lines`).
+    headers_now: bool,
 }
 
 /// A route's `authenticate` list: any one of these providers suffices.
@@ -238,7 +246,7 @@ pub fn compile(names: &[String], cx: &mut CompileCtx<'_>) -> Result<RouteAuth, F
         Some(h) => h.clone(),
         None => Arc::new(IdentityHeaders::compile(&Default::default(), cx)?),
     };
-    let auth = RouteAuth { providers, headers };
+    let auth = RouteAuth { providers, headers, headers_now: false };
     if auth.bearer_providers() > 1 {
         errors.add(
             "",
@@ -249,6 +257,12 @@ pub fn compile(names: &[String], cx: &mut CompileCtx<'_>) -> Result<RouteAuth, F
 }
 
 impl RouteAuth {
+    /// Sets the identity headers in the request's map as soon as the
+    /// identity is known, for a later phase that reads or changes headers.
+    pub fn set_headers_now(&mut self) {
+        self.headers_now = true;
+    }
+
     /// Two bearer-token providers on one route would shadow each other (the
     /// first present credential decides): refused until tokens are routed by issuer.
     pub fn bearer_providers(&self) -> usize {
@@ -288,7 +302,9 @@ impl RouteAuth {
     ) -> Outcome {
         match answer {
             Ok(identity) => {
-                self.headers.set(&mut req.headers, &identity);
+                if self.headers_now {
+                    self.headers.insert_into(&mut req.headers, &identity);
+                }
                 ctx.identity = Some(identity);
                 Outcome::Continue
             }
@@ -321,7 +337,7 @@ impl RouteAuth {
     }
 }
 
-/// The identity headers' values, in `IdentityHeaders::set`'s order; `None`
+/// The identity headers' values, in `IdentityHeaders::names`' order; `None`
 /// for what the identity lacks or what is not a valid header value.
 fn render(id: &Identity) -> [Option<HeaderValue>; 5] {
     let value = |v: &str| HeaderValue::try_from(v).ok();

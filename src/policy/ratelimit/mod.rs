@@ -235,6 +235,16 @@ pub struct Compiled {
     delays: bool,
 }
 
+impl Compiled {
+    /// Whether a key reads a request header (the engine then writes the
+    /// identity headers before this phase, as a key may name one).
+    pub fn reads_headers(&self) -> bool {
+        let keys = self.rates.iter().map(|r| &r.key);
+        let keys = keys.chain(self.quotas.iter().map(|q| &q.key)).chain(self.concurrency.iter().map(|c| &c.key));
+        keys.flat_map(|k| &k.parts).any(|p| matches!(p, Part::Header(_)))
+    }
+}
+
 /// A route's limits for the `limit_by_ip` and the `limit` phase.
 pub type PhasedLimits = (Option<Compiled>, Option<Compiled>);
 

@@ -142,7 +142,7 @@ impl H1Pool {
         self: &Arc<Self>,
         parts: &mut request::Parts,
         body: &mut RequestBody,
-        edits: &HeaderEdits,
+        edits: &HeaderEdits<'_>,
         timeout: Duration,
     ) -> Result<UpstreamResponse, BoxError> {
         let now = Instant::now();
