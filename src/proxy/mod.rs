@@ -39,6 +39,7 @@ use crate::router::{Miss, RequestView};
 use crate::wire::hop_by_hop;
 
 use crate::wire::field_edits::ResponseEdits;
+use crate::wire::limit_fields::LimitFields;
 pub use body::Body;
 pub use forward::Tunnel;
 
@@ -70,7 +71,7 @@ pub fn handle<P: Deref<Target = Plan>>(
         // One function, not a nested `async fn`: the nested one's future (several
         // KiB) was copied into this one's on every request.
         // The rate-limit headers of a limited route (the first response step).
-        let mut limit_fields = Vec::new();
+        let mut limit_fields = None;
         let (route, result): (Option<&Route>, Result<Response<Body>, GatewayError>) = 'serve: {
             let request_id = request_id_ref;
             let listener = match admit(plan, conn, &req) {
@@ -243,7 +244,7 @@ impl Present {
 pub fn refuse(plan: &Plan, conn: &ConnInfo, status: StatusCode, detail: &str) -> Response<Body> {
     let request_id = request_id::generate();
     let mut resp = full(problem::problem(status, detail, &request_id));
-    finish(plan, None, conn, None, &mut resp, Vec::new());
+    finish(plan, None, conn, None, &mut resp, None);
     resp.headers_mut().insert(request_id::HEADER, request_id);
     resp
 }
@@ -306,7 +307,7 @@ fn finish(
     conn: &ConnInfo,
     origin: Option<&HeaderValue>,
     resp: &mut Response<Body>,
-    limit_fields: Vec<(http::HeaderName, HeaderValue)>,
+    limit_fields: Option<LimitFields>,
 ) {
     let chain = route.map_or(&plan.without_route, |r| &r.policies);
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -314,10 +315,10 @@ fn finish(
     // lines go out as received and the writer applies them; else a step
     // must see the map. A 101 keeps its head untouched.
     let writer_edits = !switching && conn.hsts.is_none() && !chain.edits_map();
-    let mut limit_fields = Some(limit_fields);
+    let mut limit_fields = limit_fields;
     if writer_edits
         && body::defer_edits(resp, || ResponseEdits {
-            set: limit_fields.take().unwrap_or_default(),
+            limits: limit_fields.take(),
             fields: chain.security().clone(),
             request_id: None,
         })
@@ -325,8 +326,8 @@ fn finish(
         return;
     }
     let headers = body::headers_mut(resp);
-    for (name, value) in limit_fields.into_iter().flatten() {
-        headers.insert(name, value);
+    if let Some(limits) = &limit_fields {
+        limits.insert_into(headers);
     }
     chain.on_response(headers, &ResponseCtx { origin, switching });
     if let Some(hsts) = &conn.hsts {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::field;
+use super::limit_fields::LimitFields;
 use super::names::{LengthMask, X_REQUEST_ID};
 
 #[derive(Debug, Clone, Default)]
@@ -112,9 +113,8 @@ fn render(fields: &[(HeaderName, HeaderValue)]) -> Vec<u8> {
 /// does the same to a map (for every other writer).
 #[derive(Debug, Clone)]
 pub struct ResponseEdits {
-    /// Set first, replacing the upstream's lines of the same name (empty
-    /// for most responses: no allocation).
-    pub set: Vec<(HeaderName, HeaderValue)>,
+    /// Set first, replacing the upstream's lines of the same names.
+    pub limits: Option<LimitFields>,
     pub fields: Arc<FieldEdits>,
     pub request_id: Option<HeaderValue>,
 }
@@ -122,8 +122,8 @@ pub struct ResponseEdits {
 impl ResponseEdits {
     /// Exactly what the engine would have done to the map.
     pub fn apply(self, headers: &mut HeaderMap) {
-        for (name, value) in self.set {
-            headers.insert(name, value);
+        if let Some(limits) = &self.limits {
+            limits.insert_into(headers);
         }
         self.fields.apply(headers);
         if let Some(id) = self.request_id {
@@ -137,13 +137,15 @@ impl ResponseEdits {
         if self.request_id.is_some() && name == X_REQUEST_ID {
             return Passing::Dropped;
         }
-        if self.set.iter().any(|(n, _)| n == name) {
+        if let Some(limits) = &self.limits
+            && limits.sets(name)
+        {
             return Passing::Dropped;
         }
         self.fields.passing(name)
     }
 
-    /// What becomes of one of the `set` fields, once the route's field
+    /// What becomes of one of the `limits` fields, once the route's field
     /// edits apply to it.
     pub fn passing_set(&self, name: &HeaderName) -> Passing {
         if self.request_id.is_some() && name == X_REQUEST_ID {

@@ -175,16 +175,18 @@ fn write_raw(
         out.extend_from_slice(b"\r\n");
     }
     let Some(e) = edits else { return };
-    for (name, value) in &e.set {
-        if seen.skips(name, framing, status) {
-            continue;
+    if let Some(limits) = &e.limits {
+        for (name, which) in limits.fields() {
+            if seen.skips(name, framing, status) {
+                continue;
+            }
+            match e.passing_set(name) {
+                Passing::Dropped => continue,
+                Passing::KeptForDefault(i) => present |= 1 << (i % 64),
+                Passing::Kept => {}
+            }
+            limits.write_line(name, which, out);
         }
-        match e.passing_set(name) {
-            Passing::Dropped => continue,
-            Passing::KeptForDefault(i) => present |= 1 << (i % 64),
-            Passing::Kept => {}
-        }
-        field::write(out, name.as_str().as_bytes(), value.as_bytes());
     }
     if present == 0 {
         // The usual case: the upstream sent none of them; one copy.
@@ -335,6 +337,8 @@ mod tests {
             ("Content-Length", "2"),
             ("Vary", "Accept"),
             ("vary", "Origin"),
+            ("RateLimit", "\"upstream\";r=1;t=1"),
+            ("X-RateLimit-Remaining", "1"),
             ("Date", "Sun, 06 Nov 1994 08:49:37 GMT"),
         ];
         // Also an upstream that sets none of the defaults (they are then
@@ -347,26 +351,36 @@ mod tests {
         removing.push(HeaderName::from_static("x-frame-options"));
         let removing_a_default = FieldEdits::new(defaults(), Vec::new(), removing);
         let off = FieldEdits::default();
-        // Fields set for one response (the rate-limit headers): new names,
-        // one the upstream also sent, one that is a default, one removed.
-        let per_response = [
-            Vec::new(),
-            vec![
-                field("ratelimit-policy", "\"r\";q=10;w=1"),
-                field("ratelimit", "\"r\";r=9;t=1"),
-                field("vary", "Accept-Encoding"),
-                field("x-frame-options", "SAMEORIGIN"),
-                field("server", "gateway"),
-            ],
-        ];
-        for cfg in [plain, set, removing_a_default, off] {
+        // Edits that touch the rate-limit names too: one a default, one
+        // always set, one removed.
+        let mut touching = banners();
+        touching.push(HeaderName::from_static("x-ratelimit-limit"));
+        let touching_limits = FieldEdits::new(
+            vec![field("ratelimit-policy", "\"default\""), field("x-content-type-options", "nosniff")],
+            vec![field("x-ratelimit-reset", "0")],
+            touching,
+        );
+        // The rate-limit fields set for one response: none, the IETF pair,
+        // all five (one of them, `RateLimit`, also sent by the upstream).
+        let limits = |ietf, legacy| {
+            Some(crate::wire::limit_fields::LimitFields {
+                ietf,
+                legacy,
+                policy: http::HeaderValue::from_static("\"r\";q=10;w=1"),
+                limit: 10,
+                remaining: 9,
+                reset_secs: 1,
+            })
+        };
+        let per_response = [None, limits(true, false), limits(true, true)];
+        for cfg in [plain, set, removing_a_default, touching_limits, off] {
             let cfg = std::sync::Arc::new(cfg);
             for (request_id, upstream, extra) in [None, Some(http::HeaderValue::from_static("abc"))]
                 .into_iter()
                 .flat_map(|id| [(id.clone(), &upstream[..]), (id, &none_of_the_defaults[..])])
                 .flat_map(|(id, up)| per_response.iter().map(move |extra| (id.clone(), up, extra.clone())))
             {
-                let edits = ResponseEdits { set: extra, fields: cfg.clone(), request_id };
+                let edits = ResponseEdits { limits: extra, fields: cfg.clone(), request_id };
                 let raw = RawHeaders::from_pairs(upstream);
                 for (status, framing) in
                     [(StatusCode::OK, BodyFraming::Length(2)), (StatusCode::NOT_MODIFIED, BodyFraming::None)]

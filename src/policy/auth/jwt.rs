@@ -26,6 +26,16 @@ const CACHE_BYTES: usize = 64 << 20;
 /// A cached verification is re-done at least this often.
 const MAX_CACHE_TTL: Duration = Duration::from_secs(3600);
 
+/// What the cache says about a request's token.
+pub enum Cached {
+    /// The request has no token for this provider.
+    Absent,
+    /// Decided without verifying (a cached token, or one too large).
+    Answer(Result<Arc<Identity>, Failure>),
+    /// A token to verify (`Jwt::authenticate`).
+    Verify,
+}
+
 #[derive(Debug)]
 pub struct Jwt {
     name: Arc<str>,
@@ -257,20 +267,23 @@ impl Jwt {
     }
 
     /// The answer when it needs no verification: a token already verified
-    /// (and cached until its `exp`), or none that could be. `None`: verify
-    /// (`authenticate`); nothing was changed.
-    pub fn try_cached(&self, req: &mut request::Parts) -> Option<Result<Arc<Identity>, Failure>> {
-        let Some(token) = self.token(req).filter(|t| t.len() <= self.max_token_size) else {
-            return Some(Err(Failure::Invalid));
-        };
-        let identity = self.cache.get(token)?;
+    /// (and cached until its `exp`), or one too large to be. Nothing is
+    /// changed unless it answers.
+    pub fn try_cached(&self, req: &mut request::Parts) -> Cached {
+        let Some(token) = self.token(req) else { return Cached::Absent };
+        if token.len() > self.max_token_size {
+            return Cached::Answer(Err(Failure::Invalid));
+        }
+        let Some(identity) = self.cache.get(token) else { return Cached::Verify };
         self.remove_token(req);
-        Some(Ok(identity))
+        Cached::Answer(Ok(identity))
     }
 
     pub async fn authenticate(&self, req: &mut request::Parts) -> Result<Arc<Identity>, Failure> {
-        if let Some(answer) = self.try_cached(req) {
-            return answer;
+        match self.try_cached(req) {
+            Cached::Answer(answer) => return answer,
+            Cached::Absent => return Err(Failure::Invalid),
+            Cached::Verify => {}
         }
         let token = self.token(req).and_then(token_text).ok_or(Failure::Invalid)?;
         let (id, ttl) = self.verify(token).await?;

@@ -28,6 +28,7 @@ use crate::config::FieldErrors;
 use crate::http::problem;
 use crate::policy::compile::{CompileCtx, Previous};
 use crate::policy::ctx::{Identity, Outcome, RequestCtx};
+use jwt::Cached;
 
 /// Why authentication failed, from the client's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +92,10 @@ impl Provider {
     /// certificate); `None`: use `authenticate`, nothing was changed.
     fn try_sync(&self, req: &mut request::Parts, ctx: &RequestCtx<'_>) -> Option<Result<Arc<Identity>, Failure>> {
         match self {
-            Provider::Jwt(j) => j.try_cached(req),
+            Provider::Jwt(j) => match j.try_cached(req) {
+                Cached::Answer(answer) => Some(answer),
+                Cached::Absent | Cached::Verify => None,
+            },
             Provider::ApiKey(k) => Some(k.authenticate(req)),
             Provider::Mtls(m) => Some(m.authenticate(ctx.client_cert)),
             Provider::Introspection(_) | Provider::Basic(_) => None,
@@ -277,11 +281,26 @@ impl RouteAuth {
     /// The answer without awaiting, when the credential's provider can give
     /// it so (`None`: use `on_request`; nothing was changed).
     pub fn try_sync(&self, req: &mut request::Parts, ctx: &mut RequestCtx<'_>) -> Option<Outcome> {
-        let Some(index) = self.providers.iter().position(|p| p.present(req, ctx)) else {
+        // A JWT provider first: its token, read once, tells both whether it
+        // is present and whether the cache has it.
+        let mut found = None;
+        for (i, p) in self.providers.iter().enumerate() {
+            let answer = match &**p {
+                Provider::Jwt(j) => match j.try_cached(req) {
+                    Cached::Absent => continue,
+                    Cached::Answer(answer) => Some(answer),
+                    Cached::Verify => None,
+                },
+                p if p.present(req, ctx) => p.try_sync(req, ctx),
+                _ => continue,
+            };
+            found = Some((i, answer));
+            break;
+        }
+        let Some((index, answer)) = found else {
             return Some(self.refuse(StatusCode::UNAUTHORIZED, "authentication is required", None, ctx));
         };
-        let answer = self.providers[index].try_sync(req, ctx)?;
-        Some(self.decided(index, answer, req, ctx))
+        Some(self.decided(index, answer?, req, ctx))
     }
 
     pub async fn on_request(&self, req: &mut request::Parts, ctx: &mut RequestCtx<'_>) -> Outcome {

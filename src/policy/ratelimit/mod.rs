@@ -32,6 +32,7 @@ use crate::http::problem;
 use crate::policy::clock::WallClock;
 use crate::policy::compile::{CompileCtx, Previous};
 use crate::policy::ctx::{HeaderInfo, Outcome, RequestCtx, Slot};
+use crate::wire::limit_fields::{LimitFields, structured_item};
 
 /// The counters of a plan: always the memory store, and Redis when configured.
 #[derive(Debug)]
@@ -500,34 +501,25 @@ fn unavailable(ctx: &RequestCtx<'_>) -> Outcome {
     ))
 }
 
-/// The configured rate-limit headers for `info`, in the order they are
-/// set (each replaces an upstream's field of the same name). Values are
-/// written by hand: `format!` and a map insert per field were most of what
-/// a limited route cost (callgrind, BENCHMARKS.md).
-pub fn header_fields(mode: RateLimitHeaders, info: &HeaderInfo) -> Vec<(HeaderName, HeaderValue)> {
-    let mut out = Vec::new();
-    if matches!(mode, RateLimitHeaders::Ietf | RateLimitHeaders::Both) {
-        // `RateLimit-Policy` is `"name";q=…;w=…`, made once per limit; the state
-        // shares its name: `"name";r=…;t=…`.
-        let name_end = info.policy.as_bytes().iter().rposition(|&b| b == b'"').map_or(0, |i| i + 1);
-        let name = &info.policy.as_bytes()[..name_end];
-        if let Some(state) = structured(name, [(b"r", info.remaining), (b"t", info.reset_secs)]) {
-            out.push((HeaderName::from_static("ratelimit-policy"), info.policy.clone()));
-            out.push((HeaderName::from_static("ratelimit"), state));
-        }
-    }
-    if matches!(mode, RateLimitHeaders::Legacy | RateLimitHeaders::Both) {
-        out.push((HeaderName::from_static("x-ratelimit-limit"), HeaderValue::from(info.limit)));
-        out.push((HeaderName::from_static("x-ratelimit-remaining"), HeaderValue::from(info.remaining)));
-        out.push((HeaderName::from_static("x-ratelimit-reset"), HeaderValue::from(info.reset_secs)));
-    }
-    out
+/// The configured rate-limit headers for `info` (`None`: no headers).
+pub fn header_fields(mode: RateLimitHeaders, info: &HeaderInfo) -> Option<LimitFields> {
+    let ietf = matches!(mode, RateLimitHeaders::Ietf | RateLimitHeaders::Both);
+    let legacy = matches!(mode, RateLimitHeaders::Legacy | RateLimitHeaders::Both);
+    (ietf || legacy).then(|| LimitFields {
+        ietf,
+        legacy,
+        policy: info.policy.clone(),
+        limit: info.limit,
+        remaining: info.remaining,
+        reset_secs: info.reset_secs,
+    })
 }
 
 /// A limit's `RateLimit-Policy` value, made when the config is compiled.
 fn policy_value(label: &str, quota: u64, window_secs: u64) -> HeaderValue {
-    let quoted = format!("\"{label}\"");
-    structured(quoted.as_bytes(), [(b"q", quota), (b"w", window_secs)]).unwrap_or(HeaderValue::from_static("\"limit\""))
+    let mut value = Vec::new();
+    structured_item(&mut value, format!("\"{label}\"").as_bytes(), [(b'q', quota), (b'w', window_secs)]);
+    HeaderValue::try_from(value).unwrap_or(HeaderValue::from_static("\"limit\""))
 }
 
 /// How long a quota's window is, as `RateLimit-Policy` says it (`w`).
@@ -538,21 +530,6 @@ fn period_secs(per: quota::Period) -> u64 {
         quota::Period::Day => 86_400,
         quota::Period::Month => 30 * 86_400,
     }
-}
-
-/// `"name";a=1;b=2`: a structured-field item (RFC 9651) with two integer
-/// parameters; `quoted_name` comes with its quotes and holds no quote or
-/// backslash inside them (`Key::label`).
-fn structured(quoted_name: &[u8], params: [(&[u8; 1], u64); 2]) -> Option<HeaderValue> {
-    let mut v = Vec::with_capacity(quoted_name.len() + 48);
-    v.extend_from_slice(quoted_name);
-    for (key, n) in params {
-        v.push(b';');
-        v.extend_from_slice(key);
-        v.push(b'=');
-        v.extend_from_slice(crate::wire::field::decimal(n, &mut [0; 20]));
-    }
-    HeaderValue::from_maybe_shared(bytes::Bytes::from(v)).ok()
 }
 
 #[cfg(test)]
