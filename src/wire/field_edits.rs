@@ -9,7 +9,7 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::field;
-use super::limit_fields::LimitFields;
+use super::limit_fields::{self, Field, LimitFields};
 use super::names::{LengthMask, X_REQUEST_ID};
 
 #[derive(Debug, Clone, Default)]
@@ -24,13 +24,17 @@ pub struct FieldEdits {
     touched: LengthMask,
     default_lines: Vec<u8>,
     forced_lines: Vec<u8>,
+    /// `passing` of each rate-limit field (`limit_fields::ALL`), made once:
+    /// a limited response asks on every response.
+    limit_passing: [Passing; 5],
 }
 
 /// What becomes of an upstream's header line (see `FieldEdits::passing`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Passing {
     /// Removed, or replaced by a `set` value.
     Dropped,
+    #[default]
     Kept,
     /// Kept, and it stands in for the default at this index.
     KeptForDefault(usize),
@@ -51,7 +55,10 @@ impl FieldEdits {
         let touched = LengthMask::of(defaults.iter().chain(&forced).map(|(n, _)| n).chain(&remove));
         let default_lines = render(&defaults);
         let forced_lines = render(&forced);
-        FieldEdits { defaults, forced, remove, touched, default_lines, forced_lines }
+        let mut edits =
+            FieldEdits { defaults, forced, remove, touched, default_lines, forced_lines, ..Default::default() };
+        edits.limit_passing = limit_fields::ALL.map(|(name, _)| edits.passing(name));
+        edits
     }
 
     /// For writers that stream an upstream's header lines instead of
@@ -147,10 +154,7 @@ impl ResponseEdits {
 
     /// What becomes of one of the `limits` fields, once the route's field
     /// edits apply to it.
-    pub fn passing_set(&self, name: &HeaderName) -> Passing {
-        if self.request_id.is_some() && name == X_REQUEST_ID {
-            return Passing::Dropped;
-        }
-        self.fields.passing(name)
+    pub fn passing_limit(&self, field: Field) -> Passing {
+        self.fields.limit_passing[field as usize]
     }
 }

@@ -180,7 +180,7 @@ fn write_raw(
             if seen.skips(name, framing, status) {
                 continue;
             }
-            match e.passing_set(name) {
+            match e.passing_limit(which) {
                 Passing::Dropped => continue,
                 Passing::KeptForDefault(i) => present |= 1 << (i % 64),
                 Passing::Kept => {}
