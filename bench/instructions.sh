@@ -11,7 +11,10 @@
 # ROUTES picks the route kinds the gateway is measured on (default: plain):
 # `plain` proxies; `jwt` checks a cached HS256 bearer token and a scope;
 # `limit` counts one per-IP rate limit that is never reached; `both` does
-# the two on one route. NGINX is measured once, as a plain proxy.
+# the two on one route; `bearer` is the plain route sent the same
+# `Authorization: Bearer` line as `jwt` (what reading and forwarding that
+# line costs on any route, so `jwt` minus `bearer` is the policy's own
+# cost). NGINX is measured once, as a plain proxy.
 #
 # Each binary, and NGINX as a reverse proxy with the same upstream, serves
 # WARMUP requests on one keep-alive connection; the counters are then zeroed
@@ -102,8 +105,8 @@ EOF
 # Paths of one more byte than plain's `/` (`/j`, `/l`, `/b`): each byte of
 # a path costs ~25 instructions to parse and normalize, which is not the
 # cost of a policy (with `/limit` it was ~220 of the limit's figure).
-path_of() { case $1 in plain) echo / ;; *) echo "/${1:0:1}" ;; esac; }
-auth_of() { case $1 in jwt | both) echo "Bearer $TOKEN" ;; *) echo "" ;; esac; }
+path_of() { case $1 in plain | bearer) echo / ;; *) echo "/${1:0:1}" ;; esac; }
+auth_of() { case $1 in jwt | both | bearer) echo "Bearer $TOKEN" ;; *) echo "" ;; esac; }
 ROUTE_PATH=/
 ROUTE_AUTH=""
 

@@ -374,9 +374,10 @@ def cmd_table(a):
         out.append("`portcullis-jwt` is the plain Portcullis proxy with a route that requires an "
                    "RS256 JWT and a scope (`authorize: { scopes: [...] }`); wrk sends one valid "
                    "token (`Authorization: Bearer ...`) on every request. The gateway caches "
-                   "verified tokens (a keyed SipHash of the token → identity, until `exp`, at most an "
-                   "hour), so with one hot token this is the **cached path**: what a busy client "
-                   "with a long-lived token costs (a hash, a lookup, the scope check, the header "
+                   "verified tokens (the token itself, found by a seeded hash and compared in full, → "
+                   "identity, until `exp`, at most an hour), so with one hot token this is the "
+                   "**cached path**: what a busy client with a long-lived token costs (a hash, a "
+                   "lookup, a comparison, the scope check, the header "
                    "handling). The uncached cost, one RS256 signature check per new token, comes "
                    "from `cargo bench --bench jwt` (~15.7 µs on this machine, see BENCHMARKS.md), "
                    "not from this run.\n")
