@@ -86,6 +86,9 @@ enum Part {
     Claim(Vec<String>),
 }
 
+/// A counter's identity as `Key::of` writes it.
+type KeyBytes = smallvec::SmallVec<[u8; 64]>;
+
 #[derive(Debug, Clone)]
 struct Key {
     /// Counter namespace: the limit's `name`, or its route and position.
@@ -126,9 +129,10 @@ impl Key {
 
     /// The identity of this request's counter: scope and key values,
     /// length-prefixed (each store hashes it its own way).
-    fn of(&self, req: &request::Parts, ctx: &RequestCtx<'_>) -> Vec<u8> {
-        // One buffer, written in place: this runs for every limit of every request.
-        fn put(out: &mut Vec<u8>, parts: &[&[u8]]) {
+    fn of(&self, req: &request::Parts, ctx: &RequestCtx<'_>) -> KeyBytes {
+        // One buffer, written in place and on the stack for the usual sizes:
+        // this runs for every limit of every request.
+        fn put(out: &mut KeyBytes, parts: &[&[u8]]) {
             let len: usize = parts.iter().map(|p| p.len()).sum();
             out.extend_from_slice(&(len as u32).to_le_bytes());
             for p in parts {
@@ -149,7 +153,7 @@ impl Key {
                 }
             }
         };
-        let mut out = Vec::with_capacity(64);
+        let mut out = KeyBytes::new();
         put(&mut out, &[self.scope.as_bytes()]);
         for p in &self.parts {
             let owned: Option<Vec<u8>>;

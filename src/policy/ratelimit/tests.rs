@@ -116,7 +116,7 @@ fn counter_keys_keep_their_layout() {
         want.extend_from_slice(&(part.len() as u32).to_le_bytes());
         want.extend_from_slice(part);
     }
-    assert_eq!(key.of(&req, &ctx), want, "a missing header counts by IP, tagged");
+    assert_eq!(key.of(&req, &ctx).as_slice(), want, "a missing header counts by IP, tagged");
     req.headers.insert("x-tenant", HeaderValue::from_static("acme"));
     let of = key.of(&req, &ctx);
     assert_eq!(&of[of.len() - 8..], b"\x04\x00\x00\x00acme");
