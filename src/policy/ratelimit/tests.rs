@@ -116,7 +116,7 @@ fn counter_keys_keep_their_layout() {
         want.extend_from_slice(&(part.len() as u32).to_le_bytes());
         want.extend_from_slice(part);
     }
-    assert_eq!(key.of(&req, &ctx).as_slice(), want, "a missing header counts by IP, tagged");
+    assert_eq!(&*key.of(&req, &ctx), want, "a missing header counts by IP, tagged");
     req.headers.insert("x-tenant", HeaderValue::from_static("acme"));
     let of = key.of(&req, &ctx);
     assert_eq!(&of[of.len() - 8..], b"\x04\x00\x00\x00acme");
@@ -136,4 +136,16 @@ async fn only_limits_that_never_wait_answer_without_awaiting() {
     let mut ctx = RequestCtx::new("192.0.2.1".parse().unwrap(), &request_id, "route", None);
     assert!(delayed.unwrap().try_sync(&mut req, &mut ctx).is_none());
     assert!(ctx.rate_limit.is_none(), "nothing counted");
+}
+
+#[test]
+fn key_bytes_spill_past_the_stack_buffer_unchanged() {
+    let mut key = super::KeyBytes::new();
+    let mut want = Vec::new();
+    for i in 0..40u8 {
+        let part = [i; 3];
+        key.push(&part);
+        want.extend_from_slice(&part);
+        assert_eq!(&*key, &want[..], "after {} bytes", want.len());
+    }
 }
