@@ -21,10 +21,12 @@
 //! | `server` | listeners, connections, HTTP/1.1 (with `wire`) and HTTP/2 (hyper), shutdown |
 #![forbid(unsafe_code)]
 
+pub(crate) mod admin;
 pub mod config;
 #[cfg(test)]
 mod fuzz;
 pub(crate) mod http;
+pub(crate) mod observe;
 pub(crate) mod plan;
 pub(crate) mod policy;
 pub(crate) mod proxy;
@@ -54,13 +56,13 @@ pub mod bench {
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use tokio::sync::Mutex;
 
 use config::{ConfigErrors, LoadedConfig};
 use plan::Plan;
+use server::state::GatewayState;
 use server::{BoundListener, RunningListener, Shared};
 
 /// The demo config served by `portcullis` with no arguments.
@@ -70,6 +72,14 @@ pub const DEMO_CONFIG: &str = include_str!("../examples/demo.yaml");
 pub enum StartError {
     #[error("invalid config:\n{0}")]
     Config(#[from] ConfigErrors),
+    #[error("the admin API cannot bind {addr}: {source}")]
+    Admin {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the access log cannot be opened: {0}")]
+    AccessLog(#[source] std::io::Error),
     #[error("listener `{name}` cannot bind {addr}: {source}")]
     Bind {
         name: String,
@@ -87,11 +97,20 @@ impl Gateway {
     pub async fn start(loaded: &LoadedConfig) -> Result<Handle, StartError> {
         let plan = plan::compile(loaded)?;
         let bound = bind_new(&plan, &[]).await?;
-        plan.start_background();
-        let shared = Arc::new(Shared { plan: ArcSwap::from_pointee(plan) });
-        let listeners = bound.into_iter().map(|b| b.serve(shared.clone())).collect();
+        plan.start_background(None).map_err(StartError::AccessLog)?;
+        let state = GatewayState::new(loaded, &plan.observe.registry);
+        let admin_addr = plan.admin.as_ref().map(|a| a.addr);
+        let shared = Arc::new(Shared { plan: ArcSwap::from_pointee(plan), state });
+        let admin = match admin_addr {
+            Some(addr) => {
+                Some(admin::start(addr, shared.clone()).await.map_err(|source| StartError::Admin { addr, source })?)
+            }
+            None => None,
+        };
+        let listeners: Vec<RunningListener> = bound.into_iter().map(|b| b.serve(shared.clone())).collect();
+        shared.state.set_listeners(listeners.iter().map(|l| (l.name.clone(), l.addr)).collect());
         tracing::info!(config_hash = format!("{:016x}", loaded.hash), "config loaded");
-        Ok(Handle { shared, listeners: Mutex::new(listeners), reloads: AtomicU64::new(0) })
+        Ok(Handle { shared, listeners: Mutex::new(listeners), admin: std::sync::Mutex::new(admin) })
     }
 }
 
@@ -122,7 +141,7 @@ async fn bind_new(plan: &Plan, running: &[RunningListener]) -> Result<Vec<BoundL
 pub struct Handle {
     shared: Arc<Shared>,
     listeners: Mutex<Vec<RunningListener>>,
-    reloads: AtomicU64,
+    admin: std::sync::Mutex<Option<admin::RunningAdmin>>,
 }
 
 impl Handle {
@@ -141,18 +160,55 @@ impl Handle {
 
     /// How many reloads have succeeded.
     pub fn reloads(&self) -> u64 {
-        self.reloads.load(Ordering::Relaxed)
+        self.shared.state.reloads()
+    }
+
+    /// The admin API's bound address, when `admin` is set.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|a| a.addr)
+    }
+
+    /// Counts a reload that failed before `reload` was reached (a config
+    /// file that did not parse).
+    pub fn reload_refused(&self) {
+        self.shared.state.reload_refused();
+    }
+
+    /// Reopens the access log's file (after logrotate moved it; SIGUSR1).
+    pub fn reopen_logs(&self) {
+        if let Some(log) = self.shared.plan.load().observe.access_log.get() {
+            log.reopen();
+        }
+    }
+
+    /// Waits (up to one second) until the access log lines queued so far are written.
+    pub fn flush_logs(&self) {
+        if let Some(log) = self.shared.plan.load().observe.access_log.get() {
+            log.flush(std::time::Duration::from_secs(1));
+        }
     }
 
     /// Compiles `loaded` and swaps it in: new requests use it, in-flight ones
     /// finish on the old plan. New listeners are bound, removed ones drained.
     /// An invalid config (or a listener that cannot bind) changes nothing.
     pub async fn reload(&self, loaded: &LoadedConfig) -> Result<(), StartError> {
-        let plan = Arc::new(plan::compile_after(loaded, Some(&self.shared.plan.load()))?);
+        let result = self.try_reload(loaded).await;
+        if result.is_err() {
+            self.shared.state.reload_refused();
+        }
+        result
+    }
+
+    async fn try_reload(&self, loaded: &LoadedConfig) -> Result<(), StartError> {
+        let previous = self.shared.plan.load_full();
+        let plan = Arc::new(plan::compile_after(loaded, Some(&previous))?);
         let mut listeners = self.listeners.lock().await;
         // Bind new ports first: if one is taken, nothing changes.
         let bound = bind_new(&plan, &listeners).await?;
-        plan.start_background();
+        plan.start_background(Some(&previous)).map_err(StartError::AccessLog)?;
+        if plan.admin.as_ref().map(|a| a.addr) != previous.admin.as_ref().map(|a| a.addr) {
+            tracing::warn!("a change of `admin.bind` takes effect when the gateway restarts");
+        }
         // The plan goes live before the new listeners accept, so their first
         // connections find their settings.
         self.shared.plan.store(plan.clone());
@@ -161,26 +217,41 @@ impl Handle {
             .partition(|r| plan.listeners.iter().any(|l| same_listener(r, l)));
         *listeners = keep;
         listeners.extend(bound.into_iter().map(|b| b.serve(self.shared.clone())));
+        self.shared.state.set_listeners(listeners.iter().map(|l| (l.name.clone(), l.addr)).collect());
         drop(listeners);
         let deadline = plan.shutdown_timeout;
         for l in gone {
             tracing::info!(listener = %l.name, addr = %l.addr, "listener removed; draining");
             tokio::spawn(l.drain(deadline));
         }
-        let n = self.reloads.fetch_add(1, Ordering::Relaxed) + 1;
-        tracing::info!(reloads = n, config_hash = format!("{:016x}", loaded.hash), "config reloaded");
+        self.shared.state.reloaded(loaded, &plan.observe.registry);
+        tracing::info!(
+            reloads = self.shared.state.reloads(),
+            config_hash = format!("{:016x}", loaded.hash),
+            "config reloaded"
+        );
         Ok(())
     }
 
     /// Graceful shutdown: stop accepting, let in-flight requests finish
     /// (idle keep-alive connections close, HTTP/2 gets GOAWAY), and cut what
     /// is left after the config's `shutdown_timeout`.
+    /// `/readyz` answers 503 from the start of the drain; the admin API
+    /// stops last, and the access log is flushed before this returns.
     pub async fn shutdown(self) {
+        self.shared.state.start_draining();
         let deadline = self.shared.plan.load().shutdown_timeout;
         let listeners = self.listeners.into_inner();
         let drains: Vec<_> = listeners.into_iter().map(|l| tokio::spawn(l.drain(deadline))).collect();
         for d in drains {
             let _ = d.await;
+        }
+        let admin = self.admin.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(admin) = admin {
+            admin.stop().await;
+        }
+        if let Some(log) = self.shared.plan.load().observe.access_log.get().cloned() {
+            let _ = tokio::task::spawn_blocking(move || log.flush(std::time::Duration::from_secs(2))).await;
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod field_errors;
 pub mod locate;
+pub mod observe;
 pub mod types;
 pub mod units;
 
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 pub use field_errors::FieldErrors;
 pub use locate::Locations;
+pub use observe::{AccessLogConfig, AccessLogFormat, AdminConfig, OtlpConfig, TracingConfig};
 pub use types::*;
 
 /// One problem in a config, located as precisely as we can.
@@ -67,6 +69,8 @@ pub struct LoadedConfig {
     pub locations: Locations,
     /// xxh3 of the config text: which config is running, in logs.
     pub hash: u64,
+    /// The text, for the admin's `/config` (`document`).
+    pub text: std::sync::Arc<str>,
 }
 
 impl LoadedConfig {
@@ -84,6 +88,16 @@ impl LoadedConfig {
     /// Every problem of `errors`, located in this config.
     pub fn errors(&self, errors: FieldErrors) -> impl Iterator<Item = ConfigError> + '_ {
         errors.into_iter().map(|(path, message)| self.error(path, message))
+    }
+
+    /// The document as JSON, `${ENV}` replaced as when it was loaded
+    /// (secrets included: redact before showing it).
+    pub fn document(&self) -> serde_json::Value {
+        let options = serde_saphyr::options! {}.with_properties(std::env::vars().collect());
+        serde_saphyr::from_str_with_options::<Option<serde_json::Value>>(&self.text, options)
+            .ok()
+            .flatten()
+            .unwrap_or(serde_json::Value::Object(Default::default()))
     }
 
     /// A file name from the config, resolved against the config's folder.
@@ -126,6 +140,7 @@ pub fn parse_str(text: &str, source_name: &str, base_dir: &Path) -> Result<Loade
             base_dir: base_dir.to_path_buf(),
             locations,
             hash: xxhash_rust::xxh3::xxh3_64(text.as_bytes()),
+            text: text.into(),
         }),
         Err(e) => {
             let position = e.location().map(|l| (l.line() as usize, l.column() as usize));

@@ -60,6 +60,13 @@ pub struct Config {
     /// Rate-limit headers on responses: `ietf` (default), `legacy`, `both`, `none`.
     #[serde(default)]
     pub rate_limit_headers: RateLimitHeaders,
+    /// The admin listener (metrics, health, status). None unless set.
+    pub admin: Option<super::AdminConfig>,
+    /// The access log. None unless set (`access_log: {}` logs to stdout as ECS JSON).
+    pub access_log: Option<super::AccessLogConfig>,
+    /// Trace context propagation and export.
+    #[serde(default)]
+    pub tracing: super::TracingConfig,
 }
 
 fn thirty_seconds() -> Duration {
@@ -81,6 +88,9 @@ impl Default for Config {
             identity_headers: IdentityHeadersConfig::default(),
             rate_limit_store: RateLimitStoreConfig::default(),
             rate_limit_headers: RateLimitHeaders::default(),
+            admin: None,
+            access_log: None,
+            tracing: super::TracingConfig::default(),
         }
     }
 }

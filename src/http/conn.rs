@@ -22,4 +22,6 @@ pub struct ConnInfo {
     pub hsts: Option<HeaderValue>,
     /// Plain listener that only redirects to HTTPS on this port.
     pub redirect_https: Option<u16>,
+    /// The TLS version (`1.2`, `1.3`), on TLS connections.
+    pub tls_version: Option<&'static str>,
 }

@@ -68,6 +68,11 @@ impl RequestBody {
     pub fn new(inner: ClientBody, limit: u64, stall_timeout: Duration) -> RequestBody {
         RequestBody { inner, limit, received: 0, stall_timeout, stall: None }
     }
+
+    /// Body bytes read so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
 }
 
 impl http_body::Body for RequestBody {

@@ -3,6 +3,7 @@
 //! `portcullis check` reports every problem at once; a config with any
 //! error never becomes a plan.
 
+mod admin;
 mod route;
 mod upstream;
 
@@ -15,9 +16,14 @@ use http::HeaderValue;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use ipnet::IpNet;
 
-use crate::config::{ConfigError, ConfigErrors, FieldErrors, HstsConfig, ListenerLimits, LoadedConfig};
+use crate::config::{
+    AccessLogConfig, ConfigError, ConfigErrors, FieldErrors, HstsConfig, ListenerLimits, LoadedConfig,
+};
 use crate::http::forwarded::TrustedProxies;
 use crate::http::normalize;
+use crate::observe::Observer;
+use crate::observe::access_log::{AccessLog, Redact};
+use crate::observe::metrics::Registry;
 use crate::policy::Chain;
 use crate::policy::auth::{Consumers, IdentityHeaders, Provider, Providers};
 use crate::policy::compile::{CompileCtx, Previous, Shared};
@@ -26,6 +32,7 @@ use crate::policy::security_headers::{self, FieldEdits};
 use crate::router::{Conflict, Router};
 use crate::upstream::Upstream;
 
+pub use admin::AdminPlan;
 pub use route::{Action, HostRewrite, Proxy, Route};
 
 /// Everything a request needs, compiled once per config.
@@ -46,14 +53,34 @@ pub struct Plan {
     pub identity_headers: Arc<IdentityHeaders>,
     pub rate_limit_headers: RateLimitHeaders,
     pub stores: Arc<Stores>,
+    /// Metrics, access log and trace settings.
+    pub observe: Arc<Observer>,
+    /// The admin API's address and token, when `admin` is set.
+    pub admin: Option<AdminPlan>,
+    /// The access log to open when the plan goes live (`start_background`).
+    access_log: Option<AccessLogConfig>,
 }
 
 impl Plan {
-    /// Starts background work (JWKS refresh…); call once the plan is in a runtime.
-    pub fn start_background(&self) {
+    /// Starts background work (JWKS refresh, the access log's writer);
+    /// call once the plan is in a runtime. `previous`: the plan it
+    /// replaces, whose access log goes on when the config did not change it.
+    pub fn start_background(&self, previous: Option<&Plan>) -> std::io::Result<()> {
+        if let Some(cfg) = &self.access_log {
+            let running = previous.and_then(|p| p.observe.access_log.get()).filter(|l| l.config == *cfg);
+            let log = match running {
+                Some(l) => l.clone(),
+                None => {
+                    let dropped = self.observe.registry.counter("portcullis_access_log_dropped", Vec::new());
+                    Arc::new(AccessLog::start(cfg, dropped)?)
+                }
+            };
+            let _ = self.observe.access_log.set(log);
+        }
         for p in self.providers.values() {
             p.start();
         }
+        Ok(())
     }
 
     pub fn listener(&self, name: &str) -> Option<&ListenerPlan> {
@@ -152,6 +179,9 @@ pub fn compile_after(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<P
     // What the plan-wide parts read besides their config: on a reload, the
     // running plan's state that outlives it; then each part for the next.
     let mut shared = Shared::default();
+    // Series live across reloads: the same names keep counting.
+    let registry: Arc<Registry> = previous.map(|p| p.observe.registry.clone()).unwrap_or_default();
+    shared.insert(Arc::new(registry.clone()));
     if let Some(p) = previous {
         shared.insert(Arc::new(Previous(p.providers.clone())));
         shared.insert(Arc::new(Previous(p.stores.clone())));
@@ -194,7 +224,7 @@ pub fn compile_after(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<P
 
     let mut upstreams: HashMap<&str, Arc<Upstream>> = HashMap::new();
     for (name, ucfg) in &cfg.upstreams {
-        if let Some(u) = upstream::compile(&mut cx, name, ucfg) {
+        if let Some(u) = upstream::compile(&mut cx, name, ucfg, &registry) {
             upstreams.insert(name, Arc::new(u));
         }
     }
@@ -221,6 +251,15 @@ pub fn compile_after(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<P
         report_conflict(&mut cx, &conflict, &compiled);
     }
 
+    let observe = compile_observe(&mut cx, registry, &routes);
+    let admin = cfg.admin.as_ref().and_then(|a| match AdminPlan::compile(a, loaded) {
+        Ok(a) => Some(a),
+        Err(errors) => {
+            cx.errors.extend(errors);
+            None
+        }
+    });
+
     if !cx.errors.is_empty() {
         // In file order: the way a user reads and fixes them.
         cx.errors.sort_by_key(|e| e.position.unwrap_or((usize::MAX, 0)));
@@ -238,7 +277,53 @@ pub fn compile_after(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<P
         identity_headers,
         rate_limit_headers: cfg.rate_limit_headers,
         stores,
+        observe: Arc::new(observe),
+        admin,
+        access_log: cfg.access_log.clone(),
     })
+}
+
+/// The observers: each route's request series, the access log's settings
+/// and what it redacts, trace sampling.
+fn compile_observe(cx: &mut Ctx, registry: Arc<Registry>, routes: &[Route]) -> Observer {
+    use crate::policy::auth::config::ProviderConfig;
+    let cfg = &cx.loaded.config;
+    let mut series: Vec<_> = routes.iter().map(|r| registry.server(&r.name)).collect();
+    series.push(registry.server(""));
+    // Query parameters that carry credentials in this config.
+    let params = cfg.auth.values().filter_map(|p| match p {
+        ProviderConfig::ApiKey(k) => k.query.clone(),
+        ProviderConfig::Jwt(j) => j.token.query.clone(),
+        _ => None,
+    });
+    if let Some(log) = &cfg.access_log {
+        if log.buffer == 0 || log.buffer > 1 << 20 {
+            cx.err("access_log.buffer", "must be between 1 and 1048576 lines");
+        }
+        if log.to != "stdout" {
+            let path = std::path::Path::new(&log.to);
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            if log.to.is_empty() || path.is_dir() || !dir.is_dir() {
+                cx.err("access_log.to", format!("`{}` is not a file in an existing directory (or `stdout`)", log.to));
+            }
+        }
+    }
+    if cfg.tracing.otlp.is_some() {
+        cx.err(
+            "tracing.otlp",
+            "span export over OTLP is not in this build yet; remove `otlp` (traceparent propagation is always on)",
+        );
+    }
+    let active = registry.gauge("http_server_active_requests", Vec::new());
+    Observer {
+        registry,
+        access_log: std::sync::OnceLock::new(),
+        redact: Redact::new(params),
+        active,
+        routes: series,
+        route_names: routes.iter().map(|r| r.name.clone()).collect(),
+        sample: 0.0,
+    }
 }
 
 fn report_conflict(cx: &mut Ctx, conflict: &Conflict, compiled: &[usize]) {

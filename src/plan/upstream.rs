@@ -10,10 +10,11 @@ use crate::upstream::balance::{ConsistentHash, LeastRequest, RoundRobin};
 use crate::upstream::{Balancer, HashKey, Target, Upstream, client};
 
 use super::Ctx;
+use crate::observe::metrics::Registry;
 
 const MAX_TARGETS: usize = 1000;
 
-pub(super) fn compile(cx: &mut Ctx, name: &str, cfg: &UpstreamConfig) -> Option<Upstream> {
+pub(super) fn compile(cx: &mut Ctx, name: &str, cfg: &UpstreamConfig, registry: &Registry) -> Option<Upstream> {
     let at = format!("upstreams.{name}");
     let before = cx.errors.len();
     if cfg.targets.is_empty() {
@@ -35,7 +36,8 @@ pub(super) fn compile(cx: &mut Ctx, name: &str, cfg: &UpstreamConfig) -> Option<
         match parse_target(url) {
             Ok((scheme, authority)) => {
                 ids.push(format!("{scheme}://{authority}"));
-                let mut target = Target::new(scheme.clone(), authority.clone(), weight);
+                let metrics = registry.client(name, authority.as_str());
+                let mut target = Target::new(scheme.clone(), authority.clone(), weight, metrics);
                 if scheme == Scheme::HTTP && cfg.protocol != crate::config::UpstreamProtocol::Http2 {
                     let port = authority.port_u16().unwrap_or(80);
                     target.h1 = Some(crate::upstream::h1::H1Pool::new(

@@ -27,6 +27,16 @@ pub struct RequestCtx<'a> {
     pub rate_limit: Option<HeaderInfo>,
     /// Concurrency slots, held until the response is done.
     pub slots: Vec<Slot>,
+    /// Which kind of policy answered instead of the route (logs, metrics).
+    pub refused: Option<Refusal>,
+}
+
+/// Why a policy answered a request itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Unauthenticated,
+    Forbidden,
+    RateLimited,
 }
 
 impl<'a> RequestCtx<'a> {
@@ -36,7 +46,16 @@ impl<'a> RequestCtx<'a> {
         route: &'a str,
         client_cert: Option<&'a ClientIdentity>,
     ) -> RequestCtx<'a> {
-        RequestCtx { client_ip, request_id, route, client_cert, identity: None, rate_limit: None, slots: Vec::new() }
+        RequestCtx {
+            client_ip,
+            request_id,
+            route,
+            client_cert,
+            identity: None,
+            rate_limit: None,
+            slots: Vec::new(),
+            refused: None,
+        }
     }
 }
 

@@ -44,7 +44,7 @@ use http::{HeaderMap, Method, request};
 use crate::config::RouteConfig;
 use crate::http::Answer;
 use compile::CompileCtx;
-use ctx::{Outcome, RequestCtx, ResponseCtx};
+use ctx::{Outcome, Refusal, RequestCtx, ResponseCtx};
 use security_headers::FieldEdits;
 
 /// The request phases, in the order they run (after the engine's
@@ -125,6 +125,15 @@ pub enum Policy {
 }
 
 impl Policy {
+    /// What the access log and metrics call this policy's refusals.
+    fn refusal(&self) -> Refusal {
+        match self {
+            Policy::LimitByIp(_) | Policy::Limit(_) => Refusal::RateLimited,
+            Policy::Authenticate(_) => Refusal::Unauthenticated,
+            Policy::Ip(_) | Policy::Authorize(_) | Policy::RequestHeaders(_) => Refusal::Forbidden,
+        }
+    }
+
     pub fn phase(&self) -> Phase {
         match self {
             Policy::Ip(_) => Phase::Access,
@@ -322,7 +331,10 @@ impl Chain {
         for (i, policy) in self.request.iter().enumerate() {
             match policy.try_sync(req, ctx) {
                 Some(Outcome::Continue) => {}
-                Some(respond) => return Ok(respond),
+                Some(respond) => {
+                    ctx.refused = Some(policy.refusal());
+                    return Ok(respond);
+                }
                 None => return Err(i),
             }
         }
@@ -334,6 +346,7 @@ impl Chain {
     pub async fn on_request_from(&self, from: usize, req: &mut request::Parts, ctx: &mut RequestCtx<'_>) -> Outcome {
         for policy in &self.request[from..] {
             if let Outcome::Respond(resp) = policy.on_request(req, ctx).await {
+                ctx.refused = Some(policy.refusal());
                 return Outcome::Respond(resp);
             }
         }

@@ -16,6 +16,7 @@ use http::{HeaderMap, HeaderValue, Response};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::observe::{Ending, Pending};
 use crate::policy::ctx::Slot;
 use crate::upstream::InFlight;
 use crate::upstream::h1::ResponseBody;
@@ -24,8 +25,15 @@ use crate::wire::field_edits::ResponseEdits;
 use crate::wire::names::X_REQUEST_ID;
 use crate::wire::raw_headers::RawHeaders;
 
+/// The response body, and the request's observers until it is done.
 #[derive(Debug)]
-pub enum Body {
+pub struct Body {
+    kind: Kind,
+    watch: Option<Watch>,
+}
+
+#[derive(Debug)]
+enum Kind {
     /// A complete body made by the gateway (problem, static, echo…).
     Full(Option<Bytes>),
     /// An upstream's body, streamed; holds the target's in-flight slot (and
@@ -50,50 +58,84 @@ pub struct PooledBody {
     pub edits: Option<ResponseEdits>,
 }
 
+/// The request's metrics and log line, finished when the body is dropped:
+/// how many bytes went out and whether they all did.
+#[derive(Debug)]
+struct Watch {
+    pending: Option<Pending>,
+    ended: bool,
+    broke: bool,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Some(p) = self.pending.take() {
+            let ending = if self.broke {
+                Ending::UpstreamBroke
+            } else if self.ended || p.bodiless {
+                Ending::Complete
+            } else {
+                Ending::ClientLeft
+            };
+            p.finish(ending);
+        }
+    }
+}
+
 impl Body {
+    fn of(kind: Kind) -> Body {
+        Body { kind, watch: None }
+    }
+
     /// An `upstream::h1` body; its upstream's header lines stay raw in it
     /// (the response's map empty) until a step needs them in the map.
     pub fn pooled(inner: ResponseBody, raw: RawHeaders, in_flight: InFlight) -> Body {
-        Body::Pooled(Box::new(PooledBody {
+        Body::of(Kind::Pooled(Box::new(PooledBody {
             inner,
             _in_flight: Some(in_flight),
             slots: Vec::new(),
             raw: Some(raw),
             edits: None,
-        }))
+        })))
+    }
+
+    /// A body hyper's client streams from an upstream.
+    pub fn upstream(inner: Incoming, in_flight: InFlight) -> Body {
+        Body::of(Kind::Upstream { inner, _in_flight: Some(in_flight), _slots: Vec::new() })
     }
 
     pub fn empty() -> Body {
-        Body::Full(None)
+        Body::of(Kind::Full(None))
     }
 
     /// Keeps concurrency slots until the body is finished. A gateway-made
     /// body is complete already: its slots are released now.
-    pub fn hold(self, slots: Vec<Slot>) -> Body {
-        match self {
-            Body::Upstream { inner, _in_flight, mut _slots } => {
-                _slots.extend(slots);
-                Body::Upstream { inner, _in_flight, _slots }
-            }
-            Body::Pooled(mut p) => {
-                p.slots.extend(slots);
-                Body::Pooled(p)
-            }
-            full => full,
+    pub fn hold(mut self, slots: Vec<Slot>) -> Body {
+        match &mut self.kind {
+            Kind::Upstream { _slots, .. } => _slots.extend(slots),
+            Kind::Pooled(p) => p.slots.extend(slots),
+            Kind::Full(_) => {}
         }
+        self
+    }
+
+    /// Hands the request's observers to the body: they finish when it is done.
+    pub fn watch(&mut self, pending: Pending) {
+        let ended = http_body::Body::is_end_stream(self);
+        self.watch = Some(Watch { pending: Some(pending), ended, broke: false });
     }
 
     /// The upstream header lines this body still carries, if any.
     pub fn raw_headers(&self) -> Option<&RawHeaders> {
-        match self {
-            Body::Pooled(p) => p.raw.as_ref(),
+        match &self.kind {
+            Kind::Pooled(p) => p.raw.as_ref(),
             _ => None,
         }
     }
 
     /// Moves the raw header lines, then the deferred edits, into `headers`.
     pub fn merge_headers(&mut self, headers: &mut HeaderMap) {
-        if let Body::Pooled(p) = self {
+        if let Kind::Pooled(p) = &mut self.kind {
             if let Some(raw) = p.raw.take() {
                 raw.into_map(headers);
             }
@@ -106,8 +148,8 @@ impl Body {
     /// Leaves the edits `make` makes for the writer, when this body still
     /// carries an upstream's raw lines; `false` (and nothing made) otherwise.
     fn defer_with(&mut self, make: impl FnOnce() -> ResponseEdits) -> bool {
-        match self {
-            Body::Pooled(p) if p.raw.is_some() => {
+        match &mut self.kind {
+            Kind::Pooled(p) if p.raw.is_some() => {
                 p.edits = Some(make());
                 true
             }
@@ -115,17 +157,25 @@ impl Body {
         }
     }
 
+    /// The deferred edits, when the writer will apply them.
+    fn edits_mut(&mut self) -> Option<&mut ResponseEdits> {
+        match &mut self.kind {
+            Kind::Pooled(p) => p.edits.as_mut(),
+            _ => None,
+        }
+    }
+
     /// For the HTTP/1.1 writer: the raw lines and their edits, taken out.
     pub fn take_raw(&mut self) -> Option<(RawHeaders, Option<ResponseEdits>)> {
-        match self {
-            Body::Pooled(p) => Some((p.raw.take()?, p.edits.take())),
+        match &mut self.kind {
+            Kind::Pooled(p) => Some((p.raw.take()?, p.edits.take())),
             _ => None,
         }
     }
 
     pub fn full(bytes: impl Into<Bytes>) -> Body {
         let bytes = bytes.into();
-        if bytes.is_empty() { Body::Full(None) } else { Body::Full(Some(bytes)) }
+        Body::of(Kind::Full(if bytes.is_empty() { None } else { Some(bytes) }))
     }
 }
 
@@ -134,26 +184,48 @@ impl http_body::Body for Body {
     type Error = BoxError;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Body::Upstream { inner, .. } => Pin::new(inner).poll_frame(cx).map_err(Into::into),
-            Body::Pooled(p) => Pin::new(&mut p.inner).poll_frame(cx),
+        let this = self.get_mut();
+        let polled = match &mut this.kind {
+            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Upstream { inner, .. } => Pin::new(inner).poll_frame(cx).map_err(Into::into),
+            Kind::Pooled(p) => Pin::new(&mut p.inner).poll_frame(cx),
+        };
+        if let Some(w) = &mut this.watch {
+            match &polled {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let (Some(data), Some(p)) = (frame.data_ref(), &mut w.pending) {
+                        p.response_bytes += data.len() as u64;
+                    }
+                }
+                Poll::Ready(Some(Err(_))) => w.broke = true,
+                Poll::Ready(None) => w.ended = true,
+                Poll::Pending => {}
+            }
+            // A writer that checks `is_end_stream` never polls past the last frame.
+            if !w.ended && !w.broke && matches!(polled, Poll::Ready(Some(Ok(_)))) {
+                w.ended = match &this.kind {
+                    Kind::Full(bytes) => bytes.is_none(),
+                    Kind::Upstream { inner, .. } => inner.is_end_stream(),
+                    Kind::Pooled(p) => p.inner.is_end_stream(),
+                };
+            }
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            Body::Full(bytes) => bytes.is_none(),
-            Body::Upstream { inner, .. } => inner.is_end_stream(),
-            Body::Pooled(p) => p.inner.is_end_stream(),
+        match &self.kind {
+            Kind::Full(bytes) => bytes.is_none(),
+            Kind::Upstream { inner, .. } => inner.is_end_stream(),
+            Kind::Pooled(p) => p.inner.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
-            Body::Upstream { inner, .. } => inner.size_hint(),
-            Body::Pooled(p) => p.inner.size_hint(),
+        match &self.kind {
+            Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Upstream { inner, .. } => inner.size_hint(),
+            Kind::Pooled(p) => p.inner.size_hint(),
         }
     }
 }
@@ -179,13 +251,9 @@ pub fn defer_edits(resp: &mut Response<Body>, make: impl FnOnce() -> ResponseEdi
 
 /// Sets the request id, the last edit of every response.
 pub fn set_request_id(resp: &mut Response<Body>, id: HeaderValue) {
-    match resp.body_mut() {
-        Body::Pooled(p) if p.edits.is_some() => {
-            if let Some(edits) = &mut p.edits {
-                edits.request_id = Some(id);
-            }
-        }
-        _ => {
+    match resp.body_mut().edits_mut() {
+        Some(edits) => edits.request_id = Some(id),
+        None => {
             resp.headers_mut().insert(X_REQUEST_ID, id);
         }
     }

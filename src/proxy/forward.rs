@@ -9,11 +9,14 @@ use http::{Request, Response, StatusCode, Uri, Version, request};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 
 use crate::http::forwarded::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
 use crate::http::{forwarded, request_id};
+use crate::observe::metrics::UpstreamError;
+use crate::observe::trace::TRACEPARENT;
 use crate::plan::{HostRewrite, Proxy};
-use crate::upstream::HashKey;
+use crate::upstream::{HashKey, Target, Upstream};
 use crate::wire::edits::{HeaderEdits, RequestFraming};
 use crate::wire::hop_by_hop;
 
@@ -23,8 +26,8 @@ use super::body::Body;
 use crate::http::conn::ConnInfo;
 use crate::http::error::{BoxError, GatewayError, NotSent};
 
-pub(super) struct Forward<'a> {
-    pub proxy: &'a Proxy,
+pub(super) struct Forward<'a, 'p> {
+    pub proxy: &'p Proxy,
     pub conn: &'a ConnInfo,
     pub client: forwarded::Client,
     pub request_id: &'a HeaderValue,
@@ -35,6 +38,48 @@ pub(super) struct Forward<'a> {
     pub host_header: Option<&'a HeaderValue>,
     /// Identity header lines to add (names, values), when the engine writes them.
     pub identity: Option<(&'a [HeaderName], &'a [Option<HeaderValue>])>,
+    /// The upstream's `traceparent`: the request's trace, the gateway's span.
+    pub traceparent: HeaderValue,
+    /// What happened upstream, for the access log.
+    pub tried: &'a mut Option<Tried<'p>>,
+}
+
+/// One upstream try, as the access log reports it.
+#[derive(Debug)]
+pub(super) struct Tried<'a> {
+    pub upstream: &'a Upstream,
+    pub target: &'a Target,
+    pub outcome: Result<u16, UpstreamError>,
+    pub duration_ns: u64,
+    /// Request body bytes sent, when the codec counted them.
+    pub request_bytes: Option<u64>,
+}
+
+/// Records an exchange's upstream metrics and notes it for the log. A
+/// request refused for its own body's sake is not the upstream's doing.
+fn note<'a>(
+    tried: &mut Option<Tried<'a>>,
+    upstream: &'a Upstream,
+    target: &'a Target,
+    started: Instant,
+    result: &Result<Response<Body>, GatewayError>,
+) {
+    let outcome = match result {
+        Ok(resp) => Ok(resp.status().as_u16()),
+        Err(GatewayError::UpstreamTimeout { .. }) => Err(UpstreamError::Timeout),
+        Err(GatewayError::UpstreamUnreachable { sent: false, .. }) => Err(UpstreamError::Connect),
+        Err(GatewayError::UpstreamUnreachable { sent: true, .. }) => Err(UpstreamError::Closed),
+        Err(_) => return,
+    };
+    let duration_ns = started.elapsed().as_nanos() as u64;
+    target.metrics.record(outcome.map(|s| StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_GATEWAY)), duration_ns);
+    *tried = Some(Tried {
+        upstream,
+        target,
+        outcome,
+        duration_ns,
+        request_bytes: tried.as_ref().and_then(|t| t.request_bytes),
+    });
 }
 
 /// The client side of a WebSocket upgrade that a route allows.
@@ -64,8 +109,8 @@ const WEBSOCKET: HeaderValue = HeaderValue::from_static("websocket");
 
 // Not an `async fn`, for the reason given at `proxy::handle`.
 #[allow(clippy::manual_async_fn)]
-pub(super) fn forward(
-    f: Forward<'_>,
+pub(super) fn forward<'a, 'p>(
+    f: Forward<'a, 'p>,
     mut parts: request::Parts,
     mut body: RequestBody,
     client_upgrade: Option<ClientSide>,
@@ -122,21 +167,33 @@ pub(super) fn forward(
         if let Some((names, values)) = f.identity {
             edits.add(names, values);
         }
+        edits.set(TRACEPARENT, f.traceparent.clone());
         parts.version = Version::HTTP_11;
+        let started = Instant::now();
 
         // Plain HTTP/1.1 targets: inline-driven pooled connections (no upgrades there).
         if let (Some(pool), None) = (&target.h1, &client_upgrade) {
             // The pool times the exchange itself (a lazily moved timer per
             // connection, cheaper than a timeout future per request).
-            let resp = match pool.send(&mut parts, &mut body, &edits, upstream.request_timeout).await {
-                Err(e) => return Err(classify(upstream.name.clone(), e)),
-                Ok(r) => r,
+            let result = match pool.send(&mut parts, &mut body, &edits, upstream.request_timeout).await {
+                Err(e) => Err(classify(upstream.name.clone(), e)),
+                Ok(resp) => {
+                    // The codec keeps hop-by-hop headers out already.
+                    let mut out = Response::new(Body::pooled(resp.body, resp.headers, in_flight));
+                    *out.status_mut() = resp.status;
+                    *out.version_mut() = resp.version;
+                    Ok(out)
+                }
             };
-            // The codec keeps hop-by-hop headers out already.
-            let mut out = Response::new(Body::pooled(resp.body, resp.headers, in_flight));
-            *out.status_mut() = resp.status;
-            *out.version_mut() = resp.version;
-            return Ok(out);
+            *f.tried = Some(Tried {
+                upstream,
+                target,
+                outcome: Err(UpstreamError::Closed),
+                duration_ns: 0,
+                request_bytes: Some(body.received()),
+            });
+            note(f.tried, upstream, target, started, &result);
+            return result;
         }
         let upgrade = client_upgrade.map(|side| {
             edits.set(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -146,7 +203,9 @@ pub(super) fn forward(
         edits.apply(&mut parts.headers, RequestFraming::of(&parts.method, &body));
         let req = Request::from_parts(parts, body);
         // Boxed: hyper's client future is large and this path is the less common one.
-        Box::pin(through_hyper(upstream, req, upgrade, in_flight)).await
+        let result = Box::pin(through_hyper(upstream, req, upgrade, in_flight)).await;
+        note(f.tried, upstream, target, started, &result);
+        result
     }
 }
 
@@ -210,7 +269,7 @@ async fn through_hyper(
     }
     let (mut parts, inner) = resp.into_parts();
     hop_by_hop::strip(&mut parts.headers, false);
-    Ok(Response::from_parts(parts, Body::Upstream { inner, _in_flight: Some(in_flight), _slots: Vec::new() }))
+    Ok(Response::from_parts(parts, Body::upstream(inner, in_flight)))
 }
 
 /// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key` (RFC 6455 §4.2.2).
@@ -238,7 +297,12 @@ fn is_websocket_handshake(headers: &http::HeaderMap, accept: &HeaderValue) -> bo
 
 /// `X-Forwarded-For/Proto/Host`, `X-Request-Id`; `Forwarded` from an
 /// untrusted client is dropped (we do not vouch for it).
-fn forwarded_headers(f: &Forward<'_>, headers: &http::HeaderMap, host: Option<HeaderValue>, edits: &mut HeaderEdits) {
+fn forwarded_headers(
+    f: &Forward<'_, '_>,
+    headers: &http::HeaderMap,
+    host: Option<HeaderValue>,
+    edits: &mut HeaderEdits,
+) {
     // Every `X-Forwarded-For` line counts (as in `forwarded::resolve`).
     let prior = f.client.peer_trusted && headers.contains_key(&X_FORWARDED_FOR);
     let xff = if prior {

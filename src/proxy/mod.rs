@@ -17,6 +17,7 @@
 
 pub mod body;
 mod forward;
+mod observe;
 
 use std::ops::Deref;
 
@@ -29,6 +30,7 @@ use crate::http::conn::ConnInfo;
 use crate::http::error::GatewayError;
 use crate::http::request_body::RequestBody;
 use crate::http::{forwarded, normalize, problem, request_id};
+use crate::observe::trace::{TRACEPARENT, TRACESTATE};
 use crate::plan::{Action, ListenerPlan, Plan, Route};
 use crate::policy::Chain;
 use crate::policy::ctx::{Outcome, RequestCtx, ResponseCtx};
@@ -37,6 +39,7 @@ use crate::responder::EchoInfo;
 use crate::router::host::{host_of, request_host};
 use crate::router::{Miss, RequestView};
 use crate::wire::hop_by_hop;
+use observe::Seen;
 
 use crate::wire::field_edits::ResponseEdits;
 use crate::wire::limit_fields::LimitFields;
@@ -66,12 +69,20 @@ pub fn handle<P: Deref<Target = Plan>>(
         }
         let client = forwarded::resolve(conn.peer.ip(), req.headers(), &plan.trusted_proxies);
         let request_id = request_id::take_or_generate(req.headers(), client.peer_trusted);
+        // What the observers need from the request, read before it moves on.
+        let mut seen = Seen::of(plan, &req, &client, conn.peer.ip(), conn.tls_version, &request_id);
+        if present.trace && !client.peer_trusted {
+            // Only a trusted proxy's trace is continued; the rest is not passed on.
+            req.headers_mut().remove(TRACEPARENT);
+            req.headers_mut().remove(TRACESTATE);
+        }
         let origin = if present.origin { req.headers().get(header::ORIGIN).cloned() } else { None };
         let request_id_ref = &request_id;
         // One function, not a nested `async fn`: the nested one's future (several
         // KiB) was copied into this one's on every request.
         // The rate-limit headers of a limited route (the first response step).
         let mut limit_fields = None;
+        let mut tried = None;
         let (route, result): (Option<&Route>, Result<Response<Body>, GatewayError>) = 'serve: {
             let request_id = request_id_ref;
             let listener = match admit(plan, conn, &req) {
@@ -112,13 +123,17 @@ pub fn handle<P: Deref<Target = Plan>>(
                 }
             };
             let route = &plan.routes[found.route];
+            seen.route = Some(found.route);
             let mut ctx = RequestCtx::new(client.ip, request_id, &route.name, conn.client_cert.as_deref());
 
             let max_body = route.max_body_size.unwrap_or(listener.limits.max_body_size);
             if present.content_length
                 && let Some(len) =
                     req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-                && len > max_body
+                && {
+                    seen.request_bytes = len;
+                    len > max_body
+                }
             {
                 break 'serve (Some(route), Err(GatewayError::BodyTooLarge { limit: max_body }));
             }
@@ -166,6 +181,8 @@ pub fn handle<P: Deref<Target = Plan>>(
                             values: &found.values,
                             host_header: host_header.as_ref(),
                             identity,
+                            traceparent: seen.trace.header(),
+                            tried: &mut tried,
                         };
                         forward::forward(target, parts, body, client_upgrade).await
                     }
@@ -188,18 +205,27 @@ pub fn handle<P: Deref<Target = Plan>>(
             };
             // ResponseStep::RateLimitHeaders: on every answer of a limited route,
             // 429 or not; `finish` sets them.
-            let resp = result.unwrap_or_else(|e| full(problem::from_error(&e, request_id)));
+            let resp = result.unwrap_or_else(|e| {
+                seen.flag = observe::flag_of(&e);
+                full(problem::from_error(&e, request_id))
+            });
             if let Some(info) = &ctx.rate_limit {
                 limit_fields = ratelimit::header_fields(plan.rate_limit_headers, info);
             }
+            seen.note(&ctx, matches!(route.action, Action::Respond(_)));
             let slots = std::mem::take(&mut ctx.slots);
             (Some(route), Ok(resp.map(|b| b.hold(slots))))
         };
-        let mut resp = result.unwrap_or_else(|err| full(problem::from_error(&err, &request_id)));
+        let mut resp = result.unwrap_or_else(|err| {
+            seen.flag = observe::flag_of(&err);
+            full(problem::from_error(&err, &request_id))
+        });
         // The other response steps, on every response, errors included.
         finish(plan, route, conn, origin.as_ref(), &mut resp, limit_fields);
         body::set_request_id(&mut resp, request_id);
-        // ResponseStep::Observe: the access log and metrics will run here.
+        // ResponseStep::Observe: the access log and metrics, finished when the body is.
+        let pending = seen.pending(tried, resp.status());
+        resp.body_mut().watch(pending);
         resp
     }
 }
@@ -219,6 +245,8 @@ struct Present {
     upgrade: bool,
     /// Any hop-by-hop header (`Upgrade` among them).
     hop_by_hop: bool,
+    /// `traceparent` or `tracestate`.
+    trace: bool,
 }
 
 impl Present {
@@ -229,6 +257,8 @@ impl Present {
                 present.origin = true;
             } else if name == header::CONTENT_LENGTH {
                 present.content_length = true;
+            } else if name == TRACEPARENT || name == TRACESTATE {
+                present.trace = true;
             } else if hop_by_hop::is_hop_by_hop(name) {
                 present.hop_by_hop = true;
                 present.upgrade |= name == header::UPGRADE;

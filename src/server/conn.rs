@@ -60,6 +60,7 @@ pub(super) async fn serve(
         client_cert: None,
         hsts: None,
         redirect_https: lp.redirect_https,
+        tls_version: None,
     };
     let conn = Conn::new(info, lp, shared.clone(), signal.flag.clone());
     match &lp.tls {
@@ -103,6 +104,11 @@ async fn serve_tls(stream: TcpStream, mut conn: Conn<'_>, config: Arc<rustls::Se
     let h2 = session.alpn_protocol() == Some(b"h2");
     let info = Arc::make_mut(&mut conn.info);
     info.scheme = "https";
+    info.tls_version = match session.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => Some("1.3"),
+        Some(rustls::ProtocolVersion::TLSv1_2) => Some("1.2"),
+        _ => None,
+    };
     info.hsts = conn.lp.hsts.clone();
     info.client_cert =
         session.peer_certificates().and_then(|chain| chain.first()).and_then(tls::client_identity).map(Arc::new);

@@ -10,6 +10,7 @@
 
 mod conn;
 mod h1;
+pub mod state;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,9 +24,11 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::plan::Plan;
 
-/// What every connection shares: the current plan (swapped on reload).
+/// What every connection shares: the current plan (swapped on reload),
+/// and the gateway's state (for the admin API).
 pub struct Shared {
     pub plan: ArcSwap<Plan>,
+    pub state: state::GatewayState,
 }
 
 /// One bound listener and the task that serves it.
@@ -93,6 +96,13 @@ impl RunningListener {
 async fn accept_loop(listener: TcpListener, name: Arc<str>, shared: Arc<Shared>, signal: StopSignal) {
     let mut stop = signal.flag.clone();
     let open = Arc::new(AtomicUsize::new(0));
+    // `portcullis_connections{listener,state="open"}`, while this loop runs.
+    let probe: Arc<dyn Fn() -> f64 + Send + Sync> = {
+        let open = open.clone();
+        Arc::new(move || open.load(Ordering::Relaxed) as f64)
+    };
+    let labels = vec![("listener", name.to_string()), ("state", "open".to_string())];
+    shared.plan.load().observe.registry.probe("portcullis_connections", labels, probe.clone());
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -121,6 +131,7 @@ async fn accept_loop(listener: TcpListener, name: Arc<str>, shared: Arc<Shared>,
         }
     }
     drop(listener);
+    let _probe = probe;
     // Connections saw the same stop signal and are finishing; wait for them.
     while connections.join_next().await.is_some() {}
 }

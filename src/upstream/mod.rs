@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
 
+use crate::observe::metrics::ClientSeries;
 pub use balance::{Balancer, HashKey};
 pub use client::HttpClient;
 
@@ -23,11 +24,16 @@ pub struct Target {
     in_flight: Arc<AtomicUsize>,
     /// Inline-driven HTTP/1.1 connections (plain `http://` targets).
     pub h1: Option<Arc<h1::H1Pool>>,
+    /// `host:port`, as logs and metrics name the target.
+    pub label: Arc<str>,
+    /// `http_client_request_duration_seconds` for this target.
+    pub metrics: Arc<ClientSeries>,
 }
 
 impl Target {
-    pub fn new(scheme: Scheme, authority: Authority, weight: u32) -> Target {
-        Target { scheme, authority, weight, in_flight: Arc::default(), h1: None }
+    pub fn new(scheme: Scheme, authority: Authority, weight: u32, metrics: Arc<ClientSeries>) -> Target {
+        let label = authority.as_str().into();
+        Target { scheme, authority, weight, in_flight: Arc::default(), h1: None, label, metrics }
     }
 
     /// Counts a request as in flight until the returned guard is dropped

@@ -35,7 +35,7 @@ mod tests {
     use super::*;
 
     fn target(weight: u32) -> Target {
-        Target::new(http::uri::Scheme::HTTP, "a:1".parse().unwrap(), weight)
+        Target::new(http::uri::Scheme::HTTP, "a:1".parse().unwrap(), weight, Default::default())
     }
 
     #[test]

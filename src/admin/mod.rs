@@ -1,0 +1,194 @@
+//! The admin listener: `/healthz`, `/readyz`, `/status`, `/config` and
+//! `/metrics`, on its own address (loopback unless a token guards it),
+//! never on a public listener. Served by hyper (HTTP/1.1): a handful of
+//! requests a minute from probes and scrapers, not the hot path.
+
+mod redact;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::server::Shared;
+
+/// A running admin listener.
+pub struct RunningAdmin {
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl RunningAdmin {
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.task).await;
+    }
+}
+
+/// Binds `addr` and serves the admin API for `shared` (whose current
+/// plan's `admin` holds the token).
+pub async fn start(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<RunningAdmin> {
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let (stop, mut stopped) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        loop {
+            let (stream, _) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = stopped.changed() => return,
+            };
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| {
+                    let answer = answer(&shared, &req);
+                    async move { Ok::<_, Infallible>(answer) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .serve_connection(TokioIo::new(stream), service);
+                let _ = tokio::time::timeout(Duration::from_secs(60), conn).await;
+            });
+        }
+    });
+    tracing::info!(%addr, "admin listening");
+    Ok(RunningAdmin { addr, stop, task })
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    resp
+}
+
+fn problem(status: StatusCode, detail: &str) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({
+        "type": "about:blank",
+        "title": status.canonical_reason().unwrap_or(""),
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    respond(status, "application/problem+json", body.to_string())
+}
+
+fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut resp = problem(StatusCode::METHOD_NOT_ALLOWED, "the admin API is read-only");
+        resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return resp;
+    }
+    if path == "/healthz" {
+        return respond(StatusCode::OK, "text/plain; charset=utf-8", "ok\n");
+    }
+    let token = req.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
+    if !shared.plan.load().admin.as_ref().is_some_and(|a| a.authorized(token)) {
+        let mut resp = problem(StatusCode::UNAUTHORIZED, "this admin path needs `Authorization: Bearer <admin.token>`");
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"admin\""));
+        return resp;
+    }
+    match path {
+        "/readyz" => {
+            if shared.state.draining() {
+                respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "draining\n")
+            } else {
+                respond(StatusCode::OK, "text/plain; charset=utf-8", "ready\n")
+            }
+        }
+        "/metrics" => {
+            let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let openmetrics = accept.contains("application/openmetrics-text");
+            let text = shared.plan.load().observe.registry.render(openmetrics);
+            let content_type = if openmetrics {
+                "application/openmetrics-text; version=1.0.0; charset=utf-8"
+            } else {
+                "text/plain; version=0.0.4; charset=utf-8"
+            };
+            respond(StatusCode::OK, content_type, text)
+        }
+        "/status" => respond(StatusCode::OK, "application/json", status(shared).to_string()),
+        "/config" => {
+            let mut doc = shared.state.document();
+            redact::redact(&mut doc);
+            respond(StatusCode::OK, "application/json", doc.to_string())
+        }
+        _ => problem(StatusCode::NOT_FOUND, "admin paths: /healthz, /readyz, /status, /config, /metrics"),
+    }
+}
+
+fn status(shared: &Shared) -> serde_json::Value {
+    use crate::plan::Action;
+    let plan = shared.plan.load();
+    let loaded = shared.state.loaded();
+    let listeners: Vec<_> = shared
+        .state
+        .listeners()
+        .into_iter()
+        .map(|(name, addr)| {
+            let tls = plan.listener(&name).is_some_and(|l| l.tls.is_some());
+            serde_json::json!({ "name": &*name, "address": addr.to_string(), "tls": tls })
+        })
+        .collect();
+    let mut upstreams = std::collections::BTreeMap::new();
+    let routes: Vec<_> = plan
+        .routes
+        .iter()
+        .map(|r| {
+            let upstream = match &r.action {
+                Action::Proxy(p) => {
+                    let u = &p.upstream;
+                    upstreams.entry(u.name.to_string()).or_insert_with(|| {
+                        let targets: Vec<_> = u
+                            .targets
+                            .iter()
+                            .map(|t| {
+                                serde_json::json!({
+                                    "address": format!("{}://{}", t.scheme, t.authority),
+                                    "weight": t.weight,
+                                    "in_flight": t.in_flight(),
+                                    "state": "serving",
+                                })
+                            })
+                            .collect();
+                        serde_json::json!({ "targets": targets })
+                    });
+                    Some(u.name.to_string())
+                }
+                Action::Respond(_) => None,
+            };
+            serde_json::json!({ "name": &*r.name, "upstream": upstream })
+        })
+        .collect();
+    serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "config": {
+            "hash": format!("{:016x}", loaded.hash),
+            "loaded_at": loaded.at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            "reloads": shared.state.reloads(),
+        },
+        "draining": shared.state.draining(),
+        "listeners": listeners,
+        "routes": routes,
+        "upstreams": upstreams,
+    })
+}

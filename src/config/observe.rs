@@ -1,0 +1,86 @@
+//! The serde types of what operators watch the gateway through: the admin
+//! listener, the access log and trace propagation/export.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// The admin listener: `/healthz`, `/readyz`, `/status`, `/config`,
+/// `/metrics`. Never one of the public listeners.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// `IP:PORT`. Loopback unless `token` is set.
+    #[serde(default = "admin_bind")]
+    pub bind: String,
+    /// Bearer token asked of every admin path but `/healthz`
+    /// (`Authorization: Bearer <token>`). Required on a non-loopback bind.
+    pub token: Option<String>,
+}
+
+fn admin_bind() -> String {
+    "127.0.0.1:9901".into()
+}
+
+/// The access log: one line per request, written by a thread of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogConfig {
+    /// `stdout` (default) or a file path (appended to; reopened on SIGUSR1).
+    #[serde(default = "stdout")]
+    pub to: String,
+    #[serde(default)]
+    pub format: AccessLogFormat,
+    /// Lines waiting to be written; when full, new lines are dropped and
+    /// counted (`portcullis_access_log_dropped_total`), never the request.
+    #[serde(default = "log_buffer")]
+    pub buffer: usize,
+}
+
+impl Default for AccessLogConfig {
+    fn default() -> Self {
+        AccessLogConfig { to: stdout(), format: AccessLogFormat::default(), buffer: log_buffer() }
+    }
+}
+
+fn stdout() -> String {
+    "stdout".into()
+}
+
+fn log_buffer() -> usize {
+    8192
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLogFormat {
+    /// One JSON object per line, Elastic Common Schema field names.
+    #[default]
+    Ecs,
+    /// NGINX's `combined` text format plus request id, route and flag.
+    Combined,
+}
+
+/// Traces: W3C `traceparent` propagation is always on; `otlp` exports spans.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TracingConfig {
+    /// Export spans over OTLP/HTTP.
+    pub otlp: Option<OtlpConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// The collector's base URL (`/v1/traces` is appended).
+    pub endpoint: String,
+    /// Share of new traces exported, 0.0 to 1.0 (a sampled parent is always followed).
+    #[serde(default = "one")]
+    pub sample: f64,
+    /// Extra headers on every export request (an API key for a hosted backend).
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+fn one() -> f64 {
+    1.0
+}

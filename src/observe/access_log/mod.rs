@@ -1,0 +1,154 @@
+//! The access log: one line per request, formatted and written by a thread
+//! of its own, so a slow disk or a full pipe never holds a request. The
+//! queue between them is bounded (`buffer` lines); when it is full, the
+//! line is dropped and counted (`portcullis_access_log_dropped_total`).
+
+pub mod record;
+pub mod redact;
+mod time;
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::Duration;
+
+use crate::config::{AccessLogConfig, AccessLogFormat};
+
+use super::metrics::Counter;
+pub use record::{Record, Try};
+pub use redact::Redact;
+
+enum Message {
+    Line(Box<Record>),
+    /// Write everything queued before this, then answer.
+    Flush(SyncSender<()>),
+}
+
+/// A running access log.
+pub struct AccessLog {
+    pub config: AccessLogConfig,
+    queue: SyncSender<Message>,
+    dropped: Arc<Counter>,
+    reopen: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for AccessLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessLog").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+enum Sink {
+    Stdout,
+    File(std::io::BufWriter<std::fs::File>),
+}
+
+fn open(to: &str) -> std::io::Result<Sink> {
+    if to == "stdout" {
+        return Ok(Sink::Stdout);
+    }
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(to)?;
+    Ok(Sink::File(std::io::BufWriter::with_capacity(64 * 1024, file)))
+}
+
+impl AccessLog {
+    /// Opens the destination and starts the writer. `dropped` counts lines
+    /// the writer could not keep up with.
+    pub fn start(config: &AccessLogConfig, dropped: Arc<Counter>) -> std::io::Result<AccessLog> {
+        let sink = open(&config.to)?;
+        let (queue, lines) = mpsc::sync_channel(config.buffer.max(1));
+        let reopen = Arc::new(AtomicBool::new(false));
+        let writer = Writer { to: config.to.clone(), format: config.format, sink, reopen: reopen.clone() };
+        std::thread::Builder::new().name("access-log".into()).spawn(move || writer.run(lines))?;
+        Ok(AccessLog { config: config.clone(), queue, dropped, reopen })
+    }
+
+    /// Queues one line; never waits.
+    pub fn log(&self, record: Box<Record>) {
+        match self.queue.try_send(Message::Line(record)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => self.dropped.inc(),
+        }
+    }
+
+    /// Reopens a file destination before the next line (after logrotate moved it).
+    pub fn reopen(&self) {
+        self.reopen.store(true, Ordering::Relaxed);
+    }
+
+    /// Waits (up to `wait`) until every line queued so far is written.
+    pub fn flush(&self, wait: Duration) {
+        let (done, answer) = mpsc::sync_channel(1);
+        if self.queue.send(Message::Flush(done)).is_ok() {
+            let _ = answer.recv_timeout(wait);
+        }
+    }
+}
+
+struct Writer {
+    to: String,
+    format: AccessLogFormat,
+    sink: Sink,
+    reopen: Arc<AtomicBool>,
+}
+
+impl Writer {
+    fn run(mut self, lines: mpsc::Receiver<Message>) {
+        let mut text = String::with_capacity(64 * 1024);
+        loop {
+            let first = match lines.recv_timeout(Duration::from_millis(500)) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            if self.reopen.swap(false, Ordering::Relaxed) {
+                self.write(&mut text);
+                match open(&self.to) {
+                    Ok(sink) => self.sink = sink,
+                    Err(e) => {
+                        tracing::error!(to = %self.to, error = %e, "access log: cannot reopen; keeping the old file")
+                    }
+                }
+            }
+            let mut waiting = Vec::new();
+            // What is queued now goes out in one write.
+            for m in first.into_iter().chain(std::iter::from_fn(|| lines.try_recv().ok())) {
+                match m {
+                    Message::Line(r) => {
+                        match self.format {
+                            AccessLogFormat::Ecs => r.write_ecs(&mut text),
+                            AccessLogFormat::Combined => r.write_combined(&mut text),
+                        }
+                        if text.len() >= 60 * 1024 {
+                            self.write(&mut text);
+                        }
+                    }
+                    Message::Flush(done) => waiting.push(done),
+                }
+            }
+            self.write(&mut text);
+            for done in waiting {
+                let _ = done.send(());
+            }
+        }
+        self.write(&mut text);
+    }
+
+    fn write(&mut self, text: &mut String) {
+        if text.is_empty() {
+            return;
+        }
+        let result = match &mut self.sink {
+            Sink::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(text.as_bytes()).and_then(|_| out.flush())
+            }
+            Sink::File(f) => f.write_all(text.as_bytes()).and_then(|_| f.flush()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(to = %self.to, error = %e, "access log: write failed");
+        }
+        text.clear();
+    }
+}

@@ -1,0 +1,48 @@
+//! The response flag: one short code for why a request did not get an
+//! upstream's answer (Envoy's most useful access-log field), in the access
+//! log and nowhere a client sees it.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Flag {
+    /// The upstream answered (whatever its status).
+    #[default]
+    None,
+    /// No route matched (404, 405).
+    NoRoute,
+    /// The upstream could not be reached.
+    UpstreamConnectFailure,
+    /// The upstream did not answer in time.
+    UpstreamTimeout,
+    /// The upstream closed or broke the exchange after the request was sent.
+    UpstreamClosed,
+    /// A rate limit, quota or concurrency limit refused it.
+    RateLimited,
+    /// Authentication refused it.
+    Unauthenticated,
+    /// Authorization (scopes, claims, groups, IP lists, CORS) refused it.
+    Forbidden,
+    /// The request itself was invalid (path, size, head, body).
+    InvalidInput,
+    /// The client went away before the response was complete.
+    ClientClosed,
+    /// The gateway answered itself (a built-in responder, a redirect).
+    LocalResponse,
+}
+
+impl Flag {
+    pub fn code(self) -> &'static str {
+        match self {
+            Flag::None => "-",
+            Flag::NoRoute => "NR",
+            Flag::UpstreamConnectFailure => "UF",
+            Flag::UpstreamTimeout => "UT",
+            Flag::UpstreamClosed => "UC",
+            Flag::RateLimited => "RL",
+            Flag::Unauthenticated => "UA",
+            Flag::Forbidden => "UZ",
+            Flag::InvalidInput => "IV",
+            Flag::ClientClosed => "DC",
+            Flag::LocalResponse => "LR",
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! What operators see: the access log, the metrics and trace context. The
+//! engine fills a [`Pending`] for each request at its last response step;
+//! the response body carries it and, when the body is done (sent,
+//! abandoned or broken), it records the request's metrics and queues its
+//! log line.
+
+pub mod access_log;
+pub mod flag;
+pub mod metrics;
+pub mod trace;
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use http::{Method, StatusCode};
+
+use access_log::{AccessLog, Record};
+pub use flag::Flag;
+use metrics::{Gauge, Registry, ServerSeries};
+
+/// A plan's observers: compiled with it, shared by its requests.
+#[derive(Debug)]
+pub struct Observer {
+    pub registry: Arc<Registry>,
+    /// Set when the plan goes live (`Plan::start_background`).
+    pub access_log: std::sync::OnceLock<Arc<AccessLog>>,
+    /// Query parameters never logged.
+    pub redact: access_log::Redact,
+    pub active: Arc<Gauge>,
+    /// Each route's request series (by route index), then the series of
+    /// requests that matched no route.
+    pub routes: Vec<Arc<ServerSeries>>,
+    /// Each route's name, by index (for the log).
+    pub route_names: Vec<Arc<str>>,
+    /// Share of new traces marked sampled (0 without an exporter).
+    pub sample: f64,
+}
+
+impl Observer {
+    /// The series of requests without a route.
+    pub fn unrouted(&self) -> &Arc<ServerSeries> {
+        self.routes.last().expect("the unrouted series is always there")
+    }
+
+    /// Whether a new trace is sampled.
+    pub fn sample(&self) -> bool {
+        self.sample > 0.0 && (self.sample >= 1.0 || rand::random::<f64>() < self.sample)
+    }
+}
+
+/// A request in progress as the observers see it, until its response body is done.
+#[derive(Debug)]
+pub struct Pending {
+    pub observer: Arc<Observer>,
+    /// The route's index in `observer.routes` (`None`: no route).
+    pub series: Option<usize>,
+    pub start: Instant,
+    pub method: Method,
+    pub status: StatusCode,
+    pub request_bytes: u64,
+    pub response_bytes: u64,
+    /// No body follows this head (HEAD, 1xx, 204, 304): done once sent.
+    pub bodiless: bool,
+    /// The access log line, when there is an access log.
+    pub record: Option<Box<Record>>,
+}
+
+/// How a response body ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Every byte was handed to the connection.
+    Complete,
+    /// The upstream broke off mid-body.
+    UpstreamBroke,
+    /// The client left (or the connection was cut) before the end.
+    ClientLeft,
+}
+
+impl Pending {
+    pub fn finish(self, ending: Ending) {
+        let Pending { observer, series, start, method, status, request_bytes, response_bytes, bodiless: _, record } =
+            self;
+        let duration_ns = start.elapsed().as_nanos() as u64;
+        observer.active.add(-1);
+        let routes = &observer.routes;
+        let series = series.and_then(|i| routes.get(i)).unwrap_or(observer.unrouted());
+        series.record(&method, status, duration_ns, request_bytes, response_bytes);
+        if let (Some(mut r), Some(log)) = (record, observer.access_log.get()) {
+            r.duration_ns = duration_ns;
+            r.response_bytes = response_bytes;
+            r.request_bytes = request_bytes;
+            match ending {
+                Ending::Complete => {}
+                Ending::UpstreamBroke => r.flag = Flag::UpstreamClosed,
+                Ending::ClientLeft => r.flag = Flag::ClientClosed,
+            }
+            log.log(r);
+        }
+    }
+}

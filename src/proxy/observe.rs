@@ -1,0 +1,265 @@
+//! The engine's side of the observe step: what a request is seen to be
+//! and do, gathered as it is served and handed to the response body as an
+//! `observe::Pending` (metrics and the access-log line, finished when the
+//! body is done).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::time::Instant;
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, StatusCode};
+use smallvec::SmallVec;
+
+use super::forward::Tried;
+use crate::http::error::GatewayError;
+use crate::http::forwarded::Client;
+use crate::observe::access_log::{Record, Try};
+use crate::observe::metrics::UpstreamError;
+use crate::observe::trace::TraceContext;
+use crate::observe::{Ending, Flag, Observer, Pending};
+use crate::plan::Plan;
+use crate::policy::ctx::{Refusal, RequestCtx};
+
+/// One request as the observers see it, from its arrival to its response.
+/// Dropped without a response (the client left while it was served), it
+/// is logged as such (status 499, flag `DC`).
+pub(super) struct Seen {
+    observer: Arc<Observer>,
+    start: Instant,
+    method: Method,
+    pub trace: TraceContext,
+    /// The request's part of the log line, when there is an access log.
+    record: Option<Box<Record>>,
+    /// The matched route's index.
+    pub route: Option<usize>,
+    /// The declared body size (`Content-Length`), until the codec counts it.
+    pub request_bytes: u64,
+    pub flag: Flag,
+    /// Still to be finished (`pending` takes it).
+    armed: bool,
+}
+
+/// `ua`, `referer`, the path and the query, as the log keeps them.
+fn record_of<B>(plan: &Plan, req: &Request<B>, client: &Client, peer: IpAddr, request_id: &HeaderValue) -> Record {
+    let uri = req.uri();
+    let mut text = String::with_capacity(uri.path().len() + 64);
+    text.push_str(uri.path());
+    let path_len = text.len() as u32;
+    let mark = |text: &mut String, from: usize| Some((text.len() - from) as u32);
+    let query_len = uri.query().and_then(|q| {
+        let from = text.len();
+        plan.observe.redact.query(q, &mut text);
+        mark(&mut text, from)
+    });
+    let header_text = |name: header::HeaderName, text: &mut String| {
+        let v = req.headers().get(name)?;
+        let from = text.len();
+        text.push_str(&String::from_utf8_lossy(v.as_bytes()));
+        Some((text.len() - from) as u32)
+    };
+    let user_agent_len = header_text(header::USER_AGENT, &mut text);
+    let referrer_len = req.headers().get(header::REFERER).map(|v| {
+        // A referrer's query may carry credentials too.
+        let v = String::from_utf8_lossy(v.as_bytes());
+        let from = text.len();
+        match v.split_once('?') {
+            Some((base, q)) => {
+                text.push_str(base);
+                text.push('?');
+                plan.observe.redact.query(q, &mut text);
+            }
+            None => text.push_str(&v),
+        }
+        (text.len() - from) as u32
+    });
+    Record {
+        time: wall_now(),
+        duration_ns: 0,
+        method: req.method().clone(),
+        version: req.version(),
+        text,
+        path_len,
+        query_len,
+        user_agent_len,
+        referrer_len,
+        request_id: request_id.clone(),
+        trace_id: None,
+        client_ip: client.ip,
+        source_ip: peer,
+        tls_version: None,
+        status: 0,
+        request_bytes: 0,
+        response_bytes: 0,
+        route: None,
+        upstream: None,
+        tries: SmallVec::new(),
+        consumer: None,
+        auth_provider: None,
+        auth_outcome: None,
+        rate_limit: None,
+        validation: None,
+        flag: Flag::None,
+    }
+}
+
+/// The log's `@timestamp`: the real wall time (not the policies' clock,
+/// which tests may set), read only when there is an access log.
+#[allow(clippy::disallowed_methods)]
+fn wall_now() -> SystemTime {
+    SystemTime::now()
+}
+
+impl Seen {
+    pub fn of<B>(
+        plan: &Plan,
+        req: &Request<B>,
+        client: &Client,
+        peer: IpAddr,
+        tls_version: Option<&'static str>,
+        request_id: &HeaderValue,
+    ) -> Seen {
+        let observer = plan.observe.clone();
+        observer.active.add(1);
+        let trace = TraceContext::of(req.headers(), client.peer_trusted, request_id, || observer.sample());
+        let record = observer.access_log.get().map(|_| {
+            let mut r = Box::new(record_of(plan, req, client, peer, request_id));
+            r.trace_id = Some(trace.trace_id);
+            r.tls_version = tls_version;
+            r
+        });
+        Seen {
+            observer,
+            start: Instant::now(),
+            method: req.method().clone(),
+            trace,
+            record,
+            route: None,
+            request_bytes: 0,
+            flag: Flag::None,
+            armed: true,
+        }
+    }
+
+    /// What the request phases decided, and a responder's answer.
+    pub fn note(&mut self, ctx: &RequestCtx<'_>, responder: bool) {
+        if let Some(refused) = ctx.refused {
+            self.flag = match refused {
+                Refusal::Unauthenticated => Flag::Unauthenticated,
+                Refusal::Forbidden => Flag::Forbidden,
+                Refusal::RateLimited => Flag::RateLimited,
+            };
+        } else if responder {
+            self.flag = Flag::LocalResponse;
+        }
+        let Some(r) = &mut self.record else { return };
+        if let Some(id) = &ctx.identity {
+            r.auth_provider = Some(id.provider.clone());
+            r.auth_outcome = Some("success");
+            r.consumer = id.consumer.as_ref().map(|c| c.id.clone());
+        } else if ctx.refused == Some(Refusal::Unauthenticated) {
+            r.auth_outcome = Some("failure");
+        }
+        if ctx.rate_limit.is_some() || ctx.refused == Some(Refusal::RateLimited) {
+            r.rate_limit = Some(if ctx.refused == Some(Refusal::RateLimited) { "rejected" } else { "allowed" });
+        }
+    }
+
+    /// Hands over to the response body.
+    pub fn pending(mut self, tried: Option<Tried<'_>>, status: StatusCode) -> Pending {
+        self.armed = false;
+        let mut request_bytes = self.request_bytes;
+        let observer = self.observer.clone();
+        let route = self.route;
+        let mut record = self.record.take();
+        if let Some(r) = &mut record {
+            r.status = status.as_u16();
+            r.flag = self.flag;
+            if let Some(i) = route {
+                r.route = Some(observer_route(&observer, i));
+            }
+        }
+        if let Some(t) = &tried {
+            request_bytes = t.request_bytes.unwrap_or(request_bytes);
+            if let Some(r) = &mut record {
+                r.upstream = Some(t.upstream.name.clone());
+                r.tries.push(Try {
+                    target: t.target.label.clone(),
+                    outcome: t.outcome.map_err(|e| match e {
+                        UpstreamError::Connect => "connect",
+                        UpstreamError::Timeout => "timeout",
+                        UpstreamError::Closed => "closed",
+                    }),
+                    duration_ns: t.duration_ns,
+                });
+            }
+        }
+        let bodiless = self.method == Method::HEAD
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED;
+        Pending {
+            observer,
+            series: route,
+            start: self.start,
+            method: std::mem::replace(&mut self.method, Method::GET),
+            status,
+            request_bytes,
+            response_bytes: 0,
+            bodiless,
+            record,
+        }
+    }
+}
+
+fn observer_route(observer: &Observer, i: usize) -> Arc<str> {
+    observer.route_names.get(i).cloned().unwrap_or_else(|| "".into())
+}
+
+impl Drop for Seen {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        // The client left before the response: NGINX's 499.
+        let status = StatusCode::from_u16(499).expect("499 is a valid status");
+        let mut record = self.record.take();
+        if let Some(r) = &mut record {
+            r.status = 499;
+            r.route = self.route.map(|i| observer_route(&self.observer, i));
+        }
+        Pending {
+            observer: self.observer.clone(),
+            series: self.route,
+            start: self.start,
+            method: std::mem::replace(&mut self.method, Method::GET),
+            status,
+            request_bytes: self.request_bytes,
+            response_bytes: 0,
+            bodiless: true,
+            record,
+        }
+        .finish(Ending::ClientLeft);
+    }
+}
+
+/// The response flag of an error the engine turned into a problem response.
+pub(super) fn flag_of(e: &GatewayError) -> Flag {
+    match e {
+        GatewayError::NoRoute | GatewayError::MethodNotAllowed { .. } => Flag::NoRoute,
+        GatewayError::UpstreamUnreachable { sent: false, .. } => Flag::UpstreamConnectFailure,
+        GatewayError::UpstreamUnreachable { sent: true, .. } => Flag::UpstreamClosed,
+        GatewayError::UpstreamTimeout { .. } => Flag::UpstreamTimeout,
+        GatewayError::CorsRejected(_) => Flag::Forbidden,
+        GatewayError::Internal(_) => Flag::LocalResponse,
+        GatewayError::BadPath(_)
+        | GatewayError::BodyTooLarge { .. }
+        | GatewayError::BodyTimeout
+        | GatewayError::BodyRead(_)
+        | GatewayError::UriTooLong { .. }
+        | GatewayError::MissingHost
+        | GatewayError::TooManyHeaders => Flag::InvalidInput,
+    }
+}
