@@ -89,8 +89,9 @@ fn check(path: &Path) -> ExitCode {
 }
 
 fn run(path: Option<PathBuf>, watch: bool) -> ExitCode {
-    init_logging();
-    let loaded = match load(path.as_deref()) {
+    let loaded = load(path.as_deref());
+    init_logging(loaded.as_ref().map_or("info", |l| l.config.log_level.as_str()));
+    let loaded = match loaded {
         Ok(l) => l,
         Err(errors) => {
             for e in &errors.0 {
@@ -144,18 +145,24 @@ fn run(path: Option<PathBuf>, watch: bool) -> ExitCode {
 struct Signals {
     term: Option<tokio::signal::unix::Signal>,
     hup: Option<tokio::signal::unix::Signal>,
+    usr1: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
     fn install() -> Signals {
         use tokio::signal::unix::{SignalKind, signal};
-        Signals { term: signal(SignalKind::terminate()).ok(), hup: signal(SignalKind::hangup()).ok() }
+        Signals {
+            term: signal(SignalKind::terminate()).ok(),
+            hup: signal(SignalKind::hangup()).ok(),
+            usr1: signal(SignalKind::user_defined1()).ok(),
+        }
     }
 }
 
-/// Reloads on SIGHUP (and on file changes with `--watch`) until SIGTERM or SIGINT.
+/// Reloads on SIGHUP (and on file changes with `--watch`), reopens the
+/// access log on SIGUSR1 (logrotate), until SIGTERM or SIGINT.
 async fn serve_until_stopped(handle: &portcullis::Handle, signals: Signals, path: Option<&Path>, watch: bool) {
-    let (Some(mut term), Some(mut hup)) = (signals.term, signals.hup) else {
+    let (Some(mut term), Some(mut hup), Some(mut usr1)) = (signals.term, signals.hup, signals.usr1) else {
         let _ = tokio::signal::ctrl_c().await;
         return;
     };
@@ -166,6 +173,10 @@ async fn serve_until_stopped(handle: &portcullis::Handle, signals: Signals, path
             _ = term.recv() => return,
             _ = tokio::signal::ctrl_c() => return,
             _ = hup.recv() => reload(handle, path).await,
+            _ = usr1.recv() => {
+                tracing::info!("SIGUSR1: reopening the access log");
+                handle.reopen_logs();
+            }
             _ = poll.tick(), if watch && path.is_some() => {
                 let now = path.and_then(modified);
                 if now != seen {
@@ -188,16 +199,20 @@ async fn reload(handle: &portcullis::Handle, path: Option<&Path>) {
     };
     let result = match config::load_file(path) {
         Ok(loaded) => handle.reload(&loaded).await,
-        Err(errors) => Err(errors.into()),
+        Err(errors) => {
+            handle.reload_refused();
+            Err(errors.into())
+        }
     };
     if let Err(e) = result {
         tracing::error!("reload refused, still serving the previous config: {e}");
     }
 }
 
-fn init_logging() {
+/// The gateway's own log: `RUST_LOG` if set, else the config's `log_level`.
+fn init_logging(level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     use std::io::IsTerminal;
     let ansi = std::io::stdout().is_terminal();
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stdout).init();

@@ -67,6 +67,10 @@ pub struct Config {
     /// Trace context propagation and export.
     #[serde(default)]
     pub tracing: super::TracingConfig,
+    /// The gateway's own log level (`error`, `warn`, `info`, `debug`,
+    /// `trace`); `RUST_LOG` overrides it. Default `info`.
+    #[serde(default)]
+    pub log_level: super::LogLevel,
 }
 
 fn thirty_seconds() -> Duration {
@@ -91,6 +95,7 @@ impl Default for Config {
             admin: None,
             access_log: None,
             tracing: super::TracingConfig::default(),
+            log_level: super::LogLevel::default(),
         }
     }
 }

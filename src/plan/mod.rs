@@ -23,7 +23,7 @@ use crate::http::forwarded::TrustedProxies;
 use crate::http::normalize;
 use crate::observe::Observer;
 use crate::observe::access_log::{AccessLog, Redact};
-use crate::observe::metrics::Registry;
+use crate::observe::metrics::{Counter, Registry};
 use crate::policy::Chain;
 use crate::policy::auth::{Consumers, IdentityHeaders, Provider, Providers};
 use crate::policy::compile::{CompileCtx, Previous, Shared};
@@ -99,6 +99,8 @@ pub struct ListenerPlan {
     /// The HTTP/2 server settings derived from `limits` (HTTP/1.1 is the
     /// gateway's own codec, `server/h1`, which reads `limits` itself).
     pub http2: hyper::server::conn::http2::Builder<TokioExecutor>,
+    /// `portcullis_tls_handshake_failures_total{reason="error"|"timeout"}` (TLS listeners).
+    pub tls_failures: Option<[Arc<Counter>; 2]>,
 }
 
 impl std::fmt::Debug for ListenerPlan {
@@ -174,13 +176,13 @@ pub fn compile_after(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<P
     let cfg = &loaded.config;
     let mut cx = Ctx { loaded, errors: Vec::new() };
 
-    let listeners = compile_listeners(&mut cx);
+    // Series live across reloads: the same names keep counting.
+    let registry: Arc<Registry> = previous.map(|p| p.observe.registry.clone()).unwrap_or_default();
+    let listeners = compile_listeners(&mut cx, &registry);
     let trusted_proxies = compile_trusted(&mut cx);
     // What the plan-wide parts read besides their config: on a reload, the
     // running plan's state that outlives it; then each part for the next.
     let mut shared = Shared::default();
-    // Series live across reloads: the same names keep counting.
-    let registry: Arc<Registry> = previous.map(|p| p.observe.registry.clone()).unwrap_or_default();
     shared.insert(Arc::new(registry.clone()));
     if let Some(p) = previous {
         shared.insert(Arc::new(Previous(p.providers.clone())));
@@ -353,7 +355,7 @@ fn report_conflict(cx: &mut Ctx, conflict: &Conflict, compiled: &[usize]) {
     }
 }
 
-fn compile_listeners(cx: &mut Ctx) -> Vec<ListenerPlan> {
+fn compile_listeners(cx: &mut Ctx, registry: &Registry) -> Vec<ListenerPlan> {
     let cfg = &cx.loaded.config;
     if cfg.listeners.is_empty() {
         cx.err("listeners", "no listeners: add one, e.g. `- { name: public, bind: 0.0.0.0:8080 }`");
@@ -398,6 +400,13 @@ fn compile_listeners(cx: &mut Ctx) -> Vec<ListenerPlan> {
                     redirect_https: l.redirect_https,
                     http2: http2_server(&l.limits),
                     limits: Limits::of(&l.limits),
+                    tls_failures: l.tls.as_ref().map(|_| {
+                        let counter = |reason: &str| {
+                            let labels = vec![("listener", l.name.clone()), ("reason", reason.to_string())];
+                            registry.counter("portcullis_tls_handshake_failures", labels)
+                        };
+                        [counter("error"), counter("timeout")]
+                    }),
                 });
             }
             Err(_) => cx.err(

@@ -91,7 +91,25 @@ pub(super) fn compile(cx: &mut Ctx, name: &str, cfg: &UpstreamConfig, registry: 
     if cx.errors.len() > before {
         return None;
     }
-    Some(Upstream::new(Arc::from(name), targets, balancer, client?, cfg.timeouts.request.0))
+    let mut upstream = Upstream::new(Arc::from(name), targets, balancer, client?, cfg.timeouts.request.0);
+    upstream.probes = connection_probes(name, &upstream, registry);
+    Some(upstream)
+}
+
+/// `portcullis_upstream_connections{upstream,state}`: requests in flight
+/// (`active`) and pooled HTTP/1.1 connections waiting for one (`idle`).
+fn connection_probes(name: &str, upstream: &Upstream, registry: &Registry) -> Vec<Arc<dyn Fn() -> f64 + Send + Sync>> {
+    let active: Vec<_> = upstream.targets.iter().map(|t| t.in_flight_counter()).collect();
+    let pools: Vec<_> = upstream.targets.iter().filter_map(|t| t.h1.clone()).collect();
+    let active: Arc<dyn Fn() -> f64 + Send + Sync> =
+        Arc::new(move || active.iter().map(|a| a.load(std::sync::atomic::Ordering::Relaxed)).sum::<usize>() as f64);
+    let idle: Arc<dyn Fn() -> f64 + Send + Sync> =
+        Arc::new(move || pools.iter().map(|p| p.idle()).sum::<usize>() as f64);
+    for (state, probe) in [("active", &active), ("idle", &idle)] {
+        let labels = vec![("upstream", name.to_string()), ("state", state.to_string())];
+        registry.probe("portcullis_upstream_connections", labels, probe.clone());
+    }
+    vec![active, idle]
 }
 
 /// `http://host:port` or `https://host[:port]`, nothing else.

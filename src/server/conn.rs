@@ -93,10 +93,16 @@ async fn serve_tls(stream: TcpStream, mut conn: Conn<'_>, config: Arc<rustls::Se
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            if let Some([failed, _]) = &conn.lp.tls_failures {
+                failed.inc();
+            }
             return;
         }
         Err(_) => {
             tracing::debug!(%peer, "TLS handshake timed out");
+            if let Some([_, timed_out]) = &conn.lp.tls_failures {
+                timed_out.inc();
+            }
             return;
         }
     };

@@ -43,6 +43,11 @@ impl Target {
         InFlight(self.in_flight.clone())
     }
 
+    /// The in-flight count itself, for a metrics probe.
+    pub fn in_flight_counter(&self) -> Arc<AtomicUsize> {
+        self.in_flight.clone()
+    }
+
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
     }
@@ -60,6 +65,9 @@ impl Drop for InFlight {
 
 /// A compiled upstream pool.
 pub struct Upstream {
+    /// `portcullis_upstream_connections{upstream,state}` (`active`: requests
+    /// in flight; `idle`: pooled connections), reported while the plan lives.
+    pub probes: Vec<Arc<dyn Fn() -> f64 + Send + Sync>>,
     pub name: Arc<str>,
     pub targets: Vec<Target>,
     pub balancer: Balancer,
@@ -81,7 +89,7 @@ impl Upstream {
         client: HttpClient,
         request_timeout: Duration,
     ) -> Upstream {
-        Upstream { name, targets, balancer, client, request_timeout }
+        Upstream { probes: Vec::new(), name, targets, balancer, client, request_timeout }
     }
 
     /// Picks the target for one request.

@@ -26,6 +26,7 @@ pub use consumers::{Consumers, hash_key};
 
 use crate::config::FieldErrors;
 use crate::http::problem;
+use crate::observe::metrics::{Counter, Registry};
 use crate::policy::compile::{CompileCtx, Previous};
 use crate::policy::ctx::{Identity, Outcome, RequestCtx};
 use jwt::Cached;
@@ -226,6 +227,30 @@ pub struct RouteAuth {
     /// later phase reads the headers); else the engine writes them with
     /// the upstream request's other edits (`IdentityHeaders::lines`).
     headers_now: bool,
+    /// `portcullis_auth_failures_total` of this route.
+    failures: Failures,
+}
+
+/// A route's refusal counters: no credential, and per provider an invalid
+/// credential or an unavailable provider (by index in `providers`).
+#[derive(Debug)]
+struct Failures {
+    missing: Arc<Counter>,
+    by_provider: Vec<[Arc<Counter>; 2]>,
+}
+
+impl Failures {
+    fn new(route: &str, names: &[String], registry: &Registry) -> Failures {
+        let counter = |provider: &str, reason: &str| {
+            let labels =
+                vec![("route", route.to_string()), ("provider", provider.to_string()), ("reason", reason.to_string())];
+            registry.counter("portcullis_auth_failures", labels)
+        };
+        Failures {
+            missing: counter("-", "missing"),
+            by_provider: names.iter().map(|n| [counter(n, "invalid"), counter(n, "unavailable")]).collect(),
+        }
+    }
 }
 
 /// A route's `authenticate` list: any one of these providers suffices.
@@ -246,11 +271,15 @@ pub fn compile(names: &[String], cx: &mut CompileCtx<'_>) -> Result<RouteAuth, F
             }
         }
     }
+    // Only the providers that compiled (`providers` is in the same order).
+    let names: Vec<String> = names.iter().filter(|n| defined.contains_key(*n)).cloned().collect();
     let headers = match cx.shared::<Arc<IdentityHeaders>>() {
         Some(h) => h.clone(),
         None => Arc::new(IdentityHeaders::compile(&Default::default(), cx)?),
     };
-    let auth = RouteAuth { providers, headers, headers_now: false };
+    let registry = cx.shared::<Arc<Registry>>().cloned().unwrap_or_default();
+    let failures = Failures::new(cx.name, &names, &registry);
+    let auth = RouteAuth { providers, headers, headers_now: false, failures };
     if auth.bearer_providers() > 1 {
         errors.add(
             "",
@@ -298,6 +327,7 @@ impl RouteAuth {
             break;
         }
         let Some((index, answer)) = found else {
+            self.failures.missing.inc();
             return Some(self.refuse(StatusCode::UNAUTHORIZED, "authentication is required", None, ctx));
         };
         Some(self.decided(index, answer?, req, ctx))
@@ -305,6 +335,7 @@ impl RouteAuth {
 
     pub async fn on_request(&self, req: &mut request::Parts, ctx: &mut RequestCtx<'_>) -> Outcome {
         let Some(index) = self.providers.iter().position(|p| p.present(req, ctx)) else {
+            self.failures.missing.inc();
             return self.refuse(StatusCode::UNAUTHORIZED, "authentication is required", None, ctx);
         };
         let answer = self.providers[index].authenticate(req, ctx).await;
@@ -328,9 +359,11 @@ impl RouteAuth {
                 Outcome::Continue
             }
             Err(Failure::Invalid) => {
+                self.failures.by_provider[index][0].inc();
                 self.refuse(StatusCode::UNAUTHORIZED, "the credentials are not valid", Some(index), ctx)
             }
             Err(Failure::Unavailable) => {
+                self.failures.by_provider[index][1].inc();
                 self.refuse(StatusCode::SERVICE_UNAVAILABLE, "the authentication service is unavailable", None, ctx)
             }
         }

@@ -29,19 +29,28 @@ use redis::RedisStore;
 
 use crate::config::FieldErrors;
 use crate::http::problem;
+use crate::observe::metrics::{Counter, Registry};
 use crate::policy::clock::WallClock;
 use crate::policy::compile::{CompileCtx, Previous};
 use crate::policy::ctx::{HeaderInfo, Outcome, RequestCtx, Slot};
 use crate::wire::limit_fields::{LimitFields, structured_item};
 
 /// The counters of a plan: always the memory store, and Redis when configured.
-#[derive(Debug)]
 pub struct Stores {
     pub memory: Arc<MemoryStore>,
     pub redis: Option<Arc<RedisStore>>,
-    /// Checks that fell back to local counters because Redis failed.
-    pub fallbacks: AtomicU64,
+    /// Checks that fell back to local counters because Redis failed
+    /// (`portcullis_rate_limit_store_fallbacks_total`).
+    pub fallbacks: Arc<Counter>,
     last_warning: AtomicU64,
+    /// Reports the memory store's size (`portcullis_rate_limit_keys`) while the plan lives.
+    _keys: Arc<dyn Fn() -> f64 + Send + Sync>,
+}
+
+impl std::fmt::Debug for Stores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stores").field("memory", &self.memory).field("redis", &self.redis).finish_non_exhaustive()
+    }
 }
 
 impl Stores {
@@ -63,12 +72,19 @@ impl Stores {
             Some(p) if p.memory.max_keys() == fresh.max_keys() => p.memory.clone(),
             _ => Arc::new(fresh),
         };
-        Ok(Stores { memory, redis, fallbacks: 0.into(), last_warning: 0.into() })
+        let registry = cx.shared::<Arc<Registry>>().cloned().unwrap_or_default();
+        let keys: Arc<dyn Fn() -> f64 + Send + Sync> = {
+            let memory = memory.clone();
+            Arc::new(move || memory.len() as f64)
+        };
+        registry.probe("portcullis_rate_limit_keys", Vec::new(), keys.clone());
+        let fallbacks = registry.counter("portcullis_rate_limit_store_fallbacks", Vec::new());
+        Ok(Stores { memory, redis, fallbacks, last_warning: 0.into(), _keys: keys })
     }
 
     /// Logs a Redis failure at most once a second, and counts every one.
     fn note_failure(&self, error: &str) {
-        self.fallbacks.fetch_add(1, Ordering::Relaxed);
+        self.fallbacks.inc();
         let now = WallClock::system().unix_secs();
         if self.last_warning.swap(now, Ordering::Relaxed) != now {
             tracing::warn!(error, "rate-limit store unavailable; applying each limit's on_store_error policy");
@@ -243,6 +259,30 @@ struct RateLimit {
     on_error: OnStoreError,
     /// Its `RateLimit-Policy` value.
     policy: HeaderValue,
+    decisions: Decisions,
+}
+
+/// `portcullis_rate_limit_decisions_total` of one limit on one route.
+#[derive(Debug)]
+struct Decisions {
+    allowed: Arc<Counter>,
+    rejected: Arc<Counter>,
+}
+
+impl Decisions {
+    fn new(registry: &Registry, route: &str, limit: &str) -> Decisions {
+        let counter = |decision: &str| {
+            let labels =
+                vec![("route", route.to_string()), ("limit", limit.to_string()), ("decision", decision.to_string())];
+            registry.counter("portcullis_rate_limit_decisions", labels)
+        };
+        Decisions { allowed: counter("allowed"), rejected: counter("rejected") }
+    }
+
+    #[inline]
+    fn count(&self, allowed: bool) {
+        if allowed { self.allowed.inc() } else { self.rejected.inc() }
+    }
 }
 
 #[derive(Debug)]
@@ -253,12 +293,14 @@ struct QuotaLimit {
     on_error: OnStoreError,
     /// Its `RateLimit-Policy` value.
     policy: HeaderValue,
+    decisions: Decisions,
 }
 
 #[derive(Debug)]
 struct ConcurrencyLimit {
     key: Key,
     max: u32,
+    decisions: Decisions,
 }
 
 /// The limits of one route in one phase.
@@ -294,6 +336,7 @@ pub fn compile(cfg: &RouteLimits<'_>, cx: &mut CompileCtx<'_>) -> Result<PhasedL
     let stores = cx.shared::<Arc<Stores>>().ok_or_else(|| FieldErrors::one("", "no rate-limit store"))?;
     let mut errors = FieldErrors::new();
     let clock = cx.shared::<WallClock>().cloned().unwrap_or_default();
+    let registry = cx.shared::<Arc<Registry>>().cloned().unwrap_or_default();
     let empty = || Compiled {
         rates: vec![],
         quotas: vec![],
@@ -339,7 +382,8 @@ pub fn compile(cfg: &RouteLimits<'_>, cx: &mut CompileCtx<'_>) -> Result<PhasedL
         let window_secs = r.rate.per.as_secs().max(1);
         let quota = r.rate.count + r.burst;
         let policy = policy_value(&key.label, quota, window_secs);
-        let limit = RateLimit { key, gcra, quota, on_error: r.on_store_error, policy };
+        let decisions = Decisions::new(&registry, route, &key.label);
+        let limit = RateLimit { key, gcra, quota, on_error: r.on_store_error, policy, decisions };
         let phase = if limit.key.only_ip() { &mut by_ip } else { &mut later };
         phase.delays |= delay.is_some();
         phase.rates.push(limit);
@@ -348,7 +392,9 @@ pub fn compile(cfg: &RouteLimits<'_>, cx: &mut CompileCtx<'_>) -> Result<PhasedL
         match Key::compile(&q.key, scope(&q.name, &q.key, format!("quota:{}:{:?}", q.limit, q.per), i), upstream, 128) {
             Ok(key) => {
                 let policy = policy_value(&key.label, q.limit, period_secs(q.per));
-                let limit = QuotaLimit { key, limit: q.limit, per: q.per, on_error: q.on_store_error, policy };
+                let decisions = Decisions::new(&registry, route, &key.label);
+                let limit =
+                    QuotaLimit { key, limit: q.limit, per: q.per, on_error: q.on_store_error, policy, decisions };
                 if limit.key.only_ip() { by_ip.quotas.push(limit) } else { later.quotas.push(limit) }
             }
             Err(e) => errors.push((format!("quota[{i}].key"), e)),
@@ -363,7 +409,8 @@ pub fn compile(cfg: &RouteLimits<'_>, cx: &mut CompileCtx<'_>) -> Result<PhasedL
     for (i, c) in concurrency.iter().enumerate() {
         match Key::compile(&c.key, scope(&c.name, &c.key, format!("conc:{}", c.max), i), upstream, 128) {
             Ok(key) => {
-                let limit = ConcurrencyLimit { key, max: c.max };
+                let decisions = Decisions::new(&registry, route, &key.label);
+                let limit = ConcurrencyLimit { key, max: c.max, decisions };
                 if limit.key.only_ip() { by_ip.concurrency.push(limit) } else { later.concurrency.push(limit) }
             }
             Err(e) => errors.push((format!("concurrency[{i}].key"), e)),
@@ -470,7 +517,9 @@ impl Compiled {
         let memory = &self.stores.memory;
         for c in &self.concurrency {
             let key = memory.key(&c.key.of(req, ctx));
-            if !memory.acquire(key, c.max) {
+            let acquired = memory.acquire(key, c.max);
+            c.decisions.count(acquired);
+            if !acquired {
                 let resp = problem::problem(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "too many requests in flight; retry shortly",
@@ -486,6 +535,7 @@ impl Compiled {
 
 /// Notes a rate's decision for the headers; `Some` is the refusal.
 fn rate_decided(ctx: &mut RequestCtx<'_>, r: &RateLimit, decision: &Decision) -> Option<Outcome> {
+    r.decisions.count(decision.allowed);
     note(ctx, &r.policy, r.quota, decision);
     (!decision.allowed).then(|| too_many(ctx, decision.retry_after))
 }
@@ -498,6 +548,7 @@ fn quota_decided(
     used: u64,
     reset_secs: u64,
 ) -> Option<Outcome> {
+    q.decisions.count(allowed);
     let info =
         HeaderInfo { policy: q.policy.clone(), limit: q.limit, remaining: q.limit.saturating_sub(used), reset_secs };
     if !allowed {

@@ -85,6 +85,11 @@ impl std::fmt::Debug for H1Pool {
 }
 
 impl H1Pool {
+    /// Idle connections kept for reuse.
+    pub fn idle(&self) -> usize {
+        self.idle.lock().map_or(0, |i| i.len())
+    }
+
     pub fn new(authority: String, max_idle: usize, idle_timeout: Duration, connect_timeout: Duration) -> Arc<H1Pool> {
         Arc::new(H1Pool { authority, idle: Mutex::new(Vec::new()), max_idle, idle_timeout, connect_timeout })
     }
