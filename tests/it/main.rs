@@ -17,6 +17,7 @@ mod edge_tls;
 mod forwarding;
 mod layers;
 mod normalization;
+mod observe;
 mod proxying;
 mod ratelimit;
 mod routing;

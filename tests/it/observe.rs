@@ -1,0 +1,474 @@
+//! Observability seen from outside: `/metrics` scraped and parsed with a
+//! Prometheus text-format parser after known traffic, access-log lines
+//! read back as JSON, the admin API's guard and its drain answer, trace
+//! context at the upstream.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use prometheus_parse::{Scrape, Value};
+use serde_json::{Value as Json, json};
+
+use crate::support::idp::{Idp, now, sign_hs};
+use crate::support::{Upstream, closed_port, get, http1_client, load, send};
+use portcullis::{Gateway, Handle};
+
+/// Starts a gateway whose config is `body` plus a `gw` listener and an admin API.
+async fn start(body: &str, dir: &Path) -> Handle {
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nadmin: {{ bind: \"127.0.0.1:0\" }}\n\
+         access_log: {{ to: \"{}\" }}\n{body}",
+        dir.join("access.log").display()
+    );
+    Gateway::start(&load(&yaml, dir)).await.expect("gateway starts")
+}
+
+fn url(h: &Handle, path: &str) -> String {
+    format!("http://{}{path}", h.addr("gw").unwrap())
+}
+
+fn admin(h: &Handle, path: &str) -> String {
+    format!("http://{}{path}", h.admin_addr().unwrap())
+}
+
+async fn scrape(h: &Handle) -> Scrape {
+    let text = get(&admin(h, "/metrics"), &[]).await.text();
+    Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text format")
+}
+
+fn find<'a>(s: &'a Scrape, metric: &str, labels: &[(&str, &str)]) -> Vec<&'a Value> {
+    s.samples
+        .iter()
+        .filter(|x| x.metric == metric && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .map(|x| &x.value)
+        .collect()
+}
+
+/// A counter's or gauge's value (0 when the series is absent).
+fn number(s: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    find(s, metric, labels)
+        .into_iter()
+        .map(|v| match v {
+            Value::Counter(n) | Value::Gauge(n) | Value::Untyped(n) => *n,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+/// How many observations a histogram series holds (its `+Inf` bucket).
+fn observations(s: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    find(s, metric, labels)
+        .into_iter()
+        .map(|v| match v {
+            Value::Histogram(b) => b.iter().find(|c| c.less_than.is_infinite()).map_or(0.0, |c| c.count),
+            _ => 0.0,
+        })
+        .sum()
+}
+
+/// Scrapes until `ready` holds: a request is counted when its response
+/// body is done, a moment after the client has read it.
+async fn scrape_until(h: &Handle, ready: impl Fn(&Scrape) -> bool) -> Scrape {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = scrape(h).await;
+        if ready(&s) || Instant::now() > deadline {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The access log's lines as JSON, once `count` of them are written.
+async fn log_lines(h: &Handle, dir: &Path, count: usize) -> Vec<Json> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        h.flush_logs();
+        let text = std::fs::read_to_string(dir.join("access.log")).unwrap_or_default();
+        let lines: Vec<Json> =
+            text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+        if lines.len() >= count || Instant::now() > deadline {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_known_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Upstream::start("svc").await;
+    let key = portcullis::hash_key("k-good");
+    let body = format!(
+        "upstreams:\n  svc: {{ targets: [\"{}\"] }}\n  gone: {{ targets: [\"http://{}\"] }}\n\
+         auth:\n  keys: {{ api_key: {{ header: X-API-Key }} }}\n\
+         consumers:\n  - {{ id: acme, api_keys: [ {{ sha256: \"{key}\" }} ] }}\n\
+         routes:\n\
+         \x20 - {{ name: up, match: {{ path_prefix: /up }}, upstream: svc }}\n\
+         \x20 - {{ name: down, match: {{ path_prefix: /down }}, upstream: gone }}\n\
+         \x20 - {{ name: keyed, match: {{ path_prefix: /keyed }}, upstream: svc, authenticate: [keys] }}\n\
+         \x20 - {{ name: limited, match: {{ path_prefix: /limited }}, upstream: svc, rate_limit: [ {{ name: tight, key: ip, rate: 1/m }} ] }}\n",
+        up.url(),
+        closed_port().await
+    );
+    let h = start(&body, dir.path()).await;
+    for _ in 0..3 {
+        assert_eq!(get(&url(&h, "/up/x"), &[]).await.status, 200);
+    }
+    for _ in 0..2 {
+        assert_eq!(get(&url(&h, "/nowhere"), &[]).await.status, 404);
+    }
+    assert_eq!(get(&url(&h, "/down"), &[]).await.status, 502);
+    assert_eq!(get(&url(&h, "/keyed"), &[]).await.status, 401);
+    assert_eq!(get(&url(&h, "/keyed"), &[("x-api-key", "k-bad")]).await.status, 401);
+    assert_eq!(get(&url(&h, "/keyed"), &[("x-api-key", "k-good")]).await.status, 200);
+    assert_eq!(get(&url(&h, "/limited"), &[]).await.status, 200);
+    assert_eq!(get(&url(&h, "/limited"), &[]).await.status, 429);
+    let post = Request::post(url(&h, "/up/upload")).body(Full::new(Bytes::from(vec![b'x'; 3000]))).unwrap();
+    assert_eq!(send(&http1_client(), post).await.status, 200);
+
+    let duration = "http_server_request_duration_seconds";
+    let s = scrape_until(&h, |s| {
+        observations(s, duration, &[]) >= 12.0 && number(s, "http_server_active_requests", &[]) == 0.0
+    })
+    .await;
+    let up_get = [("http_route", "up"), ("http_request_method", "GET"), ("http_response_status_code", "200")];
+    assert_eq!(observations(&s, duration, &up_get), 3.0);
+    let unrouted = [("http_request_method", "GET"), ("http_response_status_code", "404")];
+    let no_route: f64 = s
+        .samples
+        .iter()
+        .filter(|x| x.metric == duration && x.labels.get("http_route").is_none_or(str::is_empty))
+        .filter(|x| unrouted.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .map(|x| match &x.value {
+            Value::Histogram(b) => b.last().map_or(0.0, |c| c.count),
+            _ => 0.0,
+        })
+        .sum();
+    assert_eq!(no_route, 2.0, "requests without a route are counted without a route label");
+    assert_eq!(observations(&s, duration, &[("http_route", "down"), ("http_response_status_code", "502")]), 1.0);
+    assert_eq!(number(&s, "http_server_active_requests", &[]), 0.0);
+
+    // The 3,000-byte upload lands in the (1024, 4096] bucket of the request size histogram.
+    let sizes =
+        find(&s, "http_server_request_body_size_bytes", &[("http_route", "up"), ("http_request_method", "POST")]);
+    let Some(Value::Histogram(buckets)) = sizes.first() else { panic!("no request size series: {sizes:?}") };
+    let count_at = |le: f64| buckets.iter().find(|b| b.less_than == le).map(|b| b.count).unwrap();
+    assert_eq!((count_at(1024.0), count_at(4096.0)), (0.0, 1.0));
+
+    let client = "http_client_request_duration_seconds";
+    assert_eq!(observations(&s, client, &[("upstream", "svc"), ("http_response_status_code", "200")]), 6.0);
+    assert_eq!(observations(&s, client, &[("upstream", "gone"), ("error_type", "connect")]), 1.0);
+
+    let auth = "portcullis_auth_failures_total";
+    assert_eq!(number(&s, auth, &[("route", "keyed"), ("reason", "missing")]), 1.0);
+    assert_eq!(number(&s, auth, &[("route", "keyed"), ("provider", "keys"), ("reason", "invalid")]), 1.0);
+    let limits = "portcullis_rate_limit_decisions_total";
+    assert_eq!(number(&s, limits, &[("route", "limited"), ("limit", "tight"), ("decision", "allowed")]), 1.0);
+    assert_eq!(number(&s, limits, &[("route", "limited"), ("limit", "tight"), ("decision", "rejected")]), 1.0);
+    assert_eq!(number(&s, "portcullis_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), 1.0);
+    assert_eq!(number(&s, "portcullis_config_reloads_total", &[("result", "success")]), 0.0);
+    assert!(number(&s, "portcullis_rate_limit_keys", &[]) >= 1.0);
+
+    // OpenMetrics when asked for it.
+    let om = get(&admin(&h, "/metrics"), &[("accept", "application/openmetrics-text; version=1.0.0")]).await;
+    assert!(om.header("content-type").unwrap().starts_with("application/openmetrics-text"));
+    assert!(om.text().ends_with("# EOF\n"));
+}
+
+#[tokio::test]
+async fn series_do_not_grow_with_client_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Upstream::start("svc").await;
+    let body = format!(
+        "trusted_proxies: [127.0.0.1]\nupstreams:\n  svc: {{ targets: [\"{}\"] }}\n\
+         routes:\n  - {{ name: items, match: {{ path: \"/items/{{id}}\" }}, upstream: svc }}\n",
+        up.url()
+    );
+    let h = start(&body, dir.path()).await;
+    let client = http1_client();
+    let round = |i: usize| {
+        let method = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"][i % 7];
+        let method = if i.is_multiple_of(3) { format!("X{i}") } else { method.to_string() };
+        let path = if i.is_multiple_of(2) { format!("/items/{i}") } else { format!("/other/{i}?q={i}") };
+        Request::builder()
+            .method(method.as_str())
+            .uri(url(&h, &path))
+            .header("x-forwarded-for", format!("10.{}.{}.{}", i >> 16 & 255, i >> 8 & 255, i & 255))
+            .body(Full::default())
+            .unwrap()
+    };
+    for i in 0..200 {
+        send(&client, round(i)).await;
+    }
+    let series = |s: &Scrape| s.samples.len();
+    let before =
+        series(&scrape_until(&h, |s| observations(s, "http_server_request_duration_seconds", &[]) >= 200.0).await);
+    for i in 200..10_000 {
+        send(&client, round(i)).await;
+    }
+    let after = scrape_until(&h, |s| observations(s, "http_server_request_duration_seconds", &[]) >= 10_000.0).await;
+    assert_eq!(observations(&after, "http_server_request_duration_seconds", &[]), 10_000.0);
+    assert_eq!(series(&after), before, "10,000 distinct paths, addresses and methods add no series");
+}
+
+#[tokio::test]
+async fn access_log_lines_carry_the_fields_and_never_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Upstream::start("svc").await;
+    let idp = Idp::start().await;
+    idp.tokens
+        .lock()
+        .unwrap()
+        .push(("opaque-SECRET-5".into(), json!({ "active": true, "sub": "svc-1", "exp": now() + 600 })));
+    let key = portcullis::hash_key("key-SECRET-2");
+    let qkey = portcullis::hash_key("key-SECRET-3");
+    let hash = bcrypt::hash("pass-SECRET-4", 4).unwrap();
+    let jwt = sign_hs(
+        jsonwebtoken::Algorithm::HS256,
+        "hs-key-SECRET-0-long-enough-for-hs256",
+        &json!({ "sub": "alice", "exp": now() + 300 }),
+    );
+    let body = format!(
+        "upstreams:\n  svc: {{ targets: [\"{}\"] }}\n\
+         auth:\n\
+         \x20 hs: {{ jwt: {{ algorithms: [HS256], secret: hs-key-SECRET-0-long-enough-for-hs256 }} }}\n\
+         \x20 keys: {{ api_key: {{ header: X-API-Key }} }}\n\
+         \x20 qkeys: {{ api_key: {{ query: key }} }}\n\
+         \x20 staff: {{ basic: {{ users: {{ carol: \"{hash}\" }} }} }}\n\
+         \x20 opaque: {{ introspection: {{ endpoint: \"{}\", client_id: gw, client_secret: s3cret, timeout: 1s }} }}\n\
+         consumers:\n  - {{ id: acme, api_keys: [ {{ sha256: \"{key}\" }}, {{ sha256: \"{qkey}\" }} ], basic_users: [carol] }}\n\
+         routes:\n\
+         \x20 - {{ name: jwt, match: {{ path_prefix: /jwt }}, upstream: svc, authenticate: [hs] }}\n\
+         \x20 - {{ name: keyed, match: {{ path_prefix: /keyed }}, upstream: svc, authenticate: [keys, qkeys, staff] }}\n\
+         \x20 - {{ name: opaque, match: {{ path_prefix: /opaque }}, upstream: svc, authenticate: [opaque] }}\n\
+         \x20 - {{ name: open, match: {{ path_prefix: /open }}, upstream: svc }}\n",
+        up.url(),
+        idp.url("/introspect")
+    );
+    let h = start(&body, dir.path()).await;
+    let basic = format!("Basic {}", base64_of("carol:pass-SECRET-4"));
+    let requests: Vec<(String, Vec<(&str, String)>)> = vec![
+        ("/jwt/a".into(), vec![("authorization", format!("Bearer {jwt}"))]),
+        ("/keyed/b".into(), vec![("x-api-key", "key-SECRET-2".into())]),
+        ("/keyed/c?key=key-SECRET-3&page=2".into(), vec![]),
+        ("/keyed/d".into(), vec![("authorization", basic)]),
+        ("/opaque/e".into(), vec![("authorization", "Bearer opaque-SECRET-5".into())]),
+        (
+            "/open/f?access_token=tok-SECRET-6".into(),
+            vec![("cookie", "session=cookie-SECRET-7".into()), ("user-agent", "probe/1".into())],
+        ),
+        ("/jwt/g".into(), vec![("authorization", "Bearer not-a-SECRET-8".into())]),
+        (
+            "/open/h".into(),
+            vec![
+                ("proxy-authorization", "Basic cHJveHktU0VDUkVULTk=".into()),
+                ("referer", "https://app.test/p?token=ref-SECRET-10".into()),
+            ],
+        ),
+    ];
+    for (path, headers) in &requests {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        get(&url(&h, path), &headers).await;
+    }
+    let lines = log_lines(&h, dir.path(), requests.len()).await;
+    assert_eq!(lines.len(), requests.len(), "one line per request");
+    let text = std::fs::read_to_string(dir.path().join("access.log")).unwrap();
+    assert!(!text.contains("SECRET"), "a credential reached the access log:\n{text}");
+    assert!(!text.contains(&jwt) && !text.contains("cHJveHkt"));
+
+    let line =
+        |path: &str| lines.iter().find(|l| l["url"]["path"] == path).unwrap_or_else(|| panic!("no line for {path}"));
+    let jwt_line = line("/jwt/a");
+    assert_eq!(jwt_line["http"]["request"]["method"], "GET");
+    assert_eq!(jwt_line["http"]["response"]["status_code"], 200);
+    assert_eq!(jwt_line["portcullis"]["route"], "jwt");
+    assert_eq!(jwt_line["portcullis"]["auth"]["provider"], "hs");
+    assert_eq!(jwt_line["portcullis"]["auth"]["outcome"], "success");
+    assert_eq!(jwt_line["portcullis"]["upstream"]["name"], "svc");
+    assert_eq!(jwt_line["portcullis"]["upstream"]["tries"].as_array().unwrap().len(), 1);
+    assert_eq!(jwt_line["portcullis"]["response_flag"], "-");
+    assert_eq!(jwt_line["client"]["ip"], "127.0.0.1");
+    assert!(
+        jwt_line["event"]["duration"].as_u64().unwrap()
+            >= jwt_line["portcullis"]["upstream"]["duration"].as_u64().unwrap()
+    );
+    assert_eq!(jwt_line["trace"]["id"].as_str().unwrap().len(), 32);
+    assert!(jwt_line["@timestamp"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(line("/keyed/b")["user"]["id"], "acme");
+    assert_eq!(line("/keyed/c")["url"]["query"], "key=<redacted>&page=2");
+    assert_eq!(line("/open/f")["url"]["query"], "access_token=<redacted>");
+    assert_eq!(line("/open/f")["user_agent"]["original"], "probe/1");
+    let refused = line("/jwt/g");
+    assert_eq!(
+        (refused["http"]["response"]["status_code"].as_u64(), &refused["portcullis"]["response_flag"]),
+        (Some(401), &json!("UA"))
+    );
+    assert_eq!(refused["portcullis"]["auth"]["outcome"], "failure");
+    assert_eq!(line("/open/h")["http"]["request"]["referrer"], "https://app.test/p?token=<redacted>");
+}
+
+fn base64_of(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[tokio::test]
+async fn response_flags_say_why_there_was_no_upstream_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Upstream::start("svc").await;
+    let body = format!(
+        "upstreams:\n  svc: {{ targets: [\"{}\"], timeouts: {{ request: 300ms }} }}\n  gone: {{ targets: [\"http://{}\"] }}\n\
+         routes:\n\
+         \x20 - {{ name: ok, match: {{ path: /ok }}, upstream: svc }}\n\
+         \x20 - {{ name: hang, match: {{ path: /hang }}, upstream: svc }}\n\
+         \x20 - {{ name: hold, match: {{ path: /hold }}, upstream: svc }}\n\
+         \x20 - {{ name: gone, match: {{ path_prefix: /gone }}, upstream: gone }}\n\
+         \x20 - {{ name: limited, match: {{ path_prefix: /limited }}, upstream: svc, rate_limit: [ {{ key: ip, rate: 1/m }} ] }}\n\
+         \x20 - {{ name: local, match: {{ path: /local }}, static: {{ status: 200, body: hi }} }}\n\
+         \x20 - {{ name: private, match: {{ path_prefix: /private }}, upstream: svc, ip: {{ allow: [10.0.0.0/8] }} }}\n",
+        up.url(),
+        closed_port().await
+    );
+    let h = start(&body, dir.path()).await;
+    let expect: [(&str, u16, &str); 9] = [
+        ("/ok", 200, "-"),
+        ("/nothing", 404, "NR"),
+        ("/gone", 502, "UF"),
+        ("/hang", 504, "UT"),
+        ("/limited", 200, "-"),
+        ("/limited", 429, "RL"),
+        ("/local", 200, "LR"),
+        ("/private", 403, "UZ"),
+        ("/ok/a%00b", 400, "IV"),
+    ];
+    for (path, status, _) in expect {
+        assert_eq!(get(&url(&h, path), &[]).await.status, status, "{path}");
+    }
+    // A client that leaves while the upstream is still working.
+    let addr = h.addr("gw").unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /hold HTTP/1.1\r\nHost: t\r\n\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let lines = log_lines(&h, dir.path(), expect.len() + 1).await;
+    let got: Vec<(String, u64, String)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["url"]["path"].as_str().unwrap().to_string(),
+                l["http"]["response"]["status_code"].as_u64().unwrap(),
+                l["portcullis"]["response_flag"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for (path, status, flag) in expect {
+        assert!(
+            got.iter().any(|(p, s, f)| p == path && *s == u64::from(status) && f == flag),
+            "{path} {status} {flag} in {got:?}"
+        );
+    }
+    assert!(got.iter().any(|(p, s, f)| p == "/hold" && *s == 499 && f == "DC"), "client left: {got:?}");
+    up.release();
+}
+
+#[tokio::test]
+async fn admin_needs_its_token_and_stays_off_the_public_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("noop"), "").unwrap();
+    let yaml = "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\n\
+                admin: { bind: \"127.0.0.1:0\", token: admin-token-0123456789 }\n\
+                auth:\n  hs: { jwt: { algorithms: [HS256], secret: jwt-secret-value-long-enough-for-hs256 } }\n\
+                rate_limit_store: { redis: { url: \"redis://:hunter2@127.0.0.1:1/0\" } }\n\
+                routes:\n  - { name: r, match: { path: /r }, static: { status: 200 }, authenticate: [hs] }\n";
+    let h = Gateway::start(&load(yaml, dir.path())).await.expect("starts");
+    assert_eq!(get(&admin(&h, "/healthz"), &[]).await.status, 200, "liveness needs no token");
+    for path in ["/metrics", "/status", "/config", "/readyz"] {
+        let r = get(&admin(&h, path), &[]).await;
+        assert_eq!(r.status, 401, "{path}");
+        assert_eq!(r.header("content-type"), Some("application/problem+json"));
+        assert_eq!(get(&admin(&h, path), &[("authorization", "Bearer wrong-token-0123456789")]).await.status, 401);
+        assert_eq!(get(&admin(&h, path), &[("authorization", "Bearer admin-token-0123456789")]).await.status, 200);
+    }
+    let auth = [("authorization", "Bearer admin-token-0123456789")];
+    let config = get(&admin(&h, "/config"), &auth).await.text();
+    for secret in ["admin-token-0123456789", "jwt-secret-value", "hunter2"] {
+        assert!(!config.contains(secret), "{secret} in /config: {config}");
+    }
+    let status = get(&admin(&h, "/status"), &auth).await.json();
+    assert_eq!(status["routes"][0]["name"], "r");
+    assert_eq!(status["listeners"][0]["name"], "gw");
+    assert_eq!(get(&url(&h, "/metrics"), &[]).await.status, 404, "the public listener has no admin paths");
+
+    // A non-loopback admin bind needs a token.
+    let bad = "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\nadmin: { bind: \"0.0.0.0:0\" }\n";
+    let errors = portcullis::check(&load(bad, dir.path())).unwrap_err().to_string();
+    assert!(errors.contains("admin.bind") && errors.contains("admin.token"), "{errors}");
+}
+
+#[tokio::test]
+async fn readyz_turns_503_while_draining() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Upstream::start("svc").await;
+    let body = format!(
+        "shutdown_timeout: 5s\nupstreams:\n  svc: {{ targets: [\"{}\"] }}\nroutes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: svc }}\n",
+        up.url()
+    );
+    let h = start(&body, dir.path()).await;
+    let ready = admin(&h, "/readyz");
+    assert_eq!(get(&ready, &[]).await.status, 200);
+    // An in-flight request keeps the drain going.
+    let slow = tokio::spawn(get(url(&h, "/hold").leak(), &[]));
+    while up.hits() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stopping = tokio::spawn(h.shutdown());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut seen = 0;
+    while Instant::now() < deadline {
+        seen = get(&ready, &[]).await.status.as_u16();
+        if seen == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(seen, 503, "/readyz says the gateway is draining");
+    up.release();
+    assert_eq!(slow.await.unwrap().status, 200, "the in-flight request finished");
+    stopping.await.unwrap();
+}
+
+#[tokio::test]
+async fn trace_context_is_continued_from_trusted_peers_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Upstream::start("svc").await;
+    let routes = format!(
+        "upstreams:\n  svc: {{ targets: [\"{}\"] }}\nroutes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: svc }}\n",
+        up.url()
+    );
+    let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let sent = [("traceparent", parent), ("tracestate", "vendor=1")];
+
+    let trusted = start(&format!("trusted_proxies: [127.0.0.1]\n{routes}"), dir.path()).await;
+    let seen = get(&url(&trusted, "/a"), &sent).await.json();
+    let tp = seen["headers"]["traceparent"].as_str().unwrap();
+    assert!(tp.starts_with("00-0af7651916cd43dd8448eb211c80319c-") && tp.ends_with("-01"), "{tp}");
+    assert_ne!(tp, parent, "the upstream's parent is the gateway's span");
+    assert_eq!(seen["headers"]["tracestate"], "vendor=1");
+    let logged = log_lines(&trusted, dir.path(), 1).await;
+    assert_eq!(logged[0]["trace"]["id"], "0af7651916cd43dd8448eb211c80319c");
+
+    let dir2 = tempfile::tempdir().unwrap();
+    let untrusted = start(&routes, dir2.path()).await;
+    let seen = get(&url(&untrusted, "/b"), &sent).await.json();
+    let tp = seen["headers"]["traceparent"].as_str().unwrap();
+    assert!(!tp.contains("0af7651916cd43dd8448eb211c80319c"), "an untrusted caller's trace is not continued: {tp}");
+    assert!(seen["headers"]["tracestate"].is_null(), "nor its tracestate");
+    let logged = log_lines(&untrusted, dir2.path(), 1).await;
+    assert_eq!(logged[0]["trace"]["id"].as_str(), tp.get(3..35));
+}
