@@ -92,7 +92,7 @@ pub struct TracingConfig {
     pub otlp: Option<OtlpConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpConfig {
     /// The collector's base URL (`/v1/traces` is appended).

@@ -77,6 +77,22 @@ impl Fetcher {
         self.send(req.body(Full::new(Bytes::from(form))).map_err(|e| e.to_string())?).await
     }
 
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+    /// POSTs `body` with its content type and extra headers; returns the status and the body.
+    pub async fn post(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: Bytes,
+        headers: &[(http::HeaderName, http::HeaderValue)],
+    ) -> Result<(StatusCode, Bytes), String> {
+        let mut req = Request::post(url).header(header::CONTENT_TYPE, content_type);
+        for (name, value) in headers {
+            req = req.header(name, value);
+        }
+        self.send(req.body(Full::new(body)).map_err(|e| e.to_string())?).await
+    }
+
     async fn send(&self, req: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes), String> {
         let call = async {
             let resp = self.client.request(req).await.map_err(|e| format!("request failed: {e}"))?;

@@ -7,6 +7,8 @@
 pub mod access_log;
 pub mod flag;
 pub mod metrics;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod trace;
 
 use std::sync::Arc;
@@ -35,6 +37,9 @@ pub struct Observer {
     pub route_names: Vec<Arc<str>>,
     /// Share of new traces marked sampled (0 without an exporter).
     pub sample: f64,
+    /// Set when the plan goes live, when `tracing.otlp` is.
+    #[cfg(feature = "otlp")]
+    pub exporter: std::sync::OnceLock<Arc<otlp::Exporter>>,
 }
 
 impl Observer {
@@ -64,6 +69,20 @@ pub struct Pending {
     pub bodiless: bool,
     /// The access log line, when there is an access log.
     pub record: Option<Box<Record>>,
+    pub flag: Flag,
+    /// The span to export, for a sampled request when spans are exported.
+    pub span: Option<Box<SpanStart>>,
+}
+
+/// A sampled request's span, until it ends.
+#[derive(Debug)]
+#[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+pub struct SpanStart {
+    pub trace: trace::TraceContext,
+    /// Wall time at arrival (spans carry Unix times).
+    pub wall: std::time::SystemTime,
+    pub path: String,
+    pub client: std::net::IpAddr,
 }
 
 /// How a response body ended.
@@ -79,23 +98,60 @@ pub enum Ending {
 
 impl Pending {
     pub fn finish(self, ending: Ending) {
-        let Pending { observer, series, start, method, status, request_bytes, response_bytes, bodiless: _, record } =
-            self;
+        let Pending {
+            observer,
+            series,
+            start,
+            method,
+            status,
+            request_bytes,
+            response_bytes,
+            bodiless: _,
+            record,
+            mut flag,
+            span,
+        } = self;
+        match ending {
+            Ending::Complete => {}
+            Ending::UpstreamBroke => flag = Flag::UpstreamClosed,
+            Ending::ClientLeft => flag = Flag::ClientClosed,
+        }
         let duration_ns = start.elapsed().as_nanos() as u64;
         observer.active.add(-1);
         let routes = &observer.routes;
-        let series = series.and_then(|i| routes.get(i)).unwrap_or(observer.unrouted());
-        series.record(&method, status, duration_ns, request_bytes, response_bytes);
+        let counted = series.and_then(|i| routes.get(i)).unwrap_or(observer.unrouted());
+        counted.record(&method, status, duration_ns, request_bytes, response_bytes);
         if let (Some(mut r), Some(log)) = (record, observer.access_log.get()) {
             r.duration_ns = duration_ns;
             r.response_bytes = response_bytes;
             r.request_bytes = request_bytes;
-            match ending {
-                Ending::Complete => {}
-                Ending::UpstreamBroke => r.flag = Flag::UpstreamClosed,
-                Ending::ClientLeft => r.flag = Flag::ClientClosed,
-            }
+            r.flag = flag;
             log.log(r);
         }
+        #[cfg(feature = "otlp")]
+        if let (Some(s), Some(exporter)) = (span, observer.exporter.get()) {
+            let route = series_name(&observer, series);
+            exporter.export(&otlp::Finished {
+                trace_id: &s.trace.trace_id,
+                span_id: &s.trace.span_id,
+                parent: s.trace.parent.as_ref(),
+                start: s.wall,
+                duration: std::time::Duration::from_nanos(duration_ns),
+                method: method.as_str(),
+                route: route.as_deref(),
+                path: &s.path,
+                status: status.as_u16(),
+                client: s.client,
+                flag: flag.code(),
+            });
+        }
+        #[cfg(not(feature = "otlp"))]
+        drop(span);
     }
+}
+
+/// The route name of a series index, for spans.
+#[cfg(feature = "otlp")]
+fn series_name(observer: &Observer, series: Option<usize>) -> Option<Arc<str>> {
+    series.and_then(|i| observer.route_names.get(i).cloned())
 }

@@ -59,6 +59,9 @@ pub struct Plan {
     pub admin: Option<AdminPlan>,
     /// The access log to open when the plan goes live (`start_background`).
     access_log: Option<AccessLogConfig>,
+    /// The span exporter to start then.
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+    otlp: Option<crate::config::OtlpConfig>,
 }
 
 impl Plan {
@@ -76,6 +79,19 @@ impl Plan {
                 }
             };
             let _ = self.observe.access_log.set(log);
+        }
+        #[cfg(feature = "otlp")]
+        if let Some(cfg) = &self.otlp {
+            use crate::observe::otlp::Exporter;
+            let running = previous.and_then(|p| p.observe.exporter.get()).filter(|e| e.config == *cfg);
+            let exporter = match running {
+                Some(e) => e.clone(),
+                None => {
+                    let dropped = self.observe.registry.counter("portcullis_trace_spans_dropped", Vec::new());
+                    Arc::new(Exporter::start(cfg, dropped).map_err(std::io::Error::other)?)
+                }
+            };
+            let _ = self.observe.exporter.set(exporter);
         }
         for p in self.providers.values() {
             p.start();
@@ -282,6 +298,7 @@ pub fn compile_after(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<P
         observe: Arc::new(observe),
         admin,
         access_log: cfg.access_log.clone(),
+        otlp: cfg.tracing.otlp.clone(),
     })
 }
 
@@ -310,11 +327,31 @@ fn compile_observe(cx: &mut Ctx, registry: Arc<Registry>, routes: &[Route]) -> O
             }
         }
     }
-    if cfg.tracing.otlp.is_some() {
-        cx.err(
-            "tracing.otlp",
-            "span export over OTLP is not in this build yet; remove `otlp` (traceparent propagation is always on)",
-        );
+    let mut sample = 0.0;
+    if let Some(otlp) = &cfg.tracing.otlp {
+        if !cfg!(feature = "otlp") {
+            cx.err(
+                "tracing.otlp",
+                "this build has no OTLP export (built without the `otlp` feature); remove `otlp` \
+                 (traceparent propagation is always on)",
+            );
+        }
+        if !(otlp.endpoint.starts_with("http://") || otlp.endpoint.starts_with("https://"))
+            || otlp.endpoint.parse::<http::Uri>().is_err()
+        {
+            cx.err("tracing.otlp.endpoint", format!("`{}` is not an http(s) URL", otlp.endpoint));
+        }
+        if !(0.0..=1.0).contains(&otlp.sample) {
+            cx.err("tracing.otlp.sample", "a share between 0.0 and 1.0 (0.1 = one trace in ten)");
+        }
+        for (name, value) in &otlp.headers {
+            if http::HeaderName::try_from(name.as_str()).is_err()
+                || http::HeaderValue::try_from(value.as_str()).is_err()
+            {
+                cx.err(format!("tracing.otlp.headers.{name}"), "not a valid header name and value");
+            }
+        }
+        sample = otlp.sample;
     }
     let active = registry.gauge("http_server_active_requests", Vec::new());
     Observer {
@@ -324,7 +361,9 @@ fn compile_observe(cx: &mut Ctx, registry: Arc<Registry>, routes: &[Route]) -> O
         active,
         routes: series,
         route_names: routes.iter().map(|r| r.name.clone()).collect(),
-        sample: 0.0,
+        sample,
+        #[cfg(feature = "otlp")]
+        exporter: std::sync::OnceLock::new(),
     }
 }
 

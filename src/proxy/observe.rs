@@ -19,7 +19,7 @@ use crate::http::forwarded::Client;
 use crate::observe::access_log::{Record, Try};
 use crate::observe::metrics::UpstreamError;
 use crate::observe::trace::TraceContext;
-use crate::observe::{Ending, Flag, Observer, Pending};
+use crate::observe::{Ending, Flag, Observer, Pending, SpanStart};
 use crate::plan::Plan;
 use crate::policy::ctx::{Refusal, RequestCtx};
 
@@ -33,6 +33,8 @@ pub(super) struct Seen {
     pub trace: TraceContext,
     /// The request's part of the log line, when there is an access log.
     record: Option<Box<Record>>,
+    /// The span, for a sampled request when spans are exported.
+    span: Option<Box<SpanStart>>,
     /// The matched route's index.
     pub route: Option<usize>,
     /// The declared body size (`Content-Length`), until the codec counts it.
@@ -130,12 +132,16 @@ impl Seen {
             r.tls_version = tls_version;
             r
         });
+        let span = (trace.sampled && exports(&observer)).then(|| {
+            Box::new(SpanStart { trace, wall: wall_now(), path: req.uri().path().to_string(), client: client.ip })
+        });
         Seen {
             observer,
             start: Instant::now(),
             method: req.method().clone(),
             trace,
             record,
+            span,
             route: None,
             request_bytes: 0,
             flag: Flag::None,
@@ -210,7 +216,20 @@ impl Seen {
             response_bytes: 0,
             bodiless,
             record,
+            flag: self.flag,
+            span: self.span.take(),
         }
+    }
+}
+
+/// Whether the plan exports spans.
+fn exports(observer: &Observer) -> bool {
+    #[cfg(feature = "otlp")]
+    return observer.exporter.get().is_some();
+    #[cfg(not(feature = "otlp"))]
+    {
+        let _ = observer;
+        false
     }
 }
 
@@ -240,6 +259,8 @@ impl Drop for Seen {
             response_bytes: 0,
             bodiless: true,
             record,
+            flag: Flag::ClientClosed,
+            span: self.span.take(),
         }
         .finish(Ending::ClientLeft);
     }

@@ -472,3 +472,54 @@ async fn trace_context_is_continued_from_trusted_peers_only() {
     let logged = log_lines(&untrusted, dir2.path(), 1).await;
     assert_eq!(logged[0]["trace"]["id"].as_str(), tp.get(3..35));
 }
+
+#[cfg(feature = "otlp")]
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(feature = "otlp")]
+#[tokio::test]
+async fn sampled_requests_are_exported_as_spans_over_otlp() {
+    use crate::support::otlp::Receiver;
+    // (dev-dependencies: the receiver decodes with the same message types.)
+    let dir = tempfile::tempdir().unwrap();
+    let up = Upstream::start("svc").await;
+    let receiver = Receiver::start().await;
+    let body = format!(
+        "trusted_proxies: [127.0.0.1]\n\
+         tracing:\n  otlp: {{ endpoint: \"{}\", sample: 0.0, headers: {{ x-api-key: collector-key }} }}\n\
+         upstreams:\n  svc: {{ targets: [\"{}\"] }}\n  gone: {{ targets: [\"http://{}\"] }}\n\
+         routes:\n  - {{ name: r, match: {{ path_prefix: /r }}, upstream: svc }}\n  - {{ name: g, match: {{ path_prefix: /g }}, upstream: gone }}\n",
+        receiver.url(),
+        up.url(),
+        closed_port().await
+    );
+    let h = start(&body, dir.path()).await;
+    // Sample 0: a new trace is not exported; a sampled parent's is, and so is its 5xx.
+    get(&url(&h, "/r/unsampled"), &[]).await;
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let seen = get(&url(&h, "/r/a"), &[("traceparent", parent)]).await.json();
+    get(&url(&h, "/g/b"), &[("traceparent", "00-5bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")]).await;
+    let spans = receiver.wait_for(2).await;
+    assert_eq!(spans.len(), 2, "only the sampled requests: {spans:?}");
+    let ok = spans.iter().find(|s| hex(&s.trace_id) == "4bf92f3577b34da6a3ce929d0e0e4736").expect("the span of /r/a");
+    assert_eq!(ok.name, "GET r");
+    assert_eq!(hex(&ok.parent_span_id), "00f067aa0ba902b7", "the caller's span is the parent");
+    let upstream_parent = seen["headers"]["traceparent"].as_str().unwrap();
+    assert_eq!(upstream_parent.get(36..52), Some(hex(&ok.span_id).as_str()), "the upstream's parent is this span");
+    assert_eq!(ok.kind, 2, "SERVER");
+    assert!(ok.end_time_unix_nano > ok.start_time_unix_nano);
+    let attr = |s: &opentelemetry_proto::tonic::trace::v1::Span, key: &str| {
+        s.attributes.iter().find(|a| a.key == key).and_then(|a| a.value.clone()).and_then(|v| v.value)
+    };
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
+    assert_eq!(attr(ok, "http.route"), Some(V::StringValue("r".into())));
+    assert_eq!(attr(ok, "http.response.status_code"), Some(V::IntValue(200)));
+    assert_eq!(ok.status.as_ref().map(|s| s.code), Some(0));
+    let failed = spans.iter().find(|s| s.name == "GET g").expect("the span of /g/b");
+    assert_eq!(attr(failed, "http.response.status_code"), Some(V::IntValue(502)));
+    assert_eq!(failed.status.as_ref().map(|s| s.code), Some(2), "5xx is an error");
+    assert!(receiver.headers.lock().unwrap().iter().any(|l| l == "x-api-key: collector-key"));
+    assert!(receiver.headers.lock().unwrap().iter().any(|l| l == "content-type: application/x-protobuf"));
+}

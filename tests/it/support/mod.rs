@@ -5,6 +5,7 @@
 
 pub mod h2raw;
 pub mod idp;
+pub mod otlp;
 pub mod pki;
 pub mod process;
 pub mod recorder;
