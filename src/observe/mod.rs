@@ -37,6 +37,8 @@ pub struct Observer {
     pub route_names: Vec<Arc<str>>,
     /// Share of new traces marked sampled (0 without an exporter).
     pub sample: f64,
+    /// Request metrics are recorded (the admin API is configured to serve them).
+    pub metrics: bool,
     /// Set when the plan goes live, when `tracing.otlp` is.
     #[cfg(feature = "otlp")]
     pub exporter: std::sync::OnceLock<Arc<otlp::Exporter>>,
@@ -46,6 +48,20 @@ impl Observer {
     /// The series of requests without a route.
     pub fn unrouted(&self) -> &Arc<ServerSeries> {
         self.routes.last().expect("the unrouted series is always there")
+    }
+
+    /// Whether anything records requests: metrics (when the admin API can
+    /// serve them), the access log, span export.
+    pub fn watching(&self) -> bool {
+        self.metrics || self.access_log.get().is_some() || self.exports()
+    }
+
+    /// Whether spans are exported.
+    pub fn exports(&self) -> bool {
+        #[cfg(feature = "otlp")]
+        return self.exporter.get().is_some();
+        #[cfg(not(feature = "otlp"))]
+        false
     }
 
     /// Whether a new trace is sampled.

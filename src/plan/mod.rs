@@ -362,6 +362,7 @@ fn compile_observe(cx: &mut Ctx, registry: Arc<Registry>, routes: &[Route]) -> O
         routes: series,
         route_names: routes.iter().map(|r| r.name.clone()).collect(),
         sample,
+        metrics: cfg.admin.is_some(),
         #[cfg(feature = "otlp")]
         exporter: std::sync::OnceLock::new(),
     }

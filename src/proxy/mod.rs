@@ -224,8 +224,9 @@ pub fn handle<P: Deref<Target = Plan>>(
         finish(plan, route, conn, origin.as_ref(), &mut resp, limit_fields);
         body::set_request_id(&mut resp, request_id);
         // ResponseStep::Observe: the access log and metrics, finished when the body is.
-        let pending = seen.pending(tried, resp.status());
-        resp.body_mut().watch(pending);
+        if let Some(pending) = seen.pending(tried, resp.status()) {
+            resp.body_mut().watch(pending);
+        }
         resp
     }
 }

@@ -124,7 +124,12 @@ impl Seen {
         request_id: &HeaderValue,
     ) -> Seen {
         let observer = plan.observe.clone();
-        observer.active.add(1);
+        // Nothing watches (no admin API, no access log, no span export): no
+        // bookkeeping at all; the trace context is still passed on.
+        let watching = observer.watching();
+        if watching {
+            observer.active.add(1);
+        }
         let trace = TraceContext::of(req.headers(), client.peer_trusted, request_id, || observer.sample());
         let record = observer.access_log.get().map(|_| {
             let mut r = Box::new(record_of(plan, req, client, peer, request_id));
@@ -132,7 +137,7 @@ impl Seen {
             r.tls_version = tls_version;
             r
         });
-        let span = (trace.sampled && exports(&observer)).then(|| {
+        let span = (trace.sampled && observer.exports()).then(|| {
             Box::new(SpanStart { trace, wall: wall_now(), path: req.uri().path().to_string(), client: client.ip })
         });
         Seen {
@@ -145,7 +150,7 @@ impl Seen {
             route: None,
             request_bytes: 0,
             flag: Flag::None,
-            armed: true,
+            armed: watching,
         }
     }
 
@@ -174,7 +179,10 @@ impl Seen {
     }
 
     /// Hands over to the response body.
-    pub fn pending(mut self, tried: Option<Tried<'_>>, status: StatusCode) -> Pending {
+    pub fn pending(mut self, tried: Option<Tried<'_>>, status: StatusCode) -> Option<Pending> {
+        if !self.armed {
+            return None;
+        }
         self.armed = false;
         let mut request_bytes = self.request_bytes;
         let observer = self.observer.clone();
@@ -206,7 +214,7 @@ impl Seen {
             || status.is_informational()
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED;
-        Pending {
+        Some(Pending {
             observer,
             series: route,
             start: self.start,
@@ -218,18 +226,7 @@ impl Seen {
             record,
             flag: self.flag,
             span: self.span.take(),
-        }
-    }
-}
-
-/// Whether the plan exports spans.
-fn exports(observer: &Observer) -> bool {
-    #[cfg(feature = "otlp")]
-    return observer.exporter.get().is_some();
-    #[cfg(not(feature = "otlp"))]
-    {
-        let _ = observer;
-        false
+        })
     }
 }
 
