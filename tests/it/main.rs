@@ -8,6 +8,7 @@ mod support;
 mod auth;
 mod balancing;
 mod check_cli;
+mod deploy;
 mod cli_signals;
 mod edge_h2;
 mod edge_headers;
