@@ -297,7 +297,13 @@ pub fn compile_after(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<P
         stores,
         observe: Arc::new(observe),
         admin,
-        access_log: cfg.access_log.clone(),
+        // A relative file is relative to the config's folder, as every file the config names.
+        access_log: cfg.access_log.clone().map(|mut log| {
+            if log.to != "stdout" {
+                log.to = loaded.resolve_file(&log.to).display().to_string();
+            }
+            log
+        }),
         otlp: cfg.tracing.otlp.clone(),
     })
 }
@@ -320,7 +326,8 @@ fn compile_observe(cx: &mut Ctx, registry: Arc<Registry>, routes: &[Route]) -> O
             cx.err("access_log.buffer", "must be between 1 and 1048576 lines");
         }
         if log.to != "stdout" {
-            let path = std::path::Path::new(&log.to);
+            let resolved = cx.loaded.resolve_file(&log.to);
+            let path = resolved.as_path();
             let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
             if log.to.is_empty() || path.is_dir() || !dir.is_dir() {
                 cx.err("access_log.to", format!("`{}` is not a file in an existing directory (or `stdout`)", log.to));

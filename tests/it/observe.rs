@@ -523,3 +523,23 @@ async fn sampled_requests_are_exported_as_spans_over_otlp() {
     assert!(receiver.headers.lock().unwrap().iter().any(|l| l == "x-api-key: collector-key"));
     assert!(receiver.headers.lock().unwrap().iter().any(|l| l == "content-type: application/x-protobuf"));
 }
+
+#[tokio::test]
+async fn the_observability_example_serves_metrics_and_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/observability.yaml"))
+        .unwrap()
+        .replace("127.0.0.1:8080", "127.0.0.1:0")
+        .replace("127.0.0.1:9901", "127.0.0.1:0");
+    // `to: access.log` is relative to the config's folder.
+    let h = Gateway::start(&load(&text, dir.path())).await.expect("the example starts");
+    let public = format!("http://{}", h.addrs()[0].1);
+    assert_eq!(get(&format!("{public}/hello"), &[]).await.status, 200);
+    let s = scrape_until(&h, |s| {
+        observations(s, "http_server_request_duration_seconds", &[("http_route", "hello")]) >= 1.0
+    })
+    .await;
+    assert_eq!(observations(&s, "http_server_request_duration_seconds", &[("http_route", "hello")]), 1.0);
+    let lines = log_lines(&h, dir.path(), 1).await;
+    assert_eq!(lines[0]["portcullis"]["route"], "hello");
+}
