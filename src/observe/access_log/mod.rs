@@ -86,72 +86,6 @@ impl AccessLog {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record() -> Box<Record> {
-        Box::new(Record {
-            time: std::time::UNIX_EPOCH,
-            duration_ns: 0,
-            method: http::Method::GET,
-            version: http::Version::HTTP_11,
-            text: "/".into(),
-            path_len: 1,
-            query_len: None,
-            user_agent_len: None,
-            referrer_len: None,
-            request_id: http::HeaderValue::from_static("id"),
-            trace_id: None,
-            client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
-            source_ip: std::net::Ipv4Addr::LOCALHOST.into(),
-            tls_version: None,
-            status: 200,
-            request_bytes: 0,
-            response_bytes: 0,
-            route: None,
-            upstream: None,
-            tries: Default::default(),
-            consumer: None,
-            auth_provider: None,
-            auth_outcome: None,
-            rate_limit: None,
-            validation: None,
-            flag: crate::observe::Flag::None,
-        })
-    }
-
-    #[test]
-    fn a_full_queue_drops_and_counts_never_waits() {
-        // A queue of two that nothing drains: the third line on is dropped.
-        let (queue, lines) = mpsc::sync_channel(2);
-        let dropped = Arc::new(Counter::default());
-        let config = AccessLogConfig { buffer: 2, ..Default::default() };
-        let log = AccessLog { config, queue, dropped: dropped.clone(), reopen: Arc::default() };
-        for _ in 0..5 {
-            log.log(record());
-        }
-        assert_eq!(dropped.get(), 3);
-        assert_eq!(lines.try_iter().count(), 2);
-    }
-
-    #[test]
-    fn lines_reach_the_file_and_a_reopen_starts_a_new_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("access.log");
-        let config = AccessLogConfig { to: path.display().to_string(), ..Default::default() };
-        let log = AccessLog::start(&config, Arc::default()).unwrap();
-        log.log(record());
-        log.flush(Duration::from_secs(2));
-        std::fs::rename(&path, dir.path().join("access.log.1")).unwrap();
-        log.reopen();
-        log.log(record());
-        log.flush(Duration::from_secs(2));
-        let lines = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap().lines().count();
-        assert_eq!((lines("access.log.1"), lines("access.log")), (1, 1));
-    }
-}
-
 struct Writer {
     to: String,
     format: AccessLogFormat,
@@ -216,5 +150,71 @@ impl Writer {
             tracing::warn!(to = %self.to, error = %e, "access log: write failed");
         }
         text.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> Box<Record> {
+        Box::new(Record {
+            time: std::time::UNIX_EPOCH,
+            duration_ns: 0,
+            method: http::Method::GET,
+            version: http::Version::HTTP_11,
+            text: "/".into(),
+            path_len: 1,
+            query_len: None,
+            user_agent_len: None,
+            referrer_len: None,
+            request_id: http::HeaderValue::from_static("id"),
+            trace_id: None,
+            client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            source_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            tls_version: None,
+            status: 200,
+            request_bytes: 0,
+            response_bytes: 0,
+            route: None,
+            upstream: None,
+            tries: Default::default(),
+            consumer: None,
+            auth_provider: None,
+            auth_outcome: None,
+            rate_limit: None,
+            validation: None,
+            flag: crate::observe::Flag::None,
+        })
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_never_waits() {
+        // A queue of two that nothing drains: the third line on is dropped.
+        let (queue, lines) = mpsc::sync_channel(2);
+        let dropped = Arc::new(Counter::default());
+        let config = AccessLogConfig { buffer: 2, ..Default::default() };
+        let log = AccessLog { config, queue, dropped: dropped.clone(), reopen: Arc::default() };
+        for _ in 0..5 {
+            log.log(record());
+        }
+        assert_eq!(dropped.get(), 3);
+        assert_eq!(lines.try_iter().count(), 2);
+    }
+
+    #[test]
+    fn lines_reach_the_file_and_a_reopen_starts_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let config = AccessLogConfig { to: path.display().to_string(), ..Default::default() };
+        let log = AccessLog::start(&config, Arc::default()).unwrap();
+        log.log(record());
+        log.flush(Duration::from_secs(2));
+        std::fs::rename(&path, dir.path().join("access.log.1")).unwrap();
+        log.reopen();
+        log.log(record());
+        log.flush(Duration::from_secs(2));
+        let lines = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap().lines().count();
+        assert_eq!((lines("access.log.1"), lines("access.log")), (1, 1));
     }
 }
