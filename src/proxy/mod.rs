@@ -276,7 +276,13 @@ pub fn refuse(plan: &Plan, conn: &ConnInfo, status: StatusCode, detail: &str) ->
     let request_id = request_id::generate();
     let mut resp = full(problem::problem(status, detail, &request_id));
     finish(plan, None, conn, None, &mut resp, None);
+    // Logged and counted like any request, as far as it is known: method
+    // `-`, no path, flag `IV`.
+    let seen = Seen::unread(plan, conn, &request_id);
     resp.headers_mut().insert(request_id::HEADER, request_id);
+    if let Some(pending) = seen.pending(None, resp.status()) {
+        resp.body_mut().watch(pending);
+    }
     resp
 }
 

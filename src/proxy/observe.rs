@@ -154,6 +154,20 @@ impl Seen {
         }
     }
 
+    /// A request whose head could not be read: what the connection tells.
+    pub fn unread(plan: &Plan, conn: &crate::http::conn::ConnInfo, request_id: &HeaderValue) -> Seen {
+        let mut req = Request::new(());
+        *req.method_mut() = Method::from_bytes(b"-").expect("`-` is a token");
+        let client = Client { ip: conn.peer.ip(), peer_trusted: false };
+        let mut seen = Seen::of(plan, &req, &client, conn.peer.ip(), conn.tls_version, request_id);
+        if let Some(r) = &mut seen.record {
+            r.text.clear();
+            r.path_len = 0;
+        }
+        seen.flag = Flag::InvalidInput;
+        seen
+    }
+
     /// What the request phases decided, and a responder's answer.
     pub fn note(&mut self, ctx: &RequestCtx<'_>, responder: bool) {
         if let Some(refused) = ctx.refused {

@@ -543,3 +543,56 @@ async fn the_observability_example_serves_metrics_and_logs() {
     let lines = log_lines(&h, dir.path(), 1).await;
     assert_eq!(lines[0]["portcullis"]["route"], "hello");
 }
+
+#[tokio::test]
+async fn tls_http2_and_unreadable_requests_are_logged_and_counted() {
+    use crate::support::pki::{Pki, https_get};
+    let pki = Pki::new();
+    let (cert, key) = pki.issue("gw", "api.test", &["api.test"]);
+    let dir = tempfile::tempdir().unwrap();
+    let up = Upstream::start("svc").await;
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\n\
+         \x20 - {{ name: tls, bind: \"127.0.0.1:0\", tls: {{ certificates: [ {{ cert: \"{}\", key: \"{}\" }} ] }} }}\n\
+         admin: {{ bind: \"127.0.0.1:0\" }}\naccess_log: {{ to: access.log }}\n\
+         upstreams:\n  svc: {{ targets: [\"{}\"] }}\nroutes:\n  - {{ name: r, match: {{ path_prefix: /r }}, upstream: svc }}\n",
+        cert.display(),
+        key.display(),
+        up.url()
+    );
+    let h = Gateway::start(&load(&yaml, dir.path())).await.unwrap();
+    let tls = h.addr("tls").unwrap();
+    let reply = https_get(tls, "api.test", &pki.ca_path(), None, "/r/over-h2").await.unwrap();
+    assert_eq!((reply.reply.status.as_u16(), reply.alpn.as_deref()), (200, Some(&b"h2"[..])));
+    // A handshake that fails, and a head that cannot be read.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(tls).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let _ = s.read(&mut [0u8; 64]).await;
+    }
+    let bad = crate::support::raw(h.addr("gw").unwrap(), "GET /r HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").await;
+    assert_eq!(crate::support::raw_status(&bad), 400);
+
+    let lines = log_lines(&h, dir.path(), 2).await;
+    let h2 = lines.iter().find(|l| l["url"]["path"] == "/r/over-h2").expect("the HTTP/2 request's line");
+    assert_eq!((&h2["http"]["version"], &h2["tls"]["version"]), (&json!("2"), &json!("1.3")));
+    let unread = lines.iter().find(|l| l["http"]["request"]["method"] == "-").expect("the unreadable request's line");
+    assert_eq!(
+        (&unread["http"]["response"]["status_code"], &unread["portcullis"]["response_flag"]),
+        (&json!(400), &json!("IV"))
+    );
+
+    let s = scrape_until(&h, |s| number(s, "portcullis_tls_handshake_failures_total", &[]) >= 1.0).await;
+    assert_eq!(number(&s, "portcullis_tls_handshake_failures_total", &[("listener", "tls"), ("reason", "error")]), 1.0);
+    let r = [("http_route", "r"), ("http_request_method", "GET"), ("http_response_status_code", "200")];
+    assert_eq!(observations(&s, "http_server_request_duration_seconds", &r), 1.0);
+    assert_eq!(
+        observations(
+            &s,
+            "http_server_request_duration_seconds",
+            &[("http_request_method", "_OTHER"), ("http_response_status_code", "400")]
+        ),
+        1.0
+    );
+}
