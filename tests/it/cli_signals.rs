@@ -1,5 +1,6 @@
 //! The binary's signal handling: SIGHUP reloads (a bad file is refused and
-//! the old config keeps serving), SIGTERM drains and exits 0.
+//! the old config keeps serving), SIGUSR1 reopens the access log, SIGTERM
+//! drains and exits 0.
 
 use std::time::Duration;
 
@@ -47,4 +48,34 @@ async fn sighup_reloads_and_sigterm_exits_cleanly() {
     .unwrap()
     .0;
     assert_eq!(status.code(), Some(0));
+}
+
+/// Lines of a file once it has at least `n` (or after 5 s).
+async fn lines_of(path: &std::path::Path, n: usize) -> usize {
+    for _ in 0..500 {
+        let count = std::fs::read_to_string(path).map_or(0, |t| t.lines().count());
+        if count >= n {
+            return count;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
+}
+
+#[tokio::test]
+async fn sigusr1_reopens_the_access_log_after_rotation() {
+    let yaml = format!("access_log: {{ to: access.log }}\n{}", config("hi"));
+    let (gw, addr) = spawn_gateway(&yaml);
+    let dir = gw.config.parent().unwrap().to_path_buf();
+    let url = format!("http://{addr}/");
+    get(&url, &[]).await;
+    assert_eq!(lines_of(&dir.join("access.log"), 1).await, 1);
+    // What logrotate does: move the file, then signal.
+    std::fs::rename(dir.join("access.log"), dir.join("access.log.1")).unwrap();
+    gw.signal("USR1");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    get(&url, &[]).await;
+    get(&url, &[]).await;
+    assert_eq!(lines_of(&dir.join("access.log"), 2).await, 2, "new lines go to a new file at the same path");
+    assert_eq!(lines_of(&dir.join("access.log.1"), 1).await, 1, "the rotated file keeps its line");
 }
