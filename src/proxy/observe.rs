@@ -27,21 +27,15 @@ use crate::policy::ctx::{Refusal, RequestCtx};
 /// Dropped without a response (the client left while it was served), it
 /// is logged as such (status 499, flag `DC`).
 pub(super) struct Seen {
-    observer: Arc<Observer>,
-    start: Instant,
-    method: Method,
     pub trace: TraceContext,
-    /// The request's part of the log line, when there is an access log.
-    record: Option<Box<Record>>,
-    /// The span, for a sampled request when spans are exported.
-    span: Option<Box<SpanStart>>,
     /// The matched route's index.
     pub route: Option<usize>,
     /// The declared body size (`Content-Length`), until the codec counts it.
     pub request_bytes: u64,
     pub flag: Flag,
-    /// Still to be finished (`pending` takes it).
-    armed: bool,
+    /// What the observers get when the response is made; `None` when
+    /// nothing watches (no admin API, access log or span export).
+    watch: Option<Pending>,
 }
 
 /// `ua`, `referer`, the path and the query, as the log keeps them.
@@ -123,35 +117,35 @@ impl Seen {
         tls_version: Option<&'static str>,
         request_id: &HeaderValue,
     ) -> Seen {
-        let observer = plan.observe.clone();
-        // Nothing watches (no admin API, no access log, no span export): no
-        // bookkeeping at all; the trace context is still passed on.
-        let watching = observer.watching();
-        if watching {
-            observer.active.add(1);
-        }
+        let observer = &plan.observe;
         let trace = TraceContext::of(req.headers(), client.peer_trusted, request_id, || observer.sample());
-        let record = observer.access_log.get().map(|_| {
-            let mut r = Box::new(record_of(plan, req, client, peer, request_id));
-            r.trace_id = Some(trace.trace_id);
-            r.tls_version = tls_version;
-            r
+        // Nothing watches: no bookkeeping at all (the trace context is still passed on).
+        let watch = observer.watching().then(|| {
+            observer.active.add(1);
+            let record = observer.access_log.get().map(|_| {
+                let mut r = Box::new(record_of(plan, req, client, peer, request_id));
+                r.trace_id = Some(trace.trace_id);
+                r.tls_version = tls_version;
+                r
+            });
+            let span = (trace.sampled && observer.exports()).then(|| {
+                Box::new(SpanStart { trace, wall: wall_now(), path: req.uri().path().to_string(), client: client.ip })
+            });
+            Pending {
+                observer: observer.clone(),
+                series: None,
+                start: Instant::now(),
+                method: req.method().clone(),
+                status: StatusCode::OK,
+                request_bytes: 0,
+                response_bytes: 0,
+                bodiless: false,
+                record,
+                flag: Flag::None,
+                span,
+            }
         });
-        let span = (trace.sampled && observer.exports()).then(|| {
-            Box::new(SpanStart { trace, wall: wall_now(), path: req.uri().path().to_string(), client: client.ip })
-        });
-        Seen {
-            observer,
-            start: Instant::now(),
-            method: req.method().clone(),
-            trace,
-            record,
-            span,
-            route: None,
-            request_bytes: 0,
-            flag: Flag::None,
-            armed: watching,
-        }
+        Seen { trace, route: None, request_bytes: 0, flag: Flag::None, watch }
     }
 
     /// A request whose head could not be read: what the connection tells.
@@ -160,7 +154,7 @@ impl Seen {
         *req.method_mut() = Method::from_bytes(b"-").expect("`-` is a token");
         let client = Client { ip: conn.peer.ip(), peer_trusted: false };
         let mut seen = Seen::of(plan, &req, &client, conn.peer.ip(), conn.tls_version, request_id);
-        if let Some(r) = &mut seen.record {
+        if let Some(r) = seen.watch.as_mut().and_then(|w| w.record.as_mut()) {
             r.text.clear();
             r.path_len = 0;
         }
@@ -179,7 +173,7 @@ impl Seen {
         } else if responder {
             self.flag = Flag::LocalResponse;
         }
-        let Some(r) = &mut self.record else { return };
+        let Some(r) = self.watch.as_mut().and_then(|w| w.record.as_mut()) else { return };
         if let Some(id) = &ctx.identity {
             r.auth_provider = Some(id.provider.clone());
             r.auth_outcome = Some("success");
@@ -194,24 +188,19 @@ impl Seen {
 
     /// Hands over to the response body.
     pub fn pending(mut self, tried: Option<Tried<'_>>, status: StatusCode) -> Option<Pending> {
-        if !self.armed {
-            return None;
-        }
-        self.armed = false;
-        let mut request_bytes = self.request_bytes;
-        let observer = self.observer.clone();
-        let route = self.route;
-        let mut record = self.record.take();
-        if let Some(r) = &mut record {
+        let mut p = self.watch.take()?;
+        p.series = self.route;
+        p.status = status;
+        p.flag = self.flag;
+        p.request_bytes = tried.as_ref().and_then(|t| t.request_bytes).unwrap_or(self.request_bytes);
+        p.bodiless = p.method == Method::HEAD
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED;
+        if let Some(r) = &mut p.record {
             r.status = status.as_u16();
-            r.flag = self.flag;
-            if let Some(i) = route {
-                r.route = Some(observer_route(&observer, i));
-            }
-        }
-        if let Some(t) = &tried {
-            request_bytes = t.request_bytes.unwrap_or(request_bytes);
-            if let Some(r) = &mut record {
+            r.route = self.route.map(|i| route_name(&p.observer, i));
+            if let Some(t) = &tried {
                 r.upstream = Some(t.upstream.name.clone());
                 r.tries.push(Try {
                     target: t.target.label.clone(),
@@ -224,56 +213,27 @@ impl Seen {
                 });
             }
         }
-        let bodiless = self.method == Method::HEAD
-            || status.is_informational()
-            || status == StatusCode::NO_CONTENT
-            || status == StatusCode::NOT_MODIFIED;
-        Some(Pending {
-            observer,
-            series: route,
-            start: self.start,
-            method: std::mem::replace(&mut self.method, Method::GET),
-            status,
-            request_bytes,
-            response_bytes: 0,
-            bodiless,
-            record,
-            flag: self.flag,
-            span: self.span.take(),
-        })
+        Some(p)
     }
 }
 
-fn observer_route(observer: &Observer, i: usize) -> Arc<str> {
+fn route_name(observer: &Observer, i: usize) -> Arc<str> {
     observer.route_names.get(i).cloned().unwrap_or_else(|| "".into())
 }
 
 impl Drop for Seen {
     fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
+        let Some(mut p) = self.watch.take() else { return };
         // The client left before the response: NGINX's 499.
-        let status = StatusCode::from_u16(499).expect("499 is a valid status");
-        let mut record = self.record.take();
-        if let Some(r) = &mut record {
+        p.status = StatusCode::from_u16(499).expect("499 is a valid status");
+        p.series = self.route;
+        p.request_bytes = self.request_bytes;
+        p.bodiless = true;
+        if let Some(r) = &mut p.record {
             r.status = 499;
-            r.route = self.route.map(|i| observer_route(&self.observer, i));
+            r.route = self.route.map(|i| route_name(&p.observer, i));
         }
-        Pending {
-            observer: self.observer.clone(),
-            series: self.route,
-            start: self.start,
-            method: std::mem::replace(&mut self.method, Method::GET),
-            status,
-            request_bytes: self.request_bytes,
-            response_bytes: 0,
-            bodiless: true,
-            record,
-            flag: Flag::ClientClosed,
-            span: self.span.take(),
-        }
-        .finish(Ending::ClientLeft);
+        p.finish(Ending::ClientLeft);
     }
 }
 
