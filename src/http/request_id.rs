@@ -51,12 +51,7 @@ pub fn generate() -> HeaderValue {
     for (pair, byte) in id.chunks_exact_mut(2).zip(random) {
         pair.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
     }
-    let bytes = IDS.with(|slab| {
-        slab.cut(id.len(), |slab| {
-            slab.extend_from_slice(&id);
-            slab.split().freeze()
-        })
-    });
+    let bytes = IDS.with(|slab| slab.copy(&id));
     HeaderValue::from_maybe_shared(bytes).expect("hex digits are a valid header value")
 }
 

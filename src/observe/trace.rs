@@ -94,12 +94,7 @@ impl TraceContext {
         v[35] = b'-';
         v[36..52].copy_from_slice(&self.span_id);
         v[52..].copy_from_slice(if self.sampled { b"-01" } else { b"-00" });
-        let bytes = SLAB.with(|slab| {
-            slab.cut(v.len(), |slab| {
-                slab.extend_from_slice(&v);
-                slab.split().freeze()
-            })
-        });
+        let bytes = SLAB.with(|slab| slab.copy(&v));
         HeaderValue::from_maybe_shared(bytes).expect("hex digits and dashes")
     }
 }

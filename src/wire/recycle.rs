@@ -72,6 +72,14 @@ impl Slab {
         }
         f(&mut bytes)
     }
+
+    /// A copy of `bytes` cut from the slab, as shared `Bytes`.
+    pub fn copy(&self, bytes: &[u8]) -> bytes::Bytes {
+        self.cut(bytes.len(), |slab| {
+            slab.extend_from_slice(bytes);
+            slab.split().freeze()
+        })
+    }
 }
 
 thread_local! {

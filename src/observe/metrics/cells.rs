@@ -28,6 +28,11 @@ fn shards() -> usize {
     })
 }
 
+/// One cell per shard.
+fn cells<T: Default>() -> Box<[Padded<T>]> {
+    (0..shards()).map(|_| Padded::default()).collect()
+}
+
 /// This thread's shard (threads are numbered on first use).
 #[inline]
 fn shard() -> usize {
@@ -53,7 +58,7 @@ pub struct Counter {
 
 impl Default for Counter {
     fn default() -> Self {
-        Counter { shards: (0..shards()).map(|_| Padded::default()).collect() }
+        Counter { shards: cells() }
     }
 }
 
@@ -82,7 +87,7 @@ pub struct Gauge {
 
 impl Default for Gauge {
     fn default() -> Self {
-        Gauge { shards: (0..shards()).map(|_| Padded::default()).collect() }
+        Gauge { shards: cells() }
     }
 }
 
@@ -160,7 +165,7 @@ pub struct Histogram {
 impl Histogram {
     pub fn new(buckets: &'static Buckets) -> Histogram {
         assert!(buckets.bounds.len() < MAX_BUCKETS);
-        Histogram { buckets, shards: (0..shards()).map(|_| Padded::default()).collect() }
+        Histogram { buckets, shards: cells() }
     }
 
     #[inline]
