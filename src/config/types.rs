@@ -18,6 +18,7 @@ use crate::policy::ratelimit::config::{
     ConcurrencyConfig, QuotaConfig, RateLimitConfig, RateLimitHeaders, RateLimitStoreConfig,
 };
 use crate::policy::security_headers::config::SecurityHeadersConfig;
+use crate::policy::validate::config::ValidateConfig;
 
 /// The whole gateway config.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -67,6 +68,10 @@ pub struct Config {
     /// Trace context propagation and export.
     #[serde(default)]
     pub tracing: super::TracingConfig,
+    /// Named string formats for JSON Schemas (`format: e164`): a regular
+    /// expression a string must match (`^\\+[1-9][0-9]{7,14}$`).
+    #[serde(default)]
+    pub formats: BTreeMap<String, String>,
     /// The gateway's own log level (`error`, `warn`, `info`, `debug`,
     /// `trace`); `RUST_LOG` overrides it. Default `info`.
     #[serde(default)]
@@ -96,6 +101,7 @@ impl Default for Config {
             access_log: None,
             tracing: super::TracingConfig::default(),
             log_level: super::LogLevel::default(),
+            formats: BTreeMap::new(),
         }
     }
 }
@@ -420,6 +426,8 @@ pub struct RouteConfig {
     /// upgrade asked of any other route is ignored (served as a plain request).
     #[serde(default)]
     pub websocket: bool,
+    /// Checks of the request's parameters, headers and body (400, 413, 415).
+    pub validate: Option<ValidateConfig>,
     /// Headers set on or removed from the request sent upstream.
     pub request_headers: Option<HeaderOpsConfig>,
     /// Headers set on or removed from the response sent to the client.

@@ -16,6 +16,8 @@ use crate::wire::body_reader::BodyReader;
 pub enum ClientBody {
     /// The request has no body.
     Empty,
+    /// A body read whole already (to validate it), sent on as it came.
+    Buffered(Option<Bytes>),
     Hyper(Incoming),
     H1(BodyReader),
 }
@@ -27,6 +29,7 @@ impl http_body::Body for ClientBody {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             ClientBody::Empty => Poll::Ready(None),
+            ClientBody::Buffered(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             ClientBody::Hyper(inner) => Pin::new(inner).poll_frame(cx).map_err(Into::into),
             ClientBody::H1(inner) => Pin::new(inner).poll_frame(cx),
         }
@@ -35,6 +38,7 @@ impl http_body::Body for ClientBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ClientBody::Empty => true,
+            ClientBody::Buffered(bytes) => bytes.is_none(),
             ClientBody::Hyper(inner) => inner.is_end_stream(),
             ClientBody::H1(inner) => inner.is_end_stream(),
         }
@@ -43,6 +47,7 @@ impl http_body::Body for ClientBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ClientBody::Empty => SizeHint::with_exact(0),
+            ClientBody::Buffered(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             ClientBody::Hyper(inner) => inner.size_hint(),
             ClientBody::H1(inner) => inner.size_hint(),
         }

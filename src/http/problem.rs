@@ -12,13 +12,27 @@ const PROBLEM_JSON: HeaderValue = HeaderValue::from_static("application/problem+
 
 /// A problem response with `status`, a client-safe `detail` and the request id.
 pub fn problem(status: StatusCode, detail: &str, request_id: &HeaderValue) -> Answer {
-    let body = serde_json::json!({
+    with_members(status, detail, request_id, [])
+}
+
+/// A problem response with extension members (RFC 9457 §3.2), such as a
+/// validation answer's `errors`.
+pub fn with_members<const N: usize>(
+    status: StatusCode,
+    detail: &str,
+    request_id: &HeaderValue,
+    members: [(&str, serde_json::Value); N],
+) -> Answer {
+    let mut body = serde_json::json!({
         "type": "about:blank",
         "title": status.canonical_reason().unwrap_or("Error"),
         "status": status.as_u16(),
         "detail": detail,
         "request_id": request_id.to_str().unwrap_or_default(),
     });
+    for (name, value) in members {
+        body[name] = value;
+    }
     let mut resp = Response::new(body.to_string().into());
     *resp.status_mut() = status;
     resp.headers_mut().insert(CONTENT_TYPE, PROBLEM_JSON);

@@ -69,6 +69,26 @@ impl RequestBody {
         RequestBody { inner, limit, received: 0, stall_timeout, stall: None }
     }
 
+    /// No body (a placeholder while a phase holds the real one).
+    pub fn empty() -> RequestBody {
+        RequestBody { inner: ClientBody::Empty, limit: 0, received: 0, stall_timeout: Duration::ZERO, stall: None }
+    }
+
+    /// A body already read whole (`limit` and `stall_timeout` as the original's).
+    pub fn buffered(bytes: Bytes, limit: u64, stall_timeout: Duration) -> RequestBody {
+        let received = bytes.len() as u64;
+        let inner = ClientBody::Buffered((!bytes.is_empty()).then_some(bytes));
+        RequestBody { inner, limit, received, stall_timeout, stall: None }
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    pub fn stall_timeout(&self) -> Duration {
+        self.stall_timeout
+    }
+
     /// Body bytes read so far.
     pub fn received(&self) -> u64 {
         self.received

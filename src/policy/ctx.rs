@@ -10,6 +10,7 @@ use std::sync::{Arc, OnceLock};
 use http::HeaderValue;
 
 use crate::http::Answer;
+use crate::http::request_body::RequestBody;
 use crate::tls::ClientIdentity;
 
 /// What policies know about the request beyond its headers. The one place
@@ -29,6 +30,9 @@ pub struct RequestCtx<'a> {
     pub slots: Vec<Slot>,
     /// Which kind of policy answered instead of the route (logs, metrics).
     pub refused: Option<Refusal>,
+    /// The request body, on routes whose policies read it (validation);
+    /// the engine takes it back after the phases.
+    pub body: Option<RequestBody>,
 }
 
 /// Why a policy answered a request itself.
@@ -37,6 +41,7 @@ pub enum Refusal {
     Unauthenticated,
     Forbidden,
     RateLimited,
+    Invalid,
 }
 
 impl<'a> RequestCtx<'a> {
@@ -55,6 +60,7 @@ impl<'a> RequestCtx<'a> {
             rate_limit: None,
             slots: Vec::new(),
             refused: None,
+            body: None,
         }
     }
 }

@@ -30,6 +30,7 @@ pub mod headers;
 pub mod ip;
 pub mod ratelimit;
 pub mod security_headers;
+pub mod validate;
 
 // What the policies share.
 pub mod clock;
@@ -49,7 +50,6 @@ use security_headers::FieldEdits;
 
 /// The request phases, in the order they run (after the engine's
 /// admission checks and routing, before the upstream or responder).
-// `Validate` has its slot before its policy lands (the validation issue).
 #[allow(dead_code)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {
@@ -99,8 +99,8 @@ pub enum ResponseStep {
     Hsts,
     /// *engine*: `X-Request-Id`, last, so nothing replaces it.
     RequestId,
-    /// *engine*, a slot left for the observability work: the access log and
-    /// metrics, once every header is final. Nothing runs here yet.
+    /// *engine*: the access log, metrics and span, once every header is
+    /// final; finished when the response body is (`observe::Pending`).
     Observe,
 }
 
@@ -122,6 +122,8 @@ pub enum Policy {
     Authorize(authz::Compiled),
     /// Sets and removes request headers.
     RequestHeaders(headers::Compiled),
+    /// Parameters, headers and body against their schemas.
+    Validate(Box<validate::Compiled>),
 }
 
 impl Policy {
@@ -131,6 +133,7 @@ impl Policy {
             Policy::LimitByIp(_) | Policy::Limit(_) => Refusal::RateLimited,
             Policy::Authenticate(_) => Refusal::Unauthenticated,
             Policy::Ip(_) | Policy::Authorize(_) | Policy::RequestHeaders(_) => Refusal::Forbidden,
+            Policy::Validate(_) => Refusal::Invalid,
         }
     }
 
@@ -141,6 +144,7 @@ impl Policy {
             Policy::Authenticate(_) => Phase::Authenticate,
             Policy::Authorize(_) => Phase::Authorize,
             Policy::Limit(_) => Phase::Limit,
+            Policy::Validate(_) => Phase::Validate,
             Policy::RequestHeaders(_) => Phase::Transform,
         }
     }
@@ -157,6 +161,7 @@ impl Policy {
                 h.apply(&mut req.headers);
                 Some(Outcome::Continue)
             }
+            Policy::Validate(v) => v.try_sync(req, ctx),
         }
     }
 
@@ -166,7 +171,8 @@ impl Policy {
         match self {
             Policy::Limit(l) | Policy::LimitByIp(l) => l.reads_headers(),
             Policy::RequestHeaders(_) => true,
-            Policy::Ip(_) | Policy::Authenticate(_) | Policy::Authorize(_) => false,
+            // Its header checks read what the client sent, before the identity headers.
+            Policy::Ip(_) | Policy::Authenticate(_) | Policy::Authorize(_) | Policy::Validate(_) => false,
         }
     }
 
@@ -180,6 +186,7 @@ impl Policy {
                 h.apply(&mut req.headers);
                 Outcome::Continue
             }
+            Policy::Validate(v) => v.on_request(req, ctx).await,
         }
     }
 }
@@ -242,6 +249,10 @@ pub fn compile_route(route: &RouteConfig, cx: &mut CompileCtx<'_>) -> Option<Cha
     if let Some((by_ip, later)) = cx.take("", c) {
         request.extend(by_ip.map(Policy::LimitByIp));
         request.extend(later.map(Policy::Limit));
+    }
+    if let Some(cfg) = &route.validate {
+        let c = validate::Compiled::compile(cfg, cx).map(Box::new);
+        request.extend(cx.take("validate", c).map(Policy::Validate));
     }
     if let Some(cfg) = &route.request_headers {
         let c = headers::Compiled::compile(cfg, cx);
@@ -317,6 +328,17 @@ impl Chain {
     /// identity (`auth::IdentityHeaders::lines`), rather than authentication.
     pub fn identity_by_engine(&self) -> bool {
         self.identity_by_engine
+    }
+
+    /// Whether the route has a `validate` phase.
+    pub fn validates(&self) -> bool {
+        self.request.iter().any(|p| matches!(p, Policy::Validate(_)))
+    }
+
+    /// Whether a phase reads the request body (the engine hands it over in
+    /// `RequestCtx::body`).
+    pub fn reads_body(&self) -> bool {
+        self.request.iter().any(|p| matches!(p, Policy::Validate(v) if v.reads_body()))
     }
 
     pub fn has_request_policies(&self) -> bool {

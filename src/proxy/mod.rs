@@ -148,7 +148,13 @@ pub fn handle<P: Deref<Target = Plan>>(
             let (mut parts, incoming) = req.into_parts();
             // Identity headers come from the gateway only, never from the client.
             plan.identity_headers.strip(&mut parts.headers);
-            let body = RequestBody::new(incoming, max_body, listener.limits.body_read_timeout);
+            let mut body = RequestBody::new(incoming, max_body, listener.limits.body_read_timeout);
+            // A phase that reads the body (validation) gets it in the context;
+            // it puts back what goes on (the same bytes, read whole).
+            let reads_body = route.policies.reads_body();
+            if reads_body {
+                ctx.body = Some(std::mem::replace(&mut body, RequestBody::empty()));
+            }
             // Request phases: without awaiting as far as they can (a cached token,
             // the embedded limits); from the first policy that must await, a boxed
             // future, as the responders below: their futures (auth fetches, Redis)
@@ -161,6 +167,9 @@ pub fn handle<P: Deref<Target = Plan>>(
             } else {
                 Outcome::Continue
             };
+            if reads_body && let Some(read) = ctx.body.take() {
+                body = read;
+            }
             // The identity headers, when authentication left them to the engine:
             // lines added to the upstream request, or map entries for a responder.
             let identity = match &ctx.identity {
@@ -212,7 +221,7 @@ pub fn handle<P: Deref<Target = Plan>>(
             if let Some(info) = &ctx.rate_limit {
                 limit_fields = ratelimit::header_fields(plan.rate_limit_headers, info);
             }
-            seen.note(&ctx, matches!(route.action, Action::Respond(_)));
+            seen.note(&ctx, matches!(route.action, Action::Respond(_)), route.policies.validates());
             let slots = std::mem::take(&mut ctx.slots);
             (Some(route), Ok(resp.map(|b| b.hold(slots))))
         };

@@ -163,12 +163,14 @@ impl Seen {
     }
 
     /// What the request phases decided, and a responder's answer.
-    pub fn note(&mut self, ctx: &RequestCtx<'_>, responder: bool) {
+    /// `validates`: the route has a `validate` phase.
+    pub fn note(&mut self, ctx: &RequestCtx<'_>, responder: bool, validates: bool) {
         if let Some(refused) = ctx.refused {
             self.flag = match refused {
                 Refusal::Unauthenticated => Flag::Unauthenticated,
                 Refusal::Forbidden => Flag::Forbidden,
                 Refusal::RateLimited => Flag::RateLimited,
+                Refusal::Invalid => Flag::InvalidInput,
             };
         } else if responder {
             self.flag = Flag::LocalResponse;
@@ -180,6 +182,9 @@ impl Seen {
             r.consumer = id.consumer.as_ref().map(|c| c.id.clone());
         } else if ctx.refused == Some(Refusal::Unauthenticated) {
             r.auth_outcome = Some("failure");
+        }
+        if validates {
+            r.validation = Some(if ctx.refused == Some(Refusal::Invalid) { "failed" } else { "passed" });
         }
         if ctx.rate_limit.is_some() || ctx.refused == Some(Refusal::RateLimited) {
             r.rate_limit = Some(if ctx.refused == Some(Refusal::RateLimited) { "rejected" } else { "allowed" });

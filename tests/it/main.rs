@@ -25,4 +25,5 @@ mod routing;
 mod smuggling;
 mod streaming;
 mod upstream_h1;
+mod validation;
 mod websocket;

@@ -1,0 +1,64 @@
+//! The serde types of `validate` on a route, and `json_limits`.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::config::units::ByteSize;
+
+/// What a route checks before the request goes on.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateConfig {
+    /// Media types a request body may have (`application/json`,
+    /// `application/x-www-form-urlencoded`, `application/*+json`…); another
+    /// is refused with 415. Default: the JSON types when `body` is set.
+    #[serde(default)]
+    pub content_types: Vec<String>,
+    /// The body's JSON Schema.
+    pub body: Option<BodyConfig>,
+    /// Query parameters by name: each a JSON Schema, plus `required: true`.
+    /// Values are strings on the wire and are read as the schema's type.
+    #[serde(default)]
+    pub query: BTreeMap<String, serde_json::Value>,
+    /// Request headers by name, as `query`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, serde_json::Value>,
+    /// Limits on a JSON body, checked before it is parsed.
+    #[serde(default)]
+    pub json_limits: JsonLimitsConfig,
+}
+
+/// Exactly one of `schema_file` or `schema`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BodyConfig {
+    /// A JSON or YAML file holding the schema (relative to the config's folder).
+    pub schema_file: Option<String>,
+    /// The schema inline.
+    pub schema: Option<serde_json::Value>,
+    /// Whether a request must have a body (default true).
+    #[serde(default = "yes")]
+    pub required: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Each unset limit keeps its safe default.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JsonLimitsConfig {
+    /// Nesting of arrays and objects (default 64, at most 512).
+    pub max_depth: Option<u32>,
+    /// Members of one object (default 10000).
+    pub max_entries: Option<u32>,
+    /// Elements of one array (default 10000).
+    pub max_array: Option<u32>,
+    /// One string's length as written (default 64KiB).
+    pub max_string: Option<ByteSize>,
+    /// One number's length in characters (default 64).
+    pub max_number_length: Option<u32>,
+}

@@ -1,0 +1,381 @@
+//! Input validation (the `validate` phase): a route's query parameters,
+//! headers and body are checked against JSON Schemas before the request
+//! goes on, and a JSON body first against size limits
+//! (`json_limits`), before it is parsed. A refused request gets 400 (415
+//! for a media type, 413 for size) with every problem found, as an RFC 9457
+//! problem with an `errors` array; the upstream never sees it.
+//!
+//! Schemas are compiled when the config loads (the `jsonschema` crate,
+//! offline: a remote `$ref` is a config error), never per request.
+
+pub mod config;
+pub mod json_limits;
+mod params;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderName};
+use http::{StatusCode, request};
+use http_body_util::BodyExt;
+use serde_json::Value;
+
+use crate::config::FieldErrors;
+use crate::http::Answer;
+use crate::http::problem;
+use crate::http::request_body::{BodyError, RequestBody};
+use crate::observe::metrics::{Counter, Registry};
+use crate::policy::compile::CompileCtx;
+use crate::policy::ctx::{Outcome, RequestCtx};
+use config::ValidateConfig;
+pub use json_limits::JsonLimits;
+use params::Param;
+
+/// At most this many problems are listed in one answer…
+const MAX_ERRORS: usize = 20;
+/// …in at most this many bytes of `errors`.
+const MAX_ERRORS_BYTES: usize = 8 << 10;
+
+/// One problem with a request, as the answer lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// `body`, `query`, `header` (`path` and `cookie` with OpenAPI).
+    pub place: &'static str,
+    /// A JSON pointer into the body, or the parameter's name.
+    pub pointer: String,
+    pub detail: String,
+}
+
+/// A route's compiled checks.
+pub struct Compiled {
+    /// Accepted media types of a body (lowercase; `*` wildcards in the subtype).
+    content_types: Vec<String>,
+    body: Option<BodyRule>,
+    query: Vec<Param>,
+    headers: Vec<(HeaderName, Param)>,
+    limits: JsonLimits,
+    /// `portcullis_validation_failures_total{route,in}` by place.
+    failures: BTreeMap<&'static str, Arc<Counter>>,
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Validate").field("content_types", &self.content_types).finish_non_exhaustive()
+    }
+}
+
+struct BodyRule {
+    schema: jsonschema::Validator,
+    /// The schema's `properties`, for reading a form's values as their types.
+    properties: serde_json::Map<String, Value>,
+    required: bool,
+}
+
+/// A JSON Schema from the config, compiled with the config's named formats.
+pub(crate) fn compile_schema(
+    schema: &Value,
+    formats: &BTreeMap<String, String>,
+) -> Result<jsonschema::Validator, String> {
+    let mut schema = schema.clone();
+    openapi_formats(&mut schema);
+    let mut options = jsonschema::options().should_validate_formats(true);
+    if schema.get("$schema").is_none() {
+        options = options.with_draft(jsonschema::Draft::Draft202012);
+    }
+    for (name, pattern) in formats {
+        let re = regex::Regex::new(pattern).map_err(|e| format!("format `{name}`: {e}"))?;
+        options = options.with_format(name.clone(), move |s: &str| re.is_match(s));
+    }
+    options.build(&schema).map_err(|e| {
+        let at = e.instance_path().as_str().to_string();
+        if at.is_empty() { e.to_string() } else { format!("{e} (at {at})") }
+    })
+}
+
+/// OpenAPI's `int32` and `int64` formats as the ranges they stand for
+/// (JSON Schema's format checks only apply to strings).
+fn openapi_formats(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            let range = match map.get("format").and_then(Value::as_str) {
+                Some("int32") => Some((i64::from(i32::MIN), i64::from(i32::MAX))),
+                Some("int64") => Some((i64::MIN, i64::MAX)),
+                _ => None,
+            };
+            if let Some((min, max)) = range {
+                map.entry("minimum").or_insert(min.into());
+                map.entry("maximum").or_insert(max.into());
+            }
+            map.values_mut().for_each(openapi_formats);
+        }
+        Value::Array(items) => items.iter_mut().for_each(openapi_formats),
+        _ => {}
+    }
+}
+
+impl Compiled {
+    pub fn compile(cfg: &ValidateConfig, cx: &mut CompileCtx<'_>) -> Result<Compiled, FieldErrors> {
+        let mut errors = FieldErrors::new();
+        let formats = &cx.loaded.config.formats;
+        let body = match &cfg.body {
+            None => None,
+            Some(b) => {
+                let schema = match (&b.schema_file, &b.schema) {
+                    (Some(file), None) => {
+                        load_schema(&cx.loaded.resolve_file(file)).map_err(|e| ("body.schema_file", e))
+                    }
+                    (None, Some(s)) => Ok(s.clone()),
+                    _ => Err(("body", "exactly one of `schema_file` or `schema`".to_string())),
+                };
+                let compiled = schema.and_then(|s| {
+                    let properties = s.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
+                    compile_schema(&s, formats).map(|v| (v, properties)).map_err(|e| ("body", e))
+                });
+                match compiled {
+                    Ok((schema, properties)) => Some(BodyRule { schema, properties, required: b.required }),
+                    Err((at, e)) => {
+                        errors.add(at, e);
+                        None
+                    }
+                }
+            }
+        };
+        let mut query = Vec::new();
+        for (name, schema) in &cfg.query {
+            match Param::compile(name, schema, formats) {
+                Ok(p) => query.push(p),
+                Err(e) => errors.add(format!("query.{name}"), e),
+            }
+        }
+        let mut headers = Vec::new();
+        for (name, schema) in &cfg.headers {
+            let Ok(header) = HeaderName::try_from(name.as_str()) else {
+                errors.add(format!("headers.{name}"), format!("`{name}` is not a header name"));
+                continue;
+            };
+            match Param::compile(name, schema, formats) {
+                Ok(p) => headers.push((header, p)),
+                Err(e) => errors.add(format!("headers.{name}"), e),
+            }
+        }
+        let mut content_types: Vec<String> = cfg.content_types.iter().map(|t| t.trim().to_ascii_lowercase()).collect();
+        for (i, t) in content_types.iter().enumerate() {
+            if t.split_once('/').is_none_or(|(a, b)| a.is_empty() || b.is_empty() || a == "*") {
+                errors.add(
+                    format!("content_types[{i}]"),
+                    format!("`{t}` is not a media type such as `application/json`"),
+                );
+            }
+        }
+        if content_types.is_empty() && body.is_some() {
+            content_types = vec!["application/json".into(), "application/*+json".into()];
+        }
+        let l = &cfg.json_limits;
+        let d = JsonLimits::default();
+        let limits = JsonLimits {
+            max_depth: l.max_depth.unwrap_or(d.max_depth),
+            max_entries: l.max_entries.unwrap_or(d.max_entries),
+            max_array: l.max_array.unwrap_or(d.max_array),
+            max_string: l.max_string.map_or(d.max_string, |b| b.0),
+            max_number_length: l.max_number_length.unwrap_or(d.max_number_length),
+        };
+        if !(1..=512).contains(&limits.max_depth) {
+            errors.add("json_limits.max_depth", "between 1 and 512");
+        }
+        let registry = cx.shared::<Arc<Registry>>().cloned().unwrap_or_default();
+        let failures = ["body", "query", "header"]
+            .into_iter()
+            .map(|place| {
+                let labels = vec![("route", cx.name.to_string()), ("in", place.to_string())];
+                (place, registry.counter("portcullis_validation_failures", labels))
+            })
+            .collect();
+        errors.or_value(Compiled { content_types, body, query, headers, limits, failures })
+    }
+
+    /// Whether the body must be read to check it.
+    pub fn reads_body(&self) -> bool {
+        self.body.is_some() || !self.content_types.is_empty()
+    }
+
+    /// The checks that need no body, without awaiting: `None` when the body
+    /// is still to be read (`on_request`).
+    pub fn try_sync(&self, req: &request::Parts, ctx: &RequestCtx<'_>) -> Option<Outcome> {
+        if self.reads_body() {
+            return None;
+        }
+        let problems = self.parameters(req);
+        Some(self.decided(problems, ctx))
+    }
+
+    pub async fn on_request(&self, req: &mut request::Parts, ctx: &mut RequestCtx<'_>) -> Outcome {
+        let mut problems = self.parameters(req);
+        if self.reads_body()
+            && let Some(body) = ctx.body.take()
+        {
+            let (limit, stall) = (body.limit(), body.stall_timeout());
+            let bytes = match body.collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => return body_refused(&e, ctx),
+            };
+            if let Some(refusal) = self.check_body(req, &bytes, &mut problems) {
+                return Outcome::Respond(refusal(ctx));
+            }
+            ctx.body = Some(RequestBody::buffered(bytes, limit, stall));
+        }
+        self.decided(problems, ctx)
+    }
+
+    fn parameters(&self, req: &request::Parts) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        if !self.query.is_empty() {
+            let pairs = params::query_pairs(req.uri.query().unwrap_or(""));
+            for p in &self.query {
+                let values: Vec<&str> = pairs.iter().filter(|(k, _)| *k == p.name).map(|(_, v)| v.as_str()).collect();
+                p.check("query", &values, false, &mut problems);
+            }
+        }
+        for (name, p) in &self.headers {
+            let values: Vec<&str> = req.headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
+            p.check("header", &values, true, &mut problems);
+        }
+        problems
+    }
+
+    /// The body's checks; `Some` is an answer other than 400 (415).
+    fn check_body(
+        &self,
+        req: &request::Parts,
+        bytes: &Bytes,
+        problems: &mut Vec<Problem>,
+    ) -> Option<fn(&RequestCtx<'_>) -> Answer> {
+        if bytes.is_empty() {
+            if self.body.as_ref().is_some_and(|b| b.required) {
+                problems.push(Problem {
+                    place: "body",
+                    pointer: String::new(),
+                    detail: "a request body is required".into(),
+                });
+            }
+            return None;
+        }
+        let media = req
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        if !self.content_types.is_empty() && !self.content_types.iter().any(|t| media_matches(t, &media)) {
+            return Some(unsupported_media_type);
+        }
+        let Some(rule) = &self.body else { return None };
+        let value = if is_json(&media) {
+            if let Err(v) = json_limits::check(bytes, &self.limits) {
+                problems.push(Problem { place: "body", pointer: v.pointer, detail: v.detail });
+                return None;
+            }
+            match serde_json::from_slice::<Value>(bytes) {
+                Ok(v) => v,
+                Err(e) => {
+                    let detail =
+                        format!("the body is not valid JSON: {}", e.to_string().split(" at line").next().unwrap_or(""));
+                    problems.push(Problem { place: "body", pointer: String::new(), detail });
+                    return None;
+                }
+            }
+        } else if media == "application/x-www-form-urlencoded" {
+            params::form_object(bytes, &rule.properties)
+        } else {
+            // Another declared type: present, and of a declared type; that is all.
+            return None;
+        };
+        for e in rule.schema.iter_errors(&value).take(MAX_ERRORS) {
+            problems.push(Problem {
+                place: "body",
+                pointer: e.instance_path().as_str().to_string(),
+                detail: e.masked().to_string(),
+            });
+        }
+        None
+    }
+
+    fn decided(&self, problems: Vec<Problem>, ctx: &RequestCtx<'_>) -> Outcome {
+        if problems.is_empty() {
+            return Outcome::Continue;
+        }
+        let mut counted: Vec<&str> = Vec::new();
+        for p in &problems {
+            if !counted.contains(&p.place) {
+                counted.push(p.place);
+                if let Some(c) = self.failures.get(p.place) {
+                    c.inc();
+                }
+            }
+        }
+        Outcome::Respond(invalid(&problems, ctx))
+    }
+}
+
+fn load_schema(path: &std::path::Path) -> Result<Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let parsed = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).map_err(|e| e.to_string())
+    } else {
+        serde_saphyr::from_str(&text).map_err(|e| e.to_string())
+    };
+    parsed.map_err(|e| format!("`{}` is not a JSON or YAML schema: {e}", path.display()))
+}
+
+/// `application/json` and any `…+json` type.
+fn is_json(media: &str) -> bool {
+    media == "application/json" || media.ends_with("+json")
+}
+
+/// A configured type (`application/*+json` may use `*` before a suffix) against a request's.
+fn media_matches(configured: &str, media: &str) -> bool {
+    match configured.split_once("/*") {
+        Some((top, suffix)) => media.split_once('/').is_some_and(|(t, sub)| t == top && sub.ends_with(suffix)),
+        None => configured == media,
+    }
+}
+
+fn unsupported_media_type(ctx: &RequestCtx<'_>) -> Answer {
+    problem::problem(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "this route does not accept a body of this Content-Type",
+        ctx.request_id,
+    )
+}
+
+fn body_refused(e: &BodyError, ctx: &RequestCtx<'_>) -> Outcome {
+    let status = match e {
+        BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        BodyError::Timeout => StatusCode::REQUEST_TIMEOUT,
+        BodyError::Read(_) => StatusCode::BAD_REQUEST,
+    };
+    Outcome::Respond(problem::problem(status, &e.to_string(), ctx.request_id))
+}
+
+/// 400 with the problems found, at most `MAX_ERRORS` of them in at most
+/// `MAX_ERRORS_BYTES`.
+fn invalid(problems: &[Problem], ctx: &RequestCtx<'_>) -> Answer {
+    let mut errors = Vec::new();
+    let mut size = 0;
+    for p in problems.iter().take(MAX_ERRORS) {
+        let entry = serde_json::json!({ "in": p.place, "pointer": p.pointer, "detail": p.detail });
+        size += entry.to_string().len();
+        if size > MAX_ERRORS_BYTES {
+            break;
+        }
+        errors.push(entry);
+    }
+    let detail = match problems.len() {
+        1 => "the request is invalid: 1 problem".to_string(),
+        n => format!("the request is invalid: {n} problems"),
+    };
+    problem::with_members(StatusCode::BAD_REQUEST, &detail, ctx.request_id, [("errors", Value::Array(errors))])
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,72 @@
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::params::{Param, form_object, query_pairs};
+use super::*;
+
+#[test]
+fn parameters_are_read_as_their_schema_type() {
+    let formats = BTreeMap::new();
+    let page = Param::compile("page", &json!({ "type": "integer", "minimum": 1, "required": true }), &formats).unwrap();
+    let mut problems = Vec::new();
+    page.check("query", &["10"], false, &mut problems);
+    assert!(problems.is_empty(), "\"10\" is the integer 10: {problems:?}");
+    page.check("query", &["0"], false, &mut problems);
+    page.check("query", &["ten"], false, &mut problems);
+    page.check("query", &[], false, &mut problems);
+    let details: Vec<&str> = problems.iter().map(|p| p.detail.as_str()).collect();
+    assert_eq!(problems.len(), 3, "{details:?}");
+    assert!(problems.iter().all(|p| p.place == "query" && p.pointer == "page"));
+    assert!(details[2].contains("required"));
+
+    let ids =
+        Param::compile("ids", &json!({ "type": "array", "items": { "type": "integer" }, "maxItems": 3 }), &formats)
+            .unwrap();
+    let mut problems = Vec::new();
+    ids.check("query", &["1", "2"], false, &mut problems);
+    ids.check("header", &["1, 2,3"], true, &mut problems);
+    assert!(problems.is_empty(), "{problems:?}");
+    ids.check("query", &["1", "x"], false, &mut problems);
+    assert_eq!(problems[0].pointer, "ids/1");
+}
+
+#[test]
+fn named_formats_and_openapi_integer_formats_apply() {
+    let formats = BTreeMap::from([("e164".to_string(), r"^\+[1-9][0-9]{7,14}$".to_string())]);
+    let phone = compile_schema(&json!({ "type": "string", "format": "e164" }), &formats).unwrap();
+    assert!(phone.is_valid(&json!("+4930123456")));
+    assert!(!phone.is_valid(&json!("030123456")));
+    let small = compile_schema(&json!({ "type": "integer", "format": "int32" }), &formats).unwrap();
+    assert!(small.is_valid(&json!(2147483647)) && !small.is_valid(&json!(2147483648_i64)));
+    let uuid = compile_schema(&json!({ "type": "string", "format": "uuid" }), &formats).unwrap();
+    assert!(!uuid.is_valid(&json!("not-a-uuid")));
+    let remote = compile_schema(&json!({ "$ref": "https://example.com/schema.json" }), &formats);
+    assert!(remote.is_err(), "a remote $ref is refused when the config loads");
+}
+
+#[test]
+fn forms_and_queries_decode() {
+    assert_eq!(
+        query_pairs("a=1&b=x+y&c=%2F&flag&=v"),
+        vec![
+            ("a".into(), "1".into()),
+            ("b".into(), "x y".into()),
+            ("c".into(), "/".into()),
+            ("flag".into(), "".into()),
+            ("".into(), "v".into())
+        ]
+    );
+    let props = json!({ "qty": { "type": "integer" }, "tags": { "type": "array" } });
+    let form = form_object(b"qty=3&tags=a&tags=b&note=hi", props.as_object().unwrap());
+    assert_eq!(form, json!({ "qty": 3, "tags": ["a", "b"], "note": "hi" }));
+}
+
+#[test]
+fn media_types_match_exactly_or_by_suffix() {
+    assert!(media_matches("application/json", "application/json"));
+    assert!(!media_matches("application/json", "application/problem+json"));
+    assert!(media_matches("application/*+json", "application/problem+json"));
+    assert!(!media_matches("application/*+json", "text/plain"));
+    assert!(is_json("application/vnd.api+json") && !is_json("text/json-ish"));
+}

@@ -1,0 +1,242 @@
+//! Input validation seen from outside: a route's `validate` refuses what
+//! breaks its schemas with 400 and every problem listed (`in`, `pointer`,
+//! `detail`), 415 for a media type, 413 for size; what passes reaches the
+//! upstream byte for byte; the upstream never sees a refused request.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use serde_json::{Value, json};
+
+use crate::support::recorder::Recorder;
+use crate::support::{Reply, http1_client, load, raw, send};
+use portcullis::{Gateway, Handle};
+
+const ORDER_SCHEMA: &str = r##"{
+  "type": "object",
+  "required": ["customer", "items"],
+  "additionalProperties": false,
+  "properties": {
+    "customer": { "$ref": "#/$defs/customer" },
+    "items": { "type": "array", "minItems": 1, "maxItems": 50, "items": { "$ref": "#/$defs/item" } },
+    "note": { "type": "string", "maxLength": 200 },
+    "delivery": { "type": "string", "format": "date" }
+  },
+  "$defs": {
+    "customer": {
+      "type": "object",
+      "required": ["email"],
+      "properties": { "email": { "type": "string", "format": "email" }, "phone": { "type": "string", "format": "e164" } }
+    },
+    "item": {
+      "type": "object",
+      "required": ["sku", "qty"],
+      "properties": { "sku": { "type": "string", "pattern": "^[A-Z]{3}-[0-9]{4}$" }, "qty": { "type": "integer", "minimum": 1, "format": "int32" } }
+    }
+  }
+}"##;
+
+struct Setup {
+    gw: Handle,
+    up: Recorder,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup() -> Setup {
+    let up = Recorder::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("order.json"), ORDER_SCHEMA).unwrap();
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nadmin: {{ bind: \"127.0.0.1:0\" }}\n\
+         formats: {{ e164: \"^\\\\+[1-9][0-9]{{7,14}}$\" }}\n\
+         upstreams:\n  orders: {{ targets: [\"{}\"] }}\n\
+         routes:\n\
+         \x20 - name: orders\n\
+         \x20   match: {{ path: /orders, methods: [POST] }}\n\
+         \x20   upstream: orders\n\
+         \x20   max_body_size: 64KiB\n\
+         \x20   validate:\n\
+         \x20     content_types: [ application/json, application/x-www-form-urlencoded ]\n\
+         \x20     body: {{ schema_file: order.json }}\n\
+         \x20     query: {{ page: {{ type: integer, minimum: 1 }}, sort: {{ enum: [asc, desc] }} }}\n\
+         \x20     headers: {{ X-Tenant: {{ type: string, format: uuid, required: true }} }}\n\
+         \x20     json_limits: {{ max_depth: 8 }}\n\
+         \x20 - name: search\n\
+         \x20   match: {{ path: /search, methods: [GET] }}\n\
+         \x20   upstream: orders\n\
+         \x20   validate:\n\
+         \x20     query: {{ q: {{ type: string, minLength: 2, required: true }}, ids: {{ type: array, items: {{ type: integer }} }} }}\n",
+        up.url()
+    );
+    let gw = Gateway::start(&load(&yaml, dir.path())).await.expect("starts");
+    Setup { gw, up, _dir: dir }
+}
+
+const TENANT: &str = "3f2504e0-4f89-41d3-9a0c-0305e82c3301";
+
+async fn post(s: &Setup, path: &str, content_type: &str, body: &str, tenant: Option<&str>) -> Reply {
+    let mut req =
+        Request::post(format!("http://{}{path}", s.gw.addr("gw").unwrap())).header("content-type", content_type);
+    if let Some(t) = tenant {
+        req = req.header("x-tenant", t);
+    }
+    send(&http1_client(), req.body(Full::new(Bytes::from(body.to_string()))).unwrap()).await
+}
+
+fn valid_order() -> Value {
+    json!({ "customer": { "email": "ada@example.com", "phone": "+4930123456" }, "items": [ { "sku": "ABC-1234", "qty": 2 } ], "delivery": "2026-12-24" })
+}
+
+/// The `errors` entries of a 400 as (in, pointer) pairs.
+fn errors(r: &Reply) -> Vec<(String, String)> {
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    r.json()["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| (e["in"].as_str().unwrap().to_string(), e["pointer"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_valid_request_reaches_the_upstream_unchanged() {
+    let s = setup().await;
+    let body = serde_json::to_string_pretty(&valid_order()).unwrap();
+    let r = post(&s, "/orders?page=2&sort=asc", "application/json; charset=utf-8", &body, Some(TENANT)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = &s.up.requests()[0];
+    assert_eq!(got.body, body.as_bytes(), "the body goes on byte for byte");
+    assert_eq!(got.target, "/orders?page=2&sort=asc");
+    assert!(got.framed_by_one_line());
+
+    // A chunked body is read whole, checked, and sent on with its length.
+    let addr = s.gw.addr("gw").unwrap();
+    let compact = valid_order().to_string();
+    let chunked = format!(
+        "POST /orders HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nX-Tenant: {TENANT}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{compact}\r\n0\r\n\r\n",
+        compact.len()
+    );
+    assert!(raw(addr, &chunked).await.starts_with("HTTP/1.1 200"));
+    let got = &s.up.requests()[1];
+    assert_eq!(
+        (got.body.as_slice(), got.header("content-length")),
+        (compact.as_bytes(), Some(compact.len().to_string().as_str()))
+    );
+
+    // A form body is read as its properties' types.
+    let form = post(&s, "/orders", "application/x-www-form-urlencoded", "customer=x", Some(TENANT)).await;
+    assert_eq!(errors(&form), vec![("body".into(), "".into()), ("body".into(), "/customer".into())]);
+}
+
+#[tokio::test]
+async fn each_violation_is_listed_where_it_is_and_never_reaches_the_upstream() {
+    let s = setup().await;
+    let mut bad = valid_order();
+    bad["customer"]["email"] = json!("not-an-email");
+    bad["customer"]["phone"] = json!("0049-30");
+    bad["items"][0]["qty"] = json!(0);
+    bad["items"][0]["sku"] = json!("abc");
+    bad["items"].as_array_mut().unwrap().push(json!({ "sku": "XYZ-0001", "qty": 4294967296_i64 }));
+    bad["delivery"] = json!("tomorrow");
+    bad["extra"] = json!(true);
+    let r = post(&s, "/orders?page=0&sort=up", "application/json", &bad.to_string(), Some("nope")).await;
+    let mut got = errors(&r);
+    got.sort();
+    let mut want: Vec<(String, String)> = [
+        ("body", ""),
+        ("body", "/customer/email"),
+        ("body", "/customer/phone"),
+        ("body", "/delivery"),
+        ("body", "/items/0/qty"),
+        ("body", "/items/0/sku"),
+        ("body", "/items/1/qty"),
+        ("header", "X-Tenant"),
+        ("query", "page"),
+        ("query", "sort"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    want.sort();
+    assert_eq!(got, want, "{}", r.text());
+    assert!(!r.text().contains("not-an-email"), "the input is not echoed back");
+
+    // Missing required things.
+    let r = post(&s, "/orders", "application/json", "{}", None).await;
+    let got = errors(&r);
+    assert!(
+        got.contains(&("header".into(), "X-Tenant".into())) && got.contains(&("body".into(), "".into())),
+        "{got:?}"
+    );
+    let r = post(&s, "/orders", "application/json", "", Some(TENANT)).await;
+    assert_eq!(r.json()["errors"][0]["detail"], "a request body is required");
+
+    // Malformed and hostile JSON: refused before parsing, with where.
+    let r = post(&s, "/orders", "application/json", r#"{"customer": {"email": "a@b.c"}, "items": [1,]}"#, Some(TENANT))
+        .await;
+    assert_eq!(errors(&r), vec![("body".into(), "/items/1".into())]);
+    let deep = format!("{{\"note\": {}1{}}}", "[".repeat(9), "]".repeat(9));
+    let r = post(&s, "/orders", "application/json", &deep, Some(TENANT)).await;
+    assert!(r.json()["errors"][0]["detail"].as_str().unwrap().contains("8 levels"), "{}", r.text());
+    let r = post(&s, "/orders", "application/json", r#"{"note": "a", "note": "b"}"#, Some(TENANT)).await;
+    assert_eq!(r.json()["errors"][0]["detail"], "a duplicate member name");
+
+    // Media type and size.
+    assert_eq!(post(&s, "/orders", "text/plain", "hello", Some(TENANT)).await.status, 415);
+    let big = format!("{{\"note\": \"{}\"}}", "x".repeat(70 << 10));
+    assert_eq!(post(&s, "/orders", "application/json", &big, Some(TENANT)).await.status, 413);
+
+    assert_eq!(s.up.count(), 0, "no refused request reached the upstream");
+}
+
+#[tokio::test]
+async fn answers_list_at_most_twenty_problems() {
+    let s = setup().await;
+    let items: Vec<Value> = (0..50).map(|_| json!({ "sku": "bad", "qty": -1 })).collect();
+    let r = post(
+        &s,
+        "/orders",
+        "application/json",
+        &json!({ "customer": { "email": "a@b.co" }, "items": items }).to_string(),
+        Some(TENANT),
+    )
+    .await;
+    let body = r.json();
+    assert_eq!(body["errors"].as_array().unwrap().len(), 20);
+    assert!(r.body.len() < 12 << 10);
+    assert_eq!(s.up.count(), 0);
+}
+
+#[tokio::test]
+async fn query_only_routes_validate_without_reading_a_body() {
+    let s = setup().await;
+    let url = |q: &str| format!("http://{}/search{q}", s.gw.addr("gw").unwrap());
+    assert_eq!(crate::support::get(&url("?q=ab&ids=1&ids=2"), &[]).await.status, 200);
+    let r = crate::support::get(&url("?q=a&ids=1&ids=x"), &[]).await;
+    assert_eq!(errors(&r), vec![("query".into(), "ids/1".into()), ("query".into(), "q".into())]);
+    assert_eq!(s.up.count(), 1);
+    let metrics = crate::support::get(&format!("http://{}/metrics", s.gw.admin_addr().unwrap()), &[]).await.text();
+    assert!(metrics.contains("portcullis_validation_failures_total{route=\"search\",in=\"query\"} 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn check_names_the_file_and_what_is_wrong_with_a_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("broken.json"),
+        r#"{ "type": "object", "properties": { "a": { "type": "nonsense" } } }"#,
+    )
+    .unwrap();
+    let yaml = "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\nroutes:\n\
+                \x20 - { name: r, match: { path: /r }, static: { status: 200 }, validate: { body: { schema_file: broken.json } } }\n\
+                \x20 - { name: s, match: { path: /s }, static: { status: 200 }, validate: { body: { schema_file: missing.json } } }\n\
+                \x20 - { name: t, match: { path: /t }, static: { status: 200 }, validate: { query: { n: { type: integer, required: 1 } } } }\n";
+    let errors = portcullis::check(&load(yaml, dir.path())).unwrap_err().to_string();
+    assert!(errors.contains("routes[0].validate.body") && errors.contains("nonsense"), "{errors}");
+    assert!(errors.contains("routes[1].validate.body.schema_file") && errors.contains("missing.json"), "{errors}");
+    assert!(errors.contains("routes[2].validate.query.n"), "{errors}");
+    let _ = Path::new(".");
+}
