@@ -33,6 +33,9 @@ pub struct RequestCtx<'a> {
     /// The request body, on routes whose policies read it (validation);
     /// the engine takes it back after the phases.
     pub body: Option<RequestBody>,
+    /// The route's path parameters: names, and the values this request's
+    /// path gave them (same order).
+    pub path_params: (&'a [Arc<str>], &'a [&'a str]),
 }
 
 /// Why a policy answered a request itself.
@@ -61,6 +64,7 @@ impl<'a> RequestCtx<'a> {
             slots: Vec::new(),
             refused: None,
             body: None,
+            path_params: (&[], &[]),
         }
     }
 }

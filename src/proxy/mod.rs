@@ -125,6 +125,7 @@ pub fn handle<P: Deref<Target = Plan>>(
             let route = &plan.routes[found.route];
             seen.route = Some(found.route);
             let mut ctx = RequestCtx::new(client.ip, request_id, &route.name, conn.client_cert.as_deref());
+            ctx.path_params = (&route.params, &found.values);
 
             let max_body = route.max_body_size.unwrap_or(listener.limits.max_body_size);
             if present.content_length

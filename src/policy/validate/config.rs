@@ -18,16 +18,32 @@ pub struct ValidateConfig {
     pub content_types: Vec<String>,
     /// The body's JSON Schema.
     pub body: Option<BodyConfig>,
-    /// Query parameters by name: each a JSON Schema, plus `required: true`.
-    /// Values are strings on the wire and are read as the schema's type.
+    /// Path parameters by name (the route's `{name}` segments), as `query`.
+    #[serde(default)]
+    pub path: BTreeMap<String, serde_json::Value>,
+    /// Query parameters by name: each a JSON Schema, plus `required: true`
+    /// and OpenAPI's `style` (`form`, `spaceDelimited`, `pipeDelimited`) and
+    /// `explode` for arrays. Values are strings on the wire and are read as
+    /// the schema's type.
     #[serde(default)]
     pub query: BTreeMap<String, serde_json::Value>,
+    /// Query parameters not listed in `query`: `allow` (default) or `deny` (400).
+    #[serde(default)]
+    pub additional_query: AdditionalQuery,
     /// Request headers by name, as `query`.
     #[serde(default)]
     pub headers: BTreeMap<String, serde_json::Value>,
     /// Limits on a JSON body, checked before it is parsed.
     #[serde(default)]
     pub json_limits: JsonLimitsConfig,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AdditionalQuery {
+    #[default]
+    Allow,
+    Deny,
 }
 
 /// Exactly one of `schema_file` or `schema`.

@@ -52,7 +52,9 @@ pub struct Compiled {
     /// Accepted media types of a body (lowercase; `*` wildcards in the subtype).
     content_types: Vec<String>,
     body: Option<BodyRule>,
+    path: Vec<Param>,
     query: Vec<Param>,
+    deny_other_query: bool,
     headers: Vec<(HeaderName, Param)>,
     limits: JsonLimits,
     /// `portcullis_validation_failures_total{route,in}` by place.
@@ -141,20 +143,25 @@ impl Compiled {
                 }
             }
         };
-        let mut query = Vec::new();
-        for (name, schema) in &cfg.query {
-            match Param::compile(name, schema, formats) {
-                Ok(p) => query.push(p),
-                Err(e) => errors.add(format!("query.{name}"), e),
+        let mut compile_params = |place: &str, params: &BTreeMap<String, Value>, errors: &mut FieldErrors| {
+            let mut out = Vec::new();
+            for (name, schema) in params {
+                match Param::compile(place, name, schema, formats) {
+                    Ok(p) => out.push(p),
+                    Err(e) => errors.add(format!("{place}.{name}"), e),
+                }
             }
-        }
+            out
+        };
+        let path = compile_params("path", &cfg.path, &mut errors);
+        let query = compile_params("query", &cfg.query, &mut errors);
         let mut headers = Vec::new();
         for (name, schema) in &cfg.headers {
             let Ok(header) = HeaderName::try_from(name.as_str()) else {
                 errors.add(format!("headers.{name}"), format!("`{name}` is not a header name"));
                 continue;
             };
-            match Param::compile(name, schema, formats) {
+            match Param::compile("header", name, schema, formats) {
                 Ok(p) => headers.push((header, p)),
                 Err(e) => errors.add(format!("headers.{name}"), e),
             }
@@ -184,14 +191,15 @@ impl Compiled {
             errors.add("json_limits.max_depth", "between 1 and 512");
         }
         let registry = cx.shared::<Arc<Registry>>().cloned().unwrap_or_default();
-        let failures = ["body", "query", "header"]
+        let failures = ["body", "query", "header", "path"]
             .into_iter()
             .map(|place| {
                 let labels = vec![("route", cx.name.to_string()), ("in", place.to_string())];
                 (place, registry.counter("portcullis_validation_failures", labels))
             })
             .collect();
-        errors.or_value(Compiled { content_types, body, query, headers, limits, failures })
+        let deny_other_query = cfg.additional_query == config::AdditionalQuery::Deny;
+        errors.or_value(Compiled { content_types, body, path, query, deny_other_query, headers, limits, failures })
     }
 
     /// Whether the body must be read to check it.
@@ -205,12 +213,12 @@ impl Compiled {
         if self.reads_body() {
             return None;
         }
-        let problems = self.parameters(req);
+        let problems = self.parameters(req, ctx);
         Some(self.decided(problems, ctx))
     }
 
     pub async fn on_request(&self, req: &mut request::Parts, ctx: &mut RequestCtx<'_>) -> Outcome {
-        let mut problems = self.parameters(req);
+        let mut problems = self.parameters(req, ctx);
         if self.reads_body()
             && let Some(body) = ctx.body.take()
         {
@@ -227,18 +235,33 @@ impl Compiled {
         self.decided(problems, ctx)
     }
 
-    fn parameters(&self, req: &request::Parts) -> Vec<Problem> {
+    fn parameters(&self, req: &request::Parts, ctx: &RequestCtx<'_>) -> Vec<Problem> {
         let mut problems = Vec::new();
-        if !self.query.is_empty() {
+        let (names, values) = ctx.path_params;
+        for p in &self.path {
+            let value = names.iter().position(|n| **n == *p.name).and_then(|i| values.get(i));
+            let decoded = value.map(|v| params::decode_path(v));
+            let values: Vec<&str> = decoded.iter().map(String::as_str).collect();
+            p.check("path", &values, &mut problems);
+        }
+        if !self.query.is_empty() || self.deny_other_query {
             let pairs = params::query_pairs(req.uri.query().unwrap_or(""));
             for p in &self.query {
                 let values: Vec<&str> = pairs.iter().filter(|(k, _)| *k == p.name).map(|(_, v)| v.as_str()).collect();
-                p.check("query", &values, false, &mut problems);
+                p.check("query", &values, &mut problems);
+            }
+            if self.deny_other_query {
+                for (k, _) in &pairs {
+                    if !self.query.iter().any(|p| p.name == *k) && !problems.iter().any(|p| p.pointer == *k) {
+                        let detail = format!("`{k}` is not a parameter of this operation");
+                        problems.push(Problem { place: "query", pointer: k.clone(), detail });
+                    }
+                }
             }
         }
         for (name, p) in &self.headers {
             let values: Vec<&str> = req.headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
-            p.check("header", &values, true, &mut problems);
+            p.check("header", &values, &mut problems);
         }
         problems
     }

@@ -16,29 +16,57 @@ pub struct Param {
     /// The schema as written (its `type` and `items` decide the reading).
     shape: Value,
     required: bool,
+    /// How an array is written in one value (`None`: one value per
+    /// occurrence, OpenAPI's `form` with `explode`).
+    delimiter: Option<char>,
 }
 
 impl Param {
-    /// `schema`: a JSON Schema with an extra `required: true|false` member.
-    pub fn compile(name: &str, schema: &Value, formats: &BTreeMap<String, String>) -> Result<Param, String> {
+    /// `schema`: a JSON Schema with the parameter's own members beside it:
+    /// `required: true|false`, and OpenAPI's `style` and `explode`. `place`
+    /// (`query`, `header`, `path`) decides the default style.
+    pub fn compile(
+        place: &str,
+        name: &str,
+        schema: &Value,
+        formats: &BTreeMap<String, String>,
+    ) -> Result<Param, String> {
         let mut shape = schema.clone();
-        let required = match shape.as_object_mut().and_then(|m| m.remove("required")) {
-            None => false,
+        let Some(members) = shape.as_object_mut() else {
+            return Err("a JSON Schema such as `{ type: integer, minimum: 1 }`".into());
+        };
+        let required = match members.remove("required") {
+            None => place == "path",
             Some(Value::Bool(b)) => b,
             Some(_) => return Err("`required` is true or false here (a parameter's, not an object's list)".into()),
         };
-        if !shape.is_object() {
-            return Err("a JSON Schema such as `{ type: integer, minimum: 1 }`".into());
-        }
+        let style = members.remove("style");
+        let explode = members.remove("explode");
+        let delimiter = match (place, style.as_ref().and_then(Value::as_str), explode.as_ref().and_then(Value::as_bool))
+        {
+            ("query", None | Some("form"), None | Some(true)) => None,
+            ("query", None | Some("form"), Some(false)) => Some(','),
+            ("query", Some("spaceDelimited"), _) => Some(' '),
+            ("query", Some("pipeDelimited"), _) => Some('|'),
+            ("header" | "path", None | Some("simple"), _) => Some(','),
+            (_, Some(other), _) => {
+                return Err(format!("style `{other}` is not supported for a {place} parameter here"));
+            }
+            (_, None, _) => Some(','),
+        };
         let schema = compile_schema(&shape, formats)?;
-        Ok(Param { name: name.to_string(), schema, shape, required })
+        Ok(Param { name: name.to_string(), schema, shape, required, delimiter })
     }
 
-    /// Checks the values sent (`comma`: a header's values are also comma-separated lists).
-    pub fn check(&self, place: &'static str, values: &[&str], comma: bool, problems: &mut Vec<Problem>) {
+    /// Checks the values sent.
+    pub fn check(&self, place: &'static str, values: &[&str], problems: &mut Vec<Problem>) {
         if values.is_empty() {
             if self.required {
-                let what = if place == "header" { "header" } else { "query parameter" };
+                let what = match place {
+                    "header" => "header",
+                    "path" => "path parameter",
+                    _ => "query parameter",
+                };
                 problems.push(Problem {
                     place,
                     pointer: self.name.clone(),
@@ -48,11 +76,12 @@ impl Param {
             return;
         }
         let split: Vec<&str>;
-        let values = if comma && is_type(&self.shape, "array") {
-            split = values.iter().flat_map(|v| v.split(',')).map(str::trim).collect();
-            &split[..]
-        } else {
-            values
+        let values = match self.delimiter {
+            Some(d) if is_type(&self.shape, "array") => {
+                split = values.iter().flat_map(|v| v.split(d)).map(str::trim).filter(|v| !v.is_empty()).collect();
+                &split[..]
+            }
+            _ => values,
         };
         let value = read(values, &self.shape);
         for e in self.schema.iter_errors(&value).take(super::MAX_ERRORS) {
@@ -115,6 +144,11 @@ pub fn query_pairs(query: &str) -> Vec<(String, String)> {
             (decode(k), decode(v))
         })
         .collect()
+}
+
+/// A path segment's value, percent-decoded (`+` stays a plus).
+pub fn decode_path(s: &str) -> String {
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 fn decode(s: &str) -> String {

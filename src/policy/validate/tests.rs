@@ -8,27 +8,45 @@ use super::*;
 #[test]
 fn parameters_are_read_as_their_schema_type() {
     let formats = BTreeMap::new();
-    let page = Param::compile("page", &json!({ "type": "integer", "minimum": 1, "required": true }), &formats).unwrap();
+    let page = Param::compile("query", "page", &json!({ "type": "integer", "minimum": 1, "required": true }), &formats)
+        .unwrap();
     let mut problems = Vec::new();
-    page.check("query", &["10"], false, &mut problems);
+    page.check("query", &["10"], &mut problems);
     assert!(problems.is_empty(), "\"10\" is the integer 10: {problems:?}");
-    page.check("query", &["0"], false, &mut problems);
-    page.check("query", &["ten"], false, &mut problems);
-    page.check("query", &[], false, &mut problems);
+    page.check("query", &["0"], &mut problems);
+    page.check("query", &["ten"], &mut problems);
+    page.check("query", &[], &mut problems);
     let details: Vec<&str> = problems.iter().map(|p| p.detail.as_str()).collect();
     assert_eq!(problems.len(), 3, "{details:?}");
     assert!(problems.iter().all(|p| p.place == "query" && p.pointer == "page"));
     assert!(details[2].contains("required"));
 
-    let ids =
-        Param::compile("ids", &json!({ "type": "array", "items": { "type": "integer" }, "maxItems": 3 }), &formats)
-            .unwrap();
+    let ids = Param::compile(
+        "query",
+        "ids",
+        &json!({ "type": "array", "items": { "type": "integer" }, "maxItems": 3 }),
+        &formats,
+    )
+    .unwrap();
     let mut problems = Vec::new();
-    ids.check("query", &["1", "2"], false, &mut problems);
-    ids.check("header", &["1, 2,3"], true, &mut problems);
+    ids.check("query", &["1", "2"], &mut problems);
     assert!(problems.is_empty(), "{problems:?}");
-    ids.check("query", &["1", "x"], false, &mut problems);
+    ids.check("query", &["1", "x"], &mut problems);
     assert_eq!(problems[0].pointer, "ids/1");
+    let styled = |style: &str, explode: bool| {
+        let schema = json!({ "type": "array", "items": { "type": "integer" }, "style": style, "explode": explode });
+        Param::compile("query", "ids", &schema, &formats).unwrap()
+    };
+    let mut problems = Vec::new();
+    styled("form", false).check("query", &["1,2,3"], &mut problems);
+    styled("spaceDelimited", false).check("query", &["1 2 3"], &mut problems);
+    styled("pipeDelimited", false).check("query", &["1|2|3"], &mut problems);
+    Param::compile("header", "ids", &json!({ "type": "array", "items": { "type": "integer" } }), &formats)
+        .unwrap()
+        .check("header", &["1, 2,3"], &mut problems);
+    assert!(problems.is_empty(), "{problems:?}");
+    styled("pipeDelimited", false).check("query", &["1|x"], &mut problems);
+    assert_eq!(problems.len(), 1);
 }
 
 #[test]
