@@ -143,7 +143,7 @@ impl Compiled {
                 }
             }
         };
-        let mut compile_params = |place: &str, params: &BTreeMap<String, Value>, errors: &mut FieldErrors| {
+        let compile_params = |place: &str, params: &BTreeMap<String, Value>, errors: &mut FieldErrors| {
             let mut out = Vec::new();
             for (name, schema) in params {
                 match Param::compile(place, name, schema, formats) {
