@@ -6,6 +6,7 @@
 #   bench/instructions.sh [PORTCULLIS_BIN...]      (default: target/release/portcullis)
 #   CONNS=50 bench/instructions.sh [PORTCULLIS_BIN...]
 #   ROUTES="plain jwt limit both" bench/instructions.sh [PORTCULLIS_BIN...]
+#   OBSERVE="off logs trace" bench/instructions.sh [PORTCULLIS_BIN...]
 #
 # PROFILES=DIR keeps the callgrind dump of each figure there.
 # ROUTES picks the route kinds the gateway is measured on (default: plain):
@@ -15,6 +16,30 @@
 # `Authorization: Bearer` line as `jwt` (what reading and forwarding that
 # line costs on any route, so `jwt` minus `bearer` is the policy's own
 # cost). NGINX is measured once, as a plain proxy.
+#
+# OBSERVE picks what the gateway records, for each route kind (default:
+# off; e.g. OBSERVE="off logs trace"):
+#   off    nothing configured: no admin API, access log or span export;
+#   logs   an ECS access log to a file in the work dir (buffer 8192) and the
+#          admin API on a free loopback port, so request metrics are
+#          recorded ("logs + metrics");
+#   trace  logs + metrics + `tracing.otlp` with `sample: $TRACE_SAMPLE`
+#          (0.1 by default) to bench/otlp_sink.py on a free loopback port;
+#   metrics, accesslog  one of the two parts of `logs` alone (the admin
+#          API only; the access log only), to tell their costs apart.
+# Callgrind counts every thread of the process (the access-log writer, the
+# span exporter's task) in one dump. Before each count the script waits
+# SETTLE seconds (default 1.5; the exporter batches spans for up to 1 s),
+# then zeroes the counters, sends the N requests, waits SETTLE again and
+# dumps: the window holds the writing of exactly the counted requests' log
+# lines and spans. After the dump it checks that the log file has one line
+# per request sent, that /metrics on the admin port counts them, and that
+# the sink received spans (about TRACE_SAMPLE of the requests); the line
+# printed for `trace` gives the spans exported inside the window. `off`
+# and `metrics` are deterministic; with the access log the figure moves by
+# about +-500 instructions between runs (how often the writer thread finds
+# the channel empty and parks depends on how valgrind interleaves the
+# threads), and `trace` also with the number of requests sampled (random).
 #
 # Each binary, and NGINX as a reverse proxy with the same upstream, serves
 # WARMUP requests on one keep-alive connection; the counters are then zeroed
@@ -35,6 +60,12 @@ N=${N:-2000}
 WARMUP=${WARMUP:-200}
 CONNS=${CONNS:-1}
 COUNT_SECONDS=${COUNT_SECONDS:-20}
+OBSERVE=${OBSERVE:-off}
+TRACE_SAMPLE=${TRACE_SAMPLE:-0.1}
+SETTLE=${SETTLE:-1.5}
+for mode in $OBSERVE; do
+    case $mode in off | logs | trace | metrics | accesslog) ;; *) echo "instructions.sh: unknown OBSERVE mode '$mode' (want off, logs, trace, metrics, accesslog)" >&2; exit 1 ;; esac
+done
 BINS=("$@")
 ((${#BINS[@]})) || BINS=("$BENCH_DIR/../target/release/portcullis")
 
@@ -42,6 +73,7 @@ missing=()
 command -v valgrind >/dev/null || missing+=(valgrind)
 command -v nginx >/dev/null || missing+=(nginx)
 command -v python3 >/dev/null || missing+=(python3)
+command -v curl >/dev/null || missing+=(curl)
 ((CONNS <= 1)) || command -v wrk >/dev/null || missing+=(wrk)
 if ((${#missing[@]})); then
     apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -86,7 +118,7 @@ sig = b64(hmac.new(sys.argv[1].encode(), f"{head}.{body}".encode(), hashlib.sha2
 print(f"{head}.{body}.{sig}")
 PY
 )
-cat > "$WORK/gw.yaml" <<EOF
+cat > "$WORK/gw-base.yaml" <<EOF
 listeners: [ { name: bench, bind: "127.0.0.1:$PROXY_PORT" } ]
 upstreams: { fast: { targets: [ "http://127.0.0.1:$UP_PORT" ] } }
 auth: { hs: { jwt: { algorithms: [HS256], secret: "$SECRET", issuer: bench } } }
@@ -110,6 +142,92 @@ auth_of() { case $1 in jwt | both | bearer) echo "Bearer $TOKEN" ;; *) echo "" ;
 ROUTE_PATH=/
 ROUTE_AUTH=""
 
+# The OTLP sink, when a mode exports spans (not counted: its own process).
+SINK_PORT=""
+if [[ " $OBSERVE " == *" trace "* ]]; then
+    SINK_PORT=$(free_port)
+    python3 "$BENCH_DIR/otlp_sink.py" "$SINK_PORT" >/dev/null 2>"$WORK/sink.log" &
+    PIDS+=($!)
+    for _ in $(seq 50); do
+        curl -sf "http://127.0.0.1:$SINK_PORT/count" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    curl -sf "http://127.0.0.1:$SINK_PORT/count" >/dev/null || { echo "instructions.sh: the OTLP sink did not start" >&2; exit 1; }
+fi
+sink_spans() { curl -sf "http://127.0.0.1:$SINK_PORT/count" | python3 -c 'import json,sys; print(json.load(sys.stdin)["spans"])'; }
+
+# gw_config MODE: writes the gateway's config for an OBSERVE mode to
+# $WORK/gw.yaml (a fresh admin port and an empty access log each time);
+# sets OBS, ADMIN_PORT and ACCESS_LOG (empty when the mode has none).
+OBS=off
+ADMIN_PORT=""
+ACCESS_LOG=""
+SINK_BASE=0
+gw_config() {
+    OBS=$1
+    ADMIN_PORT=""
+    ACCESS_LOG=""
+    cp "$WORK/gw-base.yaml" "$WORK/gw.yaml"
+    if [[ $OBS == logs || $OBS == trace || $OBS == metrics ]]; then
+        ADMIN_PORT=$(free_port)
+        echo "admin: { bind: \"127.0.0.1:$ADMIN_PORT\" }" >> "$WORK/gw.yaml"
+    fi
+    if [[ $OBS == logs || $OBS == trace || $OBS == accesslog ]]; then
+        ACCESS_LOG=$WORK/access-$OBS.log
+        rm -f "$ACCESS_LOG"
+        echo "access_log: { to: \"$ACCESS_LOG\", format: ecs, buffer: 8192 }" >> "$WORK/gw.yaml"
+    fi
+    if [[ $OBS == trace ]]; then
+        SINK_BASE=$(sink_spans)
+        echo "tracing: { otlp: { endpoint: \"http://127.0.0.1:$SINK_PORT\", sample: $TRACE_SAMPLE } }" >> "$WORK/gw.yaml"
+    fi
+}
+
+# check_observe SENT COUNTED: after the dump, that the gateway really
+# recorded what OBS says: one log line per request SENT (warm-up included;
+# with CONNS > 1 at least the COUNTED ones), /metrics on the admin port
+# counting the same, spans at the sink. Sets NOTE for the figure's line.
+NOTE=""
+WINDOW_SPANS=0
+check_observe() {
+    local sent=$1 counted=$2 lines="" metric="" spans want=$2
+    ((CONNS > 1)) || want=$1
+    NOTE="  ["
+    if [[ -n $ACCESS_LOG ]]; then
+        lines=$(wc -l < "$ACCESS_LOG")
+        python3 -c '
+import json, sys
+line = open(sys.argv[1]).readline()
+r = json.loads(line)
+assert "@timestamp" in r and "200" in line, line' "$ACCESS_LOG" || return 1
+        # One connection: exactly one line per request sent; with wrk, at
+        # least one per counted request.
+        if ((CONNS <= 1 && lines != sent)) || ((lines < want)); then
+            echo "instructions.sh: $OBS: expected $want log lines, got $lines" >&2
+            return 1
+        fi
+        NOTE+="log lines $lines"
+    fi
+    if [[ -n $ADMIN_PORT ]]; then
+        metric=$(curl -sf "http://127.0.0.1:$ADMIN_PORT/metrics" |
+            awk '/^http_server_request_duration_seconds_count/ {s += $NF} END {print s + 0}')
+        if ((CONNS <= 1 && metric != sent)) || ((metric < want)) || [[ -n $lines && $lines != "$metric" ]]; then
+            echo "instructions.sh: $OBS: expected $want requests in /metrics (and as many as log lines, ${lines:-none}), got $metric" >&2
+            return 1
+        fi
+        NOTE+="${lines:+, }/metrics requests $metric"
+    fi
+    if [[ $OBS == trace ]]; then
+        spans=$(($(sink_spans) - SINK_BASE))
+        if ((spans == 0)); then
+            echo "instructions.sh: trace: the OTLP sink received no spans" >&2
+            return 1
+        fi
+        NOTE+=", spans at the sink $spans, $WINDOW_SPANS of them exported in the counted window"
+    fi
+    NOTE+="]"
+}
+
 nginx -p "$WORK/" -c "$WORK/up.conf" -e "$WORK/error.log" >/dev/null 2>&1 &
 PIDS+=($!)
 
@@ -124,17 +242,25 @@ count() {
     local vg=$!
     PIDS+=("$vg")
     local requests=$N
+    WINDOW_SPANS=0
+    NOTE=""
     if ((CONNS > 1)); then
         requests=$(drive_wrk "$vg")
     else
         drive_one "$vg"
+    fi
+    [[ ! -s $WORK/window_spans ]] || WINDOW_SPANS=$(cat "$WORK/window_spans")
+    rm -f "$WORK/window_spans"
+    if [[ $OBS != off ]] && ! check_observe $((WARMUP + N)) "$requests"; then
+        kill "$vg" 2>/dev/null || true
+        exit 1
     fi
     kill "$vg" 2>/dev/null || true
     wait "$vg" 2>/dev/null || true
     local dump total
     dump=$(ls -t "$WORK"/cg.out.* | head -1)
     total=$(grep -E '^(summary|totals):' "$dump" | head -1 | awk '{print $2}')
-    printf '%-40s %8d instructions/request\n' "$name" $((total / requests))
+    printf '%-40s %8d instructions/request%s\n' "$name" $((total / requests)) "$NOTE"
     # PROFILES=DIR keeps each counted dump for callgrind_annotate.
     if [[ -n ${PROFILES:-} ]]; then
         mkdir -p "$PROFILES"
@@ -152,18 +278,30 @@ drive_wrk() {
         sleep 0.3
     done
     wrk -t1 -c"$CONNS" -d5s "${header[@]}" "$url" >/dev/null
+    # With observers on, let the log writer and the span exporter catch up
+    # on both sides of the window (see SETTLE above).
+    local s0=0
+    if [[ $OBS != off ]]; then sleep "$SETTLE"; fi
+    if [[ $OBS == trace ]]; then s0=$(sink_spans); fi
     callgrind_control -z "$vg" >/dev/null 2>&1
     out=$(wrk -t1 -c"$CONNS" -d"${COUNT_SECONDS}s" "${header[@]}" "$url")
+    if [[ $OBS != off ]]; then sleep "$SETTLE"; fi
     callgrind_control -d "$vg" >/dev/null 2>&1
+    if [[ $OBS == trace ]]; then echo $(($(sink_spans) - s0)) > "$WORK/window_spans"; fi
     echo "$out" | awk '/requests in/ {print $1}'
 }
 
 # drive_one PID: WARMUP then N requests, one at a time on one connection.
 drive_one() {
-    python3 - "$PROXY_PORT" "$1" "$N" "$WARMUP" "$ROUTE_PATH" "$ROUTE_AUTH" <<'PY'
-import socket, subprocess, sys, time
+    local settle=0
+    [[ $OBS == off ]] || settle=$SETTLE
+    python3 - "$PROXY_PORT" "$1" "$N" "$WARMUP" "$ROUTE_PATH" "$ROUTE_AUTH" "$settle" "$SINK_PORT" "$WORK/window_spans" <<'PY'
+import json, socket, subprocess, sys, time, urllib.request
 port, pid, n, warmup = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 path, auth = sys.argv[5], sys.argv[6]
+settle, sink, window_file = float(sys.argv[7]), sys.argv[8], sys.argv[9]
+def spans():
+    return json.load(urllib.request.urlopen(f"http://127.0.0.1:{sink}/count"))["spans"] if sink else 0
 head = f"GET {path} HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nAccept: */*\r\n"
 if auth:
     head += f"Authorization: {auth}\r\n"
@@ -188,18 +326,29 @@ def request():
         sys.exit("instructions.sh: unexpected answer: %r" % buf[:80])
 for _ in range(warmup):
     request()
+# With observers on: the warm-up's log lines and spans are written before
+# the window, the counted ones inside it (the exporter lingers up to 1 s).
+time.sleep(settle)
+s0 = spans()
 subprocess.run(["callgrind_control", "-z", pid], check=True, capture_output=True)
 for _ in range(n):
     request()
+time.sleep(settle)
 subprocess.run(["callgrind_control", "-d", pid], check=True, capture_output=True)
+if sink:
+    open(window_file, "w").write(str(spans() - s0))
 PY
 }
 
+obs_name() { case $1 in off) echo "" ;; logs) echo "+logs+metrics" ;; trace) echo "+logs+metrics+trace$TRACE_SAMPLE" ;; metrics) echo "+metrics" ;; accesslog) echo "+accesslog" ;; esac; }
 count "nginx $(nginx -v 2>&1 | sed 's/.*\///')" nginx -p "$WORK/" -c "$WORK/proxy.conf" -e "$WORK/error.log"
 for route in $ROUTES; do
     ROUTE_PATH=$(path_of "$route")
     ROUTE_AUTH=$(auth_of "$route")
-    for bin in "${BINS[@]}"; do
-        PORTCULLIS_WORKER_THREADS=1 count "portcullis $route ($bin)" "$bin" run --config "$WORK/gw.yaml"
+    for mode in $OBSERVE; do
+        for bin in "${BINS[@]}"; do
+            gw_config "$mode"
+            PORTCULLIS_WORKER_THREADS=1 count "portcullis $route$(obs_name "$mode") ($bin)" "$bin" run --config "$WORK/gw.yaml"
+        done
     done
 done

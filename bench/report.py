@@ -38,6 +38,8 @@ CASE_LABEL = {
     "nginx-tls": "nginx TLS",
     "portcullis-tls": "portcullis TLS",
     "portcullis-jwt-limit-tls": "portcullis TLS + JWT + scope + rate limit",
+    "portcullis-obs": "portcullis + access log + metrics",
+    "portcullis-obs-trace": "portcullis + access log + metrics + tracing 10%",
 }
 # (label, Portcullis case, NGINX case) for the Portcullis ÷ NGINX ratios.
 PAIRS = [("plain", "portcullis", "nginx"), ("TLS", "portcullis-tls", "nginx-tls")]
@@ -393,6 +395,41 @@ def cmd_table(a):
                 out.append("JWT (RS256, cached) + scope ÷ plain Portcullis, saturated CPU µs/req per round: "
                            + ", ".join(f"{x:.3f}" for x in rs)
                            + f"; median {statistics.median(rs):.3f}.\n")
+
+    # What observability adds to the plain proxy: each `-obs` case against
+    # `portcullis` (the same build with nothing recorded), per round, then the median.
+    obs = [c for c in ("portcullis-obs", "portcullis-obs-trace") if any(c in runs[l] for l in runs)]
+    if obs and any("portcullis" in runs[l] for l in runs):
+        p = "portcullis"
+        out.append("## What logs, metrics and traces add (per round, then median (min–max))\n")
+        out.append("`portcullis-obs` is the plain Portcullis proxy with an ECS access log written to "
+                   "a file (by its own thread) and the admin API configured, so request metrics are "
+                   "recorded; `portcullis-obs-trace` adds OTLP/HTTP span export at a 10% sample to a "
+                   "local sink (bench/otlp_sink.py). Both against `portcullis`, the same build with "
+                   "none of them configured. The CPU is the gateway process's (all its threads); the "
+                   "kernel's page-cache writeback of the log file is not in it.\n")
+        out.append("| case | load | CPU µs/req ÷ plain | normalised ÷ plain | added CPU µs/req "
+                   "| added p50 µs |")
+        out.append("| --- | --- | ---: | ---: | ---: | ---: |")
+        for c in obs:
+            for load, what in (("c50", "saturated (c50)"), ("c1", "one connection (c1)")):
+                if load not in runs or p not in runs[load] or c not in runs[load]:
+                    continue
+                cells = [
+                    summary(per_round(load, lambda L, r, c=c: L[c][r]["px_us"] / L[p][r]["px_us"])),
+                    summary(per_round(load, lambda L, r, c=c: L[c][r]["px_over_up"] / L[p][r]["px_over_up"])),
+                    summary(per_round(load, lambda L, r, c=c: L[c][r]["px_us"] - L[p][r]["px_us"])),
+                    summary(per_round(load, lambda L, r, c=c: L[c][r]["p50"] - L[p][r]["p50"])),
+                ]
+                out.append(f"| {CASE_LABEL.get(c, c)} | {what} | " + " | ".join(cells) + " |")
+        out.append("")
+        for c in obs:
+            if "c50" in runs and p in runs["c50"] and c in runs["c50"]:
+                rs = per_round("c50", lambda L, r, c=c: L[c][r]["px_us"] / L[p][r]["px_us"])
+                if rs:
+                    out.append(f"{CASE_LABEL.get(c, c)} ÷ plain Portcullis, saturated CPU µs/req per "
+                               "round: " + ", ".join(f"{x:.3f}" for x in rs)
+                               + f"; median {statistics.median(rs):.3f}.\n")
 
     if a.mem:
         out.extend(memory_table(a.mem, warnings))

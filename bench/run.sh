@@ -38,7 +38,10 @@ read -ra LOAD_LIST <<< "$LOADS"
 # case's name puts on its one route. `-jwt`: authenticate (one RS256 token,
 # cached) and authorize (a scope); `-limit`: one per-IP rate limit that the
 # benchmark never reaches; `-tls`: a TLS listener.
-ALL_CASES="direct nginx portcullis portcullis-tls nginx-tls portcullis-jwt portcullis-limit portcullis-jwt-limit portcullis-jwt-limit-tls"
+# `-obs`: observability on (an ECS access log to a file, and the admin API,
+# so request metrics are recorded); `-obs-trace`: that plus OTLP span export
+# at TRACE_SAMPLE (10%) to bench/otlp_sink.py.
+ALL_CASES="direct nginx portcullis portcullis-tls nginx-tls portcullis-jwt portcullis-limit portcullis-jwt-limit portcullis-jwt-limit-tls portcullis-obs portcullis-obs-trace"
 for c in "${CASE_LIST[@]}"; do
     [[ " $ALL_CASES " == *" $c "* ]] || die "unknown case '$c' (want some of: $ALL_CASES)"
 done
@@ -53,9 +56,13 @@ has_case() { [[ " ${CASE_LIST[*]} " == *" $1 "* ]]; }
 is_tls() { [[ $1 == *-tls ]]; }
 has_jwt() { [[ $1 == portcullis-jwt* ]]; }
 has_limit() { [[ $1 == portcullis-*limit* ]]; }
-NEED_PORTCULLIS=0; NEED_TLS=0; NEED_JWT=0
+has_obs() { [[ $1 == portcullis-obs* ]]; }
+has_trace() { [[ $1 == portcullis-obs-trace ]]; }
+TRACE_SAMPLE=${TRACE_SAMPLE:-0.1}
+NEED_PORTCULLIS=0; NEED_TLS=0; NEED_JWT=0; NEED_SINK=0
 for c in "${CASE_LIST[@]}"; do
     if [[ $c == portcullis* ]]; then NEED_PORTCULLIS=1; fi
+    if has_trace "$c"; then NEED_SINK=1; fi
     if is_tls "$c"; then NEED_TLS=1; fi
     if has_jwt "$c"; then NEED_JWT=1; fi
 done
@@ -279,7 +286,7 @@ start_portcullis() {
     mkdir -p "$dir"
     render "$BENCH_DIR/portcullis.yaml" "$dir/portcullis.yaml" \
         NAME="$name" PORT="$port" UPSTREAM_PORT="$UPSTREAM_PORT" TLS="$tls" \
-        AUTH="$auth" ROUTE_AUTH="$route_auth"
+        AUTH="$auth" ROUTE_AUTH="$route_auth" OBSERVE="$OBSERVE_YAML"
     "$PORTCULLIS_BIN" check --config "$dir/portcullis.yaml" > "$dir/check.log" 2>&1 ||
         { cat "$dir/check.log" >&2; die "bad portcullis config for $name"; }
     # One worker thread, like NGINX's one worker process.
@@ -331,9 +338,22 @@ start_proxy() {
             route+="    rate_limit: [ { key: ip, rate: $LIMIT_RATE, burst: $LIMIT_BURST } ]"$'\n'
             what+=", per-IP rate limit $LIMIT_RATE (burst $LIMIT_BURST)"
         fi
+        # Observability (see ALL_CASES): the access log in the case's dir
+        # (truncated after each measured run), the admin API on a port of its own.
+        OBSERVE_YAML=""
+        if has_obs "$c"; then
+            ADMIN_PORT[$name]=$(free_port)
+            OBSERVE_YAML="admin: { bind: \"127.0.0.1:${ADMIN_PORT[$name]}\" }"$'\n'"access_log: { to: \"$TMP/$name/access.log\", format: ecs, buffer: 8192 }"
+            what+=", ECS access log to a file, admin API (metrics) on 127.0.0.1:${ADMIN_PORT[$name]}"
+            if has_trace "$c"; then
+                OBSERVE_YAML+=$'\n'"tracing: { otlp: { endpoint: \"http://127.0.0.1:$SINK_PORT\", sample: $TRACE_SAMPLE } }"
+                what+=", OTLP span export at $TRACE_SAMPLE to 127.0.0.1:$SINK_PORT"
+            fi
+        fi
         log "starting $name: portcullis on $scheme://127.0.0.1:$port/ (core $PROXY_CPU, 1 worker thread)$what"
         start_portcullis "$name" "$port" "$tls_yaml" "$auth" "${route%$'\n'}" "${creds[@]}"
         check_policies "$c" "$name" "$scheme://127.0.0.1:$port/"
+        check_observe "$c" "$name" "$scheme://127.0.0.1:$port/"
         ;;
     *) die "start_proxy: no proxy for case $c" ;;
     esac
@@ -374,7 +394,7 @@ for s in ss: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in ss))' "${#ALL_LIST[@]}")
 ((${#FREE_PORTS[@]} == ${#ALL_LIST[@]})) || die "could not find free ports"
 
-declare -A URL PORT PROXY_PID TLS_PARAMS
+declare -A URL PORT PROXY_PID TLS_PARAMS ADMIN_PORT
 for i in "${!ALL_LIST[@]}"; do PORT[${ALL_LIST[i]}]=${FREE_PORTS[i]}; done
 UPSTREAM_PORT=${PORT[direct]}
 for c in "${!PORT[@]}"; do
@@ -384,6 +404,21 @@ done
 log "starting upstream nginx on 127.0.0.1:$UPSTREAM_PORT (core $LOAD_CPU)"
 start_nginx upstream "$LOAD_CPU" "$BENCH_DIR/nginx-upstream.conf" "${URL[direct]}" PORT="$UPSTREAM_PORT"
 UPSTREAM_PID=$STARTED_PID
+
+# The OTLP/HTTP sink of the `-obs-trace` case (bench/otlp_sink.py: answers
+# 200 to POST /v1/traces and counts the spans), beside the upstream on the
+# load core; its CPU is not the proxy's.
+SINK_PORT=""
+if ((NEED_SINK)); then
+    SINK_PORT=$(free_port)
+    log "starting the OTLP sink on 127.0.0.1:$SINK_PORT (core $LOAD_CPU)"
+    mkdir -p "$TMP/otlp-sink"
+    taskset -c "$LOAD_CPU" python3 "$BENCH_DIR/otlp_sink.py" "$SINK_PORT" > "$TMP/otlp-sink/stdout.log" 2>&1 &
+    SERVER_PIDS+=($!)
+    for i in {1..50}; do curl -sf "http://127.0.0.1:$SINK_PORT/count" > /dev/null 2>&1 && break; sleep 0.1; done
+    curl -sf "http://127.0.0.1:$SINK_PORT/count" > /dev/null || die "the OTLP sink did not start"
+fi
+sink_spans() { curl -sf --max-time 2 "http://127.0.0.1:$SINK_PORT/count" | python3 -c 'import json, sys; print(json.load(sys.stdin)["spans"])'; }
 
 # A throwaway ECDSA P-256 certificate, the same for both TLS servers so that
 # they do the same crypto.
@@ -455,6 +490,45 @@ check_policies() {
         grep -qi '^ratelimit-policy: ' <<< "$head" && grep -qi '^ratelimit: ' <<< "$head" ||
             die "$name: no RateLimit / RateLimit-Policy headers in the answer:"$'\n'"$head"
         log "$name: $(grep -i '^ratelimit-policy: ' <<< "$head"), $(grep -i '^ratelimit: ' <<< "$head")"
+    fi
+}
+
+# check_observe CASE NAME URL: an `-obs` case really records: 20 requests
+# add 20 lines to its access log (ECS JSON) and are counted in /metrics on
+# its admin port; for `-obs-trace`, 200 requests bring spans to the sink
+# (about TRACE_SAMPLE of them: the exporter sends a batch within 1 s).
+check_observe() {
+    local c=$1 name=$2 url=$3 file=$TMP/$2/access.log l0 l1 m s0 s1 i urls=()
+    has_obs "$c" || return 0
+    l0=$(cat "$file" 2> /dev/null | wc -l)
+    for i in {1..20}; do urls+=("$url"); done
+    curl -sk --max-time 5 "${urls[@]}" > /dev/null
+    for i in {1..30}; do
+        l1=$(wc -l < "$file")
+        ((l1 >= l0 + 20)) && break
+        sleep 0.1
+    done
+    ((l1 == l0 + 20)) || die "$name: 20 requests added $((l1 - l0)) lines to its access log"
+    tail -n 1 "$file" | python3 -c 'import json, sys; r = json.loads(sys.stdin.read()); assert "@timestamp" in r' ||
+        die "$name: the access log's last line is not ECS JSON"
+    m=$(curl -sf --max-time 2 "http://127.0.0.1:${ADMIN_PORT[$name]}/metrics" |
+        awk '/^http_server_request_duration_seconds_count/ {s += $NF} END {print s + 0}')
+    ((m >= l1)) || die "$name: /metrics counts $m requests, the access log has $l1 lines"
+    log "$name: 20 requests -> 20 access log lines (ECS); /metrics counts $m requests"
+    if has_trace "$c"; then
+        s0=$(sink_spans)
+        urls=()
+        for i in {1..200}; do urls+=("$url"); done
+        curl -sk --max-time 10 "${urls[@]}" > /dev/null
+        for i in {1..30}; do
+            s1=$(sink_spans)
+            ((s1 > s0)) && break
+            sleep 0.1
+        done
+        ((s1 > s0)) || die "$name: 200 requests brought no spans to the OTLP sink"
+        sleep 1.2
+        s1=$(sink_spans)
+        log "$name: 200 requests -> $((s1 - s0)) spans at the OTLP sink (sample $TRACE_SAMPLE)"
     fi
 }
 
@@ -547,6 +621,10 @@ measure() {
         ptk=$((p1 - p0))
         hwm=$(status_kb VmHWM "${ppids[@]}")
     fi
+
+    # The access log would grow by hundreds of MB per run: start it afresh
+    # (the writer appends, so it carries on at the new end).
+    if has_obs "$case"; then : > "$TMP/$case/access.log"; fi
 
     python3 "$BENCH_DIR/report.py" record --raw "$RAW" --wrk "$out" \
         --round "$round" --load "$load" --case "$case" --conns "$conns" \
