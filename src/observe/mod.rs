@@ -133,10 +133,12 @@ impl Pending {
             Ending::ClientLeft => flag = Flag::ClientClosed,
         }
         let duration_ns = start.elapsed().as_nanos() as u64;
-        observer.active.add(-1);
-        let routes = &observer.routes;
-        let counted = series.and_then(|i| routes.get(i)).unwrap_or(observer.unrouted());
-        counted.record(&method, status, duration_ns, request_bytes, response_bytes);
+        if observer.metrics {
+            observer.active.add(-1);
+            let routes = &observer.routes;
+            let counted = series.and_then(|i| routes.get(i)).unwrap_or(observer.unrouted());
+            counted.record(&method, status, duration_ns, request_bytes, response_bytes);
+        }
         if let (Some(mut r), Some(log)) = (record, observer.access_log.get()) {
             r.duration_ns = duration_ns;
             r.response_bytes = response_bytes;

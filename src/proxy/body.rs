@@ -62,7 +62,7 @@ pub struct PooledBody {
 /// how many bytes went out and whether they all did.
 #[derive(Debug)]
 struct Watch {
-    pending: Option<Pending>,
+    pending: Option<Box<Pending>>,
     ended: bool,
     broke: bool,
 }
@@ -77,7 +77,7 @@ impl Drop for Watch {
             } else {
                 Ending::ClientLeft
             };
-            p.finish(ending);
+            (*p).finish(ending);
         }
     }
 }
@@ -120,7 +120,7 @@ impl Body {
     }
 
     /// Hands the request's observers to the body: they finish when it is done.
-    pub fn watch(&mut self, pending: Pending) {
+    pub fn watch(&mut self, pending: Box<Pending>) {
         let ended = http_body::Body::is_end_stream(self);
         self.watch = Some(Watch { pending: Some(pending), ended, broke: false });
     }

@@ -40,8 +40,11 @@ pub(super) struct Forward<'a, 'p> {
     pub identity: Option<(&'a [HeaderName], &'a [Option<HeaderValue>])>,
     /// The upstream's `traceparent`: the request's trace, the gateway's span.
     pub traceparent: HeaderValue,
-    /// What happened upstream, for the access log.
-    pub tried: &'a mut Option<Tried<'p>>,
+    /// What happened upstream, for the access log and span (`None`: nothing
+    /// watches; the exchange is not even timed).
+    pub tried: Option<&'a mut Option<Tried<'p>>>,
+    /// Record `http_client_request_duration_seconds`.
+    pub client_metrics: bool,
 }
 
 /// One upstream try, as the access log reports it.
@@ -58,12 +61,14 @@ pub(super) struct Tried<'a> {
 /// Records an exchange's upstream metrics and notes it for the log. A
 /// request refused for its own body's sake is not the upstream's doing.
 fn note<'a>(
-    tried: &mut Option<Tried<'a>>,
+    f: &mut Forward<'_, 'a>,
     upstream: &'a Upstream,
     target: &'a Target,
-    started: Instant,
+    started: Option<Instant>,
+    request_bytes: Option<u64>,
     result: &Result<Response<Body>, GatewayError>,
 ) {
+    let (Some(tried), Some(started)) = (f.tried.as_deref_mut(), started) else { return };
     let outcome = match result {
         Ok(resp) => Ok(resp.status().as_u16()),
         Err(GatewayError::UpstreamTimeout { .. }) => Err(UpstreamError::Timeout),
@@ -72,14 +77,11 @@ fn note<'a>(
         Err(_) => return,
     };
     let duration_ns = started.elapsed().as_nanos() as u64;
-    target.metrics.record(outcome.map(|s| StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_GATEWAY)), duration_ns);
-    *tried = Some(Tried {
-        upstream,
-        target,
-        outcome,
-        duration_ns,
-        request_bytes: tried.as_ref().and_then(|t| t.request_bytes),
-    });
+    if f.client_metrics {
+        let status = outcome.map(|s| StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_GATEWAY));
+        target.metrics.record(status, duration_ns);
+    }
+    *tried = Some(Tried { upstream, target, outcome, duration_ns, request_bytes });
 }
 
 /// The client side of a WebSocket upgrade that a route allows.
@@ -110,7 +112,7 @@ const WEBSOCKET: HeaderValue = HeaderValue::from_static("websocket");
 // Not an `async fn`, for the reason given at `proxy::handle`.
 #[allow(clippy::manual_async_fn)]
 pub(super) fn forward<'a, 'p>(
-    f: Forward<'a, 'p>,
+    mut f: Forward<'a, 'p>,
     mut parts: request::Parts,
     mut body: RequestBody,
     client_upgrade: Option<ClientSide>,
@@ -169,7 +171,8 @@ pub(super) fn forward<'a, 'p>(
         }
         edits.set(TRACEPARENT, f.traceparent.clone());
         parts.version = Version::HTTP_11;
-        let started = Instant::now();
+        // Timed only when something reports it.
+        let started = f.tried.is_some().then(Instant::now);
 
         // Plain HTTP/1.1 targets: inline-driven pooled connections (no upgrades there).
         if let (Some(pool), None) = (&target.h1, &client_upgrade) {
@@ -185,14 +188,7 @@ pub(super) fn forward<'a, 'p>(
                     Ok(out)
                 }
             };
-            *f.tried = Some(Tried {
-                upstream,
-                target,
-                outcome: Err(UpstreamError::Closed),
-                duration_ns: 0,
-                request_bytes: Some(body.received()),
-            });
-            note(f.tried, upstream, target, started, &result);
+            note(&mut f, upstream, target, started, Some(body.received()), &result);
             return result;
         }
         let upgrade = client_upgrade.map(|side| {
@@ -204,7 +200,7 @@ pub(super) fn forward<'a, 'p>(
         let req = Request::from_parts(parts, body);
         // Boxed: hyper's client future is large and this path is the less common one.
         let result = Box::pin(through_hyper(upstream, req, upgrade, in_flight)).await;
-        note(f.tried, upstream, target, started, &result);
+        note(&mut f, upstream, target, started, None, &result);
         result
     }
 }

@@ -192,7 +192,8 @@ pub fn handle<P: Deref<Target = Plan>>(
                             host_header: host_header.as_ref(),
                             identity,
                             traceparent: seen.trace.header(),
-                            tried: &mut tried,
+                            tried: seen.watching().then_some(&mut tried),
+                            client_metrics: plan.observe.metrics,
                         };
                         forward::forward(target, parts, body, client_upgrade).await
                     }

@@ -34,8 +34,9 @@ pub(super) struct Seen {
     pub request_bytes: u64,
     pub flag: Flag,
     /// What the observers get when the response is made; `None` when
-    /// nothing watches (no admin API, access log or span export).
-    watch: Option<Pending>,
+    /// nothing watches (no admin API, access log or span export). Boxed: the
+    /// request's future is moved whole, and most of it would be this.
+    watch: Option<Box<Pending>>,
 }
 
 /// `ua`, `referer`, the path and the query, as the log keeps them.
@@ -121,7 +122,9 @@ impl Seen {
         let trace = TraceContext::of(req.headers(), client.peer_trusted, request_id, || observer.sample());
         // Nothing watches: no bookkeeping at all (the trace context is still passed on).
         let watch = observer.watching().then(|| {
-            observer.active.add(1);
+            if observer.metrics {
+                observer.active.add(1);
+            }
             let record = observer.access_log.get().map(|_| {
                 let mut r = Box::new(record_of(plan, req, client, peer, request_id));
                 r.trace_id = Some(trace.trace_id);
@@ -131,7 +134,7 @@ impl Seen {
             let span = (trace.sampled && observer.exports()).then(|| {
                 Box::new(SpanStart { trace, wall: wall_now(), path: req.uri().path().to_string(), client: client.ip })
             });
-            Pending {
+            Box::new(Pending {
                 observer: observer.clone(),
                 series: None,
                 start: Instant::now(),
@@ -143,9 +146,14 @@ impl Seen {
                 record,
                 flag: Flag::None,
                 span,
-            }
+            })
         });
         Seen { trace, route: None, request_bytes: 0, flag: Flag::None, watch }
+    }
+
+    /// Whether anything will report this request.
+    pub fn watching(&self) -> bool {
+        self.watch.is_some()
     }
 
     /// A request whose head could not be read: what the connection tells.
@@ -192,7 +200,7 @@ impl Seen {
     }
 
     /// Hands over to the response body.
-    pub fn pending(mut self, tried: Option<Tried<'_>>, status: StatusCode) -> Option<Pending> {
+    pub fn pending(mut self, tried: Option<Tried<'_>>, status: StatusCode) -> Option<Box<Pending>> {
         let mut p = self.watch.take()?;
         p.series = self.route;
         p.status = status;
@@ -238,7 +246,7 @@ impl Drop for Seen {
             r.status = 499;
             r.route = self.route.map(|i| route_name(&p.observer, i));
         }
-        p.finish(Ending::ClientLeft);
+        (*p).finish(Ending::ClientLeft);
     }
 }
 

@@ -10,7 +10,6 @@ pub struct Civil {
     pub hour: u32,
     pub minute: u32,
     pub second: u32,
-    pub millis: u32,
 }
 
 /// Howard Hinnant's `civil_from_days`.
@@ -27,15 +26,7 @@ pub fn civil(t: SystemTime) -> Civil {
     let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let year = yoe + era * 400 + i64::from(month <= 2);
-    Civil {
-        year,
-        month,
-        day,
-        hour: (rem / 3600) as u32,
-        minute: (rem / 60 % 60) as u32,
-        second: (rem % 60) as u32,
-        millis: d.subsec_millis(),
-    }
+    Civil { year, month, day, hour: (rem / 3600) as u32, minute: (rem / 60 % 60) as u32, second: (rem % 60) as u32 }
 }
 
 #[cfg(test)]
