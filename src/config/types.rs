@@ -40,6 +40,10 @@ pub struct Config {
     /// The route table. Order does not matter: the most specific match wins.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// OpenAPI documents whose operations become routes (with their
+    /// parameters, bodies and security checked).
+    #[serde(default)]
+    pub apis: Vec<ApiConfig>,
     /// Security headers on every response (routes may override or opt out).
     #[serde(default)]
     pub security_headers: SecurityHeadersConfig,
@@ -90,6 +94,7 @@ impl Default for Config {
             path_normalization: NormalizeConfig::default(),
             upstreams: BTreeMap::new(),
             routes: Vec::new(),
+            apis: Vec::new(),
             security_headers: SecurityHeadersConfig::default(),
             shutdown_timeout: thirty_seconds(),
             auth: BTreeMap::new(),
@@ -460,6 +465,75 @@ pub struct RouteConfig {
 
 fn yes() -> bool {
     true
+}
+
+/// An OpenAPI 3.0 or 3.1 document served by an upstream: each operation
+/// becomes a route named `<name>.<operationId>`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    pub name: String,
+    /// The document (YAML or JSON), relative to the config's folder.
+    pub openapi: String,
+    /// Where its paths are served. Default: the path of `servers[0].url`.
+    pub base_path: Option<String>,
+    pub upstream: String,
+    /// A path or method the document does not declare gets 404 / 405
+    /// (default); `false` passes it to the upstream unchecked.
+    #[serde(default = "yes")]
+    pub strict: bool,
+    #[serde(default)]
+    pub validate: ApiValidateConfig,
+    /// `securitySchemes` name -> auth provider name.
+    #[serde(default)]
+    pub security: BTreeMap<String, String>,
+    /// Additions per operationId: what a route takes besides its match and validation.
+    #[serde(default)]
+    pub operations: BTreeMap<String, OperationExtras>,
+    /// Limits on JSON bodies (each unset one keeps its default).
+    #[serde(default)]
+    pub json_limits: crate::policy::validate::config::JsonLimitsConfig,
+    /// Query parameters an operation does not declare: `allow` (default) or `deny`.
+    #[serde(default)]
+    pub additional_query: crate::policy::validate::config::AdditionalQuery,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiValidateConfig {
+    #[serde(default)]
+    pub request: RequestValidation,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestValidation {
+    /// Refuse what breaks the document (default).
+    #[default]
+    Enforce,
+    /// Check nothing (routing and security still follow the document).
+    Off,
+}
+
+/// What an operation's route may add.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OperationExtras {
+    pub rewrite: Option<RewriteConfig>,
+    pub request_headers: Option<HeaderOpsConfig>,
+    pub response_headers: Option<HeaderOpsConfig>,
+    pub deprecated: Option<DeprecationConfig>,
+    pub max_body_size: Option<ByteSize>,
+    pub cors: Option<CorsConfig>,
+    pub ip: Option<IpConfig>,
+    /// Replaces what the document's `security` implies.
+    pub authorize: Option<AuthorizeConfig>,
+    #[serde(default)]
+    pub rate_limit: Vec<RateLimitConfig>,
+    #[serde(default)]
+    pub quota: Vec<QuotaConfig>,
+    #[serde(default)]
+    pub concurrency: Vec<ConcurrencyConfig>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]

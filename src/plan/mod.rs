@@ -4,6 +4,7 @@
 //! error never becomes a plan.
 
 mod admin;
+mod openapi;
 mod route;
 mod upstream;
 
@@ -250,17 +251,19 @@ pub fn compile_after(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<P
 
     let mut routes = Vec::new();
     let mut matchers = Vec::new();
-    // Config index of each compiled route (routes with errors are left out).
-    let mut compiled = Vec::new();
-    let mut names: BTreeMap<&str, usize> = BTreeMap::new();
-    for (i, rcfg) in cfg.routes.iter().enumerate() {
-        if let Some(first) = names.insert(&rcfg.name, i) {
-            cx.err(format!("routes[{i}].name"), format!("duplicate route name `{}` (also routes[{first}])", rcfg.name));
+    // Where each compiled route is in the config (routes with errors are left out).
+    let mut compiled: Vec<(String, String)> = Vec::new();
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    let written = cfg.routes.iter().enumerate().map(|(i, r)| (format!("routes[{i}]"), r.clone()));
+    let generated = compile_apis(&mut cx);
+    for (at, rcfg) in written.chain(generated) {
+        if let Some(first) = names.insert(rcfg.name.clone(), at.clone()) {
+            cx.err(format!("{at}.name"), format!("duplicate route name `{}` (also {first})", rcfg.name));
         }
-        if let Some((matcher, route)) = route::compile(&mut cx, i, rcfg, &upstreams, &known, &shared) {
+        if let Some((matcher, route)) = route::compile(&mut cx, at.clone(), &rcfg, &upstreams, &known, &shared) {
             matchers.push(matcher);
             routes.push(route);
-            compiled.push(i);
+            compiled.push((at, rcfg.name.clone()));
         }
     }
 
@@ -375,31 +378,43 @@ fn compile_observe(cx: &mut Ctx, registry: Arc<Registry>, routes: &[Route]) -> O
     }
 }
 
-fn report_conflict(cx: &mut Ctx, conflict: &Conflict, compiled: &[usize]) {
-    let routes = &cx.loaded.config.routes;
+/// `compiled`: where each compiled route is in the config, and its name.
+fn report_conflict(cx: &mut Ctx, conflict: &Conflict, compiled: &[(String, String)]) {
     match *conflict {
         Conflict::Ambiguous { first, second } => {
-            let (first, second) = (compiled[first], compiled[second]);
+            let ((first_at, first), (second_at, second)) = (&compiled[first], &compiled[second]);
             cx.err(
-                format!("routes[{second}].match"),
+                format!("{second_at}.match"),
                 format!(
-                    "route `{}` is ambiguous with route `{}` (routes[{first}]): both can match the same request \
-                 with the same precedence; make one more specific (host, path, methods, headers or version)",
-                    routes[second].name, routes[first].name
+                    "route `{second}` is ambiguous with route `{first}` ({first_at}): both can match the same request \
+                 with the same precedence; make one more specific (host, path, methods, headers or version)"
                 ),
             )
         }
         Conflict::Unreachable { route, shadowed_by } => {
-            let (route, shadowed_by) = (compiled[route], compiled[shadowed_by]);
+            let ((route_at, route), (by_at, by)) = (&compiled[route], &compiled[shadowed_by]);
             cx.err(
-            format!("routes[{route}].match"),
-            format!(
-                "route `{}` is unreachable: every request it matches is taken by route `{}` (routes[{shadowed_by}])",
-                routes[route].name, routes[shadowed_by].name
-            ),
+                format!("{route_at}.match"),
+                format!("route `{route}` is unreachable: every request it matches is taken by route `{by}` ({by_at})"),
             )
         }
     }
+}
+
+/// The routes of every `apis` entry, with where each is in the config.
+fn compile_apis(cx: &mut Ctx) -> Vec<(String, crate::config::RouteConfig)> {
+    let mut out = Vec::new();
+    for (i, api) in cx.loaded.config.apis.iter().enumerate() {
+        match openapi::expand(api, &format!("apis[{i}]"), &cx.loaded.base_dir) {
+            Ok(routes) => out.extend(routes.into_iter().map(|g| (g.at, g.route))),
+            Err(errors) => {
+                for (at, message) in errors {
+                    cx.err(at, message);
+                }
+            }
+        }
+    }
+    out
 }
 
 fn compile_listeners(cx: &mut Ctx, registry: &Registry) -> Vec<ListenerPlan> {

@@ -56,15 +56,16 @@ pub enum HostRewrite {
     Set(HeaderValue),
 }
 
+/// `at`: where the route is in the config (`routes[3]`, or the API
+/// operation it was made from).
 pub(super) fn compile(
     cx: &mut Ctx,
-    i: usize,
+    at: String,
     cfg: &RouteConfig,
     upstreams: &HashMap<&str, Arc<Upstream>>,
     known: &[&str],
     shared: &Shared,
 ) -> Option<(Matcher, Route)> {
-    let at = format!("routes[{i}]");
     let before = cx.errors.len();
     if cfg.name.is_empty() {
         cx.err(format!("{at}.name"), "a route needs a name");

@@ -240,3 +240,111 @@ async fn check_names_the_file_and_what_is_wrong_with_a_schema() {
     assert!(errors.contains("routes[2].validate.query.n"), "{errors}");
     let _ = Path::new(".");
 }
+
+/// `examples/openapi.yaml` with its ports, upstreams and key made real.
+async fn openapi_example() -> (Handle, Recorder, Recorder) {
+    let (pets, catalog) = (Recorder::start().await, Recorder::start().await);
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let text = std::fs::read_to_string(examples.join("openapi.yaml"))
+        .unwrap()
+        .replace("127.0.0.1:8080", "127.0.0.1:0")
+        .replace("http://127.0.0.1:9001", &pets.url())
+        .replace("http://127.0.0.1:9002", &catalog.url())
+        .replace("1c0f3d1d2b6f6a2d4b3c6b8d1f0e9a7c5b3d1f0e9a7c5b3d1f0e9a7c5b3d1f0e", &portcullis::hash_key("k-shop"));
+    let gw = Gateway::start(&load(&text, &examples)).await.expect("the example starts");
+    (gw, pets, catalog)
+}
+
+async fn call(gw: &Handle, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+    let mut req = Request::builder().method(method).uri(format!("http://{}{path}", gw.addrs()[0].1));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    send(&http1_client(), req.body(Full::new(Bytes::from(body.to_string()))).unwrap()).await
+}
+
+#[tokio::test]
+async fn an_openapi_document_routes_validates_and_authenticates() {
+    let (gw, pets, catalog) = openapi_example().await;
+    let json = [("content-type", "application/json")];
+    let key = [("content-type", "application/json"), ("x-api-key", "k-shop")];
+
+    // Parameters, as the document declares them (base path /v1 from servers[0].url).
+    assert_eq!(call(&gw, "GET", "/v1/pets?limit=10&tags=a&tags=b", &[], "").await.status, 200);
+    let r = call(&gw, "GET", "/v1/pets?limit=1000", &[("x-tenant", "nope")], "").await;
+    assert_eq!(errors(&r), vec![("query".into(), "limit".into()), ("header".into(), "X-Tenant".into())]);
+    assert_eq!(call(&gw, "GET", "/v1/pets/7", &[], "").await.status, 200);
+    assert_eq!(errors(&call(&gw, "GET", "/v1/pets/seven", &[], "").await), vec![("path".into(), "petId".into())]);
+
+    // Security from the document: createPet and deletePet need the API key.
+    assert_eq!(call(&gw, "POST", "/v1/pets", &json, r#"{"name":"Rex"}"#).await.status, 401);
+    assert_eq!(call(&gw, "DELETE", "/v1/pets/7", &[], "").await.status, 401);
+    assert_eq!(call(&gw, "DELETE", "/v1/pets/7", &[("x-api-key", "k-shop")], "").await.status, 200);
+
+    // Bodies: 3.0's nullable and boolean exclusiveMinimum, a sibling file's schema, a recursive schema.
+    let ok = r#"{"name":"Rex","tag":null,"age":0.5,"owner":{"email":"ada@example.com"},"children":[{"name":"Pup"}]}"#;
+    assert_eq!(call(&gw, "POST", "/v1/pets", &key, ok).await.status, 200);
+    let bad = r#"{"name":"","age":0,"owner":{"email":"nope"},"children":[{"name":"Pup","x":1}],"extra":1}"#;
+    let mut got = errors(&call(&gw, "POST", "/v1/pets", &key, bad).await);
+    got.sort();
+    let want: Vec<(String, String)> = ["", "/age", "/children/0", "/name", "/owner/email"]
+        .iter()
+        .map(|p| ("body".to_string(), p.to_string()))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(
+        call(&gw, "POST", "/v1/pets", &[("content-type", "text/plain"), ("x-api-key", "k-shop")], "x").await.status,
+        415
+    );
+
+    // Strict: what the document does not declare is not served.
+    assert_eq!(call(&gw, "GET", "/v1/owners", &[], "").await.status, 404);
+    assert_eq!(call(&gw, "PATCH", "/v1/pets", &json, "{}").await.status, 405);
+    assert_eq!(pets.count(), 4, "only the valid, authenticated requests reached the upstream");
+
+    // 3.1: type lists and numeric exclusiveMinimum; `strict: false` passes the rest.
+    let put = |body: &'static str| call(&gw, "PUT", "/catalog/items/ABC-1234", &json, body);
+    assert_eq!(put(r#"{"price": 2.5, "note": null}"#).await.status, 200);
+    assert_eq!(errors(&put(r#"{"price": 0}"#).await), vec![("body".into(), "/price".into())]);
+    assert_eq!(
+        errors(&call(&gw, "PUT", "/catalog/items/abc", &json, r#"{"price": 1}"#).await),
+        vec![("path".into(), "sku".into())]
+    );
+    assert_eq!(call(&gw, "GET", "/catalog/anything/else", &[], "").await.status, 200);
+    assert_eq!(catalog.count(), 2);
+}
+
+#[tokio::test]
+async fn check_reports_broken_documents_and_unmapped_security() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    write(
+        "remote.yaml",
+        "openapi: 3.0.0\ninfo: { title: t, version: '1' }\npaths:\n  /a:\n    get:\n      parameters: [ { $ref: 'https://example.com/p.yaml#/P' } ]\n      responses: {}\n",
+    );
+    write(
+        "secure.yaml",
+        "openapi: 3.1.0\ninfo: { title: t, version: '1' }\npaths:\n  /a:\n    get:\n      operationId: getA\n      security: [ { oauth: [read] } ]\n      responses: {}\n",
+    );
+    write("old.yaml", "swagger: '2.0'\npaths: {}\n");
+    let yaml = "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\nupstreams:\n  u: { targets: [\"http://127.0.0.1:1\"] }\napis:\n\
+                \x20 - { name: remote, openapi: remote.yaml, upstream: u }\n\
+                \x20 - { name: secure, openapi: secure.yaml, upstream: u, base_path: /s, operations: { nope: {} } }\n\
+                \x20 - { name: old, openapi: old.yaml, upstream: u }\n\
+                \x20 - { name: gone, openapi: missing.yaml, upstream: u }\n";
+    let errors = portcullis::check(&load(yaml, dir.path())).unwrap_err().to_string();
+    for expected in [
+        "apis[0].openapi",
+        "remote references are refused",
+        "apis[1].operations.getA",
+        "`oauth` is not mapped",
+        "apis[1].operations.nope",
+        "no operation `nope`",
+        "apis[2].openapi",
+        "not 3.0.x or 3.1.x",
+        "apis[3].openapi",
+        "missing.yaml",
+    ] {
+        assert!(errors.contains(expected), "{expected} not in:\n{errors}");
+    }
+}

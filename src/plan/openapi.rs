@@ -1,0 +1,394 @@
+//! `apis`: an OpenAPI 3.0 or 3.1 document becomes routes, one per
+//! operation, named `<api>.<operationId>` (or `<api>.<METHOD> <path>`),
+//! each with the `validate` policy its parameters and request body imply
+//! and the authentication its `security` names. Generated routes are
+//! compiled like written ones (precedence, conflicts and all).
+//!
+//! The document is read once, here: `$ref`s to other parts of it and to
+//! sibling files are resolved (schemas stay references, gathered under
+//! `$defs`, so recursive schemas work); a remote `$ref` is refused. OpenAPI
+//! 3.0 schemas are rewritten as JSON Schema 2020-12 (`nullable`, boolean
+//! `exclusiveMinimum`/`exclusiveMaximum`); 3.1 schemas are used as they are.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value, json};
+
+use crate::config::{ApiConfig, MatchConfig, RequestValidation, RouteConfig};
+use crate::policy::authz::config::AuthorizeConfig;
+use crate::policy::validate::config::{BodyConfig, ValidateConfig};
+
+const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+
+/// A route made from an operation, and where its problems are reported.
+pub(super) struct Generated {
+    pub at: String,
+    pub route: RouteConfig,
+}
+
+/// The routes of `api` (`at`: its YAML path, `apis[i]`), or what is wrong.
+pub(super) fn expand(api: &ApiConfig, at: &str, base_dir: &Path) -> Result<Vec<Generated>, Vec<(String, String)>> {
+    let file = base_dir.join(&api.openapi);
+    let doc = load(&file).map_err(|e| vec![(format!("{at}.openapi"), e)])?;
+    let version = doc.get("openapi").and_then(Value::as_str).unwrap_or("");
+    let v30 = version.starts_with("3.0.");
+    if !v30 && !version.starts_with("3.1.") {
+        let e = format!("`{}`: `openapi: {version}` is not 3.0.x or 3.1.x", file.display());
+        return Err(vec![(format!("{at}.openapi"), e)]);
+    }
+    let mut docs = Docs { dir: file.parent().map(Path::to_path_buf).unwrap_or_default(), files: BTreeMap::new() };
+    let mut errors = Vec::new();
+    let mut defs = Map::new();
+    // Every schema under components, as `$defs` (references to them are rewritten to `#/$defs/<name>`).
+    if let Some(schemas) = doc.pointer("/components/schemas").and_then(Value::as_object) {
+        for (name, schema) in schemas {
+            let mut s = schema.clone();
+            if let Err(e) = docs.resolve(&doc, &mut s, 0) {
+                errors.push((format!("{at}.openapi"), format!("components.schemas.{name}: {e}")));
+            }
+            if v30 {
+                from_openapi_30(&mut s);
+            }
+            defs.insert(name.clone(), s);
+        }
+    }
+    let base_path = match &api.base_path {
+        Some(p) => p.trim_end_matches('/').to_string(),
+        None => server_path(&doc),
+    };
+    let mut routes = Vec::new();
+    let Some(paths) = doc.get("paths").and_then(Value::as_object) else {
+        errors.push((format!("{at}.openapi"), format!("`{}` has no `paths`", file.display())));
+        return Err(errors);
+    };
+    for (path, item) in paths {
+        let mut item = item.clone();
+        if let Err(e) = docs.resolve(&doc, &mut item, 0) {
+            errors.push((format!("{at}.openapi"), format!("paths.{path}: {e}")));
+            continue;
+        }
+        let shared_params = item.get("parameters").and_then(Value::as_array).cloned().unwrap_or_default();
+        for method in METHODS {
+            let Some(op) = item.get(method) else { continue };
+            let op_id = op.get("operationId").and_then(Value::as_str);
+            let name = match op_id {
+                Some(id) => format!("{}.{id}", api.name),
+                None => format!("{}.{} {path}", api.name, method.to_ascii_uppercase()),
+            };
+            let op_at = match op_id {
+                Some(id) => format!("{at}.operations.{id}"),
+                None => format!("{at}.openapi"),
+            };
+            match operation(api, &doc, op, &shared_params, &defs, v30) {
+                Ok((validate, authenticate, scopes)) => {
+                    let extras = op_id.and_then(|id| api.operations.get(id)).cloned().unwrap_or_default();
+                    let authorize = extras
+                        .authorize
+                        .clone()
+                        .or_else(|| (!scopes.is_empty()).then(|| AuthorizeConfig { scopes, ..Default::default() }));
+                    let matcher = MatchConfig {
+                        path: Some(format!("{base_path}{path}")),
+                        methods: Some(vec![method.to_ascii_uppercase()]),
+                        ..Default::default()
+                    };
+                    let mut route = proxy_route(name, matcher, &api.upstream);
+                    route.rewrite = extras.rewrite;
+                    route.validate = (api.validate.request == RequestValidation::Enforce).then_some(validate);
+                    route.request_headers = extras.request_headers;
+                    route.response_headers = extras.response_headers;
+                    route.deprecated = extras.deprecated;
+                    route.max_body_size = extras.max_body_size;
+                    route.cors = extras.cors;
+                    route.ip = extras.ip;
+                    route.authenticate = authenticate;
+                    route.authorize = authorize;
+                    route.rate_limit = extras.rate_limit;
+                    route.quota = extras.quota;
+                    route.concurrency = extras.concurrency;
+                    routes.push(Generated { at: op_at, route });
+                }
+                Err(e) => errors.push((op_at, e)),
+            }
+        }
+    }
+    for id in api.operations.keys() {
+        if !routes.iter().any(|r| r.route.name == format!("{}.{id}", api.name)) {
+            errors.push((format!("{at}.operations.{id}"), format!("the document has no operation `{id}`")));
+        }
+    }
+    if !api.strict {
+        // Whatever the document does not declare goes to the upstream unchecked.
+        let prefix = if base_path.is_empty() { "/".to_string() } else { base_path.clone() };
+        let matcher = MatchConfig { path_prefix: Some(prefix), ..Default::default() };
+        let route = proxy_route(format!("{}.undeclared", api.name), matcher, &api.upstream);
+        routes.push(Generated { at: format!("{at}.strict"), route });
+    }
+    if errors.is_empty() { Ok(routes) } else { Err(errors) }
+}
+
+/// A route that proxies to `upstream`, with nothing else set.
+fn proxy_route(name: String, matcher: MatchConfig, upstream: &str) -> RouteConfig {
+    RouteConfig {
+        name,
+        matcher,
+        upstream: Some(upstream.to_string()),
+        echo: None,
+        static_response: None,
+        redirect: None,
+        rewrite: None,
+        preserve_host: true,
+        websocket: false,
+        validate: None,
+        request_headers: None,
+        response_headers: None,
+        deprecated: None,
+        max_body_size: None,
+        security_headers: None,
+        cors: None,
+        ip: None,
+        authenticate: Vec::new(),
+        authorize: None,
+        rate_limit: Vec::new(),
+        quota: Vec::new(),
+        concurrency: Vec::new(),
+    }
+}
+
+/// One operation's checks, its providers and the scopes its security asks for.
+fn operation(
+    api: &ApiConfig,
+    doc: &Value,
+    op: &Value,
+    shared_params: &[Value],
+    defs: &Map<String, Value>,
+    v30: bool,
+) -> Result<(ValidateConfig, Vec<String>, Vec<String>), String> {
+    let mut v = ValidateConfig {
+        content_types: Vec::new(),
+        body: None,
+        path: BTreeMap::new(),
+        query: BTreeMap::new(),
+        additional_query: api.additional_query,
+        headers: BTreeMap::new(),
+        json_limits: api.json_limits.clone(),
+    };
+    // The operation's parameters override the path's with the same name and place.
+    let mut params: Vec<&Value> =
+        op.get("parameters").and_then(Value::as_array).map(|p| p.iter().collect()).unwrap_or_default();
+    for shared in shared_params {
+        let same = |p: &&Value| p.get("name") == shared.get("name") && p.get("in") == shared.get("in");
+        if !params.iter().any(same) {
+            params.push(shared);
+        }
+    }
+    for p in params {
+        let name = p.get("name").and_then(Value::as_str).ok_or("a parameter without a `name`")?.to_string();
+        let place = p.get("in").and_then(Value::as_str).unwrap_or("");
+        let mut schema = p.get("schema").cloned().unwrap_or_else(|| json!({}));
+        if v30 {
+            from_openapi_30(&mut schema);
+        }
+        let mut schema = with_defs(schema, defs);
+        let members =
+            schema.as_object_mut().ok_or_else(|| format!("parameter `{name}`: its schema is not an object"))?;
+        members.insert("required".into(), p.get("required").cloned().unwrap_or(Value::Bool(place == "path")));
+        for key in ["style", "explode"] {
+            if let Some(x) = p.get(key) {
+                members.insert(key.into(), x.clone());
+            }
+        }
+        match place {
+            "path" => v.path.insert(name, schema),
+            "query" => v.query.insert(name, schema),
+            "header" => v.headers.insert(name, schema),
+            // Cookies are not checked yet; they still pass through.
+            "cookie" => None,
+            other => return Err(format!("parameter `{name}`: `in: {other}` is not path, query, header or cookie")),
+        };
+    }
+    if let Some(body) = op.get("requestBody") {
+        let content = body.get("content").and_then(Value::as_object).ok_or("a requestBody without `content`")?;
+        v.content_types = content.keys().map(|k| k.to_ascii_lowercase()).collect();
+        let json_first = content.iter().find(|(k, _)| k.as_str() == "application/json" || k.ends_with("+json"));
+        let form = content.get("application/x-www-form-urlencoded").map(|c| ("", c));
+        let chosen = json_first.map(|(_, c)| c).or(form.map(|(_, c)| c));
+        let required = body.get("required").and_then(Value::as_bool).unwrap_or(false);
+        let schema = chosen.and_then(|c| c.get("schema")).cloned().map(|mut s| {
+            if v30 {
+                from_openapi_30(&mut s);
+            }
+            with_defs(s, defs)
+        });
+        v.body = Some(BodyConfig { schema_file: None, schema: Some(schema.unwrap_or_else(|| json!({}))), required });
+    }
+    // Security: any one requirement suffices; the providers of every scheme named.
+    let requirements = op.get("security").or_else(|| doc.get("security")).and_then(Value::as_array);
+    let mut providers = Vec::new();
+    let mut scopes = Vec::new();
+    for req in requirements.into_iter().flatten() {
+        for (scheme, wanted) in req.as_object().into_iter().flatten() {
+            let provider = api.security.get(scheme).ok_or_else(|| {
+                format!("security scheme `{scheme}` is not mapped to an auth provider (add `security: {{ {scheme}: <provider> }}`)")
+            })?;
+            if !providers.contains(provider) {
+                providers.push(provider.clone());
+            }
+            for s in wanted.as_array().into_iter().flatten().filter_map(Value::as_str) {
+                if !scopes.iter().any(|x: &String| x == s) {
+                    scopes.push(s.to_string());
+                }
+            }
+        }
+    }
+    Ok((v, providers, scopes))
+}
+
+/// A schema with the document's component schemas beside it.
+fn with_defs(mut schema: Value, defs: &Map<String, Value>) -> Value {
+    if uses_defs(&schema)
+        && let Some(m) = schema.as_object_mut()
+    {
+        m.insert("$defs".into(), Value::Object(defs.clone()));
+    }
+    schema
+}
+
+fn uses_defs(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => {
+            m.get("$ref").and_then(Value::as_str).is_some_and(|r| r.starts_with("#/$defs/"))
+                || m.values().any(uses_defs)
+        }
+        Value::Array(a) => a.iter().any(uses_defs),
+        _ => false,
+    }
+}
+
+/// The path of `servers[0].url` (`https://api.example.com/v3` -> `/v3`).
+fn server_path(doc: &Value) -> String {
+    let url = doc.pointer("/servers/0/url").and_then(Value::as_str).unwrap_or("");
+    let path = match url.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("", |i| &rest[i..]),
+        None => url,
+    };
+    path.trim_end_matches('/').to_string()
+}
+
+fn load(path: &Path) -> Result<Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let parsed: Result<Value, String> = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).map_err(|e| e.to_string())
+    } else {
+        serde_saphyr::from_str(&text).map_err(|e| e.to_string())
+    };
+    parsed.map_err(|e| format!("`{}` is not a YAML or JSON document: {e}", path.display()))
+}
+
+/// The document and the sibling files its `$ref`s name.
+struct Docs {
+    dir: PathBuf,
+    files: BTreeMap<String, Value>,
+}
+
+/// How deep `$ref`s may chain (a cycle outside schemas ends here).
+const MAX_REF_DEPTH: usize = 32;
+
+impl Docs {
+    /// Resolves `$ref`s in `v` (from `doc`): references to component
+    /// schemas become `#/$defs/<name>`; others are replaced by what they
+    /// point to.
+    fn resolve(&mut self, doc: &Value, v: &mut Value, depth: usize) -> Result<(), String> {
+        if depth > MAX_REF_DEPTH {
+            return Err("`$ref`s nest too deep (a cycle?)".into());
+        }
+        match v {
+            Value::Object(m) => {
+                if let Some(r) = m.get("$ref").and_then(Value::as_str).map(str::to_string) {
+                    if let Some(name) = r.strip_prefix("#/components/schemas/") {
+                        m.insert("$ref".into(), Value::String(format!("#/$defs/{name}")));
+                        return Ok(());
+                    }
+                    let mut target = self.target(doc, &r)?;
+                    // A target in another file resolves against that file.
+                    let (file_doc, _) = split_ref(&r);
+                    let owner = if file_doc.is_empty() {
+                        doc.clone()
+                    } else {
+                        self.files.get(file_doc).cloned().unwrap_or_default()
+                    };
+                    self.resolve(&owner, &mut target, depth + 1)?;
+                    *v = target;
+                    return Ok(());
+                }
+                for x in m.values_mut() {
+                    self.resolve(doc, x, depth)?;
+                }
+                Ok(())
+            }
+            Value::Array(a) => a.iter_mut().try_for_each(|x| self.resolve(doc, x, depth)),
+            _ => Ok(()),
+        }
+    }
+
+    fn target(&mut self, doc: &Value, r: &str) -> Result<Value, String> {
+        if r.contains("://") || r.starts_with("//") {
+            return Err(format!("`$ref: {r}`: remote references are refused (the gateway never fetches documents)"));
+        }
+        let (file, pointer) = split_ref(r);
+        let source = if file.is_empty() {
+            doc
+        } else {
+            if !self.files.contains_key(file) {
+                let loaded = load(&self.dir.join(file))?;
+                self.files.insert(file.to_string(), loaded);
+            }
+            &self.files[file]
+        };
+        let found = if pointer.is_empty() { Some(source) } else { source.pointer(pointer) };
+        found.cloned().ok_or_else(|| format!("`$ref: {r}` points to nothing"))
+    }
+}
+
+/// `file.yaml#/a/b` -> (`file.yaml`, `/a/b`); `#/a` -> (``, `/a`).
+fn split_ref(r: &str) -> (&str, &str) {
+    match r.split_once('#') {
+        Some((file, pointer)) => (file, pointer),
+        None => (r, ""),
+    }
+}
+
+/// An OpenAPI 3.0 schema as JSON Schema 2020-12: `nullable: true` adds
+/// `null` to the type, boolean `exclusiveMinimum`/`exclusiveMaximum` take
+/// the bound's value.
+pub(super) fn from_openapi_30(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if m.remove("nullable") == Some(Value::Bool(true)) {
+                match m.get_mut("type") {
+                    Some(Value::String(t)) => {
+                        let t = t.clone();
+                        m.insert("type".into(), json!([t, "null"]));
+                    }
+                    Some(_) => {}
+                    None => {
+                        if let Some(e) = m.get_mut("enum").and_then(Value::as_array_mut) {
+                            e.push(Value::Null);
+                        }
+                    }
+                }
+            }
+            for (flag, bound) in [("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")] {
+                if let Some(Value::Bool(on)) = m.get(flag).cloned() {
+                    m.remove(flag);
+                    if on && let Some(b) = m.remove(bound) {
+                        m.insert(flag.into(), b);
+                    }
+                }
+            }
+            m.values_mut().for_each(from_openapi_30);
+        }
+        Value::Array(a) => a.iter_mut().for_each(from_openapi_30),
+        _ => {}
+    }
+}
