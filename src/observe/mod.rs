@@ -84,7 +84,7 @@ pub struct Pending {
     /// No body follows this head (HEAD, 1xx, 204, 304): done once sent.
     pub bodiless: bool,
     /// The access log line, when there is an access log.
-    pub record: Option<Box<Record>>,
+    pub record: Option<Record>,
     pub flag: Flag,
     /// The span to export, for a sampled request when spans are exported.
     pub span: Option<Box<SpanStart>>,
@@ -144,7 +144,7 @@ impl Pending {
             r.response_bytes = response_bytes;
             r.request_bytes = request_bytes;
             r.flag = flag;
-            log.log(r);
+            log.log(&r);
         }
         #[cfg(feature = "otlp")]
         if let (Some(s), Some(exporter)) = (span, observer.exporter.get()) {

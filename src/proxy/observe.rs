@@ -126,7 +126,7 @@ impl Seen {
                 observer.active.add(1);
             }
             let record = observer.access_log.get().map(|_| {
-                let mut r = Box::new(record_of(plan, req, client, peer, request_id));
+                let mut r = record_of(plan, req, client, peer, request_id);
                 r.trace_id = Some(trace.trace_id);
                 r.tls_version = tls_version;
                 r

@@ -1,39 +1,54 @@
-//! The access log: one line per request, formatted and written by a thread
-//! of its own, so a slow disk or a full pipe never holds a request. The
-//! queue between them is bounded (`buffer` lines); when it is full, the
-//! line is dropped and counted (`portcullis_access_log_dropped_total`).
+//! The access log: one line per request. The request's own thread formats
+//! its line into a buffer of its shard (one per thread, as the metrics'
+//! cells: the lock is practically never contended), and a writer thread
+//! collects the buffers every `TICK` and writes them in one go, so a slow
+//! disk or a full pipe never holds a request, and a line costs no
+//! allocation, no channel and no wake-up. A shard holds at most its share
+//! of `buffer` lines; beyond, lines are dropped and counted
+//! (`portcullis_access_log_dropped_total`).
 
 pub mod record;
 pub mod redact;
 mod time;
 
 use std::io::Write;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::config::{AccessLogConfig, AccessLogFormat};
 
-use super::metrics::Counter;
+use super::metrics::{Counter, cells};
 pub use record::{Record, Try};
 pub use redact::Redact;
 
-/// How often the writer looks for lines.
+/// How often the writer collects lines.
 const TICK: Duration = Duration::from_millis(20);
 
-enum Message {
-    Line(Box<Record>),
-    /// Write everything queued before this, then answer.
-    Flush(SyncSender<()>),
+/// One thread's lines since the last collection.
+#[derive(Default)]
+struct Shard {
+    text: String,
+    lines: usize,
+    clock: record::DateCache,
 }
 
-/// A running access log.
+struct Inner {
+    format: AccessLogFormat,
+    shards: Box<[cells::Padded<Mutex<Shard>>]>,
+    /// Lines one shard may hold between collections.
+    per_shard: usize,
+    dropped: Arc<Counter>,
+    sink: Mutex<Sink>,
+    to: String,
+    reopen: AtomicBool,
+    stopped: AtomicBool,
+}
+
+/// A running access log (the writer stops when it is dropped, after a last collection).
 pub struct AccessLog {
     pub config: AccessLogConfig,
-    queue: SyncSender<Message>,
-    dropped: Arc<Counter>,
-    reopen: Arc<AtomicBool>,
+    inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for AccessLog {
@@ -42,122 +57,127 @@ impl std::fmt::Debug for AccessLog {
     }
 }
 
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        self.inner.stopped.store(true, Ordering::Relaxed);
+    }
+}
+
 enum Sink {
     Stdout,
-    File(std::io::BufWriter<std::fs::File>),
+    File(std::fs::File),
 }
 
 fn open(to: &str) -> std::io::Result<Sink> {
     if to == "stdout" {
         return Ok(Sink::Stdout);
     }
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(to)?;
-    Ok(Sink::File(std::io::BufWriter::with_capacity(64 * 1024, file)))
+    Ok(Sink::File(std::fs::OpenOptions::new().create(true).append(true).open(to)?))
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl AccessLog {
     /// Opens the destination and starts the writer. `dropped` counts lines
     /// the writer could not keep up with.
     pub fn start(config: &AccessLogConfig, dropped: Arc<Counter>) -> std::io::Result<AccessLog> {
-        let sink = open(&config.to)?;
-        let (queue, lines) = mpsc::sync_channel(config.buffer.max(1));
-        let reopen = Arc::new(AtomicBool::new(false));
-        let writer = Writer { to: config.to.clone(), format: config.format, sink, reopen: reopen.clone() };
-        std::thread::Builder::new().name("access-log".into()).spawn(move || writer.run(lines))?;
-        Ok(AccessLog { config: config.clone(), queue, dropped, reopen })
+        let log = AccessLog::unstarted(config, dropped, open(&config.to)?);
+        let inner = log.inner.clone();
+        std::thread::Builder::new().name("access-log".into()).spawn(move || inner.run())?;
+        Ok(log)
     }
 
-    /// Queues one line; never waits.
-    pub fn log(&self, record: Box<Record>) {
-        match self.queue.try_send(Message::Line(record)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => self.dropped.inc(),
-        }
+    fn unstarted(config: &AccessLogConfig, dropped: Arc<Counter>, sink: Sink) -> AccessLog {
+        let shards: Box<[cells::Padded<Mutex<Shard>>]> = cells::cells();
+        let per_shard = (config.buffer / shards.len()).max(64).min(config.buffer.max(1));
+        let inner = Inner {
+            format: config.format,
+            shards,
+            per_shard,
+            dropped,
+            sink: Mutex::new(sink),
+            to: config.to.clone(),
+            reopen: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+        };
+        AccessLog { config: config.clone(), inner: Arc::new(inner) }
     }
 
-    /// Reopens a file destination before the next line (after logrotate moved it).
-    pub fn reopen(&self) {
-        self.reopen.store(true, Ordering::Relaxed);
-    }
-
-    /// Waits (up to `wait`) until every line queued so far is written.
-    pub fn flush(&self, wait: Duration) {
-        let (done, answer) = mpsc::sync_channel(1);
-        if self.queue.send(Message::Flush(done)).is_ok() {
-            let _ = answer.recv_timeout(wait);
-        }
-    }
-}
-
-struct Writer {
-    to: String,
-    format: AccessLogFormat,
-    sink: Sink,
-    reopen: Arc<AtomicBool>,
-}
-
-impl Writer {
-    /// Wakes every `TICK` and writes what queued up meanwhile in one
-    /// write: a line never wakes the writer (a wake-up per line cost the
-    /// request's thread a context switch under load).
-    fn run(mut self, lines: mpsc::Receiver<Message>) {
-        let mut text = String::with_capacity(64 * 1024);
-        let mut clock = record::DateCache::default();
-        loop {
-            std::thread::sleep(TICK);
-            let first = match lines.try_recv() {
-                Ok(m) => Some(m),
-                Err(TryRecvError::Empty) => None,
-                Err(TryRecvError::Disconnected) => break,
-            };
-            if self.reopen.swap(false, Ordering::Relaxed) {
-                self.write(&mut text);
-                match open(&self.to) {
-                    Ok(sink) => self.sink = sink,
-                    Err(e) => {
-                        tracing::error!(to = %self.to, error = %e, "access log: cannot reopen; keeping the old file")
-                    }
-                }
-            }
-            let mut waiting = Vec::new();
-            // What is queued now goes out in one write.
-            for m in first.into_iter().chain(std::iter::from_fn(|| lines.try_recv().ok())) {
-                match m {
-                    Message::Line(r) => {
-                        match self.format {
-                            AccessLogFormat::Ecs => r.write_ecs(&mut text, &mut clock),
-                            AccessLogFormat::Combined => r.write_combined(&mut text),
-                        }
-                        if text.len() >= 60 * 1024 {
-                            self.write(&mut text);
-                        }
-                    }
-                    Message::Flush(done) => waiting.push(done),
-                }
-            }
-            self.write(&mut text);
-            for done in waiting {
-                let _ = done.send(());
-            }
-        }
-        self.write(&mut text);
-    }
-
-    fn write(&mut self, text: &mut String) {
-        if text.is_empty() {
+    /// Formats one line into this thread's shard; never waits on the writer.
+    pub fn log(&self, record: &Record) {
+        let inner = &self.inner;
+        let mut shard = lock(&inner.shards[cells::shard()].0);
+        if shard.lines >= inner.per_shard {
+            drop(shard);
+            inner.dropped.inc();
             return;
         }
-        let result = match &mut self.sink {
-            Sink::Stdout => {
-                let mut out = std::io::stdout().lock();
-                out.write_all(text.as_bytes()).and_then(|_| out.flush())
+        let Shard { text, lines, clock } = &mut *shard;
+        match inner.format {
+            AccessLogFormat::Ecs => record.write_ecs(text, clock),
+            AccessLogFormat::Combined => record.write_combined(text),
+        }
+        *lines += 1;
+    }
+
+    /// Reopens a file destination at the next collection (after logrotate moved it).
+    pub fn reopen(&self) {
+        self.inner.reopen.store(true, Ordering::Relaxed);
+    }
+
+    /// Writes every line logged so far, now (`wait` is unused: a kept signature).
+    pub fn flush(&self, _wait: Duration) {
+        self.inner.collect();
+    }
+}
+
+impl Inner {
+    fn run(&self) {
+        while !self.stopped.load(Ordering::Relaxed) {
+            std::thread::sleep(TICK);
+            self.collect();
+        }
+        self.collect();
+    }
+
+    /// Takes every shard's lines and writes them in one write.
+    fn collect(&self) {
+        let mut sink = lock(&self.sink);
+        if self.reopen.swap(false, Ordering::Relaxed) {
+            match open(&self.to) {
+                Ok(s) => *sink = s,
+                Err(e) => tracing::error!(to = %self.to, error = %e, "access log: cannot reopen; keeping the old file"),
             }
-            Sink::File(f) => f.write_all(text.as_bytes()).and_then(|_| f.flush()),
+        }
+        let mut out = String::new();
+        for shard in self.shards.iter() {
+            let mut s = lock(&shard.0);
+            if s.lines > 0 {
+                if out.is_empty() {
+                    // Take the shard's buffer whole; it grows again from empty.
+                    std::mem::swap(&mut out, &mut s.text);
+                } else {
+                    out.push_str(&s.text);
+                    s.text.clear();
+                }
+                s.lines = 0;
+            }
+        }
+        if out.is_empty() {
+            return;
+        }
+        let result = match &mut *sink {
+            Sink::Stdout => {
+                let mut o = std::io::stdout().lock();
+                o.write_all(out.as_bytes()).and_then(|_| o.flush())
+            }
+            Sink::File(f) => f.write_all(out.as_bytes()),
         };
         if let Err(e) = result {
             tracing::warn!(to = %self.to, error = %e, "access log: write failed");
         }
-        text.clear();
     }
 }
 
@@ -165,8 +185,8 @@ impl Writer {
 mod tests {
     use super::*;
 
-    fn record() -> Box<Record> {
-        Box::new(Record {
+    fn record() -> Record {
+        Record {
             time: std::time::UNIX_EPOCH,
             duration_ns: 0,
             method: http::Method::GET,
@@ -193,21 +213,21 @@ mod tests {
             rate_limit: None,
             validation: None,
             flag: crate::observe::Flag::None,
-        })
+        }
     }
 
     #[test]
-    fn a_full_queue_drops_and_counts_never_waits() {
-        // A queue of two that nothing drains: the third line on is dropped.
-        let (queue, lines) = mpsc::sync_channel(2);
+    fn a_full_shard_drops_and_counts_never_waits() {
+        // Nothing collects: past its share of the buffer, a thread's lines are dropped.
         let dropped = Arc::new(Counter::default());
-        let config = AccessLogConfig { buffer: 2, ..Default::default() };
-        let log = AccessLog { config, queue, dropped: dropped.clone(), reopen: Arc::default() };
-        for _ in 0..5 {
-            log.log(record());
+        let config = AccessLogConfig { buffer: 64, ..Default::default() };
+        let log = AccessLog::unstarted(&config, dropped.clone(), Sink::Stdout);
+        for _ in 0..100 {
+            log.log(&record());
         }
-        assert_eq!(dropped.get(), 3);
-        assert_eq!(lines.try_iter().count(), 2);
+        assert_eq!(dropped.get(), 36);
+        let shard = lock(&log.inner.shards[cells::shard()].0);
+        assert_eq!((shard.lines, shard.text.lines().count()), (64, 64));
     }
 
     #[test]
@@ -216,11 +236,11 @@ mod tests {
         let path = dir.path().join("access.log");
         let config = AccessLogConfig { to: path.display().to_string(), ..Default::default() };
         let log = AccessLog::start(&config, Arc::default()).unwrap();
-        log.log(record());
+        log.log(&record());
         log.flush(Duration::from_secs(2));
         std::fs::rename(&path, dir.path().join("access.log.1")).unwrap();
         log.reopen();
-        log.log(record());
+        log.log(&record());
         log.flush(Duration::from_secs(2));
         let lines = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap().lines().count();
         assert_eq!((lines("access.log.1"), lines("access.log")), (1, 1));

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 /// Keeps one shard per cache line, so that two threads never write the same line.
 #[derive(Debug, Default)]
 #[repr(align(128))]
-struct Padded<T>(T);
+pub struct Padded<T>(pub T);
 
 /// How many shards each metric has: the machine's threads, rounded up to a
 /// power of two (at most 16).
@@ -29,13 +29,13 @@ fn shards() -> usize {
 }
 
 /// One cell per shard.
-fn cells<T: Default>() -> Box<[Padded<T>]> {
+pub fn cells<T: Default>() -> Box<[Padded<T>]> {
     (0..shards()).map(|_| Padded::default()).collect()
 }
 
 /// This thread's shard (threads are numbered on first use).
 #[inline]
-fn shard() -> usize {
+pub fn shard() -> usize {
     thread_local! {
         static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
     }
