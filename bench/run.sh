@@ -500,6 +500,7 @@ check_policies() {
 check_observe() {
     local c=$1 name=$2 url=$3 file=$TMP/$2/access.log l0 l1 m s0 s1 i urls=()
     has_obs "$c" || return 0
+    sleep 0.2  # the access log is written every 20 ms: let earlier requests' lines land before counting
     l0=$(cat "$file" 2> /dev/null | wc -l)
     for i in {1..20}; do urls+=("$url"); done
     curl -sk --max-time 5 "${urls[@]}" > /dev/null
