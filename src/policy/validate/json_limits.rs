@@ -183,18 +183,27 @@ impl<'a> Scanner<'a> {
             self.skip_space();
             self.value(depth)?;
             self.path.pop();
-            self.skip_space();
-            match self.bytes.get(self.at) {
-                Some(b',') => {
-                    self.at += 1;
-                    self.skip_space();
-                }
-                Some(b'}') => {
-                    self.at += 1;
-                    return Ok(());
-                }
-                _ => return Err(self.syntax()),
+            if self.next_or_close(b'}')? {
+                return Ok(());
             }
+        }
+    }
+
+    /// After a member or element: `,` (another follows: `false`) or the
+    /// container's `close` (`true`).
+    fn next_or_close(&mut self, close: u8) -> Scan<bool> {
+        self.skip_space();
+        match self.bytes.get(self.at) {
+            Some(b',') => {
+                self.at += 1;
+                self.skip_space();
+                Ok(false)
+            }
+            Some(&b) if b == close => {
+                self.at += 1;
+                Ok(true)
+            }
+            _ => Err(self.syntax()),
         }
     }
 
@@ -215,17 +224,8 @@ impl<'a> Scanner<'a> {
             self.value(depth)?;
             self.path.pop();
             index += 1;
-            self.skip_space();
-            match self.bytes.get(self.at) {
-                Some(b',') => {
-                    self.at += 1;
-                    self.skip_space();
-                }
-                Some(b']') => {
-                    self.at += 1;
-                    return Ok(());
-                }
-                _ => return Err(self.syntax()),
+            if self.next_or_close(b']')? {
+                return Ok(());
             }
         }
     }
