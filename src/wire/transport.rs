@@ -59,13 +59,28 @@ impl Transport for TcpStream {
     /// read that did not fill the room it was given drained the socket, so
     /// its readiness is cleared now instead of by a later read that would
     /// fail with `EAGAIN` (a wasted syscall per request).
+    ///
+    /// The read runs inside `try_io`, so the readiness cleared is the one
+    /// seen *before* the read: data that arrives between the read and the
+    /// clearing is a newer event, which tokio keeps. Clearing afterwards
+    /// with a fresh `try_io` (as this did once) dropped that event: with
+    /// edge-triggered epoll no other comes while the peer waits on a full
+    /// window, and the body stalled until its 408.
     fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
         let room = buf.capacity() - buf.len();
-        let n = TcpStream::try_read_buf(self, buf)?;
-        if n > 0 && n < room {
-            let _ = self.try_io(Interest::READABLE, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
+        let mut read = 0;
+        let result = self.try_io(Interest::READABLE, || {
+            read = TcpStream::try_read_buf(self, buf)?;
+            match read {
+                // Drained: `WouldBlock` makes `try_io` clear the readiness it saw.
+                n if n > 0 && n < room => Err(io::ErrorKind::WouldBlock.into()),
+                n => Ok(n),
+            }
+        });
+        match result {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && read > 0 => Ok(read),
+            other => other,
         }
-        Ok(n)
     }
 
     fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

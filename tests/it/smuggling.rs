@@ -563,3 +563,59 @@ routes:
     assert_eq!(proxied.unwrap().status, 200);
     assert_eq!(rec.count(), 1);
 }
+
+/// Request bodies written in pieces, on many connections at once, all
+/// arrive whole and in time. The codec once cleared a socket's readiness
+/// with a second look after a short read: a piece landing between the read
+/// and the clearing was never woken for, and when the client then waited
+/// (a full window behind a slow upstream, or its body's end sent) the body stalled until its 408
+/// (seen in CI). Liveness of the read path, so a row of this suite: every
+/// gap between pieces is a chance for that race, and the gateway runs as
+/// its own process so that client and gateway really run at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_written_in_pieces_never_stall() {
+    let up = crate::support::Upstream::start("count").await;
+    let config = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nupstreams:\n  up: {{ targets: [ \"{}\" ] }}\nroutes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: up, max_body_size: 1GiB }}\n",
+        up.url()
+    );
+    let (_gw, addr) = crate::support::process::spawn_gateway(&config);
+    let clients = (0..24u64).map(|seed| {
+        tokio::spawn(async move {
+            let mut conn = RawConn::connect(addr).await;
+            let mut random = seed * 7919 + 1;
+            let mut next = move |below: usize| {
+                random = random.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (random >> 33) as usize % below
+            };
+            for request in 0..12 {
+                conn.send(b"POST /count-slowly HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n").await;
+                let mut sent = 0;
+                for _ in 0..(8 + next(24)) {
+                    let size = 1 + next(100_000);
+                    let mut chunk = format!("{size:x}\r\n").into_bytes();
+                    chunk.resize(chunk.len() + size, b'p');
+                    chunk.extend_from_slice(b"\r\n");
+                    // Each chunk in a few writes, split anywhere.
+                    let mut at = 0;
+                    while at < chunk.len() {
+                        let step = [1, 7, 500, 70_000, chunk.len()][next(5)];
+                        let end = (at + step).min(chunk.len());
+                        conn.send(&chunk[at..end]).await;
+                        at = end;
+                    }
+                    sent += size;
+                    tokio::task::yield_now().await;
+                }
+                conn.send(b"0\r\n\r\n").await;
+                let resp =
+                    conn.response(false).await.unwrap_or_else(|| panic!("client {seed}, request {request}: closed"));
+                assert_eq!(resp.status, 200, "client {seed}, request {request}: {}", resp.text());
+                assert_eq!(resp.text(), format!("{{\"received\":{sent}}}"), "client {seed}, request {request}");
+            }
+        })
+    });
+    for client in clients.collect::<Vec<_>>() {
+        client.await.unwrap();
+    }
+}

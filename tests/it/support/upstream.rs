@@ -3,7 +3,8 @@
 //! The default handler answers with JSON describing what it received:
 //! `{server, method, path, query, version, headers}`. Special paths:
 //! `/hang` never answers, `/hold` answers once `release()` is called,
-//! `/count` reads the whole body and reports its length, `/big?bytes=N`
+//! `/count` reads the whole body and reports its length (`/count-slowly`
+//! with pauses), `/big?bytes=N`
 //! streams N bytes back, `/hop` answers with hop-by-hop headers, `/branded`
 //! with the headers a gateway cleans up (`Server`, `X-Powered-By`, its own
 //! `X-Frame-Options` and `X-Request-Id`).
@@ -89,12 +90,20 @@ async fn handle(
     match path.as_str() {
         "/hang" => std::future::pending::<()>().await,
         "/hold" => hold.notified().await,
-        "/count" => {
+        "/count" | "/count-slowly" => {
+            // `/count-slowly` pauses now and then, so that the sender's
+            // window fills and it has to wait.
+            let slowly = path == "/count-slowly";
             let mut body = req.into_body();
             let mut n = 0usize;
+            let mut frames = 0u32;
             while let Some(frame) = body.frame().await {
                 if let Ok(data) = frame.map(|f| f.into_data()) {
                     n += data.map(|d| d.len()).unwrap_or(0);
+                }
+                frames += 1;
+                if slowly && frames.is_multiple_of(8) {
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
                 }
             }
             return Ok(Response::new(full(serde_json::json!({ "received": n }).to_string())));
