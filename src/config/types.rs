@@ -511,6 +511,8 @@ pub enum RequestValidation {
     /// Refuse what breaks the document (default).
     #[default]
     Enforce,
+    /// Let everything through; log and count what `enforce` would refuse.
+    Report,
     /// Check nothing (routing and security still follow the document).
     Off,
 }

@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 
 use crate::config::{ApiConfig, MatchConfig, RequestValidation, RouteConfig};
 use crate::policy::authz::config::AuthorizeConfig;
-use crate::policy::validate::config::{BodyConfig, ValidateConfig};
+use crate::policy::validate::config::{BodyConfig, ValidateConfig, ValidateMode};
 
 const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 
@@ -94,7 +94,11 @@ pub(super) fn expand(api: &ApiConfig, at: &str, base_dir: &Path) -> Result<Vec<G
                     };
                     let mut route = proxy_route(name, matcher, &api.upstream);
                     route.rewrite = extras.rewrite;
-                    route.validate = (api.validate.request == RequestValidation::Enforce).then_some(validate);
+                    route.validate = match api.validate.request {
+                        RequestValidation::Enforce => Some(validate),
+                        RequestValidation::Report => Some(ValidateConfig { mode: ValidateMode::Report, ..validate }),
+                        RequestValidation::Off => None,
+                    };
                     route.request_headers = extras.request_headers;
                     route.response_headers = extras.response_headers;
                     route.deprecated = extras.deprecated;
@@ -165,6 +169,7 @@ fn operation(
     v30: bool,
 ) -> Result<(ValidateConfig, Vec<String>, Vec<String>), String> {
     let mut v = ValidateConfig {
+        mode: ValidateMode::Enforce,
         content_types: Vec::new(),
         body: None,
         path: BTreeMap::new(),

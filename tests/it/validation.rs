@@ -63,6 +63,13 @@ async fn setup() -> Setup {
          \x20     query: {{ page: {{ type: integer, minimum: 1 }}, sort: {{ enum: [asc, desc] }} }}\n\
          \x20     headers: {{ X-Tenant: {{ type: string, format: uuid, required: true }} }}\n\
          \x20     json_limits: {{ max_depth: 8 }}\n\
+         \x20 - name: dry\n\
+         \x20   match: {{ path: /dry, methods: [POST] }}\n\
+         \x20   upstream: orders\n\
+         \x20   validate:\n\
+         \x20     mode: report\n\
+         \x20     body: {{ schema_file: order.json }}\n\
+         \x20     query: {{ page: {{ type: integer, minimum: 1 }} }}\n\
          \x20 - name: search\n\
          \x20   match: {{ path: /search, methods: [GET] }}\n\
          \x20   upstream: orders\n\
@@ -210,6 +217,28 @@ async fn answers_list_at_most_twenty_problems() {
     assert_eq!(s.up.count(), 0);
 }
 
+/// `mode: report` is a dry run: what `enforce` would refuse goes on to the
+/// upstream unchanged, and is counted (and logged) where it would have failed.
+#[tokio::test]
+async fn report_mode_lets_everything_through_and_counts_what_it_would_refuse() {
+    let s = setup().await;
+    let bad = r#"{"customer": {"email": "not an email"}, "items": []}"#;
+    for (query, content_type, body) in [
+        ("?page=0", "application/json", bad),
+        ("", "text/plain", "hello"),
+        ("?page=abc", "application/json", "{\"customer\": "),
+    ] {
+        let r = post(&s, &format!("/dry{query}"), content_type, body, None).await;
+        assert_eq!(r.status, 200, "{query} {content_type}: {}", r.text());
+        let got = s.up.requests().pop().unwrap();
+        assert_eq!((got.target.as_str(), got.body.as_slice()), (format!("/dry{query}").as_str(), body.as_bytes()));
+    }
+    assert_eq!(s.up.count(), 3);
+    let metrics = crate::support::get(&format!("http://{}/metrics", s.gw.admin_addr().unwrap()), &[]).await.text();
+    assert!(metrics.contains("portcullis_validation_failures_total{route=\"dry\",in=\"body\"} 3"), "{metrics}");
+    assert!(metrics.contains("portcullis_validation_failures_total{route=\"dry\",in=\"query\"} 2"), "{metrics}");
+}
+
 #[tokio::test]
 async fn query_only_routes_validate_without_reading_a_body() {
     let s = setup().await;
@@ -253,6 +282,28 @@ async fn openapi_example() -> (Handle, Recorder, Recorder) {
         .replace("1c0f3d1d2b6f6a2d4b3c6b8d1f0e9a7c5b3d1f0e9a7c5b3d1f0e9a7c5b3d1f0e", &portcullis::hash_key("k-shop"));
     let gw = Gateway::start(&load(&text, &examples)).await.expect("the example starts");
     (gw, pets, catalog)
+}
+
+/// An api in `validate: { request: report }`: its operations' checks run
+/// as a dry run (counted, logged, let through); its security still holds.
+#[tokio::test]
+async fn an_api_in_report_mode_lets_invalid_input_through_but_not_the_unauthenticated() {
+    let pets = Recorder::start().await;
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let text = std::fs::read_to_string(examples.join("openapi.yaml"))
+        .unwrap()
+        .replace("127.0.0.1:8080", "127.0.0.1:0")
+        .replace("http://127.0.0.1:9001", &pets.url())
+        .replace("    upstream: pets\n", "    upstream: pets\n    validate: { request: report }\n")
+        .replace("1c0f3d1d2b6f6a2d4b3c6b8d1f0e9a7c5b3d1f0e9a7c5b3d1f0e9a7c5b3d1f0e", &portcullis::hash_key("k-shop"));
+    assert!(text.contains("request: report"));
+    let gw = Gateway::start(&load(&text, &examples)).await.expect("starts");
+    assert_eq!(call(&gw, "GET", "/v1/pets?limit=1000", &[("x-tenant", "nope")], "").await.status, 200);
+    assert_eq!(call(&gw, "GET", "/v1/pets/seven", &[], "").await.status, 200);
+    let key = [("content-type", "application/json"), ("x-api-key", "k-shop")];
+    assert_eq!(call(&gw, "POST", "/v1/pets", &key, r#"{"name":""}"#).await.status, 200);
+    assert_eq!(call(&gw, "POST", "/v1/pets", &key[..1], r#"{"name":"Rex"}"#).await.status, 401);
+    assert_eq!(pets.count(), 3);
 }
 
 async fn call(gw: &Handle, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {

@@ -11,6 +11,10 @@ use crate::config::units::ByteSize;
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValidateConfig {
+    /// `enforce` (default): refuse what breaks the rules. `report`: let it
+    /// through, and log and count what would have been refused (a dry run).
+    #[serde(default)]
+    pub mode: ValidateMode,
     /// Media types a request body may have (`application/json`,
     /// `application/x-www-form-urlencoded`, `application/*+json`…); another
     /// is refused with 415. Default: the JSON types when `body` is set.
@@ -36,6 +40,14 @@ pub struct ValidateConfig {
     /// Limits on a JSON body, checked before it is parsed.
     #[serde(default)]
     pub json_limits: JsonLimitsConfig,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ValidateMode {
+    #[default]
+    Enforce,
+    Report,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]

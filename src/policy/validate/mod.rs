@@ -57,6 +57,10 @@ pub struct Compiled {
     deny_other_query: bool,
     headers: Vec<(HeaderName, Param)>,
     limits: JsonLimits,
+    /// `mode: report`: problems are logged and counted, never answered.
+    report: bool,
+    /// The route's name, for report lines.
+    route: Arc<str>,
     /// `portcullis_validation_failures_total{route,in}` by place.
     failures: BTreeMap<&'static str, Arc<Counter>>,
 }
@@ -199,7 +203,20 @@ impl Compiled {
             })
             .collect();
         let deny_other_query = cfg.additional_query == config::AdditionalQuery::Deny;
-        errors.or_value(Compiled { content_types, body, path, query, deny_other_query, headers, limits, failures })
+        let report = cfg.mode == config::ValidateMode::Report;
+        let route = Arc::from(cx.name);
+        errors.or_value(Compiled {
+            content_types,
+            body,
+            path,
+            query,
+            deny_other_query,
+            headers,
+            limits,
+            report,
+            route,
+            failures,
+        })
     }
 
     /// Whether the body must be read to check it.
@@ -228,7 +245,14 @@ impl Compiled {
                 Err(e) => return body_refused(&e, ctx),
             };
             if let Some(refusal) = self.check_body(req, &bytes, &mut problems) {
-                return Outcome::Respond(refusal(ctx));
+                if !self.report {
+                    return Outcome::Respond(refusal(ctx));
+                }
+                problems.push(Problem {
+                    place: "body",
+                    pointer: String::new(),
+                    detail: "a Content-Type this route does not accept (415 when enforced)".into(),
+                });
             }
             ctx.body = Some(RequestBody::buffered(bytes, limit, stall));
         }
@@ -335,6 +359,20 @@ impl Compiled {
                     c.inc();
                 }
             }
+        }
+        if self.report {
+            // A dry run: what `enforce` would refuse, said where operators look.
+            for p in problems.iter().take(MAX_ERRORS) {
+                tracing::info!(
+                    route = &*self.route,
+                    request_id = ctx.request_id.to_str().unwrap_or("-"),
+                    place = p.place,
+                    pointer = %p.pointer,
+                    detail = %p.detail,
+                    "validation would refuse this request (report mode)"
+                );
+            }
+            return Outcome::Continue;
         }
         Outcome::Respond(invalid(&problems, ctx))
     }
