@@ -176,6 +176,7 @@ fn operation(
         query: BTreeMap::new(),
         additional_query: api.additional_query,
         headers: BTreeMap::new(),
+        cookies: BTreeMap::new(),
         json_limits: api.json_limits.clone(),
     };
     // The operation's parameters override the path's with the same name and place.
@@ -207,8 +208,7 @@ fn operation(
             "path" => v.path.insert(name, schema),
             "query" => v.query.insert(name, schema),
             "header" => v.headers.insert(name, schema),
-            // Cookies are not checked yet; they still pass through.
-            "cookie" => None,
+            "cookie" => v.cookies.insert(name, schema),
             other => return Err(format!("parameter `{name}`: `in: {other}` is not path, query, header or cookie")),
         };
     }

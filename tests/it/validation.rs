@@ -326,6 +326,12 @@ async fn an_openapi_document_routes_validates_and_authenticates() {
     assert_eq!(errors(&r), vec![("query".into(), "limit".into()), ("header".into(), "X-Tenant".into())]);
     assert_eq!(call(&gw, "GET", "/v1/pets/7", &[], "").await.status, 200);
     assert_eq!(errors(&call(&gw, "GET", "/v1/pets/seven", &[], "").await), vec![("path".into(), "petId".into())]);
+    // Cookies (form style): read as their types, arrays comma-separated; other cookies ignored.
+    let cookies = [("cookie", "session=s3cret; page_size=20; prefs=compact,dark")];
+    assert_eq!(call(&gw, "GET", "/v1/pets", &cookies, "").await.status, 200);
+    let r = call(&gw, "GET", "/v1/pets", &[("cookie", "session=s3cret; page_size=500; prefs=compact,loud")], "").await;
+    assert_eq!(errors(&r), vec![("cookie".into(), "page_size".into()), ("cookie".into(), "prefs/1".into())]);
+    assert!(!r.text().contains("s3cret") && !r.text().contains("loud"), "{}", r.text());
 
     // Security from the document: createPet and deletePet need the API key.
     assert_eq!(call(&gw, "POST", "/v1/pets", &json, r#"{"name":"Rex"}"#).await.status, 401);
@@ -351,7 +357,7 @@ async fn an_openapi_document_routes_validates_and_authenticates() {
     // Strict: what the document does not declare is not served.
     assert_eq!(call(&gw, "GET", "/v1/owners", &[], "").await.status, 404);
     assert_eq!(call(&gw, "PATCH", "/v1/pets", &json, "{}").await.status, 405);
-    assert_eq!(pets.count(), 4, "only the valid, authenticated requests reached the upstream");
+    assert_eq!(pets.count(), 5, "only the valid, authenticated requests reached the upstream");
 
     // 3.1: type lists and numeric exclusiveMinimum; `strict: false` passes the rest.
     let put = |body: &'static str| call(&gw, "PUT", "/catalog/items/ABC-1234", &json, body);

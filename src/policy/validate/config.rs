@@ -37,6 +37,10 @@ pub struct ValidateConfig {
     /// Request headers by name, as `query`.
     #[serde(default)]
     pub headers: BTreeMap<String, serde_json::Value>,
+    /// Cookies by name (from the `Cookie` header), as `query`; an array is
+    /// written comma-separated (OpenAPI's `form`).
+    #[serde(default)]
+    pub cookies: BTreeMap<String, serde_json::Value>,
     /// Limits on a JSON body, checked before it is parsed.
     #[serde(default)]
     pub json_limits: JsonLimitsConfig,

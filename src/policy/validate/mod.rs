@@ -40,7 +40,7 @@ const MAX_ERRORS_BYTES: usize = 8 << 10;
 /// One problem with a request, as the answer lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
-    /// `body`, `query`, `header` (`path` and `cookie` with OpenAPI).
+    /// `body`, `query`, `header`, `path` or `cookie`.
     pub place: &'static str,
     /// A JSON pointer into the body, or the parameter's name.
     pub pointer: String,
@@ -56,6 +56,7 @@ pub struct Compiled {
     query: Vec<Param>,
     deny_other_query: bool,
     headers: Vec<(HeaderName, Param)>,
+    cookies: Vec<Param>,
     limits: JsonLimits,
     /// `mode: report`: problems are logged and counted, never answered.
     report: bool,
@@ -159,6 +160,7 @@ impl Compiled {
         };
         let path = compile_params("path", &cfg.path, &mut errors);
         let query = compile_params("query", &cfg.query, &mut errors);
+        let cookies = compile_params("cookie", &cfg.cookies, &mut errors);
         let mut headers = Vec::new();
         for (name, schema) in &cfg.headers {
             let Ok(header) = HeaderName::try_from(name.as_str()) else {
@@ -195,7 +197,7 @@ impl Compiled {
             errors.add("json_limits.max_depth", "between 1 and 512");
         }
         let registry = cx.shared::<Arc<Registry>>().cloned().unwrap_or_default();
-        let failures = ["body", "query", "header", "path"]
+        let failures = ["body", "query", "header", "path", "cookie"]
             .into_iter()
             .map(|place| {
                 let labels = vec![("route", cx.name.to_string()), ("in", place.to_string())];
@@ -212,6 +214,7 @@ impl Compiled {
             query,
             deny_other_query,
             headers,
+            cookies,
             limits,
             report,
             route,
@@ -286,6 +289,11 @@ impl Compiled {
         for (name, p) in &self.headers {
             let values: Vec<&str> = req.headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
             p.check("header", &values, &mut problems);
+        }
+        for p in &self.cookies {
+            let values = params::cookie_values(&req.headers, &p.name);
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            p.check("cookie", &values, &mut problems);
         }
         problems
     }

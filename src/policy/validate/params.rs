@@ -49,6 +49,7 @@ impl Param {
             ("query", Some("spaceDelimited"), _) => Some(' '),
             ("query", Some("pipeDelimited"), _) => Some('|'),
             ("header" | "path", None | Some("simple"), _) => Some(','),
+            ("cookie", None | Some("form"), _) => Some(','),
             (_, Some(other), _) => {
                 return Err(format!("style `{other}` is not supported for a {place} parameter here"));
             }
@@ -65,6 +66,7 @@ impl Param {
                 let what = match place {
                     "header" => "header",
                     "path" => "path parameter",
+                    "cookie" => "cookie",
                     _ => "query parameter",
                 };
                 problems.push(Problem {
@@ -143,6 +145,20 @@ pub fn query_pairs(query: &str) -> Vec<(String, String)> {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             (decode(k), decode(v))
         })
+        .collect()
+}
+
+/// The values of cookie `name` in the request's `Cookie` fields
+/// (`a=1; b=2`), percent-decoded.
+pub fn cookie_values(headers: &http::HeaderMap, name: &str) -> Vec<String> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(k, _)| *k == name)
+        .map(|(_, v)| decode_path(v.trim_matches('"')))
         .collect()
 }
 
