@@ -22,12 +22,13 @@ pub struct ValidateConfig {
     pub content_types: Vec<String>,
     /// The body's JSON Schema.
     pub body: Option<BodyConfig>,
-    /// Path parameters by name (the route's `{name}` segments), as `query`.
+    /// Path parameters by name (the route's `{name}` segments), as `query`
+    /// (styles `simple`, `label`, `matrix`).
     #[serde(default)]
     pub path: BTreeMap<String, serde_json::Value>,
     /// Query parameters by name: each a JSON Schema, plus `required: true`
-    /// and OpenAPI's `style` (`form`, `spaceDelimited`, `pipeDelimited`) and
-    /// `explode` for arrays. Values are strings on the wire and are read as
+    /// and OpenAPI's `style` (`form`, `spaceDelimited`, `pipeDelimited`,
+    /// `deepObject`) and `explode`. Values are strings on the wire and are read as
     /// the schema's type.
     #[serde(default)]
     pub query: BTreeMap<String, serde_json::Value>,

@@ -274,12 +274,24 @@ impl Compiled {
         if !self.query.is_empty() || self.deny_other_query {
             let pairs = params::query_pairs(req.uri.query().unwrap_or(""));
             for p in &self.query {
+                if p.is_deep_object() {
+                    p.check_deep_object(&pairs, &mut problems);
+                    continue;
+                }
                 let values: Vec<&str> = pairs.iter().filter(|(k, _)| *k == p.name).map(|(_, v)| v.as_str()).collect();
                 p.check("query", &values, &mut problems);
             }
             if self.deny_other_query {
+                let declared = |k: &str| {
+                    self.query.iter().any(|p| {
+                        p.name == k
+                            || (p.is_deep_object()
+                                && k.strip_prefix(p.name.as_str())
+                                    .is_some_and(|r| r.starts_with('[') && r.ends_with(']')))
+                    })
+                };
                 for (k, _) in &pairs {
-                    if !self.query.iter().any(|p| p.name == *k) && !problems.iter().any(|p| p.pointer == *k) {
+                    if !declared(k) && !problems.iter().any(|p| p.pointer == *k) {
                         let detail = format!("`{k}` is not a parameter of this operation");
                         problems.push(Problem { place: "query", pointer: k.clone(), detail });
                     }

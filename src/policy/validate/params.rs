@@ -16,9 +16,22 @@ pub struct Param {
     /// The schema as written (its `type` and `items` decide the reading).
     shape: Value,
     required: bool,
-    /// How an array is written in one value (`None`: one value per
-    /// occurrence, OpenAPI's `form` with `explode`).
-    delimiter: Option<char>,
+    style: Style,
+}
+
+/// How a parameter's value is written (OpenAPI's `style` and `explode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Style {
+    /// One value per occurrence (`form` exploded: `?id=1&id=2`).
+    Repeated,
+    /// An array in one value, split on this character.
+    Delimited(char),
+    /// A path segment `.5`, `.1,2` or, exploded, `.1.2`.
+    Label { explode: bool },
+    /// A path segment `;id=5`, `;id=1,2` or, exploded, `;id=1;id=2`.
+    Matrix { explode: bool },
+    /// Query members `name[key]=value` making an object.
+    DeepObject,
 }
 
 impl Param {
@@ -42,21 +55,27 @@ impl Param {
         };
         let style = members.remove("style");
         let explode = members.remove("explode");
-        let delimiter = match (place, style.as_ref().and_then(Value::as_str), explode.as_ref().and_then(Value::as_bool))
-        {
-            ("query", None | Some("form"), None | Some(true)) => None,
-            ("query", None | Some("form"), Some(false)) => Some(','),
-            ("query", Some("spaceDelimited"), _) => Some(' '),
-            ("query", Some("pipeDelimited"), _) => Some('|'),
-            ("header" | "path", None | Some("simple"), _) => Some(','),
-            ("cookie", None | Some("form"), _) => Some(','),
+        let exploded = explode.as_ref().and_then(Value::as_bool);
+        let style = match (place, style.as_ref().and_then(Value::as_str), exploded) {
+            ("query", None | Some("form"), None | Some(true)) => Style::Repeated,
+            ("query", None | Some("form"), Some(false)) => Style::Delimited(','),
+            ("query", Some("spaceDelimited"), _) => Style::Delimited(' '),
+            ("query", Some("pipeDelimited"), _) => Style::Delimited('|'),
+            ("query", Some("deepObject"), _) => Style::DeepObject,
+            ("header" | "path", None | Some("simple"), _) => Style::Delimited(','),
+            ("path", Some("label"), e) => Style::Label { explode: e == Some(true) },
+            ("path", Some("matrix"), e) => Style::Matrix { explode: e == Some(true) },
+            ("cookie", None | Some("form"), _) => Style::Delimited(','),
             (_, Some(other), _) => {
-                return Err(format!("style `{other}` is not supported for a {place} parameter here"));
+                return Err(format!("style `{other}` is not supported for a {place} parameter"));
             }
-            (_, None, _) => Some(','),
+            (_, None, _) => Style::Delimited(','),
         };
+        if style == Style::DeepObject && !is_type(&shape, "object") {
+            return Err("style `deepObject` is for a parameter of `type: object`".into());
+        }
         let schema = compile_schema(&shape, formats)?;
-        Ok(Param { name: name.to_string(), schema, shape, required, delimiter })
+        Ok(Param { name: name.to_string(), schema, shape, required, style })
     }
 
     /// Checks the values sent.
@@ -77,10 +96,33 @@ impl Param {
             }
             return;
         }
+        let array = is_type(&self.shape, "array");
         let split: Vec<&str>;
-        let values = match self.delimiter {
-            Some(d) if is_type(&self.shape, "array") => {
+        let values = match self.style {
+            Style::Delimited(d) if array => {
                 split = values.iter().flat_map(|v| v.split(d)).map(str::trim).filter(|v| !v.is_empty()).collect();
+                &split[..]
+            }
+            Style::Label { explode } => {
+                let Some(rest) = values[0].strip_prefix('.') else {
+                    return self.malformed(place, "label style: `.value`", problems);
+                };
+                split = if array { rest.split(if explode { '.' } else { ',' }).collect() } else { vec![rest] };
+                &split[..]
+            }
+            Style::Matrix { explode } => {
+                let Some(rest) = values[0].strip_prefix(';') else {
+                    return self.malformed(place, "matrix style: `;name=value`", problems);
+                };
+                let mut found = Vec::new();
+                for pair in rest.split(';') {
+                    match pair.split_once('=') {
+                        Some((k, v)) if k == self.name => found.push(v),
+                        None if pair == self.name => found.push(""),
+                        _ => return self.malformed(place, "matrix style: `;name=value`", problems),
+                    }
+                }
+                split = if array && !explode { found.iter().flat_map(|v| v.split(',')).collect() } else { found };
                 &split[..]
             }
             _ => values,
@@ -90,6 +132,41 @@ impl Param {
             let at = e.instance_path().as_str();
             let pointer = if at.is_empty() { self.name.clone() } else { format!("{}{at}", self.name) };
             problems.push(Problem { place, pointer, detail: e.masked().to_string() });
+        }
+    }
+}
+
+impl Param {
+    fn malformed(&self, place: &'static str, expected: &str, problems: &mut Vec<Problem>) {
+        problems.push(Problem { place, pointer: self.name.clone(), detail: format!("expected {expected}") });
+    }
+
+    /// A `deepObject` parameter: its members from `pairs` (`name[key]`), read
+    /// as their properties' types, then checked.
+    pub fn is_deep_object(&self) -> bool {
+        self.style == Style::DeepObject
+    }
+
+    pub fn check_deep_object(&self, pairs: &[(String, String)], problems: &mut Vec<Problem>) {
+        let properties = self.shape.get("properties").and_then(Value::as_object);
+        let mut object = Map::new();
+        for (k, v) in pairs {
+            let Some(key) = k.strip_prefix(self.name.as_str()).and_then(|r| r.strip_prefix('[')?.strip_suffix(']'))
+            else {
+                continue;
+            };
+            let schema = properties.and_then(|p| p.get(key)).unwrap_or(&Value::Null);
+            object.insert(key.to_string(), scalar(v, schema));
+        }
+        if object.is_empty() {
+            self.check("query", &[], problems);
+            return;
+        }
+        let value = Value::Object(object);
+        for e in self.schema.iter_errors(&value).take(super::MAX_ERRORS) {
+            let at = e.instance_path().as_str();
+            let pointer = if at.is_empty() { self.name.clone() } else { format!("{}{at}", self.name) };
+            problems.push(Problem { place: "query", pointer, detail: e.masked().to_string() });
         }
     }
 }

@@ -88,3 +88,57 @@ fn media_types_match_exactly_or_by_suffix() {
     assert!(!media_matches("application/*+json", "text/plain"));
     assert!(is_json("application/vnd.api+json") && !is_json("text/json-ish"));
 }
+
+/// Path `label` and `matrix` styles, plain and exploded, and `deepObject` queries.
+#[test]
+fn path_styles_and_deep_objects_are_read_per_openapi() {
+    let formats = BTreeMap::new();
+    let path = |style: &str, explode: bool, schema: serde_json::Value| {
+        let mut schema = schema;
+        schema["style"] = json!(style);
+        schema["explode"] = json!(explode);
+        Param::compile("path", "id", &schema, &formats).unwrap()
+    };
+    let ints = json!({ "type": "array", "items": { "type": "integer" } });
+    let problems_of = |p: &Param, value: &str| {
+        let mut problems = Vec::new();
+        p.check("path", &[value], &mut problems);
+        problems.into_iter().map(|p| p.pointer).collect::<Vec<_>>()
+    };
+    let label = path("label", false, json!({ "type": "integer", "minimum": 1 }));
+    assert!(problems_of(&label, ".5").is_empty());
+    assert_eq!(problems_of(&label, ".0"), ["id"]);
+    assert_eq!(problems_of(&label, "5"), ["id"], "a label value starts with a dot");
+    assert!(problems_of(&path("label", false, ints.clone()), ".1,2").is_empty());
+    assert!(problems_of(&path("label", true, ints.clone()), ".1.2").is_empty());
+    assert_eq!(problems_of(&path("label", true, ints.clone()), ".1.x"), ["id/1"]);
+
+    let matrix = path("matrix", false, json!({ "type": "integer" }));
+    assert!(problems_of(&matrix, ";id=5").is_empty());
+    assert_eq!(problems_of(&matrix, ";id=five"), ["id"]);
+    assert_eq!(problems_of(&matrix, ";other=5"), ["id"], "a matrix value names its parameter");
+    assert!(problems_of(&path("matrix", false, ints.clone()), ";id=1,2").is_empty());
+    assert!(problems_of(&path("matrix", true, ints.clone()), ";id=1;id=2").is_empty());
+    assert_eq!(problems_of(&path("matrix", true, ints), ";id=1;id=y"), ["id/1"]);
+
+    let filter = Param::compile(
+        "query",
+        "filter",
+        &json!({ "type": "object", "style": "deepObject", "explode": true, "required": true,
+                 "properties": { "color": { "enum": ["red", "blue"] }, "size": { "type": "integer", "maximum": 10 } },
+                 "additionalProperties": false }),
+        &formats,
+    )
+    .unwrap();
+    let check = |query: &str| {
+        let mut problems = Vec::new();
+        filter.check_deep_object(&query_pairs(query), &mut problems);
+        problems.into_iter().map(|p| p.pointer).collect::<Vec<_>>()
+    };
+    assert!(check("filter[color]=red&filter[size]=10&other=1").is_empty());
+    assert_eq!(check("filter[color]=green&filter[size]=11"), ["filter/color", "filter/size"]);
+    assert_eq!(check("filter[shape]=round"), ["filter"]);
+    assert_eq!(check("other=1"), ["filter"], "required");
+    let scalar = json!({ "type": "string", "style": "deepObject" });
+    assert!(Param::compile("query", "f", &scalar, &formats).is_err(), "deepObject needs an object");
+}
