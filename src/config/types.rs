@@ -482,6 +482,9 @@ pub struct ApiConfig {
     /// (default); `false` passes it to the upstream unchecked.
     #[serde(default = "yes")]
     pub strict: bool,
+    /// Serves the document: as JSON at `<docs>/openapi.json` and as an HTML
+    /// reference page at `<docs>` (e.g. `/v3/docs`).
+    pub docs: Option<String>,
     #[serde(default)]
     pub validate: ApiValidateConfig,
     /// `securitySchemes` name -> auth provider name.

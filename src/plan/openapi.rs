@@ -121,6 +121,12 @@ pub(super) fn expand(api: &ApiConfig, at: &str, base_dir: &Path) -> Result<Vec<G
             errors.push((format!("{at}.operations.{id}"), format!("the document has no operation `{id}`")));
         }
     }
+    if let Some(at_path) = &api.docs {
+        match super::api_docs::routes(api, &doc, at_path) {
+            Ok(served) => routes.extend(served.into_iter().map(|route| Generated { at: format!("{at}.docs"), route })),
+            Err(e) => errors.push((format!("{at}.docs"), e)),
+        }
+    }
     if !api.strict {
         // Whatever the document does not declare goes to the upstream unchecked.
         let prefix = if base_path.is_empty() { "/".to_string() } else { base_path.clone() };
@@ -132,7 +138,7 @@ pub(super) fn expand(api: &ApiConfig, at: &str, base_dir: &Path) -> Result<Vec<G
 }
 
 /// A route that proxies to `upstream`, with nothing else set.
-fn proxy_route(name: String, matcher: MatchConfig, upstream: &str) -> RouteConfig {
+pub(super) fn proxy_route(name: String, matcher: MatchConfig, upstream: &str) -> RouteConfig {
     RouteConfig {
         name,
         matcher,

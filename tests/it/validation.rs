@@ -354,6 +354,19 @@ async fn an_openapi_document_routes_validates_and_authenticates() {
         415
     );
 
+    // The contract, served: the document as JSON and a reference page.
+    let spec = call(&gw, "GET", "/v1/docs/openapi.json", &[], "").await;
+    assert_eq!((spec.status.as_u16(), spec.header("content-type")), (200, Some("application/json")));
+    assert_eq!(spec.json()["paths"]["/pets"]["get"]["operationId"], "listPets");
+    let page = call(&gw, "GET", "/v1/docs", &[], "").await;
+    assert_eq!((page.status.as_u16(), page.header("content-type")), (200, Some("text/html; charset=utf-8")));
+    for seen in
+        ["<code>GET /pets</code> listPets", "<code>POST /pets</code> createPet", "Authentication: api_key", "NewPet"]
+    {
+        assert!(page.text().contains(seen), "{seen} not in\n{}", page.text());
+    }
+    assert_eq!(call(&gw, "HEAD", "/v1/docs", &[], "").await.status, 200);
+
     // Strict: what the document does not declare is not served.
     assert_eq!(call(&gw, "GET", "/v1/owners", &[], "").await.status, 404);
     assert_eq!(call(&gw, "PATCH", "/v1/pets", &json, "{}").await.status, 405);

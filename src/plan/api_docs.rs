@@ -1,0 +1,194 @@
+//! An api's `docs`: the OpenAPI document served as it was loaded, as JSON
+//! at `<docs>/openapi.json`, and a reference page at `<docs>` rendered
+//! here, once, when the config loads (no script, no stylesheet, no CDN:
+//! the page works under the gateway's own `default-src 'none'` policy).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde_json::Value;
+
+use crate::config::{ApiConfig, MatchConfig, RouteConfig, StaticConfig};
+
+const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+
+/// The two routes that serve `doc` under `at`.
+pub(super) fn routes(api: &ApiConfig, doc: &Value, at: &str) -> Result<Vec<RouteConfig>, String> {
+    let at = at.trim_end_matches('/');
+    if !at.starts_with('/') || at.contains(['{', '}', '*', '?', '#']) {
+        return Err(format!("`{at}` is not a plain path such as `/v3/docs`"));
+    }
+    let json = serde_json::to_string_pretty(doc).map_err(|e| e.to_string())?;
+    let page = render(api, doc, &format!("{at}/openapi.json"));
+    let served = |name: &str, path: String, content_type: &str, body: String| {
+        let matcher =
+            MatchConfig { path: Some(path), methods: Some(vec!["GET".into(), "HEAD".into()]), ..Default::default() };
+        let mut route = super::openapi::proxy_route(format!("{}.{name}", api.name), matcher, "");
+        route.upstream = None;
+        let headers = BTreeMap::from([("content-type".to_string(), content_type.to_string())]);
+        route.static_response = Some(StaticConfig { status: 200, headers, body });
+        route
+    };
+    Ok(vec![
+        served("docs", at.to_string(), "text/html; charset=utf-8", page),
+        served("openapi", format!("{at}/openapi.json"), "application/json", json),
+    ])
+}
+
+/// The reference page: the document's title and description, then each
+/// path's operations (parameters, body, security), then the schemas.
+fn render(api: &ApiConfig, doc: &Value, json_at: &str) -> String {
+    let title = text(doc.pointer("/info/title"));
+    let title = if title.is_empty() { api.name.as_str() } else { title };
+    let mut out = String::with_capacity(16 << 10);
+    let _ = write!(
+        out,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title></head><body>\n\
+         <h1>{} <small>{}</small></h1>\n<p>{}</p>\n<p>The document: <a href=\"{}\">{}</a> (OpenAPI {}).</p>\n",
+        esc(title),
+        esc(title),
+        esc(text(doc.pointer("/info/version"))),
+        esc(text(doc.pointer("/info/description"))),
+        esc(json_at),
+        esc(json_at),
+        esc(text(doc.get("openapi"))),
+    );
+    if let Some(schemes) = doc.pointer("/components/securitySchemes").and_then(Value::as_object) {
+        out.push_str("<h2>Authentication</h2>\n<ul>\n");
+        for (name, s) in schemes {
+            let kind = [text(s.get("type")), text(s.get("scheme")), text(s.get("in")), text(s.get("name"))]
+                .into_iter()
+                .filter(|t| !t.is_empty())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let _ = writeln!(out, "<li><code>{}</code>: {}</li>", esc(name), esc(&kind));
+        }
+        out.push_str("</ul>\n");
+    }
+    out.push_str("<h2>Operations</h2>\n");
+    for (path, item) in doc.get("paths").and_then(Value::as_object).into_iter().flatten() {
+        for method in METHODS {
+            let Some(op) = item.get(method) else { continue };
+            let _ = writeln!(
+                out,
+                "<h3 id=\"{}\"><code>{} {}</code> {}</h3>\n<p>{}</p>",
+                esc(text(op.get("operationId"))),
+                method.to_ascii_uppercase(),
+                esc(path),
+                esc(text(op.get("operationId"))),
+                esc(text(op.get("summary")).trim()),
+            );
+            let params: Vec<&Value> = op
+                .get("parameters")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .chain(item.get("parameters").and_then(Value::as_array).into_iter().flatten())
+                .collect();
+            if !params.is_empty() {
+                out.push_str("<table><tr><th>parameter</th><th>in</th><th>required</th><th>schema</th></tr>\n");
+                for p in params {
+                    let (name, place, schema) = match p.get("$ref").and_then(Value::as_str) {
+                        Some(r) => (r, "", String::new()),
+                        None => (text(p.get("name")), text(p.get("in")), compact(p.get("schema"))),
+                    };
+                    let required = p.get("required").and_then(Value::as_bool).unwrap_or(place == "path");
+                    let _ = writeln!(
+                        out,
+                        "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+                        esc(name),
+                        esc(place),
+                        if required { "yes" } else { "no" },
+                        esc(&schema),
+                    );
+                }
+                out.push_str("</table>\n");
+            }
+            if let Some(body) = op.get("requestBody") {
+                let required = body.get("required").and_then(Value::as_bool).unwrap_or(false);
+                for (media, content) in body.get("content").and_then(Value::as_object).into_iter().flatten() {
+                    let _ = writeln!(
+                        out,
+                        "<p>Body{} <code>{}</code>: <code>{}</code></p>",
+                        if required { " (required)" } else { "" },
+                        esc(media),
+                        esc(&compact(content.get("schema"))),
+                    );
+                }
+            }
+            if let Some(security) = op.get("security").or_else(|| doc.get("security")).and_then(Value::as_array) {
+                let alternatives: Vec<String> = security
+                    .iter()
+                    .filter_map(Value::as_object)
+                    .map(|req| req.keys().cloned().collect::<Vec<_>>().join(" and "))
+                    .map(|s| if s.is_empty() { "none".to_string() } else { s })
+                    .collect();
+                let _ = writeln!(out, "<p>Authentication: {}</p>", esc(&alternatives.join(" or ")));
+            }
+        }
+    }
+    if let Some(schemas) = doc.pointer("/components/schemas").and_then(Value::as_object) {
+        out.push_str("<h2>Schemas</h2>\n");
+        for (name, schema) in schemas {
+            let pretty = serde_json::to_string_pretty(schema).unwrap_or_default();
+            let _ = writeln!(out, "<h3 id=\"schema-{}\">{}</h3>\n<pre>{}</pre>", esc(name), esc(name), esc(&pretty));
+        }
+    }
+    out.push_str("</body></html>\n");
+    out
+}
+
+fn text(v: Option<&Value>) -> &str {
+    v.and_then(Value::as_str).unwrap_or("")
+}
+
+/// A schema on one line (a `$ref` as its target).
+fn compact(schema: Option<&Value>) -> String {
+    match schema {
+        None => String::new(),
+        Some(s) => match s.get("$ref").and_then(Value::as_str) {
+            Some(r) => r.to_string(),
+            None => s.to_string(),
+        },
+    }
+}
+
+/// Text for HTML: the document is the operator's, but never trusted as markup.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_escapes_the_document_and_the_path_must_be_plain() {
+        let api: ApiConfig =
+            serde_saphyr::from_str("{ name: a, openapi: x.yaml, upstream: u, docs: /docs }").expect("an api");
+        let doc = serde_json::json!({
+            "openapi": "3.1.0",
+            "info": { "title": "<script>alert(1)</script>", "version": "1" },
+            "paths": { "/x": { "get": { "operationId": "getX", "summary": "a & b" } } }
+        });
+        let routes = routes(&api, &doc, "/docs/").unwrap();
+        let page = &routes[0].static_response.as_ref().unwrap().body;
+        assert!(!page.contains("<script>") && page.contains("&lt;script&gt;"), "{page}");
+        assert!(page.contains("a &amp; b") && page.contains("href=\"/docs/openapi.json\""), "{page}");
+        assert_eq!(routes[1].matcher.path.as_deref(), Some("/docs/openapi.json"));
+        for bad in ["docs", "/docs/{x}", "/docs?x"] {
+            assert!(super::routes(&api, &doc, bad).is_err(), "{bad}");
+        }
+    }
+}
