@@ -217,6 +217,26 @@ async fn answers_list_at_most_twenty_problems() {
     assert_eq!(s.up.count(), 0);
 }
 
+/// HTTP/2 requests meet the same checks as HTTP/1.1 ones.
+#[tokio::test]
+async fn http2_requests_are_validated_the_same_way() {
+    let s = setup().await;
+    let client = crate::support::h2c_client();
+    let url = format!("http://{}/orders", s.gw.addr("gw").unwrap());
+    let req = |body: String| {
+        Request::post(&url)
+            .header("content-type", "application/json")
+            .header("x-tenant", TENANT)
+            .body(Full::new(Bytes::from(body)))
+            .unwrap()
+    };
+    let ok = send(&client, req(valid_order().to_string())).await;
+    assert_eq!((ok.status.as_u16(), ok.version), (200, http::Version::HTTP_2), "{}", ok.text());
+    let bad = send(&client, req(json!({ "customer": {}, "items": [] }).to_string())).await;
+    assert_eq!(errors(&bad), vec![("body".into(), "/customer".into()), ("body".into(), "/items".into())]);
+    assert_eq!(s.up.count(), 1);
+}
+
 /// `mode: report` is a dry run: what `enforce` would refuse goes on to the
 /// upstream unchanged, and is counted (and logged) where it would have failed.
 #[tokio::test]
