@@ -5,6 +5,7 @@
 //! costs one linear scan and a bounded stack, and is refused with where it
 //! broke the rule.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 /// The limits of one route (each enforced while scanning).
@@ -149,8 +150,10 @@ impl<'a> Scanner<'a> {
             self.at += 1;
             return Ok(());
         }
-        let mut keys: Vec<&'a [u8]> = Vec::new();
-        let mut many: Option<HashSet<Vec<u8>>> = None;
+        // Keys as compared (escapes resolved), borrowed from the body unless
+        // they had an escape: no copy per key.
+        let mut keys: Vec<Cow<'a, [u8]>> = Vec::new();
+        let mut many: Option<HashSet<Cow<'a, [u8]>>> = None;
         loop {
             if self.bytes.get(self.at) != Some(&b'"') {
                 return Err(self.syntax());
@@ -164,10 +167,10 @@ impl<'a> Scanner<'a> {
                 Some(set) => !set.insert(unescape(key)),
                 None => {
                     let plain = unescape(key);
-                    let dup = keys.iter().any(|k| unescape(k) == plain);
-                    keys.push(key);
+                    let dup = keys.contains(&plain);
+                    keys.push(plain);
                     if keys.len() > LINEAR_KEYS {
-                        many = Some(keys.drain(..).map(unescape).collect());
+                        many = Some(keys.drain(..).collect());
                     }
                     dup
                 }
@@ -335,14 +338,14 @@ impl<'a> Scanner<'a> {
 }
 
 /// A key's bytes with its escapes resolved (only keys with a backslash are copied).
-fn unescape(raw: &[u8]) -> Vec<u8> {
+fn unescape(raw: &[u8]) -> Cow<'_, [u8]> {
     if !raw.contains(&b'\\') {
-        return raw.to_vec();
+        return Cow::Borrowed(raw);
     }
     let quoted = [b"\"", raw, b"\""].concat();
     match serde_json::from_slice::<String>(&quoted) {
-        Ok(s) => s.into_bytes(),
-        Err(_) => raw.to_vec(),
+        Ok(s) => Cow::Owned(s.into_bytes()),
+        Err(_) => Cow::Borrowed(raw),
     }
 }
 

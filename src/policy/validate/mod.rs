@@ -357,6 +357,11 @@ impl Compiled {
             // Another declared type: present, and of a declared type; that is all.
             return None;
         };
+        // Passing is the common case: a yes/no check first, the errors
+        // collected only for a body that fails.
+        if rule.schema.is_valid(&value) {
+            return None;
+        }
         for e in rule.schema.iter_errors(&value).take(MAX_ERRORS) {
             problems.push(Problem {
                 place: "body",
