@@ -69,31 +69,12 @@ done
 BINS=("$@")
 ((${#BINS[@]})) || BINS=("$BENCH_DIR/../target/release/portcullis")
 
-missing=()
-command -v valgrind >/dev/null || missing+=(valgrind)
-command -v nginx >/dev/null || missing+=(nginx)
-command -v python3 >/dev/null || missing+=(python3)
-command -v curl >/dev/null || missing+=(curl)
-((CONNS <= 1)) || command -v wrk >/dev/null || missing+=(wrk)
-if ((${#missing[@]})); then
-    apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+source "$BENCH_DIR/lib.sh"
+tools=(valgrind nginx python3 curl)
+((CONNS <= 1)) || tools+=(wrk)
+need_tools "${tools[@]}"
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-UP_PORT=$(free_port)
-PROXY_PORT=$(free_port)
-common="worker_processes 1; daemon off; master_process off; pid $WORK/PID; error_log $WORK/error.log; user root;
-events { worker_connections 1024; }"
-temps="client_body_temp_path $WORK; proxy_temp_path $WORK; fastcgi_temp_path $WORK; uwsgi_temp_path $WORK; scgi_temp_path $WORK;"
+bench_start
 cat > "$WORK/up.conf" <<EOF
 ${common//PID/up.pid}
 http { access_log off; keepalive_requests 1000000; $temps
