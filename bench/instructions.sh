@@ -276,49 +276,12 @@ drive_wrk() {
 drive_one() {
     local settle=0
     [[ $OBS == off ]] || settle=$SETTLE
-    python3 - "$PROXY_PORT" "$1" "$N" "$WARMUP" "$ROUTE_PATH" "$ROUTE_AUTH" "$settle" "$SINK_PORT" "$WORK/window_spans" <<'PY'
-import json, socket, subprocess, sys, time, urllib.request
-port, pid, n, warmup = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-path, auth = sys.argv[5], sys.argv[6]
-settle, sink, window_file = float(sys.argv[7]), sys.argv[8], sys.argv[9]
-def spans():
-    return json.load(urllib.request.urlopen(f"http://127.0.0.1:{sink}/count"))["spans"] if sink else 0
-head = f"GET {path} HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nAccept: */*\r\n"
-if auth:
-    head += f"Authorization: {auth}\r\n"
-head = (head + "\r\n").encode()
-for _ in range(100):
-    try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=30)
-        break
-    except OSError:
-        time.sleep(0.3)
-else:
-    sys.exit("instructions.sh: the proxy did not start")
-def request():
-    s.sendall(head)
-    buf = b""
-    while not buf.endswith(b"\r\n\r\nok"):
-        chunk = s.recv(4096)
-        if not chunk:
-            sys.exit("instructions.sh: the proxy closed the connection")
-        buf += chunk
-    if not buf.startswith(b"HTTP/1.1 200"):
-        sys.exit("instructions.sh: unexpected answer: %r" % buf[:80])
-for _ in range(warmup):
-    request()
-# With observers on: the warm-up's log lines and spans are written before
-# the window, the counted ones inside it (the exporter lingers up to 1 s).
-time.sleep(settle)
-s0 = spans()
-subprocess.run(["callgrind_control", "-z", pid], check=True, capture_output=True)
-for _ in range(n):
-    request()
-time.sleep(settle)
-subprocess.run(["callgrind_control", "-d", pid], check=True, capture_output=True)
-if sink:
-    open(window_file, "w").write(str(spans() - s0))
-PY
+    {
+        printf 'GET %s HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nAccept: */*\r\n' "$ROUTE_PATH"
+        [[ -z $ROUTE_AUTH ]] || printf 'Authorization: %s\r\n' "$ROUTE_AUTH"
+        printf '\r\n'
+    } > "$WORK/request"
+    python3 "$BENCH_DIR/drive_one.py" "$PROXY_PORT" "$1" "$N" "$WARMUP" "$WORK/request" "$settle" "$SINK_PORT" "$WORK/window_spans"
 }
 
 obs_name() { case $1 in off) echo "" ;; logs) echo "+logs+metrics" ;; trace) echo "+logs+metrics+trace$TRACE_SAMPLE" ;; metrics) echo "+metrics" ;; accesslog) echo "+accesslog" ;; esac; }

@@ -175,36 +175,12 @@ count() {
 
 # drive_one PID PATH BODY: WARMUP then N POSTs, one at a time on one connection.
 drive_one() {
-    python3 - "$PROXY_PORT" "$1" "$N" "$WARMUP" "$2" "$3" <<'PY'
-import socket, subprocess, sys, time
-port, pid, n, warmup, path, body = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], open(sys.argv[6], "rb").read()
-req = (f"POST {path} HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nAccept: */*\r\n"
-       f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
-for _ in range(150):
-    try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=60)
-        break
-    except OSError:
-        time.sleep(0.3)
-else:
-    sys.exit("validate.sh: the proxy did not start")
-def request():
-    s.sendall(req)
-    buf = b""
-    while not buf.endswith(b"\r\n\r\nok"):
-        chunk = s.recv(4096)
-        if not chunk:
-            sys.exit("validate.sh: the proxy closed the connection")
-        buf += chunk
-    if not buf.startswith(b"HTTP/1.1 200"):
-        sys.exit("validate.sh: unexpected answer: %r" % buf[:200])
-for _ in range(warmup):
-    request()
-subprocess.run(["callgrind_control", "-z", pid], check=True, capture_output=True)
-for _ in range(n):
-    request()
-subprocess.run(["callgrind_control", "-d", pid], check=True, capture_output=True)
-PY
+    {
+        printf 'POST %s HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nAccept: */*\r\n' "$2"
+        printf 'Content-Type: application/json\r\nContent-Length: %s\r\n\r\n' "$(wc -c < "$3")"
+        cat "$3"
+    } > "$WORK/request"
+    python3 "$BENCH_DIR/drive_one.py" "$PROXY_PORT" "$1" "$N" "$WARMUP" "$WORK/request"
 }
 
 NGINX_V=$(nginx -v 2>&1 | sed 's/.*\///')
