@@ -158,6 +158,7 @@ fn status(shared: &Shared) -> serde_json::Value {
                 Action::Proxy(p) => {
                     let u = &p.upstream;
                     upstreams.entry(u.name.to_string()).or_insert_with(|| {
+                        let now = tokio::time::Instant::now();
                         let targets: Vec<_> = u
                             .targets
                             .iter()
@@ -166,11 +167,18 @@ fn status(shared: &Shared) -> serde_json::Value {
                                     "address": format!("{}://{}", t.scheme, t.authority),
                                     "weight": t.weight,
                                     "in_flight": t.in_flight(),
-                                    "state": "serving",
+                                    "state": u.health.state(&t.health, now).as_str(),
                                 })
                             })
                             .collect();
-                        serde_json::json!({ "targets": targets })
+                        let mut status = serde_json::json!({ "targets": targets, "in_flight": u.targets.iter().map(|t| t.in_flight()).sum::<usize>() });
+                        if let Some(b) = &u.breaker {
+                            status["breaker"] = b.state_name().into();
+                        }
+                        if let Some(c) = &u.limits.connections {
+                            status["connections"] = serde_json::json!({ "open": c.open(), "max": c.max_connections });
+                        }
+                        status
                     });
                     Some(u.name.to_string())
                 }

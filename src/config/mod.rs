@@ -4,6 +4,7 @@
 pub mod field_errors;
 pub mod locate;
 pub mod observe;
+pub mod resilience;
 pub mod types;
 pub mod units;
 

@@ -282,6 +282,17 @@ pub struct UpstreamConfig {
     pub tls: UpstreamTlsConfig,
     #[serde(default)]
     pub pool: PoolConfig,
+    /// Active probes and passive ejection of failing targets.
+    #[serde(default)]
+    pub health: super::resilience::HealthConfig,
+    /// When a failed try is tried again (default: only a connect failure, once).
+    #[serde(default)]
+    pub retry: super::resilience::RetryConfig,
+    /// Connections, waiting and in-flight requests above which requests get 503.
+    #[serde(default)]
+    pub limits: super::resilience::UpstreamLimitsConfig,
+    /// Stops sending to an upstream that keeps failing, for a while.
+    pub breaker: Option<super::resilience::BreakerConfig>,
 }
 
 /// `"http://host:port"` or `{ url: "http://host:port", weight: 2 }`.
@@ -423,6 +434,8 @@ pub struct RouteConfig {
     pub redirect: Option<RedirectConfig>,
     /// Path and host rewrites applied before forwarding.
     pub rewrite: Option<RewriteConfig>,
+    /// Replaces fields of the upstream's `retry` for this route.
+    pub retry: Option<super::resilience::RetryConfig>,
     /// Keep the client's `Host` header (default) or send the target's.
     #[serde(default = "yes")]
     pub preserve_host: bool,
@@ -525,6 +538,7 @@ pub enum RequestValidation {
 #[serde(deny_unknown_fields)]
 pub struct OperationExtras {
     pub rewrite: Option<RewriteConfig>,
+    pub retry: Option<super::resilience::RetryConfig>,
     pub request_headers: Option<HeaderOpsConfig>,
     pub response_headers: Option<HeaderOpsConfig>,
     pub deprecated: Option<DeprecationConfig>,

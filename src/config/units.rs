@@ -172,6 +172,43 @@ impl JsonSchema for Rate {
     }
 }
 
+/// A share such as `20%` or `12.5%` (0 to 100), kept as a fraction (0.2).
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct Percent(pub f64);
+
+impl FromStr for Percent {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let hint = || format!("`{s}` is not a percentage; write it like `20%`");
+        let number = s.strip_suffix('%').ok_or_else(hint)?.trim();
+        let n: f64 = number.parse().map_err(|_| hint())?;
+        if !(0.0..=100.0).contains(&n) {
+            return Err(format!("`{s}`: a percentage is between 0% and 100%"));
+        }
+        Ok(Percent(n / 100.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        from_scalar(de)
+    }
+}
+
+impl JsonSchema for Percent {
+    fn schema_name() -> Cow<'static, str> {
+        "Percent".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^[0-9]+(\\.[0-9]+)?\\s*%$",
+            "description": "A percentage: `20%`, `12.5%`"
+        })
+    }
+}
+
 /// A date in the config: `2026-06-30` (midnight UTC) or an RFC 3339 time
 /// in UTC (`2026-06-30T12:00:00Z`). Dates before 1970 are refused.
 pub fn parse_date(s: &str) -> Option<std::time::SystemTime> {
@@ -213,5 +250,14 @@ mod tests {
         assert!("0/s".parse::<Rate>().is_err());
         assert!("10/fortnight".parse::<Rate>().is_err());
         assert!("ten/s".parse::<Rate>().is_err());
+    }
+
+    #[test]
+    fn percents() {
+        assert_eq!("20%".parse::<Percent>().unwrap().0, 0.2);
+        assert_eq!("12.5 %".parse::<Percent>().unwrap().0, 0.125);
+        assert!("20".parse::<Percent>().is_err());
+        assert!("101%".parse::<Percent>().is_err());
+        assert!("-1%".parse::<Percent>().is_err());
     }
 }

@@ -56,6 +56,8 @@ pub enum GatewayError {
     },
     #[error("the gateway could not build the upstream request")]
     Internal(#[source] BoxError),
+    #[error("{}", rule.detail())]
+    Refused { upstream: Arc<str>, rule: UpstreamRefusal },
 }
 
 impl From<super::request_body::BodyError> for GatewayError {
@@ -83,6 +85,7 @@ impl GatewayError {
             GatewayError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            GatewayError::Refused { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -97,10 +100,68 @@ impl GatewayError {
 
     pub fn side(&self) -> Side {
         match self {
-            GatewayError::UpstreamUnreachable { .. } | GatewayError::UpstreamTimeout { .. } => Side::Upstream,
+            GatewayError::UpstreamUnreachable { .. }
+            | GatewayError::UpstreamTimeout { .. }
+            | GatewayError::Refused { .. } => Side::Upstream,
             GatewayError::Internal(_) => Side::Gateway,
             _ => Side::Client,
         }
+    }
+}
+
+/// Which of an upstream's rules (`limits`, `breaker`, `health`) refused a
+/// request before it was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamRefusal {
+    /// `limits.max_requests` are in flight.
+    MaxRequests,
+    /// `limits.max_connections` are busy and `limits.max_pending` wait.
+    MaxPending,
+    /// The circuit breaker is open.
+    BreakerOpen,
+    /// No target is healthy and `all_unhealthy: fail`.
+    NoHealthyTarget,
+}
+
+impl UpstreamRefusal {
+    pub const ALL: [UpstreamRefusal; 4] = [
+        UpstreamRefusal::MaxRequests,
+        UpstreamRefusal::MaxPending,
+        UpstreamRefusal::BreakerOpen,
+        UpstreamRefusal::NoHealthyTarget,
+    ];
+
+    /// The metric label and the last part of the problem type.
+    pub fn name(self) -> &'static str {
+        match self {
+            UpstreamRefusal::MaxRequests => "max_requests",
+            UpstreamRefusal::MaxPending => "max_pending",
+            UpstreamRefusal::BreakerOpen => "breaker_open",
+            UpstreamRefusal::NoHealthyTarget => "no_healthy_target",
+        }
+    }
+
+    /// The problem `type` of the 503.
+    pub fn problem_type(self) -> &'static str {
+        match self {
+            UpstreamRefusal::MaxRequests => "urn:portcullis:problem:upstream-max-requests",
+            UpstreamRefusal::MaxPending => "urn:portcullis:problem:upstream-max-pending",
+            UpstreamRefusal::BreakerOpen => "urn:portcullis:problem:circuit-open",
+            UpstreamRefusal::NoHealthyTarget => "urn:portcullis:problem:no-healthy-target",
+        }
+    }
+
+    pub fn detail(self) -> &'static str {
+        match self {
+            UpstreamRefusal::MaxRequests => "the upstream service has as many requests in flight as it may take",
+            UpstreamRefusal::MaxPending => "the upstream service has no connection free and too many requests waiting",
+            UpstreamRefusal::BreakerOpen => "the upstream service is failing; requests are paused for a while",
+            UpstreamRefusal::NoHealthyTarget => "no instance of the upstream service is healthy",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
     }
 }
 

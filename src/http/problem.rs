@@ -42,7 +42,9 @@ pub fn with_members<const N: usize>(
 /// The response for a failed request. Upstream and gateway faults are logged
 /// here with their cause; the client only sees the summary.
 pub fn from_error(err: &GatewayError, request_id: &HeaderValue) -> Answer {
-    if err.side() != Side::Client {
+    // Refusals (limits, breaker) are counted and in the access log: a log
+    // line each would flood the log exactly when the upstream is down.
+    if err.side() != Side::Client && !matches!(err, GatewayError::Refused { .. }) {
         let cause = std::error::Error::source(err).map(|c| c.to_string()).unwrap_or_default();
         tracing::warn!(
             request_id = request_id.to_str().unwrap_or_default(),
@@ -52,7 +54,16 @@ pub fn from_error(err: &GatewayError, request_id: &HeaderValue) -> Answer {
             "request failed"
         );
     }
-    let mut resp = problem(err.status(), &err.to_string(), request_id);
+    let mut resp = match err {
+        // Which rule refused: a problem type of its own.
+        GatewayError::Refused { rule, .. } => with_members(
+            err.status(),
+            rule.detail(),
+            request_id,
+            [("type", serde_json::Value::from(rule.problem_type()))],
+        ),
+        _ => problem(err.status(), &err.to_string(), request_id),
+    };
     if let GatewayError::MethodNotAllowed { allow } = err {
         resp.headers_mut().insert(ALLOW, allow.clone());
     }

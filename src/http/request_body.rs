@@ -62,23 +62,90 @@ pub struct RequestBody {
     stall_timeout: Duration,
     /// Armed only while waiting for data: bodies that arrive at once never allocate it.
     stall: Option<Pin<Box<Sleep>>>,
+    /// What was sent so far, kept for another try (`keep_for_retry`).
+    replay: Option<Box<Replay>>,
+}
+
+/// The body pieces handed out so far, kept (up to a limit) so that a retry
+/// can send them again; then the rest of the body follows.
+#[derive(Debug)]
+struct Replay {
+    kept: Vec<Bytes>,
+    kept_len: u64,
+    limit: u64,
+    /// More than `limit`, or trailers: this body cannot be sent again.
+    overflowed: bool,
+    /// The next kept piece to hand out again (`kept.len()`: none).
+    cursor: usize,
 }
 
 impl RequestBody {
     pub fn new(inner: ClientBody, limit: u64, stall_timeout: Duration) -> RequestBody {
-        RequestBody { inner, limit, received: 0, stall_timeout, stall: None }
+        RequestBody { inner, limit, received: 0, stall_timeout, stall: None, replay: None }
     }
 
     /// No body (a placeholder while a phase holds the real one).
     pub fn empty() -> RequestBody {
-        RequestBody { inner: ClientBody::Empty, limit: 0, received: 0, stall_timeout: Duration::ZERO, stall: None }
+        RequestBody {
+            inner: ClientBody::Empty,
+            limit: 0,
+            received: 0,
+            stall_timeout: Duration::ZERO,
+            stall: None,
+            replay: None,
+        }
     }
 
     /// A body already read whole (`limit` and `stall_timeout` as the original's).
     pub fn buffered(bytes: Bytes, limit: u64, stall_timeout: Duration) -> RequestBody {
         let received = bytes.len() as u64;
         let inner = ClientBody::Buffered((!bytes.is_empty()).then_some(bytes));
-        RequestBody { inner, limit, received, stall_timeout, stall: None }
+        RequestBody { inner, limit, received, stall_timeout, stall: None, replay: None }
+    }
+
+    /// Keeps up to `limit` bytes of what is handed out, so that `rewind`
+    /// can hand them out again for a retry.
+    pub fn keep_for_retry(&mut self, limit: u64) {
+        if self.replay.is_none() {
+            let replay = Replay { kept: Vec::new(), kept_len: 0, limit, overflowed: false, cursor: 0 };
+            self.replay = Some(Box::new(replay));
+        }
+    }
+
+    /// Whether there is nothing (more) to send.
+    pub fn is_end_stream(&self) -> bool {
+        http_body::Body::is_end_stream(self)
+    }
+
+    /// Starts the body over for another try. `false`: it cannot be (more
+    /// was sent than was kept), and must not be tried again.
+    pub fn rewind(&mut self) -> bool {
+        match &mut self.replay {
+            Some(r) if !r.overflowed => {
+                r.cursor = 0;
+                true
+            }
+            Some(_) => false,
+            None => self.received == 0,
+        }
+    }
+
+    /// A copy of a body that is there whole (read by a phase, or none),
+    /// for a client that consumes the body it is given.
+    pub fn try_clone_whole(&self) -> Option<RequestBody> {
+        let inner = match &self.inner {
+            ClientBody::Empty => ClientBody::Empty,
+            ClientBody::Buffered(b) => ClientBody::Buffered(b.clone()),
+            _ => return None,
+        };
+        Some(RequestBody {
+            inner,
+            limit: self.limit,
+            received: self.received,
+            stall_timeout: self.stall_timeout,
+            stall: None,
+            replay: None,
+        })
     }
 
     pub fn limit(&self) -> u64 {
@@ -101,6 +168,12 @@ impl http_body::Body for RequestBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
+        if let Some(r) = &mut this.replay
+            && r.cursor < r.kept.len()
+        {
+            r.cursor += 1;
+            return Poll::Ready(Some(Ok(Frame::data(r.kept[r.cursor - 1].clone()))));
+        }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.stall = None;
@@ -109,6 +182,9 @@ impl http_body::Body for RequestBody {
                     if this.received > this.limit {
                         return Poll::Ready(Some(Err(BodyError::TooLarge(this.limit))));
                     }
+                }
+                if let Some(r) = &mut this.replay {
+                    r.keep(&frame);
                 }
                 let frame = match frame.into_trailers() {
                     Ok(mut trailers) => {
@@ -131,10 +207,45 @@ impl http_body::Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.is_end_stream() && self.replay.as_ref().is_none_or(|r| r.cursor >= r.kept.len())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        let hint = self.inner.size_hint();
+        match &self.replay {
+            // What is left of the body: the kept pieces not handed out again, and the rest.
+            Some(r) if r.cursor < r.kept.len() => {
+                let again: u64 = r.kept[r.cursor..].iter().map(|b| b.len() as u64).sum();
+                let mut total = SizeHint::new();
+                total.set_lower(hint.lower() + again);
+                if let Some(upper) = hint.upper() {
+                    total.set_upper(upper + again);
+                }
+                total
+            }
+            _ => hint,
+        }
+    }
+}
+
+impl Replay {
+    fn keep(&mut self, frame: &Frame<Bytes>) {
+        // Only pieces handed out for the first time reach here.
+        if self.overflowed {
+            return;
+        }
+        match frame.data_ref() {
+            Some(data) if self.kept_len + data.len() as u64 <= self.limit => {
+                self.kept_len += data.len() as u64;
+                self.kept.push(data.clone());
+                self.cursor = self.kept.len();
+            }
+            // Too long, or trailers (which a retry could not send again).
+            _ => {
+                self.overflowed = true;
+                self.kept = Vec::new();
+                self.cursor = 0;
+            }
+        }
     }
 }

@@ -27,6 +27,12 @@ pub enum Flag {
     ClientClosed,
     /// The gateway answered itself (a built-in responder, a redirect).
     LocalResponse,
+    /// The upstream's `limits` refused it (Envoy's `UO`).
+    UpstreamOverflow,
+    /// The upstream's circuit breaker was open.
+    BreakerOpen,
+    /// No target was healthy and `all_unhealthy: fail` (Envoy's `UH`).
+    NoHealthyUpstream,
 }
 
 impl Flag {
@@ -43,6 +49,9 @@ impl Flag {
             Flag::InvalidInput => "IV",
             Flag::ClientClosed => "DC",
             Flag::LocalResponse => "LR",
+            Flag::UpstreamOverflow => "UO",
+            Flag::BreakerOpen => "BO",
+            Flag::NoHealthyUpstream => "UH",
         }
     }
 }

@@ -37,6 +37,15 @@ use crate::upstream::Upstream;
 pub use admin::AdminPlan;
 pub use route::{Action, HostRewrite, Proxy, Route};
 
+/// Metric probes kept alive with the plan.
+struct StateProbes(#[allow(dead_code)] Vec<Arc<dyn Fn() -> f64 + Send + Sync>>);
+
+impl std::fmt::Debug for StateProbes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} probes", self.0.len())
+    }
+}
+
 /// Everything a request needs, compiled once per config.
 #[derive(Debug)]
 pub struct Plan {
@@ -61,6 +70,10 @@ pub struct Plan {
     pub admin: Option<AdminPlan>,
     /// The access log to open when the plan goes live (`start_background`).
     access_log: Option<AccessLogConfig>,
+    /// Every upstream (routes hold them too), for their active health checks.
+    upstreams: Vec<Arc<Upstream>>,
+    /// The upstreams' state gauges (held here: they read the upstreams weakly).
+    _state_probes: StateProbes,
     /// The span exporter to start then.
     #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
     otlp: Option<crate::config::OtlpConfig>,
@@ -97,6 +110,9 @@ impl Plan {
         }
         for p in self.providers.values() {
             p.start();
+        }
+        for u in &self.upstreams {
+            crate::upstream::active::spawn(u);
         }
         Ok(())
     }
@@ -243,9 +259,12 @@ pub fn compile_after(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<P
     shared.insert(Arc::new(security_headers.clone()));
 
     let mut upstreams: HashMap<&str, Arc<Upstream>> = HashMap::new();
+    let mut state_probes = Vec::new();
     for (name, ucfg) in &cfg.upstreams {
         if let Some(u) = upstream::compile(&mut cx, name, ucfg, &registry) {
-            upstreams.insert(name, Arc::new(u));
+            let u = Arc::new(u);
+            state_probes.extend(upstream::state_probes(&u, &registry));
+            upstreams.insert(name, u);
         }
     }
     let known: Vec<&str> = cfg.upstreams.keys().map(String::as_str).collect();
@@ -298,6 +317,8 @@ pub fn compile_after(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<P
         providers,
         identity_headers,
         rate_limit_headers: cfg.rate_limit_headers,
+        upstreams: upstreams.into_values().collect(),
+        _state_probes: StateProbes(state_probes),
         stores,
         observe: Arc::new(observe),
         admin,

@@ -94,6 +94,7 @@ pub(super) fn expand(api: &ApiConfig, at: &str, base_dir: &Path) -> Result<Vec<G
                     };
                     let mut route = proxy_route(name, matcher, &api.upstream);
                     route.rewrite = extras.rewrite;
+                    route.retry = extras.retry;
                     route.validate = match api.validate.request {
                         RequestValidation::Enforce => Some(validate),
                         RequestValidation::Report => Some(ValidateConfig { mode: ValidateMode::Report, ..validate }),
@@ -147,6 +148,7 @@ pub(super) fn proxy_route(name: String, matcher: MatchConfig, upstream: &str) ->
         static_response: None,
         redirect: None,
         rewrite: None,
+        retry: None,
         preserve_host: true,
         websocket: false,
         validate: None,

@@ -44,6 +44,8 @@ pub struct Proxy {
     pub host: HostRewrite,
     /// WebSocket upgrades are passed on (and the connection tunnelled after a valid 101).
     pub websocket: bool,
+    /// The upstream's retry rules, with the route's `retry` fields over them.
+    pub retry: Arc<crate::upstream::retry::RetryPolicy>,
 }
 
 /// Which `Host` the upstream sees.
@@ -81,6 +83,9 @@ pub(super) fn compile(
             None
         }
     };
+    if cfg.retry.is_some() && cfg.upstream.is_none() {
+        cx.err(format!("{at}.retry"), "retries apply to a route that proxies to an `upstream`");
+    }
     if cfg.upstream.is_none() {
         if cfg.rewrite.is_some() {
             cx.err(format!("{at}.rewrite"), "`rewrite` only applies to routes with an `upstream`");
@@ -225,7 +230,12 @@ fn compile_action(
             cx.err(format!("{at}.upstream"), format!("unknown upstream `{name}` ({list})"));
         }
         let (rewrite, host) = compile_rewrite(cx, at, cfg, matcher, &params);
-        return Some(Action::Proxy(Proxy { upstream: upstream?, rewrite, host, websocket: cfg.websocket }));
+        let upstream = upstream?;
+        let retry = match &cfg.retry {
+            Some(r) => Arc::new(super::upstream::compile_retry(cx, &format!("{at}.retry"), &upstream.retry, r, false)),
+            None => upstream.retry.clone(),
+        };
+        return Some(Action::Proxy(Proxy { upstream, rewrite, host, websocket: cfg.websocket, retry }));
     }
     if cfg.echo.is_some() {
         return Some(Action::Respond(Responder::Echo));

@@ -5,8 +5,14 @@ use std::sync::Arc;
 use http::Uri;
 use http::uri::Scheme;
 
+use crate::config::resilience::{RetryCondition, RetryConfig, RetryOn};
 use crate::config::{BalanceConfig, HashKeyConfig, TargetConfig, UpstreamConfig};
+use crate::upstream::active::{ProbeSettings, parse_status_range};
 use crate::upstream::balance::{ConsistentHash, LeastRequest, RoundRobin};
+use crate::upstream::breaker::{Breaker, BreakerSettings};
+use crate::upstream::health::{Passive, PoolHealth};
+use crate::upstream::limits::{ConnLimit, Limits, Refusal};
+use crate::upstream::retry::{Budget, RetryPolicy};
 use crate::upstream::{Balancer, HashKey, Target, Upstream, client};
 
 use super::Ctx;
@@ -22,6 +28,18 @@ pub(super) fn compile(cx: &mut Ctx, name: &str, cfg: &UpstreamConfig, registry: 
     }
     if cfg.targets.len() > MAX_TARGETS {
         cx.err(format!("{at}.targets"), format!("at most {MAX_TARGETS} targets per upstream"));
+    }
+    let conn_limit = cfg.limits.max_connections.map(|max| {
+        if max == 0 {
+            cx.err(format!("{at}.limits.max_connections"), "at least 1");
+        }
+        Arc::new(ConnLimit::new(max.max(1), cfg.limits.max_pending.unwrap_or(0)))
+    });
+    if cfg.limits.max_pending.is_some() && conn_limit.is_none() {
+        cx.err(
+            format!("{at}.limits.max_pending"),
+            "counts requests waiting for a connection: set `max_connections` too",
+        );
     }
     let mut targets = Vec::new();
     let mut ids = Vec::new();
@@ -45,6 +63,7 @@ pub(super) fn compile(cx: &mut Ctx, name: &str, cfg: &UpstreamConfig, registry: 
                         cfg.pool.max_idle_per_target,
                         cfg.pool.idle_timeout.0,
                         cfg.timeouts.connect.0,
+                        conn_limit.clone(),
                     ));
                 }
                 targets.push(target);
@@ -92,8 +111,185 @@ pub(super) fn compile(cx: &mut Ctx, name: &str, cfg: &UpstreamConfig, registry: 
         return None;
     }
     let mut upstream = Upstream::new(Arc::from(name), targets, balancer, client?, cfg.timeouts.request.0);
+    resilience(cx, &at, cfg, &mut upstream, conn_limit, registry);
+    if cx.errors.len() > before {
+        return None;
+    }
     upstream.probes = connection_probes(name, &upstream, registry);
     Some(upstream)
+}
+
+/// `health`, `retry`, `limits` and `breaker`.
+fn resilience(
+    cx: &mut Ctx,
+    at: &str,
+    cfg: &UpstreamConfig,
+    upstream: &mut Upstream,
+    conn_limit: Option<Arc<ConnLimit>>,
+    registry: &Registry,
+) {
+    let origin = tokio::time::Instant::now();
+    let passive = cfg.health.passive.as_ref().map(|p| {
+        if p.consecutive_failures == 0 {
+            cx.err(format!("{at}.health.passive.consecutive_failures"), "at least 1");
+        }
+        if p.max_ejection < p.base_ejection {
+            cx.err(format!("{at}.health.passive.max_ejection"), "shorter than `base_ejection`");
+        }
+        Passive {
+            consecutive_failures: p.consecutive_failures,
+            base_ejection: p.base_ejection.0,
+            max_ejection: p.max_ejection.0,
+            max_ejected: p.max_ejected.0,
+            enforce: p.enforce,
+        }
+    });
+    if let Some(a) = &cfg.health.active {
+        let path = format!("{at}.health.active");
+        let mut expect = Vec::new();
+        for (i, e) in a.expect.iter().enumerate() {
+            match parse_status_range(e) {
+                Ok(r) => expect.push(r),
+                Err(msg) => cx.err(format!("{path}.expect[{i}]"), msg),
+            }
+        }
+        if a.expect.is_empty() {
+            cx.err(format!("{path}.expect"), "list the statuses that pass, e.g. [\"200-399\"]");
+        }
+        if a.interval.0 < std::time::Duration::from_millis(10) {
+            cx.err(format!("{path}.interval"), "at least 10ms");
+        }
+        if a.timeout.0.is_zero() {
+            cx.err(format!("{path}.timeout"), "longer than 0");
+        }
+        let probe_path = match http::uri::PathAndQuery::try_from(a.path.as_str()) {
+            Ok(p) if a.path.starts_with('/') => p,
+            _ => {
+                cx.err(format!("{path}.path"), format!("`{}` is not a path like `/healthz`", a.path));
+                http::uri::PathAndQuery::from_static("/")
+            }
+        };
+        upstream.probes_config = Some(ProbeSettings {
+            path: probe_path,
+            interval: a.interval.0,
+            timeout: a.timeout.0,
+            healthy: a.healthy,
+            unhealthy: a.unhealthy,
+            expect,
+        });
+    }
+    upstream.health = PoolHealth::new(origin, passive, cfg.health.active.is_some(), cfg.health.all_unhealthy);
+
+    let retry = compile_retry(cx, &format!("{at}.retry"), &RetryPolicy::default(), &cfg.retry, true);
+    let budget = cfg.retry.budget.clone().unwrap_or_default();
+    if budget.window.0 < std::time::Duration::from_millis(10) {
+        cx.err(format!("{at}.retry.budget.window"), "at least 10ms");
+    }
+    upstream.budget = Budget::new(budget.ratio.0, budget.min_per_second, budget.window.0, origin);
+    upstream.retry = Arc::new(retry);
+
+    if let Some(b) = &cfg.breaker {
+        if b.consecutive_failures == 0 && b.error_ratio.is_none() {
+            cx.err(format!("{at}.breaker"), "set `consecutive_failures` or `error_ratio`, or both");
+        }
+        if b.window.0 < std::time::Duration::from_millis(10) {
+            cx.err(format!("{at}.breaker.window"), "at least 10ms");
+        }
+        let settings = BreakerSettings {
+            consecutive_failures: b.consecutive_failures,
+            error_ratio: b.error_ratio.map(|r| r.0),
+            window: b.window.0,
+            min_requests: b.min_requests,
+            open_for: b.open_for.0,
+        };
+        upstream.breaker = Some(Breaker::new(settings, origin));
+    }
+    if cfg.limits.max_requests == Some(0) {
+        cx.err(format!("{at}.limits.max_requests"), "at least 1");
+    }
+    upstream.limits = Limits::new(cfg.limits.max_requests, conn_limit);
+
+    let name = &*upstream.name;
+    let labels = |pairs: &[(&'static str, &str)]| -> Vec<(&'static str, String)> {
+        std::iter::once(("upstream", name.to_string())).chain(pairs.iter().map(|(k, v)| (*k, v.to_string()))).collect()
+    };
+    let c = &mut upstream.counters;
+    c.retries = registry.counter("portcullis_upstream_retries", labels(&[("result", "sent")]));
+    c.retries_denied = registry.counter("portcullis_upstream_retries", labels(&[("result", "budget_exhausted")]));
+    c.ejections = registry.counter("portcullis_upstream_ejections", labels(&[("enforced", "true")]));
+    c.would_eject = registry.counter("portcullis_upstream_ejections", labels(&[("enforced", "false")]));
+    c.refused = Refusal::ALL.map(|r| registry.counter("portcullis_upstream_refusals", labels(&[("reason", r.name())])));
+}
+
+/// A retry policy: `base` with the fields `cfg` sets over it. `upstream`:
+/// the upstream's own (a route may not set the budget, which is shared).
+pub(super) fn compile_retry(
+    cx: &mut Ctx,
+    at: &str,
+    base: &RetryPolicy,
+    cfg: &RetryConfig,
+    upstream: bool,
+) -> RetryPolicy {
+    let mut p = base.clone();
+    let set = cfg.attempts.is_some() || cfg.on.is_some() || cfg.methods.is_some() || cfg.per_try_timeout.is_some();
+    if set {
+        // Retry rules written out: the same target may be tried again.
+        p.only_elsewhere = false;
+    }
+    if let Some(n) = cfg.attempts {
+        if !(1..=10).contains(&n) {
+            cx.err(format!("{at}.attempts"), "between 1 (no retries) and 10");
+        }
+        p.attempts = n.clamp(1, 10);
+    }
+    if let Some(on) = &cfg.on {
+        p.connect_failure = false;
+        p.reset = false;
+        p.timeout = false;
+        p.any_5xx = false;
+        p.statuses.clear();
+        for c in on {
+            match c {
+                RetryOn::Named(RetryCondition::ConnectFailure) => p.connect_failure = true,
+                RetryOn::Named(RetryCondition::Reset) => p.reset = true,
+                RetryOn::Named(RetryCondition::Timeout) => p.timeout = true,
+                RetryOn::Named(RetryCondition::ServerError) => p.any_5xx = true,
+                RetryOn::Status(s) => p.statuses.push(*s),
+            }
+        }
+    }
+    if let Some(methods) = &cfg.methods {
+        p.methods.clear();
+        for (i, m) in methods.iter().enumerate() {
+            match http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                Ok(m) => p.methods.push(m),
+                Err(_) => cx.err(format!("{at}.methods[{i}]"), format!("`{m}` is not a method")),
+            }
+        }
+    }
+    if let Some(t) = cfg.per_try_timeout {
+        if t.0.is_zero() {
+            cx.err(format!("{at}.per_try_timeout"), "longer than 0");
+        }
+        p.per_try_timeout = Some(t.0);
+    }
+    if let Some(b) = &cfg.backoff {
+        if b.max < b.base {
+            cx.err(format!("{at}.backoff.max"), "shorter than `base`");
+        }
+        p.backoff_base = b.base.0;
+        p.backoff_max = b.max.0;
+    }
+    if let Some(size) = cfg.buffer {
+        p.buffer = size.0;
+    }
+    if !upstream && cfg.budget.is_some() {
+        cx.err(
+            format!("{at}.budget"),
+            "the retry budget is the upstream's (`upstreams.<name>.retry.budget`), shared by its routes",
+        );
+    }
+    p
 }
 
 /// `portcullis_upstream_connections{upstream,state}`: requests in flight
@@ -110,6 +306,33 @@ fn connection_probes(name: &str, upstream: &Upstream, registry: &Registry) -> Ve
         registry.probe("portcullis_upstream_connections", labels, probe.clone());
     }
     vec![active, idle]
+}
+
+/// `portcullis_upstream_targets{upstream,state}` and
+/// `portcullis_upstream_breaker_open{upstream}`, read through a weak
+/// reference (the plan holds the returned probes, the upstream does not).
+pub(super) fn state_probes(up: &Arc<Upstream>, registry: &Registry) -> Vec<Arc<dyn Fn() -> f64 + Send + Sync>> {
+    use crate::upstream::health::State;
+    let mut probes: Vec<Arc<dyn Fn() -> f64 + Send + Sync>> = Vec::new();
+    for state in [State::Healthy, State::Unhealthy, State::Ejected] {
+        let weak = Arc::downgrade(up);
+        let probe: Arc<dyn Fn() -> f64 + Send + Sync> = Arc::new(move || {
+            let Some(up) = weak.upgrade() else { return 0.0 };
+            let now = tokio::time::Instant::now();
+            up.targets.iter().filter(|t| up.health.state(&t.health, now) == state).count() as f64
+        });
+        let labels = vec![("upstream", up.name.to_string()), ("state", state.as_str().to_string())];
+        registry.probe("portcullis_upstream_targets", labels, probe.clone());
+        probes.push(probe);
+    }
+    if up.breaker.is_some() {
+        let weak = Arc::downgrade(up);
+        let probe: Arc<dyn Fn() -> f64 + Send + Sync> =
+            Arc::new(move || weak.upgrade().and_then(|u| u.breaker.as_ref().map(|b| b.gauge())).unwrap_or(0.0));
+        registry.probe("portcullis_upstream_breaker_open", vec![("upstream", up.name.to_string())], probe.clone());
+        probes.push(probe);
+    }
+    probes
 }
 
 /// `http://host:port` or `https://host[:port]`, nothing else.

@@ -16,9 +16,13 @@ use crate::http::{forwarded, request_id};
 use crate::observe::metrics::UpstreamError;
 use crate::observe::trace::TRACEPARENT;
 use crate::plan::{HostRewrite, Proxy};
+use crate::upstream::breaker::Admission;
+use crate::upstream::limits::Refusal;
+use crate::upstream::retry::{RetryPolicy, TryFailure};
 use crate::upstream::{HashKey, Target, Upstream};
 use crate::wire::edits::{HeaderEdits, RequestFraming};
 use crate::wire::hop_by_hop;
+use smallvec::SmallVec;
 
 use crate::http::request_body::{BodyError, RequestBody};
 
@@ -40,11 +44,22 @@ pub(super) struct Forward<'a, 'p> {
     pub identity: Option<(&'a [HeaderName], &'a [Option<HeaderValue>])>,
     /// The upstream's `traceparent`: the request's trace, the gateway's span.
     pub traceparent: HeaderValue,
-    /// What happened upstream, for the access log and span (`None`: nothing
-    /// watches; the exchange is not even timed).
-    pub tried: Option<&'a mut Option<Tried<'p>>>,
+    /// What happened upstream, one entry per try, for the access log and
+    /// span (`None`: nothing watches; the exchange is not even timed).
+    pub tried: Option<&'a mut SmallVec<[Tried<'p>; 1]>>,
+    /// How many tries were made, and whether no target was healthy (the
+    /// response says so).
+    pub notes: &'a mut TryNotes,
     /// Record `http_client_request_duration_seconds`.
     pub client_metrics: bool,
+}
+
+/// What the response tells the client about its upstream tries.
+#[derive(Debug, Default)]
+pub(super) struct TryNotes {
+    pub tries: u32,
+    /// Sent although no target was healthy (`all_unhealthy: serve_all`).
+    pub all_unhealthy: bool,
 }
 
 /// One upstream try, as the access log reports it.
@@ -81,7 +96,7 @@ fn note<'a>(
         let status = outcome.map(|s| StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_GATEWAY));
         target.metrics.record(status, duration_ns);
     }
-    *tried = Some(Tried { upstream, target, outcome, duration_ns, request_bytes });
+    tried.push(Tried { upstream, target, outcome, duration_ns, request_bytes });
 }
 
 /// The client side of a WebSocket upgrade that a route allows.
@@ -118,10 +133,20 @@ pub(super) fn forward<'a, 'p>(
     client_upgrade: Option<ClientSide>,
 ) -> impl Future<Output = Result<Response<Body>, GatewayError>> {
     async move {
-        let upstream = &f.proxy.upstream;
+        let upstream: &'p Upstream = &f.proxy.upstream;
+        let policy = &*f.proxy.retry;
+        let now = Instant::now();
+        // Admission, once per request: the upstream's limits, then its breaker.
+        let slot = upstream.limits.admit().map_err(|rule| refuse(upstream, rule))?;
+        let probe = match &upstream.breaker {
+            None => false,
+            Some(b) => match b.admit(now) {
+                Admission::Pass => false,
+                Admission::Probe => true,
+                Admission::Refuse => return Err(refuse(upstream, Refusal::BreakerOpen)),
+            },
+        };
         let key = hash_key(upstream.balancer.hash_key(), &parts.headers, &f.client);
-        let target = upstream.pick(key.as_deref());
-        let in_flight = target.begin();
 
         // The path forwarded is the path that matched, rewritten as configured.
         let path = match &f.proxy.rewrite {
@@ -146,62 +171,223 @@ pub(super) fn forward<'a, 'p>(
                 PathAndQuery::try_from(text).map_err(|e| GatewayError::Internal(e.into()))?
             }
         };
-        let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(target.scheme.clone());
-        uri.authority = Some(target.authority.clone());
-        uri.path_and_query = Some(path_and_query);
-        parts.uri = Uri::from_parts(uri).map_err(|e| GatewayError::Internal(e.into()))?;
-
-        // Edits, not map changes: the HTTP/1.1 codec writes them as it encodes
-        // the head (`wire::edits`); hyper's client gets them applied below.
-        let mut edits = HeaderEdits::default();
-        forwarded_headers(&f, &parts.headers, original_host.clone(), &mut edits);
-        let host = match &f.proxy.host {
-            // Already the request's own `Host` line: nothing to change.
-            HostRewrite::Preserve if !from_authority => None,
-            HostRewrite::Preserve => original_host,
-            HostRewrite::Target => HeaderValue::try_from(target.authority.as_str()).ok(),
-            HostRewrite::Set(h) => Some(h.clone()),
-        };
-        if let Some(h) = host {
-            edits.set(header::HOST, h);
-        }
-        if let Some((names, values)) = f.identity {
-            edits.add(names, values);
-        }
-        edits.set(TRACEPARENT, f.traceparent.clone());
         parts.version = Version::HTTP_11;
-        // Timed only when something reports it.
-        let started = f.tried.is_some().then(Instant::now);
 
-        // Plain HTTP/1.1 targets: inline-driven pooled connections (no upgrades there).
-        if let (Some(pool), None) = (&target.h1, &client_upgrade) {
-            // The pool times the exchange itself (a lazily moved timer per
-            // connection, cheaper than a timeout future per request).
-            let result = match pool.send(&mut parts, &mut body, &edits, upstream.request_timeout).await {
-                Err(e) => Err(classify(upstream.name.clone(), e)),
-                Ok(resp) => {
-                    // The codec keeps hop-by-hop headers out already.
-                    let mut out = Response::new(Body::pooled(resp.body, resp.headers, in_flight));
-                    *out.status_mut() = resp.status;
-                    *out.version_mut() = resp.version;
-                    Ok(out)
-                }
-            };
-            note(&mut f, upstream, target, started, Some(body.received()), &result);
-            return result;
+        // Retries: only where another try could follow (never a WebSocket upgrade).
+        let may_retry = policy.attempts > 1 && client_upgrade.is_none() && !probe;
+        if may_retry {
+            upstream.budget.request(now);
+            // A body there whole already is kept whole; a streamed one up to the buffer.
+            let keep = if body.try_clone_whole().is_some() { u64::MAX } else { policy.buffer };
+            if !body.is_end_stream() {
+                body.keep_for_retry(keep);
+            }
         }
-        let upgrade = client_upgrade.map(|side| {
-            edits.set(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            edits.set(header::UPGRADE, WEBSOCKET);
-            (side, parts.headers.get(SEC_WEBSOCKET_KEY).map(websocket_accept))
-        });
-        edits.apply(&mut parts.headers, RequestFraming::of(&parts.method, &body));
-        let req = Request::from_parts(parts, body);
-        // Boxed: hyper's client future is large and this path is the less common one.
-        let result = Box::pin(through_hyper(upstream, req, upgrade, in_flight)).await;
-        note(&mut f, upstream, target, started, None, &result);
-        result
+        let deadline = now + upstream.request_timeout;
+        let mut tried: SmallVec<[usize; 2]> = SmallVec::new();
+        let mut client_upgrade = client_upgrade;
+        let mut slot = slot;
+        loop {
+            let Some(picked) = upstream.pick(key.as_deref(), &tried, Instant::now()) else {
+                return Err(refuse(upstream, Refusal::NoHealthyTarget));
+            };
+            if picked.panic {
+                upstream.health.note_panic(&upstream.name, Instant::now());
+                f.notes.all_unhealthy = true;
+            }
+            tried.push(picked.index);
+            f.notes.tries = tried.len() as u32;
+            let target = &upstream.targets[picked.index];
+            let in_flight = target.begin().with(slot.take());
+            let mut uri = http::uri::Parts::default();
+            uri.scheme = Some(target.scheme.clone());
+            uri.authority = Some(target.authority.clone());
+            uri.path_and_query = Some(path_and_query.clone());
+            parts.uri = Uri::from_parts(uri).map_err(|e| GatewayError::Internal(e.into()))?;
+
+            // Edits, not map changes: the HTTP/1.1 codec writes them as it encodes
+            // the head (`wire::edits`); hyper's client gets them applied below.
+            let mut edits = HeaderEdits::default();
+            forwarded_headers(&f, &parts.headers, original_host.clone(), &mut edits);
+            let host = match &f.proxy.host {
+                // Already the request's own `Host` line: nothing to change.
+                HostRewrite::Preserve if !from_authority => None,
+                HostRewrite::Preserve => original_host.clone(),
+                HostRewrite::Target => HeaderValue::try_from(target.authority.as_str()).ok(),
+                HostRewrite::Set(h) => Some(h.clone()),
+            };
+            if let Some(h) = host {
+                edits.set(header::HOST, h);
+            }
+            if let Some((names, values)) = f.identity {
+                edits.add(names, values);
+            }
+            edits.set(TRACEPARENT, f.traceparent.clone());
+            let try_started = Instant::now();
+            let left = deadline.saturating_duration_since(try_started);
+            let timeout = policy.per_try_timeout.map_or(left, |t| t.min(left));
+            // Timed only when something reports it.
+            let started = f.tried.is_some().then_some(try_started);
+
+            let (result, replayable, request_bytes) = if let (Some(pool), None) = (&target.h1, &client_upgrade) {
+                // Plain HTTP/1.1 targets: inline-driven pooled connections (no upgrades there).
+                // The pool times the exchange itself (a lazily moved timer per
+                // connection, cheaper than a timeout future per request).
+                let result = match send_h1(upstream, pool, &mut parts, &mut body, &edits, timeout, deadline).await {
+                    Err(e) => Err(e),
+                    Ok(resp) => {
+                        // The codec keeps hop-by-hop headers out already.
+                        let mut out = Response::new(Body::pooled(resp.body, resp.headers, in_flight));
+                        *out.status_mut() = resp.status;
+                        *out.version_mut() = resp.version;
+                        Ok(out)
+                    }
+                };
+                (result, true, Some(body.received()))
+            } else {
+                let upgrade = client_upgrade.take().map(|side| {
+                    edits.set(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                    edits.set(header::UPGRADE, WEBSOCKET);
+                    (side, parts.headers.get(SEC_WEBSOCKET_KEY).map(websocket_accept))
+                });
+                // hyper's client takes the body: a copy goes when the body is
+                // whole, so that a retry can send it again.
+                let spare = if may_retry { body.try_clone_whole() } else { None };
+                let replayable = spare.is_some();
+                let sent_body = std::mem::replace(&mut body, spare.unwrap_or_else(RequestBody::empty));
+                let mut headers = parts.headers.clone();
+                edits.apply(&mut headers, RequestFraming::of(&parts.method, &sent_body));
+                let mut req = Request::new(sent_body);
+                *req.method_mut() = parts.method.clone();
+                *req.uri_mut() = parts.uri.clone();
+                *req.version_mut() = parts.version;
+                *req.headers_mut() = headers;
+                // Boxed: hyper's client future is large and this path is the less common one.
+                (Box::pin(through_hyper(upstream, req, upgrade, in_flight, timeout)).await, replayable, None)
+            };
+            note(&mut f, upstream, target, started, request_bytes, &result);
+
+            let failure = try_failure(&result, policy);
+            // Passive health and the breaker learn from every try the upstream is to blame for.
+            if let Some(ok) = upstream_verdict(&result) {
+                upstream.record(picked.index, ok, probe, Instant::now());
+            }
+            let Some(failure) = failure else {
+                // Sent for good: the header map's allocation serves the next request.
+                crate::wire::recycle::give_back(std::mem::take(&mut parts.headers));
+                return result;
+            };
+            let again = may_retry
+                && (tried.len() as u32) < policy.attempts
+                && (!policy.only_elsewhere || tried.len() < upstream.targets.len())
+                && policy.allows(failure, &parts.method)
+                && replayable
+                && body.rewind();
+            if !again {
+                return result;
+            }
+            let wait = policy.backoff(tried.len() as u32, rand::random::<f64>());
+            if Instant::now() + wait >= deadline {
+                return result;
+            }
+            if !upstream.budget.try_retry(Instant::now()) {
+                upstream.counters.retries_denied.inc();
+                return result;
+            }
+            upstream.counters.retries.inc();
+            // The failed answer goes (its connection closes, its in-flight slot frees).
+            drop(result);
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// `Portcullis-Tries: 3` when a request was tried more than once, and
+/// `Portcullis-Upstream-Health: all-unhealthy` when it was sent although no
+/// target was healthy.
+pub(super) fn tell_tries(resp: &mut Response<Body>, notes: &TryNotes) {
+    const TRIES: HeaderName = HeaderName::from_static("portcullis-tries");
+    const HEALTH: HeaderName = HeaderName::from_static("portcullis-upstream-health");
+    if notes.tries > 1 {
+        resp.headers_mut().insert(TRIES, HeaderValue::from(notes.tries));
+    }
+    if notes.all_unhealthy {
+        resp.headers_mut().insert(HEALTH, HeaderValue::from_static("all-unhealthy"));
+    }
+}
+
+/// One HTTP/1.1 exchange on `pool`. When the upstream's `max_connections`
+/// are open, an idle connection to another target is closed to make room,
+/// or the request waits for one to close (as one of `max_pending`).
+async fn send_h1(
+    upstream: &Upstream,
+    pool: &std::sync::Arc<crate::upstream::h1::H1Pool>,
+    parts: &mut request::Parts,
+    body: &mut RequestBody,
+    edits: &HeaderEdits<'_>,
+    timeout: std::time::Duration,
+    deadline: Instant,
+) -> Result<crate::upstream::h1::UpstreamResponse, GatewayError> {
+    let mut waiting = None;
+    loop {
+        match pool.send(parts, body, edits, timeout).await {
+            Ok(resp) => return Ok(resp),
+            Err(e) if at_capacity(&*e) => {
+                let Some(limit) = &upstream.limits.connections else { return Err(classify(upstream.name.clone(), e)) };
+                if upstream.targets.iter().filter_map(|t| t.h1.as_ref()).any(|p| p.close_idle()) {
+                    continue;
+                }
+                if waiting.is_none() {
+                    waiting = Some(limit.wait().map_err(|rule| refuse(upstream, rule))?);
+                }
+                if tokio::time::timeout_at(deadline, limit.freed()).await.is_err() {
+                    return Err(GatewayError::UpstreamTimeout { upstream: upstream.name.clone(), sent: false });
+                }
+            }
+            Err(e) => return Err(classify(upstream.name.clone(), e)),
+        }
+    }
+}
+
+fn at_capacity(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if s.is::<crate::upstream::h1::AtCapacity>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// A refusal before any try, counted by rule.
+fn refuse(upstream: &Upstream, rule: Refusal) -> GatewayError {
+    upstream.counters.refused[rule.index()].inc();
+    GatewayError::Refused { upstream: upstream.name.clone(), rule }
+}
+
+/// What a try's result says for retrying: `None` when it is final.
+fn try_failure(result: &Result<Response<Body>, GatewayError>, policy: &RetryPolicy) -> Option<TryFailure> {
+    match result {
+        Ok(resp) => policy.watches_status(resp.status().as_u16()).then(|| TryFailure::Status(resp.status().as_u16())),
+        Err(
+            GatewayError::UpstreamUnreachable { sent: false, .. } | GatewayError::UpstreamTimeout { sent: false, .. },
+        ) => Some(TryFailure::ConnectFailure),
+        Err(GatewayError::UpstreamUnreachable { sent: true, .. }) => Some(TryFailure::Reset),
+        Err(GatewayError::UpstreamTimeout { sent: true, .. }) => Some(TryFailure::Timeout),
+        Err(_) => None,
+    }
+}
+
+/// Whether the try went well for the upstream's health (`None`: the
+/// client's fault or a refusal, which says nothing about the upstream).
+fn upstream_verdict(result: &Result<Response<Body>, GatewayError>) -> Option<bool> {
+    match result {
+        Ok(resp) => Some(!resp.status().is_server_error()),
+        Err(GatewayError::UpstreamUnreachable { .. } | GatewayError::UpstreamTimeout { .. }) => Some(false),
+        Err(_) => None,
     }
 }
 
@@ -213,9 +399,10 @@ async fn through_hyper(
     req: Request<RequestBody>,
     upgrade: Option<(ClientSide, Option<HeaderValue>)>,
     in_flight: crate::upstream::InFlight,
+    timeout: std::time::Duration,
 ) -> Result<Response<Body>, GatewayError> {
     let sent = upstream.client.request(req);
-    let mut resp = match tokio::time::timeout(upstream.request_timeout, sent).await {
+    let mut resp = match tokio::time::timeout(timeout, sent).await {
         Err(_) => return Err(GatewayError::UpstreamTimeout { upstream: upstream.name.clone(), sent: true }),
         Ok(Err(e)) => return Err(classify(upstream.name.clone(), Box::new(e))),
         Ok(Ok(resp)) => resp,

@@ -82,7 +82,8 @@ pub fn handle<P: Deref<Target = Plan>>(
         // KiB) was copied into this one's on every request.
         // The rate-limit headers of a limited route (the first response step).
         let mut limit_fields = None;
-        let mut tried = None;
+        let mut tried = smallvec::SmallVec::new();
+        let mut notes = forward::TryNotes::default();
         let (route, result): (Option<&Route>, Result<Response<Body>, GatewayError>) = 'serve: {
             let request_id = request_id_ref;
             let listener = match admit(plan, conn, &req) {
@@ -193,6 +194,7 @@ pub fn handle<P: Deref<Target = Plan>>(
                             identity,
                             traceparent: seen.trace.header(),
                             tried: seen.watching().then_some(&mut tried),
+                            notes: &mut notes,
                             client_metrics: plan.observe.metrics,
                         };
                         forward::forward(target, parts, body, client_upgrade).await
@@ -235,7 +237,10 @@ pub fn handle<P: Deref<Target = Plan>>(
         finish(plan, route, conn, origin.as_ref(), &mut resp, limit_fields);
         body::set_request_id(&mut resp, request_id);
         // ResponseStep::Observe: the access log and metrics, finished when the body is.
-        if let Some(pending) = seen.pending(tried, resp.status()) {
+        if notes.tries > 1 || notes.all_unhealthy {
+            forward::tell_tries(&mut resp, &notes);
+        }
+        if let Some(pending) = seen.pending(&tried, resp.status()) {
             resp.body_mut().watch(pending);
         }
         resp
@@ -291,7 +296,7 @@ pub fn refuse(plan: &Plan, conn: &ConnInfo, status: StatusCode, detail: &str) ->
     // `-`, no path, flag `IV`.
     let seen = Seen::unread(plan, conn, &request_id);
     resp.headers_mut().insert(request_id::HEADER, request_id);
-    if let Some(pending) = seen.pending(None, resp.status()) {
+    if let Some(pending) = seen.pending(&[], resp.status()) {
         resp.body_mut().watch(pending);
     }
     resp

@@ -15,6 +15,7 @@ use smallvec::SmallVec;
 
 use super::forward::Tried;
 use crate::http::error::GatewayError;
+use crate::http::error::UpstreamRefusal;
 use crate::http::forwarded::Client;
 use crate::observe::access_log::{Record, Try};
 use crate::observe::metrics::UpstreamError;
@@ -200,12 +201,12 @@ impl Seen {
     }
 
     /// Hands over to the response body.
-    pub fn pending(mut self, tried: Option<Tried<'_>>, status: StatusCode) -> Option<Box<Pending>> {
+    pub fn pending(mut self, tried: &[Tried<'_>], status: StatusCode) -> Option<Box<Pending>> {
         let mut p = self.watch.take()?;
         p.series = self.route;
         p.status = status;
         p.flag = self.flag;
-        p.request_bytes = tried.as_ref().and_then(|t| t.request_bytes).unwrap_or(self.request_bytes);
+        p.request_bytes = tried.last().and_then(|t| t.request_bytes).unwrap_or(self.request_bytes);
         p.bodiless = p.method == Method::HEAD
             || status.is_informational()
             || status == StatusCode::NO_CONTENT
@@ -213,7 +214,7 @@ impl Seen {
         if let Some(r) = &mut p.record {
             r.status = status.as_u16();
             r.route = self.route.map(|i| route_name(&p.observer, i));
-            if let Some(t) = &tried {
+            for t in tried {
                 r.upstream = Some(t.upstream.name.clone());
                 r.tries.push(Try {
                     target: t.target.label.clone(),
@@ -259,6 +260,11 @@ pub(super) fn flag_of(e: &GatewayError) -> Flag {
         GatewayError::UpstreamTimeout { .. } => Flag::UpstreamTimeout,
         GatewayError::CorsRejected(_) => Flag::Forbidden,
         GatewayError::Internal(_) => Flag::LocalResponse,
+        GatewayError::Refused { rule, .. } => match rule {
+            UpstreamRefusal::MaxRequests | UpstreamRefusal::MaxPending => Flag::UpstreamOverflow,
+            UpstreamRefusal::BreakerOpen => Flag::BreakerOpen,
+            UpstreamRefusal::NoHealthyTarget => Flag::NoHealthyUpstream,
+        },
         GatewayError::BadPath(_)
         | GatewayError::BodyTooLarge { .. }
         | GatewayError::BodyTimeout

@@ -1,9 +1,15 @@
 //! Upstreams: named pools of targets, how one is chosen for a request, and
 //! the pooled client that talks to them.
 
+pub mod active;
 pub mod balance;
+pub mod breaker;
 pub mod client;
 pub mod h1;
+pub mod health;
+pub mod limits;
+pub mod retry;
+pub mod window;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,6 +17,7 @@ use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
 
+use crate::config::resilience::AllUnhealthy;
 use crate::observe::metrics::ClientSeries;
 pub use balance::{Balancer, HashKey};
 pub use client::HttpClient;
@@ -28,19 +35,36 @@ pub struct Target {
     pub label: Arc<str>,
     /// `http_client_request_duration_seconds` for this target.
     pub metrics: Arc<ClientSeries>,
+    /// Active probes' verdict and passive ejection.
+    pub health: health::TargetHealth,
+}
+
+impl AsRef<health::TargetHealth> for Target {
+    fn as_ref(&self) -> &health::TargetHealth {
+        &self.health
+    }
 }
 
 impl Target {
     pub fn new(scheme: Scheme, authority: Authority, weight: u32, metrics: Arc<ClientSeries>) -> Target {
         let label = authority.as_str().into();
-        Target { scheme, authority, weight, in_flight: Arc::default(), h1: None, label, metrics }
+        Target {
+            scheme,
+            authority,
+            weight,
+            in_flight: Arc::default(),
+            h1: None,
+            label,
+            metrics,
+            health: Default::default(),
+        }
     }
 
     /// Counts a request as in flight until the returned guard is dropped
     /// (when the response body is finished or abandoned).
     pub fn begin(&self) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.in_flight.clone())
+        InFlight(self.in_flight.clone(), None)
     }
 
     /// The in-flight count itself, for a metrics probe.
@@ -53,9 +77,18 @@ impl Target {
     }
 }
 
-/// A request's slot in its target's in-flight count.
+/// A request's slot in its target's in-flight count (and in its
+/// upstream's, when `limits.max_requests` counts them).
 #[derive(Debug)]
-pub struct InFlight(Arc<AtomicUsize>);
+pub struct InFlight(Arc<AtomicUsize>, Option<limits::RequestSlot>);
+
+impl InFlight {
+    /// Holds the upstream-wide slot as long as the target's.
+    pub fn with(mut self, slot: Option<limits::RequestSlot>) -> InFlight {
+        self.1 = slot;
+        self
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -73,6 +106,34 @@ pub struct Upstream {
     pub balancer: Balancer,
     pub client: HttpClient,
     pub request_timeout: Duration,
+    /// Which targets may get requests, and what happens when none may.
+    pub health: health::PoolHealth,
+    /// The active probes, when `health.active` is set.
+    pub probes_config: Option<active::ProbeSettings>,
+    /// The upstream's own retry rules (routes may override fields).
+    pub retry: Arc<retry::RetryPolicy>,
+    pub budget: retry::Budget,
+    pub breaker: Option<breaker::Breaker>,
+    pub limits: limits::Limits,
+    pub counters: Counters,
+}
+
+/// The upstream's resilience counters (`portcullis_upstream_*`).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub retries: Arc<crate::observe::metrics::Counter>,
+    pub retries_denied: Arc<crate::observe::metrics::Counter>,
+    pub ejections: Arc<crate::observe::metrics::Counter>,
+    pub would_eject: Arc<crate::observe::metrics::Counter>,
+    pub refused: [Arc<crate::observe::metrics::Counter>; limits::Refusal::ALL.len()],
+}
+
+/// The target a request goes to.
+#[derive(Debug, Clone, Copy)]
+pub struct Picked {
+    pub index: usize,
+    /// No target was healthy: chosen among all (`all_unhealthy: serve_all`).
+    pub panic: bool,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -89,14 +150,97 @@ impl Upstream {
         client: HttpClient,
         request_timeout: Duration,
     ) -> Upstream {
-        Upstream { probes: Vec::new(), name, targets, balancer, client, request_timeout }
+        let origin = tokio::time::Instant::now();
+        let health = health::PoolHealth::new(origin, None, false, Default::default());
+        Upstream {
+            probes: Vec::new(),
+            name,
+            targets,
+            balancer,
+            client,
+            request_timeout,
+            health,
+            probes_config: None,
+            retry: Arc::default(),
+            budget: retry::Budget::new(0.2, 10, Duration::from_secs(10), origin),
+            breaker: None,
+            limits: limits::Limits::default(),
+            counters: Counters::default(),
+        }
     }
 
-    /// Picks the target for one request.
-    pub fn pick(&self, key: Option<&[u8]>) -> &Target {
-        if self.targets.len() == 1 {
-            return &self.targets[0];
+    /// Picks the target for one try: the balancer's choice if it may take
+    /// requests and was not tried already (`tried`), else the next one
+    /// that may. When none is healthy, `all_unhealthy` decides: any target
+    /// (`serve_all`) or none (`fail`).
+    pub fn pick(&self, key: Option<&[u8]>, tried: &[usize], now: tokio::time::Instant) -> Option<Picked> {
+        let n = self.targets.len();
+        if n == 1 && (tried.is_empty() || !self.health.checked) {
+            let healthy = !self.health.checked || self.health.available(&self.targets[0].health, self.health.ms(now));
+            return self.fallback(healthy, 0);
         }
-        &self.targets[self.balancer.pick(&self.targets, key)]
+        let first = self.balancer.pick(&self.targets, key);
+        if !self.health.checked && tried.is_empty() {
+            return Some(Picked { index: first, panic: false });
+        }
+        let now_ms = if self.health.checked { self.health.ms(now) } else { 0 };
+        let usable = |i: usize| !self.health.checked || self.health.available(&self.targets[i].health, now_ms);
+        let order = (0..n).map(|k| (first + k) % n);
+        if let Some(index) = order.clone().find(|&i| usable(i) && !tried.contains(&i)) {
+            return Some(Picked { index, panic: false });
+        }
+        // Every usable target was tried: one of them again.
+        if let Some(index) = order.clone().find(|&i| usable(i)) {
+            return Some(Picked { index, panic: false });
+        }
+        let untried = order.clone().find(|i| !tried.contains(i)).unwrap_or(first);
+        self.fallback(false, untried)
+    }
+
+    fn fallback(&self, healthy: bool, index: usize) -> Option<Picked> {
+        match (healthy, self.health.all_unhealthy) {
+            (true, _) => Some(Picked { index, panic: false }),
+            (false, AllUnhealthy::ServeAll) => Some(Picked { index, panic: true }),
+            (false, AllUnhealthy::Fail) => None,
+        }
+    }
+
+    /// Notes a try's result for passive health and the breaker (`probe`:
+    /// the breaker's half-open probe).
+    pub fn record(&self, target: usize, ok: bool, probe: bool, now: tokio::time::Instant) {
+        if let Some(b) = &self.breaker
+            && let Some(state) = b.record(ok, probe, now)
+        {
+            tracing::warn!(upstream = &*self.name, state, "circuit breaker changed state");
+        }
+        if self.health.passive.is_some() {
+            let jitter = rand::random::<f64>();
+            match self.health.record(&self.targets, target, ok, now, jitter) {
+                Some(health::Ejection::Ejected(length)) => {
+                    self.counters.ejections.inc();
+                    tracing::warn!(
+                        upstream = &*self.name,
+                        target = &*self.targets[target].label,
+                        seconds = length.as_secs_f64(),
+                        "target ejected after failing in a row"
+                    );
+                }
+                Some(health::Ejection::WouldEject(length)) => {
+                    self.counters.would_eject.inc();
+                    tracing::info!(
+                        upstream = &*self.name,
+                        target = &*self.targets[target].label,
+                        seconds = length.as_secs_f64(),
+                        "target would be ejected (passive health observes only)"
+                    );
+                }
+                Some(health::Ejection::CapReached) => tracing::warn!(
+                    upstream = &*self.name,
+                    target = &*self.targets[target].label,
+                    "target failing, but max_ejected of the pool is ejected already"
+                ),
+                None => {}
+            }
+        }
     }
 }

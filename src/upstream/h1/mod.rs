@@ -28,6 +28,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::http::request_body::RequestBody;
+use crate::upstream::limits::{ConnLimit, ConnPermit};
 use crate::wire::decode::Decoder;
 use crate::wire::edits::HeaderEdits;
 use crate::wire::raw_headers::RawHeaders;
@@ -57,6 +58,8 @@ struct Conn {
     /// from then (one clock read per request, not three; it can only make
     /// a connection expire early, never late).
     used: Instant,
+    /// Its place in the upstream's `limits.max_connections`.
+    _permit: Option<ConnPermit>,
 }
 
 impl Conn {
@@ -76,7 +79,15 @@ pub struct H1Pool {
     max_idle: usize,
     idle_timeout: Duration,
     connect_timeout: Duration,
+    /// The upstream's `max_connections`, shared with its other targets.
+    limit: Option<Arc<ConnLimit>>,
 }
+
+/// No connection could be opened: the upstream's `max_connections` are
+/// open. (Always wrapped in `NotSent`.)
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream's connection limit is reached")]
+pub struct AtCapacity;
 
 impl std::fmt::Debug for H1Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -90,11 +101,27 @@ impl H1Pool {
         self.idle.lock().map_or(0, |i| i.len())
     }
 
-    pub fn new(authority: String, max_idle: usize, idle_timeout: Duration, connect_timeout: Duration) -> Arc<H1Pool> {
-        Arc::new(H1Pool { authority, idle: Mutex::new(Vec::new()), max_idle, idle_timeout, connect_timeout })
+    pub fn new(
+        authority: String,
+        max_idle: usize,
+        idle_timeout: Duration,
+        connect_timeout: Duration,
+        limit: Option<Arc<ConnLimit>>,
+    ) -> Arc<H1Pool> {
+        Arc::new(H1Pool { authority, idle: Mutex::new(Vec::new()), max_idle, idle_timeout, connect_timeout, limit })
+    }
+
+    /// Closes one idle connection, if there is one (its permit then serves
+    /// a request waiting for a connection to another target).
+    pub fn close_idle(&self) -> bool {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop().is_some()
     }
 
     fn put(&self, conn: Box<Conn>) {
+        // Requests wait for a connection slot: close this one, so that one of them gets it.
+        if self.limit.as_ref().is_some_and(|l| l.has_waiters()) {
+            return;
+        }
         let expires = conn.used + self.idle_timeout;
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < self.max_idle {
@@ -121,6 +148,10 @@ impl H1Pool {
 
     /// A new connection; its errors are `NotSent`.
     async fn connect(&self, deadline: Instant) -> Result<Box<Conn>, BoxError> {
+        let permit = match &self.limit {
+            Some(limit) => Some(limit.try_open().ok_or_else(|| NotSent(Box::new(AtCapacity)))?),
+            None => None,
+        };
         let io = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.authority))
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))
@@ -135,6 +166,7 @@ impl H1Pool {
             head: Vec::new(),
             timer,
             used: Instant::now(),
+            _permit: permit,
         }))
     }
 
@@ -184,10 +216,8 @@ impl H1Pool {
                 deadline,
             };
             match std::future::poll_fn(|cx| exchange.poll(cx)).await {
-                Ok((head, conn)) => {
-                    crate::wire::recycle::give_back(std::mem::take(&mut parts.headers));
-                    return Ok(self.response(head, conn));
-                }
+                // The request's headers stay with the caller (a retry may send them again).
+                Ok((head, conn)) => return Ok(self.response(head, conn)),
                 Err(failure) => {
                     let replayable = !exchange.body_started && !exchange.received;
                     let safe = !exchange.written || parts.method.is_idempotent();

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod flaky;
 pub mod h2raw;
 pub mod idp;
 pub mod otlp;

@@ -1,0 +1,221 @@
+//! The circuit breaker of one upstream: opens on failures in a row or on
+//! the failed share of the last `window` (once `min_requests` were seen),
+//! answers at once while open, lets one probe request through after
+//! `open_for` (half-open), and closes when the probe succeeds.
+//!
+//! Lock-free: the state and the time it was entered in two atomics; the
+//! caller passes the time, so tests drive the clock.
+
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::window::Window;
+
+const CLOSED: u8 = 0;
+const OPEN: u8 = 1;
+const HALF_OPEN: u8 = 2;
+
+#[derive(Debug, Clone)]
+pub struct BreakerSettings {
+    /// 0: this condition is off.
+    pub consecutive_failures: u32,
+    pub error_ratio: Option<f64>,
+    pub window: Duration,
+    pub min_requests: u32,
+    pub open_for: Duration,
+}
+
+#[derive(Debug)]
+pub struct Breaker {
+    settings: BreakerSettings,
+    origin: Instant,
+    state: AtomicU8,
+    /// When the state was entered (ms since `origin`).
+    since: AtomicU64,
+    failures_in_a_row: AtomicU32,
+    /// (requests, failures) over the window.
+    counts: Window,
+}
+
+/// What the breaker says about a request about to be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Closed: go on.
+    Pass,
+    /// The one request that tests a half-open breaker.
+    Probe,
+    /// Open (or half-open with its probe under way): refuse.
+    Refuse,
+}
+
+impl Breaker {
+    pub fn new(settings: BreakerSettings, origin: Instant) -> Breaker {
+        let counts = Window::new(settings.window, origin);
+        Breaker {
+            settings,
+            origin,
+            state: AtomicU8::new(CLOSED),
+            since: AtomicU64::new(0),
+            failures_in_a_row: AtomicU32::new(0),
+            counts,
+        }
+    }
+
+    fn ms(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.origin).as_millis() as u64
+    }
+
+    pub fn admit(&self, now: Instant) -> Admission {
+        match self.state.load(Ordering::Acquire) {
+            CLOSED => Admission::Pass,
+            state => {
+                let since = self.since.load(Ordering::Acquire);
+                let due = self.ms(now) >= since + self.settings.open_for.as_millis() as u64;
+                // Half-open for longer than `open_for`: the probe's answer was
+                // lost (its request abandoned), so another may go.
+                if due && self.state.compare_exchange(state, HALF_OPEN, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                    self.since.store(self.ms(now), Ordering::Release);
+                    Admission::Probe
+                } else {
+                    Admission::Refuse
+                }
+            }
+        }
+    }
+
+    /// Notes a result. `probe`: it was the half-open breaker's probe.
+    /// Returns the new state name when this result changed it.
+    pub fn record(&self, ok: bool, probe: bool, now: Instant) -> Option<&'static str> {
+        if probe {
+            return Some(if ok {
+                self.failures_in_a_row.store(0, Ordering::Relaxed);
+                self.counts.clear();
+                self.enter(CLOSED, now);
+                "closed"
+            } else {
+                self.enter(OPEN, now);
+                "open"
+            });
+        }
+        if self.state.load(Ordering::Acquire) != CLOSED {
+            // Answers to requests sent before the breaker opened.
+            return None;
+        }
+        self.counts.add(now, 1, u64::from(!ok));
+        if ok {
+            if self.failures_in_a_row.load(Ordering::Relaxed) != 0 {
+                self.failures_in_a_row.store(0, Ordering::Relaxed);
+            }
+            return None;
+        }
+        let in_a_row = self.failures_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+        let by_count = self.settings.consecutive_failures != 0 && in_a_row >= self.settings.consecutive_failures;
+        let by_ratio = self.settings.error_ratio.is_some_and(|ratio| {
+            let (requests, failures) = self.counts.sums(now);
+            requests >= u64::from(self.settings.min_requests.max(1)) && failures as f64 >= ratio * requests as f64
+        });
+        if (by_count || by_ratio)
+            && self.state.compare_exchange(CLOSED, OPEN, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        {
+            self.since.store(self.ms(now), Ordering::Release);
+            return Some("open");
+        }
+        None
+    }
+
+    fn enter(&self, state: u8, now: Instant) {
+        self.since.store(self.ms(now), Ordering::Release);
+        self.state.store(state, Ordering::Release);
+    }
+
+    /// 0 closed, 1 open, 0.5 half-open (for a gauge).
+    pub fn gauge(&self) -> f64 {
+        match self.state.load(Ordering::Relaxed) {
+            CLOSED => 0.0,
+            OPEN => 1.0,
+            _ => 0.5,
+        }
+    }
+
+    pub fn state_name(&self) -> &'static str {
+        match self.state.load(Ordering::Relaxed) {
+            CLOSED => "closed",
+            OPEN => "open",
+            _ => "half_open",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> BreakerSettings {
+        BreakerSettings {
+            consecutive_failures: 3,
+            error_ratio: Some(0.5),
+            window: Duration::from_secs(10),
+            min_requests: 10,
+            open_for: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn opens_on_failures_in_a_row_then_probes_then_closes() {
+        let t0 = Instant::now();
+        let b = Breaker::new(settings(), t0);
+        assert_eq!(b.record(false, false, t0), None);
+        assert_eq!(b.record(false, false, t0), None);
+        assert_eq!(b.record(false, false, t0), Some("open"));
+        assert_eq!(b.admit(t0), Admission::Refuse);
+        assert_eq!(b.admit(t0 + Duration::from_millis(4999)), Admission::Refuse);
+        let t1 = t0 + Duration::from_secs(5);
+        assert_eq!(b.admit(t1), Admission::Probe);
+        assert_eq!(b.admit(t1), Admission::Refuse, "one probe at a time");
+        assert_eq!(b.record(false, true, t1), Some("open"), "a failed probe opens it again");
+        assert_eq!(b.admit(t1 + Duration::from_secs(4)), Admission::Refuse);
+        let t2 = t1 + Duration::from_secs(5);
+        assert_eq!(b.admit(t2), Admission::Probe);
+        assert_eq!(b.record(true, true, t2), Some("closed"));
+        assert_eq!(b.admit(t2), Admission::Pass);
+    }
+
+    #[test]
+    fn opens_on_the_error_ratio_once_enough_requests_were_seen() {
+        let t0 = Instant::now();
+        let b = Breaker::new(settings(), t0);
+        // Alternating: never 3 in a row, but half of them fail.
+        for i in 0..9 {
+            assert_eq!(b.record(i % 2 == 0, false, t0), None, "fewer than min_requests");
+        }
+        assert_eq!(b.record(false, false, t0), Some("open"), "5 of 10 failed");
+        // A lost probe does not keep it half-open forever.
+        let t1 = t0 + Duration::from_secs(5);
+        assert_eq!(b.admit(t1), Admission::Probe);
+        assert_eq!(b.admit(t1 + Duration::from_secs(5)), Admission::Probe);
+    }
+
+    #[test]
+    fn old_failures_leave_the_window() {
+        let t0 = Instant::now();
+        let b = Breaker::new(BreakerSettings { consecutive_failures: 0, ..settings() }, t0);
+        for _ in 0..4 {
+            b.record(true, false, t0);
+        }
+        for _ in 0..6 {
+            b.record(false, false, t0);
+        }
+        assert_eq!(b.admit(t0), Admission::Refuse, "6 of 10 failed");
+        let b = Breaker::new(BreakerSettings { consecutive_failures: 0, ..settings() }, t0);
+        for _ in 0..6 {
+            b.record(false, false, t0);
+        }
+        let later = t0 + Duration::from_secs(11);
+        for _ in 0..9 {
+            assert_eq!(b.record(true, false, later), None);
+        }
+        assert_eq!(b.record(false, false, later), None, "1 of 10 in the window");
+    }
+}
