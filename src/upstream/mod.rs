@@ -179,7 +179,12 @@ impl Upstream {
             let healthy = !self.health.checked || self.health.available(&self.targets[0].health, self.health.ms(now));
             return self.fallback(healthy, 0);
         }
-        let first = self.balancer.pick(&self.targets, key);
+        // A retry starts after the target it leaves (the balancer's turn is
+        // kept for first tries, so that retries do not skew its spread).
+        let first = match tried.last() {
+            Some(&last) => (last + 1) % n,
+            None => self.balancer.pick(&self.targets, key),
+        };
         if !self.health.checked && tried.is_empty() {
             return Some(Picked { index: first, panic: false });
         }

@@ -21,6 +21,7 @@ mod normalization;
 mod observe;
 mod proxying;
 mod ratelimit;
+mod resilience;
 mod routing;
 mod smuggling;
 mod streaming;

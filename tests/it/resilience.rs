@@ -1,0 +1,464 @@
+//! Upstream resilience, observed from outside: real upstreams told to fail,
+//! hang or answer slowly; what the client gets and what the upstreams saw.
+//! (The clocks of ejection, budgets and the breaker are unit-tested with a
+//! hand-driven clock in `src/upstream/`; here short real times are used,
+//! waited for by polling, never by a fixed sleep that hopes.)
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+
+use crate::support::flaky::{Flaky, Mode};
+use crate::support::{Gateway1, Reply, closed_port, gateway, get, http1_client, send};
+
+async fn post(gw: &Gateway1, path: &str, body: Vec<u8>) -> Reply {
+    let req = Request::post(gw.url(path)).body(Full::new(Bytes::from(body))).unwrap();
+    send(&http1_client(), req).await
+}
+
+fn problem_type(reply: &Reply) -> String {
+    reply.json()["type"].as_str().unwrap_or_default().to_string()
+}
+
+/// Polls `cond` every 20 ms for up to 5 s.
+async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let until = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::time::Instant::now() < until {
+        if cond().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("not within 5 s: {what}");
+}
+
+/// Which upstream answered each of `n` GETs (`x-upstream`), counted.
+async fn spread(gw: &Gateway1, n: usize) -> (usize, usize) {
+    let mut counts = (0, 0);
+    for _ in 0..n {
+        let r = get(&gw.url("/x"), &[]).await;
+        match r.header("x-upstream") {
+            Some("a") => counts.0 += 1,
+            Some("b") => counts.1 += 1,
+            _ => {}
+        }
+    }
+    counts
+}
+
+#[tokio::test]
+async fn passive_checks_eject_a_failing_target_and_let_it_back() {
+    let (a, b) = (Flaky::start("a").await, Flaky::start("b").await);
+    let gw = gateway(&format!(
+        r#"
+upstreams:
+  svc:
+    targets: [ "{}", "{}" ]
+    health: {{ passive: {{ consecutive_failures: 2, base_ejection: 300ms, max_ejection: 10s }} }}
+routes:
+  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}
+"#,
+        a.url(),
+        b.url()
+    ))
+    .await;
+    b.set(Mode::Status(503));
+    // Round robin: b fails twice (its answers reach the client), then is out.
+    let statuses: Vec<u16> = {
+        let mut v = Vec::new();
+        for _ in 0..20 {
+            v.push(get(&gw.url("/x"), &[]).await.status.as_u16());
+        }
+        v
+    };
+    assert_eq!(b.hits(), 2, "ejected after two failures in a row: {statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 503).count(), 2);
+    assert_eq!(a.hits(), 18);
+    // It recovers; once its ejection is over it gets traffic again.
+    b.set(Mode::Ok);
+    eventually("b serves again", async || spread(&gw, 4).await.1 > 0).await;
+}
+
+#[tokio::test]
+async fn observe_only_passive_checks_eject_nothing() {
+    let (a, b) = (Flaky::start("a").await, Flaky::start("b").await);
+    let gw = gateway(&format!(
+        r#"
+upstreams:
+  svc:
+    targets: [ "{}", "{}" ]
+    health: {{ passive: {{ consecutive_failures: 2, base_ejection: 30s, enforce: false }} }}
+routes:
+  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}
+"#,
+        a.url(),
+        b.url()
+    ))
+    .await;
+    b.set(Mode::Status(503));
+    for _ in 0..20 {
+        get(&gw.url("/x"), &[]).await;
+    }
+    assert_eq!((a.hits(), b.hits()), (10, 10));
+}
+
+#[tokio::test]
+async fn active_checks_take_a_target_out_and_bring_it_back() {
+    let (a, b) = (Flaky::start("a").await, Flaky::start("b").await);
+    let gw = gateway(&format!(
+        r#"
+upstreams:
+  svc:
+    targets: [ "{}", "{}" ]
+    health: {{ active: {{ path: /healthz, interval: 30ms, timeout: 500ms, healthy: 2, unhealthy: 2 }} }}
+routes:
+  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}
+"#,
+        a.url(),
+        b.url()
+    ))
+    .await;
+    eventually("both are probed", async || a.health_hits() >= 2 && b.health_hits() >= 2).await;
+    assert_eq!(spread(&gw, 10).await, (5, 5));
+    b.set_health(500);
+    eventually("b is taken out", async || spread(&gw, 6).await == (6, 0)).await;
+    let before = b.hits();
+    spread(&gw, 10).await;
+    assert_eq!(b.hits(), before, "an unhealthy target gets no requests");
+    b.set_health(200);
+    eventually("b is back", async || spread(&gw, 4).await.1 == 2).await;
+}
+
+#[tokio::test]
+async fn all_unhealthy_serves_all_or_fails_as_configured() {
+    let a = Flaky::start("a").await;
+    a.set_health(503);
+    let config = |mode: &str| {
+        format!(
+            r#"
+upstreams:
+  svc:
+    targets: [ "{}" ]
+    health: {{ active: {{ interval: 30ms, unhealthy: 1 }}, all_unhealthy: {mode} }}
+routes:
+  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}
+"#,
+            a.url()
+        )
+    };
+    let gw = gateway(&config("serve_all")).await;
+    eventually("served although unhealthy", async || {
+        let r = get(&gw.url("/x"), &[]).await;
+        r.status == 200 && r.header("portcullis-upstream-health") == Some("all-unhealthy")
+    })
+    .await;
+    let gw = gateway(&config("fail")).await;
+    eventually("refused", async || get(&gw.url("/x"), &[]).await.status == 503).await;
+    let before = a.hits();
+    let r = get(&gw.url("/x"), &[]).await;
+    assert_eq!(problem_type(&r), "urn:portcullis:problem:no-healthy-target");
+    assert_eq!(a.hits(), before, "nothing was sent");
+}
+
+#[tokio::test]
+async fn retries_happen_only_where_allowed() {
+    let (a, b) = (Flaky::start("a").await, Flaky::start("b").await);
+    a.set(Mode::Status(503));
+    let gw = gateway(&format!(
+        r#"
+upstreams:
+  svc:
+    targets: [ "{}", "{}" ]
+    retry: {{ attempts: 2, on: [ "503" ], backoff: {{ base: 1ms, max: 2ms }} }}
+routes:
+  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}
+"#,
+        a.url(),
+        b.url()
+    ))
+    .await;
+    // GET is idempotent: every one that met `a` was tried again on `b`.
+    for _ in 0..10 {
+        let r = get(&gw.url("/x"), &[]).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-upstream"), Some("b"));
+        let tries = r.header("portcullis-tries");
+        assert!(tries.is_none() || tries == Some("2"), "{tries:?}");
+    }
+    assert_eq!(a.hits() + b.hits(), 15, "five GETs went to a first, then to b");
+    // POST is not: whoever got it answered.
+    a.reset_counts();
+    b.reset_counts();
+    let mut failed = 0;
+    for _ in 0..10 {
+        let r = post(&gw, "/x", b"{}".to_vec()).await;
+        if r.status == 503 {
+            assert!(r.header("portcullis-tries").is_none());
+            failed += 1;
+        }
+    }
+    assert_eq!((a.hits() + b.hits(), failed), (10, 5));
+}
+
+#[tokio::test]
+async fn a_connect_failure_goes_to_another_target_by_default() {
+    let dead = closed_port().await;
+    let b = Flaky::start("b").await;
+    let gw = gateway(&format!(
+        r#"
+upstreams:
+  svc: {{ targets: [ "http://{dead}", "{}" ] }}
+routes:
+  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}
+"#,
+        b.url()
+    ))
+    .await;
+    for i in 0..6 {
+        // The upstream never saw the request: any method may go elsewhere.
+        let r = if i % 2 == 0 { get(&gw.url("/x"), &[]).await } else { post(&gw, "/x", vec![b'x'; 100]).await };
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert_eq!(b.hits(), 6);
+}
+
+#[tokio::test]
+async fn per_try_timeouts_move_on_to_the_next_target() {
+    let (a, b) = (Flaky::start("a").await, Flaky::start("b").await);
+    a.set(Mode::Hang);
+    let gw = gateway(&format!(
+        r#"
+upstreams:
+  svc:
+    targets: [ "{}", "{}" ]
+    timeouts: {{ request: 5s }}
+    retry: {{ attempts: 2, on: [ timeout ], per_try_timeout: 200ms, backoff: {{ base: 1ms, max: 1ms }} }}
+routes:
+  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}
+"#,
+        a.url(),
+        b.url()
+    ))
+    .await;
+    for _ in 0..2 {
+        let started = tokio::time::Instant::now();
+        let r = get(&gw.url("/x"), &[]).await;
+        assert_eq!((r.status.as_u16(), r.header("x-upstream")), (200, Some("b")));
+        assert!(started.elapsed() < Duration::from_secs(3), "the hanging try was cut at its own timeout");
+    }
+    assert_eq!(a.hits(), 1);
+}
+
+#[tokio::test]
+async fn a_body_longer_than_the_replay_buffer_is_not_retried() {
+    let (a, b) = (Flaky::start("a").await, Flaky::start("b").await);
+    a.set(Mode::Reset);
+    let gw = gateway(&format!(
+        r#"
+upstreams:
+  svc:
+    targets: [ "{}", "{}" ]
+    retry: {{ attempts: 2, on: [ reset ], methods: [ PUT ], buffer: 1KiB, backoff: {{ base: 1ms, max: 1ms }} }}
+routes:
+  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}
+"#,
+        a.url(),
+        b.url()
+    ))
+    .await;
+    let put = |len: usize| {
+        let req = Request::put(gw.url("/x")).body(Full::new(Bytes::from(vec![b'x'; len]))).unwrap();
+        async move { send(&http1_client(), req).await }
+    };
+    // Small bodies are sent again to b, whole.
+    for _ in 0..4 {
+        let r = put(500).await;
+        assert_eq!(r.status, 200);
+        let seen = b.last_request().expect("b saw it");
+        assert_eq!(seen.headers.get("content-length").and_then(|v| v.to_str().ok()), Some("500"));
+    }
+    // A body larger than the buffer cannot be: the reset reaches the client.
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(put(4096).await.status.as_u16());
+    }
+    statuses.sort();
+    assert_eq!(statuses, vec![200, 200, 502, 502]);
+}
+
+/// Both targets answer 503 to everything; each request would like two retries.
+async fn outage_retries(a: &Flaky, b: &Flaky, budget: &str) -> usize {
+    let gw = gateway(&format!(
+        r#"
+upstreams:
+  svc:
+    targets: [ "{}", "{}" ]
+    retry:
+      attempts: 3
+      on: [ "503" ]
+      backoff: {{ base: 1ms, max: 1ms }}
+      budget: {budget}
+routes:
+  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}
+"#,
+        a.url(),
+        b.url()
+    ))
+    .await;
+    a.reset_counts();
+    b.reset_counts();
+    for _ in 0..50 {
+        assert_eq!(get(&gw.url("/x"), &[]).await.status, 503);
+    }
+    a.hits() + b.hits() - 50
+}
+
+#[tokio::test]
+async fn the_budget_caps_retries_under_a_full_outage() {
+    let (a, b) = (Flaky::start("a").await, Flaky::start("b").await);
+    a.set(Mode::Status(503));
+    b.set(Mode::Status(503));
+    // Unbudgeted, 50 requests would make 100 retries. 10% of the requests
+    // seen: a retry at the 1st, 11th, 21st, 31st and 41st request.
+    assert_eq!(outage_retries(&a, &b, "{ ratio: 10%, min_per_second: 0, window: 60s }").await, 5);
+    // The reserve alone: 1 a second over 10 s.
+    assert_eq!(outage_retries(&a, &b, "{ ratio: 0%, min_per_second: 1, window: 10s }").await, 10);
+}
+
+#[tokio::test]
+async fn the_breaker_opens_answers_at_once_half_opens_and_closes() {
+    let a = Flaky::start("a").await;
+    a.set(Mode::Status(500));
+    let gw = gateway(&format!(
+        r#"
+upstreams:
+  svc:
+    targets: [ "{}" ]
+    breaker: {{ consecutive_failures: 3, open_for: 300ms }}
+routes:
+  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}
+"#,
+        a.url()
+    ))
+    .await;
+    for _ in 0..3 {
+        assert_eq!(get(&gw.url("/x"), &[]).await.status, 500);
+    }
+    // Open: 503 at once, the upstream untouched.
+    for _ in 0..5 {
+        let r = get(&gw.url("/x"), &[]).await;
+        assert_eq!(r.status, 503);
+        assert_eq!(problem_type(&r), "urn:portcullis:problem:circuit-open");
+    }
+    assert_eq!(a.hits(), 3);
+    // After `open_for`, one probe: still failing, so open again.
+    eventually("a probe is let through", async || a.hits() == 4 || get(&gw.url("/x"), &[]).await.status == 500).await;
+    assert_eq!(a.hits(), 4);
+    assert_eq!(problem_type(&get(&gw.url("/x"), &[]).await), "urn:portcullis:problem:circuit-open");
+    // Recovered: the next probe succeeds and closes it.
+    a.set(Mode::Ok);
+    eventually("closed again", async || get(&gw.url("/x"), &[]).await.status == 200).await;
+    for _ in 0..5 {
+        assert_eq!(get(&gw.url("/x"), &[]).await.status, 200);
+    }
+}
+
+#[tokio::test]
+async fn limits_refuse_at_exactly_the_configured_number() {
+    let a = Flaky::start("a").await;
+    a.set(Mode::Slow(Duration::from_millis(600)));
+    let gw = gateway(&format!(
+        r#"
+upstreams:
+  svc:
+    targets: [ "{}" ]
+    limits: {{ max_requests: 2 }}
+routes:
+  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}
+"#,
+        a.url()
+    ))
+    .await;
+    let url = gw.url("/x");
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            tokio::spawn({
+                let url = url.clone();
+                async move { get(&url, &[]).await.status.as_u16() }
+            })
+        })
+        .collect();
+    eventually("two in flight", async || a.hits() == 2).await;
+    let started = tokio::time::Instant::now();
+    let r = get(&url, &[]).await;
+    assert_eq!(r.status, 503);
+    assert_eq!(problem_type(&r), "urn:portcullis:problem:upstream-max-requests");
+    assert!(started.elapsed() < Duration::from_millis(300), "refused at once, not queued");
+    for s in slow {
+        assert_eq!(s.await.unwrap(), 200);
+    }
+    assert_eq!(get(&url, &[]).await.status, 200, "slots come back");
+}
+
+#[tokio::test]
+async fn max_connections_and_max_pending() {
+    let a = Flaky::start("a").await;
+    a.set(Mode::Slow(Duration::from_millis(400)));
+    let gw = gateway(&format!(
+        r#"
+upstreams:
+  svc:
+    targets: [ "{}" ]
+    limits: {{ max_connections: 1, max_pending: 1 }}
+routes:
+  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}
+"#,
+        a.url()
+    ))
+    .await;
+    let url = gw.url("/x");
+    let first = tokio::spawn({
+        let url = url.clone();
+        async move { get(&url, &[]).await.status.as_u16() }
+    });
+    eventually("the one connection is busy", async || a.hits() == 1).await;
+    let second = tokio::spawn({
+        let url = url.clone();
+        async move { get(&url, &[]).await.status.as_u16() }
+    });
+    // The second waits for the connection; a third may not wait too.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = get(&url, &[]).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(problem_type(&r), "urn:portcullis:problem:upstream-max-pending");
+    assert_eq!(first.await.unwrap(), 200);
+    assert_eq!(second.await.unwrap(), 200, "the waiting request got the connection");
+    assert_eq!(a.hits(), 2);
+}
+
+#[tokio::test]
+async fn retry_config_mistakes_are_refused_with_their_path() {
+    let cases = [
+        ("retry: { attempts: 0 }", "upstreams.svc.retry.attempts"),
+        ("retry: { on: [ sometimes ] }", "sometimes"),
+        ("retry: { budget: { ratio: 20 } }", "20%"),
+        ("limits: { max_pending: 5 }", "upstreams.svc.limits.max_pending"),
+        ("breaker: { consecutive_failures: 0 }", "upstreams.svc.breaker"),
+        ("health: { active: { expect: [ \"2xx\" ] } }", "upstreams.svc.health.active.expect[0]"),
+    ];
+    for (snippet, expected) in cases {
+        let yaml = format!(
+            "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nupstreams:\n  svc:\n    targets: [ \"http://127.0.0.1:9\" ]\n    {snippet}\nroutes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: svc }}\n"
+        );
+        let err = match portcullis::config::parse_str(&yaml, "test.yaml", std::path::Path::new(".")) {
+            Err(e) => e.to_string(),
+            Ok(loaded) => match portcullis::check(&loaded) {
+                Err(e) => e.to_string(),
+                Ok(()) => panic!("accepted: {snippet}"),
+            },
+        };
+        assert!(err.contains(expected), "{snippet}: {err}");
+    }
+}
