@@ -182,7 +182,7 @@ fn status(shared: &Shared) -> serde_json::Value {
                     });
                     Some(u.name.to_string())
                 }
-                Action::Respond(_) => None,
+                Action::Respond(_) | Action::Aggregate(_) => None,
             };
             serde_json::json!({ "name": &*r.name, "upstream": upstream })
         })

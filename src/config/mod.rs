@@ -1,6 +1,7 @@
 //! The config file: loading with `${ENV}` interpolation, the serde types,
 //! units, and errors that name the file, the path and the line.
 
+pub mod aggregate;
 pub mod field_errors;
 pub mod locate;
 pub mod observe;

@@ -432,6 +432,8 @@ pub struct RouteConfig {
     pub static_response: Option<StaticConfig>,
     /// Answer with a redirect.
     pub redirect: Option<RedirectConfig>,
+    /// Answer with several upstream calls composed into one JSON document.
+    pub aggregate: Option<super::aggregate::AggregateConfig>,
     /// Path and host rewrites applied before forwarding.
     pub rewrite: Option<RewriteConfig>,
     /// Replaces fields of the upstream's `retry` for this route.

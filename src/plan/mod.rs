@@ -4,6 +4,7 @@
 //! error never becomes a plan.
 
 mod admin;
+pub mod aggregate;
 mod api_docs;
 mod openapi;
 mod route;

@@ -147,6 +147,7 @@ pub(super) fn proxy_route(name: String, matcher: MatchConfig, upstream: &str) ->
         echo: None,
         static_response: None,
         redirect: None,
+        aggregate: None,
         rewrite: None,
         retry: None,
         preserve_host: true,

@@ -35,6 +35,8 @@ pub struct Route {
 pub enum Action {
     Proxy(Proxy),
     Respond(Responder),
+    /// Several upstream calls composed into one answer.
+    Aggregate(super::aggregate::AggregatePlan),
 }
 
 #[derive(Debug)]
@@ -75,11 +77,20 @@ pub(super) fn compile(
     let matcher = compile_match(cx, &format!("{at}.match"), &cfg.matcher);
     let params = matcher.as_ref().map(|m| m.params.clone()).unwrap_or_default();
 
-    let actions = [cfg.upstream.is_some(), cfg.echo.is_some(), cfg.static_response.is_some(), cfg.redirect.is_some()];
+    let actions = [
+        cfg.upstream.is_some(),
+        cfg.echo.is_some(),
+        cfg.static_response.is_some(),
+        cfg.redirect.is_some(),
+        cfg.aggregate.is_some(),
+    ];
     let action = match actions.iter().filter(|a| **a).count() {
-        1 => compile_action(cx, &at, cfg, matcher.as_ref(), upstreams, known),
+        1 => match &cfg.aggregate {
+            Some(agg) => super::aggregate::compile(cx, &at, agg, &params, upstreams).map(Action::Aggregate),
+            None => compile_action(cx, &at, cfg, matcher.as_ref(), upstreams, known),
+        },
         _ => {
-            cx.err(at.clone(), "a route needs exactly one of `upstream`, `echo`, `static` or `redirect`");
+            cx.err(at.clone(), "a route needs exactly one of `upstream`, `echo`, `static`, `redirect` or `aggregate`");
             None
         }
     };

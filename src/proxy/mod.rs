@@ -15,6 +15,7 @@
 //! the client's protocol (HTTP/1.1 or HTTP/2): policies see protocol-neutral
 //! request parts.
 
+mod aggregate;
 pub mod body;
 mod forward;
 mod observe;
@@ -198,6 +199,18 @@ pub fn handle<P: Deref<Target = Plan>>(
                             client_metrics: plan.observe.metrics,
                         };
                         forward::forward(target, parts, body, client_upgrade).await
+                    }
+                    Action::Aggregate(agg) => {
+                        let inputs = aggregate::Inputs {
+                            values: &found.values,
+                            request_id,
+                            traceparent: seen.trace.header(),
+                            client_ip: conn.peer_ip.clone(),
+                            scheme: conn.scheme,
+                            identity,
+                        };
+                        // Boxed, as the responders: its future holds every call's.
+                        Ok(Box::pin(aggregate::run(agg, inputs)).await)
                     }
                     Action::Respond(responder) => {
                         if let Some(id) = ctx.identity.as_deref().filter(|_| identity.is_some()) {

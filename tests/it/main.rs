@@ -5,6 +5,7 @@
 
 mod support;
 
+mod aggregate;
 mod auth;
 mod balancing;
 mod check_cli;

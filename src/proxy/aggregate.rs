@@ -1,0 +1,478 @@
+//! Running a route's `aggregate`: its calls as a small graph (every call
+//! whose `after` calls have answered starts at once, so independent calls
+//! run side by side), each within its own timeout and the aggregate's
+//! budget, their JSON answers filtered and merged into one document.
+//! Partial failure is explicit: `Portcullis-Aggregate: partial;
+//! failed="orders"` and an `errors` entry per failed call; a call that must
+//! succeed fails the whole request (502, or 504 when it timed out).
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+
+use super::body::Body;
+use crate::config::aggregate::{MergeMode, OnFailure};
+use crate::http::error::UpstreamRefusal;
+use crate::http::forwarded::{X_FORWARDED_FOR, X_FORWARDED_PROTO};
+use crate::http::request_body::RequestBody;
+use crate::http::{problem, request_id};
+use crate::observe::trace::TRACEPARENT;
+use crate::plan::aggregate::{AggregatePlan, CallPlan, Piece};
+use crate::upstream::Upstream;
+use crate::upstream::breaker::Admission;
+use crate::wire::edits::HeaderEdits;
+
+const AGGREGATE: HeaderName = HeaderName::from_static("portcullis-aggregate");
+
+/// What every call carries from the client's request.
+pub(super) struct Inputs<'a> {
+    /// The route's path parameter values.
+    pub values: &'a [&'a str],
+    pub request_id: &'a HeaderValue,
+    /// The calls' `traceparent`: the request's trace, the gateway's span.
+    pub traceparent: HeaderValue,
+    /// The client's address, as `X-Forwarded-For` gives it.
+    pub client_ip: HeaderValue,
+    pub scheme: &'static str,
+    /// Identity header lines from authentication (names, values).
+    pub identity: Option<(&'a [HeaderName], &'a [Option<HeaderValue>])>,
+}
+
+/// Why a call failed.
+#[derive(Debug)]
+enum CallError {
+    Timeout(Duration),
+    Unreachable,
+    Refused(UpstreamRefusal),
+    Status(u16),
+    NotJson(String),
+    BadJson,
+    TooLarge(u64),
+    /// A call it waits for failed.
+    Dependency(std::sync::Arc<str>),
+    /// A `{call.field}` had no value to fill in.
+    Placeholder(String),
+}
+
+impl CallError {
+    fn status(&self) -> StatusCode {
+        match self {
+            CallError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            CallError::Refused(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            CallError::Timeout(t) => format!("no answer within {} ms", t.as_millis()),
+            CallError::Unreachable => "the upstream could not be reached or broke off".into(),
+            CallError::Refused(rule) => rule.detail().into(),
+            CallError::Status(s) => format!("the upstream answered {s}"),
+            CallError::NotJson(media) => format!("the answer is not JSON ({media})"),
+            CallError::BadJson => "the answer is not valid JSON".into(),
+            CallError::TooLarge(n) => format!("the answer is longer than {n} bytes"),
+            CallError::Dependency(call) => format!("it needs the answer of `{call}`, which failed"),
+            CallError::Placeholder(p) => format!("`{{{p}}}` has no value to fill in"),
+        }
+    }
+
+    /// An RFC 9457-style entry of the answer's `errors`.
+    fn entry(&self, call: &str) -> Value {
+        let status = self.status();
+        serde_json::json!({
+            "call": call,
+            "status": status.as_u16(),
+            "title": status.canonical_reason().unwrap_or("Error"),
+            "detail": self.detail(),
+        })
+    }
+}
+
+type CallFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, CallError>> + Send + 'a>>;
+
+pub(super) async fn run(plan: &AggregatePlan, inputs: Inputs<'_>) -> Response<Body> {
+    let deadline = Instant::now() + plan.timeout;
+    let headers = call_headers(&inputs);
+    let n = plan.calls.len();
+    let mut results: Vec<Option<Result<Value, CallError>>> = (0..n).map(|_| None).collect();
+    let mut started = vec![false; n];
+    let mut running: Vec<(usize, CallFuture<'_>)> = Vec::new();
+    loop {
+        // Start what can start (calls are in an order where each comes after what it waits for).
+        for i in 0..n {
+            let call = &plan.calls[i];
+            if started[i] || !call.after.iter().all(|&d| results[d].is_some()) {
+                continue;
+            }
+            started[i] = true;
+            if let Some(&d) = call.after.iter().find(|&&d| matches!(results[d], Some(Err(_)))) {
+                results[i] = Some(Err(CallError::Dependency(plan.calls[d].name.clone())));
+                continue;
+            }
+            match fill(call, inputs.values, &results) {
+                Ok(pq) => {
+                    let limit = call.timeout.map_or(deadline, |t| deadline.min(Instant::now() + t));
+                    let budget = limit.saturating_duration_since(Instant::now());
+                    let headers = &headers;
+                    let fut = async move {
+                        match tokio::time::timeout_at(limit, fetch(call, pq, headers)).await {
+                            Ok(result) => result,
+                            Err(_) => Err(CallError::Timeout(budget)),
+                        }
+                    };
+                    running.push((i, Box::pin(fut)));
+                }
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        if let Some(i) = (0..n).find(|&i| plan.calls[i].must_succeed && matches!(results[i], Some(Err(_)))) {
+            return failed(plan, &results, i, inputs.request_id);
+        }
+        if running.is_empty() {
+            break;
+        }
+        let (k, i, result) = std::future::poll_fn(|cx| {
+            for (k, (i, fut)) in running.iter_mut().enumerate() {
+                if let std::task::Poll::Ready(r) = fut.as_mut().poll(cx) {
+                    return std::task::Poll::Ready((k, *i, r));
+                }
+            }
+            std::task::Poll::Pending
+        })
+        .await;
+        drop(running.swap_remove(k));
+        results[i] = Some(result);
+    }
+    merged(plan, results)
+}
+
+/// The headers every call carries: the request id, the trace, where the
+/// request came from, the identity authentication established. Not the
+/// client's credentials or cookies: the calls are the gateway's.
+fn call_headers(inputs: &Inputs<'_>) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+    h.insert(request_id::HEADER, inputs.request_id.clone());
+    h.insert(TRACEPARENT, inputs.traceparent.clone());
+    h.insert(X_FORWARDED_FOR, inputs.client_ip.clone());
+    h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(inputs.scheme));
+    if let Some((names, values)) = inputs.identity {
+        for (name, value) in names.iter().zip(values) {
+            if let Some(v) = value {
+                h.insert(name.clone(), v.clone());
+            }
+        }
+    }
+    h
+}
+
+/// The call's path and query with its placeholders filled in.
+fn fill(
+    call: &CallPlan,
+    values: &[&str],
+    results: &[Option<Result<Value, CallError>>],
+) -> Result<PathAndQuery, CallError> {
+    let mut out = String::new();
+    for piece in &call.path {
+        match piece {
+            Piece::Literal(l) => out.push_str(l),
+            Piece::Param(i) => out.push_str(values.get(*i).copied().unwrap_or_default()),
+            Piece::Field { call: from, path, text } => {
+                let value = match &results[*from] {
+                    Some(Ok(v)) => lookup(v, path),
+                    _ => None,
+                };
+                let scalar = match value {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(Value::Number(n)) => n.to_string(),
+                    Some(Value::Bool(b)) => b.to_string(),
+                    _ => return Err(CallError::Placeholder(text.clone())),
+                };
+                encode_into(&scalar, &mut out);
+            }
+        }
+    }
+    PathAndQuery::try_from(out).map_err(|_| CallError::Placeholder("path".into()))
+}
+
+/// Percent-encodes all but RFC 3986's unreserved characters: safe in a
+/// path segment and in a query value alike.
+fn encode_into(s: &str, out: &mut String) {
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+}
+
+fn lookup<'v>(v: &'v Value, path: &[String]) -> Option<&'v Value> {
+    path.iter().try_fold(v, |v, key| match v {
+        Value::Object(m) => m.get(key),
+        Value::Array(items) => key.parse::<usize>().ok().and_then(|i| items.get(i)),
+        _ => None,
+    })
+}
+
+/// One call: admitted by its upstream's breaker and limits, sent to a
+/// healthy target, answered with JSON in a 2xx.
+async fn fetch(call: &CallPlan, pq: PathAndQuery, headers: &HeaderMap) -> Result<Value, CallError> {
+    let upstream: &Upstream = &call.upstream;
+    let now = Instant::now();
+    let probe = match upstream.breaker.as_ref().map(|b| b.admit(now)) {
+        Some(Admission::Refuse) => return Err(CallError::Refused(UpstreamRefusal::BreakerOpen)),
+        Some(Admission::Probe) => true,
+        _ => false,
+    };
+    let slot = upstream.limits.admit().map_err(CallError::Refused)?;
+    let picked = upstream.pick(None, &[], now).ok_or(CallError::Refused(UpstreamRefusal::NoHealthyTarget))?;
+    let target = &upstream.targets[picked.index];
+    let _in_flight = target.begin().with(slot);
+    let uri = Uri::builder()
+        .scheme(target.scheme.clone())
+        .authority(target.authority.clone())
+        .path_and_query(pq)
+        .build()
+        .map_err(|_| CallError::Unreachable)?;
+    let mut headers = headers.clone();
+    if let Ok(host) = HeaderValue::try_from(target.authority.as_str()) {
+        headers.insert(header::HOST, host);
+    }
+    let mut req = Request::new(RequestBody::empty());
+    *req.method_mut() = call.method.clone();
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
+    let result = match &target.h1 {
+        Some(pool) => {
+            let (mut parts, mut body) = req.into_parts();
+            match pool.send(&mut parts, &mut body, &HeaderEdits::default(), upstream.request_timeout).await {
+                Ok(resp) => {
+                    let mut map = HeaderMap::new();
+                    resp.headers.into_map(&mut map);
+                    read(resp.status, &map, resp.body, call.max_body).await
+                }
+                Err(_) => Err(CallError::Unreachable),
+            }
+        }
+        None => match upstream.client.request(req).await {
+            Ok(resp) => {
+                let (parts, body) = resp.into_parts();
+                read(parts.status, &parts.headers, body, call.max_body).await
+            }
+            Err(_) => Err(CallError::Unreachable),
+        },
+    };
+    let ok = match &result {
+        Ok(_) => true,
+        Err(CallError::Status(s)) => *s < 500,
+        Err(_) => false,
+    };
+    upstream.record(picked.index, ok, probe, Instant::now());
+    result
+}
+
+async fn read<B>(status: StatusCode, headers: &HeaderMap, body: B, max: u64) -> Result<Value, CallError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if !status.is_success() {
+        return Err(CallError::Status(status.as_u16()));
+    }
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    if !(media == "application/json" || media.ends_with("+json")) {
+        return Err(CallError::NotJson(if media.is_empty() { "no content type".into() } else { media }));
+    }
+    let limit = usize::try_from(max).unwrap_or(usize::MAX);
+    let bytes = match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(CallError::TooLarge(max)),
+        Err(_) => return Err(CallError::Unreachable),
+    };
+    serde_json::from_slice(&bytes).map_err(|_| CallError::BadJson)
+}
+
+/// The whole request failed: a call that had to succeed did not.
+fn failed(
+    plan: &AggregatePlan,
+    results: &[Option<Result<Value, CallError>>],
+    culprit: usize,
+    request_id: &HeaderValue,
+) -> Response<Body> {
+    let errors: Vec<Value> = plan
+        .calls
+        .iter()
+        .zip(results)
+        .filter_map(|(c, r)| match r {
+            Some(Err(e)) => Some(e.entry(&c.name)),
+            _ => None,
+        })
+        .collect();
+    let status = match &results[culprit] {
+        Some(Err(CallError::Timeout(_))) => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    let detail = format!("the call `{}` failed, and the answer cannot be made without it", plan.calls[culprit].name);
+    let answer = problem::with_members(status, &detail, request_id, [("errors", Value::Array(errors))]);
+    answer.map(Body::full)
+}
+
+/// The answer: each call's (filtered) JSON merged as configured, and what failed.
+fn merged(plan: &AggregatePlan, results: Vec<Option<Result<Value, CallError>>>) -> Response<Body> {
+    let mut doc = Map::new();
+    let mut errors = Vec::new();
+    let mut failed: Vec<&str> = Vec::new();
+    for (call, result) in plan.calls.iter().zip(results) {
+        match result {
+            Some(Ok(value)) => {
+                let value = filter(value, call);
+                match (plan.merge, value) {
+                    (MergeMode::Flat, Value::Object(members)) => {
+                        for (k, v) in members {
+                            if doc.contains_key(&k) {
+                                tracing::warn!(
+                                    call = &*call.name,
+                                    field = k,
+                                    "aggregate: the field is already set by an earlier call; kept the first"
+                                );
+                            } else {
+                                doc.insert(k, v);
+                            }
+                        }
+                    }
+                    (_, value) => {
+                        doc.insert(call.key.to_string(), value);
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                errors.push(e.entry(&call.name));
+                failed.push(&call.name);
+                if call.on_failure == OnFailure::Null {
+                    doc.insert(call.key.to_string(), Value::Null);
+                }
+            }
+            None => {}
+        }
+    }
+    let mark = if failed.is_empty() {
+        HeaderValue::from_static("complete")
+    } else {
+        doc.insert("errors".into(), Value::Array(errors));
+        HeaderValue::try_from(format!("partial; failed=\"{}\"", failed.join(",")))
+            .unwrap_or(HeaderValue::from_static("partial"))
+    };
+    let mut resp = Response::new(Body::full(Bytes::from(Value::Object(doc).to_string())));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(AGGREGATE, mark);
+    resp
+}
+
+/// `allow` (only these fields) then `deny` (not these), by dot path; an
+/// array's items are filtered one by one.
+fn filter(value: Value, call: &CallPlan) -> Value {
+    let mut value = match &call.allow {
+        Some(paths) => {
+            let paths: Vec<&[String]> = paths.iter().map(Vec::as_slice).collect();
+            keep(&value, &paths)
+        }
+        None => value,
+    };
+    for path in &call.deny {
+        remove(&mut value, path);
+    }
+    value
+}
+
+fn keep(value: &Value, paths: &[&[String]]) -> Value {
+    match value {
+        Value::Array(items) => Value::Array(items.iter().map(|i| keep(i, paths)).collect()),
+        Value::Object(members) => {
+            let mut out = Map::new();
+            for (key, v) in members {
+                let rests: Vec<&[String]> = paths.iter().filter(|p| p.first() == Some(key)).map(|p| &p[1..]).collect();
+                if rests.is_empty() {
+                    continue;
+                }
+                if rests.iter().any(|r| r.is_empty()) {
+                    out.insert(key.clone(), v.clone());
+                } else {
+                    out.insert(key.clone(), keep(v, &rests));
+                }
+            }
+            Value::Object(out)
+        }
+        other => other.clone(),
+    }
+}
+
+fn remove(value: &mut Value, path: &[String]) {
+    match value {
+        Value::Array(items) => items.iter_mut().for_each(|i| remove(i, path)),
+        Value::Object(members) => match path {
+            [last] => {
+                members.remove(last);
+            }
+            [first, rest @ ..] => {
+                if let Some(v) = members.get_mut(first) {
+                    remove(v, rest);
+                }
+            }
+            [] => {}
+        },
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn paths(p: &[&str]) -> Vec<Vec<String>> {
+        p.iter().map(|s| s.split('.').map(str::to_string).collect()).collect()
+    }
+
+    #[test]
+    fn allow_and_deny_by_dot_paths_through_arrays() {
+        let v = json!([
+            { "id": 1, "total": 5, "secret": "x", "customer": { "name": "a", "card": "4111" } },
+            { "id": 2, "total": 7, "secret": "y", "customer": { "name": "b", "card": "4222" } }
+        ]);
+        let allow = paths(&["id", "customer.name"]);
+        let allow: Vec<&[String]> = allow.iter().map(Vec::as_slice).collect();
+        assert_eq!(
+            keep(&v, &allow),
+            json!([{ "id": 1, "customer": { "name": "a" } }, { "id": 2, "customer": { "name": "b" } }])
+        );
+        let mut v = v;
+        for p in paths(&["secret", "customer.card"]) {
+            remove(&mut v, &p);
+        }
+        assert_eq!(v[1], json!({ "id": 2, "total": 7, "customer": { "name": "b" } }));
+    }
+
+    #[test]
+    fn placeholders_are_encoded() {
+        let mut out = String::new();
+        encode_into("a b/c?d&e=é", &mut out);
+        assert_eq!(out, "a%20b%2Fc%3Fd%26e%3D%C3%A9");
+        let v = json!({ "user": { "id": 42, "tags": ["x"] } });
+        assert_eq!(lookup(&v, &paths(&["user.id"])[0]), Some(&json!(42)));
+        assert_eq!(lookup(&v, &paths(&["user.tags.0"])[0]), Some(&json!("x")));
+        assert_eq!(lookup(&v, &paths(&["user.name"])[0]), None);
+    }
+}

@@ -1,0 +1,198 @@
+//! Response aggregation from outside: real upstreams answering JSON (or
+//! failing, or slowly), the composed answer a client gets.
+
+use std::time::Duration;
+
+use crate::support::flaky::{Flaky, Mode};
+use crate::support::{gateway, get};
+
+async fn three() -> (Flaky, Flaky, Flaky) {
+    (Flaky::start("users").await, Flaky::start("orders").await, Flaky::start("recs").await)
+}
+
+fn upstreams(u: &Flaky, o: &Flaky, r: &Flaky) -> String {
+    format!(
+        "upstreams:\n  users: {{ targets: [ \"{}\" ] }}\n  orders: {{ targets: [ \"{}\" ] }}\n  recs: {{ targets: [ \"{}\" ] }}\n",
+        u.url(),
+        o.url(),
+        r.url()
+    )
+}
+
+const DASHBOARD: &str = r#"
+routes:
+  - name: dashboard
+    match: { path: "/dashboard/{id}", methods: [GET] }
+    aggregate:
+      timeout: 2s
+      calls:
+        user:   { upstream: users,  path: "/users/{id}", required: true }
+        orders: { upstream: orders, path: "/orders?user={user.id}&name={user.name}", after: [ user ], timeout: 300ms, on_failure: omit, allow: [ id, total ] }
+        recs:   { upstream: recs,   path: "/recs/{id}", on_failure: "null", as: recommendations, deny: [ internal ] }
+"#;
+
+#[tokio::test]
+async fn calls_are_chained_filtered_renamed_and_merged() {
+    let (u, o, r) = three().await;
+    u.set(Mode::Json(r#"{"id":7,"name":"Ann Lee","email":"ann@example.com"}"#));
+    o.set(Mode::Json(r#"[{"id":1,"total":5,"card":"4111"},{"id":2,"total":9,"card":"4222"}]"#));
+    r.set(Mode::Json(r#"{"items":["a","b"],"internal":"model-v3"}"#));
+    let gw = gateway(&format!("{}{DASHBOARD}", upstreams(&u, &o, &r))).await;
+    let reply = get(&gw.url("/dashboard/7"), &[("authorization", "Bearer secret-token")]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.header("portcullis-aggregate"), Some("complete"));
+    assert_eq!(
+        reply.json(),
+        serde_json::json!({
+            "user": { "id": 7, "name": "Ann Lee", "email": "ann@example.com" },
+            "orders": [ { "id": 1, "total": 5 }, { "id": 2, "total": 9 } ],
+            "recommendations": { "items": ["a", "b"] },
+        })
+    );
+    // Placeholders from the earlier answer, URL-encoded.
+    let seen = o.last_request().expect("orders was called");
+    assert_eq!(seen.uri, "/orders?user=7&name=Ann%20Lee");
+    assert_eq!(u.last_request().unwrap().uri, "/users/7");
+    // The request id and trace go to every call; the client's credentials do not.
+    for up in [&u, &o, &r] {
+        let h = up.last_request().unwrap().headers;
+        assert_eq!(h.get("x-request-id").map(|v| v.to_str().unwrap()), reply.header("x-request-id"));
+        assert!(h.contains_key("traceparent"));
+        assert!(!h.contains_key("authorization"));
+    }
+}
+
+#[tokio::test]
+async fn independent_calls_run_side_by_side() {
+    let (a, b, c) = three().await;
+    a.set(Mode::Slow(Duration::from_millis(400)));
+    b.set(Mode::Slow(Duration::from_millis(400)));
+    c.set(Mode::Slow(Duration::from_millis(400)));
+    let gw = gateway(&format!(
+        r#"{}
+routes:
+  - name: all
+    match: {{ path: "/all" }}
+    aggregate:
+      calls:
+        a: {{ upstream: users, path: "/a" }}
+        b: {{ upstream: orders, path: "/b" }}
+        c: {{ upstream: recs, path: "/c" }}
+"#,
+        upstreams(&a, &b, &c)
+    ))
+    .await;
+    let started = tokio::time::Instant::now();
+    let reply = get(&gw.url("/all"), &[]).await;
+    let took = started.elapsed();
+    assert_eq!(reply.header("portcullis-aggregate"), Some("complete"), "{}", reply.text());
+    assert_eq!(reply.json()["b"]["path"], "/b");
+    // About the slowest call (400 ms), not the sum (1.2 s).
+    assert!(took < Duration::from_millis(900), "took {took:?}");
+}
+
+#[tokio::test]
+async fn a_failed_optional_call_gives_a_partial_answer_that_says_so() {
+    let (u, o, r) = three().await;
+    u.set(Mode::Json(r#"{"id":7,"name":"ann"}"#));
+    o.set(Mode::Hang);
+    r.set(Mode::Status(503));
+    let gw = gateway(&format!("{}{DASHBOARD}", upstreams(&u, &o, &r))).await;
+    let started = tokio::time::Instant::now();
+    let reply = get(&gw.url("/dashboard/7"), &[]).await;
+    assert!(started.elapsed() < Duration::from_secs(1), "the hanging call was cut at its own 300 ms");
+    assert_eq!(reply.status, 200);
+    let mark = reply.header("portcullis-aggregate").unwrap().to_string();
+    assert!(mark.starts_with("partial; failed=\""), "{mark}");
+    assert!(mark.contains("orders") && mark.contains("recs"), "{mark}");
+    let doc = reply.json();
+    assert_eq!(doc["user"]["id"], 7);
+    assert!(doc.get("orders").is_none(), "on_failure: omit");
+    assert!(doc["recommendations"].is_null(), "on_failure: \"null\"");
+    let errors = doc["errors"].as_array().unwrap();
+    let by_call = |name: &str| errors.iter().find(|e| e["call"] == name).unwrap().clone();
+    assert_eq!(by_call("orders")["status"], 504);
+    assert_eq!(by_call("recs")["status"], 502);
+    assert!(by_call("recs")["detail"].as_str().unwrap().contains("503"));
+}
+
+#[tokio::test]
+async fn a_failed_required_call_fails_the_request() {
+    let (u, o, r) = three().await;
+    u.set(Mode::Status(500));
+    let gw = gateway(&format!("{}{DASHBOARD}", upstreams(&u, &o, &r))).await;
+    let reply = get(&gw.url("/dashboard/7"), &[]).await;
+    assert_eq!(reply.status, 502);
+    assert_eq!(reply.header("content-type"), Some("application/problem+json"));
+    let doc = reply.json();
+    assert_eq!(doc["errors"][0]["call"], "user");
+    assert_eq!(o.hits(), 0, "orders needed the user's answer: never called");
+    // A required call that times out: 504.
+    u.set(Mode::Hang);
+    let gw = gateway(&format!(
+        r#"{}
+routes:
+  - name: one
+    match: {{ path: "/one" }}
+    aggregate: {{ timeout: 300ms, calls: {{ user: {{ upstream: users, path: "/u", required: true }} }} }}
+"#,
+        upstreams(&u, &o, &r)
+    ))
+    .await;
+    assert_eq!(get(&gw.url("/one"), &[]).await.status, 504);
+}
+
+#[tokio::test]
+async fn only_json_answers_are_merged_and_flat_merges_members() {
+    let (u, o, r) = three().await;
+    u.set(Mode::Json(r#"{"id":7,"name":"ann"}"#));
+    o.set(Mode::Json(r#"{"orders":3,"id":99}"#));
+    // `Ok` answers JSON too; a health answer is text: use the health path.
+    let gw = gateway(&format!(
+        r#"{}
+routes:
+  - name: flat
+    match: {{ path: "/flat" }}
+    aggregate:
+      merge: flat
+      calls:
+        user: {{ upstream: users, path: "/u" }}
+        stats: {{ upstream: orders, path: "/s" }}
+        text: {{ upstream: recs, path: "/healthz" }}
+"#,
+        upstreams(&u, &o, &r)
+    ))
+    .await;
+    let reply = get(&gw.url("/flat"), &[]).await;
+    let doc = reply.json();
+    assert_eq!(doc["name"], "ann");
+    assert_eq!(doc["orders"], 3);
+    // Calls merge in name order (`stats` before `user`); on a collision the first stays.
+    assert_eq!(doc["id"], 99);
+    let text_error = doc["errors"].as_array().unwrap().iter().find(|e| e["call"] == "text").unwrap().clone();
+    assert!(text_error["detail"].as_str().unwrap().contains("not JSON"), "{text_error}");
+}
+
+#[tokio::test]
+async fn aggregate_config_mistakes_are_refused_with_their_path() {
+    let cases = [
+        (
+            "a: { upstream: svc, path: /a, after: [ b ] }\n        b: { upstream: svc, path: /b, after: [ a ] }",
+            "circle",
+        ),
+        ("a: { upstream: svc, path: /a, after: [ nope ] }", "nope"),
+        ("a: { upstream: svc, path: \"/a/{b.id}\" }\n        b: { upstream: svc, path: /b }", "list it in `after`"),
+        ("a: { upstream: svc, path: \"/a/{nope}\" }", "not a path parameter"),
+        ("a: { upstream: other, path: /a }", "unknown upstream"),
+        ("a: { upstream: svc, path: /a, as: b }\n        b: { upstream: svc, path: /b }", "also the key"),
+    ];
+    for (calls, expected) in cases {
+        let yaml = format!(
+            "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nupstreams:\n  svc: {{ targets: [ \"http://127.0.0.1:9\" ] }}\nroutes:\n  - name: r\n    match: {{ path: \"/r/{{id}}\" }}\n    aggregate:\n      calls:\n        {calls}\n"
+        );
+        let loaded = portcullis::config::parse_str(&yaml, "test.yaml", std::path::Path::new("."))
+            .unwrap_or_else(|e| panic!("{calls}: {e}"));
+        let err = portcullis::check(&loaded).expect_err(calls).to_string();
+        assert!(err.contains(expected) && err.contains("routes[0].aggregate"), "{calls}: {err}");
+    }
+}
