@@ -117,13 +117,29 @@ pub struct RetryConfig {
 }
 
 /// A condition that allows a retry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
-#[schemars(untagged)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryOn {
     /// `connect_failure`, `reset`, `timeout`, `5xx`.
     Named(RetryCondition),
     /// A response status, as a number or a string.
-    Status(#[schemars(range(min = 100, max = 599))] u16),
+    Status(u16),
+}
+
+impl JsonSchema for RetryOn {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RetryOn".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let named = generator.subschema_for::<RetryCondition>();
+        schemars::json_schema!({
+            "description": "A condition that allows a retry: `connect_failure`, `reset`, `timeout`, `5xx`, or a status (`503` or \"503\").",
+            "anyOf": [
+                named,
+                { "type": "integer", "minimum": 100, "maximum": 599 },
+                { "type": "string", "pattern": "^[1-5][0-9][0-9]$" }
+            ]
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]

@@ -462,3 +462,37 @@ async fn retry_config_mistakes_are_refused_with_their_path() {
         assert!(err.contains(expected), "{snippet}: {err}");
     }
 }
+
+#[tokio::test]
+async fn the_resilience_example_composes_and_retries() {
+    let users = [Flaky::start("users-1").await, Flaky::start("users-2").await];
+    let (orders, recs) = (Flaky::start("orders").await, Flaky::start("recs").await);
+    let text =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/resilience.yaml"))
+            .unwrap()
+            .replace("127.0.0.1:8082", "127.0.0.1:0")
+            .replace("http://127.0.0.1:9001", &users[0].url())
+            .replace("http://127.0.0.1:9002", &users[1].url())
+            .replace("http://127.0.0.1:9011", &orders.url())
+            .replace("http://127.0.0.1:9021", &recs.url());
+    let h = portcullis::Gateway::start(&crate::support::load(&text, std::path::Path::new(".")))
+        .await
+        .expect("the example starts");
+    let base = format!("http://{}", h.addrs()[0].1);
+    for u in &users {
+        u.set(Mode::Json(r#"{"id":42,"name":"ann"}"#));
+    }
+    orders.set(Mode::Json(r#"[{"id":1,"total":5,"status":"paid","card":"4111"}]"#));
+    let r = get(&format!("{base}/dashboard/42"), &[]).await;
+    assert_eq!(r.header("portcullis-aggregate"), Some("complete"), "{}", r.text());
+    let doc = r.json();
+    assert_eq!(doc["orders"], serde_json::json!([{ "id": 1, "total": 5, "status": "paid" }]));
+    assert_eq!(doc["recommendations"]["upstream"], "recs");
+    // One users target fails: GETs are retried on the other.
+    users[0].set(Mode::Status(503));
+    for _ in 0..4 {
+        let r = get(&format!("{base}/users/42"), &[]).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-upstream"), Some("users-2"));
+    }
+}
