@@ -521,6 +521,19 @@ pub struct ApiConfig {
 pub struct ApiValidateConfig {
     #[serde(default)]
     pub request: RequestValidation,
+    /// `report`: upstream responses that the document does not declare
+    /// (status, media type, JSON body) are logged and counted; the response
+    /// is still sent as it is. `off` (default): not checked.
+    #[serde(default)]
+    pub response: ResponseValidation,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ResponseValidation {
+    #[default]
+    Off,
+    Report,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]

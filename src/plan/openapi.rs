@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
-use crate::config::{ApiConfig, MatchConfig, RequestValidation, RouteConfig};
+use crate::config::{ApiConfig, MatchConfig, RequestValidation, ResponseValidation, RouteConfig};
 use crate::policy::authz::config::AuthorizeConfig;
 use crate::policy::validate::config::{BodyConfig, ValidateConfig, ValidateMode};
 
@@ -95,9 +95,16 @@ pub(super) fn expand(api: &ApiConfig, at: &str, base_dir: &Path) -> Result<Vec<G
                     let mut route = proxy_route(name, matcher, &api.upstream);
                     route.rewrite = extras.rewrite;
                     route.retry = extras.retry;
+                    let checks_responses = validate.responses.is_some();
                     route.validate = match api.validate.request {
                         RequestValidation::Enforce => Some(validate),
                         RequestValidation::Report => Some(ValidateConfig { mode: ValidateMode::Report, ..validate }),
+                        // Requests unchecked; the responses still, when asked.
+                        RequestValidation::Off if checks_responses => Some(ValidateConfig {
+                            mode: ValidateMode::Report,
+                            responses: validate.responses,
+                            ..Default::default()
+                        }),
                         RequestValidation::Off => None,
                     };
                     route.request_headers = extras.request_headers;
@@ -187,7 +194,11 @@ fn operation(
         headers: BTreeMap::new(),
         cookies: BTreeMap::new(),
         json_limits: api.json_limits.clone(),
+        responses: None,
     };
+    if api.validate.response == ResponseValidation::Report {
+        v.responses = Some(declared_responses(op, defs, v30)?);
+    }
     // The operation's parameters override the path's with the same name and place.
     let mut params: Vec<&Value> =
         op.get("parameters").and_then(Value::as_array).map(|p| p.iter().collect()).unwrap_or_default();
@@ -256,6 +267,31 @@ fn operation(
         }
     }
     Ok((v, providers, scopes))
+}
+
+/// An operation's `responses`: status key -> media type -> schema (`null`
+/// when none is given), converted to JSON Schema 2020-12.
+fn declared_responses(
+    op: &Value,
+    defs: &Map<String, Value>,
+    v30: bool,
+) -> Result<BTreeMap<String, BTreeMap<String, Value>>, String> {
+    let mut out = BTreeMap::new();
+    let responses = op.get("responses").and_then(Value::as_object).ok_or("an operation without `responses`")?;
+    for (status, response) in responses {
+        let mut media = BTreeMap::new();
+        for (m, content) in response.get("content").and_then(Value::as_object).into_iter().flatten() {
+            let schema = content.get("schema").cloned().map(|mut s| {
+                if v30 {
+                    from_openapi_30(&mut s);
+                }
+                with_defs(s, defs)
+            });
+            media.insert(m.clone(), schema.unwrap_or(Value::Null));
+        }
+        out.insert(status.clone(), media);
+    }
+    Ok(out)
 }
 
 /// A schema with the document's component schemas beside it.

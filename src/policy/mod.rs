@@ -335,6 +335,15 @@ impl Chain {
         self.request.iter().any(|p| matches!(p, Policy::Validate(_)))
     }
 
+    /// The declared responses an upstream's answers are checked against
+    /// (`apis[].validate.response: report`).
+    pub fn response_rules(&self) -> Option<&std::sync::Arc<validate::response::ResponseRules>> {
+        self.request.iter().find_map(|p| match p {
+            Policy::Validate(v) => v.response_rules(),
+            _ => None,
+        })
+    }
+
     /// Whether a phase reads the request body (the engine hands it over in
     /// `RequestCtx::body`).
     pub fn reads_body(&self) -> bool {

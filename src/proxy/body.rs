@@ -18,6 +18,7 @@ use hyper::body::Incoming;
 
 use crate::observe::{Ending, Pending};
 use crate::policy::ctx::Slot;
+use crate::policy::validate::response::BodyCheck;
 use crate::upstream::InFlight;
 use crate::upstream::h1::ResponseBody;
 use crate::wire::BoxError;
@@ -30,6 +31,8 @@ use crate::wire::raw_headers::RawHeaders;
 pub struct Body {
     kind: Kind,
     watch: Option<Watch>,
+    /// A copy of the body for the response check (`validate.response: report`).
+    check: Option<Box<BodyCheck>>,
 }
 
 #[derive(Debug)]
@@ -84,7 +87,7 @@ impl Drop for Watch {
 
 impl Body {
     fn of(kind: Kind) -> Body {
-        Body { kind, watch: None }
+        Body { kind, watch: None, check: None }
     }
 
     /// An `upstream::h1` body; its upstream's header lines stay raw in it
@@ -123,6 +126,15 @@ impl Body {
     pub fn watch(&mut self, pending: Box<Pending>) {
         let ended = http_body::Body::is_end_stream(self);
         self.watch = Some(Watch { pending: Some(pending), ended, broke: false });
+    }
+
+    /// Copies the body as it streams and checks it once it has ended.
+    pub fn check(&mut self, check: BodyCheck) {
+        if http_body::Body::is_end_stream(self) {
+            check.finish();
+        } else {
+            self.check = Some(Box::new(check));
+        }
     }
 
     /// The upstream header lines this body still carries, if any.
@@ -190,6 +202,28 @@ impl http_body::Body for Body {
             Kind::Upstream { inner, .. } => Pin::new(inner).poll_frame(cx).map_err(Into::into),
             Kind::Pooled(p) => Pin::new(&mut p.inner).poll_frame(cx),
         };
+        if let Some(c) = &mut this.check {
+            match &polled {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        c.push(data);
+                    }
+                }
+                // Broken off: nothing to judge.
+                Poll::Ready(Some(Err(_))) => this.check = None,
+                Poll::Ready(None) | Poll::Pending => {}
+            }
+            let ended = matches!(polled, Poll::Ready(None)) || {
+                match &this.kind {
+                    Kind::Full(bytes) => bytes.is_none(),
+                    Kind::Upstream { inner, .. } => inner.is_end_stream(),
+                    Kind::Pooled(p) => p.inner.is_end_stream(),
+                }
+            };
+            if ended && let Some(c) = this.check.take() {
+                c.finish();
+            }
+        }
         if let Some(w) = &mut this.watch {
             match &polled {
                 Poll::Ready(Some(Ok(frame))) => {

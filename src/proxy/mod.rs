@@ -248,15 +248,41 @@ pub fn handle<P: Deref<Target = Plan>>(
         });
         // The other response steps, on every response, errors included.
         finish(plan, route, conn, origin.as_ref(), &mut resp, limit_fields);
+        // `validate.response: report`: an upstream's answer against the document.
+        if notes.tries > 0
+            && seen.flag == crate::observe::Flag::None
+            && let Some(rules) = route.and_then(|r| r.policies.response_rules())
+        {
+            check_response(&mut resp, rules, &request_id);
+        }
         body::set_request_id(&mut resp, request_id);
-        // ResponseStep::Observe: the access log and metrics, finished when the body is.
         if notes.tries > 1 || notes.all_unhealthy {
             forward::tell_tries(&mut resp, &notes);
         }
+        // ResponseStep::Observe: the access log and metrics, finished when the body is.
         if let Some(pending) = seen.pending(&tried, resp.status()) {
             resp.body_mut().watch(pending);
         }
         resp
+    }
+}
+
+/// Checks an upstream's response head now and its body as it streams
+/// (reports only: the response goes out unchanged).
+fn check_response(
+    resp: &mut Response<Body>,
+    rules: &std::sync::Arc<crate::policy::validate::response::ResponseRules>,
+    request_id: &HeaderValue,
+) {
+    use crate::policy::validate::response::{BodyCheck, HeadCheck};
+    let status = resp.status().as_u16();
+    let content_type = body::headers_mut(resp).get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    match rules.check_head(status, content_type) {
+        HeadCheck::Done(problems) => rules.report(&problems, status, request_id),
+        HeadCheck::Body { declared, content } => {
+            let check = BodyCheck::new(rules.clone(), declared, content, status, request_id.clone());
+            resp.body_mut().check(check);
+        }
     }
 }
 

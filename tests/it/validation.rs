@@ -449,3 +449,78 @@ async fn check_reports_broken_documents_and_unmapped_security() {
         assert!(errors.contains(expected), "{expected} not in:\n{errors}");
     }
 }
+
+/// `validate: { response: report }`: upstream answers that the document
+/// does not declare are counted (and logged) and still sent unchanged.
+#[tokio::test]
+async fn response_report_mode_counts_undeclared_answers_and_sends_them_unchanged() {
+    use crate::support::flaky::{Flaky, Mode};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("spec.yaml"),
+        r##"
+openapi: 3.0.3
+info: { title: t, version: "1" }
+servers: [ { url: /api } ]
+paths:
+  /pets/{id}:
+    get:
+      operationId: showPet
+      parameters: [ { name: id, in: path, required: true, schema: { type: integer } } ]
+      responses:
+        "200":
+          description: a pet
+          content: { application/json: { schema: { $ref: "#/components/schemas/Pet" } } }
+        "4XX": { description: problem, content: { application/problem+json: {} } }
+components:
+  schemas:
+    Pet:
+      type: object
+      required: [ id, name ]
+      properties:
+        id: { type: integer }
+        name: { type: string }
+        tag: { type: string, nullable: true }
+"##,
+    )
+    .unwrap();
+    let up = Flaky::start("pets").await;
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nadmin: {{ bind: \"127.0.0.1:0\" }}\n\
+         upstreams:\n  pets: {{ targets: [ \"{}\" ] }}\n\
+         apis:\n  - name: shop\n    openapi: spec.yaml\n    upstream: pets\n    validate: {{ request: off, response: report }}\n",
+        up.url()
+    );
+    let gw = Gateway::start(&load(&yaml, dir.path())).await.expect("starts");
+    let url = format!("http://{}/api/pets/1", gw.addr("gw").unwrap());
+    let metrics_url = format!("http://{}/metrics", gw.admin_addr().unwrap());
+    let failures = async || {
+        let text = crate::support::get(&metrics_url, &[]).await.text();
+        text.lines()
+            .find(|l| l.starts_with("portcullis_validation_failures_total{route=\"shop.showPet\",in=\"response\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    // Declared and valid (a 3.0 `nullable` honoured): nothing counted.
+    up.set(Mode::Json(r#"{"id":1,"name":"Rex","tag":null}"#));
+    let r = crate::support::get(&url, &[]).await;
+    assert_eq!(r.text(), r#"{"id":1,"name":"Rex","tag":null}"#);
+    // The body breaks the schema: sent as it is, and counted once its end has passed.
+    up.set(Mode::Json(r#"{"id":"one"}"#));
+    let r = crate::support::get(&url, &[]).await;
+    assert_eq!((r.status.as_u16(), r.text().as_str()), (200, r#"{"id":"one"}"#));
+    // An undeclared status (500 matches neither 200 nor 4XX) and an undeclared media type.
+    up.set(Mode::Status(500));
+    assert_eq!(crate::support::get(&url, &[]).await.status, 500);
+    up.set(Mode::Status(404));
+    assert_eq!(crate::support::get(&url, &[]).await.status, 404, "application/json where problem+json is declared");
+    let mut seen = 0;
+    for _ in 0..50 {
+        seen = failures().await;
+        if seen >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen, 3, "the invalid body, the 500 and the 404's media type");
+}

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::config::units::ByteSize;
 
 /// What a route checks before the request goes on.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValidateConfig {
     /// `enforce` (default): refuse what breaks the rules. `report`: let it
@@ -45,6 +45,12 @@ pub struct ValidateConfig {
     /// Limits on a JSON body, checked before it is parsed.
     #[serde(default)]
     pub json_limits: JsonLimitsConfig,
+    /// An OpenAPI operation's declared responses (status key -> media type
+    /// -> schema or `null`), checked in report mode; set by `apis`, not
+    /// written in a config.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub responses: Option<BTreeMap<String, BTreeMap<String, serde_json::Value>>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]

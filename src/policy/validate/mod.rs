@@ -11,6 +11,7 @@
 pub mod config;
 pub mod json_limits;
 mod params;
+pub mod response;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -64,6 +65,8 @@ pub struct Compiled {
     route: Arc<str>,
     /// `portcullis_validation_failures_total{route,in}` by place.
     failures: BTreeMap<&'static str, Arc<Counter>>,
+    /// The declared responses, checked in report mode.
+    responses: Option<Arc<response::ResponseRules>>,
 }
 
 impl std::fmt::Debug for Compiled {
@@ -204,6 +207,17 @@ impl Compiled {
                 (place, registry.counter("portcullis_validation_failures", labels))
             })
             .collect();
+        let responses = cfg.responses.as_ref().and_then(|spec| {
+            let labels = vec![("route", cx.name.to_string()), ("in", "response".to_string())];
+            let counter = registry.counter("portcullis_validation_failures", labels);
+            match response::ResponseRules::compile(spec, formats, Arc::from(cx.name), counter) {
+                Ok(rules) => Some(Arc::new(rules)),
+                Err(e) => {
+                    errors.add("responses", e);
+                    None
+                }
+            }
+        });
         let deny_other_query = cfg.additional_query == config::AdditionalQuery::Deny;
         let report = cfg.mode == config::ValidateMode::Report;
         let route = Arc::from(cx.name);
@@ -219,7 +233,13 @@ impl Compiled {
             report,
             route,
             failures,
+            responses,
         })
+    }
+
+    /// The declared responses to check upstream answers against, if asked.
+    pub fn response_rules(&self) -> Option<&Arc<response::ResponseRules>> {
+        self.responses.as_ref()
     }
 
     /// Whether the body must be read to check it.

@@ -1,0 +1,277 @@
+//! Response validation in report mode (`apis[].validate.response: report`):
+//! an upstream's answer is checked against the operation's `responses`
+//! (status declared, media type declared, JSON body valid), and what does
+//! not match is logged and counted. The response itself goes out
+//! unchanged and undelayed: the body is copied as it streams (up to a
+//! limit) and checked once its last byte has passed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use http::HeaderValue;
+use serde_json::Value;
+
+use super::{MAX_ERRORS, Problem, compile_schema, is_json};
+use crate::observe::metrics::Counter;
+
+/// Bodies longer than this are not checked (and that is reported).
+const MAX_CHECKED_BODY: usize = 1 << 20;
+
+/// Which statuses a `responses` entry covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StatusKey {
+    Exact(u16),
+    /// `2XX`: the hundreds digit.
+    Class(u16),
+    Default,
+}
+
+#[derive(Debug)]
+struct Declared {
+    key: StatusKey,
+    /// Media types (lowercase) and the JSON schema of the JSON ones.
+    content: Vec<(String, Option<jsonschema::Validator>)>,
+}
+
+/// One operation's declared responses, compiled.
+#[derive(Debug)]
+pub struct ResponseRules {
+    route: Arc<str>,
+    declared: Vec<Declared>,
+    failures: Arc<Counter>,
+}
+
+/// What a response's head says about checking it.
+#[derive(Debug)]
+pub enum HeadCheck {
+    /// Nothing to check in the body (or nothing declared about it).
+    Done(Vec<Problem>),
+    /// The body is to be checked against `declared[i].content[j]`'s schema.
+    Body { declared: usize, content: usize },
+}
+
+impl ResponseRules {
+    /// `spec`: status key (`200`, `2XX`, `default`) -> media type -> schema
+    /// (`null` when the document gives none), OpenAPI 3.0 already converted.
+    pub fn compile(
+        spec: &BTreeMap<String, BTreeMap<String, Value>>,
+        formats: &BTreeMap<String, String>,
+        route: Arc<str>,
+        failures: Arc<Counter>,
+    ) -> Result<ResponseRules, String> {
+        let mut declared = Vec::new();
+        for (key, content) in spec {
+            let status = match key.to_ascii_uppercase().as_str() {
+                "DEFAULT" => StatusKey::Default,
+                k if k.len() == 3 && k.ends_with("XX") => match k[..1].parse::<u16>() {
+                    Ok(d @ 1..=5) => StatusKey::Class(d),
+                    _ => return Err(format!("responses: `{key}` is not a status")),
+                },
+                k => match k.parse::<u16>() {
+                    Ok(s @ 100..=599) => StatusKey::Exact(s),
+                    _ => return Err(format!("responses: `{key}` is not a status")),
+                },
+            };
+            let mut media = Vec::new();
+            for (m, schema) in content {
+                let m = m.to_ascii_lowercase();
+                let validator = match schema {
+                    Value::Null => None,
+                    s if is_json(&m) => Some(compile_schema(s, formats).map_err(|e| format!("responses.{key}: {e}"))?),
+                    _ => None,
+                };
+                media.push((m, validator));
+            }
+            declared.push(Declared { key: status, content: media });
+        }
+        Ok(ResponseRules { route, declared, failures })
+    }
+
+    fn find(&self, status: u16) -> Option<usize> {
+        let exact = self.declared.iter().position(|d| d.key == StatusKey::Exact(status));
+        exact
+            .or_else(|| self.declared.iter().position(|d| d.key == StatusKey::Class(status / 100)))
+            .or_else(|| self.declared.iter().position(|d| d.key == StatusKey::Default))
+    }
+
+    /// Checks the status and media type; says whether the body is to be checked.
+    pub fn check_head(&self, status: u16, content_type: Option<&str>) -> HeadCheck {
+        let Some(i) = self.find(status) else {
+            let problem = Problem {
+                place: "status",
+                pointer: status.to_string(),
+                detail: "the document declares no such response".into(),
+            };
+            return HeadCheck::Done(vec![problem]);
+        };
+        let declared = &self.declared[i];
+        if declared.content.is_empty() {
+            return HeadCheck::Done(Vec::new());
+        }
+        let media = content_type.map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        let Some(media) = media.filter(|m| !m.is_empty()) else {
+            let problem = Problem {
+                place: "header",
+                pointer: "content-type".into(),
+                detail: "the response has no Content-Type; the document declares one".into(),
+            };
+            return HeadCheck::Done(vec![problem]);
+        };
+        let matching = declared.content.iter().position(|(m, _)| media_covers(m, &media));
+        match matching {
+            None => {
+                let listed: Vec<&str> = declared.content.iter().map(|(m, _)| m.as_str()).collect();
+                HeadCheck::Done(vec![Problem {
+                    place: "header",
+                    pointer: "content-type".into(),
+                    detail: format!("`{media}` is not declared for this status ({})", listed.join(", ")),
+                }])
+            }
+            Some(j) if declared.content[j].1.is_some() && is_json(&media) => {
+                HeadCheck::Body { declared: i, content: j }
+            }
+            Some(_) => HeadCheck::Done(Vec::new()),
+        }
+    }
+
+    /// Checks a JSON body read whole (`None`: longer than the limit).
+    pub fn check_body(&self, declared: usize, content: usize, body: Option<&[u8]>) -> Vec<Problem> {
+        let Some(validator) =
+            self.declared.get(declared).and_then(|d| d.content.get(content)).and_then(|c| c.1.as_ref())
+        else {
+            return Vec::new();
+        };
+        let Some(body) = body else {
+            return vec![Problem {
+                place: "body",
+                pointer: String::new(),
+                detail: format!("not checked: longer than {MAX_CHECKED_BODY} bytes"),
+            }];
+        };
+        let value: Value = match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => return vec![Problem { place: "body", pointer: String::new(), detail: format!("not JSON: {e}") }],
+        };
+        if validator.is_valid(&value) {
+            return Vec::new();
+        }
+        validator
+            .iter_errors(&value)
+            .take(MAX_ERRORS)
+            .map(|e| Problem {
+                place: "body",
+                pointer: e.instance_path().as_str().to_string(),
+                detail: e.masked().to_string(),
+            })
+            .collect()
+    }
+
+    /// Logs and counts what did not match (one count per response).
+    pub fn report(&self, problems: &[Problem], status: u16, request_id: &HeaderValue) {
+        if problems.is_empty() {
+            return;
+        }
+        self.failures.inc();
+        for p in problems.iter().take(MAX_ERRORS) {
+            tracing::info!(
+                target: "portcullis::policy::validate",
+                route = &*self.route,
+                request_id = request_id.to_str().unwrap_or("-"),
+                status,
+                place = p.place,
+                pointer = %p.pointer,
+                detail = %p.detail,
+                "the upstream's response does not match the document (report mode)"
+            );
+        }
+    }
+}
+
+/// A declared media type (`application/json`, `application/*`, `*/*`)
+/// against a response's.
+fn media_covers(declared: &str, media: &str) -> bool {
+    if declared == media || declared == "*/*" {
+        return true;
+    }
+    match declared.strip_suffix("/*") {
+        Some(top) => media.split('/').next() == Some(top),
+        None => false,
+    }
+}
+
+/// A response body being copied for its check.
+#[derive(Debug)]
+pub struct BodyCheck {
+    rules: Arc<ResponseRules>,
+    declared: usize,
+    content: usize,
+    status: u16,
+    request_id: HeaderValue,
+    copy: Vec<u8>,
+    too_long: bool,
+}
+
+impl BodyCheck {
+    pub fn new(
+        rules: Arc<ResponseRules>,
+        declared: usize,
+        content: usize,
+        status: u16,
+        request_id: HeaderValue,
+    ) -> BodyCheck {
+        BodyCheck { rules, declared, content, status, request_id, copy: Vec::new(), too_long: false }
+    }
+
+    pub fn push(&mut self, data: &[u8]) {
+        if self.too_long {
+            return;
+        }
+        if self.copy.len() + data.len() > MAX_CHECKED_BODY {
+            self.too_long = true;
+            self.copy = Vec::new();
+        } else {
+            self.copy.extend_from_slice(data);
+        }
+    }
+
+    /// The body has ended: check it and report.
+    pub fn finish(self) {
+        let body = (!self.too_long).then_some(self.copy.as_slice());
+        let problems = self.rules.check_body(self.declared, self.content, body);
+        self.rules.report(&problems, self.status, &self.request_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rules() -> ResponseRules {
+        let spec: BTreeMap<String, BTreeMap<String, Value>> = serde_json::from_value(json!({
+            "200": { "application/json": { "type": "object", "required": ["id"], "properties": { "id": { "type": "integer" } } } },
+            "204": {},
+            "4XX": { "application/problem+json": null },
+        }))
+        .unwrap();
+        ResponseRules::compile(&spec, &BTreeMap::new(), "r".into(), Arc::default()).unwrap()
+    }
+
+    #[test]
+    fn statuses_media_types_and_bodies() {
+        let r = rules();
+        let HeadCheck::Body { declared, content } = r.check_head(200, Some("application/json; charset=utf-8")) else {
+            panic!("a JSON 200 is checked")
+        };
+        assert!(r.check_body(declared, content, Some(br#"{"id":1}"#)).is_empty());
+        let p = r.check_body(declared, content, Some(br#"{"id":"x"}"#));
+        assert_eq!((p[0].place, p[0].pointer.as_str()), ("body", "/id"));
+        assert_eq!(r.check_body(declared, content, None)[0].detail, "not checked: longer than 1048576 bytes");
+        assert!(matches!(r.check_head(204, None), HeadCheck::Done(p) if p.is_empty()));
+        assert!(matches!(r.check_head(404, Some("application/problem+json")), HeadCheck::Done(p) if p.is_empty()));
+        let HeadCheck::Done(p) = r.check_head(500, Some("application/json")) else { panic!() };
+        assert_eq!((p[0].place, p[0].pointer.as_str()), ("status", "500"));
+        let HeadCheck::Done(p) = r.check_head(200, Some("text/html")) else { panic!() };
+        assert_eq!(p[0].pointer, "content-type");
+    }
+}
