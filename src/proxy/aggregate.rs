@@ -19,14 +19,13 @@ use tokio::time::Instant;
 
 use super::body::Body;
 use crate::config::aggregate::{MergeMode, OnFailure};
-use crate::http::error::UpstreamRefusal;
+use crate::http::error::{GatewayError, UpstreamRefusal};
 use crate::http::forwarded::{X_FORWARDED_FOR, X_FORWARDED_PROTO};
 use crate::http::request_body::RequestBody;
 use crate::http::{problem, request_id};
 use crate::observe::trace::TRACEPARENT;
 use crate::plan::aggregate::{AggregatePlan, CallPlan, Piece};
 use crate::upstream::Upstream;
-use crate::upstream::breaker::Admission;
 use crate::wire::edits::HeaderEdits;
 
 const AGGREGATE: HeaderName = HeaderName::from_static("portcullis-aggregate");
@@ -228,13 +227,15 @@ fn lookup<'v>(v: &'v Value, path: &[String]) -> Option<&'v Value> {
 async fn fetch(call: &CallPlan, pq: PathAndQuery, headers: &HeaderMap) -> Result<Value, CallError> {
     let upstream: &Upstream = &call.upstream;
     let now = Instant::now();
-    let probe = match upstream.breaker.as_ref().map(|b| b.admit(now)) {
-        Some(Admission::Refuse) => return Err(CallError::Refused(UpstreamRefusal::BreakerOpen)),
-        Some(Admission::Probe) => true,
-        _ => false,
+    // The same admission as a proxied request: limits, breaker, a healthy target.
+    let refused = |e: GatewayError| match e {
+        GatewayError::Refused { rule, .. } => CallError::Refused(rule),
+        _ => CallError::Unreachable,
     };
-    let slot = upstream.limits.admit().map_err(CallError::Refused)?;
-    let picked = upstream.pick(None, &[], now).ok_or(CallError::Refused(UpstreamRefusal::NoHealthyTarget))?;
+    let (slot, probe) = super::forward::admit(upstream, now).map_err(refused)?;
+    let Some(picked) = upstream.pick(None, &[], now) else {
+        return Err(refused(super::forward::refuse(upstream, UpstreamRefusal::NoHealthyTarget)));
+    };
     let target = &upstream.targets[picked.index];
     let _in_flight = target.begin().with(slot);
     let uri = Uri::builder()
@@ -254,13 +255,17 @@ async fn fetch(call: &CallPlan, pq: PathAndQuery, headers: &HeaderMap) -> Result
     let result = match &target.h1 {
         Some(pool) => {
             let (mut parts, mut body) = req.into_parts();
-            match pool.send(&mut parts, &mut body, &HeaderEdits::default(), upstream.request_timeout).await {
+            let edits = HeaderEdits::default();
+            let timeout = upstream.request_timeout;
+            // Waits as one of `max_pending` when `max_connections` are busy, as proxying does.
+            let deadline = Instant::now() + timeout;
+            match super::forward::send_h1(upstream, pool, &mut parts, &mut body, &edits, timeout, deadline).await {
                 Ok(resp) => {
                     let mut map = HeaderMap::new();
                     resp.headers.into_map(&mut map);
                     read(resp.status, &map, resp.body, call.max_body).await
                 }
-                Err(_) => Err(CallError::Unreachable),
+                Err(e) => Err(refused(e)),
             }
         }
         None => match upstream.client.request(req).await {

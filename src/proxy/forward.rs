@@ -136,16 +136,7 @@ pub(super) fn forward<'a, 'p>(
         let upstream: &'p Upstream = &f.proxy.upstream;
         let policy = &*f.proxy.retry;
         let now = Instant::now();
-        // Admission, once per request: the upstream's limits, then its breaker.
-        let slot = upstream.limits.admit().map_err(|rule| refuse(upstream, rule))?;
-        let probe = match &upstream.breaker {
-            None => false,
-            Some(b) => match b.admit(now) {
-                Admission::Pass => false,
-                Admission::Probe => true,
-                Admission::Refuse => return Err(refuse(upstream, Refusal::BreakerOpen)),
-            },
-        };
+        let (slot, probe) = admit(upstream, now)?;
         let key = hash_key(upstream.balancer.hash_key(), &parts.headers, &f.client);
 
         // The path forwarded is the path that matched, rewritten as configured.
@@ -295,8 +286,10 @@ pub(super) fn forward<'a, 'p>(
                 return result;
             }
             upstream.counters.retries.inc();
-            // The failed answer goes (its connection closes, its in-flight slot frees).
+            // The failed answer goes (its connection closes, its in-flight places free).
             drop(result);
+            // A retry is a request in flight too: it takes a `max_requests` place again.
+            slot = upstream.limits.admit().map_err(|rule| refuse(upstream, rule))?;
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
             }
@@ -321,7 +314,7 @@ pub(super) fn tell_tries(resp: &mut Response<Body>, notes: &TryNotes) {
 /// One HTTP/1.1 exchange on `pool`. When the upstream's `max_connections`
 /// are open, an idle connection to another target is closed to make room,
 /// or the request waits for one to close (as one of `max_pending`).
-async fn send_h1(
+pub(super) async fn send_h1(
     upstream: &Upstream,
     pool: &std::sync::Arc<crate::upstream::h1::H1Pool>,
     parts: &mut request::Parts,
@@ -362,8 +355,27 @@ fn at_capacity(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Admission before the first try: the upstream's limits, then its
+/// breaker (a request the limits refuse never takes the half-open probe).
+/// Returns the request's `max_requests` place and whether it is the probe.
+pub(super) fn admit(
+    upstream: &Upstream,
+    now: Instant,
+) -> Result<(Option<crate::upstream::limits::RequestSlot>, bool), GatewayError> {
+    let slot = upstream.limits.admit().map_err(|rule| refuse(upstream, rule))?;
+    let probe = match &upstream.breaker {
+        None => false,
+        Some(b) => match b.admit(now) {
+            Admission::Pass => false,
+            Admission::Probe => true,
+            Admission::Refuse => return Err(refuse(upstream, Refusal::BreakerOpen)),
+        },
+    };
+    Ok((slot, probe))
+}
+
 /// A refusal before any try, counted by rule.
-fn refuse(upstream: &Upstream, rule: Refusal) -> GatewayError {
+pub(super) fn refuse(upstream: &Upstream, rule: Refusal) -> GatewayError {
     upstream.counters.refused[rule.index()].inc();
     GatewayError::Refused { upstream: upstream.name.clone(), rule }
 }
