@@ -237,7 +237,8 @@ impl Handle {
     /// (idle keep-alive connections close, HTTP/2 gets GOAWAY), and cut what
     /// is left after the config's `shutdown_timeout`.
     /// `/readyz` answers 503 from the start of the drain; the admin API
-    /// stops last, and the access log is flushed before this returns.
+    /// stops last, and the access log and queued spans are flushed before
+    /// this returns.
     pub async fn shutdown(self) {
         self.shared.state.start_draining();
         let deadline = self.shared.plan.load().shutdown_timeout;
@@ -252,6 +253,11 @@ impl Handle {
         }
         if let Some(log) = self.shared.plan.load().observe.access_log.get().cloned() {
             let _ = tokio::task::spawn_blocking(move || log.flush(std::time::Duration::from_secs(2))).await;
+        }
+        // The last requests' spans, sent before the process goes.
+        #[cfg(feature = "otlp")]
+        if let Some(exporter) = self.shared.plan.load().observe.exporter.get().cloned() {
+            exporter.flush(std::time::Duration::from_secs(2)).await;
         }
     }
 }

@@ -30,8 +30,15 @@ const LINGER: Duration = Duration::from_secs(1);
 /// A running exporter.
 pub struct Exporter {
     pub config: OtlpConfig,
-    queue: mpsc::Sender<Span>,
+    queue: mpsc::Sender<Item>,
     dropped: Arc<Counter>,
+}
+
+/// What the export task receives.
+enum Item {
+    Span(Box<Span>),
+    /// Send what is queued now, then say so (shutdown).
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 impl std::fmt::Debug for Exporter {
@@ -119,14 +126,23 @@ impl Exporter {
             }),
             ..Default::default()
         };
-        if self.queue.try_send(span).is_err() {
+        if self.queue.try_send(Item::Span(Box::new(span))).is_err() {
             self.dropped.inc();
+        }
+    }
+
+    /// Sends the spans queued so far, waiting at most `wait` (at shutdown:
+    /// the last requests' spans are not lost with the process).
+    pub async fn flush(&self, wait: Duration) {
+        let (done, sent) = tokio::sync::oneshot::channel();
+        if tokio::time::timeout(wait, self.queue.send(Item::Flush(done))).await.is_ok() {
+            let _ = tokio::time::timeout(wait, sent).await;
         }
     }
 }
 
 async fn send_batches(
-    mut spans: mpsc::Receiver<Span>,
+    mut spans: mpsc::Receiver<Item>,
     fetcher: Fetcher,
     url: String,
     headers: Vec<(HeaderName, HeaderValue)>,
@@ -145,11 +161,22 @@ async fn send_batches(
     };
     let mut failures_logged = 0u32;
     while let Some(first) = spans.recv().await {
-        let mut batch = vec![first];
+        let mut flushed = None;
+        let mut batch = match first {
+            Item::Span(span) => vec![*span],
+            Item::Flush(done) => {
+                let _ = done.send(());
+                continue;
+            }
+        };
         let deadline = tokio::time::Instant::now() + LINGER;
         while batch.len() < BATCH {
             match tokio::time::timeout_at(deadline, spans.recv()).await {
-                Ok(Some(s)) => batch.push(s),
+                Ok(Some(Item::Span(s))) => batch.push(*s),
+                Ok(Some(Item::Flush(done))) => {
+                    flushed = Some(done);
+                    break;
+                }
                 Ok(None) | Err(_) => break,
             }
         }
@@ -165,6 +192,9 @@ async fn send_batches(
             Ok((status, _)) if status.is_success() => failures_logged = 0,
             Ok((status, _)) => note_failure(&mut failures_logged, &format!("the collector answered {status}")),
             Err(e) => note_failure(&mut failures_logged, &e),
+        }
+        if let Some(done) = flushed {
+            let _ = done.send(());
         }
     }
 }

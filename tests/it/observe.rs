@@ -596,3 +596,24 @@ async fn tls_http2_and_unreadable_requests_are_logged_and_counted() {
         1.0
     );
 }
+
+/// Shutdown sends the spans still queued (they wait up to a second for
+/// their batch to fill): the last requests before a stop are not lost.
+#[cfg(feature = "otlp")]
+#[tokio::test]
+async fn shutdown_flushes_queued_spans() {
+    use crate::support::otlp::Receiver;
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start().await;
+    let body = format!(
+        "tracing:\n  otlp: {{ endpoint: \"{}\", sample: 1.0 }}\n\
+         routes:\n  - {{ name: hi, match: {{ path: /hi }}, static: {{ status: 200, body: hi }} }}\n",
+        receiver.url()
+    );
+    let h = start(&body, dir.path()).await;
+    assert_eq!(get(&url(&h, "/hi"), &[]).await.status, 200);
+    h.shutdown().await;
+    // No waiting here: the flush happened before `shutdown` returned.
+    let spans = receiver.spans.lock().unwrap().clone();
+    assert_eq!(spans.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), vec!["GET hi"]);
+}
