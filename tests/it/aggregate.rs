@@ -196,3 +196,37 @@ async fn aggregate_config_mistakes_are_refused_with_their_path() {
         assert!(err.contains(expected) && err.contains("routes[0].aggregate"), "{calls}: {err}");
     }
 }
+
+#[tokio::test]
+async fn authentication_applies_and_the_identity_goes_to_every_call() {
+    let (u, o, r) = three().await;
+    let key_hash = portcullis::hash_key("key-mobile");
+    let gw = gateway(&format!(
+        r#"{}
+auth:
+  keys: {{ api_key: {{ header: X-API-Key }} }}
+consumers:
+  - {{ id: mobile-app, groups: [partners], api_keys: [ {{ sha256: "{key_hash}" }} ] }}
+routes:
+  - name: mine
+    match: {{ path: "/mine" }}
+    authenticate: [ keys ]
+    aggregate:
+      calls:
+        a: {{ upstream: users, path: "/a" }}
+        b: {{ upstream: orders, path: "/b" }}
+"#,
+        upstreams(&u, &o, &r)
+    ))
+    .await;
+    assert_eq!(get(&gw.url("/mine"), &[]).await.status, 401);
+    assert_eq!((u.hits(), o.hits()), (0, 0), "refused before any call");
+    let reply = get(&gw.url("/mine"), &[("x-api-key", "key-mobile"), ("x-consumer-id", "spoofed")]).await;
+    assert_eq!(reply.header("portcullis-aggregate"), Some("complete"), "{}", reply.text());
+    for up in [&u, &o] {
+        let h = up.last_request().unwrap().headers;
+        assert_eq!(h.get("x-consumer-id").unwrap(), "mobile-app");
+        assert_eq!(h.get("x-consumer-groups").unwrap(), "partners");
+        assert!(!h.contains_key("x-api-key"), "the client's key stays at the gateway");
+    }
+}
