@@ -92,14 +92,10 @@ impl LoadedConfig {
         errors.into_iter().map(|(path, message)| self.error(path, message))
     }
 
-    /// The document as JSON, `${ENV}` replaced as when it was loaded
-    /// (secrets included: redact before showing it).
+    /// The effective config as JSON: as loaded (`${ENV}` replaced), every
+    /// default filled in (secrets included: redact before showing it).
     pub fn document(&self) -> serde_json::Value {
-        let options = serde_saphyr::options! {}.with_properties(std::env::vars().collect());
-        serde_saphyr::from_str_with_options::<Option<serde_json::Value>>(&self.text, options)
-            .ok()
-            .flatten()
-            .unwrap_or(serde_json::Value::Object(Default::default()))
+        serde_json::to_value(&self.config).unwrap_or(serde_json::Value::Object(Default::default()))
     }
 
     /// A file name from the config, resolved against the config's folder.

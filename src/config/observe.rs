@@ -2,11 +2,11 @@
 //! listener, the access log and trace propagation/export.
 
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The admin listener: `/healthz`, `/readyz`, `/status`, `/config`,
 /// `/metrics`. Never one of the public listeners.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// `IP:PORT`. Loopback unless `token` is set.
@@ -22,7 +22,7 @@ fn admin_bind() -> String {
 }
 
 /// The access log: one line per request, written by a thread of its own.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccessLogConfig {
     /// `stdout` (default) or a file path (appended to; reopened on SIGUSR1).
@@ -50,7 +50,7 @@ fn log_buffer() -> usize {
     8192
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AccessLogFormat {
     /// One JSON object per line, Elastic Common Schema field names.
@@ -61,7 +61,7 @@ pub enum AccessLogFormat {
 }
 
 /// The gateway's own log level.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     Error,
@@ -85,14 +85,14 @@ impl LogLevel {
 }
 
 /// Traces: W3C `traceparent` propagation is always on; `otlp` exports spans.
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TracingConfig {
     /// Export spans over OTLP/HTTP.
     pub otlp: Option<OtlpConfig>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpConfig {
     /// The collector's base URL (`/v1/traces` is appended).

@@ -2,7 +2,7 @@
 //! `limits` and `breaker` (and a route's `retry` override).
 
 use schemars::JsonSchema;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::units::{Duration, Percent};
 
@@ -15,7 +15,7 @@ fn millis(n: u64) -> Duration {
 }
 
 /// `upstreams.<name>.health`.
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HealthConfig {
     /// Probes sent to every target on a timer.
@@ -27,7 +27,7 @@ pub struct HealthConfig {
     pub all_unhealthy: AllUnhealthy,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ActiveHealthConfig {
     /// Path of the `GET` probe.
@@ -56,7 +56,7 @@ impl Default for ActiveHealthConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PassiveHealthConfig {
     /// Failures in a row (5xx, connect failure, reset, timeout) that eject a target.
@@ -83,7 +83,7 @@ impl Default for PassiveHealthConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AllUnhealthy {
     /// Send to every target as if all were healthy (Envoy's panic mode).
@@ -95,7 +95,7 @@ pub enum AllUnhealthy {
 
 /// `upstreams.<name>.retry` (every field) or a route's `retry` (any field:
 /// the rest comes from the upstream's).
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     /// Tries in all, the first included (1: no retries).
@@ -142,7 +142,7 @@ impl JsonSchema for RetryOn {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RetryCondition {
     /// The request never reached the upstream (refused, connect timeout).
@@ -154,6 +154,15 @@ pub enum RetryCondition {
     /// Any 5xx response.
     #[serde(rename = "5xx")]
     ServerError,
+}
+
+impl serde::Serialize for RetryOn {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RetryOn::Named(c) => c.serialize(s),
+            RetryOn::Status(n) => s.serialize_u16(*n),
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for RetryOn {
@@ -194,7 +203,7 @@ impl<'de> Deserialize<'de> for RetryOn {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackoffConfig {
     /// Wait before the first retry (at most; jittered).
@@ -209,7 +218,7 @@ impl Default for BackoffConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct BudgetConfig {
     /// Retries allowed per request of the last `window`.
@@ -226,7 +235,7 @@ impl Default for BudgetConfig {
 }
 
 /// `upstreams.<name>.limits`: above them, an immediate 503.
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamLimitsConfig {
     /// Open HTTP/1.1 connections to the upstream's targets, all together.
@@ -238,7 +247,7 @@ pub struct UpstreamLimitsConfig {
 }
 
 /// `upstreams.<name>.breaker`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct BreakerConfig {
     /// Failures in a row that open the breaker (0: off).

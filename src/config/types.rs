@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::units::{ByteSize, Duration};
 use crate::policy::auth::config::{ConsumerConfig, IdentityHeadersConfig, ProviderConfig};
@@ -21,7 +21,7 @@ use crate::policy::security_headers::config::SecurityHeadersConfig;
 use crate::policy::validate::config::ValidateConfig;
 
 /// The whole gateway config.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Where the gateway accepts client connections.
@@ -111,7 +111,7 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     pub name: String,
@@ -126,7 +126,7 @@ pub struct ListenerConfig {
     pub limits: ListenerLimits,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerTlsConfig {
     /// Certificate and key pairs. SNI picks one by name; the first is the default.
@@ -137,7 +137,7 @@ pub struct ListenerTlsConfig {
     pub hsts: HstsConfig,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateConfig {
     /// PEM file: the certificate chain, leaf first.
@@ -150,7 +150,7 @@ pub struct CertificateConfig {
     pub server_names: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientAuthConfig {
     /// PEM file of the CA certificates that sign client certificates.
@@ -162,7 +162,7 @@ pub struct ClientAuthConfig {
 }
 
 /// `Strict-Transport-Security` on responses sent over TLS.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct HstsConfig {
     pub enabled: bool,
@@ -183,7 +183,7 @@ impl Default for HstsConfig {
 }
 
 /// Defences against slow and abusive clients. Every limit has a safe default.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ListenerLimits {
     /// Open connections at once; more are closed as soon as they are accepted.
@@ -229,7 +229,7 @@ impl Default for ListenerLimits {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct NormalizeConfig {
     /// Merge runs of `/` into one (`//a///b` becomes `/a/b`).
@@ -245,7 +245,7 @@ pub struct NormalizeConfig {
 }
 
 /// What happens to `;` parameters in path segments.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PathParameters {
     #[default]
@@ -264,7 +264,7 @@ impl Default for NormalizeConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// Target URLs (`http://host:port` or `https://host:port`), optionally with a weight.
@@ -296,7 +296,7 @@ pub struct UpstreamConfig {
 }
 
 /// `"http://host:port"` or `{ url: "http://host:port", weight: 2 }`.
-#[derive(Debug, Clone, JsonSchema)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum TargetConfig {
     Url(String),
@@ -325,7 +325,7 @@ impl<'de> Deserialize<'de> for TargetConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WeightedTarget {
     pub url: String,
@@ -338,7 +338,7 @@ fn one() -> u32 {
     1
 }
 
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum BalanceConfig {
     /// Smooth weighted round robin (NGINX's algorithm).
@@ -350,7 +350,7 @@ pub enum BalanceConfig {
     ConsistentHash(HashKeyConfig),
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum HashKeyConfig {
     /// The value of this request header.
@@ -361,7 +361,7 @@ pub enum HashKeyConfig {
     ClientIp(bool),
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TimeoutsConfig {
     /// Time allowed to open a TCP (and TLS) connection to a target.
@@ -379,7 +379,7 @@ impl Default for TimeoutsConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UpstreamProtocol {
     #[default]
@@ -390,7 +390,7 @@ pub enum UpstreamProtocol {
     Http2,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamTlsConfig {
     /// PEM file of CA certificates that sign the targets' certificates.
@@ -401,7 +401,7 @@ pub struct UpstreamTlsConfig {
     pub server_name: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PoolConfig {
     /// Idle keep-alive connections kept per target.
@@ -416,7 +416,7 @@ impl Default for PoolConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Unique name, used in logs and errors.
@@ -484,7 +484,7 @@ fn yes() -> bool {
 
 /// An OpenAPI 3.0 or 3.1 document served by an upstream: each operation
 /// becomes a route named `<name>.<operationId>`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     pub name: String,
@@ -516,7 +516,7 @@ pub struct ApiConfig {
     pub additional_query: crate::policy::validate::config::AdditionalQuery,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiValidateConfig {
     #[serde(default)]
@@ -528,7 +528,7 @@ pub struct ApiValidateConfig {
     pub response: ResponseValidation,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ResponseValidation {
     #[default]
@@ -536,7 +536,7 @@ pub enum ResponseValidation {
     Report,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RequestValidation {
     /// Refuse what breaks the document (default).
@@ -549,7 +549,7 @@ pub enum RequestValidation {
 }
 
 /// What an operation's route may add.
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OperationExtras {
     pub rewrite: Option<RewriteConfig>,
@@ -570,7 +570,7 @@ pub struct OperationExtras {
     pub concurrency: Vec<ConcurrencyConfig>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MatchConfig {
     /// `api.example.com` (exact) or `*.example.com` (any subdomain).
@@ -590,7 +590,7 @@ pub struct MatchConfig {
     pub version: Option<VersionConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderMatchConfig {
     pub name: String,
@@ -598,7 +598,7 @@ pub struct HeaderMatchConfig {
 }
 
 /// Exactly one of `path_prefix`, `header` or `accept_param`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VersionConfig {
     /// Version as the first path segments, e.g. `/v2`, put in front of `path`/`path_prefix`.
@@ -615,11 +615,11 @@ pub struct VersionConfig {
     pub default: bool,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EchoConfig {}
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StaticConfig {
     #[serde(default = "ok_status")]
@@ -634,7 +634,7 @@ fn ok_status() -> u16 {
     200
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedirectConfig {
     /// Target URL; may use the route's `{param}` captures.
@@ -652,7 +652,7 @@ fn found() -> u16 {
 }
 
 /// At most one path rewrite (`strip_prefix`, `replace_prefix` or `path`), plus an optional host.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RewriteConfig {
     /// Remove this leading part of the path (`/v1/users` becomes `/users`).
@@ -665,7 +665,7 @@ pub struct RewriteConfig {
     pub host: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplacePrefixConfig {
     pub from: String,

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration as StdDuration;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Deserializes any `FromStr` type from a YAML scalar, turning its parse
 /// error into a serde error (which then carries the config path and line).
@@ -206,6 +206,31 @@ impl JsonSchema for Percent {
             "pattern": "^[0-9]+(\\.[0-9]+)?\\s*%$",
             "description": "A percentage: `20%`, `12.5%`"
         })
+    }
+}
+
+// Written back the way a config writes them (the admin's `/config`).
+impl Serialize for Duration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(self.0))
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
+impl Serialize for Rate {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl Serialize for Percent {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{}%", self.0 * 100.0))
     }
 }
 

@@ -400,6 +400,13 @@ async fn admin_needs_its_token_and_stays_off_the_public_listener() {
     for secret in ["admin-token-0123456789", "jwt-secret-value", "hunter2"] {
         assert!(!config.contains(secret), "{secret} in /config: {config}");
     }
+    // The effective config: what was written, and every default beside it.
+    let doc: serde_json::Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(doc["routes"][0]["name"], "r");
+    assert_eq!(doc["auth"]["hs"]["jwt"]["secret"], "<redacted>");
+    assert_eq!(doc["admin"]["token"], "<redacted>");
+    assert_eq!(doc["shutdown_timeout"], "30s", "a default not written in the file");
+    assert_eq!(doc["listeners"][0]["limits"]["max_headers"], 100);
     let status = get(&admin(&h, "/status"), &auth).await.json();
     assert_eq!(status["routes"][0]["name"], "r");
     assert_eq!(status["listeners"][0]["name"], "gw");

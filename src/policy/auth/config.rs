@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::units::{ByteSize, Duration};
 
@@ -12,7 +12,7 @@ fn secs(s: u64) -> Duration {
 }
 
 /// One named authentication provider (`auth.<name>`).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum ProviderConfig {
     /// JSON Web Tokens (RFC 7519) signed with a secret, a PEM key or a JWKS.
@@ -27,7 +27,7 @@ pub enum ProviderConfig {
     Mtls(MtlsConfig),
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JwtConfig {
     /// Accepted algorithms, e.g. `[RS256, ES256]`. Required: nothing is implied.
@@ -81,14 +81,14 @@ fn eight_kib() -> ByteSize {
 
 /// `Authorization: Bearer` unless `cookie` or `query` is set (then the
 /// cookie or parameter is removed before forwarding).
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenSourceConfig {
     pub cookie: Option<String>,
     pub query: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IntrospectionConfig {
     /// The RFC 7662 introspection endpoint.
@@ -120,7 +120,7 @@ fn ten_seconds() -> Duration {
     secs(10)
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ClientAuthMethod {
     /// `Authorization: Basic` (client_secret_basic).
@@ -130,7 +130,7 @@ pub enum ClientAuthMethod {
     Form,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnError {
     /// 503: the request is neither accepted nor blamed on the client.
@@ -141,14 +141,14 @@ pub enum OnError {
 }
 
 /// Exactly one of `header` or `query`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyConfig {
     pub header: Option<String>,
     pub query: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BasicConfig {
     #[serde(default = "default_realm")]
@@ -170,12 +170,12 @@ fn one_minute() -> Duration {
     secs(60)
 }
 
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MtlsConfig {}
 
 /// A known caller: an application, a partner, a user.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConsumerConfig {
     pub id: String,
@@ -195,7 +195,7 @@ pub struct ConsumerConfig {
     pub certificates: Vec<CertificateMatch>,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyEntry {
     /// Hex SHA-256 of the key.
@@ -205,7 +205,7 @@ pub struct ApiKeyEntry {
 }
 
 /// Exactly one of `subject` or `san`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateMatch {
     /// The subject DN as printed by `openssl x509 -subject` without `subject=`, e.g. `CN=svc-a, O=Example`.
@@ -216,7 +216,7 @@ pub struct CertificateMatch {
 
 /// Request headers that carry the authenticated identity upstream. The
 /// gateway strips them from every client request, so they cannot be spoofed.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct IdentityHeadersConfig {
     pub consumer: String,

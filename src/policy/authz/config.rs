@@ -1,9 +1,9 @@
 //! Config types for authorization.
 
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthorizeConfig {
     /// Every one of these scopes is required.
@@ -22,7 +22,7 @@ pub struct AuthorizeConfig {
 
 /// `claim` with exactly one of `equals`, `contains` or `one_of`. Nested
 /// claims use dots: `realm_access.roles`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimCondition {
     pub claim: String,
@@ -32,7 +32,7 @@ pub struct ClaimCondition {
     pub one_of: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupsConfig {
     /// The consumer must be in one of these groups.

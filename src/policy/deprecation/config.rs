@@ -1,9 +1,9 @@
 //! Config types for marking a route deprecated.
 
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeprecationConfig {
     /// When the route was (or will be) deprecated: `2026-06-30` or an RFC 3339 time.

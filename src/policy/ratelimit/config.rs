@@ -1,14 +1,14 @@
 //! Config types for rate limits, quotas, concurrency limits and their store.
 
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::units::{Duration, Rate};
 
 /// What a limit counts by. A request that lacks the value (no consumer, no
 /// such header or claim) is counted by its client IP instead, so leaving a
 /// header out never escapes a limit.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum KeyPart {
     /// The client address (after trusted-proxy resolution).
@@ -26,7 +26,7 @@ pub enum KeyPart {
 }
 
 /// One key part, or a list of them combined.
-#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum KeySpec {
     One(KeyPart),
@@ -69,7 +69,7 @@ impl<'de> Deserialize<'de> for KeySpec {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// The burst is admitted at once (NGINX `burst=N nodelay`).
@@ -79,7 +79,7 @@ pub enum Mode {
     Delay,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnStoreError {
     /// Fall back to this instance's own counters (logged and counted).
@@ -90,7 +90,7 @@ pub enum OnStoreError {
 }
 
 /// `{ key: ip, rate: 10/s, burst: 20 }`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
     pub key: KeySpec,
@@ -111,7 +111,7 @@ pub struct RateLimitConfig {
 }
 
 /// `{ key: consumer, limit: 10000, per: day }`: a budget per calendar window (UTC).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaConfig {
     pub key: KeySpec,
@@ -123,7 +123,7 @@ pub struct QuotaConfig {
 }
 
 /// `{ key: ip, max: 10 }`: requests in flight at once (NGINX `limit_conn`).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConcurrencyConfig {
     pub key: KeySpec,
@@ -132,7 +132,7 @@ pub struct ConcurrencyConfig {
 }
 
 /// Where counters live.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitStoreConfig {
     /// Share rate and quota counters between gateway instances.
@@ -147,7 +147,7 @@ impl Default for RateLimitStoreConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
     /// `redis://host:6379/0` (TLS `rediss://` is not supported yet).
@@ -168,7 +168,7 @@ fn default_prefix() -> String {
 }
 
 /// Which rate-limit headers responses carry.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RateLimitHeaders {
     /// IETF `RateLimit-Policy` and `RateLimit`.
@@ -181,7 +181,7 @@ pub enum RateLimitHeaders {
 }
 
 /// A quota's calendar window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Period {
     Minute,

@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::units::ByteSize;
 
 /// What a route checks before the request goes on.
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValidateConfig {
     /// `enforce` (default): refuse what breaks the rules. `report`: let it
@@ -53,7 +53,7 @@ pub struct ValidateConfig {
     pub responses: Option<BTreeMap<String, BTreeMap<String, serde_json::Value>>>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ValidateMode {
     #[default]
@@ -61,7 +61,7 @@ pub enum ValidateMode {
     Report,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AdditionalQuery {
     #[default]
@@ -70,7 +70,7 @@ pub enum AdditionalQuery {
 }
 
 /// Exactly one of `schema_file` or `schema`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BodyConfig {
     /// A JSON or YAML file holding the schema (relative to the config's folder).
@@ -87,7 +87,7 @@ fn yes() -> bool {
 }
 
 /// Each unset limit keeps its safe default.
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JsonLimitsConfig {
     /// Nesting of arrays and objects (default 64, at most 512).
