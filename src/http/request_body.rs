@@ -130,6 +130,11 @@ impl RequestBody {
         }
     }
 
+    /// Whether the body is there whole (read by a phase, or none).
+    pub fn is_whole(&self) -> bool {
+        matches!(self.inner, ClientBody::Empty | ClientBody::Buffered(_))
+    }
+
     /// A copy of a body that is there whole (read by a phase, or none),
     /// for a client that consumes the body it is given.
     pub fn try_clone_whole(&self) -> Option<RequestBody> {

@@ -168,10 +168,11 @@ pub(super) fn forward<'a, 'p>(
         let may_retry = policy.attempts > 1 && client_upgrade.is_none() && !probe;
         if may_retry {
             upstream.budget.request(now);
-            // A body there whole already is kept whole; a streamed one up to the buffer.
-            let keep = if body.try_clone_whole().is_some() { u64::MAX } else { policy.buffer };
-            if !body.is_end_stream() {
-                body.keep_for_retry(keep);
+            // A body is kept for another try only where a try may fail after
+            // sending it (a connect failure sends nothing): whole if it is
+            // there whole already, else up to the buffer.
+            if policy.retries_after_sending() && !body.is_end_stream() {
+                body.keep_for_retry(if body.is_whole() { u64::MAX } else { policy.buffer });
             }
         }
         let deadline = now + upstream.request_timeout;

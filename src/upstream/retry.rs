@@ -84,6 +84,12 @@ impl RetryPolicy {
         listed && self.methods.contains(method)
     }
 
+    /// Whether a try may be retried after the request (and its body) went
+    /// out: on a reset, a timeout or a status.
+    pub fn retries_after_sending(&self) -> bool {
+        self.attempts > 1 && (self.reset || self.timeout || self.any_5xx || !self.statuses.is_empty())
+    }
+
     /// Whether a response with `status` could be retried at all (so the
     /// engine knows to look before passing it on).
     pub fn watches_status(&self, status: u16) -> bool {
