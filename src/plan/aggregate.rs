@@ -104,6 +104,10 @@ pub(super) fn compile(
             }
         };
         let key = c.rename.clone().unwrap_or_else(|| name.to_string());
+        if key == "errors" {
+            let at = if c.rename.is_some() { format!("{cat}.as") } else { cat.clone() };
+            cx.err(at, "`errors` is the key of the failed calls' entries; name the call (or its `as`) otherwise");
+        }
         if let Some(other) = keys.insert(key.clone(), name.to_string()) {
             cx.err(format!("{cat}.as"), format!("`{key}` is also the key of call `{other}`"));
         }

@@ -94,6 +94,12 @@ pub(super) fn compile(
             None
         }
     };
+    if cfg.aggregate.is_some() && cfg.request_headers.is_some() {
+        cx.err(
+            format!("{at}.request_headers"),
+            "an aggregate's calls are the gateway's own requests: `request_headers` does not apply to them",
+        );
+    }
     if cfg.retry.is_some() && cfg.upstream.is_none() {
         cx.err(format!("{at}.retry"), "retries apply to a route that proxies to an `upstream`");
     }

@@ -118,8 +118,9 @@ pub(super) async fn run(plan: &AggregatePlan, inputs: Inputs<'_>) -> Response<Bo
             }
             match fill(call, inputs.values, &results) {
                 Ok(pq) => {
-                    let limit = call.timeout.map_or(deadline, |t| deadline.min(Instant::now() + t));
-                    let budget = limit.saturating_duration_since(Instant::now());
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let budget = call.timeout.map_or(left, |t| t.min(left));
+                    let limit = Instant::now() + budget;
                     let headers = &headers;
                     let fut = async move {
                         match tokio::time::timeout_at(limit, fetch(call, pq, headers)).await {
@@ -265,23 +266,30 @@ async fn fetch(call: &CallPlan, pq: PathAndQuery, headers: &HeaderMap) -> Result
                     resp.headers.into_map(&mut map);
                     read(resp.status, &map, resp.body, call.max_body).await
                 }
+                Err(GatewayError::UpstreamTimeout { .. }) => Err(CallError::Timeout(timeout)),
                 Err(e) => Err(refused(e)),
             }
         }
-        None => match upstream.client.request(req).await {
-            Ok(resp) => {
+        None => match tokio::time::timeout(upstream.request_timeout, upstream.client.request(req)).await {
+            Ok(Ok(resp)) => {
                 let (parts, body) = resp.into_parts();
                 read(parts.status, &parts.headers, body, call.max_body).await
             }
-            Err(_) => Err(CallError::Unreachable),
+            Ok(Err(_)) => Err(CallError::Unreachable),
+            Err(_) => Err(CallError::Timeout(upstream.request_timeout)),
         },
     };
-    let ok = match &result {
-        Ok(_) => true,
-        Err(CallError::Status(s)) => *s < 500,
-        Err(_) => false,
+    // For the upstream's health, as for a proxied request: a 5xx or no
+    // answer is a failure; an answer the aggregate cannot use is not.
+    let verdict = match &result {
+        Ok(_) | Err(CallError::NotJson(_) | CallError::BadJson | CallError::TooLarge(_)) => Some(true),
+        Err(CallError::Status(s)) => Some(*s < 500),
+        Err(CallError::Unreachable | CallError::Timeout(_)) => Some(false),
+        Err(_) => None,
     };
-    upstream.record(picked.index, ok, probe, Instant::now());
+    if let Some(ok) = verdict {
+        upstream.record(picked.index, ok, probe, Instant::now());
+    }
     result
 }
 

@@ -130,11 +130,11 @@ impl Body {
 
     /// Copies the body as it streams and checks it once it has ended.
     pub fn check(&mut self, check: BodyCheck) {
+        let mut check = Box::new(check);
         if http_body::Body::is_end_stream(self) {
-            check.finish();
-        } else {
-            self.check = Some(Box::new(check));
+            check.complete();
         }
+        self.check = Some(check);
     }
 
     /// The upstream header lines this body still carries, if any.
@@ -220,8 +220,10 @@ impl http_body::Body for Body {
                     Kind::Pooled(p) => p.inner.is_end_stream(),
                 }
             };
-            if ended && let Some(c) = this.check.take() {
-                c.finish();
+            // Judged when the body is dropped (after the writer has sent the
+            // last bytes), so that the check never holds them back.
+            if ended && let Some(c) = &mut this.check {
+                c.complete();
             }
         }
         if let Some(w) = &mut this.watch {

@@ -60,6 +60,7 @@ pub fn handle<P: Deref<Target = Plan>>(
     async move {
         let plan: &Plan = &plan;
         let present = Present::of(req.headers());
+        let is_head = req.method() == http::Method::HEAD;
         // Asked before the hop-by-hop headers go; granted only by a `websocket` route.
         let asks_websocket = present.upgrade && hop_by_hop::asks_websocket(req.method(), req.version(), req.headers());
         if present.hop_by_hop {
@@ -201,11 +202,15 @@ pub fn handle<P: Deref<Target = Plan>>(
                         forward::forward(target, parts, body, client_upgrade).await
                     }
                     Action::Aggregate(agg) => {
+                        // The caller's identity goes to every call, whoever would
+                        // have written it into a proxied request.
+                        let identity = ctx.identity.as_deref().map(|id| plan.identity_headers.lines(id));
+                        let client_ip = HeaderValue::try_from(client.ip.to_string()).unwrap_or(conn.peer_ip.clone());
                         let inputs = aggregate::Inputs {
                             values: &found.values,
                             request_id,
                             traceparent: seen.trace.header(),
-                            client_ip: conn.peer_ip.clone(),
+                            client_ip,
                             scheme: conn.scheme,
                             identity,
                         };
@@ -253,7 +258,7 @@ pub fn handle<P: Deref<Target = Plan>>(
             && seen.flag == crate::observe::Flag::None
             && let Some(rules) = route.and_then(|r| r.policies.response_rules())
         {
-            check_response(&mut resp, rules, &request_id);
+            check_response(&mut resp, rules, &request_id, is_head);
         }
         body::set_request_id(&mut resp, request_id);
         if notes.tries > 1 || notes.all_unhealthy {
@@ -273,12 +278,20 @@ fn check_response(
     resp: &mut Response<Body>,
     rules: &std::sync::Arc<crate::policy::validate::response::ResponseRules>,
     request_id: &HeaderValue,
+    is_head: bool,
 ) {
     use crate::policy::validate::response::{BodyCheck, HeadCheck};
     let status = resp.status().as_u16();
-    let content_type = body::headers_mut(resp).get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let headers = body::headers_mut(resp);
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    // A body that is not there (HEAD, 204, 304) or not as the document
+    // describes it (compressed) is not judged.
+    let judge_body = !is_head
+        && !matches!(status, 204 | 304)
+        && headers.get(header::CONTENT_ENCODING).is_none_or(|e| e.as_bytes().eq_ignore_ascii_case(b"identity"));
     match rules.check_head(status, content_type) {
         HeadCheck::Done(problems) => rules.report(&problems, status, request_id),
+        HeadCheck::Body { .. } if !judge_body => {}
         HeadCheck::Body { declared, content } => {
             let check = BodyCheck::new(rules.clone(), declared, content, status, request_id.clone());
             resp.body_mut().check(check);

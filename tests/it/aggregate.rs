@@ -185,6 +185,7 @@ async fn aggregate_config_mistakes_are_refused_with_their_path() {
         ("a: { upstream: svc, path: \"/a/{nope}\" }", "not a path parameter"),
         ("a: { upstream: other, path: /a }", "unknown upstream"),
         ("a: { upstream: svc, path: /a, as: b }\n        b: { upstream: svc, path: /b }", "also the key"),
+        ("errors: { upstream: svc, path: /a }", "`errors` is the key"),
     ];
     for (calls, expected) in cases {
         let yaml = format!(
@@ -211,6 +212,8 @@ routes:
   - name: mine
     match: {{ path: "/mine" }}
     authenticate: [ keys ]
+    # A limit keyed by a header: the identity still reaches the calls.
+    rate_limit: [ {{ key: {{ header: x-api-key }}, rate: 100/s }} ]
     aggregate:
       calls:
         a: {{ upstream: users, path: "/a" }}

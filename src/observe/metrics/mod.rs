@@ -50,7 +50,11 @@ const FAMILIES: &[(&str, Kind, &str)] = &[
         "Times the shared rate-limit store failed and its fallback applied.",
     ),
     ("portcullis_rate_limit_keys", Kind::Gauge, "Keys held by the in-memory rate-limit store."),
-    ("portcullis_validation_failures", Kind::Counter, "Requests refused by input validation."),
+    (
+        "portcullis_validation_failures",
+        Kind::Counter,
+        "Requests that failed validation (refused, or let through in report mode), and upstream responses that did not match the document (in=\"response\").",
+    ),
     ("portcullis_connections", Kind::Gauge, "Client connections."),
     ("portcullis_tls_handshake_failures", Kind::Counter, "TLS handshakes that failed."),
     ("portcullis_upstream_connections", Kind::Gauge, "Upstream connections and requests in flight."),

@@ -209,6 +209,8 @@ pub struct BodyCheck {
     request_id: HeaderValue,
     copy: Vec<u8>,
     too_long: bool,
+    /// The whole body has passed: judged when dropped.
+    complete: bool,
 }
 
 impl BodyCheck {
@@ -219,7 +221,7 @@ impl BodyCheck {
         status: u16,
         request_id: HeaderValue,
     ) -> BodyCheck {
-        BodyCheck { rules, declared, content, status, request_id, copy: Vec::new(), too_long: false }
+        BodyCheck { rules, declared, content, status, request_id, copy: Vec::new(), too_long: false, complete: false }
     }
 
     pub fn push(&mut self, data: &[u8]) {
@@ -234,10 +236,27 @@ impl BodyCheck {
         }
     }
 
-    /// The body has ended: check it and report.
-    pub fn finish(self) {
-        let body = (!self.too_long).then_some(self.copy.as_slice());
-        let problems = self.rules.check_body(self.declared, self.content, body);
+    /// The body has ended; it is checked when this is dropped (a body cut
+    /// off before its end is not judged).
+    pub fn complete(&mut self) {
+        self.complete = true;
+    }
+}
+
+impl Drop for BodyCheck {
+    fn drop(&mut self) {
+        if !self.complete {
+            return;
+        }
+        if self.too_long {
+            tracing::debug!(
+                target: "portcullis::policy::validate",
+                route = &*self.rules.route,
+                "response body not checked: longer than {MAX_CHECKED_BODY} bytes"
+            );
+            return;
+        }
+        let problems = self.rules.check_body(self.declared, self.content, Some(&self.copy));
         self.rules.report(&problems, self.status, &self.request_id);
     }
 }
