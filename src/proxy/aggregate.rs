@@ -18,20 +18,27 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use super::body::Body;
+use super::forward::Tried;
 use crate::config::aggregate::{MergeMode, OnFailure};
 use crate::http::error::{GatewayError, UpstreamRefusal};
 use crate::http::forwarded::{X_FORWARDED_FOR, X_FORWARDED_PROTO};
 use crate::http::request_body::RequestBody;
 use crate::http::{problem, request_id};
+use crate::observe::metrics::UpstreamError;
 use crate::observe::trace::TRACEPARENT;
 use crate::plan::aggregate::{AggregatePlan, CallPlan, Piece};
 use crate::upstream::Upstream;
 use crate::wire::edits::HeaderEdits;
+use smallvec::SmallVec;
 
 const AGGREGATE: HeaderName = HeaderName::from_static("portcullis-aggregate");
 
 /// What every call carries from the client's request.
-pub(super) struct Inputs<'a> {
+pub(super) struct Inputs<'a, 'p> {
+    /// Each call's try, for the access log (`None`: nothing watches).
+    pub tried: Option<&'a mut SmallVec<[Tried<'p>; 1]>>,
+    /// Record `http_client_request_duration_seconds`.
+    pub client_metrics: bool,
     /// The route's path parameter values.
     pub values: &'a [&'a str],
     pub request_id: &'a HeaderValue,
@@ -95,15 +102,20 @@ impl CallError {
     }
 }
 
-type CallFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, CallError>> + Send + 'a>>;
+/// A call's result, and its try as the access log reports it (none when
+/// nothing watches, or the call never reached a target).
+type CallOutcome<'p> = (Result<Value, CallError>, Option<Tried<'p>>);
+type CallFuture<'a, 'p> = Pin<Box<dyn Future<Output = CallOutcome<'p>> + Send + 'a>>;
 
-pub(super) async fn run(plan: &AggregatePlan, inputs: Inputs<'_>) -> Response<Body> {
+pub(super) async fn run<'p>(plan: &'p AggregatePlan, inputs: Inputs<'_, 'p>) -> Response<Body> {
     let deadline = Instant::now() + plan.timeout;
     let headers = call_headers(&inputs);
     let n = plan.calls.len();
     let mut results: Vec<Option<Result<Value, CallError>>> = (0..n).map(|_| None).collect();
     let mut started = vec![false; n];
-    let mut running: Vec<(usize, CallFuture<'_>)> = Vec::new();
+    let mut running: Vec<(usize, CallFuture<'_, 'p>)> = Vec::new();
+    let watch = Watch { tries: inputs.tried.is_some(), client_metrics: inputs.client_metrics };
+    let mut tried = inputs.tried;
     loop {
         // Start what can start (calls are in an order where each comes after what it waits for).
         for i in 0..n {
@@ -123,9 +135,9 @@ pub(super) async fn run(plan: &AggregatePlan, inputs: Inputs<'_>) -> Response<Bo
                     let limit = Instant::now() + budget;
                     let headers = &headers;
                     let fut = async move {
-                        match tokio::time::timeout_at(limit, fetch(call, pq, headers)).await {
-                            Ok(result) => result,
-                            Err(_) => Err(CallError::Timeout(budget)),
+                        match tokio::time::timeout_at(limit, fetch(call, pq, headers, watch)).await {
+                            Ok(outcome) => outcome,
+                            Err(_) => (Err(CallError::Timeout(budget)), None),
                         }
                     };
                     running.push((i, Box::pin(fut)));
@@ -139,7 +151,7 @@ pub(super) async fn run(plan: &AggregatePlan, inputs: Inputs<'_>) -> Response<Bo
         if running.is_empty() {
             break;
         }
-        let (k, i, result) = std::future::poll_fn(|cx| {
+        let (k, i, (result, one_try)) = std::future::poll_fn(|cx| {
             for (k, (i, fut)) in running.iter_mut().enumerate() {
                 if let std::task::Poll::Ready(r) = fut.as_mut().poll(cx) {
                     return std::task::Poll::Ready((k, *i, r));
@@ -150,6 +162,9 @@ pub(super) async fn run(plan: &AggregatePlan, inputs: Inputs<'_>) -> Response<Bo
         .await;
         drop(running.swap_remove(k));
         results[i] = Some(result);
+        if let (Some(tried), Some(t)) = (tried.as_deref_mut(), one_try) {
+            tried.push(t);
+        }
     }
     merged(plan, results)
 }
@@ -157,7 +172,7 @@ pub(super) async fn run(plan: &AggregatePlan, inputs: Inputs<'_>) -> Response<Bo
 /// The headers every call carries: the request id, the trace, where the
 /// request came from, the identity authentication established. Not the
 /// client's credentials or cookies: the calls are the gateway's.
-fn call_headers(inputs: &Inputs<'_>) -> HeaderMap {
+fn call_headers(inputs: &Inputs<'_, '_>) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
     h.insert(request_id::HEADER, inputs.request_id.clone());
@@ -225,26 +240,26 @@ fn lookup<'v>(v: &'v Value, path: &[String]) -> Option<&'v Value> {
 
 /// One call: admitted by its upstream's breaker and limits, sent to a
 /// healthy target, answered with JSON in a 2xx.
-async fn fetch(call: &CallPlan, pq: PathAndQuery, headers: &HeaderMap) -> Result<Value, CallError> {
-    let upstream: &Upstream = &call.upstream;
+async fn fetch<'p>(call: &'p CallPlan, pq: PathAndQuery, headers: &HeaderMap, watch: Watch) -> CallOutcome<'p> {
+    let upstream: &'p Upstream = &call.upstream;
     let now = Instant::now();
     // The same admission as a proxied request: limits, breaker, a healthy target.
     let refused = |e: GatewayError| match e {
         GatewayError::Refused { rule, .. } => CallError::Refused(rule),
         _ => CallError::Unreachable,
     };
-    let (slot, probe) = super::forward::admit(upstream, now).map_err(refused)?;
+    let (slot, probe) = match super::forward::admit(upstream, now) {
+        Ok(admitted) => admitted,
+        Err(e) => return (Err(refused(e)), None),
+    };
     let Some(picked) = upstream.pick(None, &[], now) else {
-        return Err(refused(super::forward::refuse(upstream, UpstreamRefusal::NoHealthyTarget)));
+        return (Err(refused(super::forward::refuse(upstream, UpstreamRefusal::NoHealthyTarget))), None);
     };
     let target = &upstream.targets[picked.index];
     let _in_flight = target.begin().with(slot);
-    let uri = Uri::builder()
-        .scheme(target.scheme.clone())
-        .authority(target.authority.clone())
-        .path_and_query(pq)
-        .build()
-        .map_err(|_| CallError::Unreachable)?;
+    let uri =
+        Uri::builder().scheme(target.scheme.clone()).authority(target.authority.clone()).path_and_query(pq).build();
+    let Ok(uri) = uri else { return (Err(CallError::Unreachable), None) };
     let mut headers = headers.clone();
     if let Ok(host) = HeaderValue::try_from(target.authority.as_str()) {
         headers.insert(header::HOST, host);
@@ -253,6 +268,7 @@ async fn fetch(call: &CallPlan, pq: PathAndQuery, headers: &HeaderMap) -> Result
     *req.method_mut() = call.method.clone();
     *req.uri_mut() = uri;
     *req.headers_mut() = headers;
+    let mut answered = None;
     let result = match &target.h1 {
         Some(pool) => {
             let (mut parts, mut body) = req.into_parts();
@@ -262,6 +278,7 @@ async fn fetch(call: &CallPlan, pq: PathAndQuery, headers: &HeaderMap) -> Result
             let deadline = Instant::now() + timeout;
             match super::forward::send_h1(upstream, pool, &mut parts, &mut body, &edits, timeout, deadline).await {
                 Ok(resp) => {
+                    answered = Some(resp.status);
                     let mut map = HeaderMap::new();
                     resp.headers.into_map(&mut map);
                     read(resp.status, &map, resp.body, call.max_body).await
@@ -273,6 +290,7 @@ async fn fetch(call: &CallPlan, pq: PathAndQuery, headers: &HeaderMap) -> Result
         None => match tokio::time::timeout(upstream.request_timeout, upstream.client.request(req)).await {
             Ok(Ok(resp)) => {
                 let (parts, body) = resp.into_parts();
+                answered = Some(parts.status);
                 read(parts.status, &parts.headers, body, call.max_body).await
             }
             Ok(Err(_)) => Err(CallError::Unreachable),
@@ -287,10 +305,38 @@ async fn fetch(call: &CallPlan, pq: PathAndQuery, headers: &HeaderMap) -> Result
         Err(CallError::Unreachable | CallError::Timeout(_)) => Some(false),
         Err(_) => None,
     };
+    let end = Instant::now();
     if let Some(ok) = verdict {
-        upstream.record(picked.index, ok, probe, Instant::now());
+        upstream.record(picked.index, ok, probe, end);
     }
-    result
+    // The try for the access log and `http_client_request_duration_seconds`.
+    let outcome = match (&result, answered) {
+        (_, Some(status)) => Ok(status),
+        (Err(CallError::Timeout(_)), None) => Err(UpstreamError::Timeout),
+        (Err(CallError::Unreachable), None) => Err(UpstreamError::Connect),
+        _ => return (result, None),
+    };
+    let duration_ns = end.saturating_duration_since(now).as_nanos() as u64;
+    if watch.client_metrics {
+        target.metrics.record(outcome, duration_ns);
+    }
+    let one_try = watch.tries.then(|| Tried {
+        upstream,
+        target,
+        outcome: outcome.map(|s| s.as_u16()),
+        duration_ns,
+        request_bytes: None,
+    });
+    (result, one_try)
+}
+
+/// What is recorded of each call.
+#[derive(Debug, Clone, Copy)]
+struct Watch {
+    /// Its try goes to the access log.
+    tries: bool,
+    /// `http_client_request_duration_seconds` is recorded.
+    client_metrics: bool,
 }
 
 async fn read<B>(status: StatusCode, headers: &HeaderMap, body: B, max: u64) -> Result<Value, CallError>

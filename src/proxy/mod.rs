@@ -207,6 +207,8 @@ pub fn handle<P: Deref<Target = Plan>>(
                         let identity = ctx.identity.as_deref().map(|id| plan.identity_headers.lines(id));
                         let client_ip = HeaderValue::try_from(client.ip.to_string()).unwrap_or(conn.peer_ip.clone());
                         let inputs = aggregate::Inputs {
+                            tried: seen.watching().then_some(&mut tried),
+                            client_metrics: plan.observe.metrics,
                             values: &found.values,
                             request_id,
                             traceparent: seen.trace.header(),

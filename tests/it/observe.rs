@@ -624,3 +624,26 @@ async fn shutdown_flushes_queued_spans() {
     let spans = receiver.spans.lock().unwrap().clone();
     assert_eq!(spans.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), vec!["GET hi"]);
 }
+
+/// An aggregate's calls are its tries: one entry each in the access log,
+/// and in `http_client_request_duration_seconds`.
+#[tokio::test]
+async fn aggregate_calls_are_logged_as_tries_and_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let body = format!(
+        "upstreams:\n  a: {{ targets: [\"{}\"] }}\n  b: {{ targets: [\"{}\"] }}\n\
+         routes:\n  - name: both\n    match: {{ path: /both }}\n    aggregate: {{ calls: {{ one: {{ upstream: a, path: /x }}, two: {{ upstream: b, path: /y }} }} }}\n",
+        a.url(),
+        b.url()
+    );
+    let h = start(&body, dir.path()).await;
+    assert_eq!(get(&url(&h, "/both"), &[]).await.status, 200);
+    let lines = log_lines(&h, dir.path(), 1).await;
+    let tries = lines[0]["portcullis"]["upstream"]["tries"].as_array().unwrap().clone();
+    assert_eq!(tries.len(), 2, "{tries:?}");
+    assert!(tries.iter().all(|t| t["status_code"] == 200), "{tries:?}");
+    let s = scrape_until(&h, |s| observations(s, "http_client_request_duration_seconds", &[("upstream", "b")]) >= 1.0)
+        .await;
+    assert_eq!(observations(&s, "http_client_request_duration_seconds", &[("upstream", "a")]), 1.0);
+}
