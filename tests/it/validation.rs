@@ -373,6 +373,16 @@ async fn an_openapi_document_routes_validates_and_authenticates() {
         call(&gw, "POST", "/v1/pets", &[("content-type", "text/plain"), ("x-api-key", "k-shop")], "x").await.status,
         415
     );
+    // `oneOf`: either form passes; a value of neither (or a half-made record) is refused where it is.
+    for chip in [r#""985112004321234""#, r#"{"registry":"avid","id":"A1"}"#] {
+        let body = format!(r#"{{"name":"Rex","microchip":{chip}}}"#);
+        assert_eq!(call(&gw, "POST", "/v1/pets", &key, &body).await.status, 200, "{chip}");
+    }
+    for chip in ["42", r#""12345""#, r#"{"registry":"avid"}"#, r#"{"registry":"acme","id":"A1"}"#] {
+        let body = format!(r#"{{"name":"Rex","microchip":{chip}}}"#);
+        let r = call(&gw, "POST", "/v1/pets", &key, &body).await;
+        assert_eq!(errors(&r), vec![("body".to_string(), "/microchip".to_string())], "{chip}");
+    }
 
     // The contract, served: the document as JSON and a reference page.
     let spec = call(&gw, "GET", "/v1/docs/openapi.json", &[], "").await;
@@ -390,7 +400,7 @@ async fn an_openapi_document_routes_validates_and_authenticates() {
     // Strict: what the document does not declare is not served.
     assert_eq!(call(&gw, "GET", "/v1/owners", &[], "").await.status, 404);
     assert_eq!(call(&gw, "PATCH", "/v1/pets", &json, "{}").await.status, 405);
-    assert_eq!(pets.count(), 5, "only the valid, authenticated requests reached the upstream");
+    assert_eq!(pets.count(), 7, "only the valid, authenticated requests reached the upstream");
 
     // 3.1: type lists and numeric exclusiveMinimum; `strict: false` passes the rest.
     let put = |body: &'static str| call(&gw, "PUT", "/catalog/items/ABC-1234", &json, body);
@@ -523,4 +533,45 @@ components:
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(seen, 3, "the invalid body, the 500 and the 404's media type");
+}
+
+/// Each JSON threat limit, through the gateway: a body exactly at the limit
+/// passes, one step over is refused (400, `in: body`), and the upstream
+/// never sees the refused ones.
+#[tokio::test]
+async fn each_threat_limit_trips_exactly_at_its_boundary() {
+    let up = Recorder::start().await;
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nupstreams:\n  up: {{ targets: [\"{}\"] }}\nroutes:\n\
+         \x20 - name: limited\n    match: {{ path: /limited }}\n    upstream: up\n\
+         \x20   validate: {{ body: {{ schema: {{}} }}, json_limits: {{ max_depth: 3, max_entries: 3, max_array: 3, max_string: 8, max_number_length: 4 }} }}\n",
+        up.url()
+    );
+    let gw = Gateway::start(&load(&yaml, Path::new("."))).await.expect("starts");
+    let post = async |body: &str| {
+        let req = Request::post(format!("http://{}/limited", gw.addr("gw").unwrap()))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap();
+        send(&http1_client(), req).await
+    };
+    let cases = [
+        ("depth", "[[[1]]]", "[[[[1]]]]"),
+        ("entries", r#"{"a":1,"b":2,"c":3}"#, r#"{"a":1,"b":2,"c":3,"d":4}"#),
+        ("array", "[1,2,3]", "[1,2,3,4]"),
+        ("string", r#""12345678""#, r#""123456789""#),
+        // As written: an escape counts its two bytes.
+        ("escaped string", r#""123456\n""#, r#""1234567\n""#),
+        ("key", r#"{"12345678":1}"#, r#"{"123456789":1}"#),
+        ("number", "1234", "12345"),
+        ("decimal", "-1.5", "-1.55"),
+    ];
+    for (limit, at, over) in cases {
+        assert_eq!(post(at).await.status, 200, "{limit} at the limit: {at}");
+        let r = post(over).await;
+        let got = errors(&r);
+        assert_eq!(got.len(), 1, "{limit} over the limit: {over}: {got:?}");
+        assert_eq!(got[0].0, "body", "{limit}");
+    }
+    assert_eq!(up.count(), cases.len(), "only the bodies within the limits were sent on");
 }
