@@ -44,7 +44,7 @@ pub(super) fn expand(api: &ApiConfig, at: &str, base_dir: &Path) -> Result<Vec<G
     if let Some(schemas) = doc.pointer("/components/schemas").and_then(Value::as_object) {
         for (name, schema) in schemas {
             let mut s = schema.clone();
-            if let Err(e) = docs.resolve(&doc, &mut s, 0) {
+            if let Err(e) = docs.resolve(&doc, &mut s, 0, true) {
                 errors.push((format!("{at}.openapi"), format!("components.schemas.{name}: {e}")));
             }
             if v30 {
@@ -64,7 +64,7 @@ pub(super) fn expand(api: &ApiConfig, at: &str, base_dir: &Path) -> Result<Vec<G
     };
     for (path, item) in paths {
         let mut item = item.clone();
-        if let Err(e) = docs.resolve(&doc, &mut item, 0) {
+        if let Err(e) = docs.resolve(&doc, &mut item, 0, true) {
             errors.push((format!("{at}.openapi"), format!("paths.{path}: {e}")));
             continue;
         }
@@ -348,35 +348,38 @@ impl Docs {
     /// Resolves `$ref`s in `v` (from `doc`): references to component
     /// schemas become `#/$defs/<name>`; others are replaced by what they
     /// point to.
-    fn resolve(&mut self, doc: &Value, v: &mut Value, depth: usize) -> Result<(), String> {
+    /// `main`: `doc` is the API's own document, whose component schemas
+    /// stay references (to `$defs`, so recursive schemas work); in a
+    /// sibling file they are that file's, and are put in place.
+    fn resolve(&mut self, doc: &Value, v: &mut Value, depth: usize, main: bool) -> Result<(), String> {
         if depth > MAX_REF_DEPTH {
             return Err("`$ref`s nest too deep (a cycle?)".into());
         }
         match v {
             Value::Object(m) => {
                 if let Some(r) = m.get("$ref").and_then(Value::as_str).map(str::to_string) {
-                    if let Some(name) = r.strip_prefix("#/components/schemas/") {
+                    if main && let Some(name) = r.strip_prefix("#/components/schemas/") {
                         m.insert("$ref".into(), Value::String(format!("#/$defs/{name}")));
                         return Ok(());
                     }
                     let mut target = self.target(doc, &r)?;
                     // A target in another file resolves against that file.
                     let (file_doc, _) = split_ref(&r);
-                    let owner = if file_doc.is_empty() {
-                        doc.clone()
+                    let (owner, owner_is_main) = if file_doc.is_empty() {
+                        (doc.clone(), main)
                     } else {
-                        self.files.get(file_doc).cloned().unwrap_or_default()
+                        (self.files.get(file_doc).cloned().unwrap_or_default(), false)
                     };
-                    self.resolve(&owner, &mut target, depth + 1)?;
+                    self.resolve(&owner, &mut target, depth + 1, owner_is_main)?;
                     *v = target;
                     return Ok(());
                 }
                 for x in m.values_mut() {
-                    self.resolve(doc, x, depth)?;
+                    self.resolve(doc, x, depth, main)?;
                 }
                 Ok(())
             }
-            Value::Array(a) => a.iter_mut().try_for_each(|x| self.resolve(doc, x, depth)),
+            Value::Array(a) => a.iter_mut().try_for_each(|x| self.resolve(doc, x, depth, main)),
             _ => Ok(()),
         }
     }

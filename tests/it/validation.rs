@@ -373,6 +373,14 @@ async fn an_openapi_document_routes_validates_and_authenticates() {
         call(&gw, "POST", "/v1/pets", &[("content-type", "text/plain"), ("x-api-key", "k-shop")], "x").await.status,
         415
     );
+    // The sibling file's own references: its component and its plain pointer.
+    let owner =
+        r#"{"name":"Rex","owner":{"email":"ada@example.com","phone":"+4930123456","address":{"city":"Berlin"}}}"#;
+    assert_eq!(call(&gw, "POST", "/v1/pets", &key, owner).await.status, 200);
+    let owner = r#"{"name":"Rex","owner":{"email":"ada@example.com","phone":"030 123","address":{"city":""}}}"#;
+    let mut got = errors(&call(&gw, "POST", "/v1/pets", &key, owner).await);
+    got.sort();
+    assert_eq!(got, vec![("body".into(), "/owner/address/city".into()), ("body".into(), "/owner/phone".into())]);
     // `oneOf`: either form passes; a value of neither (or a half-made record) is refused where it is.
     for chip in [r#""985112004321234""#, r#"{"registry":"avid","id":"A1"}"#] {
         let body = format!(r#"{{"name":"Rex","microchip":{chip}}}"#);
@@ -400,7 +408,7 @@ async fn an_openapi_document_routes_validates_and_authenticates() {
     // Strict: what the document does not declare is not served.
     assert_eq!(call(&gw, "GET", "/v1/owners", &[], "").await.status, 404);
     assert_eq!(call(&gw, "PATCH", "/v1/pets", &json, "{}").await.status, 405);
-    assert_eq!(pets.count(), 7, "only the valid, authenticated requests reached the upstream");
+    assert_eq!(pets.count(), 8, "only the valid, authenticated requests reached the upstream");
 
     // 3.1: type lists and numeric exclusiveMinimum; `strict: false` passes the rest.
     let put = |body: &'static str| call(&gw, "PUT", "/catalog/items/ABC-1234", &json, body);
