@@ -619,3 +619,50 @@ async fn bodies_written_in_pieces_never_stall() {
         client.await.unwrap();
     }
 }
+
+/// A retried request is framed anew by the gateway: the second target
+/// reads exactly one request, framed by one line that matches the body the
+/// client sent (chunked, with extensions and a trailer, or with a length),
+/// and nothing else on its connection.
+#[tokio::test]
+async fn retried_requests_are_framed_anew() {
+    use crate::support::flaky::{Flaky, Mode};
+    let resetter = Flaky::start("a").await;
+    resetter.set(Mode::Reset);
+    let rec = Recorder::start().await;
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nupstreams:\n  two:\n    targets: [ \"{}\", \"{}\" ]\n    \
+         retry: {{ attempts: 2, on: [ reset ], methods: [ PUT ], backoff: {{ base: 1ms, max: 1ms }} }}\n\
+         routes:\n  - {{ name: all, match: {{ path_prefix: /public }}, upstream: two }}\n",
+        resetter.url(),
+        rec.url()
+    );
+    let gw = portcullis::Gateway::start(&load(&yaml, Path::new("."))).await.expect("starts");
+    let addr = gw.addr("gw").unwrap();
+    let probes: [(&str, &[u8], &[u8]); 3] = [
+        (
+            "chunked, extensions, trailer",
+            b"PUT /public/c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
+            b"hello world",
+        ),
+        ("length", b"PUT /public/l HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world", b"hello world"),
+        ("no body", b"PUT /public/n HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", b""),
+    ];
+    let mut retried = 0;
+    for (name, bytes, body) in probes {
+        let before = rec.count();
+        let mut conn = RawConn::connect(addr).await;
+        conn.send(bytes).await;
+        let resp = conn.response(false).await.unwrap_or_else(|| panic!("{name}: no answer"));
+        assert_eq!(resp.status, 200, "{name}: {}", resp.text());
+        if resp.head.to_ascii_lowercase().contains("portcullis-tries: 2") {
+            retried += 1;
+        }
+        let got = rec.requests()[before..].to_vec();
+        assert_eq!(got.len(), 1, "{name}: {}", rec.transcript());
+        assert!(got[0].framed_by_one_line(), "{name}: {:?}", got[0]);
+        assert_eq!(got[0].body, body, "{name}");
+        assert!(got[0].header("x-trailer").is_none(), "{name}: a trailer became a header");
+    }
+    assert!(retried >= 1, "round robin sent at least one probe to the resetting target first");
+}
