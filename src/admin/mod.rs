@@ -136,6 +136,32 @@ fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     }
 }
 
+/// An upstream's targets with their health, what is in flight, its
+/// breaker and connections.
+fn upstream_status(u: &crate::upstream::Upstream, now: tokio::time::Instant) -> serde_json::Value {
+    let targets: Vec<_> = u
+        .targets
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "address": format!("{}://{}", t.scheme, t.authority),
+                "weight": t.weight,
+                "in_flight": t.in_flight(),
+                "state": u.health.state(&t.health, now).as_str(),
+            })
+        })
+        .collect();
+    let in_flight: usize = u.targets.iter().map(|t| t.in_flight()).sum();
+    let mut status = serde_json::json!({ "targets": targets, "in_flight": in_flight });
+    if let Some(b) = &u.breaker {
+        status["breaker"] = b.state_name().into();
+    }
+    if let Some(c) = &u.limits.connections {
+        status["connections"] = serde_json::json!({ "open": c.open(), "max": c.max_connections });
+    }
+    status
+}
+
 fn status(shared: &Shared) -> serde_json::Value {
     use crate::plan::Action;
     let plan = shared.plan.load();
@@ -149,39 +175,16 @@ fn status(shared: &Shared) -> serde_json::Value {
             serde_json::json!({ "name": &*name, "address": addr.to_string(), "tls": tls })
         })
         .collect();
-    let mut upstreams = std::collections::BTreeMap::new();
+    let now = tokio::time::Instant::now();
+    // Every upstream, whether routes proxy to it or aggregates call it.
+    let upstreams: std::collections::BTreeMap<String, serde_json::Value> =
+        plan.upstreams().iter().map(|u| (u.name.to_string(), upstream_status(u, now))).collect();
     let routes: Vec<_> = plan
         .routes
         .iter()
         .map(|r| {
             let upstream = match &r.action {
-                Action::Proxy(p) => {
-                    let u = &p.upstream;
-                    upstreams.entry(u.name.to_string()).or_insert_with(|| {
-                        let now = tokio::time::Instant::now();
-                        let targets: Vec<_> = u
-                            .targets
-                            .iter()
-                            .map(|t| {
-                                serde_json::json!({
-                                    "address": format!("{}://{}", t.scheme, t.authority),
-                                    "weight": t.weight,
-                                    "in_flight": t.in_flight(),
-                                    "state": u.health.state(&t.health, now).as_str(),
-                                })
-                            })
-                            .collect();
-                        let mut status = serde_json::json!({ "targets": targets, "in_flight": u.targets.iter().map(|t| t.in_flight()).sum::<usize>() });
-                        if let Some(b) = &u.breaker {
-                            status["breaker"] = b.state_name().into();
-                        }
-                        if let Some(c) = &u.limits.connections {
-                            status["connections"] = serde_json::json!({ "open": c.open(), "max": c.max_connections });
-                        }
-                        status
-                    });
-                    Some(u.name.to_string())
-                }
+                Action::Proxy(p) => Some(p.upstream.name.to_string()),
                 Action::Respond(_) | Action::Aggregate(_) => None,
             };
             serde_json::json!({ "name": &*r.name, "upstream": upstream })

@@ -113,9 +113,24 @@ impl Plan {
             p.start();
         }
         for u in &self.upstreams {
+            // Targets the replaced config had too keep what was known of their health.
+            if let Some(before) = previous.and_then(|p| p.upstreams.iter().find(|b| b.name == u.name)) {
+                for t in &u.targets {
+                    if let Some(old) =
+                        before.targets.iter().find(|o| o.scheme == t.scheme && o.authority == t.authority)
+                    {
+                        u.health.carry_over(&t.health, &before.health, &old.health);
+                    }
+                }
+            }
             crate::upstream::active::spawn(u);
         }
         Ok(())
+    }
+
+    /// Every upstream of the config.
+    pub fn upstreams(&self) -> &[Arc<Upstream>] {
+        &self.upstreams
     }
 
     pub fn listener(&self, name: &str) -> Option<&ListenerPlan> {

@@ -111,6 +111,22 @@ impl PoolHealth {
         PoolHealth { origin, passive, all_unhealthy, checked, panic_logged: AtomicU64::new(0) }
     }
 
+    /// Takes over what `previous` (the same target in the pool of the config
+    /// this one replaces) knew: its probes' verdict, its ejection and how
+    /// many ejections it had. A reload does not bring a sick target back.
+    pub fn carry_over(&self, target: &TargetHealth, before: &PoolHealth, previous: &TargetHealth) {
+        target.set_probe_down(previous.probe_down());
+        target.failures.store(previous.failures.load(Ordering::Relaxed), Ordering::Relaxed);
+        target.ejections.store(previous.ejections.load(Ordering::Relaxed), Ordering::Relaxed);
+        let until = previous.ejected_until.load(Ordering::Relaxed);
+        if until != 0 {
+            // Milliseconds from the other pool's origin, moved to this one's.
+            let at = before.origin + std::time::Duration::from_millis(until);
+            let ms = (self.ms(at)).max(1);
+            target.ejected_until.store(ms, Ordering::Relaxed);
+        }
+    }
+
     /// Notes a request sent while no target is healthy (`serve_all`): a
     /// warning, at most one a second.
     pub fn note_panic(&self, upstream: &str, now: Instant) {
@@ -276,6 +292,26 @@ mod tests {
         let last = (0..3).filter_map(|_| h.record(pool, 0, false, t0, 0.0)).last();
         assert_eq!(last, Some(Ejection::WouldEject(Duration::from_secs(30))));
         assert!(h.available(&pool[0], h.ms(t0)));
+    }
+
+    #[test]
+    fn a_new_pool_takes_over_what_the_old_one_knew() {
+        let t0 = Instant::now();
+        let old = PoolHealth::new(t0, Some(passive(true)), true, AllUnhealthy::ServeAll);
+        let targets: Vec<TargetHealth> = (0..2).map(|_| TargetHealth::default()).collect();
+        for _ in 0..3 {
+            old.record(&targets, 0, false, t0, 0.0);
+        }
+        targets[1].set_probe_down(true);
+        let t1 = t0 + Duration::from_secs(10);
+        let new = PoolHealth::new(t1, Some(passive(true)), true, AllUnhealthy::ServeAll);
+        let fresh: Vec<TargetHealth> = (0..2).map(|_| TargetHealth::default()).collect();
+        for i in 0..2 {
+            new.carry_over(&fresh[i], &old, &targets[i]);
+        }
+        assert_eq!(new.state(&fresh[0], t1 + Duration::from_secs(19)), State::Ejected, "30 s from t0");
+        assert_eq!(new.state(&fresh[0], t1 + Duration::from_secs(20)), State::Healthy);
+        assert_eq!(new.state(&fresh[1], t1), State::Unhealthy);
     }
 
     #[test]

@@ -501,3 +501,39 @@ async fn the_resilience_example_composes_and_retries() {
         assert_eq!(r.header("x-upstream"), Some("users-2"));
     }
 }
+
+#[tokio::test]
+async fn a_reload_does_not_bring_an_ejected_target_back() {
+    let (a, b) = (Flaky::start("a").await, Flaky::start("b").await);
+    let config = |extra: &str| {
+        format!(
+            r#"
+listeners:
+  - {{ name: gw, bind: "127.0.0.1:0" }}
+upstreams:
+  svc:
+    targets: [ "{}", "{}" ]
+    health: {{ passive: {{ consecutive_failures: 1, base_ejection: 30s }} }}
+routes:
+  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc{extra} }}
+"#,
+            a.url(),
+            b.url()
+        )
+    };
+    let base = std::path::Path::new(".");
+    let gw = portcullis::Gateway::start(&crate::support::load(&config(""), base)).await.unwrap();
+    let url = format!("http://{}/x", gw.addr("gw").unwrap());
+    b.set(Mode::Status(503));
+    for _ in 0..4 {
+        get(&url, &[]).await;
+    }
+    assert_eq!(b.hits(), 1, "ejected after its first failure");
+    b.set(Mode::Ok);
+    // A new config (a route changed), the same targets: b stays out.
+    gw.reload(&crate::support::load(&config(", preserve_host: false"), base)).await.unwrap();
+    for _ in 0..6 {
+        assert_eq!(get(&url, &[]).await.header("x-upstream"), Some("a"));
+    }
+    assert_eq!(b.hits(), 1);
+}
