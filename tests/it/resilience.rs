@@ -22,6 +22,18 @@ fn problem_type(reply: &Reply) -> String {
     reply.json()["type"].as_str().unwrap_or_default().to_string()
 }
 
+/// A gateway whose one route proxies everything to the upstream `svc`
+/// made of `targets`, with `settings` (YAML lines of the upstream's keys).
+async fn svc(targets: &[&Flaky], settings: &str) -> Gateway1 {
+    let list: Vec<String> = targets.iter().map(|t| format!("\"{}\"", t.url())).collect();
+    let settings: String = settings.lines().map(|l| format!("    {l}\n")).collect();
+    gateway(&format!(
+        "upstreams:\n  svc:\n    targets: [ {} ]\n{settings}routes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}\n",
+        list.join(", ")
+    ))
+    .await
+}
+
 /// Polls `cond` every 20 ms for up to 5 s.
 async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
     let until = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -51,19 +63,9 @@ async fn spread(gw: &Gateway1, n: usize) -> (usize, usize) {
 #[tokio::test]
 async fn passive_checks_eject_a_failing_target_and_let_it_back() {
     let (a, b) = (Flaky::start("a").await, Flaky::start("b").await);
-    let gw = gateway(&format!(
-        r#"
-upstreams:
-  svc:
-    targets: [ "{}", "{}" ]
-    health: {{ passive: {{ consecutive_failures: 2, base_ejection: 300ms, max_ejection: 10s }} }}
-routes:
-  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}
-"#,
-        a.url(),
-        b.url()
-    ))
-    .await;
+    let gw =
+        svc(&[&a, &b], "health: { passive: { consecutive_failures: 2, base_ejection: 300ms, max_ejection: 10s } }")
+            .await;
     b.set(Mode::Status(503));
     // Round robin: b fails twice (its answers reach the client), then is out.
     let statuses: Vec<u16> = {
@@ -84,19 +86,8 @@ routes:
 #[tokio::test]
 async fn observe_only_passive_checks_eject_nothing() {
     let (a, b) = (Flaky::start("a").await, Flaky::start("b").await);
-    let gw = gateway(&format!(
-        r#"
-upstreams:
-  svc:
-    targets: [ "{}", "{}" ]
-    health: {{ passive: {{ consecutive_failures: 2, base_ejection: 30s, enforce: false }} }}
-routes:
-  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}
-"#,
-        a.url(),
-        b.url()
-    ))
-    .await;
+    let gw =
+        svc(&[&a, &b], "health: { passive: { consecutive_failures: 2, base_ejection: 30s, enforce: false } }").await;
     b.set(Mode::Status(503));
     for _ in 0..20 {
         get(&gw.url("/x"), &[]).await;
@@ -107,18 +98,10 @@ routes:
 #[tokio::test]
 async fn active_checks_take_a_target_out_and_bring_it_back() {
     let (a, b) = (Flaky::start("a").await, Flaky::start("b").await);
-    let gw = gateway(&format!(
-        r#"
-upstreams:
-  svc:
-    targets: [ "{}", "{}" ]
-    health: {{ active: {{ path: /healthz, interval: 30ms, timeout: 500ms, healthy: 2, unhealthy: 2 }} }}
-routes:
-  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}
-"#,
-        a.url(),
-        b.url()
-    ))
+    let gw = svc(
+        &[&a, &b],
+        "health: { active: { path: /healthz, interval: 30ms, timeout: 500ms, healthy: 2, unhealthy: 2 } }",
+    )
     .await;
     eventually("both are probed", async || a.health_hits() >= 2 && b.health_hits() >= 2).await;
     assert_eq!(spread(&gw, 10).await, (5, 5));
@@ -166,19 +149,7 @@ routes:
 async fn retries_happen_only_where_allowed() {
     let (a, b) = (Flaky::start("a").await, Flaky::start("b").await);
     a.set(Mode::Status(503));
-    let gw = gateway(&format!(
-        r#"
-upstreams:
-  svc:
-    targets: [ "{}", "{}" ]
-    retry: {{ attempts: 2, on: [ "503" ], backoff: {{ base: 1ms, max: 2ms }} }}
-routes:
-  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}
-"#,
-        a.url(),
-        b.url()
-    ))
-    .await;
+    let gw = svc(&[&a, &b], r#"retry: { attempts: 2, on: [ "503" ], backoff: { base: 1ms, max: 2ms } }"#).await;
     // GET is idempotent: every one that met `a` was tried again on `b`.
     let mut retried = 0;
     for _ in 0..10 {
@@ -233,20 +204,7 @@ routes:
 async fn per_try_timeouts_move_on_to_the_next_target() {
     let (a, b) = (Flaky::start("a").await, Flaky::start("b").await);
     a.set(Mode::Hang);
-    let gw = gateway(&format!(
-        r#"
-upstreams:
-  svc:
-    targets: [ "{}", "{}" ]
-    timeouts: {{ request: 5s }}
-    retry: {{ attempts: 2, on: [ timeout ], per_try_timeout: 200ms, backoff: {{ base: 1ms, max: 1ms }} }}
-routes:
-  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}
-"#,
-        a.url(),
-        b.url()
-    ))
-    .await;
+    let gw = svc(&[&a, &b], "timeouts: { request: 5s }\nretry: { attempts: 2, on: [ timeout ], per_try_timeout: 200ms, backoff: { base: 1ms, max: 1ms } }").await;
     for _ in 0..2 {
         let started = tokio::time::Instant::now();
         let r = get(&gw.url("/x"), &[]).await;
@@ -260,18 +218,10 @@ routes:
 async fn a_body_longer_than_the_replay_buffer_is_not_retried() {
     let (a, b) = (Flaky::start("a").await, Flaky::start("b").await);
     a.set(Mode::Reset);
-    let gw = gateway(&format!(
-        r#"
-upstreams:
-  svc:
-    targets: [ "{}", "{}" ]
-    retry: {{ attempts: 2, on: [ reset ], methods: [ PUT ], buffer: 1KiB, backoff: {{ base: 1ms, max: 1ms }} }}
-routes:
-  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}
-"#,
-        a.url(),
-        b.url()
-    ))
+    let gw = svc(
+        &[&a, &b],
+        "retry: { attempts: 2, on: [ reset ], methods: [ PUT ], buffer: 1KiB, backoff: { base: 1ms, max: 1ms } }",
+    )
     .await;
     let put = |len: usize| {
         let req = Request::put(gw.url("/x")).body(Full::new(Bytes::from(vec![b'x'; len]))).unwrap();
@@ -295,23 +245,9 @@ routes:
 
 /// Both targets answer 503 to everything; each request would like two retries.
 async fn outage_retries(a: &Flaky, b: &Flaky, budget: &str) -> usize {
-    let gw = gateway(&format!(
-        r#"
-upstreams:
-  svc:
-    targets: [ "{}", "{}" ]
-    retry:
-      attempts: 3
-      on: [ "503" ]
-      backoff: {{ base: 1ms, max: 1ms }}
-      budget: {budget}
-routes:
-  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}
-"#,
-        a.url(),
-        b.url()
-    ))
-    .await;
+    let settings =
+        format!("retry:\n  attempts: 3\n  on: [ \"503\" ]\n  backoff: {{ base: 1ms, max: 1ms }}\n  budget: {budget}");
+    let gw = svc(&[a, b], &settings).await;
     a.reset_counts();
     b.reset_counts();
     for _ in 0..50 {
@@ -336,18 +272,7 @@ async fn the_budget_caps_retries_under_a_full_outage() {
 async fn the_breaker_opens_answers_at_once_half_opens_and_closes() {
     let a = Flaky::start("a").await;
     a.set(Mode::Status(500));
-    let gw = gateway(&format!(
-        r#"
-upstreams:
-  svc:
-    targets: [ "{}" ]
-    breaker: {{ consecutive_failures: 3, open_for: 300ms }}
-routes:
-  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}
-"#,
-        a.url()
-    ))
-    .await;
+    let gw = svc(&[&a], "breaker: { consecutive_failures: 3, open_for: 300ms }").await;
     for _ in 0..3 {
         assert_eq!(get(&gw.url("/x"), &[]).await.status, 500);
     }
@@ -374,18 +299,7 @@ routes:
 async fn limits_refuse_at_exactly_the_configured_number() {
     let a = Flaky::start("a").await;
     a.set(Mode::Slow(Duration::from_millis(600)));
-    let gw = gateway(&format!(
-        r#"
-upstreams:
-  svc:
-    targets: [ "{}" ]
-    limits: {{ max_requests: 2 }}
-routes:
-  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}
-"#,
-        a.url()
-    ))
-    .await;
+    let gw = svc(&[&a], "limits: { max_requests: 2 }").await;
     let url = gw.url("/x");
     let slow: Vec<_> = (0..2)
         .map(|_| {
@@ -411,18 +325,7 @@ routes:
 async fn max_connections_and_max_pending() {
     let a = Flaky::start("a").await;
     a.set(Mode::Slow(Duration::from_millis(400)));
-    let gw = gateway(&format!(
-        r#"
-upstreams:
-  svc:
-    targets: [ "{}" ]
-    limits: {{ max_connections: 1, max_pending: 1 }}
-routes:
-  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}
-"#,
-        a.url()
-    ))
-    .await;
+    let gw = svc(&[&a], "limits: { max_connections: 1, max_pending: 1 }").await;
     let url = gw.url("/x");
     let first = tokio::spawn({
         let url = url.clone();
