@@ -165,7 +165,11 @@ pub(super) fn forward<'a, 'p>(
         parts.version = Version::HTTP_11;
 
         // Retries: only where another try could follow (never a WebSocket upgrade).
-        let may_retry = policy.attempts > 1 && client_upgrade.is_none() && !probe;
+        // (The default, "elsewhere only" retry has nowhere to go with one target.)
+        let may_retry = policy.attempts > 1
+            && client_upgrade.is_none()
+            && !probe
+            && !(policy.only_elsewhere && upstream.targets.len() == 1);
         if may_retry {
             upstream.budget.request(now);
             // A body is kept for another try only where a try may fail after
