@@ -499,7 +499,7 @@ pub struct ApiConfig {
     pub strict: bool,
     /// Serves the document: as JSON at `<docs>/openapi.json` and as an HTML
     /// reference page at `<docs>` (e.g. `/v3/docs`).
-    pub docs: Option<String>,
+    pub docs: Option<DocsConfig>,
     #[serde(default)]
     pub validate: ApiValidateConfig,
     /// `securitySchemes` name -> auth provider name.
@@ -514,6 +514,56 @@ pub struct ApiConfig {
     /// Query parameters an operation does not declare: `allow` (default) or `deny`.
     #[serde(default)]
     pub additional_query: crate::policy::validate::config::AdditionalQuery,
+}
+
+/// `docs: /v3/docs`, or `{ path: /v3/docs, authenticate: [...], ... }`
+/// to serve the contract to some callers only.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum DocsConfig {
+    Path(String),
+    Guarded(GuardedDocs),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GuardedDocs {
+    pub path: String,
+    /// Providers of which any one must accept the caller.
+    #[serde(default)]
+    pub authenticate: Vec<String>,
+    pub authorize: Option<AuthorizeConfig>,
+    /// Client IP allow/deny lists.
+    pub ip: Option<IpConfig>,
+}
+
+impl DocsConfig {
+    pub fn path(&self) -> &str {
+        match self {
+            DocsConfig::Path(p) => p,
+            DocsConfig::Guarded(g) => &g.path,
+        }
+    }
+}
+
+// By hand, as `TargetConfig`: an untagged enum hides the real error.
+impl<'de> Deserialize<'de> for DocsConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = DocsConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a path such as `/v3/docs`, or `{ path: /v3/docs, authenticate: [...] }`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DocsConfig, E> {
+                Ok(DocsConfig::Path(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<DocsConfig, A::Error> {
+                GuardedDocs::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(DocsConfig::Guarded)
+            }
+        }
+        de.deserialize_any(Visit)
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]

@@ -8,13 +8,14 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-use crate::config::{ApiConfig, MatchConfig, RouteConfig, StaticConfig};
+use crate::config::{ApiConfig, DocsConfig, MatchConfig, RouteConfig, StaticConfig};
 
 const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 
-/// The two routes that serve `doc` under `at`.
-pub(super) fn routes(api: &ApiConfig, doc: &Value, at: &str) -> Result<Vec<RouteConfig>, String> {
-    let at = at.trim_end_matches('/');
+/// The two routes that serve `doc` under `docs`'s path (to the callers it
+/// lets in, when it names providers or IP lists).
+pub(super) fn routes(api: &ApiConfig, doc: &Value, docs: &DocsConfig) -> Result<Vec<RouteConfig>, String> {
+    let at = docs.path().trim_end_matches('/');
     if !at.starts_with('/') || at.contains(['{', '}', '*', '?', '#']) {
         return Err(format!("`{at}` is not a plain path such as `/v3/docs`"));
     }
@@ -27,6 +28,11 @@ pub(super) fn routes(api: &ApiConfig, doc: &Value, at: &str) -> Result<Vec<Route
         route.upstream = None;
         let headers = BTreeMap::from([("content-type".to_string(), content_type.to_string())]);
         route.static_response = Some(StaticConfig { status: 200, headers, body });
+        if let DocsConfig::Guarded(g) = docs {
+            route.authenticate = g.authenticate.clone();
+            route.authorize = g.authorize.clone();
+            route.ip = g.ip.clone();
+        }
         route
     };
     Ok(vec![
@@ -182,13 +188,13 @@ mod tests {
             "info": { "title": "<script>alert(1)</script>", "version": "1" },
             "paths": { "/x": { "get": { "operationId": "getX", "summary": "a & b" } } }
         });
-        let routes = routes(&api, &doc, "/docs/").unwrap();
+        let routes = routes(&api, &doc, &DocsConfig::Path("/docs/".into())).unwrap();
         let page = &routes[0].static_response.as_ref().unwrap().body;
         assert!(!page.contains("<script>") && page.contains("&lt;script&gt;"), "{page}");
         assert!(page.contains("a &amp; b") && page.contains("href=\"/docs/openapi.json\""), "{page}");
         assert_eq!(routes[1].matcher.path.as_deref(), Some("/docs/openapi.json"));
         for bad in ["docs", "/docs/{x}", "/docs?x"] {
-            assert!(super::routes(&api, &doc, bad).is_err(), "{bad}");
+            assert!(super::routes(&api, &doc, &DocsConfig::Path(bad.into())).is_err(), "{bad}");
         }
     }
 }

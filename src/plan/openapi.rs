@@ -129,8 +129,8 @@ pub(super) fn expand(api: &ApiConfig, at: &str, base_dir: &Path) -> Result<Vec<G
             errors.push((format!("{at}.operations.{id}"), format!("the document has no operation `{id}`")));
         }
     }
-    if let Some(at_path) = &api.docs {
-        match super::api_docs::routes(api, &doc, at_path) {
+    if let Some(docs_cfg) = &api.docs {
+        match super::api_docs::routes(api, &doc, docs_cfg) {
             Ok(served) => routes.extend(served.into_iter().map(|route| Generated { at: format!("{at}.docs"), route })),
             Err(e) => errors.push((format!("{at}.docs"), e)),
         }

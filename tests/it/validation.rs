@@ -405,6 +405,13 @@ async fn an_openapi_document_routes_validates_and_authenticates() {
     }
     assert_eq!(call(&gw, "HEAD", "/v1/docs", &[], "").await.status, 200);
 
+    // A contract served to some callers only.
+    assert_eq!(call(&gw, "GET", "/catalog-docs", &[], "").await.status, 401);
+    assert_eq!(call(&gw, "GET", "/catalog-docs/openapi.json", &[], "").await.status, 401);
+    let docs = call(&gw, "GET", "/catalog-docs/openapi.json", &[("x-api-key", "k-shop")], "").await;
+    assert_eq!(docs.status, 200);
+    assert!(docs.json()["openapi"].as_str().unwrap().starts_with("3.1"));
+
     // Strict: what the document does not declare is not served.
     assert_eq!(call(&gw, "GET", "/v1/owners", &[], "").await.status, 404);
     assert_eq!(call(&gw, "PATCH", "/v1/pets", &json, "{}").await.status, 405);
