@@ -1,12 +1,15 @@
 //! Active health checks: every `interval`, a `GET <path>` to each target of
-//! an upstream (all at once, through the upstream's own pooled client, so a
-//! probe reuses a keep-alive connection), judged by its status. `healthy`
+//! an upstream (spread evenly over the interval, through the upstream's own
+//! pooled client, so a probe reuses a keep-alive connection), judged by its
+//! status. `healthy`
 //! passes in a row bring a target back, `unhealthy` failures in a row take
 //! it out. Targets start healthy. The task holds the upstream weakly and
 //! ends when a reload drops it.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Request, Uri, header};
@@ -54,10 +57,13 @@ pub fn parse_status_range(s: &str) -> Result<(u16, u16), String> {
 }
 
 /// Consecutive results of one target's probes.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 struct Streak {
     passes: u32,
     failures: u32,
+    /// Until when its last probe may still be running (start + timeout):
+    /// a target is not probed twice at once when `timeout` > `interval`.
+    busy_until: Instant,
 }
 
 /// Starts the checks of `upstream` in the current runtime.
@@ -67,64 +73,87 @@ pub fn spawn(upstream: &Arc<Upstream>) {
     tokio::spawn(run(weak, settings));
 }
 
+/// How the probes of `targets` targets are spread over one `interval`:
+/// every `step`, the next `batch` targets in turn. One round still probes
+/// every target once per interval, but not in one burst: 1,000 probes at
+/// once held a worker for ~18 ms every interval and showed in clients'
+/// p99 (BENCHMARKS.md, health checking). The timer does not tick faster
+/// than every millisecond; a larger pool gets batches instead.
+fn spread(interval: Duration, targets: usize) -> (Duration, usize) {
+    let n = u32::try_from(targets.max(1)).unwrap_or(u32::MAX);
+    let step = (interval / n).max(Duration::from_millis(1));
+    let per_step = (step.as_nanos() * u128::from(n)).div_ceil(interval.as_nanos().max(1));
+    (step, usize::try_from(per_step).unwrap_or(usize::MAX).max(1))
+}
+
 async fn run(upstream: Weak<Upstream>, settings: ProbeSettings) {
-    let mut ticks = tokio::time::interval(settings.interval);
+    let Some(count) = upstream.upgrade().map(|up| up.targets.len()) else { return };
+    if count == 0 {
+        return;
+    }
+    let (step, batch) = spread(settings.interval, count);
+    let mut ticks = tokio::time::interval(step);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut streaks: Vec<Streak> = Vec::new();
+    let mut streaks = vec![Streak { passes: 0, failures: 0, busy_until: Instant::now() }; count];
+    let mut next = 0;
+    let mut probes = tokio::task::JoinSet::new();
     loop {
-        ticks.tick().await;
-        let Some(up) = upstream.upgrade() else { return };
-        streaks.resize(up.targets.len(), Streak::default());
-        let mut probes = tokio::task::JoinSet::new();
-        for (i, target) in up.targets.iter().enumerate() {
-            let uri = Uri::builder()
-                .scheme(target.scheme.clone())
-                .authority(target.authority.clone())
-                .path_and_query(settings.path.clone())
-                .build();
-            let Ok(uri) = uri else { continue };
-            let host = HeaderValue::try_from(target.authority.as_str()).ok();
-            let client = up.client.clone();
-            let timeout = settings.timeout;
-            probes.spawn(async move { (i, probe(client, uri, host, timeout).await) });
-        }
-        // The probes run without the upstream held: a reload is not delayed by them.
-        drop(up);
-        let mut results = Vec::with_capacity(streaks.len());
-        while let Some(done) = probes.join_next().await {
-            if let Ok(result) = done {
-                results.push(result);
-            }
-        }
-        let Some(up) = upstream.upgrade() else { return };
-        for (i, status) in results {
-            let passed = status.is_some_and(|s| settings.passes(s));
-            let streak = &mut streaks[i];
-            let target = &up.targets[i];
-            if passed {
-                streak.failures = 0;
-                streak.passes = streak.passes.saturating_add(1);
-                if target.health.probe_down() && streak.passes >= settings.healthy.max(1) {
-                    target.health.set_probe_down(false);
-                    tracing::info!(
-                        upstream = &*up.name,
-                        target = &*target.label,
-                        "target healthy again (active probes)"
-                    );
-                }
-            } else {
-                streak.passes = 0;
-                streak.failures = streak.failures.saturating_add(1);
-                if !target.health.probe_down() && streak.failures >= settings.unhealthy.max(1) {
-                    target.health.set_probe_down(true);
-                    tracing::warn!(
-                        upstream = &*up.name,
-                        target = &*target.label,
-                        status = status.map(i64::from).unwrap_or(-1),
-                        "target unhealthy (active probes)"
-                    );
+        tokio::select! {
+            _ = ticks.tick() => {
+                let Some(up) = upstream.upgrade() else { return };
+                let now = Instant::now();
+                for _ in 0..batch.min(count) {
+                    let i = next;
+                    next = (next + 1) % count;
+                    if streaks[i].busy_until > now {
+                        continue;
+                    }
+                    let target = &up.targets[i];
+                    let uri = Uri::builder()
+                        .scheme(target.scheme.clone())
+                        .authority(target.authority.clone())
+                        .path_and_query(settings.path.clone())
+                        .build();
+                    let Ok(uri) = uri else { continue };
+                    let host = HeaderValue::try_from(target.authority.as_str()).ok();
+                    let client = up.client.clone();
+                    let timeout = settings.timeout;
+                    streaks[i].busy_until = now + timeout;
+                    // The probe runs without the upstream held: a reload is not delayed by it.
+                    probes.spawn(async move { (i, probe(client, uri, host, timeout).await) });
                 }
             }
+            Some(done) = probes.join_next(), if !probes.is_empty() => {
+                let Ok((i, status)) = done else { continue };
+                let Some(up) = upstream.upgrade() else { return };
+                judge(&up, &settings, &mut streaks[i], i, status);
+            }
+        }
+    }
+}
+
+/// Counts one probe's result into the target's streak and flips its state
+/// when `healthy` passes or `unhealthy` failures came in a row.
+fn judge(up: &Upstream, settings: &ProbeSettings, streak: &mut Streak, i: usize, status: Option<u16>) {
+    let target = &up.targets[i];
+    if status.is_some_and(|s| settings.passes(s)) {
+        streak.failures = 0;
+        streak.passes = streak.passes.saturating_add(1);
+        if target.health.probe_down() && streak.passes >= settings.healthy.max(1) {
+            target.health.set_probe_down(false);
+            tracing::info!(upstream = &*up.name, target = &*target.label, "target healthy again (active probes)");
+        }
+    } else {
+        streak.passes = 0;
+        streak.failures = streak.failures.saturating_add(1);
+        if !target.health.probe_down() && streak.failures >= settings.unhealthy.max(1) {
+            target.health.set_probe_down(true);
+            tracing::warn!(
+                upstream = &*up.name,
+                target = &*target.label,
+                status = status.map(i64::from).unwrap_or(-1),
+                "target unhealthy (active probes)"
+            );
         }
     }
 }
@@ -159,5 +188,22 @@ mod tests {
         assert!(parse_status_range("399-200").is_err());
         assert!(parse_status_range("2xx").is_err());
         assert!(parse_status_range("700").is_err());
+    }
+
+    #[test]
+    fn probes_are_spread_over_the_interval() {
+        let ms = Duration::from_millis;
+        // One target: once per interval.
+        assert_eq!(spread(ms(5000), 1), (ms(5000), 1));
+        // 1,000 targets over 5s: one every 5ms.
+        assert_eq!(spread(ms(5000), 1000), (ms(5), 1));
+        // 10,000 over 1s: the timer ticks each millisecond, ten at a time.
+        assert_eq!(spread(ms(1000), 10_000), (ms(1), 10));
+        // Every target is due within one interval, whatever the rounding.
+        for (interval, n) in [(ms(30), 7), (ms(10), 3), (ms(5000), 999), (ms(10), 25_000)] {
+            let (step, batch) = spread(interval, n);
+            let ticks = n.div_ceil(batch) as u32;
+            assert!(step * ticks <= interval + step, "{interval:?} {n}: {step:?} x {ticks}");
+        }
     }
 }
