@@ -76,12 +76,15 @@ pub fn spawn(upstream: &Arc<Upstream>) {
 /// How the probes of `targets` targets are spread over one `interval`:
 /// every `step`, the next `batch` targets in turn. One round still probes
 /// every target once per interval, but not in one burst: 1,000 probes at
-/// once held a worker for ~18 ms every interval and showed in clients'
-/// p99 (BENCHMARKS.md, health checking). The timer does not tick faster
-/// than every millisecond; a larger pool gets batches instead.
+/// once held a worker for ~18 ms every interval and doubled clients' p99.
+/// Nor one by one: a wake-up per probe (every 5 ms for 1,000 targets)
+/// tripled the CPU per probe (BENCHMARKS.md, health checking). So the
+/// timer ticks at most every `MIN_STEP`, with a batch of targets per tick.
+const MIN_STEP: Duration = Duration::from_millis(50);
+
 fn spread(interval: Duration, targets: usize) -> (Duration, usize) {
     let n = u32::try_from(targets.max(1)).unwrap_or(u32::MAX);
-    let step = (interval / n).max(Duration::from_millis(1));
+    let step = (interval / n).max(MIN_STEP).min(interval);
     let per_step = (step.as_nanos() * u128::from(n)).div_ceil(interval.as_nanos().max(1));
     (step, usize::try_from(per_step).unwrap_or(usize::MAX).max(1))
 }
@@ -195,10 +198,12 @@ mod tests {
         let ms = Duration::from_millis;
         // One target: once per interval.
         assert_eq!(spread(ms(5000), 1), (ms(5000), 1));
-        // 1,000 targets over 5s: one every 5ms.
-        assert_eq!(spread(ms(5000), 1000), (ms(5), 1));
-        // 10,000 over 1s: the timer ticks each millisecond, ten at a time.
-        assert_eq!(spread(ms(1000), 10_000), (ms(1), 10));
+        // 1,000 targets over 5s: ten every 50ms.
+        assert_eq!(spread(ms(5000), 1000), (ms(50), 10));
+        // 20 over 5s: one every 250ms.
+        assert_eq!(spread(ms(5000), 20), (ms(250), 1));
+        // An interval shorter than the step: all at once, each interval.
+        assert_eq!(spread(ms(30), 7), (ms(30), 7));
         // Every target is due within one interval, whatever the rounding.
         for (interval, n) in [(ms(30), 7), (ms(10), 3), (ms(5000), 999), (ms(10), 25_000)] {
             let (step, batch) = spread(interval, n);
