@@ -25,6 +25,9 @@ pub use redact::Redact;
 /// How often the writer collects lines.
 const TICK: Duration = Duration::from_millis(20);
 
+/// The largest buffer the writer hands back to a shard.
+const SPARE_KEPT: usize = 4 << 20;
+
 /// One thread's lines since the last collection.
 #[derive(Default)]
 struct Shard {
@@ -39,7 +42,7 @@ struct Inner {
     /// Lines one shard may hold between collections.
     per_shard: usize,
     dropped: Arc<Counter>,
-    sink: Mutex<Sink>,
+    writer: Mutex<Writer>,
     to: String,
     reopen: AtomicBool,
     stopped: AtomicBool,
@@ -66,6 +69,15 @@ impl Drop for AccessLog {
 enum Sink {
     Stdout,
     File(std::fs::File),
+}
+
+/// The writer's side: where lines go, and the buffer a shard gets back when
+/// the writer takes its lines (emptied, its capacity kept: a shard that
+/// started each tick from an empty buffer regrew it by doubling, copying
+/// its lines about twice, and the freed buffer cost page faults anew).
+struct Writer {
+    sink: Sink,
+    spare: String,
 }
 
 fn open(to: &str) -> std::io::Result<Sink> {
@@ -97,7 +109,7 @@ impl AccessLog {
             shards,
             per_shard,
             dropped,
-            sink: Mutex::new(sink),
+            writer: Mutex::new(Writer { sink, spare: String::new() }),
             to: config.to.clone(),
             reopen: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
@@ -144,20 +156,23 @@ impl Inner {
 
     /// Takes every shard's lines and writes them in one write.
     fn collect(&self) {
-        let mut sink = lock(&self.sink);
+        let mut writer = lock(&self.writer);
+        let Writer { sink, spare } = &mut *writer;
         if self.reopen.swap(false, Ordering::Relaxed) {
             match open(&self.to) {
                 Ok(s) => *sink = s,
                 Err(e) => tracing::error!(to = %self.to, error = %e, "access log: cannot reopen; keeping the old file"),
             }
         }
-        let mut out = String::new();
+        let mut out = std::mem::take(spare);
+        let mut taken = false;
         for shard in self.shards.iter() {
             let mut s = lock(&shard.0);
             if s.lines > 0 {
-                if out.is_empty() {
-                    // Take the shard's buffer whole; it grows again from empty.
+                if !taken {
+                    // Take the shard's buffer whole and give it the spare.
                     std::mem::swap(&mut out, &mut s.text);
+                    taken = true;
                 } else {
                     out.push_str(&s.text);
                     s.text.clear();
@@ -165,18 +180,22 @@ impl Inner {
                 s.lines = 0;
             }
         }
-        if out.is_empty() {
-            return;
-        }
-        let result = match &mut *sink {
-            Sink::Stdout => {
-                let mut o = std::io::stdout().lock();
-                o.write_all(out.as_bytes()).and_then(|_| o.flush())
+        if taken {
+            let result = match sink {
+                Sink::Stdout => {
+                    let mut o = std::io::stdout().lock();
+                    o.write_all(out.as_bytes()).and_then(|_| o.flush())
+                }
+                Sink::File(f) => f.write_all(out.as_bytes()),
+            };
+            if let Err(e) = result {
+                tracing::warn!(to = %self.to, error = %e, "access log: write failed");
             }
-            Sink::File(f) => f.write_all(out.as_bytes()),
-        };
-        if let Err(e) = result {
-            tracing::warn!(to = %self.to, error = %e, "access log: write failed");
+        }
+        out.clear();
+        // After a burst, the big buffer goes back to the allocator.
+        if out.capacity() <= SPARE_KEPT {
+            *spare = out;
         }
     }
 }
