@@ -8,6 +8,12 @@ use clap::{Parser, Subcommand};
 use portcullis::config::{self, LoadedConfig};
 use portcullis::{DEMO_CONFIG, Gateway};
 
+/// mimalloc: fewer instructions per allocation than glibc's malloc, and
+/// thread-local free lists (BENCHMARKS.md, issue 13).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "portcullis", about = "A secure, high-performance API gateway", version)]
 struct Cli {
