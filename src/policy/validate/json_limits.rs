@@ -1,12 +1,14 @@
-//! JSON threat protection (Apigee's `JSONThreatProtection`): a body is
-//! checked against size limits and for well-formedness in one pass over its
-//! bytes, before anything parses it into a value. A hostile document (a
-//! megabyte of `[[[[`, a million keys, a 10 MB number, duplicate keys)
-//! costs one linear scan and a bounded stack, and is refused with where it
-//! broke the rule.
+//! JSON threat protection (Apigee's `JSONThreatProtection`) and the parse
+//! of a validated body, in one pass: each limit is checked on the bytes
+//! before the value it guards is built, so a hostile document (a megabyte
+//! of `[[[[`, a million keys, a 10 MB number, duplicate keys) costs one
+//! linear pass and a bounded stack, and is refused with where it broke the
+//! rule. One pass rather than a scan then `serde_json::from_slice`: the two
+//! walks of the body cost about as much each (BENCHMARKS.md, issue 12).
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+
+use serde_json::{Map, Number, Value};
 
 /// The limits of one route (each enforced while scanning).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,11 +45,10 @@ pub struct Violation {
     pub detail: String,
 }
 
-/// Objects with more members than this get a hash set for the duplicate check.
-const LINEAR_KEYS: usize = 16;
-
 struct Scanner<'a> {
     bytes: &'a [u8],
+    /// The same bytes, known to be UTF-8 (strings are sliced from it).
+    text: &'a str,
     at: usize,
     limits: &'a JsonLimits,
     /// The path to the value being read, for the pointer of a violation.
@@ -62,22 +63,25 @@ enum Step<'a> {
 
 type Scan<T> = Result<T, Violation>;
 
-/// Checks `bytes` as one JSON document within `limits`.
-pub fn check(bytes: &[u8], limits: &JsonLimits) -> Result<(), Violation> {
-    if let Err(e) = std::str::from_utf8(bytes) {
-        return Err(Violation {
-            pointer: String::new(),
-            detail: format!("the body is not valid UTF-8 (at byte {})", e.valid_up_to()),
-        });
-    }
-    let mut s = Scanner { bytes, at: 0, limits, path: Vec::new() };
+/// Reads `bytes` as one JSON document within `limits`.
+pub fn parse(bytes: &[u8], limits: &JsonLimits) -> Result<Value, Violation> {
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            return Err(Violation {
+                pointer: String::new(),
+                detail: format!("the body is not valid UTF-8 (at byte {})", e.valid_up_to()),
+            });
+        }
+    };
+    let mut s = Scanner { bytes, text, at: 0, limits, path: Vec::new() };
     s.skip_space();
-    s.value(0)?;
+    let value = s.value(0)?;
     s.skip_space();
     if s.at != bytes.len() {
         return Err(s.fail(format!("unexpected data after the JSON document (at byte {})", s.at)));
     }
-    Ok(())
+    Ok(value)
 }
 
 impl<'a> Scanner<'a> {
@@ -113,17 +117,31 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn value(&mut self, depth: u32) -> Scan<()> {
+    fn value(&mut self, depth: u32) -> Scan<Value> {
         match self.bytes.get(self.at) {
             Some(b'{') => self.object(depth + 1),
             Some(b'[') => self.array(depth + 1),
-            Some(b'"') => self.string().map(|_| ()),
-            Some(b'-' | b'0'..=b'9') => self.number(),
-            Some(b't') => self.literal(b"true"),
-            Some(b'f') => self.literal(b"false"),
-            Some(b'n') => self.literal(b"null"),
+            Some(b'"') => {
+                let raw = self.string()?;
+                self.string_value(raw).map(Value::String)
+            }
+            Some(b'-' | b'0'..=b'9') => self.number().map(Value::Number),
+            Some(b't') => self.literal(b"true").map(|_| Value::Bool(true)),
+            Some(b'f') => self.literal(b"false").map(|_| Value::Bool(false)),
+            Some(b'n') => self.literal(b"null").map(|_| Value::Null),
             _ => Err(self.syntax()),
         }
+    }
+
+    /// A string's value, from its contents as written (`start..end` of the body).
+    fn string_value(&self, (start, end): (usize, usize)) -> Scan<String> {
+        let raw = &self.text[start..end];
+        if !raw.contains('\\') {
+            return Ok(raw.to_owned());
+        }
+        // Escapes are rare: serde_json resolves them (and refuses a lone surrogate).
+        serde_json::from_str::<String>(&self.text[start - 1..=end])
+            .map_err(|_| self.fail("an invalid escape inside a string"))
     }
 
     fn literal(&mut self, word: &[u8]) -> Scan<()> {
@@ -142,40 +160,27 @@ impl<'a> Scanner<'a> {
         Ok(())
     }
 
-    fn object(&mut self, depth: u32) -> Scan<()> {
+    fn object(&mut self, depth: u32) -> Scan<Value> {
         self.nest(depth)?;
         self.at += 1;
         self.skip_space();
+        let mut members = Map::new();
         if self.bytes.get(self.at) == Some(&b'}') {
             self.at += 1;
-            return Ok(());
+            return Ok(Value::Object(members));
         }
-        // Keys as compared (escapes resolved), borrowed from the body unless
-        // they had an escape: no copy per key.
-        let mut keys: Vec<Cow<'a, [u8]>> = Vec::new();
-        let mut many: Option<HashSet<Cow<'a, [u8]>>> = None;
         loop {
             if self.bytes.get(self.at) != Some(&b'"') {
                 return Err(self.syntax());
             }
-            let key = self.string()?;
-            if keys.len() as u64 + many.as_ref().map_or(0, |m| m.len() as u64) >= u64::from(self.limits.max_entries) {
+            let raw = self.string()?;
+            if members.len() as u64 >= u64::from(self.limits.max_entries) {
                 return Err(self.fail(format!("an object with more than {} members", self.limits.max_entries)));
             }
-            self.path.push(Step::Key(key));
-            let duplicate = match &mut many {
-                Some(set) => !set.insert(unescape(key)),
-                None => {
-                    let plain = unescape(key);
-                    let dup = keys.contains(&plain);
-                    keys.push(plain);
-                    if keys.len() > LINEAR_KEYS {
-                        many = Some(keys.drain(..).collect());
-                    }
-                    dup
-                }
-            };
-            if duplicate {
+            self.path.push(Step::Key(&self.bytes[raw.0..raw.1]));
+            let key = self.string_value(raw)?;
+            // Refused before its value is read (the map answers in O(log n)).
+            if members.contains_key(&key) {
                 return Err(self.fail("a duplicate member name"));
             }
             self.skip_space();
@@ -184,10 +189,11 @@ impl<'a> Scanner<'a> {
             }
             self.at += 1;
             self.skip_space();
-            self.value(depth)?;
+            let value = self.value(depth)?;
+            members.insert(key, value);
             self.path.pop();
             if self.next_or_close(b'}')? {
-                return Ok(());
+                return Ok(Value::Object(members));
             }
         }
     }
@@ -210,13 +216,14 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn array(&mut self, depth: u32) -> Scan<()> {
+    fn array(&mut self, depth: u32) -> Scan<Value> {
         self.nest(depth)?;
         self.at += 1;
         self.skip_space();
+        let mut elements = Vec::new();
         if self.bytes.get(self.at) == Some(&b']') {
             self.at += 1;
-            return Ok(());
+            return Ok(Value::Array(elements));
         }
         let mut index = 0u32;
         loop {
@@ -224,17 +231,17 @@ impl<'a> Scanner<'a> {
                 return Err(self.fail(format!("an array with more than {} elements", self.limits.max_array)));
             }
             self.path.push(Step::Index(index));
-            self.value(depth)?;
+            elements.push(self.value(depth)?);
             self.path.pop();
             index += 1;
             if self.next_or_close(b']')? {
-                return Ok(());
+                return Ok(Value::Array(elements));
             }
         }
     }
 
-    /// A string token; returns its contents as written (escapes kept).
-    fn string(&mut self) -> Scan<&'a [u8]> {
+    /// A string token; returns where its contents are, as written (escapes kept).
+    fn string(&mut self) -> Scan<(usize, usize)> {
         let start = self.at + 1;
         let mut i = start;
         loop {
@@ -252,7 +259,7 @@ impl<'a> Scanner<'a> {
             match self.bytes.get(i) {
                 Some(b'"') => {
                     self.at = i + 1;
-                    return Ok(&self.bytes[start..i]);
+                    return Ok((start, i));
                 }
                 Some(b'\\') => {
                     let ok = match self.bytes.get(i + 1) {
@@ -285,7 +292,7 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn number(&mut self) -> Scan<()> {
+    fn number(&mut self) -> Scan<Number> {
         let start = self.at;
         let b = self.bytes;
         let mut i = start;
@@ -333,7 +340,17 @@ impl<'a> Scanner<'a> {
             return Err(self.fail(format!("a number longer than {} characters", self.limits.max_number_length)));
         }
         self.at = i;
-        Ok(())
+        // As serde_json reads numbers: integers as u64 or i64 while they
+        // fit, anything else as f64; beyond f64's range, refused.
+        let written = &self.text[start..i];
+        let integer = !written.contains(['.', 'e', 'E']);
+        if integer && let Ok(n) = written.parse::<u64>() {
+            return Ok(n.into());
+        }
+        if integer && let Ok(n) = written.parse::<i64>() {
+            return Ok(n.into());
+        }
+        written.parse::<f64>().ok().and_then(Number::from_f64).ok_or_else(|| self.fail("a number out of range"))
     }
 }
 
@@ -353,6 +370,11 @@ fn unescape(raw: &[u8]) -> Cow<'_, [u8]> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Whether `bytes` is one JSON document within `limits`.
+    fn check(bytes: &[u8], limits: &JsonLimits) -> Result<(), Violation> {
+        parse(bytes, limits).map(drop)
+    }
 
     fn limits() -> JsonLimits {
         JsonLimits { max_depth: 3, max_entries: 3, max_array: 4, max_string: 5, max_number_length: 6 }
@@ -480,7 +502,51 @@ mod tests {
         }
     }
 
+    /// The same document, floats within a few units in the last place
+    /// (serde_json's default float reader is not always correctly rounded).
+    fn same(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+        use serde_json::Value as V;
+        match (a, b) {
+            (V::Number(x), V::Number(y)) if x.is_f64() || y.is_f64() => {
+                let (x, y) = (x.as_f64().unwrap_or(f64::NAN), y.as_f64().unwrap_or(f64::NAN));
+                x == y || (x - y).abs() <= x.abs().max(y.abs()) * 4.0 * f64::EPSILON
+            }
+            (V::Array(x), V::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y)),
+            (V::Object(x), V::Object(y)) => {
+                x.len() == y.len() && x.iter().zip(y).all(|((kx, vx), (ky, vy))| kx == ky && same(vx, vy))
+            }
+            _ => a == b,
+        }
+    }
+
+    #[test]
+    fn values_are_what_serde_json_reads() {
+        let l = JsonLimits::default();
+        for doc in [
+            r#"{"a":[1,-2,3.5,-0,18446744073709551615,-9223372036854775808,1e3,2E-2],"b":{"c":null,"d":true}}"#,
+            r#""\u00e9\n\"x\"\ud83d\ude00""#,
+            r#"{"\u0061b":"plain","":""}"#,
+            r#"123456789012345678901234567890"#,
+        ] {
+            let ours = parse(doc.as_bytes(), &l).unwrap();
+            let theirs: serde_json::Value = serde_json::from_str(doc).unwrap();
+            assert!(same(&ours, &theirs), "{doc}: {ours} against {theirs}");
+        }
+        assert_eq!(parse(b"1e400", &l).unwrap_err().detail, "a number out of range");
+        assert_eq!(
+            parse(br#"{"a":"\ud800"}"#, &l).unwrap_err(),
+            Violation { pointer: "/a".into(), detail: "an invalid escape inside a string".into() }
+        );
+    }
+
     proptest! {
+        #[test]
+        fn parsed_values_are_serde_jsons(v in json()) {
+            let text = serde_json::to_string(&v).unwrap();
+            let ours = parse(text.as_bytes(), &JsonLimits::default()).unwrap();
+            prop_assert!(same(&ours, &v), "{} read as {}", text, ours);
+        }
+
         #[test]
         fn valid_documents_pass_and_limits_hold(v in json(), max_depth in 0u32..8) {
             let text = serde_json::to_string(&v).unwrap();

@@ -358,16 +358,10 @@ impl Compiled {
         }
         let Some(rule) = &self.body else { return None };
         let value = if is_json(&media) {
-            if let Err(v) = json_limits::check(bytes, &self.limits) {
-                problems.push(Problem { place: "body", pointer: v.pointer, detail: v.detail });
-                return None;
-            }
-            match serde_json::from_slice::<Value>(bytes) {
+            match json_limits::parse(bytes, &self.limits) {
                 Ok(v) => v,
-                Err(e) => {
-                    let detail =
-                        format!("the body is not valid JSON: {}", e.to_string().split(" at line").next().unwrap_or(""));
-                    problems.push(Problem { place: "body", pointer: String::new(), detail });
+                Err(v) => {
+                    problems.push(Problem { place: "body", pointer: v.pointer, detail: v.detail });
                     return None;
                 }
             }
