@@ -279,9 +279,9 @@ async fn fetch<'p>(call: &'p CallPlan, pq: PathAndQuery, headers: &HeaderMap, wa
             match super::forward::send_h1(upstream, pool, &mut parts, &mut body, &edits, timeout, deadline).await {
                 Ok(resp) => {
                     answered = Some(resp.status);
-                    let mut map = HeaderMap::new();
-                    resp.headers.into_map(&mut map);
-                    read(resp.status, &map, resp.body, call.max_body).await
+                    // Only the media type is read: no header map built for it.
+                    let media = media_type(resp.headers.get(&header::CONTENT_TYPE));
+                    read(resp.status, media, resp.body, call.max_body).await
                 }
                 Err(GatewayError::UpstreamTimeout { .. }) => Err(CallError::Timeout(timeout)),
                 Err(e) => Err(refused(e)),
@@ -291,7 +291,8 @@ async fn fetch<'p>(call: &'p CallPlan, pq: PathAndQuery, headers: &HeaderMap, wa
             Ok(Ok(resp)) => {
                 let (parts, body) = resp.into_parts();
                 answered = Some(parts.status);
-                read(parts.status, &parts.headers, body, call.max_body).await
+                let media = media_type(parts.headers.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes));
+                read(parts.status, media, body, call.max_body).await
             }
             Ok(Err(_)) => Err(CallError::Unreachable),
             Err(_) => Err(CallError::Timeout(upstream.request_timeout)),
@@ -339,7 +340,15 @@ struct Watch {
     client_metrics: bool,
 }
 
-async fn read<B>(status: StatusCode, headers: &HeaderMap, body: B, max: u64) -> Result<Value, CallError>
+/// A `Content-Type` value's media type, lowercased (`""` without one).
+fn media_type(value: Option<&[u8]>) -> String {
+    value
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+async fn read<B>(status: StatusCode, media: String, body: B, max: u64) -> Result<Value, CallError>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -347,11 +356,6 @@ where
     if !status.is_success() {
         return Err(CallError::Status(status.as_u16()));
     }
-    let media = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
-        .unwrap_or_default();
     if !(media == "application/json" || media.ends_with("+json")) {
         return Err(CallError::NotJson(if media.is_empty() { "no content type".into() } else { media }));
     }
@@ -434,7 +438,9 @@ fn merged(plan: &AggregatePlan, results: Vec<Option<Result<Value, CallError>>>) 
         HeaderValue::try_from(format!("partial; failed=\"{}\"", failed.join(",")))
             .unwrap_or(HeaderValue::from_static("partial"))
     };
-    let mut resp = Response::new(Body::full(Bytes::from(Value::Object(doc).to_string())));
+    // `to_vec`, not `to_string`: no trip through `core::fmt` (a Value always serialises).
+    let body = serde_json::to_vec(&Value::Object(doc)).unwrap_or_default();
+    let mut resp = Response::new(Body::full(Bytes::from(body)));
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp.headers_mut().insert(AGGREGATE, mark);
     resp

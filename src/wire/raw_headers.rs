@@ -50,6 +50,12 @@ impl RawHeaders {
         self.lines.iter().map(|l| (&l.name, &self.head[l.line.0 as usize..l.line.1 as usize]))
     }
 
+    /// The value of the first line named `name`.
+    pub fn get(&self, name: &HeaderName) -> Option<&[u8]> {
+        let l = self.lines.iter().find(|l| l.name == name)?;
+        Some(&self.head[l.value.0 as usize..l.value.1 as usize])
+    }
+
     /// Drops every line named `name`.
     pub fn remove(&mut self, name: &HeaderName) {
         self.lines.retain(|l| l.name != name);
@@ -124,6 +130,8 @@ mod tests {
         let raw = sample();
         let lines: Vec<&[u8]> = raw.lines().map(|(_, l)| l).collect();
         assert_eq!(lines, [&b"Server: x"[..], b"X-A:  1", b"x-a: 2"]);
+        assert_eq!(raw.get(&HeaderName::from_static("x-a")), Some(&b"1"[..]), "the first line's value");
+        assert_eq!(raw.get(&HeaderName::from_static("date")), None);
         let mut map = HeaderMap::new();
         raw.into_map(&mut map);
         assert_eq!(map["server"], "x");
