@@ -37,9 +37,9 @@
 # the sink received spans (about TRACE_SAMPLE of the requests); the line
 # printed for `trace` gives the spans exported inside the window. `off`
 # and `metrics` are deterministic; with the access log the figure moves by
-# about +-500 instructions between runs (how often the writer thread finds
-# the channel empty and parks depends on how valgrind interleaves the
-# threads), and `trace` also with the number of requests sampled (random).
+# about +-500 instructions between runs (where the writer's 20 ms
+# collections fall among the requests; before 237199c each one made a
+# thread's log buffer regrow), and `trace` also with the number of requests sampled (random).
 #
 # Each binary, and NGINX as a reverse proxy with the same upstream, serves
 # WARMUP requests on one keep-alive connection; the counters are then zeroed
