@@ -113,58 +113,47 @@ pub enum Ending {
 }
 
 impl Pending {
-    pub fn finish(self, ending: Ending) {
-        let Pending {
-            observer,
-            series,
-            start,
-            method,
-            status,
-            request_bytes,
-            response_bytes,
-            bodiless: _,
-            record,
-            mut flag,
-            span,
-        } = self;
-        match ending {
-            Ending::Complete => {}
-            Ending::UpstreamBroke => flag = Flag::UpstreamClosed,
-            Ending::ClientLeft => flag = Flag::ClientClosed,
-        }
-        let duration_ns = start.elapsed().as_nanos() as u64;
+    /// Records the request. Works in the box: moving a `Pending` (and its
+    /// log record) out of it cost a few hundred bytes of copying a request.
+    pub fn finish(mut self: Box<Self>, ending: Ending) {
+        let p = &mut *self;
+        let flag = match ending {
+            Ending::Complete => p.flag,
+            Ending::UpstreamBroke => Flag::UpstreamClosed,
+            Ending::ClientLeft => Flag::ClientClosed,
+        };
+        let duration_ns = p.start.elapsed().as_nanos() as u64;
+        let observer = &*p.observer;
         if observer.metrics {
             observer.active.add(-1);
             let routes = &observer.routes;
-            let counted = series.and_then(|i| routes.get(i)).unwrap_or(observer.unrouted());
-            counted.record(&method, status, duration_ns, request_bytes, response_bytes);
+            let counted = p.series.and_then(|i| routes.get(i)).unwrap_or(observer.unrouted());
+            counted.record(&p.method, p.status, duration_ns, p.request_bytes, p.response_bytes);
         }
-        if let (Some(mut r), Some(log)) = (record, observer.access_log.get()) {
+        if let (Some(r), Some(log)) = (p.record.as_mut(), observer.access_log.get()) {
             r.duration_ns = duration_ns;
-            r.response_bytes = response_bytes;
-            r.request_bytes = request_bytes;
+            r.response_bytes = p.response_bytes;
+            r.request_bytes = p.request_bytes;
             r.flag = flag;
-            log.log(&r);
+            log.log(r);
         }
         #[cfg(feature = "otlp")]
-        if let (Some(s), Some(exporter)) = (span, observer.exporter.get()) {
-            let route = series_name(&observer, series);
+        if let (Some(s), Some(exporter)) = (&p.span, observer.exporter.get()) {
+            let route = series_name(observer, p.series);
             exporter.export(&otlp::Finished {
                 trace_id: &s.trace.trace_id,
                 span_id: &s.trace.span_id,
                 parent: s.trace.parent.as_ref(),
                 start: s.wall,
                 duration: std::time::Duration::from_nanos(duration_ns),
-                method: method.as_str(),
+                method: p.method.as_str(),
                 route: route.as_deref(),
                 path: &s.path,
-                status: status.as_u16(),
+                status: p.status.as_u16(),
                 client: s.client,
                 flag: flag.code(),
             });
         }
-        #[cfg(not(feature = "otlp"))]
-        drop(span);
     }
 }
 

@@ -80,7 +80,7 @@ impl Drop for Watch {
             } else {
                 Ending::ClientLeft
             };
-            (*p).finish(ending);
+            p.finish(ending);
         }
     }
 }

@@ -55,7 +55,7 @@ fn record_of<B>(plan: &Plan, req: &Request<B>, client: &Client, peer: IpAddr, re
     let header_text = |name: header::HeaderName, text: &mut String| {
         let v = req.headers().get(name)?;
         let from = text.len();
-        text.push_str(&String::from_utf8_lossy(v.as_bytes()));
+        push_lossy(text, v.as_bytes());
         Some((text.len() - from) as u32)
     };
     let user_agent_len = header_text(header::USER_AGENT, &mut text);
@@ -100,6 +100,15 @@ fn record_of<B>(plan: &Plan, req: &Request<B>, client: &Client, peer: IpAddr, re
         rate_limit: None,
         validation: None,
         flag: Flag::None,
+    }
+}
+
+/// `bytes` as text, invalid UTF-8 replaced (the common, valid case without
+/// `from_utf8_lossy`'s chunk walk).
+fn push_lossy(text: &mut String, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => text.push_str(s),
+        Err(_) => text.push_str(&String::from_utf8_lossy(bytes)),
     }
 }
 
@@ -247,7 +256,7 @@ impl Drop for Seen {
             r.status = 499;
             r.route = self.route.map(|i| route_name(&p.observer, i));
         }
-        (*p).finish(Ending::ClientLeft);
+        p.finish(Ending::ClientLeft);
     }
 }
 
