@@ -87,6 +87,7 @@ pub struct Pending {
     pub record: Option<Record>,
     pub flag: Flag,
     /// The span to export, for a sampled request when spans are exported.
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
     pub span: Option<Box<SpanStart>>,
 }
 
