@@ -256,11 +256,8 @@ wait "$gw" 2>/dev/null || true
 count() {
     local name=$1 port=$2 paths=$3
     shift 3
-    local keep=()
-    [[ -z ${PROFILES:-} ]] || keep=(--compress-strings=no --compress-pos=no)
-    valgrind --tool=callgrind "${keep[@]}" --callgrind-out-file="$WORK/cg.out" "$@" >/dev/null 2>"$WORK/valgrind.log" &
-    local vg=$!
-    PIDS+=("$vg")
+    start_callgrind "$@"
+    local vg=$VG
     # shellcheck disable=SC2086
     python3 "$WORK/drive.py" "$port" "$vg" "$N" "$WARMUP" "$STATUS_PORT" $paths > "$WORK/window"
     kill "$vg" 2>/dev/null || true

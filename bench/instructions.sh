@@ -216,12 +216,8 @@ PIDS+=($!)
 count() {
     local name=$1
     shift
-    # Names written in full in every dump, so that a kept one reads alone.
-    local keep=()
-    [[ -z ${PROFILES:-} ]] || keep=(--compress-strings=no --compress-pos=no)
-    valgrind --tool=callgrind "${keep[@]}" --callgrind-out-file="$WORK/cg.out" "$@" >/dev/null 2>"$WORK/valgrind.log" &
-    local vg=$!
-    PIDS+=("$vg")
+    start_callgrind "$@"
+    local vg=$VG
     local requests=$N
     WINDOW_SPANS=0
     NOTE=""

@@ -28,6 +28,17 @@ events { worker_connections 1024; }"
     temps="client_body_temp_path $WORK; proxy_temp_path $WORK; fastcgi_temp_path $WORK; uwsgi_temp_path $WORK; scgi_temp_path $WORK;"
 }
 
+# start_callgrind CMD...: CMD under callgrind, its dump in $WORK/cg.out,
+# its pid in VG (killed on exit). With PROFILES set, names are written in
+# full in the dump, so that a kept one reads alone.
+start_callgrind() {
+    local keep=()
+    [[ -z ${PROFILES:-} ]] || keep=(--compress-strings=no --compress-pos=no)
+    valgrind --tool=callgrind "${keep[@]}" --callgrind-out-file="$WORK/cg.out" "$@" >/dev/null 2>"$WORK/valgrind.log" &
+    VG=$!
+    PIDS+=("$VG")
+}
+
 bench_cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     rm -rf "$WORK"

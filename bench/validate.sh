@@ -154,11 +154,8 @@ wait "$gw" 2>/dev/null || true
 count() {
     local name=$1 path=$2 body=$3
     shift 3
-    local keep=()
-    [[ -z ${PROFILES:-} ]] || keep=(--compress-strings=no --compress-pos=no)
-    valgrind --tool=callgrind "${keep[@]}" --callgrind-out-file="$WORK/cg.out" "$@" >/dev/null 2>"$WORK/valgrind.log" &
-    local vg=$!
-    PIDS+=("$vg")
+    start_callgrind "$@"
+    local vg=$VG
     drive_one "$vg" "$path" "$body"
     kill "$vg" 2>/dev/null || true
     wait "$vg" 2>/dev/null || true
