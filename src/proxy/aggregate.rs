@@ -280,7 +280,7 @@ async fn fetch<'p>(call: &'p CallPlan, pq: PathAndQuery, headers: &HeaderMap, wa
                 Ok(resp) => {
                     answered = Some(resp.status);
                     // Only the media type is read: no header map built for it.
-                    let media = media_type(resp.headers.get(&header::CONTENT_TYPE));
+                    let media = media_type(resp.headers.get_all(&header::CONTENT_TYPE));
                     read(resp.status, media, resp.body, call.max_body).await
                 }
                 Err(GatewayError::UpstreamTimeout { .. }) => Err(CallError::Timeout(timeout)),
@@ -291,7 +291,7 @@ async fn fetch<'p>(call: &'p CallPlan, pq: PathAndQuery, headers: &HeaderMap, wa
             Ok(Ok(resp)) => {
                 let (parts, body) = resp.into_parts();
                 answered = Some(parts.status);
-                let media = media_type(parts.headers.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes));
+                let media = media_type(parts.headers.get_all(header::CONTENT_TYPE).iter().map(HeaderValue::as_bytes));
                 read(parts.status, media, body, call.max_body).await
             }
             Ok(Err(_)) => Err(CallError::Unreachable),
@@ -340,9 +340,16 @@ struct Watch {
     client_metrics: bool,
 }
 
-/// A `Content-Type` value's media type, lowercased (`""` without one).
-fn media_type(value: Option<&[u8]>) -> String {
-    value
+/// The answer's media type from its `Content-Type` values, lowercased
+/// (`""` without one). Sent twice, the field is ambiguous (a reader that
+/// takes the first and one that takes the last disagree): that answer is
+/// not judged JSON, whatever its values say.
+fn media_type<'v>(mut values: impl Iterator<Item = &'v [u8]>) -> String {
+    let (first, second) = (values.next(), values.next());
+    if second.is_some() {
+        return "more than one Content-Type".into();
+    }
+    first
         .and_then(|v| std::str::from_utf8(v).ok())
         .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
         .unwrap_or_default()

@@ -50,10 +50,9 @@ impl RawHeaders {
         self.lines.iter().map(|l| (&l.name, &self.head[l.line.0 as usize..l.line.1 as usize]))
     }
 
-    /// The value of the first line named `name`.
-    pub fn get(&self, name: &HeaderName) -> Option<&[u8]> {
-        let l = self.lines.iter().find(|l| l.name == name)?;
-        Some(&self.head[l.value.0 as usize..l.value.1 as usize])
+    /// The values of the lines named `name`, in order.
+    pub fn get_all<'s>(&'s self, name: &'s HeaderName) -> impl Iterator<Item = &'s [u8]> + 's {
+        self.lines.iter().filter(move |l| l.name == name).map(|l| &self.head[l.value.0 as usize..l.value.1 as usize])
     }
 
     /// Drops every line named `name`.
@@ -130,8 +129,9 @@ mod tests {
         let raw = sample();
         let lines: Vec<&[u8]> = raw.lines().map(|(_, l)| l).collect();
         assert_eq!(lines, [&b"Server: x"[..], b"X-A:  1", b"x-a: 2"]);
-        assert_eq!(raw.get(&HeaderName::from_static("x-a")), Some(&b"1"[..]), "the first line's value");
-        assert_eq!(raw.get(&HeaderName::from_static("date")), None);
+        let x_a = HeaderName::from_static("x-a");
+        assert_eq!(raw.get_all(&x_a).collect::<Vec<_>>(), [&b"1"[..], b"2"], "every line's value");
+        assert_eq!(raw.get_all(&HeaderName::from_static("date")).count(), 0);
         let mut map = HeaderMap::new();
         raw.into_map(&mut map);
         assert_eq!(map["server"], "x");

@@ -666,3 +666,47 @@ async fn retried_requests_are_framed_anew() {
     }
     assert!(retried >= 1, "round robin sent at least one probe to the resetting target first");
 }
+
+/// An aggregate call's answer is judged by its one `Content-Type`: a field
+/// sent twice is ambiguous (readers that take the first or the last one
+/// disagree), so such an answer is not merged as JSON, whichever comes first.
+#[tokio::test]
+async fn an_aggregated_answer_with_two_content_types_is_not_json() {
+    let rec = Recorder::with_replies(|req| {
+        let body = r#"{"id":1}"#;
+        let (first, second) = match req.target.as_str() {
+            "/json-first" => ("application/json", "text/html"),
+            "/html-first" => ("text/html", "application/json"),
+            "/one" => ("application/json", ""),
+            _ => return None,
+        };
+        let mut reply = format!("HTTP/1.1 200 OK\r\nContent-Type: {first}\r\n");
+        if !second.is_empty() {
+            reply.push_str(&format!("Content-Type: {second}\r\n"));
+        }
+        reply.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        Some(reply.into_bytes())
+    })
+    .await;
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nupstreams:\n  rec: {{ targets: [ \"{}\" ] }}\n\
+         routes:\n  - name: agg\n    match: {{ path: \"/agg/{{which}}\" }}\n    \
+         aggregate: {{ calls: {{ it: {{ upstream: rec, path: \"/{{which}}\", required: true }} }} }}\n",
+        rec.url()
+    );
+    let gw = portcullis::Gateway::start(&load(&yaml, Path::new("."))).await.expect("starts");
+    let addr = gw.addr("gw").unwrap();
+    let ask = |which: &'static str| async move {
+        let request = format!("GET /agg/{which} HTTP/1.1\r\nHost: x\r\n\r\n");
+        exchange(addr, request.as_bytes()).await.expect("an answer")
+    };
+    let one = ask("one").await;
+    assert_eq!(one.status, 200, "{}", one.text());
+    assert!(one.text().contains(r#""it":{"id":1}"#), "{}", one.text());
+    for which in ["json-first", "html-first"] {
+        let resp = ask(which).await;
+        assert_eq!(resp.status, 502, "{which}: {}", resp.text());
+        assert!(resp.text().contains("more than one Content-Type"), "{which}: {}", resp.text());
+        assert!(!resp.text().contains(r#""id":1"#), "{which}: the answer was merged: {}", resp.text());
+    }
+}
