@@ -86,6 +86,23 @@ http { access_log off; keepalive_requests 1000000; $temps
   upstream u { server 127.0.0.1:$UP_PORT; keepalive 64; keepalive_requests 1000000; }
   server { listen 127.0.0.1:$PROXY_PORT; location / { proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
 EOF
+# NGINX_LOG=1: NGINX is also counted with a JSON access log, a reference for
+# what the gateway's ECS line costs (a log_format of about the same fields,
+# `escape=json`, written through a 64 KiB buffer flushed each second).
+if [[ ${NGINX_LOG:-} == 1 ]]; then
+    cat > "$WORK/proxy-log.conf" <<EOF
+${common//PID/proxy-log.pid}
+http { keepalive_requests 1000000; $temps
+  log_format ecs escape=json '{"@timestamp":"\$time_iso8601","event":{"duration":\$request_time},'
+    '"http":{"version":"\$server_protocol","request":{"id":"\$request_id","method":"\$request_method","body":{"bytes":\$request_length},"referrer":"\$http_referer"},'
+    '"response":{"status_code":\$status,"body":{"bytes":\$body_bytes_sent}}},"url":{"path":"\$uri","query":"\$args"},'
+    '"client":{"ip":"\$remote_addr"},"source":{"ip":"\$realip_remote_addr"},"user_agent":{"original":"\$http_user_agent"},'
+    '"upstream":{"target":"\$upstream_addr","duration":"\$upstream_response_time","status":"\$upstream_status"}}';
+  access_log $WORK/nginx-access.log ecs buffer=64k flush=1s;
+  upstream u { server 127.0.0.1:$UP_PORT; keepalive 64; keepalive_requests 1000000; }
+  server { listen 127.0.0.1:$PROXY_PORT; location / { proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+EOF
+fi
 ROUTES=${ROUTES:-plain}
 # One HS256 token for every request of the JWT routes (the gateway caches
 # its verification, as it would a busy client's token).
@@ -282,6 +299,10 @@ drive_one() {
 
 obs_name() { case $1 in off) echo "" ;; logs) echo "+logs+metrics" ;; trace) echo "+logs+metrics+trace$TRACE_SAMPLE" ;; metrics) echo "+metrics" ;; accesslog) echo "+accesslog" ;; esac; }
 count "nginx $(nginx -v 2>&1 | sed 's/.*\///')" nginx -p "$WORK/" -c "$WORK/proxy.conf" -e "$WORK/error.log"
+if [[ ${NGINX_LOG:-} == 1 ]]; then
+    count "nginx $(nginx -v 2>&1 | sed 's/.*\///') +access log (JSON)" nginx -p "$WORK/" -c "$WORK/proxy-log.conf" -e "$WORK/error.log"
+    echo "  (nginx wrote $(wc -l < "$WORK/nginx-access.log") log lines; the first: $(head -c 400 "$WORK/nginx-access.log"))"
+fi
 for route in $ROUTES; do
     ROUTE_PATH=$(path_of "$route")
     ROUTE_AUTH=$(auth_of "$route")
