@@ -66,9 +66,7 @@ COUNT=${COUNT:-1}
 BIN=${1:-$BENCH_DIR/../target/release/portcullis}
 
 source "$BENCH_DIR/lib.sh"
-tools=(valgrind nginx python3 curl)
-((CPU_SECONDS == 0)) || tools+=(wrk taskset:util-linux)
-need_tools "${tools[@]}"
+need_counting_tools
 
 bench_start
 # Ports: UP_PORT (users), two more upstreams, the status page, NGINX as proxy.

@@ -15,6 +15,14 @@ need_tools() {
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# need_counting_tools: what a callgrind count needs, plus wrk and taskset
+# when CPU_SECONDS asks for CPU figures too.
+need_counting_tools() {
+    local tools=(valgrind nginx python3 curl)
+    ((${CPU_SECONDS:-0} == 0)) || tools+=(wrk taskset:util-linux)
+    need_tools "${tools[@]}"
+}
+
 # bench_start: WORK (removed on exit with the PIDS killed), UP_PORT,
 # PROXY_PORT, and NGINX's `common` and `temps` lines.
 bench_start() {

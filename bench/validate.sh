@@ -54,9 +54,7 @@ CPU_CONNS=${CPU_CONNS:-10}
 BIN=${1:-$BENCH_DIR/../target/release/portcullis}
 
 source "$BENCH_DIR/lib.sh"
-tools=(valgrind nginx python3 curl)
-((CPU_SECONDS == 0)) || tools+=(wrk taskset:util-linux)
-need_tools "${tools[@]}"
+need_counting_tools
 
 bench_start
 cat > "$WORK/up.conf" <<EOF
