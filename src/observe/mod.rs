@@ -34,7 +34,7 @@ pub struct Observer {
     /// requests that matched no route.
     pub routes: Vec<Arc<ServerSeries>>,
     /// Each route's name, by index (for the log).
-    pub route_names: Vec<Arc<str>>,
+    pub route_names: Vec<Arc<access_log::LogName>>,
     /// Share of new traces marked sampled (0 without an exporter).
     pub sample: f64,
     /// Request metrics are recorded (the admin API is configured to serve them).
@@ -161,5 +161,5 @@ impl Pending {
 /// The route name of a series index, for spans.
 #[cfg(feature = "otlp")]
 fn series_name(observer: &Observer, series: Option<usize>) -> Option<Arc<str>> {
-    series.and_then(|i| observer.route_names.get(i).cloned())
+    series.and_then(|i| observer.route_names.get(i)).map(|n| n.text.clone())
 }

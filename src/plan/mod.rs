@@ -408,7 +408,7 @@ fn compile_observe(cx: &mut Ctx, registry: Arc<Registry>, routes: &[Route]) -> O
         redact: Redact::new(params),
         active,
         routes: series,
-        route_names: routes.iter().map(|r| r.name.clone()).collect(),
+        route_names: routes.iter().map(|r| crate::observe::access_log::LogName::new(r.name.clone())).collect(),
         sample,
         metrics: cfg.admin.is_some(),
         #[cfg(feature = "otlp")]

@@ -4,7 +4,6 @@
 //! body is done).
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio::time::Instant;
@@ -20,7 +19,7 @@ use crate::http::forwarded::Client;
 use crate::observe::access_log::{Record, Try};
 use crate::observe::metrics::UpstreamError;
 use crate::observe::trace::TraceContext;
-use crate::observe::{Ending, Flag, Observer, Pending, SpanStart};
+use crate::observe::{Ending, Flag, Pending, SpanStart};
 use crate::plan::Plan;
 use crate::policy::ctx::{Refusal, RequestCtx};
 
@@ -52,14 +51,22 @@ fn record_of<B>(plan: &Plan, req: &Request<B>, client: &Client, peer: IpAddr, re
         plan.observe.redact.query(q, &mut text);
         mark(&mut text, from)
     });
-    let header_text = |name: header::HeaderName, text: &mut String| {
-        let v = req.headers().get(name)?;
+    // Both fields in one walk over the few headers a request has (two
+    // lookups hashed each name: ~200 instructions a request).
+    let (mut user_agent, mut referer) = (None, None);
+    for (name, value) in req.headers() {
+        if *name == header::USER_AGENT {
+            user_agent = user_agent.or(Some(value));
+        } else if *name == header::REFERER {
+            referer = referer.or(Some(value));
+        }
+    }
+    let user_agent_len = user_agent.map(|v| {
         let from = text.len();
-        push_lossy(text, v.as_bytes());
-        Some((text.len() - from) as u32)
-    };
-    let user_agent_len = header_text(header::USER_AGENT, &mut text);
-    let referrer_len = req.headers().get(header::REFERER).map(|v| {
+        push_lossy(&mut text, v.as_bytes());
+        (text.len() - from) as u32
+    });
+    let referrer_len = referer.map(|v| {
         // A referrer's query may carry credentials too.
         let v = String::from_utf8_lossy(v.as_bytes());
         let from = text.len();
@@ -132,6 +139,7 @@ impl Seen {
         let trace = TraceContext::of(req.headers(), client.peer_trusted, request_id, || observer.sample());
         // Nothing watches: no bookkeeping at all (the trace context is still passed on).
         let watch = observer.watching().then(|| {
+            let start = Instant::now();
             if observer.metrics {
                 observer.active.add(1);
             }
@@ -147,7 +155,7 @@ impl Seen {
             Box::new(Pending {
                 observer: observer.clone(),
                 series: None,
-                start: Instant::now(),
+                start,
                 method: req.method().clone(),
                 status: StatusCode::OK,
                 request_bytes: 0,
@@ -222,11 +230,11 @@ impl Seen {
             || status == StatusCode::NOT_MODIFIED;
         if let Some(r) = &mut p.record {
             r.status = status.as_u16();
-            r.route = self.route.map(|i| route_name(&p.observer, i));
+            r.route = self.route.and_then(|i| p.observer.route_names.get(i).cloned());
             for t in tried {
-                r.upstream = Some(t.upstream.name.clone());
+                r.upstream = Some(t.upstream.log_name.clone());
                 r.tries.push(Try {
-                    target: t.target.label.clone(),
+                    target: t.target.log_label.clone(),
                     outcome: t.outcome.map_err(|e| match e {
                         UpstreamError::Connect => "connect",
                         UpstreamError::Timeout => "timeout",
@@ -240,10 +248,6 @@ impl Seen {
     }
 }
 
-fn route_name(observer: &Observer, i: usize) -> Arc<str> {
-    observer.route_names.get(i).cloned().unwrap_or_else(|| "".into())
-}
-
 impl Drop for Seen {
     fn drop(&mut self) {
         let Some(mut p) = self.watch.take() else { return };
@@ -254,7 +258,7 @@ impl Drop for Seen {
         p.bodiless = true;
         if let Some(r) = &mut p.record {
             r.status = 499;
-            r.route = self.route.map(|i| route_name(&p.observer, i));
+            r.route = self.route.and_then(|i| p.observer.route_names.get(i).cloned());
         }
         p.finish(Ending::ClientLeft);
     }

@@ -18,6 +18,7 @@ use std::time::Duration;
 use http::uri::{Authority, Scheme};
 
 use crate::config::resilience::AllUnhealthy;
+use crate::observe::access_log::LogName;
 use crate::observe::metrics::ClientSeries;
 pub use balance::{Balancer, HashKey};
 pub use client::HttpClient;
@@ -33,6 +34,8 @@ pub struct Target {
     pub h1: Option<Arc<h1::H1Pool>>,
     /// `host:port`, as logs and metrics name the target.
     pub label: Arc<str>,
+    /// The label as the access log writes it.
+    pub log_label: Arc<LogName>,
     /// `http_client_request_duration_seconds` for this target.
     pub metrics: Arc<ClientSeries>,
     /// Active probes' verdict and passive ejection.
@@ -47,8 +50,9 @@ impl AsRef<health::TargetHealth> for Target {
 
 impl Target {
     pub fn new(scheme: Scheme, authority: Authority, weight: u32, metrics: Arc<ClientSeries>) -> Target {
-        let label = authority.as_str().into();
+        let label: Arc<str> = authority.as_str().into();
         Target {
+            log_label: LogName::new(label.clone()),
             scheme,
             authority,
             weight,
@@ -102,6 +106,8 @@ pub struct Upstream {
     /// in flight; `idle`: pooled connections), reported while the plan lives.
     pub probes: Vec<Arc<dyn Fn() -> f64 + Send + Sync>>,
     pub name: Arc<str>,
+    /// The name as the access log writes it.
+    pub log_name: Arc<LogName>,
     pub targets: Vec<Target>,
     pub balancer: Balancer,
     pub client: HttpClient,
@@ -154,6 +160,7 @@ impl Upstream {
         let health = health::PoolHealth::new(origin, None, false, Default::default());
         Upstream {
             probes: Vec::new(),
+            log_name: LogName::new(name.clone()),
             name,
             targets,
             balancer,

@@ -19,7 +19,7 @@ use std::time::Duration;
 use crate::config::{AccessLogConfig, AccessLogFormat};
 
 use super::metrics::{Counter, cells};
-pub use record::{Record, Try};
+pub use record::{LogName, Record, Try};
 pub use redact::Redact;
 
 /// How often the writer collects lines.
@@ -31,7 +31,7 @@ const SPARE_KEPT: usize = 4 << 20;
 /// One thread's lines since the last collection.
 #[derive(Default)]
 struct Shard {
-    text: String,
+    text: Vec<u8>,
     lines: usize,
     clock: record::DateCache,
 }
@@ -77,7 +77,7 @@ enum Sink {
 /// its lines about twice, and the freed buffer cost page faults anew).
 struct Writer {
     sink: Sink,
-    spare: String,
+    spare: Vec<u8>,
 }
 
 fn open(to: &str) -> std::io::Result<Sink> {
@@ -109,7 +109,7 @@ impl AccessLog {
             shards,
             per_shard,
             dropped,
-            writer: Mutex::new(Writer { sink, spare: String::new() }),
+            writer: Mutex::new(Writer { sink, spare: Vec::new() }),
             to: config.to.clone(),
             reopen: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
@@ -174,7 +174,7 @@ impl Inner {
                     std::mem::swap(&mut out, &mut s.text);
                     taken = true;
                 } else {
-                    out.push_str(&s.text);
+                    out.extend_from_slice(&s.text);
                     s.text.clear();
                 }
                 s.lines = 0;
@@ -184,9 +184,9 @@ impl Inner {
             let result = match sink {
                 Sink::Stdout => {
                     let mut o = std::io::stdout().lock();
-                    o.write_all(out.as_bytes()).and_then(|_| o.flush())
+                    o.write_all(&out).and_then(|_| o.flush())
                 }
-                Sink::File(f) => f.write_all(out.as_bytes()),
+                Sink::File(f) => f.write_all(&out),
             };
             if let Err(e) = result {
                 tracing::warn!(to = %self.to, error = %e, "access log: write failed");
@@ -246,7 +246,7 @@ mod tests {
         }
         assert_eq!(dropped.get(), 36);
         let shard = lock(&log.inner.shards[cells::shard()].0);
-        assert_eq!((shard.lines, shard.text.lines().count()), (64, 64));
+        assert_eq!((shard.lines, shard.text.split(|&b| b == b'\n').count() - 1), (64, 64));
     }
 
     #[test]
