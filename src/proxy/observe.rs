@@ -10,7 +10,6 @@ use tokio::time::Instant;
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, StatusCode};
-use smallvec::SmallVec;
 
 use super::forward::Tried;
 use crate::http::error::GatewayError;
@@ -39,17 +38,19 @@ pub(super) struct Seen {
     watch: Option<Box<Pending>>,
 }
 
-/// `ua`, `referer`, the path and the query, as the log keeps them.
-fn record_of<B>(plan: &Plan, req: &Request<B>, client: &Client, peer: IpAddr, request_id: &HeaderValue) -> Record {
+/// Fills a record (a new one, or one a finished request left, whose text
+/// buffer is reused) field by field: `ua`, `referer`, the path and the
+/// query as the log keeps them, and blanks for what is learnt later.
+fn fill_record<B>(r: &mut Record, plan: &Plan, req: &Request<B>, client: &Client, peer: IpAddr, request_id: &HeaderValue) {
     let uri = req.uri();
-    let mut text = String::with_capacity(uri.path().len() + 64);
+    let text = &mut r.text;
+    text.clear();
     text.push_str(uri.path());
-    let path_len = text.len() as u32;
-    let mark = |text: &mut String, from: usize| Some((text.len() - from) as u32);
-    let query_len = uri.query().and_then(|q| {
+    r.path_len = text.len() as u32;
+    r.query_len = uri.query().map(|q| {
         let from = text.len();
-        plan.observe.redact.query(q, &mut text);
-        mark(&mut text, from)
+        plan.observe.redact.query(q, text);
+        (text.len() - from) as u32
     });
     // Both fields in one walk over the few headers a request has (two
     // lookups hashed each name: ~200 instructions a request).
@@ -61,12 +62,12 @@ fn record_of<B>(plan: &Plan, req: &Request<B>, client: &Client, peer: IpAddr, re
             referer = referer.or(Some(value));
         }
     }
-    let user_agent_len = user_agent.map(|v| {
+    r.user_agent_len = user_agent.map(|v| {
         let from = text.len();
-        push_lossy(&mut text, v.as_bytes());
+        push_lossy(text, v.as_bytes());
         (text.len() - from) as u32
     });
-    let referrer_len = referer.map(|v| {
+    r.referrer_len = referer.map(|v| {
         // A referrer's query may carry credentials too.
         let v = String::from_utf8_lossy(v.as_bytes());
         let from = text.len();
@@ -74,40 +75,33 @@ fn record_of<B>(plan: &Plan, req: &Request<B>, client: &Client, peer: IpAddr, re
             Some((base, q)) => {
                 text.push_str(base);
                 text.push('?');
-                plan.observe.redact.query(q, &mut text);
+                plan.observe.redact.query(q, text);
             }
             None => text.push_str(&v),
         }
         (text.len() - from) as u32
     });
-    Record {
-        time: wall_now(),
-        duration_ns: 0,
-        method: req.method().clone(),
-        version: req.version(),
-        text,
-        path_len,
-        query_len,
-        user_agent_len,
-        referrer_len,
-        request_id: request_id.clone(),
-        trace_id: None,
-        client_ip: client.ip,
-        source_ip: peer,
-        tls_version: None,
-        status: 0,
-        request_bytes: 0,
-        response_bytes: 0,
-        route: None,
-        upstream: None,
-        tries: SmallVec::new(),
-        consumer: None,
-        auth_provider: None,
-        auth_outcome: None,
-        rate_limit: None,
-        validation: None,
-        flag: Flag::None,
-    }
+    r.time = wall_now();
+    r.duration_ns = 0;
+    r.method = req.method().clone();
+    r.version = req.version();
+    r.request_id = request_id.clone();
+    r.trace_id = None;
+    r.client_ip = client.ip;
+    r.source_ip = peer;
+    r.tls_version = None;
+    r.status = 0;
+    r.request_bytes = 0;
+    r.response_bytes = 0;
+    r.route = None;
+    r.upstream = None;
+    r.tries.clear();
+    r.consumer = None;
+    r.auth_provider = None;
+    r.auth_outcome = None;
+    r.rate_limit = None;
+    r.validation = None;
+    r.flag = Flag::None;
 }
 
 /// `bytes` as text, invalid UTF-8 replaced (the common, valid case without
@@ -143,28 +137,20 @@ impl Seen {
             if observer.metrics {
                 observer.active.add(1);
             }
-            let record = observer.access_log.get().map(|_| {
-                let mut r = record_of(plan, req, client, peer, request_id);
-                r.trace_id = Some(trace.trace_id);
-                r.tls_version = tls_version;
-                r
-            });
-            let span = (trace.sampled && observer.exports()).then(|| {
+            let mut p = Pending::take(observer.clone(), start, req.method());
+            match observer.access_log.get() {
+                Some(_) => {
+                    let r = p.record.get_or_insert_with(Record::default);
+                    fill_record(r, plan, req, client, peer, request_id);
+                    r.trace_id = Some(trace.trace_id);
+                    r.tls_version = tls_version;
+                }
+                None => p.record = None,
+            }
+            p.span = (trace.sampled && observer.exports()).then(|| {
                 Box::new(SpanStart { trace, wall: wall_now(), path: req.uri().path().to_string(), client: client.ip })
             });
-            Box::new(Pending {
-                observer: observer.clone(),
-                series: None,
-                start,
-                method: req.method().clone(),
-                status: StatusCode::OK,
-                request_bytes: 0,
-                response_bytes: 0,
-                bodiless: false,
-                record,
-                flag: Flag::None,
-                span,
-            })
+            p
         });
         Seen { trace, route: None, request_bytes: 0, flag: Flag::None, watch }
     }
@@ -230,7 +216,7 @@ impl Seen {
             || status == StatusCode::NOT_MODIFIED;
         if let Some(r) = &mut p.record {
             r.status = status.as_u16();
-            r.route = self.route.and_then(|i| p.observer.route_names.get(i).cloned());
+            r.route = self.route.and_then(|i| p.observer.as_ref()?.route_names.get(i).cloned());
             for t in tried {
                 r.upstream = Some(t.upstream.log_name.clone());
                 r.tries.push(Try {
@@ -258,7 +244,7 @@ impl Drop for Seen {
         p.bodiless = true;
         if let Some(r) = &mut p.record {
             r.status = 499;
-            r.route = self.route.and_then(|i| p.observer.route_names.get(i).cloned());
+            r.route = self.route.and_then(|i| p.observer.as_ref()?.route_names.get(i).cloned());
         }
         p.finish(Ending::ClientLeft);
     }

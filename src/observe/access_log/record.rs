@@ -77,7 +77,52 @@ pub struct Record {
     pub flag: Flag,
 }
 
+impl Default for Record {
+    fn default() -> Record {
+        Record {
+            time: std::time::UNIX_EPOCH,
+            duration_ns: 0,
+            method: Method::GET,
+            version: Version::HTTP_11,
+            text: String::new(),
+            path_len: 0,
+            query_len: None,
+            user_agent_len: None,
+            referrer_len: None,
+            request_id: HeaderValue::from_static(""),
+            trace_id: None,
+            client_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
+            source_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
+            tls_version: None,
+            status: 0,
+            request_bytes: 0,
+            response_bytes: 0,
+            route: None,
+            upstream: None,
+            tries: SmallVec::new(),
+            consumer: None,
+            auth_provider: None,
+            auth_outcome: None,
+            rate_limit: None,
+            validation: None,
+            flag: Flag::None,
+        }
+    }
+}
+
 impl Record {
+    /// Lets go of everything shared (names, the request id) and empties
+    /// the text, keeping its capacity: a record kept for another request.
+    pub fn release(&mut self) {
+        self.text.clear();
+        self.request_id = HeaderValue::from_static("");
+        self.route = None;
+        self.upstream = None;
+        self.tries.clear();
+        self.consumer = None;
+        self.auth_provider = None;
+    }
+
     fn parts(&self) -> (&str, Option<&str>, Option<&str>, Option<&str>) {
         let mut at = self.path_len as usize;
         let path = &self.text[..at];
