@@ -125,6 +125,8 @@ const SPARES_KEPT: usize = 16;
 const SPARE_TEXT_KEPT: usize = 4096;
 
 thread_local! {
+    // Boxes, not values: the allocation itself is what is reused.
+    #[allow(clippy::vec_box)]
     static SPARES: RefCell<Vec<Box<Pending>>> = const { RefCell::new(Vec::new()) };
 }
 
