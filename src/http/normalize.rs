@@ -17,6 +17,11 @@ pub struct Options {
     pub reject_double_encoding: bool,
     /// `;` segment parameters are removed (else refused).
     pub strip_parameters: bool,
+    /// A segment that starts with `;` (OpenAPI's `matrix` style, `;id=5`)
+    /// is kept as it is: set when a route reads a matrix-style path
+    /// parameter. The engine then refuses the request unless the matched
+    /// route captures each such segment as one of those parameters.
+    pub matrix_segments: bool,
 }
 
 impl Options {
@@ -26,6 +31,7 @@ impl Options {
             reject_encoded_slash: cfg.reject_encoded_slash,
             reject_double_encoding: cfg.reject_double_encoding,
             strip_parameters: cfg.path_parameters == PathParameters::Strip,
+            matrix_segments: false,
         }
     }
 }
@@ -169,7 +175,9 @@ fn resolve_segments(path: &str, opts: &Options) -> Result<String, PathError> {
     let segments: Vec<&str> = path[1..].split('/').collect();
     let last = segments.len() - 1;
     for (i, mut seg) in segments.into_iter().enumerate() {
-        if let Some(at) = seg.find(';') {
+        if opts.matrix_segments && seg.starts_with(';') {
+            // A matrix value, whole: checked against the route once matched.
+        } else if let Some(at) = seg.find(';') {
             // Java servers (and others) cut `;params` off a segment before
             // routing, so `/admin;x/secret` is `/admin/secret` to them and
             // `..;x` is `..`: refuse, or cut them off here too.
@@ -207,9 +215,35 @@ fn resolve_segments(path: &str, opts: &Options) -> Result<String, PathError> {
     Ok(out)
 }
 
+/// Whether every segment of `path` that starts with `;` is the value of
+/// one of the route's matrix-style parameters (`matrix`: their indices in
+/// `values`, the router's captures): a matrix segment anywhere else is a
+/// segment parameter like any other.
+pub fn matrix_segments_captured(path: &str, matrix: &[usize], values: &[&str]) -> bool {
+    path.split('/').filter(|seg| seg.starts_with(';')).all(|seg| matrix.iter().any(|&i| values.get(i) == Some(&seg)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn matrix_segments_are_kept_whole_only_when_routes_read_them() {
+        let matrix = Options { matrix_segments: true, ..Options::default() };
+        let norm_m = |p: &str| normalize(p, &matrix).map(Cow::into_owned);
+        assert_eq!(norm_m("/users/;id=5"), Ok("/users/;id=5".into()));
+        assert_eq!(norm_m("/users/;id=1;id=2/orders"), Ok("/users/;id=1;id=2/orders".into()));
+        assert_eq!(norm_m("/a/../users/;id=5"), Ok("/users/;id=5".into()));
+        // Anything else with a `;` is what it was.
+        assert_eq!(norm_m("/admin;x/secret"), Err(PathError::SegmentParameter));
+        assert_eq!(norm_m("/x/..;/admin"), Err(PathError::DotSemicolon));
+        assert_eq!(norm("/users/;id=5"), Err(PathError::SegmentParameter));
+        // Captured as a matrix parameter, or refused.
+        assert!(matrix_segments_captured("/users/;id=5", &[0], &[";id=5"]));
+        assert!(!matrix_segments_captured("/users/;id=5", &[], &[";id=5"]));
+        assert!(!matrix_segments_captured("/users/;id=5/;x=1", &[0], &[";id=5"]));
+        assert!(matrix_segments_captured("/users/5", &[], &[]));
+    }
 
     fn norm(p: &str) -> Result<String, PathError> {
         normalize(p, &Options::default()).map(Cow::into_owned)

@@ -325,7 +325,10 @@ pub fn compile_after(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<P
     Ok(Plan {
         listeners,
         trusted_proxies,
-        normalize: normalize::Options::of(&cfg.path_normalization),
+        normalize: normalize::Options {
+            matrix_segments: routes.iter().any(|r| !r.matrix_params.is_empty()),
+            ..normalize::Options::of(&cfg.path_normalization)
+        },
         router,
         routes,
         without_route: Chain::without_route(security_headers),

@@ -24,6 +24,9 @@ pub struct Route {
     pub name: Arc<str>,
     /// Parameter names, in the order the router captures values.
     pub params: Vec<Arc<str>>,
+    /// Indices in `params` of those validated as OpenAPI `matrix` style
+    /// (`;id=5`): the only segments that may start with `;`.
+    pub matrix_params: Vec<usize>,
     pub action: Action,
     /// Its policies: request phases and response steps.
     pub policies: Chain,
@@ -126,14 +129,27 @@ pub(super) fn compile(
     if cx.errors.len() > before {
         return None;
     }
+    let matrix_params = matrix_params(cfg, &params);
     let route = Route {
         name: cfg.name.as_str().into(),
         params,
+        matrix_params,
         action: action?,
         policies: policies?,
         max_body_size: cfg.max_body_size.map(|s| s.0),
     };
     Some((matcher?, route))
+}
+
+/// The route's path parameters that its `validate.path` reads in `matrix` style.
+fn matrix_params(cfg: &RouteConfig, params: &[Arc<str>]) -> Vec<usize> {
+    let Some(path) = cfg.validate.as_ref().map(|v| &v.path) else { return Vec::new() };
+    params
+        .iter()
+        .enumerate()
+        .filter(|(_, name)| path.get(&***name).and_then(|p| p.get("style")).and_then(|s| s.as_str()) == Some("matrix"))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 fn compile_match(cx: &mut Ctx, at: &str, m: &MatchConfig) -> Option<Matcher> {

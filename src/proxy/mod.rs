@@ -127,6 +127,11 @@ pub fn handle<P: Deref<Target = Plan>>(
             };
             let route = &plan.routes[found.route];
             seen.route = Some(found.route);
+            if plan.normalize.matrix_segments
+                && !normalize::matrix_segments_captured(&path, &route.matrix_params, &found.values)
+            {
+                break 'serve (Some(route), Err(normalize::PathError::SegmentParameter.into()));
+            }
             let mut ctx = RequestCtx::new(client.ip, request_id, &route.name, conn.client_cert.as_deref());
             ctx.path_params = (&route.params, &found.values);
 

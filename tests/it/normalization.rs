@@ -68,3 +68,47 @@ async fn ambiguous_encodings_are_refused() {
     assert!(resp.contains("application/problem+json"), "{resp}");
     assert!(resp.contains("encoded `/`"), "{resp}");
 }
+
+/// OpenAPI's `matrix` style puts `;` in a path segment (`/users/;id=5`).
+/// Such a segment passes only where the matched route reads it as a
+/// matrix-style parameter; every other `;` is refused as before, on this
+/// route and on the others.
+#[tokio::test]
+async fn matrix_segments_pass_only_as_a_routes_matrix_parameter() {
+    let users = Upstream::start("users").await;
+    let gw = gateway(&format!(
+        r#"
+upstreams:
+  users: {{ targets: [ "{}" ] }}
+routes:
+  - name: user
+    match: {{ path: "/users/{{id}}/orders" }}
+    upstream: users
+    validate:
+      path: {{ id: {{ type: integer, style: matrix }} }}
+  - {{ name: items, match: {{ path: "/items/{{id}}" }}, upstream: users }}
+  - {{ name: admin, match: {{ path_prefix: /admin }}, static: {{ status: 403, body: "admin is closed" }} }}
+"#,
+        users.url()
+    ))
+    .await;
+    assert_eq!(outcome(&gw, "/users/;id=5/orders").await, Ok("/users/;id=5/orders".into()));
+    assert_eq!(outcome(&gw, "/x/../users/;id=7/orders").await, Ok("/users/;id=7/orders".into()));
+    assert_eq!(users.hits(), 2);
+    for path in [
+        // Read as the parameter, and not a valid one.
+        "/users/;id=five/orders",
+        "/users/;other=5/orders",
+        // Not where the route reads a matrix value.
+        "/items/;id=5",
+        "/admin/;x=1",
+        "/admin;x/secret",
+        "/users/5;x/orders",
+        "/users/..;/admin",
+    ] {
+        assert_eq!(outcome(&gw, path).await, Err(400), "{path}");
+    }
+    // Kept whole, a `;` segment can still match no route at all.
+    assert_eq!(outcome(&gw, "/users/;id=5/orders/;x=1").await, Err(404));
+    assert_eq!(users.hits(), 2, "nothing refused reached the upstream");
+}
