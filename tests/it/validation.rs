@@ -433,11 +433,14 @@ async fn an_openapi_document_routes_validates_and_authenticates() {
     assert_eq!(r.status, 200, "{}", r.text());
     let r = call(&gw, "GET", "/catalog/shelves/.1.x", &[], "").await;
     assert_eq!(errors(&r), vec![("path".into(), "ids/1".into())]);
-    // Matrix style needs `;` in the path, which the edge refuses (or strips)
-    // before any route: `/admin;x/secret` tricks are worth more than the style.
+    // Matrix style: a `;` segment passes where the operation reads it as
+    // its matrix parameter, and only there (the label route refuses it).
+    let r = call(&gw, "GET", "/catalog/bins/;bin=3", &[], "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(errors(&call(&gw, "GET", "/catalog/bins/;bin=0", &[], "").await), vec![("path".into(), "bin".into())]);
     assert_eq!(call(&gw, "GET", "/catalog/shelves/;ids=1", &[], "").await.status, 400);
     assert_eq!(call(&gw, "GET", "/catalog/anything/else", &[], "").await.status, 200);
-    assert_eq!(catalog.count(), 4);
+    assert_eq!(catalog.count(), 5);
 }
 
 #[tokio::test]
