@@ -41,7 +41,14 @@ pub(super) struct Seen {
 /// Fills a record (a new one, or one a finished request left, whose text
 /// buffer is reused) field by field: `ua`, `referer`, the path and the
 /// query as the log keeps them, and blanks for what is learnt later.
-fn fill_record<B>(r: &mut Record, plan: &Plan, req: &Request<B>, client: &Client, peer: IpAddr, request_id: &HeaderValue) {
+fn fill_record<B>(
+    r: &mut Record,
+    plan: &Plan,
+    req: &Request<B>,
+    client: &Client,
+    peer: IpAddr,
+    request_id: &HeaderValue,
+) {
     let uri = req.uri();
     let text = &mut r.text;
     text.clear();

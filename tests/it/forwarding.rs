@@ -70,3 +70,34 @@ async fn invalid_request_id_from_a_trusted_proxy_is_replaced() {
     assert_eq!(id.len(), 32);
     assert_eq!(reply.header("x-request-id"), Some(id.as_str()));
 }
+
+/// Every line the gateway sets (X-Forwarded-For/Proto/Host, X-Request-Id,
+/// traceparent: five, held inline since the edits list has room for
+/// them) reaches the upstream exactly once with the gateway's value, however
+/// many copies the client sent.
+#[tokio::test]
+async fn each_set_line_goes_upstream_once_whatever_the_client_doubled() {
+    let (gw, _up) = setup("[ 10.0.0.0/8 ]").await;
+    let mut request = String::from("GET /svc HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n");
+    for (name, value) in [
+        ("X-Forwarded-For", "203.0.113.7"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "spoofed.example"),
+        ("X-Request-Id", "from-client-1"),
+        ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+    ] {
+        request.push_str(&format!("{name}: {value}\r\n{name}: {value}-again\r\n"));
+    }
+    request.push_str("\r\n");
+    let resp = crate::support::raw(gw.addr, &request).await;
+    assert_eq!(crate::support::raw_status(&resp), 200, "{resp}");
+    let body: serde_json::Value = serde_json::from_str(resp[resp.find("\r\n\r\n").unwrap() + 4..].trim()).unwrap();
+    let seen = &body["headers"];
+    assert_eq!(seen["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen["x-forwarded-proto"], "http");
+    assert_eq!(seen["x-forwarded-host"], "api.example.com");
+    let id = seen["x-request-id"].as_str().unwrap();
+    assert_eq!(id.len(), 32, "{id}");
+    let parent = seen["traceparent"].as_str().unwrap();
+    assert!(!parent.contains(',') && !parent.contains("0af7651916cd43dd8448eb211c80319c"), "{parent}");
+}
