@@ -24,6 +24,7 @@ use crate::http::error::{GatewayError, UpstreamRefusal};
 use crate::http::forwarded::{X_FORWARDED_FOR, X_FORWARDED_PROTO};
 use crate::http::request_body::RequestBody;
 use crate::http::{problem, request_id};
+use crate::observe::Flag;
 use crate::observe::metrics::UpstreamError;
 use crate::observe::trace::TRACEPARENT;
 use crate::plan::aggregate::{AggregatePlan, CallPlan, Piece};
@@ -90,6 +91,23 @@ impl CallError {
         }
     }
 
+    /// The access log's response flag when this failure fails the request
+    /// (`None` for a failure that only passes on another call's).
+    fn flag(&self) -> Option<Flag> {
+        Some(match self {
+            CallError::Timeout(_) => Flag::UpstreamTimeout,
+            CallError::Unreachable => Flag::UpstreamConnectFailure,
+            CallError::Refused(rule) => super::observe::refusal_flag(*rule),
+            CallError::Dependency(_) => return None,
+            // An answer came but could not be used: the gateway answered itself.
+            CallError::Status(_)
+            | CallError::NotJson(_)
+            | CallError::BadJson
+            | CallError::TooLarge(_)
+            | CallError::Placeholder(_) => Flag::LocalResponse,
+        })
+    }
+
     /// An RFC 9457-style entry of the answer's `errors`.
     fn entry(&self, call: &str) -> Value {
         let status = self.status();
@@ -107,7 +125,9 @@ impl CallError {
 type CallOutcome<'p> = (Result<Value, CallError>, Option<Tried<'p>>);
 type CallFuture<'a, 'p> = Pin<Box<dyn Future<Output = CallOutcome<'p>> + Send + 'a>>;
 
-pub(super) async fn run<'p>(plan: &'p AggregatePlan, inputs: Inputs<'_, 'p>) -> Response<Body> {
+/// The answer, and the access log's response flag when a required call
+/// failed (the first failure down the chain of calls it waited for).
+pub(super) async fn run<'p>(plan: &'p AggregatePlan, inputs: Inputs<'_, 'p>) -> (Response<Body>, Flag) {
     let deadline = Instant::now() + plan.timeout;
     let headers = call_headers(&inputs);
     let n = plan.calls.len();
@@ -146,7 +166,7 @@ pub(super) async fn run<'p>(plan: &'p AggregatePlan, inputs: Inputs<'_, 'p>) -> 
             }
         }
         if let Some(i) = (0..n).find(|&i| plan.calls[i].must_succeed && matches!(results[i], Some(Err(_)))) {
-            return failed(plan, &results, i, inputs.request_id);
+            return (failed(plan, &results, i, inputs.request_id), root_flag(plan, &results, i));
         }
         if running.is_empty() {
             break;
@@ -166,7 +186,22 @@ pub(super) async fn run<'p>(plan: &'p AggregatePlan, inputs: Inputs<'_, 'p>) -> 
             tried.push(t);
         }
     }
-    merged(plan, results)
+    (merged(plan, results), Flag::None)
+}
+
+/// Why the call `culprit` failed, followed through the calls it waited for.
+fn root_flag(plan: &AggregatePlan, results: &[Option<Result<Value, CallError>>], mut culprit: usize) -> Flag {
+    for _ in 0..results.len() {
+        match &results[culprit] {
+            Some(Err(CallError::Dependency(name))) => match plan.calls.iter().position(|c| c.name == *name) {
+                Some(d) => culprit = d,
+                None => break,
+            },
+            Some(Err(e)) => return e.flag().unwrap_or(Flag::LocalResponse),
+            _ => break,
+        }
+    }
+    Flag::LocalResponse
 }
 
 /// The headers every call carries: the request id, the trace, where the

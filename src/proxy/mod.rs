@@ -222,7 +222,9 @@ pub fn handle<P: Deref<Target = Plan>>(
                             identity,
                         };
                         // Boxed, as the responders: its future holds every call's.
-                        Ok(Box::pin(aggregate::run(agg, inputs)).await)
+                        let (answer, flag) = Box::pin(aggregate::run(agg, inputs)).await;
+                        seen.flag = flag;
+                        Ok(answer)
                     }
                     Action::Respond(responder) => {
                         if let Some(id) = ctx.identity.as_deref().filter(|_| identity.is_some()) {

@@ -266,11 +266,7 @@ pub(super) fn flag_of(e: &GatewayError) -> Flag {
         GatewayError::UpstreamTimeout { .. } => Flag::UpstreamTimeout,
         GatewayError::CorsRejected(_) => Flag::Forbidden,
         GatewayError::Internal(_) => Flag::LocalResponse,
-        GatewayError::Refused { rule, .. } => match rule {
-            UpstreamRefusal::MaxRequests | UpstreamRefusal::MaxPending => Flag::UpstreamOverflow,
-            UpstreamRefusal::BreakerOpen => Flag::BreakerOpen,
-            UpstreamRefusal::NoHealthyTarget => Flag::NoHealthyUpstream,
-        },
+        GatewayError::Refused { rule, .. } => refusal_flag(*rule),
         GatewayError::BadPath(_)
         | GatewayError::BodyTooLarge { .. }
         | GatewayError::BodyTimeout
@@ -278,5 +274,14 @@ pub(super) fn flag_of(e: &GatewayError) -> Flag {
         | GatewayError::UriTooLong { .. }
         | GatewayError::MissingHost
         | GatewayError::TooManyHeaders => Flag::InvalidInput,
+    }
+}
+
+/// The response flag of an upstream's refusal.
+pub(super) fn refusal_flag(rule: UpstreamRefusal) -> Flag {
+    match rule {
+        UpstreamRefusal::MaxRequests | UpstreamRefusal::MaxPending => Flag::UpstreamOverflow,
+        UpstreamRefusal::BreakerOpen => Flag::BreakerOpen,
+        UpstreamRefusal::NoHealthyTarget => Flag::NoHealthyUpstream,
     }
 }

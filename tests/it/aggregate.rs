@@ -120,17 +120,23 @@ async fn a_failed_optional_call_gives_a_partial_answer_that_says_so() {
 async fn a_failed_required_call_fails_the_request() {
     let (u, o, r) = three().await;
     u.set(Mode::Status(500));
-    let gw = gateway(&format!("{}{DASHBOARD}", upstreams(&u, &o, &r))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let access_log = format!("access_log: {{ to: \"{}\" }}\n", log.display());
+    let gw = gateway(&format!("{access_log}{}{DASHBOARD}", upstreams(&u, &o, &r))).await;
     let reply = get(&gw.url("/dashboard/7"), &[]).await;
     assert_eq!(reply.status, 502);
     assert_eq!(reply.header("content-type"), Some("application/problem+json"));
     let doc = reply.json();
     assert_eq!(doc["errors"][0]["call"], "user");
     assert_eq!(o.hits(), 0, "orders needed the user's answer: never called");
-    // A required call that times out: 504.
+    // The log says why there is no upstream answer: the gateway made it.
+    assert_eq!(nth_flag(&gw, &log, 1).await, "LR");
+    // A required call that times out: 504, flagged as an upstream timeout
+    // (the call that waited for it fails by its dependency: the root counts).
     u.set(Mode::Hang);
     let gw = gateway(&format!(
-        r#"{}
+        r#"{access_log}{}
 routes:
   - name: one
     match: {{ path: "/one" }}
@@ -140,6 +146,23 @@ routes:
     ))
     .await;
     assert_eq!(get(&gw.url("/one"), &[]).await.status, 504);
+    assert_eq!(nth_flag(&gw, &log, 2).await, "UT");
+}
+
+/// The response flag of the access log's `n`th line, once it is written
+/// (a request is logged when its response body is done, a moment after
+/// the client read it).
+async fn nth_flag(gw: &crate::support::Gateway1, log: &std::path::Path, n: usize) -> String {
+    for _ in 0..250 {
+        gw.handle.flush_logs();
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text.lines().nth(n - 1) {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            return v["portcullis"]["response_flag"].as_str().unwrap().to_string();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("no access log line in {}", log.display());
 }
 
 #[tokio::test]
