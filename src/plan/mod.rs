@@ -277,7 +277,10 @@ pub fn compile_after(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<P
     let mut upstreams: HashMap<&str, Arc<Upstream>> = HashMap::new();
     let mut state_probes = Vec::new();
     for (name, ucfg) in &cfg.upstreams {
-        if let Some(u) = upstream::compile(&mut cx, name, ucfg, &registry) {
+        if let Some(mut u) = upstream::compile(&mut cx, name, ucfg, &registry) {
+            if let Some(before) = previous.and_then(|p| p.upstreams.iter().find(|b| *b.name == **name)) {
+                u.keep_state_of(before);
+            }
             let u = Arc::new(u);
             state_probes.extend(upstream::state_probes(&u, &registry));
             upstreams.insert(name, u);

@@ -185,7 +185,7 @@ fn resilience(
     if budget.window.0 < std::time::Duration::from_millis(10) {
         cx.err(format!("{at}.retry.budget.window"), "at least 10ms");
     }
-    upstream.budget = Budget::new(budget.ratio.0, budget.min_per_second, budget.window.0, origin);
+    upstream.budget = Arc::new(Budget::new(budget.ratio.0, budget.min_per_second, budget.window.0, origin));
     upstream.retry = Arc::new(retry);
 
     if let Some(b) = &cfg.breaker {
@@ -202,7 +202,7 @@ fn resilience(
             min_requests: b.min_requests,
             open_for: b.open_for.0,
         };
-        upstream.breaker = Some(Breaker::new(settings, origin));
+        upstream.breaker = Some(Arc::new(Breaker::new(settings, origin)));
     }
     if cfg.limits.max_requests == Some(0) {
         cx.err(format!("{at}.limits.max_requests"), "at least 1");

@@ -17,7 +17,7 @@ const CLOSED: u8 = 0;
 const OPEN: u8 = 1;
 const HALF_OPEN: u8 = 2;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BreakerSettings {
     /// 0: this condition is off.
     pub consecutive_failures: u32,
@@ -61,6 +61,10 @@ impl Breaker {
             failures_in_a_row: AtomicU32::new(0),
             counts,
         }
+    }
+
+    pub fn settings(&self) -> &BreakerSettings {
+        &self.settings
     }
 
     fn ms(&self, now: Instant) -> u64 {

@@ -118,8 +118,10 @@ pub struct Upstream {
     pub probes_config: Option<active::ProbeSettings>,
     /// The upstream's own retry rules (routes may override fields).
     pub retry: Arc<retry::RetryPolicy>,
-    pub budget: retry::Budget,
-    pub breaker: Option<breaker::Breaker>,
+    /// Shared with the plan this one replaced when its rules did not
+    /// change (a reload keeps the counts and the breaker's state).
+    pub budget: Arc<retry::Budget>,
+    pub breaker: Option<Arc<breaker::Breaker>>,
     pub limits: limits::Limits,
     pub counters: Counters,
 }
@@ -169,10 +171,24 @@ impl Upstream {
             health,
             probes_config: None,
             retry: Arc::default(),
-            budget: retry::Budget::new(0.2, 10, Duration::from_secs(10), origin),
+            budget: Arc::new(retry::Budget::new(0.2, 10, Duration::from_secs(10), origin)),
             breaker: None,
             limits: limits::Limits::default(),
             counters: Counters::default(),
+        }
+    }
+
+    /// Takes over the replaced upstream's retry budget and breaker where
+    /// their rules are the same: a reload in the middle of an outage keeps
+    /// an open breaker open and the retries already spent counted.
+    pub fn keep_state_of(&mut self, before: &Upstream) {
+        if self.budget.same_rules(&before.budget) {
+            self.budget = before.budget.clone();
+        }
+        if let (Some(now), Some(then)) = (&self.breaker, &before.breaker)
+            && now.settings() == then.settings()
+        {
+            self.breaker = Some(then.clone());
         }
     }
 

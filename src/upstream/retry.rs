@@ -111,6 +111,7 @@ impl RetryPolicy {
 pub struct Budget {
     ratio: f64,
     reserve: f64,
+    window: Duration,
     /// (requests, retries)
     counts: Window,
 }
@@ -118,7 +119,12 @@ pub struct Budget {
 impl Budget {
     pub fn new(ratio: f64, min_per_second: u32, window: Duration, origin: Instant) -> Budget {
         let reserve = f64::from(min_per_second) * window.as_secs_f64();
-        Budget { ratio, reserve, counts: Window::new(window, origin) }
+        Budget { ratio, reserve, window, counts: Window::new(window, origin) }
+    }
+
+    /// Whether `other` counts by the same rules (a reload may then keep this one's counts).
+    pub fn same_rules(&self, other: &Budget) -> bool {
+        self.ratio == other.ratio && self.reserve == other.reserve && self.window == other.window
     }
 
     /// Counts a request (its first try).

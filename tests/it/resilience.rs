@@ -440,3 +440,37 @@ routes:
     }
     assert_eq!(b.hits(), 1);
 }
+
+/// A reload in the middle of an outage keeps an open breaker open (the
+/// upstream is not hit again by every request a reload would let through);
+/// a breaker with other settings starts closed.
+#[tokio::test]
+async fn an_open_breaker_stays_open_across_a_reload_with_the_same_settings() {
+    let a = Flaky::start("a").await;
+    a.set(Mode::Status(500));
+    let config = |breaker: &str, extra: &str| {
+        format!(
+            "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nupstreams:\n  svc:\n    targets: [ \"{}\" ]\n    breaker: {breaker}\n\
+             routes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc{extra} }}\n",
+            a.url()
+        )
+    };
+    let same = "{ consecutive_failures: 2, open_for: 1h }";
+    let base = std::path::Path::new(".");
+    let gw = portcullis::Gateway::start(&crate::support::load(&config(same, ""), base)).await.unwrap();
+    let url = format!("http://{}/x", gw.addr("gw").unwrap());
+    for _ in 0..2 {
+        assert_eq!(get(&url, &[]).await.status, 500);
+    }
+    assert_eq!(get(&url, &[]).await.status, 503, "open");
+    // A route changed, the breaker did not: still open, the upstream untouched.
+    gw.reload(&crate::support::load(&config(same, ", preserve_host: false"), base)).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(problem_type(&get(&url, &[]).await), "urn:portcullis:problem:circuit-open");
+    }
+    assert_eq!(a.hits(), 2);
+    // Other breaker settings: a new breaker, closed.
+    gw.reload(&crate::support::load(&config("{ consecutive_failures: 3, open_for: 1h }", ""), base)).await.unwrap();
+    assert_eq!(get(&url, &[]).await.status, 500);
+    assert_eq!(a.hits(), 3);
+}
