@@ -53,6 +53,10 @@ pub enum GatewayError {
         upstream: Arc<str>,
         /// The upstream may have received (part of) the request.
         sent: bool,
+        /// No connection of the upstream's `max_connections` came free in
+        /// time: the gateway's own limit, not the target's doing (its
+        /// health and the breaker do not count it).
+        waited: bool,
     },
     #[error("the gateway could not build the upstream request")]
     Internal(#[source] BoxError),

@@ -304,6 +304,8 @@ async fn fetch<'p>(call: &'p CallPlan, pq: PathAndQuery, headers: &HeaderMap, wa
     *req.uri_mut() = uri;
     *req.headers_mut() = headers;
     let mut answered = None;
+    // No connection came free in time: not the target's doing.
+    let mut waited = false;
     let result = match &target.h1 {
         Some(pool) => {
             let (mut parts, mut body) = req.into_parts();
@@ -318,7 +320,10 @@ async fn fetch<'p>(call: &'p CallPlan, pq: PathAndQuery, headers: &HeaderMap, wa
                     let media = media_type(resp.headers.get_all(&header::CONTENT_TYPE));
                     read(resp.status, media, resp.body, call.max_body).await
                 }
-                Err(GatewayError::UpstreamTimeout { .. }) => Err(CallError::Timeout(timeout)),
+                Err(GatewayError::UpstreamTimeout { waited: w, .. }) => {
+                    waited = w;
+                    Err(CallError::Timeout(timeout))
+                }
                 Err(e) => Err(refused(e)),
             }
         }
@@ -336,6 +341,7 @@ async fn fetch<'p>(call: &'p CallPlan, pq: PathAndQuery, headers: &HeaderMap, wa
     // For the upstream's health, as for a proxied request: a 5xx or no
     // answer is a failure; an answer the aggregate cannot use is not.
     let verdict = match &result {
+        _ if waited => None,
         Ok(_) | Err(CallError::NotJson(_) | CallError::BadJson | CallError::TooLarge(_)) => Some(true),
         Err(CallError::Status(s)) => Some(*s < 500),
         Err(CallError::Unreachable | CallError::Timeout(_)) => Some(false),

@@ -341,7 +341,11 @@ pub(super) async fn send_h1(
                     waiting = Some(limit.wait().map_err(|rule| refuse(upstream, rule))?);
                 }
                 if tokio::time::timeout_at(deadline, limit.freed()).await.is_err() {
-                    return Err(GatewayError::UpstreamTimeout { upstream: upstream.name.clone(), sent: false });
+                    return Err(GatewayError::UpstreamTimeout {
+                        upstream: upstream.name.clone(),
+                        sent: false,
+                        waited: true,
+                    });
                 }
             }
             Err(e) => return Err(classify(upstream.name.clone(), e)),
@@ -403,6 +407,7 @@ fn try_failure(result: &Result<Response<Body>, GatewayError>, policy: &RetryPoli
 fn upstream_verdict(result: &Result<Response<Body>, GatewayError>) -> Option<bool> {
     match result {
         Ok(resp) => Some(!resp.status().is_server_error()),
+        Err(GatewayError::UpstreamTimeout { waited: true, .. }) => None,
         Err(GatewayError::UpstreamUnreachable { .. } | GatewayError::UpstreamTimeout { .. }) => Some(false),
         Err(_) => None,
     }
@@ -420,7 +425,9 @@ async fn through_hyper(
 ) -> Result<Response<Body>, GatewayError> {
     let sent = upstream.client.request(req);
     let mut resp = match tokio::time::timeout(timeout, sent).await {
-        Err(_) => return Err(GatewayError::UpstreamTimeout { upstream: upstream.name.clone(), sent: true }),
+        Err(_) => {
+            return Err(GatewayError::UpstreamTimeout { upstream: upstream.name.clone(), sent: true, waited: false });
+        }
         Ok(Err(e)) => return Err(classify(upstream.name.clone(), Box::new(e))),
         Ok(Ok(resp)) => resp,
     };
@@ -572,7 +579,7 @@ fn classify(upstream: std::sync::Arc<str>, e: BoxError) -> GatewayError {
         if let Some(io) = s.downcast_ref::<std::io::Error>()
             && io.kind() == std::io::ErrorKind::TimedOut
         {
-            return GatewayError::UpstreamTimeout { upstream, sent };
+            return GatewayError::UpstreamTimeout { upstream, sent, waited: false };
         }
         source = s.source();
     }

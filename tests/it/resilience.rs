@@ -474,3 +474,36 @@ async fn an_open_breaker_stays_open_across_a_reload_with_the_same_settings() {
     assert_eq!(get(&url, &[]).await.status, 500);
     assert_eq!(a.hits(), 3);
 }
+
+/// A request that waited for one of the upstream's `max_connections` and
+/// got none in time is answered 504, but the target did nothing wrong: its
+/// passive health does not count it (one failure would eject it here, and
+/// the next answer would say `all-unhealthy`).
+#[tokio::test]
+async fn waiting_for_a_free_connection_is_not_the_targets_failure() {
+    let a = Flaky::start("a").await;
+    a.set(Mode::Slow(Duration::from_millis(600)));
+    let gw = svc(
+        &[&a],
+        "timeouts: { request: 1s }\nlimits: { max_connections: 1, max_pending: 2 }\n\
+         health: { passive: { consecutive_failures: 1, base_ejection: 30s } }",
+    )
+    .await;
+    let url = gw.url("/x");
+    let spawn = |url: String| tokio::spawn(async move { get(&url, &[]).await.status.as_u16() });
+    // One on the connection (600 ms), one waiting for it (it gets it at 600
+    // ms, for 600 ms more), and a third waiting behind: its second is up
+    // before the connection comes free again.
+    let first = spawn(url.clone());
+    eventually("the one connection is busy", async || a.hits() == 1).await;
+    let second = spawn(url.clone());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let third = get(&url, &[]).await;
+    assert_eq!(third.status, 504, "{}", third.text());
+    assert_eq!((first.await.unwrap(), second.await.unwrap()), (200, 200));
+    assert_eq!(a.hits(), 2, "the third never reached the target");
+    a.set(Mode::Ok);
+    let next = get(&url, &[]).await;
+    assert_eq!(next.status, 200);
+    assert_eq!(next.header("portcullis-upstream-health"), None, "the target was not ejected");
+}
