@@ -117,7 +117,7 @@ pub enum Ending {
 
 /// Finished `Pending`s a thread keeps for its next requests (log text
 /// buffer included): with mimalloc, a block freed and asked for again one
-/// request later takes its slow path both ways (~200 instructions for the
+/// request later takes its slow path both ways (~170 instructions for the
 /// box, as much again for the text).
 const SPARES_KEPT: usize = 16;
 
