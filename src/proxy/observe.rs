@@ -52,7 +52,7 @@ fn fill_record<B>(
     let uri = req.uri();
     let text = &mut r.text;
     text.clear();
-    text.push_str(uri.path());
+    text.extend_from_slice(uri.path().as_bytes());
     r.path_len = text.len() as u32;
     r.query_len = uri.query().map(|q| {
         let from = text.len();
@@ -70,9 +70,8 @@ fn fill_record<B>(
         }
     }
     r.user_agent_len = user_agent.map(|v| {
-        let from = text.len();
-        push_lossy(text, v.as_bytes());
-        (text.len() - from) as u32
+        text.extend_from_slice(v.as_bytes());
+        v.len() as u32
     });
     r.referrer_len = referer.map(|v| {
         // A referrer's query may carry credentials too.
@@ -80,11 +79,11 @@ fn fill_record<B>(
         let from = text.len();
         match v.split_once('?') {
             Some((base, q)) => {
-                text.push_str(base);
-                text.push('?');
+                text.extend_from_slice(base.as_bytes());
+                text.push(b'?');
                 plan.observe.redact.query(q, text);
             }
-            None => text.push_str(&v),
+            None => text.extend_from_slice(v.as_bytes()),
         }
         (text.len() - from) as u32
     });
@@ -109,15 +108,6 @@ fn fill_record<B>(
     r.rate_limit = None;
     r.validation = None;
     r.flag = Flag::None;
-}
-
-/// `bytes` as text, invalid UTF-8 replaced (the common, valid case without
-/// `from_utf8_lossy`'s chunk walk).
-fn push_lossy(text: &mut String, bytes: &[u8]) {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => text.push_str(s),
-        Err(_) => text.push_str(&String::from_utf8_lossy(bytes)),
-    }
 }
 
 /// The log's `@timestamp`: the real wall time (not the policies' clock,
