@@ -63,6 +63,7 @@ use tokio::sync::Mutex;
 use config::{ConfigErrors, LoadedConfig};
 use plan::Plan;
 use server::state::GatewayState;
+pub use server::state::{ReloadOutcome, ReloadRequest};
 use server::{BoundListener, RunningListener, Shared};
 
 /// The demo config served by `portcullis` with no arguments.
@@ -186,6 +187,48 @@ impl Handle {
         if let Some(log) = self.shared.plan.load().observe.access_log.get() {
             log.flush(std::time::Duration::from_secs(1));
         }
+    }
+
+    /// Reloads from the config file at `path` (SIGHUP, `--watch` and the
+    /// admin API's `POST /reload` all come here). A refused config is
+    /// logged one problem per event (a log shipper keeps each whole) and
+    /// changes nothing.
+    pub async fn reload_file(&self, path: &std::path::Path) -> ReloadOutcome {
+        let result = match config::load_file(path) {
+            Ok(loaded) => self.reload(&loaded).await.map(|()| loaded.hash),
+            Err(errors) => {
+                self.reload_refused();
+                Err(errors.into())
+            }
+        };
+        match result {
+            Ok(hash) => ReloadOutcome::Reloaded { hash },
+            Err(e) => {
+                let errors = match e {
+                    StartError::Config(errors) => errors.0.iter().map(ToString::to_string).collect(),
+                    other => vec![other.to_string()],
+                };
+                for e in &errors {
+                    tracing::error!(problem = %e, "reload refused");
+                }
+                let running = self.shared.state.loaded().hash;
+                tracing::error!(
+                    problems = errors.len(),
+                    config_hash = format!("{running:016x}"),
+                    "reload refused: still serving the previous config"
+                );
+                ReloadOutcome::Refused { errors }
+            }
+        }
+    }
+
+    /// Reload requests from the admin API's `POST /reload`, for the loop
+    /// that runs the gateway to answer (with [`Handle::reload_file`]).
+    /// Without a receiver, `POST /reload` answers 503.
+    pub fn reload_requests(&self) -> tokio::sync::mpsc::Receiver<ReloadRequest> {
+        let (to, from) = tokio::sync::mpsc::channel(4);
+        self.shared.state.set_reload_requests(to);
+        from
     }
 
     /// Compiles `loaded` and swaps it in: new requests use it, in-flight ones

@@ -1,4 +1,5 @@
-//! The `portcullis` command line: run, check, schema, version.
+//! The `portcullis` command line: run, check, reload, status, schema,
+//! hash-key, version.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -6,7 +7,15 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use portcullis::config::{self, LoadedConfig};
-use portcullis::{DEMO_CONFIG, Gateway};
+use portcullis::{DEMO_CONFIG, Gateway, ReloadOutcome};
+
+/// The commands that talk to a running gateway (binary-only code).
+mod cli {
+    pub mod remote;
+}
+
+/// The version line: the crate's version and the commit it was built from.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("PORTCULLIS_COMMIT"), ")");
 
 /// mimalloc: fewer instructions per allocation than glibc's malloc, and
 /// thread-local free lists (BENCHMARKS.md, issue 13).
@@ -15,7 +24,7 @@ use portcullis::{DEMO_CONFIG, Gateway};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "portcullis", about = "A secure, high-performance API gateway", version)]
+#[command(name = "portcullis", about = "A secure, high-performance API gateway", version = VERSION)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -36,6 +45,28 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Ask the running gateway (through its admin API) to reload its config
+    /// file; prints the new config's hash, or every problem and exits 1.
+    /// The admin address and token come from the config's `admin` block
+    /// (or --admin and the PORTCULLIS_ADMIN_TOKEN environment variable).
+    Reload {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The admin API's address (default: the config's `admin.bind`).
+        #[arg(long)]
+        admin: Option<String>,
+    },
+    /// Print what the running gateway's admin API says in /status.
+    Status {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The admin API's address (default: the config's `admin.bind`).
+        #[arg(long)]
+        admin: Option<String>,
+        /// The JSON as the admin API gives it.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the JSON Schema of the config file (for editors).
     Schema,
     /// Print the SHA-256 of an API key, as `consumers[].api_keys[].sha256` wants it.
@@ -50,6 +81,8 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run { config: None, watch: false }) {
         Command::Run { config, watch } => run(config, watch),
         Command::Check { config } => check(&config),
+        Command::Reload { config, admin } => cli::remote::reload(config.as_deref(), admin.as_deref()),
+        Command::Status { config, admin, json } => cli::remote::status(config.as_deref(), admin.as_deref(), json),
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&config::json_schema()).unwrap_or_default());
             ExitCode::SUCCESS
@@ -64,7 +97,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Version => {
-            println!("portcullis {}", env!("CARGO_PKG_VERSION"));
+            println!("portcullis {VERSION}");
             ExitCode::SUCCESS
         }
     }
@@ -172,13 +205,19 @@ async fn serve_until_stopped(handle: &portcullis::Handle, signals: Signals, path
         let _ = tokio::signal::ctrl_c().await;
         return;
     };
+    let mut requests = handle.reload_requests();
     let mut seen = path.and_then(modified);
     let mut poll = tokio::time::interval(std::time::Duration::from_secs(2));
     loop {
         tokio::select! {
             _ = term.recv() => return,
             _ = tokio::signal::ctrl_c() => return,
-            _ = hup.recv() => reload(handle, path).await,
+            _ = hup.recv() => {
+                reload(handle, path).await;
+            }
+            Some(reply) = requests.recv() => {
+                let _ = reply.send(reload(handle, path).await);
+            }
             _ = usr1.recv() => {
                 tracing::info!("SIGUSR1: reopening the access log");
                 handle.reopen_logs();
@@ -198,20 +237,14 @@ fn modified(path: &Path) -> Option<std::time::SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-async fn reload(handle: &portcullis::Handle, path: Option<&Path>) {
-    let Some(path) = path else {
-        tracing::info!("the embedded demo config has nothing to reload");
-        return;
-    };
-    let result = match config::load_file(path) {
-        Ok(loaded) => handle.reload(&loaded).await,
-        Err(errors) => {
-            handle.reload_refused();
-            Err(errors.into())
+/// A reload from the config file (SIGHUP, `--watch`, `POST /reload`).
+async fn reload(handle: &portcullis::Handle, path: Option<&Path>) -> ReloadOutcome {
+    match path {
+        Some(path) => handle.reload_file(path).await,
+        None => {
+            tracing::info!("the embedded demo config has nothing to reload");
+            ReloadOutcome::Unavailable("the gateway serves the embedded demo config: there is no file to reload".into())
         }
-    };
-    if let Err(e) = result {
-        tracing::error!("reload refused, still serving the previous config: {e}");
     }
 }
 

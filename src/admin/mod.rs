@@ -1,7 +1,8 @@
 //! The admin listener: `/healthz`, `/readyz`, `/status`, `/config` and
-//! `/metrics`, on its own address (loopback unless a token guards it),
-//! never on a public listener. Served by hyper (HTTP/1.1): a handful of
-//! requests a minute from probes and scrapers, not the hot path.
+//! `/metrics`, and `POST /reload`, on its own address (loopback unless a
+//! token guards it), never on a public listener. Served by hyper
+//! (HTTP/1.1): a handful of requests a minute from probes, scrapers and
+//! `portcullis reload`, not the hot path.
 
 mod redact;
 
@@ -21,6 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::server::Shared;
+use crate::server::state::ReloadOutcome;
 
 /// A running admin listener.
 pub struct RunningAdmin {
@@ -56,9 +58,15 @@ pub async fn start(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<Run
             };
             let shared = shared.clone();
             tokio::spawn(async move {
-                let service = service_fn(move |req| {
-                    let answer = answer(&shared, &req);
-                    async move { Ok::<_, Infallible>(answer) }
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let shared = shared.clone();
+                    async move {
+                        let answer = match (req.uri().path(), req.method()) {
+                            ("/reload", &Method::POST) => reload(&shared, &req).await,
+                            _ => answer(&shared, &req),
+                        };
+                        Ok::<_, Infallible>(answer)
+                    }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -91,21 +99,85 @@ fn problem(status: StatusCode, detail: &str) -> Response<Full<Bytes>> {
     respond(status, "application/problem+json", body.to_string())
 }
 
+/// The answer to a request without the admin token (when one is set).
+fn unauthorized(shared: &Shared, req: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
+    let token = req.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
+    if shared.plan.load().admin.as_ref().is_some_and(|a| a.authorized(token)) {
+        return None;
+    }
+    let mut resp = problem(StatusCode::UNAUTHORIZED, "this admin path needs `Authorization: Bearer <admin.token>`");
+    resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"admin\""));
+    Some(resp)
+}
+
+/// `POST /reload`: reloads the config file and answers what came of it
+/// (200 with the new config's hash, 422 with every problem of a refused
+/// one, 409 when there is no file to reload).
+async fn reload(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if let Some(refused) = unauthorized(shared, req) {
+        return refused;
+    }
+    // A web page can send a cross-site POST without a preflight, but its
+    // browser always says where it comes from: refuse any `Origin`.
+    if req.headers().contains_key(header::ORIGIN) {
+        return problem(StatusCode::FORBIDDEN, "a reload cannot be asked from a web page (`Origin` is set)");
+    }
+    let Some(requests) = shared.state.reload_requests() else {
+        return problem(StatusCode::SERVICE_UNAVAILABLE, "this gateway does not take reloads through the admin API");
+    };
+    let (reply, outcome) = tokio::sync::oneshot::channel();
+    if requests.send(reply).await.is_err() {
+        return problem(StatusCode::SERVICE_UNAVAILABLE, "the gateway is shutting down");
+    }
+    let Ok(Ok(outcome)) = tokio::time::timeout(Duration::from_secs(60), outcome).await else {
+        return problem(StatusCode::SERVICE_UNAVAILABLE, "the reload did not finish within 60 s");
+    };
+    match outcome {
+        ReloadOutcome::Reloaded { hash } => {
+            let loaded = shared.state.loaded();
+            let body = serde_json::json!({
+                "result": "reloaded",
+                "config": {
+                    "hash": format!("{hash:016x}"),
+                    "loaded_at": loaded.at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+                    "reloads": shared.state.reloads(),
+                },
+            });
+            respond(StatusCode::OK, "application/json", body.to_string())
+        }
+        ReloadOutcome::Refused { errors } => {
+            let running = format!("{:016x}", shared.state.loaded().hash);
+            let body = serde_json::json!({
+                "type": "about:blank",
+                "title": "Unprocessable Content",
+                "status": 422,
+                "detail": format!("the new config was refused; still serving config {running}"),
+                "config": { "hash": running },
+                "errors": errors,
+            });
+            respond(StatusCode::UNPROCESSABLE_ENTITY, "application/problem+json", body.to_string())
+        }
+        ReloadOutcome::Unavailable(why) => problem(StatusCode::CONFLICT, &why),
+    }
+}
+
 fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path();
+    if path == "/reload" {
+        let mut resp = problem(StatusCode::METHOD_NOT_ALLOWED, "a reload is asked with POST");
+        resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return resp;
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut resp = problem(StatusCode::METHOD_NOT_ALLOWED, "the admin API is read-only");
+        let mut resp = problem(StatusCode::METHOD_NOT_ALLOWED, "this admin path is read-only");
         resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return resp;
     }
     if path == "/healthz" {
         return respond(StatusCode::OK, "text/plain; charset=utf-8", "ok\n");
     }
-    let token = req.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
-    if !shared.plan.load().admin.as_ref().is_some_and(|a| a.authorized(token)) {
-        let mut resp = problem(StatusCode::UNAUTHORIZED, "this admin path needs `Authorization: Bearer <admin.token>`");
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"admin\""));
-        return resp;
+    if let Some(refused) = unauthorized(shared, req) {
+        return refused;
     }
     match path {
         "/readyz" => {
@@ -132,7 +204,7 @@ fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             redact::redact(&mut doc);
             respond(StatusCode::OK, "application/json", doc.to_string())
         }
-        _ => problem(StatusCode::NOT_FOUND, "admin paths: /healthz, /readyz, /status, /config, /metrics"),
+        _ => problem(StatusCode::NOT_FOUND, "admin paths: /healthz, /readyz, /status, /config, /metrics, POST /reload"),
     }
 }
 
@@ -192,6 +264,7 @@ fn status(shared: &Shared) -> serde_json::Value {
         .collect();
     serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
+        "commit": env!("PORTCULLIS_COMMIT"),
         "config": {
             "hash": format!("{:016x}", loaded.hash),
             "loaded_at": loaded.at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),

@@ -10,6 +10,9 @@ use crate::config::LoadedConfig;
 use crate::observe::metrics::{Counter, Gauge, Registry};
 
 pub struct GatewayState {
+    /// Where the admin API's `POST /reload` asks for a reload (set by
+    /// whoever runs the gateway from a file: `Handle::reload_requests`).
+    reload_requests: Mutex<Option<ReloadRequests>>,
     draining: AtomicBool,
     loaded: Mutex<Loaded>,
     listeners: Mutex<Vec<(Arc<str>, SocketAddr)>>,
@@ -18,6 +21,22 @@ pub struct GatewayState {
     last_reload: Arc<Gauge>,
     _build: Arc<Gauge>,
 }
+
+/// What a reload came to, as the admin API answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// The new config is live; its hash.
+    Reloaded { hash: u64 },
+    /// The new config was refused (every problem, one line each); the
+    /// previous one keeps serving.
+    Refused { errors: Vec<String> },
+    /// Nothing to reload (the embedded demo config), or no one to do it.
+    Unavailable(String),
+}
+
+/// A reload asked for: the answer goes back on the oneshot.
+pub type ReloadRequest = tokio::sync::oneshot::Sender<ReloadOutcome>;
+pub type ReloadRequests = tokio::sync::mpsc::Sender<ReloadRequest>;
 
 #[derive(Clone)]
 pub struct Loaded {
@@ -52,6 +71,7 @@ impl GatewayState {
         let last_reload = registry.gauge("portcullis_config_last_reload_timestamp_seconds", Vec::new());
         last_reload.set(unix_now());
         GatewayState {
+            reload_requests: Mutex::new(None),
             draining: AtomicBool::new(false),
             loaded: Mutex::new(loaded(config, registry)),
             listeners: Mutex::new(Vec::new()),
@@ -99,5 +119,14 @@ impl GatewayState {
 
     pub fn draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn set_reload_requests(&self, to: ReloadRequests) {
+        *self.reload_requests.lock().unwrap_or_else(|e| e.into_inner()) = Some(to);
+    }
+
+    /// Where to ask for a reload, if anyone answers.
+    pub fn reload_requests(&self) -> Option<ReloadRequests> {
+        self.reload_requests.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }

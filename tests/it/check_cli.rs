@@ -134,6 +134,10 @@ fn schema_is_json_with_the_top_level_keys() {
 #[test]
 fn version_prints_name_and_version() {
     let stdout = stdout_of(&["version"]);
-    let want = format!("portcullis {}", env!("CARGO_PKG_VERSION"));
-    assert_eq!(stdout.trim(), want);
+    // `portcullis 0.1.0 (commit 0123456789ab)`: the commit it was built from.
+    let want = format!("portcullis {} (commit ", env!("CARGO_PKG_VERSION"));
+    let line = stdout.trim();
+    assert!(line.starts_with(&want) && line.ends_with(')'), "{line}");
+    let commit = &line[want.len()..line.len() - 1];
+    assert!(commit == "unknown" || commit.len() >= 7 && commit.bytes().all(|b| b.is_ascii_hexdigit()), "{line}");
 }

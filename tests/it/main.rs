@@ -9,6 +9,7 @@ mod aggregate;
 mod auth;
 mod balancing;
 mod check_cli;
+mod cli_admin;
 mod cli_signals;
 mod deploy;
 mod edge_h2;

@@ -1,0 +1,274 @@
+//! `portcullis reload` and `portcullis status`: ask the running gateway
+//! through its admin listener and print the answer.
+//!
+//! The admin address and token come from the config file (read loosely:
+//! only `admin.bind` and `admin.token`, so that a file with a mistake
+//! elsewhere, the very one being reloaded, still says where to ask), or
+//! from `--admin` and `PORTCULLIS_ADMIN_TOKEN`. The token is never taken
+//! as an argument: arguments show in `ps` and in shell history.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+/// Where the admin API is, and the token it wants.
+struct Admin {
+    addr: String,
+    token: Option<String>,
+}
+
+/// The admin address to connect to: `--admin`, else the config's
+/// `admin.bind` (an unspecified address asked on loopback).
+fn admin(config: Option<&Path>, flag: Option<&str>) -> Result<Admin, String> {
+    let from_file = match config {
+        Some(path) => Some(admin_block(path)?),
+        None => None,
+    };
+    let token = std::env::var("PORTCULLIS_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .or_else(|| from_file.as_ref().and_then(|(_, token)| token.clone()));
+    let addr = match (flag, &from_file) {
+        (Some(addr), _) => addr.to_string(),
+        (None, Some((Some(bind), _))) => loopback(bind)?,
+        (None, Some((None, _))) => {
+            return Err("the config has no `admin:` block: the running gateway has no admin API to ask (add `admin: { bind: 127.0.0.1:9901 }`, or give --admin ADDR)".into());
+        }
+        (None, None) => return Err("give --config FILE (its `admin.bind` says where to ask) or --admin ADDR".into()),
+    };
+    Ok(Admin { addr, token })
+}
+
+/// `admin.bind` and `admin.token` of a config file, `${VAR}`s replaced.
+fn admin_block(path: &Path) -> Result<(Option<String>, Option<String>), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let doc: Value = serde_saphyr::from_str(&text).map_err(|e| {
+        format!("{} is not YAML the admin block can be read from ({e}); give --admin ADDR", path.display())
+    })?;
+    let field = |name: &str| -> Result<Option<String>, String> {
+        match doc.get("admin").and_then(|a| a.get(name)) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => interpolate(s).map(Some),
+            Some(other) => Ok(Some(other.to_string())),
+        }
+    };
+    Ok((field("bind")?, field("token")?))
+}
+
+/// `${NAME}` replaced by the environment variable, as the gateway does.
+fn interpolate(s: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(at) = rest.find("${") {
+        out.push_str(&rest[..at]);
+        let Some(end) = rest[at..].find('}') else {
+            out.push_str(&rest[at..]);
+            return Ok(out);
+        };
+        let name = &rest[at + 2..at + end];
+        let value = std::env::var(name)
+            .map_err(|_| format!("environment variable `{name}` (in the config's admin block) is not set"))?;
+        out.push_str(&value);
+        rest = &rest[at + end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// An address a client can connect to for a bind address: `0.0.0.0` and
+/// `[::]` are asked on loopback.
+fn loopback(bind: &str) -> Result<String, String> {
+    let addr: std::net::SocketAddr =
+        bind.parse().map_err(|_| format!("admin.bind `{bind}` is not an address like 127.0.0.1:9901"))?;
+    if addr.port() == 0 {
+        return Err(format!("admin.bind `{bind}` asks for any free port: give the bound address with --admin ADDR"));
+    }
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    Ok(std::net::SocketAddr::new(ip, addr.port()).to_string())
+}
+
+/// One request to the admin API: its status and body.
+async fn call(admin: &Admin, method: Method, path: &str) -> Result<(StatusCode, Value), String> {
+    let unreachable = |e: &dyn std::fmt::Display| format!("cannot reach the admin API at {}: {e}", admin.addr);
+    let stream = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(&admin.addr))
+        .await
+        .map_err(|_| unreachable(&"no answer within 5 s"))?
+        .map_err(|e| unreachable(&e))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| unreachable(&e))?;
+    tokio::spawn(conn);
+    let mut req = Request::builder().method(method).uri(path).header(header::HOST, &admin.addr);
+    if let Some(token) = &admin.token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let req = req.body(Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
+    // A reload compiles the config (JWKS and OpenAPI files included): up to the server's own 60 s.
+    let resp = tokio::time::timeout(Duration::from_secs(65), sender.send_request(req))
+        .await
+        .map_err(|_| unreachable(&"no answer within 65 s"))?
+        .map_err(|e| unreachable(&e))?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await.map_err(|e| unreachable(&e))?.to_bytes();
+    let value = serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));
+    Ok((status, value))
+}
+
+/// Runs one async call on a small runtime of its own.
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> Result<T, String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    Ok(rt.block_on(f))
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::FAILURE
+}
+
+/// What an error answer says (a problem's `detail`, else the body).
+fn detail(status: StatusCode, body: &Value) -> String {
+    let text = body.get("detail").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| body.to_string());
+    match status {
+        StatusCode::UNAUTHORIZED => {
+            format!("{text} (set PORTCULLIS_ADMIN_TOKEN, or keep admin.token in the config file given with --config)")
+        }
+        _ => format!("the admin API answered {status}: {text}"),
+    }
+}
+
+/// `portcullis reload`: 0 when the new config is live, 1 otherwise (every
+/// problem printed, one per line).
+pub fn reload(config: Option<&Path>, admin_flag: Option<&str>) -> ExitCode {
+    let admin = match admin(config, admin_flag) {
+        Ok(a) => a,
+        Err(e) => return fail(&e),
+    };
+    let (status, body) = match block_on(call(&admin, Method::POST, "/reload")) {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) | Err(e) => return fail(&e),
+    };
+    let hash = |b: &Value| b.pointer("/config/hash").and_then(Value::as_str).unwrap_or("?").to_string();
+    match status {
+        StatusCode::OK => {
+            let reloads = body.pointer("/config/reloads").and_then(Value::as_u64).unwrap_or(0);
+            println!("reloaded: config {} is live ({reloads} reload(s) since start)", hash(&body));
+            ExitCode::SUCCESS
+        }
+        StatusCode::UNPROCESSABLE_ENTITY => {
+            let errors = body.get("errors").and_then(Value::as_array).cloned().unwrap_or_default();
+            for e in &errors {
+                eprintln!("error: {}", e.as_str().map_or_else(|| e.to_string(), str::to_string));
+            }
+            eprintln!("reload refused ({} problem(s)): still serving config {}", errors.len(), hash(&body));
+            ExitCode::FAILURE
+        }
+        _ => fail(&detail(status, &body)),
+    }
+}
+
+/// `portcullis status`: the running gateway's `/status`, as text (or the
+/// JSON as it came with `--json`).
+pub fn status(config: Option<&Path>, admin_flag: Option<&str>, json: bool) -> ExitCode {
+    let admin = match admin(config, admin_flag) {
+        Ok(a) => a,
+        Err(e) => return fail(&e),
+    };
+    let (status, body) = match block_on(call(&admin, Method::GET, "/status")) {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) | Err(e) => return fail(&e),
+    };
+    if status != StatusCode::OK {
+        return fail(&detail(status, &body));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&body).unwrap_or_default());
+    } else {
+        print!("{}", status_text(&body, &admin.addr));
+    }
+    ExitCode::SUCCESS
+}
+
+/// `/status` for a terminal.
+fn status_text(s: &Value, addr: &str) -> String {
+    use std::fmt::Write as _;
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("?").to_string();
+    let mut out = String::new();
+    let state = if s.get("draining").and_then(Value::as_bool) == Some(true) { "draining" } else { "serving" };
+    let _ =
+        writeln!(out, "portcullis {} (commit {}) at {addr}: {state}", text(s.get("version")), text(s.get("commit")));
+    let loaded_at = s.pointer("/config/loaded_at").and_then(Value::as_u64).unwrap_or(0);
+    #[allow(clippy::disallowed_methods)]
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let _ = writeln!(
+        out,
+        "config {}, loaded {} s ago, {} reload(s)",
+        text(s.pointer("/config/hash")),
+        now.saturating_sub(loaded_at),
+        s.pointer("/config/reloads").and_then(Value::as_u64).unwrap_or(0)
+    );
+    let _ = writeln!(out, "listeners:");
+    for l in s.get("listeners").and_then(Value::as_array).into_iter().flatten() {
+        let tls = if l.get("tls").and_then(Value::as_bool) == Some(true) { " tls" } else { "" };
+        let _ = writeln!(out, "  {} {}{tls}", text(l.get("name")), text(l.get("address")));
+    }
+    let routes = s.get("routes").and_then(Value::as_array).map_or(0, Vec::len);
+    let _ = writeln!(out, "routes: {routes}");
+    let _ = writeln!(out, "upstreams:");
+    for (name, u) in s.get("upstreams").and_then(Value::as_object).into_iter().flatten() {
+        let breaker = u.get("breaker").and_then(Value::as_str).map(|b| format!(", breaker {b}")).unwrap_or_default();
+        let _ =
+            writeln!(out, "  {name}: {} in flight{breaker}", u.get("in_flight").and_then(Value::as_u64).unwrap_or(0));
+        for t in u.get("targets").and_then(Value::as_array).into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "    {} {} ({} in flight)",
+                text(t.get("address")),
+                text(t.get("state")),
+                t.get("in_flight").and_then(Value::as_u64).unwrap_or(0)
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_addresses_become_addresses_to_ask() {
+        assert_eq!(loopback("0.0.0.0:9901").unwrap(), "127.0.0.1:9901");
+        assert_eq!(loopback("[::]:9901").unwrap(), "[::1]:9901");
+        assert_eq!(loopback("10.0.0.5:9901").unwrap(), "10.0.0.5:9901");
+        assert!(loopback("127.0.0.1:0").unwrap_err().contains("--admin"));
+        assert!(loopback("localhost").is_err());
+    }
+
+    #[test]
+    fn the_admin_block_is_read_from_a_file_with_mistakes_elsewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gw.yaml");
+        // PATH is always set; the unknown key and the bad route are not our business here.
+        std::fs::write(
+            &path,
+            "admin: { bind: \"0.0.0.0:9901\", token: \"t-${PATH}\" }\nroutes: [ { name: x, upstreem: y } ]\nbogus: 1\n",
+        )
+        .unwrap();
+        let admin = admin(Some(&path), None).unwrap();
+        assert_eq!(admin.addr, "127.0.0.1:9901");
+        if std::env::var("PORTCULLIS_ADMIN_TOKEN").is_err() {
+            assert_eq!(admin.token, Some(format!("t-{}", std::env::var("PATH").unwrap())));
+        }
+        assert!(interpolate("${PORTCULLIS_SURELY_UNSET_VAR}").unwrap_err().contains("PORTCULLIS_SURELY_UNSET_VAR"));
+        assert_eq!(interpolate("a${").unwrap(), "a${");
+    }
+}

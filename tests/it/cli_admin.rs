@@ -1,0 +1,139 @@
+//! `portcullis reload` and `portcullis status` against the running binary,
+//! through its admin API: the one who asked gets the outcome (the new
+//! config's hash, or every problem and exit 1), and `POST /reload` is
+//! guarded like the rest of the admin API.
+
+use std::net::SocketAddr;
+use std::process::{Command, Output};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+
+use crate::support::process::spawn_gateway_admin;
+use crate::support::{get, http1_client, send};
+
+fn config(body: &str, admin: &str) -> String {
+    format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nadmin: {admin}\nroutes:\n  - {{ name: r, match: {{ path_prefix: / }}, static: {{ body: \"{body}\" }} }}\n"
+    )
+}
+
+/// Runs the binary with `args` (and `env`) and waits for it.
+async fn cli(args: Vec<String>, env: Vec<(&'static str, String)>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        cmd.args(&args).env_remove("PORTCULLIS_ADMIN_TOKEN");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("portcullis runs")
+    })
+    .await
+    .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+async fn post(url: &str, headers: &[(&str, &str)]) -> crate::support::Reply {
+    let mut req = Request::post(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    send(&http1_client(), req.body(Full::<Bytes>::default()).unwrap()).await
+}
+
+#[tokio::test]
+async fn reload_answers_the_one_who_asked_and_status_prints_the_gateway() {
+    let (gw, addr, admin) = spawn_gateway_admin(&config("one", "{ bind: \"127.0.0.1:0\" }"), &[]);
+    let admin: SocketAddr = admin.expect("admin listening line");
+    let url = format!("http://{addr}/");
+    let admin_arg = || vec!["--admin".to_string(), admin.to_string()];
+    assert_eq!(get(&url, &[]).await.text(), "one");
+
+    let out = cli([vec!["status".to_string()], admin_arg()].concat(), vec![]).await;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains(": serving") && stdout.contains("commit ") && stdout.contains("gw 127.0.0.1:"), "{stdout}");
+    let out = cli([vec!["status".to_string(), "--json".to_string()], admin_arg()].concat(), vec![]).await;
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json prints the JSON");
+    let before = status["config"]["hash"].as_str().unwrap().to_string();
+
+    // A good file: live at once, and the hash printed is the running one.
+    std::fs::write(&gw.config, config("two", "{ bind: \"127.0.0.1:0\" }")).unwrap();
+    let out = cli([vec!["reload".to_string()], admin_arg()].concat(), vec![]).await;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert_eq!(get(&url, &[]).await.text(), "two", "the reload is done when the command returns");
+    let after =
+        get(&format!("http://{admin}/status"), &[]).await.json()["config"]["hash"].as_str().unwrap().to_string();
+    assert_ne!(before, after);
+    assert!(stdout.contains(&format!("config {after} is live")), "{stdout}");
+
+    // A file with two problems: both printed, exit 1, the old config serves.
+    std::fs::write(
+        &gw.config,
+        "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\nadmin: { bind: \"127.0.0.1:0\" }\nroutes:\n  - { name: a, match: { path_prefix: / }, upstream: nowhere }\n  - { name: b, match: { path_prefix: /b }, upstream: elsewhere }\n",
+    )
+    .unwrap();
+    let out = cli([vec!["reload".to_string()], admin_arg()].concat(), vec![]).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("nowhere") && stderr.contains("elsewhere"), "every problem is printed: {stderr}");
+    assert!(stderr.contains(&format!("still serving config {after}")), "{stderr}");
+    assert_eq!(get(&url, &[]).await.text(), "two");
+
+    // The admin API's own guards: POST only, and never from a web page.
+    let reload = format!("http://{admin}/reload");
+    assert_eq!(get(&reload, &[]).await.status, 405);
+    assert_eq!(post(&reload, &[("origin", "https://evil.example")]).await.status, 403);
+    let refused = post(&reload, &[]).await;
+    assert_eq!(refused.status, 422);
+    assert_eq!(refused.json()["errors"].as_array().map(Vec::len), Some(2), "{}", refused.text());
+}
+
+#[tokio::test]
+async fn reload_takes_the_token_from_the_config_or_the_environment() {
+    let admin_yaml = "{ bind: \"127.0.0.1:0\", token: s3cret-admin-token-0123 }";
+    let (gw, _addr, admin) = spawn_gateway_admin(&config("one", admin_yaml), &[]);
+    let admin = admin.expect("admin listening line").to_string();
+    std::fs::write(&gw.config, config("two", admin_yaml)).unwrap();
+    let config_arg = gw.config.display().to_string();
+
+    // No token: refused, and told where a token comes from.
+    let out = cli(vec!["reload".into(), "--admin".into(), admin.clone()], vec![]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("PORTCULLIS_ADMIN_TOKEN"), "{}", text(&out.stderr));
+
+    // From the config file's `admin.token`…
+    let out = cli(vec!["reload".into(), "--config".into(), config_arg, "--admin".into(), admin.clone()], vec![]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // …or from the environment; a wrong one is refused.
+    let out = cli(
+        vec!["status".into(), "--admin".into(), admin.clone()],
+        vec![("PORTCULLIS_ADMIN_TOKEN", "s3cret-admin-token-0123".into())],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out =
+        cli(vec!["status".into(), "--admin".into(), admin], vec![("PORTCULLIS_ADMIN_TOKEN", "wrong".into())]).await;
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[tokio::test]
+async fn reload_without_an_admin_api_says_what_to_add() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.yaml");
+    std::fs::write(&path, "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\n").unwrap();
+    let out = cli(vec!["reload".into(), "--config".into(), path.display().to_string()], vec![]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("admin:"), "{}", text(&out.stderr));
+    // Nothing listens: the address is named.
+    let closed = crate::support::closed_port().await.to_string();
+    let out = cli(vec!["status".into(), "--admin".into(), closed.clone()], vec![]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains(&closed), "{}", text(&out.stderr));
+}
