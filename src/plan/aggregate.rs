@@ -55,13 +55,16 @@ pub enum Piece {
     },
 }
 
-/// `at`: the route's place in the config; `params`: its path parameters.
+/// `at`: the route's place in the config; `params`: its path parameters;
+/// `known`: every upstream the config defines (one that failed to compile
+/// has its own error, and is not called unknown here).
 pub(super) fn compile(
     cx: &mut Ctx,
     at: &str,
     cfg: &AggregateConfig,
     params: &[Arc<str>],
     upstreams: &HashMap<&str, Arc<Upstream>>,
+    known: &[&str],
 ) -> Option<AggregatePlan> {
     let at = format!("{at}.aggregate");
     let before = cx.errors.len();
@@ -84,8 +87,11 @@ pub(super) fn compile(
         let c = &cfg.calls[*name];
         let cat = format!("{at}.calls.{name}");
         let upstream = upstreams.get(c.upstream.as_str()).cloned();
-        if upstream.is_none() {
-            cx.err(format!("{cat}.upstream"), format!("unknown upstream `{}`", c.upstream));
+        if upstream.is_none() && !known.contains(&c.upstream.as_str()) {
+            cx.err(
+                format!("{cat}.upstream"),
+                format!("unknown upstream `{}` ({})", c.upstream, super::route::defined(known)),
+            );
         }
         let method = match c.method.as_deref().map(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes())) {
             None => Method::GET,

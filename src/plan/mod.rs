@@ -28,7 +28,7 @@ use crate::observe::Observer;
 use crate::observe::access_log::{AccessLog, Redact};
 use crate::observe::metrics::{Counter, Registry};
 use crate::policy::Chain;
-use crate::policy::auth::{Consumers, IdentityHeaders, Provider, Providers};
+use crate::policy::auth::{Consumers, IdentityHeaders, Provider, ProviderNames, Providers};
 use crate::policy::compile::{CompileCtx, Previous, Shared};
 use crate::policy::ratelimit::{RateLimitHeaders, Stores};
 use crate::policy::security_headers::{self, FieldEdits};
@@ -270,6 +270,7 @@ pub fn compile_after(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<P
     }
     // What every route's policies may use, by type (`CompileCtx::shared`).
     shared.insert(Arc::new(providers.clone()));
+    shared.insert(Arc::new(ProviderNames(cfg.auth.keys().cloned().collect())));
     shared.insert(Arc::new(identity_headers.clone()));
     shared.insert(Arc::new(stores.clone()));
     shared.insert(Arc::new(security_headers.clone()));

@@ -89,7 +89,7 @@ pub(super) fn compile(
     ];
     let action = match actions.iter().filter(|a| **a).count() {
         1 => match &cfg.aggregate {
-            Some(agg) => super::aggregate::compile(cx, &at, agg, &params, upstreams).map(Action::Aggregate),
+            Some(agg) => super::aggregate::compile(cx, &at, agg, &params, upstreams, known).map(Action::Aggregate),
             None => compile_action(cx, &at, cfg, matcher.as_ref(), upstreams, known),
         },
         _ => {
@@ -243,6 +243,17 @@ fn compile_match(cx: &mut Ctx, at: &str, m: &MatchConfig) -> Option<Matcher> {
     Some(Matcher { host, params: path.param_names(), path, methods, headers, version })
 }
 
+/// The upstreams a config defines, for an "unknown upstream" message.
+pub(super) fn defined(known: &[&str]) -> String {
+    if known.is_empty() {
+        "no upstreams are defined".to_string()
+    } else {
+        let mut names = known.to_vec();
+        names.sort_unstable();
+        format!("defined: {}", names.join(", "))
+    }
+}
+
 fn compile_action(
     cx: &mut Ctx,
     at: &str,
@@ -255,12 +266,7 @@ fn compile_action(
     if let Some(name) = &cfg.upstream {
         let upstream = upstreams.get(name.as_str()).cloned();
         if upstream.is_none() && !known.contains(&name.as_str()) {
-            let list = if known.is_empty() {
-                "no upstreams are defined".to_string()
-            } else {
-                format!("defined: {}", known.join(", "))
-            };
-            cx.err(format!("{at}.upstream"), format!("unknown upstream `{name}` ({list})"));
+            cx.err(format!("{at}.upstream"), format!("unknown upstream `{name}` ({})", defined(known)));
         }
         let (rewrite, host) = compile_rewrite(cx, at, cfg, matcher, &params);
         let upstream = upstream?;

@@ -68,6 +68,15 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
         ":13:", "routes[0].request_headers.set.X-Forwarded-By:", "not a valid header name",
     ]),
     ("version-two-sources.yaml", 1, &[":8:", "routes[0].match.version", "exactly one of `path_prefix`, `header` or `accept_param`"]),
+    // No cascade: what failed to compile is not also called unknown.
+    ("failed-provider-not-unknown.yaml", 2, &[
+        ":7:", "auth.hs", "at least 32 bytes",
+        ":16:", "routes[1].authenticate[1]", "unknown auth provider `nope` (defined: hs)",
+    ]),
+    ("failed-upstream-in-aggregate.yaml", 2, &[
+        ":6:", "upstreams.users.targets[0]", "`ftp://127.0.0.1:9001`",
+        "routes[1].aggregate.calls.extra.upstream", "unknown upstream `nowhere` (defined: users)",
+    ]),
     ("many-errors.yaml", 7, &[
         ":3:", "listeners[0].bind", "`127.0.0.1:99999`",
         ":4:", "trusted_proxies[0]", "`10.0.0.0/33` is not an IP address or CIDR",

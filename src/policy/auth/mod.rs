@@ -260,12 +260,18 @@ pub fn compile(names: &[String], cx: &mut CompileCtx<'_>) -> Result<RouteAuth, F
     let mut errors = FieldErrors::new();
     let empty = Providers::new();
     let defined = cx.shared::<Providers>().unwrap_or(&empty);
+    let configured = cx.shared::<ProviderNames>().map_or(&[][..], |n| &n.0[..]);
     let mut providers = Vec::new();
     for (i, name) in names.iter().enumerate() {
         match defined.get(name) {
             Some(p) => providers.push(p.clone()),
+            // Defined but failed to compile: its own error says why.
+            None if configured.contains(name) => {}
+            None if configured.is_empty() => {
+                errors.add(format!("[{i}]"), format!("unknown auth provider `{name}` (no auth providers are defined)"))
+            }
             None => {
-                let mut known: Vec<&str> = defined.keys().map(String::as_str).collect();
+                let mut known: Vec<&str> = configured.iter().map(String::as_str).collect();
                 known.sort_unstable();
                 errors.add(format!("[{i}]"), format!("unknown auth provider `{name}` (defined: {})", known.join(", ")));
             }
@@ -405,6 +411,11 @@ fn render(id: &Identity) -> [Option<HeaderValue>; 5] {
 
 /// Every provider of a plan, by name.
 pub type Providers = HashMap<String, Arc<Provider>>;
+
+/// Every provider name the config defines, compiled or not (a route that
+/// names one that failed to compile is not told it is unknown).
+#[derive(Debug, Default)]
+pub struct ProviderNames(pub Vec<String>);
 
 #[cfg(test)]
 mod tests;
