@@ -46,6 +46,12 @@ pub fn check(loaded: &LoadedConfig) -> Result<(), ConfigErrors> {
     plan::compile(loaded).map(|_| ())
 }
 
+/// What `check` warns about in a config that loads: unsafe or likely
+/// mistaken settings, less the ones `warnings.allow` silences, in file order.
+pub fn warnings(loaded: &LoadedConfig) -> Vec<config::ConfigError> {
+    plan::warnings::warnings(loaded)
+}
+
 /// What the micro-benchmarks in `benches/` measure (not a stable API).
 #[doc(hidden)]
 pub mod bench {
@@ -111,7 +117,15 @@ impl Gateway {
         let listeners: Vec<RunningListener> = bound.into_iter().map(|b| b.serve(shared.clone())).collect();
         shared.state.set_listeners(listeners.iter().map(|l| (l.name.clone(), l.addr)).collect());
         tracing::info!(config_hash = format!("{:016x}", loaded.hash), "config loaded");
+        log_warnings(loaded);
         Ok(Handle { shared, listeners: Mutex::new(listeners), admin: std::sync::Mutex::new(admin) })
+    }
+}
+
+/// `check`'s warnings, one log event each, when a config goes live.
+fn log_warnings(loaded: &LoadedConfig) {
+    for w in warnings(loaded) {
+        tracing::warn!(warning = %w, "config warning");
     }
 }
 
@@ -268,6 +282,7 @@ impl Handle {
             tokio::spawn(l.drain(deadline));
         }
         self.shared.state.reloaded(loaded, &plan.observe.registry);
+        log_warnings(loaded);
         tracing::info!(
             reloads = self.shared.state.reloads(),
             config_hash = format!("{:016x}", loaded.hash),

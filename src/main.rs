@@ -40,10 +40,14 @@ enum Command {
         #[arg(long)]
         watch: bool,
     },
-    /// Validate a config, print every problem, exit non-zero if any.
+    /// Validate a config, print every problem, exit non-zero if any; then
+    /// print its warnings (unsafe or likely mistaken settings).
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// Warnings are errors too (exit 1 if there is any).
+        #[arg(long)]
+        strict: bool,
     },
     /// Ask the running gateway (through its admin API) to reload its config
     /// file; prints the new config's hash, or every problem and exits 1.
@@ -80,7 +84,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run { config: None, watch: false }) {
         Command::Run { config, watch } => run(config, watch),
-        Command::Check { config } => check(&config),
+        Command::Check { config, strict } => check(&config, strict),
         Command::Reload { config, admin } => cli::remote::reload(config.as_deref(), admin.as_deref()),
         Command::Status { config, admin, json } => cli::remote::status(config.as_deref(), admin.as_deref(), json),
         Command::Schema => {
@@ -110,12 +114,24 @@ fn load(path: Option<&Path>) -> Result<LoadedConfig, config::ConfigErrors> {
     }
 }
 
-fn check(path: &Path) -> ExitCode {
-    let result = load(Some(path)).and_then(|loaded| portcullis::check(&loaded));
+fn check(path: &Path, strict: bool) -> ExitCode {
+    let result = load(Some(path)).and_then(|loaded| portcullis::check(&loaded).map(|()| loaded));
     match result {
-        Ok(()) => {
-            println!("{}: ok", path.display());
-            ExitCode::SUCCESS
+        Ok(loaded) => {
+            let warnings = portcullis::warnings(&loaded);
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
+            if warnings.is_empty() {
+                println!("{}: ok", path.display());
+                ExitCode::SUCCESS
+            } else if strict {
+                eprintln!("{}: {} warning(s), errors with --strict", path.display(), warnings.len());
+                ExitCode::FAILURE
+            } else {
+                println!("{}: ok, {} warning(s)", path.display(), warnings.len());
+                ExitCode::SUCCESS
+            }
         }
         Err(errors) => {
             for e in &errors.0 {

@@ -33,14 +33,21 @@ impl Locations {
         for item in Parser::new_from_str(text) {
             let Ok((event, span)) = item else { break };
             let pos = (span.start.line(), span.start.col() + 1);
-            // The path of the node this event starts (None for a mapping key).
+            // The path of the node this event starts (None for a mapping
+            // key). Other events (comments, ends) leave a pending key for
+            // the node that follows: a comment between `auth:` and its
+            // value once took the key, and the whole block lost its paths.
+            if !starts_node(&event) {
+                if matches!(event, Event::MappingEnd | Event::SequenceEnd) {
+                    stack.pop();
+                }
+                continue;
+            }
             let node_path = match stack.last_mut() {
                 None => Some(String::new()),
                 Some(Frame::Seq { path, next }) => {
                     let p = format!("{path}[{next}]");
-                    if starts_node(&event) {
-                        *next += 1;
-                    }
+                    *next += 1;
                     Some(p)
                 }
                 Some(Frame::Map { path, key }) => match key.take() {
@@ -68,9 +75,6 @@ impl Locations {
                     let p = node_path.unwrap_or_default();
                     by_path.entry(p.clone()).or_insert(pos);
                     stack.push(Frame::Seq { path: p, next: 0 });
-                }
-                Event::MappingEnd | Event::SequenceEnd => {
-                    stack.pop();
                 }
                 _ => {}
             }
@@ -115,6 +119,14 @@ mod tests {
         assert_eq!(loc.find("listeners[0].bind"), Some((3, 11)));
         assert_eq!(loc.find("routes[1].upstream"), Some((7, 15)));
         assert_eq!(loc.find("routes[1].match.path"), Some((6, 5)));
+    }
+
+    #[test]
+    fn comments_between_a_key_and_its_value_keep_the_paths() {
+        let text = "auth:\n  # the providers\n  keys:\n    # one\n    api_key: { header: X-Key }\nroutes:\n  # first\n  - name: r\n    # its upstream\n    upstream: u\n";
+        let loc = Locations::index(text);
+        assert_eq!(loc.find("auth.keys.api_key.header"), Some((5, 24)));
+        assert_eq!(loc.find("routes[0].upstream"), Some((10, 15)));
     }
 
     #[test]

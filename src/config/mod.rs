@@ -151,10 +151,25 @@ pub fn parse_str(text: &str, source_name: &str, base_dir: &Path) -> Result<Loade
                 path = exact.to_string();
             }
             let position = position.or_else(|| locations.find(&path));
-            let message = plain_message(&e);
+            let mut message = plain_message(&e);
+            // `${VAR}` in a flow mapping: its braces end the mapping, and
+            // the parser's words do not say so.
+            let line = position.and_then(|(l, _)| text.lines().nth(l.saturating_sub(1))).unwrap_or("");
+            if message.contains("while parsing a flow") && line.contains("${") {
+                message.push_str(
+                    ": a `${VAR}` cannot stand unquoted inside `{ … }` or `[ … ]` (its braces end the \
+                     mapping, and a quoted one stays literal); write this mapping in block style, one key \
+                     per line, where `key: ${VAR}` reads the environment",
+                );
+            }
+
             // serde knows a map entry's path only once its key parsed; name the key.
             if let Some(key) = message.strip_prefix("duplicate key `").and_then(|k| k.strip_suffix('`')) {
                 path = path.replace('?', key);
+            }
+            // A parse error inside a mapping, before any key: name the mapping.
+            if let Some(parent) = path.strip_suffix(".?") {
+                path = parent.to_string();
             }
             Err(ConfigErrors(vec![ConfigError { file: source_name.to_string(), path, position, message }]))
         }
@@ -223,6 +238,14 @@ mod tests {
         let e = &err.0[0];
         assert_eq!(e.path, "listeners[0].name");
         assert_eq!(e.message, "environment variable `PORTCULLIS_SURELY_UNSET_VAR` is not set");
+    }
+
+    #[test]
+    fn a_variable_in_a_flow_mapping_gets_a_hint() {
+        let err = parse("listeners:\n  - { name: gw, bind: ${PATH} }\n").unwrap_err();
+        let e = &err.0[0];
+        assert_eq!(e.path, "listeners[0]");
+        assert!(e.message.contains("block style"), "{}", e.message);
     }
 
     #[test]

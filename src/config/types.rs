@@ -80,6 +80,19 @@ pub struct Config {
     /// `trace`); `RUST_LOG` overrides it. Default `info`.
     #[serde(default)]
     pub log_level: super::LogLevel,
+    /// `portcullis check`'s warnings this deployment means (`allow:
+    /// [unused-upstream]`); docs/config.md#warnings lists them.
+    #[serde(default)]
+    pub warnings: WarningsConfig,
+}
+
+/// Warnings silenced on purpose.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WarningsConfig {
+    /// Names of warnings not to report (`check` prints each warning's name after it).
+    #[serde(default)]
+    pub allow: Vec<String>,
 }
 
 fn thirty_seconds() -> Duration {
@@ -106,6 +119,7 @@ impl Default for Config {
             access_log: None,
             tracing: super::TracingConfig::default(),
             log_level: super::LogLevel::default(),
+            warnings: WarningsConfig::default(),
             formats: BTreeMap::new(),
         }
     }

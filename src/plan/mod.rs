@@ -9,6 +9,7 @@ mod api_docs;
 mod openapi;
 mod route;
 mod upstream;
+pub mod warnings;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -321,6 +322,7 @@ pub fn compile_after(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<P
         }
     });
 
+    cx.errors.extend(warnings::unknown_allowed(loaded));
     if !cx.errors.is_empty() {
         // In file order: the way a user reads and fixes them.
         cx.errors.sort_by_key(|e| e.position.unwrap_or((usize::MAX, 0)));

@@ -38,7 +38,9 @@ fn every_example_passes_check() {
     for file in files {
         let (code, stdout, stderr) = check(&file);
         assert_eq!(code, Some(0), "{}:\n{stderr}", file.display());
-        assert!(stdout.contains(": ok"), "{}: stdout {stdout:?}", file.display());
+        // Without warnings too: an example shows what a config should be
+        // (a choice it makes on purpose is in its `warnings.allow`).
+        assert!(stdout.trim_end().ends_with(": ok"), "{}: stdout {stdout:?}\n{stderr}", file.display());
     }
 }
 
@@ -149,4 +151,102 @@ fn version_prints_name_and_version() {
     assert!(line.starts_with(&want) && line.ends_with(')'), "{line}");
     let commit = &line[want.len()..line.len() - 1];
     assert!(commit == "unknown" || commit.len() >= 7 && commit.bytes().all(|b| b.is_ascii_hexdigit()), "{line}");
+}
+
+/// A config that loads but that `check` warns about, one of each warning.
+fn warned_config(dir: &Path) -> String {
+    // An expired listener certificate.
+    let mut params = rcgen::CertificateParams::new(vec!["gw.example".to_string()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    let weak = format!("$2y$05${}", "a".repeat(53));
+    format!(
+        r#"listeners:
+  - {{ name: public, bind: "0.0.0.0:0" }}
+  - name: secure
+    bind: "127.0.0.1:0"
+    tls: {{ certificates: [ {{ cert: cert.pem, key: key.pem }} ] }}
+trusted_proxies: [ 0.0.0.0/0 ]
+path_normalization:
+  merge_slashes: false
+admin: {{ bind: "0.0.0.0:0", token: a-token-of-sixteen-chars }}
+upstreams:
+  used: {{ targets: [ "http://127.0.0.1:9" ] }}
+  spare: {{ targets: [ "http://127.0.0.1:10" ] }}
+auth:
+  hs:
+    jwt: {{ algorithms: [HS256], secret: a-secret-of-at-least-thirty-two-bytes! }}
+  staff:
+    basic: {{ users: {{ ann: "{weak}" }} }}
+  idle:
+    api_key: {{ header: X-Key }}
+routes:
+  - name: api
+    match: {{ path_prefix: /api }}
+    upstream: used
+    authenticate: [ hs ]
+    cors: {{ allow_origins: [ "*" ] }}
+    request_headers: {{ set: {{ X-Token: "${{NOT_READ}}" }} }}
+  - name: ops
+    match: {{ path_prefix: /ops }}
+    upstream: used
+    authenticate: [ staff ]
+"#
+    )
+}
+
+#[test]
+fn warnings_are_named_located_and_silenced_on_purpose() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.yaml");
+    let yaml = warned_config(dir.path());
+    std::fs::write(&path, &yaml).unwrap();
+    let (code, stdout, stderr) = check(&path);
+    assert_eq!(code, Some(0), "warnings do not stop a config: {stderr}");
+    #[rustfmt::skip]
+    let expected = [
+        ("credentials-over-http", ":2:", "listeners[0].bind"),
+        ("certificate-expiring", ":5:", "listeners[1].tls.certificates[0].cert"),
+        ("trusted-proxies-everyone", ":6:", "trusted_proxies[0]"),
+        ("weakened-normalization", ":8:", "path_normalization.merge_slashes"),
+        ("public-admin", ":9:", "admin.bind"),
+        ("unused-upstream", ":12:", "upstreams.spare"),
+        ("literal-secret", ":15:", "auth.hs.jwt.secret"),
+        ("weak-password-hash", ":17:", "auth.staff.basic.users.ann"),
+        ("unused-auth-provider", ":19:", "auth.idle"),
+        ("cors-any-origin-with-auth", ":25:", "routes[0].cors.allow_origins[0]"),
+        ("quoted-variable", ":26:", "routes[0].request_headers.set.X-Token"),
+        ("unlimited-expensive-auth", ":30:", "routes[1].authenticate"),
+    ];
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("warning: ")).collect();
+    assert_eq!(lines.len(), expected.len(), "{stderr}");
+    for (name, line, at) in expected {
+        let want = format!("gw.yaml{line}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.ends_with(&format!("[{name}]")) && l.contains(&want) && l.contains(&format!(" {at}: "))),
+            "no `{name}` warning at {want} {at}:\n{stderr}"
+        );
+    }
+    assert!(!stderr.contains("a-secret-of-at-least"), "a warning never shows a secret:\n{stderr}");
+    assert!(stdout.contains(&format!("ok, {} warning(s)", expected.len())), "{stdout}");
+
+    // --strict: the same warnings are errors.
+    let out = portcullis(&["check", "--strict", "--config", &path.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+
+    // Allowed on purpose: silent; an unknown name is an error.
+    let names: Vec<&str> = expected.iter().map(|(n, ..)| *n).collect();
+    std::fs::write(&path, format!("{yaml}warnings: {{ allow: [ {} ] }}\n", names.join(", "))).unwrap();
+    let (code, stdout, stderr) = check(&path);
+    assert_eq!((code, stdout.trim_end().ends_with(": ok")), (Some(0), true), "{stdout}{stderr}");
+    std::fs::write(&path, format!("{yaml}warnings: {{ allow: [ unused-upstreams ] }}\n")).unwrap();
+    let (code, _, stderr) = check(&path);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("warnings.allow[0]: unknown warning `unused-upstreams`"), "{stderr}");
 }

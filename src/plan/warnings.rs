@@ -1,0 +1,380 @@
+//! `portcullis check`'s warnings: configs that work but are unsafe or
+//! most likely a mistake. Each warning has a name, shown after its
+//! message; `warnings.allow` in the config silences the ones a deployment
+//! means (docs/config.md#warnings says why each exists). A warning never
+//! stops a config from loading; `check --strict` makes them errors.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+
+use serde_json::Value;
+
+use crate::config::{ConfigError, LoadedConfig, PathParameters};
+use crate::policy::auth::config::ProviderConfig;
+
+/// Every warning's name and what it is about (for `warnings.allow` and the docs).
+pub const ALL: &[(&str, &str)] = &[
+    ("quoted-variable", "a `${VAR}` inside quotes stays as written"),
+    ("unused-upstream", "an upstream no route, aggregate call or API uses"),
+    ("unused-auth-provider", "an auth provider no route or API uses"),
+    ("credentials-over-http", "credentials accepted on a plain-HTTP, non-loopback listener"),
+    ("public-admin", "the admin API bound to a non-loopback address"),
+    ("trusted-proxies-everyone", "`trusted_proxies` believes every address"),
+    ("weak-password-hash", "a bcrypt hash with a cost under 10"),
+    ("literal-secret", "an HMAC or client secret written in the file"),
+    ("cors-any-origin-with-auth", "CORS allowing any origin on a route that authenticates"),
+    ("unlimited-expensive-auth", "Basic or introspection auth on a route without a rate limit"),
+    ("weakened-normalization", "path normalization weaker than the defaults"),
+    ("certificate-expiring", "a listener certificate that expires within 30 days"),
+];
+
+/// Warnings of `loaded` that `warnings.allow` does not silence, in file order.
+pub fn warnings(loaded: &LoadedConfig) -> Vec<ConfigError> {
+    let mut found = Found::default();
+    quoted_variables(loaded, &mut found);
+    unused(loaded, &mut found);
+    exposure(loaded, &mut found);
+    secrets(loaded, &mut found);
+    routes(loaded, &mut found);
+    normalization(loaded, &mut found);
+    certificates(loaded, &mut found);
+    let allow: BTreeSet<&str> = loaded.config.warnings.allow.iter().map(String::as_str).collect();
+    let mut out: Vec<ConfigError> = found
+        .0
+        .into_iter()
+        .filter(|(name, ..)| !allow.contains(name))
+        .map(|(name, path, message)| loaded.error(path, format!("{message} [{name}]")))
+        .collect();
+    out.sort_by_key(|e| e.position.unwrap_or((usize::MAX, 0)));
+    out
+}
+
+/// Names in `warnings.allow` that are not warnings (a config error).
+pub fn unknown_allowed(loaded: &LoadedConfig) -> Vec<ConfigError> {
+    let names: Vec<&str> = ALL.iter().map(|(n, _)| *n).collect();
+    loaded
+        .config
+        .warnings
+        .allow
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| !names.contains(&n.as_str()))
+        .map(|(i, n)| {
+            loaded.error(format!("warnings.allow[{i}]"), format!("unknown warning `{n}` (known: {})", names.join(", ")))
+        })
+        .collect()
+}
+
+#[derive(Default)]
+struct Found(Vec<(&'static str, String, String)>);
+
+impl Found {
+    fn add(&mut self, name: &'static str, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push((name, path.into(), message.into()));
+    }
+}
+
+/// `${NAME}` left in a string: interpolation only applies to plain
+/// (unquoted) scalars, so a quoted one reached the config as written.
+fn quoted_variables(loaded: &LoadedConfig, found: &mut Found) {
+    fn walk(v: &Value, path: &mut String, found: &mut Found) {
+        match v {
+            Value::String(s) if has_variable(s) => found.add(
+                "quoted-variable",
+                path.clone(),
+                "`${…}` in a quoted string stays as written: only unquoted values read the environment \
+                 (write `key: ${VAR}`; inside a flow mapping `{ … }`, write the mapping in block style)",
+            ),
+            Value::Object(map) => {
+                for (k, v) in map {
+                    let len = path.len();
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(k);
+                    walk(v, path, found);
+                    path.truncate(len);
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    let len = path.len();
+                    path.push_str(&format!("[{i}]"));
+                    walk(v, path, found);
+                    path.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+    walk(&loaded.document(), &mut String::new(), found);
+}
+
+/// `${` then a variable name then `}`.
+fn has_variable(s: &str) -> bool {
+    s.match_indices("${").any(|(at, _)| {
+        let rest = &s[at + 2..];
+        let name_len = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+        name_len > 0 && rest[name_len..].starts_with('}') && !rest.as_bytes()[0].is_ascii_digit()
+    })
+}
+
+fn unused(loaded: &LoadedConfig, found: &mut Found) {
+    let cfg = &loaded.config;
+    let mut upstreams: BTreeSet<&str> = cfg.routes.iter().filter_map(|r| r.upstream.as_deref()).collect();
+    for r in &cfg.routes {
+        if let Some(a) = &r.aggregate {
+            upstreams.extend(a.calls.values().map(|c| c.upstream.as_str()));
+        }
+    }
+    upstreams.extend(cfg.apis.iter().map(|a| a.upstream.as_str()));
+    for name in cfg.upstreams.keys().filter(|n| !upstreams.contains(n.as_str())) {
+        found.add(
+            "unused-upstream",
+            format!("upstreams.{name}"),
+            format!("upstream `{name}` is not used by any route, aggregate call or API (its health checks still run)"),
+        );
+    }
+    let mut providers: BTreeSet<&str> =
+        cfg.routes.iter().flat_map(|r| r.authenticate.iter().map(String::as_str)).collect();
+    providers.extend(cfg.apis.iter().flat_map(|a| a.security.values().map(String::as_str)));
+    for name in cfg.auth.keys().filter(|n| !providers.contains(n.as_str())) {
+        found.add(
+            "unused-auth-provider",
+            format!("auth.{name}"),
+            format!("auth provider `{name}` is not used by any route (`authenticate`) or API (`security`)"),
+        );
+    }
+}
+
+/// Whether an address is only reachable from this host.
+fn loopback(bind: &str) -> bool {
+    bind.parse::<SocketAddr>().is_ok_and(|a| a.ip().is_loopback())
+}
+
+/// Providers whose credentials travel in the request (all but mTLS).
+fn sends_credentials(p: &ProviderConfig) -> bool {
+    !matches!(p, ProviderConfig::Mtls(_))
+}
+
+fn exposure(loaded: &LoadedConfig, found: &mut Found) {
+    let cfg = &loaded.config;
+    let used = cfg
+        .routes
+        .iter()
+        .flat_map(|r| r.authenticate.iter())
+        .chain(cfg.apis.iter().flat_map(|a| a.security.values()))
+        .any(|name| cfg.auth.get(name).is_some_and(sends_credentials));
+    if used {
+        for (i, l) in cfg.listeners.iter().enumerate() {
+            if l.tls.is_none() && l.redirect_https.is_none() && !loopback(&l.bind) {
+                found.add(
+                    "credentials-over-http",
+                    format!("listeners[{i}].bind"),
+                    format!(
+                        "listener `{}` takes plain HTTP on a non-loopback address, and routes accept credentials \
+                         (Basic passwords, API keys, bearer tokens) that cross it in clear: add `tls`, or \
+                         `redirect_https`, or allow this warning if TLS ends in front of the gateway",
+                        l.name
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(admin) = &cfg.admin
+        && !loopback(&admin.bind)
+    {
+        found.add(
+            "public-admin",
+            "admin.bind",
+            "the admin API (config, status, metrics, reload) listens beyond this host: keep it on 127.0.0.1 \
+             and scrape through a private network, or allow this warning",
+        );
+    }
+    for (i, cidr) in cfg.trusted_proxies.iter().enumerate() {
+        let everyone = cidr.split_once('/').is_some_and(|(ip, len)| ip.parse::<IpAddr>().is_ok() && len.trim() == "0");
+        if everyone {
+            found.add(
+                "trusted-proxies-everyone",
+                format!("trusted_proxies[{i}]"),
+                format!(
+                    "`{cidr}` trusts every client's `X-Forwarded-For` and `X-Request-Id`: any client can pick the \
+                     IP that rate limits and IP lists see; list your proxies' addresses"
+                ),
+            );
+        }
+    }
+}
+
+/// The cost of a bcrypt hash (`$2b$05$…` is 5), if it is one.
+fn bcrypt_cost(hash: &str) -> Option<u32> {
+    let rest = hash.strip_prefix("$2a$").or_else(|| hash.strip_prefix("$2b$")).or_else(|| hash.strip_prefix("$2y$"))?;
+    rest.get(..2)?.parse().ok()
+}
+
+fn secrets(loaded: &LoadedConfig, found: &mut Found) {
+    let cfg = &loaded.config;
+    // Whether the file's text at `path` reads the environment.
+    let from_env = |path: &str| {
+        loaded
+            .locations
+            .find(path)
+            .and_then(|(line, _)| loaded.text.lines().nth(line.saturating_sub(1)))
+            .is_some_and(|l| l.contains("${"))
+    };
+    for (name, p) in &cfg.auth {
+        match p {
+            ProviderConfig::Jwt(j) if j.secret.is_some() => {
+                let path = format!("auth.{name}.jwt.secret");
+                if !from_env(&path) {
+                    found.add(
+                        "literal-secret",
+                        path,
+                        "the HMAC secret is written in the file: anyone who reads the file (or a backup of it) can \
+                         mint tokens; use `secret: ${JWT_SECRET}`",
+                    );
+                }
+            }
+            ProviderConfig::Introspection(i) if !i.client_secret.is_empty() => {
+                let path = format!("auth.{name}.introspection.client_secret");
+                if !from_env(&path) {
+                    found.add(
+                        "literal-secret",
+                        path,
+                        "the client secret is written in the file; use `client_secret: ${INTROSPECTION_SECRET}`",
+                    );
+                }
+            }
+            ProviderConfig::Basic(b) => {
+                for (user, hash) in &b.users {
+                    if let Some(cost) = bcrypt_cost(hash).filter(|c| *c < 10) {
+                        found.add(
+                            "weak-password-hash",
+                            format!("auth.{name}.basic.users.{user}"),
+                            format!("`{user}`'s bcrypt hash has cost {cost}: a stolen file is cracked fast; use cost 10 or more (`htpasswd -B -C 12`)"),
+                        );
+                    }
+                }
+                if let Some(file) = &b.htpasswd
+                    && let Ok(text) = std::fs::read_to_string(loaded.resolve_file(file))
+                {
+                    for (user, hash) in text.lines().filter_map(|l| l.split_once(':')) {
+                        if let Some(cost) = bcrypt_cost(hash.trim()).filter(|c| *c < 10) {
+                            found.add(
+                                "weak-password-hash",
+                                format!("auth.{name}.basic.htpasswd"),
+                                format!("`{user}`'s bcrypt hash in `{file}` has cost {cost}: use cost 10 or more (`htpasswd -B -C 12`)"),
+                            );
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn routes(loaded: &LoadedConfig, found: &mut Found) {
+    let cfg = &loaded.config;
+    for (i, r) in cfg.routes.iter().enumerate() {
+        if r.authenticate.is_empty() {
+            continue;
+        }
+        if let Some(cors) = &r.cors
+            && let Some(j) = cors.allow_origins.iter().position(|o| o == "*")
+        {
+            found.add(
+                "cors-any-origin-with-auth",
+                format!("routes[{i}].cors.allow_origins[{j}]"),
+                format!(
+                    "route `{}` authenticates and lets any web origin call it: a page on any site can use the \
+                     caller's credentials it holds; list the origins",
+                    r.name
+                ),
+            );
+        }
+        let expensive = r.authenticate.iter().find(|name| {
+            matches!(cfg.auth.get(*name), Some(ProviderConfig::Basic(_) | ProviderConfig::Introspection(_)))
+        });
+        if let Some(name) = expensive
+            && r.rate_limit.is_empty()
+        {
+            found.add(
+                "unlimited-expensive-auth",
+                format!("routes[{i}].authenticate"),
+                format!(
+                    "route `{}` checks `{name}` (a password hash or a call to the token endpoint per new \
+                     credential) with no `rate_limit`: one client can keep a core or the identity provider \
+                     busy; add `rate_limit: [ {{ key: ip, rate: 10/s }} ]`",
+                    r.name
+                ),
+            );
+        }
+    }
+}
+
+fn normalization(loaded: &LoadedConfig, found: &mut Found) {
+    let n = &loaded.config.path_normalization;
+    let weakened = [
+        (!n.merge_slashes, "merge_slashes", "`//admin` and `/admin` route differently"),
+        (!n.reject_encoded_slash, "reject_encoded_slash", "`%2F` lets a path hide a `/` from the routes"),
+        (!n.reject_double_encoding, "reject_double_encoding", "`%252e` passes as data and may be decoded twice behind"),
+        (
+            n.path_parameters == PathParameters::Strip,
+            "path_parameters",
+            "`;` parameters are cut before routing, as some servers behind do, but the upstream may read them",
+        ),
+    ];
+    for (weaker, key, why) in weakened {
+        if weaker {
+            found.add(
+                "weakened-normalization",
+                format!("path_normalization.{key}"),
+                format!("weaker than the default: {why}"),
+            );
+        }
+    }
+}
+
+/// The wall clock, for certificate dates.
+#[allow(clippy::disallowed_methods)]
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+fn certificates(loaded: &LoadedConfig, found: &mut Found) {
+    let now = unix_now();
+    for (i, l) in loaded.config.listeners.iter().enumerate() {
+        let Some(tls) = &l.tls else { continue };
+        for (j, c) in tls.certificates.iter().enumerate() {
+            let Ok(pem) = std::fs::read(loaded.resolve_file(&c.cert)) else { continue };
+            // The first certificate of the chain is the listener's own.
+            let Some(Ok(pem)) = x509_parser::pem::Pem::iter_from_buffer(&pem).next() else { continue };
+            let Ok(cert) = pem.parse_x509() else { continue };
+            let not_after = cert.validity().not_after.timestamp();
+            let days = (not_after - now).div_euclid(86_400);
+            if days < 30 {
+                let when =
+                    if not_after <= now { "has expired".to_string() } else { format!("expires in {days} day(s)") };
+                found.add(
+                    "certificate-expiring",
+                    format!("listeners[{i}].tls.certificates[{j}].cert"),
+                    format!("`{}` {when} (not after {})", c.cert, cert.validity().not_after),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variables_are_found_where_they_stayed_literal() {
+        assert!(has_variable("${TOKEN}") && has_variable("Bearer ${T_1}!"));
+        assert!(!has_variable("${}") && !has_variable("$TOKEN") && !has_variable("${1A}") && !has_variable("/{id}"));
+        assert_eq!(bcrypt_cost("$2y$05$abcdefghijklmnopqrstuv"), Some(5));
+        assert_eq!(bcrypt_cost("$argon2id$v=19$m=19456"), None);
+    }
+}
