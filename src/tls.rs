@@ -94,12 +94,12 @@ fn load_certified_key(
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| ("cert", format!("cannot read `{shown}`: {e}")))?
         .collect::<Result<_, _>>()
-        .map_err(|e| ("cert", format!("`{shown}` is not valid PEM: {e}")))?;
+        .map_err(|e| ("cert", format!("`{shown}` is not valid PEM: {}", pem_error(&e))))?;
     if chain.is_empty() {
         return Err(("cert", format!("`{shown}` holds no certificate")));
     }
     let key_der = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| ("key", format!("cannot read a private key from `{}`: {e}", key.display())))?;
+        .map_err(|e| ("key", format!("cannot read a private key from `{}`: {}", key.display(), pem_error(&e))))?;
     let signing = provider
         .key_provider
         .load_private_key(key_der)
@@ -110,6 +110,25 @@ fn load_certified_key(
         .keys_match()
         .map_err(|_| ("key", format!("`{}` does not belong to the certificate in `{shown}`", key.display())))?;
     Ok((certified, names))
+}
+
+/// A PEM error in words (the library's own prints the marker lines as byte
+/// arrays: `missing section end marker: [67, 69, 82, …]`).
+fn pem_error(e: &rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error;
+    match e {
+        Error::MissingSectionEnd { end_marker } => {
+            let kind = String::from_utf8_lossy(end_marker);
+            let kind = kind.trim();
+            format!("a `-----BEGIN {kind}-----` section has no `-----END {kind}-----` line")
+        }
+        Error::IllegalSectionStart { line } => {
+            format!("a `-----BEGIN` line is malformed: `{}`", String::from_utf8_lossy(line).trim())
+        }
+        Error::Base64Decode(why) => format!("a section's base64 does not decode ({why})"),
+        Error::NoItemsFound => "no PEM section of the expected kind (`-----BEGIN …-----`)".into(),
+        other => other.to_string(),
+    }
 }
 
 fn leaf_dns_names(cert: &CertificateDer<'_>) -> Result<Vec<String>, String> {
@@ -132,7 +151,7 @@ pub fn load_roots(path: &Path) -> Result<RootCertStore, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
         .map_err(|e| format!("cannot read `{shown}`: {e}"))?
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("`{shown}` is not valid PEM: {e}"))?;
+        .map_err(|e| format!("`{shown}` is not valid PEM: {}", pem_error(&e)))?;
     let mut roots = RootCertStore::empty();
     for c in certs {
         roots.add(c).map_err(|e| format!("`{shown}` has a bad certificate: {e}"))?;

@@ -192,7 +192,57 @@ fn plain_message(e: &serde_saphyr::Error) -> String {
         let key = rest.split(", set DuplicateKeyPolicy").next().unwrap_or(rest);
         return format!("duplicate key `{key}`");
     }
-    text.to_string()
+    if let Some(hinted) = did_you_mean(text) {
+        return hinted;
+    }
+    // The library's words for a scalar or a node of the wrong kind, in ours.
+    let plain = match text {
+        "invalid u8" | "invalid u16" | "invalid u32" | "invalid u64" | "invalid usize" => {
+            "expected a whole number, 0 or more (like `10`)"
+        }
+        "invalid i8" | "invalid i16" | "invalid i32" | "invalid i64" | "invalid isize" => {
+            "expected a whole number (like `10`)"
+        }
+        "invalid f32" | "invalid f64" | "invalid number" => "expected a number (like `0.5`)",
+        "invalid bool" | "invalid boolean" => "expected `true` or `false`",
+        "expected sequence start" => "expected a list, like `[a, b]` or one `- item` per line",
+        "expected mapping start" | "expected empty mapping start" => {
+            "expected a mapping, like `{ key: value }` or one `key: value` per line"
+        }
+        _ => return text.to_string(),
+    };
+    plain.to_string()
+}
+
+/// `unknown field `upstreem`, expected one of …` with the nearest allowed
+/// key named first, when one is a typo away.
+fn did_you_mean(text: &str) -> Option<String> {
+    let rest = text.strip_prefix("unknown field `")?;
+    let (field, allowed) = rest.split_once("`, expected one of ")?;
+    let nearest = allowed
+        .split(", ")
+        .map(|k| k.trim_matches('`'))
+        .map(|k| (edit_distance(field, k), k))
+        .filter(|(d, k)| *d <= (k.len() / 3).max(1))
+        .min()?
+        .1;
+    Some(format!("unknown field `{field}`: did you mean `{nearest}`? (expected one of {allowed})"))
+}
+
+/// Levenshtein distance of two short keys.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// The JSON Schema of the config file, for editors.
@@ -238,6 +288,51 @@ mod tests {
         let e = &err.0[0];
         assert_eq!(e.path, "listeners[0].name");
         assert_eq!(e.message, "environment variable `PORTCULLIS_SURELY_UNSET_VAR` is not set");
+    }
+
+    #[test]
+    fn a_typo_names_the_key_it_meant() {
+        let err = parse("routes:\n  - name: a\n    upstreem: x\n").unwrap_err();
+        assert!(err.0[0].message.contains("did you mean `upstream`?"), "{}", err.0[0].message);
+        let err = parse("routes:\n  - name: a\n    zzzzzz: x\n").unwrap_err();
+        assert!(!err.0[0].message.contains("did you mean"), "{}", err.0[0].message);
+        assert_eq!(edit_distance("upstreem", "upstream"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    #[test]
+    fn library_words_become_ours() {
+        for (yaml, want) in [
+            (
+                "upstreams:\n  u: { targets: [\"http://a:1\"], pool: { max_idle_per_target: -1 } }\n",
+                "expected a whole number, 0 or more",
+            ),
+            (
+                "upstreams:\n  u: { targets: [\"http://a:1\"], pool: { max_idle_per_target: lots } }\n",
+                "expected a whole number, 0 or more",
+            ),
+            (
+                "routes:\n  - { name: r, match: { path: /, methods: GET }, echo: {} }\n",
+                "expected a list, like `[a, b]`",
+            ),
+            ("routes: { name: x }\n", "expected a list"),
+            (
+                "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\", limits: { max_body_size: -5 } }\n",
+                "`-5` is not a size",
+            ),
+            (
+                "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\", limits: { max_body_size: 1.5 } }\n",
+                "`1.5` is not a size",
+            ),
+        ] {
+            let err = parse(yaml).unwrap_err();
+            assert!(err.0[0].message.contains(want), "{yaml}: {}", err.0[0].message);
+            assert!(
+                !err.0[0].message.contains("untagged") && !err.0[0].message.contains("invalid u"),
+                "{}",
+                err.0[0].message
+            );
+        }
     }
 
     #[test]

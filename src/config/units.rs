@@ -20,20 +20,67 @@ where
     raw.parse().map_err(serde::de::Error::custom)
 }
 
-/// A duration such as `250ms`, `30s`, `5m`, `1h`.
+/// A duration such as `250ms`, `30s`, `5m`, `1h`, `1h30m`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Duration(pub StdDuration);
+
+/// The one grammar of durations, which `check` and the JSON Schema
+/// (`DURATION_PATTERN`) both enforce: one or more parts, each a number
+/// (decimals allowed) and a unit, spaces allowed between them.
+const DURATION_UNITS: [(&str, u64); 7] = [
+    ("ns", 1),
+    ("us", 1_000),
+    ("ms", 1_000_000),
+    ("s", 1_000_000_000),
+    ("m", 60_000_000_000),
+    ("h", 3_600_000_000_000),
+    ("d", 86_400_000_000_000),
+];
+const DURATION_PATTERN: &str = "^\\s*([0-9]+(\\.[0-9]+)?\\s*(ns|us|ms|s|m|h|d)\\s*)+$";
 
 impl FromStr for Duration {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        if s.is_empty() || !s.as_bytes()[0].is_ascii_digit() {
-            return Err(format!("`{s}` is not a duration; write it like `250ms`, `30s` or `5m`"));
+        let text = s.trim();
+        let bad = |why: &str| {
+            format!(
+                "`{text}` is not a duration{why}; write a number and a unit (ns, us, ms, s, m, h, d), like `250ms`, `30s`, `5m` or `1h30m`"
+            )
+        };
+        let mut rest = text;
+        let mut nanos: u128 = 0;
+        if rest.is_empty() {
+            return Err(bad(""));
         }
-        humantime::parse_duration(s)
-            .map(Duration)
-            .map_err(|e| format!("`{s}` is not a duration ({e}); write it like `250ms`, `30s` or `5m`"))
+        while !rest.is_empty() {
+            let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+            let number = &rest[..number_len];
+            let valid_number = !number.is_empty()
+                && number.as_bytes()[0].is_ascii_digit()
+                && !number.ends_with('.')
+                && number.matches('.').count() <= 1;
+            if !valid_number {
+                return Err(bad(""));
+            }
+            rest = rest[number_len..].trim_start();
+            let unit_len = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
+            let Some((_, per)) = DURATION_UNITS.iter().find(|(u, _)| *u == &rest[..unit_len]) else {
+                return Err(bad(if unit_len == 0 { " (a unit is needed)" } else { "" }));
+            };
+            rest = rest[unit_len..].trim_start();
+            let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+            let whole: u128 = whole.parse().map_err(|_| bad(""))?;
+            let mut part = whole.saturating_mul(u128::from(*per));
+            // The fraction, digit by digit (exact to the nanosecond).
+            let mut scale = u128::from(*per);
+            for d in fraction.bytes() {
+                scale /= 10;
+                part = part.saturating_add(u128::from(d - b'0') * scale);
+            }
+            nanos = nanos.saturating_add(part);
+        }
+        let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| format!("`{text}` is too long"))?;
+        Ok(Duration(StdDuration::new(secs, (nanos % 1_000_000_000) as u32)))
     }
 }
 
@@ -50,8 +97,8 @@ impl JsonSchema for Duration {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": "string",
-            "pattern": "^[0-9]+(\\.[0-9]+)?\\s*(ns|us|ms|s|m|h|d)([ 0-9]+(ns|us|ms|s|m|h|d))*$",
-            "description": "A duration: `250ms`, `30s`, `5m`, `1h`",
+            "pattern": DURATION_PATTERN,
+            "description": "A duration: a number and a unit (ns, us, ms, s, m, h, d), like `250ms`, `30s`, `5m` or `1h30m`",
             "examples": ["250ms", "30s"]
         })
     }
@@ -67,7 +114,7 @@ impl FromStr for ByteSize {
         let s = s.trim();
         let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let (digits, unit) = s.split_at(split);
-        let bad = || format!("`{s}` is not a size; write it like `512KiB`, `1MiB` or `10MB`");
+        let bad = || not_a_size(s);
         let n: u64 = digits.parse().map_err(|_| bad())?;
         let mult: u64 = match unit.trim() {
             "" | "B" => 1,
@@ -85,18 +132,37 @@ impl FromStr for ByteSize {
 
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        // Plain numbers (`1024`) arrive as integers, units as strings.
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Int(u64),
-            Text(String),
+        // Plain numbers (`1024`) arrive as integers, units as strings;
+        // anything else gets the same words as a bad string (an untagged
+        // enum here said "data did not match any variant of untagged enum").
+        struct Size;
+        impl serde::de::Visitor<'_> for Size {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size like `512KiB`, `1MiB`, `10MB` or a number of bytes")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(n))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<ByteSize, E> {
+                u64::try_from(n).map(ByteSize).map_err(|_| E::custom(not_a_size(n)))
+            }
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<ByteSize, E> {
+                Err(E::custom(not_a_size(n)))
+            }
+            fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<ByteSize, E> {
+                Err(E::custom(not_a_size(b)))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<ByteSize, E> {
+                s.parse().map_err(E::custom)
+            }
         }
-        match Raw::deserialize(de)? {
-            Raw::Int(n) => Ok(ByteSize(n)),
-            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
-        }
+        de.deserialize_any(Size)
     }
+}
+
+fn not_a_size(v: impl fmt::Display) -> String {
+    format!("`{v}` is not a size; write a whole number of bytes or one with a unit, like `512KiB`, `1MiB` or `10MB`")
 }
 
 impl JsonSchema for ByteSize {
@@ -212,7 +278,26 @@ impl JsonSchema for Percent {
 // Written back the way a config writes them (the admin's `/config`).
 impl Serialize for Duration {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&humantime::format_duration(self.0))
+        s.collect_str(self)
+    }
+}
+
+/// In the config's own grammar (`1h30m`, `250ms`, `0s`), so that what
+/// `/config` shows loads again.
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut nanos = self.0.as_nanos();
+        if nanos == 0 {
+            return f.write_str("0s");
+        }
+        for (unit, per) in DURATION_UNITS.iter().rev() {
+            let per = u128::from(*per);
+            if nanos >= per {
+                write!(f, "{}{unit}", nanos / per)?;
+                nanos %= per;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -254,6 +339,28 @@ mod tests {
         assert!("fast".parse::<Duration>().is_err());
         assert!("10".parse::<Duration>().is_err());
         assert!("-1s".parse::<Duration>().is_err());
+        assert_eq!("1h30m".parse::<Duration>().unwrap().0, StdDuration::from_secs(5400));
+        assert_eq!("1h 30m".parse::<Duration>().unwrap().0, StdDuration::from_secs(5400));
+        assert_eq!("1.5s".parse::<Duration>().unwrap().0, StdDuration::from_millis(1500));
+        assert_eq!("2d".parse::<Duration>().unwrap().0, StdDuration::from_secs(172_800));
+        assert!("10".parse::<Duration>().unwrap_err().contains("a unit is needed"));
+        for text in ["0s", "250ms", "1h30m", "2d3h4m5s6ms7us8ns", "40d"] {
+            assert_eq!(text.parse::<Duration>().unwrap().to_string(), text);
+        }
+    }
+
+    #[test]
+    fn durations_follow_the_schema_pattern_exactly() {
+        // check and the editor schema accept the same spellings: the
+        // ones humantime took beyond the grammar are refused by both.
+        let pattern = regex::Regex::new(DURATION_PATTERN).unwrap();
+        for text in [
+            "250ms", "30s", "5m", "1h", "1d", "1h30m", "1h 30m", "1.5s", " 10s ", "0s", "10 s", "100ns", "3us",
+            "10sec", "10 sec", "2min", "1w", "10", "", "s", "1.s", ".5s", "1..5s", "-1s", "1h30", "5 m s", "1y",
+            "1ms2", "${T}", "10S", "1M",
+        ] {
+            assert_eq!(pattern.is_match(text), text.parse::<Duration>().is_ok(), "`{text}`");
+        }
     }
 
     #[test]
