@@ -46,6 +46,46 @@ pub fn check(loaded: &LoadedConfig) -> Result<(), ConfigErrors> {
     plan::compile(loaded).map(|_| ())
 }
 
+/// Reads and checks a config file, reporting every problem at once: when
+/// the file does not parse, its structural problems (all of them, found
+/// with the config's JSON Schema) and the semantic problems of the rest,
+/// without the ones the cut-out parts would cause.
+pub fn check_file(path: &std::path::Path) -> Result<LoadedConfig, ConfigErrors> {
+    let parsed = match config::load_file(path) {
+        Ok(loaded) => return check(&loaded).map(|()| loaded),
+        Err(errors) => errors,
+    };
+    let base = path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    let repaired = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| config::parse_repaired(&text, &path.display().to_string(), &base));
+    let Some(Err(semantic)) = repaired.map(|r| check(&r)) else { return Err(parsed) };
+    // The parts cut out: what lies beside them, and names defined in them,
+    // would only show the cut.
+    let parents: Vec<&str> = parsed.0.iter().map(|e| e.path.rsplit_once(['.', '[']).map_or("", |(p, _)| p)).collect();
+    let under = |path: &str, p: &str| {
+        p.is_empty() || path == p || path.starts_with(&format!("{p}.")) || path.starts_with(&format!("{p}["))
+    };
+    let entry_cut = |e: &config::ConfigError| {
+        let p = e.path.as_str();
+        ["upstreams", "auth"].iter().any(|top| {
+            p == *top
+                || p.strip_prefix(top).and_then(|r| r.strip_prefix('.')).is_some_and(|name| !name.contains(['.', '[']))
+        })
+    };
+    let names_cut = parsed.0.iter().any(entry_cut);
+    let mut errors = parsed.0.clone();
+    for e in semantic.0 {
+        let beside_a_cut = parents.iter().any(|p| under(&e.path, p));
+        let unknown_name = names_cut && e.message.starts_with("unknown ");
+        if !beside_a_cut && !unknown_name && !errors.iter().any(|known| known.path == e.path) {
+            errors.push(e);
+        }
+    }
+    errors.sort_by_key(|e| e.position.unwrap_or((usize::MAX, 0)));
+    Err(ConfigErrors(errors))
+}
+
 /// What `check` warns about in a config that loads: unsafe or likely
 /// mistaken settings, less the ones `warnings.allow` silences, in file order.
 pub fn warnings(loaded: &LoadedConfig) -> Vec<config::ConfigError> {

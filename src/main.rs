@@ -115,7 +115,7 @@ fn load(path: Option<&Path>) -> Result<LoadedConfig, config::ConfigErrors> {
 }
 
 fn check(path: &Path, strict: bool) -> ExitCode {
-    let result = load(Some(path)).and_then(|loaded| portcullis::check(&loaded).map(|()| loaded));
+    let result = portcullis::check_file(path);
     match result {
         Ok(loaded) => {
             let warnings = portcullis::warnings(&loaded);

@@ -6,6 +6,7 @@ pub mod field_errors;
 pub mod locate;
 pub mod observe;
 pub mod resilience;
+mod structure;
 pub mod types;
 pub mod units;
 
@@ -171,9 +172,35 @@ pub fn parse_str(text: &str, source_name: &str, base_dir: &Path) -> Result<Loade
             if let Some(parent) = path.strip_suffix(".?") {
                 path = parent.to_string();
             }
-            Err(ConfigErrors(vec![ConfigError { file: source_name.to_string(), path, position, message }]))
+            let mut errors = vec![ConfigError { file: source_name.to_string(), path, position, message }];
+            // serde stopped at the first problem: the schema finds the rest.
+            let (more, _) = structure::problems(text, source_name, &locations);
+            for e in more {
+                if !errors.iter().any(|known| known.path == e.path) {
+                    errors.push(e);
+                }
+            }
+            errors.sort_by_key(|e| e.position.unwrap_or((usize::MAX, 0)));
+            Err(ConfigErrors(errors))
         }
     }
+}
+
+/// A config that did not parse, with the nodes that hold its structural
+/// problems cut out: what is left, for `check` to find the semantic
+/// problems too in the same run. `None` when even that does not read.
+pub fn parse_repaired(text: &str, source_name: &str, base_dir: &Path) -> Option<LoadedConfig> {
+    let locations = Locations::index(text);
+    let (_, doc) = structure::problems(text, source_name, &locations);
+    let config: Config = serde_json::from_value(doc?).ok()?;
+    Some(LoadedConfig {
+        config,
+        source_name: source_name.to_string(),
+        base_dir: base_dir.to_path_buf(),
+        locations,
+        hash: xxhash_rust::xxh3::xxh3_64(text.as_bytes()),
+        text: text.into(),
+    })
 }
 
 /// The error text without the source snippet and position (we print those

@@ -9,6 +9,7 @@ fn portcullis(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .args(args)
         .env_remove(UNSET)
+        .env_remove(format!("{UNSET}_TOO"))
         .output()
         .expect("run the portcullis binary")
 }
@@ -91,6 +92,17 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
     ("failed-upstream-in-aggregate.yaml", 2, &[
         ":6:", "upstreams.users.targets[0]", "`ftp://127.0.0.1:9001`",
         "routes[1].aggregate.calls.extra.upstream", "unknown upstream `nowhere` (defined: users)",
+    ]),
+    ("many-problems-at-once.yaml", 9, &[
+        ":6:", "trusted_proxies[0]", "`10.0.0.0/33`",
+        ":10:", "upstreams.app.timeouts.connect", "a unit is needed",
+        ":14:", "routes[0].upstreem", "unknown field `upstreem`",
+        ":16:", "routes[1].match.methods", "expected a list",
+        ":17:", "routes[1].upstream", "unknown upstream `missing`",
+        ":21:", "routes[2].retry.attempts", "`lots`: expected a whole number",
+        ":22:", "routes[2].bogus", "unknown field `bogus`",
+        ":25:", "routes[3].upstream", "`PORTCULLIS_TEST_SURELY_UNSET` is not set",
+        ":28:", "routes[3].request_headers.set.X-A", "`PORTCULLIS_TEST_SURELY_UNSET_TOO` is not set",
     ]),
     ("many-errors.yaml", 7, &[
         ":3:", "listeners[0].bind", "`127.0.0.1:99999`",
@@ -265,4 +277,50 @@ fn warnings_are_named_located_and_silenced_on_purpose() {
     let (code, _, stderr) = check(&path);
     assert_eq!(code, Some(1));
     assert!(stderr.contains("warnings.allow[0]: unknown warning `unused-upstreams`"), "{stderr}");
+}
+
+/// The editor schema (`portcullis schema`) as the documents are read: the
+/// YAML as JSON, `${VAR}`s replaced from the environment.
+fn schema_errors(schema: &jsonschema::Validator, file: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(file).unwrap();
+    let options = serde_saphyr::options! {}.with_properties(std::env::vars().collect());
+    let doc: serde_json::Value =
+        serde_saphyr::from_str_with_options(&text, options).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    schema.iter_errors(&doc).map(|e| format!("{}: {e}", e.instance_path())).collect()
+}
+
+#[test]
+fn the_editor_schema_accepts_every_example() {
+    let schema: serde_json::Value = serde_json::from_str(&stdout_of(&["schema"])).unwrap();
+    let schema = jsonschema::validator_for(&schema).expect("the schema compiles");
+    for file in yaml_files("examples") {
+        let errors = schema_errors(&schema, &file);
+        assert!(errors.is_empty(), "{}: the schema refuses what check accepts:\n{}", file.display(), errors.join("\n"));
+    }
+}
+
+#[test]
+fn the_editor_schema_refuses_what_check_cannot_read() {
+    // Every broken config that fails as it is read (a wrong key, type or
+    // value) is refused by the editor schema too; the semantic ones (an
+    // unknown upstream, a bad CIDR) are beyond a schema.
+    let schema: serde_json::Value = serde_json::from_str(&stdout_of(&["schema"])).unwrap();
+    let schema = jsonschema::validator_for(&schema).expect("the schema compiles");
+    let mut structural = 0;
+    for file in yaml_files("tests/configs/broken") {
+        let Err(_) = portcullis::config::load_file(&file) else { continue };
+        let text = std::fs::read_to_string(&file).unwrap();
+        // Not YAML at all (a duplicate key, a `${VAR}` in a flow mapping): nothing to hold a schema to.
+        let Ok(doc) = serde_saphyr::from_str::<serde_json::Value>(&text) else { continue };
+        if text.contains("${") {
+            continue; // unset variables: the schema sees the text as written
+        }
+        structural += 1;
+        assert!(
+            schema.iter_errors(&doc).next().is_some(),
+            "{}: check refuses it, the schema accepts it",
+            file.display()
+        );
+    }
+    assert!(structural >= 12, "only {structural} structural broken configs");
 }

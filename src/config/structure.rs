@@ -1,0 +1,256 @@
+//! Every structural problem of a config at once. serde stops at the first
+//! wrong key or type; when it does, the document is read again as plain
+//! YAML and checked against the gateway's own JSON Schema (the one
+//! `portcullis schema` gives editors), which reports them all. The
+//! offending nodes are then cut out, so that the rest can still be
+//! compiled and its semantic problems reported in the same run.
+//!
+//! Only a config that serde refused comes here: a valid config never
+//! meets the schema, so a place where the two differ can add a problem to
+//! a broken file, never refuse a good one (and a test holds the schema to
+//! every example).
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use jsonschema::error::{TypeKind, ValidationErrorKind};
+use serde_json::Value;
+
+use super::{ConfigError, Locations};
+
+/// Stands for a `${NAME}` that is not set, so that the document can be
+/// read whole and each one reported where it is.
+const UNSET: &str = "\u{0}portcullis-unset:";
+
+fn validator() -> Option<&'static jsonschema::Validator> {
+    static VALIDATOR: OnceLock<Option<jsonschema::Validator>> = OnceLock::new();
+    VALIDATOR.get_or_init(|| jsonschema::validator_for(&super::json_schema()).ok()).as_ref()
+}
+
+/// The problems the schema finds in `text` (each located, in our words),
+/// and the document without the nodes they are in (`None` when the text
+/// is not even YAML).
+pub fn problems(text: &str, file: &str, locations: &Locations) -> (Vec<ConfigError>, Option<Value>) {
+    let mut properties: HashMap<String, String> = std::env::vars().collect();
+    for name in variables(text) {
+        properties.entry(name.to_string()).or_insert_with(|| format!("{UNSET}{name}"));
+    }
+    let options = serde_saphyr::options! {}.with_properties(properties);
+    let Ok(mut doc) = serde_saphyr::from_str_with_options::<Value>(text, options) else {
+        return (Vec::new(), None);
+    };
+    let mut found: Vec<(String, String)> = Vec::new();
+    unset_variables(&doc, &mut String::new(), &mut found);
+    if let Some(validator) = validator() {
+        for e in validator.iter_errors(&doc) {
+            collect(&e, &mut found);
+        }
+    }
+    // Cut out every node a problem is in (deepest first), keeping the rest.
+    let mut cut: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
+    cut.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for path in cut {
+        remove(&mut doc, path);
+    }
+    let errors = found
+        .into_iter()
+        .map(|(path, message)| ConfigError { file: file.to_string(), position: locations.find(&path), path, message })
+        .collect();
+    (errors, Some(doc))
+}
+
+/// One schema error as problems: an unknown key each, and for `anyOf`
+/// (an optional value, a size that is a number or a text) the errors of
+/// the branch whose shape the value has, which say what is wrong inside.
+fn collect(e: &jsonschema::ValidationError<'_>, found: &mut Vec<(String, String)>) {
+    let at = config_path(e.instance_path().as_str());
+    match e.kind() {
+        ValidationErrorKind::AdditionalProperties { unexpected } => {
+            for key in unexpected {
+                found.push((join(&at, key), format!("unknown field `{key}`")));
+            }
+        }
+        ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } => {
+            let same_place =
+                |b: &jsonschema::ValidationError<'_>| b.instance_path().as_str() == e.instance_path().as_str();
+            let shaped = context.iter().find(|branch| {
+                !branch.iter().any(|b| same_place(b) && matches!(b.kind(), ValidationErrorKind::Type { .. }))
+            });
+            match shaped {
+                Some(branch) if !branch.is_empty() => branch.iter().for_each(|b| collect(b, found)),
+                _ => found.push((at, message(e.kind(), e.instance()))),
+            }
+        }
+        kind => found.push((at, message(kind, e.instance()))),
+    }
+}
+
+/// The names of `${NAME}`s in the text.
+fn variables(text: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    for (at, _) in text.match_indices("${") {
+        let rest = &text[at + 2..];
+        let len = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+        if len > 0 && rest[len..].starts_with('}') {
+            names.push(&rest[..len]);
+        }
+    }
+    names
+}
+
+fn unset_variables(v: &Value, path: &mut String, found: &mut Vec<(String, String)>) {
+    match v {
+        Value::String(s) => {
+            if let Some(at) = s.find(UNSET) {
+                let name: String =
+                    s[at + UNSET.len()..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                found.push((path.clone(), format!("environment variable `{name}` is not set")));
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map {
+                let len = path.len();
+                *path = join(path, k);
+                unset_variables(v, path, found);
+                path.truncate(len);
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                unset_variables(v, path, found);
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn join(parent: &str, key: &str) -> String {
+    if parent.is_empty() { key.to_string() } else { format!("{parent}.{key}") }
+}
+
+/// `/routes/0/match` as `routes[0].match`.
+fn config_path(pointer: &str) -> String {
+    let mut out = String::new();
+    for segment in pointer.split('/').skip(1) {
+        let segment = segment.replace("~1", "/").replace("~0", "~");
+        if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{segment}]"));
+        } else {
+            out = join(&out, &segment);
+        }
+    }
+    out
+}
+
+/// Removes the node at a config path (the key from its mapping; a list
+/// item goes with its whole list, so that the others keep their indices).
+fn remove(doc: &mut Value, path: &str) {
+    // The steps: keys and indices.
+    let mut steps: Vec<Result<String, usize>> = Vec::new();
+    for part in path.split('.') {
+        let mut part = part;
+        let key_end = part.find('[').unwrap_or(part.len());
+        if key_end > 0 {
+            steps.push(Ok(part[..key_end].to_string()));
+        }
+        part = &part[key_end..];
+        while let Some(rest) = part.strip_prefix('[') {
+            let Some(end) = rest.find(']') else { return };
+            let Ok(i) = rest[..end].parse() else { return };
+            steps.push(Err(i));
+            part = &rest[end + 1..];
+        }
+    }
+    // Up to the last key: the list it holds goes whole if an item is bad.
+    let Some(last_key) = steps.iter().rposition(|s| s.is_ok()) else { return };
+    let mut node = &mut *doc;
+    for step in &steps[..last_key] {
+        node = match (step, node) {
+            (Ok(k), Value::Object(m)) => match m.get_mut(k) {
+                Some(n) => n,
+                None => return,
+            },
+            (Err(i), Value::Array(a)) => match a.get_mut(*i) {
+                Some(n) => n,
+                None => return,
+            },
+            _ => return,
+        };
+    }
+    if let (Ok(k), Value::Object(m)) = (&steps[last_key], node) {
+        m.remove(k);
+    }
+}
+
+/// What a schema keyword's failure means, in the words `check` uses.
+fn message(kind: &ValidationErrorKind, value: &Value) -> String {
+    let shown = match value {
+        Value::String(s) => format!("`{s}`"),
+        Value::Object(_) => "a mapping".into(),
+        Value::Array(_) => "a list".into(),
+        other => format!("`{other}`"),
+    };
+    match kind {
+        ValidationErrorKind::Type { kind } => {
+            let want = match kind {
+                TypeKind::Single(t) => expected(&t.to_string()),
+                // An optional key takes null too: not worth saying.
+                TypeKind::Multiple(set) => set
+                    .iter()
+                    .map(|t| t.to_string())
+                    .filter(|t| t != "null")
+                    .map(|t| expected(&t))
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+            };
+            format!("{shown}: expected {want}")
+        }
+        ValidationErrorKind::Required { property } => format!("missing field `{}`", property.as_str().unwrap_or("?")),
+        ValidationErrorKind::Minimum { limit } => format!("{shown}: expected {limit} or more"),
+        ValidationErrorKind::Maximum { limit } => format!("{shown}: expected {limit} or less"),
+        ValidationErrorKind::Enum { options } => {
+            let list: Vec<String> =
+                options.as_array().into_iter().flatten().map(|o| o.to_string().replace('"', "`")).collect();
+            format!("{shown}: expected one of {}", list.join(", "))
+        }
+        ValidationErrorKind::MinItems { limit } => format!("expected at least {limit} item(s)"),
+        ValidationErrorKind::Pattern { .. }
+        | ValidationErrorKind::AnyOf { .. }
+        | ValidationErrorKind::OneOfNotValid { .. } => {
+            format!("{shown} is not a value this key takes")
+        }
+        _ => format!("{shown} is not allowed here"),
+    }
+}
+
+fn expected(json_type: &str) -> String {
+    match json_type {
+        "integer" => "a whole number".into(),
+        "number" => "a number".into(),
+        "string" => "text".into(),
+        "boolean" => "`true` or `false`".into(),
+        "array" => "a list".into(),
+        "object" => "a mapping".into(),
+        "null" => "nothing".into(),
+        other => other.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pointers_become_config_paths_and_nodes_are_cut() {
+        assert_eq!(config_path("/routes/0/match/methods"), "routes[0].match.methods");
+        assert_eq!(config_path(""), "");
+        let mut doc = serde_json::json!({ "routes": [ { "name": "a", "bad": 1 } ], "x": { "y": [1, 2] } });
+        remove(&mut doc, "routes[0].bad");
+        remove(&mut doc, "x.y[1]");
+        assert_eq!(doc, serde_json::json!({ "routes": [ { "name": "a" } ], "x": {} }));
+        assert_eq!(variables("a: ${A}\nb: \"${B_2}\" ${} $C ${1x"), vec!["A", "B_2"]);
+    }
+}
