@@ -275,7 +275,39 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// The JSON Schema of the config file, for editors.
 pub fn json_schema() -> serde_json::Value {
     let schema = schemars::schema_for!(Config);
-    serde_json::to_value(schema).unwrap_or_default()
+    let mut schema = serde_json::to_value(schema).unwrap_or_default();
+    allow_variables(&mut schema);
+    schema
+}
+
+/// An unquoted `${NAME}`, which the config reads from the environment.
+pub(crate) const VARIABLE_PATTERN: &str = "^\\$\\{[A-Za-z_][A-Za-z0-9_]*\\}$";
+
+/// Where a value must be a number, a boolean or a unit (`30s`, `10/s`),
+/// the editor schema also takes `${NAME}`: the editor sees the file as
+/// written, before the variable is read (plain text values take it anyway).
+fn allow_variables(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => {
+            for child in map.values_mut() {
+                allow_variables(child);
+            }
+            let scalar = |t: &str| matches!(t, "integer" | "number" | "boolean");
+            let typed = match map.get("type") {
+                Some(Value::String(t)) => scalar(t),
+                Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).any(scalar),
+                _ => false,
+            };
+            let patterned = map.get("pattern").is_some_and(Value::is_string);
+            if typed || patterned {
+                let original = Value::Object(std::mem::take(map));
+                *v = serde_json::json!({ "anyOf": [ original, { "type": "string", "pattern": VARIABLE_PATTERN } ] });
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(allow_variables),
+        _ => {}
+    }
 }
 
 #[cfg(test)]

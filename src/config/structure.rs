@@ -73,9 +73,17 @@ fn collect(e: &jsonschema::ValidationError<'_>, found: &mut Vec<(String, String)
         ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } => {
             let same_place =
                 |b: &jsonschema::ValidationError<'_>| b.instance_path().as_str() == e.instance_path().as_str();
-            let shaped = context.iter().find(|branch| {
-                !branch.iter().any(|b| same_place(b) && matches!(b.kind(), ValidationErrorKind::Type { .. }))
-            });
+            // The `${NAME}` alternative the editor schema adds says nothing useful.
+            let variable = |b: &jsonschema::ValidationError<'_>| matches!(b.kind(), ValidationErrorKind::Pattern { pattern } if pattern == super::VARIABLE_PATTERN);
+            let branches: Vec<_> = context.iter().filter(|branch| !branch.iter().all(variable)).collect();
+            let shaped = branches
+                .iter()
+                .find(|branch| {
+                    !branch.iter().any(|b| same_place(b) && matches!(b.kind(), ValidationErrorKind::Type { .. }))
+                })
+                // None has the value's shape: the first says what was meant
+                // (the original type comes before `null` and `${NAME}`).
+                .or(branches.first());
             match shaped {
                 Some(branch) if !branch.is_empty() => branch.iter().for_each(|b| collect(b, found)),
                 _ => found.push((at, message(e.kind(), e.instance()))),
@@ -217,9 +225,12 @@ fn message(kind: &ValidationErrorKind, value: &Value) -> String {
             format!("{shown}: expected one of {}", list.join(", "))
         }
         ValidationErrorKind::MinItems { limit } => format!("expected at least {limit} item(s)"),
-        ValidationErrorKind::Pattern { .. }
-        | ValidationErrorKind::AnyOf { .. }
-        | ValidationErrorKind::OneOfNotValid { .. } => {
+        // A unit's own parser says what is wrong and how to write it.
+        ValidationErrorKind::Pattern { pattern } => match super::units::explain(pattern, value) {
+            Some(why) => why,
+            None => format!("{shown} is not a value this key takes"),
+        },
+        ValidationErrorKind::AnyOf { .. } | ValidationErrorKind::OneOfNotValid { .. } => {
             format!("{shown} is not a value this key takes")
         }
         _ => format!("{shown} is not allowed here"),

@@ -9,6 +9,28 @@ use std::time::Duration as StdDuration;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// Why `value` does not match the schema's `pattern`, in the words of the
+/// unit the pattern stands for (`None` for other patterns).
+pub(crate) fn explain(pattern: &str, value: &serde_json::Value) -> Option<String> {
+    let text = value.as_str()?;
+    let why = |r: Result<(), String>| r.err();
+    if pattern == DURATION_PATTERN {
+        why(text.parse::<Duration>().map(drop))
+    } else if pattern == SIZE_PATTERN {
+        why(text.parse::<ByteSize>().map(drop))
+    } else if pattern == RATE_PATTERN {
+        why(text.parse::<Rate>().map(drop))
+    } else if pattern == PERCENT_PATTERN {
+        why(text.parse::<Percent>().map(drop))
+    } else {
+        None
+    }
+}
+
+const SIZE_PATTERN: &str = "^[0-9]+\\s*(B|KB|kB|MB|GB|KiB|MiB|GiB)?$";
+const RATE_PATTERN: &str = "^\\s*0*[1-9][0-9]*\\s*/\\s*(s|sec|second|m|min|minute|h|hour|d|day)\\s*$";
+const PERCENT_PATTERN: &str = "^\\s*(0*100(\\.0+)?|0*[0-9]{1,2}(\\.[0-9]+)?)\\s*%\\s*$";
+
 /// Deserializes any `FromStr` type from a YAML scalar, turning its parse
 /// error into a serde error (which then carries the config path and line).
 fn from_scalar<'de, D, T>(de: D) -> Result<T, D::Error>
@@ -173,7 +195,7 @@ impl JsonSchema for ByteSize {
         json_schema!({
             "anyOf": [
                 { "type": "integer", "minimum": 0 },
-                { "type": "string", "pattern": "^[0-9]+\\s*(B|KB|kB|MB|GB|KiB|MiB|GiB)?$" }
+                { "type": "string", "pattern": SIZE_PATTERN }
             ],
             "description": "A size: `512KiB`, `1MiB`, `10MB`, or a number of bytes"
         })
@@ -192,7 +214,11 @@ impl FromStr for Rate {
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = || format!("`{s}` is not a rate; write it like `10/s`, `1000/min` or `5000/h`");
         let (count, unit) = s.trim().split_once('/').ok_or_else(bad)?;
-        let count: u64 = count.trim().parse().map_err(|_| bad())?;
+        let count = count.trim();
+        if count.is_empty() || !count.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let count: u64 = count.parse().map_err(|_| bad())?;
         if count == 0 {
             return Err(format!("`{s}`: a rate must allow at least one request"));
         }
@@ -232,7 +258,7 @@ impl JsonSchema for Rate {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": "string",
-            "pattern": "^[0-9]+\\s*/\\s*(s|sec|second|m|min|minute|h|hour|d|day)$",
+            "pattern": RATE_PATTERN,
             "description": "A rate: `10/s`, `1000/min`, `5000/h`, `100000/day`"
         })
     }
@@ -248,6 +274,14 @@ impl FromStr for Percent {
         let s = s.trim();
         let hint = || format!("`{s}` is not a percentage; write it like `20%`");
         let number = s.strip_suffix('%').ok_or_else(hint)?.trim();
+        // Digits and one decimal point only (f64's parser takes `1e2`, `inf`).
+        let plain = number.split_once('.').map_or(number, |(w, f)| if f.is_empty() { "" } else { w });
+        if plain.is_empty()
+            || !number.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+            || number.matches('.').count() > 1
+        {
+            return Err(hint());
+        }
         let n: f64 = number.parse().map_err(|_| hint())?;
         if !(0.0..=100.0).contains(&n) {
             return Err(format!("`{s}`: a percentage is between 0% and 100%"));
@@ -269,7 +303,7 @@ impl JsonSchema for Percent {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": "string",
-            "pattern": "^[0-9]+(\\.[0-9]+)?\\s*%$",
+            "pattern": PERCENT_PATTERN,
             "description": "A percentage: `20%`, `12.5%`"
         })
     }
@@ -373,6 +407,16 @@ mod tests {
     }
 
     #[test]
+    fn rates_follow_the_schema_pattern_exactly() {
+        let pattern = regex::Regex::new(RATE_PATTERN).unwrap();
+        for text in
+            ["10/s", "1000/min", "5 / h", "1/day", "0/s", "00/s", "+5/s", "10/fortnight", "ten/s", "10", "/s", "007/s"]
+        {
+            assert_eq!(pattern.is_match(text), text.parse::<Rate>().is_ok(), "`{text}`");
+        }
+    }
+
+    #[test]
     fn rates() {
         let r: Rate = "10/s".parse().unwrap();
         assert_eq!((r.count, r.per), (10, StdDuration::from_secs(1)));
@@ -382,6 +426,17 @@ mod tests {
         assert!("0/s".parse::<Rate>().is_err());
         assert!("10/fortnight".parse::<Rate>().is_err());
         assert!("ten/s".parse::<Rate>().is_err());
+    }
+
+    #[test]
+    fn percents_follow_the_schema_pattern_exactly() {
+        let pattern = regex::Regex::new(PERCENT_PATTERN).unwrap();
+        for text in [
+            "20%", "12.5 %", "0%", "100%", "100.0%", "99.99%", "101%", "150%", "-1%", "20", "%", "1e2%", "007%",
+            "0100%", "5.%", ".5%", "inf%",
+        ] {
+            assert_eq!(pattern.is_match(text), text.parse::<Percent>().is_ok(), "`{text}`");
+        }
     }
 
     #[test]

@@ -104,6 +104,16 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
         ":25:", "routes[3].upstream", "`PORTCULLIS_TEST_SURELY_UNSET` is not set",
         ":28:", "routes[3].request_headers.set.X-A", "`PORTCULLIS_TEST_SURELY_UNSET_TOO` is not set",
     ]),
+    ("unknown-top-level-key.yaml", 1, &[":2:", "listners", "did you mean `listeners`?"]),
+    ("two-unknown-keys.yaml", 2, &[":8:", "routes[0].rate_limt", "did you mean `rate_limit`?", ":12:", "routes[1].authenticat", "unknown field `authenticat`"]),
+    ("two-wrong-types.yaml", 2, &[":8:", "routes[0].max_body_size", "`big` is not a size", ":9:", "routes[0].websocket", "expected `true` or `false`"]),
+    ("two-unset-variables.yaml", 2, &[":4:", "listeners[0].bind", "`PORTCULLIS_TEST_SURELY_UNSET` is not set", ":10:", "routes[0].static.body", "`PORTCULLIS_TEST_SURELY_UNSET_TOO` is not set"]),
+    ("bad-percent.yaml", 1, &[":7:", "upstreams.app.retry.budget.ratio", "between 0% and 100%"]),
+    ("bad-ip-list.yaml", 1, &[":8:", "routes[0].ip.allow[0]", "`10.0.0.300/8` is not an IP address or CIDR"]),
+    ("zero-rate.yaml", 1, &[":8:", "routes[0].rate_limit[0].rate", "at least one request"]),
+    ("public-admin-without-token.yaml", 1, &[":4:", "admin.bind", "set `admin.token`"]),
+    ("no-targets.yaml", 1, &[":5:", "upstreams.app.targets", "at least one target"]),
+    ("jwt-without-key.yaml", 1, &[":6:", "auth.tokens.jwt", "exactly one key source"]),
     ("many-errors.yaml", 7, &[
         ":3:", "listeners[0].bind", "`127.0.0.1:99999`",
         ":4:", "trusted_proxies[0]", "`10.0.0.0/33` is not an IP address or CIDR",
@@ -173,11 +183,12 @@ fn schema_is_json_with_the_top_level_keys() {
 #[test]
 fn version_prints_name_and_version() {
     let stdout = stdout_of(&["version"]);
-    // `portcullis 0.1.0 (commit 0123456789ab)`: the commit it was built from.
+    // `portcullis 0.1.0 (commit 0123456789ab, profile dev)`: the commit
+    // and the cargo profile it was built from (the tests build `dev`).
     let want = format!("portcullis {} (commit ", env!("CARGO_PKG_VERSION"));
     let line = stdout.trim();
-    assert!(line.starts_with(&want) && line.ends_with(')'), "{line}");
-    let commit = &line[want.len()..line.len() - 1];
+    assert!(line.starts_with(&want) && line.ends_with(", profile dev)"), "{line}");
+    let commit = &line[want.len()..line.len() - ", profile dev)".len()];
     assert!(commit == "unknown" || commit.len() >= 7 && commit.bytes().all(|b| b.is_ascii_hexdigit()), "{line}");
 }
 
@@ -323,4 +334,20 @@ fn the_editor_schema_refuses_what_check_cannot_read() {
         );
     }
     assert!(structural >= 12, "only {structural} structural broken configs");
+}
+
+#[test]
+fn the_editor_schema_takes_variables_where_they_are_read() {
+    // The editor sees the file as written: `${NAME}` where a number, a
+    // switch or a unit goes is what the gateway reads from the environment.
+    let schema: serde_json::Value = serde_json::from_str(&stdout_of(&["schema"])).unwrap();
+    let schema = jsonschema::validator_for(&schema).expect("the schema compiles");
+    let yaml = "listeners:\n  - name: main\n    bind: ${BIND}\n    limits:\n      max_body_size: ${MAX_BODY}\n      header_read_timeout: ${HEAD_TIMEOUT}\nshutdown_timeout: ${DRAIN}\nupstreams:\n  app:\n    targets: [ \"http://127.0.0.1:9001\" ]\n    pool:\n      max_idle_per_target: ${IDLE}\nroutes:\n  - name: r\n    match: { path_prefix: / }\n    upstream: app\n    websocket: ${WS}\n    rate_limit:\n      - key: ip\n        rate: ${RATE}\n";
+    let doc: serde_json::Value = serde_saphyr::from_str(yaml).unwrap();
+    let errors: Vec<String> = schema.iter_errors(&doc).map(|e| format!("{}: {e}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+    // Anything else there is still refused.
+    let doc: serde_json::Value =
+        serde_saphyr::from_str(&yaml.replace("${IDLE}", "lots").replace("${DRAIN}", "10sec")).unwrap();
+    assert_eq!(schema.iter_errors(&doc).count(), 2);
 }
