@@ -1,4 +1,5 @@
-//! Build metadata: the commit `portcullis version` and `/status` report.
+//! Build metadata: the commit and profile `portcullis version` (and the
+//! commit `/status`) report.
 //! From `PORTCULLIS_COMMIT` when set (a container build has no `.git`),
 //! else from git in a checkout, else `unknown`.
 
@@ -31,4 +32,14 @@ fn main() {
         })
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=PORTCULLIS_COMMIT={commit}");
+    // The cargo profile (`dev`, `release`, `dist`…): OUT_DIR is
+    // <target>/<profile dir>/build/<crate>/out, where `dev` builds in `debug`.
+    let profile = std::env::var("OUT_DIR")
+        .ok()
+        .and_then(|out| {
+            let dir = Path::new(&out).ancestors().nth(3)?.file_name()?.to_str()?.to_string();
+            Some(if dir == "debug" { "dev".to_string() } else { dir })
+        })
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=PORTCULLIS_PROFILE={profile}");
 }

@@ -4,7 +4,7 @@
 # under callgrind (the method of bench/instructions.sh), and optionally CPU
 # time per request under wrk.
 #
-#   bench/aggregate.sh [PORTCULLIS_BIN]          (default: target/release/portcullis)
+#   bench/aggregate.sh [PORTCULLIS_BIN]          (default: target/dist/portcullis)
 #   N=2000 WARMUP=200 CPU_SECONDS=10 ROUNDS=3 bench/aggregate.sh [PORTCULLIS_BIN]
 #
 # Three upstreams, all served by one NGINX (one worker, access log off),
@@ -63,7 +63,7 @@ CPU_SECONDS=${CPU_SECONDS:-0}
 CPU_CONNS=${CPU_CONNS:-50}
 ROUNDS=${ROUNDS:-3}
 COUNT=${COUNT:-1}
-BIN=${1:-$BENCH_DIR/../target/release/portcullis}
+BIN=${1:-$BENCH_DIR/../target/dist/portcullis}
 
 source "$BENCH_DIR/lib.sh"
 need_counting_tools

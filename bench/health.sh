@@ -2,7 +2,7 @@
 # What active health checking of many targets costs an idle gateway
 # (issue 14: "health checking of 1,000 targets costs under 1% of one core"):
 #
-#   bench/health.sh [PORTCULLIS_BIN]            (default: target/release/portcullis)
+#   bench/health.sh [PORTCULLIS_BIN]            (default: target/dist/portcullis)
 #   TARGETS=1000 INTERVAL=5s WARMUP=10 DURATION=60 ROUNDS=3 bench/health.sh [PORTCULLIS_BIN]
 #
 # One NGINX (one worker, access log off, keepalive_requests 1000000,
@@ -58,7 +58,7 @@ THREADS=${THREADS-1}
 LATENCY_SECONDS=${LATENCY_SECONDS:-0}
 CPU_CORE=${CPU_CORE:-0}
 UP_CORE=${UP_CORE:-1}
-BIN=${1:-$BENCH_DIR/../target/release/portcullis}
+BIN=${1:-$BENCH_DIR/../target/dist/portcullis}
 
 source "$BENCH_DIR/lib.sh"
 need_tools nginx python3 curl taskset:util-linux

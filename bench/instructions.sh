@@ -3,7 +3,7 @@
 # deterministic figure for A/B comparisons between builds (CPU time on this
 # shared host moves by ±5% between runs; instruction counts do not).
 #
-#   bench/instructions.sh [PORTCULLIS_BIN...]      (default: target/release/portcullis)
+#   bench/instructions.sh [PORTCULLIS_BIN...]      (default: target/dist/portcullis)
 #   CONNS=50 bench/instructions.sh [PORTCULLIS_BIN...]
 #   ROUTES="plain jwt limit both" bench/instructions.sh [PORTCULLIS_BIN...]
 #   OBSERVE="off logs trace" bench/instructions.sh [PORTCULLIS_BIN...]
@@ -67,7 +67,7 @@ for mode in $OBSERVE; do
     case $mode in off | logs | trace | metrics | accesslog) ;; *) echo "instructions.sh: unknown OBSERVE mode '$mode' (want off, logs, trace, metrics, accesslog)" >&2; exit 1 ;; esac
 done
 BINS=("$@")
-((${#BINS[@]})) || BINS=("$BENCH_DIR/../target/release/portcullis")
+((${#BINS[@]})) || BINS=("$BENCH_DIR/../target/dist/portcullis")
 
 source "$BENCH_DIR/lib.sh"
 tools=(valgrind nginx python3 curl)

@@ -56,7 +56,7 @@
 #     enough for several hundred ticks per gateway (10 s gives ~500);
 #   - PAIR="plain plain" (an A/A run) shows the method's own noise.
 #
-# Knobs (environment): PORTCULLIS_BIN (default target/release/portcullis
+# Knobs (environment): PORTCULLIS_BIN (default target/dist/portcullis
 # if present; nothing is built), PAIR ("plain obs"; cases: plain, obs,
 # obs-metrics = admin API only, obs-log = access log only), ROUNDS (10),
 # DURATION (10s), WARMUP (2s; 0 skips it), CONNS (25 per gateway), PROXY_CPU
@@ -132,8 +132,8 @@ NPROC=$(nproc)
 [[ $PROXY_CPU != "$LOAD_CPU" ]] || die "PROXY_CPU and LOAD_CPU must differ"
 
 if [[ -z ${PORTCULLIS_BIN:-} ]]; then
-    PORTCULLIS_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/portcullis
-    [[ -x $PORTCULLIS_BIN ]] || die "set PORTCULLIS_BIN to a release binary (no $PORTCULLIS_BIN; this script builds nothing)"
+    PORTCULLIS_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/dist/portcullis
+    [[ -x $PORTCULLIS_BIN ]] || die "set PORTCULLIS_BIN to a dist binary (`cargo build --profile dist`) (no $PORTCULLIS_BIN; this script builds nothing)"
 fi
 [[ -x $PORTCULLIS_BIN ]] || die "PORTCULLIS_BIN=$PORTCULLIS_BIN is not an executable"
 

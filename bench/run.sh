@@ -109,9 +109,9 @@ if ((NEED_PORTCULLIS)); then
     if [[ -n ${PORTCULLIS_BIN:-} ]]; then
         [[ -x $PORTCULLIS_BIN ]] || die "PORTCULLIS_BIN=$PORTCULLIS_BIN is not an executable"
     else
-        log "building portcullis (release)"
-        (cd "$ROOT" && cargo build --release --bin portcullis)
-        PORTCULLIS_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/portcullis
+        log "building portcullis (profile dist)"
+        (cd "$ROOT" && cargo build --profile dist --bin portcullis)
+        PORTCULLIS_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/dist/portcullis
     fi
 fi
 

@@ -3,7 +3,7 @@
 # method of bench/instructions.sh), plain proxy against request-body JSON
 # Schema validation (issue 12):
 #
-#   bench/validate.sh [PORTCULLIS_BIN]            (default: target/release/portcullis)
+#   bench/validate.sh [PORTCULLIS_BIN]            (default: target/dist/portcullis)
 #   SIZES="1 10 100" N=2000 WARMUP=200 bench/validate.sh [PORTCULLIS_BIN]
 #
 # For each body size in SIZES (KiB, default "1 10 100"), one JSON body: a
@@ -51,7 +51,7 @@ WARMUP=${WARMUP:-200}
 SIZES=${SIZES:-"1 10 100"}
 CPU_SECONDS=${CPU_SECONDS:-0}
 CPU_CONNS=${CPU_CONNS:-10}
-BIN=${1:-$BENCH_DIR/../target/release/portcullis}
+BIN=${1:-$BENCH_DIR/../target/dist/portcullis}
 
 source "$BENCH_DIR/lib.sh"
 need_counting_tools

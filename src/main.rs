@@ -14,8 +14,16 @@ mod cli {
     pub mod remote;
 }
 
-/// The version line: the crate's version and the commit it was built from.
-const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("PORTCULLIS_COMMIT"), ")");
+/// The version line: the crate's version, the commit and the cargo profile
+/// it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("PORTCULLIS_COMMIT"),
+    ", profile ",
+    env!("PORTCULLIS_PROFILE"),
+    ")"
+);
 
 /// mimalloc: fewer instructions per allocation than glibc's malloc, and
 /// thread-local free lists (BENCHMARKS.md, issue 13).
@@ -71,6 +79,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Exit 0 when the running gateway's admin API answers /healthz (with
+    /// --ready: /readyz), else 1: for container health checks and probes.
+    Health {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The admin API's address (default: the config's `admin.bind`).
+        #[arg(long)]
+        admin: Option<String>,
+        /// Ask /readyz (ready to take traffic; 503 while draining).
+        #[arg(long)]
+        ready: bool,
+    },
     /// Print the JSON Schema of the config file (for editors).
     Schema,
     /// Print the SHA-256 of an API key, as `consumers[].api_keys[].sha256` wants it.
@@ -87,6 +107,7 @@ fn main() -> ExitCode {
         Command::Check { config, strict } => check(&config, strict),
         Command::Reload { config, admin } => cli::remote::reload(config.as_deref(), admin.as_deref()),
         Command::Status { config, admin, json } => cli::remote::status(config.as_deref(), admin.as_deref(), json),
+        Command::Health { config, admin, ready } => cli::remote::health(config.as_deref(), admin.as_deref(), ready),
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&config::json_schema()).unwrap_or_default());
             ExitCode::SUCCESS

@@ -175,6 +175,25 @@ pub fn reload(config: Option<&Path>, admin_flag: Option<&str>) -> ExitCode {
     }
 }
 
+/// `portcullis health`: 0 when the admin API's `/healthz` (or, with
+/// `ready`, `/readyz`) answers 200, else 1; for container health checks
+/// and probes, where there is no curl.
+pub fn health(config: Option<&Path>, admin_flag: Option<&str>, ready: bool) -> ExitCode {
+    let admin = match admin(config, admin_flag) {
+        Ok(a) => a,
+        Err(e) => return fail(&e),
+    };
+    let path = if ready { "/readyz" } else { "/healthz" };
+    match block_on(call(&admin, Method::GET, path)) {
+        Ok(Ok((StatusCode::OK, body))) => {
+            println!("{}", body.as_str().unwrap_or("ok").trim());
+            ExitCode::SUCCESS
+        }
+        Ok(Ok((status, body))) => fail(&detail(status, &body)),
+        Ok(Err(e)) | Err(e) => fail(&e),
+    }
+}
+
 /// `portcullis status`: the running gateway's `/status`, as text (or the
 /// JSON as it came with `--json`).
 pub fn status(config: Option<&Path>, admin_flag: Option<&str>, json: bool) -> ExitCode {

@@ -57,6 +57,10 @@ async fn reload_answers_the_one_who_asked_and_status_prints_the_gateway() {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     assert!(stdout.contains(": serving") && stdout.contains("commit ") && stdout.contains("gw 127.0.0.1:"), "{stdout}");
+    for probe in [vec!["health".to_string()], vec!["health".to_string(), "--ready".to_string()]] {
+        let out = cli([probe.clone(), admin_arg()].concat(), vec![]).await;
+        assert!(out.status.success(), "{probe:?}: {}", text(&out.stderr));
+    }
     let out = cli([vec!["status".to_string(), "--json".to_string()], admin_arg()].concat(), vec![]).await;
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json prints the JSON");
     let before = status["config"]["hash"].as_str().unwrap().to_string();

@@ -96,3 +96,68 @@ fn promtool_accepts_the_alert_rules() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn systemd_accepts_the_service_unit() {
+    let Ok(found) = std::process::Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!(
+            "SKIPPED systemd_accepts_the_service_unit: systemd-analyze is not installed (Debian package `systemd`)"
+        );
+        return;
+    };
+    assert!(found.status.success());
+    // The unit as installed, its binary where this build put it.
+    let unit = std::fs::read_to_string(root().join("deploy/portcullis.service")).unwrap();
+    for must in [
+        "DynamicUser=yes",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+        "NoNewPrivileges=yes",
+    ] {
+        assert!(unit.contains(must), "the unit lacks `{must}`");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portcullis.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/portcullis", env!("CARGO_BIN_EXE_portcullis"))).unwrap();
+    let out = std::process::Command::new("systemd-analyze").arg("verify").arg(&path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.trim().is_empty(), "systemd-analyze verify:\n{stderr}");
+}
+
+#[test]
+fn the_kubernetes_manifests_hold_together() {
+    let dir = root().join("deploy/kubernetes");
+    let mut kinds = Vec::new();
+    let mut config = None;
+    let mut deployment = None;
+    for name in ["configmap.yaml", "deployment.yaml", "service.yaml", "pdb.yaml"] {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap();
+        let doc: serde_json::Value = serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(doc["metadata"]["name"], "portcullis", "{name}");
+        let kind = doc["kind"].as_str().unwrap().to_string();
+        if kind == "ConfigMap" {
+            config = doc["data"]["portcullis.yaml"].as_str().map(str::to_string);
+        }
+        if kind == "Deployment" {
+            deployment = Some(doc);
+        }
+        kinds.push(kind);
+    }
+    assert_eq!(kinds, ["ConfigMap", "Deployment", "Service", "PodDisruptionBudget"]);
+    let d = deployment.unwrap();
+    let c = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["args"], serde_json::json!(["run", "--config", "/etc/portcullis/portcullis.yaml", "--watch"]));
+    let ready = c["readinessProbe"]["exec"]["command"].as_array().unwrap();
+    assert!(ready.iter().any(|a| a == "--ready"), "readiness asks /readyz: {ready:?}");
+    // The mounted config passes `check`, without warnings.
+    let path = tempfile::tempdir().unwrap();
+    let file = path.path().join("portcullis.yaml");
+    std::fs::write(&file, config.expect("the ConfigMap holds portcullis.yaml")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["check", "--strict", "--config"])
+        .arg(&file)
+        .env("ADMIN_TOKEN", "a-token-for-the-check-0123")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
