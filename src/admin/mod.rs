@@ -1,5 +1,5 @@
-//! The admin listener: `/healthz`, `/readyz`, `/status`, `/config` and
-//! `/metrics`, and `POST /reload`, on its own address (loopback unless a
+//! The admin listener: the live page at `/`, `/healthz`, `/readyz`,
+//! `/status`, `/config` and `/metrics`, and `POST /reload`, on its own address (loopback unless a
 //! token guards it), never on a public listener. Served by hyper
 //! (HTTP/1.1): a handful of requests a minute from probes, scrapers and
 //! `portcullis reload`, not the hot path.
@@ -99,6 +99,23 @@ fn problem(status: StatusCode, detail: &str) -> Response<Full<Bytes>> {
     respond(status, "application/problem+json", body.to_string())
 }
 
+/// The live admin page: one self-contained file (no CDN, no framework),
+/// built into the binary. It holds no data (it reads `/status` and
+/// `/metrics` with the token the user types, when one is set), so it is
+/// served without the token, like `/healthz`.
+const PAGE: &str = include_str!("page.html");
+
+fn page() -> Response<Full<Bytes>> {
+    let mut resp = respond(StatusCode::OK, "text/html; charset=utf-8", PAGE);
+    // Its own inline script and style; fetches to this origin only.
+    let csp = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; \
+               base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+    resp.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
+    resp.headers_mut().insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    resp.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    resp
+}
+
 /// The answer to a request without the admin token (when one is set).
 fn unauthorized(shared: &Shared, req: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
     let token = req.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
@@ -176,6 +193,9 @@ fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     if path == "/healthz" {
         return respond(StatusCode::OK, "text/plain; charset=utf-8", "ok\n");
     }
+    if path == "/" {
+        return page();
+    }
     if let Some(refused) = unauthorized(shared, req) {
         return refused;
     }
@@ -204,7 +224,10 @@ fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             redact::redact(&mut doc);
             respond(StatusCode::OK, "application/json", doc.to_string())
         }
-        _ => problem(StatusCode::NOT_FOUND, "admin paths: /healthz, /readyz, /status, /config, /metrics, POST /reload"),
+        _ => problem(
+            StatusCode::NOT_FOUND,
+            "admin paths: / (the live page), /healthz, /readyz, /status, /config, /metrics, POST /reload",
+        ),
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod admin_page;
 mod aggregate;
 mod auth;
 mod balancing;
