@@ -129,6 +129,20 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> Result<T, String> {
     Ok(rt.block_on(f))
 }
 
+/// Finds the admin API and asks it once; a failure is printed, and its exit code returned.
+fn ask(
+    config: Option<&Path>,
+    admin_flag: Option<&str>,
+    method: Method,
+    path: &str,
+) -> Result<(Admin, StatusCode, Value), ExitCode> {
+    let admin = admin(config, admin_flag).map_err(|e| fail(&e))?;
+    match block_on(call(&admin, method, path)) {
+        Ok(Ok((status, body))) => Ok((admin, status, body)),
+        Ok(Err(e)) | Err(e) => Err(fail(&e)),
+    }
+}
+
 fn fail(message: &str) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::FAILURE
@@ -148,13 +162,9 @@ fn detail(status: StatusCode, body: &Value) -> String {
 /// `portcullis reload`: 0 when the new config is live, 1 otherwise (every
 /// problem printed, one per line).
 pub fn reload(config: Option<&Path>, admin_flag: Option<&str>) -> ExitCode {
-    let admin = match admin(config, admin_flag) {
-        Ok(a) => a,
-        Err(e) => return fail(&e),
-    };
-    let (status, body) = match block_on(call(&admin, Method::POST, "/reload")) {
-        Ok(Ok(answer)) => answer,
-        Ok(Err(e)) | Err(e) => return fail(&e),
+    let (_, status, body) = match ask(config, admin_flag, Method::POST, "/reload") {
+        Ok(answer) => answer,
+        Err(code) => return code,
     };
     let hash = |b: &Value| b.pointer("/config/hash").and_then(Value::as_str).unwrap_or("?").to_string();
     match status {
@@ -179,31 +189,23 @@ pub fn reload(config: Option<&Path>, admin_flag: Option<&str>) -> ExitCode {
 /// `ready`, `/readyz`) answers 200, else 1; for container health checks
 /// and probes, where there is no curl.
 pub fn health(config: Option<&Path>, admin_flag: Option<&str>, ready: bool) -> ExitCode {
-    let admin = match admin(config, admin_flag) {
-        Ok(a) => a,
-        Err(e) => return fail(&e),
-    };
     let path = if ready { "/readyz" } else { "/healthz" };
-    match block_on(call(&admin, Method::GET, path)) {
-        Ok(Ok((StatusCode::OK, body))) => {
+    match ask(config, admin_flag, Method::GET, path) {
+        Ok((_, StatusCode::OK, body)) => {
             println!("{}", body.as_str().unwrap_or("ok").trim());
             ExitCode::SUCCESS
         }
-        Ok(Ok((status, body))) => fail(&detail(status, &body)),
-        Ok(Err(e)) | Err(e) => fail(&e),
+        Ok((_, status, body)) => fail(&detail(status, &body)),
+        Err(code) => code,
     }
 }
 
 /// `portcullis status`: the running gateway's `/status`, as text (or the
 /// JSON as it came with `--json`).
 pub fn status(config: Option<&Path>, admin_flag: Option<&str>, json: bool) -> ExitCode {
-    let admin = match admin(config, admin_flag) {
-        Ok(a) => a,
-        Err(e) => return fail(&e),
-    };
-    let (status, body) = match block_on(call(&admin, Method::GET, "/status")) {
-        Ok(Ok(answer)) => answer,
-        Ok(Err(e)) | Err(e) => return fail(&e),
+    let (admin, status, body) = match ask(config, admin_flag, Method::GET, "/status") {
+        Ok(answer) => answer,
+        Err(code) => return code,
     };
     if status != StatusCode::OK {
         return fail(&detail(status, &body));

@@ -280,6 +280,38 @@ pub fn json_schema() -> serde_json::Value {
     schema
 }
 
+/// Calls `f` with the config path (`routes[2].upstream`) and text of every
+/// string in a document.
+pub(crate) fn for_each_string(v: &serde_json::Value, f: &mut impl FnMut(&str, &str)) {
+    fn walk(v: &serde_json::Value, path: &mut String, f: &mut impl FnMut(&str, &str)) {
+        use serde_json::Value;
+        match v {
+            Value::String(s) => f(path, s),
+            Value::Object(map) => {
+                for (k, v) in map {
+                    let len = path.len();
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(k);
+                    walk(v, path, f);
+                    path.truncate(len);
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    let len = path.len();
+                    path.push_str(&format!("[{i}]"));
+                    walk(v, path, f);
+                    path.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+    walk(v, &mut String::new(), f);
+}
+
 /// An unquoted `${NAME}`, which the config reads from the environment.
 pub(crate) const VARIABLE_PATTERN: &str = "^\\$\\{[A-Za-z_][A-Za-z0-9_]*\\}$";
 

@@ -40,7 +40,13 @@ pub fn problems(text: &str, file: &str, locations: &Locations) -> (Vec<ConfigErr
         return (Vec::new(), None);
     };
     let mut found: Vec<(String, String)> = Vec::new();
-    unset_variables(&doc, &mut String::new(), &mut found);
+    super::for_each_string(&doc, &mut |path, s| {
+        if let Some(at) = s.find(UNSET) {
+            let name: String =
+                s[at + UNSET.len()..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            found.push((path.to_string(), format!("environment variable `{name}` is not set")));
+        }
+    });
     if let Some(validator) = validator() {
         for e in validator.iter_errors(&doc) {
             collect(&e, &mut found);
@@ -104,35 +110,6 @@ fn variables(text: &str) -> Vec<&str> {
         }
     }
     names
-}
-
-fn unset_variables(v: &Value, path: &mut String, found: &mut Vec<(String, String)>) {
-    match v {
-        Value::String(s) => {
-            if let Some(at) = s.find(UNSET) {
-                let name: String =
-                    s[at + UNSET.len()..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-                found.push((path.clone(), format!("environment variable `{name}` is not set")));
-            }
-        }
-        Value::Object(map) => {
-            for (k, v) in map {
-                let len = path.len();
-                *path = join(path, k);
-                unset_variables(v, path, found);
-                path.truncate(len);
-            }
-        }
-        Value::Array(items) => {
-            for (i, v) in items.iter().enumerate() {
-                let len = path.len();
-                path.push_str(&format!("[{i}]"));
-                unset_variables(v, path, found);
-                path.truncate(len);
-            }
-        }
-        _ => {}
-    }
 }
 
 fn join(parent: &str, key: &str) -> String {

@@ -7,8 +7,6 @@
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 
-use serde_json::Value;
-
 use crate::config::{ConfigError, LoadedConfig, PathParameters};
 use crate::policy::auth::config::ProviderConfig;
 
@@ -77,37 +75,16 @@ impl Found {
 /// `${NAME}` left in a string: interpolation only applies to plain
 /// (unquoted) scalars, so a quoted one reached the config as written.
 fn quoted_variables(loaded: &LoadedConfig, found: &mut Found) {
-    fn walk(v: &Value, path: &mut String, found: &mut Found) {
-        match v {
-            Value::String(s) if has_variable(s) => found.add(
+    crate::config::for_each_string(&loaded.document(), &mut |path, s| {
+        if has_variable(s) {
+            found.add(
                 "quoted-variable",
-                path.clone(),
+                path,
                 "`${…}` in a quoted string stays as written: only unquoted values read the environment \
                  (write `key: ${VAR}`; inside a flow mapping `{ … }`, write the mapping in block style)",
-            ),
-            Value::Object(map) => {
-                for (k, v) in map {
-                    let len = path.len();
-                    if !path.is_empty() {
-                        path.push('.');
-                    }
-                    path.push_str(k);
-                    walk(v, path, found);
-                    path.truncate(len);
-                }
-            }
-            Value::Array(items) => {
-                for (i, v) in items.iter().enumerate() {
-                    let len = path.len();
-                    path.push_str(&format!("[{i}]"));
-                    walk(v, path, found);
-                    path.truncate(len);
-                }
-            }
-            _ => {}
+            );
         }
-    }
-    walk(&loaded.document(), &mut String::new(), found);
+    });
 }
 
 /// `${` then a variable name then `}`.
