@@ -51,3 +51,70 @@ bench_cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     rm -rf "$WORK"
 }
+
+# Shared by run.sh and paired.sh (which each define `die`, used by render).
+
+# A zombie still answers kill -0, so look at the state instead.
+alive() {
+    local line
+    read -r line 2>/dev/null < "/proc/$1/stat" || return 1
+    line=${line##*) }
+    [[ ${line:0:1} != Z ]]
+}
+
+# Fill @NAME@ placeholders of a template: render TEMPLATE OUT NAME=value...
+# A value may span lines (a route's policies). Comment lines (# in the first
+# column) are left as they are: they name the placeholders, and a value of
+# several lines filled into one would turn its later lines into config.
+render() {
+    local tpl=$1 out=$2 kv v args=()
+    shift 2
+    for kv in "$@"; do
+        v=${kv#*=}
+        args+=(-e "/^#/!s|@${kv%%=*}@|${v//$'\n'/\\n}|g")
+    done
+    sed "${args[@]}" "$tpl" > "$out"
+    ! grep -v '^#' "$out" | grep -q '@[A-Z_]*@' || die "unfilled placeholder in $out"
+}
+
+children() { cat /proc/"$1"/task/*/children 2>/dev/null || true; }
+
+# The pid and all its descendants: a process's utime/stime covers all its
+# threads, but not its live children (nginx master -> worker).
+tree_pids() {
+    local c
+    echo "$1"
+    for c in $(children "$1"); do tree_pids "$c"; done
+}
+
+# Busy ticks of core $PROXY_CPU so far (user nice system irq softirq) into
+# CORE_TICKS (builtins only). Less the proxy's own utime+stime over a run, this
+# is CPU that something else - another process on a shared host - took on the
+# proxy's core. The irq and softirq columns count: part of the proxy's stime
+# (its own network work) is booked there, ~0.3 of a core here, so without them
+# the difference comes out negative.
+core_ticks() {
+    local line f
+    while read -r line; do
+        if [[ $line == "cpu$PROXY_CPU "* ]]; then
+            read -ra f <<< "$line"
+            CORE_TICKS=$((f[1] + f[2] + f[3] + f[6] + f[7]))
+            return 0
+        fi
+    done < /proc/stat
+    return 1
+}
+
+# Whole-host CPU busy share over one second, to flag a host that is not idle
+# (a build running beside the benchmark skews everything).
+host_busy_pct() {
+    local a b
+    read -ra a < /proc/stat
+    sleep 1
+    read -ra b < /proc/stat
+    # cpu user nice system idle iowait irq softirq steal ...
+    local total=0 i
+    for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
+    local idle=$((b[4] - a[4] + b[5] - a[5]))
+    ((total > 0)) && echo $(((total - idle) * 100 / total)) || echo 0
+}

@@ -149,13 +149,6 @@ SERVER_PIDS=()   # the processes we started and have not stopped yet
 WORKER_PIDS=()   # the upstream's nginx worker (a grandchild)
 WRK_PIDS=()
 
-# A zombie still answers kill -0, so look at the state instead.
-alive() {
-    local line
-    read -r line 2> /dev/null < "/proc/$1/stat" || return 1
-    line=${line##*) }
-    [[ ${line:0:1} != Z ]]
-}
 
 cleanup() {
     local rc=$? pid i f
@@ -195,18 +188,6 @@ cp -p "$PORTCULLIS_BIN" "$TMP/bin/portcullis"
 PC_DESC="binary $PORTCULLIS_BIN built $(date -d "@$(stat -c %Y "$TMP/bin/portcullis")" '+%Y-%m-%d %H:%M'), sha256 $(sha256sum < "$TMP/bin/portcullis" | cut -c1-12); checkout $rev"
 PORTCULLIS_BIN=$TMP/bin/portcullis
 
-# Fill @NAME@ placeholders of a template (as run.sh does): render TEMPLATE
-# OUT NAME=value... Comment lines (# in the first column) are left alone.
-render() {
-    local tpl=$1 out=$2 kv v args=()
-    shift 2
-    for kv in "$@"; do
-        v=${kv#*=}
-        args+=(-e "/^#/!s|@${kv%%=*}@|${v//$'\n'/\\n}|g")
-    done
-    sed "${args[@]}" "$tpl" > "$out"
-    ! grep -v '^#' "$out" | grep -q '@[A-Z_]*@' || die "unfilled placeholder in $out"
-}
 
 # wait_ok URL PID NAME: until URL answers "ok" (the upstream's body, so for
 # a gateway this checks the whole path), failing early if the server died.
@@ -220,7 +201,6 @@ wait_ok() {
     die "$name did not answer 'ok' on $url within 15 s"
 }
 
-children() { cat /proc/"$1"/task/*/children 2> /dev/null || true; }
 
 # free_ports N: N distinct free loopback ports, held open together.
 free_ports() {
@@ -240,31 +220,7 @@ cpu_ticks() {
     TICKS=$((f[11] + f[12]))
 }
 
-# Busy ticks of core PROXY_CPU so far (user nice system irq softirq) into
-# CORE_TICKS, as run.sh's core_ticks: less the gateways' ticks, what something
-# else took on their core.
-core_ticks() {
-    local line f
-    while read -r line; do
-        if [[ $line == "cpu$PROXY_CPU "* ]]; then
-            read -ra f <<< "$line"
-            CORE_TICKS=$((f[1] + f[2] + f[3] + f[6] + f[7]))
-            return 0
-        fi
-    done < /proc/stat
-    return 1
-}
 
-# Whole-host CPU busy share over one second (as run.sh).
-host_busy_pct() {
-    local a b total=0 i idle
-    read -ra a < /proc/stat
-    sleep 1
-    read -ra b < /proc/stat
-    for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
-    idle=$((b[4] - a[4] + b[5] - a[5]))
-    if ((total > 0)); then echo $(((total - idle) * 100 / total)); else echo 0; fi
-}
 
 # stop_server PID: TERM, KILL after 5 s, then forget it.
 stop_server() {

@@ -15,6 +15,8 @@ set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$BENCH_DIR/lib.sh"
 
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-10s}
@@ -128,13 +130,6 @@ SERVER_PIDS=()   # the processes we started (nginx masters, portcullis)
 WORKER_PIDS=()   # nginx workers: grandchildren, killed by pid if their master is gone
 WRK_PID=
 
-# A zombie still answers kill -0, so look at the state instead.
-alive() {
-    local line
-    read -r line 2>/dev/null < "/proc/$1/stat" || return 1
-    line=${line##*) }
-    [[ ${line:0:1} != Z ]]
-}
 
 cleanup() {
     local rc=$? pid i f
@@ -178,20 +173,6 @@ if ((NEED_PORTCULLIS)); then
 fi
 
 
-# Fill @NAME@ placeholders of a template: render TEMPLATE OUT NAME=value...
-# A value may span lines (a route's policies). Comment lines (# in the first
-# column) are left as they are: they name the placeholders, and a value of
-# several lines filled into one would turn its later lines into config.
-render() {
-    local tpl=$1 out=$2 kv v args=()
-    shift 2
-    for kv in "$@"; do
-        v=${kv#*=}
-        args+=(-e "/^#/!s|@${kv%%=*}@|${v//$'\n'/\\n}|g")
-    done
-    sed "${args[@]}" "$tpl" > "$out"
-    ! grep -v '^#' "$out" | grep -q '@[A-Z_]*@' || die "unfilled placeholder in $out"
-}
 
 # Wait until URL answers "ok" (the upstream's body, so for a proxy this checks
 # the whole path), failing early if the server died. wait_ok URL PID NAME
@@ -208,15 +189,6 @@ wait_ok() {
     die "$name did not answer 'ok' on $url within 15 s"
 }
 
-children() { cat /proc/"$1"/task/*/children 2>/dev/null || true; }
-
-# The pid and all its descendants: a process's utime/stime covers all its
-# threads, but not its live children (nginx master -> worker).
-tree_pids() {
-    local c
-    echo "$1"
-    for c in $(children "$1"); do tree_pids "$c"; done
-}
 
 # Sum of utime+stime (fields 14 and 15) in clock ticks into TICKS. Builtins
 # only: no fork inside the measured window. The comm field (2) may hold
@@ -559,23 +531,6 @@ run_wrk() {
     WRK_PID=
 }
 
-# Busy ticks of core $PROXY_CPU so far (user nice system irq softirq) into
-# CORE_TICKS (builtins only). Less the proxy's own utime+stime over a run, this
-# is CPU that something else - another process on a shared host - took on the
-# proxy's core. The irq and softirq columns count: part of the proxy's stime
-# (its own network work) is booked there, ~0.3 of a core here, so without them
-# the difference comes out negative.
-core_ticks() {
-    local line f
-    while read -r line; do
-        if [[ $line == "cpu$PROXY_CPU "* ]]; then
-            read -ra f <<< "$line"
-            CORE_TICKS=$((f[1] + f[2] + f[3] + f[6] + f[7]))
-            return 0
-        fi
-    done < /proc/stat
-    return 1
-}
 
 # Connections the upstream has accepted so far (stub_status), read outside the
 # measured window. Over a measured run it shows whether the proxy reuses its
@@ -634,19 +589,6 @@ measure() {
         --upstream-conns $((a1 - a0 - 1)) --other-core-ticks $((k1 - k0 - ${ptk:-0}))
 }
 
-# Whole-host CPU busy share over one second, to flag a host that is not idle
-# (a build running beside the benchmark skews everything).
-host_busy_pct() {
-    local a b
-    read -ra a < /proc/stat
-    sleep 1
-    read -ra b < /proc/stat
-    # cpu user nice system idle iowait irq softirq steal ...
-    local total=0 i
-    for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
-    local idle=$((b[4] - a[4] + b[5] - a[5]))
-    ((total > 0)) && echo $(((total - idle) * 100 / total)) || echo 0
-}
 BUSY_BEFORE=$(host_busy_pct)
 ((BUSY_BEFORE <= 10)) || log "warning: host was ${BUSY_BEFORE}% busy before starting; results will be noisy"
 
