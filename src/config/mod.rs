@@ -246,14 +246,13 @@ fn plain_message(e: &serde_saphyr::Error) -> String {
 fn did_you_mean(text: &str) -> Option<String> {
     let rest = text.strip_prefix("unknown field `")?;
     let (field, allowed) = rest.split_once("`, expected one of ")?;
-    let nearest = allowed
-        .split(", ")
-        .map(|k| k.trim_matches('`'))
-        .map(|k| (edit_distance(field, k), k))
-        .filter(|(d, k)| *d <= (k.len() / 3).max(1))
-        .min()?
-        .1;
+    let nearest = nearest_key(field, allowed.split(", ").map(|k| k.trim_matches('`')))?;
     Some(format!("unknown field `{field}`: did you mean `{nearest}`? (expected one of {allowed})"))
+}
+
+/// The allowed key a typo away from `field`, if one is.
+pub(crate) fn nearest_key<'a>(field: &str, allowed: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    allowed.map(|k| (edit_distance(field, k), k)).filter(|(d, k)| *d <= (k.len() / 3).max(1)).min().map(|(_, k)| k)
 }
 
 /// Levenshtein distance of two short keys.

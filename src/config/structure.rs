@@ -22,9 +22,64 @@ use super::{ConfigError, Locations};
 /// read whole and each one reported where it is.
 const UNSET: &str = "\u{0}portcullis-unset:";
 
+fn validator_schema() -> Option<&'static Value> {
+    static SCHEMA: OnceLock<Value> = OnceLock::new();
+    Some(SCHEMA.get_or_init(super::json_schema))
+}
+
 fn validator() -> Option<&'static jsonschema::Validator> {
     static VALIDATOR: OnceLock<Option<jsonschema::Validator>> = OnceLock::new();
-    VALIDATOR.get_or_init(|| jsonschema::validator_for(&super::json_schema()).ok()).as_ref()
+    VALIDATOR.get_or_init(|| jsonschema::validator_for(validator_schema()?).ok()).as_ref()
+}
+
+/// The keys the schema allows for the mapping at a JSON pointer (for a
+/// typo's suggestion): follows `$ref`s, `anyOf` branches, `properties`,
+/// `items` and maps' `additionalProperties`.
+fn allowed_keys(root: &Value, pointer: &str) -> Vec<String> {
+    // The schemas a node may be, `$ref`s and `anyOf`/`oneOf`/`allOf` resolved.
+    fn expand<'a>(root: &'a Value, node: &'a Value, out: &mut Vec<&'a Value>, depth: usize) {
+        if depth > 16 {
+            return;
+        }
+        if let Some(r) = node.get("$ref").and_then(Value::as_str)
+            && let Some(target) = r.strip_prefix('#').and_then(|p| root.pointer(p))
+        {
+            expand(root, target, out, depth + 1);
+        }
+        for key in ["anyOf", "oneOf", "allOf"] {
+            for branch in node.get(key).and_then(Value::as_array).into_iter().flatten() {
+                expand(root, branch, out, depth + 1);
+            }
+        }
+        out.push(node);
+    }
+    let mut nodes = Vec::new();
+    expand(root, root, &mut nodes, 0);
+    for segment in pointer.split('/').skip(1) {
+        let segment = segment.replace("~1", "/").replace("~0", "~");
+        let mut next = Vec::new();
+        for n in &nodes {
+            let child = if segment.bytes().all(|b| b.is_ascii_digit()) {
+                n.get("items")
+            } else {
+                n.get("properties")
+                    .and_then(|p| p.get(&segment))
+                    .or_else(|| n.get("additionalProperties").filter(|a| a.is_object()))
+            };
+            if let Some(child) = child {
+                expand(root, child, &mut next, 0);
+            }
+        }
+        nodes = next;
+    }
+    let mut keys: Vec<String> = nodes
+        .iter()
+        .filter_map(|n| n.get("properties").and_then(Value::as_object))
+        .flat_map(|p| p.keys().cloned())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
 }
 
 /// The problems the schema finds in `text` (each located, in our words),
@@ -72,8 +127,14 @@ fn collect(e: &jsonschema::ValidationError<'_>, found: &mut Vec<(String, String)
     let at = config_path(e.instance_path().as_str());
     match e.kind() {
         ValidationErrorKind::AdditionalProperties { unexpected } => {
+            let allowed =
+                validator_schema().map(|root| allowed_keys(root, e.instance_path().as_str())).unwrap_or_default();
             for key in unexpected {
-                found.push((join(&at, key), format!("unknown field `{key}`")));
+                let message = match super::nearest_key(key, allowed.iter().map(String::as_str)) {
+                    Some(meant) => format!("unknown field `{key}`: did you mean `{meant}`?"),
+                    None => format!("unknown field `{key}`"),
+                };
+                found.push((join(&at, key), message));
             }
         }
         ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } => {
@@ -240,5 +301,14 @@ mod tests {
         remove(&mut doc, "x.y[1]");
         assert_eq!(doc, serde_json::json!({ "routes": [ { "name": "a" } ], "x": {} }));
         assert_eq!(variables("a: ${A}\nb: \"${B_2}\" ${} $C ${1x"), vec!["A", "B_2"]);
+    }
+
+    #[test]
+    fn keys_allowed_at_a_place_are_found_through_refs() {
+        let root = super::super::json_schema();
+        let route = allowed_keys(&root, "/routes/1");
+        assert!(route.iter().any(|k| k == "authenticate") && route.iter().any(|k| k == "upstream"), "{route:?}");
+        let timeouts = allowed_keys(&root, "/upstreams/app/timeouts");
+        assert!(timeouts.iter().any(|k| k == "connect"), "{timeouts:?}");
     }
 }
