@@ -166,7 +166,11 @@ fn check(path: &Path, strict: bool) -> ExitCode {
 
 fn run(path: Option<PathBuf>, watch: bool) -> ExitCode {
     let loaded = load(path.as_deref());
-    init_logging(loaded.as_ref().map_or("info", |l| l.config.log_level.as_str()));
+    match &loaded {
+        Ok(l) => init_logging(l.config.log_level.as_str(), l.config.log_format),
+        // A config that does not load: its problems in the default format.
+        Err(_) => init_logging("info", config::LogFormat::Text),
+    }
     let loaded = match loaded {
         Ok(l) => l,
         Err(errors) => {
@@ -285,11 +289,17 @@ async fn reload(handle: &portcullis::Handle, path: Option<&Path>) -> ReloadOutco
     }
 }
 
-/// The gateway's own log: `RUST_LOG` if set, else the config's `log_level`.
-fn init_logging(level: &str) {
+/// The gateway's own log: `RUST_LOG` if set, else the config's `log_level`;
+/// text lines or, with `log_format: json`, one JSON object a line.
+fn init_logging(level: &str, format: config::LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    use std::io::IsTerminal;
-    let ansi = std::io::stdout().is_terminal();
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stdout).init();
+    let log = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    match format {
+        config::LogFormat::Json => log.json().with_current_span(false).with_span_list(false).init(),
+        config::LogFormat::Text => {
+            use std::io::IsTerminal;
+            log.with_ansi(std::io::stdout().is_terminal()).init()
+        }
+    }
 }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 pub use field_errors::FieldErrors;
 pub use locate::Locations;
-pub use observe::{AccessLogConfig, AccessLogFormat, AdminConfig, LogLevel, OtlpConfig, TracingConfig};
+pub use observe::{AccessLogConfig, AccessLogFormat, AdminConfig, LogFormat, LogLevel, OtlpConfig, TracingConfig};
 pub use types::*;
 
 /// One problem in a config, located as precisely as we can.

@@ -60,6 +60,16 @@ pub enum AccessLogFormat {
     Combined,
 }
 
+/// How the gateway's own log is written: text lines, or one JSON object a
+/// line (for a log shipper: a multi-line message stays one event).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
 /// The gateway's own log level.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]

@@ -80,6 +80,10 @@ pub struct Config {
     /// `trace`); `RUST_LOG` overrides it. Default `info`.
     #[serde(default)]
     pub log_level: super::LogLevel,
+    /// The gateway's own log as `text` lines (default) or `json`, one
+    /// object a line. Read when the gateway starts (a reload keeps it).
+    #[serde(default)]
+    pub log_format: super::LogFormat,
     /// `portcullis check`'s warnings this deployment means (`allow:
     /// [unused-upstream]`); docs/config.md#warnings lists them.
     #[serde(default)]
@@ -119,6 +123,7 @@ impl Default for Config {
             access_log: None,
             tracing: super::TracingConfig::default(),
             log_level: super::LogLevel::default(),
+            log_format: super::LogFormat::default(),
             warnings: WarningsConfig::default(),
             formats: BTreeMap::new(),
         }

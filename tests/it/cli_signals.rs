@@ -79,3 +79,38 @@ async fn sigusr1_reopens_the_access_log_after_rotation() {
     assert_eq!(lines_of(&dir.join("access.log"), 2).await, 2, "new lines go to a new file at the same path");
     assert_eq!(lines_of(&dir.join("access.log.1"), 1).await, 1, "the rotated file keeps its line");
 }
+
+#[tokio::test]
+async fn json_logs_keep_each_event_on_one_line() {
+    let yaml = |body: &str| format!("log_format: json\n{}", config(body));
+    let (gw, addr) = spawn_gateway(&yaml("one"));
+    let url = format!("http://{addr}/");
+    // A reload refused for two problems: each one event, one JSON line.
+    std::fs::write(
+        &gw.config,
+        "log_format: json\nlisteners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\nroutes:\n  - { name: a, match: { path_prefix: / }, upstream: nowhere }\n  - { name: b, match: { path_prefix: /b }, upstream: elsewhere }\n",
+    )
+    .unwrap();
+    gw.signal("HUP");
+    let mut lines = Vec::new();
+    for _ in 0..200 {
+        lines = gw.log.lock().unwrap().clone();
+        if lines.iter().any(|l| l.contains("still serving the previous config")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(get(&url, &[]).await.text(), "one");
+    let events: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not one JSON object ({e}): {l}")))
+        .collect();
+    let problems: Vec<&str> = events
+        .iter()
+        .filter(|e| e["fields"]["message"] == "reload refused")
+        .filter_map(|e| e["fields"]["problem"].as_str())
+        .collect();
+    assert_eq!(problems.len(), 2, "{lines:#?}");
+    assert!(problems.iter().any(|p| p.contains("nowhere")) && problems.iter().any(|p| p.contains("elsewhere")));
+    assert!(events.iter().any(|e| e["level"] == "ERROR" && e["timestamp"].is_string()));
+}

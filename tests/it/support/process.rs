@@ -9,6 +9,8 @@ use std::process::{Child, Command, Stdio};
 pub struct Process {
     pub child: Child,
     pub config: PathBuf,
+    /// Its standard output's lines so far (the log).
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -52,19 +54,32 @@ pub fn spawn_gateway_admin(config: &str, args: &[&str]) -> (Process, SocketAddr,
         .spawn()
         .expect("portcullis starts");
     let stdout = child.stdout.take().unwrap();
-    let proc = Process { child, config: path, _dir: dir };
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let proc = Process { child, config: path, log: log.clone(), _dir: dir };
     let mut lines = BufReader::new(stdout).lines();
     let mut admin = None;
     for line in lines.by_ref() {
         let line = line.expect("log line");
-        if let Some(addr) = line.split("addr=").nth(1) {
-            let addr = addr.split_whitespace().next().unwrap().parse().expect("address in the listening line");
+        log.lock().unwrap().push(line.clone());
+        // Text lines (`… listening listener=gw addr=…`), or JSON ones.
+        let json = serde_json::from_str::<serde_json::Value>(&line).ok();
+        let field = |name: &str| json.as_ref().and_then(|j| j["fields"][name].as_str().map(str::to_string));
+        let found = match &json {
+            Some(_) => field("addr"),
+            None => line.split("addr=").nth(1).and_then(|a| a.split_whitespace().next()).map(str::to_string),
+        };
+        if let Some(addr) = found {
+            let addr = addr.parse().expect("address in the listening line");
             if line.contains("admin listening") {
                 admin = Some(addr);
                 continue;
             }
             // Keep draining the log so the child never blocks on a full pipe.
-            std::thread::spawn(move || for _ in lines {});
+            std::thread::spawn(move || {
+                for line in lines.map_while(Result::ok) {
+                    log.lock().unwrap().push(line);
+                }
+            });
             return (proc, addr, admin);
         }
     }
