@@ -10,15 +10,16 @@
 //!
 //! | room | owns |
 //! | --- | --- |
-//! | `config` | serde types, loading, `${ENV}`, errors with file, path and line; `FieldErrors` |
+//! | `config` | serde types, loading, `${ENV}`, errors with file, path and line (every structural one at once, through the config's own JSON Schema); `FieldErrors` |
 //! | `wire` | the own HTTP/1.1 codec, the security boundary: head parsers, admission, chunked bodies, the response encoder, header edits both writers apply |
 //! | `tls` | listener TLS (rustls), client certificates, CA bundles |
 //! | `http` | gateway HTTP semantics: normalization, forwarded headers, request ids, the error type and problem writer, body types, connection facts |
 //! | `router`, `upstream`, `responder` | route matching and rewrites; upstream pools and balancing; built-in responders |
 //! | `policy` | the shared floor (`ctx`, `compile`, `clock`), one folder per policy, and above them `policy/mod.rs`: the phase model and the registry |
-//! | `plan` | compiling a config into the immutable plan |
+//! | `plan` | compiling a config into the immutable plan; `check`'s warnings |
 //! | `proxy` | the engine: one request from admission to response (`proxy/mod.rs` has the chart) |
 //! | `server` | listeners, connections, HTTP/1.1 (with `wire`) and HTTP/2 (hyper), shutdown |
+//! | `admin` | the admin listener: the live page, health, status, config, metrics, reload |
 #![forbid(unsafe_code)]
 
 pub(crate) mod admin;

@@ -22,14 +22,15 @@ use super::{ConfigError, Locations};
 /// read whole and each one reported where it is.
 const UNSET: &str = "\u{0}portcullis-unset:";
 
-fn validator_schema() -> Option<&'static Value> {
+/// The config's JSON Schema, made once.
+fn schema() -> &'static Value {
     static SCHEMA: OnceLock<Value> = OnceLock::new();
-    Some(SCHEMA.get_or_init(super::json_schema))
+    SCHEMA.get_or_init(super::json_schema)
 }
 
 fn validator() -> Option<&'static jsonschema::Validator> {
     static VALIDATOR: OnceLock<Option<jsonschema::Validator>> = OnceLock::new();
-    VALIDATOR.get_or_init(|| jsonschema::validator_for(validator_schema()?).ok()).as_ref()
+    VALIDATOR.get_or_init(|| jsonschema::validator_for(schema()).ok()).as_ref()
 }
 
 /// The keys the schema allows for the mapping at a JSON pointer (for a
@@ -127,8 +128,7 @@ fn collect(e: &jsonschema::ValidationError<'_>, found: &mut Vec<(String, String)
     let at = config_path(e.instance_path().as_str());
     match e.kind() {
         ValidationErrorKind::AdditionalProperties { unexpected } => {
-            let allowed =
-                validator_schema().map(|root| allowed_keys(root, e.instance_path().as_str())).unwrap_or_default();
+            let allowed = allowed_keys(schema(), e.instance_path().as_str());
             for key in unexpected {
                 let message = match super::nearest_key(key, allowed.iter().map(String::as_str)) {
                     Some(meant) => format!("unknown field `{key}`: did you mean `{meant}`?"),
