@@ -7,8 +7,9 @@
 //! walks of the body cost about as much each (BENCHMARKS.md, issue 12).
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
-use serde_json::{Map, Number, Value};
+use super::tape::{Doc, Entry, Kind};
 
 /// The limits of one route (each enforced while scanning).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,26 +46,25 @@ pub struct Violation {
     pub detail: String,
 }
 
+/// Up to this many members, a new key is compared with the earlier ones
+/// in place; past it, an object's keys go into a set (a hostile object of
+/// `max_entries` members stays linear).
+const KEYS_SCANNED: u32 = 16;
+
 struct Scanner<'a> {
     bytes: &'a [u8],
     /// The same bytes, known to be UTF-8 (strings are sliced from it).
     text: &'a str,
     at: usize,
-    limits: &'a JsonLimits,
-    /// The path to the value being read, for the pointer of a violation.
-    path: Vec<Step<'a>>,
-}
-
-#[derive(Clone, Copy)]
-enum Step<'a> {
-    Key(&'a [u8]),
-    Index(u32),
+    limits: JsonLimits,
+    doc: Doc<'a>,
 }
 
 type Scan<T> = Result<T, Violation>;
 
-/// Reads `bytes` as one JSON document within `limits`.
-pub fn parse(bytes: &[u8], limits: &JsonLimits) -> Result<Value, Violation> {
+/// Reads `bytes` as one JSON document within `limits`, into a tape that
+/// `jsonschema` validates in place.
+pub fn read<'a>(bytes: &'a [u8], limits: &JsonLimits) -> Result<Doc<'a>, Violation> {
     let text = match std::str::from_utf8(bytes) {
         Ok(text) => text,
         Err(e) => {
@@ -74,34 +74,38 @@ pub fn parse(bytes: &[u8], limits: &JsonLimits) -> Result<Value, Violation> {
             });
         }
     };
-    let mut s = Scanner { bytes, text, at: 0, limits, path: Vec::new() };
+    if u32::try_from(bytes.len()).is_err() {
+        // Offsets into the body are u32; no route buffers 4 GiB.
+        return Err(Violation { pointer: String::new(), detail: "a body of 4 GiB or more".into() });
+    }
+    let mut s = Scanner { bytes, text, at: 0, limits: *limits, doc: Doc::new(text) };
     s.skip_space();
-    let value = s.value(0)?;
+    s.value(0)?;
     s.skip_space();
     if s.at != bytes.len() {
         return Err(s.fail(format!("unexpected data after the JSON document (at byte {})", s.at)));
     }
-    Ok(value)
+    Ok(s.doc)
+}
+
+/// Reads `bytes` as [`read`] does, as a `serde_json::Value`.
+#[cfg(test)]
+pub fn parse(bytes: &[u8], limits: &JsonLimits) -> Result<serde_json::Value, Violation> {
+    read(bytes, limits).map(|doc| doc.value_at(0))
+}
+
+/// Puts `step` in front of a violation's pointer, as the scan unwinds
+/// out of the member or element it happened in (no path is kept on the
+/// way down: documents that pass never pay for it).
+fn within(mut v: Violation, step: &str) -> Violation {
+    let escaped = step.replace('~', "~0").replace('/', "~1");
+    v.pointer.insert_str(0, &format!("/{escaped}"));
+    v
 }
 
 impl<'a> Scanner<'a> {
-    fn pointer(&self) -> String {
-        let mut out = String::new();
-        for step in &self.path {
-            out.push('/');
-            match step {
-                Step::Key(k) => {
-                    let key = unescape(k);
-                    out.push_str(&String::from_utf8_lossy(&key).replace('~', "~0").replace('/', "~1"));
-                }
-                Step::Index(i) => out.push_str(&i.to_string()),
-            }
-        }
-        out
-    }
-
     fn fail(&self, detail: impl Into<String>) -> Violation {
-        Violation { pointer: self.pointer(), detail: detail.into() }
+        Violation { pointer: String::new(), detail: detail.into() }
     }
 
     fn syntax(&self) -> Violation {
@@ -117,36 +121,52 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn value(&mut self, depth: u32) -> Scan<Value> {
+    fn push(&mut self, entry: Entry) -> u32 {
+        // Fewer entries than body bytes, and the body is under 4 GiB (`read`).
+        let at = self.doc.entries.len() as u32;
+        self.doc.entries.push(entry);
+        at
+    }
+
+    fn value(&mut self, depth: u32) -> Scan<()> {
         match self.bytes.get(self.at) {
             Some(b'{') => self.object(depth + 1),
             Some(b'[') => self.array(depth + 1),
             Some(b'"') => {
                 let raw = self.string()?;
-                self.string_value(raw).map(Value::String)
+                let entry = self.string_entry(raw)?;
+                self.push(entry);
+                Ok(())
             }
-            Some(b'-' | b'0'..=b'9') => self.number().map(Value::Number),
-            Some(b't') => self.literal(b"true").map(|_| Value::Bool(true)),
-            Some(b'f') => self.literal(b"false").map(|_| Value::Bool(false)),
-            Some(b'n') => self.literal(b"null").map(|_| Value::Null),
+            Some(b'-' | b'0'..=b'9') => {
+                let entry = self.number()?;
+                self.push(entry);
+                Ok(())
+            }
+            Some(b't') => self.literal(b"true", Kind::True),
+            Some(b'f') => self.literal(b"false", Kind::False),
+            Some(b'n') => self.literal(b"null", Kind::Null),
             _ => Err(self.syntax()),
         }
     }
 
-    /// A string's value, from its contents as written (`start..end` of the body).
-    fn string_value(&self, (start, end, escaped): (usize, usize, bool)) -> Scan<String> {
-        let raw = &self.text[start..end];
+    /// A string's entry, from its contents as written (`start..end` of the body).
+    fn string_entry(&mut self, (start, end, escaped): (usize, usize, bool)) -> Scan<Entry> {
         if !escaped {
-            return Ok(raw.to_owned());
+            return Ok(Entry { bits: 0, a: start as u32, b: end as u32, kind: Kind::Str });
         }
         // Escapes are rare: serde_json resolves them (and refuses a lone surrogate).
-        serde_json::from_str::<String>(&self.text[start - 1..=end])
-            .map_err(|_| self.fail("an invalid escape inside a string"))
+        let decoded = serde_json::from_str::<String>(&self.text[start - 1..=end])
+            .map_err(|_| self.fail("an invalid escape inside a string"))?;
+        let index = self.doc.decoded.len() as u32;
+        self.doc.decoded.push(decoded);
+        Ok(Entry { bits: 0, a: index, b: 0, kind: Kind::Escaped })
     }
 
-    fn literal(&mut self, word: &[u8]) -> Scan<()> {
+    fn literal(&mut self, word: &[u8], kind: Kind) -> Scan<()> {
         if self.bytes[self.at..].starts_with(word) {
             self.at += word.len();
+            self.push(Entry::scalar(kind));
             Ok(())
         } else {
             Err(self.syntax())
@@ -160,43 +180,72 @@ impl<'a> Scanner<'a> {
         Ok(())
     }
 
-    fn object(&mut self, depth: u32) -> Scan<Value> {
+    fn object(&mut self, depth: u32) -> Scan<()> {
         self.nest(depth)?;
         self.at += 1;
         self.skip_space();
-        let mut members = Map::new();
-        if self.bytes.get(self.at) == Some(&b'}') {
+        let me = self.push(Entry::scalar(Kind::Object));
+        let mut count = 0u32;
+        // The keys of a large object, once it has more than `KEYS_SCANNED`.
+        let mut many: Option<HashSet<Cow<'a, str>>> = None;
+        if self.bytes.get(self.at) != Some(&b'}') {
+            loop {
+                if self.bytes.get(self.at) != Some(&b'"') {
+                    return Err(self.syntax());
+                }
+                let raw = self.string()?;
+                if count >= self.limits.max_entries {
+                    return Err(self.fail(format!("an object with more than {} members", self.limits.max_entries)));
+                }
+                let entry = self.string_entry(raw)?;
+                let key = self.push(entry);
+                // Refused before its value is read.
+                if self.is_duplicate(me, key, count, &mut many) {
+                    let name = self.doc.str_at(key).unwrap_or_default().to_owned();
+                    return Err(within(self.fail("a duplicate member name"), &name));
+                }
+                count += 1;
+                self.skip_space();
+                if self.bytes.get(self.at) != Some(&b':') {
+                    return Err(self.syntax());
+                }
+                self.at += 1;
+                self.skip_space();
+                if let Err(v) = self.value(depth) {
+                    return Err(within(v, self.doc.str_at(key).unwrap_or_default()));
+                }
+                if self.next_or_close(b'}')? {
+                    break;
+                }
+            }
+        } else {
             self.at += 1;
-            return Ok(Value::Object(members));
         }
-        loop {
-            if self.bytes.get(self.at) != Some(&b'"') {
-                return Err(self.syntax());
-            }
-            let raw = self.string()?;
-            if members.len() as u64 >= u64::from(self.limits.max_entries) {
-                return Err(self.fail(format!("an object with more than {} members", self.limits.max_entries)));
-            }
-            self.path.push(Step::Key(&self.bytes[raw.0..raw.1]));
-            let key = self.string_value(raw)?;
-            // Refused before its value is read; the free slot found then is
-            // where the value goes (one walk of the map, not two).
-            let serde_json::map::Entry::Vacant(slot) = members.entry(key) else {
-                return Err(self.fail("a duplicate member name"));
-            };
-            self.skip_space();
-            if self.bytes.get(self.at) != Some(&b':') {
-                return Err(self.syntax());
-            }
-            self.at += 1;
-            self.skip_space();
-            let value = self.value(depth)?;
-            slot.insert(value);
-            self.path.pop();
-            if self.next_or_close(b'}')? {
-                return Ok(Value::Object(members));
-            }
+        let end = self.doc.entries.len() as u32;
+        let e = &mut self.doc.entries[me as usize];
+        (e.a, e.b) = (count, end);
+        Ok(())
+    }
+
+    /// Whether the key at `key` (the object's member number `count`) is
+    /// one of the object's earlier keys.
+    fn is_duplicate(&self, object: u32, key: u32, count: u32, many: &mut Option<HashSet<Cow<'a, str>>>) -> bool {
+        let doc = &self.doc;
+        let name = doc.str_at(key).unwrap_or_default();
+        if count < KEYS_SCANNED {
+            return super::tape::Members::new_partial(doc, object, count).any(|(k, _)| doc.str_at(k) == Some(name));
         }
+        let owned = |at: u32| -> Cow<'a, str> {
+            let e = doc.entries[at as usize];
+            match e.kind {
+                Kind::Str => Cow::Borrowed(&self.text[e.a as usize..e.b as usize]),
+                _ => Cow::Owned(doc.str_at(at).unwrap_or_default().to_owned()),
+            }
+        };
+        let set = many.get_or_insert_with(|| {
+            super::tape::Members::new_partial(doc, object, count).map(|(k, _)| owned(k)).collect()
+        });
+        !set.insert(owned(key))
     }
 
     /// After a member or element: `,` (another follows: `false`) or the
@@ -217,28 +266,32 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn array(&mut self, depth: u32) -> Scan<Value> {
+    fn array(&mut self, depth: u32) -> Scan<()> {
         self.nest(depth)?;
         self.at += 1;
         self.skip_space();
-        let mut elements = Vec::new();
-        if self.bytes.get(self.at) == Some(&b']') {
-            self.at += 1;
-            return Ok(Value::Array(elements));
-        }
+        let me = self.push(Entry::scalar(Kind::Array));
         let mut index = 0u32;
-        loop {
-            if index >= self.limits.max_array {
-                return Err(self.fail(format!("an array with more than {} elements", self.limits.max_array)));
+        if self.bytes.get(self.at) != Some(&b']') {
+            loop {
+                if index >= self.limits.max_array {
+                    return Err(self.fail(format!("an array with more than {} elements", self.limits.max_array)));
+                }
+                if let Err(v) = self.value(depth) {
+                    return Err(within(v, &index.to_string()));
+                }
+                index += 1;
+                if self.next_or_close(b']')? {
+                    break;
+                }
             }
-            self.path.push(Step::Index(index));
-            elements.push(self.value(depth)?);
-            self.path.pop();
-            index += 1;
-            if self.next_or_close(b']')? {
-                return Ok(Value::Array(elements));
-            }
+        } else {
+            self.at += 1;
         }
+        let end = self.doc.entries.len() as u32;
+        let e = &mut self.doc.entries[me as usize];
+        (e.a, e.b) = (index, end);
+        Ok(())
     }
 
     /// A string token; returns where its contents are, as written (escapes
@@ -291,7 +344,7 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn number(&mut self) -> Scan<Number> {
+    fn number(&mut self) -> Scan<Entry> {
         let start = self.at;
         let b = self.bytes;
         let mut i = start;
@@ -310,7 +363,9 @@ impl<'a> Scanner<'a> {
                 return Err(self.syntax());
             }
         }
+        let mut integer = true;
         if b.get(i) == Some(&b'.') {
+            integer = false;
             i += 1;
             let digits = i;
             while b.get(i).is_some_and(u8::is_ascii_digit) {
@@ -322,6 +377,7 @@ impl<'a> Scanner<'a> {
             }
         }
         if let Some(b'e' | b'E') = b.get(i) {
+            integer = false;
             i += 1;
             if let Some(b'+' | b'-') = b.get(i) {
                 i += 1;
@@ -342,14 +398,16 @@ impl<'a> Scanner<'a> {
         // As serde_json reads numbers: integers as u64 or i64 while they
         // fit, anything else as f64; beyond f64's range, refused.
         let written = &self.text[start..i];
-        let integer = !written.contains(['.', 'e', 'E']);
         if integer && let Ok(n) = written.parse::<u64>() {
-            return Ok(n.into());
+            return Ok(Entry { bits: n, a: 0, b: 0, kind: Kind::PosInt });
         }
         if integer && let Ok(n) = written.parse::<i64>() {
-            return Ok(n.into());
+            return Ok(Entry { bits: n as u64, a: 0, b: 0, kind: Kind::NegInt });
         }
-        written.parse::<f64>().ok().and_then(Number::from_f64).ok_or_else(|| self.fail("a number out of range"))
+        match written.parse::<f64>() {
+            Ok(f) if f.is_finite() => Ok(Entry { bits: f.to_bits(), a: 0, b: 0, kind: Kind::Float }),
+            _ => Err(self.fail("a number out of range")),
+        }
     }
 }
 
@@ -379,18 +437,6 @@ fn plain_run(bytes: &[u8]) -> usize {
         at += 8;
     }
     at + words.remainder().iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(words.remainder().len())
-}
-
-/// A key's bytes with its escapes resolved (only keys with a backslash are copied).
-fn unescape(raw: &[u8]) -> Cow<'_, [u8]> {
-    if !raw.contains(&b'\\') {
-        return Cow::Borrowed(raw);
-    }
-    let quoted = [b"\"", raw, b"\""].concat();
-    match serde_json::from_slice::<String>(&quoted) {
-        Ok(s) => Cow::Owned(s.into_bytes()),
-        Err(_) => Cow::Borrowed(raw),
-    }
 }
 
 #[cfg(test)]
@@ -439,6 +485,12 @@ mod tests {
         );
         let escaped = check(br#"{"a":1,"\u0061":2}"#, &JsonLimits::default()).unwrap_err();
         assert_eq!(escaped.detail, "a duplicate member name", "escapes do not hide a duplicate");
+        // Past the members compared in place, a set of the keys: the same answers.
+        let mut large: String = (0..40).map(|i| format!("\"k{i}\":{i},")).collect();
+        large.insert(0, '{');
+        let dup = check(format!("{large}\"\\u006b33\":0}}").as_bytes(), &JsonLimits::default()).unwrap_err();
+        assert_eq!(dup, Violation { pointer: "/k33".into(), detail: "a duplicate member name".into() });
+        assert_eq!(check(format!("{large}\"k40\":0}}").as_bytes(), &JsonLimits::default()), Ok(()));
     }
 
     #[test]

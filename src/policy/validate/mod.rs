@@ -12,6 +12,7 @@ pub mod config;
 pub mod json_limits;
 mod params;
 pub mod response;
+mod tape;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -76,6 +77,9 @@ impl std::fmt::Debug for Compiled {
 }
 
 struct BodyRule {
+    /// For JSON bodies, read into a tape (`tape.rs`).
+    json_schema: jsonschema::Validator<tape::Tape>,
+    /// For form bodies, read into a `serde_json::Value`.
     schema: jsonschema::Validator,
     /// The schema's `properties`, for reading a form's values as their types.
     properties: serde_json::Map<String, Value>,
@@ -87,9 +91,17 @@ pub(crate) fn compile_schema(
     schema: &Value,
     formats: &BTreeMap<String, String>,
 ) -> Result<jsonschema::Validator, String> {
+    compile_schema_for(schema, formats)
+}
+
+/// [`compile_schema`] for instances in the representation `F`.
+fn compile_schema_for<F: jsonschema::json::Json>(
+    schema: &Value,
+    formats: &BTreeMap<String, String>,
+) -> Result<jsonschema::Validator<F>, String> {
     let mut schema = schema.clone();
     openapi_formats(&mut schema);
-    let mut options = jsonschema::options().should_validate_formats(true);
+    let mut options = jsonschema::options_for::<F>().should_validate_formats(true);
     if schema.get("$schema").is_none() {
         options = options.with_draft(jsonschema::Draft::Draft202012);
     }
@@ -140,10 +152,14 @@ impl Compiled {
                 };
                 let compiled = schema.and_then(|s| {
                     let properties = s.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
-                    compile_schema(&s, formats).map(|v| (v, properties)).map_err(|e| ("body", e))
+                    let json = compile_schema_for(&s, formats);
+                    json.and_then(|json| compile_schema(&s, formats).map(|form| (json, form, properties)))
+                        .map_err(|e| ("body", e))
                 });
                 match compiled {
-                    Ok((schema, properties)) => Some(BodyRule { schema, properties, required: b.required }),
+                    Ok((json_schema, schema, properties)) => {
+                        Some(BodyRule { json_schema, schema, properties, required: b.required })
+                    }
                     Err((at, e)) => {
                         errors.add(at, e);
                         None
@@ -357,32 +373,26 @@ impl Compiled {
             return Some(unsupported_media_type);
         }
         let Some(rule) = &self.body else { return None };
-        let value = if is_json(&media) {
-            match json_limits::parse(bytes, &self.limits) {
-                Ok(v) => v,
+        if is_json(&media) {
+            let doc = match json_limits::read(bytes, &self.limits) {
+                Ok(doc) => doc,
                 Err(v) => {
                     problems.push(Problem { place: "body", pointer: v.pointer, detail: v.detail });
                     return None;
                 }
+            };
+            // Passing is the common case: a yes/no check first, the errors
+            // collected only for a body that fails.
+            if !rule.json_schema.is_valid(doc.root()) {
+                schema_problems(rule.json_schema.iter_errors(doc.root()), problems);
             }
         } else if media == "application/x-www-form-urlencoded" {
-            params::form_object(bytes, &rule.properties)
-        } else {
-            // Another declared type: present, and of a declared type; that is all.
-            return None;
-        };
-        // Passing is the common case: a yes/no check first, the errors
-        // collected only for a body that fails.
-        if rule.schema.is_valid(&value) {
-            return None;
+            let value = params::form_object(bytes, &rule.properties);
+            if !rule.schema.is_valid(&value) {
+                schema_problems(rule.schema.iter_errors(&value), problems);
+            }
         }
-        for e in rule.schema.iter_errors(&value).take(MAX_ERRORS) {
-            problems.push(Problem {
-                place: "body",
-                pointer: e.instance_path().as_str().to_string(),
-                detail: e.masked().to_string(),
-            });
-        }
+        // Another declared type: present, and of a declared type; that is all.
         None
     }
 
@@ -414,6 +424,17 @@ impl Compiled {
             return Outcome::Continue;
         }
         Outcome::Respond(invalid(&problems, ctx))
+    }
+}
+
+/// A schema's complaints about a body, as problems (at most `MAX_ERRORS`).
+fn schema_problems(errors: jsonschema::ErrorIterator<'_>, problems: &mut Vec<Problem>) {
+    for e in errors.take(MAX_ERRORS) {
+        problems.push(Problem {
+            place: "body",
+            pointer: e.instance_path().as_str().to_string(),
+            detail: e.masked().to_string(),
+        });
     }
 }
 
