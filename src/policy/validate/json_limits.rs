@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-use super::tape::{Doc, Entry, Kind};
+use super::tape::{Doc, Entry};
 
 /// The limits of one route (each enforced while scanning).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +58,11 @@ struct Scanner<'a> {
     at: usize,
     limits: JsonLimits,
     doc: Doc<'a>,
+    /// The keys of the objects being read (each object's after the
+    /// enclosing one's), as fingerprint and entry: a new key is compared
+    /// in full only with the earlier keys of its object that share its
+    /// fingerprint.
+    keys: Vec<(u64, u32)>,
 }
 
 type Scan<T> = Result<T, Violation>;
@@ -78,7 +83,7 @@ pub fn read<'a>(bytes: &'a [u8], limits: &JsonLimits) -> Result<Doc<'a>, Violati
         // Offsets into the body are u32; no route buffers 4 GiB.
         return Err(Violation { pointer: String::new(), detail: "a body of 4 GiB or more".into() });
     }
-    let mut s = Scanner { bytes, text, at: 0, limits: *limits, doc: Doc::new(text) };
+    let mut s = Scanner { bytes, text, at: 0, limits: *limits, doc: Doc::with_capacity(bytes.len()), keys: Vec::new() };
     s.skip_space();
     s.value(0)?;
     s.skip_space();
@@ -121,7 +126,7 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn push(&mut self, entry: Entry) -> u32 {
+    fn push(&mut self, entry: Entry<'a>) -> u32 {
         // Fewer entries than body bytes, and the body is under 4 GiB (`read`).
         let at = self.doc.entries.len() as u32;
         self.doc.entries.push(entry);
@@ -143,30 +148,30 @@ impl<'a> Scanner<'a> {
                 self.push(entry);
                 Ok(())
             }
-            Some(b't') => self.literal(b"true", Kind::True),
-            Some(b'f') => self.literal(b"false", Kind::False),
-            Some(b'n') => self.literal(b"null", Kind::Null),
+            Some(b't') => self.literal(b"true", Entry::True),
+            Some(b'f') => self.literal(b"false", Entry::False),
+            Some(b'n') => self.literal(b"null", Entry::Null),
             _ => Err(self.syntax()),
         }
     }
 
     /// A string's entry, from its contents as written (`start..end` of the body).
-    fn string_entry(&mut self, (start, end, escaped): (usize, usize, bool)) -> Scan<Entry> {
+    fn string_entry(&mut self, (start, end, escaped): (usize, usize, bool)) -> Scan<Entry<'a>> {
         if !escaped {
-            return Ok(Entry { bits: 0, a: start as u32, b: end as u32, kind: Kind::Str });
+            return Ok(Entry::Str(&self.text[start..end]));
         }
         // Escapes are rare: serde_json resolves them (and refuses a lone surrogate).
         let decoded = serde_json::from_str::<String>(&self.text[start - 1..=end])
             .map_err(|_| self.fail("an invalid escape inside a string"))?;
         let index = self.doc.decoded.len() as u32;
         self.doc.decoded.push(decoded);
-        Ok(Entry { bits: 0, a: index, b: 0, kind: Kind::Escaped })
+        Ok(Entry::Escaped(index))
     }
 
-    fn literal(&mut self, word: &[u8], kind: Kind) -> Scan<()> {
+    fn literal(&mut self, word: &[u8], entry: Entry<'a>) -> Scan<()> {
         if self.bytes[self.at..].starts_with(word) {
             self.at += word.len();
-            self.push(Entry::scalar(kind));
+            self.push(entry);
             Ok(())
         } else {
             Err(self.syntax())
@@ -184,8 +189,9 @@ impl<'a> Scanner<'a> {
         self.nest(depth)?;
         self.at += 1;
         self.skip_space();
-        let me = self.push(Entry::scalar(Kind::Object));
+        let me = self.push(Entry::Object { len: 0, end: 0 });
         let mut count = 0u32;
+        let first_key = self.keys.len();
         // The keys of a large object, once it has more than `KEYS_SCANNED`.
         let mut many: Option<HashSet<Cow<'a, str>>> = None;
         if self.bytes.get(self.at) != Some(&b'}') {
@@ -200,7 +206,7 @@ impl<'a> Scanner<'a> {
                 let entry = self.string_entry(raw)?;
                 let key = self.push(entry);
                 // Refused before its value is read.
-                if self.is_duplicate(me, key, count, &mut many) {
+                if self.is_duplicate(first_key, key, &mut many) {
                     let name = self.doc.str_at(key).unwrap_or_default().to_owned();
                     return Err(within(self.fail("a duplicate member name"), &name));
                 }
@@ -221,30 +227,34 @@ impl<'a> Scanner<'a> {
         } else {
             self.at += 1;
         }
+        self.keys.truncate(first_key);
         let end = self.doc.entries.len() as u32;
-        let e = &mut self.doc.entries[me as usize];
-        (e.a, e.b) = (count, end);
+        self.doc.entries[me as usize] = Entry::Object { len: count, end };
         Ok(())
     }
 
-    /// Whether the key at `key` (the object's member number `count`) is
-    /// one of the object's earlier keys.
-    fn is_duplicate(&self, object: u32, key: u32, count: u32, many: &mut Option<HashSet<Cow<'a, str>>>) -> bool {
+    /// Whether the key at entry `key` is one of its object's earlier keys
+    /// (those from `first_key` on in `keys`); records it.
+    fn is_duplicate(&mut self, first_key: usize, key: u32, many: &mut Option<HashSet<Cow<'a, str>>>) -> bool {
         let doc = &self.doc;
         let name = doc.str_at(key).unwrap_or_default();
-        if count < KEYS_SCANNED {
-            return super::tape::Members::new_partial(doc, object, count).any(|(k, _)| doc.str_at(k) == Some(name));
+        let count = self.keys.len() - first_key;
+        if count < KEYS_SCANNED as usize {
+            let print = fingerprint(name);
+            let earlier = &self.keys[first_key..];
+            if earlier.iter().any(|&(p, k)| p == print && doc.str_at(k) == Some(name)) {
+                return true;
+            }
+            self.keys.push((print, key));
+            return false;
         }
         let owned = |at: u32| -> Cow<'a, str> {
-            let e = doc.entries[at as usize];
-            match e.kind {
-                Kind::Str => Cow::Borrowed(&self.text[e.a as usize..e.b as usize]),
+            match doc.entries[at as usize] {
+                Entry::Str(s) => Cow::Borrowed(s),
                 _ => Cow::Owned(doc.str_at(at).unwrap_or_default().to_owned()),
             }
         };
-        let set = many.get_or_insert_with(|| {
-            super::tape::Members::new_partial(doc, object, count).map(|(k, _)| owned(k)).collect()
-        });
+        let set = many.get_or_insert_with(|| self.keys[first_key..].iter().map(|&(_, k)| owned(k)).collect());
         !set.insert(owned(key))
     }
 
@@ -270,7 +280,7 @@ impl<'a> Scanner<'a> {
         self.nest(depth)?;
         self.at += 1;
         self.skip_space();
-        let me = self.push(Entry::scalar(Kind::Array));
+        let me = self.push(Entry::Array { len: 0, end: 0 });
         let mut index = 0u32;
         if self.bytes.get(self.at) != Some(&b']') {
             loop {
@@ -289,8 +299,7 @@ impl<'a> Scanner<'a> {
             self.at += 1;
         }
         let end = self.doc.entries.len() as u32;
-        let e = &mut self.doc.entries[me as usize];
-        (e.a, e.b) = (index, end);
+        self.doc.entries[me as usize] = Entry::Array { len: index, end };
         Ok(())
     }
 
@@ -344,17 +353,29 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn number(&mut self) -> Scan<Entry> {
+    fn number(&mut self) -> Scan<Entry<'a>> {
         let start = self.at;
         let b = self.bytes;
         let mut i = start;
-        if b.get(i) == Some(&b'-') {
+        let negative = b.get(i) == Some(&b'-');
+        if negative {
             i += 1;
         }
+        // The digits as one integer while they fit (19 digits always do),
+        // so that most numbers need no second reading.
+        let mut mantissa = 0u64;
+        let mut digits = 0u32;
+        let mut take = |d: u8| {
+            if digits < 19 {
+                mantissa = mantissa * 10 + u64::from(d - b'0');
+            }
+            digits += 1;
+        };
         match b.get(i) {
             Some(b'0') => i += 1,
             Some(b'1'..=b'9') => {
-                while b.get(i).is_some_and(u8::is_ascii_digit) {
+                while let Some(&d @ b'0'..=b'9') = b.get(i) {
+                    take(d);
                     i += 1;
                 }
             }
@@ -364,32 +385,39 @@ impl<'a> Scanner<'a> {
             }
         }
         let mut integer = true;
+        let mut scale = 0i32;
         if b.get(i) == Some(&b'.') {
             integer = false;
             i += 1;
-            let digits = i;
-            while b.get(i).is_some_and(u8::is_ascii_digit) {
+            let first = i;
+            while let Some(&d @ b'0'..=b'9') = b.get(i) {
+                take(d);
                 i += 1;
             }
-            if i == digits {
+            if i == first {
                 self.at = i;
                 return Err(self.syntax());
             }
+            scale = -((i - first).min(1 << 20) as i32);
         }
         if let Some(b'e' | b'E') = b.get(i) {
             integer = false;
             i += 1;
+            let minus = b.get(i) == Some(&b'-');
             if let Some(b'+' | b'-') = b.get(i) {
                 i += 1;
             }
-            let digits = i;
-            while b.get(i).is_some_and(u8::is_ascii_digit) {
+            let first = i;
+            let mut exponent = 0i32;
+            while let Some(&d @ b'0'..=b'9') = b.get(i) {
+                exponent = (exponent * 10 + i32::from(d - b'0')).min(1 << 20);
                 i += 1;
             }
-            if i == digits {
+            if i == first {
                 self.at = i;
                 return Err(self.syntax());
             }
+            scale += if minus { -exponent } else { exponent };
         }
         if (i - start) as u64 > u64::from(self.limits.max_number_length) {
             return Err(self.fail(format!("a number longer than {} characters", self.limits.max_number_length)));
@@ -397,18 +425,50 @@ impl<'a> Scanner<'a> {
         self.at = i;
         // As serde_json reads numbers: integers as u64 or i64 while they
         // fit, anything else as f64; beyond f64's range, refused.
+        if integer && digits <= 19 {
+            if !negative {
+                return Ok(Entry::PosInt(mantissa));
+            }
+            if let Ok(n) = i64::try_from(-i128::from(mantissa)) {
+                return Ok(Entry::NegInt(n));
+            }
+        }
+        // Clinger's fast path: a mantissa below 2^53 and a power of ten up
+        // to 22 are both exact in f64, so one multiplication or division
+        // rounds once, to exactly what the full parse gives.
+        if !integer && digits <= 15 && (-22..=22).contains(&scale) {
+            let power = POWERS_OF_TEN[scale.unsigned_abs() as usize];
+            let value = if scale < 0 { mantissa as f64 / power } else { mantissa as f64 * power };
+            return Ok(Entry::Float(if negative { -value } else { value }));
+        }
         let written = &self.text[start..i];
         if integer && let Ok(n) = written.parse::<u64>() {
-            return Ok(Entry { bits: n, a: 0, b: 0, kind: Kind::PosInt });
+            return Ok(Entry::PosInt(n));
         }
         if integer && let Ok(n) = written.parse::<i64>() {
-            return Ok(Entry { bits: n as u64, a: 0, b: 0, kind: Kind::NegInt });
+            return Ok(Entry::NegInt(n));
         }
         match written.parse::<f64>() {
-            Ok(f) if f.is_finite() => Ok(Entry { bits: f.to_bits(), a: 0, b: 0, kind: Kind::Float }),
+            Ok(f) if f.is_finite() => Ok(Entry::Float(f)),
             _ => Err(self.fail("a number out of range")),
         }
     }
+}
+
+/// 10^0 to 10^22, each exact in f64.
+const POWERS_OF_TEN: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20,
+    1e21, 1e22,
+];
+
+/// A key's length and first eight bytes: equal keys have equal prints,
+/// and the keys of one object rarely share one.
+fn fingerprint(key: &str) -> u64 {
+    let bytes = key.as_bytes();
+    let mut head = [0u8; 8];
+    let n = bytes.len().min(8);
+    head[..n].copy_from_slice(&bytes[..n]);
+    u64::from_le_bytes(head) ^ (bytes.len() as u64).rotate_right(8)
 }
 
 /// How many bytes from the start of `bytes` are plain string contents:
@@ -642,7 +702,36 @@ mod tests {
         );
     }
 
+    /// A number's value as the scan reads it.
+    fn number(text: &str) -> Entry<'_> {
+        let doc = read(text.as_bytes(), &JsonLimits::default()).unwrap();
+        doc.entries[0]
+    }
+
+    #[test]
+    fn numbers_read_as_the_standard_parse_reads_them() {
+        for text in ["0", "-0", "-0.0", "12.99", "1e22", "1e23", "123456789012345.6", "1234567890123456.7", "0.1", "-9.75e-3", "5e-324", "1.7976931348623157e308", "18446744073709551615", "18446744073709551616", "-9223372036854775808", "-9223372036854775809", "100000000000000000000"] {
+            match number(text) {
+                Entry::PosInt(n) => assert_eq!(Ok(n), text.parse::<u64>(), "{text}"),
+                Entry::NegInt(n) => assert_eq!(Ok(n), text.parse::<i64>(), "{text}"),
+                Entry::Float(f) => assert_eq!(f.to_bits(), text.parse::<f64>().unwrap().to_bits(), "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+
     proptest! {
+        #[test]
+        fn decimals_read_exactly(m in 0u64..10_000_000_000_000_000, point in 0usize..17, e in -30i32..30, neg in any::<bool>(), exp in any::<bool>()) {
+            let digits = m.to_string();
+            let point = point.min(digits.len().saturating_sub(1));
+            let mut text = format!("{}{}.{}", if neg { "-" } else { "" }, &digits[..digits.len() - point], &digits[digits.len() - point..]);
+            if text.ends_with('.') { text.push('0'); }
+            if exp { text.push_str(&format!("e{e}")); }
+            let Entry::Float(f) = number(&text) else { panic!("{text}") };
+            prop_assert_eq!(f.to_bits(), text.parse::<f64>().unwrap().to_bits(), "{}", text);
+        }
+
         #[test]
         fn parsed_values_are_serde_jsons(v in json()) {
             let text = serde_json::to_string(&v).unwrap();

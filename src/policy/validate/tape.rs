@@ -16,54 +16,39 @@ use jsonschema::JsonType;
 use jsonschema::json::{Array, Json, Node, NodeIdentity, Object, cmp};
 use serde_json::{Map, Number, Value};
 
-/// What an entry holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Kind {
+/// One value of a document, in the order the body writes them.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Entry<'a> {
     Null,
     False,
     True,
-    /// A non-negative integer that fits `u64` (`bits`).
-    PosInt,
-    /// A negative integer that fits `i64` (`bits`).
-    NegInt,
-    /// Any other number, as serde_json reads it (`f64` bits).
-    Float,
-    /// A string without escapes: `a..b` of the body.
-    Str,
-    /// A string with escapes, decoded: `decoded[a]`.
-    Escaped,
-    /// `a` elements; the subtree ends before entry `b`.
-    Array,
-    /// `a` members (a key entry, then its value's subtree); ends before entry `b`.
-    Object,
+    /// A non-negative integer that fits `u64`.
+    PosInt(u64),
+    /// A negative integer that fits `i64`.
+    NegInt(i64),
+    /// Any other number, as serde_json reads it.
+    Float(f64),
+    /// A string without escapes, where the body has it.
+    Str(&'a str),
+    /// A string with escapes, decoded: `decoded[i]`.
+    Escaped(u32),
+    /// `len` elements follow; the subtree ends before entry `end`.
+    Array { len: u32, end: u32 },
+    /// `len` members follow (a key entry, then its value's subtree); ends before entry `end`.
+    Object { len: u32, end: u32 },
 }
 
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Entry {
-    pub(super) bits: u64,
-    pub(super) a: u32,
-    pub(super) b: u32,
-    pub(super) kind: Kind,
-}
-
-impl Entry {
-    pub(super) fn scalar(kind: Kind) -> Entry {
-        Entry { bits: 0, a: 0, b: 0, kind }
-    }
-}
-
-/// One document read from `text`; entry 0 is its root.
+/// One document; entry 0 is its root.
 #[derive(Debug)]
 pub struct Doc<'a> {
-    pub(super) text: &'a str,
-    pub(super) entries: Vec<Entry>,
+    pub(super) entries: Vec<Entry<'a>>,
     pub(super) decoded: Vec<String>,
 }
 
 impl<'a> Doc<'a> {
-    pub(super) fn new(text: &'a str) -> Doc<'a> {
+    pub(super) fn with_capacity(body_len: usize) -> Doc<'a> {
         // About one entry per 8 bytes of a typical body; it grows if not.
-        Doc { text, entries: Vec::with_capacity(text.len() / 8 + 4), decoded: Vec::new() }
+        Doc { entries: Vec::with_capacity(body_len / 8 + 4), decoded: Vec::new() }
     }
 
     /// The whole document.
@@ -74,42 +59,49 @@ impl<'a> Doc<'a> {
     /// The index after `at`'s subtree.
     pub(super) fn next(&self, at: u32) -> u32 {
         match self.entries[at as usize] {
-            Entry { kind: Kind::Array | Kind::Object, b, .. } => b,
+            Entry::Array { end, .. } | Entry::Object { end, .. } => end,
             _ => at + 1,
         }
     }
 
     /// A string entry's value (keys too).
     pub(super) fn str_at(&self, at: u32) -> Option<&str> {
-        let e = self.entries.get(at as usize)?;
-        match e.kind {
-            Kind::Str => self.text.get(e.a as usize..e.b as usize),
-            Kind::Escaped => self.decoded.get(e.a as usize).map(String::as_str),
+        match *self.entries.get(at as usize)? {
+            Entry::Str(s) => Some(s),
+            Entry::Escaped(i) => self.decoded.get(i as usize).map(String::as_str),
             _ => None,
         }
     }
 
+    /// How many members or elements the container at `at` has.
+    fn len_at(&self, at: u32) -> u32 {
+        match self.entries[at as usize] {
+            Entry::Array { len, .. } | Entry::Object { len, .. } => len,
+            _ => 0,
+        }
+    }
+
     fn number_at(&self, at: u32) -> Option<Number> {
-        let e = self.entries[at as usize];
-        match e.kind {
-            Kind::PosInt => Some(Number::from(e.bits)),
-            Kind::NegInt => Some(Number::from(e.bits as i64)),
-            Kind::Float => Number::from_f64(f64::from_bits(e.bits)),
+        match self.entries[at as usize] {
+            Entry::PosInt(n) => Some(Number::from(n)),
+            Entry::NegInt(n) => Some(Number::from(n)),
+            Entry::Float(f) => Number::from_f64(f),
             _ => None,
         }
     }
 
     /// The subtree at `at` as a `serde_json::Value` (errors and tests only).
     pub(super) fn value_at(&self, at: u32) -> Value {
-        let e = self.entries[at as usize];
-        match e.kind {
-            Kind::Null => Value::Null,
-            Kind::False => Value::Bool(false),
-            Kind::True => Value::Bool(true),
-            Kind::PosInt | Kind::NegInt | Kind::Float => self.number_at(at).map_or(Value::Null, Value::Number),
-            Kind::Str | Kind::Escaped => Value::String(self.str_at(at).unwrap_or_default().to_owned()),
-            Kind::Array => Value::Array(Elements::new(self, at).map(|i| self.value_at(i)).collect()),
-            Kind::Object => {
+        match self.entries[at as usize] {
+            Entry::Null => Value::Null,
+            Entry::False => Value::Bool(false),
+            Entry::True => Value::Bool(true),
+            Entry::PosInt(_) | Entry::NegInt(_) | Entry::Float(_) => {
+                self.number_at(at).map_or(Value::Null, Value::Number)
+            }
+            Entry::Str(_) | Entry::Escaped(_) => Value::String(self.str_at(at).unwrap_or_default().to_owned()),
+            Entry::Array { .. } => Value::Array(Elements::new(self, at).map(|i| self.value_at(i)).collect()),
+            Entry::Object { .. } => {
                 let mut map = Map::new();
                 for (key, value) in Members::new(self, at) {
                     map.insert(self.str_at(key).unwrap_or_default().to_owned(), self.value_at(value));
@@ -129,7 +121,7 @@ struct Elements<'d, 'a> {
 
 impl<'d, 'a> Elements<'d, 'a> {
     fn new(doc: &'d Doc<'a>, at: u32) -> Self {
-        Elements { doc, next: at + 1, left: doc.entries[at as usize].a }
+        Elements { doc, next: at + 1, left: doc.len_at(at) }
     }
 }
 
@@ -156,12 +148,7 @@ pub(super) struct Members<'d, 'a> {
 
 impl<'d, 'a> Members<'d, 'a> {
     pub(super) fn new(doc: &'d Doc<'a>, at: u32) -> Self {
-        Members { doc, next: at + 1, left: doc.entries[at as usize].a }
-    }
-
-    /// The first `count` members of an object still being read.
-    pub(super) fn new_partial(doc: &'d Doc<'a>, at: u32, count: u32) -> Self {
-        Members { doc, next: at + 1, left: count }
+        Members { doc, next: at + 1, left: doc.len_at(at) }
     }
 }
 
@@ -209,9 +196,9 @@ impl Json for Tape {
 }
 
 impl<'a> TapeNode<'a> {
-    fn entry(&self) -> Option<(&'a Doc<'a>, u32, Kind)> {
+    fn entry(&self) -> Option<(&'a Doc<'a>, u32, Entry<'a>)> {
         match *self {
-            TapeNode::At(doc, at) => Some((doc, at, doc.entries[at as usize].kind)),
+            TapeNode::At(doc, at) => Some((doc, at, doc.entries[at as usize])),
             TapeNode::Name(_) => None,
         }
     }
@@ -224,14 +211,14 @@ impl<'a> Node<'a, Tape> for TapeNode<'a> {
 
     fn as_object(&self) -> Option<TapeObject<'a>> {
         match self.entry()? {
-            (doc, at, Kind::Object) => Some(TapeObject { doc, at }),
+            (doc, at, Entry::Object { .. }) => Some(TapeObject { doc, at }),
             _ => None,
         }
     }
 
     fn as_array(&self) -> Option<TapeArray<'a>> {
         match self.entry()? {
-            (doc, at, Kind::Array) => Some(TapeArray { doc, at }),
+            (doc, at, Entry::Array { .. }) => Some(TapeArray { doc, at }),
             _ => None,
         }
     }
@@ -244,8 +231,12 @@ impl<'a> Node<'a, Tape> for TapeNode<'a> {
     }
 
     fn as_number(&self) -> Option<Number> {
-        let (doc, at, _) = self.entry()?;
-        doc.number_at(at)
+        match self.entry()?.2 {
+            Entry::PosInt(n) => Some(Number::from(n)),
+            Entry::NegInt(n) => Some(Number::from(n)),
+            Entry::Float(f) => Number::from_f64(f),
+            _ => None,
+        }
     }
 
     fn is_number(&self) -> bool {
@@ -254,26 +245,26 @@ impl<'a> Node<'a, Tape> for TapeNode<'a> {
 
     fn as_boolean(&self) -> Option<bool> {
         match self.entry()?.2 {
-            Kind::True => Some(true),
-            Kind::False => Some(false),
+            Entry::True => Some(true),
+            Entry::False => Some(false),
             _ => None,
         }
     }
 
     fn is_null(&self) -> bool {
-        self.entry().is_some_and(|(_, _, kind)| kind == Kind::Null)
+        self.entry().is_some_and(|(_, _, e)| matches!(e, Entry::Null))
     }
 
     fn json_type(&self) -> JsonType {
         match self.entry() {
             None => JsonType::String,
-            Some((_, _, kind)) => match kind {
-                Kind::Null => JsonType::Null,
-                Kind::False | Kind::True => JsonType::Boolean,
-                Kind::PosInt | Kind::NegInt | Kind::Float => JsonType::Number,
-                Kind::Str | Kind::Escaped => JsonType::String,
-                Kind::Array => JsonType::Array,
-                Kind::Object => JsonType::Object,
+            Some((_, _, e)) => match e {
+                Entry::Null => JsonType::Null,
+                Entry::False | Entry::True => JsonType::Boolean,
+                Entry::PosInt(_) | Entry::NegInt(_) | Entry::Float(_) => JsonType::Number,
+                Entry::Str(_) | Entry::Escaped(_) => JsonType::String,
+                Entry::Array { .. } => JsonType::Array,
+                Entry::Object { .. } => JsonType::Object,
             },
         }
     }
@@ -331,7 +322,7 @@ impl<'a> Object<'a, Tape> for TapeObject<'a> {
     type MembersIter = MembersIter<'a>;
 
     fn len(&self) -> usize {
-        self.doc.entries[self.at as usize].a as usize
+        self.doc.len_at(self.at) as usize
     }
 
     fn get(&self, key: &Box<str>) -> Option<TapeNode<'a>> {
@@ -369,7 +360,7 @@ impl<'a> Array<'a, Tape> for TapeArray<'a> {
     type ElementsIter = ElementsIter<'a>;
 
     fn len(&self) -> usize {
-        self.doc.entries[self.at as usize].a as usize
+        self.doc.len_at(self.at) as usize
     }
 
     fn elements(&self) -> ElementsIter<'a> {
