@@ -49,8 +49,54 @@ pub struct Violation {
 /// Up to this many members, a new key is compared with the earlier ones
 /// in place; past it, an object's keys go into a set (a hostile object of
 /// `max_entries` members stays linear).
-const KEYS_SCANNED: u32 = 16;
+const KEYS_SCANNED: usize = 16;
 
+/// What is wrong with a document; made a [`Violation`] (with its pointer
+/// and words) only once, when the scan stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    Syntax,
+    Depth,
+    Members,
+    Elements,
+    StringLength,
+    NumberLength,
+    Escape,
+    Control,
+    Duplicate,
+    Range,
+    Trailing,
+}
+
+/// Whether a fault's pointer names the innermost open container
+/// (`Container`) or the member or element being read in it (`Inside`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    Container,
+    Inside,
+}
+
+type Step<T> = Result<T, (Fault, Reach)>;
+
+/// An array or object being read.
+struct Frame<'a> {
+    /// Its entry in the tape.
+    entry: u32,
+    /// Members or elements read so far (the index of the one being read).
+    count: u32,
+    object: bool,
+    /// For an object: the entry of the key being read.
+    key: u32,
+    /// For an object: where its keys start in `Scanner::keys`.
+    first_key: usize,
+    /// For an object of more than `KEYS_SCANNED` members: all its keys.
+    many: Option<HashSet<Cow<'a, str>>>,
+}
+
+/// One pass over the body, iterative (an explicit stack of open
+/// containers, no call per value), so that a passing document costs a
+/// few instructions per byte and the pointer of a refused one is read off
+/// the stack.
 struct Scanner<'a> {
     bytes: &'a [u8],
     /// The same bytes, known to be UTF-8 (strings are sliced from it).
@@ -58,14 +104,12 @@ struct Scanner<'a> {
     at: usize,
     limits: JsonLimits,
     doc: Doc<'a>,
-    /// The keys of the objects being read (each object's after the
-    /// enclosing one's), as fingerprint and entry: a new key is compared
-    /// in full only with the earlier keys of its object that share its
-    /// fingerprint.
+    stack: Vec<Frame<'a>>,
+    /// The keys of the open objects (each object's after the enclosing
+    /// one's), as fingerprint and entry: a new key is compared in full
+    /// only with the earlier keys of its object that share its fingerprint.
     keys: Vec<(u64, u32)>,
 }
-
-type Scan<T> = Result<T, Violation>;
 
 /// Reads `bytes` as one JSON document within `limits`, into a tape that
 /// `jsonschema` validates in place.
@@ -83,14 +127,19 @@ pub fn read<'a>(bytes: &'a [u8], limits: &JsonLimits) -> Result<Doc<'a>, Violati
         // Offsets into the body are u32; no route buffers 4 GiB.
         return Err(Violation { pointer: String::new(), detail: "a body of 4 GiB or more".into() });
     }
-    let mut s = Scanner { bytes, text, at: 0, limits: *limits, doc: Doc::with_capacity(bytes.len()), keys: Vec::new() };
-    s.skip_space();
-    s.value(0)?;
-    s.skip_space();
-    if s.at != bytes.len() {
-        return Err(s.fail(format!("unexpected data after the JSON document (at byte {})", s.at)));
+    let mut s = Scanner {
+        bytes,
+        text,
+        at: 0,
+        limits: *limits,
+        doc: Doc::with_capacity(bytes.len()),
+        stack: Vec::new(),
+        keys: Vec::new(),
+    };
+    match s.document() {
+        Ok(()) => Ok(s.doc),
+        Err((fault, reach)) => Err(s.violation(fault, reach)),
     }
-    Ok(s.doc)
 }
 
 /// Reads `bytes` as [`read`] does, as a `serde_json::Value`.
@@ -99,33 +148,21 @@ pub fn parse(bytes: &[u8], limits: &JsonLimits) -> Result<serde_json::Value, Vio
     read(bytes, limits).map(|doc| doc.value_at(0))
 }
 
-/// Puts `step` in front of a violation's pointer, as the scan unwinds
-/// out of the member or element it happened in (no path is kept on the
-/// way down: documents that pass never pay for it).
-fn within(mut v: Violation, step: &str) -> Violation {
-    let escaped = step.replace('~', "~0").replace('/', "~1");
-    v.pointer.insert_str(0, &format!("/{escaped}"));
-    v
-}
-
 impl<'a> Scanner<'a> {
-    fn fail(&self, detail: impl Into<String>) -> Violation {
-        Violation { pointer: String::new(), detail: detail.into() }
+    /// The byte at the cursor, or 0 at the end (never valid where a token starts).
+    #[inline(always)]
+    fn peek(&self) -> u8 {
+        self.bytes.get(self.at).copied().unwrap_or(0)
     }
 
-    fn syntax(&self) -> Violation {
-        match self.bytes.get(self.at) {
-            Some(b) => self.fail(format!("invalid JSON at byte {} (`{}`)", self.at, char::from(*b).escape_default())),
-            None => self.fail("invalid JSON: the document ends early"),
-        }
-    }
-
+    #[inline(always)]
     fn skip_space(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.at) {
+        while let b' ' | b'\t' | b'\n' | b'\r' = self.peek() {
             self.at += 1;
         }
     }
 
+    #[inline(always)]
     fn push(&mut self, entry: Entry<'a>) -> u32 {
         // Fewer entries than body bytes, and the body is under 4 GiB (`read`).
         let at = self.doc.entries.len() as u32;
@@ -133,115 +170,135 @@ impl<'a> Scanner<'a> {
         at
     }
 
-    fn value(&mut self, depth: u32) -> Scan<()> {
-        match self.bytes.get(self.at) {
-            Some(b'{') => self.object(depth + 1),
-            Some(b'[') => self.array(depth + 1),
-            Some(b'"') => {
-                let raw = self.string()?;
-                let entry = self.string_entry(raw)?;
-                self.push(entry);
-                Ok(())
+    fn document(&mut self) -> Step<()> {
+        'value: loop {
+            self.skip_space();
+            match self.peek() {
+                open @ (b'{' | b'[') => {
+                    if self.stack.len() as u32 >= self.limits.max_depth {
+                        return Err((Fault::Depth, Reach::Inside));
+                    }
+                    let object = open == b'{';
+                    let entry = self.push(if object {
+                        Entry::Object { len: 0, end: 0 }
+                    } else {
+                        Entry::Array { len: 0, end: 0 }
+                    });
+                    self.at += 1;
+                    self.skip_space();
+                    if self.peek() == if object { b'}' } else { b']' } {
+                        self.at += 1;
+                        self.close(entry, object, 0);
+                    } else {
+                        let first_key = self.keys.len();
+                        self.stack.push(Frame { entry, count: 0, object, key: u32::MAX, first_key, many: None });
+                        if object {
+                            self.key()?;
+                        } else if self.limits.max_array == 0 {
+                            return Err((Fault::Elements, Reach::Container));
+                        }
+                        continue 'value;
+                    }
+                }
+                b'"' => {
+                    let token = self.string().map_err(|f| (f, Reach::Inside))?;
+                    let entry = self.string_entry(token).map_err(|f| (f, Reach::Inside))?;
+                    self.push(entry);
+                }
+                b'-' | b'0'..=b'9' => {
+                    let entry = self.number().map_err(|f| (f, Reach::Inside))?;
+                    self.push(entry);
+                }
+                b't' => self.literal(b"true", Entry::True)?,
+                b'f' => self.literal(b"false", Entry::False)?,
+                b'n' => self.literal(b"null", Entry::Null)?,
+                _ => return Err((Fault::Syntax, Reach::Inside)),
             }
-            Some(b'-' | b'0'..=b'9') => {
-                let entry = self.number()?;
-                self.push(entry);
-                Ok(())
-            }
-            Some(b't') => self.literal(b"true", Entry::True),
-            Some(b'f') => self.literal(b"false", Entry::False),
-            Some(b'n') => self.literal(b"null", Entry::Null),
-            _ => Err(self.syntax()),
-        }
-    }
-
-    /// A string's entry, from its contents as written (`start..end` of the body).
-    fn string_entry(&mut self, (start, end, escaped): (usize, usize, bool)) -> Scan<Entry<'a>> {
-        if !escaped {
-            return Ok(Entry::Str(&self.text[start..end]));
-        }
-        // Escapes are rare: serde_json resolves them (and refuses a lone surrogate).
-        let decoded = serde_json::from_str::<String>(&self.text[start - 1..=end])
-            .map_err(|_| self.fail("an invalid escape inside a string"))?;
-        let index = self.doc.decoded.len() as u32;
-        self.doc.decoded.push(decoded);
-        Ok(Entry::Escaped(index))
-    }
-
-    fn literal(&mut self, word: &[u8], entry: Entry<'a>) -> Scan<()> {
-        if self.bytes[self.at..].starts_with(word) {
-            self.at += word.len();
-            self.push(entry);
-            Ok(())
-        } else {
-            Err(self.syntax())
-        }
-    }
-
-    fn nest(&self, depth: u32) -> Scan<()> {
-        if depth > self.limits.max_depth {
-            return Err(self.fail(format!("nested deeper than {} levels", self.limits.max_depth)));
-        }
-        Ok(())
-    }
-
-    fn object(&mut self, depth: u32) -> Scan<()> {
-        self.nest(depth)?;
-        self.at += 1;
-        self.skip_space();
-        let me = self.push(Entry::Object { len: 0, end: 0 });
-        let mut count = 0u32;
-        let first_key = self.keys.len();
-        // The keys of a large object, once it has more than `KEYS_SCANNED`.
-        let mut many: Option<HashSet<Cow<'a, str>>> = None;
-        if self.bytes.get(self.at) != Some(&b'}') {
+            // After a value: the next member or element, or close containers.
             loop {
-                if self.bytes.get(self.at) != Some(&b'"') {
-                    return Err(self.syntax());
-                }
-                let raw = self.string()?;
-                if count >= self.limits.max_entries {
-                    return Err(self.fail(format!("an object with more than {} members", self.limits.max_entries)));
-                }
-                let entry = self.string_entry(raw)?;
-                let key = self.push(entry);
-                // Refused before its value is read.
-                if self.is_duplicate(first_key, key, &mut many) {
-                    let name = self.doc.str_at(key).unwrap_or_default().to_owned();
-                    return Err(within(self.fail("a duplicate member name"), &name));
-                }
-                count += 1;
+                let Some(top) = self.stack.last_mut() else {
+                    self.skip_space();
+                    return if self.at == self.bytes.len() { Ok(()) } else { Err((Fault::Trailing, Reach::Container)) };
+                };
+                top.count += 1;
+                let (object, count) = (top.object, top.count);
                 self.skip_space();
-                if self.bytes.get(self.at) != Some(&b':') {
-                    return Err(self.syntax());
+                match self.peek() {
+                    b',' => {
+                        self.at += 1;
+                        if object {
+                            self.key()?;
+                        } else if count >= self.limits.max_array {
+                            return Err((Fault::Elements, Reach::Container));
+                        }
+                        continue 'value;
+                    }
+                    b'}' if object => {}
+                    b']' if !object => {}
+                    _ => return Err((Fault::Syntax, Reach::Container)),
                 }
                 self.at += 1;
-                self.skip_space();
-                if let Err(v) = self.value(depth) {
-                    return Err(within(v, self.doc.str_at(key).unwrap_or_default()));
-                }
-                if self.next_or_close(b'}')? {
-                    break;
+                if let Some(frame) = self.stack.pop() {
+                    if object {
+                        self.keys.truncate(frame.first_key);
+                    }
+                    self.close(frame.entry, object, count);
                 }
             }
-        } else {
-            self.at += 1;
         }
-        self.keys.truncate(first_key);
+    }
+
+    /// Writes a finished container's length and end into its entry.
+    fn close(&mut self, entry: u32, object: bool, len: u32) {
         let end = self.doc.entries.len() as u32;
-        self.doc.entries[me as usize] = Entry::Object { len: count, end };
+        self.doc.entries[entry as usize] = if object { Entry::Object { len, end } } else { Entry::Array { len, end } };
+    }
+
+    fn literal(&mut self, word: &[u8], entry: Entry<'a>) -> Step<()> {
+        if !self.bytes[self.at..].starts_with(word) {
+            return Err((Fault::Syntax, Reach::Inside));
+        }
+        self.at += word.len();
+        self.push(entry);
         Ok(())
     }
 
-    /// Whether the key at entry `key` is one of its object's earlier keys
-    /// (those from `first_key` on in `keys`); records it.
-    fn is_duplicate(&mut self, first_key: usize, key: u32, many: &mut Option<HashSet<Cow<'a, str>>>) -> bool {
+    /// A member's name and its `:`, in the object on top of the stack.
+    fn key(&mut self) -> Step<()> {
+        self.skip_space();
+        if self.peek() != b'"' {
+            return Err((Fault::Syntax, Reach::Container));
+        }
+        let token = self.string().map_err(|f| (f, Reach::Container))?;
+        let count = self.stack.last().map_or(0, |f| f.count);
+        if count >= self.limits.max_entries {
+            return Err((Fault::Members, Reach::Container));
+        }
+        let entry = self.string_entry(token).map_err(|f| (f, Reach::Container))?;
+        let key = self.push(entry);
+        if let Some(top) = self.stack.last_mut() {
+            top.key = key;
+        }
+        // Refused before its value is read.
+        if self.is_duplicate(key) {
+            return Err((Fault::Duplicate, Reach::Inside));
+        }
+        self.skip_space();
+        if self.peek() != b':' {
+            return Err((Fault::Syntax, Reach::Inside));
+        }
+        self.at += 1;
+        Ok(())
+    }
+
+    /// Whether the key at entry `key` is one of its object's earlier keys; records it.
+    fn is_duplicate(&mut self, key: u32) -> bool {
+        let Some(top) = self.stack.last_mut() else { return false };
         let doc = &self.doc;
         let name = doc.str_at(key).unwrap_or_default();
-        let count = self.keys.len() - first_key;
-        if count < KEYS_SCANNED as usize {
+        let earlier = &self.keys[top.first_key..];
+        if earlier.len() < KEYS_SCANNED {
             let print = fingerprint(name);
-            let earlier = &self.keys[first_key..];
             if earlier.iter().any(|&(p, k)| p == print && doc.str_at(k) == Some(name)) {
                 return true;
             }
@@ -254,67 +311,36 @@ impl<'a> Scanner<'a> {
                 _ => Cow::Owned(doc.str_at(at).unwrap_or_default().to_owned()),
             }
         };
-        let set = many.get_or_insert_with(|| self.keys[first_key..].iter().map(|&(_, k)| owned(k)).collect());
+        let set = top.many.get_or_insert_with(|| earlier.iter().map(|&(_, k)| owned(k)).collect());
         !set.insert(owned(key))
     }
 
-    /// After a member or element: `,` (another follows: `false`) or the
-    /// container's `close` (`true`).
-    fn next_or_close(&mut self, close: u8) -> Scan<bool> {
-        self.skip_space();
-        match self.bytes.get(self.at) {
-            Some(b',') => {
-                self.at += 1;
-                self.skip_space();
-                Ok(false)
-            }
-            Some(&b) if b == close => {
-                self.at += 1;
-                Ok(true)
-            }
-            _ => Err(self.syntax()),
+    /// A string's entry, from its contents as written (`start..end` of the body).
+    #[inline(always)]
+    fn string_entry(&mut self, (start, end, escaped): (usize, usize, bool)) -> Result<Entry<'a>, Fault> {
+        if !escaped {
+            return Ok(Entry::Str(&self.text[start..end]));
         }
-    }
-
-    fn array(&mut self, depth: u32) -> Scan<()> {
-        self.nest(depth)?;
-        self.at += 1;
-        self.skip_space();
-        let me = self.push(Entry::Array { len: 0, end: 0 });
-        let mut index = 0u32;
-        if self.bytes.get(self.at) != Some(&b']') {
-            loop {
-                if index >= self.limits.max_array {
-                    return Err(self.fail(format!("an array with more than {} elements", self.limits.max_array)));
-                }
-                if let Err(v) = self.value(depth) {
-                    return Err(within(v, &index.to_string()));
-                }
-                index += 1;
-                if self.next_or_close(b']')? {
-                    break;
-                }
-            }
-        } else {
-            self.at += 1;
-        }
-        let end = self.doc.entries.len() as u32;
-        self.doc.entries[me as usize] = Entry::Array { len: index, end };
-        Ok(())
+        // Escapes are rare: serde_json resolves them (and refuses a lone surrogate).
+        let decoded = serde_json::from_str::<String>(&self.text[start - 1..=end]).map_err(|_| Fault::Escape)?;
+        let index = self.doc.decoded.len() as u32;
+        self.doc.decoded.push(decoded);
+        Ok(Entry::Escaped(index))
     }
 
     /// A string token; returns where its contents are, as written (escapes
     /// kept), and whether it has any escape.
-    fn string(&mut self) -> Scan<(usize, usize, bool)> {
+    #[inline(always)]
+    fn string(&mut self) -> Result<(usize, usize, bool), Fault> {
         let start = self.at + 1;
         let mut i = start;
         let mut escaped = false;
         loop {
             // Plain bytes in one step (the input is valid UTF-8 already).
-            i += plain_run(&self.bytes[i..]);
+            i += plain_run(self.bytes.get(i..).unwrap_or_default());
             if (i - start) as u64 > self.limits.max_string {
                 self.at = i;
-                return Err(self.fail(format!("a string longer than {} bytes", self.limits.max_string)));
+                return Err(Fault::StringLength);
             }
             match self.bytes.get(i) {
                 Some(b'"') => {
@@ -338,22 +364,58 @@ impl<'a> Scanner<'a> {
                     };
                     if !ok {
                         self.at = i.min(self.bytes.len());
-                        return Err(self.fail("an invalid escape inside a string"));
+                        return Err(Fault::Escape);
                     }
                 }
                 Some(_) => {
                     self.at = i;
-                    return Err(self.fail("a control character inside a string"));
+                    return Err(Fault::Control);
                 }
                 None => {
                     self.at = self.bytes.len();
-                    return Err(self.syntax());
+                    return Err(Fault::Syntax);
                 }
             }
         }
     }
 
-    fn number(&mut self) -> Scan<Entry<'a>> {
+    /// The violation for `fault` where the scan stopped.
+    fn violation(&self, fault: Fault, reach: Reach) -> Violation {
+        let l = &self.limits;
+        let detail = match fault {
+            Fault::Syntax => match self.bytes.get(self.at) {
+                Some(b) => format!("invalid JSON at byte {} (`{}`)", self.at, char::from(*b).escape_default()),
+                None => "invalid JSON: the document ends early".to_string(),
+            },
+            Fault::Depth => format!("nested deeper than {} levels", l.max_depth),
+            Fault::Members => format!("an object with more than {} members", l.max_entries),
+            Fault::Elements => format!("an array with more than {} elements", l.max_array),
+            Fault::StringLength => format!("a string longer than {} bytes", l.max_string),
+            Fault::NumberLength => format!("a number longer than {} characters", l.max_number_length),
+            Fault::Escape => "an invalid escape inside a string".to_string(),
+            Fault::Control => "a control character inside a string".to_string(),
+            Fault::Duplicate => "a duplicate member name".to_string(),
+            Fault::Range => "a number out of range".to_string(),
+            Fault::Trailing => format!("unexpected data after the JSON document (at byte {})", self.at),
+        };
+        let mut pointer = String::new();
+        let open = match reach {
+            Reach::Inside => self.stack.len(),
+            Reach::Container => self.stack.len().saturating_sub(1),
+        };
+        for frame in &self.stack[..open] {
+            pointer.push('/');
+            if frame.object {
+                let key = self.doc.str_at(frame.key).unwrap_or_default();
+                pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+            } else {
+                pointer.push_str(&frame.count.to_string());
+            }
+        }
+        Violation { pointer, detail }
+    }
+
+    fn number(&mut self) -> Result<Entry<'a>, Fault> {
         let start = self.at;
         let b = self.bytes;
         let mut i = start;
@@ -381,7 +443,7 @@ impl<'a> Scanner<'a> {
             }
             _ => {
                 self.at = i;
-                return Err(self.syntax());
+                return Err(Fault::Syntax);
             }
         }
         let mut integer = true;
@@ -396,7 +458,7 @@ impl<'a> Scanner<'a> {
             }
             if i == first {
                 self.at = i;
-                return Err(self.syntax());
+                return Err(Fault::Syntax);
             }
             scale = -((i - first).min(1 << 20) as i32);
         }
@@ -415,12 +477,12 @@ impl<'a> Scanner<'a> {
             }
             if i == first {
                 self.at = i;
-                return Err(self.syntax());
+                return Err(Fault::Syntax);
             }
             scale += if minus { -exponent } else { exponent };
         }
         if (i - start) as u64 > u64::from(self.limits.max_number_length) {
-            return Err(self.fail(format!("a number longer than {} characters", self.limits.max_number_length)));
+            return Err(Fault::NumberLength);
         }
         self.at = i;
         // As serde_json reads numbers: integers as u64 or i64 while they
@@ -450,7 +512,7 @@ impl<'a> Scanner<'a> {
         }
         match written.parse::<f64>() {
             Ok(f) if f.is_finite() => Ok(Entry::Float(f)),
-            _ => Err(self.fail("a number out of range")),
+            _ => Err(Fault::Range),
         }
     }
 }
@@ -710,7 +772,25 @@ mod tests {
 
     #[test]
     fn numbers_read_as_the_standard_parse_reads_them() {
-        for text in ["0", "-0", "-0.0", "12.99", "1e22", "1e23", "123456789012345.6", "1234567890123456.7", "0.1", "-9.75e-3", "5e-324", "1.7976931348623157e308", "18446744073709551615", "18446744073709551616", "-9223372036854775808", "-9223372036854775809", "100000000000000000000"] {
+        for text in [
+            "0",
+            "-0",
+            "-0.0",
+            "12.99",
+            "1e22",
+            "1e23",
+            "123456789012345.6",
+            "1234567890123456.7",
+            "0.1",
+            "-9.75e-3",
+            "5e-324",
+            "1.7976931348623157e308",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "100000000000000000000",
+        ] {
             match number(text) {
                 Entry::PosInt(n) => assert_eq!(Ok(n), text.parse::<u64>(), "{text}"),
                 Entry::NegInt(n) => assert_eq!(Ok(n), text.parse::<i64>(), "{text}"),

@@ -33,9 +33,15 @@ pub(super) enum Entry<'a> {
     /// A string with escapes, decoded: `decoded[i]`.
     Escaped(u32),
     /// `len` elements follow; the subtree ends before entry `end`.
-    Array { len: u32, end: u32 },
+    Array {
+        len: u32,
+        end: u32,
+    },
     /// `len` members follow (a key entry, then its value's subtree); ends before entry `end`.
-    Object { len: u32, end: u32 },
+    Object {
+        len: u32,
+        end: u32,
+    },
 }
 
 /// One document; entry 0 is its root.
