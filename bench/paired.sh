@@ -58,7 +58,10 @@
 #
 # Knobs (environment): PORTCULLIS_BIN (default target/dist/portcullis
 # if present; nothing is built), PAIR ("plain obs"; cases: plain, obs,
-# obs-metrics = admin API only, obs-log = access log only), ROUNDS (10),
+# obs-metrics = admin API only, obs-log = access log only; and, paired
+# only with each other, post = a POST of bench/orders.py's 1 KiB JSON body
+# through the plain proxy, validated = the same with the body validated
+# against bench/orders-schema.json, issue 12), ROUNDS (10),
 # DURATION (10s), WARMUP (2s; 0 skips it), CONNS (25 per gateway), PROXY_CPU
 # (0), LOAD_CPU (1), RESULTS_DIR (bench/results), LOG_TOLERANCE_PCT (3),
 # SHARE_TOLERANCE (0.05), KEEP_TMP (0).
@@ -89,15 +92,19 @@ log() { echo "==> $*" >&2; }
 # The cases a PAIR may name, and what each puts in @OBSERVE@ of
 # bench/portcullis.yaml. To add one: a name here, in case_admin/case_log
 # or observe_yaml, and a label.
-ALL_CASES="plain obs obs-metrics obs-log"
+ALL_CASES="plain obs obs-metrics obs-log post validated"
 case_admin() { [[ $1 == obs || $1 == obs-metrics ]]; }
 case_log() { [[ $1 == obs || $1 == obs-log ]]; }
+# The body cases: wrk POSTs the 1 KiB JSON body of bench/orders.py.
+case_post() { [[ $1 == post || $1 == validated ]]; }
 case_label() {
     case $1 in
     plain) echo "plain proxy, nothing observed" ;;
     obs) echo "ECS access log to a file (buffer 8192) + admin API (metrics)" ;;
     obs-metrics) echo "admin API (metrics) only" ;;
     obs-log) echo "ECS access log to a file (buffer 8192) only" ;;
+    post) echo "plain proxy, POST of a 1 KiB JSON body (max_body_size 1MiB)" ;;
+    validated) echo "the same POST, its body validated against bench/orders-schema.json" ;;
     esac
 }
 # observe_yaml CASE ADMIN_PORT ACCESS_LOG: the @OBSERVE@ lines of a case
@@ -116,6 +123,9 @@ for c in "${PAIR_LIST[@]}"; do
 done
 CASE_A=${PAIR_LIST[0]}
 CASE_B=${PAIR_LIST[1]}
+if { case_post "$CASE_A" && ! case_post "$CASE_B"; } || { ! case_post "$CASE_A" && case_post "$CASE_B"; }; then
+    die "post and validated pair only with each other (both cases must send the same requests)"
+fi
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
 [[ $CONNS =~ ^[1-9][0-9]*$ ]] || die "CONNS must be a positive integer"
 [[ $DURATION =~ ^[1-9][0-9]*[sm]?$ ]] || die "DURATION must be like 10s or 1m"
@@ -253,6 +263,19 @@ for w in $(children "$UPSTREAM_PID"); do WORKER_PIDS+=("$w"); done
 
 # ---------------------------------------------------------------- gateways
 
+# The body cases' requests: the 1 KiB body of bench/orders.py, POSTed.
+if case_post "$CASE_A"; then
+    mkdir -p "$TMP/bodies"
+    python3 "$BENCH_DIR/orders.py" "$TMP/bodies" 1
+    cat > "$TMP/post.lua" <<EOF
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = assert(io.open("$TMP/bodies/body-1.json", "rb"))
+wrk.body = f:read("*a")
+f:close()
+EOF
+fi
+
 # Per slot (0 = A, 1 = B): case, name (its dir under TMP), and for the
 # running process: pid, port, admin port, access log.
 SLOT_CASE=("$CASE_A" "$CASE_B")
@@ -302,6 +325,30 @@ check_started() {
     log "$name: 20 requests ->$(case_log "$c" && echo " 20 access log lines (ECS)")$(case_admin "$c" && echo " /metrics +$((m1 - m0))")"
 }
 
+# route_yaml CASE: the @ROUTE_AUTH@ lines (route keys) of a case.
+route_yaml() {
+    case $1 in
+    post) printf '    max_body_size: 1MiB' ;;
+    validated) printf '    max_body_size: 1MiB\n    validate: { body: { schema_file: "%s" } }' "$BENCH_DIR/orders-schema.json" ;;
+    esac
+}
+
+# check_validates SLOT: a body the schema refuses gets 400 from the
+# validated case (and passes the post case): the check is on the path.
+check_validates() {
+    local s=$1 name=${SLOT_NAME[$1]} c=${SLOT_CASE[$1]} code want
+    case_post "$c" || return 0
+    want=200
+    [[ $c == validated ]] && want=400
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' \
+        --data-binary "@$TMP/bodies/bad-sku.json" "http://127.0.0.1:${GW_PORT[$s]}/orders")
+    [[ $code == "$want" ]] || die "$name: a body with a bad sku got $code, not $want"
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' \
+        --data-binary "@$TMP/bodies/body-1.json" "http://127.0.0.1:${GW_PORT[$s]}/orders")
+    [[ $code == 200 ]] || die "$name: the benchmark's body got $code, not 200"
+    log "$name: the benchmark's body -> 200, a bad sku -> $want"
+}
+
 # start_gateway SLOT PORT ADMIN_PORT: a fresh Portcullis for the slot's case.
 start_gateway() {
     local s=$1 port=$2 admin=$3 name=${SLOT_NAME[$1]} c=${SLOT_CASE[$1]} dir=$TMP/${SLOT_NAME[$1]}
@@ -313,7 +360,7 @@ start_gateway() {
     if case_admin "$c"; then GW_ADMIN[s]=$admin; fi
     if case_log "$c"; then GW_LOG[s]=$dir/access.log; fi
     render "$BENCH_DIR/portcullis.yaml" "$dir/portcullis.yaml" \
-        NAME="$name" PORT="$port" UPSTREAM_PORT="$UPSTREAM_PORT" TLS="" AUTH="" ROUTE_AUTH="" \
+        NAME="$name" PORT="$port" UPSTREAM_PORT="$UPSTREAM_PORT" TLS="" AUTH="" ROUTE_AUTH="$(route_yaml "$c")" \
         OBSERVE="$(observe_yaml "$c" "$admin" "$dir/access.log")"
     "$PORTCULLIS_BIN" check --config "$dir/portcullis.yaml" > "$dir/check.log" 2>&1 ||
         { cat "$dir/check.log" >&2; die "bad portcullis config for $name"; }
@@ -323,6 +370,7 @@ start_gateway() {
     SERVER_PIDS+=("${GW_PID[s]}")
     wait_ok "http://127.0.0.1:$port/" "${GW_PID[s]}" "portcullis ($name)"
     check_started "$s"
+    check_validates "$s"
 }
 
 # ---------------------------------------------------------------- measuring
@@ -330,7 +378,9 @@ start_gateway() {
 # start_wrk SLOT DURATION OUT: wrk against the slot's gateway, in the
 # background (its pid appended to WRK_PIDS).
 start_wrk() {
-    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$2" "http://127.0.0.1:${GW_PORT[$1]}/" > "$3" 2>&1 &
+    local script=() path=/
+    if case_post "${SLOT_CASE[$1]}"; then script=(-s "$TMP/post.lua") path=/orders; fi
+    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$2" "${script[@]}" "http://127.0.0.1:${GW_PORT[$1]}$path" > "$3" 2>&1 &
     WRK_PIDS+=($!)
 }
 

@@ -6,7 +6,8 @@
 #   bench/validate.sh [PORTCULLIS_BIN]            (default: target/dist/portcullis)
 #   SIZES="1 10 100" N=2000 WARMUP=200 bench/validate.sh [PORTCULLIS_BIN]
 #
-# For each body size in SIZES (KiB, default "1 10 100"), one JSON body: a
+# For each body size in SIZES (KiB, default "1 10 100"), one JSON body
+# (bench/orders.py): a
 # customer object (email, name) and as many items (sku matching
 # ^[A-Z]{3}-[0-9]{4}$, qty, price, a date-time) as bring it to about that
 # size, items varied (about 90 bytes each). The same body is POSTed
@@ -14,8 +15,8 @@
 #   nginx      NGINX 1 worker as reverse proxy (the config of instructions.sh,
 #              plus client_body_buffer_size 1m so no body goes to a temp file);
 #   plain      the gateway, route `/p/orders` with no `validate`;
-#   validated  the gateway, route `/v/orders` with `validate.body.schema`
-#              (the schema of issue 12: nested object, arrays, `email` and
+#   validated  the gateway, route `/v/orders` with `validate.body.schema_file`
+#              bench/orders-schema.json (the schema of issue 12: nested object, arrays, `email` and
 #              `date-time` formats, a pattern, maxLength, minimum).
 # Both gateway routes match an exact path of the same length with
 # `methods: [POST]` and set `max_body_size: 1MiB`, so the difference is the
@@ -77,37 +78,12 @@ routes:
     upstream: fast
     max_body_size: 1MiB
     validate:
-      body: { schema: { type: object, required: [customer, items], properties: { customer: { type: object, required: [email], properties: { email: { type: string, format: email }, name: { type: string, maxLength: 100 } } }, items: { type: array, maxItems: 5000, items: { type: object, required: [sku, qty], properties: { sku: { type: string, pattern: "^[A-Z]{3}-[0-9]{4}$" }, qty: { type: integer, minimum: 1 }, price: { type: number }, added: { type: string, format: date-time } } } } } } }
+      body: { schema_file: "$(cd "$(dirname "$0")" && pwd)/orders-schema.json" }
   - { name: plain, match: { path: /p/orders, methods: [POST] }, upstream: fast, max_body_size: 1MiB }
 EOF
 
 # The bodies: body-<KiB>.json, and three invalid variants of the smallest.
-python3 - "$WORK" $SIZES <<'PY'
-import json, sys
-work, sizes = sys.argv[1], [int(s) for s in sys.argv[2:]]
-def item(i):
-    sku = "%s-%04d" % ("".join(chr(65 + (i * k + 7) % 26) for k in (1, 3, 5)), (i * 37) % 10000)
-    return {"sku": sku, "qty": 1 + i % 9, "price": 10 + (i * 13 % 8900) / 100,
-            "added": "2024-%02d-%02dT%02d:%02d:%02dZ" % (1 + i % 12, 1 + i % 28, i % 24, i % 60, (i * 7) % 60)}
-def body(n):
-    return {"customer": {"email": "jane.doe@example.com", "name": "Jane Doe"}, "items": [item(i) for i in range(n)]}
-def enc(b):
-    return json.dumps(b, separators=(",", ":")).encode()
-for kib in sizes:
-    target, n = kib * 1024, 1
-    while len(enc(body(n + 1))) <= target:
-        n += 1
-    data = enc(body(n))
-    open(f"{work}/body-{kib}.json", "wb").write(data)
-    open(f"{work}/items-{kib}", "w").write(str(n))
-b = body(12)
-bad = json.loads(json.dumps(b)); bad["customer"]["email"] = "not-an-email"
-open(f"{work}/bad-email.json", "wb").write(enc(bad))
-bad = json.loads(json.dumps(b)); bad["items"][3]["sku"] = "abc-12"
-open(f"{work}/bad-sku.json", "wb").write(enc(bad))
-bad = json.loads(json.dumps(b)); bad["items"][5]["added"] = "2024-13-45 25:00"
-open(f"{work}/bad-date.json", "wb").write(enc(bad))
-PY
+python3 "$(dirname "$0")/orders.py" "$WORK" $SIZES
 
 nginx -p "$WORK/" -c "$WORK/up.conf" -e "$WORK/error.log" >/dev/null 2>&1 &
 PIDS+=($!)
