@@ -99,6 +99,7 @@ pub mod bench {
     pub use crate::policy::auth::cache::{TokenCache, TtlCache, key_of};
     pub use crate::policy::ratelimit::gcra::Gcra;
     pub use crate::policy::ratelimit::memory::MemoryStore;
+    pub use crate::policy::validate::bench::BodyCheck;
 }
 
 use std::net::SocketAddr;

@@ -88,9 +88,11 @@ struct Frame<'a> {
     /// For an object: the entry of the key being read.
     key: u32,
     /// For an object: where its keys start in `Scanner::keys`.
-    first_key: usize,
-    /// For an object of more than `KEYS_SCANNED` members: all its keys.
-    many: Option<HashSet<Cow<'a, str>>>,
+    first_key: u32,
+    /// For an object of more than `KEYS_SCANNED` members: all its keys
+    /// (boxed: frames stay small, and few objects are that large).
+    #[allow(clippy::box_collection)]
+    many: Option<Box<HashSet<Cow<'a, str>>>>,
 }
 
 /// One pass over the body, iterative (an explicit stack of open
@@ -148,20 +150,52 @@ pub fn parse(bytes: &[u8], limits: &JsonLimits) -> Result<serde_json::Value, Vio
     read(bytes, limits).map(|doc| doc.value_at(0))
 }
 
-impl<'a> Scanner<'a> {
-    /// The byte at the cursor, or 0 at the end (never valid where a token starts).
-    #[inline(always)]
-    fn peek(&self) -> u8 {
-        self.bytes.get(self.at).copied().unwrap_or(0)
-    }
+/// The byte at `at`, or 0 past the end (never valid where a token starts).
+#[inline(always)]
+fn byte(bytes: &[u8], at: usize) -> u8 {
+    bytes.get(at).copied().unwrap_or(0)
+}
 
-    #[inline(always)]
-    fn skip_space(&mut self) {
-        while let b' ' | b'\t' | b'\n' | b'\r' = self.peek() {
-            self.at += 1;
+#[inline(always)]
+fn skip_space(bytes: &[u8], mut at: usize) -> usize {
+    while let b' ' | b'\t' | b'\n' | b'\r' = byte(bytes, at) {
+        at += 1;
+    }
+    at
+}
+
+/// The string token whose opening quote is at `at`: the index of its
+/// closing quote and whether it has escapes; or the fault and where.
+#[inline(always)]
+fn string_token(bytes: &[u8], at: usize, max_string: u64) -> Result<(usize, bool), (Fault, usize)> {
+    let start = at + 1;
+    let mut i = start;
+    let mut escaped = false;
+    loop {
+        // Plain bytes in one step (the input is valid UTF-8 already).
+        i += plain_run(bytes.get(i..).unwrap_or_default());
+        if (i - start) as u64 > max_string {
+            return Err((Fault::StringLength, i));
+        }
+        match bytes.get(i) {
+            Some(b'"') => return Ok((i, escaped)),
+            Some(b'\\') => {
+                escaped = true;
+                match bytes.get(i + 1) {
+                    Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
+                    Some(b'u') if bytes.get(i + 2..i + 6).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) => {
+                        i += 6
+                    }
+                    _ => return Err((Fault::Escape, (i + 6).min(bytes.len()))),
+                }
+            }
+            Some(_) => return Err((Fault::Control, i)),
+            None => return Err((Fault::Syntax, bytes.len())),
         }
     }
+}
 
+impl<'a> Scanner<'a> {
     #[inline(always)]
     fn push(&mut self, entry: Entry<'a>) -> u32 {
         // Fewer entries than body bytes, and the body is under 4 GiB (`read`).
@@ -170,13 +204,23 @@ impl<'a> Scanner<'a> {
         at
     }
 
+    /// The whole document. The cursor lives in a local (`self.at` is set
+    /// only when the scan stops), so that it stays in a register.
     fn document(&mut self) -> Step<()> {
+        let bytes = self.bytes;
+        let mut at = 0;
+        macro_rules! fail {
+            ($fault:expr, $reach:expr, $at:expr) => {{
+                self.at = $at;
+                return Err(($fault, $reach));
+            }};
+        }
         'value: loop {
-            self.skip_space();
-            match self.peek() {
+            at = skip_space(bytes, at);
+            match byte(bytes, at) {
                 open @ (b'{' | b'[') => {
                     if self.stack.len() as u32 >= self.limits.max_depth {
-                        return Err((Fault::Depth, Reach::Inside));
+                        fail!(Fault::Depth, Reach::Inside, at);
                     }
                     let object = open == b'{';
                     let entry = self.push(if object {
@@ -184,63 +228,90 @@ impl<'a> Scanner<'a> {
                     } else {
                         Entry::Array { len: 0, end: 0 }
                     });
-                    self.at += 1;
-                    self.skip_space();
-                    if self.peek() == if object { b'}' } else { b']' } {
-                        self.at += 1;
+                    at = skip_space(bytes, at + 1);
+                    if byte(bytes, at) == if object { b'}' } else { b']' } {
+                        at += 1;
                         self.close(entry, object, 0);
                     } else {
-                        let first_key = self.keys.len();
+                        let first_key = self.keys.len() as u32;
                         self.stack.push(Frame { entry, count: 0, object, key: u32::MAX, first_key, many: None });
                         if object {
-                            self.key()?;
+                            at = match self.key(at) {
+                                Ok(next) => next,
+                                Err((fault, reach, where_)) => fail!(fault, reach, where_),
+                            };
                         } else if self.limits.max_array == 0 {
-                            return Err((Fault::Elements, Reach::Container));
+                            fail!(Fault::Elements, Reach::Container, at);
                         }
                         continue 'value;
                     }
                 }
                 b'"' => {
-                    let token = self.string().map_err(|f| (f, Reach::Inside))?;
-                    let entry = self.string_entry(token).map_err(|f| (f, Reach::Inside))?;
-                    self.push(entry);
+                    let (end, escaped) = match string_token(bytes, at, self.limits.max_string) {
+                        Ok(token) => token,
+                        Err((fault, where_)) => fail!(fault, Reach::Inside, where_),
+                    };
+                    match self.string_entry(at + 1, end, escaped) {
+                        Some(entry) => self.push(entry),
+                        None => fail!(Fault::Escape, Reach::Inside, end),
+                    };
+                    at = end + 1;
                 }
                 b'-' | b'0'..=b'9' => {
-                    let entry = self.number().map_err(|f| (f, Reach::Inside))?;
+                    let (entry, end) = match number(bytes, at, self.limits.max_number_length) {
+                        Ok(number) => number,
+                        Err((fault, where_)) => fail!(fault, Reach::Inside, where_),
+                    };
                     self.push(entry);
+                    at = end;
                 }
-                b't' => self.literal(b"true", Entry::True)?,
-                b'f' => self.literal(b"false", Entry::False)?,
-                b'n' => self.literal(b"null", Entry::Null)?,
-                _ => return Err((Fault::Syntax, Reach::Inside)),
+                b't' if bytes[at..].starts_with(b"true") => {
+                    self.push(Entry::True);
+                    at += 4;
+                }
+                b'f' if bytes[at..].starts_with(b"false") => {
+                    self.push(Entry::False);
+                    at += 5;
+                }
+                b'n' if bytes[at..].starts_with(b"null") => {
+                    self.push(Entry::Null);
+                    at += 4;
+                }
+                _ => fail!(Fault::Syntax, Reach::Inside, at),
             }
             // After a value: the next member or element, or close containers.
             loop {
                 let Some(top) = self.stack.last_mut() else {
-                    self.skip_space();
-                    return if self.at == self.bytes.len() { Ok(()) } else { Err((Fault::Trailing, Reach::Container)) };
+                    at = skip_space(bytes, at);
+                    if at != bytes.len() {
+                        fail!(Fault::Trailing, Reach::Container, at);
+                    }
+                    return Ok(());
                 };
                 top.count += 1;
                 let (object, count) = (top.object, top.count);
-                self.skip_space();
-                match self.peek() {
+                at = skip_space(bytes, at);
+                match byte(bytes, at) {
                     b',' => {
-                        self.at += 1;
+                        at += 1;
                         if object {
-                            self.key()?;
+                            at = match self.key(at) {
+                                Ok(next) => next,
+                                Err((fault, reach, where_)) => fail!(fault, reach, where_),
+                            };
                         } else if count >= self.limits.max_array {
-                            return Err((Fault::Elements, Reach::Container));
+                            fail!(Fault::Elements, Reach::Container, at);
                         }
                         continue 'value;
                     }
                     b'}' if object => {}
                     b']' if !object => {}
-                    _ => return Err((Fault::Syntax, Reach::Container)),
+                    _ => fail!(Fault::Syntax, Reach::Container, at),
                 }
-                self.at += 1;
+                at += 1;
                 if let Some(frame) = self.stack.pop() {
                     if object {
-                        self.keys.truncate(frame.first_key);
+                        self.keys.truncate(frame.first_key as usize);
                     }
                     self.close(frame.entry, object, count);
                 }
@@ -254,43 +325,35 @@ impl<'a> Scanner<'a> {
         self.doc.entries[entry as usize] = if object { Entry::Object { len, end } } else { Entry::Array { len, end } };
     }
 
-    fn literal(&mut self, word: &[u8], entry: Entry<'a>) -> Step<()> {
-        if !self.bytes[self.at..].starts_with(word) {
-            return Err((Fault::Syntax, Reach::Inside));
+    /// A member's name and its `:` from `at`, in the object on top of the
+    /// stack; where its value starts, or the fault, its reach and where.
+    fn key(&mut self, at: usize) -> Result<usize, (Fault, Reach, usize)> {
+        let bytes = self.bytes;
+        let at = skip_space(bytes, at);
+        if byte(bytes, at) != b'"' {
+            return Err((Fault::Syntax, Reach::Container, at));
         }
-        self.at += word.len();
-        self.push(entry);
-        Ok(())
-    }
-
-    /// A member's name and its `:`, in the object on top of the stack.
-    fn key(&mut self) -> Step<()> {
-        self.skip_space();
-        if self.peek() != b'"' {
-            return Err((Fault::Syntax, Reach::Container));
+        let (end, escaped) =
+            string_token(bytes, at, self.limits.max_string).map_err(|(f, i)| (f, Reach::Container, i))?;
+        if self.stack.last().is_none_or(|top| top.count >= self.limits.max_entries) {
+            return Err((Fault::Members, Reach::Container, end + 1));
         }
-        let token = self.string().map_err(|f| (f, Reach::Container))?;
-        let Some(top) = self.stack.last() else { return Err((Fault::Syntax, Reach::Container)) };
-        if top.count >= self.limits.max_entries {
-            return Err((Fault::Members, Reach::Container));
-        }
-        let entry = self.string_entry(token).map_err(|f| (f, Reach::Container))?;
+        let entry = self.string_entry(at + 1, end, escaped).ok_or((Fault::Escape, Reach::Container, end))?;
         let print = match entry {
             // Unescaped: read off the body in one load where eight bytes follow.
-            Entry::Str(_) => fingerprint_at(self.bytes, token.0, token.1),
+            Entry::Str(_) => fingerprint_at(bytes, at + 1, end),
             _ => fingerprint(self.doc.decoded.last().map_or("", String::as_str)),
         };
         let key = self.push(entry);
         // Refused before its value is read.
         if self.is_duplicate(key, print) {
-            return Err((Fault::Duplicate, Reach::Inside));
+            return Err((Fault::Duplicate, Reach::Inside, at));
         }
-        self.skip_space();
-        if self.peek() != b':' {
-            return Err((Fault::Syntax, Reach::Inside));
+        let at = skip_space(bytes, end + 1);
+        if byte(bytes, at) != b':' {
+            return Err((Fault::Syntax, Reach::Inside, at));
         }
-        self.at += 1;
-        Ok(())
+        Ok(at + 1)
     }
 
     /// Whether the key at entry `key` (its fingerprint `print`) is one of
@@ -299,7 +362,7 @@ impl<'a> Scanner<'a> {
         let Some(top) = self.stack.last_mut() else { return false };
         top.key = key;
         let doc = &self.doc;
-        let earlier = &self.keys[top.first_key..];
+        let earlier = &self.keys[top.first_key as usize..];
         if earlier.len() < KEYS_SCANNED {
             if earlier.iter().any(|&(p, k)| p == print && doc.str_at(k) == doc.str_at(key)) {
                 return true;
@@ -313,72 +376,22 @@ impl<'a> Scanner<'a> {
                 _ => Cow::Owned(doc.str_at(at).unwrap_or_default().to_owned()),
             }
         };
-        let set = top.many.get_or_insert_with(|| earlier.iter().map(|&(_, k)| owned(k)).collect());
+        let set = top.many.get_or_insert_with(|| Box::new(earlier.iter().map(|&(_, k)| owned(k)).collect()));
         !set.insert(owned(key))
     }
 
-    /// A string's entry, from its contents as written (`start..end` of the body).
+    /// The entry of the string whose contents are `start..end` of the body;
+    /// `None` for an escape serde_json refuses (a lone surrogate).
     #[inline(always)]
-    fn string_entry(&mut self, (start, end, escaped): (usize, usize, bool)) -> Result<Entry<'a>, Fault> {
+    fn string_entry(&mut self, start: usize, end: usize, escaped: bool) -> Option<Entry<'a>> {
         if !escaped {
-            return Ok(Entry::Str(&self.text[start..end]));
+            return Some(Entry::Str(&self.text[start..end]));
         }
-        // Escapes are rare: serde_json resolves them (and refuses a lone surrogate).
-        let decoded = serde_json::from_str::<String>(&self.text[start - 1..=end]).map_err(|_| Fault::Escape)?;
+        // Escapes are rare: serde_json resolves them.
+        let decoded = serde_json::from_str::<String>(&self.text[start - 1..=end]).ok()?;
         let index = self.doc.decoded.len() as u32;
         self.doc.decoded.push(decoded);
-        Ok(Entry::Escaped(index))
-    }
-
-    /// A string token; returns where its contents are, as written (escapes
-    /// kept), and whether it has any escape.
-    #[inline(always)]
-    fn string(&mut self) -> Result<(usize, usize, bool), Fault> {
-        let start = self.at + 1;
-        let mut i = start;
-        let mut escaped = false;
-        loop {
-            // Plain bytes in one step (the input is valid UTF-8 already).
-            i += plain_run(self.bytes.get(i..).unwrap_or_default());
-            if (i - start) as u64 > self.limits.max_string {
-                self.at = i;
-                return Err(Fault::StringLength);
-            }
-            match self.bytes.get(i) {
-                Some(b'"') => {
-                    self.at = i + 1;
-                    return Ok((start, i, escaped));
-                }
-                Some(b'\\') => {
-                    escaped = true;
-                    let ok = match self.bytes.get(i + 1) {
-                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
-                            i += 2;
-                            true
-                        }
-                        Some(b'u') => {
-                            let hex = self.bytes.get(i + 2..i + 6);
-                            let valid = hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
-                            i += 6;
-                            valid
-                        }
-                        _ => false,
-                    };
-                    if !ok {
-                        self.at = i.min(self.bytes.len());
-                        return Err(Fault::Escape);
-                    }
-                }
-                Some(_) => {
-                    self.at = i;
-                    return Err(Fault::Control);
-                }
-                None => {
-                    self.at = self.bytes.len();
-                    return Err(Fault::Syntax);
-                }
-            }
-        }
+        Some(Entry::Escaped(index))
     }
 
     /// The violation for `fault` where the scan stopped.
@@ -416,106 +429,103 @@ impl<'a> Scanner<'a> {
         }
         Violation { pointer, detail }
     }
+}
 
-    fn number(&mut self) -> Result<Entry<'a>, Fault> {
-        let start = self.at;
-        let b = self.bytes;
-        let mut i = start;
-        let negative = b.get(i) == Some(&b'-');
-        if negative {
-            i += 1;
+/// The number starting at `at`: its entry and where it ends; or the fault and where.
+fn number<'a>(b: &[u8], at: usize, max_length: u32) -> Result<(Entry<'a>, usize), (Fault, usize)> {
+    let start = at;
+    let mut i = start;
+    let negative = b.get(i) == Some(&b'-');
+    if negative {
+        i += 1;
+    }
+    // The digits as one integer while they fit (19 digits always do),
+    // so that most numbers need no second reading.
+    let mut mantissa = 0u64;
+    let mut digits = 0u32;
+    let mut take = |d: u8| {
+        if digits < 19 {
+            mantissa = mantissa * 10 + u64::from(d - b'0');
         }
-        // The digits as one integer while they fit (19 digits always do),
-        // so that most numbers need no second reading.
-        let mut mantissa = 0u64;
-        let mut digits = 0u32;
-        let mut take = |d: u8| {
-            if digits < 19 {
-                mantissa = mantissa * 10 + u64::from(d - b'0');
-            }
-            digits += 1;
-        };
-        match b.get(i) {
-            Some(b'0') => i += 1,
-            Some(b'1'..=b'9') => {
-                while let Some(&d @ b'0'..=b'9') = b.get(i) {
-                    take(d);
-                    i += 1;
-                }
-            }
-            _ => {
-                self.at = i;
-                return Err(Fault::Syntax);
-            }
-        }
-        let mut integer = true;
-        let mut scale = 0i32;
-        if b.get(i) == Some(&b'.') {
-            integer = false;
-            i += 1;
-            let first = i;
+        digits += 1;
+    };
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
             while let Some(&d @ b'0'..=b'9') = b.get(i) {
                 take(d);
                 i += 1;
             }
-            if i == first {
-                self.at = i;
-                return Err(Fault::Syntax);
-            }
-            scale = -((i - first).min(1 << 20) as i32);
         }
-        if let Some(b'e' | b'E') = b.get(i) {
-            integer = false;
+        _ => {
+            return Err((Fault::Syntax, i));
+        }
+    }
+    let mut integer = true;
+    let mut scale = 0i32;
+    if b.get(i) == Some(&b'.') {
+        integer = false;
+        i += 1;
+        let first = i;
+        while let Some(&d @ b'0'..=b'9') = b.get(i) {
+            take(d);
             i += 1;
-            let minus = b.get(i) == Some(&b'-');
-            if let Some(b'+' | b'-') = b.get(i) {
-                i += 1;
-            }
-            let first = i;
-            let mut exponent = 0i32;
-            while let Some(&d @ b'0'..=b'9') = b.get(i) {
-                exponent = (exponent * 10 + i32::from(d - b'0')).min(1 << 20);
-                i += 1;
-            }
-            if i == first {
-                self.at = i;
-                return Err(Fault::Syntax);
-            }
-            scale += if minus { -exponent } else { exponent };
         }
-        if (i - start) as u64 > u64::from(self.limits.max_number_length) {
-            return Err(Fault::NumberLength);
+        if i == first {
+            return Err((Fault::Syntax, i));
         }
-        self.at = i;
-        // As serde_json reads numbers: integers as u64 or i64 while they
-        // fit, anything else as f64; beyond f64's range, refused.
-        if integer && digits <= 19 {
-            if !negative {
-                return Ok(Entry::PosInt(mantissa));
-            }
-            if let Ok(n) = i64::try_from(-i128::from(mantissa)) {
-                return Ok(Entry::NegInt(n));
-            }
+        scale = -((i - first).min(1 << 20) as i32);
+    }
+    if let Some(b'e' | b'E') = b.get(i) {
+        integer = false;
+        i += 1;
+        let minus = b.get(i) == Some(&b'-');
+        if let Some(b'+' | b'-') = b.get(i) {
+            i += 1;
         }
-        // Clinger's fast path: a mantissa below 2^53 and a power of ten up
-        // to 22 are both exact in f64, so one multiplication or division
-        // rounds once, to exactly what the full parse gives.
-        if !integer && digits <= 15 && (-22..=22).contains(&scale) {
-            let power = POWERS_OF_TEN[scale.unsigned_abs() as usize];
-            let value = if scale < 0 { mantissa as f64 / power } else { mantissa as f64 * power };
-            return Ok(Entry::Float(if negative { -value } else { value }));
+        let first = i;
+        let mut exponent = 0i32;
+        while let Some(&d @ b'0'..=b'9') = b.get(i) {
+            exponent = (exponent * 10 + i32::from(d - b'0')).min(1 << 20);
+            i += 1;
         }
-        let written = &self.text[start..i];
-        if integer && let Ok(n) = written.parse::<u64>() {
-            return Ok(Entry::PosInt(n));
+        if i == first {
+            return Err((Fault::Syntax, i));
         }
-        if integer && let Ok(n) = written.parse::<i64>() {
-            return Ok(Entry::NegInt(n));
+        scale += if minus { -exponent } else { exponent };
+    }
+    if (i - start) as u64 > u64::from(max_length) {
+        return Err((Fault::NumberLength, start));
+    }
+    // As serde_json reads numbers: integers as u64 or i64 while they
+    // fit, anything else as f64; beyond f64's range, refused.
+    if integer && digits <= 19 {
+        if !negative {
+            return Ok((Entry::PosInt(mantissa), i));
         }
-        match written.parse::<f64>() {
-            Ok(f) if f.is_finite() => Ok(Entry::Float(f)),
-            _ => Err(Fault::Range),
+        if let Ok(n) = i64::try_from(-i128::from(mantissa)) {
+            return Ok((Entry::NegInt(n), i));
         }
+    }
+    // Clinger's fast path: a mantissa below 2^53 and a power of ten up
+    // to 22 are both exact in f64, so one multiplication or division
+    // rounds once, to exactly what the full parse gives.
+    if !integer && digits <= 15 && (-22..=22).contains(&scale) {
+        let power = POWERS_OF_TEN[scale.unsigned_abs() as usize];
+        let value = if scale < 0 { mantissa as f64 / power } else { mantissa as f64 * power };
+        return Ok((Entry::Float(if negative { -value } else { value }), i));
+    }
+    // Digits, signs, points and exponents: ASCII.
+    let written = std::str::from_utf8(&b[start..i]).unwrap_or_default();
+    if integer && let Ok(n) = written.parse::<u64>() {
+        return Ok((Entry::PosInt(n), i));
+    }
+    if integer && let Ok(n) = written.parse::<i64>() {
+        return Ok((Entry::NegInt(n), i));
+    }
+    match written.parse::<f64>() {
+        Ok(f) if f.is_finite() => Ok((Entry::Float(f), i)),
+        _ => Err((Fault::Range, i)),
     }
 }
 

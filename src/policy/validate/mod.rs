@@ -498,5 +498,34 @@ fn invalid(problems: &[Problem], ctx: &RequestCtx<'_>) -> Answer {
     problem::with_members(StatusCode::BAD_REQUEST, &detail, ctx.request_id, [("errors", Value::Array(errors))])
 }
 
+/// What `benches/validate.rs` measures: a JSON body's read and schema
+/// check, as a validated route does them.
+#[doc(hidden)]
+pub mod bench {
+    use crate::policy::validate::{JsonLimits, compile_schema_for, json_limits, tape::Tape};
+
+    pub struct BodyCheck {
+        schema: jsonschema::Validator<Tape>,
+        limits: JsonLimits,
+    }
+
+    impl BodyCheck {
+        pub fn new(schema: &serde_json::Value) -> Result<BodyCheck, String> {
+            let schema = compile_schema_for(schema, &Default::default())?;
+            Ok(BodyCheck { schema, limits: JsonLimits::default() })
+        }
+
+        /// Whether `body` is JSON within the default limits that the schema accepts.
+        pub fn check(&self, body: &[u8]) -> bool {
+            json_limits::read(body, &self.limits).is_ok_and(|doc| self.schema.is_valid(doc.root()))
+        }
+
+        /// Only the read, within the default limits.
+        pub fn read(&self, body: &[u8]) -> bool {
+            json_limits::read(body, &self.limits).is_ok()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;
