@@ -7,6 +7,7 @@
 //! walks of the body cost about as much each (BENCHMARKS.md, issue 12).
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::HashSet;
 
 use super::tape::{Doc, Entry};
@@ -79,7 +80,7 @@ enum Reach {
 type Step<T> = Result<T, (Fault, Reach)>;
 
 /// An array or object being read.
-struct Frame<'a> {
+struct Frame {
     /// Its entry in the tape.
     entry: u32,
     /// Members or elements read so far (the index of the one being read).
@@ -89,11 +90,20 @@ struct Frame<'a> {
     key: u32,
     /// For an object: where its keys start in `Scanner::keys`.
     first_key: u32,
-    /// For an object of more than `KEYS_SCANNED` members: all its keys
-    /// (boxed: frames stay small, and few objects are that large).
-    #[allow(clippy::box_collection)]
-    many: Option<Box<HashSet<Cow<'a, str>>>>,
+    /// For an object of more than `KEYS_SCANNED` members: its set of
+    /// keys in `Scanner::sets`.
+    many: Option<u32>,
 }
+
+thread_local! {
+    /// The scan's two stacks, kept per thread between bodies (emptied after
+    /// each): a body then costs one allocation, its tape.
+    static STACKS: Cell<(Vec<Frame>, Vec<(u64, u32)>)> = const { Cell::new((Vec::new(), Vec::new())) };
+}
+
+/// Stacks grown past these are not kept (a deep or wide body's room goes back).
+const KEPT_FRAMES: usize = 64;
+const KEPT_KEYS: usize = 256;
 
 /// One pass over the body, iterative (an explicit stack of open
 /// containers, no call per value), so that a passing document costs a
@@ -106,11 +116,13 @@ struct Scanner<'a> {
     at: usize,
     limits: JsonLimits,
     doc: Doc<'a>,
-    stack: Vec<Frame<'a>>,
+    stack: Vec<Frame>,
     /// The keys of the open objects (each object's after the enclosing
     /// one's), as fingerprint and entry: a new key is compared in full
     /// only with the earlier keys of its object that share its fingerprint.
     keys: Vec<(u64, u32)>,
+    /// The key sets of large objects (see `Frame::many`).
+    sets: Vec<HashSet<Cow<'a, str>>>,
 }
 
 /// Reads `bytes` as one JSON document within `limits`, into a tape that
@@ -129,19 +141,17 @@ pub fn read<'a>(bytes: &'a [u8], limits: &JsonLimits) -> Result<Doc<'a>, Violati
         // Offsets into the body are u32; no route buffers 4 GiB.
         return Err(Violation { pointer: String::new(), detail: "a body of 4 GiB or more".into() });
     }
-    let mut s = Scanner {
-        bytes,
-        text,
-        at: 0,
-        limits: *limits,
-        doc: Doc::with_capacity(bytes.len()),
-        stack: Vec::new(),
-        keys: Vec::new(),
-    };
-    match s.document() {
-        Ok(()) => Ok(s.doc),
-        Err((fault, reach)) => Err(s.violation(fault, reach)),
+    let (stack, keys) = STACKS.take();
+    let doc = Doc::with_capacity(bytes.len());
+    let mut s = Scanner { bytes, text, at: 0, limits: *limits, doc, stack, keys, sets: Vec::new() };
+    let result = s.document().map_err(|(fault, reach)| s.violation(fault, reach));
+    let Scanner { doc, mut stack, mut keys, .. } = s;
+    if stack.capacity() <= KEPT_FRAMES && keys.capacity() <= KEPT_KEYS {
+        stack.clear();
+        keys.clear();
+        STACKS.set((stack, keys));
     }
+    result.map(|()| doc)
 }
 
 /// Reads `bytes` as [`read`] does, as a `serde_json::Value`.
@@ -376,8 +386,15 @@ impl<'a> Scanner<'a> {
                 _ => Cow::Owned(doc.str_at(at).unwrap_or_default().to_owned()),
             }
         };
-        let set = top.many.get_or_insert_with(|| Box::new(earlier.iter().map(|&(_, k)| owned(k)).collect()));
-        !set.insert(owned(key))
+        let index = match top.many {
+            Some(index) => index as usize,
+            None => {
+                self.sets.push(earlier.iter().map(|&(_, k)| owned(k)).collect());
+                top.many = Some((self.sets.len() - 1) as u32);
+                self.sets.len() - 1
+            }
+        };
+        !self.sets[index].insert(owned(key))
     }
 
     /// The entry of the string whose contents are `start..end` of the body;
