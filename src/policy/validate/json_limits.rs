@@ -95,10 +95,13 @@ struct Frame {
     many: Option<u32>,
 }
 
+/// The open containers, and the fingerprints and entries of their keys.
+type Stacks = (Vec<Frame>, Vec<(u64, u32)>);
+
 thread_local! {
     /// The scan's two stacks, kept per thread between bodies (emptied after
     /// each): a body then costs one allocation, its tape.
-    static STACKS: Cell<(Vec<Frame>, Vec<(u64, u32)>)> = const { Cell::new((Vec::new(), Vec::new())) };
+    static STACKS: Cell<Stacks> = const { Cell::new((Vec::new(), Vec::new())) };
 }
 
 /// Stacks grown past these are not kept (a deep or wide body's room goes back).
