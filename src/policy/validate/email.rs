@@ -115,6 +115,10 @@ mod tests {
         {
             assert_eq!(check(address), jsonschema_accepts(address), "{address}");
         }
+        // What docs/validation.md says `email` takes beyond plain addresses.
+        for address in ["\"a b\"@example.com", "a@[127.0.0.1]"] {
+            assert!(check(address), "{address}");
+        }
     }
 
     proptest! {
