@@ -118,3 +118,33 @@ host_busy_pct() {
     local idle=$((b[4] - a[4] + b[5] - a[5]))
     ((total > 0)) && echo $(((total - idle) * 100 / total)) || echo 0
 }
+
+# private_copy BIN DIR: a private copy of the gateway binary in DIR/bin (a
+# build may replace the file during a run, and the report must say what was
+# measured). Sets PRIVATE_BIN (the copy) and PRIVATE_DESC (the checkout at
+# the start of the run, the binary's path, build time and sha256).
+private_copy() {
+    local rev
+    rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit")
+    [[ -z $(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]] || rev+=" + uncommitted changes"
+    mkdir -p "$2/bin"
+    cp -p "$1" "$2/bin/portcullis"
+    PRIVATE_BIN=$2/bin/portcullis
+    PRIVATE_DESC="$rev (at the start of the run); binary $1 built $(date -d "@$(stat -c %Y "$PRIVATE_BIN")" '+%Y-%m-%d %H:%M'), sha256 $(sha256sum < "$PRIVATE_BIN" | cut -c1-12)"
+}
+
+# wait_ok URL PID NAME [curl args...]: until URL answers "ok" (the
+# upstream's body, so for a proxy this checks the whole path), failing
+# early (with the caller's `die`) if the server died. -k: the TLS cases use
+# a throwaway self-signed certificate; the JWT cases pass their
+# Authorization header as curl args.
+wait_ok() {
+    local url=$1 pid=$2 name=$3 i
+    shift 3
+    for i in {1..150}; do
+        alive "$pid" || die "$name exited during start-up"
+        [[ $(curl -sk --max-time 1 "$@" "$url" 2>/dev/null) == ok ]] && return 0
+        sleep 0.1
+    done
+    die "$name did not answer 'ok' on $url within 15 s"
+}

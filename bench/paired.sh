@@ -191,26 +191,9 @@ trap 'exit 143' TERM
 
 # Run a private copy, described now: a build may replace the file during the
 # run, and the report must say what was measured.
-rev=$(git -C "$ROOT" rev-parse --short HEAD 2> /dev/null || echo "no commit")
-[[ -z $(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2> /dev/null) ]] || rev+=" + uncommitted changes"
-mkdir -p "$TMP/bin"
-cp -p "$PORTCULLIS_BIN" "$TMP/bin/portcullis"
-PC_DESC="binary $PORTCULLIS_BIN built $(date -d "@$(stat -c %Y "$TMP/bin/portcullis")" '+%Y-%m-%d %H:%M'), sha256 $(sha256sum < "$TMP/bin/portcullis" | cut -c1-12); checkout $rev"
-PORTCULLIS_BIN=$TMP/bin/portcullis
-
-
-# wait_ok URL PID NAME: until URL answers "ok" (the upstream's body, so for
-# a gateway this checks the whole path), failing early if the server died.
-wait_ok() {
-    local url=$1 pid=$2 name=$3 i
-    for i in {1..150}; do
-        alive "$pid" || die "$name exited during start-up"
-        [[ $(curl -s --max-time 1 "$url" 2> /dev/null) == ok ]] && return 0
-        sleep 0.1
-    done
-    die "$name did not answer 'ok' on $url within 15 s"
-}
-
+private_copy "$PORTCULLIS_BIN" "$TMP"
+PC_DESC=$PRIVATE_DESC
+PORTCULLIS_BIN=$PRIVATE_BIN
 
 # free_ports N: N distinct free loopback ports, held open together.
 free_ports() {

@@ -164,31 +164,10 @@ trap 'exit 143' TERM
 # run, and the report must say what was measured.
 pc_desc="not measured"
 if ((NEED_PORTCULLIS)); then
-    rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit")
-    [[ -z $(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]] || rev+=" + uncommitted changes"
-    mkdir -p "$TMP/bin"
-    cp -p "$PORTCULLIS_BIN" "$TMP/bin/portcullis"
-    pc_desc="$rev (at the start of the run); binary $PORTCULLIS_BIN built $(date -d "@$(stat -c %Y "$TMP/bin/portcullis")" '+%Y-%m-%d %H:%M'), sha256 $(sha256sum < "$TMP/bin/portcullis" | cut -c1-12)"
-    PORTCULLIS_BIN=$TMP/bin/portcullis
+    private_copy "$PORTCULLIS_BIN" "$TMP"
+    pc_desc=$PRIVATE_DESC
+    PORTCULLIS_BIN=$PRIVATE_BIN
 fi
-
-
-
-# Wait until URL answers "ok" (the upstream's body, so for a proxy this checks
-# the whole path), failing early if the server died. wait_ok URL PID NAME
-# [curl args...] (the JWT cases pass their Authorization header).
-wait_ok() {
-    local url=$1 pid=$2 name=$3 i
-    shift 3
-    for i in {1..150}; do
-        alive "$pid" || die "$name exited during start-up"
-        # -k: the TLS cases use a throwaway self-signed certificate.
-        [[ $(curl -sk --max-time 1 "$@" "$url" 2>/dev/null) == ok ]] && return 0
-        sleep 0.1
-    done
-    die "$name did not answer 'ok' on $url within 15 s"
-}
-
 
 # Sum of utime+stime (fields 14 and 15) in clock ticks into TICKS. Builtins
 # only: no fork inside the measured window. The comm field (2) may hold
