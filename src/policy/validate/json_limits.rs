@@ -47,10 +47,10 @@ pub struct Violation {
     pub detail: String,
 }
 
-/// Up to this many members, a new key is compared with the earlier ones
-/// in place; past it, an object's keys go into a set (a hostile object of
-/// `max_entries` members stays linear).
-const KEYS_SCANNED: usize = 16;
+/// Up to this many members, a new key is looked for among the earlier
+/// ones in place; past it, an object's keys go into a set (a hostile
+/// object of `max_entries` members stays linear).
+const KEYS_SCANNED: u32 = 16;
 
 /// What is wrong with a document; made a [`Violation`] (with its pointer
 /// and words) only once, when the scan stops.
@@ -88,25 +88,24 @@ struct Frame {
     object: bool,
     /// For an object: the entry of the key being read.
     key: u32,
-    /// For an object: where its keys start in `Scanner::keys`.
-    first_key: u32,
+    /// For an object: one bit per key read so far, chosen by its
+    /// fingerprint. A new key whose bit is clear is new (most are, so
+    /// most keys cost no comparison); one whose bit is set is compared
+    /// with the earlier keys, read off the tape.
+    seen: u64,
     /// For an object of more than `KEYS_SCANNED` members: its set of
     /// keys in `Scanner::sets`.
     many: Option<u32>,
 }
 
-/// The open containers, and the fingerprints and entries of their keys.
-type Stacks = (Vec<Frame>, Vec<(u64, u32)>);
-
 thread_local! {
-    /// The scan's two stacks, kept per thread between bodies (emptied after
+    /// The scan's stack, kept per thread between bodies (emptied after
     /// each): a body then costs one allocation, its tape.
-    static STACKS: Cell<Stacks> = const { Cell::new((Vec::new(), Vec::new())) };
+    static STACK: Cell<Vec<Frame>> = const { Cell::new(Vec::new()) };
 }
 
-/// Stacks grown past these are not kept (a deep or wide body's room goes back).
+/// A stack grown past this is not kept (a deep body's room goes back).
 const KEPT_FRAMES: usize = 64;
-const KEPT_KEYS: usize = 256;
 
 /// One pass over the body, iterative (an explicit stack of open
 /// containers, no call per value), so that a passing document costs a
@@ -120,10 +119,6 @@ struct Scanner<'a> {
     limits: JsonLimits,
     doc: Doc<'a>,
     stack: Vec<Frame>,
-    /// The keys of the open objects (each object's after the enclosing
-    /// one's), as fingerprint and entry: a new key is compared in full
-    /// only with the earlier keys of its object that share its fingerprint.
-    keys: Vec<(u64, u32)>,
     /// The key sets of large objects (see `Frame::many`).
     sets: Vec<HashSet<Cow<'a, str>>>,
 }
@@ -144,15 +139,14 @@ pub fn read<'a>(bytes: &'a [u8], limits: &JsonLimits) -> Result<Doc<'a>, Violati
         // Offsets into the body are u32; no route buffers 4 GiB.
         return Err(Violation { pointer: String::new(), detail: "a body of 4 GiB or more".into() });
     }
-    let (stack, keys) = STACKS.take();
+    let stack = STACK.take();
     let doc = Doc::with_capacity(bytes.len());
-    let mut s = Scanner { bytes, text, at: 0, limits: *limits, doc, stack, keys, sets: Vec::new() };
+    let mut s = Scanner { bytes, text, at: 0, limits: *limits, doc, stack, sets: Vec::new() };
     let result = s.document().map_err(|(fault, reach)| s.violation(fault, reach));
-    let Scanner { doc, mut stack, mut keys, .. } = s;
-    if stack.capacity() <= KEPT_FRAMES && keys.capacity() <= KEPT_KEYS {
+    let Scanner { doc, mut stack, .. } = s;
+    if stack.capacity() <= KEPT_FRAMES {
         stack.clear();
-        keys.clear();
-        STACKS.set((stack, keys));
+        STACK.set(stack);
     }
     result.map(|()| doc)
 }
@@ -246,8 +240,7 @@ impl<'a> Scanner<'a> {
                         at += 1;
                         self.close(entry, object, 0);
                     } else {
-                        let first_key = self.keys.len() as u32;
-                        self.stack.push(Frame { entry, count: 0, object, key: u32::MAX, first_key, many: None });
+                        self.stack.push(Frame { entry, count: 0, object, key: u32::MAX, seen: 0, many: None });
                         if object {
                             at = match self.key(at) {
                                 Ok(next) => next,
@@ -323,9 +316,6 @@ impl<'a> Scanner<'a> {
                 }
                 at += 1;
                 if let Some(frame) = self.stack.pop() {
-                    if object {
-                        self.keys.truncate(frame.first_key as usize);
-                    }
                     self.close(frame.entry, object, count);
                 }
             }
@@ -375,13 +365,21 @@ impl<'a> Scanner<'a> {
         let Some(top) = self.stack.last_mut() else { return false };
         top.key = key;
         let doc = &self.doc;
-        let earlier = &self.keys[top.first_key as usize..];
-        if earlier.len() < KEYS_SCANNED {
-            if earlier.iter().any(|&(p, k)| p == print && doc.str_at(k) == doc.str_at(key)) {
-                return true;
-            }
-            self.keys.push((print, key));
-            return false;
+        // The earlier members' keys, off the tape (their values are whole).
+        let earlier = |first: u32, count: u32| {
+            let mut at = first;
+            (0..count).map(move |_| {
+                let k = at;
+                at = doc.next(k + 1);
+                k
+            })
+        };
+        if top.count < KEYS_SCANNED {
+            // A multiplicative hash of the fingerprint picks the bit.
+            let bit = 1u64 << (print.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58);
+            let maybe = top.seen & bit != 0;
+            top.seen |= bit;
+            return maybe && earlier(top.entry + 1, top.count).any(|k| doc.str_at(k) == doc.str_at(key));
         }
         let owned = |at: u32| -> Cow<'a, str> {
             match doc.entries[at as usize] {
@@ -392,7 +390,7 @@ impl<'a> Scanner<'a> {
         let index = match top.many {
             Some(index) => index as usize,
             None => {
-                self.sets.push(earlier.iter().map(|&(_, k)| owned(k)).collect());
+                self.sets.push(earlier(top.entry + 1, top.count).map(owned).collect());
                 top.many = Some((self.sets.len() - 1) as u32);
                 self.sets.len() - 1
             }
@@ -882,6 +880,23 @@ mod tests {
             prop_assert_eq!(check(text.as_bytes(), &roomy), Ok(()));
             let tight = JsonLimits { max_depth, ..roomy };
             prop_assert_eq!(check(text.as_bytes(), &tight).is_ok(), depth(&v) <= max_depth);
+        }
+
+        /// Duplicates are found whatever the object's size (compared in
+        /// place, then through a set) and whatever lies between them.
+        #[test]
+        fn duplicate_keys_are_found_exactly(keys in prop::collection::vec("[a-d]{0,2}", 0..40), nested in any::<bool>()) {
+            let value = if nested { r#"{"x":[1,{"y":2}],"z":"s"}"# } else { "1" };
+            let members: Vec<String> = keys.iter().map(|k| format!("\"{k}\":{value}")).collect();
+            let text = format!("{{{}}}", members.join(","));
+            let first_repeat = keys.iter().enumerate().find(|(i, k)| keys[..*i].contains(k)).map(|(_, k)| k);
+            match first_repeat {
+                None => prop_assert_eq!(check(text.as_bytes(), &JsonLimits::default()), Ok(())),
+                Some(k) => prop_assert_eq!(
+                    check(text.as_bytes(), &JsonLimits::default()),
+                    Err(Violation { pointer: format!("/{k}"), detail: "a duplicate member name".into() })
+                ),
+            }
         }
 
         #[test]
