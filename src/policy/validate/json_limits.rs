@@ -330,6 +330,7 @@ impl<'a> Scanner<'a> {
 
     /// A member's name and its `:` from `at`, in the object on top of the
     /// stack; where its value starts, or the fault, its reach and where.
+    #[inline(always)]
     fn key(&mut self, at: usize) -> Result<usize, (Fault, Reach, usize)> {
         let bytes = self.bytes;
         let at = skip_space(bytes, at);
@@ -360,39 +361,61 @@ impl<'a> Scanner<'a> {
     }
 
     /// Whether the key at entry `key` (its fingerprint `print`) is one of
-    /// its object's earlier keys; records it.
+    /// its object's earlier keys; records it. Inlined: for most keys this
+    /// is a few instructions, and the rest is out of line.
+    #[inline(always)]
     fn is_duplicate(&mut self, key: u32, print: u64) -> bool {
         let Some(top) = self.stack.last_mut() else { return false };
         top.key = key;
-        let doc = &self.doc;
-        // The earlier members' keys, off the tape (their values are whole).
-        let earlier = |first: u32, count: u32| {
-            let mut at = first;
-            (0..count).map(move |_| {
-                let k = at;
-                at = doc.next(k + 1);
-                k
-            })
-        };
         if top.count < KEYS_SCANNED {
             // A multiplicative hash of the fingerprint picks the bit.
             let bit = 1u64 << (print.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58);
             let maybe = top.seen & bit != 0;
             top.seen |= bit;
-            return maybe && earlier(top.entry + 1, top.count).any(|k| doc.str_at(k) == doc.str_at(key));
+            return maybe && self.among_earlier(key);
         }
+        self.in_key_set(key)
+    }
+
+    /// The earlier keys of the object on top of the stack, off the tape
+    /// (their values are whole).
+    fn earlier_keys(&self) -> impl Iterator<Item = u32> + '_ {
+        let (mut at, count) = self.stack.last().map_or((0, 0), |top| (top.entry + 1, top.count));
+        (0..count).map(move |_| {
+            let k = at;
+            at = self.doc.next(k + 1);
+            k
+        })
+    }
+
+    /// Whether `key` equals an earlier key of its object.
+    #[inline(never)]
+    fn among_earlier(&self, key: u32) -> bool {
+        let name = self.doc.str_at(key);
+        self.earlier_keys().any(|k| self.doc.str_at(k) == name)
+    }
+
+    /// Past `KEYS_SCANNED` members: whether `key` is in its object's set
+    /// of keys (made from the earlier ones the first time); adds it.
+    #[inline(never)]
+    fn in_key_set(&mut self, key: u32) -> bool {
+        let doc = &self.doc;
         let owned = |at: u32| -> Cow<'a, str> {
             match doc.entries[at as usize] {
                 Entry::Str(s) => Cow::Borrowed(s),
                 _ => Cow::Owned(doc.str_at(at).unwrap_or_default().to_owned()),
             }
         };
-        let index = match top.many {
+        let index = match self.stack.last().and_then(|top| top.many) {
             Some(index) => index as usize,
             None => {
-                self.sets.push(earlier(top.entry + 1, top.count).map(owned).collect());
-                top.many = Some((self.sets.len() - 1) as u32);
-                self.sets.len() - 1
+                let set = self.earlier_keys().map(owned).collect();
+                self.sets.push(set);
+                let index = self.sets.len() - 1;
+                if let Some(top) = self.stack.last_mut() {
+                    top.many = Some(index as u32);
+                }
+                index
             }
         };
         !self.sets[index].insert(owned(key))
