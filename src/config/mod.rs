@@ -120,6 +120,21 @@ pub fn load_file(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
     parse_str(&text, &name, &base)
 }
 
+/// A JSON or YAML document the config names (an OpenAPI document, a
+/// schema file), as a value. YAML is read as 1.2, as OpenAPI asks: `yes`,
+/// `no`, `on`, `off`, `y` and `n` are strings (YAML 1.1 made them booleans,
+/// so `enum: [yes, no]` or a parameter named `n` would change meaning).
+pub fn load_document(path: &Path) -> Result<serde_json::Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let parsed: Result<serde_json::Value, String> = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).map_err(|e| e.to_string())
+    } else {
+        let options = serde_saphyr::options! { strict_booleans: true };
+        serde_saphyr::from_str_with_options(&text, options).map_err(|e| e.to_string())
+    };
+    parsed.map_err(|e| format!("`{}` is not a JSON or YAML document: {e}", path.display()))
+}
+
 /// Parses config text. `${NAME}` in plain (unquoted) scalars is replaced by
 /// the environment variable `NAME`; an unset variable is an error that names it.
 pub fn parse_str(text: &str, source_name: &str, base_dir: &Path) -> Result<LoadedConfig, ConfigErrors> {

@@ -7,6 +7,7 @@ mod admin;
 pub mod aggregate;
 mod api_docs;
 mod openapi;
+mod openapi_schema;
 mod route;
 mod upstream;
 pub mod warnings;

@@ -15,6 +15,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
+use super::openapi_schema::{
+    Direction, defs_for, dialect, from_openapi_30, in_dialect, is_draft_4, lenient_patterns, lift_required,
+    numeric_exclusive_bounds,
+};
+
 use crate::config::{ApiConfig, MatchConfig, RequestValidation, ResponseValidation, RouteConfig};
 use crate::policy::authz::config::AuthorizeConfig;
 use crate::policy::validate::config::{BodyConfig, ValidateConfig, ValidateMode};
@@ -50,17 +55,35 @@ pub(super) fn expand(api: &ApiConfig, at: &str, base_dir: &Path) -> Result<Vec<G
             if v30 {
                 from_openapi_30(&mut s);
             }
+            lenient_patterns(&mut s);
             defs.insert(name.clone(), s);
         }
     }
+    let dialect = if v30 {
+        None
+    } else {
+        dialect(&doc).map_err(|e| vec![(format!("{at}.openapi"), format!("`{}`: {e}", file.display()))])?
+    };
+    let schemas = Schemas {
+        request_defs: defs_for(&defs, Direction::Request),
+        response_defs: defs_for(&defs, Direction::Response),
+        v30,
+        dialect,
+    };
     let base_path = match &api.base_path {
         Some(p) => p.trim_end_matches('/').to_string(),
         None => server_path(&doc),
     };
     let mut routes = Vec::new();
-    let Some(paths) = doc.get("paths").and_then(Value::as_object) else {
-        errors.push((format!("{at}.openapi"), format!("`{}` has no `paths`", file.display())));
-        return Err(errors);
+    // 3.1 makes `paths` optional (a document of webhooks or components only): no operations.
+    let no_paths = Map::new();
+    let paths = match doc.get("paths").and_then(Value::as_object) {
+        Some(paths) => paths,
+        None if !v30 && doc.get("paths").is_none() => &no_paths,
+        None => {
+            errors.push((format!("{at}.openapi"), format!("`{}` has no `paths`", file.display())));
+            return Err(errors);
+        }
     };
     for (path, item) in paths {
         let mut item = item.clone();
@@ -80,7 +103,7 @@ pub(super) fn expand(api: &ApiConfig, at: &str, base_dir: &Path) -> Result<Vec<G
                 Some(id) => format!("{at}.operations.{id}"),
                 None => format!("{at}.openapi"),
             };
-            match operation(api, &doc, op, &shared_params, &defs, v30) {
+            match operation(api, &doc, op, &shared_params, &schemas) {
                 Ok((validate, authenticate, scopes)) => {
                     let extras = op_id.and_then(|id| api.operations.get(id)).cloned().unwrap_or_default();
                     let authorize = extras
@@ -181,8 +204,7 @@ fn operation(
     doc: &Value,
     op: &Value,
     shared_params: &[Value],
-    defs: &Map<String, Value>,
-    v30: bool,
+    schemas: &Schemas,
 ) -> Result<(ValidateConfig, Vec<String>, Vec<String>), String> {
     let mut v = ValidateConfig {
         mode: ValidateMode::Enforce,
@@ -197,7 +219,7 @@ fn operation(
         responses: None,
     };
     if api.validate.response == ResponseValidation::Report {
-        v.responses = Some(declared_responses(op, defs, v30)?);
+        v.responses = Some(declared_responses(op, schemas)?);
     }
     // The operation's parameters override the path's with the same name and place.
     let mut params: Vec<&Value> =
@@ -211,11 +233,8 @@ fn operation(
     for p in params {
         let name = p.get("name").and_then(Value::as_str).ok_or("a parameter without a `name`")?.to_string();
         let place = p.get("in").and_then(Value::as_str).unwrap_or("");
-        let mut schema = p.get("schema").cloned().unwrap_or_else(|| json!({}));
-        if v30 {
-            from_openapi_30(&mut schema);
-        }
-        let mut schema = with_defs(schema, defs);
+        let schema = p.get("schema").cloned().unwrap_or_else(|| json!({}));
+        let mut schema = schemas.prepare(schema, Direction::Request);
         let members =
             schema.as_object_mut().ok_or_else(|| format!("parameter `{name}`: its schema is not an object"))?;
         members.insert("required".into(), p.get("required").cloned().unwrap_or(Value::Bool(place == "path")));
@@ -239,12 +258,7 @@ fn operation(
         let form = content.get("application/x-www-form-urlencoded").map(|c| ("", c));
         let chosen = json_first.map(|(_, c)| c).or(form.map(|(_, c)| c));
         let required = body.get("required").and_then(Value::as_bool).unwrap_or(false);
-        let schema = chosen.and_then(|c| c.get("schema")).cloned().map(|mut s| {
-            if v30 {
-                from_openapi_30(&mut s);
-            }
-            with_defs(s, defs)
-        });
+        let schema = chosen.and_then(|c| c.get("schema")).cloned().map(|s| schemas.prepare(s, Direction::Request));
         v.body = Some(BodyConfig { schema_file: None, schema: Some(schema.unwrap_or_else(|| json!({}))), required });
     }
     // Security: any one requirement suffices; the providers of every scheme named.
@@ -254,7 +268,16 @@ fn operation(
     for req in requirements.into_iter().flatten() {
         for (scheme, wanted) in req.as_object().into_iter().flatten() {
             let provider = api.security.get(scheme).ok_or_else(|| {
-                format!("security scheme `{scheme}` is not mapped to an auth provider (add `security: {{ {scheme}: <provider> }}`)")
+                if doc.pointer(&format!("/components/securitySchemes/{}", pointer_token(scheme))).is_none() {
+                    format!(
+                        "security scheme `{scheme}` is not declared in the document's `components.securitySchemes` \
+                         (map it anyway with `security: {{ {scheme}: <provider> }}`)"
+                    )
+                } else {
+                    format!(
+                        "security scheme `{scheme}` is not mapped to an auth provider (add `security: {{ {scheme}: <provider> }}`)"
+                    )
+                }
             })?;
             if !providers.contains(provider) {
                 providers.push(provider.clone());
@@ -271,27 +294,52 @@ fn operation(
 
 /// An operation's `responses`: status key -> media type -> schema (`null`
 /// when none is given), converted to JSON Schema 2020-12.
-fn declared_responses(
-    op: &Value,
-    defs: &Map<String, Value>,
-    v30: bool,
-) -> Result<BTreeMap<String, BTreeMap<String, Value>>, String> {
+fn declared_responses(op: &Value, schemas: &Schemas) -> Result<BTreeMap<String, BTreeMap<String, Value>>, String> {
     let mut out = BTreeMap::new();
     let responses = op.get("responses").and_then(Value::as_object).ok_or("an operation without `responses`")?;
     for (status, response) in responses {
         let mut media = BTreeMap::new();
         for (m, content) in response.get("content").and_then(Value::as_object).into_iter().flatten() {
-            let schema = content.get("schema").cloned().map(|mut s| {
-                if v30 {
-                    from_openapi_30(&mut s);
-                }
-                with_defs(s, defs)
-            });
+            let schema = content.get("schema").cloned().map(|s| schemas.prepare(s, Direction::Response));
             media.insert(m.clone(), schema.unwrap_or(Value::Null));
         }
         out.insert(status.clone(), media);
     }
     Ok(out)
+}
+
+/// How the document's schemas become the validator's.
+struct Schemas {
+    /// The component schemas, `required` as requests see them.
+    request_defs: Map<String, Value>,
+    /// The same, as responses see them.
+    response_defs: Map<String, Value>,
+    v30: bool,
+    /// A 3.1 document's `jsonSchemaDialect`, when not 2020-12.
+    dialect: Option<&'static str>,
+}
+
+impl Schemas {
+    /// One schema of the document (its `$ref`s resolved), ready to compile
+    /// for `direction`.
+    fn prepare(&self, mut schema: Value, direction: Direction) -> Value {
+        if self.v30 {
+            from_openapi_30(&mut schema);
+        }
+        lenient_patterns(&mut schema);
+        let defs = match direction {
+            Direction::Request => &self.request_defs,
+            Direction::Response => &self.response_defs,
+        };
+        lift_required(&mut schema, direction, defs);
+        let mut schema = with_defs(schema, defs);
+        in_dialect(&mut schema, self.dialect);
+        if !self.v30 && !is_draft_4(&schema) {
+            // 3.1 documents migrated from 3.0 keep draft 4's boolean bounds.
+            numeric_exclusive_bounds(&mut schema);
+        }
+        schema
+    }
 }
 
 /// A schema with the document's component schemas beside it.
@@ -326,13 +374,7 @@ fn server_path(doc: &Value) -> String {
 }
 
 fn load(path: &Path) -> Result<Value, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    let parsed: Result<Value, String> = if path.extension().is_some_and(|e| e == "json") {
-        serde_json::from_str(&text).map_err(|e| e.to_string())
-    } else {
-        serde_saphyr::from_str(&text).map_err(|e| e.to_string())
-    };
-    parsed.map_err(|e| format!("`{}` is not a YAML or JSON document: {e}", path.display()))
+    crate::config::load_document(path)
 }
 
 /// The document and the sibling files its `$ref`s name.
@@ -403,45 +445,15 @@ impl Docs {
     }
 }
 
+/// A name as one JSON pointer token.
+fn pointer_token(name: &str) -> String {
+    name.replace('~', "~0").replace('/', "~1")
+}
+
 /// `file.yaml#/a/b` -> (`file.yaml`, `/a/b`); `#/a` -> (``, `/a`).
 fn split_ref(r: &str) -> (&str, &str) {
     match r.split_once('#') {
         Some((file, pointer)) => (file, pointer),
         None => (r, ""),
-    }
-}
-
-/// An OpenAPI 3.0 schema as JSON Schema 2020-12: `nullable: true` adds
-/// `null` to the type, boolean `exclusiveMinimum`/`exclusiveMaximum` take
-/// the bound's value.
-pub(super) fn from_openapi_30(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            if m.remove("nullable") == Some(Value::Bool(true)) {
-                match m.get_mut("type") {
-                    Some(Value::String(t)) => {
-                        let t = t.clone();
-                        m.insert("type".into(), json!([t, "null"]));
-                    }
-                    Some(_) => {}
-                    None => {
-                        if let Some(e) = m.get_mut("enum").and_then(Value::as_array_mut) {
-                            e.push(Value::Null);
-                        }
-                    }
-                }
-            }
-            for (flag, bound) in [("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")] {
-                if let Some(Value::Bool(on)) = m.get(flag).cloned() {
-                    m.remove(flag);
-                    if on && let Some(b) = m.remove(bound) {
-                        m.insert(flag.into(), b);
-                    }
-                }
-            }
-            m.values_mut().for_each(from_openapi_30);
-        }
-        Value::Array(a) => a.iter_mut().for_each(from_openapi_30),
-        _ => {}
     }
 }

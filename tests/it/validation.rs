@@ -358,7 +358,8 @@ async fn an_openapi_document_routes_validates_and_authenticates() {
     assert_eq!(call(&gw, "DELETE", "/v1/pets/7", &[], "").await.status, 401);
     assert_eq!(call(&gw, "DELETE", "/v1/pets/7", &[("x-api-key", "k-shop")], "").await.status, 200);
 
-    // Bodies: 3.0's nullable and boolean exclusiveMinimum, a sibling file's schema, a recursive schema.
+    // Bodies: 3.0's nullable and boolean exclusiveMinimum, a sibling file's schema, a recursive
+    // schema; `id` is required but readOnly (required in responses only), also in the children.
     let ok = r#"{"name":"Rex","tag":null,"age":0.5,"owner":{"email":"ada@example.com"},"children":[{"name":"Pup"}]}"#;
     assert_eq!(call(&gw, "POST", "/v1/pets", &key, ok).await.status, 200);
     let bad = r#"{"name":"","age":0,"owner":{"email":"nope"},"children":[{"name":"Pup","x":1}],"extra":1}"#;
@@ -453,7 +454,9 @@ async fn check_reports_broken_documents_and_unmapped_security() {
     );
     write(
         "secure.yaml",
-        "openapi: 3.1.0\ninfo: { title: t, version: '1' }\npaths:\n  /a:\n    get:\n      operationId: getA\n      security: [ { oauth: [read] } ]\n      responses: {}\n",
+        "openapi: 3.1.0\ninfo: { title: t, version: '1' }\npaths:\n  /a:\n    get:\n      operationId: getA\n      security: [ { oauth: [read] } ]\n      responses: {}\n\
+         \x20 /b:\n    get:\n      operationId: getB\n      security: [ { ghost: [] } ]\n      responses: {}\n\
+         components:\n  securitySchemes:\n    oauth: { type: oauth2, flows: {} }\n",
     );
     write("old.yaml", "swagger: '2.0'\npaths: {}\n");
     let yaml = "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\nupstreams:\n  u: { targets: [\"http://127.0.0.1:1\"] }\napis:\n\
@@ -467,6 +470,8 @@ async fn check_reports_broken_documents_and_unmapped_security() {
         "remote references are refused",
         "apis[1].operations.getA",
         "`oauth` is not mapped",
+        "apis[1].operations.getB",
+        "`ghost` is not declared in the document's `components.securitySchemes`",
         "apis[1].operations.nope",
         "no operation `nope`",
         "apis[2].openapi",
@@ -476,6 +481,67 @@ async fn check_reports_broken_documents_and_unmapped_security() {
     ] {
         assert!(errors.contains(expected), "{expected} not in:\n{errors}");
     }
+}
+
+/// Documents written for other tools: a 3.1 `jsonSchemaDialect` of draft 4
+/// (boolean bounds), a pattern written for JavaScript without the `u` flag
+/// (literal braces), draft 4's boolean bounds left in a 3.1 schema, names
+/// and values YAML 1.1 read as booleans, and a document of webhooks only
+/// (3.1 makes `paths` optional).
+#[tokio::test]
+async fn documents_in_other_dialects_are_read_as_their_authors_meant() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    write(
+        "draft4.yaml",
+        r#"
+openapi: 3.1.0
+info: { title: t, version: "1" }
+jsonSchemaDialect: "http://json-schema.org/draft-04/schema#"
+paths:
+  /n:
+    get:
+      parameters:
+        - { name: n, in: query, required: true, schema: { type: number, minimum: 10, exclusiveMinimum: true } }
+      responses: { "200": { description: ok } }
+"#,
+    );
+    write(
+        "js.yaml",
+        r#"
+openapi: 3.1.0
+info: { title: t, version: "1" }
+paths:
+  /g:
+    get:
+      parameters:
+        - { name: guid, in: query, required: true, schema: { type: string, pattern: "^{[0-9a-f]{4}}$" } }
+        - { name: m, in: query, schema: { type: integer, maximum: 5, exclusiveMaximum: true } }
+        - { name: on, in: query, schema: { enum: [yes, no] } }
+      responses: { "200": { description: ok } }
+"#,
+    );
+    write(
+        "hooks.yaml",
+        "openapi: 3.1.0\ninfo: { title: t, version: '1' }\nwebhooks:\n  ping: { post: { responses: { '200': { description: ok } } } }\n",
+    );
+    let up = Recorder::start().await;
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nupstreams:\n  u: {{ targets: [ \"{}\" ] }}\napis:\n\
+         \x20 - {{ name: d4, openapi: draft4.yaml, upstream: u, base_path: /d4 }}\n\
+         \x20 - {{ name: js, openapi: js.yaml, upstream: u, base_path: /js }}\n\
+         \x20 - {{ name: hooks, openapi: hooks.yaml, upstream: u, base_path: /hooks }}\n",
+        up.url()
+    );
+    let gw = Gateway::start(&load(&yaml, dir.path())).await.expect("starts");
+    let status = async |path: &str| call(&gw, "GET", path, &[], "").await.status.as_u16();
+    assert_eq!((status("/d4/n?n=10.5").await, status("/d4/n?n=10").await), (200, 400));
+    assert_eq!((status("/js/g?guid={beef}").await, status("/js/g?guid=beef").await), (200, 400));
+    assert_eq!((status("/js/g?guid={beef}&m=4").await, status("/js/g?guid={beef}&m=5").await), (200, 400));
+    // YAML 1.2, as OpenAPI asks: `n`, `on`, `yes` and `no` are strings, not YAML 1.1's booleans.
+    assert_eq!((status("/js/g?guid={beef}&on=yes").await, status("/js/g?guid={beef}&on=true").await), (200, 400));
+    assert_eq!(status("/hooks/ping").await, 404, "webhooks are the API's calls out, not routes");
+    assert_eq!(up.count(), 4);
 }
 
 /// `validate: { response: report }`: upstream answers that the document
@@ -504,11 +570,12 @@ components:
   schemas:
     Pet:
       type: object
-      required: [ id, name ]
+      required: [ id, name, password ]
       properties:
         id: { type: integer }
         name: { type: string }
         tag: { type: string, nullable: true }
+        password: { type: string, writeOnly: true }
 "##,
     )
     .unwrap();
@@ -529,7 +596,8 @@ components:
             .and_then(|l| l.rsplit(' ').next()?.parse::<u32>().ok())
             .unwrap_or(0)
     };
-    // Declared and valid (a 3.0 `nullable` honoured): nothing counted.
+    // Declared and valid (a 3.0 `nullable` honoured; `password` is required but writeOnly,
+    // so required in requests only): nothing counted.
     up.set(Mode::Json(r#"{"id":1,"name":"Rex","tag":null}"#));
     let r = crate::support::get(&url, &[]).await;
     assert_eq!(r.text(), r#"{"id":1,"name":"Rex","tag":null}"#);

@@ -151,7 +151,7 @@ impl Compiled {
             Some(b) => {
                 let schema = match (&b.schema_file, &b.schema) {
                     (Some(file), None) => {
-                        load_schema(&cx.loaded.resolve_file(file)).map_err(|e| ("body.schema_file", e))
+                        crate::config::load_document(&cx.loaded.resolve_file(file)).map_err(|e| ("body.schema_file", e))
                     }
                     (None, Some(s)) => Ok(s.clone()),
                     _ => Err(("body", "exactly one of `schema_file` or `schema`".to_string())),
@@ -442,16 +442,6 @@ fn schema_problems(errors: jsonschema::ErrorIterator<'_>, problems: &mut Vec<Pro
             detail: e.masked().to_string(),
         });
     }
-}
-
-fn load_schema(path: &std::path::Path) -> Result<Value, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    let parsed = if path.extension().is_some_and(|e| e == "json") {
-        serde_json::from_str(&text).map_err(|e| e.to_string())
-    } else {
-        serde_saphyr::from_str(&text).map_err(|e| e.to_string())
-    };
-    parsed.map_err(|e| format!("`{}` is not a JSON or YAML schema: {e}", path.display()))
 }
 
 /// `application/json` and any `…+json` type.
