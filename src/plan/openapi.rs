@@ -233,6 +233,13 @@ fn operation(
     for p in params {
         let name = p.get("name").and_then(Value::as_str).ok_or("a parameter without a `name`")?.to_string();
         let place = p.get("in").and_then(Value::as_str).unwrap_or("");
+        // OpenAPI: such header parameters "SHALL be ignored" (the body's
+        // media types, the responses' and `security` say these).
+        if place == "header"
+            && ["accept", "content-type", "authorization"].contains(&name.to_ascii_lowercase().as_str())
+        {
+            continue;
+        }
         let schema = p.get("schema").cloned().unwrap_or_else(|| json!({}));
         let mut schema = schemas.prepare(schema, Direction::Request);
         let members =
@@ -253,10 +260,21 @@ fn operation(
     }
     if let Some(body) = op.get("requestBody") {
         let content = body.get("content").and_then(Value::as_object).ok_or("a requestBody without `content`")?;
-        v.content_types = content.keys().map(|k| k.to_ascii_lowercase()).collect();
-        let json_first = content.iter().find(|(k, _)| k.as_str() == "application/json" || k.ends_with("+json"));
-        let form = content.get("application/x-www-form-urlencoded").map(|c| ("", c));
-        let chosen = json_first.map(|(_, c)| c).or(form.map(|(_, c)| c));
+        // A media type key may carry parameters (`application/json; charset=utf-8`):
+        // requests are matched on the type itself, as a Content-Type is.
+        let essence = |k: &str| k.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        for k in content.keys() {
+            let t = essence(k);
+            if !v.content_types.contains(&t) {
+                v.content_types.push(t);
+            }
+        }
+        let json_first = content.iter().find(|(k, _)| {
+            let t = essence(k);
+            t == "application/json" || t.ends_with("+json")
+        });
+        let form = content.iter().find(|(k, _)| essence(k) == "application/x-www-form-urlencoded");
+        let chosen = json_first.or(form).map(|(_, c)| c);
         let required = body.get("required").and_then(Value::as_bool).unwrap_or(false);
         let schema = chosen.and_then(|c| c.get("schema")).cloned().map(|s| schemas.prepare(s, Direction::Request));
         v.body = Some(BodyConfig { schema_file: None, schema: Some(schema.unwrap_or_else(|| json!({}))), required });

@@ -544,6 +544,109 @@ paths:
     assert_eq!(up.count(), 4);
 }
 
+/// Object-valued parameters in every style of OpenAPI's style table, the
+/// header parameters OpenAPI says to ignore, and body media types written
+/// with parameters or as `*/*`.
+#[tokio::test]
+async fn object_parameters_in_every_style_and_media_types_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("styles.yaml"),
+        r##"
+openapi: 3.0.3
+info: { title: t, version: "1" }
+paths:
+  /simple/{color}/{exploded}:
+    get:
+      parameters:
+        - { name: color, in: path, required: true, schema: { $ref: "#/components/schemas/Color" } }
+        - { name: exploded, in: path, required: true, explode: true, schema: { $ref: "#/components/schemas/Color" } }
+        - { name: X-Color, in: header, schema: { $ref: "#/components/schemas/Color" } }
+        - { name: Authorization, in: header, required: true, schema: { type: string, enum: [never] } }
+        - { name: Accept, in: header, required: true, schema: { enum: [application/xml] } }
+      responses: { "200": { description: ok } }
+  /label/{color}/matrix/{m}/{me}:
+    get:
+      parameters:
+        - { name: color, in: path, required: true, style: label, schema: { $ref: "#/components/schemas/Color" } }
+        - { name: m, in: path, required: true, style: matrix, schema: { $ref: "#/components/schemas/Color" } }
+        - { name: me, in: path, required: true, style: matrix, explode: true, schema: { $ref: "#/components/schemas/Color" } }
+      responses: { "200": { description: ok } }
+  /query:
+    get:
+      parameters:
+        - { name: runs, in: query, explode: false, schema: { $ref: "#/components/schemas/Color" } }
+        - { name: pipes, in: query, style: pipeDelimited, schema: { $ref: "#/components/schemas/Color" } }
+        - { name: spread, in: query, required: true, schema: { $ref: "#/components/schemas/Color" } }
+        - { name: c, in: cookie, explode: false, schema: { $ref: "#/components/schemas/Color" } }
+      responses: { "200": { description: ok } }
+  /bodies:
+    post:
+      requestBody:
+        required: true
+        content:
+          "application/json; charset=utf-8": { schema: { type: object, required: [a] } }
+      responses: { "200": { description: ok } }
+    put:
+      requestBody: { content: { "*/*": {} } }
+      responses: { "200": { description: ok } }
+components:
+  schemas:
+    Color:
+      type: object
+      additionalProperties: false
+      properties: { R: { type: integer, maximum: 255 }, G: { type: integer, maximum: 255 } }
+"##,
+    )
+    .unwrap();
+    let up = Recorder::start().await;
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nupstreams:\n  u: {{ targets: [ \"{}\" ] }}\n\
+         apis:\n  - {{ name: s, openapi: styles.yaml, upstream: u, base_path: /s }}\n",
+        up.url()
+    );
+    let gw = Gateway::start(&load(&yaml, dir.path())).await.expect("starts");
+    let get = async |path: &str, headers: &[(&str, &str)]| {
+        let r = call(&gw, "GET", path, headers, "").await;
+        (r.status.as_u16(), if r.status == 400 { errors(&r) } else { Vec::new() })
+    };
+    let none: Vec<(String, String)> = Vec::new();
+    // simple (`R,100,G,200`, exploded `R=100,G=200`), and in a header; Authorization and
+    // Accept parameters are ignored, as OpenAPI says.
+    assert_eq!(get("/s/simple/R,100,G,200/R=1,G=2", &[("x-color", "R,3")]).await, (200, none.clone()));
+    let (status, errs) = get("/s/simple/R,300/R=1,B=2", &[("x-color", "R")]).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        errs,
+        [("path", "color/R"), ("path", "exploded"), ("header", "X-Color")]
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .to_vec()
+    );
+    // label (`.R,100,G,200`), matrix (`;m=R,100` and, exploded, `;R=100;G=200`).
+    assert_eq!(get("/s/label/.R,100,G,200/matrix/;m=R,1/;R=1;G=2", &[]).await, (200, none.clone()));
+    assert_eq!(get("/s/label/.R,999/matrix/;m=R,1/;R=1;G=2", &[]).await.0, 400);
+    assert_eq!(get("/s/label/.R,1/matrix/;m=R,1/;R=1;G=256", &[]).await.0, 400);
+    // Query: form runs, pipes, form exploded (each member its own parameter); a cookie.
+    let ok = "/s/query?runs=R,1,G,2&pipes=R|3&R=4&G=5";
+    assert_eq!(get(ok, &[("cookie", "c=R,6")]).await, (200, none.clone()));
+    let (status, errs) = get("/s/query?runs=R,1,G,900&pipes=R|x&G=256", &[("cookie", "c=G,300")]).await;
+    assert_eq!(status, 400);
+    let mut pointers: Vec<String> = errs.into_iter().map(|(place, at)| format!("{place}:{at}")).collect();
+    pointers.sort();
+    assert_eq!(pointers, ["cookie:c/G", "query:pipes/R", "query:runs/G", "query:spread/G"]);
+    assert_eq!(get("/s/query?runs=R,1", &[]).await.1, [("query".to_string(), "spread".to_string())]);
+    // A media type key with parameters matches the type; `*/*` takes any.
+    let body = async |method: &str, ct: &str, text: &str| {
+        call(&gw, method, "/s/bodies", &[("content-type", ct)], text).await.status
+    };
+    assert_eq!(body("POST", "application/json", r#"{"a":1}"#).await, 200);
+    assert_eq!(body("POST", "application/json; charset=utf-8", r#"{"a":1}"#).await, 200);
+    assert_eq!(body("POST", "application/json", "{}").await, 400);
+    assert_eq!(body("POST", "text/plain", "{}").await, 415);
+    assert_eq!(body("PUT", "image/png", "\u{89}PNG").await, 200);
+    assert_eq!(up.count(), 6, "only the passing requests reached the upstream");
+}
+
 /// `validate: { response: report }`: upstream answers that the document
 /// does not declare are counted (and logged) and still sent unchanged.
 #[tokio::test]

@@ -199,7 +199,7 @@ impl Compiled {
         }
         let mut content_types: Vec<String> = cfg.content_types.iter().map(|t| t.trim().to_ascii_lowercase()).collect();
         for (i, t) in content_types.iter().enumerate() {
-            if t.split_once('/').is_none_or(|(a, b)| a.is_empty() || b.is_empty() || a == "*") {
+            if t != "*/*" && t.split_once('/').is_none_or(|(a, b)| a.is_empty() || b.is_empty() || a == "*") {
                 errors.add(
                     format!("content_types[{i}]"),
                     format!("`{t}` is not a media type such as `application/json`"),
@@ -320,6 +320,10 @@ impl Compiled {
                     p.check_deep_object(&pairs, &mut problems);
                     continue;
                 }
+                if p.is_exploded_object() {
+                    p.check_exploded_object(&pairs, &mut problems);
+                    continue;
+                }
                 let values: Vec<&str> = pairs.iter().filter(|(k, _)| *k == p.name).map(|(_, v)| v.as_str()).collect();
                 p.check("query", &values, &mut problems);
             }
@@ -327,6 +331,7 @@ impl Compiled {
                 let declared = |k: &str| {
                     self.query.iter().any(|p| {
                         p.name == k
+                            || (p.is_exploded_object() && p.declares_member(k))
                             || (p.is_deep_object()
                                 && k.strip_prefix(p.name.as_str())
                                     .is_some_and(|r| r.starts_with('[') && r.ends_with(']')))
@@ -451,6 +456,9 @@ fn is_json(media: &str) -> bool {
 
 /// A configured type (`application/*+json` may use `*` before a suffix) against a request's.
 fn media_matches(configured: &str, media: &str) -> bool {
+    if configured == "*/*" {
+        return true;
+    }
     match configured.split_once("/*") {
         Some((top, suffix)) => media.split_once('/').is_some_and(|(t, sub)| t == top && sub.ends_with(suffix)),
         None => configured == media,

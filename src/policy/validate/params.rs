@@ -17,6 +17,9 @@ pub struct Param {
     shape: Value,
     required: bool,
     style: Style,
+    /// OpenAPI's `explode` (default: true for `form`, false otherwise):
+    /// how an object's members are written (`k=v` pairs or `k,v` runs).
+    explode: bool,
 }
 
 /// How a parameter's value is written (OpenAPI's `style` and `explode`).
@@ -56,7 +59,8 @@ impl Param {
         let style = members.remove("style");
         let explode = members.remove("explode");
         let exploded = explode.as_ref().and_then(Value::as_bool);
-        let style = match (place, style.as_ref().and_then(Value::as_str), exploded) {
+        let style_name = style.as_ref().and_then(Value::as_str);
+        let style = match (place, style_name, exploded) {
             ("query", None | Some("form"), None | Some(true)) => Style::Repeated,
             ("query", None | Some("form"), Some(false)) => Style::Delimited(','),
             ("query", Some("spaceDelimited"), _) => Style::Delimited(' '),
@@ -71,11 +75,16 @@ impl Param {
             }
             (_, None, _) => Style::Delimited(','),
         };
-        if style == Style::DeepObject && !is_type(&shape, "object") {
+        if style == Style::DeepObject
+            && !is_type(&inlined(&shape, shape.get("$defs").and_then(Value::as_object), 0), "object")
+        {
             return Err("style `deepObject` is for a parameter of `type: object`".into());
         }
+        let form = matches!((place, style_name), ("query" | "cookie", None | Some("form")));
+        let explode = exploded.unwrap_or(form);
         let schema = compile_schema(&shape, formats)?;
-        Ok(Param { name: name.to_string(), schema, shape, required, style })
+        let shape = inlined(&shape, shape.get("$defs").and_then(Value::as_object), 0);
+        Ok(Param { name: name.to_string(), schema, shape, required, style, explode })
     }
 
     /// Checks the values sent.
@@ -93,6 +102,21 @@ impl Param {
                     pointer: self.name.clone(),
                     detail: format!("the {what} `{}` is required", self.name),
                 });
+            }
+            return;
+        }
+        if is_type(&self.shape, "object") && !matches!(self.style, Style::Repeated | Style::DeepObject) {
+            match self.object_of(values[0]) {
+                Some(object) => self.check_value(place, &Value::Object(object), problems),
+                None => {
+                    let expected = match self.style {
+                        Style::Label { .. } => "label style: `.value`",
+                        Style::Matrix { .. } => "matrix style: `;name=value`",
+                        _ if self.explode => "an object as `key=value` pairs separated by `,`",
+                        _ => "an object as `key,value` pairs separated by `,`",
+                    };
+                    self.malformed(place, expected, problems);
+                }
             }
             return;
         }
@@ -128,11 +152,80 @@ impl Param {
             _ => values,
         };
         let value = read(values, &self.shape);
-        for e in self.schema.iter_errors(&value).take(super::MAX_ERRORS) {
+        self.check_value(place, &value, problems);
+    }
+
+    fn check_value(&self, place: &'static str, value: &Value, problems: &mut Vec<Problem>) {
+        for e in self.schema.iter_errors(value).take(super::MAX_ERRORS) {
             let at = e.instance_path().as_str();
             let pointer = if at.is_empty() { self.name.clone() } else { format!("{}{at}", self.name) };
             problems.push(Problem { place, pointer, detail: e.masked().to_string() });
         }
+    }
+
+    /// An object written in one value, by OpenAPI's style table: `simple`
+    /// `R,100,G,200` (exploded `R=100,G=200`), `label` `.R,100,G,200`
+    /// (`.R=100.G=200`), `matrix` `;color=R,100,G,200` (`;R=100;G=200`),
+    /// `form` (not exploded) `R,100,G,200`, `spaceDelimited` and
+    /// `pipeDelimited` the same with their separator. `None`: not so written.
+    fn object_of(&self, raw: &str) -> Option<Map<String, Value>> {
+        // The declared form first, then the other: a client that writes
+        // `k=v` pairs where runs are declared (or the reverse) is understood.
+        let members = self.members_of(raw, self.explode).or_else(|| self.members_of(raw, !self.explode))?;
+        Some(self.members_as_types(members))
+    }
+
+    /// `raw`'s members as `key=value` pairs (`exploded`) or `key,value` runs.
+    fn members_of<'v>(&self, raw: &'v str, exploded: bool) -> Option<Vec<(&'v str, &'v str)>> {
+        let (body, pair_sep, run_sep) = match (self.style, exploded) {
+            (Style::Delimited(d), _) => (raw, ',', d),
+            (Style::Label { .. }, _) => (raw.strip_prefix('.')?, '.', ','),
+            (Style::Matrix { .. }, true) => (raw.strip_prefix(';')?, ';', ','),
+            (Style::Matrix { .. }, false) => {
+                let rest = raw.strip_prefix(';')?.strip_prefix(self.name.as_str())?;
+                (rest.strip_prefix('=').unwrap_or(rest), ',', ',')
+            }
+            (Style::Repeated | Style::DeepObject, _) => return None,
+        };
+        if body.is_empty() {
+            return Some(Vec::new());
+        }
+        if exploded {
+            return body.split(pair_sep).map(|pair| pair.split_once('=')).collect();
+        }
+        let parts: Vec<&str> = body.split(run_sep).collect();
+        parts.len().is_multiple_of(2).then(|| parts.chunks_exact(2).map(|kv| (kv[0], kv[1])).collect())
+    }
+
+    /// Members read as their properties' types.
+    fn members_as_types<'v>(&self, members: impl IntoIterator<Item = (&'v str, &'v str)>) -> Map<String, Value> {
+        let properties = self.shape.get("properties").and_then(Value::as_object);
+        members
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), scalar(v, properties.and_then(|p| p.get(k)).unwrap_or(&Value::Null))))
+            .collect()
+    }
+
+    /// A `form`, exploded, object in the query: each member its own
+    /// parameter (`?R=100&G=200`), one per property the schema declares.
+    pub fn is_exploded_object(&self) -> bool {
+        self.style == Style::Repeated && is_type(&self.shape, "object")
+    }
+
+    /// Whether `key` is a member of this exploded object.
+    pub fn declares_member(&self, key: &str) -> bool {
+        self.shape.get("properties").and_then(Value::as_object).is_some_and(|p| p.contains_key(key))
+    }
+
+    pub fn check_exploded_object(&self, pairs: &[(String, String)], problems: &mut Vec<Problem>) {
+        let members: Vec<(&str, &str)> =
+            pairs.iter().filter(|(k, _)| self.declares_member(k)).map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        if members.is_empty() {
+            self.check("query", &[], problems);
+            return;
+        }
+        let object = self.members_as_types(members);
+        self.check_value("query", &Value::Object(object), problems);
     }
 }
 
@@ -148,26 +241,51 @@ impl Param {
     }
 
     pub fn check_deep_object(&self, pairs: &[(String, String)], problems: &mut Vec<Problem>) {
-        let properties = self.shape.get("properties").and_then(Value::as_object);
-        let mut object = Map::new();
-        for (k, v) in pairs {
-            let Some(key) = k.strip_prefix(self.name.as_str()).and_then(|r| r.strip_prefix('[')?.strip_suffix(']'))
-            else {
-                continue;
-            };
-            let schema = properties.and_then(|p| p.get(key)).unwrap_or(&Value::Null);
-            object.insert(key.to_string(), scalar(v, schema));
-        }
+        let members = pairs.iter().filter_map(|(k, v)| {
+            let key = k.strip_prefix(self.name.as_str()).and_then(|r| r.strip_prefix('[')?.strip_suffix(']'))?;
+            Some((key, v.as_str()))
+        });
+        let object = self.members_as_types(members);
         if object.is_empty() {
             self.check("query", &[], problems);
             return;
         }
-        let value = Value::Object(object);
-        for e in self.schema.iter_errors(&value).take(super::MAX_ERRORS) {
-            let at = e.instance_path().as_str();
-            let pointer = if at.is_empty() { self.name.clone() } else { format!("{}{at}", self.name) };
-            problems.push(Problem { place: "query", pointer, detail: e.masked().to_string() });
+        self.check_value("query", &Value::Object(object), problems);
+    }
+}
+
+/// How deep [`inlined`] follows references (a recursive schema stops there).
+const INLINED_DEPTH: u32 = 4;
+
+/// `schema` with its `$ref`s to `#/$defs/…` put in place, a few levels
+/// deep: the shape that decides how values are read (an integer, an
+/// array's items, an object's members), not what checks them.
+fn inlined(schema: &Value, defs: Option<&Map<String, Value>>, depth: u32) -> Value {
+    match schema {
+        Value::Object(m) => {
+            let target = m
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix("#/$defs/"))
+                .and_then(|name| defs?.get(name));
+            if let Some(target) = target
+                && depth < INLINED_DEPTH
+            {
+                let mut merged = match inlined(target, defs, depth + 1) {
+                    Value::Object(t) => t,
+                    _ => Map::new(),
+                };
+                for (k, v) in m.iter().filter(|(k, _)| *k != "$ref" && *k != "$defs") {
+                    merged.entry(k.clone()).or_insert_with(|| inlined(v, defs, depth));
+                }
+                return Value::Object(merged);
+            }
+            Value::Object(
+                m.iter().filter(|(k, _)| *k != "$defs").map(|(k, v)| (k.clone(), inlined(v, defs, depth))).collect(),
+            )
         }
+        Value::Array(a) => Value::Array(a.iter().map(|v| inlined(v, defs, depth)).collect()),
+        other => other.clone(),
     }
 }
 
