@@ -374,6 +374,13 @@ async fn an_openapi_document_routes_validates_and_authenticates() {
         call(&gw, "POST", "/v1/pets", &[("content-type", "text/plain"), ("x-api-key", "k-shop")], "x").await.status,
         415
     );
+    // Unexpected members are named when short; a long name is not echoed back.
+    let r = call(&gw, "POST", "/v1/pets", &key, r#"{"name":"Rex","colour":"red"}"#).await;
+    assert_eq!(r.json()["errors"][0]["detail"], "a member the schema does not allow: `colour`");
+    let long = "k".repeat(3000);
+    let r = call(&gw, "POST", "/v1/pets", &key, &format!(r#"{{"name":"Rex","{long}":1}}"#)).await;
+    assert_eq!(r.status, 400);
+    assert!(!r.text().contains(&long[..100]) && r.text().len() < 1000, "{}", r.text());
     // The sibling file's own references: its component and its plain pointer.
     let owner =
         r#"{"name":"Rex","owner":{"email":"ada@example.com","phone":"+4930123456","address":{"city":"Berlin"}}}"#;

@@ -438,13 +438,35 @@ impl Compiled {
     }
 }
 
+/// What a schema's complaint says, without the value sent (`masked`).
+/// Unexpected members are the one complaint that names what the client
+/// wrote: their names are kept when short (a name is a place, not a
+/// value), a long one is not echoed back.
+pub(super) fn detail_of(e: &jsonschema::ValidationError<'_>) -> String {
+    use jsonschema::error::ValidationErrorKind as Kind;
+    let (Kind::AdditionalProperties { unexpected } | Kind::UnevaluatedProperties { unexpected }) = e.kind() else {
+        return e.masked().to_string();
+    };
+    const SHOWN: usize = 5;
+    const LONGEST: usize = 40;
+    if unexpected.len() <= SHOWN && unexpected.iter().all(|n| n.len() <= LONGEST) {
+        let names: Vec<String> = unexpected.iter().map(|n| format!("`{}`", n.escape_default())).collect();
+        let what = if names.len() == 1 { "a member" } else { "members" };
+        return format!("{what} the schema does not allow: {}", names.join(", "));
+    }
+    match unexpected.len() {
+        1 => "a member the schema does not allow (its name is too long to repeat)".to_string(),
+        n => format!("{n} members the schema does not allow"),
+    }
+}
+
 /// A schema's complaints about a body, as problems (at most `MAX_ERRORS`).
 fn schema_problems(errors: jsonschema::ErrorIterator<'_>, problems: &mut Vec<Problem>) {
     for e in errors.take(MAX_ERRORS) {
         problems.push(Problem {
             place: "body",
             pointer: e.instance_path().as_str().to_string(),
-            detail: e.masked().to_string(),
+            detail: detail_of(&e),
         });
     }
 }

@@ -159,7 +159,7 @@ impl Param {
         for e in self.schema.iter_errors(value).take(super::MAX_ERRORS) {
             let at = e.instance_path().as_str();
             let pointer = if at.is_empty() { self.name.clone() } else { format!("{}{at}", self.name) };
-            problems.push(Problem { place, pointer, detail: e.masked().to_string() });
+            problems.push(Problem { place, pointer, detail: super::detail_of(&e) });
         }
     }
 

@@ -161,7 +161,7 @@ impl ResponseRules {
             .map(|e| Problem {
                 place: "body",
                 pointer: e.instance_path().as_str().to_string(),
-                detail: e.masked().to_string(),
+                detail: super::detail_of(&e),
             })
             .collect()
     }
