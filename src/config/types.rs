@@ -484,6 +484,12 @@ pub struct RouteConfig {
     /// Acceptable authentication providers (any one suffices); absent: public.
     #[serde(default)]
     pub authenticate: Vec<String>,
+    /// With `authenticate`: a request that presents no credential passes
+    /// as anonymous (no identity); one that presents a credential still
+    /// needs a valid one. OpenAPI's optional security (`{}` among the
+    /// requirements).
+    #[serde(default)]
+    pub anonymous: bool,
     /// What the authenticated caller needs (scopes, claims, groups).
     pub authorize: Option<AuthorizeConfig>,
     /// Rate limits; a request must pass all of them.

@@ -104,7 +104,7 @@ pub(super) fn expand(api: &ApiConfig, at: &str, base_dir: &Path) -> Result<Vec<G
                 None => format!("{at}.openapi"),
             };
             match operation(api, &doc, op, &shared_params, &schemas) {
-                Ok((validate, authenticate, scopes)) => {
+                Ok((validate, Security { providers: authenticate, scopes, anonymous })) => {
                     let extras = op_id.and_then(|id| api.operations.get(id)).cloned().unwrap_or_default();
                     let authorize = extras
                         .authorize
@@ -137,6 +137,7 @@ pub(super) fn expand(api: &ApiConfig, at: &str, base_dir: &Path) -> Result<Vec<G
                     route.cors = extras.cors;
                     route.ip = extras.ip;
                     route.authenticate = authenticate;
+                    route.anonymous = anonymous;
                     route.authorize = authorize;
                     route.rate_limit = extras.rate_limit;
                     route.quota = extras.quota;
@@ -191,11 +192,22 @@ pub(super) fn proxy_route(name: String, matcher: MatchConfig, upstream: &str) ->
         cors: None,
         ip: None,
         authenticate: Vec::new(),
+        anonymous: false,
         authorize: None,
         rate_limit: Vec::new(),
         quota: Vec::new(),
         concurrency: Vec::new(),
     }
+}
+
+/// What an operation's `security` asks of a caller.
+struct Security {
+    /// The providers of every scheme named (any one suffices).
+    providers: Vec<String>,
+    /// The scopes the requirements list.
+    scopes: Vec<String>,
+    /// An empty requirement (`{}`) is among them: no credential is needed.
+    anonymous: bool,
 }
 
 /// One operation's checks, its providers and the scopes its security asks for.
@@ -205,7 +217,7 @@ fn operation(
     op: &Value,
     shared_params: &[Value],
     schemas: &Schemas,
-) -> Result<(ValidateConfig, Vec<String>, Vec<String>), String> {
+) -> Result<(ValidateConfig, Security), String> {
     let mut v = ValidateConfig {
         mode: ValidateMode::Enforce,
         content_types: Vec::new(),
@@ -283,7 +295,11 @@ fn operation(
     let requirements = op.get("security").or_else(|| doc.get("security")).and_then(Value::as_array);
     let mut providers = Vec::new();
     let mut scopes = Vec::new();
+    let mut anonymous = false;
     for req in requirements.into_iter().flatten() {
+        if req.as_object().is_some_and(Map::is_empty) {
+            anonymous = true;
+        }
         for (scheme, wanted) in req.as_object().into_iter().flatten() {
             let provider = api.security.get(scheme).ok_or_else(|| {
                 if doc.pointer(&format!("/components/securitySchemes/{}", pointer_token(scheme))).is_none() {
@@ -307,7 +323,13 @@ fn operation(
             }
         }
     }
-    Ok((v, providers, scopes))
+    if anonymous {
+        // `{}` is always met: no scope can be asked of anyone.
+        scopes.clear();
+    }
+    // Only `{}` (`security: [{}]`): public.
+    let anonymous = anonymous && !providers.is_empty();
+    Ok((v, Security { providers, scopes, anonymous }))
 }
 
 /// An operation's `responses`: status key -> media type -> schema (`null`

@@ -233,12 +233,17 @@ pub fn compile_route(route: &RouteConfig, cx: &mut CompileCtx<'_>) -> Option<Cha
         request.extend(cx.take("ip", c).map(Policy::Ip));
     }
     if !route.authenticate.is_empty() {
-        let c = auth::compile(&route.authenticate, cx);
+        let c = auth::compile(&route.authenticate, route.anonymous, cx);
         request.extend(cx.take("authenticate", c).map(Policy::Authenticate));
+    } else if route.anonymous {
+        cx.error("anonymous", "`anonymous` needs `authenticate` on the same route");
     }
     if let Some(cfg) = &route.authorize {
         if route.authenticate.is_empty() {
             cx.error("authorize", "`authorize` needs `authenticate` on the same route");
+        }
+        if route.anonymous {
+            cx.error("authorize", "`authorize` would refuse every anonymous caller: drop `anonymous`, or `authorize`");
         }
         let c = authz::Compiled::compile(cfg, cx);
         request.extend(cx.take("authorize", c).map(Policy::Authorize));

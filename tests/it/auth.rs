@@ -272,7 +272,7 @@ async fn api_keys_basic_and_spoofed_identity_headers() {
         "  - {{ id: mobile-app, groups: [partners], api_keys: [ {{ sha256: \"{key_hash}\" }}, {{ sha256: \"{old_hash}\", expires: 2020-01-01 }} ] }}\n  - {{ id: carol-co, groups: [staff], basic_users: [carol] }}\n"
     );
     let auth = "  keys: { api_key: { header: X-API-Key } }\n  qkeys: { api_key: { query: api_key } }\n  staff: { basic: { realm: Staff, htpasswd: users.htpasswd } }\n";
-    let routes = "  - { name: k, match: { path_prefix: /k }, upstream: svc, authenticate: [keys] }\n  - { name: q, match: { path_prefix: /q }, upstream: svc, authenticate: [qkeys] }\n  - { name: b, match: { path_prefix: /b }, upstream: svc, authenticate: [staff] }\n  - { name: partners, match: { path_prefix: /partners }, upstream: svc, authenticate: [keys, staff], authorize: { groups: { allow: [partners] } } }\n  - { name: open, match: { path_prefix: /open }, upstream: svc }\n";
+    let routes = "  - { name: k, match: { path_prefix: /k }, upstream: svc, authenticate: [keys] }\n  - { name: q, match: { path_prefix: /q }, upstream: svc, authenticate: [qkeys] }\n  - { name: b, match: { path_prefix: /b }, upstream: svc, authenticate: [staff] }\n  - { name: partners, match: { path_prefix: /partners }, upstream: svc, authenticate: [keys, staff], authorize: { groups: { allow: [partners] } } }\n  - { name: open, match: { path_prefix: /open }, upstream: svc }\n  - { name: maybe, match: { path_prefix: /maybe }, upstream: svc, authenticate: [keys], anonymous: true }\n";
     let s = setup(auth, &consumers, routes, &[("users.htpasswd", &htpasswd)]).await;
 
     let r = get(&s.url("/k"), &[("x-api-key", "key-mobile"), ("x-consumer-id", "admin")]).await;
@@ -305,6 +305,15 @@ async fn api_keys_basic_and_spoofed_identity_headers() {
     let r =
         get(&s.url("/partners"), &[("x-api-key", "bad"), ("authorization", &basic("carol", "correct horse"))]).await;
     assert_eq!(r.status, 401);
+
+    // `anonymous: true`: no credential passes with no identity (a spoofed one stripped);
+    // a credential presented must still be valid.
+    let seen = get(&s.url("/maybe"), &[("x-consumer-id", "admin")]).await;
+    assert_eq!(seen.status, 200);
+    assert!(seen.json()["headers"].get("x-consumer-id").is_none());
+    let seen = get(&s.url("/maybe"), &[("x-api-key", "key-mobile")]).await;
+    assert_eq!(seen.json()["headers"]["x-consumer-id"], "mobile-app");
+    assert_eq!(get(&s.url("/maybe"), &[("x-api-key", "nope")]).await.status, 401);
 
     // Public routes never see identity headers from clients either.
     let seen = get(&s.url("/open"), &[("x-consumer-id", "admin"), ("x-auth-subject", "root")]).await.json();
@@ -370,6 +379,8 @@ routes:
   - { name: r, match: { path_prefix: / }, echo: {}, authenticate: [nobody], authorize: { scopes: [x] } }
   - { name: s, match: { path_prefix: /s }, echo: {}, authorize: { scopes: [x] } }
   - { name: t, match: { path_prefix: /t }, echo: {}, authenticate: [a, b] }
+  - { name: u, match: { path_prefix: /u }, echo: {}, anonymous: true }
+  - { name: v, match: { path_prefix: /v }, echo: {}, authenticate: [a], anonymous: true, authorize: { scopes: [x] } }
 "#;
     let errors = portcullis::check(&load(yaml, Path::new("."))).unwrap_err().to_string();
     for want in [
@@ -379,6 +390,8 @@ routes:
         "routes[0].authenticate[0]: unknown auth provider `nobody`",
         "routes[1].authorize: `authorize` needs `authenticate`",
         "routes[2].authenticate: at most one bearer-token provider",
+        "routes[3].anonymous: `anonymous` needs `authenticate`",
+        "routes[4].authorize: `authorize` would refuse every anonymous caller",
         "identity_headers: `authorization` cannot carry an identity",
     ] {
         assert!(errors.contains(want), "missing `{want}` in:\n{errors}");

@@ -346,6 +346,9 @@ async fn an_openapi_document_routes_validates_and_authenticates() {
     assert_eq!(errors(&r), vec![("query".into(), "limit".into()), ("header".into(), "X-Tenant".into())]);
     assert_eq!(call(&gw, "GET", "/v1/pets/7", &[], "").await.status, 200);
     assert_eq!(errors(&call(&gw, "GET", "/v1/pets/seven", &[], "").await), vec![("path".into(), "petId".into())]);
+    // showPet's security is optional (`{}` among its requirements): a key, when sent, must be valid.
+    assert_eq!(call(&gw, "GET", "/v1/pets/7", &[("x-api-key", "k-shop")], "").await.status, 200);
+    assert_eq!(call(&gw, "GET", "/v1/pets/7", &[("x-api-key", "wrong")], "").await.status, 401);
     // Cookies (form style): read as their types, arrays comma-separated; other cookies ignored.
     let cookies = [("cookie", "session=s3cret; page_size=20; prefs=compact,dark")];
     assert_eq!(call(&gw, "GET", "/v1/pets", &cookies, "").await.status, 200);
@@ -423,7 +426,7 @@ async fn an_openapi_document_routes_validates_and_authenticates() {
     // Strict: what the document does not declare is not served.
     assert_eq!(call(&gw, "GET", "/v1/owners", &[], "").await.status, 404);
     assert_eq!(call(&gw, "PATCH", "/v1/pets", &json, "{}").await.status, 405);
-    assert_eq!(pets.count(), 8, "only the valid, authenticated requests reached the upstream");
+    assert_eq!(pets.count(), 9, "only the valid, authenticated requests reached the upstream");
 
     // 3.1: type lists and numeric exclusiveMinimum; `strict: false` passes the rest.
     let put = |body: &'static str| call(&gw, "PUT", "/catalog/items/ABC-1234", &json, body);

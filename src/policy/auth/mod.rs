@@ -229,6 +229,8 @@ pub struct RouteAuth {
     headers_now: bool,
     /// `portcullis_auth_failures_total` of this route.
     failures: Failures,
+    /// A request without any credential passes, with no identity.
+    anonymous: bool,
 }
 
 /// A route's refusal counters: no credential, and per provider an invalid
@@ -256,7 +258,7 @@ impl Failures {
 /// A route's `authenticate` list: any one of these providers suffices.
 /// Names the plan does not define, and two bearer-token providers on one
 /// route, are refused.
-pub fn compile(names: &[String], cx: &mut CompileCtx<'_>) -> Result<RouteAuth, FieldErrors> {
+pub fn compile(names: &[String], anonymous: bool, cx: &mut CompileCtx<'_>) -> Result<RouteAuth, FieldErrors> {
     let mut errors = FieldErrors::new();
     let empty = Providers::new();
     let defined = cx.shared::<Providers>().unwrap_or(&empty);
@@ -285,7 +287,7 @@ pub fn compile(names: &[String], cx: &mut CompileCtx<'_>) -> Result<RouteAuth, F
     };
     let registry = cx.shared::<Arc<Registry>>().cloned().unwrap_or_default();
     let failures = Failures::new(cx.name, &names, &registry);
-    let auth = RouteAuth { providers, headers, headers_now: false, failures };
+    let auth = RouteAuth { providers, headers, headers_now: false, failures, anonymous };
     if auth.bearer_providers() > 1 {
         errors.add(
             "",
@@ -333,19 +335,26 @@ impl RouteAuth {
             break;
         }
         let Some((index, answer)) = found else {
-            self.failures.missing.inc();
-            return Some(self.refuse(StatusCode::UNAUTHORIZED, "authentication is required", None, ctx));
+            return Some(self.no_credential(ctx));
         };
         Some(self.decided(index, answer?, req, ctx))
     }
 
     pub async fn on_request(&self, req: &mut request::Parts, ctx: &mut RequestCtx<'_>) -> Outcome {
         let Some(index) = self.providers.iter().position(|p| p.present(req, ctx)) else {
-            self.failures.missing.inc();
-            return self.refuse(StatusCode::UNAUTHORIZED, "authentication is required", None, ctx);
+            return self.no_credential(ctx);
         };
         let answer = self.providers[index].authenticate(req, ctx).await;
         self.decided(index, answer, req, ctx)
+    }
+
+    /// A request that presents none of the providers' credentials.
+    fn no_credential(&self, ctx: &RequestCtx<'_>) -> Outcome {
+        if self.anonymous {
+            return Outcome::Continue;
+        }
+        self.failures.missing.inc();
+        self.refuse(StatusCode::UNAUTHORIZED, "authentication is required", None, ctx)
     }
 
     /// What the provider at `index` answered, as the request's outcome.
