@@ -252,15 +252,35 @@ fn operation(
         {
             continue;
         }
-        let schema = p.get("schema").cloned().unwrap_or_else(|| json!({}));
+        // `content` instead of `schema`: one media type, its schema; a JSON
+        // one means the value is a JSON text to parse first.
+        let content = p.get("content").and_then(Value::as_object).and_then(|c| c.iter().next());
+        let schema = match (p.get("schema"), content) {
+            (Some(s), _) => s.clone(),
+            (None, Some((_, media))) => media.get("schema").cloned().unwrap_or_else(|| json!({})),
+            (None, None) => json!({}),
+        };
         let mut schema = schemas.prepare(schema, Direction::Request);
         let members =
             schema.as_object_mut().ok_or_else(|| format!("parameter `{name}`: its schema is not an object"))?;
+        // The parameter's `required` takes the member's place: an object
+        // schema's own list of required properties moves into `allOf`.
+        if let Some(list @ Value::Array(_)) = members.remove("required") {
+            let all_of = members.entry("allOf").or_insert_with(|| json!([]));
+            if let Some(all) = all_of.as_array_mut() {
+                all.push(json!({ "required": list }));
+            }
+        }
         members.insert("required".into(), p.get("required").cloned().unwrap_or(Value::Bool(place == "path")));
         for key in ["style", "explode"] {
             if let Some(x) = p.get(key) {
                 members.insert(key.into(), x.clone());
             }
+        }
+        if p.get("schema").is_none()
+            && let Some((media, _)) = content
+        {
+            members.insert("content".into(), Value::String(media.clone()));
         }
         match place {
             "path" => v.path.insert(name, schema),

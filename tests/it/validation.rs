@@ -589,6 +589,7 @@ paths:
         - { name: pipes, in: query, style: pipeDelimited, schema: { $ref: "#/components/schemas/Color" } }
         - { name: spread, in: query, required: true, schema: { $ref: "#/components/schemas/Color" } }
         - { name: c, in: cookie, explode: false, schema: { $ref: "#/components/schemas/Color" } }
+        - { name: filter, in: query, content: { application/json: { schema: { type: object, required: [a] } } } }
       responses: { "200": { description: ok } }
   /bodies:
     post:
@@ -645,6 +646,12 @@ components:
     pointers.sort();
     assert_eq!(pointers, ["cookie:c/G", "query:pipes/R", "query:runs/G", "query:spread/G"]);
     assert_eq!(get("/s/query?runs=R,1", &[]).await.1, [("query".to_string(), "spread".to_string())]);
+    // `content` in place of a schema: the value is a JSON text, checked by the media type's schema.
+    assert_eq!(get("/s/query?R=1&filter=%7B%22a%22%3A1%7D", &[]).await.0, 200);
+    for bad in ["zzz", "%7B%7D"] {
+        let (status, errs) = get(&format!("/s/query?R=1&filter={bad}"), &[]).await;
+        assert_eq!((status, errs), (400, vec![("query".to_string(), "filter".to_string())]), "{bad}");
+    }
     // A media type key with parameters matches the type; `*/*` takes any.
     let body = async |method: &str, ct: &str, text: &str| {
         call(&gw, method, "/s/bodies", &[("content-type", ct)], text).await.status
@@ -654,7 +661,7 @@ components:
     assert_eq!(body("POST", "application/json", "{}").await, 400);
     assert_eq!(body("POST", "text/plain", "{}").await, 415);
     assert_eq!(body("PUT", "image/png", "\u{89}PNG").await, 200);
-    assert_eq!(up.count(), 6, "only the passing requests reached the upstream");
+    assert_eq!(up.count(), 7, "only the passing requests reached the upstream");
 }
 
 /// `validate: { response: report }`: upstream answers that the document

@@ -20,6 +20,9 @@ pub struct Param {
     /// OpenAPI's `explode` (default: true for `form`, false otherwise):
     /// how an object's members are written (`k=v` pairs or `k,v` runs).
     explode: bool,
+    /// `content: application/json` (OpenAPI's `content` in place of a
+    /// style): the value is a JSON text, parsed before the check.
+    json: bool,
 }
 
 /// How a parameter's value is written (OpenAPI's `style` and `explode`).
@@ -56,6 +59,14 @@ impl Param {
             Some(Value::Bool(b)) => b,
             Some(_) => return Err("`required` is true or false here (a parameter's, not an object's list)".into()),
         };
+        let json = match members.remove("content") {
+            None => false,
+            Some(Value::String(media)) => {
+                let media = media.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+                media == "application/json" || media.ends_with("+json")
+            }
+            Some(_) => return Err("`content` is a media type such as `application/json`".into()),
+        };
         let style = members.remove("style");
         let explode = members.remove("explode");
         let exploded = explode.as_ref().and_then(Value::as_bool);
@@ -84,7 +95,7 @@ impl Param {
         let explode = exploded.unwrap_or(form);
         let schema = compile_schema(&shape, formats)?;
         let shape = inlined(&shape, shape.get("$defs").and_then(Value::as_object), 0);
-        Ok(Param { name: name.to_string(), schema, shape, required, style, explode })
+        Ok(Param { name: name.to_string(), schema, shape, required, style, explode, json })
     }
 
     /// Checks the values sent.
@@ -102,6 +113,13 @@ impl Param {
                     pointer: self.name.clone(),
                     detail: format!("the {what} `{}` is required", self.name),
                 });
+            }
+            return;
+        }
+        if self.json {
+            match serde_json::from_str::<Value>(values[0]) {
+                Ok(value) => self.check_value(place, &value, problems),
+                Err(_) => self.malformed(place, "a JSON value", problems),
             }
             return;
         }
@@ -209,7 +227,7 @@ impl Param {
     /// A `form`, exploded, object in the query: each member its own
     /// parameter (`?R=100&G=200`), one per property the schema declares.
     pub fn is_exploded_object(&self) -> bool {
-        self.style == Style::Repeated && is_type(&self.shape, "object")
+        !self.json && self.style == Style::Repeated && is_type(&self.shape, "object")
     }
 
     /// Whether `key` is a member of this exploded object.
