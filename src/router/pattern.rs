@@ -10,6 +10,22 @@ pub enum Segment {
     Literal(Box<str>),
     /// `{name}`: exactly one non-empty segment.
     Param(Arc<str>),
+    /// `{name}.json`, `v{name}`, `{name}:cancel`: one segment with literal
+    /// text before and/or after a non-empty parameter (OpenAPI documents
+    /// and Google-style custom methods write paths so).
+    Affixed {
+        prefix: Box<str>,
+        name: Arc<str>,
+        suffix: Box<str>,
+    },
+}
+
+impl Segment {
+    /// The value an affixed segment captures from `current`, if it matches.
+    fn affixed<'p>(prefix: &str, suffix: &str, current: &'p str) -> Option<&'p str> {
+        let value = current.strip_prefix(prefix)?.strip_suffix(suffix)?;
+        (!value.is_empty()).then_some(value)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,8 +61,18 @@ impl PathPattern {
             } else if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
                 check_name(name, text)?;
                 segments.push(Segment::Param(name.into()));
+            } else if let Some((prefix, rest)) = part.split_once('{')
+                && let Some((name, suffix)) = rest.split_once('}')
+                && !prefix.contains('}')
+                && !suffix.contains(['{', '}'])
+                && !name.starts_with('*')
+            {
+                check_name(name, text)?;
+                segments.push(Segment::Affixed { prefix: prefix.into(), name: name.into(), suffix: suffix.into() });
             } else if part.contains(['{', '}']) {
-                return Err(format!("`{text}`: a parameter must be a whole segment, like `/{{id}}`"));
+                return Err(format!(
+                    "`{text}`: at most one parameter per segment, like `/{{id}}` or `/{{id}}.json` (a catch-all `{{*rest}}` is a whole segment)"
+                ));
             } else {
                 segments.push(Segment::Literal((*part).into()));
             }
@@ -93,7 +119,7 @@ impl PathPattern {
             .segments
             .iter()
             .filter_map(|s| match s {
-                Segment::Param(n) => Some(n.clone()),
+                Segment::Param(n) | Segment::Affixed { name: n, .. } => Some(n.clone()),
                 Segment::Literal(_) => None,
             })
             .collect();
@@ -107,7 +133,7 @@ impl PathPattern {
     pub fn literal_prefix_segments(&self) -> impl Iterator<Item = &str> {
         self.segments.iter().map_while(|s| match s {
             Segment::Literal(l) => Some(&**l),
-            Segment::Param(_) => None,
+            Segment::Param(_) | Segment::Affixed { .. } => None,
         })
     }
 
@@ -126,6 +152,10 @@ impl PathPattern {
             match segment {
                 Segment::Literal(l) if **l == *current => {}
                 Segment::Param(_) if !current.is_empty() => values.push(current),
+                Segment::Affixed { prefix, suffix, .. } => match Segment::affixed(prefix, suffix, current) {
+                    Some(value) => values.push(value),
+                    None => return false,
+                },
                 _ => return false,
             }
             rest = after;
@@ -143,15 +173,17 @@ impl PathPattern {
         }
     }
 
-    /// Specificity, segment by segment: literal > parameter, and an exact end
-    /// > catch-all > prefix. Greater is more specific.
+    /// Specificity, segment by segment: literal > affixed parameter
+    /// (`{id}.json`) > parameter, and an exact end > catch-all > prefix.
+    /// Greater is more specific.
     pub fn specificity(&self, other: &PathPattern) -> Ordering {
         fn rank(p: &PathPattern, i: usize) -> u8 {
             match p.segments.get(i) {
-                Some(Segment::Literal(_)) => 4,
+                Some(Segment::Literal(_)) => 5,
+                Some(Segment::Affixed { .. }) => 4,
                 Some(Segment::Param(_)) => 3,
                 None if i == p.segments.len() => match p.tail {
-                    Tail::Exact => 5,
+                    Tail::Exact => 6,
                     Tail::CatchAll(_) => 2,
                     Tail::Prefix => 1,
                 },
@@ -167,9 +199,7 @@ impl PathPattern {
         let (a, b) = (self, other);
         let common = a.segments.len().min(b.segments.len());
         for i in 0..common {
-            if let (Segment::Literal(x), Segment::Literal(y)) = (&a.segments[i], &b.segments[i])
-                && x != y
-            {
+            if !segments_overlap(&a.segments[i], &b.segments[i]) {
                 return false;
             }
         }
@@ -191,7 +221,13 @@ impl PathPattern {
             match (seg, other.segments.get(i)) {
                 (Segment::Literal(x), Some(Segment::Literal(y))) if x == y => {}
                 (Segment::Param(_), Some(Segment::Literal(y))) if !y.is_empty() => {}
-                (Segment::Param(_), Some(Segment::Param(_))) => {}
+                (Segment::Param(_), Some(Segment::Param(_) | Segment::Affixed { .. })) => {}
+                (Segment::Affixed { prefix, suffix, .. }, Some(Segment::Literal(y)))
+                    if Segment::affixed(prefix, suffix, y).is_some() => {}
+                (
+                    Segment::Affixed { prefix: p1, suffix: s1, .. },
+                    Some(Segment::Affixed { prefix: p2, suffix: s2, .. }),
+                ) if p2.starts_with(&**p1) && s2.ends_with(&**s1) => {}
                 _ => return false,
             }
         }
@@ -201,6 +237,23 @@ impl PathPattern {
             Tail::CatchAll(_) => extra > 0 || matches!(other.tail, Tail::CatchAll(_)),
             Tail::Exact => extra == 0 && other.tail == Tail::Exact,
         }
+    }
+}
+
+/// Whether some one segment matches both.
+fn segments_overlap(a: &Segment, b: &Segment) -> bool {
+    match (a, b) {
+        (Segment::Literal(x), Segment::Literal(y)) => x == y,
+        (Segment::Literal(l), Segment::Affixed { prefix, suffix, .. })
+        | (Segment::Affixed { prefix, suffix, .. }, Segment::Literal(l)) => {
+            Segment::affixed(prefix, suffix, l).is_some()
+        }
+        (Segment::Literal(l), Segment::Param(_)) | (Segment::Param(_), Segment::Literal(l)) => !l.is_empty(),
+        // Two affixed segments meet unless their fixed ends disagree.
+        (Segment::Affixed { prefix: p1, suffix: s1, .. }, Segment::Affixed { prefix: p2, suffix: s2, .. }) => {
+            (p1.starts_with(&**p2) || p2.starts_with(&**p1)) && (s1.ends_with(&**s2) || s2.ends_with(&**s1))
+        }
+        _ => true,
     }
 }
 
@@ -242,6 +295,26 @@ mod tests {
     }
 
     #[test]
+    fn affixed_parameters_match_inside_a_segment() {
+        assert_eq!(m(&path("/files/{name}.json"), "/files/a.b.json"), Some(vec!["a.b"]));
+        assert_eq!(m(&path("/files/{name}.json"), "/files/.json"), None);
+        assert_eq!(m(&path("/files/{name}.json"), "/files/a.xml"), None);
+        assert_eq!(m(&path("/items/{id}:cancel/x"), "/items/7:cancel/x"), Some(vec!["7"]));
+        assert_eq!(m(&path("/v{major}/users"), "/v2/users"), Some(vec!["2"]));
+        use Ordering::*;
+        assert_eq!(path("/f/a.json").specificity(&path("/f/{n}.json")), Greater);
+        assert_eq!(path("/f/{n}.json").specificity(&path("/f/{n}")), Greater);
+        assert!(path("/f/{n}.json").overlaps(&path("/f/{m}")));
+        assert!(path("/f/{n}.json").overlaps(&path("/f/a.json")));
+        assert!(!path("/f/{n}.json").overlaps(&path("/f/a.xml")));
+        assert!(!path("/f/{n}.json").overlaps(&path("/f/{n}.xml")));
+        assert!(path("/f/{n}.json").overlaps(&path("/f/{n}on")), "`x.json` ends with both");
+        assert!(path("/f/{n}").covers(&path("/f/{n}.json")));
+        assert!(path("/f/{n}.json").covers(&path("/f/a.json")));
+        assert!(!path("/f/{n}.json").covers(&path("/f/{n}")));
+    }
+
+    #[test]
     fn specificity_order() {
         use Ordering::*;
         assert_eq!(path("/users/me").specificity(&path("/users/{id}")), Greater);
@@ -267,7 +340,9 @@ mod tests {
     fn rejects_bad_patterns() {
         assert!(PathPattern::parse_path("users").is_err());
         assert!(PathPattern::parse_path("/a/{*r}/b").is_err());
-        assert!(PathPattern::parse_path("/a/x{id}").is_err());
+        assert!(PathPattern::parse_path("/a/x{id}{b}").is_err());
+        assert!(PathPattern::parse_path("/a/x{*r}").is_err());
+        assert!(PathPattern::parse_path("/a/{id}}").is_err());
         assert!(PathPattern::parse_path("/a/{id}/{id}").is_err());
         assert!(PathPattern::parse_prefix("/a/{id}").is_err());
     }

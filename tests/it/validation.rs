@@ -591,6 +591,14 @@ paths:
         - { name: c, in: cookie, explode: false, schema: { $ref: "#/components/schemas/Color" } }
         - { name: filter, in: query, content: { application/json: { schema: { type: object, required: [a] } } } }
       responses: { "200": { description: ok } }
+  "/files/{name}.json":
+    get:
+      parameters: [ { name: name, in: path, required: true, schema: { type: string, maxLength: 3 } } ]
+      responses: { "200": { description: ok } }
+  "/items/{id}:cancel":
+    post:
+      parameters: [ { name: id, in: path, required: true, schema: { type: integer } } ]
+      responses: { "200": { description: ok } }
   /bodies:
     post:
       requestBody:
@@ -652,6 +660,12 @@ components:
         let (status, errs) = get(&format!("/s/query?R=1&filter={bad}"), &[]).await;
         assert_eq!((status, errs), (400, vec![("query".to_string(), "filter".to_string())]), "{bad}");
     }
+    // A parameter inside a segment (`{name}.json`, Google-style `{id}:cancel`).
+    assert_eq!(get("/s/files/abc.json", &[]).await.0, 200);
+    assert_eq!(get("/s/files/abcd.json", &[]).await.1, [("path".to_string(), "name".to_string())]);
+    assert_eq!(get("/s/files/abc.xml", &[]).await.0, 404);
+    assert_eq!(call(&gw, "POST", "/s/items/7:cancel", &[], "").await.status, 200);
+    assert_eq!(call(&gw, "POST", "/s/items/seven:cancel", &[], "").await.status, 400);
     // A media type key with parameters matches the type; `*/*` takes any.
     let body = async |method: &str, ct: &str, text: &str| {
         call(&gw, method, "/s/bodies", &[("content-type", ct)], text).await.status
@@ -661,7 +675,7 @@ components:
     assert_eq!(body("POST", "application/json", "{}").await, 400);
     assert_eq!(body("POST", "text/plain", "{}").await, 415);
     assert_eq!(body("PUT", "image/png", "\u{89}PNG").await, 200);
-    assert_eq!(up.count(), 7, "only the passing requests reached the upstream");
+    assert_eq!(up.count(), 9, "only the passing requests reached the upstream");
 }
 
 /// `validate: { response: report }`: upstream answers that the document
