@@ -458,6 +458,12 @@ impl Docs {
             return Err("`$ref`s nest too deep (a cycle?)".into());
         }
         match v {
+            // A schema with its own `$id` is a resource of its own: its
+            // `#/$defs/…` references are to its own `$defs`, for the
+            // validator to follow (JSON Schema 2020-12, which 3.1 uses).
+            Value::Object(m) if m.get("$id").is_some_and(Value::is_string) && m.contains_key("$defs") => {
+                m.values_mut().try_for_each(|x| self.resolve_outside_own_defs(doc, x, depth, main))
+            }
             Value::Object(m) => {
                 if let Some(r) = m.get("$ref").and_then(Value::as_str).map(str::to_string) {
                     if main && let Some(name) = r.strip_prefix("#/components/schemas/") {
@@ -483,6 +489,21 @@ impl Docs {
             }
             Value::Array(a) => a.iter_mut().try_for_each(|x| self.resolve(doc, x, depth, main)),
             _ => Ok(()),
+        }
+    }
+
+    /// [`Docs::resolve`] inside a schema resource: its own `#/$defs/…`
+    /// references stay as they are.
+    fn resolve_outside_own_defs(&mut self, doc: &Value, v: &mut Value, depth: usize, main: bool) -> Result<(), String> {
+        match v {
+            Value::Object(m) if m.get("$ref").and_then(Value::as_str).is_some_and(|r| r.starts_with("#/$defs/")) => {
+                Ok(())
+            }
+            Value::Object(m) if !m.contains_key("$ref") => {
+                m.values_mut().try_for_each(|x| self.resolve_outside_own_defs(doc, x, depth, main))
+            }
+            Value::Array(a) => a.iter_mut().try_for_each(|x| self.resolve_outside_own_defs(doc, x, depth, main)),
+            _ => self.resolve(doc, v, depth, main),
         }
     }
 

@@ -496,8 +496,8 @@ async fn check_reports_broken_documents_and_unmapped_security() {
 /// Documents written for other tools: a 3.1 `jsonSchemaDialect` of draft 4
 /// (boolean bounds), a pattern written for JavaScript without the `u` flag
 /// (literal braces), draft 4's boolean bounds left in a 3.1 schema, names
-/// and values YAML 1.1 read as booleans, and a document of webhooks only
-/// (3.1 makes `paths` optional).
+/// and values YAML 1.1 read as booleans, a document of webhooks only
+/// (3.1 makes `paths` optional) and a schema resource with its own `$id`.
 #[tokio::test]
 async fn documents_in_other_dialects_are_read_as_their_authors_meant() {
     let dir = tempfile::tempdir().unwrap();
@@ -532,6 +532,28 @@ paths:
 "#,
     );
     write(
+        "resource.yaml",
+        r##"
+openapi: 3.1.0
+info: { title: t, version: "1" }
+paths:
+  /r:
+    post:
+      requestBody:
+        content: { application/json: { schema: { $ref: "#/components/schemas/Order" } } }
+      responses: { "200": { description: ok } }
+components:
+  schemas:
+    Order:
+      $id: "https://example.com/schemas/order"
+      type: object
+      required: [line]
+      properties: { line: { $ref: "#/$defs/line" } }
+      $defs:
+        line: { type: object, required: [sku], properties: { sku: { type: string } } }
+"##,
+    );
+    write(
         "hooks.yaml",
         "openapi: 3.1.0\ninfo: { title: t, version: '1' }\nwebhooks:\n  ping: { post: { responses: { '200': { description: ok } } } }\n",
     );
@@ -540,7 +562,8 @@ paths:
         "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nupstreams:\n  u: {{ targets: [ \"{}\" ] }}\napis:\n\
          \x20 - {{ name: d4, openapi: draft4.yaml, upstream: u, base_path: /d4 }}\n\
          \x20 - {{ name: js, openapi: js.yaml, upstream: u, base_path: /js }}\n\
-         \x20 - {{ name: hooks, openapi: hooks.yaml, upstream: u, base_path: /hooks }}\n",
+         \x20 - {{ name: hooks, openapi: hooks.yaml, upstream: u, base_path: /hooks }}\n\
+         \x20 - {{ name: res, openapi: resource.yaml, upstream: u, base_path: /res }}\n",
         up.url()
     );
     let gw = Gateway::start(&load(&yaml, dir.path())).await.expect("starts");
@@ -551,7 +574,12 @@ paths:
     // YAML 1.2, as OpenAPI asks: `n`, `on`, `yes` and `no` are strings, not YAML 1.1's booleans.
     assert_eq!((status("/js/g?guid={beef}&on=yes").await, status("/js/g?guid={beef}&on=true").await), (200, 400));
     assert_eq!(status("/hooks/ping").await, 404, "webhooks are the API's calls out, not routes");
-    assert_eq!(up.count(), 4);
+    // A schema with its own `$id` resolves `#/$defs/…` in its own `$defs`.
+    let post = async |body: &str| {
+        call(&gw, "POST", "/res/r", &[("content-type", "application/json")], body).await.status.as_u16()
+    };
+    assert_eq!((post(r#"{"line":{"sku":"a"}}"#).await, post(r#"{"line":{}}"#).await), (200, 400));
+    assert_eq!(up.count(), 5);
 }
 
 /// Object-valued parameters in every style of OpenAPI's style table, the
