@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value, json};
 
 use super::openapi_schema::{
-    Direction, defs_for, dialect, from_openapi_30, in_dialect, is_draft_4, lenient_patterns, lift_required,
-    numeric_exclusive_bounds,
+    Direction, defs_for, dialect, discriminated, from_openapi_30, in_dialect, is_draft_4, lenient_patterns,
+    lift_required, numeric_exclusive_bounds,
 };
 
 use crate::config::{ApiConfig, MatchConfig, RequestValidation, ResponseValidation, RouteConfig};
@@ -56,6 +56,7 @@ pub(super) fn expand(api: &ApiConfig, at: &str, base_dir: &Path) -> Result<Vec<G
                 from_openapi_30(&mut s);
             }
             lenient_patterns(&mut s);
+            discriminated(&mut s);
             defs.insert(name.clone(), s);
         }
     }
@@ -387,6 +388,7 @@ impl Schemas {
             from_openapi_30(&mut schema);
         }
         lenient_patterns(&mut schema);
+        discriminated(&mut schema);
         let defs = match direction {
             Direction::Request => &self.request_defs,
             Direction::Response => &self.response_defs,

@@ -68,6 +68,67 @@ fn nullable_as_type(v: &mut Value) {
     }
 }
 
+/// OpenAPI's `discriminator` beside a `oneOf` (or `anyOf`) of `$ref`s:
+/// the discriminating property's value picks the one schema that checks
+/// the value (`mapping`, else the schema's name: `pet_type: Cat` is
+/// `Cat`), as OpenAPI's tools read it. Plain JSON Schema would refuse a
+/// `Cat` that also happens to be a valid `Dog` ("valid under more than one
+/// of the schemas"). A value naming no listed schema is refused (its
+/// property is checked against the known names). Run after `$ref`s to
+/// component schemas became `#/$defs/<name>`.
+pub(super) fn discriminated(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.values_mut().for_each(discriminated);
+            let property = m.get("discriminator").and_then(|d| d.get("propertyName")).and_then(Value::as_str);
+            let Some(property) = property.map(str::to_string) else { return };
+            let key = if m.contains_key("oneOf") { "oneOf" } else { "anyOf" };
+            let Some(Value::Array(options)) = m.get(key) else { return };
+            let refs: Option<Vec<String>> =
+                options.iter().map(|o| o.get("$ref").and_then(Value::as_str).map(str::to_string)).collect();
+            let Some(refs) = refs else { return };
+            // value -> the `$ref` it picks: the mapping's, then each schema's own name.
+            let mut picks: Vec<(String, String)> = Vec::new();
+            if let Some(mapping) = m.get("discriminator").and_then(|d| d.get("mapping")).and_then(Value::as_object) {
+                for (value, target) in mapping {
+                    let Some(target) = target.as_str() else { continue };
+                    let target = match target.strip_prefix("#/components/schemas/") {
+                        Some(name) => format!("#/$defs/{name}"),
+                        None if !target.contains(['#', '/']) => format!("#/$defs/{target}"),
+                        None => target.to_string(),
+                    };
+                    picks.push((value.clone(), target));
+                }
+            }
+            for r in &refs {
+                if let Some(name) = r.strip_prefix("#/$defs/")
+                    && !picks.iter().any(|(_, t)| t == r)
+                {
+                    picks.push((name.to_string(), r.clone()));
+                }
+            }
+            let names: Vec<Value> = picks.iter().map(|(value, _)| Value::String(value.clone())).collect();
+            let mut all_of =
+                vec![json!({ "required": [property], "properties": { property.clone(): { "enum": names } } })];
+            for (value, target) in picks {
+                all_of.push(json!({
+                    "if": { "properties": { property.clone(): { "const": value } } },
+                    "then": { "$ref": target }
+                }));
+            }
+            m.remove(key);
+            match m.get_mut("allOf") {
+                Some(Value::Array(existing)) => existing.extend(all_of),
+                _ => {
+                    m.insert("allOf".into(), Value::Array(all_of));
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(discriminated),
+        _ => {}
+    }
+}
+
 /// Which way a schema checks data: OpenAPI's `required` holds for a
 /// `readOnly` property in responses only, for a `writeOnly` one in
 /// requests only (3.0.3, Schema Object: "the required will take effect on
@@ -306,6 +367,29 @@ mod tests {
         let mut inline = json!({ "properties": { "n": { "readOnly": true } }, "required": ["n", "m"] });
         lift_required(&mut inline, Direction::Request, &defs);
         assert_eq!(inline["required"], json!(["m"]));
+    }
+
+    #[test]
+    fn a_discriminator_picks_the_schema_by_its_property() {
+        let mut s = json!({
+            "oneOf": [ { "$ref": "#/$defs/Cat" }, { "$ref": "#/$defs/Dog" } ],
+            "discriminator": { "propertyName": "pet_type", "mapping": { "kitty": "#/components/schemas/Cat" } }
+        });
+        discriminated(&mut s);
+        assert!(s.get("oneOf").is_none());
+        assert_eq!(
+            s["allOf"],
+            json!([
+                { "required": ["pet_type"], "properties": { "pet_type": { "enum": ["kitty", "Dog"] } } },
+                { "if": { "properties": { "pet_type": { "const": "kitty" } } }, "then": { "$ref": "#/$defs/Cat" } },
+                { "if": { "properties": { "pet_type": { "const": "Dog" } } }, "then": { "$ref": "#/$defs/Dog" } }
+            ])
+        );
+        // Not every option a `$ref`: left as written.
+        let mut inline = json!({ "oneOf": [ { "type": "string" } ], "discriminator": { "propertyName": "k" } });
+        let before = inline.clone();
+        discriminated(&mut inline);
+        assert_eq!(inline, before);
     }
 
     #[test]

@@ -542,8 +542,19 @@ paths:
       requestBody:
         content: { application/json: { schema: { $ref: "#/components/schemas/Order" } } }
       responses: { "200": { description: ok } }
+  /pets:
+    post:
+      requestBody:
+        content:
+          application/json:
+            schema:
+              oneOf: [ { $ref: "#/components/schemas/Cat" }, { $ref: "#/components/schemas/Dog" } ]
+              discriminator: { propertyName: pet_type, mapping: { kitty: "#/components/schemas/Cat" } }
+      responses: { "200": { description: ok } }
 components:
   schemas:
+    Cat: { type: object, properties: { pet_type: { type: string }, hunts: { type: boolean } } }
+    Dog: { type: object, properties: { pet_type: { type: string }, barks: { type: boolean } } }
     Order:
       $id: "https://example.com/schemas/order"
       type: object
@@ -579,7 +590,15 @@ components:
         call(&gw, "POST", "/res/r", &[("content-type", "application/json")], body).await.status.as_u16()
     };
     assert_eq!((post(r#"{"line":{"sku":"a"}}"#).await, post(r#"{"line":{}}"#).await), (200, 400));
-    assert_eq!(up.count(), 5);
+    // A discriminator picks the one schema (a Cat is also a valid Dog: plain `oneOf` refuses it).
+    let pet = async |body: &str| {
+        call(&gw, "POST", "/res/pets", &[("content-type", "application/json")], body).await.status.as_u16()
+    };
+    assert_eq!(pet(r#"{"pet_type":"kitty","hunts":true}"#).await, 200);
+    assert_eq!(pet(r#"{"pet_type":"Dog","barks":true}"#).await, 200);
+    assert_eq!(pet(r#"{"pet_type":"Dog","barks":"loud"}"#).await, 400);
+    assert_eq!(pet(r#"{"pet_type":"Bird"}"#).await, 400, "a value naming no listed schema");
+    assert_eq!(up.count(), 7);
 }
 
 /// Object-valued parameters in every style of OpenAPI's style table, the
