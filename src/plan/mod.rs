@@ -453,7 +453,7 @@ fn report_conflict(cx: &mut Ctx, conflict: &Conflict, compiled: &[(String, Strin
 fn compile_apis(cx: &mut Ctx) -> Vec<(String, crate::config::RouteConfig)> {
     let mut out = Vec::new();
     for (i, api) in cx.loaded.config.apis.iter().enumerate() {
-        match openapi::expand(api, &format!("apis[{i}]"), &cx.loaded.base_dir) {
+        match openapi::expand(api, &format!("apis[{i}]"), &cx.loaded.base_dir, &cx.loaded.config.formats) {
             Ok(routes) => out.extend(routes.into_iter().map(|g| (g.at, g.route))),
             Err(errors) => {
                 for (at, message) in errors {

@@ -33,7 +33,12 @@ pub(super) struct Generated {
 }
 
 /// The routes of `api` (`at`: its YAML path, `apis[i]`), or what is wrong.
-pub(super) fn expand(api: &ApiConfig, at: &str, base_dir: &Path) -> Result<Vec<Generated>, Vec<(String, String)>> {
+pub(super) fn expand(
+    api: &ApiConfig,
+    at: &str,
+    base_dir: &Path,
+    formats: &BTreeMap<String, String>,
+) -> Result<Vec<Generated>, Vec<(String, String)>> {
     let file = base_dir.join(&api.openapi);
     let doc = load(&file).map_err(|e| vec![(format!("{at}.openapi"), e)])?;
     let version = doc.get("openapi").and_then(Value::as_str).unwrap_or("");
@@ -70,7 +75,19 @@ pub(super) fn expand(api: &ApiConfig, at: &str, base_dir: &Path) -> Result<Vec<G
         response_defs: defs_for(&defs, Direction::Response),
         v30,
         dialect,
+        file: api.openapi.clone(),
+        formats: formats.clone(),
+        components_faulty: std::cell::Cell::new(false),
     };
+    // The component schemas, checked once: a fault in one is reported at
+    // its place in the document, not again for each operation using it.
+    if !schemas.request_defs.is_empty() {
+        let mut all = json!({ "$defs": schemas.request_defs.clone() });
+        in_dialect(&mut all, schemas.dialect);
+        if let Err(Some(e)) = schemas.fault(&all, "") {
+            errors.push((format!("{at}.openapi"), e));
+        }
+    }
     let base_path = match &api.base_path {
         Some(p) => p.trim_end_matches('/').to_string(),
         None => server_path(&doc),
@@ -104,7 +121,9 @@ pub(super) fn expand(api: &ApiConfig, at: &str, base_dir: &Path) -> Result<Vec<G
                 Some(id) => format!("{at}.operations.{id}"),
                 None => format!("{at}.openapi"),
             };
-            match operation(api, &doc, op, &shared_params, &schemas) {
+            let item_at = format!("/paths/{}", pointer_token(path));
+            let op_at_doc = format!("{item_at}/{method}");
+            match operation(api, &doc, op, (&shared_params, &item_at), &op_at_doc, &schemas) {
                 Ok((validate, Security { providers: authenticate, scopes, anonymous })) => {
                     let extras = op_id.and_then(|id| api.operations.get(id)).cloned().unwrap_or_default();
                     let authorize = extras
@@ -145,7 +164,9 @@ pub(super) fn expand(api: &ApiConfig, at: &str, base_dir: &Path) -> Result<Vec<G
                     route.concurrency = extras.concurrency;
                     routes.push(Generated { at: op_at, route });
                 }
-                Err(e) => errors.push((op_at, e)),
+                Err(Some(e)) => errors.push((op_at, e)),
+                // Reported once, at the component schema it is in.
+                Err(None) => {}
             }
         }
     }
@@ -216,9 +237,10 @@ fn operation(
     api: &ApiConfig,
     doc: &Value,
     op: &Value,
-    shared_params: &[Value],
+    (shared_params, item_at): (&[Value], &str),
+    op_at: &str,
     schemas: &Schemas,
-) -> Result<(ValidateConfig, Security), String> {
+) -> Result<(ValidateConfig, Security), Option<String>> {
     let mut v = ValidateConfig {
         mode: ValidateMode::Enforce,
         content_types: Vec::new(),
@@ -232,19 +254,27 @@ fn operation(
         responses: None,
     };
     if api.validate.response == ResponseValidation::Report {
-        v.responses = Some(declared_responses(op, schemas)?);
+        v.responses = Some(declared_responses(op, op_at, schemas)?);
     }
-    // The operation's parameters override the path's with the same name and place.
-    let mut params: Vec<&Value> =
-        op.get("parameters").and_then(Value::as_array).map(|p| p.iter().collect()).unwrap_or_default();
-    for shared in shared_params {
-        let same = |p: &&Value| p.get("name") == shared.get("name") && p.get("in") == shared.get("in");
+    // The operation's parameters override the path's with the same name and
+    // place; each with where it is in the document.
+    let mut params: Vec<(&Value, String)> = op
+        .get("parameters")
+        .and_then(Value::as_array)
+        .map(|p| p.iter().enumerate().map(|(i, p)| (p, format!("{op_at}/parameters/{i}"))).collect())
+        .unwrap_or_default();
+    for (i, shared) in shared_params.iter().enumerate() {
+        let same = |(p, _): &(&Value, String)| p.get("name") == shared.get("name") && p.get("in") == shared.get("in");
         if !params.iter().any(same) {
-            params.push(shared);
+            params.push((shared, format!("{item_at}/parameters/{i}")));
         }
     }
-    for p in params {
-        let name = p.get("name").and_then(Value::as_str).ok_or("a parameter without a `name`")?.to_string();
+    for (p, p_at) in params {
+        let name = p
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Some(format!("`{}` at `{p_at}`: a parameter without a `name`", schemas.file)))?
+            .to_string();
         let place = p.get("in").and_then(Value::as_str).unwrap_or("");
         // OpenAPI: such header parameters "SHALL be ignored" (the body's
         // media types, the responses' and `security` say these).
@@ -256,14 +286,17 @@ fn operation(
         // `content` instead of `schema`: one media type, its schema; a JSON
         // one means the value is a JSON text to parse first.
         let content = p.get("content").and_then(Value::as_object).and_then(|c| c.iter().next());
-        let schema = match (p.get("schema"), content) {
-            (Some(s), _) => s.clone(),
-            (None, Some((_, media))) => media.get("schema").cloned().unwrap_or_else(|| json!({})),
-            (None, None) => json!({}),
+        let (schema, schema_at) = match (p.get("schema"), content) {
+            (Some(s), _) => (s.clone(), format!("{p_at}/schema")),
+            (None, Some((media, c))) => (
+                c.get("schema").cloned().unwrap_or_else(|| json!({})),
+                format!("{p_at}/content/{}/schema", pointer_token(media)),
+            ),
+            (None, None) => (json!({}), p_at.clone()),
         };
-        let mut schema = schemas.prepare(schema, Direction::Request);
+        let mut schema = schemas.checked(schema, Direction::Request, &schema_at)?;
         let members =
-            schema.as_object_mut().ok_or_else(|| format!("parameter `{name}`: its schema is not an object"))?;
+            schema.as_object_mut().ok_or_else(|| Some(format!("parameter `{name}`: its schema is not an object")))?;
         // The parameter's `required` takes the member's place: an object
         // schema's own list of required properties moves into `allOf`.
         if let Some(list @ Value::Array(_)) = members.remove("required") {
@@ -288,11 +321,18 @@ fn operation(
             "query" => v.query.insert(name, schema),
             "header" => v.headers.insert(name, schema),
             "cookie" => v.cookies.insert(name, schema),
-            other => return Err(format!("parameter `{name}`: `in: {other}` is not path, query, header or cookie")),
+            other => {
+                return Err(Some(format!(
+                    "`{}` at `{p_at}`: parameter `{name}`: `in: {other}` is not path, query, header or cookie",
+                    schemas.file
+                )));
+            }
         };
     }
     if let Some(body) = op.get("requestBody") {
-        let content = body.get("content").and_then(Value::as_object).ok_or("a requestBody without `content`")?;
+        let content = body.get("content").and_then(Value::as_object).ok_or_else(|| {
+            Some(format!("`{}` at `{op_at}/requestBody`: a requestBody without `content`", schemas.file))
+        })?;
         // A media type key may carry parameters (`application/json; charset=utf-8`):
         // requests are matched on the type itself, as a Content-Type is.
         let essence = |k: &str| k.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
@@ -307,9 +347,17 @@ fn operation(
             t == "application/json" || t.ends_with("+json")
         });
         let form = content.iter().find(|(k, _)| essence(k) == "application/x-www-form-urlencoded");
-        let chosen = json_first.or(form).map(|(_, c)| c);
         let required = body.get("required").and_then(Value::as_bool).unwrap_or(false);
-        let schema = chosen.and_then(|c| c.get("schema")).cloned().map(|s| schemas.prepare(s, Direction::Request));
+        let schema = match json_first.or(form) {
+            Some((media, c)) => match c.get("schema") {
+                Some(s) => {
+                    let at = format!("{op_at}/requestBody/content/{}/schema", pointer_token(media));
+                    Some(schemas.checked(s.clone(), Direction::Request, &at)?)
+                }
+                None => None,
+            },
+            None => None,
+        };
         v.body = Some(BodyConfig { schema_file: None, schema: Some(schema.unwrap_or_else(|| json!({}))), required });
     }
     // Security: any one requirement suffices; the providers of every scheme named.
@@ -323,7 +371,7 @@ fn operation(
         }
         for (scheme, wanted) in req.as_object().into_iter().flatten() {
             let provider = api.security.get(scheme).ok_or_else(|| {
-                if doc.pointer(&format!("/components/securitySchemes/{}", pointer_token(scheme))).is_none() {
+                Some(if doc.pointer(&format!("/components/securitySchemes/{}", pointer_token(scheme))).is_none() {
                     format!(
                         "security scheme `{scheme}` is not declared in the document's `components.securitySchemes` \
                          (map it anyway with `security: {{ {scheme}: <provider> }}`)"
@@ -332,7 +380,7 @@ fn operation(
                     format!(
                         "security scheme `{scheme}` is not mapped to an auth provider (add `security: {{ {scheme}: <provider> }}`)"
                     )
-                }
+                })
             })?;
             if !providers.contains(provider) {
                 providers.push(provider.clone());
@@ -355,13 +403,26 @@ fn operation(
 
 /// An operation's `responses`: status key -> media type -> schema (`null`
 /// when none is given), converted to JSON Schema 2020-12.
-fn declared_responses(op: &Value, schemas: &Schemas) -> Result<BTreeMap<String, BTreeMap<String, Value>>, String> {
+fn declared_responses(
+    op: &Value,
+    op_at: &str,
+    schemas: &Schemas,
+) -> Result<BTreeMap<String, BTreeMap<String, Value>>, Option<String>> {
     let mut out = BTreeMap::new();
-    let responses = op.get("responses").and_then(Value::as_object).ok_or("an operation without `responses`")?;
+    let responses = op
+        .get("responses")
+        .and_then(Value::as_object)
+        .ok_or_else(|| Some(format!("`{}` at `{op_at}`: an operation without `responses`", schemas.file)))?;
     for (status, response) in responses {
         let mut media = BTreeMap::new();
         for (m, content) in response.get("content").and_then(Value::as_object).into_iter().flatten() {
-            let schema = content.get("schema").cloned().map(|s| schemas.prepare(s, Direction::Response));
+            let schema = match content.get("schema") {
+                Some(s) => {
+                    let at = format!("{op_at}/responses/{}/content/{}/schema", pointer_token(status), pointer_token(m));
+                    Some(schemas.checked(s.clone(), Direction::Response, &at)?)
+                }
+                None => None,
+            };
             media.insert(m.clone(), schema.unwrap_or(Value::Null));
         }
         out.insert(status.clone(), media);
@@ -378,6 +439,13 @@ struct Schemas {
     v30: bool,
     /// A 3.1 document's `jsonSchemaDialect`, when not 2020-12.
     dialect: Option<&'static str>,
+    /// The document as the config names it, for errors.
+    file: String,
+    /// The config's named formats (a schema using one compiles).
+    formats: BTreeMap<String, String>,
+    /// A component schema's fault was reported: faults inside `$defs`
+    /// are not reported again for each operation.
+    components_faulty: std::cell::Cell<bool>,
 }
 
 impl Schemas {
@@ -401,6 +469,33 @@ impl Schemas {
             numeric_exclusive_bounds(&mut schema);
         }
         schema
+    }
+
+    /// [`Schemas::prepare`], then compiled once to find what is wrong
+    /// with it where the document has it (`at`: the schema's JSON pointer
+    /// in the document). `Err(None)`: the fault is in a component schema,
+    /// reported already.
+    fn checked(&self, schema: Value, direction: Direction, at: &str) -> Result<Value, Option<String>> {
+        let schema = self.prepare(schema, direction);
+        self.fault(&schema, at)?;
+        Ok(schema)
+    }
+
+    /// What is wrong with a prepared schema, as `file at pointer: reason`.
+    fn fault(&self, schema: &Value, at: &str) -> Result<(), Option<String>> {
+        let Some((inner, reason)) = crate::policy::validate::schema_fault(schema, &self.formats) else {
+            return Ok(());
+        };
+        let pointer = match inner.strip_prefix("/$defs/") {
+            Some(rest) => {
+                if self.components_faulty.replace(true) {
+                    return Err(None);
+                }
+                format!("/components/schemas/{rest}")
+            }
+            None => format!("{at}{inner}"),
+        };
+        Err(Some(format!("`{}` at `{pointer}`: {reason}", self.file)))
     }
 }
 

@@ -469,11 +469,19 @@ async fn check_reports_broken_documents_and_unmapped_security() {
          components:\n  securitySchemes:\n    oauth: { type: oauth2, flows: {} }\n",
     );
     write("old.yaml", "swagger: '2.0'\npaths: {}\n");
+    write(
+        "broken.yaml",
+        "openapi: 3.0.3\ninfo: { title: t, version: '1' }\npaths:\n  /pets/{id}:\n    get:\n      operationId: getPet\n\
+         \x20     parameters: [ { name: id, in: path, required: true, schema: { type: integr } } ]\n\
+         \x20     responses: {}\n    post:\n      requestBody: { content: { application/json: { schema: { $ref: '#/components/schemas/Pet' } } } }\n\
+         \x20     responses: {}\ncomponents:\n  schemas:\n    Pet: { type: object, properties: { age: { minimum: x } } }\n",
+    );
     let yaml = "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\nupstreams:\n  u: { targets: [\"http://127.0.0.1:1\"] }\napis:\n\
                 \x20 - { name: remote, openapi: remote.yaml, upstream: u }\n\
                 \x20 - { name: secure, openapi: secure.yaml, upstream: u, base_path: /s, operations: { nope: {} } }\n\
                 \x20 - { name: old, openapi: old.yaml, upstream: u }\n\
-                \x20 - { name: gone, openapi: missing.yaml, upstream: u }\n";
+                \x20 - { name: gone, openapi: missing.yaml, upstream: u }\n\
+                \x20 - { name: broken, openapi: broken.yaml, upstream: u, base_path: /b }\n";
     let errors = portcullis::check(&load(yaml, dir.path())).unwrap_err().to_string();
     for expected in [
         "apis[0].openapi",
@@ -488,9 +496,14 @@ async fn check_reports_broken_documents_and_unmapped_security() {
         "not 3.0.x or 3.1.x",
         "apis[3].openapi",
         "missing.yaml",
+        // A broken schema: the document, the JSON pointer inside it, and the reason; a
+        // component's fault once, where the component is.
+        "apis[4].operations.getPet: `broken.yaml` at `/paths/~1pets~1{id}/get/parameters/0/schema/type`: \"integr\"",
+        "apis[4].openapi: `broken.yaml` at `/components/schemas/Pet/properties/age/minimum`: \"x\" is not of type \"number\"",
     ] {
         assert!(errors.contains(expected), "{expected} not in:\n{errors}");
     }
+    assert_eq!(errors.matches("/components/schemas/Pet").count(), 1, "{errors}");
 }
 
 /// Documents written for other tools: a 3.1 `jsonSchemaDialect` of draft 4

@@ -100,6 +100,21 @@ fn compile_schema_for<F: jsonschema::json::Json>(
     schema: &Value,
     formats: &BTreeMap<String, String>,
 ) -> Result<jsonschema::Validator<F>, String> {
+    build::<F>(schema, formats)
+        .map_err(|(at, reason)| if at.is_empty() { reason } else { format!("{reason} (at {at})") })
+}
+
+/// Why `schema` does not compile: the JSON pointer of the fault inside it
+/// (empty: the schema as a whole) and the reason; `None` if it compiles.
+pub(crate) fn schema_fault(schema: &Value, formats: &BTreeMap<String, String>) -> Option<(String, String)> {
+    build::<jsonschema::json::SerdeJson>(schema, formats).err()
+}
+
+fn build<F: jsonschema::json::Json>(
+    schema: &Value,
+    formats: &BTreeMap<String, String>,
+) -> Result<jsonschema::Validator<F>, (String, String)> {
+    let whole = |reason: String| (String::new(), reason);
     let mut schema = schema.clone();
     openapi_formats(&mut schema);
     let mut options = jsonschema::options_for::<F>().should_validate_formats(true);
@@ -108,17 +123,14 @@ fn compile_schema_for<F: jsonschema::json::Json>(
         options = options.with_draft(draft);
         if !formats.contains_key("email") {
             // The same answers as the built-in `email`, plain addresses faster (`email.rs`).
-            options = options.with_format("email", email::format(draft)?);
+            options = options.with_format("email", email::format(draft).map_err(whole)?);
         }
     }
     for (name, pattern) in formats {
-        let re = regex::Regex::new(pattern).map_err(|e| format!("format `{name}`: {e}"))?;
+        let re = regex::Regex::new(pattern).map_err(|e| whole(format!("format `{name}`: {e}")))?;
         options = options.with_format(name.clone(), move |s: &str| re.is_match(s));
     }
-    options.build(&schema).map_err(|e| {
-        let at = e.instance_path().as_str().to_string();
-        if at.is_empty() { e.to_string() } else { format!("{e} (at {at})") }
-    })
+    options.build(&schema).map_err(|e| (e.instance_path().as_str().to_string(), e.to_string()))
 }
 
 /// OpenAPI's `int32` and `int64` formats as the ranges they stand for
