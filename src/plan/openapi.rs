@@ -499,24 +499,43 @@ impl Schemas {
     }
 }
 
-/// A schema with the document's component schemas beside it.
+/// A schema with the component schemas it reaches (through `$ref`s,
+/// transitively) beside it as `$defs`: only those, so that an operation
+/// of a document with a thousand components (GitHub's has 969) carries,
+/// and compiles, the few it uses.
 fn with_defs(mut schema: Value, defs: &Map<String, Value>) -> Value {
-    if uses_defs(&schema)
+    let mut reached = std::collections::BTreeSet::new();
+    let mut queue = Vec::new();
+    refs_to_defs(&schema, &mut queue);
+    while let Some(name) = queue.pop() {
+        if let Some(def) = defs.get(&name)
+            && reached.insert(name)
+        {
+            refs_to_defs(def, &mut queue);
+        }
+    }
+    if !reached.is_empty()
         && let Some(m) = schema.as_object_mut()
     {
-        m.insert("$defs".into(), Value::Object(defs.clone()));
+        let used: Map<String, Value> =
+            reached.into_iter().filter_map(|n| Some((n.clone(), defs.get(&n)?.clone()))).collect();
+        m.insert("$defs".into(), Value::Object(used));
     }
     schema
 }
 
-fn uses_defs(v: &Value) -> bool {
+/// The component names `v`'s `$ref: "#/$defs/<name>…"` point into.
+fn refs_to_defs(v: &Value, out: &mut Vec<String>) {
     match v {
         Value::Object(m) => {
-            m.get("$ref").and_then(Value::as_str).is_some_and(|r| r.starts_with("#/$defs/"))
-                || m.values().any(uses_defs)
+            if let Some(token) = m.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix("#/$defs/")) {
+                let token = token.split('/').next().unwrap_or(token);
+                out.push(token.replace("~1", "/").replace("~0", "~"));
+            }
+            m.values().for_each(|x| refs_to_defs(x, out));
         }
-        Value::Array(a) => a.iter().any(uses_defs),
-        _ => false,
+        Value::Array(a) => a.iter().for_each(|x| refs_to_defs(x, out)),
+        _ => {}
     }
 }
 
@@ -537,7 +556,8 @@ fn load(path: &Path) -> Result<Value, String> {
 /// The document and the sibling files its `$ref`s name.
 struct Docs {
     dir: PathBuf,
-    files: BTreeMap<String, Value>,
+    /// Shared, not cloned: a `$ref` into a sibling file resolves against it.
+    files: BTreeMap<String, std::rc::Rc<Value>>,
 }
 
 /// How deep `$ref`s may chain (a cycle outside schemas ends here).
@@ -570,12 +590,13 @@ impl Docs {
                     let mut target = self.target(doc, &r)?;
                     // A target in another file resolves against that file.
                     let (file_doc, _) = split_ref(&r);
-                    let (owner, owner_is_main) = if file_doc.is_empty() {
-                        (doc.clone(), main)
+                    // (Never a copy of the document: GitHub's is 13 MB with thousands of `$ref`s.)
+                    if file_doc.is_empty() {
+                        self.resolve(doc, &mut target, depth + 1, main)?;
                     } else {
-                        (self.files.get(file_doc).cloned().unwrap_or_default(), false)
-                    };
-                    self.resolve(&owner, &mut target, depth + 1, owner_is_main)?;
+                        let owner = self.files.get(file_doc).cloned().unwrap_or_default();
+                        self.resolve(&owner, &mut target, depth + 1, false)?;
+                    }
                     *v = target;
                     return Ok(());
                 }
@@ -614,7 +635,7 @@ impl Docs {
         } else {
             if !self.files.contains_key(file) {
                 let loaded = load(&self.dir.join(file))?;
-                self.files.insert(file.to_string(), loaded);
+                self.files.insert(file.to_string(), std::rc::Rc::new(loaded));
             }
             &self.files[file]
         };
@@ -633,5 +654,25 @@ fn split_ref(r: &str) -> (&str, &str) {
     match r.split_once('#') {
         Some((file, pointer)) => (file, pointer),
         None => (r, ""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_operation_carries_only_the_component_schemas_it_reaches() {
+        let defs: Map<String, Value> = serde_json::from_value(json!({
+            "Pet": { "properties": { "owner": { "$ref": "#/$defs/Owner" }, "tags": { "$ref": "#/$defs/a~1b" } } },
+            "Owner": { "properties": { "pets": { "items": { "$ref": "#/$defs/Pet" } } } },
+            "a/b": { "type": "string" },
+            "Unrelated": { "type": "integer" }
+        }))
+        .unwrap();
+        let schema = with_defs(json!({ "$ref": "#/$defs/Pet" }), &defs);
+        let carried: Vec<&String> = schema["$defs"].as_object().unwrap().keys().collect();
+        assert_eq!(carried, ["Owner", "Pet", "a/b"]);
+        assert_eq!(with_defs(json!({ "type": "string" }), &defs), json!({ "type": "string" }));
     }
 }

@@ -10,21 +10,62 @@ pub enum Segment {
     Literal(Box<str>),
     /// `{name}`: exactly one non-empty segment.
     Param(Arc<str>),
-    /// `{name}.json`, `v{name}`, `{name}:cancel`: one segment with literal
-    /// text before and/or after a non-empty parameter (OpenAPI documents
-    /// and Google-style custom methods write paths so).
-    Affixed {
-        prefix: Box<str>,
-        name: Arc<str>,
-        suffix: Box<str>,
-    },
+    /// `{name}.json`, `v{major}`, `{id}:cancel`, `{base}...{head}`: one
+    /// segment of literal text and non-empty parameters, two parameters
+    /// never side by side (OpenAPI documents and Google-style custom
+    /// methods write paths so).
+    Mixed(Box<[Piece]>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Text(Box<str>),
+    Param(Arc<str>),
 }
 
 impl Segment {
-    /// The value an affixed segment captures from `current`, if it matches.
-    fn affixed<'p>(prefix: &str, suffix: &str, current: &'p str) -> Option<&'p str> {
-        let value = current.strip_prefix(prefix)?.strip_suffix(suffix)?;
-        (!value.is_empty()).then_some(value)
+    /// A mixed segment's values from `current`, pushed in order; `false`
+    /// if it does not match. A parameter takes the shortest non-empty run
+    /// up to the next text (the last one, the rest).
+    fn match_mixed<'p>(pieces: &[Piece], mut current: &'p str, values: &mut Vec<&'p str>) -> bool {
+        let mut i = 0;
+        while i < pieces.len() {
+            match &pieces[i] {
+                Piece::Text(t) => match current.strip_prefix(&**t) {
+                    Some(rest) => current = rest,
+                    None => return false,
+                },
+                Piece::Param(_) => {
+                    let end = match pieces.get(i + 1) {
+                        Some(Piece::Text(t)) => match current.get(1..).and_then(|c| c.find(&**t)) {
+                            Some(at) => at + 1,
+                            None => return false,
+                        },
+                        _ => current.len(),
+                    };
+                    if end == 0 || !current.is_char_boundary(end) {
+                        return false;
+                    }
+                    values.push(&current[..end]);
+                    current = &current[end..];
+                }
+            }
+            i += 1;
+        }
+        current.is_empty()
+    }
+
+    /// A mixed segment's fixed start and end (`v` and `` for `v{major}`).
+    fn ends(pieces: &[Piece]) -> (&str, &str) {
+        fn text(p: Option<&Piece>) -> &str {
+            match p {
+                Some(Piece::Text(t)) => t,
+                _ => "",
+            }
+        }
+        let start = text(pieces.first());
+        let end = if pieces.len() > 1 { text(pieces.last()) } else { "" };
+        (start, end)
     }
 }
 
@@ -58,21 +99,13 @@ impl PathPattern {
                     return Err(format!("`{text}`: a catch-all `{{*{name}}}` must be the last segment"));
                 }
                 tail = Tail::CatchAll(name.into());
-            } else if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
-                check_name(name, text)?;
-                segments.push(Segment::Param(name.into()));
-            } else if let Some((prefix, rest)) = part.split_once('{')
-                && let Some((name, suffix)) = rest.split_once('}')
-                && !prefix.contains('}')
-                && !suffix.contains(['{', '}'])
-                && !name.starts_with('*')
+            } else if let Some(name) =
+                part.strip_prefix('{').and_then(|p| p.strip_suffix('}')).filter(|n| !n.contains(['{', '}']))
             {
                 check_name(name, text)?;
-                segments.push(Segment::Affixed { prefix: prefix.into(), name: name.into(), suffix: suffix.into() });
+                segments.push(Segment::Param(name.into()));
             } else if part.contains(['{', '}']) {
-                return Err(format!(
-                    "`{text}`: at most one parameter per segment, like `/{{id}}` or `/{{id}}.json` (a catch-all `{{*rest}}` is a whole segment)"
-                ));
+                segments.push(Segment::Mixed(mixed(part, text)?));
             } else {
                 segments.push(Segment::Literal((*part).into()));
             }
@@ -118,9 +151,16 @@ impl PathPattern {
         let mut names: Vec<Arc<str>> = self
             .segments
             .iter()
-            .filter_map(|s| match s {
-                Segment::Param(n) | Segment::Affixed { name: n, .. } => Some(n.clone()),
-                Segment::Literal(_) => None,
+            .flat_map(|s| match s {
+                Segment::Param(n) => vec![n.clone()],
+                Segment::Mixed(pieces) => pieces
+                    .iter()
+                    .filter_map(|p| match p {
+                        Piece::Param(n) => Some(n.clone()),
+                        Piece::Text(_) => None,
+                    })
+                    .collect(),
+                Segment::Literal(_) => Vec::new(),
             })
             .collect();
         if let Tail::CatchAll(n) = &self.tail {
@@ -133,7 +173,7 @@ impl PathPattern {
     pub fn literal_prefix_segments(&self) -> impl Iterator<Item = &str> {
         self.segments.iter().map_while(|s| match s {
             Segment::Literal(l) => Some(&**l),
-            Segment::Param(_) | Segment::Affixed { .. } => None,
+            Segment::Param(_) | Segment::Mixed(_) => None,
         })
     }
 
@@ -152,10 +192,11 @@ impl PathPattern {
             match segment {
                 Segment::Literal(l) if **l == *current => {}
                 Segment::Param(_) if !current.is_empty() => values.push(current),
-                Segment::Affixed { prefix, suffix, .. } => match Segment::affixed(prefix, suffix, current) {
-                    Some(value) => values.push(value),
-                    None => return false,
-                },
+                Segment::Mixed(pieces) => {
+                    if !Segment::match_mixed(pieces, current, values) {
+                        return false;
+                    }
+                }
                 _ => return false,
             }
             rest = after;
@@ -180,7 +221,7 @@ impl PathPattern {
         fn rank(p: &PathPattern, i: usize) -> u8 {
             match p.segments.get(i) {
                 Some(Segment::Literal(_)) => 5,
-                Some(Segment::Affixed { .. }) => 4,
+                Some(Segment::Mixed(_)) => 4,
                 Some(Segment::Param(_)) => 3,
                 None if i == p.segments.len() => match p.tail {
                     Tail::Exact => 6,
@@ -221,13 +262,10 @@ impl PathPattern {
             match (seg, other.segments.get(i)) {
                 (Segment::Literal(x), Some(Segment::Literal(y))) if x == y => {}
                 (Segment::Param(_), Some(Segment::Literal(y))) if !y.is_empty() => {}
-                (Segment::Param(_), Some(Segment::Param(_) | Segment::Affixed { .. })) => {}
-                (Segment::Affixed { prefix, suffix, .. }, Some(Segment::Literal(y)))
-                    if Segment::affixed(prefix, suffix, y).is_some() => {}
-                (
-                    Segment::Affixed { prefix: p1, suffix: s1, .. },
-                    Some(Segment::Affixed { prefix: p2, suffix: s2, .. }),
-                ) if p2.starts_with(&**p1) && s2.ends_with(&**s1) => {}
+                (Segment::Param(_), Some(Segment::Param(_) | Segment::Mixed(_))) => {}
+                (Segment::Mixed(pieces), Some(Segment::Literal(y)))
+                    if Segment::match_mixed(pieces, y, &mut Vec::new()) => {}
+                (Segment::Mixed(a), Some(Segment::Mixed(b))) if a == b => {}
                 _ => return false,
             }
         }
@@ -244,22 +282,61 @@ impl PathPattern {
 fn segments_overlap(a: &Segment, b: &Segment) -> bool {
     match (a, b) {
         (Segment::Literal(x), Segment::Literal(y)) => x == y,
-        (Segment::Literal(l), Segment::Affixed { prefix, suffix, .. })
-        | (Segment::Affixed { prefix, suffix, .. }, Segment::Literal(l)) => {
-            Segment::affixed(prefix, suffix, l).is_some()
+        (Segment::Literal(l), Segment::Mixed(pieces)) | (Segment::Mixed(pieces), Segment::Literal(l)) => {
+            Segment::match_mixed(pieces, l, &mut Vec::new())
         }
         (Segment::Literal(l), Segment::Param(_)) | (Segment::Param(_), Segment::Literal(l)) => !l.is_empty(),
-        // Two affixed segments meet unless their fixed ends disagree.
-        (Segment::Affixed { prefix: p1, suffix: s1, .. }, Segment::Affixed { prefix: p2, suffix: s2, .. }) => {
-            (p1.starts_with(&**p2) || p2.starts_with(&**p1)) && (s1.ends_with(&**s2) || s2.ends_with(&**s1))
+        // Two mixed segments meet unless their fixed ends disagree.
+        (Segment::Mixed(a), Segment::Mixed(b)) => {
+            let ((p1, s1), (p2, s2)) = (Segment::ends(a), Segment::ends(b));
+            (p1.starts_with(p2) || p2.starts_with(p1)) && (s1.ends_with(s2) || s2.ends_with(s1))
         }
         _ => true,
     }
 }
 
+/// The pieces of a segment with parameters in it (`{name}.json`).
+fn mixed(part: &str, text: &str) -> Result<Box<[Piece]>, String> {
+    let bad = || {
+        format!(
+            "`{text}`: `{part}`: parameters in a segment are `{{name}}` with text between them, like `{{id}}.json` or `{{base}}...{{head}}` (a catch-all `{{*rest}}` is a whole segment)"
+        )
+    };
+    let mut pieces = Vec::new();
+    let mut rest = part;
+    while !rest.is_empty() {
+        match rest.find(['{', '}']) {
+            Some(0) if rest.starts_with('{') => {
+                let close = rest.find('}').ok_or_else(bad)?;
+                let name = &rest[1..close];
+                if name.contains('{') || name.starts_with('*') {
+                    return Err(bad());
+                }
+                check_name(name, text)?;
+                if matches!(pieces.last(), Some(Piece::Param(_))) {
+                    return Err(bad());
+                }
+                pieces.push(Piece::Param(name.into()));
+                rest = &rest[close + 1..];
+            }
+            Some(at) if rest.as_bytes()[at] == b'{' => {
+                pieces.push(Piece::Text(rest[..at].into()));
+                rest = &rest[at..];
+            }
+            Some(_) => return Err(bad()),
+            None => {
+                pieces.push(Piece::Text(rest.into()));
+                rest = "";
+            }
+        }
+    }
+    Ok(pieces.into())
+}
+
 fn check_name(name: &str, text: &str) -> Result<(), String> {
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        return Err(format!("`{text}`: parameter names are letters, digits and `_`"));
+    // OpenAPI documents name parameters `enterprise-team` or `api.version` too.
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')) {
+        return Err(format!("`{text}`: parameter names are letters, digits, `_`, `-` and `.`"));
     }
     Ok(())
 }
@@ -301,6 +378,10 @@ mod tests {
         assert_eq!(m(&path("/files/{name}.json"), "/files/a.xml"), None);
         assert_eq!(m(&path("/items/{id}:cancel/x"), "/items/7:cancel/x"), Some(vec!["7"]));
         assert_eq!(m(&path("/v{major}/users"), "/v2/users"), Some(vec!["2"]));
+        assert_eq!(m(&path("/compare/{base}...{head}"), "/compare/main...dev"), Some(vec!["main", "dev"]));
+        assert_eq!(m(&path("/compare/{base}...{head}"), "/compare/a...b...c"), Some(vec!["a", "b...c"]));
+        assert_eq!(m(&path("/compare/{base}...{head}"), "/compare/...b"), None);
+        assert_eq!(m(&path("/compare/{base}...{head}"), "/compare/a..."), None);
         use Ordering::*;
         assert_eq!(path("/f/a.json").specificity(&path("/f/{n}.json")), Greater);
         assert_eq!(path("/f/{n}.json").specificity(&path("/f/{n}")), Greater);
@@ -312,6 +393,21 @@ mod tests {
         assert!(path("/f/{n}").covers(&path("/f/{n}.json")));
         assert!(path("/f/{n}.json").covers(&path("/f/a.json")));
         assert!(!path("/f/{n}.json").covers(&path("/f/{n}")));
+    }
+
+    proptest::proptest! {
+        /// Any pattern text is parsed or refused, never a panic; a parsed one
+        /// matches any path without one, and what it captures is in the path.
+        #[test]
+        fn patterns_and_paths_never_panic(text in "/[a-z{}*.:/-]{0,12}", path in "/[a-z.:/-]{0,12}") {
+            if let Ok(p) = PathPattern::parse_path(&text) {
+                let mut values = Vec::new();
+                if p.matches(&path, &mut values) {
+                    proptest::prop_assert!(values.iter().all(|v| !v.is_empty() && path.contains(*v)));
+                }
+                let _ = (p.overlaps(&p), p.covers(&p), p.specificity(&p));
+            }
+        }
     }
 
     #[test]
@@ -340,8 +436,12 @@ mod tests {
     fn rejects_bad_patterns() {
         assert!(PathPattern::parse_path("users").is_err());
         assert!(PathPattern::parse_path("/a/{*r}/b").is_err());
-        assert!(PathPattern::parse_path("/a/x{id}{b}").is_err());
+        assert!(PathPattern::parse_path("/a/x{id}{b}").is_err(), "two parameters side by side");
+        assert!(PathPattern::parse_path("/a/{id").is_err());
+        assert!(PathPattern::parse_path("/a/id}").is_err());
         assert!(PathPattern::parse_path("/a/x{*r}").is_err());
+        assert!(PathPattern::parse_path("/a/{b c}").is_err());
+        assert!(PathPattern::parse_path("/teams/{enterprise-team}/{api.version}").is_ok());
         assert!(PathPattern::parse_path("/a/{id}}").is_err());
         assert!(PathPattern::parse_path("/a/{id}/{id}").is_err());
         assert!(PathPattern::parse_prefix("/a/{id}").is_err());

@@ -655,6 +655,13 @@ paths:
     get:
       parameters: [ { name: name, in: path, required: true, schema: { type: string, maxLength: 3 } } ]
       responses: { "200": { description: ok } }
+  "/compare/{base}...{head}/{team-name}":
+    get:
+      parameters:
+        - { name: base, in: path, required: true, schema: { type: string, pattern: "^[a-z]+$" } }
+        - { name: head, in: path, required: true, schema: { type: string } }
+        - { name: team-name, in: path, required: true, schema: { type: string, minLength: 2 } }
+      responses: { "200": { description: ok } }
   "/items/{id}:cancel":
     post:
       parameters: [ { name: id, in: path, required: true, schema: { type: integer } } ]
@@ -725,6 +732,10 @@ components:
     assert_eq!(get("/s/files/abcd.json", &[]).await.1, [("path".to_string(), "name".to_string())]);
     assert_eq!(get("/s/files/abc.xml", &[]).await.0, 404);
     assert_eq!(call(&gw, "POST", "/s/items/7:cancel", &[], "").await.status, 200);
+    // Two parameters in one segment, with text between them (GitHub's `{base}...{head}`).
+    assert_eq!(get("/s/compare/main...dev/ab", &[]).await.0, 200);
+    assert_eq!(get("/s/compare/Main...dev/ab", &[]).await.1, [("path".to_string(), "base".to_string())]);
+    assert_eq!(get("/s/compare/main...dev/a", &[]).await.1, [("path".to_string(), "team-name".to_string())]);
     assert_eq!(call(&gw, "POST", "/s/items/seven:cancel", &[], "").await.status, 400);
     // A media type key with parameters matches the type; `*/*` takes any.
     let body = async |method: &str, ct: &str, text: &str| {
@@ -735,7 +746,7 @@ components:
     assert_eq!(body("POST", "application/json", "{}").await, 400);
     assert_eq!(body("POST", "text/plain", "{}").await, 415);
     assert_eq!(body("PUT", "image/png", "\u{89}PNG").await, 200);
-    assert_eq!(up.count(), 9, "only the passing requests reached the upstream");
+    assert_eq!(up.count(), 10, "only the passing requests reached the upstream");
 }
 
 /// `validate: { response: report }`: upstream answers that the document
