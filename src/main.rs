@@ -32,10 +32,22 @@ const VERSION: &str = concat!(
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "portcullis", about = "A secure, high-performance API gateway", version = VERSION)]
+#[command(
+    name = "portcullis",
+    about = "A secure, high-performance API gateway",
+    version = VERSION,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Without a command: serve this config, as `run --config` does (the
+    /// way `nginx -c` and `envoy -c` are used).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Without a command: as `run --watch`.
+    #[arg(long)]
+    watch: bool,
 }
 
 #[derive(Subcommand)]
@@ -102,7 +114,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Run { config: None, watch: false }) {
+    match cli.command.unwrap_or(Command::Run { config: cli.config, watch: cli.watch }) {
         Command::Run { config, watch } => run(config, watch),
         Command::Check { config, strict } => check(&config, strict),
         Command::Reload { config, admin } => cli::remote::reload(config.as_deref(), admin.as_deref()),

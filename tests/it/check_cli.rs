@@ -351,3 +351,20 @@ fn the_editor_schema_takes_variables_where_they_are_read() {
         serde_saphyr::from_str(&yaml.replace("${IDLE}", "lots").replace("${DRAIN}", "10sec")).unwrap();
     assert_eq!(schema.iter_errors(&doc).count(), 2);
 }
+
+/// `portcullis --config FILE` serves FILE as `run --config FILE` does (as
+/// `nginx -c` and `envoy -c` are typed): a broken one is refused the same way.
+#[test]
+fn config_without_a_command_is_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broken.yaml");
+    std::fs::write(&file, "listeners: [ { name: gw, bind: \"127.0.0.1:0\" } ]\nroutes: [ { name: r } ]\n").unwrap();
+    let path = file.display().to_string();
+    let top = portcullis(&["--config", &path]);
+    let run = portcullis(&["run", "--config", &path]);
+    let text = |o: &Output| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(top.status.code(), run.status.code());
+    assert_ne!(top.status.code(), Some(0));
+    assert!(text(&top).contains("broken.yaml") && text(&top).contains("routes[0]"), "{}", text(&top));
+    assert!(!portcullis(&["--config", &path, "check"]).status.success(), "a config and a command do not mix");
+}
