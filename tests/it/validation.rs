@@ -344,6 +344,12 @@ async fn an_openapi_document_routes_validates_and_authenticates() {
     assert_eq!(call(&gw, "GET", "/v1/pets?limit=10&tags=a&tags=b", &[], "").await.status, 200);
     let r = call(&gw, "GET", "/v1/pets?limit=1000", &[("x-tenant", "nope")], "").await;
     assert_eq!(errors(&r), vec![("query".into(), "limit".into()), ("header".into(), "X-Tenant".into())]);
+    // A single value given twice is refused: a service reading the last would see the unchecked one.
+    let r = call(&gw, "GET", "/v1/pets?limit=1&limit=1000", &[], "").await;
+    assert_eq!(errors(&r), vec![("query".into(), "limit".into())]);
+    assert!(r.text().contains("given 2 times where one value is expected"), "{}", r.text());
+    let r = call(&gw, "GET", "/v1/pets", &[("cookie", "page_size=2; page_size=500")], "").await;
+    assert_eq!(errors(&r), vec![("cookie".into(), "page_size".into())]);
     assert_eq!(call(&gw, "GET", "/v1/pets/7", &[], "").await.status, 200);
     assert_eq!(errors(&call(&gw, "GET", "/v1/pets/seven", &[], "").await), vec![("path".into(), "petId".into())]);
     // showPet's security is optional (`{}` among its requirements): a key, when sent, must be valid.
@@ -721,6 +727,9 @@ components:
     pointers.sort();
     assert_eq!(pointers, ["cookie:c/G", "query:pipes/R", "query:runs/G", "query:spread/G"]);
     assert_eq!(get("/s/query?runs=R,1", &[]).await.1, [("query".to_string(), "spread".to_string())]);
+    // A member given twice (parameter pollution), in one value or as two parameters.
+    assert_eq!(get("/s/query?R=1&R=2", &[]).await.1, [("query".to_string(), "spread/R".to_string())]);
+    assert_eq!(get("/s/query?R=1&runs=G,1,G,2", &[]).await.1, [("query".to_string(), "runs/G".to_string())]);
     // `content` in place of a schema: the value is a JSON text, checked by the media type's schema.
     assert_eq!(get("/s/query?R=1&filter=%7B%22a%22%3A1%7D", &[]).await.0, 200);
     for bad in ["zzz", "%7B%7D"] {

@@ -116,6 +116,13 @@ impl Param {
             }
             return;
         }
+        // A value that is not an array given twice: the gateway would check
+        // one and the service might read the other (parameter pollution).
+        if values.len() > 1 && !is_type(&self.shape, "array") {
+            let detail = format!("given {} times where one value is expected", values.len());
+            problems.push(Problem { place, pointer: self.name.clone(), detail });
+            return;
+        }
         if self.json {
             match serde_json::from_str::<Value>(values[0]) {
                 Ok(value) => self.check_value(place, &value, problems),
@@ -124,8 +131,8 @@ impl Param {
             return;
         }
         if is_type(&self.shape, "object") && !matches!(self.style, Style::Repeated | Style::DeepObject) {
-            match self.object_of(values[0]) {
-                Some(object) => self.check_value(place, &Value::Object(object), problems),
+            match self.members_in(values[0]) {
+                Some(members) => self.check_members(place, members, problems),
                 None => {
                     let expected = match self.style {
                         Style::Label { .. } => "label style: `.value`",
@@ -186,11 +193,10 @@ impl Param {
     /// (`.R=100.G=200`), `matrix` `;color=R,100,G,200` (`;R=100;G=200`),
     /// `form` (not exploded) `R,100,G,200`, `spaceDelimited` and
     /// `pipeDelimited` the same with their separator. `None`: not so written.
-    fn object_of(&self, raw: &str) -> Option<Map<String, Value>> {
+    fn members_in<'v>(&self, raw: &'v str) -> Option<Vec<(&'v str, &'v str)>> {
         // The declared form first, then the other: a client that writes
         // `k=v` pairs where runs are declared (or the reverse) is understood.
-        let members = self.members_of(raw, self.explode).or_else(|| self.members_of(raw, !self.explode))?;
-        Some(self.members_as_types(members))
+        self.members_of(raw, self.explode).or_else(|| self.members_of(raw, !self.explode))
     }
 
     /// `raw`'s members as `key=value` pairs (`exploded`) or `key,value` runs.
@@ -242,8 +248,20 @@ impl Param {
             self.check("query", &[], problems);
             return;
         }
+        self.check_members("query", members, problems);
+    }
+
+    /// An object's members, each given once (else the gateway would check
+    /// one and the service might read another), then the schema.
+    fn check_members(&self, place: &'static str, members: Vec<(&str, &str)>, problems: &mut Vec<Problem>) {
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some((twice, _)) = members.iter().find(|(k, _)| !seen.insert(*k)) {
+            let detail = "given more than once where one value is expected".to_string();
+            problems.push(Problem { place, pointer: format!("{}/{twice}", self.name), detail });
+            return;
+        }
         let object = self.members_as_types(members);
-        self.check_value("query", &Value::Object(object), problems);
+        self.check_value(place, &Value::Object(object), problems);
     }
 }
 
@@ -259,16 +277,18 @@ impl Param {
     }
 
     pub fn check_deep_object(&self, pairs: &[(String, String)], problems: &mut Vec<Problem>) {
-        let members = pairs.iter().filter_map(|(k, v)| {
-            let key = k.strip_prefix(self.name.as_str()).and_then(|r| r.strip_prefix('[')?.strip_suffix(']'))?;
-            Some((key, v.as_str()))
-        });
-        let object = self.members_as_types(members);
-        if object.is_empty() {
+        let members: Vec<(&str, &str)> = pairs
+            .iter()
+            .filter_map(|(k, v)| {
+                let key = k.strip_prefix(self.name.as_str()).and_then(|r| r.strip_prefix('[')?.strip_suffix(']'))?;
+                Some((key, v.as_str()))
+            })
+            .collect();
+        if members.is_empty() {
             self.check("query", &[], problems);
             return;
         }
-        self.check_value("query", &Value::Object(object), problems);
+        self.check_members("query", members, problems);
     }
 }
 
