@@ -36,9 +36,11 @@ impl Segment {
                     None => return false,
                 },
                 Piece::Param(_) => {
+                    // At least one character, then up to the next text.
+                    let first = current.chars().next().map_or(0, char::len_utf8);
                     let end = match pieces.get(i + 1) {
-                        Some(Piece::Text(t)) => match current.get(1..).and_then(|c| c.find(&**t)) {
-                            Some(at) => at + 1,
+                        Some(Piece::Text(t)) => match current[first..].find(&**t) {
+                            Some(at) => first + at,
                             None => return false,
                         },
                         _ => current.len(),
@@ -382,6 +384,7 @@ mod tests {
         assert_eq!(m(&path("/compare/{base}...{head}"), "/compare/a...b...c"), Some(vec!["a", "b...c"]));
         assert_eq!(m(&path("/compare/{base}...{head}"), "/compare/...b"), None);
         assert_eq!(m(&path("/compare/{base}...{head}"), "/compare/a..."), None);
+        assert_eq!(m(&path("/compare/{base}...{head}"), "/compare/é...ü"), Some(vec!["é", "ü"]));
         use Ordering::*;
         assert_eq!(path("/f/a.json").specificity(&path("/f/{n}.json")), Greater);
         assert_eq!(path("/f/{n}.json").specificity(&path("/f/{n}")), Greater);
@@ -399,7 +402,7 @@ mod tests {
         /// Any pattern text is parsed or refused, never a panic; a parsed one
         /// matches any path without one, and what it captures is in the path.
         #[test]
-        fn patterns_and_paths_never_panic(text in "/[a-z{}*.:/-]{0,12}", path in "/[a-z.:/-]{0,12}") {
+        fn patterns_and_paths_never_panic(text in "/[a-zé{}*.:/-]{0,12}", path in "/[a-zé.:/-]{0,12}") {
             if let Ok(p) = PathPattern::parse_path(&text) {
                 let mut values = Vec::new();
                 if p.matches(&path, &mut values) {
