@@ -540,8 +540,16 @@ fn refs_to_defs(v: &Value, out: &mut Vec<String>) {
 }
 
 /// The path of `servers[0].url` (`https://api.example.com/v3` -> `/v3`).
+/// Server variables take their `default` (`https://{host}/{basePath}`
+/// with `basePath: { default: v2 }` -> `/v2`).
 fn server_path(doc: &Value) -> String {
-    let url = doc.pointer("/servers/0/url").and_then(Value::as_str).unwrap_or("");
+    let mut url = doc.pointer("/servers/0/url").and_then(Value::as_str).unwrap_or("").to_string();
+    for (name, var) in doc.pointer("/servers/0/variables").and_then(Value::as_object).into_iter().flatten() {
+        if let Some(default) = var.get("default").and_then(Value::as_str) {
+            url = url.replace(&format!("{{{name}}}"), default);
+        }
+    }
+    let url = url.as_str();
     let path = match url.split_once("://") {
         Some((_, rest)) => rest.find('/').map_or("", |i| &rest[i..]),
         None => url,
@@ -660,6 +668,17 @@ fn split_ref(r: &str) -> (&str, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_base_path_takes_server_variables_defaults() {
+        let doc = json!({ "servers": [ {
+            "url": "https://{name}.example.com:{port}/{basePath}/api",
+            "variables": { "name": { "default": "demo" }, "port": { "default": "443" }, "basePath": { "default": "v2" } }
+        } ] });
+        assert_eq!(server_path(&doc), "/v2/api");
+        assert_eq!(server_path(&json!({ "servers": [ { "url": "/v1/" } ] })), "/v1");
+        assert_eq!(server_path(&json!({})), "");
+    }
 
     #[test]
     fn an_operation_carries_only_the_component_schemas_it_reaches() {
