@@ -82,8 +82,7 @@ pub(super) fn expand(
     // The component schemas, checked once: a fault in one is reported at
     // its place in the document, not again for each operation using it.
     if !schemas.request_defs.is_empty() {
-        let mut all = json!({ "$defs": schemas.request_defs.clone() });
-        in_dialect(&mut all, schemas.dialect);
+        let all = schemas.in_dialect(json!({ "$defs": schemas.request_defs.clone() }));
         if let Err(Some(e)) = schemas.fault(&all, "") {
             errors.push((format!("{at}.openapi"), e));
         }
@@ -462,7 +461,11 @@ impl Schemas {
             Direction::Response => &self.response_defs,
         };
         lift_required(&mut schema, direction, defs);
-        let mut schema = with_defs(schema, defs);
+        self.in_dialect(with_defs(schema, defs))
+    }
+
+    /// A schema root in the document's dialect (see `openapi_schema::in_dialect`).
+    fn in_dialect(&self, mut schema: Value) -> Value {
         in_dialect(&mut schema, self.dialect);
         if !self.v30 && !is_draft_4(&schema) {
             // 3.1 documents migrated from 3.0 keep draft 4's boolean bounds.

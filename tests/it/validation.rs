@@ -537,7 +537,7 @@ paths:
     );
     write(
         "js.yaml",
-        r#"
+        r##"
 openapi: 3.1.0
 info: { title: t, version: "1" }
 paths:
@@ -545,10 +545,13 @@ paths:
     get:
       parameters:
         - { name: guid, in: query, required: true, schema: { type: string, pattern: "^{[0-9a-f]{4}}$" } }
-        - { name: m, in: query, schema: { type: integer, maximum: 5, exclusiveMaximum: true } }
+        - { name: m, in: query, schema: { $ref: "#/components/schemas/Small" } }
         - { name: on, in: query, schema: { enum: [yes, no] } }
       responses: { "200": { description: ok } }
-"#,
+components:
+  schemas:
+    Small: { type: integer, maximum: 5, exclusiveMaximum: true }
+"##,
     );
     write(
         "resource.yaml",
