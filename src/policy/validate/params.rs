@@ -86,16 +86,15 @@ impl Param {
             }
             (_, None, _) => Style::Delimited(','),
         };
-        if style == Style::DeepObject
-            && !is_type(&inlined(&shape, shape.get("$defs").and_then(Value::as_object), 0), "object")
-        {
+        // The shape that decides how values are read, `$ref`s in place.
+        let read_as = inlined(&shape, shape.get("$defs").and_then(Value::as_object), 0);
+        if style == Style::DeepObject && !is_type(&read_as, "object") {
             return Err("style `deepObject` is for a parameter of `type: object`".into());
         }
         let form = matches!((place, style_name), ("query" | "cookie", None | Some("form")));
         let explode = exploded.unwrap_or(form);
         let schema = compile_schema(&shape, formats)?;
-        let shape = inlined(&shape, shape.get("$defs").and_then(Value::as_object), 0);
-        Ok(Param { name: name.to_string(), schema, shape, required, style, explode, json })
+        Ok(Param { name: name.to_string(), schema, shape: read_as, required, style, explode, json })
     }
 
     /// Checks the values sent.
