@@ -61,10 +61,12 @@ pub(super) fn expand(
                 from_openapi_30(&mut s);
             }
             lenient_patterns(&mut s);
-            discriminated(&mut s);
             defs.insert(name.clone(), s);
         }
     }
+    // Discriminators once every component is known (one may sit on a base schema).
+    let as_written = defs.clone();
+    defs.values_mut().for_each(|d| discriminated(d, &as_written));
     let dialect = if v30 {
         None
     } else {
@@ -455,7 +457,7 @@ impl Schemas {
             from_openapi_30(&mut schema);
         }
         lenient_patterns(&mut schema);
-        discriminated(&mut schema);
+        discriminated(&mut schema, &self.request_defs);
         let defs = match direction {
             Direction::Request => &self.request_defs,
             Direction::Response => &self.response_defs,

@@ -76,20 +76,28 @@ fn nullable_as_type(v: &mut Value) {
 /// of the schemas"). A value naming no listed schema is refused (its
 /// property is checked against the known names). Run after `$ref`s to
 /// component schemas became `#/$defs/<name>`.
-pub(super) fn discriminated(v: &mut Value) {
+///
+/// The discriminator may also sit on a base schema that every option
+/// inherits with `allOf` (`Cat: { allOf: [ { $ref: Pet }, … ] }`, `Pet`
+/// having the discriminator): `defs` (the component schemas, as written)
+/// says so.
+pub(super) fn discriminated(v: &mut Value, defs: &Map<String, Value>) {
     match v {
         Value::Object(m) => {
-            m.values_mut().for_each(discriminated);
-            let property = m.get("discriminator").and_then(|d| d.get("propertyName")).and_then(Value::as_str);
-            let Some(property) = property.map(str::to_string) else { return };
+            m.values_mut().for_each(|x| discriminated(x, defs));
             let key = if m.contains_key("oneOf") { "oneOf" } else { "anyOf" };
             let Some(Value::Array(options)) = m.get(key) else { return };
             let refs: Option<Vec<String>> =
                 options.iter().map(|o| o.get("$ref").and_then(Value::as_str).map(str::to_string)).collect();
             let Some(refs) = refs else { return };
+            let Some(discriminator) = m.get("discriminator").cloned().or_else(|| inherited(&refs, defs)) else {
+                return;
+            };
+            let property = discriminator.get("propertyName").and_then(Value::as_str);
+            let Some(property) = property.map(str::to_string) else { return };
             // value -> the `$ref` it picks: the mapping's, then each schema's own name.
             let mut picks: Vec<(String, String)> = Vec::new();
-            if let Some(mapping) = m.get("discriminator").and_then(|d| d.get("mapping")).and_then(Value::as_object) {
+            if let Some(mapping) = discriminator.get("mapping").and_then(Value::as_object) {
                 for (value, target) in mapping {
                     let Some(target) = target.as_str() else { continue };
                     let target = match target.strip_prefix("#/components/schemas/") {
@@ -124,9 +132,24 @@ pub(super) fn discriminated(v: &mut Value) {
                 }
             }
         }
-        Value::Array(a) => a.iter_mut().for_each(discriminated),
+        Value::Array(a) => a.iter_mut().for_each(|x| discriminated(x, defs)),
         _ => {}
     }
+}
+
+/// The discriminator every option (`#/$defs/<name>`) inherits through an
+/// `allOf` `$ref` to the same base schema, if they all do.
+fn inherited(refs: &[String], defs: &Map<String, Value>) -> Option<Value> {
+    let base_of = |r: &String| -> Option<String> {
+        let def = defs.get(r.strip_prefix("#/$defs/")?)?;
+        def.get("allOf")?.as_array()?.iter().find_map(|part| {
+            let base = part.get("$ref")?.as_str()?;
+            let base = base.strip_prefix("#/$defs/").or_else(|| base.strip_prefix("#/components/schemas/"))?;
+            defs.get(base)?.get("discriminator").is_some().then(|| base.to_string())
+        })
+    };
+    let first = base_of(refs.first()?)?;
+    refs.iter().all(|r| base_of(r).as_ref() == Some(&first)).then(|| defs.get(&first)?.get("discriminator").cloned())?
 }
 
 /// Which way a schema checks data: OpenAPI's `required` holds for a
@@ -375,7 +398,7 @@ mod tests {
             "oneOf": [ { "$ref": "#/$defs/Cat" }, { "$ref": "#/$defs/Dog" } ],
             "discriminator": { "propertyName": "pet_type", "mapping": { "kitty": "#/components/schemas/Cat" } }
         });
-        discriminated(&mut s);
+        discriminated(&mut s, &Map::new());
         assert!(s.get("oneOf").is_none());
         assert_eq!(
             s["allOf"],
@@ -388,8 +411,21 @@ mod tests {
         // Not every option a `$ref`: left as written.
         let mut inline = json!({ "oneOf": [ { "type": "string" } ], "discriminator": { "propertyName": "k" } });
         let before = inline.clone();
-        discriminated(&mut inline);
+        discriminated(&mut inline, &Map::new());
         assert_eq!(inline, before);
+        // Inherited: both options `allOf` the base that has the discriminator.
+        let defs: Map<String, Value> = serde_json::from_value(json!({
+            "Pet": { "discriminator": { "propertyName": "pet_type" } },
+            "Cat": { "allOf": [ { "$ref": "#/$defs/Pet" }, { "properties": { "hunts": {} } } ] },
+            "Dog": { "allOf": [ { "$ref": "#/$defs/Pet" } ] }
+        }))
+        .unwrap();
+        let mut embedded = json!({ "oneOf": [ { "$ref": "#/$defs/Cat" }, { "$ref": "#/$defs/Dog" } ] });
+        discriminated(&mut embedded, &defs);
+        assert_eq!(embedded["allOf"][0]["properties"]["pet_type"]["enum"], json!(["Cat", "Dog"]));
+        let mut unrelated = json!({ "oneOf": [ { "$ref": "#/$defs/Cat" }, { "$ref": "#/$defs/Pet" } ] });
+        discriminated(&mut unrelated, &defs);
+        assert!(unrelated.get("oneOf").is_some(), "Pet does not inherit from itself");
     }
 
     #[test]
