@@ -23,6 +23,7 @@ use super::openapi_schema::{
 use crate::config::{ApiConfig, MatchConfig, RequestValidation, ResponseValidation, RouteConfig};
 use crate::policy::authz::config::AuthorizeConfig;
 use crate::policy::validate::config::{BodyConfig, ValidateConfig, ValidateMode};
+use crate::policy::validate::{is_json, media_essence as essence, pointer_token};
 
 const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 
@@ -336,17 +337,13 @@ fn operation(
         })?;
         // A media type key may carry parameters (`application/json; charset=utf-8`):
         // requests are matched on the type itself, as a Content-Type is.
-        let essence = |k: &str| k.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         for k in content.keys() {
             let t = essence(k);
             if !v.content_types.contains(&t) {
                 v.content_types.push(t);
             }
         }
-        let json_first = content.iter().find(|(k, _)| {
-            let t = essence(k);
-            t == "application/json" || t.ends_with("+json")
-        });
+        let json_first = content.iter().find(|(k, _)| is_json(&essence(k)));
         let form = content.iter().find(|(k, _)| essence(k) == "application/x-www-form-urlencoded");
         let required = body.get("required").and_then(Value::as_bool).unwrap_or(false);
         let schema = match json_first.or(form) {
@@ -655,11 +652,6 @@ impl Docs {
         let found = if pointer.is_empty() { Some(source) } else { source.pointer(pointer) };
         found.cloned().ok_or_else(|| format!("`$ref: {r}` points to nothing"))
     }
-}
-
-/// A name as one JSON pointer token.
-fn pointer_token(name: &str) -> String {
-    name.replace('~', "~0").replace('/', "~1")
 }
 
 /// `file.yaml#/a/b` -> (`file.yaml`, `/a/b`); `#/a` -> (``, `/a`).

@@ -390,10 +390,7 @@ fn media_type<'v>(mut values: impl Iterator<Item = &'v [u8]>) -> String {
     if second.is_some() {
         return "more than one Content-Type".into();
     }
-    first
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
-        .unwrap_or_default()
+    first.and_then(|v| std::str::from_utf8(v).ok()).map(crate::policy::validate::media_essence).unwrap_or_default()
 }
 
 async fn read<B>(status: StatusCode, media: String, body: B, max: u64) -> Result<Value, CallError>
@@ -404,7 +401,7 @@ where
     if !status.is_success() {
         return Err(CallError::Status(status.as_u16()));
     }
-    if !(media == "application/json" || media.ends_with("+json")) {
+    if !crate::policy::validate::is_json(&media) {
         return Err(CallError::NotJson(if media.is_empty() { "no content type".into() } else { media }));
     }
     let limit = usize::try_from(max).unwrap_or(usize::MAX);

@@ -463,7 +463,7 @@ impl<'a> Scanner<'a> {
             pointer.push('/');
             if frame.object {
                 let key = self.doc.str_at(frame.key).unwrap_or_default();
-                pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+                pointer.push_str(&super::pointer_token(key));
             } else {
                 pointer.push_str(&frame.count.to_string());
             }

@@ -386,12 +386,7 @@ impl Compiled {
             }
             return None;
         }
-        let media = req
-            .headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
-            .unwrap_or_default();
+        let media = req.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(media_essence).unwrap_or_default();
         if !self.content_types.is_empty() && !self.content_types.iter().any(|t| media_matches(t, &media)) {
             return Some(unsupported_media_type);
         }
@@ -484,8 +479,19 @@ fn schema_problems(errors: jsonschema::ErrorIterator<'_>, problems: &mut Vec<Pro
 }
 
 /// `application/json` and any `…+json` type.
-fn is_json(media: &str) -> bool {
+pub(crate) fn is_json(media: &str) -> bool {
     media == "application/json" || media.ends_with("+json")
+}
+
+/// A media type without its parameters, lowercased
+/// (`Application/JSON; charset=utf-8` -> `application/json`).
+pub(crate) fn media_essence(media: &str) -> String {
+    media.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
+/// A name as one JSON pointer token (`a/b` -> `a~1b`).
+pub(crate) fn pointer_token(name: &str) -> String {
+    name.replace('~', "~0").replace('/', "~1")
 }
 
 /// A configured type (`application/*+json` may use `*` before a suffix) against a request's.

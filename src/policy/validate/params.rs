@@ -61,10 +61,7 @@ impl Param {
         };
         let json = match members.remove("content") {
             None => false,
-            Some(Value::String(media)) => {
-                let media = media.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-                media == "application/json" || media.ends_with("+json")
-            }
+            Some(Value::String(media)) => super::is_json(&super::media_essence(&media)),
             Some(_) => return Err("`content` is a media type such as `application/json`".into()),
         };
         let style = members.remove("style");

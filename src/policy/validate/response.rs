@@ -11,7 +11,7 @@ use std::sync::Arc;
 use http::HeaderValue;
 use serde_json::Value;
 
-use super::{MAX_ERRORS, Problem, compile_schema, is_json};
+use super::{MAX_ERRORS, Problem, compile_schema, is_json, media_essence};
 use crate::observe::metrics::Counter;
 
 /// Bodies longer than this are not checked (and that is reported).
@@ -108,7 +108,7 @@ impl ResponseRules {
         if declared.content.is_empty() {
             return HeadCheck::Done(Vec::new());
         }
-        let media = content_type.map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        let media = content_type.map(media_essence);
         let Some(media) = media.filter(|m| !m.is_empty()) else {
             let problem = Problem {
                 place: "header",
