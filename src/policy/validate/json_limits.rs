@@ -571,7 +571,7 @@ fn number<'a>(b: &[u8], at: usize, max_length: u32) -> Result<(Entry<'a>, usize)
 }
 
 /// 10^0 to 10^22, each exact in f64.
-const POWERS_OF_TEN: [f64; 23] = [
+pub(super) const POWERS_OF_TEN: [f64; 23] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20,
     1e21, 1e22,
 ];
@@ -608,7 +608,8 @@ fn fingerprint_at(bytes: &[u8], start: usize, end: usize) -> u64 {
 /// their lowest flagged byte is exact (a borrow only flags bytes above a
 /// true match). A `memchr3` per run and a byte loop for controls cost
 /// twice as much on the short strings of a JSON body.
-fn plain_run(bytes: &[u8]) -> usize {
+#[inline]
+pub(super) fn plain_run(bytes: &[u8]) -> usize {
     const ONES: u64 = u64::from_le_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
     let zero_bytes = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
