@@ -580,9 +580,10 @@ impl Reader<'_> {
         (n.min_items..=n.max_items).contains(&elements)
     }
 
-    /// A number `n` must accept. Proved: integers and decimals of up to 15
-    /// significant digits without an exponent (read to the same value as
-    /// the full read: an integer, or Clinger's exact division).
+    /// A number `n` must accept. Proved, without an exponent: integers of
+    /// up to 18 digits, decimals where no bound needs their value, and
+    /// decimals of up to 15 digits (read to the same value as the full
+    /// read: Clinger's exact division) compared with the bounds.
     fn number(&mut self, n: &Node) -> bool {
         let b = self.bytes;
         let start = self.at;
@@ -602,6 +603,7 @@ impl Reader<'_> {
             }
             _ => return false,
         }
+        let whole_digits = digits;
         let mut scale = 0;
         if b.get(i) == Some(&b'.') {
             i += 1;
@@ -617,24 +619,27 @@ impl Reader<'_> {
             scale = i - first;
         }
         self.at = i;
-        if matches!(b.get(i), Some(b'e' | b'E'))
-            || digits > 15
-            || (i - start) as u64 > u64::from(self.limits.max_number_length)
-        {
+        if matches!(b.get(i), Some(b'e' | b'E')) || (i - start) as u64 > u64::from(self.limits.max_number_length) {
             return false;
         }
         let value = if scale == 0 {
-            if n.types & INTEGER == 0 {
+            if n.types & INTEGER == 0 || digits > 18 {
                 return false;
             }
-            let m = mantissa as i64; // under 10^15
+            let m = mantissa as i64; // under 10^18
             Num::Int(if negative { -m } else { m })
         } else {
             // `1.0` is an integer to JSON Schema: left to the full path.
-            let Some(power) = POWERS_OF_TEN.get(scale) else { return false };
             if n.types & NUMBER == 0 {
                 return false;
             }
+            if n.bounds.is_empty() {
+                // Its value does not matter, only that it is a finite
+                // float (clients write up to 17 digits: `13.120000000000001`).
+                return whole_digits <= 300;
+            }
+            // Up to 15 digits, read exactly as the full read does (Clinger).
+            let Some(power) = POWERS_OF_TEN.get(scale).filter(|_| digits <= 15) else { return false };
             let v = mantissa as f64 / power;
             Num::Float(if negative { -v } else { v })
         };
@@ -771,7 +776,11 @@ mod tests {
     fn numbers_compare_exactly_with_their_bounds() {
         let limits = JsonLimits::default();
         for (schema, body, proved) in [
-            (json!({ "type": "integer", "format": "int64" }), "9007199254740993", false), // 16 digits: full path
+            (json!({ "type": "integer", "format": "int64" }), "9007199254740993", true),
+            (json!({ "type": "integer", "format": "int64" }), "9223372036854775807", false), // 19 digits: full path
+            (json!({ "type": "number" }), "13.120000000000001", true),
+            (json!({ "type": "number", "minimum": 0 }), "13.120000000000001", false), // 17 digits: full path
+            (json!({ "type": "integer", "maximum": 9007199254740993.0 }), "9007199254740993", false),
             (json!({ "type": "integer", "format": "int32" }), "2147483647", true),
             (json!({ "type": "integer", "format": "int32" }), "2147483648", false),
             (json!({ "type": "number", "minimum": 0.1 }), "0.1", true),
