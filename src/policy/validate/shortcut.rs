@@ -76,7 +76,7 @@ enum Num {
 
 struct Property {
     /// The name's length and first eight bytes (`print`): names of up to
-    /// eight bytes are told apart by it alone.
+    /// eight bytes are told apart by it and their length.
     print: u64,
     name: Box<[u8]>,
     node: u32,
@@ -542,7 +542,10 @@ impl Reader<'_> {
                 i = 0;
             }
             let p = &n.properties[i];
-            if p.print == head && (len <= 8 || self.bytes.get(start..end) == Some(&p.name[..])) {
+            // Up to eight bytes, the print is the name, but for a declared name
+            // with control characters (escaped in the schema, never raw in a
+            // body) that could share it: the length settles that.
+            if p.print == head && p.name.len() == len && (len <= 8 || self.bytes.get(start..end) == Some(&p.name[..])) {
                 return Some(i);
             }
             i += 1;
@@ -770,6 +773,11 @@ mod tests {
         assert!(s.passes(br#"{"a":1,"b":2}"#, &JsonLimits::default()));
         assert!(!s.passes(br#"{"a":1,"b":0}"#, &JsonLimits::default()));
         assert_eq!(s.nodes.len(), 3, "anything, q, the root");
+        // A declared name with control characters stands for no other name.
+        let odd = json!({ "properties": { "x\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{9}": { "type": "string" } },
+            "additionalProperties": false });
+        assert!(!shortcut(&odd).passes(br#"{"x":"s"}"#, &JsonLimits::default()));
+        assert!(!full(&odd, r#"{"x":"s"}"#, &JsonLimits::default()));
     }
 
     #[test]
