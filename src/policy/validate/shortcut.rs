@@ -173,6 +173,9 @@ const ANNOTATIONS: [&str; 12] = [
     "externalDocs",
 ];
 
+/// The dialect the policy validates in (a root `$schema` naming it changes nothing).
+const DRAFT_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";
+
 /// Keywords handed to `jsonschema` for string values.
 const STRING_KEYWORDS: [&str; 6] = ["pattern", "format", "minLength", "maxLength", "enum", "const"];
 
@@ -194,7 +197,7 @@ impl Shortcut {
     /// same `formats`), or `None` if it uses what the shortcut does not
     /// know (the full path then checks every body).
     pub(super) fn compile(schema: &Value, formats: &BTreeMap<String, String>) -> Option<Shortcut> {
-        if schema.get("$schema").is_some() {
+        if schema.get("$schema").is_some_and(|d| d.as_str().map(|d| d.trim_end_matches('#')) != Some(DRAFT_2020_12)) {
             // Another dialect: its keywords may mean other things.
             return None;
         }
@@ -326,7 +329,7 @@ impl Compiler<'_> {
 fn is_ignored(keyword: &str, is_root: bool) -> bool {
     ANNOTATIONS.contains(&keyword)
         || keyword.starts_with("x-")
-        || is_root && matches!(keyword, "$id" | "$defs" | "definitions")
+        || is_root && matches!(keyword, "$schema" | "$id" | "$defs" | "definitions")
 }
 
 fn types(value: &Value) -> Result<u8, Unsupported> {
@@ -773,6 +776,9 @@ mod tests {
         assert!(s.passes(br#"{"a":1,"b":2}"#, &JsonLimits::default()));
         assert!(!s.passes(br#"{"a":1,"b":0}"#, &JsonLimits::default()));
         assert_eq!(s.nodes.len(), 3, "anything, q, the root");
+        // A root `$schema` naming the policy's own dialect changes nothing.
+        let own = json!({ "$schema": "https://json-schema.org/draft/2020-12/schema#", "type": "integer" });
+        assert!(shortcut(&own).passes(b"1", &JsonLimits::default()));
         // A declared name with control characters stands for no other name.
         let odd = json!({ "properties": { "x\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{9}": { "type": "string" } },
             "additionalProperties": false });
