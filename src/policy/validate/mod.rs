@@ -81,7 +81,7 @@ impl std::fmt::Debug for Compiled {
 
 struct BodyRule {
     /// For JSON bodies of a shape the schema names, proved in one pass
-    /// (`shortcut.rs`); `None` if the schema uses what it does not know.
+    /// (`shortcut/`); `None` if the schema uses what it does not know.
     shortcut: Option<shortcut::Shortcut>,
     /// For JSON bodies, read into a tape (`tape.rs`).
     json_schema: jsonschema::Validator<tape::Tape>,
