@@ -99,10 +99,12 @@ impl Reader<'_> {
                     return false;
                 }
                 let Some((start, end)) = self.plain_string() else { return false };
-                match n.strings.as_slice() {
-                    [] => true,
-                    // Quotes are character boundaries of the (UTF-8) body.
-                    checks => self.text.get(start..end).is_some_and(|s| checks.iter().all(|c| c.accept(s))),
+                // Quotes are character boundaries of the (UTF-8) body.
+                match (n.strings.as_slice(), self.text.get(start..end)) {
+                    ([], _) => true,
+                    ([one], Some(s)) => one.accept(s),
+                    (checks, Some(s)) => checks.iter().all(|c| c.accept(s)),
+                    (_, None) => false,
                 }
             }
             b'-' | b'0'..=b'9' => self.number(n),
