@@ -579,8 +579,13 @@ pub(super) const POWERS_OF_TEN: [f64; 23] = [
 /// A key's length and first eight bytes: equal keys have equal prints,
 /// and the keys of one object rarely share one.
 fn fingerprint(key: &str) -> u64 {
+    fingerprint_bytes(key.as_bytes())
+}
+
+/// [`fingerprint`] of a name as bytes (the shortcut's property names too).
+#[inline(always)]
+pub(super) fn fingerprint_bytes(bytes: &[u8]) -> u64 {
     // (`fingerprint_at` computes the same from the body.)
-    let bytes = key.as_bytes();
     let mut head = [0u8; 8];
     let n = bytes.len().min(8);
     head[..n].copy_from_slice(&bytes[..n]);
@@ -589,7 +594,7 @@ fn fingerprint(key: &str) -> u64 {
 
 /// [`fingerprint`] of the unescaped key at `start..end` of `bytes`.
 #[inline(always)]
-fn fingerprint_at(bytes: &[u8], start: usize, end: usize) -> u64 {
+pub(super) fn fingerprint_at(bytes: &[u8], start: usize, end: usize) -> u64 {
     let len = end - start;
     match bytes.get(start..start + 8).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
         Some(word) => {
@@ -597,7 +602,7 @@ fn fingerprint_at(bytes: &[u8], start: usize, end: usize) -> u64 {
                 if len >= 8 { u64::from_le_bytes(word) } else { u64::from_le_bytes(word) & ((1u64 << (len * 8)) - 1) };
             head ^ (len as u64).rotate_right(8)
         }
-        None => bytes.get(start..end).map_or(0, |k| fingerprint(std::str::from_utf8(k).unwrap_or_default())),
+        None => bytes.get(start..end).map_or(0, fingerprint_bytes),
     }
 }
 

@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use serde_json::{Map, Number, Value};
 
+use super::super::json_limits::fingerprint_bytes;
 use super::super::tape::Tape;
 use super::{
     ANY, ANYTHING, ARRAY, BOOLEAN, Bound, INTEGER, MAX_NODES, MAX_PROPERTIES, NULL, NUMBER, Node, OBJECT, Property,
-    STRING, Shortcut, Side, Strings, UNDECLARED, print,
+    STRING, Shortcut, Side, Strings, UNDECLARED,
 };
 
 /// Keywords that say nothing about validity.
@@ -111,7 +112,7 @@ impl Compiler<'_> {
                     for (name, schema) in properties {
                         let child = self.node(schema, false)?;
                         node.properties.push(Property {
-                            print: print(name.as_bytes()),
+                            print: fingerprint_bytes(name.as_bytes()),
                             name: name.as_bytes().into(),
                             node: child,
                         });
@@ -220,7 +221,7 @@ impl Compiler<'_> {
                 (Some(x), None) | (None, Some(x)) => x,
                 (None, None) => ANYTHING,
             };
-            joined.properties.push(Property { print: print(&name), name, node });
+            joined.properties.push(Property { print: fingerprint_bytes(&name), name, node });
         }
         self.add(joined)
     }

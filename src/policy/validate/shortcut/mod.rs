@@ -71,20 +71,12 @@ enum Side {
 }
 
 struct Property {
-    /// The name's length and first eight bytes (`print`): names of up to
-    /// eight bytes are told apart by it and their length.
+    /// The name's fingerprint (`json_limits::fingerprint_bytes`: its length
+    /// and first eight bytes): names of up to eight bytes are told apart by
+    /// it and their length.
     print: u64,
     name: Box<[u8]>,
     node: u32,
-}
-
-/// `name`'s length and first eight bytes, as one word.
-#[inline(always)]
-fn print(name: &[u8]) -> u64 {
-    let mut head = [0u8; 8];
-    let n = name.len().min(8);
-    head[..n].copy_from_slice(&name[..n]);
-    u64::from_le_bytes(head) ^ (name.len() as u64).rotate_right(8)
 }
 
 /// What one schema (object) asks of a value.

@@ -1,7 +1,7 @@
 //! The shortcut's reader: a body checked against the nodes as it is read.
 
-use super::super::json_limits::{JsonLimits, POWERS_OF_TEN, plain_run};
-use super::{ARRAY, BOOLEAN, Bound, INTEGER, NULL, NUMBER, Node, OBJECT, STRING, Shortcut, Side, print};
+use super::super::json_limits::{JsonLimits, POWERS_OF_TEN, fingerprint_at, plain_run};
+use super::{ARRAY, BOOLEAN, Bound, INTEGER, NULL, NUMBER, Node, OBJECT, STRING, Shortcut, Side};
 
 /// A number as the body writes it, when the shortcut can know its value
 /// exactly as the full read does.
@@ -185,15 +185,7 @@ impl Reader<'_> {
     #[inline(always)]
     fn property(&self, n: &Node, next: usize, start: usize, end: usize) -> Option<usize> {
         let len = end - start;
-        let head = match self.bytes.get(start..start + 8) {
-            // The eight bytes from the name's start, the quote and what follows it masked off.
-            Some(word) => {
-                let word = u64::from_le_bytes(word.try_into().ok()?);
-                let kept = if len >= 8 { u64::MAX } else { (1u64 << (len * 8)) - 1 };
-                (word & kept) ^ (len as u64).rotate_right(8)
-            }
-            None => print(self.bytes.get(start..end)?),
-        };
+        let head = fingerprint_at(self.bytes, start, end);
         let count = n.properties.len();
         let mut i = next;
         for _ in 0..count {
