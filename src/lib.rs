@@ -96,6 +96,7 @@ pub fn warnings(loaded: &LoadedConfig) -> Vec<config::ConfigError> {
 /// What the micro-benchmarks in `benches/` measure (not a stable API).
 #[doc(hidden)]
 pub mod bench {
+    pub use crate::observe::access_log::record::bench::EcsLine;
     pub use crate::policy::auth::cache::{TokenCache, TtlCache, key_of};
     pub use crate::policy::ratelimit::gcra::Gcra;
     pub use crate::policy::ratelimit::memory::MemoryStore;

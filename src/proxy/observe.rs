@@ -15,6 +15,7 @@ use super::forward::Tried;
 use crate::http::error::GatewayError;
 use crate::http::error::UpstreamRefusal;
 use crate::http::forwarded::Client;
+use crate::observe::access_log::record::TEXT_ROOM;
 use crate::observe::access_log::{Record, Try};
 use crate::observe::metrics::UpstreamError;
 use crate::observe::trace::TraceContext;
@@ -87,6 +88,7 @@ fn fill_record<B>(
         }
         (text.len() - from) as u32
     });
+    text.extend_from_slice(&TEXT_ROOM);
     r.time = wall_now();
     r.duration_ns = 0;
     r.method = req.method().clone();

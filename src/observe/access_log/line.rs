@@ -2,6 +2,13 @@
 //! and JSON strings without `core::fmt` (it cost half of a proxied
 //! request per line), each string copied whole unless it needs escapes.
 //!
+//! A piece of varying length but a known limit (a number, an address, a
+//! name of the config, a short path) is copied as a fixed-size block, its
+//! room, and the line then cut back to the piece's length: a fixed-size
+//! copy is a few moves inlined, a copy of varying length a call to
+//! `memcpy` (together with `itoa`'s, ~440 of a line's ~1,670 instructions
+//! before, `benches/access_log.rs`).
+//!
 //! (Writing through a cursor over room made ready in advance, instead of
 //! `Vec` pushes, was measured: no fewer instructions, as the position
 //! lives in memory across the copies' calls either way.)
@@ -14,14 +21,79 @@ pub fn put(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
+/// The first `len` bytes of `block`, copied as the whole block (see the
+/// module's note); `len` is at most `N`.
+#[inline(always)]
+pub fn put_cut<const N: usize>(out: &mut Vec<u8>, block: &[u8; N], len: usize) {
+    let at = out.len();
+    out.extend_from_slice(block);
+    out.truncate(at + len);
+}
+
+/// Bytes that are followed, where they are stored, by at least `N - len`
+/// more (`room` is the stored slice from the bytes' start): copied as one
+/// block of `N` when they fit in it.
+#[inline(always)]
+pub fn put_from<const N: usize>(out: &mut Vec<u8>, room: &[u8], len: usize) {
+    match room.first_chunk::<N>() {
+        Some(block) if len <= N => put_cut(out, block, len),
+        _ => out.extend_from_slice(&room[..len]),
+    }
+}
+
+/// Each number below 100 as two digits.
+const PAIRS: [[u8; 2]; 100] = {
+    let mut pairs = [[0u8; 2]; 100];
+    let mut i = 0;
+    while i < 100 {
+        pairs[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+        i += 1;
+    }
+    pairs
+};
+
+/// A number in decimal, as `itoa` writes it (four digits a step, from the
+/// end) but into a fixed block: the digits end at byte 20 of 40, and the 20
+/// bytes from the first digit are copied as one block (see the module's note).
 pub fn push_u64(out: &mut Vec<u8>, v: u64) {
-    put(out, itoa::Buffer::new().format(v));
+    if v < 10 {
+        // Body sizes of 0 (most requests) and other one-digit numbers.
+        out.push(b'0' + v as u8);
+        return;
+    }
+    let mut digits = [0u8; 40];
+    let mut at = 20;
+    let mut rest = v;
+    while rest >= 10_000 {
+        let four = (rest % 10_000) as usize;
+        rest /= 10_000;
+        digits[at - 4..at - 2].copy_from_slice(&PAIRS[four / 100]);
+        digits[at - 2..at].copy_from_slice(&PAIRS[four % 100]);
+        at -= 4;
+    }
+    let mut rest = rest as usize;
+    if rest >= 100 {
+        digits[at - 2..at].copy_from_slice(&PAIRS[rest % 100]);
+        rest /= 100;
+        at -= 2;
+    }
+    if rest >= 10 {
+        digits[at - 2..at].copy_from_slice(&PAIRS[rest]);
+        at -= 2;
+    } else {
+        digits[at - 1] = b'0' + rest as u8;
+        at -= 1;
+    }
+    if let Some(block) = digits[at..].first_chunk::<20>() {
+        put_cut(out, block, 20 - at);
+    }
 }
 
 /// A status code: three digits (a `StatusCode` is 100-999).
 pub fn push_status(out: &mut Vec<u8>, v: u16) {
     if (100..1000).contains(&v) {
-        out.extend_from_slice(&[b'0' + (v / 100) as u8, b'0' + (v / 10 % 10) as u8, b'0' + (v % 10) as u8]);
+        let [a, b] = PAIRS[usize::from(v % 100)];
+        out.extend_from_slice(&[b'0' + (v / 100) as u8, a, b]);
     } else {
         push_u64(out, u64::from(v));
     }
@@ -42,7 +114,7 @@ pub fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
                 text[len..len + 4].copy_from_slice(&digits);
                 len += usize::from(n);
             }
-            out.extend_from_slice(&text[..len - 1]);
+            put_cut(out, &text, len - 1);
         }
         IpAddr::V6(v6) => {
             let _ = std::fmt::Write::write_fmt(&mut TextOut(out), format_args!("{v6}"));
@@ -87,11 +159,17 @@ pub fn json_str(out: &mut Vec<u8>, s: &str) {
 /// value): copied as they are after one scan, else read as UTF-8 with
 /// invalid sequences replaced, and escaped.
 pub fn json_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    json_bytes_in(out, bytes, bytes);
+}
+
+/// [`json_bytes`] of the first `bytes.len()` bytes of `room` (see [`put_from`]).
+#[inline]
+pub fn json_bytes_in(out: &mut Vec<u8>, bytes: &[u8], room: &[u8]) {
     if scan::<true>(bytes) {
         json_str(out, &String::from_utf8_lossy(bytes));
     } else {
         out.push(b'"');
-        out.extend_from_slice(bytes);
+        put_from::<32>(out, room, bytes.len());
         out.push(b'"');
     }
 }
@@ -221,6 +299,34 @@ mod tests {
         for v in [100u16, 200, 404, 999, 0, 42, 1000] {
             assert_eq!(written(&|o| push_status(o, v)), v.to_string());
         }
-        assert_eq!(written(&|o| push_u64(o, u64::MAX)), u64::MAX.to_string());
+        let mut numbers = vec![0, 1, u64::MAX, u64::MAX - 1];
+        for p in 0..20 {
+            let ten = 10u64.pow(p);
+            numbers.extend([ten - 1, ten, ten + 1, ten.saturating_mul(3).saturating_sub(7)]);
+        }
+        for v in numbers {
+            assert_eq!(written(&|o| push_u64(o, v)), v.to_string());
+        }
+    }
+
+    #[test]
+    fn pieces_copied_as_blocks_are_cut_to_their_length() {
+        // After what is already in the line, with and without room behind the piece.
+        for len in 0..40 {
+            let piece: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            let mut stored = piece.clone();
+            stored.extend_from_slice(&[b'#'; 32]);
+            for room in [&piece[..], &stored[..]] {
+                let mut out = b"{\"x\":".to_vec();
+                json_bytes_in(&mut out, &piece, room);
+                out.push(b'}');
+                let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+                assert_eq!(v["x"].as_str().unwrap().as_bytes(), &piece[..]);
+            }
+        }
+        // A piece needing escapes is escaped, room or not.
+        let mut out = Vec::new();
+        json_bytes_in(&mut out, b"a\"b", b"a\"b and more than thirty-two bytes of room");
+        assert_eq!(out, b"\"a\\\"b\"");
     }
 }

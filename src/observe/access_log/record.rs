@@ -11,30 +11,44 @@ use http::{HeaderValue, Method, Version};
 use smallvec::SmallVec;
 
 use super::super::flag::Flag;
-use super::line::{TextOut, json_bytes, json_str, push_ip, push_status, push_u64, put, text_escaped};
+use super::line::{
+    TextOut, json_bytes, json_bytes_in, json_str, push_ip, push_status, push_u64, put, put_cut, put_from, text_escaped,
+};
 use super::time::civil;
 
 /// A name from the config (a route, an upstream, a target) as the log
 /// writes it: its text, and its JSON string made once, when the config is
-/// compiled (the line copies it without looking for escapes).
+/// compiled (the line copies it without looking for escapes), stored with
+/// room for a fixed-size copy (`line::put_from`).
 #[derive(Debug)]
 pub struct LogName {
     pub text: Arc<str>,
     json: Box<[u8]>,
+    json_len: usize,
 }
 
 impl LogName {
     pub fn new(text: Arc<str>) -> Arc<LogName> {
         let mut json = Vec::with_capacity(text.len() + 2);
         json_str(&mut json, &text);
-        Arc::new(LogName { text, json: json.into_boxed_slice() })
+        let json_len = json.len();
+        json.resize(json_len.max(NAME_ROOM), 0);
+        Arc::new(LogName { text, json: json.into_boxed_slice(), json_len })
     }
 
-    /// The JSON string, quotes included.
-    pub fn json(&self) -> &[u8] {
-        &self.json
+    /// Appends the JSON string, quotes included.
+    #[inline]
+    fn put_json(&self, out: &mut Vec<u8>) {
+        put_from::<NAME_ROOM>(out, &self.json, self.json_len);
     }
 }
+
+/// Names up to this long (as JSON) are copied as one block.
+const NAME_ROOM: usize = 32;
+
+/// Zeros after the texts of a record (`Record::pad`): room for copying a
+/// short path as one block.
+pub const TEXT_ROOM: [u8; 32] = [0; 32];
 
 /// The request's texts kept in a record's `text`.
 struct Parts<'a> {
@@ -63,7 +77,7 @@ pub struct Record {
     /// The path as the client sent it, the redacted query, user agent and
     /// referrer, one after the other in `text` (one allocation for all;
     /// bytes, as the headers came: checked for UTF-8 only when written, in
-    /// the scan for escapes).
+    /// the scan for escapes), then `TEXT_ROOM`'s zeros.
     pub text: Vec<u8>,
     pub path_len: u32,
     pub query_len: Option<u32>,
@@ -170,7 +184,8 @@ impl Record {
         push_u64(out, self.duration_ns);
         let failure = self.status >= 500 || self.flag != Flag::None && self.status >= 400;
         put(out, outcome_to_request_id(failure, self.version));
-        json_bytes(out, self.request_id.as_bytes());
+        let id = self.request_id.as_bytes();
+        json_bytes_in(out, id, id);
         match method_to_body_bytes(&self.method) {
             Some(run) => put(out, run),
             None => {
@@ -191,21 +206,15 @@ impl Record {
         out.extend_from_slice(b",\"body\":{\"bytes\":");
         push_u64(out, self.response_bytes);
         out.extend_from_slice(b"}}},\"url\":{\"path\":");
-        json_bytes(out, path);
+        json_bytes_in(out, path, &self.text);
         if let Some(q) = query {
             out.extend_from_slice(b",\"query\":");
             json_bytes(out, q);
         }
         out.extend_from_slice(b"},\"client\":{\"ip\":\"");
-        let client_at = out.len();
         push_ip(out, self.client_ip);
-        let client_end = out.len();
         out.extend_from_slice(b"\"},\"source\":{\"ip\":\"");
-        if self.source_ip == self.client_ip {
-            out.extend_from_within(client_at..client_end);
-        } else {
-            push_ip(out, self.source_ip);
-        }
+        push_ip(out, self.source_ip);
         out.extend_from_slice(b"\"}");
         if let Some(ua) = ua {
             out.extend_from_slice(b",\"user_agent\":{\"original\":");
@@ -232,7 +241,7 @@ impl Record {
         out.push(b'"');
         if let Some(r) = &self.route {
             out.extend_from_slice(b",\"route\":");
-            out.extend_from_slice(r.json());
+            r.put_json(out);
         }
         let upstream_ns = self.upstream_ns();
         out.extend_from_slice(b",\"gateway\":{\"duration\":");
@@ -240,10 +249,10 @@ impl Record {
         out.push(b'}');
         if let Some(u) = &self.upstream {
             out.extend_from_slice(b",\"upstream\":{\"name\":");
-            out.extend_from_slice(u.json());
+            u.put_json(out);
             if let Some(last) = self.tries.last() {
                 out.extend_from_slice(b",\"target\":");
-                out.extend_from_slice(last.target.json());
+                last.target.put_json(out);
             }
             out.extend_from_slice(b",\"duration\":");
             push_u64(out, upstream_ns.unwrap_or(0));
@@ -253,7 +262,7 @@ impl Record {
                     out.push(b',');
                 }
                 out.extend_from_slice(b"{\"target\":");
-                out.extend_from_slice(t.target.json());
+                t.target.put_json(out);
                 match t.outcome {
                     Ok(status) => {
                         out.extend_from_slice(b",\"status_code\":");
@@ -390,26 +399,80 @@ fn version_line(v: Version) -> &'static str {
 #[derive(Default)]
 pub struct DateCache {
     second: u64,
-    text: String,
+    /// `2026-12-03T20:34:56.` (20 bytes until the year 10000), its length.
+    text: [u8; 32],
+    len: usize,
 }
 
 impl DateCache {
     /// `2026-12-03T20:34:56.123Z`.
     pub fn rfc3339(&mut self, time: SystemTime, out: &mut Vec<u8>) {
         let since = time.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        if since.as_secs() != self.second || self.text.is_empty() {
+        if since.as_secs() != self.second || self.len == 0 {
             let t = civil(time);
-            self.second = since.as_secs();
-            self.text.clear();
+            let mut text = String::new();
             let _ = write!(
-                self.text,
+                text,
                 "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.",
                 t.year, t.month, t.day, t.hour, t.minute, t.second
             );
+            self.len = text.len().min(self.text.len());
+            self.text[..self.len].copy_from_slice(&text.as_bytes()[..self.len]);
+            self.second = since.as_secs();
         }
         let ms = since.subsec_millis();
-        out.extend_from_slice(self.text.as_bytes());
+        put_cut(out, &self.text, self.len);
         out.extend_from_slice(&[b'0' + (ms / 100) as u8, b'0' + (ms / 10 % 10) as u8, b'0' + (ms % 10) as u8, b'Z']);
+    }
+}
+
+/// What `benches/access_log.rs` measures: the line of a plain proxied GET
+/// (the bench's request: no query or user agent, one try).
+#[doc(hidden)]
+pub mod bench {
+    use super::*;
+
+    pub struct EcsLine {
+        record: Record,
+        clock: DateCache,
+        pub out: Vec<u8>,
+    }
+
+    impl EcsLine {
+        pub fn new() -> EcsLine {
+            let target = LogName::new("127.0.0.1:18081".into());
+            let record = Record {
+                time: std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_796_330_096_123),
+                duration_ns: 5_137_290,
+                text: [&b"/"[..], &TEXT_ROOM].concat(),
+                path_len: 1,
+                request_id: HeaderValue::from_static("0da950b93451e704670c0b11ec6c6af5"),
+                trace_id: Some(*b"0da950b93451e704670c0b11ec6c6af5"),
+                client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+                source_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+                status: 200,
+                response_bytes: 2,
+                route: Some(LogName::new("all".into())),
+                upstream: Some(LogName::new("fast".into())),
+                tries: smallvec::smallvec![Try { target, outcome: Ok(200), duration_ns: 266_465 }],
+                ..Record::default()
+            };
+            EcsLine { record, clock: DateCache::default(), out: Vec::with_capacity(64 << 10) }
+        }
+
+        /// Appends one line (the buffer is emptied when it gets full).
+        pub fn write(&mut self) {
+            if self.out.len() > 60 << 10 {
+                self.out.clear();
+            }
+            self.record.write_ecs(&mut self.out, &mut self.clock);
+        }
+    }
+
+    impl Default for EcsLine {
+        fn default() -> Self {
+            EcsLine::new()
+        }
     }
 }
 
@@ -473,6 +536,7 @@ mod tests {
         assert_eq!(v["portcullis"]["gateway"]["duration"], 500_000);
         assert_eq!(v["portcullis"]["upstream"]["tries"][0]["status_code"], 200);
         assert_eq!(v["portcullis"]["upstream"]["name"], "pets\"\n");
+        assert_eq!(v["portcullis"]["route"], "pets");
         assert_eq!(v["portcullis"]["upstream"]["target"], "127.0.0.1:9");
         assert_eq!(v["portcullis"]["response_flag"], "-");
         assert_eq!(v["trace"]["id"], "0af7651916cd43dd8448eb211c80319c");
