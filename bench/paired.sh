@@ -56,8 +56,13 @@
 #     enough for several hundred ticks per gateway (10 s gives ~500);
 #   - PAIR="plain plain" (an A/A run) shows the method's own noise.
 #
+# Two builds on one case: PORTCULLIS_BIN_B=other/portcullis runs B with that
+# binary (A keeps PORTCULLIS_BIN), e.g. PAIR="obs obs" to measure what a
+# change costs or saves with the A/A run's precision (a change's effect on
+# "plain obs" is within that run's round-to-round spread of ~1%).
+#
 # Knobs (environment): PORTCULLIS_BIN (default target/dist/portcullis
-# if present; nothing is built), PAIR ("plain obs"; cases: plain, obs,
+# if present; nothing is built), PORTCULLIS_BIN_B (default: the same), PAIR ("plain obs"; cases: plain, obs,
 # obs-metrics = admin API only, obs-log = access log only; and, paired
 # only with each other, post = a POST of bench/orders.py's 1 KiB JSON body
 # through the plain proxy, validated = the same with the body validated
@@ -194,6 +199,13 @@ trap 'exit 143' TERM
 private_copy "$PORTCULLIS_BIN" "$TMP"
 PC_DESC=$PRIVATE_DESC
 PORTCULLIS_BIN=$PRIVATE_BIN
+SLOT_BIN=("$PORTCULLIS_BIN" "$PORTCULLIS_BIN")
+if [[ -n ${PORTCULLIS_BIN_B:-} ]]; then
+    [[ -x $PORTCULLIS_BIN_B ]] || die "PORTCULLIS_BIN_B=$PORTCULLIS_BIN_B is not an executable"
+    private_copy "$PORTCULLIS_BIN_B" "$TMP/b"
+    PC_DESC="A: $PC_DESC; B: $PRIVATE_DESC"
+    SLOT_BIN[1]=$PRIVATE_BIN
+fi
 
 # free_ports N: N distinct free loopback ports, held open together.
 free_ports() {
@@ -346,10 +358,10 @@ start_gateway() {
     render "$BENCH_DIR/portcullis.yaml" "$dir/portcullis.yaml" \
         NAME="$name" PORT="$port" UPSTREAM_PORT="$UPSTREAM_PORT" TLS="" AUTH="" ROUTE_AUTH="$(route_yaml "$c")" \
         OBSERVE="$(observe_yaml "$c" "$admin" "$dir/access.log")"
-    "$PORTCULLIS_BIN" check --config "$dir/portcullis.yaml" > "$dir/check.log" 2>&1 ||
+    "${SLOT_BIN[s]}" check --config "$dir/portcullis.yaml" > "$dir/check.log" 2>&1 ||
         { cat "$dir/check.log" >&2; die "bad portcullis config for $name"; }
     PORTCULLIS_WORKER_THREADS=1 taskset -c "$PROXY_CPU" \
-        "$PORTCULLIS_BIN" run --config "$dir/portcullis.yaml" > "$dir/portcullis.log" 2>&1 &
+        "${SLOT_BIN[s]}" run --config "$dir/portcullis.yaml" > "$dir/portcullis.log" 2>&1 &
     GW_PID[s]=$!
     SERVER_PIDS+=("${GW_PID[s]}")
     wait_ok "http://127.0.0.1:$port/" "${GW_PID[s]}" "portcullis ($name)"
