@@ -4,10 +4,19 @@
 //! Hand-written atomics rather than `prometheus-client`: its label families
 //! take a lock (a `RwLock`ed map) on every update, which is the per-request
 //! cost issue 13 forbids. Here a label set is resolved when the config is
-//! compiled (or, for a status code, once per series), and an update is one
-//! relaxed `fetch_add` on a cache line that the current thread has to
-//! itself most of the time: each thread writes its own shard, and only a
-//! scrape reads them all.
+//! compiled (or, for a status code, once per series), and a thread updates
+//! a shard of its own.
+//!
+//! Owned shards: the first threads to record (as many as the machine has,
+//! and two more: the main thread, one spare) each get a shard no other
+//! thread writes, and update it with a plain load and store (relaxed
+//! atomics: a scrape reads them safely). Threads beyond share one last
+//! shard and update it with `fetch_add`. A `fetch_add` is a locked
+//! instruction that waits for the core's store buffer to drain; a request
+//! makes about ten updates (three histograms, the upstream's, the active
+//! gauge twice). Measured (bench/paired.sh, the same config on the two
+//! builds): 0.997 (0.989-1.002) of the CPU per request, a few tenths of a
+//! percent at most, within the method's noise.
 
 use std::cell::Cell;
 use std::sync::OnceLock;
@@ -18,36 +27,61 @@ use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 #[repr(align(128))]
 pub struct Padded<T>(pub T);
 
-/// How many shards each metric has: the machine's threads, rounded up to a
-/// power of two (at most 16).
-fn shards() -> usize {
-    static SHARDS: OnceLock<usize> = OnceLock::new();
-    *SHARDS.get_or_init(|| {
+/// How many threads get a shard of their own.
+fn owned() -> usize {
+    static OWNED: OnceLock<usize> = OnceLock::new();
+    *OWNED.get_or_init(|| {
         let n = std::thread::available_parallelism().map_or(4, |n| n.get());
-        n.next_power_of_two().clamp(1, 16)
+        (n + 2).min(64)
     })
 }
 
-/// One cell per shard.
+/// One cell per owned shard, and the shared one.
 pub fn cells<T: Default>() -> Box<[Padded<T>]> {
-    (0..shards()).map(|_| Padded::default()).collect()
+    (0..=owned()).map(|_| Padded::default()).collect()
 }
 
-/// This thread's shard (threads are numbered on first use).
+/// This thread's shard: its index, and whether the thread owns it.
+#[derive(Debug, Clone, Copy)]
+pub struct Slot {
+    pub index: usize,
+    owned: bool,
+}
+
+/// This thread's shard (threads are numbered on first use; those past the
+/// owned shards all get the shared one).
 #[inline]
-pub fn shard() -> usize {
+pub fn slot() -> Slot {
     thread_local! {
-        static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+        static SLOT: Cell<Option<Slot>> = const { Cell::new(None) };
     }
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    SHARD.with(|s| {
-        let mut i = s.get();
-        if i == usize::MAX {
-            i = NEXT.fetch_add(1, Ordering::Relaxed);
-            s.set(i);
+    SLOT.with(|s| match s.get() {
+        Some(slot) => slot,
+        None => {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let slot = Slot { index: n.min(owned()), owned: n < owned() };
+            s.set(Some(slot));
+            slot
         }
-        i & (shards() - 1)
     })
+}
+
+/// This thread's shard index.
+#[inline]
+pub fn shard() -> usize {
+    slot().index
+}
+
+/// Adds `n` to a cell of `slot`'s shard: a plain load and store when the
+/// thread owns the shard, `fetch_add` on the shared one.
+#[inline(always)]
+fn add_u64(cell: &AtomicU64, slot: Slot, n: u64) {
+    if slot.owned {
+        cell.store(cell.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    } else {
+        cell.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 /// A monotonic count.
@@ -70,7 +104,8 @@ impl Counter {
 
     #[inline]
     pub fn add(&self, n: u64) {
-        self.shards[shard()].0.fetch_add(n, Ordering::Relaxed);
+        let slot = slot();
+        add_u64(&self.shards[slot.index].0, slot, n);
     }
 
     pub fn get(&self) -> u64 {
@@ -79,7 +114,8 @@ impl Counter {
 }
 
 /// A value that goes up and down (in-flight requests, open connections).
-/// An increment and its decrement may land on different shards; only the sum means anything.
+/// An increment and its decrement may land on different shards; only the
+/// sum means anything. A gauge is either added to or `set`, never both.
 #[derive(Debug)]
 pub struct Gauge {
     shards: Box<[Padded<AtomicI64>]>,
@@ -94,10 +130,17 @@ impl Default for Gauge {
 impl Gauge {
     #[inline]
     pub fn add(&self, n: i64) {
-        self.shards[shard()].0.fetch_add(n, Ordering::Relaxed);
+        let slot = slot();
+        let cell = &self.shards[slot.index].0;
+        if slot.owned {
+            cell.store(cell.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+        } else {
+            cell.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
-    /// Sets the value (for gauges one writer owns, such as a timestamp).
+    /// Sets the value (for gauges one writer owns, such as a timestamp,
+    /// and never added to: this writes every shard).
     pub fn set(&self, v: i64) {
         for (i, s) in self.shards.iter().enumerate() {
             s.0.store(if i == 0 { v } else { 0 }, Ordering::Relaxed);
@@ -170,17 +213,17 @@ impl Histogram {
 
     #[inline]
     pub fn record(&self, value: u64) {
-        self.record_in(shard(), value);
+        self.record_in(slot(), value);
     }
 
-    /// Records into shard `shard` (this thread's, from [`shard`], looked up
+    /// Records into `slot`'s shard (this thread's, from [`slot`], looked up
     /// once for several histograms).
     #[inline]
-    pub fn record_in(&self, shard: usize, value: u64) {
+    pub fn record_in(&self, slot: Slot, value: u64) {
         let bucket = self.buckets.bounds.iter().position(|&b| value <= b).unwrap_or(self.buckets.bounds.len());
-        let shard = &self.shards[shard].0;
-        shard.counts[bucket].fetch_add(1, Ordering::Relaxed);
-        shard.sum.fetch_add(value, Ordering::Relaxed);
+        let shard = &self.shards[slot.index].0;
+        add_u64(&shard.counts[bucket], slot, 1);
+        add_u64(&shard.sum, slot, value);
     }
 
     /// Cumulative counts per bound (the last is `+Inf`, the total), and the sum.
@@ -242,6 +285,40 @@ mod tests {
         assert_eq!(g.get(), 3000);
         g.set(7);
         assert_eq!(g.get(), 7);
+    }
+
+    #[test]
+    fn owned_and_shared_shards_add_up_under_contention() {
+        // More threads than owned shards: the first own theirs, the rest
+        // share the last one; every update counts either way.
+        let c = std::sync::Arc::new(Counter::default());
+        let h = std::sync::Arc::new(Histogram::new(&SIZE));
+        let threads = owned() * 2 + 3;
+        let slots: Vec<Slot> = (0..threads)
+            .map(|_| {
+                let (c, h) = (c.clone(), h.clone());
+                std::thread::spawn(move || {
+                    for i in 0..20_000u64 {
+                        c.inc();
+                        h.record(i % 100);
+                    }
+                    slot()
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        assert_eq!(c.get(), threads as u64 * 20_000);
+        let s = h.snapshot();
+        assert_eq!(s.count(), threads as u64 * 20_000);
+        assert_eq!(s.sum, threads as u64 * 200 * (0..100).sum::<u64>());
+        assert!(slots.iter().filter(|s| !s.owned).count() >= threads - owned(), "{slots:?}");
+        assert!(slots.iter().all(|s| s.owned == (s.index < owned())));
+        let mut owners: Vec<usize> = slots.iter().filter(|s| s.owned).map(|s| s.index).collect();
+        owners.sort();
+        owners.dedup();
+        assert_eq!(owners.len(), slots.iter().filter(|s| s.owned).count(), "an owned shard has one thread");
     }
 
     #[test]

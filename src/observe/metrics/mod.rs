@@ -378,10 +378,10 @@ impl ServerSeries {
     ) {
         let e = self.table.get(method_index(method) << 16 | u32::from(status.as_u16()));
         // One thread-shard lookup for the three.
-        let shard = cells::shard();
-        e.duration.record_in(shard, duration_ns);
-        e.request_size.record_in(shard, request_bytes);
-        e.response_size.record_in(shard, response_bytes);
+        let slot = cells::slot();
+        e.duration.record_in(slot, duration_ns);
+        e.request_size.record_in(slot, request_bytes);
+        e.response_size.record_in(slot, response_bytes);
     }
 }
 
