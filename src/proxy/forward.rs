@@ -80,6 +80,7 @@ fn note<'a>(
     upstream: &'a Upstream,
     target: &'a Target,
     started: Option<Instant>,
+    ended: Instant,
     request_bytes: Option<u64>,
     result: &Result<Response<Body>, GatewayError>,
 ) {
@@ -91,7 +92,7 @@ fn note<'a>(
         Err(GatewayError::UpstreamUnreachable { sent: true, .. }) => Err(UpstreamError::Closed),
         Err(_) => return,
     };
-    let duration_ns = started.elapsed().as_nanos() as u64;
+    let duration_ns = ended.saturating_duration_since(started).as_nanos() as u64;
     if f.client_metrics {
         let status = outcome.map(|s| StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_GATEWAY));
         target.metrics.record(status, duration_ns);
@@ -261,12 +262,14 @@ pub(super) fn forward<'a, 'p>(
                 // Boxed: hyper's client future is large and this path is the less common one.
                 (Box::pin(through_hyper(upstream, req, upgrade, in_flight, timeout)).await, replayable, None)
             };
-            note(&mut f, upstream, target, started, request_bytes, &result);
+            // One clock read for the try's duration and the health record.
+            let ended = Instant::now();
+            note(&mut f, upstream, target, started, ended, request_bytes, &result);
 
             let failure = try_failure(&result, policy);
             // Passive health and the breaker learn from every try the upstream is to blame for.
             if let Some(ok) = upstream_verdict(&result) {
-                upstream.record(picked.index, ok, probe, Instant::now());
+                upstream.record(picked.index, ok, probe, ended);
             }
             let Some(failure) = failure else {
                 // Sent for good: the header map's allocation serves the next request.
