@@ -9,8 +9,8 @@
 //!
 //! One exception: a gateway on a current-thread runtime (one worker,
 //! `PORTCULLIS_WORKER_THREADS=1`) that logs to a regular file collects and
-//! writes on its own thread, from a task every `TICK`, as an NGINX worker
-//! writes its log. A second thread would make the process multi-threaded,
+//! writes on that worker's thread, from a task every `TICK`, as an NGINX
+//! worker writes its log. A second thread would make the process multi-threaded,
 //! and that alone made every request dearer: glibc takes its cancellation
 //! path around each system call and the kernel refcounts each file
 //! descriptor it looks up once the file table is shared (an idle thread
@@ -129,7 +129,11 @@ impl AccessLog {
 
     fn unstarted(config: &AccessLogConfig, dropped: Arc<Counter>, sink: Sink) -> AccessLog {
         let shards: Box<[cells::Padded<Mutex<Shard>>]> = cells::cells();
-        let per_shard = (config.buffer / shards.len()).max(64).min(config.buffer.max(1));
+        // A share per thread that works (there are a few more shards than
+        // the machine's threads: metrics give the main thread and a spare
+        // one each; sharing by shard would shrink every worker's share).
+        let workers = std::thread::available_parallelism().map_or(4, |n| n.get());
+        let per_shard = (config.buffer / workers).max(64).min(config.buffer.max(1));
         let inner = Inner {
             format: config.format,
             shards,
