@@ -177,9 +177,19 @@ pub fn json_bytes_in(out: &mut Vec<u8>, bytes: &[u8], room: &[u8]) {
 /// Text for the `combined` line, NGINX-style: `"`, `\` and bytes outside
 /// printable ASCII as `\xHH`, so that a client cannot forge a line or a field.
 pub fn text_escaped(out: &mut Vec<u8>, s: &[u8]) {
+    escaped::<false>(out, s);
+}
+
+/// [`text_escaped`] for a field outside quotes (a consumer, a route name):
+/// a space is escaped too, so that the field stays one.
+pub fn field_escaped(out: &mut Vec<u8>, s: &[u8]) {
+    escaped::<true>(out, s);
+}
+
+fn escaped<const SPACE: bool>(out: &mut Vec<u8>, s: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in s {
-        if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
+        if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) || SPACE && b == b' ' {
             out.extend_from_slice(&[b'\\', b'x', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
         } else {
             out.push(b);

@@ -12,7 +12,8 @@ use smallvec::SmallVec;
 
 use super::super::flag::Flag;
 use super::line::{
-    TextOut, json_bytes, json_bytes_in, json_str, push_ip, push_status, push_u64, put, put_cut, put_from, text_escaped,
+    TextOut, field_escaped, json_bytes, json_bytes_in, json_str, push_ip, push_status, push_u64, put, put_cut,
+    put_from, text_escaped,
 };
 use super::time::civil;
 
@@ -311,7 +312,7 @@ impl Record {
         let t = civil(self.time);
         push_ip(out, self.client_ip);
         out.extend_from_slice(b" - ");
-        put(out, self.consumer.as_deref().map_or("-", |c| c));
+        field_escaped(out, self.consumer.as_deref().map_or(b"-", |c| c.as_bytes()));
         out.extend_from_slice(b" [");
         const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
         let _ = write!(
@@ -337,9 +338,9 @@ impl Record {
         out.extend_from_slice(b"\" \"");
         text_escaped(out, ua.unwrap_or(b"-"));
         out.extend_from_slice(b"\" ");
-        text_escaped(out, self.request_id.as_bytes());
+        field_escaped(out, self.request_id.as_bytes());
         out.push(b' ');
-        text_escaped(out, self.route.as_ref().map_or(b"-", |r| r.text.as_bytes()));
+        field_escaped(out, self.route.as_ref().map_or(b"-", |r| r.text.as_bytes()));
         let _ = writeln!(TextOut(out), " {} {:.6}", self.flag.code(), self.duration_ns as f64 / 1e9);
     }
 }
@@ -555,6 +556,19 @@ mod tests {
             out,
             "2026-12-03T20:34:56.123Z 2026-12-03T20:34:56.999Z 2026-12-03T20:34:57.005Z 2000-02-29T12:34:56.000Z "
         );
+    }
+
+    #[test]
+    fn combined_fields_outside_quotes_stay_one_field() {
+        let mut r = record();
+        r.route = Some(LogName::new("my route".into()));
+        r.consumer = Some("acme corp\n1.2.3.4 - - [".into());
+        let mut out = Vec::new();
+        r.write_combined(&mut out);
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(out.matches('\n').count(), 1, "{out}");
+        assert!(out.starts_with("10.0.0.1 - acme\\x20corp\\x0A1.2.3.4\\x20-\\x20-\\x20[ ["), "{out}");
+        assert!(out.contains(" abc my\\x20route - "), "{out}");
     }
 
     #[test]
