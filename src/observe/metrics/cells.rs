@@ -20,7 +20,7 @@
 
 use std::cell::Cell;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Keeps one shard per cache line, so that two threads never write the same line.
 #[derive(Debug, Default)]
@@ -116,9 +116,11 @@ impl Counter {
 /// A value that goes up and down (in-flight requests, open connections).
 /// An increment and its decrement may land on different shards; only the
 /// sum means anything. A gauge is either added to or `set`, never both.
+/// Cells hold the value's two's complement: a wrapping add of `n as u64`
+/// is the signed add, so a gauge updates as a counter does.
 #[derive(Debug)]
 pub struct Gauge {
-    shards: Box<[Padded<AtomicI64>]>,
+    shards: Box<[Padded<AtomicU64>]>,
 }
 
 impl Default for Gauge {
@@ -131,24 +133,19 @@ impl Gauge {
     #[inline]
     pub fn add(&self, n: i64) {
         let slot = slot();
-        let cell = &self.shards[slot.index].0;
-        if slot.owned {
-            cell.store(cell.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
-        } else {
-            cell.fetch_add(n, Ordering::Relaxed);
-        }
+        add_u64(&self.shards[slot.index].0, slot, n as u64);
     }
 
     /// Sets the value (for gauges one writer owns, such as a timestamp,
     /// and never added to: this writes every shard).
     pub fn set(&self, v: i64) {
         for (i, s) in self.shards.iter().enumerate() {
-            s.0.store(if i == 0 { v } else { 0 }, Ordering::Relaxed);
+            s.0.store(if i == 0 { v as u64 } else { 0 }, Ordering::Relaxed);
         }
     }
 
     pub fn get(&self) -> i64 {
-        self.shards.iter().map(|s| s.0.load(Ordering::Relaxed)).fold(0, i64::wrapping_add)
+        self.shards.iter().map(|s| s.0.load(Ordering::Relaxed)).fold(0, u64::wrapping_add) as i64
     }
 }
 
@@ -285,6 +282,10 @@ mod tests {
         assert_eq!(g.get(), 3000);
         g.set(7);
         assert_eq!(g.get(), 7);
+        // A decrement on another thread's shard than its increment: only the sum counts.
+        let down = g.clone();
+        std::thread::spawn(move || down.add(-10)).join().unwrap();
+        assert_eq!(g.get(), -3);
     }
 
     #[test]
