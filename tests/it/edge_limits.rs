@@ -130,11 +130,13 @@ async fn read_response(s: &mut TcpStream) -> String {
     }
 }
 
-#[tokio::test]
+// The gateway runs on the test's runtime, so a paused clock is its clock
+// too: the pauses below pass in virtual time (advanced whenever every task
+// waits), the timers fire in their order, and no real seconds go by.
+#[tokio::test(start_paused = true)]
 async fn idle_keep_alive_is_bounded_by_idle_timeout_not_header_timeout() {
     // Between requests a connection is idle, not slow: the header timer
-    // starts with the next request's first byte (idle connections are
-    // parked, see server/conn.rs).
+    // starts with the next request's first byte.
     let (gw, _up) = gateway_with_limits("{ header_read_timeout: 1s, idle_timeout: 30s }").await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
     for i in 0..3 {
@@ -150,12 +152,12 @@ async fn idle_keep_alive_is_bounded_by_idle_timeout_not_header_timeout() {
     assert!(read.is_ok(), "a stalled head after idleness must be cut off");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_partial_pipelined_head_survives_parking() {
     let (gw, _up) = gateway_with_limits("{ header_read_timeout: 10s }").await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    // One whole request and the start of the next, then a pause long
-    // enough for the connection to be parked with the half head buffered.
+    // One whole request and the start of the next, then a pause (virtual,
+    // as above) with the half head buffered.
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /second HTTP/1.1\r\n").await.unwrap();
     assert_eq!(raw_status(&read_response(&mut s).await), 200);
     tokio::time::sleep(Duration::from_millis(1500)).await;
