@@ -28,7 +28,7 @@ const MAX_CHUNK_LINE: usize = 4096;
 /// Trailer fields are read and dropped, up to this much.
 const MAX_TRAILERS: usize = 16 * 1024;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error("malformed chunked body: {0}")]
     Chunked(&'static str),
@@ -46,6 +46,10 @@ pub enum Decoder {
     Trailers(usize),
     UntilClose,
     Done,
+    /// A framing error was found: it stays (the line that failed is gone
+    /// from the buffer, and what follows it must never be read as the
+    /// body's end, nor as a next request).
+    Failed(DecodeError),
 }
 
 impl Decoder {
@@ -74,8 +78,17 @@ impl Decoder {
     /// The next piece of body data from the front of `buf`. `Ok(None)`
     /// means: done (see `is_done`) or more input is needed.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, DecodeError> {
+        let result = self.decode_next(buf);
+        if let Err(e) = result {
+            *self = Decoder::Failed(e);
+        }
+        result
+    }
+
+    fn decode_next(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, DecodeError> {
         loop {
             match *self {
+                Decoder::Failed(e) => return Err(e),
                 Decoder::Done => return Ok(None),
                 Decoder::Length(n) => {
                     let data = take_up_to(buf, n);
@@ -131,7 +144,11 @@ impl Decoder {
                 *self = Decoder::Done;
                 Ok(())
             }
-            _ => Err(DecodeError::Truncated),
+            Decoder::Failed(e) => Err(*e),
+            _ => {
+                *self = Decoder::Failed(DecodeError::Truncated);
+                Err(DecodeError::Truncated)
+            }
         }
     }
 }
@@ -359,36 +376,70 @@ mod tests {
         assert_eq!(body, b"hello");
     }
 
+    /// Chunked bodies with a framing error in them.
+    const BAD_CHUNKED: &[&[u8]] = &[
+        b"5\r\nhelloXX0\r\n\r\n",
+        b"zz\r\n",
+        b"5\nhello\r\n0\r\n\r\n",
+        b"11111111111111111\r\n",
+        b"-1\r\n",
+        b"+5\r\nhello\r\n0\r\n\r\n",
+        b"0x5\r\nhello\r\n0\r\n\r\n",
+        b"5\r\nhel",
+        b"5 xyz\r\nhello\r\n0\r\n\r\n",
+        b"5 \r\nhello\r\n0\r\n\r\n",
+        b"5;\r\nhello\r\n0\r\n\r\n",
+        b"5;a=\r\nhello\r\n0\r\n\r\n",
+        b"5;a\rb\r\nhello\r\n0\r\n\r\n",
+        b"5;a=\"b\r\nhello\r\n0\r\n\r\n",
+        b"5;a=\"b\0\"\r\nhello\r\n0\r\n\r\n",
+        b"5;a=b c\r\nhello\r\n0\r\n\r\n",
+        b"5\r\nhello\n0\r\n\r\n",
+        b"5\r\nhello\r\n0\r\nx: a\0b\r\n\r\n",
+        b"5\r\nhello\r\n0\r\nno colon\r\n\r\n",
+        b"5\r\nhello\r\n0\r\nx: a\r\n folded\r\n\r\n",
+        b"5\r\nhello\r\n0\r\n: empty name\r\n\r\n",
+        b"5\r\nhello\r\n0\r\nx: a\rb\r\n\r\n",
+        b"5\r\nhello\r\n0\r\nx : a\r\n\r\n",
+        b"00000000000000000005\r\nhello\r\n0\r\n\r\n",
+    ];
+
     #[test]
     fn chunked_errors() {
-        for bad in [
-            &b"5\r\nhelloXX0\r\n\r\n"[..],
-            b"zz\r\n",
-            b"5\nhello\r\n0\r\n\r\n",
-            b"11111111111111111\r\n",
-            b"-1\r\n",
-            b"+5\r\nhello\r\n0\r\n\r\n",
-            b"0x5\r\nhello\r\n0\r\n\r\n",
-            b"5\r\nhel",
-            b"5 xyz\r\nhello\r\n0\r\n\r\n",
-            b"5 \r\nhello\r\n0\r\n\r\n",
-            b"5;\r\nhello\r\n0\r\n\r\n",
-            b"5;a=\r\nhello\r\n0\r\n\r\n",
-            b"5;a\rb\r\nhello\r\n0\r\n\r\n",
-            b"5;a=\"b\r\nhello\r\n0\r\n\r\n",
-            b"5;a=\"b\0\"\r\nhello\r\n0\r\n\r\n",
-            b"5;a=b c\r\nhello\r\n0\r\n\r\n",
-            b"5\r\nhello\n0\r\n\r\n",
-            b"5\r\nhello\r\n0\r\nx: a\0b\r\n\r\n",
-            b"5\r\nhello\r\n0\r\nno colon\r\n\r\n",
-            b"5\r\nhello\r\n0\r\nx: a\r\n folded\r\n\r\n",
-            b"5\r\nhello\r\n0\r\n: empty name\r\n\r\n",
-            b"5\r\nhello\r\n0\r\nx: a\rb\r\n\r\n",
-        ] {
+        for bad in BAD_CHUNKED {
             assert!(decode_all(Framing::Chunked, bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
         let long = format!("1;{}\r\n", "x".repeat(MAX_CHUNK_LINE));
         assert!(decode_all(Framing::Chunked, long.as_bytes()).is_err());
+    }
+
+    /// An error stays: the line that failed is gone from the buffer, and
+    /// what follows (a body's end, a request behind it) must never make
+    /// the body look complete (the connection would read it as the next
+    /// request).
+    #[test]
+    fn a_framing_error_is_final() {
+        for bad in BAD_CHUNKED {
+            let mut input = bad.to_vec();
+            input.extend_from_slice(b"0\r\n\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n");
+            let mut decoder = Decoder::new(Framing::Chunked);
+            let mut buf = BytesMut::from(&input[..]);
+            let first = loop {
+                match decoder.decode(&mut buf) {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
+            };
+            let name = String::from_utf8_lossy(bad);
+            let Err(e) = first else { panic!("{name}: no error") };
+            for _ in 0..3 {
+                assert_eq!(decoder.decode(&mut buf), Err(e), "{name}");
+            }
+            assert_eq!(decoder.eof(), Err(e), "{name}");
+            assert!(!decoder.is_done(), "{name}");
+            assert_eq!(decoder.remaining(), None, "{name}");
+        }
     }
 
     #[test]
