@@ -41,6 +41,9 @@ pub(crate) mod wire;
 /// The SHA-256 form of an API key, as `consumers[].api_keys[].sha256` takes it.
 pub use policy::auth::hash_key;
 
+/// The gateway's own log lines' way to stdout (the binary sets it up).
+pub use observe::own_log;
+
 /// Checks a loaded config the way `Gateway::start` would compile it,
 /// without binding anything: every problem at once.
 pub fn check(loaded: &LoadedConfig) -> Result<(), ConfigErrors> {

@@ -226,10 +226,13 @@ fn run(path: Option<PathBuf>, watch: bool) -> ExitCode {
         {
             tracing::info!("demo config: try `curl -i http://{addr}/echo/hello` or `curl -i http://{addr}/hello`");
         }
+        // Serving: a stdout nobody reads must not stop a worker.
+        portcullis::own_log::detach();
         serve_until_stopped(&handle, signals, path.as_deref(), watch).await;
         tracing::info!("shutting down: draining connections");
         handle.shutdown().await;
         tracing::info!("stopped");
+        portcullis::own_log::flush(std::time::Duration::from_secs(2));
         ExitCode::SUCCESS
     })
 }
@@ -306,7 +309,7 @@ async fn reload(handle: &portcullis::Handle, path: Option<&Path>) -> ReloadOutco
 fn init_logging(level: &str, format: config::LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let log = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    let log = tracing_subscriber::fmt().with_env_filter(filter).with_writer(portcullis::own_log::OwnLog);
     match format {
         config::LogFormat::Json => log.json().with_current_span(false).with_span_list(false).init(),
         config::LogFormat::Text => {

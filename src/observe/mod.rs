@@ -9,6 +9,7 @@ pub mod flag;
 pub mod metrics;
 #[cfg(feature = "otlp")]
 pub mod otlp;
+pub mod own_log;
 pub mod trace;
 
 use std::cell::RefCell;

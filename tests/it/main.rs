@@ -12,6 +12,7 @@ mod balancing;
 mod check_cli;
 mod cli_admin;
 mod cli_signals;
+mod cli_stdout;
 mod deploy;
 mod edge_h2;
 mod edge_headers;

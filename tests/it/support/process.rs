@@ -11,6 +11,8 @@ pub struct Process {
     pub config: PathBuf,
     /// Its standard output's lines so far (the log).
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Its standard output, held open and never read (`spawn_gateway_unread`).
+    _unread: Option<std::io::Lines<BufReader<std::process::ChildStdout>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -43,6 +45,16 @@ pub fn spawn_gateway_with(config: &str, args: &[&str]) -> (Process, SocketAddr) 
 /// As [`spawn_gateway_with`], and the admin API's address when the config
 /// has one (its `admin listening` line comes before the listeners').
 pub fn spawn_gateway_admin(config: &str, args: &[&str]) -> (Process, SocketAddr, Option<SocketAddr>) {
+    spawn(config, args, true)
+}
+
+/// As [`spawn_gateway_admin`], but nothing reads the gateway's standard
+/// output once it listens: a pipe that fills up and stays full.
+pub fn spawn_gateway_unread(config: &str) -> (Process, SocketAddr, Option<SocketAddr>) {
+    spawn(config, &[], false)
+}
+
+fn spawn(config: &str, args: &[&str], drain: bool) -> (Process, SocketAddr, Option<SocketAddr>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gw.yaml");
     std::fs::write(&path, config).unwrap();
@@ -55,10 +67,10 @@ pub fn spawn_gateway_admin(config: &str, args: &[&str]) -> (Process, SocketAddr,
         .expect("portcullis starts");
     let stdout = child.stdout.take().unwrap();
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let proc = Process { child, config: path, log: log.clone(), _dir: dir };
+    let mut proc = Process { child, config: path, log: log.clone(), _unread: None, _dir: dir };
     let mut lines = BufReader::new(stdout).lines();
     let mut admin = None;
-    for line in lines.by_ref() {
+    while let Some(line) = lines.next() {
         let line = line.expect("log line");
         log.lock().unwrap().push(line.clone());
         // Text lines (`… listening listener=gw addr=…`), or JSON ones.
@@ -73,6 +85,10 @@ pub fn spawn_gateway_admin(config: &str, args: &[&str]) -> (Process, SocketAddr,
             if line.contains("admin listening") {
                 admin = Some(addr);
                 continue;
+            }
+            if !drain {
+                proc._unread = Some(lines);
+                return (proc, addr, admin);
             }
             // Keep draining the log so the child never blocks on a full pipe.
             std::thread::spawn(move || {

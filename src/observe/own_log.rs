@@ -1,0 +1,140 @@
+//! Where the gateway's own log lines (`tracing`: start, reloads, failed
+//! requests) go: stdout, never written from a thread that serves requests
+//! once the gateway serves.
+//!
+//! A write to stdout blocks while nobody reads it (a pipe whose reader
+//! stalled, a terminal on hold): written from a worker, one failed request's
+//! warning would stop every request and the admin API with it. So, once
+//! [`detach`] is called (the listeners are open), a line is handed to a
+//! writer thread through a bounded queue and dropped when the queue is full;
+//! the writer says how many were dropped before its next line. Before that,
+//! at start-up, lines are written directly (nothing is served yet, and the
+//! process stays single-threaded until a line is logged while it serves: a
+//! second thread makes every system call dearer, see `access_log`).
+
+use std::io::Write;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::time::Duration;
+
+/// Lines queued for the writer at most (a few hundred KiB).
+const QUEUE: usize = 2048;
+
+static DETACHED: AtomicBool = AtomicBool::new(false);
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// The writer's queue, made with the writer on the first queued line
+/// (`None` if the thread could not be started: lines are written directly).
+static QUEUE_TX: OnceLock<Option<SyncSender<Message>>> = OnceLock::new();
+
+enum Message {
+    Line(Vec<u8>),
+    /// Answered once every line before it is written.
+    Flush(SyncSender<()>),
+}
+
+/// From now on, lines go through the writer thread.
+pub fn detach() {
+    DETACHED.store(true, Ordering::Relaxed);
+}
+
+/// Waits up to `wait` for the queued lines to be written (at exit).
+pub fn flush(wait: Duration) {
+    let Some(Some(tx)) = QUEUE_TX.get() else { return };
+    let (done, written) = sync_channel(1);
+    if tx.try_send(Message::Flush(done)).is_ok() {
+        let _ = written.recv_timeout(wait);
+    }
+}
+
+fn queue() -> Option<&'static SyncSender<Message>> {
+    QUEUE_TX
+        .get_or_init(|| {
+            let (tx, rx) = sync_channel(QUEUE);
+            std::thread::Builder::new().name("own-log".into()).spawn(move || write_lines(rx)).ok().map(|_| tx)
+        })
+        .as_ref()
+}
+
+fn write_lines(rx: Receiver<Message>) {
+    let out = std::io::stdout();
+    for message in rx {
+        match message {
+            Message::Line(line) => {
+                let mut out = out.lock();
+                let dropped = DROPPED.swap(0, Ordering::Relaxed);
+                if dropped > 0 {
+                    let _ =
+                        writeln!(out, "portcullis: {dropped} log line(s) dropped: stdout did not take them in time");
+                }
+                let _ = out.write_all(&line);
+            }
+            Message::Flush(done) => {
+                let _ = out.lock().flush();
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+/// The `tracing` writer of the gateway's own log.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OwnLog;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for OwnLog {
+    type Writer = LineWriter;
+
+    fn make_writer(&'a self) -> LineWriter {
+        if DETACHED.load(Ordering::Relaxed) {
+            LineWriter::Queued(Vec::new())
+        } else {
+            LineWriter::Direct(std::io::stdout())
+        }
+    }
+}
+
+/// One event's text: written through, or collected and queued when dropped.
+pub enum LineWriter {
+    Direct(std::io::Stdout),
+    Queued(Vec<u8>),
+}
+
+impl Write for LineWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            LineWriter::Direct(out) => out.write(buf),
+            LineWriter::Queued(line) => {
+                line.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            LineWriter::Direct(out) => out.flush(),
+            LineWriter::Queued(_) => Ok(()),
+        }
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        let LineWriter::Queued(line) = self else { return };
+        if line.is_empty() {
+            return;
+        }
+        let line = std::mem::take(line);
+        match queue() {
+            Some(tx) => {
+                if let Err(TrySendError::Full(_)) = tx.try_send(Message::Line(line)) {
+                    DROPPED.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            // No writer thread: as before detaching.
+            None => {
+                let _ = std::io::stdout().write_all(&line);
+            }
+        }
+    }
+}
