@@ -1,29 +1,53 @@
 //! The config as `/config` shows it: every secret replaced.
+//!
+//! What counts as a secret depends on where a value sits, not only on its
+//! key: a `token` string is one (the admin token), a `token` object is where
+//! a JWT is read from; a header map is secret where it is sent to a
+//! service (`request_headers.set`, `tracing.otlp.headers`: credentials are
+//! put there) and public where it goes to every client (`response_headers`,
+//! `security_headers`, a static answer's `headers`) or only matches
+//! requests (`match.headers`). URLs lose their user part and the values of
+//! query parameters that carry credentials (the access log's list).
 
 use serde_json::Value;
 
+use crate::observe::access_log::Redact;
+
 pub const REDACTED: &str = "<redacted>";
 
-/// Keys whose values are secrets wherever they appear.
-const SECRET_KEYS: &[&str] = &["secret", "client_secret", "token", "password", "key", "sha256", "headers", "users"];
+/// Keys whose values are secrets wherever they appear (whole subtrees, for
+/// maps of users).
+const SECRET_KEYS: &[&str] = &["secret", "client_secret", "password", "key", "sha256", "users"];
 
-/// Replaces every secret in `doc`: values under secret keys (whole
-/// subtrees, for maps of users or headers) and the user part of URLs
-/// (`redis://:pass@host`).
+/// Replaces every secret in `doc`.
 pub fn redact(doc: &mut Value) {
+    redact_under(doc, None, &Redact::default());
+}
+
+fn redact_under(doc: &mut Value, parent: Option<&str>, query: &Redact) {
     match doc {
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
-                if SECRET_KEYS.contains(&k.to_ascii_lowercase().as_str()) && !v.is_null() {
+                let key = k.to_ascii_lowercase();
+                let secret = SECRET_KEYS.contains(&key.as_str())
+                    // The admin token, a bearer token: a string (an object
+                    // says where a token is read from).
+                    || key == "token" && v.is_string();
+                // Header values sent to a service: names stay, values go.
+                let sent_headers =
+                    (key == "set" && parent == Some("request_headers")) || (key == "headers" && parent == Some("otlp"));
+                if secret && !v.is_null() {
                     *v = Value::String(REDACTED.into());
+                } else if sent_headers && let Value::Object(headers) = v {
+                    headers.values_mut().for_each(|value| *value = Value::String(REDACTED.into()));
                 } else {
-                    redact(v);
+                    redact_under(v, Some(&key), query);
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(redact),
+        Value::Array(items) => items.iter_mut().for_each(|item| redact_under(item, parent, query)),
         Value::String(s) => {
-            if let Some(clean) = without_userinfo(s) {
+            if let Some(clean) = clean_url(s, query) {
                 *s = clean;
             }
         }
@@ -31,12 +55,31 @@ pub fn redact(doc: &mut Value) {
     }
 }
 
-/// `scheme://user:pass@host…` with the user part replaced.
-fn without_userinfo(s: &str) -> Option<String> {
+/// `scheme://user:pass@host/path?token=…` with the user part and the
+/// credential parameters' values replaced; `None` if nothing changes.
+fn clean_url(s: &str, query: &Redact) -> Option<String> {
     let (scheme, rest) = s.split_once("://")?;
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let at = rest[..end].rfind('@')?;
-    Some(format!("{scheme}://{REDACTED}@{}", &rest[at + 1..]))
+    let rest = match rest[..end].rfind('@') {
+        Some(at) => format!("{REDACTED}@{}", &rest[at + 1..]),
+        None => rest.to_string(),
+    };
+    let rest = match rest.split_once('?') {
+        Some((before, after)) => {
+            let (q, fragment) = after.split_once('#').map_or((after, None), |(q, f)| (q, Some(f)));
+            let mut out = Vec::new();
+            query.query(q, &mut out);
+            let mut text = format!("{before}?{}", String::from_utf8_lossy(&out));
+            if let Some(f) = fragment {
+                text.push('#');
+                text.push_str(f);
+            }
+            text
+        }
+        None => rest,
+    };
+    let clean = format!("{scheme}://{rest}");
+    (clean != s).then_some(clean)
 }
 
 #[cfg(test)]
@@ -46,19 +89,43 @@ mod tests {
     #[test]
     fn secrets_go_and_the_rest_stays() {
         let mut doc = serde_json::json!({
-            "auth": { "hs": { "jwt": { "secret": "s3cr3t", "algorithms": ["HS256"] } },
-                      "basic": { "basic": { "users": { "alice": "$2y$10$x" } } } },
+            "auth": { "hs": { "jwt": { "secret": "s3cr3t", "algorithms": ["HS256"],
+                                       "token": { "header": "authorization" },
+                                       "jwks_uri": "https://idp.example/jwks?api_key=k3y&v=2" } },
+                      "basic": { "basic": { "users": { "alice": "$2y$10$x" } } },
+                      "intro": { "introspection": { "endpoint": "https://idp.example/introspect?token=t0k3n",
+                                                    "client_secret": "cs" } } },
             "consumers": [ { "id": "acme", "api_keys": [ { "sha256": "ab12" } ] } ],
             "rate_limit_store": { "redis": { "url": "redis://:hunter2@127.0.0.1:6379/0" } },
             "admin": { "token": "t0k" },
-            "routes": [ { "name": "r", "upstream": "u" } ]
+            "tracing": { "otlp": { "endpoint": "http://c:4318", "headers": { "x-api-key": "otlpk" } } },
+            "security_headers": { "set": { "content-security-policy": "default-src 'self'" } },
+            "routes": [ { "name": "r", "upstream": "u",
+                          "match": { "headers": [ { "name": "x-version", "value": "2" } ] },
+                          "request_headers": { "set": { "Authorization": "Bearer reqs3cret", "X-Api-Token": "hdr" },
+                                               "remove": ["cookie"] },
+                          "response_headers": { "set": { "x-served-by": "gw" } } } ]
         });
         redact(&mut doc);
         let text = doc.to_string();
-        for secret in ["s3cr3t", "$2y$10$x", "ab12", "hunter2", "t0k"] {
-            assert!(!text.contains(secret), "{secret} in {text}");
+        for secret in
+            ["s3cr3t", "$2y$10$x", "ab12", "hunter2", "t0k", "k3y", "t0k3n", "cs", "otlpk", "reqs3cret", "hdr"]
+        {
+            assert!(
+                !text.contains(&format!("\"{secret}")) && !text.contains(&format!("={secret}")),
+                "{secret} in {text}"
+            );
         }
         assert_eq!(doc["rate_limit_store"]["redis"]["url"], "redis://<redacted>@127.0.0.1:6379/0");
+        assert_eq!(doc["auth"]["hs"]["jwt"]["jwks_uri"], "https://idp.example/jwks?api_key=<redacted>&v=2");
+        assert_eq!(doc["auth"]["hs"]["jwt"]["token"]["header"], "authorization");
+        assert_eq!(doc["routes"][0]["request_headers"]["set"]["Authorization"], REDACTED);
+        assert_eq!(doc["routes"][0]["request_headers"]["remove"][0], "cookie");
+        assert_eq!(doc["routes"][0]["match"]["headers"][0]["value"], "2");
+        assert_eq!(doc["routes"][0]["response_headers"]["set"]["x-served-by"], "gw");
+        assert_eq!(doc["security_headers"]["set"]["content-security-policy"], "default-src 'self'");
+        assert_eq!(doc["tracing"]["otlp"]["headers"]["x-api-key"], REDACTED);
+        assert_eq!(doc["tracing"]["otlp"]["endpoint"], "http://c:4318");
         assert_eq!(doc["routes"][0]["upstream"], "u");
         assert_eq!(doc["consumers"][0]["id"], "acme");
     }
