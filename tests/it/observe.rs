@@ -177,6 +177,40 @@ async fn metrics_count_known_traffic() {
     let om = get(&admin(&h, "/metrics"), &[("accept", "application/openmetrics-text; version=1.0.0")]).await;
     assert!(om.header("content-type").unwrap().starts_with("application/openmetrics-text"));
     assert!(om.text().ends_with("# EOF\n"));
+    openmetrics_names_are_consistent(&om.text());
+}
+
+/// OpenMetrics 1.0's naming rule, which its parsers enforce: a family's
+/// samples are its name with its type's suffixes only (a counter's
+/// `_total`, a histogram's `_bucket`/`_count`/`_sum`, an info's `_info`),
+/// and no sample name belongs to two families.
+fn openmetrics_names_are_consistent(text: &str) {
+    let mut families: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert!(families.iter().all(|(n, _)| n != name), "family {name} twice");
+            families.push((name.to_string(), kind.to_string()));
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let sample = line.split(['{', ' ']).next().unwrap();
+        let (family, kind) = families.last().expect("a sample before any # TYPE");
+        let suffixes: &[&str] = match kind.as_str() {
+            "counter" => &["_total", "_created"],
+            "histogram" => &["_bucket", "_count", "_sum", "_created"],
+            "info" => &["_info"],
+            _ => &[""],
+        };
+        assert!(
+            suffixes.iter().any(|s| sample == format!("{family}{s}")),
+            "sample {sample} in family {family} ({kind})"
+        );
+        // A sample that another family's name would claim clashes.
+        assert!(families.iter().filter(|(n, _)| n != family).all(|(n, _)| n != sample), "{sample} clashes");
+    }
 }
 
 #[tokio::test]

@@ -173,7 +173,14 @@ impl Registry {
                 Kind::Counter => format!("{family}_total"),
                 _ => family.to_string(),
             };
-            let type_name = if openmetrics { family } else { &sample };
+            // OpenMetrics names a family without its samples' suffix:
+            // `portcullis_auth_failures` has `_total` samples, the info
+            // family `portcullis_build` has `portcullis_build_info` ones.
+            let type_name = match kind {
+                _ if !openmetrics => &sample,
+                Kind::Info => family.strip_suffix("_info").unwrap_or(family),
+                _ => family,
+            };
             let kind_name = match kind {
                 Kind::Counter => "counter",
                 Kind::Gauge => "gauge",
@@ -443,7 +450,7 @@ mod tests {
         assert!(text.contains("http_request_method=\"_OTHER\",http_response_status_code=\"404\""));
         let om = r.render(true);
         assert!(om.contains("# TYPE portcullis_auth_failures counter\n") && om.ends_with("# EOF\n"));
-        assert!(om.contains("# TYPE portcullis_build_info info\n"));
+        assert!(om.contains("# TYPE portcullis_build info\n"), "{om}");
         drop((c, same));
         assert!(!r.render(false).contains("portcullis_auth_failures_total{"), "a dropped series is gone");
     }
