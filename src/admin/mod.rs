@@ -118,13 +118,44 @@ fn page() -> Response<Full<Bytes>> {
 
 /// The answer to a request without the admin token (when one is set).
 fn unauthorized(shared: &Shared, req: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
-    let token = req.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
-    if shared.plan.load().admin.as_ref().is_some_and(|a| a.authorized(token)) {
-        return None;
+    let plan = shared.plan.load();
+    let Some(admin) = plan.admin.as_ref() else { return Some(needs_token()) };
+    // Without a token, loopback is the only guard, and a web page can get
+    // around it by DNS rebinding (its own name, re-pointed at 127.0.0.1,
+    // reads this API in the operator's browser): such a request names that
+    // domain in `Host`. Only an address or `localhost` is answered.
+    if !admin.has_token() && !local_host(req) {
+        return Some(problem(
+            StatusCode::FORBIDDEN,
+            "without `admin.token` the admin API answers only requests to an IP address or `localhost` (`Host`)",
+        ));
     }
+    let token = req.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
+    (!admin.authorized(token)).then(needs_token)
+}
+
+fn needs_token() -> Response<Full<Bytes>> {
     let mut resp = problem(StatusCode::UNAUTHORIZED, "this admin path needs `Authorization: Bearer <admin.token>`");
     resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"admin\""));
-    Some(resp)
+    resp
+}
+
+/// Whether the request's authority (`Host`, or the target's) is an IP
+/// address or `localhost`, with or without a port.
+fn local_host(req: &Request<Incoming>) -> bool {
+    let host = match req.uri().authority() {
+        Some(a) => a.host(),
+        None => match req.headers().get(header::HOST).and_then(|h| h.to_str().ok()) {
+            Some(h) => match h.strip_prefix('[') {
+                Some(v6) => return v6.split(']').next().is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok()),
+                None => h.rsplit_once(':').map_or(h, |(name, _)| name),
+            },
+            // HTTP/1.0 without `Host`: no name a page could have chosen.
+            None => return true,
+        },
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok()
 }
 
 /// `POST /reload`: reloads the config file and answers what came of it
@@ -180,6 +211,14 @@ async fn reload(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes
 
 fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path();
+    // Everything but the liveness answer and the page (which asks for the
+    // token itself) needs the token first, whatever the method.
+    if path != "/healthz"
+        && path != "/"
+        && let Some(refused) = unauthorized(shared, req)
+    {
+        return refused;
+    }
     if path == "/reload" {
         let mut resp = problem(StatusCode::METHOD_NOT_ALLOWED, "a reload is asked with POST");
         resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
@@ -196,9 +235,6 @@ fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     if path == "/" {
         return page();
     }
-    if let Some(refused) = unauthorized(shared, req) {
-        return refused;
-    }
     match path {
         "/readyz" => {
             if shared.state.draining() {
@@ -209,7 +245,7 @@ fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         }
         "/metrics" => {
             let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
-            let openmetrics = accept.contains("application/openmetrics-text");
+            let openmetrics = prefers_openmetrics(accept);
             let text = shared.plan.load().observe.registry.render(openmetrics);
             let content_type = if openmetrics {
                 "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -229,6 +265,29 @@ fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             "admin paths: / (the live page), /healthz, /readyz, /status, /config, /metrics, POST /reload",
         ),
     }
+}
+
+/// Whether an `Accept` value prefers OpenMetrics to the Prometheus text
+/// format: its highest quality (RFC 9110 §12.5.1: media types compared
+/// without case, `q=0` refusing) above the text format's (`text/plain`,
+/// `text/*` or `*/*`); a tie keeps the text format.
+fn prefers_openmetrics(accept: &str) -> bool {
+    let (mut openmetrics, mut text) = (0.0f32, 0.0f32);
+    for item in accept.split(',') {
+        let mut parts = item.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+            .map_or(Some(1.0), |(_, v)| v.trim().parse::<f32>().ok().filter(|q| (0.0..=1.0).contains(q)))
+            .unwrap_or(0.0);
+        match media.as_str() {
+            "application/openmetrics-text" => openmetrics = openmetrics.max(q),
+            "text/plain" | "text/*" | "*/*" => text = text.max(q),
+            _ => {}
+        }
+    }
+    openmetrics > 0.0 && openmetrics > text
 }
 
 /// An upstream's targets with their health, what is in flight, its

@@ -28,10 +28,18 @@ impl AdminPlan {
                 None
             }
         };
-        if let Some(t) = &cfg.token
-            && t.len() < 16
-        {
-            errors.push(loaded.error("admin.token", "a token needs at least 16 characters"));
+        if let Some(t) = &cfg.token {
+            if t.len() < 16 {
+                errors.push(loaded.error("admin.token", "a token needs at least 16 characters"));
+            }
+            // What an `Authorization: Bearer` line can carry: whitespace at
+            // either end would be trimmed off every request's header.
+            if !t.bytes().all(|b| b.is_ascii_graphic()) {
+                errors.push(loaded.error(
+                    "admin.token",
+                    "a token is printable ASCII without spaces (it is sent as `Authorization: Bearer <token>`)",
+                ));
+            }
         }
         if let Some(a) = addr
             && !a.ip().is_loopback()
@@ -52,13 +60,21 @@ impl AdminPlan {
         }
     }
 
-    /// Whether an `Authorization` value opens the admin API.
+    /// Whether the admin API asks for a token.
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// Whether an `Authorization` value opens the admin API: the `Bearer`
+    /// scheme (any case, RFC 9110 §11.1), one or more spaces, the token.
     pub fn authorized(&self, authorization: Option<&[u8]>) -> bool {
         let Some(want) = &self.token else { return true };
-        let Some(given) = authorization.and_then(|v| v.strip_prefix(b"Bearer ").or_else(|| v.strip_prefix(b"bearer ")))
-        else {
+        let Some(value) = authorization else { return false };
+        let Some((scheme, rest)) = value.split_at_checked(6) else { return false };
+        if !scheme.eq_ignore_ascii_case(b"bearer") || rest.first() != Some(&b' ') {
             return false;
-        };
+        }
+        let given = rest.trim_ascii_start();
         aws_lc_rs::constant_time::verify_slices_are_equal(&sha256(given), want).is_ok()
     }
 }

@@ -445,11 +445,72 @@ async fn admin_needs_its_token_and_stays_off_the_public_listener() {
     assert_eq!(status["routes"][0]["name"], "r");
     assert_eq!(status["listeners"][0]["name"], "gw");
     assert_eq!(get(&url(&h, "/metrics"), &[]).await.status, 404, "the public listener has no admin paths");
+    // The scheme in any case, more than one space (RFC 9110 §11); the token
+    // before the method's check (a GET to the POST-only /reload).
+    let lower = [("authorization", "bearer   admin-token-0123456789")];
+    assert_eq!(get(&admin(&h, "/status"), &lower).await.status, 200);
+    assert_eq!(get(&admin(&h, "/reload"), &[]).await.status, 401);
+    assert_eq!(get(&admin(&h, "/reload"), &auth).await.status, 405);
+    // With a token, a page reached by DNS rebinding has nothing to send.
+    let rebound = [auth[0], ("host", "attacker.example")];
+    assert_eq!(get(&admin(&h, "/status"), &rebound).await.status, 200);
 
     // A non-loopback admin bind needs a token.
     let bad = "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\nadmin: { bind: \"0.0.0.0:0\" }\n";
     let errors = portcullis::check(&load(bad, dir.path())).unwrap_err().to_string();
     assert!(errors.contains("admin.bind") && errors.contains("admin.token"), "{errors}");
+    // A token no `Authorization` line can carry (trimmed whitespace).
+    let blank = "admin: { bind: \"127.0.0.1:0\", token: \"                \" }\n";
+    let errors = portcullis::check(&load(blank, dir.path())).unwrap_err().to_string();
+    assert!(errors.contains("admin.token") && errors.contains("without spaces"), "{errors}");
+}
+
+/// Without a token, loopback alone guards the admin API, and a web page can
+/// reach loopback through DNS rebinding: its requests name its own domain.
+#[tokio::test]
+async fn a_tokenless_admin_answers_only_to_addresses_and_localhost() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\nadmin: { bind: \"127.0.0.1:0\" }\n\
+                routes:\n  - { name: r, match: { path: /r }, static: { status: 200 } }\n";
+    let h = Gateway::start(&load(yaml, dir.path())).await.expect("starts");
+    let port = h.admin_addr().unwrap().port();
+    for path in ["/config", "/status", "/metrics", "/readyz"] {
+        let rebound = get(&admin(&h, path), &[("host", &format!("attacker.example:{port}"))]).await;
+        assert_eq!(rebound.status, 403, "{path}: {}", rebound.text());
+        assert_eq!(rebound.header("content-type"), Some("application/problem+json"));
+        for host in
+            [format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("[::1]:{port}"), "LOCALHOST".into()]
+        {
+            assert_eq!(get(&admin(&h, path), &[("host", &host)]).await.status, 200, "{path} {host}");
+        }
+    }
+    let rebound = get(&admin(&h, "/healthz"), &[("host", "attacker.example")]).await;
+    assert_eq!(rebound.status, 200, "liveness tells nothing");
+}
+
+/// Prometheus asks for OpenMetrics with q-values; a client may prefer the
+/// text format or refuse OpenMetrics (`q=0`), in any letter case.
+#[tokio::test]
+async fn metrics_format_follows_accept_qualities() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\nadmin: { bind: \"127.0.0.1:0\" }\n\
+                routes:\n  - { name: r, match: { path: /r }, static: { status: 200 } }\n";
+    let h = Gateway::start(&load(yaml, dir.path())).await.expect("starts");
+    let prometheus = "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+    for (accept, openmetrics) in [
+        (prometheus, true),
+        ("APPLICATION/OPENMETRICS-TEXT", true),
+        ("application/openmetrics-text;q=0", false),
+        ("application/openmetrics-text;q=0.5,text/plain;version=0.0.4;q=1", false),
+        ("text/plain", false),
+        ("*/*", false),
+        ("", false),
+    ] {
+        let r = get(&admin(&h, "/metrics"), &[("accept", accept)]).await;
+        let content_type = r.header("content-type").unwrap().to_string();
+        assert_eq!(content_type.starts_with("application/openmetrics-text"), openmetrics, "{accept}: {content_type}");
+        assert_eq!(r.text().ends_with("# EOF\n"), openmetrics, "{accept}");
+    }
 }
 
 #[tokio::test]
