@@ -190,7 +190,7 @@ impl<'p> Conn<'p> {
         let info = self.info.clone();
         let activity = self.activity.clone();
         let started = self.started;
-        service_fn(move |req| {
+        service_fn(move |mut req| {
             // One atomic load per request; the plan stays alive until the request ends.
             let plan = shared.plan.load_full();
             let info = info.clone();
@@ -198,7 +198,7 @@ impl<'p> Conn<'p> {
             activity.in_flight.fetch_add(1, Ordering::Relaxed);
             activity.started.fetch_add(1, Ordering::Relaxed);
             async move {
-                let resp = match admit::parsed(&req) {
+                let resp = match admit::parsed(&mut req) {
                     Ok(()) => proxy::handle(plan, &info, req.map(ClientBody::Hyper)).await,
                     Err(refusal) => proxy::refuse(&plan, &info, refusal.status(), &refusal.to_string()),
                 };

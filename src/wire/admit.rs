@@ -14,6 +14,11 @@
 //!   userinfo, list, path, whitespace or percent-encoding), agreeing with an
 //!   absolute-form target or HTTP/2 `:authority`.
 //! - **Method**: `CONNECT` is not a gateway's business (501).
+//! - **Names with `_`** are dropped, as NGINX drops them: CGI, WSGI, PHP
+//!   and Rack backends read `X_Consumer_Id` as `X-Consumer-Id`, so such a
+//!   spelling would carry an identity or forwarding header past the
+//!   gateway's removal of the client's. No field the gateway reads or
+//!   writes has one.
 //!
 //! The own codec notes `Facts` header by header in its one pass over a head;
 //! hyper's requests are admitted from their map (`parsed`).
@@ -173,10 +178,27 @@ pub fn http1(
     Ok(Admitted { framing, keep_alive, expect_continue })
 }
 
+/// Whether a field name read from the wire is dropped (see the module's note).
+#[inline]
+pub fn dropped_name(name: &[u8]) -> bool {
+    name.contains(&b'_')
+}
+
+/// Removes the fields whose names are dropped.
+fn drop_underscored(headers: &mut HeaderMap) {
+    if headers.keys().any(|n| dropped_name(n.as_str().as_bytes())) {
+        let names: Vec<HeaderName> = headers.keys().filter(|n| dropped_name(n.as_str().as_bytes())).cloned().collect();
+        for name in names {
+            headers.remove(&name);
+        }
+    }
+}
+
 /// The rules for a request hyper has read (HTTP/2; an HTTP/1.x one would
 /// get the HTTP/1 rules): hyper has framed its body already; what is
 /// checked here is what hyper lets through and the own codec would not.
-pub fn parsed<B>(req: &http::Request<B>) -> Result<(), Refusal> {
+pub fn parsed<B>(req: &mut http::Request<B>) -> Result<(), Refusal> {
+    drop_underscored(req.headers_mut());
     let headers = req.headers();
     let facts = Facts::of(headers);
     let host = || headers.get(header::HOST).map(|v| v.as_bytes().to_vec());
@@ -489,7 +511,7 @@ mod tests {
         for (n, v) in fields {
             req = req.header(*n, *v);
         }
-        parsed(&req.body(()).unwrap())
+        parsed(&mut req.body(()).unwrap())
     }
 
     #[test]

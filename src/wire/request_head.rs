@@ -115,6 +115,9 @@ fn scan<'b>(
     spans.clear();
     let mut facts = Facts::default();
     for h in req.headers.iter() {
+        if admit::dropped_name(h.name.as_bytes()) {
+            continue;
+        }
         let name = super::names::from_wire(h.name.as_bytes()).map_err(|_| Refusal::Malformed("bad header name"))?;
         facts.note(&name, h.value);
         let start = h.value.as_ptr() as usize - base;
