@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, Weak};
 use http::{Method, StatusCode};
 
 pub use cells::{Counter, DURATION, Gauge, Histogram, SIZE};
-use table::{OVERFLOW, Table};
+use table::{Table, overflow_class};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -321,9 +321,15 @@ fn method_index(m: &Method) -> u32 {
     }
 }
 
+/// The status label of an overflow series' class (`5xx`: an alert on
+/// `http_response_status_code=~"5.."` counts it).
+fn class_label(class: u32) -> String {
+    if (1..=5).contains(&class) { format!("{class}xx") } else { "_OTHER".into() }
+}
+
 fn server_labels(key: u32) -> Labels {
-    if key == OVERFLOW {
-        return vec![("http_request_method", "_OTHER".into()), ("http_response_status_code", "_OTHER".into())];
+    if let Some(class) = overflow_class(key) {
+        return vec![("http_request_method", "_OTHER".into()), ("http_response_status_code", class_label(class))];
     }
     let method = METHODS.get((key >> 16) as usize - 1).copied().unwrap_or("_OTHER");
     vec![("http_request_method", method.into()), ("http_response_status_code", (key & 0xffff).to_string())]
@@ -340,8 +346,8 @@ pub enum UpstreamError {
 const UPSTREAM_ERRORS: [&str; 3] = ["connect", "timeout", "closed"];
 
 fn client_labels(key: u32) -> Labels {
-    if key == OVERFLOW {
-        return vec![("http_response_status_code", "_OTHER".into())];
+    if let Some(class) = overflow_class(key) {
+        return vec![("http_response_status_code", class_label(class))];
     }
     match key >> 16 {
         0 => vec![("http_response_status_code", (key & 0xffff).to_string())],
