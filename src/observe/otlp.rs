@@ -95,17 +95,25 @@ impl Exporter {
 
     /// Queues the span of a finished request; never waits.
     pub fn export(&self, f: &Finished<'_>) {
+        // The semantic conventions' methods; any other (a client's word, of
+        // any case) is `_OTHER`, named `HTTP`, with the original beside it.
+        let known =
+            matches!(f.method, "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "CONNECT" | "OPTIONS" | "TRACE" | "PATCH");
+        let (name_method, method) = if known { (f.method, f.method) } else { ("HTTP", "_OTHER") };
         let name = match f.route {
-            Some(route) => format!("{} {route}", f.method),
-            None => f.method.to_string(),
+            Some(route) => format!("{name_method} {route}"),
+            None => name_method.to_string(),
         };
         let mut attributes = vec![
-            attribute("http.request.method", any_value::Value::StringValue(f.method.to_string())),
+            attribute("http.request.method", any_value::Value::StringValue(method.to_string())),
             attribute("url.path", any_value::Value::StringValue(f.path.to_string())),
             attribute("http.response.status_code", any_value::Value::IntValue(i64::from(f.status))),
             attribute("client.address", any_value::Value::StringValue(f.client.to_string())),
             attribute("portcullis.response_flag", any_value::Value::StringValue(f.flag.to_string())),
         ];
+        if !known {
+            attributes.push(attribute("http.request.method_original", any_value::Value::StringValue(f.method.into())));
+        }
         if let Some(route) = f.route {
             attributes.push(attribute("http.route", any_value::Value::StringValue(route.to_string())));
         }

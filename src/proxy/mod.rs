@@ -73,8 +73,12 @@ pub fn handle<P: Deref<Target = Plan>>(
         let request_id = request_id::take_or_generate(req.headers(), client.peer_trusted);
         // What the observers need from the request, read before it moves on.
         let mut seen = Seen::of(plan, &req, &client, conn.peer.ip(), conn.tls_version, &request_id);
-        if present.trace && !client.peer_trusted {
-            // Only a trusted proxy's trace is continued; the rest is not passed on.
+        if present.trace && (!client.peer_trusted || seen.trace.parent.is_none()) {
+            // Only a trusted proxy's trace is continued; the rest is not
+            // passed on. A trace started here (no valid `traceparent`) takes
+            // no `tracestate` either: it belonged to another trace (W3C
+            // Trace Context §3.3.1: without a valid `traceparent`, it is
+            // not to be read).
             req.headers_mut().remove(TRACEPARENT);
             req.headers_mut().remove(TRACESTATE);
         }

@@ -564,6 +564,20 @@ async fn trace_context_is_continued_from_trusted_peers_only() {
     assert_eq!(seen["headers"]["tracestate"], "vendor=1");
     let logged = log_lines(&trusted, dir.path(), 1).await;
     assert_eq!(logged[0]["trace"]["id"], "0af7651916cd43dd8448eb211c80319c");
+    // A trusted caller's invalid traceparent starts a new trace: its
+    // tracestate belongs to another one and is not passed on (W3C §3.3.1).
+    for invalid in [
+        "00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-01",
+        "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+    ] {
+        let seen = get(&url(&trusted, "/c"), &[("traceparent", invalid), ("tracestate", "vendor=1")]).await.json();
+        let tp = seen["headers"]["traceparent"].as_str().unwrap();
+        assert!(!tp.to_ascii_lowercase().contains("0af7651916cd43dd8448eb211c80319c"), "{invalid}: {tp}");
+        assert!(seen["headers"]["tracestate"].is_null(), "{invalid}: {seen}");
+    }
+    let seen = get(&url(&trusted, "/d"), &[("tracestate", "vendor=1")]).await.json();
+    assert!(seen["headers"]["tracestate"].is_null(), "tracestate without traceparent: {seen}");
 
     let dir2 = tempfile::tempdir().unwrap();
     let untrusted = start(&routes, dir2.path()).await;
@@ -624,6 +638,20 @@ async fn sampled_requests_are_exported_as_spans_over_otlp() {
     assert_eq!(failed.status.as_ref().map(|s| s.code), Some(2), "5xx is an error");
     assert!(receiver.headers.lock().unwrap().iter().any(|l| l == "x-api-key: collector-key"));
     assert!(receiver.headers.lock().unwrap().iter().any(|l| l == "content-type: application/x-protobuf"));
+    // A method of the client's own: span names stay bounded (semantic
+    // conventions: `_OTHER`, named `HTTP`, the original as an attribute).
+    let odd = Request::builder()
+        .method("XHJPZSC")
+        .uri(url(&h, "/r/odd"))
+        .header("traceparent", "00-6bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        .body(Full::default())
+        .unwrap();
+    send(&http1_client(), odd).await;
+    let spans = receiver.wait_for(3).await;
+    let odd = spans.iter().find(|s| hex(&s.trace_id) == "6bf92f3577b34da6a3ce929d0e0e4736").expect("the odd span");
+    assert_eq!(odd.name, "HTTP r");
+    assert_eq!(attr(odd, "http.request.method"), Some(V::StringValue("_OTHER".into())));
+    assert_eq!(attr(odd, "http.request.method_original"), Some(V::StringValue("XHJPZSC".into())));
 }
 
 #[tokio::test]
