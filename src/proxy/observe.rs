@@ -75,17 +75,10 @@ fn fill_record<B>(
         v.len() as u32
     });
     r.referrer_len = referer.map(|v| {
-        // A referrer's query may carry credentials too.
+        // A referrer's user part, query and fragment may carry credentials too.
         let v = String::from_utf8_lossy(v.as_bytes());
         let from = text.len();
-        match v.split_once('?') {
-            Some((base, q)) => {
-                text.extend_from_slice(base.as_bytes());
-                text.push(b'?');
-                plan.observe.redact.query(q, text);
-            }
-            None => text.extend_from_slice(v.as_bytes()),
-        }
+        plan.observe.redact.url(&v, text);
         (text.len() - from) as u32
     });
     text.extend_from_slice(&TEXT_ROOM);

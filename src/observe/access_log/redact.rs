@@ -45,16 +45,22 @@ impl Redact {
     fn secret(&self, name: &str) -> bool {
         // A percent-encoded name is compared decoded enough to catch `%6Bey`-style dodges.
         let decoded = percent_decoded_lower(name);
-        let is = |n: &str| n.as_bytes() == &decoded[..];
-        ALWAYS.iter().any(|n| is(n)) || self.extra.iter().any(|n| is(n))
+        let is = |part: &[u8]| {
+            ALWAYS.iter().any(|n| n.as_bytes() == part) || self.extra.iter().any(|n| n.as_bytes() == part)
+        };
+        // The PHP/Rails forms: `api_key[]`, `user[password]`: the name
+        // before the brackets, and each key inside them.
+        decoded.split(|&b| b == b'[' || b == b']').any(|part| !part.is_empty() && is(part))
     }
 
-    /// `query` with every secret parameter's value replaced.
+    /// `query` with every secret parameter's value replaced. Parameters are
+    /// split at `&` and at `;` (the separator HTML 4 recommended, which
+    /// many servers still read).
     pub fn query(&self, query: &str, out: &mut Vec<u8>) {
-        for (i, pair) in query.split('&').enumerate() {
-            if i > 0 {
-                out.push(b'&');
-            }
+        let mut rest = query;
+        loop {
+            let end = rest.find(['&', ';']).unwrap_or(rest.len());
+            let pair = &rest[..end];
             match pair.split_once('=') {
                 Some((name, _)) if self.secret(name) => {
                     out.extend_from_slice(name.as_bytes());
@@ -63,6 +69,41 @@ impl Redact {
                 }
                 _ => out.extend_from_slice(pair.as_bytes()),
             }
+            let Some(separator) = rest.as_bytes().get(end) else { break };
+            out.push(*separator);
+            rest = &rest[end + 1..];
+        }
+    }
+
+    /// A URL (a `Referer`) with its user part, and the values of secret
+    /// parameters in its query and its fragment (OAuth's implicit flow
+    /// puts `#access_token=…` there), replaced.
+    pub fn url(&self, url: &str, out: &mut Vec<u8>) {
+        let (before_fragment, fragment) = match url.split_once('#') {
+            Some((b, f)) => (b, Some(f)),
+            None => (url, None),
+        };
+        let (base, query) = match before_fragment.split_once('?') {
+            Some((b, q)) => (b, Some(q)),
+            None => (before_fragment, None),
+        };
+        let authority_start = base.find("://").map_or(0, |i| i + 3);
+        let authority_end = base[authority_start..].find('/').map_or(base.len(), |i| authority_start + i);
+        match base[authority_start..authority_end].rfind('@') {
+            Some(at) => {
+                out.extend_from_slice(&base.as_bytes()[..authority_start]);
+                out.extend_from_slice(REDACTED.as_bytes());
+                out.extend_from_slice(&base.as_bytes()[authority_start + at..]);
+            }
+            None => out.extend_from_slice(base.as_bytes()),
+        }
+        if let Some(q) = query {
+            out.push(b'?');
+            self.query(q, out);
+        }
+        if let Some(f) = fragment {
+            out.push(b'#');
+            self.query(f, out);
         }
     }
 }
@@ -100,5 +141,25 @@ mod tests {
         let mut out = Vec::new();
         r.query("page=2&access_token=abc&x-api-key=k1&%6Bey=k2&flag&Token=t", &mut out);
         assert_eq!(out, b"page=2&access_token=<redacted>&x-api-key=<redacted>&%6Bey=<redacted>&flag&Token=<redacted>");
+    }
+
+    #[test]
+    fn semicolons_brackets_userinfo_and_fragments() {
+        let r = Redact::default();
+        let mut out = Vec::new();
+        r.query("a=1;password=V7&api_key[]=V8&user[password]=V9&list[]=1;", &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "a=1;password=<redacted>&api_key[]=<redacted>&user[password]=<redacted>&list[]=1;"
+        );
+        let mut out = Vec::new();
+        r.url("http://user:R3@a.example:8080/p?q=1&token=T#access_token=F&state=s", &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "http://<redacted>@a.example:8080/p?q=1&token=<redacted>#access_token=<redacted>&state=s"
+        );
+        let mut out = Vec::new();
+        r.url("https://a.example/x@y?z=1", &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), "https://a.example/x@y?z=1", "an @ in the path is no user part");
     }
 }
