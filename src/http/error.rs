@@ -75,7 +75,45 @@ impl From<super::request_body::BodyError> for GatewayError {
     }
 }
 
+/// A request body cut short by its client leaving (kept as the cause when
+/// the error's own chain is not).
+#[derive(Debug, thiserror::Error)]
+#[error("the client closed the connection in the middle of the request body")]
+pub struct ClientLeft;
+
+/// Whether an error of reading a request body, or one of its causes, says
+/// the client went away: the connection's end before the body's (own
+/// codec), a reset, or hyper's incomplete message.
+pub fn client_gone(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if e.is::<ClientLeft>()
+            || e.downcast_ref::<crate::wire::decode::DecodeError>()
+                == Some(&crate::wire::decode::DecodeError::Truncated)
+        {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            return matches!(io.kind(), ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof);
+        }
+        if let Some(h) = e.downcast_ref::<hyper::Error>()
+            && h.is_incomplete_message()
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 impl GatewayError {
+    /// A request body that broke off because the client went away (the
+    /// connection ended or was reset mid-body), not one it sent wrong.
+    pub fn client_left(&self) -> bool {
+        matches!(self, GatewayError::BodyRead(source) if client_gone(source.as_ref()))
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             GatewayError::BadPath(_) | GatewayError::BodyRead(_) | GatewayError::MissingHost => StatusCode::BAD_REQUEST,

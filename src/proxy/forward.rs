@@ -60,6 +60,9 @@ pub(super) struct TryNotes {
     pub tries: u32,
     /// Sent although no target was healthy (`all_unhealthy: serve_all`).
     pub all_unhealthy: bool,
+    /// Request body bytes read from the client by the last try, when counted
+    /// (what the log reports for a body that broke off).
+    pub body_received: Option<u64>,
 }
 
 /// One upstream try, as the access log reports it.
@@ -262,6 +265,7 @@ pub(super) fn forward<'a, 'p>(
                 // Boxed: hyper's client future is large and this path is the less common one.
                 (Box::pin(through_hyper(upstream, req, upgrade, in_flight, timeout)).await, replayable, None)
             };
+            f.notes.body_received = request_bytes;
             // One clock read for the try's duration and the health record.
             let ended = Instant::now();
             note(&mut f, upstream, target, started, ended, request_bytes, &result);
@@ -576,6 +580,9 @@ fn classify(upstream: std::sync::Arc<str>, e: BoxError) -> GatewayError {
             return match body {
                 BodyError::TooLarge(limit) => GatewayError::BodyTooLarge { limit: *limit },
                 BodyError::Timeout => GatewayError::BodyTimeout,
+                BodyError::Read(inner) if crate::http::error::client_gone(inner.as_ref()) => {
+                    GatewayError::BodyRead(Box::new(crate::http::error::ClientLeft))
+                }
                 BodyError::Read(_) => GatewayError::BodyRead(body.to_string().into()),
             };
         }

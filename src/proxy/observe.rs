@@ -199,7 +199,9 @@ impl Seen {
     pub fn pending(mut self, tried: &[Tried<'_>], status: StatusCode) -> Option<Box<Pending>> {
         let mut p = self.watch.take()?;
         p.series = self.route;
-        p.status = status;
+        // A client that left mid-body is logged and counted as NGINX's 499,
+        // whatever answer was written to the closed connection.
+        p.status = if self.flag == Flag::ClientClosed { client_closed() } else { status };
         p.flag = self.flag;
         p.request_bytes = tried.last().and_then(|t| t.request_bytes).unwrap_or(self.request_bytes);
         p.bodiless = p.method == Method::HEAD
@@ -207,7 +209,7 @@ impl Seen {
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED;
         if let Some(r) = &mut p.record {
-            r.status = status.as_u16();
+            r.status = p.status.as_u16();
             r.route = self.route.and_then(|i| p.observer.as_ref()?.route_names.get(i).cloned());
             for t in tried {
                 r.upstream = Some(t.upstream.log_name.clone());
@@ -230,7 +232,7 @@ impl Drop for Seen {
     fn drop(&mut self) {
         let Some(mut p) = self.watch.take() else { return };
         // The client left before the response: NGINX's 499.
-        p.status = StatusCode::from_u16(499).expect("499 is a valid status");
+        p.status = client_closed();
         p.series = self.route;
         p.request_bytes = self.request_bytes;
         p.bodiless = true;
@@ -240,6 +242,11 @@ impl Drop for Seen {
         }
         p.finish(Ending::ClientLeft);
     }
+}
+
+/// NGINX's status for a request whose client closed the connection first.
+fn client_closed() -> StatusCode {
+    StatusCode::from_u16(499).expect("499 is a valid status")
 }
 
 /// The response flag of an error the engine turned into a problem response.
@@ -252,6 +259,8 @@ pub(super) fn flag_of(e: &GatewayError) -> Flag {
         GatewayError::CorsRejected(_) => Flag::Forbidden,
         GatewayError::Internal(_) => Flag::LocalResponse,
         GatewayError::Refused { rule, .. } => refusal_flag(*rule),
+        // The client went away mid-body: NGINX's 499, not its mistake.
+        GatewayError::BodyRead(_) if e.client_left() => Flag::ClientClosed,
         GatewayError::BadPath(_)
         | GatewayError::BodyTooLarge { .. }
         | GatewayError::BodyTimeout

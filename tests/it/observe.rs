@@ -360,6 +360,7 @@ async fn response_flags_say_why_there_was_no_upstream_answer() {
          \x20 - {{ name: ok, match: {{ path: /ok }}, upstream: svc }}\n\
          \x20 - {{ name: hang, match: {{ path: /hang }}, upstream: svc }}\n\
          \x20 - {{ name: hold, match: {{ path: /hold }}, upstream: svc }}\n\
+         \x20 - {{ name: count, match: {{ path: /count }}, upstream: svc }}\n\
          \x20 - {{ name: gone, match: {{ path_prefix: /gone }}, upstream: gone }}\n\
          \x20 - {{ name: limited, match: {{ path_prefix: /limited }}, upstream: svc, rate_limit: [ {{ key: ip, rate: 1/m }} ] }}\n\
          \x20 - {{ name: local, match: {{ path: /local }}, static: {{ status: 200, body: hi }} }}\n\
@@ -390,7 +391,20 @@ async fn response_flags_say_why_there_was_no_upstream_answer() {
         s.write_all(b"GET /hold HTTP/1.1\r\nHost: t\r\n\r\n").await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let lines = log_lines(&h, dir.path(), expect.len() + 1).await;
+    // A client that leaves in the middle of its body: it went away, it did
+    // not send anything wrong; the bytes logged are the ones that came.
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"POST /count HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n").await.unwrap();
+        s.write_all(&[b'x'; 100]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let lines = log_lines(&h, dir.path(), expect.len() + 2).await;
+    let left = lines.iter().find(|l| l["url"]["path"] == "/count").expect("the line of the body that broke off");
+    assert_eq!(left["http"]["response"]["status_code"], 499, "{left}");
+    assert_eq!(left["portcullis"]["response_flag"], "DC", "{left}");
+    assert_eq!(left["http"]["request"]["body"]["bytes"], 100, "{left}");
     let got: Vec<(String, u64, String)> = lines
         .iter()
         .map(|l| {

@@ -183,7 +183,9 @@ impl Record {
             b"\",\"ecs\":{\"version\":\"8.11.0\"},\"event\":{\"kind\":\"event\",\"category\":[\"web\"],\"duration\":",
         );
         push_u64(out, self.duration_ns);
-        let failure = self.status >= 500 || self.flag != Flag::None && self.status >= 400;
+        // A response whose upstream broke off mid-body failed, whatever its status said.
+        let failure =
+            self.status >= 500 || self.flag != Flag::None && self.status >= 400 || self.flag == Flag::UpstreamClosed;
         put(out, outcome_to_request_id(failure, self.version));
         let id = self.request_id.as_bytes();
         json_bytes_in(out, id, id);
@@ -541,6 +543,24 @@ mod tests {
         assert_eq!(v["portcullis"]["upstream"]["target"], "127.0.0.1:9");
         assert_eq!(v["portcullis"]["response_flag"], "-");
         assert_eq!(v["trace"]["id"], "0af7651916cd43dd8448eb211c80319c");
+    }
+
+    #[test]
+    fn outcome_is_failure_for_errors_and_broken_bodies() {
+        let outcome = |status: u16, flag: Flag| {
+            let mut r = record();
+            r.status = status;
+            r.flag = flag;
+            let mut out = Vec::new();
+            r.write_ecs(&mut out, &mut DateCache::default());
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            v["event"]["outcome"].as_str().unwrap().to_string()
+        };
+        assert_eq!(outcome(200, Flag::None), "success");
+        assert_eq!(outcome(404, Flag::None), "success", "an upstream's 404 is its answer");
+        assert_eq!(outcome(404, Flag::NoRoute), "failure");
+        assert_eq!(outcome(503, Flag::None), "failure");
+        assert_eq!(outcome(200, Flag::UpstreamClosed), "failure", "the body broke off");
     }
 
     #[test]
