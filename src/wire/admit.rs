@@ -46,6 +46,8 @@ pub enum Refusal {
     UnsupportedCoding,
     #[error("the gateway does not serve {0}")]
     NotImplemented(&'static str),
+    #[error("the request's HTTP major version is not 1")]
+    VersionNotSupported,
 }
 
 impl Refusal {
@@ -55,6 +57,7 @@ impl Refusal {
             Refusal::TooLarge(_) | Refusal::TooManyHeaders => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Refusal::UriTooLong => StatusCode::URI_TOO_LONG,
             Refusal::UnsupportedCoding | Refusal::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            Refusal::VersionNotSupported => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
         }
     }
 }

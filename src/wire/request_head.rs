@@ -91,7 +91,7 @@ fn scan<'b>(
         }
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(Refusal::TooManyHeaders),
-        Err(httparse::Error::Version) => return Err(Refusal::Malformed("not an HTTP/1.x request")),
+        Err(httparse::Error::Version) => return Err(version_refusal(buf)),
         Err(_) => return Err(Refusal::Malformed("bad request head")),
     };
     if len > limits.max_size {
@@ -124,6 +124,22 @@ fn scan<'b>(
         spans.push((name, start, start + h.value.len()));
     }
     Ok(Some(Line { len, method, version, target: (target_start, target_start + target.len()), facts }))
+}
+
+/// Why a request line's version was refused: `HTTP/x.y` with another
+/// major version is one the gateway does not speak (505, RFC 9110
+/// §15.6.6); anything else is no HTTP version at all (400).
+fn version_refusal(buf: &[u8]) -> Refusal {
+    let line = buf.split(|&b| b == b'\r' || b == b'\n').next().unwrap_or_default();
+    let version = line.rsplit(|&b| b == b' ').next().unwrap_or_default();
+    match version {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() && *major != b'1' =>
+        {
+            Refusal::VersionNotSupported
+        }
+        _ => Refusal::Malformed("not an HTTP/1.x request"),
+    }
 }
 
 /// Takes the head off `buf` and builds the request parts from it.
@@ -233,7 +249,7 @@ mod tests {
             "GET / HTTP/1.1\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n",
-            "GET / HTTP/2.0\r\nHost: x\r\n\r\n",
+            "GET / HTTP/1.x\r\nHost: x\r\n\r\n",
             "GET /\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
             "GET / HTTP/1.1\nHost: x\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: x\nX-Smuggled: 1\r\n\r\n",
@@ -251,6 +267,9 @@ mod tests {
         }
         let err = parse_str("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").unwrap_err();
         assert_eq!(err, Refusal::UnsupportedCoding);
+        for raw in ["GET / HTTP/2.0\r\nHost: x\r\n\r\n", "GET / HTTP/3.0\r\nHost: x\r\n\r\n"] {
+            assert_eq!(parse_str(raw).unwrap_err().status(), 505, "{raw:?}");
+        }
     }
 
     #[test]

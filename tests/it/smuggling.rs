@@ -143,6 +143,9 @@ const REQUESTS: &[Row] = &[
     // A line that fails leaves the body unfinished for good: the review of
     // December 2026 (second round) had a body's end, and the request behind
     // it, read after the refused line when they came in the same packet.
+    cut!("HTTP/2.0 in an HTTP/1 request line", b"GET /public/a HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+    cut!("HTTP/3.0 in an HTTP/1 request line", b"GET /public/a HTTP/3.0\r\nHost: x\r\n\r\n", 505),
+    cut!("HTTP/1.x with a letter", b"GET /public/a HTTP/1.x\r\nHost: x\r\n\r\n", 400),
     passed("underscored names, which a CGI backend reads as identity and framing headers",
         b"GET /public/a HTTP/1.1\r\nHost: x\r\nX_Consumer_Id: admin\r\nX_Forwarded_For: 10.0.0.1\r\nX_Request_Id: evil\r\nTransfer_Encoding: chunked\r\nContent_Length: 5\r\n\r\n"),
     cut!("garbage chunk size, a request behind",
