@@ -479,14 +479,19 @@ async fn admin_needs_its_token_and_stays_off_the_public_listener() {
     assert!(errors.contains("admin.token") && errors.contains("without spaces"), "{errors}");
 }
 
+/// A gateway with an admin API on loopback and no token.
+async fn tokenless_admin() -> (Handle, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\nadmin: { bind: \"127.0.0.1:0\" }\n\
+                routes:\n  - { name: r, match: { path: /r }, static: { status: 200 } }\n";
+    (Gateway::start(&load(yaml, dir.path())).await.expect("starts"), dir)
+}
+
 /// Without a token, loopback alone guards the admin API, and a web page can
 /// reach loopback through DNS rebinding: its requests name its own domain.
 #[tokio::test]
 async fn a_tokenless_admin_answers_only_to_addresses_and_localhost() {
-    let dir = tempfile::tempdir().unwrap();
-    let yaml = "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\nadmin: { bind: \"127.0.0.1:0\" }\n\
-                routes:\n  - { name: r, match: { path: /r }, static: { status: 200 } }\n";
-    let h = Gateway::start(&load(yaml, dir.path())).await.expect("starts");
+    let (h, _dir) = tokenless_admin().await;
     let port = h.admin_addr().unwrap().port();
     for path in ["/config", "/status", "/metrics", "/readyz"] {
         let rebound = get(&admin(&h, path), &[("host", &format!("attacker.example:{port}"))]).await;
@@ -506,10 +511,7 @@ async fn a_tokenless_admin_answers_only_to_addresses_and_localhost() {
 /// text format or refuse OpenMetrics (`q=0`), in any letter case.
 #[tokio::test]
 async fn metrics_format_follows_accept_qualities() {
-    let dir = tempfile::tempdir().unwrap();
-    let yaml = "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\nadmin: { bind: \"127.0.0.1:0\" }\n\
-                routes:\n  - { name: r, match: { path: /r }, static: { status: 200 } }\n";
-    let h = Gateway::start(&load(yaml, dir.path())).await.expect("starts");
+    let (h, _dir) = tokenless_admin().await;
     let prometheus = "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
     for (accept, openmetrics) in [
         (prometheus, true),
