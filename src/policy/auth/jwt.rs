@@ -55,6 +55,12 @@ pub struct Jwt {
     leeway: u64,
 }
 
+/// A NumericDate (RFC 7519 §2): seconds since the epoch, an integer or a
+/// non-negative finite decimal (rounded by `round`).
+fn numeric_date(v: &serde_json::Value, round: fn(f64) -> f64) -> Option<u64> {
+    v.as_u64().or_else(|| v.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| round(f) as u64))
+}
+
 impl Jwt {
     /// `previous`: the same provider in the running plan; its JWKS key set is
     /// kept when the source is unchanged (a reload while the IdP is down
@@ -294,6 +300,12 @@ impl Jwt {
     }
 
     /// Full verification; returns the identity and how long it stays valid.
+    /// A refusal, said at `debug` (as the library's own refusals are).
+    fn refused(&self, why: &'static str) -> Failure {
+        tracing::debug!(provider = %self.name, error = why, "JWT refused");
+        Failure::Invalid
+    }
+
     async fn verify(&self, token: &str) -> Result<(Identity, Duration), Failure> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Failure::Invalid)?;
         // RFC 7515 §4.1.11: extensions listed in `crit` must be understood,
@@ -317,21 +329,28 @@ impl Jwt {
         if self.required.iter().any(|c| claims.get(c).is_none_or(|v| v.is_null())) {
             return Err(Failure::Invalid);
         }
+        // `iss` is one StringOrURI (RFC 7519 §4.1.1): jsonwebtoken also
+        // takes a list, which an upstream that reads the token again may not.
+        if claims.get("iss").is_some_and(|v| !v.is_string()) {
+            return Err(self.refused("iss is not a string"));
+        }
         // RFC 7519 §4.1.4/5, with `leeway` either way: `exp` (required, a
-        // number) has not passed, `nbf` (if present, a number) has.
-        let exp = claims.get("exp").and_then(|v| v.as_u64()).ok_or(Failure::Invalid)?;
+        // NumericDate) has not passed, `nbf` (if present) has. A NumericDate
+        // may have a fraction: `exp` is rounded down, `nbf` up (each the
+        // stricter way).
+        let exp = claims.get("exp").and_then(|v| numeric_date(v, f64::floor)).ok_or(Failure::Invalid)?;
         if exp.saturating_add(self.leeway) < now {
-            return Err(Failure::Invalid);
+            return Err(self.refused("expired (exp)"));
         }
         if let Some(nbf) = claims.get("nbf") {
-            let nbf = nbf.as_u64().ok_or(Failure::Invalid)?;
+            let nbf = numeric_date(nbf, f64::ceil).ok_or(Failure::Invalid)?;
             if nbf > now.saturating_add(self.leeway) {
-                return Err(Failure::Invalid);
+                return Err(self.refused("not valid yet (nbf)"));
             }
         }
         let mut valid_until = exp;
         if let Some(max_age) = self.max_age {
-            let iat = claims.get("iat").and_then(|v| v.as_u64()).ok_or(Failure::Invalid)?;
+            let iat = claims.get("iat").and_then(|v| numeric_date(v, f64::floor)).ok_or(Failure::Invalid)?;
             let limit = iat.saturating_add(max_age.as_secs());
             if limit < now {
                 return Err(Failure::Invalid);

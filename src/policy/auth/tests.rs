@@ -121,6 +121,30 @@ mod jwt {
     }
 
     #[tokio::test]
+    async fn time_claims_may_have_a_fraction() {
+        // RFC 7519 §2: a NumericDate is a JSON number, fractions allowed.
+        let p = provider(&WallClock::fixed(NOW));
+        let mut decimal = claims(0);
+        decimal["exp"] = json!(NOW as f64 + 600.5);
+        decimal["nbf"] = json!(NOW as f64 - 10.5);
+        assert!(check(&p, &sign(decimal)).await.is_ok());
+        let mut past = claims(0);
+        past["exp"] = json!(NOW as f64 - 31.5);
+        assert!(check(&p, &sign(past)).await.is_err(), "expired, fraction or not");
+        let mut negative = claims(0);
+        negative["exp"] = json!(-1.5);
+        assert!(check(&p, &sign(negative)).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn issuer_must_be_one_string() {
+        let p = provider(&WallClock::fixed(NOW));
+        let mut listed = claims(NOW + 600);
+        listed["iss"] = json!(["gw"]);
+        assert!(check(&p, &sign(listed)).await.is_err(), "an iss list is not an issuer");
+    }
+
+    #[tokio::test]
     async fn issuer_audience_and_signature_are_checked() {
         let p = provider(&WallClock::fixed(NOW));
         let mut other_issuer = claims(NOW + 600);
