@@ -13,6 +13,10 @@
 //!   host name, IPv4 or IPv6 literal with an optional port, nothing else (no
 //!   userinfo, list, path, whitespace or percent-encoding), agreeing with an
 //!   absolute-form target or HTTP/2 `:authority`.
+//! - **One of each singleton**: `Authorization` and `Content-Type` are one
+//!   value each (RFC 9110 §11.6.2, §8.3), and two of them are refused: the
+//!   gateway checks one credential or media type, and a service that reads
+//!   the other would act on what nobody checked.
 //! - **Method**: `CONNECT` is not a gateway's business (501).
 //! - **Names with `_`** are dropped, as NGINX drops them: CGI, WSGI, PHP
 //!   and Rack backends read `X_Consumer_Id` as `X-Consumer-Id`, so such a
@@ -67,6 +71,9 @@ impl Refusal {
 #[derive(Debug, Default)]
 pub struct Facts {
     hosts: u8,
+    /// `Authorization` and `Content-Type` fields seen.
+    authorizations: u8,
+    content_types: u8,
     /// A `Host` value that is not a valid host and port.
     bad_host: Option<&'static str>,
     /// `Transfer-Encoding` was present.
@@ -96,6 +103,10 @@ impl Facts {
             }
         } else if name == header::CONTENT_LENGTH {
             self.length.note(value);
+        } else if name == header::AUTHORIZATION {
+            self.authorizations = self.authorizations.saturating_add(1);
+        } else if name == header::CONTENT_TYPE {
+            self.content_types = self.content_types.saturating_add(1);
         } else if name == header::TRANSFER_ENCODING {
             self.transfer_encoding = true;
             self.connection_specific = true;
@@ -125,6 +136,17 @@ impl Facts {
         } else if matches!(name.as_str(), "keep-alive" | "proxy-connection") {
             self.connection_specific = true;
         }
+    }
+
+    /// A singleton field given twice (see the module's note).
+    fn singletons(&self) -> Result<(), Refusal> {
+        if self.authorizations > 1 {
+            return Err(Refusal::Malformed("more than one Authorization header"));
+        }
+        if self.content_types > 1 {
+            return Err(Refusal::Malformed("more than one Content-Type header"));
+        }
+        Ok(())
     }
 
     /// The same facts, from a map (hyper's requests).
@@ -167,6 +189,7 @@ pub fn http1(
     if let Some(e) = facts.bad_host {
         return Err(Refusal::Malformed(e));
     }
+    facts.singletons()?;
     if version == Version::HTTP_11 && facts.hosts == 0 {
         // RFC 9112 §3.2: every HTTP/1.1 request, absolute-form or not.
         return Err(Refusal::Malformed("an HTTP/1.1 request needs exactly one Host header"));
@@ -215,6 +238,7 @@ pub fn parsed<B>(req: &mut http::Request<B>) -> Result<(), Refusal> {
         return Err(Refusal::Malformed("an HTTP/2 request carries a connection-specific header field"));
     }
     facts.length.result().map_err(Refusal::Malformed)?;
+    facts.singletons()?;
     if facts.hosts > 1 {
         return Err(Refusal::Malformed("more than one Host header"));
     }

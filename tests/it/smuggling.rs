@@ -143,6 +143,9 @@ const REQUESTS: &[Row] = &[
     // A line that fails leaves the body unfinished for good: the review of
     // December 2026 (second round) had a body's end, and the request behind
     // it, read after the refused line when they came in the same packet.
+    cut!("two Authorization headers", b"GET /public/a HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer checked\r\nAuthorization: Bearer other\r\n\r\n", 400),
+    cut!("two Content-Type headers",
+        b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n{}", 400),
     cut!("HTTP/2.0 in an HTTP/1 request line", b"GET /public/a HTTP/2.0\r\nHost: x\r\n\r\n", 505),
     cut!("HTTP/3.0 in an HTTP/1 request line", b"GET /public/a HTTP/3.0\r\nHost: x\r\n\r\n", 505),
     cut!("HTTP/1.x with a letter", b"GET /public/a HTTP/1.x\r\nHost: x\r\n\r\n", 400),
@@ -531,6 +534,7 @@ const H2_REQUESTS: &[H2Row] = &[
     H2Row { name: "a POST whose content-length matches", fields: h2_post!((b"content-length", b"5")), data: Some(b"hello"), status: 200, forwarded: 1 },
     H2Row { name: "a POST without content-length", fields: h2_post!(), data: Some(b"hello"), status: 200, forwarded: 1 },
     H2Row { name: "Host agreeing with :authority", fields: h2_get!((b"host", b"X:80")), data: None, status: 200, forwarded: 1 },
+    h2_refused("two authorization fields", h2_get!((b"authorization", b"Bearer a"), (b"authorization", b"Bearer b")), None),
     H2Row { name: "underscored names", fields: h2_get!((b"x_consumer_id", b"admin"), (b"x_forwarded_for", b"10.0.0.1")), data: None, status: 200, forwarded: 1 },
     h2_refused("H2.CL: DATA longer than content-length", h2_post!((b"content-length", b"5")), Some(b"helloGET /admin/smuggled HTTP/1.1\r\nHost: x\r\n\r\n")),
     h2_refused("H2.CL: DATA shorter than content-length", h2_post!((b"content-length", b"50")), Some(b"hello")),
