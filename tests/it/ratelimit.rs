@@ -36,6 +36,29 @@ async fn per_ip_limit_with_burst_and_headers() {
     assert_eq!(up.hits(), 3, "refused requests never reach the upstream");
 }
 
+/// A header-keyed limit counts by the header's value; a request without
+/// one, or with an empty one, by its client address (an empty value must
+/// not be one bucket that any client can drain for every other).
+#[tokio::test]
+async fn a_header_key_without_a_value_counts_by_client() {
+    let up = Upstream::start("svc").await;
+    let gw = limited(
+        &up,
+        "    rate_limit: [ { key: { header: X-Tenant }, rate: 1/min } ]\n",
+        "trusted_proxies: [ 127.0.0.1 ]",
+    )
+    .await;
+    let from = |ip: &'static str, tenant: &'static str| {
+        let url = gw.url("/");
+        async move { get(&url, &[("x-forwarded-for", ip), ("x-tenant", tenant)]).await.status }
+    };
+    assert_eq!(from("10.0.0.1", "").await, 200);
+    assert_eq!(from("10.0.0.2", " ").await, 200, "another client, its own bucket");
+    assert_eq!(from("10.0.0.1", "").await, 429, "the first client's bucket is spent");
+    assert_eq!(from("10.0.0.3", "acme").await, 200);
+    assert_eq!(from("10.0.0.4", "acme").await, 429, "one tenant, one bucket, whoever sends it");
+}
+
 #[tokio::test]
 async fn per_consumer_limits_with_api_keys_and_legacy_headers() {
     let up = Upstream::start("svc").await;

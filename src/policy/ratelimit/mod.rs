@@ -225,7 +225,9 @@ impl Key {
                 },
                 Part::Route => Some(ctx.route.as_bytes()),
                 Part::Constant(c) => Some(c.as_bytes()),
-                Part::Header(h) => req.headers.get(h).map(|v| v.as_bytes()),
+                // An empty value is no value: it would put every client
+                // that sends one in one shared bucket.
+                Part::Header(h) => req.headers.get(h).map(|v| v.as_bytes().trim_ascii()).filter(|v| !v.is_empty()),
                 Part::Claim(path) => {
                     owned = ctx.identity.as_ref().and_then(|id| {
                         let mut v = id.claims.as_deref()?;
