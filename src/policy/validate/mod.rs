@@ -149,7 +149,18 @@ fn openapi_formats(schema: &mut Value) {
                 _ => None,
             };
             if let Some((min, max)) = range {
-                map.entry("minimum").or_insert(min.into());
+                if min == i64::MIN {
+                    // A JSON integer below `i64::MIN` is read as a float, and
+                    // floats that close to -2^63 cannot tell -2^63 from
+                    // -2^63 - 1000: `minimum: i64::MIN` let them through (to a
+                    // service whose `long` they overflow). So -2^63 itself
+                    // is excluded with them.
+                    if !map.contains_key("minimum") && !map.contains_key("exclusiveMinimum") {
+                        map.insert("exclusiveMinimum".into(), i64::MIN.into());
+                    }
+                } else {
+                    map.entry("minimum").or_insert(min.into());
+                }
                 map.entry("maximum").or_insert(max.into());
             }
             map.values_mut().for_each(openapi_formats);

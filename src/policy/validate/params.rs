@@ -167,6 +167,13 @@ impl Param {
                         _ => return self.malformed(place, "matrix style: `;name=value`", problems),
                     }
                 }
+                // `;id=5;id=x`: one value expected, two given (the service
+                // may read the last), as for the other places.
+                if !array && found.len() > 1 {
+                    let detail = format!("given {} times where one value is expected", found.len());
+                    problems.push(Problem { place, pointer: self.name.clone(), detail });
+                    return;
+                }
                 split = if array && !explode { found.iter().flat_map(|v| v.split(',')).collect() } else { found };
                 &split[..]
             }
@@ -385,9 +392,11 @@ pub fn cookie_values(headers: &http::HeaderMap, name: &str) -> Vec<String> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .filter(|(k, _)| *k == name)
-        .map(|(_, v)| decode_path(v.trim_matches('"')))
+        .filter_map(|pair| pair.split_once('='))
+        // `sess =x`: whitespace around the name and value is not part of
+        // them for the services that read cookies leniently.
+        .filter(|(k, _)| k.trim() == name)
+        .map(|(_, v)| decode_path(v.trim().trim_matches('"')))
         .collect()
 }
 
