@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderName};
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderName};
 use http::{StatusCode, request};
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -416,6 +416,17 @@ impl Compiled {
             return Some(unsupported_media_type);
         }
         let Some(rule) = &self.body else { return None };
+        // A compressed body is not read here: checked as it is, it would be
+        // refused as garbage (gzip) or passed unread to a service that
+        // decodes it (a plain body labelled `br`). RFC 9110 §15.5.16: 415.
+        let coded = req
+            .headers
+            .get_all(CONTENT_ENCODING)
+            .iter()
+            .any(|v| v.as_bytes().split(|&b| b == b',').any(|c| !matches!(c.trim_ascii(), b"" | b"identity")));
+        if coded {
+            return Some(unsupported_coding);
+        }
         if is_json(&media) {
             if rule.shortcut.as_ref().is_some_and(|s| s.passes(bytes, &self.limits)) {
                 return None;
@@ -539,6 +550,16 @@ fn unsupported_media_type(ctx: &RequestCtx<'_>) -> Answer {
         "this route does not accept a body of this Content-Type",
         ctx.request_id,
     )
+}
+
+fn unsupported_coding(ctx: &RequestCtx<'_>) -> Answer {
+    let mut answer = problem::problem(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "this route checks its request bodies and reads them uncompressed only: send it without Content-Encoding",
+        ctx.request_id,
+    );
+    answer.headers_mut().insert(http::header::ACCEPT_ENCODING, http::HeaderValue::from_static("identity"));
+    answer
 }
 
 fn body_refused(e: &BodyError, ctx: &RequestCtx<'_>) -> Outcome {
