@@ -126,6 +126,17 @@ pub(super) fn compile(
         cx.errors.extend(cx.loaded.errors(errors));
         chain
     };
+    // A checked path parameter the path does not have would refuse every
+    // request as missing it (a typo, `idd` for `id`).
+    if let (Some(validate), Some(_)) = (&cfg.validate, &matcher) {
+        for name in validate.path.keys().filter(|n| !params.iter().any(|p| **p == ***n)) {
+            let has = if params.is_empty() { "none".to_string() } else { params.join(", ") };
+            cx.err(
+                format!("{at}.validate.path.{name}"),
+                format!("`{name}` is not a parameter of this route's path (its parameters: {has})"),
+            );
+        }
+    }
     if cx.errors.len() > before {
         return None;
     }

@@ -295,11 +295,15 @@ async fn check_names_the_file_and_what_is_wrong_with_a_schema() {
     let yaml = "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\nroutes:\n\
                 \x20 - { name: r, match: { path: /r }, static: { status: 200 }, validate: { body: { schema_file: broken.json } } }\n\
                 \x20 - { name: s, match: { path: /s }, static: { status: 200 }, validate: { body: { schema_file: missing.json } } }\n\
-                \x20 - { name: t, match: { path: /t }, static: { status: 200 }, validate: { query: { n: { type: integer, required: 1 } } } }\n";
+                \x20 - { name: t, match: { path: /t }, static: { status: 200 }, validate: { query: { n: { type: integer, required: 1 } } } }\n\
+                \x20 - { name: u, match: { path: \"/u/{id}\" }, static: { status: 200 }, validate: { path: { idd: { type: integer } } } }\n";
     let errors = portcullis::check(&load(yaml, dir.path())).unwrap_err().to_string();
     assert!(errors.contains("routes[0].validate.body") && errors.contains("nonsense"), "{errors}");
     assert!(errors.contains("routes[1].validate.body.schema_file") && errors.contains("missing.json"), "{errors}");
     assert!(errors.contains("routes[2].validate.query.n"), "{errors}");
+    // A checked path parameter the path does not have (it would refuse
+    // every request as missing it).
+    assert!(errors.contains("routes[3].validate.path.idd") && errors.contains("its parameters: id"), "{errors}");
     let _ = Path::new(".");
 }
 
