@@ -349,12 +349,23 @@ fn read(values: &[&str], schema: &Value) -> Value {
 
 /// One string as the schema's scalar type, when it reads as one.
 fn scalar(raw: &str, schema: &Value) -> Value {
-    if is_type(schema, "integer")
-        && let Ok(n) = raw.parse::<i64>()
-    {
-        return n.into();
+    if is_type(schema, "integer") {
+        if let Ok(n) = raw.parse::<i64>() {
+            return n.into();
+        }
+        if let Ok(n) = raw.parse::<u64>() {
+            return n.into();
+        }
     }
-    if (is_type(schema, "number") || is_type(schema, "integer"))
+    // An integer parameter is written in digits: `5.0` and `1e1` are
+    // integers to JSON Schema, but not to the `Atoi`/`parseInt` of the
+    // service behind (they stay strings here, and fail the type). Digits
+    // beyond 64 bits are read as a number, to fail its range.
+    let digits = |s: &str| {
+        let d = s.strip_prefix(['-', '+']).unwrap_or(s);
+        !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())
+    };
+    if (is_type(schema, "number") || (is_type(schema, "integer") && digits(raw)))
         && let Some(n) = raw.parse::<f64>().ok().filter(|f| f.is_finite()).and_then(serde_json::Number::from_f64)
     {
         return Value::Number(n);

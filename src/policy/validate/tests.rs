@@ -122,6 +122,17 @@ fn path_styles_and_deep_objects_are_read_per_openapi() {
         p.check("path", &[value], &mut problems);
         problems.into_iter().map(|p| p.pointer).collect::<Vec<_>>()
     };
+    // An integer parameter is digits: `5.0` and `1e1` would be integers to
+    // JSON Schema but fail the service's `Atoi`.
+    let simple = path("simple", false, json!({ "type": "integer", "format": "int64" }));
+    for fine in ["5", "-5", "+5", "9223372036854775807"] {
+        assert!(problems_of(&simple, fine).is_empty(), "{fine}");
+    }
+    for refused in ["5.0", "1e1", "1.0000000000000001", "0x5", "", "9223372036854775808", "99999999999999999999"] {
+        assert_eq!(problems_of(&simple, refused), ["id"], "{refused}");
+    }
+    let number = path("simple", false, json!({ "type": "number" }));
+    assert!(problems_of(&number, "1e1").is_empty() && problems_of(&number, "5.5").is_empty());
     let label = path("label", false, json!({ "type": "integer", "minimum": 1 }));
     assert!(problems_of(&label, ".5").is_empty());
     assert_eq!(problems_of(&label, ".0"), ["id"]);
