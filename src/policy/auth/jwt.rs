@@ -7,6 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{header, request};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
@@ -325,6 +327,16 @@ impl Jwt {
             Failure::Invalid
         })?;
         let claims = data.claims;
+        // A member given twice (`"tenant":"evil","tenant":"acme"`): the
+        // claims above kept the last, and a service that reads the token
+        // again may keep the first. Refused, as the validator refuses such
+        // bodies (read again only here, after the signature held; verified
+        // tokens are cached).
+        let payload = token.split('.').nth(1).and_then(|p| URL_SAFE_NO_PAD.decode(p).ok()).ok_or(Failure::Invalid)?;
+        if let Err(v) = crate::policy::validate::json_limits::read(&payload, &Default::default()) {
+            tracing::debug!(provider = %self.name, error = %v.detail, at = %v.pointer, "JWT refused");
+            return Err(Failure::Invalid);
+        }
         let now = self.clock.unix_secs();
         if self.required.iter().any(|c| claims.get(c).is_none_or(|v| v.is_null())) {
             return Err(Failure::Invalid);

@@ -137,6 +137,26 @@ mod jwt {
     }
 
     #[tokio::test]
+    async fn a_payload_with_a_member_twice_is_refused() {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let p = provider(&WallClock::fixed(NOW));
+        // Signed as it is: a service reading the first `tenant` would see `evil`.
+        let signed = |payload: &str| {
+            let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+            let message = format!("{header}.{}", URL_SAFE_NO_PAD.encode(payload));
+            let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+            let signature =
+                jsonwebtoken::crypto::sign(message.as_bytes(), &key, jsonwebtoken::Algorithm::HS256).unwrap();
+            format!("{message}.{signature}")
+        };
+        let base = format!(r#""iss":"gw","aud":"api","sub":"alice","exp":{}"#, NOW + 600);
+        assert!(check(&p, &signed(&format!(r#"{{{base},"tenant":"acme"}}"#))).await.is_ok());
+        let twice = signed(&format!(r#"{{{base},"tenant":"evil","tenant":"acme"}}"#));
+        assert_eq!(check(&p, &twice).await.unwrap_err(), Failure::Invalid);
+    }
+
+    #[tokio::test]
     async fn issuer_must_be_one_string() {
         let p = provider(&WallClock::fixed(NOW));
         let mut listed = claims(NOW + 600);
