@@ -554,3 +554,17 @@ async fn identity_headers_reach_the_service_on_every_path() {
     assert_eq!((&h["x-auth-subject"], &h["x-auth-scopes"]), (&json!(["alice"]), &json!(["a b"])));
     assert!(h.get("x-consumer-id").is_none(), "{h}");
 }
+
+/// An empty user name (an htpasswd line `:hash`) would let `Basic :password`
+/// in with an empty subject: refused when the config loads.
+#[tokio::test]
+async fn an_empty_basic_user_name_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    std::fs::write(dir.path().join("users.htpasswd"), format!("carol:{hash}\n:{hash}\n")).unwrap();
+    let yaml = "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\n\
+                auth:\n  staff: { basic: { realm: Staff, htpasswd: users.htpasswd } }\n\
+                routes:\n  - { name: r, match: { path: /r }, static: { status: 200 }, authenticate: [staff] }\n";
+    let errors = portcullis::check(&load(yaml, dir.path())).unwrap_err().to_string();
+    assert!(errors.contains("users.htpasswd:2: a user name is empty"), "{errors}");
+}

@@ -44,6 +44,12 @@ impl Basic {
                             continue;
                         }
                         match line.split_once(':') {
+                            // An empty user name: `Basic :password` would log in
+                            // as nobody in particular (a subject of "").
+                            Some(("", _)) => errors.push((
+                                "basic.htpasswd".into(),
+                                format!("{}:{}: a user name is empty", path.display(), n + 1),
+                            )),
                             Some((u, h)) if is_supported(h) => {
                                 users.insert(u.to_string(), h.to_string());
                             }
@@ -62,6 +68,9 @@ impl Basic {
             }
         }
         for (u, h) in &cfg.users {
+            if u.is_empty() {
+                errors.push(("basic.users".into(), "a user name is empty".into()));
+            }
             if !is_supported(h) {
                 errors
                     .push((format!("basic.users.{u}"), "not a bcrypt (`$2y$…`) or argon2 (`$argon2id$…`) hash".into()));
