@@ -365,7 +365,8 @@ async fn fetch<'p>(call: &'p CallPlan, pq: PathAndQuery, headers: &HeaderMap, wa
     let one_try = watch.tries.then(|| Tried {
         upstream,
         target,
-        outcome: outcome.map(|s| s.as_u16()),
+        outcome: Some(outcome.map(|s| s.as_u16())),
+        started: now,
         duration_ns,
         request_bytes: None,
     });

@@ -65,42 +65,51 @@ pub(super) struct TryNotes {
     pub body_received: Option<u64>,
 }
 
-/// One upstream try, as the access log reports it.
+/// One upstream try, as the access log reports it. Noted when it starts,
+/// so that a request whose client leaves mid-try still shows where it
+/// went (`outcome` stays `None`: the try was cancelled).
 #[derive(Debug)]
 pub(super) struct Tried<'a> {
     pub upstream: &'a Upstream,
     pub target: &'a Target,
-    pub outcome: Result<u16, UpstreamError>,
+    pub outcome: Option<Result<u16, UpstreamError>>,
+    pub started: Instant,
+    /// Set when the try ends.
     pub duration_ns: u64,
     /// Request body bytes sent, when the codec counted them.
     pub request_bytes: Option<u64>,
 }
 
-/// Records an exchange's upstream metrics and notes it for the log. A
-/// request refused for its own body's sake is not the upstream's doing.
-fn note<'a>(
-    f: &mut Forward<'_, 'a>,
-    upstream: &'a Upstream,
-    target: &'a Target,
-    started: Option<Instant>,
+/// Records an ended exchange's upstream metrics and completes its entry
+/// for the log. A request refused for its own body's sake is not the
+/// upstream's doing: its entry goes.
+fn note(
+    f: &mut Forward<'_, '_>,
+    target: &Target,
     ended: Instant,
     request_bytes: Option<u64>,
     result: &Result<Response<Body>, GatewayError>,
 ) {
-    let (Some(tried), Some(started)) = (f.tried.as_deref_mut(), started) else { return };
+    let Some(tried) = f.tried.as_deref_mut() else { return };
     let outcome = match result {
         Ok(resp) => Ok(resp.status().as_u16()),
         Err(GatewayError::UpstreamTimeout { .. }) => Err(UpstreamError::Timeout),
         Err(GatewayError::UpstreamUnreachable { sent: false, .. }) => Err(UpstreamError::Connect),
         Err(GatewayError::UpstreamUnreachable { sent: true, .. }) => Err(UpstreamError::Closed),
-        Err(_) => return,
+        Err(_) => {
+            tried.pop();
+            return;
+        }
     };
-    let duration_ns = ended.saturating_duration_since(started).as_nanos() as u64;
+    let Some(entry) = tried.last_mut() else { return };
+    let duration_ns = ended.saturating_duration_since(entry.started).as_nanos() as u64;
     if f.client_metrics {
         let status = outcome.map(|s| StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_GATEWAY));
         target.metrics.record(status, duration_ns);
     }
-    tried.push(Tried { upstream, target, outcome, duration_ns, request_bytes });
+    entry.outcome = Some(outcome);
+    entry.duration_ns = duration_ns;
+    entry.request_bytes = request_bytes;
 }
 
 /// The client side of a WebSocket upgrade that a route allows.
@@ -226,8 +235,17 @@ pub(super) fn forward<'a, 'p>(
             let try_started = Instant::now();
             let left = deadline.saturating_duration_since(try_started);
             let timeout = policy.per_try_timeout.map_or(left, |t| t.min(left));
-            // Timed only when something reports it.
-            let started = f.tried.is_some().then_some(try_started);
+            // Noted (and timed) only when something reports it.
+            if let Some(tried) = f.tried.as_deref_mut() {
+                tried.push(Tried {
+                    upstream,
+                    target,
+                    outcome: None,
+                    started: try_started,
+                    duration_ns: 0,
+                    request_bytes: None,
+                });
+            }
 
             let (result, replayable, request_bytes) = if let (Some(pool), None) = (&target.h1, &client_upgrade) {
                 // Plain HTTP/1.1 targets: inline-driven pooled connections (no upgrades there).
@@ -268,7 +286,7 @@ pub(super) fn forward<'a, 'p>(
             f.notes.body_received = request_bytes;
             // One clock read for the try's duration and the health record.
             let ended = Instant::now();
-            note(&mut f, upstream, target, started, ended, request_bytes, &result);
+            note(&mut f, target, ended, request_bytes, &result);
 
             let failure = try_failure(&result, policy);
             // Passive health and the breaker learn from every try the upstream is to blame for.

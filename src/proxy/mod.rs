@@ -88,7 +88,6 @@ pub fn handle<P: Deref<Target = Plan>>(
         // KiB) was copied into this one's on every request.
         // The rate-limit headers of a limited route (the first response step).
         let mut limit_fields = None;
-        let mut tried = smallvec::SmallVec::new();
         let mut notes = forward::TryNotes::default();
         let (route, result): (Option<&Route>, Result<Response<Body>, GatewayError>) = 'serve: {
             let request_id = request_id_ref;
@@ -194,6 +193,7 @@ pub fn handle<P: Deref<Target = Plan>>(
                 Outcome::Respond(resp) => Ok(full(resp)),
                 Outcome::Continue => match &route.action {
                     Action::Proxy(proxy) => {
+                        let watching = seen.watching();
                         let target = forward::Forward {
                             proxy,
                             conn,
@@ -204,7 +204,7 @@ pub fn handle<P: Deref<Target = Plan>>(
                             host_header: host_header.as_ref(),
                             identity,
                             traceparent: seen.trace.header(),
-                            tried: seen.watching().then_some(&mut tried),
+                            tried: watching.then_some(&mut seen.tried),
                             notes: &mut notes,
                             client_metrics: plan.observe.metrics,
                         };
@@ -215,8 +215,9 @@ pub fn handle<P: Deref<Target = Plan>>(
                         // have written it into a proxied request.
                         let identity = ctx.identity.as_deref().map(|id| plan.identity_headers.lines(id));
                         let client_ip = HeaderValue::try_from(client.ip.to_string()).unwrap_or(conn.peer_ip.clone());
+                        let watching = seen.watching();
                         let inputs = aggregate::Inputs {
-                            tried: seen.watching().then_some(&mut tried),
+                            tried: watching.then_some(&mut seen.tried),
                             client_metrics: plan.observe.metrics,
                             values: &found.values,
                             request_id,
@@ -282,7 +283,7 @@ pub fn handle<P: Deref<Target = Plan>>(
             forward::tell_tries(&mut resp, &notes);
         }
         // ResponseStep::Observe: the access log and metrics, finished when the body is.
-        if let Some(pending) = seen.pending(&tried, resp.status()) {
+        if let Some(pending) = seen.pending(resp.status()) {
             resp.body_mut().watch(pending);
         }
         resp
@@ -365,7 +366,7 @@ pub fn refuse(plan: &Plan, conn: &ConnInfo, status: StatusCode, detail: &str) ->
     // `-`, no path, flag `IV`.
     let seen = Seen::unread(plan, conn, &request_id);
     resp.headers_mut().insert(request_id::HEADER, request_id);
-    if let Some(pending) = seen.pending(&[], resp.status()) {
+    if let Some(pending) = seen.pending(resp.status()) {
         resp.body_mut().watch(pending);
     }
     resp

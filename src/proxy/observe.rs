@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, StatusCode};
+use smallvec::SmallVec;
 
 use super::forward::Tried;
 use crate::http::error::GatewayError;
@@ -25,14 +26,17 @@ use crate::policy::ctx::{Refusal, RequestCtx};
 
 /// One request as the observers see it, from its arrival to its response.
 /// Dropped without a response (the client left while it was served), it
-/// is logged as such (status 499, flag `DC`).
-pub(super) struct Seen {
+/// is logged as such (status 499, flag `DC`), with the tries made so far
+/// (the one in flight as `cancelled`).
+pub(super) struct Seen<'p> {
     pub trace: TraceContext,
     /// The matched route's index.
     pub route: Option<usize>,
     /// The declared body size (`Content-Length`), until the codec counts it.
     pub request_bytes: u64,
     pub flag: Flag,
+    /// The upstream tries, one entry each (filled only when watching).
+    pub tried: SmallVec<[Tried<'p>; 1]>,
     /// What the observers get when the response is made; `None` when
     /// nothing watches (no admin API, access log or span export). Boxed: the
     /// request's future is moved whole, and most of it would be this.
@@ -112,7 +116,7 @@ fn wall_now() -> SystemTime {
     SystemTime::now()
 }
 
-impl Seen {
+impl<'p> Seen<'p> {
     pub fn of<B>(
         plan: &Plan,
         req: &Request<B>,
@@ -120,7 +124,7 @@ impl Seen {
         peer: IpAddr,
         tls_version: Option<&'static str>,
         request_id: &HeaderValue,
-    ) -> Seen {
+    ) -> Seen<'p> {
         let observer = &plan.observe;
         let trace = TraceContext::of(req.headers(), client.peer_trusted, request_id, || observer.sample());
         // Nothing watches: no bookkeeping at all (the trace context is still passed on).
@@ -144,7 +148,7 @@ impl Seen {
             });
             p
         });
-        Seen { trace, route: None, request_bytes: 0, flag: Flag::None, watch }
+        Seen { trace, route: None, request_bytes: 0, flag: Flag::None, tried: SmallVec::new(), watch }
     }
 
     /// Whether anything will report this request.
@@ -153,7 +157,7 @@ impl Seen {
     }
 
     /// A request whose head could not be read: what the connection tells.
-    pub fn unread(plan: &Plan, conn: &crate::http::conn::ConnInfo, request_id: &HeaderValue) -> Seen {
+    pub fn unread(plan: &Plan, conn: &crate::http::conn::ConnInfo, request_id: &HeaderValue) -> Seen<'p> {
         let mut req = Request::new(());
         *req.method_mut() = Method::from_bytes(b"-").expect("`-` is a token");
         let client = Client { ip: conn.peer.ip(), peer_trusted: false };
@@ -196,8 +200,9 @@ impl Seen {
     }
 
     /// Hands over to the response body.
-    pub fn pending(mut self, tried: &[Tried<'_>], status: StatusCode) -> Option<Box<Pending>> {
+    pub fn pending(mut self, status: StatusCode) -> Option<Box<Pending>> {
         let mut p = self.watch.take()?;
+        let tried = &self.tried;
         p.series = self.route;
         // A client that left mid-body is logged and counted as NGINX's 499,
         // whatever answer was written to the closed connection.
@@ -211,24 +216,34 @@ impl Seen {
         if let Some(r) = &mut p.record {
             r.status = p.status.as_u16();
             r.route = self.route.and_then(|i| p.observer.as_ref()?.route_names.get(i).cloned());
-            for t in tried {
-                r.upstream = Some(t.upstream.log_name.clone());
-                r.tries.push(Try {
-                    target: t.target.log_label.clone(),
-                    outcome: t.outcome.map_err(|e| match e {
-                        UpstreamError::Connect => "connect",
-                        UpstreamError::Timeout => "timeout",
-                        UpstreamError::Closed => "closed",
-                    }),
-                    duration_ns: t.duration_ns,
-                });
-            }
+            put_tries(r, tried);
         }
         Some(p)
     }
 }
 
-impl Drop for Seen {
+/// The tries as the log writes them; one still in flight (its client
+/// left) is `cancelled`, timed up to now.
+fn put_tries(r: &mut Record, tried: &[Tried<'_>]) {
+    for t in tried {
+        r.upstream = Some(t.upstream.log_name.clone());
+        let (outcome, duration_ns) = match t.outcome {
+            Some(outcome) => (outcome.map_err(error_name), t.duration_ns),
+            None => (Err("cancelled"), Instant::now().saturating_duration_since(t.started).as_nanos() as u64),
+        };
+        r.tries.push(Try { target: t.target.log_label.clone(), outcome, duration_ns });
+    }
+}
+
+fn error_name(e: UpstreamError) -> &'static str {
+    match e {
+        UpstreamError::Connect => "connect",
+        UpstreamError::Timeout => "timeout",
+        UpstreamError::Closed => "closed",
+    }
+}
+
+impl Drop for Seen<'_> {
     fn drop(&mut self) {
         let Some(mut p) = self.watch.take() else { return };
         // The client left before the response: NGINX's 499.
@@ -239,6 +254,7 @@ impl Drop for Seen {
         if let Some(r) = &mut p.record {
             r.status = 499;
             r.route = self.route.and_then(|i| p.observer.as_ref()?.route_names.get(i).cloned());
+            put_tries(r, &self.tried);
         }
         p.finish(Ending::ClientLeft);
     }

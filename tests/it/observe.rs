@@ -422,6 +422,13 @@ async fn response_flags_say_why_there_was_no_upstream_answer() {
         );
     }
     assert!(got.iter().any(|(p, s, f)| p == "/hold" && *s == 499 && f == "DC"), "client left: {got:?}");
+    // It left while its try was in flight: where the request went is still logged.
+    let hold = lines.iter().find(|l| l["url"]["path"] == "/hold").unwrap();
+    let upstream = &hold["portcullis"]["upstream"];
+    assert_eq!(upstream["name"], "svc", "{hold}");
+    assert_eq!(upstream["target"], up.url().trim_start_matches("http://"), "{hold}");
+    assert_eq!(upstream["tries"][0]["error"], "cancelled", "{hold}");
+    assert!(upstream["tries"][0]["duration"].as_u64().unwrap() > 0, "{hold}");
     up.release();
 }
 
