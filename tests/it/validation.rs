@@ -206,10 +206,21 @@ async fn each_violation_is_listed_where_it_is_and_never_reaches_the_upstream() {
         assert_eq!(r.status, 415, "{coding}: {}", r.text());
         assert_eq!(r.header("accept-encoding"), Some("identity"), "{coding}");
     }
+    // Checked as UTF-8, a body must be UTF-8 for the service too: another
+    // charset could read to it as other text (RFC 8259 §8.1).
+    for charset in ["utf-16", "\"ISO-8859-1\"", "latin1; charset=utf-8"] {
+        let media = format!("application/json; charset={charset}");
+        let r = post(&s, "/orders", &media, &valid_order().to_string(), Some(TENANT)).await;
+        assert_eq!(r.status, 415, "{media}: {}", r.text());
+    }
     let big = format!("{{\"note\": \"{}\"}}", "x".repeat(70 << 10));
     assert_eq!(post(&s, "/orders", "application/json", &big, Some(TENANT)).await.status, 413);
 
     assert_eq!(s.up.count(), 0, "no refused request reached the upstream");
+    for media in ["application/json; charset=UTF-8", "application/json;charset=\"utf-8\"", "application/json; v=1"] {
+        let r = post(&s, "/orders", media, &valid_order().to_string(), Some(TENANT)).await;
+        assert_eq!(r.status, 200, "{media}: {}", r.text());
+    }
 }
 
 #[tokio::test]
@@ -377,6 +388,9 @@ async fn an_openapi_document_routes_validates_and_authenticates() {
     assert_eq!(call(&gw, "GET", "/v1/pets", &cookies, "").await.status, 200);
     let r = call(&gw, "GET", "/v1/pets", &[("cookie", "session=s3cret; page_size=500; prefs=compact,loud")], "").await;
     assert_eq!(errors(&r), vec![("cookie".into(), "page_size".into()), ("cookie".into(), "prefs/1".into())]);
+    // `,` separates cookies for older parsers (RFC 2109): a cookie after one is checked too.
+    let r = call(&gw, "GET", "/v1/pets", &[("cookie", "session=s3cret; x=1,page_size=500")], "").await;
+    assert_eq!(errors(&r), vec![("cookie".into(), "page_size".into())]);
     assert!(!r.text().contains("s3cret") && !r.text().contains("loud"), "{}", r.text());
 
     // Security from the document: createPet and deletePet need the API key.
@@ -463,6 +477,11 @@ async fn an_openapi_document_routes_validates_and_authenticates() {
     assert_eq!(call(&gw, "GET", "/catalog/items?filter[color]=red&filter[max_price]=9.5", &[], "").await.status, 200);
     let r = call(&gw, "GET", "/catalog/items?filter[color]=pink&filter[max_price]=0", &[], "").await;
     assert_eq!(errors(&r), vec![("query".into(), "filter/color".into()), ("query".into(), "filter/max_price".into())]);
+    // Not members: a service's query parser may read them as the parameter itself.
+    for stray in ["filter=pink", "filter[color=pink", "filter[color]=red&filter=x"] {
+        let r = call(&gw, "GET", &format!("/catalog/items?{stray}"), &[], "").await;
+        assert_eq!(errors(&r), vec![("query".into(), "filter".into())], "{stray}");
+    }
     let r = call(&gw, "GET", "/catalog/shelves/.1.2", &[], "").await;
     assert_eq!(r.status, 200, "{}", r.text());
     let r = call(&gw, "GET", "/catalog/shelves/.1.x", &[], "").await;

@@ -427,6 +427,13 @@ impl Compiled {
         if coded {
             return Some(unsupported_coding);
         }
+        let read_as_text = is_json(&media) || media == "application/x-www-form-urlencoded";
+        if read_as_text && !utf8_charset(req.headers.get(CONTENT_TYPE)) {
+            // Checked as UTF-8, the body could read otherwise to a service
+            // that honours `charset=utf-16` or `latin1` (RFC 8259 §8.1: JSON
+            // exchanged is UTF-8).
+            return Some(unsupported_charset);
+        }
         if is_json(&media) {
             if rule.shortcut.as_ref().is_some_and(|s| s.passes(bytes, &self.limits)) {
                 return None;
@@ -528,6 +535,17 @@ pub(crate) fn media_essence(media: &str) -> String {
     media.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
 }
 
+/// Whether a `Content-Type`'s `charset` parameters, if any, all say UTF-8
+/// (or US-ASCII, a subset of it).
+fn utf8_charset(content_type: Option<&http::HeaderValue>) -> bool {
+    let Some(value) = content_type else { return true };
+    let Ok(text) = value.to_str() else { return false };
+    text.split(';').skip(1).filter_map(|p| p.split_once('=')).all(|(name, value)| {
+        !name.trim().eq_ignore_ascii_case("charset")
+            || matches!(value.trim().trim_matches('"').to_ascii_lowercase().as_str(), "utf-8" | "utf8" | "us-ascii")
+    })
+}
+
 /// A name as one JSON pointer token (`a/b` -> `a~1b`).
 pub(crate) fn pointer_token(name: &str) -> String {
     name.replace('~', "~0").replace('/', "~1")
@@ -548,6 +566,14 @@ fn unsupported_media_type(ctx: &RequestCtx<'_>) -> Answer {
     problem::problem(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "this route does not accept a body of this Content-Type",
+        ctx.request_id,
+    )
+}
+
+fn unsupported_charset(ctx: &RequestCtx<'_>) -> Answer {
+    problem::problem(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "this route checks its request bodies as UTF-8: send them with `charset=utf-8` or no charset",
         ctx.request_id,
     )
 }

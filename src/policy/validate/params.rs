@@ -280,6 +280,17 @@ impl Param {
     }
 
     pub fn check_deep_object(&self, pairs: &[(String, String)], problems: &mut Vec<Problem>) {
+        // `filter=pink` or `filter[color=pink`: not members, but a service's
+        // query parser may still read them as the parameter (a string where
+        // an object was checked).
+        let stray = pairs.iter().any(|(k, _)| {
+            k.strip_prefix(self.name.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('[') && !rest.ends_with(']'))
+        });
+        if stray {
+            self.malformed("query", &format!("its members as `{}[key]=value`", self.name), problems);
+            return;
+        }
         let members: Vec<(&str, &str)> = pairs
             .iter()
             .filter_map(|(k, v)| {
@@ -396,19 +407,30 @@ pub fn query_pairs(query: &str) -> Vec<(String, String)> {
 }
 
 /// The values of cookie `name` in the request's `Cookie` fields
-/// (`a=1; b=2`), percent-decoded.
+/// (`a=1; b=2`), percent-decoded. Read as both kinds of parser read them:
+/// `a=1,sess=x` is the cookie `a` for RFC 6265 and also the cookie `sess`
+/// for the older ones that separate with `,` (RFC 2109), so `sess` is
+/// found (and checked) there too.
 pub fn cookie_values(headers: &http::HeaderMap, name: &str) -> Vec<String> {
-    headers
+    let pairs = headers
         .get_all(http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.split_once('='))
+        .filter_map(|pair| pair.split_once('='));
+    let mut values = Vec::new();
+    for (k, v) in pairs {
         // `sess =x`: whitespace around the name and value is not part of
         // them for the services that read cookies leniently.
-        .filter(|(k, _)| k.trim() == name)
-        .map(|(_, v)| decode_path(v.trim().trim_matches('"')))
-        .collect()
+        if k.trim() == name {
+            values.push(decode_path(v.trim().trim_matches('"')));
+        }
+        let after_commas = v.split(',').skip(1).filter_map(|piece| piece.split_once('='));
+        values.extend(
+            after_commas.filter(|(k, _)| k.trim() == name).map(|(_, v)| decode_path(v.trim().trim_matches('"'))),
+        );
+    }
+    values
 }
 
 /// A path segment's value, percent-decoded (`+` stays a plus).
