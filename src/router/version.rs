@@ -19,25 +19,54 @@ pub struct VersionMatch {
     pub default: bool,
 }
 
+/// The version a request asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Requested {
+    None,
+    One(String),
+    /// Two different versions (two `Accept-Version` fields, or two media
+    /// ranges with different parameters): the gateway would route by one
+    /// and the service might read the other, so no version route takes it.
+    Ambiguous,
+}
+
 impl VersionMatch {
     pub fn matches(&self, headers: &HeaderMap) -> bool {
         match self.requested(headers) {
-            Some(v) => v == &*self.value,
-            None => self.default,
+            Requested::One(v) => v == *self.value,
+            Requested::None => self.default,
+            Requested::Ambiguous => false,
         }
     }
 
-    fn requested<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+    fn requested(&self, headers: &HeaderMap) -> Requested {
+        let mut found = Requested::None;
+        let mut see = |v: &str| match &found {
+            Requested::None => found = Requested::One(v.to_string()),
+            Requested::One(seen) if seen == v => {}
+            _ => found = Requested::Ambiguous,
+        };
         match &self.source {
-            VersionSource::Header(name) => headers.get(name)?.to_str().ok().map(str::trim),
+            VersionSource::Header(name) => {
+                for value in headers.get_all(name) {
+                    match value.to_str() {
+                        Ok(v) => see(v.trim()),
+                        Err(_) => see("\u{fffd}"),
+                    }
+                }
+            }
             VersionSource::AcceptParam(param) => {
-                let accept = headers.get(http::header::ACCEPT)?.to_str().ok()?;
-                accept.split(',').flat_map(|media| media.split(';').skip(1)).find_map(|p| {
-                    let (k, v) = p.split_once('=')?;
-                    k.trim().eq_ignore_ascii_case(param).then(|| v.trim().trim_matches('"'))
-                })
+                for accept in headers.get_all(http::header::ACCEPT) {
+                    let Ok(accept) = accept.to_str() else { continue };
+                    for (name, value) in media_params(accept) {
+                        if name.eq_ignore_ascii_case(param) {
+                            see(&value);
+                        }
+                    }
+                }
             }
         }
+        found
     }
 
     /// Whether one request could satisfy both.
@@ -48,6 +77,57 @@ impl VersionMatch {
     pub fn covers(&self, other: &VersionMatch) -> bool {
         self.source == other.source && self.value == other.value && (self.default || !other.default)
     }
+}
+
+/// The parameters of every media range in an `Accept` value, read as RFC
+/// 9110 §5.6.6 writes them: `;` and `,` inside a quoted string are part of
+/// the value (`x="a;version=2"` is no `version`), quotes and `\` escapes
+/// removed.
+fn media_params(accept: &str) -> Vec<(&str, String)> {
+    let mut out = Vec::new();
+    let bytes = accept.as_bytes();
+    let mut i = 0;
+    // Skip to the first `;` of the current media range (or its end).
+    while i < bytes.len() {
+        match bytes[i] {
+            b';' => {
+                i += 1;
+                let start = i;
+                while i < bytes.len() && !matches!(bytes[i], b'=' | b';' | b',') {
+                    i += 1;
+                }
+                let name = accept[start..i].trim();
+                let mut value = String::new();
+                if i < bytes.len() && bytes[i] == b'=' {
+                    i += 1;
+                    while i < bytes.len() && matches!(bytes[i], b' ' | b'\t') {
+                        i += 1;
+                    }
+                    if i < bytes.len() && bytes[i] == b'"' {
+                        i += 1;
+                        while i < bytes.len() && bytes[i] != b'"' {
+                            if bytes[i] == b'\\' && i + 1 < bytes.len() {
+                                i += 1;
+                            }
+                            let ch = accept[i..].chars().next().unwrap_or('\u{fffd}');
+                            value.push(ch);
+                            i += ch.len_utf8();
+                        }
+                        i += 1;
+                    } else {
+                        let start = i;
+                        while i < bytes.len() && !matches!(bytes[i], b';' | b',') {
+                            i += 1;
+                        }
+                        value.push_str(accept[start..i].trim());
+                    }
+                }
+                out.push((name, value));
+            }
+            _ => i += 1,
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -64,5 +144,28 @@ mod tests {
         h.insert(http::header::ACCEPT, "application/json;version=\"1\"".parse().unwrap());
         assert!(!v.matches(&h));
         assert!(!v.matches(&HeaderMap::new()));
+        // Inside a quoted string, `;` and `=` are the value's.
+        h.insert(http::header::ACCEPT, r#"application/json; x="a;version=2", text/plain; q=0.5"#.parse().unwrap());
+        assert!(!v.matches(&h));
+        h.insert(http::header::ACCEPT, r#"application/json; x="a,b\"c"; version="2""#.parse().unwrap());
+        assert!(v.matches(&h));
+        // Two versions asked for: neither is taken.
+        h.insert(http::header::ACCEPT, "application/json; version=2, application/xml; version=1".parse().unwrap());
+        assert!(!v.matches(&h));
+        h.insert(http::header::ACCEPT, "application/json; version=2".parse().unwrap());
+        h.append(http::header::ACCEPT, "text/html; version=2".parse().unwrap());
+        assert!(v.matches(&h));
+    }
+
+    #[test]
+    fn a_version_header_given_twice_matches_only_when_both_agree() {
+        let name = HeaderName::from_static("accept-version");
+        let v = VersionMatch { source: VersionSource::Header(name.clone()), value: "1".into(), default: true };
+        let mut h = HeaderMap::new();
+        h.append(&name, "1".parse().unwrap());
+        h.append(&name, " 1".parse().unwrap());
+        assert!(v.matches(&h));
+        h.append(&name, "2".parse().unwrap());
+        assert!(!v.matches(&h), "1 and 2: ambiguous, not even the default");
     }
 }

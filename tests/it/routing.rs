@@ -93,10 +93,14 @@ routes:
     assert_eq!(get(&gw.url("/orders"), &[("accept-version", "1")]).await.text(), "v1");
     assert_eq!(get(&gw.url("/orders"), &[("accept-version", "2")]).await.text(), "v2");
     assert_eq!(get(&gw.url("/orders"), &[("accept-version", "9")]).await.status, 404);
+    // Two versions in one request: the service might read the other one.
+    let both = [("accept-version", "1"), ("accept-version", "2")];
+    assert_eq!(get(&gw.url("/orders"), &both).await.status, 404);
     let accept = |v: &'static str| [("accept", v)];
     assert_eq!(get(&gw.url("/carts"), &accept("application/json; version=2")).await.text(), "m2");
     assert_eq!(get(&gw.url("/carts"), &accept("application/json;version=1")).await.text(), "m1");
     assert_eq!(get(&gw.url("/carts"), &[]).await.status, 404);
+    assert_eq!(get(&gw.url("/carts"), &accept(r#"application/json; p="a;version=2""#)).await.status, 404);
     assert_eq!(get(&gw.url("/v3/orders/7"), &[]).await.text(), "p3");
 }
 
