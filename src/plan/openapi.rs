@@ -544,7 +544,7 @@ fn refs_to_defs(v: &Value, out: &mut Vec<String>) {
 /// The path of `servers[0].url` (`https://api.example.com/v3` -> `/v3`).
 /// Server variables take their `default` (`https://{host}/{basePath}`
 /// with `basePath: { default: v2 }` -> `/v2`).
-fn server_path(doc: &Value) -> String {
+pub(super) fn server_path(doc: &Value) -> String {
     let mut url = doc.pointer("/servers/0/url").and_then(Value::as_str).unwrap_or("").to_string();
     for (name, var) in doc.pointer("/servers/0/variables").and_then(Value::as_object).into_iter().flatten() {
         if let Some(default) = var.get("default").and_then(Value::as_str) {

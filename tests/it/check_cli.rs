@@ -202,6 +202,7 @@ fn warned_config(dir: &Path) -> String {
     let cert = params.self_signed(&key).unwrap();
     std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
     std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("pets.yaml"), PETS).unwrap();
     let weak = format!("$2y$05${}", "a".repeat(53));
     format!(
         r#"listeners:
@@ -234,9 +235,31 @@ routes:
     match: {{ path_prefix: /ops }}
     upstream: used
     authenticate: [ staff ]
+  - name: typo
+    match: {{ path: /typo }}
+    upstream: used
+    validate: {{ query: {{ id: {{ type: string, format: uuuid }} }} }}
+apis:
+  - name: pets
+    openapi: pets.yaml
+    upstream: used
 "#
     )
 }
+
+/// An API document under `/api/v2` (which route `api`'s prefix covers),
+/// with a format nothing checks.
+const PETS: &str = r#"openapi: 3.0.3
+info: { title: pets, version: "1" }
+servers: [ { url: "https://pets.example/api/v2" } ]
+paths:
+  /pets/{id}:
+    get:
+      operationId: getPet
+      parameters:
+        - { name: id, in: path, required: true, schema: { type: string, format: e164x } }
+      responses: { "200": { description: ok } }
+"#;
 
 #[test]
 fn warnings_are_named_located_and_silenced_on_purpose() {
@@ -260,6 +283,9 @@ fn warnings_are_named_located_and_silenced_on_purpose() {
         ("cors-any-origin-with-auth", ":25:", "routes[0].cors.allow_origins[0]"),
         ("quoted-variable", ":26:", "routes[0].request_headers.set.X-Token"),
         ("unlimited-expensive-auth", ":30:", "routes[1].authenticate"),
+        ("strict-api-shadowed", ":22:", "routes[0].match"),
+        ("unknown-format", ":34:", "routes[2].validate.query.id.format"),
+        ("unknown-format", ":37:", "apis[0].openapi"),
     ];
     let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("warning: ")).collect();
     assert_eq!(lines.len(), expected.len(), "{stderr}");
@@ -280,7 +306,8 @@ fn warnings_are_named_located_and_silenced_on_purpose() {
     assert_eq!(out.status.code(), Some(1));
 
     // Allowed on purpose: silent; an unknown name is an error.
-    let names: Vec<&str> = expected.iter().map(|(n, ..)| *n).collect();
+    let mut names: Vec<&str> = expected.iter().map(|(n, ..)| *n).collect();
+    names.dedup();
     std::fs::write(&path, format!("{yaml}warnings: {{ allow: [ {} ] }}\n", names.join(", "))).unwrap();
     let (code, stdout, stderr) = check(&path);
     assert_eq!((code, stdout.trim_end().ends_with(": ok")), (Some(0), true), "{stdout}{stderr}");

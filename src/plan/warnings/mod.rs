@@ -4,6 +4,8 @@
 //! means (docs/config.md#warnings says why each exists). A warning never
 //! stops a config from loading; `check --strict` makes them errors.
 
+mod documents;
+
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 
@@ -24,6 +26,8 @@ pub const ALL: &[(&str, &str)] = &[
     ("unlimited-expensive-auth", "Basic or introspection auth on a route without a rate limit"),
     ("weakened-normalization", "path normalization weaker than the defaults"),
     ("certificate-expiring", "a listener certificate that expires within 30 days"),
+    ("unknown-format", "a schema `format` the validator does not know: its values pass unchecked"),
+    ("strict-api-shadowed", "a broader route takes the requests a strict API's document does not declare"),
 ];
 
 /// Warnings of `loaded` that `warnings.allow` does not silence, in file order.
@@ -36,6 +40,8 @@ pub fn warnings(loaded: &LoadedConfig) -> Vec<ConfigError> {
     routes(loaded, &mut found);
     normalization(loaded, &mut found);
     certificates(loaded, &mut found);
+    documents::unknown_formats(loaded, &mut found);
+    documents::shadowed_strict_apis(loaded, &mut found);
     let allow: BTreeSet<&str> = loaded.config.warnings.allow.iter().map(String::as_str).collect();
     let mut out: Vec<ConfigError> = found
         .0

@@ -1,0 +1,234 @@
+//! Warnings about what schemas and API documents say: a `format` nothing
+//! checks, and a strict API whose undeclared requests a broader route takes.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::Found;
+use crate::config::{ApiConfig, LoadedConfig};
+
+/// The formats the validator checks or knows as annotations: JSON
+/// Schema's, and OpenAPI's (`int32`/`int64` are checked as ranges; the
+/// others describe a value without a check).
+const KNOWN_FORMATS: &[&str] = &[
+    "date",
+    "date-time",
+    "duration",
+    "email",
+    "hostname",
+    "idn-email",
+    "idn-hostname",
+    "ipv4",
+    "ipv6",
+    "iri",
+    "iri-reference",
+    "json-pointer",
+    "regex",
+    "relative-json-pointer",
+    "time",
+    "uri",
+    "uri-reference",
+    "uri-template",
+    "uuid",
+    "int32",
+    "int64",
+    "float",
+    "double",
+    "byte",
+    "binary",
+    "password",
+];
+
+/// Members whose values are data, not schemas (a `format` there is a value).
+const DATA_MEMBERS: &[&str] = &["example", "examples", "default", "enum", "const"];
+
+/// Unknown `format` names: a typo (`uuuid`) leaves the value unchecked, as
+/// JSON Schema says an unknown format is. One warning per name and place,
+/// with the first schema location and how many use it.
+pub(super) fn unknown_formats(loaded: &LoadedConfig, found: &mut Found) {
+    let cfg = &loaded.config;
+    let named = |f: &str| KNOWN_FORMATS.contains(&f) || cfg.formats.contains_key(f);
+    for (i, route) in cfg.routes.iter().enumerate() {
+        let Some(v) = &route.validate else { continue };
+        let mut unknown = Unknown::default();
+        let inline = v.path.iter().map(|(k, s)| (format!("path.{k}"), s));
+        let inline = inline.chain(v.query.iter().map(|(k, s)| (format!("query.{k}"), s)));
+        let inline = inline.chain(v.headers.iter().map(|(k, s)| (format!("headers.{k}"), s)));
+        let inline = inline.chain(v.cookies.iter().map(|(k, s)| (format!("cookies.{k}"), s)));
+        let body = v.body.as_ref().and_then(|b| b.schema.as_ref()).map(|s| ("body.schema".to_string(), s));
+        for (at, schema) in inline.chain(body) {
+            walk(schema, &format!("routes[{i}].validate.{at}"), &named, &mut unknown);
+        }
+        unknown.report(found, |_| None);
+        if let Some(file) = v.body.as_ref().and_then(|b| b.schema_file.as_ref())
+            && let Ok(doc) = crate::config::load_document(&loaded.resolve_file(file))
+        {
+            let mut unknown = Unknown::default();
+            walk(&doc, "", &named, &mut unknown);
+            let at = format!("routes[{i}].validate.body.schema_file");
+            unknown.report(found, |pointer| Some((at.clone(), format!("in `{file}` at `{pointer}`"))));
+        }
+    }
+    for (i, api) in cfg.apis.iter().enumerate() {
+        let Some(doc) = document(loaded, api) else { continue };
+        let mut unknown = Unknown::default();
+        walk(&doc, "", &named, &mut unknown);
+        let at = format!("apis[{i}].openapi");
+        unknown.report(found, |pointer| Some((at.clone(), format!("in `{}` at `{pointer}`", api.openapi))));
+    }
+}
+
+fn document(loaded: &LoadedConfig, api: &ApiConfig) -> Option<Value> {
+    crate::config::load_document(&loaded.resolve_file(&api.openapi)).ok()
+}
+
+/// Unknown format names: the first place each was seen, and how often.
+#[derive(Default)]
+struct Unknown(BTreeMap<String, (String, usize)>);
+
+impl Unknown {
+    /// One warning per name. `place` turns the first location into the
+    /// config path to report and the words saying where (`None`: the
+    /// location is a config path itself).
+    fn report(self, found: &mut Found, place: impl Fn(&str) -> Option<(String, String)>) {
+        for (name, (first, count)) in self.0 {
+            let more = if count > 1 { format!(" (and {} more)", count - 1) } else { String::new() };
+            let (at, where_) = place(&first).unwrap_or_else(|| (first.clone(), String::new()));
+            let where_ = if where_.is_empty() { String::new() } else { format!(" {where_}") };
+            found.add(
+                "unknown-format",
+                at,
+                format!(
+                    "format `{name}`{where_}{more} is not one the gateway knows: such values pass unchecked; \
+                     fix the name, or give it a pattern in the top-level `formats`"
+                ),
+            );
+        }
+    }
+}
+
+/// Every `format: <string>` in a schema tree, by config path (`prefix`
+/// not empty: `a.b[0]`) or JSON pointer (`prefix` empty: `/a/b/0`).
+fn walk(v: &Value, at: &str, named: &impl Fn(&str) -> bool, unknown: &mut Unknown) {
+    let pointer = at.is_empty() || at.starts_with('/');
+    match v {
+        Value::Object(map) => {
+            if let Some(Value::String(f)) = map.get("format")
+                && !named(f)
+            {
+                let place = if pointer { format!("{at}/format") } else { format!("{at}.format") };
+                let entry = unknown.0.entry(f.clone()).or_insert((place, 0));
+                entry.1 += 1;
+            }
+            for (k, child) in map {
+                if DATA_MEMBERS.contains(&k.as_str()) || k.starts_with("x-") {
+                    continue;
+                }
+                let next = if pointer {
+                    format!("{at}/{}", k.replace('~', "~0").replace('/', "~1"))
+                } else {
+                    format!("{at}.{k}")
+                };
+                walk(child, &next, named, unknown);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                let next = if pointer { format!("{at}/{i}") } else { format!("{at}[{i}]") };
+                walk(child, &next, named, unknown);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A strict API refuses what its document does not declare, unless a
+/// broader route takes it first: a `path_prefix` (or `{*rest}` path) that
+/// covers the API's base path, or another API that passes its undeclared
+/// requests on. Most specific wins, so such a request reaches that route's
+/// upstream unchecked.
+pub(super) fn shadowed_strict_apis(loaded: &LoadedConfig, found: &mut Found) {
+    let cfg = &loaded.config;
+    let bases: Vec<Option<String>> = cfg.apis.iter().map(|api| base_path(loaded, api)).collect();
+    for (i, api) in cfg.apis.iter().enumerate() {
+        let Some(base) = bases[i].as_deref().filter(|_| api.strict) else { continue };
+        let base = if base.is_empty() { "/" } else { base };
+        let routes = cfg.routes.iter().enumerate().filter_map(|(j, r)| {
+            let m = &r.matcher;
+            let covering = match (&m.path_prefix, &m.path) {
+                (Some(prefix), _) => Some(prefix.as_str()),
+                (None, Some(path)) => path.rsplit_once("/{*").map(|(literal, _)| literal),
+                _ => None,
+            };
+            let covering = covering.filter(|p| !p.contains('{') && segment_prefix(p, base))?;
+            Some((format!("route `{}`", r.name), format!("routes[{j}].match"), covering.to_string()))
+        });
+        let apis = cfg.apis.iter().enumerate().filter_map(|(j, other)| {
+            let other_base = bases[j].as_deref().filter(|_| j != i && !other.strict)?;
+            let other_base = if other_base.is_empty() { "/" } else { other_base };
+            segment_prefix(other_base, base).then(|| {
+                (format!("API `{}` (strict: false)", other.name), format!("apis[{j}].strict"), other_base.to_string())
+            })
+        });
+        for (who, at, prefix) in routes.chain(apis).collect::<Vec<_>>() {
+            found.add(
+                "strict-api-shadowed",
+                at,
+                format!(
+                    "{who} takes every path under `{prefix}`, so requests under `{base}` that API `{}`'s \
+                     document does not declare (other paths, other methods) reach it unchecked instead of \
+                     404/405; narrow it, or mean it with `strict: false` on the API",
+                    api.name
+                ),
+            );
+        }
+    }
+}
+
+/// The API's base path as the plan computes it (`None`: the document does not load).
+fn base_path(loaded: &LoadedConfig, api: &ApiConfig) -> Option<String> {
+    match &api.base_path {
+        Some(p) => Some(p.trim_end_matches('/').to_string()),
+        None => document(loaded, api).map(|doc| super::super::openapi::server_path(&doc)),
+    }
+}
+
+/// Whether `prefix` covers `path` at segment boundaries (`/` covers all,
+/// `/api` covers `/api/v2`, not `/apis`).
+fn segment_prefix(prefix: &str, path: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    prefix.is_empty() || path == prefix || path.starts_with(prefix) && path[prefix.len()..].starts_with('/')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_cover_at_segment_boundaries() {
+        assert!(segment_prefix("/", "/api"));
+        assert!(segment_prefix("/api", "/api"));
+        assert!(segment_prefix("/api/", "/api/v2"));
+        assert!(!segment_prefix("/api", "/apis"));
+        assert!(!segment_prefix("/api/v2", "/api"));
+    }
+
+    #[test]
+    fn formats_in_data_members_are_values_not_schemas() {
+        let doc = serde_json::json!({
+            "properties": {
+                "id": { "type": "string", "format": "uuuid" },
+                "format": { "type": "string", "format": "uuid" },
+                "file": { "type": "string", "example": { "format": "pdf" }, "default": { "format": "a4" } }
+            },
+            "items": [{ "format": "uuuid" }, { "format": "e164" }]
+        });
+        let mut unknown = Unknown::default();
+        walk(&doc, "", &|f: &str| KNOWN_FORMATS.contains(&f) || f == "e164", &mut unknown);
+        let got: Vec<(&str, usize)> = unknown.0.iter().map(|(k, (_, n))| (k.as_str(), *n)).collect();
+        assert_eq!(got, [("uuuid", 2)]);
+        let first = &unknown.0["uuuid"].0;
+        assert!(["/items/0/format", "/properties/id/format"].contains(&first.as_str()), "{first}");
+    }
+}
