@@ -135,7 +135,20 @@ fn build<F: jsonschema::json::Json>(
         let re = regex::Regex::new(pattern).map_err(|e| whole(format!("format `{name}`: {e}")))?;
         options = options.with_format(name.clone(), move |s: &str| re.is_match(s));
     }
-    options.build(&schema).map_err(|e| (e.instance_path().as_str().to_string(), e.to_string()))
+    options.build(&schema).map_err(|e| {
+        let reason = match e.kind() {
+            // The library's words name its cargo features; say what to do instead.
+            jsonschema::error::ValidationErrorKind::Referencing(jsonschema::ReferencingError::Unretrievable {
+                uri,
+                ..
+            }) => format!(
+                "`$ref` to `{uri}`: a schema is read on its own (nothing fetched, no other file): \
+                 put what it names under this schema's `$defs` and refer to `#/$defs/…`"
+            ),
+            _ => e.to_string(),
+        };
+        (e.instance_path().as_str().to_string(), reason)
+    })
 }
 
 /// OpenAPI's `int32` and `int64` formats as the ranges they stand for
