@@ -69,7 +69,7 @@ fn named_formats_and_openapi_integer_formats_apply() {
     let uuid = compile_schema(&json!({ "type": "string", "format": "uuid" }), &formats).unwrap();
     assert!(!uuid.is_valid(&json!("not-a-uuid")));
     let remote = compile_schema(&json!({ "$ref": "https://example.com/schema.json" }), &formats);
-    let why = remote.err().expect("a remote $ref is refused when the config loads");
+    let why = remote.expect_err("a remote $ref is refused when the config loads");
     assert!(
         why.contains("https://example.com/schema.json") && why.contains("$defs") && !why.contains("feature"),
         "{why}"
