@@ -464,7 +464,7 @@ impl Compiled {
                 schema_problems(rule.json_schema.iter_errors(doc.root()), problems);
             }
         } else if media == "application/x-www-form-urlencoded" {
-            let value = params::form_object(bytes, &rule.properties);
+            let value = params::form_object(bytes, &rule.properties, problems);
             if !rule.schema.is_valid(&value) {
                 schema_problems(rule.schema.iter_errors(&value), problems);
             }

@@ -443,9 +443,11 @@ fn decode(s: &str) -> String {
     percent_encoding::percent_decode_str(&plus).decode_utf8_lossy().into_owned()
 }
 
-/// A form body as an object: each field read as its property's type; a
-/// field sent more than once is an array.
-pub fn form_object(bytes: &[u8], properties: &Map<String, Value>) -> Value {
+/// A form body as an object: each field read as its property's type. A
+/// field sent more than once is an array where its property is one; where
+/// it is not, a problem (`given 2 times`, as for a query parameter: the
+/// gateway would check one and the service might read the other).
+pub fn form_object(bytes: &[u8], properties: &Map<String, Value>, problems: &mut Vec<Problem>) -> Value {
     let text = String::from_utf8_lossy(bytes);
     let mut fields: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (k, v) in query_pairs(&text) {
@@ -457,7 +459,9 @@ pub fn form_object(bytes: &[u8], properties: &Map<String, Value>) -> Value {
             let schema = properties.get(&k).unwrap_or(&Value::Null);
             let values: Vec<&str> = vs.iter().map(String::as_str).collect();
             let value = if values.len() > 1 && !is_type(schema, "array") {
-                Value::Array(values.iter().map(|v| scalar(v, &Value::Null)).collect())
+                let detail = format!("given {} times where one value is expected", values.len());
+                problems.push(Problem { place: "body", pointer: format!("/{}", super::pointer_token(&k)), detail });
+                read(&values[..1], schema)
             } else {
                 read(&values, schema)
             };

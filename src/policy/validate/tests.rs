@@ -97,8 +97,18 @@ fn forms_and_queries_decode() {
         ]
     );
     let props = json!({ "qty": { "type": "integer" }, "tags": { "type": "array" } });
-    let form = form_object(b"qty=3&tags=a&tags=b&note=hi", props.as_object().unwrap());
+    let mut problems = Vec::new();
+    let form = form_object(b"qty=3&tags=a&tags=b&note=hi", props.as_object().unwrap(), &mut problems);
     assert_eq!(form, json!({ "qty": 3, "tags": ["a", "b"], "note": "hi" }));
+    assert!(problems.is_empty());
+    // Twice where one value is expected: said so, not "not of type integer".
+    let form = form_object(b"qty=3&qty=4000&a%2Fb=1&a%2Fb=2", props.as_object().unwrap(), &mut problems);
+    assert_eq!(form, json!({ "qty": 3, "a/b": "1" }));
+    let said: Vec<(&str, &str)> = problems.iter().map(|p| (p.pointer.as_str(), p.detail.as_str())).collect();
+    assert_eq!(
+        said,
+        [("/a~1b", "given 2 times where one value is expected"), ("/qty", "given 2 times where one value is expected")]
+    );
 }
 
 #[test]
