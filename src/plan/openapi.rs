@@ -105,6 +105,8 @@ pub(super) fn expand(
             return Err(errors);
         }
     };
+    // operationId -> the first operation that has it ("GET /a").
+    let mut ids: BTreeMap<String, String> = BTreeMap::new();
     for (path, item) in paths {
         let mut item = item.clone();
         if let Err(e) = docs.resolve(&doc, &mut item, 0, true) {
@@ -115,6 +117,20 @@ pub(super) fn expand(
         for method in METHODS {
             let Some(op) = item.get(method) else { continue };
             let op_id = op.get("operationId").and_then(Value::as_str);
+            let this = format!("{} {path}", method.to_ascii_uppercase());
+            if let Some(id) = op_id
+                && let Some(first) = ids.insert(id.to_string(), this.clone())
+            {
+                errors.push((
+                    format!("{at}.openapi"),
+                    format!(
+                        "`{}`: operationId `{id}` is given to `{first}` and `{this}`; each operation needs its own \
+                         (OpenAPI: unique among all operations)",
+                        api.openapi
+                    ),
+                ));
+                continue;
+            }
             let name = match op_id {
                 Some(id) => format!("{}.{id}", api.name),
                 None => format!("{}.{} {path}", api.name, method.to_ascii_uppercase()),

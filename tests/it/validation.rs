@@ -512,6 +512,11 @@ async fn check_reports_broken_documents_and_unmapped_security() {
     );
     write("old.yaml", "swagger: '2.0'\npaths: {}\n");
     write(
+        "twice.yaml",
+        "openapi: 3.0.3\ninfo: { title: t, version: '1' }\npaths:\n  /a:\n    get: { operationId: same, responses: {} }\n\
+         \x20 /b:\n    post: { operationId: same, responses: {} }\n",
+    );
+    write(
         "broken.yaml",
         "openapi: 3.0.3\ninfo: { title: t, version: '1' }\npaths:\n  /pets/{id}:\n    get:\n      operationId: getPet\n\
          \x20     parameters: [ { name: id, in: path, required: true, schema: { type: integr } } ]\n\
@@ -523,7 +528,8 @@ async fn check_reports_broken_documents_and_unmapped_security() {
                 \x20 - { name: secure, openapi: secure.yaml, upstream: u, base_path: /s, operations: { nope: {} } }\n\
                 \x20 - { name: old, openapi: old.yaml, upstream: u }\n\
                 \x20 - { name: gone, openapi: missing.yaml, upstream: u }\n\
-                \x20 - { name: broken, openapi: broken.yaml, upstream: u, base_path: /b }\n";
+                \x20 - { name: broken, openapi: broken.yaml, upstream: u, base_path: /b }\n\
+                \x20 - { name: twice, openapi: twice.yaml, upstream: u, base_path: /t }\n";
     let errors = portcullis::check(&load(yaml, dir.path())).unwrap_err().to_string();
     for expected in [
         "apis[0].openapi",
@@ -542,10 +548,12 @@ async fn check_reports_broken_documents_and_unmapped_security() {
         // component's fault once, where the component is.
         "apis[4].operations.getPet: `broken.yaml` at `/paths/~1pets~1{id}/get/parameters/0/schema/type`: \"integr\"",
         "apis[4].openapi: `broken.yaml` at `/components/schemas/Pet/properties/age/minimum`: \"x\" is not of type \"number\"",
+        "apis[5].openapi: `twice.yaml`: operationId `same` is given to `GET /a` and `POST /b`",
     ] {
         assert!(errors.contains(expected), "{expected} not in:\n{errors}");
     }
     assert_eq!(errors.matches("/components/schemas/Pet").count(), 1, "{errors}");
+    assert!(!errors.contains("duplicate route name"), "{errors}");
 }
 
 /// Documents written for other tools: a 3.1 `jsonSchemaDialect` of draft 4
