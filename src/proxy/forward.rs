@@ -252,7 +252,11 @@ pub(super) fn forward<'a, 'p>(
                 // The pool times the exchange itself (a lazily moved timer per
                 // connection, cheaper than a timeout future per request).
                 let result = match send_h1(upstream, pool, &mut parts, &mut body, &edits, timeout, deadline).await {
-                    Err(e) => Err(e),
+                    Err(e) => {
+                        // The try is over: its places are free for a retry's.
+                        drop(in_flight);
+                        Err(e)
+                    }
                     Ok(resp) => {
                         // The codec keeps hop-by-hop headers out already.
                         let mut out = Response::new(Body::pooled(resp.body, resp.headers, in_flight));

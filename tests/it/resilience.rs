@@ -321,6 +321,23 @@ async fn limits_refuse_at_exactly_the_configured_number() {
     assert_eq!(get(&url, &[]).await.status, 200, "slots come back");
 }
 
+/// A retry takes a `max_requests` place again, once the failed try has let
+/// go of its own: with room for one, a try that failed is still retried.
+#[tokio::test]
+async fn a_retry_takes_the_place_its_failed_try_left() {
+    let (a, b) = (Flaky::start("a").await, Flaky::start("b").await);
+    a.set(Mode::Reset);
+    let settings =
+        "limits: { max_requests: 1 }\nretry: { attempts: 2, on: [ reset ], backoff: { base: 1ms, max: 1ms } }";
+    let gw = svc(&[&a, &b], settings).await;
+    for _ in 0..4 {
+        let r = get(&gw.url("/x"), &[]).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("x-upstream"), Some("b"));
+    }
+    assert!(a.hits() >= 1, "some request met `a` first");
+}
+
 #[tokio::test]
 async fn max_connections_and_max_pending() {
     let a = Flaky::start("a").await;
