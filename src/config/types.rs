@@ -387,6 +387,9 @@ pub struct TimeoutsConfig {
     pub connect: Duration,
     /// Time allowed from sending the request until the response headers arrive.
     pub request: Duration,
+    /// The longest pause between two pieces of the response body (NGINX's
+    /// `proxy_read_timeout`): a body that stalls longer is cut off.
+    pub read: Duration,
 }
 
 impl Default for TimeoutsConfig {
@@ -394,6 +397,7 @@ impl Default for TimeoutsConfig {
         TimeoutsConfig {
             connect: Duration(std::time::Duration::from_secs(5)),
             request: Duration(std::time::Duration::from_secs(60)),
+            read: Duration(std::time::Duration::from_secs(60)),
         }
     }
 }

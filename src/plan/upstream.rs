@@ -111,6 +111,7 @@ pub(super) fn compile(cx: &mut Ctx, name: &str, cfg: &UpstreamConfig, registry: 
         return None;
     }
     let mut upstream = Upstream::new(Arc::from(name), targets, balancer, client?, cfg.timeouts.request.0);
+    upstream.read_timeout = cfg.timeouts.read.0;
     resilience(cx, &at, cfg, &mut upstream, conn_limit, registry);
     if cx.errors.len() > before {
         return None;

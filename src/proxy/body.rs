@@ -8,13 +8,16 @@
 //! the plain HTTP/1.1 writer reads them as they are; everyone else calls
 //! `merge_headers` first, after which the map is the whole truth.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
+use tokio::time::Instant;
 
 use crate::observe::{Ending, Pending};
 use crate::policy::ctx::Slot;
@@ -41,7 +44,7 @@ enum Kind {
     Full(Option<Bytes>),
     /// An upstream's body, streamed; holds the target's in-flight slot (and
     /// any concurrency-limit slots) until done.
-    Upstream { inner: Incoming, _in_flight: Option<InFlight>, _slots: Vec<Slot> },
+    Upstream { inner: Incoming, _in_flight: Option<InFlight>, _slots: Vec<Slot>, read: ReadTimeout },
     /// An upstream's body on an inline-driven connection (`upstream::h1`).
     /// Boxed: it holds the upstream connection and the raw head, and a
     /// response is moved several times on its way out.
@@ -59,7 +62,52 @@ pub struct PooledBody {
     pub raw: Option<RawHeaders>,
     /// The response phase's edits to `raw`, left for the writer.
     pub edits: Option<ResponseEdits>,
+    read: ReadTimeout,
 }
+
+/// `timeouts.read`: the longest pause between two frames of an upstream's
+/// body. Its timer is made only when the body first has to wait (a body
+/// that is all at hand never needs one), and re-armed after a frame.
+#[derive(Debug)]
+struct ReadTimeout {
+    limit: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// A frame came since the timer was armed.
+    moved: bool,
+}
+
+impl ReadTimeout {
+    fn new(limit: Duration) -> ReadTimeout {
+        ReadTimeout { limit, timer: None, moved: false }
+    }
+
+    /// Passes `polled` on; a body that has waited `limit` since its last
+    /// frame fails instead.
+    fn guard(&mut self, cx: &mut Context<'_>, polled: Polled) -> Polled {
+        if !polled.is_pending() {
+            self.moved = true;
+            return polled;
+        }
+        let timer = match &mut self.timer {
+            Some(timer) => {
+                if self.moved {
+                    timer.as_mut().reset(Instant::now() + self.limit);
+                }
+                timer
+            }
+            None => self.timer.insert(Box::pin(tokio::time::sleep(self.limit))),
+        };
+        self.moved = false;
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                Poll::Ready(Some(Err(format!("the upstream sent nothing of the body for {:?}", self.limit).into())))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+type Polled = Poll<Option<Result<Frame<Bytes>, BoxError>>>;
 
 /// The request's metrics and log line, finished when the body is dropped:
 /// how many bytes went out and whether they all did.
@@ -92,19 +140,22 @@ impl Body {
 
     /// An `upstream::h1` body; its upstream's header lines stay raw in it
     /// (the response's map empty) until a step needs them in the map.
-    pub fn pooled(inner: ResponseBody, raw: RawHeaders, in_flight: InFlight) -> Body {
+    /// `read_timeout`: the longest pause between two pieces of it.
+    pub fn pooled(inner: ResponseBody, raw: RawHeaders, in_flight: InFlight, read_timeout: Duration) -> Body {
         Body::of(Kind::Pooled(Box::new(PooledBody {
             inner,
             _in_flight: Some(in_flight),
             slots: Vec::new(),
             raw: Some(raw),
             edits: None,
+            read: ReadTimeout::new(read_timeout),
         })))
     }
 
     /// A body hyper's client streams from an upstream.
-    pub fn upstream(inner: Incoming, in_flight: InFlight) -> Body {
-        Body::of(Kind::Upstream { inner, _in_flight: Some(in_flight), _slots: Vec::new() })
+    pub fn upstream(inner: Incoming, in_flight: InFlight, read_timeout: Duration) -> Body {
+        let read = ReadTimeout::new(read_timeout);
+        Body::of(Kind::Upstream { inner, _in_flight: Some(in_flight), _slots: Vec::new(), read })
     }
 
     pub fn empty() -> Body {
@@ -199,8 +250,14 @@ impl http_body::Body for Body {
         let this = self.get_mut();
         let polled = match &mut this.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Upstream { inner, .. } => Pin::new(inner).poll_frame(cx).map_err(Into::into),
-            Kind::Pooled(p) => Pin::new(&mut p.inner).poll_frame(cx),
+            Kind::Upstream { inner, read, .. } => {
+                let polled = Pin::new(inner).poll_frame(cx).map_err(Into::into);
+                read.guard(cx, polled)
+            }
+            Kind::Pooled(p) => {
+                let polled = Pin::new(&mut p.inner).poll_frame(cx);
+                p.read.guard(cx, polled)
+            }
         };
         if let Some(c) = &mut this.check {
             match &polled {

@@ -259,7 +259,8 @@ pub(super) fn forward<'a, 'p>(
                     }
                     Ok(resp) => {
                         // The codec keeps hop-by-hop headers out already.
-                        let mut out = Response::new(Body::pooled(resp.body, resp.headers, in_flight));
+                        let mut out =
+                            Response::new(Body::pooled(resp.body, resp.headers, in_flight, upstream.read_timeout));
                         *out.status_mut() = resp.status;
                         *out.version_mut() = resp.version;
                         Ok(out)
@@ -505,7 +506,7 @@ async fn through_hyper(
     }
     let (mut parts, inner) = resp.into_parts();
     hop_by_hop::strip(&mut parts.headers, false);
-    Ok(Response::from_parts(parts, Body::upstream(inner, in_flight)))
+    Ok(Response::from_parts(parts, Body::upstream(inner, in_flight, upstream.read_timeout)))
 }
 
 /// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key` (RFC 6455 §4.2.2).

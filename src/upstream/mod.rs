@@ -112,6 +112,8 @@ pub struct Upstream {
     pub balancer: Balancer,
     pub client: HttpClient,
     pub request_timeout: Duration,
+    /// The longest pause between two pieces of a response body (`timeouts.read`).
+    pub read_timeout: Duration,
     /// Which targets may get requests, and what happens when none may.
     pub health: health::PoolHealth,
     /// The active probes, when `health.active` is set.
@@ -168,6 +170,7 @@ impl Upstream {
             balancer,
             client,
             request_timeout,
+            read_timeout: Duration::from_secs(60),
             health,
             probes_config: None,
             retry: Arc::default(),

@@ -131,3 +131,70 @@ async fn chunked_request_bodies_are_forwarded_chunked() {
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     assert!(resp.contains("\"received\":8"), "{resp}");
 }
+
+/// Reads from `s` until `want` has arrived (or the connection ends).
+async fn read_until(s: &mut TcpStream, want: &[u8]) -> Vec<u8> {
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !seen.windows(want.len()).any(|w| w == want) {
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.extend_from_slice(&chunk[..n]),
+        }
+    }
+    seen
+}
+
+/// An HTTP/1.1 client that leaves while the upstream's body is stalled:
+/// the upstream request goes with it, and the places it held
+/// (`max_requests: 1` here) are free for the next.
+#[tokio::test]
+async fn a_client_leaving_a_stalled_body_lets_go_of_the_upstream() {
+    let up = Scripted::start().await;
+    let gw = gateway(&format!(
+        "upstreams:\n  svc: {{ targets: [ \"{}\" ], limits: {{ max_requests: 1 }} }}\n\
+         routes:\n  - {{ name: svc, match: {{ path_prefix: / }}, upstream: svc }}\n",
+        up.url()
+    ))
+    .await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /stall HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let seen = read_until(&mut s, b"\r\n\r\nab").await;
+    assert!(seen.ends_with(b"ab"), "{}", String::from_utf8_lossy(&seen));
+    drop(s);
+    let until = tokio::time::Instant::now() + Duration::from_secs(5);
+    while up.stalls_ended() == 0 {
+        assert!(tokio::time::Instant::now() < until, "the stalled upstream request was kept");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(get(&gw.url("/next"), &[]).await.status, 200, "its place is free again");
+}
+
+/// `timeouts.read`: a body that stalls longer is cut off (the client sees
+/// the connection close short of the declared length), and the upstream
+/// connection and its places go. On a paused clock: no real seconds.
+#[tokio::test(start_paused = true)]
+async fn a_stalled_body_is_cut_after_the_read_timeout() {
+    let up = Scripted::start().await;
+    let gw = gateway(&format!(
+        "upstreams:\n  svc: {{ targets: [ \"{}\" ], timeouts: {{ read: 5s }}, limits: {{ max_requests: 1 }} }}\n\
+         routes:\n  - {{ name: svc, match: {{ path_prefix: / }}, upstream: svc }}\n",
+        up.url()
+    ))
+    .await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /stall HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let started = tokio::time::Instant::now();
+    let mut seen = read_until(&mut s, b"\r\n\r\nab").await;
+    let cut = tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut seen)).await;
+    assert!(cut.is_ok(), "still open after a minute of silence");
+    let waited = started.elapsed();
+    assert!(seen.ends_with(b"ab"), "cut after the two bytes: {}", String::from_utf8_lossy(&seen));
+    assert!(waited >= Duration::from_secs(5) && waited < Duration::from_secs(6), "{waited:?}");
+    let until = tokio::time::Instant::now() + Duration::from_secs(1);
+    while up.stalls_ended() == 0 {
+        assert!(tokio::time::Instant::now() < until, "the upstream connection was kept");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(get(&gw.url("/next"), &[]).await.status, 200, "its place is free again");
+}

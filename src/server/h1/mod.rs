@@ -235,6 +235,17 @@ impl<T: Connection> Conn<T> {
                 }
                 // Boxed: an idle connection's task keeps no room for a
                 // response either; most responses never get here.
+                None if handle.is_none() => {
+                    // A body still coming from upstream (a stalled one
+                    // included) is let go when the client leaves, with
+                    // the upstream connection and places it holds.
+                    let stream = self.stream.clone();
+                    let finish = Box::pin(writing.finish(&*stream, &mut timer, self.idle_timeout));
+                    match self.unless_client_leaves(finish).await {
+                        Some(written) => written,
+                        None => return,
+                    }
+                }
                 None => Box::pin(writing.finish(&*self.stream, &mut timer, self.idle_timeout)).await,
             };
             let reusable = match written {

@@ -13,6 +13,14 @@ pub struct Scripted {
     pub addr: SocketAddr,
     connections: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
+    stalls_ended: Arc<AtomicUsize>,
+}
+
+/// What the server counts.
+#[derive(Clone)]
+struct Counts {
+    requests: Arc<AtomicUsize>,
+    stalls_ended: Arc<AtomicUsize>,
 }
 
 impl Scripted {
@@ -21,14 +29,21 @@ impl Scripted {
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(AtomicUsize::new(0));
-        let (c, r) = (connections.clone(), requests.clone());
+        let stalls_ended = Arc::new(AtomicUsize::new(0));
+        let c = connections.clone();
+        let counts = Counts { requests: requests.clone(), stalls_ended: stalls_ended.clone() };
         tokio::spawn(async move {
             while let Ok((s, _)) = listener.accept().await {
                 c.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve(s, r.clone()));
+                tokio::spawn(serve(s, counts.clone()));
             }
         });
-        Scripted { addr, connections, requests }
+        Scripted { addr, connections, requests, stalls_ended }
+    }
+
+    /// `/stall` connections the gateway has closed.
+    pub fn stalls_ended(&self) -> usize {
+        self.stalls_ended.load(Ordering::SeqCst)
     }
 
     pub fn url(&self) -> String {
@@ -45,7 +60,8 @@ impl Scripted {
     }
 }
 
-async fn serve(mut s: TcpStream, requests: Arc<AtomicUsize>) {
+async fn serve(mut s: TcpStream, counts: Counts) {
+    let requests = &counts.requests;
     let mut buf = Vec::new();
     let mut on_this_connection = 0;
     loop {
@@ -77,6 +93,14 @@ async fn serve(mut s: TcpStream, requests: Arc<AtomicUsize>) {
             "/early" => b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 4\r\nconnection: close\r\n\r\nnope",
             "/garbage" => b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
             "/bad-chunk" => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhelloXX",
+            // Two bytes of ten, then nothing until the gateway lets go.
+            "/stall" => {
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nab").await;
+                let mut rest = Vec::new();
+                let _ = s.read_to_end(&mut rest).await;
+                counts.stalls_ended.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
             // Hangs up on every request but a connection's first: what a
             // keep-alive connection closed by the upstream looks like.
             "/flaky" if on_this_connection > 1 => return,
