@@ -97,10 +97,12 @@ impl RequestBody {
     }
 
     /// A body already read whole (`limit` and `stall_timeout` as the original's).
+    /// `received` counts its bytes as they are handed out, as for a body
+    /// still coming (counted at the start too, a validated body was logged
+    /// and measured twice its size).
     pub fn buffered(bytes: Bytes, limit: u64, stall_timeout: Duration) -> RequestBody {
-        let received = bytes.len() as u64;
         let inner = ClientBody::Buffered((!bytes.is_empty()).then_some(bytes));
-        RequestBody { inner, limit, received, stall_timeout, stall: None, replay: None }
+        RequestBody { inner, limit, received: 0, stall_timeout, stall: None, replay: None }
     }
 
     /// Keeps up to `limit` bytes of what is handed out, so that `rewind`

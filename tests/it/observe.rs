@@ -110,11 +110,20 @@ async fn metrics_count_known_traffic() {
          \x20 - {{ name: up, match: {{ path_prefix: /up }}, upstream: svc }}\n\
          \x20 - {{ name: down, match: {{ path_prefix: /down }}, upstream: gone }}\n\
          \x20 - {{ name: keyed, match: {{ path_prefix: /keyed }}, upstream: svc, authenticate: [keys] }}\n\
-         \x20 - {{ name: limited, match: {{ path_prefix: /limited }}, upstream: svc, rate_limit: [ {{ name: tight, key: ip, rate: 1/m }} ] }}\n",
+         \x20 - {{ name: limited, match: {{ path_prefix: /limited }}, upstream: svc, rate_limit: [ {{ name: tight, key: ip, rate: 1/m }} ] }}\n\
+         \x20 - {{ name: checked, match: {{ path_prefix: /checked }}, upstream: svc, validate: {{ body: {{ schema: {{ type: object }} }} }} }}\n",
         up.url(),
         closed_port().await
     );
     let h = start(&body, dir.path()).await;
+    // A validated body (read whole by the gateway, then sent): 200 bytes, once.
+    let json = format!("{{\"note\":\"{}\"}}", "x".repeat(189));
+    assert_eq!(json.len(), 200);
+    let checked = Request::post(url(&h, "/checked"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(json)))
+        .unwrap();
+    assert_eq!(send(&http1_client(), checked).await.status, 200);
     for _ in 0..3 {
         assert_eq!(get(&url(&h, "/up/x"), &[]).await.status, 200);
     }
@@ -132,7 +141,7 @@ async fn metrics_count_known_traffic() {
 
     let duration = "http_server_request_duration_seconds";
     let s = scrape_until(&h, |s| {
-        observations(s, duration, &[]) >= 12.0 && number(s, "http_server_active_requests", &[]) == 0.0
+        observations(s, duration, &[]) >= 13.0 && number(s, "http_server_active_requests", &[]) == 0.0
     })
     .await;
     let up_get = [("http_route", "up"), ("http_request_method", "GET"), ("http_response_status_code", "200")];
@@ -158,9 +167,13 @@ async fn metrics_count_known_traffic() {
     let Some(Value::Histogram(buckets)) = sizes.first() else { panic!("no request size series: {sizes:?}") };
     let count_at = |le: f64| buckets.iter().find(|b| b.less_than == le).map(|b| b.count).unwrap();
     assert_eq!((count_at(1024.0), count_at(4096.0)), (0.0, 1.0));
+    let sizes = find(&s, "http_server_request_body_size_bytes", &[("http_route", "checked")]);
+    let Some(Value::Histogram(buckets)) = sizes.first() else { panic!("no request size series: {sizes:?}") };
+    let count_at = |le: f64| buckets.iter().find(|b| b.less_than == le).map(|b| b.count).unwrap();
+    assert_eq!((count_at(64.0), count_at(256.0)), (0.0, 1.0), "200 bytes, counted once");
 
     let client = "http_client_request_duration_seconds";
-    assert_eq!(observations(&s, client, &[("upstream", "svc"), ("http_response_status_code", "200")]), 6.0);
+    assert_eq!(observations(&s, client, &[("upstream", "svc"), ("http_response_status_code", "200")]), 7.0);
     assert_eq!(observations(&s, client, &[("upstream", "gone"), ("error_type", "connect")]), 1.0);
 
     let auth = "portcullis_auth_failures_total";
