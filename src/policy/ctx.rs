@@ -30,6 +30,9 @@ pub struct RequestCtx<'a> {
     pub slots: Vec<Slot>,
     /// Which kind of policy answered instead of the route (logs, metrics).
     pub refused: Option<Refusal>,
+    /// Validation in `report` mode found what `enforce` would refuse (the
+    /// request went on; the log says `failed`).
+    pub invalid_reported: bool,
     /// The request body, on routes whose policies read it (validation);
     /// the engine takes it back after the phases.
     pub body: Option<RequestBody>,
@@ -63,6 +66,7 @@ impl<'a> RequestCtx<'a> {
             rate_limit: None,
             slots: Vec::new(),
             refused: None,
+            invalid_reported: false,
             body: None,
             path_params: (&[], &[]),
         }

@@ -192,7 +192,8 @@ impl<'p> Seen<'p> {
             r.auth_outcome = Some("failure");
         }
         if validates {
-            r.validation = Some(if ctx.refused == Some(Refusal::Invalid) { "failed" } else { "passed" });
+            let failed = ctx.refused == Some(Refusal::Invalid) || ctx.invalid_reported;
+            r.validation = Some(if failed { "failed" } else { "passed" });
         }
         if ctx.rate_limit.is_some() || ctx.refused == Some(Refusal::RateLimited) {
             r.rate_limit = Some(if ctx.refused == Some(Refusal::RateLimited) { "rejected" } else { "allowed" });

@@ -377,11 +377,16 @@ async fn response_flags_say_why_there_was_no_upstream_answer() {
          \x20 - {{ name: gone, match: {{ path_prefix: /gone }}, upstream: gone }}\n\
          \x20 - {{ name: limited, match: {{ path_prefix: /limited }}, upstream: svc, rate_limit: [ {{ key: ip, rate: 1/m }} ] }}\n\
          \x20 - {{ name: local, match: {{ path: /local }}, static: {{ status: 200, body: hi }} }}\n\
-         \x20 - {{ name: private, match: {{ path_prefix: /private }}, upstream: svc, ip: {{ allow: [10.0.0.0/8] }} }}\n",
+         \x20 - {{ name: private, match: {{ path_prefix: /private }}, upstream: svc, ip: {{ allow: [10.0.0.0/8] }} }}\n\
+         \x20 - {{ name: dry, match: {{ path: /dry }}, upstream: svc, validate: {{ mode: report, body: {{ schema: {{ required: [a] }} }} }} }}\n",
         up.url(),
         closed_port().await
     );
     let h = start(&body, dir.path()).await;
+    // Report mode: what would be refused goes on, and the log says it failed.
+    let dry =
+        Request::post(url(&h, "/dry")).header("content-type", "application/json").body(Full::new(Bytes::from("{}")));
+    assert_eq!(send(&http1_client(), dry.unwrap()).await.status, 200);
     let expect: [(&str, u16, &str); 9] = [
         ("/ok", 200, "-"),
         ("/nothing", 404, "NR"),
@@ -413,7 +418,13 @@ async fn response_flags_say_why_there_was_no_upstream_answer() {
         s.write_all(&[b'x'; 100]).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let lines = log_lines(&h, dir.path(), expect.len() + 2).await;
+    let lines = log_lines(&h, dir.path(), expect.len() + 3).await;
+    let dry = lines.iter().find(|l| l["url"]["path"] == "/dry").expect("the report-mode line");
+    assert_eq!(dry["portcullis"]["validation"]["outcome"], "failed", "{dry}");
+    assert_eq!(
+        (dry["portcullis"]["response_flag"].as_str(), dry["http"]["response"]["status_code"].as_u64()),
+        (Some("-"), Some(200))
+    );
     let left = lines.iter().find(|l| l["url"]["path"] == "/count").expect("the line of the body that broke off");
     assert_eq!(left["http"]["response"]["status_code"], 499, "{left}");
     assert_eq!(left["portcullis"]["response_flag"], "DC", "{left}");

@@ -321,7 +321,7 @@ impl Compiled {
 
     /// The checks that need no body, without awaiting: `None` when the body
     /// is still to be read (`on_request`).
-    pub fn try_sync(&self, req: &request::Parts, ctx: &RequestCtx<'_>) -> Option<Outcome> {
+    pub fn try_sync(&self, req: &request::Parts, ctx: &mut RequestCtx<'_>) -> Option<Outcome> {
         if self.reads_body() {
             return None;
         }
@@ -473,7 +473,7 @@ impl Compiled {
         None
     }
 
-    fn decided(&self, problems: Vec<Problem>, ctx: &RequestCtx<'_>) -> Outcome {
+    fn decided(&self, problems: Vec<Problem>, ctx: &mut RequestCtx<'_>) -> Outcome {
         if problems.is_empty() {
             return Outcome::Continue;
         }
@@ -487,6 +487,7 @@ impl Compiled {
             }
         }
         if self.report {
+            ctx.invalid_reported = true;
             // A dry run: what `enforce` would refuse, said where operators look.
             for p in problems.iter().take(MAX_ERRORS) {
                 tracing::info!(
