@@ -163,6 +163,12 @@ impl RequestBody {
         self.stall_timeout
     }
 
+    /// The last poll waited for the client (a piece of the body that has
+    /// not come), rather than handing one out.
+    pub fn waiting_on_client(&self) -> bool {
+        self.stall.is_some()
+    }
+
     /// Body bytes read so far.
     pub fn received(&self) -> u64 {
         self.received

@@ -368,6 +368,7 @@ async fn fetch<'p>(call: &'p CallPlan, pq: PathAndQuery, headers: &HeaderMap, wa
         outcome: Some(outcome.map(|s| s.as_u16())),
         started: now,
         duration_ns,
+        ended: true,
         request_bytes: None,
     });
     (result, one_try)

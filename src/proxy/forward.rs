@@ -76,13 +76,18 @@ pub(super) struct Tried<'a> {
     pub started: Instant,
     /// Set when the try ends.
     pub duration_ns: u64,
+    /// Ended without an outcome (the client's body broke it off): timed
+    /// already, logged `cancelled`.
+    pub ended: bool,
     /// Request body bytes sent, when the codec counted them.
     pub request_bytes: Option<u64>,
 }
 
 /// Records an ended exchange's upstream metrics and completes its entry
-/// for the log. A request refused for its own body's sake is not the
-/// upstream's doing: its entry goes.
+/// for the log. A try broken off by the client's body (too slow, too
+/// large, cut) is not the upstream's doing: no metrics, and its entry
+/// stays `cancelled` (the upstream got part of it); any other error
+/// before the exchange takes the entry back.
 fn note(
     f: &mut Forward<'_, '_>,
     target: &Target,
@@ -96,6 +101,14 @@ fn note(
         Err(GatewayError::UpstreamTimeout { .. }) => Err(UpstreamError::Timeout),
         Err(GatewayError::UpstreamUnreachable { sent: false, .. }) => Err(UpstreamError::Connect),
         Err(GatewayError::UpstreamUnreachable { sent: true, .. }) => Err(UpstreamError::Closed),
+        Err(GatewayError::BodyRead(_) | GatewayError::BodyTimeout | GatewayError::BodyTooLarge { .. }) => {
+            if let Some(entry) = tried.last_mut() {
+                entry.duration_ns = ended.saturating_duration_since(entry.started).as_nanos() as u64;
+                entry.request_bytes = request_bytes;
+                entry.ended = true;
+            }
+            return;
+        }
         Err(_) => {
             tried.pop();
             return;
@@ -243,6 +256,7 @@ pub(super) fn forward<'a, 'p>(
                     outcome: None,
                     started: try_started,
                     duration_ns: 0,
+                    ended: false,
                     request_bytes: None,
                 });
             }
@@ -252,6 +266,13 @@ pub(super) fn forward<'a, 'p>(
                 // The pool times the exchange itself (a lazily moved timer per
                 // connection, cheaper than a timeout future per request).
                 let result = match send_h1(upstream, pool, &mut parts, &mut body, &edits, timeout, deadline).await {
+                    // Time ran out while the client's body was late: the
+                    // client's doing (408), not the upstream's (no 504, no
+                    // mark against the target's health).
+                    Err(GatewayError::UpstreamTimeout { .. }) if body.waiting_on_client() => {
+                        drop(in_flight);
+                        Err(GatewayError::BodyTimeout)
+                    }
                     Err(e) => {
                         // The try is over: its places are free for a retry's.
                         drop(in_flight);

@@ -230,6 +230,7 @@ fn put_tries(r: &mut Record, tried: &[Tried<'_>]) {
         r.upstream = Some(t.upstream.log_name.clone());
         let (outcome, duration_ns) = match t.outcome {
             Some(outcome) => (outcome.map_err(error_name), t.duration_ns),
+            None if t.ended => (Err("cancelled"), t.duration_ns),
             None => (Err("cancelled"), Instant::now().saturating_duration_since(t.started).as_nanos() as u64),
         };
         r.tries.push(Try { target: t.target.log_label.clone(), outcome, duration_ns });

@@ -429,6 +429,8 @@ async fn response_flags_say_why_there_was_no_upstream_answer() {
     assert_eq!(left["http"]["response"]["status_code"], 499, "{left}");
     assert_eq!(left["portcullis"]["response_flag"], "DC", "{left}");
     assert_eq!(left["http"]["request"]["body"]["bytes"], 100, "{left}");
+    // The upstream had the head and part of the body: the try is there, cancelled.
+    assert_eq!(left["portcullis"]["upstream"]["tries"][0]["error"], "cancelled", "{left}");
     let got: Vec<(String, u64, String)> = lines
         .iter()
         .map(|l| {

@@ -198,3 +198,26 @@ async fn a_stalled_body_is_cut_after_the_read_timeout() {
     }
     assert_eq!(get(&gw.url("/next"), &[]).await.status, 200, "its place is free again");
 }
+
+/// `timeouts.request` running out while the client's body is late is the
+/// client's doing: 408, and the target keeps its health (one failure would
+/// eject it here). On a paused clock.
+#[tokio::test(start_paused = true)]
+async fn a_late_request_body_is_a_408_not_an_upstream_timeout() {
+    let up = Scripted::start().await;
+    let gw = gateway(&format!(
+        "upstreams:\n  svc:\n    targets: [ \"{}\" ]\n    timeouts: {{ request: 1s }}\n    \
+         health: {{ passive: {{ consecutive_failures: 1 }} }}\n\
+         routes:\n  - {{ name: svc, match: {{ path_prefix: / }}, upstream: svc }}\n",
+        up.url()
+    ))
+    .await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc").await.unwrap();
+    let mut seen = Vec::new();
+    let answered = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut seen)).await;
+    assert!(answered.is_ok(), "no answer");
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert_eq!(get(&gw.url("/next"), &[]).await.status, 200, "the target was not marked down");
+}
