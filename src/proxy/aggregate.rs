@@ -56,7 +56,11 @@ pub(super) struct Inputs<'a, 'p> {
 #[derive(Debug)]
 enum CallError {
     Timeout(Duration),
-    Unreachable,
+    /// No answer: the target could not be reached (`sent: false`), or it
+    /// took the request and broke off (`sent: true`).
+    Unreachable {
+        sent: bool,
+    },
     Refused(UpstreamRefusal),
     Status(u16),
     NotJson(String),
@@ -80,7 +84,8 @@ impl CallError {
     fn detail(&self) -> String {
         match self {
             CallError::Timeout(t) => format!("no answer within {} ms", t.as_millis()),
-            CallError::Unreachable => "the upstream could not be reached or broke off".into(),
+            CallError::Unreachable { sent: false } => "the upstream could not be reached".into(),
+            CallError::Unreachable { sent: true } => "the upstream broke off without an answer".into(),
             CallError::Refused(rule) => rule.detail().into(),
             CallError::Status(s) => format!("the upstream answered {s}"),
             CallError::NotJson(media) => format!("the answer is not JSON ({media})"),
@@ -96,7 +101,8 @@ impl CallError {
     fn flag(&self) -> Option<Flag> {
         Some(match self {
             CallError::Timeout(_) => Flag::UpstreamTimeout,
-            CallError::Unreachable => Flag::UpstreamConnectFailure,
+            CallError::Unreachable { sent: false } => Flag::UpstreamConnectFailure,
+            CallError::Unreachable { sent: true } => Flag::UpstreamClosed,
             CallError::Refused(rule) => super::observe::refusal_flag(*rule),
             CallError::Dependency(_) => return None,
             // An answer came but could not be used: the gateway answered itself.
@@ -154,13 +160,7 @@ pub(super) async fn run<'p>(plan: &'p AggregatePlan, inputs: Inputs<'_, 'p>) -> 
                     let budget = call.timeout.map_or(left, |t| t.min(left));
                     let limit = Instant::now() + budget;
                     let headers = &headers;
-                    let fut = async move {
-                        match tokio::time::timeout_at(limit, fetch(call, pq, headers, watch)).await {
-                            Ok(outcome) => outcome,
-                            Err(_) => (Err(CallError::Timeout(budget)), None),
-                        }
-                    };
-                    running.push((i, Box::pin(fut)));
+                    running.push((i, Box::pin(fetch(call, pq, headers, watch, (limit, budget)))));
                 }
                 Err(e) => results[i] = Some(Err(e)),
             }
@@ -274,14 +274,22 @@ fn lookup<'v>(v: &'v Value, path: &[String]) -> Option<&'v Value> {
 }
 
 /// One call: admitted by its upstream's breaker and limits, sent to a
-/// healthy target, answered with JSON in a 2xx.
-async fn fetch<'p>(call: &'p CallPlan, pq: PathAndQuery, headers: &HeaderMap, watch: Watch) -> CallOutcome<'p> {
+/// healthy target, answered with JSON in a 2xx, within `time` (the
+/// instant it ends, and its length for the answer): a call that runs out
+/// is still a try of its target.
+async fn fetch<'p>(
+    call: &'p CallPlan,
+    pq: PathAndQuery,
+    headers: &HeaderMap,
+    watch: Watch,
+    time: (Instant, Duration),
+) -> CallOutcome<'p> {
     let upstream: &'p Upstream = &call.upstream;
     let now = Instant::now();
     // The same admission as a proxied request: limits, breaker, a healthy target.
     let refused = |e: GatewayError| match e {
         GatewayError::Refused { rule, .. } => CallError::Refused(rule),
-        _ => CallError::Unreachable,
+        _ => CallError::Unreachable { sent: false },
     };
     let (slot, probe) = match super::forward::admit(upstream, now) {
         Ok(admitted) => admitted,
@@ -294,7 +302,7 @@ async fn fetch<'p>(call: &'p CallPlan, pq: PathAndQuery, headers: &HeaderMap, wa
     let _in_flight = target.begin().with(slot);
     let uri =
         Uri::builder().scheme(target.scheme.clone()).authority(target.authority.clone()).path_and_query(pq).build();
-    let Ok(uri) = uri else { return (Err(CallError::Unreachable), None) };
+    let Ok(uri) = uri else { return (Err(CallError::Unreachable { sent: false }), None) };
     let mut headers = headers.clone();
     if let Ok(host) = HeaderValue::try_from(target.authority.as_str()) {
         headers.insert(header::HOST, host);
@@ -306,37 +314,45 @@ async fn fetch<'p>(call: &'p CallPlan, pq: PathAndQuery, headers: &HeaderMap, wa
     let mut answered = None;
     // No connection came free in time: not the target's doing.
     let mut waited = false;
-    let result = match &target.h1 {
-        Some(pool) => {
-            let (mut parts, mut body) = req.into_parts();
-            let edits = HeaderEdits::default();
-            let timeout = upstream.request_timeout;
-            // Waits as one of `max_pending` when `max_connections` are busy, as proxying does.
-            let deadline = Instant::now() + timeout;
-            match super::forward::send_h1(upstream, pool, &mut parts, &mut body, &edits, timeout, deadline).await {
-                Ok(resp) => {
-                    answered = Some(resp.status);
-                    // Only the media type is read: no header map built for it.
-                    let media = media_type(resp.headers.get_all(&header::CONTENT_TYPE));
-                    read(resp.status, media, resp.body, call.max_body).await
+    let exchange = async {
+        match &target.h1 {
+            Some(pool) => {
+                let (mut parts, mut body) = req.into_parts();
+                let edits = HeaderEdits::default();
+                let timeout = upstream.request_timeout;
+                // Waits as one of `max_pending` when `max_connections` are busy, as proxying does.
+                let deadline = Instant::now() + timeout;
+                match super::forward::send_h1(upstream, pool, &mut parts, &mut body, &edits, timeout, deadline).await {
+                    Ok(resp) => {
+                        answered = Some(resp.status);
+                        // Only the media type is read: no header map built for it.
+                        let media = media_type(resp.headers.get_all(&header::CONTENT_TYPE));
+                        read(resp.status, media, resp.body, call.max_body).await
+                    }
+                    Err(GatewayError::UpstreamTimeout { waited: w, .. }) => {
+                        waited = w;
+                        Err(CallError::Timeout(timeout))
+                    }
+                    Err(GatewayError::UpstreamUnreachable { sent, .. }) => Err(CallError::Unreachable { sent }),
+                    Err(e) => Err(refused(e)),
                 }
-                Err(GatewayError::UpstreamTimeout { waited: w, .. }) => {
-                    waited = w;
-                    Err(CallError::Timeout(timeout))
-                }
-                Err(e) => Err(refused(e)),
             }
+            None => match tokio::time::timeout(upstream.request_timeout, upstream.client.request(req)).await {
+                Ok(Ok(resp)) => {
+                    let (parts, body) = resp.into_parts();
+                    answered = Some(parts.status);
+                    let media =
+                        media_type(parts.headers.get_all(header::CONTENT_TYPE).iter().map(HeaderValue::as_bytes));
+                    read(parts.status, media, body, call.max_body).await
+                }
+                Ok(Err(e)) => Err(CallError::Unreachable { sent: !super::forward::not_sent(&e) }),
+                Err(_) => Err(CallError::Timeout(upstream.request_timeout)),
+            },
         }
-        None => match tokio::time::timeout(upstream.request_timeout, upstream.client.request(req)).await {
-            Ok(Ok(resp)) => {
-                let (parts, body) = resp.into_parts();
-                answered = Some(parts.status);
-                let media = media_type(parts.headers.get_all(header::CONTENT_TYPE).iter().map(HeaderValue::as_bytes));
-                read(parts.status, media, body, call.max_body).await
-            }
-            Ok(Err(_)) => Err(CallError::Unreachable),
-            Err(_) => Err(CallError::Timeout(upstream.request_timeout)),
-        },
+    };
+    let result = match tokio::time::timeout_at(time.0, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(CallError::Timeout(time.1)),
     };
     // For the upstream's health, as for a proxied request: a 5xx or no
     // answer is a failure; an answer the aggregate cannot use is not.
@@ -344,7 +360,7 @@ async fn fetch<'p>(call: &'p CallPlan, pq: PathAndQuery, headers: &HeaderMap, wa
         _ if waited => None,
         Ok(_) | Err(CallError::NotJson(_) | CallError::BadJson | CallError::TooLarge(_)) => Some(true),
         Err(CallError::Status(s)) => Some(*s < 500),
-        Err(CallError::Unreachable | CallError::Timeout(_)) => Some(false),
+        Err(CallError::Unreachable { .. } | CallError::Timeout(_)) => Some(false),
         Err(_) => None,
     };
     let end = Instant::now();
@@ -355,7 +371,8 @@ async fn fetch<'p>(call: &'p CallPlan, pq: PathAndQuery, headers: &HeaderMap, wa
     let outcome = match (&result, answered) {
         (_, Some(status)) => Ok(status),
         (Err(CallError::Timeout(_)), None) => Err(UpstreamError::Timeout),
-        (Err(CallError::Unreachable), None) => Err(UpstreamError::Connect),
+        (Err(CallError::Unreachable { sent: false }), None) => Err(UpstreamError::Connect),
+        (Err(CallError::Unreachable { sent: true }), None) => Err(UpstreamError::Closed),
         _ => return (result, None),
     };
     let duration_ns = end.saturating_duration_since(now).as_nanos() as u64;
@@ -410,7 +427,7 @@ where
     let bytes = match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(CallError::TooLarge(max)),
-        Err(_) => return Err(CallError::Unreachable),
+        Err(_) => return Err(CallError::Unreachable { sent: true }),
     };
     serde_json::from_slice(&bytes).map_err(|_| CallError::BadJson)
 }

@@ -642,7 +642,7 @@ fn classify(upstream: std::sync::Arc<str>, e: BoxError) -> GatewayError {
 
 /// Whether the upstream client says the request never left (`NotSent` from
 /// `upstream::h1`, a connect error from hyper's client).
-fn not_sent(e: &(dyn std::error::Error + 'static)) -> bool {
+pub(super) fn not_sent(e: &(dyn std::error::Error + 'static)) -> bool {
     if e.is::<NotSent>() {
         return true;
     }

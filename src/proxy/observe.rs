@@ -224,17 +224,51 @@ impl<'p> Seen<'p> {
 }
 
 /// The tries as the log writes them; one still in flight (its client
-/// left) is `cancelled`, timed up to now.
+/// left) is `cancelled`, timed up to now. The upstream time is the time
+/// during which a try was under way (an aggregate's calls run side by
+/// side: their sum would be longer than the request). Tries of more than
+/// one upstream (an aggregate's) name theirs each, and the line no single one.
 fn put_tries(r: &mut Record, tried: &[Tried<'_>]) {
+    let Some(first) = tried.first() else { return };
+    let one_upstream = tried.iter().all(|t| std::ptr::eq(t.upstream, first.upstream));
+    r.upstream = one_upstream.then(|| first.upstream.log_name.clone());
+    let mut spans: SmallVec<[(Instant, Instant); 2]> = SmallVec::new();
     for t in tried {
-        r.upstream = Some(t.upstream.log_name.clone());
         let (outcome, duration_ns) = match t.outcome {
             Some(outcome) => (outcome.map_err(error_name), t.duration_ns),
             None if t.ended => (Err("cancelled"), t.duration_ns),
             None => (Err("cancelled"), Instant::now().saturating_duration_since(t.started).as_nanos() as u64),
         };
-        r.tries.push(Try { target: t.target.log_label.clone(), outcome, duration_ns });
+        spans.push((t.started, t.started + std::time::Duration::from_nanos(duration_ns)));
+        let upstream = (!one_upstream).then(|| t.upstream.log_name.clone());
+        r.tries.push(Try { target: t.target.log_label.clone(), upstream, outcome, duration_ns });
     }
+    r.upstream_ns = Some(if spans.len() == 1 { first_duration(&r.tries) } else { covered_ns(&mut spans) });
+}
+
+fn first_duration(tries: &[Try]) -> u64 {
+    tries.first().map_or(0, |t| t.duration_ns)
+}
+
+/// The length of the union of `spans`.
+fn covered_ns(spans: &mut [(Instant, Instant)]) -> u64 {
+    spans.sort_unstable_by_key(|s| s.0);
+    let mut total = std::time::Duration::ZERO;
+    let mut current: Option<(Instant, Instant)> = None;
+    for &(start, end) in spans.iter() {
+        current = match current {
+            Some((from, to)) if start <= to => Some((from, to.max(end))),
+            Some((from, to)) => {
+                total += to - from;
+                Some((start, end))
+            }
+            None => Some((start, end)),
+        };
+    }
+    if let Some((from, to)) = current {
+        total += to - from;
+    }
+    total.as_nanos() as u64
 }
 
 fn error_name(e: UpstreamError) -> &'static str {

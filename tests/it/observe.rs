@@ -801,21 +801,56 @@ async fn shutdown_flushes_queued_spans() {
 /// and in `http_client_request_duration_seconds`.
 #[tokio::test]
 async fn aggregate_calls_are_logged_as_tries_and_measured() {
+    use crate::support::flaky::{Flaky, Mode};
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let (a, b, slow) = (Upstream::start("a").await, Upstream::start("b").await, Flaky::start("slow").await);
+    slow.set(Mode::Hang);
+    let rude = Flaky::start("rude").await;
+    rude.set(Mode::Reset);
     let body = format!(
-        "upstreams:\n  a: {{ targets: [\"{}\"] }}\n  b: {{ targets: [\"{}\"] }}\n\
-         routes:\n  - name: both\n    match: {{ path: /both }}\n    aggregate: {{ calls: {{ one: {{ upstream: a, path: /x }}, two: {{ upstream: b, path: /y }} }} }}\n",
+        "upstreams:\n  a: {{ targets: [\"{}\"] }}\n  b: {{ targets: [\"{}\"] }}\n  slow: {{ targets: [\"{}\"] }}\n  rude: {{ targets: [\"{}\"] }}\n\
+         routes:\n  - name: both\n    match: {{ path: /both }}\n    aggregate: {{ calls: {{ one: {{ upstream: a, path: /x }}, two: {{ upstream: b, path: /y }} }} }}\n\
+         \x20 - name: late\n    match: {{ path: /late }}\n    aggregate: {{ calls: {{ one: {{ upstream: a, path: /x }}, hung: {{ upstream: slow, path: /z, timeout: 100ms }}, cut: {{ upstream: rude, path: /r }} }} }}\n",
         a.url(),
-        b.url()
+        b.url(),
+        slow.url(),
+        rude.url()
     );
     let h = start(&body, dir.path()).await;
     assert_eq!(get(&url(&h, "/both"), &[]).await.status, 200);
     let lines = log_lines(&h, dir.path(), 1).await;
-    let tries = lines[0]["portcullis"]["upstream"]["tries"].as_array().unwrap().clone();
+    let upstream = &lines[0]["portcullis"]["upstream"];
+    let tries = upstream["tries"].as_array().unwrap().clone();
     assert_eq!(tries.len(), 2, "{tries:?}");
     assert!(tries.iter().all(|t| t["status_code"] == 200), "{tries:?}");
+    // Two upstreams: each try names its own, the line none of them.
+    let mut names: Vec<&str> = tries.iter().map(|t| t["upstream"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["a", "b"]);
+    assert!(upstream.get("name").is_none() && upstream.get("target").is_none(), "{upstream}");
+    // Side by side, the calls take no longer than the request.
+    let total = lines[0]["event"]["duration"].as_u64().unwrap();
+    let busy = upstream["duration"].as_u64().unwrap();
+    assert!(busy <= total, "upstream {busy} ns of a {total} ns request");
+    assert_eq!(lines[0]["portcullis"]["gateway"]["duration"].as_u64().unwrap(), total - busy);
     let s = scrape_until(&h, |s| observations(s, "http_client_request_duration_seconds", &[("upstream", "b")]) >= 1.0)
         .await;
     assert_eq!(observations(&s, "http_client_request_duration_seconds", &[("upstream", "a")]), 1.0);
+
+    // A call that runs out of time is still a try of its target, timed out.
+    assert_eq!(get(&url(&h, "/late"), &[]).await.status, 200);
+    let lines = log_lines(&h, dir.path(), 2).await;
+    let late = lines.iter().find(|l| l["url"]["path"] == "/late").unwrap();
+    let tries = late["portcullis"]["upstream"]["tries"].as_array().unwrap();
+    let hung = tries.iter().find(|t| t["upstream"] == "slow").expect("the timed-out call's try");
+    assert_eq!(hung["error"], "timeout", "{late}");
+    // One that took the request and hung up is `closed`, not a connect failure.
+    let cut = tries.iter().find(|t| t["upstream"] == "rude").expect("the reset call's try");
+    assert_eq!(cut["error"], "closed", "{late}");
+    let s = scrape_until(&h, |s| {
+        observations(s, "http_client_request_duration_seconds", &[("upstream", "slow"), ("error_type", "timeout")])
+            >= 1.0
+    })
+    .await;
+    assert_eq!(observations(&s, "http_client_request_duration_seconds", &[("upstream", "slow")]), 1.0);
 }

@@ -268,6 +268,7 @@ mod tests {
             route: None,
             upstream: None,
             tries: Default::default(),
+            upstream_ns: None,
             consumer: None,
             auth_provider: None,
             auth_outcome: None,

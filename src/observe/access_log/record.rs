@@ -63,6 +63,9 @@ struct Parts<'a> {
 #[derive(Debug, Clone)]
 pub struct Try {
     pub target: Arc<LogName>,
+    /// Its upstream, when the request's tries went to more than one (an
+    /// aggregate's calls); otherwise the record's `upstream` names it.
+    pub upstream: Option<Arc<LogName>>,
     /// The status, or what went wrong (`connect`, `timeout`, `closed`).
     pub outcome: Result<u16, &'static str>,
     pub duration_ns: u64,
@@ -95,6 +98,8 @@ pub struct Record {
     pub route: Option<Arc<LogName>>,
     pub upstream: Option<Arc<LogName>>,
     pub tries: SmallVec<[Try; 1]>,
+    /// The time during which a try was under way (tries may overlap).
+    pub upstream_ns: Option<u64>,
     pub consumer: Option<Arc<str>>,
     pub auth_provider: Option<Arc<str>>,
     pub auth_outcome: Option<&'static str>,
@@ -126,6 +131,7 @@ impl Default for Record {
             route: None,
             upstream: None,
             tries: SmallVec::new(),
+            upstream_ns: None,
             consumer: None,
             auth_provider: None,
             auth_outcome: None,
@@ -145,6 +151,7 @@ impl Record {
         self.route = None;
         self.upstream = None;
         self.tries.clear();
+        self.upstream_ns = None;
         self.consumer = None;
         self.auth_provider = None;
     }
@@ -163,11 +170,6 @@ impl Record {
         let ua = next(self.user_agent_len);
         let referrer = next(self.referrer_len);
         Parts { path, query, ua, referrer }
-    }
-
-    /// Upstream time: the sum of the tries.
-    pub fn upstream_ns(&self) -> Option<u64> {
-        (!self.tries.is_empty()).then(|| self.tries.iter().map(|t| t.duration_ns).sum())
     }
 
     /// One ECS JSON object and a newline. Written without `core::fmt` (it
@@ -246,25 +248,36 @@ impl Record {
             out.extend_from_slice(b",\"route\":");
             r.put_json(out);
         }
-        let upstream_ns = self.upstream_ns();
+        let upstream_ns = self.upstream_ns;
         out.extend_from_slice(b",\"gateway\":{\"duration\":");
         push_u64(out, self.duration_ns.saturating_sub(upstream_ns.unwrap_or(0)));
         out.push(b'}');
-        if let Some(u) = &self.upstream {
-            out.extend_from_slice(b",\"upstream\":{\"name\":");
-            u.put_json(out);
-            if let Some(last) = self.tries.last() {
-                out.extend_from_slice(b",\"target\":");
-                last.target.put_json(out);
+        if !self.tries.is_empty() {
+            // One upstream: its name and last target here; several (an
+            // aggregate's calls): each try names its own.
+            match (&self.upstream, self.tries.last()) {
+                (Some(u), Some(last)) => {
+                    out.extend_from_slice(b",\"upstream\":{\"name\":");
+                    u.put_json(out);
+                    out.extend_from_slice(b",\"target\":");
+                    last.target.put_json(out);
+                    out.extend_from_slice(b",\"duration\":");
+                }
+                _ => out.extend_from_slice(b",\"upstream\":{\"duration\":"),
             }
-            out.extend_from_slice(b",\"duration\":");
             push_u64(out, upstream_ns.unwrap_or(0));
             out.extend_from_slice(b",\"tries\":[");
             for (i, t) in self.tries.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                out.extend_from_slice(b"{\"target\":");
+                out.push(b'{');
+                if let Some(u) = &t.upstream {
+                    out.extend_from_slice(b"\"upstream\":");
+                    u.put_json(out);
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"\"target\":");
                 t.target.put_json(out);
                 match t.outcome {
                     Ok(status) => {
@@ -457,7 +470,8 @@ pub mod bench {
                 response_bytes: 2,
                 route: Some(LogName::new("all".into())),
                 upstream: Some(LogName::new("fast".into())),
-                tries: smallvec::smallvec![Try { target, outcome: Ok(200), duration_ns: 266_465 }],
+                tries: smallvec::smallvec![Try { target, upstream: None, outcome: Ok(200), duration_ns: 266_465 }],
+                upstream_ns: Some(266_465),
                 ..Record::default()
             };
             EcsLine { record, clock: DateCache::default(), out: Vec::with_capacity(64 << 10) }
@@ -511,9 +525,11 @@ mod tests {
             upstream: Some(LogName::new("pets\"\n".into())),
             tries: smallvec::smallvec![Try {
                 target: LogName::new("127.0.0.1:9".into()),
+                upstream: None,
                 outcome: Ok(200),
                 duration_ns: 1_000_000
             }],
+            upstream_ns: Some(1_000_000),
             consumer: Some("acme".into()),
             auth_provider: Some("keys".into()),
             auth_outcome: Some("ok"),
