@@ -102,6 +102,16 @@ pub fn handle<P: Deref<Target = Plan>>(
                 Ok(p) => p,
                 Err(e) => break 'serve (None, Err(e.into())),
             };
+            // The declared body length: what the log reports of a body
+            // never read (a request without a route included).
+            let declared = if present.content_length {
+                req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            } else {
+                None
+            };
+            if let Some(len) = declared {
+                seen.request_bytes = len;
+            }
             // Looked up once: routing and forwarding both need it.
             let host_header = req.headers().get(header::HOST).cloned();
             let host = host_of(&uri, host_header.as_ref());
@@ -139,13 +149,8 @@ pub fn handle<P: Deref<Target = Plan>>(
             ctx.path_params = (&route.params, &found.values);
 
             let max_body = route.max_body_size.unwrap_or(listener.limits.max_body_size);
-            if present.content_length
-                && let Some(len) =
-                    req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-                && {
-                    seen.request_bytes = len;
-                    len > max_body
-                }
+            if let Some(len) = declared
+                && len > max_body
             {
                 break 'serve (Some(route), Err(GatewayError::BodyTooLarge { limit: max_body }));
             }

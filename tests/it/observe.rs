@@ -383,6 +383,9 @@ async fn response_flags_say_why_there_was_no_upstream_answer() {
         closed_port().await
     );
     let h = start(&body, dir.path()).await;
+    // No route: the body is never read; its declared length is logged.
+    let lost = Request::post(url(&h, "/nowhere/else")).body(Full::new(Bytes::from("123456789")));
+    assert_eq!(send(&http1_client(), lost.unwrap()).await.status, 404);
     // Report mode: what would be refused goes on, and the log says it failed.
     let dry =
         Request::post(url(&h, "/dry")).header("content-type", "application/json").body(Full::new(Bytes::from("{}")));
@@ -418,7 +421,9 @@ async fn response_flags_say_why_there_was_no_upstream_answer() {
         s.write_all(&[b'x'; 100]).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let lines = log_lines(&h, dir.path(), expect.len() + 3).await;
+    let lines = log_lines(&h, dir.path(), expect.len() + 4).await;
+    let lost = lines.iter().find(|l| l["url"]["path"] == "/nowhere/else").expect("the unrouted POST");
+    assert_eq!(lost["http"]["request"]["body"]["bytes"], 9, "{lost}");
     let dry = lines.iter().find(|l| l["url"]["path"] == "/dry").expect("the report-mode line");
     assert_eq!(dry["portcullis"]["validation"]["outcome"], "failed", "{dry}");
     assert_eq!(
