@@ -66,6 +66,9 @@ pub(super) fn compile(cx: &mut Ctx, name: &str, cfg: &UpstreamConfig, registry: 
                         conn_limit.clone(),
                     ));
                 }
+                if cfg.protocol == crate::config::UpstreamProtocol::Http2 {
+                    target.h2 = h2_target(cx, &at, cfg, &scheme, &authority).map(Arc::new);
+                }
                 targets.push(target);
             }
             Err(msg) => cx.err(path, msg),
@@ -357,4 +360,36 @@ fn parse_target(url: &str) -> Result<(Scheme, http::uri::Authority), String> {
         return Err(format!("`{url}`: a target is scheme, host and port only; change paths with `rewrite`"));
     }
     Ok((scheme, authority))
+}
+
+/// The HTTP/2 connection of a `protocol: http2` target: plain (h2c) or TLS,
+/// verified as the upstream's client verifies (`tls.ca`, `tls.server_name`).
+fn h2_target(
+    cx: &mut Ctx,
+    at: &str,
+    cfg: &UpstreamConfig,
+    scheme: &Scheme,
+    authority: &http::uri::Authority,
+) -> Option<crate::upstream::h2::H2Target> {
+    let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
+    let addr = format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(default_port));
+    let tls = if *scheme == Scheme::HTTPS {
+        let ca = cfg.tls.ca.as_ref().map(|f| cx.loaded.resolve_file(f));
+        let config = match crate::upstream::client::tls_config(ca.as_deref()) {
+            Ok(config) => config,
+            Err(e) => {
+                cx.err(format!("{at}.tls"), e);
+                return None;
+            }
+        };
+        let name = cfg.tls.server_name.clone().unwrap_or_else(|| authority.host().trim_matches(['[', ']']).to_string());
+        let Ok(name) = rustls_pki_types::ServerName::try_from(name.clone()) else {
+            cx.err(format!("{at}.tls.server_name"), format!("`{name}` is not a valid TLS server name"));
+            return None;
+        };
+        Some((Arc::new(config), name))
+    } else {
+        None
+    };
+    Some(crate::upstream::h2::H2Target::new(addr, tls, cfg.timeouts.connect.0))
 }

@@ -307,7 +307,14 @@ pub(super) fn forward<'a, 'p>(
                 *req.version_mut() = parts.version;
                 *req.headers_mut() = headers;
                 // Boxed: hyper's client future is large and this path is the less common one.
-                (Box::pin(through_hyper(upstream, req, upgrade, in_flight, timeout)).await, replayable, None)
+                let result = match (&target.h2, upgrade) {
+                    (Some(h2), None) => {
+                        as_http2(&mut req, &target.authority);
+                        Box::pin(through_h2(upstream, h2, req, in_flight, timeout)).await
+                    }
+                    (_, upgrade) => Box::pin(through_hyper(upstream, req, upgrade, in_flight, timeout)).await,
+                };
+                (result, replayable, None)
             };
             f.notes.body_received = request_bytes;
             // One clock read for the try's duration and the health record.
@@ -464,7 +471,41 @@ fn upstream_verdict(result: &Result<Response<Body>, GatewayError>) -> Option<boo
     }
 }
 
-/// HTTPS, HTTP/2 and upgraded requests: hyper-util's pooled client.
+/// An HTTP/2 request names its host in `:authority` (the URI's), not in a
+/// `Host` field beside it (RFC 9113 §8.3.1): the Host the route kept or
+/// rewrote moves there (the target's, if it is not a valid authority).
+fn as_http2(req: &mut Request<RequestBody>, target: &http::uri::Authority) {
+    let host = req.headers_mut().remove(header::HOST);
+    let authority =
+        host.and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok()).unwrap_or_else(|| target.clone());
+    let mut uri = std::mem::take(req.uri_mut()).into_parts();
+    uri.authority = Some(authority);
+    if let Ok(u) = Uri::from_parts(uri) {
+        *req.uri_mut() = u;
+    }
+}
+
+/// `protocol: http2` targets: the target's own multiplexed connection.
+async fn through_h2(
+    upstream: &crate::upstream::Upstream,
+    h2: &crate::upstream::h2::H2Target,
+    req: Request<RequestBody>,
+    in_flight: crate::upstream::InFlight,
+    timeout: std::time::Duration,
+) -> Result<Response<Body>, GatewayError> {
+    let resp = match tokio::time::timeout(timeout, h2.send(req)).await {
+        Err(_) => {
+            return Err(GatewayError::UpstreamTimeout { upstream: upstream.name.clone(), sent: true, waited: false });
+        }
+        Ok(Err(e)) => return Err(classify(upstream.name.clone(), e)),
+        Ok(Ok(resp)) => resp,
+    };
+    let (mut parts, inner) = resp.into_parts();
+    hop_by_hop::strip(&mut parts.headers, false);
+    Ok(Response::from_parts(parts, Body::upstream(inner, in_flight, upstream.read_timeout)))
+}
+
+/// HTTPS and upgraded requests: hyper-util's pooled client.
 /// `upgrade`: the client's side of an allowed WebSocket upgrade, and the
 /// `Sec-WebSocket-Accept` a genuine answer carries.
 async fn through_hyper(

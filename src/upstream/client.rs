@@ -22,25 +22,19 @@ pub fn build(cfg: &UpstreamConfig, ca: Option<&Path>) -> Result<HttpClient, Stri
     http.set_connect_timeout(Some(cfg.timeouts.connect.0));
     http.set_keepalive(Some(std::time::Duration::from_secs(60)));
 
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup failed: {e}"))?;
-    let tls = match ca {
-        Some(path) => builder.with_root_certificates(crate::tls::load_roots(path)?),
-        None => builder.with_webpki_roots(),
-    }
-    .with_no_client_auth();
-
+    let tls = tls_config(ca)?;
     let mut https = HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http();
     if let Some(name) = &cfg.tls.server_name {
         let name =
             ServerName::try_from(name.clone()).map_err(|_| format!("`{name}` is not a valid TLS server name"))?;
         https = https.with_server_name_resolver(FixedServerNameResolver::new(name));
     }
+    // HTTP/1.1 unless the upstream says `http2` (then `upstream::h2`
+    // carries its requests, and this client only its health probes): over
+    // hyper-util's client, an HTTP/2 request's `:authority` is the target
+    // it connects to, not the Host the route keeps or rewrites.
     let connector = match cfg.protocol {
-        UpstreamProtocol::Auto => https.enable_all_versions().wrap_connector(http),
-        UpstreamProtocol::Http1 => https.enable_http1().wrap_connector(http),
+        UpstreamProtocol::Auto | UpstreamProtocol::Http1 => https.enable_http1().wrap_connector(http),
         UpstreamProtocol::Http2 => https.enable_http2().wrap_connector(http),
     };
 
@@ -54,4 +48,18 @@ pub fn build(cfg: &UpstreamConfig, ca: Option<&Path>) -> Result<HttpClient, Stri
         .set_host(false)
         .http2_only(cfg.protocol == UpstreamProtocol::Http2);
     Ok(client.build(connector))
+}
+
+/// The TLS settings for connections to targets: TLS 1.2 and 1.3 with
+/// aws-lc-rs, verified against `ca` (a PEM bundle) or the Mozilla roots.
+pub fn tls_config(ca: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup failed: {e}"))?;
+    Ok(match ca {
+        Some(path) => builder.with_root_certificates(crate::tls::load_roots(path)?),
+        None => builder.with_webpki_roots(),
+    }
+    .with_no_client_auth())
 }

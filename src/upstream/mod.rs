@@ -6,6 +6,7 @@ pub mod balance;
 pub mod breaker;
 pub mod client;
 pub mod h1;
+pub mod h2;
 pub mod health;
 pub mod limits;
 pub mod retry;
@@ -32,6 +33,8 @@ pub struct Target {
     in_flight: Arc<AtomicUsize>,
     /// Inline-driven HTTP/1.1 connections (plain `http://` targets).
     pub h1: Option<Arc<h1::H1Pool>>,
+    /// The HTTP/2 connection (`protocol: http2` targets).
+    pub h2: Option<Arc<h2::H2Target>>,
     /// `host:port`, as logs and metrics name the target.
     pub label: Arc<str>,
     /// The label as the access log writes it.
@@ -58,6 +61,7 @@ impl Target {
             weight,
             in_flight: Arc::default(),
             h1: None,
+            h2: None,
             label,
             metrics,
             health: Default::default(),

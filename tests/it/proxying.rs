@@ -100,6 +100,7 @@ upstreams:
 routes:
   - {{ name: h1, match: {{ path_prefix: /h1 }}, upstream: h1 }}
   - {{ name: h2, match: {{ path_prefix: /h2 }}, upstream: h2 }}
+  - {{ name: h2named, match: {{ path_prefix: /named }}, upstream: h2, rewrite: {{ host: api.internal }} }}
 "#,
         url = up.url()
     ))
@@ -113,6 +114,13 @@ routes:
     let reply = get(&gw.url("/h2/y"), &[]).await;
     assert_eq!(reply.version, http::Version::HTTP_11);
     assert_eq!(reply.json()["version"], "HTTP/2.0");
+    // The Host the route keeps (the client's) or sets is HTTP/2's
+    // `:authority`, with no `Host` field to contradict it (RFC 9113 §8.3.1).
+    assert_eq!(reply.json()["authority"], gw.addr.to_string());
+    assert!(reply.json()["headers"].get("host").is_none(), "{}", reply.text());
+    let reply = get(&gw.url("/named/z"), &[]).await;
+    assert_eq!(reply.json()["authority"], "api.internal", "{}", reply.text());
+    assert!(reply.json()["headers"].get("host").is_none(), "{}", reply.text());
 }
 
 #[tokio::test]
@@ -127,7 +135,11 @@ upstreams:
   trusted: {{ targets: [ "https://{addr}" ], tls: {{ ca: "{ca}" }} }}
   named: {{ targets: [ "https://{addr}" ], tls: {{ ca: "{ca}", server_name: upstream.test }} }}
   untrusted: {{ targets: [ "https://{addr}" ] }}
+  h2: {{ targets: [ "https://{addr}" ], protocol: http2, tls: {{ ca: "{ca}" }} }}
+  h2named: {{ targets: [ "https://{addr}" ], protocol: http2, tls: {{ ca: "{ca}", server_name: upstream.test }} }}
 routes:
+  - {{ name: h2, match: {{ path_prefix: /h2 }}, upstream: h2 }}
+  - {{ name: h2named, match: {{ path_prefix: /h2named }}, upstream: h2named }}
   - {{ name: trusted, match: {{ path_prefix: /trusted }}, upstream: trusted }}
   - {{ name: named, match: {{ path_prefix: /named }}, upstream: named }}
   - {{ name: untrusted, match: {{ path_prefix: /untrusted }}, upstream: untrusted }}
@@ -139,9 +151,18 @@ routes:
     let reply = get(&gw.url("/trusted/a"), &[]).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.json()["tls"], true);
-    // ALPN picked HTTP/2 on its own.
-    assert_eq!(reply.json()["version"], "HTTP/2.0");
+    // `auto` speaks HTTP/1.1 (ALPN offers only that), as NGINX and Envoy do.
+    assert_eq!(reply.json()["version"], "HTTP/1.1");
+    assert_eq!(reply.json()["host"], gw.addr.to_string());
     assert_eq!(get(&gw.url("/named/b"), &[]).await.status, 200);
+    // `protocol: http2`: HTTP/2 over TLS, the client's Host as `:authority`.
+    for path in ["/h2/d", "/h2named/e"] {
+        let reply = get(&gw.url(path), &[]).await;
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+        assert_eq!(reply.json()["version"], "HTTP/2.0", "{path}");
+        assert_eq!(reply.json()["authority"], gw.addr.to_string(), "{path}");
+        assert!(reply.json()["host"].is_null(), "{path}: {}", reply.text());
+    }
     // Signed by a CA the gateway does not know: refused, not silently accepted.
     assert_eq!(get(&gw.url("/untrusted/c"), &[]).await.status, 502);
 }

@@ -55,6 +55,8 @@ impl TlsUpstream {
                             "tls": true,
                             "path": req.uri().path(),
                             "version": format!("{:?}", req.version()),
+                            "authority": req.uri().authority().map(|a| a.as_str()),
+                            "host": req.headers().get("host").and_then(|h| h.to_str().ok()),
                         });
                         Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
                             bytes::Bytes::from(doc.to_string()),

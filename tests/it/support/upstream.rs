@@ -162,6 +162,8 @@ async fn handle(
         "path": path,
         "query": req.uri().query(),
         "version": format!("{:?}", req.version()),
+        // HTTP/2's `:authority` (absent in an HTTP/1.1 request's origin form).
+        "authority": req.uri().authority().map(|a| a.as_str()),
         "headers": headers,
     });
     Ok(Response::builder().header("content-type", "application/json").body(full(doc.to_string())).unwrap())
