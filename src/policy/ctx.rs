@@ -81,6 +81,9 @@ pub struct ResponseCtx<'a> {
     /// The response is a `101`: its head goes out as the upstream sent it
     /// (no security headers on a protocol switch).
     pub switching: bool,
+    /// The response is the gateway's answer to a CORS preflight (its
+    /// `Access-Control-*` fields are the route's already).
+    pub preflight: bool,
 }
 
 /// Who the caller is, once authenticated (set by `auth`, read by `authz`,

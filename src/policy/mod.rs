@@ -216,7 +216,8 @@ impl ResponsePolicy {
         match self {
             ResponsePolicy::Headers(h) => h.apply(headers),
             ResponsePolicy::Deprecation(d) => d.on_response(headers),
-            ResponsePolicy::Cors(c) => c.on_response(cx.origin, headers),
+            ResponsePolicy::Cors(c) if !cx.preflight => c.on_response(cx.origin, headers),
+            ResponsePolicy::Cors(_) => {}
         }
     }
 }

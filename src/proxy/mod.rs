@@ -89,6 +89,8 @@ pub fn handle<P: Deref<Target = Plan>>(
         // The rate-limit headers of a limited route (the first response step).
         let mut limit_fields = None;
         let mut notes = forward::TryNotes::default();
+        // The answer is the gateway's to a CORS preflight.
+        let mut preflight = false;
         let (route, result): (Option<&Route>, Result<Response<Body>, GatewayError>) = 'serve: {
             let request_id = request_id_ref;
             let listener = match admit(plan, conn, &req) {
@@ -122,6 +124,8 @@ pub fn handle<P: Deref<Target = Plan>>(
                 if let Ok(found) = plan.router.find(&view) {
                     let route = &plan.routes[found.route];
                     if let Some(answer) = route.policies.preflight(&requested, req.headers()) {
+                        // A granted one carries the route's CORS fields already.
+                        preflight = answer.is_ok();
                         break 'serve (Some(route), answer.map(full).map_err(GatewayError::CorsRejected));
                     }
                 }
@@ -275,7 +279,7 @@ pub fn handle<P: Deref<Target = Plan>>(
             full(problem::from_error(&err, &request_id))
         });
         // The other response steps, on every response, errors included.
-        finish(plan, route, conn, origin.as_ref(), &mut resp, limit_fields);
+        finish(plan, route, conn, origin.as_ref(), &mut resp, limit_fields, preflight);
         // `validate.response: report`: an upstream's answer against the document.
         if notes.tries > 0
             && seen.flag == crate::observe::Flag::None
@@ -366,7 +370,7 @@ impl Present {
 pub fn refuse(plan: &Plan, conn: &ConnInfo, status: StatusCode, detail: &str) -> Response<Body> {
     let request_id = request_id::generate();
     let mut resp = full(problem::problem(status, detail, &request_id));
-    finish(plan, None, conn, None, &mut resp, None);
+    finish(plan, None, conn, None, &mut resp, None, false);
     // Logged and counted like any request, as far as it is known: method
     // `-`, no path, flag `IV`.
     let seen = Seen::unread(plan, conn, &request_id);
@@ -436,6 +440,7 @@ fn finish(
     origin: Option<&HeaderValue>,
     resp: &mut Response<Body>,
     limit_fields: Option<LimitFields>,
+    preflight: bool,
 ) {
     let chain = route.map_or(&plan.without_route, |r| &r.policies);
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -457,7 +462,7 @@ fn finish(
     if let Some(limits) = &limit_fields {
         limits.insert_into(headers);
     }
-    chain.on_response(headers, &ResponseCtx { origin, switching });
+    chain.on_response(headers, &ResponseCtx { origin, switching, preflight });
     if let Some(hsts) = &conn.hsts {
         resp.headers_mut().entry(header::STRICT_TRANSPORT_SECURITY).or_insert_with(|| hsts.clone());
     }

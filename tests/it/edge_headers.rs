@@ -140,4 +140,14 @@ routes:
     // A preflight answer carries each header once.
     let again = send(&client, preflight("https://app.example.com", "GET", "")).await;
     assert_eq!(again.headers.get_all("vary").iter().filter(|v| *v == "Origin").count(), 1);
+    // The route's `cors` is the answer's CORS, whatever the upstream's own says.
+    let evil = get(&gw.url("/api/permissive"), &[("origin", "https://evil.example.net")]).await;
+    assert_eq!(evil.text(), "permissive");
+    for name in ["access-control-allow-origin", "access-control-allow-credentials", "access-control-expose-headers"] {
+        assert!(evil.header(name).is_none(), "{name}: {:?}", evil.header(name));
+    }
+    let app = get(&gw.url("/api/permissive"), &[("origin", "https://app.example.com")]).await;
+    assert_eq!(app.header("access-control-allow-origin"), Some("https://app.example.com"));
+    assert_eq!(app.header("access-control-expose-headers"), Some("X-Total"));
+    assert_eq!(app.headers.get_all("access-control-allow-origin").iter().count(), 1);
 }

@@ -11,6 +11,16 @@ use crate::config::FieldErrors;
 use crate::policy::compile::CompileCtx;
 pub use config::CorsConfig;
 
+/// The CORS response fields a route with `cors` writes itself.
+const UPSTREAM_CORS: [HeaderName; 6] = [
+    header::ACCESS_CONTROL_ALLOW_ORIGIN,
+    header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+    header::ACCESS_CONTROL_EXPOSE_HEADERS,
+    header::ACCESS_CONTROL_ALLOW_METHODS,
+    header::ACCESS_CONTROL_ALLOW_HEADERS,
+    header::ACCESS_CONTROL_MAX_AGE,
+];
+
 #[derive(Debug, Clone)]
 enum Origin {
     Any,
@@ -177,9 +187,12 @@ impl Compiled {
     /// Response step of an actual (non-preflight) request. A response that
     /// carries its grants already (a preflight answer, or an upstream that
     /// does CORS itself) is left as it is.
+    /// The route's CORS is the answer's: an upstream's own `Access-Control-*`
+    /// fields go first (a backend library that lets every origin in, with
+    /// credentials, would otherwise override the allow-list set here).
     pub fn on_response(&self, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
-        if headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
-            return;
+        for name in UPSTREAM_CORS {
+            headers.remove(name);
         }
         let any = !self.credentials && self.origins.iter().any(|o| matches!(o, Origin::Any));
         let Some(origin) = origin.filter(|o| self.allows(o)) else {

@@ -130,6 +130,16 @@ async fn handle(
                 .unwrap();
             return Ok(resp);
         }
+        // A backend whose CORS library lets every origin in.
+        p if p.ends_with("/permissive") => {
+            let resp = Response::builder()
+                .header("access-control-allow-origin", "https://evil.example.net")
+                .header("access-control-allow-credentials", "true")
+                .header("access-control-expose-headers", "X-Secret")
+                .body(full("permissive"))
+                .unwrap();
+            return Ok(resp);
+        }
         "/branded" => {
             let resp = Response::builder()
                 .header("server", "Upstream/1.0")
