@@ -53,11 +53,13 @@ impl Fetcher {
             .header(header::ACCEPT, "application/json")
             .body(Full::default())
             .map_err(|e| e.to_string())?;
+        // Named without a user part or credential parameters (logged).
+        let shown = crate::observe::access_log::redact::url_in_message(url);
         self.send(req).await.and_then(|(status, body)| {
             if !status.is_success() {
-                return Err(format!("{url} answered {status}"));
+                return Err(format!("{shown} answered {status}"));
             }
-            serde_json::from_slice(&body).map_err(|e| format!("{url} did not return JSON: {e}"))
+            serde_json::from_slice(&body).map_err(|e| format!("{shown} did not return JSON: {e}"))
         })
     }
 

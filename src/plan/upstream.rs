@@ -341,23 +341,25 @@ pub(super) fn state_probes(up: &Arc<Upstream>, registry: &Registry) -> Vec<Arc<d
 
 /// `http://host:port` or `https://host[:port]`, nothing else.
 fn parse_target(url: &str) -> Result<(Scheme, http::uri::Authority), String> {
-    let uri: Uri = url.parse().map_err(|_| format!("`{url}` is not a URL like `http://10.0.0.1:8080`"))?;
+    // Shown without a user part or credential parameters (messages reach logs).
+    let shown = crate::observe::access_log::redact::url_in_message(url);
+    let uri: Uri = url.parse().map_err(|_| format!("`{shown}` is not a URL like `http://10.0.0.1:8080`"))?;
     let scheme = match uri.scheme_str() {
         Some("http") => Scheme::HTTP,
         Some("https") => Scheme::HTTPS,
         _ => {
-            return Err(format!("`{url}`: a target URL starts with `http://` or `https://`"));
+            return Err(format!("`{shown}`: a target URL starts with `http://` or `https://`"));
         }
     };
-    let authority = uri.authority().cloned().ok_or_else(|| format!("`{url}` has no host"))?;
+    let authority = uri.authority().cloned().ok_or_else(|| format!("`{shown}` has no host"))?;
     if authority.as_str().contains('@') {
-        return Err(format!("`{url}`: credentials in target URLs are not supported"));
+        return Err(format!("`{shown}`: credentials in target URLs are not supported"));
     }
     if authority.host().is_empty() {
-        return Err(format!("`{url}` has no host"));
+        return Err(format!("`{shown}` has no host"));
     }
     if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-        return Err(format!("`{url}`: a target is scheme, host and port only; change paths with `rewrite`"));
+        return Err(format!("`{shown}`: a target is scheme, host and port only; change paths with `rewrite`"));
     }
     Ok((scheme, authority))
 }

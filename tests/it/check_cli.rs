@@ -395,3 +395,32 @@ fn config_without_a_command_is_run() {
     assert!(text(&top).contains("broken.yaml") && text(&top).contains("routes[0]"), "{}", text(&top));
     assert!(!portcullis(&["--config", &path, "check"]).status.success(), "a config and a command do not mix");
 }
+
+/// A URL the config refuses is shown without its user part or credential
+/// parameters: error messages reach journals, CI logs and `reload` answers.
+#[test]
+fn refused_urls_are_shown_without_their_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.yaml");
+    std::fs::write(
+        &path,
+        r#"listeners: [ { name: p, bind: "127.0.0.1:0" } ]
+upstreams:
+  u: { targets: [ "http://user:UpSecretPW@10.0.0.1:80" ] }
+  v: { targets: [ "ftp://ftpuser:FtpSecretPW@10.0.0.2" ] }
+rate_limit_store: { redis: { url: "rediss://:RedisSecretPW@redis.internal:6379/x?y" } }
+tracing: { otlp: { endpoint: "ftp://o:OtlpSecretPW@collector:4318" } }
+routes:
+  - { name: a, match: { path: /a }, upstream: u }
+  - { name: b, match: { path: /b }, upstream: v }
+"#,
+    )
+    .unwrap();
+    let (code, _, stderr) = check(&path);
+    assert_eq!(code, Some(1), "{stderr}");
+    for secret in ["UpSecretPW", "FtpSecretPW", "RedisSecretPW", "OtlpSecretPW"] {
+        assert!(!stderr.contains(secret), "{secret} shown:\n{stderr}");
+    }
+    assert!(stderr.contains("upstreams.u.targets[0]") && stderr.contains("http://<redacted>@10.0.0.1:80"), "{stderr}");
+    assert!(stderr.contains("tracing.otlp.endpoint") && stderr.contains("rate_limit_store.redis.url"), "{stderr}");
+}
