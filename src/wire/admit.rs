@@ -237,6 +237,11 @@ pub fn parsed<B>(req: &mut http::Request<B>) -> Result<(), Refusal> {
     if facts.connection_specific {
         return Err(Refusal::Malformed("an HTTP/2 request carries a connection-specific header field"));
     }
+    // RFC 9113 §8.2.1: malformed. HTTP/1.1 reads such a value trimmed; sent
+    // on to an HTTP/1.1 upstream as it came, it would be read otherwise there.
+    if headers.values().any(|v| matches!(v.as_bytes(), [b' ' | b'\t', ..] | [.., b' ' | b'\t'])) {
+        return Err(Refusal::Malformed("an HTTP/2 field value begins or ends with whitespace"));
+    }
     facts.length.result().map_err(Refusal::Malformed)?;
     facts.singletons()?;
     if facts.hosts > 1 {
@@ -554,6 +559,10 @@ mod tests {
         }
         assert!(h2("https://x/a", &[("te", "trailers")]).is_ok());
         assert!(h2("https://x/a", &[("content-length", "1, 2")]).is_err());
+        for padded in [" padded", "padded ", "\tpadded"] {
+            assert!(h2("https://x/a", &[("x-w", padded)]).is_err(), "{padded:?}");
+        }
+        assert!(h2("https://x/a", &[("x-w", "in side")]).is_ok());
     }
 
     /// Any Host value: no panic; an accepted one is a clean name or IPv6

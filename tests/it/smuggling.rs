@@ -547,6 +547,8 @@ const H2_REQUESTS: &[H2Row] = &[
     h2_refused("CRLF in a value", h2_get!((b"x-a", b"b\r\nx-injected: 1")), None),
     h2_refused("LF in a value", h2_get!((b"x-a", b"b\nx-injected: 1")), None),
     h2_refused("NUL in a value", h2_get!((b"x-a", b"b\0c")), None),
+    h2_refused("whitespace around a value", h2_get!((b"x-a", b" b ")), None),
+    h2_refused("a tab ending a value", h2_get!((b"x-a", b"b\t")), None),
     h2_refused("CRLF in :path", &[(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"x"), (b":path", b"/public/h2 HTTP/1.1\r\nHost: x\r\n\r\nGET /admin/x")], None),
     h2_refused("upper case in a name", h2_get!((b"X-A", b"b")), None),
     h2_refused("a colon in a name", h2_get!((b"x:a", b"b")), None),
