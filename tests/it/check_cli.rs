@@ -424,3 +424,21 @@ routes:
     assert!(stderr.contains("upstreams.u.targets[0]") && stderr.contains("http://<redacted>@10.0.0.1:80"), "{stderr}");
     assert!(stderr.contains("tracing.otlp.endpoint") && stderr.contains("rate_limit_store.redis.url"), "{stderr}");
 }
+
+/// `$${NAME}` is the documented way to write `${NAME}` literally: not a
+/// `quoted-variable` warning, where a quoted `"${NAME}"` is.
+#[test]
+fn the_dollar_escape_is_not_a_quoted_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.yaml");
+    std::fs::write(
+        &path,
+        "listeners: [ { name: p, bind: \"127.0.0.1:0\" } ]\nroutes:\n  - name: a\n    match: { path: /a }\n    static:\n      body: $${LIT}\n  - name: b\n    match: { path: /b }\n    static:\n      body: \"${LIT}\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = check(&path);
+    assert_eq!(code, Some(0), "{stderr}");
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("[quoted-variable]")).collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(warnings[0].contains("routes[1].static.body"), "{stderr}");
+}

@@ -82,7 +82,7 @@ impl Found {
 /// (unquoted) scalars, so a quoted one reached the config as written.
 fn quoted_variables(loaded: &LoadedConfig, found: &mut Found) {
     crate::config::for_each_string(&loaded.document(), &mut |path, s| {
-        if has_variable(s) {
+        if has_variable(s) && !plain_scalar_at(loaded, path) {
             found.add(
                 "quoted-variable",
                 path,
@@ -91,6 +91,15 @@ fn quoted_variables(loaded: &LoadedConfig, found: &mut Found) {
             );
         }
     });
+}
+
+/// Whether the value at `path` is written as a plain scalar: a `${NAME}`
+/// left in one came from the `$${NAME}` escape, on purpose. Quoted and
+/// block scalars (`"…"`, `'…'`, `|`, `>`), or a place not found, are not.
+fn plain_scalar_at(loaded: &LoadedConfig, path: &str) -> bool {
+    let Some((line, col)) = loaded.locations.find(path) else { return false };
+    let first = loaded.text.lines().nth(line.saturating_sub(1)).and_then(|l| l.get(col.saturating_sub(1)..));
+    first.and_then(|rest| rest.chars().next()).is_some_and(|c| !matches!(c, '"' | '\'' | '|' | '>'))
 }
 
 /// `${` then a variable name then `}`.
