@@ -54,7 +54,7 @@ impl Fetcher {
             .body(Full::default())
             .map_err(|e| e.to_string())?;
         // Named without a user part or credential parameters (logged).
-        let shown = crate::observe::access_log::redact::url_in_message(url);
+        let shown = crate::http::url_in_message(url);
         self.send(req).await.and_then(|(status, body)| {
             if !status.is_success() {
                 return Err(format!("{shown} answered {status}"));

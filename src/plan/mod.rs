@@ -397,7 +397,7 @@ fn compile_observe(cx: &mut Ctx, registry: Arc<Registry>, routes: &[Route]) -> O
         if !(otlp.endpoint.starts_with("http://") || otlp.endpoint.starts_with("https://"))
             || otlp.endpoint.parse::<http::Uri>().is_err()
         {
-            let shown = crate::observe::access_log::redact::url_in_message(&otlp.endpoint);
+            let shown = crate::http::url_in_message(&otlp.endpoint);
             cx.err("tracing.otlp.endpoint", format!("`{shown}` is not an http(s) URL"));
         }
         if !(0.0..=1.0).contains(&otlp.sample) {

@@ -342,7 +342,7 @@ pub(super) fn state_probes(up: &Arc<Upstream>, registry: &Registry) -> Vec<Arc<d
 /// `http://host:port` or `https://host[:port]`, nothing else.
 fn parse_target(url: &str) -> Result<(Scheme, http::uri::Authority), String> {
     // Shown without a user part or credential parameters (messages reach logs).
-    let shown = crate::observe::access_log::redact::url_in_message(url);
+    let shown = crate::http::url_in_message(url);
     let uri: Uri = url.parse().map_err(|_| format!("`{shown}` is not a URL like `http://10.0.0.1:8080`"))?;
     let scheme = match uri.scheme_str() {
         Some("http") => Scheme::HTTP,

@@ -108,14 +108,6 @@ impl Redact {
     }
 }
 
-/// A URL from the config as an error message may show it: its user part
-/// and credential parameters replaced (`redis://<redacted>@host:6379/0`).
-pub fn url_in_message(url: &str) -> String {
-    let mut out = Vec::with_capacity(url.len());
-    Redact::new([]).url(url, &mut out);
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// On the stack for any name a request really uses (two allocations a
 /// parameter before: every logged query paid them).
 fn percent_decoded_lower(s: &str) -> smallvec::SmallVec<[u8; 64]> {

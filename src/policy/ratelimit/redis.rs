@@ -62,7 +62,7 @@ impl std::fmt::Debug for RedisStore {
 
 impl RedisStore {
     pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<RedisStore, String> {
-        let shown = crate::observe::access_log::redact::url_in_message(url);
+        let shown = crate::http::url_in_message(url);
         let client = redis::Client::open(url).map_err(|e| format!("`{shown}` is not a Redis URL: {e}"))?;
         Ok(RedisStore {
             client,
