@@ -26,6 +26,22 @@ pub struct ClientIdentity {
     pub sans: Vec<String>,
 }
 
+/// A name SNI can match: a host name (labels of letters, digits and `-`),
+/// or `*.` followed by one with at least two labels (one wildcard label,
+/// leftmost, as certificates have them).
+fn sni_pattern(name: &str) -> bool {
+    let host = name.strip_prefix("*.").unwrap_or(name);
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let labels: Vec<&str> = host.split('.').collect();
+    labels.iter().all(|l| label(l)) && (host.len() == name.len() || labels.len() >= 2)
+}
+
 /// Builds the listener's rustls config. Errors are `(path under tls, message)`.
 pub fn build(cfg: &ListenerTlsConfig, loaded: &LoadedConfig) -> Result<Arc<ServerConfig>, FieldErrors> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -39,6 +55,18 @@ pub fn build(cfg: &ListenerTlsConfig, loaded: &LoadedConfig) -> Result<Arc<Serve
         match load_certified_key(&provider, &loaded.resolve_file(&c.cert), &loaded.resolve_file(&c.key)) {
             Ok((key, cert_names)) => {
                 let key = Arc::new(key);
+                // A name SNI can never carry would silently serve nothing.
+                for (j, name) in c.server_names.iter().enumerate() {
+                    if !sni_pattern(name) {
+                        errors.push((
+                            format!("{at}.server_names[{j}]"),
+                            format!(
+                                "`{name}` is not a host name or `*.` and one (`api.example.com`, `*.example.com`): \
+                                 no client's SNI would match it"
+                            ),
+                        ));
+                    }
+                }
                 let names = if c.server_names.is_empty() { cert_names } else { c.server_names.clone() };
                 for name in names {
                     resolver.add(&name, key.clone());
@@ -211,5 +239,20 @@ impl ResolvesServerCert for SniResolver {
             }
         }
         self.default.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_names_sni_can_match() {
+        for good in ["api.example.com", "*.example.com", "localhost", "a-b.test"] {
+            assert!(sni_pattern(good), "{good}");
+        }
+        for bad in ["*", "*.*.test", "a.*.test", "", "bad name", "x.test.", "*.com", "-a.test"] {
+            assert!(!sni_pattern(bad), "{bad}");
+        }
     }
 }

@@ -496,11 +496,22 @@ fn compile_listeners(cx: &mut Ctx, registry: &Registry) -> Vec<ListenerPlan> {
                 "a TLS listener cannot redirect to HTTPS; put this on a plain listener",
             );
         }
+        if l.redirect_https == Some(0) {
+            cx.err(format!("{at}.redirect_https"), "the HTTPS port to redirect to, 1 to 65535 (443 usually)");
+        }
         check_limits(cx, &at, &l.limits);
         let hsts = l.tls.as_ref().and_then(|t| hsts_value(&t.hsts));
         match l.bind.parse::<SocketAddr>() {
             Ok(addr) => {
-                if addr.port() != 0 && out.iter().any(|o| o.addr == addr) {
+                // The same port on the wildcard address and on another of
+                // the same family cannot both be bound either.
+                let clash = |o: &SocketAddr| {
+                    *o == addr
+                        || o.port() == addr.port()
+                            && o.is_ipv4() == addr.is_ipv4()
+                            && (o.ip().is_unspecified() || addr.ip().is_unspecified())
+                };
+                if addr.port() != 0 && out.iter().any(|o| clash(&o.addr)) {
                     cx.err(format!("{at}.bind"), format!("`{addr}` is bound by another listener"));
                 }
                 out.push(ListenerPlan {

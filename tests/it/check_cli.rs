@@ -69,6 +69,11 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
     ("duplicate-upstream-key.yaml", 1, &[":6:", "upstreams.app:", "duplicate key `app`"]),
     ("ambiguous-routes.yaml", 1, &[":9:", "routes[1].match", "`by-name` is ambiguous", "`by-id`"]),
     ("duplicate-method.yaml", 1, &[":9:", "routes[1].match.methods[1]", "`GET` is listed twice"]),
+    ("listener-clash.yaml", 3, &[
+        ":5:", "listeners[1].bind", "`0.0.0.0:44601` is bound by another listener",
+        ":6:", "listeners[2].redirect_https", "1 to 65535",
+        ":11:", "routes[0].cors.allow_origins[0]", "`https://*example.com` is not an origin",
+    ]),
     ("bad-target-url.yaml", 2, &[
         ":7:", "upstreams.app.targets[0]", "`127.0.0.1:9001`", "`http://` or `https://`",
         ":8:", "upstreams.app.targets[1].url", "scheme, host and port only",

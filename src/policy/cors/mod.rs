@@ -44,6 +44,29 @@ pub struct Compiled {
     max_age: Option<HeaderValue>,
 }
 
+/// One DNS label: letters, digits and `-`, not at either end.
+fn is_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+}
+
+/// An origin's host and optional port (`app.example.com`, `localhost:3000`,
+/// `[::1]:8080`): what a browser's `Origin` holds after the scheme.
+fn host_port(s: &str) -> bool {
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) if !s.ends_with(']') => (h, Some(p)),
+        _ => (s, None),
+    };
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => host.split('.').all(is_label),
+    };
+    port_ok && host_ok
+}
+
 fn join(items: &[String]) -> Option<HeaderValue> {
     (!items.is_empty()).then(|| HeaderValue::try_from(items.join(", ")).ok()).flatten()
 }
@@ -54,14 +77,15 @@ impl Compiled {
         let mut origins = Vec::new();
         for (i, o) in cfg.allow_origins.iter().enumerate() {
             let lower = o.trim().to_ascii_lowercase();
+            let (scheme, rest) = lower.split_once("://").unwrap_or(("", &lower));
+            let web = matches!(scheme, "http" | "https");
+            let rest = rest.strip_suffix('/').unwrap_or(rest);
             if lower == "*" {
                 origins.push(Origin::Any);
-            } else if let Some((scheme, rest)) = lower.split_once("://*.") {
-                origins.push(Origin::Subdomains { scheme: format!("{scheme}://"), suffix: format!(".{rest}") });
-            } else if (lower.starts_with("http://") || lower.starts_with("https://"))
-                && lower.trim_end_matches('/').splitn(4, '/').nth(3).is_none_or(|p| p.is_empty())
-            {
-                origins.push(Origin::Exact(lower.trim_end_matches('/').to_string()));
+            } else if let Some(suffix) = rest.strip_prefix("*.").filter(|s| web && host_port(s) && s.contains('.')) {
+                origins.push(Origin::Subdomains { scheme: format!("{scheme}://"), suffix: format!(".{suffix}") });
+            } else if web && host_port(rest) {
+                origins.push(Origin::Exact(format!("{scheme}://{rest}")));
             } else {
                 errors.push((
                     format!("allow_origins[{i}]"),
@@ -124,9 +148,12 @@ impl Compiled {
         self.origins.iter().any(|o| match o {
             Origin::Any => true,
             Origin::Exact(e) => *e == origin,
+            // Labels before the suffix, nothing else: no `/`, `@` or `%`
+            // that would make `https://evil.com/.example.com` a subdomain.
             Origin::Subdomains { scheme, suffix } => origin
                 .strip_prefix(scheme.as_str())
-                .is_some_and(|host| host.len() > suffix.len() && host.ends_with(suffix.as_str())),
+                .and_then(|host| host.strip_suffix(suffix.as_str()))
+                .is_some_and(|labels| !labels.is_empty() && labels.split('.').all(is_label)),
         })
     }
 

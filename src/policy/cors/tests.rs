@@ -30,3 +30,43 @@ fn origin_patterns() {
     assert!(!c.allows(&"http://app.example.com".parse().unwrap()));
     assert!(!c.allows(&"https://app.example.com.evil.net".parse().unwrap()));
 }
+
+#[test]
+fn origins_that_no_browser_sends_are_refused_by_the_config() {
+    for bad in [
+        "https://*example.com",
+        "https://*",
+        "https://*.com:x",
+        "https://app.example.com?x",
+        "https://app.example.com/path",
+        "https://user@app.example.com",
+        "ftp://app.example.com",
+        "app.example.com",
+        "https://app.example.com:99999x",
+    ] {
+        assert!(cors(&[bad], false).is_err(), "{bad}");
+    }
+    for good in [
+        "https://app.example.com/",
+        "http://localhost:3000",
+        "https://[::1]:8443",
+        "https://[::1]",
+        "https://*.example.org:8443",
+    ] {
+        assert!(cors(&[good], false).is_ok(), "{good}");
+    }
+}
+
+#[test]
+fn a_subdomain_pattern_takes_host_labels_only() {
+    let c = cors(&["https://*.example.com"], true).unwrap();
+    assert!(c.allows(&"https://a.example.com".parse().unwrap()));
+    for odd in [
+        "https://evil.com/.example.com",
+        "https://user@a.example.com",
+        "https://evil.com%2e.example.com",
+        "https://-a.example.com",
+    ] {
+        assert!(!c.allows(&odd.parse().unwrap()), "{odd}");
+    }
+}
