@@ -381,6 +381,19 @@ pub fn refuse(plan: &Plan, conn: &ConnInfo, status: StatusCode, detail: &str) ->
     resp
 }
 
+/// A head that did not arrive whole within `header_read_timeout`
+/// (slowloris): nothing is answered (the connection just closes, as NGINX
+/// does), but the attempt is logged and counted as NGINX's 408, method `-`,
+/// flag `IV`, so that such clients show.
+pub fn head_timed_out(plan: &Plan, conn: &ConnInfo) {
+    let request_id = request_id::generate();
+    let seen = Seen::unread(plan, conn, &request_id);
+    if let Some(pending) = seen.pending(StatusCode::REQUEST_TIMEOUT) {
+        let mut body = Body::empty();
+        body.watch(pending);
+    }
+}
+
 /// Admission before routing, synchronous: the listener's limits on the
 /// target's length and the number of header fields (both protocols), and
 /// the redirect of `redirect_https` listeners. `Err` is the answer.

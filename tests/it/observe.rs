@@ -736,7 +736,7 @@ async fn tls_http2_and_unreadable_requests_are_logged_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let up = Upstream::start("svc").await;
     let yaml = format!(
-        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\n\
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\", limits: {{ header_read_timeout: 300ms }} }}\n\
          \x20 - {{ name: tls, bind: \"127.0.0.1:0\", tls: {{ certificates: [ {{ cert: \"{}\", key: \"{}\" }} ] }} }}\n\
          admin: {{ bind: \"127.0.0.1:0\" }}\naccess_log: {{ to: access.log }}\n\
          upstreams:\n  svc: {{ targets: [\"{}\"] }}\nroutes:\n  - {{ name: r, match: {{ path_prefix: /r }}, upstream: svc }}\n",
@@ -757,8 +757,19 @@ async fn tls_http2_and_unreadable_requests_are_logged_and_counted() {
     }
     let bad = crate::support::raw(h.addr("gw").unwrap(), "GET /r HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").await;
     assert_eq!(crate::support::raw_status(&bad), 400);
+    // A head that never ends (slowloris): closed unanswered, logged as 408.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(h.addr("gw").unwrap()).await.unwrap();
+        s.write_all(b"GET /r HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await.expect("closed");
+        assert!(rest.is_empty(), "nothing is answered: {}", String::from_utf8_lossy(&rest));
+    }
 
-    let lines = log_lines(&h, dir.path(), 2).await;
+    let lines = log_lines(&h, dir.path(), 3).await;
+    let slow = lines.iter().find(|l| l["http"]["response"]["status_code"] == 408).expect("the slow head's line");
+    assert_eq!((&slow["http"]["request"]["method"], &slow["portcullis"]["response_flag"]), (&json!("-"), &json!("IV")));
     let h2 = lines.iter().find(|l| l["url"]["path"] == "/r/over-h2").expect("the HTTP/2 request's line");
     assert_eq!((&h2["http"]["version"], &h2["tls"]["version"]), (&json!("2"), &json!("1.3")));
     let unread = lines.iter().find(|l| l["http"]["request"]["method"] == "-").expect("the unreadable request's line");

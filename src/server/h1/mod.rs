@@ -165,7 +165,13 @@ impl<T: Connection> Conn<T> {
                         room = None;
                         continue;
                     }
-                    Wait::Timeout => return,
+                    Wait::Timeout => {
+                        // A head begun and never finished: logged (408), not answered.
+                        if !self.buf.is_empty() {
+                            proxy::head_timed_out(&shared.plan.load(), info);
+                        }
+                        return;
+                    }
                     Wait::Stop => {
                         self.closing = true;
                         continue;
