@@ -220,6 +220,24 @@ impl Upstream {
         }
         let now_ms = if self.health.checked { self.health.ms(now) } else { 0 };
         let usable = |i: usize| !self.health.checked || self.health.available(&self.targets[i].health, now_ms);
+        // A first try whose pick may not take requests asks the balancer
+        // again: the pick's share goes to all the others in the balancer's
+        // proportions, not to the one after it in the list (which took three
+        // shares of four with two of four targets ejected). A hash key keeps
+        // its one fallback, the next target, so that the key stays put.
+        if tried.is_empty() && key.is_none() && !usable(first) {
+            if let Balancer::LeastRequest(lr) = &self.balancer
+                && let Some(index) = lr.pick_where(&self.targets, usable)
+            {
+                return Some(Picked { index, panic: false });
+            }
+            for _ in 1..n {
+                let again = self.balancer.pick(&self.targets, key);
+                if usable(again) {
+                    return Some(Picked { index: again, panic: false });
+                }
+            }
+        }
         let order = (0..n).map(|k| (first + k) % n);
         if let Some(index) = order.clone().find(|&i| usable(i) && !tried.contains(&i)) {
             return Some(Picked { index, panic: false });

@@ -4,6 +4,7 @@
 //! hand-driven clock in `src/upstream/`; here short real times are used,
 //! waited for by polling, never by a fixed sleep that hopes.)
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -81,6 +82,35 @@ async fn passive_checks_eject_a_failing_target_and_let_it_back() {
     // It recovers; once its ejection is over it gets traffic again.
     b.set(Mode::Ok);
     eventually("b serves again", async || spread(&gw, 4).await.1 > 0).await;
+}
+
+/// Targets that may not take requests leave their share to the others
+/// evenly, not to the one after them in the list (which would get three
+/// shares of four here).
+#[tokio::test]
+async fn ejected_targets_share_out_evenly() {
+    let (a, b, c, d) =
+        (Flaky::start("a").await, Flaky::start("b").await, Flaky::start("c").await, Flaky::start("d").await);
+    b.set(Mode::Status(503));
+    c.set(Mode::Status(503));
+    let gw = svc(
+        &[&a, &b, &c, &d],
+        "retry: { attempts: 1 }\nhealth: { passive: { consecutive_failures: 1, base_ejection: 60s, max_ejected: 50% } }",
+    )
+    .await;
+    eventually("b and c ejected", async || {
+        get(&gw.url("/x"), &[]).await;
+        b.hits() >= 1 && c.hits() >= 1
+    })
+    .await;
+    b.set(Mode::Ok);
+    c.set(Mode::Ok);
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for _ in 0..40 {
+        let r = get(&gw.url("/x"), &[]).await;
+        *counts.entry(r.header("x-upstream").unwrap_or("-").to_string()).or_default() += 1;
+    }
+    assert_eq!((counts.get("a"), counts.get("d")), (Some(&20), Some(&20)), "{counts:?}");
 }
 
 #[tokio::test]

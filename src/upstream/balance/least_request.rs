@@ -12,21 +12,28 @@ pub struct LeastRequest {
 
 impl LeastRequest {
     pub fn pick(&self, targets: &[Target]) -> usize {
+        self.pick_where(targets, |_| true).unwrap_or(0)
+    }
+
+    /// The least loaded among the targets `may` lets take requests (an
+    /// ejected one, idle by force, would otherwise always look least loaded).
+    pub fn pick_where(&self, targets: &[Target], may: impl Fn(usize) -> bool) -> Option<usize> {
         let n = targets.len();
-        let start = self.rotation.fetch_add(1, Ordering::Relaxed) % n;
+        let start = self.rotation.fetch_add(1, Ordering::Relaxed) % n.max(1);
         let load_of = |t: &Target| (t.in_flight() as u64, u64::from(t.weight));
-        let mut best = start;
-        let mut best_load = load_of(&targets[start]);
-        for step in 1..n {
+        let mut best: Option<(usize, (u64, u64))> = None;
+        for step in 0..n {
             let i = (start + step) % n;
+            if !may(i) {
+                continue;
+            }
             let load = load_of(&targets[i]);
             // load_i / weight_i < best / best_weight, without division.
-            if load.0 * best_load.1 < best_load.0 * load.1 {
-                best = i;
-                best_load = load;
+            if best.is_none_or(|(_, b)| load.0 * b.1 < b.0 * load.1) {
+                best = Some((i, load));
             }
         }
-        best
+        best.map(|(i, _)| i)
     }
 }
 
