@@ -557,11 +557,14 @@ fn check_limits(cx: &mut Ctx, at: &str, limits: &ListenerLimits) {
             cx.err(format!("{at}.limits.{key}"), "must be longer than zero");
         }
     }
-    if limits.max_connections == 0 || limits.max_headers == 0 || limits.h2_max_concurrent_streams == 0 {
-        cx.err(
-            format!("{at}.limits"),
-            "`max_connections`, `max_headers` and `h2_max_concurrent_streams` must be at least 1",
-        );
+    for (key, n) in [
+        ("max_connections", limits.max_connections),
+        ("max_headers", limits.max_headers),
+        ("h2_max_concurrent_streams", limits.h2_max_concurrent_streams as usize),
+    ] {
+        if n == 0 {
+            cx.err(format!("{at}.limits.{key}"), "must be at least 1");
+        }
     }
 }
 
