@@ -59,7 +59,12 @@ impl H2Target {
         let mut sender = self.sender().await?;
         // Waits while the connection has no stream to spare.
         sender.ready().await.map_err(|e| Box::new(NotSent(Box::new(e))) as BoxError)?;
-        Ok(sender.send_request(req).await?)
+        sender.send_request(req).await.map_err(|e| {
+            // RFC 9113 §8.7: a stream refused (`REFUSED_STREAM`) or above a
+            // `GOAWAY`'s last id was not processed: safe to try elsewhere,
+            // whatever the method, as a connection that was never made.
+            if unprocessed(&e) { Box::new(NotSent(Box::new(e))) as BoxError } else { Box::new(e) }
+        })
     }
 
     /// The open connection, or a new one (one at a time: requests that
@@ -103,4 +108,16 @@ impl H2Target {
         };
         Ok(sender)
     }
+}
+
+/// Whether the upstream said it did not process the stream.
+fn unprocessed(e: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h2) = s.downcast_ref::<h2::Error>() {
+            return h2.is_remote() && (h2.is_go_away() || h2.reason() == Some(h2::Reason::REFUSED_STREAM));
+        }
+        source = s.source();
+    }
+    false
 }

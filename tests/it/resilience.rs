@@ -554,3 +554,36 @@ async fn waiting_for_a_free_connection_is_not_the_targets_failure() {
     assert_eq!(next.status, 200);
     assert_eq!(next.header("portcullis-upstream-health"), None, "the target was not ejected");
 }
+
+/// An HTTP/2 upstream that refuses a stream (`REFUSED_STREAM`) did not
+/// process it (RFC 9113 §8.7): the request goes to another target as after
+/// a connect failure (the default retry), not back as a 502.
+#[tokio::test]
+async fn a_refused_http2_stream_is_tried_elsewhere() {
+    use tokio::net::TcpListener;
+    // A target that refuses every stream.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let refusing = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(socket).await else { return };
+                while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                    respond.send_reset(h2::Reason::REFUSED_STREAM);
+                }
+            });
+        }
+    });
+    let ok = crate::support::Upstream::start("ok").await;
+    let gw = gateway(&format!(
+        "upstreams:\n  svc: {{ targets: [ \"http://{refusing}\", \"{}\" ], protocol: http2 }}\n\
+         routes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}\n",
+        ok.url()
+    ))
+    .await;
+    for _ in 0..4 {
+        let r = get(&gw.url("/x"), &[]).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["server"], "ok");
+    }
+}
