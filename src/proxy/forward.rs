@@ -537,11 +537,14 @@ async fn through_hyper(
                 });
             }
         };
-        let tunnel = Tunnel { upstream: hyper::upgrade::on(&mut resp), _in_flight: in_flight };
+        let log = TunnelLog::default();
+        let logged = TunnelLogged { log: log.clone(), carried: (0, 0) };
+        let tunnel = Tunnel { upstream: hyper::upgrade::on(&mut resp), _in_flight: in_flight, log: logged };
         // The 101 the client gets is the gateway's own: the handshake's
         // fields, and the upstream's subprotocol and extension choices.
         let mut out = Response::new(Body::empty());
         *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        out.extensions_mut().insert(log);
         let headers = out.headers_mut();
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, WEBSOCKET);
@@ -695,6 +698,41 @@ pub(super) fn not_sent(e: &(dyn std::error::Error + 'static)) -> bool {
 pub struct Tunnel {
     upstream: OnUpgrade,
     _in_flight: crate::upstream::InFlight,
+    log: TunnelLogged,
+}
+
+/// A WebSocket's access-log line and metrics, handed over by the engine
+/// (`TunnelLog::put`) once the `101` is made and finished when the tunnel
+/// closes, as NGINX logs it: the whole session's duration, and the bytes
+/// each way. Carried in the `101`'s extensions for the engine to find.
+#[derive(Clone, Default)]
+pub struct TunnelLog(std::sync::Arc<std::sync::Mutex<Option<Box<crate::observe::Pending>>>>);
+
+impl TunnelLog {
+    /// The request's observers, to finish when the tunnel closes.
+    pub fn put(&self, pending: Box<crate::observe::Pending>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(pending);
+    }
+}
+
+/// The tunnel's end of its `TunnelLog`: finishes it when dropped (the
+/// tunnel closed, or never opened), with the bytes it carried.
+#[derive(Default)]
+struct TunnelLogged {
+    log: TunnelLog,
+    /// Client to upstream, upstream to client.
+    carried: (u64, u64),
+}
+
+impl Drop for TunnelLogged {
+    fn drop(&mut self) {
+        let pending = self.log.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(mut p) = pending {
+            p.request_bytes += self.carried.0;
+            p.response_bytes += self.carried.1;
+            p.finish(crate::observe::Ending::Complete);
+        }
+    }
 }
 
 /// Where a `101` response for the gateway's own HTTP/1.1 connection carries
@@ -712,8 +750,10 @@ impl Tunnel {
     /// Copies bytes both ways between `client` and the upstream until either
     /// side closes; `early` (what the client sent after its request head)
     /// goes upstream first.
-    pub async fn run<C: AsyncRead + AsyncWrite + Unpin>(self, mut client: C, early: Bytes) {
-        let mut upstream = match self.upstream.await {
+    pub async fn run<C: AsyncRead + AsyncWrite + Unpin>(self, client: C, early: Bytes) {
+        // The in-flight place and the log line are held to the end.
+        let Tunnel { upstream, _in_flight: held, mut log } = self;
+        let mut upstream = match upstream.await {
             Ok(upstream) => TokioIo::new(upstream),
             Err(e) => {
                 tracing::debug!(error = %e, "upgrade failed");
@@ -723,9 +763,65 @@ impl Tunnel {
         if !early.is_empty() && upstream.write_all(&early).await.is_err() {
             return;
         }
+        log.carried.0 = early.len() as u64;
+        // Counted as they pass, so that a tunnel cut by an error still says
+        // what it carried.
+        let mut client = Counting { io: client, read: 0, written: 0 };
         if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
             tracing::debug!(error = %e, "tunnel closed with an error");
         }
+        log.carried.0 += client.read;
+        log.carried.1 += client.written;
+        drop(held);
+    }
+}
+
+/// The client side of a tunnel, counting the bytes read from it and
+/// written to it.
+struct Counting<C> {
+    io: C,
+    read: u64,
+    written: u64,
+}
+
+impl<C: AsyncRead + Unpin> AsyncRead for Counting<C> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.io).poll_read(cx, buf);
+        self.read += (buf.filled().len() - before) as u64;
+        polled
+    }
+}
+
+impl<C: AsyncWrite + Unpin> AsyncWrite for Counting<C> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.io).poll_write(cx, data);
+        if let std::task::Poll::Ready(Ok(n)) = polled {
+            self.written += n as u64;
+        }
+        polled
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

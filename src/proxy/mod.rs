@@ -293,7 +293,11 @@ pub fn handle<P: Deref<Target = Plan>>(
         }
         // ResponseStep::Observe: the access log and metrics, finished when the body is.
         if let Some(pending) = seen.pending(resp.status()) {
-            resp.body_mut().watch(pending);
+            // A WebSocket is logged when its tunnel closes.
+            match resp.extensions().get::<forward::TunnelLog>() {
+                Some(log) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => log.put(pending),
+                _ => resp.body_mut().watch(pending),
+            }
         }
         resp
     }

@@ -870,3 +870,42 @@ async fn aggregate_calls_are_logged_as_tries_and_measured() {
     .await;
     assert_eq!(observations(&s, "http_client_request_duration_seconds", &[("upstream", "slow")]), 1.0);
 }
+
+/// A WebSocket is logged when its tunnel closes, as NGINX logs it: status
+/// 101, the session's whole duration and the bytes it carried each way.
+#[tokio::test]
+async fn a_websocket_is_logged_when_its_tunnel_closes() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let ws = crate::support::WsUpstream::start().await;
+    let body = format!(
+        "upstreams:\n  ws: {{ targets: [ \"http://{}\" ] }}\n\
+         routes:\n  - {{ name: chat, match: {{ path_prefix: /chat }}, upstream: ws, websocket: true }}\n",
+        ws.addr
+    );
+    let h = start(&body, dir.path()).await;
+    let (mut socket, resp) =
+        tokio_tungstenite::connect_async(format!("ws://{}/chat", h.addr("gw").unwrap())).await.expect("upgrade");
+    assert_eq!(resp.status(), 101);
+    let text = "x".repeat(5000);
+    socket.send(Message::text(text.clone())).await.unwrap();
+    let echoed = tokio::time::timeout(Duration::from_secs(5), socket.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(echoed.into_text().unwrap().as_str(), text);
+    // Open while the log is looked at: no line yet, the request still active.
+    let s = scrape_until(&h, |s| number(s, "http_server_active_requests", &[]) == 1.0).await;
+    assert_eq!(number(&s, "http_server_active_requests", &[]), 1.0);
+    // Kept open a while (a lower bound, not a race: the line must cover it).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    socket.close(None).await.unwrap();
+    while socket.next().await.is_some() {}
+    drop(socket);
+    let lines = log_lines(&h, dir.path(), 1).await;
+    let line = &lines[0];
+    assert_eq!(line["http"]["response"]["status_code"], 101, "{line}");
+    assert!(line["http"]["response"]["body"]["bytes"].as_u64().unwrap() > 5000, "{line}");
+    assert!(line["http"]["request"]["body"]["bytes"].as_u64().unwrap() > 5000, "{line}");
+    let logged = Duration::from_nanos(line["event"]["duration"].as_u64().unwrap());
+    assert!(logged >= Duration::from_millis(200), "{logged:?}: the session, not its handshake");
+    assert_eq!(line["portcullis"]["upstream"]["tries"][0]["status_code"], 101, "{line}");
+}
