@@ -118,8 +118,16 @@ pub fn raw_status(response: &str) -> u16 {
     response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
-/// A loopback port that nothing listens on.
+/// A loopback port that nothing listens on, and that stays so: it is
+/// held bound, never listening, for the rest of the test process (a port
+/// merely freed could be taken by another test's server meanwhile, and a
+/// "refused" target would answer 404).
 pub async fn closed_port() -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    l.local_addr().unwrap()
+    use std::sync::Mutex;
+    static HELD: Mutex<Vec<socket2::Socket>> = Mutex::new(Vec::new());
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    HELD.lock().unwrap().push(socket);
+    addr
 }
