@@ -244,6 +244,9 @@ routes:
     match: {{ path: /typo }}
     upstream: used
     validate: {{ query: {{ id: {{ type: string, format: uuuid }} }} }}
+  - name: pct
+    match: {{ path: "/k/%41" }}
+    upstream: used
 apis:
   - name: pets
     openapi: pets.yaml
@@ -290,7 +293,8 @@ fn warnings_are_named_located_and_silenced_on_purpose() {
         ("unlimited-expensive-auth", ":30:", "routes[1].authenticate"),
         ("strict-api-shadowed", ":22:", "routes[0].match"),
         ("unknown-format", ":34:", "routes[2].validate.query.id.format"),
-        ("unknown-format", ":37:", "apis[0].openapi"),
+        ("unreachable-route-path", ":36:", "routes[3].match.path"),
+        ("unknown-format", ":40:", "apis[0].openapi"),
     ];
     let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("warning: ")).collect();
     assert_eq!(lines.len(), expected.len(), "{stderr}");

@@ -28,6 +28,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("certificate-expiring", "a listener certificate that expires within 30 days"),
     ("unknown-format", "a schema `format` the validator does not know: its values pass unchecked"),
     ("strict-api-shadowed", "a broader route takes the requests a strict API's document does not declare"),
+    ("unreachable-route-path", "a route path no request path can be after normalization"),
 ];
 
 /// Warnings of `loaded` that `warnings.allow` does not silence, in file order.
@@ -42,6 +43,7 @@ pub fn warnings(loaded: &LoadedConfig) -> Vec<ConfigError> {
     certificates(loaded, &mut found);
     documents::unknown_formats(loaded, &mut found);
     documents::shadowed_strict_apis(loaded, &mut found);
+    unreachable_paths(loaded, &mut found);
     let allow: BTreeSet<&str> = loaded.config.warnings.allow.iter().map(String::as_str).collect();
     let mut out: Vec<ConfigError> = found
         .0
@@ -300,6 +302,45 @@ fn routes(loaded: &LoadedConfig, found: &mut Found) {
                      busy; add `rate_limit: [ {{ key: ip, rate: 10/s }} ]`",
                     r.name
                 ),
+            );
+        }
+    }
+}
+
+/// A route `path` or `path_prefix` as no request path can be once
+/// normalized (`/k/%41` arrives as `/k/A`, `/r/é` as `/r/%C3%A9`, `/s/../t`
+/// as `/t`; `/r/%2F` and `/m;x` are refused): the route never matches.
+fn unreachable_paths(loaded: &LoadedConfig, found: &mut Found) {
+    use crate::http::normalize;
+    let opts = normalize::Options::of(&loaded.config.path_normalization);
+    for (i, r) in loaded.config.routes.iter().enumerate() {
+        for (key, written) in [("path", &r.matcher.path), ("path_prefix", &r.matcher.path_prefix)] {
+            let Some(written) = written else { continue };
+            // A parameter stands for some segment text: `x` in its place.
+            let mut literal = String::with_capacity(written.len());
+            let mut rest = written.as_str();
+            while let Some(open) = rest.find('{') {
+                literal.push_str(&rest[..open]);
+                literal.push('x');
+                rest = rest[open..].find('}').map_or("", |close| &rest[open + close + 1..]);
+            }
+            literal.push_str(rest);
+            let wire: String = literal
+                .bytes()
+                .map(|b| if b.is_ascii() { (b as char).to_string() } else { format!("%{b:02X}") })
+                .collect();
+            let why = match normalize::normalize(&wire, &opts) {
+                Err(e) => format!("requests with such a path are refused ({e})"),
+                Ok(n) if n != wire && n.trim_end_matches('/') != wire.trim_end_matches('/') => {
+                    format!("requests for it arrive normalized as `{n}`")
+                }
+                Ok(_) if wire != literal => format!("clients send it percent-encoded, as `{wire}`: write that"),
+                Ok(_) => continue,
+            };
+            found.add(
+                "unreachable-route-path",
+                format!("routes[{i}].match.{key}"),
+                format!("route `{}` can never match `{written}`: {why}", r.name),
             );
         }
     }
