@@ -243,7 +243,7 @@ routes:
   - name: typo
     match: {{ path: /typo }}
     upstream: used
-    validate: {{ query: {{ id: {{ type: string, format: uuuid }} }} }}
+    validate: {{ query: {{ id: {{ type: string, format: uuuid }}, n: {{ type: integer, minimum: 5, maximum: 1 }} }} }}
   - name: pct
     match: {{ path: "/k/%41" }}
     upstream: used
@@ -293,6 +293,7 @@ fn warnings_are_named_located_and_silenced_on_purpose() {
         ("unlimited-expensive-auth", ":30:", "routes[1].authenticate"),
         ("strict-api-shadowed", ":22:", "routes[0].match"),
         ("unknown-format", ":34:", "routes[2].validate.query.id.format"),
+        ("impossible-schema", ":34:", "routes[2].validate.query.n"),
         ("unreachable-route-path", ":36:", "routes[3].match.path"),
         ("unknown-format", ":40:", "apis[0].openapi"),
     ];

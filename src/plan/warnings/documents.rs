@@ -83,15 +83,37 @@ fn document(loaded: &LoadedConfig, api: &ApiConfig) -> Option<Value> {
     crate::config::load_document(&loaded.resolve_file(&api.openapi)).ok()
 }
 
-/// Unknown format names: the first place each was seen, and how often.
+/// Unknown format names: the first place each was seen, and how often;
+/// and bounds no value can meet (place, what).
 #[derive(Default)]
-struct Unknown(BTreeMap<String, (String, usize)>);
+struct Unknown(BTreeMap<String, (String, usize)>, Vec<(String, String)>);
+
+/// Lower and upper bounds of one schema object that cannot both hold.
+const BOUNDS: &[(&str, &str)] =
+    &[("minimum", "maximum"), ("minLength", "maxLength"), ("minItems", "maxItems"), ("minProperties", "maxProperties")];
+
+/// `minimum: 5, maximum: 1` and the like: the schema refuses every value.
+fn impossible_bounds(map: &serde_json::Map<String, Value>) -> Option<String> {
+    BOUNDS.iter().find_map(|(low, high)| {
+        let (l, h) = (map.get(*low)?.as_f64()?, map.get(*high)?.as_f64()?);
+        (l > h).then(|| format!("`{low}: {l}` is above `{high}: {h}`"))
+    })
+}
 
 impl Unknown {
     /// One warning per name. `place` turns the first location into the
     /// config path to report and the words saying where (`None`: the
     /// location is a config path itself).
     fn report(self, found: &mut Found, place: impl Fn(&str) -> Option<(String, String)>) {
+        for (first, what) in self.1 {
+            let (at, where_) = place(&first).unwrap_or_else(|| (first.clone(), String::new()));
+            let where_ = if where_.is_empty() { String::new() } else { format!(" {where_}") };
+            found.add(
+                "impossible-schema",
+                at,
+                format!("{what}{where_}: no value meets this schema, so every request with one is refused"),
+            );
+        }
         for (name, (first, count)) in self.0 {
             let more = if count > 1 { format!(" (and {} more)", count - 1) } else { String::new() };
             let (at, where_) = place(&first).unwrap_or_else(|| (first.clone(), String::new()));
@@ -114,6 +136,9 @@ fn walk(v: &Value, at: &str, named: &impl Fn(&str) -> bool, unknown: &mut Unknow
     let pointer = at.is_empty() || at.starts_with('/');
     match v {
         Value::Object(map) => {
+            if let Some(what) = impossible_bounds(map) {
+                unknown.1.push((at.to_string(), what));
+            }
             if let Some(Value::String(f)) = map.get("format")
                 && !named(f)
             {
@@ -215,6 +240,22 @@ mod tests {
     }
 
     #[test]
+    fn bounds_no_value_meets_are_found() {
+        let doc = serde_json::json!({
+            "properties": {
+                "n": { "type": "integer", "minimum": 5, "maximum": 1 },
+                "s": { "type": "string", "minLength": 3, "maxLength": 3 },
+                "a": { "type": "array", "minItems": 2, "maxItems": 1 }
+            }
+        });
+        let mut found = Unknown::default();
+        walk(&doc, "", &|_: &str| true, &mut found);
+        let places: Vec<&str> = found.1.iter().map(|(at, _)| at.as_str()).collect();
+        assert_eq!(places.len(), 2, "{:?}", found.1);
+        assert!(places.contains(&"/properties/n") && places.contains(&"/properties/a"), "{places:?}");
+    }
+
+    #[test]
     fn formats_in_data_members_are_values_not_schemas() {
         let doc = serde_json::json!({
             "properties": {
@@ -226,6 +267,7 @@ mod tests {
         });
         let mut unknown = Unknown::default();
         walk(&doc, "", &|f: &str| KNOWN_FORMATS.contains(&f) || f == "e164", &mut unknown);
+        assert!(unknown.1.is_empty());
         let got: Vec<(&str, usize)> = unknown.0.iter().map(|(k, (_, n))| (k.as_str(), *n)).collect();
         assert_eq!(got, [("uuuid", 2)]);
         let first = &unknown.0["uuuid"].0;

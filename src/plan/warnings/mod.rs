@@ -29,6 +29,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("unknown-format", "a schema `format` the validator does not know: its values pass unchecked"),
     ("strict-api-shadowed", "a broader route takes the requests a strict API's document does not declare"),
     ("unreachable-route-path", "a route path no request path can be after normalization"),
+    ("impossible-schema", "a schema whose lower bound is above its upper one: it refuses every value"),
 ];
 
 /// Warnings of `loaded` that `warnings.allow` does not silence, in file order.
