@@ -348,11 +348,23 @@ pub(super) fn forward<'a, 'p>(
                 upstream.counters.retries_denied.inc();
                 return result;
             }
+            // A retry is a request in flight too: it takes a `max_requests`
+            // place again. An upstream's answer still holds its try's place
+            // (it goes with the answer, below): counted as given back, and
+            // if there is still no room, that answer is the client's, not a 503.
+            let answered = result.is_ok();
+            let admitted = if answered { upstream.limits.admit_again() } else { upstream.limits.admit() };
+            slot = match admitted {
+                Ok(s) => s,
+                Err(rule) if answered => {
+                    let _ = refuse(upstream, rule);
+                    return result;
+                }
+                Err(rule) => return Err(refuse(upstream, rule)),
+            };
             upstream.counters.retries.inc();
             // The failed answer goes (its connection closes, its in-flight places free).
             drop(result);
-            // A retry is a request in flight too: it takes a `max_requests` place again.
-            slot = upstream.limits.admit().map_err(|rule| refuse(upstream, rule))?;
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
             }

@@ -42,6 +42,16 @@ impl Limits {
         if before >= max { Err(Refusal::MaxRequests) } else { Ok(Some(slot)) }
     }
 
+    /// `admit` for a retry whose failed try still holds a place it is
+    /// about to give back (an upstream's answer, dropped once this returns).
+    pub fn admit_again(&self) -> Result<Option<RequestSlot>, Refusal> {
+        let Some(max) = self.max_requests else { return Ok(None) };
+        let before = self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let slot = RequestSlot(self.in_flight.clone());
+        // `before` counts the place the failed try gives back.
+        if before > max { Err(Refusal::MaxRequests) } else { Ok(Some(slot)) }
+    }
+
     #[cfg(test)]
     fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
@@ -140,6 +150,20 @@ mod tests {
         drop(a);
         assert!(limits.admit().is_ok());
         assert!(Limits::default().admit().unwrap().is_none());
+    }
+
+    /// A retry whose failed try holds a place it is giving back takes that
+    /// place, whoever else is in flight: it cannot lose it to a race.
+    #[test]
+    fn a_retry_takes_the_place_its_try_gives_back() {
+        let limits = Limits::new(Some(2), None);
+        let _other = limits.admit().unwrap();
+        let failed_try = limits.admit().unwrap();
+        assert_eq!(limits.admit().unwrap_err(), Refusal::MaxRequests);
+        let retry = limits.admit_again().expect("the failed try's place");
+        drop(failed_try);
+        assert_eq!(limits.in_flight(), 2, "the limit holds once the try has given its place back");
+        drop(retry);
     }
 
     #[test]
