@@ -110,9 +110,15 @@ pub enum HeadError {
 /// §15.2 asks of a client (the gateway answers `100 Continue` to its own
 /// client itself); a `101` is never asked for here and is malformed.
 ///
-/// `spans` is scratch space kept by the connection (no allocation per response).
-pub fn parse_head(buf: &mut BytesMut, method: &Method, spans: &mut Spans) -> Result<Option<Head>, HeadError> {
-    let mut interim = 0;
+/// `spans` is scratch space kept by the connection (no allocation per
+/// response); `interim` counts the 1xx responses skipped so far for this
+/// request, across calls (they may come one read at a time).
+pub fn parse_head(
+    buf: &mut BytesMut,
+    method: &Method,
+    spans: &mut Spans,
+    interim: &mut usize,
+) -> Result<Option<Head>, HeadError> {
     loop {
         if buf.is_empty() {
             return Ok(None);
@@ -140,8 +146,8 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method, spans: &mut Spans) -> Res
             return Err(HeadError::Malformed("101 Switching Protocols without an upgrade request"));
         }
         if status.is_informational() {
-            interim += 1;
-            if interim > MAX_INTERIM {
+            *interim += 1;
+            if *interim > MAX_INTERIM {
                 return Err(HeadError::Malformed("too many interim responses"));
             }
             let _ = buf.split_to(len);
@@ -259,13 +265,13 @@ mod tests {
 
     fn parse(raw: &str, method: Method) -> Result<Option<Head>, HeadError> {
         let mut buf = BytesMut::from(raw);
-        parse_head(&mut buf, &method, &mut Vec::new())
+        parse_head(&mut buf, &method, &mut Vec::new(), &mut 0)
     }
 
     #[test]
     fn content_length_and_keep_alive() {
         let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\nokNEXT");
-        let head = parse_head(&mut buf, &Method::GET, &mut Vec::new()).unwrap().unwrap();
+        let head = parse_head(&mut buf, &Method::GET, &mut Vec::new(), &mut 0).unwrap().unwrap();
         assert_eq!(head.status, 200);
         assert_eq!(head.framing, ResponseFraming::Length(2));
         assert!(head.keep_alive);
@@ -345,6 +351,14 @@ mod tests {
         }
         let interims = "HTTP/1.1 103 Early Hints\r\n\r\n".repeat(MAX_INTERIM + 1);
         assert!(parse(&interims, Method::GET).is_err());
+        // One read at a time: still counted across the calls.
+        let mut count = 0;
+        let mut refused = false;
+        for _ in 0..=MAX_INTERIM {
+            let mut one = BytesMut::from("HTTP/1.1 103 Early Hints\r\n\r\n");
+            refused |= parse_head(&mut one, &Method::GET, &mut Vec::new(), &mut count).is_err();
+        }
+        assert!(refused, "{count} interim responses, one per read");
     }
 
     #[test]
@@ -540,7 +554,7 @@ mod tests {
         let methods = prop::sample::select(vec![Method::GET, Method::HEAD, Method::POST]);
         crate::fuzz::run("response heads", (inputs, methods), |(bytes, method)| {
             let mut buf = BytesMut::from(&bytes[..]);
-            let Ok(Some(head)) = parse_head(&mut buf, &method, &mut Vec::new()) else { return Ok(()) };
+            let Ok(Some(head)) = parse_head(&mut buf, &method, &mut Vec::new(), &mut 0) else { return Ok(()) };
             prop_assert!(bytes.ends_with(&buf[..]));
             let mut again = format!("HTTP/1.1 {}\r\n", head.status.as_str()).into_bytes();
             for (_, line) in head.headers.lines() {
@@ -553,7 +567,7 @@ mod tests {
                 _ => {}
             }
             again.extend_from_slice(b"\r\n");
-            let reread = parse_head(&mut BytesMut::from(&again[..]), &method, &mut Vec::new());
+            let reread = parse_head(&mut BytesMut::from(&again[..]), &method, &mut Vec::new(), &mut 0);
             let reread =
                 reread.map_err(|e| TestCaseError::fail(format!("{e}: {}", String::from_utf8_lossy(&again))))?;
             let reread = reread.ok_or_else(|| TestCaseError::fail("incomplete"))?;

@@ -221,3 +221,13 @@ async fn a_late_request_body_is_a_408_not_an_upstream_timeout() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert_eq!(get(&gw.url("/next"), &[]).await.status, 200, "the target was not marked down");
 }
+
+/// More than 8 interim (1xx) answers is a broken upstream (502), whether
+/// they come in one read or one per read.
+#[tokio::test]
+async fn interim_answers_are_counted_across_reads() {
+    let up = Scripted::start().await;
+    let gw = in_front_of(&up.url()).await;
+    assert_eq!(get(&gw.url("/interims-apart"), &[]).await.status, 502);
+    assert_eq!(get(&gw.url("/"), &[]).await.text(), "ok", "the next request gets its own answer");
+}

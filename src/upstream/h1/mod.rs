@@ -212,6 +212,7 @@ impl H1Pool {
                 body_started: false,
                 written: false,
                 received: false,
+                interim: 0,
                 method: &parts.method,
                 deadline,
             };
@@ -311,6 +312,8 @@ struct Exchange<'a> {
     written: bool,
     /// Some bytes came back.
     received: bool,
+    /// Interim (1xx) responses skipped so far, whatever the reads they came in.
+    interim: usize,
     method: &'a Method,
     /// The request timeout.
     deadline: Instant,
@@ -380,7 +383,7 @@ impl Exchange<'_> {
         }
         // Read the response head.
         loop {
-            match codec::parse_head(&mut conn.buf, self.method, &mut conn.spans) {
+            match codec::parse_head(&mut conn.buf, self.method, &mut conn.spans, &mut self.interim) {
                 Err(e) => return Poll::Ready(Err(Failure::Other(Box::new(e)))),
                 Ok(Some(mut head)) => {
                     // An upstream never has reason to send more than one

@@ -93,6 +93,16 @@ async fn serve(mut s: TcpStream, counts: Counts) {
             "/early" => b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 4\r\nconnection: close\r\n\r\nnope",
             "/garbage" => b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
             "/bad-chunk" => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhelloXX",
+            // Nine interim answers, one write (and read) each, then the answer.
+            "/interims-apart" => {
+                for _ in 0..9 {
+                    if s.write_all(b"HTTP/1.1 103 Early Hints\r\n\r\n").await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+            }
             // Two bytes of ten, then nothing until the gateway lets go.
             "/stall" => {
                 let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nab").await;
