@@ -225,6 +225,9 @@ fn drop_underscored(headers: &mut HeaderMap) {
 /// checked here is what hyper lets through and the own codec would not.
 pub fn parsed<B>(req: &mut http::Request<B>) -> Result<(), Refusal> {
     drop_underscored(req.headers_mut());
+    if req.version() == Version::HTTP_2 {
+        join_cookies(req.headers_mut());
+    }
     let headers = req.headers();
     let facts = Facts::of(headers);
     let host = || headers.get(header::HOST).map(|v| v.as_bytes().to_vec());
@@ -255,6 +258,23 @@ pub fn parsed<B>(req: &mut http::Request<B>) -> Result<(), Refusal> {
         Some(authority) => check_authority(authority.as_str().as_bytes(), req.uri().scheme_str(), host),
         None if facts.hosts == 1 => Ok(()),
         None => Err(Refusal::Malformed("an HTTP/2 request needs :authority or Host")),
+    }
+}
+
+/// HTTP/2 may split `cookie` into one field per cookie (RFC 9113 §8.2.3);
+/// they are one `Cookie` again, joined with `; `, before anything reads them
+/// or an HTTP/1.1 upstream gets them (where several `Cookie` lines are read
+/// differently by different servers: the first, the last, or joined with `,`).
+fn join_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(header::COOKIE).iter();
+    let (Some(first), Some(_)) = (values.next(), values.next()) else { return };
+    let mut joined = first.as_bytes().to_vec();
+    for v in headers.get_all(header::COOKIE).iter().skip(1) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(v.as_bytes());
+    }
+    if let Ok(value) = http::HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, value);
     }
 }
 
@@ -559,6 +579,12 @@ mod tests {
         }
         assert!(h2("https://x/a", &[("te", "trailers")]).is_ok());
         assert!(h2("https://x/a", &[("content-length", "1, 2")]).is_err());
+        let mut req = http::Request::get("https://x/a").version(Version::HTTP_2).body(()).unwrap();
+        req.headers_mut().append(header::COOKIE, "a=1".parse().unwrap());
+        req.headers_mut().append(header::COOKIE, "b=2".parse().unwrap());
+        parsed(&mut req).unwrap();
+        let cookies: Vec<_> = req.headers().get_all(header::COOKIE).iter().collect();
+        assert_eq!(cookies, ["a=1; b=2"], "HTTP/2's split cookies are one field again");
         for padded in [" padded", "padded ", "\tpadded"] {
             assert!(h2("https://x/a", &[("x-w", padded)]).is_err(), "{padded:?}");
         }

@@ -759,3 +759,18 @@ async fn an_aggregated_answer_with_two_content_types_is_not_json() {
         assert!(!resp.text().contains(r#""id":1"#), "{which}: the answer was merged: {}", resp.text());
     }
 }
+
+/// HTTP/2's split `cookie` fields reach an HTTP/1.1 upstream as one
+/// `Cookie` line, joined with `; ` (RFC 9113 §8.2.3): several lines are read
+/// differently by different servers (the first, the last, joined with `,`).
+#[tokio::test]
+async fn http2_split_cookies_reach_the_upstream_as_one_line() {
+    use crate::support::h2raw::{H2Conn, Outcome};
+    let rec = Recorder::start().await;
+    let gw = gateway_for(&rec).await;
+    let mut conn = H2Conn::connect(gw.addr).await;
+    conn.headers(1, h2_get!((b"cookie", b"a=1"), (b"cookie", b"sess=x")), true).await;
+    assert_eq!(conn.outcome(1).await, Outcome::Status(200));
+    let seen = rec.requests().pop().expect("forwarded");
+    assert_eq!(seen.all("cookie"), ["a=1; sess=x"], "{seen:?}");
+}
