@@ -145,29 +145,47 @@ async fn read_until(s: &mut TcpStream, want: &[u8]) -> Vec<u8> {
     seen
 }
 
+/// A gateway in front of `up` with room for one request at a time, and
+/// `settings` for the upstream (`timeouts: { read: 5s }`).
+async fn one_at_a_time(up: &Scripted, settings: &str) -> Gateway1 {
+    gateway(&format!(
+        "upstreams:\n  svc: {{ targets: [ \"{}\" ], limits: {{ max_requests: 1 }}{settings} }}\n\
+         routes:\n  - {{ name: svc, match: {{ path_prefix: / }}, upstream: svc }}\n",
+        up.url()
+    ))
+    .await
+}
+
+/// Asks for `/stall` and reads up to its two bytes.
+async fn stalled(gw: &Gateway1) -> (TcpStream, Vec<u8>) {
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /stall HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let seen = read_until(&mut s, b"\r\n\r\nab").await;
+    (s, seen)
+}
+
+/// The stalled upstream request has ended (within `within`), and its
+/// `max_requests` place serves the next request.
+async fn place_is_free_again(up: &Scripted, gw: &Gateway1, within: Duration) {
+    let until = tokio::time::Instant::now() + within;
+    while up.stalls_ended() == 0 {
+        assert!(tokio::time::Instant::now() < until, "the stalled upstream request was kept");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(get(&gw.url("/next"), &[]).await.status, 200, "its place is free again");
+}
+
 /// An HTTP/1.1 client that leaves while the upstream's body is stalled:
 /// the upstream request goes with it, and the places it held
 /// (`max_requests: 1` here) are free for the next.
 #[tokio::test]
 async fn a_client_leaving_a_stalled_body_lets_go_of_the_upstream() {
     let up = Scripted::start().await;
-    let gw = gateway(&format!(
-        "upstreams:\n  svc: {{ targets: [ \"{}\" ], limits: {{ max_requests: 1 }} }}\n\
-         routes:\n  - {{ name: svc, match: {{ path_prefix: / }}, upstream: svc }}\n",
-        up.url()
-    ))
-    .await;
-    let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(b"GET /stall HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-    let seen = read_until(&mut s, b"\r\n\r\nab").await;
+    let gw = one_at_a_time(&up, "").await;
+    let (s, seen) = stalled(&gw).await;
     assert!(seen.ends_with(b"ab"), "{}", String::from_utf8_lossy(&seen));
     drop(s);
-    let until = tokio::time::Instant::now() + Duration::from_secs(5);
-    while up.stalls_ended() == 0 {
-        assert!(tokio::time::Instant::now() < until, "the stalled upstream request was kept");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(get(&gw.url("/next"), &[]).await.status, 200, "its place is free again");
+    place_is_free_again(&up, &gw, Duration::from_secs(5)).await;
 }
 
 /// `timeouts.read`: a body that stalls longer is cut off (the client sees
@@ -176,27 +194,15 @@ async fn a_client_leaving_a_stalled_body_lets_go_of_the_upstream() {
 #[tokio::test(start_paused = true)]
 async fn a_stalled_body_is_cut_after_the_read_timeout() {
     let up = Scripted::start().await;
-    let gw = gateway(&format!(
-        "upstreams:\n  svc: {{ targets: [ \"{}\" ], timeouts: {{ read: 5s }}, limits: {{ max_requests: 1 }} }}\n\
-         routes:\n  - {{ name: svc, match: {{ path_prefix: / }}, upstream: svc }}\n",
-        up.url()
-    ))
-    .await;
-    let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(b"GET /stall HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let gw = one_at_a_time(&up, ", timeouts: { read: 5s }").await;
     let started = tokio::time::Instant::now();
-    let mut seen = read_until(&mut s, b"\r\n\r\nab").await;
+    let (mut s, mut seen) = stalled(&gw).await;
     let cut = tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut seen)).await;
     assert!(cut.is_ok(), "still open after a minute of silence");
     let waited = started.elapsed();
     assert!(seen.ends_with(b"ab"), "cut after the two bytes: {}", String::from_utf8_lossy(&seen));
     assert!(waited >= Duration::from_secs(5) && waited < Duration::from_secs(6), "{waited:?}");
-    let until = tokio::time::Instant::now() + Duration::from_secs(1);
-    while up.stalls_ended() == 0 {
-        assert!(tokio::time::Instant::now() < until, "the upstream connection was kept");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(get(&gw.url("/next"), &[]).await.status, 200, "its place is free again");
+    place_is_free_again(&up, &gw, Duration::from_secs(1)).await;
 }
 
 /// `timeouts.request` running out while the client's body is late is the
