@@ -294,9 +294,12 @@ pub fn handle<P: Deref<Target = Plan>>(
         // ResponseStep::Observe: the access log and metrics, finished when the body is.
         if let Some(pending) = seen.pending(resp.status()) {
             // A WebSocket is logged when its tunnel closes.
-            match resp.extensions().get::<forward::TunnelLog>() {
-                Some(log) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => log.put(pending),
-                _ => resp.body_mut().watch(pending),
+            let tunnel = (resp.status() == StatusCode::SWITCHING_PROTOCOLS)
+                .then(|| resp.extensions().get::<forward::TunnelLog>())
+                .flatten();
+            match tunnel {
+                Some(log) => log.put(pending),
+                None => resp.body_mut().watch(pending),
             }
         }
         resp
