@@ -22,7 +22,8 @@ use crate::config::{ListenerTlsConfig, LoadedConfig};
 pub struct ClientIdentity {
     /// The subject distinguished name, e.g. `CN=svc-a,O=Example`.
     pub subject: String,
-    /// DNS, URI and email subject alternative names.
+    /// DNS, URI and email subject alternative names, typed as OpenSSL
+    /// prints them (`DNS:a.example`, `URI:spiffe://…`, `email:a@b`).
     pub sans: Vec<String>,
 }
 
@@ -198,12 +199,54 @@ pub fn client_identity(cert: &CertificateDer<'_>) -> Option<ClientIdentity> {
     if let Ok(Some(san)) = parsed.subject_alternative_name() {
         for name in &san.value.general_names {
             match name {
-                GeneralName::DNSName(d) | GeneralName::URI(d) | GeneralName::RFC822Name(d) => sans.push(d.to_string()),
+                // Typed as OpenSSL prints them: a consumer's DNS name must
+                // not be met by an email or URI SAN of the same text.
+                GeneralName::DNSName(d) => sans.push(format!("DNS:{d}")),
+                GeneralName::URI(d) => sans.push(format!("URI:{d}")),
+                GeneralName::RFC822Name(d) => sans.push(format!("email:{d}")),
                 _ => {}
             }
         }
     }
-    Some(ClientIdentity { subject: parsed.subject().to_string(), sans })
+    Some(ClientIdentity { subject: subject_text(parsed.subject())?, sans })
+}
+
+/// The subject as `KEY=value, KEY=value`, in the certificate's order, with
+/// each value escaped as RFC 4514 says (`,` `+` `"` `\` `<` `>` `;`, and a
+/// leading `#` or space and a trailing space, as `\` and the character):
+/// unescaped, `O=Example, CN=svc-billing` inside one value read as two
+/// attributes, and a certificate could pass for another consumer's subject.
+fn subject_text(name: &x509_parser::x509::X509Name<'_>) -> Option<String> {
+    let registry = x509_parser::objects::oid_registry();
+    let mut out = String::new();
+    for (i, rdn) in name.iter_rdn().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        for (j, attr) in rdn.iter().enumerate() {
+            if j > 0 {
+                out.push_str(" + ");
+            }
+            match x509_parser::objects::oid2abbrev(attr.attr_type(), registry) {
+                Ok(abbrev) => out.push_str(abbrev),
+                Err(_) => out.push_str(&attr.attr_type().to_id_string()),
+            }
+            out.push('=');
+            // A value that is not a string (binary) is not an identity.
+            let value = attr.as_str().ok()?;
+            let last = value.chars().count().saturating_sub(1);
+            for (k, c) in value.chars().enumerate() {
+                let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+                    || (k == 0 && matches!(c, '#' | ' '))
+                    || (k == last && c == ' ');
+                if special {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+        }
+    }
+    Some(out)
 }
 
 /// Certificate choice by SNI: exact names, then `*.domain` wildcards (one

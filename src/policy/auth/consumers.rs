@@ -75,7 +75,7 @@ impl Consumers {
                         }
                     }
                     (None, Some(s)) => {
-                        if out.by_san.insert(s.to_ascii_lowercase(), consumer.clone()).is_some() {
+                        if out.by_san.insert(san_key(s), consumer.clone()).is_some() {
                             errors
                                 .push((format!("[{i}].certificates[{j}]"), "this SAN belongs to two consumers".into()));
                         }
@@ -90,6 +90,31 @@ impl Consumers {
 }
 
 /// DNs compare without spaces after commas and case-insensitively.
+/// A SAN as consumers are looked up by: its type and its value, the type
+/// given (`DNS:`, `URI:`, `email:`, as a certificate's are) or read from the
+/// value's shape (`://`: a URI, `@`: an email address, else a DNS name).
+/// DNS names and email addresses ignore case; URIs (SPIFFE ids) do not.
+pub(super) fn san_key(san: &str) -> String {
+    let typed = |prefix: &str| {
+        san.get(..prefix.len()).filter(|p| p.eq_ignore_ascii_case(prefix)).map(|_| &san[prefix.len()..])
+    };
+    let (kind, value) = if let Some(v) = typed("DNS:") {
+        ("dns", v)
+    } else if let Some(v) = typed("URI:") {
+        ("uri", v)
+    } else if let Some(v) = typed("email:") {
+        ("email", v)
+    } else if san.contains("://") {
+        ("uri", san)
+    } else if san.contains('@') {
+        ("email", san)
+    } else {
+        ("dns", san)
+    };
+    let value = if kind == "uri" { value.to_string() } else { value.to_ascii_lowercase() };
+    format!("{kind}:{value}")
+}
+
 pub(super) fn normalize_dn(dn: &str) -> String {
     dn.split(',').map(|p| p.trim()).collect::<Vec<_>>().join(",").to_ascii_lowercase()
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::config::MtlsConfig;
-use super::consumers::normalize_dn;
+use super::consumers::{normalize_dn, san_key};
 use super::{Consumers, Failure, Identity};
 use crate::config::FieldErrors;
 use crate::policy::compile::CompileCtx;
@@ -27,7 +27,7 @@ impl Mtls {
             .consumers
             .by_subject
             .get(&normalize_dn(&cert.subject))
-            .or_else(|| cert.sans.iter().find_map(|s| self.consumers.by_san.get(&s.to_ascii_lowercase())))
+            .or_else(|| cert.sans.iter().find_map(|s| self.consumers.by_san.get(&san_key(s))))
             // A certificate our CA signed but that no consumer claims: not known here.
             .ok_or(Failure::Invalid)?;
         Ok(Arc::new(Identity {

@@ -305,15 +305,26 @@ mod mtls {
         let a = check(&p, Some(&cert("cn=svc-a,o=Example", &[]))).unwrap();
         assert_eq!(&*a.consumer.as_ref().unwrap().id, "svc-a");
         assert_eq!(a.scopes, ["internal"]);
-        let b = check(&p, Some(&cert("CN=anything", &["SVC-B.internal"]))).unwrap();
+        let b = check(&p, Some(&cert("CN=anything", &["DNS:SVC-B.internal"]))).unwrap();
         assert_eq!(&*b.consumer.as_ref().unwrap().id, "svc-b");
+    }
+
+    #[test]
+    fn a_san_matches_only_a_san_of_its_type() {
+        let p = provider();
+        // `svc-b.internal` is a DNS name: an email or URI SAN of that text is not it.
+        for other in ["email:svc-b.internal", "URI:svc-b.internal", "DNS:rando.internal"] {
+            assert_eq!(check(&p, Some(&cert("CN=x", &[other]))).unwrap_err(), Failure::Invalid, "{other}");
+        }
+        // An escaped comma is part of a value, not a second attribute.
+        assert_eq!(check(&p, Some(&cert("CN=svc-a\\, O=Example", &[]))).unwrap_err(), Failure::Invalid);
     }
 
     #[test]
     fn no_certificate_or_an_unclaimed_one_is_refused() {
         let p = provider();
         assert_eq!(check(&p, None).unwrap_err(), Failure::Invalid);
-        assert_eq!(check(&p, Some(&cert("CN=svc-c", &["svc-c.internal"]))).unwrap_err(), Failure::Invalid);
+        assert_eq!(check(&p, Some(&cert("CN=svc-c", &["DNS:svc-c.internal"]))).unwrap_err(), Failure::Invalid);
     }
 }
 
