@@ -202,6 +202,7 @@ async fn bad_tokens_are_refused_with_invalid_token() {
         ("wrong issuer", rsa.sign(&claims(json!({ "iss": "https://evil.test/" })))),
         ("wrong audience", rsa.sign(&claims(json!({ "aud": "someone-else" })))),
         ("too old (iat)", rsa.sign(&claims(json!({ "iat": now() - 7200 })))),
+        ("issued in the future (iat), max_age would start then", rsa.sign(&claims(json!({ "iat": now() + 3600 })))),
         ("no exp", rsa.sign(&json!({ "sub": "a", "iss": "https://idp.test/", "aud": "api" }))),
         ("no iss", rsa.sign(&json!({ "sub": "a", "aud": "api", "exp": now() + 60, "iat": now() }))),
         ("no aud", rsa.sign(&json!({ "sub": "a", "iss": "https://idp.test/", "exp": now() + 60, "iat": now() }))),
@@ -286,6 +287,9 @@ async fn api_keys_basic_and_spoofed_identity_headers() {
     let r = get(&s.url("/q?api_key=key-mobile&x=1"), &[]).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["query"], "x=1", "the key is not forwarded in the query either");
+    // Nor a second one spelled percent-encoded, that a service decoding names would read.
+    let r = get(&s.url("/q?api_key=key-mobile&api%5Fkey=chosen&%61pi_key=too&x=1"), &[]).await;
+    assert_eq!((r.status.as_u16(), r.json()["query"].as_str()), (200, Some("x=1")));
     assert_eq!(get(&s.url("/k"), &[]).await.header("www-authenticate"), Some("ApiKey realm=\"portcullis\""));
 
     let basic =

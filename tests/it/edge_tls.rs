@@ -83,7 +83,11 @@ routes:
     assert_eq!(ok_reply.reply.status, 200);
     let seen = ok_reply.reply.json();
     assert_eq!(seen["client_cert"]["subject"], "CN=svc-orders");
-    assert_eq!(seen["client_cert"]["sans"], serde_json::json!(["DNS:orders.internal"]), "typed, as OpenSSL prints them");
+    assert_eq!(
+        seen["client_cert"]["sans"],
+        serde_json::json!(["DNS:orders.internal"]),
+        "typed, as OpenSSL prints them"
+    );
     let none = https_get(addr, "api.example.com", &pki.ca_path(), None, "/").await;
     assert!(none.is_err(), "a client without a certificate must be refused");
     let stranger = https_get(addr, "api.example.com", &pki.ca_path(), Some((&oc, &ok)), "/").await;

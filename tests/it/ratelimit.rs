@@ -225,3 +225,28 @@ async fn upstream_keys_are_shared_and_reloads_keep_counters() {
     gw.reload(&loaded).await.unwrap();
     assert_eq!(get(&url("/a"), &[]).await.status, 429);
 }
+
+/// A token without a string `sub` names no consumer: `key: consumer`
+/// counts such callers by their address, not in one bucket they would all
+/// share (one of them could exhaust it for the others).
+#[tokio::test]
+async fn callers_without_a_subject_are_counted_by_address() {
+    use crate::support::idp::{now, sign_hs};
+    let up = Upstream::start("svc").await;
+    let secret = "a-secret-of-at-least-thirty-two-bytes!";
+    let top = format!(
+        "trusted_proxies: [ 127.0.0.0/8 ]\nauth:\n  hs: {{ jwt: {{ algorithms: [HS256], secret: \"{secret}\" }} }}\nwarnings: {{ allow: [ literal-secret ] }}"
+    );
+    let gw = limited(&up, "    authenticate: [hs]\n    rate_limit: [ { key: consumer, rate: 1/h } ]\n", &top).await;
+    let token = sign_hs(jsonwebtoken::Algorithm::HS256, secret, &serde_json::json!({ "exp": now() + 300 }));
+    let bearer = format!("Bearer {token}");
+    let from = |ip: &'static str| [("authorization", bearer.clone()), ("x-forwarded-for", ip.to_string())];
+    let call = async |ip: &'static str| {
+        let headers = from(ip);
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        get(&gw.url("/"), &headers).await.status.as_u16()
+    };
+    assert_eq!(call("10.0.0.1").await, 200);
+    assert_eq!(call("10.0.0.2").await, 200, "another caller without a subject has its own budget");
+    assert_eq!(call("10.0.0.1").await, 429, "the same caller's budget is spent");
+}

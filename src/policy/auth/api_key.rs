@@ -81,10 +81,16 @@ impl ApiKey {
     }
 }
 
-/// Removes every `name=` parameter from the request's query.
+/// Removes every `name=` parameter from the request's query, spelled
+/// percent-encoded too (`%74ok=` is `tok=` to a service that decodes
+/// names: it would read a credential the gateway never checked).
 pub(crate) fn remove_query_param(req: &mut request::Parts, name: &str) {
     let Some(q) = req.uri.query() else { return };
-    let kept: Vec<&str> = q.split('&').filter(|p| p.split('=').next() != Some(name)).collect();
+    let named = |p: &&str| {
+        let key = p.split('=').next().unwrap_or("");
+        key == name || key.contains('%') && percent_encoding::percent_decode_str(key).decode_utf8_lossy() == name
+    };
+    let kept: Vec<&str> = q.split('&').filter(|p| !named(p)).collect();
     let pq =
         if kept.is_empty() { req.uri.path().to_string() } else { format!("{}?{}", req.uri.path(), kept.join("&")) };
     let mut parts = req.uri.clone().into_parts();

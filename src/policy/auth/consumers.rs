@@ -95,9 +95,8 @@ impl Consumers {
 /// value's shape (`://`: a URI, `@`: an email address, else a DNS name).
 /// DNS names and email addresses ignore case; URIs (SPIFFE ids) do not.
 pub(super) fn san_key(san: &str) -> String {
-    let typed = |prefix: &str| {
-        san.get(..prefix.len()).filter(|p| p.eq_ignore_ascii_case(prefix)).map(|_| &san[prefix.len()..])
-    };
+    let typed =
+        |prefix: &str| san.get(..prefix.len()).filter(|p| p.eq_ignore_ascii_case(prefix)).map(|_| &san[prefix.len()..]);
     let (kind, value) = if let Some(v) = typed("DNS:") {
         ("dns", v)
     } else if let Some(v) = typed("URI:") {

@@ -415,6 +415,11 @@ impl Jwt {
         let mut valid_until = exp;
         if let Some(max_age) = self.max_age {
             let iat = claims.get("iat").and_then(|v| numeric_date(v, f64::floor)).ok_or(Failure::Invalid)?;
+            // Issued in the future: `max_age` would count from then, and a
+            // token stamped a year ahead would live that year.
+            if iat > now.saturating_add(self.leeway) {
+                return Err(self.refused("issued in the future (iat)"));
+            }
             let limit = iat.saturating_add(max_age.as_secs());
             if limit < now {
                 return Err(Failure::Invalid);

@@ -216,6 +216,10 @@ impl Key {
                 Part::Consumer => match ctx.identity.as_deref() {
                     Some(id) => match &id.consumer {
                         Some(c) => Some(c.id.as_bytes()),
+                        // No subject (a token without a string `sub`): no
+                        // consumer to count, or every such caller would share
+                        // one bucket; the client address counts instead.
+                        None if id.subject.is_empty() => None,
                         None => {
                             owned = Some(format!("{}\0{}", id.provider, id.subject).into_bytes());
                             owned.as_deref()
