@@ -341,14 +341,22 @@ impl Record {
             t.second
         );
         out.extend_from_slice(b"] \"");
-        text_escaped(out, self.method.as_str().as_bytes());
-        out.push(b' ');
-        text_escaped(out, path);
-        if let Some(q) = query {
-            out.push(b'?');
-            text_escaped(out, q);
+        if path.is_empty() {
+            // A request line that could not be read: no method, target or
+            // version to show (not `-  HTTP/1.1`, a version it never sent).
+            out.push(b'-');
+        } else {
+            text_escaped(out, self.method.as_str().as_bytes());
+            out.push(b' ');
+            text_escaped(out, path);
+            if let Some(q) = query {
+                out.push(b'?');
+                text_escaped(out, q);
+            }
+            out.push(b' ');
+            out.extend_from_slice(version_line(self.version).as_bytes());
         }
-        let _ = write!(TextOut(out), " {}\" {} {} \"", version_line(self.version), self.status, self.response_bytes);
+        let _ = write!(TextOut(out), "\" {} {} \"", self.status, self.response_bytes);
         text_escaped(out, referrer.unwrap_or(b"-"));
         out.extend_from_slice(b"\" \"");
         text_escaped(out, ua.unwrap_or(b"-"));
@@ -605,6 +613,26 @@ mod tests {
         assert_eq!(out.matches('\n').count(), 1, "{out}");
         assert!(out.starts_with("10.0.0.1 - acme\\x20corp\\x0A1.2.3.4\\x20-\\x20-\\x20[ ["), "{out}");
         assert!(out.contains(" abc my\\x20route - "), "{out}");
+    }
+
+    #[test]
+    fn combined_line_of_an_unreadable_request_shows_no_request() {
+        let mut r = record();
+        r.method = Method::from_bytes(b"-").unwrap();
+        r.text = TEXT_ROOM.to_vec();
+        r.path_len = 0;
+        (r.query_len, r.user_agent_len, r.referrer_len) = (None, None, None);
+        r.status = 400;
+        let mut out = Vec::new();
+        r.write_combined(&mut out);
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains("] \"-\" 400 "), "{out}");
+        let mut out = Vec::new();
+        record().write_combined(&mut out);
+        assert!(
+            String::from_utf8(out).unwrap().contains("\"GET /pets/1?limit=2&api_key=<redacted> HTTP/1.1\""),
+            "a readable one as before"
+        );
     }
 
     #[test]
