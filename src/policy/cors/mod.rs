@@ -53,18 +53,10 @@ fn is_label(label: &str) -> bool {
 }
 
 /// An origin's host and optional port (`app.example.com`, `localhost:3000`,
-/// `[::1]:8080`): what a browser's `Origin` holds after the scheme.
+/// `[::1]:8080`): what a browser's `Origin` holds after the scheme, read
+/// by the `Host` parser (less a trailing dot, which no origin has).
 fn host_port(s: &str) -> bool {
-    let (host, port) = match s.rsplit_once(':') {
-        Some((h, p)) if !s.ends_with(']') => (h, Some(p)),
-        _ => (s, None),
-    };
-    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
-    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
-        None => host.split('.').all(is_label),
-    };
-    port_ok && host_ok
+    crate::wire::admit::host_and_port(s.as_bytes()).is_ok_and(|hp| !hp.host.ends_with(b"."))
 }
 
 fn join(items: &[String]) -> Option<HeaderValue> {
