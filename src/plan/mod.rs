@@ -583,13 +583,17 @@ fn hsts_value(cfg: &HstsConfig) -> Option<HeaderValue> {
 }
 
 // hyper's HTTP/2 server settings for one listener: the limits that hyper
-// enforces itself (431 for large header lists, stream limits and
-// rapid-reset protection).
+// enforces itself (stream limits and rapid-reset protection). The header
+// list may be up to twice `max_header_size` here, a bound on what one
+// stream's fields can hold in memory: `max_header_size` itself is checked
+// by admission (`wire::admit::parsed`), whose 431 is a problem response,
+// logged and counted; only a list over twice the limit gets the HTTP/2
+// layer's bare 431.
 fn http2_server(limits: &ListenerLimits) -> hyper::server::conn::http2::Builder<TokioExecutor> {
     let mut http = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     http.timer(TokioTimer::new())
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
-        .max_header_list_size(head_limit(limits) as u32)
+        .max_header_list_size(2 * head_limit(limits) as u32)
         // CVE-2023-44487 (rapid reset) and friends: cap streams reset before
         // being served, and streams we had to reset for errors.
         .max_pending_accept_reset_streams(Some(20))

@@ -190,6 +190,7 @@ impl<'p> Conn<'p> {
         let info = self.info.clone();
         let activity = self.activity.clone();
         let started = self.started;
+        let max_field_section = self.lp.limits.max_header_size;
         service_fn(move |mut req| {
             // One atomic load per request; the plan stays alive until the request ends.
             let plan = shared.plan.load_full();
@@ -198,7 +199,7 @@ impl<'p> Conn<'p> {
             activity.in_flight.fetch_add(1, Ordering::Relaxed);
             activity.started.fetch_add(1, Ordering::Relaxed);
             async move {
-                let resp = match admit::parsed(&mut req) {
+                let resp = match admit::parsed(&mut req, max_field_section) {
                     Ok(()) => proxy::handle(plan, &info, req.map(ClientBody::Hyper)).await,
                     Err(refusal) => proxy::refuse(&plan, &info, refusal.status(), &refusal.to_string()),
                 };

@@ -223,11 +223,17 @@ fn drop_underscored(headers: &mut HeaderMap) {
 /// The rules for a request hyper has read (HTTP/2; an HTTP/1.x one would
 /// get the HTTP/1 rules): hyper has framed its body already; what is
 /// checked here is what hyper lets through and the own codec would not.
-pub fn parsed<B>(req: &mut http::Request<B>) -> Result<(), Refusal> {
-    drop_underscored(req.headers_mut());
+/// `max_field_section`: the listener's `max_header_size`.
+pub fn parsed<B>(req: &mut http::Request<B>, max_field_section: usize) -> Result<(), Refusal> {
     if req.version() == Version::HTTP_2 {
+        // Measured here, not by the HTTP/2 layer (whose own, looser limit
+        // only bounds memory): its 431 would be bare, unlogged, uncounted.
+        if field_section_size(req) > max_field_section {
+            return Err(Refusal::TooLarge(max_field_section));
+        }
         join_cookies(req.headers_mut());
     }
+    drop_underscored(req.headers_mut());
     let headers = req.headers();
     let facts = Facts::of(headers);
     let host = || headers.get(header::HOST).map(|v| v.as_bytes().to_vec());
@@ -259,6 +265,26 @@ pub fn parsed<B>(req: &mut http::Request<B>) -> Result<(), Refusal> {
         None if facts.hosts == 1 => Ok(()),
         None => Err(Refusal::Malformed("an HTTP/2 request needs :authority or Host")),
     }
+}
+
+/// The size of an HTTP/2 request's field section as
+/// `SETTINGS_MAX_HEADER_LIST_SIZE` counts it (RFC 9113 §6.5.2): each
+/// field's name and value plus 32, the pseudo-header fields included, as
+/// they came (before split cookies are joined).
+fn field_section_size<B>(req: &http::Request<B>) -> usize {
+    const EACH: usize = 32;
+    let uri = req.uri();
+    let mut size = ":method".len() + req.method().as_str().len() + EACH;
+    if let Some(scheme) = uri.scheme_str() {
+        size += ":scheme".len() + scheme.len() + EACH;
+    }
+    if let Some(authority) = uri.authority() {
+        size += ":authority".len() + authority.as_str().len() + EACH;
+    }
+    if let Some(pq) = uri.path_and_query() {
+        size += ":path".len() + pq.as_str().len() + EACH;
+    }
+    size + req.headers().iter().map(|(n, v)| n.as_str().len() + v.len() + EACH).sum::<usize>()
 }
 
 /// HTTP/2 may split `cookie` into one field per cookie (RFC 9113 §8.2.3);
@@ -563,7 +589,7 @@ mod tests {
         for (n, v) in fields {
             req = req.header(*n, *v);
         }
-        parsed(&mut req.body(()).unwrap())
+        parsed(&mut req.body(()).unwrap(), 32 << 10)
     }
 
     #[test]
@@ -582,13 +608,31 @@ mod tests {
         let mut req = http::Request::get("https://x/a").version(Version::HTTP_2).body(()).unwrap();
         req.headers_mut().append(header::COOKIE, "a=1".parse().unwrap());
         req.headers_mut().append(header::COOKIE, "b=2".parse().unwrap());
-        parsed(&mut req).unwrap();
+        parsed(&mut req, 32 << 10).unwrap();
         let cookies: Vec<_> = req.headers().get_all(header::COOKIE).iter().collect();
         assert_eq!(cookies, ["a=1; b=2"], "HTTP/2's split cookies are one field again");
         for padded in [" padded", "padded ", "\tpadded"] {
             assert!(h2("https://x/a", &[("x-w", padded)]).is_err(), "{padded:?}");
         }
         assert!(h2("https://x/a", &[("x-w", "in side")]).is_ok());
+    }
+
+    #[test]
+    fn an_http2_field_section_is_measured_as_its_settings_count_it() {
+        // Pseudo-header fields: :method GET 42, :scheme https 44,
+        // :authority x 43, :path /a 39; a field `x-w: <n bytes>` 35 + n.
+        let req = |n: usize| {
+            let value = "v".repeat(n);
+            http::Request::get("https://x/a").version(Version::HTTP_2).header("x-w", value).body(()).unwrap()
+        };
+        assert_eq!(field_section_size(&req(100)), 42 + 44 + 43 + 39 + 35 + 100);
+        let limit = 8 << 10;
+        let fits = limit - (42 + 44 + 43 + 39 + 35);
+        assert!(parsed(&mut req(fits), limit).is_ok());
+        assert_eq!(parsed(&mut req(fits + 1), limit), Err(Refusal::TooLarge(limit)));
+        // HTTP/1.1 heads are measured by the codec as they are read.
+        let mut h1 = http::Request::get("/a").header("host", "x").header("x-w", "v".repeat(limit)).body(()).unwrap();
+        assert!(parsed(&mut h1, limit).is_ok());
     }
 
     /// Any Host value: no panic; an accepted one is a clean name or IPv6

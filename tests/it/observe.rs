@@ -757,6 +757,21 @@ async fn tls_http2_and_unreadable_requests_are_logged_and_counted() {
     }
     let bad = crate::support::raw(h.addr("gw").unwrap(), "GET /r HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").await;
     assert_eq!(crate::support::raw_status(&bad), 400);
+    // An HTTP/2 field section over max_header_size: the gateway's own 431, logged.
+    {
+        use crate::support::h2raw::{H2Conn, Outcome};
+        let mut conn = H2Conn::connect(h.addr("gw").unwrap()).await;
+        let big = vec![b'a'; 40 << 10];
+        let fields: [(&[u8], &[u8]); 5] = [
+            (b":method", b"GET"),
+            (b":scheme", b"http"),
+            (b":authority", b"x"),
+            (b":path", b"/r/big"),
+            (b"x-big", &big),
+        ];
+        conn.headers(1, &fields, true).await;
+        assert_eq!(conn.outcome(1).await, Outcome::Status(431));
+    }
     // A head that never ends (slowloris): closed unanswered, logged as 408.
     {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -767,7 +782,9 @@ async fn tls_http2_and_unreadable_requests_are_logged_and_counted() {
         assert!(rest.is_empty(), "nothing is answered: {}", String::from_utf8_lossy(&rest));
     }
 
-    let lines = log_lines(&h, dir.path(), 3).await;
+    let lines = log_lines(&h, dir.path(), 4).await;
+    let large = lines.iter().find(|l| l["http"]["response"]["status_code"] == 431).expect("the large head's line");
+    assert_eq!(large["portcullis"]["response_flag"], "IV");
     let slow = lines.iter().find(|l| l["http"]["response"]["status_code"] == 408).expect("the slow head's line");
     assert_eq!((&slow["http"]["request"]["method"], &slow["portcullis"]["response_flag"]), (&json!("-"), &json!("IV")));
     let h2 = lines.iter().find(|l| l["url"]["path"] == "/r/over-h2").expect("the HTTP/2 request's line");
@@ -790,6 +807,8 @@ async fn tls_http2_and_unreadable_requests_are_logged_and_counted() {
         ),
         1.0
     );
+    let large = [("http_request_method", "_OTHER"), ("http_response_status_code", "431")];
+    assert_eq!(observations(&s, "http_server_request_duration_seconds", &large), 1.0);
 }
 
 /// Shutdown sends the spans still queued (they wait up to a second for

@@ -528,6 +528,9 @@ macro_rules! h2_post {
     };
 }
 
+/// A field value that alone makes a field section larger than the default `max_header_size`.
+const OVER_32K: &[u8] = &[b'a'; 32 << 10];
+
 #[rustfmt::skip]
 const H2_REQUESTS: &[H2Row] = &[
     H2Row { name: "a plain GET", fields: h2_get!(), data: None, status: 200, forwarded: 1 },
@@ -559,6 +562,7 @@ const H2_REQUESTS: &[H2Row] = &[
     h2_refused("a Host with a path", &[(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/public/h2"), (b"host", b"x/admin")], None),
     h2_refused("a pseudo-header after a field", &[(b":method", b"GET"), (b":scheme", b"http"), (b"x-a", b"b"), (b":authority", b"x"), (b":path", b"/public/h2")], None),
     h2_refused("a segment parameter", &[(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"x"), (b":path", b"/public;x/../../admin")], None),
+    H2Row { name: "a field section over max_header_size (32KiB)", fields: h2_get!((b"x-big", OVER_32K)), data: None, status: 431, forwarded: 0 },
     H2Row { name: "CONNECT", fields: &[(b":method", b"CONNECT"), (b":authority", b"internal.example:443")], data: None, status: 501, forwarded: 0 },
 ];
 

@@ -68,7 +68,8 @@ impl H2Conn {
         let _ = self.stream.write_all(&frame(kind, flags, stream, payload)).await;
     }
 
-    /// A HEADERS frame with every field a literal without indexing.
+    /// A HEADERS frame with every field a literal without indexing (and
+    /// CONTINUATION frames for a block over the default 16 KiB frame size).
     pub async fn headers(&mut self, stream: u32, fields: &[(&[u8], &[u8])], end_stream: bool) {
         let mut block = Vec::new();
         for (name, value) in fields {
@@ -78,8 +79,16 @@ impl H2Conn {
             integer(&mut block, value.len());
             block.extend_from_slice(value);
         }
-        let flags = END_HEADERS | if end_stream { END_STREAM } else { 0 };
-        self.frame(HEADERS, flags, stream, &block).await;
+        let pieces: Vec<&[u8]> = block.chunks(16384).collect();
+        let pieces = if pieces.is_empty() { vec![&[][..]] } else { pieces };
+        for (i, piece) in pieces.iter().enumerate() {
+            let last = if i + 1 == pieces.len() { END_HEADERS } else { 0 };
+            if i == 0 {
+                self.frame(HEADERS, last | if end_stream { END_STREAM } else { 0 }, stream, piece).await;
+            } else {
+                self.frame(CONTINUATION, last, stream, piece).await;
+            }
+        }
     }
 
     pub async fn data(&mut self, stream: u32, bytes: &[u8], end_stream: bool) {
