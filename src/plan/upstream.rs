@@ -297,14 +297,21 @@ pub(super) fn compile_retry(
 }
 
 /// `portcullis_upstream_connections{upstream,state}`: requests in flight
-/// (`active`) and pooled HTTP/1.1 connections waiting for one (`idle`).
+/// (`active`) and open connections waiting for one (`idle`): pooled
+/// HTTP/1.1 connections, and an HTTP/2 target's connection while no
+/// request uses it.
 fn connection_probes(name: &str, upstream: &Upstream, registry: &Registry) -> Vec<Arc<dyn Fn() -> f64 + Send + Sync>> {
+    use std::sync::atomic::Ordering::Relaxed;
     let active: Vec<_> = upstream.targets.iter().map(|t| t.in_flight_counter()).collect();
     let pools: Vec<_> = upstream.targets.iter().filter_map(|t| t.h1.clone()).collect();
+    let h2: Vec<_> = upstream.targets.iter().filter_map(|t| t.h2.clone().map(|c| (c, t.in_flight_counter()))).collect();
     let active: Arc<dyn Fn() -> f64 + Send + Sync> =
-        Arc::new(move || active.iter().map(|a| a.load(std::sync::atomic::Ordering::Relaxed)).sum::<usize>() as f64);
-    let idle: Arc<dyn Fn() -> f64 + Send + Sync> =
-        Arc::new(move || pools.iter().map(|p| p.idle()).sum::<usize>() as f64);
+        Arc::new(move || active.iter().map(|a| a.load(Relaxed)).sum::<usize>() as f64);
+    let idle: Arc<dyn Fn() -> f64 + Send + Sync> = Arc::new(move || {
+        let h1 = pools.iter().map(|p| p.idle()).sum::<usize>();
+        let h2 = h2.iter().filter(|(c, in_flight)| c.idle(in_flight.load(Relaxed))).count();
+        (h1 + h2) as f64
+    });
     for (state, probe) in [("active", &active), ("idle", &idle)] {
         let labels = vec![("upstream", name.to_string()), ("state", state.to_string())];
         registry.probe("portcullis_upstream_connections", labels, probe.clone());

@@ -53,6 +53,13 @@ impl H2Target {
         H2Target { addr, tls, connect_timeout, conn: tokio::sync::Mutex::new(None) }
     }
 
+    /// Whether the connection is open with no request on it (an idle
+    /// connection, for `portcullis_upstream_connections`). `in_flight`:
+    /// the target's requests under way.
+    pub fn idle(&self, in_flight: usize) -> bool {
+        in_flight == 0 && self.conn.try_lock().is_ok_and(|c| c.as_ref().is_some_and(|s| !s.is_closed()))
+    }
+
     /// Sends `req` (its URI absolute: the scheme, the `:authority`, the
     /// path) on the target's connection. A failure to connect is `NotSent`.
     pub async fn send(&self, req: Request<RequestBody>) -> Result<Response<Incoming>, BoxError> {

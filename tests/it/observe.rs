@@ -928,3 +928,28 @@ async fn a_websocket_is_logged_when_its_tunnel_closes() {
     assert!(logged >= Duration::from_millis(200), "{logged:?}: the session, not its handshake");
     assert_eq!(line["portcullis"]["upstream"]["tries"][0]["status_code"], 101, "{line}");
 }
+
+#[tokio::test]
+async fn upstream_connections_count_http1_and_http2_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Upstream::start("svc").await;
+    let body = format!(
+        "upstreams:\n  one: {{ targets: [\"{url}\"] }}\n  two: {{ targets: [\"{url}\"], protocol: http2 }}\n\
+         routes:\n  - {{ name: one, match: {{ path_prefix: /one }}, upstream: one }}\n\
+         \x20 - {{ name: two, match: {{ path_prefix: /two }}, upstream: two }}\n",
+        url = up.url()
+    );
+    let h = start(&body, dir.path()).await;
+    let conns = |s: &Scrape, upstream: &str, state: &str| {
+        number(s, "portcullis_upstream_connections", &[("upstream", upstream), ("state", state)])
+    };
+    let s = scrape(&h).await;
+    assert_eq!((conns(&s, "one", "idle"), conns(&s, "two", "idle")), (0.0, 0.0), "nothing connected yet");
+    for path in ["/one/a", "/two/a", "/two/b"] {
+        assert_eq!(get(&url(&h, path), &[]).await.status, 200, "{path}");
+    }
+    // Each upstream keeps one connection, waiting for the next request.
+    let s = scrape_until(&h, |s| conns(s, "one", "idle") == 1.0 && conns(s, "two", "idle") == 1.0).await;
+    assert_eq!((conns(&s, "one", "idle"), conns(&s, "two", "idle")), (1.0, 1.0));
+    assert_eq!((conns(&s, "one", "active"), conns(&s, "two", "active")), (0.0, 0.0));
+}
