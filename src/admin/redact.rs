@@ -56,29 +56,16 @@ fn redact_under(doc: &mut Value, parent: Option<&str>, query: &Redact) {
 }
 
 /// `scheme://user:pass@host/path?token=…` with the user part and the
-/// credential parameters' values replaced; `None` if nothing changes.
+/// credential parameters' values replaced (as the access log shows a
+/// `Referer`); `None` if nothing changes or the string is no URL.
 fn clean_url(s: &str, query: &Redact) -> Option<String> {
-    let (scheme, rest) = s.split_once("://")?;
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let rest = match rest[..end].rfind('@') {
-        Some(at) => format!("{REDACTED}@{}", &rest[at + 1..]),
-        None => rest.to_string(),
-    };
-    let rest = match rest.split_once('?') {
-        Some((before, after)) => {
-            let (q, fragment) = after.split_once('#').map_or((after, None), |(q, f)| (q, Some(f)));
-            let mut out = Vec::new();
-            query.query(q, &mut out);
-            let mut text = format!("{before}?{}", String::from_utf8_lossy(&out));
-            if let Some(f) = fragment {
-                text.push('#');
-                text.push_str(f);
-            }
-            text
-        }
-        None => rest,
-    };
-    let clean = format!("{scheme}://{rest}");
+    if !s.contains("://") {
+        return None;
+    }
+    let mut out = Vec::with_capacity(s.len());
+    query.url(s.as_bytes(), &mut out);
+    // Only ASCII was put in, at ASCII boundaries: still UTF-8.
+    let clean = String::from_utf8(out).ok()?;
     (clean != s).then_some(clean)
 }
 

@@ -17,6 +17,28 @@ pub mod request_id;
 /// responder's reply): complete bytes. The engine wraps it into its body type.
 pub type Answer = ::http::Response<bytes::Bytes>;
 
+/// Where a URL's user part (`user:password`, before `@`) is, to hide it:
+/// after `scheme:` and the slashes that follow, or after the `//` of a
+/// network-path reference (RFC 3986 §4.2), up to the last `@` before the
+/// authority ends. Browsers read `\` as `/` and any number of slashes
+/// after a special scheme (the WHATWG URL standard), so both are read so
+/// here too: a password is found wherever some reader would find one.
+pub fn user_part(url: &[u8]) -> Option<std::ops::Range<usize>> {
+    let slashes = |from: usize| url[from..].iter().take_while(|&&b| b == b'/' || b == b'\\').count();
+    let scheme = url.iter().position(|&b| b == b':').filter(|&colon| {
+        url[0].is_ascii_alphabetic()
+            && url[1..colon].iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    });
+    let start = match scheme {
+        Some(colon) => colon + 1 + slashes(colon + 1),
+        None if slashes(0) >= 2 => slashes(0),
+        None => return None,
+    };
+    let end =
+        url[start..].iter().position(|&b| matches!(b, b'/' | b'\\' | b'?' | b'#')).map_or(url.len(), |i| start + i);
+    url[start..end].iter().rposition(|&b| b == b'@').map(|at| start..start + at)
+}
+
 /// A URL from the config as a message may show it (messages reach logs,
 /// CI output and `reload` answers): its user part and its query's values
 /// replaced (`redis://<redacted>@host:6379/0`, `https://idp/jwks?key=<redacted>`).
@@ -27,14 +49,13 @@ pub fn url_in_message(url: &str) -> String {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),
     };
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let authority_end = base[authority_start..].find('/').map_or(base.len(), |i| authority_start + i);
     let mut out = String::with_capacity(url.len());
-    match base[authority_start..authority_end].rfind('@') {
-        Some(at) => {
-            out.push_str(&base[..authority_start]);
+    match user_part(base.as_bytes()) {
+        // The range ends at ASCII bytes (`@`, and `:` or a slash): char boundaries.
+        Some(user) => {
+            out.push_str(&base[..user.start]);
             out.push_str(HIDDEN);
-            out.push_str(&base[authority_start + at..]);
+            out.push_str(&base[user.end..]);
         }
         None => out.push_str(base),
     }
@@ -61,5 +82,10 @@ mod tests {
         assert_eq!(shown("https://u:p@h/a@b?key=k&v=2#t=x"), "https://<redacted>@h/a@b?key=<redacted>&v=<redacted>");
         assert_eq!(shown("http://10.0.0.1:80"), "http://10.0.0.1:80");
         assert_eq!(shown("not a url"), "not a url");
+        assert_eq!(shown("//u:p@h/x"), "//<redacted>@h/x");
+        assert_eq!(shown("https:\\\\u:p@h/x"), "https:\\\\<redacted>@h/x");
+        assert_eq!(shown("/x@y"), "/x@y");
+        assert_eq!(shown(""), "");
+        assert_eq!(shown(":@"), ":@");
     }
 }

@@ -61,7 +61,7 @@ fn fill_record<B>(
     r.path_len = text.len() as u32;
     r.query_len = uri.query().map(|q| {
         let from = text.len();
-        plan.observe.redact.query(q, text);
+        plan.observe.redact.query(q.as_bytes(), text);
         (text.len() - from) as u32
     });
     // Both fields in one walk over the few headers a request has (two
@@ -80,9 +80,8 @@ fn fill_record<B>(
     });
     r.referrer_len = referer.map(|v| {
         // A referrer's user part, query and fragment may carry credentials too.
-        let v = String::from_utf8_lossy(v.as_bytes());
         let from = text.len();
-        plan.observe.redact.url(&v, text);
+        plan.observe.redact.url(v.as_bytes(), text);
         (text.len() - from) as u32
     });
     text.extend_from_slice(&TEXT_ROOM);

@@ -316,6 +316,7 @@ async fn access_log_lines_carry_the_fields_and_never_a_secret() {
                 ("referer", "https://app.test/p?token=ref-SECRET-10".into()),
             ],
         ),
+        ("/open/i".into(), vec![("referer", "//alice:ref-SECRET-11@app.test/p".into())]),
     ];
     for (path, headers) in &requests {
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -356,6 +357,7 @@ async fn access_log_lines_carry_the_fields_and_never_a_secret() {
     );
     assert_eq!(refused["portcullis"]["auth"]["outcome"], "failure");
     assert_eq!(line("/open/h")["http"]["request"]["referrer"], "https://app.test/p?token=<redacted>");
+    assert_eq!(line("/open/i")["http"]["request"]["referrer"], "//<redacted>@app.test/p");
 }
 
 fn base64_of(s: &str) -> String {

@@ -42,7 +42,7 @@ impl Redact {
         Redact { extra: extra.into_iter().map(|s| s.to_ascii_lowercase()).collect() }
     }
 
-    fn secret(&self, name: &str) -> bool {
+    fn secret(&self, name: &[u8]) -> bool {
         // A percent-encoded name is compared decoded enough to catch `%6Bey`-style dodges.
         let decoded = percent_decoded_lower(name);
         let is = |part: &[u8]| {
@@ -55,47 +55,39 @@ impl Redact {
 
     /// `query` with every secret parameter's value replaced. Parameters are
     /// split at `&` and at `;` (the separator HTML 4 recommended, which
-    /// many servers still read).
-    pub fn query(&self, query: &str, out: &mut Vec<u8>) {
-        let mut rest = query;
-        loop {
-            let end = rest.find(['&', ';']).unwrap_or(rest.len());
-            let pair = &rest[..end];
-            match pair.split_once('=') {
-                Some((name, _)) if self.secret(name) => {
-                    out.extend_from_slice(name.as_bytes());
-                    out.push(b'=');
+    /// many servers still read). Bytes, as they came: the log escapes them.
+    pub fn query(&self, query: &[u8], out: &mut Vec<u8>) {
+        let mut pairs = query.split(|&b| b == b'&' || b == b';').peekable();
+        let mut at = 0;
+        while let Some(pair) = pairs.next() {
+            match pair.iter().position(|&b| b == b'=') {
+                Some(eq) if self.secret(&pair[..eq]) => {
+                    out.extend_from_slice(&pair[..=eq]);
                     out.extend_from_slice(REDACTED.as_bytes());
                 }
-                _ => out.extend_from_slice(pair.as_bytes()),
+                _ => out.extend_from_slice(pair),
             }
-            let Some(separator) = rest.as_bytes().get(end) else { break };
-            out.push(*separator);
-            rest = &rest[end + 1..];
+            at += pair.len();
+            if pairs.peek().is_some() {
+                out.push(query[at]);
+                at += 1;
+            }
         }
     }
 
-    /// A URL (a `Referer`) with its user part, and the values of secret
-    /// parameters in its query and its fragment (OAuth's implicit flow
-    /// puts `#access_token=…` there), replaced.
-    pub fn url(&self, url: &str, out: &mut Vec<u8>) {
-        let (before_fragment, fragment) = match url.split_once('#') {
-            Some((b, f)) => (b, Some(f)),
-            None => (url, None),
-        };
-        let (base, query) = match before_fragment.split_once('?') {
-            Some((b, q)) => (b, Some(q)),
-            None => (before_fragment, None),
-        };
-        let authority_start = base.find("://").map_or(0, |i| i + 3);
-        let authority_end = base[authority_start..].find('/').map_or(base.len(), |i| authority_start + i);
-        match base[authority_start..authority_end].rfind('@') {
-            Some(at) => {
-                out.extend_from_slice(&base.as_bytes()[..authority_start]);
+    /// A URL (a `Referer`) with its user part (`crate::http::user_part`),
+    /// and the values of secret parameters in its query and its fragment
+    /// (OAuth's implicit flow puts `#access_token=…` there), replaced.
+    pub fn url(&self, url: &[u8], out: &mut Vec<u8>) {
+        let (before_fragment, fragment) = split_at_byte(url, b'#');
+        let (base, query) = split_at_byte(before_fragment, b'?');
+        match crate::http::user_part(base) {
+            Some(user) => {
+                out.extend_from_slice(&base[..user.start]);
                 out.extend_from_slice(REDACTED.as_bytes());
-                out.extend_from_slice(&base.as_bytes()[authority_start + at..]);
+                out.extend_from_slice(&base[user.end..]);
             }
-            None => out.extend_from_slice(base.as_bytes()),
+            None => out.extend_from_slice(base),
         }
         if let Some(q) = query {
             out.push(b'?');
@@ -108,10 +100,17 @@ impl Redact {
     }
 }
 
+/// What comes before the first `at` byte, and what after it (if it is there).
+fn split_at_byte(s: &[u8], at: u8) -> (&[u8], Option<&[u8]>) {
+    match s.iter().position(|&b| b == at) {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    }
+}
+
 /// On the stack for any name a request really uses (two allocations a
 /// parameter before: every logged query paid them).
-fn percent_decoded_lower(s: &str) -> smallvec::SmallVec<[u8; 64]> {
-    let b = s.as_bytes();
+fn percent_decoded_lower(b: &[u8]) -> smallvec::SmallVec<[u8; 64]> {
     let mut out = smallvec::SmallVec::new();
     let mut i = 0;
     while i < b.len() {
@@ -139,7 +138,7 @@ mod tests {
     fn secrets_are_replaced_and_the_rest_kept() {
         let r = Redact::new(["X-Api-Key".to_string()]);
         let mut out = Vec::new();
-        r.query("page=2&access_token=abc&x-api-key=k1&%6Bey=k2&flag&Token=t", &mut out);
+        r.query(b"page=2&access_token=abc&x-api-key=k1&%6Bey=k2&flag&Token=t", &mut out);
         assert_eq!(out, b"page=2&access_token=<redacted>&x-api-key=<redacted>&%6Bey=<redacted>&flag&Token=<redacted>");
     }
 
@@ -147,19 +146,46 @@ mod tests {
     fn semicolons_brackets_userinfo_and_fragments() {
         let r = Redact::default();
         let mut out = Vec::new();
-        r.query("a=1;password=V7&api_key[]=V8&user[password]=V9&list[]=1;", &mut out);
+        r.query(b"a=1;password=V7&api_key[]=V8&user[password]=V9&list[]=1;", &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "a=1;password=<redacted>&api_key[]=<redacted>&user[password]=<redacted>&list[]=1;"
         );
         let mut out = Vec::new();
-        r.url("http://user:R3@a.example:8080/p?q=1&token=T#access_token=F&state=s", &mut out);
+        r.url(b"http://user:R3@a.example:8080/p?q=1&token=T#access_token=F&state=s", &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "http://<redacted>@a.example:8080/p?q=1&token=<redacted>#access_token=<redacted>&state=s"
         );
         let mut out = Vec::new();
-        r.url("https://a.example/x@y?z=1", &mut out);
+        r.url(b"https://a.example/x@y?z=1", &mut out);
         assert_eq!(String::from_utf8(out).unwrap(), "https://a.example/x@y?z=1", "an @ in the path is no user part");
+    }
+
+    #[test]
+    fn a_user_part_is_found_however_the_url_is_written() {
+        let r = Redact::default();
+        let shown = |url: &[u8]| {
+            let mut out = Vec::new();
+            r.url(url, &mut out);
+            out
+        };
+        // A network-path reference (RFC 3986 §4.2), the slashes and
+        // backslashes browsers accept, no slashes at all.
+        for (url, want) in [
+            (&b"//alice:PW1@example.com/p"[..], &b"//<redacted>@example.com/p"[..]),
+            (b"https:\\\\alice:PW2@example.com/p", b"https:\\\\<redacted>@example.com/p"),
+            (b"https:///alice:PW3@example.com", b"https:///<redacted>@example.com"),
+            (b"https:alice:PW4@example.com", b"https:<redacted>@example.com"),
+            (b"/local/a@b", b"/local/a@b"),
+        ] {
+            assert_eq!(String::from_utf8_lossy(&shown(url)), String::from_utf8_lossy(want));
+        }
+        // Bytes that are not UTF-8 are kept as they came (the log escapes them).
+        assert_eq!(shown(b"https://h/\xff?token=T"), b"https://h/\xff?token=<redacted>");
+        assert_eq!(shown(b"r\x80"), b"r\x80");
+        let mut out = Vec::new();
+        r.query(b"a&&b=1;", &mut out);
+        assert_eq!(out, b"a&&b=1;", "separators kept as they were");
     }
 }
