@@ -224,6 +224,22 @@ impl Handle {
         self.shared.state.reloads()
     }
 
+    /// The admin API keeps listening where it was bound until a restart,
+    /// whatever `admin.bind` now says: a config that drops `admin.token`
+    /// is refused while that address is not a loopback one (`check` judges
+    /// the file's own `bind`, which a reload does not apply).
+    fn admin_stays_guarded(&self, loaded: &LoadedConfig, plan: &plan::Plan) -> Result<(), StartError> {
+        let Some(running) = self.admin_addr() else { return Ok(()) };
+        if running.ip().is_loopback() || plan.admin.as_ref().is_none_or(|a| a.has_token()) {
+            return Ok(());
+        }
+        let message = format!(
+            "the admin API listens on `{running}` until the gateway restarts (a change of `admin.bind` waits \
+             for a restart), not a loopback address: `admin.token` must stay set"
+        );
+        Err(StartError::Config(config::ConfigErrors(vec![loaded.error("admin.token", message)])))
+    }
+
     /// The admin API's bound address, when `admin` is set.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|a| a.addr)
@@ -305,12 +321,15 @@ impl Handle {
     async fn try_reload(&self, loaded: &LoadedConfig) -> Result<(), StartError> {
         let previous = self.shared.plan.load_full();
         let plan = Arc::new(plan::compile_after(loaded, Some(&previous))?);
+        self.admin_stays_guarded(loaded, &plan)?;
         let mut listeners = self.listeners.lock().await;
         // Bind new ports first: if one is taken, nothing changes.
         let bound = bind_new(&plan, &listeners).await?;
         plan.start_background(Some(&previous)).map_err(StartError::AccessLog)?;
-        if plan.admin.as_ref().map(|a| a.addr) != previous.admin.as_ref().map(|a| a.addr) {
-            tracing::warn!("a change of `admin.bind` takes effect when the gateway restarts");
+        if let Some(running) = self.admin_addr()
+            && plan.admin.as_ref().map(|a| a.addr) != Some(running)
+        {
+            tracing::warn!(%running, "a change of `admin.bind` takes effect when the gateway restarts");
         }
         // The plan goes live before the new listeners accept, so their first
         // connections find their settings.

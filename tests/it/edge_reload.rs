@@ -153,3 +153,37 @@ async fn reload_with_a_busy_port_changes_nothing() {
     assert_eq!(get(&url, &[]).await.text(), "kept");
     assert_eq!(gw.reloads(), 0);
 }
+
+/// `admin.bind` changes at a restart only: a reload that drops the token
+/// while the admin API still listens on a non-loopback address is refused,
+/// and the token keeps guarding it.
+#[tokio::test]
+async fn a_reload_cannot_leave_a_public_admin_api_without_its_token() {
+    let with_admin = |admin: &str| format!("{}admin: {admin}\n", config("v", false));
+    let token = "t0ken-t0ken-t0ken-1";
+    let gw = portcullis::Gateway::start(&load(
+        &with_admin(&format!("{{ bind: \"0.0.0.0:0\", token: {token} }}")),
+        Path::new("."),
+    ))
+    .await
+    .unwrap();
+    let status = format!("http://127.0.0.1:{}/status", gw.admin_addr().unwrap().port());
+    assert_eq!(get(&status, &[]).await.status, 401);
+
+    for admin in ["{ bind: \"127.0.0.1:0\" }", "{ bind: \"0.0.0.0:0\" }"] {
+        // (The second is refused by `check`'s own rule too.)
+        let loaded = load(&with_admin(admin), Path::new("."));
+        let err = gw.reload(&loaded).await.expect_err(admin).to_string();
+        assert!(err.contains("admin.token"), "{err}");
+        assert_eq!(get(&status, &[]).await.status, 401, "still guarded after {admin}");
+    }
+    // With a token (a new one), or without the admin section, it reloads.
+    let other = "an0ther-t0ken-t0ken";
+    gw.reload(&load(&with_admin(&format!("{{ bind: \"127.0.0.1:0\", token: {other} }}")), Path::new(".")))
+        .await
+        .unwrap();
+    let bearer = format!("Bearer {other}");
+    assert_eq!(get(&status, &[("authorization", bearer.as_str())]).await.status, 200);
+    gw.reload(&load(&config("v", false), Path::new("."))).await.unwrap();
+    assert_eq!(get(&status, &[("authorization", bearer.as_str())]).await.status, 401);
+}
