@@ -55,11 +55,12 @@ fn redact_under(doc: &mut Value, parent: Option<&str>, query: &Redact) {
     }
 }
 
-/// `scheme://user:pass@host/path?token=…` with the user part and the
+/// `scheme://user:pass@host/path?token=…`, or a path with a query (a
+/// health probe's, an aggregate call's), with the user part and the
 /// credential parameters' values replaced (as the access log shows a
-/// `Referer`); `None` if nothing changes or the string is no URL.
+/// `Referer`); `None` if nothing changes or the string is neither.
 fn clean_url(s: &str, query: &Redact) -> Option<String> {
-    if !s.contains("://") {
+    if !s.contains("://") && !(s.starts_with('/') && s.contains('?')) {
         return None;
     }
     let mut out = Vec::with_capacity(s.len());
@@ -84,6 +85,7 @@ mod tests {
                                                     "client_secret": "cs" } } },
             "consumers": [ { "id": "acme", "api_keys": [ { "sha256": "ab12" } ] } ],
             "rate_limit_store": { "redis": { "url": "redis://:hunter2@127.0.0.1:6379/0" } },
+            "upstreams": { "u": { "health": { "active": { "path": "/health?token=pr0be" } } } },
             "admin": { "token": "t0k" },
             "tracing": { "otlp": { "endpoint": "http://c:4318", "headers": { "x-api-key": "otlpk" } } },
             "security_headers": { "set": { "content-security-policy": "default-src 'self'" } },
@@ -96,7 +98,7 @@ mod tests {
         redact(&mut doc);
         let text = doc.to_string();
         for secret in
-            ["s3cr3t", "$2y$10$x", "ab12", "hunter2", "t0k", "k3y", "t0k3n", "cs", "otlpk", "reqs3cret", "hdr"]
+            ["s3cr3t", "$2y$10$x", "ab12", "hunter2", "t0k", "k3y", "t0k3n", "cs", "otlpk", "reqs3cret", "hdr", "pr0be"]
         {
             assert!(
                 !text.contains(&format!("\"{secret}")) && !text.contains(&format!("={secret}")),
@@ -106,6 +108,7 @@ mod tests {
         assert_eq!(doc["rate_limit_store"]["redis"]["url"], "redis://<redacted>@127.0.0.1:6379/0");
         assert_eq!(doc["auth"]["hs"]["jwt"]["jwks_uri"], "https://idp.example/jwks?api_key=<redacted>&v=2");
         assert_eq!(doc["auth"]["hs"]["jwt"]["token"]["header"], "authorization");
+        assert_eq!(doc["upstreams"]["u"]["health"]["active"]["path"], "/health?token=<redacted>");
         assert_eq!(doc["routes"][0]["request_headers"]["set"]["Authorization"], REDACTED);
         assert_eq!(doc["routes"][0]["request_headers"]["remove"][0], "cookie");
         assert_eq!(doc["routes"][0]["match"]["headers"][0]["value"], "2");
