@@ -173,6 +173,20 @@ impl Body {
         self
     }
 
+    /// The answer to a HEAD request over HTTP/2, where hyper sends what the
+    /// body holds (RFC 9110 §9.3.2: no content; the HTTP/1.1 writer leaves
+    /// it out itself): a body the gateway made is dropped, its length kept
+    /// as `content-length`. An upstream's answer to a HEAD has no body.
+    pub fn drop_for_head(&mut self, headers: &mut http::HeaderMap) {
+        if let Kind::Full(Some(bytes)) = &self.kind {
+            headers.entry(http::header::CONTENT_LENGTH).or_insert_with(|| bytes.len().into());
+            self.kind = Kind::Full(None);
+            if let Some(w) = &mut self.watch {
+                w.ended = true;
+            }
+        }
+    }
+
     /// Hands the request's observers to the body: they finish when it is done.
     pub fn watch(&mut self, pending: Box<Pending>) {
         let ended = http_body::Body::is_end_stream(self);

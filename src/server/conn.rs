@@ -199,6 +199,7 @@ impl<'p> Conn<'p> {
             activity.in_flight.fetch_add(1, Ordering::Relaxed);
             activity.started.fetch_add(1, Ordering::Relaxed);
             async move {
+                let head = req.method() == http::Method::HEAD;
                 let resp = match admit::parsed(&mut req, max_field_section) {
                     Ok(()) => proxy::handle(plan, &info, req.map(ClientBody::Hyper)).await,
                     Err(refusal) => proxy::refuse(&plan, &info, refusal.status(), &refusal.to_string()),
@@ -206,6 +207,9 @@ impl<'p> Conn<'p> {
                 // hyper writes the map: an upstream's raw header lines join it first.
                 let (mut parts, mut body) = resp.into_parts();
                 body.merge_headers(&mut parts.headers);
+                if head {
+                    body.drop_for_head(&mut parts.headers);
+                }
                 Ok::<_, Infallible>(Response::from_parts(parts, Tracked { body, activity, started }))
             }
         })

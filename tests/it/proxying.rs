@@ -231,3 +231,26 @@ async fn a_pooled_connection_closed_by_the_upstream_is_not_reused() {
         }
     }
 }
+
+/// RFC 9110 §9.3.2: an answer to HEAD has no content, whatever made it
+/// (the gateway's own answers included), on HTTP/2 as on HTTP/1.1; its
+/// `content-length` is the GET's.
+#[tokio::test]
+async fn head_answers_have_no_body_over_http2() {
+    let gw = gateway(
+        r#"
+routes:
+  - { name: hello, match: { path: /hello }, static: { body: "hello there" } }
+"#,
+    )
+    .await;
+    let client = h2c_client();
+    for (path, status) in [("/hello", 200), ("/nowhere", 404)] {
+        let got = send(&client, Request::get(gw.url(path)).body(Default::default()).unwrap()).await;
+        let head = send(&client, Request::head(gw.url(path)).body(Default::default()).unwrap()).await;
+        assert_eq!((head.version, head.status.as_u16(), got.status.as_u16()), (http::Version::HTTP_2, status, status));
+        assert!(head.body.is_empty(), "{path}: {:?}", head.body);
+        let length = head.headers.get("content-length").map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(length, Some(got.body.len().to_string()), "{path}");
+    }
+}
