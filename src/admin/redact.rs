@@ -60,7 +60,8 @@ fn redact_under(doc: &mut Value, parent: Option<&str>, query: &Redact) {
 /// credential parameters' values replaced (as the access log shows a
 /// `Referer`); `None` if nothing changes or the string is neither.
 fn clean_url(s: &str, query: &Redact) -> Option<String> {
-    if !s.contains("://") && !(s.starts_with('/') && s.contains('?')) {
+    let url_like = s.contains("://") || s.starts_with('/') && s.contains('?');
+    if !url_like {
         return None;
     }
     let mut out = Vec::with_capacity(s.len());
