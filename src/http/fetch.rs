@@ -80,31 +80,37 @@ impl Fetcher {
     }
 
     #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
-    /// POSTs `body` with its content type and extra headers; returns the status and the body.
+    /// POSTs `body` with its content type and extra headers; returns the
+    /// status and the answer's headers (its body is read and dropped).
     pub async fn post(
         &self,
         url: &str,
         content_type: &str,
         body: Bytes,
         headers: &[(http::HeaderName, http::HeaderValue)],
-    ) -> Result<(StatusCode, Bytes), String> {
+    ) -> Result<(StatusCode, http::HeaderMap), String> {
         let mut req = Request::post(url).header(header::CONTENT_TYPE, content_type);
         for (name, value) in headers {
             req = req.header(name, value);
         }
-        self.send(req.body(Full::new(body)).map_err(|e| e.to_string())?).await
+        let (status, headers, _) = self.exchange(req.body(Full::new(body)).map_err(|e| e.to_string())?).await?;
+        Ok((status, headers))
     }
 
     async fn send(&self, req: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes), String> {
+        self.exchange(req).await.map(|(status, _, body)| (status, body))
+    }
+
+    async fn exchange(&self, req: Request<Full<Bytes>>) -> Result<(StatusCode, http::HeaderMap, Bytes), String> {
         let call = async {
             let resp = self.client.request(req).await.map_err(|e| format!("request failed: {e}"))?;
-            let status = resp.status();
-            let body = Limited::new(resp.into_body(), MAX_BODY)
+            let (parts, body) = resp.into_parts();
+            let body = Limited::new(body, MAX_BODY)
                 .collect()
                 .await
                 .map_err(|e| format!("reading the answer failed: {e}"))?
                 .to_bytes();
-            Ok((status, body))
+            Ok((parts.status, parts.headers, body))
         };
         tokio::time::timeout(self.timeout, call).await.map_err(|_| "timed out".to_string())?
     }

@@ -99,10 +99,28 @@ pub struct Pending {
 #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
 pub struct SpanStart {
     pub trace: trace::TraceContext,
+    /// The caller's `tracestate` (its lines joined), when its trace is continued.
+    pub trace_state: Option<String>,
     /// Wall time at arrival (spans carry Unix times).
     pub wall: std::time::SystemTime,
-    pub path: String,
+    pub request: SpanRequest,
     pub client: std::net::IpAddr,
+}
+
+/// What a span tells of its request (its semantic-convention attributes).
+#[derive(Debug)]
+#[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+pub struct SpanRequest {
+    pub path: String,
+    /// Redacted as the access log's `url.query`.
+    pub query: Option<String>,
+    /// `http` or `https`: the listener's.
+    pub scheme: &'static str,
+    /// `1.0`, `1.1` or `2`.
+    pub protocol: &'static str,
+    pub user_agent: Option<String>,
+    /// The host the request names (`:authority` or `Host`), and its port when one is written.
+    pub server: Option<(String, Option<u16>)>,
 }
 
 /// How a response body ended.
@@ -219,14 +237,15 @@ impl Pending {
                 trace_id: &s.trace.trace_id,
                 span_id: &s.trace.span_id,
                 parent: s.trace.parent.as_ref(),
+                trace_state: s.trace_state.as_deref(),
                 start: s.wall,
                 duration: std::time::Duration::from_nanos(duration_ns),
                 method: p.method.as_str(),
                 route: route.as_deref(),
-                path: &s.path,
+                request: &s.request,
                 status: p.status.as_u16(),
                 client: s.client,
-                flag: flag.code(),
+                flag,
             });
         }
     }

@@ -1,8 +1,11 @@
 //! Span export over OTLP/HTTP (protobuf): one SERVER span per sampled
 //! request, named `{method} {route}`, with the HTTP semantic-convention
-//! attributes and an error status for 5xx. Spans are queued (bounded;
-//! dropped and counted when full) and sent in batches by a task of their
-//! own, never on the request path.
+//! attributes and an error status for 5xx and for answers cut short.
+//! Spans are queued (bounded; dropped and counted when full) and sent in
+//! batches by a task of their own, never on the request path; a batch the
+//! collector could not take for now (429, 502, 503, 504, no connection) is
+//! sent again after a backoff or its `Retry-After` (the OTLP/HTTP
+//! specification), and counted as dropped when it never gets through.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -26,6 +29,12 @@ const QUEUE: usize = 8192;
 const BATCH: usize = 512;
 /// How long a span may wait for its batch to fill.
 const LINGER: Duration = Duration::from_secs(1);
+/// Sends of one batch at most (the first and the retries).
+const SENDS: u32 = 4;
+/// The first retry's wait; doubled for each next one.
+const BACKOFF: Duration = Duration::from_secs(1);
+/// The longest `Retry-After` followed.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// A running exporter.
 pub struct Exporter {
@@ -52,14 +61,17 @@ pub struct Finished<'a> {
     pub trace_id: &'a [u8; 32],
     pub span_id: &'a [u8; 16],
     pub parent: Option<&'a [u8; 16]>,
+    /// The caller's `tracestate`, when its trace was continued.
+    pub trace_state: Option<&'a str>,
     pub start: SystemTime,
     pub duration: Duration,
+    /// `-` for a request whose head could not be read (nor its path).
     pub method: &'a str,
     pub route: Option<&'a str>,
-    pub path: &'a str,
+    pub request: &'a super::SpanRequest,
     pub status: u16,
     pub client: std::net::IpAddr,
-    pub flag: &'static str,
+    pub flag: super::Flag,
 }
 
 fn unhex<const N: usize>(hex: &[u8]) -> Vec<u8> {
@@ -75,9 +87,95 @@ fn unix_nanos(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
+fn text(key: &str, value: impl Into<String>) -> KeyValue {
+    attribute(key, any_value::Value::StringValue(value.into()))
+}
+
+/// The span of a finished request, with the HTTP server span's attributes
+/// of the OpenTelemetry semantic conventions. `http.route` is the route's
+/// name, as the metrics' `http_route` label is (the gateway's routes match
+/// by host, method, headers and version too, not by a path template alone).
+fn span_of(f: &Finished<'_>) -> Span {
+    // The semantic conventions' methods; any other (a client's word, of
+    // any case) is `_OTHER`, named `HTTP`, with the original beside it.
+    let known =
+        matches!(f.method, "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "CONNECT" | "OPTIONS" | "TRACE" | "PATCH");
+    let (name_method, method) = if known { (f.method, f.method) } else { ("HTTP", "_OTHER") };
+    let name = match f.route {
+        Some(route) => format!("{name_method} {route}"),
+        None => name_method.to_string(),
+    };
+    let r = f.request;
+    let mut attributes = vec![
+        text("http.request.method", method),
+        attribute("http.response.status_code", any_value::Value::IntValue(i64::from(f.status))),
+        text("url.scheme", r.scheme),
+        text("network.protocol.version", r.protocol),
+        text("client.address", f.client.to_string()),
+        text("portcullis.response_flag", f.flag.code()),
+    ];
+    // A head that could not be read has no method or path to tell.
+    let read = f.method != "-";
+    if read {
+        attributes.push(text("url.path", r.path.as_str()));
+    }
+    if !known && read {
+        attributes.push(text("http.request.method_original", f.method));
+    }
+    for (key, value) in [("url.query", &r.query), ("user_agent.original", &r.user_agent)] {
+        if let Some(v) = value {
+            attributes.push(text(key, v.as_str()));
+        }
+    }
+    if let Some((host, port)) = &r.server {
+        attributes.push(text("server.address", host.as_str()));
+        if let Some(port) = port {
+            attributes.push(attribute("server.port", any_value::Value::IntValue(i64::from(*port))));
+        }
+    }
+    if let Some(route) = f.route {
+        attributes.push(text("http.route", route));
+    }
+    let error = error_type(f.status, f.flag);
+    if let Some(e) = &error {
+        attributes.push(text("error.type", e.clone()));
+    }
+    Span {
+        trace_id: unhex::<16>(f.trace_id),
+        span_id: unhex::<8>(f.span_id),
+        parent_span_id: f.parent.map(|p| unhex::<8>(p)).unwrap_or_default(),
+        trace_state: f.trace_state.unwrap_or_default().to_string(),
+        flags: 1,
+        name,
+        kind: span::SpanKind::Server as i32,
+        start_time_unix_nano: unix_nanos(f.start),
+        end_time_unix_nano: unix_nanos(f.start + f.duration),
+        attributes,
+        status: Some(Status {
+            code: if error.is_some() { status::StatusCode::Error } else { status::StatusCode::Unset } as i32,
+            message: String::new(),
+        }),
+        ..Default::default()
+    }
+}
+
+/// A server span's `error.type`: the status code of a 5xx answer (the
+/// semantic conventions' rule), or why an answer was cut short (the client
+/// left, the upstream broke off mid-body: the span's status is an error
+/// whatever the status code said). `None`: no error.
+fn error_type(status: u16, flag: super::Flag) -> Option<String> {
+    use super::Flag;
+    match flag {
+        Flag::ClientClosed => Some("client_closed".into()),
+        Flag::UpstreamClosed if status < 500 => Some("upstream_closed".into()),
+        _ if status >= 500 => Some(status.to_string()),
+        _ => None,
+    }
+}
+
 impl Exporter {
     /// Starts the export task (inside a Tokio runtime). `dropped` counts
-    /// spans the queue had no room for.
+    /// spans the queue had no room for, and those the collector never took.
     pub fn start(config: &OtlpConfig, dropped: Arc<Counter>) -> Result<Exporter, String> {
         let fetcher = Fetcher::new(None, Duration::from_secs(5))?;
         let url = format!("{}/v1/traces", config.endpoint.trim_end_matches('/'));
@@ -89,51 +187,13 @@ impl Exporter {
             })
             .collect();
         let (queue, spans) = mpsc::channel(QUEUE);
-        tokio::spawn(send_batches(spans, fetcher, url, headers));
+        tokio::spawn(send_batches(spans, fetcher, url, headers, dropped.clone()));
         Ok(Exporter { config: config.clone(), queue, dropped })
     }
 
     /// Queues the span of a finished request; never waits.
     pub fn export(&self, f: &Finished<'_>) {
-        // The semantic conventions' methods; any other (a client's word, of
-        // any case) is `_OTHER`, named `HTTP`, with the original beside it.
-        let known =
-            matches!(f.method, "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "CONNECT" | "OPTIONS" | "TRACE" | "PATCH");
-        let (name_method, method) = if known { (f.method, f.method) } else { ("HTTP", "_OTHER") };
-        let name = match f.route {
-            Some(route) => format!("{name_method} {route}"),
-            None => name_method.to_string(),
-        };
-        let mut attributes = vec![
-            attribute("http.request.method", any_value::Value::StringValue(method.to_string())),
-            attribute("url.path", any_value::Value::StringValue(f.path.to_string())),
-            attribute("http.response.status_code", any_value::Value::IntValue(i64::from(f.status))),
-            attribute("client.address", any_value::Value::StringValue(f.client.to_string())),
-            attribute("portcullis.response_flag", any_value::Value::StringValue(f.flag.to_string())),
-        ];
-        if !known {
-            attributes.push(attribute("http.request.method_original", any_value::Value::StringValue(f.method.into())));
-        }
-        if let Some(route) = f.route {
-            attributes.push(attribute("http.route", any_value::Value::StringValue(route.to_string())));
-        }
-        let error = f.status >= 500;
-        let span = Span {
-            trace_id: unhex::<16>(f.trace_id),
-            span_id: unhex::<8>(f.span_id),
-            parent_span_id: f.parent.map(|p| unhex::<8>(p)).unwrap_or_default(),
-            flags: 1,
-            name,
-            kind: span::SpanKind::Server as i32,
-            start_time_unix_nano: unix_nanos(f.start),
-            end_time_unix_nano: unix_nanos(f.start + f.duration),
-            attributes,
-            status: Some(Status {
-                code: if error { status::StatusCode::Error } else { status::StatusCode::Unset } as i32,
-                message: String::new(),
-            }),
-            ..Default::default()
-        };
+        let span = span_of(f);
         if self.queue.try_send(Item::Span(Box::new(span))).is_err() {
             self.dropped.inc();
         }
@@ -154,6 +214,7 @@ async fn send_batches(
     fetcher: Fetcher,
     url: String,
     headers: Vec<(HeaderName, HeaderValue)>,
+    dropped: Arc<Counter>,
 ) {
     let resource = Resource {
         attributes: vec![
@@ -195,11 +256,14 @@ async fn send_batches(
                 schema_url: String::new(),
             }],
         };
+        let count = request.resource_spans[0].scope_spans[0].spans.len();
         let body = Bytes::from(request.encode_to_vec());
-        match fetcher.post(&url, "application/x-protobuf", body, &headers).await {
-            Ok((status, _)) if status.is_success() => failures_logged = 0,
-            Ok((status, _)) => note_failure(&mut failures_logged, &format!("the collector answered {status}")),
-            Err(e) => note_failure(&mut failures_logged, &e),
+        match send(&fetcher, &url, body, &headers).await {
+            Ok(()) => failures_logged = 0,
+            Err(error) => {
+                dropped.add(count as u64);
+                note_failure(&mut failures_logged, &error);
+            }
         }
         if let Some(done) = flushed {
             let _ = done.send(());
@@ -207,10 +271,73 @@ async fn send_batches(
     }
 }
 
-/// Logs the first few export failures in a row, then stays quiet until one succeeds.
+/// Sends one batch, again after a wait while the collector says (or
+/// shows) it is only busy for now; `Err`: why it is lost.
+async fn send(fetcher: &Fetcher, url: &str, body: Bytes, headers: &[(HeaderName, HeaderValue)]) -> Result<(), String> {
+    let mut wait = BACKOFF;
+    let mut sent = 1;
+    loop {
+        let (error, retry_after) = match fetcher.post(url, "application/x-protobuf", body.clone(), headers).await {
+            Ok((status, _)) if status.is_success() => return Ok(()),
+            Ok((status, answer)) if retryable(status) => {
+                (format!("the collector answered {status}"), retry_after(&answer))
+            }
+            Ok((status, _)) => return Err(format!("the collector answered {status}")),
+            Err(e) => (e, None),
+        };
+        if sent == SENDS {
+            return Err(format!("{error} ({SENDS} tries)"));
+        }
+        tokio::time::sleep(retry_after.unwrap_or(wait)).await;
+        wait *= 2;
+        sent += 1;
+    }
+}
+
+/// OTLP/HTTP: 429, 502, 503 and 504 are worth another try; others are not.
+fn retryable(status: http::StatusCode) -> bool {
+    matches!(status.as_u16(), 429 | 502 | 503 | 504)
+}
+
+/// A `Retry-After` in seconds (an HTTP date is not followed: the backoff is), at most `MAX_RETRY_AFTER`.
+fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
+}
+
+/// Logs the first few export failures in a row, then every hundredth,
+/// until one succeeds (the spans lost are counted either way).
 fn note_failure(logged: &mut u32, error: &str) {
-    if *logged < 3 {
-        tracing::warn!(error, "OTLP span export failed; spans of this batch are lost");
+    if *logged < 3 || logged.is_multiple_of(100) {
+        tracing::warn!(error, failed_in_a_row = *logged + 1, "OTLP span export failed; spans of this batch are lost");
     }
     *logged += 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::Flag;
+
+    #[test]
+    fn errors_are_5xx_and_answers_cut_short() {
+        assert_eq!(error_type(200, Flag::None), None);
+        assert_eq!(error_type(404, Flag::NoRoute), None, "a client's error is not the server span's");
+        assert_eq!(error_type(502, Flag::UpstreamConnectFailure).as_deref(), Some("502"));
+        assert_eq!(error_type(499, Flag::ClientClosed).as_deref(), Some("client_closed"));
+        assert_eq!(error_type(200, Flag::UpstreamClosed).as_deref(), Some("upstream_closed"));
+    }
+
+    #[test]
+    fn retry_after_in_seconds_is_followed_up_to_a_bound() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("2"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("86400"));
+        assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER));
+        h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        assert_eq!(retry_after(&h), None, "a date: the backoff's wait");
+        assert!(retryable(http::StatusCode::TOO_MANY_REQUESTS) && !retryable(http::StatusCode::BAD_REQUEST));
+    }
 }

@@ -23,6 +23,9 @@ pub struct TraceContext {
     /// The gateway's own span for this request.
     pub span_id: [u8; 16],
     pub sampled: bool,
+    /// The trace id is random (Trace Context Level 2's `random-trace-id`
+    /// flag): the caller said so, or the gateway drew it.
+    pub random: bool,
 }
 
 fn is_hex(b: &[u8]) -> bool {
@@ -30,8 +33,8 @@ fn is_hex(b: &[u8]) -> bool {
 }
 
 /// A valid `traceparent` (version 00, or a later version read as 00
-/// demands): trace id, parent id, sampled flag.
-pub fn parse(value: &[u8]) -> Option<([u8; 32], [u8; 16], bool)> {
+/// demands): trace id, parent id, flags.
+pub fn parse(value: &[u8]) -> Option<([u8; 32], [u8; 16], u8)> {
     if value.len() < 55 || value[2] != b'-' || value[35] != b'-' || value[52] != b'-' {
         return None;
     }
@@ -47,7 +50,26 @@ pub fn parse(value: &[u8]) -> Option<([u8; 32], [u8; 16], bool)> {
         return None;
     }
     let flags = u8::from_str_radix(std::str::from_utf8(flags).ok()?, 16).ok()?;
-    Some((trace.try_into().ok()?, parent.try_into().ok()?, flags & 1 == 1))
+    Some((trace.try_into().ok()?, parent.try_into().ok()?, flags))
+}
+
+/// The caller's `tracestate` lines as one list (RFC 9110 §5.3: several
+/// lines are one comma-separated value), empty members left out; `None`
+/// when nothing is left (W3C: an empty `tracestate` should not be sent).
+pub fn joined_state(headers: &HeaderMap) -> Option<String> {
+    let mut joined = String::new();
+    for line in headers.get_all(TRACESTATE) {
+        for member in String::from_utf8_lossy(line.as_bytes()).split(',') {
+            let member = member.trim_matches([' ', '\t']);
+            if !member.is_empty() {
+                if !joined.is_empty() {
+                    joined.push(',');
+                }
+                joined.push_str(member);
+            }
+        }
+    }
+    (!joined.is_empty()).then_some(joined)
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -81,9 +103,11 @@ fn hex_of<const N: usize>(bytes: &[u8]) -> [u8; N] {
 
 impl TraceContext {
     /// The trace a request belongs to: its caller's, when the caller is
-    /// trusted and sent a valid `traceparent`; else a new one, whose id is
-    /// the request id when that is a fresh 128-bit hex id. `sample` decides
-    /// a new trace's sampled flag.
+    /// trusted and sent one valid `traceparent` (two lines are no valid
+    /// value: RFC 9110 §5.3 reads them as one list); else a new one, whose
+    /// id is the request id when the gateway made it (128 random bits in
+    /// hex; a caller's id may be neither random nor unique). `sample`
+    /// decides a new trace's sampled flag.
     pub fn of(
         headers: &HeaderMap,
         trusted: bool,
@@ -91,16 +115,22 @@ impl TraceContext {
         sample: impl FnOnce() -> bool,
     ) -> TraceContext {
         let span_id = hex_of::<16>(&span_id().to_be_bytes());
-        if trusted && let Some((trace_id, parent, sampled)) = headers.get(TRACEPARENT).and_then(|v| parse(v.as_bytes()))
-        {
-            return TraceContext { trace_id, parent: Some(parent), span_id, sampled };
+        if trusted {
+            let mut lines = headers.get_all(TRACEPARENT).iter();
+            if let (Some(line), None) = (lines.next(), lines.next())
+                && let Some((trace_id, parent, flags)) = parse(line.as_bytes())
+            {
+                let (sampled, random) = (flags & 1 == 1, flags & 2 == 2);
+                return TraceContext { trace_id, parent: Some(parent), span_id, sampled, random };
+            }
         }
         let id = request_id.as_bytes();
+        let generated = !trusted || headers.get(crate::http::request_id::HEADER) != Some(request_id);
         let trace_id = match <[u8; 32]>::try_from(id) {
-            Ok(t) if is_hex(&t) && !t.iter().all(|&c| c == b'0') => t,
+            Ok(t) if generated && is_hex(&t) && !t.iter().all(|&c| c == b'0') => t,
             _ => hex_of::<32>(&rand::random::<u128>().to_be_bytes()),
         };
-        TraceContext { trace_id, parent: None, span_id, sampled: sample() }
+        TraceContext { trace_id, parent: None, span_id, sampled: sample(), random: true }
     }
 
     /// The `traceparent` the upstream gets: this trace, the gateway's span.
@@ -111,7 +141,13 @@ impl TraceContext {
         v[3..35].copy_from_slice(&self.trace_id);
         v[35] = b'-';
         v[36..52].copy_from_slice(&self.span_id);
-        v[52..].copy_from_slice(if self.sampled { b"-01" } else { b"-00" });
+        let flags: &[u8; 3] = match (self.random, self.sampled) {
+            (false, false) => b"-00",
+            (false, true) => b"-01",
+            (true, false) => b"-02",
+            (true, true) => b"-03",
+        };
+        v[52..].copy_from_slice(flags);
         let bytes = SLAB.with(|slab| slab.copy(&v));
         HeaderValue::from_maybe_shared(bytes).expect("hex digits and dashes")
     }
@@ -125,10 +161,10 @@ mod tests {
 
     #[test]
     fn parses_only_valid_traceparents() {
-        let (t, p, s) = parse(GOOD.as_bytes()).unwrap();
+        let (t, p, flags) = parse(GOOD.as_bytes()).unwrap();
         assert_eq!(&t, b"0af7651916cd43dd8448eb211c80319c");
         assert_eq!(&p, b"b7ad6b7169203331");
-        assert!(s);
+        assert_eq!(flags, 1);
         for bad in [
             "00-00000000000000000000000000000000-b7ad6b7169203331-01",
             "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
@@ -158,5 +194,45 @@ mod tests {
         assert_eq!(&u.trace_id, id.as_bytes(), "an untrusted caller's trace is not continued");
         assert!(u.parent.is_none() && !u.sampled);
         assert!(parse(u.header().as_bytes()).is_some());
+    }
+
+    #[test]
+    fn flags_ids_and_repeated_fields() {
+        let id = HeaderValue::from_static("1234567890abcdef1234567890abcdef");
+        let with = |lines: &[&'static str], x_request_id: bool| {
+            let mut h = HeaderMap::new();
+            for l in lines {
+                h.append(TRACEPARENT, HeaderValue::from_static(l));
+            }
+            if x_request_id {
+                h.insert(crate::http::request_id::HEADER, id.clone());
+            }
+            TraceContext::of(&h, true, &id, || true)
+        };
+        // Level 2's random-trace-id flag is kept when a trace is continued,
+        // and set on a trace the gateway starts.
+        let random = with(&["00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-02"], false);
+        assert!(random.header().to_str().unwrap().ends_with("-02"));
+        assert!(with(&[GOOD], false).header().to_str().unwrap().ends_with("-01"));
+        let started = with(&[], false);
+        assert!(started.header().to_str().unwrap().ends_with("-03"));
+        assert_eq!(&started.trace_id, id.as_bytes(), "the gateway's own request id");
+        // A caller's `X-Request-Id` is not a trace id (it may be neither random nor unique).
+        let taken = with(&[], true);
+        assert_ne!(&taken.trace_id, id.as_bytes());
+        // Two lines are one invalid list: a new trace.
+        let two = with(&[GOOD, GOOD], false);
+        assert!(two.parent.is_none());
+    }
+
+    #[test]
+    fn tracestate_lines_are_one_list() {
+        let mut h = HeaderMap::new();
+        assert_eq!(joined_state(&h), None);
+        h.append(TRACESTATE, HeaderValue::from_static(""));
+        assert_eq!(joined_state(&h), None, "an empty tracestate is not sent on");
+        h.append(TRACESTATE, HeaderValue::from_static("a=1, ,b=2"));
+        h.append(TRACESTATE, HeaderValue::from_static("c=3"));
+        assert_eq!(joined_state(&h).as_deref(), Some("a=1,b=2,c=3"));
     }
 }

@@ -81,6 +81,13 @@ pub fn handle<P: Deref<Target = Plan>>(
             // not to be read).
             req.headers_mut().remove(TRACEPARENT);
             req.headers_mut().remove(TRACESTATE);
+        } else if present.trace {
+            // A continued trace's `tracestate` goes on as one line, without
+            // empty members (W3C Trace Context §3.3.1.1; RFC 9110 §5.3).
+            match crate::observe::trace::joined_state(req.headers()).and_then(|j| HeaderValue::try_from(j).ok()) {
+                Some(joined) => req.headers_mut().insert(TRACESTATE, joined),
+                None => req.headers_mut().remove(TRACESTATE),
+            };
         }
         let origin = if present.origin { req.headers().get(header::ORIGIN).cloned() } else { None };
         let request_id_ref = &request_id;

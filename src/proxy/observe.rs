@@ -20,7 +20,7 @@ use crate::observe::access_log::record::TEXT_ROOM;
 use crate::observe::access_log::{Record, Try};
 use crate::observe::metrics::UpstreamError;
 use crate::observe::trace::TraceContext;
-use crate::observe::{Ending, Flag, Pending, SpanStart};
+use crate::observe::{Ending, Flag, Pending, SpanRequest, SpanStart};
 use crate::plan::Plan;
 use crate::policy::ctx::{Refusal, RequestCtx};
 
@@ -115,6 +115,42 @@ fn wall_now() -> SystemTime {
     SystemTime::now()
 }
 
+/// A sampled request's span as it begins: what its attributes say of the request.
+fn span_start<B>(plan: &Plan, req: &Request<B>, trace: TraceContext, client: &Client, tls: bool) -> Box<SpanStart> {
+    let uri = req.uri();
+    let query = uri.query().map(|q| {
+        let mut out = Vec::new();
+        plan.observe.redact.query(q.as_bytes(), &mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    });
+    let text = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
+    let authority =
+        uri.authority().map(|a| a.as_str().as_bytes()).or(req.headers().get(header::HOST).map(|h| h.as_bytes()));
+    let server = authority.and_then(|a| crate::wire::admit::host_and_port(a).ok()).map(|hp| {
+        let host = String::from_utf8_lossy(hp.host).trim_start_matches('[').trim_end_matches(']').to_string();
+        (host, hp.port)
+    });
+    let protocol = match req.version() {
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_10 => "1.0",
+        _ => "1.1",
+    };
+    Box::new(SpanStart {
+        trace,
+        trace_state: trace.parent.and_then(|_| crate::observe::trace::joined_state(req.headers())),
+        wall: wall_now(),
+        request: SpanRequest {
+            path: uri.path().to_string(),
+            query,
+            scheme: if tls { "https" } else { "http" },
+            protocol,
+            user_agent: req.headers().get(header::USER_AGENT).map(text),
+            server,
+        },
+        client: client.ip,
+    })
+}
+
 impl<'p> Seen<'p> {
     pub fn of<B>(
         plan: &Plan,
@@ -142,9 +178,8 @@ impl<'p> Seen<'p> {
                 }
                 None => p.record = None,
             }
-            p.span = (trace.sampled && observer.exports()).then(|| {
-                Box::new(SpanStart { trace, wall: wall_now(), path: req.uri().path().to_string(), client: client.ip })
-            });
+            p.span = (trace.sampled && observer.exports())
+                .then(|| span_start(plan, req, trace, client, tls_version.is_some()));
             p
         });
         Seen { trace, route: None, request_bytes: 0, flag: Flag::None, tried: SmallVec::new(), watch }

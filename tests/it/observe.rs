@@ -671,7 +671,8 @@ async fn sampled_requests_are_exported_as_spans_over_otlp() {
     // Sample 0: a new trace is not exported; a sampled parent's is, and so is its 5xx.
     get(&url(&h, "/r/unsampled"), &[]).await;
     let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    let seen = get(&url(&h, "/r/a"), &[("traceparent", parent)]).await.json();
+    let seen = get(&url(&h, "/r/a?page=2&token=T0KEN"), &[("traceparent", parent), ("user-agent", "probe/2")]).await;
+    let seen = seen.json();
     get(&url(&h, "/g/b"), &[("traceparent", "00-5bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")]).await;
     let spans = receiver.wait_for(2).await;
     assert_eq!(spans.len(), 2, "only the sampled requests: {spans:?}");
@@ -689,9 +690,25 @@ async fn sampled_requests_are_exported_as_spans_over_otlp() {
     assert_eq!(attr(ok, "http.route"), Some(V::StringValue("r".into())));
     assert_eq!(attr(ok, "http.response.status_code"), Some(V::IntValue(200)));
     assert_eq!(ok.status.as_ref().map(|s| s.code), Some(0));
+    // The HTTP server span's attributes (semantic conventions).
+    let port = h.addr("gw").unwrap().port();
+    for (key, value) in [
+        ("url.scheme", V::StringValue("http".into())),
+        ("url.path", V::StringValue("/r/a".into())),
+        ("url.query", V::StringValue("page=2&token=<redacted>".into())),
+        ("network.protocol.version", V::StringValue("1.1".into())),
+        ("server.address", V::StringValue("127.0.0.1".into())),
+        ("server.port", V::IntValue(i64::from(port))),
+        ("user_agent.original", V::StringValue("probe/2".into())),
+        ("client.address", V::StringValue("127.0.0.1".into())),
+    ] {
+        assert_eq!(attr(ok, key), Some(value), "{key}");
+    }
+    assert_eq!(attr(ok, "error.type"), None);
     let failed = spans.iter().find(|s| s.name == "GET g").expect("the span of /g/b");
     assert_eq!(attr(failed, "http.response.status_code"), Some(V::IntValue(502)));
     assert_eq!(failed.status.as_ref().map(|s| s.code), Some(2), "5xx is an error");
+    assert_eq!(attr(failed, "error.type"), Some(V::StringValue("502".into())));
     assert!(receiver.headers.lock().unwrap().iter().any(|l| l == "x-api-key: collector-key"));
     assert!(receiver.headers.lock().unwrap().iter().any(|l| l == "content-type: application/x-protobuf"));
     // A method of the client's own: span names stay bounded (semantic
@@ -708,6 +725,78 @@ async fn sampled_requests_are_exported_as_spans_over_otlp() {
     assert_eq!(odd.name, "HTTP r");
     assert_eq!(attr(odd, "http.request.method"), Some(V::StringValue("_OTHER".into())));
     assert_eq!(attr(odd, "http.request.method_original"), Some(V::StringValue("XHJPZSC".into())));
+}
+
+/// W3C Trace Context Level 2 and the `tracestate` of a continued trace:
+/// the random flag kept, the lines joined (empty ones left out) for the
+/// upstream and in the span.
+#[cfg(feature = "otlp")]
+#[tokio::test]
+async fn a_continued_trace_keeps_its_flags_and_state() {
+    use crate::support::otlp::Receiver;
+    let dir = tempfile::tempdir().unwrap();
+    let up = Upstream::start("svc").await;
+    let receiver = Receiver::start().await;
+    let body = format!(
+        "trusted_proxies: [127.0.0.1]
+tracing:
+  otlp: {{ endpoint: \"{}\", sample: 0.0 }}
+\
+         upstreams:\n  svc: {{ targets: [\"{}\"] }}\nroutes:\n  - {{ name: r, match: {{ path_prefix: /r }}, upstream: svc }}\n",
+        receiver.url(),
+        up.url()
+    );
+    let h = start(&body, dir.path()).await;
+    let mut req = Request::get(url(&h, "/r/state"))
+        .header("traceparent", "00-7bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03")
+        .header("tracestate", "")
+        .header("tracestate", "congo=t61rcWkgMzE")
+        .body(Full::default())
+        .unwrap();
+    req.headers_mut().append("tracestate", "rojo=00f067aa0ba902b7".parse().unwrap());
+    let seen = send(&http1_client(), req).await.json();
+    let upstream = &seen["headers"];
+    assert!(upstream["traceparent"].as_str().unwrap().ends_with("-03"), "{upstream}");
+    assert_eq!(upstream["tracestate"], "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7", "one line: {upstream}");
+    let spans = receiver.wait_for(1).await;
+    assert_eq!(spans[0].trace_state, "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
+    // Two `traceparent` lines are no valid value: a new trace, no state passed on.
+    let mut req = Request::get(url(&h, "/r/two")).body(Full::default()).unwrap();
+    for line in [
+        "00-7bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-8bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    ] {
+        req.headers_mut().append("traceparent", line.parse().unwrap());
+    }
+    req.headers_mut().append("tracestate", "congo=t61rcWkgMzE".parse().unwrap());
+    let seen = send(&http1_client(), req).await.json();
+    let traceparent = seen["headers"]["traceparent"].as_str().unwrap();
+    assert!(!traceparent.contains("7bf92f35") && !traceparent.contains("8bf92f35"), "{traceparent}");
+    assert!(seen["headers"].get("tracestate").is_none(), "{}", seen["headers"]);
+}
+
+/// A batch the collector cannot take for now is sent again (OTLP/HTTP:
+/// 429, 502, 503, 504, following `Retry-After`); one it refuses (400) is
+/// not, and its spans are counted as dropped.
+#[cfg(feature = "otlp")]
+#[tokio::test]
+async fn span_batches_are_retried_when_the_collector_is_busy() {
+    use crate::support::otlp::Receiver;
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::answering(vec![(503, Some("0")), (200, None), (400, None)]).await;
+    let body = format!(
+        "tracing:\n  otlp: {{ endpoint: \"{}\", sample: 1.0 }}\n\
+         routes:\n  - {{ name: r, match: {{ path_prefix: /r }}, static: {{ body: ok }} }}\n",
+        receiver.url()
+    );
+    let h = start(&body, dir.path()).await;
+    get(&url(&h, "/r/first"), &[]).await;
+    let spans = receiver.wait_for(1).await;
+    assert_eq!((spans.len(), *receiver.posts.lock().unwrap()), (1, 2), "sent again after the 503");
+    get(&url(&h, "/r/second"), &[]).await;
+    let s = scrape_until(&h, |s| number(s, "portcullis_trace_spans_dropped_total", &[]) >= 1.0).await;
+    assert_eq!(number(&s, "portcullis_trace_spans_dropped_total", &[]), 1.0, "the refused batch's span");
+    assert_eq!(*receiver.posts.lock().unwrap(), 3, "a 400 is not sent again");
 }
 
 #[tokio::test]

@@ -67,7 +67,11 @@ const FAMILIES: &[(&str, Kind, &str)] = &[
     ("portcullis_config_info", Kind::Info, "The config in use (its hash)."),
     ("portcullis_config_last_reload_timestamp_seconds", Kind::Gauge, "When the config in use was loaded (Unix time)."),
     ("portcullis_access_log_dropped", Kind::Counter, "Access log lines dropped because the writer fell behind."),
-    ("portcullis_trace_spans_dropped", Kind::Counter, "Spans dropped because the OTLP exporter fell behind."),
+    (
+        "portcullis_trace_spans_dropped",
+        Kind::Counter,
+        "Spans dropped: the OTLP queue was full or the collector never took them.",
+    ),
     ("portcullis_build_info", Kind::Info, "The gateway's version."),
 ];
 

@@ -18,24 +18,38 @@ use tokio::net::TcpListener;
 
 pub struct Receiver {
     pub addr: std::net::SocketAddr,
+    /// The spans of the export requests answered 2xx.
     pub spans: Arc<Mutex<Vec<Span>>>,
     /// The headers of each export request, as `name: value` lines.
     pub headers: Arc<Mutex<Vec<String>>>,
+    /// How many export requests came.
+    pub posts: Arc<Mutex<usize>>,
 }
+
+/// How the receiver answers an export request: a status and a `Retry-After`.
+pub type Answer = (u16, Option<&'static str>);
 
 impl Receiver {
     pub async fn start() -> Receiver {
+        Receiver::answering(Vec::new()).await
+    }
+
+    /// A receiver that answers its first export requests with `answers`, in
+    /// order (their spans are not kept unless the status is 2xx), then 200.
+    pub async fn answering(answers: Vec<Answer>) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let spans: Arc<Mutex<Vec<Span>>> = Arc::default();
         let headers: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (s, h) = (spans.clone(), headers.clone());
+        let posts: Arc<Mutex<usize>> = Arc::default();
+        let answers = Arc::new(Mutex::new(std::collections::VecDeque::from(answers)));
+        let (s, h, p) = (spans.clone(), headers.clone(), posts.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (s, h) = (s.clone(), h.clone());
+                let (s, h, p, a) = (s.clone(), h.clone(), p.clone(), answers.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
-                        let (s, h) = (s.clone(), h.clone());
+                        let (s, h, p, a) = (s.clone(), h.clone(), p.clone(), a.clone());
                         async move {
                             assert_eq!(req.uri().path(), "/v1/traces");
                             for (k, v) in req.headers() {
@@ -43,19 +57,28 @@ impl Receiver {
                             }
                             let body = req.into_body().collect().await.unwrap().to_bytes();
                             let export = ExportTraceServiceRequest::decode(body).expect("protobuf");
-                            for rs in export.resource_spans {
-                                for ss in rs.scope_spans {
-                                    s.lock().unwrap().extend(ss.spans);
+                            *p.lock().unwrap() += 1;
+                            let (status, retry_after) = a.lock().unwrap().pop_front().unwrap_or((200, None));
+                            let mut resp = Response::new(Full::new(Bytes::new()));
+                            *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                            if let Some(after) = retry_after {
+                                resp.headers_mut().insert("retry-after", after.parse().unwrap());
+                            }
+                            if resp.status().is_success() {
+                                for rs in export.resource_spans {
+                                    for ss in rs.scope_spans {
+                                        s.lock().unwrap().extend(ss.spans);
+                                    }
                                 }
                             }
-                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+                            Ok::<_, Infallible>(resp)
                         }
                     });
                     let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
                 });
             }
         });
-        Receiver { addr, spans, headers }
+        Receiver { addr, spans, headers, posts }
     }
 
     pub fn url(&self) -> String {
