@@ -192,11 +192,20 @@ impl Registry {
                 Kind::Info if openmetrics => "info",
                 Kind::Info => "gauge",
             };
-            let _ = writeln!(out, "# HELP {type_name} {help}");
-            let _ = writeln!(out, "# TYPE {type_name} {kind_name}");
+            if openmetrics {
+                // The OpenMetrics examples' order, with the unit its name ends in.
+                let _ = writeln!(out, "# TYPE {type_name} {kind_name}");
+                if let Some(unit) = ["seconds", "bytes"].into_iter().find(|u| type_name.ends_with(&format!("_{u}"))) {
+                    let _ = writeln!(out, "# UNIT {type_name} {unit}");
+                }
+                let _ = writeln!(out, "# HELP {type_name} {help}");
+            } else {
+                let _ = writeln!(out, "# HELP {type_name} {help}");
+                let _ = writeln!(out, "# TYPE {type_name} {kind_name}");
+            }
             let mut lines = Vec::new();
             for e in entries.iter() {
-                render_entry(e, family, &sample, &mut lines);
+                render_entry(e, family, &sample, openmetrics, &mut lines);
             }
             lines.sort();
             for l in lines {
@@ -212,7 +221,7 @@ impl Registry {
 
 /// The lines `e` contributes to `family` (one string per series: a
 /// histogram's bucket lines stay together and in order when sorted).
-fn render_entry(e: &Entry, family: &str, sample: &str, out: &mut Vec<String>) {
+fn render_entry(e: &Entry, family: &str, sample: &str, openmetrics: bool, out: &mut Vec<String>) {
     match &e.held {
         Held::Counter(w) if e.family == family => {
             if let Some(c) = w.upgrade() {
@@ -240,7 +249,7 @@ fn render_entry(e: &Entry, family: &str, sample: &str, out: &mut Vec<String>) {
                     "http_server_response_body_size_bytes" => &series.response_size,
                     _ => return,
                 };
-                out.push(histogram_text(family, &labels, h));
+                out.push(histogram_text(family, &labels, h, openmetrics));
             }
         }
         Held::Client(w) if family == "http_client_request_duration_seconds" => {
@@ -248,18 +257,21 @@ fn render_entry(e: &Entry, family: &str, sample: &str, out: &mut Vec<String>) {
             for (key, h) in c.table.series() {
                 let mut labels = e.labels.clone();
                 labels.extend(client_labels(key));
-                out.push(histogram_text(family, &labels, h));
+                out.push(histogram_text(family, &labels, h, openmetrics));
             }
         }
         _ => {}
     }
 }
 
-fn histogram_text(family: &str, labels: &Labels, h: &Histogram) -> String {
+fn histogram_text(family: &str, labels: &Labels, h: &Histogram, openmetrics: bool) -> String {
     let s = h.snapshot();
     let mut out = String::new();
     for (i, count) in s.cumulative.iter().enumerate() {
         let le = match s.buckets.bounds.get(i) {
+            // OpenMetrics' canonical numbers: `1.0`, not `1` (a bound is
+            // matched as text across scrapes).
+            Some(&b) if openmetrics => format!("{:?}", b as f64 / s.buckets.scale),
             Some(&b) => number(b as f64 / s.buckets.scale),
             None => "+Inf".to_string(),
         };
@@ -461,6 +473,14 @@ mod tests {
         let om = r.render(true);
         assert!(om.contains("# TYPE portcullis_auth_failures counter\n") && om.ends_with("# EOF\n"));
         assert!(om.contains("# TYPE portcullis_build info\n"), "{om}");
+        assert!(
+            om.contains("# TYPE http_server_request_duration_seconds histogram\n# UNIT http_server_request_duration_seconds seconds\n# HELP http_server_request_duration_seconds "),
+            "{om}"
+        );
+        assert!(
+            om.contains(",le=\"0.0025\"} 1\n") && om.contains(",le=\"1.0\"} ") && !om.contains(",le=\"1\"}"),
+            "{om}"
+        );
         drop((c, same));
         assert!(!r.render(false).contains("portcullis_auth_failures_total{"), "a dropped series is gone");
     }
