@@ -143,8 +143,8 @@ impl std::ops::Deref for KeyBytes {
 struct Key {
     /// Counter namespace: the limit's `name`, or its route and position.
     scope: Arc<str>,
-    /// `scope` as the `RateLimit` headers name it: without quotes and
-    /// backslashes, which a structured-field string would need escaped.
+    /// `scope` as the metrics' `limit` label and the `RateLimit` headers
+    /// name it (the headers escape it: `policy_value`).
     label: Arc<str>,
     parts: Vec<Part>,
 }
@@ -169,7 +169,7 @@ impl Key {
         if parts.is_empty() {
             return Err("a key needs at least one part".into());
         }
-        let label = scope.replace(['"', '\\'], "").into();
+        let label = scope.as_str().into();
         Ok(Key { scope: scope.into(), label, parts })
     }
 
@@ -355,6 +355,17 @@ pub fn compile(cfg: &RouteLimits<'_>, cx: &mut CompileCtx<'_>) -> Result<PhasedL
     // Counter namespace: the `name` if given; an `upstream` key is shared by
     // every route of that upstream that declares the same limit (`kind`
     // carries the limit's settings); otherwise the route and position.
+    for (at, name) in rates
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (format!("rate_limit[{i}].name"), &r.name))
+        .chain(quotas.iter().enumerate().map(|(i, q)| (format!("quota[{i}].name"), &q.name)))
+        .chain(concurrency.iter().enumerate().map(|(i, c)| (format!("concurrency[{i}].name"), &c.name)))
+    {
+        if name.as_deref().is_some_and(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_graphic() || b == b' ')) {
+            errors.push((at, "a limit's name is printable ASCII (it is sent in `RateLimit-Policy`)".into()));
+        }
+    }
     let scope = |name: &Option<String>, key: &KeySpec, kind: String, i: usize| match (name, upstream) {
         (Some(n), _) => n.clone(),
         (None, Some(u)) if key.parts().contains(&KeyPart::Upstream) => format!("upstream:{u}#{kind}"),
@@ -612,8 +623,22 @@ pub fn header_fields(mode: RateLimitHeaders, info: &HeaderInfo) -> Option<LimitF
 
 /// A limit's `RateLimit-Policy` value, made when the config is compiled.
 fn policy_value(label: &str, quota: u64, window_secs: u64) -> HeaderValue {
+    // An sf-string (RFC 8941 §3.3.3): `"` and `\` escaped; it carries
+    // printable ASCII only, so anything else (a route name's `é`) is `_`.
+    let mut string = String::from("\"");
+    for c in label.chars() {
+        match c {
+            '"' | '\\' => {
+                string.push('\\');
+                string.push(c);
+            }
+            ' '..='~' => string.push(c),
+            _ => string.push('_'),
+        }
+    }
+    string.push('"');
     let mut value = Vec::new();
-    structured_item(&mut value, format!("\"{label}\"").as_bytes(), [(b'q', quota), (b'w', window_secs)]);
+    structured_item(&mut value, string.as_bytes(), [(b'q', quota), (b'w', window_secs)]);
     HeaderValue::try_from(value).unwrap_or(HeaderValue::from_static("\"limit\""))
 }
 

@@ -91,15 +91,32 @@ async fn concurrency_slots_are_held_until_dropped() {
 #[test]
 fn bad_limits_are_named_by_their_place() {
     let clock = WallClock::fixed(NOW);
-    let quotas: Vec<QuotaConfig> = serde_saphyr::from_str("[ { key: ip, limit: 0, per: day } ]").unwrap();
-    let mut shared = Shared::default();
-    shared.insert(Arc::new(Arc::new(
-        with_test_ctx(Shared::default(), |cx| Stores::compile(&Default::default(), cx)).unwrap(),
-    )));
-    shared.insert(Arc::new(clock));
-    let cfg = RouteLimits { rate_limit: &[], quota: &quotas, concurrency: &[] };
-    let errs = with_test_ctx(shared, |cx| compile(&cfg, cx)).unwrap_err();
-    assert_eq!(errs[0].0, "quota[0].limit");
+    let errors = |rates: &str, quotas: &str| {
+        let rates: Vec<RateLimitConfig> = serde_saphyr::from_str(rates).unwrap();
+        let quotas: Vec<QuotaConfig> = serde_saphyr::from_str(quotas).unwrap();
+        let mut shared = Shared::default();
+        shared.insert(Arc::new(Arc::new(
+            with_test_ctx(Shared::default(), |cx| Stores::compile(&Default::default(), cx)).unwrap(),
+        )));
+        shared.insert(Arc::new(clock.clone()));
+        let cfg = RouteLimits { rate_limit: &rates, quota: &quotas, concurrency: &[] };
+        let errs = with_test_ctx(shared, |cx| compile(&cfg, cx)).unwrap_err();
+        errs.into_iter().map(|e| e.0).collect::<Vec<_>>()
+    };
+    assert_eq!(errors("[]", "[ { key: ip, limit: 0, per: day } ]"), ["quota[0].limit"]);
+    assert_eq!(
+        errors("[ { key: ip, rate: 1/s, name: \"caf\u{e9}\" }, { key: ip, rate: 1/s, name: \"\" } ]", "[]"),
+        ["rate_limit[0].name", "rate_limit[1].name"]
+    );
+}
+
+#[test]
+fn policy_names_are_escaped_not_cut() {
+    // Two names that differ by a quote stay two names (metrics and headers).
+    let quoted = super::policy_value(r#"lim "1""#, 10, 1);
+    assert_eq!(quoted, r#""lim \"1\"";q=10;w=1"#);
+    assert_ne!(quoted, super::policy_value("lim 1", 10, 1));
+    assert_eq!(super::policy_value("caf\u{e9}#rate0", 10, 1), r#""caf_#rate0";q=10;w=1"#);
 }
 
 #[test]
