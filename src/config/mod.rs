@@ -167,7 +167,11 @@ pub fn parse_str(text: &str, source_name: &str, base_dir: &Path) -> Result<Loade
                 path = exact.to_string();
             }
             let position = position.or_else(|| locations.find(&path));
-            let mut message = plain_message(&e);
+            // With `${VAR}`s in the file the library hides an unknown key's
+            // name (it might have come from the environment); the path
+            // names that key already, so the message may too.
+            let key = path.rsplit('.').next().filter(|k| !k.is_empty() && !k.contains(['[', '?']));
+            let mut message = plain_message(&e, key);
             // `${VAR}` in a flow mapping: its braces end the mapping, and
             // the parser's words do not say so.
             let line = position.and_then(|(l, _)| text.lines().nth(l.saturating_sub(1))).unwrap_or("");
@@ -220,8 +224,11 @@ pub fn parse_repaired(text: &str, source_name: &str, base_dir: &Path) -> Option<
 
 /// The error text without the source snippet and position (we print those
 /// ourselves), in our words where the library's would puzzle a user.
-fn plain_message(e: &serde_saphyr::Error) -> String {
-    let text = e.without_snippet().to_string();
+fn plain_message(e: &serde_saphyr::Error, key: Option<&str>) -> String {
+    let mut text = e.without_snippet().to_string();
+    if let Some(key) = key {
+        text = text.replace("unknown field `an interpolated field`", &format!("unknown field `{key}`"));
+    }
     // Drop a trailing " at line X, column Y" that the library appends.
     let text = match text.rfind(" at line ") {
         Some(i) => &text[..i],
@@ -381,6 +388,20 @@ mod tests {
         assert_eq!(e.path, "upstreams.u.timeouts.connect");
         assert_eq!(e.position.map(|p| p.0), Some(4));
         assert!(e.message.contains("not a duration"), "{}", e.message);
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_in_a_file_with_variables() {
+        // `${HOME}`: a variable every test process has.
+        let text = "listeners:\n  - name: p\n    bind: ${HOME}\nbogus_kye: 1\nroutse: []\n";
+        let errors = parse_str(text, "test.yaml", Path::new(".")).unwrap_err();
+        let first = &errors.0[0];
+        assert_eq!(first.path, "bogus_kye");
+        assert!(first.message.starts_with("unknown field `bogus_kye`"), "{}", first.message);
+        let message = parse_str("admin:\n  bind: ${HOME}\nroutse: []\n", "test.yaml", Path::new(".")).unwrap_err().0[0]
+            .message
+            .clone();
+        assert!(message.contains("`routse`: did you mean `routes`?"), "{message}");
     }
 
     #[test]
