@@ -38,6 +38,9 @@ pub(crate) mod tls;
 pub(crate) mod upstream;
 pub(crate) mod wire;
 
+/// The header every admin API answer carries (`portcullis reload` checks it).
+pub use admin::MARK as ADMIN_MARK;
+
 /// The SHA-256 form of an API key, as `consumers[].api_keys[].sha256` takes it.
 pub use policy::auth::hash_key;
 

@@ -97,8 +97,32 @@ fn loopback(bind: &str) -> Result<String, String> {
     Ok(std::net::SocketAddr::new(ip, addr.port()).to_string())
 }
 
-/// One request to the admin API: its status and body.
+/// One request to the admin API: its status and body. With a token, a
+/// `/healthz` without it comes first: the token goes only to a listener
+/// that marks its answers as the admin API's (`portcullis::ADMIN_MARK`).
 async fn call(admin: &Admin, method: Method, path: &str) -> Result<(StatusCode, Value), String> {
+    if admin.token.is_some() {
+        let (status, marked, _) = exchange(admin, Method::GET, "/healthz", false).await?;
+        if !marked || status != StatusCode::OK {
+            return Err(not_admin(admin));
+        }
+    }
+    let (status, marked, body) = exchange(admin, method, path, true).await?;
+    if !marked {
+        return Err(not_admin(admin));
+    }
+    Ok((status, body))
+}
+
+fn not_admin(admin: &Admin) -> String {
+    format!(
+        "what answers at {} is not a Portcullis admin API (the token was not sent): is `admin.bind` in the \
+         file the running gateway's? (a change of it waits for a restart; give the live one with --admin ADDR)",
+        admin.addr
+    )
+}
+
+async fn exchange(admin: &Admin, method: Method, path: &str, token: bool) -> Result<(StatusCode, bool, Value), String> {
     let unreachable = |e: &dyn std::fmt::Display| format!("cannot reach the admin API at {}: {e}", admin.addr);
     let stream = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(&admin.addr))
         .await
@@ -108,7 +132,7 @@ async fn call(admin: &Admin, method: Method, path: &str) -> Result<(StatusCode, 
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| unreachable(&e))?;
     tokio::spawn(conn);
     let mut req = Request::builder().method(method).uri(path).header(header::HOST, &admin.addr);
-    if let Some(token) = &admin.token {
+    if let Some(token) = admin.token.as_ref().filter(|_| token) {
         req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
     let req = req.body(Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
@@ -118,9 +142,10 @@ async fn call(admin: &Admin, method: Method, path: &str) -> Result<(StatusCode, 
         .map_err(|_| unreachable(&"no answer within 65 s"))?
         .map_err(|e| unreachable(&e))?;
     let status = resp.status();
+    let marked = resp.headers().contains_key(portcullis::ADMIN_MARK);
     let body = resp.into_body().collect().await.map_err(|e| unreachable(&e))?.to_bytes();
     let value = serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));
-    Ok((status, value))
+    Ok((status, marked, value))
 }
 
 /// Runs one async call on a small runtime of its own.
@@ -168,6 +193,9 @@ pub fn reload(config: Option<&Path>, admin_flag: Option<&str>) -> ExitCode {
     };
     let hash = |b: &Value| b.pointer("/config/hash").and_then(Value::as_str).unwrap_or("?").to_string();
     match status {
+        StatusCode::OK if body.get("result").and_then(Value::as_str) != Some("reloaded") => {
+            fail(&format!("the admin API answered 200 without saying the config was reloaded: {body}"))
+        }
         StatusCode::OK => {
             let reloads = body.pointer("/config/reloads").and_then(Value::as_u64).unwrap_or(0);
             println!("reloaded: config {} is live ({reloads} reload(s) since start)", hash(&body));

@@ -141,3 +141,38 @@ async fn reload_without_an_admin_api_says_what_to_add() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains(&closed), "{}", text(&out.stderr));
 }
+
+/// The token goes only to a listener that says it is the admin API: an
+/// address that answers something else (a public route, a moved
+/// `admin.bind` not yet live) gets no token, and no success is claimed.
+#[tokio::test]
+async fn reload_sends_no_token_to_what_is_not_the_admin_api() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let heard = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 4096];
+            let n = s.read(&mut buf).await.unwrap_or(0);
+            heard.lock().unwrap().extend_from_slice(&buf[..n]);
+            let body = r#"{"result":"reloaded","config":{"hash":"0"}}"#;
+            let answer =
+                format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+            let _ = s.write_all(answer.as_bytes()).await;
+        }
+    });
+    let token = "s3cret-admin-token-0123";
+    for command in ["reload", "status"] {
+        let out = cli(
+            vec![command.into(), "--admin".into(), addr.to_string()],
+            vec![("PORTCULLIS_ADMIN_TOKEN", token.into())],
+        )
+        .await;
+        assert_eq!(out.status.code(), Some(1), "{command}: {}", text(&out.stdout));
+        assert!(text(&out.stderr).contains("not a Portcullis admin API"), "{}", text(&out.stderr));
+    }
+    let heard = text(&seen.lock().unwrap());
+    assert!(heard.contains("GET /healthz") && !heard.contains(token), "{heard}");
+}
