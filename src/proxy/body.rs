@@ -173,13 +173,23 @@ impl Body {
         self
     }
 
-    /// The answer to a HEAD request over HTTP/2, where hyper sends what the
-    /// body holds (RFC 9110 §9.3.2: no content; the HTTP/1.1 writer leaves
-    /// it out itself): a body the gateway made is dropped, its length kept
-    /// as `content-length`. An upstream's answer to a HEAD has no body.
-    pub fn drop_for_head(&mut self, headers: &mut http::HeaderMap) {
-        if let Kind::Full(Some(bytes)) = &self.kind {
+    /// An answer that has no content (RFC 9110 §6.4.1: to HEAD, and 1xx,
+    /// 204, 304) on HTTP/2, where hyper sends whatever the body holds (the
+    /// HTTP/1.1 writer leaves it out itself): the body is dropped, an
+    /// upstream's too (an HTTP/2 upstream may have sent DATA after all,
+    /// which would make the client's stream malformed). A HEAD's answer
+    /// the gateway made keeps its length as `content-length`; a 1xx or 204
+    /// has none (§8.6).
+    pub fn drop_content(&mut self, status: http::StatusCode, head: bool, headers: &mut http::HeaderMap) {
+        if let (true, Kind::Full(Some(bytes))) = (head, &self.kind) {
             headers.entry(http::header::CONTENT_LENGTH).or_insert_with(|| bytes.len().into());
+        }
+        if status.is_informational() || status == http::StatusCode::NO_CONTENT {
+            headers.remove(http::header::CONTENT_LENGTH);
+        }
+        // A body known to be over already (an HTTP/1.1 upstream's bodiless
+        // answer) stays: it gives its connection back when it is done.
+        if !http_body::Body::is_end_stream(self) {
             self.kind = Kind::Full(None);
             if let Some(w) = &mut self.watch {
                 w.ended = true;

@@ -512,9 +512,23 @@ async fn through_h2(
         Ok(Err(e)) => return Err(classify(upstream.name.clone(), e)),
         Ok(Ok(resp)) => resp,
     };
+    valid_status(upstream, resp.status())?;
     let (mut parts, inner) = resp.into_parts();
     hop_by_hop::strip(&mut parts.headers, false);
     Ok(Response::from_parts(parts, Body::upstream(inner, in_flight, upstream.read_timeout)))
+}
+
+/// RFC 9110 §15: a status outside 100 to 599 is invalid (the `http` crate
+/// takes up to 999); the own HTTP/1.1 codec refuses it as it reads the head.
+fn valid_status(upstream: &crate::upstream::Upstream, status: StatusCode) -> Result<(), GatewayError> {
+    if status.as_u16() <= 599 {
+        return Ok(());
+    }
+    Err(GatewayError::UpstreamUnreachable {
+        upstream: upstream.name.clone(),
+        cause: format!("the upstream answered status {}, outside 100 to 599", status.as_u16()).into(),
+        sent: true,
+    })
 }
 
 /// HTTPS and upgraded requests: hyper-util's pooled client.
@@ -535,6 +549,7 @@ async fn through_hyper(
         Ok(Err(e)) => return Err(classify(upstream.name.clone(), Box::new(e))),
         Ok(Ok(resp)) => resp,
     };
+    valid_status(upstream, resp.status())?;
 
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         // Only a valid answer to the upgrade the client asked for turns the

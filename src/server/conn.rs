@@ -207,8 +207,9 @@ impl<'p> Conn<'p> {
                 // hyper writes the map: an upstream's raw header lines join it first.
                 let (mut parts, mut body) = resp.into_parts();
                 body.merge_headers(&mut parts.headers);
-                if head {
-                    body.drop_for_head(&mut parts.headers);
+                let status = parts.status;
+                if head || status.is_informational() || matches!(status.as_u16(), 204 | 304) {
+                    body.drop_content(status, head, &mut parts.headers);
                 }
                 Ok::<_, Infallible>(Response::from_parts(parts, Tracked { body, activity, started }))
             }

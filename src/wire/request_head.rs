@@ -138,6 +138,9 @@ fn version_refusal(buf: &[u8]) -> Refusal {
         {
             Refusal::VersionNotSupported
         }
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', minor] if minor.is_ascii_digit() => {
+            Refusal::Malformed("an HTTP/1 minor version above 1 (HTTP/1.0 and HTTP/1.1 are read)")
+        }
         _ => Refusal::Malformed("not an HTTP/1.x request"),
     }
 }

@@ -132,7 +132,10 @@ pub fn parse_head(
             Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(HeadError::TooLarge),
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(httparse::Error::TooManyHeaders) => return Err(HeadError::Malformed("too many header lines")),
-            Err(_) => return Err(HeadError::Malformed("not an HTTP/1.x response")),
+            Err(httparse::Error::Version | httparse::Error::Status) => {
+                return Err(HeadError::Malformed("not an HTTP/1.x status line"));
+            }
+            Err(_) => return Err(HeadError::Malformed("a malformed header line (a control byte, or a bad name)")),
         };
         if len > MAX_HEAD {
             return Err(HeadError::TooLarge);
@@ -141,6 +144,10 @@ pub fn parse_head(
             return Err(HeadError::Malformed("a line does not end in CRLF"));
         }
         let code = resp.code.unwrap_or(0);
+        // RFC 9110 §15: 100 to 599; `http` would take up to 999.
+        if !(100..=599).contains(&code) {
+            return Err(HeadError::Malformed("a status code outside 100 to 599"));
+        }
         let status = StatusCode::from_u16(code).map_err(|_| HeadError::Malformed("bad status code"))?;
         if status == StatusCode::SWITCHING_PROTOCOLS {
             return Err(HeadError::Malformed("101 Switching Protocols without an upgrade request"));

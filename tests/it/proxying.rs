@@ -254,3 +254,43 @@ routes:
         assert_eq!(length, Some(got.body.len().to_string()), "{path}");
     }
 }
+
+/// An HTTP/2 upstream that sends content with a 204 or 304 (or with the
+/// answer to a HEAD): the client gets the head alone, as RFC 9110 §6.4.1
+/// says (with the DATA, its HTTP/2 stream would be malformed), and no
+/// `content-length` on the 204 (§8.6).
+#[tokio::test]
+async fn bodiless_answers_of_an_http2_upstream_reach_http2_clients_without_content() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut conn = h2::server::handshake(tcp).await.unwrap();
+                while let Some(Ok((req, mut respond))) = conn.accept().await {
+                    let status: u16 = req.uri().path().trim_start_matches('/').parse().unwrap_or(200);
+                    let resp = http::Response::builder().status(status).header("content-length", "5").body(()).unwrap();
+                    if let Ok(mut send) = respond.send_response(resp, false) {
+                        let _ = send.send_data(bytes::Bytes::from_static(b"hello"), true);
+                    }
+                }
+            });
+        }
+    });
+    let gw = gateway(&format!(
+        "upstreams:\n  h2: {{ targets: [ \"http://{addr}\" ], protocol: http2 }}\nroutes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: h2 }}\n"
+    ))
+    .await;
+    let client = h2c_client();
+    for (method, path, status) in [("GET", "/204", 204), ("GET", "/304", 304), ("HEAD", "/200", 200)] {
+        let req = Request::builder().method(method).uri(gw.url(path)).body(Default::default()).unwrap();
+        let reply = send(&client, req).await;
+        assert_eq!((reply.status.as_u16(), reply.body.len()), (status, 0), "{method} {path}");
+        let length = reply.headers.get("content-length").map(|v| v.to_str().unwrap().to_string());
+        let want = if status == 204 { None } else { Some("5".to_string()) };
+        assert_eq!(length, want, "{method} {path}");
+    }
+    // And a status outside 100-599 is no answer: 502.
+    let reply = send(&client, Request::get(gw.url("/600")).body(Default::default()).unwrap()).await;
+    assert_eq!(reply.status, 502);
+}

@@ -465,6 +465,8 @@ const RESPONSES: &[Reply] = &[
     bad("more bytes than its length", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\npoisoned"),
     bad("garbage", b"SSH-2.0-OpenSSH_9.6\r\n\r\n"),
     bad("a bad status", b"HTTP/1.1 2000 OK\r\nContent-Length: 2\r\n\r\nok"),
+    bad("a status above 599", b"HTTP/1.1 600 Big\r\nContent-Length: 2\r\n\r\nok"),
+    bad("status 999", b"HTTP/1.1 999 Big\r\nContent-Length: 2\r\n\r\nok"),
     bad("endless interim answers", b"HTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
     Reply { name: "an interim 100 Continue, skipped", reply: b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", status: 200, head: false },
     Reply { name: "chunked with extensions", reply: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;a=b\r\nok\r\n0\r\n\r\n", status: 200, head: false },
