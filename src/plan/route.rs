@@ -295,17 +295,26 @@ fn compile_action(
             cx.err(format!("{at}.static.status"), format!("`{}` is not a final HTTP status (200-599)", s.status));
             None
         });
-        if matches!(s.status, 204 | 304) && !s.body.is_empty() {
+        // RFC 9110 §15.3.5, §15.3.6, §15.4.5.
+        if matches!(s.status, 204 | 205 | 304) && !s.body.is_empty() {
             cx.err(format!("{at}.static.body"), format!("a {} response has no body", s.status));
         }
         let mut headers = HeaderMap::new();
         for (k, v) in &s.headers {
             match (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v.as_str())) {
+                (Ok(n), Ok(_)) if crate::wire::hop_by_hop::not_settable(&n) => cx.err(
+                    format!("{at}.static.headers.{k}"),
+                    format!("`{k}` is the gateway's to write (framing or connection-specific): it cannot be set"),
+                ),
                 (Ok(n), Ok(v)) => {
                     headers.insert(n, v);
                 }
                 _ => cx.err(format!("{at}.static.headers.{k}"), "not a valid header name and value"),
             }
+        }
+        // RFC 9110 §8.3: content goes with its type; a YAML string is text.
+        if !s.body.is_empty() && !headers.contains_key(http::header::CONTENT_TYPE) {
+            headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
         }
         return Some(Action::Respond(Responder::Static(StaticResponse {
             status: status?,

@@ -22,6 +22,17 @@ static FIXED: [HeaderName; 9] = [
     HeaderName::from_static("proxy-connection"),
 ];
 
+/// A header the config may not set on a message (`request_headers.set`,
+/// `response_headers.set`, a static answer's `headers`): its framing
+/// (`Content-Length`, `Transfer-Encoding`) and its connection's fields are
+/// the gateway's to write; set by hand they would contradict the framing it
+/// sends (an HTTP/2 stream whose `content-length` is not its DATA's length
+/// is malformed) or be silently dropped.
+pub fn not_settable(name: &HeaderName) -> bool {
+    *name == header::CONTENT_LENGTH
+        || (is_hop_by_hop(name) && *name != header::PROXY_AUTHENTICATE && *name != header::PROXY_AUTHORIZATION)
+}
+
 /// A header that belongs to one connection (not counting names listed in `Connection`).
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     // By length first: it runs on every header of every message, and most

@@ -79,6 +79,11 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
         ":8:", "upstreams.app.targets[1].url", "scheme, host and port only",
     ]),
     ("bad-weighted-target.yaml", 1, &[":7:", "upstreams.app.targets[0].wieght", "unknown field `wieght`"]),
+    ("framing-headers.yaml", 3, &[
+        ":7:", "routes[0].static.headers.content-length", "the gateway's to write",
+        ":10:", "routes[1].static.body", "a 205 response has no body",
+        ":14:", "routes[2].response_headers.set.Transfer-Encoding", "cannot be set",
+    ]),
     ("bad-bind.yaml", 1, &[":5:", "listeners[1].bind", "`localhost:8080`", "IP:PORT"]),
     ("bad-duration.yaml", 1, &[":7:", "upstreams.app.timeouts.connect", "`soon` is not a duration"]),
     ("unset-env.yaml", 1, &[":4:", "listeners[0].bind", "environment variable", UNSET, "is not set"]),

@@ -20,6 +20,10 @@ impl Compiled {
         let mut out = Compiled::default();
         for (name, value) in &cfg.set {
             match (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) {
+                (Ok(n), Ok(_)) if crate::wire::hop_by_hop::not_settable(&n) => errors.push((
+                    format!("set.{name}"),
+                    format!("`{name}` is the gateway's to write (framing or connection-specific): it cannot be set"),
+                )),
                 (Ok(n), Ok(v)) => out.set.push((n, v)),
                 (Err(_), _) => errors.push((format!("set.{name}"), format!("`{name}` is not a valid header name"))),
                 (_, Err(_)) => errors.push((format!("set.{name}"), "not a valid header value".to_string())),

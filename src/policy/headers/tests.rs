@@ -21,3 +21,16 @@ fn rejects_bad_names() {
     let errs = with_test_ctx(Shared::default(), |cx| Compiled::compile(&cfg, cx)).unwrap_err();
     assert_eq!(errs[0].0, "set.bad name");
 }
+
+#[test]
+fn framing_and_connection_fields_are_not_settable() {
+    for name in ["Content-Length", "transfer-encoding", "Connection", "keep-alive", "upgrade", "te", "trailer"] {
+        let cfg = HeaderOpsConfig { set: [(name.to_string(), "1".to_string())].into(), remove: vec![] };
+        let errs = with_test_ctx(Shared::default(), |cx| Compiled::compile(&cfg, cx)).unwrap_err();
+        assert_eq!(errs[0].0, format!("set.{name}"));
+        assert!(errs[0].1.contains("cannot be set"), "{}", errs[0].1);
+    }
+    // Removing them is fine (the gateway frames the message anyway).
+    let cfg = HeaderOpsConfig { set: Default::default(), remove: vec!["content-length".to_string()] };
+    assert!(with_test_ctx(Shared::default(), |cx| Compiled::compile(&cfg, cx)).is_ok());
+}
