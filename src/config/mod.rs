@@ -139,7 +139,10 @@ pub fn load_document(path: &Path) -> Result<serde_json::Value, String> {
 /// the environment variable `NAME`; an unset variable is an error that names it.
 pub fn parse_str(text: &str, source_name: &str, base_dir: &Path) -> Result<LoadedConfig, ConfigErrors> {
     let locations = Locations::index(text);
-    let options = serde_saphyr::options! {}.with_properties(std::env::vars().collect());
+    // YAML 1.2 booleans, as for documents (`load_document`): `yes`, `no`,
+    // `on` and `off` are strings (an inline schema's `enum: [yes, no]` stays
+    // two strings; `websocket: yes` is an error, as the JSON Schema says).
+    let options = serde_saphyr::options! { strict_booleans: true }.with_properties(std::env::vars().collect());
     let mut error_path = String::new();
     let parsed = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
         serde_path_to_error::deserialize::<_, Option<Config>>(de).map_err(|e| {
@@ -254,6 +257,9 @@ fn plain_message(e: &serde_saphyr::Error, key: Option<&str>) -> String {
         }
         "invalid f32" | "invalid f64" | "invalid number" => "expected a number (like `0.5`)",
         "invalid bool" | "invalid boolean" => "expected `true` or `false`",
+        "invalid boolean (strict mode expects true/false)" => {
+            "expected `true` or `false` (the config is YAML 1.2: `yes`, `no`, `on` and `off` are text)"
+        }
         "expected sequence start" => "expected a list, like `[a, b]` or one `- item` per line",
         "expected mapping start" | "expected empty mapping start" => {
             "expected a mapping, like `{ key: value }` or one `key: value` per line"
@@ -402,6 +408,16 @@ mod tests {
             .message
             .clone();
         assert!(message.contains("`routse`: did you mean `routes`?"), "{message}");
+    }
+
+    #[test]
+    fn the_config_is_yaml_1_2_inline_schemas_included() {
+        let text = "routes:\n  - name: v\n    match: { path: /v }\n    validate:\n      query:\n        \
+                    answer: { type: string, enum: [yes, no, on, off] }\n    static: { body: ok }\n";
+        let loaded = parse_str(text, "test.yaml", Path::new(".")).unwrap();
+        let doc = loaded.document();
+        let answer = &doc["routes"][0]["validate"]["query"]["answer"];
+        assert_eq!(answer["enum"], serde_json::json!(["yes", "no", "on", "off"]), "{answer}");
     }
 
     #[test]

@@ -61,6 +61,7 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
     ("env-in-flow-mapping.yaml", 1, &[":3:", "listeners[0]", "cannot stand unquoted inside `{ … }`", "block style"]),
     ("unknown-warning-allowed.yaml", 1, &[":5:", "warnings.allow[0]", "unknown warning `unused-upstreams`", "unused-upstream,"]),
     ("bad-rate.yaml", 1, &[":8:", "routes[0].rate_limit[0].rate", "`10 per second` is not a rate", "`10/s`"]),
+    ("yaml11-bool.yaml", 1, &[":10:", "routes[0].websocket", "expected `true` or `false`", "YAML 1.2"]),
     ("bad-bool.yaml", 1, &[":8:", "routes[0].websocket", "expected `true` or `false`"]),
     ("routes-not-a-list.yaml", 1, &[":5:", "routes", "expected a list"]),
     ("upstreams-not-a-mapping.yaml", 1, &[":5:", "upstreams", "expected a mapping"]),
@@ -336,7 +337,7 @@ fn warnings_are_named_located_and_silenced_on_purpose() {
 /// YAML as JSON, `${VAR}`s replaced from the environment.
 fn schema_errors(schema: &jsonschema::Validator, file: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(file).unwrap();
-    let options = serde_saphyr::options! {}.with_properties(std::env::vars().collect());
+    let options = serde_saphyr::options! { strict_booleans: true }.with_properties(std::env::vars().collect());
     let doc: serde_json::Value =
         serde_saphyr::from_str_with_options(&text, options).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     schema.iter_errors(&doc).map(|e| format!("{}: {e}", e.instance_path())).collect()
@@ -364,7 +365,9 @@ fn the_editor_schema_refuses_what_check_cannot_read() {
         let Err(_) = portcullis::config::load_file(&file) else { continue };
         let text = std::fs::read_to_string(&file).unwrap();
         // Not YAML at all (a duplicate key, a `${VAR}` in a flow mapping): nothing to hold a schema to.
-        let Ok(doc) = serde_saphyr::from_str::<serde_json::Value>(&text) else { continue };
+        // Read as the gateway reads it: YAML 1.2 booleans.
+        let options = serde_saphyr::options! { strict_booleans: true };
+        let Ok(doc) = serde_saphyr::from_str_with_options::<serde_json::Value>(&text, options) else { continue };
         if text.contains("${") {
             continue; // unset variables: the schema sees the text as written
         }
