@@ -322,6 +322,11 @@ pub fn compile_after(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<P
             None
         }
     });
+    if let Some(a) = &admin
+        && let Some(l) = listeners.iter().find(|l| binds_clash(&l.addr, &a.addr))
+    {
+        cx.err("admin.bind", format!("`{}` is bound by listener `{}` too", a.addr, l.name));
+    }
 
     cx.errors.extend(warnings::unknown_allowed(loaded));
     if !cx.errors.is_empty() {
@@ -466,6 +471,20 @@ fn compile_apis(cx: &mut Ctx) -> Vec<(String, crate::config::RouteConfig)> {
     out
 }
 
+/// Whether two bind addresses cannot both be bound: the same address, the
+/// same port on a wildcard address and another of its family, or on `[::]`
+/// and any IPv4 address (Linux binds `[::]` dual-stack: IPv4 too). Port 0
+/// (any free port) never clashes.
+fn binds_clash(a: &SocketAddr, b: &SocketAddr) -> bool {
+    let dual_stack = |x: &SocketAddr, y: &SocketAddr| x.is_ipv6() && x.ip().is_unspecified() && y.is_ipv4();
+    a.port() != 0
+        && a.port() == b.port()
+        && (a == b
+            || a.is_ipv4() == b.is_ipv4() && (a.ip().is_unspecified() || b.ip().is_unspecified())
+            || dual_stack(a, b)
+            || dual_stack(b, a))
+}
+
 fn compile_listeners(cx: &mut Ctx, registry: &Registry) -> Vec<ListenerPlan> {
     let cfg = &cx.loaded.config;
     if cfg.listeners.is_empty() {
@@ -503,15 +522,7 @@ fn compile_listeners(cx: &mut Ctx, registry: &Registry) -> Vec<ListenerPlan> {
         let hsts = l.tls.as_ref().and_then(|t| hsts_value(&t.hsts));
         match l.bind.parse::<SocketAddr>() {
             Ok(addr) => {
-                // The same port on the wildcard address and on another of
-                // the same family cannot both be bound either.
-                let clash = |o: &SocketAddr| {
-                    *o == addr
-                        || o.port() == addr.port()
-                            && o.is_ipv4() == addr.is_ipv4()
-                            && (o.ip().is_unspecified() || addr.ip().is_unspecified())
-                };
-                if addr.port() != 0 && out.iter().any(|o| clash(&o.addr)) {
+                if out.iter().any(|o| binds_clash(&o.addr, &addr)) {
                     cx.err(format!("{at}.bind"), format!("`{addr}` is bound by another listener"));
                 }
                 out.push(ListenerPlan {

@@ -75,6 +75,10 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
         ":6:", "listeners[2].redirect_https", "1 to 65535",
         ":11:", "routes[0].cors.allow_origins[0]", "`https://*example.com` is not an origin",
     ]),
+    ("admin-and-dual-stack-clash.yaml", 2, &[
+        ":5:", "listeners[1].bind", "`[::]:44611` is bound by another listener",
+        ":7:", "admin.bind", "`127.0.0.1:44611` is bound by listener `a` too",
+    ]),
     ("bad-target-url.yaml", 2, &[
         ":7:", "upstreams.app.targets[0]", "`127.0.0.1:9001`", "`http://` or `https://`",
         ":8:", "upstreams.app.targets[1].url", "scheme, host and port only",
