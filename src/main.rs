@@ -262,13 +262,19 @@ async fn serve_until_stopped(handle: &portcullis::Handle, signals: Signals, path
         return;
     };
     let mut requests = handle.reload_requests();
-    let mut seen = path.and_then(modified);
+    // `--watch` follows the file's content (a copy that keeps the old
+    // modification time, `cp -p` or `rsync -a`, is a change too), and
+    // reloads once a change has stayed the same for one poll: a file still
+    // being written is not taken half-way.
+    let mut live = path.and_then(fingerprint);
+    let mut changed: Option<Option<u64>> = None;
     let mut poll = tokio::time::interval(std::time::Duration::from_secs(2));
     loop {
         tokio::select! {
             _ = term.recv() => return,
             _ = tokio::signal::ctrl_c() => return,
             _ = hup.recv() => {
+                live = path.and_then(fingerprint);
                 reload(handle, path).await;
             }
             Some(reply) = requests.recv() => {
@@ -279,18 +285,23 @@ async fn serve_until_stopped(handle: &portcullis::Handle, signals: Signals, path
                 handle.reopen_logs();
             }
             _ = poll.tick(), if watch && path.is_some() => {
-                let now = path.and_then(modified);
-                if now != seen {
-                    seen = now;
+                let now = path.and_then(fingerprint);
+                if now == live {
+                    changed = None;
+                } else if changed == Some(now) {
+                    (live, changed) = (now, None);
                     reload(handle, path).await;
+                } else {
+                    changed = Some(now);
                 }
             }
         }
     }
 }
 
-fn modified(path: &Path) -> Option<std::time::SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+/// The file's content, as a hash (`None`: it cannot be read).
+fn fingerprint(path: &Path) -> Option<u64> {
+    std::fs::read(path).ok().map(|bytes| xxhash_rust::xxh3::xxh3_64(&bytes))
 }
 
 /// A reload from the config file (SIGHUP, `--watch`, `POST /reload`).

@@ -114,3 +114,25 @@ async fn json_logs_keep_each_event_on_one_line() {
     assert!(problems.iter().any(|p| p.contains("nowhere")) && problems.iter().any(|p| p.contains("elsewhere")));
     assert!(events.iter().any(|e| e["level"] == "ERROR" && e["timestamp"].is_string()));
 }
+
+/// `--watch` follows the file's content: a change that keeps the old
+/// modification time (`cp -p`, `rsync -a`) is picked up too, once the file
+/// has stayed the same for a poll (about 2 to 4 s).
+#[tokio::test]
+async fn watch_reloads_a_changed_file_even_with_its_old_mtime() {
+    let (gw, addr) = crate::support::process::spawn_gateway_with(&config("one"), &["--watch"]);
+    let url = format!("http://{addr}/");
+    assert_eq!(get(&url, &[]).await.text(), "one");
+    let mtime = std::fs::metadata(&gw.config).unwrap().modified().unwrap();
+    std::fs::write(&gw.config, config("two")).unwrap();
+    std::fs::File::options().write(true).open(&gw.config).unwrap().set_modified(mtime).unwrap();
+    let mut applied = false;
+    for _ in 0..100 {
+        if get(&url, &[]).await.text() == "two" {
+            applied = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(applied, "--watch did not reload a file whose content changed");
+}
