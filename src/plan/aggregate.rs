@@ -11,7 +11,7 @@ use super::Ctx;
 use crate::config::aggregate::{AggregateConfig, MergeMode, OnFailure};
 use crate::upstream::Upstream;
 
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_MAX_BODY: u64 = 1 << 20;
 
 #[derive(Debug)]

@@ -231,7 +231,7 @@ path_normalization:
 admin: {{ bind: "0.0.0.0:0", token: a-token-of-sixteen-chars }}
 upstreams:
   used: {{ targets: [ "http://127.0.0.1:9" ] }}
-  spare: {{ targets: [ "http://127.0.0.1:10" ] }}
+  spare: {{ targets: [ "http://127.0.0.1:10" ], timeouts: {{ connect: 90s }} }}
 auth:
   hs:
     jwt: {{ algorithms: [HS256], secret: a-secret-of-at-least-thirty-two-bytes! }}
@@ -257,6 +257,7 @@ routes:
   - name: pct
     match: {{ path: "/k/%41" }}
     upstream: used
+  - {{ name: query, match: {{ path: "/q?x=1" }}, upstream: used }}
 apis:
   - name: pets
     openapi: pets.yaml
@@ -305,7 +306,9 @@ fn warnings_are_named_located_and_silenced_on_purpose() {
         ("unknown-format", ":34:", "routes[2].validate.query.id.format"),
         ("impossible-schema", ":34:", "routes[2].validate.query.n"),
         ("unreachable-route-path", ":36:", "routes[3].match.path"),
-        ("unknown-format", ":40:", "apis[0].openapi"),
+        ("unreachable-route-path", ":38:", "routes[4].match.path"),
+        ("timeout-beyond-budget", ":12:", "upstreams.spare.timeouts.connect"),
+        ("unknown-format", ":41:", "apis[0].openapi"),
     ];
     let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("warning: ")).collect();
     assert_eq!(lines.len(), expected.len(), "{stderr}");

@@ -5,6 +5,7 @@
 //! stops a config from loading; `check --strict` makes them errors.
 
 mod documents;
+mod timing;
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -30,6 +31,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("strict-api-shadowed", "a broader route takes the requests a strict API's document does not declare"),
     ("unreachable-route-path", "a route path no request path can be after normalization"),
     ("impossible-schema", "a schema whose lower bound is above its upper one: it refuses every value"),
+    ("timeout-beyond-budget", "a time limit longer than the one that holds it: it never applies"),
 ];
 
 /// Warnings of `loaded` that `warnings.allow` does not silence, in file order.
@@ -45,6 +47,7 @@ pub fn warnings(loaded: &LoadedConfig) -> Vec<ConfigError> {
     documents::unknown_formats(loaded, &mut found);
     documents::shadowed_strict_apis(loaded, &mut found);
     unreachable_paths(loaded, &mut found);
+    timing::timeouts_beyond_budgets(loaded, &mut found);
     let allow: BTreeSet<&str> = loaded.config.warnings.allow.iter().map(String::as_str).collect();
     let mut out: Vec<ConfigError> = found
         .0
@@ -317,6 +320,18 @@ fn unreachable_paths(loaded: &LoadedConfig, found: &mut Found) {
     for (i, r) in loaded.config.routes.iter().enumerate() {
         for (key, written) in [("path", &r.matcher.path), ("path_prefix", &r.matcher.path_prefix)] {
             let Some(written) = written else { continue };
+            if let Some(c) = written.chars().find(|c| matches!(c, '?' | '#')) {
+                let why = match c {
+                    '?' => "a path never holds `?` (it starts the query, which routes do not match)",
+                    _ => "a path never holds `#` (clients keep the fragment to themselves)",
+                };
+                found.add(
+                    "unreachable-route-path",
+                    format!("routes[{i}].match.{key}"),
+                    format!("route `{}` can never match `{written}`: {why}", r.name),
+                );
+                continue;
+            }
             // A parameter stands for some segment text: `x` in its place.
             let mut literal = String::with_capacity(written.len());
             let mut rest = written.as_str();
