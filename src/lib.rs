@@ -68,8 +68,10 @@ pub fn check_file(path: &std::path::Path) -> Result<LoadedConfig, ConfigErrors> 
         .and_then(|text| config::parse_repaired(&text, &path.display().to_string(), &base));
     let Some(Err(semantic)) = repaired.map(|r| check(&r)) else { return Err(parsed) };
     // The parts cut out: what lies beside them, and names defined in them,
-    // would only show the cut.
-    let parents: Vec<&str> = parsed.0.iter().map(|e| e.path.rsplit_once(['.', '[']).map_or("", |(p, _)| p)).collect();
+    // would only show the cut. (A key given twice cuts nothing: the
+    // repaired reading keeps its last value.)
+    let cuts = || parsed.0.iter().filter(|e| !e.message.starts_with("duplicate key"));
+    let parents: Vec<&str> = cuts().map(|e| e.path.rsplit_once(['.', '[']).map_or("", |(p, _)| p)).collect();
     let under = |path: &str, p: &str| {
         p.is_empty() || path == p || path.starts_with(&format!("{p}.")) || path.starts_with(&format!("{p}["))
     };
@@ -80,7 +82,7 @@ pub fn check_file(path: &std::path::Path) -> Result<LoadedConfig, ConfigErrors> 
                 || p.strip_prefix(top).and_then(|r| r.strip_prefix('.')).is_some_and(|name| !name.contains(['.', '[']))
         })
     };
-    let names_cut = parsed.0.iter().any(entry_cut);
+    let names_cut = cuts().any(entry_cut);
     let mut errors = parsed.0.clone();
     for e in semantic.0 {
         let beside_a_cut = parents.iter().any(|p| under(&e.path, p));

@@ -38,7 +38,7 @@ fn admin(config: Option<&Path>, flag: Option<&str>) -> Result<Admin, String> {
         (Some(addr), _) => addr.to_string(),
         (None, Some((Some(bind), _))) => loopback(bind)?,
         (None, Some((None, _))) => {
-            return Err("the config has no `admin:` block: the running gateway has no admin API to ask (add `admin: { bind: 127.0.0.1:9901 }`, or give --admin ADDR)".into());
+            return Err("the config file has no `admin:` block (or is empty), so it does not say where the running gateway's admin API is: the gateway was not asked (give --admin ADDR, or add `admin: { bind: 127.0.0.1:9901 }` to a gateway's config)".into());
         }
         (None, None) => return Err("give --config FILE (its `admin.bind` says where to ask) or --admin ADDR".into()),
     };
@@ -49,7 +49,12 @@ fn admin(config: Option<&Path>, flag: Option<&str>) -> Result<Admin, String> {
 fn admin_block(path: &Path) -> Result<(Option<String>, Option<String>), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let doc: Value = serde_saphyr::from_str(&text).map_err(|e| {
-        format!("{} is not YAML the admin block can be read from ({e}); give --admin ADDR", path.display())
+        format!(
+            "{} does not read as YAML ({e}), so it does not say where the admin API is: the gateway was not asked \
+             (`portcullis check --config {}` shows the problems; --admin ADDR asks the gateway anyway)",
+            path.display(),
+            path.display()
+        )
     })?;
     let field = |name: &str| -> Result<Option<String>, String> {
         match doc.get("admin").and_then(|a| a.get(name)) {

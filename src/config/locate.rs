@@ -10,6 +10,8 @@ use granit_parser::{Event, Parser};
 #[derive(Debug, Default, Clone)]
 pub struct Locations {
     by_path: HashMap<String, (usize, usize)>,
+    /// Keys met a second time in their mapping, where the second one is.
+    duplicates: Vec<(String, (usize, usize))>,
 }
 
 enum Frame {
@@ -29,6 +31,7 @@ impl Locations {
     /// deserializer reports syntax errors itself.
     pub fn index(text: &str) -> Locations {
         let mut by_path = HashMap::new();
+        let mut duplicates = Vec::new();
         let mut stack: Vec<Frame> = Vec::new();
         for item in Parser::new_from_str(text) {
             let Ok((event, span)) = item else { break };
@@ -54,6 +57,14 @@ impl Locations {
                     Some(k) => Some(join(path, &k)),
                     None => {
                         if let Event::Scalar(value, ..) = &event {
+                            let p = join(path, value);
+                            // (Not the keys under a repeated key: they repeat with it.)
+                            let under_repeat = |d: &(String, _)| {
+                                p.strip_prefix(d.0.as_str()).is_some_and(|rest| rest.starts_with(['.', '[']))
+                            };
+                            if value != "<<" && by_path.contains_key(&p) && !duplicates.iter().any(under_repeat) {
+                                duplicates.push((p, pos));
+                            }
                             *key = Some(value.to_string());
                         }
                         None
@@ -79,7 +90,12 @@ impl Locations {
                 _ => {}
             }
         }
-        Locations { by_path }
+        Locations { by_path, duplicates }
+    }
+
+    /// Keys given twice in one mapping (every repeat, in file order).
+    pub fn duplicates(&self) -> &[(String, (usize, usize))] {
+        &self.duplicates
     }
 
     /// The deepest path of a node that starts exactly at `pos`, if any.

@@ -195,6 +195,21 @@ pub fn parse_str(text: &str, source_name: &str, base_dir: &Path) -> Result<Loade
                 path = parent.to_string();
             }
             let mut errors = vec![ConfigError { file: source_name.to_string(), path, position, message }];
+            // The parser stops at the first key given twice: the index knows every one.
+            for (dup, at) in locations.duplicates() {
+                let key = dup.rsplit('.').next().unwrap_or(dup);
+                if !errors
+                    .iter()
+                    .any(|e| e.position == Some(*at) || e.path == *dup && e.message.starts_with("duplicate"))
+                {
+                    errors.push(ConfigError {
+                        file: source_name.to_string(),
+                        path: dup.clone(),
+                        position: Some(*at),
+                        message: format!("duplicate key `{key}`"),
+                    });
+                }
+            }
             // serde stopped at the first problem: the schema finds the rest.
             let (more, _) = structure::problems(text, source_name, &locations);
             for e in more {
@@ -246,6 +261,13 @@ fn plain_message(e: &serde_saphyr::Error, key: Option<&str>) -> String {
     }
     if let Some(hinted) = did_you_mean(text) {
         return hinted;
+    }
+    if text.starts_with("multiple YAML documents detected") {
+        return "a config is one YAML document: the `---` above starts a second one (remove it, or merge the two)"
+            .into();
+    }
+    if text.starts_with("budget breached: Depth") {
+        return "nested too deeply (a config or schema goes at most 64 levels deep)".into();
     }
     // The library's words for a scalar or a node of the wrong kind, in ours.
     let plain = match text {

@@ -91,7 +91,13 @@ pub fn problems(text: &str, file: &str, locations: &Locations) -> (Vec<ConfigErr
     for name in variables(text) {
         properties.entry(name.to_string()).or_insert_with(|| format!("{UNSET}{name}"));
     }
-    let options = serde_saphyr::options! { strict_booleans: true }.with_properties(properties);
+    // The last of two equal keys, so that a duplicate (reported from the
+    // index) does not hide every other problem.
+    let options = serde_saphyr::options! {
+        strict_booleans: true,
+        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::LastWins,
+    }
+    .with_properties(properties);
     let Ok(mut doc) = serde_saphyr::from_str_with_options::<Value>(text, options) else {
         return (Vec::new(), None);
     };

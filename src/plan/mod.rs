@@ -522,8 +522,8 @@ fn compile_listeners(cx: &mut Ctx, registry: &Registry) -> Vec<ListenerPlan> {
         let hsts = l.tls.as_ref().and_then(|t| hsts_value(&t.hsts));
         match l.bind.parse::<SocketAddr>() {
             Ok(addr) => {
-                if out.iter().any(|o| binds_clash(&o.addr, &addr)) {
-                    cx.err(format!("{at}.bind"), format!("`{addr}` is bound by another listener"));
+                if let Some(other) = out.iter().find(|o| binds_clash(&o.addr, &addr)) {
+                    cx.err(format!("{at}.bind"), format!("`{addr}` is bound by listener `{}` too", other.name));
                 }
                 out.push(ListenerPlan {
                     name: l.name.as_str().into(),

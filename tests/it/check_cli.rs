@@ -67,16 +67,22 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
     ("upstreams-not-a-mapping.yaml", 1, &[":5:", "upstreams", "expected a mapping"]),
     ("unknown-upstream.yaml", 1, &[":13:", "routes[1].upstream", "unknown upstream `billing`", "orders, users"]),
     ("duplicate-route-name.yaml", 1, &[":8:", "routes[1].name", "duplicate route name `api`", "routes[0]"]),
+    ("duplicate-keys-everywhere.yaml", 3, &[
+        ":7:", "upstreams.a", "duplicate key `a`",
+        ":13:", "routes[0].upstream", "duplicate key `upstream`",
+        ":16:", "routes[1].upstream", "unknown upstream `nowhere`",
+    ]),
+    ("two-documents.yaml", 1, &[":5:", "a config is one YAML document", "`---`"]),
     ("duplicate-upstream-key.yaml", 1, &[":6:", "upstreams.app:", "duplicate key `app`"]),
     ("ambiguous-routes.yaml", 1, &[":9:", "routes[1].match", "`by-name` is ambiguous", "`by-id`"]),
     ("duplicate-method.yaml", 1, &[":9:", "routes[1].match.methods[1]", "`GET` is listed twice"]),
     ("listener-clash.yaml", 3, &[
-        ":5:", "listeners[1].bind", "`0.0.0.0:44601` is bound by another listener",
+        ":5:", "listeners[1].bind", "`0.0.0.0:44601` is bound by listener `a` too",
         ":6:", "listeners[2].redirect_https", "1 to 65535",
         ":11:", "routes[0].cors.allow_origins[0]", "`https://*example.com` is not an origin",
     ]),
     ("admin-and-dual-stack-clash.yaml", 2, &[
-        ":5:", "listeners[1].bind", "`[::]:44611` is bound by another listener",
+        ":5:", "listeners[1].bind", "`[::]:44611` is bound by listener `a` too",
         ":7:", "admin.bind", "`127.0.0.1:44611` is bound by listener `a` too",
     ]),
     ("bad-target-url.yaml", 2, &[
