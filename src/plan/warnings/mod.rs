@@ -26,7 +26,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("cors-any-origin-with-auth", "CORS allowing any origin on a route that authenticates"),
     ("unlimited-expensive-auth", "Basic or introspection auth on a route without a rate limit"),
     ("weakened-normalization", "path normalization weaker than the defaults"),
-    ("certificate-expiring", "a listener certificate that expires within 30 days"),
+    ("certificate-expiring", "a listener certificate that expires within 30 days, or is not valid yet"),
     ("unknown-format", "a schema `format` the validator does not know: its values pass unchecked"),
     ("strict-api-shadowed", "a broader route takes the requests a strict API's document does not declare"),
     ("unreachable-route-path", "a route path no request path can be after normalization"),
@@ -400,6 +400,19 @@ fn certificates(loaded: &LoadedConfig, found: &mut Found) {
             // The first certificate of the chain is the listener's own.
             let Some(Ok(pem)) = x509_parser::pem::Pem::iter_from_buffer(&pem).next() else { continue };
             let Ok(cert) = pem.parse_x509() else { continue };
+            let not_before = cert.validity().not_before.timestamp();
+            if not_before > now {
+                found.add(
+                    "certificate-expiring",
+                    format!("listeners[{i}].tls.certificates[{j}].cert"),
+                    format!(
+                        "`{}` is not valid yet (not before {}): clients refuse it",
+                        c.cert,
+                        cert.validity().not_before
+                    ),
+                );
+                continue;
+            }
             let not_after = cert.validity().not_after.timestamp();
             let days = (not_after - now).div_euclid(86_400);
             if days < 30 {
@@ -418,6 +431,22 @@ fn certificates(loaded: &LoadedConfig, found: &mut Found) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_certificate_not_valid_yet_is_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["gw.example".to_string()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2100, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2101, 1, 1);
+        let key = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(dir.path().join("c.pem"), params.self_signed(&key).unwrap().pem()).unwrap();
+        let yaml = "listeners:\n  - { name: s, bind: \"127.0.0.1:0\", tls: { certificates: [ { cert: c.pem, key: k.pem } ] } }\n";
+        let loaded = crate::config::parse_str(yaml, "t.yaml", dir.path()).unwrap();
+        let mut found = Found::default();
+        certificates(&loaded, &mut found);
+        assert_eq!(found.0.len(), 1);
+        assert!(found.0[0].2.contains("is not valid yet"), "{}", found.0[0].2);
+    }
 
     #[test]
     fn variables_are_found_where_they_stayed_literal() {

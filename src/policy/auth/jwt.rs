@@ -210,7 +210,18 @@ impl Jwt {
             let set = std::fs::read(&path)
                 .map_err(|e| format!("cannot read `{}`: {e}", path.display()))
                 .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("`{}` is not JSON: {e}", path.display())))
-                .and_then(|doc| KeySet::from_jwks(&doc));
+                .and_then(|doc: serde_json::Value| {
+                    // A set it can verify nothing with refuses every token: say so now.
+                    let listed = doc.get("keys").and_then(|k| k.as_array()).map_or(0, Vec::len);
+                    KeySet::from_jwks(&doc).and_then(|set| match set.is_empty() {
+                        true => Err(format!(
+                            "`{}` holds no key the gateway can use ({listed} listed; a key needs its `kty` and \
+                             that type's fields, e.g. `n` and `e` for RSA)",
+                            path.display()
+                        )),
+                        false => Ok(set),
+                    })
+                });
             match set {
                 Ok(s) => Some(Keys::Fixed(s)),
                 Err(e) => {
@@ -540,6 +551,26 @@ mod tests {
         let bytes = prop::collection::vec(crate::fuzz::wire_byte(), 0..120)
             .prop_map(|b| (String::from_utf8_lossy(&b).into_owned(), false));
         prop_oneof![3 => forged, 1 => signed, 1 => bytes]
+    }
+
+    #[test]
+    fn a_jwks_file_without_a_usable_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, jwks) in [
+            ("empty.json", r#"{"keys": []}"#),
+            ("broken.json", r#"{"keys": [{"kty": "RSA", "kid": "x", "n": "abc"}]}"#),
+        ] {
+            std::fs::write(dir.path().join(name), jwks).unwrap();
+            let yaml = format!("auth:\n  j: {{ jwt: {{ algorithms: [RS256], jwks_file: {name} }} }}\n");
+            let loaded = crate::config::parse_str(&yaml, "t.yaml", dir.path()).unwrap();
+            let crate::policy::auth::config::ProviderConfig::Jwt(cfg) = &loaded.config.auth["j"] else {
+                unreachable!()
+            };
+            let shared = crate::policy::compile::Shared::default();
+            let mut cx = CompileCtx::new(&loaded, "auth.j".into(), &shared);
+            let errors = Jwt::compile(cfg, &mut cx).unwrap_err();
+            assert!(errors[0].1.contains("holds no key the gateway can use"), "{name}: {errors:?}");
+        }
     }
 
     /// Any token: verification never panics; a forged one never passes, a
