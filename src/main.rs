@@ -228,7 +228,7 @@ fn run(path: Option<PathBuf>, watch: bool) -> ExitCode {
         }
         // Serving: a stdout nobody reads must not stop a worker.
         portcullis::own_log::detach();
-        serve_until_stopped(&handle, signals, path.as_deref(), watch).await;
+        serve_until_stopped(&handle, signals, path.as_deref(), watch.then_some(loaded.hash)).await;
         tracing::info!("shutting down: draining connections");
         handle.shutdown().await;
         tracing::info!("stopped");
@@ -254,9 +254,10 @@ impl Signals {
     }
 }
 
-/// Reloads on SIGHUP (and on file changes with `--watch`), reopens the
-/// access log on SIGUSR1 (logrotate), until SIGTERM or SIGINT.
-async fn serve_until_stopped(handle: &portcullis::Handle, signals: Signals, path: Option<&Path>, watch: bool) {
+/// Reloads on SIGHUP (and on file changes with `--watch`, given the hash
+/// of the text the gateway started from), reopens the access log on
+/// SIGUSR1 (logrotate), until SIGTERM or SIGINT.
+async fn serve_until_stopped(handle: &portcullis::Handle, signals: Signals, path: Option<&Path>, watch: Option<u64>) {
     let (Some(mut term), Some(mut hup), Some(mut usr1)) = (signals.term, signals.hup, signals.usr1) else {
         let _ = tokio::signal::ctrl_c().await;
         return;
@@ -266,7 +267,9 @@ async fn serve_until_stopped(handle: &portcullis::Handle, signals: Signals, path
     // modification time, `cp -p` or `rsync -a`, is a change too), and
     // reloads once a change has stayed the same for one poll: a file still
     // being written is not taken half-way.
-    let mut live = path.and_then(fingerprint);
+    // (The text it started from, not the file as it is now: a change made
+    // while the gateway started is a change.)
+    let mut live = watch;
     let mut changed: Option<Option<u64>> = None;
     let mut poll = tokio::time::interval(std::time::Duration::from_secs(2));
     loop {
@@ -284,7 +287,7 @@ async fn serve_until_stopped(handle: &portcullis::Handle, signals: Signals, path
                 tracing::info!("SIGUSR1: reopening the access log");
                 handle.reopen_logs();
             }
-            _ = poll.tick(), if watch && path.is_some() => {
+            _ = poll.tick(), if watch.is_some() && path.is_some() => {
                 let now = path.and_then(fingerprint);
                 if now == live {
                     changed = None;
@@ -299,7 +302,7 @@ async fn serve_until_stopped(handle: &portcullis::Handle, signals: Signals, path
     }
 }
 
-/// The file's content, as a hash (`None`: it cannot be read).
+/// The file's content, as a hash (the one `LoadedConfig::hash` takes; `None`: it cannot be read).
 fn fingerprint(path: &Path) -> Option<u64> {
     std::fs::read(path).ok().map(|bytes| xxhash_rust::xxh3::xxh3_64(&bytes))
 }

@@ -5,6 +5,7 @@
 //! stops a config from loading; `check --strict` makes them errors.
 
 mod documents;
+mod refusing;
 mod timing;
 
 use std::collections::BTreeSet;
@@ -32,6 +33,10 @@ pub const ALL: &[(&str, &str)] = &[
     ("unreachable-route-path", "a route path no request path can be after normalization"),
     ("impossible-schema", "a schema whose lower bound is above its upper one: it refuses every value"),
     ("timeout-beyond-budget", "a time limit longer than the one that holds it: it never applies"),
+    (
+        "refuses-everything",
+        "a route whose own rules refuse every request (a required body on GET, a group nobody is in)",
+    ),
 ];
 
 /// Warnings of `loaded` that `warnings.allow` does not silence, in file order.
@@ -48,6 +53,7 @@ pub fn warnings(loaded: &LoadedConfig) -> Vec<ConfigError> {
     documents::shadowed_strict_apis(loaded, &mut found);
     unreachable_paths(loaded, &mut found);
     timing::timeouts_beyond_budgets(loaded, &mut found);
+    refusing::routes_that_refuse_everything(loaded, &mut found);
     let allow: BTreeSet<&str> = loaded.config.warnings.allow.iter().map(String::as_str).collect();
     let mut out: Vec<ConfigError> = found
         .0

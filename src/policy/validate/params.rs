@@ -54,6 +54,13 @@ impl Param {
         let Some(members) = shape.as_object_mut() else {
             return Err("a JSON Schema such as `{ type: integer, minimum: 1 }`".into());
         };
+        // No JSON Schema keyword: JSON Schema would ignore it, and the
+        // parameter would be checked for presence alone.
+        if members.contains_key("schema") {
+            return Err("a parameter's schema is written in place, not under `schema`: \
+                        `{ type: string, enum: [a, b], required: true }`"
+                .into());
+        }
         let required = match members.remove("required") {
             None => place == "path",
             Some(Value::Bool(b)) => b,

@@ -188,3 +188,11 @@ fn path_styles_and_deep_objects_are_read_per_openapi() {
     let scalar = json!({ "type": "string", "style": "deepObject" });
     assert!(Param::compile("query", "f", &scalar, &formats).is_err(), "deepObject needs an object");
 }
+
+#[test]
+fn a_parameter_schema_under_schema_is_refused() {
+    let formats = Default::default();
+    let wrapped = json!({ "schema": { "type": "string", "enum": ["a", "b"] }, "required": true });
+    let Err(err) = Param::compile("query", "answer", &wrapped, &formats) else { panic!("accepted") };
+    assert!(err.contains("written in place"), "{err}");
+}
