@@ -361,8 +361,9 @@ pub(crate) fn for_each_string(v: &serde_json::Value, f: &mut impl FnMut(&str, &s
     walk(v, &mut String::new(), f);
 }
 
-/// An unquoted `${NAME}`, which the config reads from the environment.
-pub(crate) const VARIABLE_PATTERN: &str = "^\\$\\{[A-Za-z_][A-Za-z0-9_]*\\}$";
+/// An unquoted `${NAME}` (or `${NAME:-text}`, `${NAME-text}`), which the
+/// config reads from the environment.
+pub(crate) const VARIABLE_PATTERN: &str = "^\\$\\{[A-Za-z_][A-Za-z0-9_]*(:?-[^}]*)?\\}$";
 
 /// Where a value must be a number, a boolean or a unit (`30s`, `10/s`),
 /// the editor schema also takes `${NAME}`: the editor sees the file as
@@ -430,6 +431,17 @@ mod tests {
             .message
             .clone();
         assert!(message.contains("`routse`: did you mean `routes`?"), "{message}");
+    }
+
+    #[test]
+    fn the_editor_schema_takes_variables_with_defaults() {
+        let schema = jsonschema::validator_for(&json_schema()).unwrap();
+        for value in ["${MAXB}", "${MAXB:-1MiB}", "${MAXB-1MiB}", "1MiB"] {
+            let doc = serde_json::json!({ "listeners": [ { "name": "p", "bind": "127.0.0.1:1", "limits": { "max_body_size": value } } ] });
+            assert!(schema.is_valid(&doc), "{value}");
+        }
+        let doc = serde_json::json!({ "listeners": [ { "name": "p", "bind": "127.0.0.1:1", "limits": { "max_body_size": "${MAXB" } } ] });
+        assert!(!schema.is_valid(&doc));
     }
 
     #[test]
