@@ -33,11 +33,9 @@ fn validator() -> Option<&'static jsonschema::Validator> {
     VALIDATOR.get_or_init(|| jsonschema::validator_for(schema()).ok()).as_ref()
 }
 
-/// The keys the schema allows for the mapping at a JSON pointer (for a
-/// typo's suggestion): follows `$ref`s, `anyOf` branches, `properties`,
-/// `items` and maps' `additionalProperties`.
-fn allowed_keys(root: &Value, pointer: &str) -> Vec<String> {
-    // The schemas a node may be, `$ref`s and `anyOf`/`oneOf`/`allOf` resolved.
+/// The schemas the node at `pointer` (a JSON pointer into the document)
+/// may be: `$ref`s and `anyOf`/`oneOf`/`allOf` resolved.
+fn nodes_at<'a>(root: &'a Value, pointer: &str) -> Vec<&'a Value> {
     fn expand<'a>(root: &'a Value, node: &'a Value, out: &mut Vec<&'a Value>, depth: usize) {
         if depth > 16 {
             return;
@@ -73,7 +71,12 @@ fn allowed_keys(root: &Value, pointer: &str) -> Vec<String> {
         }
         nodes = next;
     }
-    let mut keys: Vec<String> = nodes
+    nodes
+}
+
+/// The keys a mapping at `pointer` may have, for "did you mean".
+fn allowed_keys(root: &Value, pointer: &str) -> Vec<String> {
+    let mut keys: Vec<String> = nodes_at(root, pointer)
         .iter()
         .filter_map(|n| n.get("properties").and_then(Value::as_object))
         .flat_map(|p| p.keys().cloned())
@@ -81,6 +84,20 @@ fn allowed_keys(root: &Value, pointer: &str) -> Vec<String> {
     keys.sort();
     keys.dedup();
     keys
+}
+
+/// For a value of the wrong type where a unit goes (`shutdown_timeout:
+/// 10`, a number where a duration is text): what its unit's parser says
+/// of it, as `check` says it when the key is read.
+fn unit_explained(pointer: &str, value: &Value) -> Option<String> {
+    let text = Value::String(match value {
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    });
+    nodes_at(schema(), pointer)
+        .iter()
+        .filter_map(|n| n.get("pattern").and_then(Value::as_str))
+        .find_map(|pattern| super::units::explain(pattern, &text))
 }
 
 /// The problems the schema finds in `text` (each located, in our words),
@@ -161,6 +178,11 @@ fn collect(e: &jsonschema::ValidationError<'_>, found: &mut Vec<(String, String)
                 Some(branch) if !branch.is_empty() => branch.iter().for_each(|b| collect(b, found)),
                 _ => found.push((at, message(e.kind(), e.instance()))),
             }
+        }
+        ValidationErrorKind::Type { .. }
+            if let Some(why) = unit_explained(e.instance_path().as_str(), e.instance()) =>
+        {
+            found.push((at, why));
         }
         kind => found.push((at, message(kind, e.instance()))),
     }

@@ -55,6 +55,10 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
     ("negative-size.yaml", 1, &[":6:", "listeners[1].limits.max_body_size", "`-5` is not a size", "`1MiB`"]),
     ("methods-not-a-list.yaml", 1, &[":6:", "routes[0].match.methods", "expected a list"]),
     ("duration-no-unit.yaml", 1, &[":4:", "shutdown_timeout", "`10` is not a duration (a unit is needed)", "`30s`"]),
+    ("durations-without-units.yaml", 2, &[
+        ":4:", "listeners[0].limits.tls_handshake_timeout", "a unit is needed",
+        ":5:", "shutdown_timeout", "`10` is not a duration (a unit is needed)",
+    ]),
     ("duration-long-unit.yaml", 1, &[":7:", "upstreams.app.timeouts.connect", "`10sec` is not a duration", "(ns, us, ms, s, m, h, d)"]),
     ("negative-count.yaml", 1, &[":7:", "upstreams.app.pool.max_idle_per_target", "expected a whole number, 0 or more"]),
     ("truncated-pem.yaml", 1, &[":5:", "listeners[0].tls.certificates[0].cert", "no `-----END CERTIFICATE-----` line"]),
