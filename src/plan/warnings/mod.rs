@@ -33,6 +33,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("unreachable-route-path", "a route path no request path can be after normalization"),
     ("impossible-schema", "a schema whose lower bound is above its upper one: it refuses every value"),
     ("timeout-beyond-budget", "a time limit longer than the one that holds it: it never applies"),
+    ("certificate-name-mismatch", "a `server_names` entry the listener certificate does not carry"),
     (
         "refuses-everything",
         "a route whose own rules refuse every request (a required body on GET, a group nobody is in)",
@@ -419,6 +420,7 @@ fn certificates(loaded: &LoadedConfig, found: &mut Found) {
                 );
                 continue;
             }
+            name_mismatches(i, j, c, &cert, found);
             let not_after = cert.validity().not_after.timestamp();
             let days = (not_after - now).div_euclid(86_400);
             if days < 30 {
@@ -430,6 +432,53 @@ fn certificates(loaded: &LoadedConfig, found: &mut Found) {
                     format!("`{}` {when} (not after {})", c.cert, cert.validity().not_after),
                 );
             }
+        }
+    }
+}
+
+/// `server_names` of a listener certificate that its DNS names do not
+/// cover (exactly, or by a `*.` wildcard for one label): SNI picks the
+/// certificate for that name, and the client refuses the handshake.
+fn name_mismatches(
+    i: usize,
+    j: usize,
+    c: &crate::config::CertificateConfig,
+    cert: &x509_parser::certificate::X509Certificate<'_>,
+    found: &mut Found,
+) {
+    use x509_parser::extensions::GeneralName;
+    let sans: Vec<String> = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|ext| {
+            let dns = |n: &GeneralName<'_>| match n {
+                GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+                _ => None,
+            };
+            ext.value.general_names.iter().filter_map(dns).collect()
+        })
+        .unwrap_or_default();
+    for (k, name) in c.server_names.iter().enumerate() {
+        let name = name.to_ascii_lowercase();
+        let wildcard = |san: &String| {
+            san.strip_prefix("*.").is_some_and(|suffix| {
+                name.strip_suffix(suffix)
+                    .and_then(|label| label.strip_suffix('.'))
+                    .is_some_and(|label| !label.is_empty() && !label.contains('.'))
+            })
+        };
+        if !sans.iter().any(|san| *san == name || wildcard(san)) {
+            let names = if sans.is_empty() { "none".to_string() } else { sans.join(", ") };
+            found.add(
+                "certificate-name-mismatch",
+                format!("listeners[{i}].tls.certificates[{j}].server_names[{k}]"),
+                format!(
+                    "`{}` does not carry the name `{name}` (its DNS names: {names}): clients asking for it \
+                     refuse the handshake",
+                    c.cert
+                ),
+            );
         }
     }
 }
@@ -452,6 +501,25 @@ mod tests {
         certificates(&loaded, &mut found);
         assert_eq!(found.0.len(), 1);
         assert!(found.0[0].2.contains("is not valid yet"), "{}", found.0[0].2);
+    }
+
+    #[test]
+    fn server_names_the_certificate_does_not_carry_are_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        let params =
+            rcgen::CertificateParams::new(vec!["gw.example".to_string(), "*.api.example".to_string()]).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(dir.path().join("c.pem"), params.self_signed(&key).unwrap().pem()).unwrap();
+        let yaml = "listeners:\n  - { name: s, bind: \"127.0.0.1:0\", tls: { certificates: [ { cert: c.pem, key: k.pem, \
+                    server_names: [ GW.example, v1.api.example, a.b.api.example, other.example ] } ] } }\n";
+        let loaded = crate::config::parse_str(yaml, "t.yaml", dir.path()).unwrap();
+        let mut found = Found::default();
+        certificates(&loaded, &mut found);
+        let paths: Vec<&str> = found.0.iter().map(|(_, p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["listeners[0].tls.certificates[0].server_names[2]", "listeners[0].tls.certificates[0].server_names[3]"]
+        );
     }
 
     #[test]
