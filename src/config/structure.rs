@@ -119,13 +119,29 @@ pub fn problems(text: &str, file: &str, locations: &Locations) -> (Vec<ConfigErr
         return (Vec::new(), None);
     };
     let mut found: Vec<(String, String)> = Vec::new();
+    // The stand-in fills `${NAME:-text}` too (a variable is set or not for
+    // the whole file): where the line gives a default, the default goes
+    // in its place; only a bare `${NAME}` lacks a value.
+    let mut defaulted: Vec<(String, String)> = Vec::new();
     super::for_each_string(&doc, &mut |path, s| {
         if let Some(at) = s.find(UNSET) {
             let name: String =
                 s[at + UNSET.len()..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-            found.push((path.to_string(), format!("environment variable `{name}` is not set")));
+            let line = locations.find(path).and_then(|(l, _)| text.lines().nth(l.saturating_sub(1))).unwrap_or("");
+            match default_in(line, &name) {
+                Some(default) if !line.contains(&format!("${{{name}}}")) => {
+                    defaulted.push((path.to_string(), s.replace(&format!("{UNSET}{name}"), default)));
+                }
+                _ => found.push((path.to_string(), format!("environment variable `{name}` is not set"))),
+            }
         }
     });
+    for (path, value) in defaulted {
+        if let Some(node) = steps(&path).as_deref().and_then(|st| node_mut(&mut doc, st)) {
+            // Typed as the library types a plain scalar (`8080` a number, `1MiB` text).
+            *node = serde_saphyr::from_str::<Value>(&value).unwrap_or(Value::String(value));
+        }
+    }
     if let Some(validator) = validator() {
         for e in validator.iter_errors(&doc) {
             collect(&e, &mut found);
@@ -221,9 +237,9 @@ fn config_path(pointer: &str) -> String {
 
 /// Removes the node at a config path (the key from its mapping; a list
 /// item goes with its whole list, so that the others keep their indices).
-fn remove(doc: &mut Value, path: &str) {
-    // The steps: keys and indices.
-    let mut steps: Vec<Result<String, usize>> = Vec::new();
+/// The keys and indices of a config path (`routes[0].match.path`).
+fn steps(path: &str) -> Option<Vec<Result<String, usize>>> {
+    let mut steps = Vec::new();
     for part in path.split('.') {
         let mut part = part;
         let key_end = part.find('[').unwrap_or(part.len());
@@ -232,31 +248,42 @@ fn remove(doc: &mut Value, path: &str) {
         }
         part = &part[key_end..];
         while let Some(rest) = part.strip_prefix('[') {
-            let Some(end) = rest.find(']') else { return };
-            let Ok(i) = rest[..end].parse() else { return };
-            steps.push(Err(i));
+            let end = rest.find(']')?;
+            steps.push(Err(rest[..end].parse().ok()?));
             part = &rest[end + 1..];
         }
     }
-    // Up to the last key: the list it holds goes whole if an item is bad.
-    let Some(last_key) = steps.iter().rposition(|s| s.is_ok()) else { return };
-    let mut node = &mut *doc;
-    for step in &steps[..last_key] {
+    Some(steps)
+}
+
+/// The node at `steps`, if it is there.
+fn node_mut<'a>(doc: &'a mut Value, steps: &[Result<String, usize>]) -> Option<&'a mut Value> {
+    let mut node = doc;
+    for step in steps {
         node = match (step, node) {
-            (Ok(k), Value::Object(m)) => match m.get_mut(k) {
-                Some(n) => n,
-                None => return,
-            },
-            (Err(i), Value::Array(a)) => match a.get_mut(*i) {
-                Some(n) => n,
-                None => return,
-            },
-            _ => return,
+            (Ok(k), Value::Object(m)) => m.get_mut(k)?,
+            (Err(i), Value::Array(a)) => a.get_mut(*i)?,
+            _ => return None,
         };
     }
-    if let (Ok(k), Value::Object(m)) = (&steps[last_key], node) {
+    Some(node)
+}
+
+fn remove(doc: &mut Value, path: &str) {
+    let Some(steps) = steps(path) else { return };
+    // Up to the last key: the list it holds goes whole if an item is bad.
+    let Some(last_key) = steps.iter().rposition(|s| s.is_ok()) else { return };
+    if let (Ok(k), Some(Value::Object(m))) = (&steps[last_key], node_mut(doc, &steps[..last_key])) {
         m.remove(k);
     }
+}
+
+/// The default a line gives `${name:-text}` or `${name-text}`, if it does.
+fn default_in<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let at = [format!("${{{name}:-"), format!("${{{name}-")]
+        .into_iter()
+        .find_map(|open| line.find(&open).map(|start| start + open.len()))?;
+    line[at..].find('}').map(|end| &line[at..at + end])
 }
 
 /// What a schema keyword's failure means, in the words `check` uses.

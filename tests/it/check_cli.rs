@@ -101,6 +101,7 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
     ]),
     ("bad-bind.yaml", 1, &[":5:", "listeners[1].bind", "`localhost:8080`", "IP:PORT"]),
     ("bad-duration.yaml", 1, &[":7:", "upstreams.app.timeouts.connect", "`soon` is not a duration"]),
+    ("unset-env-with-and-without-default.yaml", 1, &[":11:", "routes[0].static.body", UNSET, "is not set"]),
     ("unset-env.yaml", 1, &[":4:", "listeners[0].bind", "environment variable", UNSET, "is not set"]),
     ("two-actions.yaml", 1, &[":5:", "routes[0]", "exactly one of `upstream`, `echo`, `static`, `redirect` or `aggregate`"]),
     ("bad-strip-prefix.yaml", 1, &[":10:", "routes[0].rewrite.strip_prefix", "`/v1` is not a prefix"]),
