@@ -68,8 +68,10 @@ enum CallError {
     TooLarge(u64),
     /// A call it waits for failed.
     Dependency(std::sync::Arc<str>),
-    /// A `{call.field}` had no value to fill in.
-    Placeholder(String),
+    /// A `{call.field}` had no value to fill in (or one a path cannot take): the placeholder, why.
+    Placeholder(String, &'static str),
+    /// The call's path, filled in, is no valid request target.
+    BadPath,
 }
 
 impl CallError {
@@ -92,7 +94,8 @@ impl CallError {
             CallError::BadJson => "the answer is not valid JSON".into(),
             CallError::TooLarge(n) => format!("the answer is longer than {n} bytes"),
             CallError::Dependency(call) => format!("it needs the answer of `{call}`, which failed"),
-            CallError::Placeholder(p) => format!("`{{{p}}}` has no value to fill in"),
+            CallError::Placeholder(p, why) => format!("`{{{p}}}` {why}"),
+            CallError::BadPath => "the call's path, filled in, is not a valid request target (too long?)".into(),
         }
     }
 
@@ -110,7 +113,8 @@ impl CallError {
             | CallError::NotJson(_)
             | CallError::BadJson
             | CallError::TooLarge(_)
-            | CallError::Placeholder(_) => Flag::LocalResponse,
+            | CallError::Placeholder(..)
+            | CallError::BadPath => Flag::LocalResponse,
         })
     }
 
@@ -231,10 +235,22 @@ fn fill(
     results: &[Option<Result<Value, CallError>>],
 ) -> Result<PathAndQuery, CallError> {
     let mut out = String::new();
+    // Past the `?`: values are query values there, where `&`, `=` and `+`
+    // would start another parameter or change this one.
+    let mut in_query = false;
     for piece in &call.path {
         match piece {
-            Piece::Literal(l) => out.push_str(l),
-            Piece::Param(i) => out.push_str(values.get(*i).copied().unwrap_or_default()),
+            Piece::Literal(l) => {
+                in_query |= l.contains('?');
+                out.push_str(l);
+            }
+            // A segment of the normalized request path (no `/`, no dot
+            // segment, its escapes kept): in a query, its `&`, `=`, `+`
+            // are escaped too.
+            Piece::Param(i) => {
+                let value = values.get(*i).copied().unwrap_or_default();
+                if in_query { encode_query_value(value, &mut out) } else { out.push_str(value) }
+            }
             Piece::Field { call: from, path, text } => {
                 let value = match &results[*from] {
                     Some(Ok(v)) => lookup(v, path),
@@ -244,13 +260,37 @@ fn fill(
                     Some(Value::String(s)) => s.clone(),
                     Some(Value::Number(n)) => n.to_string(),
                     Some(Value::Bool(b)) => b.to_string(),
-                    _ => return Err(CallError::Placeholder(text.clone())),
+                    _ => return Err(CallError::Placeholder(text.clone(), "has no value to fill in")),
                 };
+                // In a path, these would address another resource than the
+                // template says: the collection (``), the parent (`..`).
+                if !in_query {
+                    match scalar.as_str() {
+                        "" => {
+                            return Err(CallError::Placeholder(text.clone(), "is empty: a path segment needs a value"));
+                        }
+                        "." | ".." => {
+                            return Err(CallError::Placeholder(text.clone(), "is a dot segment (`.` or `..`)"));
+                        }
+                        _ => {}
+                    }
+                }
                 encode_into(&scalar, &mut out);
             }
         }
     }
-    PathAndQuery::try_from(out).map_err(|_| CallError::Placeholder("path".into()))
+    PathAndQuery::try_from(out).map_err(|_| CallError::BadPath)
+}
+
+/// A request path segment as a query value: what would end or split it
+/// escaped, its own `%` escapes kept.
+fn encode_query_value(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '&' | '=' | '+' | ';' | '#' => out.push_str(&format!("%{:02X}", c as u32)),
+            c => out.push(c),
+        }
+    }
 }
 
 /// Percent-encodes all but RFC 3986's unreserved characters: safe in a

@@ -256,3 +256,34 @@ routes:
         assert!(!h.contains_key("x-api-key"), "the client's key stays at the gateway");
     }
 }
+
+/// Values cannot step out of the template: a field that is `..`, `.` or
+/// empty would address another resource in a path (the parent, the
+/// collection) and fails the call; a route parameter in a query cannot add
+/// parameters (`&`, `=`, `+` escaped).
+#[tokio::test]
+async fn placeholder_values_stay_inside_their_place() {
+    let (u, o, r) = three().await;
+    let yaml = format!(
+        "{}routes:\n  - name: chain\n    match: {{ path: \"/c/{{id}}\" }}\n    aggregate:\n      calls:\n        \
+         user: {{ upstream: users, path: \"/users/{{id}}?q={{id}}\", required: true }}\n        \
+         orders: {{ upstream: orders, path: \"/users/{{user.v}}/orders?v={{user.v}}\", after: [ user ] }}\n",
+        upstreams(&u, &o, &r)
+    );
+    let gw = gateway(&yaml).await;
+    o.set(Mode::Json("[]"));
+    for (v, sent) in [(r#""..""#, false), (r#"".""#, false), (r#""""#, false), (r#""a.b""#, true)] {
+        u.set(Mode::Json(Box::leak(format!(r#"{{"v":{v}}}"#).into_boxed_str())));
+        let before = o.last_request().map(|r| r.uri);
+        let reply = get(&gw.url("/c/7"), &[]).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let called = o.last_request().map(|r| r.uri) != before;
+        assert_eq!(called, sent, "value {v}: {}", reply.text());
+        if !sent {
+            assert_eq!(reply.header("portcullis-aggregate"), Some("partial; failed=\"orders\""), "{v}");
+        }
+    }
+    // The client's `&`, `=` and `+` in a route parameter stay in its query value.
+    get(&gw.url("/c/7&admin=true+x"), &[]).await;
+    assert_eq!(u.last_request().unwrap().uri, "/users/7&admin=true+x?q=7%26admin%3Dtrue%2Bx");
+}
