@@ -142,12 +142,13 @@ pub(super) fn expand(
             let item_at = format!("/paths/{}", pointer_token(path));
             let op_at_doc = format!("{item_at}/{method}");
             match operation(api, &doc, op, (&shared_params, &item_at), &op_at_doc, &schemas) {
-                Ok((validate, Security { providers: authenticate, scopes, anonymous })) => {
+                Ok((validate, Security { providers: authenticate, scopes, any_scopes, anonymous })) => {
                     let extras = op_id.and_then(|id| api.operations.get(id)).cloned().unwrap_or_default();
+                    let asks = !scopes.is_empty() || !any_scopes.is_empty();
                     let authorize = extras
                         .authorize
                         .clone()
-                        .or_else(|| (!scopes.is_empty()).then(|| AuthorizeConfig { scopes, ..Default::default() }));
+                        .or_else(|| asks.then(|| AuthorizeConfig { scopes, any_scopes, ..Default::default() }));
                     let matcher = MatchConfig {
                         path: Some(format!("{base_path}{path}")),
                         methods: Some(vec![method.to_ascii_uppercase()]),
@@ -244,8 +245,10 @@ pub(super) fn proxy_route(name: String, matcher: MatchConfig, upstream: &str) ->
 struct Security {
     /// The providers of every scheme named (any one suffices).
     providers: Vec<String>,
-    /// The scopes the requirements list.
+    /// Scopes every caller needs (`authorize.scopes`).
     scopes: Vec<String>,
+    /// Scopes of which a caller needs one (`authorize.any_scopes`).
+    any_scopes: Vec<String>,
     /// An empty requirement (`{}`) is among them: no credential is needed.
     anonymous: bool,
 }
@@ -374,15 +377,22 @@ fn operation(
         };
         v.body = Some(BodyConfig { schema_file: None, schema: Some(schema.unwrap_or_else(|| json!({}))), required });
     }
-    // Security: any one requirement suffices; the providers of every scheme named.
+    // Security: any one requirement suffices (OR); the providers of every
+    // scheme named. The schemes of one requirement must all pass (AND),
+    // which one credential per request cannot do: refused, unless they
+    // are one provider.
     let requirements = op.get("security").or_else(|| doc.get("security")).and_then(Value::as_array);
     let mut providers = Vec::new();
     let mut scopes = Vec::new();
+    // Each requirement's scopes, to tell an OR of single scopes from the rest.
+    let mut alternatives: Vec<Vec<String>> = Vec::new();
     let mut anonymous = false;
     for req in requirements.into_iter().flatten() {
         if req.as_object().is_some_and(Map::is_empty) {
             anonymous = true;
         }
+        let mut these: Vec<&String> = Vec::new();
+        let mut wanted_here: Vec<String> = Vec::new();
         for (scheme, wanted) in req.as_object().into_iter().flatten() {
             let provider = api.security.get(scheme).ok_or_else(|| {
                 Some(if doc.pointer(&format!("/components/securitySchemes/{}", pointer_token(scheme))).is_none() {
@@ -396,6 +406,9 @@ fn operation(
                     )
                 })
             })?;
+            if !these.contains(&provider) {
+                these.push(provider);
+            }
             if !providers.contains(provider) {
                 providers.push(provider.clone());
             }
@@ -403,16 +416,41 @@ fn operation(
                 if !scopes.iter().any(|x: &String| x == s) {
                     scopes.push(s.to_string());
                 }
+                if !wanted_here.iter().any(|x| x == s) {
+                    wanted_here.push(s.to_string());
+                }
             }
         }
+        if these.len() > 1 {
+            let names: Vec<&str> = req.as_object().into_iter().flatten().map(|(k, _)| k.as_str()).collect();
+            return Err(Some(format!(
+                "a security requirement names several schemes ({}), which must all pass; the gateway checks one \
+                 credential per request, so it cannot enforce both: list them as alternatives (`- {}: []` each) \
+                 if either will do, or map them to one provider",
+                names.join(" and "),
+                names.join(": []` and `- ")
+            )));
+        }
+        if !req.as_object().is_some_and(Map::is_empty) {
+            alternatives.push(wanted_here);
+        }
     }
+    let mut any_scopes = Vec::new();
     if anonymous {
         // `{}` is always met: no scope can be asked of anyone.
         scopes.clear();
+    } else if alternatives.len() > 1 && alternatives.windows(2).any(|w| w[0] != w[1]) {
+        // Alternatives that differ in their scopes. One scope each, with one
+        // provider: the caller needs one of them (`any_scopes`). Otherwise
+        // every scope listed stays required: stricter than the document
+        // (docs/validation.md), never looser.
+        if providers.len() == 1 && alternatives.iter().all(|a| a.len() == 1) {
+            any_scopes = std::mem::take(&mut scopes);
+        }
     }
     // Only `{}` (`security: [{}]`): public.
     let anonymous = anonymous && !providers.is_empty();
-    Ok((v, Security { providers, scopes, anonymous }))
+    Ok((v, Security { providers, scopes, any_scopes, anonymous }))
 }
 
 /// An operation's `responses`: status key -> media type -> schema (`null`

@@ -922,3 +922,50 @@ async fn each_threat_limit_trips_exactly_at_its_boundary() {
     }
     assert_eq!(up.count(), cases.len(), "only the bodies within the limits were sent on");
 }
+
+/// OpenAPI security requirements: a list is alternatives (OR), the schemes
+/// of one requirement must all pass (AND). One credential per request
+/// cannot be two: an AND of two providers is refused, never weakened to
+/// "either"; alternatives with one scope each ask for one of the scopes.
+#[tokio::test]
+async fn security_requirements_keep_their_and_and_their_or() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = |paths: &str| {
+        format!(
+            "openapi: 3.0.3\ninfo: {{ title: t, version: '1' }}\npaths:\n{paths}components:\n  securitySchemes:\n    \
+             k1: {{ type: apiKey, in: header, name: X-K1 }}\n    k2: {{ type: apiKey, in: query, name: k2 }}\n    \
+             o: {{ type: oauth2, flows: {{}} }}\n"
+        )
+    };
+    std::fs::write(
+        dir.path().join("and.yaml"),
+        doc("  /both:\n    get: { operationId: both, security: [ { k1: [], k2: [] } ], responses: {} }\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("or.yaml"),
+        doc("  /either:\n    get: { operationId: either, security: [ { o: [read] }, { o: [admin] } ], responses: {} }\n"),
+    )
+    .unwrap();
+    let up = Recorder::start().await;
+    let key = |k: &str| portcullis::hash_key(k);
+    let head = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nupstreams:\n  u: {{ targets: [\"{}\"] }}\n\
+         auth:\n  p1: {{ api_key: {{ header: X-K1 }} }}\n  p2: {{ api_key: {{ query: k2 }} }}\n\
+         consumers:\n  - {{ id: reader, scopes: [read], api_keys: [ {{ sha256: \"{}\" }} ] }}\n  \
+         - {{ id: nobody, api_keys: [ {{ sha256: \"{}\" }} ] }}\n",
+        up.url(),
+        key("reader-key"),
+        key("nobody-key")
+    );
+    let and =
+        format!("{head}apis:\n  - {{ name: a, openapi: and.yaml, upstream: u, security: {{ k1: p1, k2: p2 }} }}\n");
+    let errors = portcullis::check(&load(&and, dir.path())).unwrap_err().to_string();
+    assert!(errors.contains("apis[0].operations.both") && errors.contains("must all pass"), "{errors}");
+
+    let or = format!("{head}apis:\n  - {{ name: o, openapi: or.yaml, upstream: u, security: {{ o: p1 }} }}\n");
+    let gw = Gateway::start(&load(&or, dir.path())).await.unwrap();
+    let url = format!("http://{}/either", gw.addr("gw").unwrap());
+    assert_eq!(crate::support::get(&url, &[("x-k1", "reader-key")]).await.status, 200, "read is one of read, admin");
+    assert_eq!(crate::support::get(&url, &[("x-k1", "nobody-key")]).await.status, 403);
+}
