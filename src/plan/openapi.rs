@@ -354,18 +354,32 @@ fn operation(
         let content = body.get("content").and_then(Value::as_object).ok_or_else(|| {
             Some(format!("`{}` at `{op_at}/requestBody`: a requestBody without `content`", schemas.file))
         })?;
+        let json_first = content.iter().find(|(k, _)| is_json(&essence(k)));
+        let form = content.iter().find(|(k, _)| essence(k) == "application/x-www-form-urlencoded");
+        // A range (`application/*`, `*/*`) covers JSON bodies too: its schema is theirs.
+        let range = content.iter().find(|(k, _)| matches!(essence(k).as_str(), "*/*" | "application/*"));
+        let chosen = json_first.or(form).or(range);
+        // A body is checked against one schema (the chosen type's): a JSON
+        // or form type with another schema is not accepted (415) rather
+        // than checked against the wrong one (docs/validation.md).
+        let checked = |k: &str| {
+            let t = essence(k);
+            is_json(&t) || t == "application/x-www-form-urlencoded" || t == "*/*" || t == "application/*"
+        };
+        let schema_of = |c: &Value| c.get("schema").cloned();
         // A media type key may carry parameters (`application/json; charset=utf-8`):
         // requests are matched on the type itself, as a Content-Type is.
-        for k in content.keys() {
+        for (k, c) in content {
+            if checked(k) && chosen.is_some_and(|(_, chosen)| schema_of(chosen) != schema_of(c)) {
+                continue;
+            }
             let t = essence(k);
             if !v.content_types.contains(&t) {
                 v.content_types.push(t);
             }
         }
-        let json_first = content.iter().find(|(k, _)| is_json(&essence(k)));
-        let form = content.iter().find(|(k, _)| essence(k) == "application/x-www-form-urlencoded");
         let required = body.get("required").and_then(Value::as_bool).unwrap_or(false);
-        let schema = match json_first.or(form) {
+        let schema = match chosen {
             Some((media, c)) => match c.get("schema") {
                 Some(s) => {
                     let at = format!("{op_at}/requestBody/content/{}/schema", pointer_token(media));

@@ -969,3 +969,45 @@ async fn security_requirements_keep_their_and_and_their_or() {
     assert_eq!(crate::support::get(&url, &[("x-k1", "reader-key")]).await.status, 200, "read is one of read, admin");
     assert_eq!(crate::support::get(&url, &[("x-k1", "nobody-key")]).await.status, 403);
 }
+
+/// A request body is checked against one schema: the first JSON media
+/// type's (else the form's, else a range's such as `application/*`). A
+/// JSON type the document gives another schema is refused (415), never
+/// checked against the wrong schema; a range's schema applies to JSON bodies.
+#[tokio::test]
+async fn a_body_is_checked_against_its_own_media_types_schema_or_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bodies.yaml"),
+        "openapi: 3.0.3\ninfo: { title: t, version: '1' }\npaths:\n  /dup:\n    post:\n      requestBody:\n        content:\n          \
+         application/json: { schema: { type: object, required: [a] } }\n          \
+         application/vnd.x+json: { schema: { type: object, required: [b] } }\n      responses: {}\n  \
+         /range:\n    patch:\n      requestBody: { content: { 'application/*': { schema: { type: object, required: [a], \
+         properties: { a: { type: integer } } } } } }\n      responses: {}\n",
+    )
+    .unwrap();
+    let up = Recorder::start().await;
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nupstreams:\n  u: {{ targets: [\"{}\"] }}\n\
+         apis:\n  - {{ name: b, openapi: bodies.yaml, upstream: u }}\n",
+        up.url()
+    );
+    let gw = Gateway::start(&load(&yaml, dir.path())).await.unwrap();
+    let send_body = |method: &'static str, path: &'static str, ct: &'static str, body: &'static str| {
+        let url = format!("http://{}{path}", gw.addr("gw").unwrap());
+        async move {
+            let req = Request::builder()
+                .method(method)
+                .uri(url)
+                .header("content-type", ct)
+                .body(Full::new(Bytes::from(body)))
+                .unwrap();
+            send(&http1_client(), req).await.status.as_u16()
+        }
+    };
+    assert_eq!(send_body("POST", "/dup", "application/json", r#"{"a":1}"#).await, 200);
+    assert_eq!(send_body("POST", "/dup", "application/json", r#"{"b":1}"#).await, 400);
+    assert_eq!(send_body("POST", "/dup", "application/vnd.x+json", r#"{"a":1}"#).await, 415, "not the wrong schema");
+    assert_eq!(send_body("PATCH", "/range", "application/json", r#"{"a":"x"}"#).await, 400, "the range's schema");
+    assert_eq!(send_body("PATCH", "/range", "application/json", r#"{"a":1}"#).await, 200);
+}
