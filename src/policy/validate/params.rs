@@ -352,6 +352,23 @@ fn is_type(schema: &Value, name: &str) -> bool {
     match schema.get("type") {
         Some(Value::String(t)) => t == name,
         Some(Value::Array(ts)) => ts.iter().any(|t| t == name),
+        // No `type`: what its `enum`/`const` values are, or its `anyOf`/
+        // `oneOf` branches' types (`enum: [10, 25]` reads `10` as a number;
+        // as text, no value could ever match).
+        None => {
+            let of_value = |v: &Value| match v {
+                Value::Number(n) if name == "integer" => n.is_i64() || n.is_u64(),
+                Value::Number(_) => name == "number",
+                Value::Bool(_) => name == "boolean",
+                Value::Null => name == "null",
+                _ => false,
+            };
+            schema.get("enum").and_then(Value::as_array).is_some_and(|vs| vs.iter().any(of_value))
+                || schema.get("const").is_some_and(of_value)
+                || ["anyOf", "oneOf"].iter().any(|k| {
+                    schema.get(*k).and_then(Value::as_array).is_some_and(|bs| bs.iter().any(|b| is_type(b, name)))
+                })
+        }
         _ => false,
     }
 }

@@ -196,3 +196,21 @@ fn a_parameter_schema_under_schema_is_refused() {
     let Err(err) = Param::compile("query", "answer", &wrapped, &formats) else { panic!("accepted") };
     assert!(err.contains("written in place"), "{err}");
 }
+
+#[test]
+fn typeless_enums_consts_and_branches_read_values_as_their_types() {
+    let formats = Default::default();
+    let check = |schema: serde_json::Value, raw: &str| {
+        let Ok(p) = Param::compile("query", "p", &schema, &formats) else { panic!("compiles") };
+        let mut problems = Vec::new();
+        p.check("query", &[raw], &mut problems);
+        problems.is_empty()
+    };
+    assert!(check(json!({ "enum": [10, 25] }), "10"));
+    assert!(!check(json!({ "enum": [10, 25] }), "11"));
+    assert!(check(json!({ "enum": [true] }), "true"));
+    assert!(check(json!({ "const": 5 }), "5"));
+    assert!(check(json!({ "anyOf": [ { "type": "integer" }, { "type": "string", "enum": ["all"] } ] }), "5"));
+    assert!(check(json!({ "anyOf": [ { "type": "integer" }, { "type": "string", "enum": ["all"] } ] }), "all"));
+    assert!(check(json!({ "enum": ["a", "b"] }), "a"));
+}
