@@ -511,6 +511,11 @@ impl Compiled {
 /// value), a long one is not echoed back.
 pub(super) fn detail_of(e: &jsonschema::ValidationError<'_>) -> String {
     use jsonschema::error::ValidationErrorKind as Kind;
+    if let Kind::PropertyNames { error } = e.kind() {
+        // The library's masking does not reach the name inside: a name
+        // the client wrote is not repeated (it may be any length or text).
+        return format!("a member name the schema does not allow ({})", error.kind().keyword());
+    }
     let (Kind::AdditionalProperties { unexpected } | Kind::UnevaluatedProperties { unexpected }) = e.kind() else {
         return e.masked().to_string();
     };

@@ -214,3 +214,15 @@ fn typeless_enums_consts_and_branches_read_values_as_their_types() {
     assert!(check(json!({ "anyOf": [ { "type": "integer" }, { "type": "string", "enum": ["all"] } ] }), "all"));
     assert!(check(json!({ "enum": ["a", "b"] }), "a"));
 }
+
+#[test]
+fn a_member_name_refused_by_property_names_is_not_repeated() {
+    let schema =
+        json!({ "type": "object", "properties": { "pn": { "type": "object", "propertyNames": { "maxLength": 3 } } } });
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let body = json!({ "pn": { "SECRETVALUE123": 1 } });
+    let details: Vec<String> = validator.iter_errors(&body).map(|e| super::detail_of(&e)).collect();
+    assert_eq!(details.len(), 1);
+    assert!(!details[0].contains("SECRET"), "{}", details[0]);
+    assert!(details[0].contains("maxLength"), "{}", details[0]);
+}
