@@ -367,7 +367,7 @@ async fn fetch<'p>(
                         answered = Some(resp.status);
                         // Only the media type is read: no header map built for it.
                         let media = media_type(resp.headers.get_all(&header::CONTENT_TYPE));
-                        read(resp.status, media, resp.body, call.max_body).await
+                        read(resp.status, media, resp.body, call.max_body, upstream.read_timeout).await
                     }
                     Err(GatewayError::UpstreamTimeout { waited: w, .. }) => {
                         waited = w;
@@ -383,7 +383,7 @@ async fn fetch<'p>(
                     answered = Some(parts.status);
                     let media =
                         media_type(parts.headers.get_all(header::CONTENT_TYPE).iter().map(HeaderValue::as_bytes));
-                    read(parts.status, media, body, call.max_body).await
+                    read(parts.status, media, body, call.max_body, upstream.read_timeout).await
                 }
                 Ok(Err(e)) => Err(CallError::Unreachable { sent: !super::forward::not_sent(&e) }),
                 Err(_) => Err(CallError::Timeout(upstream.request_timeout)),
@@ -452,7 +452,13 @@ fn media_type<'v>(mut values: impl Iterator<Item = &'v [u8]>) -> String {
     first.and_then(|v| std::str::from_utf8(v).ok()).map(crate::policy::validate::media_essence).unwrap_or_default()
 }
 
-async fn read<B>(status: StatusCode, media: String, body: B, max: u64) -> Result<Value, CallError>
+async fn read<B>(
+    status: StatusCode,
+    media: String,
+    body: B,
+    max: u64,
+    read_timeout: Duration,
+) -> Result<Value, CallError>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -464,11 +470,21 @@ where
         return Err(CallError::NotJson(if media.is_empty() { "no content type".into() } else { media }));
     }
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
-    let bytes = match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(CallError::TooLarge(max)),
-        Err(_) => return Err(CallError::Unreachable { sent: true }),
-    };
+    let mut body = std::pin::pin!(http_body_util::Limited::new(body, limit));
+    let mut bytes = bytes::BytesMut::new();
+    loop {
+        // `timeouts.read`: the longest pause between two pieces of the body.
+        let frame = match tokio::time::timeout(read_timeout, body.frame()).await {
+            Err(_) => return Err(CallError::Timeout(read_timeout)),
+            Ok(None) => break,
+            Ok(Some(Ok(frame))) => frame,
+            Ok(Some(Err(e))) if e.is::<http_body_util::LengthLimitError>() => return Err(CallError::TooLarge(max)),
+            Ok(Some(Err(_))) => return Err(CallError::Unreachable { sent: true }),
+        };
+        if let Ok(data) = frame.into_data() {
+            bytes.extend_from_slice(&data);
+        }
+    }
     serde_json::from_slice(&bytes).map_err(|_| CallError::BadJson)
 }
 
@@ -488,8 +504,20 @@ fn failed(
             _ => None,
         })
         .collect();
-    let status = match &results[culprit] {
+    // The status of the root cause: a call that failed because the one it
+    // waited for did is judged by that one.
+    let mut root = culprit;
+    for _ in 0..plan.calls.len() {
+        let Some(Err(CallError::Dependency(on))) = &results[root] else { break };
+        match plan.calls.iter().position(|c| *c.name == **on) {
+            Some(i) => root = i,
+            None => break,
+        }
+    }
+    let status = match &results[root] {
         Some(Err(CallError::Timeout(_))) => StatusCode::GATEWAY_TIMEOUT,
+        // Refused by its upstream's limits, breaker or health: 503, as a proxied request.
+        Some(Err(CallError::Refused(_))) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_GATEWAY,
     };
     let detail = format!("the call `{}` failed, and the answer cannot be made without it", plan.calls[culprit].name);
@@ -502,6 +530,19 @@ fn merged(plan: &AggregatePlan, results: Vec<Option<Result<Value, CallError>>>) 
     let mut doc = Map::new();
     let mut errors = Vec::new();
     let mut failed: Vec<&str> = Vec::new();
+    // A flat merge keeps the first value of a field (docs/aggregation.md),
+    // whoever sets it: an object's member, or a call's own key.
+    let put = |doc: &mut Map<String, Value>, call: &CallPlan, k: String, v: Value| {
+        if doc.contains_key(&k) {
+            tracing::warn!(
+                call = &*call.name,
+                field = k,
+                "aggregate: the field is already set by an earlier call; kept the first"
+            );
+        } else {
+            doc.insert(k, v);
+        }
+    };
     for (call, result) in plan.calls.iter().zip(results) {
         match result {
             Some(Ok(value)) => {
@@ -509,27 +550,17 @@ fn merged(plan: &AggregatePlan, results: Vec<Option<Result<Value, CallError>>>) 
                 match (plan.merge, value) {
                     (MergeMode::Flat, Value::Object(members)) => {
                         for (k, v) in members {
-                            if doc.contains_key(&k) {
-                                tracing::warn!(
-                                    call = &*call.name,
-                                    field = k,
-                                    "aggregate: the field is already set by an earlier call; kept the first"
-                                );
-                            } else {
-                                doc.insert(k, v);
-                            }
+                            put(&mut doc, call, k, v);
                         }
                     }
-                    (_, value) => {
-                        doc.insert(call.key.to_string(), value);
-                    }
+                    (_, value) => put(&mut doc, call, call.key.to_string(), value),
                 }
             }
             Some(Err(e)) => {
                 errors.push(e.entry(&call.name));
                 failed.push(&call.name);
                 if call.on_failure == OnFailure::Null {
-                    doc.insert(call.key.to_string(), Value::Null);
+                    put(&mut doc, call, call.key.to_string(), Value::Null);
                 }
             }
             None => {}

@@ -182,6 +182,7 @@ routes:
         user: {{ upstream: users, path: "/u" }}
         stats: {{ upstream: orders, path: "/s" }}
         text: {{ upstream: recs, path: "/healthz" }}
+        zname: {{ upstream: users, path: "/l", as: name }}
 "#,
         upstreams(&u, &o, &r)
     ))
@@ -190,8 +191,10 @@ routes:
     let doc = reply.json();
     assert_eq!(doc["name"], "ann");
     assert_eq!(doc["orders"], 3);
-    // Calls merge in name order (`stats` before `user`); on a collision the first stays.
+    // Calls merge in name order (`stats` before `user`); on a collision the first stays,
+    // whether the later value is a member or a whole answer under the call's key.
     assert_eq!(doc["id"], 99);
+    assert_eq!(doc["name"], "ann", "not overwritten by the later answer named `name`");
     let text_error = doc["errors"].as_array().unwrap().iter().find(|e| e["call"] == "text").unwrap().clone();
     assert!(text_error["detail"].as_str().unwrap().contains("not JSON"), "{text_error}");
 }
@@ -286,4 +289,33 @@ async fn placeholder_values_stay_inside_their_place() {
     // The client's `&`, `=` and `+` in a route parameter stay in its query value.
     get(&gw.url("/c/7&admin=true+x"), &[]).await;
     assert_eq!(u.last_request().unwrap().uri, "/users/7&admin=true+x?q=7%26admin%3Dtrue%2Bx");
+}
+
+/// The upstream's `timeouts.read` bounds a call's body as it bounds a
+/// proxied one, and a required call that failed because the call it
+/// waited for timed out is a 504 (its root cause), not a 502.
+#[tokio::test]
+async fn calls_keep_their_upstreams_read_timeout_and_failures_their_root_status() {
+    let (u, o, r) = three().await;
+    u.set(Mode::StallBody);
+    let yaml = format!(
+        "upstreams:\n  users: {{ targets: [ \"{}\" ], timeouts: {{ read: 200ms }} }}\n  \
+         orders: {{ targets: [ \"{}\" ], limits: {{ max_requests: 1 }} }}\n  recs: {{ targets: [ \"{}\" ] }}\n\
+         routes:\n  - name: stall\n    match: {{ path: /stall }}\n    aggregate:\n      timeout: 5s\n      calls:\n        \
+         user: {{ upstream: users, path: /u, required: true }}\n  \
+         - name: chain\n    match: {{ path: /chain }}\n    aggregate:\n      timeout: 5s\n      calls:\n        \
+         user: {{ upstream: users, path: /u, timeout: 100ms }}\n        \
+         orders: {{ upstream: orders, path: \"/o/{{user.id}}\", after: [ user ], required: true }}\n",
+        u.url(),
+        o.url(),
+        r.url()
+    );
+    let gw = gateway(&yaml).await;
+    let reply = get(&gw.url("/stall"), &[]).await;
+    assert_eq!(reply.status, 504, "{}", reply.text());
+    // Cut by `timeouts.read` (200 ms), not by the 5 s budget.
+    assert_eq!(reply.json()["errors"][0]["detail"], "no answer within 200 ms", "{}", reply.text());
+    u.set(Mode::Slow(Duration::from_millis(400)));
+    let reply = get(&gw.url("/chain"), &[]).await;
+    assert_eq!(reply.status, 504, "the root cause timed out: {}", reply.text());
 }

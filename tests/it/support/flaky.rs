@@ -49,6 +49,8 @@ pub enum Mode {
     Slow(Duration),
     /// 200, `content-type: application/json`, exactly that body.
     Json(&'static str),
+    /// A JSON head announcing 10 bytes, 2 of them, then nothing more.
+    StallBody,
 }
 
 /// What the server saw of a request.
@@ -378,6 +380,10 @@ async fn serve(stream: TcpStream, inner: Arc<Inner>) {
                 return;
             }
             Some(Mode::Hang) => std::future::pending::<()>().await,
+            Some(Mode::StallBody) => {
+                conn.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 10\r\n\r\n[1").await;
+                std::future::pending::<()>().await
+            }
             _ => {}
         }
 
@@ -417,7 +423,7 @@ async fn serve(stream: TcpStream, inner: Arc<Inner>) {
                 (n, "application/json", format!("{{\"upstream\":{},\"status\":{n}}}", json_str(name)), true)
             }
             Some(Mode::Json(body)) => (200, "application/json", body.to_string(), true),
-            Some(Mode::Reset | Mode::Hang) => unreachable!(),
+            Some(Mode::Reset | Mode::Hang | Mode::StallBody) => unreachable!(),
         };
 
         let close = has_token(&seen.headers, "connection", "close")
