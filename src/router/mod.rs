@@ -191,6 +191,19 @@ impl Router {
                 }
             }
         }
+        // RFC 9110 §9.3.2: HEAD is GET without the content (a general-purpose
+        // server supports both, §9.1). A route that takes GET but not HEAD
+        // takes HEAD too, unless a route takes HEAD itself (found above).
+        if allowed.contains(&Method::GET) {
+            if *req.method == Method::HEAD {
+                let as_get = RequestView { method: &Method::GET, ..*req };
+                return self.find(&as_get);
+            }
+            if !allowed.contains(&Method::HEAD) {
+                let after_get = allowed.iter().position(|m| *m == Method::GET).map_or(allowed.len(), |i| i + 1);
+                allowed.insert(after_get, Method::HEAD);
+            }
+        }
         if allowed.is_empty() { Err(Miss::NotFound) } else { Err(Miss::MethodNotAllowed(allowed)) }
     }
 }

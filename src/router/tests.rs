@@ -45,8 +45,18 @@ fn method_not_allowed_lists_methods() {
     let r = Router::new(vec![matcher(None, "/a", Some(&["GET"])), matcher(None, "/a", Some(&["POST", "PUT"]))]);
     assert_eq!(find(&r, None, "/a", "POST"), Ok(1));
     let Err(Miss::MethodNotAllowed(allow)) = find(&r, None, "/a", "DELETE") else { panic!() };
-    assert_eq!(allow.len(), 3);
+    assert_eq!(allow.len(), 4, "GET, HEAD (implied), POST, PUT: {allow:?}");
     assert_eq!(find(&r, None, "/b", "GET"), Err(Miss::NotFound));
+}
+
+#[test]
+fn head_goes_where_get_goes_unless_a_route_takes_head_itself() {
+    let r = Router::new(vec![matcher(None, "/a", Some(&["GET"])), matcher(None, "/b", Some(&["POST"]))]);
+    assert_eq!(find(&r, None, "/a", "HEAD"), Ok(0));
+    let Err(Miss::MethodNotAllowed(allow)) = find(&r, None, "/b", "HEAD") else { panic!() };
+    assert_eq!(allow, [http::Method::POST]);
+    let r = Router::new(vec![matcher(None, "/a", Some(&["GET"])), matcher(None, "/a", Some(&["HEAD"]))]);
+    assert_eq!(find(&r, None, "/a", "HEAD"), Ok(1));
 }
 
 #[test]

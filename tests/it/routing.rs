@@ -49,7 +49,11 @@ routes:
     let req = http::Request::delete(gw.url("/items")).body(Default::default()).unwrap();
     let reply = crate::support::send(&client, req).await;
     assert_eq!(reply.status, 405);
-    assert_eq!(reply.header("allow"), Some("GET, POST, PUT"));
+    assert_eq!(reply.header("allow"), Some("GET, HEAD, POST, PUT"));
+    // HEAD goes where GET goes: the answer's head, no content.
+    let req = http::Request::head(gw.url("/items")).body(Default::default()).unwrap();
+    let head = crate::support::send(&client, req).await;
+    assert_eq!((head.status.as_u16(), head.body.len(), head.header("content-length")), (200, 0, Some("4")));
     assert_eq!(reply.header("content-type"), Some("application/problem+json"));
     let missing = get(&gw.url("/nope"), &[]).await;
     assert_eq!(missing.status, 404);
