@@ -93,8 +93,23 @@ pub(super) fn compile(
                 format!("unknown upstream `{}` ({})", c.upstream, super::route::defined(known)),
             );
         }
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-')) {
+            cx.err(
+                cat.clone(),
+                format!(
+                    "a call's name is letters, digits, `_` and `-` (it is a key of the answer and goes in \
+                     `Portcullis-Aggregate`): `{name}`"
+                ),
+            );
+        }
         let method = match c.method.as_deref().map(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes())) {
             None => Method::GET,
+            // A call asks for a JSON answer about a resource: CONNECT (a
+            // tunnel, its target an authority) is no such request.
+            Some(Ok(m)) if m == Method::CONNECT => {
+                cx.err(format!("{cat}.method"), "CONNECT opens a tunnel: a call asks for a JSON answer (GET, POST…)");
+                Method::GET
+            }
             Some(Ok(m)) => m,
             Some(Err(_)) => {
                 cx.err(format!("{cat}.method"), "not a method");
@@ -236,10 +251,23 @@ fn template(
         pieces.push(Piece::Literal(rest.to_string()));
     }
     for piece in &pieces {
-        if let Piece::Literal(l) = piece
-            && l.bytes().any(|b| b <= b' ' || b == 0x7f)
-        {
+        let Piece::Literal(l) = piece else { continue };
+        if l.bytes().any(|b| b <= b' ' || b == 0x7f) {
             return Err(format!("`{text}`: spaces and control characters are not allowed in a path"));
+        }
+        // What a request target may hold (RFC 9112 §3.2): ASCII, valid
+        // `%` escapes, no fragment (it would be dropped, the query after it too).
+        if !l.is_ascii() {
+            return Err(format!("`{text}`: a path is ASCII: percent-encode other characters (`é` is `%C3%A9`)"));
+        }
+        if l.contains('#') {
+            return Err(format!("`{text}`: a call's path has no fragment (`#`): it is never sent"));
+        }
+        let bytes = l.as_bytes();
+        let hex = |i: usize| bytes.get(i).is_some_and(u8::is_ascii_hexdigit);
+        let bad_escape = bytes.iter().enumerate().any(|(i, &b)| b == b'%' && !(hex(i + 1) && hex(i + 2)));
+        if bad_escape {
+            return Err(format!("`{text}`: a `%` starts an escape of two hex digits (`%25` for `%` itself)"));
         }
     }
     Ok(pieces)

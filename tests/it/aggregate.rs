@@ -212,6 +212,11 @@ async fn aggregate_config_mistakes_are_refused_with_their_path() {
         ("a: { upstream: other, path: /a }", "unknown upstream"),
         ("a: { upstream: svc, path: /a, as: b }\n        b: { upstream: svc, path: /b }", "also the key"),
         ("errors: { upstream: svc, path: /a }", "`errors` is the key"),
+        ("a: { upstream: svc, path: \"/a#frag?x=1\" }", "no fragment"),
+        ("a: { upstream: svc, path: \"/caf\u{e9}\" }", "a path is ASCII"),
+        ("a: { upstream: svc, path: \"/a/%zz\" }", "two hex digits"),
+        ("a: { upstream: svc, path: /a, method: CONNECT }", "CONNECT opens a tunnel"),
+        ("'a,b': { upstream: svc, path: /a }", "letters, digits"),
     ];
     for (calls, expected) in cases {
         let yaml = format!(
