@@ -1,5 +1,7 @@
 //! An api's `docs`: the OpenAPI document served as it was loaded, as JSON
-//! at `<docs>/openapi.json`, and a reference page at `<docs>` rendered
+//! at `<docs>/openapi.json` (its `servers` replaced by the gateway's own
+//! base path: the document's may name internal hosts, or a path the
+//! gateway does not serve), and a reference page at `<docs>` rendered
 //! here, once, when the config loads (no script, no stylesheet, no CDN:
 //! the page works under the gateway's own `default-src 'none'` policy).
 
@@ -14,13 +16,26 @@ const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "
 
 /// The two routes that serve `doc` under `docs`'s path (to the callers it
 /// lets in, when it names providers or IP lists).
-pub(super) fn routes(api: &ApiConfig, doc: &Value, docs: &DocsConfig) -> Result<Vec<RouteConfig>, String> {
+/// `base_path`: where the gateway serves the document's paths.
+pub(super) fn routes(
+    api: &ApiConfig,
+    doc: &Value,
+    docs: &DocsConfig,
+    base_path: &str,
+) -> Result<Vec<RouteConfig>, String> {
     let at = docs.path().trim_end_matches('/');
     if !at.starts_with('/') || at.contains(['{', '}', '*', '?', '#']) {
         return Err(format!("`{at}` is not a plain path such as `/v3/docs`"));
     }
-    let json = serde_json::to_string_pretty(doc).map_err(|e| e.to_string())?;
-    let page = render(api, doc, &format!("{at}/openapi.json"));
+    // A relative server URL: callers reach the paths on the host they read
+    // the document from, under the gateway's base path.
+    let mut served_doc = doc.clone();
+    if let Some(map) = served_doc.as_object_mut() {
+        let url = if base_path.is_empty() { "/" } else { base_path };
+        map.insert("servers".into(), serde_json::json!([ { "url": url } ]));
+    }
+    let json = serde_json::to_string_pretty(&served_doc).map_err(|e| e.to_string())?;
+    let page = render(api, &served_doc, &format!("{at}/openapi.json"), base_path);
     let served = |name: &str, path: String, content_type: &str, body: String| {
         let matcher =
             MatchConfig { path: Some(path), methods: Some(vec!["GET".into(), "HEAD".into()]), ..Default::default() };
@@ -43,7 +58,7 @@ pub(super) fn routes(api: &ApiConfig, doc: &Value, docs: &DocsConfig) -> Result<
 
 /// The reference page: the document's title and description, then each
 /// path's operations (parameters, body, security), then the schemas.
-fn render(api: &ApiConfig, doc: &Value, json_at: &str) -> String {
+fn render(api: &ApiConfig, doc: &Value, json_at: &str, base_path: &str) -> String {
     let title = text(doc.pointer("/info/title"));
     let title = if title.is_empty() { api.name.as_str() } else { title };
     let mut out = String::with_capacity(16 << 10);
@@ -80,17 +95,17 @@ fn render(api: &ApiConfig, doc: &Value, json_at: &str) -> String {
                 "<h3 id=\"{}\"><code>{} {}</code> {}</h3>\n<p>{}</p>",
                 esc(text(op.get("operationId"))),
                 method.to_ascii_uppercase(),
-                esc(path),
+                esc(&format!("{base_path}{path}")),
                 esc(text(op.get("operationId"))),
                 esc(text(op.get("summary")).trim()),
             );
-            let params: Vec<&Value> = op
-                .get("parameters")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .chain(item.get("parameters").and_then(Value::as_array).into_iter().flatten())
-                .collect();
+            // An operation's parameter replaces the path's of the same name
+            // and place (OpenAPI: "will override it but can never remove it").
+            let own: Vec<&Value> = op.get("parameters").and_then(Value::as_array).into_iter().flatten().collect();
+            let key = |p: &Value| (text(p.get("name")).to_string(), text(p.get("in")).to_string());
+            let shared = item.get("parameters").and_then(Value::as_array).into_iter().flatten();
+            let params: Vec<&Value> =
+                own.iter().copied().chain(shared.filter(|p| !own.iter().any(|o| key(o) == key(p)))).collect();
             if !params.is_empty() {
                 out.push_str("<table><tr><th>parameter</th><th>in</th><th>required</th><th>schema</th></tr>\n");
                 for p in params {
@@ -188,13 +203,34 @@ mod tests {
             "info": { "title": "<script>alert(1)</script>", "version": "1" },
             "paths": { "/x": { "get": { "operationId": "getX", "summary": "a & b" } } }
         });
-        let routes = routes(&api, &doc, &DocsConfig::Path("/docs/".into())).unwrap();
+        let routes = routes(&api, &doc, &DocsConfig::Path("/docs/".into()), "").unwrap();
         let page = &routes[0].static_response.as_ref().unwrap().body;
         assert!(!page.contains("<script>") && page.contains("&lt;script&gt;"), "{page}");
         assert!(page.contains("a &amp; b") && page.contains("href=\"/docs/openapi.json\""), "{page}");
         assert_eq!(routes[1].matcher.path.as_deref(), Some("/docs/openapi.json"));
         for bad in ["docs", "/docs/{x}", "/docs?x"] {
-            assert!(super::routes(&api, &doc, &DocsConfig::Path(bad.into())).is_err(), "{bad}");
+            assert!(super::routes(&api, &doc, &DocsConfig::Path(bad.into()), "").is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_served_document_says_where_the_gateway_serves_it() {
+        let api: ApiConfig =
+            serde_saphyr::from_str("{ name: a, openapi: x.yaml, upstream: u, docs: /docs }").expect("an api");
+        let doc = serde_json::json!({
+            "openapi": "3.0.3",
+            "info": { "title": "t", "version": "1" },
+            "servers": [ { "url": "http://10.1.2.3:8080/internal" } ],
+            "paths": { "/items/{id}": {
+                "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "integer" } } ],
+                "get": { "operationId": "getItem", "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } } ] }
+            } }
+        });
+        let routes = routes(&api, &doc, &DocsConfig::Path("/docs".into()), "/gw").unwrap();
+        let json: Value = serde_json::from_str(&routes[1].static_response.as_ref().unwrap().body).unwrap();
+        assert_eq!(json["servers"], serde_json::json!([ { "url": "/gw" } ]), "not the internal host");
+        let page = &routes[0].static_response.as_ref().unwrap().body;
+        assert!(page.contains("GET /gw/items/{id}") && !page.contains("10.1.2.3"), "{page}");
+        assert_eq!(page.matches("<tr><td><code>id</code>").count(), 1, "the operation's `id` only: {page}");
     }
 }

@@ -444,11 +444,15 @@ async fn an_openapi_document_routes_validates_and_authenticates() {
     let spec = call(&gw, "GET", "/v1/docs/openapi.json", &[], "").await;
     assert_eq!((spec.status.as_u16(), spec.header("content-type")), (200, Some("application/json")));
     assert_eq!(spec.json()["paths"]["/pets"]["get"]["operationId"], "listPets");
+    assert_eq!(spec.json()["servers"], json!([ { "url": "/v1" } ]), "where the gateway serves it");
     let page = call(&gw, "GET", "/v1/docs", &[], "").await;
     assert_eq!((page.status.as_u16(), page.header("content-type")), (200, Some("text/html; charset=utf-8")));
-    for seen in
-        ["<code>GET /pets</code> listPets", "<code>POST /pets</code> createPet", "Authentication: api_key", "NewPet"]
-    {
+    for seen in [
+        "<code>GET /v1/pets</code> listPets",
+        "<code>POST /v1/pets</code> createPet",
+        "Authentication: api_key",
+        "NewPet",
+    ] {
         assert!(page.text().contains(seen), "{seen} not in\n{}", page.text());
     }
     assert_eq!(call(&gw, "HEAD", "/v1/docs", &[], "").await.status, 200);
