@@ -7,6 +7,7 @@
 mod documents;
 mod refusing;
 mod timing;
+mod unenforced;
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -33,6 +34,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("unreachable-route-path", "a route path no request path can be after normalization"),
     ("impossible-schema", "a schema whose lower bound is above its upper one: it refuses every value"),
     ("timeout-beyond-budget", "a time limit longer than the one that holds it: it never applies"),
+    ("unenforced-openapi", "an API document declares what the gateway does not check or follow"),
     ("certificate-name-mismatch", "a `server_names` entry the listener certificate does not carry"),
     (
         "refuses-everything",
@@ -55,6 +57,7 @@ pub fn warnings(loaded: &LoadedConfig) -> Vec<ConfigError> {
     unreachable_paths(loaded, &mut found);
     timing::timeouts_beyond_budgets(loaded, &mut found);
     refusing::routes_that_refuse_everything(loaded, &mut found);
+    unenforced::unenforced_openapi(loaded, &mut found);
     let allow: BTreeSet<&str> = loaded.config.warnings.allow.iter().map(String::as_str).collect();
     let mut out: Vec<ConfigError> = found
         .0

@@ -1,0 +1,82 @@
+//! `unenforced-openapi`: what an API document declares that the gateway
+//! does not check or follow, said once per document instead of passing in
+//! silence (the reference page shows it as if it applied).
+
+use serde_json::Value;
+
+use super::Found;
+use crate::config::LoadedConfig;
+
+const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+
+pub(super) fn unenforced_openapi(loaded: &LoadedConfig, found: &mut Found) {
+    for (i, api) in loaded.config.apis.iter().enumerate() {
+        let Ok(doc) = crate::config::load_document(&loaded.resolve_file(&api.openapi)) else { continue };
+        let mut seen: Vec<String> = Vec::new();
+        let mut note = |what: String| {
+            if !seen.contains(&what) {
+                seen.push(what);
+            }
+        };
+        for (path, item) in doc.get("paths").and_then(Value::as_object).into_iter().flatten() {
+            if item.get("servers").is_some() {
+                note(format!("`servers` of path `{path}` (the document's base path applies)"));
+            }
+            for method in METHODS {
+                let Some(op) = item.get(method) else { continue };
+                let at = format!("`{} {path}`", method.to_ascii_uppercase());
+                if op.get("servers").is_some() {
+                    note(format!("`servers` of {at} (the document's base path applies)"));
+                }
+                let params = op.get("parameters").and_then(Value::as_array).into_iter().flatten();
+                let shared = item.get("parameters").and_then(Value::as_array).into_iter().flatten();
+                for p in params.chain(shared) {
+                    if p.get("allowEmptyValue").and_then(Value::as_bool) == Some(true) {
+                        note(format!("`allowEmptyValue` of {at} (an empty value is checked as any other)"));
+                    }
+                }
+                let content = op.pointer("/requestBody/content").and_then(Value::as_object).into_iter().flatten();
+                for (media, c) in content {
+                    let media = media.to_ascii_lowercase();
+                    if media.starts_with("multipart/") && c.get("schema").is_some() {
+                        note(format!("the `{media}` schema of {at} (only its media type is checked)"));
+                    }
+                    if c.get("encoding").is_some() {
+                        note(format!("the `encoding` of {at}'s `{media}` body (properties are read as text)"));
+                    }
+                }
+            }
+        }
+        if seen.is_empty() {
+            continue;
+        }
+        let more = if seen.len() > 3 { format!(", and {} more", seen.len() - 3) } else { String::new() };
+        seen.truncate(3);
+        found.add(
+            "unenforced-openapi",
+            format!("apis[{i}].openapi"),
+            format!("`{}` declares what the gateway does not check: {}{more}", api.openapi, seen.join("; ")),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn what_is_not_enforced_is_said_once_per_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let doc = "openapi: 3.0.3\ninfo: { title: t, version: '1' }\npaths:\n  /a:\n    servers: [ { url: /v3 } ]\n    \
+                   put:\n      parameters: [ { name: e, in: query, allowEmptyValue: true, schema: { type: integer } } ]\n      \
+                   requestBody: { content: { multipart/form-data: { schema: { type: object } } } }\n      responses: {}\n";
+        std::fs::write(dir.path().join("d.yaml"), doc).unwrap();
+        let text = "apis:\n  - { name: a, openapi: d.yaml, upstream: u }\n";
+        let loaded = crate::config::parse_str(text, "t.yaml", dir.path()).unwrap();
+        let mut found = super::Found::default();
+        super::unenforced_openapi(&loaded, &mut found);
+        assert_eq!(found.0.len(), 1);
+        let message = &found.0[0].2;
+        for part in ["`servers` of path `/a`", "`allowEmptyValue` of `PUT /a`", "`multipart/form-data` schema"] {
+            assert!(message.contains(part), "{part}: {message}");
+        }
+    }
+}
