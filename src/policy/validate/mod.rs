@@ -131,6 +131,16 @@ fn build<F: jsonschema::json::Json>(
             options = options.with_format("email", email::format(draft).map_err(whole)?);
         }
     }
+    if !formats.contains_key("byte") {
+        // OpenAPI's `byte`: base64 (RFC 4648 §4), padded.
+        options = options.with_format("byte", |s: &str| {
+            let b = s.as_bytes();
+            let body = b.iter().rposition(|&c| c != b'=').map_or(0, |i| i + 1);
+            b.len() % 4 == 0
+                && b.len() - body <= 2
+                && b[..body].iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/'))
+        });
+    }
     for (name, pattern) in formats {
         let re = regex::Regex::new(pattern).map_err(|e| whole(format!("format `{name}`: {e}")))?;
         options = options.with_format(name.clone(), move |s: &str| re.is_match(s));
@@ -151,11 +161,16 @@ fn build<F: jsonschema::json::Json>(
     })
 }
 
-/// OpenAPI's `int32` and `int64` formats as the ranges they stand for
-/// (JSON Schema's format checks only apply to strings).
+/// OpenAPI's `int32`, `int64` and `float` formats as the ranges they
+/// stand for (JSON Schema's format checks only apply to strings).
 fn openapi_formats(schema: &mut Value) {
     match schema {
         Value::Object(map) => {
+            if map.get("format").and_then(Value::as_str) == Some("float") {
+                let max = f64::from(f32::MAX);
+                map.entry("minimum").or_insert((-max).into());
+                map.entry("maximum").or_insert(max.into());
+            }
             let range = match map.get("format").and_then(Value::as_str) {
                 Some("int32") => Some((i64::from(i32::MIN), i64::from(i32::MAX))),
                 Some("int64") => Some((i64::MIN, i64::MAX)),

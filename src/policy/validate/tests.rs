@@ -226,3 +226,16 @@ fn a_member_name_refused_by_property_names_is_not_repeated() {
     assert!(!details[0].contains("SECRET"), "{}", details[0]);
     assert!(details[0].contains("maxLength"), "{}", details[0]);
 }
+
+#[test]
+fn openapi_byte_and_float_are_checked() {
+    let formats = Default::default();
+    let byte = compile_schema(&json!({ "type": "string", "format": "byte" }), &formats).unwrap();
+    for (value, ok) in [("aGVsbG8=", true), ("aGVsbG8h", true), ("", true), ("!!!notbase64", false), ("aGVsbG8", false)]
+    {
+        assert_eq!(byte.is_valid(&json!(value)), ok, "{value}");
+    }
+    let float = compile_schema(&json!({ "type": "number", "format": "float" }), &formats).unwrap();
+    assert!(float.is_valid(&json!(1.5)) && float.is_valid(&json!(-3.0e38)));
+    assert!(!float.is_valid(&json!(1e300)));
+}
