@@ -136,7 +136,7 @@ fn build<F: jsonschema::json::Json>(
         options = options.with_format("byte", |s: &str| {
             let b = s.as_bytes();
             let body = b.iter().rposition(|&c| c != b'=').map_or(0, |i| i + 1);
-            b.len() % 4 == 0
+            b.len().is_multiple_of(4)
                 && b.len() - body <= 2
                 && b[..body].iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/'))
         });
