@@ -133,6 +133,8 @@ impl CallError {
 /// A call's result, and its try as the access log reports it (none when
 /// nothing watches, or the call never reached a target).
 type CallOutcome<'p> = (Result<Value, CallError>, Option<Tried<'p>>);
+/// A call's upstream, target and start, once it has a target.
+type Reached<'p> = std::sync::Mutex<Option<(&'p Upstream, &'p crate::upstream::Target, Instant)>>;
 type CallFuture<'a, 'p> = Pin<Box<dyn Future<Output = CallOutcome<'p>> + Send + 'a>>;
 
 /// The answer, and the access log's response flag when a required call
@@ -143,6 +145,9 @@ pub(super) async fn run<'p>(plan: &'p AggregatePlan, inputs: Inputs<'_, 'p>) -> 
     let n = plan.calls.len();
     let mut results: Vec<Option<Result<Value, CallError>>> = (0..n).map(|_| None).collect();
     let mut started = vec![false; n];
+    // Each call's target once it has one, for the log when it is abandoned
+    // under way (a required call failed first): a try that reached a target.
+    let reached: Vec<Reached<'p>> = (0..n).map(|_| std::sync::Mutex::new(None)).collect();
     let mut running: Vec<(usize, CallFuture<'_, 'p>)> = Vec::new();
     let watch = Watch { tries: inputs.tried.is_some(), client_metrics: inputs.client_metrics };
     let mut tried = inputs.tried;
@@ -164,12 +169,32 @@ pub(super) async fn run<'p>(plan: &'p AggregatePlan, inputs: Inputs<'_, 'p>) -> 
                     let budget = call.timeout.map_or(left, |t| t.min(left));
                     let limit = Instant::now() + budget;
                     let headers = &headers;
-                    running.push((i, Box::pin(fetch(call, pq, headers, watch, (limit, budget)))));
+                    let reached = &reached[i];
+                    running.push((i, Box::pin(fetch(call, pq, headers, watch, (limit, budget), reached))));
                 }
                 Err(e) => results[i] = Some(Err(e)),
             }
         }
         if let Some(i) = (0..n).find(|&i| plan.calls[i].must_succeed && matches!(results[i], Some(Err(_)))) {
+            // The calls still under way are abandoned: logged `cancelled`.
+            if let Some(tried) = tried.as_deref_mut() {
+                for (j, _) in &running {
+                    let taken = reached[*j].lock().ok().and_then(|mut r| r.take());
+                    if let Some((upstream, target, started)) = taken {
+                        let request_bytes = None;
+                        let cancelled = Tried {
+                            upstream,
+                            target,
+                            outcome: None,
+                            started,
+                            duration_ns: 0,
+                            ended: false,
+                            request_bytes,
+                        };
+                        tried.push(cancelled);
+                    }
+                }
+            }
             return (failed(plan, &results, i, inputs.request_id), root_flag(plan, &results, i));
         }
         if running.is_empty() {
@@ -193,19 +218,25 @@ pub(super) async fn run<'p>(plan: &'p AggregatePlan, inputs: Inputs<'_, 'p>) -> 
     (merged(plan, results), Flag::None)
 }
 
-/// Why the call `culprit` failed, followed through the calls it waited for.
-fn root_flag(plan: &AggregatePlan, results: &[Option<Result<Value, CallError>>], mut culprit: usize) -> Flag {
+/// The call whose failure made `culprit` fail: itself, or the call it
+/// waited for that failed first, followed through the chain.
+fn root_cause(plan: &AggregatePlan, results: &[Option<Result<Value, CallError>>], mut culprit: usize) -> usize {
     for _ in 0..results.len() {
-        match &results[culprit] {
-            Some(Err(CallError::Dependency(name))) => match plan.calls.iter().position(|c| c.name == *name) {
-                Some(d) => culprit = d,
-                None => break,
-            },
-            Some(Err(e)) => return e.flag().unwrap_or(Flag::LocalResponse),
-            _ => break,
+        let Some(Err(CallError::Dependency(name))) = &results[culprit] else { break };
+        match plan.calls.iter().position(|c| c.name == *name) {
+            Some(d) => culprit = d,
+            None => break,
         }
     }
-    Flag::LocalResponse
+    culprit
+}
+
+/// Why the call `culprit` failed, followed through the calls it waited for.
+fn root_flag(plan: &AggregatePlan, results: &[Option<Result<Value, CallError>>], culprit: usize) -> Flag {
+    match &results[root_cause(plan, results, culprit)] {
+        Some(Err(e)) => e.flag().unwrap_or(Flag::LocalResponse),
+        _ => Flag::LocalResponse,
+    }
 }
 
 /// The headers every call carries: the request id, the trace, where the
@@ -323,6 +354,7 @@ async fn fetch<'p>(
     headers: &HeaderMap,
     watch: Watch,
     time: (Instant, Duration),
+    reached: &Reached<'p>,
 ) -> CallOutcome<'p> {
     let upstream: &'p Upstream = &call.upstream;
     let now = Instant::now();
@@ -339,6 +371,11 @@ async fn fetch<'p>(
         return (Err(refused(super::forward::refuse(upstream, UpstreamRefusal::NoHealthyTarget))), None);
     };
     let target = &upstream.targets[picked.index];
+    if watch.tries
+        && let Ok(mut r) = reached.lock()
+    {
+        *r = Some((upstream, target, now));
+    }
     let _in_flight = target.begin().with(slot);
     let uri =
         Uri::builder().scheme(target.scheme.clone()).authority(target.authority.clone()).path_and_query(pq).build();
@@ -506,15 +543,7 @@ fn failed(
         .collect();
     // The status of the root cause: a call that failed because the one it
     // waited for did is judged by that one.
-    let mut root = culprit;
-    for _ in 0..plan.calls.len() {
-        let Some(Err(CallError::Dependency(on))) = &results[root] else { break };
-        match plan.calls.iter().position(|c| *c.name == **on) {
-            Some(i) => root = i,
-            None => break,
-        }
-    }
-    let status = match &results[root] {
+    let status = match &results[root_cause(plan, results, culprit)] {
         Some(Err(CallError::Timeout(_))) => StatusCode::GATEWAY_TIMEOUT,
         // Refused by its upstream's limits, breaker or health: 503, as a proxied request.
         Some(Err(CallError::Refused(_))) => StatusCode::SERVICE_UNAVAILABLE,

@@ -936,7 +936,8 @@ async fn aggregate_calls_are_logged_as_tries_and_measured() {
     let body = format!(
         "upstreams:\n  a: {{ targets: [\"{}\"] }}\n  b: {{ targets: [\"{}\"] }}\n  slow: {{ targets: [\"{}\"] }}\n  rude: {{ targets: [\"{}\"] }}\n\
          routes:\n  - name: both\n    match: {{ path: /both }}\n    aggregate: {{ calls: {{ one: {{ upstream: a, path: /x }}, two: {{ upstream: b, path: /y }} }} }}\n\
-         \x20 - name: late\n    match: {{ path: /late }}\n    aggregate: {{ calls: {{ one: {{ upstream: a, path: /x }}, hung: {{ upstream: slow, path: /z, timeout: 100ms }}, cut: {{ upstream: rude, path: /r }} }} }}\n",
+         \x20 - name: late\n    match: {{ path: /late }}\n    aggregate: {{ calls: {{ one: {{ upstream: a, path: /x }}, hung: {{ upstream: slow, path: /z, timeout: 100ms }}, cut: {{ upstream: rude, path: /r }} }} }}\n\
+         \x20 - name: abandon\n    match: {{ path: /abandon }}\n    aggregate: {{ calls: {{ need: {{ upstream: rude, path: /r, required: true }}, waiting: {{ upstream: slow, path: /w }} }} }}\n",
         a.url(),
         b.url(),
         slow.url(),
@@ -979,6 +980,15 @@ async fn aggregate_calls_are_logged_as_tries_and_measured() {
     })
     .await;
     assert_eq!(observations(&s, "http_client_request_duration_seconds", &[("upstream", "slow")]), 1.0);
+
+    // A required call fails while another is under way: that one is
+    // abandoned, and logged as a try of its target, `cancelled`.
+    assert_eq!(get(&url(&h, "/abandon"), &[]).await.status, 502);
+    let lines = log_lines(&h, dir.path(), 3).await;
+    let line = lines.iter().find(|l| l["url"]["path"] == "/abandon").unwrap();
+    let tries = line["portcullis"]["upstream"]["tries"].as_array().unwrap();
+    let waiting = tries.iter().find(|t| t["upstream"] == "slow").expect("the abandoned call's try");
+    assert_eq!(waiting["error"], "cancelled", "{line}");
 }
 
 /// A WebSocket is logged when its tunnel closes, as NGINX logs it: status
