@@ -22,6 +22,7 @@ pub(super) fn routes(
     doc: &Value,
     docs: &DocsConfig,
     base_path: &str,
+    dir: &std::path::Path,
 ) -> Result<Vec<RouteConfig>, String> {
     let at = docs.path().trim_end_matches('/');
     if !at.starts_with('/') || at.contains(['{', '}', '*', '?', '#']) {
@@ -30,6 +31,7 @@ pub(super) fn routes(
     // A relative server URL: callers reach the paths on the host they read
     // the document from, under the gateway's base path.
     let mut served_doc = doc.clone();
+    super::api_bundle::bundle(&mut served_doc, dir);
     if let Some(map) = served_doc.as_object_mut() {
         let url = if base_path.is_empty() { "/" } else { base_path };
         map.insert("servers".into(), serde_json::json!([ { "url": url } ]));
@@ -203,13 +205,16 @@ mod tests {
             "info": { "title": "<script>alert(1)</script>", "version": "1" },
             "paths": { "/x": { "get": { "operationId": "getX", "summary": "a & b" } } }
         });
-        let routes = routes(&api, &doc, &DocsConfig::Path("/docs/".into()), "").unwrap();
+        let routes = routes(&api, &doc, &DocsConfig::Path("/docs/".into()), "", std::path::Path::new(".")).unwrap();
         let page = &routes[0].static_response.as_ref().unwrap().body;
         assert!(!page.contains("<script>") && page.contains("&lt;script&gt;"), "{page}");
         assert!(page.contains("a &amp; b") && page.contains("href=\"/docs/openapi.json\""), "{page}");
         assert_eq!(routes[1].matcher.path.as_deref(), Some("/docs/openapi.json"));
         for bad in ["docs", "/docs/{x}", "/docs?x"] {
-            assert!(super::routes(&api, &doc, &DocsConfig::Path(bad.into()), "").is_err(), "{bad}");
+            assert!(
+                super::routes(&api, &doc, &DocsConfig::Path(bad.into()), "", std::path::Path::new(".")).is_err(),
+                "{bad}"
+            );
         }
     }
 
@@ -226,7 +231,7 @@ mod tests {
                 "get": { "operationId": "getItem", "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } } ] }
             } }
         });
-        let routes = routes(&api, &doc, &DocsConfig::Path("/docs".into()), "/gw").unwrap();
+        let routes = routes(&api, &doc, &DocsConfig::Path("/docs".into()), "/gw", std::path::Path::new(".")).unwrap();
         let json: Value = serde_json::from_str(&routes[1].static_response.as_ref().unwrap().body).unwrap();
         assert_eq!(json["servers"], serde_json::json!([ { "url": "/gw" } ]), "not the internal host");
         let page = &routes[0].static_response.as_ref().unwrap().body;

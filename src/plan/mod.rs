@@ -5,6 +5,7 @@
 
 mod admin;
 pub mod aggregate;
+mod api_bundle;
 mod api_docs;
 mod openapi;
 mod openapi_schema;

@@ -195,7 +195,8 @@ pub(super) fn expand(
         }
     }
     if let Some(docs_cfg) = &api.docs {
-        match super::api_docs::routes(api, &doc, docs_cfg, &base_path) {
+        let dir = file.parent().unwrap_or(base_dir);
+        match super::api_docs::routes(api, &doc, docs_cfg, &base_path, dir) {
             Ok(served) => routes.extend(served.into_iter().map(|route| Generated { at: format!("{at}.docs"), route })),
             Err(e) => errors.push((format!("{at}.docs"), e)),
         }

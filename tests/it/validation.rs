@@ -445,6 +445,14 @@ async fn an_openapi_document_routes_validates_and_authenticates() {
     assert_eq!((spec.status.as_u16(), spec.header("content-type")), (200, Some("application/json")));
     assert_eq!(spec.json()["paths"]["/pets"]["get"]["operationId"], "listPets");
     assert_eq!(spec.json()["servers"], json!([ { "url": "/v1" } ]), "where the gateway serves it");
+    // A `$ref` into a sibling file resolves inside the served document.
+    let served = spec.json();
+    let owner = served["components"]["schemas"]["NewPet"]["properties"]["owner"]["$ref"].as_str().unwrap().to_string();
+    assert_eq!(owner, "#/x-portcullis-bundled/owner.yaml/Owner");
+    assert!(served.pointer(owner.trim_start_matches('#')).is_some_and(Value::is_object), "{owner} resolves");
+    assert!(!spec.text().contains("/work/") && !spec.text().contains("examples/specs"), "no server paths");
+    let phone = served.pointer("/x-portcullis-bundled/owner.yaml/Owner/properties/phone/$ref").and_then(Value::as_str);
+    assert_eq!(phone, Some("#/x-portcullis-bundled/owner.yaml/components/schemas/Phone"), "the file's own refs too");
     let page = call(&gw, "GET", "/v1/docs", &[], "").await;
     assert_eq!((page.status.as_u16(), page.header("content-type")), (200, Some("text/html; charset=utf-8")));
     for seen in [
