@@ -71,6 +71,15 @@ pub(super) fn compile(
     if cfg.calls.is_empty() {
         cx.err(format!("{at}.calls"), "an aggregate needs at least one call");
     }
+    // A budget of nothing fails every call (but one that wins the race).
+    if cfg.timeout.is_some_and(|t| t.0.is_zero()) {
+        cx.err(format!("{at}.timeout"), "must be longer than zero");
+    }
+    for (name, c) in &cfg.calls {
+        if c.timeout.is_some_and(|t| t.0.is_zero()) {
+            cx.err(format!("{at}.calls.{name}.timeout"), "must be longer than zero");
+        }
+    }
     let names: Vec<&str> = cfg.calls.keys().map(String::as_str).collect();
     let order = match topological(cfg) {
         Ok(order) => order,

@@ -146,7 +146,9 @@ fn render(api: &ApiConfig, doc: &Value, json_at: &str, base_path: &str) -> Strin
                     .map(|req| req.keys().cloned().collect::<Vec<_>>().join(" and "))
                     .map(|s| if s.is_empty() { "none".to_string() } else { s })
                     .collect();
-                let _ = writeln!(out, "<p>Authentication: {}</p>", esc(&alternatives.join(" or ")));
+                // `security: []`: public.
+                let needed = if alternatives.is_empty() { "none".to_string() } else { alternatives.join(" or ") };
+                let _ = writeln!(out, "<p>Authentication: {}</p>", esc(&needed));
             }
         }
     }

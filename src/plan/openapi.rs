@@ -45,7 +45,14 @@ pub(super) fn expand(
     let version = doc.get("openapi").and_then(Value::as_str).unwrap_or("");
     let v30 = version.starts_with("3.0.");
     if !v30 && !version.starts_with("3.1.") {
-        let e = format!("`{}`: `openapi: {version}` is not 3.0.x or 3.1.x", file.display());
+        let e = match doc.get("swagger") {
+            Some(_) => format!(
+                "`{}` is a Swagger 2.0 document: OpenAPI 3.0.x or 3.1.x is read (convert it, e.g. with \
+                 swagger2openapi)",
+                file.display()
+            ),
+            None => format!("`{}`: `openapi: {version}` is not 3.0.x or 3.1.x", file.display()),
+        };
         return Err(vec![(format!("{at}.openapi"), e)]);
     }
     let mut docs = Docs { dir: file.parent().map(Path::to_path_buf).unwrap_or_default(), files: BTreeMap::new() };

@@ -72,6 +72,8 @@ enum CallError {
     Placeholder(String, &'static str),
     /// The call's path, filled in, is no valid request target.
     BadPath,
+    /// Valid JSON, nested deeper than the parser goes (128 levels).
+    TooDeep,
 }
 
 impl CallError {
@@ -96,6 +98,7 @@ impl CallError {
             CallError::Dependency(call) => format!("it needs the answer of `{call}`, which failed"),
             CallError::Placeholder(p, why) => format!("`{{{p}}}` {why}"),
             CallError::BadPath => "the call's path, filled in, is not a valid request target (too long?)".into(),
+            CallError::TooDeep => "the answer is nested deeper than 128 levels".into(),
         }
     }
 
@@ -112,6 +115,7 @@ impl CallError {
             CallError::Status(_)
             | CallError::NotJson(_)
             | CallError::BadJson
+            | CallError::TooDeep
             | CallError::TooLarge(_)
             | CallError::Placeholder(..)
             | CallError::BadPath => Flag::LocalResponse,
@@ -435,7 +439,9 @@ async fn fetch<'p>(
     // answer is a failure; an answer the aggregate cannot use is not.
     let verdict = match &result {
         _ if waited => None,
-        Ok(_) | Err(CallError::NotJson(_) | CallError::BadJson | CallError::TooLarge(_)) => Some(true),
+        Ok(_) | Err(CallError::NotJson(_) | CallError::BadJson | CallError::TooDeep | CallError::TooLarge(_)) => {
+            Some(true)
+        }
         Err(CallError::Status(s)) => Some(*s < 500),
         Err(CallError::Unreachable { .. } | CallError::Timeout(_)) => Some(false),
         Err(_) => None,
@@ -522,7 +528,10 @@ where
             bytes.extend_from_slice(&data);
         }
     }
-    serde_json::from_slice(&bytes).map_err(|_| CallError::BadJson)
+    serde_json::from_slice(&bytes).map_err(|e| match e.to_string().contains("recursion limit") {
+        true => CallError::TooDeep,
+        false => CallError::BadJson,
+    })
 }
 
 /// The whole request failed: a call that had to succeed did not.

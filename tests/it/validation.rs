@@ -553,7 +553,7 @@ async fn check_reports_broken_documents_and_unmapped_security() {
         "apis[1].operations.nope",
         "no operation `nope`",
         "apis[2].openapi",
-        "not 3.0.x or 3.1.x",
+        "is a Swagger 2.0 document",
         "apis[3].openapi",
         "missing.yaml",
         // A broken schema: the document, the JSON pointer inside it, and the reason; a
