@@ -16,7 +16,13 @@ use crate::policy::ctx::{Outcome, RequestCtx};
 /// 2026-12-03T00:00:30Z: half a minute into a minute window.
 const NOW: u64 = 1_796_256_030;
 
-fn limits(rates: &str, quotas: &str, concurrency: &str, clock: &WallClock) -> PhasedLimits {
+/// A route's limits compiled against the memory store and `clock`.
+fn compiled(
+    rates: &str,
+    quotas: &str,
+    concurrency: &str,
+    clock: &WallClock,
+) -> Result<PhasedLimits, crate::config::FieldErrors> {
     let rates: Vec<RateLimitConfig> = serde_saphyr::from_str(rates).unwrap();
     let quotas: Vec<QuotaConfig> = serde_saphyr::from_str(quotas).unwrap();
     let concurrency: Vec<ConcurrencyConfig> = serde_saphyr::from_str(concurrency).unwrap();
@@ -26,7 +32,11 @@ fn limits(rates: &str, quotas: &str, concurrency: &str, clock: &WallClock) -> Ph
     )));
     shared.insert(Arc::new(clock.clone()));
     let cfg = RouteLimits { rate_limit: &rates, quota: &quotas, concurrency: &concurrency };
-    with_test_ctx(shared, |cx| compile(&cfg, cx)).unwrap()
+    with_test_ctx(shared, |cx| compile(&cfg, cx))
+}
+
+fn limits(rates: &str, quotas: &str, concurrency: &str, clock: &WallClock) -> PhasedLimits {
+    compiled(rates, quotas, concurrency, clock).unwrap()
 }
 
 /// Runs `policy` for a request from `ip`: the status, and the `RateLimit`
@@ -92,15 +102,7 @@ async fn concurrency_slots_are_held_until_dropped() {
 fn bad_limits_are_named_by_their_place() {
     let clock = WallClock::fixed(NOW);
     let errors = |rates: &str, quotas: &str| {
-        let rates: Vec<RateLimitConfig> = serde_saphyr::from_str(rates).unwrap();
-        let quotas: Vec<QuotaConfig> = serde_saphyr::from_str(quotas).unwrap();
-        let mut shared = Shared::default();
-        shared.insert(Arc::new(Arc::new(
-            with_test_ctx(Shared::default(), |cx| Stores::compile(&Default::default(), cx)).unwrap(),
-        )));
-        shared.insert(Arc::new(clock.clone()));
-        let cfg = RouteLimits { rate_limit: &rates, quota: &quotas, concurrency: &[] };
-        let errs = with_test_ctx(shared, |cx| compile(&cfg, cx)).unwrap_err();
+        let Err(errs) = compiled(rates, quotas, "[]", &clock) else { panic!("compiled: {rates} {quotas}") };
         errs.into_iter().map(|e| e.0).collect::<Vec<_>>()
     };
     assert_eq!(errors("[]", "[ { key: ip, limit: 0, per: day } ]"), ["quota[0].limit"]);
