@@ -125,10 +125,12 @@ fn load_certified_key(
         .collect::<Result<_, _>>()
         .map_err(|e| ("cert", format!("`{shown}` is not valid PEM: {}", pem_error(&e))))?;
     if chain.is_empty() {
-        return Err(("cert", format!("`{shown}` holds no certificate")));
+        return Err(("cert", format!("`{shown}` holds no certificate{}", hint(cert, "x509"))));
     }
-    let key_der = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| ("key", format!("cannot read a private key from `{}`: {}", key.display(), pem_error(&e))))?;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        let why = format!("{}{}", pem_error(&e), hint(key, "pkey"));
+        ("key", format!("cannot read a private key from `{}`: {why}", key.display()))
+    })?;
     let signing = provider
         .key_provider
         .load_private_key(key_der)
@@ -139,6 +141,29 @@ fn load_certified_key(
         .keys_match()
         .map_err(|_| ("key", format!("`{}` does not belong to the certificate in `{shown}`", key.display())))?;
     Ok((certified, names))
+}
+
+/// What to do about a file that holds no usable PEM section, when its
+/// bytes say: an encrypted key (the gateway has no passphrase), or DER
+/// (binary) where PEM is read. `tool`: `openssl`'s command for the kind.
+fn hint(path: &Path, tool: &str) -> String {
+    let Ok(bytes) = std::fs::read(path) else { return String::new() };
+    let text = String::from_utf8_lossy(&bytes);
+    if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") || text.contains("Proc-Type: 4,ENCRYPTED") {
+        return format!(
+            "; it is encrypted, and the gateway has no passphrase: decrypt it \
+             (`openssl {tool} -in {0} -out {0}.plain`)",
+            path.display()
+        );
+    }
+    // DER: an ASN.1 SEQUENCE with a long-form length.
+    if bytes.starts_with(&[0x30, 0x82]) {
+        return format!(
+            "; it looks like DER (binary): convert it to PEM (`openssl {tool} -inform der -in {0} -out {0}.pem`)",
+            path.display()
+        );
+    }
+    String::new()
 }
 
 /// A PEM error in words (the library's own prints the marker lines as byte
@@ -186,7 +211,7 @@ pub fn load_roots(path: &Path) -> Result<RootCertStore, String> {
         roots.add(c).map_err(|e| format!("`{shown}` has a bad certificate: {e}"))?;
     }
     if roots.is_empty() {
-        return Err(format!("`{shown}` holds no certificate"));
+        return Err(format!("`{shown}` holds no certificate{}", hint(path, "x509")));
     }
     Ok(roots)
 }
@@ -297,5 +322,29 @@ mod tests {
         for bad in ["*", "*.*.test", "a.*.test", "", "bad name", "x.test.", "*.com", "-a.test"] {
             assert!(!sni_pattern(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn der_certificates_and_encrypted_keys_say_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["gw.example".to_string()]).unwrap().self_signed(&key).unwrap();
+        let [der, pem, plain_key, locked_key] = ["c.der", "c.pem", "k.pem", "locked.pem"].map(|n| dir.path().join(n));
+        std::fs::write(&der, cert.der()).unwrap();
+        std::fs::write(&pem, cert.pem()).unwrap();
+        std::fs::write(&plain_key, key.serialize_pem()).unwrap();
+        std::fs::write(
+            &locked_key,
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        let Err((field, why)) = load_certified_key(&provider, &der, &plain_key) else { panic!("DER loaded") };
+        assert_eq!(field, "cert");
+        assert!(why.contains("looks like DER"), "{why}");
+        let Err((field, why)) = load_certified_key(&provider, &pem, &locked_key) else { panic!("locked key loaded") };
+        assert_eq!(field, "key");
+        assert!(why.contains("it is encrypted"), "{why}");
+        assert!(load_certified_key(&provider, &pem, &plain_key).is_ok());
     }
 }

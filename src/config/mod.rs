@@ -445,6 +445,28 @@ mod tests {
     }
 
     #[test]
+    fn the_editor_schema_holds_the_ranges_check_holds() {
+        let schema = jsonschema::validator_for(&json_schema()).unwrap();
+        let route = |extra: serde_json::Value| {
+            let mut r = serde_json::json!({ "name": "r", "match": { "path": "/r" }, "upstream": "u" });
+            r.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            serde_json::json!({ "routes": [ r ] })
+        };
+        for (doc, ok) in [
+            (route(serde_json::json!({ "retry": { "attempts": 10 } })), true),
+            (route(serde_json::json!({ "retry": { "attempts": 11 } })), false),
+            (route(serde_json::json!({ "rate_limit": [ { "key": "ip", "rate": "1/s", "ipv6_prefix": 129 } ] })), false),
+            (route(serde_json::json!({ "quota": [ { "key": "ip", "limit": 0, "per": "day" } ] })), false),
+            (
+                serde_json::json!({ "listeners": [ { "name": "p", "bind": "127.0.0.1:1", "limits": { "h2_max_concurrent_streams": 0 } } ] }),
+                false,
+            ),
+        ] {
+            assert_eq!(schema.is_valid(&doc), ok, "{doc}");
+        }
+    }
+
+    #[test]
     fn the_config_is_yaml_1_2_inline_schemas_included() {
         let text = "routes:\n  - name: v\n    match: { path: /v }\n    validate:\n      query:\n        \
                     answer: { type: string, enum: [yes, no, on, off] }\n    static: { body: ok }\n";

@@ -99,6 +99,7 @@ pub enum AllUnhealthy {
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     /// Tries in all, the first included (1: no retries).
+    #[schemars(range(min = 1, max = 10))]
     pub attempts: Option<u32>,
     /// Conditions that allow another try: `connect_failure`, `reset`,
     /// `timeout`, a status (`"503"`) or `"5xx"`.

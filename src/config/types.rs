@@ -206,6 +206,7 @@ impl Default for HstsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ListenerLimits {
     /// Open connections at once; more are closed as soon as they are accepted.
+    #[schemars(range(min = 1))]
     pub max_connections: usize,
     /// Time to complete the TLS handshake.
     pub tls_handshake_timeout: Duration,
@@ -221,12 +222,14 @@ pub struct ListenerLimits {
     /// Largest request head (request line and headers): 431.
     pub max_header_size: ByteSize,
     /// Most request headers: 431.
+    #[schemars(range(min = 1))]
     pub max_headers: usize,
     /// Longest request-target (path and query): 414.
     pub max_uri_length: ByteSize,
     /// Largest request body, unless a route sets `max_body_size`: 413.
     pub max_body_size: ByteSize,
     /// HTTP/2 streams open at once per connection.
+    #[schemars(range(min = 1))]
     pub h2_max_concurrent_streams: u32,
 }
 

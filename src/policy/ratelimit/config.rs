@@ -107,6 +107,7 @@ pub struct RateLimitConfig {
     #[serde(default)]
     pub on_store_error: OnStoreError,
     /// Count IPv6 clients by network prefix (e.g. 64) instead of address.
+    #[schemars(range(max = 128))]
     pub ipv6_prefix: Option<u8>,
 }
 
@@ -115,6 +116,7 @@ pub struct RateLimitConfig {
 #[serde(deny_unknown_fields)]
 pub struct QuotaConfig {
     pub key: KeySpec,
+    #[schemars(range(min = 1))]
     pub limit: u64,
     pub per: Period,
     pub name: Option<String>,
