@@ -489,7 +489,11 @@ fn binds_clash(a: &SocketAddr, b: &SocketAddr) -> bool {
 fn compile_listeners(cx: &mut Ctx, registry: &Registry) -> Vec<ListenerPlan> {
     let cfg = &cx.loaded.config;
     if cfg.listeners.is_empty() {
-        cx.err("listeners", "no listeners: add one, e.g. `- { name: public, bind: 0.0.0.0:8080 }`");
+        // A file of nothing (or of comments alone) is more likely the wrong
+        // file, or one an editor emptied, than a config without listeners.
+        let blank = cx.loaded.text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
+        let why = if blank { "the file is empty (or comments only): " } else { "" };
+        cx.err("listeners", format!("{why}no listeners: add one, e.g. `- {{ name: public, bind: 0.0.0.0:8080 }}`"));
     }
     let mut out: Vec<ListenerPlan> = Vec::new();
     for (i, l) in cfg.listeners.iter().enumerate() {

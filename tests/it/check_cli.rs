@@ -76,6 +76,7 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
         ":13:", "routes[0].upstream", "duplicate key `upstream`",
         ":16:", "routes[1].upstream", "unknown upstream `nowhere`",
     ]),
+    ("empty-file.yaml", 1, &["listeners", "the file is empty (or comments only)"]),
     ("two-documents.yaml", 1, &[":5:", "a config is one YAML document", "`---`"]),
     ("duplicate-upstream-key.yaml", 1, &[":6:", "upstreams.app:", "duplicate key `app`"]),
     ("ambiguous-routes.yaml", 1, &[":9:", "routes[1].match", "`by-name` is ambiguous", "`by-id`"]),
