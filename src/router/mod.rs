@@ -12,6 +12,7 @@
 //! both are config errors (see [`Router::conflicts`]).
 
 pub mod host;
+mod index;
 pub mod pattern;
 pub mod rewrite;
 pub mod version;
@@ -140,6 +141,8 @@ pub enum Miss {
 pub struct Router {
     /// (config index, matcher), most specific first.
     ordered: Vec<(usize, Matcher)>,
+    /// Positions in `ordered` by leading literal path segments.
+    index: index::Index,
 }
 
 impl Router {
@@ -147,31 +150,52 @@ impl Router {
         let mut ordered: Vec<(usize, Matcher)> = matchers.into_iter().enumerate().collect();
         // Stable sort: ties keep config order (ties are checked to be disjoint).
         ordered.sort_by(|(_, a), (_, b)| b.precedence(a));
-        Router { ordered }
+        let index = index::Index::new(ordered.iter().map(|(_, m)| m.path.literal_prefix_segments()));
+        Router { ordered, index }
     }
 
-    /// Ambiguous and unreachable routes.
+    /// Ambiguous and unreachable routes, in precedence order of the pair.
     pub fn conflicts(&self) -> Vec<Conflict> {
+        // Only routes that can match one path can conflict: the index's pairs.
         let mut out = Vec::new();
-        for (pos, (i, a)) in self.ordered.iter().enumerate() {
-            for (j, b) in &self.ordered[pos + 1..] {
-                if a.precedence(b) == Ordering::Equal && a.overlaps(b) {
-                    out.push(Conflict::Ambiguous { first: *i.min(j), second: *i.max(j) });
-                } else if a.covers(b) {
-                    // By construction a route that covers another is never more
-                    // specific than it, so this only fires on a tie that does not
-                    // overlap; it guards the precedence rules as they grow.
-                    out.push(Conflict::Unreachable { route: *j, shadowed_by: *i });
-                }
+        self.index.pairs(|earlier, later| {
+            if let Some(conflict) = self.conflict_between(earlier, later) {
+                out.push(((earlier, later), conflict));
             }
+        });
+        out.sort_by_key(|(pair, _)| *pair);
+        out.into_iter().map(|(_, conflict)| conflict).collect()
+    }
+
+    /// The conflict between the routes at two positions of the precedence order, if any.
+    fn conflict_between(&self, earlier: usize, later: usize) -> Option<Conflict> {
+        let ((i, a), (j, b)) = (&self.ordered[earlier], &self.ordered[later]);
+        if a.precedence(b) == Ordering::Equal && a.overlaps(b) {
+            Some(Conflict::Ambiguous { first: *i.min(j), second: *i.max(j) })
+        } else if a.covers(b) {
+            // By construction a route that covers another is never more
+            // specific than it, so this only fires on a tie that does not
+            // overlap; it guards the precedence rules as they grow.
+            Some(Conflict::Unreachable { route: *j, shadowed_by: *i })
+        } else {
+            None
         }
-        out
     }
 
     pub fn find<'p>(&self, req: &RequestView<'_, 'p>) -> Result<Found<'p>, Miss> {
+        self.find_among(self.index.candidates(req.path), req)
+    }
+
+    /// The first of `candidates` (positions in precedence order, ascending)
+    /// that matches, or why none does.
+    fn find_among<'p>(
+        &self,
+        candidates: impl Iterator<Item = usize>,
+        req: &RequestView<'_, 'p>,
+    ) -> Result<Found<'p>, Miss> {
         let mut values = Vec::new();
         let mut allowed: Vec<Method> = Vec::new();
-        for (index, m) in &self.ordered {
+        for (index, m) in candidates.map(|position| &self.ordered[position]) {
             if !(m.host.matches(req.host) && m.path.matches(req.path, &mut values) && m.headers_match(req.headers)) {
                 continue;
             }

@@ -109,3 +109,64 @@ fn fuzz_router() {
         Ok(())
     });
 }
+
+/// The index only leaves out routes that cannot match: on random tables and
+/// paths, finding through it answers what trying every route in precedence
+/// order answers, and its pairs hold every conflict that comparing every
+/// pair of routes finds.
+#[test]
+fn fuzz_router_index_matches_trying_every_route() {
+    use proptest::prelude::*;
+    let segment = || prop::sample::select(vec!["a", "b", "", "{p}", "{q}.json", "v{n}"]);
+    let path_text = (prop::collection::vec(segment(), 0..4), 0..4u8).prop_map(|(segments, tail)| {
+        let mut path = format!("/{}", segments.join("/"));
+        match tail {
+            0 => path.push_str(if segments.is_empty() { "*" } else { "/*" }),
+            1 if !segments.is_empty() => path.push_str("/{*rest}"),
+            _ => {}
+        }
+        path
+    });
+    let methods = prop::sample::select(vec![None, Some(&["GET"][..]), Some(&["POST", "GET"][..])]);
+    let host = prop::sample::select(vec![None, Some("x.com")]);
+    let table = prop::collection::vec((host, path_text, methods), 0..12);
+    let request = prop::collection::vec(prop::sample::select(vec!["a", "b", "", "7", "7.json", "v2"]), 0..5);
+    let cases = (table, prop::collection::vec((request, any::<bool>()), 1..8));
+    crate::fuzz::run("router_index", cases, |(table, requests)| {
+        // Paths a pattern cannot be (a parameter twice, a prefix with one) are left out.
+        let matchers: Vec<Matcher> = table
+            .iter()
+            .filter(|(_, path, _)| match path.strip_suffix('*') {
+                Some(prefix) => PathPattern::parse_prefix(prefix).is_ok(),
+                None => PathPattern::parse_path(path).is_ok(),
+            })
+            .map(|(host, path, methods)| matcher(*host, path, *methods))
+            .collect();
+        let router = Router::new(matchers);
+        let every_route = 0..router.ordered.len();
+        for (segments, to_host) in requests {
+            let path = format!("/{}", segments.join("/"));
+            let host = to_host.then_some("x.com");
+            for method in [Method::GET, Method::HEAD, Method::DELETE] {
+                let headers = HeaderMap::new();
+                let view = RequestView { host, path: &path, method: &method, headers: &headers };
+                let (indexed, tried) = (router.find(&view), router.find_among(every_route.clone(), &view));
+                prop_assert_eq!(
+                    indexed.as_ref().map(|f| (f.route, f.values.clone())),
+                    tried.as_ref().map(|f| (f.route, f.values.clone())),
+                    "{} {}",
+                    method,
+                    path
+                );
+            }
+        }
+        let mut every_pair = Vec::new();
+        for earlier in every_route.clone() {
+            for later in earlier + 1..every_route.end {
+                every_pair.extend(router.conflict_between(earlier, later));
+            }
+        }
+        prop_assert_eq!(router.conflicts(), every_pair);
+        Ok(())
+    });
+}

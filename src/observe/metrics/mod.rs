@@ -99,16 +99,31 @@ impl Held {
     }
 }
 
-struct Entry {
-    family: &'static str,
-    labels: Labels,
-    held: Held,
-}
-
 /// Names every series; shared by a gateway's plans across reloads.
 #[derive(Default)]
 pub struct Registry {
-    entries: Mutex<Vec<Entry>>,
+    entries: Mutex<Entries>,
+}
+
+/// The series by family and labels. A map, not a list: a config with
+/// thousands of routes registers a few series each, and a list searched on
+/// every registration made loading it quadratic (20,000 routes took
+/// minutes). Series whose owner dropped them are swept once as many have
+/// been registered since the last sweep as were alive after it.
+#[derive(Default)]
+struct Entries {
+    map: std::collections::HashMap<(&'static str, Labels), Held>,
+    since_sweep: usize,
+}
+
+impl Entries {
+    fn sweep_now_and_then(&mut self) {
+        self.since_sweep += 1;
+        if self.since_sweep > self.map.len() / 2 {
+            self.map.retain(|_, held| held.alive());
+            self.since_sweep = 0;
+        }
+    }
 }
 
 impl std::fmt::Debug for Registry {
@@ -120,14 +135,15 @@ impl std::fmt::Debug for Registry {
 macro_rules! get_or_make {
     ($self:ident, $family:expr, $labels:expr, $variant:ident, $make:expr) => {{
         let mut entries = $self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.retain(|e| e.held.alive());
-        let found = entries.iter().find_map(|e| match &e.held {
-            Held::$variant(w) if e.family == $family && e.labels == $labels => w.upgrade(),
+        let key = ($family, $labels);
+        let found = match entries.map.get(&key) {
+            Some(Held::$variant(w)) => w.upgrade(),
             _ => None,
-        });
+        };
         found.unwrap_or_else(|| {
             let made = Arc::new($make);
-            entries.push(Entry { family: $family, labels: $labels, held: Held::$variant(Arc::downgrade(&made)) });
+            entries.map.insert(key, Held::$variant(Arc::downgrade(&made)));
+            entries.sweep_now_and_then();
             made
         })
     }};
@@ -162,8 +178,8 @@ impl Registry {
     /// A value read when scraped; reported while the returned `Arc` lives.
     pub fn probe(&self, family: &'static str, labels: Labels, read: Arc<dyn Fn() -> f64 + Send + Sync>) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.retain(|e| e.held.alive() && !(e.family == family && e.labels == labels));
-        entries.push(Entry { family, labels, held: Held::Probe(Arc::downgrade(&read)) });
+        entries.map.insert((family, labels), Held::Probe(Arc::downgrade(&read)));
+        entries.sweep_now_and_then();
         // The caller keeps `read` alive; a second `Arc` here would never let it go.
         drop(read);
     }
@@ -204,8 +220,8 @@ impl Registry {
                 let _ = writeln!(out, "# TYPE {type_name} {kind_name}");
             }
             let mut lines = Vec::new();
-            for e in entries.iter() {
-                render_entry(e, family, &sample, openmetrics, &mut lines);
+            for ((entry_family, labels), held) in &entries.map {
+                render_entry(entry_family, labels, held, family, &sample, openmetrics, &mut lines);
             }
             lines.sort();
             for l in lines {
@@ -221,27 +237,35 @@ impl Registry {
 
 /// The lines `e` contributes to `family` (one string per series: a
 /// histogram's bucket lines stay together and in order when sorted).
-fn render_entry(e: &Entry, family: &str, sample: &str, openmetrics: bool, out: &mut Vec<String>) {
-    match &e.held {
-        Held::Counter(w) if e.family == family => {
+fn render_entry(
+    entry_family: &str,
+    entry_labels: &Labels,
+    held: &Held,
+    family: &str,
+    sample: &str,
+    openmetrics: bool,
+    out: &mut Vec<String>,
+) {
+    match held {
+        Held::Counter(w) if entry_family == family => {
             if let Some(c) = w.upgrade() {
-                out.push(format!("{sample}{} {}\n", labels_text(&e.labels, None), c.get()));
+                out.push(format!("{sample}{} {}\n", labels_text(entry_labels, None), c.get()));
             }
         }
-        Held::Gauge(w) if e.family == family => {
+        Held::Gauge(w) if entry_family == family => {
             if let Some(g) = w.upgrade() {
-                out.push(format!("{sample}{} {}\n", labels_text(&e.labels, None), g.get()));
+                out.push(format!("{sample}{} {}\n", labels_text(entry_labels, None), g.get()));
             }
         }
-        Held::Probe(w) if e.family == family => {
+        Held::Probe(w) if entry_family == family => {
             if let Some(p) = w.upgrade() {
-                out.push(format!("{sample}{} {}\n", labels_text(&e.labels, None), number(p())));
+                out.push(format!("{sample}{} {}\n", labels_text(entry_labels, None), number(p())));
             }
         }
         Held::Server(w) => {
             let Some(s) = w.upgrade() else { return };
             for (key, series) in s.table.series() {
-                let mut labels = e.labels.clone();
+                let mut labels = entry_labels.clone();
                 labels.extend(server_labels(key));
                 let h = match family {
                     "http_server_request_duration_seconds" => &series.duration,
@@ -255,7 +279,7 @@ fn render_entry(e: &Entry, family: &str, sample: &str, openmetrics: bool, out: &
         Held::Client(w) if family == "http_client_request_duration_seconds" => {
             let Some(c) = w.upgrade() else { return };
             for (key, h) in c.table.series() {
-                let mut labels = e.labels.clone();
+                let mut labels = entry_labels.clone();
                 labels.extend(client_labels(key));
                 out.push(histogram_text(family, &labels, h, openmetrics));
             }
