@@ -209,6 +209,13 @@ pub struct Rate {
     pub per: StdDuration,
 }
 
+impl Rate {
+    /// The largest `count` (and `burst`) a rate limit takes.
+    pub const MAX_COUNT: u64 = 1_000_000_000;
+}
+
+const MAX_COUNT: u64 = Rate::MAX_COUNT;
+
 impl FromStr for Rate {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -221,6 +228,10 @@ impl FromStr for Rate {
         let count: u64 = count.parse().map_err(|_| bad())?;
         if count == 0 {
             return Err(format!("`{s}`: a rate must allow at least one request"));
+        }
+        // Requests are spaced in nanoseconds: a billion a second is the finest rate.
+        if count > MAX_COUNT {
+            return Err(format!("`{s}`: at most {MAX_COUNT} requests a period"));
         }
         let per = match unit.trim() {
             "s" | "sec" | "second" => 1,

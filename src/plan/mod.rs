@@ -226,6 +226,28 @@ pub fn compile(loaded: &LoadedConfig) -> Result<Plan, ConfigErrors> {
 /// Compiles a config that replaces `previous` (a reload): state that must
 /// outlive a reload, such as rate-limit counters, is carried over.
 pub fn compile_after(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<Plan, ConfigErrors> {
+    // A bug that panics on some config must refuse that config, not end
+    // the gateway that is serving the last good one (a reload compiles on
+    // the task that runs the gateway).
+    let compiled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| compile_unguarded(loaded, previous)));
+    compiled.unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(ConfigErrors(vec![crate::config::ConfigError {
+            file: loaded.source_name.clone(),
+            path: String::new(),
+            position: None,
+            message: format!(
+                "the gateway failed on this config (a bug, please report it: {what}); the config is refused"
+            ),
+        }]))
+    })
+}
+
+fn compile_unguarded(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<Plan, ConfigErrors> {
     let cfg = &loaded.config;
     let mut cx = Ctx { loaded, errors: Vec::new() };
 

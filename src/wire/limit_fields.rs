@@ -78,10 +78,10 @@ impl LimitFields {
         match field {
             Field::Policy => out.extend_from_slice(self.policy.as_bytes()),
             Field::State => {
-                // `"name";r=…;t=…`: the policy's quoted name (no quote inside
-                // it), then the state.
+                // `"name";r=…;t=…`: the policy's quoted name (its `"` and
+                // `\` escaped), then the state.
                 let policy = self.policy.as_bytes();
-                let name_end = policy.iter().skip(1).position(|&b| b == b'"').map_or(0, |i| i + 2);
+                let name_end = quoted_string_end(policy);
                 structured_item(out, &policy[..name_end], [(b'r', self.remaining), (b't', self.reset_secs)]);
             }
             Field::Limit => out.extend_from_slice(field::decimal(self.limit, &mut digits)),
@@ -129,9 +129,35 @@ pub fn structured_item(out: &mut Vec<u8>, item: &[u8], params: [(u8, u64); 2]) {
     out.extend_from_slice(&tail[..len]);
 }
 
+/// The length of the sf-string `"…"` at the start of `value` (RFC 9651
+/// §3.3.3: `\` escapes the next byte); 0 when it does not start with one.
+fn quoted_string_end(value: &[u8]) -> usize {
+    if value.first() != Some(&b'"') {
+        return 0;
+    }
+    let mut i = 1;
+    while i < value.len() {
+        match value[i] {
+            b'\\' => i += 2,
+            b'"' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_state_keeps_an_escaped_name_whole() {
+        let policy = HeaderValue::from_static(r#""we\"ird\\ name;q=1, \"x\"";q=105;w=1"#);
+        let f = LimitFields { ietf: true, legacy: false, policy, limit: 105, remaining: 5, reset_secs: 1 };
+        let mut out = Vec::new();
+        f.write_value(Field::State, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), r#""we\"ird\\ name;q=1, \"x\"";r=5;t=1"#);
+    }
 
     fn fields(ietf: bool, legacy: bool) -> LimitFields {
         let policy = HeaderValue::from_static("\"per-ip\";q=100;w=60");

@@ -138,6 +138,12 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
     ("bad-percent.yaml", 1, &[":7:", "upstreams.app.retry.budget.ratio", "between 0% and 100%"]),
     ("bad-ip-list.yaml", 1, &[":8:", "routes[0].ip.allow[0]", "`10.0.0.300/8` is not an IP address or CIDR"]),
     ("zero-rate.yaml", 1, &[":8:", "routes[0].rate_limit[0].rate", "at least one request"]),
+    ("huge-limits.yaml", 3, &[
+        ":5:", "rate_limit_store.max_keys", "expected 1 or more",
+        ":10:", "routes[0].rate_limit[0].burst", "expected 1000000000 or less",
+        "routes[0].rate_limit[1].rate", "at most 1000000000 requests a period",
+    ]),
+    ("limit-settings.yaml", 2, &[":5:", "rate_limit_store.redis.timeout", "at least 1ms", ":10:", "routes[0].rate_limit[0].name", "`#` is kept"]),
     ("public-admin-without-token.yaml", 1, &[":4:", "admin.bind", "set `admin.token`"]),
     ("no-targets.yaml", 1, &[":5:", "upstreams.app.targets", "at least one target"]),
     ("jwt-without-key.yaml", 1, &[":6:", "auth.tokens.jwt", "exactly one key source"]),

@@ -5,6 +5,7 @@
 //! stops a config from loading; `check --strict` makes them errors.
 
 mod documents;
+mod limits;
 mod refusing;
 mod timing;
 mod unenforced;
@@ -37,6 +38,10 @@ pub const ALL: &[(&str, &str)] = &[
     ("unenforced-openapi", "an API document declares what the gateway does not check or follow"),
     ("certificate-name-mismatch", "a `server_names` entry the listener certificate does not carry"),
     (
+        "ineffective-limit-setting",
+        "a rate-limit setting that changes nothing (a delay beyond the burst, a consumer key with no authentication)",
+    ),
+    (
         "refuses-everything",
         "a route whose own rules refuse every request (a required body on GET, a group nobody is in)",
     ),
@@ -58,6 +63,7 @@ pub fn warnings(loaded: &LoadedConfig) -> Vec<ConfigError> {
     timing::timeouts_beyond_budgets(loaded, &mut found);
     refusing::routes_that_refuse_everything(loaded, &mut found);
     unenforced::unenforced_openapi(loaded, &mut found);
+    limits::ineffective_limit_settings(loaded, &mut found);
     let allow: BTreeSet<&str> = loaded.config.warnings.allow.iter().map(String::as_str).collect();
     let mut out: Vec<ConfigError> = found
         .0

@@ -97,6 +97,7 @@ pub struct RateLimitConfig {
     pub rate: Rate,
     /// Requests allowed beyond the rate, at once (nodelay) or queued (delay).
     #[serde(default)]
+    #[schemars(range(max = 1_000_000_000))]
     pub burst: u64,
     #[serde(default)]
     pub mode: Mode,
@@ -140,6 +141,7 @@ pub struct RateLimitStoreConfig {
     /// Share rate and quota counters between gateway instances.
     pub redis: Option<RedisConfig>,
     /// Keys kept by the in-memory store (idle keys are evicted first).
+    #[schemars(range(min = 1))]
     pub max_keys: usize,
 }
 

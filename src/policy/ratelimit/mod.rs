@@ -60,6 +60,16 @@ impl Stores {
     /// size is unchanged (counters survive a reload).
     pub fn compile(cfg: &RateLimitStoreConfig, cx: &mut CompileCtx<'_>) -> Result<Stores, FieldErrors> {
         let previous = cx.shared::<Previous<Arc<Stores>>>().map(|p| &*p.0);
+        let mut errors = FieldErrors::new();
+        if cfg.max_keys == 0 {
+            errors.push(("max_keys".into(), "at least 1 (the memory store's keys; 1,000,000 by default)".into()));
+        }
+        if cfg.redis.as_ref().is_some_and(|r| r.timeout.0 < std::time::Duration::from_millis(1)) {
+            errors.push(("redis.timeout".into(), "at least 1ms: a zero timeout never lets Redis answer".into()));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
         let redis = match &cfg.redis {
             None => None,
             Some(r) => Some(Arc::new(
@@ -364,6 +374,9 @@ pub fn compile(cfg: &RouteLimits<'_>, cx: &mut CompileCtx<'_>) -> Result<PhasedL
     {
         if name.as_deref().is_some_and(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_graphic() || b == b' ')) {
             errors.push((at, "a limit's name is printable ASCII (it is sent in `RateLimit-Policy`)".into()));
+        } else if name.as_deref().is_some_and(|n| n.contains('#')) {
+            // Unnamed limits are counted as `<route>#rate<N>` and the like.
+            errors.push((at, "`#` is kept for the names the gateway gives unnamed limits".into()));
         }
     }
     let scope = |name: &Option<String>, key: &KeySpec, kind: String, i: usize| match (name, upstream) {
@@ -378,6 +391,10 @@ pub fn compile(cfg: &RouteLimits<'_>, cx: &mut CompileCtx<'_>) -> Result<PhasedL
         }
         if r.ipv6_prefix.is_some_and(|p| p > 128) {
             errors.push((format!("{at}.ipv6_prefix"), "a prefix length is 0 to 128".into()));
+        }
+        if r.burst > crate::config::units::Rate::MAX_COUNT {
+            errors.push((format!("{at}.burst"), format!("at most {} requests", crate::config::units::Rate::MAX_COUNT)));
+            continue;
         }
         let key = match Key::compile(
             &r.key,

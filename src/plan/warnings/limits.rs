@@ -1,0 +1,84 @@
+//! `ineffective-limit-setting`: a rate-limit setting that changes nothing
+//! or does not do what it says (each one was a silent no-op).
+
+use super::Found;
+use crate::config::LoadedConfig;
+use crate::policy::ratelimit::{KeyPart, Mode};
+
+pub(super) fn ineffective_limit_settings(loaded: &LoadedConfig, found: &mut Found) {
+    const NAME: &str = "ineffective-limit-setting";
+    for (i, r) in loaded.config.routes.iter().enumerate() {
+        let keys = r.rate_limit.iter().enumerate().map(|(j, l)| (format!("routes[{i}].rate_limit[{j}]"), &l.key));
+        let keys = keys.chain(r.quota.iter().enumerate().map(|(j, q)| (format!("routes[{i}].quota[{j}]"), &q.key)));
+        let keys = keys
+            .chain(r.concurrency.iter().enumerate().map(|(j, c)| (format!("routes[{i}].concurrency[{j}]"), &c.key)));
+        for (at, key) in keys {
+            let by_identity = key.parts().iter().any(|p| matches!(p, KeyPart::Consumer | KeyPart::Claim(_)));
+            if by_identity && r.authenticate.is_empty() {
+                found.add(
+                    NAME,
+                    format!("{at}.key"),
+                    format!(
+                        "route `{}` authenticates nobody: a `consumer` or `claim` key always falls back to \
+                         the client IP here; add `authenticate`, or key by `ip`",
+                        r.name
+                    ),
+                );
+            }
+        }
+        for (j, l) in r.rate_limit.iter().enumerate() {
+            let at = format!("routes[{i}].rate_limit[{j}]");
+            if let Some(delay) = l.delay
+                && l.mode == Mode::Delay
+                && delay >= l.burst
+            {
+                found.add(
+                    NAME,
+                    format!("{at}.delay"),
+                    format!(
+                        "`delay: {delay}` with `burst: {}`: every excess request goes at once, as with \
+                         `mode: nodelay`; a delay below the burst makes the rest wait",
+                        l.burst
+                    ),
+                );
+            }
+            if l.ipv6_prefix.is_some() && !l.key.parts().contains(&KeyPart::Ip) {
+                found.add(
+                    NAME,
+                    format!("{at}.ipv6_prefix"),
+                    "`ipv6_prefix` applies to an `ip` key; this limit's key has none (only its fallback to \
+                     the client address uses it)",
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn delays_beyond_the_burst_prefixes_without_ip_and_identities_nobody_has() {
+        let text = r#"
+auth: { keys: { api_key: { header: x-key } } }
+consumers: [ { id: a, api_keys: [ { sha256: "0000000000000000000000000000000000000000000000000000000000000000" } ] } ]
+routes:
+  - name: open
+    match: { path: /o }
+    static: { body: x }
+    rate_limit: [ { key: consumer, rate: 1/s }, { key: ip, rate: 1/s, burst: 5, mode: delay, delay: 5 } ]
+  - name: keyed
+    match: { path: /k }
+    static: { body: x }
+    authenticate: [ keys ]
+    rate_limit: [ { key: consumer, rate: 1/s, ipv6_prefix: 64 }, { key: ip, rate: 1/s, burst: 5, mode: delay, delay: 4 } ]
+"#;
+        let loaded = crate::config::parse_str(text, "t.yaml", std::path::Path::new(".")).unwrap();
+        let mut found = super::Found::default();
+        super::ineffective_limit_settings(&loaded, &mut found);
+        let paths: Vec<&str> = found.0.iter().map(|(_, p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["routes[0].rate_limit[0].key", "routes[0].rate_limit[1].delay", "routes[1].rate_limit[0].ipv6_prefix"]
+        );
+    }
+}
