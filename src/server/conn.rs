@@ -39,6 +39,10 @@ use crate::wire::admit;
 
 /// How often a hyper connection checks for idleness (at most).
 const CHECK_EVERY: Duration = Duration::from_millis(250);
+/// How long a connection told to close (GOAWAY) may take to do so before
+/// it is dropped: with no request in flight nothing is left to finish, but
+/// hyper waits for an unfinished handshake or header block for ever.
+const GOODBYE: Duration = Duration::from_secs(1);
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 pub(super) async fn serve(
@@ -158,6 +162,13 @@ struct Activity {
     started: AtomicU64,
     /// When the last response ended, in milliseconds since the connection started.
     last_ms: AtomicU64,
+    /// Response bodies hyper has yet to ask for their next frame: it asks
+    /// once the client's flow-control window has room, so a body waiting
+    /// long is one the client does not read.
+    owed: AtomicUsize,
+    /// When hyper last asked a body for a frame (or a response began), in
+    /// milliseconds since the connection started.
+    last_poll_ms: AtomicU64,
 }
 
 /// One connection's shared state, whatever its protocol.
@@ -211,7 +222,10 @@ impl<'p> Conn<'p> {
                 if head || status.is_informational() || matches!(status.as_u16(), 204 | 304) {
                     body.drop_content(status, head, &mut parts.headers);
                 }
-                Ok::<_, Infallible>(Response::from_parts(parts, Tracked { body, activity, started }))
+                activity.owed.fetch_add(1, Ordering::Relaxed);
+                activity.last_poll_ms.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                let tracked = Tracked { body, activity, started, owed: true };
+                Ok::<_, Infallible>(Response::from_parts(parts, tracked))
             }
         })
     }
@@ -225,7 +239,9 @@ impl<'p> Conn<'p> {
     }
 
     /// Polls `served` to its end, closing it politely when the listener
-    /// stops, when the first request is too slow to come, or when it idles out.
+    /// stops, when the first request is too slow to come, or when it idles
+    /// out (then dropping it if it has not closed within `GOODBYE`), and
+    /// dropping it when its client leaves responses unread for `idle_timeout`.
     async fn drive<C>(&mut self, mut served: Pin<&mut C>)
     where
         C: Served,
@@ -239,6 +255,11 @@ impl<'p> Conn<'p> {
         let mut check = tokio::time::interval_at(Instant::now() + every, every);
         let first_request = tokio::time::sleep(self.lp.limits.header_read_timeout);
         tokio::pin!(first_request);
+        // Armed when the gateway (not a draining listener, which has its own
+        // deadline) asks the connection to close.
+        let goodbye = tokio::time::sleep(Duration::MAX);
+        tokio::pin!(goodbye);
+        let mut goodbye_armed = false;
         loop {
             tokio::select! {
                 res = served.as_mut() => {
@@ -254,16 +275,36 @@ impl<'p> Conn<'p> {
                 _ = &mut first_request, if !closing && self.activity.started.load(Ordering::Relaxed) == 0 => {
                     closing = true;
                     served.as_mut().shut();
+                    goodbye.as_mut().reset(Instant::now() + GOODBYE);
+                    goodbye_armed = true;
                 }
-                _ = check.tick(), if !closing => {
+                _ = &mut goodbye, if goodbye_armed => {
+                    tracing::debug!("connection did not close after GOAWAY; dropped");
+                    return;
+                }
+                _ = check.tick() => {
+                    let now_ms = self.started.elapsed();
                     if self.activity.in_flight.load(Ordering::Relaxed) > 0 {
+                        // A client that reads none of its responses (a
+                        // zero window) holds them, and their upstream
+                        // connections, until it is cut off (NGINX's
+                        // `send_timeout` for the whole connection).
+                        let last_poll = Duration::from_millis(self.activity.last_poll_ms.load(Ordering::Relaxed));
+                        if self.activity.owed.load(Ordering::Relaxed) > 0 && now_ms.saturating_sub(last_poll) >= idle {
+                            tracing::debug!("client left its responses unread for idle_timeout; connection dropped");
+                            return;
+                        }
+                        continue;
+                    }
+                    if closing {
                         continue;
                     }
                     let quiet_since = Duration::from_millis(self.activity.last_ms.load(Ordering::Relaxed));
-                    let quiet = self.started.elapsed().saturating_sub(quiet_since);
-                    if quiet >= idle {
+                    if now_ms.saturating_sub(quiet_since) >= idle {
                         closing = true;
                         served.as_mut().shut();
+                        goodbye.as_mut().reset(Instant::now() + GOODBYE);
+                        goodbye_armed = true;
                     }
                 }
             }
@@ -345,6 +386,8 @@ pub struct Tracked {
     body: Body,
     activity: Arc<Activity>,
     started: Instant,
+    /// Counted in `Activity::owed`: hyper has yet to ask for the next frame.
+    owed: bool,
 }
 
 impl std::fmt::Debug for Activity {
@@ -357,6 +400,9 @@ impl Drop for Tracked {
     fn drop(&mut self) {
         self.activity.last_ms.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
         self.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.owed {
+            self.activity.owed.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -365,7 +411,21 @@ impl http_body::Body for Tracked {
     type Error = crate::http::error::BoxError;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        // Ready: hyper asks again when the client has room for more;
+        // pending: the body wakes hyper (the upstream is the slow one).
+        let owed = polled.is_ready();
+        if owed != self.owed {
+            let count = &self.activity.owed;
+            if owed {
+                count.fetch_add(1, Ordering::Relaxed)
+            } else {
+                count.fetch_sub(1, Ordering::Relaxed)
+            };
+            self.owed = owed;
+        }
+        self.activity.last_poll_ms.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

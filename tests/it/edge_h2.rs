@@ -97,3 +97,44 @@ async fn rapid_reset_gets_goaway() {
     let code = u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]);
     assert_eq!(code, 0xb, "ENHANCE_YOUR_CALM");
 }
+
+/// A gateway whose listener gives up on silence after 300 ms.
+async fn impatient() -> crate::support::Gateway1 {
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\", limits: {{ header_read_timeout: 300ms, idle_timeout: 300ms }} }}\n{ROUTES}"
+    );
+    let handle = portcullis::Gateway::start(&crate::support::load(&yaml, std::path::Path::new("."))).await.unwrap();
+    let addr = handle.addr("gw").unwrap();
+    crate::support::Gateway1 { handle, addr }
+}
+
+/// Whether the gateway closes `s` within 5 s (reading and dropping what it sends).
+async fn closed_soon(s: &mut TcpStream) -> bool {
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await.is_ok()
+}
+
+#[tokio::test]
+async fn a_connection_that_never_finishes_its_handshake_or_header_block_is_closed() {
+    let gw = impatient().await;
+    // The preface and no SETTINGS: hyper's graceful close waits for the
+    // handshake for ever; the gateway drops the connection.
+    let mut silent = TcpStream::connect(gw.addr).await.unwrap();
+    silent.write_all(PREFACE).await.unwrap();
+    // A header block that never ends (no END_HEADERS, no CONTINUATION).
+    let mut unfinished = connect(gw.addr).await;
+    unfinished.write_all(&frame(HEADERS, 0, 1, REQUEST_BLOCK)).await.unwrap();
+    assert!(closed_soon(&mut silent).await, "an h2 connection without SETTINGS stayed open");
+    assert!(closed_soon(&mut unfinished).await, "an unfinished header block kept its connection open");
+}
+
+#[tokio::test]
+async fn a_client_that_reads_none_of_its_response_is_cut_off() {
+    let gw = impatient().await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(PREFACE).await.unwrap();
+    // SETTINGS_INITIAL_WINDOW_SIZE = 0: the response's DATA may never be sent.
+    s.write_all(&frame(SETTINGS, 0, 0, &[0, 4, 0, 0, 0, 0])).await.unwrap();
+    s.write_all(&frame(HEADERS, END_HEADERS | END_STREAM, 1, REQUEST_BLOCK)).await.unwrap();
+    assert!(closed_soon(&mut s).await, "a response the client never reads held its connection open");
+}

@@ -226,3 +226,34 @@ routes:
     let _ = reader.read_to_string(&mut rest).await;
     assert!(rest.contains("200 OK") && rest.contains("\"received\":5"), "{rest}");
 }
+
+/// A TLS connection that completes its handshake and then sends nothing
+/// holds its slot for `header_read_timeout` from its start, as a plain one
+/// does, not for `idle_timeout`.
+#[tokio::test]
+async fn a_silent_tls_connection_is_closed_after_the_header_timeout() {
+    use crate::support::pki::tls_connect;
+    use tokio::io::AsyncReadExt;
+
+    let pki = Pki::new();
+    let (cert, key) = pki.issue("gw", "gw", &["gw.test"]);
+    let gw = start(&format!(
+        r#"
+listeners:
+  - name: tls
+    bind: "127.0.0.1:0"
+    limits: {{ header_read_timeout: 300ms, idle_timeout: 30s }}
+    tls: {{ certificates: [ {{ cert: "{}", key: "{}" }} ] }}
+routes:
+  - {{ name: all, match: {{ path_prefix: / }}, static: {{ body: ok }} }}
+"#,
+        cert.display(),
+        key.display(),
+    ))
+    .await;
+    let mut silent =
+        tls_connect(gw.addr("tls").unwrap(), "gw.test", &pki.ca_path(), None, &[b"http/1.1"]).await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), silent.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "a silent TLS connection was kept past header_read_timeout");
+}

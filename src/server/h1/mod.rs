@@ -147,8 +147,10 @@ impl<T: Connection> Conn<T> {
                 } else if self.closing {
                     return;
                 }
+                // A head under way, or the connection's first (timed from its
+                // start, TLS handshake included, even before a byte of it).
                 let deadline = match self.head_since {
-                    Some(since) if !self.buf.is_empty() => since + self.header_timeout,
+                    Some(since) => since + self.header_timeout,
                     _ => *self.idle_since.get_or_insert_with(Instant::now) + self.idle_timeout,
                 };
                 // Idle with room kept: wake to give it back. These deadlines
