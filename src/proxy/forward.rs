@@ -566,7 +566,12 @@ async fn through_hyper(
         };
         let log = TunnelLog::default();
         let logged = TunnelLogged { log: log.clone(), carried: (0, 0) };
-        let tunnel = Tunnel { upstream: hyper::upgrade::on(&mut resp), _in_flight: in_flight, log: logged };
+        let tunnel = Tunnel {
+            upstream: hyper::upgrade::on(&mut resp),
+            _in_flight: in_flight,
+            log: logged,
+            idle: upstream.read_timeout,
+        };
         // The 101 the client gets is the gateway's own: the handshake's
         // fields, and the upstream's subprotocol and extension choices.
         let mut out = Response::new(Body::empty());
@@ -726,6 +731,9 @@ pub struct Tunnel {
     upstream: OnUpgrade,
     _in_flight: crate::upstream::InFlight,
     log: TunnelLogged,
+    /// The upstream's `timeouts.read`: a tunnel that carries nothing either
+    /// way for this long is closed (NGINX: `proxy_read_timeout`, 60 s).
+    idle: std::time::Duration,
 }
 
 /// A WebSocket's access-log line and metrics, handed over by the engine
@@ -733,12 +741,30 @@ pub struct Tunnel {
 /// closes, as NGINX logs it: the whole session's duration, and the bytes
 /// each way. Carried in the `101`'s extensions for the engine to find.
 #[derive(Clone, Default)]
-pub struct TunnelLog(std::sync::Arc<std::sync::Mutex<Option<Box<crate::observe::Pending>>>>);
+pub struct TunnelLog(std::sync::Arc<std::sync::Mutex<TunnelHeld>>);
+
+/// What a tunnel holds until it closes, handed over by the engine.
+#[derive(Default)]
+struct TunnelHeld {
+    pending: Option<Box<crate::observe::Pending>>,
+    /// The route's concurrency slots: a WebSocket counts against
+    /// `concurrency` for as long as it is open, as NGINX's `limit_conn` does.
+    slots: Vec<crate::policy::ctx::Slot>,
+}
 
 impl TunnelLog {
+    fn lock(&self) -> std::sync::MutexGuard<'_, TunnelHeld> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The request's observers, to finish when the tunnel closes.
     pub fn put(&self, pending: Box<crate::observe::Pending>) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(pending);
+        self.lock().pending = Some(pending);
+    }
+
+    /// Concurrency slots, released when the tunnel closes.
+    pub fn hold(&self, slots: Vec<crate::policy::ctx::Slot>) {
+        self.lock().slots.extend(slots);
     }
 }
 
@@ -753,7 +779,11 @@ struct TunnelLogged {
 
 impl Drop for TunnelLogged {
     fn drop(&mut self) {
-        let pending = self.log.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let (pending, slots) = {
+            let mut held = self.log.lock();
+            (held.pending.take(), std::mem::take(&mut held.slots))
+        };
+        drop(slots);
         if let Some(mut p) = pending {
             p.request_bytes += self.carried.0;
             p.response_bytes += self.carried.1;
@@ -779,7 +809,7 @@ impl Tunnel {
     /// goes upstream first.
     pub async fn run<C: AsyncRead + AsyncWrite + Unpin>(self, client: C, early: Bytes) {
         // The in-flight place and the log line are held to the end.
-        let Tunnel { upstream, _in_flight: held, mut log } = self;
+        let Tunnel { upstream, _in_flight: held, mut log, idle } = self;
         let mut upstream = match upstream.await {
             Ok(upstream) => TokioIo::new(upstream),
             Err(e) => {
@@ -793,9 +823,25 @@ impl Tunnel {
         log.carried.0 = early.len() as u64;
         // Counted as they pass, so that a tunnel cut by an error still says
         // what it carried.
-        let mut client = Counting { io: client, read: 0, written: 0 };
-        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-            tracing::debug!(error = %e, "tunnel closed with an error");
+        let opened = tokio::time::Instant::now();
+        let last_moved_ms = std::sync::atomic::AtomicU64::new(0);
+        let mut client = Counting { io: client, read: 0, written: 0, opened, last_moved_ms: &last_moved_ms };
+        let silence = async {
+            loop {
+                let last = std::time::Duration::from_millis(last_moved_ms.load(std::sync::atomic::Ordering::Relaxed));
+                if opened.elapsed().saturating_sub(last) >= idle {
+                    return;
+                }
+                tokio::time::sleep_until(opened + last + idle).await;
+            }
+        };
+        tokio::select! {
+            copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+                if let Err(e) = copied {
+                    tracing::debug!(error = %e, "tunnel closed with an error");
+                }
+            }
+            () = silence => tracing::debug!(?idle, "tunnel idle for the upstream's read timeout; closed"),
         }
         log.carried.0 += client.read;
         log.carried.1 += client.written;
@@ -804,14 +850,25 @@ impl Tunnel {
 }
 
 /// The client side of a tunnel, counting the bytes read from it and
-/// written to it.
-struct Counting<C> {
+/// written to it (every byte the tunnel moves passes here), and noting when
+/// the last ones moved.
+struct Counting<'a, C> {
     io: C,
     read: u64,
     written: u64,
+    opened: tokio::time::Instant,
+    /// Milliseconds from `opened`.
+    last_moved_ms: &'a std::sync::atomic::AtomicU64,
 }
 
-impl<C: AsyncRead + Unpin> AsyncRead for Counting<C> {
+impl<C> Counting<'_, C> {
+    fn moved(&self) {
+        let ms = self.opened.elapsed().as_millis() as u64;
+        self.last_moved_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl<C: AsyncRead + Unpin> AsyncRead for Counting<'_, C> {
     fn poll_read(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -819,12 +876,16 @@ impl<C: AsyncRead + Unpin> AsyncRead for Counting<C> {
     ) -> std::task::Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let polled = std::pin::Pin::new(&mut self.io).poll_read(cx, buf);
-        self.read += (buf.filled().len() - before) as u64;
+        let n = (buf.filled().len() - before) as u64;
+        if n > 0 {
+            self.read += n;
+            self.moved();
+        }
         polled
     }
 }
 
-impl<C: AsyncWrite + Unpin> AsyncWrite for Counting<C> {
+impl<C: AsyncWrite + Unpin> AsyncWrite for Counting<'_, C> {
     fn poll_write(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -833,6 +894,7 @@ impl<C: AsyncWrite + Unpin> AsyncWrite for Counting<C> {
         let polled = std::pin::Pin::new(&mut self.io).poll_write(cx, data);
         if let std::task::Poll::Ready(Ok(n)) = polled {
             self.written += n as u64;
+            self.moved();
         }
         polled
     }

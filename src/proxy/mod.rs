@@ -279,7 +279,18 @@ pub fn handle<P: Deref<Target = Plan>>(
             }
             seen.note(&ctx, matches!(route.action, Action::Respond(_)), route.policies.validates());
             let slots = std::mem::take(&mut ctx.slots);
-            (Some(route), Ok(resp.map(|b| b.hold(slots))))
+            let tunnel = (resp.status() == StatusCode::SWITCHING_PROTOCOLS)
+                .then(|| resp.extensions().get::<forward::TunnelLog>())
+                .flatten();
+            let resp = match tunnel {
+                // A WebSocket holds them while it is open, not while its 101 is written.
+                Some(log) => {
+                    log.hold(slots);
+                    resp
+                }
+                None => resp.map(|b| b.hold(slots)),
+            };
+            (Some(route), Ok(resp))
         };
         let mut resp = result.unwrap_or_else(|err| {
             seen.flag = observe::flag_of(&err);

@@ -97,3 +97,66 @@ async fn a_101_that_does_not_complete_the_handshake_is_a_502() {
     let keyless = b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
     assert_eq!(exchange(gw.addr, keyless).await.unwrap().status, 502);
 }
+
+/// A WebSocket holds its route's concurrency slot for as long as it is
+/// open (NGINX `limit_conn`), not only while its `101` is written.
+#[tokio::test]
+async fn an_open_websocket_holds_its_concurrency_slot() {
+    let ws = WsUpstream::start().await;
+    let yaml = format!(
+        r#"upstreams:
+  ws: {{ targets: [ "http://{}" ] }}
+routes:
+  - {{ name: chat, match: {{ path_prefix: /chat }}, upstream: ws, websocket: true, concurrency: [ {{ key: ip, max: 1 }} ] }}
+"#,
+        ws.addr
+    );
+    let gw = gateway(&yaml).await;
+    let url = format!("ws://{}/chat", gw.addr);
+    let (mut first, _) = tokio_tungstenite::connect_async(&url).await.expect("upgrade");
+    echo_three(&mut first).await;
+    let err = tokio_tungstenite::connect_async(&url).await.expect_err("a second WebSocket while the first is open");
+    assert!(err.to_string().contains("503"), "{err}");
+    first.close(None).await.unwrap();
+    drop(first);
+    // The slot comes back when the tunnel closes.
+    let mut again = None;
+    for _ in 0..50 {
+        if let Ok((socket, _)) = tokio_tungstenite::connect_async(&url).await {
+            again = Some(socket);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    echo_three(&mut again.expect("the slot is given back when the first WebSocket closes")).await;
+}
+
+/// A tunnel that carries nothing either way for the upstream's
+/// `timeouts.read` is closed; one that keeps talking is not.
+#[tokio::test(start_paused = true)]
+async fn a_silent_websocket_is_closed_after_the_upstreams_read_timeout() {
+    let ws = WsUpstream::start().await;
+    let yaml = format!(
+        r#"upstreams:
+  ws: {{ targets: [ "http://{}" ], timeouts: {{ read: 2s }} }}
+routes:
+  - {{ name: chat, match: {{ path_prefix: /chat }}, upstream: ws, websocket: true }}
+"#,
+        ws.addr
+    );
+    let gw = gateway(&yaml).await;
+    let url = format!("ws://{}/chat", gw.addr);
+    let (mut talking, _) = tokio_tungstenite::connect_async(&url).await.expect("upgrade");
+    let (mut silent, _) = tokio_tungstenite::connect_async(&url).await.expect("upgrade");
+    // Virtual time: 3 s of one message a second on one, silence on the other.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        echo_three(&mut talking).await;
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(1), silent.next()).await;
+    assert!(
+        matches!(ended, Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_))))),
+        "a silent tunnel was kept past timeouts.read: {ended:?}"
+    );
+    echo_three(&mut talking).await;
+}
