@@ -25,6 +25,23 @@ impl TrustedProxies {
     }
 }
 
+/// An address or CIDR from the config (`trusted_proxies`, `ip.allow`,
+/// `ip.deny`), in the form client addresses are compared in: an
+/// IPv4-mapped network (`::ffff:10.0.0.0/104`, as dual-stack sockets log
+/// addresses) is the IPv4 network it maps (`10.0.0.0/8`), or it would
+/// never match a client.
+pub fn parse_net(text: &str) -> Option<IpNet> {
+    let net = text.parse::<IpNet>().or_else(|_| text.parse::<IpAddr>().map(IpNet::from)).ok()?;
+    let mapped = match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => v6.addr().to_ipv4_mapped().map(|v4| (v4, v6.prefix_len() - 96)),
+        _ => None,
+    };
+    Some(match mapped {
+        Some((v4, prefix)) => IpNet::V4(ipnet::Ipv4Net::new(v4, prefix).ok()?.trunc()),
+        None => net.trunc(),
+    })
+}
+
 /// IPv4-mapped IPv6 (`::ffff:10.0.0.1`) compares as IPv4.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
@@ -109,7 +126,18 @@ mod tests {
     use super::*;
 
     fn trusted(list: &[&str]) -> TrustedProxies {
-        TrustedProxies::new(list.iter().map(|s| s.parse().unwrap()).collect())
+        TrustedProxies::new(list.iter().map(|s| parse_net(s).unwrap()).collect())
+    }
+
+    #[test]
+    fn an_ipv4_mapped_trusted_proxy_is_its_ipv4_address() {
+        let t = trusted(&["::ffff:10.0.0.1", "::ffff:192.168.0.0/112"]);
+        assert!(t.contains("10.0.0.1".parse().unwrap()));
+        assert!(t.contains("192.168.4.5".parse().unwrap()));
+        assert!(!t.contains("10.0.0.2".parse().unwrap()));
+        assert_eq!(parse_net("2001:db8::/32").unwrap().to_string(), "2001:db8::/32");
+        assert_eq!(parse_net("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8");
+        assert!(parse_net("10.0.0.0/33").is_none());
     }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {

@@ -14,13 +14,12 @@ mod upstream;
 pub mod warnings;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use ipnet::IpNet;
 
 use crate::config::{
     AccessLogConfig, ConfigError, ConfigErrors, FieldErrors, HstsConfig, ListenerLimits, LoadedConfig,
@@ -652,10 +651,9 @@ const MAX_HEADER_SIZE: usize = 1 << 20;
 fn compile_trusted(cx: &mut Ctx) -> TrustedProxies {
     let mut nets = Vec::new();
     for (i, text) in cx.loaded.config.trusted_proxies.iter().enumerate() {
-        let parsed = text.parse::<IpNet>().or_else(|_| text.parse::<IpAddr>().map(IpNet::from));
-        match parsed {
-            Ok(net) => nets.push(net.trunc()),
-            Err(_) => cx.err(format!("trusted_proxies[{i}]"), format!("`{text}` is not an IP address or CIDR")),
+        match crate::http::forwarded::parse_net(text) {
+            Some(net) => nets.push(net),
+            None => cx.err(format!("trusted_proxies[{i}]"), format!("`{text}` is not an IP address or CIDR")),
         }
     }
     TrustedProxies::new(nets)

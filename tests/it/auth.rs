@@ -139,6 +139,24 @@ async fn jwks_rotation_without_restart() {
     assert!(idp.jwks_fetches.load(std::sync::atomic::Ordering::SeqCst) <= before + 1, "refetches are rate-limited");
 }
 
+/// One kid for several keys (an RSA and an EC key, or two keys while an
+/// IdP rotates): a token verifies with any of them of its algorithm.
+#[tokio::test]
+async fn a_kid_shared_by_several_keys_verifies_with_each() {
+    let idp = Idp::start().await;
+    let (rsa1, rsa2) = (SigningKey::generate(Algorithm::RS256, "k1"), SigningKey::generate(Algorithm::RS256, "k1"));
+    let ec = SigningKey::generate(Algorithm::ES256, "k1");
+    idp.publish(&[&rsa1, &rsa2, &ec]);
+    let s = jwks_setup(&idp).await;
+    for (name, key) in [("first RSA", &rsa1), ("second RSA", &rsa2), ("EC", &ec)] {
+        let status = get(&s.url("/api"), &[("authorization", &bearer(&key.sign(&claims(json!({})))))]).await.status;
+        assert_eq!(status, 200, "a token signed with the {name} key of kid k1");
+    }
+    let stranger = SigningKey::generate(Algorithm::RS256, "k1");
+    let status = get(&s.url("/api"), &[("authorization", &bearer(&stranger.sign(&claims(json!({})))))]).await.status;
+    assert_eq!(status, 401, "a key the IdP does not publish, under a published kid");
+}
+
 /// A route behind a JWT provider configured by discovery for `issuer`;
 /// answers the status a token from that issuer gets.
 async fn discovery_status(idp: &Idp, issuer: &str) -> http::StatusCode {
@@ -404,6 +422,17 @@ routes:
 
 #[tokio::test]
 async fn jwks_outage_keeps_the_last_good_keys() {
+    jwks_outage_keeps_the_last_good_keys_when(|idp| idp.take_down_jwks()).await;
+}
+
+/// An answer with no usable key is an IdP's mistake, not the revocation of
+/// every key: the last good set keeps serving, as it does when the IdP is down.
+#[tokio::test]
+async fn an_empty_jwks_answer_keeps_the_last_good_keys() {
+    jwks_outage_keeps_the_last_good_keys_when(|idp| idp.publish(&[])).await;
+}
+
+async fn jwks_outage_keeps_the_last_good_keys_when(outage: impl FnOnce(&Idp)) {
     let idp = Idp::start().await;
     let k = SigningKey::generate(Algorithm::ES256, "k1");
     idp.publish(&[&k]);
@@ -420,7 +449,7 @@ async fn jwks_outage_keeps_the_last_good_keys() {
     .await;
     let token = |n: u64| k.sign(&json!({ "sub": "a", "exp": now() + 60, "n": n }));
     assert_eq!(get(&s.url("/api"), &[("authorization", &bearer(&token(1)))]).await.status, 200);
-    idp.take_down_jwks();
+    outage(&idp);
     // Wait until the gateway has tried (and failed) to refresh twice.
     let fetches = || idp.jwks_fetches.load(std::sync::atomic::Ordering::SeqCst);
     let target = fetches() + 2;

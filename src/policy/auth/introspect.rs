@@ -130,9 +130,13 @@ impl Introspection {
             return None;
         }
         let now = self.clock.unix_secs();
-        let ttl = match doc.get("exp").and_then(|v| v.as_u64()) {
-            Some(exp) if exp <= now => return None,
-            Some(exp) => Duration::from_secs(exp - now),
+        // A NumericDate may be a decimal (RFC 7662 §2.2, RFC 7519 §2),
+        // rounded down here (the token ends no later); an `exp` that is no
+        // date at all makes the answer unusable, not endless.
+        let ttl = match doc.get("exp").map(|v| super::jwt::numeric_date(v, f64::floor)) {
+            Some(None) => return None,
+            Some(Some(exp)) if exp <= now => return None,
+            Some(Some(exp)) => Duration::from_secs(exp - now),
             None => self.max_ttl,
         };
         let field = |k: &str| doc.get(k).and_then(|v| v.as_str()).map(String::from);

@@ -18,11 +18,16 @@ use crate::http::fetch::Fetcher;
 
 const REFETCH_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Keys a token may be signed with: those of its `kid` (an identity
+/// provider may list one kid for an RSA and an EC key, or for two keys
+/// while it rotates), tried in the set's order.
+pub type Candidates = Arc<[Arc<DecodingKey>]>;
+
 /// A set of keys, by `kid` when they have one.
 #[derive(Default)]
 pub struct KeySet {
-    by_kid: HashMap<String, Arc<DecodingKey>>,
-    all: Vec<Arc<DecodingKey>>,
+    by_kid: HashMap<String, Candidates>,
+    all: Candidates,
 }
 
 impl std::fmt::Debug for KeySet {
@@ -33,28 +38,30 @@ impl std::fmt::Debug for KeySet {
 
 impl KeySet {
     pub fn single(key: DecodingKey) -> KeySet {
-        KeySet { by_kid: HashMap::new(), all: vec![Arc::new(key)] }
+        KeySet { by_kid: HashMap::new(), all: Arc::new([Arc::new(key)]) }
     }
 
     /// Keys of a JWKS document; keys this library cannot use are skipped.
     pub fn from_jwks(doc: &serde_json::Value) -> Result<KeySet, String> {
         let set: JwkSet = serde_json::from_value(doc.clone()).map_err(|e| format!("not a JWKS: {e}"))?;
-        let mut out = KeySet::default();
+        let mut by_kid: HashMap<String, Vec<Arc<DecodingKey>>> = HashMap::new();
+        let mut all = Vec::new();
         for jwk in &set.keys {
             let Ok(key) = DecodingKey::from_jwk(jwk) else { continue };
             let key = Arc::new(key);
             if let Some(kid) = &jwk.common.key_id {
-                out.by_kid.insert(kid.clone(), key.clone());
+                by_kid.entry(kid.clone()).or_default().push(key.clone());
             }
-            out.all.push(key);
+            all.push(key);
         }
-        Ok(out)
+        let by_kid = by_kid.into_iter().map(|(kid, keys)| (kid, keys.into())).collect();
+        Ok(KeySet { by_kid, all: all.into() })
     }
 
     /// The key for `kid`. A set with one key and no kids (a secret, a PEM
     /// file) answers for any kid; otherwise the kid must match.
-    fn find(&self, kid: Option<&str>) -> Option<Arc<DecodingKey>> {
-        let only = || (self.all.len() == 1).then(|| self.all[0].clone());
+    fn find(&self, kid: Option<&str>) -> Option<Candidates> {
+        let only = || (self.all.len() == 1).then(|| self.all.clone());
         match kid {
             Some(k) if !self.by_kid.is_empty() => self.by_kid.get(k).cloned(),
             _ => only(),
@@ -78,7 +85,7 @@ pub enum Keys {
 }
 
 impl Keys {
-    pub async fn find(&self, kid: Option<&str>) -> Result<Arc<DecodingKey>, Failure> {
+    pub async fn find(&self, kid: Option<&str>) -> Result<Candidates, Failure> {
         match self {
             Keys::Fixed(set) => set.find(kid).ok_or(Failure::Invalid),
             Keys::Remote(remote) => remote.find(kid).await,
@@ -152,7 +159,7 @@ impl RemoteJwks {
         });
     }
 
-    async fn find(&self, kid: Option<&str>) -> Result<Arc<DecodingKey>, Failure> {
+    async fn find(&self, kid: Option<&str>) -> Result<Candidates, Failure> {
         if let Some(k) = self.keys.load().find(kid) {
             return Ok(k);
         }
@@ -220,6 +227,13 @@ impl RemoteJwks {
                 doc.get("jwks_uri").and_then(|v| v.as_str()).ok_or("discovery document has no jwks_uri")?.to_string()
             }
         };
-        KeySet::from_jwks(&self.fetcher.get_json(&url).await?)
+        let set = KeySet::from_jwks(&self.fetcher.get_json(&url).await?)?;
+        // An empty or unusable answer is an identity provider's (or a
+        // cache's) mistake, not a revocation of every key: keep the last
+        // good set, as a failed fetch does (Envoy does the same).
+        if set.is_empty() {
+            return Err("the JWKS holds no key the gateway can use".into());
+        }
+        Ok(set)
     }
 }

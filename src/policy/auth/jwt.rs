@@ -112,7 +112,7 @@ fn names_a_member_twice(json: &[u8]) -> bool {
 
 /// A NumericDate (RFC 7519 §2): seconds since the epoch, an integer or a
 /// non-negative finite decimal (rounded by `round`).
-fn numeric_date(v: &serde_json::Value, round: fn(f64) -> f64) -> Option<u64> {
+pub(super) fn numeric_date(v: &serde_json::Value, round: fn(f64) -> f64) -> Option<u64> {
     v.as_u64().or_else(|| v.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| round(f) as u64))
 }
 
@@ -381,12 +381,13 @@ impl Jwt {
         }
         let validation =
             self.validations.iter().find(|(a, _)| *a == header.alg).map(|(_, v)| v).ok_or(Failure::Invalid)?;
-        let key = self.keys.find(header.kid.as_deref()).await?;
-        if key.family() != header.alg.family() {
-            // e.g. HS256 "signed" with an RSA public key.
-            return Err(Failure::Invalid);
-        }
-        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, validation).map_err(|e| {
+        let candidates = self.keys.find(header.kid.as_deref()).await?;
+        // Only keys of the token's algorithm family: HS256 "signed" with an
+        // RSA public key must not verify.
+        let mut keys = candidates.iter().filter(|k| k.family() == header.alg.family());
+        let first = keys.next().ok_or(Failure::Invalid)?;
+        let decode = |key| jsonwebtoken::decode::<serde_json::Value>(token, key, validation);
+        let data = keys.fold(decode(first), |result, key| result.or_else(|_| decode(key))).map_err(|e| {
             tracing::debug!(provider = %self.name, error = %e, "JWT refused");
             Failure::Invalid
         })?;

@@ -358,6 +358,19 @@ mod introspection {
         assert!(i.read_answer(json!({ "sub": "alice" })).is_none(), "`active` is required");
         assert!(i.read_answer(json!({ "active": "true" })).is_none(), "`active` is a boolean");
         assert!(i.read_answer(json!({ "active": true, "exp": NOW })).is_none());
+        // A NumericDate may be a decimal: one in the past is expired too.
+        assert!(i.read_answer(json!({ "active": true, "exp": NOW as f64 - 5.5 })).is_none());
+        // An `exp` that is no date makes the answer unusable, not cached for max_ttl.
+        for exp in [json!(-5), json!("soon"), json!(null)] {
+            assert!(i.read_answer(json!({ "active": true, "exp": exp })).is_none(), "{exp}");
+        }
+    }
+
+    #[test]
+    fn a_decimal_exp_bounds_the_cache_time() {
+        let i = provider(&WallClock::fixed(NOW));
+        let (_, ttl) = i.read_answer(json!({ "active": true, "exp": NOW as f64 + 3.5 })).unwrap();
+        assert_eq!(ttl, Duration::from_secs(3), "cached until exp (rounded down), not for max_ttl");
     }
 
     #[test]

@@ -27,12 +27,11 @@ impl Compiled {
             list.iter()
                 .enumerate()
                 .filter_map(|(i, s)| {
-                    s.parse::<IpNet>()
-                        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-                        .map_err(|_| {
-                            errors.push((format!("{key}[{i}]"), format!("`{s}` is not an IP address or CIDR")))
-                        })
-                        .ok()
+                    let net = crate::http::forwarded::parse_net(s);
+                    if net.is_none() {
+                        errors.push((format!("{key}[{i}]"), format!("`{s}` is not an IP address or CIDR")));
+                    }
+                    net
                 })
                 .collect()
         };

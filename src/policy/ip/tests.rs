@@ -60,3 +60,17 @@ fn bad_entries_are_named_by_their_place() {
     let paths: Vec<&str> = errs.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(paths, ["allow[1]", "deny[0]"]);
 }
+
+/// Entries written as IPv4-mapped IPv6 (as dual-stack sockets log
+/// addresses) match the IPv4 clients they name; they matched nobody.
+#[test]
+fn ipv4_mapped_entries_match_their_ipv4_clients() {
+    let p = compile(&[], &["::ffff:127.0.0.1", "::ffff:10.0.0.0/104"]).unwrap();
+    assert_eq!(status(&p, "127.0.0.1"), StatusCode::FORBIDDEN);
+    assert_eq!(status(&p, "::ffff:127.0.0.1"), StatusCode::FORBIDDEN);
+    assert_eq!(status(&p, "10.9.8.7"), StatusCode::FORBIDDEN);
+    assert_eq!(status(&p, "11.0.0.1"), StatusCode::OK);
+    let everyone_v4 = compile(&[], &["::ffff:0:0/96"]).unwrap();
+    assert_eq!(status(&everyone_v4, "192.0.2.1"), StatusCode::FORBIDDEN);
+    assert_eq!(status(&everyone_v4, "2001:db8::1"), StatusCode::OK);
+}
