@@ -64,6 +64,13 @@ impl Responder {
             }
             Responder::Redirect(r) => {
                 let mut to = r.to.render(values);
+                // A local target whose parameter starts with an empty
+                // segment (`/go//evil.example/x` with `merge_slashes:
+                // false`) would be `//evil.example/x`: another host to
+                // every browser. One leading `/` is kept.
+                if to.starts_with("//") {
+                    to.replace_range(..to.len() - to.trim_start_matches('/').len() - 1, "");
+                }
                 if r.keep_query
                     && let Some(q) = parts.uri.query()
                 {

@@ -64,7 +64,12 @@ impl Matcher {
     fn headers_match(&self, headers: &HeaderMap) -> bool {
         self.headers.iter().all(|c| match &c.value {
             None => headers.contains_key(&c.name),
-            Some(v) => headers.get_all(&c.name).iter().any(|h| h == v),
+            // Every line: a service that reads another line than the one
+            // the gateway routed by must not get the request.
+            Some(v) => {
+                let mut lines = headers.get_all(&c.name).iter().peekable();
+                lines.peek().is_some() && lines.all(|h| h == v)
+            }
         })
     }
 

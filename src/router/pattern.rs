@@ -45,7 +45,11 @@ impl Segment {
                         },
                         _ => current.len(),
                     };
-                    if end == 0 || !current.is_char_boundary(end) {
+                    // A value of `.` or `..` would become a dot segment
+                    // wherever a template puts it (`/reports/...json` as
+                    // `{name}.json`, rewritten to `/r/{name}/data`, reached
+                    // `/r/../data`): such a segment does not match.
+                    if end == 0 || !current.is_char_boundary(end) || matches!(&current[..end], "." | "..") {
                         return false;
                     }
                     values.push(&current[..end]);

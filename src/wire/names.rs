@@ -14,6 +14,37 @@ pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-p
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Headers that claim the client's address, scheme, port, prefix or
+/// original URL in the ways frameworks read them (Rack takes the scheme
+/// from `X-Forwarded-Ssl`, Spring and Werkzeug honour `X-Forwarded-Port`
+/// and `-Prefix`, Symfony `X-Original-URL`, many apps `X-Real-IP`): the
+/// gateway sets `X-Forwarded-For/Proto/Host` itself, and these are only
+/// passed on from a trusted proxy, which may have set them.
+pub const CLIENT_CLAIMS: &[&str] = &[
+    "x-real-ip",
+    "true-client-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "x-url-scheme",
+    "front-end-https",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-original-url",
+    "x-rewrite-url",
+];
+
+/// Whether `name` is one of [`CLIENT_CLAIMS`].
+pub fn is_client_claim(name: &HeaderName) -> bool {
+    // A string comparison checks the length first: a dozen of those a line.
+    CLIENT_CLAIMS.contains(&name.as_str())
+}
+
+/// `Proxy`: no client sends it but to have CGI-style backends read it as
+/// `HTTP_PROXY` (httpoxy, CVE-2016-5385); never passed on.
+pub const PROXY: HeaderName = HeaderName::from_static("proxy");
+
 /// `bytes` is exactly `canonical` or `lower` (fixed-size compares, inlined).
 fn spelt<const N: usize>(bytes: &[u8], canonical: &[u8; N], lower: &[u8; N]) -> bool {
     <&[u8; N]>::try_from(bytes).is_ok_and(|b| b == canonical || b == lower)

@@ -19,13 +19,20 @@ routes:
     (gw, up)
 }
 
-const SPOOF: [(&str, &str); 6] = [
+const SPOOF: [(&str, &str); 11] = [
     ("x-forwarded-for", "203.0.113.7, 10.1.1.1"),
     ("x-forwarded-proto", "https"),
     ("x-forwarded-host", "spoofed.example"),
     ("forwarded", "for=198.51.100.1"),
     ("x-request-id", "from-client-1"),
     ("host", "api.example.com"),
+    // What frameworks read the address, scheme, port and URL from besides.
+    ("x-real-ip", "198.51.100.9"),
+    ("x-forwarded-ssl", "on"),
+    ("x-forwarded-port", "443"),
+    ("x-original-url", "/admin"),
+    // httpoxy: never passed on.
+    ("proxy", "http://127.0.0.1:9/"),
 ];
 
 #[tokio::test]
@@ -38,6 +45,9 @@ async fn untrusted_client_cannot_spoof_forwarding_headers() {
     assert_eq!(seen["x-forwarded-proto"], "http");
     assert_eq!(seen["x-forwarded-host"], "api.example.com");
     assert!(seen.get("forwarded").is_none());
+    for claim in ["x-real-ip", "x-forwarded-ssl", "x-forwarded-port", "x-original-url", "proxy"] {
+        assert!(seen.get(claim).is_none(), "{claim} from an untrusted client reached the upstream");
+    }
     let id = seen["x-request-id"].as_str().unwrap();
     assert_ne!(id, "from-client-1");
     assert_eq!(id.len(), 32);
@@ -55,6 +65,8 @@ async fn trusted_proxy_chain_is_walked_and_extended() {
     assert_eq!(seen["x-forwarded-proto"], "https");
     assert_eq!(seen["x-forwarded-host"], "spoofed.example");
     assert_eq!(seen["forwarded"], "for=198.51.100.1");
+    assert_eq!((&seen["x-real-ip"], &seen["x-forwarded-ssl"]), (&"198.51.100.9".into(), &"on".into()));
+    assert!(seen.get("proxy").is_none(), "not even from a trusted proxy");
     assert_eq!(seen["x-request-id"], "from-client-1");
     assert_eq!(reply.header("x-request-id"), Some("from-client-1"));
     let echo = get(&gw.url("/echo"), &SPOOF).await.json();

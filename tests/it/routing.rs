@@ -78,6 +78,9 @@ routes:
     assert_eq!(get(&gw.url("/app/x"), &[("x-env", "canary")]).await.text(), "canary");
     assert_eq!(get(&gw.url("/app/x"), &[("x-env", "prod")]).await.text(), "stable");
     assert_eq!(get(&gw.url("/app/x"), &[("x-debug", "")]).await.text(), "debug");
+    // Two lines that disagree: the service behind might read the other one.
+    assert_eq!(get(&gw.url("/app/x"), &[("x-env", "canary"), ("x-env", "prod")]).await.text(), "stable");
+    assert_eq!(get(&gw.url("/app/x"), &[("x-env", "canary"), ("x-env", "canary")]).await.text(), "canary");
 }
 
 #[tokio::test]
@@ -181,4 +184,47 @@ routes:
     let reply = get(&gw.url("/docs/intro?lang=en"), &[]).await;
     assert_eq!(reply.status, 301);
     assert_eq!(reply.header("location"), Some("https://new.example.com/guide/intro?lang=en"));
+}
+
+/// A parameter inside a segment (`{name}.json`) never captures `.` or
+/// `..`: a template would turn it into a dot segment of the rewritten
+/// path, the redirect target or an aggregate call (`/reports/...json` into
+/// `/internal/reports/../data`).
+#[tokio::test]
+async fn a_mixed_segment_parameter_is_never_a_dot_segment() {
+    let up = Upstream::start("svc").await;
+    let gw = gateway(&format!(
+        r#"
+upstreams:
+  svc: {{ targets: [ "{url}" ] }}
+routes:
+  - {{ name: report, match: {{ path: "/reports/{{name}}.json" }}, upstream: svc, rewrite: {{ path: "/internal/reports/{{name}}/data" }} }}
+  - {{ name: jobs, match: {{ path: "/jobs/{{id}}:cancel" }}, redirect: {{ to: "/internal/jobs/{{id}}/cancel" }} }}
+"#,
+        url = up.url()
+    ))
+    .await;
+    let seen = get(&gw.url("/reports/q3.json"), &[]).await;
+    assert_eq!(seen.json()["path"], "/internal/reports/q3/data");
+    for path in ["/reports/...json", "/reports/%2e%2e.json", "/reports/..json", "/jobs/..:cancel", "/jobs/.:cancel"] {
+        let reply = get(&gw.url(path), &[]).await;
+        assert_eq!(reply.status, 404, "{path}: {:?} {}", reply.header("location"), reply.text());
+    }
+}
+
+/// With `merge_slashes: false`, a redirect whose parameter starts with an
+/// empty segment does not become a scheme-relative `//host` target.
+#[tokio::test]
+async fn a_redirect_never_points_at_another_host_by_accident() {
+    let gw = gateway(
+        r#"
+path_normalization: { merge_slashes: false }
+warnings: { allow: [ weakened-normalization ] }
+routes:
+  - { name: go, match: { path: "/go/{*rest}" }, redirect: { to: "/{rest}" } }
+"#,
+    )
+    .await;
+    let reply = get(&gw.url("/go//evil.example/x"), &[]).await;
+    assert_eq!(reply.header("location"), Some("/evil.example/x"));
 }

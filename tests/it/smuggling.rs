@@ -619,6 +619,33 @@ routes:
     assert_eq!(rec.count(), 1);
 }
 
+/// What frameworks read a client's address, scheme or URL from besides the
+/// `X-Forwarded-*` lines never reaches an upstream from a client that is
+/// not a trusted proxy (the codec's line filter), nor `Proxy` (httpoxy)
+/// from anyone; from a trusted proxy the claims pass.
+#[tokio::test]
+async fn client_claims_and_proxy_lines_are_not_written_upstream() {
+    let rec = Recorder::start().await;
+    let gw = crate::support::gateway(&format!(
+        r#"trusted_proxies: [ 10.0.0.0/8 ]
+upstreams:
+  rec: {{ targets: [ "{}" ] }}
+routes:
+  - {{ name: public, match: {{ path_prefix: /public }}, upstream: rec }}
+"#,
+        rec.url()
+    ))
+    .await;
+    let probe = b"GET /public/a HTTP/1.1\r\nHost: x\r\nX-Real-IP: 10.0.0.1\r\nx-forwarded-SSL: on\r\n\
+        X-Original-URL: /admin\r\nProxy: http://127.0.0.1:9/\r\nX-Rewrite-URL: /admin\r\n\r\n";
+    assert_eq!(exchange(gw.addr, probe).await.unwrap().status, 200);
+    rec.wait_for("/public/a").await;
+    let seen = &rec.requests()[0];
+    for name in ["x-real-ip", "x-forwarded-ssl", "x-original-url", "proxy", "x-rewrite-url"] {
+        assert!(seen.header(name).is_none(), "{name} reached the upstream: {seen:?}");
+    }
+}
+
 /// Request bodies written in pieces, on many connections at once, all
 /// arrive whole and in time. The codec once cleared a socket's readiness
 /// with a second look after a short read: a piece landing between the read
