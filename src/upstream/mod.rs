@@ -225,18 +225,12 @@ impl Upstream {
         // proportions, not to the one after it in the list (which took three
         // shares of four with two of four targets ejected). A hash key keeps
         // its one fallback, the next target, so that the key stays put.
-        if tried.is_empty() && key.is_none() && !usable(first) {
-            if let Balancer::LeastRequest(lr) = &self.balancer
-                && let Some(index) = lr.pick_where(&self.targets, usable)
-            {
-                return Some(Picked { index, panic: false });
-            }
-            for _ in 1..n {
-                let again = self.balancer.pick(&self.targets, key);
-                if usable(again) {
-                    return Some(Picked { index: again, panic: false });
-                }
-            }
+        if tried.is_empty()
+            && key.is_none()
+            && !usable(first)
+            && let Some(index) = self.balancer.pick_where(&self.targets, usable)
+        {
+            return Some(Picked { index, panic: false });
         }
         let order = (0..n).map(|k| (first + k) % n);
         if let Some(index) = order.clone().find(|&i| usable(i) && !tried.contains(&i)) {

@@ -113,6 +113,37 @@ async fn ejected_targets_share_out_evenly() {
     assert_eq!((counts.get("a"), counts.get("d")), (Some(&20), Some(&20)), "{counts:?}");
 }
 
+/// The same with weights: a heavy target out of service leaves its share
+/// to the others in their weights (the schedule's runs of the heavy one
+/// once outlasted the re-picks, and the next target in the list took them).
+#[tokio::test]
+async fn an_ejected_heavy_target_shares_out_by_weight() {
+    let (a, b, c) = (Flaky::start("a").await, Flaky::start("b").await, Flaky::start("c").await);
+    a.set(Mode::Status(503));
+    let gw = gateway(&format!(
+        "upstreams:\n  svc:\n    targets: [ {{ url: \"{}\", weight: 5 }}, \"{}\", \"{}\" ]\n    \
+         retry: {{ attempts: 1 }}\n    health: {{ passive: {{ consecutive_failures: 1, base_ejection: 60s }} }}\n\
+         routes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}\n",
+        a.url(),
+        b.url(),
+        c.url()
+    ))
+    .await;
+    eventually("a ejected", async || {
+        get(&gw.url("/x"), &[]).await;
+        a.hits() >= 1
+    })
+    .await;
+    // Six whole turns of the 5:1:1 schedule (whatever its phase): b and c
+    // keep their own six picks each and split a's thirty evenly.
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for _ in 0..42 {
+        let r = get(&gw.url("/x"), &[]).await;
+        *counts.entry(r.header("x-upstream").unwrap_or("-").to_string()).or_default() += 1;
+    }
+    assert_eq!((counts.get("a"), counts.get("b"), counts.get("c")), (None, Some(&21), Some(&21)), "{counts:?}");
+}
+
 #[tokio::test]
 async fn observe_only_passive_checks_eject_nothing() {
     let (a, b) = (Flaky::start("a").await, Flaky::start("b").await);

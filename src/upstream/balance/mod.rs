@@ -45,6 +45,17 @@ impl Balancer {
         }
     }
 
+    /// A pick (without a hash key) among the targets `may` lets take
+    /// requests, for when the balancer's own pick may not.
+    pub fn pick_where(&self, targets: &[Target], may: impl Fn(usize) -> bool) -> Option<usize> {
+        let weights = || targets.iter().map(|t| t.weight).collect::<Vec<u32>>();
+        match self {
+            Balancer::RoundRobin(rr) => rr.pick_where(&weights(), may),
+            Balancer::LeastRequest(lr) => lr.pick_where(targets, may),
+            Balancer::ConsistentHash { fallback, .. } => fallback.pick_where(&weights(), may),
+        }
+    }
+
     pub fn hash_key(&self) -> Option<&HashKey> {
         match self {
             Balancer::ConsistentHash { key, .. } => Some(key),

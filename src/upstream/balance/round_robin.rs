@@ -8,6 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub struct RoundRobin {
     schedule: Vec<u16>,
     next: AtomicUsize,
+    /// Turns of the picks made again when the schedule's pick may not
+    /// take requests.
+    again: AtomicUsize,
 }
 
 impl RoundRobin {
@@ -29,12 +32,36 @@ impl RoundRobin {
         if schedule.is_empty() {
             schedule.push(0);
         }
-        RoundRobin { schedule, next: AtomicUsize::new(0) }
+        RoundRobin { schedule, next: AtomicUsize::new(0), again: AtomicUsize::new(0) }
     }
 
     pub fn pick(&self) -> usize {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         usize::from(self.schedule[n % self.schedule.len()])
+    }
+
+    /// A pick among the targets `may` lets take requests, in proportion to
+    /// their `weights`, for when the schedule's pick may not: the share of
+    /// a target out of service goes to all the others in their weights.
+    /// Asking the schedule again went wrong with weights (a heavy target's
+    /// runs outlasted the asking, and the next target in the list took the
+    /// rest); this has its own turn, not the schedule's.
+    pub fn pick_where(&self, weights: &[u32], may: impl Fn(usize) -> bool) -> Option<usize> {
+        let total: u64 = (0..weights.len()).filter(|&i| may(i)).map(|i| u64::from(weights[i])).sum();
+        if total == 0 {
+            return None;
+        }
+        let mut turn = self.again.fetch_add(1, Ordering::Relaxed) as u64 % total;
+        for (i, &w) in weights.iter().enumerate() {
+            if !may(i) {
+                continue;
+            }
+            if turn < u64::from(w) {
+                return Some(i);
+            }
+            turn -= u64::from(w);
+        }
+        None
     }
 }
 
@@ -54,5 +81,20 @@ mod tests {
         let rr = RoundRobin::new(&[2, 4]);
         let picks: Vec<usize> = (0..6).map(|_| rr.pick()).collect();
         assert_eq!(picks.iter().filter(|&&p| p == 1).count(), 4);
+    }
+
+    #[test]
+    fn a_target_out_of_service_leaves_its_share_to_the_others_in_their_weights() {
+        // 5:1:2, the heavy one out: the other two split 1:2, whatever the turn.
+        let weights = [5, 1, 2];
+        let rr = RoundRobin::new(&weights);
+        let mut counts = [0; 3];
+        for _ in 0..8 * 30 {
+            let first = rr.pick();
+            let pick = if first == 0 { rr.pick_where(&weights, |i| i != 0).unwrap() } else { first };
+            counts[pick] += 1;
+        }
+        assert_eq!(counts, [0, 80, 160]);
+        assert_eq!(rr.pick_where(&weights, |_| false), None);
     }
 }
