@@ -250,3 +250,30 @@ async fn callers_without_a_subject_are_counted_by_address() {
     assert_eq!(call("10.0.0.2").await, 200, "another caller without a subject has its own budget");
     assert_eq!(call("10.0.0.1").await, 429, "the same caller's budget is spent");
 }
+
+/// Redis (or a NAT, or its own `timeout`) closing the gateway's idle
+/// connection is not an outage: the next check goes out on a new
+/// connection, and a fail-closed limit does not answer 503 for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_redis_closed_is_replaced_not_counted_as_an_outage() {
+    let redis = Redis::start();
+    let up = Upstream::start("svc").await;
+    let (_g, addr) = spawn_gateway(&shared_config(&redis, &up, "closed"));
+    assert_eq!(get(&format!("http://{addr}/"), &[]).await.status, 200);
+    let client = ::redis::Client::open(redis.url()).unwrap();
+    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    let killed: i64 = ::redis::cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"][..])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(killed, 1, "the gateway's connection");
+    let statuses: Vec<u16> = {
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            v.push(get(&format!("http://{addr}/"), &[]).await.status.as_u16());
+        }
+        v
+    };
+    assert_eq!(statuses, [200, 200, 200]);
+}

@@ -158,8 +158,12 @@ impl MemoryStore {
         }
     }
 
+    /// Keys held, of every kind: rate, quota and concurrency counters
+    /// (each kind is held to `max_keys`).
     pub fn len(&self) -> usize {
-        self.gcra.iter().map(|s| lock(s).len()).sum()
+        let gcra: usize = self.gcra.iter().map(|s| lock(s).len()).sum();
+        let quota: usize = self.quota.iter().map(|s| lock(s).len()).sum();
+        gcra + quota + self.in_flight.iter().map(|s| lock(s).len()).sum::<usize>()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -283,6 +283,8 @@ struct RateLimit {
 struct Decisions {
     allowed: Arc<Counter>,
     rejected: Arc<Counter>,
+    /// Refused with 503: the shared store failed and the limit fails closed.
+    unavailable: Arc<Counter>,
 }
 
 impl Decisions {
@@ -292,7 +294,7 @@ impl Decisions {
                 vec![("route", route.to_string()), ("limit", limit.to_string()), ("decision", decision.to_string())];
             registry.counter("portcullis_rate_limit_decisions", labels)
         };
-        Decisions { allowed: counter("allowed"), rejected: counter("rejected") }
+        Decisions { allowed: counter("allowed"), rejected: counter("rejected"), unavailable: counter("unavailable") }
     }
 
     #[inline]
@@ -506,7 +508,10 @@ impl Compiled {
                         self.stores.note_failure(&e);
                         match r.on_error {
                             OnStoreError::Open => memory.check(key, &r.gcra),
-                            OnStoreError::Closed => return unavailable(ctx),
+                            OnStoreError::Closed => {
+                                r.decisions.unavailable.inc();
+                                return unavailable(ctx);
+                            }
                         }
                     }
                 },
@@ -529,7 +534,10 @@ impl Compiled {
                         self.stores.note_failure(&e);
                         match q.on_error {
                             OnStoreError::Open => memory.quota(key, reset_at, now, q.limit),
-                            OnStoreError::Closed => return unavailable(ctx),
+                            OnStoreError::Closed => {
+                                q.decisions.unavailable.inc();
+                                return unavailable(ctx);
+                            }
                         }
                     }
                 },

@@ -120,17 +120,36 @@ impl RedisStore {
         format!("{}{kind}:{hex}", self.prefix)
     }
 
-    pub async fn check(&self, key: &[u8], gcra: &Gcra) -> Result<Decision, String> {
+    /// Runs a script within the timeout. A connection Redis (or a NAT, a
+    /// load balancer, Redis' own `timeout`) closed while it was idle fails
+    /// the first call on it; that call is sent once more on the connection
+    /// the manager makes next, instead of counting as Redis being down
+    /// (which skipped it for a second on every instance, after every idle
+    /// close or failover). The script had not run: its bytes never reached
+    /// a live connection.
+    async fn invoke<T: redis::FromRedisValue>(&self, invocation: &redis::ScriptInvocation<'_>) -> Result<T, String> {
         let mut conn = self.connection().await?;
+        let attempt = async {
+            match invocation.invoke_async(&mut conn).await {
+                Err(e) if e.is_connection_dropped() => {
+                    tracing::debug!(error = %e, "Redis connection was closed; sending again on a new one");
+                    invocation.invoke_async(&mut conn).await
+                }
+                other => other,
+            }
+        };
+        tokio::time::timeout(self.timeout, attempt)
+            .await
+            .map_err(|_| self.failed("Redis timed out".to_string()))?
+            .map_err(|e| self.failed(e.to_string()))
+    }
+
+    pub async fn check(&self, key: &[u8], gcra: &Gcra) -> Result<Decision, String> {
         let us = |ns: u64| (ns / 1000).max(1);
         let tolerance = gcra.tolerance / 1000;
         let mut invocation = self.gcra.key(self.full_key("gcra", key));
         invocation.arg(us(gcra.interval)).arg(tolerance);
-        let call = invocation.invoke_async(&mut conn);
-        let (allowed, excess, retry, reset): (i64, i64, i64, i64) = tokio::time::timeout(self.timeout, call)
-            .await
-            .map_err(|_| self.failed("Redis timed out".to_string()))?
-            .map_err(|e| self.failed(e.to_string()))?;
+        let (allowed, excess, retry, reset): (i64, i64, i64, i64) = self.invoke(&invocation).await?;
         let ns = |us: i64| (us.max(0) as u64) * 1000;
         let delay = ns(excess).saturating_sub(gcra.free_excess);
         let capacity = gcra.capacity();
@@ -145,14 +164,9 @@ impl RedisStore {
     }
 
     pub async fn quota(&self, key: &[u8], window: u64, reset_at: u64, limit: u64) -> Result<(bool, u64), String> {
-        let mut conn = self.connection().await?;
         let mut invocation = self.quota.key(self.full_key(&format!("quota:{window}"), key));
         invocation.arg(limit).arg(reset_at);
-        let call = invocation.invoke_async(&mut conn);
-        let (allowed, used): (i64, i64) = tokio::time::timeout(self.timeout, call)
-            .await
-            .map_err(|_| self.failed("Redis timed out".to_string()))?
-            .map_err(|e| self.failed(e.to_string()))?;
+        let (allowed, used): (i64, i64) = self.invoke(&invocation).await?;
         Ok((allowed == 1, used.max(0) as u64))
     }
 }
