@@ -403,6 +403,15 @@ impl Exchange<'_> {
                     if self.body.is_some() || !self.queue.is_empty() || self.head_sent < conn.head.len() {
                         head.keep_alive = false;
                     }
+                    // An application that writes a HEAD answer's body after
+                    // all (a second write, later than this read) would have
+                    // it read as the answer of whichever request takes the
+                    // connection next: a HEAD's connection is not reused.
+                    // HEAD is rare in API traffic; the check above only sees
+                    // bytes that came with the head.
+                    if self.method == http::Method::HEAD {
+                        head.keep_alive = false;
+                    }
                     let conn = self.conn.take().expect("checked above");
                     return Poll::Ready(Ok((head, conn)));
                 }
