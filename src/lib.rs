@@ -147,6 +147,26 @@ pub enum StartError {
     },
 }
 
+impl StartError {
+    /// The error as the operator reads it: a port or file the config names
+    /// is shown at its place in the file (`gw.yaml:3:11: listeners[0].bind: …`).
+    pub fn located(&self, loaded: &LoadedConfig) -> String {
+        let cfg = &loaded.config;
+        let at = match self {
+            StartError::Bind { name, .. } => {
+                cfg.listeners.iter().position(|l| l.name == *name).map(|i| format!("listeners[{i}].bind"))
+            }
+            StartError::Admin { .. } => Some("admin.bind".to_string()),
+            StartError::AccessLog(_) => Some("access_log.to".to_string()),
+            StartError::Config(_) => None,
+        };
+        match at {
+            Some(path) => loaded.error(path, self.to_string()).to_string(),
+            None => self.to_string(),
+        }
+    }
+}
+
 pub struct Gateway;
 
 impl Gateway {
@@ -287,7 +307,10 @@ impl Handle {
             Err(e) => {
                 let errors = match e {
                     StartError::Config(errors) => errors.0.iter().map(ToString::to_string).collect(),
-                    other => vec![other.to_string()],
+                    other => match config::load_file(path) {
+                        Ok(loaded) => vec![other.located(&loaded)],
+                        Err(_) => vec![other.to_string()],
+                    },
                 };
                 for e in &errors {
                     tracing::error!(problem = %e, "reload refused");

@@ -121,7 +121,10 @@ fn main() -> ExitCode {
         Command::Status { config, admin, json } => cli::remote::status(config.as_deref(), admin.as_deref(), json),
         Command::Health { config, admin, ready } => cli::remote::health(config.as_deref(), admin.as_deref(), ready),
         Command::Schema => {
-            println!("{}", serde_json::to_string_pretty(&config::json_schema()).unwrap_or_default());
+            cli::remote::say(format_args!(
+                "{}\n",
+                serde_json::to_string_pretty(&config::json_schema()).unwrap_or_default()
+            ));
             ExitCode::SUCCESS
         }
         Command::HashKey => {
@@ -130,11 +133,11 @@ fn main() -> ExitCode {
                 eprintln!("error: give the API key on standard input, e.g. `echo -n \"$KEY\" | portcullis hash-key`");
                 return ExitCode::FAILURE;
             }
-            println!("{}", portcullis::hash_key(key.trim_end_matches(['\n', '\r'])));
+            cli::remote::say(format_args!("{}\n", portcullis::hash_key(key.trim_end_matches(['\n', '\r']))));
             ExitCode::SUCCESS
         }
         Command::Version => {
-            println!("portcullis {VERSION}");
+            cli::remote::say(format_args!("portcullis {VERSION}\n"));
             ExitCode::SUCCESS
         }
     }
@@ -156,13 +159,13 @@ fn check(path: &Path, strict: bool) -> ExitCode {
                 eprintln!("warning: {w}");
             }
             if warnings.is_empty() {
-                println!("{}: ok", path.display());
+                cli::remote::say(format_args!("{}: ok\n", path.display()));
                 ExitCode::SUCCESS
             } else if strict {
                 eprintln!("{}: {} warning(s), errors with --strict", path.display(), warnings.len());
                 ExitCode::FAILURE
             } else {
-                println!("{}: ok, {} warning(s)", path.display(), warnings.len());
+                cli::remote::say(format_args!("{}: ok, {} warning(s)\n", path.display(), warnings.len()));
                 ExitCode::SUCCESS
             }
         }
@@ -217,7 +220,15 @@ fn run(path: Option<PathBuf>, watch: bool) -> ExitCode {
         let handle = match Gateway::start(&loaded).await {
             Ok(h) => h,
             Err(e) => {
-                tracing::error!("{e}");
+                tracing::error!("{}", e.located(&loaded));
+                if path.is_none()
+                    && matches!(e, portcullis::StartError::Bind { .. } | portcullis::StartError::Admin { .. })
+                {
+                    tracing::error!(
+                        "the demo listens on 127.0.0.1:8080 (admin API 127.0.0.1:9901): to use other ports, copy \
+                         examples/demo.yaml, change its `bind` lines and run `portcullis -c` with the copy"
+                    );
+                }
                 return ExitCode::FAILURE;
             }
         };

@@ -173,6 +173,13 @@ fn ask(
     }
 }
 
+/// Writes to stdout, ignoring a closed pipe (`portcullis status | head`
+/// must not panic the way `println!` does).
+pub fn say(text: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_fmt(text);
+}
+
 fn fail(message: &str) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::FAILURE
@@ -203,7 +210,7 @@ pub fn reload(config: Option<&Path>, admin_flag: Option<&str>) -> ExitCode {
         }
         StatusCode::OK => {
             let reloads = body.pointer("/config/reloads").and_then(Value::as_u64).unwrap_or(0);
-            println!("reloaded: config {} is live ({reloads} reload(s) since start)", hash(&body));
+            say(format_args!("reloaded: config {} is live ({reloads} reload(s) since start)\n", hash(&body)));
             ExitCode::SUCCESS
         }
         StatusCode::UNPROCESSABLE_ENTITY => {
@@ -225,7 +232,7 @@ pub fn health(config: Option<&Path>, admin_flag: Option<&str>, ready: bool) -> E
     let path = if ready { "/readyz" } else { "/healthz" };
     match ask(config, admin_flag, Method::GET, path) {
         Ok((_, StatusCode::OK, body)) => {
-            println!("{}", body.as_str().unwrap_or("ok").trim());
+            say(format_args!("{}\n", body.as_str().unwrap_or("ok").trim()));
             ExitCode::SUCCESS
         }
         Ok((_, status, body)) => fail(&detail(status, &body)),
@@ -244,9 +251,9 @@ pub fn status(config: Option<&Path>, admin_flag: Option<&str>, json: bool) -> Ex
         return fail(&detail(status, &body));
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&body).unwrap_or_default());
+        say(format_args!("{}\n", serde_json::to_string_pretty(&body).unwrap_or_default()));
     } else {
-        print!("{}", status_text(&body, &admin.addr));
+        say(format_args!("{}", status_text(&body, &admin.addr)));
     }
     ExitCode::SUCCESS
 }

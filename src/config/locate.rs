@@ -103,6 +103,11 @@ impl Locations {
         self.by_path.iter().filter(|(_, p)| **p == pos).map(|(k, _)| k.as_str()).max_by_key(|k| k.len())
     }
 
+    /// Whether the file writes `path` itself (not only a parent of it).
+    pub fn has(&self, path: &str) -> bool {
+        self.by_path.contains_key(path)
+    }
+
     /// Position of `path`, or of its nearest ancestor that has one.
     pub fn find(&self, path: &str) -> Option<(usize, usize)> {
         let mut p = path;

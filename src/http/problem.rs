@@ -45,11 +45,25 @@ pub fn from_error(err: &GatewayError, request_id: &HeaderValue) -> Answer {
     // Refusals (limits, breaker) are counted and in the access log: a log
     // line each would flood the log exactly when the upstream is down.
     if err.side() != Side::Client && !matches!(err, GatewayError::Refused { .. }) {
-        let cause = std::error::Error::source(err).map(|c| c.to_string()).unwrap_or_default();
+        // The whole chain (`client error (Connect): invalid peer
+        // certificate: UnknownIssuer`, not its first link only, which told
+        // a certificate problem from a refused port no better than the
+        // status); a timeout has none, and no empty `cause=""`.
+        let mut chain = Vec::new();
+        let mut next = std::error::Error::source(err);
+        while let Some(e) = next {
+            let text = e.to_string();
+            // Links that repeat their source's words add nothing.
+            if !chain.last().is_some_and(|last: &String| last.contains(&text)) {
+                chain.push(text);
+            }
+            next = e.source();
+        }
+        let cause = (!chain.is_empty()).then(|| chain.join(": "));
         tracing::warn!(
             request_id = request_id.to_str().unwrap_or_default(),
             error = %err,
-            cause,
+            cause = cause.as_deref(),
             retryable = err.retryable(),
             "request failed"
         );

@@ -106,7 +106,11 @@ pub(super) fn compile(cx: &mut Ctx, name: &str, cfg: &UpstreamConfig, registry: 
         Ok(c) => Some(c),
         Err(msg) => {
             let key = if msg.contains("server name") { "server_name" } else { "ca" };
-            cx.err(format!("{at}.tls.{key}"), msg);
+            // HTTP/2 targets read the same `tls.ca` and may have said so.
+            let path = format!("{at}.tls.{key}");
+            if !cx.errors.iter().any(|reported| reported.path == path) {
+                cx.err(path, msg);
+            }
             None
         }
     };
@@ -387,7 +391,11 @@ fn h2_target(
         let config = match crate::upstream::client::tls_config(ca.as_deref()) {
             Ok(config) => config,
             Err(e) => {
-                cx.err(format!("{at}.tls"), e);
+                // The upstream's client read the same `tls.ca` and said so once.
+                let ca_at = format!("{at}.tls.ca");
+                if !cx.errors.iter().any(|reported| reported.path == ca_at) {
+                    cx.err(ca_at, e);
+                }
                 return None;
             }
         };

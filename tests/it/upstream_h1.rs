@@ -40,7 +40,7 @@ async fn a_body_delimited_by_close_is_complete_and_the_connection_not_reused() {
 }
 
 #[tokio::test]
-async fn head_responses_have_no_body_and_keep_the_connection() {
+async fn head_responses_have_no_body_and_their_connection_is_not_reused() {
     let up = Scripted::start().await;
     let gw = in_front_of(&up.url()).await;
     for _ in 0..2 {
@@ -52,7 +52,9 @@ async fn head_responses_have_no_body_and_keep_the_connection() {
         assert!(r.body.is_empty());
     }
     assert_eq!(get(&gw.url("/"), &[]).await.text(), "ok");
-    assert_eq!(up.connections(), 1);
+    // A body an application writes late after a HEAD answer would be read
+    // by the next request on the connection (smuggling suite): one each.
+    assert_eq!(up.connections(), 3);
 }
 
 #[tokio::test]
