@@ -131,8 +131,9 @@ pub fn handle<P: Deref<Target = Plan>>(
                 if let Ok(found) = plan.router.find(&view) {
                     let route = &plan.routes[found.route];
                     if let Some(answer) = route.policies.preflight(&requested, req.headers()) {
-                        // A granted one carries the route's CORS fields already.
-                        preflight = answer.is_ok();
+                        // A granted one carries the route's CORS fields already; a
+                        // refused one gets none (not an actual request's grants).
+                        preflight = true;
                         break 'serve (Some(route), answer.map(full).map_err(GatewayError::CorsRejected));
                     }
                 }
@@ -458,7 +459,9 @@ fn redirect_to_https<B>(req: &Request<B>, port: u16) -> Result<Response<Body>, G
     }
     let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
     let authority = if port == 443 { host } else { format!("{host}:{port}") };
-    let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    // `OPTIONS *` names no resource: the site's root (`https://host*` was
+    // no URL at all).
+    let pq = req.uri().path_and_query().map(|pq| pq.as_str()).filter(|pq| pq.starts_with('/')).unwrap_or("/");
     let location = HeaderValue::try_from(format!("https://{authority}{pq}")).map_err(|_| GatewayError::MissingHost)?;
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;

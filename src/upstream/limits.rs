@@ -34,6 +34,12 @@ impl Limits {
         Limits { max_requests, in_flight: Arc::default(), connections }
     }
 
+    /// Counts the requests `before` has in flight (a reload: they are
+    /// still running, on the old plan).
+    pub fn keep_count_of(&mut self, before: &Limits) {
+        self.in_flight = before.in_flight.clone();
+    }
+
     /// A slot among `max_requests`, `Ok(None)` when there is no such limit.
     pub fn admit(&self) -> Result<Option<RequestSlot>, Refusal> {
         let Some(max) = self.max_requests else { return Ok(None) };

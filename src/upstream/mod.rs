@@ -189,6 +189,17 @@ impl Upstream {
     /// their rules are the same: a reload in the middle of an outage keeps
     /// an open breaker open and the retries already spent counted.
     pub fn keep_state_of(&mut self, before: &Upstream) {
+        // Requests the running plan still has in flight count against the
+        // new one's `max_requests` and `least_request` (a reload let twice
+        // the limit through, and sent new requests to a busy target).
+        self.limits.keep_count_of(&before.limits);
+        for target in &mut self.targets {
+            if let Some(same) =
+                before.targets.iter().find(|b| b.scheme == target.scheme && b.authority == target.authority)
+            {
+                target.in_flight = same.in_flight.clone();
+            }
+        }
         if self.budget.same_rules(&before.budget) {
             self.budget = before.budget.clone();
         }

@@ -66,6 +66,18 @@ pub fn parse(buf: &mut BytesMut, limits: HeadLimits, spans: &mut Spans) -> Resul
     }
 }
 
+/// Why a head over the limit is refused, decided on its first `max_size`
+/// bytes only (all here once the buffer is past the limit), so that the
+/// same request gets the same status however its bytes arrived (whole, or
+/// in TLS records): a request line longer than the limit is a too-long
+/// target (414), else the fields are too large (431).
+fn too_large(buf: &[u8], limits: HeadLimits) -> Refusal {
+    match buf.iter().take(limits.max_size).position(|&b| b == b'\n') {
+        None => Refusal::UriTooLong,
+        Some(_) => Refusal::TooLarge(limits.max_size),
+    }
+}
+
 /// What the scan learnt; the header spans are in `spans`.
 struct Line {
     len: usize,
@@ -85,17 +97,14 @@ fn scan<'b>(
     let mut req = httparse::Request::new(&mut []);
     let len = match httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut req, buf, slots) {
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() > limits.max_size => {
-            // A request line that never ends is a too-long target.
-            return Err(if buf.contains(&b'\n') { Refusal::TooLarge(limits.max_size) } else { Refusal::UriTooLong });
-        }
+        Ok(httparse::Status::Partial) if buf.len() > limits.max_size => return Err(too_large(buf, limits)),
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(Refusal::TooManyHeaders),
         Err(httparse::Error::Version) => return Err(version_refusal(buf)),
         Err(_) => return Err(Refusal::Malformed("bad request head")),
     };
     if len > limits.max_size {
-        return Err(Refusal::TooLarge(limits.max_size));
+        return Err(too_large(buf, limits));
     }
     if field::has_bare_lf(&buf[..len]) {
         return Err(Refusal::Malformed("a line of the request head does not end in CRLF"));
@@ -211,6 +220,17 @@ mod tests {
         assert_eq!(parse_str(&long_line).unwrap_err(), Refusal::UriTooLong);
         let long_head = format!("GET / HTTP/1.1\r\nx: {}", "a".repeat(9000));
         assert_eq!(parse_str(&long_head).unwrap_err(), Refusal::TooLarge(8192));
+    }
+
+    /// The same over-long request line is a 414 whether the whole head
+    /// arrived at once or only the line's start (TLS records cut it so).
+    #[test]
+    fn a_long_request_line_is_414_however_it_arrives() {
+        let whole = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(9000));
+        assert_eq!(parse_str(&whole).unwrap_err(), Refusal::UriTooLong);
+        assert_eq!(parse_str(&whole[..8500]).unwrap_err(), Refusal::UriTooLong);
+        let line_then_fields = format!("GET /{} HTTP/1.1\r\nx: {}\r\n\r\n", "a".repeat(4000), "b".repeat(5000));
+        assert_eq!(parse_str(&line_then_fields).unwrap_err(), Refusal::TooLarge(8192));
     }
 
     #[test]

@@ -126,6 +126,10 @@ routes:
     assert!(evil.header("access-control-allow-origin").is_none());
     let bad_header = send(&client, preflight("https://app.example.com", "PUT", "x-secret")).await;
     assert_eq!(bad_header.status, 403);
+    // A refused preflight carries no grants of an actual request either.
+    for name in ["access-control-allow-origin", "access-control-allow-credentials", "access-control-expose-headers"] {
+        assert!(bad_header.header(name).is_none(), "{name} on a refused preflight");
+    }
 
     let actual = get(&gw.url("/api/items"), &[("origin", "https://app.example.com")]).await;
     assert_eq!(actual.status, 200);

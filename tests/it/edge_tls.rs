@@ -114,6 +114,14 @@ routes:
         let reply = get(&url, &[("host", bad)]).await;
         assert_eq!(reply.status, 400, "Host `{bad}` must not be echoed into Location");
     }
+    // `OPTIONS *` names no resource: the redirect goes to the root.
+    let star = crate::support::wire::exchange(
+        gw.addr("plain").unwrap(),
+        b"OPTIONS * HTTP/1.1\r\nHost: api.example.com\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!((star.status, star.header("location").as_deref()), (308, Some("https://api.example.com:8443/")));
 }
 
 #[tokio::test]

@@ -382,6 +382,38 @@ async fn limits_refuse_at_exactly_the_configured_number() {
     assert_eq!(get(&url, &[]).await.status, 200, "slots come back");
 }
 
+/// A reload keeps counting the requests the old config has in flight:
+/// `max_requests` is not doubled by changing an upstream's settings.
+#[tokio::test]
+async fn a_reload_keeps_counting_requests_in_flight() {
+    let a = Flaky::start("a").await;
+    a.set(Mode::Slow(Duration::from_millis(800)));
+    let config = |extra: &str| {
+        format!(
+            "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nupstreams:\n  svc:\n    targets: [ \"{}\" ]\n    \
+             limits: {{ max_requests: 2 }}{extra}\nroutes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}\n",
+            a.url()
+        )
+    };
+    let base = std::path::Path::new(".");
+    let gw = portcullis::Gateway::start(&crate::support::load(&config(""), base)).await.unwrap();
+    let url = format!("http://{}/x", gw.addr("gw").unwrap());
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { get(&url, &[]).await.status.as_u16() })
+        })
+        .collect();
+    eventually("two in flight", async || a.hits() == 2).await;
+    gw.reload(&crate::support::load(&config("\n    timeouts: { connect: 2s }"), base)).await.unwrap();
+    let r = get(&url, &[]).await;
+    assert_eq!((r.status.as_u16(), problem_type(&r)), (503, "urn:portcullis:problem:upstream-max-requests".into()));
+    for s in slow {
+        assert_eq!(s.await.unwrap(), 200);
+    }
+    assert_eq!(get(&url, &[]).await.status, 200, "the old config's requests gave their places back");
+}
+
 /// A retry takes a `max_requests` place again, once the failed try has let
 /// go of its own: with room for one, a try that failed is still retried.
 #[tokio::test]
