@@ -126,6 +126,9 @@ impl Plan {
                 }
             }
             crate::upstream::active::spawn(u);
+            for pool in u.targets.iter().filter_map(|t| t.h1.as_ref()) {
+                crate::upstream::h1::H1Pool::sweep_while_alive(pool);
+            }
         }
         Ok(())
     }

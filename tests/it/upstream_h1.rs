@@ -239,3 +239,29 @@ async fn interim_answers_are_counted_across_reads() {
     assert_eq!(get(&gw.url("/interims-apart"), &[]).await.status, 502);
     assert_eq!(get(&gw.url("/"), &[]).await.text(), "ok", "the next request gets its own answer");
 }
+
+/// An idle pooled connection is closed once `pool.idle_timeout` has passed,
+/// on a target nobody sends to any more (it was only checked when a
+/// connection was taken: a quiet target's sockets stayed open for ever).
+#[tokio::test]
+async fn idle_connections_close_after_the_idle_timeout_without_traffic() {
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = upstream.local_addr().unwrap();
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut conn, _) = upstream.accept().await.unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = conn.read(&mut buf).await;
+        conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await.unwrap();
+        // Then wait for the gateway to close its end.
+        let _ = conn.read(&mut buf).await;
+        let _ = closed_tx.send(());
+    });
+    let gw = gateway(&format!(
+        "upstreams:\n  svc: {{ targets: [ \"http://{addr}\" ], pool: {{ idle_timeout: 300ms }} }}\nroutes:\n  - {{ name: svc, match: {{ path_prefix: / }}, upstream: svc }}\n"
+    ))
+    .await;
+    assert_eq!(get(&gw.url("/"), &[]).await.text(), "ok");
+    let closed = tokio::time::timeout(Duration::from_secs(5), closed_rx).await;
+    assert!(closed.is_ok(), "the idle connection outlived pool.idle_timeout");
+}

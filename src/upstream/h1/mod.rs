@@ -129,6 +129,33 @@ impl H1Pool {
         }
     }
 
+    /// Closes, every half `idle_timeout` (at least every second), the idle
+    /// connections that expired or that their target closed, while the
+    /// pool lives. Checking only when a connection is taken left a quiet
+    /// target's sockets open (and in CLOSE-WAIT) for ever, and the idle
+    /// gauge counting them.
+    pub fn sweep_while_alive(pool: &Arc<H1Pool>) {
+        let every = (pool.idle_timeout / 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let pool = Arc::downgrade(pool);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(pool) = pool.upgrade() else { return };
+                pool.sweep(Instant::now());
+            }
+        });
+    }
+
+    fn sweep(&self, now: Instant) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let waker = std::task::Waker::noop();
+        idle.retain_mut(|(conn, expires)| {
+            *expires > now && conn.poll_read(&mut Context::from_waker(waker)).is_pending()
+        });
+    }
+
     /// A pooled connection that still looks open, most recent first.
     fn checkout(&self, now: Instant) -> Option<Box<Conn>> {
         loop {
