@@ -642,8 +642,12 @@ fn forwarded_headers(
     let xff = if prior {
         let mut xff = String::with_capacity(48);
         for prior in headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()) {
-            xff.push_str(prior);
-            xff.push_str(", ");
+            // An empty line adds no hop (it made `, 127.0.0.1`).
+            let prior = prior.trim_matches([' ', '\t', ',']);
+            if !prior.is_empty() {
+                xff.push_str(prior);
+                xff.push_str(", ");
+            }
         }
         xff.push_str(f.conn.peer_ip.to_str().unwrap_or_default());
         HeaderValue::try_from(xff).ok()

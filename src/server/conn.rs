@@ -202,6 +202,7 @@ impl<'p> Conn<'p> {
         let activity = self.activity.clone();
         let started = self.started;
         let max_field_section = self.lp.limits.max_header_size;
+        let max_fields = self.lp.limits.max_headers;
         service_fn(move |mut req| {
             // One atomic load per request; the plan stays alive until the request ends.
             let plan = shared.plan.load_full();
@@ -211,7 +212,7 @@ impl<'p> Conn<'p> {
             activity.started.fetch_add(1, Ordering::Relaxed);
             async move {
                 let head = req.method() == http::Method::HEAD;
-                let resp = match admit::parsed(&mut req, max_field_section) {
+                let resp = match admit::parsed(&mut req, max_field_section, max_fields) {
                     Ok(()) => proxy::handle(plan, &info, req.map(ClientBody::Hyper)).await,
                     Err(refusal) => proxy::refuse(&plan, &info, refusal.status(), &refusal.to_string()),
                 };

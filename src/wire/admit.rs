@@ -224,12 +224,22 @@ fn drop_underscored(headers: &mut HeaderMap) {
 /// get the HTTP/1 rules): hyper has framed its body already; what is
 /// checked here is what hyper lets through and the own codec would not.
 /// `max_field_section`: the listener's `max_header_size`.
-pub fn parsed<B>(req: &mut http::Request<B>, max_field_section: usize) -> Result<(), Refusal> {
+pub fn parsed<B>(req: &mut http::Request<B>, max_field_section: usize, max_fields: usize) -> Result<(), Refusal> {
     if req.version() == Version::HTTP_2 {
         // Measured here, not by the HTTP/2 layer (whose own, looser limit
         // only bounds memory): its 431 would be bare, unlogged, uncounted.
         if field_section_size(req) > max_field_section {
             return Err(Refusal::TooLarge(max_field_section));
+        }
+        // Counted as they came, before split cookies are joined (200
+        // `cookie` fields are 200 fields, as on HTTP/1.1).
+        if req.headers().len() > max_fields {
+            return Err(Refusal::TooManyHeaders);
+        }
+        // The `http` crate takes `"` in a name, which is no token (RFC 9110
+        // §5.1): malformed (RFC 9113 §8.2.1), as HTTP/1.1 reads it.
+        if req.headers().keys().any(|name| name.as_str().contains('"')) {
+            return Err(Refusal::Malformed("a field name that is not a token"));
         }
         join_cookies(req.headers_mut());
     }
@@ -589,7 +599,7 @@ mod tests {
         for (n, v) in fields {
             req = req.header(*n, *v);
         }
-        parsed(&mut req.body(()).unwrap(), 32 << 10)
+        parsed(&mut req.body(()).unwrap(), 32 << 10, 100)
     }
 
     #[test]
@@ -608,13 +618,25 @@ mod tests {
         let mut req = http::Request::get("https://x/a").version(Version::HTTP_2).body(()).unwrap();
         req.headers_mut().append(header::COOKIE, "a=1".parse().unwrap());
         req.headers_mut().append(header::COOKIE, "b=2".parse().unwrap());
-        parsed(&mut req, 32 << 10).unwrap();
+        parsed(&mut req, 32 << 10, 100).unwrap();
         let cookies: Vec<_> = req.headers().get_all(header::COOKIE).iter().collect();
         assert_eq!(cookies, ["a=1; b=2"], "HTTP/2's split cookies are one field again");
         for padded in [" padded", "padded ", "\tpadded"] {
             assert!(h2("https://x/a", &[("x-w", padded)]).is_err(), "{padded:?}");
         }
         assert!(h2("https://x/a", &[("x-w", "in side")]).is_ok());
+        // A name with `"`, which HTTP/1.1 refuses (not a token); the h2
+        // crate makes names with `from_lowercase`, which takes it.
+        let mut req = http::Request::get("https://x/a").version(Version::HTTP_2).body(()).unwrap();
+        let quoted = HeaderName::from_lowercase(b"x\"a").expect("the http crate takes it this way");
+        req.headers_mut().insert(quoted, "b".parse().unwrap());
+        assert_eq!(parsed(&mut req, 32 << 10, 100), Err(Refusal::Malformed("a field name that is not a token")));
+        // Fields are counted as they came: 150 split cookies are 150 fields.
+        let mut req = http::Request::get("https://x/a").version(Version::HTTP_2).body(()).unwrap();
+        for i in 0..150 {
+            req.headers_mut().append(header::COOKIE, format!("c{i}=v").parse().unwrap());
+        }
+        assert_eq!(parsed(&mut req, 32 << 10, 100), Err(Refusal::TooManyHeaders));
     }
 
     #[test]
@@ -628,11 +650,11 @@ mod tests {
         assert_eq!(field_section_size(&req(100)), 42 + 44 + 43 + 39 + 35 + 100);
         let limit = 8 << 10;
         let fits = limit - (42 + 44 + 43 + 39 + 35);
-        assert!(parsed(&mut req(fits), limit).is_ok());
-        assert_eq!(parsed(&mut req(fits + 1), limit), Err(Refusal::TooLarge(limit)));
+        assert!(parsed(&mut req(fits), limit, 100).is_ok());
+        assert_eq!(parsed(&mut req(fits + 1), limit, 100), Err(Refusal::TooLarge(limit)));
         // HTTP/1.1 heads are measured by the codec as they are read.
         let mut h1 = http::Request::get("/a").header("host", "x").header("x-w", "v".repeat(limit)).body(()).unwrap();
-        assert!(parsed(&mut h1, limit).is_ok());
+        assert!(parsed(&mut h1, limit, 100).is_ok());
     }
 
     /// Any Host value: no panic; an accepted one is a clean name or IPv6

@@ -10,7 +10,7 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 // A static, not a const: a const array is built and dropped at every use.
-static FIXED: [HeaderName; 9] = [
+static FIXED: [HeaderName; 10] = [
     header::CONNECTION,
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
@@ -20,6 +20,8 @@ static FIXED: [HeaderName; 9] = [
     header::UPGRADE,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
+    // RFC 7540 §3.2.1: sent with `Upgrade: h2c`, for that connection only.
+    HeaderName::from_static("http2-settings"),
 ];
 
 /// A header the config may not set on a message (`request_headers.set`,
@@ -42,6 +44,7 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
         2 => name == "te",
         7 => name == "trailer" || name == "upgrade",
         10 => name == "connection" || name == "keep-alive",
+        14 => name == "http2-settings",
         16 => name == "proxy-connection",
         17 => name == "transfer-encoding",
         18 => name == "proxy-authenticate",

@@ -75,6 +75,13 @@ async fn trusted_proxy_chain_is_walked_and_extended() {
 }
 
 #[tokio::test]
+async fn an_empty_forwarded_for_from_a_trusted_proxy_adds_no_hop() {
+    let (gw, _up) = setup("[ 127.0.0.0/8 ]").await;
+    let reply = get(&gw.url("/svc"), &[("x-forwarded-for", "")]).await;
+    assert_eq!(reply.json()["headers"]["x-forwarded-for"], "127.0.0.1");
+}
+
+#[tokio::test]
 async fn invalid_request_id_from_a_trusted_proxy_is_replaced() {
     let (gw, _up) = setup("[ 127.0.0.1 ]").await;
     let reply = get(&gw.url("/svc"), &[("x-request-id", "has spaces and {braces}")]).await;

@@ -37,6 +37,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("timeout-beyond-budget", "a time limit longer than the one that holds it: it never applies"),
     ("unenforced-openapi", "an API document declares what the gateway does not check or follow"),
     ("certificate-name-mismatch", "a `server_names` entry the listener certificate does not carry"),
+    ("hsts-preload-ineligible", "HSTS `preload` without `include_subdomains` or with a max-age under a year"),
     (
         "ineffective-limit-setting",
         "a rate-limit setting that changes nothing (a delay beyond the burst, a consumer key with no authentication)",
@@ -411,6 +412,20 @@ fn certificates(loaded: &LoadedConfig, found: &mut Found) {
     let now = unix_now();
     for (i, l) in loaded.config.listeners.iter().enumerate() {
         let Some(tls) = &l.tls else { continue };
+        // The preload list (hstspreload.org) takes a site only with
+        // `includeSubDomains` and a max-age of a year or more.
+        let hsts = &tls.hsts;
+        if hsts.enabled
+            && hsts.preload
+            && (!hsts.include_subdomains || hsts.max_age.0 < std::time::Duration::from_secs(365 * 86_400))
+        {
+            found.add(
+                "hsts-preload-ineligible",
+                format!("listeners[{i}].tls.hsts.preload"),
+                "`preload` needs `include_subdomains: true` and a `max_age` of at least 365 days, or the preload \
+                 list refuses the site",
+            );
+        }
         for (j, c) in tls.certificates.iter().enumerate() {
             let Ok(pem) = std::fs::read(loaded.resolve_file(&c.cert)) else { continue };
             // The first certificate of the chain is the listener's own.
@@ -495,6 +510,26 @@ fn name_mismatches(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hsts_preload_needs_subdomains_and_a_year() {
+        let yaml = |hsts: &str| {
+            format!(
+                "listeners:\n  - {{ name: s, bind: \"127.0.0.1:0\", tls: {{ certificates: [ {{ cert: missing.pem, key: k.pem }} ], hsts: {hsts} }} }}\n"
+            )
+        };
+        let found_for = |hsts: &str| {
+            let loaded = crate::config::parse_str(&yaml(hsts), "t.yaml", std::path::Path::new(".")).unwrap();
+            let mut found = Found::default();
+            certificates(&loaded, &mut found);
+            found.0.into_iter().map(|(name, path, _)| (name, path)).collect::<Vec<_>>()
+        };
+        let warned = vec![("hsts-preload-ineligible", "listeners[0].tls.hsts.preload".to_string())];
+        assert_eq!(found_for("{ preload: true }"), warned);
+        assert_eq!(found_for("{ preload: true, include_subdomains: true, max_age: 30d }"), warned);
+        assert!(found_for("{ preload: true, include_subdomains: true }").is_empty());
+        assert!(found_for("{ include_subdomains: true, max_age: 1d }").is_empty());
+    }
 
     #[test]
     fn a_certificate_not_valid_yet_is_warned_about() {
