@@ -642,6 +642,38 @@ async fn http2_probes() {
     }
 }
 
+/// An HTTP/2 body that goes on past its `content-length` in a later DATA
+/// frame is malformed (RFC 9113 §8.1.1): the upstream must not have been
+/// sent a whole request by the time that shows, so the body's last byte
+/// waits for END_STREAM.
+#[tokio::test]
+async fn an_http2_body_longer_than_its_length_never_reaches_the_upstream_whole() {
+    use crate::support::h2raw::H2Conn;
+    let rec = Recorder::start().await;
+    let gw = gateway_for(&rec).await;
+    let before = rec.count();
+    let mut conn = H2Conn::connect(gw.addr).await;
+    conn.headers(1, h2_post!((b"content-length", b"5")), false).await;
+    conn.data(1, b"hello", false).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    conn.data(1, b"GET /admin/x HTTP/1.1\r\nHost: x\r\n\r\n", true).await;
+    let outcome = conn.outcome(1).await;
+    assert!(outcome.is_refusal() || matches!(outcome, crate::support::h2raw::Outcome::Status(400..)), "{outcome:?}");
+    drop(conn);
+    next_request_gets_its_own_answer(gw.addr, &rec, "h2 body past its length").await;
+    upstream_read_what_the_gateway_framed(&rec, before, 0, "h2 body past its length");
+    // A client that ends the stream with an empty DATA frame after the
+    // body's last byte is served as usual.
+    let before = rec.count();
+    let mut conn = H2Conn::connect(gw.addr).await;
+    conn.headers(1, h2_post!((b"content-length", b"5")), false).await;
+    conn.data(1, b"hello", false).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    conn.data(1, b"", true).await;
+    assert_eq!(conn.outcome(1).await, crate::support::h2raw::Outcome::Status(200));
+    upstream_read_what_the_gateway_framed(&rec, before, 1, "h2 body ended by an empty DATA frame");
+}
+
 /// A client behind a trusted proxy cannot make its forwarding headers
 /// vanish through `Connection` and pass as the proxy itself.
 #[tokio::test]

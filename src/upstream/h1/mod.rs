@@ -236,6 +236,7 @@ impl H1Pool {
                     RequestFraming::Length(n) => n,
                     _ => 0,
                 },
+                held: None,
                 body_started: false,
                 written: false,
                 received: false,
@@ -334,6 +335,12 @@ struct Exchange<'a> {
     /// connection is closed, so the upstream never reads the difference
     /// as the start of another request.
     left: u64,
+    /// The body's last byte, held until the body says it has ended: an
+    /// HTTP/2 body whose DATA goes on past its `content-length` is
+    /// malformed, and the upstream must not have received a whole request
+    /// by then (RFC 9113 §8.1.1). An HTTP/1.1 body's end is known with its
+    /// last byte, so nothing is held for it.
+    held: Option<Bytes>,
     body_started: bool,
     /// Some bytes reached the socket.
     written: bool,
@@ -361,6 +368,9 @@ impl Exchange<'_> {
                     Poll::Pending => {}
                     Poll::Ready(None) => {
                         self.body = None;
+                        if let Some(last) = self.held.take() {
+                            self.queue.push(last);
+                        }
                         if self.chunked {
                             self.queue.push_last_chunk();
                         } else if self.left != 0 {
@@ -383,7 +393,15 @@ impl Exchange<'_> {
                                     )));
                                 };
                                 self.left = left;
-                                self.queue.push(data);
+                                if left == 0 && !self.body.as_deref().is_some_and(|b| b.is_end_stream()) {
+                                    let mut data = data;
+                                    self.held = Some(data.split_off(data.len() - 1));
+                                    if !data.is_empty() {
+                                        self.queue.push(data);
+                                    }
+                                } else {
+                                    self.queue.push(data);
+                                }
                             }
                         }
                         continue;
