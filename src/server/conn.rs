@@ -280,6 +280,12 @@ impl<'p> Conn<'p> {
                     goodbye_armed = true;
                 }
                 _ = &mut goodbye, if goodbye_armed => {
+                    // A request that slipped in as GOAWAY went out finishes
+                    // (the unread-response rule below still applies to it).
+                    if self.activity.in_flight.load(Ordering::Relaxed) > 0 {
+                        goodbye.as_mut().reset(Instant::now() + GOODBYE);
+                        continue;
+                    }
                     tracing::debug!("connection did not close after GOAWAY; dropped");
                     return;
                 }
