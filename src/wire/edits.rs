@@ -30,8 +30,7 @@ pub struct HeaderEdits<'a> {
     set: SmallVec<[(HeaderName, HeaderValue); 5]>,
     /// `Host` for the upstream, when it is not the client's own line.
     host: Option<HeaderValue>,
-    /// Client lines left out without replacement: `Forwarded` and the
-    /// other claims of a client that is not a trusted proxy.
+    /// Client lines left out without replacement.
     drop_forwarded: bool,
     drop_forwarded_host: bool,
     /// Added after the set lines: names the client's request cannot carry
@@ -114,8 +113,7 @@ impl<'a> HeaderEdits<'a> {
         !(name == header::CONTENT_LENGTH
             || name == header::EXPECT
             || (name == header::HOST && self.host.is_some())
-            || name == super::names::PROXY
-            || (self.drop_forwarded && (name == header::FORWARDED || super::names::is_client_claim(name)))
+            || (self.drop_forwarded && name == header::FORWARDED)
             || (self.drop_forwarded_host && name == X_FORWARDED_HOST)
             || self.set.iter().any(|(n, _)| n == name))
     }
@@ -137,12 +135,8 @@ impl<'a> HeaderEdits<'a> {
         if let RequestFraming::Length(n) = framing {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
         }
-        headers.remove(super::names::PROXY);
         if self.drop_forwarded {
             headers.remove(header::FORWARDED);
-            for name in super::names::CLIENT_CLAIMS {
-                headers.remove(*name);
-            }
         }
         if self.drop_forwarded_host {
             headers.remove(&X_FORWARDED_HOST);

@@ -45,6 +45,22 @@ pub fn is_client_claim(name: &HeaderName) -> bool {
 /// `HTTP_PROXY` (httpoxy, CVE-2016-5385); never passed on.
 pub const PROXY: HeaderName = HeaderName::from_static("proxy");
 
+/// Removes from a client's request, before the request's phases run (so
+/// that the route's own `request_headers.set` of these names stands), the
+/// claims of [`CLIENT_CLAIMS`] unless the client is a `trusted` proxy, and
+/// `Proxy` from anyone. Most requests carry none: one look at each name,
+/// and a removal only for what is there.
+pub fn strip_client_claims(headers: &mut http::HeaderMap, trusted: bool) {
+    let claimed = |name: &HeaderName| *name == PROXY || (!trusted && is_client_claim(name));
+    if !headers.keys().any(claimed) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers.keys().filter(|n| claimed(n)).cloned().collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
 /// `bytes` is exactly `canonical` or `lower` (fixed-size compares, inlined).
 fn spelt<const N: usize>(bytes: &[u8], canonical: &[u8; N], lower: &[u8; N]) -> bool {
     <&[u8; N]>::try_from(bytes).is_ok_and(|b| b == canonical || b == lower)

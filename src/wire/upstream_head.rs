@@ -467,9 +467,6 @@ mod tests {
             ("x-forwarded-for", "6.6.6.6"),
             ("x-forwarded-host", "evil"),
             ("forwarded", "for=6.6.6.6"),
-            ("x-real-ip", "6.6.6.6"),
-            ("x-forwarded-ssl", "on"),
-            ("proxy", "http://6.6.6.6/"),
             ("x-request-id", "client-id"),
             ("connection", "keep-alive, x-secret-hop"),
             ("x-secret-hop", "1"),
@@ -532,7 +529,6 @@ mod tests {
             assert_eq!(fields, mapped);
             assert!(fields.iter().all(|l| !l.starts_with("x-secret-hop") && !l.starts_with("expect")), "{fields:?}");
             assert!(fields.contains(&"te: trailers".to_string()), "{fields:?}");
-            assert!(!fields.iter().any(|l| l.starts_with("proxy:")), "{fields:?}");
             if framing == RequestFraming::Length(3) {
                 assert!(fields.contains(&"x-auth-scopes: read write".to_string()), "{fields:?}");
                 assert!(!fields.iter().any(|l| l.starts_with("x-consumer-id")), "{fields:?}");

@@ -120,3 +120,30 @@ async fn each_set_line_goes_upstream_once_whatever_the_client_doubled() {
     let parent = seen["traceparent"].as_str().unwrap();
     assert!(!parent.contains(',') && !parent.contains("0af7651916cd43dd8448eb211c80319c"), "{parent}");
 }
+
+/// A route's own `request_headers.set` of a claim header stands (the
+/// client's claims are removed before the route's phases, not after):
+/// `X-Forwarded-Prefix` with `strip_prefix` is how Spring, ASP.NET and
+/// Werkzeug apps learn the path they are served under.
+#[tokio::test]
+async fn a_route_may_set_the_claims_a_client_may_not_send() {
+    let up = Upstream::start("svc").await;
+    let gw = gateway(&format!(
+        r#"
+upstreams:
+  svc: {{ targets: [ "{}" ] }}
+routes:
+  - name: prefixed
+    match: {{ path_prefix: /api }}
+    upstream: svc
+    rewrite: {{ strip_prefix: /api }}
+    request_headers: {{ set: {{ X-Forwarded-Prefix: /api, X-Forwarded-Port: "443" }} }}
+"#,
+        up.url()
+    ))
+    .await;
+    let reply = get(&gw.url("/api/hello"), &[("x-forwarded-prefix", "/evil"), ("x-real-ip", "198.51.100.9")]).await;
+    let seen = &reply.json()["headers"];
+    assert_eq!((&seen["x-forwarded-prefix"], &seen["x-forwarded-port"]), (&"/api".into(), &"443".into()));
+    assert!(seen.get("x-real-ip").is_none(), "{seen}");
+}
