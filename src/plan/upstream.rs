@@ -29,6 +29,14 @@ pub(super) fn compile(cx: &mut Ctx, name: &str, cfg: &UpstreamConfig, registry: 
     if cfg.targets.len() > MAX_TARGETS {
         cx.err(format!("{at}.targets"), format!("at most {MAX_TARGETS} targets per upstream"));
     }
+    // A zero time limit fails everything at once (every body, every tunnel).
+    for (key, t) in
+        [("connect", cfg.timeouts.connect.0), ("read", cfg.timeouts.read.0), ("request", cfg.timeouts.request.0)]
+    {
+        if t < std::time::Duration::from_millis(1) {
+            cx.err(format!("{at}.timeouts.{key}"), "at least 1ms: a zero time limit fails every request at once");
+        }
+    }
     let conn_limit = cfg.limits.max_connections.map(|max| {
         if max == 0 {
             cx.err(format!("{at}.limits.max_connections"), "at least 1");

@@ -138,6 +138,7 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
     ("bad-percent.yaml", 1, &[":7:", "upstreams.app.retry.budget.ratio", "between 0% and 100%"]),
     ("bad-ip-list.yaml", 1, &[":8:", "routes[0].ip.allow[0]", "`10.0.0.300/8` is not an IP address or CIDR"]),
     ("zero-rate.yaml", 1, &[":8:", "routes[0].rate_limit[0].rate", "at least one request"]),
+    ("zero-timeout.yaml", 1, &[":5:", "upstreams.u.timeouts.read", "at least 1ms"]),
     ("huge-limits.yaml", 3, &[
         ":5:", "rate_limit_store.max_keys", "expected 1 or more",
         ":10:", "routes[0].rate_limit[0].burst", "expected 1000000000 or less",

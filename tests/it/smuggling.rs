@@ -703,7 +703,7 @@ routes:
 
 /// What frameworks read a client's address, scheme or URL from besides the
 /// `X-Forwarded-*` lines never reaches an upstream from a client that is
-/// not a trusted proxy (the codec's line filter), nor `Proxy` (httpoxy)
+/// not a trusted proxy (removed before the route's phases), nor `Proxy` (httpoxy)
 /// from anyone, nor `HTTP2-Settings` (an `h2c` upgrade's, connection-specific
 /// even when `Connection` does not list it).
 #[tokio::test]
