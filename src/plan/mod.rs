@@ -309,6 +309,7 @@ fn compile_unguarded(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<P
             if let Some(before) = previous.and_then(|p| p.upstreams.iter().find(|b| *b.name == **name)) {
                 u.keep_state_of(before);
             }
+            u.probes = upstream::connection_probes(name, &u, &registry);
             let u = Arc::new(u);
             state_probes.extend(upstream::state_probes(&u, &registry));
             upstreams.insert(name, u);

@@ -131,7 +131,6 @@ pub(super) fn compile(cx: &mut Ctx, name: &str, cfg: &UpstreamConfig, registry: 
     if cx.errors.len() > before {
         return None;
     }
-    upstream.probes = connection_probes(name, &upstream, registry);
     Some(upstream)
 }
 
@@ -312,7 +311,14 @@ pub(super) fn compile_retry(
 /// (`active`) and open connections waiting for one (`idle`): pooled
 /// HTTP/1.1 connections, and an HTTP/2 target's connection while no
 /// request uses it.
-fn connection_probes(name: &str, upstream: &Upstream, registry: &Registry) -> Vec<Arc<dyn Fn() -> f64 + Send + Sync>> {
+/// Made once the upstream holds its final counters (a reload hands it the
+/// running plan's in-flight counts: probes made before watched counters
+/// nothing updated, and `active` read 0 after every reload).
+pub(super) fn connection_probes(
+    name: &str,
+    upstream: &Upstream,
+    registry: &Registry,
+) -> Vec<Arc<dyn Fn() -> f64 + Send + Sync>> {
     use std::sync::atomic::Ordering::Relaxed;
     let active: Vec<_> = upstream.targets.iter().map(|t| t.in_flight_counter()).collect();
     let pools: Vec<_> = upstream.targets.iter().filter_map(|t| t.h1.clone()).collect();

@@ -208,8 +208,11 @@ impl<'p> Conn<'p> {
             let plan = shared.plan.load_full();
             let info = info.clone();
             let activity = activity.clone();
-            activity.in_flight.fetch_add(1, Ordering::Relaxed);
             activity.started.fetch_add(1, Ordering::Relaxed);
+            // Counted until the response body is done, or until hyper drops
+            // the request unanswered (the client reset its stream): a count
+            // left behind kept the connection from ever idling out.
+            let request = InFlight::begin(activity.clone(), started);
             async move {
                 let head = req.method() == http::Method::HEAD;
                 let resp = match admit::parsed(&mut req, max_field_section, max_fields) {
@@ -225,7 +228,7 @@ impl<'p> Conn<'p> {
                 }
                 activity.owed.fetch_add(1, Ordering::Relaxed);
                 activity.last_poll_ms.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-                let tracked = Tracked { body, activity, started, owed: true };
+                let tracked = Tracked { body, activity, started, owed: true, _request: request };
                 Ok::<_, Infallible>(Response::from_parts(parts, tracked))
             }
         })
@@ -395,6 +398,29 @@ pub struct Tracked {
     started: Instant,
     /// Counted in `Activity::owed`: hyper has yet to ask for the next frame.
     owed: bool,
+    _request: InFlight,
+}
+
+/// A request counted in `Activity::in_flight` while it lives; when it
+/// ends, idleness counts from then.
+#[derive(Debug)]
+struct InFlight {
+    activity: Arc<Activity>,
+    started: Instant,
+}
+
+impl InFlight {
+    fn begin(activity: Arc<Activity>, started: Instant) -> InFlight {
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight { activity, started }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.activity.last_ms.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Activity {
@@ -405,8 +431,6 @@ impl std::fmt::Debug for Activity {
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        self.activity.last_ms.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
-        self.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
         if self.owed {
             self.activity.owed.fetch_sub(1, Ordering::Relaxed);
         }

@@ -138,3 +138,30 @@ async fn a_client_that_reads_none_of_its_response_is_cut_off() {
     s.write_all(&frame(HEADERS, END_HEADERS | END_STREAM, 1, REQUEST_BLOCK)).await.unwrap();
     assert!(closed_soon(&mut s).await, "a response the client never reads held its connection open");
 }
+
+/// A request the client resets before its answer is ready no longer counts
+/// as in flight: the connection still idles out (the count stayed up, and
+/// such a connection was never closed for idleness).
+#[tokio::test]
+async fn a_reset_request_does_not_keep_its_connection_from_idling_out() {
+    // An upstream that takes every connection and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = silent.accept().await {
+            held.push(conn);
+        }
+    });
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\", limits: {{ idle_timeout: 300ms }} }}\n\
+         upstreams:\n  silent: {{ targets: [ \"http://{silent_addr}\" ] }}\n\
+         routes:\n  - {{ name: e, match: {{ path_prefix: / }}, upstream: silent }}\n"
+    );
+    let handle = portcullis::Gateway::start(&crate::support::load(&yaml, std::path::Path::new("."))).await.unwrap();
+    let mut s = connect(handle.addr("gw").unwrap()).await;
+    s.write_all(&frame(HEADERS, END_HEADERS | END_STREAM, 1, REQUEST_BLOCK)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.write_all(&frame(RST_STREAM, 0, 1, &8u32.to_be_bytes())).await.unwrap(); // CANCEL
+    assert!(closed_soon(&mut s).await, "a connection whose only request was reset never idled out");
+}

@@ -1054,3 +1054,38 @@ async fn upstream_connections_count_http1_and_http2_connections() {
     assert_eq!((conns(&s, "one", "idle"), conns(&s, "two", "idle")), (1.0, 1.0));
     assert_eq!((conns(&s, "one", "active"), conns(&s, "two", "active")), (0.0, 0.0));
 }
+
+/// `state="active"` counts the requests in flight across a reload (the
+/// new config carries their counts; its gauge once watched fresh counters
+/// nothing updated, and read 0 after every reload).
+#[tokio::test]
+async fn upstream_active_connections_are_counted_across_a_reload() {
+    use crate::support::flaky::{Flaky, Mode};
+    let dir = tempfile::tempdir().unwrap();
+    let slow = Flaky::start("slow").await;
+    slow.set(Mode::Slow(Duration::from_millis(1500)));
+    let body = |extra: &str| {
+        format!(
+            "upstreams:\n  slow: {{ targets: [\"{}\"]{extra} }}\nroutes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: slow }}\n",
+            slow.url()
+        )
+    };
+    let h = start(&body(""), dir.path()).await;
+    let in_flight = tokio::spawn({
+        let url = url(&h, "/x");
+        async move { get(&url, &[]).await.status }
+    });
+    let active =
+        |s: &Scrape| number(s, "portcullis_upstream_connections", &[("upstream", "slow"), ("state", "active")]);
+    assert_eq!(active(&scrape_until(&h, |s| active(s) == 1.0).await), 1.0);
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nadmin: {{ bind: \"127.0.0.1:0\" }}\n\
+         access_log: {{ to: \"{}\" }}\n{}",
+        dir.path().join("access.log").display(),
+        body(", timeouts: { connect: 2s }")
+    );
+    h.reload(&load(&yaml, dir.path())).await.unwrap();
+    assert_eq!(active(&scrape(&h).await), 1.0, "the old config's request, counted by the new gauge");
+    assert_eq!(in_flight.await.unwrap(), 200);
+    assert_eq!(active(&scrape_until(&h, |s| active(s) == 0.0).await), 0.0);
+}
