@@ -17,7 +17,11 @@
 //!   value each (RFC 9110 §11.6.2, §8.3), and two of them are refused: the
 //!   gateway checks one credential or media type, and a service that reads
 //!   the other would act on what nobody checked.
-//! - **Method**: `CONNECT` is not a gateway's business (501).
+//! - **Method**: `CONNECT` is not a gateway's business (501), nor is
+//!   `TRACE` (501; NGINX answers 405): a service's echo of the request
+//!   would hand a page's script the `Cookie` and `Authorization` it may not
+//!   read (cross-site tracing), and the gateway's own answer would show
+//!   what it adds.
 //! - **Names with `_`** are dropped, as NGINX drops them: CGI, WSGI, PHP
 //!   and Rack backends read `X_Consumer_Id` as `X-Consumer-Id`, so such a
 //!   spelling would carry an identity or forwarding header past the
@@ -180,9 +184,7 @@ pub fn http1(
     facts: &Facts,
     host: impl FnOnce() -> Option<Vec<u8>>,
 ) -> Result<Admitted, Refusal> {
-    if method == Method::CONNECT {
-        return Err(Refusal::NotImplemented("CONNECT"));
-    }
+    refused_method(method)?;
     if facts.hosts > 1 {
         return Err(Refusal::Malformed("more than one Host header"));
     }
@@ -202,6 +204,17 @@ pub fn http1(
     };
     let expect_continue = facts.expect_continue && framing != Framing::Empty && version == Version::HTTP_11;
     Ok(Admitted { framing, keep_alive, expect_continue })
+}
+
+/// The methods no route serves, on every protocol path.
+fn refused_method(method: &Method) -> Result<(), Refusal> {
+    if method == Method::CONNECT {
+        Err(Refusal::NotImplemented("CONNECT"))
+    } else if method == Method::TRACE {
+        Err(Refusal::NotImplemented("TRACE"))
+    } else {
+        Ok(())
+    }
 }
 
 /// Whether a field name read from the wire is dropped (see the module's note).
@@ -250,9 +263,7 @@ pub fn parsed<B>(req: &mut http::Request<B>, max_field_section: usize, max_field
     if req.version() != Version::HTTP_2 {
         return http1(req.method(), req.version(), req.uri(), &facts, host).map(|_| ());
     }
-    if req.method() == Method::CONNECT {
-        return Err(Refusal::NotImplemented("CONNECT"));
-    }
+    refused_method(req.method())?;
     if facts.connection_specific {
         return Err(Refusal::Malformed("an HTTP/2 request carries a connection-specific header field"));
     }
@@ -554,6 +565,7 @@ mod tests {
             head(Method::CONNECT, Version::HTTP_11, "x:443", &[("host", "x:443")]),
             Err(Refusal::NotImplemented("CONNECT"))
         );
+        assert_eq!(head(Method::TRACE, Version::HTTP_11, "/", &[("host", "x")]), Err(Refusal::NotImplemented("TRACE")));
     }
 
     #[test]

@@ -81,6 +81,7 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
     ("duplicate-upstream-key.yaml", 1, &[":6:", "upstreams.app:", "duplicate key `app`"]),
     ("ambiguous-routes.yaml", 1, &[":9:", "routes[1].match", "`by-name` is ambiguous", "`by-id`"]),
     ("duplicate-method.yaml", 1, &[":9:", "routes[1].match.methods[1]", "`GET` is listed twice"]),
+    ("trace-method.yaml", 1, &[":6:", "routes[0].match.methods[1]", "answers every `TRACE` with 501"]),
     ("listener-clash.yaml", 3, &[
         ":5:", "listeners[1].bind", "`0.0.0.0:44601` is bound by listener `a` too",
         ":6:", "listeners[2].redirect_https", "1 to 65535",

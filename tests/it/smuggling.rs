@@ -195,6 +195,7 @@ const REQUESTS: &[Row] = &[
         b"GET /public/a HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\nGET /admin/tunneled HTTP/1.1\r\nHost: x\r\n\r\n",
         &[200, 404], 1),
     cut!("CONNECT", b"CONNECT internal.example:443 HTTP/1.1\r\nHost: internal.example:443\r\n\r\n", 501),
+    cut!("TRACE (cross-site tracing)", b"TRACE /public/a HTTP/1.1\r\nHost: x\r\nMax-Forwards: 0\r\n\r\n", 501),
 
     // -- Path parameters (review class 7), and other path forms.
     refused!("segment parameter", b"GET /public;x/../admin HTTP/1.1\r\nHost: x\r\n\r\n", 400),
@@ -616,6 +617,7 @@ const H2_REQUESTS: &[H2Row] = &[
     h2_refused("a segment parameter", &[(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"x"), (b":path", b"/public;x/../../admin")], None),
     H2Row { name: "a field section over max_header_size (32KiB)", fields: h2_get!((b"x-big", OVER_32K)), data: None, status: 431, forwarded: 0 },
     H2Row { name: "CONNECT", fields: &[(b":method", b"CONNECT"), (b":authority", b"internal.example:443")], data: None, status: 501, forwarded: 0 },
+    H2Row { name: "TRACE", fields: &[(b":method", b"TRACE"), (b":scheme", b"http"), (b":authority", b"x"), (b":path", b"/public/h2")], data: None, status: 501, forwarded: 0 },
 ];
 
 #[tokio::test]
