@@ -49,6 +49,7 @@ pub(super) fn compile(cx: &mut Ctx, name: &str, cfg: &UpstreamConfig, registry: 
             "counts requests waiting for a connection: set `max_connections` too",
         );
     }
+    let tls = upstream_tls(cx, &at, cfg);
     let mut targets = Vec::new();
     let mut ids = Vec::new();
     for (i, t) in cfg.targets.iter().enumerate() {
@@ -74,8 +75,10 @@ pub(super) fn compile(cx: &mut Ctx, name: &str, cfg: &UpstreamConfig, registry: 
                         conn_limit.clone(),
                     ));
                 }
-                if cfg.protocol == crate::config::UpstreamProtocol::Http2 {
-                    target.h2 = h2_target(cx, &at, cfg, &scheme, &authority).map(Arc::new);
+                if cfg.protocol == crate::config::UpstreamProtocol::Http2
+                    && let Some(tls) = &tls
+                {
+                    target.h2 = h2_target(cx, &at, cfg, tls, &scheme, &authority).map(Arc::new);
                 }
                 targets.push(target);
             }
@@ -109,23 +112,12 @@ pub(super) fn compile(cx: &mut Ctx, name: &str, cfg: &UpstreamConfig, registry: 
             }
         }
     };
-    let ca = cfg.tls.ca.as_ref().map(|f| cx.loaded.resolve_file(f));
-    let client = match client::build(cfg, ca.as_deref()) {
-        Ok(c) => Some(c),
-        Err(msg) => {
-            let key = if msg.contains("server name") { "server_name" } else { "ca" };
-            // HTTP/2 targets read the same `tls.ca` and may have said so.
-            let path = format!("{at}.tls.{key}");
-            if !cx.errors.iter().any(|reported| reported.path == path) {
-                cx.err(path, msg);
-            }
-            None
-        }
-    };
     if cx.errors.len() > before {
         return None;
     }
-    let mut upstream = Upstream::new(Arc::from(name), targets, balancer, client?, cfg.timeouts.request.0);
+    let tls = tls?;
+    let client = client::build(cfg, (*tls.config).clone(), tls.server_name);
+    let mut upstream = Upstream::new(Arc::from(name), targets, balancer, client, cfg.timeouts.request.0);
     upstream.read_timeout = cfg.timeouts.read.0;
     resilience(cx, &at, cfg, &mut upstream, conn_limit, registry);
     if cx.errors.len() > before {
@@ -389,36 +381,56 @@ fn parse_target(url: &str) -> Result<(Scheme, http::uri::Authority), String> {
     Ok((scheme, authority))
 }
 
+/// An upstream's TLS settings for its targets, read once for its client
+/// and its HTTP/2 targets alike.
+struct UpstreamTls {
+    config: Arc<rustls::ClientConfig>,
+    /// `tls.server_name`: the name every target's certificate must carry.
+    server_name: Option<rustls_pki_types::ServerName<'static>>,
+}
+
+/// Reads `tls.ca` and checks `tls.server_name`; `None` once an error is noted.
+fn upstream_tls(cx: &mut Ctx, at: &str, cfg: &UpstreamConfig) -> Option<UpstreamTls> {
+    let ca = cfg.tls.ca.as_ref().map(|f| cx.loaded.resolve_file(f));
+    let config = client::tls_config(ca.as_deref()).map_err(|e| cx.err(format!("{at}.tls.ca"), e)).ok();
+    let server_name = match &cfg.tls.server_name {
+        Some(name) => match rustls_pki_types::ServerName::try_from(name.clone()) {
+            Ok(name) => Some(name),
+            Err(_) => {
+                cx.err(format!("{at}.tls.server_name"), format!("`{name}` is not a valid TLS server name"));
+                return None;
+            }
+        },
+        None => None,
+    };
+    Some(UpstreamTls { config: Arc::new(config?), server_name })
+}
+
 /// The HTTP/2 connection of a `protocol: http2` target: plain (h2c) or TLS,
 /// verified as the upstream's client verifies (`tls.ca`, `tls.server_name`).
 fn h2_target(
     cx: &mut Ctx,
     at: &str,
     cfg: &UpstreamConfig,
+    tls: &UpstreamTls,
     scheme: &Scheme,
     authority: &http::uri::Authority,
 ) -> Option<crate::upstream::h2::H2Target> {
     let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
     let addr = format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(default_port));
     let tls = if *scheme == Scheme::HTTPS {
-        let ca = cfg.tls.ca.as_ref().map(|f| cx.loaded.resolve_file(f));
-        let config = match crate::upstream::client::tls_config(ca.as_deref()) {
-            Ok(config) => config,
-            Err(e) => {
-                // The upstream's client read the same `tls.ca` and said so once.
-                let ca_at = format!("{at}.tls.ca");
-                if !cx.errors.iter().any(|reported| reported.path == ca_at) {
-                    cx.err(ca_at, e);
-                }
-                return None;
+        let name = match &tls.server_name {
+            Some(name) => name.clone(),
+            None => {
+                let host = authority.host().trim_matches(['[', ']']).to_string();
+                let Ok(name) = rustls_pki_types::ServerName::try_from(host.clone()) else {
+                    cx.err(format!("{at}.tls.server_name"), format!("`{host}` is not a valid TLS server name"));
+                    return None;
+                };
+                name
             }
         };
-        let name = cfg.tls.server_name.clone().unwrap_or_else(|| authority.host().trim_matches(['[', ']']).to_string());
-        let Ok(name) = rustls_pki_types::ServerName::try_from(name.clone()) else {
-            cx.err(format!("{at}.tls.server_name"), format!("`{name}` is not a valid TLS server name"));
-            return None;
-        };
-        Some((Arc::new(config), name))
+        Some((tls.config.clone(), name))
     } else {
         None
     };

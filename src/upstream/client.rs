@@ -14,19 +14,17 @@ use crate::config::{UpstreamConfig, UpstreamProtocol};
 
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, crate::http::request_body::RequestBody>;
 
-/// Builds the client. `ca` is the resolved path of the CA bundle, if any.
-pub fn build(cfg: &UpstreamConfig, ca: Option<&Path>) -> Result<HttpClient, String> {
+/// Builds the client over the upstream's TLS settings (`tls_config`) and
+/// `tls.server_name`, both checked by the plan.
+pub fn build(cfg: &UpstreamConfig, tls: rustls::ClientConfig, server_name: Option<ServerName<'static>>) -> HttpClient {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(cfg.timeouts.connect.0));
     http.set_keepalive(Some(std::time::Duration::from_secs(60)));
 
-    let tls = tls_config(ca)?;
     let mut https = HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http();
-    if let Some(name) = &cfg.tls.server_name {
-        let name =
-            ServerName::try_from(name.clone()).map_err(|_| format!("`{name}` is not a valid TLS server name"))?;
+    if let Some(name) = server_name {
         https = https.with_server_name_resolver(FixedServerNameResolver::new(name));
     }
     // HTTP/1.1 unless the upstream says `http2` (then `upstream::h2`
@@ -47,7 +45,7 @@ pub fn build(cfg: &UpstreamConfig, ca: Option<&Path>) -> Result<HttpClient, Stri
         // Host is always set by the gateway (preserved or rewritten).
         .set_host(false)
         .http2_only(cfg.protocol == UpstreamProtocol::Http2);
-    Ok(client.build(connector))
+    client.build(connector)
 }
 
 /// The TLS settings for connections to targets: TLS 1.2 and 1.3 with

@@ -81,6 +81,10 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
     ("duplicate-upstream-key.yaml", 1, &[":6:", "upstreams.app:", "duplicate key `app`"]),
     ("ambiguous-routes.yaml", 1, &[":9:", "routes[1].match", "`by-name` is ambiguous", "`by-id`"]),
     ("duplicate-method.yaml", 1, &[":9:", "routes[1].match.methods[1]", "`GET` is listed twice"]),
+    ("upstream-tls.yaml", 2, &[
+        ":9:", "upstreams.grpc.tls.ca", "missing-ca.pem",
+        ":12:", "upstreams.billing.tls.server_name", "`bad name` is not a valid TLS server name",
+    ]),
     ("trace-method.yaml", 1, &[":6:", "routes[0].match.methods[1]", "answers every `TRACE` with 501"]),
     ("listener-clash.yaml", 3, &[
         ":5:", "listeners[1].bind", "`0.0.0.0:44601` is bound by listener `a` too",
