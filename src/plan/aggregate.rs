@@ -119,6 +119,14 @@ pub(super) fn compile(
                 cx.err(format!("{cat}.method"), "CONNECT opens a tunnel: a call asks for a JSON answer (GET, POST…)");
                 Method::GET
             }
+            // An answer to HEAD has no body: nothing to merge, ever.
+            Some(Ok(m)) if m == Method::HEAD => {
+                cx.err(
+                    format!("{cat}.method"),
+                    "a HEAD answer has no body: a call asks for a JSON answer (GET, POST…)",
+                );
+                Method::GET
+            }
             Some(Ok(m)) => m,
             Some(Err(_)) => {
                 cx.err(format!("{cat}.method"), "not a method");

@@ -55,7 +55,12 @@ pub(super) struct Inputs<'a, 'p> {
 /// Why a call failed.
 #[derive(Debug)]
 enum CallError {
+    /// No answer within the call's time (its `timeout`, the budget or the
+    /// upstream's `timeouts.request`).
     Timeout(Duration),
+    /// No connection within the upstream's `timeouts.connect`: 504, as a
+    /// proxied request's.
+    ConnectTimeout(Duration),
     /// No answer: the target could not be reached (`sent: false`), or it
     /// took the request and broke off (`sent: true`).
     Unreachable {
@@ -79,7 +84,7 @@ enum CallError {
 impl CallError {
     fn status(&self) -> StatusCode {
         match self {
-            CallError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            CallError::Timeout(_) | CallError::ConnectTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             CallError::Refused(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_GATEWAY,
         }
@@ -88,6 +93,7 @@ impl CallError {
     fn detail(&self) -> String {
         match self {
             CallError::Timeout(t) => format!("no answer within {} ms", t.as_millis()),
+            CallError::ConnectTimeout(t) => format!("no connection to the upstream within {} ms", t.as_millis()),
             CallError::Unreachable { sent: false } => "the upstream could not be reached".into(),
             CallError::Unreachable { sent: true } => "the upstream broke off without an answer".into(),
             CallError::Refused(rule) => rule.detail().into(),
@@ -106,7 +112,7 @@ impl CallError {
     /// (`None` for a failure that only passes on another call's).
     fn flag(&self) -> Option<Flag> {
         Some(match self {
-            CallError::Timeout(_) => Flag::UpstreamTimeout,
+            CallError::Timeout(_) | CallError::ConnectTimeout(_) => Flag::UpstreamTimeout,
             CallError::Unreachable { sent: false } => Flag::UpstreamConnectFailure,
             CallError::Unreachable { sent: true } => Flag::UpstreamClosed,
             CallError::Refused(rule) => super::observe::refusal_flag(*rule),
@@ -410,10 +416,15 @@ async fn fetch<'p>(
                         let media = media_type(resp.headers.get_all(&header::CONTENT_TYPE));
                         read(resp.status, media, resp.body, call.max_body, upstream.read_timeout).await
                     }
-                    Err(GatewayError::UpstreamTimeout { waited: w, .. }) => {
-                        waited = w;
+                    Err(GatewayError::UpstreamTimeout { waited: true, .. }) => {
+                        waited = true;
                         Err(CallError::Timeout(timeout))
                     }
+                    // Connecting took the connect timeout or the whole request's.
+                    Err(GatewayError::UpstreamTimeout { sent: false, .. }) => {
+                        Err(CallError::ConnectTimeout(pool.connect_timeout().min(timeout)))
+                    }
+                    Err(GatewayError::UpstreamTimeout { .. }) => Err(CallError::Timeout(timeout)),
                     Err(GatewayError::UpstreamUnreachable { sent, .. }) => Err(CallError::Unreachable { sent }),
                     Err(e) => Err(refused(e)),
                 }
@@ -431,19 +442,25 @@ async fn fetch<'p>(
             },
         }
     };
+    // Cut off by the call's own `timeout` or the budget: the aggregate's
+    // time ran out, which says nothing about the target.
+    let mut cut_off = false;
     let result = match tokio::time::timeout_at(time.0, exchange).await {
         Ok(result) => result,
-        Err(_) => Err(CallError::Timeout(time.1)),
+        Err(_) => {
+            cut_off = true;
+            Err(CallError::Timeout(time.1))
+        }
     };
     // For the upstream's health, as for a proxied request: a 5xx or no
     // answer is a failure; an answer the aggregate cannot use is not.
     let verdict = match &result {
-        _ if waited => None,
+        _ if waited || cut_off => None,
         Ok(_) | Err(CallError::NotJson(_) | CallError::BadJson | CallError::TooDeep | CallError::TooLarge(_)) => {
             Some(true)
         }
         Err(CallError::Status(s)) => Some(*s < 500),
-        Err(CallError::Unreachable { .. } | CallError::Timeout(_)) => Some(false),
+        Err(CallError::Unreachable { .. } | CallError::Timeout(_) | CallError::ConnectTimeout(_)) => Some(false),
         Err(_) => None,
     };
     let end = Instant::now();
@@ -453,7 +470,7 @@ async fn fetch<'p>(
     // The try for the access log and `http_client_request_duration_seconds`.
     let outcome = match (&result, answered) {
         (_, Some(status)) => Ok(status),
-        (Err(CallError::Timeout(_)), None) => Err(UpstreamError::Timeout),
+        (Err(CallError::Timeout(_) | CallError::ConnectTimeout(_)), None) => Err(UpstreamError::Timeout),
         (Err(CallError::Unreachable { sent: false }), None) => Err(UpstreamError::Connect),
         (Err(CallError::Unreachable { sent: true }), None) => Err(UpstreamError::Closed),
         _ => return (result, None),
@@ -553,7 +570,7 @@ fn failed(
     // The status of the root cause: a call that failed because the one it
     // waited for did is judged by that one.
     let status = match &results[root_cause(plan, results, culprit)] {
-        Some(Err(CallError::Timeout(_))) => StatusCode::GATEWAY_TIMEOUT,
+        Some(Err(CallError::Timeout(_) | CallError::ConnectTimeout(_))) => StatusCode::GATEWAY_TIMEOUT,
         // Refused by its upstream's limits, breaker or health: 503, as a proxied request.
         Some(Err(CallError::Refused(_))) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_GATEWAY,

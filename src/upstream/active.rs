@@ -174,8 +174,13 @@ async fn probe(client: super::HttpClient, uri: Uri, host: Option<HeaderValue>, t
         let resp = client.request(req).await.ok()?;
         let status = resp.status().as_u16();
         // Read (a little of) the body, so that the connection can be reused.
-        let _ = http_body_util::Limited::new(resp.into_body(), 64 * 1024).collect().await;
-        Some(status)
+        // A body that breaks off (closed before its length, a bad chunk) is
+        // a failed probe, as a proxied response's would be; one longer than
+        // the little read is not.
+        match http_body_util::Limited::new(resp.into_body(), 64 * 1024).collect().await {
+            Err(e) if !e.is::<http_body_util::LengthLimitError>() => None,
+            _ => Some(status),
+        }
     };
     tokio::time::timeout(timeout, exchange).await.ok().flatten()
 }

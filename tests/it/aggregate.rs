@@ -216,6 +216,7 @@ async fn aggregate_config_mistakes_are_refused_with_their_path() {
         ("a: { upstream: svc, path: \"/caf\u{e9}\" }", "a path is ASCII"),
         ("a: { upstream: svc, path: \"/a/%zz\" }", "two hex digits"),
         ("a: { upstream: svc, path: /a, method: CONNECT }", "CONNECT opens a tunnel"),
+        ("a: { upstream: svc, path: /a, method: head }", "a HEAD answer has no body"),
         ("'a,b': { upstream: svc, path: /a }", "letters, digits"),
         ("a: { upstream: svc, path: /a, timeout: 0s }", "longer than zero"),
     ];
@@ -324,4 +325,57 @@ async fn calls_keep_their_upstreams_read_timeout_and_failures_their_root_status(
     u.set(Mode::Slow(Duration::from_millis(400)));
     let reply = get(&gw.url("/chain"), &[]).await;
     assert_eq!(reply.status, 504, "the root cause timed out: {}", reply.text());
+}
+
+#[tokio::test]
+async fn a_call_cut_off_by_the_aggregates_time_counts_against_no_target() {
+    let (u, o, r) = three().await;
+    u.set(Mode::Slow(Duration::from_millis(300)));
+    let yaml = format!(
+        "upstreams:\n  users: {{ targets: [ \"{}\" ], breaker: {{ consecutive_failures: 2, open_for: 30s }}, \
+         health: {{ passive: {{ consecutive_failures: 2 }} }} }}\n  orders: {{ targets: [ \"{}\" ] }}\n  \
+         recs: {{ targets: [ \"{}\" ] }}\n\
+         routes:\n  - name: dash\n    match: {{ path: /dash }}\n    aggregate:\n      calls:\n        \
+         user: {{ upstream: users, path: /u, timeout: 50ms }}\n  \
+         - {{ name: users, match: {{ path_prefix: /users }}, upstream: users }}\n",
+        u.url(),
+        o.url(),
+        r.url()
+    );
+    let gw = gateway(&yaml).await;
+    for _ in 0..4 {
+        let reply = get(&gw.url("/dash"), &[]).await;
+        assert_eq!(reply.json()["errors"][0]["detail"], "no answer within 50 ms", "{}", reply.text());
+    }
+    // The target is slower than the call may wait, not failing: the
+    // breaker stays closed and the target in service for proxied requests.
+    let reply = get(&gw.url("/users/1"), &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}
+
+#[tokio::test]
+async fn a_call_that_cannot_connect_in_time_says_so() {
+    // A listener whose accept queue is full: a new connection's SYN is
+    // dropped, so connecting hangs until `timeouts.connect`.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
+            Ok(s) => fillers.push(s),
+            Err(_) => break,
+        }
+    }
+    let yaml = format!(
+        "upstreams:\n  full: {{ targets: [ \"http://{addr}\" ], timeouts: {{ connect: 200ms }} }}\n\
+         routes:\n  - name: agg\n    match: {{ path: /agg }}\n    aggregate:\n      calls:\n        \
+         a: {{ upstream: full, path: /x, required: true }}\n"
+    );
+    let gw = gateway(&yaml).await;
+    let reply = get(&gw.url("/agg"), &[]).await;
+    assert_eq!(reply.status, 504, "{}", reply.text());
+    assert_eq!(reply.json()["errors"][0]["detail"], "no connection to the upstream within 200 ms", "{}", reply.text());
+    drop(fillers);
 }

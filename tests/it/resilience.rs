@@ -173,6 +173,10 @@ async fn active_checks_take_a_target_out_and_bring_it_back() {
     assert_eq!(b.hits(), before, "an unhealthy target gets no requests");
     b.set_health(200);
     eventually("b is back", async || spread(&gw, 4).await.1 == 2).await;
+    // A 200 whose body breaks off is a failed probe, as a proxied
+    // response's would be a failed request.
+    b.set_health_breaks_off(true);
+    eventually("b is taken out again", async || spread(&gw, 6).await == (6, 0)).await;
 }
 
 #[tokio::test]

@@ -111,6 +111,11 @@ impl H1Pool {
         Arc::new(H1Pool { authority, idle: Mutex::new(Vec::new()), max_idle, idle_timeout, connect_timeout, limit })
     }
 
+    /// The target's `timeouts.connect`.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
     /// Closes one idle connection, if there is one (its permit then serves
     /// a request waiting for a connection to another target).
     pub fn close_idle(&self) -> bool {

@@ -66,6 +66,8 @@ struct Inner {
     name: String,
     mode: Mutex<Mode>,
     health: AtomicU16,
+    /// `/healthz` answers 200 announcing 10 bytes, sends 2 and closes.
+    health_breaks_off: std::sync::atomic::AtomicBool,
     hits: AtomicUsize,
     health_hits: AtomicUsize,
     last: Mutex<Option<Seen>>,
@@ -89,6 +91,7 @@ impl Flaky {
             name: name.to_string(),
             mode: Mutex::new(Mode::Ok),
             health: AtomicU16::new(200),
+            health_breaks_off: std::sync::atomic::AtomicBool::new(false),
             hits: AtomicUsize::new(0),
             health_hits: AtomicUsize::new(0),
             last: Mutex::new(None),
@@ -118,6 +121,12 @@ impl Flaky {
     pub fn set_health(&self, status: u16) {
         assert!((200..=999).contains(&status), "Flaky: status {status} cannot be a final answer");
         self.inner.health.store(status, Ordering::SeqCst);
+    }
+
+    /// Whether `/healthz` answers a 200 whose body breaks off (announced
+    /// 10 bytes, 2 sent, then the connection closes).
+    pub fn set_health_breaks_off(&self, on: bool) {
+        self.inner.health_breaks_off.store(on, Ordering::SeqCst);
     }
 
     /// Requests received on paths other than `/healthz`, counted when their
@@ -380,6 +389,10 @@ async fn serve(stream: TcpStream, inner: Arc<Inner>) {
                 return;
             }
             Some(Mode::Hang) => std::future::pending::<()>().await,
+            None if inner.health_breaks_off.load(Ordering::SeqCst) => {
+                conn.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 10\r\n\r\nok").await;
+                return;
+            }
             Some(Mode::StallBody) => {
                 conn.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 10\r\n\r\n[1").await;
                 std::future::pending::<()>().await
