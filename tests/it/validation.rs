@@ -1023,3 +1023,58 @@ async fn a_body_is_checked_against_its_own_media_types_schema_or_refused() {
     assert_eq!(send_body("PATCH", "/range", "application/json", r#"{"a":"x"}"#).await, 400, "the range's schema");
     assert_eq!(send_body("PATCH", "/range", "application/json", r#"{"a":1}"#).await, 200);
 }
+
+/// A recursive polymorphic schema (an OpenAPI `Pet` whose `children` are
+/// `Pet`s, `oneOf` two kinds): a small, deep, failing body is refused at
+/// once. Listing its errors would multiply through every level (a 331-byte
+/// body took the gateway past 5 GB); past a budget it gets one problem.
+#[tokio::test]
+async fn a_deep_body_under_recursive_alternatives_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tree.yaml"),
+        r##"
+openapi: 3.0.3
+info: { title: T, version: "1" }
+paths:
+  /pets:
+    post:
+      requestBody:
+        required: true
+        content: { application/json: { schema: { $ref: "#/components/schemas/Pet" } } }
+      responses: { "200": { description: ok } }
+components:
+  schemas:
+    Pet: { oneOf: [ { $ref: "#/components/schemas/Cat" }, { $ref: "#/components/schemas/Dog" } ] }
+    PetBase:
+      type: object
+      properties:
+        name: { type: string }
+        children: { type: array, items: { $ref: "#/components/schemas/Pet" } }
+    Cat: { allOf: [ { $ref: "#/components/schemas/PetBase" }, { type: object, properties: { purrs: { type: boolean } } } ] }
+    Dog: { allOf: [ { $ref: "#/components/schemas/PetBase" }, { type: object, properties: { barks: { type: boolean } } } ] }
+"##,
+    )
+    .unwrap();
+    let up = Recorder::start().await;
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nupstreams:\n  u: {{ targets: [ \"{}\" ] }}\n\
+         apis:\n  - {{ name: t, openapi: tree.yaml, upstream: u }}\n",
+        up.url()
+    );
+    let gw = Gateway::start(&load(&yaml, dir.path())).await.expect("starts");
+    let nested =
+        |levels: usize, leaf: &str| format!("{}{leaf}{}", "{\"children\":[".repeat(levels), "]}".repeat(levels));
+    let post = async |body: String| call(&gw, "POST", "/pets", &[("content-type", "application/json")], &body).await;
+    // Shallow: the problem is said where it is.
+    let shallow = post(nested(1, r#"{"name":1}"#)).await;
+    assert_eq!(shallow.status, 400);
+    assert_eq!(shallow.json()["errors"][0]["pointer"], "", "oneOf fails at the root: {}", shallow.text());
+    assert!(shallow.json()["errors"][0]["detail"].as_str().unwrap().contains("oneOf"), "{}", shallow.text());
+    // 16 levels, 251 bytes: one problem (the full list would take seconds
+    // and hundreds of MB; 21 levels took more than 5 GB).
+    let deep = post(nested(16, r#"{"name":1}"#)).await;
+    assert_eq!(deep.status, 400);
+    assert!(deep.json()["errors"][0]["detail"].as_str().unwrap().contains("nested too deeply"), "{}", deep.text());
+    assert_eq!(up.count(), 0);
+}

@@ -13,6 +13,7 @@ mod date_time;
 mod email;
 pub mod json_limits;
 mod params;
+mod report_budget;
 pub mod response;
 mod shortcut;
 mod tape;
@@ -85,6 +86,8 @@ struct BodyRule {
     shortcut: Option<shortcut::Shortcut>,
     /// For JSON bodies, read into a tape (`tape.rs`).
     json_schema: jsonschema::Validator<tape::Tape>,
+    /// How much listing a failing body's errors may cost (`None`: linear).
+    report_budget: Option<report_budget::ReportBudget>,
     /// For form bodies, read into a `serde_json::Value`.
     schema: jsonschema::Validator,
     /// The schema's `properties`, for reading a form's values as their types.
@@ -223,14 +226,19 @@ impl Compiled {
                                     tracing::debug!(route = %cx.name, "validate: the body schema uses {why}: every body is checked the full way");
                                 })
                                 .ok();
-                            (json, form, properties, shortcut)
+                            (json, form, properties, shortcut, report_budget::ReportBudget::of(&s))
                         })
                         .map_err(|e| ("body", e))
                 });
                 match compiled {
-                    Ok((json_schema, schema, properties, shortcut)) => {
-                        Some(BodyRule { shortcut, json_schema, schema, properties, required: b.required })
-                    }
+                    Ok((json_schema, schema, properties, shortcut, report_budget)) => Some(BodyRule {
+                        shortcut,
+                        json_schema,
+                        report_budget,
+                        schema,
+                        properties,
+                        required: b.required,
+                    }),
                     Err((at, e)) => {
                         errors.add(at, e);
                         None
@@ -476,7 +484,12 @@ impl Compiled {
             // Passing is the common case: a yes/no check first, the errors
             // collected only for a body that fails.
             if !rule.json_schema.is_valid(doc.root()) {
-                schema_problems(rule.json_schema.iter_errors(doc.root()), problems);
+                if rule.report_budget.is_none_or(|b| b.affords(&doc)) {
+                    schema_problems(rule.json_schema.iter_errors(doc.root()), problems);
+                } else {
+                    let detail = report_budget::TOO_INTRICATE.to_string();
+                    problems.push(Problem { place: "body", pointer: String::new(), detail });
+                }
             }
         } else if media == "application/x-www-form-urlencoded" {
             let value = params::form_object(bytes, &rule.properties, problems);

@@ -3,6 +3,7 @@
 //! `type: integer`) before the schema checks them. A value that does not
 //! read as the type stays a string, and the schema says what was expected.
 
+use super::report_budget::{ReportBudget, TOO_INTRICATE, may_list};
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
@@ -23,6 +24,8 @@ pub struct Param {
     /// `content: application/json` (OpenAPI's `content` in place of a
     /// style): the value is a JSON text, parsed before the check.
     json: bool,
+    /// How much listing a failing value's errors may cost (`None`: linear).
+    report_budget: Option<ReportBudget>,
 }
 
 /// How a parameter's value is written (OpenAPI's `style` and `explode`).
@@ -98,7 +101,8 @@ impl Param {
         let form = matches!((place, style_name), ("query" | "cookie", None | Some("form")));
         let explode = exploded.unwrap_or(form);
         let schema = compile_schema(&shape, formats)?;
-        Ok(Param { name: name.to_string(), schema, shape: read_as, required, style, explode, json })
+        let report_budget = ReportBudget::of(&shape);
+        Ok(Param { name: name.to_string(), schema, shape: read_as, required, style, explode, json, report_budget })
     }
 
     /// Checks the values sent.
@@ -191,6 +195,10 @@ impl Param {
     }
 
     fn check_value(&self, place: &'static str, value: &Value, problems: &mut Vec<Problem>) {
+        if self.report_budget.is_some() && !self.schema.is_valid(value) && !may_list(self.report_budget, value) {
+            problems.push(Problem { place, pointer: self.name.clone(), detail: TOO_INTRICATE.into() });
+            return;
+        }
         for e in self.schema.iter_errors(value).take(super::MAX_ERRORS) {
             let at = e.instance_path().as_str();
             let pointer = if at.is_empty() { self.name.clone() } else { format!("{}{at}", self.name) };

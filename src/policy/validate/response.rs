@@ -11,6 +11,7 @@ use std::sync::Arc;
 use http::HeaderValue;
 use serde_json::Value;
 
+use super::report_budget::{ReportBudget, TOO_INTRICATE, may_list};
 use super::{MAX_ERRORS, Problem, compile_schema, is_json, media_essence};
 use crate::observe::metrics::Counter;
 
@@ -26,11 +27,14 @@ enum StatusKey {
     Default,
 }
 
+/// A declared JSON body's schema and what listing its errors may cost.
+type BodySchema = (jsonschema::Validator, Option<ReportBudget>);
+
 #[derive(Debug)]
 struct Declared {
     key: StatusKey,
     /// Media types (lowercase) and the JSON schema of the JSON ones.
-    content: Vec<(String, Option<jsonschema::Validator>)>,
+    content: Vec<(String, Option<BodySchema>)>,
 }
 
 /// One operation's declared responses, compiled.
@@ -77,7 +81,10 @@ impl ResponseRules {
                 let m = m.to_ascii_lowercase();
                 let validator = match schema {
                     Value::Null => None,
-                    s if is_json(&m) => Some(compile_schema(s, formats).map_err(|e| format!("responses.{key}: {e}"))?),
+                    s if is_json(&m) => Some((
+                        compile_schema(s, formats).map_err(|e| format!("responses.{key}: {e}"))?,
+                        ReportBudget::of(s),
+                    )),
                     _ => None,
                 };
                 media.push((m, validator));
@@ -136,7 +143,7 @@ impl ResponseRules {
 
     /// Checks a JSON body read whole (`None`: longer than the limit).
     pub fn check_body(&self, declared: usize, content: usize, body: Option<&[u8]>) -> Vec<Problem> {
-        let Some(validator) =
+        let Some((validator, budget)) =
             self.declared.get(declared).and_then(|d| d.content.get(content)).and_then(|c| c.1.as_ref())
         else {
             return Vec::new();
@@ -154,6 +161,9 @@ impl ResponseRules {
         };
         if validator.is_valid(&value) {
             return Vec::new();
+        }
+        if !may_list(*budget, &value) {
+            return vec![Problem { place: "body", pointer: String::new(), detail: TOO_INTRICATE.into() }];
         }
         validator
             .iter_errors(&value)

@@ -62,6 +62,27 @@ impl<'a> Doc<'a> {
         TapeNode::At(self, 0)
     }
 
+    /// The sum over every value of `base^depth` (the root at depth 0), or
+    /// a number above `cap` as soon as it passes it.
+    pub(super) fn weight(&self, base: f64, cap: f64) -> f64 {
+        let mut ends: Vec<u32> = Vec::new();
+        let mut sum = 0.0;
+        for (i, entry) in self.entries.iter().enumerate() {
+            let i = i as u32;
+            while ends.last().is_some_and(|&end| end <= i) {
+                ends.pop();
+            }
+            sum += base.powi(ends.len() as i32);
+            if sum > cap {
+                return sum;
+            }
+            if let Entry::Array { end, .. } | Entry::Object { end, .. } = *entry {
+                ends.push(end);
+            }
+        }
+        sum
+    }
+
     /// The index after `at`'s subtree.
     pub(super) fn next(&self, at: u32) -> u32 {
         match self.entries[at as usize] {

@@ -1,0 +1,235 @@
+//! What saying *why* a body fails may cost.
+//!
+//! Whether a body passes is cheap whatever its shape: `jsonschema`'s
+//! `is_valid` stops at the first fault and remembers what a recursive
+//! `$ref` said about a value. Collecting the errors is not: for `anyOf` /
+//! `oneOf` the library keeps every branch's errors, and through a `$ref`
+//! cycle (a tree of polymorphic nodes, an OpenAPI `Pet` whose `children`
+//! are `Pet`s) each level multiplies them by the branches: a 331-byte body
+//! nested 21 levels took the gateway past 5 GB. So for such a schema the
+//! errors are collected only while the body's weight, each value counted as
+//! `base^depth`, stays under a budget; past it the body is refused as one
+//! problem at its root, the decision unchanged, only the detail shorter.
+
+use serde_json::Value;
+
+use super::tape::Doc;
+
+/// Weight a body may have and still get its errors listed. The model
+/// over-counts on purpose: for the two-branch tree of the tests the work
+/// measured doubles a level (a chain of 17 levels, ~3 ms with optimized
+/// dependencies), the model's base is 4; at this budget such a body may
+/// nest 10 levels and costs well under a millisecond.
+const BUDGET: f64 = (1u64 << 20) as f64;
+
+/// The detail of the one problem a body over the budget gets.
+pub const TOO_INTRICATE: &str =
+    "does not match the schema (nested too deeply under `anyOf`/`oneOf` for the gateway to say where)";
+
+/// A schema's error-collection cost model: `None` when it is linear in
+/// the body (no alternatives, or no recursion through them).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReportBudget {
+    /// What one more level of nesting may multiply the work by.
+    base: f64,
+}
+
+impl ReportBudget {
+    /// The model of `schema`, or `None` if collecting its errors is cheap.
+    pub fn of(schema: &Value) -> Option<ReportBudget> {
+        let mut found = Found::default();
+        walk(schema, &mut String::new(), &mut found);
+        if found.widest < 2 || !(found.opaque || recursive(&found.refs)) {
+            return None;
+        }
+        // Each branch collects its own errors and the library checks it
+        // first: twice the branches per level, with room to spare.
+        Some(ReportBudget { base: 2.0 * found.widest as f64 })
+    }
+
+    /// Whether the errors of `doc` may be collected.
+    pub fn affords(&self, doc: &Doc<'_>) -> bool {
+        doc.weight(self.base, BUDGET) <= BUDGET
+    }
+
+    /// [`affords`](Self::affords) for a parsed value (a parameter's JSON,
+    /// a response body).
+    pub fn affords_value(&self, value: &Value) -> bool {
+        let mut sum = 0.0;
+        let mut stack = vec![(value, 0i32)];
+        while let Some((v, depth)) = stack.pop() {
+            sum += self.base.powi(depth);
+            if sum > BUDGET {
+                return false;
+            }
+            match v {
+                Value::Array(items) => stack.extend(items.iter().map(|i| (i, depth + 1))),
+                Value::Object(map) => stack.extend(map.values().map(|m| (m, depth + 1))),
+                _ => {}
+            }
+        }
+        true
+    }
+}
+
+/// Whether a failing `value`'s errors may be listed under `budget`.
+pub fn may_list(budget: Option<ReportBudget>, value: &Value) -> bool {
+    budget.is_none_or(|b| b.affords_value(value))
+}
+
+#[derive(Default)]
+struct Found {
+    /// The most branches of one `anyOf` or `oneOf`.
+    widest: usize,
+    /// Local references: (where the `$ref` is, the pointer it names).
+    refs: Vec<(String, String)>,
+    /// A reference this walk cannot follow (`$dynamicRef`, another
+    /// document, an anchor): assumed recursive.
+    opaque: bool,
+}
+
+fn walk(v: &Value, at: &mut String, found: &mut Found) {
+    match v {
+        Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("anyOf" | "oneOf", Value::Array(branches)) => {
+                        found.widest = found.widest.max(branches.len());
+                    }
+                    ("$ref", Value::String(target)) => match local_pointer(target) {
+                        Some(pointer) => found.refs.push((at.clone(), pointer)),
+                        None => found.opaque = true,
+                    },
+                    ("$dynamicRef" | "$recursiveRef", _) => found.opaque = true,
+                    _ => {}
+                }
+                let len = at.len();
+                at.push('/');
+                at.push_str(&key.replace('~', "~0").replace('/', "~1"));
+                walk(value, at, found);
+                at.truncate(len);
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = at.len();
+                at.push('/');
+                at.push_str(&i.to_string());
+                walk(item, at, found);
+                at.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `#/a/b` as the pointer `/a/b` (`#` is the root, ``); `None` for
+/// anything else (another document, an anchor, percent-escapes).
+fn local_pointer(target: &str) -> Option<String> {
+    let pointer = target.strip_prefix('#')?;
+    (pointer.is_empty() || pointer.starts_with('/') && !pointer.contains('%')).then(|| pointer.to_string())
+}
+
+/// Whether following references can come back to one: a reference leads
+/// to every reference inside the subschema it names.
+fn recursive(refs: &[(String, String)]) -> bool {
+    let inside =
+        |at: &str, target: &str| at.strip_prefix(target).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    let next: Vec<Vec<usize>> =
+        refs.iter().map(|(_, target)| (0..refs.len()).filter(|&j| inside(&refs[j].0, target)).collect()).collect();
+    // Depth-first, colouring nodes: 1 on the path, 2 done.
+    let mut colour = vec![0u8; refs.len()];
+    for start in 0..refs.len() {
+        if colour[start] != 0 {
+            continue;
+        }
+        let mut stack = vec![(start, 0usize)];
+        colour[start] = 1;
+        while let Some(&mut (node, ref mut edge)) = stack.last_mut() {
+            match next[node].get(*edge) {
+                Some(&to) => {
+                    *edge += 1;
+                    match colour[to] {
+                        1 => return true,
+                        0 => {
+                            colour[to] = 1;
+                            stack.push((to, 0));
+                        }
+                        _ => {}
+                    }
+                }
+                None => {
+                    colour[node] = 2;
+                    stack.pop();
+                }
+            }
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pets() -> Value {
+        json!({
+            "$ref": "#/$defs/Pet",
+            "$defs": {
+                "Pet": { "oneOf": [ { "$ref": "#/$defs/Cat" }, { "$ref": "#/$defs/Dog" } ] },
+                "Base": { "type": "object", "properties": {
+                    "name": { "type": "string" },
+                    "children": { "type": "array", "items": { "$ref": "#/$defs/Pet" } } } },
+                "Cat": { "allOf": [ { "$ref": "#/$defs/Base" }, { "properties": { "purrs": { "type": "boolean" } } } ] },
+                "Dog": { "allOf": [ { "$ref": "#/$defs/Base" }, { "properties": { "barks": { "type": "boolean" } } } ] }
+            }
+        })
+    }
+
+    #[test]
+    fn only_recursion_through_alternatives_is_budgeted() {
+        assert_eq!(ReportBudget::of(&pets()), Some(ReportBudget { base: 4.0 }));
+        // Alternatives without recursion, recursion without alternatives: linear.
+        assert_eq!(ReportBudget::of(&json!({ "anyOf": [ { "type": "string" }, { "type": "integer" } ] })), None);
+        let list = json!({ "$defs": { "Node": { "properties": { "next": { "$ref": "#/$defs/Node" } } } }, "$ref": "#/$defs/Node" });
+        assert_eq!(ReportBudget::of(&list), None);
+        // A chain of references that ends is no cycle.
+        let chain = json!({ "$defs": { "A": { "$ref": "#/$defs/B" }, "B": { "type": "string" } },
+            "anyOf": [ { "$ref": "#/$defs/A" }, { "type": "null" } ] });
+        assert_eq!(ReportBudget::of(&chain), None);
+        // The root named by `#`, and a reference the walk cannot follow.
+        assert!(
+            ReportBudget::of(
+                &json!({ "anyOf": [ { "type": "array", "items": { "$ref": "#" } }, { "type": "integer" } ] })
+            )
+            .is_some()
+        );
+        assert!(ReportBudget::of(&json!({ "anyOf": [ { "$ref": "#node" }, { "type": "integer" } ] })).is_some());
+    }
+
+    fn nested(levels: usize, leaf: &str) -> String {
+        format!("{}{leaf}{}", "{\"children\":[".repeat(levels), "]}".repeat(levels))
+    }
+
+    #[test]
+    fn a_deep_failing_body_is_refused_at_once_with_one_problem() {
+        let schema = pets();
+        let budget = ReportBudget::of(&schema).unwrap();
+        let limits = super::super::json_limits::JsonLimits::default();
+        let validator =
+            super::super::compile_schema_for::<super::super::tape::Tape>(&schema, &Default::default()).unwrap();
+        let shallow = nested(3, "{\"name\":1}");
+        let doc = super::super::json_limits::read(shallow.as_bytes(), &limits).unwrap();
+        assert!(budget.affords(&doc), "a shallow body gets its errors listed");
+        // 21 levels: past 5 GB of errors before this budget.
+        let deep = nested(21, "{\"name\":1}");
+        let doc = super::super::json_limits::read(deep.as_bytes(), &limits).unwrap();
+        assert!(!validator.is_valid(doc.root()));
+        assert!(!budget.affords(&doc));
+        // The same weights for a parsed value (parameters, responses).
+        assert!(budget.affords_value(&serde_json::from_str(&shallow).unwrap()));
+        assert!(!budget.affords_value(&serde_json::from_str(&deep).unwrap()));
+        assert!(may_list(None, &serde_json::from_str(&deep).unwrap()), "a linear schema lists every error");
+    }
+}
