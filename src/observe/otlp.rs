@@ -25,6 +25,15 @@ use crate::http::fetch::Fetcher;
 
 /// Spans waiting to be sent; beyond this they are dropped and counted.
 const QUEUE: usize = 8192;
+/// The longest value of an attribute the client wrote (path, query,
+/// `User-Agent`, host), cut at a character boundary: a head may be 32 KiB,
+/// and a queue of full-size spans behind a slow collector would hold
+/// hundreds of MB. At this bound it holds ~40 MB at most. (The
+/// OpenTelemetry SDKs' `attribute_value_length_limit`.)
+const MAX_CLIENT_VALUE: usize = 1024;
+/// The longest `tracestate` carried into a span (W3C: 32 members, 512
+/// characters are what every vendor must pass on); a longer one is dropped.
+const MAX_TRACE_STATE: usize = 512;
 /// Spans per export request.
 const BATCH: usize = 512;
 /// How long a span may wait for its batch to fill.
@@ -91,6 +100,23 @@ fn text(key: &str, value: impl Into<String>) -> KeyValue {
     attribute(key, any_value::Value::StringValue(value.into()))
 }
 
+/// An attribute whose value the client wrote, cut to `MAX_CLIENT_VALUE` bytes.
+fn client_text(key: &str, value: &str) -> KeyValue {
+    text(key, truncated(value, MAX_CLIENT_VALUE))
+}
+
+/// `value`'s first `max` bytes at most, ending at a character boundary.
+fn truncated(value: &str, max: usize) -> &str {
+    if value.len() <= max {
+        return value;
+    }
+    let mut end = max;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    &value[..end]
+}
+
 /// The span of a finished request, with the HTTP server span's attributes
 /// of the OpenTelemetry semantic conventions. `http.route` is the route's
 /// name, as the metrics' `http_route` label is (the gateway's routes match
@@ -117,18 +143,18 @@ fn span_of(f: &Finished<'_>) -> Span {
     // A head that could not be read has no method or path to tell.
     let read = f.method != "-";
     if read {
-        attributes.push(text("url.path", r.path.as_str()));
+        attributes.push(client_text("url.path", r.path.as_str()));
     }
     if !known && read {
-        attributes.push(text("http.request.method_original", f.method));
+        attributes.push(client_text("http.request.method_original", f.method));
     }
     for (key, value) in [("url.query", &r.query), ("user_agent.original", &r.user_agent)] {
         if let Some(v) = value {
-            attributes.push(text(key, v.as_str()));
+            attributes.push(client_text(key, v.as_str()));
         }
     }
     if let Some((host, port)) = &r.server {
-        attributes.push(text("server.address", host.as_str()));
+        attributes.push(client_text("server.address", host.as_str()));
         if let Some(port) = port {
             attributes.push(attribute("server.port", any_value::Value::IntValue(i64::from(*port))));
         }
@@ -144,7 +170,7 @@ fn span_of(f: &Finished<'_>) -> Span {
         trace_id: unhex::<16>(f.trace_id),
         span_id: unhex::<8>(f.span_id),
         parent_span_id: f.parent.map(|p| unhex::<8>(p)).unwrap_or_default(),
-        trace_state: f.trace_state.unwrap_or_default().to_string(),
+        trace_state: f.trace_state.filter(|s| s.len() <= MAX_TRACE_STATE).unwrap_or_default().to_string(),
         flags: 1,
         name,
         kind: span::SpanKind::Server as i32,

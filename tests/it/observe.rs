@@ -725,6 +725,23 @@ async fn sampled_requests_are_exported_as_spans_over_otlp() {
     assert_eq!(odd.name, "HTTP r");
     assert_eq!(attr(odd, "http.request.method"), Some(V::StringValue("_OTHER".into())));
     assert_eq!(attr(odd, "http.request.method_original"), Some(V::StringValue("XHJPZSC".into())));
+    // What the client wrote is cut to 1 KiB a value (at a character
+    // boundary): a queue of spans behind a slow collector stays small.
+    let long_ua = format!("é{}", "u".repeat(20_000));
+    let query = "q=".to_string() + &"x".repeat(6_000);
+    get(
+        &url(&h, &format!("/r/{}?{query}", "p".repeat(3_000))),
+        &[("traceparent", "00-7bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"), ("user-agent", &long_ua)],
+    )
+    .await;
+    let spans = receiver.wait_for(4).await;
+    let long = spans.iter().find(|s| hex(&s.trace_id) == "7bf92f3577b34da6a3ce929d0e0e4736").expect("the long span");
+    for key in ["url.path", "url.query", "user_agent.original"] {
+        let Some(V::StringValue(v)) = attr(long, key) else { panic!("{key}") };
+        assert!((1020..=1024).contains(&v.len()), "{key}: {} bytes", v.len());
+    }
+    let Some(V::StringValue(ua)) = attr(long, "user_agent.original") else { unreachable!() };
+    assert!(ua.starts_with("éuuu"));
 }
 
 /// W3C Trace Context Level 2 and the `tracestate` of a continued trace:
