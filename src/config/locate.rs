@@ -99,6 +99,16 @@ impl Locations {
     }
 
     /// The deepest path of a node that starts exactly at `pos`, if any.
+    /// The innermost node that starts on `line` at or before `column`
+    /// (the value a position inside a line belongs to).
+    pub fn path_on(&self, line: usize, column: usize) -> Option<(&str, (usize, usize))> {
+        self.by_path
+            .iter()
+            .filter(|(_, p)| p.0 == line && p.1 <= column)
+            .max_by_key(|(k, p)| (p.1, k.len()))
+            .map(|(k, p)| (k.as_str(), *p))
+    }
+
     pub fn path_at(&self, pos: (usize, usize)) -> Option<&str> {
         self.by_path.iter().filter(|(_, p)| **p == pos).map(|(k, _)| k.as_str()).max_by_key(|k| k.len())
     }

@@ -7,6 +7,7 @@ pub mod locate;
 pub mod observe;
 pub mod resilience;
 mod structure;
+pub(crate) use structure::reads_environment;
 pub mod types;
 pub mod units;
 
@@ -150,7 +151,9 @@ pub fn parse_str(text: &str, source_name: &str, base_dir: &Path) -> Result<Loade
             e.into_inner()
         })
     });
+    let unclosed = unclosed_variable_errors(text, source_name, &locations);
     match parsed {
+        Ok(_) if !unclosed.is_empty() => Err(ConfigErrors(unclosed)),
         Ok(config) => Ok(LoadedConfig {
             config: config.unwrap_or_default(),
             source_name: source_name.to_string(),
@@ -212,7 +215,7 @@ pub fn parse_str(text: &str, source_name: &str, base_dir: &Path) -> Result<Loade
             }
             // serde stopped at the first problem: the schema finds the rest.
             let (more, _) = structure::problems(text, source_name, &locations);
-            for e in more {
+            for e in unclosed.into_iter().chain(more) {
                 if !errors.iter().any(|known| known.path == e.path) {
                     errors.push(e);
                 }
@@ -221,6 +224,23 @@ pub fn parse_str(text: &str, source_name: &str, base_dir: &Path) -> Result<Loade
             Err(ConfigErrors(errors))
         }
     }
+}
+
+/// Every `${NAME` without its `}`: the library would take it as text (a
+/// token, a secret, a header value of those characters).
+fn unclosed_variable_errors(text: &str, source_name: &str, locations: &Locations) -> Vec<ConfigError> {
+    structure::unclosed_variables(text)
+        .into_iter()
+        .map(|(line, column, name)| ConfigError {
+            file: source_name.to_string(),
+            path: locations.path_on(line, column).map(|(p, _)| p.to_string()).unwrap_or_default(),
+            position: Some((line, column)),
+            message: format!(
+                "`${{{name}` has no closing `}}`: it would be taken as text, not the environment variable; \
+                 write `${{{name}}}` (a `#` after a space starts a comment, so a default with one is cut there)"
+            ),
+        })
+        .collect()
 }
 
 /// A config that did not parse, with the nodes that hold its structural

@@ -204,6 +204,78 @@ fn collect(e: &jsonschema::ValidationError<'_>, found: &mut Vec<(String, String)
     }
 }
 
+/// `${NAME` without its closing `}` (`${NAME:-text` too), as (line,
+/// column, name), 1-based: the YAML library leaves such text as it is, so
+/// `token: ${ADMIN_TOKEN` would make the token those characters.
+pub fn unclosed_variables(text: &str) -> Vec<(usize, usize, &str)> {
+    let mut found = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        for (at, name, closed) in line_variables(line) {
+            if !closed {
+                found.push((n + 1, line[..at].chars().count() + 1, name));
+            }
+        }
+    }
+    found
+}
+
+/// Whether a line reads the environment: a `${NAME}` the library replaces
+/// (not in quotes, not in a comment).
+pub fn reads_environment(line: &str) -> bool {
+    line_variables(line).iter().any(|&(_, _, closed)| closed)
+}
+
+/// The `${NAME…` of a line that the library reads (byte offset, name,
+/// whether its `}` follows). Quoted text (always literal) and comments
+/// (from a `#` at a line's start or after a space) are skipped, and so is
+/// a `}` inside a comment: `${A:-x #y}` ends at the `#`.
+fn line_variables(line: &str) -> Vec<(usize, &str, bool)> {
+    let code = &line[..comment_start(line)];
+    let mut found = Vec::new();
+    let mut quote = None;
+    let mut escaped = false;
+    for (at, c) in code.char_indices() {
+        if std::mem::take(&mut escaped) {
+            continue;
+        }
+        match (quote, c) {
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            // `$$` is one literal `$`: `$${NAME` is text.
+            (None, '$') if code[at..].starts_with("$$") => escaped = true,
+            (None, '$') if code[at..].starts_with("${") => {
+                let rest = &code[at + 2..];
+                let len = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+                if len == 0 || rest.as_bytes()[0].is_ascii_digit() {
+                    continue;
+                }
+                let after = &rest[len..];
+                let closed = after.starts_with('}')
+                    || (after.starts_with(":-") || after.starts_with('-')) && after.contains('}');
+                found.push((at, &rest[..len], closed));
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+/// Where a line's comment starts (its length if it has none).
+fn comment_start(line: &str) -> usize {
+    let mut quote = None;
+    let mut previous = ' ';
+    for (i, c) in line.char_indices() {
+        match (quote, c) {
+            (None, '#') if previous == ' ' || previous == '\t' => return i,
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            _ => {}
+        }
+        previous = c;
+    }
+    line.len()
+}
+
 /// The names of `${NAME}`s in the text.
 fn variables(text: &str) -> Vec<&str> {
     let mut names = Vec::new();
@@ -356,6 +428,13 @@ mod tests {
         remove(&mut doc, "x.y[1]");
         assert_eq!(doc, serde_json::json!({ "routes": [ { "name": "a" } ], "x": {} }));
         assert_eq!(variables("a: ${A}\nb: \"${B_2}\" ${} $C ${1x"), vec!["A", "B_2"]);
+        let text = "a: ${A\nb: ${B:-x #y}\nc: ${C:-z} # ${D\nd: '${E' ${}\ne: \"x #${F\"\nf: ${G-h}${I}${1x";
+        assert_eq!(unclosed_variables(text), vec![(1, 4, "A"), (2, 4, "B")]);
+        assert!(reads_environment("secret: ${JWT_SECRET} # rotated") && reads_environment("a: x${B:-y}"));
+        assert!(!reads_environment("secret: hunter2 # see ${JWT_SECRET}"));
+        assert!(!reads_environment("secret: '${JWT_SECRET}'"), "quoted: literal");
+        assert!(unclosed_variables("a: $${NAME\nb: $$$${X").is_empty(), "`$$` is a literal `$`");
+        assert_eq!(unclosed_variables("c: $$${Y"), vec![(1, 6, "Y")]);
     }
 
     #[test]

@@ -85,6 +85,10 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
         ":9:", "upstreams.grpc.tls.ca", "missing-ca.pem",
         ":12:", "upstreams.billing.tls.server_name", "`bad name` is not a valid TLS server name",
     ]),
+    ("unclosed-variable.yaml", 2, &[
+        ":5:10:", "admin.token", "`${ADMIN_TOKEN_FOR_GATEWAY` has no closing `}`",
+        ":11:14:", "routes[0].request_headers.set.x-r", "`${NOPE_C` has no closing",
+    ]),
     ("trace-method.yaml", 1, &[":6:", "routes[0].match.methods[1]", "answers every `TRACE` with 501"]),
     ("listener-clash.yaml", 3, &[
         ":5:", "listeners[1].bind", "`0.0.0.0:44601` is bound by listener `a` too",
@@ -258,7 +262,7 @@ upstreams:
   spare: {{ targets: [ "http://127.0.0.1:10" ], timeouts: {{ connect: 90s }} }}
 auth:
   hs:
-    jwt: {{ algorithms: [HS256], secret: a-secret-of-at-least-thirty-two-bytes! }}
+    jwt: {{ algorithms: [HS256], secret: a-secret-of-at-least-thirty-two-bytes! }}  # to be ${{JWT_SECRET}}
   staff:
     basic: {{ users: {{ ann: "{weak}" }} }}
   idle:

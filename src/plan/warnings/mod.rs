@@ -235,7 +235,7 @@ fn secrets(loaded: &LoadedConfig, found: &mut Found) {
             .locations
             .find(path)
             .and_then(|(line, _)| loaded.text.lines().nth(line.saturating_sub(1)))
-            .is_some_and(|l| l.contains("${"))
+            .is_some_and(crate::config::reads_environment)
     };
     for (name, p) in &cfg.auth {
         match p {
