@@ -85,7 +85,7 @@ fn rewrite(
 }
 
 /// `a/./b/../c` as `a/c` (the same file named two ways is bundled once).
-fn normalize(path: &Path) -> PathBuf {
+pub(super) fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for part in path.components() {
         match part {

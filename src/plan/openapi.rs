@@ -720,7 +720,20 @@ impl Docs {
             doc
         } else {
             if !self.files.contains_key(file) {
-                let loaded = load(&self.dir.join(file))?;
+                // The document's folder and those under it only: the served
+                // document bundles every file it names, whole, and a path
+                // out of the folder would publish what lies there.
+                let path = super::api_bundle::normalize(&self.dir.join(file));
+                let inside = path
+                    .strip_prefix(super::api_bundle::normalize(&self.dir))
+                    .is_ok_and(|rest| rest.components().all(|c| matches!(c, std::path::Component::Normal(_))));
+                if Path::new(file).is_absolute() || !inside {
+                    return Err(format!(
+                        "`$ref: {r}` names a file outside the document's folder: put it beside the document \
+                         or in a folder under it (the file is served with the document)"
+                    ));
+                }
+                let loaded = load(&path)?;
                 self.files.insert(file.to_string(), std::rc::Rc::new(loaded));
             }
             &self.files[file]

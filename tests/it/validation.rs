@@ -523,6 +523,16 @@ async fn check_reports_broken_documents_and_unmapped_security() {
          components:\n  securitySchemes:\n    oauth: { type: oauth2, flows: {} }\n",
     );
     write("old.yaml", "swagger: '2.0'\npaths: {}\n");
+    // A reference out of the document's folder (the served document would
+    // bundle the file whole).
+    std::fs::create_dir(dir.path().join("api")).unwrap();
+    write("secret.yaml", "X: { type: integer }\ndb_password: hunter2\n");
+    write(
+        "api/out.yaml",
+        "openapi: 3.0.3\ninfo: { title: t, version: '1' }\npaths:\n  /a:\n    post:\n\
+         \x20     requestBody: { content: { application/json: { schema: { $ref: '../secret.yaml#/X' } } } }\n\
+         \x20     responses: {}\n",
+    );
     write(
         "twice.yaml",
         "openapi: 3.0.3\ninfo: { title: t, version: '1' }\npaths:\n  /a:\n    get: { operationId: same, responses: {} }\n\
@@ -541,7 +551,8 @@ async fn check_reports_broken_documents_and_unmapped_security() {
                 \x20 - { name: old, openapi: old.yaml, upstream: u }\n\
                 \x20 - { name: gone, openapi: missing.yaml, upstream: u }\n\
                 \x20 - { name: broken, openapi: broken.yaml, upstream: u, base_path: /b }\n\
-                \x20 - { name: twice, openapi: twice.yaml, upstream: u, base_path: /t }\n";
+                \x20 - { name: twice, openapi: twice.yaml, upstream: u, base_path: /t }\n\
+                \x20 - { name: out, openapi: api/out.yaml, upstream: u, base_path: /o }\n";
     let errors = portcullis::check(&load(yaml, dir.path())).unwrap_err().to_string();
     for expected in [
         "apis[0].openapi",
@@ -561,6 +572,7 @@ async fn check_reports_broken_documents_and_unmapped_security() {
         "apis[4].operations.getPet: `broken.yaml` at `/paths/~1pets~1{id}/get/parameters/0/schema/type`: \"integr\"",
         "apis[4].openapi: `broken.yaml` at `/components/schemas/Pet/properties/age/minimum`: \"x\" is not of type \"number\"",
         "apis[5].openapi: `twice.yaml`: operationId `same` is given to `GET /a` and `POST /b`",
+        "`$ref: ../secret.yaml#/X` names a file outside the document's folder",
     ] {
         assert!(errors.contains(expected), "{expected} not in:\n{errors}");
     }
