@@ -173,10 +173,31 @@ impl Gateway {
     /// Compiles the config, binds every listener and starts serving.
     /// Must be called inside a Tokio runtime.
     pub async fn start(loaded: &LoadedConfig) -> Result<Handle, StartError> {
+        Gateway::start_with(loaded, None).await
+    }
+
+    /// [`Gateway::start`], with the admin API's `POST /reload` requests
+    /// going to the receiver returned from the first moment the admin API
+    /// listens (asked for later, [`Handle::reload_requests`] leaves a window
+    /// in which a reload is answered 503).
+    pub async fn start_taking_reloads(
+        loaded: &LoadedConfig,
+    ) -> Result<(Handle, tokio::sync::mpsc::Receiver<ReloadRequest>), StartError> {
+        let (to, from) = tokio::sync::mpsc::channel(4);
+        Ok((Gateway::start_with(loaded, Some(to)).await?, from))
+    }
+
+    async fn start_with(
+        loaded: &LoadedConfig,
+        reloads: Option<server::state::ReloadRequests>,
+    ) -> Result<Handle, StartError> {
         let plan = plan::compile(loaded)?;
         let bound = bind_new(&plan, &[]).await?;
         plan.start_background(None).map_err(StartError::AccessLog)?;
         let state = GatewayState::new(loaded, &plan.observe.registry);
+        if let Some(to) = reloads {
+            state.set_reload_requests(to);
+        }
         let admin_addr = plan.admin.as_ref().map(|a| a.addr);
         let shared = Arc::new(Shared { plan: ArcSwap::from_pointee(plan), state });
         let admin = match admin_addr {

@@ -217,8 +217,8 @@ fn run(path: Option<PathBuf>, watch: bool) -> ExitCode {
         // Before the listeners open: a SIGHUP that arrives early must not
         // hit the default action (terminate).
         let signals = Signals::install();
-        let handle = match Gateway::start(&loaded).await {
-            Ok(h) => h,
+        let (handle, requests) = match Gateway::start_taking_reloads(&loaded).await {
+            Ok(started) => started,
             Err(e) => {
                 tracing::error!("{}", e.located(&loaded));
                 if path.is_none()
@@ -239,7 +239,7 @@ fn run(path: Option<PathBuf>, watch: bool) -> ExitCode {
         }
         // Serving: a stdout nobody reads must not stop a worker.
         portcullis::own_log::detach();
-        serve_until_stopped(&handle, signals, path.as_deref(), watch.then_some(loaded.hash)).await;
+        serve_until_stopped(&handle, signals, requests, path.as_deref(), watch.then_some(loaded.hash)).await;
         tracing::info!("shutting down: draining connections");
         handle.shutdown().await;
         tracing::info!("stopped");
@@ -268,12 +268,17 @@ impl Signals {
 /// Reloads on SIGHUP (and on file changes with `--watch`, given the hash
 /// of the text the gateway started from), reopens the access log on
 /// SIGUSR1 (logrotate), until SIGTERM or SIGINT.
-async fn serve_until_stopped(handle: &portcullis::Handle, signals: Signals, path: Option<&Path>, watch: Option<u64>) {
+async fn serve_until_stopped(
+    handle: &portcullis::Handle,
+    signals: Signals,
+    mut requests: tokio::sync::mpsc::Receiver<portcullis::ReloadRequest>,
+    path: Option<&Path>,
+    watch: Option<u64>,
+) {
     let (Some(mut term), Some(mut hup), Some(mut usr1)) = (signals.term, signals.hup, signals.usr1) else {
         let _ = tokio::signal::ctrl_c().await;
         return;
     };
-    let mut requests = handle.reload_requests();
     // `--watch` follows the file's content (a copy that keeps the old
     // modification time, `cp -p` or `rsync -a`, is a change too), and
     // reloads once a change has stayed the same for one poll: a file still
@@ -287,11 +292,14 @@ async fn serve_until_stopped(handle: &portcullis::Handle, signals: Signals, path
         tokio::select! {
             _ = term.recv() => return,
             _ = tokio::signal::ctrl_c() => return,
+            // A reload asked for reads the file as it is: `--watch` takes
+            // that text as live (else it would reload it once more).
             _ = hup.recv() => {
-                live = path.and_then(fingerprint);
+                (live, changed) = (path.and_then(fingerprint), None);
                 reload(handle, path).await;
             }
             Some(reply) = requests.recv() => {
+                (live, changed) = (path.and_then(fingerprint), None);
                 let _ = reply.send(reload(handle, path).await);
             }
             _ = usr1.recv() => {

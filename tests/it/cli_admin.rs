@@ -176,3 +176,19 @@ async fn reload_sends_no_token_to_what_is_not_the_admin_api() {
     let heard = text(&seen.lock().unwrap());
     assert!(heard.contains("GET /healthz") && !heard.contains(token), "{heard}");
 }
+
+/// With `--watch`, a reload asked for (`POST /reload`) takes the file as
+/// it is: the watcher does not reload the same text again a poll later.
+#[tokio::test]
+async fn a_reload_asked_for_is_not_repeated_by_the_watcher() {
+    let (gw, addr, admin) = spawn_gateway_admin(&config("one", "{ bind: \"127.0.0.1:0\" }"), &["--watch"]);
+    let admin = admin.expect("admin listening");
+    std::fs::write(&gw.config, config("two", "{ bind: \"127.0.0.1:0\" }")).unwrap();
+    let reply = post(&format!("http://{admin}/reload"), &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(get(&format!("http://{addr}/"), &[]).await.text(), "two");
+    // Two polls of the watcher (2 s each) and a margin.
+    tokio::time::sleep(std::time::Duration::from_millis(4500)).await;
+    let reloads = gw.log.lock().unwrap().iter().filter(|l| l.contains("config reloaded")).count();
+    assert_eq!(reloads, 1, "{:#?}", gw.log.lock().unwrap());
+}
