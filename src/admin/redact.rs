@@ -19,6 +19,11 @@ pub const REDACTED: &str = "<redacted>";
 /// maps of users).
 const SECRET_KEYS: &[&str] = &["secret", "client_secret", "password", "key", "sha256", "users"];
 
+/// Maps whose keys are names the file chose (an upstream called `users`,
+/// a query parameter called `key`), not settings: a name is never taken
+/// for a secret key (the whole upstream would be hidden).
+const NAMED: &[&str] = &["upstreams", "auth", "formats", "calls", "operations", "security", "query", "path", "cookies"];
+
 /// Replaces every secret in `doc`.
 pub fn redact(doc: &mut Value) {
     redact_under(doc, None, &Redact::default());
@@ -26,6 +31,9 @@ pub fn redact(doc: &mut Value) {
 
 fn redact_under(doc: &mut Value, parent: Option<&str>, query: &Redact) {
     match doc {
+        Value::Object(map) if parent.is_some_and(|p| NAMED.contains(&p)) => {
+            map.values_mut().for_each(|v| redact_under(v, None, query));
+        }
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
                 let key = k.to_ascii_lowercase();
@@ -119,5 +127,19 @@ mod tests {
         assert_eq!(doc["tracing"]["otlp"]["endpoint"], "http://c:4318");
         assert_eq!(doc["routes"][0]["upstream"], "u");
         assert_eq!(doc["consumers"][0]["id"], "acme");
+    }
+
+    #[test]
+    fn names_the_file_chose_are_not_secret_keys() {
+        let mut doc = serde_json::json!({
+            "upstreams": { "users": { "targets": ["http://10.0.0.1:80"] }, "key": { "targets": ["http://10.0.0.2:80"] } },
+            "auth": { "secret": { "basic": { "users": { "ann": "$2y$10$x" } } } },
+            "routes": [ { "validate": { "query": { "password": { "type": "string", "minLength": 8 } } } } ]
+        });
+        redact(&mut doc);
+        assert_eq!(doc["upstreams"]["users"]["targets"][0], "http://10.0.0.1:80");
+        assert_eq!(doc["upstreams"]["key"]["targets"][0], "http://10.0.0.2:80");
+        assert_eq!(doc["auth"]["secret"]["basic"]["users"], REDACTED, "a provider's users stay hidden");
+        assert_eq!(doc["routes"][0]["validate"]["query"]["password"]["minLength"], 8);
     }
 }
