@@ -581,21 +581,21 @@ fn failed(
 }
 
 /// The answer: each call's (filtered) JSON merged as configured, and what failed.
-fn merged(plan: &AggregatePlan, results: Vec<Option<Result<Value, CallError>>>) -> Response<Body> {
+fn merged<'p>(plan: &'p AggregatePlan, results: Vec<Option<Result<Value, CallError>>>) -> Response<Body> {
     let mut doc = Map::new();
     let mut errors = Vec::new();
     let mut failed: Vec<&str> = Vec::new();
     // A flat merge keeps the first value of a field (docs/aggregation.md),
-    // whoever sets it: an object's member, or a call's own key.
-    let put = |doc: &mut Map<String, Value>, call: &CallPlan, k: String, v: Value| {
-        if doc.contains_key(&k) {
-            tracing::warn!(
-                call = &*call.name,
-                field = k,
-                "aggregate: the field is already set by an earlier call; kept the first"
-            );
-        } else {
+    // whoever sets it: an object's member, or a call's own key. What a call
+    // lost is logged once per call (an answer may bring thousands of them).
+    let mut dropped: Vec<(&str, usize, String)> = Vec::new();
+    let mut put = |doc: &mut Map<String, Value>, call: &'p CallPlan, k: String, v: Value| {
+        if !doc.contains_key(&k) {
             doc.insert(k, v);
+        } else if let Some(d) = dropped.iter_mut().find(|d| d.0 == &*call.name) {
+            d.1 += 1;
+        } else {
+            dropped.push((&call.name, 1, k));
         }
     };
     for (call, result) in plan.calls.iter().zip(results) {
@@ -620,6 +620,14 @@ fn merged(plan: &AggregatePlan, results: Vec<Option<Result<Value, CallError>>>) 
             }
             None => {}
         }
+    }
+    for (call, count, first) in dropped {
+        tracing::warn!(
+            call,
+            fields = count,
+            first = %first.escape_debug(),
+            "aggregate: fields already set by an earlier call; kept the first"
+        );
     }
     let mark = if failed.is_empty() {
         HeaderValue::from_static("complete")

@@ -379,3 +379,35 @@ async fn a_call_that_cannot_connect_in_time_says_so() {
     assert_eq!(reply.json()["errors"][0]["detail"], "no connection to the upstream within 200 ms", "{}", reply.text());
     drop(fillers);
 }
+
+/// Fields a flat merge drops are logged once per call and request, with
+/// their count: an answer with thousands of colliding keys is one line.
+#[tokio::test]
+async fn fields_a_flat_merge_drops_are_logged_once_per_call() {
+    let (u, o, r) = three().await;
+    u.set(Mode::Json(r#"{"a":1,"b":2,"c":3,"d":4}"#));
+    o.set(Mode::Json(r#"{"a":9,"b":9,"c":9,"e":5}"#));
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\n{}\
+         routes:\n  - name: flat\n    match: {{ path: /flat }}\n    aggregate:\n      merge: flat\n      calls:\n        \
+         first: {{ upstream: users, path: /u }}\n        second: {{ upstream: orders, path: /o }}\n",
+        upstreams(&u, &o, &r)
+    );
+    let (gw, addr) = crate::support::process::spawn_gateway(&yaml);
+    let doc = get(&format!("http://{addr}/flat"), &[]).await.json();
+    assert_eq!((doc["a"].as_i64(), doc["e"].as_i64()), (Some(1), Some(5)));
+    let mut lines = Vec::new();
+    for _ in 0..100 {
+        lines = gw.log.lock().unwrap().iter().filter(|l| l.contains("kept the first")).cloned().collect();
+        if !lines.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].contains("call=\"second\"") && lines[0].contains("fields=3") && lines[0].contains("first=a"),
+        "{}",
+        lines[0]
+    );
+}
