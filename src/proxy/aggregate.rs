@@ -313,6 +313,15 @@ fn fill(
                         "." | ".." => {
                             return Err(CallError::Placeholder(text.clone(), "is a dot segment (`.` or `..`)"));
                         }
+                        // Escaped as `%2F`, `%5C`, `%252e`: what the gateway
+                        // refuses from clients, because services that decode
+                        // before they resolve would read `../admin` in them.
+                        s if s.contains(['/', '\\']) || has_escape(s) => {
+                            return Err(CallError::Placeholder(
+                                text.clone(),
+                                "holds `/`, `\\` or a `%` escape: not one path segment to every service",
+                            ));
+                        }
                         _ => {}
                     }
                 }
@@ -321,6 +330,12 @@ fn fill(
         }
     }
     PathAndQuery::try_from(out).map_err(|_| CallError::BadPath)
+}
+
+/// Whether `s` holds a `%` and two hex digits (escaped again, it would be
+/// read as the escape by a service that decodes twice).
+fn has_escape(s: &str) -> bool {
+    s.as_bytes().windows(3).any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit())
 }
 
 /// A request path segment as a query value: what would end or split it

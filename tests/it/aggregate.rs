@@ -282,7 +282,18 @@ async fn placeholder_values_stay_inside_their_place() {
     );
     let gw = gateway(&yaml).await;
     o.set(Mode::Json("[]"));
-    for (v, sent) in [(r#""..""#, false), (r#"".""#, false), (r#""""#, false), (r#""a.b""#, true)] {
+    // `/`, `\` and escapes too: encoded, some services would decode them
+    // before resolving dot segments (the gateway refuses them from clients).
+    for (v, sent) in [
+        (r#""..""#, false),
+        (r#"".""#, false),
+        (r#""""#, false),
+        (r#""a.b""#, true),
+        (r#""../admin""#, false),
+        (r#""a\\b""#, false),
+        (r#""%2e%2e""#, false),
+        (r#""50%off""#, true),
+    ] {
         u.set(Mode::Json(Box::leak(format!(r#"{{"v":{v}}}"#).into_boxed_str())));
         let before = o.last_request().map(|r| r.uri);
         let reply = get(&gw.url("/c/7"), &[]).await;
