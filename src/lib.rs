@@ -63,9 +63,8 @@ pub fn check_file(path: &std::path::Path) -> Result<LoadedConfig, ConfigErrors> 
         Err(errors) => errors,
     };
     let base = path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
-    let repaired = std::fs::read_to_string(path)
-        .ok()
-        .and_then(|text| config::parse_repaired(&text, &path.display().to_string(), &base));
+    let repaired =
+        config::read_text(path).ok().and_then(|text| config::parse_repaired(&text, &path.display().to_string(), &base));
     let Some(Err(semantic)) = repaired.map(|r| check(&r)) else { return Err(parsed) };
     // The parts cut out: what lies beside them, and names defined in them,
     // would only show the cut. (A key given twice cuts nothing: the

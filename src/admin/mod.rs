@@ -137,7 +137,14 @@ fn unauthorized(shared: &Shared, req: &Request<Incoming>) -> Option<Response<Ful
             "without `admin.token` the admin API answers only requests to an IP address or `localhost` (`Host`)",
         ));
     }
-    let token = req.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
+    // Two `Authorization` lines are refused, as on public listeners: one
+    // credential is checked, and it must be the only one.
+    let mut lines = req.headers().get_all(header::AUTHORIZATION).iter();
+    let token = match (lines.next(), lines.next()) {
+        (first, None) => first.map(HeaderValue::as_bytes),
+        (Some(_), Some(_)) => return Some(needs_token()),
+        (None, Some(_)) => None,
+    };
     (!admin.authorized(token)).then(needs_token)
 }
 

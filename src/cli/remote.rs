@@ -47,7 +47,7 @@ fn admin(config: Option<&Path>, flag: Option<&str>) -> Result<Admin, String> {
 
 /// `admin.bind` and `admin.token` of a config file, `${VAR}`s replaced.
 fn admin_block(path: &Path) -> Result<(Option<String>, Option<String>), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = crate::config::read_text(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let doc: Value = serde_saphyr::from_str(&text).map_err(|e| {
         format!(
             "{} does not read as YAML ({e}), so it does not say where the admin API is: the gateway was not asked \

@@ -106,10 +106,31 @@ impl LoadedConfig {
     }
 }
 
+/// The largest config or document file read (a config of 20,000 routes
+/// is a few MB): `--config /dev/zero` must not take the memory.
+pub const MAX_FILE: u64 = 64 << 20;
+
+/// A config or document file's text: a regular file (not a FIFO that
+/// never ends, not a device) of at most `MAX_FILE` bytes.
+pub fn read_text(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    // Asked before opening: opening a FIFO waits for a writer.
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let file = std::fs::File::open(path)?;
+    let mut text = String::new();
+    file.take(MAX_FILE + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_FILE {
+        return Err(std::io::Error::other(format!("larger than {} MiB", MAX_FILE >> 20)));
+    }
+    Ok(text)
+}
+
 /// Reads and parses a config file.
 pub fn load_file(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = read_text(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             file: name.clone(),
             path: String::new(),
@@ -126,7 +147,7 @@ pub fn load_file(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
 /// `no`, `on`, `off`, `y` and `n` are strings (YAML 1.1 made them booleans,
 /// so `enum: [yes, no]` or a parameter named `n` would change meaning).
 pub fn load_document(path: &Path) -> Result<serde_json::Value, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let text = read_text(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
     let parsed: Result<serde_json::Value, String> = if path.extension().is_some_and(|e| e == "json") {
         serde_json::from_str(&text).map_err(|e| e.to_string())
     } else {
@@ -288,6 +309,15 @@ fn plain_message(e: &serde_saphyr::Error, key: Option<&str>) -> String {
     }
     if text.starts_with("budget breached: Depth") {
         return "nested too deeply (a config or schema goes at most 64 levels deep)".into();
+    }
+    if text.starts_with("budget breached: Nodes") {
+        return "more than 250,000 YAML nodes (some 20,000 one-line routes): the reader stops here".into();
+    }
+    if text.starts_with("budget breached") {
+        return format!("the file is too large for the YAML reader ({})", text.trim_start_matches("budget breached: "));
+    }
+    if text.starts_with("cannot deserialize null into") {
+        return "a key or value is empty (`null`): write one".into();
     }
     // The library's words for a scalar or a node of the wrong kind, in ours.
     let plain = match text {

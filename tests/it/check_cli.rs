@@ -495,3 +495,19 @@ fn the_dollar_escape_is_not_a_quoted_variable() {
     assert_eq!(warnings.len(), 1, "{stderr}");
     assert!(warnings[0].contains("routes[1].static.body"), "{stderr}");
 }
+
+/// A config is a regular file of at most 64 MiB: `/dev/zero` is not read
+/// until memory runs out, a FIFO is not waited on.
+#[test]
+fn what_is_not_a_config_file_is_refused_at_once() {
+    let (code, _, stderr) = check(Path::new("/dev/zero"));
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("cannot read the config file: not a regular file"), "{stderr}");
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.yaml");
+    let file = std::fs::File::create(&big).unwrap();
+    file.set_len((64 << 20) + 1).unwrap();
+    let (code, _, stderr) = check(&big);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("larger than 64 MiB"), "{stderr}");
+}

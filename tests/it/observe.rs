@@ -482,6 +482,11 @@ async fn admin_needs_its_token_and_stays_off_the_public_listener() {
         assert_eq!(r.header("content-type"), Some("application/problem+json"));
         assert_eq!(get(&admin(&h, path), &[("authorization", "Bearer wrong-token-0123456789")]).await.status, 401);
         assert_eq!(get(&admin(&h, path), &[("authorization", "Bearer admin-token-0123456789")]).await.status, 200);
+        // Two credentials, whatever their order: one is checked, so neither is taken.
+        for pair in [["Bearer admin-token-0123456789", "Bearer x"], ["Bearer x", "Bearer admin-token-0123456789"]] {
+            let two = [("authorization", pair[0]), ("authorization", pair[1])];
+            assert_eq!(get(&admin(&h, path), &two).await.status, 401, "{path} {pair:?}");
+        }
     }
     let auth = [("authorization", "Bearer admin-token-0123456789")];
     let config = get(&admin(&h, "/config"), &auth).await.text();
