@@ -1090,3 +1090,19 @@ components:
     assert!(deep.json()["errors"][0]["detail"].as_str().unwrap().contains("nested too deeply"), "{}", deep.text());
     assert_eq!(up.count(), 0);
 }
+
+/// A problem whose pointer repeats a long name the client wrote is still
+/// listed (cut, ending in `…`), never an empty `errors`.
+#[tokio::test]
+async fn a_problem_about_a_long_name_is_listed_cut() {
+    let s = setup().await;
+    let name = "k".repeat(9_000);
+    let body = format!(r#"{{"{name}":1,"{name}":2}}"#);
+    let r = post(&s, "/orders", "application/json", &body, Some(TENANT)).await;
+    let got = errors(&r);
+    assert!(!got.is_empty(), "{}", r.text());
+    let long = got.iter().find(|(_, p)| p.contains("kkk")).expect("the duplicate key's problem");
+    assert!(long.1.ends_with('…') && long.1.len() <= 203, "{}", long.1.len());
+    assert!(r.text().len() < 9_000, "{} bytes", r.text().len());
+    assert_eq!(s.up.count(), 0);
+}

@@ -362,15 +362,11 @@ impl Compiled {
                 Ok(b) => b.to_bytes(),
                 Err(e) => return body_refused(&e, ctx),
             };
-            if let Some(refusal) = self.check_body(req, &bytes, &mut problems) {
+            if let Some((refusal, reported)) = self.check_body(req, &bytes, &mut problems) {
                 if !self.report {
                     return Outcome::Respond(refusal(ctx));
                 }
-                problems.push(Problem {
-                    place: "body",
-                    pointer: String::new(),
-                    detail: "a Content-Type this route does not accept (415 when enforced)".into(),
-                });
+                problems.push(Problem { place: "body", pointer: String::new(), detail: reported.into() });
             }
             ctx.body = Some(RequestBody::buffered(bytes, limit, stall));
         }
@@ -430,13 +426,14 @@ impl Compiled {
         problems
     }
 
-    /// The body's checks; `Some` is an answer other than 400 (415).
+    /// The body's checks; `Some` is an answer other than 400 (415), and
+    /// what report mode logs for it.
     fn check_body(
         &self,
         req: &request::Parts,
         bytes: &Bytes,
         problems: &mut Vec<Problem>,
-    ) -> Option<fn(&RequestCtx<'_>) -> Answer> {
+    ) -> Option<(Refusal, &'static str)> {
         if bytes.is_empty() {
             if self.body.as_ref().is_some_and(|b| b.required) {
                 problems.push(Problem {
@@ -449,7 +446,7 @@ impl Compiled {
         }
         let media = req.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(media_essence).unwrap_or_default();
         if !self.content_types.is_empty() && !self.content_types.iter().any(|t| media_matches(t, &media)) {
-            return Some(unsupported_media_type);
+            return Some((unsupported_media_type, "a Content-Type this route does not accept (415 when enforced)"));
         }
         let Some(rule) = &self.body else { return None };
         // A compressed body is not read here: checked as it is, it would be
@@ -461,14 +458,17 @@ impl Compiled {
             .iter()
             .any(|v| v.as_bytes().split(|&b| b == b',').any(|c| !matches!(c.trim_ascii(), b"" | b"identity")));
         if coded {
-            return Some(unsupported_coding);
+            return Some((
+                unsupported_coding,
+                "a Content-Encoding: bodies are checked uncompressed (415 when enforced)",
+            ));
         }
         let read_as_text = is_json(&media) || media == "application/x-www-form-urlencoded";
         if read_as_text && !utf8_charset(req.headers.get(CONTENT_TYPE)) {
             // Checked as UTF-8, the body could read otherwise to a service
             // that honours `charset=utf-16` or `latin1` (RFC 8259 §8.1: JSON
             // exchanged is UTF-8).
-            return Some(unsupported_charset);
+            return Some((unsupported_charset, "a charset other than UTF-8 (415 when enforced)"));
         }
         if is_json(&media) {
             if rule.shortcut.as_ref().is_some_and(|s| s.passes(bytes, &self.limits)) {
@@ -609,6 +609,9 @@ fn media_matches(configured: &str, media: &str) -> bool {
     }
 }
 
+/// A body's answer other than 400.
+type Refusal = fn(&RequestCtx<'_>) -> Answer;
+
 fn unsupported_media_type(ctx: &RequestCtx<'_>) -> Answer {
     problem::problem(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -646,13 +649,29 @@ fn body_refused(e: &BodyError, ctx: &RequestCtx<'_>) -> Outcome {
 
 /// 400 with the problems found, at most `MAX_ERRORS` of them in at most
 /// `MAX_ERRORS_BYTES`.
+/// The longest pointer or detail an answer repeats; longer ones end in `…`.
+const MAX_SHOWN: usize = 200;
+
+/// `text` cut to `MAX_SHOWN` bytes at a character boundary, `…` after it.
+fn cut(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= MAX_SHOWN {
+        return text.into();
+    }
+    let mut end = MAX_SHOWN;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end]).into()
+}
+
 fn invalid(problems: &[Problem], ctx: &RequestCtx<'_>) -> Answer {
     let mut errors = Vec::new();
     let mut size = 0;
     for p in problems.iter().take(MAX_ERRORS) {
-        let entry = serde_json::json!({ "in": p.place, "pointer": p.pointer, "detail": p.detail });
+        // A pointer or detail may repeat a name the client wrote, of any length.
+        let entry = serde_json::json!({ "in": p.place, "pointer": cut(&p.pointer), "detail": cut(&p.detail) });
         size += entry.to_string().len();
-        if size > MAX_ERRORS_BYTES {
+        if size > MAX_ERRORS_BYTES && !errors.is_empty() {
             break;
         }
         errors.push(entry);
