@@ -416,6 +416,15 @@ fn compile_observe(cx: &mut Ctx, registry: Arc<Registry>, routes: &[Route]) -> O
             }
         }
     }
+    // Checked here, once, whether a schema uses the format or not (a use
+    // site skips a bad one: the fault is the format's, said here).
+    for (name, pattern) in &cfg.formats {
+        if let Err(e) = regex::Regex::new(pattern) {
+            let why = e.to_string();
+            let why = why.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim_start_matches("error: ");
+            cx.err(format!("formats.{name}"), format!("not a regular expression: {why}"));
+        }
+    }
     let mut sample = 0.0;
     if let Some(otlp) = &cfg.tracing.otlp {
         if !cfg!(feature = "otlp") {

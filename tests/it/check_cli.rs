@@ -89,6 +89,10 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
         ":5:10:", "admin.token", "`${ADMIN_TOKEN_FOR_GATEWAY` has no closing `}`",
         ":11:14:", "routes[0].request_headers.set.x-r", "`${NOPE_C` has no closing",
     ]),
+    ("bad-format.yaml", 2, &[
+        ":5:9:", "formats.e164", "not a regular expression: unclosed counted repetition",
+        ":6:11:", "formats.unused", "unclosed group",
+    ]),
     ("trace-method.yaml", 1, &[":6:", "routes[0].match.methods[1]", "answers every `TRACE` with 501"]),
     ("listener-clash.yaml", 3, &[
         ":5:", "listeners[1].bind", "`0.0.0.0:44601` is bound by listener `a` too",

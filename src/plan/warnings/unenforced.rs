@@ -41,6 +41,16 @@ pub(super) fn unenforced_openapi(loaded: &LoadedConfig, found: &mut Found) {
                     if media.starts_with("multipart/") && c.get("schema").is_some() {
                         note(format!("the `{media}` schema of {at} (only its media type is checked)"));
                     }
+                    // A range's schema is checked on JSON and form bodies only: a
+                    // body labelled `text/plain` passes unread, and a service that
+                    // parses whatever it gets as JSON would act on it.
+                    let essence = media.split(';').next().unwrap_or("").trim();
+                    if matches!(essence, "*/*" | "application/*") && c.get("schema").is_some() {
+                        note(format!(
+                            "the `{essence}` schema of {at} (checked on JSON and form bodies only; \
+                             a body sent as another type passes unchecked)"
+                        ));
+                    }
                     if c.get("encoding").is_some() {
                         note(format!("the `encoding` of {at}'s `{media}` body (properties are read as text)"));
                     }
@@ -67,7 +77,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let doc = "openapi: 3.0.3\ninfo: { title: t, version: '1' }\npaths:\n  /a:\n    servers: [ { url: /v3 } ]\n    \
                    put:\n      parameters: [ { name: e, in: query, allowEmptyValue: true, schema: { type: integer } } ]\n      \
-                   requestBody: { content: { multipart/form-data: { schema: { type: object } } } }\n      responses: {}\n";
+                   requestBody: { content: { multipart/form-data: { schema: { type: object } } } }\n      responses: {}\n    \
+                   post:\n      requestBody: { content: { '*/*': { schema: { type: object } } } }\n      responses: {}\n";
         std::fs::write(dir.path().join("d.yaml"), doc).unwrap();
         let text = "apis:\n  - { name: a, openapi: d.yaml, upstream: u }\n";
         let loaded = crate::config::parse_str(text, "t.yaml", dir.path()).unwrap();
@@ -75,8 +86,16 @@ mod tests {
         super::unenforced_openapi(&loaded, &mut found);
         assert_eq!(found.0.len(), 1);
         let message = &found.0[0].2;
-        for part in ["`servers` of path `/a`", "`allowEmptyValue` of `PUT /a`", "`multipart/form-data` schema"] {
+        for part in
+            ["`servers` of path `/a`", "`allowEmptyValue` of `PUT /a`", "`multipart/form-data` schema", "and 1 more"]
+        {
             assert!(message.contains(part), "{part}: {message}");
         }
+        let range = "openapi: 3.0.3\ninfo: { title: t, version: '1' }\npaths:\n  /b:\n    post:\n      \
+                     requestBody: { content: { 'application/*': { schema: { type: object } } } }\n      responses: {}\n";
+        std::fs::write(dir.path().join("d.yaml"), range).unwrap();
+        let mut found = super::Found::default();
+        super::unenforced_openapi(&loaded, &mut found);
+        assert!(found.0[0].2.contains("the `application/*` schema of `POST /b` (checked on JSON and form bodies only"));
     }
 }
