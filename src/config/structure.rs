@@ -21,6 +21,9 @@ use super::{ConfigError, Locations};
 /// Stands for a `${NAME}` that is not set, so that the document can be
 /// read whole and each one reported where it is.
 const UNSET: &str = "\u{0}portcullis-unset:";
+/// Stands for a variable set to the empty string: YAML would read an empty
+/// plain value as `null`, the gateway's own reading gives empty text.
+const EMPTY: &str = "\u{0}portcullis-empty";
 
 /// The config's JSON Schema, made once.
 fn schema() -> &'static Value {
@@ -104,7 +107,9 @@ fn unit_explained(pointer: &str, value: &Value) -> Option<String> {
 /// and the document without the nodes they are in (`None` when the text
 /// is not even YAML).
 pub fn problems(text: &str, file: &str, locations: &Locations) -> (Vec<ConfigError>, Option<Value>) {
-    let mut properties: HashMap<String, String> = std::env::vars().collect();
+    let mut properties: HashMap<String, String> = std::env::vars()
+        .map(|(k, v)| if v.is_empty() { (k.clone(), format!("{EMPTY}{k}\u{0}")) } else { (k, v) })
+        .collect();
     for name in variables(text) {
         properties.entry(name.to_string()).or_insert_with(|| format!("{UNSET}{name}"));
     }
@@ -123,7 +128,26 @@ pub fn problems(text: &str, file: &str, locations: &Locations) -> (Vec<ConfigErr
     // the whole file): where the line gives a default, the default goes
     // in its place; only a bare `${NAME}` lacks a value.
     let mut defaulted: Vec<(String, String)> = Vec::new();
+    let mut emptied: Vec<(String, String)> = Vec::new();
     super::for_each_string(&doc, &mut |path, s| {
+        if s.contains(EMPTY) {
+            // `${NAME:-text}` gives `text` for an empty NAME; `${NAME}` and
+            // `${NAME-text}` give nothing.
+            let line = locations.find(path).and_then(|(l, _)| text.lines().nth(l.saturating_sub(1))).unwrap_or("");
+            let mut value = s.to_string();
+            while let Some(at) = value.find(EMPTY) {
+                let rest = &value[at + EMPTY.len()..];
+                let name = rest.split('\u{0}').next().unwrap_or("").to_string();
+                let open = format!("${{{name}:-");
+                let default = line
+                    .find(&open)
+                    .and_then(|start| line[start + open.len()..].split('}').next())
+                    .unwrap_or("")
+                    .to_string();
+                value.replace_range(at..at + EMPTY.len() + name.len() + 1, &default);
+            }
+            emptied.push((path.to_string(), value));
+        }
         if let Some(at) = s.find(UNSET) {
             let name: String =
                 s[at + UNSET.len()..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
@@ -136,6 +160,15 @@ pub fn problems(text: &str, file: &str, locations: &Locations) -> (Vec<ConfigErr
             }
         }
     });
+    for (path, value) in emptied {
+        if let Some(node) = steps(&path).as_deref().and_then(|st| node_mut(&mut doc, st)) {
+            // Empty stays text; a default is typed as a plain scalar (`8080` a number).
+            *node = match value.is_empty() {
+                true => Value::String(value),
+                false => serde_saphyr::from_str::<Value>(&value).unwrap_or(Value::String(value)),
+            };
+        }
+    }
     for (path, value) in defaulted {
         if let Some(node) = steps(&path).as_deref().and_then(|st| node_mut(&mut doc, st)) {
             // Typed as the library types a plain scalar (`8080` a number, `1MiB` text).
@@ -200,6 +233,11 @@ fn collect(e: &jsonschema::ValidationError<'_>, found: &mut Vec<(String, String)
         {
             found.push((at, why));
         }
+        // The gateway reads a plain number or boolean as text where text is
+        // expected (`name: 1`, `body: 123`), and so does an empty `${VAR}`
+        // (YAML's reading of it here is `null`): not a problem.
+        ValidationErrorKind::Type { kind: TypeKind::Single(t) }
+            if t.to_string() == "string" && matches!(e.instance().as_ref(), Value::Number(_) | Value::Bool(_)) => {}
         kind => found.push((at, message(kind, e.instance()))),
     }
 }

@@ -10,6 +10,7 @@ fn portcullis(args: &[&str]) -> Output {
         .args(args)
         .env_remove(UNSET)
         .env_remove(format!("{UNSET}_TOO"))
+        .env("PORTCULLIS_TEST_EMPTY", "")
         .output()
         .expect("run the portcullis binary")
 }
@@ -93,6 +94,7 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
         ":5:9:", "formats.e164", "not a regular expression: unclosed counted repetition",
         ":6:11:", "formats.unused", "unclosed group",
     ]),
+    ("typo-beside-plain-scalars.yaml", 1, &[":20:1:", "unknown field `log_levle`"]),
     ("trace-method.yaml", 1, &[":6:", "routes[0].match.methods[1]", "answers every `TRACE` with 501"]),
     ("listener-clash.yaml", 3, &[
         ":5:", "listeners[1].bind", "`0.0.0.0:44601` is bound by listener `a` too",
