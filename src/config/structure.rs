@@ -242,15 +242,31 @@ fn collect(e: &jsonschema::ValidationError<'_>, found: &mut Vec<(String, String)
     }
 }
 
-/// `${NAME` without its closing `}` (`${NAME:-text` too), as (line,
-/// column, name), 1-based: the YAML library leaves such text as it is, so
-/// `token: ${ADMIN_TOKEN` would make the token those characters.
-pub fn unclosed_variables(text: &str) -> Vec<(usize, usize, &str)> {
+/// `${NAME` without a `}` after it in a plain scalar (`${NAME:-text`
+/// too), as (line, column, name), 1-based: the YAML library leaves such
+/// text as it is, so `token: ${ADMIN_TOKEN` would make the token those
+/// characters. Only plain scalars are read for variables (quoted and block
+/// scalars stay as written: a `body: |` of shell code is no mistake), and
+/// `$$` is a literal `$`.
+pub fn unclosed_variables(text: &str) -> Vec<(usize, usize, String)> {
+    use granit_parser::{Event, Parser, ScalarStyle};
     let mut found = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        for (at, name, closed) in line_variables(line) {
-            if !closed {
-                found.push((n + 1, line[..at].chars().count() + 1, name));
+    for item in Parser::new_from_str(text) {
+        // A syntax error is the deserializer's to report.
+        let Ok((event, span)) = item else { break };
+        let Event::Scalar(value, ScalarStyle::Plain, ..) = event else { continue };
+        let mut rest = value.as_ref();
+        while let Some(at) = rest.find('$') {
+            let after = &rest[at + 1..];
+            if let Some(next) = after.strip_prefix('$') {
+                rest = next;
+                continue;
+            }
+            rest = after;
+            let Some(inner) = after.strip_prefix('{') else { continue };
+            let len = inner.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(inner.len());
+            if len > 0 && !inner.as_bytes()[0].is_ascii_digit() && !inner[len..].contains('}') {
+                found.push((span.start.line(), span.start.col() + 1, inner[..len].to_string()));
             }
         }
     }
@@ -466,13 +482,14 @@ mod tests {
         remove(&mut doc, "x.y[1]");
         assert_eq!(doc, serde_json::json!({ "routes": [ { "name": "a" } ], "x": {} }));
         assert_eq!(variables("a: ${A}\nb: \"${B_2}\" ${} $C ${1x"), vec!["A", "B_2"]);
-        let text = "a: ${A\nb: ${B:-x #y}\nc: ${C:-z} # ${D\nd: '${E' ${}\ne: \"x #${F\"\nf: ${G-h}${I}${1x";
-        assert_eq!(unclosed_variables(text), vec![(1, 4, "A"), (2, 4, "B")]);
+        let text = "a: ${A\nb: ${B:-x #y}\nc: ${C:-z} # ${D\nd: '${E' ${}\ne: \"x #${F\"\nf: ${G-h}${I}${1x\n\
+                    g: |\n  echo ${arr[0]} ${x.y} ${V:=d}\nh: \"a\\\" ${X\"\ni: \"one\n  ${USER.name}\"\nj: ${x.y}\n";
+        assert_eq!(unclosed_variables(text), vec![(1, 4, "A".to_string()), (2, 4, "B".to_string())]);
         assert!(reads_environment("secret: ${JWT_SECRET} # rotated") && reads_environment("a: x${B:-y}"));
         assert!(!reads_environment("secret: hunter2 # see ${JWT_SECRET}"));
         assert!(!reads_environment("secret: '${JWT_SECRET}'"), "quoted: literal");
         assert!(unclosed_variables("a: $${NAME\nb: $$$${X").is_empty(), "`$$` is a literal `$`");
-        assert_eq!(unclosed_variables("c: $$${Y"), vec![(1, 6, "Y")]);
+        assert_eq!(unclosed_variables("c: $$${Y"), vec![(1, 4, "Y".to_string())]);
     }
 
     #[test]

@@ -517,3 +517,34 @@ fn what_is_not_a_config_file_is_refused_at_once() {
     assert_eq!(code, Some(1));
     assert!(stderr.contains("larger than 64 MiB"), "{stderr}");
 }
+
+/// `${…}` that the YAML library never reads (block and quoted scalars, `$$`)
+/// is text, whatever follows it: no unclosed-variable error.
+#[test]
+fn dollar_braces_in_text_the_library_does_not_read_are_fine() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.yaml");
+    std::fs::write(
+        &path,
+        r#"listeners:
+  - { name: main, bind: "127.0.0.1:0" }
+routes:
+  - name: script
+    match: { path: /install.sh }
+    static:
+      body: |
+        #!/bin/sh
+        echo ${arr[0]} ${x.y} ${VAR:=d} ${VAR#pre} $${HOME
+        const greeting = `Hello ${user.name`;
+      headers:
+        x-a: "a\" ${X"
+        x-b: "one
+          ${USER.name"
+        x-c: 'it''s ${Y'
+        x-d: costs $${Z
+"#,
+    )
+    .unwrap();
+    let (code, stdout, stderr) = check(&path);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+}
