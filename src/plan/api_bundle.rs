@@ -13,74 +13,96 @@ use serde_json::Value;
 const BUNDLED: &str = "x-portcullis-bundled";
 
 /// `doc` (read from `dir`) with its sibling-file references bundled. A file
-/// that cannot be read leaves its references as they were.
-pub(super) fn bundle(doc: &mut Value, dir: &Path) {
-    let root = normalize(dir);
-    let mut files: BTreeMap<PathBuf, Option<Value>> = BTreeMap::new();
-    let mut queue: Vec<PathBuf> = Vec::new();
-    let key = |path: &Path| key(&root, path);
-    rewrite(doc, &root, None, &key, &mut files, &mut queue);
+/// that cannot be read leaves its references as they were. A reference
+/// out of `dir` (whatever names it: a schema, an example, an extension) is
+/// refused: the file would be served whole.
+pub(super) fn bundle(doc: &mut Value, dir: &Path) -> Result<(), String> {
+    let mut b = Bundler { root: normalize(dir), files: BTreeMap::new(), queue: Vec::new(), outside: Vec::new() };
+    let root = b.root.clone();
+    b.rewrite(doc, &root, None);
     // Files reached through other files, each once (a cycle stops at the second visit).
-    while let Some(path) = queue.pop() {
+    while let Some(path) = b.queue.pop() {
         let Ok(mut content) = crate::config::load_document(&path) else { continue };
         let here = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        rewrite(&mut content, &here, Some(&path), &key, &mut files, &mut queue);
-        files.insert(path, Some(content));
+        b.rewrite(&mut content, &here, Some(&path));
+        b.files.insert(path, Some(content));
+    }
+    if let Some(r) = b.outside.first() {
+        return Err(format!(
+            "`$ref: {r}` names a file outside the document's folder: put it beside the document or in a \
+             folder under it (the file is served with the document)"
+        ));
     }
     let bundled: serde_json::Map<String, Value> =
-        files.into_iter().filter_map(|(path, content)| Some((key(&path), content?))).collect();
+        std::mem::take(&mut b.files).into_iter().filter_map(|(path, content)| Some((b.key(&path), content?))).collect();
     if !bundled.is_empty()
         && let Some(map) = doc.as_object_mut()
     {
         map.insert(BUNDLED.into(), Value::Object(bundled));
     }
+    Ok(())
 }
 
-/// The member a file is bundled under: its path from the document's
-/// folder (never the server's own folders), made one pointer token.
-fn key(root: &Path, path: &Path) -> String {
-    let shown = path.strip_prefix(root).map(Path::to_path_buf).unwrap_or_else(|_| {
-        PathBuf::from(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
-    });
-    shown.to_string_lossy().replace('~', "~0").replace('/', "~1")
+/// Whether `path` is `root` or under it (both as written, `..` resolved).
+pub(super) fn inside(root: &Path, path: &Path) -> bool {
+    normalize(path)
+        .strip_prefix(normalize(root))
+        .is_ok_and(|rest| rest.components().all(|c| matches!(c, std::path::Component::Normal(_))))
 }
 
-/// Rewrites the references in `v` (read from `dir`; `file`: the bundled
-/// file it is, `None` for the document) and queues the files they name.
-fn rewrite(
-    v: &mut Value,
-    dir: &Path,
-    file: Option<&Path>,
-    key: &impl Fn(&Path) -> String,
-    files: &mut BTreeMap<PathBuf, Option<Value>>,
-    queue: &mut Vec<PathBuf>,
-) {
-    match v {
-        Value::Object(map) => {
-            if let Some(Value::String(r)) = map.get_mut("$ref") {
-                let (target, pointer) = r.split_once('#').unwrap_or((r.as_str(), ""));
-                let into = match (target, file) {
-                    // A reference inside a bundled file to itself.
-                    ("", Some(own)) => Some(own.to_path_buf()),
-                    ("", None) => None,
-                    // Another file (not a URL: those are refused when the document loads).
-                    (t, _) if !t.contains("://") => Some(normalize(&dir.join(t))),
-                    _ => None,
-                };
-                if let Some(path) = into {
-                    if !files.contains_key(&path) {
-                        files.insert(path.clone(), None);
-                        queue.push(path.clone());
+struct Bundler {
+    /// The document's folder.
+    root: PathBuf,
+    files: BTreeMap<PathBuf, Option<Value>>,
+    queue: Vec<PathBuf>,
+    /// References that leave `root`, as written.
+    outside: Vec<String>,
+}
+
+impl Bundler {
+    /// The member a file is bundled under: its path from the document's
+    /// folder, made one pointer token.
+    fn key(&self, path: &Path) -> String {
+        let shown = path.strip_prefix(&self.root).map(Path::to_path_buf).unwrap_or_default();
+        shown.to_string_lossy().replace('~', "~0").replace('/', "~1")
+    }
+
+    /// Rewrites the references in `v` (read from `dir`; `file`: the bundled
+    /// file it is, `None` for the document) and queues the files they name.
+    fn rewrite(&mut self, v: &mut Value, dir: &Path, file: Option<&Path>) {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get_mut("$ref") {
+                    let (target, pointer) = r.split_once('#').unwrap_or((r.as_str(), ""));
+                    let into = match (target, file) {
+                        // A reference inside a bundled file to itself.
+                        ("", Some(own)) => Some(own.to_path_buf()),
+                        ("", None) => None,
+                        // Another file (not a URL: those are refused when the document loads).
+                        (t, _) if !t.contains("://") => Some(normalize(&dir.join(t))),
+                        _ => None,
+                    };
+                    match into {
+                        Some(path) if !inside(&self.root, &path) || Path::new(target).is_absolute() => {
+                            self.outside.push(r.clone());
+                        }
+                        Some(path) => {
+                            if !self.files.contains_key(&path) {
+                                self.files.insert(path.clone(), None);
+                                self.queue.push(path.clone());
+                            }
+                            *r = format!("#/{BUNDLED}/{}{pointer}", self.key(&path));
+                        }
+                        None => {}
                     }
-                    *r = format!("#/{BUNDLED}/{}{pointer}", key(&path));
+                }
+                for (_, child) in map.iter_mut() {
+                    self.rewrite(child, dir, file);
                 }
             }
-            for (_, child) in map.iter_mut() {
-                rewrite(child, dir, file, key, files, queue);
-            }
+            Value::Array(items) => items.iter_mut().for_each(|i| self.rewrite(i, dir, file)),
+            _ => {}
         }
-        Value::Array(items) => items.iter_mut().for_each(|i| rewrite(i, dir, file, key, files, queue)),
-        _ => {}
     }
 }
 

@@ -31,7 +31,7 @@ pub(super) fn routes(
     // A relative server URL: callers reach the paths on the host they read
     // the document from, under the gateway's base path.
     let mut served_doc = doc.clone();
-    super::api_bundle::bundle(&mut served_doc, dir);
+    super::api_bundle::bundle(&mut served_doc, dir)?;
     if let Some(map) = served_doc.as_object_mut() {
         let url = if base_path.is_empty() { "/" } else { base_path };
         map.insert("servers".into(), serde_json::json!([ { "url": url } ]));

@@ -641,22 +641,39 @@ fn load(path: &Path) -> Result<Value, String> {
 
 /// The document and the sibling files its `$ref`s name.
 struct Docs {
+    /// The document's folder: no file outside it is read.
     dir: PathBuf,
     /// Shared, not cloned: a `$ref` into a sibling file resolves against it.
-    files: BTreeMap<String, std::rc::Rc<Value>>,
+    files: BTreeMap<PathBuf, std::rc::Rc<Value>>,
+}
+
+/// The document a `$ref` is written in, and its folder (a relative file
+/// reference is read from there, as JSON Reference resolves it against
+/// the referring document).
+#[derive(Clone, Copy)]
+struct Src<'a> {
+    doc: &'a Value,
+    dir: &'a Path,
 }
 
 /// How deep `$ref`s may chain (a cycle outside schemas ends here).
 const MAX_REF_DEPTH: usize = 32;
 
 impl Docs {
-    /// Resolves `$ref`s in `v` (from `doc`): references to component
+    /// Resolves `$ref`s in `v` (from the API's own document) as
+    /// [`Docs::resolve_in`] does.
+    fn resolve(&mut self, doc: &Value, v: &mut Value, depth: usize, main: bool) -> Result<(), String> {
+        let dir = self.dir.clone();
+        self.resolve_in(Src { doc, dir: &dir }, v, depth, main)
+    }
+
+    /// Resolves `$ref`s in `v` (from `src`): references to component
     /// schemas become `#/$defs/<name>`; others are replaced by what they
     /// point to.
-    /// `main`: `doc` is the API's own document, whose component schemas
+    /// `main`: `src` is the API's own document, whose component schemas
     /// stay references (to `$defs`, so recursive schemas work); in a
     /// sibling file they are that file's, and are put in place.
-    fn resolve(&mut self, doc: &Value, v: &mut Value, depth: usize, main: bool) -> Result<(), String> {
+    fn resolve_in(&mut self, src: Src<'_>, v: &mut Value, depth: usize, main: bool) -> Result<(), String> {
         if depth > MAX_REF_DEPTH {
             return Err("`$ref`s nest too deep (a cycle?)".into());
         }
@@ -665,7 +682,7 @@ impl Docs {
             // `#/$defs/…` references are to its own `$defs`, for the
             // validator to follow (JSON Schema 2020-12, which 3.1 uses).
             Value::Object(m) if m.get("$id").is_some_and(Value::is_string) && m.contains_key("$defs") => {
-                m.values_mut().try_for_each(|x| self.resolve_outside_own_defs(doc, x, depth, main))
+                m.values_mut().try_for_each(|x| self.resolve_outside_own_defs(src, x, depth, main))
             }
             Value::Object(m) => {
                 if let Some(r) = m.get("$ref").and_then(Value::as_str).map(str::to_string) {
@@ -673,73 +690,80 @@ impl Docs {
                         m.insert("$ref".into(), Value::String(format!("#/$defs/{name}")));
                         return Ok(());
                     }
-                    let mut target = self.target(doc, &r)?;
+                    let (mut target, file) = self.target(src, &r)?;
                     // A target in another file resolves against that file.
-                    let (file_doc, _) = split_ref(&r);
                     // (Never a copy of the document: GitHub's is 13 MB with thousands of `$ref`s.)
-                    if file_doc.is_empty() {
-                        self.resolve(doc, &mut target, depth + 1, main)?;
-                    } else {
-                        let owner = self.files.get(file_doc).cloned().unwrap_or_default();
-                        self.resolve(&owner, &mut target, depth + 1, false)?;
+                    match file {
+                        None => self.resolve_in(src, &mut target, depth + 1, main)?,
+                        Some(path) => {
+                            let owner = self.files.get(&path).cloned().unwrap_or_default();
+                            let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                            self.resolve_in(Src { doc: &owner, dir: &dir }, &mut target, depth + 1, false)?;
+                        }
                     }
                     *v = target;
                     return Ok(());
                 }
                 for x in m.values_mut() {
-                    self.resolve(doc, x, depth, main)?;
+                    self.resolve_in(src, x, depth, main)?;
                 }
                 Ok(())
             }
-            Value::Array(a) => a.iter_mut().try_for_each(|x| self.resolve(doc, x, depth, main)),
+            Value::Array(a) => a.iter_mut().try_for_each(|x| self.resolve_in(src, x, depth, main)),
             _ => Ok(()),
         }
     }
 
-    /// [`Docs::resolve`] inside a schema resource: its own `#/$defs/…`
+    /// [`Docs::resolve_in`] inside a schema resource: its own `#/$defs/…`
     /// references stay as they are.
-    fn resolve_outside_own_defs(&mut self, doc: &Value, v: &mut Value, depth: usize, main: bool) -> Result<(), String> {
+    fn resolve_outside_own_defs(
+        &mut self,
+        src: Src<'_>,
+        v: &mut Value,
+        depth: usize,
+        main: bool,
+    ) -> Result<(), String> {
         match v {
             Value::Object(m) if m.get("$ref").and_then(Value::as_str).is_some_and(|r| r.starts_with("#/$defs/")) => {
                 Ok(())
             }
             Value::Object(m) if !m.contains_key("$ref") => {
-                m.values_mut().try_for_each(|x| self.resolve_outside_own_defs(doc, x, depth, main))
+                m.values_mut().try_for_each(|x| self.resolve_outside_own_defs(src, x, depth, main))
             }
-            Value::Array(a) => a.iter_mut().try_for_each(|x| self.resolve_outside_own_defs(doc, x, depth, main)),
-            _ => self.resolve(doc, v, depth, main),
+            Value::Array(a) => a.iter_mut().try_for_each(|x| self.resolve_outside_own_defs(src, x, depth, main)),
+            _ => self.resolve_in(src, v, depth, main),
         }
     }
 
-    fn target(&mut self, doc: &Value, r: &str) -> Result<Value, String> {
+    /// What `r` (written in `src`) names, and the file it is in when that
+    /// is another file.
+    fn target(&mut self, src: Src<'_>, r: &str) -> Result<(Value, Option<PathBuf>), String> {
         if r.contains("://") || r.starts_with("//") {
             return Err(format!("`$ref: {r}`: remote references are refused (the gateway never fetches documents)"));
         }
         let (file, pointer) = split_ref(r);
-        let source = if file.is_empty() {
-            doc
+        let (source, path) = if file.is_empty() {
+            (src.doc, None)
         } else {
-            if !self.files.contains_key(file) {
-                // The document's folder and those under it only: the served
-                // document bundles every file it names, whole, and a path
-                // out of the folder would publish what lies there.
-                let path = super::api_bundle::normalize(&self.dir.join(file));
-                let inside = path
-                    .strip_prefix(super::api_bundle::normalize(&self.dir))
-                    .is_ok_and(|rest| rest.components().all(|c| matches!(c, std::path::Component::Normal(_))));
-                if Path::new(file).is_absolute() || !inside {
-                    return Err(format!(
-                        "`$ref: {r}` names a file outside the document's folder: put it beside the document \
-                         or in a folder under it (the file is served with the document)"
-                    ));
-                }
-                let loaded = load(&path)?;
-                self.files.insert(file.to_string(), std::rc::Rc::new(loaded));
+            let path = super::api_bundle::normalize(&src.dir.join(file));
+            // The document's folder and those under it only: the served
+            // document bundles every file it names, whole, and a path
+            // out of the folder would publish what lies there.
+            if Path::new(file).is_absolute() || !super::api_bundle::inside(&self.dir, &path) {
+                return Err(format!(
+                    "`$ref: {r}` names a file outside the document's folder: put it beside the document \
+                     or in a folder under it (the file is served with the document)"
+                ));
             }
-            &self.files[file]
+            if !self.files.contains_key(&path) {
+                let loaded = load(&path)?;
+                self.files.insert(path.clone(), std::rc::Rc::new(loaded));
+            }
+            (&*self.files[&path], Some(path))
         };
         let found = if pointer.is_empty() { Some(source) } else { source.pointer(pointer) };
-        found.cloned().ok_or_else(|| format!("`$ref: {r}` points to nothing"))
+        let found = found.cloned().ok_or_else(|| format!("`$ref: {r}` points to nothing"))?;
+        Ok((found, path))
     }
 }
 

@@ -533,6 +533,12 @@ async fn check_reports_broken_documents_and_unmapped_security() {
          \x20     requestBody: { content: { application/json: { schema: { $ref: '../secret.yaml#/X' } } } }\n\
          \x20     responses: {}\n",
     );
+    // Whatever names it (an example, an extension): a served document would carry it.
+    write(
+        "api/example.yaml",
+        "openapi: 3.0.3\ninfo: { title: t, version: '1' }\npaths: {}\n\
+         components: { examples: { leak: { $ref: '../secret.yaml' } } }\n",
+    );
     write(
         "twice.yaml",
         "openapi: 3.0.3\ninfo: { title: t, version: '1' }\npaths:\n  /a:\n    get: { operationId: same, responses: {} }\n\
@@ -552,7 +558,8 @@ async fn check_reports_broken_documents_and_unmapped_security() {
                 \x20 - { name: gone, openapi: missing.yaml, upstream: u }\n\
                 \x20 - { name: broken, openapi: broken.yaml, upstream: u, base_path: /b }\n\
                 \x20 - { name: twice, openapi: twice.yaml, upstream: u, base_path: /t }\n\
-                \x20 - { name: out, openapi: api/out.yaml, upstream: u, base_path: /o }\n";
+                \x20 - { name: out, openapi: api/out.yaml, upstream: u, base_path: /o }\n\
+                \x20 - { name: example, openapi: api/example.yaml, upstream: u, base_path: /e, docs: /e/docs }\n";
     let errors = portcullis::check(&load(yaml, dir.path())).unwrap_err().to_string();
     for expected in [
         "apis[0].openapi",
@@ -573,6 +580,7 @@ async fn check_reports_broken_documents_and_unmapped_security() {
         "apis[4].openapi: `broken.yaml` at `/components/schemas/Pet/properties/age/minimum`: \"x\" is not of type \"number\"",
         "apis[5].openapi: `twice.yaml`: operationId `same` is given to `GET /a` and `POST /b`",
         "`$ref: ../secret.yaml#/X` names a file outside the document's folder",
+        "`$ref: ../secret.yaml` names a file outside the document's folder",
     ] {
         assert!(errors.contains(expected), "{expected} not in:\n{errors}");
     }
@@ -1105,4 +1113,35 @@ async fn a_problem_about_a_long_name_is_listed_cut() {
     assert!(long.1.ends_with('…') && long.1.len() <= 203, "{}", long.1.len());
     assert!(r.text().len() < 9_000, "{} bytes", r.text().len());
     assert_eq!(s.up.count(), 0);
+}
+
+/// A `$ref` in a file under the document's folder is read from that
+/// file's folder (JSON Reference: relative to the referring document), so
+/// `sub/pet.yaml` may name `../common.yaml`, still inside the folder.
+#[tokio::test]
+async fn references_in_a_sub_folder_resolve_from_their_own_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("specs/sub")).unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    write("specs/common.yaml", "Tag: { type: string, maxLength: 5 }\n");
+    write("specs/sub/pet.yaml", "Pet:\n  type: object\n  properties:\n    tag: { $ref: \"../common.yaml#/Tag\" }\n");
+    write(
+        "specs/api.yaml",
+        "openapi: 3.0.3\ninfo: { title: t, version: '1' }\npaths:\n  /pets:\n    post:\n\
+         \x20     requestBody: { content: { application/json: { schema: { $ref: \"./sub/pet.yaml#/Pet\" } } } }\n\
+         \x20     responses: { '201': { description: ok } }\n",
+    );
+    let up = Recorder::start().await;
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nupstreams:\n  u: {{ targets: [ \"{}\" ] }}\n\
+         apis:\n  - {{ name: a, openapi: specs/api.yaml, upstream: u, docs: /docs }}\n",
+        up.url()
+    );
+    let gw = Gateway::start(&load(&yaml, dir.path())).await.expect("starts");
+    let post = async |body: &str| {
+        call(&gw, "POST", "/pets", &[("content-type", "application/json")], body).await.status.as_u16()
+    };
+    assert_eq!((post(r#"{"tag":"short"}"#).await, post(r#"{"tag":"too long"}"#).await), (200, 400));
+    let served = call(&gw, "GET", "/docs/openapi.json", &[], "").await.json();
+    assert!(served["x-portcullis-bundled"]["common.yaml"]["Tag"].is_object(), "{served}");
 }
