@@ -321,9 +321,11 @@ async fn serve_until_stopped(
     }
 }
 
-/// The file's content, as a hash (the one `LoadedConfig::hash` takes; `None`: it cannot be read).
+/// The file's content, as a hash (the one `LoadedConfig::hash` takes;
+/// `None`: it cannot be read, or is no config file: a FIFO is not waited
+/// on, a huge file not read whole).
 fn fingerprint(path: &Path) -> Option<u64> {
-    std::fs::read(path).ok().map(|bytes| xxhash_rust::xxh3::xxh3_64(&bytes))
+    portcullis::config::read_text(path).ok().map(|text| xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
 }
 
 /// A reload from the config file (SIGHUP, `--watch`, `POST /reload`).

@@ -192,3 +192,21 @@ async fn a_reload_asked_for_is_not_repeated_by_the_watcher() {
     let reloads = gw.log.lock().unwrap().iter().filter(|l| l.contains("config reloaded")).count();
     assert_eq!(reloads, 1, "{:#?}", gw.log.lock().unwrap());
 }
+
+/// A config path that became a FIFO is refused at once by `POST /reload`
+/// (reading it would wait for a writer, and the loop that answers reloads
+/// also answers SIGTERM).
+#[tokio::test]
+async fn a_reload_of_a_fifo_is_refused_at_once() {
+    let (gw, addr, admin) = spawn_gateway_admin(&config("one", "{ bind: \"127.0.0.1:0\" }"), &[]);
+    let admin = admin.expect("admin listening");
+    std::fs::remove_file(&gw.config).unwrap();
+    let made = Command::new("mkfifo").arg(&gw.config).status().expect("mkfifo runs");
+    assert!(made.success());
+    let reply = tokio::time::timeout(std::time::Duration::from_secs(10), post(&format!("http://{admin}/reload"), &[]))
+        .await
+        .expect("answered, not waiting on the FIFO");
+    assert_eq!(reply.status, 422, "{}", reply.text());
+    assert!(reply.text().contains("not a regular file"), "{}", reply.text());
+    assert_eq!(get(&format!("http://{addr}/"), &[]).await.text(), "one");
+}
