@@ -119,6 +119,11 @@ pub(super) fn compile(
                 cx.err(format!("{cat}.method"), "CONNECT opens a tunnel: a call asks for a JSON answer (GET, POST…)");
                 Method::GET
             }
+            // TRACE echoes the request (with the identity headers): no resource's JSON.
+            Some(Ok(m)) if m == Method::TRACE => {
+                cx.err(format!("{cat}.method"), "TRACE echoes the request: a call asks for a JSON answer (GET, POST…)");
+                Method::GET
+            }
             // An answer to HEAD has no body: nothing to merge, ever.
             Some(Ok(m)) if m == Method::HEAD => {
                 cx.err(

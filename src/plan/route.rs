@@ -199,7 +199,7 @@ fn compile_match(cx: &mut Ctx, at: &str, m: &MatchConfig) -> Option<Matcher> {
         for (j, m) in ms.iter().enumerate() {
             if ms[..j].contains(m) {
                 cx.err(format!("{at}.methods[{j}]"), format!("`{m}` is listed twice"));
-            } else if *m == Method::CONNECT || *m == Method::TRACE {
+            } else if crate::wire::admit::never_served(m) {
                 // Refused on every listener before routing (`wire::admit`).
                 cx.err(
                     format!("{at}.methods[{j}]"),

@@ -206,11 +206,20 @@ pub fn http1(
     Ok(Admitted { framing, keep_alive, expect_continue })
 }
 
-/// The methods no route serves, on every protocol path.
+/// Whether every request of `method` is refused before routing (a route
+/// listing it would never serve it).
+pub fn never_served(method: &Method) -> bool {
+    refused_method(method).is_err()
+}
+
+/// The methods no route serves, on every protocol path, in any case:
+/// methods are case-sensitive (RFC 9110 §9.1), but a service that ignores
+/// case would read `trace` as TRACE (and IIS's `TRACK` is the same echo).
 fn refused_method(method: &Method) -> Result<(), Refusal> {
-    if method == Method::CONNECT {
+    let name = method.as_str();
+    if name.eq_ignore_ascii_case("CONNECT") {
         Err(Refusal::NotImplemented("CONNECT"))
-    } else if method == Method::TRACE {
+    } else if name.eq_ignore_ascii_case("TRACE") || name.eq_ignore_ascii_case("TRACK") {
         Err(Refusal::NotImplemented("TRACE"))
     } else {
         Ok(())
@@ -566,6 +575,16 @@ mod tests {
             Err(Refusal::NotImplemented("CONNECT"))
         );
         assert_eq!(head(Method::TRACE, Version::HTTP_11, "/", &[("host", "x")]), Err(Refusal::NotImplemented("TRACE")));
+        for other in ["trace", "Trace", "TRACK", "track"] {
+            let m = Method::from_bytes(other.as_bytes()).unwrap();
+            assert_eq!(
+                head(m, Version::HTTP_11, "/", &[("host", "x")]),
+                Err(Refusal::NotImplemented("TRACE")),
+                "{other}"
+            );
+        }
+        let lower = Method::from_bytes(b"connect").unwrap();
+        assert_eq!(head(lower, Version::HTTP_11, "/", &[("host", "x")]), Err(Refusal::NotImplemented("CONNECT")));
     }
 
     #[test]

@@ -217,6 +217,7 @@ async fn aggregate_config_mistakes_are_refused_with_their_path() {
         ("a: { upstream: svc, path: \"/a/%zz\" }", "two hex digits"),
         ("a: { upstream: svc, path: /a, method: CONNECT }", "CONNECT opens a tunnel"),
         ("a: { upstream: svc, path: /a, method: head }", "a HEAD answer has no body"),
+        ("a: { upstream: svc, path: /a, method: TRACE }", "TRACE echoes the request"),
         ("'a,b': { upstream: svc, path: /a }", "letters, digits"),
         ("a: { upstream: svc, path: /a, timeout: 0s }", "longer than zero"),
     ];

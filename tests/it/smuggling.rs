@@ -196,6 +196,8 @@ const REQUESTS: &[Row] = &[
         &[200, 404], 1),
     cut!("CONNECT", b"CONNECT internal.example:443 HTTP/1.1\r\nHost: internal.example:443\r\n\r\n", 501),
     cut!("TRACE (cross-site tracing)", b"TRACE /public/a HTTP/1.1\r\nHost: x\r\nMax-Forwards: 0\r\n\r\n", 501),
+    cut!("trace, lower case (a service may ignore case)", b"trace /public/a HTTP/1.1\r\nHost: x\r\n\r\n", 501),
+    cut!("TRACK (IIS's TRACE)", b"TRACK /public/a HTTP/1.1\r\nHost: x\r\n\r\n", 501),
 
     // -- Path parameters (review class 7), and other path forms.
     refused!("segment parameter", b"GET /public;x/../admin HTTP/1.1\r\nHost: x\r\n\r\n", 400),
