@@ -23,8 +23,7 @@ use super::tape::Doc;
 const BUDGET: f64 = (1u64 << 20) as f64;
 
 /// The detail of the one problem a body over the budget gets.
-pub const TOO_INTRICATE: &str =
-    "does not match the schema (nested too deeply under `anyOf`/`oneOf` for the gateway to say where)";
+pub const TOO_INTRICATE: &str = "does not match the schema (nested too deeply in a recursive schema with `anyOf`/`oneOf`/`allOf` for the gateway to say where)";
 
 /// A schema's error-collection cost model: `None` when it is linear in
 /// the body (no alternatives, or no recursion through them).
@@ -79,7 +78,9 @@ pub fn may_list(budget: Option<ReportBudget>, value: &Value) -> bool {
 
 #[derive(Default)]
 struct Found {
-    /// The most branches of one `anyOf` or `oneOf`.
+    /// The most branches of one `anyOf`, `oneOf` or `allOf` that hold a
+    /// reference (only those can lead back into a cycle: `anyOf: [string,
+    /// integer]` multiplies nothing).
     widest: usize,
     /// Local references: (where the `$ref` is, the pointer it names).
     refs: Vec<(String, String)>,
@@ -93,9 +94,22 @@ fn walk(v: &Value, at: &mut String, found: &mut Found) {
         Value::Object(map) => {
             for (key, value) in map {
                 match (key.as_str(), value) {
-                    ("anyOf" | "oneOf", Value::Array(branches)) => {
-                        found.widest = found.widest.max(branches.len());
+                    ("anyOf" | "oneOf" | "allOf", Value::Array(branches)) => {
+                        let referring = branches.iter().filter(|b| holds_reference(b)).count();
+                        found.widest = found.widest.max(referring);
                     }
+                    // `then`/`else` beside an `if` are checked after it: one more way in.
+                    ("if", _) => {
+                        let referring = ["if", "then", "else"]
+                            .iter()
+                            .filter_map(|k| map.get(*k))
+                            .filter(|b| holds_reference(b))
+                            .count();
+                        found.widest = found.widest.max(referring);
+                    }
+                    // A resource of its own resolves `#/…` against itself: this
+                    // walk would read its references against the root.
+                    ("$id", _) if !at.is_empty() => found.opaque = true,
                     ("$ref", Value::String(target)) => match local_pointer(target) {
                         Some(pointer) => found.refs.push((at.clone(), pointer)),
                         None => found.opaque = true,
@@ -120,6 +134,17 @@ fn walk(v: &Value, at: &mut String, found: &mut Found) {
             }
         }
         _ => {}
+    }
+}
+
+/// Whether `v` holds a `$ref` (or `$dynamicRef`) anywhere.
+fn holds_reference(v: &Value) -> bool {
+    match v {
+        Value::Object(map) => {
+            map.contains_key("$ref") || map.contains_key("$dynamicRef") || map.values().any(holds_reference)
+        }
+        Value::Array(items) => items.iter().any(holds_reference),
+        _ => false,
     }
 }
 
@@ -199,13 +224,21 @@ mod tests {
             "anyOf": [ { "$ref": "#/$defs/A" }, { "type": "null" } ] });
         assert_eq!(ReportBudget::of(&chain), None);
         // The root named by `#`, and a reference the walk cannot follow.
-        assert!(
-            ReportBudget::of(
-                &json!({ "anyOf": [ { "type": "array", "items": { "$ref": "#" } }, { "type": "integer" } ] })
-            )
-            .is_some()
-        );
-        assert!(ReportBudget::of(&json!({ "anyOf": [ { "$ref": "#node" }, { "type": "integer" } ] })).is_some());
+        let two_ways = |b: Value| json!({ "anyOf": [ b.clone(), { "type": "object", "properties": { "x": b } } ] });
+        assert!(ReportBudget::of(&two_ways(json!({ "type": "array", "items": { "$ref": "#" } }))).is_some());
+        assert!(ReportBudget::of(&two_ways(json!({ "$ref": "#node" }))).is_some());
+        // Alternatives that name no schema multiply nothing, even in a recursive schema.
+        let list = json!({ "$defs": { "Node": { "properties": { "v": { "anyOf": [ { "type": "string" }, { "type": "integer" } ] },
+            "next": { "$ref": "#/$defs/Node" } } } }, "$ref": "#/$defs/Node" });
+        assert_eq!(ReportBudget::of(&list), None);
+        // `allOf` of two references back into the cycle does multiply.
+        let both = json!({ "$defs": { "N": { "properties": { "c": { "allOf": [ { "$ref": "#/$defs/N" }, { "$ref": "#/$defs/N" } ] } } } },
+            "$ref": "#/$defs/N" });
+        assert!(ReportBudget::of(&both).is_some());
+        // A nested resource (`$id`) resolves against itself: assumed recursive.
+        let nested = json!({ "$defs": { "T": { "$id": "https://x/t", "$defs": { "A": { "$ref": "#/$defs/A" } },
+            "oneOf": [ { "$ref": "#/$defs/A" }, { "$ref": "#/$defs/A" } ] } }, "$ref": "#/$defs/T" });
+        assert!(ReportBudget::of(&nested).is_some());
     }
 
     fn nested(levels: usize, leaf: &str) -> String {
