@@ -319,7 +319,7 @@ fn fill(
                         s if s.contains(['/', '\\']) || has_escape(s) => {
                             return Err(CallError::Placeholder(
                                 text.clone(),
-                                "holds `/`, `\\` or a `%` escape: not one path segment to every service",
+                                "holds `/`, `\\` or an escape of one (or of `.`, `%`): not one path segment to every service",
                             ));
                         }
                         _ => {}
@@ -332,10 +332,14 @@ fn fill(
     PathAndQuery::try_from(out).map_err(|_| CallError::BadPath)
 }
 
-/// Whether `s` holds a `%` and two hex digits (escaped again, it would be
-/// read as the escape by a service that decodes twice).
+/// Whether `s` holds an escape of `/`, `\`, `.` or `%` (`%2F`, `%2e`…):
+/// escaped again, a service that decodes twice would read a separator or
+/// a dot segment. Other escapes (a cursor's `%3D`) are harmless text.
 fn has_escape(s: &str) -> bool {
-    s.as_bytes().windows(3).any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit())
+    s.as_bytes().windows(3).any(|w| {
+        let hex = |c: u8| (c as char).to_digit(16);
+        matches!((w[0], hex(w[1]), hex(w[2])), (b'%', Some(h), Some(l)) if matches!(h * 16 + l, 0x2F | 0x5C | 0x2E | 0x25))
+    })
 }
 
 /// A request path segment as a query value: what would end or split it

@@ -294,6 +294,8 @@ async fn placeholder_values_stay_inside_their_place() {
         (r#""a\\b""#, false),
         (r#""%2e%2e""#, false),
         (r#""50%off""#, true),
+        (r#""abc%3D%3D""#, true),
+        (r#""%2E%2e""#, false),
     ] {
         u.set(Mode::Json(Box::leak(format!(r#"{{"v":{v}}}"#).into_boxed_str())));
         let before = o.last_request().map(|r| r.uri);
