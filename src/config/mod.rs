@@ -116,7 +116,9 @@ pub fn read_text(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
     // Asked before opening: opening a FIFO waits for a writer.
     if !std::fs::metadata(path)?.is_file() {
-        return Err(std::io::Error::other("not a regular file (a pipe, `<(…)`, a device or a folder): write it to a file"));
+        return Err(std::io::Error::other(
+            "not a regular file (a pipe, `<(…)`, a device or a folder): write it to a file",
+        ));
     }
     let file = std::fs::File::open(path)?;
     let mut text = String::new();

@@ -1,33 +1,32 @@
 //! Query parameters that carry credentials, replaced before a query is
-//! logged. Matched by name, case-insensitively: the configured API-key
-//! parameters and the names that carry tokens, passwords and signatures
-//! in common APIs (OAuth 2.0, AWS and Azure signed URLs…).
+//! logged. Matched by name without case or separators (`X-Api-Key`,
+//! `api.key`, `api key` and `apiKey` all read `apikey`: PHP turns `.` and
+//! spaces into `_`, frameworks ignore case): the configured API-key
+//! parameters, names that are credentials whole (`key`, `code`, `sig`),
+//! and names that end as one does (`session_token`, `x-api-key`,
+//! `private_key`, AWS's `X-Amz-Signature`). Redacting a harmless
+//! `next_page_token` costs a log reader little; logging a key costs more.
 
 pub const REDACTED: &str = "<redacted>";
 
-const ALWAYS: &[&str] = &[
-    "access_token",
-    "api_key",
-    "apikey",
-    "api-key",
-    "auth",
-    "authorization",
-    "client_secret",
-    "code",
-    "id_token",
-    "jwt",
-    "key",
-    "pass",
-    "passwd",
-    "password",
-    "refresh_token",
-    "secret",
-    "sig",
-    "signature",
+/// Names that are a credential as a whole (compacted: letters and digits only).
+const WHOLE: &[&str] = &["auth", "authorization", "bearer", "code", "jwt", "key", "pass", "sig", "session", "sid"];
+
+/// Endings that make a name a credential (`apitoken`, `clientsecret`, `xapikey`).
+const ENDINGS: &[&str] = &[
     "token",
-    "x-amz-credential",
-    "x-amz-security-token",
-    "x-amz-signature",
+    "secret",
+    "password",
+    "passwd",
+    "apikey",
+    "signature",
+    "credential",
+    "credentials",
+    "privatekey",
+    "accesskey",
+    "secretkey",
+    "sessionid",
+    "sessid",
 ];
 
 /// The parameter names whose values are never logged.
@@ -39,14 +38,17 @@ pub struct Redact {
 impl Redact {
     /// `extra`: the API-key query parameters the config names.
     pub fn new(extra: impl IntoIterator<Item = String>) -> Redact {
-        Redact { extra: extra.into_iter().map(|s| s.to_ascii_lowercase()).collect() }
+        Redact { extra: extra.into_iter().map(|s| String::from_utf8_lossy(&compact(s.as_bytes())).into()).collect() }
     }
 
     fn secret(&self, name: &[u8]) -> bool {
         // A percent-encoded name is compared decoded enough to catch `%6Bey`-style dodges.
         let decoded = percent_decoded_lower(name);
         let is = |part: &[u8]| {
-            ALWAYS.iter().any(|n| n.as_bytes() == part) || self.extra.iter().any(|n| n.as_bytes() == part)
+            let part = compact(part);
+            WHOLE.iter().any(|n| n.as_bytes() == &part[..])
+                || ENDINGS.iter().any(|n| part.ends_with(n.as_bytes()))
+                || self.extra.iter().any(|n| n.as_bytes() == &part[..])
         };
         // The PHP/Rails forms: `api_key[]`, `user[password]`: the name
         // before the brackets, and each key inside them.
@@ -110,6 +112,11 @@ fn split_at_byte(s: &[u8], at: u8) -> (&[u8], Option<&[u8]>) {
 
 /// On the stack for any name a request really uses (two allocations a
 /// parameter before: every logged query paid them).
+/// A name's letters and digits, lower case (`X-Api-Key` -> `xapikey`).
+fn compact(name: &[u8]) -> smallvec::SmallVec<[u8; 64]> {
+    name.iter().filter(|b| b.is_ascii_alphanumeric()).map(u8::to_ascii_lowercase).collect()
+}
+
 fn percent_decoded_lower(b: &[u8]) -> smallvec::SmallVec<[u8; 64]> {
     let mut out = smallvec::SmallVec::new();
     let mut i = 0;
@@ -140,6 +147,22 @@ mod tests {
         let mut out = Vec::new();
         r.query(b"page=2&access_token=abc&x-api-key=k1&%6Bey=k2&flag&Token=t", &mut out);
         assert_eq!(out, b"page=2&access_token=<redacted>&x-api-key=<redacted>&%6Bey=<redacted>&flag&Token=<redacted>");
+        // Spellings and names of credentials in the wild, whatever the separators.
+        let r = Redact::default();
+        let mut out = Vec::new();
+        r.query(
+            b"x-api-key=1&api_token=2&session_token=3&private_key=4&bearer=5&apiKey=6&api.key=7&api+key=8\
+              &%20api_key=9&X-Amz-Signature=10&PHPSESSID=11&monkey=ok&sort=ok&page_size=ok",
+            &mut out,
+        );
+        let shown = String::from_utf8(out).unwrap();
+        assert_eq!(shown.matches(REDACTED).count(), 11, "{shown}");
+        assert!(shown.ends_with("&monkey=ok&sort=ok&page_size=ok"), "{shown}");
+        // A configured name is compared the same way.
+        let r = Redact::new(["X_Tenant_Pass".to_string()]);
+        let mut out = Vec::new();
+        r.query(b"x-tenant.pass=1", &mut out);
+        assert_eq!(out, b"x-tenant.pass=<redacted>");
     }
 
     #[test]
