@@ -249,19 +249,15 @@ pub fn parse_str(text: &str, source_name: &str, base_dir: &Path) -> Result<Loade
     }
 }
 
-/// Every `${NAME` without its `}`: the library would take it as text (a
-/// token, a secret, a header value of those characters).
+/// The `${NAME}` mistakes the library passes in silence (`structure::variable_mistakes`).
 fn unclosed_variable_errors(text: &str, source_name: &str, locations: &Locations) -> Vec<ConfigError> {
-    structure::unclosed_variables(text)
+    structure::variable_mistakes(text)
         .into_iter()
-        .map(|(line, column, name)| ConfigError {
+        .map(|(line, column, message)| ConfigError {
             file: source_name.to_string(),
             path: locations.path_on(line, column).map(|(p, _)| p.to_string()).unwrap_or_default(),
             position: Some((line, column)),
-            message: format!(
-                "`${{{name}` has no closing `}}`: it would be taken as text, not the environment variable; \
-                 write `${{{name}}}` (a `#` after a space starts a comment, so a default with one is cut there)"
-            ),
+            message,
         })
         .collect()
 }

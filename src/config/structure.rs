@@ -242,35 +242,75 @@ fn collect(e: &jsonschema::ValidationError<'_>, found: &mut Vec<(String, String)
     }
 }
 
-/// `${NAME` without a `}` after it in a plain scalar (`${NAME:-text`
-/// too), as (line, column, name), 1-based: the YAML library leaves such
-/// text as it is, so `token: ${ADMIN_TOKEN` would make the token those
-/// characters. Only plain scalars are read for variables (quoted and block
-/// scalars stay as written: a `body: |` of shell code is no mistake), and
-/// `$$` is a literal `$`.
-pub fn unclosed_variables(text: &str) -> Vec<(usize, usize, String)> {
+/// Mistakes with `${NAME}` that the YAML library passes in silence, as
+/// (line, column, what is wrong), 1-based: a `${NAME` without a `}` after
+/// it in a plain scalar (`${NAME:-text` too: the library leaves it as
+/// text, so `token: ${ADMIN_TOKEN` would make the token those characters),
+/// and a `${NAME}` in a key (keys are never read from the environment:
+/// an upstream would be named `${UPSTREAM}`). Only plain scalars are read
+/// for variables (quoted and block scalars stay as written: a `body: |` of
+/// shell code is no mistake), and `$$` is a literal `$`.
+pub fn variable_mistakes(text: &str) -> Vec<(usize, usize, String)> {
     use granit_parser::{Event, Parser, ScalarStyle};
     let mut found = Vec::new();
+    // Per open collection: `Some(true)` for a mapping whose next node is a key.
+    let mut open: Vec<Option<bool>> = Vec::new();
     for item in Parser::new_from_str(text) {
         // A syntax error is the deserializer's to report.
         let Ok((event, span)) = item else { break };
-        let Event::Scalar(value, ScalarStyle::Plain, ..) = event else { continue };
-        let mut rest = value.as_ref();
-        while let Some(at) = rest.find('$') {
-            let after = &rest[at + 1..];
-            if let Some(next) = after.strip_prefix('$') {
-                rest = next;
-                continue;
+        let is_node =
+            matches!(event, Event::Scalar(..) | Event::Alias(..) | Event::MappingStart(..) | Event::SequenceStart(..));
+        let is_key = is_node && matches!(open.last(), Some(Some(true)));
+        if is_node && let Some(Some(next_is_key)) = open.last_mut() {
+            *next_is_key = !*next_is_key;
+        }
+        match event {
+            Event::MappingStart(..) => open.push(Some(true)),
+            Event::SequenceStart(..) => open.push(None),
+            Event::MappingEnd | Event::SequenceEnd => {
+                open.pop();
             }
-            rest = after;
-            let Some(inner) = after.strip_prefix('{') else { continue };
-            let len = inner.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(inner.len());
-            if len > 0 && !inner.as_bytes()[0].is_ascii_digit() && !inner[len..].contains('}') {
-                found.push((span.start.line(), span.start.col() + 1, inner[..len].to_string()));
+            Event::Scalar(value, ScalarStyle::Plain, ..) => {
+                let at = (span.start.line(), span.start.col() + 1);
+                for (name, closed) in plain_variables(&value) {
+                    if !closed {
+                        found.push((at.0, at.1, format!(
+                            "`${{{name}` has no closing `}}`: it would be taken as text, not the environment variable; \
+                             write `${{{name}}}` (a `#` after a space starts a comment, so a default with one is cut there)"
+                        )));
+                    } else if is_key {
+                        found.push((at.0, at.1, format!(
+                            "`${{{name}}}` in a key is not read from the environment (keys are names written in the \
+                             file): write the name itself"
+                        )));
+                    }
+                }
             }
+            _ => {}
         }
     }
     found
+}
+
+/// The `${NAME…}` a plain scalar's text names (`$$` is a literal `$`), and
+/// whether a `}` follows each.
+fn plain_variables(value: &str) -> Vec<(&str, bool)> {
+    let mut names = Vec::new();
+    let mut rest = value;
+    while let Some(at) = rest.find('$') {
+        let after = &rest[at + 1..];
+        if let Some(next) = after.strip_prefix('$') {
+            rest = next;
+            continue;
+        }
+        rest = after;
+        let Some(inner) = after.strip_prefix('{') else { continue };
+        let len = inner.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(inner.len());
+        if len > 0 && !inner.as_bytes()[0].is_ascii_digit() {
+            names.push((&inner[..len], inner[len..].contains('}')));
+        }
+    }
+    names
 }
 
 /// Whether a line reads the environment: a `${NAME}` the library replaces
@@ -484,12 +524,18 @@ mod tests {
         assert_eq!(variables("a: ${A}\nb: \"${B_2}\" ${} $C ${1x"), vec!["A", "B_2"]);
         let text = "a: ${A\nb: ${B:-x #y}\nc: ${C:-z} # ${D\nd: '${E' ${}\ne: \"x #${F\"\nf: ${G-h}${I}${1x\n\
                     g: |\n  echo ${arr[0]} ${x.y} ${V:=d}\nh: \"a\\\" ${X\"\ni: \"one\n  ${USER.name}\"\nj: ${x.y}\n";
-        assert_eq!(unclosed_variables(text), vec![(1, 4, "A".to_string()), (2, 4, "B".to_string())]);
+        let unclosed =
+            |t: &str| -> Vec<(usize, usize)> { variable_mistakes(t).into_iter().map(|(l, c, _)| (l, c)).collect() };
+        assert_eq!(unclosed(text), vec![(1, 4), (2, 4)]);
+        // A key is never read from the environment.
+        let keys = variable_mistakes("upstreams:\n  ${UPN}:\n    targets: [ ${T} ]\n");
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        assert!(keys[0].2.contains("`${UPN}` in a key"), "{keys:?}");
         assert!(reads_environment("secret: ${JWT_SECRET} # rotated") && reads_environment("a: x${B:-y}"));
         assert!(!reads_environment("secret: hunter2 # see ${JWT_SECRET}"));
         assert!(!reads_environment("secret: '${JWT_SECRET}'"), "quoted: literal");
-        assert!(unclosed_variables("a: $${NAME\nb: $$$${X").is_empty(), "`$$` is a literal `$`");
-        assert_eq!(unclosed_variables("c: $$${Y"), vec![(1, 4, "Y".to_string())]);
+        assert!(unclosed("a: $${NAME\nb: $$$${X").is_empty(), "`$$` is a literal `$`");
+        assert_eq!(unclosed("c: $$${Y"), vec![(1, 4)]);
     }
 
     #[test]
