@@ -1145,3 +1145,18 @@ async fn references_in_a_sub_folder_resolve_from_their_own_file() {
     let served = call(&gw, "GET", "/docs/openapi.json", &[], "").await.json();
     assert!(served["x-portcullis-bundled"]["common.yaml"]["Tag"].is_object(), "{served}");
 }
+
+/// Another spelling of a declared query parameter that frameworks read as
+/// it (case for ASP.NET, brackets for PHP, Rails and `qs`) is refused: the
+/// service would act on a value nobody checked.
+#[tokio::test]
+async fn spellings_a_framework_reads_as_a_declared_parameter_are_refused() {
+    let s = setup().await;
+    let status = async |q: &str| call(&s.gw, "GET", &format!("/search?{q}"), &[], "").await;
+    assert_eq!(status("q=ab&ids=1&ids=2").await.status, 200);
+    for (q, pointer) in [("q=ab&Q=x", "Q"), ("q=ab&q[]=x", "q[]"), ("q=ab&q[0]=x", "q[0]")] {
+        let r = status(q).await;
+        assert_eq!(errors(&r), vec![("query".to_string(), pointer.to_string())], "{q}: {}", r.text());
+    }
+    assert_eq!(s.up.count(), 1);
+}

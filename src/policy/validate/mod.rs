@@ -396,6 +396,24 @@ impl Compiled {
                 }
                 let values: Vec<&str> = pairs.iter().filter(|(k, _)| *k == p.name).map(|(_, v)| v.as_str()).collect();
                 p.check("query", &values, &mut problems);
+                // Another spelling of the name that some frameworks read as it
+                // (ASP.NET ignores case; PHP, Rails and `qs` read `page[]` and
+                // `page[0]` as `page`): the service would get a value nobody checked.
+                for (k, _) in &pairs {
+                    let bracketed = k.strip_prefix(p.name.as_str()).is_some_and(|rest| rest.starts_with('['));
+                    if *k != p.name
+                        && (k.eq_ignore_ascii_case(&p.name) || bracketed)
+                        && !problems.iter().any(|q| q.pointer == *k)
+                    {
+                        let detail = format!(
+                            "`{}` is read as the parameter `{}` by some frameworks (case, brackets): send it once, as `{}`",
+                            cut(k),
+                            p.name,
+                            p.name
+                        );
+                        problems.push(Problem { place: "query", pointer: k.clone(), detail });
+                    }
+                }
             }
             if self.deny_other_query {
                 let declared = |k: &str| {
