@@ -7,6 +7,7 @@
 mod documents;
 mod limits;
 mod refusing;
+mod settings;
 mod timing;
 mod unenforced;
 
@@ -43,6 +44,10 @@ pub const ALL: &[(&str, &str)] = &[
         "a rate-limit setting that changes nothing (a delay beyond the burst, a consumer key with no authentication)",
     ),
     (
+        "ineffective-setting",
+        "a setting nothing reads where it is written (`jwks_ca` without `jwks_uri`, upstream `tls` with `http://` targets)",
+    ),
+    (
         "refuses-everything",
         "a route whose own rules refuse every request (a required body on GET, a group nobody is in)",
     ),
@@ -65,6 +70,7 @@ pub fn warnings(loaded: &LoadedConfig) -> Vec<ConfigError> {
     refusing::routes_that_refuse_everything(loaded, &mut found);
     unenforced::unenforced_openapi(loaded, &mut found);
     limits::ineffective_limit_settings(loaded, &mut found);
+    settings::ineffective_settings(loaded, &mut found);
     let allow: BTreeSet<&str> = loaded.config.warnings.allow.iter().map(String::as_str).collect();
     let mut out: Vec<ConfigError> = found
         .0
