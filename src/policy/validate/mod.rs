@@ -159,6 +159,15 @@ fn build<F: jsonschema::json::Json>(
                 "`$ref` to `{uri}`: a schema is read on its own (nothing fetched, no other file): \
                  put what it names under this schema's `$defs` and refer to `#/$defs/…`"
             ),
+            jsonschema::error::ValidationErrorKind::Referencing(jsonschema::ReferencingError::PointerToNowhere {
+                pointer,
+            }) => match pointer.strip_prefix("/$defs/") {
+                // An OpenAPI document's components are gathered as `$defs`.
+                Some(name) => format!(
+                    "`$ref: #{pointer}` names nothing here (in an OpenAPI document: no `#/components/schemas/{name}`)"
+                ),
+                None => format!("`$ref: #{pointer}` names nothing in the schema"),
+            },
             _ => e.to_string(),
         };
         (e.instance_path().as_str().to_string(), reason)
@@ -210,13 +219,18 @@ impl Compiled {
             None => None,
             Some(b) => {
                 let schema = match (&b.schema_file, &b.schema) {
-                    (Some(file), None) => {
-                        crate::config::load_document(&cx.loaded.resolve_file(file)).map_err(|e| ("body.schema_file", e))
-                    }
-                    (None, Some(s)) => Ok(s.clone()),
+                    (Some(file), None) => crate::config::load_document(&cx.loaded.resolve_file(file))
+                        .map_err(|e| ("body.schema_file", e))
+                        .map(|s| (s, Some(file))),
+                    (None, Some(s)) => Ok((s.clone(), None)),
                     _ => Err(("body", "exactly one of `schema_file` or `schema`".to_string())),
                 };
-                let compiled = schema.and_then(|s| {
+                let compiled = schema.and_then(|(s, file)| {
+                    // A fault inside a schema file names the file.
+                    let in_file = |e: String| match file {
+                        Some(f) => ("body.schema_file", format!("`{f}`: {e}")),
+                        None => ("body", e),
+                    };
                     let properties = s.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
                     let json = compile_schema_for(&s, formats);
                     json.and_then(|json| compile_schema(&s, formats).map(|form| (json, form, properties)))
@@ -229,7 +243,7 @@ impl Compiled {
                                 .ok();
                             (json, form, properties, shortcut, report_budget::ReportBudget::of(&s))
                         })
-                        .map_err(|e| ("body", e))
+                        .map_err(in_file)
                 });
                 match compiled {
                     Ok((json_schema, schema, properties, shortcut, report_budget)) => Some(BodyRule {
