@@ -55,21 +55,60 @@ pub fn parse(value: &[u8]) -> Option<([u8; 32], [u8; 16], u8)> {
 
 /// The caller's `tracestate` lines as one list (RFC 9110 §5.3: several
 /// lines are one comma-separated value), empty members left out; `None`
-/// when nothing is left (W3C: an empty `tracestate` should not be sent).
+/// when nothing is left (W3C: an empty `tracestate` should not be sent), or
+/// when a member is not a W3C list-member, a key repeats, or there are more
+/// than 32: the whole state is dropped then, as OpenTelemetry's
+/// propagators drop it, rather than passed on for another vendor to trip on.
 pub fn joined_state(headers: &HeaderMap) -> Option<String> {
+    const MAX_MEMBERS: usize = 32;
     let mut joined = String::new();
+    let mut keys: Vec<&str> = Vec::new();
     for line in headers.get_all(TRACESTATE) {
-        for member in String::from_utf8_lossy(line.as_bytes()).split(',') {
+        let text = std::str::from_utf8(line.as_bytes()).ok()?;
+        for member in text.split(',') {
             let member = member.trim_matches([' ', '\t']);
-            if !member.is_empty() {
-                if !joined.is_empty() {
-                    joined.push(',');
-                }
-                joined.push_str(member);
+            if member.is_empty() {
+                continue;
             }
+            let (key, value) = member.split_once('=')?;
+            if !state_key(key) || !state_value(value) || keys.contains(&key) || keys.len() == MAX_MEMBERS {
+                return None;
+            }
+            keys.push(key);
+            if !joined.is_empty() {
+                joined.push(',');
+            }
+            joined.push_str(member);
         }
     }
     (!joined.is_empty()).then_some(joined)
+}
+
+/// W3C Trace Context's list-member key: `vendor` or `tenant@vendor`, lower
+/// case letters, digits and `_-*/`, starting with a letter (a tenant also
+/// with a digit), at most 256 characters (tenant 241, vendor 14).
+fn state_key(key: &str) -> bool {
+    let part = |s: &str, max: usize, digit_first: bool| {
+        let b = s.as_bytes();
+        !b.is_empty()
+            && b.len() <= max
+            && (b[0].is_ascii_lowercase() || digit_first && b[0].is_ascii_digit())
+            && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'-' | b'*' | b'/'))
+    };
+    match key.split_once('@') {
+        None => part(key, 256, false),
+        Some((tenant, vendor)) => part(tenant, 241, true) && part(vendor, 14, false),
+    }
+}
+
+/// A list-member value: 1 to 256 printable ASCII characters, no `,` or
+/// `=`, not ending in a space.
+fn state_value(value: &str) -> bool {
+    let b = value.as_bytes();
+    !b.is_empty()
+        && b.len() <= 256
+        && b.last() != Some(&b' ')
+        && b.iter().all(|&c| (0x20..=0x7e).contains(&c) && c != b',' && c != b'=')
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -234,5 +273,22 @@ mod tests {
         h.append(TRACESTATE, HeaderValue::from_static("a=1, ,b=2"));
         h.append(TRACESTATE, HeaderValue::from_static("c=3"));
         assert_eq!(joined_state(&h).as_deref(), Some("a=1,b=2,c=3"));
+        let one = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.append(TRACESTATE, HeaderValue::from_static(v));
+            joined_state(&h)
+        };
+        assert_eq!(
+            one("congo=t61rcWkgMzE,t1@rojo=00f067aa0ba902b7").as_deref(),
+            Some("congo=t61rcWkgMzE,t1@rojo=00f067aa0ba902b7")
+        );
+        // Not W3C list-members: the whole state is dropped.
+        for bad in ["a=1,INVALID KEY=2", "a=1,=x", "a=1,b", "A=1", "a=1,a=2", "a=x,y=", "1a=2", "t@Vendor=1"] {
+            assert_eq!(one(bad), None, "{bad}");
+        }
+        let many = (0..33).map(|i| format!("k{i}=v")).collect::<Vec<_>>().join(",");
+        let mut h = HeaderMap::new();
+        h.append(TRACESTATE, HeaderValue::from_str(&many).unwrap());
+        assert_eq!(joined_state(&h), None, "more than 32 members");
     }
 }
