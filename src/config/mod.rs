@@ -7,6 +7,7 @@ pub mod locate;
 pub mod observe;
 pub mod resilience;
 mod structure;
+pub mod warning_names;
 pub(crate) use structure::reads_environment;
 pub mod types;
 pub mod units;
@@ -509,6 +510,10 @@ mod tests {
                 serde_json::json!({ "listeners": [ { "name": "p", "bind": "127.0.0.1:1", "limits": { "h2_max_concurrent_streams": 0 } } ] }),
                 false,
             ),
+            (serde_json::json!({ "upstreams": { "u": { "targets": [ { "url": "http://a:1", "weight": 0 } ] } } }), false),
+            (serde_json::json!({ "upstreams": { "u": { "targets": [ { "url": "http://a:1", "weight": 1001 } ] } } }), false),
+            (serde_json::json!({ "warnings": { "allow": [ "unused-upstream" ] } }), true),
+            (serde_json::json!({ "warnings": { "allow": [ "unused-upstreams" ] } }), false),
         ] {
             assert_eq!(schema.is_valid(&doc), ok, "{doc}");
         }

@@ -96,6 +96,7 @@ pub struct Config {
 pub struct WarningsConfig {
     /// Names of warnings not to report (`check` prints each warning's name after it).
     #[serde(default)]
+    #[schemars(schema_with = "warning_names")]
     pub allow: Vec<String>,
 }
 
@@ -353,6 +354,7 @@ pub struct WeightedTarget {
     pub url: String,
     /// Relative share of requests, 1-1000.
     #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 1000))]
     pub weight: u32,
 }
 
@@ -752,4 +754,15 @@ pub struct RewriteConfig {
 pub struct ReplacePrefixConfig {
     pub from: String,
     pub to: String,
+}
+
+/// `warnings.allow` in the editor schema: the names `check` knows, so an
+/// editor flags a misspelt one as `check` does.
+fn warning_names(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let names: Vec<&str> = super::warning_names::ALL.iter().map(|(name, _)| *name).collect();
+    schemars::json_schema!({
+        "description": "Names of warnings not to report (`check` prints each warning's name after it).",
+        "type": "array",
+        "items": { "enum": names }
+    })
 }

@@ -17,41 +17,9 @@ use std::net::{IpAddr, SocketAddr};
 use crate::config::{ConfigError, LoadedConfig, PathParameters};
 use crate::policy::auth::config::ProviderConfig;
 
-/// Every warning's name and what it is about (for `warnings.allow` and the docs).
-pub const ALL: &[(&str, &str)] = &[
-    ("quoted-variable", "a `${VAR}` inside quotes stays as written"),
-    ("unused-upstream", "an upstream no route, aggregate call or API uses"),
-    ("unused-auth-provider", "an auth provider no route or API uses"),
-    ("credentials-over-http", "credentials accepted on a plain-HTTP, non-loopback listener"),
-    ("public-admin", "the admin API bound to a non-loopback address"),
-    ("trusted-proxies-everyone", "`trusted_proxies` believes every address"),
-    ("weak-password-hash", "a bcrypt hash with a cost under 10"),
-    ("literal-secret", "an HMAC or client secret written in the file"),
-    ("cors-any-origin-with-auth", "CORS allowing any origin on a route that authenticates"),
-    ("unlimited-expensive-auth", "Basic or introspection auth on a route without a rate limit"),
-    ("weakened-normalization", "path normalization weaker than the defaults"),
-    ("certificate-expiring", "a listener certificate that expires within 30 days, or is not valid yet"),
-    ("unknown-format", "a schema `format` the validator does not know: its values pass unchecked"),
-    ("strict-api-shadowed", "a broader route takes the requests a strict API's document does not declare"),
-    ("unreachable-route-path", "a route path no request path can be after normalization"),
-    ("impossible-schema", "a schema whose lower bound is above its upper one: it refuses every value"),
-    ("timeout-beyond-budget", "a time limit longer than the one that holds it: it never applies"),
-    ("unenforced-openapi", "an API document declares what the gateway does not check or follow"),
-    ("certificate-name-mismatch", "a `server_names` entry the listener certificate does not carry"),
-    ("hsts-preload-ineligible", "HSTS `preload` without `include_subdomains` or with a max-age under a year"),
-    (
-        "ineffective-limit-setting",
-        "a rate-limit setting that changes nothing (a delay beyond the burst, a consumer key with no authentication)",
-    ),
-    (
-        "ineffective-setting",
-        "a setting nothing reads where it is written (`jwks_ca` without `jwks_uri`, upstream `tls` with `http://` targets)",
-    ),
-    (
-        "refuses-everything",
-        "a route whose own rules refuse every request (a required body on GET, a group nobody is in)",
-    ),
-];
+/// Every warning's name and what it is about (kept beside the config's
+/// `warnings.allow`, whose editor schema lists the names).
+pub use crate::config::warning_names::ALL;
 
 /// Warnings of `loaded` that `warnings.allow` does not silence, in file order.
 pub fn warnings(loaded: &LoadedConfig) -> Vec<ConfigError> {
