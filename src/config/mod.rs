@@ -122,12 +122,19 @@ pub fn read_text(path: &Path) -> std::io::Result<String> {
         ));
     }
     let file = std::fs::File::open(path)?;
-    let mut text = String::new();
-    file.take(MAX_FILE + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_FILE {
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE {
         return Err(std::io::Error::other(format!("larger than {} MiB", MAX_FILE >> 20)));
     }
-    Ok(text)
+    String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = good.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+        let utf16 = e.as_bytes().starts_with(&[0xFF, 0xFE]) || e.as_bytes().starts_with(&[0xFE, 0xFF]);
+        let hint = if utf16 { " (it is UTF-16: save it as UTF-8)" } else { "" };
+        std::io::Error::other(format!("not UTF-8 text at line {line}, column {column}{hint}"))
+    })
 }
 
 /// Reads and parses a config file.
@@ -510,8 +517,14 @@ mod tests {
                 serde_json::json!({ "listeners": [ { "name": "p", "bind": "127.0.0.1:1", "limits": { "h2_max_concurrent_streams": 0 } } ] }),
                 false,
             ),
-            (serde_json::json!({ "upstreams": { "u": { "targets": [ { "url": "http://a:1", "weight": 0 } ] } } }), false),
-            (serde_json::json!({ "upstreams": { "u": { "targets": [ { "url": "http://a:1", "weight": 1001 } ] } } }), false),
+            (
+                serde_json::json!({ "upstreams": { "u": { "targets": [ { "url": "http://a:1", "weight": 0 } ] } } }),
+                false,
+            ),
+            (
+                serde_json::json!({ "upstreams": { "u": { "targets": [ { "url": "http://a:1", "weight": 1001 } ] } } }),
+                false,
+            ),
             (serde_json::json!({ "warnings": { "allow": [ "unused-upstream" ] } }), true),
             (serde_json::json!({ "warnings": { "allow": [ "unused-upstreams" ] } }), false),
         ] {

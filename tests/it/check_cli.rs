@@ -518,6 +518,12 @@ fn what_is_not_a_config_file_is_refused_at_once() {
     let (code, _, stderr) = check(&big);
     assert_eq!(code, Some(1));
     assert!(stderr.contains("larger than 64 MiB"), "{stderr}");
+    // Latin-1 text: where it stops being UTF-8.
+    let latin1 = dir.path().join("latin1.yaml");
+    std::fs::write(&latin1, b"listeners:\n  - { name: caf\xe9, bind: \"127.0.0.1:0\" }\n").unwrap();
+    let (code, _, stderr) = check(&latin1);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("not UTF-8 text at line 2, column 16"), "{stderr}");
 }
 
 /// `${…}` that the YAML library never reads (block and quoted scalars, `$$`)

@@ -63,7 +63,9 @@ impl std::fmt::Debug for RedisStore {
 impl RedisStore {
     pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<RedisStore, String> {
         let shown = crate::http::url_in_message(url);
-        let client = redis::Client::open(url).map_err(|e| format!("`{shown}` is not a Redis URL: {e}"))?;
+        // The library's words ("did not parse - InvalidClientConfig") say nothing a user can act on.
+        let client = redis::Client::open(url)
+            .map_err(|_| format!("`{shown}` is not a Redis URL: write `redis://[[user]:password@]host[:port][/db]`"))?;
         Ok(RedisStore {
             client,
             prefix: prefix.to_string(),
