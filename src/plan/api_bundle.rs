@@ -43,11 +43,22 @@ pub(super) fn bundle(doc: &mut Value, dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether `path` is `root` or under it (both as written, `..` resolved).
+/// Whether `path` is `root` or under it: as written (`..` resolved), and,
+/// when both exist, once their symbolic links are followed (a link inside
+/// the folder to a file outside it is outside; a folder reached through a
+/// link, as Kubernetes mounts a ConfigMap, is fine).
 pub(super) fn inside(root: &Path, path: &Path) -> bool {
-    normalize(path)
-        .strip_prefix(normalize(root))
-        .is_ok_and(|rest| rest.components().all(|c| matches!(c, std::path::Component::Normal(_))))
+    let under = |root: &Path, path: &Path| {
+        path.strip_prefix(root)
+            .is_ok_and(|rest| rest.components().all(|c| matches!(c, std::path::Component::Normal(_))))
+    };
+    if !under(&normalize(root), &normalize(path)) {
+        return false;
+    }
+    match (std::fs::canonicalize(root), std::fs::canonicalize(path)) {
+        (Ok(root), Ok(path)) => under(&root, &path),
+        _ => true,
+    }
 }
 
 struct Bundler {

@@ -1160,3 +1160,42 @@ async fn spellings_a_framework_reads_as_a_declared_parameter_are_refused() {
     }
     assert_eq!(s.up.count(), 1);
 }
+
+/// Names the route declares itself are their own parameters: `page[size]`
+/// beside `page`, `ID` beside `id`.
+#[tokio::test]
+async fn declared_spellings_are_their_own_parameters() {
+    let up = Recorder::start().await;
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nupstreams:\n  u: {{ targets: [ \"{}\" ] }}\n\
+         routes:\n  - name: q\n    match: {{ path: /q }}\n    upstream: u\n    validate:\n      query:\n        \
+         page: {{ type: integer }}\n        \"page[size]\": {{ type: integer }}\n        id: {{ type: integer }}\n        \
+         ID: {{ type: string }}\n",
+        up.url()
+    );
+    let gw = Gateway::start(&load(&yaml, Path::new("."))).await.expect("starts");
+    let status = async |q: &str| call(&gw, "GET", &format!("/q?{q}"), &[], "").await.status.as_u16();
+    assert_eq!(status("page[size]=10").await, 200);
+    assert_eq!(status("page=1&page[size]=10&id=1&ID=x").await, 200);
+    assert_eq!(status("page=1&page[0]=2").await, 400, "an undeclared spelling is still refused");
+}
+
+/// A symbolic link inside the document's folder to a file outside it is
+/// outside: the served document would carry the file.
+#[tokio::test]
+async fn a_link_out_of_the_document_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("specs")).unwrap();
+    std::fs::create_dir_all(dir.path().join("outside")).unwrap();
+    std::fs::write(dir.path().join("outside/secret.yaml"), "db_password: hunter2\n").unwrap();
+    std::os::unix::fs::symlink("../outside", dir.path().join("specs/lnk")).unwrap();
+    std::fs::write(
+        dir.path().join("specs/api.yaml"),
+        "openapi: 3.0.3\ninfo: { title: t, version: '1' }\npaths: {}\nx-extra: { $ref: 'lnk/secret.yaml' }\n",
+    )
+    .unwrap();
+    let yaml = "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\nupstreams:\n  u: { targets: [\"http://127.0.0.1:1\"] }\n\
+                apis:\n  - { name: a, openapi: specs/api.yaml, upstream: u, docs: /docs }\n";
+    let errors = portcullis::check(&load(yaml, dir.path())).unwrap_err().to_string();
+    assert!(errors.contains("`$ref: lnk/secret.yaml` names a file outside the document's folder"), "{errors}");
+}

@@ -10,7 +10,13 @@
 pub const REDACTED: &str = "<redacted>";
 
 /// Names that are a credential as a whole (compacted: letters and digits only).
-const WHOLE: &[&str] = &["auth", "authorization", "bearer", "code", "jwt", "key", "pass", "sig", "session", "sid"];
+const WHOLE: &[&str] =
+    &["auth", "authorization", "bearer", "code", "jwt", "key", "pass", "sig", "session", "sid", "otp", "pin"];
+
+/// Endings of names that say `token` but carry a position, not a
+/// credential (`pageToken`, `next_token`): kept, so pagination stays
+/// readable in the log.
+const PAGING: &[&str] = &["pagetoken", "nexttoken", "prevtoken", "previoustoken", "continuationtoken", "cursortoken"];
 
 /// Endings that make a name a credential (`apitoken`, `clientsecret`, `xapikey`).
 const ENDINGS: &[&str] = &[
@@ -27,6 +33,8 @@ const ENDINGS: &[&str] = &[
     "secretkey",
     "sessionid",
     "sessid",
+    "sessionkey",
+    "accesskeyid",
 ];
 
 /// The parameter names whose values are never logged.
@@ -48,6 +56,7 @@ impl Redact {
             let part = compact(part);
             WHOLE.iter().any(|n| n.as_bytes() == &part[..])
                 || ENDINGS.iter().any(|n| part.ends_with(n.as_bytes()))
+                    && !PAGING.iter().any(|n| part.ends_with(n.as_bytes()))
                 || self.extra.iter().any(|n| n.as_bytes() == &part[..])
         };
         // The PHP/Rails forms: `api_key[]`, `user[password]`: the name
@@ -158,6 +167,9 @@ mod tests {
         let shown = String::from_utf8(out).unwrap();
         assert_eq!(shown.matches(REDACTED).count(), 11, "{shown}");
         assert!(shown.ends_with("&monkey=ok&sort=ok&page_size=ok"), "{shown}");
+        let mut out = Vec::new();
+        r.query(b"pageToken=p&next_token=n&sessionkey=s&awsAccessKeyId=a", &mut out);
+        assert_eq!(out, b"pageToken=p&next_token=n&sessionkey=<redacted>&awsAccessKeyId=<redacted>");
         // A configured name is compared the same way.
         let r = Redact::new(["X_Tenant_Pass".to_string()]);
         let mut out = Vec::new();

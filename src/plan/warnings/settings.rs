@@ -32,7 +32,7 @@ pub(super) fn ineffective_settings(loaded: &LoadedConfig, found: &mut Found) {
             TargetConfig::Url(u) => u.clone(),
             TargetConfig::Weighted(w) => w.url.clone(),
         };
-        if up.targets.iter().any(|t| url(t).starts_with("https://")) {
+        if up.targets.iter().any(|t| url(t).get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://"))) {
             continue;
         }
         for key in ["ca", "server_name"] {
@@ -59,7 +59,7 @@ listeners:
   - { name: plain, bind: "127.0.0.1:0", limits: { tls_handshake_timeout: 5s } }
 upstreams:
   plain: { targets: [ "http://127.0.0.1:9" ], tls: { ca: ca.pem, server_name: a.example } }
-  secure: { targets: [ "https://127.0.0.1:9" ], tls: { server_name: a.example } }
+  secure: { targets: [ "http://127.0.0.1:9", "HTTPS://127.0.0.1:9" ], tls: { server_name: a.example } }
 auth:
   hs: { jwt: { algorithms: [HS256], secret: "${S}", jwks_ca: ca.pem, jwks_refresh: 1m } }
   idp: { jwt: { algorithms: [RS256], jwks_uri: "https://idp.example/jwks", jwks_ca: ca.pem } }

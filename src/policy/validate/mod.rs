@@ -415,7 +415,10 @@ impl Compiled {
                 // `page[0]` as `page`): the service would get a value nobody checked.
                 for (k, _) in &pairs {
                     let bracketed = k.strip_prefix(p.name.as_str()).is_some_and(|rest| rest.starts_with('['));
-                    if *k != p.name
+                    // A name the route declares itself (`page[size]` beside
+                    // `page`, `ID` beside `id`) is its own parameter.
+                    let declared = self.query.iter().any(|q| q.name == *k);
+                    if !declared
                         && (k.eq_ignore_ascii_case(&p.name) || bracketed)
                         && !problems.iter().any(|q| q.pointer == *k)
                     {
