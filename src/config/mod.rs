@@ -212,6 +212,16 @@ pub fn parse_str(text: &str, source_name: &str, base_dir: &Path) -> Result<Loade
             // `${VAR}` in a flow mapping: its braces end the mapping, and
             // the parser's words do not say so.
             let line = position.and_then(|(l, _)| text.lines().nth(l.saturating_sub(1))).unwrap_or("");
+            // A whole number is what was written, but it does not fit.
+            let written: String = position
+                .and_then(|(_, c)| line.get(c.saturating_sub(1)..))
+                .unwrap_or("")
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            if message.starts_with("expected a whole number") && written.len() > 9 {
+                message = format!("`{written}` is too large here");
+            }
             if message.contains("while parsing a flow") && line.contains("${") {
                 message.push_str(
                     ": a `${VAR}` cannot stand unquoted inside `{ … }` or `[ … ]` (its braces end the \
@@ -381,8 +391,34 @@ fn edit_distance(a: &str, b: &str) -> usize {
 pub fn json_schema() -> serde_json::Value {
     let schema = schemars::schema_for!(Config);
     let mut schema = serde_json::to_value(schema).unwrap_or_default();
+    integer_ranges(&mut schema);
     allow_variables(&mut schema);
     schema
+}
+
+/// The ranges of the integer types behind `format: uint16` and the like
+/// (a format on a number is only a note to a validator: `max_connections:
+/// 99999999999999999999999` passed the editor and not `check`).
+fn integer_ranges(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            let max: Option<u64> = match map.get("format").and_then(serde_json::Value::as_str) {
+                Some("uint8") => Some(u8::MAX.into()),
+                Some("uint16") => Some(u16::MAX.into()),
+                Some("uint32") => Some(u32::MAX.into()),
+                Some("uint64" | "uint") => Some(u64::MAX),
+                _ => None,
+            };
+            if let Some(max) = max
+                && !map.contains_key("maximum")
+            {
+                map.insert("maximum".into(), max.into());
+            }
+            map.values_mut().for_each(integer_ranges);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integer_ranges),
+        _ => {}
+    }
 }
 
 /// Calls `f` with the config path (`routes[2].upstream`) and text of every

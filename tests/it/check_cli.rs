@@ -97,6 +97,7 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
     ("typo-beside-plain-scalars.yaml", 1, &[":20:1:", "unknown field `log_levle`"]),
     ("variable-in-key.yaml", 1, &[":5:3:", "`${UPSTREAM_NAME}` in a key is not read from the environment"]),
     ("schema-ref-to-nothing.yaml", 1, &[":8:", "routes[0].validate.body", "`$ref: #/$defs/Nope` names nothing here"]),
+    ("huge-count.yaml", 1, &[":5:70:", "upstreams.u.limits.max_connections", "`99999999999999999999999` is too large here"]),
     ("trace-method.yaml", 1, &[":6:", "routes[0].match.methods[1]", "answers every `TRACE` with 501"]),
     ("listener-clash.yaml", 3, &[
         ":5:", "listeners[1].bind", "`0.0.0.0:44601` is bound by listener `a` too",
