@@ -1170,14 +1170,19 @@ async fn declared_spellings_are_their_own_parameters() {
         "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nupstreams:\n  u: {{ targets: [ \"{}\" ] }}\n\
          routes:\n  - name: q\n    match: {{ path: /q }}\n    upstream: u\n    validate:\n      query:\n        \
          page: {{ type: integer }}\n        \"page[size]\": {{ type: integer }}\n        id: {{ type: integer }}\n        \
-         ID: {{ type: string }}\n",
+         ID: {{ type: string }}\n        \"ids[]\": {{ type: array, items: {{ type: integer }} }}\n        \
+         coords: {{ type: object, properties: {{ lat: {{ type: number }} }} }}\n",
         up.url()
     );
     let gw = Gateway::start(&load(&yaml, Path::new("."))).await.expect("starts");
     let status = async |q: &str| call(&gw, "GET", &format!("/q?{q}"), &[], "").await.status.as_u16();
     assert_eq!(status("page[size]=10").await, 200);
-    assert_eq!(status("page=1&page[size]=10&id=1&ID=x").await, 200);
+    assert_eq!(status("page=1&page[size]=10&id=1&ID=x&ids[]=1&ids[]=2&lat=1.5").await, 200);
     assert_eq!(status("page=1&page[0]=2").await, 400, "an undeclared spelling is still refused");
+    // `ids[]` declared: `ids[0]` and `ids` are read as it; an object's member in another case too.
+    for q in ["ids[]=1&ids[0]=2", "ids[]=1&ids=2", "lat=1&LAT=2"] {
+        assert_eq!(status(q).await, 400, "{q}");
+    }
 }
 
 /// A symbolic link inside the document's folder to a file outside it is

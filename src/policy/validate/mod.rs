@@ -410,28 +410,8 @@ impl Compiled {
                 }
                 let values: Vec<&str> = pairs.iter().filter(|(k, _)| *k == p.name).map(|(_, v)| v.as_str()).collect();
                 p.check("query", &values, &mut problems);
-                // Another spelling of the name that some frameworks read as it
-                // (ASP.NET ignores case; PHP, Rails and `qs` read `page[]` and
-                // `page[0]` as `page`): the service would get a value nobody checked.
-                for (k, _) in &pairs {
-                    let bracketed = k.strip_prefix(p.name.as_str()).is_some_and(|rest| rest.starts_with('['));
-                    // A name the route declares itself (`page[size]` beside
-                    // `page`, `ID` beside `id`) is its own parameter.
-                    let declared = self.query.iter().any(|q| q.name == *k);
-                    if !declared
-                        && (k.eq_ignore_ascii_case(&p.name) || bracketed)
-                        && !problems.iter().any(|q| q.pointer == *k)
-                    {
-                        let detail = format!(
-                            "`{}` is read as the parameter `{}` by some frameworks (case, brackets): send it once, as `{}`",
-                            cut(k),
-                            p.name,
-                            p.name
-                        );
-                        problems.push(Problem { place: "query", pointer: k.clone(), detail });
-                    }
-                }
             }
+            self.other_spellings(&pairs, &mut problems);
             if self.deny_other_query {
                 let declared = |k: &str| {
                     self.query.iter().any(|p| {
@@ -460,6 +440,36 @@ impl Compiled {
             p.check("cookie", &values, &mut problems);
         }
         problems
+    }
+
+    /// Another spelling of a declared query name that some frameworks read
+    /// as it (ASP.NET ignores case; PHP, Rails and `qs` read `page[]` and
+    /// `page[0]` as `page`, and `ids` as `ids[]`): the service would get a
+    /// value nobody checked. A name the route declares itself (`page[size]`
+    /// beside `page`, `ID` beside `id`) is its own parameter.
+    fn other_spellings(&self, pairs: &[(String, String)], problems: &mut Vec<Problem>) {
+        let declared =
+            |k: &str| self.query.iter().any(|q| q.name == k || (q.is_exploded_object() && q.declares_member(k)));
+        for (k, _) in pairs {
+            if declared(k) || problems.iter().any(|q| q.pointer == *k) {
+                continue;
+            }
+            let meant = self.query.iter().filter(|p| !p.is_deep_object()).find_map(|p| {
+                if p.is_exploded_object() {
+                    return p.member_ignoring_case(k);
+                }
+                let base = p.name.strip_suffix("[]").unwrap_or(&p.name);
+                let bracketed = k.strip_prefix(base).is_some_and(|rest| rest.is_empty() || rest.starts_with('['));
+                (k.eq_ignore_ascii_case(&p.name) || bracketed).then_some(p.name.as_str())
+            });
+            if let Some(name) = meant {
+                let detail = format!(
+                    "`{}` is read as the parameter `{name}` by some frameworks (case, brackets): send it once, as `{name}`",
+                    cut(k)
+                );
+                problems.push(Problem { place: "query", pointer: k.clone(), detail });
+            }
+        }
     }
 
     /// The body's checks; `Some` is an answer other than 400 (415), and

@@ -259,6 +259,12 @@ impl Param {
         self.shape.get("properties").and_then(Value::as_object).is_some_and(|p| p.contains_key(key))
     }
 
+    /// The member of this exploded object `key` names in another case.
+    pub fn member_ignoring_case(&self, key: &str) -> Option<&str> {
+        let members = self.shape.get("properties").and_then(Value::as_object)?;
+        members.keys().find(|m| m.eq_ignore_ascii_case(key)).map(String::as_str)
+    }
+
     pub fn check_exploded_object(&self, pairs: &[(String, String)], problems: &mut Vec<Problem>) {
         let members: Vec<(&str, &str)> =
             pairs.iter().filter(|(k, _)| self.declares_member(k)).map(|(k, v)| (k.as_str(), v.as_str())).collect();
