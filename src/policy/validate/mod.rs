@@ -13,6 +13,7 @@ mod date_time;
 mod email;
 pub mod json_limits;
 mod params;
+mod ref_cycle;
 mod report_budget;
 pub mod response;
 mod shortcut;
@@ -123,6 +124,12 @@ fn build<F: jsonschema::json::Json>(
     formats: &BTreeMap<String, String>,
 ) -> Result<jsonschema::Validator<F>, (String, String)> {
     let whole = |reason: String| (String::new(), reason);
+    if let Some((at, chain)) = ref_cycle::find(schema) {
+        return Err((
+            at,
+            format!("`$ref` goes round without a constraint on the way ({chain}): it would accept anything"),
+        ));
+    }
     let mut schema = schema.clone();
     openapi_formats(&mut schema);
     let mut options = jsonschema::options_for::<F>().should_validate_formats(true);
