@@ -50,6 +50,11 @@ pub struct Config {
     /// How long in-flight requests may run after SIGTERM/SIGINT before the gateway exits.
     #[serde(default = "thirty_seconds")]
     pub shutdown_timeout: Duration,
+    /// Most bytes of bodies read whole (request bodies being validated,
+    /// aggregate calls' answers) held in memory at once, across every
+    /// request: a read past it is refused with 503 (default 256MiB).
+    #[serde(default = "max_buffered")]
+    pub max_buffered: ByteSize,
     /// Named authentication providers, attached to routes by `authenticate`.
     #[serde(default)]
     pub auth: BTreeMap<String, ProviderConfig>,
@@ -100,6 +105,10 @@ pub struct WarningsConfig {
     pub allow: Vec<String>,
 }
 
+fn max_buffered() -> ByteSize {
+    ByteSize(256 << 20)
+}
+
 fn thirty_seconds() -> Duration {
     Duration(std::time::Duration::from_secs(30))
 }
@@ -115,6 +124,7 @@ impl Default for Config {
             apis: Vec::new(),
             security_headers: SecurityHeadersConfig::default(),
             shutdown_timeout: thirty_seconds(),
+            max_buffered: max_buffered(),
             auth: BTreeMap::new(),
             consumers: Vec::new(),
             identity_headers: IdentityHeadersConfig::default(),

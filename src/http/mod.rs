@@ -3,6 +3,7 @@
 //! responses, and fetching documents (JWKS, introspection). The HTTP/1.1
 //! wire machinery is in `crate::wire`.
 
+pub mod buffer_budget;
 pub mod client_body;
 pub mod conn;
 pub mod error;

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use tokio::time::Sleep;
 
+use super::buffer_budget::Held;
 use super::client_body::ClientBody;
 use crate::wire::BoxError;
 
@@ -64,6 +65,8 @@ pub struct RequestBody {
     stall: Option<Pin<Box<Sleep>>>,
     /// What was sent so far, kept for another try (`keep_for_retry`).
     replay: Option<Box<Replay>>,
+    /// A body read whole: its bytes' count against `max_buffered`.
+    held: Option<Held>,
 }
 
 /// The body pieces handed out so far, kept (up to a limit) so that a retry
@@ -81,7 +84,7 @@ struct Replay {
 
 impl RequestBody {
     pub fn new(inner: ClientBody, limit: u64, stall_timeout: Duration) -> RequestBody {
-        RequestBody { inner, limit, received: 0, stall_timeout, stall: None, replay: None }
+        RequestBody { inner, limit, received: 0, stall_timeout, stall: None, replay: None, held: None }
     }
 
     /// No body (a placeholder while a phase holds the real one).
@@ -93,6 +96,7 @@ impl RequestBody {
             stall_timeout: Duration::ZERO,
             stall: None,
             replay: None,
+            held: None,
         }
     }
 
@@ -102,7 +106,13 @@ impl RequestBody {
     /// and measured twice its size).
     pub fn buffered(bytes: Bytes, limit: u64, stall_timeout: Duration) -> RequestBody {
         let inner = ClientBody::Buffered((!bytes.is_empty()).then_some(bytes));
-        RequestBody { inner, limit, received: 0, stall_timeout, stall: None, replay: None }
+        RequestBody { inner, limit, received: 0, stall_timeout, stall: None, replay: None, held: None }
+    }
+
+    /// Keeps `held` (the count of this body's bytes) for as long as the body lives.
+    pub fn holding(mut self, held: Held) -> RequestBody {
+        self.held = Some(held);
+        self
     }
 
     /// Keeps up to `limit` bytes of what is handed out, so that `rewind`
@@ -152,6 +162,7 @@ impl RequestBody {
             stall_timeout: self.stall_timeout,
             stall: None,
             replay: None,
+            held: None,
         })
     }
 

@@ -24,6 +24,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::config::{
     AccessLogConfig, ConfigError, ConfigErrors, FieldErrors, HstsConfig, ListenerLimits, LoadedConfig,
 };
+use crate::http::buffer_budget::BufferBudget;
 use crate::http::forwarded::TrustedProxies;
 use crate::http::normalize;
 use crate::observe::Observer;
@@ -77,6 +78,8 @@ pub struct Plan {
     upstreams: Vec<Arc<Upstream>>,
     /// The upstreams' state gauges (held here: they read the upstreams weakly).
     _state_probes: StateProbes,
+    /// Bytes of bodies read whole, held against `max_buffered`.
+    pub buffers: BufferBudget,
     /// The span exporter to start then.
     #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
     otlp: Option<crate::config::OtlpConfig>,
@@ -261,6 +264,13 @@ fn compile_unguarded(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<P
     // running plan's state that outlives it; then each part for the next.
     let mut shared = Shared::default();
     shared.insert(Arc::new(registry.clone()));
+    // Bytes held by whole reads: one count per gateway, as the series.
+    let buffered = previous.map(|p| p.buffers.count().clone()).unwrap_or_default();
+    if cfg.max_buffered.0 == 0 {
+        cx.err("max_buffered", "0 would refuse every validated body and aggregate answer (the default is 256MiB)");
+    }
+    let buffers = BufferBudget::new(buffered, cfg.max_buffered.0);
+    shared.insert(Arc::new(buffers.clone()));
     if let Some(p) = previous {
         shared.insert(Arc::new(Previous(p.providers.clone())));
         shared.insert(Arc::new(Previous(p.stores.clone())));
@@ -303,7 +313,7 @@ fn compile_unguarded(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<P
     shared.insert(Arc::new(security_headers.clone()));
 
     let mut upstreams: HashMap<&str, Arc<Upstream>> = HashMap::new();
-    let mut state_probes = Vec::new();
+    let mut state_probes = buffer_probes(&buffers, &registry);
     for (name, ucfg) in &cfg.upstreams {
         if let Some(mut u) = upstream::compile(&mut cx, name, ucfg, &registry) {
             if let Some(before) = previous.and_then(|p| p.upstreams.iter().find(|b| *b.name == **name)) {
@@ -376,6 +386,7 @@ fn compile_unguarded(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<P
         rate_limit_headers: cfg.rate_limit_headers,
         upstreams: upstreams.into_values().collect(),
         _state_probes: StateProbes(state_probes),
+        buffers,
         stores,
         observe: Arc::new(observe),
         admin,
@@ -388,6 +399,18 @@ fn compile_unguarded(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<P
         }),
         otlp: cfg.tracing.otlp.clone(),
     })
+}
+
+/// `portcullis_buffered_bytes` and `portcullis_buffer_refusals_total`,
+/// read from the gateway's count when scraped.
+fn buffer_probes(buffers: &BufferBudget, registry: &Registry) -> Vec<Arc<dyn Fn() -> f64 + Send + Sync>> {
+    let count = buffers.count();
+    let (a, b) = (count.clone(), count.clone());
+    let held: Arc<dyn Fn() -> f64 + Send + Sync> = Arc::new(move || a.held() as f64);
+    let refused: Arc<dyn Fn() -> f64 + Send + Sync> = Arc::new(move || b.refused() as f64);
+    registry.probe("portcullis_buffered_bytes", Vec::new(), held.clone());
+    registry.probe("portcullis_buffer_refusals", Vec::new(), refused.clone());
+    vec![held, refused]
 }
 
 /// The observers: each route's request series, the access log's settings

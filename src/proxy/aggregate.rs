@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use super::body::Body;
 use super::forward::Tried;
 use crate::config::aggregate::{MergeMode, OnFailure};
+use crate::http::buffer_budget::{BufferBudget, Held, OverBudget};
 use crate::http::error::{GatewayError, UpstreamRefusal};
 use crate::http::forwarded::{X_FORWARDED_FOR, X_FORWARDED_PROTO};
 use crate::http::request_body::RequestBody;
@@ -50,6 +51,8 @@ pub(super) struct Inputs<'a, 'p> {
     pub scheme: &'static str,
     /// Identity header lines from authentication (names, values).
     pub identity: Option<(&'a [HeaderName], &'a [Option<HeaderValue>])>,
+    /// What the answers count against while the request lives (`max_buffered`).
+    pub buffers: &'a BufferBudget,
 }
 
 /// Why a call failed.
@@ -79,13 +82,15 @@ enum CallError {
     BadPath,
     /// Valid JSON, nested deeper than the parser goes (128 levels).
     TooDeep,
+    /// The gateway holds `max_buffered` bytes of bodies already.
+    OverBudget(OverBudget),
 }
 
 impl CallError {
     fn status(&self) -> StatusCode {
         match self {
             CallError::Timeout(_) | CallError::ConnectTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            CallError::Refused(_) => StatusCode::SERVICE_UNAVAILABLE,
+            CallError::Refused(_) | CallError::OverBudget(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_GATEWAY,
         }
     }
@@ -105,6 +110,7 @@ impl CallError {
             CallError::Placeholder(p, why) => format!("`{{{p}}}` {why}"),
             CallError::BadPath => "the call's path, filled in, is not a valid request target (too long?)".into(),
             CallError::TooDeep => "the answer is nested deeper than 128 levels".into(),
+            CallError::OverBudget(over) => over.detail(),
         }
     }
 
@@ -124,7 +130,8 @@ impl CallError {
             | CallError::TooDeep
             | CallError::TooLarge(_)
             | CallError::Placeholder(..)
-            | CallError::BadPath => Flag::LocalResponse,
+            | CallError::BadPath
+            | CallError::OverBudget(_) => Flag::LocalResponse,
         })
     }
 
@@ -158,6 +165,8 @@ pub(super) async fn run<'p>(plan: &'p AggregatePlan, inputs: Inputs<'_, 'p>) -> 
     // Each call's target once it has one, for the log when it is abandoned
     // under way (a required call failed first): a try that reached a target.
     let reached: Vec<Reached<'p>> = (0..n).map(|_| std::sync::Mutex::new(None)).collect();
+    // Each answer's count against `max_buffered`, until the response is made.
+    let holds: Vec<std::sync::Mutex<Option<Held>>> = (0..n).map(|_| std::sync::Mutex::new(None)).collect();
     let mut running: Vec<(usize, CallFuture<'_, 'p>)> = Vec::new();
     let watch = Watch { tries: inputs.tried.is_some(), client_metrics: inputs.client_metrics };
     let mut tried = inputs.tried;
@@ -179,8 +188,9 @@ pub(super) async fn run<'p>(plan: &'p AggregatePlan, inputs: Inputs<'_, 'p>) -> 
                     let budget = call.timeout.map_or(left, |t| t.min(left));
                     let limit = Instant::now() + budget;
                     let headers = &headers;
-                    let reached = &reached[i];
-                    running.push((i, Box::pin(fetch(call, pq, headers, watch, (limit, budget), reached))));
+                    let slots = (&reached[i], &holds[i]);
+                    let held = inputs.buffers.hold();
+                    running.push((i, Box::pin(fetch(call, pq, headers, watch, (limit, budget), slots, held))));
                 }
                 Err(e) => results[i] = Some(Err(e)),
             }
@@ -383,7 +393,8 @@ async fn fetch<'p>(
     headers: &HeaderMap,
     watch: Watch,
     time: (Instant, Duration),
-    reached: &Reached<'p>,
+    (reached, kept): (&Reached<'p>, &std::sync::Mutex<Option<Held>>),
+    mut held: Held,
 ) -> CallOutcome<'p> {
     let upstream: &'p Upstream = &call.upstream;
     let now = Instant::now();
@@ -433,7 +444,7 @@ async fn fetch<'p>(
                         answered = Some(resp.status);
                         // Only the media type is read: no header map built for it.
                         let media = media_type(resp.headers.get_all(&header::CONTENT_TYPE));
-                        read(resp.status, media, resp.body, call.max_body, upstream.read_timeout).await
+                        read(resp.status, media, resp.body, (call.max_body, &mut held), upstream.read_timeout).await
                     }
                     Err(GatewayError::UpstreamTimeout { waited: true, .. }) => {
                         waited = true;
@@ -454,7 +465,7 @@ async fn fetch<'p>(
                     answered = Some(parts.status);
                     let media =
                         media_type(parts.headers.get_all(header::CONTENT_TYPE).iter().map(HeaderValue::as_bytes));
-                    read(parts.status, media, body, call.max_body, upstream.read_timeout).await
+                    read(parts.status, media, body, (call.max_body, &mut held), upstream.read_timeout).await
                 }
                 Ok(Err(e)) => Err(CallError::Unreachable { sent: !super::forward::not_sent(&e) }),
                 Err(_) => Err(CallError::Timeout(upstream.request_timeout)),
@@ -471,10 +482,15 @@ async fn fetch<'p>(
             Err(CallError::Timeout(time.1))
         }
     };
+    if let Ok(mut slot) = kept.lock() {
+        *slot = Some(held);
+    }
     // For the upstream's health, as for a proxied request: a 5xx or no
     // answer is a failure; an answer the aggregate cannot use is not.
     let verdict = match &result {
         _ if waited || cut_off => None,
+        // The gateway's memory, not the target's doing.
+        Err(CallError::OverBudget(_)) => None,
         Ok(_) | Err(CallError::NotJson(_) | CallError::BadJson | CallError::TooDeep | CallError::TooLarge(_)) => {
             Some(true)
         }
@@ -535,7 +551,7 @@ async fn read<B>(
     status: StatusCode,
     media: String,
     body: B,
-    max: u64,
+    (max, held): (u64, &mut Held),
     read_timeout: Duration,
 ) -> Result<Value, CallError>
 where
@@ -561,13 +577,32 @@ where
             Ok(Some(Err(_))) => return Err(CallError::Unreachable { sent: true }),
         };
         if let Ok(data) = frame.into_data() {
+            held.grow(data.len() as u64).map_err(CallError::OverBudget)?;
             bytes.extend_from_slice(&data);
         }
     }
-    serde_json::from_slice(&bytes).map_err(|e| match e.to_string().contains("recursion limit") {
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| match e.to_string().contains("recursion limit") {
         true => CallError::TooDeep,
         false => CallError::BadJson,
-    })
+    })?;
+    // Held parsed until the response is made: counted at what it takes
+    // (a document of small values takes several times its text).
+    held.resize(parsed_size(&value)).map_err(CallError::OverBudget)?;
+    Ok(value)
+}
+
+/// About the memory a parsed document takes: each value's slot, the
+/// bytes of its strings, and each member's key and map entry.
+fn parsed_size(value: &Value) -> u64 {
+    const SLOT: u64 = std::mem::size_of::<Value>() as u64;
+    // A key's `String` and its share of the map's nodes.
+    const ENTRY: u64 = 48;
+    SLOT + match value {
+        Value::String(s) => s.len() as u64,
+        Value::Array(items) => items.iter().map(parsed_size).sum(),
+        Value::Object(map) => map.iter().map(|(k, v)| ENTRY + k.len() as u64 + parsed_size(v)).sum(),
+        _ => 0,
+    }
 }
 
 /// The whole request failed: a call that had to succeed did not.
@@ -588,14 +623,19 @@ fn failed(
         .collect();
     // The status of the root cause: a call that failed because the one it
     // waited for did is judged by that one.
-    let status = match &results[root_cause(plan, results, culprit)] {
+    let root = &results[root_cause(plan, results, culprit)];
+    let status = match root {
         Some(Err(CallError::Timeout(_) | CallError::ConnectTimeout(_))) => StatusCode::GATEWAY_TIMEOUT,
-        // Refused by its upstream's limits, breaker or health: 503, as a proxied request.
-        Some(Err(CallError::Refused(_))) => StatusCode::SERVICE_UNAVAILABLE,
+        // Refused by its upstream's limits, breaker or health, or by the
+        // gateway's memory: 503, as a proxied request.
+        Some(Err(CallError::Refused(_) | CallError::OverBudget(_))) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_GATEWAY,
     };
     let detail = format!("the call `{}` failed, and the answer cannot be made without it", plan.calls[culprit].name);
-    let answer = problem::with_members(status, &detail, request_id, [("errors", Value::Array(errors))]);
+    let mut answer = problem::with_members(status, &detail, request_id, [("errors", Value::Array(errors))]);
+    if let Some(Err(CallError::OverBudget(_))) = root {
+        answer.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     answer.map(Body::full)
 }
 

@@ -244,6 +244,7 @@ pub fn handle<P: Deref<Target = Plan>>(
                             client_ip,
                             scheme: conn.scheme,
                             identity,
+                            buffers: &plan.buffers,
                         };
                         // Boxed, as the responders: its future holds every call's.
                         let (answer, flag) = Box::pin(aggregate::run(agg, inputs)).await;

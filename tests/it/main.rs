@@ -9,6 +9,7 @@ mod admin_page;
 mod aggregate;
 mod auth;
 mod balancing;
+mod buffer_budget;
 mod check_cli;
 mod cli_admin;
 mod cli_signals;

@@ -63,6 +63,12 @@ const FAMILIES: &[(&str, Kind, &str)] = &[
     ("portcullis_upstream_ejections", Kind::Counter, "Targets ejected by passive health checks (or that would be)."),
     ("portcullis_upstream_refusals", Kind::Counter, "Requests refused before an upstream try, by rule."),
     ("portcullis_upstream_breaker_open", Kind::Gauge, "Circuit breaker state: 0 closed, 0.5 half-open, 1 open."),
+    (
+        "portcullis_buffered_bytes",
+        Kind::Gauge,
+        "Bytes of bodies read whole (validated request bodies, aggregate answers) held in memory.",
+    ),
+    ("portcullis_buffer_refusals", Kind::Counter, "Requests refused because max_buffered bytes were held already."),
     ("portcullis_config_reloads", Kind::Counter, "Config reloads, by result."),
     ("portcullis_config_info", Kind::Info, "The config in use (its hash)."),
     ("portcullis_config_last_reload_timestamp_seconds", Kind::Gauge, "When the config in use was loaded (Unix time)."),

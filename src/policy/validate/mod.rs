@@ -30,6 +30,7 @@ use serde_json::Value;
 
 use crate::config::FieldErrors;
 use crate::http::Answer;
+use crate::http::buffer_budget::{BufferBudget, Held, OverBudget};
 use crate::http::problem;
 use crate::http::request_body::{BodyError, RequestBody};
 use crate::observe::metrics::{Counter, Registry};
@@ -73,6 +74,8 @@ pub struct Compiled {
     failures: BTreeMap<&'static str, Arc<Counter>>,
     /// The declared responses, checked in report mode.
     responses: Option<Arc<response::ResponseRules>>,
+    /// What a body read whole counts against (`max_buffered`).
+    buffers: BufferBudget,
 }
 
 impl std::fmt::Debug for Compiled {
@@ -324,11 +327,12 @@ impl Compiled {
                 (place, registry.counter("portcullis_validation_failures", labels))
             })
             .collect();
+        let buffers = cx.shared::<BufferBudget>().cloned().unwrap_or_else(|| BufferBudget::unshared(u64::MAX));
         let responses = cfg.responses.as_ref().and_then(|spec| {
             let labels = vec![("route", cx.name.to_string()), ("in", "response".to_string())];
             let counter = registry.counter("portcullis_validation_failures", labels);
             match response::ResponseRules::compile(spec, formats, Arc::from(cx.name), counter) {
-                Ok(rules) => Some(Arc::new(rules)),
+                Ok(rules) => Some(Arc::new(rules.counting_against(buffers.clone()))),
                 Err(e) => {
                     errors.add("responses", e);
                     None
@@ -339,6 +343,7 @@ impl Compiled {
         let report = cfg.mode == config::ValidateMode::Report;
         let route = Arc::from(cx.name);
         errors.or_value(Compiled {
+            buffers,
             content_types,
             body,
             path,
@@ -380,9 +385,10 @@ impl Compiled {
             && let Some(body) = ctx.body.take()
         {
             let (limit, stall) = (body.limit(), body.stall_timeout());
-            let bytes = match body.collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(e) => return body_refused(&e, ctx),
+            let (bytes, held) = match read_whole(body, &self.buffers).await {
+                Ok(read) => read,
+                Err(Unread::Body(e)) => return body_refused(&e, ctx),
+                Err(Unread::OverBudget(over)) => return Outcome::Respond(busy(&over, ctx)),
             };
             if let Some((refusal, reported)) = self.check_body(req, &bytes, &mut problems) {
                 if !self.report {
@@ -390,7 +396,7 @@ impl Compiled {
                 }
                 problems.push(Problem { place: "body", pointer: String::new(), detail: reported.into() });
             }
-            ctx.body = Some(RequestBody::buffered(bytes, limit, stall));
+            ctx.body = Some(RequestBody::buffered(bytes, limit, stall).holding(held));
         }
         self.decided(problems, ctx)
     }
@@ -688,6 +694,38 @@ fn unsupported_coding(ctx: &RequestCtx<'_>) -> Answer {
         ctx.request_id,
     );
     answer.headers_mut().insert(http::header::ACCEPT_ENCODING, http::HeaderValue::from_static("identity"));
+    answer
+}
+
+/// Why a body was not read whole.
+enum Unread {
+    Body(BodyError),
+    OverBudget(OverBudget),
+}
+
+/// The body in one piece, counted against `max_buffered` as it comes
+/// (the count held until the body, forwarded, is dropped).
+async fn read_whole(mut body: RequestBody, buffers: &BufferBudget) -> Result<(Bytes, Held), Unread> {
+    let mut held = buffers.hold();
+    let mut pieces: Vec<Bytes> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.map_err(Unread::Body)?.into_data() {
+            held.grow(data.len() as u64).map_err(Unread::OverBudget)?;
+            pieces.push(data);
+        }
+    }
+    let bytes = match pieces.len() {
+        0 => Bytes::new(),
+        1 => pieces.pop().unwrap_or_default(),
+        _ => Bytes::from(pieces.concat()),
+    };
+    Ok((bytes, held))
+}
+
+/// 503: the gateway holds `max_buffered` bytes of bodies already.
+fn busy(over: &OverBudget, ctx: &RequestCtx<'_>) -> Answer {
+    let mut answer = problem::problem(StatusCode::SERVICE_UNAVAILABLE, &over.detail(), ctx.request_id);
+    answer.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
     answer
 }
 

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::report_budget::{ReportBudget, TOO_INTRICATE, may_list};
 use super::{MAX_ERRORS, Problem, compile_schema, is_json, media_essence};
+use crate::http::buffer_budget::{BufferBudget, Held};
 use crate::observe::metrics::Counter;
 
 /// Bodies longer than this are not checked (and that is reported).
@@ -43,6 +44,8 @@ pub struct ResponseRules {
     route: Arc<str>,
     declared: Vec<Declared>,
     failures: Arc<Counter>,
+    /// What the copies of bodies count against (`max_buffered`).
+    buffers: BufferBudget,
 }
 
 /// What a response's head says about checking it.
@@ -91,7 +94,13 @@ impl ResponseRules {
             }
             declared.push(Declared { key: status, content: media });
         }
-        Ok(ResponseRules { route, declared, failures })
+        Ok(ResponseRules { route, declared, failures, buffers: BufferBudget::unshared(u64::MAX) })
+    }
+
+    /// Counts the bodies copied for a check against `buffers`.
+    pub fn counting_against(mut self, buffers: BufferBudget) -> ResponseRules {
+        self.buffers = buffers;
+        self
     }
 
     fn find(&self, status: u16) -> Option<usize> {
@@ -218,7 +227,11 @@ pub struct BodyCheck {
     status: u16,
     request_id: HeaderValue,
     copy: Vec<u8>,
+    /// The copy's count against `max_buffered`.
+    held: Held,
     too_long: bool,
+    /// The copy would have gone past `max_buffered`: not checked.
+    over_budget: bool,
     /// The whole body has passed: judged when dropped.
     complete: bool,
 }
@@ -231,15 +244,31 @@ impl BodyCheck {
         status: u16,
         request_id: HeaderValue,
     ) -> BodyCheck {
-        BodyCheck { rules, declared, content, status, request_id, copy: Vec::new(), too_long: false, complete: false }
+        let held = rules.buffers.hold();
+        BodyCheck {
+            rules,
+            declared,
+            content,
+            status,
+            request_id,
+            copy: Vec::new(),
+            held,
+            too_long: false,
+            over_budget: false,
+            complete: false,
+        }
     }
 
     pub fn push(&mut self, data: &[u8]) {
-        if self.too_long {
+        if self.too_long || self.over_budget {
             return;
         }
         if self.copy.len() + data.len() > MAX_CHECKED_BODY {
             self.too_long = true;
+            self.copy = Vec::new();
+        } else if self.held.grow(data.len() as u64).is_err() {
+            // The response goes on; only its check is given up.
+            self.over_budget = true;
             self.copy = Vec::new();
         } else {
             self.copy.extend_from_slice(data);
@@ -263,6 +292,14 @@ impl Drop for BodyCheck {
                 target: "portcullis::policy::validate",
                 route = &*self.rules.route,
                 "response body not checked: longer than {MAX_CHECKED_BODY} bytes"
+            );
+            return;
+        }
+        if self.over_budget {
+            tracing::debug!(
+                target: "portcullis::policy::validate",
+                route = &*self.rules.route,
+                "response body not checked: the gateway holds max_buffered bytes of bodies"
             );
             return;
         }

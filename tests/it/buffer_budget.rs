@@ -1,0 +1,124 @@
+//! `max_buffered` from outside: the bytes of bodies the gateway reads whole
+//! (validated request bodies, aggregate answers) are bounded across every
+//! request; past the bound a request gets 503 with `Retry-After` at once,
+//! and the bytes count only while their request lives.
+
+use std::time::{Duration, Instant};
+
+use prometheus_parse::{Scrape, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::flaky::{Flaky, Mode};
+use crate::support::recorder::Recorder;
+use crate::support::{Gateway1, gateway, get, raw_status};
+
+/// A gauge's or counter's value from `/metrics`.
+async fn metric(gw: &Gateway1, name: &str) -> f64 {
+    let url = format!("http://{}/metrics", gw.handle.admin_addr().expect("admin"));
+    let text = get(&url, &[]).await.text();
+    let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text format");
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .map(|s| match s.value {
+            Value::Counter(n) | Value::Gauge(n) | Value::Untyped(n) => n,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+/// Waits until `name` reads `want` (the gateway reads a body's pieces as they come).
+async fn metric_reaches(gw: &Gateway1, name: &str, want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = metric(gw, name).await;
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} is {got}, never {want}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A POST of a JSON body of `len` bytes, as raw HTTP/1.1.
+fn post(len: usize) -> String {
+    let body = format!("{{\"pad\":\"{}\"}}", "x".repeat(len - 10));
+    format!(
+        "POST /in HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n{body}"
+    )
+}
+
+async fn exchange(gw: &Gateway1, request: &str) -> String {
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn validated_bodies_held_at_once_are_bounded_and_released() {
+    let up = Recorder::start().await;
+    let gw = gateway(&format!(
+        "admin: {{ bind: \"127.0.0.1:0\" }}\nmax_buffered: 1000\n\
+         upstreams:\n  app: {{ targets: [\"{}\"] }}\n\
+         routes:\n  - name: in\n    match: {{ path: /in }}\n    upstream: app\n\
+         \x20   validate: {{ body: {{ schema: {{ type: object }} }} }}\n",
+        up.url()
+    ))
+    .await;
+
+    // A body larger than the whole budget: 503 at once, a problem body, Retry-After.
+    let answer = exchange(&gw, &post(2000)).await;
+    assert_eq!(raw_status(&answer), 503, "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("retry-after: 1\r\n"), "{answer}");
+    assert!(answer.contains("application/problem+json") && answer.contains("max_buffered"), "{answer}");
+
+    // One upload holds 800 bytes, its last 100 still to come.
+    let whole = post(900);
+    let mut slow = TcpStream::connect(gw.addr).await.unwrap();
+    slow.write_all(&whole.as_bytes()[..whole.len() - 100]).await.unwrap();
+    metric_reaches(&gw, "portcullis_buffered_bytes", 800.0).await;
+    // Another body that would go past the budget meanwhile is refused...
+    assert_eq!(raw_status(&exchange(&gw, &post(300)).await), 503);
+    // ...the held one completes and goes on...
+    slow.write_all(&whole.as_bytes()[whole.len() - 100..]).await.unwrap();
+    let mut out = Vec::new();
+    slow.read_to_end(&mut out).await.unwrap();
+    assert_eq!(raw_status(&String::from_utf8_lossy(&out)), 200);
+    // ...and once it is forwarded, its bytes no longer count.
+    metric_reaches(&gw, "portcullis_buffered_bytes", 0.0).await;
+    assert_eq!(raw_status(&exchange(&gw, &post(300)).await), 200);
+    assert_eq!(metric(&gw, "portcullis_buffer_refusals_total").await, 2.0);
+    assert_eq!(up.requests().len(), 2, "refused bodies never reach the upstream");
+}
+
+#[tokio::test]
+async fn an_aggregate_answer_past_the_budget_fails_its_call_with_503() {
+    let users = Flaky::start("users").await;
+    let big: &'static str =
+        Box::leak(format!("{{\"items\":[{}]}}", vec!["{\"id\":1}"; 150].join(",")).into_boxed_str());
+    users.set(Mode::Json(big));
+    let gw = gateway(&format!(
+        "admin: {{ bind: \"127.0.0.1:0\" }}\nmax_buffered: 2KiB\n\
+         upstreams:\n  users: {{ targets: [\"{}\"], breaker: {{ consecutive_failures: 1, open_for: 1m }} }}\n\
+         routes:\n  - name: page\n    match: {{ path: /page }}\n    aggregate:\n      calls:\n\
+         \x20       user: {{ upstream: users, path: /u, required: true }}\n",
+        users.url()
+    ))
+    .await;
+    let reply = get(&gw.url("/page"), &[]).await;
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    let body = reply.json();
+    assert_eq!(body["errors"][0]["call"], "user", "{body}");
+    assert!(body["errors"][0]["detail"].as_str().unwrap().contains("max_buffered"), "{body}");
+    // The gateway's memory is not the upstream's fault: its breaker stays closed.
+    users.set(Mode::Json("{\"id\":1}"));
+    let reply = get(&gw.url("/page"), &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(metric(&gw, "portcullis_buffered_bytes").await, 0.0);
+    assert_eq!(metric(&gw, "portcullis_buffer_refusals_total").await, 1.0);
+}
