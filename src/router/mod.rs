@@ -200,7 +200,21 @@ impl Router {
     ) -> Result<Found<'p>, Miss> {
         let mut values = Vec::new();
         let mut allowed: Vec<Method> = Vec::new();
+        // RFC 9110 §9.3.2: HEAD is GET without the content (a general-purpose
+        // server supports both, §9.1). A route that takes GET but not HEAD
+        // takes HEAD too, in its own place in the precedence: a less specific
+        // route that takes any method (a public catch-all) must not take the
+        // HEAD of an authenticated GET route, whose service would run its GET
+        // handler for it. Only a route as specific that takes HEAD itself
+        // goes first.
+        let head = *req.method == Method::HEAD;
+        let mut as_get: Option<(usize, Vec<&'p str>, &Matcher)> = None;
         for (index, m) in candidates.map(|position| &self.ordered[position]) {
+            if let Some((route, values, by)) = &as_get
+                && by.precedence(m) == Ordering::Greater
+            {
+                return Ok(Found { route: *route, values: values.clone() });
+            }
             if !(m.host.matches(req.host) && m.path.matches(req.path, &mut values) && m.headers_match(req.headers)) {
                 continue;
             }
@@ -209,6 +223,9 @@ impl Router {
             }
             match &m.methods {
                 Some(methods) if !methods.contains(req.method) => {
+                    if head && as_get.is_none() && methods.contains(&Method::GET) {
+                        as_get = Some((*index, values.clone(), m));
+                    }
                     for method in methods {
                         if !allowed.contains(method) {
                             allowed.push(method.clone());
@@ -220,18 +237,12 @@ impl Router {
                 }
             }
         }
-        // RFC 9110 §9.3.2: HEAD is GET without the content (a general-purpose
-        // server supports both, §9.1). A route that takes GET but not HEAD
-        // takes HEAD too, unless a route takes HEAD itself (found above).
-        if allowed.contains(&Method::GET) {
-            if *req.method == Method::HEAD {
-                let as_get = RequestView { method: &Method::GET, ..*req };
-                return self.find(&as_get);
-            }
-            if !allowed.contains(&Method::HEAD) {
-                let after_get = allowed.iter().position(|m| *m == Method::GET).map_or(allowed.len(), |i| i + 1);
-                allowed.insert(after_get, Method::HEAD);
-            }
+        if let Some((route, values, _)) = as_get {
+            return Ok(Found { route, values });
+        }
+        if allowed.contains(&Method::GET) && !allowed.contains(&Method::HEAD) {
+            let after_get = allowed.iter().position(|m| *m == Method::GET).map_or(allowed.len(), |i| i + 1);
+            allowed.insert(after_get, Method::HEAD);
         }
         if allowed.is_empty() { Err(Miss::NotFound) } else { Err(Miss::MethodNotAllowed(allowed)) }
     }

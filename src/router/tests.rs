@@ -57,6 +57,16 @@ fn head_goes_where_get_goes_unless_a_route_takes_head_itself() {
     assert_eq!(allow, [http::Method::POST]);
     let r = Router::new(vec![matcher(None, "/a", Some(&["GET"])), matcher(None, "/a", Some(&["HEAD"]))]);
     assert_eq!(find(&r, None, "/a", "HEAD"), Ok(1));
+    // A less specific route that takes any method (a public catch-all)
+    // does not take the HEAD of a more specific GET route (an
+    // authenticated one, whose service answers HEAD with its GET handler).
+    let r = Router::new(vec![matcher(None, "/admin*", Some(&["GET"])), matcher(None, "/*", None)]);
+    assert_eq!(find(&r, None, "/admin/users", "HEAD"), Ok(0));
+    assert_eq!(find(&r, None, "/admin/users", "POST"), Ok(1));
+    assert_eq!(find(&r, None, "/public", "HEAD"), Ok(1));
+    let r =
+        Router::new(vec![matcher(None, "/admin*", Some(&["GET"])), matcher(None, "/*", Some(&["HEAD", "OPTIONS"]))]);
+    assert_eq!(find(&r, None, "/admin/users", "HEAD"), Ok(0));
 }
 
 #[test]

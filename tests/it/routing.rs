@@ -228,3 +228,27 @@ routes:
     let reply = get(&gw.url("/go//evil.example/x"), &[]).await;
     assert_eq!(reply.header("location"), Some("/evil.example/x"));
 }
+
+/// The HEAD of an authenticated GET route is that route's, not a public
+/// catch-all's: services answer HEAD with their GET handler.
+#[tokio::test]
+async fn head_of_a_protected_get_route_is_not_taken_by_a_public_catch_all() {
+    let gw = gateway(
+        r#"
+auth: { keys: { api_key: { header: X-API-Key } } }
+routes:
+  - { name: admin-read, match: { path_prefix: /admin, methods: [GET] }, static: { body: secret }, authenticate: [keys] }
+  - { name: site, match: { path_prefix: / }, static: { body: public } }
+"#,
+    )
+    .await;
+    let client = crate::support::http1_client();
+    let head = |path: &str| {
+        let req = http::Request::head(gw.url(path)).body(http_body_util::Full::default()).unwrap();
+        crate::support::send(&client, req)
+    };
+    assert_eq!(head("/admin/users").await.status, 401);
+    assert_eq!(get(&gw.url("/admin/users"), &[]).await.status, 401);
+    assert_eq!(head("/about").await.status, 200);
+    assert_eq!(get(&gw.url("/about"), &[]).await.text(), "public");
+}
