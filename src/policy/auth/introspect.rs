@@ -17,6 +17,10 @@ use crate::http::fetch::{Fetcher, form_encode};
 use crate::policy::clock::WallClock;
 use crate::policy::compile::CompileCtx;
 
+/// How far ahead of the gateway's clock an answer's `nbf` may be (a
+/// JWT's default `leeway`).
+const NBF_LEEWAY_SECS: u64 = 30;
+
 #[derive(Debug)]
 pub struct Introspection {
     name: Arc<str>,
@@ -139,6 +143,14 @@ impl Introspection {
             Some(Some(exp)) => Duration::from_secs(exp - now),
             None => self.max_ttl,
         };
+        // Not valid before `nbf` (RFC 7662 §2.2): an authorization server
+        // that says `active` of a token not valid yet is answered as a JWT
+        // would be, with a JWT's default leeway for the two clocks.
+        match doc.get("nbf").map(|v| super::jwt::numeric_date(v, f64::ceil)) {
+            Some(None) => return None,
+            Some(Some(nbf)) if nbf > now.saturating_add(NBF_LEEWAY_SECS) => return None,
+            _ => {}
+        }
         let field = |k: &str| doc.get(k).and_then(|v| v.as_str()).map(String::from);
         let subject = field("sub").or_else(|| field("username")).or_else(|| field("client_id")).unwrap_or_default();
         let scopes = field("scope").map(|s| s.split_whitespace().map(String::from).collect()).unwrap_or_default();

@@ -364,6 +364,11 @@ mod introspection {
         for exp in [json!(-5), json!("soon"), json!(null)] {
             assert!(i.read_answer(json!({ "active": true, "exp": exp })).is_none(), "{exp}");
         }
+        // Not valid yet (`nbf`), beyond the clocks' leeway; or an `nbf` that is no date.
+        assert!(i.read_answer(json!({ "active": true, "nbf": NOW + 3600, "exp": NOW + 7200 })).is_none());
+        assert!(i.read_answer(json!({ "active": true, "nbf": "later" })).is_none());
+        assert!(i.read_answer(json!({ "active": true, "nbf": NOW + 10, "exp": NOW + 60 })).is_some());
+        assert!(i.read_answer(json!({ "active": true, "nbf": NOW - 10 })).is_some());
     }
 
     #[test]
