@@ -308,6 +308,8 @@ async fn api_keys_basic_and_spoofed_identity_headers() {
     // Nor a second one spelled percent-encoded, that a service decoding names would read.
     let r = get(&s.url("/q?api_key=key-mobile&api%5Fkey=chosen&%61pi_key=too&x=1"), &[]).await;
     assert_eq!((r.status.as_u16(), r.json()["query"].as_str()), (200, Some("x=1")));
+    let r = get(&s.url("/q?api_key=key-mobile&x=1;api_key=chosen;y=2&api+key=3"), &[]).await;
+    assert_eq!((r.status.as_u16(), r.json()["query"].as_str()), (200, Some("x=1;y=2")));
     assert_eq!(get(&s.url("/k"), &[]).await.header("www-authenticate"), Some("ApiKey realm=\"portcullis\""));
 
     let basic =
@@ -475,6 +477,17 @@ async fn tokens_from_cookies_and_queries_are_not_forwarded() {
     let seen = get(&s.url("/c"), &[("cookie", &format!("theme=dark; session={t}"))]).await.json();
     assert_eq!(seen["headers"]["cookie"], "theme=dark");
     let seen = get(&s.url(&format!("/q?x=1&access_token={t}")), &[]).await.json();
+    assert_eq!(seen["query"], "x=1");
+    // Nor other spellings a service reads as the same name, beside the checked one:
+    // a cookie name with spaces (parsers trim it), a `;`-separated or
+    // bracketed parameter, PHP's `.` for `_`.
+    let cookie = format!("theme=dark; session={t}; session =chosen; %73ession=too");
+    let seen = get(&s.url("/c"), &[("cookie", &cookie)]).await.json();
+    assert_eq!(seen["headers"]["cookie"], "theme=dark");
+    let seen =
+        get(&s.url(&format!("/q?access_token={t}&x=1;access_token=chosen&access_token[]=too&access.token=3")), &[])
+            .await
+            .json();
     assert_eq!(seen["query"], "x=1");
 }
 

@@ -81,16 +81,20 @@ impl ApiKey {
     }
 }
 
-/// Removes every `name=` parameter from the request's query, spelled
-/// percent-encoded too (`%74ok=` is `tok=` to a service that decodes
-/// names: it would read a credential the gateway never checked).
+/// Removes every `name=` parameter from the request's query, in every
+/// spelling some service reads as `name`: percent-encoded (`%74ok=`),
+/// after a `;` (servers that still split on it), with brackets
+/// (`tok[]=`, PHP and Rails read an array) or with `.` or a space for `_`
+/// (PHP's names). Such a service would read a credential the gateway
+/// never checked.
 pub(crate) fn remove_query_param(req: &mut request::Parts, name: &str) {
     let Some(q) = req.uri.query() else { return };
-    let named = |p: &&str| {
-        let key = p.split('=').next().unwrap_or("");
-        key == name || key.contains('%') && percent_encoding::percent_decode_str(key).decode_utf8_lossy() == name
-    };
-    let kept: Vec<&str> = q.split('&').filter(|p| !named(p)).collect();
+    let named = |p: &&str| names(p.split('=').next().unwrap_or(""), name);
+    let kept: Vec<String> = q
+        .split('&')
+        .map(|piece| piece.split(';').filter(|p| !named(p)).collect::<Vec<_>>().join(";"))
+        .filter(|piece| !piece.is_empty())
+        .collect();
     let pq =
         if kept.is_empty() { req.uri.path().to_string() } else { format!("{}?{}", req.uri.path(), kept.join("&")) };
     let mut parts = req.uri.clone().into_parts();
@@ -100,6 +104,19 @@ pub(crate) fn remove_query_param(req: &mut request::Parts, name: &str) {
             req.uri = uri;
         }
     }
+}
+
+/// Whether a service could read the parameter or cookie name `written` as
+/// `name` (see [`remove_query_param`]); `name` is the config's.
+pub(crate) fn names(written: &str, name: &str) -> bool {
+    let written = written.trim_matches([' ', '\t']);
+    if written == name {
+        return true;
+    }
+    let decoded = percent_encoding::percent_decode_str(&written.replace('+', " ")).decode_utf8_lossy().into_owned();
+    let decoded = decoded.trim_matches([' ', '\t']);
+    let base = decoded.split('[').next().unwrap_or("");
+    base == name || base.replace(['.', ' '], "_") == name
 }
 
 /// The (first) value of `name` in a query string, still percent-encoded.

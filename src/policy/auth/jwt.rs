@@ -469,7 +469,7 @@ impl Jwt {
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(|v| v.split(';'))
                 .map(str::trim)
-                .filter(|p| !p.is_empty() && p.split('=').next() != Some(name.as_str()))
+                .filter(|p| !p.is_empty() && !super::api_key::names(p.split('=').next().unwrap_or(""), name))
                 .map(String::from)
                 .collect();
             req.headers.remove(header::COOKIE);
