@@ -7,6 +7,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("unused-upstream", "an upstream no route, aggregate call or API uses"),
     ("unused-auth-provider", "an auth provider no route or API uses"),
     ("credentials-over-http", "credentials accepted on a plain-HTTP, non-loopback listener"),
+    ("auth-over-http", "JWKS keys, discovery or token introspection fetched over plain HTTP from another host"),
     ("public-admin", "the admin API bound to a non-loopback address"),
     ("trusted-proxies-everyone", "`trusted_proxies` believes every address"),
     ("weak-password-hash", "a bcrypt hash with a cost under 10"),

@@ -5,6 +5,7 @@
 //! stops a config from loading; `check --strict` makes them errors.
 
 mod documents;
+mod fetches;
 mod limits;
 mod refusing;
 mod settings;
@@ -27,6 +28,7 @@ pub fn warnings(loaded: &LoadedConfig) -> Vec<ConfigError> {
     quoted_variables(loaded, &mut found);
     unused(loaded, &mut found);
     exposure(loaded, &mut found);
+    fetches::auth_over_http(loaded, &mut found);
     secrets(loaded, &mut found);
     routes(loaded, &mut found);
     normalization(loaded, &mut found);
