@@ -40,3 +40,27 @@ path_normalization: { path_parameters: strip }
         });
     }
 }
+
+/// Rates the counters cannot keep as written are refused where they are written.
+#[test]
+fn rates_the_counters_cannot_keep_are_refused() {
+    let text = r#"
+listeners: [ { name: gw, bind: "127.0.0.1:0" } ]
+rate_limit_store: { redis: { url: "redis://127.0.0.1:9/" } }
+routes:
+  - name: fast
+    match: { path: /fast }
+    static: { body: ok }
+    rate_limit: [ { key: route, rate: 200000/s }, { key: route, rate: 100000/s } ]
+  - name: long
+    match: { path: /long }
+    static: { body: ok }
+    rate_limit: [ { key: ip, rate: 1/day, burst: 1000000000 }, { key: ip, rate: 1/day, burst: 200000 } ]
+"#;
+    let loaded = crate::config::parse_str(text, "t.yaml", std::path::Path::new(".")).unwrap();
+    let errors = crate::plan::compile(&loaded).expect_err("refused").0;
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["routes[0].rate_limit[0].rate", "routes[1].rate_limit[0].burst"], "{errors:?}");
+    assert!(errors[0].message.contains("microseconds"), "{}", errors[0].message);
+    assert!(errors[1].message.contains("at most 213502 requests"), "{}", errors[1].message);
+}

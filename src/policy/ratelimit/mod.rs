@@ -36,6 +36,9 @@ use crate::policy::ctx::{HeaderInfo, Outcome, RequestCtx, Slot};
 use crate::wire::limit_fields::{LimitFields, structured_item};
 
 /// The counters of a plan: always the memory store, and Redis when configured.
+/// The shortest step between two requests of a rate counted in Redis.
+const MIN_REDIS_INTERVAL_NS: u64 = 10_000;
+
 pub struct Stores {
     pub memory: Arc<MemoryStore>,
     pub redis: Option<Arc<RedisStore>>,
@@ -411,6 +414,27 @@ pub fn compile(cfg: &RouteLimits<'_>, cx: &mut CompileCtx<'_>) -> Result<PhasedL
             }
         };
         let period = r.rate.per.as_nanos() as u64;
+        let interval = period / r.rate.count.max(1);
+        // Redis counts in microseconds (its Lua numbers are doubles: the
+        // time in nanoseconds would not fit their 53 bits): a rate whose
+        // step is under 10 µs would be enforced several percent off there.
+        if stores.redis.is_some() && interval < MIN_REDIS_INTERVAL_NS {
+            errors.push((
+                format!("{at}.rate"),
+                "faster than 100000/s cannot be counted exactly in Redis (it counts in microseconds): \
+                 use a slower rate, or a limit the memory store keeps"
+                    .into(),
+            ));
+            continue;
+        }
+        // The burst's time must fit the counters (584 years of nanoseconds).
+        if interval.max(1).checked_mul(r.burst.saturating_add(1)).is_none() {
+            errors.push((
+                format!("{at}.burst"),
+                format!("at most {} requests at this rate", u64::MAX / interval.max(1) - 1),
+            ));
+            continue;
+        }
         let delay = (r.mode == Mode::Delay).then(|| r.delay.unwrap_or(0));
         let gcra = Gcra::new(r.rate.count, period, r.burst, delay);
         // Advertised as "q requests per w seconds": the rate's own period,

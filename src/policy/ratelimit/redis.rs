@@ -154,8 +154,10 @@ impl RedisStore {
         let (allowed, excess, retry, reset): (i64, i64, i64, i64) = self.invoke(&invocation).await?;
         let ns = |us: i64| (us.max(0) as u64) * 1000;
         let delay = ns(excess).saturating_sub(gcra.free_excess);
-        let capacity = gcra.capacity();
-        let used = ns(reset).div_ceil(gcra.interval.max(1));
+        // Counted as Redis counts: in whole microseconds.
+        let interval = us(gcra.interval) * 1000;
+        let capacity = tolerance * 1000 / interval + 1;
+        let used = ns(reset).div_ceil(interval);
         Ok(Decision {
             allowed: allowed == 1,
             retry_after: ns(retry),
