@@ -169,6 +169,56 @@ struct Activity {
     /// When hyper last asked a body for a frame (or a response began), in
     /// milliseconds since the connection started.
     last_poll_ms: AtomicU64,
+    /// Each response body under way (HTTP/2 streams), for the check that
+    /// cuts one its client has left unread for `idle_timeout` while other
+    /// streams move (the rule above sees only the connection as a whole).
+    streams: std::sync::Mutex<Vec<std::sync::Weak<Stream>>>,
+}
+
+/// One HTTP/2 response body, shared with the connection's check.
+#[derive(Debug)]
+struct Stream {
+    /// Taken (dropped, and with it the upstream connection it reads from)
+    /// when the client has not asked for more for `idle_timeout`.
+    body: std::sync::Mutex<Option<Body>>,
+    /// Since when hyper owes the body a poll (a frame was handed out and
+    /// the client's window has had no room since), in milliseconds since
+    /// the connection started; `NOT_OWED` while the body waits for its
+    /// upstream (its own read timeout governs that).
+    owed_since_ms: AtomicU64,
+}
+
+const NOT_OWED: u64 = u64::MAX;
+
+impl Activity {
+    fn track(&self, stream: &Arc<Stream>) {
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        if streams.len() >= 64 && streams.len().is_power_of_two() {
+            streams.retain(|s| s.strong_count() > 0);
+        }
+        streams.push(Arc::downgrade(stream));
+    }
+
+    /// Drops the bodies of streams owed a poll for `idle` (their clients
+    /// read other streams, not these): their upstream connections go.
+    fn cut_unread_streams(&self, now: Duration, idle: Duration) {
+        let now_ms = now.as_millis() as u64;
+        let idle_ms = idle.as_millis() as u64;
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        streams.retain(|weak| {
+            let Some(stream) = weak.upgrade() else { return false };
+            let since = stream.owed_since_ms.load(Ordering::Relaxed);
+            if since != NOT_OWED && now_ms.saturating_sub(since) >= idle_ms {
+                let body = stream.body.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if body.is_some() {
+                    tracing::debug!("client left a stream's response unread for idle_timeout; its body dropped");
+                }
+                drop(body);
+                return false;
+            }
+            true
+        });
+    }
 }
 
 /// One connection's shared state, whatever its protocol.
@@ -227,8 +277,11 @@ impl<'p> Conn<'p> {
                     body.drop_content(status, head, &mut parts.headers);
                 }
                 activity.owed.fetch_add(1, Ordering::Relaxed);
-                activity.last_poll_ms.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-                let tracked = Tracked { body, activity, started, owed: true, _request: request };
+                let now_ms = started.elapsed().as_millis() as u64;
+                activity.last_poll_ms.store(now_ms, Ordering::Relaxed);
+                let stream = Arc::new(Stream { body: std::sync::Mutex::new(Some(body)), owed_since_ms: now_ms.into() });
+                activity.track(&stream);
+                let tracked = Tracked { stream, activity, started, owed: true, _request: request };
                 Ok::<_, Infallible>(Response::from_parts(parts, tracked))
             }
         })
@@ -304,6 +357,9 @@ impl<'p> Conn<'p> {
                             tracing::debug!("client left its responses unread for idle_timeout; connection dropped");
                             return;
                         }
+                        // One stream left unread while others move
+                        // (Envoy's per-stream idle timeout).
+                        self.activity.cut_unread_streams(now_ms, idle);
                         continue;
                     }
                     if closing {
@@ -393,7 +449,7 @@ impl AsyncWrite for PrefixedIo {
 /// with it (sent or abandoned): idleness counts from there.
 #[derive(Debug)]
 pub struct Tracked {
-    body: Body,
+    stream: Arc<Stream>,
     activity: Arc<Activity>,
     started: Instant,
     /// Counted in `Activity::owed`: hyper has yet to ask for the next frame.
@@ -442,7 +498,16 @@ impl http_body::Body for Tracked {
     type Error = crate::http::error::BoxError;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        let polled = {
+            let mut body = self.stream.body.lock().unwrap_or_else(|e| e.into_inner());
+            match body.as_mut() {
+                Some(body) => Pin::new(body).poll_frame(cx),
+                // Cut: the client left it unread for `idle_timeout`.
+                None => Poll::Ready(Some(Err("the client left the response unread for idle_timeout".into()))),
+            }
+        };
+        let now_ms = self.started.elapsed().as_millis() as u64;
+        self.stream.owed_since_ms.store(if polled.is_ready() { now_ms } else { NOT_OWED }, Ordering::Relaxed);
         // Ready: hyper asks again when the client has room for more;
         // pending: the body wakes hyper (the upstream is the slow one).
         let owed = polled.is_ready();
@@ -455,15 +520,17 @@ impl http_body::Body for Tracked {
             };
             self.owed = owed;
         }
-        self.activity.last_poll_ms.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.activity.last_poll_ms.store(now_ms, Ordering::Relaxed);
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        // A cut body has not ended: hyper asks for more, and resets the stream.
+        self.stream.body.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        let body = self.stream.body.lock().unwrap_or_else(|e| e.into_inner());
+        body.as_ref().map_or_else(SizeHint::default, |b| b.size_hint())
     }
 }

@@ -165,3 +165,60 @@ async fn a_reset_request_does_not_keep_its_connection_from_idling_out() {
     s.write_all(&frame(RST_STREAM, 0, 1, &8u32.to_be_bytes())).await.unwrap(); // CANCEL
     assert!(closed_soon(&mut s).await, "a connection whose only request was reset never idled out");
 }
+
+/// One stream left unread while the client keeps others moving: the
+/// connection-wide rule above never fires (every new request counts as
+/// activity), so the stream is cut on its own after `idle_timeout` and its
+/// upstream connection goes (Envoy's per-stream idle timeout), while the
+/// connection and its moving streams carry on.
+#[tokio::test]
+async fn a_stream_left_unread_among_moving_ones_releases_its_upstream() {
+    // An upstream that starts a long answer, then reports when the gateway lets go.
+    let big = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let big_addr = big.local_addr().unwrap();
+    let (closed_tx, mut closed) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = big.accept().await {
+            let closed_tx = closed_tx.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                let head = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n";
+                let _ = conn.write_all(head).await;
+                let _ = conn.write_all(&[b'a'; 65536]).await;
+                while matches!(conn.read(&mut buf).await, Ok(n) if n > 0) {}
+                let _ = closed_tx.send(());
+            });
+        }
+    });
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\", limits: {{ idle_timeout: 400ms }} }}\n\
+         upstreams:\n  big: {{ targets: [ \"http://{big_addr}\" ] }}\n\
+         routes:\n  - {{ name: big, match: {{ path: /big }}, upstream: big }}\n\
+         \x20 - {{ name: ping, match: {{ path_prefix: / }}, static: {{ status: 204 }} }}\n"
+    );
+    let handle = portcullis::Gateway::start(&crate::support::load(&yaml, std::path::Path::new("."))).await.unwrap();
+    let mut s = TcpStream::connect(handle.addr("gw").unwrap()).await.unwrap();
+    s.write_all(PREFACE).await.unwrap();
+    // SETTINGS_INITIAL_WINDOW_SIZE = 0: no stream's DATA may be sent.
+    s.write_all(&frame(SETTINGS, 0, 0, &[0, 4, 0, 0, 0, 0])).await.unwrap();
+    let get_big = [0x82, 0x86, 0x04, 4, b'/', b'b', b'i', b'g', 0x41, 0x01, b'x'];
+    s.write_all(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &get_big)).await.unwrap();
+    // Another request every 100 ms (answered without DATA): the connection moves.
+    let mut id = 3u32;
+    let cut = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            s.write_all(&frame(HEADERS, END_HEADERS | END_STREAM, id, REQUEST_BLOCK)).await.unwrap();
+            id += 2;
+            tokio::select! {
+                _ = closed.recv() => return,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(cut.is_ok(), "the unread stream held its upstream connection while others moved");
+    // The connection itself is still served.
+    s.write_all(&frame(HEADERS, END_HEADERS | END_STREAM, id, REQUEST_BLOCK)).await.unwrap();
+    assert!(read_until(&mut s, HEADERS).await.is_some(), "the moving connection was cut too");
+}
