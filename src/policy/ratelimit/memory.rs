@@ -99,15 +99,9 @@ impl MemoryStore {
     }
 
     fn make_room(&self, shard: &mut HashMap<u128, u64, PreHashed>, now: u64) {
-        let before = shard.len();
-        shard.retain(|_, tat| *tat > now);
-        if shard.len() >= self.cap_per_shard {
-            // Every key is active: drop the one nearest to idle among a few.
-            if let Some(victim) = shard.iter().take(8).min_by_key(|(_, tat)| **tat).map(|(k, _)| *k) {
-                shard.remove(&victim);
-            }
-        }
-        self.evictions.fetch_add((before - shard.len()) as u64, Ordering::Relaxed);
+        // Idle keys first; if every key is active, those nearest to idle.
+        let evicted = make_room(shard, self.cap_per_shard, |tat| *tat > now, |tat| *tat);
+        self.evictions.fetch_add(evicted as u64, Ordering::Relaxed);
     }
 
     /// Counts one request against a quota of `limit` in the window that
@@ -116,15 +110,10 @@ impl MemoryStore {
     pub fn quota(&self, key: u128, window_end: u64, now: u64, limit: u64) -> (bool, u64) {
         let mut shard = lock(&self.quota[Self::shard(key)]);
         if !shard.contains_key(&key) && shard.len() >= self.cap_per_shard {
-            // Counters of past windows are worth nothing: drop them first.
-            let before = shard.len();
-            shard.retain(|_, (end, _)| *end > now);
-            if shard.len() >= self.cap_per_shard
-                && let Some(k) = shard.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| *k)
-            {
-                shard.remove(&k);
-            }
-            self.evictions.fetch_add((before - shard.len()) as u64, Ordering::Relaxed);
+            // Counters of past windows are worth nothing: drop them first;
+            // then those that counted least.
+            let evicted = make_room(&mut shard, self.cap_per_shard, |(end, _)| *end > now, |(_, used)| *used);
+            self.evictions.fetch_add(evicted as u64, Ordering::Relaxed);
         }
         let entry = shard.entry(key).or_insert((window_end, 0));
         if entry.0 != window_end {
@@ -171,6 +160,40 @@ impl MemoryStore {
     }
 }
 
+/// Share of a full shard freed at once when every key in it still
+/// counts: a scan of the shard then pays for this many new keys, not one
+/// (a flood of distinct keys scanned a whole shard per request).
+const FREED_AT_ONCE: usize = 16;
+
+/// Makes room in a full shard: drops the entries `keep` refuses, and if
+/// that frees nothing, the `1/FREED_AT_ONCE` of them with the lowest
+/// `rank` (exactly that many, ties taken in table order). Returns how
+/// many entries went.
+fn make_room<V>(
+    shard: &mut HashMap<u128, V, PreHashed>,
+    cap: usize,
+    keep: impl Fn(&V) -> bool,
+    rank: impl Fn(&V) -> u64,
+) -> usize {
+    let before = shard.len();
+    shard.retain(|_, v| keep(v));
+    if shard.len() >= cap {
+        let free = (shard.len() - cap + 1).max(cap / FREED_AT_ONCE);
+        let mut ranks: Vec<u64> = shard.values().map(&rank).collect();
+        let (_, &mut threshold, _) = ranks.select_nth_unstable(free - 1);
+        let mut ties = free - ranks.iter().filter(|&&r| r < threshold).count();
+        shard.retain(|_, v| match rank(v).cmp(&threshold) {
+            std::cmp::Ordering::Less => false,
+            std::cmp::Ordering::Equal if ties > 0 => {
+                ties -= 1;
+                false
+            }
+            _ => true,
+        });
+    }
+    before - shard.len()
+}
+
 impl crate::policy::ctx::Releases for MemoryStore {
     fn release(&self, key: u128) {
         self.release_slot(key);
@@ -196,6 +219,22 @@ mod tests {
         // Entries from the flood are idle after 1 s; the store keeps working.
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(store.check(hot, &g).allowed);
+    }
+
+    #[test]
+    fn a_full_shard_frees_a_share_at_once_nearest_to_idle_first() {
+        let mut shard: HashMap<u128, u64, PreHashed> = HashMap::default();
+        for k in 0..64u128 {
+            shard.insert(k, 1000 + k as u64);
+        }
+        // Every entry active: 64 / 16 = 4 go, those with the earliest TAT.
+        assert_eq!(make_room(&mut shard, 64, |_| true, |tat| *tat), 4);
+        assert!((0..4).all(|k| !shard.contains_key(&k)) && shard.len() == 60);
+        // Equal ranks: exactly the share goes, not every tie.
+        let mut same: HashMap<u128, u64, PreHashed> = (0..64u128).map(|k| (k, 7)).collect();
+        assert_eq!(make_room(&mut same, 64, |_| true, |v| *v), 4);
+        // Idle entries are enough: only they go.
+        assert_eq!(make_room(&mut shard, 60, |tat| *tat >= 1010, |tat| *tat), 6);
     }
 
     #[tokio::test(start_paused = true)]
