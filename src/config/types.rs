@@ -31,6 +31,10 @@ pub struct Config {
     /// `X-Forwarded-Host` and `X-Request-Id` headers are believed.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// The header a trusted proxy names the client in: `x-forwarded-for`
+    /// (default) or `forwarded` (RFC 7239). Only that one is read.
+    #[serde(default)]
+    pub client_ip_header: ClientIpHeader,
     /// How request paths are normalized before routing.
     #[serde(default)]
     pub path_normalization: NormalizeConfig,
@@ -105,6 +109,15 @@ pub struct WarningsConfig {
     pub allow: Vec<String>,
 }
 
+/// Which forwarding header names the client, behind trusted proxies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientIpHeader {
+    #[default]
+    XForwardedFor,
+    Forwarded,
+}
+
 fn max_buffered() -> ByteSize {
     ByteSize(256 << 20)
 }
@@ -118,6 +131,7 @@ impl Default for Config {
         Config {
             listeners: Vec::new(),
             trusted_proxies: Vec::new(),
+            client_ip_header: ClientIpHeader::default(),
             path_normalization: NormalizeConfig::default(),
             upstreams: BTreeMap::new(),
             routes: Vec::new(),

@@ -10,18 +10,25 @@ use ipnet::IpNet;
 
 pub use crate::wire::names::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
 
-/// The `trusted_proxies` list.
+use crate::config::ClientIpHeader;
+
+/// The `trusted_proxies` list, and the one header they name clients in
+/// (`client_ip_header`): reading the other too would let a client write
+/// its own address into the header its proxy does not write.
 #[derive(Debug, Clone, Default)]
-pub struct TrustedProxies(Vec<IpNet>);
+pub struct TrustedProxies {
+    nets: Vec<IpNet>,
+    header: ClientIpHeader,
+}
 
 impl TrustedProxies {
-    pub fn new(nets: Vec<IpNet>) -> Self {
-        TrustedProxies(nets)
+    pub fn new(nets: Vec<IpNet>, header: ClientIpHeader) -> Self {
+        TrustedProxies { nets, header }
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
-        self.0.iter().any(|n| n.contains(&ip))
+        self.nets.iter().any(|n| n.contains(&ip))
     }
 }
 
@@ -66,10 +73,10 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> C
     if !trusted.contains(peer) {
         return Client { ip: peer, peer_trusted: false };
     }
-    let mut chain = x_forwarded_for(headers);
-    if chain.is_empty() {
-        chain = forwarded_for(headers);
-    }
+    let chain = match trusted.header {
+        ClientIpHeader::XForwardedFor => x_forwarded_for(headers),
+        ClientIpHeader::Forwarded => forwarded_for(headers),
+    };
     let mut client = peer;
     for hop in chain.iter().rev() {
         match hop {
@@ -126,7 +133,7 @@ mod tests {
     use super::*;
 
     fn trusted(list: &[&str]) -> TrustedProxies {
-        TrustedProxies::new(list.iter().map(|s| parse_net(s).unwrap()).collect())
+        TrustedProxies::new(list.iter().map(|s| parse_net(s).unwrap()).collect(), ClientIpHeader::XForwardedFor)
     }
 
     #[test]
@@ -166,9 +173,14 @@ mod tests {
 
     #[test]
     fn forwarded_header_and_garbage() {
-        let h = headers(&[("forwarded", "for=\"[2001:db8::1]:4711\";proto=https")]);
+        let h = headers(&[("forwarded", "for=\"[2001:db8::1]:4711\";proto=https"), ("x-forwarded-for", "7.7.7.7")]);
+        let forwarded = TrustedProxies::new(vec![parse_net("10.0.0.0/8").unwrap()], ClientIpHeader::Forwarded);
+        let c = resolve("10.0.0.1".parse().unwrap(), &h, &forwarded);
+        assert_eq!(c.ip, "2001:db8::1".parse::<IpAddr>().unwrap(), "only the configured header is read");
+        // By default only `X-Forwarded-For`: a client's `Forwarded` passed through means nothing.
+        let h = headers(&[("forwarded", "for=6.6.6.6")]);
         let c = resolve("10.0.0.1".parse().unwrap(), &h, &trusted(&["10.0.0.0/8"]));
-        assert_eq!(c.ip, "2001:db8::1".parse::<IpAddr>().unwrap());
+        assert_eq!(c.ip, "10.0.0.1".parse::<IpAddr>().unwrap());
         let h = headers(&[("x-forwarded-for", "1.1.1.1, nonsense")]);
         let c = resolve("10.0.0.1".parse().unwrap(), &h, &trusted(&["10.0.0.0/8"]));
         assert_eq!(c.ip, "10.0.0.1".parse::<IpAddr>().unwrap());

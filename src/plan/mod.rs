@@ -692,7 +692,7 @@ fn compile_trusted(cx: &mut Ctx) -> TrustedProxies {
             None => cx.err(format!("trusted_proxies[{i}]"), format!("`{text}` is not an IP address or CIDR")),
         }
     }
-    TrustedProxies::new(nets)
+    TrustedProxies::new(nets, cx.loaded.config.client_ip_header)
 }
 
 #[cfg(test)]

@@ -147,3 +147,17 @@ routes:
     assert_eq!((&seen["x-forwarded-prefix"], &seen["x-forwarded-port"]), (&"/api".into(), &"443".into()));
     assert!(seen.get("x-real-ip").is_none(), "{seen}");
 }
+
+/// Only the header `client_ip_header` names is read: behind a balancer
+/// that writes `Forwarded` and passes the client's `X-Forwarded-For` on,
+/// the client cannot pick its own address (and the other way round).
+#[tokio::test]
+async fn only_the_configured_client_ip_header_is_read() {
+    let (gw, _up) = setup("[ 127.0.0.0/8 ]\nclient_ip_header: forwarded").await;
+    let both = [("x-forwarded-for", "6.6.6.6"), ("forwarded", "for=198.51.100.1")];
+    assert_eq!(get(&gw.url("/echo"), &both).await.json()["client_ip"], "198.51.100.1");
+    let (gw, _up) = setup("[ 127.0.0.0/8 ]").await;
+    assert_eq!(get(&gw.url("/echo"), &both).await.json()["client_ip"], "6.6.6.6");
+    let forwarded_only = [("forwarded", "for=198.51.100.1")];
+    assert_eq!(get(&gw.url("/echo"), &forwarded_only).await.json()["client_ip"], "127.0.0.1");
+}
