@@ -42,6 +42,31 @@ pub(super) fn ineffective_settings(loaded: &LoadedConfig, found: &mut Found) {
             }
         }
     }
+    // A validated body is read whole, within `max_buffered` for every
+    // request together: one larger than that is refused (503) whatever
+    // the route allows.
+    let listener_max = cfg.listeners.iter().map(|l| l.limits.max_body_size.0).max().unwrap_or(0);
+    for (i, r) in cfg.routes.iter().enumerate() {
+        let reads_body = r.validate.as_ref().is_some_and(|v| v.body.is_some() || !v.content_types.is_empty());
+        let max = r.max_body_size.map_or(listener_max, |m| m.0);
+        if reads_body && max > cfg.max_buffered.0 {
+            let at = if r.max_body_size.is_some() {
+                format!("routes[{i}].max_body_size")
+            } else {
+                format!("routes[{i}].validate")
+            };
+            found.add(
+                NAME,
+                at,
+                format!(
+                    "this route reads bodies of up to {max} bytes whole to validate them, but `max_buffered` holds \
+                     {} bytes for every request together: a larger body is refused with 503; lower \
+                     `max_body_size` or raise `max_buffered`",
+                    cfg.max_buffered.0
+                ),
+            );
+        }
+    }
     for (i, l) in cfg.listeners.iter().enumerate() {
         let at = format!("listeners[{i}].limits.tls_handshake_timeout");
         if l.tls.is_none() && written(&at) {
@@ -63,6 +88,11 @@ upstreams:
 auth:
   hs: { jwt: { algorithms: [HS256], secret: "${S}", jwks_ca: ca.pem, jwks_refresh: 1m } }
   idp: { jwt: { algorithms: [RS256], jwks_uri: "https://idp.example/jwks", jwks_ca: ca.pem } }
+max_buffered: 1MiB
+routes:
+  - { name: big, match: { path: /big }, static: { status: 204 }, max_body_size: 2MiB, validate: { body: { schema: { type: object } } } }
+  - { name: small, match: { path: /small }, static: { status: 204 }, max_body_size: 1MiB, validate: { body: { schema: { type: object } } } }
+  - { name: stream, match: { path: /stream }, static: { status: 204 }, max_body_size: 2MiB }
 "#;
         let loaded = crate::config::parse_str(text, "t.yaml", std::path::Path::new(".")).unwrap();
         let mut found = super::Found::default();
@@ -75,6 +105,7 @@ auth:
                 "auth.hs.jwt.jwks_refresh",
                 "upstreams.plain.tls.ca",
                 "upstreams.plain.tls.server_name",
+                "routes[0].max_body_size",
                 "listeners[0].limits.tls_handshake_timeout",
             ]
         );
