@@ -100,7 +100,9 @@ fn walk(root: &Value, node: &Value, siblings_ignored: bool, at: &mut String, fou
     }
     match node {
         Value::Object(map) => {
-            for (key, value) in map {
+            // Values, not schemas: an `enum` member that looks like `{ "$ref": … }` refers to nothing.
+            let data = |k: &str| matches!(k, "enum" | "const" | "default" | "examples" | "example");
+            for (key, value) in map.iter().filter(|(k, _)| !data(k)) {
                 let len = at.len();
                 at.push('/');
                 at.push_str(&key.replace('~', "~0").replace('/', "~1"));
@@ -159,5 +161,8 @@ mod tests {
             json!({ "$ref": "#/$defs/a", "$defs": { "a": { "$ref": "#/$defs/b" }, "b": { "type": "integer" } } });
         assert_eq!(find(&chain), None);
         assert_eq!(find(&json!({ "$ref": "#/$defs/missing" })), None);
+        // Data that looks like a reference is data.
+        let data = json!({ "enum": [ { "$ref": "#/enum/0" } ], "const": { "$ref": "#/const" } });
+        assert_eq!(find(&data), None);
     }
 }
