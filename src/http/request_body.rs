@@ -7,6 +7,8 @@
 //! second `Host` or `Content-Length` after the head was checked.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -67,6 +69,9 @@ pub struct RequestBody {
     replay: Option<Box<Replay>>,
     /// A body read whole: its bytes' count against `max_buffered`.
     held: Option<Held>,
+    /// Shared with whoever sent the body away (hyper's client takes it):
+    /// whether its last poll waited for the client (`waiting_on_client`).
+    waiting: Option<Arc<AtomicBool>>,
 }
 
 /// The body pieces handed out so far, kept (up to a limit) so that a retry
@@ -84,7 +89,7 @@ struct Replay {
 
 impl RequestBody {
     pub fn new(inner: ClientBody, limit: u64, stall_timeout: Duration) -> RequestBody {
-        RequestBody { inner, limit, received: 0, stall_timeout, stall: None, replay: None, held: None }
+        RequestBody { inner, limit, received: 0, stall_timeout, stall: None, replay: None, held: None, waiting: None }
     }
 
     /// No body (a placeholder while a phase holds the real one).
@@ -97,6 +102,7 @@ impl RequestBody {
             stall: None,
             replay: None,
             held: None,
+            waiting: None,
         }
     }
 
@@ -106,7 +112,7 @@ impl RequestBody {
     /// and measured twice its size).
     pub fn buffered(bytes: Bytes, limit: u64, stall_timeout: Duration) -> RequestBody {
         let inner = ClientBody::Buffered((!bytes.is_empty()).then_some(bytes));
-        RequestBody { inner, limit, received: 0, stall_timeout, stall: None, replay: None, held: None }
+        RequestBody { inner, limit, received: 0, stall_timeout, stall: None, replay: None, held: None, waiting: None }
     }
 
     /// Keeps `held` (the count of this body's bytes) for as long as the body lives.
@@ -163,6 +169,7 @@ impl RequestBody {
             stall: None,
             replay: None,
             held: None,
+            waiting: None,
         })
     }
 
@@ -178,6 +185,12 @@ impl RequestBody {
     /// not come), rather than handing one out.
     pub fn waiting_on_client(&self) -> bool {
         self.stall.is_some()
+    }
+
+    /// `waiting_on_client`, readable after the body has been given away
+    /// (to hyper's client, which owns what it sends).
+    pub fn watch_waiting(&mut self) -> Arc<AtomicBool> {
+        self.waiting.get_or_insert_with(|| Arc::new(AtomicBool::new(self.stall.is_some()))).clone()
     }
 
     /// Body bytes read so far.
@@ -201,6 +214,9 @@ impl http_body::Body for RequestBody {
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.stall = None;
+                if let Some(w) = &this.waiting {
+                    w.store(false, Ordering::Relaxed);
+                }
                 if let Some(data) = frame.data_ref() {
                     this.received += data.len() as u64;
                     if this.received > this.limit {
@@ -222,6 +238,9 @@ impl http_body::Body for RequestBody {
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Read(e)))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
+                if let Some(w) = &this.waiting {
+                    w.store(true, Ordering::Relaxed);
+                }
                 let timeout = this.stall_timeout;
                 let stall = this.stall.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
                 ready!(stall.as_mut().poll(cx));

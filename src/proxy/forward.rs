@@ -298,7 +298,8 @@ pub(super) fn forward<'a, 'p>(
                 // whole, so that a retry can send it again.
                 let spare = if may_retry { body.try_clone_whole() } else { None };
                 let replayable = spare.is_some();
-                let sent_body = std::mem::replace(&mut body, spare.unwrap_or_else(RequestBody::empty));
+                let mut sent_body = std::mem::replace(&mut body, spare.unwrap_or_else(RequestBody::empty));
+                let waiting = sent_body.watch_waiting();
                 let mut headers = parts.headers.clone();
                 edits.apply(&mut headers, RequestFraming::of(&parts.method, &sent_body));
                 let mut req = Request::new(sent_body);
@@ -313,6 +314,14 @@ pub(super) fn forward<'a, 'p>(
                         Box::pin(through_h2(upstream, h2, req, in_flight, timeout)).await
                     }
                     (_, upgrade) => Box::pin(through_hyper(upstream, req, upgrade, in_flight, timeout)).await,
+                };
+                // As on the HTTP/1.1 path: time that ran out while the
+                // client's body was late is the client's doing (408).
+                let result = match result {
+                    Err(GatewayError::UpstreamTimeout { .. }) if waiting.load(std::sync::atomic::Ordering::Relaxed) => {
+                        Err(GatewayError::BodyTimeout)
+                    }
+                    other => other,
                 };
                 (result, replayable, None)
             };

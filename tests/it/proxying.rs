@@ -294,3 +294,29 @@ async fn bodiless_answers_of_an_http2_upstream_reach_http2_clients_without_conte
     let reply = send(&client, Request::get(gw.url("/600")).body(Default::default()).unwrap()).await;
     assert_eq!(reply.status, 502);
 }
+
+/// On the hyper paths too (`protocol: http2`, `https://` targets), a
+/// request timeout that runs out while the client's body is late is the
+/// client's doing: 408, and the target keeps its health (one failure would
+/// eject it here, and a client uploading slowly on purpose could take
+/// every target out).
+#[tokio::test]
+async fn a_late_body_to_an_http2_upstream_is_a_408_and_no_mark_against_it() {
+    let up = Upstream::start("svc").await;
+    let gw = gateway(&one_route(&format!(
+        "{{ targets: [ \"{}\" ], protocol: http2, timeouts: {{ request: 300ms }}, \
+         health: {{ passive: {{ consecutive_failures: 1 }}, all_unhealthy: fail }} }}",
+        up.url()
+    )))
+    .await;
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(b"POST /hang HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc").await.unwrap();
+        let mut seen = Vec::new();
+        let answered = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut seen)).await;
+        assert!(answered.is_ok(), "no answer");
+        let text = String::from_utf8_lossy(&seen);
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    }
+    assert_eq!(get(&gw.url("/next"), &[]).await.status, 200, "the target was not marked down");
+}
