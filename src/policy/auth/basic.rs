@@ -1,10 +1,12 @@
 //! HTTP Basic authentication against bcrypt or argon2 hashes. Unknown users
 //! cost the same as known ones (a dummy hash is checked), successful checks
 //! are cached briefly (so bcrypt cannot be turned into a CPU denial of
-//! service by a valid user), and the hashing runs off the async workers.
+//! service by a valid user), and the hashing runs off the async workers,
+//! at most one check per core at once (`Checks`).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use base64::Engine;
@@ -23,6 +25,9 @@ pub struct Basic {
     users: HashMap<String, String>,
     consumers: Arc<Consumers>,
     verified: TtlCache<()>,
+    /// Credentials that just failed: the same wrong password again (a
+    /// client with a stale one, retrying) is refused without a hash.
+    rejected: TtlCache<()>,
     cache_ttl: Duration,
     /// Checked for unknown users, at the cost of the real hashes, so that
     /// timing does not tell which user names exist.
@@ -92,6 +97,7 @@ impl Basic {
             users,
             consumers,
             verified: TtlCache::new(10_000),
+            rejected: TtlCache::new(10_000),
             cache_ttl: cfg.cache_ttl.0,
             dummy_hash,
         })
@@ -105,12 +111,15 @@ impl Basic {
         let (user, password) = credentials(req).ok_or(Failure::Invalid)?;
         let key = key_of(&[user.as_bytes(), password.as_bytes()]);
         if self.verified.get(&key).is_none() {
+            if self.rejected.get(&key).is_some() {
+                return Err(Failure::Invalid);
+            }
             let hash = self.users.get(&user).cloned();
             let known = hash.is_some();
             let hash = hash.unwrap_or_else(|| self.dummy_hash.clone());
-            let pw = password.clone();
-            let ok = tokio::task::spawn_blocking(move || verify(&pw, &hash)).await.unwrap_or(false);
+            let ok = checks().verify(password.clone(), hash).await?;
             if !(ok && known) {
+                self.rejected.insert(key, (), REJECTED_TTL);
                 return Err(Failure::Invalid);
             }
             self.verified.insert(key, (), self.cache_ttl);
@@ -133,6 +142,64 @@ fn is_supported(hash: &str) -> bool {
     hash.starts_with("$2") || hash.starts_with("$argon2")
 }
 
+/// How long a failed user and password are refused without a hash.
+const REJECTED_TTL: Duration = Duration::from_secs(10);
+
+/// Checks waiting for a core, per core, before more are refused (503).
+const WAITING_PER_CORE: usize = 32;
+
+/// The password checks of the whole process. A bcrypt check at cost 10
+/// takes ~50 ms of a core by design; unbounded, a flood of wrong passwords
+/// filled tokio's blocking pool (hundreds of threads) and took the cores
+/// from the async workers: every route of every listener stalled. So at
+/// most one check per core runs at once, a bounded number wait, and past
+/// that a request is refused at once with 503 rather than queued.
+struct Checks {
+    running: tokio::sync::Semaphore,
+    waiting: AtomicUsize,
+    max_waiting: usize,
+}
+
+fn checks() -> &'static Checks {
+    static CHECKS: OnceLock<Checks> = OnceLock::new();
+    CHECKS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Checks::new(cores, cores * WAITING_PER_CORE)
+    })
+}
+
+/// Counted in `Checks::waiting` while it lives (a request dropped while
+/// waiting leaves the count too).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Checks {
+    fn new(running: usize, max_waiting: usize) -> Checks {
+        Checks { running: tokio::sync::Semaphore::new(running), waiting: AtomicUsize::new(0), max_waiting }
+    }
+
+    async fn verify(&'static self, password: String, hash: String) -> Result<bool, Failure> {
+        let waiting = Waiting(&self.waiting);
+        if self.waiting.fetch_add(1, Ordering::Relaxed) >= self.max_waiting {
+            return Err(Failure::Unavailable);
+        }
+        let Ok(running) = self.running.acquire().await else { return Err(Failure::Unavailable) };
+        drop(waiting);
+        // The place is held by the check itself: a request dropped
+        // meanwhile does not free it before the hash is done.
+        let check = move || {
+            let _running = running;
+            verify(&password, &hash)
+        };
+        Ok(tokio::task::spawn_blocking(check).await.unwrap_or(false))
+    }
+}
+
 fn verify(password: &str, hash: &str) -> bool {
     if hash.starts_with("$argon2") {
         use argon2::PasswordVerifier;
@@ -153,4 +220,26 @@ pub(super) fn credentials(req: &request::Parts) -> Option<(String, String)> {
     let text = String::from_utf8(raw).ok()?;
     let (u, p) = text.split_once(':')?;
     Some((u.to_string(), p.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn password_checks_run_one_per_place_and_refuse_past_the_waiting_room() {
+        let checks: &'static Checks = Box::leak(Box::new(Checks::new(1, 1)));
+        let hash = bcrypt::hash("right", 4).unwrap();
+        // The one place taken: one check may wait, the next is refused at once.
+        let held = checks.running.acquire().await.unwrap();
+        let waiter = tokio::spawn(checks.verify("right".into(), hash.clone()));
+        while checks.waiting.load(Ordering::Relaxed) == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(matches!(checks.verify("x".into(), hash.clone()).await, Err(Failure::Unavailable)));
+        drop(held);
+        assert!(matches!(waiter.await.unwrap(), Ok(true)));
+        assert_eq!(checks.waiting.load(Ordering::Relaxed), 0);
+        assert!(matches!(checks.verify("wrong".into(), hash).await, Ok(false)));
+    }
 }
