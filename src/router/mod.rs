@@ -54,11 +54,17 @@ impl Matcher {
     /// Greater is more specific; `Equal` means a tie.
     fn precedence(&self, other: &Matcher) -> Ordering {
         let methods = |m: &Matcher| m.methods.as_ref().map_or(usize::MAX, Vec::len);
+        self.precedence_but_methods(other).then_with(|| methods(other).cmp(&methods(self)))
+    }
+
+    /// Precedence by host, path and the number of conditions, not by how
+    /// many methods are listed (a GET route taking HEAD for its GET must
+    /// not outrank a route as specific that lists HEAD itself).
+    fn precedence_but_methods(&self, other: &Matcher) -> Ordering {
         self.host
             .specificity(&other.host)
             .then_with(|| self.path.specificity(&other.path))
             .then_with(|| self.condition_count().cmp(&other.condition_count()))
-            .then_with(|| methods(other).cmp(&methods(self)))
     }
 
     fn headers_match(&self, headers: &HeaderMap) -> bool {
@@ -211,7 +217,7 @@ impl Router {
         let mut as_get: Option<(usize, Vec<&'p str>, &Matcher)> = None;
         for (index, m) in candidates.map(|position| &self.ordered[position]) {
             if let Some((route, values, by)) = &as_get
-                && by.precedence(m) == Ordering::Greater
+                && by.precedence_but_methods(m) == Ordering::Greater
             {
                 return Ok(Found { route: *route, values: values.clone() });
             }

@@ -67,6 +67,10 @@ fn head_goes_where_get_goes_unless_a_route_takes_head_itself() {
     let r =
         Router::new(vec![matcher(None, "/admin*", Some(&["GET"])), matcher(None, "/*", Some(&["HEAD", "OPTIONS"]))]);
     assert_eq!(find(&r, None, "/admin/users", "HEAD"), Ok(0));
+    // As specific, listing HEAD itself among more methods: that route takes HEAD.
+    let r = Router::new(vec![matcher(None, "/x", Some(&["GET"])), matcher(None, "/x", Some(&["HEAD", "OPTIONS"]))]);
+    assert_eq!(find(&r, None, "/x", "HEAD"), Ok(1));
+    assert_eq!(find(&r, None, "/x", "GET"), Ok(0));
 }
 
 #[test]
