@@ -45,7 +45,26 @@ pub struct OverBudget {
 
 impl OverBudget {
     pub fn detail(&self) -> String {
-        format!("the gateway holds {} bytes of bodies in memory already (max_buffered); try again shortly", self.limit)
+        format!(
+            "the gateway's memory for bodies read whole (max_buffered, {} bytes) is taken; try again shortly",
+            self.limit
+        )
+    }
+}
+
+/// About the memory a parsed JSON document takes: each value's slot, the
+/// bytes of its strings, and each member's key and map entry (a document
+/// of many small values takes several times its text).
+pub fn json_size(value: &serde_json::Value) -> u64 {
+    use serde_json::Value;
+    const SLOT: u64 = std::mem::size_of::<Value>() as u64;
+    // A key's `String` and its share of the map's nodes.
+    const ENTRY: u64 = 48;
+    SLOT + match value {
+        Value::String(s) => s.len() as u64,
+        Value::Array(items) => items.iter().map(json_size).sum(),
+        Value::Object(map) => map.iter().map(|(k, v)| ENTRY + k.len() as u64 + json_size(v)).sum(),
+        _ => 0,
     }
 }
 

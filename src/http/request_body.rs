@@ -154,8 +154,10 @@ impl RequestBody {
     }
 
     /// A copy of a body that is there whole (read by a phase, or none),
-    /// for a client that consumes the body it is given.
-    pub fn try_clone_whole(&self) -> Option<RequestBody> {
+    /// for a client that consumes the body it is given. The copy takes
+    /// the count against `max_buffered`: it is the one kept (for a retry)
+    /// while the other is sent away and dropped.
+    pub fn try_clone_whole(&mut self) -> Option<RequestBody> {
         let inner = match &self.inner {
             ClientBody::Empty => ClientBody::Empty,
             ClientBody::Buffered(b) => ClientBody::Buffered(b.clone()),
@@ -168,7 +170,7 @@ impl RequestBody {
             stall_timeout: self.stall_timeout,
             stall: None,
             replay: None,
-            held: None,
+            held: self.held.take(),
             waiting: None,
         })
     }

@@ -235,7 +235,21 @@ pub(super) async fn run<'p>(plan: &'p AggregatePlan, inputs: Inputs<'_, 'p>) -> 
             tried.push(t);
         }
     }
-    (merged(plan, results), Flag::None)
+    // The answers go with the calls' counts; the document made of them is
+    // counted until it has been sent (a client that does not read would
+    // otherwise hold it uncounted).
+    let answer = merged(plan, results);
+    drop(running);
+    drop(holds);
+    let mut held = inputs.buffers.hold();
+    let len = http_body::Body::size_hint(answer.body()).exact().unwrap_or(0);
+    if let Err(over) = held.grow(len) {
+        let detail = over.detail();
+        let mut busy = problem::problem(StatusCode::SERVICE_UNAVAILABLE, &detail, inputs.request_id);
+        busy.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return (busy.map(Body::full), Flag::LocalResponse);
+    }
+    (answer.map(|b| b.counted(held)), Flag::None)
 }
 
 /// The call whose failure made `culprit` fail: itself, or the call it
@@ -587,22 +601,8 @@ where
     })?;
     // Held parsed until the response is made: counted at what it takes
     // (a document of small values takes several times its text).
-    held.resize(parsed_size(&value)).map_err(CallError::OverBudget)?;
+    held.resize(crate::http::buffer_budget::json_size(&value)).map_err(CallError::OverBudget)?;
     Ok(value)
-}
-
-/// About the memory a parsed document takes: each value's slot, the
-/// bytes of its strings, and each member's key and map entry.
-fn parsed_size(value: &Value) -> u64 {
-    const SLOT: u64 = std::mem::size_of::<Value>() as u64;
-    // A key's `String` and its share of the map's nodes.
-    const ENTRY: u64 = 48;
-    SLOT + match value {
-        Value::String(s) => s.len() as u64,
-        Value::Array(items) => items.iter().map(parsed_size).sum(),
-        Value::Object(map) => map.iter().map(|(k, v)| ENTRY + k.len() as u64 + parsed_size(v)).sum(),
-        _ => 0,
-    }
 }
 
 /// The whole request failed: a call that had to succeed did not.

@@ -36,6 +36,9 @@ pub struct Body {
     watch: Option<Watch>,
     /// A copy of the body for the response check (`validate.response: report`).
     check: Option<Box<BodyCheck>>,
+    /// A gateway-made body counted against `max_buffered` (an aggregate's
+    /// answer) until it is done.
+    held: Option<Box<crate::http::buffer_budget::Held>>,
 }
 
 #[derive(Debug)]
@@ -135,7 +138,7 @@ impl Drop for Watch {
 
 impl Body {
     fn of(kind: Kind) -> Body {
-        Body { kind, watch: None, check: None }
+        Body { kind, watch: None, check: None, held: None }
     }
 
     /// An `upstream::h1` body; its upstream's header lines stay raw in it
@@ -156,6 +159,12 @@ impl Body {
     pub fn upstream(inner: Incoming, in_flight: InFlight, read_timeout: Duration) -> Body {
         let read = ReadTimeout::new(read_timeout);
         Body::of(Kind::Upstream { inner, _in_flight: Some(in_flight), _slots: Vec::new(), read })
+    }
+
+    /// Counts the body against `max_buffered` until it is done.
+    pub fn counted(mut self, held: crate::http::buffer_budget::Held) -> Body {
+        self.held = Some(Box::new(held));
+        self
     }
 
     pub fn empty() -> Body {

@@ -122,3 +122,72 @@ async fn an_aggregate_answer_past_the_budget_fails_its_call_with_503() {
     assert_eq!(metric(&gw, "portcullis_buffered_bytes").await, 0.0);
     assert_eq!(metric(&gw, "portcullis_buffer_refusals_total").await, 1.0);
 }
+
+/// An aggregate's answer counts until it has been sent: a client that
+/// does not read it holds it counted, and a second such request past the
+/// budget is refused.
+#[tokio::test]
+async fn an_aggregate_answer_counts_until_the_client_has_read_it() {
+    let users = Flaky::start("users").await;
+    let big: &'static str = Box::leak(format!("{{\"blob\":\"{}\"}}", "x".repeat(12 << 20)).into_boxed_str());
+    users.set(Mode::Json(big));
+    let gw = gateway(&format!(
+        "admin: {{ bind: \"127.0.0.1:0\" }}\nmax_buffered: 40MiB\n\
+         upstreams:\n  users: {{ targets: [\"{}\"] }}\n\
+         routes:\n  - name: page\n    match: {{ path: /page }}\n    aggregate:\n      calls:\n\
+         \x20       user: {{ upstream: users, path: /u, required: true, max_body_size: 16MiB }}\n",
+        users.url()
+    ))
+    .await;
+    // The client asks and reads nothing: the 12 MiB answer waits, counted.
+    let mut stalled = TcpStream::connect(gw.addr).await.unwrap();
+    stalled.write_all(b"GET /page HTTP/1.1\r\nHost: t\r\n\r\n").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&gw, "portcullis_buffered_bytes").await < (12 << 20) as f64 {
+        assert!(Instant::now() < deadline, "the unread answer was not counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Read: it no longer counts.
+    let mut head = [0u8; 12];
+    stalled.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let mut rest = vec![0u8; 1 << 20];
+    let mut total = 0;
+    while total < (12 << 20) {
+        let n = stalled.read(&mut rest).await.unwrap();
+        assert!(n > 0, "closed early");
+        total += n;
+    }
+    metric_reaches(&gw, "portcullis_buffered_bytes", 0.0).await;
+}
+
+/// A validated body counts at what its read document takes, not only its
+/// bytes: 40 KB of small numbers is several times that once read.
+#[tokio::test]
+async fn a_validated_body_counts_at_its_read_size() {
+    let up = Recorder::start().await;
+    let gw = gateway(&format!(
+        "admin: {{ bind: \"127.0.0.1:0\" }}\nmax_buffered: 100KiB\n\
+         upstreams:\n  app: {{ targets: [\"{}\"] }}\n\
+         routes:\n  - name: in\n    match: {{ path: /in }}\n    upstream: app\n\
+         \x20   validate: {{ body: {{ schema: {{ type: array, items: {{ type: [string, array], items: {{ type: string }} }} }} }} }}\n",
+        up.url()
+    ))
+    .await;
+    let send = |body: String| {
+        format!(
+            "POST /in HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let numbers = format!("[{}]", vec![format!("[{}]", vec!["0"; 5000].join(",")); 4].join(","));
+    assert!(numbers.len() < 50_000);
+    let answer = exchange(&gw, &send(numbers)).await;
+    assert_eq!(raw_status(&answer), 503, "{answer}");
+    assert!(answer.contains("max_buffered"), "{answer}");
+    // As many bytes in one string read small: through.
+    let text = format!("[\"{}\"]", "x".repeat(40_000));
+    assert_eq!(raw_status(&exchange(&gw, &send(text)).await), 200);
+    metric_reaches(&gw, "portcullis_buffered_bytes", 0.0).await;
+    assert_eq!(up.requests().len(), 1);
+}

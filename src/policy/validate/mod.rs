@@ -390,12 +390,15 @@ impl Compiled {
                 Err(Unread::Body(e)) => return body_refused(&e, ctx),
                 Err(Unread::OverBudget(over)) => return Outcome::Respond(busy(&over, ctx)),
             };
-            if let Some((refusal, reported)) = self.check_body(req, &bytes, &mut problems) {
+            let mut held = held;
+            if let Some((refusal, reported)) = self.check_body(req, &bytes, &mut held, &mut problems) {
                 if !self.report {
                     return Outcome::Respond(refusal(ctx));
                 }
                 problems.push(Problem { place: "body", pointer: String::new(), detail: reported.into() });
             }
+            // The read document is gone: the body's bytes go on counting.
+            let _ = held.resize(bytes.len() as u64);
             ctx.body = Some(RequestBody::buffered(bytes, limit, stall).holding(held));
         }
         self.decided(problems, ctx)
@@ -491,6 +494,7 @@ impl Compiled {
         &self,
         req: &request::Parts,
         bytes: &Bytes,
+        held: &mut Held,
         problems: &mut Vec<Problem>,
     ) -> Option<(Refusal, &'static str)> {
         if bytes.is_empty() {
@@ -540,6 +544,11 @@ impl Compiled {
                     return None;
                 }
             };
+            // The read document counts too: many small values take
+            // several times their text.
+            if held.grow(doc.heap_size()).is_err() {
+                return Some((over_budget, OVER_BUDGET_REPORTED));
+            }
             // Passing is the common case: a yes/no check first, the errors
             // collected only for a body that fails.
             if !rule.json_schema.is_valid(doc.root()) {
@@ -552,6 +561,9 @@ impl Compiled {
             }
         } else if media == "application/x-www-form-urlencoded" {
             let value = params::form_object(bytes, &rule.properties, problems);
+            if held.grow(crate::http::buffer_budget::json_size(&value)).is_err() {
+                return Some((over_budget, OVER_BUDGET_REPORTED));
+            }
             if !rule.schema.is_valid(&value) {
                 schema_problems(rule.schema.iter_errors(&value), problems);
             }
@@ -671,6 +683,17 @@ fn media_matches(configured: &str, media: &str) -> bool {
 /// A body's answer other than 400.
 type Refusal = fn(&RequestCtx<'_>) -> Answer;
 
+/// What report mode logs when the budget refused a body's read document.
+const OVER_BUDGET_REPORTED: &str = "the gateway's memory for bodies (max_buffered) was taken (503 when enforced)";
+
+/// 503: the read document would go past `max_buffered`.
+fn over_budget(ctx: &RequestCtx<'_>) -> Answer {
+    let detail = "the gateway's memory for bodies read whole (max_buffered) is taken; try again shortly";
+    let mut answer = problem::problem(StatusCode::SERVICE_UNAVAILABLE, detail, ctx.request_id);
+    answer.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+    answer
+}
+
 fn unsupported_media_type(ctx: &RequestCtx<'_>) -> Answer {
     problem::problem(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -707,19 +730,17 @@ enum Unread {
 /// (the count held until the body, forwarded, is dropped).
 async fn read_whole(mut body: RequestBody, buffers: &BufferBudget) -> Result<(Bytes, Held), Unread> {
     let mut held = buffers.hold();
-    let mut pieces: Vec<Bytes> = Vec::new();
+    // One copy: each piece joins the whole as it comes (room for a declared
+    // length taken at once), not a list of pieces joined at the end.
+    let declared = http_body::Body::size_hint(&body).exact().unwrap_or(0).min(body.limit());
+    let mut whole = bytes::BytesMut::with_capacity(declared as usize);
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame.map_err(Unread::Body)?.into_data() {
             held.grow(data.len() as u64).map_err(Unread::OverBudget)?;
-            pieces.push(data);
+            whole.extend_from_slice(&data);
         }
     }
-    let bytes = match pieces.len() {
-        0 => Bytes::new(),
-        1 => pieces.pop().unwrap_or_default(),
-        _ => Bytes::from(pieces.concat()),
-    };
-    Ok((bytes, held))
+    Ok((whole.freeze(), held))
 }
 
 /// 503: the gateway holds `max_buffered` bytes of bodies already.

@@ -57,6 +57,13 @@ impl<'a> Doc<'a> {
         Doc { entries: Vec::with_capacity(body_len / 8 + 4), decoded: Vec::new() }
     }
 
+    /// About the memory the document takes beside its text.
+    pub(super) fn heap_size(&self) -> u64 {
+        let entries = self.entries.len() * std::mem::size_of::<Entry<'_>>();
+        let decoded: usize = self.decoded.iter().map(|s| s.capacity() + std::mem::size_of::<String>()).sum();
+        (entries + decoded) as u64
+    }
+
     /// The whole document.
     pub fn root(&self) -> TapeNode<'_> {
         TapeNode::At(self, 0)
