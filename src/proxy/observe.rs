@@ -16,7 +16,7 @@ use super::forward::Tried;
 use crate::http::error::GatewayError;
 use crate::http::error::UpstreamRefusal;
 use crate::http::forwarded::Client;
-use crate::observe::access_log::record::TEXT_ROOM;
+use crate::observe::access_log::record::{MAX_PATH, MAX_QUERY, MAX_REFERRER, MAX_USER_AGENT, TEXT_ROOM, cut_field};
 use crate::observe::access_log::{Record, Try};
 use crate::observe::metrics::UpstreamError;
 use crate::observe::trace::TraceContext;
@@ -58,10 +58,12 @@ fn fill_record<B>(
     let text = &mut r.text;
     text.clear();
     text.extend_from_slice(uri.path().as_bytes());
+    cut_field(text, 0, MAX_PATH);
     r.path_len = text.len() as u32;
     r.query_len = uri.query().map(|q| {
         let from = text.len();
         plan.observe.redact.query(q.as_bytes(), text);
+        cut_field(text, from, MAX_QUERY);
         (text.len() - from) as u32
     });
     // Both fields in one walk over the few headers a request has (two
@@ -75,13 +77,16 @@ fn fill_record<B>(
         }
     }
     r.user_agent_len = user_agent.map(|v| {
+        let from = text.len();
         text.extend_from_slice(v.as_bytes());
-        v.len() as u32
+        cut_field(text, from, MAX_USER_AGENT);
+        (text.len() - from) as u32
     });
     r.referrer_len = referer.map(|v| {
         // A referrer's user part, query and fragment may carry credentials too.
         let from = text.len();
         plan.observe.redact.url(v.as_bytes(), text);
+        cut_field(text, from, MAX_REFERRER);
         (text.len() - from) as u32
     });
     text.extend_from_slice(&TEXT_ROOM);

@@ -1111,3 +1111,33 @@ async fn upstream_active_connections_are_counted_across_a_reload() {
     assert_eq!(in_flight.await.unwrap(), 200);
     assert_eq!(active(&scrape_until(&h, |s| active(s) == 0.0).await), 0.0);
 }
+
+/// Long client-written fields are cut in the line (and end in `…`): a
+/// client's 32 KB of `"` grew each line to 128 KB once escaped.
+#[tokio::test]
+async fn long_client_fields_are_cut_in_the_log_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start("routes:\n  - { name: s, match: { path_prefix: / }, static: { body: ok } }\n", dir.path()).await;
+    let quotes = "\"".repeat(12_000);
+    let path = format!("/{}", "p".repeat(4500));
+    let query = format!("q={}", "v".repeat(3000));
+    let reply = get(
+        &url(&h, &format!("{path}?{query}")),
+        &[("user-agent", &quotes), ("referer", &format!("https://a.example/{}", "r".repeat(5000)))],
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    let lines = log_lines(&h, dir.path(), 1).await;
+    let line = &lines[0];
+    let ua = line["user_agent"]["original"].as_str().unwrap();
+    assert_eq!(ua, format!("{}…", &quotes[..1024]));
+    let logged_path = line["url"]["path"].as_str().unwrap();
+    assert!(
+        logged_path.len() <= 4096 + 3 && logged_path.ends_with('…') && logged_path.starts_with("/ppp"),
+        "{}",
+        logged_path.len()
+    );
+    assert!(line["url"]["query"].as_str().unwrap().len() <= 4096 + 3);
+    let raw = std::fs::read_to_string(dir.path().join("access.log")).unwrap();
+    assert!(raw.len() < 20_000, "a line of {} bytes", raw.len());
+}

@@ -38,6 +38,11 @@ pub use redact::Redact;
 /// How often the writer collects lines.
 const TICK: Duration = Duration::from_millis(20);
 
+/// The bytes a shard may hold per line of its share of `buffer` (its
+/// lines are cut to a few KB each, but a stalled destination must not
+/// hold `buffer` of the longest): past them, lines are dropped too.
+const BYTES_PER_LINE: usize = 2048;
+
 /// The largest buffer the writer hands back to a shard.
 const SPARE_KEPT: usize = 4 << 20;
 
@@ -152,7 +157,7 @@ impl AccessLog {
     pub fn log(&self, record: &Record) {
         let inner = &self.inner;
         let mut shard = lock(&inner.shards[cells::shard()].0);
-        if shard.lines >= inner.per_shard {
+        if shard.lines >= inner.per_shard || shard.text.len() >= inner.per_shard * BYTES_PER_LINE {
             drop(shard);
             inner.dropped.inc();
             return;

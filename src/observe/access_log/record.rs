@@ -47,6 +47,25 @@ impl LogName {
 /// Names up to this long (as JSON) are copied as one block.
 const NAME_ROOM: usize = 32;
 
+/// The longest path, query, user agent and referrer a line keeps (bytes,
+/// before escapes); a longer one is cut and ends in `…`. A client's 32 KB
+/// of `"` grew each line to 128 KB once escaped, and a stalled log
+/// destination held thousands of them (NGINX buffers logs by bytes).
+pub const MAX_PATH: usize = 4096;
+pub const MAX_QUERY: usize = 4096;
+pub const MAX_USER_AGENT: usize = 1024;
+pub const MAX_REFERRER: usize = 2048;
+
+/// Cuts the field that starts at `from` in `text` to `max` bytes, with
+/// `…` after it when it was longer.
+#[inline]
+pub fn cut_field(text: &mut Vec<u8>, from: usize, max: usize) {
+    if text.len() - from > max {
+        text.truncate(from + max);
+        text.extend_from_slice("…".as_bytes());
+    }
+}
+
 /// Zeros after the texts of a record (`Record::pad`): room for copying a
 /// short path as one block.
 pub const TEXT_ROOM: [u8; 32] = [0; 32];
