@@ -64,6 +64,9 @@ pub struct Client {
     pub ip: IpAddr,
     /// Whether the TCP peer is a trusted proxy (its forwarding headers count).
     pub peer_trusted: bool,
+    /// The client was read from `Forwarded` (`client_ip_header: forwarded`):
+    /// the request's `X-Forwarded-For` is nobody's word, and is not passed on.
+    pub from_forwarded: bool,
 }
 
 /// Resolves the client address: walk the forwarding chain from the right,
@@ -71,7 +74,7 @@ pub struct Client {
 pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> Client {
     let peer = canonical(peer);
     if !trusted.contains(peer) {
-        return Client { ip: peer, peer_trusted: false };
+        return Client { ip: peer, peer_trusted: false, from_forwarded: false };
     }
     let chain = match trusted.header {
         ClientIpHeader::XForwardedFor => x_forwarded_for(headers),
@@ -90,7 +93,7 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> C
             None => break,
         }
     }
-    Client { ip: client, peer_trusted: true }
+    Client { ip: client, peer_trusted: true, from_forwarded: trusted.header == ClientIpHeader::Forwarded }
 }
 
 fn x_forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {

@@ -647,8 +647,11 @@ fn forwarded_headers(
     edits: &mut HeaderEdits,
 ) {
     // Every `X-Forwarded-For` line counts (as in `forwarded::resolve`).
-    let prior = f.client.peer_trusted && headers.contains_key(&X_FORWARDED_FOR);
-    let xff = if prior {
+    let prior = f.client.peer_trusted && !f.client.from_forwarded && headers.contains_key(&X_FORWARDED_FOR);
+    let xff = if f.client.from_forwarded && f.client.ip != f.conn.peer.ip() {
+        // The proxies wrote `Forwarded`: the client they name, then them.
+        HeaderValue::try_from(format!("{}, {}", f.client.ip, f.conn.peer_ip.to_str().unwrap_or_default())).ok()
+    } else if prior {
         let mut xff = String::with_capacity(48);
         for prior in headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()) {
             // An empty line adds no hop (it made `, 127.0.0.1`).

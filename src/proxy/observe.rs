@@ -199,7 +199,7 @@ impl<'p> Seen<'p> {
     pub fn unread(plan: &Plan, conn: &crate::http::conn::ConnInfo, request_id: &HeaderValue) -> Seen<'p> {
         let mut req = Request::new(());
         *req.method_mut() = Method::from_bytes(b"-").expect("`-` is a token");
-        let client = Client { ip: conn.peer.ip(), peer_trusted: false };
+        let client = Client { ip: conn.peer.ip(), peer_trusted: false, from_forwarded: false };
         let mut seen = Seen::of(plan, &req, &client, conn.peer.ip(), conn.tls_version, request_id);
         if let Some(r) = seen.watch.as_mut().and_then(|w| w.record.as_mut()) {
             r.text.clear();

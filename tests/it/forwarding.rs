@@ -156,6 +156,9 @@ async fn only_the_configured_client_ip_header_is_read() {
     let (gw, _up) = setup("[ 127.0.0.0/8 ]\nclient_ip_header: forwarded").await;
     let both = [("x-forwarded-for", "6.6.6.6"), ("forwarded", "for=198.51.100.1")];
     assert_eq!(get(&gw.url("/echo"), &both).await.json()["client_ip"], "198.51.100.1");
+    // The service reading `X-Forwarded-For` gets the same client, not the one the client wrote.
+    let seen = get(&gw.url("/svc"), &both).await.json();
+    assert_eq!(seen["headers"]["x-forwarded-for"], "198.51.100.1, 127.0.0.1");
     let (gw, _up) = setup("[ 127.0.0.0/8 ]").await;
     assert_eq!(get(&gw.url("/echo"), &both).await.json()["client_ip"], "6.6.6.6");
     let forwarded_only = [("forwarded", "for=198.51.100.1")];
