@@ -19,7 +19,9 @@ pub struct TlsUpstream {
 }
 
 impl TlsUpstream {
-    pub async fn start() -> TlsUpstream {
+    /// A CA, a server certificate for `upstream.test` and 127.0.0.1 signed
+    /// by it, and an acceptor offering `alpn`.
+    fn acceptor(alpn: &[&[u8]]) -> (TlsAcceptor, String) {
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
@@ -38,8 +40,43 @@ impl TlsUpstream {
                 PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
             )
             .unwrap();
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let acceptor = TlsAcceptor::from(Arc::new(config));
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        (TlsAcceptor::from(Arc::new(config)), ca.pem())
+    }
+
+    /// An HTTPS/1.1 server that answers every request head with `reply`, byte for byte.
+    pub async fn raw(reply: &'static [u8]) -> TlsUpstream {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (acceptor, ca_pem) = Self::acceptor(&[b"http/1.1"]);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(stream).await else { return };
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = tls.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buf[..n]);
+                        if seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                            seen.clear();
+                            if tls.write_all(reply).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        TlsUpstream { addr, ca_pem }
+    }
+
+    pub async fn start() -> TlsUpstream {
+        let (acceptor, ca_pem) = Self::acceptor(&[b"h2", b"http/1.1"]);
 
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -66,6 +103,6 @@ impl TlsUpstream {
                 });
             }
         });
-        TlsUpstream { addr, ca_pem: ca.pem() }
+        TlsUpstream { addr, ca_pem }
     }
 }
