@@ -310,6 +310,8 @@ async fn api_keys_basic_and_spoofed_identity_headers() {
     assert_eq!((r.status.as_u16(), r.json()["query"].as_str()), (200, Some("x=1")));
     let r = get(&s.url("/q?api_key=key-mobile&x=1;api_key=chosen;y=2&api+key=3"), &[]).await;
     assert_eq!((r.status.as_u16(), r.json()["query"].as_str()), (200, Some("x=1;y=2")));
+    let r = get(&s.url("/q?api_key=key-mobile&API_KEY=4&api[key=5&api_key%00=6&x=1&&api_key_id=7"), &[]).await;
+    assert_eq!((r.status.as_u16(), r.json()["query"].as_str()), (200, Some("x=1&&api_key_id=7")));
     assert_eq!(get(&s.url("/k"), &[]).await.header("www-authenticate"), Some("ApiKey realm=\"portcullis\""));
 
     let basic =

@@ -83,17 +83,25 @@ impl ApiKey {
 
 /// Removes every `name=` parameter from the request's query, in every
 /// spelling some service reads as `name`: percent-encoded (`%74ok=`),
-/// after a `;` (servers that still split on it), with brackets
-/// (`tok[]=`, PHP and Rails read an array) or with `.` or a space for `_`
-/// (PHP's names). Such a service would read a credential the gateway
-/// never checked.
+/// after a `;` (servers that still split on it), in another case
+/// (ASP.NET), with brackets (`tok[]=`, PHP and Rails read an array) or
+/// with `.`, a space or a lone `[` for `_`, or cut at a NUL (PHP's names).
+/// Such a service would read a credential the gateway never checked.
+/// What is not removed stays as written (empty pieces included).
 pub(crate) fn remove_query_param(req: &mut request::Parts, name: &str) {
     let Some(q) = req.uri.query() else { return };
-    let named = |p: &&str| names(p.split('=').next().unwrap_or(""), name);
+    let named = |p: &str| names(p.split('=').next().unwrap_or(""), name);
+    if !q.split(['&', ';']).any(named) {
+        return;
+    }
     let kept: Vec<String> = q
         .split('&')
-        .map(|piece| piece.split(';').filter(|p| !named(p)).collect::<Vec<_>>().join(";"))
-        .filter(|piece| !piece.is_empty())
+        .filter_map(|piece| {
+            let parts: Vec<&str> = piece.split(';').collect();
+            let left: Vec<&str> = parts.iter().copied().filter(|p| !named(p)).collect();
+            // A piece that lost every part goes; one untouched stays as written.
+            (!left.is_empty() || parts.iter().all(|p| p.is_empty())).then(|| left.join(";"))
+        })
         .collect();
     let pq =
         if kept.is_empty() { req.uri.path().to_string() } else { format!("{}?{}", req.uri.path(), kept.join("&")) };
@@ -110,13 +118,16 @@ pub(crate) fn remove_query_param(req: &mut request::Parts, name: &str) {
 /// `name` (see [`remove_query_param`]); `name` is the config's.
 pub(crate) fn names(written: &str, name: &str) -> bool {
     let written = written.trim_matches([' ', '\t']);
-    if written == name {
+    if written.eq_ignore_ascii_case(name) {
         return true;
     }
     let decoded = percent_encoding::percent_decode_str(&written.replace('+', " ")).decode_utf8_lossy().into_owned();
-    let decoded = decoded.trim_matches([' ', '\t']);
-    let base = decoded.split('[').next().unwrap_or("");
-    base == name || base.replace(['.', ' '], "_") == name
+    // PHP ends a name at a NUL.
+    let decoded = decoded.split('\0').next().unwrap_or("").trim_matches([' ', '\t']);
+    let bracketed = decoded.find('[').is_some_and(|at| decoded[at..].contains(']'));
+    // `a[b]` is `a` read as an array; a `[` without its `]` is PHP's `_`.
+    let base = if bracketed { decoded.split('[').next().unwrap_or("") } else { decoded };
+    base.eq_ignore_ascii_case(name) || base.replace(['.', ' ', '['], "_").eq_ignore_ascii_case(name)
 }
 
 /// The (first) value of `name` in a query string, still percent-encoded.
