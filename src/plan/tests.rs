@@ -55,12 +55,12 @@ routes:
   - name: long
     match: { path: /long }
     static: { body: ok }
-    rate_limit: [ { key: ip, rate: 1/day, burst: 1000000000 }, { key: ip, rate: 1/day, burst: 200000 } ]
+    rate_limit: [ { key: ip, rate: 1/day, burst: 1000000000 }, { key: ip, rate: 1/day, burst: 100000 } ]
 "#;
     let loaded = crate::config::parse_str(text, "t.yaml", std::path::Path::new(".")).unwrap();
     let errors = crate::plan::compile(&loaded).expect_err("refused").0;
     let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(paths, ["routes[0].rate_limit[0].rate", "routes[1].rate_limit[0].burst"], "{errors:?}");
     assert!(errors[0].message.contains("microseconds"), "{}", errors[0].message);
-    assert!(errors[1].message.contains("at most 213502 requests"), "{}", errors[1].message);
+    assert!(errors[1].message.contains("at most 106750 requests"), "{}", errors[1].message);
 }

@@ -57,7 +57,9 @@ impl Gcra {
             let retry_after = excess - self.tolerance;
             return (Decision { allowed: false, retry_after, delay: 0, remaining: 0, reset: excess }, None);
         }
-        let new_tat = tat + self.interval;
+        // Saturating: a burst's time is bounded by the config (half of
+        // u64), the clock by the process's life; never a wrap.
+        let new_tat = tat.saturating_add(self.interval);
         let delay = excess.saturating_sub(self.free_excess);
         let used = (new_tat - now).div_ceil(self.interval);
         let remaining = self.capacity().saturating_sub(used);

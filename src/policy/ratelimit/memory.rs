@@ -166,9 +166,10 @@ impl MemoryStore {
 const FREED_AT_ONCE: usize = 16;
 
 /// Makes room in a full shard: drops the entries `keep` refuses, and if
-/// that frees nothing, the `1/FREED_AT_ONCE` of them with the lowest
-/// `rank` (exactly that many, ties taken in table order). Returns how
-/// many entries went.
+/// that frees less than `1/FREED_AT_ONCE` of the shard (a steady flood,
+/// where each scan finds only the few keys just gone idle), the entries
+/// with the lowest `rank` too, until that share is free (exactly, ties
+/// taken in table order). Returns how many entries went.
 fn make_room<V>(
     shard: &mut HashMap<u128, V, PreHashed>,
     cap: usize,
@@ -177,8 +178,9 @@ fn make_room<V>(
 ) -> usize {
     let before = shard.len();
     shard.retain(|_, v| keep(v));
-    if shard.len() >= cap {
-        let free = (shard.len() - cap + 1).max(cap / FREED_AT_ONCE);
+    let target = cap - (cap / FREED_AT_ONCE).max(1);
+    if shard.len() > target {
+        let free = shard.len() - target;
         let mut ranks: Vec<u64> = shard.values().map(&rank).collect();
         let (_, &mut threshold, _) = ranks.select_nth_unstable(free - 1);
         let mut ties = free - ranks.iter().filter(|&&r| r < threshold).count();
@@ -233,8 +235,12 @@ mod tests {
         // Equal ranks: exactly the share goes, not every tie.
         let mut same: HashMap<u128, u64, PreHashed> = (0..64u128).map(|k| (k, 7)).collect();
         assert_eq!(make_room(&mut same, 64, |_| true, |v| *v), 4);
-        // Idle entries are enough: only they go.
+        // Idle entries free a share: only they go.
         assert_eq!(make_room(&mut shard, 60, |tat| *tat >= 1010, |tat| *tat), 6);
+        // A few idle ones are not enough: the nearest to idle go with them, to a share.
+        let mut flood: HashMap<u128, u64, PreHashed> = (0..64u128).map(|k| (k, 1000 + k as u64)).collect();
+        assert_eq!(make_room(&mut flood, 64, |tat| *tat > 1000, |tat| *tat), 4);
+        assert_eq!(flood.len(), 60);
     }
 
     #[tokio::test(start_paused = true)]

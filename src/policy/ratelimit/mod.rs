@@ -421,17 +421,19 @@ pub fn compile(cfg: &RouteLimits<'_>, cx: &mut CompileCtx<'_>) -> Result<PhasedL
         if stores.redis.is_some() && interval < MIN_REDIS_INTERVAL_NS {
             errors.push((
                 format!("{at}.rate"),
-                "faster than 100000/s cannot be counted exactly in Redis (it counts in microseconds): \
-                 use a slower rate, or a limit the memory store keeps"
+                "faster than 100000/s cannot be counted exactly in Redis (it counts in microseconds), \
+                 where every limit is counted when `rate_limit_store.redis` is set: use a slower rate"
                     .into(),
             ));
             continue;
         }
-        // The burst's time must fit the counters (584 years of nanoseconds).
-        if interval.max(1).checked_mul(r.burst.saturating_add(1)).is_none() {
+        // The burst's time must fit the counters with room for the clock
+        // (half of 584 years of nanoseconds: the clock counts from start).
+        const MAX_BURST_NS: u64 = u64::MAX / 2;
+        if interval.max(1).checked_mul(r.burst.saturating_add(1)).is_none_or(|t| t > MAX_BURST_NS) {
             errors.push((
                 format!("{at}.burst"),
-                format!("at most {} requests at this rate", u64::MAX / interval.max(1) - 1),
+                format!("at most {} requests at this rate", MAX_BURST_NS / interval.max(1) - 1),
             ));
             continue;
         }
