@@ -68,15 +68,26 @@ pub(super) fn find(schema: &Value) -> Option<(String, String)> {
     found
 }
 
-/// A same-document reference that is all its schema says.
-fn bare_ref(node: &Value, siblings_ignored: bool) -> Option<&str> {
+/// A same-document reference that is all its schema says (also when
+/// wrapped alone in an `allOf`, `anyOf` or `oneOf`, as OpenAPI documents
+/// often write `allOf: [ { $ref: … } ]`), as a JSON pointer.
+fn bare_ref(node: &Value, siblings_ignored: bool) -> Option<String> {
     let map = node.as_object()?;
-    let target = map.get("$ref")?.as_str()?.strip_prefix('#')?;
     // `$id` starts a resource of its own: its references resolve against it.
-    if map.contains_key("$id") || !siblings_ignored && ASSERTING.iter().any(|k| map.contains_key(*k)) {
+    if map.contains_key("$id") {
         return None;
     }
-    Some(target)
+    if let Some(target) = map.get("$ref") {
+        let target = target.as_str()?.strip_prefix('#')?;
+        if !siblings_ignored && ASSERTING.iter().any(|k| map.contains_key(*k)) {
+            return None;
+        }
+        // A fragment is URI-encoded (`#/$defs/a%20b`).
+        return Some(percent_encoding::percent_decode_str(target).decode_utf8().ok()?.into_owned());
+    }
+    let (key, only) = ["allOf", "anyOf", "oneOf"].iter().find_map(|k| Some((*k, map.get(*k)?.as_array()?)))?;
+    let alone = only.len() == 1 && !ASSERTING.iter().any(|k| *k != key && map.contains_key(*k));
+    if alone { bare_ref(&only[0], siblings_ignored) } else { None }
 }
 
 fn walk(root: &Value, node: &Value, siblings_ignored: bool, at: &mut String, found: &mut Option<(String, String)>) {
@@ -85,12 +96,12 @@ fn walk(root: &Value, node: &Value, siblings_ignored: bool, at: &mut String, fou
     }
     if let Some(first) = bare_ref(node, siblings_ignored) {
         let mut seen = HashSet::new();
-        let mut chain = vec![first];
+        let mut chain = vec![first.clone()];
         let mut target = first;
-        while seen.insert(target) {
-            let Some(next) = root.pointer(target).and_then(|n| bare_ref(n, siblings_ignored)) else { break };
-            chain.push(next);
-            if next == first || seen.contains(next) {
+        while seen.insert(target.clone()) {
+            let Some(next) = root.pointer(&target).and_then(|n| bare_ref(n, siblings_ignored)) else { break };
+            chain.push(next.clone());
+            if seen.contains(&next) {
                 let shown: Vec<String> = chain.iter().map(|t| format!("#{t}")).collect();
                 *found = Some((at.clone(), shown.join(" -> ")));
                 return;
@@ -99,6 +110,11 @@ fn walk(root: &Value, node: &Value, siblings_ignored: bool, at: &mut String, fou
         }
     }
     match node {
+        // A nested resource (`$id`, draft 4's `id`) resolves its references
+        // against itself: not followed from the root (no false alarm).
+        Value::Object(map)
+            if !at.is_empty()
+                && (map.get("$id").is_some_and(Value::is_string) || map.get("id").is_some_and(Value::is_string)) => {}
         Value::Object(map) => {
             // Values, not schemas: an `enum` member that looks like `{ "$ref": … }` refers to nothing.
             let data = |k: &str| matches!(k, "enum" | "const" | "default" | "examples" | "example");
@@ -161,6 +177,16 @@ mod tests {
             json!({ "$ref": "#/$defs/a", "$defs": { "a": { "$ref": "#/$defs/b" }, "b": { "type": "integer" } } });
         assert_eq!(find(&chain), None);
         assert_eq!(find(&json!({ "$ref": "#/$defs/missing" })), None);
+        // Wrapped alone in an `allOf` (OpenAPI's habit), and URI-encoded pointers.
+        let wrapped =
+            json!({ "$defs": { "a": { "allOf": [ { "$ref": "#/$defs/a%20b" } ] }, "a b": { "$ref": "#/$defs/a" } } });
+        assert!(find(&wrapped).is_some());
+        let two = json!({ "$defs": { "a": { "allOf": [ { "$ref": "#/$defs/a" }, { "type": "string" } ] } } });
+        assert_eq!(find(&two), None);
+        // A nested resource resolves against itself: not judged from the root.
+        let nested = json!({ "$defs": { "r": { "$id": "https://x.example/r", "$ref": "#/$defs/r",
+            "$defs": { "r": { "type": "string" } } } }, "a": { "$ref": "#/a" } });
+        assert_eq!(find(&nested).map(|f| f.0), Some("/a".to_string()));
         // Data that looks like a reference is data.
         let data = json!({ "enum": [ { "$ref": "#/enum/0" } ], "const": { "$ref": "#/const" } });
         assert_eq!(find(&data), None);
