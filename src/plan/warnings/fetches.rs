@@ -56,8 +56,12 @@ fn in_clear(url: &str) -> bool {
         return false;
     };
     let host = host_of_rest(rest);
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    !(host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()))
+    let host = host.trim_start_matches('[').trim_end_matches(']').trim_end_matches('.');
+    let loopback_ip = |ip: std::net::IpAddr| match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+        v4 => v4.is_loopback(),
+    };
+    !(host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(loopback_ip))
 }
 
 /// The host of a URL, without user part or port (for messages; never a password).
@@ -86,6 +90,8 @@ auth:
   found: { jwt: { algorithms: [RS256], issuer: "HTTP://idp.example", discovery: true } }
   sidecar: { jwt: { algorithms: [RS256], jwks_uri: "http://127.0.0.1:9000/jwks" } }
   local: { jwt: { algorithms: [RS256], jwks_uri: "http://[::1]:9000/jwks" } }
+  dotted: { jwt: { algorithms: [RS256], jwks_uri: "http://localhost.:9000/jwks" } }
+  mapped: { jwt: { algorithms: [RS256], jwks_uri: "http://[::ffff:127.0.0.1]:9000/jwks" } }
   safe: { jwt: { algorithms: [RS256], jwks_uri: "https://idp.example/jwks" } }
   intro: { introspection: { endpoint: "http://oauth.internal/introspect", client_id: gw, client_secret: "${S}" } }
 "#;
