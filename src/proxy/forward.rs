@@ -616,33 +616,14 @@ async fn through_hyper(
     Ok(Response::from_parts(parts, Body::upstream(inner, in_flight, upstream.read_timeout)))
 }
 
-/// The framing rules the own HTTP/1.1 codec applies to `http://` targets'
-/// responses (`wire::upstream_head`), for the HTTP/1.1 responses hyper's
-/// client reads (`https://` targets), which it reads leniently: a
-/// `Content-Length` beside `Transfer-Encoding` (hyper decodes the chunks
-/// and the length went on, short, to the client), a coding besides
-/// `chunked` (decoded chunks passed on as gzip without a
-/// `Content-Encoding`), or a length given twice or as a list.
+/// `http://` targets' framing rules for the HTTP/1.1 responses hyper's
+/// client reads (`https://` targets), which it reads leniently.
 fn framed_alone(upstream: &crate::upstream::Upstream, headers: &http::HeaderMap) -> Result<(), GatewayError> {
-    let refused = |why: &'static str| GatewayError::UpstreamUnreachable {
-        upstream: upstream.name.clone(),
-        cause: why.into(),
-        sent: true,
-    };
-    let lengths = headers.get_all(header::CONTENT_LENGTH).iter().count();
-    let single_length = headers
-        .get(header::CONTENT_LENGTH)
-        .is_none_or(|v| !v.is_empty() && v.as_bytes().iter().all(u8::is_ascii_digit));
-    if lengths > 1 || !single_length {
-        return Err(refused("the upstream's response gives its length twice or as a list"));
-    }
-    let mut codings =
-        headers.get_all(header::TRANSFER_ENCODING).iter().flat_map(|v| crate::wire::field::list(v.as_bytes()));
-    match codings.next() {
+    match crate::wire::upstream_head::lenient_framing_fault(headers) {
         None => Ok(()),
-        Some(_) if lengths > 0 => Err(refused("the upstream's response has both Content-Length and Transfer-Encoding")),
-        Some(c) if c.eq_ignore_ascii_case(b"chunked") && codings.next().is_none() => Ok(()),
-        Some(_) => Err(refused("the upstream's response has a transfer coding other than chunked alone")),
+        Some(why) => {
+            Err(GatewayError::UpstreamUnreachable { upstream: upstream.name.clone(), cause: why.into(), sent: true })
+        }
     }
 }
 

@@ -173,6 +173,11 @@ async fn probe(client: super::HttpClient, uri: Uri, host: Option<HeaderValue>, t
     let exchange = async {
         let resp = client.request(req).await.ok()?;
         let status = resp.status().as_u16();
+        // What live requests would get as 502 fails the probe too (hyper
+        // reads heads leniently; the gateway does not).
+        if status > 599 || crate::wire::upstream_head::lenient_framing_fault(resp.headers()).is_some() {
+            return None;
+        }
         // Read (a little of) the body, so that the connection can be reused.
         // A body that breaks off (closed before its length, a bad chunk) is
         // a failed probe, as a proxied response's would be; one longer than

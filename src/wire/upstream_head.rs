@@ -266,6 +266,29 @@ fn framing(
     })
 }
 
+/// The length and coding rules of `parse_head`, for a response head
+/// another reader (hyper's client, for `https://` targets and health
+/// probes) has parsed leniently: why it is ambiguous, if it is. Two
+/// lengths or a list, a length beside `Transfer-Encoding` (hyper decodes
+/// the chunks and the length went on, short), a coding besides `chunked`
+/// alone (decoded chunks still gzip, without a `Content-Encoding`).
+pub fn lenient_framing_fault(headers: &http::HeaderMap) -> Option<&'static str> {
+    let lengths = headers.get_all(header::CONTENT_LENGTH).iter().count();
+    let single_length = headers
+        .get(header::CONTENT_LENGTH)
+        .is_none_or(|v| !v.is_empty() && v.as_bytes().iter().all(u8::is_ascii_digit));
+    if lengths > 1 || !single_length {
+        return Some("the upstream's response gives its length twice or as a list");
+    }
+    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter().flat_map(|v| field::list(v.as_bytes()));
+    match codings.next() {
+        None => None,
+        Some(_) if lengths > 0 => Some("the upstream's response has both Content-Length and Transfer-Encoding"),
+        Some(c) if c.eq_ignore_ascii_case(b"chunked") && codings.next().is_none() => None,
+        Some(_) => Some("the upstream's response has a transfer coding other than chunked alone"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -654,3 +654,32 @@ async fn a_refused_http2_stream_is_tried_elsewhere() {
         assert_eq!(r.json()["server"], "ok");
     }
 }
+
+/// A health probe whose answer live requests would get as 502 (a length
+/// beside chunked: hyper, which probes, reads it leniently) fails.
+#[tokio::test]
+async fn a_probe_answer_framed_ambiguously_fails() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {
+                    let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n";
+                    if s.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let gw = gateway(&format!(
+        "upstreams:\n  svc:\n    targets: [ \"http://{addr}\" ]\n    \
+         health: {{ active: {{ interval: 30ms, unhealthy: 1 }}, all_unhealthy: fail }}\n\
+         routes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}\n"
+    ))
+    .await;
+    eventually("the target is out", async || get(&gw.url("/x"), &[]).await.status == 503).await;
+}
