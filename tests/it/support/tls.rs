@@ -44,30 +44,22 @@ impl TlsUpstream {
         (TlsAcceptor::from(Arc::new(config)), ca.pem())
     }
 
-    /// An HTTPS/1.1 server that answers every request head with `reply`, byte for byte.
-    pub async fn raw(reply: &'static [u8]) -> TlsUpstream {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (acceptor, ca_pem) = Self::acceptor(&[b"http/1.1"]);
+    /// Serves each accepted TLS connection with `serve`, on loopback.
+    async fn serve<F, Fut>(alpn: &[&[u8]], serve: F) -> TlsUpstream
+    where
+        F: Fn(tokio_rustls::server::TlsStream<tokio::net::TcpStream>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (acceptor, ca_pem) = Self::acceptor(alpn);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let serve = Arc::new(serve);
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let acceptor = acceptor.clone();
+                let (acceptor, serve) = (acceptor.clone(), serve.clone());
                 tokio::spawn(async move {
-                    let Ok(mut tls) = acceptor.accept(stream).await else { return };
-                    let mut seen = Vec::new();
-                    let mut buf = [0u8; 4096];
-                    while let Ok(n) = tls.read(&mut buf).await {
-                        if n == 0 {
-                            return;
-                        }
-                        seen.extend_from_slice(&buf[..n]);
-                        if seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                            seen.clear();
-                            if tls.write_all(reply).await.is_err() {
-                                return;
-                            }
-                        }
+                    if let Ok(tls) = acceptor.accept(stream).await {
+                        serve(tls).await;
                     }
                 });
             }
@@ -75,34 +67,45 @@ impl TlsUpstream {
         TlsUpstream { addr, ca_pem }
     }
 
-    pub async fn start() -> TlsUpstream {
-        let (acceptor, ca_pem) = Self::acceptor(&[b"h2", b"http/1.1"]);
-
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(stream).await else {
+    /// An HTTPS/1.1 server that answers every request head with `reply`, byte for byte.
+    pub async fn raw(reply: &'static [u8]) -> TlsUpstream {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        Self::serve(&[b"http/1.1"], move |mut tls| async move {
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = tls.read(&mut buf).await {
+                if n == 0 {
+                    return;
+                }
+                seen.extend_from_slice(&buf[..n]);
+                if seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    seen.clear();
+                    if tls.write_all(reply).await.is_err() {
                         return;
-                    };
-                    let svc = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
-                        let doc = serde_json::json!({
-                            "tls": true,
-                            "path": req.uri().path(),
-                            "version": format!("{:?}", req.version()),
-                            "authority": req.uri().authority().map(|a| a.as_str()),
-                            "host": req.headers().get("host").and_then(|h| h.to_str().ok()),
-                        });
-                        Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
-                            bytes::Bytes::from(doc.to_string()),
-                        )))
-                    });
-                    let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), svc).await;
-                });
+                    }
+                }
             }
-        });
-        TlsUpstream { addr, ca_pem }
+        })
+        .await
+    }
+
+    /// An HTTPS server (h2 or HTTP/1.1) answering `{"tls": true, "path": ...}`.
+    pub async fn start() -> TlsUpstream {
+        Self::serve(&[b"h2", b"http/1.1"], |tls| async move {
+            let svc = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                let doc = serde_json::json!({
+                    "tls": true,
+                    "path": req.uri().path(),
+                    "version": format!("{:?}", req.version()),
+                    "authority": req.uri().authority().map(|a| a.as_str()),
+                    "host": req.headers().get("host").and_then(|h| h.to_str().ok()),
+                });
+                Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::from(
+                    doc.to_string(),
+                ))))
+            });
+            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), svc).await;
+        })
+        .await
     }
 }
