@@ -53,17 +53,22 @@ impl OverBudget {
 }
 
 /// About the memory a parsed JSON document takes: each value's slot, the
-/// bytes of its strings, and each member's key and map entry (a document
-/// of many small values takes several times its text).
+/// bytes of its strings and keys, and an object's map nodes (a document of
+/// many small values takes several times its text).
 pub fn json_size(value: &serde_json::Value) -> u64 {
     use serde_json::Value;
     const SLOT: u64 = std::mem::size_of::<Value>() as u64;
-    // A key's `String` and its share of the map's nodes.
-    const ENTRY: u64 = 48;
+    // serde_json's map is a B-tree: a node holds up to 11 members (their
+    // keys' `String`s and values' slots), ~640 bytes even for one member.
+    const NODE: u64 = 640;
+    const PER_NODE: u64 = 11;
     SLOT + match value {
         Value::String(s) => s.len() as u64,
         Value::Array(items) => items.iter().map(json_size).sum(),
-        Value::Object(map) => map.iter().map(|(k, v)| ENTRY + k.len() as u64 + json_size(v)).sum(),
+        Value::Object(map) => {
+            let nodes = (map.len() as u64).div_ceil(PER_NODE);
+            nodes * NODE + map.iter().map(|(k, v)| k.len() as u64 + json_size(v)).sum::<u64>()
+        }
         _ => 0,
     }
 }

@@ -195,6 +195,13 @@ impl RequestBody {
         self.waiting.get_or_insert_with(|| Arc::new(AtomicBool::new(self.stall.is_some()))).clone()
     }
 
+    fn not_waiting(&mut self) {
+        self.stall = None;
+        if let Some(w) = &self.waiting {
+            w.store(false, Ordering::Relaxed);
+        }
+    }
+
     /// Body bytes read so far.
     pub fn received(&self) -> u64 {
         self.received
@@ -237,8 +244,15 @@ impl http_body::Body for RequestBody {
                 };
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Read(e)))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(Some(Err(e))) => {
+                this.not_waiting();
+                Poll::Ready(Some(Err(BodyError::Read(e))))
+            }
+            // Over: whatever comes late now is not the client's doing.
+            Poll::Ready(None) => {
+                this.not_waiting();
+                Poll::Ready(None)
+            }
             Poll::Pending => {
                 if let Some(w) = &this.waiting {
                     w.store(true, Ordering::Relaxed);

@@ -29,6 +29,8 @@ use crate::wire::field_edits::ResponseEdits;
 use crate::wire::names::X_REQUEST_ID;
 use crate::wire::raw_headers::RawHeaders;
 
+/// The piece a counted body is handed out in.
+const COUNTED_PIECE: usize = 64 << 10;
 /// The response body, and the request's observers until it is done.
 #[derive(Debug)]
 pub struct Body {
@@ -161,7 +163,8 @@ impl Body {
         Body::of(Kind::Upstream { inner, _in_flight: Some(in_flight), _slots: Vec::new(), read })
     }
 
-    /// Counts the body against `max_buffered` until it is done.
+    /// Counts the body against `max_buffered` until it is done (handed out
+    /// in pieces of `COUNTED_PIECE`).
     pub fn counted(mut self, held: crate::http::buffer_budget::Held) -> Body {
         self.held = Some(Box::new(held));
         self
@@ -282,6 +285,11 @@ impl http_body::Body for Body {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let polled = match &mut this.kind {
+            // A counted answer goes in pieces: the count lives while the
+            // writer (hyper's HTTP/2 send buffer too) still asks for more.
+            Kind::Full(Some(b)) if this.held.is_some() && b.len() > COUNTED_PIECE => {
+                Poll::Ready(Some(Ok(Frame::data(b.split_to(COUNTED_PIECE)))))
+            }
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Upstream { inner, read, .. } => {
                 let polled = Pin::new(inner).poll_frame(cx).map_err(Into::into);

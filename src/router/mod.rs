@@ -208,18 +208,19 @@ impl Router {
         let mut allowed: Vec<Method> = Vec::new();
         // RFC 9110 §9.3.2: HEAD is GET without the content (a general-purpose
         // server supports both, §9.1). A route that takes GET but not HEAD
-        // takes HEAD too, in its own place in the precedence: a less specific
-        // route that takes any method (a public catch-all) must not take the
-        // HEAD of an authenticated GET route, whose service would run its GET
-        // handler for it. Only a route as specific that takes HEAD itself
-        // goes first.
+        // takes HEAD too, in its own place in the precedence: a route that
+        // takes any method (a public catch-all, or one as specific by its
+        // other conditions) must not take the HEAD of an authenticated GET
+        // route, whose service would run its GET handler for it. Only a route
+        // as specific that lists HEAD itself goes first.
         let head = *req.method == Method::HEAD;
         let mut as_get: Option<(usize, Vec<&'p str>, &Matcher)> = None;
         for (index, m) in candidates.map(|position| &self.ordered[position]) {
-            if let Some((route, values, by)) = &as_get
-                && by.precedence_but_methods(m) == Ordering::Greater
-            {
-                return Ok(Found { route: *route, values: values.clone() });
+            if let Some((route, values, by)) = &as_get {
+                let lists_head = m.methods.as_ref().is_some_and(|ms| ms.contains(&Method::HEAD));
+                if by.precedence_but_methods(m) == Ordering::Greater || !lists_head {
+                    return Ok(Found { route: *route, values: values.clone() });
+                }
             }
             if !(m.host.matches(req.host) && m.path.matches(req.path, &mut values) && m.headers_match(req.headers)) {
                 continue;

@@ -71,6 +71,16 @@ fn head_goes_where_get_goes_unless_a_route_takes_head_itself() {
     let r = Router::new(vec![matcher(None, "/x", Some(&["GET"])), matcher(None, "/x", Some(&["HEAD", "OPTIONS"]))]);
     assert_eq!(find(&r, None, "/x", "HEAD"), Ok(1));
     assert_eq!(find(&r, None, "/x", "GET"), Ok(0));
+    // As specific by a header instead of methods, taking any method: not HEAD's.
+    let mut tagged = matcher(None, "/admin*", None);
+    tagged.headers.push(HeaderCondition { name: http::HeaderName::from_static("x-client"), value: None });
+    let r = Router::new(vec![matcher(None, "/admin*", Some(&["GET"])), tagged]);
+    let mut headers = http::HeaderMap::new();
+    headers.insert("x-client", http::HeaderValue::from_static("app"));
+    let head = RequestView { host: None, path: "/admin/x", method: &http::Method::HEAD, headers: &headers };
+    assert_eq!(r.find(&head).map(|f| f.route), Ok(0));
+    let post = RequestView { method: &http::Method::POST, ..head };
+    assert_eq!(r.find(&post).map(|f| f.route), Ok(1));
 }
 
 #[test]

@@ -191,3 +191,38 @@ async fn a_validated_body_counts_at_its_read_size() {
     metric_reaches(&gw, "portcullis_buffered_bytes", 0.0).await;
     assert_eq!(up.requests().len(), 1);
 }
+
+/// Over HTTP/2 too: an answer its client's window keeps from being sent
+/// stays counted (hyper's send buffer took it whole, uncounted, before).
+#[tokio::test]
+async fn an_aggregate_answer_an_http2_client_does_not_read_stays_counted() {
+    use crate::support::h2raw::{END_HEADERS, END_STREAM, HEADERS, PREFACE, SETTINGS, frame};
+    let users = Flaky::start("users").await;
+    let big: &'static str = Box::leak(format!("{{\"blob\":\"{}\"}}", "x".repeat(1 << 20)).into_boxed_str());
+    users.set(Mode::Json(big));
+    let gw = gateway(&format!(
+        "admin: {{ bind: \"127.0.0.1:0\" }}\n\
+         upstreams:\n  users: {{ targets: [\"{}\"] }}\n\
+         routes:\n  - name: page\n    match: {{ path: /page }}\n    aggregate:\n      calls:\n\
+         \x20       user: {{ upstream: users, path: /u, required: true, max_body_size: 2MiB }}\n",
+        users.url()
+    ))
+    .await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(PREFACE).await.unwrap();
+    // SETTINGS_INITIAL_WINDOW_SIZE = 1000: the answer's first 1000 bytes may be sent, no more.
+    s.write_all(&frame(SETTINGS, 0, 0, &[0, 4, 0, 0, 0x03, 0xE8])).await.unwrap();
+    // GET /page: method, scheme, a literal path, a literal authority.
+    let get_page = [0x82, 0x86, 0x04, 5, b'/', b'p', b'a', b'g', b'e', 0x41, 0x01, b'x'];
+    s.write_all(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &get_page)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&gw, "portcullis_buffered_bytes").await < (1 << 20) as f64 - 65536.0 {
+        assert!(Instant::now() < deadline, "the unread answer was not counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Held while unread (the connection idles out only after a minute).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(metric(&gw, "portcullis_buffered_bytes").await > 900_000.0);
+    drop(s);
+    metric_reaches(&gw, "portcullis_buffered_bytes", 0.0).await;
+}

@@ -265,3 +265,29 @@ async fn idle_connections_close_after_the_idle_timeout_without_traffic() {
     let closed = tokio::time::timeout(Duration::from_secs(5), closed_rx).await;
     assert!(closed.is_ok(), "the idle connection outlived pool.idle_timeout");
 }
+
+/// A body that has ended is no longer late, however its last piece came:
+/// time that runs out after it is the upstream's (504), not the client's.
+#[tokio::test]
+async fn time_that_runs_out_after_the_body_ended_is_a_504() {
+    let up = crate::support::Upstream::start("svc").await;
+    let gw = gateway(&format!(
+        "upstreams:\n  svc: {{ targets: [ \"{}\" ], timeouts: {{ request: 800ms }} }}\n\
+         routes:\n  - {{ name: svc, match: {{ path_prefix: / }}, upstream: svc }}\n",
+        up.url()
+    ))
+    .await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(
+        b"POST /hang HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.write_all(b"0\r\n\r\n").await.unwrap();
+    let mut seen = Vec::new();
+    let answered = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut seen)).await;
+    assert!(answered.is_ok(), "no answer");
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.starts_with("HTTP/1.1 504"), "{text}");
+}

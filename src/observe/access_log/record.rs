@@ -61,9 +61,23 @@ pub const MAX_REFERRER: usize = 2048;
 #[inline]
 pub fn cut_field(text: &mut Vec<u8>, from: usize, max: usize) {
     if text.len() - from > max {
-        text.truncate(from + max);
-        text.extend_from_slice("…".as_bytes());
+        cut_at(text, from + max);
     }
+}
+
+/// Cuts `text` at `end`, or just before it where `end` would split a
+/// UTF-8 character or a `%` escape, and ends it in `…`.
+#[cold]
+fn cut_at(text: &mut Vec<u8>, mut end: usize) {
+    let start = end.saturating_sub(3);
+    while end > start && text.get(end).is_some_and(|b| b & 0xC0 == 0x80) {
+        end -= 1;
+    }
+    if let Some(p) = text[end.saturating_sub(2)..end].iter().position(|&b| b == b'%') {
+        end = end.saturating_sub(2) + p;
+    }
+    text.truncate(end);
+    text.extend_from_slice("…".as_bytes());
 }
 
 /// Zeros after the texts of a record (`Record::pad`): room for copying a
@@ -524,6 +538,23 @@ pub mod bench {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_cut_field_ends_on_a_character_and_outside_an_escape() {
+        let cut = |text: &str, max: usize| {
+            let mut t = b"x".to_vec();
+            t.extend_from_slice(text.as_bytes());
+            cut_field(&mut t, 1, max);
+            String::from_utf8(t[1..].to_vec()).expect("still UTF-8")
+        };
+        assert_eq!(cut("abcdef", 10), "abcdef");
+        assert_eq!(cut("abcdef", 3), "abc…");
+        // `é` is two bytes: a cut inside it goes before it.
+        assert_eq!(cut("abé", 3), "ab…");
+        assert_eq!(cut("a%2Fb", 2), "a…");
+        assert_eq!(cut("a%2Fb", 3), "a…");
+        assert_eq!(cut("a%2Fb", 4), "a%2F…");
+    }
 
     fn record() -> Record {
         let path = "/pets/1";

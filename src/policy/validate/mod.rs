@@ -730,9 +730,11 @@ enum Unread {
 /// (the count held until the body, forwarded, is dropped).
 async fn read_whole(mut body: RequestBody, buffers: &BufferBudget) -> Result<(Bytes, Held), Unread> {
     let mut held = buffers.hold();
-    // One copy: each piece joins the whole as it comes (room for a declared
-    // length taken at once), not a list of pieces joined at the end.
-    let declared = http_body::Body::size_hint(&body).exact().unwrap_or(0).min(body.limit());
+    // One copy: each piece joins the whole as it comes, not a list of
+    // pieces joined at the end. Room for a declared length is taken only
+    // up to a little (a declared 10 MiB that never comes must not be
+    // reserved, uncounted: 500 such uploads held 5 GB).
+    let declared = http_body::Body::size_hint(&body).exact().unwrap_or(0).min(FIRST_ROOM);
     let mut whole = bytes::BytesMut::with_capacity(declared as usize);
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame.map_err(Unread::Body)?.into_data() {
@@ -742,6 +744,9 @@ async fn read_whole(mut body: RequestBody, buffers: &BufferBudget) -> Result<(By
     }
     Ok((whole.freeze(), held))
 }
+
+/// The most room taken for a body before its bytes come.
+const FIRST_ROOM: u64 = 64 << 10;
 
 /// 503: the gateway holds `max_buffered` bytes of bodies already.
 fn busy(over: &OverBudget, ctx: &RequestCtx<'_>) -> Answer {
