@@ -302,7 +302,8 @@ pub(super) fn compile_retry(
 /// `portcullis_upstream_connections{upstream,state}`: requests in flight
 /// (`active`) and open connections waiting for one (`idle`): pooled
 /// HTTP/1.1 connections, and an HTTP/2 target's connection while no
-/// request uses it.
+/// request uses it; with `limits.max_connections`, requests waiting for
+/// a connection (`pending`, as Envoy's `upstream_rq_pending_active`).
 /// Made once the upstream holds its final counters (a reload hands it the
 /// running plan's in-flight counts: probes made before watched counters
 /// nothing updated, and `active` read 0 after every reload).
@@ -322,11 +323,16 @@ pub(super) fn connection_probes(
         let h2 = h2.iter().filter(|(c, in_flight)| c.idle(in_flight.load(Relaxed))).count();
         (h1 + h2) as f64
     });
-    for (state, probe) in [("active", &active), ("idle", &idle)] {
+    let mut probes = vec![("active", active), ("idle", idle)];
+    if let Some(limit) = upstream.limits.connections.clone() {
+        let pending: Arc<dyn Fn() -> f64 + Send + Sync> = Arc::new(move || limit.pending() as f64);
+        probes.push(("pending", pending));
+    }
+    for (state, probe) in &probes {
         let labels = vec![("upstream", name.to_string()), ("state", state.to_string())];
         registry.probe("portcullis_upstream_connections", labels, probe.clone());
     }
-    vec![active, idle]
+    probes.into_iter().map(|(_, probe)| probe).collect()
 }
 
 /// `portcullis_upstream_targets{upstream,state}` and

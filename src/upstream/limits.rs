@@ -140,6 +140,12 @@ impl ConnLimit {
     pub fn open(&self) -> usize {
         self.max_connections - self.permits.available_permits()
     }
+
+    /// Requests waiting for a connection now (a refused one counts for
+    /// the instant it takes to refuse it).
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
+    }
 }
 
 #[cfg(test)]

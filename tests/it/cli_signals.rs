@@ -73,7 +73,12 @@ async fn sigusr1_reopens_the_access_log_after_rotation() {
     // What logrotate does: move the file, then signal.
     std::fs::rename(dir.join("access.log"), dir.join("access.log.1")).unwrap();
     gw.signal("USR1");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The reopen creates the file: lines logged from then on go to it.
+    let reopened = std::time::Instant::now() + Duration::from_secs(5);
+    while !dir.join("access.log").exists() {
+        assert!(std::time::Instant::now() < reopened, "SIGUSR1 did not reopen the access log");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     get(&url, &[]).await;
     get(&url, &[]).await;
     assert_eq!(lines_of(&dir.join("access.log"), 2).await, 2, "new lines go to a new file at the same path");

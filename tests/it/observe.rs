@@ -365,6 +365,16 @@ fn base64_of(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
 
+/// Waits until `up` has had a request more than `before` (the client may
+/// leave once its request is there).
+async fn upstream_hit(up: &Upstream, before: usize) {
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while up.hits() == before {
+        assert!(std::time::Instant::now() < until, "the request never reached the upstream");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test]
 async fn response_flags_say_why_there_was_no_upstream_answer() {
     let dir = tempfile::tempdir().unwrap();
@@ -411,17 +421,19 @@ async fn response_flags_say_why_there_was_no_upstream_answer() {
     {
         use tokio::io::AsyncWriteExt;
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let before = up.hits();
         s.write_all(b"GET /hold HTTP/1.1\r\nHost: t\r\n\r\n").await.unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        upstream_hit(&up, before).await;
     }
     // A client that leaves in the middle of its body: it went away, it did
     // not send anything wrong; the bytes logged are the ones that came.
     {
         use tokio::io::AsyncWriteExt;
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let before = up.hits();
         s.write_all(b"POST /count HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n").await.unwrap();
         s.write_all(&[b'x'; 100]).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        upstream_hit(&up, before).await;
     }
     let lines = log_lines(&h, dir.path(), expect.len() + 4).await;
     let lost = lines.iter().find(|l| l["url"]["path"] == "/nowhere/else").expect("the unrouted POST");

@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
+use prometheus_parse::{Scrape, Value};
 
 use crate::support::flaky::{Flaky, Mode};
 use crate::support::{Gateway1, Reply, closed_port, gateway, get, http1_client, send};
@@ -29,7 +30,7 @@ async fn svc(targets: &[&Flaky], settings: &str) -> Gateway1 {
     let list: Vec<String> = targets.iter().map(|t| format!("\"{}\"", t.url())).collect();
     let settings: String = settings.lines().map(|l| format!("    {l}\n")).collect();
     gateway(&format!(
-        "upstreams:\n  svc:\n    targets: [ {} ]\n{settings}routes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}\n",
+        "admin: {{ bind: \"127.0.0.1:0\" }}\nupstreams:\n  svc:\n    targets: [ {} ]\n{settings}routes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}\n",
         list.join(", ")
     ))
     .await
@@ -45,6 +46,23 @@ async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("not within 5 s: {what}");
+}
+
+/// `portcullis_upstream_connections{upstream="svc",state="pending"}`:
+/// requests waiting for a connection under `limits.max_connections`.
+async fn pending(gw: &Gateway1) -> f64 {
+    let url = format!("http://{}/metrics", gw.handle.admin_addr().expect("admin"));
+    let text = get(&url, &[]).await.text();
+    let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text format");
+    let sample = scrape.samples.iter().find(|s| {
+        s.metric == "portcullis_upstream_connections"
+            && s.labels.get("upstream") == Some("svc")
+            && s.labels.get("state") == Some("pending")
+    });
+    match sample.map(|s| &s.value) {
+        Some(Value::Gauge(n)) => *n,
+        other => panic!("no pending gauge: {other:?}"),
+    }
 }
 
 /// Which upstream answered each of `n` GETs (`x-upstream`), counted.
@@ -451,13 +469,14 @@ async fn max_connections_and_max_pending() {
         async move { get(&url, &[]).await.status.as_u16() }
     });
     // The second waits for the connection; a third may not wait too.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually("the second waits for the connection", async || pending(&gw).await == 1.0).await;
     let r = get(&url, &[]).await;
     assert_eq!(r.status, 503, "{}", r.text());
     assert_eq!(problem_type(&r), "urn:portcullis:problem:upstream-max-pending");
     assert_eq!(first.await.unwrap(), 200);
     assert_eq!(second.await.unwrap(), 200, "the waiting request got the connection");
     assert_eq!(a.hits(), 2);
+    assert_eq!(pending(&gw).await, 0.0, "nothing waits once both are answered");
 }
 
 #[tokio::test]
@@ -611,7 +630,7 @@ async fn waiting_for_a_free_connection_is_not_the_targets_failure() {
     let first = spawn(url.clone());
     eventually("the one connection is busy", async || a.hits() == 1).await;
     let second = spawn(url.clone());
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually("the second waits for the connection", async || pending(&gw).await == 1.0).await;
     let third = get(&url, &[]).await;
     assert_eq!(third.status, 504, "{}", third.text());
     assert_eq!((first.await.unwrap(), second.await.unwrap()), (200, 200));
