@@ -1204,3 +1204,52 @@ async fn a_link_out_of_the_document_folder_is_refused() {
     let errors = portcullis::check(&load(yaml, dir.path())).unwrap_err().to_string();
     assert!(errors.contains("`$ref: lnk/secret.yaml` names a file outside the document's folder"), "{errors}");
 }
+
+/// A form body whose schema is a `$ref` (as OpenAPI documents write
+/// `$ref: '#/components/schemas/Pet'`) is read by the properties it leads
+/// to; another spelling of a declared field that frameworks read as it
+/// (`role[]`, `ROLE`, PHP's `ro.le` for `ro_le`) is refused as it is in a
+/// query: PHP's `$_POST['role']` would be the unchecked `['admin']`.
+#[tokio::test]
+async fn form_bodies_follow_refs_and_refuse_other_spellings_of_a_field() {
+    let up = Recorder::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\n\
+         upstreams:\n  pets: {{ targets: [\"{}\"] }}\n\
+         routes:\n\
+         \x20 - name: pets\n\
+         \x20   match: {{ path: /pets, methods: [POST] }}\n\
+         \x20   upstream: pets\n\
+         \x20   validate:\n\
+         \x20     content_types: [ application/x-www-form-urlencoded ]\n\
+         \x20     body:\n\
+         \x20       schema:\n\
+         \x20         $ref: \"#/$defs/Pet\"\n\
+         \x20         $defs:\n\
+         \x20           Pet: {{ allOf: [ {{ $ref: \"#/$defs/Named\" }}, {{ properties: {{ id: {{ $ref: \"#/$defs/Id\" }}, photoUrls: {{ type: array, items: {{ $ref: \"#/$defs/Url\" }} }}, role: {{ enum: [user] }}, ro_le: {{ enum: [x] }} }} }} ] }}\n\
+         \x20           Named: {{ required: [name], properties: {{ name: {{ type: string }} }} }}\n\
+         \x20           Id: {{ type: integer, minimum: 1 }}\n\
+         \x20           Url: {{ type: string, maxLength: 10 }}\n",
+        up.url()
+    );
+    let gw = Gateway::start(&load(&yaml, dir.path())).await.expect("starts");
+    let s = Setup { gw, up, _dir: dir };
+    let form = "application/x-www-form-urlencoded";
+    let ok = post(&s, "/pets", form, "name=doggie&photoUrls=a&photoUrls=b&id=5&role=user", None).await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let bad = post(&s, "/pets", form, "name=doggie&id=0&photoUrls=aaaaaaaaaaa", None).await;
+    assert_eq!(errors(&bad), vec![("body".into(), "/id".into()), ("body".into(), "/photoUrls/0".into())]);
+    for (body, pointer) in [
+        ("name=d&role=user&role[]=admin", "/role[]"),
+        ("name=d&role=user&role%5B0%5D=admin", "/role[0]"),
+        ("name=d&role=user&ROLE=admin", "/ROLE"),
+        ("name=d&ro.le=admin", "/ro.le"),
+        ("name=d&id=5&id[x]=1", "/id[x]"),
+    ] {
+        let r = post(&s, "/pets", form, body, None).await;
+        assert_eq!(errors(&r), vec![("body".into(), pointer.into())], "{body}");
+        assert!(r.json()["errors"][0]["detail"].as_str().unwrap().contains("by some frameworks"), "{}", r.text());
+    }
+    assert_eq!(s.up.requests().len(), 1, "only the valid form reached the upstream");
+}

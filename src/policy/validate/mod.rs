@@ -241,7 +241,7 @@ impl Compiled {
                         Some(f) => ("body.schema_file", format!("`{f}`: {e}")),
                         None => ("body", e),
                     };
-                    let properties = s.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
+                    let properties = params::form_properties(&s);
                     let json = compile_schema_for(&s, formats);
                     json.and_then(|json| compile_schema(&s, formats).map(|form| (json, form, properties)))
                         .map(|(json, form, properties)| {
@@ -459,9 +459,8 @@ impl Compiled {
     }
 
     /// Another spelling of a declared query name that some frameworks read
-    /// as it (ASP.NET ignores case; PHP, Rails and `qs` read `page[]` and
-    /// `page[0]` as `page`, and `ids` as `ids[]`): the service would get a
-    /// value nobody checked. A name the route declares itself (`page[size]`
+    /// as it (`params::read_as`): the service would get a value nobody
+    /// checked. A name the route declares itself (`page[size]`
     /// beside `page`, `ID` beside `id`) is its own parameter.
     fn other_spellings(&self, pairs: &[(String, String)], problems: &mut Vec<Problem>) {
         let declared =
@@ -474,9 +473,7 @@ impl Compiled {
                 if p.is_exploded_object() {
                     return p.member_ignoring_case(k);
                 }
-                let base = p.name.strip_suffix("[]").unwrap_or(&p.name);
-                let bracketed = k.strip_prefix(base).is_some_and(|rest| rest.is_empty() || rest.starts_with('['));
-                (k.eq_ignore_ascii_case(&p.name) || bracketed).then_some(p.name.as_str())
+                params::read_as(k, &p.name).then_some(p.name.as_str())
             });
             if let Some(name) = meant {
                 let detail = format!(

@@ -481,6 +481,77 @@ fn decode(s: &str) -> String {
     percent_encoding::percent_decode_str(&plus).decode_utf8_lossy().into_owned()
 }
 
+/// Whether some framework reads the name a client `sent` as the declared
+/// `name` though the two differ: in another case (ASP.NET), with brackets
+/// after it (PHP, Rails and `qs` read `page[]` and `page[0]` as `page`,
+/// and `ids` as `ids[]`), or with PHP's `.` or space for `_` before the
+/// first bracket (`$_GET['a_b']` for `a.b`).
+pub fn read_as(sent: &str, name: &str) -> bool {
+    let base = name.strip_suffix("[]").unwrap_or(name);
+    let alike = |k: &str| {
+        k != name
+            && (k.eq_ignore_ascii_case(name)
+                || k.strip_prefix(base).is_some_and(|rest| rest.is_empty() || rest.starts_with('[')))
+    };
+    let head = sent.find('[').unwrap_or(sent.len());
+    let php: String = sent[..head].replace(['.', ' '], "_") + &sent[head..];
+    alike(sent) || (php != sent && (php == name || alike(&php)))
+}
+
+/// The properties a form body's fields are read by: the schema's own and
+/// those of what its `$ref`s and `allOf` parts lead to (an OpenAPI form
+/// body is often `$ref: '#/components/schemas/Pet'`), each with its own
+/// same-document `$ref` (and its `items`') followed, so that `id` is read
+/// as the integer and `tags` as the array they are declared as.
+pub fn form_properties(schema: &Value) -> Map<String, Value> {
+    let mut properties = Map::new();
+    collect_properties(schema, schema, &mut properties, 0);
+    properties
+}
+
+/// How many `$ref`s and `allOf`s deep properties are looked for (a cycle stops there).
+const MAX_REF_DEPTH: usize = 16;
+
+fn collect_properties(root: &Value, schema: &Value, out: &mut Map<String, Value>, depth: usize) {
+    if depth > MAX_REF_DEPTH {
+        return;
+    }
+    if let Some(own) = schema.get("properties").and_then(Value::as_object) {
+        for (name, property) in own {
+            if !out.contains_key(name) {
+                let mut property = follow(root, property).clone();
+                if let Some(items) = property.get("items").map(|i| follow(root, i).clone()) {
+                    property["items"] = items;
+                }
+                out.insert(name.clone(), property);
+            }
+        }
+    }
+    if let Some(target) = ref_target(root, schema) {
+        collect_properties(root, target, out, depth + 1);
+    }
+    for part in schema.get("allOf").and_then(Value::as_array).into_iter().flatten() {
+        collect_properties(root, part, out, depth + 1);
+    }
+}
+
+/// What a same-document `$ref` (`#/$defs/Pet`, URI-encoded) names.
+fn ref_target<'a>(root: &'a Value, schema: &Value) -> Option<&'a Value> {
+    let fragment = schema.get("$ref")?.as_str()?.strip_prefix('#')?;
+    root.pointer(&percent_encoding::percent_decode_str(fragment).decode_utf8().ok()?)
+}
+
+/// `schema`, or what its chain of `$ref`s ends at.
+fn follow<'a>(root: &'a Value, mut schema: &'a Value) -> &'a Value {
+    for _ in 0..MAX_REF_DEPTH {
+        match ref_target(root, schema) {
+            Some(target) => schema = target,
+            None => break,
+        }
+    }
+    schema
+}
+
 /// A form body as an object: each field read as its property's type. A
 /// field sent more than once is an array where its property is one; where
 /// it is not, a problem (`given 2 times`, as for a query parameter: the
@@ -490,6 +561,16 @@ pub fn form_object(bytes: &[u8], properties: &Map<String, Value>, problems: &mut
     let mut fields: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (k, v) in query_pairs(&text) {
         fields.entry(k).or_default().push(v);
+    }
+    // `role=user&role[]=admin`: PHP's `$_POST['role']` is `['admin']`, unchecked.
+    for k in fields.keys().filter(|k| !properties.contains_key(*k)) {
+        if let Some(name) = properties.keys().find(|name| read_as(k, name)) {
+            let detail = format!(
+                "`{}` is read as the field `{name}` by some frameworks (case, brackets): send it once, as `{name}`",
+                super::cut(k)
+            );
+            problems.push(Problem { place: "body", pointer: format!("/{}", super::pointer_token(k)), detail });
+        }
     }
     let object = fields
         .into_iter()
