@@ -94,6 +94,63 @@ routes:
     assert!(stranger.is_err(), "a certificate from another CA must be refused");
 }
 
+/// A resumed TLS session carries the client certificate of the handshake
+/// that made it: once that certificate has expired, resuming must not
+/// keep its identity (each resumption handed out a new ticket, for ever).
+#[tokio::test]
+async fn a_resumed_session_does_not_outlive_its_client_certificate() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = Pki::new();
+    let (c, k) = pki.issue("server", "server", &["api.example.com"]);
+    let unix_now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let expires = unix_now() + 2;
+    let (cc, ck) = pki.issue_until("client", "svc-short", &["short.internal"], Some(expires));
+    let gw = start(&format!(
+        r#"
+listeners:
+  - name: tls
+    bind: "127.0.0.1:0"
+    tls:
+      certificates: [ {{ cert: "{}", key: "{}" }} ]
+      client_auth: {{ ca: "{}" }}
+routes:
+  - {{ name: echo, match: {{ path_prefix: / }}, echo: {{}} }}
+"#,
+        c.display(),
+        k.display(),
+        pki.ca_path().display()
+    ))
+    .await;
+    let addr = gw.addr("tls").unwrap();
+    let config = crate::support::pki::client_config(&pki.ca_path(), Some((&cc, &ck)), &[b"http/1.1"]);
+    // What one connection answers to a GET, and whether it was resumed.
+    let get = async || {
+        let mut tls = crate::support::pki::connect_with(config.clone(), addr, "api.example.com").await?;
+        let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        let request = b"GET / HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n";
+        tls.write_all(request).await.map_err(|e| e.to_string())?;
+        let mut answer = Vec::new();
+        let _ = tls.read_to_end(&mut answer).await;
+        Ok::<_, String>((String::from_utf8_lossy(&answer).into_owned(), resumed))
+    };
+    let (first, _) = get().await.unwrap();
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    let (second, resumed) = get().await.unwrap();
+    assert!(resumed && second.starts_with("HTTP/1.1 200"), "resumption works while the certificate is valid");
+    // Past the certificate's notAfter (whole seconds), on the wall clock the gateway reads.
+    while unix_now() <= expires {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    match get().await {
+        Ok((answer, resumed)) => {
+            assert!(resumed, "the test resumes the session");
+            assert!(!answer.contains("svc-short"), "an expired certificate's identity was served: {answer}");
+            assert!(answer.is_empty(), "the connection ends without an answer: {answer}");
+        }
+        Err(e) => assert!(!e.is_empty()),
+    }
+}
+
 #[tokio::test]
 async fn plain_listener_redirects_to_https() {
     let gw = start(

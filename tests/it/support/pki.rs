@@ -40,8 +40,17 @@ impl Pki {
     /// Writes `<stem>.pem` and `<stem>-key.pem` for a certificate with these
     /// DNS names (and common name `cn`), signed by the CA.
     pub fn issue(&self, stem: &str, cn: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+        self.issue_until(stem, cn, names, None)
+    }
+
+    /// `issue`, valid until `not_after` (Unix seconds) when given.
+    pub fn issue_until(&self, stem: &str, cn: &str, names: &[&str], not_after: Option<u64>) -> (PathBuf, PathBuf) {
         let mut params = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
         params.distinguished_name.push(DnType::CommonName, cn);
+        if let Some(secs) = not_after {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(1970, 1, 1) + std::time::Duration::from_secs(secs);
+        }
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.ca).unwrap();
         let (c, k) = (self.dir.path().join(format!("{stem}.pem")), self.dir.path().join(format!("{stem}-key.pem")));
@@ -68,6 +77,24 @@ pub async fn tls_connect(
     client: Option<(&Path, &Path)>,
     alpn: &[&[u8]],
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    connect_with(client_config(ca, client, alpn), addr, sni).await
+}
+
+/// A TLS connection made with `config` (one config kept across
+/// connections resumes their sessions).
+pub async fn connect_with(
+    config: Arc<rustls::ClientConfig>,
+    addr: std::net::SocketAddr,
+    sni: &str,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let name = ServerName::try_from(sni.to_string()).unwrap();
+    TlsConnector::from(config).connect(name, tcp).await.map_err(|e| e.to_string())
+}
+
+/// A client config trusting `ca`, optionally presenting a client cert,
+/// offering `alpn`; it keeps sessions for resumption.
+pub fn client_config(ca: &Path, client: Option<(&Path, &Path)>, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
     let mut roots = RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(ca).unwrap() {
         roots.add(c.unwrap()).unwrap();
@@ -85,9 +112,7 @@ pub async fn tls_connect(
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let name = ServerName::try_from(sni.to_string()).unwrap();
-    TlsConnector::from(Arc::new(config)).connect(name, tcp).await.map_err(|e| e.to_string())
+    Arc::new(config)
 }
 
 /// GET `path` over TLS with SNI `sni`, trusting `ca`, optionally presenting a client cert.
