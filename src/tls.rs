@@ -120,14 +120,16 @@ fn load_certified_key(
     key: &Path,
 ) -> Result<(CertifiedKey, Vec<String>), (&'static str, String)> {
     let shown = cert.display();
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| ("cert", format!("cannot read `{shown}`: {e}")))?
+    let cert_pem = crate::config::read_file(cert).map_err(|e| ("cert", format!("cannot read `{shown}`: {e}")))?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| ("cert", format!("`{shown}` is not valid PEM: {}", pem_error(&e))))?;
     if chain.is_empty() {
         return Err(("cert", format!("`{shown}` holds no certificate{}", hint(cert, "x509"))));
     }
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+    let key_pem =
+        crate::config::read_file(key).map_err(|e| ("key", format!("cannot read `{}`: {e}", key.display())))?;
+    let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
         let why = format!("{}{}", pem_error(&e), hint(key, "pkey"));
         ("key", format!("cannot read a private key from `{}`: {why}", key.display()))
     })?;
@@ -147,7 +149,7 @@ fn load_certified_key(
 /// bytes say: an encrypted key (the gateway has no passphrase), or DER
 /// (binary) where PEM is read. `tool`: `openssl`'s command for the kind.
 fn hint(path: &Path, tool: &str) -> String {
-    let Ok(bytes) = std::fs::read(path) else { return String::new() };
+    let Ok(bytes) = crate::config::read_file(path) else { return String::new() };
     let text = String::from_utf8_lossy(&bytes);
     if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") || text.contains("Proc-Type: 4,ENCRYPTED") {
         return format!(
@@ -202,8 +204,8 @@ fn leaf_dns_names(cert: &CertificateDer<'_>) -> Result<Vec<String>, String> {
 /// A CA bundle (PEM) as a root store; errors name the file.
 pub fn load_roots(path: &Path) -> Result<RootCertStore, String> {
     let shown = path.display();
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("cannot read `{shown}`: {e}"))?
+    let pem = crate::config::read_file(path).map_err(|e| format!("cannot read `{shown}`: {e}"))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("`{shown}` is not valid PEM: {}", pem_error(&e)))?;
     let mut roots = RootCertStore::empty();

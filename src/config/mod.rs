@@ -111,9 +111,12 @@ impl LoadedConfig {
 /// is a few MB): `--config /dev/zero` must not take the memory.
 pub const MAX_FILE: u64 = 64 << 20;
 
-/// A config or document file's text: a regular file (not a FIFO that
-/// never ends, not a device) of at most `MAX_FILE` bytes.
-pub fn read_text(path: &Path) -> std::io::Result<String> {
+/// A file the config names (a certificate, a key, a CA bundle, an
+/// htpasswd or JWKS file, a document): a regular file (not a FIFO that
+/// never ends, not a device such as `/dev/zero`) of at most `MAX_FILE`
+/// bytes. A reload reads them on the thread that handles signals: a FIFO
+/// there stalled every later reload and SIGTERM.
+pub fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     // Asked before opening: opening a FIFO waits for a writer.
     if !std::fs::metadata(path)?.is_file() {
@@ -127,7 +130,12 @@ pub fn read_text(path: &Path) -> std::io::Result<String> {
     if bytes.len() as u64 > MAX_FILE {
         return Err(std::io::Error::other(format!("larger than {} MiB", MAX_FILE >> 20)));
     }
-    String::from_utf8(bytes).map_err(|e| {
+    Ok(bytes)
+}
+
+/// A config or document file's text (`read_file`, and UTF-8).
+pub fn read_text(path: &Path) -> std::io::Result<String> {
+    String::from_utf8(read_file(path)?).map_err(|e| {
         let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
         let column = good.iter().rev().take_while(|&&b| b != b'\n').count() + 1;

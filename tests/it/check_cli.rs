@@ -527,6 +527,49 @@ fn what_is_not_a_config_file_is_refused_at_once() {
     assert!(stderr.contains("not UTF-8 text at line 2, column 16"), "{stderr}");
 }
 
+/// Files a config names (certificates, keys, CA bundles, htpasswd, JWKS,
+/// public keys) are held to the config's own rule: a FIFO is not waited on
+/// (a reload waited for ever, and SIGTERM behind it), `/dev/zero` is not
+/// read until memory runs out. Every such file is said in one run.
+#[test]
+fn files_a_config_names_are_regular_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.pem");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let config = dir.path().join("files.yaml");
+    std::fs::write(
+        &config,
+        "listeners:\n\
+         \x20 - name: tls\n\
+         \x20   bind: \"127.0.0.1:0\"\n\
+         \x20   tls:\n\
+         \x20     certificates: [ { cert: fifo.pem, key: /dev/zero } ]\n\
+         \x20     client_auth: { ca: /dev/zero }\n\
+         auth:\n\
+         \x20 users: { basic: { htpasswd: fifo.pem } }\n\
+         \x20 keys: { jwt: { jwks_file: /dev/zero, algorithms: [RS256] } }\n\
+         \x20 pem: { jwt: { public_key_file: fifo.pem, algorithms: [RS256] } }\n\
+         routes:\n\
+         \x20 - { name: r, match: { path_prefix: / }, static: { body: hi } }\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let (code, _, stderr) = check(&config);
+    assert_eq!(code, Some(1), "{stderr}");
+    for at in [
+        "listeners[0].tls.certificates[0].cert",
+        "listeners[0].tls.client_auth.ca",
+        "auth.users.basic.htpasswd",
+        "auth.keys.jwt.jwks_file",
+        "auth.pem.jwt.public_key_file",
+    ] {
+        let line = stderr.lines().find(|l| l.contains(at)).unwrap_or_else(|| panic!("no problem at {at}: {stderr}"));
+        assert!(line.contains("not a regular file"), "{line}");
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "read at once, not waited on");
+}
+
 /// `${…}` that the YAML library never reads (block and quoted scalars, `$$`)
 /// is text, whatever follows it: no unclosed-variable error.
 #[test]

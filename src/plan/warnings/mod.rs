@@ -247,7 +247,7 @@ fn secrets(loaded: &LoadedConfig, found: &mut Found) {
                     }
                 }
                 if let Some(file) = &b.htpasswd
-                    && let Ok(text) = std::fs::read_to_string(loaded.resolve_file(file))
+                    && let Ok(text) = crate::config::read_text(&loaded.resolve_file(file))
                 {
                     for (user, hash) in text.lines().filter_map(|l| l.split_once(':')) {
                         if let Some(cost) = bcrypt_cost(hash.trim()).filter(|c| *c < 10) {
@@ -403,7 +403,7 @@ fn certificates(loaded: &LoadedConfig, found: &mut Found) {
             );
         }
         for (j, c) in tls.certificates.iter().enumerate() {
-            let Ok(pem) = std::fs::read(loaded.resolve_file(&c.cert)) else { continue };
+            let Ok(pem) = crate::config::read_file(&loaded.resolve_file(&c.cert)) else { continue };
             // The first certificate of the chain is the listener's own.
             let Some(Ok(pem)) = x509_parser::pem::Pem::iter_from_buffer(&pem).next() else { continue };
             let Ok(cert) = pem.parse_x509() else { continue };

@@ -41,7 +41,7 @@ impl Basic {
         let mut errors = FieldErrors::new();
         if let Some(file) = &cfg.htpasswd {
             let path = loaded.resolve_file(file);
-            match std::fs::read_to_string(&path) {
+            match crate::config::read_text(&path) {
                 Ok(text) => {
                     for (n, line) in text.lines().enumerate() {
                         let line = line.trim();

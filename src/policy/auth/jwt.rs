@@ -177,7 +177,7 @@ impl Jwt {
             Some(Keys::Fixed(KeySet::single(DecodingKey::from_secret(secret.as_bytes()))))
         } else if let Some(file) = &cfg.public_key_file {
             let path = loaded.resolve_file(file);
-            match std::fs::read(&path) {
+            match crate::config::read_file(&path) {
                 Ok(pem) if String::from_utf8_lossy(&pem).contains("PRIVATE KEY") => {
                     errors.push((
                         at("public_key_file"),
@@ -207,7 +207,7 @@ impl Jwt {
             }
         } else if let Some(file) = &cfg.jwks_file {
             let path = loaded.resolve_file(file);
-            let set = std::fs::read(&path)
+            let set = crate::config::read_file(&path)
                 .map_err(|e| format!("cannot read `{}`: {e}", path.display()))
                 .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("`{}` is not JSON: {e}", path.display())))
                 .and_then(|doc: serde_json::Value| {
