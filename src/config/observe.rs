@@ -14,7 +14,15 @@ pub struct AdminConfig {
     pub bind: String,
     /// Bearer token asked of every admin path but `/healthz`
     /// (`Authorization: Bearer <token>`). Required on a non-loopback bind.
+    /// Written but empty (`token: ${ADMIN_TOKEN}` with the variable set to
+    /// nothing) is an empty token, refused, never no token at all.
+    #[serde(default, deserialize_with = "written_even_if_empty")]
     pub token: Option<String>,
+}
+
+/// A key that is written is `Some`, also when its value is empty (`null`).
+fn written_even_if_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Option::<String>::deserialize(d).map(|v| Some(v.unwrap_or_default()))
 }
 
 fn admin_bind() -> String {

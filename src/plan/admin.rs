@@ -29,7 +29,13 @@ impl AdminPlan {
             }
         };
         if let Some(t) = &cfg.token {
-            if t.len() < 16 {
+            if t.is_empty() {
+                errors.push(loaded.error(
+                    "admin.token",
+                    "the token is empty (a `${VAR}` set to nothing?): set one of at least 16 characters, or \
+                     remove the key to serve the admin API without one on loopback",
+                ));
+            } else if t.len() < 16 {
                 errors.push(loaded.error("admin.token", "a token needs at least 16 characters"));
             }
             // What an `Authorization: Bearer` line can carry: whitespace at
