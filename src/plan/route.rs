@@ -333,8 +333,41 @@ fn compile_action(
         cx.err(format!("{at}.redirect.status"), "a redirect status is 301, 302, 303, 307 or 308");
     }
     let to = Template::parse(&r.to, &params).map_err(|e| cx.err(format!("{at}.redirect.to"), e)).ok()?;
+    if let Some(why) = open_redirect(&r.to) {
+        cx.err(format!("{at}.redirect.to"), why);
+    }
     let status = StatusCode::from_u16(r.status).ok()?;
     Some(Action::Respond(Responder::Redirect(Redirect { to, status, keep_query: r.keep_query })))
+}
+
+/// Why a redirect template would let a request choose the host it sends
+/// clients to (an open redirect), if it would: a `{param}` before the end
+/// of the scheme and host (`https://docs.example.com{page}` with `page`
+/// `@evil.example`, `https://{host}/`), or at the very start (`{*rest}`
+/// with `https:/evil.example`, which browsers read as that host).
+pub(super) fn open_redirect(to: &str) -> Option<String> {
+    let first = to.find('{')?;
+    let before = &to[..first];
+    if before.starts_with('/') && !before.starts_with("//") {
+        return None;
+    }
+    // `scheme://host` then `/`, `?` or `#`, all before the first parameter.
+    let after_scheme = before
+        .split_once(':')
+        .filter(|(scheme, _)| {
+            scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        })
+        .map_or(before, |(_, rest)| rest);
+    if let Some(authority) = after_scheme.strip_prefix("//")
+        && authority.contains(['/', '?', '#'])
+    {
+        return None;
+    }
+    Some(format!(
+        "`{to}`: a parameter stands in the scheme or host part, so a request could choose where clients are \
+         redirected (an open redirect); start `to` with `/` or a whole `https://host/` before the first parameter"
+    ))
 }
 
 fn compile_rewrite(

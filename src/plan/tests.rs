@@ -64,3 +64,30 @@ routes:
     assert!(errors[0].message.contains("microseconds"), "{}", errors[0].message);
     assert!(errors[1].message.contains("at most 106750 requests"), "{}", errors[1].message);
 }
+
+#[test]
+fn a_redirect_parameter_may_not_choose_the_host() {
+    for safe in [
+        "/{page}",
+        "/docs/{page}",
+        "https://example.com/{rest}",
+        "https://example.com?next={page}",
+        "https://example.com#{page}",
+        "/static",
+        "https://example.com",
+    ] {
+        assert_eq!(super::route::open_redirect(safe), None, "{safe}");
+    }
+    for open in [
+        "https://docs.example.com{page}",
+        "https://{host}/{rest}",
+        "{*rest}",
+        "//{host}/x",
+        "//example.com{page}",
+        "https:{page}",
+        "docs{page}",
+        "{scheme}://example.com/",
+    ] {
+        assert!(super::route::open_redirect(open).is_some(), "{open}");
+    }
+}

@@ -165,6 +165,7 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
     ("limit-settings.yaml", 2, &[":5:", "rate_limit_store.redis.timeout", "at least 1ms", ":10:", "routes[0].rate_limit[0].name", "`#` is kept"]),
     ("public-admin-without-token.yaml", 1, &[":4:", "admin.bind", "set `admin.token`"]),
     ("admin-token-from-an-empty-variable.yaml", 1, &[":7:", "admin.token", "the token is empty"]),
+    ("redirect-parameter-in-host.yaml", 1, &[":8:", "routes[0].redirect.to", "an open redirect"]),
     ("no-targets.yaml", 1, &[":5:", "upstreams.app.targets", "at least one target"]),
     ("jwt-without-key.yaml", 1, &[":6:", "auth.tokens.jwt", "exactly one key source"]),
     ("many-errors.yaml", 7, &[
