@@ -239,3 +239,38 @@ fn openapi_byte_and_float_are_checked() {
     assert!(float.is_valid(&json!(1.5)) && float.is_valid(&json!(-3.0e38)));
     assert!(!float.is_valid(&json!(1e300)));
 }
+
+/// `idn-email` and `idn-hostname` are checked (the library's `idna`
+/// feature): without it they passed anything, though `check` named them
+/// known formats.
+#[test]
+fn internationalized_emails_and_hostnames_are_checked() {
+    let formats = Default::default();
+    let email = compile_schema(&json!({ "type": "string", "format": "idn-email" }), &formats).unwrap();
+    for (value, ok) in
+        [("jane@example.com", true), ("用户@例子.广告", true), ("nope", false), ("@", false), ("1.2.3.4", false)]
+    {
+        assert_eq!(email.is_valid(&json!(value)), ok, "{value}");
+    }
+    let host = compile_schema(&json!({ "type": "string", "format": "idn-hostname" }), &formats).unwrap();
+    for (value, ok) in [("例子.广告", true), ("example.com", true), ("-bad-.com", false), ("a..b", false)] {
+        assert_eq!(host.is_valid(&json!(value)), ok, "{value}");
+    }
+}
+
+/// A `pattern` that backtracks (a backreference) stops after a bounded
+/// number of steps, and the refusal says so in the gateway's words, not
+/// the engine's (`Error executing regex: …`).
+#[test]
+fn a_backtracking_pattern_is_bounded_and_explained() {
+    let formats = Default::default();
+    let schema = compile_schema(&json!({ "type": "string", "pattern": "^(a|aa)+\\1$" }), &formats).unwrap();
+    assert!(schema.is_valid(&json!("aaaa")));
+    // Past ten thousand steps, within the library's default million.
+    let hostile = json!(format!("{}c", "a".repeat(22)));
+    let details: Vec<String> = schema.iter_errors(&hostile).map(|e| super::detail_of(&e)).collect();
+    assert_eq!(
+        details,
+        ["the value could not be checked against the schema's `pattern` within the gateway's step limit"]
+    );
+}
