@@ -19,7 +19,7 @@ routes:
     (gw, up)
 }
 
-const SPOOF: [(&str, &str); 11] = [
+const SPOOF: [(&str, &str); 14] = [
     ("x-forwarded-for", "203.0.113.7, 10.1.1.1"),
     ("x-forwarded-proto", "https"),
     ("x-forwarded-host", "spoofed.example"),
@@ -31,6 +31,10 @@ const SPOOF: [(&str, &str); 11] = [
     ("x-forwarded-ssl", "on"),
     ("x-forwarded-port", "443"),
     ("x-original-url", "/admin"),
+    // A client certificate's identity, as TLS-terminating proxies pass it on.
+    ("x-forwarded-client-cert", "By=spiffe://x;Subject=\"CN=root\""),
+    ("X-SSL-Client-S-DN", "CN=root"),
+    ("client-cert", ":MIIB:"),
     // httpoxy: never passed on.
     ("proxy", "http://127.0.0.1:9/"),
 ];
@@ -45,7 +49,16 @@ async fn untrusted_client_cannot_spoof_forwarding_headers() {
     assert_eq!(seen["x-forwarded-proto"], "http");
     assert_eq!(seen["x-forwarded-host"], "api.example.com");
     assert!(seen.get("forwarded").is_none());
-    for claim in ["x-real-ip", "x-forwarded-ssl", "x-forwarded-port", "x-original-url", "proxy"] {
+    for claim in [
+        "x-real-ip",
+        "x-forwarded-ssl",
+        "x-forwarded-port",
+        "x-original-url",
+        "x-forwarded-client-cert",
+        "x-ssl-client-s-dn",
+        "client-cert",
+        "proxy",
+    ] {
         assert!(seen.get(claim).is_none(), "{claim} from an untrusted client reached the upstream");
     }
     let id = seen["x-request-id"].as_str().unwrap();
@@ -66,6 +79,7 @@ async fn trusted_proxy_chain_is_walked_and_extended() {
     assert_eq!(seen["x-forwarded-host"], "spoofed.example");
     assert_eq!(seen["forwarded"], "for=198.51.100.1");
     assert_eq!((&seen["x-real-ip"], &seen["x-forwarded-ssl"]), (&"198.51.100.9".into(), &"on".into()));
+    assert_eq!(seen["x-ssl-client-s-dn"], "CN=root", "a trusted proxy's certificate claims are passed on");
     assert!(seen.get("proxy").is_none(), "not even from a trusted proxy");
     assert_eq!(seen["x-request-id"], "from-client-1");
     assert_eq!(reply.header("x-request-id"), Some("from-client-1"));
