@@ -30,6 +30,10 @@ pub struct RequestCtx<'a> {
     pub slots: Vec<Slot>,
     /// Which kind of policy answered instead of the route (logs, metrics).
     pub refused: Option<Refusal>,
+    /// Why authentication refused the request: the provider whose
+    /// credential was refused (none when no credential was sent) and the
+    /// reason, as `portcullis_auth_failures_total` counts it (the log).
+    pub auth_failure: Option<(Option<Arc<str>>, &'static str)>,
     /// Validation in `report` mode found what `enforce` would refuse (the
     /// request went on; the log says `failed`).
     pub invalid_reported: bool,
@@ -66,6 +70,7 @@ impl<'a> RequestCtx<'a> {
             rate_limit: None,
             slots: Vec::new(),
             refused: None,
+            auth_failure: None,
             invalid_reported: false,
             body: None,
             path_params: (&[], &[]),

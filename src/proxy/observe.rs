@@ -108,6 +108,7 @@ fn fill_record<B>(
     r.consumer = None;
     r.auth_provider = None;
     r.auth_outcome = None;
+    r.auth_reason = None;
     r.rate_limit = None;
     r.validation = None;
     r.flag = Flag::None;
@@ -229,6 +230,10 @@ impl<'p> Seen<'p> {
             r.consumer = id.consumer.as_ref().map(|c| c.id.clone());
         } else if ctx.refused == Some(Refusal::Unauthenticated) {
             r.auth_outcome = Some("failure");
+            if let Some((provider, reason)) = &ctx.auth_failure {
+                r.auth_provider = provider.clone();
+                r.auth_reason = Some(reason);
+            }
         }
         if validates {
             let failed = ctx.refused == Some(Refusal::Invalid) || ctx.invalid_reported;

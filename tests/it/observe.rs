@@ -317,6 +317,7 @@ async fn access_log_lines_carry_the_fields_and_never_a_secret() {
             ],
         ),
         ("/open/i".into(), vec![("referer", "//alice:ref-SECRET-11@app.test/p".into())]),
+        ("/jwt/j".into(), vec![]),
     ];
     for (path, headers) in &requests {
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -356,6 +357,17 @@ async fn access_log_lines_carry_the_fields_and_never_a_secret() {
         (Some(401), &json!("UA"))
     );
     assert_eq!(refused["portcullis"]["auth"]["outcome"], "failure");
+    // Which provider refused the credential sent, and why, as the metric says.
+    assert_eq!(
+        (&refused["portcullis"]["auth"]["provider"], &refused["portcullis"]["auth"]["reason"]),
+        (&json!("hs"), &json!("invalid"))
+    );
+    let bare = &line("/jwt/j")["portcullis"]["auth"];
+    assert_eq!(
+        (&bare["outcome"], &bare["reason"], bare.get("provider")),
+        (&json!("failure"), &json!("missing"), None),
+        "{bare}"
+    );
     assert_eq!(line("/open/h")["http"]["request"]["referrer"], "https://app.test/p?token=<redacted>");
     assert_eq!(line("/open/i")["http"]["request"]["referrer"], "//<redacted>@app.test/p");
 }

@@ -277,6 +277,7 @@ mod tests {
             consumer: None,
             auth_provider: None,
             auth_outcome: None,
+            auth_reason: None,
             rate_limit: None,
             validation: None,
             flag: crate::observe::Flag::None,

@@ -136,6 +136,8 @@ pub struct Record {
     pub consumer: Option<Arc<str>>,
     pub auth_provider: Option<Arc<str>>,
     pub auth_outcome: Option<&'static str>,
+    /// Why authentication failed (`missing`, `invalid`, `unavailable`).
+    pub auth_reason: Option<&'static str>,
     pub rate_limit: Option<&'static str>,
     pub validation: Option<&'static str>,
     pub flag: Flag,
@@ -168,6 +170,7 @@ impl Default for Record {
             consumer: None,
             auth_provider: None,
             auth_outcome: None,
+            auth_reason: None,
             rate_limit: None,
             validation: None,
             flag: Flag::None,
@@ -336,6 +339,11 @@ impl Record {
             if let Some(p) = &self.auth_provider {
                 out.extend_from_slice(b",\"provider\":");
                 json_str(out, p);
+            }
+            if let Some(reason) = self.auth_reason {
+                out.extend_from_slice(b",\"reason\":\"");
+                put(out, reason);
+                out.push(b'"');
             }
             out.push(b'}');
         }
@@ -591,6 +599,7 @@ mod tests {
             consumer: Some("acme".into()),
             auth_provider: Some("keys".into()),
             auth_outcome: Some("ok"),
+            auth_reason: None,
             rate_limit: Some("allowed"),
             validation: None,
             flag: Flag::None,

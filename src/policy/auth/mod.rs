@@ -222,6 +222,8 @@ impl IdentityHeaders {
 #[derive(Debug)]
 pub struct RouteAuth {
     providers: Vec<Arc<Provider>>,
+    /// The providers' names, in the same order (logs).
+    names: Vec<Arc<str>>,
     headers: Arc<IdentityHeaders>,
     /// Whether the identity headers go into the request's map here (when a
     /// later phase reads the headers); else the engine writes them with
@@ -287,7 +289,8 @@ pub fn compile(names: &[String], anonymous: bool, cx: &mut CompileCtx<'_>) -> Re
     };
     let registry = cx.shared::<Arc<Registry>>().cloned().unwrap_or_default();
     let failures = Failures::new(cx.name, &names, &registry);
-    let auth = RouteAuth { providers, headers, headers_now: false, failures, anonymous };
+    let names = names.iter().map(|n| Arc::from(n.as_str())).collect();
+    let auth = RouteAuth { providers, names, headers, headers_now: false, failures, anonymous };
     if auth.bearer_providers() > 1 {
         errors.add(
             "",
@@ -349,11 +352,12 @@ impl RouteAuth {
     }
 
     /// A request that presents none of the providers' credentials.
-    fn no_credential(&self, ctx: &RequestCtx<'_>) -> Outcome {
+    fn no_credential(&self, ctx: &mut RequestCtx<'_>) -> Outcome {
         if self.anonymous {
             return Outcome::Continue;
         }
         self.failures.missing.inc();
+        ctx.auth_failure = Some((None, "missing"));
         self.refuse(StatusCode::UNAUTHORIZED, "authentication is required", None, ctx)
     }
 
@@ -375,10 +379,12 @@ impl RouteAuth {
             }
             Err(Failure::Invalid) => {
                 self.failures.by_provider[index][0].inc();
+                ctx.auth_failure = Some((self.names.get(index).cloned(), "invalid"));
                 self.refuse(StatusCode::UNAUTHORIZED, "the credentials are not valid", Some(index), ctx)
             }
             Err(Failure::Unavailable) => {
                 self.failures.by_provider[index][1].inc();
+                ctx.auth_failure = Some((self.names.get(index).cloned(), "unavailable"));
                 self.refuse(StatusCode::SERVICE_UNAVAILABLE, "the authentication service is unavailable", None, ctx)
             }
         }
