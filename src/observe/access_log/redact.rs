@@ -51,7 +51,13 @@ impl Redact {
 
     fn secret(&self, name: &[u8]) -> bool {
         // A percent-encoded name is compared decoded enough to catch `%6Bey`-style dodges.
-        let decoded = percent_decoded_lower(name);
+        let decoded = decoded_name(name);
+        // `apikey%3DKEY`: a service that decodes before splitting reads the
+        // pair `apikey` = `KEY`; the name is what comes before that `=`.
+        let decoded = match decoded.iter().position(|&b| b == b'=') {
+            Some(eq) => smallvec::SmallVec::from_slice(&decoded[..eq]),
+            None => decoded,
+        };
         let is = |part: &[u8]| {
             let part = compact(part);
             WHOLE.iter().any(|n| n.as_bytes() == &part[..])
@@ -72,8 +78,15 @@ impl Redact {
         let mut at = 0;
         while let Some(pair) = pairs.next() {
             match pair.iter().position(|&b| b == b'=') {
+                // The name itself holds an encoded `=` (and so part of the secret): all of it goes.
+                Some(eq) if self.secret(&pair[..eq]) && decoded_name(&pair[..eq]).contains(&b'=') => {
+                    out.extend_from_slice(REDACTED.as_bytes());
+                }
                 Some(eq) if self.secret(&pair[..eq]) => {
                     out.extend_from_slice(&pair[..=eq]);
+                    out.extend_from_slice(REDACTED.as_bytes());
+                }
+                None if self.secret(pair) && decoded_name(pair).contains(&b'=') => {
                     out.extend_from_slice(REDACTED.as_bytes());
                 }
                 _ => out.extend_from_slice(pair),
@@ -126,6 +139,19 @@ fn compact(name: &[u8]) -> smallvec::SmallVec<[u8; 64]> {
     name.iter().filter(|b| b.is_ascii_alphanumeric()).map(u8::to_ascii_lowercase).collect()
 }
 
+/// A parameter name as a service that decodes it more than once reads it
+/// (`%2561pikey` is `%61pikey`, then `apikey`): decoded up to three times.
+fn decoded_name(name: &[u8]) -> smallvec::SmallVec<[u8; 64]> {
+    let mut decoded = percent_decoded_lower(name);
+    for _ in 0..2 {
+        if !decoded.contains(&b'%') {
+            break;
+        }
+        decoded = percent_decoded_lower(&decoded);
+    }
+    decoded
+}
+
 fn percent_decoded_lower(b: &[u8]) -> smallvec::SmallVec<[u8; 64]> {
     let mut out = smallvec::SmallVec::new();
     let mut i = 0;
@@ -175,6 +201,17 @@ mod tests {
         let mut out = Vec::new();
         r.query(b"x-tenant.pass=1", &mut out);
         assert_eq!(out, b"x-tenant.pass=<redacted>");
+    }
+
+    #[test]
+    fn names_encoded_twice_or_holding_an_encoded_equals_sign_are_found() {
+        let r = Redact::new(["apikey".to_string()]);
+        let mut out = Vec::new();
+        r.query(b"%2561pikey=K1&apikey%3DK2&page=2&x%253Dy=ok&apikey%3DK3=more&%252561pikey=K4", &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "%2561pikey=<redacted>&<redacted>&page=2&x%253Dy=ok&<redacted>&%252561pikey=<redacted>"
+        );
     }
 
     #[test]
