@@ -396,13 +396,20 @@ impl Present {
 /// The answer to a request that could not even be read (a malformed or
 /// oversized head): a problem response with a fresh request id and the
 /// default security headers. The connection closes after it.
-pub fn refuse(plan: &Plan, conn: &ConnInfo, status: StatusCode, detail: &str) -> Response<Body> {
+/// `since`: when the head began to arrive, if the server knows.
+pub fn refuse(
+    plan: &Plan,
+    conn: &ConnInfo,
+    status: StatusCode,
+    detail: &str,
+    since: Option<tokio::time::Instant>,
+) -> Response<Body> {
     let request_id = request_id::generate();
     let mut resp = full(problem::problem(status, detail, &request_id));
     finish(plan, None, conn, None, &mut resp, None, false);
     // Logged and counted like any request, as far as it is known: method
     // `-`, no path, flag `IV`.
-    let seen = Seen::unread(plan, conn, &request_id);
+    let seen = Seen::unread(plan, conn, &request_id, since);
     resp.headers_mut().insert(request_id::HEADER, request_id);
     if let Some(pending) = seen.pending(resp.status()) {
         resp.body_mut().watch(pending);
@@ -413,10 +420,11 @@ pub fn refuse(plan: &Plan, conn: &ConnInfo, status: StatusCode, detail: &str) ->
 /// A head that did not arrive whole within `header_read_timeout`
 /// (slowloris): nothing is answered (the connection just closes, as NGINX
 /// does), but the attempt is logged and counted as NGINX's 408, method `-`,
-/// flag `IV`, so that such clients show.
-pub fn head_timed_out(plan: &Plan, conn: &ConnInfo) {
+/// flag `IV`, so that such clients show; `since` the head began, so that
+/// its line says when it came and how long it took.
+pub fn head_timed_out(plan: &Plan, conn: &ConnInfo, since: Option<tokio::time::Instant>) {
     let request_id = request_id::generate();
-    let seen = Seen::unread(plan, conn, &request_id);
+    let seen = Seen::unread(plan, conn, &request_id, since);
     if let Some(pending) = seen.pending(StatusCode::REQUEST_TIMEOUT) {
         let mut body = Body::empty();
         body.watch(pending);

@@ -197,11 +197,28 @@ impl<'p> Seen<'p> {
     }
 
     /// A request whose head could not be read: what the connection tells.
-    pub fn unread(plan: &Plan, conn: &crate::http::conn::ConnInfo, request_id: &HeaderValue) -> Seen<'p> {
+    /// `since`: when its head began to arrive (the line's `@timestamp` and
+    /// the start of its duration), when the server knows.
+    pub fn unread(
+        plan: &Plan,
+        conn: &crate::http::conn::ConnInfo,
+        request_id: &HeaderValue,
+        since: Option<Instant>,
+    ) -> Seen<'p> {
         let mut req = Request::new(());
         *req.method_mut() = Method::from_bytes(b"-").expect("`-` is a token");
         let client = Client { ip: conn.peer.ip(), peer_trusted: false, from_forwarded: false };
         let mut seen = Seen::of(plan, &req, &client, conn.peer.ip(), conn.tls_version, request_id);
+        if let (Some(since), Some(w)) = (since, seen.watch.as_mut()) {
+            let before = Instant::now().saturating_duration_since(since);
+            w.start = since;
+            if let Some(r) = w.record.as_mut() {
+                r.time = r.time.checked_sub(before).unwrap_or(r.time);
+            }
+            if let Some(span) = w.span.as_mut() {
+                span.wall = span.wall.checked_sub(before).unwrap_or(span.wall);
+            }
+        }
         if let Some(r) = seen.watch.as_mut().and_then(|w| w.record.as_mut()) {
             r.text.clear();
             r.path_len = 0;

@@ -924,6 +924,9 @@ async fn tls_http2_and_unreadable_requests_are_logged_and_counted() {
     assert_eq!(large["portcullis"]["response_flag"], "IV");
     let slow = lines.iter().find(|l| l["http"]["response"]["status_code"] == 408).expect("the slow head's line");
     assert_eq!((&slow["http"]["request"]["method"], &slow["portcullis"]["response_flag"]), (&json!("-"), &json!("IV")));
+    // It lasted from its first byte to the timeout, not an instant at the end.
+    let took = slow["event"]["duration"].as_u64().unwrap();
+    assert!(took >= 300_000_000, "a slow head's duration is the time it took: {took} ns");
     let h2 = lines.iter().find(|l| l["url"]["path"] == "/r/over-h2").expect("the HTTP/2 request's line");
     assert_eq!((&h2["http"]["version"], &h2["tls"]["version"]), (&json!("2"), &json!("1.3")));
     let unread = lines.iter().find(|l| l["http"]["request"]["method"] == "-").expect("the unreadable request's line");

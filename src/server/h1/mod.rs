@@ -138,7 +138,7 @@ impl<T: Connection> Conn<T> {
                         }
                         Err(e) => {
                             let plan = shared.plan.load();
-                            let resp = proxy::refuse(&plan, info, e.status(), &e.to_string());
+                            let resp = proxy::refuse(&plan, info, e.status(), &e.to_string(), self.head_since);
                             // Boxed: a rare path, kept out of every idle connection's task.
                             Box::pin(self.respond_and_close(resp, &mut timer)).await;
                             return;
@@ -170,7 +170,7 @@ impl<T: Connection> Conn<T> {
                     Wait::Timeout => {
                         // A head begun and never finished: logged (408), not answered.
                         if !self.buf.is_empty() {
-                            proxy::head_timed_out(&shared.plan.load(), info);
+                            proxy::head_timed_out(&shared.plan.load(), info, self.head_since);
                         }
                         return;
                     }
