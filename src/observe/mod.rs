@@ -237,6 +237,7 @@ impl Pending {
                 trace_id: &s.trace.trace_id,
                 span_id: &s.trace.span_id,
                 parent: s.trace.parent.as_ref(),
+                trace_flags: s.trace.flags(),
                 trace_state: s.trace_state.as_deref(),
                 start: s.wall,
                 duration: std::time::Duration::from_nanos(duration_ns),

@@ -70,6 +70,8 @@ pub struct Finished<'a> {
     pub trace_id: &'a [u8; 32],
     pub span_id: &'a [u8; 16],
     pub parent: Option<&'a [u8; 16]>,
+    /// The trace's W3C flags (`sampled`, `random-trace-id`), as sent upstream.
+    pub trace_flags: u8,
     /// The caller's `tracestate`, when its trace was continued.
     pub trace_state: Option<&'a str>,
     pub start: SystemTime,
@@ -171,7 +173,7 @@ fn span_of(f: &Finished<'_>) -> Span {
         span_id: unhex::<8>(f.span_id),
         parent_span_id: f.parent.map(|p| unhex::<8>(p)).unwrap_or_default(),
         trace_state: f.trace_state.filter(|s| s.len() <= MAX_TRACE_STATE).unwrap_or_default().to_string(),
-        flags: 1,
+        flags: span_flags(f.trace_flags, f.parent.is_some()),
         name,
         kind: span::SpanKind::Server as i32,
         start_time_unix_nano: unix_nanos(f.start),
@@ -183,6 +185,15 @@ fn span_of(f: &Finished<'_>) -> Span {
         }),
         ..Default::default()
     }
+}
+
+/// OTLP's `Span.flags`: the W3C trace flags in the low byte, and (bits 8
+/// and 9) that the span says whether its parent is remote, and that it is
+/// (a continued trace's parent is the caller's span, in another process).
+fn span_flags(trace_flags: u8, parent: bool) -> u32 {
+    const HAS_IS_REMOTE: u32 = 0x100;
+    const IS_REMOTE: u32 = 0x200;
+    u32::from(trace_flags) | HAS_IS_REMOTE | if parent { IS_REMOTE } else { 0 }
 }
 
 /// A server span's `error.type`: the status code of a 5xx answer (the
@@ -343,6 +354,12 @@ fn note_failure(logged: &mut u32, error: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn span_flags_carry_the_trace_flags_and_whether_the_parent_is_remote() {
+        assert_eq!(span_flags(0b11, false), 0x103, "a trace the gateway began: no parent, known not remote");
+        assert_eq!(span_flags(0b01, true), 0x301, "a caller's trace: its span is the remote parent");
+    }
     use crate::observe::Flag;
 
     #[test]

@@ -172,6 +172,12 @@ impl TraceContext {
         TraceContext { trace_id, parent: None, span_id, sampled: sample(), random: true }
     }
 
+    /// The W3C trace flags this trace goes on with: `sampled` (1) and
+    /// `random-trace-id` (2).
+    pub fn flags(&self) -> u8 {
+        u8::from(self.sampled) | u8::from(self.random) << 1
+    }
+
     /// The `traceparent` the upstream gets: this trace, the gateway's span.
     /// Cut from a per-thread slab, as request ids are: no allocation of its own.
     pub fn header(&self) -> HeaderValue {

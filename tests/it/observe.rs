@@ -806,6 +806,8 @@ tracing:
     assert_eq!(upstream["tracestate"], "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7", "one line: {upstream}");
     let spans = receiver.wait_for(1).await;
     assert_eq!(spans[0].trace_state, "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
+    // OTLP flags: the W3C flags as sent on (sampled, random), and a remote parent (0x100 | 0x200).
+    assert_eq!(spans[0].flags, 0x303, "{:#x}", spans[0].flags);
     // Two `traceparent` lines are no valid value: a new trace, no state passed on.
     let mut req = Request::get(url(&h, "/r/two")).body(Full::default()).unwrap();
     for line in [
