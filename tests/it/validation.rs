@@ -221,6 +221,15 @@ async fn each_violation_is_listed_where_it_is_and_never_reaches_the_upstream() {
         let r = post(&s, "/orders", media, &valid_order().to_string(), Some(TENANT)).await;
         assert_eq!(r.status, 200, "{media}: {}", r.text());
     }
+    // Codings are case-insensitive (RFC 9110 §8.4.1): `IDENTITY` is no coding.
+    let req = Request::post(format!("http://{}/orders", s.gw.addr("gw").unwrap()))
+        .header("content-type", "application/json")
+        .header("content-encoding", "IDENTITY")
+        .header("x-tenant", TENANT)
+        .body(Full::new(Bytes::from(valid_order().to_string())))
+        .unwrap();
+    let r = send(&http1_client(), req).await;
+    assert_eq!(r.status, 200, "{}", r.text());
 }
 
 #[tokio::test]

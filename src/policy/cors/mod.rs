@@ -72,7 +72,14 @@ impl Compiled {
             let (scheme, rest) = lower.split_once("://").unwrap_or(("", &lower));
             let web = matches!(scheme, "http" | "https");
             let rest = rest.strip_suffix('/').unwrap_or(rest);
-            if lower == "*" {
+            let default_port = if scheme == "https" { ":443" } else { ":80" };
+            if web && let Some(bare) = rest.strip_suffix(default_port) {
+                // RFC 6454 §6.2: an origin is serialized without its scheme's default port.
+                errors.push((
+                    format!("allow_origins[{i}]"),
+                    format!("`{o}`: browsers send an origin without its default port, so it would never match: write `{scheme}://{bare}`"),
+                ));
+            } else if lower == "*" {
                 origins.push(Origin::Any);
             } else if let Some(suffix) = rest.strip_prefix("*.").filter(|s| web && host_port(s) && s.contains('.')) {
                 origins.push(Origin::Subdomains { scheme: format!("{scheme}://"), suffix: format!(".{suffix}") });

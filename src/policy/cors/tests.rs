@@ -43,15 +43,23 @@ fn origins_that_no_browser_sends_are_refused_by_the_config() {
         "ftp://app.example.com",
         "app.example.com",
         "https://app.example.com:99999x",
+        // A default port: browsers leave it out (RFC 6454 §6.2), so it never matches.
+        "https://app.example.com:443",
+        "http://c.example:80",
+        "https://*.example.org:443",
     ] {
         assert!(cors(&[bad], false).is_err(), "{bad}");
     }
+    let Err(errors) = cors(&["HTTPS://App.example.com:443"], false) else { panic!("accepted") };
+    assert!(format!("{errors:?}").contains("write `https://app.example.com`"), "{errors:?}");
     for good in [
         "https://app.example.com/",
         "http://localhost:3000",
         "https://[::1]:8443",
         "https://[::1]",
         "https://*.example.org:8443",
+        "http://app.example.com:443",
+        "https://app.example.com:80",
     ] {
         assert!(cors(&[good], false).is_ok(), "{good}");
     }

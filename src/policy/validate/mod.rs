@@ -524,7 +524,13 @@ impl Compiled {
             .headers
             .get_all(CONTENT_ENCODING)
             .iter()
-            .any(|v| v.as_bytes().split(|&b| b == b',').any(|c| !matches!(c.trim_ascii(), b"" | b"identity")));
+            // Codings are case-insensitive (RFC 9110 §8.4.1): `IDENTITY` is none.
+            .any(|v| {
+                v.as_bytes().split(|&b| b == b',').any(|c| {
+                    let c = c.trim_ascii();
+                    !c.is_empty() && !c.eq_ignore_ascii_case(b"identity")
+                })
+            });
         if coded {
             return Some((
                 unsupported_coding,
