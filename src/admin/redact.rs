@@ -37,7 +37,9 @@ fn redact_under(doc: &mut Value, parent: Option<&str>, query: &Redact) {
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
                 let key = k.to_ascii_lowercase();
-                let secret = SECRET_KEYS.contains(&key.as_str())
+                // A limit's `key` says what it counts by (`ip`, `{ header: X-Tenant }`).
+                let counts_by = key == "key" && matches!(parent, Some("rate_limit" | "quota" | "concurrency"));
+                let secret = SECRET_KEYS.contains(&key.as_str()) && !counts_by
                     // The admin token, a bearer token: a string (an object
                     // says where a token is read from).
                     || key == "token" && v.is_string();
@@ -141,5 +143,19 @@ mod tests {
         assert_eq!(doc["upstreams"]["key"]["targets"][0], "http://10.0.0.2:80");
         assert_eq!(doc["auth"]["secret"]["basic"]["users"], REDACTED, "a provider's users stay hidden");
         assert_eq!(doc["routes"][0]["validate"]["query"]["password"]["minLength"], 8);
+    }
+
+    #[test]
+    fn what_a_limit_counts_by_is_shown() {
+        let mut doc = serde_json::json!({
+            "routes": [ { "rate_limit": [ { "key": "ip", "rate": "5/s" } ], "quota": [ { "key": { "header": "X-Tenant" } } ],
+                          "concurrency": [ { "key": ["consumer", "route"] } ] } ],
+            "listeners": [ { "tls": { "certificates": [ { "cert": "c.pem", "key": "k.pem" } ] } } ]
+        });
+        redact(&mut doc);
+        assert_eq!(doc["routes"][0]["rate_limit"][0]["key"], "ip");
+        assert_eq!(doc["routes"][0]["quota"][0]["key"]["header"], "X-Tenant");
+        assert_eq!(doc["routes"][0]["concurrency"][0]["key"][1], "route");
+        assert_eq!(doc["listeners"][0]["tls"]["certificates"][0]["key"], REDACTED, "any other `key` stays hidden");
     }
 }

@@ -360,6 +360,10 @@ fn plain_message(e: &serde_saphyr::Error, key: Option<&str>) -> String {
         "expected mapping start" | "expected empty mapping start" => {
             "expected a mapping, like `{ key: value }` or one `key: value` per line"
         }
+        // A list where text goes: most often an unquoted `[::]:8080`.
+        "expected string scalar" => {
+            "expected text, not a list (an IPv6 address in brackets starts a YAML list: quote it, `\"[::]:8080\"`)"
+        }
         _ => return text.to_string(),
     };
     plain.to_string()
@@ -624,6 +628,7 @@ mod tests {
                 "expected a list, like `[a, b]`",
             ),
             ("routes: { name: x }\n", "expected a list"),
+            ("listeners:\n  - { name: v6, bind: [::]:8080 }\n", "quote it, `\"[::]:8080\"`"),
             (
                 "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\", limits: { max_body_size: -5 } }\n",
                 "`-5` is not a size",

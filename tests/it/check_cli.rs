@@ -108,9 +108,11 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
         ":5:", "listeners[1].bind", "`[::]:44611` is bound by listener `a` too",
         ":7:", "admin.bind", "`127.0.0.1:44611` is bound by listener `a` too",
     ]),
-    ("bad-target-url.yaml", 2, &[
+    ("bad-target-url.yaml", 4, &[
         ":7:", "upstreams.app.targets[0]", "`127.0.0.1:9001`", "`http://` or `https://`",
         ":8:", "upstreams.app.targets[1].url", "scheme, host and port only",
+        ":9:", "upstreams.app.targets[2]", "`http://127.0.0.1:0`: a port is a number from 1 to 65535",
+        ":10:", "upstreams.app.targets[3]", "`https://api.internal:99999`: a port",
     ]),
     ("bad-weighted-target.yaml", 1, &[":7:", "upstreams.app.targets[0].wieght", "unknown field `wieght`"]),
     ("framing-headers.yaml", 3, &[
