@@ -107,17 +107,60 @@ fn x_forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
 
 /// `for=` parameters of RFC 7239 `Forwarded`.
 fn forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
-    headers
-        .get_all(http::header::FORWARDED)
+    let lines = headers.get_all(http::header::FORWARDED);
+    lines
         .iter()
-        .flat_map(|v| v.to_str().unwrap_or("for=?").split(','))
-        .filter_map(|element| {
-            element.split(';').find_map(|pair| {
-                let (k, v) = pair.trim().split_once('=')?;
-                k.trim().eq_ignore_ascii_case("for").then(|| parse_node(v.trim().trim_matches('"')))
-            })
-        })
+        .flat_map(|v| split_outside_quotes(v.to_str().unwrap_or("for=?"), b','))
+        .filter_map(|element| param(element, "for").map(|v| parse_node(&v)))
         .collect()
+}
+
+/// A parameter of the last `Forwarded` element: the one the trusted proxy
+/// in front of the gateway wrote about the request it received (`proto`,
+/// `host`), unquoted.
+pub fn last_forwarded(headers: &HeaderMap, name: &str) -> Option<String> {
+    let last = headers.get_all(http::header::FORWARDED).iter().next_back()?.to_str().ok()?;
+    param(split_outside_quotes(last, b',').last()?, name)
+}
+
+/// A `name=value` pair of one `Forwarded` element, its value unquoted.
+fn param(element: &str, name: &str) -> Option<String> {
+    split_outside_quotes(element, b';').find_map(|pair| {
+        let (k, v) = pair.trim().split_once('=')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| unquote(v.trim()))
+    })
+}
+
+/// RFC 7230 §3.2.6's quoted-string, or a token as it is.
+fn unquote(v: &str) -> String {
+    let Some(inner) = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) else { return v.to_string() };
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        out.push(if c == '\\' { chars.next().unwrap_or('\\') } else { c });
+    }
+    out
+}
+
+/// `text` split at `sep` where it is not inside a quoted string:
+/// `for="1.1.1.1, for=2.2.2.2"` is one element (an invalid one), not two.
+fn split_outside_quotes(text: &str, sep: u8) -> impl Iterator<Item = &str> {
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    let mut cuts = Vec::new();
+    for (i, b) in text.bytes().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            _ if b == sep && !quoted => {
+                cuts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    cuts.push(&text[start..]);
+    cuts.into_iter()
 }
 
 /// An address as proxies write it: `1.2.3.4`, `1.2.3.4:5678`, `[::1]:80`, `::1`.
@@ -187,5 +230,21 @@ mod tests {
         let h = headers(&[("x-forwarded-for", "1.1.1.1, nonsense")]);
         let c = resolve("10.0.0.1".parse().unwrap(), &h, &trusted(&["10.0.0.0/8"]));
         assert_eq!(c.ip, "10.0.0.1".parse::<IpAddr>().unwrap());
+        // A comma inside quotes does not start an element: one invalid value, the walk stops there.
+        let h = headers(&[("forwarded", "for=\"1.1.1.1, for=2.2.2.2\"")]);
+        assert_eq!(resolve("10.0.0.1".parse().unwrap(), &h, &forwarded).ip, "10.0.0.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn the_last_forwarded_element_says_the_proxy_s_proto_and_host() {
+        let h = headers(&[
+            ("forwarded", "for=1.1.1.1;proto=http"),
+            ("forwarded", "for=2.2.2.2;host=\"api.example.com:8443\";Proto=https, for=\"[::1]\";proto=\"ht\\tps\""),
+        ]);
+        assert_eq!(last_forwarded(&h, "proto").as_deref(), Some("https"), "unquoted, escapes undone");
+        assert_eq!(last_forwarded(&h, "host"), None, "the last element names no host");
+        let h = headers(&[("forwarded", "for=2.2.2.2;host=\"a.example, b\";proto=https")]);
+        assert_eq!(last_forwarded(&h, "host").as_deref(), Some("a.example, b"));
+        assert_eq!(last_forwarded(&HeaderMap::new(), "proto"), None);
     }
 }

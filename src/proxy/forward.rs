@@ -682,14 +682,26 @@ fn forwarded_headers(
         edits.set(X_FORWARDED_FOR, v);
     }
     if f.client.peer_trusted {
-        // A trusted proxy's own values stand.
+        // A trusted proxy's own values stand: its `X-Forwarded-Proto/Host`,
+        // or with `client_ip_header: forwarded` the `proto=` and `host=` of
+        // the `Forwarded` element it wrote (a balancer that speaks only
+        // RFC 7239 took https for http: insecure cookies, redirect loops).
+        let said = |name| f.client.from_forwarded.then(|| forwarded::last_forwarded(headers, name)).flatten();
         if !headers.contains_key(&X_FORWARDED_PROTO) {
-            edits.set(X_FORWARDED_PROTO, HeaderValue::from_static(f.conn.scheme));
+            let proto = match said("proto") {
+                Some(p) if p.eq_ignore_ascii_case("https") => "https",
+                Some(p) if p.eq_ignore_ascii_case("http") => "http",
+                _ => f.conn.scheme,
+            };
+            edits.set(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
         }
-        if let Some(h) = host
-            && !headers.contains_key(&X_FORWARDED_HOST)
-        {
-            edits.set(X_FORWARDED_HOST, h);
+        if !headers.contains_key(&X_FORWARDED_HOST) {
+            let named = said("host")
+                .filter(|h| crate::wire::admit::host_and_port(h.as_bytes()).is_ok())
+                .and_then(|h| HeaderValue::try_from(h).ok());
+            if let Some(h) = named.or(host) {
+                edits.set(X_FORWARDED_HOST, h);
+            }
         }
     } else {
         edits.set(X_FORWARDED_PROTO, HeaderValue::from_static(f.conn.scheme));

@@ -173,6 +173,15 @@ async fn only_the_configured_client_ip_header_is_read() {
     // The service reading `X-Forwarded-For` gets the same client, not the one the client wrote.
     let seen = get(&gw.url("/svc"), &both).await.json();
     assert_eq!(seen["headers"]["x-forwarded-for"], "198.51.100.1, 127.0.0.1");
+    // The balancer's `proto=` and `host=` are the scheme and host the service is told.
+    let rfc7239 = [("forwarded", "for=198.51.100.1;proto=https;host=\"shop.example:8443\"")];
+    let seen = get(&gw.url("/svc"), &rfc7239).await.json();
+    let told = (&seen["headers"]["x-forwarded-proto"], &seen["headers"]["x-forwarded-host"]);
+    assert_eq!(told, (&"https".into(), &"shop.example:8443".into()), "{seen}");
+    let odd = [("forwarded", "for=198.51.100.1;proto=gopher;host=\"a b\"")];
+    let seen = get(&gw.url("/svc"), &odd).await.json();
+    assert_eq!(seen["headers"]["x-forwarded-proto"], "http", "not a scheme of the web: the gateway's own");
+    assert_ne!(seen["headers"]["x-forwarded-host"], "a b", "not a host: the request's own");
     let (gw, _up) = setup("[ 127.0.0.0/8 ]").await;
     assert_eq!(get(&gw.url("/echo"), &both).await.json()["client_ip"], "6.6.6.6");
     let forwarded_only = [("forwarded", "for=198.51.100.1")];
