@@ -17,6 +17,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("weakened-normalization", "path normalization weaker than the defaults"),
     ("certificate-expiring", "a listener certificate that expires within 30 days, or is not valid yet"),
     ("unknown-format", "a schema `format` the validator does not know: its values pass unchecked"),
+    ("unknown-keyword", "a schema key spelled like a keyword but not one (`additionalproperties`): it checks nothing"),
     ("strict-api-shadowed", "a broader route takes the requests a strict API's document does not declare"),
     ("unreachable-route-path", "a route path no request path can be after normalization"),
     ("impossible-schema", "a schema whose lower bound is above its upper one: it refuses every value"),

@@ -294,7 +294,7 @@ routes:
   - name: typo
     match: {{ path: /typo }}
     upstream: used
-    validate: {{ query: {{ id: {{ type: string, format: uuuid }}, n: {{ type: integer, minimum: 5, maximum: 1 }} }} }}
+    validate: {{ query: {{ id: {{ type: string, format: uuuid }}, n: {{ type: integer, minimum: 5, maximum: 1 }}, m: {{ type: string, maxlength: 3 }} }} }}
   - name: pct
     match: {{ path: "/k/%41" }}
     upstream: used
@@ -346,6 +346,7 @@ fn warnings_are_named_located_and_silenced_on_purpose() {
         ("strict-api-shadowed", ":22:", "routes[0].match"),
         ("unknown-format", ":34:", "routes[2].validate.query.id.format"),
         ("impossible-schema", ":34:", "routes[2].validate.query.n"),
+        ("unknown-keyword", ":34:", "routes[2].validate.query.m.maxlength"),
         ("unreachable-route-path", ":36:", "routes[3].match.path"),
         ("unreachable-route-path", ":38:", "routes[4].match.path"),
         ("timeout-beyond-budget", ":12:", "upstreams.spare.timeouts.connect"),

@@ -43,6 +43,72 @@ const KNOWN_FORMATS: &[&str] = &[
 /// Members whose values are data, not schemas (a `format` there is a value).
 const DATA_MEMBERS: &[&str] = &["example", "examples", "default", "enum", "const"];
 
+/// JSON Schema's keywords (2020-12 and the drafts before it) and OpenAPI's
+/// schema fields: a key spelled like one of these but not one is a typo
+/// JSON Schema ignores (`additionalproperties: false` leaves the object open).
+#[rustfmt::skip]
+const KEYWORDS: &[&str] = &[
+    "$schema", "$id", "$ref", "$defs", "$anchor", "$dynamicRef", "$dynamicAnchor", "$comment", "$vocabulary",
+    "definitions", "type", "enum", "const", "multipleOf", "maximum", "exclusiveMaximum", "minimum",
+    "exclusiveMinimum", "maxLength", "minLength", "pattern", "maxItems", "minItems", "uniqueItems", "maxContains",
+    "minContains", "maxProperties", "minProperties", "required", "dependentRequired", "properties",
+    "patternProperties", "additionalProperties", "unevaluatedProperties", "propertyNames", "items", "prefixItems",
+    "additionalItems", "unevaluatedItems", "contains", "allOf", "anyOf", "oneOf", "not", "if", "then", "else",
+    "dependentSchemas", "dependencies", "format", "contentEncoding", "contentMediaType", "contentSchema", "title",
+    "description", "default", "deprecated", "readOnly", "writeOnly", "examples", "example", "nullable",
+    "discriminator", "xml", "externalDocs",
+];
+
+/// OpenAPI's own fields around schemas (an API document is walked whole):
+/// never taken for a misspelt keyword (`schema` is one letter from `$schema`).
+#[rustfmt::skip]
+const OPENAPI_FIELDS: &[&str] = &[
+    "openapi", "info", "servers", "paths", "components", "security", "tags", "summary", "operationId",
+    "parameters", "requestBody", "responses", "callbacks", "name", "in", "allowEmptyValue", "style", "explode",
+    "allowReserved", "schema", "schemas", "content", "encoding", "headers", "links", "contentType",
+    "propertyName", "mapping", "securitySchemes", "scheme", "bearerFormat", "flows", "openIdConnectUrl", "url",
+    "variables", "termsOfService", "contact", "license", "version", "jsonSchemaDialect", "webhooks",
+];
+
+/// Maps whose keys are names (of properties, definitions, paths, media
+/// types…), not keywords.
+#[rustfmt::skip]
+const NAME_MAPS: &[&str] = &[
+    "properties", "patternProperties", "$defs", "definitions", "dependentSchemas", "dependentRequired", "schemas",
+    "paths", "responses", "content", "headers", "securitySchemes", "links", "callbacks", "examples", "encoding",
+    "variables", "mapping", "webhooks", "parameters", "requestBodies", "query", "path", "cookies",
+];
+
+/// The keyword `key` looks like a misspelling of: another case, or (for
+/// long keywords) one letter off.
+fn misspelt_keyword(key: &str) -> Option<&'static str> {
+    if KEYWORDS.contains(&key) || OPENAPI_FIELDS.contains(&key) || key.starts_with("x-") {
+        return None;
+    }
+    KEYWORDS.iter().copied().find(|k| k.eq_ignore_ascii_case(key)).or_else(|| {
+        (key.len() >= 7).then(|| KEYWORDS.iter().copied().find(|k| k.len() >= 7 && one_letter_off(key, k))).flatten()
+    })
+}
+
+/// Whether `a` and `b` differ by one letter added, removed or changed, or
+/// two neighbours swapped (`requried`).
+fn one_letter_off(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    match long.len() - short.len() {
+        0 => {
+            let differ: Vec<usize> = (0..short.len()).filter(|&i| short[i] != long[i]).collect();
+            match differ[..] {
+                [_] => true,
+                [i, j] => j == i + 1 && short[i] == long[j] && short[j] == long[i],
+                _ => false,
+            }
+        }
+        1 => (0..long.len()).any(|skip| long[..skip] == short[..skip] && long[skip + 1..] == short[skip..]),
+        _ => false,
+    }
+}
+
 /// Unknown `format` names: a typo (`uuuid`) leaves the value unchecked, as
 /// JSON Schema says an unknown format is. One warning per name and place,
 /// with the first schema location and how many use it.
@@ -84,9 +150,9 @@ fn document(loaded: &LoadedConfig, api: &ApiConfig) -> Option<Value> {
 }
 
 /// Unknown format names: the first place each was seen, and how often;
-/// and bounds no value can meet (place, what).
+/// bounds no value can meet (place, what); misspelt keywords (place, what).
 #[derive(Default)]
-struct Unknown(BTreeMap<String, (String, usize)>, Vec<(String, String)>);
+struct Unknown(BTreeMap<String, (String, usize)>, Vec<(String, String)>, Vec<(String, String)>);
 
 /// Lower and upper bounds of one schema object that cannot both hold.
 const BOUNDS: &[(&str, &str)] =
@@ -114,6 +180,11 @@ impl Unknown {
                 format!("{what}{where_}: no value meets this schema, so every request with one is refused"),
             );
         }
+        for (first, what) in self.2 {
+            let (at, where_) = place(&first).unwrap_or_else(|| (first.clone(), String::new()));
+            let where_ = if where_.is_empty() { String::new() } else { format!(" {where_}") };
+            found.add("unknown-keyword", at, format!("{what}{where_}: JSON Schema ignores it, so it checks nothing"));
+        }
         for (name, (first, count)) in self.0 {
             let more = if count > 1 { format!(" (and {} more)", count - 1) } else { String::new() };
             let (at, where_) = place(&first).unwrap_or_else(|| (first.clone(), String::new()));
@@ -133,9 +204,22 @@ impl Unknown {
 /// Every `format: <string>` in a schema tree, by config path (`prefix`
 /// not empty: `a.b[0]`) or JSON pointer (`prefix` empty: `/a/b/0`).
 fn walk(v: &Value, at: &str, named: &impl Fn(&str) -> bool, unknown: &mut Unknown) {
+    walk_in(v, at, None, named, unknown)
+}
+
+/// `walk` of a value found under the key `parent` (`None`: an array item or the root).
+fn walk_in(v: &Value, at: &str, parent: Option<&str>, named: &impl Fn(&str) -> bool, unknown: &mut Unknown) {
     let pointer = at.is_empty() || at.starts_with('/');
     match v {
         Value::Object(map) => {
+            if !parent.is_some_and(|p| NAME_MAPS.contains(&p)) {
+                for key in map.keys() {
+                    if let Some(keyword) = misspelt_keyword(key) {
+                        let place = if pointer { format!("{at}/{key}") } else { format!("{at}.{key}") };
+                        unknown.2.push((place, format!("`{key}` is not a schema keyword (did you mean `{keyword}`?)")));
+                    }
+                }
+            }
             if let Some(what) = impossible_bounds(map) {
                 unknown.1.push((at.to_string(), what));
             }
@@ -155,13 +239,13 @@ fn walk(v: &Value, at: &str, named: &impl Fn(&str) -> bool, unknown: &mut Unknow
                 } else {
                     format!("{at}.{k}")
                 };
-                walk(child, &next, named, unknown);
+                walk_in(child, &next, Some(k), named, unknown);
             }
         }
         Value::Array(items) => {
             for (i, child) in items.iter().enumerate() {
                 let next = if pointer { format!("{at}/{i}") } else { format!("{at}[{i}]") };
-                walk(child, &next, named, unknown);
+                walk_in(child, &next, None, named, unknown);
             }
         }
         _ => {}
@@ -229,6 +313,31 @@ fn segment_prefix(prefix: &str, path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn misspelt_keywords_are_found_and_names_left_alone() {
+        for (key, meant) in [
+            ("additionalproperties", "additionalProperties"),
+            ("MaxLength", "maxLength"),
+            ("requried", "required"),
+            ("uniqueItem", "uniqueItems"),
+            ("exclusiveMinimun", "exclusiveMinimum"),
+        ] {
+            assert_eq!(misspelt_keyword(key), Some(meant), "{key}");
+        }
+        for key in ["schema", "operationId", "x-internal", "requestBody", "tags", "name", "type", "fooBar"] {
+            assert_eq!(misspelt_keyword(key), None, "{key}");
+        }
+        let mut unknown = Unknown::default();
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": { "requried": { "type": "string" }, "a": { "additionalproperties": false } },
+            "$defs": { "MaxLength": { "type": "integer" } }
+        });
+        walk(&schema, "", &|_: &str| true, &mut unknown);
+        let places: Vec<&str> = unknown.2.iter().map(|(at, _)| at.as_str()).collect();
+        assert_eq!(places, ["/properties/a/additionalproperties"], "property and definition names are names");
+    }
 
     #[test]
     fn prefixes_cover_at_segment_boundaries() {
