@@ -159,10 +159,29 @@ const BOUNDS: &[(&str, &str)] =
     &[("minimum", "maximum"), ("minLength", "maxLength"), ("minItems", "maxItems"), ("minProperties", "maxProperties")];
 
 /// `minimum: 5, maximum: 1` and the like: the schema refuses every value.
+/// So does an object that must have a member it may not have (`required`
+/// beside `additionalProperties: false` without it in `properties`).
 fn impossible_bounds(map: &serde_json::Map<String, Value>) -> Option<String> {
-    BOUNDS.iter().find_map(|(low, high)| {
+    let bounds = BOUNDS.iter().find_map(|(low, high)| {
         let (l, h) = (map.get(*low)?.as_f64()?, map.get(*high)?.as_f64()?);
         (l > h).then(|| format!("`{low}: {l}` is above `{high}: {h}`"))
+    });
+    bounds.or_else(|| {
+        let closed = map.get("additionalProperties") == Some(&Value::Bool(false))
+            && map.get("type").and_then(Value::as_str) == Some("object")
+            && !map.contains_key("patternProperties");
+        let declared = map.get("properties").and_then(Value::as_object);
+        let missing = map
+            .get("required")?
+            .as_array()?
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|name| !declared.is_some_and(|p| p.contains_key(*name)))?;
+        closed.then(|| {
+            format!(
+                "`required` names `{missing}`, which `additionalProperties: false` refuses (it is not in `properties`)"
+            )
+        })
     })
 }
 
@@ -335,6 +354,10 @@ mod tests {
             "$defs": { "MaxLength": { "type": "integer" } }
         });
         walk(&schema, "", &|_: &str| true, &mut unknown);
+        let closed = serde_json::json!({ "type": "object", "required": ["a"], "additionalProperties": false, "properties": { "b": {} } });
+        walk(&closed, "", &|_: &str| true, &mut unknown);
+        assert_eq!(unknown.1.len(), 1, "an object that must have what it may not");
+        assert!(unknown.1[0].1.contains("`required` names `a`"), "{:?}", unknown.1);
         let places: Vec<&str> = unknown.2.iter().map(|(at, _)| at.as_str()).collect();
         assert_eq!(places, ["/properties/a/additionalproperties"], "property and definition names are names");
     }
