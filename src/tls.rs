@@ -219,14 +219,19 @@ pub fn load_roots(path: &Path) -> Result<RootCertStore, String> {
 }
 
 /// Reads the identity out of a verified client certificate.
-/// Whether every certificate of a client's chain is within its validity
-/// period at `unix_secs`. A resumed TLS session carries the chain of the
-/// handshake that made it, checked then and not since: each resumption
-/// hands out a new ticket, so without this check an expired (short-lived,
-/// SPIFFE-style) certificate's identity lasted for ever.
-pub fn client_chain_valid_at(chain: &[CertificateDer<'_>], unix_secs: i64) -> bool {
+/// Whether a client's certificate (the first of the chain it sent: the
+/// identity) is within its validity period at `unix_secs`. A resumed TLS
+/// session carries the chain of the handshake that made it, checked then
+/// and not since: each resumption hands out a new ticket, so without this
+/// check an expired (short-lived, SPIFFE-style) certificate's identity
+/// lasted for ever. Only the leaf: the rest of what a client sends may
+/// hold certificates the verifier never used (a stale cross-signed
+/// intermediate, an expired root), which a handshake ignores too.
+pub fn client_cert_valid_at(chain: &[CertificateDer<'_>], unix_secs: i64) -> bool {
     let Ok(at) = x509_parser::time::ASN1Time::from_timestamp(unix_secs) else { return false };
-    chain.iter().all(|c| x509_parser::parse_x509_certificate(c).is_ok_and(|(_, p)| p.validity().is_valid_at(at)))
+    chain
+        .first()
+        .is_some_and(|c| x509_parser::parse_x509_certificate(c).is_ok_and(|(_, p)| p.validity().is_valid_at(at)))
 }
 
 pub fn client_identity(cert: &CertificateDer<'_>) -> Option<ClientIdentity> {
@@ -327,18 +332,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_client_chain_is_valid_only_within_every_certificate_s_period() {
+    fn a_client_certificate_is_valid_only_within_its_period() {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(vec!["svc.internal".to_string()]).unwrap();
         params.not_before = rcgen::date_time_ymd(2026, 1, 1);
         params.not_after = rcgen::date_time_ymd(2026, 2, 1);
         let cert = CertificateDer::from(params.self_signed(&key).unwrap().der().to_vec());
         let day = |y, m, d| rcgen::date_time_ymd(y, m, d).unix_timestamp();
-        assert!(client_chain_valid_at(std::slice::from_ref(&cert), day(2026, 1, 15)));
-        assert!(!client_chain_valid_at(std::slice::from_ref(&cert), day(2026, 2, 2)), "expired");
-        assert!(!client_chain_valid_at(std::slice::from_ref(&cert), day(2025, 12, 31)), "not valid yet");
+        assert!(client_cert_valid_at(std::slice::from_ref(&cert), day(2026, 1, 15)));
+        assert!(!client_cert_valid_at(std::slice::from_ref(&cert), day(2026, 2, 2)), "expired");
+        assert!(!client_cert_valid_at(std::slice::from_ref(&cert), day(2025, 12, 31)), "not valid yet");
         let garbage = CertificateDer::from(vec![0u8; 8]);
-        assert!(!client_chain_valid_at(&[cert, garbage], day(2026, 1, 15)), "one bad link fails the chain");
+        assert!(
+            client_cert_valid_at(&[cert.clone(), garbage.clone()], day(2026, 1, 15)),
+            "what else the client sent is not the identity"
+        );
+        assert!(!client_cert_valid_at(&[garbage, cert], day(2026, 1, 15)), "an unreadable leaf is no identity");
     }
 
     #[test]

@@ -112,11 +112,11 @@ async fn serve_tls(stream: TcpStream, mut conn: Conn<'_>, config: Arc<rustls::Se
     };
     let session = tls.get_ref().1;
     // A resumed session's client certificate was checked when the session
-    // began: one that has expired since (or a chain that is no longer
-    // valid) ends the connection, as a new handshake with it would fail.
+    // began: one that has expired since ends the connection, as a new
+    // handshake with it would fail.
     if let Some(chain) = session.peer_certificates() {
         let now = crate::policy::clock::WallClock::system().unix_secs();
-        if !tls::client_chain_valid_at(chain, i64::try_from(now).unwrap_or(i64::MAX)) {
+        if !tls::client_cert_valid_at(chain, i64::try_from(now).unwrap_or(i64::MAX)) {
             tracing::debug!(%peer, "TLS session resumed with a client certificate outside its validity period");
             if let Some([failed, _]) = &conn.lp.tls_failures {
                 failed.inc();

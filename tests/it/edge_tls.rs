@@ -88,6 +88,17 @@ routes:
         serde_json::json!(["DNS:orders.internal"]),
         "typed, as OpenSSL prints them"
     );
+    // What a client sends after its own certificate (a stale intermediate,
+    // an expired root) is not its identity: the handshake ignores it, so does the gateway.
+    let (old, _) = pki.issue_until("old", "old-intermediate", &[], Some(1_600_000_000));
+    let bundle = pki.dir.path().join("client-bundle.pem");
+    std::fs::write(&bundle, [std::fs::read(&cc).unwrap(), std::fs::read(&old).unwrap()].concat()).unwrap();
+    let with_extra = https_get(addr, "api.example.com", &pki.ca_path(), Some((&bundle, &ck)), "/").await;
+    assert_eq!(
+        with_extra.map(|r| r.reply.status.as_u16()),
+        Ok(200),
+        "an expired extra certificate refused a valid client"
+    );
     let none = https_get(addr, "api.example.com", &pki.ca_path(), None, "/").await;
     assert!(none.is_err(), "a client without a certificate must be refused");
     let stranger = https_get(addr, "api.example.com", &pki.ca_path(), Some((&oc, &ok)), "/").await;
