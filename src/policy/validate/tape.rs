@@ -90,6 +90,12 @@ impl<'a> Doc<'a> {
         sum
     }
 
+    /// The most members one object of the document has.
+    pub(super) fn widest_object(&self) -> u32 {
+        let members = self.entries.iter().map(|e| if let Entry::Object { len, .. } = *e { len } else { 0 });
+        members.max().unwrap_or(0)
+    }
+
     /// The index after `at`'s subtree.
     pub(super) fn next(&self, at: u32) -> u32 {
         match self.entries[at as usize] {
