@@ -11,11 +11,13 @@
 //! `base^depth`, stays under a budget; past it the body is refused as one
 //! problem at its root, the decision unchanged, only the detail shorter.
 //!
-//! `propertyNames` is the other costly keyword: each refused name's error
-//! holds the whole object (a copy, from the tape), so listing them costs
-//! names × members: 400 names of 25 bytes took 130 ms (dev build), 4000
-//! took 20 s and stalled a worker. Its errors are listed only for objects
-//! of at most `MAX_NAMED_MEMBERS` members.
+//! The keywords about an object as a whole are the other cost: each of
+//! their errors holds the whole object (a copy, from the tape), so listing
+//! them costs errors × members. `propertyNames` makes one error per
+//! refused name (4,000 names took 20 s and stalled a worker); `required`
+//! one per missing name (30 missing beside 5,000 members: 170 ms, dev
+//! build). With such keywords, errors are listed only while every object
+//! of the body has at most `MAX_LISTED_MEMBERS` members.
 
 use serde_json::Value;
 
@@ -29,8 +31,19 @@ use super::tape::Doc;
 const BUDGET: f64 = (1u64 << 20) as f64;
 
 /// The most members an object may have for the errors of a schema with
-/// `propertyNames` to be listed.
-const MAX_NAMED_MEMBERS: u32 = 64;
+/// object keywords (`propertyNames`, `required`…) to be listed.
+const MAX_LISTED_MEMBERS: u32 = 256;
+
+/// Keywords whose errors carry the object they judge.
+const OBJECT_KEYWORDS: &[&str] = &[
+    "propertyNames",
+    "required",
+    "dependentRequired",
+    "dependentSchemas",
+    "dependencies",
+    "minProperties",
+    "maxProperties",
+];
 
 /// The detail of the one problem a body over the budget gets.
 pub const TOO_INTRICATE: &str = "does not match the schema (nested too deeply in a recursive schema with `anyOf`/`oneOf`/`allOf`, or an object of too many members whose names are checked, for the gateway to say where)";
@@ -41,7 +54,7 @@ pub const TOO_INTRICATE: &str = "does not match the schema (nested too deeply in
 pub struct ReportBudget {
     /// What one more level of nesting may multiply the work by.
     base: f64,
-    /// The schema checks member names (`propertyNames`).
+    /// The schema has object keywords (`OBJECT_KEYWORDS`).
     names: bool,
 }
 
@@ -62,7 +75,7 @@ impl ReportBudget {
 
     /// Whether the errors of `doc` may be collected.
     pub fn affords(&self, doc: &Doc<'_>) -> bool {
-        (!self.names || doc.widest_object() <= MAX_NAMED_MEMBERS) && doc.weight(self.base, BUDGET) <= BUDGET
+        (!self.names || doc.widest_object() <= MAX_LISTED_MEMBERS) && doc.weight(self.base, BUDGET) <= BUDGET
     }
 
     /// [`affords`](Self::affords) for a parsed value (a parameter's JSON,
@@ -77,7 +90,7 @@ impl ReportBudget {
             }
             match v {
                 Value::Array(items) => stack.extend(items.iter().map(|i| (i, depth + 1))),
-                Value::Object(map) if self.names && map.len() > MAX_NAMED_MEMBERS as usize => return false,
+                Value::Object(map) if self.names && map.len() > MAX_LISTED_MEMBERS as usize => return false,
                 Value::Object(map) => stack.extend(map.values().map(|m| (m, depth + 1))),
                 _ => {}
             }
@@ -102,7 +115,7 @@ struct Found {
     /// A reference this walk cannot follow (`$dynamicRef`, another
     /// document, an anchor): assumed recursive.
     opaque: bool,
-    /// A `propertyNames` keyword somewhere.
+    /// An object keyword (`OBJECT_KEYWORDS`) somewhere.
     names: bool,
 }
 
@@ -132,7 +145,7 @@ fn walk(v: &Value, at: &mut String, found: &mut Found) {
                         None => found.opaque = true,
                     },
                     ("$dynamicRef" | "$recursiveRef", _) => found.opaque = true,
-                    ("propertyNames", _) => found.names = true,
+                    (k, _) if OBJECT_KEYWORDS.contains(&k) => found.names = true,
                     _ => {}
                 }
                 let len = at.len();
@@ -277,7 +290,7 @@ mod tests {
         };
         let small = body(10);
         assert!(budget.affords(&super::super::json_limits::read(small.as_bytes(), &limits).unwrap()));
-        let wide = body(400);
+        let wide = body(300);
         assert!(!budget.affords(&super::super::json_limits::read(wide.as_bytes(), &limits).unwrap()));
         let value: Value = serde_json::from_str(&wide).unwrap();
         assert!(!budget.affords_value(&value), "parameters and responses alike");
