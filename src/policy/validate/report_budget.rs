@@ -17,7 +17,8 @@
 //! refused name (4,000 names took 20 s and stalled a worker); `required`
 //! one per missing name (30 missing beside 5,000 members: 170 ms, dev
 //! build). With such keywords, errors are listed only while every object
-//! of the body has at most `MAX_LISTED_MEMBERS` members.
+//! of the body has at most `MAX_LISTED_MEMBERS` members (`propertyNames`,
+//! whose errors come all at once, one per name: `MAX_NAMED_MEMBERS`).
 
 use serde_json::Value;
 
@@ -33,6 +34,9 @@ const BUDGET: f64 = (1u64 << 20) as f64;
 /// The most members an object may have for the errors of a schema with
 /// object keywords (`propertyNames`, `required`…) to be listed.
 const MAX_LISTED_MEMBERS: u32 = 256;
+
+/// [`MAX_LISTED_MEMBERS`] with `propertyNames`: members² copies.
+const MAX_NAMED_MEMBERS: u32 = 64;
 
 /// Keywords whose errors carry the object they judge.
 const OBJECT_KEYWORDS: &[&str] = &[
@@ -54,8 +58,9 @@ pub const TOO_INTRICATE: &str = "does not match the schema (nested too deeply in
 pub struct ReportBudget {
     /// What one more level of nesting may multiply the work by.
     base: f64,
-    /// The schema has object keywords (`OBJECT_KEYWORDS`).
-    names: bool,
+    /// With object keywords (`OBJECT_KEYWORDS`): the most members an
+    /// object of a body may have for its errors to be listed.
+    max_members: Option<u32>,
 }
 
 impl ReportBudget {
@@ -64,18 +69,23 @@ impl ReportBudget {
         let mut found = Found::default();
         walk(schema, &mut String::new(), &mut found);
         let multiplying = found.widest >= 2 && (found.opaque || recursive(&found.refs));
-        if !multiplying && !found.names {
+        let max_members = match (found.names, found.object_keywords) {
+            (true, _) => Some(MAX_NAMED_MEMBERS),
+            (false, true) => Some(MAX_LISTED_MEMBERS),
+            _ => None,
+        };
+        if !multiplying && max_members.is_none() {
             return None;
         }
         // Each branch collects its own errors and the library checks it
         // first: twice the branches per level, with room to spare.
         let base = if multiplying { 2.0 * found.widest as f64 } else { 1.0 };
-        Some(ReportBudget { base, names: found.names })
+        Some(ReportBudget { base, max_members })
     }
 
     /// Whether the errors of `doc` may be collected.
     pub fn affords(&self, doc: &Doc<'_>) -> bool {
-        (!self.names || doc.widest_object() <= MAX_LISTED_MEMBERS) && doc.weight(self.base, BUDGET) <= BUDGET
+        self.max_members.is_none_or(|max| doc.widest_object() <= max) && doc.weight(self.base, BUDGET) <= BUDGET
     }
 
     /// [`affords`](Self::affords) for a parsed value (a parameter's JSON,
@@ -90,7 +100,7 @@ impl ReportBudget {
             }
             match v {
                 Value::Array(items) => stack.extend(items.iter().map(|i| (i, depth + 1))),
-                Value::Object(map) if self.names && map.len() > MAX_LISTED_MEMBERS as usize => return false,
+                Value::Object(map) if self.max_members.is_some_and(|max| map.len() > max as usize) => return false,
                 Value::Object(map) => stack.extend(map.values().map(|m| (m, depth + 1))),
                 _ => {}
             }
@@ -115,8 +125,10 @@ struct Found {
     /// A reference this walk cannot follow (`$dynamicRef`, another
     /// document, an anchor): assumed recursive.
     opaque: bool,
-    /// An object keyword (`OBJECT_KEYWORDS`) somewhere.
+    /// A `propertyNames` keyword somewhere.
     names: bool,
+    /// An object keyword (`OBJECT_KEYWORDS`) somewhere.
+    object_keywords: bool,
 }
 
 fn walk(v: &Value, at: &mut String, found: &mut Found) {
@@ -145,7 +157,10 @@ fn walk(v: &Value, at: &mut String, found: &mut Found) {
                         None => found.opaque = true,
                     },
                     ("$dynamicRef" | "$recursiveRef", _) => found.opaque = true,
-                    (k, _) if OBJECT_KEYWORDS.contains(&k) => found.names = true,
+                    (k, _) if OBJECT_KEYWORDS.contains(&k) => {
+                        found.object_keywords = true;
+                        found.names |= k == "propertyNames";
+                    }
                     _ => {}
                 }
                 let len = at.len();
@@ -245,7 +260,7 @@ mod tests {
 
     #[test]
     fn only_recursion_through_alternatives_is_budgeted() {
-        assert_eq!(ReportBudget::of(&pets()), Some(ReportBudget { base: 4.0, names: false }));
+        assert_eq!(ReportBudget::of(&pets()), Some(ReportBudget { base: 4.0, max_members: None }));
         // Alternatives without recursion, recursion without alternatives: linear.
         assert_eq!(ReportBudget::of(&json!({ "anyOf": [ { "type": "string" }, { "type": "integer" } ] })), None);
         let list = json!({ "$defs": { "Node": { "properties": { "next": { "$ref": "#/$defs/Node" } } } }, "$ref": "#/$defs/Node" });
@@ -282,7 +297,9 @@ mod tests {
     fn names_are_listed_for_small_objects_only() {
         let schema = json!({ "type": "object", "propertyNames": { "maxLength": 3 } });
         let budget = ReportBudget::of(&schema).unwrap();
-        assert_eq!(budget, ReportBudget { base: 1.0, names: true });
+        assert_eq!(budget, ReportBudget { base: 1.0, max_members: Some(MAX_NAMED_MEMBERS) });
+        let required = ReportBudget::of(&json!({ "required": ["a"] }));
+        assert_eq!(required, Some(ReportBudget { base: 1.0, max_members: Some(MAX_LISTED_MEMBERS) }));
         let limits = super::super::json_limits::JsonLimits::default();
         let body = |n: usize| {
             let members: Vec<String> = (0..n).map(|i| format!("\"aaaaaaaaaaaaaaaaaaaaaac{i}\": 1")).collect();
@@ -290,7 +307,7 @@ mod tests {
         };
         let small = body(10);
         assert!(budget.affords(&super::super::json_limits::read(small.as_bytes(), &limits).unwrap()));
-        let wide = body(300);
+        let wide = body(65);
         assert!(!budget.affords(&super::super::json_limits::read(wide.as_bytes(), &limits).unwrap()));
         let value: Value = serde_json::from_str(&wide).unwrap();
         assert!(!budget.affords_value(&value), "parameters and responses alike");
