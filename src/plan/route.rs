@@ -346,21 +346,35 @@ fn compile_action(
 /// `@evil.example`, `https://{host}/`), or at the very start (`{*rest}`
 /// with `https:/evil.example`, which browsers read as that host).
 pub(super) fn open_redirect(to: &str) -> Option<String> {
+    if to.bytes().any(|b| b.is_ascii_control()) {
+        // Browsers drop tabs and line breaks from a URL: `/\t/{x}` is `//{x}`.
+        return Some(format!(
+            "`{}`: a control character (a tab, a line break) in a redirect target",
+            to.escape_debug()
+        ));
+    }
     let first = to.find('{')?;
-    let before = &to[..first];
-    if before.starts_with('/') && !before.starts_with("//") {
+    // Browsers read `\` as `/` in http(s) URLs (`/\evil.example` is `//evil.example`).
+    let before = to[..first].replace('\\', "/");
+    // Relative to the request's own URL: its query or fragment, or a path
+    // (`/docs/`, `./`, `v2/`) whose first segment holds no `:` (a scheme).
+    let relative = before.starts_with(['?', '#'])
+        || (before.starts_with('/') && !before.starts_with("//"))
+        || before.split_once('/').is_some_and(|(head, _)| !head.contains(':') && !head.is_empty());
+    if relative {
         return None;
     }
-    // `scheme://host` then `/`, `?` or `#`, all before the first parameter.
+    // `scheme://host` then `/`, `?` or `#`, all before the first parameter;
+    // the host not empty (`https:///{x}` is read as `https://{x}`).
     let after_scheme = before
         .split_once(':')
         .filter(|(scheme, _)| {
             scheme.starts_with(|c: char| c.is_ascii_alphabetic())
                 && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
         })
-        .map_or(before, |(_, rest)| rest);
+        .map_or(before.as_str(), |(_, rest)| rest);
     if let Some(authority) = after_scheme.strip_prefix("//")
-        && authority.contains(['/', '?', '#'])
+        && authority.find(['/', '?', '#']).is_some_and(|end| end > 0)
     {
         return None;
     }

@@ -75,6 +75,11 @@ fn a_redirect_parameter_may_not_choose_the_host() {
         "https://example.com#{page}",
         "/static",
         "https://example.com",
+        "?p={page}",
+        "#{page}",
+        "v2/{page}",
+        "./{page}",
+        "../{page}",
     ] {
         assert_eq!(super::route::open_redirect(safe), None, "{safe}");
     }
@@ -87,6 +92,13 @@ fn a_redirect_parameter_may_not_choose_the_host() {
         "https:{page}",
         "docs{page}",
         "{scheme}://example.com/",
+        "/\\{page}",
+        "\\\\{page}",
+        "https:///{page}",
+        "https:\\\\{host}/",
+        "/\t/{page}",
+        "https://a.example/\n{page}",
+        "https:{page}/x",
     ] {
         assert!(super::route::open_redirect(open).is_some(), "{open}");
     }
