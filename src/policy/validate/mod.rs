@@ -485,7 +485,7 @@ impl Compiled {
             });
             if let Some(name) = meant {
                 let detail = format!(
-                    "`{}` is read as the parameter `{name}` by some frameworks (case, brackets): send it once, as `{name}`",
+                    "`{}` is read as the parameter `{name}` by some frameworks (case, brackets, PHP's `.` and spaces): send it once, as `{name}`",
                     cut(k)
                 );
                 problems.push(Problem { place: "query", pointer: k.clone(), detail });

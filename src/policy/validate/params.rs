@@ -484,22 +484,25 @@ fn decode(s: &str) -> String {
 /// Whether some framework reads the name a client `sent` as the declared
 /// `name` though the two differ: in another case (ASP.NET), with brackets
 /// after it (PHP, Rails and `qs` read `page[]` and `page[0]` as `page`,
-/// and `ids` as `ids[]`), or with PHP's `.` or space for `_` before the
-/// first bracket (`$_GET['a_b']` for `a.b`).
+/// and `ids` as `ids[]`), or as PHP reads names: leading spaces dropped,
+/// `.` and space as `_` before the first bracket (`$_GET['a_b']` for `a.b`,
+/// `$_POST['role']` for ` role`).
 pub fn read_as(sent: &str, name: &str) -> bool {
     let base = name.strip_suffix("[]").unwrap_or(name);
     let alike = |k: &str| {
         k != name
             && (k.eq_ignore_ascii_case(name)
-                || k.strip_prefix(base).is_some_and(|rest| rest.is_empty() || rest.starts_with('[')))
+                // `role[` is PHP's `role_`, not `role`: a bracket that closes.
+                || k.strip_prefix(base).is_some_and(|rest| rest.is_empty() || rest.starts_with('[') && rest.contains(']')))
     };
-    let head = sent.find('[').unwrap_or(sent.len());
-    let php: String = sent[..head].replace(['.', ' '], "_") + &sent[head..];
+    let trimmed = sent.trim_start_matches(' ');
+    let head = trimmed.find('[').filter(|&i| trimmed[i..].contains(']')).unwrap_or(trimmed.len());
+    let php: String = trimmed[..head].replace(['.', ' ', '['], "_") + &trimmed[head..];
     alike(sent) || (php != sent && (php == name || alike(&php)))
 }
 
 /// The properties a form body's fields are read by: the schema's own and
-/// those of what its `$ref`s and `allOf` parts lead to (an OpenAPI form
+/// those of what its `$ref`s, `allOf` parts and `anyOf`/`oneOf` branches lead to (an OpenAPI form
 /// body is often `$ref: '#/components/schemas/Pet'`), each with its own
 /// same-document `$ref` (and its `items`') followed, so that `id` is read
 /// as the integer and `tags` as the array they are declared as.
@@ -530,8 +533,11 @@ fn collect_properties(root: &Value, schema: &Value, out: &mut Map<String, Value>
     if let Some(target) = ref_target(root, schema) {
         collect_properties(root, target, out, depth + 1);
     }
-    for part in schema.get("allOf").and_then(Value::as_array).into_iter().flatten() {
-        collect_properties(root, part, out, depth + 1);
+    // Every part and alternative: a field is read as the first type declared for it.
+    for key in ["allOf", "anyOf", "oneOf"] {
+        for part in schema.get(key).and_then(Value::as_array).into_iter().flatten() {
+            collect_properties(root, part, out, depth + 1);
+        }
     }
 }
 
@@ -566,7 +572,7 @@ pub fn form_object(bytes: &[u8], properties: &Map<String, Value>, problems: &mut
     for k in fields.keys().filter(|k| !properties.contains_key(*k)) {
         if let Some(name) = properties.keys().find(|name| read_as(k, name)) {
             let detail = format!(
-                "`{}` is read as the field `{name}` by some frameworks (case, brackets): send it once, as `{name}`",
+                "`{}` is read as the field `{name}` by some frameworks (case, brackets, PHP's `.` and spaces): send it once, as `{name}`",
                 super::cut(k)
             );
             problems.push(Problem { place: "body", pointer: format!("/{}", super::pointer_token(k)), detail });

@@ -274,3 +274,42 @@ fn a_backtracking_pattern_is_bounded_and_explained() {
         ["the value could not be checked against the schema's `pattern` within the gateway's step limit"]
     );
 }
+
+/// The spellings frameworks read as a declared name, and the names they do not.
+#[test]
+fn other_spellings_are_the_ones_frameworks_read_as_the_name() {
+    use super::params::read_as;
+    for (sent, name) in [
+        ("role[]", "role"),
+        ("role[0]", "role"),
+        ("ROLE", "role"),
+        (" role", "role"),
+        ("  role[]", "role"),
+        ("ro.le", "ro_le"),
+        ("ro le", "ro_le"),
+        ("ids", "ids[]"),
+        ("ids[0]", "ids[]"),
+    ] {
+        assert!(read_as(sent, name), "{sent:?} for {name}");
+    }
+    for (sent, name) in
+        [("role", "role"), ("roles", "role"), ("page_size", "page"), ("role[", "role"), ("ro.le", "role")]
+    {
+        assert!(!read_as(sent, name), "{sent:?} for {name}");
+    }
+    assert!(read_as("role[", "role_"), "PHP reads an unclosed bracket as `_`");
+}
+
+/// A form schema's `anyOf`/`oneOf` branches declare fields too: they are
+/// read as their types, and their other spellings are refused.
+#[test]
+fn form_fields_of_alternatives_are_read_as_declared() {
+    let schema = json!({ "anyOf": [ { "type": "object", "properties": { "role": { "enum": ["user"] }, "n": { "type": "integer" } } } ] });
+    let properties = super::params::form_properties(&schema);
+    let mut problems = Vec::new();
+    let form = form_object(b"role=user&n=5", &properties, &mut problems);
+    assert_eq!((form, problems.len()), (json!({ "role": "user", "n": 5 }), 0));
+    form_object(b"role=user&role[]=admin&%20role=x", &properties, &mut problems);
+    let pointers: Vec<&str> = problems.iter().map(|p| p.pointer.as_str()).collect();
+    assert_eq!(pointers, ["/ role", "/role[]"]);
+}
