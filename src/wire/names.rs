@@ -67,11 +67,35 @@ const CLAIM_LENGTHS: u64 = {
     mask
 };
 
-/// Whether `name` is one of [`CLIENT_CLAIMS`].
+/// Whether `name` is one of [`CLIENT_CLAIMS`], or by its shape a claim
+/// about a client certificate (every proxy names its own: HAProxy's
+/// `X-SSL-Client-*`, AWS's `X-Amzn-Mtls-Clientcert-*`, Google's
+/// `X-Client-Cert-*`, Cloudflare's `Cf-Client-Cert-*`; a fixed list
+/// always misses one).
 pub fn is_client_claim(name: &HeaderName) -> bool {
     // Most names have a length no claim has: one bit test, not thirty compares.
     let s = name.as_str();
-    s.len() < 64 && CLAIM_LENGTHS & (1 << s.len()) != 0 && CLIENT_CLAIMS.contains(&s)
+    (s.len() < 64 && CLAIM_LENGTHS & (1 << s.len()) != 0 && CLIENT_CLAIMS.contains(&s)) || certificate_claim(s)
+}
+
+/// `x-ssl-*`, `ssl-client*`, `x-amzn-mtls-*`, `cf-client-cert*`, an
+/// `x-` name holding `client-cert`, `clientcert` or `tls-client`, and
+/// `x-client-` with a certificate's part (`dn`, `verify`, `subject`…).
+/// Names that start otherwise (`content-type`, `cookie`) are passed over
+/// at their first bytes.
+fn certificate_claim(s: &str) -> bool {
+    const X_CLIENT_PARTS: &[&str] =
+        &["dn", "s-dn", "i-dn", "verify", "subject", "issuer", "serial", "fingerprint", "san", "cn"];
+    if let Some(rest) = s.strip_prefix("x-") {
+        rest.starts_with("ssl-")
+            || rest.starts_with("amzn-mtls-")
+            || rest.contains("client-cert")
+            || rest.contains("clientcert")
+            || rest.contains("tls-client")
+            || rest.strip_prefix("client-").is_some_and(|part| X_CLIENT_PARTS.contains(&part))
+    } else {
+        s.starts_with("ssl-client") || s.starts_with("cf-client-cert")
+    }
 }
 
 /// `Proxy`: no client sends it but to have CGI-style backends read it as
@@ -176,8 +200,32 @@ mod tests {
         for claim in CLIENT_CLAIMS {
             assert!(claim.len() < 64 && is_client_claim(&HeaderName::from_static(claim)), "{claim}");
         }
-        for other in ["host", "x-forwarded-for", "x-request-id", "client-certs", "x-real-ipx", "content-length"] {
+        for other in [
+            "host",
+            "x-forwarded-for",
+            "x-request-id",
+            "client-certs",
+            "x-real-ipx",
+            "content-length",
+            "x-client-id",
+            "x-client-version",
+            "x-certificate-id",
+            "cookie",
+        ] {
             assert!(!is_client_claim(&HeaderName::from_static(other)), "{other}");
+        }
+        for shaped in [
+            "x-ssl-cert",
+            "x-ssl-client-escaped-cert",
+            "ssl-client-s-dn",
+            "x-amzn-mtls-clientcert-subject",
+            "x-client-cert-present",
+            "x-client-s-dn",
+            "x-client-certificate",
+            "cf-client-cert-sha256",
+            "x-forwarded-tls-client-cert-info",
+        ] {
+            assert!(is_client_claim(&HeaderName::from_static(shaped)), "{shaped}");
         }
     }
 

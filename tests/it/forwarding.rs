@@ -19,7 +19,7 @@ routes:
     (gw, up)
 }
 
-const SPOOF: [(&str, &str); 14] = [
+const SPOOF: [(&str, &str); 16] = [
     ("x-forwarded-for", "203.0.113.7, 10.1.1.1"),
     ("x-forwarded-proto", "https"),
     ("x-forwarded-host", "spoofed.example"),
@@ -35,6 +35,9 @@ const SPOOF: [(&str, &str); 14] = [
     ("x-forwarded-client-cert", "By=spiffe://x;Subject=\"CN=root\""),
     ("X-SSL-Client-S-DN", "CN=root"),
     ("client-cert", ":MIIB:"),
+    ("X-Amzn-Mtls-Clientcert-Subject", "CN=root"),
+    // An application's own header that merely looks alike: passed on.
+    ("x-client-id", "mobile-app"),
     // httpoxy: never passed on.
     ("proxy", "http://127.0.0.1:9/"),
 ];
@@ -57,10 +60,12 @@ async fn untrusted_client_cannot_spoof_forwarding_headers() {
         "x-forwarded-client-cert",
         "x-ssl-client-s-dn",
         "client-cert",
+        "x-amzn-mtls-clientcert-subject",
         "proxy",
     ] {
         assert!(seen.get(claim).is_none(), "{claim} from an untrusted client reached the upstream");
     }
+    assert_eq!(seen["x-client-id"], "mobile-app", "not a claim: {seen}");
     let id = seen["x-request-id"].as_str().unwrap();
     assert_ne!(id, "from-client-1");
     assert_eq!(id.len(), 32);
