@@ -72,12 +72,25 @@ impl Compiled {
             let (scheme, rest) = lower.split_once("://").unwrap_or(("", &lower));
             let web = matches!(scheme, "http" | "https");
             let rest = rest.strip_suffix('/').unwrap_or(rest);
-            let default_port = if scheme == "https" { ":443" } else { ":80" };
-            if web && let Some(bare) = rest.strip_suffix(default_port) {
-                // RFC 6454 §6.2: an origin is serialized without its scheme's default port.
+            let default_port = if scheme == "https" { 443 } else { 80 };
+            // The port as written (after an IPv6 address's `]`).
+            let after_host = rest.rsplit_once(']').map_or(rest, |(_, tail)| tail);
+            let port = after_host.rsplit_once(':').map(|(_, p)| p);
+            let bare = port.map(|p| &rest[..rest.len() - p.len() - 1]);
+            if web
+                && let (Some(p), Some(bare)) = (port, bare)
+                && (p.parse() == Ok(default_port) || (p.len() > 1 && p.starts_with('0')))
+            {
+                // RFC 6454 §6.2: an origin is serialized without its scheme's
+                // default port, and a port in plain digits.
+                let shown = if p.parse() == Ok(default_port) {
+                    String::new()
+                } else {
+                    format!(":{}", p.trim_start_matches('0'))
+                };
                 errors.push((
                     format!("allow_origins[{i}]"),
-                    format!("`{o}`: browsers send an origin without its default port, so it would never match: write `{scheme}://{bare}`"),
+                    format!("`{o}`: browsers send an origin without its default port or leading zeros, so it would never match: write `{scheme}://{bare}{shown}`"),
                 ));
             } else if lower == "*" {
                 origins.push(Origin::Any);

@@ -47,6 +47,10 @@ fn origins_that_no_browser_sends_are_refused_by_the_config() {
         "https://app.example.com:443",
         "http://c.example:80",
         "https://*.example.org:443",
+        "https://a.example.com:0443",
+        "http://a.example.com:080",
+        "https://[::1]:443",
+        "http://localhost:03000",
     ] {
         assert!(cors(&[bad], false).is_err(), "{bad}");
     }
