@@ -40,6 +40,22 @@ pub fn user_part(url: &[u8]) -> Option<std::ops::Range<usize>> {
     url[start..end].iter().rposition(|&b| b == b'@').map(|at| start..start + at)
 }
 
+/// Whether an authority has a port written that is not 1 to 65535 (`:0`,
+/// `:99999`, `:` alone, `:+80`): such a URL reaches nothing.
+/// (`Authority::port` is `None` for a number too large: the text is read.)
+pub fn bad_port(authority: &http::uri::Authority) -> bool {
+    let raw = authority.as_str();
+    let after_host = raw.rsplit_once(']').map_or(raw, |(_, rest)| rest);
+    let Some((_, port)) = after_host.rsplit_once(':') else { return false };
+    !port.bytes().all(|b| b.is_ascii_digit()) || authority.port_u16().is_none_or(|p| p == 0)
+}
+
+/// The problem with a config URL's port, if it has one that reaches nothing.
+pub fn port_fault(url: &str) -> Option<String> {
+    let uri: http::Uri = url.parse().ok()?;
+    bad_port(uri.authority()?).then(|| format!("`{}`: a port is a number from 1 to 65535", url_in_message(url)))
+}
+
 /// A URL from the config as a message may show it (messages reach logs,
 /// CI output and `reload` answers): its user part and its query's values
 /// replaced (`redis://<redacted>@host:6379/0`, `https://idp/jwks?key=<redacted>`).

@@ -462,6 +462,8 @@ fn compile_observe(cx: &mut Ctx, registry: Arc<Registry>, routes: &[Route]) -> O
         {
             let shown = crate::http::url_in_message(&otlp.endpoint);
             cx.err("tracing.otlp.endpoint", format!("`{shown}` is not an http(s) URL"));
+        } else if let Some(fault) = crate::http::port_fault(&otlp.endpoint) {
+            cx.err("tracing.otlp.endpoint", fault);
         }
         if !(0.0..=1.0).contains(&otlp.sample) {
             cx.err("tracing.otlp.sample", "a share between 0.0 and 1.0 (0.1 = one trace in ten)");

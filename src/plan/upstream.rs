@@ -382,10 +382,7 @@ fn parse_target(url: &str) -> Result<(Scheme, http::uri::Authority), String> {
         return Err(format!("`{shown}` has no host"));
     }
     // Written, a port is 1 to 65535 (`:0` and `:99999` passed, then every request got 502).
-    // (`Authority::port` is `None` for a number too large: read the text.)
-    let raw = authority.as_str();
-    let after_host = raw.rsplit_once(']').map_or(raw, |(_, rest)| rest);
-    if after_host.contains(':') && authority.port_u16().is_none_or(|p| p == 0) {
+    if crate::http::bad_port(&authority) {
         return Err(format!("`{shown}`: a port is a number from 1 to 65535"));
     }
     if !matches!(uri.path(), "" | "/") || uri.query().is_some() {

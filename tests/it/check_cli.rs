@@ -168,6 +168,12 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
     ("public-admin-without-token.yaml", 1, &[":4:", "admin.bind", "set `admin.token`"]),
     ("admin-token-from-an-empty-variable.yaml", 1, &[":7:", "admin.token", "the token is empty"]),
     ("redirect-parameter-in-host.yaml", 1, &[":8:", "routes[0].redirect.to", "an open redirect"]),
+    ("ports-that-reach-nothing.yaml", 4, &[
+        ":5:", "tracing.otlp.endpoint", "`http://127.0.0.1:0`: a port is a number from 1 to 65535",
+        ":8:", "auth.keys.jwt.jwks_uri", "idp.example:99999",
+        ":10:", "auth.opaque.introspection.endpoint", "idp.example:+443",
+        ":12:", "upstreams.app.targets[0]", "127.0.0.1:+80",
+    ]),
     ("no-targets.yaml", 1, &[":5:", "upstreams.app.targets", "at least one target"]),
     ("jwt-without-key.yaml", 1, &[":6:", "auth.tokens.jwt", "exactly one key source"]),
     ("many-errors.yaml", 7, &[

@@ -41,6 +41,9 @@ pub struct Introspection {
 impl Introspection {
     pub fn compile(cfg: &IntrospectionConfig, cx: &mut CompileCtx<'_>) -> Result<Introspection, FieldErrors> {
         let (name, loaded): (Arc<str>, _) = (cx.name.into(), cx.loaded);
+        if let Some(fault) = crate::http::port_fault(&cfg.endpoint) {
+            return Err(FieldErrors::one("introspection.endpoint", fault));
+        }
         if cfg.endpoint.parse::<http::Uri>().ok().and_then(|u| u.scheme().map(|_| ())).is_none() {
             return Err(FieldErrors::one(
                 "introspection.endpoint",

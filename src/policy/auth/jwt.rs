@@ -230,6 +230,9 @@ impl Jwt {
                 }
             }
         } else {
+            if let Some(fault) = cfg.jwks_uri.as_deref().and_then(crate::http::port_fault) {
+                errors.push((at("jwks_uri"), fault));
+            }
             let location = match (&cfg.jwks_uri, &cfg.issuer) {
                 (Some(u), _) => Some(Location::Url(u.clone())),
                 (None, Some(iss)) if cfg.discovery => Some(Location::Discovery(iss.clone())),
