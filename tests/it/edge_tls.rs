@@ -10,6 +10,29 @@ async fn start(yaml: &str) -> portcullis::Handle {
     portcullis::Gateway::start(&load(yaml, Path::new("/"))).await.expect("gateway starts")
 }
 
+/// A TLS listener that requires client certificates of `pki`'s CA, with
+/// the server certificate `cert`/`key`, echoing every request.
+async fn mtls_echo(pki: &Pki, cert: &Path, key: &Path) -> (portcullis::Handle, std::net::SocketAddr) {
+    let gw = start(&format!(
+        r#"
+listeners:
+  - name: tls
+    bind: "127.0.0.1:0"
+    tls:
+      certificates: [ {{ cert: "{}", key: "{}" }} ]
+      client_auth: {{ ca: "{}" }}
+routes:
+  - {{ name: echo, match: {{ path_prefix: / }}, echo: {{}} }}
+"#,
+        cert.display(),
+        key.display(),
+        pki.ca_path().display()
+    ))
+    .await;
+    let addr = gw.addr("tls").unwrap();
+    (gw, addr)
+}
+
 #[tokio::test]
 async fn sni_picks_the_certificate_and_alpn_offers_h2() {
     let pki = Pki::new();
@@ -62,23 +85,7 @@ async fn mutual_tls_requires_a_client_certificate() {
     let (cc, ck) = pki.issue("client", "svc-orders", &["orders.internal"]);
     let other = Pki::new();
     let (oc, ok) = other.issue("stranger", "stranger", &["x.internal"]);
-    let gw = start(&format!(
-        r#"
-listeners:
-  - name: tls
-    bind: "127.0.0.1:0"
-    tls:
-      certificates: [ {{ cert: "{}", key: "{}" }} ]
-      client_auth: {{ ca: "{}" }}
-routes:
-  - {{ name: echo, match: {{ path_prefix: / }}, echo: {{}} }}
-"#,
-        c.display(),
-        k.display(),
-        pki.ca_path().display()
-    ))
-    .await;
-    let addr = gw.addr("tls").unwrap();
+    let (_gw, addr) = mtls_echo(&pki, &c, &k).await;
     let ok_reply = https_get(addr, "api.example.com", &pki.ca_path(), Some((&cc, &ck)), "/").await.unwrap();
     assert_eq!(ok_reply.reply.status, 200);
     let seen = ok_reply.reply.json();
@@ -116,23 +123,7 @@ async fn a_resumed_session_does_not_outlive_its_client_certificate() {
     let unix_now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let expires = unix_now() + 2;
     let (cc, ck) = pki.issue_until("client", "svc-short", &["short.internal"], Some(expires));
-    let gw = start(&format!(
-        r#"
-listeners:
-  - name: tls
-    bind: "127.0.0.1:0"
-    tls:
-      certificates: [ {{ cert: "{}", key: "{}" }} ]
-      client_auth: {{ ca: "{}" }}
-routes:
-  - {{ name: echo, match: {{ path_prefix: / }}, echo: {{}} }}
-"#,
-        c.display(),
-        k.display(),
-        pki.ca_path().display()
-    ))
-    .await;
-    let addr = gw.addr("tls").unwrap();
+    let (_gw, addr) = mtls_echo(&pki, &c, &k).await;
     let config = crate::support::pki::client_config(&pki.ca_path(), Some((&cc, &ck)), &[b"http/1.1"]);
     // What one connection answers to a GET, and whether it was resumed.
     let get = async || {
