@@ -70,13 +70,26 @@ pub fn check_file(path: &std::path::Path) -> Result<LoadedConfig, ConfigErrors> 
     // would only show the cut. (A key given twice cuts nothing: the
     // repaired reading keeps its last value.)
     let cuts = || parsed.0.iter().filter(|e| !e.message.starts_with("duplicate key"));
-    let parents: Vec<&str> = cuts().map(|e| e.path.rsplit_once(['.', '[']).map_or("", |(p, _)| p)).collect();
+    // A top-level key cut out (`log_level: verbose`) hides only what is
+    // under it: its parent, the whole file, would hide every other problem.
+    let mut parents: Vec<String> =
+        cuts().map(|e| e.path.rsplit_once(['.', '[']).map_or(e.path.as_str(), |(p, _)| p).to_string()).collect();
+    // A key misspelt (`listners`): what is missing for want of the meant key
+    // (`no listeners`) is the same mistake.
+    for e in cuts() {
+        if let Some(meant) = e.message.split("did you mean `").nth(1).and_then(|m| m.split('`').next()) {
+            parents.push(match e.path.rsplit_once('.') {
+                Some((parent, _)) => format!("{parent}.{meant}"),
+                None => meant.to_string(),
+            });
+        }
+    }
     let under = |path: &str, p: &str| {
         p.is_empty() || path == p || path.starts_with(&format!("{p}.")) || path.starts_with(&format!("{p}["))
     };
     let entry_cut = |e: &config::ConfigError| {
         let p = e.path.as_str();
-        ["upstreams", "auth"].iter().any(|top| {
+        ["upstreams", "auth", "consumers", "formats"].iter().any(|top| {
             p == *top
                 || p.strip_prefix(top).and_then(|r| r.strip_prefix('.')).is_some_and(|name| !name.contains(['.', '[']))
         })

@@ -168,6 +168,9 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
     ("public-admin-without-token.yaml", 1, &[":4:", "admin.bind", "set `admin.token`"]),
     ("admin-token-from-an-empty-variable.yaml", 1, &[":7:", "admin.token", "the token is empty"]),
     ("redirect-parameter-in-host.yaml", 1, &[":8:", "routes[0].redirect.to", "an open redirect"]),
+    ("top-level-type-error-beside-others.yaml", 4, &[
+        ":4:", "trusted_proxies[0]", ":5:", "log_level", ":6:", "shutdown_timeout", ":8:", "unknown upstream `nope`",
+    ]),
     ("ports-that-reach-nothing.yaml", 4, &[
         ":5:", "tracing.otlp.endpoint", "`http://127.0.0.1:0`: a port is a number from 1 to 65535",
         ":8:", "auth.keys.jwt.jwks_uri", "idp.example:99999",
