@@ -339,7 +339,16 @@ impl Handle {
             Ok(hash) => ReloadOutcome::Reloaded { hash },
             Err(e) => {
                 let errors = match e {
-                    StartError::Config(errors) => errors.0.iter().map(ToString::to_string).collect(),
+                    // Read in the running gateway's environment, fixed when
+                    // it started: not the shell that sent `portcullis reload`.
+                    StartError::Config(errors) => errors
+                        .0
+                        .iter()
+                        .map(|e| match e.message.contains("environment variable") && e.message.ends_with("is not set") {
+                            true => format!("{e} in the running gateway's environment (fixed when it started: restart it to add one)"),
+                            false => e.to_string(),
+                        })
+                        .collect(),
                     other => match config::load_file(path) {
                         Ok(loaded) => vec![other.located(&loaded)],
                         Err(_) => vec![other.to_string()],

@@ -96,6 +96,21 @@ async fn reload_answers_the_one_who_asked_and_status_prints_the_gateway() {
     let refused = post(&reload, &[]).await;
     assert_eq!(refused.status, 422);
     assert_eq!(refused.json()["errors"].as_array().map(Vec::len), Some(2), "{}", refused.text());
+
+    // A variable set in the shell that asks, not in the gateway's environment: said so.
+    std::fs::write(
+        &gw.config,
+        "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\nadmin: { bind: \"127.0.0.1:0\" }\nroutes:\n  - name: a\n    match: { path_prefix: / }\n    static:\n      body: ${PORTCULLIS_TEST_ONLY_IN_THE_SHELL}\n",
+    )
+    .unwrap();
+    let out = cli(
+        [vec!["reload".to_string()], admin_arg()].concat(),
+        vec![("PORTCULLIS_TEST_ONLY_IN_THE_SHELL", "set-here".into())],
+    )
+    .await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("in the running gateway's environment"), "{stderr}");
 }
 
 #[tokio::test]
