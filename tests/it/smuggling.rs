@@ -749,8 +749,9 @@ routes:
     assert_eq!(rec.count(), 1);
 }
 
-/// What frameworks read a client's address, scheme or URL from besides the
-/// `X-Forwarded-*` lines never reaches an upstream from a client that is
+/// What frameworks read a client's address, scheme, URL or certificate
+/// from besides the `X-Forwarded-*` lines (a TLS proxy's `X-SSL-Cert`,
+/// Envoy's `X-Forwarded-Client-Cert`) never reaches an upstream from a client that is
 /// not a trusted proxy (removed before the route's phases), nor `Proxy` (httpoxy)
 /// from anyone, nor `HTTP2-Settings` (an `h2c` upgrade's, connection-specific
 /// even when `Connection` does not list it).
@@ -769,11 +770,23 @@ routes:
     .await;
     let probe = b"GET /public/a HTTP/1.1\r\nHost: x\r\nX-Real-IP: 10.0.0.1\r\nx-forwarded-SSL: on\r\n\
         X-Original-URL: /admin\r\nProxy: http://127.0.0.1:9/\r\nX-Rewrite-URL: /admin\r\n\
-        HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n";
+        HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nX-Forwarded-Client-Cert: Subject=\"CN=root\"\r\n\
+        x-SSL-cert: -----BEGIN\r\nClient-Cert: :MIIB:\r\nX-Amzn-Mtls-Clientcert-Subject: CN=root\r\n\r\n";
     assert_eq!(exchange(gw.addr, probe).await.unwrap().status, 200);
     rec.wait_for("/public/a").await;
     let seen = &rec.requests()[0];
-    for name in ["x-real-ip", "x-forwarded-ssl", "x-original-url", "proxy", "x-rewrite-url", "http2-settings"] {
+    for name in [
+        "x-real-ip",
+        "x-forwarded-ssl",
+        "x-original-url",
+        "proxy",
+        "x-rewrite-url",
+        "http2-settings",
+        "x-forwarded-client-cert",
+        "x-ssl-cert",
+        "client-cert",
+        "x-amzn-mtls-clientcert-subject",
+    ] {
         assert!(seen.header(name).is_none(), "{name} reached the upstream: {seen:?}");
     }
 }
