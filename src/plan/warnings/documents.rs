@@ -77,6 +77,7 @@ const NAME_MAPS: &[&str] = &[
     "properties", "patternProperties", "$defs", "definitions", "dependentSchemas", "dependentRequired", "schemas",
     "paths", "responses", "content", "headers", "securitySchemes", "links", "callbacks", "examples", "encoding",
     "variables", "mapping", "webhooks", "parameters", "requestBodies", "query", "path", "cookies",
+    "security", "scopes", "securityDefinitions", "pathItems",
 ];
 
 /// The keyword `key` looks like a misspelling of: another case, or (for
