@@ -65,7 +65,8 @@ pub fn check_file(path: &std::path::Path) -> Result<LoadedConfig, ConfigErrors> 
     let base = path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
     let repaired =
         config::read_text(path).ok().and_then(|text| config::parse_repaired(&text, &path.display().to_string(), &base));
-    let Some(Err(semantic)) = repaired.map(|r| check(&r)) else { return Err(parsed) };
+    let Some(repaired) = repaired else { return Err(parsed) };
+    let Err(semantic) = check(&repaired) else { return Err(parsed) };
     // The parts cut out: what lies beside them, and names defined in them,
     // would only show the cut. (A key given twice cuts nothing: the
     // repaired reading keeps its last value.)
@@ -75,13 +76,16 @@ pub fn check_file(path: &std::path::Path) -> Result<LoadedConfig, ConfigErrors> 
     let mut parents: Vec<String> =
         cuts().map(|e| e.path.rsplit_once(['.', '[']).map_or(e.path.as_str(), |(p, _)| p).to_string()).collect();
     // A key misspelt (`listners`): what is missing for want of the meant key
-    // (`no listeners`) is the same mistake.
+    // (`no listeners`) is the same mistake, unless the file has that key too.
     for e in cuts() {
         if let Some(meant) = e.message.split("did you mean `").nth(1).and_then(|m| m.split('`').next()) {
-            parents.push(match e.path.rsplit_once('.') {
+            let meant = match e.path.rsplit_once('.') {
                 Some((parent, _)) => format!("{parent}.{meant}"),
                 None => meant.to_string(),
-            });
+            };
+            if repaired.locations.find(&meant).is_none() {
+                parents.push(meant);
+            }
         }
     }
     let under = |path: &str, p: &str| {

@@ -353,6 +353,10 @@ pub(super) fn open_redirect(to: &str) -> Option<String> {
             to.escape_debug()
         ));
     }
+    if to.trim() != to {
+        // HTTP drops a header value's leading spaces, browsers a URL's: ` //{x}` is `//{x}`.
+        return Some(format!("`{to}`: spaces around a redirect target (HTTP and browsers drop them)"));
+    }
     let first = to.find('{')?;
     // Browsers read `\` as `/` in http(s) URLs (`/\evil.example` is `//evil.example`).
     let before = to[..first].replace('\\', "/");

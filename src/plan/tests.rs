@@ -99,6 +99,8 @@ fn a_redirect_parameter_may_not_choose_the_host() {
         "/\t/{page}",
         "https://a.example/\n{page}",
         "https:{page}/x",
+        " //{page}",
+        " /{page}",
     ] {
         assert!(super::route::open_redirect(open).is_some(), "{open}");
     }

@@ -84,14 +84,14 @@ pub fn is_client_claim(name: &HeaderName) -> bool {
 /// Names that start otherwise (`content-type`, `cookie`) are passed over
 /// at their first bytes.
 fn certificate_claim(s: &str) -> bool {
-    const X_CLIENT_PARTS: &[&str] =
-        &["dn", "s-dn", "i-dn", "verify", "subject", "issuer", "serial", "fingerprint", "san", "cn"];
+    // Only parts that name a certificate's: `X-Client-Fingerprint` or
+    // `X-Client-Serial` are as often a device's.
+    const X_CLIENT_PARTS: &[&str] = &["dn", "s-dn", "i-dn", "verify"];
     if let Some(rest) = s.strip_prefix("x-") {
         rest.starts_with("ssl-")
             || rest.starts_with("amzn-mtls-")
             || rest.contains("client-cert")
             || rest.contains("clientcert")
-            || rest.contains("tls-client")
             || rest.strip_prefix("client-").is_some_and(|part| X_CLIENT_PARTS.contains(&part))
     } else {
         s.starts_with("ssl-client") || s.starts_with("cf-client-cert")
@@ -211,6 +211,8 @@ mod tests {
             "x-client-version",
             "x-certificate-id",
             "cookie",
+            "x-client-fingerprint",
+            "x-client-serial",
         ] {
             assert!(!is_client_claim(&HeaderName::from_static(other)), "{other}");
         }

@@ -171,6 +171,9 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
     ("top-level-type-error-beside-others.yaml", 4, &[
         ":4:", "trusted_proxies[0]", ":5:", "log_level", ":6:", "shutdown_timeout", ":8:", "unknown upstream `nope`",
     ]),
+    ("stray-misspelt-key-beside-the-right-one.yaml", 2, &[
+        ":7:", "unknown upstream `nope`", ":8:", "unknown field `rotues`",
+    ]),
     ("ports-that-reach-nothing.yaml", 4, &[
         ":5:", "tracing.otlp.endpoint", "`http://127.0.0.1:0`: a port is a number from 1 to 65535",
         ":8:", "auth.keys.jwt.jwks_uri", "idp.example:99999",

@@ -77,7 +77,7 @@ const NAME_MAPS: &[&str] = &[
     "properties", "patternProperties", "$defs", "definitions", "dependentSchemas", "dependentRequired", "schemas",
     "paths", "responses", "content", "headers", "securitySchemes", "links", "callbacks", "examples", "encoding",
     "variables", "mapping", "webhooks", "parameters", "requestBodies", "query", "path", "cookies",
-    "security", "scopes", "securityDefinitions", "pathItems",
+    "security", "scopes", "securityDefinitions", "pathItems", "dependencies",
 ];
 
 /// The keyword `key` looks like a misspelling of: another case, or (for
@@ -232,7 +232,10 @@ fn walk_in(v: &Value, at: &str, parent: Option<&str>, named: &impl Fn(&str) -> b
     let pointer = at.is_empty() || at.starts_with('/');
     match v {
         Value::Object(map) => {
-            if !parent.is_some_and(|p| NAME_MAPS.contains(&p)) {
+            // A map of names: its keys are names, its values what they name
+            // (a property called `content` or `default` is a schema).
+            let names_here = parent.is_some_and(|p| NAME_MAPS.contains(&p));
+            if !names_here {
                 for key in map.keys() {
                     if let Some(keyword) = misspelt_keyword(key) {
                         let place = if pointer { format!("{at}/{key}") } else { format!("{at}.{key}") };
@@ -251,7 +254,7 @@ fn walk_in(v: &Value, at: &str, parent: Option<&str>, named: &impl Fn(&str) -> b
                 entry.1 += 1;
             }
             for (k, child) in map {
-                if DATA_MEMBERS.contains(&k.as_str()) || k.starts_with("x-") {
+                if !names_here && (DATA_MEMBERS.contains(&k.as_str()) || k.starts_with("x-")) {
                     continue;
                 }
                 let next = if pointer {
@@ -259,13 +262,15 @@ fn walk_in(v: &Value, at: &str, parent: Option<&str>, named: &impl Fn(&str) -> b
                 } else {
                     format!("{at}.{k}")
                 };
-                walk_in(child, &next, Some(k), named, unknown);
+                walk_in(child, &next, (!names_here).then_some(k.as_str()), named, unknown);
             }
         }
         Value::Array(items) => {
+            // OpenAPI's `security` is a list of maps of scheme names.
+            let item_parent = parent.filter(|p| *p == "security");
             for (i, child) in items.iter().enumerate() {
                 let next = if pointer { format!("{at}/{i}") } else { format!("{at}[{i}]") };
-                walk_in(child, &next, None, named, unknown);
+                walk_in(child, &next, item_parent, named, unknown);
             }
         }
         _ => {}
@@ -359,8 +364,18 @@ mod tests {
         walk(&closed, "", &|_: &str| true, &mut unknown);
         assert_eq!(unknown.1.len(), 1, "an object that must have what it may not");
         assert!(unknown.1[0].1.contains("`required` names `a`"), "{:?}", unknown.1);
+        let names = serde_json::json!({
+            "properties": { "content": { "maxlength": 3 }, "default": { "minLenght": 1 } },
+            "security": [ { "Default": [] } ],
+            "dependencies": { "Required": ["a"] }
+        });
+        walk(&names, "", &|_: &str| true, &mut unknown);
         let places: Vec<&str> = unknown.2.iter().map(|(at, _)| at.as_str()).collect();
-        assert_eq!(places, ["/properties/a/additionalproperties"], "property and definition names are names");
+        assert_eq!(
+            places,
+            ["/properties/a/additionalproperties", "/properties/content/maxlength", "/properties/default/minLenght"],
+            "names are names, and what they name is a schema"
+        );
     }
 
     #[test]

@@ -496,8 +496,13 @@ pub fn read_as(sent: &str, name: &str) -> bool {
                 || k.strip_prefix(base).is_some_and(|rest| rest.is_empty() || rest.starts_with('[') && rest.contains(']')))
     };
     let trimmed = sent.trim_start_matches(' ');
-    let head = trimmed.find('[').filter(|&i| trimmed[i..].contains(']')).unwrap_or(trimmed.len());
-    let php: String = trimmed[..head].replace(['.', ' ', '['], "_") + &trimmed[head..];
+    // PHP turns `.` and spaces before the first bracket into `_`; a bracket
+    // that never closes becomes `_` itself, and the rest stays as it is.
+    let php: String = match trimmed.find('[') {
+        Some(i) if !trimmed[i..].contains(']') => trimmed[..i].replace(['.', ' '], "_") + "_" + &trimmed[i + 1..],
+        Some(i) => trimmed[..i].replace(['.', ' '], "_") + &trimmed[i..],
+        None => trimmed.replace(['.', ' '], "_"),
+    };
     alike(sent) || (php != sent && (php == name || alike(&php)))
 }
 
@@ -533,10 +538,31 @@ fn collect_properties(root: &Value, schema: &Value, out: &mut Map<String, Value>
     if let Some(target) = ref_target(root, schema) {
         collect_properties(root, target, out, depth + 1);
     }
-    // Every part and alternative: a field is read as the first type declared for it.
-    for key in ["allOf", "anyOf", "oneOf"] {
+    for part in schema.get("allOf").and_then(Value::as_array).into_iter().flatten() {
+        collect_properties(root, part, out, depth + 1);
+    }
+    // Alternatives: a field they declare alike is read as declared; one
+    // they declare differently (`n` an integer in one, text in another)
+    // stays text, as before, not the first branch's type.
+    for key in ["anyOf", "oneOf"] {
+        let mut seen: Map<String, Value> = Map::new();
         for part in schema.get(key).and_then(Value::as_array).into_iter().flatten() {
-            collect_properties(root, part, out, depth + 1);
+            let mut branch = Map::new();
+            collect_properties(root, part, &mut branch, depth + 1);
+            for (name, property) in branch {
+                match seen.get(&name) {
+                    Some(known) if *known != property => {
+                        seen.insert(name, Value::Object(Map::new()));
+                    }
+                    Some(_) => {}
+                    None => {
+                        seen.insert(name, property);
+                    }
+                }
+            }
+        }
+        for (name, property) in seen {
+            out.entry(name).or_insert(property);
         }
     }
 }

@@ -298,6 +298,7 @@ fn other_spellings_are_the_ones_frameworks_read_as_the_name() {
         assert!(!read_as(sent, name), "{sent:?} for {name}");
     }
     assert!(read_as("role[", "role_"), "PHP reads an unclosed bracket as `_`");
+    assert!(read_as("a[b.c", "a_b.c") && !read_as("a[b.c", "a_b_c"), "and keeps what follows it");
 }
 
 /// A form schema's `anyOf`/`oneOf` branches declare fields too: they are
@@ -312,4 +313,11 @@ fn form_fields_of_alternatives_are_read_as_declared() {
     form_object(b"role=user&role[]=admin&%20role=x", &properties, &mut problems);
     let pointers: Vec<&str> = problems.iter().map(|p| p.pointer.as_str()).collect();
     assert_eq!(pointers, ["/ role", "/role[]"]);
+    // Declared differently by the alternatives: read as text (either branch may take it).
+    let schema = json!({ "oneOf": [
+        { "properties": { "kind": { "const": "a" }, "n": { "type": "integer" } } },
+        { "properties": { "kind": { "const": "b" }, "n": { "type": "string" } } } ] });
+    let properties = super::params::form_properties(&schema);
+    let form = form_object(b"kind=b&n=5", &properties, &mut Vec::new());
+    assert_eq!(form, json!({ "kind": "b", "n": "5" }));
 }
