@@ -186,13 +186,8 @@ impl TraceContext {
         v[3..35].copy_from_slice(&self.trace_id);
         v[35] = b'-';
         v[36..52].copy_from_slice(&self.span_id);
-        let flags: &[u8; 3] = match (self.random, self.sampled) {
-            (false, false) => b"-00",
-            (false, true) => b"-01",
-            (true, false) => b"-02",
-            (true, true) => b"-03",
-        };
-        v[52..].copy_from_slice(flags);
+        // Two hex digits; the flags are 0 to 3.
+        v[52..].copy_from_slice(&[b'-', b'0', b'0' + self.flags()]);
         let bytes = SLAB.with(|slab| slab.copy(&v));
         HeaderValue::from_maybe_shared(bytes).expect("hex digits and dashes")
     }
