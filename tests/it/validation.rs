@@ -1163,11 +1163,16 @@ async fn spellings_a_framework_reads_as_a_declared_parameter_are_refused() {
     let s = setup().await;
     let status = async |q: &str| call(&s.gw, "GET", &format!("/search?{q}"), &[], "").await;
     assert_eq!(status("q=ab&ids=1&ids=2").await.status, 200);
-    for (q, pointer) in [("q=ab&Q=x", "Q"), ("q=ab&q[]=x", "q[]"), ("q=ab&q[0]=x", "q[0]")] {
+    // A declared array sent as `ids[]` only (jQuery, axios, PHP forms): its values, checked.
+    assert_eq!(status("q=ab&ids[]=1&ids[]=2").await.status, 200);
+    assert_eq!(errors(&status("q=ab&ids[]=1&ids[]=x").await), vec![("query".to_string(), "ids/1".to_string())]);
+    for (q, pointer) in
+        [("q=ab&Q=x", "Q"), ("q=ab&q[]=x", "q[]"), ("q=ab&q[0]=x", "q[0]"), ("q=ab&ids=1&ids[]=x", "ids[]")]
+    {
         let r = status(q).await;
         assert_eq!(errors(&r), vec![("query".to_string(), pointer.to_string())], "{q}: {}", r.text());
     }
-    assert_eq!(s.up.count(), 1);
+    assert_eq!(s.up.count(), 2);
 }
 
 /// Names the route declares itself are their own parameters: `page[size]`
@@ -1249,16 +1254,22 @@ async fn form_bodies_follow_refs_and_refuse_other_spellings_of_a_field() {
     assert_eq!(ok.status, 200, "{}", ok.text());
     let bad = post(&s, "/pets", form, "name=doggie&id=0&photoUrls=aaaaaaaaaaa", None).await;
     assert_eq!(errors(&bad), vec![("body".into(), "/id".into()), ("body".into(), "/photoUrls/0".into())]);
+    // A declared array sent as `photoUrls[]` only (PHP, Rails, `qs`): its values, checked.
+    let ok = post(&s, "/pets", form, "name=doggie&photoUrls[]=a&photoUrls%5B%5D=b", None).await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let bad = post(&s, "/pets", form, "name=doggie&photoUrls[]=aaaaaaaaaaa", None).await;
+    assert_eq!(errors(&bad), vec![("body".into(), "/photoUrls/0".into())]);
     for (body, pointer) in [
         ("name=d&role=user&role[]=admin", "/role[]"),
         ("name=d&role=user&role%5B0%5D=admin", "/role[0]"),
         ("name=d&role=user&ROLE=admin", "/ROLE"),
         ("name=d&ro.le=admin", "/ro.le"),
         ("name=d&id=5&id[x]=1", "/id[x]"),
+        ("name=d&photoUrls=a&photoUrls[]=b", "/photoUrls[]"),
     ] {
         let r = post(&s, "/pets", form, body, None).await;
         assert_eq!(errors(&r), vec![("body".into(), pointer.into())], "{body}");
         assert!(r.json()["errors"][0]["detail"].as_str().unwrap().contains("by some frameworks"), "{}", r.text());
     }
-    assert_eq!(s.up.requests().len(), 1, "only the valid form reached the upstream");
+    assert_eq!(s.up.requests().len(), 2, "only the valid forms reached the upstream");
 }

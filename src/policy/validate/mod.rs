@@ -423,6 +423,7 @@ impl Compiled {
         }
         if !self.query.is_empty() || self.deny_other_query {
             let pairs = params::query_pairs(req.uri.query().unwrap_or(""));
+            let bracketed: Vec<String> = self.query.iter().filter_map(|p| p.bracket_spelling(&pairs)).collect();
             for p in &self.query {
                 if p.is_deep_object() {
                     p.check_deep_object(&pairs, &mut problems);
@@ -432,19 +433,22 @@ impl Compiled {
                     p.check_exploded_object(&pairs, &mut problems);
                     continue;
                 }
-                let values: Vec<&str> = pairs.iter().filter(|(k, _)| *k == p.name).map(|(_, v)| v.as_str()).collect();
+                let spelled = p.bracket_spelling(&pairs);
+                let key = spelled.as_deref().unwrap_or(&p.name);
+                let values: Vec<&str> = pairs.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect();
                 p.check("query", &values, &mut problems);
             }
-            self.other_spellings(&pairs, &mut problems);
+            self.other_spellings(&pairs, &bracketed, &mut problems);
             if self.deny_other_query {
                 let declared = |k: &str| {
-                    self.query.iter().any(|p| {
-                        p.name == k
-                            || (p.is_exploded_object() && p.declares_member(k))
-                            || (p.is_deep_object()
-                                && k.strip_prefix(p.name.as_str())
-                                    .is_some_and(|r| r.starts_with('[') && r.ends_with(']')))
-                    })
+                    bracketed.iter().any(|b| b == k)
+                        || self.query.iter().any(|p| {
+                            p.name == k
+                                || (p.is_exploded_object() && p.declares_member(k))
+                                || (p.is_deep_object()
+                                    && k.strip_prefix(p.name.as_str())
+                                        .is_some_and(|r| r.starts_with('[') && r.ends_with(']')))
+                        })
                 };
                 for (k, _) in &pairs {
                     if !declared(k) && !problems.iter().any(|p| p.pointer == *k) {
@@ -470,9 +474,11 @@ impl Compiled {
     /// as it (`params::read_as`): the service would get a value nobody
     /// checked. A name the route declares itself (`page[size]`
     /// beside `page`, `ID` beside `id`) is its own parameter.
-    fn other_spellings(&self, pairs: &[(String, String)], problems: &mut Vec<Problem>) {
-        let declared =
-            |k: &str| self.query.iter().any(|q| q.name == k || (q.is_exploded_object() && q.declares_member(k)));
+    fn other_spellings(&self, pairs: &[(String, String)], bracketed: &[String], problems: &mut Vec<Problem>) {
+        let declared = |k: &str| {
+            bracketed.iter().any(|b| b == k)
+                || self.query.iter().any(|q| q.name == k || (q.is_exploded_object() && q.declares_member(k)))
+        };
         for (k, _) in pairs {
             if declared(k) || problems.iter().any(|q| q.pointer == *k) {
                 continue;

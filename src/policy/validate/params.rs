@@ -248,6 +248,16 @@ impl Param {
             .collect()
     }
 
+    /// `tags[]`, the spelling PHP, Rails and `qs` (jQuery, axios) send an
+    /// array in: for a parameter declared as an array, and only when no
+    /// `tags` is sent beside it, its values are the parameter's (the
+    /// service reads `tags[]` as `tags`, so the gateway checks what it
+    /// gets). `None` when the parameter is read by its own name.
+    pub fn bracket_spelling(&self, pairs: &[(String, String)]) -> Option<String> {
+        let array = !self.json && is_type(&self.shape, "array") && !self.name.ends_with("[]");
+        (array && !pairs.iter().any(|(k, _)| *k == self.name)).then(|| format!("{}[]", self.name))
+    }
+
     /// A `form`, exploded, object in the query: each member its own
     /// parameter (`?R=100&G=200`), one per property the schema declares.
     pub fn is_exploded_object(&self) -> bool {
@@ -593,6 +603,22 @@ pub fn form_object(bytes: &[u8], properties: &Map<String, Value>, problems: &mut
     let mut fields: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (k, v) in query_pairs(&text) {
         fields.entry(k).or_default().push(v);
+    }
+    // `tags[]=a&tags[]=b` for a declared array `tags` (and no `tags` beside
+    // it): the array as PHP, Rails and `qs` read it (see `bracket_spelling`).
+    let bracketed: Vec<String> = fields
+        .keys()
+        .filter(|k| !properties.contains_key(*k))
+        .filter(|k| {
+            k.strip_suffix("[]").is_some_and(|base| {
+                !fields.contains_key(base) && properties.get(base).is_some_and(|s| is_type(s, "array"))
+            })
+        })
+        .cloned()
+        .collect();
+    for k in bracketed {
+        let values = fields.remove(&k).unwrap_or_default();
+        fields.insert(k[..k.len() - 2].to_string(), values);
     }
     // `role=user&role[]=admin`: PHP's `$_POST['role']` is `['admin']`, unchecked.
     for k in fields.keys().filter(|k| !properties.contains_key(*k)) {
