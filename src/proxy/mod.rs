@@ -134,6 +134,9 @@ pub fn handle<P: Deref<Target = Plan>>(
                         // A granted one carries the route's CORS fields already; a
                         // refused one gets none (not an actual request's grants).
                         preflight = true;
+                        // Logged with its route, as the gateway's own answer (`UZ` if refused).
+                        seen.route = Some(found.route);
+                        seen.flag = crate::observe::Flag::LocalResponse;
                         break 'serve (Some(route), answer.map(full).map_err(GatewayError::CorsRejected));
                     }
                 }
@@ -396,20 +399,23 @@ impl Present {
 /// The answer to a request that could not even be read (a malformed or
 /// oversized head): a problem response with a fresh request id and the
 /// default security headers. The connection closes after it.
-/// `since`: when the head began to arrive, if the server knows.
+/// `since`: when the head began to arrive, if the server knows; `request`:
+/// its method and target, when the head was read and refused by admission
+/// (`TRACE`, a bad `Host`, ambiguous framing).
 pub fn refuse(
     plan: &Plan,
     conn: &ConnInfo,
     status: StatusCode,
     detail: &str,
     since: Option<tokio::time::Instant>,
+    request: Option<(&http::Method, &http::Uri)>,
 ) -> Response<Body> {
     let request_id = request_id::generate();
     let mut resp = full(problem::problem(status, detail, &request_id));
     finish(plan, None, conn, None, &mut resp, None, false);
-    // Logged and counted like any request, as far as it is known: method
-    // `-`, no path, flag `IV`.
-    let seen = Seen::unread(plan, conn, &request_id, since);
+    // Logged and counted like any request, as far as it is known: its
+    // method and path, or method `-` and no path; flag `IV`.
+    let seen = Seen::unread(plan, conn, &request_id, since, request);
     resp.headers_mut().insert(request_id::HEADER, request_id);
     if let Some(pending) = seen.pending(resp.status()) {
         resp.body_mut().watch(pending);
@@ -424,7 +430,7 @@ pub fn refuse(
 /// its line says when it came and how long it took.
 pub fn head_timed_out(plan: &Plan, conn: &ConnInfo, since: Option<tokio::time::Instant>) {
     let request_id = request_id::generate();
-    let seen = Seen::unread(plan, conn, &request_id, since);
+    let seen = Seen::unread(plan, conn, &request_id, since, None);
     if let Some(pending) = seen.pending(StatusCode::REQUEST_TIMEOUT) {
         let mut body = Body::empty();
         body.watch(pending);

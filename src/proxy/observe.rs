@@ -196,17 +196,26 @@ impl<'p> Seen<'p> {
         self.watch.is_some()
     }
 
-    /// A request whose head could not be read: what the connection tells.
-    /// `since`: when its head began to arrive (the line's `@timestamp` and
-    /// the start of its duration), when the server knows.
+    /// A request whose head could not be read, or was refused before
+    /// routing: what the connection tells, and its method and target when
+    /// they were read (`request`). `since`: when its head began to arrive
+    /// (the line's `@timestamp` and the start of its duration), when the
+    /// server knows.
     pub fn unread(
         plan: &Plan,
         conn: &crate::http::conn::ConnInfo,
         request_id: &HeaderValue,
         since: Option<Instant>,
+        request: Option<(&Method, &http::Uri)>,
     ) -> Seen<'p> {
         let mut req = Request::new(());
-        *req.method_mut() = Method::from_bytes(b"-").expect("`-` is a token");
+        match request {
+            Some((method, uri)) => {
+                *req.method_mut() = method.clone();
+                *req.uri_mut() = uri.clone();
+            }
+            None => *req.method_mut() = Method::from_bytes(b"-").expect("`-` is a token"),
+        }
         let client = Client { ip: conn.peer.ip(), peer_trusted: false, from_forwarded: false };
         let mut seen = Seen::of(plan, &req, &client, conn.peer.ip(), conn.tls_version, request_id);
         if let (Some(since), Some(w)) = (since, seen.watch.as_mut()) {
@@ -219,7 +228,9 @@ impl<'p> Seen<'p> {
                 span.wall = span.wall.checked_sub(before).unwrap_or(span.wall);
             }
         }
-        if let Some(r) = seen.watch.as_mut().and_then(|w| w.record.as_mut()) {
+        if let Some(r) = seen.watch.as_mut().and_then(|w| w.record.as_mut())
+            && request.is_none()
+        {
             r.text.clear();
             r.path_len = 0;
         }
@@ -237,7 +248,9 @@ impl<'p> Seen<'p> {
                 Refusal::RateLimited => Flag::RateLimited,
                 Refusal::Invalid => Flag::InvalidInput,
             };
-        } else if responder {
+        } else if responder && self.flag == Flag::None {
+            // A responder's own answer; its refusal (a body too large for
+            // `echo`) keeps the flag its error gave.
             self.flag = Flag::LocalResponse;
         }
         let Some(r) = self.watch.as_mut().and_then(|w| w.record.as_mut()) else { return };

@@ -280,7 +280,10 @@ impl<'p> Conn<'p> {
                 let head = req.method() == http::Method::HEAD;
                 let resp = match admit::parsed(&mut req, max_field_section, max_fields) {
                     Ok(()) => proxy::handle(plan, &info, req.map(ClientBody::Hyper)).await,
-                    Err(refusal) => proxy::refuse(&plan, &info, refusal.status(), &refusal.to_string(), None),
+                    Err(refusal) => {
+                        let request = Some((req.method(), req.uri()));
+                        proxy::refuse(&plan, &info, refusal.status(), &refusal.to_string(), None, request)
+                    }
                 };
                 // hyper writes the map: an upstream's raw header lines join it first.
                 let (mut parts, mut body) = resp.into_parts();

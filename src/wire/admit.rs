@@ -215,12 +215,18 @@ pub fn never_served(method: &Method) -> bool {
 /// The methods no route serves, on every protocol path, in any case:
 /// methods are case-sensitive (RFC 9110 §9.1), but a service that ignores
 /// case would read `trace` as TRACE (and IIS's `TRACK` is the same echo).
+/// Any other method with a lower-case letter is refused too, as NGINX
+/// refuses it (400): Werkzeug, Django and others upper-case the method, so
+/// `delete` would pass a route limited to `DELETE` (and its policies) by a
+/// broader route and still run the service's DELETE handler.
 fn refused_method(method: &Method) -> Result<(), Refusal> {
     let name = method.as_str();
     if name.eq_ignore_ascii_case("CONNECT") {
         Err(Refusal::NotImplemented("CONNECT"))
     } else if name.eq_ignore_ascii_case("TRACE") || name.eq_ignore_ascii_case("TRACK") {
         Err(Refusal::NotImplemented("TRACE"))
+    } else if name.bytes().any(|b| b.is_ascii_lowercase()) {
+        Err(Refusal::Malformed("a method with lower-case letters (methods are upper case)"))
     } else {
         Ok(())
     }
@@ -585,6 +591,16 @@ mod tests {
         }
         let lower = Method::from_bytes(b"connect").unwrap();
         assert_eq!(head(lower, Version::HTTP_11, "/", &[("host", "x")]), Err(Refusal::NotImplemented("CONNECT")));
+        // Any other method with a lower-case letter: 400, as NGINX answers.
+        for other in ["get", "delete", "Post", "pURGE"] {
+            let m = Method::from_bytes(other.as_bytes()).unwrap();
+            let refused = head(m, Version::HTTP_11, "/", &[("host", "x")]);
+            assert!(matches!(refused, Err(Refusal::Malformed(_))), "{other}: {refused:?}");
+        }
+        for upper in ["GET", "PURGE", "MKCOL", "X-CUSTOM_1"] {
+            let m = Method::from_bytes(upper.as_bytes()).unwrap();
+            assert!(head(m, Version::HTTP_11, "/", &[("host", "x")]).is_ok(), "{upper}");
+        }
     }
 
     #[test]

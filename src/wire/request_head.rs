@@ -50,7 +50,22 @@ pub struct Head {
 /// Parses one request head from the front of `buf`; on `Some` the head is
 /// removed from `buf` and what follows (body, next request) stays. `None`:
 /// incomplete, read more.
-pub fn parse(buf: &mut BytesMut, limits: HeadLimits, spans: &mut Spans) -> Result<Option<Head>, Refusal> {
+/// A head refused: why, and its method and target when the request line
+/// was read (the access log names them; a refusal of a head that failed
+/// to read at all logs method `-`). Boxed: a rare path.
+#[derive(Debug)]
+pub struct Refused {
+    pub why: Refusal,
+    pub request: Option<Box<(Method, Uri)>>,
+}
+
+impl From<Refusal> for Refused {
+    fn from(why: Refusal) -> Refused {
+        Refused { why, request: None }
+    }
+}
+
+pub fn parse(buf: &mut BytesMut, limits: HeadLimits, spans: &mut Spans) -> Result<Option<Head>, Refused> {
     let scanned = if limits.max_headers <= STACK_HEADERS {
         // Uninitialised: initialising the slots would cost a memset of 4 KiB per request.
         let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
@@ -155,7 +170,7 @@ fn version_refusal(buf: &[u8]) -> Refusal {
 }
 
 /// Takes the head off `buf` and builds the request parts from it.
-fn build(buf: &mut BytesMut, line: Line, spans: &mut Spans) -> Result<Head, Refusal> {
+fn build(buf: &mut BytesMut, line: Line, spans: &mut Spans) -> Result<Head, Refused> {
     let Line { len, method, version, target, facts } = line;
     let head: Bytes = buf.split_to(len).freeze();
     let uri =
@@ -169,7 +184,8 @@ fn build(buf: &mut BytesMut, line: Line, spans: &mut Spans) -> Result<Head, Refu
     }
     // The Host value is looked up only for an absolute-form target (rare).
     let host = || headers.get(header::HOST).map(|v| v.as_bytes().to_vec());
-    let admitted = admit::http1(&method, version, &uri, &facts, host)?;
+    let admitted = admit::http1(&method, version, &uri, &facts, host)
+        .map_err(|why| Refused { why, request: Some(Box::new((method.clone(), uri.clone()))) })?;
 
     let mut parts = request::Request::new(()).into_parts().0;
     parts.method = method;
@@ -192,7 +208,7 @@ mod tests {
 
     fn parse_str(raw: &str) -> Result<Option<Head>, Refusal> {
         let mut buf = BytesMut::from(raw);
-        parse(&mut buf, LIMITS, &mut Vec::new())
+        parse(&mut buf, LIMITS, &mut Vec::new()).map_err(|e| e.why)
     }
 
     fn head(raw: &str) -> Head {

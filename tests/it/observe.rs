@@ -402,11 +402,27 @@ async fn response_flags_say_why_there_was_no_upstream_answer() {
          \x20 - {{ name: limited, match: {{ path_prefix: /limited }}, upstream: svc, rate_limit: [ {{ key: ip, rate: 1/m }} ] }}\n\
          \x20 - {{ name: local, match: {{ path: /local }}, static: {{ status: 200, body: hi }} }}\n\
          \x20 - {{ name: private, match: {{ path_prefix: /private }}, upstream: svc, ip: {{ allow: [10.0.0.0/8] }} }}\n\
-         \x20 - {{ name: dry, match: {{ path: /dry }}, upstream: svc, validate: {{ mode: report, body: {{ schema: {{ required: [a] }} }} }} }}\n",
+         \x20 - {{ name: dry, match: {{ path: /dry }}, upstream: svc, validate: {{ mode: report, body: {{ schema: {{ required: [a] }} }} }} }}\n\
+         \x20 - {{ name: echo, match: {{ path: /echo }}, echo: {{}}, max_body_size: 1KiB }}\n\
+         \x20 - {{ name: cors, match: {{ path: /cors }}, upstream: svc, cors: {{ allow_origins: [ \"https://app.test\" ] }} }}\n",
         up.url(),
         closed_port().await
     );
     let h = start(&body, dir.path()).await;
+    // A body too large for `echo`: invalid input however it is framed.
+    let chunked = format!(
+        "POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n{}\r\n0\r\n\r\n",
+        "x".repeat(2048)
+    );
+    assert_eq!(crate::support::raw_status(&crate::support::raw(h.addr("gw").unwrap(), &chunked).await), 413);
+    // CORS preflights, granted and refused: the gateway's answers, for the route.
+    for (origin, status) in [("https://app.test", 204), ("https://evil.test", 403)] {
+        let preflight = Request::options(url(&h, "/cors"))
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .body(Full::new(Bytes::new()));
+        assert_eq!(send(&http1_client(), preflight.unwrap()).await.status, status, "{origin}");
+    }
     // No route: the body is never read; its declared length is logged.
     let lost = Request::post(url(&h, "/nowhere/else")).body(Full::new(Bytes::from("123456789")));
     assert_eq!(send(&http1_client(), lost.unwrap()).await.status, 404);
@@ -447,8 +463,19 @@ async fn response_flags_say_why_there_was_no_upstream_answer() {
         s.write_all(&[b'x'; 100]).await.unwrap();
         upstream_hit(&up, before).await;
     }
-    let lines = log_lines(&h, dir.path(), expect.len() + 4).await;
+    let lines = log_lines(&h, dir.path(), expect.len() + 7).await;
     let lost = lines.iter().find(|l| l["url"]["path"] == "/nowhere/else").expect("the unrouted POST");
+    let echo = lines.iter().find(|l| l["url"]["path"] == "/echo").expect("the chunked POST to echo");
+    assert_eq!(
+        (&echo["http"]["response"]["status_code"], &echo["portcullis"]["response_flag"]),
+        (&json!(413), &json!("IV"))
+    );
+    let preflights: Vec<(&Json, &Json, &Json)> = lines
+        .iter()
+        .filter(|l| l["url"]["path"] == "/cors")
+        .map(|l| (&l["http"]["response"]["status_code"], &l["portcullis"]["response_flag"], &l["portcullis"]["route"]))
+        .collect();
+    assert_eq!(preflights, [(&json!(204), &json!("LR"), &json!("cors")), (&json!(403), &json!("UZ"), &json!("cors"))]);
     assert_eq!(lost["http"]["request"]["body"]["bytes"], 9, "{lost}");
     let dry = lines.iter().find(|l| l["url"]["path"] == "/dry").expect("the report-mode line");
     assert_eq!(dry["portcullis"]["validation"]["outcome"], "failed", "{dry}");
@@ -896,6 +923,19 @@ async fn tls_http2_and_unreadable_requests_are_logged_and_counted() {
     }
     let bad = crate::support::raw(h.addr("gw").unwrap(), "GET /r HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").await;
     assert_eq!(crate::support::raw_status(&bad), 400);
+    let garbage = crate::support::raw(h.addr("gw").unwrap(), "\x01GET /r HTTP/1.1\r\n\r\n").await;
+    assert_eq!(crate::support::raw_status(&garbage), 400);
+    // Methods the gateway does not serve: refused (501) and logged as what they were.
+    let trace = crate::support::raw(h.addr("gw").unwrap(), "TRACE /r/t1 HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(crate::support::raw_status(&trace), 501);
+    {
+        use crate::support::h2raw::{H2Conn, Outcome};
+        let mut conn = H2Conn::connect(h.addr("gw").unwrap()).await;
+        let fields: [(&[u8], &[u8]); 4] =
+            [(b":method", b"TRACE"), (b":scheme", b"http"), (b":authority", b"x"), (b":path", b"/r/t2")];
+        conn.headers(1, &fields, true).await;
+        assert_eq!(conn.outcome(1).await, Outcome::Status(501));
+    }
     // An HTTP/2 field section over max_header_size: the gateway's own 431, logged.
     {
         use crate::support::h2raw::{H2Conn, Outcome};
@@ -921,8 +961,17 @@ async fn tls_http2_and_unreadable_requests_are_logged_and_counted() {
         assert!(rest.is_empty(), "nothing is answered: {}", String::from_utf8_lossy(&rest));
     }
 
-    let lines = log_lines(&h, dir.path(), 4).await;
+    let lines = log_lines(&h, dir.path(), 7).await;
     let large = lines.iter().find(|l| l["http"]["response"]["status_code"] == 431).expect("the large head's line");
+    // A head read and refused before routing keeps its method and path.
+    let refused = |path: &str| {
+        let l = lines.iter().find(|l| l["url"]["path"] == path).unwrap_or_else(|| panic!("{path} in {lines:?}"));
+        let (method, status) = (&l["http"]["request"]["method"], &l["http"]["response"]["status_code"]);
+        (method.as_str().unwrap().to_string(), status.as_u64().unwrap(), l["portcullis"]["response_flag"].clone())
+    };
+    assert_eq!(refused("/r"), ("GET".to_string(), 400, json!("IV")));
+    assert_eq!(refused("/r/t1"), ("TRACE".to_string(), 501, json!("IV")));
+    assert_eq!(refused("/r/t2"), ("TRACE".to_string(), 501, json!("IV")));
     assert_eq!(large["portcullis"]["response_flag"], "IV");
     let slow = lines.iter().find(|l| l["http"]["response"]["status_code"] == 408).expect("the slow head's line");
     assert_eq!((&slow["http"]["request"]["method"], &slow["portcullis"]["response_flag"]), (&json!("-"), &json!("IV")));
@@ -949,7 +998,8 @@ async fn tls_http2_and_unreadable_requests_are_logged_and_counted() {
         ),
         1.0
     );
-    let large = [("http_request_method", "_OTHER"), ("http_response_status_code", "431")];
+    // The HTTP/2 head over the limit was read (hyper's): its method is known.
+    let large = [("http_request_method", "GET"), ("http_response_status_code", "431")];
     assert_eq!(observations(&s, "http_server_request_duration_seconds", &large), 1.0);
 }
 

@@ -198,6 +198,11 @@ const REQUESTS: &[Row] = &[
     cut!("TRACE (cross-site tracing)", b"TRACE /public/a HTTP/1.1\r\nHost: x\r\nMax-Forwards: 0\r\n\r\n", 501),
     cut!("trace, lower case (a service may ignore case)", b"trace /public/a HTTP/1.1\r\nHost: x\r\n\r\n", 501),
     cut!("TRACK (IIS's TRACE)", b"TRACK /public/a HTTP/1.1\r\nHost: x\r\n\r\n", 501),
+    cut!("TRACE whose body is a request (the refused head is logged as read)",
+        b"TRACE /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 41\r\n\r\nGET /admin/smuggled HTTP/1.1\r\nHost: x\r\n\r\n", 501),
+    cut!("a method in lower case (services upper-case it: past a route's method list)",
+        b"delete /public/a HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    cut!("a method in mixed case", b"gEt /public/a HTTP/1.1\r\nHost: x\r\n\r\n", 400),
 
     // -- Path parameters (review class 7), and other path forms.
     refused!("segment parameter", b"GET /public;x/../admin HTTP/1.1\r\nHost: x\r\n\r\n", 400),
@@ -663,6 +668,7 @@ const H2_REQUESTS: &[H2Row] = &[
     h2_refused("a segment parameter", &[(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"x"), (b":path", b"/public;x/../../admin")], None),
     H2Row { name: "a field section over max_header_size (32KiB)", fields: h2_get!((b"x-big", OVER_32K)), data: None, status: 431, forwarded: 0 },
     H2Row { name: "CONNECT", fields: &[(b":method", b"CONNECT"), (b":authority", b"internal.example:443")], data: None, status: 501, forwarded: 0 },
+    H2Row { name: "lower-case method", fields: &[(b":method", b"delete"), (b":scheme", b"http"), (b":authority", b"x"), (b":path", b"/public/h2")], data: None, status: 400, forwarded: 0 },
     H2Row { name: "TRACE", fields: &[(b":method", b"TRACE"), (b":scheme", b"http"), (b":authority", b"x"), (b":path", b"/public/h2")], data: None, status: 501, forwarded: 0 },
 ];
 

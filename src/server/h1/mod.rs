@@ -138,7 +138,9 @@ impl<T: Connection> Conn<T> {
                         }
                         Err(e) => {
                             let plan = shared.plan.load();
-                            let resp = proxy::refuse(&plan, info, e.status(), &e.to_string(), self.head_since);
+                            let request = e.request.as_deref().map(|(m, u)| (m, u));
+                            let (status, detail) = (e.why.status(), e.why.to_string());
+                            let resp = proxy::refuse(&plan, info, status, &detail, self.head_since, request);
                             // Boxed: a rare path, kept out of every idle connection's task.
                             Box::pin(self.respond_and_close(resp, &mut timer)).await;
                             return;
