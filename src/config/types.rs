@@ -285,6 +285,10 @@ pub struct NormalizeConfig {
     pub reject_encoded_slash: bool,
     /// Reject (400) double-encoded octets such as `%252e`.
     pub reject_double_encoding: bool,
+    /// Decode `%3A`, `%40` and the sub-delimiters `! $ & ' ( ) * , =`
+    /// (all but `+`) before matching and forwarding: most services decode
+    /// them before routing, so `/jobs/7%3Acancel` is their `/jobs/7:cancel`.
+    pub decode_delimiters: bool,
     /// Segment parameters (`/admin;x/secret`, `/a;jsessionid=1`), which Java
     /// servers and others cut off before routing: `reject` (400, default)
     /// or `strip` (removed before matching and forwarding).
@@ -306,6 +310,7 @@ impl Default for NormalizeConfig {
             merge_slashes: true,
             reject_encoded_slash: true,
             reject_double_encoding: true,
+            decode_delimiters: true,
             path_parameters: PathParameters::Reject,
         }
     }

@@ -15,6 +15,8 @@ pub struct Options {
     pub merge_slashes: bool,
     pub reject_encoded_slash: bool,
     pub reject_double_encoding: bool,
+    /// `%3A`, `%40` and the sub-delimiters but `+` are decoded.
+    pub decode_delimiters: bool,
     /// `;` segment parameters are removed (else refused).
     pub strip_parameters: bool,
     /// A segment that starts with `;` (OpenAPI's `matrix` style, `;id=5`)
@@ -30,6 +32,7 @@ impl Options {
             merge_slashes: cfg.merge_slashes,
             reject_encoded_slash: cfg.reject_encoded_slash,
             reject_double_encoding: cfg.reject_double_encoding,
+            decode_delimiters: cfg.decode_delimiters,
             strip_parameters: cfg.path_parameters == PathParameters::Strip,
             matrix_segments: false,
         }
@@ -111,7 +114,17 @@ fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
-/// Decodes `%XX` of unreserved characters, upper-cases the hex of the rest,
+/// The delimiters a path may carry raw (RFC 3986 `pchar`) that services
+/// decode before they route: a route's `{id}:cancel` or `/@admin` must
+/// see `%3A` and `%40` as the service does. Not `+` (a service that reads
+/// paths with a form decoder takes a raw `+` for a space, `%2B` for `+`),
+/// nor `;` (segment parameters), `/`, `?`, `#` or `%`.
+fn is_path_delimiter(b: u8) -> bool {
+    matches!(b, b':' | b'@' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b',' | b'=')
+}
+
+/// Decodes `%XX` of unreserved characters (and path delimiters, see
+/// `is_path_delimiter`), upper-cases the hex of the rest,
 /// and refuses encodings that would change the path's structure.
 fn decode_unreserved(bytes: &[u8], opts: &Options) -> Result<String, PathError> {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -132,7 +145,7 @@ fn decode_unreserved(bytes: &[u8], opts: &Options) -> Result<String, PathError> 
                     b'/' | b'\\' if opts.reject_encoded_slash => {
                         return Err(PathError::EncodedSlash);
                     }
-                    v if is_unreserved(v) => out.push(v as char),
+                    v if is_unreserved(v) || opts.decode_delimiters && is_path_delimiter(v) => out.push(v as char),
                     v => {
                         out.push('%');
                         out.push(HEX[(v >> 4) as usize] as char);
@@ -276,10 +289,17 @@ mod tests {
     }
 
     #[test]
-    fn decodes_only_unreserved() {
+    fn decodes_only_unreserved_and_path_delimiters() {
         assert_eq!(norm("/%41%7e%2d").unwrap(), "/A~-");
         assert_eq!(norm("/caf%c3%a9").unwrap(), "/caf%C3%A9");
         assert_eq!(norm("/a%20b").unwrap(), "/a%20b");
+        // What services decode before routing: `{id}:cancel`, `/@admin`.
+        assert_eq!(norm("/jobs/7%3Acancel").unwrap(), "/jobs/7:cancel");
+        assert_eq!(norm("/%40admin/%21%24%26%27%28%29%2a%2C%3d").unwrap(), "/@admin/!$&'()*,=");
+        // Not `+`, `;`, `?`, `#`, `%`, `"`: data, or structure.
+        assert_eq!(norm("/a%2Bb%3Bc%3Fd%23e%22").unwrap(), "/a%2Bb%3Bc%3Fd%23e%22");
+        let keep = Options { decode_delimiters: false, ..Default::default() };
+        assert_eq!(normalize("/jobs/7%3acancel", &keep).unwrap(), "/jobs/7%3Acancel");
     }
 
     #[test]

@@ -112,3 +112,31 @@ routes:
     assert_eq!(outcome(&gw, "/users/;id=5/orders/;x=1").await, Err(404));
     assert_eq!(users.hits(), 2, "nothing refused reached the upstream");
 }
+
+/// An encoded delimiter is what a service that decodes it reads: `%3A` in
+/// `/jobs/7%3Acancel` is the `:` of a route for `/jobs/{id}:cancel` (and
+/// `%40` the `@` of `/@admin`), not a way past that route to a broader one.
+#[tokio::test]
+async fn encoded_delimiters_route_as_the_service_reads_them() {
+    let public = Upstream::start("public").await;
+    let gw = gateway(&format!(
+        r#"
+upstreams:
+  public: {{ targets: [ "{}" ] }}
+routes:
+  - {{ name: jobs, match: {{ path: "/jobs/{{id}}" }}, upstream: public }}
+  - {{ name: cancel, match: {{ path: "/jobs/{{id}}:cancel" }}, static: {{ status: 403, body: "closed" }} }}
+  - {{ name: site, match: {{ path_prefix: / }}, upstream: public }}
+  - {{ name: at, match: {{ path_prefix: /@admin }}, static: {{ status: 403, body: "closed" }} }}
+"#,
+        public.url()
+    ))
+    .await;
+    assert_eq!(outcome(&gw, "/jobs/7:cancel").await, Err(403));
+    assert_eq!(outcome(&gw, "/jobs/7%3Acancel").await, Err(403));
+    assert_eq!(outcome(&gw, "/jobs/7%3acancel").await, Err(403));
+    assert_eq!(outcome(&gw, "/%40admin/x").await, Err(403));
+    // Forwarded decoded, as matched; `+` stays encoded (a form decoder reads a raw `+` as a space).
+    assert_eq!(outcome(&gw, "/users/a%40b.example%2Bc").await, Ok("/users/a@b.example%2Bc".into()));
+    assert_eq!(public.hits(), 1);
+}

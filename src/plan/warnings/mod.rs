@@ -362,6 +362,11 @@ fn normalization(loaded: &LoadedConfig, found: &mut Found) {
         (!n.reject_encoded_slash, "reject_encoded_slash", "`%2F` lets a path hide a `/` from the routes"),
         (!n.reject_double_encoding, "reject_double_encoding", "`%252e` passes as data and may be decoded twice behind"),
         (
+            !n.decode_delimiters,
+            "decode_delimiters",
+            "`/jobs/7%3Acancel` does not match a route for `/jobs/{id}:cancel`, but a service that decodes it reads that path",
+        ),
+        (
             n.path_parameters == PathParameters::Strip,
             "path_parameters",
             "`;` parameters are cut before routing, as some servers behind do, but the upstream may read them",
