@@ -709,7 +709,7 @@ fn filter(value: Value, call: &CallPlan) -> Value {
     let mut value = match &call.allow {
         Some(paths) => {
             let paths: Vec<&[String]> = paths.iter().map(Vec::as_slice).collect();
-            keep(&value, &paths)
+            keep(&value, &paths).unwrap_or(Value::Null)
         }
         None => value,
     };
@@ -719,9 +719,13 @@ fn filter(value: Value, call: &CallPlan) -> Value {
     value
 }
 
-fn keep(value: &Value, paths: &[&[String]]) -> Value {
+/// What `paths` allow of `value`: an object's named members, an array's
+/// items each so filtered; `None` for anything else (a string where fields
+/// are named has none of them: an allow list never lets through a value it
+/// does not name, `customer: "4111…"` for `customer.name` included).
+fn keep(value: &Value, paths: &[&[String]]) -> Option<Value> {
     match value {
-        Value::Array(items) => Value::Array(items.iter().map(|i| keep(i, paths)).collect()),
+        Value::Array(items) => Some(Value::Array(items.iter().filter_map(|i| keep(i, paths)).collect())),
         Value::Object(members) => {
             let mut out = Map::new();
             for (key, v) in members {
@@ -731,13 +735,13 @@ fn keep(value: &Value, paths: &[&[String]]) -> Value {
                 }
                 if rests.iter().any(|r| r.is_empty()) {
                     out.insert(key.clone(), v.clone());
-                } else {
-                    out.insert(key.clone(), keep(v, &rests));
+                } else if let Some(kept) = keep(v, &rests) {
+                    out.insert(key.clone(), kept);
                 }
             }
-            Value::Object(out)
+            Some(Value::Object(out))
         }
-        other => other.clone(),
+        _ => None,
     }
 }
 
@@ -778,8 +782,12 @@ mod tests {
         let allow: Vec<&[String]> = allow.iter().map(Vec::as_slice).collect();
         assert_eq!(
             keep(&v, &allow),
-            json!([{ "id": 1, "customer": { "name": "a" } }, { "id": 2, "customer": { "name": "b" } }])
+            Some(json!([{ "id": 1, "customer": { "name": "a" } }, { "id": 2, "customer": { "name": "b" } }]))
         );
+        // A value that is not an object where fields are named has none of them.
+        let odd = json!([1, "secret", { "id": 3, "x": 2 }, { "customer": "4111", "id": 4 }, { "customer": ["4111", { "name": "c", "ssn": 1 }] }]);
+        assert_eq!(keep(&odd, &allow), Some(json!([{ "id": 3 }, { "id": 4 }, { "customer": [{ "name": "c" }] }])));
+        assert_eq!(keep(&json!("top secret"), &allow), None);
         let mut v = v;
         for p in paths(&["secret", "customer.card"]) {
             remove(&mut v, &p);

@@ -62,6 +62,30 @@ async fn calls_are_chained_filtered_renamed_and_merged() {
     }
 }
 
+/// `allow` lets through only the fields it names: never a string or
+/// number standing where it names fields (the card number in `"4111…"`).
+#[tokio::test]
+async fn allow_lets_through_only_what_it_names() {
+    let (u, o, r) = three().await;
+    u.set(Mode::Json(r#"{"id":7,"name":"Ann"}"#));
+    o.set(Mode::Json(r#"[1,"4111111111111111",{"id":1,"total":5,"card":"4111"},{"id":"x","total":{"card":"4222"}}]"#));
+    r.set(Mode::Json(r#""top secret""#));
+    let gw = gateway(&format!(
+        "{}{}",
+        upstreams(&u, &o, &r),
+        DASHBOARD
+            .replace("deny: [ internal ]", "allow: [ items ]")
+            .replace("allow: [ id, total ]", "allow: [ id, total.amount ]")
+    ))
+    .await;
+    let reply = get(&gw.url("/dashboard/7"), &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let doc = reply.json();
+    assert_eq!(doc["orders"], serde_json::json!([{ "id": 1 }, { "id": "x", "total": {} }]));
+    assert!(doc["recommendations"].is_null(), "{doc}");
+    assert!(!reply.text().contains("4111") && !reply.text().contains("4222") && !reply.text().contains("secret"));
+}
+
 #[tokio::test]
 async fn independent_calls_run_side_by_side() {
     let (a, b, c) = three().await;
