@@ -38,6 +38,8 @@ pub enum GatewayError {
     MissingHost,
     #[error("the request has too many header fields")]
     TooManyHeaders,
+    #[error("`{0}` asks for another method than the request's: send that method itself")]
+    MethodOverride(&'static str),
     #[error("the cross-origin request is not allowed: {0}")]
     CorsRejected(&'static str),
     #[error("the upstream service could not be reached")]
@@ -116,7 +118,10 @@ impl GatewayError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            GatewayError::BadPath(_) | GatewayError::BodyRead(_) | GatewayError::MissingHost => StatusCode::BAD_REQUEST,
+            GatewayError::BadPath(_)
+            | GatewayError::BodyRead(_)
+            | GatewayError::MissingHost
+            | GatewayError::MethodOverride(_) => StatusCode::BAD_REQUEST,
             GatewayError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             GatewayError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             GatewayError::TooManyHeaders => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,

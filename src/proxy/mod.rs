@@ -181,7 +181,11 @@ pub fn handle<P: Deref<Target = Plan>>(
             // Identity headers come from the gateway only, never from the client;
             // address, scheme and URL claims only from a trusted proxy.
             plan.identity_headers.strip(&mut parts.headers);
-            crate::wire::names::strip_client_claims(&mut parts.headers, client.peer_trusted);
+            if let Err(name) =
+                crate::wire::names::strip_client_claims(&mut parts.headers, client.peer_trusted, &parts.method)
+            {
+                break 'serve (Some(route), Err(GatewayError::MethodOverride(name)));
+            }
             let mut body = RequestBody::new(incoming, max_body, listener.limits.body_read_timeout);
             // A phase that reads the body (validation) gets it in the context;
             // it puts back what goes on (the same bytes, read whole).

@@ -393,7 +393,8 @@ pub(super) fn flag_of(e: &GatewayError) -> Flag {
         | GatewayError::BodyRead(_)
         | GatewayError::UriTooLong { .. }
         | GatewayError::MissingHost
-        | GatewayError::TooManyHeaders => Flag::InvalidInput,
+        | GatewayError::TooManyHeaders
+        | GatewayError::MethodOverride(_) => Flag::InvalidInput,
     }
 }
 

@@ -98,6 +98,19 @@ fn certificate_claim(s: &str) -> bool {
     }
 }
 
+/// Headers that make a framework take another method than the request's
+/// (Symfony and Laravel read `X-HTTP-Method-Override`, others
+/// `X-HTTP-Method` or `X-Method-Override`; Express and ASP.NET with their
+/// override middleware): the gateway routes and applies policies by the
+/// request's method, so a `POST` that a service runs as `DELETE` would
+/// pass the policies of the `POST` route. Refused (400) when they name
+/// another method, whoever sends them.
+pub const METHOD_OVERRIDES: &[&str] = &["x-http-method-override", "x-http-method", "x-method-override"];
+
+fn is_method_override(s: &str) -> bool {
+    matches!(s.len(), 13 | 17 | 22) && METHOD_OVERRIDES.contains(&s)
+}
+
 /// `Proxy`: no client sends it but to have CGI-style backends read it as
 /// `HTTP_PROXY` (httpoxy, CVE-2016-5385); never passed on.
 pub const PROXY: HeaderName = HeaderName::from_static("proxy");
@@ -105,17 +118,29 @@ pub const PROXY: HeaderName = HeaderName::from_static("proxy");
 /// Removes from a client's request, before the request's phases run (so
 /// that the route's own `request_headers.set` of these names stands), the
 /// claims of [`CLIENT_CLAIMS`] unless the client is a `trusted` proxy, and
-/// `Proxy` from anyone. Most requests carry none: one look at each name,
-/// and a removal only for what is there.
-pub fn strip_client_claims(headers: &mut http::HeaderMap, trusted: bool) {
+/// `Proxy` from anyone; `Err` names a [`METHOD_OVERRIDES`] header that
+/// asks for another method than `method`. Most requests carry none of
+/// these: one look at each name, and more only for what is there.
+pub fn strip_client_claims(
+    headers: &mut http::HeaderMap,
+    trusted: bool,
+    method: &http::Method,
+) -> Result<(), &'static str> {
     let claimed = |name: &HeaderName| *name == PROXY || (!trusted && is_client_claim(name));
-    if !headers.keys().any(claimed) {
-        return;
+    if !headers.keys().any(|n| claimed(n) || is_method_override(n.as_str())) {
+        return Ok(());
+    }
+    for name in METHOD_OVERRIDES {
+        let other = |v: &http::HeaderValue| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(method.as_str().as_bytes());
+        if headers.get_all(*name).iter().any(other) {
+            return Err(name);
+        }
     }
     let names: Vec<HeaderName> = headers.keys().filter(|n| claimed(n)).cloned().collect();
     for name in names {
         headers.remove(name);
     }
+    Ok(())
 }
 
 /// `bytes` is exactly `canonical` or `lower` (fixed-size compares, inlined).

@@ -797,6 +797,46 @@ routes:
     }
 }
 
+/// A method override (`X-HTTP-Method-Override: DELETE` on a `POST`) that
+/// a service would run as another method than the one routed: refused with
+/// 400 before the upstream, from a trusted proxy too, over HTTP/1.1 and
+/// HTTP/2; one that names the request's own method passes.
+#[tokio::test]
+async fn method_overrides_are_refused_before_the_upstream() {
+    let rec = Recorder::start().await;
+    let gw = crate::support::gateway(&format!(
+        r#"trusted_proxies: [ 127.0.0.1/32 ]
+upstreams:
+  rec: {{ targets: [ "{}" ] }}
+routes:
+  - {{ name: public, match: {{ path_prefix: /public }}, upstream: rec }}
+"#,
+        rec.url()
+    ))
+    .await;
+    for header in ["X-HTTP-Method-Override: DELETE", "x-http-method: delete", "X-Method-Override: PUT"] {
+        let probe = format!("POST /public/a HTTP/1.1\r\nHost: x\r\n{header}\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(exchange(gw.addr, probe.as_bytes()).await.unwrap().status, 400, "{header}");
+    }
+    {
+        use crate::support::h2raw::{H2Conn, Outcome};
+        let mut conn = H2Conn::connect(gw.addr).await;
+        let fields: [(&[u8], &[u8]); 5] = [
+            (b":method", b"POST"),
+            (b":scheme", b"http"),
+            (b":authority", b"x"),
+            (b":path", b"/public/h2"),
+            (b"x-http-method-override", b"DELETE"),
+        ];
+        conn.headers(1, &fields, true).await;
+        assert_eq!(conn.outcome(1).await, Outcome::Status(400));
+    }
+    assert_eq!(rec.count(), 0, "nothing reached the upstream");
+    let same = b"POST /public/same HTTP/1.1\r\nHost: x\r\nX-HTTP-Method-Override: post\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(exchange(gw.addr, same).await.unwrap().status, 200);
+    rec.wait_for("/public/same").await;
+}
+
 /// Request bodies written in pieces, on many connections at once, all
 /// arrive whole and in time. The codec once cleared a socket's readiness
 /// with a second look after a short read: a piece landing between the read
