@@ -40,6 +40,8 @@ pub enum GatewayError {
     TooManyHeaders,
     #[error("`{0}` asks for another method than the request's: send that method itself")]
     MethodOverride(&'static str),
+    #[error("`{0}` carries several values, and which route serves the request depends on it: send one")]
+    AmbiguousHeader(http::HeaderName),
     #[error("the cross-origin request is not allowed: {0}")]
     CorsRejected(&'static str),
     #[error("the upstream service could not be reached")]
@@ -121,7 +123,8 @@ impl GatewayError {
             GatewayError::BadPath(_)
             | GatewayError::BodyRead(_)
             | GatewayError::MissingHost
-            | GatewayError::MethodOverride(_) => StatusCode::BAD_REQUEST,
+            | GatewayError::MethodOverride(_)
+            | GatewayError::AmbiguousHeader(_) => StatusCode::BAD_REQUEST,
             GatewayError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             GatewayError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             GatewayError::TooManyHeaders => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,

@@ -147,6 +147,7 @@ pub fn handle<P: Deref<Target = Plan>>(
             let found = match plan.router.find(&view) {
                 Ok(found) => found,
                 Err(Miss::NotFound) => break 'serve (None, Err(GatewayError::NoRoute)),
+                Err(Miss::Ambiguous(name)) => break 'serve (None, Err(GatewayError::AmbiguousHeader(name))),
                 Err(Miss::MethodNotAllowed(methods)) => {
                     let list: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();
                     let allow = HeaderValue::try_from(list.join(", ")).unwrap_or(HeaderValue::from_static(""));

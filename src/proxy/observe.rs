@@ -394,7 +394,8 @@ pub(super) fn flag_of(e: &GatewayError) -> Flag {
         | GatewayError::UriTooLong { .. }
         | GatewayError::MissingHost
         | GatewayError::TooManyHeaders
-        | GatewayError::MethodOverride(_) => Flag::InvalidInput,
+        | GatewayError::MethodOverride(_)
+        | GatewayError::AmbiguousHeader(_) => Flag::InvalidInput,
     }
 }
 

@@ -67,16 +67,43 @@ impl Matcher {
             .then_with(|| self.condition_count().cmp(&other.condition_count()))
     }
 
-    fn headers_match(&self, headers: &HeaderMap) -> bool {
-        self.headers.iter().all(|c| match &c.value {
-            None => headers.contains_key(&c.name),
-            // Every line: a service that reads another line than the one
-            // the gateway routed by must not get the request.
-            Some(v) => {
-                let mut lines = headers.get_all(&c.name).iter().peekable();
-                lines.peek().is_some() && lines.all(|h| h == v)
+    /// The header and version conditions. Every line of a header must carry
+    /// the value: one that carries it beside another value (on another
+    /// line, or in a comma-separated list) is ambiguous.
+    fn conditions(&self, headers: &HeaderMap) -> Conditions {
+        if self.headers.is_empty() && self.version.is_none() {
+            return Conditions::Met;
+        }
+        let mut met = true;
+        for c in &self.headers {
+            match &c.value {
+                None => met &= headers.contains_key(&c.name),
+                Some(v) => {
+                    let lines = headers.get_all(&c.name);
+                    let exact = lines.iter().filter(|h| *h == v).count();
+                    let named = |h: &HeaderValue| {
+                        h.as_bytes().split(|&b| b == b',').any(|part| part.trim_ascii() == v.as_bytes())
+                    };
+                    let total = lines.iter().count();
+                    if exact > 0 && exact == total {
+                        continue;
+                    }
+                    if lines.iter().any(named) {
+                        return Conditions::Ambiguous(c.name.clone());
+                    }
+                    met = false;
+                }
             }
-        })
+        }
+        match &self.version {
+            Some(v) => match v.decide(headers) {
+                Some(true) if met => Conditions::Met,
+                None => Conditions::Ambiguous(v.header_name()),
+                _ => Conditions::NotMet,
+            },
+            None if met => Conditions::Met,
+            None => Conditions::NotMet,
+        }
     }
 
     /// Whether one request could match both.
@@ -146,6 +173,19 @@ pub enum Miss {
     NotFound,
     /// The path matched, the method did not: these methods would have.
     MethodNotAllowed(Vec<Method>),
+    /// A route would take the request but for this header, which carries
+    /// its value and another (`X-Beta: on` and `X-Beta: off`, `Accept-Version:
+    /// 1, 2`): the gateway would route by one and the service might read
+    /// the other. Refused rather than left to a broader route, whose
+    /// service may read the value this route was for.
+    Ambiguous(HeaderName),
+}
+
+/// How a route's header and version conditions meet a request.
+enum Conditions {
+    Met,
+    NotMet,
+    Ambiguous(HeaderName),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -222,11 +262,19 @@ impl Router {
                     return Ok(Found { route: *route, values: values.clone() });
                 }
             }
-            if !(m.host.matches(req.host) && m.path.matches(req.path, &mut values) && m.headers_match(req.headers)) {
+            if !(m.host.matches(req.host) && m.path.matches(req.path, &mut values)) {
                 continue;
             }
-            if m.version.as_ref().is_some_and(|v| !v.matches(req.headers)) {
-                continue;
+            match m.conditions(req.headers) {
+                Conditions::Met => {}
+                Conditions::NotMet => continue,
+                Conditions::Ambiguous(name) => {
+                    let takes = |method: &Method| m.methods.as_ref().is_none_or(|ms| ms.contains(method));
+                    if takes(req.method) || head && takes(&Method::GET) {
+                        return Err(Miss::Ambiguous(name));
+                    }
+                    continue;
+                }
             }
             match &m.methods {
                 Some(methods) if !methods.contains(req.method) => {

@@ -31,11 +31,26 @@ enum Requested {
 }
 
 impl VersionMatch {
+    #[cfg(test)]
     pub fn matches(&self, headers: &HeaderMap) -> bool {
+        self.decide(headers) == Some(true)
+    }
+
+    /// Whether the request asks for this version (or none, for the
+    /// `default`); `None` when it names two versions.
+    pub fn decide(&self, headers: &HeaderMap) -> Option<bool> {
         match self.requested(headers) {
-            Requested::One(v) => v == *self.value,
-            Requested::None => self.default,
-            Requested::Ambiguous => false,
+            Requested::One(v) => Some(v == *self.value),
+            Requested::None => Some(self.default),
+            Requested::Ambiguous => None,
+        }
+    }
+
+    /// The header the version is read from (for an answer that names it).
+    pub fn header_name(&self) -> HeaderName {
+        match &self.source {
+            VersionSource::Header(name) => name.clone(),
+            VersionSource::AcceptParam(_) => http::header::ACCEPT,
         }
     }
 
@@ -48,9 +63,10 @@ impl VersionMatch {
         };
         match &self.source {
             VersionSource::Header(name) => {
+                // `Accept-Version: 1, 2`: a service that splits it may read either.
                 for value in headers.get_all(name) {
                     match value.to_str() {
-                        Ok(v) => see(v.trim()),
+                        Ok(v) => v.split(',').for_each(|part| see(part.trim())),
                         Err(_) => see("\u{fffd}"),
                     }
                 }

@@ -78,9 +78,16 @@ routes:
     assert_eq!(get(&gw.url("/app/x"), &[("x-env", "canary")]).await.text(), "canary");
     assert_eq!(get(&gw.url("/app/x"), &[("x-env", "prod")]).await.text(), "stable");
     assert_eq!(get(&gw.url("/app/x"), &[("x-debug", "")]).await.text(), "debug");
-    // Two lines that disagree: the service behind might read the other one.
-    assert_eq!(get(&gw.url("/app/x"), &[("x-env", "canary"), ("x-env", "prod")]).await.text(), "stable");
+    // Two lines that disagree (or a list): the service behind might read
+    // either, so neither route takes it, the broader one included (400).
+    for disagree in [&[("x-env", "canary"), ("x-env", "prod")][..], &[("x-env", "prod, canary")]] {
+        let r = get(&gw.url("/app/x"), disagree).await;
+        assert_eq!(r.status, 400, "{disagree:?}: {}", r.text());
+        assert!(r.json()["detail"].as_str().unwrap().contains("`x-env` carries several values"), "{}", r.text());
+    }
     assert_eq!(get(&gw.url("/app/x"), &[("x-env", "canary"), ("x-env", "canary")]).await.text(), "canary");
+    // Lines that disagree without naming the route's value: no route of it, the broader one serves.
+    assert_eq!(get(&gw.url("/app/x"), &[("x-env", "prod"), ("x-env", "dev")]).await.text(), "stable");
 }
 
 #[tokio::test]
@@ -102,7 +109,8 @@ routes:
     assert_eq!(get(&gw.url("/orders"), &[("accept-version", "9")]).await.status, 404);
     // Two versions in one request: the service might read the other one.
     let both = [("accept-version", "1"), ("accept-version", "2")];
-    assert_eq!(get(&gw.url("/orders"), &both).await.status, 404);
+    assert_eq!(get(&gw.url("/orders"), &both).await.status, 400);
+    assert_eq!(get(&gw.url("/orders"), &[("accept-version", "1, 2")]).await.status, 400);
     let accept = |v: &'static str| [("accept", v)];
     assert_eq!(get(&gw.url("/carts"), &accept("application/json; version=2")).await.text(), "m2");
     assert_eq!(get(&gw.url("/carts"), &accept("application/json;version=1")).await.text(), "m1");
