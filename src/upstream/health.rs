@@ -122,8 +122,23 @@ impl PoolHealth {
         if until != 0 {
             // Milliseconds from the other pool's origin, moved to this one's.
             let at = before.origin + std::time::Duration::from_millis(until);
-            let ms = (self.ms(at)).max(1);
-            target.ejected_until.store(ms, Ordering::Relaxed);
+            match at.checked_duration_since(self.origin) {
+                Some(after) => target.ejected_until.store((after.as_millis() as u64).max(1), Ordering::Relaxed),
+                None => {
+                    // Ended before this pool began. Longer ago than the
+                    // longest ejection: its count is spent, as it would be
+                    // without the reload (else every reload kept it, and a
+                    // target ejected once climbed to `max_ejection` on its
+                    // next blips). Sooner: it ends at this pool's start,
+                    // and the count restarts up to that much later.
+                    let longest = self.passive.as_ref().map_or(Duration::ZERO, |p| p.max_ejection);
+                    if self.origin.saturating_duration_since(at) > longest {
+                        target.ejections.store(0, Ordering::Relaxed);
+                    } else {
+                        target.ejected_until.store(1, Ordering::Relaxed);
+                    }
+                }
+            }
         }
     }
 
@@ -312,6 +327,38 @@ mod tests {
         assert_eq!(new.state(&fresh[0], t1 + Duration::from_secs(19)), State::Ejected, "30 s from t0");
         assert_eq!(new.state(&fresh[0], t1 + Duration::from_secs(20)), State::Healthy);
         assert_eq!(new.state(&fresh[1], t1), State::Unhealthy);
+    }
+
+    /// A reload long after an ejection ended does not keep its count: the
+    /// next ejection is the first step again, as without the reload.
+    #[test]
+    fn an_ejection_long_over_is_not_counted_after_a_reload() {
+        let t0 = Instant::now();
+        let old = PoolHealth::new(t0, Some(passive(true)), false, AllUnhealthy::ServeAll);
+        let targets: Vec<TargetHealth> = (0..2).map(|_| TargetHealth::default()).collect();
+        let ejected = (0..3).filter_map(|_| old.record(&targets, 0, false, t0, 0.0)).last();
+        assert_eq!(ejected, Some(Ejection::Ejected(Duration::from_secs(30))));
+        // Back at 30 s; the reload comes at 200 s, more than `max_ejection` (100 s) later.
+        let reload = t0 + Duration::from_secs(200);
+        let new = PoolHealth::new(reload, Some(passive(true)), false, AllUnhealthy::ServeAll);
+        let fresh: Vec<TargetHealth> = (0..2).map(|_| TargetHealth::default()).collect();
+        new.carry_over(&fresh[0], &old, &targets[0]);
+        let soon = reload + Duration::from_millis(500);
+        let again = (0..3).filter_map(|_| new.record(&fresh, 0, false, soon, 0.0)).last();
+        assert_eq!(again, Some(Ejection::Ejected(Duration::from_secs(30))), "the first step again");
+        // Back within `max_ejection` of the reload: the count goes on.
+        let old = PoolHealth::new(t0, Some(passive(true)), false, AllUnhealthy::ServeAll);
+        let targets: Vec<TargetHealth> = (0..2).map(|_| TargetHealth::default()).collect();
+        for _ in 0..3 {
+            let _ = old.record(&targets, 0, false, t0, 0.0);
+        }
+        let reload = t0 + Duration::from_secs(40);
+        let new = PoolHealth::new(reload, Some(passive(true)), false, AllUnhealthy::ServeAll);
+        let fresh: Vec<TargetHealth> = (0..2).map(|_| TargetHealth::default()).collect();
+        new.carry_over(&fresh[0], &old, &targets[0]);
+        let soon = reload + Duration::from_secs(1);
+        let again = (0..3).filter_map(|_| new.record(&fresh, 0, false, soon, 0.0)).last();
+        assert_eq!(again, Some(Ejection::Ejected(Duration::from_secs(60))), "the second step");
     }
 
     #[test]
