@@ -108,7 +108,7 @@ impl CallError {
             CallError::TooLarge(n) => format!("the answer is longer than {n} bytes"),
             CallError::Dependency(call) => format!("it needs the answer of `{call}`, which failed"),
             CallError::Placeholder(p, why) => format!("`{{{p}}}` {why}"),
-            CallError::BadPath => "the call's path, filled in, is not a valid request target (too long?)".into(),
+            CallError::BadPath => "the call's path, filled in, is not a valid request target".into(),
             CallError::TooDeep => "the answer is nested deeper than 128 levels".into(),
             CallError::OverBudget(over) => over.detail(),
         }
@@ -279,6 +279,9 @@ fn root_flag(plan: &AggregatePlan, results: &[Option<Result<Value, CallError>>],
 fn call_headers(inputs: &Inputs<'_, '_>) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+    // No `Accept-Encoding` would mean any coding is fine (RFC 9110
+    // §12.5.3): the answers are parsed here, uncompressed.
+    h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
     h.insert(request_id::HEADER, inputs.request_id.clone());
     h.insert(TRACEPARENT, inputs.traceparent.clone());
     h.insert(X_FORWARDED_FOR, inputs.client_ip.clone());
@@ -314,7 +317,7 @@ fn fill(
             // are escaped too.
             Piece::Param(i) => {
                 let value = values.get(*i).copied().unwrap_or_default();
-                if in_query { encode_query_value(value, &mut out) } else { out.push_str(value) }
+                encode_param(value, in_query, &mut out);
             }
             Piece::Field { call: from, path, text } => {
                 let value = match &results[*from] {
@@ -366,13 +369,23 @@ fn has_escape(s: &str) -> bool {
     })
 }
 
-/// A request path segment as a query value: what would end or split it
-/// escaped, its own `%` escapes kept.
-fn encode_query_value(s: &str, out: &mut String) {
-    for c in s.chars() {
-        match c {
-            '&' | '=' | '+' | ';' | '#' => out.push_str(&format!("%{:02X}", c as u32)),
-            c => out.push(c),
+/// A segment of the request's normalized path (its own `%` escapes kept)
+/// in a call's path or, past the `?`, as a query value: what RFC 3986 does
+/// not allow there raw (`"`, `{`, `|`, `^`, `<`…, which the gateway takes
+/// from clients as servers do but a strict service refuses) is escaped,
+/// and in a query what would end or split the value (`&`, `=`, `+`, `;`, `#`).
+fn encode_param(s: &str, in_query: bool, out: &mut String) {
+    for b in s.bytes() {
+        let allowed = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.' | b'_' | b'~' | b'%' | b'/' | b':' | b'@' | b'!' | b'$' | b'\'' | b'(' | b')' | b'*' | b','
+            )
+            || !in_query && matches!(b, b'&' | b'=' | b'+' | b';');
+        if allowed {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
         }
     }
 }
@@ -699,6 +712,11 @@ fn merged<'p>(plan: &'p AggregatePlan, results: Vec<Option<Result<Value, CallErr
     let body = serde_json::to_vec(&Value::Object(doc)).unwrap_or_default();
     let mut resp = Response::new(Body::full(Bytes::from(body)));
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if !failed.is_empty() {
+        // A partial answer is not the resource: a cache that stored it
+        // (heuristically, RFC 9111 §4.2.2) would serve it as complete.
+        resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     resp.headers_mut().insert(AGGREGATE, mark);
     resp
 }
@@ -793,6 +811,19 @@ mod tests {
             remove(&mut v, &p);
         }
         assert_eq!(v[1], json!({ "id": 2, "total": 7, "customer": { "name": "b" } }));
+    }
+
+    #[test]
+    fn request_path_values_are_escaped_where_they_would_not_stand() {
+        let fill = |v: &str, in_query: bool| {
+            let mut out = String::new();
+            encode_param(v, in_query, &mut out);
+            out
+        };
+        assert_eq!(fill("a\"b{c}|^`<>", false), "a%22b%7Bc%7D%7C%5E%60%3C%3E");
+        assert_eq!(fill("a%20b:c@d", false), "a%20b:c@d", "escapes and pchar delimiters stay");
+        assert_eq!(fill("x/y&z=1", false), "x/y&z=1");
+        assert_eq!(fill("42&admin=true+1;#\"", true), "42%26admin%3Dtrue%2B1%3B%23%22");
     }
 
     #[test]

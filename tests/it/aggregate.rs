@@ -59,7 +59,9 @@ async fn calls_are_chained_filtered_renamed_and_merged() {
         assert_eq!(h.get("x-request-id").map(|v| v.to_str().unwrap()), reply.header("x-request-id"));
         assert!(h.contains_key("traceparent"));
         assert!(!h.contains_key("authorization"));
+        assert_eq!(h.get("accept-encoding").map(|v| v.to_str().unwrap()), Some("identity"));
     }
+    assert!(reply.header("cache-control").is_none(), "a complete answer's caching is the service's call");
 }
 
 /// `allow` lets through only the fields it names: never a string or
@@ -138,6 +140,7 @@ async fn a_failed_optional_call_gives_a_partial_answer_that_says_so() {
     assert_eq!(by_call("orders")["status"], 504);
     assert_eq!(by_call("recs")["status"], 502);
     assert!(by_call("recs")["detail"].as_str().unwrap().contains("503"));
+    assert_eq!(reply.header("cache-control"), Some("no-store"), "a partial answer is not cached");
 }
 
 #[tokio::test]
@@ -334,6 +337,10 @@ async fn placeholder_values_stay_inside_their_place() {
     // The client's `&`, `=` and `+` in a route parameter stay in its query value.
     get(&gw.url("/c/7&admin=true+x"), &[]).await;
     assert_eq!(u.last_request().unwrap().uri, "/users/7&admin=true+x?q=7%26admin%3Dtrue%2Bx");
+    // What a strict service refuses raw in a target (`"`, `{`, `|`) is escaped in both places.
+    let reply = crate::support::raw(gw.addr, "GET /c/a\"b{|} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(crate::support::raw_status(&reply), 200, "{reply}");
+    assert_eq!(u.last_request().unwrap().uri, "/users/a%22b%7B%7C%7D?q=a%22b%7B%7C%7D");
 }
 
 /// The upstream's `timeouts.read` bounds a call's body as it bounds a
