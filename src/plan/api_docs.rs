@@ -36,6 +36,18 @@ pub(super) fn routes(
         let url = if base_path.is_empty() { "/" } else { base_path };
         map.insert("servers".into(), serde_json::json!([ { "url": url } ]));
     }
+    // A path's or an operation's own `servers` may name internal hosts
+    // too, and the gateway serves every path under its one base path.
+    if let Some(paths) = served_doc.get_mut("paths").and_then(Value::as_object_mut) {
+        for item in paths.values_mut().filter_map(Value::as_object_mut) {
+            item.remove("servers");
+            for method in METHODS {
+                if let Some(op) = item.get_mut(method).and_then(Value::as_object_mut) {
+                    op.remove("servers");
+                }
+            }
+        }
+    }
     let json = serde_json::to_string_pretty(&served_doc).map_err(|e| e.to_string())?;
     let page = render(api, &served_doc, &format!("{at}/openapi.json"), base_path);
     let served = |name: &str, path: String, content_type: &str, body: String| {
@@ -103,9 +115,21 @@ fn render(api: &ApiConfig, doc: &Value, json_at: &str, base_path: &str) -> Strin
             );
             // An operation's parameter replaces the path's of the same name
             // and place (OpenAPI: "will override it but can never remove it").
-            let own: Vec<&Value> = op.get("parameters").and_then(Value::as_array).into_iter().flatten().collect();
+            let description = text(op.get("description")).trim();
+            if !description.is_empty() {
+                let _ = writeln!(out, "<p>{}</p>", esc(description));
+            }
+            // `$ref: '#/components/parameters/Tenant'`: the parameter it names.
+            let own: Vec<&Value> = op
+                .get("parameters")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|p| referenced(doc, p))
+                .collect();
             let key = |p: &Value| (text(p.get("name")).to_string(), text(p.get("in")).to_string());
-            let shared = item.get("parameters").and_then(Value::as_array).into_iter().flatten();
+            let shared =
+                item.get("parameters").and_then(Value::as_array).into_iter().flatten().map(|p| referenced(doc, p));
             let params: Vec<&Value> =
                 own.iter().copied().chain(shared.filter(|p| !own.iter().any(|o| key(o) == key(p)))).collect();
             if !params.is_empty() {
@@ -161,6 +185,17 @@ fn render(api: &ApiConfig, doc: &Value, json_at: &str, base_path: &str) -> Strin
     }
     out.push_str("</body></html>\n");
     out
+}
+
+/// What a same-document `$ref` leads to (a few hops at most), else `v`.
+fn referenced<'d>(doc: &'d Value, mut v: &'d Value) -> &'d Value {
+    for _ in 0..8 {
+        match v.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix('#')).and_then(|p| doc.pointer(p)) {
+            Some(target) => v = target,
+            None => break,
+        }
+    }
+    v
 }
 
 fn text(v: Option<&Value>) -> &str {
@@ -229,15 +264,27 @@ mod tests {
             "info": { "title": "t", "version": "1" },
             "servers": [ { "url": "http://10.1.2.3:8080/internal" } ],
             "paths": { "/items/{id}": {
+                "servers": [ { "url": "http://10.7.7.7:1234/evil" } ],
                 "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "integer" } } ],
-                "get": { "operationId": "getItem", "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } } ] }
-            } }
+                "get": { "operationId": "getItem", "description": "Reads one item.",
+                         "servers": [ { "url": "http://op-internal.corp:9999/" } ],
+                         "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } },
+                                         { "$ref": "#/components/parameters/Tenant" } ] }
+            } },
+            "components": { "parameters": { "Tenant": { "name": "X-Tenant", "in": "header", "required": true, "schema": { "type": "string", "format": "uuid" } } } }
         });
         let routes = routes(&api, &doc, &DocsConfig::Path("/docs".into()), "/gw", std::path::Path::new(".")).unwrap();
-        let json: Value = serde_json::from_str(&routes[1].static_response.as_ref().unwrap().body).unwrap();
+        let served = &routes[1].static_response.as_ref().unwrap().body;
+        let json: Value = serde_json::from_str(served).unwrap();
         assert_eq!(json["servers"], serde_json::json!([ { "url": "/gw" } ]), "not the internal host");
+        assert!(
+            !served.contains("10.7.7.7") && !served.contains("op-internal"),
+            "path and operation servers: {served}"
+        );
         let page = &routes[0].static_response.as_ref().unwrap().body;
         assert!(page.contains("GET /gw/items/{id}") && !page.contains("10.1.2.3"), "{page}");
         assert_eq!(page.matches("<tr><td><code>id</code>").count(), 1, "the operation's `id` only: {page}");
+        assert!(page.contains("<tr><td><code>X-Tenant</code></td><td>header</td><td>yes</td>"), "{page}");
+        assert!(page.contains("<p>Reads one item.</p>"), "{page}");
     }
 }
