@@ -530,11 +530,13 @@ async fn fetch<'p>(
         upstream.record(picked.index, ok, probe, end);
     }
     // The try for the access log and `http_client_request_duration_seconds`.
+    // An answer whose body did not arrive whole (in time) is that failure,
+    // not its head's status.
     let outcome = match (&result, answered) {
-        (_, Some(status)) => Ok(status),
-        (Err(CallError::Timeout(_) | CallError::ConnectTimeout(_)), None) => Err(UpstreamError::Timeout),
+        (Err(CallError::Timeout(_) | CallError::ConnectTimeout(_)), _) => Err(UpstreamError::Timeout),
         (Err(CallError::Unreachable { sent: false }), None) => Err(UpstreamError::Connect),
-        (Err(CallError::Unreachable { sent: true }), None) => Err(UpstreamError::Closed),
+        (Err(CallError::Unreachable { .. }), _) => Err(UpstreamError::Closed),
+        (_, Some(status)) => Ok(status),
         _ => return (result, None),
     };
     let duration_ns = end.saturating_duration_since(now).as_nanos() as u64;

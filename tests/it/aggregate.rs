@@ -180,12 +180,16 @@ routes:
 /// (a request is logged when its response body is done, a moment after
 /// the client read it).
 async fn nth_flag(gw: &crate::support::Gateway1, log: &std::path::Path, n: usize) -> String {
+    nth_line(gw, log, n).await["portcullis"]["response_flag"].as_str().unwrap().to_string()
+}
+
+/// The access log's `n`th line, once it is written.
+async fn nth_line(gw: &crate::support::Gateway1, log: &std::path::Path, n: usize) -> serde_json::Value {
     for _ in 0..250 {
         gw.handle.flush_logs();
         let text = std::fs::read_to_string(log).unwrap_or_default();
         if let Some(line) = text.lines().nth(n - 1) {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            return v["portcullis"]["response_flag"].as_str().unwrap().to_string();
+            return serde_json::from_str(line).unwrap();
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
@@ -350,14 +354,17 @@ async fn placeholder_values_stay_inside_their_place() {
 async fn calls_keep_their_upstreams_read_timeout_and_failures_their_root_status() {
     let (u, o, r) = three().await;
     u.set(Mode::StallBody);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
     let yaml = format!(
-        "upstreams:\n  users: {{ targets: [ \"{}\" ], timeouts: {{ read: 200ms }} }}\n  \
+        "access_log: {{ to: \"{}\" }}\nupstreams:\n  users: {{ targets: [ \"{}\" ], timeouts: {{ read: 200ms }} }}\n  \
          orders: {{ targets: [ \"{}\" ], limits: {{ max_requests: 1 }} }}\n  recs: {{ targets: [ \"{}\" ] }}\n\
          routes:\n  - name: stall\n    match: {{ path: /stall }}\n    aggregate:\n      timeout: 5s\n      calls:\n        \
          user: {{ upstream: users, path: /u, required: true }}\n  \
          - name: chain\n    match: {{ path: /chain }}\n    aggregate:\n      timeout: 5s\n      calls:\n        \
          user: {{ upstream: users, path: /u, timeout: 100ms }}\n        \
          orders: {{ upstream: orders, path: \"/o/{{user.id}}\", after: [ user ], required: true }}\n",
+        log.display(),
         u.url(),
         o.url(),
         r.url()
@@ -367,6 +374,10 @@ async fn calls_keep_their_upstreams_read_timeout_and_failures_their_root_status(
     assert_eq!(reply.status, 504, "{}", reply.text());
     // Cut by `timeouts.read` (200 ms), not by the 5 s budget.
     assert_eq!(reply.json()["errors"][0]["detail"], "no answer within 200 ms", "{}", reply.text());
+    // Its head said 200, its body never came: the try is a timeout.
+    let line = nth_line(&gw, &log, 1).await;
+    let try_ = &line["portcullis"]["upstream"]["tries"][0];
+    assert_eq!((try_["error"].as_str(), try_.get("status_code")), (Some("timeout"), None), "{line}");
     u.set(Mode::Slow(Duration::from_millis(400)));
     let reply = get(&gw.url("/chain"), &[]).await;
     assert_eq!(reply.status, 504, "the root cause timed out: {}", reply.text());
