@@ -714,13 +714,18 @@ fn merged<'p>(plan: &'p AggregatePlan, results: Vec<Option<Result<Value, CallErr
     let body = serde_json::to_vec(&Value::Object(doc)).unwrap_or_default();
     let mut resp = Response::new(Body::full(Bytes::from(body)));
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if !failed.is_empty() {
-        // A partial answer is not the resource: a cache that stored it
-        // (heuristically, RFC 9111 §4.2.2) would serve it as complete.
-        resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
     resp.headers_mut().insert(AGGREGATE, mark);
     resp
+}
+
+/// A partial answer is not the resource: a cache that stored it
+/// (heuristically, RFC 9111 §4.2.2, or by a route's `response_headers`)
+/// would serve it as complete. Applied after the response steps, so that
+/// a route's `Cache-Control` does not undo it.
+pub fn keep_partial_uncached(resp: &mut Response<Body>) {
+    if resp.headers().get(AGGREGATE).is_some_and(|m| m.as_bytes().starts_with(b"partial")) {
+        resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
 }
 
 /// `allow` (only these fields) then `deny` (not these), by dot path; an

@@ -187,6 +187,12 @@ pub fn handle<P: Deref<Target = Plan>>(
             {
                 break 'serve (Some(route), Err(GatewayError::MethodOverride(name)));
             }
+            if parts.method == http::Method::POST
+                && let Some(query) = parts.uri.query()
+                && crate::policy::validate::query_overrides_method(query)
+            {
+                break 'serve (Some(route), Err(GatewayError::MethodOverride("_method")));
+            }
             let mut body = RequestBody::new(incoming, max_body, listener.limits.body_read_timeout);
             // A phase that reads the body (validation) gets it in the context;
             // it puts back what goes on (the same bytes, read whole).
@@ -310,6 +316,9 @@ pub fn handle<P: Deref<Target = Plan>>(
         });
         // The other response steps, on every response, errors included.
         finish(plan, route, conn, origin.as_ref(), &mut resp, limit_fields, preflight);
+        if route.is_some_and(|r| matches!(r.action, Action::Aggregate(_))) {
+            aggregate::keep_partial_uncached(&mut resp);
+        }
         // `validate.response: report`: an upstream's answer against the document.
         if notes.tries > 0
             && seen.flag == crate::observe::Flag::None

@@ -68,41 +68,40 @@ impl Matcher {
     }
 
     /// The header and version conditions. Every line of a header must carry
-    /// the value: one that carries it beside another value (on another
-    /// line, or in a comma-separated list) is ambiguous.
+    /// the value; one that carries it beside another value (on another
+    /// line, or as an item of a comma-separated list) is ambiguous, when
+    /// every other condition is met (else the route would not take the
+    /// request anyway).
     fn conditions(&self, headers: &HeaderMap) -> Conditions {
         if self.headers.is_empty() && self.version.is_none() {
             return Conditions::Met;
         }
-        let mut met = true;
+        let mut ambiguous = None;
         for c in &self.headers {
-            match &c.value {
-                None => met &= headers.contains_key(&c.name),
-                Some(v) => {
-                    let lines = headers.get_all(&c.name);
-                    let exact = lines.iter().filter(|h| *h == v).count();
-                    let named = |h: &HeaderValue| {
-                        h.as_bytes().split(|&b| b == b',').any(|part| part.trim_ascii() == v.as_bytes())
-                    };
-                    let total = lines.iter().count();
-                    if exact > 0 && exact == total {
-                        continue;
-                    }
-                    if lines.iter().any(named) {
-                        return Conditions::Ambiguous(c.name.clone());
-                    }
-                    met = false;
+            let Some(v) = &c.value else {
+                if !headers.contains_key(&c.name) {
+                    return Conditions::NotMet;
                 }
+                continue;
+            };
+            let lines = headers.get_all(&c.name);
+            let (mut all, mut any) = (lines.iter().next().is_some(), false);
+            for line in lines {
+                let (exact, named) = carries(line.as_bytes(), v.as_bytes());
+                all &= exact;
+                any |= named;
+            }
+            if !all {
+                if !any {
+                    return Conditions::NotMet;
+                }
+                ambiguous.get_or_insert_with(|| c.name.clone());
             }
         }
-        match &self.version {
-            Some(v) => match v.decide(headers) {
-                Some(true) if met => Conditions::Met,
-                None => Conditions::Ambiguous(v.header_name()),
-                _ => Conditions::NotMet,
-            },
-            None if met => Conditions::Met,
-            None => Conditions::NotMet,
+        match self.version.as_ref().map(|v| (v, v.decide(headers))) {
+            Some((_, Some(false))) => Conditions::NotMet,
+            Some((v, None)) => Conditions::Ambiguous(ambiguous.unwrap_or_else(|| v.header_name())),
+            _ => ambiguous.map_or(Conditions::Met, Conditions::Ambiguous),
         }
     }
 
@@ -179,6 +178,25 @@ pub enum Miss {
     /// the other. Refused rather than left to a broader route, whose
     /// service may read the value this route was for.
     Ambiguous(HeaderName),
+}
+
+/// Whether a header line is the value `v` (itself, or only items equal to
+/// it: `canary,`) and whether it names `v` at all (as the line or as one
+/// of its comma-separated items, spaces aside, `v` itself may hold commas).
+fn carries(line: &[u8], v: &[u8]) -> (bool, bool) {
+    if line == v {
+        return (true, true);
+    }
+    let mut items = line.split(|&b| b == b',').map(<[u8]>::trim_ascii).filter(|i| !i.is_empty()).peekable();
+    if items.peek().is_some() && items.all(|i| i == v) {
+        return (true, true);
+    }
+    let named = memchr::memmem::find_iter(line, v).any(|at| {
+        let before = line[..at].trim_ascii_end();
+        let after = line[at + v.len()..].trim_ascii_start();
+        (before.is_empty() || before.ends_with(b",")) && (after.is_empty() || after.starts_with(b","))
+    });
+    (false, named)
 }
 
 /// How a route's header and version conditions meet a request.

@@ -45,12 +45,32 @@ impl Template {
         Ok(Template { parts })
     }
 
+    /// The template with the captures put in. Past a `?` (a redirect's
+    /// query), a capture's `&`, `=`, `+`, `;` and `#` are escaped: a path
+    /// segment `a%26safe%3D0`, decoded by normalization to `a&safe=0`,
+    /// must stay one query value, not add `safe=0` to the target.
     pub fn render(&self, values: &[&str]) -> String {
         let mut out = String::new();
+        let mut in_query = false;
         for part in &self.parts {
             match part {
-                Part::Literal(l) => out.push_str(l),
-                Part::Param(i) => out.push_str(values.get(*i).copied().unwrap_or_default()),
+                Part::Literal(l) => {
+                    in_query |= l.contains(['?', '#']);
+                    out.push_str(l);
+                }
+                Part::Param(i) => {
+                    let value = values.get(*i).copied().unwrap_or_default();
+                    if in_query {
+                        for c in value.chars() {
+                            match c {
+                                '&' | '=' | '+' | ';' | '#' => out.push_str(&format!("%{:02X}", c as u32)),
+                                c => out.push(c),
+                            }
+                        }
+                    } else {
+                        out.push_str(value);
+                    }
+                }
             }
         }
         out
@@ -110,6 +130,12 @@ mod tests {
         let names: Vec<Arc<str>> = vec!["id".into(), "rest".into()];
         let t = Template::parse("/u/{id}/files/{*rest}", &names).unwrap();
         assert_eq!(t.render(&["7", "a/b"]), "/u/7/files/a/b");
+        // In a query, a capture is one value.
+        let names: Vec<Arc<str>> = vec!["page".into()];
+        let q = Template::parse("https://d.example/search?p={page}&safe=1", &names).unwrap();
+        assert_eq!(q.render(&["a&safe=0+x;y"]), "https://d.example/search?p=a%26safe%3D0%2Bx%3By&safe=1");
+        let p = Template::parse("/to/{page}/x", &names).unwrap();
+        assert_eq!(p.render(&["a&b=c"]), "/to/a&b=c/x", "a path keeps its sub-delimiters");
         assert!(Template::parse("/u/{nope}", &names).is_err());
         assert!(Template::parse("/u/{id", &names).is_err());
     }

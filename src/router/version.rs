@@ -19,15 +19,16 @@ pub struct VersionMatch {
     pub default: bool,
 }
 
-/// The version a request asks for.
+/// The versions a request asks for: none, one, or several (two
+/// `Accept-Version` fields, `Accept-Version: 1, 2`, or two media ranges
+/// with different parameters), where the gateway would route by one and
+/// the service might read another.
 #[derive(Debug, PartialEq, Eq)]
 enum Requested {
     None,
     One(String),
-    /// Two different versions (two `Accept-Version` fields, or two media
-    /// ranges with different parameters): the gateway would route by one
-    /// and the service might read the other, so no version route takes it.
-    Ambiguous,
+    /// Two or more, the first two of them.
+    Several(String, String),
 }
 
 impl VersionMatch {
@@ -37,13 +38,21 @@ impl VersionMatch {
     }
 
     /// Whether the request asks for this version (or none, for the
-    /// `default`); `None` when it names two versions.
+    /// `default`); `None` when it names this version beside another.
     pub fn decide(&self, headers: &HeaderMap) -> Option<bool> {
         match self.requested(headers) {
             Requested::One(v) => Some(v == *self.value),
             Requested::None => Some(self.default),
-            Requested::Ambiguous => None,
+            Requested::Several(..) if self.named(headers) => None,
+            Requested::Several(..) => Some(false),
         }
+    }
+
+    /// Whether any version the request names is this one.
+    fn named(&self, headers: &HeaderMap) -> bool {
+        let mut found = false;
+        self.each_requested(headers, |v| found |= v == &*self.value);
+        found
     }
 
     /// The header the version is read from (for an answer that names it).
@@ -56,17 +65,24 @@ impl VersionMatch {
 
     fn requested(&self, headers: &HeaderMap) -> Requested {
         let mut found = Requested::None;
-        let mut see = |v: &str| match &found {
+        self.each_requested(headers, |v| match &found {
             Requested::None => found = Requested::One(v.to_string()),
             Requested::One(seen) if seen == v => {}
-            _ => found = Requested::Ambiguous,
-        };
+            Requested::One(seen) => found = Requested::Several(seen.clone(), v.to_string()),
+            Requested::Several(..) => {}
+        });
+        found
+    }
+
+    /// Calls `see` with each version the request names.
+    fn each_requested(&self, headers: &HeaderMap, mut see: impl FnMut(&str)) {
         match &self.source {
             VersionSource::Header(name) => {
-                // `Accept-Version: 1, 2`: a service that splits it may read either.
+                // `Accept-Version: 1, 2`: a service that splits it may read
+                // either (an empty item, `2,`, names nothing).
                 for value in headers.get_all(name) {
                     match value.to_str() {
-                        Ok(v) => v.split(',').for_each(|part| see(part.trim())),
+                        Ok(v) => v.split(',').map(str::trim).filter(|p| !p.is_empty()).for_each(&mut see),
                         Err(_) => see("\u{fffd}"),
                     }
                 }
@@ -82,7 +98,6 @@ impl VersionMatch {
                 }
             }
         }
-        found
     }
 
     /// Whether one request could satisfy both.

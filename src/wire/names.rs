@@ -131,7 +131,11 @@ pub fn strip_client_claims(
         return Ok(());
     }
     for name in METHOD_OVERRIDES {
-        let other = |v: &http::HeaderValue| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(method.as_str().as_bytes());
+        // An empty value asks for nothing (frameworks ignore it).
+        let other = |v: &http::HeaderValue| {
+            let v = v.as_bytes().trim_ascii();
+            !v.is_empty() && !v.eq_ignore_ascii_case(method.as_str().as_bytes())
+        };
         if headers.get_all(*name).iter().any(other) {
             return Err(name);
         }

@@ -141,6 +141,19 @@ async fn a_failed_optional_call_gives_a_partial_answer_that_says_so() {
     assert_eq!(by_call("recs")["status"], 502);
     assert!(by_call("recs")["detail"].as_str().unwrap().contains("503"));
     assert_eq!(reply.header("cache-control"), Some("no-store"), "a partial answer is not cached");
+    // Not even when the route asks caches to keep its answers.
+    let cached = DASHBOARD.replace(
+        "    aggregate:\n",
+        "    response_headers: { set: { Cache-Control: \"public, max-age=600\" } }\n    aggregate:\n",
+    );
+    let gw = gateway(&format!("{}{cached}", upstreams(&u, &o, &r))).await;
+    let reply = get(&gw.url("/dashboard/7"), &[]).await;
+    assert_eq!(reply.header("cache-control"), Some("no-store"), "{:?}", reply.header("portcullis-aggregate"));
+    o.set(Mode::Json("[]"));
+    r.set(Mode::Json("{}"));
+    let reply = get(&gw.url("/dashboard/7"), &[]).await;
+    assert_eq!(reply.header("portcullis-aggregate"), Some("complete"));
+    assert_eq!(reply.header("cache-control"), Some("public, max-age=600"), "a complete answer: the route's");
 }
 
 #[tokio::test]

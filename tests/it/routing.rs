@@ -71,6 +71,9 @@ routes:
   - { name: stable, match: { path_prefix: /app }, static: { body: stable } }
   - { name: canary, match: { path_prefix: /app, headers: [ { name: X-Env, value: canary } ] }, static: { body: canary } }
   - { name: debug, match: { path_prefix: /app, methods: [GET], headers: [ { name: X-Debug } ] }, static: { body: debug } }
+  - { name: in-stable, match: { path_prefix: /in }, static: { body: stable } }
+  - { name: internal, match: { path_prefix: /in, headers: [ { name: X-Internal }, { name: X-Env, value: canary } ] }, static: { body: internal } }
+  - { name: ua, match: { path_prefix: /app/ua, headers: [ { name: User-Agent, value: "Mozilla/5.0 (X11, Linux)" } ] }, static: { body: ua } }
 "#,
     )
     .await;
@@ -88,6 +91,18 @@ routes:
     assert_eq!(get(&gw.url("/app/x"), &[("x-env", "canary"), ("x-env", "canary")]).await.text(), "canary");
     // Lines that disagree without naming the route's value: no route of it, the broader one serves.
     assert_eq!(get(&gw.url("/app/x"), &[("x-env", "prod"), ("x-env", "dev")]).await.text(), "stable");
+    // An empty item names nothing.
+    assert_eq!(get(&gw.url("/app/x"), &[("x-env", "canary,")]).await.text(), "canary");
+    // A route another condition of which is not met would not take it anyway.
+    assert_eq!(get(&gw.url("/in/x"), &[("x-env", "canary, prod")]).await.text(), "stable");
+    let both = [("x-internal", "1"), ("x-env", "canary, prod")];
+    assert_eq!(get(&gw.url("/in/x"), &both).await.status, 400);
+    // A value holding a comma, beside another value, on two lines or one.
+    let ua = "Mozilla/5.0 (X11, Linux)";
+    assert_eq!(get(&gw.url("/app/ua"), &[("user-agent", ua)]).await.text(), "ua");
+    assert_eq!(get(&gw.url("/app/ua"), &[("user-agent", ua), ("user-agent", "evil")]).await.status, 400);
+    assert_eq!(get(&gw.url("/app/ua"), &[("user-agent", "Mozilla/5.0 (X11, Linux), evil")]).await.status, 400);
+    assert_eq!(get(&gw.url("/app/ua"), &[("user-agent", "curl/8")]).await.text(), "stable");
 }
 
 #[tokio::test]
@@ -111,6 +126,9 @@ routes:
     let both = [("accept-version", "1"), ("accept-version", "2")];
     assert_eq!(get(&gw.url("/orders"), &both).await.status, 400);
     assert_eq!(get(&gw.url("/orders"), &[("accept-version", "1, 2")]).await.status, 400);
+    assert_eq!(get(&gw.url("/orders"), &[("accept-version", "2,")]).await.text(), "v2");
+    // Two versions neither route serves: no version route takes it (404 here, no broader route).
+    assert_eq!(get(&gw.url("/orders"), &[("accept-version", "7, 8")]).await.status, 404);
     let accept = |v: &'static str| [("accept", v)];
     assert_eq!(get(&gw.url("/carts"), &accept("application/json; version=2")).await.text(), "m2");
     assert_eq!(get(&gw.url("/carts"), &accept("application/json;version=1")).await.text(), "m1");
@@ -186,12 +204,18 @@ async fn redirects_use_captures_and_keep_the_query() {
         r#"
 routes:
   - { name: moved, match: { path: "/docs/{page}" }, redirect: { to: "https://new.example.com/guide/{page}", status: 301 } }
+  - { name: search, match: { path: "/rx/{q}" }, redirect: { to: "https://d.example.com/search?p={q}&safe=1", keep_query: false } }
 "#,
     )
     .await;
     let reply = get(&gw.url("/docs/intro?lang=en"), &[]).await;
     assert_eq!(reply.status, 301);
     assert_eq!(reply.header("location"), Some("https://new.example.com/guide/intro?lang=en"));
+    // A capture in the target's query is one value: an encoded `&`/`=` adds no parameter.
+    for sent in ["/rx/a%26safe%3D0", "/rx/a&safe=0"] {
+        let reply = get(&gw.url(sent), &[]).await;
+        assert_eq!(reply.header("location"), Some("https://d.example.com/search?p=a%26safe%3D0&safe=1"), "{sent}");
+    }
 }
 
 /// A parameter inside a segment (`{name}.json`) never captures `.` or

@@ -831,10 +831,22 @@ routes:
         conn.headers(1, &fields, true).await;
         assert_eq!(conn.outcome(1).await, Outcome::Status(400));
     }
+    // Symfony and Laravel read `_method` from a POST's query too (PHP: `.method` is `_method`).
+    for query in ["_method=DELETE", "a=1&%5Fmethod=delete", ".method=PUT"] {
+        let probe = format!("POST /public/q?{query} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(exchange(gw.addr, probe.as_bytes()).await.unwrap().status, 400, "{query}");
+    }
     assert_eq!(rec.count(), 0, "nothing reached the upstream");
     let same = b"POST /public/same HTTP/1.1\r\nHost: x\r\nX-HTTP-Method-Override: post\r\nContent-Length: 0\r\n\r\n";
     assert_eq!(exchange(gw.addr, same).await.unwrap().status, 200);
     rec.wait_for("/public/same").await;
+    // An empty override asks for nothing; a GET's `_method` is no override to the frameworks.
+    let empty =
+        b"POST /public/empty?_method= HTTP/1.1\r\nHost: x\r\nX-HTTP-Method-Override:\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(exchange(gw.addr, empty).await.unwrap().status, 200);
+    rec.wait_for("/public/empty?_method=").await;
+    let get = b"GET /public/get?_method=DELETE HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_eq!(exchange(gw.addr, get).await.unwrap().status, 200);
 }
 
 /// Request bodies written in pieces, on many connections at once, all

@@ -19,6 +19,8 @@ pub mod response;
 mod shortcut;
 mod tape;
 
+pub use params::query_overrides_method;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -311,12 +311,12 @@ impl Param {
     }
 
     pub fn check_deep_object(&self, pairs: &[(String, String)], problems: &mut Vec<Problem>) {
-        // `filter=pink` or `filter[color=pink`: not members, but a service's
-        // query parser may still read them as the parameter (a string where
-        // an object was checked).
+        // `filter=pink`, `filter[]=pink` or `filter[color=pink`: not members,
+        // but a service's query parser may still read them as the parameter
+        // (a string or a list where an object was checked).
         let stray = pairs.iter().any(|(k, _)| {
             k.strip_prefix(self.name.as_str())
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('[') && !rest.ends_with(']'))
+                .is_some_and(|rest| rest.is_empty() || rest == "[]" || rest.starts_with('[') && !rest.ends_with(']'))
         });
         if stray {
             self.malformed("query", &format!("its members as `{}[key]=value`", self.name), problems);
@@ -646,4 +646,19 @@ pub fn form_object(bytes: &[u8], properties: &Map<String, Value>, problems: &mut
         })
         .collect();
     Value::Object(object)
+}
+
+/// Whether a `POST`'s query holds a `_method` parameter naming another
+/// method (Symfony and Laravel read it from the query as from a form
+/// body; PHP reads `.method` and ` _method` as `_method` too). Only
+/// queries that mention `method` are parsed.
+pub fn query_overrides_method(query: &str) -> bool {
+    if memchr::memmem::find(query.as_bytes(), b"method").is_none()
+        && memchr::memmem::find(query.as_bytes(), b"%").is_none()
+    {
+        return false;
+    }
+    query_pairs(query).iter().any(|(k, v)| {
+        (k == "_method" || read_as(k, "_method")) && !v.trim().is_empty() && !v.trim().eq_ignore_ascii_case("POST")
+    })
 }

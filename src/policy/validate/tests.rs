@@ -321,3 +321,18 @@ fn form_fields_of_alternatives_are_read_as_declared() {
     let form = form_object(b"kind=b&n=5", &properties, &mut Vec::new());
     assert_eq!(form, json!({ "kind": "b", "n": "5" }));
 }
+
+/// `filter[]=x` is no member of a `deepObject` `filter`: PHP and `qs` read
+/// it as the list `['x']`, unchecked, so it is refused as a stray spelling.
+#[test]
+fn an_empty_bracket_is_no_deep_object_member() {
+    let formats = BTreeMap::new();
+    let schema = json!({ "style": "deepObject", "type": "object", "properties": { "color": { "enum": ["red"] } } });
+    let filter = Param::compile("query", "filter", &schema, &formats).unwrap();
+    let pairs = |q: &str| query_pairs(q);
+    let mut problems = Vec::new();
+    filter.check_deep_object(&pairs("filter[color]=red"), &mut problems);
+    assert!(problems.is_empty(), "{problems:?}");
+    filter.check_deep_object(&pairs("filter[]=x"), &mut problems);
+    assert_eq!(problems.iter().map(|p| p.pointer.as_str()).collect::<Vec<_>>(), ["filter"]);
+}
