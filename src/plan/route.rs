@@ -77,7 +77,13 @@ pub(super) fn compile(
     if cfg.name.is_empty() {
         cx.err(format!("{at}.name"), "a route needs a name");
     }
-    let matcher = compile_match(cx, &format!("{at}.match"), &cfg.matcher);
+    let mut matcher = compile_match(cx, &format!("{at}.match"), &cfg.matcher);
+    // An aggregate reads: without `methods` it takes GET (and HEAD) only,
+    // as KrakenD's endpoints do; a POST would have its body read and
+    // dropped and get the GET calls' answer.
+    if let Some(m) = matcher.as_mut().filter(|m| cfg.aggregate.is_some() && m.methods.is_none()) {
+        m.methods = Some(vec![http::Method::GET, http::Method::HEAD]);
+    }
     let params = matcher.as_ref().map(|m| m.params.clone()).unwrap_or_default();
 
     let actions = [

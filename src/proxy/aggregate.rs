@@ -587,7 +587,8 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    if !status.is_success() {
+    // A 206 is part of a resource (calls ask for no range): not the answer.
+    if !status.is_success() || status == StatusCode::PARTIAL_CONTENT {
         return Err(CallError::Status(status.as_u16()));
     }
     if !crate::policy::validate::is_json(&media) {

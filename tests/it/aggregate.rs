@@ -241,6 +241,21 @@ routes:
     assert_eq!(doc["name"], "ann", "not overwritten by the later answer named `name`");
     let text_error = doc["errors"].as_array().unwrap().iter().find(|e| e["call"] == "text").unwrap().clone();
     assert!(text_error["detail"].as_str().unwrap().contains("not JSON"), "{text_error}");
+    // A 206 is a part of a resource, not an answer to merge.
+    o.set(Mode::Status(206));
+    let doc = get(&gw.url("/flat"), &[]).await.json();
+    let stats = doc["errors"].as_array().unwrap().iter().find(|e| e["call"] == "stats").unwrap().clone();
+    assert_eq!(stats["detail"], "the upstream answered 206", "{doc}");
+    // Without `methods`, an aggregate reads: GET and HEAD only.
+    let post = crate::support::raw(
+        gw.addr,
+        "POST /flat HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+    )
+    .await;
+    assert_eq!(crate::support::raw_status(&post), 405, "{post}");
+    assert!(post.to_ascii_lowercase().contains("allow: get, head"), "{post}");
+    let head = crate::support::raw(gw.addr, "HEAD /flat HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(crate::support::raw_status(&head), 200, "{head}");
 }
 
 #[tokio::test]
