@@ -12,11 +12,17 @@ pub enum HostMatch {
 }
 
 impl HostMatch {
+    /// A host as a route names it: a DNS name (its FQDN spelling with a
+    /// trailing `.` is the same host, as requests are read), whose labels
+    /// may hold `_` (requests with such hosts are taken, so routes may
+    /// name them), or `*.` and a domain.
     pub fn parse(text: &str) -> Result<HostMatch, String> {
         let lower = text.trim().to_ascii_lowercase();
+        let lower = lower.strip_suffix('.').unwrap_or(&lower).to_string();
         let valid = |s: &str| {
             !s.is_empty()
-                && s.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+                && s.split('.')
+                    .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
         };
         if let Some(rest) = lower.strip_prefix("*.") {
             if valid(rest) {
@@ -110,5 +116,11 @@ mod tests {
         let host = http::HeaderValue::from_static("API.example.com.:8080");
         assert!(HostMatch::parse("api.example.com").unwrap().matches(host_of(&uri, Some(&host))));
         assert!(w.covers(&HostMatch::parse("x.example.com").unwrap()));
+        // The FQDN spelling and `_` in labels, as requests carry them.
+        let fqdn = HostMatch::parse("API.example.com.").unwrap();
+        assert!(fqdn.matches(host_of(&uri, Some(&host))));
+        let under = http::HeaderValue::from_static("admin_x.example.com");
+        assert!(HostMatch::parse("admin_x.example.com").unwrap().matches(host_of(&uri, Some(&under))));
+        assert!(HostMatch::parse("api..example.com").is_err() && HostMatch::parse("*.").is_err());
     }
 }

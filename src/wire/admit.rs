@@ -476,7 +476,8 @@ fn name_end(value: &[u8]) -> Result<usize, &'static str> {
         }
     }
     match end {
-        0 => Err("the Host is empty"),
+        0 if value.is_empty() => Err("the Host is empty"),
+        0 => Err("the Host names no host before its `:` (an IPv6 address is written in brackets, `[::1]`)"),
         n if n > MAX_HOST => Err(BAD),
         n => Ok(n),
     }

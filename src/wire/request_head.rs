@@ -162,6 +162,10 @@ fn version_refusal(buf: &[u8]) -> Refusal {
         {
             Refusal::VersionNotSupported
         }
+        // The version is fine: the line around it is not (two spaces).
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'0' | b'1'] => {
+            Refusal::Malformed("a request line that is not `METHOD target HTTP/1.1` with single spaces")
+        }
         [b'H', b'T', b'T', b'P', b'/', b'1', b'.', minor] if minor.is_ascii_digit() => {
             Refusal::Malformed("an HTTP/1 minor version above 1 (HTTP/1.0 and HTTP/1.1 are read)")
         }
@@ -309,6 +313,11 @@ mod tests {
         for raw in ["GET / HTTP/2.0\r\nHost: x\r\n\r\n", "GET / HTTP/3.0\r\nHost: x\r\n\r\n"] {
             assert_eq!(parse_str(raw).unwrap_err().status(), 505, "{raw:?}");
         }
+        // Each refusal says what is wrong with the line.
+        let detail = |raw: &str| parse_str(raw).unwrap_err().to_string();
+        assert!(detail("GET /a  HTTP/1.1\r\nHost: x\r\n\r\n").contains("single spaces"));
+        assert!(detail("GET /a HTTP/1.2\r\nHost: x\r\n\r\n").contains("minor version above 1"));
+        assert!(detail("GET /a HTTP/1.1\r\nHost: ::1\r\n\r\n").contains("IPv6 address is written in brackets"));
     }
 
     #[test]

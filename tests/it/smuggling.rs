@@ -171,6 +171,8 @@ const REQUESTS: &[Row] = &[
     // -- Host (review class 4).
     cut!("no Host", b"GET /public/a HTTP/1.1\r\n\r\n", 400),
     cut!("two Hosts", b"GET /public/a HTTP/1.1\r\nHost: x\r\nHost: internal.example\r\n\r\n", 400),
+    cut!("an IPv6 Host without brackets", b"GET /public/a HTTP/1.1\r\nHost: ::1\r\n\r\n", 400),
+    cut!("two spaces before the version", b"GET /public/a  HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     cut!("empty Host", b"GET /public/a HTTP/1.1\r\nHost: \r\n\r\n", 400),
     cut!("Host list", b"GET /public/a HTTP/1.1\r\nHost: x, internal.example\r\n\r\n", 400),
     cut!("Host with userinfo", b"GET /public/a HTTP/1.1\r\nHost: x@internal.example\r\n\r\n", 400),
