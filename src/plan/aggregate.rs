@@ -9,7 +9,14 @@ use http::Method;
 
 use super::Ctx;
 use crate::config::aggregate::{AggregateConfig, MergeMode, OnFailure};
+use crate::observe::metrics::{Counter, Registry};
 use crate::upstream::Upstream;
+
+/// Why a call failed, as `portcullis_aggregate_call_failures_total`'s
+/// `reason` label: a fixed set (a partial answer is a 200, so without this
+/// count only its body says a call failed).
+pub const FAILURE_REASONS: [&str; 8] =
+    ["timeout", "connect", "closed", "refused", "status", "invalid_answer", "dependency", "placeholder"];
 
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_MAX_BODY: u64 = 1 << 20;
@@ -39,6 +46,8 @@ pub struct CallPlan {
     pub allow: Option<Vec<Vec<String>>>,
     pub deny: Vec<Vec<String>>,
     pub max_body: u64,
+    /// Its failures by reason (`FAILURE_REASONS`' order).
+    pub failures: Box<[Arc<Counter>]>,
 }
 
 /// A piece of a call's path template.
@@ -58,13 +67,15 @@ pub enum Piece {
 /// `at`: the route's place in the config; `params`: its path parameters;
 /// `known`: every upstream the config defines (one that failed to compile
 /// has its own error, and is not called unknown here).
+/// `route`: the route's name, for the calls' failure counts in `registry`.
 pub(super) fn compile(
     cx: &mut Ctx,
-    at: &str,
+    (at, route): (&str, &str),
     cfg: &AggregateConfig,
     params: &[Arc<str>],
     upstreams: &HashMap<&str, Arc<Upstream>>,
     known: &[&str],
+    registry: &Registry,
 ) -> Option<AggregatePlan> {
     let at = format!("{at}.aggregate");
     let before = cx.errors.len();
@@ -170,6 +181,14 @@ pub(super) fn compile(
             allow: c.allow.as_ref().map(|a| a.iter().map(|p| dot_path(p)).collect()),
             deny: c.deny.iter().map(|p| dot_path(p)).collect(),
             max_body: c.max_body_size.map_or(DEFAULT_MAX_BODY, |s| s.0),
+            failures: FAILURE_REASONS
+                .iter()
+                .map(|reason| {
+                    let labels =
+                        vec![("route", route.to_string()), ("call", name.to_string()), ("reason", reason.to_string())];
+                    registry.counter("portcullis_aggregate_call_failures", labels)
+                })
+                .collect(),
         });
     }
     if cfg.merge == MergeMode::Flat {

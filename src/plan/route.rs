@@ -95,7 +95,11 @@ pub(super) fn compile(
     ];
     let action = match actions.iter().filter(|a| **a).count() {
         1 => match &cfg.aggregate {
-            Some(agg) => super::aggregate::compile(cx, &at, agg, &params, upstreams, known).map(Action::Aggregate),
+            Some(agg) => {
+                let registry = shared.get::<Arc<crate::observe::metrics::Registry>>().cloned().unwrap_or_default();
+                super::aggregate::compile(cx, (&at, &cfg.name), agg, &params, upstreams, known, &registry)
+                    .map(Action::Aggregate)
+            }
             None => compile_action(cx, &at, cfg, matcher.as_ref(), upstreams, known),
         },
         _ => {

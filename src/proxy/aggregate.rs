@@ -87,6 +87,20 @@ enum CallError {
 }
 
 impl CallError {
+    /// Its index in `FAILURE_REASONS`.
+    fn reason(&self) -> usize {
+        match self {
+            CallError::Timeout(_) => 0,
+            CallError::ConnectTimeout(_) | CallError::Unreachable { sent: false } => 1,
+            CallError::Unreachable { sent: true } => 2,
+            CallError::Refused(_) | CallError::OverBudget(_) => 3,
+            CallError::Status(_) => 4,
+            CallError::NotJson(_) | CallError::BadJson | CallError::TooLarge(_) | CallError::TooDeep => 5,
+            CallError::Dependency(_) => 6,
+            CallError::Placeholder(..) | CallError::BadPath => 7,
+        }
+    }
+
     fn status(&self) -> StatusCode {
         match self {
             CallError::Timeout(_) | CallError::ConnectTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -215,6 +229,7 @@ pub(super) async fn run<'p>(plan: &'p AggregatePlan, inputs: Inputs<'_, 'p>) -> 
                     }
                 }
             }
+            count_failures(plan, &results);
             return (failed(plan, &results, i, inputs.request_id), root_flag(plan, &results, i));
         }
         if running.is_empty() {
@@ -238,6 +253,7 @@ pub(super) async fn run<'p>(plan: &'p AggregatePlan, inputs: Inputs<'_, 'p>) -> 
     // The answers go with the calls' counts; the document made of them is
     // counted until it has been sent (a client that does not read would
     // otherwise hold it uncounted).
+    count_failures(plan, &results);
     let answer = merged(plan, results);
     drop(running);
     drop(holds);
@@ -270,6 +286,17 @@ fn root_flag(plan: &AggregatePlan, results: &[Option<Result<Value, CallError>>],
     match &results[root_cause(plan, results, culprit)] {
         Some(Err(e)) => e.flag().unwrap_or(Flag::LocalResponse),
         _ => Flag::LocalResponse,
+    }
+}
+
+/// `portcullis_aggregate_call_failures_total`: each call that failed, once.
+fn count_failures(plan: &AggregatePlan, results: &[Option<Result<Value, CallError>>]) {
+    for (call, result) in plan.calls.iter().zip(results) {
+        if let Some(Err(e)) = result
+            && let Some(counter) = call.failures.get(e.reason())
+        {
+            counter.inc();
+        }
     }
 }
 

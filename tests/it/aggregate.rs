@@ -123,7 +123,8 @@ async fn a_failed_optional_call_gives_a_partial_answer_that_says_so() {
     u.set(Mode::Json(r#"{"id":7,"name":"ann"}"#));
     o.set(Mode::Hang);
     r.set(Mode::Status(503));
-    let gw = gateway(&format!("{}{DASHBOARD}", upstreams(&u, &o, &r))).await;
+    let admin = "admin: { bind: \"127.0.0.1:0\" }\n";
+    let gw = gateway(&format!("{admin}{}{DASHBOARD}", upstreams(&u, &o, &r))).await;
     let started = tokio::time::Instant::now();
     let reply = get(&gw.url("/dashboard/7"), &[]).await;
     assert!(started.elapsed() < Duration::from_secs(1), "the hanging call was cut at its own 300 ms");
@@ -141,6 +142,26 @@ async fn a_failed_optional_call_gives_a_partial_answer_that_says_so() {
     assert_eq!(by_call("recs")["status"], 502);
     assert!(by_call("recs")["detail"].as_str().unwrap().contains("503"));
     assert_eq!(reply.header("cache-control"), Some("no-store"), "a partial answer is not cached");
+    // A partial answer is a 200: the failed calls are counted, by reason.
+    let metrics = get(&format!("http://{}/metrics", gw.handle.admin_addr().unwrap()), &[]).await.text();
+    let scrape = prometheus_parse::Scrape::parse(metrics.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let failures = |call: &str, reason: &str| {
+        let found = scrape.samples.iter().find(|x| {
+            x.metric == "portcullis_aggregate_call_failures_total"
+                && x.labels.get("route") == Some("dashboard")
+                && x.labels.get("call") == Some(call)
+                && x.labels.get("reason") == Some(reason)
+        });
+        match found.map(|x| &x.value) {
+            Some(prometheus_parse::Value::Counter(n)) => *n,
+            other => panic!("{call} {reason}: {other:?}"),
+        }
+    };
+    assert_eq!((failures("orders", "timeout"), failures("recs", "status")), (1.0, 1.0));
+    assert_eq!(
+        (failures("user", "timeout"), failures("user", "status"), failures("orders", "status")),
+        (0.0, 0.0, 0.0)
+    );
     // Not even when the route asks caches to keep its answers.
     let cached = DASHBOARD.replace(
         "    aggregate:\n",

@@ -64,6 +64,11 @@ const FAMILIES: &[(&str, Kind, &str)] = &[
     ("portcullis_upstream_refusals", Kind::Counter, "Requests refused before an upstream try, by rule."),
     ("portcullis_upstream_breaker_open", Kind::Gauge, "Circuit breaker state: 0 closed, 0.5 half-open, 1 open."),
     (
+        "portcullis_aggregate_call_failures",
+        Kind::Counter,
+        "Aggregate calls that failed, by reason (a partial answer is still a 200).",
+    ),
+    (
         "portcullis_buffered_bytes",
         Kind::Gauge,
         "Bytes of bodies read whole (validated request bodies, aggregate answers) held in memory.",
