@@ -163,15 +163,27 @@ fn judge(up: &Upstream, settings: &ProbeSettings, streak: &mut Streak, i: usize,
 
 /// One probe: the status, or `None` when no answer came in time.
 async fn probe(client: super::HttpClient, uri: Uri, host: Option<HeaderValue>, timeout: Duration) -> Option<u16> {
-    let mut req = Request::new(RequestBody::empty());
-    *req.method_mut() = Method::GET;
-    *req.uri_mut() = uri;
-    if let Some(host) = host {
-        req.headers_mut().insert(header::HOST, host);
-    }
-    req.headers_mut().insert(header::USER_AGENT, HeaderValue::from_static("portcullis-health-check"));
+    let request = || {
+        let mut req = Request::new(RequestBody::empty());
+        *req.method_mut() = Method::GET;
+        *req.uri_mut() = uri.clone();
+        if let Some(host) = &host {
+            req.headers_mut().insert(header::HOST, host.clone());
+        }
+        req.headers_mut().insert(header::USER_AGENT, HeaderValue::from_static("portcullis-health-check"));
+        req
+    };
     let exchange = async {
-        let resp = client.request(req).await.ok()?;
+        // A kept-alive connection the target closed as the probe came (its
+        // idle timeout, or one request per connection) fails without an
+        // answer: sent once more, on another connection, as a live GET
+        // would be, so that `unhealthy: 1` does not flap on it. The pool
+        // has dropped the closed one; a target that is down fails twice.
+        let resp = match client.request(request()).await {
+            Ok(resp) => resp,
+            Err(e) if e.is_connect() => return None,
+            Err(_) => client.request(request()).await.ok()?,
+        };
         let status = resp.status().as_u16();
         // What live requests would get as 502 fails the probe too (hyper
         // reads heads leniently; the gateway does not).
@@ -220,5 +232,67 @@ mod tests {
             let ticks = n.div_ceil(batch) as u32;
             assert!(step * ticks <= interval + step, "{interval:?} {n}: {step:?} x {ticks}");
         }
+    }
+}
+
+#[cfg(test)]
+mod stale_connection {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A target that answers the first request of each connection and
+    /// closes the connection, unanswered, when a second one comes on it.
+    async fn one_request_per_connection() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let closed_on_reuse = Arc::new(AtomicUsize::new(0));
+        let closed = closed_on_reuse.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else { return };
+                let closed = closed.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    let mut served = 0;
+                    while let Ok(n) = s.read(&mut chunk).await {
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buf.drain(..end + 4);
+                            if served == 1 {
+                                closed.fetch_add(1, Ordering::SeqCst);
+                                return;
+                            }
+                            served += 1;
+                            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, closed_on_reuse)
+    }
+
+    /// A probe sent on a kept-alive connection the target closes is sent
+    /// once more on another, as a live GET is: the target is not marked
+    /// down for it (with `unhealthy: 1` it flapped).
+    #[tokio::test]
+    async fn a_probe_on_a_connection_closed_under_it_is_sent_again() {
+        let (addr, closed_on_reuse) = one_request_per_connection().await;
+        let cfg: crate::config::UpstreamConfig =
+            serde_saphyr::from_str(&format!("{{ targets: [ \"http://{addr}\" ] }}")).unwrap();
+        let client = crate::upstream::client::build(&cfg, crate::upstream::client::tls_config(None).unwrap(), None);
+        let uri: http::Uri = format!("http://{addr}/healthz").parse().unwrap();
+        let timeout = std::time::Duration::from_secs(5);
+        assert_eq!(super::probe(client.clone(), uri.clone(), None, timeout).await, Some(200));
+        // The first connection goes back to the pool once its answer is read.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(super::probe(client, uri, None, timeout).await, Some(200));
+        assert_eq!(closed_on_reuse.load(Ordering::SeqCst), 1, "the second probe went on the kept connection");
     }
 }
