@@ -400,10 +400,28 @@ fn is_type(schema: &Value, name: &str) -> bool {
 /// The values as the schema's type: an array of all of them, or the first.
 fn read(values: &[&str], schema: &Value) -> Value {
     if is_type(schema, "array") {
-        let items = schema.get("items").unwrap_or(&Value::Null);
+        let items = array_items(schema, 0).unwrap_or(&Value::Null);
         return Value::Array(values.iter().map(|v| scalar(v, items)).collect());
     }
     scalar(values.first().copied().unwrap_or(""), schema)
+}
+
+/// An array schema's `items`, also where the array is a branch
+/// (`anyOf: [ { type: array, items: { type: integer } }, { type: "null" } ]`,
+/// FastAPI's `Optional[list[int]]`): the elements are read as its items.
+fn array_items(schema: &Value, depth: u32) -> Option<&Value> {
+    if let Some(items) = schema.get("items") {
+        return Some(items);
+    }
+    if depth > 4 {
+        return None;
+    }
+    ["anyOf", "oneOf", "allOf"]
+        .iter()
+        .filter_map(|k| schema.get(*k).and_then(Value::as_array))
+        .flatten()
+        .filter(|branch| is_type(branch, "array"))
+        .find_map(|branch| array_items(branch, depth + 1))
 }
 
 /// One string as the schema's scalar type, when it reads as one.

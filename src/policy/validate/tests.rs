@@ -336,3 +336,32 @@ fn an_empty_bracket_is_no_deep_object_member() {
     filter.check_deep_object(&pairs("filter[]=x"), &mut problems);
     assert_eq!(problems.iter().map(|p| p.pointer.as_str()).collect::<Vec<_>>(), ["filter"]);
 }
+
+/// FastAPI's `Optional[list[int]]` is `anyOf: [array of integer, null]`:
+/// its values are read as the array branch's items (they stayed strings,
+/// and every valid request was refused).
+#[test]
+fn an_array_in_a_branch_is_read_by_its_items() {
+    let formats = BTreeMap::new();
+    let optional = json!({ "anyOf": [ { "type": "array", "items": { "type": "integer" } }, { "type": "null" } ] });
+    let ids = Param::compile("query", "ids", &optional, &formats).unwrap();
+    let problems = |values: &[&str]| {
+        let mut problems = Vec::new();
+        ids.check("query", values, &mut problems);
+        problems
+    };
+    assert!(problems(&["1", "2"]).is_empty(), "{:?}", problems(&["1", "2"]));
+    assert!(problems(&["1"]).is_empty());
+    assert_eq!(problems(&["1", "x"]).len(), 1);
+    let either = json!({ "oneOf": [ { "type": "array", "items": { "type": "integer" } }, { "type": "integer" } ] });
+    let oids = Param::compile("query", "oids", &either, &formats).unwrap();
+    let mut found = Vec::new();
+    oids.check("query", &["3"], &mut found);
+    assert!(found.is_empty(), "{found:?}");
+    // A form field alike.
+    let schema = json!({ "properties": { "tags": optional } });
+    let properties = super::params::form_properties(&schema);
+    let mut found = Vec::new();
+    let form = form_object(b"tags=1&tags=2", &properties, &mut found);
+    assert_eq!((form, found.len()), (json!({ "tags": [1, 2] }), 0));
+}
