@@ -169,8 +169,18 @@ pub fn load_document(path: &Path) -> Result<serde_json::Value, String> {
     let parsed: Result<serde_json::Value, String> = if path.extension().is_some_and(|e| e == "json") {
         serde_json::from_str(&text).map_err(|e| e.to_string())
     } else {
-        let options = serde_saphyr::options! { strict_booleans: true };
-        serde_saphyr::from_str_with_options(&text, options).map_err(|e| e.to_string())
+        // The operator's own files (at most 64 MiB, `read_text`): the
+        // reader's default budget (250,000 nodes) refused Stripe's and
+        // GitHub's published descriptions.
+        let budget = serde_saphyr::budget! { max_nodes: 20_000_000, max_events: 40_000_000 };
+        let options = serde_saphyr::options! { strict_booleans: true, budget: budget };
+        serde_saphyr::from_str_with_options(&text, options).map_err(|e| {
+            let text = e.to_string();
+            match text.find("budget breached") {
+                Some(at) => format!("too large for the YAML reader ({}): convert it to JSON", &text[at..]),
+                None => text,
+            }
+        })
     };
     parsed.map_err(|e| format!("`{}` is not a JSON or YAML document: {e}", path.display()))
 }
@@ -498,6 +508,19 @@ fn allow_variables(v: &mut serde_json::Value) {
 
 #[cfg(test)]
 mod tests {
+    /// Published API descriptions run to hundreds of thousands of YAML
+    /// nodes (Stripe's, GitHub's): a document is not held to the reader's
+    /// default budget of 250,000.
+    #[test]
+    fn large_yaml_documents_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.yaml");
+        let items: String = (0..300_000).map(|i| format!("- {i}\n")).collect();
+        std::fs::write(&path, format!("openapi: 3.0.3\nx-items:\n{}", items.replace("- ", "  - "))).unwrap();
+        let doc = super::load_document(&path).expect("loads");
+        assert_eq!(doc["x-items"].as_array().map(Vec::len), Some(300_000));
+    }
+
     use super::*;
 
     fn parse(text: &str) -> Result<LoadedConfig, ConfigErrors> {

@@ -72,10 +72,16 @@ struct Bundler {
 
 impl Bundler {
     /// The member a file is bundled under: its path from the document's
-    /// folder, made one pointer token.
+    /// folder (`schemas/Pets.yaml`).
     fn key(&self, path: &Path) -> String {
         let shown = path.strip_prefix(&self.root).map(Path::to_path_buf).unwrap_or_default();
-        shown.to_string_lossy().replace('~', "~0").replace('/', "~1")
+        shown.to_string_lossy().into_owned()
+    }
+
+    /// That member as one JSON Pointer token, for references to it
+    /// (`schemas~1Pets.yaml`: RFC 6901 escapes `~` and `/`).
+    fn token(&self, path: &Path) -> String {
+        self.key(path).replace('~', "~0").replace('/', "~1")
     }
 
     /// Rewrites the references in `v` (read from `dir`; `file`: the bundled
@@ -102,7 +108,7 @@ impl Bundler {
                                 self.files.insert(path.clone(), None);
                                 self.queue.push(path.clone());
                             }
-                            *r = format!("#/{BUNDLED}/{}{pointer}", self.key(&path));
+                            *r = format!("#/{BUNDLED}/{}{pointer}", self.token(&path));
                         }
                         None => {}
                     }

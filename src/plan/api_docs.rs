@@ -102,6 +102,9 @@ fn render(api: &ApiConfig, doc: &Value, json_at: &str, base_path: &str) -> Strin
     }
     out.push_str("<h2>Operations</h2>\n");
     for (path, item) in doc.get("paths").and_then(Value::as_object).into_iter().flatten() {
+        // A path item given by `$ref` (`#/components/pathItems/…`, or a
+        // bundled file's): the item it names.
+        let item = referenced(doc, item);
         for method in METHODS {
             let Some(op) = item.get(method) else { continue };
             let _ = writeln!(
@@ -271,8 +274,13 @@ mod tests {
                          "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } },
                                          { "$ref": "#/components/parameters/Tenant" } ] }
             } },
-            "components": { "parameters": { "Tenant": { "name": "X-Tenant", "in": "header", "required": true, "schema": { "type": "string", "format": "uuid" } } } }
+            "components": {
+                "parameters": { "Tenant": { "name": "X-Tenant", "in": "header", "required": true, "schema": { "type": "string", "format": "uuid" } } },
+                "pathItems": { "Pet": { "get": { "operationId": "getPet", "summary": "One pet" } } }
+            }
         });
+        let mut doc = doc;
+        doc["paths"]["/pets/{petId}"] = serde_json::json!({ "$ref": "#/components/pathItems/Pet" });
         let routes = routes(&api, &doc, &DocsConfig::Path("/docs".into()), "/gw", std::path::Path::new(".")).unwrap();
         let served = &routes[1].static_response.as_ref().unwrap().body;
         let json: Value = serde_json::from_str(served).unwrap();
@@ -286,5 +294,6 @@ mod tests {
         assert_eq!(page.matches("<tr><td><code>id</code>").count(), 1, "the operation's `id` only: {page}");
         assert!(page.contains("<tr><td><code>X-Tenant</code></td><td>header</td><td>yes</td>"), "{page}");
         assert!(page.contains("<p>Reads one item.</p>"), "{page}");
+        assert!(page.contains("GET /gw/pets/{petId}</code> getPet"), "a path item by `$ref`: {page}");
     }
 }

@@ -1153,6 +1153,12 @@ async fn references_in_a_sub_folder_resolve_from_their_own_file() {
     assert_eq!((post(r#"{"tag":"short"}"#).await, post(r#"{"tag":"too long"}"#).await), (200, 400));
     let served = call(&gw, "GET", "/docs/openapi.json", &[], "").await.json();
     assert!(served["x-portcullis-bundled"]["common.yaml"]["Tag"].is_object(), "{served}");
+    // A file in a sub-folder is bundled under its path; the reference to it
+    // is a JSON Pointer that resolves (`/` escaped as `~1` in the pointer only).
+    let pet_ref = served.pointer("/paths/~1pets/post/requestBody/content/application~1json/schema/$ref");
+    assert_eq!(pet_ref.and_then(Value::as_str), Some("#/x-portcullis-bundled/sub~1pet.yaml/Pet"));
+    let resolved = served.pointer("/x-portcullis-bundled/sub~1pet.yaml/Pet/type");
+    assert_eq!(resolved.and_then(Value::as_str), Some("object"), "{served}");
 }
 
 /// Another spelling of a declared query parameter that frameworks read as
