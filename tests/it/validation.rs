@@ -503,6 +503,12 @@ async fn an_openapi_document_routes_validates_and_authenticates() {
         let r = call(&gw, "GET", &format!("/catalog/items?{stray}"), &[], "").await;
         assert_eq!(errors(&r), vec![("query".into(), "filter".into())], "{stray}");
     }
+    // A deepObject array (Stripe's `expand`): `expand[]` or `expand[0]` items.
+    assert_eq!(call(&gw, "GET", "/catalog/items?expand[]=price&expand[1]=stock", &[], "").await.status, 200);
+    let r = call(&gw, "GET", "/catalog/items?expand[0]=secret", &[], "").await;
+    assert_eq!(errors(&r), vec![("query".into(), "expand/0".into())]);
+    let r = call(&gw, "GET", "/catalog/items?expand=price", &[], "").await;
+    assert_eq!(errors(&r), vec![("query".into(), "expand".into())]);
     let r = call(&gw, "GET", "/catalog/shelves/.1.2", &[], "").await;
     assert_eq!(r.status, 200, "{}", r.text());
     let r = call(&gw, "GET", "/catalog/shelves/.1.x", &[], "").await;
@@ -514,7 +520,7 @@ async fn an_openapi_document_routes_validates_and_authenticates() {
     assert_eq!(errors(&call(&gw, "GET", "/catalog/bins/;bin=0", &[], "").await), vec![("path".into(), "bin".into())]);
     assert_eq!(call(&gw, "GET", "/catalog/shelves/;ids=1", &[], "").await.status, 400);
     assert_eq!(call(&gw, "GET", "/catalog/anything/else", &[], "").await.status, 200);
-    assert_eq!(catalog.count(), 5);
+    assert_eq!(catalog.count(), 6);
 }
 
 #[tokio::test]

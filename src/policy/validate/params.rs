@@ -95,8 +95,10 @@ impl Param {
         };
         // The shape that decides how values are read, `$ref`s in place.
         let read_as = inlined(&shape, shape.get("$defs").and_then(Value::as_object), 0);
-        if style == Style::DeepObject && !is_type(&read_as, "object") {
-            return Err("style `deepObject` is for a parameter of `type: object`".into());
+        // An array too: Stripe's description writes its `expand` lists so,
+        // and its clients send them as `expand[]=a` or `expand[0]=a`.
+        if style == Style::DeepObject && !is_type(&read_as, "object") && !is_type(&read_as, "array") {
+            return Err("style `deepObject` is for a parameter of `type: object` (or an array sent as `name[]`)".into());
         }
         let form = matches!((place, style_name), ("query" | "cookie", None | Some("form")));
         let explode = exploded.unwrap_or(form);
@@ -241,7 +243,7 @@ impl Param {
 
     /// Members read as their properties' types.
     fn members_as_types<'v>(&self, members: impl IntoIterator<Item = (&'v str, &'v str)>) -> Map<String, Value> {
-        let properties = self.shape.get("properties").and_then(Value::as_object);
+        let properties = object_properties(&self.shape, 0);
         members
             .into_iter()
             .map(|(k, v)| (k.to_string(), scalar(v, properties.and_then(|p| p.get(k)).unwrap_or(&Value::Null))))
@@ -311,6 +313,17 @@ impl Param {
     }
 
     pub fn check_deep_object(&self, pairs: &[(String, String)], problems: &mut Vec<Problem>) {
+        if !is_type(&self.shape, "object") {
+            return self.check_bracket_array(pairs, problems);
+        }
+        // `created=1600000000` where the schema also takes a scalar
+        // (Stripe's `anyOf: [ {object of gt, lt…}, {type: integer} ]`): the value itself.
+        let whole: Vec<&str> = pairs.iter().filter(|(k, _)| *k == self.name).map(|(_, v)| v.as_str()).collect();
+        let members_sent =
+            pairs.iter().any(|(k, _)| k.strip_prefix(self.name.as_str()).is_some_and(|r| r.starts_with('[')));
+        if !whole.is_empty() && !members_sent && SCALARS.iter().any(|t| is_type(&self.shape, t)) {
+            return self.check("query", &whole, problems);
+        }
         // `filter=pink`, `filter[]=pink` or `filter[color=pink`: not members,
         // but a service's query parser may still read them as the parameter
         // (a string or a list where an object was checked).
@@ -334,6 +347,40 @@ impl Param {
             return;
         }
         self.check_members("query", members, problems);
+    }
+}
+
+/// The types a value sent as one string may be read as.
+const SCALARS: [&str; 4] = ["integer", "number", "boolean", "string"];
+
+impl Param {
+    /// A `deepObject` array (Stripe's `expand`): its items as `name[]=a`
+    /// or `name[0]=a` (in index order); anything else under the name
+    /// (`name=a`, `name[x]=a`) is refused, as for an object.
+    fn check_bracket_array(&self, pairs: &[(String, String)], problems: &mut Vec<Problem>) {
+        let mut items: Vec<(usize, usize, &str)> = Vec::new();
+        for (at, (k, v)) in pairs.iter().enumerate() {
+            let Some(rest) = k.strip_prefix(self.name.as_str()) else { continue };
+            let index = match rest.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+                Some("") => usize::MAX,
+                Some(digits)
+                    if !digits.is_empty() && digits.len() <= 6 && digits.bytes().all(|b| b.is_ascii_digit()) =>
+                {
+                    digits.parse().unwrap_or(usize::MAX)
+                }
+                // `names` beside `name`: another parameter.
+                None if !rest.is_empty() && !rest.starts_with('[') => continue,
+                _ => {
+                    let expected = format!("its items as `{0}[]=value` or `{0}[0]=value`", self.name);
+                    return self.malformed("query", &expected, problems);
+                }
+            };
+            items.push((index, at, v.as_str()));
+        }
+        // `[0]`, `[1]` by index; `[]` in the order sent, after them.
+        items.sort_by_key(|&(index, at, _)| (index, at));
+        let values: Vec<&str> = items.iter().map(|&(_, _, v)| v).collect();
+        self.check("query", &values, problems);
     }
 }
 
@@ -404,6 +451,23 @@ fn read(values: &[&str], schema: &Value) -> Value {
         return Value::Array(values.iter().map(|v| scalar(v, items)).collect());
     }
     scalar(values.first().copied().unwrap_or(""), schema)
+}
+
+/// An object schema's `properties`, also where the object is a branch
+/// (`anyOf: [ { type: object, properties: { gte: { type: integer } } }, { type: integer } ]`).
+fn object_properties(schema: &Value, depth: u32) -> Option<&Map<String, Value>> {
+    if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+        return Some(properties);
+    }
+    if depth > 4 {
+        return None;
+    }
+    ["anyOf", "oneOf", "allOf"]
+        .iter()
+        .filter_map(|k| schema.get(*k).and_then(Value::as_array))
+        .flatten()
+        .filter(|branch| is_type(branch, "object") || branch.get("properties").is_some())
+        .find_map(|branch| object_properties(branch, depth + 1))
 }
 
 /// An array schema's `items`, also where the array is a branch

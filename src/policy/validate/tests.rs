@@ -365,3 +365,34 @@ fn an_array_in_a_branch_is_read_by_its_items() {
     let form = form_object(b"tags=1&tags=2", &properties, &mut found);
     assert_eq!((form, found.len()), (json!({ "tags": [1, 2] }), 0));
 }
+
+/// Stripe's description: `expand` a `deepObject` array, sent as
+/// `expand[]=a` or `expand[0]=a`; `created` a `deepObject` that may also be
+/// an integer (`anyOf`), its members typed by the object branch.
+#[test]
+fn deep_object_arrays_and_alternatives_read_as_stripe_sends_them() {
+    let formats = BTreeMap::new();
+    let check = |p: &Param, q: &str| {
+        let mut problems = Vec::new();
+        p.check_deep_object(&query_pairs(q), &mut problems);
+        problems.into_iter().map(|p| p.pointer).collect::<Vec<_>>()
+    };
+    let expand =
+        json!({ "style": "deepObject", "type": "array", "items": { "type": "string", "maxLength": 5 }, "maxItems": 2 });
+    let expand = Param::compile("query", "expand", &expand, &formats).unwrap();
+    assert!(check(&expand, "expand[]=a&expand[]=b").is_empty());
+    assert!(check(&expand, "expand[1]=b&expand[0]=a&expanded=x").is_empty());
+    assert_eq!(check(&expand, "expand[0]=toolong"), ["expand/0"]);
+    assert_eq!(check(&expand, "expand[]=a&expand[]=b&expand[]=c"), ["expand"]);
+    for stray in ["expand=a", "expand[x]=a", "expand[0=a"] {
+        assert_eq!(check(&expand, stray), ["expand"], "{stray}");
+    }
+    let created = json!({ "style": "deepObject", "anyOf": [
+        { "type": "object", "properties": { "gte": { "type": "integer" }, "lt": { "type": "integer" } }, "additionalProperties": false },
+        { "type": "integer" } ] });
+    let created = Param::compile("query", "created", &created, &formats).unwrap();
+    assert!(check(&created, "created[gte]=1600000000&created[lt]=1700000000").is_empty());
+    assert!(check(&created, "created=1600000000").is_empty());
+    assert_eq!(check(&created, "created=soon").len(), 1);
+    assert_eq!(check(&created, "created[gte]=soon").len(), 1);
+}
