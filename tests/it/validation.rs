@@ -1253,7 +1253,7 @@ async fn form_bodies_follow_refs_and_refuse_other_spellings_of_a_field() {
          \x20       schema:\n\
          \x20         $ref: \"#/$defs/Pet\"\n\
          \x20         $defs:\n\
-         \x20           Pet: {{ allOf: [ {{ $ref: \"#/$defs/Named\" }}, {{ properties: {{ id: {{ $ref: \"#/$defs/Id\" }}, photoUrls: {{ type: array, items: {{ $ref: \"#/$defs/Url\" }} }}, role: {{ enum: [user] }}, ro_le: {{ enum: [x] }} }} }} ] }}\n\
+         \x20           Pet: {{ allOf: [ {{ $ref: \"#/$defs/Named\" }}, {{ properties: {{ id: {{ $ref: \"#/$defs/Id\" }}, photoUrls: {{ type: array, items: {{ $ref: \"#/$defs/Url\" }} }}, role: {{ enum: [user] }}, ro_le: {{ enum: [x] }}, owner: {{ type: object, properties: {{ email: {{ type: string, maxLength: 10 }} }}, additionalProperties: false }} }} }} ] }}\n\
          \x20           Named: {{ required: [name], properties: {{ name: {{ type: string }} }} }}\n\
          \x20           Id: {{ type: integer, minimum: 1 }}\n\
          \x20           Url: {{ type: string, maxLength: 10 }}\n",
@@ -1271,6 +1271,16 @@ async fn form_bodies_follow_refs_and_refuse_other_spellings_of_a_field() {
     assert_eq!(ok.status, 200, "{}", ok.text());
     let bad = post(&s, "/pets", form, "name=doggie&photoUrls[]=aaaaaaaaaaa", None).await;
     assert_eq!(errors(&bad), vec![("body".into(), "/photoUrls/0".into())]);
+    // Nested fields (Rails' `form_for`, PHP, `qs`): the declared object they build, checked.
+    let ok = post(&s, "/pets", form, "name=doggie&owner%5Bemail%5D=a%40b.c&photoUrls[0]=x", None).await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let bad = post(&s, "/pets", form, "name=doggie&owner[email]=aaaaaaaaaaaaaaa", None).await;
+    assert_eq!(errors(&bad), vec![("body".into(), "/owner/email".into())]);
+    let bad = post(&s, "/pets", form, "name=doggie&owner[role]=admin", None).await;
+    assert_eq!(bad.status, 400, "a member the object does not allow: {}", bad.text());
+    // Sent plain beside its members: the service keeps one, so both are refused.
+    let mixed = post(&s, "/pets", form, "name=d&owner=x&owner[email]=a", None).await;
+    assert!(errors(&mixed).contains(&("body".into(), "/owner[email]".into())), "{}", mixed.text());
     for (body, pointer) in [
         ("name=d&role=user&role[]=admin", "/role[]"),
         ("name=d&role=user&role%5B0%5D=admin", "/role[0]"),
@@ -1283,5 +1293,5 @@ async fn form_bodies_follow_refs_and_refuse_other_spellings_of_a_field() {
         assert_eq!(errors(&r), vec![("body".into(), pointer.into())], "{body}");
         assert!(r.json()["errors"][0]["detail"].as_str().unwrap().contains("by some frameworks"), "{}", r.text());
     }
-    assert_eq!(s.up.requests().len(), 2, "only the valid forms reached the upstream");
+    assert_eq!(s.up.requests().len(), 3, "only the valid forms reached the upstream");
 }

@@ -52,7 +52,9 @@ pub(super) fn unenforced_openapi(loaded: &LoadedConfig, found: &mut Found) {
                         ));
                     }
                     if c.get("encoding").is_some() {
-                        note(format!("the `encoding` of {at}'s `{media}` body (properties are read as text)"));
+                        note(format!(
+                            "the `encoding` of {at}'s `{media}` body (fields are read by their schema,                              `name[key]` and `name[0]` nested as PHP, Rails and `qs` build them;                              other styles and content types are not applied)"
+                        ));
                     }
                 }
             }

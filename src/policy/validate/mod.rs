@@ -11,6 +11,7 @@
 pub mod config;
 mod date_time;
 mod email;
+mod form_nesting;
 pub mod json_limits;
 mod params;
 mod ref_cycle;

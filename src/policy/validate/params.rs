@@ -419,7 +419,7 @@ fn inlined(schema: &Value, defs: Option<&Map<String, Value>>, depth: u32) -> Val
     }
 }
 
-fn is_type(schema: &Value, name: &str) -> bool {
+pub(super) fn is_type(schema: &Value, name: &str) -> bool {
     match schema.get("type") {
         Some(Value::String(t)) => t == name,
         Some(Value::Array(ts)) => ts.iter().any(|t| t == name),
@@ -455,7 +455,7 @@ fn read(values: &[&str], schema: &Value) -> Value {
 
 /// An object schema's `properties`, also where the object is a branch
 /// (`anyOf: [ { type: object, properties: { gte: { type: integer } } }, { type: integer } ]`).
-fn object_properties(schema: &Value, depth: u32) -> Option<&Map<String, Value>> {
+pub(super) fn object_properties(schema: &Value, depth: u32) -> Option<&Map<String, Value>> {
     if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
         return Some(properties);
     }
@@ -473,7 +473,7 @@ fn object_properties(schema: &Value, depth: u32) -> Option<&Map<String, Value>> 
 /// An array schema's `items`, also where the array is a branch
 /// (`anyOf: [ { type: array, items: { type: integer } }, { type: "null" } ]`,
 /// FastAPI's `Optional[list[int]]`): the elements are read as its items.
-fn array_items(schema: &Value, depth: u32) -> Option<&Value> {
+pub(super) fn array_items(schema: &Value, depth: u32) -> Option<&Value> {
     if let Some(items) = schema.get("items") {
         return Some(items);
     }
@@ -489,7 +489,7 @@ fn array_items(schema: &Value, depth: u32) -> Option<&Value> {
 }
 
 /// One string as the schema's scalar type, when it reads as one.
-fn scalar(raw: &str, schema: &Value) -> Value {
+pub(super) fn scalar(raw: &str, schema: &Value) -> Value {
     if is_type(schema, "integer") {
         if let Ok(n) = raw.parse::<i64>() {
             return n.into();
@@ -702,6 +702,8 @@ pub fn form_object(bytes: &[u8], properties: &Map<String, Value>, problems: &mut
         let values = fields.remove(&k).unwrap_or_default();
         fields.insert(k[..k.len() - 2].to_string(), values);
     }
+    // `user[email]=a`, `tax_ids[0][type]=vat`: the declared object or array they build.
+    let nested = super::form_nesting::nest(&mut fields, properties, problems);
     // `role=user&role[]=admin`: PHP's `$_POST['role']` is `['admin']`, unchecked.
     for k in fields.keys().filter(|k| !properties.contains_key(*k)) {
         if let Some(name) = properties.keys().find(|name| read_as(k, name)) {
@@ -726,6 +728,7 @@ pub fn form_object(bytes: &[u8], properties: &Map<String, Value>, problems: &mut
             };
             (k, value)
         })
+        .chain(nested)
         .collect();
     Value::Object(object)
 }
