@@ -53,6 +53,15 @@ fn nullable_as_type(v: &mut Value) {
                     if let Some(Value::String(t)) = m.get("type") {
                         let t = t.clone();
                         m.insert("type".into(), json!([t, "null"]));
+                    } else if !m.contains_key("type")
+                        && ["oneOf", "anyOf", "allOf", "$ref"].iter().any(|k| m.contains_key(*k))
+                    {
+                        // `nullable` without `type` (GitHub's `milestone: { oneOf:
+                        // [string, integer], nullable: true }`): OpenAPI 3.0.3 reads it
+                        // as nothing, but its authors mean null, and a gateway
+                        // that refused it would refuse their documented requests.
+                        let inner = std::mem::take(m);
+                        m.insert("anyOf".into(), json!([Value::Object(inner), { "type": "null" }]));
                     }
                     if let Some(e) = m.get_mut("enum").and_then(Value::as_array_mut)
                         && !e.contains(&Value::Null)
@@ -350,6 +359,17 @@ fn quantifier_len(s: &[char]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nullable_without_a_type_admits_null_beside_its_alternatives() {
+        let mut s = json!({ "oneOf": [ { "type": "string" }, { "type": "integer" } ], "nullable": true });
+        from_openapi_30(&mut s);
+        let validator = jsonschema::validator_for(&s).unwrap();
+        for ok in [json!(null), json!("v1"), json!(3)] {
+            assert!(validator.is_valid(&ok), "{ok} against {s}");
+        }
+        assert!(!validator.is_valid(&json!(true)));
+    }
 
     #[test]
     fn nullable_keeps_properties_named_like_keywords_and_reaches_the_enum() {
