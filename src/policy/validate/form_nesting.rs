@@ -151,7 +151,7 @@ fn value_of(node: Node, schema: &Value) -> Value {
     match node {
         Node::Leaf(raw) => scalar(&raw, schema),
         Node::Members(members) => {
-            let properties = object_properties(schema, 0);
+            let properties = object_properties(schema);
             let extra = schema.get("additionalProperties").filter(|a| a.is_object()).unwrap_or(&Value::Null);
             let object = members
                 .into_iter()
@@ -164,7 +164,7 @@ fn value_of(node: Node, schema: &Value) -> Value {
             Value::Object(object)
         }
         Node::Items(indexed, pushed) => {
-            let items = array_items(schema, 0).unwrap_or(&Value::Null);
+            let items = array_items(schema).unwrap_or(&Value::Null);
             Value::Array(indexed.into_values().chain(pushed).map(|n| value_of(n, items)).collect())
         }
     }

@@ -243,7 +243,7 @@ impl Param {
 
     /// Members read as their properties' types.
     fn members_as_types<'v>(&self, members: impl IntoIterator<Item = (&'v str, &'v str)>) -> Map<String, Value> {
-        let properties = object_properties(&self.shape, 0);
+        let properties = object_properties(&self.shape);
         members
             .into_iter()
             .map(|(k, v)| (k.to_string(), scalar(v, properties.and_then(|p| p.get(k)).unwrap_or(&Value::Null))))
@@ -447,7 +447,7 @@ pub(super) fn is_type(schema: &Value, name: &str) -> bool {
 /// The values as the schema's type: an array of all of them, or the first.
 fn read(values: &[&str], schema: &Value) -> Value {
     if is_type(schema, "array") {
-        let items = array_items(schema, 0).unwrap_or(&Value::Null);
+        let items = array_items(schema).unwrap_or(&Value::Null);
         return Value::Array(values.iter().map(|v| scalar(v, items)).collect());
     }
     scalar(values.first().copied().unwrap_or(""), schema)
@@ -455,27 +455,28 @@ fn read(values: &[&str], schema: &Value) -> Value {
 
 /// An object schema's `properties`, also where the object is a branch
 /// (`anyOf: [ { type: object, properties: { gte: { type: integer } } }, { type: integer } ]`).
-pub(super) fn object_properties(schema: &Value, depth: u32) -> Option<&Map<String, Value>> {
-    if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
-        return Some(properties);
-    }
-    if depth > 4 {
-        return None;
-    }
-    ["anyOf", "oneOf", "allOf"]
-        .iter()
-        .filter_map(|k| schema.get(*k).and_then(Value::as_array))
-        .flatten()
-        .filter(|branch| is_type(branch, "object") || branch.get("properties").is_some())
-        .find_map(|branch| object_properties(branch, depth + 1))
+pub(super) fn object_properties(schema: &Value) -> Option<&Map<String, Value>> {
+    let object = |b: &Value| is_type(b, "object") || b.get("properties").is_some();
+    from_branches(schema, 0, &|s| s.get("properties").and_then(Value::as_object), &object)
 }
 
 /// An array schema's `items`, also where the array is a branch
 /// (`anyOf: [ { type: array, items: { type: integer } }, { type: "null" } ]`,
 /// FastAPI's `Optional[list[int]]`): the elements are read as its items.
-pub(super) fn array_items(schema: &Value, depth: u32) -> Option<&Value> {
-    if let Some(items) = schema.get("items") {
-        return Some(items);
+pub(super) fn array_items(schema: &Value) -> Option<&Value> {
+    from_branches(schema, 0, &|s| s.get("items"), &|b| is_type(b, "array"))
+}
+
+/// What `take` finds in `schema`, or in the first of its `anyOf`, `oneOf`
+/// and `allOf` branches (a few levels deep) that `fits`.
+fn from_branches<'s, T>(
+    schema: &'s Value,
+    depth: u32,
+    take: &impl Fn(&'s Value) -> Option<T>,
+    fits: &impl Fn(&Value) -> bool,
+) -> Option<T> {
+    if let Some(found) = take(schema) {
+        return Some(found);
     }
     if depth > 4 {
         return None;
@@ -484,8 +485,8 @@ pub(super) fn array_items(schema: &Value, depth: u32) -> Option<&Value> {
         .iter()
         .filter_map(|k| schema.get(*k).and_then(Value::as_array))
         .flatten()
-        .filter(|branch| is_type(branch, "array"))
-        .find_map(|branch| array_items(branch, depth + 1))
+        .filter(|branch| fits(branch))
+        .find_map(|branch| from_branches(branch, depth + 1, take, fits))
 }
 
 /// One string as the schema's scalar type, when it reads as one.
