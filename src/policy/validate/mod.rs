@@ -634,6 +634,22 @@ pub(super) fn detail_of(e: &jsonschema::ValidationError<'_>) -> String {
         // The engine's own words (`Error executing regex: …`) say nothing to a client.
         return "the value could not be checked against the schema's `pattern` within the gateway's step limit".into();
     }
+    // `anyOf: [ X, { type: "null" } ]` (FastAPI's every `Optional`, 3.1's
+    // nullable): "not valid under any of the schemas" says nothing; the
+    // one branch that is not the null's says what is wrong.
+    if let Kind::AnyOf { context } | Kind::OneOfNotValid { context } = e.kind() {
+        let null_only = |branch: &Vec<jsonschema::ValidationError<'_>>| {
+            use jsonschema::error::TypeKind;
+            use jsonschema::types::JsonType;
+            matches!(branch.as_slice(), [only] if matches!(only.kind(), Kind::Type { kind: TypeKind::Single(JsonType::Null) }))
+        };
+        let mut others = context.iter().filter(|branch| !null_only(branch));
+        if let (Some(branch), None) = (others.next(), others.next())
+            && let Some(first) = branch.first()
+        {
+            return detail_of(first);
+        }
+    }
     if let Kind::PropertyNames { error } = e.kind() {
         // The library's masking does not reach the name inside: a name
         // the client wrote is not repeated (it may be any length or text).

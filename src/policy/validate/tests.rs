@@ -396,3 +396,21 @@ fn deep_object_arrays_and_alternatives_read_as_stripe_sends_them() {
     assert_eq!(check(&created, "created=soon").len(), 1);
     assert_eq!(check(&created, "created[gte]=soon").len(), 1);
 }
+
+/// `anyOf: [ X, null ]` (FastAPI's `Optional[X]`): the problem is X's, not
+/// "not valid under any of the schemas".
+#[test]
+fn an_optional_value_is_explained_by_its_non_null_branch() {
+    let schema = json!({ "anyOf": [ { "type": "integer", "maximum": 5 }, { "type": "null" } ] });
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let details = |v: serde_json::Value| validator.iter_errors(&v).map(|e| super::detail_of(&e)).collect::<Vec<_>>();
+    let big = details(json!(7));
+    assert!(big.len() == 1 && big[0].contains("maximum"), "{big:?}");
+    let text = details(json!("x"));
+    assert!(text.len() == 1 && text[0].contains("integer"), "{text:?}");
+    // Two real alternatives: the library's words stand.
+    let either =
+        jsonschema::validator_for(&json!({ "anyOf": [ { "type": "integer" }, { "type": "boolean" } ] })).unwrap();
+    let both: Vec<String> = either.iter_errors(&json!("x")).map(|e| super::detail_of(&e)).collect();
+    assert!(both[0].contains("anyOf"), "{both:?}");
+}
