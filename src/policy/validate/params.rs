@@ -519,7 +519,11 @@ pub(super) fn scalar(raw: &str, schema: &Value) -> Value {
             _ => {}
         }
     }
-    if is_type(schema, "null") && raw.is_empty() {
+    // An empty value is null only where nothing else may be read from it:
+    // `?limit=` for `[integer, null]` is no integer to the service
+    // (FastAPI, `Atoi`), and OpenAPI allows empty values only by
+    // `allowEmptyValue`.
+    if raw.is_empty() && is_type(schema, "null") && !SCALARS.iter().any(|t| is_type(schema, t)) {
         return Value::Null;
     }
     Value::String(raw.to_string())

@@ -414,3 +414,20 @@ fn an_optional_value_is_explained_by_its_non_null_branch() {
     let both: Vec<String> = either.iter_errors(&json!("x")).map(|e| super::detail_of(&e)).collect();
     assert!(both[0].contains("anyOf"), "{both:?}");
 }
+
+/// `?limit=` for an optional integer is no integer to the service (FastAPI
+/// refuses it, `Atoi` fails): refused, not read as null.
+#[test]
+fn an_empty_value_is_null_only_where_nothing_else_reads_it() {
+    let formats = BTreeMap::new();
+    let check = |schema: serde_json::Value, value: &str| {
+        let p = Param::compile("query", "limit", &schema, &formats).unwrap();
+        let mut problems = Vec::new();
+        p.check("query", &[value], &mut problems);
+        problems.len()
+    };
+    assert_eq!(check(json!({ "type": ["integer", "null"] }), ""), 1);
+    assert_eq!(check(json!({ "anyOf": [ { "type": "integer" }, { "type": "null" } ] }), ""), 1);
+    assert_eq!(check(json!({ "type": ["string", "null"], "minLength": 0 }), ""), 0);
+    assert_eq!(check(json!({ "type": "null" }), ""), 0);
+}
