@@ -27,9 +27,13 @@ pub(super) fn bundle(doc: &mut Value, dir: &Path) -> Result<(), String> {
         b.rewrite(&mut content, &here, Some(&path));
         b.files.insert(path, Some(content));
     }
-    if let Some(r) = b.outside.first() {
+    if let Some((r, holder)) = b.outside.first() {
+        let holder = match holder {
+            Some(file) => format!(" (in `{}`)", file.strip_prefix(&b.root).unwrap_or(file).display()),
+            None => String::new(),
+        };
         return Err(format!(
-            "`$ref: {r}` names a file outside the document's folder: put it beside the document or in a \
+            "`$ref: {r}`{holder} names a file outside the document's folder: put it beside the document or in a \
              folder under it (the file is served with the document)"
         ));
     }
@@ -66,8 +70,9 @@ struct Bundler {
     root: PathBuf,
     files: BTreeMap<PathBuf, Option<Value>>,
     queue: Vec<PathBuf>,
-    /// References that leave `root`, as written.
-    outside: Vec<String>,
+    /// References that leave `root`, as written, and the bundled file that
+    /// holds each (`None`: the document itself).
+    outside: Vec<(String, Option<PathBuf>)>,
 }
 
 impl Bundler {
@@ -101,7 +106,7 @@ impl Bundler {
                     };
                     match into {
                         Some(path) if !inside(&self.root, &path) || Path::new(target).is_absolute() => {
-                            self.outside.push(r.clone());
+                            self.outside.push((r.clone(), file.map(Path::to_path_buf)));
                         }
                         Some(path) => {
                             if !self.files.contains_key(&path) {

@@ -1211,6 +1211,25 @@ async fn declared_spellings_are_their_own_parameters() {
     }
 }
 
+/// A reference out of the folder from a referenced file names that file:
+/// the operator sees where to look.
+#[tokio::test]
+async fn a_reference_out_of_the_folder_names_the_file_that_holds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("specs/sub")).unwrap();
+    std::fs::write(dir.path().join("secret.yaml"), "X: { type: string }\n").unwrap();
+    std::fs::write(dir.path().join("specs/sub/pet.yaml"), "Pet: { $ref: \"../../secret.yaml#/X\" }\n").unwrap();
+    std::fs::write(
+        dir.path().join("specs/api.yaml"),
+        "openapi: 3.0.3\ninfo: { title: t, version: '1' }\npaths: {}\ncomponents: { schemas: { P: { $ref: 'sub/pet.yaml#/Pet' } } }\n",
+    )
+    .unwrap();
+    let yaml = "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\nupstreams:\n  u: { targets: [\"http://127.0.0.1:1\"] }\n\
+                apis:\n  - { name: a, openapi: specs/api.yaml, upstream: u, docs: /docs }\n";
+    let errors = portcullis::check(&load(yaml, dir.path())).unwrap_err().to_string();
+    assert!(errors.contains("`$ref: ../../secret.yaml#/X` (in `sub/pet.yaml`) names a file outside"), "{errors}");
+}
+
 /// A symbolic link inside the document's folder to a file outside it is
 /// outside: the served document would carry the file.
 #[tokio::test]
