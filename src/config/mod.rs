@@ -171,8 +171,10 @@ pub fn load_document(path: &Path) -> Result<serde_json::Value, String> {
     } else {
         // The operator's own files (at most 64 MiB, `read_text`): the
         // reader's default budget (250,000 nodes) refused Stripe's and
-        // GitHub's published descriptions.
-        let budget = serde_saphyr::budget! { max_nodes: 20_000_000, max_events: 40_000_000 };
+        // GitHub's published descriptions (under a million each). Four
+        // million bounds what a reload may spend on one (19 million took
+        // minutes and 700 MB in a dev build).
+        let budget = serde_saphyr::budget! { max_nodes: 4_000_000, max_events: 8_000_000 };
         let options = serde_saphyr::options! { strict_booleans: true, budget: budget };
         serde_saphyr::from_str_with_options(&text, options).map_err(|e| {
             let text = e.to_string();

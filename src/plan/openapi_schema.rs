@@ -60,7 +60,13 @@ fn nullable_as_type(v: &mut Value) {
                         // [string, integer], nullable: true }`): OpenAPI 3.0.3 reads it
                         // as nothing, but its authors mean null, and a gateway
                         // that refused it would refuse their documented requests.
-                        let inner = std::mem::take(m);
+                        // Annotations stay outside (`readOnly` lifts `required`).
+                        let mut inner = std::mem::take(m);
+                        for key in ["readOnly", "writeOnly", "description", "title", "deprecated", "default"] {
+                            if let Some(v) = inner.remove(key) {
+                                m.insert(key.into(), v);
+                            }
+                        }
                         m.insert("anyOf".into(), json!([Value::Object(inner), { "type": "null" }]));
                     }
                     if let Some(e) = m.get_mut("enum").and_then(Value::as_array_mut)
@@ -186,7 +192,7 @@ impl Direction {
 /// what a `$ref`ed property is.
 pub(super) fn lift_required(schema: &mut Value, direction: Direction, defs: &Map<String, Value>) {
     let flag = direction.hidden();
-    let hidden = |property: &Value| -> bool {
+    let marked = |property: &Value| -> bool {
         let own = property.get(flag) == Some(&Value::Bool(true));
         let referenced = property
             .get("$ref")
@@ -195,6 +201,11 @@ pub(super) fn lift_required(schema: &mut Value, direction: Direction, defs: &Map
             .and_then(|name| defs.get(name))
             .is_some_and(|def| def.get(flag) == Some(&Value::Bool(true)));
         own || referenced
+    };
+    // `{ $ref: X, nullable: true }` is `anyOf: [ { $ref: X }, null ]` by now.
+    let hidden = |property: &Value| -> bool {
+        marked(property)
+            || property.get("anyOf").and_then(Value::as_array).is_some_and(|branches| branches.iter().any(marked))
     };
     match schema {
         Value::Object(m) => {
@@ -410,6 +421,17 @@ mod tests {
         let mut inline = json!({ "properties": { "n": { "readOnly": true } }, "required": ["n", "m"] });
         lift_required(&mut inline, Direction::Request, &defs);
         assert_eq!(inline["required"], json!(["m"]));
+        // `nullable` without a type (drf-spectacular's read-only enums): still read-only.
+        let mut spectacular = json!({
+            "required": ["status", "id", "m"],
+            "properties": {
+                "status": { "allOf": [ { "$ref": "#/$defs/Id" } ], "readOnly": true, "nullable": true },
+                "id": { "$ref": "#/$defs/Id", "nullable": true }
+            }
+        });
+        from_openapi_30(&mut spectacular);
+        lift_required(&mut spectacular, Direction::Request, &defs);
+        assert_eq!(spectacular["required"], json!(["m"]), "{spectacular}");
     }
 
     #[test]

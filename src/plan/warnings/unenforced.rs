@@ -53,7 +53,7 @@ pub(super) fn unenforced_openapi(loaded: &LoadedConfig, found: &mut Found) {
                     }
                     if c.get("encoding").is_some() {
                         note(format!(
-                            "the `encoding` of {at}'s `{media}` body (fields are read by their schema,                              `name[key]` and `name[0]` nested as PHP, Rails and `qs` build them;                              other styles and content types are not applied)"
+                            "the `encoding` of {at}'s `{media}` body (fields are read by their schema, `name[key]` and `name[0]` nested as PHP, Rails and `qs` build them; other styles and content types are not applied)"
                         ));
                     }
                 }

@@ -11,10 +11,12 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::Problem;
-use super::params::{array_items, is_type, object_properties, scalar};
+use super::params::{array_items, is_type, object_additional, object_properties, scalar};
 
-/// How many `[…]` a field may nest (PHP's default allows 64; `qs` 5).
-const MAX_DEPTH: usize = 16;
+/// How many `[…]` a field may nest (`qs` reads 5, Stripe's forms use 5;
+/// PHP allows 64). Deeper names stay other spellings, refused: a tree of
+/// unique deep names costs far more memory than the body's bytes.
+const MAX_DEPTH: usize = 8;
 /// The largest `[N]` read as an index (PHP and `qs` read larger ones as keys).
 const MAX_INDEX: usize = 10_000;
 
@@ -152,7 +154,7 @@ fn value_of(node: Node, schema: &Value) -> Value {
         Node::Leaf(raw) => scalar(&raw, schema),
         Node::Members(members) => {
             let properties = object_properties(schema);
-            let extra = schema.get("additionalProperties").filter(|a| a.is_object()).unwrap_or(&Value::Null);
+            let extra = object_additional(schema).unwrap_or(&Value::Null);
             let object = members
                 .into_iter()
                 .map(|(k, n)| {
@@ -179,7 +181,8 @@ mod tests {
     fn names_nest_as_the_frameworks_read_them() {
         assert_eq!(path("user[email]"), Some(("user", vec![Segment::Member("email")])));
         assert_eq!(path("a[0][b][]"), Some(("a", vec![Segment::Index(0), Segment::Member("b"), Segment::Push])));
-        for odd in ["user", "[x]", "user[a", "user[a]b", "user[a[b]]"] {
+        let too_deep = format!("a{}", "[x]".repeat(9));
+        for odd in ["user", "[x]", "user[a", "user[a]b", "user[a[b]]", too_deep.as_str()] {
             assert_eq!(path(odd), None, "{odd}");
         }
         // A long run of digits is a key, as PHP and `qs` read it.

@@ -486,7 +486,13 @@ impl Compiled {
             if declared(k) || problems.iter().any(|q| q.pointer == *k) {
                 continue;
             }
-            let meant = self.query.iter().filter(|p| !p.is_deep_object()).find_map(|p| {
+            let meant = self.query.iter().find_map(|p| {
+                if p.is_deep_object() {
+                    // `CREATED[gte]` beside `created[gte]`: ASP.NET reads either.
+                    let other_case =
+                        (k != &p.name && k.eq_ignore_ascii_case(&p.name)) || params::other_case_head(k, &p.name);
+                    return other_case.then_some(p.name.as_str());
+                }
                 if p.is_exploded_object() {
                     return p.member_ignoring_case(k);
                 }

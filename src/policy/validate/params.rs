@@ -97,9 +97,13 @@ impl Param {
         let read_as = inlined(&shape, shape.get("$defs").and_then(Value::as_object), 0);
         // An array too: Stripe's description writes its `expand` lists so,
         // and its clients send them as `expand[]=a` or `expand[0]=a`.
-        if style == Style::DeepObject && !is_type(&read_as, "object") && !is_type(&read_as, "array") {
-            return Err("style `deepObject` is for a parameter of `type: object` (or an array sent as `name[]`)".into());
-        }
+        // A scalar (Stripe's `application: anyOf [string, enum [""]]`):
+        // nothing to spread over members; read as `name=value`.
+        let style = if style == Style::DeepObject && !is_type(&read_as, "object") && !is_type(&read_as, "array") {
+            Style::Repeated
+        } else {
+            style
+        };
         let form = matches!((place, style_name), ("query" | "cookie", None | Some("form")));
         let explode = exploded.unwrap_or(form);
         let schema = compile_schema(&shape, formats)?;
@@ -350,6 +354,9 @@ impl Param {
     }
 }
 
+/// The most fields a form body may have (JSON bodies' `max_entries` default).
+const MAX_FORM_FIELDS: usize = 10_000;
+
 /// The types a value sent as one string may be read as.
 const SCALARS: [&str; 4] = ["integer", "number", "boolean", "string"];
 
@@ -432,6 +439,7 @@ pub(super) fn is_type(schema: &Value, name: &str) -> bool {
                 Value::Number(_) => name == "number",
                 Value::Bool(_) => name == "boolean",
                 Value::Null => name == "null",
+                Value::String(_) => name == "string",
                 _ => false,
             };
             schema.get("enum").and_then(Value::as_array).is_some_and(|vs| vs.iter().any(of_value))
@@ -446,7 +454,10 @@ pub(super) fn is_type(schema: &Value, name: &str) -> bool {
 
 /// The values as the schema's type: an array of all of them, or the first.
 fn read(values: &[&str], schema: &Value) -> Value {
-    if is_type(schema, "array") {
+    // `custom_fields=` where the schema is a list or `""` (Stripe's way to
+    // clear a list: `anyOf: [array, enum [""]]`): the empty string itself.
+    let cleared = matches!(values, [""]) && SCALARS.iter().any(|t| is_type(schema, t));
+    if is_type(schema, "array") && !cleared {
         let items = array_items(schema).unwrap_or(&Value::Null);
         return Value::Array(values.iter().map(|v| scalar(v, items)).collect());
     }
@@ -458,6 +469,13 @@ fn read(values: &[&str], schema: &Value) -> Value {
 pub(super) fn object_properties(schema: &Value) -> Option<&Map<String, Value>> {
     let object = |b: &Value| is_type(b, "object") || b.get("properties").is_some();
     from_branches(schema, 0, &|s| s.get("properties").and_then(Value::as_object), &object)
+}
+
+/// An object schema's `additionalProperties` schema, also in a branch
+/// (Stripe's `currency_options: anyOf [ {object of objects}, enum [""] ]`).
+pub(super) fn object_additional(schema: &Value) -> Option<&Value> {
+    let object = |b: &Value| is_type(b, "object") || b.get("properties").is_some();
+    from_branches(schema, 0, &|s| s.get("additionalProperties").filter(|a| a.is_object()), &object)
 }
 
 /// An array schema's `items`, also where the array is a branch
@@ -590,7 +608,11 @@ pub fn read_as(sent: &str, name: &str) -> bool {
         k != name
             && (k.eq_ignore_ascii_case(name)
                 // `role[` is PHP's `role_`, not `role`: a bracket that closes.
-                || k.strip_prefix(base).is_some_and(|rest| rest.is_empty() || rest.starts_with('[') && rest.contains(']')))
+                || k.strip_prefix(base).is_some_and(|rest| rest.is_empty() || rest.starts_with('[') && rest.contains(']'))
+                // `USER[role]` (ASP.NET ignores case) and `user.role`
+                // (ASP.NET's own nesting) for `user`.
+                || other_case_head(k, base)
+                || k.strip_prefix(base).is_some_and(|rest| rest.len() > 1 && rest.starts_with('.')))
     };
     let trimmed = sent.trim_start_matches(' ');
     // PHP turns `.` and spaces before the first bracket into `_`; a bracket
@@ -601,6 +623,12 @@ pub fn read_as(sent: &str, name: &str) -> bool {
         None => trimmed.replace(['.', ' '], "_"),
     };
     alike(sent) || (php != sent && (php == name || alike(&php)))
+}
+
+/// Whether `sent`'s name before its first `[` or `.` is `base` in another case.
+pub fn other_case_head(sent: &str, base: &str) -> bool {
+    let head = sent.split(['[', '.']).next().unwrap_or(sent);
+    head.len() < sent.len() && head != base && head.eq_ignore_ascii_case(base)
 }
 
 /// The properties a form body's fields are read by: the schema's own and
@@ -687,8 +715,16 @@ fn follow<'a>(root: &'a Value, mut schema: &'a Value) -> &'a Value {
 /// gateway would check one and the service might read the other).
 pub fn form_object(bytes: &[u8], properties: &Map<String, Value>, problems: &mut Vec<Problem>) -> Value {
     let text = String::from_utf8_lossy(bytes);
+    let pairs = query_pairs(&text);
+    // As a JSON body's `max_entries`: a form of 300,000 tiny fields is
+    // ~150 MB of names and values once read (nothing a form needs).
+    if pairs.len() > MAX_FORM_FIELDS {
+        let detail = format!("more than {MAX_FORM_FIELDS} fields");
+        problems.push(Problem { place: "body", pointer: String::new(), detail });
+        return Value::Object(Map::new());
+    }
     let mut fields: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (k, v) in query_pairs(&text) {
+    for (k, v) in pairs {
         fields.entry(k).or_default().push(v);
     }
     // `tags[]=a&tags[]=b` for a declared array `tags` (and no `tags` beside

@@ -185,8 +185,15 @@ fn path_styles_and_deep_objects_are_read_per_openapi() {
     assert_eq!(check("filter[color]=green&filter[size]=11"), ["filter/color", "filter/size"]);
     assert_eq!(check("filter[shape]=round"), ["filter"]);
     assert_eq!(check("other=1"), ["filter"], "required");
-    let scalar = json!({ "type": "string", "style": "deepObject" });
-    assert!(Param::compile("query", "f", &scalar, &formats).is_err(), "deepObject needs an object");
+    // On a scalar (Stripe's `application`), nothing to spread: read as `f=value`.
+    let scalar = json!({ "anyOf": [ { "type": "string", "maxLength": 3 }, { "enum": [""] } ], "style": "deepObject" });
+    let f = Param::compile("query", "f", &scalar, &formats).expect("a scalar deepObject is read as form");
+    let mut problems = Vec::new();
+    f.check("query", &["abc"], &mut problems);
+    f.check("query", &[""], &mut problems);
+    assert!(problems.is_empty(), "{problems:?}");
+    f.check("query", &["toolong"], &mut problems);
+    assert_eq!(problems.len(), 1);
 }
 
 #[test]
@@ -289,12 +296,22 @@ fn other_spellings_are_the_ones_frameworks_read_as_the_name() {
         ("ro le", "ro_le"),
         ("ids", "ids[]"),
         ("ids[0]", "ids[]"),
+        ("USER[role]", "user"),
+        ("User[role][x]", "user"),
+        ("user.role", "user"),
+        ("USER.role", "user"),
     ] {
         assert!(read_as(sent, name), "{sent:?} for {name}");
     }
-    for (sent, name) in
-        [("role", "role"), ("roles", "role"), ("page_size", "page"), ("role[", "role"), ("ro.le", "role")]
-    {
+    for (sent, name) in [
+        ("role", "role"),
+        ("roles", "role"),
+        ("page_size", "page"),
+        ("role[", "role"),
+        ("ro.le", "role"),
+        ("username", "user"),
+        ("user.", "user"),
+    ] {
         assert!(!read_as(sent, name), "{sent:?} for {name}");
     }
     assert!(read_as("role[", "role_"), "PHP reads an unclosed bracket as `_`");
@@ -430,4 +447,53 @@ fn an_empty_value_is_null_only_where_nothing_else_reads_it() {
     assert_eq!(check(json!({ "anyOf": [ { "type": "integer" }, { "type": "null" } ] }), ""), 1);
     assert_eq!(check(json!({ "type": ["string", "null"], "minLength": 0 }), ""), 0);
     assert_eq!(check(json!({ "type": "null" }), ""), 0);
+}
+
+/// Stripe's forms: an object of objects inside an `anyOf` branch
+/// (`currency_options[eur][unit_amount]=900`), and `field=` to clear a
+/// list (`anyOf: [array, enum [""]]`).
+#[test]
+fn stripe_form_alternatives_read_as_stripe_sends_them() {
+    let schema = json!({ "properties": {
+        "currency_options": { "anyOf": [
+            { "type": "object", "additionalProperties": { "type": "object", "properties": { "unit_amount": { "type": "integer" } } } },
+            { "enum": [""] } ] },
+        "custom_fields": { "anyOf": [
+            { "type": "array", "items": { "type": "object", "required": ["name"] } },
+            { "enum": [""] } ] }
+    } });
+    let properties = super::params::form_properties(&schema);
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    for body in ["currency_options[eur][unit_amount]=900", "custom_fields=", "currency_options="] {
+        let mut problems = Vec::new();
+        let form = form_object(body.as_bytes(), &properties, &mut problems);
+        assert!(problems.is_empty() && validator.is_valid(&form), "{body}: {form} {problems:?}");
+    }
+}
+
+/// Nested fields in another case or ASP.NET's dot spelling are other
+/// spellings of the declared object: refused, not passed unchecked.
+#[test]
+fn nested_fields_in_another_spelling_are_refused() {
+    let schema =
+        json!({ "properties": { "user": { "type": "object", "properties": { "role": { "enum": ["user"] } } } } });
+    let properties = super::params::form_properties(&schema);
+    for body in ["USER[role]=admin", "user[role]=user&User[role]=admin", "user.role=admin"] {
+        let mut problems = Vec::new();
+        form_object(body.as_bytes(), &properties, &mut problems);
+        assert!(!problems.is_empty(), "{body}");
+    }
+    let mut problems = Vec::new();
+    form_object(b"user[role]=user", &properties, &mut problems);
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+/// A form of more fields than a JSON body may have entries is refused
+/// before it is read into names and values.
+#[test]
+fn a_form_of_too_many_fields_is_refused() {
+    let body = "a=1&".repeat(10_001);
+    let mut problems = Vec::new();
+    form_object(body.as_bytes(), &serde_json::Map::new(), &mut problems);
+    assert_eq!(problems.iter().map(|p| p.detail.as_str()).collect::<Vec<_>>(), ["more than 10000 fields"]);
 }
