@@ -332,7 +332,19 @@ impl Handle {
     /// logged one problem per event (a log shipper keeps each whole) and
     /// changes nothing.
     pub async fn reload_file(&self, path: &std::path::Path) -> ReloadOutcome {
-        let result = match config::load_file(path) {
+        // Read and parsed off the runtime's threads (a large OpenAPI
+        // document takes seconds): requests and signals go on meanwhile.
+        let owned = path.to_path_buf();
+        let read = tokio::task::spawn_blocking(move || config::load_file(&owned)).await;
+        let read = read.unwrap_or_else(|e| {
+            Err(config::ConfigErrors(vec![config::ConfigError {
+                file: path.display().to_string(),
+                path: String::new(),
+                position: None,
+                message: format!("the config could not be read: {e}"),
+            }]))
+        });
+        let result = match read {
             Ok(loaded) => self.reload(&loaded).await.map(|()| loaded.hash),
             Err(errors) => {
                 self.reload_refused();
@@ -394,7 +406,17 @@ impl Handle {
 
     async fn try_reload(&self, loaded: &LoadedConfig) -> Result<(), StartError> {
         let previous = self.shared.plan.load_full();
-        let plan = Arc::new(plan::compile_after(loaded, Some(&previous))?);
+        // Compiled off the runtime's threads, as it is read (`reload_file`).
+        let (owned, before) = (loaded.clone(), previous.clone());
+        let compiled = tokio::task::spawn_blocking(move || plan::compile_after(&owned, Some(&before))).await;
+        let plan = Arc::new(compiled.unwrap_or_else(|e| {
+            Err(config::ConfigErrors(vec![config::ConfigError {
+                file: loaded.source_name.clone(),
+                path: String::new(),
+                position: None,
+                message: format!("the gateway failed on this config ({e}); the config is refused"),
+            }]))
+        })?);
         self.admin_stays_guarded(loaded, &plan)?;
         let mut listeners = self.listeners.lock().await;
         // Bind new ports first: if one is taken, nothing changes.

@@ -213,7 +213,7 @@ fn run(path: Option<PathBuf>, watch: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         // Before the listeners open: a SIGHUP that arrives early must not
         // hit the default action (terminate).
         let signals = Signals::install();
@@ -245,7 +245,11 @@ fn run(path: Option<PathBuf>, watch: bool) -> ExitCode {
         tracing::info!("stopped");
         portcullis::own_log::flush(std::time::Duration::from_secs(2));
         ExitCode::SUCCESS
-    })
+    });
+    // A reload abandoned by the stop may still be compiling on a blocking
+    // thread: the process does not wait for it.
+    runtime.shutdown_background();
+    code
 }
 
 struct Signals {
@@ -296,11 +300,16 @@ async fn serve_until_stopped(
             // that text as live (else it would reload it once more).
             _ = hup.recv() => {
                 (live, changed) = (path.and_then(fingerprint), None);
-                reload(handle, path).await;
+                if unless_stopped(reload(handle, path), &mut term).await.is_none() {
+                    return;
+                }
             }
             Some(reply) = requests.recv() => {
                 (live, changed) = (path.and_then(fingerprint), None);
-                let _ = reply.send(reload(handle, path).await);
+                match unless_stopped(reload(handle, path), &mut term).await {
+                    Some(outcome) => drop(reply.send(outcome)),
+                    None => return,
+                }
             }
             _ = usr1.recv() => {
                 tracing::info!("SIGUSR1: reopening the access log");
@@ -312,12 +321,28 @@ async fn serve_until_stopped(
                     changed = None;
                 } else if changed == Some(now) {
                     (live, changed) = (now, None);
-                    reload(handle, path).await;
+                    if unless_stopped(reload(handle, path), &mut term).await.is_none() {
+                        return;
+                    }
                 } else {
                     changed = Some(now);
                 }
             }
         }
+    }
+}
+
+/// `work`, unless SIGTERM or SIGINT comes first (`None`): a reload that
+/// takes long (a large document is read and compiled off the runtime's
+/// threads) must not hold the gateway's stop.
+async fn unless_stopped<T>(
+    work: impl std::future::Future<Output = T>,
+    term: &mut tokio::signal::unix::Signal,
+) -> Option<T> {
+    tokio::select! {
+        done = work => Some(done),
+        _ = term.recv() => None,
+        _ = tokio::signal::ctrl_c() => None,
     }
 }
 
