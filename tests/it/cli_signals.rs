@@ -13,6 +13,17 @@ fn config(body: &str) -> String {
     )
 }
 
+/// The process's exit status, waited for off the test's runtime.
+async fn exit_status(mut gw: crate::support::process::Process) -> std::process::ExitStatus {
+    tokio::task::spawn_blocking(move || {
+        let s = gw.child.wait().unwrap();
+        (s, gw)
+    })
+    .await
+    .unwrap()
+    .0
+}
+
 /// Polls until the gateway answers `want` (a reload is asynchronous to us).
 async fn until_body(url: &str, want: &str) -> bool {
     for _ in 0..200 {
@@ -26,7 +37,7 @@ async fn until_body(url: &str, want: &str) -> bool {
 
 #[tokio::test]
 async fn sighup_reloads_and_sigterm_exits_cleanly() {
-    let (mut gw, addr) = spawn_gateway(&config("one"));
+    let (gw, addr) = spawn_gateway(&config("one"));
     let url = format!("http://{addr}/");
     assert_eq!(get(&url, &[]).await.text(), "one");
 
@@ -40,13 +51,7 @@ async fn sighup_reloads_and_sigterm_exits_cleanly() {
     assert_eq!(get(&url, &[]).await.text(), "two", "a bad config must not replace the good one");
 
     gw.signal("TERM");
-    let status = tokio::task::spawn_blocking(move || {
-        let s = gw.child.wait().unwrap();
-        (s, gw)
-    })
-    .await
-    .unwrap()
-    .0;
+    let status = exit_status(gw).await;
     assert_eq!(status.code(), Some(0));
 }
 
@@ -147,7 +152,7 @@ async fn watch_reloads_a_changed_file_even_with_its_old_mtime() {
 /// at once instead of after the reload.
 #[tokio::test]
 async fn sigterm_during_a_long_reload_stops_at_once() {
-    let (mut gw, addr) = spawn_gateway(&config("one"));
+    let (gw, addr) = spawn_gateway(&config("one"));
     assert_eq!(get(&format!("http://{addr}/"), &[]).await.text(), "one");
     let dir = gw.config.parent().unwrap().to_path_buf();
     // ~3.5 million YAML nodes: seconds of parsing, even optimized.
@@ -166,13 +171,7 @@ async fn sigterm_during_a_long_reload_stops_at_once() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let asked = std::time::Instant::now();
     gw.signal("TERM");
-    let status = tokio::task::spawn_blocking(move || {
-        let s = gw.child.wait().unwrap();
-        (s, gw)
-    })
-    .await
-    .unwrap()
-    .0;
+    let status = exit_status(gw).await;
     assert_eq!(status.code(), Some(0));
     let took = asked.elapsed();
     assert!(took < Duration::from_secs(3), "stopped {took:?} after SIGTERM: the reload held it");
