@@ -4,18 +4,18 @@
 use crate::support::{Upstream, gateway, raw, raw_status};
 
 async fn setup() -> (crate::support::Gateway1, Upstream) {
+    with_routes(
+        "  - { name: public, match: { path_prefix: /public }, upstream: public }\n\
+         \x20 - { name: admin, match: { path_prefix: /admin }, static: { status: 403, body: \"admin is closed\" } }\n",
+    )
+    .await
+}
+
+/// A gateway with `routes` (YAML list items), the upstream `public` an echo of what it receives.
+async fn with_routes(routes: &str) -> (crate::support::Gateway1, Upstream) {
     let public = Upstream::start("public").await;
-    let gw = gateway(&format!(
-        r#"
-upstreams:
-  public: {{ targets: [ "{}" ] }}
-routes:
-  - {{ name: public, match: {{ path_prefix: /public }}, upstream: public }}
-  - {{ name: admin, match: {{ path_prefix: /admin }}, static: {{ status: 403, body: "admin is closed" }} }}
-"#,
-        public.url()
-    ))
-    .await;
+    let gw =
+        gateway(&format!("upstreams:\n  public: {{ targets: [ \"{}\" ] }}\nroutes:\n{routes}", public.url())).await;
     (gw, public)
 }
 
@@ -118,19 +118,12 @@ routes:
 /// `%40` the `@` of `/@admin`), not a way past that route to a broader one.
 #[tokio::test]
 async fn encoded_delimiters_route_as_the_service_reads_them() {
-    let public = Upstream::start("public").await;
-    let gw = gateway(&format!(
-        r#"
-upstreams:
-  public: {{ targets: [ "{}" ] }}
-routes:
-  - {{ name: jobs, match: {{ path: "/jobs/{{id}}" }}, upstream: public }}
-  - {{ name: cancel, match: {{ path: "/jobs/{{id}}:cancel" }}, static: {{ status: 403, body: "closed" }} }}
-  - {{ name: site, match: {{ path_prefix: / }}, upstream: public }}
-  - {{ name: at, match: {{ path_prefix: /@admin }}, static: {{ status: 403, body: "closed" }} }}
-"#,
-        public.url()
-    ))
+    let (gw, public) = with_routes(
+        "  - { name: jobs, match: { path: \"/jobs/{id}\" }, upstream: public }\n\
+         \x20 - { name: cancel, match: { path: \"/jobs/{id}:cancel\" }, static: { status: 403, body: closed } }\n\
+         \x20 - { name: site, match: { path_prefix: / }, upstream: public }\n\
+         \x20 - { name: at, match: { path_prefix: /@admin }, static: { status: 403, body: closed } }\n",
+    )
     .await;
     assert_eq!(outcome(&gw, "/jobs/7:cancel").await, Err(403));
     assert_eq!(outcome(&gw, "/jobs/7%3Acancel").await, Err(403));

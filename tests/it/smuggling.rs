@@ -757,6 +757,18 @@ routes:
     assert_eq!(rec.count(), 1);
 }
 
+/// A gateway with one `/public` route to a recorder, believing `trusted` as proxies.
+async fn public_route(trusted: &str) -> (Recorder, crate::support::Gateway1) {
+    let rec = Recorder::start().await;
+    let gw = crate::support::gateway(&format!(
+        "trusted_proxies: [ {trusted} ]\nupstreams:\n  rec: {{ targets: [ \"{}\" ] }}\n\
+         routes:\n  - {{ name: public, match: {{ path_prefix: /public }}, upstream: rec }}\n",
+        rec.url()
+    ))
+    .await;
+    (rec, gw)
+}
+
 /// What frameworks read a client's address, scheme, URL or certificate
 /// from besides the `X-Forwarded-*` lines (a TLS proxy's `X-SSL-Cert`,
 /// Envoy's `X-Forwarded-Client-Cert`) never reaches an upstream from a client that is
@@ -765,17 +777,7 @@ routes:
 /// even when `Connection` does not list it).
 #[tokio::test]
 async fn client_claims_and_proxy_lines_are_not_written_upstream() {
-    let rec = Recorder::start().await;
-    let gw = crate::support::gateway(&format!(
-        r#"trusted_proxies: [ 10.0.0.0/8 ]
-upstreams:
-  rec: {{ targets: [ "{}" ] }}
-routes:
-  - {{ name: public, match: {{ path_prefix: /public }}, upstream: rec }}
-"#,
-        rec.url()
-    ))
-    .await;
+    let (rec, gw) = public_route("10.0.0.0/8").await;
     let probe = b"GET /public/a HTTP/1.1\r\nHost: x\r\nX-Real-IP: 10.0.0.1\r\nx-forwarded-SSL: on\r\n\
         X-Original-URL: /admin\r\nProxy: http://127.0.0.1:9/\r\nX-Rewrite-URL: /admin\r\n\
         HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nX-Forwarded-Client-Cert: Subject=\"CN=root\"\r\n\
@@ -805,17 +807,7 @@ routes:
 /// HTTP/2; one that names the request's own method passes.
 #[tokio::test]
 async fn method_overrides_are_refused_before_the_upstream() {
-    let rec = Recorder::start().await;
-    let gw = crate::support::gateway(&format!(
-        r#"trusted_proxies: [ 127.0.0.1/32 ]
-upstreams:
-  rec: {{ targets: [ "{}" ] }}
-routes:
-  - {{ name: public, match: {{ path_prefix: /public }}, upstream: rec }}
-"#,
-        rec.url()
-    ))
-    .await;
+    let (rec, gw) = public_route("127.0.0.1/32").await;
     for header in ["X-HTTP-Method-Override: DELETE", "x-http-method: delete", "X-Method-Override: PUT"] {
         let probe = format!("POST /public/a HTTP/1.1\r\nHost: x\r\n{header}\r\nContent-Length: 0\r\n\r\n");
         assert_eq!(exchange(gw.addr, probe.as_bytes()).await.unwrap().status, 400, "{header}");
