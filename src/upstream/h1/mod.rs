@@ -10,9 +10,10 @@
 //! HTTPS, HTTP/2 and upgrades keep using hyper-util's client.
 //!
 //! A reused connection that turns out to be closed before the upstream sent
-//! anything is retried once on a new connection, if the request had no body
-//! to replay and either nothing could be written or the method is
-//! idempotent (what NGINX's `proxy_next_upstream error` does).
+//! anything is retried once on a new connection, if either nothing could be
+//! written or the method is idempotent (what NGINX's `proxy_next_upstream
+//! error` does), and the body, if any went, can be sent again (at most
+//! `STALE_RESEND_BODY` bytes of it are kept for that).
 
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -37,6 +38,11 @@ use crate::wire::upstream_head::{self as codec, Head, RequestFraming, ResponseFr
 use crate::wire::write_queue::{MAX_SLICES, WriteQueue};
 
 use crate::http::error::NotSent;
+
+/// The most of an idempotent request's body kept for sending it again when
+/// the reused connection it went out on turns out closed: a larger body
+/// that broke off there is not resent (the client gets 502).
+const STALE_RESEND_BODY: u64 = 64 * 1024;
 use crate::wire::BoxError;
 
 /// Bytes asked of the socket per read once the buffer is full.
@@ -228,6 +234,13 @@ impl H1Pool {
                     Err(_) => return Err(Box::new(NotSent(timed_out()))),
                 },
             };
+            // The target may have closed a reused connection just as it is
+            // taken (its keep-alive timeout): an idempotent request's body
+            // is kept (its first `STALE_RESEND_BODY` bytes) so that it can
+            // go again on a new connection, as NGINX resends a PUT.
+            if reused && !retried && framing.has_body() && parts.method.is_idempotent() {
+                body.keep_for_retry(STALE_RESEND_BODY);
+            }
             conn.used = now;
             conn.head.clear();
             codec::encode_head(parts, edits, &self.authority, framing, &mut conn.head);
@@ -253,14 +266,23 @@ impl H1Pool {
                 // The request's headers stay with the caller (a retry may send them again).
                 Ok((head, conn)) => return Ok(self.response(head, conn)),
                 Err(failure) => {
-                    let replayable = !exchange.body_started && !exchange.received;
-                    let safe = !exchange.written || parts.method.is_idempotent();
-                    if reused && !retried && replayable && safe && failure.is_connection_lost() {
+                    let (body_started, received, written) =
+                        (exchange.body_started, exchange.received, exchange.written);
+                    drop(exchange);
+                    let safe = !written || parts.method.is_idempotent();
+                    // Rewound last: only when everything else allows the resend.
+                    if reused
+                        && !retried
+                        && !received
+                        && safe
+                        && failure.is_connection_lost()
+                        && (!body_started || body.rewind())
+                    {
                         retried = true;
                         continue;
                     }
                     let error = failure.into_error();
-                    return Err(if exchange.written { error } else { Box::new(NotSent(error)) });
+                    return Err(if written { error } else { Box::new(NotSent(error)) });
                 }
             }
         }
