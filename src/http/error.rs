@@ -3,6 +3,7 @@
 //! `http::problem` turns it into the response.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{HeaderValue, StatusCode};
 
@@ -65,7 +66,9 @@ pub enum GatewayError {
     #[error("the gateway could not build the upstream request")]
     Internal(#[source] BoxError),
     #[error("{}", rule.detail())]
-    Refused { upstream: Arc<str>, rule: UpstreamRefusal },
+    /// `retry_after`: when the rule is known to let requests through again
+    /// (an open breaker's probe), sent as `Retry-After`.
+    Refused { upstream: Arc<str>, rule: UpstreamRefusal, retry_after: Option<Duration> },
 }
 
 impl From<super::request_body::BodyError> for GatewayError {

@@ -78,8 +78,16 @@ pub fn from_error(err: &GatewayError, request_id: &HeaderValue) -> Answer {
         ),
         _ => problem(err.status(), &err.to_string(), request_id),
     };
-    if let GatewayError::MethodNotAllowed { allow } = err {
-        resp.headers_mut().insert(ALLOW, allow.clone());
+    match err {
+        GatewayError::MethodNotAllowed { allow } => {
+            resp.headers_mut().insert(ALLOW, allow.clone());
+        }
+        // Whole seconds, rounded up: a client that waits that long finds the probe's place.
+        GatewayError::Refused { retry_after: Some(after), .. } => {
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            resp.headers_mut().insert(http::header::RETRY_AFTER, secs.max(1).into());
+        }
+        _ => {}
     }
     resp
 }

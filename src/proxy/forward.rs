@@ -456,7 +456,9 @@ pub(super) fn admit(
         Some(b) => match b.admit(now) {
             Admission::Pass => false,
             Admission::Probe => true,
-            Admission::Refuse => return Err(refuse(upstream, Refusal::BreakerOpen)),
+            Admission::Refuse { retry_after } => {
+                return Err(refuse_until(upstream, Refusal::BreakerOpen, Some(retry_after)));
+            }
         },
     };
     Ok((slot, probe))
@@ -464,8 +466,13 @@ pub(super) fn admit(
 
 /// A refusal before any try, counted by rule.
 pub(super) fn refuse(upstream: &Upstream, rule: Refusal) -> GatewayError {
+    refuse_until(upstream, rule, None)
+}
+
+/// `refuse`, with when the rule lets requests through again, if known.
+fn refuse_until(upstream: &Upstream, rule: Refusal, retry_after: Option<std::time::Duration>) -> GatewayError {
     upstream.counters.refused[rule.index()].inc();
-    GatewayError::Refused { upstream: upstream.name.clone(), rule }
+    GatewayError::Refused { upstream: upstream.name.clone(), rule, retry_after }
 }
 
 /// What a try's result says for retrying: `None` when it is final.

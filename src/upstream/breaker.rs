@@ -46,8 +46,9 @@ pub enum Admission {
     Pass,
     /// The one request that tests a half-open breaker.
     Probe,
-    /// Open (or half-open with its probe under way): refuse.
-    Refuse,
+    /// Open (or half-open with its probe under way): refuse. `retry_after`:
+    /// how long until a probe may go (the 503's `Retry-After`).
+    Refuse { retry_after: Duration },
 }
 
 impl Breaker {
@@ -76,14 +77,20 @@ impl Breaker {
             CLOSED => Admission::Pass,
             state => {
                 let since = self.since.load(Ordering::Acquire);
-                let due = self.ms(now) >= since + self.settings.open_for.as_millis() as u64;
+                let (now_ms, due_ms) = (self.ms(now), since + self.settings.open_for.as_millis() as u64);
                 // Half-open for longer than `open_for`: the probe's answer was
                 // lost (its request abandoned), so another may go.
-                if due && self.state.compare_exchange(state, HALF_OPEN, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-                    self.since.store(self.ms(now), Ordering::Release);
+                if now_ms >= due_ms
+                    && self.state.compare_exchange(state, HALF_OPEN, Ordering::AcqRel, Ordering::Acquire).is_ok()
+                {
+                    self.since.store(now_ms, Ordering::Release);
                     Admission::Probe
                 } else {
-                    Admission::Refuse
+                    // Another request took the probe just now: its answer
+                    // may take up to `open_for`.
+                    let left = due_ms.checked_sub(now_ms).filter(|&ms| ms > 0);
+                    let retry_after = left.map_or(self.settings.open_for, Duration::from_millis);
+                    Admission::Refuse { retry_after }
                 }
             }
         }
@@ -156,6 +163,10 @@ impl Breaker {
 mod tests {
     use super::*;
 
+    fn refuse(ms: u64) -> Admission {
+        Admission::Refuse { retry_after: Duration::from_millis(ms) }
+    }
+
     fn settings() -> BreakerSettings {
         BreakerSettings {
             consecutive_failures: 3,
@@ -173,13 +184,13 @@ mod tests {
         assert_eq!(b.record(false, false, t0), None);
         assert_eq!(b.record(false, false, t0), None);
         assert_eq!(b.record(false, false, t0), Some("open"));
-        assert_eq!(b.admit(t0), Admission::Refuse);
-        assert_eq!(b.admit(t0 + Duration::from_millis(4999)), Admission::Refuse);
+        assert_eq!(b.admit(t0), refuse(5000));
+        assert_eq!(b.admit(t0 + Duration::from_millis(4999)), refuse(1));
         let t1 = t0 + Duration::from_secs(5);
         assert_eq!(b.admit(t1), Admission::Probe);
-        assert_eq!(b.admit(t1), Admission::Refuse, "one probe at a time");
+        assert_eq!(b.admit(t1), refuse(5000), "one probe at a time, whose answer may take `open_for`");
         assert_eq!(b.record(false, true, t1), Some("open"), "a failed probe opens it again");
-        assert_eq!(b.admit(t1 + Duration::from_secs(4)), Admission::Refuse);
+        assert_eq!(b.admit(t1 + Duration::from_secs(4)), refuse(1000));
         let t2 = t1 + Duration::from_secs(5);
         assert_eq!(b.admit(t2), Admission::Probe);
         assert_eq!(b.record(true, true, t2), Some("closed"));
@@ -211,7 +222,7 @@ mod tests {
         for _ in 0..6 {
             b.record(false, false, t0);
         }
-        assert_eq!(b.admit(t0), Admission::Refuse, "6 of 10 failed");
+        assert_eq!(b.admit(t0), refuse(5000), "6 of 10 failed");
         let b = Breaker::new(BreakerSettings { consecutive_failures: 0, ..settings() }, t0);
         for _ in 0..6 {
             b.record(false, false, t0);

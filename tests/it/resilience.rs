@@ -364,6 +364,8 @@ async fn the_breaker_opens_answers_at_once_half_opens_and_closes() {
         let r = get(&gw.url("/x"), &[]).await;
         assert_eq!(r.status, 503);
         assert_eq!(problem_type(&r), "urn:portcullis:problem:circuit-open");
+        // When the probe may go, in whole seconds rounded up (RFC 9110 §10.2.3).
+        assert_eq!(r.header("retry-after"), Some("1"));
     }
     assert_eq!(a.hits(), 3);
     // After `open_for`, one probe: still failing, so open again.
@@ -397,6 +399,7 @@ async fn limits_refuse_at_exactly_the_configured_number() {
     let r = get(&url, &[]).await;
     assert_eq!(r.status, 503);
     assert_eq!(problem_type(&r), "urn:portcullis:problem:upstream-max-requests");
+    assert_eq!(r.header("retry-after"), None, "no time is known when a place comes free");
     assert!(started.elapsed() < Duration::from_millis(300), "refused at once, not queued");
     for s in slow {
         assert_eq!(s.await.unwrap(), 200);
