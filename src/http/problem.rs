@@ -82,6 +82,14 @@ pub fn from_error(err: &GatewayError, request_id: &HeaderValue) -> Answer {
         GatewayError::MethodNotAllowed { allow } => {
             resp.headers_mut().insert(ALLOW, allow.clone());
         }
+        // A refused preflight varies as a granted one does (a cache must
+        // not serve it to an origin that would be granted).
+        GatewayError::CorsRejected(_) => {
+            resp.headers_mut().insert(
+                http::header::VARY,
+                HeaderValue::from_static("Origin, Access-Control-Request-Method, Access-Control-Request-Headers"),
+            );
+        }
         // Whole seconds, rounded up: a client that waits that long finds the probe's place.
         GatewayError::Refused { retry_after: Some(after), .. } => {
             let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);

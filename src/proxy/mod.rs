@@ -127,7 +127,8 @@ pub fn handle<P: Deref<Target = Plan>>(
 
             // Preflights are answered here, for the route the real request would take.
             if let Some(requested) = Chain::preflight_method(req.method(), req.headers()) {
-                let view = RequestView { host, path: &path, method: &requested, headers: req.headers() };
+                let announced = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS).and_then(|v| v.to_str().ok());
+                let view = RequestView { host, path: &path, method: &requested, headers: req.headers(), announced };
                 if let Ok(found) = plan.router.find(&view) {
                     let route = &plan.routes[found.route];
                     if let Some(answer) = route.policies.preflight(&requested, req.headers()) {
@@ -143,7 +144,7 @@ pub fn handle<P: Deref<Target = Plan>>(
             }
 
             // Route.
-            let view = RequestView { host, path: &path, method: req.method(), headers: req.headers() };
+            let view = RequestView { host, path: &path, method: req.method(), headers: req.headers(), announced: None };
             let found = match plan.router.find(&view) {
                 Ok(found) => found,
                 Err(Miss::NotFound) => break 'serve (None, Err(GatewayError::NoRoute)),

@@ -72,12 +72,21 @@ impl Matcher {
     /// line, or as an item of a comma-separated list) is ambiguous, when
     /// every other condition is met (else the route would not take the
     /// request anyway).
-    fn conditions(&self, headers: &HeaderMap) -> Conditions {
+    fn conditions(&self, headers: &HeaderMap, announced: Option<&str>) -> Conditions {
         if self.headers.is_empty() && self.version.is_none() {
             return Conditions::Met;
         }
+        // Without a value to judge, a preflight's announced header meets its condition.
+        let announces = |name: &HeaderName| {
+            announced.is_some_and(|list| {
+                !headers.contains_key(name) && list.split(',').any(|h| h.trim().eq_ignore_ascii_case(name.as_str()))
+            })
+        };
         let mut ambiguous = None;
         for c in &self.headers {
+            if announces(&c.name) {
+                continue;
+            }
             let Some(v) = &c.value else {
                 if !headers.contains_key(&c.name) {
                     return Conditions::NotMet;
@@ -98,7 +107,7 @@ impl Matcher {
                 ambiguous.get_or_insert_with(|| c.name.clone());
             }
         }
-        match self.version.as_ref().map(|v| (v, v.decide(headers))) {
+        match self.version.as_ref().filter(|v| !announces(&v.header_name())).map(|v| (v, v.decide(headers))) {
             Some((_, Some(false))) => Conditions::NotMet,
             Some((v, None)) => Conditions::Ambiguous(ambiguous.unwrap_or_else(|| v.header_name())),
             _ => ambiguous.map_or(Conditions::Met, Conditions::Ambiguous),
@@ -158,6 +167,10 @@ pub struct RequestView<'a, 'p> {
     pub path: &'p str,
     pub method: &'a Method,
     pub headers: &'a HeaderMap,
+    /// For a CORS preflight, the headers it says the real request will
+    /// carry (`Access-Control-Request-Headers`): a route's condition on one
+    /// of them is taken as met (the preflight carries none of their values).
+    pub announced: Option<&'a str>,
 }
 
 /// A successful match: the route (index in config order) and its parameter values.
@@ -283,7 +296,7 @@ impl Router {
             if !(m.host.matches(req.host) && m.path.matches(req.path, &mut values)) {
                 continue;
             }
-            match m.conditions(req.headers) {
+            match m.conditions(req.headers, req.announced) {
                 Conditions::Met => {}
                 Conditions::NotMet => continue,
                 Conditions::Ambiguous(name) => {

@@ -81,6 +81,51 @@ routes:
     }
 }
 
+/// A preflight carries none of the headers it announces: a route that
+/// matches on one of them (a version header, `headers`) answers it when the
+/// preflight names that header, or browsers could never call the route.
+#[tokio::test]
+async fn a_preflight_reaches_routes_that_match_on_the_headers_it_announces() {
+    let up = Upstream::start("svc").await;
+    let gw = gateway(&format!(
+        r#"
+upstreams:
+  svc: {{ targets: [ "{}" ] }}
+routes:
+  - name: v2
+    match: {{ path_prefix: /api, version: {{ header: Api-Version, value: "2" }} }}
+    upstream: svc
+    cors: {{ allow_origins: [ "https://app.example.com" ], allow_headers: [ Api-Version ] }}
+  - name: debug
+    match: {{ path_prefix: /dbg, headers: [ {{ name: X-Debug, value: "1" }} ] }}
+    upstream: svc
+    cors: {{ allow_origins: [ "https://app.example.com" ], allow_headers: [ X-Debug, Content-Type ] }}
+"#,
+        up.url()
+    ))
+    .await;
+    let client = http1_client();
+    let preflight = |path: &str, headers: &str| {
+        Request::options(gw.url(path))
+            .header("origin", "https://app.example.com")
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", headers)
+            .body(Default::default())
+            .unwrap()
+    };
+    for (path, headers) in [("/api/x", "api-version"), ("/dbg/x", "content-type, X-Debug")] {
+        let r = send(&client, preflight(path, headers)).await;
+        assert_eq!(r.status, 204, "{path}");
+        assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example.com"), "{path}");
+    }
+    // Not announced: the real request could not meet the route's condition.
+    assert_eq!(send(&client, preflight("/dbg/x", "content-type")).await.status, 404);
+    assert_eq!(up.hits(), 0, "preflights never reach the upstream");
+    // The real requests still need the values.
+    assert_eq!(get(&gw.url("/api/x"), &[("api-version", "2")]).await.status, 200);
+    assert_eq!(get(&gw.url("/api/x"), &[("api-version", "1")]).await.status, 404);
+}
+
 #[tokio::test]
 async fn cors_preflight_is_answered_at_the_gateway() {
     let up = Upstream::start("svc").await;
@@ -124,6 +169,8 @@ routes:
     let evil = send(&client, preflight("https://evil.example.net", "GET", "")).await;
     assert_eq!(evil.status, 403);
     assert!(evil.header("access-control-allow-origin").is_none());
+    // Refused, it varies as a granted answer does (shared caches).
+    assert_eq!(evil.header("vary"), Some("Origin, Access-Control-Request-Method, Access-Control-Request-Headers"));
     let bad_header = send(&client, preflight("https://app.example.com", "PUT", "x-secret")).await;
     assert_eq!(bad_header.status, 403);
     // A refused preflight carries no grants of an actual request either.
