@@ -24,6 +24,10 @@ pub const ALL: &[(&str, &str)] = &[
     ("timeout-beyond-budget", "a time limit longer than the one that holds it: it never applies"),
     ("unenforced-openapi", "an API document declares what the gateway does not check or follow"),
     ("certificate-name-mismatch", "a `server_names` entry the listener certificate does not carry"),
+    (
+        "shown-software-headers",
+        "a `security_headers.remove` that leaves out defaults (`server`, `x-powered-by`): they reach clients again",
+    ),
     ("hsts-preload-ineligible", "HSTS `preload` without `include_subdomains` or with a max-age under a year"),
     (
         "ineffective-limit-setting",

@@ -316,17 +316,11 @@ fn compile_action(
             cx.err(format!("{at}.static.body"), format!("a {} response has no body", s.status));
         }
         let mut headers = HeaderMap::new();
-        for (k, v) in &s.headers {
-            match (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v.as_str())) {
-                (Ok(n), Ok(_)) if crate::wire::hop_by_hop::not_settable(&n) => cx.err(
-                    format!("{at}.static.headers.{k}"),
-                    format!("`{k}` is the gateway's to write (framing or connection-specific): it cannot be set"),
-                ),
-                (Ok(n), Ok(v)) => {
-                    headers.insert(n, v);
-                }
-                _ => cx.err(format!("{at}.static.headers.{k}"), "not a valid header name and value"),
-            }
+        let settable = crate::wire::settable::settable(&s.headers, |k, message| {
+            cx.err(format!("{at}.static.headers.{k}"), message)
+        });
+        for (name, value) in settable {
+            headers.insert(name, value);
         }
         // RFC 9110 §8.3: content goes with its type; a YAML string is text.
         if !s.body.is_empty() && !headers.contains_key(http::header::CONTENT_TYPE) {
@@ -411,7 +405,9 @@ fn compile_rewrite(
     };
     let at = format!("{at}.rewrite");
     if let Some(h) = &rw.host {
-        match http::uri::Authority::try_from(h.as_str()).ok().and_then(|a| HeaderValue::try_from(a.as_str()).ok()) {
+        // As a client's Host is read: no userinfo (`evil.com@x`), no path.
+        let host_port = crate::wire::admit::host_and_port(h.as_bytes()).is_ok();
+        match HeaderValue::try_from(h.as_str()).ok().filter(|_| host_port) {
             Some(v) => host = HostRewrite::Set(v),
             None => cx.err(format!("{at}.host"), format!("`{h}` is not a host (with an optional port)")),
         }

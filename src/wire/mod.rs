@@ -19,6 +19,7 @@ pub mod recycle;
 pub mod remove;
 pub mod request_head;
 pub mod response_head;
+pub mod settable;
 pub mod timer;
 pub mod transport;
 pub mod upstream_head;

@@ -5,6 +5,7 @@
 use super::Found;
 use crate::config::{LoadedConfig, TargetConfig};
 use crate::policy::auth::config::ProviderConfig;
+use crate::policy::security_headers::SecurityHeadersConfig;
 
 const NAME: &str = "ineffective-setting";
 
@@ -75,6 +76,41 @@ pub(super) fn ineffective_settings(loaded: &LoadedConfig, found: &mut Found) {
     }
 }
 
+/// A `security_headers.remove` the file writes replaces the default list:
+/// the defaults it leaves out (`server`, `x-powered-by`, …) reach clients
+/// again, which is rarely what adding one name to it meant.
+pub(super) fn shown_software_headers(loaded: &LoadedConfig, found: &mut Found) {
+    let cfg = &loaded.config;
+    let defaults = SecurityHeadersConfig::default().remove;
+    let blocks = std::iter::once(("security_headers".to_string(), &cfg.security_headers)).chain(
+        cfg.routes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.security_headers.as_ref().map(|s| (format!("routes[{i}].security_headers"), s))),
+    );
+    for (at, block) in blocks {
+        let at = format!("{at}.remove");
+        if !block.enabled || !loaded.locations.has(&at) {
+            continue;
+        }
+        let shown: Vec<&str> = defaults
+            .iter()
+            .filter(|d| !block.remove.iter().any(|r| r.eq_ignore_ascii_case(d)))
+            .map(String::as_str)
+            .collect();
+        if !shown.is_empty() {
+            found.add(
+                "shown-software-headers",
+                at,
+                format!(
+                    "this list replaces the default one: `{}` now reach clients; add them to keep them hidden",
+                    shown.join("`, `")
+                ),
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -109,5 +145,23 @@ routes:
                 "listeners[0].limits.tls_handshake_timeout",
             ]
         );
+    }
+
+    #[test]
+    fn a_written_remove_list_that_drops_the_defaults_is_named() {
+        let text = r#"
+security_headers: { remove: [ x-frame-options ] }
+routes:
+  - { name: all, match: { path: /a }, static: { status: 204 }, security_headers: { remove: [ X-Frame-Options, server, x-powered-by, x-aspnet-version, x-aspnetmvc-version, x-runtime ] } }
+  - { name: none, match: { path: /b }, static: { status: 204 }, security_headers: { enabled: false, remove: [ ] } }
+  - { name: default, match: { path: /c }, static: { status: 204 }, security_headers: { frame_options: SAMEORIGIN } }
+"#;
+        let loaded = crate::config::parse_str(text, "t.yaml", std::path::Path::new(".")).unwrap();
+        let mut found = super::Found::default();
+        super::shown_software_headers(&loaded, &mut found);
+        let found: Vec<(&str, &str)> = found.0.iter().map(|(_, p, m)| (p.as_str(), m.as_str())).collect();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "security_headers.remove");
+        assert!(found[0].1.contains("`server`, `x-powered-by`, `x-aspnet-version`"), "{}", found[0].1);
     }
 }

@@ -17,18 +17,9 @@ impl Compiled {
     /// Checks names and values; errors name the offending key (`set.X-Foo`).
     pub fn compile(cfg: &HeaderOpsConfig, _cx: &mut CompileCtx<'_>) -> Result<Compiled, FieldErrors> {
         let mut errors = FieldErrors::new();
-        let mut out = Compiled::default();
-        for (name, value) in &cfg.set {
-            match (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) {
-                (Ok(n), Ok(_)) if crate::wire::hop_by_hop::not_settable(&n) => errors.push((
-                    format!("set.{name}"),
-                    format!("`{name}` is the gateway's to write (framing or connection-specific): it cannot be set"),
-                )),
-                (Ok(n), Ok(v)) => out.set.push((n, v)),
-                (Err(_), _) => errors.push((format!("set.{name}"), format!("`{name}` is not a valid header name"))),
-                (_, Err(_)) => errors.push((format!("set.{name}"), "not a valid header value".to_string())),
-            }
-        }
+        let set =
+            crate::wire::settable::settable(&cfg.set, |key, message| errors.push((format!("set.{key}"), message)));
+        let mut out = Compiled { set, remove: Vec::new() };
         for (i, name) in cfg.remove.iter().enumerate() {
             match HeaderName::try_from(name.as_str()) {
                 Ok(n) => out.remove.push(n),

@@ -34,3 +34,15 @@ fn framing_and_connection_fields_are_not_settable() {
     let cfg = HeaderOpsConfig { set: Default::default(), remove: vec!["content-length".to_string()] };
     assert!(with_test_ctx(Shared::default(), |cx| Compiled::compile(&cfg, cx)).is_ok());
 }
+
+#[test]
+fn a_name_twice_in_another_case_and_a_host_that_is_none_are_refused() {
+    let set = [("X-A", "1"), ("x-a", "2"), ("Host", "evil.com@x"), ("X-B", "ok")];
+    let cfg = HeaderOpsConfig { set: set.map(|(k, v)| (k.to_string(), v.to_string())).into(), remove: vec![] };
+    let errs = with_test_ctx(Shared::default(), |cx| Compiled::compile(&cfg, cx)).unwrap_err();
+    let paths: Vec<&str> = errs.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(paths, ["set.Host", "set.x-a"]);
+    assert!(errs[1].1.contains("written twice"), "{}", errs[1].1);
+    let cfg = HeaderOpsConfig { set: [("Host".to_string(), "api.internal:8080".to_string())].into(), remove: vec![] };
+    assert!(with_test_ctx(Shared::default(), |cx| Compiled::compile(&cfg, cx)).is_ok());
+}

@@ -21,6 +21,19 @@ struct Parts {
     remove: Vec<HeaderName>,
 }
 
+/// The Referrer-Policy tokens (W3C Referrer Policy §3); a list of them is
+/// a value too (browsers take the last one they know).
+const REFERRER_POLICIES: [&str; 8] = [
+    "no-referrer",
+    "no-referrer-when-downgrade",
+    "same-origin",
+    "origin",
+    "strict-origin",
+    "origin-when-cross-origin",
+    "strict-origin-when-cross-origin",
+    "unsafe-url",
+];
+
 /// Errors are `(path under the config, message)`.
 pub fn compile(cfg: &SecurityHeadersConfig, _cx: &mut CompileCtx<'_>) -> Result<Compiled, FieldErrors> {
     let mut out = Parts::default();
@@ -38,6 +51,28 @@ pub fn compile(cfg: &SecurityHeadersConfig, _cx: &mut CompileCtx<'_>) -> Result<
     if cfg.content_type_options {
         out.defaults.push((http::header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")));
     }
+    // A value browsers do not know is ignored by them: a typo would leave
+    // the page without the protection it names.
+    if !cfg.frame_options.is_empty()
+        && !["DENY", "SAMEORIGIN"].iter().any(|v| cfg.frame_options.eq_ignore_ascii_case(v))
+    {
+        errors.push((
+            "frame_options".to_string(),
+            format!(
+                "`{}` is not an X-Frame-Options value browsers follow: `DENY`, `SAMEORIGIN`, or `\"\"` to send none \
+                 (for other framers use content_security_policy's `frame-ancestors`)",
+                cfg.frame_options
+            ),
+        ));
+    }
+    if !cfg.referrer_policy.is_empty()
+        && let Some(token) = cfg.referrer_policy.split(',').map(str::trim).find(|t| !REFERRER_POLICIES.contains(t))
+    {
+        errors.push((
+            "referrer_policy".to_string(),
+            format!("`{token}` is not a Referrer-Policy browsers know: one of {}", REFERRER_POLICIES.join(", ")),
+        ));
+    }
     for (key, name, v) in [
         ("frame_options", http::header::X_FRAME_OPTIONS, &cfg.frame_options),
         ("content_security_policy", http::header::CONTENT_SECURITY_POLICY, &cfg.content_security_policy),
@@ -49,16 +84,7 @@ pub fn compile(cfg: &SecurityHeadersConfig, _cx: &mut CompileCtx<'_>) -> Result<
             out.defaults.push((name, v));
         }
     }
-    for (k, v) in &cfg.set {
-        match HeaderName::try_from(k.as_str()) {
-            Ok(name) => {
-                if let Some(v) = value(&mut errors, &format!("set.{k}"), v) {
-                    out.forced.push((name, v));
-                }
-            }
-            Err(_) => errors.push((format!("set.{k}"), format!("`{k}` is not a header name"))),
-        }
-    }
+    out.forced = crate::wire::settable::settable(&cfg.set, |k, message| errors.push((format!("set.{k}"), message)));
     for (i, k) in cfg.remove.iter().enumerate() {
         match HeaderName::try_from(k.as_str()) {
             Ok(name) => out.remove.push(name),

@@ -48,3 +48,36 @@ fn disabled_does_nothing() {
     c.apply(&mut h);
     assert_eq!(h.len(), 1);
 }
+
+#[test]
+fn values_browsers_ignore_and_fields_the_gateway_writes_are_refused() {
+    let refused = |cfg: SecurityHeadersConfig| -> Vec<String> {
+        let errors = with_test_ctx(Shared::default(), |cx| compile(&cfg, cx)).unwrap_err();
+        errors.iter().map(|(path, _)| path.clone()).collect()
+    };
+    let mut cfg = SecurityHeadersConfig {
+        frame_options: "ALLOWALL".into(),
+        referrer_policy: "no-referer".into(),
+        ..Default::default()
+    };
+    for (name, value) in
+        [("Content-Length", "5"), ("Upgrade", "h2c"), ("Transfer-Encoding", "chunked"), ("X-A", "1"), ("x-a", "2")]
+    {
+        cfg.set.insert(name.into(), value.into());
+    }
+    assert_eq!(
+        refused(cfg),
+        ["frame_options", "referrer_policy", "set.Content-Length", "set.Transfer-Encoding", "set.Upgrade", "set.x-a"]
+    );
+    // What browsers do follow passes, in any case, lists of policies included.
+    for (frame, referrer) in
+        [("sameorigin", "strict-origin-when-cross-origin"), ("DENY", "no-referrer, strict-origin"), ("", "")]
+    {
+        let cfg = SecurityHeadersConfig {
+            frame_options: frame.into(),
+            referrer_policy: referrer.into(),
+            ..Default::default()
+        };
+        assert!(with_test_ctx(Shared::default(), |cx| compile(&cfg, cx)).is_ok(), "{frame} {referrer}");
+    }
+}

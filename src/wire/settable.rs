@@ -1,0 +1,42 @@
+//! The headers a config sets on a message, checked once at load: what a
+//! policy, a security-header block or a static answer may write.
+
+use http::{HeaderName, HeaderValue};
+
+/// The headers a config sets on a message (`set` of `request_headers`,
+/// `response_headers` and `security_headers`, a static answer's
+/// `headers`), checked; `error(key, message)` for each one refused: a bad
+/// name or value, a field the gateway frames or that belongs to one
+/// connection (set by hand it would contradict the framing sent: an
+/// HTTP/2 stream whose `content-length` is not its DATA's length is
+/// malformed), a name written twice in another case (one would silently
+/// win), or a `Host` that is not a host (a client's would be refused).
+pub fn settable<'a>(
+    entries: impl IntoIterator<Item = (&'a String, &'a String)>,
+    mut error: impl FnMut(&'a str, String),
+) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out: Vec<(HeaderName, HeaderValue)> = Vec::new();
+    for (key, value) in entries {
+        let (name, value) = match (HeaderName::try_from(key.as_str()), HeaderValue::try_from(value.as_str())) {
+            (Ok(n), Ok(v)) => (n, v),
+            (Err(_), _) => {
+                error(key, format!("`{key}` is not a valid header name"));
+                continue;
+            }
+            (_, Err(_)) => {
+                error(key, "not a valid header value".to_string());
+                continue;
+            }
+        };
+        if super::hop_by_hop::not_settable(&name) {
+            error(key, format!("`{key}` is the gateway's to write (framing or connection-specific): it cannot be set"));
+        } else if out.iter().any(|(n, _)| *n == name) {
+            error(key, format!("`{key}` is written twice (header names are the same in any case): keep one"));
+        } else if name == http::header::HOST && super::admit::host_and_port(value.as_bytes()).is_err() {
+            error(key, format!("`{}` is not a host (with an optional port)", value.to_str().unwrap_or_default()));
+        } else {
+            out.push((name, value));
+        }
+    }
+    out
+}
