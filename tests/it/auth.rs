@@ -8,7 +8,7 @@ use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 
 use crate::support::idp::{Idp, SigningKey, now, sign_hs};
-use crate::support::{Upstream, get, load};
+use crate::support::{Upstream, get, load, raw};
 
 const SECRET: &str = "an-hmac-secret-that-is-long-enough!";
 
@@ -340,6 +340,20 @@ async fn api_keys_basic_and_spoofed_identity_headers() {
     let seen = get(&s.url("/maybe"), &[("x-api-key", "key-mobile")]).await;
     assert_eq!(seen.json()["headers"]["x-consumer-id"], "mobile-app");
     assert_eq!(get(&s.url("/maybe"), &[("x-api-key", "nope")]).await.status, 401);
+    // A key that cannot be read is not "no key": an empty line before a bad
+    // one, or a key that is not text, is refused, not let in as anonymous
+    // (or to the next provider) with the unchecked key forwarded.
+    let addr = s.gw.addr("gw").unwrap();
+    let maybe = "GET /maybe HTTP/1.1\r\nHost: gw\r\nX-API-Key:\r\nX-API-Key: nope\r\nConnection: close\r\n\r\n";
+    assert!(raw(addr, maybe).await.starts_with("HTTP/1.1 401"), "an empty line, then a bad key");
+    let binary = "GET /maybe HTTP/1.1\r\nHost: gw\r\nX-API-Key: bad\u{e9}key\r\nConnection: close\r\n\r\n";
+    assert!(raw(addr, binary).await.starts_with("HTTP/1.1 401"), "a key that is not text");
+    let partners = format!(
+        "GET /partners HTTP/1.1\r\nHost: gw\r\nX-API-Key:\r\nX-API-Key: bad\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+        basic("carol", "correct horse")
+    );
+    assert!(raw(addr, &partners).await.starts_with("HTTP/1.1 401"), "no fall-through to Basic");
+    assert_eq!(get(&s.url("/q?API_KEY=nope"), &[]).await.status, 401, "only another spelling of the name");
 
     // Public routes never see identity headers from clients either.
     let seen = get(&s.url("/open"), &[("x-consumer-id", "admin"), ("x-auth-subject", "root")]).await.json();

@@ -20,6 +20,14 @@ pub struct ApiKey {
     clock: WallClock,
 }
 
+/// What a request presents where a provider reads its key.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Presented<'r> {
+    Absent,
+    Key(&'r str),
+    Unreadable,
+}
+
 #[derive(Debug)]
 enum Source {
     Header(HeaderName),
@@ -44,15 +52,44 @@ impl ApiKey {
         self.clock = clock;
     }
 
-    pub fn key<'r>(&self, req: &'r request::Parts) -> Option<&'r str> {
+    /// The key the request presents. A header sent twice, or not as text,
+    /// and a query parameter sent twice, or only in another spelling a
+    /// service reads as it (`API_KEY`, `api%5Fkey`, `api_key[]`), are `Unreadable`:
+    /// a credential that is there but cannot be checked is refused, never
+    /// taken as absent (which would let a route fall back to anonymous or
+    /// to its next provider with an unchecked key forwarded upstream).
+    pub fn key<'r>(&self, req: &'r request::Parts) -> Presented<'r> {
         match &self.source {
-            Source::Header(h) => req.headers.get(h)?.to_str().ok().map(str::trim).filter(|k| !k.is_empty()),
-            Source::Query(q) => query_param(req.uri.query()?, q),
+            Source::Header(h) => {
+                let mut lines = req.headers.get_all(h).iter();
+                let (Some(line), None) = (lines.next(), lines.next()) else {
+                    return if req.headers.contains_key(h) { Presented::Unreadable } else { Presented::Absent };
+                };
+                match line.to_str().map(str::trim) {
+                    Ok("") => Presented::Absent,
+                    Ok(key) => Presented::Key(key),
+                    Err(_) => Presented::Unreadable,
+                }
+            }
+            Source::Query(q) => {
+                // The exact name once decides (other spellings beside it go
+                // with it on success); other spellings alone, or the exact
+                // name twice, cannot be checked.
+                let Some(query) = req.uri.query() else { return Presented::Absent };
+                let exact = query.split('&').filter(|p| p.split('=').next() == Some(q.as_str())).count();
+                match (exact, query_param(query, q)) {
+                    (1, Some(key)) => Presented::Key(key),
+                    (0, _) if !query.split(['&', ';']).any(|p| names(p.split('=').next().unwrap_or(""), q)) => {
+                        Presented::Absent
+                    }
+                    _ => Presented::Unreadable,
+                }
+            }
         }
     }
 
     pub fn authenticate(&self, req: &mut request::Parts) -> Result<Arc<Identity>, Failure> {
-        let key = self.key(req).ok_or(Failure::Invalid)?;
+        let Presented::Key(key) = self.key(req) else { return Err(Failure::Invalid) };
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
         let mut wanted = [0u8; 32];
         wanted.copy_from_slice(digest.as_ref());

@@ -83,7 +83,7 @@ impl Provider {
         match self {
             Provider::Jwt(j) => j.token(req).is_some(),
             Provider::Introspection(_) => bearer_token(req).is_some(),
-            Provider::ApiKey(k) => k.key(req).is_some(),
+            Provider::ApiKey(k) => k.key(req) != api_key::Presented::Absent,
             Provider::Basic(_) => basic::credentials(req).is_some(),
             Provider::Mtls(_) => ctx.client_cert.is_some(),
         }

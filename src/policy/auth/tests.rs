@@ -195,6 +195,7 @@ mod jwt {
 
 mod api_key {
     use super::*;
+    use crate::policy::auth::api_key::Presented;
 
     fn provider(clock: &WallClock) -> Provider {
         let yaml = format!(
@@ -228,6 +229,44 @@ mod api_key {
         let p = provider(&WallClock::fixed(NOW));
         assert_eq!(check(&p, &mut request_with("x-api-key", "key-guessed")).unwrap_err(), Failure::Invalid);
         assert_eq!(check(&p, &mut request_with("x-other", "key-current")).unwrap_err(), Failure::Invalid);
+    }
+
+    /// A key sent twice or not as text is there, and refused: never
+    /// "absent", which would let an anonymous route or the next provider
+    /// take the request with the unchecked copies forwarded.
+    #[test]
+    fn a_key_that_cannot_be_read_is_present_and_refused() {
+        let p = provider(&WallClock::fixed(NOW));
+        let Provider::ApiKey(k) = &p else { unreachable!() };
+        let mut twice = request_with("x-api-key", "");
+        twice.headers.append("x-api-key", HeaderValue::from_static("key-current"));
+        let mut binary = request_with("x-api-key", "x");
+        binary.headers.insert("x-api-key", HeaderValue::from_bytes(b"bad\xe9key").unwrap());
+        for mut req in [twice, binary] {
+            assert_eq!(k.key(&req), Presented::Unreadable);
+            assert_eq!(check(&p, &mut req).unwrap_err(), Failure::Invalid);
+        }
+        assert_eq!(k.key(&request_with("x-api-key", "  ")), Presented::Absent, "an empty header names no key");
+        assert_eq!(k.key(&request_with("x-other", "key-current")), Presented::Absent);
+
+        let yaml = "auth:\n  q: { api_key: { query: api_key } }\n";
+        let p = providers(yaml).remove("q").unwrap();
+        let Provider::ApiKey(k) = &p else { unreachable!() };
+        let at = |q: &str| Request::builder().uri(format!("/o?{q}")).body(()).unwrap().into_parts().0;
+        assert_eq!(k.key(&at("page=1&api_key=k1")), Presented::Key("k1"));
+        assert_eq!(k.key(&at("api_key=k1&API_KEY=k2")), Presented::Key("k1"), "the others go with it on success");
+        assert_eq!(k.key(&at("page=1")), Presented::Absent);
+        for q in [
+            "api_key=&api_key=k1",
+            "api_key=k1&api_key=k2",
+            "API_KEY=k1",
+            "api%5Fkey=k1",
+            "api_key[]=k1",
+            "x=1;api_key=k1",
+            "api_key",
+        ] {
+            assert_eq!(k.key(&at(q)), Presented::Unreadable, "{q}");
+        }
     }
 
     #[test]
