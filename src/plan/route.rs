@@ -337,7 +337,7 @@ fn compile_action(
         cx.err(format!("{at}.redirect.status"), "a redirect status is 301, 302, 303, 307 or 308");
     }
     let to = Template::parse(&r.to, &params).map_err(|e| cx.err(format!("{at}.redirect.to"), e)).ok()?;
-    if let Some(why) = open_redirect(&r.to) {
+    if let Some(why) = open_redirect(&r.to).or_else(|| unsendable_target(&r.to)) {
         cx.err(format!("{at}.redirect.to"), why);
     }
     let status = StatusCode::from_u16(r.status).ok()?;
@@ -390,6 +390,24 @@ pub(super) fn open_redirect(to: &str) -> Option<String> {
         "`{to}`: a parameter stands in the scheme or host part, so a request could choose where clients are \
          redirected (an open redirect); start `to` with `/` or a whole `https://host/` before the first parameter"
     ))
+}
+
+/// Why a redirect target would not reach clients as written, if it would
+/// not: nothing at all, a scheme-relative `//host/…` (sent as `/host/…`,
+/// since one leading `/` is all a local target keeps), or characters a
+/// URL holds only percent-encoded (a space, `"`, `<`, non-ASCII), which
+/// clients mend each their own way.
+pub(super) fn unsendable_target(to: &str) -> Option<String> {
+    if to.is_empty() {
+        return Some("`to` is empty: a redirect needs a target".into());
+    }
+    if to.starts_with("//") {
+        return Some(format!(
+            "`{to}` is scheme-relative, and a local target keeps one leading `/`: write the scheme (`https:{to}`)"
+        ));
+    }
+    let bad = to.chars().find(|&c| !c.is_ascii() || c == ' ' || "\"<>^`|".contains(c))?;
+    Some(format!("`{to}`: `{bad}` must be percent-encoded in a URL (a space is `%20`, `é` is `%C3%A9`)"))
 }
 
 fn compile_rewrite(

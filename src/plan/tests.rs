@@ -105,3 +105,20 @@ fn a_redirect_parameter_may_not_choose_the_host() {
         assert!(super::route::open_redirect(open).is_some(), "{open}");
     }
 }
+
+#[test]
+fn redirect_targets_are_sent_as_written() {
+    for fine in ["/new", "https://x.example/a%20b?q=1#f", "/docs/{page}", "?p={page}", "../{page}"] {
+        assert_eq!(super::route::unsendable_target(fine), None, "{fine}");
+    }
+    for (bad, says) in [
+        ("", "empty"),
+        ("//evil.example/x", "https://evil.example/x"),
+        ("/a b", "` ` must be percent-encoded"),
+        ("/caf\u{e9}", "`\u{e9}` must be"),
+        ("/x?q=\"y\"", "`\"`"),
+    ] {
+        let why = super::route::unsendable_target(bad).unwrap_or_default();
+        assert!(why.contains(says), "{bad}: {why}");
+    }
+}

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, LOCATION};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, HeaderName, LOCATION, PROXY_AUTHORIZATION};
 use http::{HeaderMap, HeaderValue, Response, StatusCode, request};
 use http_body_util::{BodyExt, Limited};
 
@@ -15,6 +15,11 @@ use crate::router::rewrite::Template;
 
 /// Echo reads at most this much body: it is a diagnostic, not a sink.
 pub const ECHO_BODY_LIMIT: usize = 1 << 20;
+
+/// Headers echo names but does not show: an answer that repeats them
+/// would hand a page's script the cookies (`HttpOnly` ones included) and
+/// credentials it may not read, as TRACE would (cross-site tracing).
+static CREDENTIALS: [HeaderName; 3] = [AUTHORIZATION, PROXY_AUTHORIZATION, COOKIE];
 
 #[derive(Debug)]
 pub enum Responder {
@@ -72,10 +77,16 @@ impl Responder {
                     to.replace_range(..to.len() - to.trim_start_matches('/').len() - 1, "");
                 }
                 if r.keep_query
-                    && let Some(q) = parts.uri.query()
+                    && let Some(q) = parts.uri.query().filter(|q| !q.is_empty())
                 {
-                    to.push(if to.contains('?') { '&' } else { '?' });
+                    // Before the target's fragment: a query after `#` would
+                    // be part of the fragment, which browsers never send.
+                    let fragment = to.find('#').map(|at| to.split_off(at));
+                    if !to.ends_with(['?', '&']) {
+                        to.push(if to.contains('?') { '&' } else { '?' });
+                    }
                     to.push_str(q);
+                    to.push_str(fragment.as_deref().unwrap_or_default());
                 }
                 let location = HeaderValue::try_from(to).map_err(|e| GatewayError::Internal(e.into()))?;
                 let mut resp = Response::new(Bytes::new());
@@ -100,8 +111,15 @@ async fn echo(parts: &request::Parts, body: RequestBody, info: EchoInfo<'_>) -> 
     };
     let mut headers = serde_json::Map::new();
     for name in parts.headers.keys() {
-        let values: Vec<String> =
-            parts.headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect();
+        let values: Vec<String> = parts
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| match CREDENTIALS.contains(name) {
+                true => "<redacted>".to_string(),
+                false => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            })
+            .collect();
         headers.insert(name.as_str().to_string(), values.into());
     }
     let params: serde_json::Map<String, serde_json::Value> =

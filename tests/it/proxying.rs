@@ -197,6 +197,26 @@ async fn malformed_requests_get_a_clear_status() {
     assert!(resp.starts_with("HTTP/1.1 400") || resp.is_empty(), "{resp}");
 }
 
+/// Echo shows every header the request carries but the credentials: a
+/// page's script must not read its `HttpOnly` cookies or the credentials
+/// it sent through an echo (cross-site tracing, why TRACE is refused).
+#[tokio::test]
+async fn echo_does_not_show_cookies_or_credentials() {
+    let gw = gateway("routes:\n  - { name: e, match: { path_prefix: / }, echo: {} }\n").await;
+    let headers = [
+        ("authorization", "Bearer secret123"),
+        ("cookie", "session=abc"),
+        ("proxy-authorization", "Basic c2VjcmV0"),
+        ("x-trace", "kept"),
+    ];
+    let seen = get(&gw.url("/echo"), &headers).await.json();
+    for name in ["authorization", "cookie"] {
+        assert_eq!(seen["headers"][name], serde_json::json!(["<redacted>"]), "{name}");
+    }
+    assert!(seen["headers"].get("proxy-authorization").is_none(), "hop-by-hop: gone before echo");
+    assert_eq!(seen["headers"]["x-trace"], serde_json::json!(["kept"]));
+}
+
 #[tokio::test]
 async fn a_pooled_connection_closed_by_the_upstream_is_not_reused() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

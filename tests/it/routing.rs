@@ -205,9 +205,23 @@ async fn redirects_use_captures_and_keep_the_query() {
 routes:
   - { name: moved, match: { path: "/docs/{page}" }, redirect: { to: "https://new.example.com/guide/{page}", status: 301 } }
   - { name: search, match: { path: "/rx/{q}" }, redirect: { to: "https://d.example.com/search?p={q}&safe=1", keep_query: false } }
+  - { name: anchor, match: { path: /b }, redirect: { to: "/new#frag" } }
+  - { name: both, match: { path: /c }, redirect: { to: "https://x.example/new?a=1#f", status: 307 } }
+  - { name: query, match: { path: /a }, redirect: { to: "/new?a=1" } }
 "#,
     )
     .await;
+    // The client's query goes before the target's fragment (RFC 3986: path,
+    // query, fragment); an empty one adds nothing.
+    for (sent, location) in [
+        ("/b?b=2", "/new?b=2#frag"),
+        ("/c?b=2", "https://x.example/new?a=1&b=2#f"),
+        ("/a?", "/new?a=1"),
+        ("/a?b=2", "/new?a=1&b=2"),
+        ("/b", "/new#frag"),
+    ] {
+        assert_eq!(get(&gw.url(sent), &[]).await.header("location"), Some(location), "{sent}");
+    }
     let reply = get(&gw.url("/docs/intro?lang=en"), &[]).await;
     assert_eq!(reply.status, 301);
     assert_eq!(reply.header("location"), Some("https://new.example.com/guide/intro?lang=en"));
