@@ -321,18 +321,21 @@ impl<'p> Conn<'p> {
     {
         let idle = self.lp.limits.idle_timeout;
         let mut closing = *self.stop.borrow();
-        if closing {
-            served.as_mut().shut();
-        }
         let every = (idle / 2).clamp(Duration::from_millis(10), CHECK_EVERY);
         let mut check = tokio::time::interval_at(Instant::now() + every, every);
         let first_request = tokio::time::sleep(self.lp.limits.header_read_timeout);
         tokio::pin!(first_request);
-        // Armed when the gateway (not a draining listener, which has its own
-        // deadline) asks the connection to close.
+        // Armed when the connection is asked to close (a draining listener
+        // too: an idle HTTP/2 client that never answers the PING after
+        // GOAWAY would otherwise hold the drain until its deadline).
         let goodbye = tokio::time::sleep(Duration::MAX);
         tokio::pin!(goodbye);
         let mut goodbye_armed = false;
+        if closing {
+            served.as_mut().shut();
+            goodbye.as_mut().reset(Instant::now() + GOODBYE);
+            goodbye_armed = true;
+        }
         loop {
             tokio::select! {
                 res = served.as_mut() => {
@@ -344,6 +347,8 @@ impl<'p> Conn<'p> {
                 _ = self.stop.changed(), if !closing => {
                     closing = true;
                     served.as_mut().shut();
+                    goodbye.as_mut().reset(Instant::now() + GOODBYE);
+                    goodbye_armed = true;
                 }
                 _ = &mut first_request, if !closing && self.activity.started.load(Ordering::Relaxed) == 0 => {
                     closing = true;

@@ -138,6 +138,37 @@ async fn shutdown_closes_idle_keep_alive_connections_at_once() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
+/// An idle HTTP/2 connection whose client answers nothing (not the PING
+/// that follows GOAWAY) is dropped a second after GOAWAY, as a draining
+/// keep-alive connection is closed: it must not hold every shutdown and
+/// listener drain for the whole `shutdown_timeout`.
+#[tokio::test]
+async fn shutdown_drops_an_idle_http2_connection_that_answers_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let yaml = "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\nshutdown_timeout: 30s\nroutes:\n  - { name: r, match: { path_prefix: / }, static: { body: ok } }\n";
+    let gw = portcullis::Gateway::start(&load(yaml, Path::new("."))).await.unwrap();
+    let mut idle = tokio::net::TcpStream::connect(gw.addr("gw").unwrap()).await.unwrap();
+    // The preface, an empty SETTINGS, and `GET /` on stream 1 (HPACK:
+    // :method GET, :scheme http, :path /, :authority x), ending the stream.
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0".to_vec();
+    hello.extend_from_slice(b"\0\0\x06\x01\x05\0\0\0\x01\x82\x86\x84\x41\x01x");
+    idle.write_all(&hello).await.unwrap();
+    // Served: its answer's DATA (`ok`) arrives; then the client goes quiet.
+    let mut seen = Vec::new();
+    while !seen.windows(2).any(|w| w == b"ok") {
+        let mut chunk = [0u8; 1024];
+        let n = idle.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed before answering");
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    tokio::time::timeout(Duration::from_secs(10), gw.shutdown())
+        .await
+        .expect("shutdown does not wait shutdown_timeout for an idle HTTP/2 connection");
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the idle connection is closed");
+}
+
 #[tokio::test]
 async fn reload_with_a_busy_port_changes_nothing() {
     let gw = portcullis::Gateway::start(&load(&config("kept", false), Path::new("."))).await.unwrap();
