@@ -852,8 +852,10 @@ impl Tunnel {
     }
 
     /// Copies bytes both ways between `client` and the upstream until either
-    /// side closes; `early` (what the client sent after its request head)
-    /// goes upstream first.
+    /// side closes (what it sent before is passed on first), as NGINX ends
+    /// an upgraded connection: a half-closed tunnel would hold its places
+    /// (`concurrency`, `max_requests`) until `timeouts.read`. `early` (what
+    /// the client sent after its request head) goes upstream first.
     pub async fn run<C: AsyncRead + AsyncWrite + Unpin>(self, client: C, early: Bytes) {
         // The in-flight place and the log line are held to the end.
         let Tunnel { upstream, _in_flight: held, mut log, idle } = self;
@@ -872,7 +874,7 @@ impl Tunnel {
         // what it carried.
         let opened = tokio::time::Instant::now();
         let last_moved_ms = std::sync::atomic::AtomicU64::new(0);
-        let mut client = Counting { io: client, read: 0, written: 0, opened, last_moved_ms: &last_moved_ms };
+        let client = Counting { io: client, read: 0, written: 0, opened, last_moved_ms: &last_moved_ms };
         let silence = async {
             loop {
                 let last = std::time::Duration::from_millis(last_moved_ms.load(std::sync::atomic::Ordering::Relaxed));
@@ -882,14 +884,29 @@ impl Tunnel {
                 tokio::time::sleep_until(opened + last + idle).await;
             }
         };
-        tokio::select! {
-            copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
-                if let Err(e) = copied {
-                    tracing::debug!(error = %e, "tunnel closed with an error");
-                }
+        let (mut from_client, mut to_client) = tokio::io::split(client);
+        let (mut from_upstream, mut to_upstream) = tokio::io::split(upstream);
+        // Each way ends at its reader's end, its writer flushed and shut.
+        let up = async {
+            let copied = tokio::io::copy(&mut from_client, &mut to_upstream).await;
+            (copied, to_upstream.shutdown().await)
+        };
+        let down = async {
+            let copied = tokio::io::copy(&mut from_upstream, &mut to_client).await;
+            (copied, to_client.shutdown().await)
+        };
+        let ended = tokio::select! {
+            (copied, _) = up => copied.err(),
+            (copied, _) = down => copied.err(),
+            () = silence => {
+                tracing::debug!(?idle, "tunnel idle for the upstream's read timeout; closed");
+                None
             }
-            () = silence => tracing::debug!(?idle, "tunnel idle for the upstream's read timeout; closed"),
+        };
+        if let Some(e) = ended {
+            tracing::debug!(error = %e, "tunnel closed with an error");
         }
+        let client = from_client.unsplit(to_client);
         log.carried.0 += client.read;
         log.carried.1 += client.written;
         drop(held);

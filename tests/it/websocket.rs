@@ -131,6 +131,37 @@ routes:
     echo_three(&mut again.expect("the slot is given back when the first WebSocket closes")).await;
 }
 
+/// A tunnel ends when either side closes, as NGINX ends one: an upstream
+/// that hangs up frees the route's concurrency slot at once, even while
+/// the client keeps its end open (it was held until `timeouts.read`).
+#[tokio::test]
+async fn a_websocket_ends_when_the_upstream_hangs_up() {
+    let ws = WsUpstream::start().await;
+    let yaml = format!(
+        r#"upstreams:
+  ws: {{ targets: [ "http://{}" ], timeouts: {{ read: 60s }} }}
+routes:
+  - {{ name: chat, match: {{ path_prefix: /chat }}, upstream: ws, websocket: true, concurrency: [ {{ key: ip, max: 1 }} ] }}
+"#,
+        ws.addr
+    );
+    let gw = gateway(&yaml).await;
+    let url = format!("ws://{}/chat", gw.addr);
+    let (mut first, _) = tokio_tungstenite::connect_async(&url).await.expect("upgrade");
+    first.send(Message::text("hang up")).await.unwrap();
+    // `first` stays open on this side, unread.
+    let mut again = None;
+    for _ in 0..100 {
+        if let Ok((socket, _)) = tokio_tungstenite::connect_async(&url).await {
+            again = Some(socket);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    echo_three(&mut again.expect("the slot is given back when the upstream hangs up")).await;
+    drop(first);
+}
+
 /// A tunnel that carries nothing either way for the upstream's
 /// `timeouts.read` is closed; one that keeps talking is not.
 #[tokio::test(start_paused = true)]

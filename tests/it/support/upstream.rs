@@ -180,6 +180,8 @@ async fn handle(
 }
 
 /// A WebSocket echo server.
+/// A WebSocket server that echoes text and binary messages, and hangs up
+/// (no close frame) on the text `hang up`.
 pub struct WsUpstream {
     pub addr: SocketAddr,
 }
@@ -195,6 +197,10 @@ impl WsUpstream {
                         return;
                     };
                     while let Some(Ok(msg)) = ws.next().await {
+                        // Hangs up without a close handshake (a crashed or restarted service).
+                        if msg.to_text().is_ok_and(|t| t == "hang up") {
+                            return;
+                        }
                         if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
                             return;
                         }
