@@ -423,7 +423,7 @@ pub fn refuse(
     status: StatusCode,
     detail: &str,
     since: Option<tokio::time::Instant>,
-    request: Option<(&http::Method, &http::Uri)>,
+    request: Option<&http::Request<()>>,
 ) -> Response<Body> {
     let request_id = request_id::generate();
     let mut resp = full(problem::problem(status, detail, &request_id));

@@ -206,18 +206,18 @@ impl<'p> Seen<'p> {
         conn: &crate::http::conn::ConnInfo,
         request_id: &HeaderValue,
         since: Option<Instant>,
-        request: Option<(&Method, &http::Uri)>,
+        request: Option<&Request<()>>,
     ) -> Seen<'p> {
-        let mut req = Request::new(());
-        match request {
-            Some((method, uri)) => {
-                *req.method_mut() = method.clone();
-                *req.uri_mut() = uri.clone();
-            }
-            None => *req.method_mut() = Method::from_bytes(b"-").expect("`-` is a token"),
-        }
+        let unknown = || {
+            let mut req = Request::new(());
+            *req.method_mut() = Method::from_bytes(b"-").expect("`-` is a token");
+            req
+        };
         let client = Client { ip: conn.peer.ip(), peer_trusted: false, from_forwarded: false };
-        let mut seen = Seen::of(plan, &req, &client, conn.peer.ip(), conn.tls_version, request_id);
+        let mut seen = match request {
+            Some(req) => Seen::of(plan, req, &client, conn.peer.ip(), conn.tls_version, request_id),
+            None => Seen::of(plan, &unknown(), &client, conn.peer.ip(), conn.tls_version, request_id),
+        };
         if let (Some(since), Some(w)) = (since, seen.watch.as_mut()) {
             let before = Instant::now().saturating_duration_since(since);
             w.start = since;

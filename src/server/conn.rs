@@ -281,8 +281,13 @@ impl<'p> Conn<'p> {
                 let resp = match admit::parsed(&mut req, max_field_section, max_fields) {
                     Ok(()) => proxy::handle(plan, &info, req.map(ClientBody::Hyper)).await,
                     Err(refusal) => {
-                        let request = Some((req.method(), req.uri()));
-                        proxy::refuse(&plan, &info, refusal.status(), &refusal.to_string(), None, request)
+                        // Its head as the log reads it (version, User-Agent, Referer).
+                        let mut head = http::Request::new(());
+                        *head.method_mut() = req.method().clone();
+                        *head.uri_mut() = req.uri().clone();
+                        *head.version_mut() = req.version();
+                        *head.headers_mut() = std::mem::take(req.headers_mut());
+                        proxy::refuse(&plan, &info, refusal.status(), &refusal.to_string(), None, Some(&head))
                     }
                 };
                 // hyper writes the map: an upstream's raw header lines join it first.

@@ -56,7 +56,8 @@ pub struct Head {
 #[derive(Debug)]
 pub struct Refused {
     pub why: Refusal,
-    pub request: Option<Box<(Method, Uri)>>,
+    /// The head as read (request line and fields), when it was.
+    pub request: Option<Box<request::Request<()>>>,
 }
 
 impl From<Refusal> for Refused {
@@ -188,14 +189,16 @@ fn build(buf: &mut BytesMut, line: Line, spans: &mut Spans) -> Result<Head, Refu
     }
     // The Host value is looked up only for an absolute-form target (rare).
     let host = || headers.get(header::HOST).map(|v| v.as_bytes().to_vec());
-    let admitted = admit::http1(&method, version, &uri, &facts, host)
-        .map_err(|why| Refused { why, request: Some(Box::new((method.clone(), uri.clone()))) })?;
-
+    let admitted = admit::http1(&method, version, &uri, &facts, host);
     let mut parts = request::Request::new(()).into_parts().0;
     parts.method = method;
     parts.uri = uri;
     parts.version = version;
     parts.headers = headers;
+    let admitted = match admitted {
+        Ok(admitted) => admitted,
+        Err(why) => return Err(Refused { why, request: Some(Box::new(request::Request::from_parts(parts, ()))) }),
+    };
     Ok(Head {
         parts,
         framing: admitted.framing,

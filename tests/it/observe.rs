@@ -926,13 +926,20 @@ async fn tls_http2_and_unreadable_requests_are_logged_and_counted() {
     let garbage = crate::support::raw(h.addr("gw").unwrap(), "\x01GET /r HTTP/1.1\r\n\r\n").await;
     assert_eq!(crate::support::raw_status(&garbage), 400);
     // Methods the gateway does not serve: refused (501) and logged as what they were.
-    let trace = crate::support::raw(h.addr("gw").unwrap(), "TRACE /r/t1 HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let trace =
+        crate::support::raw(h.addr("gw").unwrap(), "TRACE /r/t1 HTTP/1.1\r\nHost: x\r\nUser-Agent: probe/1\r\n\r\n")
+            .await;
     assert_eq!(crate::support::raw_status(&trace), 501);
     {
         use crate::support::h2raw::{H2Conn, Outcome};
         let mut conn = H2Conn::connect(h.addr("gw").unwrap()).await;
-        let fields: [(&[u8], &[u8]); 4] =
-            [(b":method", b"TRACE"), (b":scheme", b"http"), (b":authority", b"x"), (b":path", b"/r/t2")];
+        let fields: [(&[u8], &[u8]); 5] = [
+            (b":method", b"TRACE"),
+            (b":scheme", b"http"),
+            (b":authority", b"x"),
+            (b":path", b"/r/t2"),
+            (b"user-agent", b"probe/2"),
+        ];
         conn.headers(1, &fields, true).await;
         assert_eq!(conn.outcome(1).await, Outcome::Status(501));
     }
@@ -972,6 +979,11 @@ async fn tls_http2_and_unreadable_requests_are_logged_and_counted() {
     assert_eq!(refused("/r"), ("GET".to_string(), 400, json!("IV")));
     assert_eq!(refused("/r/t1"), ("TRACE".to_string(), 501, json!("IV")));
     assert_eq!(refused("/r/t2"), ("TRACE".to_string(), 501, json!("IV")));
+    // With the protocol and the User-Agent it came with (an attack's fingerprint).
+    for (path, version, agent) in [("/r/t1", "1.1", "probe/1"), ("/r/t2", "2", "probe/2")] {
+        let l = lines.iter().find(|l| l["url"]["path"] == path).unwrap();
+        assert_eq!((&l["http"]["version"], &l["user_agent"]["original"]), (&json!(version), &json!(agent)), "{path}");
+    }
     assert_eq!(large["portcullis"]["response_flag"], "IV");
     let slow = lines.iter().find(|l| l["http"]["response"]["status_code"] == 408).expect("the slow head's line");
     assert_eq!((&slow["http"]["request"]["method"], &slow["portcullis"]["response_flag"]), (&json!("-"), &json!("IV")));

@@ -202,6 +202,8 @@ const REQUESTS: &[Row] = &[
     cut!("TRACK (IIS's TRACE)", b"TRACK /public/a HTTP/1.1\r\nHost: x\r\n\r\n", 501),
     cut!("TRACE whose body is a request (the refused head is logged as read)",
         b"TRACE /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 41\r\n\r\nGET /admin/smuggled HTTP/1.1\r\nHost: x\r\n\r\n", 501),
+    cut!("two Hosts, a User-Agent and a request as body (the refused head is kept whole for its log line)",
+        b"GET /public/a HTTP/1.1\r\nHost: a\r\nHost: b\r\nUser-Agent: x\r\nContent-Length: 41\r\n\r\nGET /admin/smuggled HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     cut!("a method in lower case (services upper-case it: past a route's method list)",
         b"delete /public/a HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     cut!("a method in mixed case", b"gEt /public/a HTTP/1.1\r\nHost: x\r\n\r\n", 400),
@@ -672,6 +674,8 @@ const H2_REQUESTS: &[H2Row] = &[
     H2Row { name: "CONNECT", fields: &[(b":method", b"CONNECT"), (b":authority", b"internal.example:443")], data: None, status: 501, forwarded: 0 },
     H2Row { name: "lower-case method", fields: &[(b":method", b"delete"), (b":scheme", b"http"), (b":authority", b"x"), (b":path", b"/public/h2")], data: None, status: 400, forwarded: 0 },
     H2Row { name: "TRACE", fields: &[(b":method", b"TRACE"), (b":scheme", b"http"), (b":authority", b"x"), (b":path", b"/public/h2")], data: None, status: 501, forwarded: 0 },
+    // Its fields are taken for the log line; nothing of it goes upstream.
+    H2Row { name: "TRACE with a User-Agent and a body", fields: &[(b":method", b"TRACE"), (b":scheme", b"http"), (b":authority", b"x"), (b":path", b"/public/h2"), (b"user-agent", b"x")], data: Some(b"GET /admin/smuggled HTTP/1.1\r\nHost: x\r\n\r\n"), status: 501, forwarded: 0 },
 ];
 
 #[tokio::test]

@@ -138,7 +138,7 @@ impl<T: Connection> Conn<T> {
                         }
                         Err(e) => {
                             let plan = shared.plan.load();
-                            let request = e.request.as_deref().map(|(m, u)| (m, u));
+                            let request = e.request.as_deref();
                             let (status, detail) = (e.why.status(), e.why.to_string());
                             let resp = proxy::refuse(&plan, info, status, &detail, self.head_since, request);
                             // Boxed: a rare path, kept out of every idle connection's task.
