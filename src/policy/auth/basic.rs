@@ -82,6 +82,15 @@ impl Basic {
             }
             users.insert(u.clone(), h.clone());
         }
+        // The realm is a quoted-string in the challenge: `"` and `\` would
+        // end or escape it (`realm="Ops\"` never closes), and a client
+        // shows it to people (printable ASCII only).
+        if let Some(c) = cfg.realm.chars().find(|c| !(' '..='~').contains(c) || *c == '"' || *c == '\\') {
+            errors.push((
+                "basic.realm".into(),
+                format!("`{}` cannot be in a realm: use printable ASCII without `\"` and `\\`", c.escape_debug()),
+            ));
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -93,7 +102,7 @@ impl Basic {
         let dummy_hash = bcrypt::hash("portcullis-unknown-user", cost).unwrap_or_default();
         Ok(Basic {
             name,
-            realm: cfg.realm.replace('"', ""),
+            realm: cfg.realm.clone(),
             users,
             consumers,
             verified: TtlCache::new(10_000),

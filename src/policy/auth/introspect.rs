@@ -156,7 +156,7 @@ impl Introspection {
         }
         let field = |k: &str| doc.get(k).and_then(|v| v.as_str()).map(String::from);
         let subject = field("sub").or_else(|| field("username")).or_else(|| field("client_id")).unwrap_or_default();
-        let scopes = field("scope").map(|s| s.split_whitespace().map(String::from).collect()).unwrap_or_default();
+        let scopes = super::scopes_of(doc.get("scope").filter(|v| v.is_string()));
         let identity = Identity {
             provider: self.name.clone(),
             subject,

@@ -347,7 +347,7 @@ impl Jwt {
     pub fn try_cached(&self, req: &mut request::Parts) -> Cached {
         let Some(token) = self.token(req) else { return Cached::Absent };
         if token.len() > self.max_token_size {
-            return Cached::Answer(Err(Failure::Invalid));
+            return Cached::Answer(Err(self.refused("larger than max_token_size")));
         }
         let Some(identity) = self.cache.get(token) else { return Cached::Verify };
         self.remove_token(req);
@@ -360,7 +360,7 @@ impl Jwt {
             Cached::Absent => return Err(Failure::Invalid),
             Cached::Verify => {}
         }
-        let token = self.token(req).and_then(token_text).ok_or(Failure::Invalid)?;
+        let token = self.token(req).and_then(token_text).ok_or_else(|| self.refused("not text"))?;
         let (id, ttl) = self.verify(token).await?;
         let id = Arc::new(id);
         self.cache.insert(token.as_bytes(), id.clone(), ttl.min(MAX_CACHE_TTL));
@@ -376,19 +376,26 @@ impl Jwt {
     }
 
     async fn verify(&self, token: &str) -> Result<(Identity, Duration), Failure> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| Failure::Invalid)?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| self.refused("no readable JOSE header"))?;
         // RFC 7515 §4.1.11: extensions listed in `crit` must be understood,
         // and we understand none (jsonwebtoken does not check this).
         if header.crit.is_some() {
-            return Err(Failure::Invalid);
+            return Err(self.refused("crit names an extension"));
         }
-        let validation =
-            self.validations.iter().find(|(a, _)| *a == header.alg).map(|(_, v)| v).ok_or(Failure::Invalid)?;
-        let candidates = self.keys.find(header.kid.as_deref()).await?;
+        let validation = self
+            .validations
+            .iter()
+            .find(|(a, _)| *a == header.alg)
+            .map(|(_, v)| v)
+            .ok_or_else(|| self.refused("alg is not one of the provider's algorithms"))?;
+        let candidates = self.keys.find(header.kid.as_deref()).await.map_err(|f| match f {
+            Failure::Invalid => self.refused("no key for its kid"),
+            other => other,
+        })?;
         // Only keys of the token's algorithm family: HS256 "signed" with an
         // RSA public key must not verify.
         let mut keys = candidates.iter().filter(|k| k.family() == header.alg.family());
-        let first = keys.next().ok_or(Failure::Invalid)?;
+        let first = keys.next().ok_or_else(|| self.refused("no key of its alg's family for its kid"))?;
         let decode = |key| jsonwebtoken::decode::<serde_json::Value>(token, key, validation);
         let data = keys.fold(decode(first), |result, key| result.or_else(|_| decode(key))).map_err(|e| {
             tracing::debug!(provider = %self.name, error = %e, "JWT refused");
@@ -400,13 +407,17 @@ impl Jwt {
         // again may keep the first. Refused, as the validator refuses such
         // bodies (read again only here, after the signature held; verified
         // tokens are cached).
-        let payload = token.split('.').nth(1).and_then(|p| URL_SAFE_NO_PAD.decode(p).ok()).ok_or(Failure::Invalid)?;
+        let payload = token
+            .split('.')
+            .nth(1)
+            .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+            .ok_or_else(|| self.refused("no readable payload"))?;
         if names_a_member_twice(&payload) {
             return Err(self.refused("a claim is given twice"));
         }
         let now = self.clock.unix_secs();
         if self.required.iter().any(|c| claims.get(c).is_none_or(|v| v.is_null())) {
-            return Err(Failure::Invalid);
+            return Err(self.refused("a required claim is missing"));
         }
         // `iss` is one StringOrURI (RFC 7519 §4.1.1): jsonwebtoken also
         // takes a list, which an upstream that reads the token again may not.
@@ -417,19 +428,25 @@ impl Jwt {
         // NumericDate) has not passed, `nbf` (if present) has. A NumericDate
         // may have a fraction: `exp` is rounded down, `nbf` up (each the
         // stricter way).
-        let exp = claims.get("exp").and_then(|v| numeric_date(v, f64::floor)).ok_or(Failure::Invalid)?;
+        let exp = claims
+            .get("exp")
+            .and_then(|v| numeric_date(v, f64::floor))
+            .ok_or_else(|| self.refused("exp is missing or not a NumericDate"))?;
         if exp.saturating_add(self.leeway) < now {
             return Err(self.refused("expired (exp)"));
         }
         if let Some(nbf) = claims.get("nbf") {
-            let nbf = numeric_date(nbf, f64::ceil).ok_or(Failure::Invalid)?;
+            let nbf = numeric_date(nbf, f64::ceil).ok_or_else(|| self.refused("nbf is not a NumericDate"))?;
             if nbf > now.saturating_add(self.leeway) {
                 return Err(self.refused("not valid yet (nbf)"));
             }
         }
         let mut valid_until = exp;
         if let Some(max_age) = self.max_age {
-            let iat = claims.get("iat").and_then(|v| numeric_date(v, f64::floor)).ok_or(Failure::Invalid)?;
+            let iat = claims
+                .get("iat")
+                .and_then(|v| numeric_date(v, f64::floor))
+                .ok_or_else(|| self.refused("iat is missing or not a NumericDate (max_age)"))?;
             // Issued in the future: `max_age` would count from then, and a
             // token stamped a year ahead would live that year.
             if iat > now.saturating_add(self.leeway) {
@@ -437,15 +454,11 @@ impl Jwt {
             }
             let limit = iat.saturating_add(max_age.as_secs());
             if limit < now {
-                return Err(Failure::Invalid);
+                return Err(self.refused("older than max_age (iat)"));
             }
             valid_until = valid_until.min(limit);
         }
-        let scopes = match claims.get("scope").or_else(|| claims.get("scp")) {
-            Some(serde_json::Value::String(s)) => s.split_whitespace().map(String::from).collect(),
-            Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
-            _ => Vec::new(),
-        };
+        let scopes = super::scopes_of(claims.get("scope").or_else(|| claims.get("scp")));
         let subject = claims.get("sub").and_then(|v| v.as_str()).unwrap_or_default().to_string();
         let identity = Identity {
             provider: self.name.clone(),
@@ -574,6 +587,46 @@ mod tests {
             let mut cx = CompileCtx::new(&loaded, "auth.j".into(), &shared);
             let errors = Jwt::compile(cfg, &mut cx).unwrap_err();
             assert!(errors[0].1.contains("holds no key the gateway can use"), "{name}: {errors:?}");
+        }
+    }
+
+    /// Every refusal says why at `debug` (operators look for `alg: none`,
+    /// key confusion and kid probing there).
+    #[test]
+    fn every_refusal_says_why() {
+        #[derive(Clone, Default)]
+        struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let dispatch = tracing::Dispatch::new(subscriber);
+        let jwt = provider();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let claims = b64(br#"{"iss":"gw","exp":99999999999}"#);
+        for (header, why) in [
+            (r#"{"alg":"none"}"#, "no readable JOSE header"),
+            (r#"{"alg":"RS384"}"#, "alg is not one of the provider's algorithms"),
+            (r#"{"alg":"HS256","crit":["exp"]}"#, "crit names an extension"),
+        ] {
+            let token = format!("{}.{claims}.c2ln", b64(header.as_bytes()));
+            tracing::dispatcher::with_default(&dispatch, || {
+                assert!(rt.block_on(jwt.verify(&token)).is_err(), "{header}");
+            });
+            let seen = String::from_utf8_lossy(&lines.0.lock().unwrap()).into_owned();
+            assert!(seen.contains("JWT refused") && seen.contains(why), "{header}: {seen}");
         }
     }
 

@@ -133,6 +133,26 @@ impl Provider {
 /// it runs twice for every request of a token route, and a cache hit needs
 /// no more (only verified tokens are cached, and they are matched exactly);
 /// what is verified goes through `token_text` first.
+/// The scopes a token's `scope` (or `scp`) claim grants: a string of
+/// scope tokens separated by spaces (RFC 6749 §3.3: only %x20), or an
+/// array of them. A piece that is not a scope token (other whitespace, a
+/// `"` or `\`, non-ASCII) is dropped: `x\u{a0}orders:read` granted
+/// `orders:read` to a check splitting on any whitespace, and an array item
+/// `"profile admin:write"` reached services as two scopes in
+/// `X-Auth-Scopes`, which is joined with spaces.
+pub(crate) fn scopes_of(claim: Option<&serde_json::Value>) -> Vec<String> {
+    let token = |t: &&str| {
+        !t.is_empty() && t.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+    };
+    match claim {
+        Some(serde_json::Value::String(s)) => s.split(' ').filter(token).map(String::from).collect(),
+        Some(serde_json::Value::Array(a)) => {
+            a.iter().filter_map(|v| v.as_str()).filter(token).map(String::from).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
 pub(crate) fn bearer_token(req: &request::Parts) -> Option<&[u8]> {
     let v = req.headers.get(header::AUTHORIZATION)?.as_bytes();
     let (scheme, rest) = v.split_at_checked(6)?;

@@ -286,6 +286,21 @@ mod basic {
 
     use super::*;
 
+    #[test]
+    fn a_realm_that_would_break_its_quoted_string_is_refused() {
+        for realm in ["Ops\\\\", "say \\\"hi\\\"", "caf\u{e9}", "a\\tb"] {
+            let yaml = format!("auth:\n  b: {{ basic: {{ realm: {realm:?}, users: {{}} }} }}\n");
+            let loaded = load(&yaml);
+            let mut shared = Shared::default();
+            let consumers = with_test_ctx(Shared::default(), |cx| Consumers::compile(&loaded.config.consumers, cx));
+            shared.insert(Arc::new(Arc::new(consumers.expect("consumers compile"))));
+            let mut cx = CompileCtx::new(&loaded, "auth.b".into(), &shared);
+            cx.name = "b";
+            let errors = Provider::compile(&loaded.config.auth["b"], &mut cx).expect_err(realm);
+            assert_eq!(errors[0].0, "basic.realm", "{realm:?}");
+        }
+    }
+
     fn provider() -> Provider {
         let hash = bcrypt::hash("s3cret", 4).unwrap();
         let yaml = format!(
@@ -445,4 +460,19 @@ fn bearer_tokens_are_read_strictly() {
     assert_eq!(super::token_text(b"a b"), None);
     assert_eq!(super::token_text(b"a\x01"), None);
     assert_eq!(super::token_text(b"abc.def-_~+/="), Some("abc.def-_~+/="));
+}
+
+/// Scopes are scope tokens separated by spaces only (RFC 6749 §3.3): no
+/// other whitespace splits them, and a piece that is no token is dropped,
+/// so that `X-Auth-Scopes` (joined with spaces) says what `authorize` saw.
+#[test]
+fn scopes_are_space_separated_scope_tokens() {
+    use super::scopes_of;
+    let of = |v: serde_json::Value| scopes_of(Some(&v));
+    assert_eq!(of(json!("orders:read  orders:write ")), ["orders:read", "orders:write"]);
+    for other in ["x\u{a0}orders:read", "x\torders:read", "x\u{3000}orders:read", "x\norders:read"] {
+        assert_eq!(of(json!(other)), Vec::<String>::new(), "{other:?}");
+    }
+    assert_eq!(of(json!(["profile admin:write", "read", "a\"b", 7])), ["read"]);
+    assert_eq!(scopes_of(None), Vec::<String>::new());
 }
