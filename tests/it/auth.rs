@@ -564,6 +564,48 @@ async fn a_reload_during_an_idp_outage_keeps_the_keys() {
     assert_eq!(get(&s.url("/api"), &[("authorization", &token(2))]).await.status, 200);
 }
 
+/// A reload fetches a kept key set again at once: a key the IdP withdrew
+/// (an emergency revocation) stops verifying without waiting for
+/// `jwks_refresh`; a key it still publishes goes on verifying.
+#[tokio::test]
+async fn a_reload_drops_a_key_the_idp_withdrew() {
+    let idp = Idp::start().await;
+    let (old, new) = (SigningKey::generate(Algorithm::ES256, "k1"), SigningKey::generate(Algorithm::ES256, "k2"));
+    idp.publish(&[&old, &new]);
+    let auth =
+        format!("  idp: {{ jwt: {{ algorithms: [ES256], jwks_uri: \"{}\", jwks_refresh: 1h }} }}\n", idp.url("/jwks"));
+    let routes = "  - { name: api, match: { path_prefix: /api }, upstream: svc, authenticate: [idp] }\n";
+    let s = setup(&auth, "  []", routes, &[]).await;
+    let token = |k: &SigningKey, n: u64| bearer(&k.sign(&json!({ "sub": "a", "exp": now() + 60, "n": n })));
+    assert_eq!(get(&s.url("/api"), &[("authorization", &token(&old, 1))]).await.status, 200);
+    idp.publish(&[&new]);
+    let fetches = || idp.jwks_fetches.load(std::sync::atomic::Ordering::SeqCst);
+    let before = fetches();
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nupstreams:\n  svc: {{ targets: [ \"{}\" ] }}\nauth:\n{auth}\nroutes:\n{routes}",
+        s.up.url()
+    );
+    s.gw.reload(&load(&yaml, Path::new("."))).await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while fetches() == before {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the reload fetches the key set again");
+    // The fetch is counted when asked; the set is stored once it arrived.
+    let mut status = http::StatusCode::OK;
+    for n in 2..200 {
+        status = get(&s.url("/api"), &[("authorization", &token(&old, n))]).await.status;
+        if status != 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(status, 401, "the withdrawn key verifies nothing new after the reload");
+    assert_eq!(get(&s.url("/api"), &[("authorization", &token(&new, 1))]).await.status, 200);
+}
+
 /// The identity headers arrive the same whichever writes them: the engine
 /// as lines of the upstream request (a plain route), authentication into the
 /// map (a route whose later phases read headers), or the map of a responder.

@@ -143,11 +143,19 @@ impl RemoteJwks {
     }
 
     /// Fetches now, then refreshes every `refresh` while the provider lives.
+    /// Started again (a reload kept this key set): fetches once more now,
+    /// keeping the keys it has if that fails, so that a key the identity
+    /// provider withdrew is dropped by a reload, not only at the next refresh.
     pub fn start(self: &Arc<Self>) {
+        let weak: Weak<RemoteJwks> = Arc::downgrade(self);
         if self.started.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tokio::spawn(async move {
+                if let Some(this) = weak.upgrade() {
+                    this.fetch_now().await;
+                }
+            });
             return;
         }
-        let weak: Weak<RemoteJwks> = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
                 let Some(this) = weak.upgrade() else { return };
