@@ -365,6 +365,10 @@ fn status(shared: &Shared) -> serde_json::Value {
             "hash": format!("{:016x}", loaded.hash),
             "loaded_at": loaded.at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             "reloads": shared.state.reloads(),
+            // The file a reload reads (absolute; `portcullis reload --config`
+            // compares it with the file it was given).
+            "file": std::fs::canonicalize(&loaded.config.source_name)
+                .map_or_else(|_| loaded.config.source_name.clone(), |p| p.display().to_string()),
         },
         "draining": shared.state.draining(),
         "listeners": listeners,

@@ -199,6 +199,25 @@ fn detail(status: StatusCode, body: &Value) -> String {
 /// `portcullis reload`: 0 when the new config is live, 1 otherwise (every
 /// problem printed, one per line).
 pub fn reload(config: Option<&Path>, admin_flag: Option<&str>) -> ExitCode {
+    // A reload reads the file the gateway was started with: `--config`
+    // naming another would print "reloaded" with that file never read.
+    if let Some(given) = config {
+        let serving = match ask(config, admin_flag, Method::GET, "/status") {
+            Ok((_, StatusCode::OK, body)) => body.pointer("/config/file").and_then(Value::as_str).map(String::from),
+            Ok(_) => None,
+            Err(code) => return code,
+        };
+        let given_abs =
+            std::fs::canonicalize(given).map_or_else(|_| given.display().to_string(), |p| p.display().to_string());
+        if let Some(serving) = serving.filter(|s| *s != given_abs) {
+            return fail(&format!(
+                "the gateway serves {serving}, not {}: a reload reads the gateway's own file (copy the new config \
+                 there, or restart the gateway with --config {})",
+                given.display(),
+                given.display()
+            ));
+        }
+    }
     let (_, status, body) = match ask(config, admin_flag, Method::POST, "/reload") {
         Ok(answer) => answer,
         Err(code) => return code,

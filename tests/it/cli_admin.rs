@@ -76,6 +76,22 @@ async fn reload_answers_the_one_who_asked_and_status_prints_the_gateway() {
     assert_ne!(before, after);
     assert!(stdout.contains(&format!("config {after} is live")), "{stdout}");
 
+    // `--config` naming another file than the gateway's: refused before any
+    // reload (it would print "reloaded" with that file never read).
+    let other = gw.config.with_file_name("other.yaml");
+    std::fs::write(&other, config("other", &format!("{{ bind: \"{admin}\" }}"))).unwrap();
+    let out = cli(vec!["reload".into(), "--config".into(), other.display().to_string()], vec![]).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("a reload reads the gateway's own file"), "{stderr}");
+    let reloads = |s: serde_json::Value| s["config"]["reloads"].as_u64();
+    assert_eq!(reloads(get(&format!("http://{admin}/status"), &[]).await.json()), Some(1), "nothing reloaded");
+    // Its own file, by whatever path: reloaded.
+    let own = vec!["reload".into(), "--config".into(), gw.config.display().to_string()];
+    let out = cli([own, admin_arg()].concat(), vec![]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(reloads(get(&format!("http://{admin}/status"), &[]).await.json()), Some(2));
+
     // A file with two problems: both printed, exit 1, the old config serves.
     std::fs::write(
         &gw.config,
