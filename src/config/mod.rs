@@ -242,6 +242,16 @@ pub fn parse_str(text: &str, source_name: &str, base_dir: &Path) -> Result<Loade
             if message.starts_with("expected a whole number") && written.len() > 9 {
                 message = format!("`{written}` is too large here");
             }
+            // The value came from the environment: say from where (not the
+            // value itself, which may be a secret set in the wrong place).
+            if let Some(name) = position
+                .and_then(|(_, c)| line.get(c.saturating_sub(1)..))
+                .and_then(|rest| rest.strip_prefix("${"))
+                .and_then(|rest| rest.split(['}', ':', '-']).next())
+                .filter(|name| !name.is_empty() && !message.contains(&format!("`{name}`")))
+            {
+                message.push_str(&format!(" (the value of `${{{name}}}` from the environment)"));
+            }
             if message.contains("while parsing a flow") && line.contains("${") {
                 message.push_str(
                     ": a `${VAR}` cannot stand unquoted inside `{ … }` or `[ … ]` (its braces end the \

@@ -192,11 +192,14 @@ impl JsonSchema for ByteSize {
         "ByteSize".into()
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        // One schema, not `anyOf` of the two: `pattern` holds for strings
+        // only and `minimum` for numbers only, and a bad string then fails
+        // on the pattern, which `explain` words as a size (under `anyOf`
+        // it failed as "expected a whole number").
         json_schema!({
-            "anyOf": [
-                { "type": "integer", "minimum": 0 },
-                { "type": "string", "pattern": SIZE_PATTERN }
-            ],
+            "type": ["integer", "string"],
+            "minimum": 0,
+            "pattern": SIZE_PATTERN,
             "description": "A size: `512KiB`, `1MiB`, `10MB`, or a number of bytes"
         })
     }

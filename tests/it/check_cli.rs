@@ -11,6 +11,7 @@ fn portcullis(args: &[&str]) -> Output {
         .env_remove(UNSET)
         .env_remove(format!("{UNSET}_TOO"))
         .env("PORTCULLIS_TEST_EMPTY", "")
+        .env("PORTCULLIS_TEST_WORD", "abc")
         .output()
         .expect("run the portcullis binary")
 }
@@ -62,6 +63,10 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
     ]),
     ("duration-long-unit.yaml", 1, &[":7:", "upstreams.app.timeouts.connect", "`10sec` is not a duration", "(ns, us, ms, s, m, h, d)"]),
     ("negative-count.yaml", 1, &[":7:", "upstreams.app.pool.max_idle_per_target", "expected a whole number, 0 or more"]),
+    // The second problem is found by the schema pass: a size still worded as a size.
+    ("bad-duration-and-size.yaml", 2, &[":5:", "`5 sec` is not a duration", ":7:", "routes[0].max_body_size", "`10 megs` is not a size", "`1MiB`"]),
+    // A value from the environment: the message names the variable (never its value).
+    ("env-not-a-number.yaml", 1, &[":8:", "routes[0].static.status", "expected a whole number", "the value of `${PORTCULLIS_TEST_WORD}` from the environment"]),
     ("truncated-pem.yaml", 1, &[":5:", "listeners[0].tls.certificates[0].cert", "no `-----END CERTIFICATE-----` line"]),
     ("env-in-flow-mapping.yaml", 1, &[":3:", "listeners[0]", "cannot stand unquoted inside `{ … }`", "block style"]),
     ("unknown-warning-allowed.yaml", 1, &[":5:", "warnings.allow[0]", "unknown warning `unused-upstreams`", "unused-upstream,"]),
