@@ -125,26 +125,35 @@ pub fn handle<P: Deref<Target = Plan>>(
             let host_header = req.headers().get(header::HOST).cloned();
             let host = host_of(&uri, host_header.as_ref());
 
-            // Preflights are answered here, for the route the real request would take.
+            // Preflights are answered here, for every route the real request
+            // could take (`Router::preflight_routes`), when each has `cors`:
+            // granted if each grants it, else the first refusal.
             if let Some(requested) = Chain::preflight_method(req.method(), req.headers()) {
                 let announced = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS).and_then(|v| v.to_str().ok());
-                let view = RequestView { host, path: &path, method: &requested, headers: req.headers(), announced };
-                if let Ok(found) = plan.router.find(&view) {
-                    let route = &plan.routes[found.route];
-                    if let Some(answer) = route.policies.preflight(&requested, req.headers()) {
-                        // A granted one carries the route's CORS fields already; a
-                        // refused one gets none (not an actual request's grants).
-                        preflight = true;
-                        // Logged with its route, as the gateway's own answer (`UZ` if refused).
-                        seen.route = Some(found.route);
-                        seen.flag = crate::observe::Flag::LocalResponse;
-                        break 'serve (Some(route), answer.map(full).map_err(GatewayError::CorsRejected));
-                    }
+                let view = RequestView { host, path: &path, method: &requested, headers: req.headers() };
+                let answers: Option<Vec<_>> = plan
+                    .router
+                    .preflight_routes(&view, announced)
+                    .into_iter()
+                    .map(|r| plan.routes[r].policies.preflight(&requested, req.headers()).map(|a| (r, a)))
+                    .collect();
+                let mut answers = answers.unwrap_or_default();
+                let chosen = answers.iter().position(|(_, a)| a.is_err()).unwrap_or(0);
+                if chosen < answers.len() {
+                    let (index, answer) = answers.swap_remove(chosen);
+                    // A granted one carries the route's CORS fields already; a
+                    // refused one gets none (not an actual request's grants).
+                    preflight = true;
+                    // Logged with its route, as the gateway's own answer (`UZ` if refused).
+                    seen.route = Some(index);
+                    seen.flag = crate::observe::Flag::LocalResponse;
+                    let route = &plan.routes[index];
+                    break 'serve (Some(route), answer.map(full).map_err(GatewayError::CorsRejected));
                 }
             }
 
             // Route.
-            let view = RequestView { host, path: &path, method: req.method(), headers: req.headers(), announced: None };
+            let view = RequestView { host, path: &path, method: req.method(), headers: req.headers() };
             let found = match plan.router.find(&view) {
                 Ok(found) => found,
                 Err(Miss::NotFound) => break 'serve (None, Err(GatewayError::NoRoute)),

@@ -167,10 +167,6 @@ pub struct RequestView<'a, 'p> {
     pub path: &'p str,
     pub method: &'a Method,
     pub headers: &'a HeaderMap,
-    /// For a CORS preflight, the headers it says the real request will
-    /// carry (`Access-Control-Request-Headers`): a route's condition on one
-    /// of them is taken as met (the preflight carries none of their values).
-    pub announced: Option<&'a str>,
 }
 
 /// A successful match: the route (index in config order) and its parameter values.
@@ -264,6 +260,35 @@ impl Router {
         }
     }
 
+    /// The routes a CORS preflight's real request could be taken by, in
+    /// precedence order: each whose only unmet conditions are on headers
+    /// the preflight names in `announced` (`Access-Control-Request-Headers`:
+    /// their values come with the real request only), up to and including
+    /// the first that takes it whatever those values are. The preflight is
+    /// for all of them: a grant from one would let the real request, with
+    /// another value, reach the next. Empty: no route takes it.
+    pub fn preflight_routes(&self, req: &RequestView<'_, '_>, announced: Option<&str>) -> Vec<usize> {
+        let mut values = Vec::new();
+        let mut routes = Vec::new();
+        let head_as_get = *req.method == Method::HEAD;
+        for (index, m) in self.index.candidates(req.path).map(|position| &self.ordered[position]) {
+            values.clear();
+            let takes =
+                m.methods.as_ref().is_none_or(|ms| ms.contains(req.method) || head_as_get && ms.contains(&Method::GET));
+            if !(takes && m.host.matches(req.host) && m.path.matches(req.path, &mut values)) {
+                continue;
+            }
+            if matches!(m.conditions(req.headers, None), Conditions::Met) {
+                routes.push(*index);
+                break;
+            }
+            if matches!(m.conditions(req.headers, announced), Conditions::Met) {
+                routes.push(*index);
+            }
+        }
+        routes
+    }
+
     pub fn find<'p>(&self, req: &RequestView<'_, 'p>) -> Result<Found<'p>, Miss> {
         self.find_among(self.index.candidates(req.path), req)
     }
@@ -296,7 +321,7 @@ impl Router {
             if !(m.host.matches(req.host) && m.path.matches(req.path, &mut values)) {
                 continue;
             }
-            match m.conditions(req.headers, req.announced) {
+            match m.conditions(req.headers, None) {
                 Conditions::Met => {}
                 Conditions::NotMet => continue,
                 Conditions::Ambiguous(name) => {

@@ -126,6 +126,58 @@ routes:
     assert_eq!(get(&gw.url("/api/x"), &[("api-version", "1")]).await.status, 404);
 }
 
+/// A preflight is for every route its real request could reach: one route
+/// matching on an announced header cannot grant it for a broader route
+/// that the real request reaches with another value of that header.
+#[tokio::test]
+async fn a_preflight_is_granted_only_if_every_route_the_request_could_reach_grants_it() {
+    let up = Upstream::start("svc").await;
+    let gw = gateway(&format!(
+        r#"
+upstreams:
+  svc: {{ targets: [ "{}" ] }}
+routes:
+  - name: partner
+    match: {{ path_prefix: /api, headers: [ {{ name: X-Partner, value: letmein }} ] }}
+    upstream: svc
+    cors: {{ allow_origins: [ "*" ], allow_methods: [ GET, DELETE ], allow_headers: [ X-Partner ] }}
+  - name: internal
+    match: {{ path_prefix: /api }}
+    upstream: svc
+    cors: {{ allow_origins: [ "https://app.example.com" ], allow_methods: [ GET, DELETE ], allow_headers: [ X-Partner ] }}
+  - name: beta
+    match: {{ path_prefix: /beta, headers: [ {{ name: X-Beta, value: "1" }} ] }}
+    upstream: svc
+    cors: {{ allow_origins: [ "*" ], allow_headers: [ X-Beta ] }}
+  - {{ name: beta-rest, match: {{ path_prefix: /beta }}, upstream: svc }}
+"#,
+        up.url()
+    ))
+    .await;
+    let client = http1_client();
+    let preflight = |path: &str, origin: &str, headers: &str| {
+        Request::options(gw.url(path))
+            .header("origin", origin)
+            .header("access-control-request-method", "DELETE")
+            .header("access-control-request-headers", headers)
+            .body(Default::default())
+            .unwrap()
+    };
+    // `internal` takes the DELETE with any other X-Partner: it refuses this origin.
+    let evil = send(&client, preflight("/api/orders/1", "https://evil.example", "x-partner")).await;
+    assert_eq!(evil.status, 403);
+    assert!(evil.header("access-control-allow-origin").is_none());
+    // An origin both allow: granted.
+    let app = send(&client, preflight("/api/orders/1", "https://app.example.com", "x-partner")).await;
+    assert_eq!(app.status, 204);
+    // A route the real request could reach has no `cors`: no grant here;
+    // the OPTIONS goes on as a request (to that route's service).
+    let hits = up.hits();
+    let beta = send(&client, preflight("/beta/x", "https://evil.example", "x-beta")).await;
+    assert!(beta.header("access-control-allow-origin").is_none(), "{:?}", beta.headers);
+    assert_eq!(up.hits(), hits + 1);
+}
+
 #[tokio::test]
 async fn cors_preflight_is_answered_at_the_gateway() {
     let up = Upstream::start("svc").await;
