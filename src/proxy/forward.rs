@@ -839,6 +839,10 @@ impl Drop for TunnelLogged {
     }
 }
 
+/// How long a tunnel one side has closed stays open for the other side's
+/// last bytes (the answer to a close frame sent just before a half-close).
+const HALF_CLOSED_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Where a `101` response for the gateway's own HTTP/1.1 connection carries
 /// its tunnel (response extensions must be `Clone`; the tunnel is taken once).
 #[derive(Clone)]
@@ -887,23 +891,35 @@ impl Tunnel {
         let (mut from_client, mut to_client) = tokio::io::split(client);
         let (mut from_upstream, mut to_upstream) = tokio::io::split(upstream);
         // Each way ends at its reader's end, its writer flushed and shut.
-        let up = async {
-            let copied = tokio::io::copy(&mut from_client, &mut to_upstream).await;
-            (copied, to_upstream.shutdown().await)
-        };
-        let down = async {
-            let copied = tokio::io::copy(&mut from_upstream, &mut to_client).await;
-            (copied, to_client.shutdown().await)
-        };
-        let ended = tokio::select! {
-            (copied, _) = up => copied.err(),
-            (copied, _) = down => copied.err(),
-            () = silence => {
-                tracing::debug!(?idle, "tunnel idle for the upstream's read timeout; closed");
-                None
+        let last = {
+            let up = async {
+                let copied = tokio::io::copy(&mut from_client, &mut to_upstream).await;
+                (copied, to_upstream.shutdown().await)
+            };
+            let down = async {
+                let copied = tokio::io::copy(&mut from_upstream, &mut to_client).await;
+                (copied, to_client.shutdown().await)
+            };
+            let (mut up, mut down, mut silence) = (std::pin::pin!(up), std::pin::pin!(down), std::pin::pin!(silence));
+            // The first way to end (its sender closed, or an error) ends the
+            // tunnel, after at most `HALF_CLOSED_GRACE` for the other way: time
+            // for the answer to a close frame sent just before a half-close.
+            tokio::select! {
+                (copied, _) = &mut up => match copied {
+                    Err(e) => Some(e),
+                    Ok(_) => tokio::time::timeout(HALF_CLOSED_GRACE, down).await.ok().and_then(|(copied, _)| copied.err()),
+                },
+                (copied, _) = &mut down => match copied {
+                    Err(e) => Some(e),
+                    Ok(_) => tokio::time::timeout(HALF_CLOSED_GRACE, up).await.ok().and_then(|(copied, _)| copied.err()),
+                },
+                () = &mut silence => {
+                    tracing::debug!(?idle, "tunnel idle for the upstream's read timeout; closed");
+                    None
+                }
             }
         };
-        if let Some(e) = ended {
+        if let Some(e) = last {
             tracing::debug!(error = %e, "tunnel closed with an error");
         }
         let client = from_client.unsplit(to_client);

@@ -150,8 +150,9 @@ routes:
     let (mut first, _) = tokio_tungstenite::connect_async(&url).await.expect("upgrade");
     first.send(Message::text("hang up")).await.unwrap();
     // `first` stays open on this side, unread.
+    // Within the few seconds the other way is given to finish (its timeouts.read is 60 s).
     let mut again = None;
-    for _ in 0..100 {
+    for _ in 0..400 {
         if let Ok((socket, _)) = tokio_tungstenite::connect_async(&url).await {
             again = Some(socket);
             break;
@@ -160,6 +161,40 @@ routes:
     }
     echo_three(&mut again.expect("the slot is given back when the upstream hangs up")).await;
     drop(first);
+}
+
+/// A client that sends its close frame and half-closes its socket still
+/// gets the upstream's answering close frame: the way still open is given
+/// time to finish before the tunnel ends.
+#[tokio::test]
+async fn a_half_close_after_a_close_frame_still_gets_the_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ws = WsUpstream::start().await;
+    let gw = gateway(&ws_routes(&format!("http://{}", ws.addr), "http://127.0.0.1:9")).await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(
+        b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(s.read(&mut byte).await.unwrap(), 1, "the 101 head");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    // A masked close frame (code 1000), then the write side shut.
+    let mask = [1u8, 2, 3, 4];
+    let mut frame = vec![0x88, 0x82];
+    frame.extend_from_slice(&mask);
+    frame.extend([0x03 ^ mask[0], 0xe8 ^ mask[1]]);
+    s.write_all(&frame).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer)).await.expect("closed").unwrap();
+    assert_eq!(answer.first(), Some(&0x88), "the upstream's close frame arrives: {answer:?}");
 }
 
 /// A tunnel that carries nothing either way for the upstream's
