@@ -395,8 +395,9 @@ pub(super) fn open_redirect(to: &str) -> Option<String> {
 /// Why a redirect target would not reach clients as written, if it would
 /// not: nothing at all, a scheme-relative `//host/…` (sent as `/host/…`,
 /// since one leading `/` is all a local target keeps), or characters a
-/// URL holds only percent-encoded (a space, `"`, `<`, non-ASCII), which
-/// clients mend each their own way.
+/// URL holds only percent-encoded (a space, `"`, `<`, `\`, non-ASCII),
+/// which clients mend each their own way (`\` into `/`: `/\evil.example`
+/// is another host to browsers).
 pub(super) fn unsendable_target(to: &str) -> Option<String> {
     if to.is_empty() {
         return Some("`to` is empty: a redirect needs a target".into());
@@ -406,8 +407,9 @@ pub(super) fn unsendable_target(to: &str) -> Option<String> {
             "`{to}` is scheme-relative, and a local target keeps one leading `/`: write the scheme (`https:{to}`)"
         ));
     }
-    let bad = to.chars().find(|&c| !c.is_ascii() || c == ' ' || "\"<>^`|".contains(c))?;
-    Some(format!("`{to}`: `{bad}` must be percent-encoded in a URL (a space is `%20`, `é` is `%C3%A9`)"))
+    // `\`: browsers read it as `/` (`/\evil.example` goes to that host).
+    let bad = to.chars().find(|&c| !c.is_ascii() || c.is_ascii_control() || " \"<>`\\".contains(c))?;
+    Some(format!("`{to}`: `{bad}` must be percent-encoded in a URL (a space is `%20`, `\\` is `%5C`, `é` is `%C3%A9`)"))
 }
 
 fn compile_rewrite(

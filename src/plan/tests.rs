@@ -108,7 +108,7 @@ fn a_redirect_parameter_may_not_choose_the_host() {
 
 #[test]
 fn redirect_targets_are_sent_as_written() {
-    for fine in ["/new", "https://x.example/a%20b?q=1#f", "/docs/{page}", "?p={page}", "../{page}"] {
+    for fine in ["/new", "https://x.example/a%20b?q=1#f", "/docs/{page}", "?p={page}", "../{page}", "/a|b^c"] {
         assert_eq!(super::route::unsendable_target(fine), None, "{fine}");
     }
     for (bad, says) in [
@@ -117,6 +117,8 @@ fn redirect_targets_are_sent_as_written() {
         ("/a b", "` ` must be percent-encoded"),
         ("/caf\u{e9}", "`\u{e9}` must be"),
         ("/x?q=\"y\"", "`\"`"),
+        ("/\\evil.example/x", "`\\`"),
+        ("\\\\evil.example/x", "`\\`"),
     ] {
         let why = super::route::unsendable_target(bad).unwrap_or_default();
         assert!(why.contains(says), "{bad}: {why}");

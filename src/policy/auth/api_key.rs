@@ -88,6 +88,17 @@ impl ApiKey {
         }
     }
 
+    /// Takes the key off the request (every spelling of a query key): it is
+    /// for the gateway, not for the upstream.
+    pub fn remove(&self, req: &mut request::Parts) {
+        match &self.source {
+            Source::Header(h) => {
+                req.headers.remove(h);
+            }
+            Source::Query(q) => remove_query_param(req, q),
+        }
+    }
+
     pub fn authenticate(&self, req: &mut request::Parts) -> Result<Arc<Identity>, Failure> {
         let Presented::Key(key) = self.key(req) else { return Err(Failure::Invalid) };
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
@@ -99,13 +110,7 @@ impl ApiKey {
         if expires.is_some_and(|t| t <= self.clock.now()) {
             return Err(Failure::Invalid);
         }
-        // The key is for the gateway, not for the upstream.
-        match &self.source {
-            Source::Header(h) => {
-                req.headers.remove(h);
-            }
-            Source::Query(q) => remove_query_param(req, q),
-        }
+        self.remove(req);
         Ok(Arc::new(Identity {
             provider: self.name.clone(),
             subject: consumer.id.to_string(),

@@ -391,6 +391,16 @@ impl RouteAuth {
     ) -> Outcome {
         match answer {
             Ok(identity) => {
+                // The route's other API keys were never checked: a service
+                // must not take one as checked (a valid header key beside a
+                // forged query key of the next provider).
+                for (i, p) in self.providers.iter().enumerate() {
+                    if let Provider::ApiKey(k) = &**p
+                        && i != index
+                    {
+                        k.remove(req);
+                    }
+                }
                 if self.headers_now {
                     self.headers.insert_into(&mut req.headers, &identity);
                 }

@@ -65,12 +65,17 @@ pub fn compile(cfg: &SecurityHeadersConfig, _cx: &mut CompileCtx<'_>) -> Result<
             ),
         ));
     }
-    if !cfg.referrer_policy.is_empty()
-        && let Some(token) = cfg.referrer_policy.split(',').map(str::trim).find(|t| !REFERRER_POLICIES.contains(t))
-    {
+    // A list is a fallback chain (browsers take the last token they know,
+    // skip empty items and compare without case): one known token is enough.
+    let known = |t: &str| REFERRER_POLICIES.iter().any(|p| p.eq_ignore_ascii_case(t.trim()));
+    if !cfg.referrer_policy.is_empty() && !cfg.referrer_policy.split(',').any(known) {
         errors.push((
             "referrer_policy".to_string(),
-            format!("`{token}` is not a Referrer-Policy browsers know: one of {}", REFERRER_POLICIES.join(", ")),
+            format!(
+                "`{}` names no Referrer-Policy browsers know: one of {}",
+                cfg.referrer_policy,
+                REFERRER_POLICIES.join(", ")
+            ),
         ));
     }
     for (key, name, v) in [

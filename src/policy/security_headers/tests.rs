@@ -70,9 +70,13 @@ fn values_browsers_ignore_and_fields_the_gateway_writes_are_refused() {
         ["frame_options", "referrer_policy", "set.Content-Length", "set.Transfer-Encoding", "set.Upgrade", "set.x-a"]
     );
     // What browsers do follow passes, in any case, lists of policies included.
-    for (frame, referrer) in
-        [("sameorigin", "strict-origin-when-cross-origin"), ("DENY", "no-referrer, strict-origin"), ("", "")]
-    {
+    for (frame, referrer) in [
+        ("sameorigin", "strict-origin-when-cross-origin"),
+        ("DENY", "no-referrer, strict-origin"),
+        ("DENY", "No-Referrer,"),
+        ("DENY", "no-referrer,,future-policy"),
+        ("", ""),
+    ] {
         let cfg = SecurityHeadersConfig {
             frame_options: frame.into(),
             referrer_policy: referrer.into(),
