@@ -464,6 +464,20 @@ fn compile_observe(cx: &mut Ctx, registry: Arc<Registry>, routes: &[Route]) -> O
             cx.err("tracing.otlp.endpoint", format!("`{shown}` is not an http(s) URL"));
         } else if let Some(fault) = crate::http::port_fault(&otlp.endpoint) {
             cx.err("tracing.otlp.endpoint", fault);
+        } else if otlp.endpoint.contains(['?', '#'])
+            || otlp.endpoint.parse::<http::Uri>().ok().and_then(|u| u.authority().map(|a| a.as_str().contains('@')))
+                == Some(true)
+        {
+            // `/v1/traces` is appended to the endpoint: after a query it
+            // would land in the query, and user:password is never sent.
+            let shown = crate::http::url_in_message(&otlp.endpoint);
+            cx.err(
+                "tracing.otlp.endpoint",
+                format!(
+                    "`{shown}`: the endpoint is a base URL (`/v1/traces` is appended to it), without a query, a \
+                     fragment or user:password; put credentials in `headers`"
+                ),
+            );
         }
         if !(0.0..=1.0).contains(&otlp.sample) {
             cx.err("tracing.otlp.sample", "a share between 0.0 and 1.0 (0.1 = one trace in ten)");

@@ -185,6 +185,7 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
         ":10:", "auth.opaque.introspection.endpoint", "idp.example:+443",
         ":12:", "upstreams.app.targets[0]", "127.0.0.1:+80",
     ]),
+    ("otlp-endpoint-with-query.yaml", 1, &[":5:", "tracing.otlp.endpoint", "`/v1/traces` is appended", "put credentials in `headers`"]),
     ("no-targets.yaml", 1, &[":5:", "upstreams.app.targets", "at least one target"]),
     ("jwt-without-key.yaml", 1, &[":6:", "auth.tokens.jwt", "exactly one key source"]),
     ("many-errors.yaml", 7, &[
