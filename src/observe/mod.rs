@@ -216,6 +216,11 @@ impl Pending {
             Ending::ClientLeft => Flag::ClientClosed,
         };
         let duration_ns = p.start.elapsed().as_nanos() as u64;
+        // A 499's client had left before its answer: what was written
+        // (a problem body, to a closed connection) never reached it.
+        if p.status.as_u16() == 499 {
+            p.response_bytes = 0;
+        }
         let Some(observer) = p.observer.as_deref() else { return };
         if observer.metrics {
             observer.active.add(-1);

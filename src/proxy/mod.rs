@@ -288,7 +288,8 @@ pub fn handle<P: Deref<Target = Plan>>(
                             params,
                             client_cert: ctx.client_cert,
                         };
-                        Box::pin(responder.respond(&parts, body, &found.values, info)).await.map(full)
+                        let received = &mut notes.body_received;
+                        Box::pin(responder.respond(&parts, body, &found.values, info, received)).await.map(full)
                     }
                 },
             };

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, HeaderName, LOCATION, PROXY_AUTHORIZATION};
 use http::{HeaderMap, HeaderValue, Response, StatusCode, request};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 
 use crate::http::Answer;
 use crate::http::error::GatewayError;
@@ -53,12 +53,15 @@ pub struct EchoInfo<'a> {
 }
 
 impl Responder {
+    /// `received`: set to the body bytes that arrived when reading the body
+    /// failed (the log's request size, not what `Content-Length` promised).
     pub async fn respond(
         &self,
         parts: &request::Parts,
         body: RequestBody,
         values: &[&str],
         info: EchoInfo<'_>,
+        received: &mut Option<u64>,
     ) -> Result<Answer, GatewayError> {
         match self {
             Responder::Static(s) => {
@@ -94,21 +97,30 @@ impl Responder {
                 resp.headers_mut().insert(LOCATION, location);
                 Ok(resp)
             }
-            Responder::Echo => echo(parts, body, info).await,
+            Responder::Echo => echo(parts, body, info, received).await,
         }
     }
 }
 
-async fn echo(parts: &request::Parts, body: RequestBody, info: EchoInfo<'_>) -> Result<Answer, GatewayError> {
-    let bytes = match Limited::new(body, ECHO_BODY_LIMIT).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) => {
-            return Err(match e.downcast::<BodyError>() {
-                Ok(e) => (*e).into(),
-                Err(_) => GatewayError::BodyTooLarge { limit: ECHO_BODY_LIMIT as u64 },
-            });
+async fn echo(
+    parts: &request::Parts,
+    mut body: RequestBody,
+    info: EchoInfo<'_>,
+    received: &mut Option<u64>,
+) -> Result<Answer, GatewayError> {
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e: BodyError| {
+            *received = Some(body.received());
+            GatewayError::from(e)
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > ECHO_BODY_LIMIT {
+                return Err(GatewayError::BodyTooLarge { limit: ECHO_BODY_LIMIT as u64 });
+            }
+            bytes.extend_from_slice(&data);
         }
-    };
+    }
     let mut headers = serde_json::Map::new();
     for name in parts.headers.keys() {
         let values: Vec<String> = parts

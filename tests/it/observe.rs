@@ -463,7 +463,14 @@ async fn response_flags_say_why_there_was_no_upstream_answer() {
         s.write_all(&[b'x'; 100]).await.unwrap();
         upstream_hit(&up, before).await;
     }
-    let lines = log_lines(&h, dir.path(), expect.len() + 7).await;
+    // The same on a route the gateway answers itself (`echo` reads the body).
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 500\r\n\r\n").await.unwrap();
+        s.write_all(&[b'y'; 40]).await.unwrap();
+    }
+    let lines = log_lines(&h, dir.path(), expect.len() + 8).await;
     let lost = lines.iter().find(|l| l["url"]["path"] == "/nowhere/else").expect("the unrouted POST");
     let echo = lines.iter().find(|l| l["url"]["path"] == "/echo").expect("the chunked POST to echo");
     assert_eq!(
@@ -487,6 +494,17 @@ async fn response_flags_say_why_there_was_no_upstream_answer() {
     assert_eq!(left["http"]["response"]["status_code"], 499, "{left}");
     assert_eq!(left["portcullis"]["response_flag"], "DC", "{left}");
     assert_eq!(left["http"]["request"]["body"]["bytes"], 100, "{left}");
+    // Nothing reached the client that left: no response bytes either.
+    assert_eq!(left["http"]["response"]["body"]["bytes"], 0, "{left}");
+    let echo_left = lines
+        .iter()
+        .find(|l| l["url"]["path"] == "/echo" && l["http"]["response"]["status_code"] == 499)
+        .expect("the echo line of the body that broke off");
+    assert_eq!(
+        (&echo_left["http"]["request"]["body"]["bytes"], &echo_left["http"]["response"]["body"]["bytes"]),
+        (&json!(40), &json!(0)),
+        "{echo_left}"
+    );
     // The upstream had the head and part of the body: the try is there, cancelled.
     assert_eq!(left["portcullis"]["upstream"]["tries"][0]["error"], "cancelled", "{left}");
     let got: Vec<(String, u64, String)> = lines
