@@ -1219,6 +1219,18 @@ async fn upstream_active_connections_are_counted_across_a_reload() {
     assert_eq!(active(&scrape(&h).await), 1.0, "the old config's request, counted by the new gauge");
     assert_eq!(in_flight.await.unwrap(), 200);
     assert_eq!(active(&scrape_until(&h, |s| active(s) == 0.0).await), 0.0);
+    // A refused reload changes nothing: the gauges read from the live plan
+    // are still reported (they vanished until the next good reload).
+    let bad = yaml.replace("upstream: slow", "upstream: nowhere");
+    assert!(h.reload(&load(&bad, dir.path())).await.is_err());
+    let after = scrape(&h).await;
+    for (family, labels) in [
+        ("portcullis_upstream_connections", vec![("upstream", "slow"), ("state", "active")]),
+        ("portcullis_upstream_targets", vec![("upstream", "slow")]),
+        ("portcullis_buffered_bytes", vec![]),
+    ] {
+        assert!(!find(&after, family, &labels).is_empty(), "{family} after a refused reload");
+    }
 }
 
 /// Long client-written fields are cut in the line (and end in `…`): a

@@ -92,8 +92,12 @@ pub type Labels = Vec<(&'static str, String)>;
 enum Held {
     Counter(Weak<Counter>),
     Gauge(Weak<Gauge>),
-    /// A value read at scrape time (a map's size, a pool's idle count).
-    Probe(Weak<dyn Fn() -> f64 + Send + Sync>),
+    /// A value read at scrape time (a map's size, a pool's idle count):
+    /// the newest one still alive is reported. Older ones are kept while
+    /// they live: a reload that is refused drops the plan it built (and
+    /// the probes it registered), and the live plan's probes must report
+    /// again, not leave the family empty until the next good reload.
+    Probe(Vec<Weak<dyn Fn() -> f64 + Send + Sync>>),
     Server(Weak<ServerSeries>),
     Client(Weak<ClientSeries>),
 }
@@ -103,7 +107,7 @@ impl Held {
         match self {
             Held::Counter(w) => w.strong_count() > 0,
             Held::Gauge(w) => w.strong_count() > 0,
-            Held::Probe(w) => w.strong_count() > 0,
+            Held::Probe(ws) => ws.iter().any(|w| w.strong_count() > 0),
             Held::Server(w) => w.strong_count() > 0,
             Held::Client(w) => w.strong_count() > 0,
         }
@@ -189,7 +193,15 @@ impl Registry {
     /// A value read when scraped; reported while the returned `Arc` lives.
     pub fn probe(&self, family: &'static str, labels: Labels, read: Arc<dyn Fn() -> f64 + Send + Sync>) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.map.insert((family, labels), Held::Probe(Arc::downgrade(&read)));
+        match entries.map.get_mut(&(family, labels.clone())) {
+            Some(Held::Probe(ws)) => {
+                ws.retain(|w| w.strong_count() > 0);
+                ws.push(Arc::downgrade(&read));
+            }
+            _ => {
+                entries.map.insert((family, labels), Held::Probe(vec![Arc::downgrade(&read)]));
+            }
+        }
         entries.sweep_now_and_then();
         // The caller keeps `read` alive; a second `Arc` here would never let it go.
         drop(read);
@@ -268,8 +280,8 @@ fn render_entry(
                 out.push(format!("{sample}{} {}\n", labels_text(entry_labels, None), g.get()));
             }
         }
-        Held::Probe(w) if entry_family == family => {
-            if let Some(p) = w.upgrade() {
+        Held::Probe(ws) if entry_family == family => {
+            if let Some(p) = ws.iter().rev().find_map(Weak::upgrade) {
                 out.push(format!("{sample}{} {}\n", labels_text(entry_labels, None), number(p())));
             }
         }
