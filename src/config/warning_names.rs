@@ -23,6 +23,10 @@ pub const ALL: &[(&str, &str)] = &[
     ("impossible-schema", "a schema whose lower bound is above its upper one: it refuses every value"),
     ("timeout-beyond-budget", "a time limit longer than the one that holds it: it never applies"),
     ("unenforced-openapi", "an API document declares what the gateway does not check or follow"),
+    (
+        "certificate-chain-order",
+        "a listener certificate file whose next certificate is not the issuer of the one before it",
+    ),
     ("certificate-name-mismatch", "a `server_names` entry the listener certificate does not carry"),
     (
         "shown-software-headers",

@@ -274,7 +274,11 @@ fn warned_config(dir: &Path) -> String {
     params.not_after = rcgen::date_time_ymd(2020, 1, 1);
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = params.self_signed(&key).unwrap();
-    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    // Followed by a certificate that is not its issuer (a chain out of order).
+    let mut other = rcgen::CertificateParams::new(vec!["other.example".to_string()]).unwrap();
+    other.distinguished_name.push(rcgen::DnType::CommonName, "unrelated.example");
+    let other = other.self_signed(&rcgen::KeyPair::generate().unwrap()).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.pem() + &other.pem()).unwrap();
     std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
     std::fs::write(dir.join("pets.yaml"), PETS).unwrap();
     let weak = format!("$2y$05${}", "a".repeat(53));
@@ -351,6 +355,7 @@ fn warnings_are_named_located_and_silenced_on_purpose() {
     let expected = [
         ("credentials-over-http", ":2:", "listeners[0].bind"),
         ("certificate-expiring", ":5:", "listeners[1].tls.certificates[0].cert"),
+        ("certificate-chain-order", ":5:", "listeners[1].tls.certificates[0].cert"),
         ("trusted-proxies-everyone", ":6:", "trusted_proxies[0]"),
         ("weakened-normalization", ":8:", "path_normalization.merge_slashes"),
         ("public-admin", ":9:", "admin.bind"),

@@ -411,8 +411,9 @@ fn certificates(loaded: &LoadedConfig, found: &mut Found) {
         for (j, c) in tls.certificates.iter().enumerate() {
             let Ok(pem) = crate::config::read_file(&loaded.resolve_file(&c.cert)) else { continue };
             // The first certificate of the chain is the listener's own.
-            let Some(Ok(pem)) = x509_parser::pem::Pem::iter_from_buffer(&pem).next() else { continue };
-            let Ok(cert) = pem.parse_x509() else { continue };
+            let pems: Vec<_> = x509_parser::pem::Pem::iter_from_buffer(&pem).map_while(Result::ok).collect();
+            let Some(Ok(cert)) = pems.first().map(|p| p.parse_x509()) else { continue };
+            chain_order(i, j, c, &pems, found);
             let not_before = cert.validity().not_before.timestamp();
             if not_before > now {
                 found.add(
@@ -438,6 +439,38 @@ fn certificates(loaded: &LoadedConfig, found: &mut Found) {
                     format!("`{}` {when} (not after {})", c.cert, cert.validity().not_after),
                 );
             }
+        }
+    }
+}
+
+/// A chain whose next certificate is not the issuer of the one before it
+/// (an unrelated certificate, or the chain in the wrong order): the gateway
+/// serves it as written, and clients that lack the intermediate refuse the
+/// handshake (browsers that cached it do not: the mistake shows late).
+fn chain_order(
+    i: usize,
+    j: usize,
+    c: &crate::config::CertificateConfig,
+    pems: &[x509_parser::pem::Pem],
+    found: &mut Found,
+) {
+    let certs: Vec<_> = pems.iter().map_while(|p| p.parse_x509().ok()).collect();
+    for pair in certs.windows(2) {
+        if pair[0].issuer() != pair[1].subject() {
+            found.add(
+                "certificate-chain-order",
+                format!("listeners[{i}].tls.certificates[{j}].cert"),
+                format!(
+                    "in `{}`, `{}` follows `{}`, whose issuer is `{}`: put the chain in order (the \
+                     listener's certificate first, then each one's issuer), or clients without the \
+                     intermediate refuse the handshake",
+                    c.cert,
+                    pair[1].subject(),
+                    pair[0].subject(),
+                    pair[0].issuer()
+                ),
+            );
+            return;
         }
     }
 }
