@@ -81,6 +81,16 @@ routes:
     }
 }
 
+/// A CORS preflight: `OPTIONS` from `origin`, asking for `method` with `headers`.
+fn preflight(url: String, origin: &str, method: &str, headers: &str) -> Request<http_body_util::Full<bytes::Bytes>> {
+    Request::options(url)
+        .header("origin", origin)
+        .header("access-control-request-method", method)
+        .header("access-control-request-headers", headers)
+        .body(Default::default())
+        .unwrap()
+}
+
 /// A preflight carries none of the headers it announces: a route that
 /// matches on one of them (a version header, `headers`) answers it when the
 /// preflight names that header, or browsers could never call the route.
@@ -105,14 +115,7 @@ routes:
     ))
     .await;
     let client = http1_client();
-    let preflight = |path: &str, headers: &str| {
-        Request::options(gw.url(path))
-            .header("origin", "https://app.example.com")
-            .header("access-control-request-method", "GET")
-            .header("access-control-request-headers", headers)
-            .body(Default::default())
-            .unwrap()
-    };
+    let preflight = |path: &str, headers: &str| preflight(gw.url(path), "https://app.example.com", "GET", headers);
     for (path, headers) in [("/api/x", "api-version"), ("/dbg/x", "content-type, X-Debug")] {
         let r = send(&client, preflight(path, headers)).await;
         assert_eq!(r.status, 204, "{path}");
@@ -155,14 +158,7 @@ routes:
     ))
     .await;
     let client = http1_client();
-    let preflight = |path: &str, origin: &str, headers: &str| {
-        Request::options(gw.url(path))
-            .header("origin", origin)
-            .header("access-control-request-method", "DELETE")
-            .header("access-control-request-headers", headers)
-            .body(Default::default())
-            .unwrap()
-    };
+    let preflight = |path: &str, origin: &str, headers: &str| preflight(gw.url(path), origin, "DELETE", headers);
     // `internal` takes the DELETE with any other X-Partner: it refuses this origin.
     let evil = send(&client, preflight("/api/orders/1", "https://evil.example", "x-partner")).await;
     assert_eq!(evil.status, 403);
@@ -201,14 +197,8 @@ routes:
     ))
     .await;
     let client = http1_client();
-    let preflight = |origin: &str, method: &str, headers: &str| {
-        Request::options(gw.url("/api/items"))
-            .header("origin", origin)
-            .header("access-control-request-method", method)
-            .header("access-control-request-headers", headers)
-            .body(Default::default())
-            .unwrap()
-    };
+    let preflight =
+        |origin: &str, method: &str, headers: &str| preflight(gw.url("/api/items"), origin, method, headers);
     let ok = send(&client, preflight("https://app.example.com", "PUT", "content-type")).await;
     assert_eq!(ok.status, 204);
     assert_eq!(ok.header("access-control-allow-origin"), Some("https://app.example.com"));

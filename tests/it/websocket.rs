@@ -34,6 +34,21 @@ where
     }
 }
 
+/// A WebSocket to `url`, tried every 20 ms until one is let in, for at most `within`.
+async fn upgrade_within(
+    url: &str,
+    within: Duration,
+) -> Option<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>> {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if let Ok((socket, _)) = tokio_tungstenite::connect_async(url).await {
+            return Some(socket);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
 #[tokio::test]
 async fn a_websocket_route_tunnels_after_the_upstreams_101() {
     let ws = WsUpstream::start().await;
@@ -120,14 +135,7 @@ routes:
     first.close(None).await.unwrap();
     drop(first);
     // The slot comes back when the tunnel closes.
-    let mut again = None;
-    for _ in 0..50 {
-        if let Ok((socket, _)) = tokio_tungstenite::connect_async(&url).await {
-            again = Some(socket);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let again = upgrade_within(&url, Duration::from_secs(1)).await;
     echo_three(&mut again.expect("the slot is given back when the first WebSocket closes")).await;
 }
 
@@ -151,14 +159,7 @@ routes:
     first.send(Message::text("hang up")).await.unwrap();
     // `first` stays open on this side, unread.
     // Within the few seconds the other way is given to finish (its timeouts.read is 60 s).
-    let mut again = None;
-    for _ in 0..400 {
-        if let Ok((socket, _)) = tokio_tungstenite::connect_async(&url).await {
-            again = Some(socket);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let again = upgrade_within(&url, Duration::from_secs(8)).await;
     echo_three(&mut again.expect("the slot is given back when the upstream hangs up")).await;
     drop(first);
 }
