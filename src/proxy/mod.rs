@@ -129,11 +129,10 @@ pub fn handle<P: Deref<Target = Plan>>(
             // could take (`Router::preflight_routes`), when each has `cors`:
             // granted if each grants it, else the first refusal.
             if let Some(requested) = Chain::preflight_method(req.method(), req.headers()) {
-                let announced = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS).and_then(|v| v.to_str().ok());
                 let view = RequestView { host, path: &path, method: &requested, headers: req.headers() };
                 let answers: Option<Vec<_>> = plan
                     .router
-                    .preflight_routes(&view, announced)
+                    .preflight_routes(&view)
                     .into_iter()
                     .map(|r| plan.routes[r].policies.preflight(&requested, req.headers()).map(|a| (r, a)))
                     .collect();

@@ -72,21 +72,12 @@ impl Matcher {
     /// line, or as an item of a comma-separated list) is ambiguous, when
     /// every other condition is met (else the route would not take the
     /// request anyway).
-    fn conditions(&self, headers: &HeaderMap, announced: Option<&str>) -> Conditions {
+    fn conditions(&self, headers: &HeaderMap) -> Conditions {
         if self.headers.is_empty() && self.version.is_none() {
             return Conditions::Met;
         }
-        // Without a value to judge, a preflight's announced header meets its condition.
-        let announces = |name: &HeaderName| {
-            announced.is_some_and(|list| {
-                !headers.contains_key(name) && list.split(',').any(|h| h.trim().eq_ignore_ascii_case(name.as_str()))
-            })
-        };
         let mut ambiguous = None;
         for c in &self.headers {
-            if announces(&c.name) {
-                continue;
-            }
             let Some(v) = &c.value else {
                 if !headers.contains_key(&c.name) {
                     return Conditions::NotMet;
@@ -107,7 +98,7 @@ impl Matcher {
                 ambiguous.get_or_insert_with(|| c.name.clone());
             }
         }
-        match self.version.as_ref().filter(|v| !announces(&v.header_name())).map(|v| (v, v.decide(headers))) {
+        match self.version.as_ref().map(|v| (v, v.decide(headers))) {
             Some((_, Some(false))) => Conditions::NotMet,
             Some((v, None)) => Conditions::Ambiguous(ambiguous.unwrap_or_else(|| v.header_name())),
             _ => ambiguous.map_or(Conditions::Met, Conditions::Ambiguous),
@@ -261,29 +252,30 @@ impl Router {
     }
 
     /// The routes a CORS preflight's real request could be taken by, in
-    /// precedence order: each whose only unmet conditions are on headers
-    /// the preflight names in `announced` (`Access-Control-Request-Headers`:
-    /// their values come with the real request only), up to and including
-    /// the first that takes it whatever those values are. The preflight is
-    /// for all of them: a grant from one would let the real request, with
-    /// another value, reach the next. Empty: no route takes it.
-    pub fn preflight_routes(&self, req: &RequestView<'_, '_>, announced: Option<&str>) -> Vec<usize> {
+    /// precedence order: every route that takes its host, path and method,
+    /// whatever its header and version conditions (the real request's
+    /// header values are the page's to choose, and a preflight carries none
+    /// of them: `Api-Version`, `Accept`, `Content-Type`, `Cookie`…), up to
+    /// and including the first without such conditions, which takes every
+    /// request the ones before it leave. The preflight is for all of them:
+    /// a grant from one would let the real request, with other values,
+    /// reach the next. For `HEAD`, GET routes count too and the list does
+    /// not stop early (a route listing `HEAD` may outrank one taking it as
+    /// a GET). Empty: no route takes it.
+    pub fn preflight_routes(&self, req: &RequestView<'_, '_>) -> Vec<usize> {
         let mut values = Vec::new();
         let mut routes = Vec::new();
-        let head_as_get = *req.method == Method::HEAD;
+        let head = *req.method == Method::HEAD;
         for (index, m) in self.index.candidates(req.path).map(|position| &self.ordered[position]) {
             values.clear();
             let takes =
-                m.methods.as_ref().is_none_or(|ms| ms.contains(req.method) || head_as_get && ms.contains(&Method::GET));
+                m.methods.as_ref().is_none_or(|ms| ms.contains(req.method) || head && ms.contains(&Method::GET));
             if !(takes && m.host.matches(req.host) && m.path.matches(req.path, &mut values)) {
                 continue;
             }
-            if matches!(m.conditions(req.headers, None), Conditions::Met) {
-                routes.push(*index);
+            routes.push(*index);
+            if m.headers.is_empty() && m.version.is_none() && !head {
                 break;
-            }
-            if matches!(m.conditions(req.headers, announced), Conditions::Met) {
-                routes.push(*index);
             }
         }
         routes
@@ -321,7 +313,7 @@ impl Router {
             if !(m.host.matches(req.host) && m.path.matches(req.path, &mut values)) {
                 continue;
             }
-            match m.conditions(req.headers, None) {
+            match m.conditions(req.headers) {
                 Conditions::Met => {}
                 Conditions::NotMet => continue,
                 Conditions::Ambiguous(name) => {

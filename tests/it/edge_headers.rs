@@ -121,8 +121,8 @@ routes:
         assert_eq!(r.status, 204, "{path}");
         assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example.com"), "{path}");
     }
-    // Not announced: the real request could not meet the route's condition.
-    assert_eq!(send(&client, preflight("/dbg/x", "content-type")).await.status, 404);
+    // Not even announced: still the one route such a request could reach.
+    assert_eq!(send(&client, preflight("/dbg/x", "content-type")).await.status, 204);
     assert_eq!(up.hits(), 0, "preflights never reach the upstream");
     // The real requests still need the values.
     assert_eq!(get(&gw.url("/api/x"), &[("api-version", "2")]).await.status, 200);
@@ -153,6 +153,41 @@ routes:
     upstream: svc
     cors: {{ allow_origins: [ "*" ], allow_headers: [ X-Beta ] }}
   - {{ name: beta-rest, match: {{ path_prefix: /beta }}, upstream: svc }}
+  # A default version first, granting more than its sibling does.
+  - name: v1
+    match: {{ path_prefix: /reports, version: {{ header: Api-Version, value: "1", default: true }} }}
+    upstream: svc
+    cors: {{ allow_origins: [ "https://app.example.com" ], allow_methods: [ GET, DELETE ], allow_headers: [ Api-Version ] }}
+  - name: v2
+    match: {{ path_prefix: /reports, version: {{ header: Api-Version, value: "2" }} }}
+    upstream: svc
+    cors: {{ allow_origins: [ "https://other.example.com" ], allow_methods: [ GET ] }}
+  # Conditions on headers a browser never announces (it sets their values itself).
+  - name: typed
+    match: {{ path_prefix: /ct, headers: [ {{ name: Content-Type, value: text/plain }} ] }}
+    upstream: svc
+    cors: {{ allow_origins: [ "https://other.example.com" ], allow_methods: [ GET ] }}
+  - name: untyped
+    match: {{ path_prefix: /ct }}
+    upstream: svc
+    cors: {{ allow_origins: [ "https://app.example.com" ], allow_methods: [ GET, DELETE ] }}
+  - name: accept-v2
+    match: {{ path_prefix: /search, version: {{ accept_param: version, value: "2" }} }}
+    upstream: svc
+    cors: {{ allow_origins: [ "https://other.example.com" ], allow_methods: [ GET ] }}
+  - name: accept-any
+    match: {{ path_prefix: /search }}
+    upstream: svc
+    cors: {{ allow_origins: [ "https://app.example.com" ], allow_methods: [ GET, DELETE ] }}
+  # A HEAD: the route listing HEAD outranks the GET route taking it.
+  - name: h-get
+    match: {{ path: /h, methods: [ GET ] }}
+    upstream: svc
+    cors: {{ allow_origins: [ "https://app.example.com" ], allow_methods: [ GET, HEAD ], allow_headers: [ X-Foo ] }}
+  - name: h-head
+    match: {{ path: /h, methods: [ HEAD ] }}
+    upstream: svc
+    cors: {{ allow_origins: [ "https://other.example.com" ], allow_methods: [ HEAD ], allow_headers: [ X-Foo ] }}
 "#,
         up.url()
     ))
@@ -166,6 +201,13 @@ routes:
     // An origin both allow: granted.
     let app = send(&client, preflight("/api/orders/1", "https://app.example.com", "x-partner")).await;
     assert_eq!(app.status, 204);
+    // Whatever header values the page sends, every route they could reach must grant it.
+    for (path, headers) in [("/reports/7", "api-version"), ("/ct/x", "content-type"), ("/search/x", "")] {
+        let r = send(&client, preflight(path, "https://app.example.com", headers)).await;
+        assert_eq!(r.status, 403, "{path}: another route with other values forbids it");
+    }
+    let head = send(&client, self::preflight(gw.url("/h"), "https://app.example.com", "HEAD", "x-foo")).await;
+    assert_eq!(head.status, 403, "the HEAD goes to the route listing HEAD, which forbids it");
     // A route the real request could reach has no `cors`: no grant here;
     // the OPTIONS goes on as a request (to that route's service).
     let hits = up.hits();
