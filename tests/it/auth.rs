@@ -291,7 +291,7 @@ async fn api_keys_basic_and_spoofed_identity_headers() {
         "  - {{ id: mobile-app, groups: [partners], api_keys: [ {{ sha256: \"{key_hash}\" }}, {{ sha256: \"{old_hash}\", expires: 2020-01-01 }} ] }}\n  - {{ id: carol-co, groups: [staff], basic_users: [carol] }}\n"
     );
     let auth = "  keys: { api_key: { header: X-API-Key } }\n  qkeys: { api_key: { query: api_key } }\n  staff: { basic: { realm: Staff, htpasswd: users.htpasswd } }\n";
-    let routes = "  - { name: k, match: { path_prefix: /k }, upstream: svc, authenticate: [keys] }\n  - { name: q, match: { path_prefix: /q }, upstream: svc, authenticate: [qkeys] }\n  - { name: b, match: { path_prefix: /b }, upstream: svc, authenticate: [staff] }\n  - { name: partners, match: { path_prefix: /partners }, upstream: svc, authenticate: [keys, staff], authorize: { groups: { allow: [partners] } } }\n  - { name: open, match: { path_prefix: /open }, upstream: svc }\n  - { name: maybe, match: { path_prefix: /maybe }, upstream: svc, authenticate: [keys], anonymous: true }\n  - { name: both, match: { path_prefix: /both }, upstream: svc, authenticate: [keys, qkeys] }\n";
+    let routes = "  - { name: k, match: { path_prefix: /k }, upstream: svc, authenticate: [keys] }\n  - { name: q, match: { path_prefix: /q }, upstream: svc, authenticate: [qkeys] }\n  - { name: b, match: { path_prefix: /b }, upstream: svc, authenticate: [staff] }\n  - { name: partners, match: { path_prefix: /partners }, upstream: svc, authenticate: [keys, staff], authorize: { groups: { allow: [partners] } } }\n  - { name: open, match: { path_prefix: /open }, upstream: svc }\n  - { name: maybe, match: { path_prefix: /maybe }, upstream: svc, authenticate: [keys], anonymous: true }\n  - { name: both, match: { path_prefix: /both }, upstream: svc, authenticate: [keys, qkeys, staff] }\n";
     let s = setup(auth, &consumers, routes, &[("users.htpasswd", &htpasswd)]).await;
 
     let r = get(&s.url("/k"), &[("x-api-key", "key-mobile"), ("x-consumer-id", "admin")]).await;
@@ -355,8 +355,11 @@ async fn api_keys_basic_and_spoofed_identity_headers() {
     assert!(raw(addr, &partners).await.starts_with("HTTP/1.1 401"), "no fall-through to Basic");
     assert_eq!(get(&s.url("/q?API_KEY=nope"), &[]).await.status, 401, "only another spelling of the name");
     // Authenticated by one provider, the route's other keys (never checked) go too.
-    let r = get(&s.url("/both?api_key=forged&x=1"), &[("x-api-key", "key-mobile")]).await;
+    let forged_basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("root:guess"));
+    let r =
+        get(&s.url("/both?api_key=forged&x=1"), &[("x-api-key", "key-mobile"), ("authorization", &forged_basic)]).await;
     assert_eq!((r.status.as_u16(), r.json()["query"].as_str()), (200, Some("x=1")));
+    assert!(r.json()["headers"].get("authorization").is_none(), "the unchecked Basic login goes too");
 
     // Public routes never see identity headers from clients either.
     let seen = get(&s.url("/open"), &[("x-consumer-id", "admin"), ("x-auth-subject", "root")]).await.json();

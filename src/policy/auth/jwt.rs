@@ -473,7 +473,7 @@ impl Jwt {
     }
 
     /// A token from a cookie or query parameter is for the gateway only.
-    fn remove_token(&self, req: &mut request::Parts) {
+    pub(super) fn remove_token(&self, req: &mut request::Parts) {
         if let Some(name) = &self.query {
             remove_query_param(req, name);
         }

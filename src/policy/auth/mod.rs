@@ -113,6 +113,29 @@ impl Provider {
         }
     }
 
+    /// Takes this provider's credential off a request another provider of
+    /// the route authenticated. An `Authorization` goes only when it is of
+    /// this provider's scheme (the authenticating one may have kept its own).
+    fn remove_unchecked(&self, req: &mut request::Parts) {
+        let scheme = req
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().split(|&b| b == b' ').next())
+            .map(<[u8]>::to_ascii_lowercase);
+        let authorization_of = |name: &[u8]| scheme.as_deref() == Some(name);
+        match self {
+            Provider::ApiKey(k) => k.remove(req),
+            Provider::Jwt(j) if !j.uses_bearer() => j.remove_token(req),
+            Provider::Jwt(_) | Provider::Introspection(_) if authorization_of(b"bearer") => {
+                req.headers.remove(header::AUTHORIZATION);
+            }
+            Provider::Basic(_) if authorization_of(b"basic") => {
+                req.headers.remove(header::AUTHORIZATION);
+            }
+            _ => {}
+        }
+    }
+
     /// The `WWW-Authenticate` challenge for this provider, if it has one.
     fn challenge(&self, invalid: bool) -> Option<String> {
         match self {
@@ -391,14 +414,12 @@ impl RouteAuth {
     ) -> Outcome {
         match answer {
             Ok(identity) => {
-                // The route's other API keys were never checked: a service
-                // must not take one as checked (a valid header key beside a
-                // forged query key of the next provider).
+                // The route's other credentials were never checked: a
+                // service must not take one as checked (a valid header key
+                // beside a forged query key or bearer token of the next provider).
                 for (i, p) in self.providers.iter().enumerate() {
-                    if let Provider::ApiKey(k) = &**p
-                        && i != index
-                    {
-                        k.remove(req);
+                    if i != index {
+                        p.remove_unchecked(req);
                     }
                 }
                 if self.headers_now {
