@@ -49,7 +49,8 @@ enum Kind {
     Full(Option<Bytes>),
     /// An upstream's body, streamed; holds the target's in-flight slot (and
     /// any concurrency-limit slots) until done.
-    Upstream { inner: Incoming, _in_flight: Option<InFlight>, _slots: Vec<Slot>, read: ReadTimeout },
+    /// `left`: what its `content-length` still promises (HTTP/2 targets).
+    Upstream { inner: Incoming, _in_flight: Option<InFlight>, _slots: Vec<Slot>, read: ReadTimeout, left: Option<u64> },
     /// An upstream's body on an inline-driven connection (`upstream::h1`).
     /// Boxed: it holds the upstream connection and the raw head, and a
     /// response is moved several times on its way out.
@@ -114,6 +115,32 @@ impl ReadTimeout {
 
 type Polled = Poll<Option<Result<Frame<Bytes>, BoxError>>>;
 
+/// An upstream's frame as the client gets it (hyper's client: HTTPS and
+/// HTTP/2 targets). Trailers are dropped, as the own HTTP/1.1 client drops
+/// them: fields such as `Set-Cookie`, `Content-Length` or `Location` must
+/// not come as trailers (RFC 9110 §6.5.1), the response phase never sees
+/// them, and an HTTP/2 client refuses a stream whose trailers hold
+/// `content-length`. A body that ends short of its `content-length` (a
+/// stream reset with `NO_ERROR` before its end) fails instead of ending as
+/// if whole.
+fn upstream_frame(polled: Polled, left: &mut Option<u64>) -> Polled {
+    let end = |left: &Option<u64>| match left {
+        Some(n) if *n > 0 => Poll::Ready(Some(Err(format!("the upstream's body ended {n} bytes short").into()))),
+        _ => Poll::Ready(None),
+    };
+    match polled {
+        Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => end(left),
+        Poll::Ready(Some(Ok(frame))) => {
+            if let (Some(n), Some(data)) = (left.as_mut(), frame.data_ref()) {
+                *n = n.saturating_sub(data.len() as u64);
+            }
+            Poll::Ready(Some(Ok(frame)))
+        }
+        Poll::Ready(None) => end(left),
+        other => other,
+    }
+}
+
 /// The request's metrics and log line, finished when the body is dropped:
 /// how many bytes went out and whether they all did.
 #[derive(Debug)]
@@ -157,10 +184,20 @@ impl Body {
         })))
     }
 
+    /// A body an HTTP/2 target streams, of the `content-length` it
+    /// declared (`None`: none, or a body that has none, as a HEAD's).
+    pub fn upstream_h2(inner: Incoming, in_flight: InFlight, read_timeout: Duration, declared: Option<u64>) -> Body {
+        let mut body = Body::upstream(inner, in_flight, read_timeout);
+        if let Kind::Upstream { left, .. } = &mut body.kind {
+            *left = declared;
+        }
+        body
+    }
+
     /// A body hyper's client streams from an upstream.
     pub fn upstream(inner: Incoming, in_flight: InFlight, read_timeout: Duration) -> Body {
         let read = ReadTimeout::new(read_timeout);
-        Body::of(Kind::Upstream { inner, _in_flight: Some(in_flight), _slots: Vec::new(), read })
+        Body::of(Kind::Upstream { inner, _in_flight: Some(in_flight), _slots: Vec::new(), read, left: None })
     }
 
     /// Counts the body against `max_buffered` until it is done (handed out
@@ -291,9 +328,9 @@ impl http_body::Body for Body {
                 Poll::Ready(Some(Ok(Frame::data(b.split_to(COUNTED_PIECE)))))
             }
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Upstream { inner, read, .. } => {
+            Kind::Upstream { inner, read, left, .. } => {
                 let polled = Pin::new(inner).poll_frame(cx).map_err(Into::into);
-                read.guard(cx, polled)
+                upstream_frame(read.guard(cx, polled), left)
             }
             Kind::Pooled(p) => {
                 let polled = Pin::new(&mut p.inner).poll_frame(cx);

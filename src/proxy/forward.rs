@@ -521,6 +521,7 @@ async fn through_h2(
     in_flight: crate::upstream::InFlight,
     timeout: std::time::Duration,
 ) -> Result<Response<Body>, GatewayError> {
+    let head = req.method() == http::Method::HEAD;
     let resp = match tokio::time::timeout(timeout, h2.send(req)).await {
         Err(_) => {
             return Err(GatewayError::UpstreamTimeout { upstream: upstream.name.clone(), sent: true, waited: false });
@@ -531,7 +532,12 @@ async fn through_h2(
     valid_status(upstream, resp.status())?;
     let (mut parts, inner) = resp.into_parts();
     hop_by_hop::strip(&mut parts.headers, false);
-    Ok(Response::from_parts(parts, Body::upstream(inner, in_flight, upstream.read_timeout)))
+    // What the body must come to (hyper's HTTP/2 client ends a stream reset
+    // with NO_ERROR as if it were whole); none for bodiless answers.
+    let bodiless = head || matches!(parts.status.as_u16(), 204 | 304);
+    let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let body = Body::upstream_h2(inner, in_flight, upstream.read_timeout, declared.filter(|_| !bodiless));
+    Ok(Response::from_parts(parts, body))
 }
 
 /// RFC 9110 §15: a status outside 100 to 599 is invalid (the `http` crate

@@ -8,7 +8,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::support::tls::TlsUpstream;
-use crate::support::{Upstream, closed_port, gateway, get, h2c_client, raw, send};
+use crate::support::{Upstream, closed_port, gateway, get, h2c_client, http1_client, raw, send};
 
 fn one_route(upstream_yaml: &str) -> String {
     format!(
@@ -195,6 +195,62 @@ async fn malformed_requests_get_a_clear_status() {
     assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
     let resp = raw(gw.addr, "GARBAGE\r\n\r\n").await;
     assert!(resp.starts_with("HTTP/1.1 400") || resp.is_empty(), "{resp}");
+}
+
+/// An HTTP/2 target's trailers are dropped (as the own HTTP/1.1 client
+/// drops them: `Set-Cookie` or `Content-Length` must not come as trailers,
+/// and the response phase never sees them), and a body it ends short of its
+/// `content-length` with a `NO_ERROR` reset is cut, not passed on as whole.
+#[tokio::test]
+async fn an_http2_targets_trailers_are_dropped_and_a_short_body_is_cut() {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(socket).await else { return };
+                while let Some(Ok((req, mut respond))) = conn.accept().await {
+                    tokio::spawn(async move {
+                        let short = req.uri().path() == "/short";
+                        let mut head = http::Response::builder();
+                        if short {
+                            head = head.header("content-length", "100");
+                        }
+                        let mut send = respond.send_response(head.body(()).unwrap(), false).unwrap();
+                        send.send_data(bytes::Bytes::from_static(b"partial"), false).unwrap();
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        if short {
+                            send.send_reset(h2::Reason::NO_ERROR);
+                        } else {
+                            let mut trailers = http::HeaderMap::new();
+                            trailers.insert("set-cookie", http::HeaderValue::from_static("session=attacker"));
+                            trailers.insert("content-length", http::HeaderValue::from_static("99"));
+                            send.send_trailers(trailers).unwrap();
+                        }
+                    });
+                }
+            });
+        }
+    });
+    let gw = gateway(&format!(
+        "upstreams:\n  h2: {{ targets: [ \"http://{addr}\" ], protocol: http2 }}\nroutes:\n  - {{ name: h2, match: {{ path_prefix: / }}, upstream: h2 }}\n"
+    ))
+    .await;
+    for client in [h2c_client(), http1_client()] {
+        let resp = client
+            .request(Request::get(gw.url("/trailers")).body(http_body_util::Full::default()).unwrap())
+            .await
+            .unwrap();
+        let collected = resp.into_body().collect().await.expect("a whole body");
+        assert!(collected.trailers().is_none(), "{:?}", collected.trailers());
+        assert_eq!(collected.to_bytes(), "partial");
+        let resp = client
+            .request(Request::get(gw.url("/short")).body(http_body_util::Full::default()).unwrap())
+            .await
+            .unwrap();
+        assert!(resp.into_body().collect().await.is_err(), "7 bytes of 100 are not a whole body");
+    }
 }
 
 /// Echo shows every header the request carries but the credentials: a
