@@ -34,6 +34,22 @@ where
     }
 }
 
+/// A gateway whose `/chat` tunnels to `ws`, one WebSocket per client at a
+/// time (`concurrency`, `timeouts.read` the default 60 s); its `/chat` URL.
+async fn one_websocket_per_client(ws: &WsUpstream) -> (crate::support::Gateway1, String) {
+    let yaml = format!(
+        r#"upstreams:
+  ws: {{ targets: [ "http://{}" ] }}
+routes:
+  - {{ name: chat, match: {{ path_prefix: /chat }}, upstream: ws, websocket: true, concurrency: [ {{ key: ip, max: 1 }} ] }}
+"#,
+        ws.addr
+    );
+    let gw = gateway(&yaml).await;
+    let url = format!("ws://{}/chat", gw.addr);
+    (gw, url)
+}
+
 /// A WebSocket to `url`, tried every 20 ms until one is let in, for at most `within`.
 async fn upgrade_within(
     url: &str,
@@ -118,16 +134,7 @@ async fn a_101_that_does_not_complete_the_handshake_is_a_502() {
 #[tokio::test]
 async fn an_open_websocket_holds_its_concurrency_slot() {
     let ws = WsUpstream::start().await;
-    let yaml = format!(
-        r#"upstreams:
-  ws: {{ targets: [ "http://{}" ] }}
-routes:
-  - {{ name: chat, match: {{ path_prefix: /chat }}, upstream: ws, websocket: true, concurrency: [ {{ key: ip, max: 1 }} ] }}
-"#,
-        ws.addr
-    );
-    let gw = gateway(&yaml).await;
-    let url = format!("ws://{}/chat", gw.addr);
+    let (_gw, url) = one_websocket_per_client(&ws).await;
     let (mut first, _) = tokio_tungstenite::connect_async(&url).await.expect("upgrade");
     echo_three(&mut first).await;
     let err = tokio_tungstenite::connect_async(&url).await.expect_err("a second WebSocket while the first is open");
@@ -145,16 +152,7 @@ routes:
 #[tokio::test]
 async fn a_websocket_ends_when_the_upstream_hangs_up() {
     let ws = WsUpstream::start().await;
-    let yaml = format!(
-        r#"upstreams:
-  ws: {{ targets: [ "http://{}" ], timeouts: {{ read: 60s }} }}
-routes:
-  - {{ name: chat, match: {{ path_prefix: /chat }}, upstream: ws, websocket: true, concurrency: [ {{ key: ip, max: 1 }} ] }}
-"#,
-        ws.addr
-    );
-    let gw = gateway(&yaml).await;
-    let url = format!("ws://{}/chat", gw.addr);
+    let (_gw, url) = one_websocket_per_client(&ws).await;
     let (mut first, _) = tokio_tungstenite::connect_async(&url).await.expect("upgrade");
     first.send(Message::text("hang up")).await.unwrap();
     // `first` stays open on this side, unread.
