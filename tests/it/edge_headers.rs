@@ -6,21 +6,16 @@ use crate::support::{Upstream, gateway, get, h2c_client, http1_client, send};
 
 #[tokio::test]
 async fn security_headers_on_every_response() {
-    let up = Upstream::start("svc").await;
-    let gw = gateway(&format!(
+    let (_up, gw) = behind_svc(
         r#"
-upstreams:
-  svc: {{ targets: [ "{}" ] }}
-routes:
-  - {{ name: api, match: {{ path_prefix: /api }}, upstream: svc }}
+  - { name: api, match: { path_prefix: /api }, upstream: svc }
   - name: page
-    match: {{ path_prefix: /page }}
-    static: {{ body: "<html></html>", headers: {{ server: MyServer/1.0, x-powered-by: PHP }} }}
-    security_headers: {{ frame_options: SAMEORIGIN, content_security_policy: "default-src 'self'", set: {{ Permissions-Policy: "camera=()" }} }}
-  - {{ name: raw, match: {{ path_prefix: /raw }}, static: {{ body: raw }}, security_headers: {{ enabled: false }} }}
+    match: { path_prefix: /page }
+    static: { body: "<html></html>", headers: { server: MyServer/1.0, x-powered-by: PHP } }
+    security_headers: { frame_options: SAMEORIGIN, content_security_policy: "default-src 'self'", set: { Permissions-Policy: "camera=()" } }
+  - { name: raw, match: { path_prefix: /raw }, static: { body: raw }, security_headers: { enabled: false } }
 "#,
-        up.url()
-    ))
+    )
     .await;
     for path in ["/api/x", "/missing"] {
         let r = get(&gw.url(path), &[]).await;
@@ -44,21 +39,16 @@ routes:
 /// received, with the edits on the way) or HTTP/2 (they go through the map).
 #[tokio::test]
 async fn upstream_headers_are_cleaned_for_every_client_protocol() {
-    let up = Upstream::start("svc").await;
-    let gw = gateway(&format!(
+    let (_up, gw) = behind_svc(
         r#"
-upstreams:
-  svc: {{ targets: [ "{}" ] }}
-routes:
-  - {{ name: api, match: {{ path_prefix: /api }}, upstream: svc, rewrite: {{ strip_prefix: /api }} }}
+  - { name: api, match: { path_prefix: /api }, upstream: svc, rewrite: { strip_prefix: /api } }
   - name: strict
-    match: {{ path_prefix: /strict }}
+    match: { path_prefix: /strict }
     upstream: svc
-    rewrite: {{ strip_prefix: /strict }}
-    security_headers: {{ set: {{ x-frame-options: DENY, vary: "*" }}, remove: [ server ] }}
+    rewrite: { strip_prefix: /strict }
+    security_headers: { set: { x-frame-options: DENY, vary: "*" }, remove: [ server ] }
 "#,
-        up.url()
-    ))
+    )
     .await;
     for (protocol, client) in [("http/1.1", http1_client()), ("h2c", h2c_client())] {
         let r = send(&client, Request::get(gw.url("/api/branded")).body(Default::default()).unwrap()).await;
@@ -81,6 +71,14 @@ routes:
     }
 }
 
+/// A gateway in front of an upstream `svc` (an echoing server), with `routes`
+/// (YAML list items).
+async fn behind_svc(routes: &str) -> (Upstream, crate::support::Gateway1) {
+    let up = Upstream::start("svc").await;
+    let gw = gateway(&format!("upstreams:\n  svc: {{ targets: [ \"{}\" ] }}\nroutes:\n{routes}", up.url())).await;
+    (up, gw)
+}
+
 /// A CORS preflight: `OPTIONS` from `origin`, asking for `method` with `headers`.
 fn preflight(url: String, origin: &str, method: &str, headers: &str) -> Request<http_body_util::Full<bytes::Bytes>> {
     Request::options(url)
@@ -96,23 +94,18 @@ fn preflight(url: String, origin: &str, method: &str, headers: &str) -> Request<
 /// preflight names that header, or browsers could never call the route.
 #[tokio::test]
 async fn a_preflight_reaches_routes_that_match_on_the_headers_it_announces() {
-    let up = Upstream::start("svc").await;
-    let gw = gateway(&format!(
+    let (up, gw) = behind_svc(
         r#"
-upstreams:
-  svc: {{ targets: [ "{}" ] }}
-routes:
   - name: v2
-    match: {{ path_prefix: /api, version: {{ header: Api-Version, value: "2" }} }}
+    match: { path_prefix: /api, version: { header: Api-Version, value: "2" } }
     upstream: svc
-    cors: {{ allow_origins: [ "https://app.example.com" ], allow_headers: [ Api-Version ] }}
+    cors: { allow_origins: [ "https://app.example.com" ], allow_headers: [ Api-Version ] }
   - name: debug
-    match: {{ path_prefix: /dbg, headers: [ {{ name: X-Debug, value: "1" }} ] }}
+    match: { path_prefix: /dbg, headers: [ { name: X-Debug, value: "1" } ] }
     upstream: svc
-    cors: {{ allow_origins: [ "https://app.example.com" ], allow_headers: [ X-Debug, Content-Type ] }}
+    cors: { allow_origins: [ "https://app.example.com" ], allow_headers: [ X-Debug, Content-Type ] }
 "#,
-        up.url()
-    ))
+    )
     .await;
     let client = http1_client();
     let preflight = |path: &str, headers: &str| preflight(gw.url(path), "https://app.example.com", "GET", headers);
@@ -134,63 +127,58 @@ routes:
 /// that the real request reaches with another value of that header.
 #[tokio::test]
 async fn a_preflight_is_granted_only_if_every_route_the_request_could_reach_grants_it() {
-    let up = Upstream::start("svc").await;
-    let gw = gateway(&format!(
+    let (up, gw) = behind_svc(
         r#"
-upstreams:
-  svc: {{ targets: [ "{}" ] }}
-routes:
   - name: partner
-    match: {{ path_prefix: /api, headers: [ {{ name: X-Partner, value: letmein }} ] }}
+    match: { path_prefix: /api, headers: [ { name: X-Partner, value: letmein } ] }
     upstream: svc
-    cors: {{ allow_origins: [ "*" ], allow_methods: [ GET, DELETE ], allow_headers: [ X-Partner ] }}
+    cors: { allow_origins: [ "*" ], allow_methods: [ GET, DELETE ], allow_headers: [ X-Partner ] }
   - name: internal
-    match: {{ path_prefix: /api }}
+    match: { path_prefix: /api }
     upstream: svc
-    cors: {{ allow_origins: [ "https://app.example.com" ], allow_methods: [ GET, DELETE ], allow_headers: [ X-Partner ] }}
+    cors: { allow_origins: [ "https://app.example.com" ], allow_methods: [ GET, DELETE ], allow_headers: [ X-Partner ] }
   - name: beta
-    match: {{ path_prefix: /beta, headers: [ {{ name: X-Beta, value: "1" }} ] }}
+    match: { path_prefix: /beta, headers: [ { name: X-Beta, value: "1" } ] }
     upstream: svc
-    cors: {{ allow_origins: [ "*" ], allow_headers: [ X-Beta ] }}
-  - {{ name: beta-rest, match: {{ path_prefix: /beta }}, upstream: svc }}
+    cors: { allow_origins: [ "*" ], allow_headers: [ X-Beta ] }
+  - { name: beta-rest, match: { path_prefix: /beta }, upstream: svc }
   # A default version first, granting more than its sibling does.
   - name: v1
-    match: {{ path_prefix: /reports, version: {{ header: Api-Version, value: "1", default: true }} }}
+    match: { path_prefix: /reports, version: { header: Api-Version, value: "1", default: true } }
     upstream: svc
-    cors: {{ allow_origins: [ "https://app.example.com" ], allow_methods: [ GET, DELETE ], allow_headers: [ Api-Version ] }}
+    cors: { allow_origins: [ "https://app.example.com" ], allow_methods: [ GET, DELETE ], allow_headers: [ Api-Version ] }
   - name: v2
-    match: {{ path_prefix: /reports, version: {{ header: Api-Version, value: "2" }} }}
+    match: { path_prefix: /reports, version: { header: Api-Version, value: "2" } }
     upstream: svc
-    cors: {{ allow_origins: [ "https://other.example.com" ], allow_methods: [ GET ] }}
+    cors: { allow_origins: [ "https://other.example.com" ], allow_methods: [ GET ] }
   # Conditions on headers a browser never announces (it sets their values itself).
   - name: typed
-    match: {{ path_prefix: /ct, headers: [ {{ name: Content-Type, value: text/plain }} ] }}
+    match: { path_prefix: /ct, headers: [ { name: Content-Type, value: text/plain } ] }
     upstream: svc
-    cors: {{ allow_origins: [ "https://other.example.com" ], allow_methods: [ GET ] }}
+    cors: { allow_origins: [ "https://other.example.com" ], allow_methods: [ GET ] }
   - name: untyped
-    match: {{ path_prefix: /ct }}
+    match: { path_prefix: /ct }
     upstream: svc
-    cors: {{ allow_origins: [ "https://app.example.com" ], allow_methods: [ GET, DELETE ] }}
+    cors: { allow_origins: [ "https://app.example.com" ], allow_methods: [ GET, DELETE ] }
   - name: accept-v2
-    match: {{ path_prefix: /search, version: {{ accept_param: version, value: "2" }} }}
+    match: { path_prefix: /search, version: { accept_param: version, value: "2" } }
     upstream: svc
-    cors: {{ allow_origins: [ "https://other.example.com" ], allow_methods: [ GET ] }}
+    cors: { allow_origins: [ "https://other.example.com" ], allow_methods: [ GET ] }
   - name: accept-any
-    match: {{ path_prefix: /search }}
+    match: { path_prefix: /search }
     upstream: svc
-    cors: {{ allow_origins: [ "https://app.example.com" ], allow_methods: [ GET, DELETE ] }}
+    cors: { allow_origins: [ "https://app.example.com" ], allow_methods: [ GET, DELETE ] }
   # A HEAD: the route listing HEAD outranks the GET route taking it.
   - name: h-get
-    match: {{ path: /h, methods: [ GET ] }}
+    match: { path: /h, methods: [ GET ] }
     upstream: svc
-    cors: {{ allow_origins: [ "https://app.example.com" ], allow_methods: [ GET, HEAD ], allow_headers: [ X-Foo ] }}
+    cors: { allow_origins: [ "https://app.example.com" ], allow_methods: [ GET, HEAD ], allow_headers: [ X-Foo ] }
   - name: h-head
-    match: {{ path: /h, methods: [ HEAD ] }}
+    match: { path: /h, methods: [ HEAD ] }
     upstream: svc
-    cors: {{ allow_origins: [ "https://other.example.com" ], allow_methods: [ HEAD ], allow_headers: [ X-Foo ] }}
+    cors: { allow_origins: [ "https://other.example.com" ], allow_methods: [ HEAD ], allow_headers: [ X-Foo ] }
 "#,
-        up.url()
-    ))
+    )
     .await;
     let client = http1_client();
     let preflight = |path: &str, origin: &str, headers: &str| preflight(gw.url(path), origin, "DELETE", headers);
@@ -218,14 +206,10 @@ routes:
 
 #[tokio::test]
 async fn cors_preflight_is_answered_at_the_gateway() {
-    let up = Upstream::start("svc").await;
-    let gw = gateway(&format!(
+    let (up, gw) = behind_svc(
         r#"
-upstreams:
-  svc: {{ targets: [ "{}" ] }}
-routes:
   - name: api
-    match: {{ path_prefix: /api, methods: [GET, PUT] }}
+    match: { path_prefix: /api, methods: [GET, PUT] }
     upstream: svc
     cors:
       allow_origins: [ "https://app.example.com", "https://*.example.org" ]
@@ -235,8 +219,7 @@ routes:
       allow_credentials: true
       max_age: 10m
 "#,
-        up.url()
-    ))
+    )
     .await;
     let client = http1_client();
     let preflight =
