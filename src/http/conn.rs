@@ -7,6 +7,12 @@ use http::HeaderValue;
 
 use crate::tls::ClientIdentity;
 
+/// When a request's head began to arrive, carried in its extensions when
+/// the server knows it to be earlier than the request's handling (a head
+/// that came in pieces): the start of its logged duration.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadBegan(pub tokio::time::Instant);
+
 /// Facts about the connection a request came in on.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {

@@ -73,6 +73,9 @@ pub fn handle<P: Deref<Target = Plan>>(
         let request_id = request_id::take_or_generate(req.headers(), client.peer_trusted);
         // What the observers need from the request, read before it moves on.
         let mut seen = Seen::of(plan, &req, &client, conn.peer.ip(), conn.tls_version, &request_id);
+        if let Some(&crate::http::conn::HeadBegan(since)) = req.extensions().get() {
+            seen.began_at(since);
+        }
         if present.trace && (!client.peer_trusted || seen.trace.parent.is_none()) {
             // Only a trusted proxy's trace is continued; the rest is not
             // passed on. A trace started here (no valid `traceparent`) takes

@@ -191,6 +191,20 @@ impl<'p> Seen<'p> {
         Seen { trace, route: None, request_bytes: 0, flag: Flag::None, tried: SmallVec::new(), watch }
     }
 
+    /// The request began to arrive at `since`, before it was seen: its
+    /// line's `@timestamp`, its duration and its span start there.
+    pub fn began_at(&mut self, since: Instant) {
+        let Some(w) = self.watch.as_mut() else { return };
+        let before = Instant::now().saturating_duration_since(since);
+        w.start = since;
+        if let Some(r) = w.record.as_mut() {
+            r.time = r.time.checked_sub(before).unwrap_or(r.time);
+        }
+        if let Some(span) = w.span.as_mut() {
+            span.wall = span.wall.checked_sub(before).unwrap_or(span.wall);
+        }
+    }
+
     /// Whether anything will report this request.
     pub fn watching(&self) -> bool {
         self.watch.is_some()
@@ -218,15 +232,8 @@ impl<'p> Seen<'p> {
             Some(req) => Seen::of(plan, req, &client, conn.peer.ip(), conn.tls_version, request_id),
             None => Seen::of(plan, &unknown(), &client, conn.peer.ip(), conn.tls_version, request_id),
         };
-        if let (Some(since), Some(w)) = (since, seen.watch.as_mut()) {
-            let before = Instant::now().saturating_duration_since(since);
-            w.start = since;
-            if let Some(r) = w.record.as_mut() {
-                r.time = r.time.checked_sub(before).unwrap_or(r.time);
-            }
-            if let Some(span) = w.span.as_mut() {
-                span.wall = span.wall.checked_sub(before).unwrap_or(span.wall);
-            }
+        if let Some(since) = since {
+            seen.began_at(since);
         }
         if let Some(r) = seen.watch.as_mut().and_then(|w| w.record.as_mut())
             && request.is_none()

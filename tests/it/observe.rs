@@ -1262,3 +1262,49 @@ async fn long_client_fields_are_cut_in_the_log_line() {
     let raw = std::fs::read_to_string(dir.path().join("access.log")).unwrap();
     assert!(raw.len() < 20_000, "a line of {} bytes", raw.len());
 }
+
+/// A head that comes in pieces is timed from its first byte, as NGINX's
+/// `$request_time` is: a slow client's request is not logged as instant.
+/// On a kept-alive connection's second request (not timed from the
+/// connection's start), and against a request sent whole on the same connection.
+#[tokio::test]
+async fn a_head_in_pieces_is_timed_from_its_first_byte() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let up = Upstream::start("svc").await;
+    let body = format!(
+        "upstreams:\n  svc: {{ targets: [\"{}\"] }}\nroutes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}\n",
+        up.url()
+    );
+    let h = start(&body, dir.path()).await;
+    let mut conn = tokio::net::TcpStream::connect(h.addr("gw").unwrap()).await.unwrap();
+    let mut answered = 0;
+    let mut read = Vec::new();
+    let mut until_answered = async |conn: &mut tokio::net::TcpStream, n: usize| {
+        while read.windows(4).filter(|w| w == b"\r\n\r\n").count() < n {
+            let mut chunk = [0u8; 4096];
+            let got = conn.read(&mut chunk).await.unwrap();
+            assert!(got > 0, "closed early: {}", String::from_utf8_lossy(&read));
+            read.extend_from_slice(&chunk[..got]);
+        }
+    };
+    conn.write_all(b"GET /whole HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+    answered += 1;
+    until_answered(&mut conn, answered).await;
+    // Idle a while first: idleness is not the request's time.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    conn.write_all(b"GET /pieces HTTP/1.1\r\nHo").await.unwrap();
+    // A lower bound, not a race: the line must cover at least this.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    conn.write_all(b"st: a\r\n\r\n").await.unwrap();
+    answered += 1;
+    until_answered(&mut conn, answered).await;
+    let lines = log_lines(&h, dir.path(), 2).await;
+    let took = |path: &str| {
+        let line = lines.iter().find(|l| l["url"]["path"] == path).unwrap_or_else(|| panic!("{path}: {lines:?}"));
+        Duration::from_nanos(line["event"]["duration"].as_u64().unwrap())
+    };
+    assert!(took("/pieces") >= Duration::from_millis(300), "{:?}", took("/pieces"));
+    assert!(took("/pieces") < Duration::from_millis(1000), "idleness counted: {:?}", took("/pieces"));
+    assert!(took("/whole") < Duration::from_millis(300), "{:?}", took("/whole"));
+}

@@ -411,6 +411,48 @@ async fn what_the_upstream_reads_is_what_the_gateway_framed() {
     assert!(c.header("x-trailer").is_none() && c.header("content-length").is_none(), "{c:?}");
 }
 
+/// Heads that arrive in pieces (a slow client; the connection loop notes
+/// when such a head began, for its logged duration) are framed as whole
+/// ones: a body and a pipelined request in the last piece stay a body and
+/// a request of their own, answered in order, and a conflict of framing
+/// split across pieces is still refused, the connection closed.
+#[tokio::test]
+async fn heads_in_pieces_are_framed_like_whole_ones() {
+    let rec = Recorder::start().await;
+    let gw = gateway_for(&rec).await;
+    let before = rec.count();
+    let mut conn = RawConn::connect(gw.addr).await;
+    let pieces: [&[u8]; 3] = [
+        b"POST /public/slow HTTP/1.1\r\nHo",
+        b"st: x\r\nContent-Length: 5\r\n",
+        b"\r\nhelloGET /public/next HTTP/1.1\r\nHost: x\r\n\r\n",
+    ];
+    for piece in pieces {
+        conn.send(piece).await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for target in ["/public/slow", "/public/next"] {
+        let resp = conn.response(false).await.unwrap_or_else(|| panic!("{target}: closed"));
+        let method = if target == "/public/slow" { "POST" } else { "GET" };
+        assert_eq!((resp.status, resp.text()), (200, format!("{method} {target}")));
+    }
+    rec.wait_for("/public/next").await;
+    upstream_read_what_the_gateway_framed(&rec, before, 2, "head in pieces");
+    let slow = rec.requests().into_iter().find(|r| r.target == "/public/slow").unwrap();
+    assert_eq!(&slow.body[..], b"hello");
+
+    // Two framings, one per piece: refused, and what follows is never read.
+    let before = rec.count();
+    let mut conn = RawConn::connect(gw.addr).await;
+    conn.send(b"POST /public/two HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n").await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    conn.send(format!("Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n{SMUGGLED}").as_bytes()).await;
+    assert_eq!(conn.response(false).await.map(|r| r.status), Some(400));
+    assert!(conn.response(false).await.is_none(), "the connection stays open after a framing conflict");
+    next_request_gets_its_own_answer(gw.addr, &rec, "head in pieces").await;
+    upstream_read_what_the_gateway_framed(&rec, before, 0, "framing split across pieces");
+}
+
 #[tokio::test]
 async fn oversized_heads_are_refused_before_the_upstream() {
     let rec = Recorder::start().await;

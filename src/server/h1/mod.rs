@@ -40,7 +40,7 @@ use crate::wire::{body_reader as body, request_head as head, response_head as re
 
 use super::{Shared, StopSignal};
 use crate::http::client_body::ClientBody;
-use crate::http::conn::ConnInfo;
+use crate::http::conn::{ConnInfo, HeadBegan};
 use crate::plan::ListenerPlan;
 use crate::proxy;
 use crate::wire::decode::Framing;
@@ -91,6 +91,10 @@ struct Conn<T> {
     idle_timeout: Duration,
     /// When the head being read began to arrive (set once a read leaves it partial).
     head_since: Option<Instant>,
+    /// When a head that took more than one read began to arrive (the
+    /// connection's first head included): where its request's duration
+    /// starts, as NGINX's `$request_time` does.
+    head_began: Option<Instant>,
     /// When the connection last became idle (None: now, when it is first needed).
     idle_since: Option<Instant>,
     /// The listener is stopping: finish the current request, then close.
@@ -109,6 +113,7 @@ impl<T: Connection> Conn<T> {
             idle_timeout: limits.idle_timeout,
             // The first head is timed from the connection's start.
             head_since: Some(cx.started),
+            head_began: None,
             idle_since: Some(cx.started),
             closing: false,
         }
@@ -134,7 +139,8 @@ impl<T: Connection> Conn<T> {
                     match head::parse(&mut self.buf, self.limits, &mut self.spans) {
                         Ok(Some(head)) => break head,
                         Ok(None) => {
-                            self.head_since.get_or_insert_with(Instant::now);
+                            let began = *self.head_began.get_or_insert_with(Instant::now);
+                            self.head_since.get_or_insert(began);
                         }
                         Err(e) => {
                             let plan = shared.plan.load();
@@ -190,7 +196,11 @@ impl<T: Connection> Conn<T> {
             };
             self.head_since = None;
 
-            let head::Head { parts, framing, keep_alive, expect_continue } = head;
+            let head::Head { mut parts, framing, keep_alive, expect_continue } = head;
+            if let Some(began) = self.head_began.take() {
+                // Rare (a head in pieces): the map is allocated only then.
+                parts.extensions.insert(HeadBegan(began));
+            }
             let method = parts.method.clone();
             let version = parts.version;
             let (body, handle) = if framing == Framing::Empty {
