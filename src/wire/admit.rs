@@ -22,11 +22,14 @@
 //!   would hand a page's script the `Cookie` and `Authorization` it may not
 //!   read (cross-site tracing), and the gateway's own answer would show
 //!   what it adds.
-//! - **Names with `_`** are dropped, as NGINX drops them: CGI, WSGI, PHP
-//!   and Rack backends read `X_Consumer_Id` as `X-Consumer-Id`, so such a
-//!   spelling would carry an identity or forwarding header past the
-//!   gateway's removal of the client's. No field the gateway reads or
-//!   writes has one.
+//! - **Names with anything but letters, digits and `-`** (`_`, `.`, and
+//!   the other token characters) are dropped, as NGINX drops them
+//!   (`ignore_invalid_headers`, `underscores_in_headers off`): CGI, WSGI,
+//!   PHP and Rack backends read `X_Consumer_Id` (and PHP's built-in server
+//!   `X.Consumer.Id`) as `X-Consumer-Id`, so such a spelling would carry
+//!   an identity or forwarding header past the gateway's removal of the
+//!   client's, or a value past a header's validation. No field the
+//!   gateway reads or writes has one.
 //!
 //! The own codec notes `Facts` header by header in its one pass over a head;
 //! hyper's requests are admitted from their map (`parsed`).
@@ -235,11 +238,11 @@ fn refused_method(method: &Method) -> Result<(), Refusal> {
 /// Whether a field name read from the wire is dropped (see the module's note).
 #[inline]
 pub fn dropped_name(name: &[u8]) -> bool {
-    name.contains(&b'_')
+    name.iter().any(|&b| !(b.is_ascii_alphanumeric() || b == b'-'))
 }
 
 /// Removes the fields whose names are dropped.
-fn drop_underscored(headers: &mut HeaderMap) {
+fn drop_invalid_names(headers: &mut HeaderMap) {
     if headers.keys().any(|n| dropped_name(n.as_str().as_bytes())) {
         let names: Vec<HeaderName> = headers.keys().filter(|n| dropped_name(n.as_str().as_bytes())).cloned().collect();
         for name in names {
@@ -271,7 +274,7 @@ pub fn parsed<B>(req: &mut http::Request<B>, max_field_section: usize, max_field
         }
         join_cookies(req.headers_mut());
     }
-    drop_underscored(req.headers_mut());
+    drop_invalid_names(req.headers_mut());
     let headers = req.headers();
     let facts = Facts::of(headers);
     let host = || headers.get(header::HOST).map(|v| v.as_bytes().to_vec());

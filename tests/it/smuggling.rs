@@ -151,6 +151,8 @@ const REQUESTS: &[Row] = &[
     cut!("HTTP/1.x with a letter", b"GET /public/a HTTP/1.x\r\nHost: x\r\n\r\n", 400),
     passed("underscored names, which a CGI backend reads as identity and framing headers",
         b"GET /public/a HTTP/1.1\r\nHost: x\r\nX_Consumer_Id: admin\r\nX_Forwarded_For: 10.0.0.1\r\nX_Request_Id: evil\r\nTransfer_Encoding: chunked\r\nContent_Length: 5\r\n\r\n"),
+    passed("dotted and other non-alphanumeric names, which PHP's server reads as `_` and so as `-`",
+        b"GET /public/a HTTP/1.1\r\nHost: x\r\nX.Consumer.Id: admin\r\nX.Forwarded.For: 10.0.0.1\r\nTransfer.Encoding: chunked\r\nContent.Length: 5\r\nX~Tenant: a\r\nX'Tenant: b\r\n\r\n"),
     cut!("garbage chunk size, a request behind",
         b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n0\r\n\r\nGET /admin/smuggled HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     cut!("chunk size of 20 digits, a request behind",
@@ -356,6 +358,11 @@ fn upstream_read_what_the_gateway_framed(rec: &Recorder, before: usize, forwarde
         // CGI-style backends read `_` as `-`: `X_Consumer_Id` would pass for
         // an identity header (review of December 2026, second round).
         assert!(req.headers.iter().all(|(n, _)| !n.contains('_')), "{name}: an underscored name {req:?}");
+        // And PHP's built-in server reads `.` as `_`: only letters, digits and `-`.
+        assert!(
+            req.headers.iter().all(|(n, _)| n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')),
+            "{name}: a name NGINX would drop {req:?}"
+        );
     }
 }
 
@@ -687,6 +694,7 @@ const H2_REQUESTS: &[H2Row] = &[
     H2Row { name: "Host agreeing with :authority", fields: h2_get!((b"host", b"X:80")), data: None, status: 200, forwarded: 1 },
     h2_refused("two authorization fields", h2_get!((b"authorization", b"Bearer a"), (b"authorization", b"Bearer b")), None),
     H2Row { name: "underscored names", fields: h2_get!((b"x_consumer_id", b"admin"), (b"x_forwarded_for", b"10.0.0.1")), data: None, status: 200, forwarded: 1 },
+    H2Row { name: "dotted names", fields: h2_get!((b"x.consumer.id", b"admin"), (b"x.forwarded.for", b"10.0.0.1"), (b"x~tenant", b"a")), data: None, status: 200, forwarded: 1 },
     h2_refused("H2.CL: DATA longer than content-length", h2_post!((b"content-length", b"5")), Some(b"helloGET /admin/smuggled HTTP/1.1\r\nHost: x\r\n\r\n")),
     h2_refused("H2.CL: DATA shorter than content-length", h2_post!((b"content-length", b"50")), Some(b"hello")),
     h2_refused("H2.CL: a content-length list", h2_post!((b"content-length", b"5, 5")), Some(b"hello")),
