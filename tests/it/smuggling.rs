@@ -880,7 +880,9 @@ async fn method_overrides_are_refused_before_the_upstream() {
         assert_eq!(conn.outcome(1).await, Outcome::Status(400));
     }
     // Symfony and Laravel read `_method` from a POST's query too (PHP: `.method` is `_method`).
-    for query in ["_method=DELETE", "a=1&%5Fmethod=delete", ".method=PUT"] {
+    // And PHP ends a name at a NUL: `_method%00` is its `_method`.
+    for query in ["_method=DELETE", "a=1&%5Fmethod=delete", ".method=PUT", "_method%00=DELETE", "%20_method%00x[]=PUT"]
+    {
         let probe = format!("POST /public/q?{query} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
         assert_eq!(exchange(gw.addr, probe.as_bytes()).await.unwrap().status, 400, "{query}");
     }

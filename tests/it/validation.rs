@@ -401,6 +401,17 @@ async fn an_openapi_document_routes_validates_and_authenticates() {
     let r = call(&gw, "GET", "/v1/pets", &[("cookie", "session=s3cret; x=1,page_size=500")], "").await;
     assert_eq!(errors(&r), vec![("cookie".into(), "page_size".into())]);
     assert!(!r.text().contains("s3cret") && !r.text().contains("loud"), "{}", r.text());
+    // Other spellings PHP (`.`, space, brackets, a NUL) or ASP.NET (case) read as a declared cookie.
+    for (cookie, name) in [
+        ("page.size=500; page_size=1", "page.size"),
+        ("page_size=1; page%20size=500", "page size"),
+        ("page_size[]=500", "page_size[]"),
+        ("PAGE_SIZE=500", "PAGE_SIZE"),
+        ("page_size%00=500", "page_size\0"),
+    ] {
+        let r = call(&gw, "GET", "/v1/pets", &[("cookie", &format!("session=s3cret; {cookie}"))], "").await;
+        assert_eq!(errors(&r), vec![("cookie".into(), name.into())], "{cookie}: {}", r.text());
+    }
 
     // Security from the document: createPet and deletePet need the API key.
     assert_eq!(call(&gw, "POST", "/v1/pets", &json, r#"{"name":"Rex"}"#).await.status, 401);
@@ -1178,9 +1189,16 @@ async fn spellings_a_framework_reads_as_a_declared_parameter_are_refused() {
     // A declared array sent as `ids[]` only (jQuery, axios, PHP forms): its values, checked.
     assert_eq!(status("q=ab&ids[]=1&ids[]=2").await.status, 200);
     assert_eq!(errors(&status("q=ab&ids[]=1&ids[]=x").await), vec![("query".to_string(), "ids/1".to_string())]);
-    for (q, pointer) in
-        [("q=ab&Q=x", "Q"), ("q=ab&q[]=x", "q[]"), ("q=ab&q[0]=x", "q[0]"), ("q=ab&ids=1&ids[]=x", "ids[]")]
-    {
+    // PHP ends a name at a NUL: `q%00=x` is its `q`, overwriting the checked one.
+    for (q, pointer) in [
+        ("q=ab&Q=x", "Q"),
+        ("q=ab&q[]=x", "q[]"),
+        ("q=ab&q[0]=x", "q[0]"),
+        ("q=ab&ids=1&ids[]=x", "ids[]"),
+        ("q=ab&q%00=x", "q\0"),
+        ("q=ab&q%00junk=x", "q\0junk"),
+        ("q=ab&other%01=x", "other\u{1}"),
+    ] {
         let r = status(q).await;
         assert_eq!(errors(&r), vec![("query".to_string(), pointer.to_string())], "{q}: {}", r.text());
     }
@@ -1295,6 +1313,9 @@ async fn form_bodies_follow_refs_and_refuse_other_spellings_of_a_field() {
     assert_eq!(ok.status, 200, "{}", ok.text());
     let bad = post(&s, "/pets", form, "name=doggie&owner[email]=aaaaaaaaaaaaaaa", None).await;
     assert_eq!(errors(&bad), vec![("body".into(), "/owner/email".into())]);
+    // PHP ends a field's name at a NUL: `role%00` is its `role`.
+    let bad = post(&s, "/pets", form, "name=doggie&role=user&role%00=admin", None).await;
+    assert_eq!(errors(&bad), vec![("body".into(), "/role\0".into())], "{}", bad.text());
     let bad = post(&s, "/pets", form, "name=doggie&owner[role]=admin", None).await;
     assert_eq!(bad.status, 400, "a member the object does not allow: {}", bad.text());
     // Sent plain beside its members: the service keeps one, so both are refused.

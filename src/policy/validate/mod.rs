@@ -426,6 +426,7 @@ impl Compiled {
         }
         if !self.query.is_empty() || self.deny_other_query {
             let pairs = params::query_pairs(req.uri.query().unwrap_or(""));
+            problems.extend(pairs.iter().filter_map(|(k, _)| params::control_in_name("query", k, k.clone())));
             let bracketed: Vec<String> = self.query.iter().filter_map(|p| p.bracket_spelling(&pairs)).collect();
             for p in &self.query {
                 if p.is_deep_object() {
@@ -470,6 +471,9 @@ impl Compiled {
             let values: Vec<&str> = values.iter().map(String::as_str).collect();
             p.check("cookie", &values, &mut problems);
         }
+        if !self.cookies.is_empty() {
+            self.other_cookie_spellings(&req.headers, &mut problems);
+        }
         problems
     }
 
@@ -504,6 +508,34 @@ impl Compiled {
                     cut(k)
                 );
                 problems.push(Problem { place: "query", pointer: k.clone(), detail });
+            }
+        }
+    }
+
+    /// Cookies a service could read as a declared one though the gateway
+    /// checked another (PHP reads `page.size` and `page_size[]` as
+    /// `page_size`, ASP.NET `PAGE_SIZE`), or whose name holds a control
+    /// character: refused, as their query counterparts are.
+    fn other_cookie_spellings(&self, headers: &http::HeaderMap, problems: &mut Vec<Problem>) {
+        for k in params::cookie_names(headers) {
+            if problems.iter().any(|q| q.place == "cookie" && q.pointer == k) {
+                continue;
+            }
+            if let Some(problem) = params::control_in_name("cookie", &k, k.clone()) {
+                problems.push(problem);
+                continue;
+            }
+            if self.cookies.iter().any(|c| c.name == k) {
+                continue;
+            }
+            if let Some(c) = self.cookies.iter().find(|c| params::read_as(&k, &c.name)) {
+                let detail = format!(
+                    "`{}` is read as the cookie `{}` by some frameworks (case, brackets, PHP's `.` and spaces): send it once, as `{}`",
+                    cut(&k),
+                    c.name,
+                    c.name
+                );
+                problems.push(Problem { place: "cookie", pointer: k, detail });
             }
         }
     }

@@ -586,6 +586,21 @@ pub fn cookie_values(headers: &http::HeaderMap, name: &str) -> Vec<String> {
     values
 }
 
+/// The cookie names in the request's `Cookie` fields, as `cookie_values`
+/// reads them (after `;`, and after `,` for the older parsers), trimmed
+/// and percent-decoded (PHP decodes cookie names).
+pub fn cookie_names(headers: &http::HeaderMap) -> Vec<String> {
+    let mut names = Vec::new();
+    for pair in headers.get_all(http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';'))
+    {
+        let Some((k, v)) = pair.split_once('=') else { continue };
+        names.push(decode_path(k.trim()));
+        names
+            .extend(v.split(',').skip(1).filter_map(|piece| piece.split_once('=')).map(|(k, _)| decode_path(k.trim())));
+    }
+    names
+}
+
 /// A path segment's value, percent-decoded (`+` stays a plus).
 pub fn decode_path(s: &str) -> String {
     percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
@@ -614,7 +629,8 @@ pub fn read_as(sent: &str, name: &str) -> bool {
                 || other_case_head(k, base)
                 || k.strip_prefix(base).is_some_and(|rest| rest.len() > 1 && rest.starts_with('.')))
     };
-    let trimmed = sent.trim_start_matches(' ');
+    // PHP ends a name at a NUL (`limit%00x` is its `limit`) and drops leading spaces.
+    let trimmed = sent.split('\0').next().unwrap_or("").trim_start_matches(' ');
     // PHP turns `.` and spaces before the first bracket into `_`; a bracket
     // that never closes becomes `_` itself, and the rest stays as it is.
     let php: String = match trimmed.find('[') {
@@ -623,6 +639,16 @@ pub fn read_as(sent: &str, name: &str) -> bool {
         None => trimmed.replace(['.', ' '], "_"),
     };
     alike(sent) || (php != sent && (php == name || alike(&php)))
+}
+
+/// A problem for a parameter, field or cookie name (decoded) holding a
+/// control character: PHP cuts a name at a NUL (`limit%00=500` is its
+/// `limit`, overwriting the checked one), and no name needs one.
+pub fn control_in_name(place: &'static str, name: &str, pointer: String) -> Option<Problem> {
+    name.chars().any(char::is_control).then(|| {
+        let detail = format!("`{}` has a control character in its name", name.escape_default());
+        Problem { place, pointer, detail }
+    })
 }
 
 /// Whether `sent`'s name before its first `[` or `.` is `base` in another case.
@@ -725,6 +751,7 @@ pub fn form_object(bytes: &[u8], properties: &Map<String, Value>, problems: &mut
     }
     let mut fields: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (k, v) in pairs {
+        problems.extend(control_in_name("body", &k, format!("/{}", super::pointer_token(&k))));
         fields.entry(k).or_default().push(v);
     }
     // `tags[]=a&tags[]=b` for a declared array `tags` (and no `tags` beside
@@ -746,7 +773,7 @@ pub fn form_object(bytes: &[u8], properties: &Map<String, Value>, problems: &mut
     // `user[email]=a`, `tax_ids[0][type]=vat`: the declared object or array they build.
     let nested = super::form_nesting::nest(&mut fields, properties, problems);
     // `role=user&role[]=admin`: PHP's `$_POST['role']` is `['admin']`, unchecked.
-    for k in fields.keys().filter(|k| !properties.contains_key(*k)) {
+    for k in fields.keys().filter(|k| !properties.contains_key(*k) && !k.chars().any(char::is_control)) {
         if let Some(name) = properties.keys().find(|name| read_as(k, name)) {
             let detail = format!(
                 "`{}` is read as the field `{name}` by some frameworks (case, brackets, PHP's `.` and spaces): send it once, as `{name}`",
