@@ -14,19 +14,37 @@ pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-p
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Headers that claim the client's address, scheme, port, prefix or
-/// original URL in the ways frameworks read them (Rack takes the scheme
-/// from `X-Forwarded-Ssl`, Spring and Werkzeug honour `X-Forwarded-Port`
-/// and `-Prefix`, Symfony `X-Original-URL`, many apps `X-Real-IP`): the
-/// gateway sets `X-Forwarded-For/Proto/Host` itself, and these are only
-/// passed on from a trusted proxy, which may have set them. So are the
-/// client certificate claims that TLS-terminating proxies send (RFC 9440's
-/// `Client-Cert`, Envoy's `X-Forwarded-Client-Cert`, NGINX-style
-/// `X-SSL-Client-*`, Traefik's, AWS's, Azure's): a service behind the
-/// gateway that reads one would take a client's word for its identity.
+/// Headers that claim the client's address, scheme, port, host, prefix,
+/// original URL or identity in the ways frameworks and other proxies
+/// write them (Rack takes the scheme from `X-Forwarded-Ssl`, Spring and
+/// Werkzeug honour `X-Forwarded-Port` and `-Prefix`, Symfony
+/// `X-Original-URL`, many apps `X-Real-IP` or PHP's `HTTP_CLIENT_IP`,
+/// Cloudflare-aware middleware `CF-Connecting-IP`; services moved from
+/// behind Kong read `X-Consumer-Username` and `X-Authenticated-Userid`,
+/// from behind oauth2-proxy or Authelia `X-Forwarded-User` and
+/// `Remote-User`): the gateway sets `X-Forwarded-For/Proto/Host` and its
+/// own identity headers itself, and these are only passed on from a
+/// trusted proxy, which may have set them. So are the client certificate
+/// claims that TLS-terminating proxies send (RFC 9440's `Client-Cert`,
+/// Envoy's `X-Forwarded-Client-Cert`, NGINX-style `X-SSL-Client-*`,
+/// Traefik's, AWS's, Azure's): a service behind the gateway that reads one
+/// would take a client's word for its identity.
 pub const CLIENT_CLAIMS: &[&str] = &[
     "client-cert",
     "client-cert-chain",
+    "ssl-client-cert",
+    "ssl-client-verify",
+    "true-client-ip",
+    "client-ip",
+    "cf-connecting-ip",
+    "cf-connecting-ipv6",
+    "fastly-client-ip",
+    "forwarded-for",
+    "front-end-https",
+    "remote-user",
+    "remote-groups",
+    "remote-email",
+    "remote-name",
     "x-forwarded-client-cert",
     "x-forwarded-tls-client-cert",
     "x-forwarded-tls-client-cert-info",
@@ -35,61 +53,90 @@ pub const CLIENT_CLAIMS: &[&str] = &[
     "x-ssl-client-s-dn",
     "x-ssl-client-i-dn",
     "x-ssl-client-verify",
-    "ssl-client-cert",
-    "ssl-client-verify",
     "x-client-cert",
     "x-client-verify",
     "x-client-dn",
     "x-arr-clientcert",
     "x-amzn-mtls-clientcert",
     "x-real-ip",
-    "true-client-ip",
     "x-client-ip",
     "x-cluster-client-ip",
+    "x-proxyuser-ip",
+    "x-forwarded",
     "x-forwarded-ssl",
     "x-forwarded-scheme",
     "x-url-scheme",
-    "front-end-https",
     "x-forwarded-port",
     "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-forwarded-uri",
     "x-original-url",
+    "x-original-uri",
     "x-rewrite-url",
+    "x-envoy-original-path",
+    "x-host",
+    "x-original-host",
+    "x-http-host-override",
+    "x-consumer-username",
+    "x-consumer-custom-id",
+    "x-credential-identifier",
+    "x-anonymous-consumer",
+    "x-authenticated-userid",
+    "x-authenticated-scope",
+    "x-authenticated-groups",
+    "x-forwarded-user",
+    "x-forwarded-groups",
+    "x-forwarded-email",
+    "x-forwarded-preferred-username",
+    "x-forwarded-access-token",
+    "x-remote-user",
+    "x-webauth-user",
 ];
 
-/// The lengths of [`CLIENT_CLAIMS`]' names, as bits (each is under 64).
-const CLAIM_LENGTHS: u64 = {
+/// The lengths of the names of [`CLIENT_CLAIMS`] that start (`true`) or do
+/// not start with `x-`, as bits (each is under 64): most names a client
+/// sends (`accept`, `cookie`, `authorization`) have a length no claim of
+/// their kind has, one bit test instead of sixty compares.
+const fn claim_lengths(x: bool) -> u64 {
     let mut mask = 0u64;
     let mut i = 0;
     while i < CLIENT_CLAIMS.len() {
-        mask |= 1 << CLIENT_CLAIMS[i].len();
+        let b = CLIENT_CLAIMS[i].as_bytes();
+        if (b[0] == b'x' && b[1] == b'-') == x {
+            mask |= 1 << b.len();
+        }
         i += 1;
     }
     mask
-};
+}
+const X_CLAIM_LENGTHS: u64 = claim_lengths(true);
+const OTHER_CLAIM_LENGTHS: u64 = claim_lengths(false);
 
 /// Whether `name` is one of [`CLIENT_CLAIMS`], or by its shape a claim
-/// about a client certificate (every proxy names its own: HAProxy's
-/// `X-SSL-Client-*`, AWS's `X-Amzn-Mtls-Clientcert-*`, Google's
-/// `X-Client-Cert-*`, Cloudflare's `Cf-Client-Cert-*`; a fixed list
-/// always misses one).
+/// about a client certificate or a login (every proxy names its own:
+/// HAProxy's `X-SSL-Client-*`, AWS's `X-Amzn-Mtls-Clientcert-*`, Google's
+/// `X-Client-Cert-*`, Cloudflare's `Cf-Client-Cert-*`, oauth2-proxy's
+/// `X-Auth-Request-*`; a fixed list always misses one).
 pub fn is_client_claim(name: &HeaderName) -> bool {
-    // Most names have a length no claim has: one bit test, not thirty compares.
     let s = name.as_str();
-    (s.len() < 64 && CLAIM_LENGTHS & (1 << s.len()) != 0 && CLIENT_CLAIMS.contains(&s)) || certificate_claim(s)
+    let lengths = if s.starts_with("x-") { X_CLAIM_LENGTHS } else { OTHER_CLAIM_LENGTHS };
+    (s.len() < 64 && lengths & (1 << s.len()) != 0 && CLIENT_CLAIMS.contains(&s)) || shaped_claim(s)
 }
 
 /// `x-ssl-*`, `ssl-client*`, `x-amzn-mtls-*`, `cf-client-cert*`, an
-/// `x-` name holding `client-cert`, `clientcert` or `tls-client`, and
-/// `x-client-` with a certificate's part (`dn`, `verify`, `subject`…).
+/// `x-` name holding `client-cert`, `clientcert` or `tls-client`,
+/// `x-client-` with a certificate's part (`dn`, `verify`, `subject`…), and
+/// `x-auth-request-*` (oauth2-proxy's user, email, groups and token).
 /// Names that start otherwise (`content-type`, `cookie`) are passed over
 /// at their first bytes.
-fn certificate_claim(s: &str) -> bool {
+fn shaped_claim(s: &str) -> bool {
     // Only parts that name a certificate's: `X-Client-Fingerprint` or
     // `X-Client-Serial` are as often a device's.
     const X_CLIENT_PARTS: &[&str] = &["dn", "s-dn", "i-dn", "verify"];
     if let Some(rest) = s.strip_prefix("x-") {
         rest.starts_with("ssl-")
             || rest.starts_with("amzn-mtls-")
+            || rest.starts_with("auth-request-")
             || rest.contains("client-cert")
             || rest.contains("clientcert")
             || rest.strip_prefix("client-").is_some_and(|part| X_CLIENT_PARTS.contains(&part))
@@ -242,6 +289,14 @@ mod tests {
             "cookie",
             "x-client-fingerprint",
             "x-client-serial",
+            "accept",
+            "origin",
+            "x-hosts",
+            "forwarded",
+            "x-forwarded-host",
+            "x-forwarded-proto",
+            "remote-addr",
+            "x-auth-token",
         ] {
             assert!(!is_client_claim(&HeaderName::from_static(other)), "{other}");
         }
@@ -255,6 +310,8 @@ mod tests {
             "x-client-certificate",
             "cf-client-cert-sha256",
             "x-forwarded-tls-client-cert-info",
+            "x-auth-request-user",
+            "x-auth-request-access-token",
         ] {
             assert!(is_client_claim(&HeaderName::from_static(shaped)), "{shaped}");
         }

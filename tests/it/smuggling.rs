@@ -835,7 +835,10 @@ async fn client_claims_and_proxy_lines_are_not_written_upstream() {
     let probe = b"GET /public/a HTTP/1.1\r\nHost: x\r\nX-Real-IP: 10.0.0.1\r\nx-forwarded-SSL: on\r\n\
         X-Original-URL: /admin\r\nProxy: http://127.0.0.1:9/\r\nX-Rewrite-URL: /admin\r\n\
         HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nX-Forwarded-Client-Cert: Subject=\"CN=root\"\r\n\
-        x-SSL-cert: -----BEGIN\r\nClient-Cert: :MIIB:\r\nX-Amzn-Mtls-Clientcert-Subject: CN=root\r\n\r\n";
+        x-SSL-cert: -----BEGIN\r\nClient-Cert: :MIIB:\r\nX-Amzn-Mtls-Clientcert-Subject: CN=root\r\n\
+        Client-IP: 10.0.0.1\r\nCF-Connecting-IP: 10.0.0.1\r\nX-Forwarded-Uri: /admin\r\nX-Host: internal\r\n\
+        X-Consumer-Username: admin\r\nX-Authenticated-Userid: admin\r\nX-Forwarded-User: admin\r\n\
+        X-Auth-Request-Email: root@x\r\nRemote-User: admin\r\n\r\n";
     assert_eq!(exchange(gw.addr, probe).await.unwrap().status, 200);
     rec.wait_for("/public/a").await;
     let seen = &rec.requests()[0];
@@ -850,6 +853,15 @@ async fn client_claims_and_proxy_lines_are_not_written_upstream() {
         "x-ssl-cert",
         "client-cert",
         "x-amzn-mtls-clientcert-subject",
+        "client-ip",
+        "cf-connecting-ip",
+        "x-forwarded-uri",
+        "x-host",
+        "x-consumer-username",
+        "x-authenticated-userid",
+        "x-forwarded-user",
+        "x-auth-request-email",
+        "remote-user",
     ] {
         assert!(seen.header(name).is_none(), "{name} reached the upstream: {seen:?}");
     }
