@@ -563,6 +563,14 @@ async fn through_hyper(
     in_flight: crate::upstream::InFlight,
     timeout: std::time::Duration,
 ) -> Result<Response<Body>, GatewayError> {
+    let mut req = req;
+    if crate::wire::edits::RequestFraming::of(req.method(), req.body()).body_may_be_misread(req.method())
+        && req.version() != http::Version::HTTP_2
+    {
+        // As the own codec does (`body_may_be_misread`): hyper does not
+        // reuse a connection whose request said `close`.
+        req.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let sent = upstream.client.request(req);
     let mut resp = match tokio::time::timeout(timeout, sent).await {
         Err(_) => {

@@ -71,6 +71,23 @@ impl RequestFraming {
     pub fn has_body(self) -> bool {
         !matches!(self, RequestFraming::Empty | RequestFraming::Length(0))
     }
+
+    /// Whether the request carries a body on a method some servers read
+    /// without one (`GET`, `HEAD`, `DELETE`, `OPTIONS`: static-file and
+    /// redirect handlers that skip `Content-Length` there, the "CL.0"
+    /// desync): such a server would read the body as the connection's next
+    /// request, one no policy looked at, and its answer would go to
+    /// whichever client the pooled connection served next. So that request
+    /// goes with `Connection: close` and its connection is never reused
+    /// (NGINX and Envoy reuse it). Elasticsearch-style `GET` bodies still
+    /// work, one connection each.
+    pub fn body_may_be_misread(self, method: &Method) -> bool {
+        self.has_body()
+            && (*method == Method::GET
+                || *method == Method::DELETE
+                || *method == Method::OPTIONS
+                || *method == Method::HEAD)
+    }
 }
 
 impl<'a> HeaderEdits<'a> {

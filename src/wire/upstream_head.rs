@@ -76,6 +76,9 @@ pub fn encode_head(
         RequestFraming::Length(n) => field::write(out, b"content-length", field::decimal(n, &mut [0; 20])),
         RequestFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
+    if framing.body_may_be_misread(&parts.method) {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
     out.extend_from_slice(b"\r\n");
 }
 
@@ -547,6 +550,10 @@ mod tests {
             let mut map = parts.headers.clone();
             edits.apply(&mut map, framing);
             let mut mapped: Vec<String> = map.iter().map(|(n, v)| format!("{n}: {}", v.to_str().unwrap())).collect();
+            // A `GET` with a body goes with `close` (added for hyper by the forwarder).
+            if framing.body_may_be_misread(&parts.method) {
+                mapped.push("connection: close".into());
+            }
             mapped.sort();
             let fields = fields_of(&streamed);
             assert_eq!(fields, mapped);

@@ -460,6 +460,48 @@ async fn heads_in_pieces_are_framed_like_whole_ones() {
     upstream_read_what_the_gateway_framed(&rec, before, 0, "framing split across pieces");
 }
 
+/// A body on a method some servers read without one (`GET`, `DELETE`,
+/// `OPTIONS`, `HEAD`: the "CL.0" desync, review of December 2026): it goes
+/// upstream framed as sent, with `Connection: close`, and its connection is
+/// never reused, so a server that read the body as a second request cannot
+/// answer it to the next client. A `POST`'s connection is reused as before.
+#[tokio::test]
+async fn a_body_on_a_bodiless_method_never_shares_its_upstream_connection() {
+    let rec = Recorder::start().await;
+    let gw = gateway_for(&rec).await;
+    let inner = "GET /admin/smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    for method in ["GET", "DELETE", "OPTIONS"] {
+        let probe =
+            format!("{method} /public/{method} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{inner}", inner.len());
+        assert_eq!(exchange(gw.addr, probe.as_bytes()).await.unwrap().status, 200, "{method}");
+        let path = format!("/public/{method}");
+        rec.wait_for(&path).await;
+        let next = format!("/public/after-{method}");
+        assert_eq!(
+            exchange(gw.addr, format!("GET {next} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap().status,
+            200
+        );
+        rec.wait_for(&next).await;
+        let seen = rec.requests();
+        let probe = seen.iter().find(|r| r.target == path).unwrap();
+        assert_eq!((probe.header("connection"), &probe.body[..]), (Some("close"), inner.as_bytes()), "{method}");
+        let after = seen.iter().find(|r| r.target == next).unwrap();
+        assert_ne!(after.connection, probe.connection, "{method}: its connection was reused");
+    }
+    // A POST's body is expected: its connection serves the next request.
+    let post = format!("POST /public/post HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{inner}", inner.len());
+    assert_eq!(exchange(gw.addr, post.as_bytes()).await.unwrap().status, 200);
+    rec.wait_for("/public/post").await;
+    assert_eq!(exchange(gw.addr, b"GET /public/after-post HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap().status, 200);
+    rec.wait_for("/public/after-post").await;
+    let seen = rec.requests();
+    let (post, after) = (
+        seen.iter().find(|r| r.target == "/public/post").unwrap(),
+        seen.iter().find(|r| r.target == "/public/after-post").unwrap(),
+    );
+    assert_eq!((post.header("connection"), after.connection), (None, post.connection));
+}
+
 #[tokio::test]
 async fn oversized_heads_are_refused_before_the_upstream() {
     let rec = Recorder::start().await;

@@ -260,6 +260,7 @@ impl H1Pool {
                 received: false,
                 interim: 0,
                 method: &parts.method,
+                misreadable_body: framing.body_may_be_misread(&parts.method),
                 deadline,
             };
             match std::future::poll_fn(|cx| exchange.poll(cx)).await {
@@ -376,6 +377,9 @@ struct Exchange<'a> {
     /// Interim (1xx) responses skipped so far, whatever the reads they came in.
     interim: usize,
     method: &'a Method,
+    /// A body some servers would misread (`RequestFraming::body_may_be_misread`):
+    /// the connection is not reused.
+    misreadable_body: bool,
     /// The request timeout.
     deadline: Instant,
 }
@@ -481,7 +485,7 @@ impl Exchange<'_> {
                     // connection next: a HEAD's connection is not reused.
                     // HEAD is rare in API traffic; the check above only sees
                     // bytes that came with the head.
-                    if self.method == http::Method::HEAD {
+                    if self.method == http::Method::HEAD || self.misreadable_body {
                         head.keep_alive = false;
                     }
                     let conn = self.conn.take().expect("checked above");
