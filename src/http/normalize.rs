@@ -86,7 +86,8 @@ fn is_already_normal(bytes: &[u8], opts: &Options) -> bool {
     for (i, &b) in bytes.iter().enumerate() {
         match b {
             b'%' | b'\\' | b';' | 0..=0x1f | 0x7f..=0xff => return false,
-            b'/' if prev == b'/' && opts.merge_slashes => return false,
+            // A leading `//` is merged whatever `merge_slashes` says (below).
+            b'/' if prev == b'/' && (opts.merge_slashes || i == 1) => return false,
             b'.' if prev == b'/' => {
                 // `/.` starts a dot segment only if followed by `/`, `.`, `;` or the end.
                 match bytes.get(i + 1) {
@@ -210,7 +211,11 @@ fn resolve_segments(path: &str, opts: &Options) -> Result<String, PathError> {
                 trailing_slash = is_last;
             }
             "" if is_last => trailing_slash = true,
-            "" if opts.merge_slashes => {}
+            // With `merge_slashes: false` too, no path begins with `//`:
+            // URL parsers (Node's `new URL(path, base)`) read
+            // `//evil.example/admin` as a host and the path `/admin`, one
+            // the gateway did not route.
+            "" if opts.merge_slashes || stack.is_empty() => {}
             _ => {
                 stack.push(seg);
                 trailing_slash = false;
@@ -285,7 +290,12 @@ mod tests {
     fn merges_slashes_when_asked() {
         assert_eq!(norm("//a///b").unwrap(), "/a/b");
         let keep = Options { merge_slashes: false, ..Default::default() };
-        assert_eq!(normalize("//a///b", &keep).unwrap(), "//a///b");
+        assert_eq!(normalize("/a///b//", &keep).unwrap(), "/a///b//");
+        // A leading run is one slash anyway: `//host/x` is an authority to URL parsers.
+        assert_eq!(normalize("//a///b", &keep).unwrap(), "/a///b");
+        assert_eq!(normalize("///evil.example/admin", &keep).unwrap(), "/evil.example/admin");
+        assert_eq!(normalize("/.//evil.example/x", &keep).unwrap(), "/evil.example/x");
+        assert_eq!(normalize("/a/..//evil.example/x", &keep).unwrap(), "/evil.example/x");
     }
 
     #[test]
@@ -364,6 +374,7 @@ mod tests {
             let again = normalize(&normal, &opts).map_err(|e| TestCaseError::fail(format!("{normal}: {e}")))?;
             prop_assert_eq!(&again, &normal);
             prop_assert!(normal.starts_with('/'));
+            prop_assert!(!normal.starts_with("//"), "{}", normal);
             for segment in normal.split('/') {
                 prop_assert!(segment != "." && segment != "..", "{}", normal);
                 prop_assert!(!segment.contains(';'), "{}", normal);

@@ -91,12 +91,23 @@ pub enum PathRewrite {
 impl PathRewrite {
     /// Applies the rewrite to a matched, normalized path. The route's match
     /// guarantees that the prefix is there (checked when the config compiles).
+    ///
+    /// A result that begins with `//` (`/svc//evil.example/x` stripped of
+    /// `/svc` with `merge_slashes: false`, or a template's empty capture)
+    /// begins with one slash: URL parsers (Node's `new URL(path, base)`,
+    /// browsers) read `//evil.example/x` as a host and a path `/x` the
+    /// gateway never routed.
     pub fn apply<'p>(&self, path: &'p str, values: &[&str]) -> Cow<'p, str> {
-        match self {
-            PathRewrite::StripPrefix(prefix) => Cow::Owned(replace_prefix(path, prefix, "")),
-            PathRewrite::ReplacePrefix { from, to } => Cow::Owned(replace_prefix(path, from, to)),
-            PathRewrite::Template(t) => Cow::Owned(t.render(values)),
+        let mut out = match self {
+            PathRewrite::StripPrefix(prefix) => replace_prefix(path, prefix, ""),
+            PathRewrite::ReplacePrefix { from, to } => replace_prefix(path, from, to),
+            PathRewrite::Template(t) => t.render(values),
+        };
+        if out.starts_with("//") {
+            let slashes = out.len() - out.trim_start_matches('/').len();
+            out.replace_range(..slashes - 1, "");
         }
+        Cow::Owned(out)
     }
 }
 
@@ -122,6 +133,9 @@ mod tests {
         assert_eq!(strip.apply("/v1", &[]), "/");
         let rep = PathRewrite::ReplacePrefix { from: "/api".into(), to: "/internal/".into() };
         assert_eq!(rep.apply("/api/x", &[]), "/internal/x");
+        // `merge_slashes: false` keeps inner runs: never a leading `//` (an authority to URL parsers).
+        assert_eq!(strip.apply("/v1//evil.example/x", &[]), "/evil.example/x");
+        assert_eq!(strip.apply("/v1///x", &[]), "/x");
         assert_eq!(rep.apply("/api", &[]), "/internal");
     }
 

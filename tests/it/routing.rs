@@ -258,6 +258,38 @@ routes:
     }
 }
 
+/// With `merge_slashes: false`, what goes upstream never begins with `//`
+/// (Node's `new URL(path, base)` reads `//evil.example/x` as a host and the
+/// path `/x`): a leading run of slashes is one, before routing, and a
+/// rewrite's result is cut to one slash. Inner runs stay.
+#[tokio::test]
+async fn no_forwarded_path_begins_with_two_slashes() {
+    let up = Upstream::start("up").await;
+    let gw = gateway(&format!(
+        r#"
+path_normalization: {{ merge_slashes: false }}
+warnings: {{ allow: [ weakened-normalization ] }}
+upstreams: {{ up: {{ targets: [ "{}" ] }} }}
+routes:
+  - {{ name: svc, match: {{ path_prefix: /svc }}, upstream: up, rewrite: {{ strip_prefix: /svc }} }}
+  - {{ name: files, match: {{ path: "/files/{{*rest}}" }}, upstream: up, rewrite: {{ path: "/{{rest}}" }} }}
+  - {{ name: all, match: {{ path_prefix: / }}, upstream: up }}
+"#,
+        up.url()
+    ))
+    .await;
+    for (sent, forwarded) in [
+        ("/svc//evil.example/x", "/evil.example/x"),
+        ("/svc///x", "/x"),
+        ("/files//evil.example/x", "/evil.example/x"),
+        ("//evil.example/x", "/evil.example/x"),
+        ("/a//b", "/a//b"),
+    ] {
+        let seen = get(&gw.url(sent), &[]).await;
+        assert_eq!(seen.json()["path"], forwarded, "{sent}");
+    }
+}
+
 /// With `merge_slashes: false`, a redirect whose parameter starts with an
 /// empty segment does not become a scheme-relative `//host` target.
 #[tokio::test]
