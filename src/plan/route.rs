@@ -173,6 +173,25 @@ fn matrix_params(cfg: &RouteConfig, params: &[Arc<str>]) -> Vec<usize> {
         .collect()
 }
 
+/// A route's path (or prefix) as requests for it arrive once normalized
+/// with the config's `path_normalization`: raw non-ASCII percent-encoded
+/// (`/naïve` is `/na%C3%AFve`), escapes of unreserved characters decoded
+/// (`/%61dmin` is `/admin`), hex in upper case, dot segments resolved. As
+/// Kong 3 does: a protected route written `/caf%c3%a9` would otherwise
+/// never match, and its requests would fall to a broader, open route.
+/// A path that requests can never have (a refused `%2F`, a `;`) is kept
+/// as written: the `unreachable-route-path` warning names it.
+fn as_requests_arrive<'p>(cx: &Ctx, written: &'p str) -> std::borrow::Cow<'p, str> {
+    use crate::http::normalize;
+    let opts = normalize::Options::of(&cx.loaded.config.path_normalization);
+    let wire: String =
+        written.bytes().map(|b| if b.is_ascii() { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
+    match normalize::normalize(&wire, &opts) {
+        Ok(n) if n != written => std::borrow::Cow::Owned(n.into_owned()),
+        _ => std::borrow::Cow::Borrowed(written),
+    }
+}
+
 fn compile_match(cx: &mut Ctx, at: &str, m: &MatchConfig) -> Option<Matcher> {
     let before = cx.errors.len();
     let host = match &m.host {
@@ -187,8 +206,12 @@ fn compile_match(cx: &mut Ctx, at: &str, m: &MatchConfig) -> Option<Matcher> {
             cx.err(format!("{at}.path_prefix"), "use either `path` or `path_prefix`, not both");
             None
         }
-        (Some(p), None) => PathPattern::parse_path(p).map_err(|e| cx.err(format!("{at}.path"), e)).ok(),
-        (None, Some(p)) => PathPattern::parse_prefix(p).map_err(|e| cx.err(format!("{at}.path_prefix"), e)).ok(),
+        (Some(p), None) => {
+            PathPattern::parse_path(&as_requests_arrive(cx, p)).map_err(|e| cx.err(format!("{at}.path"), e)).ok()
+        }
+        (None, Some(p)) => PathPattern::parse_prefix(&as_requests_arrive(cx, p))
+            .map_err(|e| cx.err(format!("{at}.path_prefix"), e))
+            .ok(),
         (None, None) => PathPattern::parse_prefix("/").ok(),
     };
     let methods = m.methods.as_ref().map(|ms| {
@@ -242,7 +265,7 @@ fn compile_match(cx: &mut Ctx, at: &str, m: &MatchConfig) -> Option<Matcher> {
             if v.value.is_some() || v.default {
                 cx.err(vat.clone(), "`value` and `default` go with `header` or `accept_param`, not `path_prefix`");
             }
-            match PathPattern::parse_prefix(prefix) {
+            match PathPattern::parse_prefix(&as_requests_arrive(cx, prefix)) {
                 Ok(p) => path = path.prepend(&p),
                 Err(e) => cx.err(format!("{vat}.path_prefix"), e),
             }
@@ -437,8 +460,10 @@ fn compile_rewrite(
         cx.err(at.clone(), "use one of `strip_prefix`, `replace_prefix` or `path`");
         return (None, host);
     }
-    // A prefix rewrite must name a prefix that every matching path has.
+    // A prefix rewrite must name a prefix that every matching path has
+    // (both as requests arrive: `/naïve` is `/na%C3%AFve`).
     let mut check_prefix = |key: &str, prefix: &str| -> Option<Box<str>> {
+        let prefix = &as_requests_arrive(cx, prefix).into_owned();
         let trimmed = prefix.trim_end_matches('/');
         let segments: Vec<&str> = trimmed.split('/').skip(1).collect();
         let literal: Vec<&str> = matcher.map(|m| m.path.literal_prefix_segments().collect()).unwrap_or_default();

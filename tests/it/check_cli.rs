@@ -318,7 +318,7 @@ routes:
     upstream: used
     validate: {{ query: {{ id: {{ type: string, format: uuuid }}, n: {{ type: integer, minimum: 5, maximum: 1 }}, m: {{ type: string, maxlength: 3 }} }} }}
   - name: pct
-    match: {{ path: "/k/%41" }}
+    match: {{ path: "/k/a%2Fb" }}
     upstream: used
   - {{ name: query, match: {{ path: "/q?x=1" }}, upstream: used }}
 apis:

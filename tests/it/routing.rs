@@ -258,6 +258,35 @@ routes:
     }
 }
 
+/// A route's path is matched as requests arrive once normalized (as Kong
+/// 3 does): written with raw non-ASCII, lower-case hex or an escaped
+/// unreserved character, a protected route still takes its requests,
+/// instead of leaving them to a broader open route (review of December
+/// 2026). A prefix rewrite written the same way still strips.
+#[tokio::test]
+async fn route_paths_are_matched_as_requests_arrive() {
+    let up = Upstream::start("up").await;
+    let gw = gateway(&format!(
+        r#"
+upstreams: {{ up: {{ targets: [ "{}" ] }} }}
+routes:
+  - {{ name: cafe, match: {{ path_prefix: "/caf%c3%a9" }}, static: {{ status: 403, body: closed }} }}
+  - {{ name: naive, match: {{ path_prefix: "/naïve" }}, upstream: up, rewrite: {{ strip_prefix: "/naïve" }} }}
+  - {{ name: admin, match: {{ path: "/%61dmin2/{{id}}" }}, static: {{ status: 403, body: closed }} }}
+  - {{ name: colon, match: {{ path_prefix: "/x%3Ay" }}, static: {{ status: 403, body: closed }} }}
+  - {{ name: all, match: {{ path_prefix: / }}, upstream: up }}
+"#,
+        up.url()
+    ))
+    .await;
+    for path in ["/caf%C3%A9/secret", "/caf%c3%a9/secret", "/admin2/7", "/%61dmin2/7", "/x:y/z", "/x%3Ay/z"] {
+        assert_eq!(get(&gw.url(path), &[]).await.status, 403, "{path}");
+    }
+    let seen = get(&gw.url("/na%C3%AFve/x"), &[]).await;
+    assert_eq!(seen.json()["path"], "/x", "matched by `naive` and stripped");
+    assert_eq!(up.hits(), 1);
+}
+
 /// With `merge_slashes: false`, what goes upstream never begins with `//`
 /// (Node's `new URL(path, base)` reads `//evil.example/x` as a host and the
 /// path `/x`): a leading run of slashes is one, before routing, and a

@@ -305,9 +305,10 @@ fn routes(loaded: &LoadedConfig, found: &mut Found) {
     }
 }
 
-/// A route `path` or `path_prefix` as no request path can be once
-/// normalized (`/k/%41` arrives as `/k/A`, `/r/é` as `/r/%C3%A9`, `/s/../t`
-/// as `/t`; `/r/%2F` and `/m;x` are refused): the route never matches.
+/// A route `path` or `path_prefix` that no request path can be once
+/// normalized (`/r/%2F` and `/m;x` are refused, `?` and `#` are no part of
+/// a path): the route never matches. (`/k/%41`, `/r/é` and `/s/../t` are
+/// matched as they arrive, `/k/A`, `/r/%C3%A9` and `/t`.)
 fn unreachable_paths(loaded: &LoadedConfig, found: &mut Found) {
     use crate::http::normalize;
     let opts = normalize::Options::of(&loaded.config.path_normalization);
@@ -339,12 +340,9 @@ fn unreachable_paths(loaded: &LoadedConfig, found: &mut Found) {
                 .bytes()
                 .map(|b| if b.is_ascii() { (b as char).to_string() } else { format!("%{b:02X}") })
                 .collect();
+            // A path that normalizes is matched as it arrives (`plan::route`).
             let why = match normalize::normalize(&wire, &opts) {
                 Err(e) => format!("requests with such a path are refused ({e})"),
-                Ok(n) if n != wire && n.trim_end_matches('/') != wire.trim_end_matches('/') => {
-                    format!("requests for it arrive normalized as `{n}`")
-                }
-                Ok(_) if wire != literal => format!("clients send it percent-encoded, as `{wire}`: write that"),
                 Ok(_) => continue,
             };
             found.add(
