@@ -34,7 +34,10 @@ pub(super) fn compile(cx: &mut Ctx, name: &str, cfg: &UpstreamConfig, registry: 
         [("connect", cfg.timeouts.connect.0), ("read", cfg.timeouts.read.0), ("request", cfg.timeouts.request.0)]
     {
         if t < std::time::Duration::from_millis(1) {
-            cx.err(format!("{at}.timeouts.{key}"), "at least 1ms: a zero time limit fails every request at once");
+            cx.err(
+                format!("{at}.timeouts.{key}"),
+                "shorter than 1ms: every time limit is at least 1ms (a limit that short fails every request at once)",
+            );
         }
     }
     let conn_limit = cfg.limits.max_connections.map(|max| {
