@@ -43,15 +43,25 @@ pub(super) fn expand(
     let file = base_dir.join(&api.openapi);
     let doc = load(&file).map_err(|e| vec![(format!("{at}.openapi"), e)])?;
     let version = doc.get("openapi").and_then(Value::as_str).unwrap_or("");
-    let v30 = version.starts_with("3.0.");
-    if !v30 && !version.starts_with("3.1.") {
+    // `3.0.3`, `3.1.0`: a patch number, not `3.0.x` or `3.1`.
+    let minor = |m: &str| version.strip_prefix(m).is_some_and(|patch| patch.starts_with(|c: char| c.is_ascii_digit()));
+    let v30 = minor("3.0.");
+    if !v30 && !minor("3.1.") {
         let e = match doc.get("swagger") {
             Some(_) => format!(
                 "`{}` is a Swagger 2.0 document: OpenAPI 3.0.x or 3.1.x is read (convert it, e.g. with \
                  swagger2openapi)",
                 file.display()
             ),
-            None => format!("`{}`: `openapi: {version}` is not 3.0.x or 3.1.x", file.display()),
+            None => match doc.get("openapi") {
+                None => format!("`{}` has no `openapi` field (3.0.x or 3.1.x is read)", file.display()),
+                // Unquoted in YAML, `2.0` is a number: shown as it was read.
+                Some(v) => format!(
+                    "`{}`: `openapi: {}` is not 3.0.x or 3.1.x (a version such as \"3.1.0\")",
+                    file.display(),
+                    v.as_str().map_or_else(|| v.to_string(), str::to_string)
+                ),
+            },
         };
         return Err(vec![(format!("{at}.openapi"), e)]);
     }
@@ -262,6 +272,19 @@ struct Security {
 }
 
 /// One operation's checks, its providers and the scopes its security asks for.
+/// Where the second of two parameters with one `name` and `in` is, if a
+/// list has such (header names compared without case, as HTTP does).
+fn declared_twice(list: &[(&Value, String)]) -> Option<String> {
+    let key = |p: &Value| {
+        let place = p.get("in").and_then(Value::as_str).unwrap_or("").to_string();
+        let name = p.get("name").and_then(Value::as_str).unwrap_or("");
+        let name = if place == "header" { name.to_ascii_lowercase() } else { name.to_string() };
+        (name, place)
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    list.iter().find(|(p, _)| p.get("name").is_some() && !seen.insert(key(p))).map(|(_, at)| at.clone())
+}
+
 fn operation(
     api: &ApiConfig,
     doc: &Value,
@@ -292,6 +315,17 @@ fn operation(
         .and_then(Value::as_array)
         .map(|p| p.iter().enumerate().map(|(i, p)| (p, format!("{op_at}/parameters/{i}"))).collect())
         .unwrap_or_default();
+    let shared_at: Vec<(&Value, String)> =
+        shared_params.iter().enumerate().map(|(i, p)| (p, format!("{item_at}/parameters/{i}"))).collect();
+    for list in [&params, &shared_at] {
+        if let Some(twice) = declared_twice(list) {
+            return Err(Some(format!(
+                "`{}` at `{twice}`: a parameter declared twice in one list, with the same `name` and `in` (OpenAPI: \
+                 the list must not hold duplicates; which one would be checked?)",
+                schemas.file
+            )));
+        }
+    }
     for (i, shared) in shared_params.iter().enumerate() {
         let same = |(p, _): &(&Value, String)| p.get("name") == shared.get("name") && p.get("in") == shared.get("in");
         if !params.iter().any(same) {

@@ -549,6 +549,8 @@ async fn check_reports_broken_documents_and_unmapped_security() {
          components:\n  securitySchemes:\n    oauth: { type: oauth2, flows: {} }\n",
     );
     write("old.yaml", "swagger: '2.0'\npaths: {}\n");
+    write("xver.yaml", "openapi: 3.0.x\ninfo: { title: t, version: '1' }\npaths: {}\n");
+    write("num.yaml", "openapi: 2.0\ninfo: { title: t, version: '1' }\npaths: {}\n");
     // A reference out of the document's folder (the served document would
     // bundle the file whole).
     std::fs::create_dir(dir.path().join("api")).unwrap();
@@ -577,6 +579,25 @@ async fn check_reports_broken_documents_and_unmapped_security() {
          \x20     responses: {}\n    post:\n      requestBody: { content: { application/json: { schema: { $ref: '#/components/schemas/Pet' } } } }\n\
          \x20     responses: {}\ncomponents:\n  schemas:\n    Pet: { type: object, properties: { age: { minimum: x } } }\n",
     );
+    // One parameter twice in a list (the last would have won: its integer check was lost).
+    write(
+        "dup.yaml",
+        "openapi: 3.0.3\ninfo: { title: t, version: '1' }\npaths:\n  /x/{id}:\n    parameters:\n\
+         \x20     - { name: X-Tenant, in: header, schema: { type: string } }\n\
+         \x20     - { name: x-tenant, in: header, schema: { type: integer } }\n\
+         \x20   post:\n      operationId: postX\n      parameters:\n\
+         \x20       - { name: id, in: path, required: true, schema: { type: integer } }\n\
+         \x20       - { name: id, in: path, required: true, schema: { type: string } }\n\
+         \x20     responses: {}\n\
+         \x20 /z:\n    parameters:\n\
+         \x20     - { name: X-Tenant, in: header, schema: { type: string } }\n\
+         \x20     - { name: x-tenant, in: header, schema: { type: integer } }\n\
+         \x20   get: { operationId: getZ, responses: {} }\n\
+         \x20 /y/{id}:\n    get:\n      operationId: getY\n      parameters:\n\
+         \x20       - { name: id, in: path, required: true, schema: { type: integer } }\n\
+         \x20       - { name: id, in: query, schema: { type: string } }\n\
+         \x20     responses: {}\n",
+    );
     let yaml = "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\nupstreams:\n  u: { targets: [\"http://127.0.0.1:1\"] }\napis:\n\
                 \x20 - { name: remote, openapi: remote.yaml, upstream: u }\n\
                 \x20 - { name: secure, openapi: secure.yaml, upstream: u, base_path: /s, operations: { nope: {} } }\n\
@@ -585,7 +606,10 @@ async fn check_reports_broken_documents_and_unmapped_security() {
                 \x20 - { name: broken, openapi: broken.yaml, upstream: u, base_path: /b }\n\
                 \x20 - { name: twice, openapi: twice.yaml, upstream: u, base_path: /t }\n\
                 \x20 - { name: out, openapi: api/out.yaml, upstream: u, base_path: /o }\n\
-                \x20 - { name: example, openapi: api/example.yaml, upstream: u, base_path: /e, docs: /e/docs }\n";
+                \x20 - { name: example, openapi: api/example.yaml, upstream: u, base_path: /e, docs: /e/docs }\n\
+                \x20 - { name: dup, openapi: dup.yaml, upstream: u, base_path: /d }\n\
+                \x20 - { name: xver, openapi: xver.yaml, upstream: u, base_path: /x }\n\
+                \x20 - { name: num, openapi: num.yaml, upstream: u, base_path: /n }\n";
     let errors = portcullis::check(&load(yaml, dir.path())).unwrap_err().to_string();
     for expected in [
         "apis[0].openapi",
@@ -607,11 +631,17 @@ async fn check_reports_broken_documents_and_unmapped_security() {
         "apis[5].openapi: `twice.yaml`: operationId `same` is given to `GET /a` and `POST /b`",
         "`$ref: ../secret.yaml#/X` names a file outside the document's folder",
         "`$ref: ../secret.yaml` names a file outside the document's folder",
+        "operations.postX: `dup.yaml` at `/paths/~1x~1{id}/post/parameters/1`: a parameter declared twice",
+        "operations.getZ: `dup.yaml` at `/paths/~1z/parameters/1`: a parameter declared twice",
+        "xver.yaml`: `openapi: 3.0.x` is not 3.0.x or 3.1.x",
+        "num.yaml`: `openapi: 2.0` is not 3.0.x or 3.1.x",
     ] {
         assert!(errors.contains(expected), "{expected} not in:\n{errors}");
     }
     assert_eq!(errors.matches("/components/schemas/Pet").count(), 1, "{errors}");
     assert!(!errors.contains("duplicate route name"), "{errors}");
+    // One name in two places is two parameters.
+    assert!(!errors.contains("getY"), "{errors}");
 }
 
 /// Documents written for other tools: a 3.1 `jsonSchemaDialect` of draft 4

@@ -139,7 +139,8 @@ pub(super) fn unknown_formats(loaded: &LoadedConfig, found: &mut Found) {
     }
     for (i, api) in cfg.apis.iter().enumerate() {
         let Some(doc) = document(loaded, api) else { continue };
-        let mut unknown = Unknown::default();
+        let v31 = doc.get("openapi").and_then(Value::as_str).is_some_and(|v| v.starts_with("3.1."));
+        let mut unknown = Unknown { 3: v31, ..Unknown::default() };
         walk(&doc, "", &named, &mut unknown);
         let at = format!("apis[{i}].openapi");
         unknown.report(found, |pointer| Some((at.clone(), format!("in `{}` at `{pointer}`", api.openapi))));
@@ -151,9 +152,11 @@ fn document(loaded: &LoadedConfig, api: &ApiConfig) -> Option<Value> {
 }
 
 /// Unknown format names: the first place each was seen, and how often;
-/// bounds no value can meet (place, what); misspelt keywords (place, what).
+/// bounds no value can meet (place, what); misspelt keywords (place, what);
+/// whether the schemas are an OpenAPI 3.1 document's (where 3.0's
+/// `nullable` is no keyword).
 #[derive(Default)]
-struct Unknown(BTreeMap<String, (String, usize)>, Vec<(String, String)>, Vec<(String, String)>);
+struct Unknown(BTreeMap<String, (String, usize)>, Vec<(String, String)>, Vec<(String, String)>, bool);
 
 /// Lower and upper bounds of one schema object that cannot both hold.
 const BOUNDS: &[(&str, &str)] =
@@ -237,9 +240,15 @@ fn walk_in(v: &Value, at: &str, parent: Option<&str>, named: &impl Fn(&str) -> b
             let names_here = parent.is_some_and(|p| NAME_MAPS.contains(&p));
             if !names_here {
                 for key in map.keys() {
+                    let place = || if pointer { format!("{at}/{key}") } else { format!("{at}.{key}") };
                     if let Some(keyword) = misspelt_keyword(key) {
-                        let place = if pointer { format!("{at}/{key}") } else { format!("{at}.{key}") };
-                        unknown.2.push((place, format!("`{key}` is not a schema keyword (did you mean `{keyword}`?)")));
+                        unknown
+                            .2
+                            .push((place(), format!("`{key}` is not a schema keyword (did you mean `{keyword}`?)")));
+                    } else if unknown.3 && key == "nullable" && map.get(key) == Some(&Value::Bool(true)) {
+                        let what = "`nullable` is OpenAPI 3.0's, not a keyword of a 3.1 document (write the type as \
+                                    `[string, \"null\"]`: `null` is refused as it stands)";
+                        unknown.2.push((place(), what.to_string()));
                     }
                 }
             }
@@ -338,6 +347,22 @@ fn segment_prefix(prefix: &str, path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// 3.0's `nullable: true` left in a 3.1 document: `null` is refused
+    /// there, so said; in a 3.0 document it is a keyword.
+    #[test]
+    fn nullable_is_no_keyword_of_a_3_1_document() {
+        let doc = serde_json::json!({ "components": { "schemas": { "A": {
+            "type": "object", "properties": { "a": { "type": "string", "nullable": true }, "nullable": { "type": "string" } }
+        } } } });
+        let mut v31 = Unknown { 3: true, ..Unknown::default() };
+        walk(&doc, "", &|_: &str| true, &mut v31);
+        let places: Vec<&str> = v31.2.iter().map(|(at, _)| at.as_str()).collect();
+        assert_eq!(places, ["/components/schemas/A/properties/a/nullable"], "a property named so is a name");
+        let mut v30 = Unknown::default();
+        walk(&doc, "", &|_: &str| true, &mut v30);
+        assert!(v30.2.is_empty(), "{:?}", v30.2);
+    }
 
     #[test]
     fn misspelt_keywords_are_found_and_names_left_alone() {
