@@ -524,6 +524,30 @@ fn name_mismatches(
 mod tests {
     use super::*;
 
+    /// A body schema beside a content type it is not checked on.
+    #[test]
+    fn a_body_type_the_schema_is_not_checked_on_is_warned_about() {
+        let found_for = |types: &str| {
+            let yaml = format!(
+                "routes:\n  - {{ name: r, match: {{ path: /r }}, static: {{ status: 200 }}, validate: {{ content_types: {types}, body: {{ schema: {{ type: object }} }} }} }}\n"
+            );
+            let loaded = crate::config::parse_str(&yaml, "t.yaml", std::path::Path::new(".")).unwrap();
+            let mut found = Found::default();
+            settings::ineffective_settings(&loaded, &mut found);
+            found.0.into_iter().map(|(name, path, _)| (name, path)).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            found_for("[ application/json, \"*/*\", text/plain ]"),
+            vec![
+                ("ineffective-setting", "routes[0].validate.content_types[1]".to_string()),
+                ("ineffective-setting", "routes[0].validate.content_types[2]".to_string())
+            ]
+        );
+        assert!(
+            found_for("[ application/json, application/x-www-form-urlencoded, \"application/*+json\" ]").is_empty()
+        );
+    }
+
     #[test]
     fn hsts_preload_needs_subdomains_and_a_year() {
         let yaml = |hsts: &str| {

@@ -68,6 +68,29 @@ pub(super) fn ineffective_settings(loaded: &LoadedConfig, found: &mut Found) {
             );
         }
     }
+    // A body schema is checked on JSON and form bodies: another type the
+    // route accepts passes with only its type checked (a `text/plain` body
+    // holding JSON reaches a lenient service unread).
+    for (i, r) in cfg.routes.iter().enumerate() {
+        let Some(v) = &r.validate else { continue };
+        if v.body.is_none() {
+            continue;
+        }
+        let read = |t: &str| crate::policy::validate::is_json(t) || t == "application/x-www-form-urlencoded";
+        for (j, t) in v.content_types.iter().enumerate() {
+            let t = t.to_ascii_lowercase();
+            if !read(&t) {
+                found.add(
+                    NAME,
+                    format!("routes[{i}].validate.content_types[{j}]"),
+                    format!(
+                        "`body` is checked on JSON and form bodies: a `{t}` body this route accepts passes with only \
+                         its type checked"
+                    ),
+                );
+            }
+        }
+    }
     for (i, l) in cfg.listeners.iter().enumerate() {
         let at = format!("listeners[{i}].limits.tls_handshake_timeout");
         if l.tls.is_none() && written(&at) {
