@@ -132,8 +132,8 @@ impl CallError {
     /// (`None` for a failure that only passes on another call's).
     fn flag(&self) -> Option<Flag> {
         Some(match self {
-            CallError::Timeout(_) | CallError::ConnectTimeout(_) => Flag::UpstreamTimeout,
-            CallError::Unreachable { sent: false } => Flag::UpstreamConnectFailure,
+            CallError::Timeout(_) => Flag::UpstreamTimeout,
+            CallError::Unreachable { sent: false } | CallError::ConnectTimeout(_) => Flag::UpstreamConnectFailure,
             CallError::Unreachable { sent: true } => Flag::UpstreamClosed,
             CallError::Refused(rule) => super::observe::refusal_flag(*rule),
             CallError::Dependency(_) => return None,
@@ -560,7 +560,8 @@ async fn fetch<'p>(
     // An answer whose body did not arrive whole (in time) is that failure,
     // not its head's status.
     let outcome = match (&result, answered) {
-        (Err(CallError::Timeout(_) | CallError::ConnectTimeout(_)), _) => Err(UpstreamError::Timeout),
+        (Err(CallError::ConnectTimeout(_)), _) => Err(UpstreamError::Connect),
+        (Err(CallError::Timeout(_)), _) => Err(UpstreamError::Timeout),
         (Err(CallError::Unreachable { sent: false }), None) => Err(UpstreamError::Connect),
         (Err(CallError::Unreachable { .. }), _) => Err(UpstreamError::Closed),
         (_, Some(status)) => Ok(status),

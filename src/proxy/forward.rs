@@ -98,6 +98,8 @@ fn note(
     let Some(tried) = f.tried.as_deref_mut() else { return };
     let outcome = match result {
         Ok(resp) => Ok(resp.status().as_u16()),
+        // No connection within `timeouts.connect`: a connect failure (Envoy's `UF`).
+        Err(GatewayError::UpstreamTimeout { sent: false, waited: false, .. }) => Err(UpstreamError::Connect),
         Err(GatewayError::UpstreamTimeout { .. }) => Err(UpstreamError::Timeout),
         Err(GatewayError::UpstreamUnreachable { sent: false, .. }) => Err(UpstreamError::Connect),
         Err(GatewayError::UpstreamUnreachable { sent: true, .. }) => Err(UpstreamError::Closed),

@@ -386,7 +386,9 @@ fn client_closed() -> StatusCode {
 pub(super) fn flag_of(e: &GatewayError) -> Flag {
     match e {
         GatewayError::NoRoute | GatewayError::MethodNotAllowed { .. } => Flag::NoRoute,
-        GatewayError::UpstreamUnreachable { sent: false, .. } => Flag::UpstreamConnectFailure,
+        // Refused, or no connection within `timeouts.connect` (504): not reached.
+        GatewayError::UpstreamUnreachable { sent: false, .. }
+        | GatewayError::UpstreamTimeout { sent: false, waited: false, .. } => Flag::UpstreamConnectFailure,
         GatewayError::UpstreamUnreachable { sent: true, .. } => Flag::UpstreamClosed,
         GatewayError::UpstreamTimeout { .. } => Flag::UpstreamTimeout,
         GatewayError::CorsRejected(_) => Flag::Forbidden,

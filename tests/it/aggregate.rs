@@ -460,19 +460,9 @@ async fn a_call_cut_off_by_the_aggregates_time_counts_against_no_target() {
 
 #[tokio::test]
 async fn a_call_that_cannot_connect_in_time_says_so() {
-    // A listener whose accept queue is full: a new connection's SYN is
-    // dropped, so connecting hangs until `timeouts.connect`.
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
-    socket.listen(0).unwrap();
-    let addr = socket.local_addr().unwrap().as_socket().unwrap();
-    let mut fillers = Vec::new();
-    for _ in 0..8 {
-        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
-            Ok(s) => fillers.push(s),
-            Err(_) => break,
-        }
-    }
+    // Connecting hangs until `timeouts.connect`.
+    let full = crate::support::full_accept_queue();
+    let addr = full.addr;
     let yaml = format!(
         "upstreams:\n  full: {{ targets: [ \"http://{addr}\" ], timeouts: {{ connect: 200ms }} }}\n\
          routes:\n  - name: agg\n    match: {{ path: /agg }}\n    aggregate:\n      calls:\n        \
@@ -482,7 +472,6 @@ async fn a_call_that_cannot_connect_in_time_says_so() {
     let reply = get(&gw.url("/agg"), &[]).await;
     assert_eq!(reply.status, 504, "{}", reply.text());
     assert_eq!(reply.json()["errors"][0]["detail"], "no connection to the upstream within 200 ms", "{}", reply.text());
-    drop(fillers);
 }
 
 /// Fields a flat merge drops are logged once per call and request, with

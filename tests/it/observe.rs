@@ -390,15 +390,19 @@ async fn upstream_hit(up: &Upstream, before: usize) {
 #[tokio::test]
 async fn response_flags_say_why_there_was_no_upstream_answer() {
     let dir = tempfile::tempdir().unwrap();
+    // Connecting to it hangs: no connection within `timeouts.connect` is `UF` too (504).
+    let full = crate::support::full_accept_queue();
     let up = Upstream::start("svc").await;
     let body = format!(
         "upstreams:\n  svc: {{ targets: [\"{}\"], timeouts: {{ request: 300ms }} }}\n  gone: {{ targets: [\"http://{}\"] }}\n\
+         \x20 full: {{ targets: [\"http://{}\"], timeouts: {{ connect: 200ms }} }}\n\
          routes:\n\
          \x20 - {{ name: ok, match: {{ path: /ok }}, upstream: svc }}\n\
          \x20 - {{ name: hang, match: {{ path: /hang }}, upstream: svc }}\n\
          \x20 - {{ name: hold, match: {{ path: /hold }}, upstream: svc }}\n\
          \x20 - {{ name: count, match: {{ path: /count }}, upstream: svc }}\n\
          \x20 - {{ name: gone, match: {{ path_prefix: /gone }}, upstream: gone }}\n\
+         \x20 - {{ name: full, match: {{ path_prefix: /full }}, upstream: full }}\n\
          \x20 - {{ name: limited, match: {{ path_prefix: /limited }}, upstream: svc, rate_limit: [ {{ key: ip, rate: 1/m }} ] }}\n\
          \x20 - {{ name: local, match: {{ path: /local }}, static: {{ status: 200, body: hi }} }}\n\
          \x20 - {{ name: private, match: {{ path_prefix: /private }}, upstream: svc, ip: {{ allow: [10.0.0.0/8] }} }}\n\
@@ -406,7 +410,8 @@ async fn response_flags_say_why_there_was_no_upstream_answer() {
          \x20 - {{ name: echo, match: {{ path: /echo }}, echo: {{}}, max_body_size: 1KiB }}\n\
          \x20 - {{ name: cors, match: {{ path: /cors }}, upstream: svc, cors: {{ allow_origins: [ \"https://app.test\" ] }} }}\n",
         up.url(),
-        closed_port().await
+        closed_port().await,
+        full.addr
     );
     let h = start(&body, dir.path()).await;
     // A body too large for `echo`: invalid input however it is framed.
@@ -430,10 +435,11 @@ async fn response_flags_say_why_there_was_no_upstream_answer() {
     let dry =
         Request::post(url(&h, "/dry")).header("content-type", "application/json").body(Full::new(Bytes::from("{}")));
     assert_eq!(send(&http1_client(), dry.unwrap()).await.status, 200);
-    let expect: [(&str, u16, &str); 9] = [
+    let expect: [(&str, u16, &str); 10] = [
         ("/ok", 200, "-"),
         ("/nothing", 404, "NR"),
         ("/gone", 502, "UF"),
+        ("/full", 504, "UF"),
         ("/hang", 504, "UT"),
         ("/limited", 200, "-"),
         ("/limited", 429, "RL"),
@@ -507,6 +513,11 @@ async fn response_flags_say_why_there_was_no_upstream_answer() {
     );
     // The upstream had the head and part of the body: the try is there, cancelled.
     assert_eq!(left["portcullis"]["upstream"]["tries"][0]["error"], "cancelled", "{left}");
+    // No connection in time: the try failed to connect, as a refused one did.
+    for path in ["/full", "/gone"] {
+        let line = lines.iter().find(|l| l["url"]["path"] == path).unwrap();
+        assert_eq!(line["portcullis"]["upstream"]["tries"][0]["error"], "connect", "{line}");
+    }
     let got: Vec<(String, u64, String)> = lines
         .iter()
         .map(|l| {

@@ -118,6 +118,30 @@ pub fn raw_status(response: &str) -> u16 {
     response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
+/// A loopback listener whose accept queue is full: a new connection's SYN
+/// is dropped, so connecting to `addr` hangs until the connect timeout.
+/// The queue stays full while this lives.
+pub struct FullAcceptQueue {
+    pub addr: SocketAddr,
+    _socket: socket2::Socket,
+    _fillers: Vec<std::net::TcpStream>,
+}
+
+pub fn full_accept_queue() -> FullAcceptQueue {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(100)) {
+            Ok(s) => fillers.push(s),
+            Err(_) => break,
+        }
+    }
+    FullAcceptQueue { addr, _socket: socket, _fillers: fillers }
+}
+
 /// A loopback port that nothing listens on, and that stays so: it is
 /// held bound, never listening, for the rest of the test process (a port
 /// merely freed could be taken by another test's server meanwhile, and a
