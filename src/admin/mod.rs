@@ -322,7 +322,7 @@ fn upstream_status(u: &crate::upstream::Upstream, now: tokio::time::Instant) -> 
     let in_flight: usize = u.targets.iter().map(|t| t.in_flight()).sum();
     let mut status = serde_json::json!({ "targets": targets, "in_flight": in_flight });
     if let Some(b) = &u.breaker {
-        status["breaker"] = b.state_name().into();
+        status["breaker"] = b.state_name(tokio::time::Instant::now()).into();
     }
     if let Some(c) = &u.limits.connections {
         status["connections"] = serde_json::json!({ "open": c.open(), "max": c.max_connections });

@@ -357,8 +357,9 @@ pub(super) fn state_probes(up: &Arc<Upstream>, registry: &Registry) -> Vec<Arc<d
     }
     if up.breaker.is_some() {
         let weak = Arc::downgrade(up);
-        let probe: Arc<dyn Fn() -> f64 + Send + Sync> =
-            Arc::new(move || weak.upgrade().and_then(|u| u.breaker.as_ref().map(|b| b.gauge())).unwrap_or(0.0));
+        let probe: Arc<dyn Fn() -> f64 + Send + Sync> = Arc::new(move || {
+            weak.upgrade().and_then(|u| u.breaker.as_ref().map(|b| b.gauge(tokio::time::Instant::now()))).unwrap_or(0.0)
+        });
         registry.probe("portcullis_upstream_breaker_open", vec![("upstream", up.name.to_string())], probe.clone());
         probes.push(probe);
     }

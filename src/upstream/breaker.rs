@@ -141,17 +141,31 @@ impl Breaker {
         self.state.store(state, Ordering::Release);
     }
 
-    /// 0 closed, 1 open, 0.5 half-open (for a gauge).
-    pub fn gauge(&self) -> f64 {
-        match self.state.load(Ordering::Relaxed) {
+    /// The state as of `now`: an open breaker whose `open_for` has passed
+    /// is half-open (its probe goes with the next request), though it
+    /// moves there only when that request comes: a dashboard or `/status`
+    /// read between the two would show `open` long after it was over.
+    fn state_at(&self, now: Instant) -> u8 {
+        match self.state.load(Ordering::Acquire) {
+            OPEN if self.ms(now) >= self.since.load(Ordering::Acquire) + self.settings.open_for.as_millis() as u64 => {
+                HALF_OPEN
+            }
+            state => state,
+        }
+    }
+
+    /// 0 closed, 1 open, 0.5 half-open (for a gauge), as of `now`.
+    pub fn gauge(&self, now: Instant) -> f64 {
+        match self.state_at(now) {
             CLOSED => 0.0,
             OPEN => 1.0,
             _ => 0.5,
         }
     }
 
-    pub fn state_name(&self) -> &'static str {
-        match self.state.load(Ordering::Relaxed) {
+    /// `closed`, `open` or `half_open`, as of `now`.
+    pub fn state_name(&self, now: Instant) -> &'static str {
+        match self.state_at(now) {
             CLOSED => "closed",
             OPEN => "open",
             _ => "half_open",
@@ -187,6 +201,9 @@ mod tests {
         assert_eq!(b.admit(t0), refuse(5000));
         assert_eq!(b.admit(t0 + Duration::from_millis(4999)), refuse(1));
         let t1 = t0 + Duration::from_secs(5);
+        // Read before any request comes: half-open already (a probe would go).
+        assert_eq!((b.state_name(t0), b.gauge(t0)), ("open", 1.0));
+        assert_eq!((b.state_name(t1), b.gauge(t1)), ("half_open", 0.5));
         assert_eq!(b.admit(t1), Admission::Probe);
         assert_eq!(b.admit(t1), refuse(5000), "one probe at a time, whose answer may take `open_for`");
         assert_eq!(b.record(false, true, t1), Some("open"), "a failed probe opens it again");
@@ -195,6 +212,7 @@ mod tests {
         assert_eq!(b.admit(t2), Admission::Probe);
         assert_eq!(b.record(true, true, t2), Some("closed"));
         assert_eq!(b.admit(t2), Admission::Pass);
+        assert_eq!(b.state_name(t2 + Duration::from_secs(60)), "closed");
     }
 
     #[test]
