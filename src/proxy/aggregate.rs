@@ -200,11 +200,13 @@ pub(super) async fn run<'p>(plan: &'p AggregatePlan, inputs: Inputs<'_, 'p>) -> 
                 Ok(pq) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     let budget = call.timeout.map_or(left, |t| t.min(left));
-                    let limit = Instant::now() + budget;
+                    // Whether the call's own `timeout` ends it (not the aggregate's budget).
+                    let own = call.timeout.is_some_and(|t| t <= left);
+                    let limit = (Instant::now() + budget, budget, own);
                     let headers = &headers;
                     let slots = (&reached[i], &holds[i]);
                     let held = inputs.buffers.hold();
-                    running.push((i, Box::pin(fetch(call, pq, headers, watch, (limit, budget), slots, held))));
+                    running.push((i, Box::pin(fetch(call, pq, headers, watch, limit, slots, held))));
                 }
                 Err(e) => results[i] = Some(Err(e)),
             }
@@ -439,14 +441,14 @@ fn lookup<'v>(v: &'v Value, path: &[String]) -> Option<&'v Value> {
 
 /// One call: admitted by its upstream's breaker and limits, sent to a
 /// healthy target, answered with JSON in a 2xx, within `time` (the
-/// instant it ends, and its length for the answer): a call that runs out
-/// is still a try of its target.
+/// instant it ends, its length for the answer, and whether it is the
+/// call's own `timeout`): a call that runs out is still a try of its target.
 async fn fetch<'p>(
     call: &'p CallPlan,
     pq: PathAndQuery,
     headers: &HeaderMap,
     watch: Watch,
-    time: (Instant, Duration),
+    time: (Instant, Duration, bool),
     (reached, kept): (&Reached<'p>, &std::sync::Mutex<Option<Held>>),
     mut held: Held,
 ) -> CallOutcome<'p> {
@@ -526,8 +528,10 @@ async fn fetch<'p>(
             },
         }
     };
-    // Cut off by the call's own `timeout` or the budget: the aggregate's
-    // time ran out, which says nothing about the target.
+    // Cut off by the aggregate's budget: its time ran out (perhaps in other
+    // calls), which says nothing about the target. Cut off by the call's
+    // own `timeout`: the target was too slow, a failure (as Envoy counts a
+    // route's timeout; a hanging target was never counted otherwise).
     let mut cut_off = false;
     let result = match tokio::time::timeout_at(time.0, exchange).await {
         Ok(result) => result,
@@ -542,7 +546,7 @@ async fn fetch<'p>(
     // For the upstream's health, as for a proxied request: a 5xx or no
     // answer is a failure; an answer the aggregate cannot use is not.
     let verdict = match &result {
-        _ if waited || cut_off => None,
+        _ if waited || (cut_off && !time.2) => None,
         // The gateway's memory, not the target's doing.
         Err(CallError::OverBudget(_)) => None,
         Ok(_) | Err(CallError::NotJson(_) | CallError::BadJson | CallError::TooDeep | CallError::TooLarge(_)) => {

@@ -432,30 +432,47 @@ async fn calls_keep_their_upstreams_read_timeout_and_failures_their_root_status(
     assert_eq!(reply.status, 504, "the root cause timed out: {}", reply.text());
 }
 
+/// A call cut off by its own `timeout` says its target is too slow: it
+/// counts as a failure for the breaker and passive health, as Envoy counts
+/// a route's timeout (a hanging target behind an aggregate was never
+/// counted, its calls' timeouts being shorter than `timeouts.request`).
+/// One cut off by the aggregate's budget says nothing about its target
+/// (the time may have gone to other calls): not counted.
 #[tokio::test]
-async fn a_call_cut_off_by_the_aggregates_time_counts_against_no_target() {
+async fn a_call_cut_off_by_its_own_timeout_counts_and_one_cut_by_the_budget_does_not() {
     let (u, o, r) = three().await;
     u.set(Mode::Slow(Duration::from_millis(300)));
-    let yaml = format!(
-        "upstreams:\n  users: {{ targets: [ \"{}\" ], breaker: {{ consecutive_failures: 2, open_for: 30s }}, \
-         health: {{ passive: {{ consecutive_failures: 2 }} }} }}\n  orders: {{ targets: [ \"{}\" ] }}\n  \
-         recs: {{ targets: [ \"{}\" ] }}\n\
-         routes:\n  - name: dash\n    match: {{ path: /dash }}\n    aggregate:\n      calls:\n        \
-         user: {{ upstream: users, path: /u, timeout: 50ms }}\n  \
-         - {{ name: users, match: {{ path_prefix: /users }}, upstream: users }}\n",
-        u.url(),
-        o.url(),
-        r.url()
-    );
-    let gw = gateway(&yaml).await;
+    let yaml = |aggregate: &str| {
+        format!(
+            "upstreams:\n  users: {{ targets: [ \"{}\" ], breaker: {{ consecutive_failures: 2, open_for: 30s }}, \
+             health: {{ passive: {{ consecutive_failures: 2 }} }} }}\n  orders: {{ targets: [ \"{}\" ] }}\n  \
+             recs: {{ targets: [ \"{}\" ] }}\n\
+             routes:\n  - name: dash\n    match: {{ path: /dash }}\n    aggregate:\n{aggregate}\
+             \x20 - {{ name: users, match: {{ path_prefix: /users }}, upstream: users }}\n",
+            u.url(),
+            o.url(),
+            r.url()
+        )
+    };
+    // The budget runs out: the target is not blamed.
+    let gw = gateway(&yaml("      timeout: 50ms\n      calls:\n        user: { upstream: users, path: /u }\n")).await;
     for _ in 0..4 {
+        let reply = get(&gw.url("/dash"), &[]).await;
+        assert_eq!(reply.json()["errors"][0]["status"], 504, "{}", reply.text());
+    }
+    let reply = get(&gw.url("/users/1"), &[]).await;
+    assert_eq!(reply.status, 200, "the breaker stays closed: {}", reply.text());
+
+    // The call's own limit runs out, twice: the breaker opens.
+    let gw = gateway(&yaml("      calls:\n        user: { upstream: users, path: /u, timeout: 50ms }\n")).await;
+    for _ in 0..2 {
         let reply = get(&gw.url("/dash"), &[]).await;
         assert_eq!(reply.json()["errors"][0]["detail"], "no answer within 50 ms", "{}", reply.text());
     }
-    // The target is slower than the call may wait, not failing: the
-    // breaker stays closed and the target in service for proxied requests.
+    let reply = get(&gw.url("/dash"), &[]).await;
+    assert_eq!(reply.json()["errors"][0]["status"], 503, "refused by the open breaker: {}", reply.text());
     let reply = get(&gw.url("/users/1"), &[]).await;
-    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.status, 503, "{}", reply.text());
 }
 
 #[tokio::test]
