@@ -211,47 +211,46 @@ impl Upstream {
     }
 
     /// Picks the target for one try: the balancer's choice if it may take
-    /// requests and was not tried already (`tried`), else the next one
-    /// that may. When none is healthy, `all_unhealthy` decides: any target
-    /// (`serve_all`) or none (`fail`).
+    /// requests, else the balancer's choice among those that may; a retry
+    /// goes through the balancer too, among the targets not tried yet (as
+    /// Envoy's retries avoid previous hosts): the next target in the list
+    /// took every retry of its neighbour's requests. When none is healthy,
+    /// `all_unhealthy` decides: any target (`serve_all`) or none (`fail`).
     pub fn pick(&self, key: Option<&[u8]>, tried: &[usize], now: tokio::time::Instant) -> Option<Picked> {
         let n = self.targets.len();
         if n == 1 && (tried.is_empty() || !self.health.checked) {
             let healthy = !self.health.checked || self.health.available(&self.targets[0].health, self.health.ms(now));
             return self.fallback(healthy, 0);
         }
-        // A retry starts after the target it leaves (the balancer's turn is
-        // kept for first tries, so that retries do not skew its spread).
-        let first = match tried.last() {
-            Some(&last) => (last + 1) % n,
-            None => self.balancer.pick(&self.targets, key),
-        };
-        if !self.health.checked && tried.is_empty() {
-            return Some(Picked { index: first, panic: false });
-        }
         let now_ms = if self.health.checked { self.health.ms(now) } else { 0 };
         let usable = |i: usize| !self.health.checked || self.health.available(&self.targets[i].health, now_ms);
-        // A first try whose pick may not take requests asks the balancer
-        // again: the pick's share goes to all the others in the balancer's
-        // proportions, not to the one after it in the list (which took three
-        // shares of four with two of four targets ejected). A hash key keeps
-        // its one fallback, the next target, so that the key stays put.
-        if tried.is_empty()
-            && key.is_none()
-            && !usable(first)
-            && let Some(index) = self.balancer.pick_where(&self.targets, usable)
-        {
-            return Some(Picked { index, panic: false });
-        }
-        let order = (0..n).map(|k| (first + k) % n);
-        if let Some(index) = order.clone().find(|&i| usable(i) && !tried.contains(&i)) {
-            return Some(Picked { index, panic: false });
+        let picked = |index| Some(Picked { index, panic: false });
+        let Some(&last) = tried.last() else {
+            let first = self.balancer.pick(&self.targets, key);
+            if usable(first) {
+                return picked(first);
+            }
+            // The pick's share goes to all the others in the balancer's
+            // proportions (a hash key walks on along its ring, so that the
+            // key stays put with one stand-in), not to the one after it in
+            // the list (which took three shares of four with two of four
+            // targets ejected).
+            return match self.balancer.pick_where(&self.targets, key, usable) {
+                Some(index) => picked(index),
+                None => self.fallback(false, first),
+            };
+        };
+        // A retry: the balancer's own turn for first tries is kept (its
+        // spread is not skewed), the retry has the picks made again.
+        if let Some(index) = self.balancer.pick_where(&self.targets, key, |i| usable(i) && !tried.contains(&i)) {
+            return picked(index);
         }
         // Every usable target was tried: one of them again.
+        let order = (0..n).map(|k| (last + 1 + k) % n);
         if let Some(index) = order.clone().find(|&i| usable(i)) {
-            return Some(Picked { index, panic: false });
+            return picked(index);
         }
-        let untried = order.clone().find(|i| !tried.contains(i)).unwrap_or(first);
+        let untried = order.clone().find(|i| !tried.contains(i)).unwrap_or(last);
         self.fallback(false, untried)
     }
 

@@ -131,6 +131,57 @@ async fn ejected_targets_share_out_evenly() {
     assert_eq!((counts.get("a"), counts.get("d")), (Some(&20), Some(&20)), "{counts:?}");
 }
 
+/// A failing target's retries go through the balancer among the targets
+/// not tried yet (as Envoy's retries avoid previous hosts), not all to its
+/// neighbour in the list, which got twice its share here.
+#[tokio::test]
+async fn retries_spread_over_the_targets_not_tried() {
+    let (a, b, c, d) =
+        (Flaky::start("a").await, Flaky::start("b").await, Flaky::start("c").await, Flaky::start("d").await);
+    a.set(Mode::Status(503));
+    let gw = svc(&[&a, &b, &c, &d], "retry: { attempts: 2, on: [ \"503\" ] }").await;
+    for _ in 0..40 {
+        assert_eq!(get(&gw.url("/x"), &[]).await.status, 200);
+    }
+    // a's 10 requests were retried: b, c and d each took some of them.
+    assert_eq!(a.hits(), 10);
+    let (b, c, d) = (b.hits(), c.hits(), d.hits());
+    assert_eq!(b + c + d, 40, "{b} {c} {d}");
+    assert!(b < 15 && c > 10 && d > 10, "the retries went to a's neighbour: {b} {c} {d}");
+}
+
+/// With `consistent_hash`, the keys of a target out of service spread over
+/// the others (the next point on the ring), each key staying on its one
+/// stand-in, instead of all going to the next target in the list.
+#[tokio::test]
+async fn the_keys_of_an_ejected_target_spread_over_the_others() {
+    let (a, b, c) = (Flaky::start("a").await, Flaky::start("b").await, Flaky::start("c").await);
+    let gw = svc(
+        &[&a, &b, &c],
+        "balance: { consistent_hash: { header: X-Tenant } }\nretry: { attempts: 1 }\n\
+         health: { passive: { consecutive_failures: 1, base_ejection: 60s } }",
+    )
+    .await;
+    let owner = async |key: &str| get(&gw.url("/x"), &[("x-tenant", key)]).await.header("x-upstream").map(String::from);
+    let mut keys_of_b = Vec::new();
+    for k in 0..200 {
+        let key = format!("tenant-{k}");
+        if owner(&key).await.as_deref() == Some("b") {
+            keys_of_b.push(key);
+        }
+    }
+    assert!(keys_of_b.len() > 30, "{}", keys_of_b.len());
+    b.set(Mode::Status(503));
+    eventually("b ejected", async || owner(&keys_of_b[0]).await.as_deref() != Some("b")).await;
+    let mut stand_ins: HashMap<String, usize> = HashMap::new();
+    for key in &keys_of_b {
+        let first = owner(key).await.unwrap();
+        assert_eq!(owner(key).await.unwrap(), first, "{key} moved between stand-ins");
+        *stand_ins.entry(first).or_default() += 1;
+    }
+    assert!(stand_ins.get("a").is_some_and(|&n| n > 5) && stand_ins.get("c").is_some_and(|&n| n > 5), "{stand_ins:?}");
+}
+
 /// The same with weights: a heavy target out of service leaves its share
 /// to the others in their weights (the schedule's runs of the heavy one
 /// once outlasted the re-picks, and the next target in the list took them).

@@ -32,6 +32,19 @@ impl ConsistentHash {
         let i = self.ring.partition_point(|(p, _)| *p < h);
         usize::from(self.ring.get(i).or(self.ring.first()).map_or(0, |(_, t)| *t))
     }
+
+    /// The first target `may` lets take requests, walking on along the
+    /// ring from the key's point: the keys of a target out of service go
+    /// to the owners of the points after its own, which are all the others
+    /// in their weights (Envoy's ring hash; the next target in the list
+    /// took them all, and doubled its load). A key keeps that one
+    /// stand-in while its own target is out, and comes back after.
+    pub fn pick_where(&self, key: &[u8], may: impl Fn(usize) -> bool) -> Option<usize> {
+        let h = xxh3_64(key);
+        let start = self.ring.partition_point(|(p, _)| *p < h);
+        let (before, after) = self.ring.split_at(start.min(self.ring.len()));
+        after.iter().chain(before).map(|(_, t)| usize::from(*t)).find(|&t| may(t))
+    }
 }
 
 #[cfg(test)]
@@ -50,6 +63,22 @@ mod tests {
             counts[t] += 1;
         }
         assert!(counts.iter().all(|&c| c > 700), "{counts:?}");
+        // A target out of service: its keys spread over the others, each
+        // key to one stand-in; the other keys stay.
+        let mut stand_ins = [0; 3];
+        for k in 0..3000 {
+            let key = format!("user-{k}");
+            let own = ch.pick(key.as_bytes());
+            let now = ch.pick_where(key.as_bytes(), |t| t != 1).unwrap();
+            assert_eq!(now, ch.pick_where(key.as_bytes(), |t| t != 1).unwrap());
+            if own == 1 {
+                stand_ins[now] += 1;
+            } else {
+                assert_eq!(now, own);
+            }
+        }
+        assert!(stand_ins[0] > 200 && stand_ins[2] > 200, "{stand_ins:?}");
+        assert_eq!(ch.pick_where(b"k", |_| false), None);
         // Removing a target only moves the keys that were on it.
         let ch2 = ConsistentHash::new(&ids[..2], &[1, 1]);
         for k in 0..3000 {

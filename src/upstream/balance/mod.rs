@@ -45,13 +45,15 @@ impl Balancer {
         }
     }
 
-    /// A pick (without a hash key) among the targets `may` lets take
-    /// requests, for when the balancer's own pick may not.
-    pub fn pick_where(&self, targets: &[Target], may: impl Fn(usize) -> bool) -> Option<usize> {
+    /// A pick among the targets `may` lets take requests, for when the
+    /// balancer's own pick may not (out of service, or tried already): in
+    /// the balancer's proportions, and for a hash key along its ring.
+    pub fn pick_where(&self, targets: &[Target], key: Option<&[u8]>, may: impl Fn(usize) -> bool) -> Option<usize> {
         let weights = || targets.iter().map(|t| t.weight).collect::<Vec<u32>>();
         match self {
             Balancer::RoundRobin(rr) => rr.pick_where(&weights(), may),
             Balancer::LeastRequest(lr) => lr.pick_where(targets, may),
+            Balancer::ConsistentHash { ring, .. } if key.is_some() => ring.pick_where(key.unwrap_or_default(), may),
             Balancer::ConsistentHash { fallback, .. } => fallback.pick_where(&weights(), may),
         }
     }
