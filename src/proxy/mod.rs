@@ -327,6 +327,11 @@ pub fn handle<P: Deref<Target = Plan>>(
             seen.flag = observe::flag_of(&err);
             full(problem::from_error(&err, &request_id))
         });
+        // Before the response steps, so that a route's `response_headers.remove`
+        // can keep them from clients (they tell how healthy the pool is).
+        if notes.tries > 1 || notes.all_unhealthy {
+            forward::tell_tries(&mut resp, &notes);
+        }
         // The other response steps, on every response, errors included.
         finish(plan, route, conn, origin.as_ref(), &mut resp, limit_fields, preflight);
         if route.is_some_and(|r| matches!(r.action, Action::Aggregate(_))) {
@@ -340,9 +345,6 @@ pub fn handle<P: Deref<Target = Plan>>(
             check_response(&mut resp, rules, &request_id, is_head);
         }
         body::set_request_id(&mut resp, request_id);
-        if notes.tries > 1 || notes.all_unhealthy {
-            forward::tell_tries(&mut resp, &notes);
-        }
         // ResponseStep::Observe: the access log and metrics, finished when the body is.
         if let Some(pending) = seen.pending(resp.status()) {
             // A WebSocket is logged when its tunnel closes.

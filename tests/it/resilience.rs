@@ -312,6 +312,35 @@ async fn retries_happen_only_where_allowed() {
     assert_eq!((a.hits() + b.hits(), failed), (10, 5));
 }
 
+/// `Portcullis-Tries` tells clients how healthy the pool is: a route's
+/// `response_headers.remove` keeps it from them (it was added after the
+/// response phase, out of the route's reach).
+#[tokio::test]
+async fn a_route_can_keep_the_tries_header_from_clients() {
+    let (a, b) = (Flaky::start("a").await, Flaky::start("b").await);
+    a.set(Mode::Status(503));
+    let gw = gateway(&format!(
+        "upstreams:\n  svc: {{ targets: [ \"{}\", \"{}\" ], retry: {{ attempts: 2, on: [ \"503\" ] }} }}\n\
+         routes:\n  - {{ name: quiet, match: {{ path_prefix: /quiet }}, upstream: svc, response_headers: {{ remove: [ Portcullis-Tries ] }} }}\n\
+         \x20 - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}\n",
+        a.url(),
+        b.url()
+    ))
+    .await;
+    let told = async |path: &str| {
+        let mut told = 0;
+        for _ in 0..4 {
+            let r = get(&gw.url(path), &[]).await;
+            assert_eq!(r.status, 200);
+            told += usize::from(r.header("portcullis-tries").is_some());
+        }
+        told
+    };
+    assert_eq!(told("/x").await, 2, "two of four met `a` and were tried twice");
+    assert_eq!(told("/quiet/x").await, 0);
+    assert_eq!(a.hits(), 4);
+}
+
 #[tokio::test]
 async fn a_connect_failure_goes_to_another_target_by_default() {
     let dead = closed_port().await;
