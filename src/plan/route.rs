@@ -243,6 +243,10 @@ fn compile_match(cx: &mut Ctx, at: &str, m: &MatchConfig) -> Option<Matcher> {
     }
     let mut headers = Vec::new();
     for (j, h) in m.headers.iter().enumerate() {
+        if let Err(e) = crate::wire::admit::readable_request_header(&h.name) {
+            cx.err(format!("{at}.headers[{j}].name"), e);
+            continue;
+        }
         let name = HeaderName::try_from(h.name.as_str());
         let value = h.value.as_deref().map(HeaderValue::try_from).transpose();
         match (name, value) {
@@ -271,6 +275,10 @@ fn compile_match(cx: &mut Ctx, at: &str, m: &MatchConfig) -> Option<Matcher> {
             }
         } else {
             let source = match (&v.header, &v.accept_param) {
+                (Some(h), _) if let Err(e) = crate::wire::admit::readable_request_header(h) => {
+                    cx.err(format!("{vat}.header"), e);
+                    None
+                }
                 (Some(h), _) => HeaderName::try_from(h.as_str())
                     .map(VersionSource::Header)
                     .map_err(|_| cx.err(format!("{vat}.header"), format!("`{h}` is not a header name")))

@@ -95,6 +95,10 @@ pub(super) fn compile(cx: &mut Ctx, name: &str, cfg: &UpstreamConfig, registry: 
         BalanceConfig::ConsistentHash(key) => {
             let key = match key {
                 HashKeyConfig::Header(h) => match http::HeaderName::try_from(h.as_str()) {
+                    Ok(_) if let Err(e) = crate::wire::admit::readable_request_header(h) => {
+                        cx.err(format!("{at}.balance.consistent_hash.header"), e);
+                        HashKey::ClientIp
+                    }
                     Ok(n) => HashKey::Header(n),
                     Err(_) => {
                         cx.err(format!("{at}.balance.consistent_hash.header"), format!("`{h}` is not a header name"));

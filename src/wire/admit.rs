@@ -241,6 +241,24 @@ pub fn dropped_name(name: &[u8]) -> bool {
     name.iter().any(|&b| !(b.is_ascii_alphanumeric() || b == b'-'))
 }
 
+/// For a config that names a request header the gateway reads (an API
+/// key's, a route condition's, a rate-limit key's, a validated one's):
+/// `Err` when every protocol path drops such a name as it arrives
+/// (`dropped_name`), so the setting could never see the header (an API
+/// key always missing, a route that never matches, one rate-limit bucket
+/// for every client).
+/// (A name that is no header name at all is left to its own error.)
+pub fn readable_request_header(name: &str) -> Result<(), String> {
+    if !dropped_name(name.as_bytes()) || HeaderName::try_from(name).is_err() {
+        return Ok(());
+    }
+    let spelled: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    Err(format!(
+        "`{name}`: request headers named with other characters than letters, digits and `-` are dropped as they \
+         arrive (as NGINX drops them: backends read `_` as `-`), so this would never see one; write `{spelled}`"
+    ))
+}
+
 /// Removes the fields whose names are dropped.
 fn drop_invalid_names(headers: &mut HeaderMap) {
     if headers.keys().any(|n| dropped_name(n.as_str().as_bytes())) {

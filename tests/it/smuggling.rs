@@ -502,6 +502,44 @@ async fn a_body_on_a_bodiless_method_never_shares_its_upstream_connection() {
     assert_eq!((post.header("connection"), after.connection), (None, post.connection));
 }
 
+/// A config that names a request header the gateway reads with a name
+/// every protocol path drops (`_`, `.`): refused with where and why, since
+/// the setting could never see one (an API key always missing, a route
+/// that never matches, one rate-limit bucket for every client).
+#[test]
+fn a_config_reading_a_dropped_header_name_is_refused() {
+    let yaml = r#"
+listeners: [ { name: gw, bind: "127.0.0.1:0" } ]
+upstreams: { u: { targets: [ "http://127.0.0.1:9" ], balance: { consistent_hash: { header: X_Tenant } } } }
+auth: { keys: { api_key: { header: X_Api_Key } } }
+routes:
+  - name: a
+    match: { path: /a, headers: [ { name: X.Beta, value: "1" } ] }
+    upstream: u
+    authenticate: [ keys ]
+  - name: b
+    match: { path: /b, version: { header: X_Api_Version, value: "2" } }
+    upstream: u
+    rate_limit: [ { key: { header: X_Client }, rate: 1/s } ]
+    cors: { allow_origins: [ "https://app.example" ], allow_headers: [ X_Custom ] }
+    validate: { headers: { X_Trace: { type: string } } }
+  - { name: c, match: { path: /c }, upstream: u, request_headers: { set: { X-Ok: "1" } } }
+"#;
+    let errors = portcullis::check(&load(yaml, Path::new("."))).unwrap_err().to_string();
+    for want in [
+        "upstreams.u.balance.consistent_hash.header: `X_Tenant`: request headers named with other characters",
+        "auth.keys.api_key.header: `X_Api_Key`",
+        "routes[0].match.headers[0].name: `X.Beta`",
+        "routes[1].match.version.header: `X_Api_Version`",
+        "routes[1].rate_limit[0]",
+        "routes[1].cors.allow_headers[0]: `X_Custom`",
+        "routes[1].validate.headers.X_Trace: `X_Trace`",
+        "write `X-Api-Key`",
+    ] {
+        assert!(errors.contains(want), "{want} not in:\n{errors}");
+    }
+}
+
 #[tokio::test]
 async fn oversized_heads_are_refused_before_the_upstream() {
     let rec = Recorder::start().await;

@@ -38,9 +38,12 @@ impl ApiKey {
     pub fn compile(cfg: &ApiKeyConfig, cx: &mut CompileCtx<'_>) -> Result<ApiKey, FieldErrors> {
         let (name, consumers): (Arc<str>, _) = (cx.name.into(), super::consumers_of(cx));
         let source = match (&cfg.header, &cfg.query) {
-            (Some(h), None) => HeaderName::try_from(h.as_str())
-                .map(Source::Header)
-                .map_err(|_| FieldErrors::one("api_key.header", format!("`{h}` is not a header name")))?,
+            (Some(h), None) => {
+                crate::wire::admit::readable_request_header(h).map_err(|e| FieldErrors::one("api_key.header", e))?;
+                HeaderName::try_from(h.as_str())
+                    .map(Source::Header)
+                    .map_err(|_| FieldErrors::one("api_key.header", format!("`{h}` is not a header name")))?
+            }
             (None, Some(q)) => Source::Query(q.clone()),
             _ => return Err(FieldErrors::one("api_key", "give exactly one of `header` or `query`")),
         };

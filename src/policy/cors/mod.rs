@@ -136,6 +136,10 @@ impl Compiled {
                     errors.push((format!("{key}[{i}]"), "`*` is not supported here; list the header names".into()));
                 } else if HeaderName::try_from(h.as_str()).is_err() {
                     errors.push((format!("{key}[{i}]"), format!("`{h}` is not a header name")));
+                } else if key == "allow_headers"
+                    && let Err(e) = crate::wire::admit::readable_request_header(h)
+                {
+                    errors.push((format!("{key}[{i}]"), e));
                 }
             }
         }

@@ -174,6 +174,7 @@ impl Key {
                     Part::Constant(upstream.ok_or("`upstream` keys need a route with an `upstream`")?.into())
                 }
                 KeyPart::Header(h) => {
+                    crate::wire::admit::readable_request_header(h)?;
                     Part::Header(HeaderName::try_from(h.as_str()).map_err(|_| format!("`{h}` is not a header name"))?)
                 }
                 KeyPart::Claim(c) => Part::Claim(c.split('.').map(String::from).collect()),

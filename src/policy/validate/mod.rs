@@ -301,6 +301,10 @@ impl Compiled {
                 errors.add(format!("headers.{name}"), format!("`{name}` is not a header name"));
                 continue;
             };
+            if let Err(e) = crate::wire::admit::readable_request_header(name) {
+                errors.add(format!("headers.{name}"), e);
+                continue;
+            }
             match Param::compile("header", name, schema, formats) {
                 Ok(p) => headers.push((header, p)),
                 Err(e) => errors.add(format!("headers.{name}"), e),
