@@ -385,6 +385,8 @@ fn fill(
             }
         }
     }
+    // `/{rest}` with `merge_slashes: false` and a request for `/c//evil.example/x`.
+    crate::router::rewrite::one_leading_slash(&mut out);
     PathAndQuery::try_from(out).map_err(|_| CallError::BadPath)
 }
 

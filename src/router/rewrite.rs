@@ -103,11 +103,19 @@ impl PathRewrite {
             PathRewrite::ReplacePrefix { from, to } => replace_prefix(path, from, to),
             PathRewrite::Template(t) => t.render(values),
         };
-        if out.starts_with("//") {
-            let slashes = out.len() - out.trim_start_matches('/').len();
-            out.replace_range(..slashes - 1, "");
-        }
+        one_leading_slash(&mut out);
         Cow::Owned(out)
+    }
+}
+
+/// Cuts a leading run of slashes to one: URL parsers (Node's
+/// `new URL(path, base)`, browsers) read `//evil.example/x` as a host and
+/// the path `/x`, which the gateway never routed. For every path the
+/// gateway builds (rewrites, aggregate calls).
+pub fn one_leading_slash(path: &mut String) {
+    if path.starts_with("//") {
+        let slashes = path.len() - path.trim_start_matches('/').len();
+        path.replace_range(..slashes - 1, "");
     }
 }
 

@@ -91,6 +91,21 @@ pub const CLIENT_CLAIMS: &[&str] = &[
     "x-forwarded-access-token",
     "x-remote-user",
     "x-webauth-user",
+    "x-credential-username",
+    "x-userinfo",
+    "x-original-forwarded-for",
+    "x-forwarded-path",
+    "x-forwarded-protocol",
+    "fly-client-ip",
+    "x-azure-clientip",
+    "x-azure-socketip",
+    "x-vercel-forwarded-for",
+    "cloudfront-viewer-address",
+    "x-originating-ip",
+    "x-remote-ip",
+    "x-remote-addr",
+    "cf-access-authenticated-user-email",
+    "cf-access-jwt-assertion",
 ];
 
 /// The lengths of the names of [`CLIENT_CLAIMS`] that start (`true`) or do
@@ -125,18 +140,33 @@ pub fn is_client_claim(name: &HeaderName) -> bool {
 
 /// `x-ssl-*`, `ssl-client*`, `x-amzn-mtls-*`, `cf-client-cert*`, an
 /// `x-` name holding `client-cert`, `clientcert` or `tls-client`,
-/// `x-client-` with a certificate's part (`dn`, `verify`, `subject`…), and
-/// `x-auth-request-*` (oauth2-proxy's user, email, groups and token).
-/// Names that start otherwise (`content-type`, `cookie`) are passed over
-/// at their first bytes.
+/// `x-client-` with a certificate's part (`dn`, `verify`, `subject`…),
+/// `x-auth-request-*` (oauth2-proxy's user, email, groups and token), and
+/// the identity and address claims of the proxies a service may sit
+/// behind elsewhere: `x-envoy-*` (Envoy removes them from outside
+/// clients: a mesh behind the gateway trusts `x-envoy-internal`),
+/// `x-goog-authenticated-user-*` and `x-goog-iap-*` (Google IAP),
+/// `x-amzn-oidc-*` (AWS ALB), `x-ms-client-principal*` (Azure App
+/// Service), `x-pomerium-*`, `x-appengine-*`. Names that start otherwise
+/// (`content-type`, `cookie`) are passed over at their first bytes.
 fn shaped_claim(s: &str) -> bool {
     // Only parts that name a certificate's: `X-Client-Fingerprint` or
     // `X-Client-Serial` are as often a device's.
     const X_CLIENT_PARTS: &[&str] = &["dn", "s-dn", "i-dn", "verify"];
+    const X_PREFIXES: &[&str] = &[
+        "ssl-",
+        "amzn-mtls-",
+        "auth-request-",
+        "envoy-",
+        "goog-authenticated-user-",
+        "goog-iap-",
+        "amzn-oidc-",
+        "ms-client-principal",
+        "pomerium-",
+        "appengine-",
+    ];
     if let Some(rest) = s.strip_prefix("x-") {
-        rest.starts_with("ssl-")
-            || rest.starts_with("amzn-mtls-")
-            || rest.starts_with("auth-request-")
+        X_PREFIXES.iter().any(|p| rest.starts_with(p))
             || rest.contains("client-cert")
             || rest.contains("clientcert")
             || rest.strip_prefix("client-").is_some_and(|part| X_CLIENT_PARTS.contains(&part))
@@ -297,6 +327,8 @@ mod tests {
             "x-forwarded-proto",
             "remote-addr",
             "x-auth-token",
+            "x-goog-api-key",
+            "x-amzn-trace-id",
         ] {
             assert!(!is_client_claim(&HeaderName::from_static(other)), "{other}");
         }
@@ -312,6 +344,11 @@ mod tests {
             "x-forwarded-tls-client-cert-info",
             "x-auth-request-user",
             "x-auth-request-access-token",
+            "x-envoy-internal",
+            "x-goog-authenticated-user-email",
+            "x-amzn-oidc-identity",
+            "x-ms-client-principal-name",
+            "x-pomerium-claim-email",
         ] {
             assert!(is_client_claim(&HeaderName::from_static(shaped)), "{shaped}");
         }

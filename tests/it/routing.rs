@@ -302,6 +302,7 @@ upstreams: {{ up: {{ targets: [ "{}" ] }} }}
 routes:
   - {{ name: svc, match: {{ path_prefix: /svc }}, upstream: up, rewrite: {{ strip_prefix: /svc }} }}
   - {{ name: files, match: {{ path: "/files/{{*rest}}" }}, upstream: up, rewrite: {{ path: "/{{rest}}" }} }}
+  - {{ name: agg, match: {{ path: "/agg/{{*rest}}" }}, aggregate: {{ calls: {{ a: {{ upstream: up, path: "/{{rest}}" }} }} }} }}
   - {{ name: all, match: {{ path_prefix: / }}, upstream: up }}
 "#,
         up.url()
@@ -317,6 +318,9 @@ routes:
         let seen = get(&gw.url(sent), &[]).await;
         assert_eq!(seen.json()["path"], forwarded, "{sent}");
     }
+    // An aggregate call's path too.
+    let seen = get(&gw.url("/agg//evil.example/x"), &[]).await;
+    assert_eq!(seen.json()["a"]["path"], "/evil.example/x", "{}", seen.text());
 }
 
 /// With `merge_slashes: false`, a redirect whose parameter starts with an

@@ -918,7 +918,9 @@ async fn client_claims_and_proxy_lines_are_not_written_upstream() {
         x-SSL-cert: -----BEGIN\r\nClient-Cert: :MIIB:\r\nX-Amzn-Mtls-Clientcert-Subject: CN=root\r\n\
         Client-IP: 10.0.0.1\r\nCF-Connecting-IP: 10.0.0.1\r\nX-Forwarded-Uri: /admin\r\nX-Host: internal\r\n\
         X-Consumer-Username: admin\r\nX-Authenticated-Userid: admin\r\nX-Forwarded-User: admin\r\n\
-        X-Auth-Request-Email: root@x\r\nRemote-User: admin\r\n\r\n";
+        X-Auth-Request-Email: root@x\r\nRemote-User: admin\r\nX-Envoy-Internal: true\r\n\
+        X-Goog-Authenticated-User-Email: accounts.google.com:root@x\r\nX-Amzn-Oidc-Identity: root\r\n\
+        Fly-Client-IP: 10.0.0.1\r\nX-Userinfo: e30\r\n\r\n";
     assert_eq!(exchange(gw.addr, probe).await.unwrap().status, 200);
     rec.wait_for("/public/a").await;
     let seen = &rec.requests()[0];
@@ -942,6 +944,11 @@ async fn client_claims_and_proxy_lines_are_not_written_upstream() {
         "x-forwarded-user",
         "x-auth-request-email",
         "remote-user",
+        "x-envoy-internal",
+        "x-goog-authenticated-user-email",
+        "x-amzn-oidc-identity",
+        "fly-client-ip",
+        "x-userinfo",
     ] {
         assert!(seen.header(name).is_none(), "{name} reached the upstream: {seen:?}");
     }
@@ -973,8 +980,14 @@ async fn method_overrides_are_refused_before_the_upstream() {
     }
     // Symfony and Laravel read `_method` from a POST's query too (PHP: `.method` is `_method`).
     // And PHP ends a name at a NUL: `_method%00` is its `_method`.
-    for query in ["_method=DELETE", "a=1&%5Fmethod=delete", ".method=PUT", "_method%00=DELETE", "%20_method%00x[]=PUT"]
-    {
+    for query in [
+        "_method=DELETE",
+        "a=1&%5Fmethod=delete",
+        ".method=PUT",
+        "_method%00=DELETE",
+        "%20_method%00x[]=PUT",
+        "_METHOD=PUT",
+    ] {
         let probe = format!("POST /public/q?{query} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
         assert_eq!(exchange(gw.addr, probe.as_bytes()).await.unwrap().status, 400, "{query}");
     }

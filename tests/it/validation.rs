@@ -404,10 +404,11 @@ async fn an_openapi_document_routes_validates_and_authenticates() {
     // Other spellings PHP (`.`, space, brackets, a NUL) or ASP.NET (case) read as a declared cookie.
     for (cookie, name) in [
         ("page.size=500; page_size=1", "page.size"),
-        ("page_size=1; page%20size=500", "page size"),
+        ("page_size=1; page%20size=500", "page%20size"),
         ("page_size[]=500", "page_size[]"),
         ("PAGE_SIZE=500", "PAGE_SIZE"),
-        ("page_size%00=500", "page_size\0"),
+        ("page_size%00=500", "page_size%00"),
+        ("page%5Fsize=500", "page%5Fsize"),
     ] {
         let r = call(&gw, "GET", "/v1/pets", &[("cookie", &format!("session=s3cret; {cookie}"))], "").await;
         assert_eq!(errors(&r), vec![("cookie".into(), name.into())], "{cookie}: {}", r.text());
@@ -1364,4 +1365,17 @@ async fn form_bodies_follow_refs_and_refuse_other_spellings_of_a_field() {
         assert!(r.json()["errors"][0]["detail"].as_str().unwrap().contains("by some frameworks"), "{}", r.text());
     }
     assert_eq!(s.up.requests().len(), 3, "only the valid forms reached the upstream");
+}
+
+/// A content type listed with parameters matched no request (requests are
+/// matched by their type alone): refused, with the type to write.
+#[test]
+fn content_types_are_listed_without_parameters() {
+    let yaml = "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\n\
+                routes:\n  - { name: r, match: { path: /r }, static: { status: 200 }, validate: { content_types: [ \"application/json; charset=utf-8\" ], body: { schema: { type: object } } } }\n";
+    let errors = portcullis::check(&load(yaml, Path::new("."))).unwrap_err().to_string();
+    assert!(
+        errors.contains("routes[0].validate.content_types[0]: `application/json; charset=utf-8`: list the media type without parameters (`application/json`)"),
+        "{errors}"
+    );
 }

@@ -317,6 +317,17 @@ impl Compiled {
                     format!("content_types[{i}]"),
                     format!("`{t}` is not a media type such as `application/json`"),
                 );
+            } else if t.contains(';') {
+                // Requests are matched by their type alone (`charset` is
+                // checked on its own): with parameters, it matched nothing.
+                errors.add(
+                    format!("content_types[{i}]"),
+                    format!(
+                        "`{t}`: list the media type without parameters (`{}`); a request's parameters are not \
+                         matched (a `charset` other than UTF-8 is refused anyway)",
+                        t.split(';').next().unwrap_or("").trim()
+                    ),
+                );
             }
         }
         if content_types.is_empty() && body.is_some() {
@@ -521,18 +532,21 @@ impl Compiled {
     /// `page_size`, ASP.NET `PAGE_SIZE`), or whose name holds a control
     /// character: refused, as their query counterparts are.
     fn other_cookie_spellings(&self, headers: &http::HeaderMap, problems: &mut Vec<Problem>) {
-        for k in params::cookie_names(headers) {
+        for (k, decoded) in params::cookie_names(headers) {
             if problems.iter().any(|q| q.place == "cookie" && q.pointer == k) {
                 continue;
             }
-            if let Some(problem) = params::control_in_name("cookie", &k, k.clone()) {
+            if let Some(problem) = params::control_in_name("cookie", &decoded, k.clone()) {
                 problems.push(problem);
                 continue;
             }
+            // The declared name as written is checked; `sess%5Fid` is
+            // another spelling of `sess_id` (its value was never checked).
             if self.cookies.iter().any(|c| c.name == k) {
                 continue;
             }
-            if let Some(c) = self.cookies.iter().find(|c| params::read_as(&k, &c.name)) {
+            let spelled = |name: &str| decoded == name || params::read_as(&decoded, name) || params::read_as(&k, name);
+            if let Some(c) = self.cookies.iter().find(|c| spelled(&c.name)) {
                 let detail = format!(
                     "`{}` is read as the cookie `{}` by some frameworks (case, brackets, PHP's `.` and spaces): send it once, as `{}`",
                     cut(&k),

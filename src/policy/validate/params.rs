@@ -587,16 +587,16 @@ pub fn cookie_values(headers: &http::HeaderMap, name: &str) -> Vec<String> {
 }
 
 /// The cookie names in the request's `Cookie` fields, as `cookie_values`
-/// reads them (after `;`, and after `,` for the older parsers), trimmed
-/// and percent-decoded (PHP decodes cookie names).
-pub fn cookie_names(headers: &http::HeaderMap) -> Vec<String> {
+/// reads them (after `;`, and after `,` for the older parsers), trimmed:
+/// each as written and percent-decoded (some frameworks decode names).
+pub fn cookie_names(headers: &http::HeaderMap) -> Vec<(String, String)> {
     let mut names = Vec::new();
+    let both = |k: &str| (k.trim().to_string(), decode_path(k.trim()));
     for pair in headers.get_all(http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';'))
     {
         let Some((k, v)) = pair.split_once('=') else { continue };
-        names.push(decode_path(k.trim()));
-        names
-            .extend(v.split(',').skip(1).filter_map(|piece| piece.split_once('=')).map(|(k, _)| decode_path(k.trim())));
+        names.push(both(k));
+        names.extend(v.split(',').skip(1).filter_map(|piece| piece.split_once('=')).map(|(k, _)| both(k)));
     }
     names
 }
@@ -806,7 +806,8 @@ pub fn form_object(bytes: &[u8], properties: &Map<String, Value>, problems: &mut
 /// body; PHP reads `.method` and ` _method` as `_method` too). Only
 /// queries that mention `method` are parsed.
 pub fn query_overrides_method(query: &str) -> bool {
-    if memchr::memmem::find(query.as_bytes(), b"method").is_none()
+    // In any case (`_METHOD`: `read_as` reads another case as the name).
+    if !query.as_bytes().windows(6).any(|w| w.eq_ignore_ascii_case(b"method"))
         && memchr::memmem::find(query.as_bytes(), b"%").is_none()
     {
         return false;
