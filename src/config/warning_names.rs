@@ -19,6 +19,10 @@ pub const ALL: &[(&str, &str)] = &[
     ("unknown-format", "a schema `format` the validator does not know: its values pass unchecked"),
     ("unknown-keyword", "a schema key spelled like a keyword but not one (`additionalproperties`): it checks nothing"),
     ("strict-api-shadowed", "a broader route takes the requests a strict API's document does not declare"),
+    (
+        "methods-fall-through",
+        "a guarded route lists its `methods`, and the others on its paths go to a broader route that is not guarded",
+    ),
     ("unreachable-route-path", "a route path no request path can be after normalization"),
     ("impossible-schema", "a schema whose lower bound is above its upper one: it refuses every value"),
     ("timeout-beyond-budget", "a time limit longer than the one that holds it: it never applies"),

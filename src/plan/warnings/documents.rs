@@ -339,7 +339,7 @@ fn base_path(loaded: &LoadedConfig, api: &ApiConfig) -> Option<String> {
 
 /// Whether `prefix` covers `path` at segment boundaries (`/` covers all,
 /// `/api` covers `/api/v2`, not `/apis`).
-fn segment_prefix(prefix: &str, path: &str) -> bool {
+pub(super) fn segment_prefix(prefix: &str, path: &str) -> bool {
     let prefix = prefix.trim_end_matches('/');
     prefix.is_empty() || path == prefix || path.starts_with(prefix) && path[prefix.len()..].starts_with('/')
 }

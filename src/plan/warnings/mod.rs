@@ -7,6 +7,7 @@
 mod documents;
 mod fetches;
 mod limits;
+mod methods;
 mod refusing;
 mod settings;
 mod timing;
@@ -35,6 +36,7 @@ pub fn warnings(loaded: &LoadedConfig) -> Vec<ConfigError> {
     certificates(loaded, &mut found);
     documents::unknown_formats(loaded, &mut found);
     documents::shadowed_strict_apis(loaded, &mut found);
+    methods::methods_fall_through(loaded, &mut found);
     unreachable_paths(loaded, &mut found);
     timing::timeouts_beyond_budgets(loaded, &mut found);
     refusing::routes_that_refuse_everything(loaded, &mut found);
@@ -523,6 +525,30 @@ fn name_mismatches(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A guarded route's unlisted methods fall to an open broader route.
+    #[test]
+    fn methods_a_guarded_route_leaves_out_fall_through() {
+        let found_for = |open: &str| {
+            let yaml = format!(
+                "auth: {{ k: {{ api_key: {{ header: X-Key }} }} }}\nroutes:\n\
+                 \x20 - {{ name: admin, match: {{ path_prefix: /admin, methods: [GET, POST] }}, static: {{ status: 200 }}, authenticate: [k] }}\n\
+                 \x20 - {{ name: all, match: {{ path_prefix: /{open} }}, static: {{ status: 200 }} }}\n"
+            );
+            let loaded = crate::config::parse_str(&yaml, "t.yaml", std::path::Path::new(".")).unwrap();
+            let mut found = Found::default();
+            methods::methods_fall_through(&loaded, &mut found);
+            found.0
+        };
+        let warned = found_for("");
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert_eq!((warned[0].0, warned[0].1.as_str()), ("methods-fall-through", "routes[0].match.methods"));
+        assert!(warned[0].2.contains("every other method on its paths go to route `all`"), "{}", warned[0].2);
+        assert!(found_for("other").is_empty(), "a broader route elsewhere covers nothing of `/admin`");
+        assert!(found_for(", methods: [HEAD, GET]").is_empty(), "HEAD goes with GET");
+        let warned = found_for(", methods: [DELETE]");
+        assert!(warned[0].2.contains("`DELETE` on its paths"), "{}", warned[0].2);
+    }
 
     /// A body schema beside a content type it is not checked on.
     #[test]
