@@ -679,6 +679,13 @@ fn failed(
         // Refused by its upstream's limits, breaker or health, or by the
         // gateway's memory: 503, as a proxied request.
         Some(Err(CallError::Refused(_) | CallError::OverBudget(_))) => StatusCode::SERVICE_UNAVAILABLE,
+        // What the client itself is told by the service: the resource the
+        // answer is made of is not there (404, 410), or the client is to
+        // slow down (429, whose clients back off where a 502's retry at
+        // once). Another 4xx says the gateway's call was wrong: 502.
+        Some(Err(CallError::Status(s @ (404 | 410 | 429)))) => {
+            StatusCode::from_u16(*s).unwrap_or(StatusCode::BAD_GATEWAY)
+        }
         _ => StatusCode::BAD_GATEWAY,
     };
     let detail = format!("the call `{}` failed, and the answer cannot be made without it", plan.calls[culprit].name);

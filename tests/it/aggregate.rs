@@ -208,6 +208,16 @@ routes:
     .await;
     assert_eq!(get(&gw.url("/one"), &[]).await.status, 504);
     assert_eq!(nth_flag(&gw, &log, 2).await, "UT");
+    let gw = gateway(&format!("{}{DASHBOARD}", upstreams(&u, &o, &r))).await;
+    // What the service tells the client itself passes on: the resource is
+    // not there (404, 410), or slow down (429); another 4xx is the
+    // gateway's call gone wrong (502).
+    for (answered, status) in [(404, 404), (410, 410), (429, 429), (400, 502), (403, 502)] {
+        u.set(Mode::Status(answered));
+        let reply = get(&gw.url("/dashboard/7"), &[]).await;
+        assert_eq!(reply.status, status, "{answered}: {}", reply.text());
+        assert_eq!(reply.json()["errors"][0]["detail"], format!("the upstream answered {answered}"));
+    }
 }
 
 /// The response flag of the access log's `n`th line, once it is written
