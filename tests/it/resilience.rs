@@ -136,18 +136,24 @@ async fn ejected_targets_share_out_evenly() {
 /// neighbour in the list, which got twice its share here.
 #[tokio::test]
 async fn retries_spread_over_the_targets_not_tried() {
-    let (a, b, c, d) =
-        (Flaky::start("a").await, Flaky::start("b").await, Flaky::start("c").await, Flaky::start("d").await);
-    a.set(Mode::Status(503));
-    let gw = svc(&[&a, &b, &c, &d], "retry: { attempts: 2, on: [ \"503\" ] }").await;
-    for _ in 0..40 {
-        assert_eq!(get(&gw.url("/x"), &[]).await.status, 200);
+    // With least_request, ties (an idle pool) rotate: the retries once took
+    // the first tries' turn, so they all went to a's neighbour, and it got
+    // no first tries.
+    for balance in ["round_robin", "least_request"] {
+        let (a, b, c, d) =
+            (Flaky::start("a").await, Flaky::start("b").await, Flaky::start("c").await, Flaky::start("d").await);
+        a.set(Mode::Status(503));
+        let gw =
+            svc(&[&a, &b, &c, &d], &format!("balance: {balance}\nretry: {{ attempts: 2, on: [ \"503\" ] }}")).await;
+        for _ in 0..40 {
+            assert_eq!(get(&gw.url("/x"), &[]).await.status, 200);
+        }
+        // a's 10 requests were retried: b, c and d each took some of them.
+        assert_eq!(a.hits(), 10, "{balance}");
+        let (b, c, d) = (b.hits(), c.hits(), d.hits());
+        assert_eq!(b + c + d, 40, "{balance}: {b} {c} {d}");
+        assert!(b < 15 && c > 10 && d > 10, "{balance}: the retries went to a's neighbour: {b} {c} {d}");
     }
-    // a's 10 requests were retried: b, c and d each took some of them.
-    assert_eq!(a.hits(), 10);
-    let (b, c, d) = (b.hits(), c.hits(), d.hits());
-    assert_eq!(b + c + d, 40, "{b} {c} {d}");
-    assert!(b < 15 && c > 10 && d > 10, "the retries went to a's neighbour: {b} {c} {d}");
 }
 
 /// With `consistent_hash`, the keys of a target out of service spread over

@@ -512,6 +512,7 @@ fn a_config_reading_a_dropped_header_name_is_refused() {
 listeners: [ { name: gw, bind: "127.0.0.1:0" } ]
 upstreams: { u: { targets: [ "http://127.0.0.1:9" ], balance: { consistent_hash: { header: X_Tenant } } } }
 auth: { keys: { api_key: { header: X_Api_Key } } }
+identity_headers: { consumer: X_Consumer }
 routes:
   - name: a
     match: { path: /a, headers: [ { name: X.Beta, value: "1" } ] }
@@ -522,7 +523,7 @@ routes:
     upstream: u
     rate_limit: [ { key: { header: X_Client }, rate: 1/s } ]
     cors: { allow_origins: [ "https://app.example" ], allow_headers: [ X_Custom ] }
-    validate: { headers: { X_Trace: { type: string } } }
+    validate: { headers: { X_Trace: { type: string, required: true }, X_Optional: { type: string } } }
   - { name: c, match: { path: /c }, upstream: u, request_headers: { set: { X-Ok: "1" } } }
 "#;
     let errors = portcullis::check(&load(yaml, Path::new("."))).unwrap_err().to_string();
@@ -534,10 +535,13 @@ routes:
         "routes[1].rate_limit[0]",
         "routes[1].cors.allow_headers[0]: `X_Custom`",
         "routes[1].validate.headers.X_Trace: `X_Trace`",
+        "identity_headers.consumer: `X_Consumer`",
         "write `X-Api-Key`",
     ] {
         assert!(errors.contains(want), "{want} not in:\n{errors}");
     }
+    // An optional one (a third-party document's) checks nothing: not refused.
+    assert!(!errors.contains("X_Optional"), "{errors}");
 }
 
 #[tokio::test]

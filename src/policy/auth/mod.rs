@@ -202,6 +202,14 @@ impl IdentityHeaders {
     pub fn compile(cfg: &IdentityHeadersConfig, _cx: &mut CompileCtx<'_>) -> Result<IdentityHeaders, FieldErrors> {
         let mut errors = FieldErrors::new();
         let mut name = |key: &str, v: &str| {
+            // Sent by the gateway, but a CGI-style backend reads `X_Consumer`
+            // as `X-Consumer`, which a client may send beside it (theirs is
+            // only removed under the name written here): the backend would
+            // see two identities. Such names are dropped from clients for that
+            // reason (`wire::admit`); none is written here either.
+            if let Err(e) = crate::wire::admit::readable_request_header(v) {
+                errors.push((key.to_string(), e));
+            }
             HeaderName::try_from(v).unwrap_or_else(|_| {
                 errors.push((key.to_string(), format!("`{v}` is not a header name")));
                 HeaderName::from_static("x-invalid")

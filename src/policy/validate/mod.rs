@@ -301,11 +301,15 @@ impl Compiled {
                 errors.add(format!("headers.{name}"), format!("`{name}` is not a header name"));
                 continue;
             };
-            if let Err(e) = crate::wire::admit::readable_request_header(name) {
-                errors.add(format!("headers.{name}"), e);
-                continue;
-            }
             match Param::compile("header", name, schema, formats) {
+                // Required, it could never be sent: every request refused.
+                // Optional (a third-party document's), it checks nothing: left out.
+                Ok(p) if crate::wire::admit::readable_request_header(name).is_err() => {
+                    if p.required {
+                        let e = crate::wire::admit::readable_request_header(name).unwrap_err();
+                        errors.add(format!("headers.{name}"), format!("{e}; as required, every request is refused"));
+                    }
+                }
                 Ok(p) => headers.push((header, p)),
                 Err(e) => errors.add(format!("headers.{name}"), e),
             }

@@ -16,7 +16,7 @@ pub struct Param {
     schema: jsonschema::Validator,
     /// The schema as written (its `type` and `items` decide the reading).
     shape: Value,
-    required: bool,
+    pub(super) required: bool,
     style: Style,
     /// OpenAPI's `explode` (default: true for `form`, false otherwise):
     /// how an object's members are written (`k=v` pairs or `k,v` runs).

@@ -12,6 +12,8 @@ const VNODES_PER_WEIGHT: u32 = 100;
 pub struct ConsistentHash {
     /// (point on the ring, target index), sorted by point.
     ring: Vec<(u64, u16)>,
+    /// How many targets the ring has points of.
+    targets: usize,
 }
 
 impl ConsistentHash {
@@ -24,7 +26,7 @@ impl ConsistentHash {
             }
         }
         ring.sort_unstable();
-        ConsistentHash { ring }
+        ConsistentHash { ring, targets: ids.len() }
     }
 
     pub fn pick(&self, key: &[u8]) -> usize {
@@ -40,6 +42,11 @@ impl ConsistentHash {
     /// took them all, and doubled its load). A key keeps that one
     /// stand-in while its own target is out, and comes back after.
     pub fn pick_where(&self, key: &[u8], may: impl Fn(usize) -> bool) -> Option<usize> {
+        // None may: no walk over the whole ring (a million points for ten
+        // targets of weight 1000) in an outage, when every request asks.
+        if !(0..self.targets).any(&may) {
+            return None;
+        }
         let h = xxh3_64(key);
         let start = self.ring.partition_point(|(p, _)| *p < h);
         let (before, after) = self.ring.split_at(start.min(self.ring.len()));

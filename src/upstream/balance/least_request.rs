@@ -8,32 +8,57 @@ use crate::upstream::Target;
 #[derive(Debug, Default)]
 pub struct LeastRequest {
     rotation: AtomicUsize,
+    /// The ties' rotation of the picks made again (a retry, a first pick
+    /// out of service): on the first picks' turn, an idle pool's retry
+    /// went to the target after the failing one every time, and took
+    /// that target's first tries too.
+    again: AtomicUsize,
 }
 
 impl LeastRequest {
     pub fn pick(&self, targets: &[Target]) -> usize {
-        self.pick_where(targets, |_| true).unwrap_or(0)
+        self.least(targets, &self.rotation, |_| true).unwrap_or(0)
     }
 
     /// The least loaded among the targets `may` lets take requests (an
-    /// ejected one, idle by force, would otherwise always look least loaded).
+    /// ejected one, idle by force, would otherwise always look least
+    /// loaded), ties rotating on a turn of their own.
     pub fn pick_where(&self, targets: &[Target], may: impl Fn(usize) -> bool) -> Option<usize> {
-        let n = targets.len();
-        let start = self.rotation.fetch_add(1, Ordering::Relaxed) % n.max(1);
-        let load_of = |t: &Target| (t.in_flight() as u64, u64::from(t.weight));
-        let mut best: Option<(usize, (u64, u64))> = None;
-        for step in 0..n {
-            let i = (start + step) % n;
-            if !may(i) {
-                continue;
-            }
-            let load = load_of(&targets[i]);
-            // load_i / weight_i < best / best_weight, without division.
-            if best.is_none_or(|(_, b)| load.0 * b.1 < b.0 * load.1) {
-                best = Some((i, load));
+        self.least(targets, &self.again, may)
+    }
+
+    /// The `turn`-th (rotating) of the targets `may` allows with the least
+    /// load relative to weight: ties share evenly among the allowed ones
+    /// (a rotating start over all targets gave the one after an excluded
+    /// target its share too).
+    fn least(&self, targets: &[Target], turn: &AtomicUsize, may: impl Fn(usize) -> bool) -> Option<usize> {
+        let load = |i: usize| (targets[i].in_flight() as u64, u64::from(targets[i].weight));
+        // a / a_weight < b / b_weight, without division.
+        let lighter = |a: (u64, u64), b: (u64, u64)| a.0 * b.1 < b.0 * a.1;
+        let (mut best, mut ties) = (None::<(u64, u64)>, 0usize);
+        for i in (0..targets.len()).filter(|&i| may(i)) {
+            let l = load(i);
+            match best {
+                Some(b) if lighter(b, l) => {}
+                Some(b) if !lighter(l, b) => ties += 1,
+                _ => (best, ties) = (Some(l), 1),
             }
         }
-        best.map(|(i, _)| i)
+        let best = best?;
+        let mut k = turn.fetch_add(1, Ordering::Relaxed) % ties;
+        let mut first = None;
+        for i in (0..targets.len()).filter(|&i| may(i)) {
+            first.get_or_insert(i);
+            let l = load(i);
+            if !lighter(best, l) && !lighter(l, best) {
+                if k == 0 {
+                    return Some(i);
+                }
+                k -= 1;
+            }
+        }
+        // Loads moved meanwhile (other threads): any allowed one.
+        first
     }
 }
 
