@@ -1379,3 +1379,29 @@ fn content_types_are_listed_without_parameters() {
         "{errors}"
     );
 }
+
+/// A pattern that backtracks (look-around, a back-reference) may take
+/// 10,000 steps a value: a body of more strings than a route checks so is
+/// refused before any is matched (10,000 of them took seconds of CPU and
+/// stalled every other request). A body of a few is checked as usual.
+#[tokio::test]
+async fn a_body_of_too_many_strings_for_a_backtracking_pattern_is_refused_at_once() {
+    let up = Recorder::start().await;
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nupstreams:\n  u: {{ targets: [ \"{}\" ] }}\n\
+         routes:\n  - name: r\n    match: {{ path: /r }}\n    upstream: u\n    validate:\n      body:\n        schema:\n          \
+         type: object\n          properties:\n            arr: {{ type: array, items: {{ type: string, pattern: \"^(?=.*[0-9])[a-z0-9]+$\" }} }}\n",
+        up.url()
+    );
+    let gw = Gateway::start(&load(&yaml, Path::new("."))).await.expect("starts");
+    let json = [("content-type", "application/json")];
+    let body = |n: usize| serde_json::json!({ "arr": vec!["abc1"; n] }).to_string();
+    let r = call(&gw, "POST", "/r", &json, &body(10)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = call(&gw, "POST", "/r", &json, &serde_json::json!({ "arr": ["abc"] }).to_string()).await;
+    assert_eq!(errors(&r), vec![("body".to_string(), "/arr/0".to_string())], "checked as usual");
+    let r = call(&gw, "POST", "/r", &json, &body(2000)).await;
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("holds more than 1024 strings"), "{}", r.text());
+    assert_eq!(up.count(), 1);
+}

@@ -100,6 +100,10 @@ struct BodyRule {
     /// The schema's `properties`, for reading a form's values as their types.
     properties: serde_json::Map<String, Value>,
     required: bool,
+    /// The schema has a pattern that needs backtracking (look-around,
+    /// back-references): each value it judges may take
+    /// `PATTERN_BACKTRACK_LIMIT` steps, so a body's strings are counted first.
+    backtracking: bool,
 }
 
 /// A JSON Schema from the config, compiled with the config's named formats.
@@ -130,6 +134,34 @@ pub(crate) fn schema_fault(schema: &Value, formats: &BTreeMap<String, String>) -
 /// took ~75 ms of CPU for a 32-byte string against `^(a|aa)+\1$`, a cheap
 /// way to burn the gateway's CPU. Past the limit the value is refused.
 const PATTERN_BACKTRACK_LIMIT: usize = 10_000;
+
+/// The most strings (keys and values, counted from the body's quotes, or a
+/// form's fields) a body may hold on a route whose schema has a pattern
+/// that backtracks: each may take `PATTERN_BACKTRACK_LIMIT` steps, and an
+/// array of 10,000 such strings took ~4 s of CPU and stalled every other
+/// request on the worker. Here a body costs at most ~10 M steps.
+const MAX_BACKTRACKED_STRINGS: usize = 1024;
+
+/// Whether a `pattern` (or `patternProperties` name) in `schema` needs
+/// the backtracking engine: look-around or a back-reference (the others
+/// run on the linear `regex` engine).
+fn backtracking_pattern(schema: &Value) -> bool {
+    let backtracks = |p: &str| {
+        ["(?=", "(?!", "(?<=", "(?<!", "\\k<"].iter().any(|f| p.contains(f))
+            || p.as_bytes().windows(2).any(|w| w[0] == b'\\' && (b'1'..=b'9').contains(&w[1]))
+    };
+    match schema {
+        Value::Object(map) => map.iter().any(|(k, v)| match (k.as_str(), v) {
+            ("pattern", Value::String(p)) => backtracks(p),
+            ("patternProperties", Value::Object(names)) => {
+                names.keys().any(|p| backtracks(p)) || names.values().any(backtracking_pattern)
+            }
+            _ => backtracking_pattern(v),
+        }),
+        Value::Array(items) => items.iter().any(backtracking_pattern),
+        _ => false,
+    }
+}
 
 fn build<F: jsonschema::json::Json>(
     schema: &Value,
@@ -262,16 +294,18 @@ impl Compiled {
                                     tracing::debug!(route = %cx.name, "validate: the body schema uses {why}: every body is checked the full way");
                                 })
                                 .ok();
-                            (json, form, properties, shortcut, report_budget::ReportBudget::of(&s))
+                            let backtracking = backtracking_pattern(&s);
+                            (json, form, properties, shortcut, (report_budget::ReportBudget::of(&s), backtracking))
                         })
                         .map_err(in_file)
                 });
                 match compiled {
-                    Ok((json_schema, schema, properties, shortcut, report_budget)) => Some(BodyRule {
+                    Ok((json_schema, schema, properties, shortcut, (report_budget, backtracking))) => Some(BodyRule {
                         shortcut,
                         json_schema,
                         report_budget,
                         schema,
+                        backtracking,
                         properties,
                         required: b.required,
                     }),
@@ -612,6 +646,21 @@ impl Compiled {
             // that honours `charset=utf-16` or `latin1` (RFC 8259 §8.1: JSON
             // exchanged is UTF-8).
             return Some((unsupported_charset, "a charset other than UTF-8 (415 when enforced)"));
+        }
+        if rule.backtracking {
+            let strings = if is_json(&media) {
+                memchr::memchr_iter(b'"', bytes).count() / 2
+            } else {
+                memchr::memchr_iter(b'&', bytes).count() + 1
+            };
+            if strings > MAX_BACKTRACKED_STRINGS {
+                let detail = format!(
+                    "holds more than {MAX_BACKTRACKED_STRINGS} strings, the most this route checks against its \
+                     patterns that backtrack (look-around, back-references)"
+                );
+                problems.push(Problem { place: "body", pointer: String::new(), detail });
+                return None;
+            }
         }
         if is_json(&media) {
             if rule.shortcut.as_ref().is_some_and(|s| s.passes(bytes, &self.limits)) {
