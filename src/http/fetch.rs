@@ -28,6 +28,9 @@ impl std::fmt::Debug for Fetcher {
     }
 }
 
+/// Idle connections kept per host by a [`Fetcher`].
+const MAX_IDLE_PER_HOST: usize = 16;
+
 impl Fetcher {
     /// `ca`: PEM bundle to trust instead of the Mozilla roots.
     pub fn new(ca: Option<&Path>, timeout: Duration) -> Result<Fetcher, String> {
@@ -45,7 +48,11 @@ impl Fetcher {
         http.set_connect_timeout(Some(timeout));
         let https =
             HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
-        Ok(Fetcher { client: Client::builder(TokioExecutor::new()).build(https), timeout })
+        // A few idle connections kept per host (hyper-util keeps all by
+        // default: after a burst of token introspections, thousands of idle
+        // sockets held for 90 s).
+        let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(MAX_IDLE_PER_HOST).build(https);
+        Ok(Fetcher { client, timeout })
     }
 
     pub async fn get_json(&self, url: &str) -> Result<serde_json::Value, String> {

@@ -678,3 +678,63 @@ async fn an_empty_basic_user_name_is_a_config_error() {
     let errors = portcullis::check(&load(yaml, dir.path())).unwrap_err().to_string();
     assert!(errors.contains("users.htpasswd:2: a user name is empty"), "{errors}");
 }
+
+/// Calls to an introspection endpoint under way are bounded (64): a flood
+/// of distinct bogus tokens once opened one connection per request (20,000
+/// sockets, the file descriptors gone). The others wait their turn.
+#[tokio::test]
+async fn introspection_calls_under_way_are_bounded() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (open, peak) = (std::sync::Arc::new(AtomicUsize::new(0)), std::sync::Arc::new(AtomicUsize::new(0)));
+    let (o, p) = (open.clone(), peak.clone());
+    // A slow endpoint that counts the calls it holds at once.
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let (o, p) = (o.clone(), p.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 << 10];
+                loop {
+                    let mut got = Vec::new();
+                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let now = o.fetch_add(1, Ordering::SeqCst) + 1;
+                    p.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    o.fetch_sub(1, Ordering::SeqCst);
+                    let body = r#"{"active":false}"#;
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    if s.write_all(format!("{head}{body}").as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\n\
+         auth:\n  opaque: {{ introspection: {{ endpoint: \"http://{addr}/introspect\", client_id: gateway, client_secret: s3cret, timeout: 10s }} }}\n\
+         routes:\n  - {{ name: api, match: {{ path_prefix: /api }}, static: {{ status: 200 }}, authenticate: [opaque] }}\n\
+         warnings: {{ allow: [ unlimited-expensive-auth ] }}\n"
+    );
+    let gw = portcullis::Gateway::start(&load(&yaml, Path::new("."))).await.expect("starts");
+    let url = format!("http://{}/api", gw.addr("gw").unwrap());
+    let requests = (0..150).map(|i| {
+        let url = url.clone();
+        tokio::spawn(async move { get(&url, &[("authorization", &format!("Bearer bogus-{i}"))]).await.status })
+    });
+    for r in requests.collect::<Vec<_>>() {
+        assert_eq!(r.await.unwrap(), 401);
+    }
+    let peak = peak.load(Ordering::SeqCst);
+    assert!(peak <= 64 && peak > 8, "calls under way at once: {peak}");
+}

@@ -36,7 +36,18 @@ pub struct Introspection {
     cache: TtlCache<Option<Arc<Identity>>>,
     /// Reads an answer's `exp` against this.
     clock: WallClock,
+    /// Calls to the endpoint under way, at most `MAX_CALLS`: one per request
+    /// with an uncached token, without it (20,000 sockets for a flood of
+    /// bogus tokens, and the file descriptors gone).
+    calls: tokio::sync::Semaphore,
+    /// How long a call may wait for its turn: the endpoint's `timeout`.
+    timeout: Duration,
 }
+
+/// Calls to one introspection endpoint under way at once (Envoy's
+/// ext_authz cluster allows 1,024 requests by default; an identity
+/// provider answers in milliseconds, so this is plenty).
+const MAX_CALLS: usize = 64;
 
 impl Introspection {
     pub fn compile(cfg: &IntrospectionConfig, cx: &mut CompileCtx<'_>) -> Result<Introspection, FieldErrors> {
@@ -65,6 +76,8 @@ impl Introspection {
             on_error: cfg.on_error,
             cache: TtlCache::new(100_000),
             clock: WallClock::system(),
+            calls: tokio::sync::Semaphore::new(MAX_CALLS),
+            timeout: cfg.timeout.0,
         })
     }
 
@@ -107,6 +120,10 @@ impl Introspection {
 
     /// `Ok(None)`: the server says the token is not active.
     async fn ask(&self, token: &str) -> Result<Option<(Identity, Duration)>, String> {
+        let _turn = match tokio::time::timeout(self.timeout, self.calls.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            _ => return Err(format!("{MAX_CALLS} calls to the endpoint under way did not end within its timeout")),
+        };
         let mut form = format!("token={}&token_type_hint=access_token", form_encode(token));
         let auth = match self.client_auth {
             ClientAuthMethod::Basic => {
