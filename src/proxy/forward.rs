@@ -534,6 +534,9 @@ async fn through_h2(
     valid_status(upstream, resp.status())?;
     let (mut parts, inner) = resp.into_parts();
     hop_by_hop::strip(&mut parts.headers, false);
+    for own in &crate::wire::names::GATEWAY_OWN {
+        parts.headers.remove(own);
+    }
     // What the body must come to (hyper's HTTP/2 client ends a stream reset
     // with NO_ERROR as if it were whole); none for bodiless answers.
     let bodiless = head || matches!(parts.status.as_u16(), 204 | 304);
@@ -636,6 +639,9 @@ async fn through_hyper(
     }
     let (mut parts, inner) = resp.into_parts();
     hop_by_hop::strip(&mut parts.headers, false);
+    for own in &crate::wire::names::GATEWAY_OWN {
+        parts.headers.remove(own);
+    }
     Ok(Response::from_parts(parts, Body::upstream(inner, in_flight, upstream.read_timeout)))
 }
 

@@ -188,6 +188,22 @@ fn is_method_override(s: &str) -> bool {
     matches!(s.len(), 13 | 17 | 22) && METHOD_OVERRIDES.contains(&s)
 }
 
+/// The response headers that are the gateway's own word (its tries, the
+/// pool's health, an aggregate's completeness): an upstream's lines of
+/// these names are dropped as its response is read, so that a client never
+/// gets two answers, or the service's word for the gateway's.
+pub const GATEWAY_OWN: [HeaderName; 3] = [
+    HeaderName::from_static("portcullis-tries"),
+    HeaderName::from_static("portcullis-aggregate"),
+    HeaderName::from_static("portcullis-upstream-health"),
+];
+
+/// Whether `name` is one of [`GATEWAY_OWN`] (by length first: it runs on
+/// every line of every response).
+pub fn is_gateway_own(name: &HeaderName) -> bool {
+    matches!(name.as_str().len(), 16 | 20 | 26) && GATEWAY_OWN.contains(name)
+}
+
 /// `Proxy`: no client sends it but to have CGI-style backends read it as
 /// `HTTP_PROXY` (httpoxy, CVE-2016-5385); never passed on.
 pub const PROXY: HeaderName = HeaderName::from_static("proxy");

@@ -177,6 +177,9 @@ pub fn parse_head(
                 hop.note(&name, h.value);
                 continue;
             }
+            if super::names::is_gateway_own(&name) {
+                continue;
+            }
             if name == header::CONTENT_LENGTH {
                 // A list (`3, 3`) counts as that many lines: one value, once, or malformed.
                 hop.lengths += 1 + h.value.iter().filter(|&&b| b == b',').count();

@@ -664,6 +664,7 @@ const RESPONSES: &[Reply] = &[
     Reply { name: "an interim 100 Continue, skipped", reply: b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", status: 200, head: false },
     Reply { name: "chunked with extensions", reply: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;a=b\r\nok\r\n0\r\n\r\n", status: 200, head: false },
     Reply { name: "a body until close", reply: b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nok", status: 200, head: false },
+    Reply { name: "the gateway's own headers", reply: b"HTTP/1.1 200 OK\r\nPortcullis-Tries: 7\r\nPortcullis-Upstream-Health: fake\r\nPortcullis-Aggregate: partial\r\nContent-Length: 2\r\n\r\nok", status: 200, head: false },
 ];
 
 #[tokio::test]
@@ -683,6 +684,8 @@ async fn response_probes() {
         assert_eq!(resp.status, r.status, "{}: {} {}", r.name, resp.head, resp.text());
         assert!(resp.header("x-injected").is_none(), "{}: {}", r.name, resp.head);
         assert!(!resp.text().contains("poisoned"), "{}: {}", r.name, resp.text());
+        // The gateway's own word is never an upstream's.
+        assert!(!resp.head.to_ascii_lowercase().contains("portcullis-"), "{}: {}", r.name, resp.head);
         if r.status == 200 && !r.head {
             assert_eq!(resp.text(), "ok", "{}", r.name);
         }
@@ -733,6 +736,11 @@ async fn response_framing_probes_from_an_https_upstream() {
     let sound = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n";
     let resp = through(sound).await.expect("an answer");
     assert_eq!((resp.status, resp.text()), (200, "ok".to_string()));
+    // Without the upstream's word for the gateway's own headers.
+    let own = RESPONSES.iter().find(|r| r.name == "the gateway's own headers").expect("a response row");
+    let resp = through(own.reply).await.expect("an answer");
+    assert_eq!(resp.status, 200);
+    assert!(!resp.head.to_ascii_lowercase().contains("portcullis-"), "{}", resp.head);
 }
 
 /// An HTTP/2 probe (h2c with prior knowledge): the request's fields and
