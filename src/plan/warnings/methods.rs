@@ -1,28 +1,69 @@
 //! `methods-fall-through`: a guarded route (`authenticate` or `ip`) that
-//! lists its `methods`, under a broader route that is not guarded. The
-//! most specific route that takes a request's method wins, and a 405 comes
-//! only when no route takes it: `DELETE /admin/users/1` goes to the open
-//! catch-all, unauthenticated, though `/admin` looked closed (as in Kong
-//! and Envoy; NGINX picks the `location` first and its `limit_except`
-//! answers 403).
+//! lists its `methods`, where a route that is not guarded and reaches a
+//! service (`upstream`, `aggregate`) takes other methods on some of the
+//! same paths. The most specific route that takes a request's method wins,
+//! and a 405 comes only when no route takes it: `DELETE /admin/users/1`
+//! goes to the open catch-all, unauthenticated, though `/admin` looked
+//! closed (as in Kong and Envoy; NGINX picks the `location` first and its
+//! `limit_except` answers 403).
 
-use super::Found;
-use super::documents::segment_prefix;
 use crate::config::{LoadedConfig, RouteConfig};
 
-/// The literal part a route's path starts with, and whether it covers
-/// every path under it (a prefix or a `{*rest}` tail).
-fn literal(r: &RouteConfig) -> Option<(String, bool)> {
+use super::Found;
+
+/// A path pattern's segments (a `{param}` or a segment holding one is
+/// any segment) and whether it takes every path under them.
+struct Shape {
+    segments: Vec<Option<String>>,
+    prefix: bool,
+}
+
+fn shape(r: &RouteConfig) -> Shape {
     let m = &r.matcher;
-    match (&m.path_prefix, &m.path) {
-        (Some(p), _) => Some((p.trim_end_matches('/').to_string(), true)),
-        (None, Some(p)) => {
-            let covers = p.contains("{*");
-            let literal = p.split('{').next().unwrap_or("").trim_end_matches('/');
-            Some((literal.to_string(), covers))
+    let version = m.version.as_ref().and_then(|v| v.path_prefix.as_deref()).unwrap_or("");
+    let (path, mut prefix) = match (&m.path_prefix, &m.path) {
+        (Some(p), _) => (p.as_str(), true),
+        (None, Some(p)) => (p.as_str(), false),
+        (None, None) => ("/", true),
+    };
+    let mut segments = Vec::new();
+    for seg in format!("{}/{}", version.trim_end_matches('/'), path.trim_start_matches('/')).split('/').skip(1) {
+        if seg.starts_with("{*") {
+            prefix = true;
+            break;
         }
-        (None, None) => Some((String::new(), true)),
+        segments.push((!seg.contains('{')).then(|| seg.to_string()));
     }
+    // `/` as a prefix (or a trailing `/`) adds no segment.
+    if prefix && segments.last().is_some_and(|s| s.as_deref() == Some("")) {
+        segments.pop();
+    }
+    Shape { segments, prefix }
+}
+
+/// Whether some request path matches both shapes.
+fn overlap(a: &Shape, b: &Shape) -> bool {
+    let same = a.segments.iter().zip(&b.segments).all(|(x, y)| match (x, y) {
+        (Some(x), Some(y)) => x == y,
+        _ => true,
+    });
+    let (la, lb) = (a.segments.len(), b.segments.len());
+    same && match (a.prefix, b.prefix) {
+        (true, true) => true,
+        (true, false) => lb >= la,
+        (false, true) => la >= lb,
+        (false, false) => la == lb,
+    }
+}
+
+/// Whether some request's host matches both (`*.example.com` takes
+/// `admin.example.com`; names compare without case).
+fn hosts_overlap(a: Option<&str>, b: Option<&str>) -> bool {
+    let (Some(a), Some(b)) = (a, b) else { return true };
+    let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
+    let under =
+        |wild: &str, name: &str| wild.strip_prefix("*.").is_some_and(|base| name.ends_with(&format!(".{base}")));
+    a == b || under(&a, &b) || under(&b, &a)
 }
 
 fn guarded(r: &RouteConfig) -> bool {
@@ -33,17 +74,24 @@ pub(super) fn methods_fall_through(loaded: &LoadedConfig, found: &mut Found) {
     let routes = &loaded.config.routes;
     for (i, r) in routes.iter().enumerate() {
         let Some(methods) = r.matcher.methods.as_ref().filter(|_| guarded(r)) else { continue };
-        let Some((path, _)) = literal(r) else { continue };
         let mut own: Vec<String> = methods.iter().map(|m| m.to_ascii_uppercase()).collect();
         if own.iter().any(|m| m == "GET") {
             own.push("HEAD".into());
         }
+        let guarded_shape = shape(r);
         let open = routes.iter().enumerate().find_map(|(j, o)| {
             let m = &o.matcher;
-            let (prefix, covers) = literal(o)?;
-            let same_host = m.host.is_none() || m.host == r.matcher.host;
-            let conditional = !m.headers.is_empty() || m.version.is_some();
-            if j == i || guarded(o) || !covers || !same_host || conditional || !segment_prefix(&prefix, &path) {
+            // A static answer or a redirect reaches no service.
+            let reaches = o.upstream.is_some() || o.aggregate.is_some();
+            let conditional = !m.headers.is_empty()
+                || m.version.as_ref().is_some_and(|v| v.header.is_some() || v.accept_param.is_some());
+            if j == i
+                || guarded(o)
+                || !reaches
+                || conditional
+                || !hosts_overlap(m.host.as_deref(), r.matcher.host.as_deref())
+                || !overlap(&shape(o), &guarded_shape)
+            {
                 return None;
             }
             let others = match &m.methods {
@@ -66,8 +114,8 @@ pub(super) fn methods_fall_through(loaded: &LoadedConfig, found: &mut Found) {
                 format!(
                     "route `{}` guards only the methods it lists: {others} on its paths go to route `{name}`, \
                      which is not guarded (the most specific route taking the method wins; 405 comes only when \
-                     none does); list every method here, or give the others a route of their own (e.g. a \
-                     `static` 405)",
+                     none does); list every method here, or give the others a route of their own (a `static` \
+                     405 on the same paths)",
                     r.name
                 ),
             );

@@ -533,7 +533,8 @@ mod tests {
             let yaml = format!(
                 "auth: {{ k: {{ api_key: {{ header: X-Key }} }} }}\nroutes:\n\
                  \x20 - {{ name: admin, match: {{ path_prefix: /admin, methods: [GET, POST] }}, static: {{ status: 200 }}, authenticate: [k] }}\n\
-                 \x20 - {{ name: all, match: {{ path_prefix: /{open} }}, static: {{ status: 200 }} }}\n"
+                 \x20 - {{ name: all, match: {{ path_prefix: /{open} }}, upstream: u }}\n\
+                 upstreams: {{ u: {{ targets: [ \"http://127.0.0.1:9\" ] }} }}\n"
             );
             let loaded = crate::config::parse_str(&yaml, "t.yaml", std::path::Path::new(".")).unwrap();
             let mut found = Found::default();
@@ -548,6 +549,41 @@ mod tests {
         assert!(found_for(", methods: [HEAD, GET]").is_empty(), "HEAD goes with GET");
         let warned = found_for(", methods: [DELETE]");
         assert!(warned[0].2.contains("`DELETE` on its paths"), "{}", warned[0].2);
+        // More shapes: exact paths, parameters, wildcard hosts, versions; and
+        // routes that reach no service (a `static` 405, the advised fix).
+        let found = |routes: &str| {
+            let yaml = format!(
+                "auth: {{ k: {{ api_key: {{ header: X-Key }} }} }}\nupstreams: {{ u: {{ targets: [ \"http://127.0.0.1:9\" ] }} }}\nroutes:\n{routes}"
+            );
+            let loaded = crate::config::parse_str(&yaml, "t.yaml", std::path::Path::new(".")).unwrap();
+            let mut found = Found::default();
+            methods::methods_fall_through(&loaded, &mut found);
+            found.0.len()
+        };
+        let guarded =
+            |m: &str| format!("  - {{ name: g, match: {{ {m}, methods: [GET] }}, upstream: u, authenticate: [k] }}\n");
+        let open = |m: &str, action: &str| format!("  - {{ name: o, match: {{ {m} }}, {action} }}\n");
+        for (g, o, warned) in [
+            ("path: /p/users", open("path: \"/p/{section}\"", "upstream: u"), 1),
+            ("path: /x/one", open("path: /x/one", "upstream: u"), 1),
+            (
+                "host: admin.example.com, path_prefix: /g",
+                open("host: \"*.example.com\", path_prefix: /g", "upstream: u"),
+                1,
+            ),
+            (
+                "host: Admin.Example.org, path_prefix: /h",
+                open("host: admin.example.org, path_prefix: /h", "upstream: u"),
+                1,
+            ),
+            ("path_prefix: /v/admin", open("path_prefix: /admin, version: { path_prefix: /v }", "upstream: u"), 1),
+            ("path_prefix: /a", open("path_prefix: /a", "static: { status: 405 }"), 0),
+            ("path_prefix: /e, version: { path_prefix: /v2 }", open("path_prefix: /e", "upstream: u"), 0),
+            ("path: /x/one", open("path: /x/two", "upstream: u"), 0),
+            ("host: a.example.com, path_prefix: /g", open("host: b.example.com, path_prefix: /g", "upstream: u"), 0),
+        ] {
+            assert_eq!(found(&(guarded(g) + &o)), warned, "{g} / {o}");
+        }
     }
 
     /// A body schema beside a content type it is not checked on.
