@@ -1403,5 +1403,9 @@ async fn a_body_of_too_many_strings_for_a_backtracking_pattern_is_refused_at_onc
     let r = call(&gw, "POST", "/r", &json, &body(2000)).await;
     assert_eq!(r.status, 400);
     assert!(r.text().contains("holds more than 1024 strings"), "{}", r.text());
-    assert_eq!(up.count(), 1);
+    // Escaped quotes inside a string are no strings of their own.
+    let quoted = serde_json::json!({ "arr": ["abc1"], "note": "\"".repeat(2100) }).to_string();
+    let r = call(&gw, "POST", "/r", &json, &quoted).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(up.count(), 2);
 }

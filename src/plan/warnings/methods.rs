@@ -16,6 +16,8 @@ use super::Found;
 struct Shape {
     segments: Vec<Option<String>>,
     prefix: bool,
+    /// A `{*rest}` tail: at least one more segment.
+    rest: bool,
 }
 
 fn shape(r: &RouteConfig) -> Shape {
@@ -27,9 +29,10 @@ fn shape(r: &RouteConfig) -> Shape {
         (None, None) => ("/", true),
     };
     let mut segments = Vec::new();
+    let mut rest = false;
     for seg in format!("{}/{}", version.trim_end_matches('/'), path.trim_start_matches('/')).split('/').skip(1) {
         if seg.starts_with("{*") {
-            prefix = true;
+            (prefix, rest) = (true, true);
             break;
         }
         segments.push((!seg.contains('{')).then(|| seg.to_string()));
@@ -38,7 +41,7 @@ fn shape(r: &RouteConfig) -> Shape {
     if prefix && segments.last().is_some_and(|s| s.as_deref() == Some("")) {
         segments.pop();
     }
-    Shape { segments, prefix }
+    Shape { segments, prefix, rest }
 }
 
 /// Whether some request path matches both shapes.
@@ -47,7 +50,8 @@ fn overlap(a: &Shape, b: &Shape) -> bool {
         (Some(x), Some(y)) => x == y,
         _ => true,
     });
-    let (la, lb) = (a.segments.len(), b.segments.len());
+    // What each takes at least: a `{*rest}` one more segment.
+    let (la, lb) = (a.segments.len() + usize::from(a.rest), b.segments.len() + usize::from(b.rest));
     same && match (a.prefix, b.prefix) {
         (true, true) => true,
         (true, false) => lb >= la,
@@ -60,7 +64,8 @@ fn overlap(a: &Shape, b: &Shape) -> bool {
 /// `admin.example.com`; names compare without case).
 fn hosts_overlap(a: Option<&str>, b: Option<&str>) -> bool {
     let (Some(a), Some(b)) = (a, b) else { return true };
-    let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
+    // As requests are routed: without case, and without a trailing dot.
+    let (a, b) = (a.trim_end_matches('.').to_ascii_lowercase(), b.trim_end_matches('.').to_ascii_lowercase());
     let under =
         |wild: &str, name: &str| wild.strip_prefix("*.").is_some_and(|base| name.ends_with(&format!(".{base}")));
     a == b || under(&a, &b) || under(&b, &a)
@@ -79,6 +84,26 @@ pub(super) fn methods_fall_through(loaded: &LoadedConfig, found: &mut Found) {
             own.push("HEAD".into());
         }
         let guarded_shape = shape(r);
+        // A route of the same paths and host that takes every method and
+        // reaches no service unguarded (the advised `static` 405, or a
+        // guarded twin): the other methods end there.
+        let same = |q: &RouteConfig| {
+            q.matcher.path == r.matcher.path
+                && q.matcher.path_prefix == r.matcher.path_prefix
+                && q.matcher.version.as_ref().map(|v| &v.path_prefix)
+                    == r.matcher.version.as_ref().map(|v| &v.path_prefix)
+                && q.matcher.host == r.matcher.host
+                && q.matcher.headers.is_empty()
+        };
+        let taken = routes.iter().enumerate().any(|(k, q)| {
+            k != i
+                && same(q)
+                && q.matcher.methods.is_none()
+                && (guarded(q) || (q.upstream.is_none() && q.aggregate.is_none()))
+        });
+        if taken {
+            continue;
+        }
         let open = routes.iter().enumerate().find_map(|(j, o)| {
             let m = &o.matcher;
             // A static answer or a redirect reaches no service.

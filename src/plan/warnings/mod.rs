@@ -581,9 +581,22 @@ mod tests {
             ("path_prefix: /e, version: { path_prefix: /v2 }", open("path_prefix: /e", "upstream: u"), 0),
             ("path: /x/one", open("path: /x/two", "upstream: u"), 0),
             ("host: a.example.com, path_prefix: /g", open("host: b.example.com, path_prefix: /g", "upstream: u"), 0),
+            (
+                "host: \"admin.example.com.\", path_prefix: /a",
+                open("host: admin.example.com, path_prefix: /a", "upstream: u"),
+                1,
+            ),
+            // `{*rest}` takes one more segment at least: not `/admin` itself.
+            ("path: /admin", open("path: \"/admin/{*rest}\"", "upstream: u"), 0),
         ] {
             assert_eq!(found(&(guarded(g) + &o)), warned, "{g} / {o}");
         }
+        // The advised fix: a `static` 405 on the same paths takes the other
+        // methods before a catch-all does.
+        let fixed = guarded("path_prefix: /admin")
+            + &open("path_prefix: /admin", "static: { status: 405 }")
+            + &open("path_prefix: /", "upstream: u");
+        assert_eq!(found(&fixed.replacen("name: o", "name: o1", 1)), 0);
     }
 
     /// A body schema beside a content type it is not checked on.

@@ -142,12 +142,31 @@ const PATTERN_BACKTRACK_LIMIT: usize = 10_000;
 /// request on the worker. Here a body costs at most ~10 M steps.
 const MAX_BACKTRACKED_STRINGS: usize = 1024;
 
+/// The `"` of a JSON text that are not escaped (`\"` inside a string):
+/// twice its strings, keys included.
+fn unescaped_quotes(bytes: &[u8]) -> usize {
+    let mut count = 0;
+    let mut backslashes = 0usize;
+    for &b in bytes {
+        match b {
+            b'\\' => backslashes += 1,
+            b'"' if backslashes.is_multiple_of(2) => {
+                count += 1;
+                backslashes = 0;
+            }
+            _ => backslashes = 0,
+        }
+    }
+    count
+}
+
 /// Whether a `pattern` (or `patternProperties` name) in `schema` needs
-/// the backtracking engine: look-around or a back-reference (the others
-/// run on the linear `regex` engine).
+/// the backtracking engine: look-around, a back-reference or a possessive
+/// quantifier (the others run on the linear `regex` engine). An escaped
+/// `\++` is taken for one too: counting strings costs nothing more.
 fn backtracking_pattern(schema: &Value) -> bool {
     let backtracks = |p: &str| {
-        ["(?=", "(?!", "(?<=", "(?<!", "\\k<"].iter().any(|f| p.contains(f))
+        ["(?=", "(?!", "(?<=", "(?<!", "\\k<", "*+", "++", "?+", "}+"].iter().any(|f| p.contains(f))
             || p.as_bytes().windows(2).any(|w| w[0] == b'\\' && (b'1'..=b'9').contains(&w[1]))
     };
     match schema {
@@ -649,7 +668,7 @@ impl Compiled {
         }
         if rule.backtracking {
             let strings = if is_json(&media) {
-                memchr::memchr_iter(b'"', bytes).count() / 2
+                unescaped_quotes(bytes) / 2
             } else {
                 memchr::memchr_iter(b'&', bytes).count() + 1
             };

@@ -497,3 +497,21 @@ fn a_form_of_too_many_fields_is_refused() {
     form_object(body.as_bytes(), &serde_json::Map::new(), &mut problems);
     assert_eq!(problems.iter().map(|p| p.detail.as_str()).collect::<Vec<_>>(), ["more than 10000 fields"]);
 }
+
+/// Patterns that run on the backtracking engine (look-around,
+/// back-references, possessive quantifiers) are told from linear ones,
+/// wherever the schema holds them; strings are counted by their unescaped
+/// quotes.
+#[test]
+fn backtracking_patterns_are_found_and_strings_counted() {
+    use serde_json::json;
+    for p in ["^(?=.*[0-9])x$", "(a)\\1", "^(?:(a|a)*c++|a*b)$", "a?+", "a{2}+", "(?<n>a)\\k<n>"] {
+        assert!(super::backtracking_pattern(&json!({ "pattern": p })), "{p}");
+    }
+    for p in ["^[a-z]+$", "a{2,3}", "(a|b)*c"] {
+        assert!(!super::backtracking_pattern(&json!({ "pattern": p })), "{p}");
+    }
+    let nested = json!({ "$defs": { "A": { "patternProperties": { "^(?!x)": {} } } } });
+    assert!(super::backtracking_pattern(&nested));
+    assert_eq!(super::unescaped_quotes(br#"{"a":"x\"y\\","b":"\\\"z"}"#), 8);
+}
