@@ -526,6 +526,14 @@ fn name_mismatches(
 mod tests {
     use super::*;
 
+    /// The warnings `check` finds in `yaml`: (name, path, message).
+    fn found_by(yaml: &str, check: fn(&LoadedConfig, &mut Found)) -> Vec<(&'static str, String, String)> {
+        let loaded = crate::config::parse_str(yaml, "t.yaml", std::path::Path::new(".")).unwrap();
+        let mut found = Found::default();
+        check(&loaded, &mut found);
+        found.0
+    }
+
     /// A guarded route's unlisted methods fall to an open broader route.
     #[test]
     fn methods_a_guarded_route_leaves_out_fall_through() {
@@ -536,10 +544,7 @@ mod tests {
                  \x20 - {{ name: all, match: {{ path_prefix: /{open} }}, upstream: u }}\n\
                  upstreams: {{ u: {{ targets: [ \"http://127.0.0.1:9\" ] }} }}\n"
             );
-            let loaded = crate::config::parse_str(&yaml, "t.yaml", std::path::Path::new(".")).unwrap();
-            let mut found = Found::default();
-            methods::methods_fall_through(&loaded, &mut found);
-            found.0
+            found_by(&yaml, methods::methods_fall_through)
         };
         let warned = found_for("");
         assert_eq!(warned.len(), 1, "{warned:?}");
@@ -555,10 +560,7 @@ mod tests {
             let yaml = format!(
                 "auth: {{ k: {{ api_key: {{ header: X-Key }} }} }}\nupstreams: {{ u: {{ targets: [ \"http://127.0.0.1:9\" ] }} }}\nroutes:\n{routes}"
             );
-            let loaded = crate::config::parse_str(&yaml, "t.yaml", std::path::Path::new(".")).unwrap();
-            let mut found = Found::default();
-            methods::methods_fall_through(&loaded, &mut found);
-            found.0.len()
+            found_by(&yaml, methods::methods_fall_through).len()
         };
         let guarded =
             |m: &str| format!("  - {{ name: g, match: {{ {m}, methods: [GET] }}, upstream: u, authenticate: [k] }}\n");
@@ -606,10 +608,10 @@ mod tests {
             let yaml = format!(
                 "routes:\n  - {{ name: r, match: {{ path: /r }}, static: {{ status: 200 }}, validate: {{ content_types: {types}, body: {{ schema: {{ type: object }} }} }} }}\n"
             );
-            let loaded = crate::config::parse_str(&yaml, "t.yaml", std::path::Path::new(".")).unwrap();
-            let mut found = Found::default();
-            settings::ineffective_settings(&loaded, &mut found);
-            found.0.into_iter().map(|(name, path, _)| (name, path)).collect::<Vec<_>>()
+            found_by(&yaml, settings::ineffective_settings)
+                .into_iter()
+                .map(|(name, path, _)| (name, path))
+                .collect::<Vec<_>>()
         };
         assert_eq!(
             found_for("[ application/json, \"*/*\", text/plain ]"),
