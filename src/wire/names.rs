@@ -147,7 +147,11 @@ pub fn is_client_claim(name: &HeaderName) -> bool {
 /// clients: a mesh behind the gateway trusts `x-envoy-internal`),
 /// `x-goog-authenticated-user-*` and `x-goog-iap-*` (Google IAP),
 /// `x-amzn-oidc-*` (AWS ALB), `x-ms-client-principal*` (Azure App
-/// Service), `x-pomerium-*`, `x-appengine-*`. Names that start otherwise
+/// Service, and its `x-ms-token-*` tokens), `x-pomerium-*`,
+/// `x-appengine-*`, `x-authentik-*`, `x-vouch-*` (Vouch Proxy's user and
+/// claims), and without `x-`: `cf-access-*` (Cloudflare Access),
+/// `tailscale-user-*` (Tailscale Serve), `teleport-jwt-assertion`
+/// (Teleport's application access). Names that start otherwise
 /// (`content-type`, `cookie`) are passed over at their first bytes.
 fn shaped_claim(s: &str) -> bool {
     // Only parts that name a certificate's: `X-Client-Fingerprint` or
@@ -164,6 +168,9 @@ fn shaped_claim(s: &str) -> bool {
         "ms-client-principal",
         "pomerium-",
         "appengine-",
+        "ms-token-",
+        "authentik-",
+        "vouch-",
     ];
     if let Some(rest) = s.strip_prefix("x-") {
         X_PREFIXES.iter().any(|p| rest.starts_with(p))
@@ -171,7 +178,11 @@ fn shaped_claim(s: &str) -> bool {
             || rest.contains("clientcert")
             || rest.strip_prefix("client-").is_some_and(|part| X_CLIENT_PARTS.contains(&part))
     } else {
-        s.starts_with("ssl-client") || s.starts_with("cf-client-cert")
+        s.starts_with("ssl-client")
+            || s.starts_with("cf-client-cert")
+            || s.starts_with("cf-access-")
+            || s.starts_with("tailscale-user-")
+            || s == "teleport-jwt-assertion"
     }
 }
 
@@ -365,6 +376,15 @@ mod tests {
             "x-amzn-oidc-identity",
             "x-ms-client-principal-name",
             "x-pomerium-claim-email",
+            "x-ms-token-aad-access-token",
+            "x-authentik-username",
+            "x-authentik-groups",
+            "x-vouch-user",
+            "x-vouch-idp-claims-groups",
+            "cf-access-client-id",
+            "tailscale-user-login",
+            "tailscale-user-name",
+            "teleport-jwt-assertion",
         ] {
             assert!(is_client_claim(&HeaderName::from_static(shaped)), "{shaped}");
         }

@@ -932,7 +932,9 @@ async fn client_claims_and_proxy_lines_are_not_written_upstream() {
         X-Consumer-Username: admin\r\nX-Authenticated-Userid: admin\r\nX-Forwarded-User: admin\r\n\
         X-Auth-Request-Email: root@x\r\nRemote-User: admin\r\nX-Envoy-Internal: true\r\n\
         X-Goog-Authenticated-User-Email: accounts.google.com:root@x\r\nX-Amzn-Oidc-Identity: root\r\n\
-        Fly-Client-IP: 10.0.0.1\r\nX-Userinfo: e30\r\n\r\n";
+        Fly-Client-IP: 10.0.0.1\r\nX-Userinfo: e30\r\nX-MS-TOKEN-AAD-ID-TOKEN: e30\r\n\
+        X-Authentik-Username: akadmin\r\nX-Vouch-User: root@x\r\nTailscale-User-Login: root@x\r\n\
+        Cf-Access-Client-Id: x\r\nTeleport-Jwt-Assertion: e30\r\n\r\n";
     assert_eq!(exchange(gw.addr, probe).await.unwrap().status, 200);
     rec.wait_for("/public/a").await;
     let seen = &rec.requests()[0];
@@ -961,6 +963,12 @@ async fn client_claims_and_proxy_lines_are_not_written_upstream() {
         "x-amzn-oidc-identity",
         "fly-client-ip",
         "x-userinfo",
+        "x-ms-token-aad-id-token",
+        "x-authentik-username",
+        "x-vouch-user",
+        "tailscale-user-login",
+        "cf-access-client-id",
+        "teleport-jwt-assertion",
     ] {
         assert!(seen.header(name).is_none(), "{name} reached the upstream: {seen:?}");
     }
