@@ -647,6 +647,19 @@ mod tests {
         assert_eq!(edit_distance("", "abc"), 3);
     }
 
+    /// A provider's kind is the key it has: a bad value inside
+    /// `introspection:` is that problem alone, not a `jwt:` provider
+    /// missing its key and an "unknown" `introspection`.
+    #[test]
+    fn a_variant_is_judged_by_the_key_it_has() {
+        let yaml = "auth:\n  p:\n    introspection:\n      endpoint: http://127.0.0.1:9/i\n      \
+                    client_id: gw\n      client_secret: s\n      on_error: unauthenticated\n";
+        let err = parse(yaml).unwrap_err();
+        let said: Vec<_> = err.0.iter().map(|e| format!("{}: {}", e.path, e.message)).collect();
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(said[0].starts_with("auth.p.introspection.on_error: unknown variant `unauthenticated`"), "{said:?}");
+    }
+
     #[test]
     fn library_words_become_ours() {
         for (yaml, want) in [

@@ -215,14 +215,22 @@ fn collect(e: &jsonschema::ValidationError<'_>, found: &mut Vec<(String, String)
             // The `${NAME}` alternative the editor schema adds says nothing useful.
             let variable = |b: &jsonschema::ValidationError<'_>| matches!(b.kind(), ValidationErrorKind::Pattern { pattern } if pattern == super::VARIABLE_PATTERN);
             let branches: Vec<_> = context.iter().filter(|branch| !branch.iter().all(variable)).collect();
-            let shaped = branches
-                .iter()
-                .find(|branch| {
-                    !branch.iter().any(|b| same_place(b) && matches!(b.kind(), ValidationErrorKind::Type { .. }))
-                })
-                // None has the value's shape: the first says what was meant
-                // (the original type comes before `null` and `${NAME}`).
-                .or(branches.first());
+            // The branch whose shape the value has (no type error here),
+            // and among mappings the one whose keys it has (no missing or
+            // unknown key here: `introspection:` with a bad value is no
+            // `jwt:` provider missing its key). None has the value's
+            // shape: the first says what was meant (the original type
+            // comes before `null` and `${NAME}`).
+            let misfit = |branch: &&&Vec<jsonschema::ValidationError<'_>>| {
+                let here =
+                    |kind: fn(&ValidationErrorKind) -> bool| branch.iter().any(|b| same_place(b) && kind(b.kind()));
+                let wrong_type = here(|k| matches!(k, ValidationErrorKind::Type { .. }));
+                let wrong_keys = here(|k| {
+                    matches!(k, ValidationErrorKind::Required { .. } | ValidationErrorKind::AdditionalProperties { .. })
+                });
+                (wrong_type, wrong_keys)
+            };
+            let shaped = branches.iter().min_by_key(misfit);
             match shaped {
                 Some(branch) if !branch.is_empty() => branch.iter().for_each(|b| collect(b, found)),
                 _ => found.push((at, message(e.kind(), e.instance()))),
