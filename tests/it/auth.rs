@@ -679,21 +679,25 @@ async fn an_empty_basic_user_name_is_a_config_error() {
     assert!(errors.contains("users.htpasswd:2: a user name is empty"), "{errors}");
 }
 
-/// Calls to an introspection endpoint under way are bounded (64): a flood
-/// of distinct bogus tokens once opened one connection per request (20,000
-/// sockets, the file descriptors gone). The others wait their turn.
-#[tokio::test]
-async fn introspection_calls_under_way_are_bounded() {
+/// An introspection endpoint that answers `body` after 200 ms, counting
+/// the calls it got and the most it held at once.
+async fn slow_introspection_endpoint(
+    body: &'static str,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (open, peak) = (std::sync::Arc::new(AtomicUsize::new(0)), std::sync::Arc::new(AtomicUsize::new(0)));
-    let (o, p) = (open.clone(), peak.clone());
-    // A slow endpoint that counts the calls it holds at once.
+    let (calls, peak) = (std::sync::Arc::new(AtomicUsize::new(0)), std::sync::Arc::new(AtomicUsize::new(0)));
+    let open = std::sync::Arc::new(AtomicUsize::new(0));
+    let (c, p) = (calls.clone(), peak.clone());
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
-            let (o, p) = (o.clone(), p.clone());
+            let (o, c, p) = (open.clone(), c.clone(), p.clone());
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 16 << 10];
                 loop {
@@ -704,11 +708,11 @@ async fn introspection_calls_under_way_are_bounded() {
                             Ok(n) => got.extend_from_slice(&buf[..n]),
                         }
                     }
+                    c.fetch_add(1, Ordering::SeqCst);
                     let now = o.fetch_add(1, Ordering::SeqCst) + 1;
                     p.fetch_max(now, Ordering::SeqCst);
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                     o.fetch_sub(1, Ordering::SeqCst);
-                    let body = r#"{"active":false}"#;
                     let head = format!(
                         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
                         body.len()
@@ -720,6 +724,16 @@ async fn introspection_calls_under_way_are_bounded() {
             });
         }
     });
+    (addr, calls, peak)
+}
+
+/// Calls to an introspection endpoint under way are bounded (64): a flood
+/// of distinct bogus tokens once opened one connection per request (20,000
+/// sockets, the file descriptors gone). The others wait their turn.
+#[tokio::test]
+async fn introspection_calls_under_way_are_bounded() {
+    use std::sync::atomic::Ordering;
+    let (addr, _, peak) = slow_introspection_endpoint(r#"{"active":false}"#).await;
     let yaml = format!(
         "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\n\
          auth:\n  opaque: {{ introspection: {{ endpoint: \"http://{addr}/introspect\", client_id: gateway, client_secret: s3cret, timeout: 10s }} }}\n\
@@ -737,4 +751,34 @@ async fn introspection_calls_under_way_are_bounded() {
     }
     let peak = peak.load(Ordering::SeqCst);
     assert!(peak <= 64 && peak > 8, "calls under way at once: {peak}");
+}
+
+/// Requests that bring one token the cache does not know yet wait for one
+/// lookup of it: a burst of 40 made 40 calls to the endpoint, and every
+/// one of them gets its answer (the identity, here).
+#[tokio::test]
+async fn concurrent_requests_with_one_new_token_make_one_call() {
+    use std::sync::atomic::Ordering;
+    let (addr, calls, _) = slow_introspection_endpoint(r#"{"active":true,"sub":"svc-7","scope":"read"}"#).await;
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\n\
+         auth:\n  opaque: {{ introspection: {{ endpoint: \"http://{addr}/introspect\", client_id: gateway, client_secret: s3cret, timeout: 10s }} }}\n\
+         routes:\n  - {{ name: api, match: {{ path_prefix: /api }}, static: {{ status: 200 }}, authenticate: [opaque] }}\n\
+         warnings: {{ allow: [ unlimited-expensive-auth ] }}\n"
+    );
+    let gw = portcullis::Gateway::start(&load(&yaml, Path::new("."))).await.expect("starts");
+    let url = format!("http://{}/api", gw.addr("gw").unwrap());
+    let requests: Vec<_> = (0..40)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { get(&url, &[("authorization", "Bearer one-new-token")]).await.status })
+        })
+        .collect();
+    for r in requests {
+        assert_eq!(r.await.unwrap(), 200);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "calls to the endpoint for one token");
+    // Another token is another lookup.
+    assert_eq!(get(&url, &[("authorization", "Bearer another")]).await.status, 200);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
 }

@@ -3,13 +3,14 @@
 //! (capped by `max_ttl`), inactive ones for `negative_ttl`; when the server
 //! is down the request gets 503 (or 401), never a silent pass.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use base64::Engine;
 use http::request;
 
-use super::cache::{TtlCache, key_of};
+use super::cache::{Key, TtlCache, key_of};
 use super::config::{ClientAuthMethod, IntrospectionConfig, OnError};
 use super::{Failure, Identity, bearer_token, token_text};
 use crate::config::FieldErrors;
@@ -42,7 +43,20 @@ pub struct Introspection {
     calls: tokio::sync::Semaphore,
     /// How long a call may wait for its turn: the endpoint's `timeout`.
     timeout: Duration,
+    /// The lookups under way, by token: a request whose token is being
+    /// looked up waits for that answer instead of asking again (a burst of
+    /// one new token's requests made one call each, Envoy's ext_authz
+    /// too). Weak: a lookup whose requests all left is gone with them.
+    lookups: std::sync::Mutex<HashMap<Key, Weak<Lookup>>>,
 }
+
+/// One answer being fetched: the identity, `None` for an inactive token,
+/// or the failure every waiting request gets.
+type Lookup = tokio::sync::OnceCell<Result<Option<Arc<Identity>>, Failure>>;
+
+/// Distinct tokens being looked up at once beyond which a new one is
+/// looked up alone (a flood of bogus tokens keeps the map this size).
+const MAX_LOOKUPS: usize = 4 * MAX_CALLS;
 
 /// Calls to one introspection endpoint under way at once (Envoy's
 /// ext_authz cluster allows 1,024 requests by default; an identity
@@ -78,6 +92,7 @@ impl Introspection {
             clock: WallClock::system(),
             calls: tokio::sync::Semaphore::new(MAX_CALLS),
             timeout: cfg.timeout.0,
+            lookups: Default::default(),
         })
     }
 
@@ -94,28 +109,65 @@ impl Introspection {
         let key = key_of(&[token.as_bytes()]);
         let cached = match self.cache.get(&key) {
             Some(c) => c,
-            None => {
-                let answer = self.ask(token).await.map_err(|e| {
-                    tracing::warn!(provider = %self.name, error = %e, "token introspection failed");
-                    match self.on_error {
-                        OnError::Unavailable => Failure::Unavailable,
-                        OnError::Unauthorized => Failure::Invalid,
-                    }
-                })?;
-                match answer {
-                    Some((id, ttl)) => {
-                        let id = Arc::new(id);
-                        self.cache.insert(key, Some(id.clone()), ttl.min(self.max_ttl));
-                        Some(id)
-                    }
-                    None => {
-                        self.cache.insert(key, None, self.negative_ttl);
-                        None
-                    }
+            None => match self.joined(key) {
+                Some(lookup) => {
+                    let answer = lookup.get_or_init(|| self.look_up(key, token)).await.clone();
+                    self.leave(key, &lookup);
+                    answer?
                 }
-            }
+                None => self.look_up(key, token).await?,
+            },
         };
         cached.ok_or(Failure::Invalid)
+    }
+
+    /// The lookup of `key` under way, or a new one; `None` when too many
+    /// distinct tokens are being looked up to keep track of one more.
+    fn joined(&self, key: Key) -> Option<Arc<Lookup>> {
+        let mut lookups = self.lookups.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(lookup) = lookups.get(&key).and_then(Weak::upgrade) {
+            return Some(lookup);
+        }
+        if lookups.len() >= MAX_LOOKUPS {
+            lookups.retain(|_, l| l.strong_count() > 0);
+            if lookups.len() >= MAX_LOOKUPS {
+                return None;
+            }
+        }
+        let lookup = Arc::new(Lookup::new());
+        lookups.insert(key, Arc::downgrade(&lookup));
+        Some(lookup)
+    }
+
+    /// Forgets a finished lookup (its answer is in the cache now, or was a
+    /// failure the next request asks again after).
+    fn leave(&self, key: Key, lookup: &Arc<Lookup>) {
+        let mut lookups = self.lookups.lock().unwrap_or_else(|e| e.into_inner());
+        if lookups.get(&key).is_some_and(|l| std::ptr::eq(l.as_ptr(), Arc::as_ptr(lookup))) {
+            lookups.remove(&key);
+        }
+    }
+
+    /// Asks the endpoint about `token` and caches the answer.
+    async fn look_up(&self, key: Key, token: &str) -> Result<Option<Arc<Identity>>, Failure> {
+        let answer = self.ask(token).await.map_err(|e| {
+            tracing::warn!(provider = %self.name, error = %e, "token introspection failed");
+            match self.on_error {
+                OnError::Unavailable => Failure::Unavailable,
+                OnError::Unauthorized => Failure::Invalid,
+            }
+        })?;
+        Ok(match answer {
+            Some((id, ttl)) => {
+                let id = Arc::new(id);
+                self.cache.insert(key, Some(id.clone()), ttl.min(self.max_ttl));
+                Some(id)
+            }
+            None => {
+                self.cache.insert(key, None, self.negative_ttl);
+                None
+            }
+        })
     }
 
     /// `Ok(None)`: the server says the token is not active.
