@@ -31,7 +31,7 @@ fn main() {
     for i in 0..KEYS {
         // Client IPs as the key, as a per-IP limit would see them.
         let ip = i.to_be_bytes();
-        black_box(store.check(store.key(&ip), &gcra));
+        black_box(store.check(store.key(&ip), 0, &gcra));
     }
     let insert = started.elapsed();
     let after = rss_kib();
@@ -47,13 +47,13 @@ fn main() {
     let n = 5_000_000u32;
     let started = Instant::now();
     for _ in 0..n {
-        black_box(store.check(hot, &gcra));
+        black_box(store.check(hot, 0, &gcra));
     }
     println!("check of one hot key:         {:.0} ns", started.elapsed().as_nanos() as f64 / f64::from(n));
     let started = Instant::now();
     for i in 0..n {
         let ip = (i % KEYS).to_be_bytes();
-        black_box(store.check(store.key(&ip), &gcra));
+        black_box(store.check(store.key(&ip), 0, &gcra));
     }
     println!(
         "check over 1M existing keys:  {:.0} ns (incl. hashing the key)",
@@ -63,7 +63,7 @@ fn main() {
     // The cap holds under a flood of distinct keys.
     let small = MemoryStore::new(100_000);
     for i in 0..KEYS {
-        small.check(small.key(&i.to_le_bytes()), &gcra);
+        small.check(small.key(&i.to_le_bytes()), 0, &gcra);
     }
     println!("cap 100,000 after 1M keys:    {} stored", small.len());
 }

@@ -57,6 +57,14 @@ async fn a_header_key_without_a_value_counts_by_client() {
     assert_eq!(from("10.0.0.1", "").await, 429, "the first client's bucket is spent");
     assert_eq!(from("10.0.0.3", "acme").await, 200);
     assert_eq!(from("10.0.0.4", "acme").await, 429, "one tenant, one bucket, whoever sends it");
+    // Of two lines, the last counts (a proxy in front appends its own):
+    // a client's line written before it does not make a fresh bucket.
+    let two = |first: &'static str| {
+        let url = gw.url("/");
+        async move { get(&url, &[("x-forwarded-for", "10.0.0.5"), ("x-tenant", first), ("x-tenant", "acme")]).await.status }
+    };
+    assert_eq!(two("fresh-1").await, 429, "counted as acme");
+    assert_eq!(two("fresh-2").await, 429);
 }
 
 #[tokio::test]
@@ -276,4 +284,112 @@ async fn a_connection_redis_closed_is_replaced_not_counted_as_an_outage() {
         v
     };
     assert_eq!(statuses, [200, 200, 200]);
+}
+
+/// A counter in Redis that is no number (another program's key, a
+/// corruption) is one client's problem, not an outage of the store: a
+/// fail-closed limit keeps answering (it answered 503 to every client for
+/// a second after each such request); a value later than the limit could
+/// set holds its client back one interval at most (it locked it out with
+/// no end: no expiry, `Retry-After: 1` forever) and gets an expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_redis_counters_are_read_as_no_counter_or_cut() {
+    let redis = Redis::start();
+    let up = Upstream::start("svc").await;
+    let yaml = shared_config(&redis, &up, "closed")
+        .replace("rate_limit_store:", "trusted_proxies: [ 127.0.0.1 ]\nrate_limit_store:");
+    let (_g, addr) = spawn_gateway(&yaml);
+    let from = |ip: &'static str| async move { get(&format!("http://{addr}/"), &[("x-forwarded-for", ip)]).await };
+    assert_eq!(from("10.0.0.1").await.status, 200);
+    let client = ::redis::Client::open(redis.url()).unwrap();
+    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = ::redis::cmd("KEYS").arg("*gcra*").query_async(&mut admin).await.unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let key = &keys[0];
+    let set = async |admin: &mut ::redis::aio::MultiplexedConnection, value: &str| {
+        let _: () = ::redis::cmd("DEL").arg(key).query_async(admin).await.unwrap();
+        let _: () = ::redis::cmd("SET").arg(key).arg(value).query_async(admin).await.unwrap();
+    };
+    for value in ["garbage", "nan", ""] {
+        set(&mut admin, value).await;
+        assert_eq!(from("10.0.0.1").await.status, 200, "{value:?} is no counter");
+        assert_eq!(from("10.0.0.2").await.status, 200, "another client, after {value:?}");
+    }
+    let _: () = ::redis::cmd("DEL").arg(key).query_async(&mut admin).await.unwrap();
+    let _: () = ::redis::cmd("HSET").arg(key).arg("f").arg("v").query_async(&mut admin).await.unwrap();
+    assert_eq!(from("10.0.0.1").await.status, 200, "a hash is no counter");
+    assert_eq!(from("10.0.0.3").await.status, 200);
+    for value in ["inf", "1e300", "99999999999999999"] {
+        set(&mut admin, value).await;
+        let r = from("10.0.0.1").await;
+        assert_eq!(r.status, 429, "{value:?}");
+        let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=60).contains(&retry), "{value:?}: one interval of 1/min at most, got {retry}");
+        let ttl: i64 = ::redis::cmd("PTTL").arg(key).query_async(&mut admin).await.unwrap();
+        assert!(ttl > 0 && ttl <= 660_000, "{value:?}: the cut counter expires, PTTL {ttl}");
+        assert_eq!(from("10.0.0.4").await.status, 200, "the store still answers for others");
+    }
+}
+
+/// A server on the Redis URL that answers every script with `reply`
+/// (RESP) and every other command `+OK`.
+async fn fake_redis(reply: &'static str) -> std::net::SocketAddr {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (r, mut w) = s.into_split();
+                let mut r = BufReader::new(r);
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let Some(n) = line.trim_end().strip_prefix('*').and_then(|n| n.parse::<usize>().ok()) else {
+                        return;
+                    };
+                    let mut words = Vec::new();
+                    for _ in 0..n {
+                        line.clear();
+                        r.read_line(&mut line).await.unwrap();
+                        let len: usize = line.trim_end()[1..].parse().unwrap();
+                        let mut word = vec![0u8; len + 2];
+                        r.read_exact(&mut word).await.unwrap();
+                        words.push(String::from_utf8_lossy(&word[..len]).to_uppercase());
+                    }
+                    let answer = if words.first().is_some_and(|c| c.starts_with("EVAL")) { reply } else { "+OK\r\n" };
+                    if w.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// An answer from "Redis" that no script of the gateway gives (numbers
+/// past the limit's range, a negative wait) is the store failing: the
+/// limit's `on_store_error` applies (503 when closed). It panicked the
+/// request (a multiplication overflowed), or was taken as a refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_answer_out_of_range_is_a_store_failure() {
+    let up = Upstream::start("svc").await;
+    for reply in [
+        "*4\r\n:9223372036854775807\r\n:9223372036854775807\r\n:9223372036854775807\r\n:9223372036854775807\r\n",
+        "*4\r\n:0\r\n:9223372036854775807\r\n:9223372036854775807\r\n:9223372036854775807\r\n",
+        "*4\r\n:-5\r\n:-99999\r\n:-1\r\n:0\r\n",
+    ] {
+        let redis = fake_redis(reply).await;
+        let yaml = format!(
+            "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nrate_limit_store:\n  redis: {{ url: \"redis://{redis}\", timeout: 200ms }}\nupstreams:\n  svc: {{ targets: [ \"{}\" ] }}\nroutes:\n  - name: api\n    match: {{ path_prefix: / }}\n    upstream: svc\n    rate_limit: [ {{ key: ip, rate: 1/min, burst: 9, on_store_error: closed }} ]\n",
+            up.url()
+        );
+        let (_g, addr) = spawn_gateway(&yaml);
+        let r = get(&format!("http://{addr}/"), &[]).await;
+        assert_eq!(r.status, 503, "{reply:?}");
+    }
 }

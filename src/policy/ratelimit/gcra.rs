@@ -49,13 +49,22 @@ impl Gcra {
     }
 
     /// Decides for a request at `now` given the stored `tat` (0 when new);
-    /// returns the decision and the TAT to store when admitted.
+    /// returns the decision and the TAT to store: when admitted, or when
+    /// the stored one was later than this limit could have set.
     pub fn check(&self, tat: u64, now: u64) -> (Decision, Option<u64>) {
-        let tat = tat.max(now);
+        // No later than this limit itself could have set it (`now + B·T +
+        // T`): a TAT stored under a slower limit before a reload raised it
+        // (NGINX counts excess in requests, which a faster rate drains at
+        // once) or a corrupt shared counter holds a client back no longer
+        // than one interval.
+        let latest = now.saturating_add(self.tolerance).saturating_add(self.interval);
+        let (stored, tat) = (tat, tat.max(now).min(latest));
         let excess = tat - now;
         if excess > self.tolerance {
             let retry_after = excess - self.tolerance;
-            return (Decision { allowed: false, retry_after, delay: 0, remaining: 0, reset: excess }, None);
+            // A cut TAT is stored as cut, so that it drains from here.
+            let cut = (stored > latest).then_some(tat);
+            return (Decision { allowed: false, retry_after, delay: 0, remaining: 0, reset: excess }, cut);
         }
         // Saturating: a burst's time is bounded by the config (half of
         // u64), the clock by the process's life; never a wrap.
@@ -121,6 +130,22 @@ mod tests {
         let g = Gcra::new(10, S, 5, Some(2));
         let delays: Vec<u64> = run(&g, &[0; 6]).iter().map(|d| d.delay / 1_000_000).collect();
         assert_eq!(delays, vec![0, 0, 0, 100, 200, 300]);
+    }
+
+    /// A TAT from a slower limit (before a reload made it faster) or a
+    /// corrupt one is read as no later than this limit could have set it.
+    #[test]
+    fn a_later_tat_than_the_limit_could_set_counts_as_its_latest() {
+        let g = Gcra::new(100, S, 50, None);
+        let (d, cut) = g.check(180 * S, 0);
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after, 10_000_000, "one interval, not three minutes");
+        assert!(g.check(cut.unwrap(), 10_000_000).0.allowed, "the cut TAT drains");
+        let (_, cut) = g.check(u64::MAX, S);
+        assert!(g.check(cut.unwrap(), S + 10_000_000).0.allowed);
+        // Its own latest TAT changes nothing.
+        let own = g.tolerance + g.interval;
+        assert_eq!(g.check(own, 0).0.retry_after, g.interval);
     }
 
     #[test]

@@ -159,6 +159,9 @@ struct Key {
     /// `scope` as the metrics' `limit` label and the `RateLimit` headers
     /// name it (the headers escape it: `policy_value`).
     label: Arc<str>,
+    /// Which limit a counter in the embedded store belongs to (its scope,
+    /// hashed): a full store evicts the counters of the limit holding most.
+    tag: u32,
     parts: Vec<Part>,
 }
 
@@ -184,7 +187,8 @@ impl Key {
             return Err("a key needs at least one part".into());
         }
         let label = scope.as_str().into();
-        Ok(Key { scope: scope.into(), label, parts })
+        let tag = xxhash_rust::xxh3::xxh3_64(scope.as_bytes()) as u32;
+        Ok(Key { scope: scope.into(), label, tag, parts })
     }
 
     fn only_ip(&self) -> bool {
@@ -245,7 +249,14 @@ impl Key {
                 Part::Constant(c) => Some(c.as_bytes()),
                 // An empty value is no value: it would put every client
                 // that sends one in one shared bucket.
-                Part::Header(h) => req.headers.get(h).map(|v| v.as_bytes().trim_ascii()).filter(|v| !v.is_empty()),
+                // Of several lines, the last: a proxy in front appends its own.
+                Part::Header(h) => req
+                    .headers
+                    .get_all(h)
+                    .iter()
+                    .next_back()
+                    .map(|v| v.as_bytes().trim_ascii())
+                    .filter(|v| !v.is_empty()),
                 Part::Claim(path) => {
                     owned = ctx.identity.as_ref().and_then(|id| {
                         let mut v = id.claims.as_deref()?;
@@ -502,7 +513,7 @@ impl Compiled {
         }
         let memory = &self.stores.memory;
         for r in &self.rates {
-            let decision = memory.check(memory.key(&r.key.of(req, ctx)), &r.gcra);
+            let decision = memory.check(memory.key(&r.key.of(req, ctx)), r.key.tag, &r.gcra);
             if let Some(refused) = rate_decided(ctx, r, &decision) {
                 return Some(refused);
             }
@@ -510,7 +521,7 @@ impl Compiled {
         let now = self.clock.unix_secs();
         for q in &self.quotas {
             let (_, reset_at) = quota::window(q.per, now);
-            let (allowed, used) = memory.quota(memory.key(&q.key.of(req, ctx)), reset_at, now, q.limit);
+            let (allowed, used) = memory.quota(memory.key(&q.key.of(req, ctx)), q.key.tag, reset_at, now, q.limit);
             if let Some(refused) = quota_decided(ctx, q, allowed, used, reset_at.saturating_sub(now)) {
                 return Some(refused);
             }
@@ -528,13 +539,13 @@ impl Compiled {
             let id = r.key.of(req, ctx);
             let key = memory.key(&id);
             let decision = match &self.stores.redis {
-                None => memory.check(key, &r.gcra),
+                None => memory.check(key, r.key.tag, &r.gcra),
                 Some(redis) => match redis.check(&id, &r.gcra).await {
                     Ok(d) => d,
                     Err(e) => {
                         self.stores.note_failure(&e);
                         match r.on_error {
-                            OnStoreError::Open => memory.check(key, &r.gcra),
+                            OnStoreError::Open => memory.check(key, r.key.tag, &r.gcra),
                             OnStoreError::Closed => {
                                 r.decisions.unavailable.inc();
                                 return unavailable(ctx);
@@ -554,13 +565,13 @@ impl Compiled {
             let key = memory.key(&id);
             let (window, reset_at) = quota::window(q.per, now);
             let (allowed, used) = match &self.stores.redis {
-                None => memory.quota(key, reset_at, now, q.limit),
+                None => memory.quota(key, q.key.tag, reset_at, now, q.limit),
                 Some(redis) => match redis.quota(&id, window, reset_at, q.limit).await {
                     Ok(r) => r,
                     Err(e) => {
                         self.stores.note_failure(&e);
                         match q.on_error {
-                            OnStoreError::Open => memory.quota(key, reset_at, now, q.limit),
+                            OnStoreError::Open => memory.quota(key, q.key.tag, reset_at, now, q.limit),
                             OnStoreError::Closed => {
                                 q.decisions.unavailable.inc();
                                 return unavailable(ctx);

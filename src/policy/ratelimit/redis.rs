@@ -12,16 +12,29 @@ use tokio::time::Instant;
 
 use super::gcra::{Decision, Gcra};
 
-/// Returns {allowed, excess_us_before, retry_us, reset_us}.
+/// Returns {allowed, excess_us_before, retry_us, reset_us}. A stored value
+/// that is no number (another program's, or corrupt) is no counter; one
+/// later than this limit could have set (`now + tolerance + interval`: a
+/// slower limit before a reload, or corrupt) is cut to that and stored so
+/// (as `Gcra::check`): one client's bad counter is neither an outage of
+/// the store for everyone nor a lockout without end.
 const GCRA_SCRIPT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
+local stored = redis.pcall('GET', KEYS[1])
+local tat = nil
+if type(stored) == 'string' then tat = tonumber(stored) end
+if tat == nil or tat ~= tat or tat < now then tat = now end
+local latest = now + tolerance + interval
+local cut = false
+if tat > latest then tat = latest; cut = true end
 local excess = tat - now
 if excess > tolerance then
+  if cut then
+    redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', math.ceil(excess / 1000) + 1000)
+  end
   return {0, excess, excess - tolerance, excess}
 end
 local new_tat = tat + interval
@@ -29,10 +42,16 @@ redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_ta
 return {1, excess, 0, new_tat - now}
 ";
 
-/// Returns {allowed, used}; a refused request is not counted.
+/// Returns {allowed, used}; a refused request is not counted. A stored
+/// value `INCR` cannot count (no integer, or at its largest) starts the
+/// window's count again; a counter without an expiry gets the window's.
 const QUOTA_SCRIPT: &str = r"
-local c = redis.call('INCR', KEYS[1])
-if c == 1 then redis.call('EXPIREAT', KEYS[1], ARGV[2]) end
+local c = redis.pcall('INCR', KEYS[1])
+if type(c) ~= 'number' then
+  redis.call('SET', KEYS[1], '1')
+  c = 1
+end
+if c == 1 or redis.call('TTL', KEYS[1]) == -1 then redis.call('EXPIREAT', KEYS[1], ARGV[2]) end
 if c > tonumber(ARGV[1]) then
   redis.call('DECR', KEYS[1])
   return {0, c - 1}
@@ -50,8 +69,9 @@ pub struct RedisStore {
     gcra: redis::Script,
     quota: redis::Script,
     /// After a failure, Redis is skipped for a second (requests go straight
-    /// to the failure policy instead of each waiting for a timeout).
-    skip_until: std::sync::Mutex<Option<Instant>>,
+    /// to the failure policy instead of each waiting for a timeout); with
+    /// what failed, said again while skipping.
+    skip_until: std::sync::Mutex<Option<(Instant, String)>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -78,18 +98,21 @@ impl RedisStore {
         })
     }
 
-    fn skipping(&self) -> bool {
-        self.skip_until.lock().unwrap_or_else(|e| e.into_inner()).is_some_and(|t| Instant::now() < t)
+    /// What failed within the last second, if anything did.
+    fn skipping(&self) -> Option<String> {
+        let skip = self.skip_until.lock().unwrap_or_else(|e| e.into_inner());
+        skip.as_ref().filter(|(until, _)| Instant::now() < *until).map(|(_, why)| why.clone())
     }
 
     fn failed(&self, e: String) -> String {
-        *self.skip_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + Duration::from_secs(1));
+        *self.skip_until.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now() + Duration::from_secs(1), e.clone()));
         e
     }
 
     async fn connection(&self) -> Result<ConnectionManager, String> {
-        if self.skipping() {
-            return Err("Redis failed within the last second; not retrying yet".into());
+        if let Some(why) = self.skipping() {
+            return Err(format!("Redis failed within the last second ({why}); not retrying yet"));
         }
         let mut conn = self.conn.lock().await;
         if let Some(c) = conn.as_ref() {
@@ -140,10 +163,18 @@ impl RedisStore {
                 other => other,
             }
         };
-        tokio::time::timeout(self.timeout, attempt)
-            .await
-            .map_err(|_| self.failed("Redis timed out".to_string()))?
-            .map_err(|e| self.failed(e.to_string()))
+        let outcome = match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(Ok(answer)) => return Ok(answer),
+            Ok(Err(e)) if !e.is_io_error() => return Err(self.failed(e.to_string())),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("Redis did not answer within {:?}", self.timeout),
+        };
+        // A connection that failed or hung is let go: the next try after
+        // the pause connects anew, and fails at once (with the reason:
+        // "connection refused") when Redis is down, instead of waiting out
+        // the timeout on a connection that reconnects behind its back.
+        *self.conn.lock().await = None;
+        Err(self.failed(outcome))
     }
 
     pub async fn check(&self, key: &[u8], gcra: &Gcra) -> Result<Decision, String> {
@@ -152,7 +183,15 @@ impl RedisStore {
         let mut invocation = self.gcra.key(self.full_key("gcra", key));
         invocation.arg(us(gcra.interval)).arg(tolerance);
         let (allowed, excess, retry, reset): (i64, i64, i64, i64) = self.invoke(&invocation).await?;
-        let ns = |us: i64| (us.max(0) as u64) * 1000;
+        // The script's answers are never past `tolerance + interval`; any
+        // other (a Redis that is not what it seems, a changed script) is
+        // the store failing, its `on_store_error` applies, and no
+        // arithmetic on it overflows.
+        let most = (tolerance + us(gcra.interval)) as i64;
+        if !matches!(allowed, 0 | 1) || [excess, retry, reset].iter().any(|v| !(0..=most).contains(v)) {
+            return Err(format!("Redis answered a counter out of range: {allowed} {excess} {retry} {reset}"));
+        }
+        let ns = |us: i64| (us as u64).saturating_mul(1000);
         let delay = ns(excess).saturating_sub(gcra.free_excess);
         // Counted as Redis counts: in whole microseconds.
         let interval = us(gcra.interval) * 1000;
@@ -171,6 +210,9 @@ impl RedisStore {
         let mut invocation = self.quota.key(self.full_key(&format!("quota:{window}"), key));
         invocation.arg(limit).arg(reset_at);
         let (allowed, used): (i64, i64) = self.invoke(&invocation).await?;
-        Ok((allowed == 1, used.max(0) as u64))
+        if !matches!(allowed, 0 | 1) || used < 0 {
+            return Err(format!("Redis answered a quota count out of range: {allowed} {used}"));
+        }
+        Ok((allowed == 1, (used as u64).min(limit)))
     }
 }
