@@ -513,6 +513,48 @@ async fn tokens_from_cookies_and_queries_are_not_forwarded() {
     assert_eq!(seen["query"], "x=1");
 }
 
+/// On an anonymous route, a request that presents none of the route's
+/// credentials passes with none of what looks like one: another spelling
+/// of the token's cookie or query parameter, `Bearer<TAB>`, a Basic value
+/// that does not decode. They reached the service unchecked (a framework
+/// splitting on any whitespace reads `Bearer<TAB>token` as a bearer token);
+/// `Bearer<TAB>` is a bearer token here too, verified (401 when bad).
+#[tokio::test]
+async fn anonymous_routes_forward_no_unchecked_credential() {
+    let bcrypt_hash = bcrypt::hash("pw", 4).unwrap();
+    let auth = format!(
+        "  c: {{ jwt: {{ algorithms: [HS256], secret: \"{SECRET}\", token: {{ cookie: session }} }} }}\n  q: {{ jwt: {{ algorithms: [HS256], secret: \"{SECRET}\", token: {{ query: access_token }} }} }}\n  h: {{ jwt: {{ algorithms: [HS256], secret: \"{SECRET}\" }} }}\n  staff: {{ basic: {{ realm: Staff, htpasswd: users.htpasswd }} }}\n  keys: {{ api_key: {{ header: X-API-Key }} }}\n"
+    );
+    let routes = "  - { name: c, match: { path_prefix: /c }, upstream: svc, authenticate: [c], anonymous: true }\n  - { name: q, match: { path_prefix: /q }, upstream: svc, authenticate: [q], anonymous: true }\n  - { name: h, match: { path_prefix: /h }, upstream: svc, authenticate: [h, staff], anonymous: true }\n  - { name: kh, match: { path_prefix: /kh }, upstream: svc, authenticate: [keys, h] }\n";
+    let consumers =
+        "  - { id: app, api_keys: [ { sha256: \"KEY\" } ] }\n".replace("KEY", &portcullis::hash_key("key-app"));
+    let s = setup(&auth, &consumers, routes, &[("users.htpasswd", &format!("carol:{bcrypt_hash}\n"))]).await;
+    let seen = get(&s.url("/c"), &[("cookie", "theme=dark; session =forged; SESSION=f2; %73ession=f3")]).await;
+    assert_eq!(seen.status, 200);
+    assert_eq!(seen.json()["headers"]["cookie"], "theme=dark");
+    let seen = get(&s.url("/q?x=1&ACCESS_TOKEN=forged&access%5Ftoken=f2&access.token=f3&access_token[]=f4"), &[]).await;
+    assert_eq!((seen.status.as_u16(), seen.json()["query"].as_str()), (200, Some("x=1")));
+    let forged = sign_hs(
+        Algorithm::HS256,
+        "another-secret-of-thirty-two-bytes!!",
+        &json!({ "sub": "admin", "exp": now() + 60 }),
+    );
+    let tab = format!("Bearer\t{forged}");
+    assert_eq!(get(&s.url("/h"), &[("authorization", &tab)]).await.status, 401, "a bearer token, and not valid");
+    let good = sign_hs(Algorithm::HS256, SECRET, &json!({ "sub": "a", "exp": now() + 60 }));
+    let seen = get(&s.url("/h"), &[("authorization", &format!("Bearer\t{good}"))]).await;
+    assert_eq!((seen.status.as_u16(), seen.json()["headers"]["x-auth-subject"].as_str()), (200, Some("a")));
+    for unreadable in ["Basic !!", "Basic\tY2Fyb2w=", "Basic Y2Fyb2w="] {
+        let seen = get(&s.url("/h"), &[("authorization", unreadable)]).await;
+        assert_eq!(seen.status, 200, "{unreadable:?}: no credential");
+        assert!(seen.json()["headers"].get("authorization").is_none(), "{unreadable:?} reached the service");
+    }
+    // Authenticated by a key: a tab-separated bearer token beside it was never checked.
+    let seen = get(&s.url("/kh"), &[("x-api-key", "key-app"), ("authorization", &tab)]).await;
+    assert_eq!(seen.status, 200);
+    assert!(seen.json()["headers"].get("authorization").is_none(), "the unchecked token reached the service");
+}
+
 #[tokio::test]
 async fn mtls_maps_the_client_certificate_to_a_consumer() {
     let pki = crate::support::pki::Pki::new();

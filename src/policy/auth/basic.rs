@@ -220,12 +220,12 @@ fn verify(password: &str, hash: &str) -> bool {
 
 /// `Authorization: Basic base64(user:password)`.
 pub(super) fn credentials(req: &request::Parts) -> Option<(String, String)> {
-    let v = req.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, b64) = v.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
+    let v = req.headers.get(header::AUTHORIZATION)?.as_bytes();
+    let (scheme, b64) = super::scheme_of(v);
+    if !scheme.eq_ignore_ascii_case(b"basic") {
         return None;
     }
-    let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim_ascii()).ok()?;
     let text = String::from_utf8(raw).ok()?;
     let (u, p) = text.split_once(':')?;
     Some((u.to_string(), p.to_string()))

@@ -117,11 +117,7 @@ impl Provider {
     /// the route authenticated. An `Authorization` goes only when it is of
     /// this provider's scheme (the authenticating one may have kept its own).
     fn remove_unchecked(&self, req: &mut request::Parts) {
-        let scheme = req
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.as_bytes().split(|&b| b == b' ').next())
-            .map(<[u8]>::to_ascii_lowercase);
+        let scheme = req.headers.get(header::AUTHORIZATION).map(|v| scheme_of(v.as_bytes()).0.to_ascii_lowercase());
         let authorization_of = |name: &[u8]| scheme.as_deref() == Some(name);
         match self {
             Provider::ApiKey(k) => k.remove(req),
@@ -179,11 +175,24 @@ pub(crate) fn scopes_of(claim: Option<&serde_json::Value>) -> Vec<String> {
 pub(crate) fn bearer_token(req: &request::Parts) -> Option<&[u8]> {
     let v = req.headers.get(header::AUTHORIZATION)?.as_bytes();
     let (scheme, rest) = v.split_at_checked(6)?;
-    if !scheme.eq_ignore_ascii_case(b"bearer") || rest.first() != Some(&b' ') {
+    // A tab too (RFC 9110 writes a space): Django REST framework and
+    // `\s+` parsers read `Bearer<TAB>token` as a bearer token, so it is
+    // one here, verified as any other, never an absent credential that an
+    // anonymous route would forward unchecked.
+    if !scheme.eq_ignore_ascii_case(b"bearer") || !matches!(rest.first(), Some(b' ' | b'\t')) {
         return None;
     }
     let token = rest.trim_ascii();
     (!token.is_empty()).then_some(token)
+}
+
+/// An `Authorization` value's scheme and what follows it: split at the
+/// first space or tab (servers split on either, see `bearer_token`).
+pub(crate) fn scheme_of(value: &[u8]) -> (&[u8], &[u8]) {
+    match value.iter().position(|&b| b == b' ' || b == b'\t') {
+        Some(at) => (&value[..at], &value[at + 1..]),
+        None => (value, &[]),
+    }
 }
 
 /// A token as text: visible ASCII only (no spaces, controls or obs-text).
@@ -389,22 +398,29 @@ impl RouteAuth {
             break;
         }
         let Some((index, answer)) = found else {
-            return Some(self.no_credential(ctx));
+            return Some(self.no_credential(req, ctx));
         };
         Some(self.decided(index, answer?, req, ctx))
     }
 
     pub async fn on_request(&self, req: &mut request::Parts, ctx: &mut RequestCtx<'_>) -> Outcome {
         let Some(index) = self.providers.iter().position(|p| p.present(req, ctx)) else {
-            return self.no_credential(ctx);
+            return self.no_credential(req, ctx);
         };
         let answer = self.providers[index].authenticate(req, ctx).await;
         self.decided(index, answer, req, ctx)
     }
 
     /// A request that presents none of the providers' credentials.
-    fn no_credential(&self, ctx: &mut RequestCtx<'_>) -> Outcome {
+    fn no_credential(&self, req: &mut request::Parts, ctx: &mut RequestCtx<'_>) -> Outcome {
         if self.anonymous {
+            // What looks like a credential of the route's providers but is
+            // none of theirs (a token cookie or query parameter in another
+            // spelling, a Basic value that does not decode) was never
+            // checked: a service must not take it as checked.
+            for p in &self.providers {
+                p.remove_unchecked(req);
+            }
             return Outcome::Continue;
         }
         self.failures.missing.inc();
