@@ -25,6 +25,84 @@ pub struct ClientIdentity {
     /// DNS, URI and email subject alternative names, typed as OpenSSL
     /// prints them (`DNS:a.example`, `URI:spiffe://…`, `email:a@b`).
     pub sans: Vec<String>,
+    /// The chain the client sent, leaf first: for a provider that trusts
+    /// only some CAs ([`TrustedCa`]), whatever CA the listener trusts.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// Which [`TrustedCa`]s (by id) the chain leads to: a connection's
+    /// chain is verified once per such CA, not once per request.
+    anchored: Anchored,
+}
+
+impl ClientIdentity {
+    #[cfg(test)]
+    pub fn new(subject: &str, sans: &[&str]) -> ClientIdentity {
+        let sans = sans.iter().map(|s| s.to_string()).collect();
+        ClientIdentity { subject: subject.into(), sans, chain: Vec::new(), anchored: Anchored::default() }
+    }
+
+    /// Whether the chain leads to one of `ca`'s certificates.
+    pub fn issued_by(&self, ca: &TrustedCa) -> bool {
+        let mut known = self.anchored.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, yes)) = known.iter().find(|(id, _)| *id == ca.id) {
+            return *yes;
+        }
+        let yes = ca.admits(&self.chain);
+        // Bounded: a connection meets few CAs (one per provider and reload).
+        if known.len() >= 16 {
+            known.remove(0);
+        }
+        known.push((ca.id, yes));
+        yes
+    }
+}
+
+/// A connection's verdicts per [`TrustedCa`]; a copy starts empty, and
+/// two are always equal (a cache, not part of what the certificate says).
+#[derive(Debug, Default)]
+struct Anchored(std::sync::Mutex<Vec<(u64, bool)>>);
+
+impl Clone for Anchored {
+    fn clone(&self) -> Anchored {
+        Anchored::default()
+    }
+}
+impl PartialEq for Anchored {
+    fn eq(&self, _: &Anchored) -> bool {
+        true
+    }
+}
+impl Eq for Anchored {}
+
+/// The CAs an mTLS provider trusts (its `ca`), apart from those of the
+/// listener that verified the handshake: a certificate from another
+/// listener's CA (a partner's) with the same subject or SAN must not pass
+/// for an internal consumer (Kong's `mtls-auth` has `ca_certificates`).
+#[derive(Debug)]
+pub struct TrustedCa {
+    /// Unique per compiled provider (a connection's verdicts are kept by it).
+    id: u64,
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+}
+
+impl TrustedCa {
+    /// The CA bundle at `path`; errors name the file.
+    pub fn load(path: &Path) -> Result<TrustedCa, String> {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let roots = load_roots(path)?;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| format!("cannot use `{}` as a CA: {e}", path.display()))?;
+        Ok(TrustedCa { id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed), verifier })
+    }
+
+    /// Whether `chain` (leaf first) is a client certificate these CAs
+    /// issued, valid now: the same checks as a handshake's.
+    fn admits(&self, chain: &[CertificateDer<'static>]) -> bool {
+        let Some((leaf, intermediates)) = chain.split_first() else { return false };
+        let now = rustls_pki_types::UnixTime::now();
+        self.verifier.verify_client_cert(leaf, intermediates, now).is_ok()
+    }
 }
 
 /// A name SNI can match: a host name (labels of letters, digits and `-`),
@@ -234,9 +312,9 @@ pub fn client_cert_valid_at(chain: &[CertificateDer<'_>], unix_secs: i64) -> boo
         .is_some_and(|c| x509_parser::parse_x509_certificate(c).is_ok_and(|(_, p)| p.validity().is_valid_at(at)))
 }
 
-pub fn client_identity(cert: &CertificateDer<'_>) -> Option<ClientIdentity> {
+pub fn client_identity(chain: &[CertificateDer<'_>]) -> Option<ClientIdentity> {
     use x509_parser::extensions::GeneralName;
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert).ok()?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(chain.first()?).ok()?;
     let mut sans = Vec::new();
     if let Ok(Some(san)) = parsed.subject_alternative_name() {
         for name in &san.value.general_names {
@@ -250,7 +328,8 @@ pub fn client_identity(cert: &CertificateDer<'_>) -> Option<ClientIdentity> {
             }
         }
     }
-    Some(ClientIdentity { subject: subject_text(parsed.subject())?, sans })
+    let chain = chain.iter().map(|c| c.clone().into_owned()).collect();
+    Some(ClientIdentity { subject: subject_text(parsed.subject())?, sans, chain, anchored: Anchored::default() })
 }
 
 /// The subject as `KEY=value, KEY=value`, in the certificate's order, with

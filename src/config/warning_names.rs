@@ -33,6 +33,10 @@ pub const ALL: &[(&str, &str)] = &[
     ),
     ("certificate-name-mismatch", "a `server_names` entry the listener certificate does not carry"),
     (
+        "mtls-any-listener-ca",
+        "an `mtls` provider without `ca` where the listeners trust different client CAs: any of them can name a consumer",
+    ),
+    (
         "shown-software-headers",
         "a `security_headers.remove` that leaves out defaults (`server`, `x-powered-by`): they reach clients again",
     ),

@@ -133,8 +133,7 @@ async fn serve_tls(stream: TcpStream, mut conn: Conn<'_>, config: Arc<rustls::Se
         _ => None,
     };
     info.hsts = conn.lp.hsts.clone();
-    info.client_cert =
-        session.peer_certificates().and_then(|chain| chain.first()).and_then(tls::client_identity).map(Arc::new);
+    info.client_cert = session.peer_certificates().and_then(tls::client_identity).map(Arc::new);
     if h2 {
         conn.drive_h2(TokioIo::new(tls)).await;
     } else {

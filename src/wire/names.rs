@@ -138,9 +138,10 @@ pub fn is_client_claim(name: &HeaderName) -> bool {
     (s.len() < 64 && lengths & (1 << s.len()) != 0 && CLIENT_CLAIMS.contains(&s)) || shaped_claim(s)
 }
 
-/// `x-ssl-*`, `ssl-client*`, `x-amzn-mtls-*`, `cf-client-cert*`, an
-/// `x-` name holding `client-cert`, `clientcert` or `tls-client`,
-/// `x-client-` with a certificate's part (`dn`, `verify`, `subject`…),
+/// `x-ssl-*`, `ssl-client*`, `x-amzn-mtls-*`, `x-mtls-*`, `x-spiffe*`,
+/// `x-peer-cert*`, `cf-client-cert*`, an `x-` name holding `client-cert`,
+/// `clientcert` or `tls-client`, `x-client-` with a certificate's part
+/// (`dn`, `cn`, `verify`, `subject`, `issuer`…),
 /// `x-auth-request-*` (oauth2-proxy's user, email, groups and token), and
 /// the identity and address claims of the proxies a service may sit
 /// behind elsewhere: `x-envoy-*` (Envoy removes them from outside
@@ -156,7 +157,8 @@ pub fn is_client_claim(name: &HeaderName) -> bool {
 fn shaped_claim(s: &str) -> bool {
     // Only parts that name a certificate's: `X-Client-Fingerprint` or
     // `X-Client-Serial` are as often a device's.
-    const X_CLIENT_PARTS: &[&str] = &["dn", "s-dn", "i-dn", "verify"];
+    const X_CLIENT_PARTS: &[&str] =
+        &["dn", "s-dn", "i-dn", "verify", "cn", "subject", "subject-dn", "issuer", "issuer-dn", "principal"];
     const X_PREFIXES: &[&str] = &[
         "ssl-",
         "amzn-mtls-",
@@ -171,11 +173,15 @@ fn shaped_claim(s: &str) -> bool {
         "ms-token-",
         "authentik-",
         "vouch-",
+        "mtls-",
+        "spiffe",
+        "peer-cert",
     ];
     if let Some(rest) = s.strip_prefix("x-") {
         X_PREFIXES.iter().any(|p| rest.starts_with(p))
             || rest.contains("client-cert")
             || rest.contains("clientcert")
+            || rest.contains("tls-client")
             || rest.strip_prefix("client-").is_some_and(|part| X_CLIENT_PARTS.contains(&part))
     } else {
         s.starts_with("ssl-client")
@@ -385,6 +391,14 @@ mod tests {
             "tailscale-user-login",
             "tailscale-user-name",
             "teleport-jwt-assertion",
+            "x-client-subject-dn",
+            "x-client-issuer-dn",
+            "x-tls-client-dn",
+            "x-client-cn",
+            "x-mtls-subject",
+            "x-spiffe-id",
+            "x-client-principal",
+            "x-peer-certificate",
         ] {
             assert!(is_client_claim(&HeaderName::from_static(shaped)), "{shaped}");
         }

@@ -592,6 +592,53 @@ routes:
     assert_eq!(none.reply.status, 401, "client_auth is optional here, the route is not");
 }
 
+/// Two listeners trust two CAs (internal services, partners). A partner
+/// CA's certificate naming an internal service's SAN passed, on the
+/// partners' listener, for the internal consumer: an `mtls` provider with
+/// `ca` takes only its CA's certificates; without `ca`, `check` warns
+/// when the listeners trust different CAs.
+#[tokio::test]
+async fn an_mtls_provider_with_a_ca_takes_only_that_cas_certificates() {
+    let (internal, partners) = (crate::support::pki::Pki::new(), crate::support::pki::Pki::new());
+    let (c, k) = internal.issue("server", "server", &["api.example.com"]);
+    let (svc_c, svc_k) = internal.issue("svc", "svc-a", &["svc-a.internal"]);
+    let (evil_c, evil_k) = partners.issue("evil", "svc-a", &["svc-a.internal"]);
+    let listener = |name: &str, ca: &Path| {
+        format!(
+            "  - name: {name}\n    bind: \"127.0.0.1:0\"\n    tls: {{ certificates: [ {{ cert: \"{}\", key: \"{}\" }} ], client_auth: {{ ca: \"{}\", required: true }} }}\n",
+            c.display(),
+            k.display(),
+            ca.display()
+        )
+    };
+    let config = |mtls: &str| {
+        format!(
+            "listeners:\n{}{}auth:\n  certs: {{ mtls: {mtls} }}\nconsumers:\n  - {{ id: svc-a, groups: [internal], certificates: [ {{ san: svc-a.internal }} ] }}\nroutes:\n  - {{ name: echo, match: {{ path_prefix: / }}, echo: {{}}, authenticate: [certs] }}\n",
+            listener("internal", &internal.ca_path()),
+            listener("partners", &partners.ca_path()),
+        )
+    };
+    let https = crate::support::pki::https_get;
+    let bound = load(&config(&format!("{{ ca: \"{}\" }}", internal.ca_path().display())), Path::new("/"));
+    assert!(portcullis::check(&bound).is_ok());
+    assert!(portcullis::warnings(&bound).is_empty(), "{:?}", portcullis::warnings(&bound));
+    let gw = portcullis::Gateway::start(&bound).await.unwrap();
+    let (on_internal, on_partners) = (gw.addr("internal").unwrap(), gw.addr("partners").unwrap());
+    let ok = https(on_internal, "api.example.com", &internal.ca_path(), Some((&svc_c, &svc_k)), "/").await.unwrap();
+    assert_eq!(ok.reply.status, 200);
+    assert_eq!(ok.reply.json()["headers"]["x-consumer-id"][0], "svc-a");
+    let evil = https(on_partners, "api.example.com", &internal.ca_path(), Some((&evil_c, &evil_k)), "/").await.unwrap();
+    assert_eq!(evil.reply.status, 401, "a partner CA's certificate is no internal consumer");
+    // Without `ca`, any listener's CA may name a consumer: the check says so.
+    let open = load(&config("{}"), Path::new("/"));
+    let warned: Vec<String> = portcullis::warnings(&open).iter().map(|w| w.to_string()).collect();
+    assert!(warned.iter().any(|w| w.contains("[mtls-any-listener-ca]") && w.contains("auth.certs")), "{warned:?}");
+    let gw = portcullis::Gateway::start(&open).await.unwrap();
+    let on_partners = gw.addr("partners").unwrap();
+    let evil = https(on_partners, "api.example.com", &internal.ca_path(), Some((&evil_c, &evil_k)), "/").await.unwrap();
+    assert_eq!(evil.reply.status, 200, "what the warning is about");
+}
+
 #[tokio::test]
 async fn a_reload_during_an_idp_outage_keeps_the_keys() {
     let idp = Idp::start().await;

@@ -34,6 +34,7 @@ pub fn warnings(loaded: &LoadedConfig) -> Vec<ConfigError> {
     routes(loaded, &mut found);
     normalization(loaded, &mut found);
     certificates(loaded, &mut found);
+    mtls_any_listener_ca(loaded, &mut found);
     documents::unknown_formats(loaded, &mut found);
     documents::shadowed_strict_apis(loaded, &mut found);
     methods::methods_fall_through(loaded, &mut found);
@@ -388,6 +389,37 @@ fn normalization(loaded: &LoadedConfig, found: &mut Found) {
 #[allow(clippy::disallowed_methods)]
 fn unix_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// An `mtls` provider without `ca` where the listeners trust different
+/// client CAs: a certificate any of them issued names a consumer by its
+/// subject or SAN, so one CA (a partner's) can issue another's names.
+fn mtls_any_listener_ca(loaded: &LoadedConfig, found: &mut Found) {
+    let cas: BTreeSet<_> = loaded
+        .config
+        .listeners
+        .iter()
+        .filter_map(|l| l.tls.as_ref()?.client_auth.as_ref())
+        .map(|c| loaded.resolve_file(&c.ca))
+        .collect();
+    if cas.len() < 2 {
+        return;
+    }
+    for (name, p) in &loaded.config.auth {
+        if let ProviderConfig::Mtls(m) = p
+            && m.ca.is_none()
+        {
+            found.add(
+                "mtls-any-listener-ca",
+                format!("auth.{name}.mtls"),
+                format!(
+                    "the listeners trust {} client CAs, and a certificate from any of them names a consumer by its \
+                     subject or SAN: one CA can issue another's names. Set `ca` to the CAs `{name}` trusts",
+                    cas.len()
+                ),
+            );
+        }
+    }
 }
 
 fn certificates(loaded: &LoadedConfig, found: &mut Found) {

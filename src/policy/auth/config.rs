@@ -172,7 +172,13 @@ fn one_minute() -> Duration {
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct MtlsConfig {}
+pub struct MtlsConfig {
+    /// PEM bundle of the CAs whose client certificates this provider
+    /// accepts (besides being verified by the listener's
+    /// `client_auth.ca`). Without it, a certificate from any listener's
+    /// CA may name a consumer.
+    pub ca: Option<String>,
+}
 
 /// A known caller: an application, a partner, a user.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -208,7 +214,9 @@ pub struct ApiKeyEntry {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateMatch {
-    /// The subject DN as printed by `openssl x509 -subject` without `subject=`, e.g. `CN=svc-a, O=Example`.
+    /// The subject as the certificate stores it: its attributes in order, each `KEY=value` (no spaces
+    /// around `=`), separated by commas, e.g. `C=US, O=Example, CN=svc-a`; `openssl x509 -noout
+    /// -subject -nameopt oneline,-space_eq` prints it.
     pub subject: Option<String>,
     /// A DNS, URI or email subject alternative name.
     pub san: Option<String>,

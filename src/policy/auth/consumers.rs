@@ -67,6 +67,16 @@ impl Consumers {
             for (j, m) in c.certificates.iter().enumerate() {
                 match (&m.subject, &m.san) {
                     (Some(s), None) => {
+                        if spaced_equals(s) {
+                            errors.push((
+                                format!("[{i}].certificates[{j}].subject"),
+                                format!(
+                                    "`{s}` has spaces around `=`, as OpenSSL prints by default: no certificate's \
+                                     subject reads so here. Write `KEY=value`, e.g. `C=US, O=Example, CN=svc-a` \
+                                     (`openssl x509 -noout -subject -nameopt oneline,-space_eq` prints it)"
+                                ),
+                            ));
+                        }
                         if out.by_subject.insert(normalize_dn(s), consumer.clone()).is_some() {
                             errors.push((
                                 format!("[{i}].certificates[{j}]"),
@@ -112,6 +122,31 @@ pub(super) fn san_key(san: &str) -> String {
     };
     let value = if kind == "uri" { value.to_string() } else { value.to_ascii_lowercase() };
     format!("{kind}:{value}")
+}
+
+/// Whether an attribute of `dn` is written `KEY = value` (OpenSSL's
+/// default `-subject` output), which the gateway's reading never has.
+fn spaced_equals(dn: &str) -> bool {
+    // Attributes end at a comma no `\` escapes.
+    let mut attributes = Vec::new();
+    let (mut start, mut escaped) = (0, false);
+    for (i, c) in dn.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            ',' => {
+                attributes.push(&dn[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    attributes.push(&dn[start..]);
+    attributes.into_iter().filter_map(|p| p.trim_start().split_once('=')).any(|(key, value)| {
+        !key.is_empty()
+            && key.trim_end().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
+            && (key.ends_with(char::is_whitespace) || value.starts_with(char::is_whitespace))
+    })
 }
 
 pub(super) fn normalize_dn(dn: &str) -> String {

@@ -8,21 +8,34 @@ use super::consumers::{normalize_dn, san_key};
 use super::{Consumers, Failure, Identity};
 use crate::config::FieldErrors;
 use crate::policy::compile::CompileCtx;
-use crate::tls::ClientIdentity;
+use crate::tls::{ClientIdentity, TrustedCa};
 
 #[derive(Debug)]
 pub struct Mtls {
     name: Arc<str>,
     consumers: Arc<Consumers>,
+    /// `ca`: only certificates these CAs issued name a consumer.
+    ca: Option<TrustedCa>,
 }
 
 impl Mtls {
-    pub fn compile(_cfg: &MtlsConfig, cx: &mut CompileCtx<'_>) -> Result<Mtls, FieldErrors> {
-        Ok(Mtls { name: cx.name.into(), consumers: super::consumers_of(cx) })
+    pub fn compile(cfg: &MtlsConfig, cx: &mut CompileCtx<'_>) -> Result<Mtls, FieldErrors> {
+        let ca = match &cfg.ca {
+            None => None,
+            Some(file) => {
+                Some(TrustedCa::load(&cx.loaded.resolve_file(file)).map_err(|e| FieldErrors::one("mtls.ca", e))?)
+            }
+        };
+        Ok(Mtls { name: cx.name.into(), consumers: super::consumers_of(cx), ca })
     }
 
     pub fn authenticate(&self, cert: Option<&ClientIdentity>) -> Result<Arc<Identity>, Failure> {
         let cert = cert.ok_or(Failure::Invalid)?;
+        // Another CA's certificate (one a listener trusts for someone
+        // else) names no consumer here, whatever its subject says.
+        if self.ca.as_ref().is_some_and(|ca| !cert.issued_by(ca)) {
+            return Err(Failure::Invalid);
+        }
         let consumer = self
             .consumers
             .by_subject

@@ -349,7 +349,7 @@ mod mtls {
     }
 
     fn cert(subject: &str, sans: &[&str]) -> ClientIdentity {
-        ClientIdentity { subject: subject.into(), sans: sans.iter().map(|s| s.to_string()).collect() }
+        ClientIdentity::new(subject, sans)
     }
 
     #[test]
@@ -372,6 +372,28 @@ mod mtls {
         }
         // An escaped comma is part of a value, not a second attribute.
         assert_eq!(check(&p, Some(&cert("CN=svc-a\\, O=Example", &[]))).unwrap_err(), Failure::Invalid);
+    }
+
+    /// OpenSSL's default output (`C = US, CN = svc-a`) never matches a
+    /// certificate: refused at load, with the form to write.
+    #[test]
+    fn a_subject_with_spaces_around_equals_is_refused() {
+        let yaml =
+            |subject: &str| format!("consumers:\n  - {{ id: a, certificates: [ {{ subject: \"{subject}\" }} ] }}\n");
+        for bad in ["C = US, O = Example, CN = svc-a", "CN =svc-a", "CN= svc-a"] {
+            let loaded = load(&yaml(bad));
+            let err =
+                with_test_ctx(Shared::default(), |cx| Consumers::compile(&loaded.config.consumers, cx)).unwrap_err();
+            let said = format!("{err:?}");
+            assert!(said.contains("spaces around `=`") && said.contains("certificates[0].subject"), "{bad}: {said}");
+        }
+        for good in ["C=US, O=Example, CN=svc-a", r"CN=a\\, b = c", r"O=Example\\, Inc, CN=x"] {
+            let loaded = load(&yaml(good));
+            assert!(
+                with_test_ctx(Shared::default(), |cx| Consumers::compile(&loaded.config.consumers, cx)).is_ok(),
+                "{good}"
+            );
+        }
     }
 
     #[test]
