@@ -43,6 +43,8 @@ pub enum GatewayError {
     MethodOverride(&'static str),
     #[error("`{0}` carries several values, and which route serves the request depends on it: send one")]
     AmbiguousHeader(http::HeaderName),
+    #[error("the WebSocket handshake is not valid: {0}")]
+    BadHandshake(&'static str),
     #[error("the cross-origin request is not allowed: {0}")]
     CorsRejected(&'static str),
     #[error("the upstream service could not be reached")]
@@ -127,7 +129,8 @@ impl GatewayError {
             | GatewayError::BodyRead(_)
             | GatewayError::MissingHost
             | GatewayError::MethodOverride(_)
-            | GatewayError::AmbiguousHeader(_) => StatusCode::BAD_REQUEST,
+            | GatewayError::AmbiguousHeader(_)
+            | GatewayError::BadHandshake(_) => StatusCode::BAD_REQUEST,
             GatewayError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             GatewayError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             GatewayError::TooManyHeaders => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,

@@ -328,6 +328,17 @@ fn compile_action(
         }
         let (rewrite, host) = compile_rewrite(cx, at, cfg, matcher, &params);
         let upstream = upstream?;
+        if cfg.websocket && upstream.targets.iter().any(|t| t.h2.is_some()) {
+            // hyper's client would send the handshake as an HTTP/2 request
+            // (no upgrade there, and the target's address as `:authority`).
+            cx.err(
+                format!("{at}.websocket"),
+                format!(
+                    "upstream `{name}` is spoken to over HTTP/2 (`protocol: http2`), and the gateway opens WebSockets \
+                     over HTTP/1.1 only: give this route an upstream without `protocol: http2`"
+                ),
+            );
+        }
         let retry = match &cfg.retry {
             Some(r) => Arc::new(super::upstream::compile_retry(cx, &format!("{at}.retry"), &upstream.retry, r, false)),
             None => upstream.retry.clone(),

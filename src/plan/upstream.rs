@@ -123,8 +123,10 @@ pub(super) fn compile(cx: &mut Ctx, name: &str, cfg: &UpstreamConfig, registry: 
         return None;
     }
     let tls = tls?;
-    let client = client::build(cfg, (*tls.config).clone(), tls.server_name);
+    let client = client::build(cfg, (*tls.config).clone(), tls.server_name.clone());
+    let upgrades = client::build_for_upgrades(cfg, (*tls.config).clone(), tls.server_name);
     let mut upstream = Upstream::new(Arc::from(name), targets, balancer, client, cfg.timeouts.request.0);
+    upstream.upgrades = upgrades;
     upstream.read_timeout = cfg.timeouts.read.0;
     resilience(cx, &at, cfg, &mut upstream, conn_limit, registry);
     if cx.errors.len() > before {

@@ -576,7 +576,8 @@ async fn through_hyper(
         // reuse a connection whose request said `close`.
         req.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    let sent = upstream.client.request(req);
+    let client = if upgrade.is_some() { &upstream.upgrades } else { &upstream.client };
+    let sent = client.request(req);
     let mut resp = match tokio::time::timeout(timeout, sent).await {
         Err(_) => {
             return Err(GatewayError::UpstreamTimeout { upstream: upstream.name.clone(), sent: true, waited: false });
@@ -590,8 +591,12 @@ async fn through_hyper(
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         // Only a valid answer to the upgrade the client asked for turns the
         // connection into a tunnel; anything else is a broken upstream.
+        // HTTP/1.0 has no upgrades, and a 101 has no body to frame.
+        let framed = resp.version() == http::Version::HTTP_11
+            && !resp.headers().contains_key(header::CONTENT_LENGTH)
+            && !resp.headers().contains_key(header::TRANSFER_ENCODING);
         let (client_side, accept) = match upgrade {
-            Some((side, Some(accept))) if is_websocket_handshake(resp.headers(), &accept) => (side, accept),
+            Some((side, Some(accept))) if framed && is_websocket_handshake(resp.headers(), &accept) => (side, accept),
             _ => {
                 return Err(GatewayError::UpstreamUnreachable {
                     upstream: upstream.name.clone(),
@@ -608,20 +613,21 @@ async fn through_hyper(
             log: logged,
             idle: upstream.read_timeout,
         };
-        // The 101 the client gets is the gateway's own: the handshake's
-        // fields, and the upstream's subprotocol and extension choices.
+        // The 101 the client gets: the upstream's end-to-end fields (its
+        // subprotocol and extension choices, a `Set-Cookie`, as NGINX
+        // passes them), and the handshake's own fields written by the gateway.
         let mut out = Response::new(Body::empty());
         *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         out.extensions_mut().insert(log);
-        let headers = out.headers_mut();
+        let mut headers = std::mem::take(resp.headers_mut());
+        hop_by_hop::strip(&mut headers, false);
+        for own in &crate::wire::names::GATEWAY_OWN {
+            headers.remove(own);
+        }
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, WEBSOCKET);
         headers.insert(SEC_WEBSOCKET_ACCEPT, accept);
-        for name in [header::SEC_WEBSOCKET_PROTOCOL, header::SEC_WEBSOCKET_EXTENSIONS] {
-            for value in resp.headers().get_all(&name) {
-                headers.append(name.clone(), value.clone());
-            }
-        }
+        *out.headers_mut() = headers;
         match client_side {
             ClientSide::Hyper(client) => {
                 tokio::spawn(async move {
@@ -653,6 +659,22 @@ fn framed_alone(upstream: &crate::upstream::Upstream, headers: &http::HeaderMap)
         Some(why) => {
             Err(GatewayError::UpstreamUnreachable { upstream: upstream.name.clone(), cause: why.into(), sent: true })
         }
+    }
+}
+
+/// A handshake's `Sec-WebSocket-Key` must be one line holding 16 bytes in
+/// base64 (RFC 6455 §4.1): with two, the gateway checked the answer
+/// against the first while the target might use either; with none, the
+/// handshake could never be answered right. Refused before the upstream.
+pub(super) fn handshake_key_fault(headers: &http::HeaderMap) -> Result<(), &'static str> {
+    use base64::Engine;
+    let mut keys = headers.get_all(SEC_WEBSOCKET_KEY).iter();
+    let (Some(key), None) = (keys.next(), keys.next()) else {
+        return Err("send exactly one `Sec-WebSocket-Key`");
+    };
+    match base64::engine::general_purpose::STANDARD.decode(key.as_bytes().trim_ascii()) {
+        Ok(nonce) if nonce.len() == 16 => Ok(()),
+        _ => Err("`Sec-WebSocket-Key` is 16 random bytes in base64"),
     }
 }
 

@@ -186,6 +186,9 @@ pub fn handle<P: Deref<Target = Plan>>(
             // Taken before the request is split: the upgraded connection is reached through it.
             let client_upgrade = match &route.action {
                 Action::Proxy(proxy) if asks_websocket && proxy.websocket && req.body().is_end_stream() => {
+                    if let Err(why) = forward::handshake_key_fault(req.headers()) {
+                        break 'serve (Some(route), Err(GatewayError::BadHandshake(why)));
+                    }
                     Some(forward::ClientSide::of(&mut req))
                 }
                 _ => None,

@@ -404,7 +404,8 @@ pub(super) fn flag_of(e: &GatewayError) -> Flag {
         | GatewayError::MissingHost
         | GatewayError::TooManyHeaders
         | GatewayError::MethodOverride(_)
-        | GatewayError::AmbiguousHeader(_) => Flag::InvalidInput,
+        | GatewayError::AmbiguousHeader(_)
+        | GatewayError::BadHandshake(_) => Flag::InvalidInput,
     }
 }
 

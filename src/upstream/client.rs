@@ -17,6 +17,28 @@ pub type HttpClient = Client<HttpsConnector<HttpConnector>, crate::http::request
 /// Builds the client over the upstream's TLS settings (`tls_config`) and
 /// `tls.server_name`, both checked by the plan.
 pub fn build(cfg: &UpstreamConfig, tls: rustls::ClientConfig, server_name: Option<ServerName<'static>>) -> HttpClient {
+    build_with(cfg, tls, server_name, cfg.pool.max_idle_per_target)
+}
+
+/// The client of WebSocket handshakes: it keeps no idle connection. A
+/// connection whose handshake the target declined (a `200`, a `426`) is
+/// one the target may read as it likes from then on; pooled, it carried
+/// the next handshakes of every client and route (NGINX opens one
+/// connection per WebSocket too).
+pub fn build_for_upgrades(
+    cfg: &UpstreamConfig,
+    tls: rustls::ClientConfig,
+    server_name: Option<ServerName<'static>>,
+) -> HttpClient {
+    build_with(cfg, tls, server_name, 0)
+}
+
+fn build_with(
+    cfg: &UpstreamConfig,
+    tls: rustls::ClientConfig,
+    server_name: Option<ServerName<'static>>,
+    max_idle: usize,
+) -> HttpClient {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -41,7 +63,7 @@ pub fn build(cfg: &UpstreamConfig, tls: rustls::ClientConfig, server_name: Optio
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
         .pool_idle_timeout(cfg.pool.idle_timeout.0)
-        .pool_max_idle_per_host(cfg.pool.max_idle_per_target)
+        .pool_max_idle_per_host(max_idle)
         // Host is always set by the gateway (preserved or rewritten).
         .set_host(false)
         .http2_only(cfg.protocol == UpstreamProtocol::Http2);

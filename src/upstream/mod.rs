@@ -115,6 +115,8 @@ pub struct Upstream {
     pub targets: Vec<Target>,
     pub balancer: Balancer,
     pub client: HttpClient,
+    /// WebSocket handshakes' client: no idle connections (`client::build_for_upgrades`).
+    pub upgrades: HttpClient,
     pub request_timeout: Duration,
     /// The longest pause between two pieces of a response body (`timeouts.read`).
     pub read_timeout: Duration,
@@ -172,6 +174,7 @@ impl Upstream {
             name,
             targets,
             balancer,
+            upgrades: client.clone(),
             client,
             request_timeout,
             read_timeout: Duration::from_secs(60),

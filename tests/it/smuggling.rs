@@ -198,6 +198,14 @@ const REQUESTS: &[Row] = &[
     row("h2c upgrade, then a request in the would-be tunnel",
         b"GET /public/a HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\nGET /admin/tunneled HTTP/1.1\r\nHost: x\r\n\r\n",
         &[200, 404], 1),
+    // A websocket route: a handshake the gateway could not check the
+    // answer to (two keys, none) never reaches the target.
+    row("websocket handshake with two keys, then a request",
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Key: YW5vdGhlciBzYW1wbGUgbm9uY2U=\r\nSec-WebSocket-Version: 13\r\n\r\nGET /admin/tunneled HTTP/1.1\r\nHost: x\r\n\r\n",
+        &[400, 404], 0),
+    row("websocket handshake without a key, then a request",
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\nGET /admin/tunneled HTTP/1.1\r\nHost: x\r\n\r\n",
+        &[400, 404], 0),
     cut!("CONNECT", b"CONNECT internal.example:443 HTTP/1.1\r\nHost: internal.example:443\r\n\r\n", 501),
     cut!("TRACE (cross-site tracing)", b"TRACE /public/a HTTP/1.1\r\nHost: x\r\nMax-Forwards: 0\r\n\r\n", 501),
     cut!("trace, lower case (a service may ignore case)", b"trace /public/a HTTP/1.1\r\nHost: x\r\n\r\n", 501),
@@ -282,6 +290,7 @@ upstreams:
   rec: {{ targets: [ "{}" ] }}
 routes:
   - {{ name: public, match: {{ path_prefix: /public }}, upstream: rec }}
+  - {{ name: ws, match: {{ path_prefix: /ws }}, upstream: rec, websocket: true }}
   - {{ name: internal, match: {{ host: internal.example, path_prefix: / }}, static: {{ status: 200, body: internal }} }}
 "#,
         cert.display(),

@@ -124,9 +124,93 @@ async fn a_101_that_does_not_complete_the_handshake_is_a_502() {
     let handshake = b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
     let resp = exchange(gw.addr, handshake).await.expect("an answer");
     assert_eq!(resp.status, 502, "{}", resp.head);
-    // Without a key there is no valid answer at all.
-    let keyless = b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
-    assert_eq!(exchange(gw.addr, keyless).await.unwrap().status, 502);
+}
+
+/// A handshake without exactly one `Sec-WebSocket-Key` of 16 bytes in
+/// base64 is refused before the upstream: with two, the gateway checked
+/// the answer against the first while the target could use the other;
+/// without one, the handshake was forwarded and could only end in a 502.
+#[tokio::test]
+async fn a_handshake_needs_exactly_one_key() {
+    let rec = Recorder::start().await;
+    let gw = gateway(&ws_routes(&rec.url(), &rec.url())).await;
+    let upgrade =
+        "GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n";
+    for keys in [
+        "",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Key: YW5vdGhlciBzYW1wbGUgbm9uY2U=\r\n",
+        "Sec-WebSocket-Key: not base64!\r\n",
+        "Sec-WebSocket-Key: c2hvcnQ=\r\n",
+    ] {
+        let resp = exchange(gw.addr, format!("{upgrade}{keys}\r\n").as_bytes()).await.expect("an answer");
+        assert_eq!(resp.status, 400, "{keys:?}: {}", resp.head);
+    }
+    assert_eq!(rec.count(), 0, "nothing reached the upstream: {}", rec.transcript());
+}
+
+/// An upstream that answers every upgrade with `reply`, its correct
+/// `Sec-WebSocket-Accept` filled in for `{accept}`.
+async fn answering_upgrades(reply: &'static str) -> Recorder {
+    Recorder::with_replies(move |req| {
+        let key = req.header("sec-websocket-key")?;
+        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+        Some(reply.replace("{accept}", &accept).into_bytes())
+    })
+    .await
+}
+
+/// HTTP/1.0 has no upgrades and a `101` no body: such an answer, even with
+/// the right accept value, is a broken upstream (502), not a tunnel.
+#[tokio::test]
+async fn a_101_in_http_1_0_or_with_a_body_framing_is_a_502() {
+    let handshake = b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    for reply in [
+        "HTTP/1.0 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\nContent-Length: 5\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ] {
+        let rec = answering_upgrades(reply).await;
+        let gw = gateway(&ws_routes(&rec.url(), &rec.url())).await;
+        let resp = exchange(gw.addr, handshake).await.expect("an answer");
+        assert_eq!(resp.status, 502, "{reply:?}: {}", resp.head);
+    }
+    // The same answer in HTTP/1.1 without framing is a tunnel, and the
+    // upstream's own fields (a cookie) reach the client, as NGINX passes them.
+    let rec = answering_upgrades(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\nSet-Cookie: sticky=a1\r\nPortcullis-Tries: 9\r\n\r\n",
+    )
+    .await;
+    let gw = gateway(&ws_routes(&rec.url(), &rec.url())).await;
+    let resp = exchange(gw.addr, handshake).await.expect("an answer");
+    assert_eq!(resp.status, 101, "{}", resp.head);
+    let head = resp.head.to_ascii_lowercase();
+    assert!(head.contains("set-cookie: sticky=a1"), "{}", resp.head);
+    assert!(!head.contains("portcullis-tries: 9"), "{}", resp.head);
+}
+
+/// A connection whose upgrade the target declined (here a `200`) is not
+/// kept for the next handshake: pooled, it carried the handshakes of every
+/// later client and route into a connection the target reads as it likes.
+#[tokio::test]
+async fn a_declined_handshake_leaves_its_connection_unused() {
+    let rec = Recorder::with_replies(|_| Some(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nno".to_vec())).await;
+    let gw = gateway(&ws_routes(&rec.url(), &rec.url())).await;
+    let handshake = b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    for _ in 0..3 {
+        assert_eq!(exchange(gw.addr, handshake).await.expect("an answer").status, 200);
+    }
+    let connections: Vec<usize> = rec.requests().iter().map(|r| r.connection).collect();
+    assert_eq!(connections, [0, 1, 2], "each handshake on its own connection");
+}
+
+/// A `websocket` route needs an upstream spoken to over HTTP/1.1: over
+/// `protocol: http2`, the handshake went out as an HTTP/2 request with
+/// no upgrade (and the target's address as `:authority`).
+#[tokio::test]
+async fn a_websocket_route_to_an_http2_upstream_is_a_config_error() {
+    let yaml = "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\nupstreams:\n  h2: { targets: [ \"http://127.0.0.1:9\" ], protocol: http2 }\nroutes:\n  - { name: chat, match: { path_prefix: /chat }, upstream: h2, websocket: true }\n";
+    let errors = portcullis::check(&load(yaml, std::path::Path::new("."))).unwrap_err().to_string();
+    assert!(errors.contains("routes[0].websocket: upstream `h2` is spoken to over HTTP/2"), "{errors}");
 }
 
 /// A WebSocket holds its route's concurrency slot for as long as it is
