@@ -180,6 +180,12 @@ fn check(path: &Path, strict: bool) -> ExitCode {
 }
 
 fn run(path: Option<PathBuf>, watch: bool) -> ExitCode {
+    if watch && path.is_none() {
+        // The embedded demo has no file to watch: say so rather than
+        // serve it and watch nothing.
+        eprintln!("error: --watch needs --config FILE (the embedded demo has no file to watch)");
+        return ExitCode::FAILURE;
+    }
     let loaded = load(path.as_deref());
     match &loaded {
         Ok(l) => init_logging(l.config.log_level.as_str(), l.config.log_format),

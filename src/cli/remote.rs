@@ -190,7 +190,11 @@ fn detail(status: StatusCode, body: &Value) -> String {
     let text = body.get("detail").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| body.to_string());
     match status {
         StatusCode::UNAUTHORIZED => {
-            format!("{text} (set PORTCULLIS_ADMIN_TOKEN, or keep admin.token in the config file given with --config)")
+            format!(
+                "{text} (set PORTCULLIS_ADMIN_TOKEN, or keep admin.token in the config file given with --config; \
+                 a token changed in the file takes effect with this reload: send the running one, \
+                 PORTCULLIS_ADMIN_TOKEN=<old token> portcullis reload --config FILE)"
+            )
         }
         _ => format!("the admin API answered {status}: {text}"),
     }

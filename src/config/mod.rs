@@ -334,6 +334,18 @@ fn plain_message(e: &serde_saphyr::Error, key: Option<&str>) -> String {
     if let Some(key) = key {
         text = text.replace("unknown field `an interpolated field`", &format!("unknown field `{key}`"));
     }
+    // The library names no key once a `${NAME}` was read before (a tagged
+    // value, such as an auth provider, is a mapping with one key naming
+    // its kind).
+    text = text.replace(
+        "unknown variant `an interpolated variant`, expected one of",
+        "expected one key naming the kind, one of",
+    );
+    if text.starts_with("expected end of mapping after enum variant value") {
+        return "two keys naming a kind: a mapping here has exactly one (an auth provider is `jwt: { … }` or \
+                `basic: { … }`, not both)"
+            .into();
+    }
     // Drop a trailing " at line X, column Y" that the library appends.
     let text = match text.rfind(" at line ") {
         Some(i) => &text[..i],
@@ -397,6 +409,9 @@ fn did_you_mean(text: &str) -> Option<String> {
     let rest = text.strip_prefix("unknown field `")?;
     let (field, allowed) = rest.split_once("`, expected one of ")?;
     let nearest = nearest_key(field, allowed.split(", ").map(|k| k.trim_matches('`')))?;
+    if nearest == field {
+        return Some(format!("`{field}` cannot be here as well: only one of {allowed}"));
+    }
     Some(format!("unknown field `{field}`: did you mean `{nearest}`? (expected one of {allowed})"))
 }
 
@@ -645,6 +660,23 @@ mod tests {
         assert!(!err.0[0].message.contains("did you mean"), "{}", err.0[0].message);
         assert_eq!(edit_distance("upstreem", "upstream"), 1);
         assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    /// A mapping naming two kinds, or a kind the library cannot name (a
+    /// `${NAME}` read before it): said in our words, not serde's.
+    #[test]
+    fn a_tagged_mapping_is_explained_in_our_words() {
+        let two = "auth:\n  p: { jwt: { algorithms: [HS256], secret: abcabcabcabcabcabcabcabcabcabcabcabc }, basic: { realm: x, users: {} } }\n";
+        let said: Vec<String> =
+            parse(two).unwrap_err().0.iter().map(|e| format!("{}: {}", e.path, e.message)).collect();
+        assert!(said.iter().any(|m| m.contains("two keys naming a kind")), "{said:?}");
+        assert!(said.iter().all(|m| !m.contains("did you mean `basic`") && !m.contains("enum variant")), "{said:?}");
+        // SAFETY of the test: PATH is always set; it is only read.
+        let interpolated = "listeners:\n  - name: a\n    bind: ${PATH}\nauth:\n  p: { type: jwt }\n";
+        let said: Vec<String> =
+            parse(interpolated).unwrap_err().0.iter().map(|e| format!("{}: {}", e.path, e.message)).collect();
+        assert!(said.iter().any(|m| m.contains("auth.p: expected one key naming the kind, one of jwt")), "{said:?}");
+        assert!(said.iter().all(|m| !m.contains("an interpolated variant")), "{said:?}");
     }
 
     /// A provider's kind is the key it has: a bad value inside

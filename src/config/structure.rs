@@ -203,6 +203,10 @@ fn collect(e: &jsonschema::ValidationError<'_>, found: &mut Vec<(String, String)
             let allowed = allowed_keys(schema(), e.instance_path().as_str());
             for key in unexpected {
                 let message = match super::nearest_key(key, allowed.iter().map(String::as_str)) {
+                    // Allowed here, but not beside another key (a second kind of provider).
+                    Some(meant) if meant == key => {
+                        format!("`{key}` cannot be here as well: a mapping here has one of these keys, not two")
+                    }
                     Some(meant) => format!("unknown field `{key}`: did you mean `{meant}`?"),
                     None => format!("unknown field `{key}`"),
                 };

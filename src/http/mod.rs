@@ -44,7 +44,8 @@ pub fn user_part(url: &[u8]) -> Option<std::ops::Range<usize>> {
 /// `:99999`, `:` alone, `:+80`): such a URL reaches nothing.
 /// (`Authority::port` is `None` for a number too large: the text is read.)
 pub fn bad_port(authority: &http::uri::Authority) -> bool {
-    let raw = authority.as_str();
+    // After the user part: `u:pw@h` has no port.
+    let raw = authority.as_str().rsplit_once('@').map_or(authority.as_str(), |(_, host)| host);
     let after_host = raw.rsplit_once(']').map_or(raw, |(_, rest)| rest);
     let Some((_, port)) = after_host.rsplit_once(':') else { return false };
     !port.bytes().all(|b| b.is_ascii_digit()) || authority.port_u16().is_none_or(|p| p == 0)
@@ -54,6 +55,27 @@ pub fn bad_port(authority: &http::uri::Authority) -> bool {
 pub fn port_fault(url: &str) -> Option<String> {
     let uri: http::Uri = url.parse().ok()?;
     bad_port(uri.authority()?).then(|| format!("`{}`: a port is a number from 1 to 65535", url_in_message(url)))
+}
+
+/// What is wrong with a URL the gateway fetches from (JWKS, discovery,
+/// token introspection), if anything: it must be `http://` or `https://`
+/// (`ftp://`, a typo such as `htp://`, fetched nothing and failed every
+/// request), with a port that reaches something, and without a user and
+/// password (never sent: credentials go in the settings made for them).
+pub fn fetch_url_fault(url: &str) -> Option<String> {
+    let shown = url_in_message(url);
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return Some(format!("`{shown}` is not an absolute http(s) URL"));
+    };
+    let http = matches!(uri.scheme_str().map(str::to_ascii_lowercase).as_deref(), Some("http" | "https"));
+    match uri.authority() {
+        _ if !http => Some(format!("`{shown}` is not an http(s) URL: write `https://host/path`")),
+        None => Some(format!("`{shown}` is not an absolute http(s) URL")),
+        Some(a) if a.as_str().contains('@') => {
+            Some(format!("`{shown}`: a user and password in the URL are not sent; remove them"))
+        }
+        Some(_) => port_fault(url),
+    }
 }
 
 /// A URL from the config as a message may show it (messages reach logs,
@@ -67,7 +89,17 @@ pub fn url_in_message(url: &str) -> String {
         None => (url, None),
     };
     let mut out = String::with_capacity(url.len());
-    match user_part(base.as_bytes()) {
+    // A text that is no URL (`rediss//:pw@host`, a missing `:`) may
+    // still hold a password before an `@`: all of it before the last `@`
+    // goes when a `:` precedes it.
+    let unparsed = || {
+        (!base.contains("://"))
+            .then(|| base.rfind('@'))
+            .flatten()
+            .filter(|&at| base[..at].contains(':'))
+            .map(|at| 0..at)
+    };
+    match user_part(base.as_bytes()).or_else(unparsed) {
         // The range ends at ASCII bytes (`@`, and `:` or a slash): char boundaries.
         Some(user) => {
             out.push_str(&base[..user.start]);
@@ -103,6 +135,22 @@ mod tests {
         assert_eq!(shown("https:\\\\u:p@h/x"), "https:\\\\<redacted>@h/x");
         assert_eq!(shown("/x@y"), "/x@y");
         assert_eq!(shown(""), "");
-        assert_eq!(shown(":@"), ":@");
+        assert_eq!(shown(":@"), "<redacted>@");
+        assert_eq!(shown("rediss//:LEAKED@host"), "<redacted>@host", "no scheme: still no password");
+        assert_eq!(shown("redis:/u:LEAKED@host"), "redis:/<redacted>@host");
+    }
+
+    #[test]
+    fn fetched_urls_are_http_without_credentials() {
+        let fault = super::fetch_url_fault;
+        assert_eq!(fault("https://idp.example/jwks"), None);
+        assert_eq!(fault("HTTP://127.0.0.1:8080/introspect"), None);
+        for bad in ["ftp://127.0.0.1/x", "htp://h/x", "gopher://h/j", "/relative", "idp.example/jwks", "https://h:0/x"]
+        {
+            assert!(fault(bad).is_some(), "{bad}");
+        }
+        let said = fault("http://u:pw@h/x").unwrap();
+        assert!(said.contains("user and password") && !said.contains("pw"), "{said}");
+        assert!(!super::port_fault("http://u:pw@h/x").is_some_and(|f| f.contains("port")), "no port there");
     }
 }

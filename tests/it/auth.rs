@@ -768,6 +768,25 @@ async fn an_empty_basic_user_name_is_a_config_error() {
     assert!(errors.contains("users.htpasswd:2: a user name is empty"), "{errors}");
 }
 
+/// URLs the gateway fetches from must be http(s): an `ftp://` endpoint
+/// or a `htp://` typo passed `check` and then failed every request.
+#[tokio::test]
+async fn auth_urls_that_are_not_http_are_config_errors() {
+    let yaml = "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\n\
+                auth:\n  i: { introspection: { endpoint: \"ftp://127.0.0.1:9/x\", client_id: a, client_secret: s } }\n  \
+                j: { jwt: { algorithms: [RS256], jwks_uri: \"htp://idp/jwks\" } }\n  \
+                k: { jwt: { algorithms: [RS256], jwks_uri: \"https://u:pw@idp/jwks\" } }\n\
+                routes:\n  - { name: r, match: { path: /r }, static: { status: 200 }, authenticate: [i] }\n  \
+                - { name: s, match: { path: /s }, static: { status: 200 }, authenticate: [j] }\n  \
+                - { name: t, match: { path: /t }, static: { status: 200 }, authenticate: [k] }\n\
+                warnings: { allow: [ literal-secret, unlimited-expensive-auth ] }\n";
+    let errors = portcullis::check(&load(yaml, Path::new("."))).unwrap_err().to_string();
+    assert!(errors.contains("auth.i.introspection.endpoint: `ftp://127.0.0.1:9/x` is not an http(s) URL"), "{errors}");
+    assert!(errors.contains("auth.j.jwt.jwks_uri: `htp://idp/jwks` is not an http(s) URL"), "{errors}");
+    assert!(errors.contains("auth.k.jwt.jwks_uri: `https://<redacted>@idp/jwks`: a user and password"), "{errors}");
+    assert!(!errors.contains("pw@"), "{errors}");
+}
+
 /// An introspection endpoint that answers `body` after 200 ms, counting
 /// the calls it got and the most it held at once.
 async fn slow_introspection_endpoint(

@@ -628,3 +628,15 @@ routes:
     let (code, stdout, stderr) = check(&path);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
 }
+
+/// `--watch` without a config file had nothing to watch and served the
+/// embedded demo as if all were well: refused, saying why.
+#[test]
+fn watch_without_a_config_file_is_refused() {
+    for args in [&["--watch"][..], &["run", "--watch"][..]] {
+        let out = portcullis(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--watch needs --config FILE"), "{args:?}: {stderr}");
+    }
+}

@@ -66,14 +66,8 @@ const MAX_CALLS: usize = 64;
 impl Introspection {
     pub fn compile(cfg: &IntrospectionConfig, cx: &mut CompileCtx<'_>) -> Result<Introspection, FieldErrors> {
         let (name, loaded): (Arc<str>, _) = (cx.name.into(), cx.loaded);
-        if let Some(fault) = crate::http::port_fault(&cfg.endpoint) {
+        if let Some(fault) = crate::http::fetch_url_fault(&cfg.endpoint) {
             return Err(FieldErrors::one("introspection.endpoint", fault));
-        }
-        if cfg.endpoint.parse::<http::Uri>().ok().and_then(|u| u.scheme().map(|_| ())).is_none() {
-            return Err(FieldErrors::one(
-                "introspection.endpoint",
-                format!("`{}` is not an absolute URL", cfg.endpoint),
-            ));
         }
         let ca = cfg.ca.as_ref().map(|f| loaded.resolve_file(f));
         let fetcher =

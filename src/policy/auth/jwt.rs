@@ -230,8 +230,14 @@ impl Jwt {
                 }
             }
         } else {
-            if let Some(fault) = cfg.jwks_uri.as_deref().and_then(crate::http::port_fault) {
+            if let Some(fault) = cfg.jwks_uri.as_deref().and_then(crate::http::fetch_url_fault) {
                 errors.push((at("jwks_uri"), fault));
+            }
+            if cfg.discovery
+                && cfg.jwks_uri.is_none()
+                && let Some(fault) = cfg.issuer.as_deref().and_then(crate::http::fetch_url_fault)
+            {
+                errors.push((at("issuer"), format!("{fault} (with `discovery`, the keys are found from it)")));
             }
             let location = match (&cfg.jwks_uri, &cfg.issuer) {
                 (Some(u), _) => Some(Location::Url(u.clone())),
