@@ -46,7 +46,18 @@ impl KeySet {
         let set: JwkSet = serde_json::from_value(doc.clone()).map_err(|e| format!("not a JWKS: {e}"))?;
         let mut by_kid: HashMap<String, Vec<Arc<DecodingKey>>> = HashMap::new();
         let mut all = Vec::new();
+        use jsonwebtoken::jwk::{KeyOperations, PublicKeyUse};
         for jwk in &set.keys {
+            // A key published for encryption (`use: enc`), or whose
+            // `key_ops` leave out `verify`, is not one to check signatures
+            // with (RFC 7517 §4.2, §4.3): an identity provider that reuses
+            // a token-encryption key must not make tokens signed with it pass.
+            let for_signatures =
+                !matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption | PublicKeyUse::Other(_)))
+                    && jwk.common.key_operations.as_ref().is_none_or(|ops| ops.contains(&KeyOperations::Verify));
+            if !for_signatures {
+                continue;
+            }
             let Ok(key) = DecodingKey::from_jwk(jwk) else { continue };
             let key = Arc::new(key);
             if let Some(kid) = &jwk.common.key_id {
@@ -243,5 +254,35 @@ impl RemoteJwks {
             return Err("the JWKS holds no key the gateway can use".into());
         }
         Ok(set)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KeySet;
+
+    /// Keys for encryption (`use: enc`, `key_ops` without `verify`) are
+    /// left out of the set that checks signatures.
+    #[test]
+    fn only_keys_for_signatures_are_kept() {
+        let key = |kid: &str, extra: serde_json::Value| {
+            let mut k =
+                serde_json::json!({ "kty": "oct", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTMyYg", "kid": kid });
+            k.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            k
+        };
+        let doc = serde_json::json!({ "keys": [
+            key("plain", serde_json::json!({})),
+            key("sig", serde_json::json!({ "use": "sig" })),
+            key("enc", serde_json::json!({ "use": "enc" })),
+            key("other", serde_json::json!({ "use": "tls" })),
+            key("encrypt-only", serde_json::json!({ "key_ops": ["encrypt"] })),
+            key("verify", serde_json::json!({ "key_ops": ["sign", "verify"] })),
+        ]});
+        let set = KeySet::from_jwks(&doc).unwrap();
+        let mut kids: Vec<&str> = set.by_kid.keys().map(String::as_str).collect();
+        kids.sort_unstable();
+        assert_eq!(kids, ["plain", "sig", "verify"]);
+        assert_eq!(set.all.len(), 3);
     }
 }
