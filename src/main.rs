@@ -128,12 +128,23 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::HashKey => {
-            let mut key = String::new();
-            if std::io::stdin().read_line(&mut key).is_err() || key.trim().is_empty() {
+            let mut input = String::new();
+            if std::io::Read::read_to_string(&mut std::io::stdin(), &mut input).is_err() || input.trim().is_empty() {
                 eprintln!("error: give the API key on standard input, e.g. `echo -n \"$KEY\" | portcullis hash-key`");
                 return ExitCode::FAILURE;
             }
-            cli::remote::say(format_args!("{}\n", portcullis::hash_key(key.trim_end_matches(['\n', '\r']))));
+            // One line's end is `echo`'s, not the key's.
+            let key = input.strip_suffix('\n').map_or(input.as_str(), |k| k.strip_suffix('\r').unwrap_or(k));
+            // A hash no request could match is refused: the gateway trims a
+            // header's value, and a line break or control byte is no key.
+            if key.trim() != key || !key.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+                eprintln!(
+                    "error: the key has spaces at an end, a line break, a control character or non-ASCII text: no \
+                     request could send it so. Give the key alone, e.g. `echo -n \"$KEY\" | portcullis hash-key`"
+                );
+                return ExitCode::FAILURE;
+            }
+            cli::remote::say(format_args!("{}\n", portcullis::hash_key(key)));
             ExitCode::SUCCESS
         }
         Command::Version => {

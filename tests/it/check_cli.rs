@@ -640,3 +640,31 @@ fn watch_without_a_config_file_is_refused() {
         assert!(stderr.contains("--watch needs --config FILE"), "{args:?}: {stderr}");
     }
 }
+
+/// `hash-key` hashes the key a request can send: one trailing line end is
+/// `echo`'s and dropped; spaces at an end (the gateway trims a header's
+/// value), a second line or control bytes made a hash no request matched,
+/// and are refused.
+#[test]
+fn hash_key_hashes_only_keys_a_request_can_send() {
+    use std::io::Write;
+    let hash = |input: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .arg("hash-key")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let want = portcullis::hash_key("key-mobile");
+    for ok in ["key-mobile", "key-mobile\n", "key-mobile\r\n"] {
+        assert_eq!(hash(ok), (Some(0), want.clone()), "{ok:?}");
+    }
+    for bad in [" key-mobile", "key-mobile \n", "key-mobile\nsecond", "key\tmobile", "clé"] {
+        assert_eq!(hash(bad).0, Some(1), "{bad:?}");
+    }
+}
