@@ -606,7 +606,7 @@ async fn through_hyper(
             }
         };
         let log = TunnelLog::default();
-        let logged = TunnelLogged { log: log.clone(), carried: (0, 0) };
+        let logged = TunnelLogged { log: log.clone(), carried: Default::default(), ended: false };
         let tunnel = Tunnel {
             upstream: hyper::upgrade::on(&mut resp),
             _in_flight: in_flight,
@@ -860,12 +860,17 @@ impl TunnelLog {
 }
 
 /// The tunnel's end of its `TunnelLog`: finishes it when dropped (the
-/// tunnel closed, or never opened), with the bytes it carried.
+/// tunnel closed, never opened, or was cut: a shutdown's deadline), with
+/// the bytes it carried up to then.
 #[derive(Default)]
 struct TunnelLogged {
     log: TunnelLog,
-    /// Client to upstream, upstream to client.
-    carried: (u64, u64),
+    /// Client to upstream, upstream to client: counted as they pass, so a
+    /// tunnel cut where it stands still says what it carried.
+    carried: [std::sync::atomic::AtomicU64; 2],
+    /// The tunnel ran to its end (a side closed, or it was idle too long):
+    /// else it was cut, logged as a connection cut (`DC`).
+    ended: bool,
 }
 
 impl Drop for TunnelLogged {
@@ -876,9 +881,11 @@ impl Drop for TunnelLogged {
         };
         drop(slots);
         if let Some(mut p) = pending {
-            p.request_bytes += self.carried.0;
-            p.response_bytes += self.carried.1;
-            p.finish(crate::observe::Ending::Complete);
+            let [up, down] = &self.carried;
+            p.request_bytes += up.load(std::sync::atomic::Ordering::Relaxed);
+            p.response_bytes += down.load(std::sync::atomic::Ordering::Relaxed);
+            let ending = if self.ended { crate::observe::Ending::Complete } else { crate::observe::Ending::ClientLeft };
+            p.finish(ending);
         }
     }
 }
@@ -911,18 +918,20 @@ impl Tunnel {
             Ok(upstream) => TokioIo::new(upstream),
             Err(e) => {
                 tracing::debug!(error = %e, "upgrade failed");
+                log.ended = true;
                 return;
             }
         };
         if !early.is_empty() && upstream.write_all(&early).await.is_err() {
+            log.ended = true;
             return;
         }
-        log.carried.0 = early.len() as u64;
-        // Counted as they pass, so that a tunnel cut by an error still says
-        // what it carried.
+        log.carried[0].store(early.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        // Counted as they pass, so that a tunnel cut by an error (or by a
+        // shutdown, this future dropped) still says what it carried.
         let opened = tokio::time::Instant::now();
         let last_moved_ms = std::sync::atomic::AtomicU64::new(0);
-        let client = Counting { io: client, read: 0, written: 0, opened, last_moved_ms: &last_moved_ms };
+        let client = Counting { io: client, carried: &log.carried, opened, last_moved_ms: &last_moved_ms };
         let silence = async {
             loop {
                 let last = std::time::Duration::from_millis(last_moved_ms.load(std::sync::atomic::Ordering::Relaxed));
@@ -966,9 +975,8 @@ impl Tunnel {
         if let Some(e) = last {
             tracing::debug!(error = %e, "tunnel closed with an error");
         }
-        let client = from_client.unsplit(to_client);
-        log.carried.0 += client.read;
-        log.carried.1 += client.written;
+        drop(from_client.unsplit(to_client));
+        log.ended = true;
         drop(held);
     }
 }
@@ -978,8 +986,8 @@ impl Tunnel {
 /// the last ones moved.
 struct Counting<'a, C> {
     io: C,
-    read: u64,
-    written: u64,
+    /// Read from the client, written to it.
+    carried: &'a [std::sync::atomic::AtomicU64; 2],
     opened: tokio::time::Instant,
     /// Milliseconds from `opened`.
     last_moved_ms: &'a std::sync::atomic::AtomicU64,
@@ -1002,7 +1010,7 @@ impl<C: AsyncRead + Unpin> AsyncRead for Counting<'_, C> {
         let polled = std::pin::Pin::new(&mut self.io).poll_read(cx, buf);
         let n = (buf.filled().len() - before) as u64;
         if n > 0 {
-            self.read += n;
+            self.carried[0].fetch_add(n, std::sync::atomic::Ordering::Relaxed);
             self.moved();
         }
         polled
@@ -1017,7 +1025,7 @@ impl<C: AsyncWrite + Unpin> AsyncWrite for Counting<'_, C> {
     ) -> std::task::Poll<std::io::Result<usize>> {
         let polled = std::pin::Pin::new(&mut self.io).poll_write(cx, data);
         if let std::task::Poll::Ready(Ok(n)) = polled {
-            self.written += n as u64;
+            self.carried[1].fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
             self.moved();
         }
         polled

@@ -38,8 +38,14 @@ pub struct RunningListener {
     stop: watch::Sender<bool>,
     /// Wakes our HTTP/1.1 connections' idle waits (see `StopSignal`).
     stop_notify: Arc<Notify>,
+    /// Tells the accept loop the drain's deadline passed: cut what is left.
+    cut: Arc<Notify>,
     task: JoinHandle<()>,
 }
+
+/// How long the connections cut at a drain's deadline get to be dropped
+/// (their access-log lines written: a WebSocket's, with its bytes).
+const CUT_GRACE: Duration = Duration::from_secs(2);
 
 /// A listener's stop signal as its connections see it: the flag (a watch,
 /// which hyper's connections and the accept loop wait on) and a `Notify`
@@ -72,9 +78,10 @@ impl BoundListener {
         let (stop, stop_rx) = watch::channel(false);
         let stop_notify = Arc::new(Notify::new());
         let signal = StopSignal { flag: stop_rx, notify: stop_notify.clone() };
-        let task = tokio::spawn(accept_loop(self.listener, self.name.clone(), shared, signal));
+        let cut = Arc::new(Notify::new());
+        let task = tokio::spawn(accept_loop(self.listener, self.name.clone(), shared, signal, cut.clone()));
         tracing::info!(listener = %self.name, addr = %self.addr, "listening");
-        RunningListener { name: self.name, addr: self.addr, stop, stop_notify, task }
+        RunningListener { name: self.name, addr: self.addr, stop, stop_notify, cut, task }
     }
 }
 
@@ -88,12 +95,18 @@ impl RunningListener {
         let mut task = self.task;
         if tokio::time::timeout(deadline, &mut task).await.is_err() {
             tracing::warn!(listener = %self.name, "drain deadline passed; closing remaining connections");
-            task.abort();
+            // The accept loop cuts its connections and waits until each is
+            // dropped, so that what they log on the way out (a WebSocket's
+            // line) is written before the process flushes its log and goes.
+            self.cut.notify_one();
+            if tokio::time::timeout(CUT_GRACE, &mut task).await.is_err() {
+                task.abort();
+            }
         }
     }
 }
 
-async fn accept_loop(listener: TcpListener, name: Arc<str>, shared: Arc<Shared>, signal: StopSignal) {
+async fn accept_loop(listener: TcpListener, name: Arc<str>, shared: Arc<Shared>, signal: StopSignal, cut: Arc<Notify>) {
     let mut stop = signal.flag.clone();
     let open = Arc::new(AtomicUsize::new(0));
     // `portcullis_connections{listener,state="open"}`, while this loop runs.
@@ -132,8 +145,19 @@ async fn accept_loop(listener: TcpListener, name: Arc<str>, shared: Arc<Shared>,
     }
     drop(listener);
     let _probe = probe;
-    // Connections saw the same stop signal and are finishing; wait for them.
-    while connections.join_next().await.is_some() {}
+    // Connections saw the same stop signal and are finishing; wait for
+    // them, or, once the drain's deadline passed, cut them and wait until
+    // each is dropped.
+    loop {
+        tokio::select! {
+            joined = connections.join_next() => if joined.is_none() { break },
+            () = cut.notified() => {
+                connections.abort_all();
+                while connections.join_next().await.is_some() {}
+                break;
+            }
+        }
+    }
 }
 
 /// Counts a connection as open until dropped.

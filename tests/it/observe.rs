@@ -1172,6 +1172,37 @@ async fn a_websocket_is_logged_when_its_tunnel_closes() {
     assert_eq!(line["portcullis"]["upstream"]["tries"][0]["status_code"], 101, "{line}");
 }
 
+/// A WebSocket still open when a shutdown's drain deadline passes is cut,
+/// and its line says what it carried up to then, flagged `DC` (a cut
+/// connection): it was logged with 0 bytes as a success, or not at all
+/// when the process went before the cut tunnel was dropped.
+#[tokio::test]
+async fn a_websocket_cut_by_a_shutdown_is_logged_with_what_it_carried() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let ws = crate::support::WsUpstream::start().await;
+    let body = format!(
+        "shutdown_timeout: 200ms\nupstreams:\n  ws: {{ targets: [ \"http://{}\" ] }}\n\
+         routes:\n  - {{ name: chat, match: {{ path_prefix: /chat }}, upstream: ws, websocket: true }}\n",
+        ws.addr
+    );
+    let h = start(&body, dir.path()).await;
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/chat", h.addr("gw").unwrap())).await.expect("upgrade");
+    let text = "x".repeat(5000);
+    socket.send(Message::text(text.clone())).await.unwrap();
+    let echoed = tokio::time::timeout(Duration::from_secs(5), socket.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(echoed.into_text().unwrap().as_str(), text);
+    tokio::time::timeout(Duration::from_secs(5), h.shutdown()).await.expect("the drain ends");
+    let text = std::fs::read_to_string(dir.path().join("access.log")).unwrap();
+    let line: Json = serde_json::from_str(text.lines().next().expect("the WebSocket's line")).unwrap();
+    assert_eq!(line["http"]["response"]["status_code"], 101, "{line}");
+    assert!(line["http"]["response"]["body"]["bytes"].as_u64().unwrap() > 5000, "{line}");
+    assert!(line["http"]["request"]["body"]["bytes"].as_u64().unwrap() > 5000, "{line}");
+    assert_eq!(line["portcullis"]["response_flag"], "DC", "{line}");
+}
+
 #[tokio::test]
 async fn upstream_connections_count_http1_and_http2_connections() {
     let dir = tempfile::tempdir().unwrap();
