@@ -52,6 +52,48 @@ fn is_label(label: &str) -> bool {
         && !label.ends_with('-')
 }
 
+/// Why `*.suffix` would let in sites that are not the config owner's, if
+/// it would: an IP address has no subdomains (`*.0.1` matched
+/// `https://127.0.0.1`), and under a public suffix anyone registers a
+/// name (`*.co.uk`, `*.github.io`). Not the whole Public Suffix List: the
+/// second-level names of country domains and the shared hosting domains
+/// most often met (`*.com` is refused as a one-label suffix already).
+fn public_suffix(suffix: &str) -> Option<&'static str> {
+    const COUNTRY_SECOND_LEVELS: &[&str] =
+        &["co", "com", "net", "org", "gov", "edu", "ac", "or", "ne", "go", "gob", "mil", "nom", "ltd", "plc", "sch"];
+    const SHARED_HOSTING: &[&str] = &[
+        "github.io",
+        "gitlab.io",
+        "herokuapp.com",
+        "vercel.app",
+        "netlify.app",
+        "pages.dev",
+        "workers.dev",
+        "web.app",
+        "firebaseapp.com",
+        "appspot.com",
+        "azurewebsites.net",
+        "azurestaticapps.net",
+        "cloudfront.net",
+        "amazonaws.com",
+        "blogspot.com",
+        "onrender.com",
+        "fly.dev",
+        "glitch.me",
+        "ngrok.io",
+        "ngrok-free.app",
+    ];
+    let host =
+        suffix.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(suffix, |(h, _)| h);
+    let labels: Vec<&str> = host.split('.').collect();
+    if host.starts_with('[') || labels.last().is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit())) {
+        return Some("an IP address has no subdomains");
+    }
+    let public = SHARED_HOSTING.contains(&host)
+        || matches!(labels.as_slice(), [second, country] if country.len() == 2 && COUNTRY_SECOND_LEVELS.contains(second));
+    public.then_some("it is a public suffix: anyone can register a site under it")
+}
+
 /// An origin's host and optional port (`app.example.com`, `localhost:3000`,
 /// `[::1]:8080`): what a browser's `Origin` holds after the scheme, read
 /// by the `Host` parser (less a trailing dot, which no origin has).
@@ -95,7 +137,14 @@ impl Compiled {
             } else if lower == "*" {
                 origins.push(Origin::Any);
             } else if let Some(suffix) = rest.strip_prefix("*.").filter(|s| web && host_port(s) && s.contains('.')) {
-                origins.push(Origin::Subdomains { scheme: format!("{scheme}://"), suffix: format!(".{suffix}") });
+                match public_suffix(suffix) {
+                    Some(why) => errors.push((
+                        format!("allow_origins[{i}]"),
+                        format!("`{o}` lets in sites that are not yours ({why}): list your own origins or domain"),
+                    )),
+                    None => origins
+                        .push(Origin::Subdomains { scheme: format!("{scheme}://"), suffix: format!(".{suffix}") }),
+                }
             } else if web && host_port(rest) {
                 origins.push(Origin::Exact(format!("{scheme}://{rest}")));
             } else {
@@ -196,17 +245,24 @@ impl Compiled {
     /// The answer to a preflight: 204 with the grants, or 403 when refused.
     pub fn preflight(&self, requested: &Method, headers: &HeaderMap) -> Result<Answer, &'static str> {
         let origin = headers.get(header::ORIGIN).filter(|o| self.allows(o)).ok_or("origin not allowed")?;
+        // One method is asked for; a second line makes the preflight
+        // malformed (the first alone was read, and granted).
+        if headers.get_all(header::ACCESS_CONTROL_REQUEST_METHOD).iter().nth(1).is_some() {
+            return Err("Access-Control-Request-Method sent twice");
+        }
         if !self.methods.contains(requested) {
             return Err("method not allowed for cross-origin requests");
         }
-        let asked =
-            headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS).and_then(|v| v.to_str().ok()).unwrap_or_default();
-        if !asked
-            .split(',')
-            .map(str::trim)
-            .filter(|h| !h.is_empty())
-            .all(|h| self.headers.iter().any(|a| a.eq_ignore_ascii_case(h)))
-        {
+        // Several lines are one list (RFC 9110 §5.3): every name on each.
+        let mut asked = headers.get_all(header::ACCESS_CONTROL_REQUEST_HEADERS).iter();
+        if !asked.all(|line| {
+            line.to_str().is_ok_and(|line| {
+                line.split(',')
+                    .map(str::trim)
+                    .filter(|h| !h.is_empty())
+                    .all(|h| self.headers.iter().any(|a| a.eq_ignore_ascii_case(h)))
+            })
+        }) {
             return Err("request header not allowed for cross-origin requests");
         }
         let mut resp = Response::new(bytes::Bytes::new());
@@ -220,10 +276,14 @@ impl Compiled {
         if let Some(age) = &self.max_age {
             out.insert(header::ACCESS_CONTROL_MAX_AGE, age.clone());
         }
-        out.append(
-            header::VARY,
-            HeaderValue::from_static("Access-Control-Request-Method, Access-Control-Request-Headers"),
-        );
+        // `Origin` too when the grant is `*`: another route that the same
+        // path may match (by a header) can answer another origin otherwise.
+        let vary = if out.contains_key(header::VARY) {
+            "Access-Control-Request-Method, Access-Control-Request-Headers"
+        } else {
+            "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
+        };
+        out.append(header::VARY, HeaderValue::from_static(vary));
         Ok(resp)
     }
 

@@ -82,3 +82,50 @@ fn a_subdomain_pattern_takes_host_labels_only() {
         assert!(!c.allows(&odd.parse().unwrap()), "{odd}");
     }
 }
+
+/// A wildcard over a public suffix or an IP address lets in sites that are
+/// not the config owner's: refused at load.
+#[test]
+fn wildcards_over_public_suffixes_or_addresses_are_refused() {
+    for bad in [
+        "https://*.github.io",
+        "https://*.co.uk",
+        "https://*.com.au",
+        "https://*.0.1",
+        "https://*.1.1.1",
+        "https://*.herokuapp.com:8443",
+    ] {
+        let errs = cors(&[bad], true).unwrap_err();
+        assert!(errs[0].1.contains("not yours"), "{bad}: {errs:?}");
+    }
+    for good in
+        ["https://*.example.co.uk", "https://*.myorg.github.io", "https://*.example.com", "https://*.internal.example"]
+    {
+        assert!(cors(&[good], true).is_ok(), "{good}");
+    }
+}
+
+/// Two `Access-Control-Request-Headers` lines are one list: a name on the
+/// second is asked for too; a second `Access-Control-Request-Method`
+/// makes the preflight malformed.
+#[test]
+fn preflight_lines_sent_twice() {
+    let c = cors(&["https://app.example.com"], false).unwrap();
+    let mut h = HeaderMap::new();
+    h.insert(header::ORIGIN, "https://app.example.com".parse().unwrap());
+    h.insert(header::ACCESS_CONTROL_REQUEST_METHOD, "GET".parse().unwrap());
+    h.append(header::ACCESS_CONTROL_REQUEST_HEADERS, "content-type".parse().unwrap());
+    assert!(c.preflight(&Method::GET, &h).is_ok());
+    h.append(header::ACCESS_CONTROL_REQUEST_HEADERS, "x-evil".parse().unwrap());
+    assert!(c.preflight(&Method::GET, &h).is_err(), "the second line's name is asked for too");
+    h.remove(header::ACCESS_CONTROL_REQUEST_HEADERS);
+    h.append(header::ACCESS_CONTROL_REQUEST_METHOD, "DELETE".parse().unwrap());
+    assert!(c.preflight(&Method::GET, &h).is_err(), "two methods");
+    // `*` grants still say the answer depends on Origin.
+    let any = cors(&["*"], false).unwrap();
+    let mut h = HeaderMap::new();
+    h.insert(header::ORIGIN, "https://x.example".parse().unwrap());
+    let resp = any.preflight(&Method::GET, &h).unwrap();
+    let vary: Vec<_> = resp.headers().get_all(header::VARY).iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    assert!(vary.iter().any(|v| v.contains("Origin")), "{vary:?}");
+}
