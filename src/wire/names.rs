@@ -106,6 +106,9 @@ pub const CLIENT_CLAIMS: &[&str] = &[
     "x-remote-addr",
     "cf-access-authenticated-user-email",
     "cf-access-jwt-assertion",
+    "gap-auth",
+    "x-authenticated-user",
+    "istio-peer-identity",
 ];
 
 /// The lengths of the names of [`CLIENT_CLAIMS`] that start (`true`) or do
@@ -151,7 +154,8 @@ pub fn is_client_claim(name: &HeaderName) -> bool {
 /// Service, and its `x-ms-token-*` tokens), `x-pomerium-*`,
 /// `x-appengine-*`, `x-authentik-*`, `x-vouch-*` (Vouch Proxy's user and
 /// claims), and without `x-`: `cf-access-*` (Cloudflare Access),
-/// `tailscale-user-*` (Tailscale Serve), `teleport-jwt-assertion`
+/// `tailscale-user-*` (Tailscale Serve), `oidc-claim-*` (Apache's
+/// mod_auth_openidc, with `-` for its `_`), `teleport-jwt-assertion`
 /// (Teleport's application access). Names that start otherwise
 /// (`content-type`, `cookie`) are passed over at their first bytes.
 fn shaped_claim(s: &str) -> bool {
@@ -188,6 +192,7 @@ fn shaped_claim(s: &str) -> bool {
             || s.starts_with("cf-client-cert")
             || s.starts_with("cf-access-")
             || s.starts_with("tailscale-user-")
+            || s.starts_with("oidc-claim-")
             || s == "teleport-jwt-assertion"
     }
 }
@@ -391,6 +396,7 @@ mod tests {
             "tailscale-user-login",
             "tailscale-user-name",
             "teleport-jwt-assertion",
+            "oidc-claim-sub",
             "x-client-subject-dn",
             "x-client-issuer-dn",
             "x-tls-client-dn",

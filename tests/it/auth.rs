@@ -532,6 +532,15 @@ async fn anonymous_routes_forward_no_unchecked_credential() {
     let seen = get(&s.url("/c"), &[("cookie", "theme=dark; session =forged; SESSION=f2; %73ession=f3")]).await;
     assert_eq!(seen.status, 200);
     assert_eq!(seen.json()["headers"]["cookie"], "theme=dark");
+    // After a `,` or a space inside a pair: Python's SimpleCookie and Rack 2 read a `session` there.
+    for cookie in ["theme=dark; a=1, session=forged", "theme=dark; a=1 session=forged", "theme=dark; a=1,SESSION=x"] {
+        let seen = get(&s.url("/c"), &[("cookie", cookie)]).await;
+        assert_eq!(
+            (seen.status.as_u16(), seen.json()["headers"]["cookie"].as_str()),
+            (200, Some("theme=dark")),
+            "{cookie}"
+        );
+    }
     let seen = get(&s.url("/q?x=1&ACCESS_TOKEN=forged&access%5Ftoken=f2&access.token=f3&access_token[]=f4"), &[]).await;
     assert_eq!((seen.status.as_u16(), seen.json()["query"].as_str()), (200, Some("x=1")));
     let forged = sign_hs(
@@ -637,6 +646,41 @@ async fn an_mtls_provider_with_a_ca_takes_only_that_cas_certificates() {
     let on_partners = gw.addr("partners").unwrap();
     let evil = https(on_partners, "api.example.com", &internal.ca_path(), Some((&evil_c, &evil_k)), "/").await.unwrap();
     assert_eq!(evil.reply.status, 200, "what the warning is about");
+}
+
+/// Two `mtls` providers with their own `ca` on one route, one listener
+/// trusting both CAs: each takes its CA's certificates. The first decided
+/// alone (every certificate was "its" credential), so the second's
+/// callers got 401.
+#[tokio::test]
+async fn two_mtls_providers_on_a_route_each_take_their_cas_certificates() {
+    let (internal, partners) = (crate::support::pki::Pki::new(), crate::support::pki::Pki::new());
+    let (c, k) = internal.issue("server", "server", &["api.example.com"]);
+    let (svc_c, svc_k) = internal.issue("svc", "svc-a", &["svc-a.internal"]);
+    let (partner_c, partner_k) = partners.issue("acme", "acme", &["acme.partner"]);
+    let dir = tempfile::tempdir().unwrap();
+    let both = dir.path().join("both.pem");
+    let bundle = [internal.ca_path(), partners.ca_path()].map(|p| std::fs::read_to_string(p).unwrap()).concat();
+    std::fs::write(&both, bundle).unwrap();
+    let yaml = format!(
+        "listeners:\n  - name: tls\n    bind: \"127.0.0.1:0\"\n    tls: {{ certificates: [ {{ cert: \"{}\", key: \"{}\" }} ], client_auth: {{ ca: \"{}\", required: true }} }}\n\
+         auth:\n  int: {{ mtls: {{ ca: \"{}\" }} }}\n  partner: {{ mtls: {{ ca: \"{}\" }} }}\n\
+         consumers:\n  - {{ id: svc-a, certificates: [ {{ san: svc-a.internal }} ] }}\n  - {{ id: acme, certificates: [ {{ san: acme.partner }} ] }}\n\
+         routes:\n  - {{ name: echo, match: {{ path_prefix: / }}, echo: {{}}, authenticate: [int, partner] }}\n",
+        c.display(),
+        k.display(),
+        both.display(),
+        internal.ca_path().display(),
+        partners.ca_path().display()
+    );
+    let gw = portcullis::Gateway::start(&load(&yaml, Path::new("/"))).await.unwrap();
+    let addr = gw.addr("tls").unwrap();
+    let https = crate::support::pki::https_get;
+    for (cert, key, who) in [(&svc_c, &svc_k, "svc-a"), (&partner_c, &partner_k, "acme")] {
+        let got = https(addr, "api.example.com", &internal.ca_path(), Some((cert, key)), "/").await.unwrap();
+        assert_eq!(got.reply.status, 200, "{who}");
+        assert_eq!(got.reply.json()["headers"]["x-consumer-id"][0], who);
+    }
 }
 
 #[tokio::test]

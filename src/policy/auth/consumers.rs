@@ -67,7 +67,9 @@ impl Consumers {
             for (j, m) in c.certificates.iter().enumerate() {
                 match (&m.subject, &m.san) {
                     (Some(s), None) => {
-                        if spaced_equals(s) {
+                        if let Some(why) = unmatchable_subject(s) {
+                            errors.push((format!("[{i}].certificates[{j}].subject"), why));
+                        } else if spaced_equals(s) {
                             errors.push((
                                 format!("[{i}].certificates[{j}].subject"),
                                 format!(
@@ -122,6 +124,25 @@ pub(super) fn san_key(san: &str) -> String {
     };
     let value = if kind == "uri" { value.to_string() } else { value.to_ascii_lowercase() };
     format!("{kind}:{value}")
+}
+
+/// Why a subject written so matches no certificate, for the forms
+/// copied from OpenSSL's other outputs: `/O=…/CN=…` (its old form), a
+/// leading `subject=`, a value in quotes (the gateway escapes with `\`).
+fn unmatchable_subject(dn: &str) -> Option<String> {
+    let form = "write `KEY=value` pairs separated by commas, e.g. `C=US, O=Example, CN=svc-a` \
+                (`openssl x509 -noout -subject -nameopt oneline,-space_eq` prints it, after `subject=`)";
+    if dn.trim_start().starts_with('/') {
+        Some(format!("`{dn}` is OpenSSL's old `/O=…/CN=…` form, which no subject reads as here: {form}"))
+    } else if dn.trim_start().to_ascii_lowercase().starts_with("subject") {
+        Some(format!("`{dn}` starts with OpenSSL's label: {form}"))
+    } else if dn.contains('"') {
+        Some(format!(
+            "`{dn}` quotes a value: write a `,` `+` `\"` `\\` `<` `>` or `;` in a value with `\\` before it (`O=Example\\, Inc`), no quotes"
+        ))
+    } else {
+        None
+    }
 }
 
 /// Whether an attribute of `dn` is written `KEY = value` (OpenSSL's

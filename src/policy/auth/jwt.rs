@@ -491,7 +491,7 @@ impl Jwt {
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(|v| v.split(';'))
                 .map(str::trim)
-                .filter(|p| !p.is_empty() && !super::api_key::names(p.split('=').next().unwrap_or(""), name))
+                .filter(|p| !p.is_empty() && !cookie_piece_names(p, name))
                 .map(String::from)
                 .collect();
             req.headers.remove(header::COOKIE);
@@ -502,6 +502,18 @@ impl Jwt {
             }
         }
     }
+}
+
+/// Whether a `;`-separated piece of a `Cookie` line holds `name` in a
+/// spelling some parser reads: its own name, or that of a pair after a
+/// `,` or a space in it (Python's `SimpleCookie` and Rack 2 split there
+/// too: `a=1, session=x` holds their `session`).
+fn cookie_piece_names(piece: &str, name: &str) -> bool {
+    piece
+        .split([',', ' ', '\t'])
+        .filter(|p| p.contains('='))
+        .any(|p| super::api_key::names(p.split('=').next().unwrap_or(""), name))
+        || super::api_key::names(piece.split('=').next().unwrap_or(""), name)
 }
 
 fn cookie<'r>(req: &'r request::Parts, name: &str) -> Option<&'r str> {

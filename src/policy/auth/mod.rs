@@ -85,7 +85,9 @@ impl Provider {
             Provider::Introspection(_) => bearer_token(req).is_some(),
             Provider::ApiKey(k) => k.key(req) != api_key::Presented::Absent,
             Provider::Basic(_) => basic::credentials(req).is_some(),
-            Provider::Mtls(_) => ctx.client_cert.is_some(),
+            // A certificate outside the provider's `ca` is none of its
+            // credentials: the route's next provider (another CA's) decides.
+            Provider::Mtls(m) => ctx.client_cert.is_some_and(|c| m.takes(c)),
         }
     }
 

@@ -29,6 +29,11 @@ impl Mtls {
         Ok(Mtls { name: cx.name.into(), consumers: super::consumers_of(cx), ca })
     }
 
+    /// Whether `cert` is one this provider reads: any, or one of its `ca`'s.
+    pub fn takes(&self, cert: &ClientIdentity) -> bool {
+        self.ca.as_ref().is_none_or(|ca| cert.issued_by(ca))
+    }
+
     pub fn authenticate(&self, cert: Option<&ClientIdentity>) -> Result<Arc<Identity>, Failure> {
         let cert = cert.ok_or(Failure::Invalid)?;
         // Another CA's certificate (one a listener trusts for someone

@@ -387,6 +387,13 @@ mod mtls {
             let said = format!("{err:?}");
             assert!(said.contains("spaces around `=`") && said.contains("certificates[0].subject"), "{bad}: {said}");
         }
+        // OpenSSL's other outputs: its old form, its label, quoted values.
+        for bad in ["/O=Example/CN=svc1", "subject=O=Example, CN=svc1", r#"O=\"Example, Inc\", CN=x"#] {
+            let loaded = load(&yaml(bad));
+            let err =
+                with_test_ctx(Shared::default(), |cx| Consumers::compile(&loaded.config.consumers, cx)).unwrap_err();
+            assert!(format!("{err:?}").contains("certificates[0].subject"), "{bad}: {err:?}");
+        }
         for good in ["C=US, O=Example, CN=svc-a", r"CN=a\\, b = c", r"O=Example\\, Inc, CN=x"] {
             let loaded = load(&yaml(good));
             assert!(
