@@ -382,6 +382,9 @@ async fn a_redis_answer_out_of_range_is_a_store_failure() {
         "*4\r\n:9223372036854775807\r\n:9223372036854775807\r\n:9223372036854775807\r\n:9223372036854775807\r\n",
         "*4\r\n:0\r\n:9223372036854775807\r\n:9223372036854775807\r\n:9223372036854775807\r\n",
         "*4\r\n:-5\r\n:-99999\r\n:-1\r\n:0\r\n",
+        // Admitted past the burst (9 minutes of 1/min), or refused within it: no script says so.
+        "*4\r\n:1\r\n:600000000\r\n:0\r\n:600000000\r\n",
+        "*4\r\n:0\r\n:2000000\r\n:0\r\n:2000000\r\n",
     ] {
         let redis = fake_redis(reply).await;
         let yaml = format!(
@@ -391,5 +394,43 @@ async fn a_redis_answer_out_of_range_is_a_store_failure() {
         let (_g, addr) = spawn_gateway(&yaml);
         let r = get(&format!("http://{addr}/"), &[]).await;
         assert_eq!(r.status, 503, "{reply:?}");
+    }
+}
+
+/// A quota counter in Redis that `INCR` cannot count: one at or past the
+/// limit (`inf`, `1e300`) is a spent quota (it started a fresh window);
+/// a negative one or no number starts the count again (a negative one
+/// failed the store on every request until it climbed back to 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_redis_quota_counters_fail_closed_when_large_and_restart_when_not() {
+    let redis = Redis::start();
+    let up = Upstream::start("svc").await;
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nrate_limit_store:\n  redis: {{ url: \"{}\", timeout: 200ms }}\nupstreams:\n  svc: {{ targets: [ \"{}\" ] }}\nroutes:\n  - name: api\n    match: {{ path_prefix: / }}\n    upstream: svc\n    quota: [ {{ key: ip, limit: 3, per: hour, on_store_error: closed }} ]\n",
+        redis.url(),
+        up.url()
+    );
+    let (_g, addr) = spawn_gateway(&yaml);
+    let call = || async move { get(&format!("http://{addr}/"), &[]).await };
+    assert_eq!(call().await.status, 200);
+    let client = ::redis::Client::open(redis.url()).unwrap();
+    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = ::redis::cmd("KEYS").arg("*quota*").query_async(&mut admin).await.unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let key = &keys[0];
+    let set = async |admin: &mut ::redis::aio::MultiplexedConnection, value: &str| {
+        let _: () = ::redis::cmd("SET").arg(key).arg(value).query_async(admin).await.unwrap();
+    };
+    for value in ["inf", "1e300", "99999999999999999999999"] {
+        set(&mut admin, value).await;
+        assert_eq!(call().await.status, 429, "{value:?}: spent");
+    }
+    for value in ["-5", "garbage", "2.5"] {
+        set(&mut admin, value).await;
+        assert_eq!(call().await.status, 200, "{value:?}: counted again from 1");
+        let count: String = ::redis::cmd("GET").arg(key).query_async(&mut admin).await.unwrap();
+        assert_eq!(count, "1", "{value:?}");
+        let ttl: i64 = ::redis::cmd("TTL").arg(key).query_async(&mut admin).await.unwrap();
+        assert!(ttl > 0, "{value:?}: the window's expiry, TTL {ttl}");
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use jsonwebtoken::DecodingKey;
-use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::jwk::Jwk;
 use tokio::time::Instant;
 
 use super::Failure;
@@ -41,13 +41,16 @@ impl KeySet {
         KeySet { by_kid: HashMap::new(), all: Arc::new([Arc::new(key)]) }
     }
 
-    /// Keys of a JWKS document; keys this library cannot use are skipped.
+    /// Keys of a JWKS document; keys this library cannot use are skipped,
+    /// one at a time (a key with a field it cannot read, a `use` written as
+    /// a list, does not take the set's other keys with it).
     pub fn from_jwks(doc: &serde_json::Value) -> Result<KeySet, String> {
-        let set: JwkSet = serde_json::from_value(doc.clone()).map_err(|e| format!("not a JWKS: {e}"))?;
+        let listed = doc.get("keys").and_then(|k| k.as_array()).ok_or("not a JWKS: no `keys` list")?;
+        let keys: Vec<Jwk> = listed.iter().filter_map(|k| serde_json::from_value(k.clone()).ok()).collect();
         let mut by_kid: HashMap<String, Vec<Arc<DecodingKey>>> = HashMap::new();
         let mut all = Vec::new();
         use jsonwebtoken::jwk::{KeyOperations, PublicKeyUse};
-        for jwk in &set.keys {
+        for jwk in &keys {
             // A key published for encryption (`use: enc`), or whose
             // `key_ops` leave out `verify`, is not one to check signatures
             // with (RFC 7517 §4.2, §4.3): an identity provider that reuses
@@ -284,5 +287,14 @@ mod tests {
         kids.sort_unstable();
         assert_eq!(kids, ["plain", "sig", "verify"]);
         assert_eq!(set.all.len(), 3);
+        // A key with a field it cannot read is skipped alone.
+        let doc = serde_json::json!({ "keys": [
+            key("bad-ops", serde_json::json!({ "key_ops": "verify" })),
+            key("bad-use", serde_json::json!({ "use": ["sig"] })),
+            key("good", serde_json::json!({})),
+        ]});
+        let set = KeySet::from_jwks(&doc).unwrap();
+        assert_eq!(set.by_kid.keys().collect::<Vec<_>>(), ["good"]);
+        assert!(KeySet::from_jwks(&serde_json::json!({ "key": [] })).is_err());
     }
 }

@@ -216,7 +216,8 @@ impl Jwt {
                     KeySet::from_jwks(&doc).and_then(|set| match set.is_empty() {
                         true => Err(format!(
                             "`{}` holds no key the gateway can use ({listed} listed; a key needs its `kty` and \
-                             that type's fields, e.g. `n` and `e` for RSA)",
+                             that type's fields, e.g. `n` and `e` for RSA, and is for signatures: no `use` but \
+                             `sig`, `key_ops` with `verify` if any)",
                             path.display()
                         )),
                         false => Ok(set),

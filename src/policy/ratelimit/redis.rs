@@ -43,16 +43,29 @@ return {1, excess, 0, new_tat - now}
 ";
 
 /// Returns {allowed, used}; a refused request is not counted. A stored
-/// value `INCR` cannot count (no integer, or at its largest) starts the
-/// window's count again; a counter without an expiry gets the window's.
+/// value `INCR` cannot count: a number at or past the limit (`inf`,
+/// `1e300`, past the integers) is a spent quota, anything else (no
+/// number, a negative count) starts the window's count again; a counter
+/// without an expiry gets the window's.
 const QUOTA_SCRIPT: &str = r"
+local limit = tonumber(ARGV[1])
 local c = redis.pcall('INCR', KEYS[1])
 if type(c) ~= 'number' then
+  local stored = redis.pcall('GET', KEYS[1])
+  local n = nil
+  if type(stored) == 'string' then n = tonumber(stored) end
+  if n ~= nil and n == n and n >= limit then
+    if redis.call('TTL', KEYS[1]) == -1 then redis.call('EXPIREAT', KEYS[1], ARGV[2]) end
+    return {0, limit}
+  end
+  redis.call('SET', KEYS[1], '1')
+  c = 1
+elseif c < 1 then
   redis.call('SET', KEYS[1], '1')
   c = 1
 end
 if c == 1 or redis.call('TTL', KEYS[1]) == -1 then redis.call('EXPIREAT', KEYS[1], ARGV[2]) end
-if c > tonumber(ARGV[1]) then
+if c > limit then
   redis.call('DECR', KEYS[1])
   return {0, c - 1}
 end
@@ -187,8 +200,15 @@ impl RedisStore {
         // other (a Redis that is not what it seems, a changed script) is
         // the store failing, its `on_store_error` applies, and no
         // arithmetic on it overflows.
-        let most = (tolerance + us(gcra.interval)) as i64;
-        if !matches!(allowed, 0 | 1) || [excess, retry, reset].iter().any(|v| !(0..=most).contains(v)) {
+        let (tolerance_us, most) = (tolerance as i64, (tolerance + us(gcra.interval)) as i64);
+        let consistent = match allowed {
+            // Admitted within the burst, nothing to wait.
+            1 => excess <= tolerance_us && retry == 0,
+            // Refused past the burst, waiting for what is past it.
+            0 => excess > tolerance_us && retry == excess - tolerance_us,
+            _ => false,
+        };
+        if !consistent || [excess, retry, reset].iter().any(|v| !(0..=most).contains(v)) {
             return Err(format!("Redis answered a counter out of range: {allowed} {excess} {retry} {reset}"));
         }
         let ns = |us: i64| (us as u64).saturating_mul(1000);
