@@ -226,10 +226,23 @@ impl Pending {
             observer.active.add(-1);
             let routes = &observer.routes;
             let counted = p.series.and_then(|i| routes.get(i)).unwrap_or(observer.unrouted());
-            counted.record(&p.method, p.status, duration_ns, p.request_bytes, p.response_bytes);
+            let cut = match flag {
+                Flag::UpstreamClosed => metrics::Cut::UpstreamClosed,
+                Flag::ClientClosed => metrics::Cut::ClientClosed,
+                _ => metrics::Cut::None,
+            };
+            counted.record(&p.method, p.status, cut, duration_ns, p.request_bytes, p.response_bytes);
         }
         if let (Some(r), Some(log)) = (p.record.as_mut(), observer.access_log.get()) {
             r.duration_ns = duration_ns;
+            if let (Some(from), Some(last)) = (r.relayed_from_ns, r.tries.last_mut()) {
+                // The relayed try ran until its body ended with the response.
+                let relayed = duration_ns.saturating_sub(from);
+                if relayed > last.duration_ns {
+                    r.upstream_ns = r.upstream_ns.map(|u| u + (relayed - last.duration_ns));
+                    last.duration_ns = relayed;
+                }
+            }
             r.response_bytes = p.response_bytes;
             r.request_bytes = p.request_bytes;
             r.flag = flag;

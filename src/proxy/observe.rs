@@ -299,6 +299,13 @@ impl<'p> Seen<'p> {
             r.status = p.status.as_u16();
             r.route = self.route.and_then(|i| p.observer.as_ref()?.route_names.get(i).cloned());
             put_tries(r, tried);
+            // The answer relayed is the last try's (one upstream, the status it gave).
+            r.relayed_from_ns = match tried.last() {
+                Some(t) if r.upstream.is_some() && t.outcome == Some(Ok(status.as_u16())) => {
+                    Some(t.started.saturating_duration_since(p.start).as_nanos() as u64)
+                }
+                _ => None,
+            };
         }
         Some(p)
     }

@@ -1172,6 +1172,86 @@ async fn a_websocket_is_logged_when_its_tunnel_closes() {
     assert_eq!(line["portcullis"]["upstream"]["tries"][0]["status_code"], 101, "{line}");
 }
 
+/// An upstream that sends its head at once and its body 300 ms later:
+/// that time is the upstream's (`upstream.duration`, its try's), not the
+/// gateway's (`gateway.duration` counted it, as the gateway's own work).
+#[tokio::test]
+async fn a_slow_upstream_body_is_upstream_time_not_gateway_time() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n").await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let _ = s.write_all(b"0123456789").await;
+            });
+        }
+    });
+    let body = format!(
+        "upstreams:\n  slow: {{ targets: [ \"http://{up}\" ] }}\nroutes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: slow }}\n"
+    );
+    let h = start(&body, dir.path()).await;
+    let r = get(&url(&h, "/x"), &[]).await;
+    assert_eq!((r.status.as_u16(), r.text()), (200, "0123456789".to_string()));
+    let lines = log_lines(&h, dir.path(), 1).await;
+    let line = &lines[0];
+    let ms = |v: &Json| Duration::from_nanos(v.as_u64().unwrap());
+    let upstream = ms(&line["portcullis"]["upstream"]["duration"]);
+    let gateway = ms(&line["portcullis"]["gateway"]["duration"]);
+    assert!(upstream >= Duration::from_millis(300), "{line}");
+    assert_eq!(line["portcullis"]["upstream"]["tries"][0]["duration"], line["portcullis"]["upstream"]["duration"]);
+    assert!(gateway < Duration::from_millis(200), "the body's wait is not the gateway's: {line}");
+    assert_eq!(line["event"]["type"], serde_json::json!(["access"]), "{line}");
+}
+
+/// A response whose upstream broke off mid-body is counted with
+/// `error_type="upstream_closed"` (it was one more 200 in the metrics,
+/// invisible to an alert on errors), and logged as a failure.
+#[tokio::test]
+async fn a_body_cut_by_the_upstream_is_an_error_in_the_metrics() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n").await;
+                let _ = s.write_all(&[b'x'; 1000]).await;
+            });
+        }
+    });
+    let body = format!(
+        "upstreams:\n  cut: {{ targets: [ \"http://{up}\" ] }}\nroutes:\n  - {{ name: cut, match: {{ path_prefix: / }}, upstream: cut }}\n"
+    );
+    let h = start(&body, dir.path()).await;
+    let _ = crate::support::raw(h.addr("gw").unwrap(), "GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await;
+    let labels = [
+        ("http_route", "cut"),
+        ("http_request_method", "GET"),
+        ("http_response_status_code", "200"),
+        ("error_type", "upstream_closed"),
+    ];
+    let s = scrape_until(&h, |s| observations(s, "http_server_request_duration_seconds", &labels) == 1.0).await;
+    assert_eq!(observations(&s, "http_server_request_duration_seconds", &labels), 1.0);
+    let lines = log_lines(&h, dir.path(), 1).await;
+    assert_eq!(lines[0]["portcullis"]["response_flag"], "UC", "{}", lines[0]);
+    assert_eq!(lines[0]["event"]["outcome"], "failure", "{}", lines[0]);
+}
+
 /// A WebSocket still open when a shutdown's drain deadline passes is cut,
 /// and its line says what it carried up to then, flagged `DC` (a cut
 /// connection): it was logged with 0 bytes as a success, or not at all

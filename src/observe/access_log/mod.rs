@@ -274,6 +274,7 @@ mod tests {
             upstream: None,
             tries: Default::default(),
             upstream_ns: None,
+            relayed_from_ns: None,
             consumer: None,
             auth_provider: None,
             auth_outcome: None,

@@ -133,6 +133,12 @@ pub struct Record {
     pub tries: SmallVec<[Try; 1]>,
     /// The time during which a try was under way (tries may overlap).
     pub upstream_ns: Option<u64>,
+    /// When the response relays the last try's answer (its body read from
+    /// the upstream as it is sent): that try's start, in nanoseconds from
+    /// the request's. The try then lasts to the response's end, as NGINX's
+    /// `$upstream_response_time` runs to the upstream's last byte: a slow
+    /// body is the upstream's time, not the gateway's.
+    pub relayed_from_ns: Option<u64>,
     pub consumer: Option<Arc<str>>,
     pub auth_provider: Option<Arc<str>>,
     pub auth_outcome: Option<&'static str>,
@@ -167,6 +173,7 @@ impl Default for Record {
             upstream: None,
             tries: SmallVec::new(),
             upstream_ns: None,
+            relayed_from_ns: None,
             consumer: None,
             auth_provider: None,
             auth_outcome: None,
@@ -188,6 +195,7 @@ impl Record {
         self.upstream = None;
         self.tries.clear();
         self.upstream_ns = None;
+        self.relayed_from_ns = None;
         self.consumer = None;
         self.auth_provider = None;
     }
@@ -218,12 +226,14 @@ impl Record {
         out.extend_from_slice(b"{\"@timestamp\":\"");
         clock.rfc3339(self.time, out);
         out.extend_from_slice(
-            b"\",\"ecs\":{\"version\":\"8.11.0\"},\"event\":{\"kind\":\"event\",\"category\":[\"web\"],\"duration\":",
+            b"\",\"ecs\":{\"version\":\"8.11.0\"},\"event\":{\"kind\":\"event\",\"category\":[\"web\"],\"type\":[\"access\"],\"duration\":",
         );
         push_u64(out, self.duration_ns);
-        // A response whose upstream broke off mid-body failed, whatever its status said.
-        let failure =
-            self.status >= 500 || self.flag != Flag::None && self.status >= 400 || self.flag == Flag::UpstreamClosed;
+        // A response cut mid-body (its upstream broke off, its client
+        // left) failed, whatever its status said.
+        let failure = self.status >= 500
+            || self.flag != Flag::None && self.status >= 400
+            || matches!(self.flag, Flag::UpstreamClosed | Flag::ClientClosed);
         put(out, outcome_to_request_id(failure, self.version));
         let id = self.request_id.as_bytes();
         json_bytes_in(out, id, id);
@@ -521,6 +531,7 @@ pub mod bench {
                 upstream: Some(LogName::new("fast".into())),
                 tries: smallvec::smallvec![Try { target, upstream: None, outcome: Ok(200), duration_ns: 266_465 }],
                 upstream_ns: Some(266_465),
+                relayed_from_ns: None,
                 ..Record::default()
             };
             EcsLine { record, clock: DateCache::default(), out: Vec::with_capacity(64 << 10) }
@@ -596,6 +607,7 @@ mod tests {
                 duration_ns: 1_000_000
             }],
             upstream_ns: Some(1_000_000),
+            relayed_from_ns: None,
             consumer: Some("acme".into()),
             auth_provider: Some("keys".into()),
             auth_outcome: Some("ok"),

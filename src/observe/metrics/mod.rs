@@ -394,9 +394,31 @@ fn server_labels(key: u32) -> Labels {
     if let Some(class) = overflow_class(key) {
         return vec![("http_request_method", "_OTHER".into()), ("http_response_status_code", class_label(class))];
     }
-    let method = METHODS.get((key >> 16) as usize - 1).copied().unwrap_or("_OTHER");
-    vec![("http_request_method", method.into()), ("http_response_status_code", (key & 0xffff).to_string())]
+    let method = METHODS.get(((key >> 16) & 0xff) as usize - 1).copied().unwrap_or("_OTHER");
+    let mut labels =
+        vec![("http_request_method", method.into()), ("http_response_status_code", (key & 0xffff).to_string())];
+    if let Some(cut) = CUTS.get((key >> 24) as usize).filter(|c| !c.is_empty()) {
+        labels.push(("error_type", (*cut).into()));
+    }
+    labels
 }
+
+/// A response that did not reach its end (OpenTelemetry's `error.type` on
+/// `http.server.request.duration`): its status says what began, not what
+/// the client got. Without it, an upstream that cut every body was counted
+/// as so many 200s, and no alert on errors could see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// Answered to its end.
+    None = 0,
+    /// The upstream broke off mid-body (flag `UC`).
+    UpstreamClosed = 1,
+    /// The client left before the end (flag `DC`, and NGINX's `499`).
+    ClientClosed = 2,
+}
+
+/// `error_type` by `Cut` (index 0, `Cut::None`, has none).
+const CUTS: [&str; 3] = ["", "upstream_closed", "client_closed"];
 
 /// Why an upstream exchange produced no response (`error_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -448,11 +470,12 @@ impl ServerSeries {
         &self,
         method: &Method,
         status: StatusCode,
+        cut: Cut,
         duration_ns: u64,
         request_bytes: u64,
         response_bytes: u64,
     ) {
-        let e = self.table.get(method_index(method) << 16 | u32::from(status.as_u16()));
+        let e = self.table.get((cut as u32) << 24 | method_index(method) << 16 | u32::from(status.as_u16()));
         // One thread-shard lookup for the three.
         let slot = cells::slot();
         e.duration.record_in(slot, duration_ns);
@@ -508,8 +531,9 @@ mod tests {
         let same = r.counter("portcullis_auth_failures", vec![("route", "a\"b".into()), ("reason", "missing".into())]);
         assert!(Arc::ptr_eq(&c, &same), "the same labels give the same series");
         let s = r.server("orders");
-        s.record(&Method::GET, StatusCode::OK, 2_000_000, 0, 100);
-        s.record(&Method::from_bytes(b"BREW").unwrap(), StatusCode::NOT_FOUND, 1, 0, 0);
+        s.record(&Method::GET, StatusCode::OK, Cut::None, 2_000_000, 0, 100);
+        s.record(&Method::from_bytes(b"BREW").unwrap(), StatusCode::NOT_FOUND, Cut::None, 1, 0, 0);
+        s.record(&Method::GET, StatusCode::OK, Cut::UpstreamClosed, 1, 0, 0);
         let text = r.render(false);
         assert!(text.contains("# TYPE portcullis_auth_failures_total counter\n"));
         assert!(text.contains("portcullis_auth_failures_total{route=\"a\\\"b\",reason=\"missing\"} 3\n"));
@@ -517,6 +541,9 @@ mod tests {
             "http_server_request_duration_seconds_bucket{http_route=\"orders\",http_request_method=\"GET\",http_response_status_code=\"200\",le=\"0.0025\"} 1\n"
         ));
         assert!(text.contains("http_request_method=\"_OTHER\",http_response_status_code=\"404\""));
+        assert!(text.contains(
+            "http_server_request_duration_seconds_count{http_route=\"orders\",http_request_method=\"GET\",http_response_status_code=\"200\",error_type=\"upstream_closed\"} 1\n"
+        ), "{text}");
         let om = r.render(true);
         assert!(om.contains("# TYPE portcullis_auth_failures counter\n") && om.ends_with("# EOF\n"));
         assert!(om.contains("# TYPE portcullis_build info\n"), "{om}");
