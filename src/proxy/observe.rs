@@ -57,7 +57,7 @@ fn fill_record<B>(
     let uri = req.uri();
     let text = &mut r.text;
     text.clear();
-    text.extend_from_slice(uri.path().as_bytes());
+    plan.observe.redact.path(uri.path().as_bytes(), text);
     cut_field(text, 0, MAX_PATH);
     r.path_len = text.len() as u32;
     r.query_len = uri.query().map(|q| {
@@ -146,7 +146,11 @@ fn span_start<B>(plan: &Plan, req: &Request<B>, trace: TraceContext, client: &Cl
         trace_state: trace.parent.and_then(|_| crate::observe::trace::joined_state(req.headers())),
         wall: wall_now(),
         request: SpanRequest {
-            path: uri.path().to_string(),
+            path: {
+                let mut path = Vec::new();
+                plan.observe.redact.path(uri.path().as_bytes(), &mut path);
+                String::from_utf8_lossy(&path).into_owned()
+            },
             query,
             scheme: if tls { "https" } else { "http" },
             protocol,

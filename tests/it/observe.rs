@@ -318,6 +318,9 @@ async fn access_log_lines_carry_the_fields_and_never_a_secret() {
         ),
         ("/open/i".into(), vec![("referer", "//alice:ref-SECRET-11@app.test/p".into())]),
         ("/jwt/j".into(), vec![]),
+        // A Java server's session in the path, SAML's assertion, CAS's ticket, a JWT-bearer grant.
+        ("/open/k;jsessionid=path-SECRET-12".into(), vec![]),
+        ("/open/l?SAMLResponse=saml-SECRET-13&ticket=ST-SECRET-14&client_assertion=ca-SECRET-15".into(), vec![]),
     ];
     for (path, headers) in &requests {
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();

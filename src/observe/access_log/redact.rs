@@ -10,8 +10,25 @@
 pub const REDACTED: &str = "<redacted>";
 
 /// Names that are a credential as a whole (compacted: letters and digits only).
-const WHOLE: &[&str] =
-    &["auth", "authorization", "bearer", "code", "jwt", "key", "pass", "sig", "session", "sid", "otp", "pin"];
+const WHOLE: &[&str] = &[
+    "auth",
+    "authorization",
+    "bearer",
+    "code",
+    "jwt",
+    "key",
+    "pass",
+    "sig",
+    "session",
+    "sid",
+    "otp",
+    "pin",
+    // SAML's signed assertion and artifact, CAS's service ticket: each a
+    // login for whoever replays it.
+    "samlresponse",
+    "samlart",
+    "ticket",
+];
 
 /// Endings of names that say `token` but carry a position, not a
 /// credential (`pageToken`, `next_token`): kept, so pagination stays
@@ -35,6 +52,8 @@ const ENDINGS: &[&str] = &[
     "sessid",
     "sessionkey",
     "accesskeyid",
+    // OAuth's JWT-bearer grant and client authentication (`assertion`, `client_assertion`).
+    "assertion",
 ];
 
 /// The parameter names whose values are never logged.
@@ -95,6 +114,34 @@ impl Redact {
             if pairs.peek().is_some() {
                 out.push(query[at]);
                 at += 1;
+            }
+        }
+    }
+
+    /// A path with the values of its parameters (`;jsessionid=…`, Java
+    /// servers' session in the URL, and any other `;name=value`) replaced;
+    /// the common path, with no `;`, copied as it is.
+    pub fn path(&self, path: &[u8], out: &mut Vec<u8>) {
+        if !path.contains(&b';') {
+            out.extend_from_slice(path);
+            return;
+        }
+        let mut in_value = false;
+        let mut in_parameter = false;
+        for &b in path {
+            match b {
+                b'/' => (in_parameter, in_value) = (false, false),
+                b';' => (in_parameter, in_value) = (true, false),
+                b'=' if in_parameter && !in_value => {
+                    out.push(b'=');
+                    out.extend_from_slice(REDACTED.as_bytes());
+                    in_value = true;
+                    continue;
+                }
+                _ => {}
+            }
+            if !in_value {
+                out.push(b);
             }
         }
     }
@@ -259,5 +306,23 @@ mod tests {
         let mut out = Vec::new();
         r.query(b"a&&b=1;", &mut out);
         assert_eq!(out, b"a&&b=1;", "separators kept as they were");
+    }
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::Redact;
+
+    #[test]
+    fn path_parameters_lose_their_values() {
+        let path = |p: &str| {
+            let mut out = Vec::new();
+            Redact::default().path(p.as_bytes(), &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(path("/a/b"), "/a/b");
+        assert_eq!(path("/ok/x;jsessionid=PathSessSecret1"), "/ok/x;jsessionid=<redacted>");
+        assert_eq!(path("/a;v=1;s=2/b;t=3"), "/a;v=<redacted>;s=<redacted>/b;t=<redacted>");
+        assert_eq!(path("/a;flag/b=c"), "/a;flag/b=c");
     }
 }
