@@ -154,12 +154,16 @@ pub enum StartError {
     },
     #[error("the access log cannot be opened: {0}")]
     AccessLog(#[source] std::io::Error),
-    #[error("listener `{name}` cannot bind {addr}: {source}")]
+    #[error("listener `{name}` cannot bind {addr}: {source}{}", held_by.as_ref().map(|r| format!(
+        " (the running listener `{r}` holds it: a listener renamed on its address is a new one; keep the name, \
+         or reload twice: first move it to another address, then rename it back)")).unwrap_or_default())]
     Bind {
         name: String,
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
+        /// The running listener of another name on that address, on a reload.
+        held_by: Option<String>,
     },
 }
 
@@ -253,6 +257,7 @@ async fn bind_new(plan: &Plan, running: &[RunningListener]) -> Result<Vec<BoundL
         let b = BoundListener::bind(l.name.clone(), l.addr).await.map_err(|source| StartError::Bind {
             name: l.name.to_string(),
             addr: l.addr,
+            held_by: running.iter().find(|r| r.addr == l.addr && r.name != l.name).map(|r| r.name.to_string()),
             source,
         })?;
         bound.push(b);
@@ -425,7 +430,15 @@ impl Handle {
         if let Some(running) = self.admin_addr()
             && plan.admin.as_ref().map(|a| a.addr) != Some(running)
         {
-            tracing::warn!(%running, "a change of `admin.bind` takes effect when the gateway restarts");
+            match &plan.admin {
+                Some(_) => tracing::warn!(%running, "a change of `admin.bind` takes effect when the gateway restarts"),
+                // What the running admin API serves without its block.
+                None => tracing::warn!(
+                    %running,
+                    "`admin` was removed: the admin API stops listening when the gateway restarts; until then \
+                     only /healthz answers there"
+                ),
+            }
         }
         // The plan goes live before the new listeners accept, so their first
         // connections find their settings.

@@ -185,6 +185,24 @@ async fn reload_with_a_busy_port_changes_nothing() {
     assert_eq!(gw.reloads(), 0);
 }
 
+/// A listener renamed on its address is a new listener: the reload is
+/// refused, and the error names the running listener that holds the
+/// address and what to do (it said only "Address already in use").
+#[tokio::test]
+async fn renaming_a_listener_on_its_address_names_the_holder() {
+    let gw = portcullis::Gateway::start(&load(&config("kept", false), Path::new("."))).await.unwrap();
+    let addr = gw.addr("gw").unwrap();
+    let yaml = format!(
+        "listeners:\n  - {{ name: renamed, bind: \"{addr}\" }}\nroutes:\n  - {{ name: r, match: {{ path_prefix: / }}, static: {{ body: \"new\" }} }}\n"
+    );
+    let err = gw.reload(&load(&yaml, Path::new("."))).await.unwrap_err().to_string();
+    assert!(
+        err.contains("listener `renamed` cannot bind") && err.contains("the running listener `gw` holds it"),
+        "{err}"
+    );
+    assert_eq!(get(&format!("http://{addr}/"), &[]).await.text(), "kept");
+}
+
 /// `admin.bind` changes at a restart only: a reload that drops the token
 /// while the admin API still listens on a non-loopback address is refused,
 /// and the token keeps guarding it.
