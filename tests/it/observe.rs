@@ -1175,15 +1175,12 @@ async fn a_websocket_is_logged_when_its_tunnel_closes() {
     assert_eq!(line["portcullis"]["upstream"]["tries"][0]["status_code"], 101, "{line}");
 }
 
-/// An upstream that sends its head at once and its body 300 ms later:
-/// that time is the upstream's (`upstream.duration`, its try's), not the
-/// gateway's (`gateway.duration` counted it, as the gateway's own work).
-#[tokio::test]
-async fn a_slow_upstream_body_is_upstream_time_not_gateway_time() {
+/// An upstream that reads each request's head, then writes `parts`, each
+/// after its delay in milliseconds, and closes the connection.
+async fn scripted_upstream(parts: &'static [(u64, &'static [u8])]) -> std::net::SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let dir = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up = listener.local_addr().unwrap();
+    let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
             tokio::spawn(async move {
@@ -1195,12 +1192,25 @@ async fn a_slow_upstream_body_is_upstream_time_not_gateway_time() {
                         Ok(n) => got.extend_from_slice(&buf[..n]),
                     }
                 }
-                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n").await;
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                let _ = s.write_all(b"0123456789").await;
+                for (delay, part) in parts {
+                    tokio::time::sleep(Duration::from_millis(*delay)).await;
+                    if s.write_all(part).await.is_err() {
+                        return;
+                    }
+                }
             });
         }
     });
+    addr
+}
+
+/// An upstream that sends its head at once and its body 300 ms later:
+/// that time is the upstream's (`upstream.duration`, its try's), not the
+/// gateway's (`gateway.duration` counted it, as the gateway's own work).
+#[tokio::test]
+async fn a_slow_upstream_body_is_upstream_time_not_gateway_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = scripted_upstream(&[(0, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"), (300, b"0123456789")]).await;
     let body = format!(
         "upstreams:\n  slow: {{ targets: [ \"http://{up}\" ] }}\nroutes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: slow }}\n"
     );
@@ -1223,20 +1233,8 @@ async fn a_slow_upstream_body_is_upstream_time_not_gateway_time() {
 /// invisible to an alert on errors), and logged as a failure.
 #[tokio::test]
 async fn a_body_cut_by_the_upstream_is_an_error_in_the_metrics() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let _ = s.read(&mut buf).await;
-                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n").await;
-                let _ = s.write_all(&[b'x'; 1000]).await;
-            });
-        }
-    });
+    let up = scripted_upstream(&[(0, b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"), (0, &[b'x'; 1000])]).await;
     let body = format!(
         "upstreams:\n  cut: {{ targets: [ \"http://{up}\" ] }}\nroutes:\n  - {{ name: cut, match: {{ path_prefix: / }}, upstream: cut }}\n"
     );
