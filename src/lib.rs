@@ -473,6 +473,14 @@ impl Handle {
     /// this returns.
     pub async fn shutdown(self) {
         self.shared.state.start_draining();
+        // Load balancers polling `/readyz` see 503 while traffic is still
+        // served (Envoy's drain keeps its listeners too): they stop sending
+        // before the ports close, rather than finding them closed.
+        let delay = self.shared.plan.load().shutdown_delay;
+        if !delay.is_zero() {
+            tracing::info!(?delay, "shutting down: /readyz answers 503; serving on until the delay ends");
+            tokio::time::sleep(delay).await;
+        }
         let deadline = self.shared.plan.load().shutdown_timeout;
         let listeners = self.listeners.into_inner();
         let drains: Vec<_> = listeners.into_iter().map(|l| tokio::spawn(l.drain(deadline))).collect();

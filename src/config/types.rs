@@ -54,6 +54,11 @@ pub struct Config {
     /// How long in-flight requests may run after SIGTERM/SIGINT before the gateway exits.
     #[serde(default = "thirty_seconds")]
     pub shutdown_timeout: Duration,
+    /// How long the gateway keeps accepting and serving after SIGTERM/SIGINT,
+    /// with `/readyz` answering 503, before it stops accepting and drains:
+    /// time for load balancers to see it leave (default 0s).
+    #[serde(default = "no_delay")]
+    pub shutdown_delay: Duration,
     /// Most bytes of bodies read whole (request bodies being validated,
     /// aggregate calls' answers) held in memory at once, across every
     /// request: a read past it is refused with 503 (default 256MiB).
@@ -126,6 +131,10 @@ fn thirty_seconds() -> Duration {
     Duration(std::time::Duration::from_secs(30))
 }
 
+fn no_delay() -> Duration {
+    Duration(std::time::Duration::ZERO)
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -138,6 +147,7 @@ impl Default for Config {
             apis: Vec::new(),
             security_headers: SecurityHeadersConfig::default(),
             shutdown_timeout: thirty_seconds(),
+            shutdown_delay: no_delay(),
             max_buffered: max_buffered(),
             auth: BTreeMap::new(),
             consumers: Vec::new(),

@@ -63,6 +63,8 @@ pub struct Plan {
     /// refusals): the top-level security headers.
     pub without_route: Chain,
     pub shutdown_timeout: Duration,
+    /// Serving on, `/readyz` 503, before the drain begins.
+    pub shutdown_delay: Duration,
     pub providers: Providers,
     /// Stripped from every client request; set from the authenticated identity.
     pub identity_headers: Arc<IdentityHeaders>,
@@ -381,6 +383,7 @@ fn compile_unguarded(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<P
         routes,
         without_route: Chain::without_route(security_headers),
         shutdown_timeout: cfg.shutdown_timeout.0,
+        shutdown_delay: cfg.shutdown_delay.0,
         providers,
         identity_headers,
         rate_limit_headers: cfg.rate_limit_headers,

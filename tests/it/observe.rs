@@ -689,6 +689,31 @@ async fn readyz_turns_503_while_draining() {
     stopping.await.unwrap();
 }
 
+/// With `shutdown_delay`, a shutdown first answers 503 on `/readyz` while
+/// the listeners still accept and serve (load balancers see the gateway
+/// leave before its ports close: they closed at once); then it drains.
+#[tokio::test]
+async fn shutdown_delay_keeps_serving_while_readyz_says_draining() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "shutdown_delay: 2s\nroutes:\n  - { name: r, match: { path_prefix: / }, static: { body: served } }\n";
+    let h = start(body, dir.path()).await;
+    let (ready, public) = (admin(&h, "/readyz"), url(&h, "/x"));
+    let addr = h.addr("gw").unwrap();
+    let started = Instant::now();
+    let stopping = tokio::spawn(h.shutdown());
+    let mut seen = 0;
+    while seen != 503 && started.elapsed() < Duration::from_secs(1) {
+        seen = get(&ready, &[]).await.status.as_u16();
+    }
+    assert_eq!(seen, 503, "/readyz says the gateway is leaving");
+    // Within the delay, on a new connection: still served.
+    assert_eq!(get(&public, &[]).await.text(), "served");
+    assert!(started.elapsed() < Duration::from_secs(2), "checked within the delay");
+    tokio::time::timeout(Duration::from_secs(10), stopping).await.expect("the shutdown ends").unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(2), "the delay was kept");
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "the port is closed after it");
+}
+
 #[tokio::test]
 async fn trace_context_is_continued_from_trusted_peers_only() {
     let dir = tempfile::tempdir().unwrap();
