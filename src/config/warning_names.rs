@@ -34,7 +34,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("certificate-name-mismatch", "a `server_names` entry the listener certificate does not carry"),
     (
         "mtls-any-listener-ca",
-        "an `mtls` provider without `ca` where the listeners trust different client CAs: any of them can name a consumer",
+        "a consumer certificate without `ca` where the mtls providers take certificates of several CAs: any can issue its name",
     ),
     (
         "shown-software-headers",

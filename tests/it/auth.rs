@@ -641,7 +641,10 @@ async fn an_mtls_provider_with_a_ca_takes_only_that_cas_certificates() {
     // Without `ca`, any listener's CA may name a consumer: the check says so.
     let open = load(&config("{}"), Path::new("/"));
     let warned: Vec<String> = portcullis::warnings(&open).iter().map(|w| w.to_string()).collect();
-    assert!(warned.iter().any(|w| w.contains("[mtls-any-listener-ca]") && w.contains("auth.certs")), "{warned:?}");
+    assert!(
+        warned.iter().any(|w| w.contains("[mtls-any-listener-ca]") && w.contains("consumers[0].certificates[0]")),
+        "{warned:?}"
+    );
     let gw = portcullis::Gateway::start(&open).await.unwrap();
     let on_partners = gw.addr("partners").unwrap();
     let evil = https(on_partners, "api.example.com", &internal.ca_path(), Some((&evil_c, &evil_k)), "/").await.unwrap();
@@ -651,13 +654,16 @@ async fn an_mtls_provider_with_a_ca_takes_only_that_cas_certificates() {
 /// Two `mtls` providers with their own `ca` on one route, one listener
 /// trusting both CAs: each takes its CA's certificates. The first decided
 /// alone (every certificate was "its" credential), so the second's
-/// callers got 401.
+/// callers got 401. And a consumer's certificate bound to its CA (`ca` on
+/// the entry) is not named by the other CA's certificate, through either
+/// provider: the partners' CA issuing `svc-a.internal` got svc-a's identity.
 #[tokio::test]
 async fn two_mtls_providers_on_a_route_each_take_their_cas_certificates() {
     let (internal, partners) = (crate::support::pki::Pki::new(), crate::support::pki::Pki::new());
     let (c, k) = internal.issue("server", "server", &["api.example.com"]);
     let (svc_c, svc_k) = internal.issue("svc", "svc-a", &["svc-a.internal"]);
     let (partner_c, partner_k) = partners.issue("acme", "acme", &["acme.partner"]);
+    let (evil_c, evil_k) = partners.issue("evil", "svc-a", &["svc-a.internal"]);
     let dir = tempfile::tempdir().unwrap();
     let both = dir.path().join("both.pem");
     let bundle = [internal.ca_path(), partners.ca_path()].map(|p| std::fs::read_to_string(p).unwrap()).concat();
@@ -665,15 +671,22 @@ async fn two_mtls_providers_on_a_route_each_take_their_cas_certificates() {
     let yaml = format!(
         "listeners:\n  - name: tls\n    bind: \"127.0.0.1:0\"\n    tls: {{ certificates: [ {{ cert: \"{}\", key: \"{}\" }} ], client_auth: {{ ca: \"{}\", required: true }} }}\n\
          auth:\n  int: {{ mtls: {{ ca: \"{}\" }} }}\n  partner: {{ mtls: {{ ca: \"{}\" }} }}\n\
-         consumers:\n  - {{ id: svc-a, certificates: [ {{ san: svc-a.internal }} ] }}\n  - {{ id: acme, certificates: [ {{ san: acme.partner }} ] }}\n\
+         consumers:\n  - {{ id: svc-a, certificates: [ {{ san: svc-a.internal, ca: \"{int}\" }} ] }}\n  - {{ id: acme, certificates: [ {{ san: acme.partner, ca: \"{partner}\" }} ] }}\n\
          routes:\n  - {{ name: echo, match: {{ path_prefix: / }}, echo: {{}}, authenticate: [int, partner] }}\n",
         c.display(),
         k.display(),
         both.display(),
         internal.ca_path().display(),
-        partners.ca_path().display()
+        partners.ca_path().display(),
+        int = internal.ca_path().display(),
+        partner = partners.ca_path().display(),
     );
-    let gw = portcullis::Gateway::start(&load(&yaml, Path::new("/"))).await.unwrap();
+    let loaded = load(&yaml, Path::new("/"));
+    assert!(portcullis::warnings(&loaded).is_empty(), "{:?}", portcullis::warnings(&loaded));
+    let unbound = load(&yaml.replace(&format!(", ca: \"{}\"", partners.ca_path().display()), ""), Path::new("/"));
+    let warned: Vec<String> = portcullis::warnings(&unbound).iter().map(|w| w.to_string()).collect();
+    assert!(warned.iter().any(|w| w.contains("consumers[1].certificates[0]") && w.contains("2 CAs")), "{warned:?}");
+    let gw = portcullis::Gateway::start(&loaded).await.unwrap();
     let addr = gw.addr("tls").unwrap();
     let https = crate::support::pki::https_get;
     for (cert, key, who) in [(&svc_c, &svc_k, "svc-a"), (&partner_c, &partner_k, "acme")] {
@@ -681,6 +694,8 @@ async fn two_mtls_providers_on_a_route_each_take_their_cas_certificates() {
         assert_eq!(got.reply.status, 200, "{who}");
         assert_eq!(got.reply.json()["headers"]["x-consumer-id"][0], who);
     }
+    let evil = https(addr, "api.example.com", &internal.ca_path(), Some((&evil_c, &evil_k)), "/").await.unwrap();
+    assert_eq!(evil.reply.status, 401, "the partners' CA issuing svc-a's name is not svc-a");
 }
 
 #[tokio::test]

@@ -391,34 +391,55 @@ fn unix_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
-/// An `mtls` provider without `ca` where the listeners trust different
-/// client CAs: a certificate any of them issued names a consumer by its
-/// subject or SAN, so one CA (a partner's) can issue another's names.
+/// Consumer certificates without `ca` where the `mtls` providers take
+/// certificates of more than one CA (a listener's bundle of two, two
+/// listeners' CAs, two providers' `ca`s): a subject or SAN is a name any
+/// of those CAs can issue, so one (a partner's) can issue another's names.
 fn mtls_any_listener_ca(loaded: &LoadedConfig, found: &mut Found) {
-    let cas: BTreeSet<_> = loaded
-        .config
+    let cfg = &loaded.config;
+    // The CA certificates of a PEM bundle, by their bytes.
+    let certs_of = |file: &str| -> BTreeSet<Vec<u8>> {
+        let Ok(pem) = crate::config::read_file(&loaded.resolve_file(file)) else { return BTreeSet::new() };
+        x509_parser::pem::Pem::iter_from_buffer(&pem).map_while(Result::ok).map(|p| p.contents).collect()
+    };
+    let listeners: BTreeSet<Vec<u8>> = cfg
         .listeners
         .iter()
         .filter_map(|l| l.tls.as_ref()?.client_auth.as_ref())
-        .map(|c| loaded.resolve_file(&c.ca))
+        .flat_map(|c| certs_of(&c.ca))
         .collect();
-    if cas.len() < 2 {
+    let mut taken = BTreeSet::new();
+    for p in cfg.auth.values() {
+        if let ProviderConfig::Mtls(m) = p {
+            match &m.ca {
+                Some(ca) => taken.extend(certs_of(ca)),
+                None => taken.extend(listeners.iter().cloned()),
+            }
+        }
+    }
+    if taken.len() < 2 {
         return;
     }
-    for (name, p) in &loaded.config.auth {
-        if let ProviderConfig::Mtls(m) = p
-            && m.ca.is_none()
-        {
-            found.add(
-                "mtls-any-listener-ca",
-                format!("auth.{name}.mtls"),
-                format!(
-                    "the listeners trust {} client CAs, and a certificate from any of them names a consumer by its \
-                     subject or SAN: one CA can issue another's names. Set `ca` to the CAs `{name}` trusts",
-                    cas.len()
-                ),
-            );
-        }
+    let unbound: Vec<(usize, usize)> = cfg
+        .consumers
+        .iter()
+        .enumerate()
+        .flat_map(|(i, c)| c.certificates.iter().enumerate().filter(|(_, m)| m.ca.is_none()).map(move |(j, _)| (i, j)))
+        .collect();
+    if let Some(&(i, j)) = unbound.first() {
+        let more = match unbound.len() {
+            1 => String::new(),
+            n => format!(" ({} more consumer certificates have none either)", n - 1),
+        };
+        found.add(
+            "mtls-any-listener-ca",
+            format!("consumers[{i}].certificates[{j}]"),
+            format!(
+                "the mtls providers take certificates of {} CAs, and this certificate has no `ca`: any of them can \
+                 issue its subject or SAN{more}. Give it `ca`, the CAs that issue it",
+                taken.len()
+            ),
+        );
     }
 }
 

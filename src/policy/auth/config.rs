@@ -220,6 +220,11 @@ pub struct CertificateMatch {
     pub subject: Option<String>,
     /// A DNS, URI or email subject alternative name.
     pub san: Option<String>,
+    /// PEM bundle of the CAs that may issue this certificate: one of
+    /// another CA (a partner's, that the listeners trust too) with the same
+    /// subject or SAN is not this consumer (Kong's credential
+    /// `ca_certificate`).
+    pub ca: Option<String>,
 }
 
 /// Request headers that carry the authenticated identity upstream. The

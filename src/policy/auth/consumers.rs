@@ -11,20 +11,38 @@ use super::config::ConsumerConfig;
 use crate::config::FieldErrors;
 use crate::policy::compile::CompileCtx;
 use crate::policy::ctx::Consumer;
+use crate::tls::TrustedCa;
 
 #[derive(Debug, Default)]
 pub struct Consumers {
     /// SHA-256 of a key → consumer and the key's expiry.
     pub(super) by_key_hash: HashMap<[u8; 32], (Arc<Consumer>, Option<SystemTime>)>,
     pub(super) by_basic_user: HashMap<String, Arc<Consumer>>,
-    pub(super) by_subject: HashMap<String, Arc<Consumer>>,
-    pub(super) by_san: HashMap<String, Arc<Consumer>>,
+    pub(super) by_subject: HashMap<String, Certified>,
+    pub(super) by_san: HashMap<String, Certified>,
+}
+
+/// A consumer a certificate names, and the CAs that may issue it (`ca`).
+#[derive(Debug, Clone)]
+pub(super) struct Certified {
+    pub consumer: Arc<Consumer>,
+    pub ca: Option<Arc<TrustedCa>>,
+}
+
+impl Certified {
+    /// Whether `cert` may name this consumer: any certificate the listener
+    /// verified, or with `ca`, one of those CAs issued.
+    pub fn admits(&self, cert: &crate::tls::ClientIdentity) -> bool {
+        self.ca.as_ref().is_none_or(|ca| cert.issued_by(ca))
+    }
 }
 
 impl Consumers {
     /// Errors are `(path under consumers, message)`.
-    pub fn compile(list: &[ConsumerConfig], _cx: &mut CompileCtx<'_>) -> Result<Consumers, FieldErrors> {
+    pub fn compile(list: &[ConsumerConfig], cx: &mut CompileCtx<'_>) -> Result<Consumers, FieldErrors> {
         let mut out = Consumers::default();
+        // Each CA file read once, however many certificates name it.
+        let mut cas: HashMap<std::path::PathBuf, Arc<TrustedCa>> = HashMap::new();
         let mut errors = FieldErrors::new();
         let mut ids: Vec<&str> = Vec::new();
         for (i, c) in list.iter().enumerate() {
@@ -65,6 +83,23 @@ impl Consumers {
                 }
             }
             for (j, m) in c.certificates.iter().enumerate() {
+                let ca = match &m.ca {
+                    None => None,
+                    Some(file) => {
+                        let path = cx.loaded.resolve_file(file);
+                        match cas.get(&path) {
+                            Some(ca) => Some(ca.clone()),
+                            None => match TrustedCa::load(&path) {
+                                Ok(ca) => Some(cas.entry(path).or_insert(Arc::new(ca)).clone()),
+                                Err(e) => {
+                                    errors.push((format!("[{i}].certificates[{j}].ca"), e));
+                                    continue;
+                                }
+                            },
+                        }
+                    }
+                };
+                let certified = Certified { consumer: consumer.clone(), ca };
                 match (&m.subject, &m.san) {
                     (Some(s), None) => {
                         if let Some(why) = unmatchable_subject(s) {
@@ -79,7 +114,7 @@ impl Consumers {
                                 ),
                             ));
                         }
-                        if out.by_subject.insert(normalize_dn(s), consumer.clone()).is_some() {
+                        if out.by_subject.insert(normalize_dn(s), certified).is_some() {
                             errors.push((
                                 format!("[{i}].certificates[{j}]"),
                                 "this subject belongs to two consumers".into(),
@@ -87,7 +122,7 @@ impl Consumers {
                         }
                     }
                     (None, Some(s)) => {
-                        if out.by_san.insert(san_key(s), consumer.clone()).is_some() {
+                        if out.by_san.insert(san_key(s), certified).is_some() {
                             errors
                                 .push((format!("[{i}].certificates[{j}]"), "this SAN belongs to two consumers".into()));
                         }

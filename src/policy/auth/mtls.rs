@@ -41,11 +41,17 @@ impl Mtls {
         if self.ca.as_ref().is_some_and(|ca| !cert.issued_by(ca)) {
             return Err(Failure::Invalid);
         }
+        // By subject, else by the first SAN a consumer lists; either only
+        // from a certificate its `ca` (if any) issued.
         let consumer = self
             .consumers
             .by_subject
             .get(&normalize_dn(&cert.subject))
-            .or_else(|| cert.sans.iter().find_map(|s| self.consumers.by_san.get(&san_key(s))))
+            .filter(|c| c.admits(cert))
+            .or_else(|| {
+                cert.sans.iter().find_map(|s| self.consumers.by_san.get(&san_key(s)).filter(|c| c.admits(cert)))
+            })
+            .map(|c| &c.consumer)
             // A certificate our CA signed but that no consumer claims: not known here.
             .ok_or(Failure::Invalid)?;
         Ok(Arc::new(Identity {
