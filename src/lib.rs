@@ -257,7 +257,15 @@ async fn bind_new(plan: &Plan, running: &[RunningListener]) -> Result<Vec<BoundL
         let b = BoundListener::bind(l.name.clone(), l.addr).await.map_err(|source| StartError::Bind {
             name: l.name.to_string(),
             addr: l.addr,
-            held_by: running.iter().find(|r| r.addr == l.addr && r.name != l.name).map(|r| r.name.to_string()),
+            held_by: running
+                .iter()
+                .find(|r| {
+                    // The same address, or the same port where either is a wildcard.
+                    r.name != l.name
+                        && r.addr.port() == l.addr.port()
+                        && (r.addr.ip() == l.addr.ip() || r.addr.ip().is_unspecified() || l.addr.ip().is_unspecified())
+                })
+                .map(|r| r.name.to_string()),
             source,
         })?;
         bound.push(b);

@@ -108,6 +108,12 @@ async fn echo(
     info: EchoInfo<'_>,
     received: &mut Option<u64>,
 ) -> Result<Answer, GatewayError> {
+    // A body announced larger than echo takes is refused before a byte of
+    // it is read (as a route's `max_body_size` is), not after 1 MiB.
+    let declared = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > ECHO_BODY_LIMIT as u64) {
+        return Err(GatewayError::BodyTooLarge { limit: ECHO_BODY_LIMIT as u64 });
+    }
     let mut bytes = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e: BodyError| {

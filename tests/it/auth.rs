@@ -533,7 +533,13 @@ async fn anonymous_routes_forward_no_unchecked_credential() {
     assert_eq!(seen.status, 200);
     assert_eq!(seen.json()["headers"]["cookie"], "theme=dark");
     // After a `,` or a space inside a pair: Python's SimpleCookie and Rack 2 read a `session` there.
-    for cookie in ["theme=dark; a=1, session=forged", "theme=dark; a=1 session=forged", "theme=dark; a=1,SESSION=x"] {
+    for cookie in [
+        "theme=dark; a=1, session=forged",
+        "theme=dark; a=1 session=forged",
+        "theme=dark; a=1,SESSION=x",
+        "theme=dark; a=1, session =x",
+        "theme=dark; a=1 session = x",
+    ] {
         let seen = get(&s.url("/c"), &[("cookie", cookie)]).await;
         assert_eq!(
             (seen.status.as_u16(), seen.json()["headers"]["cookie"].as_str()),
@@ -541,6 +547,9 @@ async fn anonymous_routes_forward_no_unchecked_credential() {
             "{cookie}"
         );
     }
+    // A quoted value is one value: kept whole, whatever it holds.
+    let seen = get(&s.url("/c"), &[("cookie", "msg=\"hello session=world\"; prefs=a,b")]).await;
+    assert_eq!(seen.json()["headers"]["cookie"], "msg=\"hello session=world\"; prefs=a,b");
     let seen = get(&s.url("/q?x=1&ACCESS_TOKEN=forged&access%5Ftoken=f2&access.token=f3&access_token[]=f4"), &[]).await;
     assert_eq!((seen.status.as_u16(), seen.json()["query"].as_str()), (200, Some("x=1")));
     let forged = sign_hs(

@@ -513,6 +513,7 @@ routes:
     }
     assert!(stderr.contains("upstreams.u.targets[0]") && stderr.contains("http://<redacted>@10.0.0.1:80"), "{stderr}");
     assert!(stderr.contains("tracing.otlp.endpoint") && stderr.contains("rate_limit_store.redis.url"), "{stderr}");
+    assert!(stderr.contains("TLS to Redis (`rediss://`) is not supported yet"), "{stderr}");
 }
 
 /// `$${NAME}` is the documented way to write `${NAME}` literally: not a

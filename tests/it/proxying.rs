@@ -253,6 +253,17 @@ async fn an_http2_targets_trailers_are_dropped_and_a_short_body_is_cut() {
     }
 }
 
+/// A body announced larger than `echo` takes (1 MiB) is refused with 413
+/// at once, as a route's `max_body_size` is: it was read until 1 MiB came,
+/// or until `body_read_timeout` ran out (408) when the client waited.
+#[tokio::test]
+async fn echo_refuses_an_announced_body_too_large_at_once() {
+    let gw = gateway("routes:\n  - { name: e, match: { path_prefix: / }, echo: {} }\n").await;
+    let head = "POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\nConnection: close\r\n\r\n";
+    let answer = tokio::time::timeout(Duration::from_secs(5), raw(gw.addr, head)).await.expect("answered at once");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+}
+
 /// Echo shows every header the request carries but the credentials: a
 /// page's script must not read its `HttpOnly` cookies or the credentials
 /// it sent through an echo (cross-site tracing, why TRACE is refused).

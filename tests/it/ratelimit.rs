@@ -385,6 +385,8 @@ async fn a_redis_answer_out_of_range_is_a_store_failure() {
         // Admitted past the burst (9 minutes of 1/min), or refused within it: no script says so.
         "*4\r\n:1\r\n:600000000\r\n:0\r\n:600000000\r\n",
         "*4\r\n:0\r\n:2000000\r\n:0\r\n:2000000\r\n",
+        // Admitted with nothing to drain: a full burst and more would be left.
+        "*4\r\n:1\r\n:0\r\n:0\r\n:0\r\n",
     ] {
         let redis = fake_redis(reply).await;
         let yaml = format!(

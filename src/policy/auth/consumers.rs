@@ -171,13 +171,28 @@ fn unmatchable_subject(dn: &str) -> Option<String> {
         Some(format!("`{dn}` is OpenSSL's old `/O=…/CN=…` form, which no subject reads as here: {form}"))
     } else if dn.trim_start().to_ascii_lowercase().starts_with("subject") {
         Some(format!("`{dn}` starts with OpenSSL's label: {form}"))
-    } else if dn.contains('"') {
+    } else if unescaped_quote(dn) {
         Some(format!(
-            "`{dn}` quotes a value: write a `,` `+` `\"` `\\` `<` `>` or `;` in a value with `\\` before it (`O=Example\\, Inc`), no quotes"
+            "`{dn}` quotes a value: write a `,` `+` `\"` `\\` `<` `>` or `;` in a value with `\\` before it \
+             (`O=Example\\, Inc`), no quotes; {form}"
         ))
     } else {
         None
     }
+}
+
+/// Whether `dn` holds a `"` that no `\` escapes (RFC 4514's `\"` is a quote in a value).
+fn unescaped_quote(dn: &str) -> bool {
+    let mut escaped = false;
+    for c in dn.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Whether an attribute of `dn` is written `KEY = value` (OpenSSL's

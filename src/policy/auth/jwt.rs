@@ -510,11 +510,24 @@ impl Jwt {
 /// `,` or a space in it (Python's `SimpleCookie` and Rack 2 split there
 /// too: `a=1, session=x` holds their `session`).
 fn cookie_piece_names(piece: &str, name: &str) -> bool {
-    piece
+    if super::api_key::names(piece.split('=').next().unwrap_or(""), name) {
+        return true;
+    }
+    // A quoted value is one value (`msg="hello session=x"`): only what
+    // comes before a quote is split. Spaces before an `=` go first
+    // (`a=1, session =x` is SimpleCookie's `session`).
+    let unquoted = piece.split('"').next().unwrap_or("");
+    let mut squeezed = String::with_capacity(unquoted.len());
+    for c in unquoted.chars() {
+        if c == '=' {
+            squeezed.truncate(squeezed.trim_end_matches([' ', '\t']).len());
+        }
+        squeezed.push(c);
+    }
+    squeezed
         .split([',', ' ', '\t'])
         .filter(|p| p.contains('='))
         .any(|p| super::api_key::names(p.split('=').next().unwrap_or(""), name))
-        || super::api_key::names(piece.split('=').next().unwrap_or(""), name)
 }
 
 fn cookie<'r>(req: &'r request::Parts, name: &str) -> Option<&'r str> {

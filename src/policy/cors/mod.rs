@@ -82,6 +82,10 @@ fn public_suffix(suffix: &str) -> Option<&'static str> {
         "glitch.me",
         "ngrok.io",
         "ngrok-free.app",
+        "repl.co",
+        "nip.io",
+        "sslip.io",
+        "trycloudflare.com",
     ];
     let host =
         suffix.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(suffix, |(h, _)| h);
@@ -89,7 +93,9 @@ fn public_suffix(suffix: &str) -> Option<&'static str> {
     if host.starts_with('[') || labels.last().is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit())) {
         return Some("an IP address has no subdomains");
     }
-    let public = SHARED_HOSTING.contains(&host)
+    // Under a shared hosting domain, every name is anyone's (`*.s3.amazonaws.com`: every bucket).
+    let shared = SHARED_HOSTING.iter().any(|d| host == *d || host.strip_suffix(d).is_some_and(|h| h.ends_with('.')));
+    let public = shared
         || matches!(labels.as_slice(), [second, country] if country.len() == 2 && COUNTRY_SECOND_LEVELS.contains(second));
     public.then_some("it is a public suffix: anyone can register a site under it")
 }

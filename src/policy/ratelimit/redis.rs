@@ -96,6 +96,12 @@ impl std::fmt::Debug for RedisStore {
 impl RedisStore {
     pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<RedisStore, String> {
         let shown = crate::http::url_in_message(url);
+        if url.get(..9).is_some_and(|s| s.eq_ignore_ascii_case("rediss://")) {
+            return Err(format!(
+                "`{shown}`: TLS to Redis (`rediss://`) is not supported yet: use `redis://` on a private network, \
+                 or a local TLS tunnel (stunnel, a sidecar) to the server"
+            ));
+        }
         // The library's words ("did not parse - InvalidClientConfig") say nothing a user can act on.
         let client = redis::Client::open(url)
             .map_err(|_| format!("`{shown}` is not a Redis URL: write `redis://[[user]:password@]host[:port][/db]`"))?;
@@ -201,11 +207,12 @@ impl RedisStore {
         // the store failing, its `on_store_error` applies, and no
         // arithmetic on it overflows.
         let (tolerance_us, most) = (tolerance as i64, (tolerance + us(gcra.interval)) as i64);
+        let step = us(gcra.interval) as i64;
         let consistent = match allowed {
-            // Admitted within the burst, nothing to wait.
-            1 => excess <= tolerance_us && retry == 0,
+            // Admitted within the burst, nothing to wait, one step more to drain.
+            1 => excess <= tolerance_us && retry == 0 && reset == excess + step,
             // Refused past the burst, waiting for what is past it.
-            0 => excess > tolerance_us && retry == excess - tolerance_us,
+            0 => excess > tolerance_us && retry == excess - tolerance_us && reset == excess,
             _ => false,
         };
         if !consistent || [excess, retry, reset].iter().any(|v| !(0..=most).contains(v)) {
