@@ -1200,47 +1200,18 @@ async fn a_websocket_is_logged_when_its_tunnel_closes() {
     assert_eq!(line["portcullis"]["upstream"]["tries"][0]["status_code"], 101, "{line}");
 }
 
-/// An upstream that reads each request's head, then writes `parts`, each
-/// after its delay in milliseconds, and closes the connection.
-async fn scripted_upstream(parts: &'static [(u64, &'static [u8])]) -> std::net::SocketAddr {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                }
-                for (delay, part) in parts {
-                    tokio::time::sleep(Duration::from_millis(*delay)).await;
-                    if s.write_all(part).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 /// An upstream that sends its head at once and its body 300 ms later:
 /// that time is the upstream's (`upstream.duration`, its try's), not the
 /// gateway's (`gateway.duration` counted it, as the gateway's own work).
 #[tokio::test]
 async fn a_slow_upstream_body_is_upstream_time_not_gateway_time() {
     let dir = tempfile::tempdir().unwrap();
-    let up = scripted_upstream(&[(0, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"), (300, b"0123456789")]).await;
+    let up = crate::support::scripted::Scripted::start().await.addr;
     let body = format!(
         "upstreams:\n  slow: {{ targets: [ \"http://{up}\" ] }}\nroutes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: slow }}\n"
     );
     let h = start(&body, dir.path()).await;
-    let r = get(&url(&h, "/x"), &[]).await;
+    let r = get(&url(&h, "/slow-body"), &[]).await;
     assert_eq!((r.status.as_u16(), r.text()), (200, "0123456789".to_string()));
     let lines = log_lines(&h, dir.path(), 1).await;
     let line = &lines[0];
@@ -1259,12 +1230,13 @@ async fn a_slow_upstream_body_is_upstream_time_not_gateway_time() {
 #[tokio::test]
 async fn a_body_cut_by_the_upstream_is_an_error_in_the_metrics() {
     let dir = tempfile::tempdir().unwrap();
-    let up = scripted_upstream(&[(0, b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"), (0, &[b'x'; 1000])]).await;
+    let up = crate::support::scripted::Scripted::start().await.addr;
     let body = format!(
         "upstreams:\n  cut: {{ targets: [ \"http://{up}\" ] }}\nroutes:\n  - {{ name: cut, match: {{ path_prefix: / }}, upstream: cut }}\n"
     );
     let h = start(&body, dir.path()).await;
-    let _ = crate::support::raw(h.addr("gw").unwrap(), "GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await;
+    let _ =
+        crate::support::raw(h.addr("gw").unwrap(), "GET /cut HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await;
     let labels = [
         ("http_route", "cut"),
         ("http_request_method", "GET"),

@@ -103,6 +103,21 @@ async fn serve(mut s: TcpStream, counts: Counts) {
                 }
                 b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
             }
+            // The head at once, its body 300 ms later.
+            "/slow-body" => {
+                if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n").await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                b"0123456789"
+            }
+            // 1,000 bytes of 100,000, then the connection closes.
+            "/cut" => {
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n").await;
+                let _ = s.write_all(&[b'x'; 1000]).await;
+                let _ = s.shutdown().await;
+                return;
+            }
             // Two bytes of ten, then nothing until the gateway lets go.
             "/stall" => {
                 let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nab").await;
