@@ -498,6 +498,9 @@ async fn tokens_from_cookies_and_queries_are_not_forwarded() {
     let t = sign_hs(Algorithm::HS256, SECRET, &json!({ "sub": "a", "exp": now() + 60 }));
     let seen = get(&s.url("/c"), &[("cookie", &format!("theme=dark; session={t}"))]).await.json();
     assert_eq!(seen["headers"]["cookie"], "theme=dark");
+    // Another cookie's non-ASCII value does not hide the token (it was a 401).
+    let seen = get(&s.url("/c"), &[("cookie", &format!("name=café; session={t}"))]).await;
+    assert_eq!((seen.status.as_u16(), seen.json()["headers"]["cookie"].as_str()), (200, Some("name=café")));
     let seen = get(&s.url(&format!("/q?x=1&access_token={t}")), &[]).await.json();
     assert_eq!(seen["query"], "x=1");
     // Nor other spellings a service reads as the same name, beside the checked one:
@@ -547,9 +550,15 @@ async fn anonymous_routes_forward_no_unchecked_credential() {
             "{cookie}"
         );
     }
-    // A quoted value is one value: kept whole, whatever it holds.
+    // A quoted value is one value: kept whole, whatever it holds; what
+    // follows its closing quote is read on (SimpleCookie's `session`).
     let seen = get(&s.url("/c"), &[("cookie", "msg=\"hello session=world\"; prefs=a,b")]).await;
     assert_eq!(seen.json()["headers"]["cookie"], "msg=\"hello session=world\"; prefs=a,b");
+    let seen = get(&s.url("/c"), &[("cookie", "theme=dark; b=\"x\" session=evil")]).await;
+    assert_eq!(seen.json()["headers"]["cookie"], "theme=dark");
+    // A non-ASCII byte in another cookie's value keeps the header (it went whole).
+    let seen = get(&s.url("/c"), &[("cookie", "name=café; session =x; theme=dark")]).await;
+    assert_eq!(seen.json()["headers"]["cookie"], "name=café; theme=dark");
     let seen = get(&s.url("/q?x=1&ACCESS_TOKEN=forged&access%5Ftoken=f2&access.token=f3&access_token[]=f4"), &[]).await;
     assert_eq!((seen.status.as_u16(), seen.json()["query"].as_str()), (200, Some("x=1")));
     let forged = sign_hs(
@@ -658,6 +667,36 @@ async fn an_mtls_provider_with_a_ca_takes_only_that_cas_certificates() {
     let on_partners = gw.addr("partners").unwrap();
     let evil = https(on_partners, "api.example.com", &internal.ca_path(), Some((&evil_c, &evil_k)), "/").await.unwrap();
     assert_eq!(evil.reply.status, 200, "what the warning is about");
+}
+
+/// The warning counts the CAs whose certificates can reach a provider: a
+/// provider's `ca` bundle holding a CA no listener trusts adds nothing (no
+/// such certificate passes the handshake), so one CA is no warning.
+#[tokio::test]
+async fn mtls_warning_counts_only_cas_a_listener_verifies() {
+    let (internal, partners) = (crate::support::pki::Pki::new(), crate::support::pki::Pki::new());
+    let (c, k) = internal.issue("server", "server", &["api.example.com"]);
+    let dir = tempfile::tempdir().unwrap();
+    let both = dir.path().join("both.pem");
+    let bundle = [internal.ca_path(), partners.ca_path()].map(|p| std::fs::read_to_string(p).unwrap()).concat();
+    std::fs::write(&both, bundle).unwrap();
+    let yaml = |listener_ca: &Path| {
+        format!(
+            "listeners:\n  - name: tls\n    bind: \"127.0.0.1:0\"\n    tls: {{ certificates: [ {{ cert: \"{}\", key: \"{}\" }} ], client_auth: {{ ca: \"{}\", required: true }} }}\n\
+             auth:\n  int: {{ mtls: {{ ca: \"{}\" }} }}\n\
+             consumers:\n  - {{ id: svc-a, certificates: [ {{ san: svc-a.internal }} ] }}\n\
+             routes:\n  - {{ name: echo, match: {{ path_prefix: / }}, echo: {{}}, authenticate: [int] }}\n",
+            c.display(),
+            k.display(),
+            listener_ca.display(),
+            both.display()
+        )
+    };
+    let one = load(&yaml(&internal.ca_path()), Path::new("/"));
+    assert!(portcullis::warnings(&one).is_empty(), "{:?}", portcullis::warnings(&one));
+    let two = load(&yaml(&both), Path::new("/"));
+    let warned: Vec<String> = portcullis::warnings(&two).iter().map(|w| w.to_string()).collect();
+    assert!(warned.iter().any(|w| w.contains("[mtls-any-listener-ca]")), "{warned:?}");
 }
 
 /// Two `mtls` providers with their own `ca` on one route, one listener

@@ -412,12 +412,30 @@ fn mtls_any_listener_ca(loaded: &LoadedConfig, found: &mut Found) {
     for p in cfg.auth.values() {
         if let ProviderConfig::Mtls(m) = p {
             match &m.ca {
-                Some(ca) => taken.extend(certs_of(ca)),
+                // What a listener verifies too (a provider's CA no listener
+                // trusts never sees a certificate); all of it when none is
+                // shared (its CA may be an intermediate under a listener's).
+                Some(ca) => {
+                    let own = certs_of(ca);
+                    let shared: BTreeSet<Vec<u8>> = own.intersection(&listeners).cloned().collect();
+                    taken.extend(if shared.is_empty() { own } else { shared });
+                }
                 None => taken.extend(listeners.iter().cloned()),
             }
         }
     }
-    if taken.len() < 2 {
+    // A CA and its own intermediates are one issuer of names: count the
+    // certificates whose issuer is not among them (roots, lone intermediates).
+    let parsed: Vec<(Vec<u8>, Vec<u8>)> = taken
+        .iter()
+        .filter_map(|der| {
+            let (_, c) = x509_parser::parse_x509_certificate(der).ok()?;
+            Some((c.subject().as_raw().to_vec(), c.issuer().as_raw().to_vec()))
+        })
+        .collect();
+    let subjects: BTreeSet<&Vec<u8>> = parsed.iter().map(|(s, _)| s).collect();
+    let issuers = parsed.iter().filter(|(s, i)| s == i || !subjects.contains(i)).count();
+    if issuers < 2 {
         return;
     }
     let unbound: Vec<(usize, usize)> = cfg
@@ -435,9 +453,8 @@ fn mtls_any_listener_ca(loaded: &LoadedConfig, found: &mut Found) {
             "mtls-any-listener-ca",
             format!("consumers[{i}].certificates[{j}]"),
             format!(
-                "the mtls providers take certificates of {} CAs, and this certificate has no `ca`: any of them can \
-                 issue its subject or SAN{more}. Give it `ca`, the CAs that issue it",
-                taken.len()
+                "the mtls providers take certificates of {issuers} CAs, and this certificate has no `ca`: any of \
+                 them can issue its subject or SAN{more}. Give it `ca`, the CAs that issue it"
             ),
         );
     }

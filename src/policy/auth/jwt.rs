@@ -485,19 +485,20 @@ impl Jwt {
             remove_query_param(req, name);
         }
         if let Some(name) = &self.cookie {
-            let rest: Vec<String> = req
+            // Bytes, as they came: a non-ASCII byte in another cookie's
+            // value (`name=café`) neither drops the header nor hides the token.
+            let rest: Vec<&[u8]> = req
                 .headers
                 .get_all(header::COOKIE)
                 .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(';'))
-                .map(str::trim)
-                .filter(|p| !p.is_empty() && !cookie_piece_names(p, name))
-                .map(String::from)
+                .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+                .map(<[u8]>::trim_ascii)
+                .filter(|p| !p.is_empty() && !cookie_piece_names(&String::from_utf8_lossy(p), name))
                 .collect();
+            let joined = rest.join(&b"; "[..]);
             req.headers.remove(header::COOKIE);
-            if !rest.is_empty()
-                && let Ok(v) = http::HeaderValue::try_from(rest.join("; "))
+            if !joined.is_empty()
+                && let Ok(v) = http::HeaderValue::from_bytes(&joined)
             {
                 req.headers.insert(header::COOKIE, v);
             }
@@ -513,16 +514,24 @@ fn cookie_piece_names(piece: &str, name: &str) -> bool {
     if super::api_key::names(piece.split('=').next().unwrap_or(""), name) {
         return true;
     }
-    // A quoted value is one value (`msg="hello session=x"`): only what
-    // comes before a quote is split. Spaces before an `=` go first
-    // (`a=1, session =x` is SimpleCookie's `session`).
-    let unquoted = piece.split('"').next().unwrap_or("");
-    let mut squeezed = String::with_capacity(unquoted.len());
-    for c in unquoted.chars() {
-        if c == '=' {
-            squeezed.truncate(squeezed.trim_end_matches([' ', '\t']).len());
+    // A quoted value is one value (`msg="hello session=x"`): what is inside
+    // quotes is left out, what follows a closing quote is read on
+    // (`b="x" session=y` is SimpleCookie's `session`). Spaces before an
+    // `=` go first (`a=1, session =x` is its `session` too).
+    let mut squeezed = String::with_capacity(piece.len());
+    let (mut quoted, mut escaped) = (false, false);
+    for c in piece.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            _ if quoted => {}
+            '=' => {
+                squeezed.truncate(squeezed.trim_end_matches([' ', '\t']).len());
+                squeezed.push(c);
+            }
+            _ => squeezed.push(c),
         }
-        squeezed.push(c);
     }
     squeezed
         .split([',', ' ', '\t'])
@@ -531,12 +540,12 @@ fn cookie_piece_names(piece: &str, name: &str) -> bool {
 }
 
 fn cookie<'r>(req: &'r request::Parts, name: &str) -> Option<&'r str> {
-    req.headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(
-        |pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k == name).then_some(v)
-        },
-    )
+    // Read by bytes: another cookie's non-ASCII value must not hide the token.
+    req.headers.get_all(header::COOKIE).iter().flat_map(|v| v.as_bytes().split(|&b| b == b';')).find_map(|pair| {
+        let pair = pair.trim_ascii();
+        let eq = pair.iter().position(|&b| b == b'=')?;
+        (&pair[..eq] == name.as_bytes()).then(|| std::str::from_utf8(&pair[eq + 1..]).ok()).flatten()
+    })
 }
 
 #[cfg(test)]

@@ -86,6 +86,10 @@ fn public_suffix(suffix: &str) -> Option<&'static str> {
         "nip.io",
         "sslip.io",
         "trycloudflare.com",
+        "githubusercontent.com",
+        "replit.dev",
+        "xip.io",
+        "localtest.me",
     ];
     let host =
         suffix.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(suffix, |(h, _)| h);
