@@ -942,6 +942,20 @@ async fn slow_introspection_endpoint(
     (addr, calls, peak)
 }
 
+/// A gateway whose `/api` authenticates by introspection at `endpoint`;
+/// the gateway and the URL of `/api`.
+async fn introspecting_gateway(endpoint: std::net::SocketAddr) -> (portcullis::Handle, String) {
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\n\
+         auth:\n  opaque: {{ introspection: {{ endpoint: \"http://{endpoint}/introspect\", client_id: gateway, client_secret: s3cret, timeout: 10s }} }}\n\
+         routes:\n  - {{ name: api, match: {{ path_prefix: /api }}, static: {{ status: 200 }}, authenticate: [opaque] }}\n\
+         warnings: {{ allow: [ unlimited-expensive-auth ] }}\n"
+    );
+    let gw = portcullis::Gateway::start(&load(&yaml, Path::new("."))).await.expect("starts");
+    let url = format!("http://{}/api", gw.addr("gw").unwrap());
+    (gw, url)
+}
+
 /// Calls to an introspection endpoint under way are bounded (64): a flood
 /// of distinct bogus tokens once opened one connection per request (20,000
 /// sockets, the file descriptors gone). The others wait their turn.
@@ -949,14 +963,7 @@ async fn slow_introspection_endpoint(
 async fn introspection_calls_under_way_are_bounded() {
     use std::sync::atomic::Ordering;
     let (addr, _, peak) = slow_introspection_endpoint(r#"{"active":false}"#).await;
-    let yaml = format!(
-        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\n\
-         auth:\n  opaque: {{ introspection: {{ endpoint: \"http://{addr}/introspect\", client_id: gateway, client_secret: s3cret, timeout: 10s }} }}\n\
-         routes:\n  - {{ name: api, match: {{ path_prefix: /api }}, static: {{ status: 200 }}, authenticate: [opaque] }}\n\
-         warnings: {{ allow: [ unlimited-expensive-auth ] }}\n"
-    );
-    let gw = portcullis::Gateway::start(&load(&yaml, Path::new("."))).await.expect("starts");
-    let url = format!("http://{}/api", gw.addr("gw").unwrap());
+    let (_gw, url) = introspecting_gateway(addr).await;
     let requests = (0..150).map(|i| {
         let url = url.clone();
         tokio::spawn(async move { get(&url, &[("authorization", &format!("Bearer bogus-{i}"))]).await.status })
@@ -975,14 +982,7 @@ async fn introspection_calls_under_way_are_bounded() {
 async fn concurrent_requests_with_one_new_token_make_one_call() {
     use std::sync::atomic::Ordering;
     let (addr, calls, _) = slow_introspection_endpoint(r#"{"active":true,"sub":"svc-7","scope":"read"}"#).await;
-    let yaml = format!(
-        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\n\
-         auth:\n  opaque: {{ introspection: {{ endpoint: \"http://{addr}/introspect\", client_id: gateway, client_secret: s3cret, timeout: 10s }} }}\n\
-         routes:\n  - {{ name: api, match: {{ path_prefix: /api }}, static: {{ status: 200 }}, authenticate: [opaque] }}\n\
-         warnings: {{ allow: [ unlimited-expensive-auth ] }}\n"
-    );
-    let gw = portcullis::Gateway::start(&load(&yaml, Path::new("."))).await.expect("starts");
-    let url = format!("http://{}/api", gw.addr("gw").unwrap());
+    let (_gw, url) = introspecting_gateway(addr).await;
     let requests: Vec<_> = (0..40)
         .map(|_| {
             let url = url.clone();
