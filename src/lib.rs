@@ -489,6 +489,7 @@ impl Handle {
             tracing::info!(?delay, "shutting down: /readyz answers 503; serving on until the delay ends");
             tokio::time::sleep(delay).await;
         }
+        tracing::info!("shutting down: draining connections");
         let deadline = self.shared.plan.load().shutdown_timeout;
         let listeners = self.listeners.into_inner();
         let drains: Vec<_> = listeners.into_iter().map(|l| tokio::spawn(l.drain(deadline))).collect();

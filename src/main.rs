@@ -257,7 +257,6 @@ fn run(path: Option<PathBuf>, watch: bool) -> ExitCode {
         // Serving: a stdout nobody reads must not stop a worker.
         portcullis::own_log::detach();
         serve_until_stopped(&handle, signals, requests, path.as_deref(), watch.then_some(loaded.hash)).await;
-        tracing::info!("shutting down: draining connections");
         handle.shutdown().await;
         tracing::info!("stopped");
         portcullis::own_log::flush(std::time::Duration::from_secs(2));
