@@ -711,6 +711,9 @@ pub struct MatchConfig {
     pub headers: Vec<HeaderMatchConfig>,
     /// API version selector.
     pub version: Option<VersionConfig>,
+    /// Names of the listeners the route serves; absent means every listener.
+    /// On the others the route does not exist (404).
+    pub listeners: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]

@@ -295,10 +295,41 @@ fn compile_match(cx: &mut Ctx, at: &str, m: &MatchConfig) -> Option<Matcher> {
             }
         }
     }
+    let listeners = m.listeners.as_ref().map(|names| compile_listeners(cx, at, names));
     if cx.errors.len() > before {
         return None;
     }
-    Some(Matcher { host, params: path.param_names(), path, methods, headers, version })
+    Some(Matcher { host, params: path.param_names(), path, methods, headers, version, listeners })
+}
+
+/// `match.listeners`: names of defined listeners that serve routes, each once.
+fn compile_listeners(cx: &mut Ctx, at: &str, names: &[String]) -> Vec<Arc<str>> {
+    if names.is_empty() {
+        cx.err(
+            format!("{at}.listeners"),
+            "an empty listener list matches nothing; remove `listeners` to serve on every listener",
+        );
+    }
+    let defined: Vec<&str> = cx.loaded.config.listeners.iter().map(|l| l.name.as_str()).collect();
+    let mut out: Vec<Arc<str>> = Vec::with_capacity(names.len());
+    for (j, name) in names.iter().enumerate() {
+        let at = format!("{at}.listeners[{j}]");
+        match cx.loaded.config.listeners.iter().find(|l| l.name == *name) {
+            None => {
+                let mut known = defined.clone();
+                known.sort_unstable();
+                let known = if known.is_empty() { "no listeners are defined".to_string() } else { format!("defined: {}", known.join(", ")) };
+                cx.err(at, format!("unknown listener `{name}` ({known})"));
+            }
+            Some(_) if out.iter().any(|l| **l == **name) => cx.err(at, format!("`{name}` is listed twice")),
+            Some(l) if l.redirect_https.is_some() => cx.err(
+                at,
+                format!("listener `{name}` answers every request with a redirect to HTTPS (`redirect_https`); no route is served on it"),
+            ),
+            Some(_) => out.push(name.as_str().into()),
+        }
+    }
+    out
 }
 
 /// The upstreams a config defines, for an "unknown upstream" message.

@@ -124,3 +124,33 @@ fn redirect_targets_are_sent_as_written() {
         assert!(why.contains(says), "{bad}: {why}");
     }
 }
+
+/// `match.listeners` names defined listeners that serve routes, once each.
+#[test]
+fn route_listeners_must_be_defined_listeners_that_serve_routes() {
+    let text = r#"
+listeners:
+  - { name: public, bind: "127.0.0.1:0" }
+  - { name: plain, bind: "127.0.0.1:0", redirect_https: 443 }
+routes:
+  - { name: a, match: { path: /a, listeners: [ publik ] }, static: { body: a } }
+  - { name: b, match: { path: /b, listeners: [ public, public ] }, static: { body: b } }
+  - { name: c, match: { path: /c, listeners: [ plain ] }, static: { body: c } }
+  - { name: d, match: { path: /d, listeners: [] }, static: { body: d } }
+  - { name: e, match: { path: /e, listeners: [ public ] }, static: { body: e } }
+  - { name: f, match: { path: /e }, static: { body: f } }
+"#;
+    let loaded = crate::config::parse_str(text, "t.yaml", std::path::Path::new(".")).unwrap();
+    let errors = crate::plan::compile(&loaded).expect_err("refused").0;
+    let at = |path: &str| errors.iter().find(|e| e.path == path).map(|e| e.message.clone());
+    assert!(
+        at("routes[0].match.listeners[0]")
+            .is_some_and(|m| m.contains("unknown listener `publik` (defined: plain, public)")),
+        "{errors:?}"
+    );
+    assert!(at("routes[1].match.listeners[1]").is_some_and(|m| m.contains("listed twice")), "{errors:?}");
+    assert!(at("routes[2].match.listeners[0]").is_some_and(|m| m.contains("redirect_https")), "{errors:?}");
+    assert!(at("routes[3].match.listeners").is_some_and(|m| m.contains("empty listener list")), "{errors:?}");
+    // A route scoped to a listener and one for every listener, on one path: no conflict.
+    assert_eq!(errors.len(), 4, "{errors:?}");
+}

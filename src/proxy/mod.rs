@@ -132,7 +132,13 @@ pub fn handle<P: Deref<Target = Plan>>(
             // could take (`Router::preflight_routes`), when each has `cors`:
             // granted if each grants it, else the first refusal.
             if let Some(requested) = Chain::preflight_method(req.method(), req.headers()) {
-                let view = RequestView { host, path: &path, method: &requested, headers: req.headers() };
+                let view = RequestView {
+                    listener: &listener.name,
+                    host,
+                    path: &path,
+                    method: &requested,
+                    headers: req.headers(),
+                };
                 let answers: Option<Vec<_>> = plan
                     .router
                     .preflight_routes(&view)
@@ -155,7 +161,13 @@ pub fn handle<P: Deref<Target = Plan>>(
             }
 
             // Route.
-            let view = RequestView { host, path: &path, method: req.method(), headers: req.headers() };
+            let view = RequestView {
+                listener: &listener.name,
+                host,
+                path: &path,
+                method: req.method(),
+                headers: req.headers(),
+            };
             let found = match plan.router.find(&view) {
                 Ok(found) => found,
                 Err(Miss::NotFound) => break 'serve (None, Err(GatewayError::NoRoute)),

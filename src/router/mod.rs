@@ -4,8 +4,9 @@
 //! 1. host: exact > wildcard (longer suffix first) > any;
 //! 2. path, segment by segment: literal > `{param}`; then exact end >
 //!    `{*catch_all}` > prefix (so a longer prefix wins);
-//! 3. more conditions (methods, headers, version) > fewer;
-//! 4. fewer methods > more methods.
+//! 3. more conditions (listeners, methods, headers, version) > fewer;
+//! 4. fewer listeners > more listeners;
+//! 5. fewer methods > more methods.
 //!
 //! Two routes that tie on all of these and can match the same request are
 //! ambiguous, and a route that an earlier one always takes is unreachable:
@@ -42,13 +43,24 @@ pub struct Matcher {
     pub methods: Option<Vec<Method>>,
     pub headers: Vec<HeaderCondition>,
     pub version: Option<VersionMatch>,
+    /// The listeners (by name) whose requests the route takes; `None`: every
+    /// listener's. Elsewhere the route does not exist: a 404, and no `Allow`.
+    pub listeners: Option<Vec<Arc<str>>>,
     /// Names of the path's parameters, in capture order.
     pub params: Vec<Arc<str>>,
 }
 
 impl Matcher {
     fn condition_count(&self) -> usize {
-        usize::from(self.methods.is_some()) + self.headers.len() + usize::from(self.version.is_some())
+        usize::from(self.listeners.is_some())
+            + usize::from(self.methods.is_some())
+            + self.headers.len()
+            + usize::from(self.version.is_some())
+    }
+
+    /// Whether the route takes requests of this listener.
+    fn takes_listener(&self, listener: &str) -> bool {
+        self.listeners.as_ref().is_none_or(|ls| ls.iter().any(|l| &**l == listener))
     }
 
     /// Greater is more specific; `Equal` means a tie.
@@ -61,10 +73,12 @@ impl Matcher {
     /// many methods are listed (a GET route taking HEAD for its GET must
     /// not outrank a route as specific that lists HEAD itself).
     fn precedence_but_methods(&self, other: &Matcher) -> Ordering {
+        let listeners = |m: &Matcher| m.listeners.as_ref().map_or(usize::MAX, Vec::len);
         self.host
             .specificity(&other.host)
             .then_with(|| self.path.specificity(&other.path))
             .then_with(|| self.condition_count().cmp(&other.condition_count()))
+            .then_with(|| listeners(other).cmp(&listeners(self)))
     }
 
     /// The header and version conditions. Every line of a header must carry
@@ -121,7 +135,11 @@ impl Matcher {
             (Some(a), Some(b)) => a.overlaps(b),
             _ => true,
         };
-        methods && headers && version && self.host.overlaps(&other.host) && self.path.overlaps(&other.path)
+        let listeners = match (&self.listeners, &other.listeners) {
+            (Some(a), Some(b)) => a.iter().any(|l| b.contains(l)),
+            _ => true,
+        };
+        methods && headers && version && listeners && self.host.overlaps(&other.host) && self.path.overlaps(&other.path)
     }
 
     /// Whether every request matching `other` also matches `self`.
@@ -140,7 +158,12 @@ impl Matcher {
             (Some(a), Some(b)) => a.covers(b),
             (Some(_), None) => false,
         };
-        methods && headers && version && self.host.covers(&other.host) && self.path.covers(&other.path)
+        let listeners = match (&self.listeners, &other.listeners) {
+            (None, _) => true,
+            (Some(a), Some(b)) => b.iter().all(|l| a.contains(l)),
+            (Some(_), None) => false,
+        };
+        methods && headers && version && listeners && self.host.covers(&other.host) && self.path.covers(&other.path)
     }
 }
 
@@ -153,6 +176,8 @@ pub enum Conflict {
 
 /// The request as routing sees it.
 pub struct RequestView<'a, 'p> {
+    /// The name of the listener the request arrived on.
+    pub listener: &'a str,
     pub host: Option<&'a str>,
     /// The normalized path; captured values borrow from it.
     pub path: &'p str,
@@ -270,7 +295,11 @@ impl Router {
             values.clear();
             let takes =
                 m.methods.as_ref().is_none_or(|ms| ms.contains(req.method) || head && ms.contains(&Method::GET));
-            if !(takes && m.host.matches(req.host) && m.path.matches(req.path, &mut values)) {
+            if !(takes
+                && m.takes_listener(req.listener)
+                && m.host.matches(req.host)
+                && m.path.matches(req.path, &mut values))
+            {
                 continue;
             }
             routes.push(*index);
@@ -310,7 +339,7 @@ impl Router {
                     return Ok(Found { route: *route, values: values.clone() });
                 }
             }
-            if !(m.host.matches(req.host) && m.path.matches(req.path, &mut values)) {
+            if !(m.takes_listener(req.listener) && m.host.matches(req.host) && m.path.matches(req.path, &mut values)) {
                 continue;
             }
             match m.conditions(req.headers) {

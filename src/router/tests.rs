@@ -12,13 +12,14 @@ fn matcher(host: Option<&str>, path: &str, methods: Option<&[&str]>) -> Matcher 
         methods: methods.map(|ms| ms.iter().map(|m| m.parse().unwrap()).collect()),
         headers: vec![],
         version: None,
+        listeners: None,
     }
 }
 
 fn find(r: &Router, host: Option<&str>, path: &str, method: &str) -> Result<usize, Miss> {
     let method: Method = method.parse().unwrap();
     let headers = HeaderMap::new();
-    r.find(&RequestView { host, path, method: &method, headers: &headers }).map(|f| f.route)
+    r.find(&RequestView { listener: "public", host, path, method: &method, headers: &headers }).map(|f| f.route)
 }
 
 #[test]
@@ -77,7 +78,13 @@ fn head_goes_where_get_goes_unless_a_route_takes_head_itself() {
     let r = Router::new(vec![matcher(None, "/admin*", Some(&["GET"])), tagged]);
     let mut headers = http::HeaderMap::new();
     headers.insert("x-client", http::HeaderValue::from_static("app"));
-    let head = RequestView { host: None, path: "/admin/x", method: &http::Method::HEAD, headers: &headers };
+    let head = RequestView {
+        listener: "public",
+        host: None,
+        path: "/admin/x",
+        method: &http::Method::HEAD,
+        headers: &headers,
+    };
     assert_eq!(r.find(&head).map(|f| f.route), Ok(0));
     let post = RequestView { method: &http::Method::POST, ..head };
     assert_eq!(r.find(&post).map(|f| f.route), Ok(1));
@@ -125,7 +132,7 @@ fn fuzz_router() {
         }
         let method: Method = method.parse().unwrap();
         let headers = HeaderMap::new();
-        let view = RequestView { host, path: &path, method: &method, headers: &headers };
+        let view = RequestView { listener: "public", host, path: &path, method: &method, headers: &headers };
         if let Ok(found) = router.find(&view) {
             let m = &matchers[found.route];
             prop_assert!(m.host.matches(host) && m.path.matches(&path, &mut Vec::new()), "{path} {host:?}");
@@ -173,7 +180,7 @@ fn fuzz_router_index_matches_trying_every_route() {
             let host = to_host.then_some("x.com");
             for method in [Method::GET, Method::HEAD, Method::DELETE] {
                 let headers = HeaderMap::new();
-                let view = RequestView { host, path: &path, method: &method, headers: &headers };
+                let view = RequestView { listener: "public", host, path: &path, method: &method, headers: &headers };
                 let (indexed, tried) = (router.find(&view), router.find_among(every_route.clone(), &view));
                 prop_assert_eq!(
                     indexed.as_ref().map(|f| (f.route, f.values.clone())),

@@ -363,3 +363,50 @@ routes:
     assert_eq!(head("/about").await.status, 200);
     assert_eq!(get(&gw.url("/about"), &[]).await.text(), "public");
 }
+
+/// `match.listeners`: a route exists only on the listeners it names, over
+/// HTTP/1.1 and HTTP/2 alike; elsewhere a 404 (or another route), and no
+/// method of it in a 405's `Allow`.
+#[tokio::test]
+async fn a_route_is_served_only_on_its_listeners() {
+    let yaml = r#"
+listeners:
+  - { name: public, bind: "127.0.0.1:0" }
+  - { name: internal, bind: "127.0.0.1:0" }
+routes:
+  - { name: admin, match: { path_prefix: /admin, listeners: [ internal ] }, static: { body: admin } }
+  - { name: status, match: { path: /status, methods: [ DELETE ], listeners: [ internal ] }, static: { body: deleted } }
+  - { name: status-read, match: { path: /status, methods: [ GET ] }, static: { body: status } }
+  - { name: orders-internal, match: { path: /orders, listeners: [ internal ] }, static: { body: orders-internal } }
+  - { name: orders, match: { path: /orders }, static: { body: orders } }
+"#;
+    let gw = portcullis::Gateway::start(&crate::support::load(yaml, std::path::Path::new("."))).await.unwrap();
+    let (public, internal) = (gw.addr("public").unwrap(), gw.addr("internal").unwrap());
+    let on = |addr: std::net::SocketAddr, path: &str| format!("http://{addr}{path}");
+
+    let reply = get(&on(internal, "/admin/users"), &[]).await;
+    assert_eq!((reply.status.as_u16(), reply.text()), (200, "admin".to_string()));
+    let reply = get(&on(public, "/admin/users"), &[]).await;
+    assert_eq!(reply.status.as_u16(), 404, "{}", reply.text());
+    assert_eq!(reply.header("content-type"), Some("application/problem+json"));
+
+    // HTTP/2 (h2c) on the public listener: the same table.
+    let h2 = crate::support::h2c_client();
+    let req = http::Request::get(on(public, "/admin/users")).body(Default::default()).unwrap();
+    assert_eq!(crate::support::send(&h2, req).await.status.as_u16(), 404);
+    let req = http::Request::get(on(internal, "/admin/users")).body(Default::default()).unwrap();
+    assert_eq!(crate::support::send(&h2, req).await.text(), "admin");
+
+    // The internal DELETE is no method of /status on the public listener.
+    let client = crate::support::http1_client();
+    let req = http::Request::delete(on(public, "/status")).body(Default::default()).unwrap();
+    let reply = crate::support::send(&client, req).await;
+    assert_eq!(reply.status.as_u16(), 405);
+    assert_eq!(reply.header("allow"), Some("GET, HEAD"));
+    let req = http::Request::delete(on(internal, "/status")).body(Default::default()).unwrap();
+    assert_eq!(crate::support::send(&client, req).await.text(), "deleted");
+
+    // One path, a route per listener: each listener its own.
+    assert_eq!(get(&on(internal, "/orders"), &[]).await.text(), "orders-internal");
+    assert_eq!(get(&on(public, "/orders"), &[]).await.text(), "orders");
+}
