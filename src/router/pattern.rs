@@ -26,7 +26,15 @@ pub enum Piece {
 impl Segment {
     /// A mixed segment's values from `current`, pushed in order; `false`
     /// if it does not match. A parameter takes the shortest non-empty run
-    /// up to the next text (the last one, the rest).
+    /// up to the next text; before the segment's closing text, the run up
+    /// to that text at the segment's end; the last one, the rest. So
+    /// `7:cancel:cancel` is `{id}:cancel` with `id` = `7:cancel` (the verb
+    /// after the last `:`, as gRPC-Gateway reads it), not a miss that falls
+    /// to a broader route.
+    ///
+    /// The leftmost placement of each inner text leaves the most room for
+    /// the rest, so no choice is ever undone: linear in the segment, where
+    /// trying every split would be a client's to make exponential.
     fn match_mixed<'p>(pieces: &[Piece], mut current: &'p str, values: &mut Vec<&'p str>) -> bool {
         let mut i = 0;
         while i < pieces.len() {
@@ -38,18 +46,22 @@ impl Segment {
                 Piece::Param(_) => {
                     // At least one character, then up to the next text.
                     let first = current.chars().next().map_or(0, char::len_utf8);
+                    if first == 0 {
+                        return false;
+                    }
                     let end = match pieces.get(i + 1) {
-                        Some(Piece::Text(t)) => match current[first..].find(&**t) {
-                            Some(at) => first + at,
+                        // The closing text: at the end.
+                        Some(Piece::Text(t)) if i + 2 == pieces.len() => match current.strip_suffix(&**t) {
+                            Some(value) if value.len() >= first => value.len(),
+                            _ => return false,
+                        },
+                        Some(Piece::Text(t)) => match Self::first_valid_end(current, first, t) {
+                            Some(end) => end,
                             None => return false,
                         },
                         _ => current.len(),
                     };
-                    // A value of `.` or `..` would become a dot segment
-                    // wherever a template puts it (`/reports/...json` as
-                    // `{name}.json`, rewritten to `/r/{name}/data`, reached
-                    // `/r/../data`): such a segment does not match.
-                    if end == 0 || !current.is_char_boundary(end) || matches!(&current[..end], "." | "..") {
+                    if Self::dot_segment(&current[..end]) {
                         return false;
                     }
                     values.push(&current[..end]);
@@ -59,6 +71,26 @@ impl Segment {
             i += 1;
         }
         current.is_empty()
+    }
+
+    /// The first occurrence of `text` at or after `from` whose run before it
+    /// is a value (not a dot segment).
+    fn first_valid_end(current: &str, mut from: usize, text: &str) -> Option<usize> {
+        loop {
+            let end = from + current[from..].find(text)?;
+            if !Self::dot_segment(&current[..end]) {
+                return Some(end);
+            }
+            // Only `.` and `..` are refused: the next occurrence is one byte on.
+            from = end + 1;
+        }
+    }
+
+    /// A value of `.` or `..` would become a dot segment wherever a template
+    /// puts it (`/reports/...json` as `{name}.json`, rewritten to
+    /// `/r/{name}/data`, reached `/r/../data`): such a value does not match.
+    fn dot_segment(value: &str) -> bool {
+        matches!(value, "." | "..")
     }
 
     /// A mixed segment's fixed start and end (`v` and `` for `v{major}`).
@@ -389,6 +421,21 @@ mod tests {
         assert_eq!(m(&path("/compare/{base}...{head}"), "/compare/...b"), None);
         assert_eq!(m(&path("/compare/{base}...{head}"), "/compare/a..."), None);
         assert_eq!(m(&path("/compare/{base}...{head}"), "/compare/é...ü"), Some(vec!["é", "ü"]));
+        // The closing text is the segment's end: the verb after the last `:`
+        // (gRPC-Gateway), the extension after the last `.json`.
+        assert_eq!(m(&path("/jobs/{id}:cancel"), "/jobs/7:cancel:cancel"), Some(vec!["7:cancel"]));
+        assert_eq!(m(&path("/jobs/{id}:cancel"), "/jobs/:cancel:cancel"), Some(vec![":cancel"]));
+        assert_eq!(m(&path("/files/{name}.json"), "/files/x.json.json"), Some(vec!["x.json"]));
+        assert_eq!(m(&path("/files/{name}.json"), "/files/..json"), None, "a dot-segment value");
+        assert_eq!(m(&path("/v{major}.{minor}x"), "/v1.2.3x"), Some(vec!["1", "2.3"]));
+        // An inner text whose first occurrence leaves a dot segment: the next.
+        assert_eq!(m(&path("/d/{a}.{b}"), "/d/...x"), None);
+        assert_eq!(m(&path("/d/{a}.{b}"), "/d/...x.y"), Some(vec!["...x", "y"]));
+        assert_eq!(m(&path("/d/{a}-{b}"), "/d/.-.-x"), Some(vec![".-.", "x"]));
+        assert_eq!(m(&path("/d/{a}:{b}:z"), "/d/a:b:c:z"), Some(vec!["a", "b:c"]));
+        // Linear: a long segment of the inner text matches or misses at once.
+        let long = format!("/d/{}", "-".repeat(8000));
+        assert_eq!(m(&path("/d/{a}-{b}-{c}-{d}-x"), &long), None);
         use Ordering::*;
         assert_eq!(path("/f/a.json").specificity(&path("/f/{n}.json")), Greater);
         assert_eq!(path("/f/{n}.json").specificity(&path("/f/{n}")), Greater);

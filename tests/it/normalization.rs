@@ -128,6 +128,10 @@ async fn encoded_delimiters_route_as_the_service_reads_them() {
     assert_eq!(outcome(&gw, "/jobs/7:cancel").await, Err(403));
     assert_eq!(outcome(&gw, "/jobs/7%3Acancel").await, Err(403));
     assert_eq!(outcome(&gw, "/jobs/7%3acancel").await, Err(403));
+    // The verb is the segment's end, as gRPC-Gateway reads it: a second one
+    // is no way to the broader route.
+    assert_eq!(outcome(&gw, "/jobs/7:cancel:cancel").await, Err(403));
+    assert_eq!(outcome(&gw, "/jobs/7%3Acancel%3Acancel").await, Err(403));
     assert_eq!(outcome(&gw, "/%40admin/x").await, Err(403));
     // Forwarded decoded, as matched; `+` stays encoded (a form decoder reads a raw `+` as a space).
     assert_eq!(outcome(&gw, "/users/a%40b.example%2Bc").await, Ok("/users/a@b.example%2Bc".into()));
