@@ -479,13 +479,18 @@ impl Exchange<'_> {
                     if self.body.is_some() || !self.queue.is_empty() || self.head_sent < conn.head.len() {
                         head.keep_alive = false;
                     }
-                    // An application that writes a HEAD answer's body after
-                    // all (a second write, later than this read) would have
-                    // it read as the answer of whichever request takes the
-                    // connection next: a HEAD's connection is not reused.
-                    // HEAD is rare in API traffic; the check above only sees
-                    // bytes that came with the head.
-                    if self.method == http::Method::HEAD || self.misreadable_body {
+                    // An application that writes a HEAD, 204 or 304 answer's
+                    // body after all (a second write, later than this read)
+                    // would have it read as the answer of whichever request
+                    // takes the connection next: such a connection is not
+                    // reused (RFC 9112 §6.3 gives all three no body whatever
+                    // their fields say). The check above only sees bytes that
+                    // came with the head. The cost: a new connection after
+                    // each, where a 204 is a DELETE's usual answer.
+                    let bodiless = self.method == http::Method::HEAD
+                        || head.status == http::StatusCode::NO_CONTENT
+                        || head.status == http::StatusCode::NOT_MODIFIED;
+                    if bodiless || self.misreadable_body {
                         head.keep_alive = false;
                     }
                     let conn = self.conn.take().expect("checked above");
