@@ -228,7 +228,12 @@ impl http_body::Body for RequestBody {
                 }
                 if let Some(data) = frame.data_ref() {
                     this.received += data.len() as u64;
-                    if this.received > this.limit {
+                    // What the framing has promised counts too: a chunk
+                    // announced larger than the limit is refused at its
+                    // first bytes, not after the limit's worth went upstream
+                    // (NGINX checks each chunk size likewise).
+                    let promised = this.inner.size_hint().lower();
+                    if this.received.saturating_add(promised) > this.limit {
                         return Poll::Ready(Some(Err(BodyError::TooLarge(this.limit))));
                     }
                 }

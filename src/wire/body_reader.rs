@@ -162,9 +162,16 @@ impl http_body::Body for BodyReader {
     }
 
     fn size_hint(&self) -> SizeHint {
-        match lock(&self.state).decoder.remaining() {
+        let decoder = lock(&self.state).decoder;
+        match decoder.remaining() {
             Some(n) => SizeHint::with_exact(n),
-            None => SizeHint::default(),
+            // A chunk's announced size: what `RequestBody` holds against
+            // the body limit before the chunk's data is forwarded.
+            None => {
+                let mut hint = SizeHint::default();
+                hint.set_lower(decoder.promised());
+                hint
+            }
         }
     }
 }

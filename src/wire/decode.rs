@@ -75,6 +75,16 @@ impl Decoder {
         }
     }
 
+    /// Bytes of body the framing has promised and not yet given: the rest
+    /// of a `Content-Length`, or of the chunk being read (a size line of
+    /// `ffffffff` promises 4 GiB before one byte of it has come).
+    pub fn promised(&self) -> u64 {
+        match self {
+            Decoder::Length(n) | Decoder::ChunkData(n) => *n,
+            _ => 0,
+        }
+    }
+
     /// The next piece of body data from the front of `buf`. `Ok(None)`
     /// means: done (see `is_done`) or more input is needed.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, DecodeError> {

@@ -102,6 +102,8 @@ const REQUESTS: &[Row] = &[
     cut!("empty content-length", b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length:\r\n\r\nhello", 400),
     cut!("content-length over 64 bits", b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n", 400),
     cut!("content-length over the body limit", b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n", 413),
+    // A chunk announced over the body limit: refused at its first bytes, none forwarded.
+    cut!("a chunk over the body limit", b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffff\r\nSMUGGLED-DATA", 413),
 
     // -- CL.TE, TE.CL and TE.TE.
     cut!("CL.TE", b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG", 400),
