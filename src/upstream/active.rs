@@ -91,10 +91,52 @@ fn spread(interval: Duration, targets: usize) -> (Duration, usize) {
 
 async fn run(upstream: Weak<Upstream>, settings: ProbeSettings) {
     let Some(count) = upstream.upgrade().map(|up| up.targets.len()) else { return };
+    let (path, timeout) = (settings.path.clone(), settings.timeout);
+    let start = |i: usize| {
+        let up = upstream.upgrade()?;
+        let target = &up.targets[i];
+        let uri = Uri::builder()
+            .scheme(target.scheme.clone())
+            .authority(target.authority.clone())
+            .path_and_query(path.clone())
+            .build()
+            .ok();
+        let host = HeaderValue::try_from(target.authority.as_str()).ok();
+        let client = up.client.clone();
+        // The probe runs without the upstream held: a reload is not delayed by it.
+        Some(async move {
+            match uri {
+                Some(uri) => probe(client, uri, host, timeout).await,
+                None => None,
+            }
+        })
+    };
+    let judged = |i: usize, streak: &mut Streak, status: Option<u16>| {
+        let Some(up) = upstream.upgrade() else { return false };
+        judge(&up, &settings, streak, i, status);
+        true
+    };
+    schedule(count, settings.interval, timeout, start, judged).await;
+}
+
+/// Probes `count` targets in turn, spread over each `interval` (`spread`),
+/// never one target twice at once: `start(i)` begins target `i`'s probe
+/// (`None`: the upstream is gone, stop), `judged` takes its result
+/// (`false`: stop). A target is skipped only while its probe runs, up to
+/// `timeout`: one that answered is probed again on its next turn.
+async fn schedule<F>(
+    count: usize,
+    interval: Duration,
+    timeout: Duration,
+    mut start: impl FnMut(usize) -> Option<F>,
+    mut judged: impl FnMut(usize, &mut Streak, Option<u16>) -> bool,
+) where
+    F: std::future::Future<Output = Option<u16>> + Send + 'static,
+{
     if count == 0 {
         return;
     }
-    let (step, batch) = spread(settings.interval, count);
+    let (step, batch) = spread(interval, count);
     let mut ticks = tokio::time::interval(step);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut streaks = vec![Streak { passes: 0, failures: 0, busy_until: Instant::now() }; count];
@@ -103,7 +145,6 @@ async fn run(upstream: Weak<Upstream>, settings: ProbeSettings) {
     loop {
         tokio::select! {
             _ = ticks.tick() => {
-                let Some(up) = upstream.upgrade() else { return };
                 let now = Instant::now();
                 for _ in 0..batch.min(count) {
                     let i = next;
@@ -111,25 +152,20 @@ async fn run(upstream: Weak<Upstream>, settings: ProbeSettings) {
                     if streaks[i].busy_until > now {
                         continue;
                     }
-                    let target = &up.targets[i];
-                    let uri = Uri::builder()
-                        .scheme(target.scheme.clone())
-                        .authority(target.authority.clone())
-                        .path_and_query(settings.path.clone())
-                        .build();
-                    let Ok(uri) = uri else { continue };
-                    let host = HeaderValue::try_from(target.authority.as_str()).ok();
-                    let client = up.client.clone();
-                    let timeout = settings.timeout;
+                    let Some(probe) = start(i) else { return };
                     streaks[i].busy_until = now + timeout;
-                    // The probe runs without the upstream held: a reload is not delayed by it.
-                    probes.spawn(async move { (i, probe(client, uri, host, timeout).await) });
+                    probes.spawn(async move { (i, probe.await) });
                 }
             }
             Some(done) = probes.join_next(), if !probes.is_empty() => {
                 let Ok((i, status)) = done else { continue };
-                let Some(up) = upstream.upgrade() else { return };
-                judge(&up, &settings, &mut streaks[i], i, status);
+                // Done: the target's next turn probes it again (it stayed
+                // busy for the whole `timeout`, and with `timeout` >=
+                // `interval` every other turn was skipped).
+                streaks[i].busy_until = Instant::now();
+                if !judged(i, &mut streaks[i], status) {
+                    return;
+                }
             }
         }
     }
@@ -231,6 +267,33 @@ mod tests {
             let (step, batch) = spread(interval, n);
             let ticks = n.div_ceil(batch) as u32;
             assert!(step * ticks <= interval + step, "{interval:?} {n}: {step:?} x {ticks}");
+        }
+    }
+
+    /// A probe that answered frees its target for its next turn: with
+    /// `timeout` >= `interval`, a target was skipped until `timeout` had
+    /// passed, however fast it answered (one probe every 2-2.5 s for an
+    /// `interval` of 500 ms). A probe still running is not doubled.
+    #[tokio::test(start_paused = true)]
+    async fn a_target_is_probed_every_interval_once_its_probe_answered() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let ms = Duration::from_millis;
+        for (answer_after, expected) in [(ms(1), 10..=11), (ms(350), 3..=4)] {
+            let started = Arc::new(AtomicUsize::new(0));
+            let count = started.clone();
+            let begin = Instant::now();
+            let start = move |_: usize| {
+                count.fetch_add(1, Ordering::Relaxed);
+                Some(async move {
+                    tokio::time::sleep(answer_after).await;
+                    Some(200)
+                })
+            };
+            // Judged until a second of (paused, virtual) time has passed.
+            let judged = |_: usize, _: &mut Streak, _: Option<u16>| begin.elapsed() < ms(1000);
+            schedule(1, ms(100), ms(1000), start, judged).await;
+            let n = started.load(Ordering::Relaxed);
+            assert!(expected.contains(&n), "answering after {answer_after:?}: {n} probes in 1 s");
         }
     }
 }

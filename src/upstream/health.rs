@@ -100,6 +100,8 @@ pub struct PoolHealth {
     /// Whether anything can make a target unavailable (active or passive
     /// checks): without, picking skips every health read.
     pub checked: bool,
+    /// Whether active probes run (and so can bring a target back).
+    active: bool,
     /// When a request was last sent with no target healthy (ms), for a
     /// warning at most once a second.
     panic_logged: AtomicU64,
@@ -108,14 +110,22 @@ pub struct PoolHealth {
 impl PoolHealth {
     pub fn new(origin: Instant, passive: Option<Passive>, active: bool, all_unhealthy: AllUnhealthy) -> PoolHealth {
         let checked = active || passive.as_ref().is_some_and(|p| p.enforce);
-        PoolHealth { origin, passive, all_unhealthy, checked, panic_logged: AtomicU64::new(0) }
+        PoolHealth { origin, passive, all_unhealthy, checked, active, panic_logged: AtomicU64::new(0) }
     }
 
     /// Takes over what `previous` (the same target in the pool of the config
     /// this one replaces) knew: its probes' verdict, its ejection and how
     /// many ejections it had. A reload does not bring a sick target back.
+    /// Only what this pool's own checks can undo: a verdict of probes this
+    /// config no longer runs (or an ejection without passive checks) would
+    /// keep the target out, or reported out, until a restart.
     pub fn carry_over(&self, target: &TargetHealth, before: &PoolHealth, previous: &TargetHealth) {
-        target.set_probe_down(previous.probe_down());
+        if self.active {
+            target.set_probe_down(previous.probe_down());
+        }
+        if !self.passive.as_ref().is_some_and(|p| p.enforce) {
+            return;
+        }
         target.failures.store(previous.failures.load(Ordering::Relaxed), Ordering::Relaxed);
         target.ejections.store(previous.ejections.load(Ordering::Relaxed), Ordering::Relaxed);
         let until = previous.ejected_until.load(Ordering::Relaxed);
@@ -327,6 +337,40 @@ mod tests {
         assert_eq!(new.state(&fresh[0], t1 + Duration::from_secs(19)), State::Ejected, "30 s from t0");
         assert_eq!(new.state(&fresh[0], t1 + Duration::from_secs(20)), State::Healthy);
         assert_eq!(new.state(&fresh[1], t1), State::Unhealthy);
+    }
+
+    /// A reload that drops the checks drops their verdicts: nothing would
+    /// bring the target back (Envoy forgets a cluster's health-check state
+    /// when its health checking is removed).
+    #[test]
+    fn a_reload_without_the_checks_forgets_their_verdicts() {
+        let t0 = Instant::now();
+        let old = PoolHealth::new(t0, Some(passive(true)), true, AllUnhealthy::ServeAll);
+        let targets: Vec<TargetHealth> = (0..2).map(|_| TargetHealth::default()).collect();
+        for _ in 0..3 {
+            old.record(&targets, 0, false, t0, 0.0);
+        }
+        targets[1].set_probe_down(true);
+        let t1 = t0 + Duration::from_secs(1);
+        // Passive checks only: the probes' verdict goes, the ejection stays.
+        let new = PoolHealth::new(t1, Some(passive(true)), false, AllUnhealthy::ServeAll);
+        let fresh: Vec<TargetHealth> = (0..2).map(|_| TargetHealth::default()).collect();
+        for i in 0..2 {
+            new.carry_over(&fresh[i], &old, &targets[i]);
+        }
+        assert_eq!(new.state(&fresh[1], t1), State::Healthy);
+        assert!(new.available(&fresh[1], new.ms(t1)));
+        assert_eq!(new.state(&fresh[0], t1), State::Ejected);
+        // Active checks only (or observe-only passive ones): the ejection goes.
+        for passive in [None, Some(self::passive(false))] {
+            let new = PoolHealth::new(t1, passive, true, AllUnhealthy::ServeAll);
+            let fresh: Vec<TargetHealth> = (0..2).map(|_| TargetHealth::default()).collect();
+            for i in 0..2 {
+                new.carry_over(&fresh[i], &old, &targets[i]);
+            }
+            assert_eq!(new.state(&fresh[0], t1), State::Healthy);
+            assert_eq!(new.state(&fresh[1], t1), State::Unhealthy, "the probes still run");
+        }
     }
 
     /// A reload long after an ejection ended does not keep its count: the

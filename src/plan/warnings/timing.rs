@@ -7,7 +7,7 @@ use crate::config::LoadedConfig;
 
 pub(super) fn timeouts_beyond_budgets(loaded: &LoadedConfig, found: &mut Found) {
     let show = |d: std::time::Duration| humantime::format_duration(d).to_string();
-    let mut add = |path: String, inner: std::time::Duration, outer: std::time::Duration, what: &str| {
+    let mut add = |path: String, inner: std::time::Duration, outer: std::time::Duration, what: &str, so: &str| {
         // Only a limit the file sets: a default beyond a short budget
         // (`timeouts.connect`'s 5 s under `request: 2s`) is the budget's
         // business, and not worth failing `check --strict` over.
@@ -15,26 +15,31 @@ pub(super) fn timeouts_beyond_budgets(loaded: &LoadedConfig, found: &mut Found) 
             found.add(
                 "timeout-beyond-budget",
                 path,
-                format!("{} is longer than {what} ({}): it never applies", show(inner), show(outer)),
+                format!("{} is longer than {what} ({}): {so}", show(inner), show(outer)),
             );
         }
     };
+    const NEVER: &str = "it never applies";
     for (name, u) in &loaded.config.upstreams {
         let at = format!("upstreams.{name}");
         let request = u.timeouts.request.0;
-        add(format!("{at}.timeouts.connect"), u.timeouts.connect.0, request, "`timeouts.request`");
+        add(format!("{at}.timeouts.connect"), u.timeouts.connect.0, request, "`timeouts.request`", NEVER);
         if let Some(t) = u.retry.per_try_timeout {
-            add(format!("{at}.retry.per_try_timeout"), t.0, request, "`timeouts.request`");
+            add(format!("{at}.retry.per_try_timeout"), t.0, request, "`timeouts.request`", NEVER);
         }
         if let Some(a) = &u.health.active {
-            add(format!("{at}.health.active.timeout"), a.timeout.0, a.interval.0, "the probes' `interval`");
+            // A target is not probed twice at once: while a slow probe waits,
+            // its turns are skipped.
+            let so = "a target whose probe waits that long skips its turns, and a down target (no answer) is \
+                      probed once per timeout, not per interval: `unhealthy` failures take that much longer";
+            add(format!("{at}.health.active.timeout"), a.timeout.0, a.interval.0, "the probes' `interval`", so);
         }
     }
     for (i, r) in loaded.config.routes.iter().enumerate() {
         let upstream = r.upstream.as_ref().and_then(|u| loaded.config.upstreams.get(u));
         if let (Some(t), Some(u)) = (r.retry.as_ref().and_then(|r| r.per_try_timeout), upstream) {
             let what = "its upstream's `timeouts.request`";
-            add(format!("routes[{i}].retry.per_try_timeout"), t.0, u.timeouts.request.0, what);
+            add(format!("routes[{i}].retry.per_try_timeout"), t.0, u.timeouts.request.0, what, NEVER);
         }
         if let Some(a) = &r.aggregate {
             let budget = a.timeout.map_or(crate::plan::aggregate::DEFAULT_TIMEOUT, |t| t.0);
@@ -45,6 +50,7 @@ pub(super) fn timeouts_beyond_budgets(loaded: &LoadedConfig, found: &mut Found) 
                         t.0,
                         budget,
                         "the aggregate's `timeout`",
+                        NEVER,
                     );
                 }
             }
