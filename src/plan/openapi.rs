@@ -23,7 +23,7 @@ use super::openapi_schema::{
 use crate::config::{ApiConfig, MatchConfig, RequestValidation, ResponseValidation, RouteConfig};
 use crate::policy::authz::config::AuthorizeConfig;
 use crate::policy::validate::config::{BodyConfig, ValidateConfig, ValidateMode};
-use crate::policy::validate::{is_json, media_essence as essence, pointer_token};
+use crate::policy::validate::{is_json, is_json_range, media_essence as essence, pointer_token};
 
 const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 
@@ -398,15 +398,15 @@ fn operation(
         })?;
         let json_first = content.iter().find(|(k, _)| is_json(&essence(k)));
         let form = content.iter().find(|(k, _)| essence(k) == "application/x-www-form-urlencoded");
-        // A range (`application/*`, `*/*`) covers JSON bodies too: its schema is theirs.
-        let range = content.iter().find(|(k, _)| matches!(essence(k).as_str(), "*/*" | "application/*"));
+        // A range (`application/*`, `*/*`, `text/*`) covers JSON bodies too: its schema is theirs.
+        let range = content.iter().find(|(k, _)| is_json_range(&essence(k)));
         let chosen = json_first.or(form).or(range);
         // A body is checked against one schema (the chosen type's): a JSON
         // or form type with another schema is not accepted (415) rather
         // than checked against the wrong one (docs/validation.md).
         let checked = |k: &str| {
             let t = essence(k);
-            is_json(&t) || t == "application/x-www-form-urlencoded" || t == "*/*" || t == "application/*"
+            is_json(&t) || t == "application/x-www-form-urlencoded" || is_json_range(&t)
         };
         let schema_of = |c: &Value| c.get("schema").cloned();
         // A media type key may carry parameters (`application/json; charset=utf-8`):

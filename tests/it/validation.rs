@@ -1072,7 +1072,17 @@ async fn a_body_is_checked_against_its_own_media_types_schema_or_refused() {
          application/json: { schema: { type: object, required: [a] } }\n          \
          application/vnd.x+json: { schema: { type: object, required: [b] } }\n      responses: {}\n  \
          /range:\n    patch:\n      requestBody: { content: { 'application/*': { schema: { type: object, required: [a], \
-         properties: { a: { type: integer } } } } } }\n      responses: {}\n",
+         properties: { a: { type: integer } } } } } }\n      responses: {}\n  \
+         /orders:\n    post:\n      requestBody:\n        required: true\n        content:\n          \
+         application/json: { schema: { $ref: '#/components/schemas/Order' } }\n          \
+         text/json: { schema: { $ref: '#/components/schemas/Order' } }\n          \
+         application/*+json: { schema: { $ref: '#/components/schemas/Order' } }\n      responses: {}\n  \
+         /texts:\n    put:\n      requestBody: { content: { text/json: { schema: { $ref: '#/components/schemas/Order' } } } }\n      \
+         responses: {}\n  \
+         /any-text:\n    put:\n      requestBody: { content: { 'text/*': { schema: { $ref: '#/components/schemas/Order' } } } }\n      \
+         responses: {}\n\
+         components:\n  schemas:\n    Order: { type: object, additionalProperties: false, required: [qty], \
+         properties: { qty: { type: integer, minimum: 1 } } }\n",
     )
     .unwrap();
     let up = Recorder::start().await;
@@ -1099,6 +1109,20 @@ async fn a_body_is_checked_against_its_own_media_types_schema_or_refused() {
     assert_eq!(send_body("POST", "/dup", "application/vnd.x+json", r#"{"a":1}"#).await, 415, "not the wrong schema");
     assert_eq!(send_body("PATCH", "/range", "application/json", r#"{"a":"x"}"#).await, 400, "the range's schema");
     assert_eq!(send_body("PATCH", "/range", "application/json", r#"{"a":1}"#).await, 200);
+    // `text/json` is JSON (ASP.NET Core reads it so; Swashbuckle lists it beside
+    // `application/json`): checked, under its own name, a `text/*` range or alone.
+    let bad = r#"{"qty":-5,"isAdmin":true}"#;
+    for (method, path, ct) in [
+        ("POST", "/orders", "text/json"),
+        ("POST", "/orders", "Text/JSON; charset=utf-8"),
+        ("POST", "/orders", "application/json"),
+        ("PUT", "/texts", "text/json"),
+        ("PUT", "/any-text", "text/json"),
+    ] {
+        assert_eq!(send_body(method, path, ct, bad).await, 400, "{method} {path} as {ct}");
+        assert_eq!(send_body(method, path, ct, r#"{"qty":2}"#).await, 200, "{method} {path} as {ct}");
+    }
+    assert_eq!(send_body("PUT", "/texts", "text/json", "not json").await, 400);
 }
 
 /// A recursive polymorphic schema (an OpenAPI `Pet` whose `children` are

@@ -38,14 +38,20 @@ pub(super) fn unenforced_openapi(loaded: &LoadedConfig, found: &mut Found) {
                 let content = op.pointer("/requestBody/content").and_then(Value::as_object).into_iter().flatten();
                 for (media, c) in content {
                     let media = media.to_ascii_lowercase();
-                    if media.starts_with("multipart/") && c.get("schema").is_some() {
+                    let essence = media.split(';').next().unwrap_or("").trim();
+                    let read = crate::policy::validate::is_json(essence)
+                        || essence == "application/x-www-form-urlencoded"
+                        || crate::policy::validate::is_json_range(essence);
+                    // A schema on a type the gateway does not read (`multipart/…`,
+                    // `text/plain`, `application/xml`): only the media type is
+                    // checked. A plain binary upload's schema says nothing more.
+                    if !read && c.get("schema").is_some_and(|s| !says_only_bytes(s)) {
                         note(format!("the `{media}` schema of {at} (only its media type is checked)"));
                     }
                     // A range's schema is checked on JSON and form bodies only: a
                     // body labelled `text/plain` passes unread, and a service that
                     // parses whatever it gets as JSON would act on it.
-                    let essence = media.split(';').next().unwrap_or("").trim();
-                    if matches!(essence, "*/*" | "application/*") && c.get("schema").is_some() {
+                    if crate::policy::validate::is_json_range(essence) && c.get("schema").is_some() {
                         note(format!(
                             "the `{essence}` schema of {at} (checked on JSON and form bodies only; \
                              a body sent as another type passes unchecked)"
@@ -70,6 +76,20 @@ pub(super) fn unenforced_openapi(loaded: &LoadedConfig, found: &mut Found) {
             format!("`{}` declares what the gateway does not check: {}{more}", api.openapi, seen.join("; ")),
         );
     }
+}
+
+/// A schema that says nothing a gateway could check of a body it does not
+/// parse: none, `{}`, or a string of bytes (`type: string, format: binary`,
+/// OpenAPI's way to declare an upload), with notes.
+fn says_only_bytes(schema: &Value) -> bool {
+    let Some(map) = schema.as_object() else { return false };
+    map.iter().all(|(k, v)| match k.as_str() {
+        "type" => v == "string",
+        "format" => matches!(v.as_str(), Some("binary" | "byte" | "base64")),
+        "contentMediaType" | "contentEncoding" => true,
+        "description" | "title" | "example" | "examples" | "nullable" => true,
+        k => k.starts_with("x-"),
+    })
 }
 
 #[cfg(test)]
@@ -99,5 +119,18 @@ mod tests {
         let mut found = super::Found::default();
         super::unenforced_openapi(&loaded, &mut found);
         assert!(found.0[0].2.contains("the `application/*` schema of `POST /b` (checked on JSON and form bodies only"));
+        // A schema on a type the gateway does not read is said; a plain upload's
+        // and a JSON alias's are not.
+        let kinds = "openapi: 3.0.3\ninfo: { title: t, version: '1' }\npaths:\n  /c:\n    post:\n      \
+                     requestBody: { content: { text/plain: { schema: { type: string, maxLength: 9 } }, \
+                     application/octet-stream: { schema: { type: string, format: binary } }, \
+                     text/json: { schema: { type: object } } } }\n      responses: {}\n";
+        std::fs::write(dir.path().join("d.yaml"), kinds).unwrap();
+        let mut found = super::Found::default();
+        super::unenforced_openapi(&loaded, &mut found);
+        assert_eq!(found.0.len(), 1, "{:?}", found.0);
+        let message = &found.0[0].2;
+        assert!(message.contains("the `text/plain` schema of `POST /c` (only its media type is checked)"), "{message}");
+        assert!(!message.contains("octet-stream") && !message.contains("text/json"), "{message}");
     }
 }

@@ -810,9 +810,19 @@ fn schema_problems(errors: jsonschema::ErrorIterator<'_>, problems: &mut Vec<Pro
     }
 }
 
-/// `application/json` and any `…+json` type.
+/// `application/json`, any `…+json` type, and the other names frameworks
+/// read as JSON: `text/json` (ASP.NET Core's default input formatter, and
+/// Swashbuckle's documents list it), `application/x-json`, `text/x-json`.
+/// A body under one of them that went unread would reach a service that
+/// parses it as JSON unchecked.
 pub(crate) fn is_json(media: &str) -> bool {
-    media == "application/json" || media.ends_with("+json")
+    matches!(media, "application/json" | "text/json" | "application/x-json" | "text/x-json") || media.ends_with("+json")
+}
+
+/// The media ranges an OpenAPI document may give a body schema that covers
+/// JSON bodies (`text/*` takes `text/json`).
+pub(crate) fn is_json_range(media: &str) -> bool {
+    matches!(media, "*/*" | "application/*" | "text/*")
 }
 
 /// A media type without its parameters, lowercased
