@@ -183,7 +183,9 @@ pub(super) async fn run<'p>(plan: &'p AggregatePlan, inputs: Inputs<'_, 'p>) -> 
     let holds: Vec<std::sync::Mutex<Option<Held>>> = (0..n).map(|_| std::sync::Mutex::new(None)).collect();
     let mut running: Vec<(usize, CallFuture<'_, 'p>)> = Vec::new();
     let watch = Watch { tries: inputs.tried.is_some(), client_metrics: inputs.client_metrics };
-    let mut tried = inputs.tried;
+    // Logs the calls left under way however `run` ends (dropped before
+    // `running`, whose futures only hold the slots it locks).
+    let mut under_way = UnderWay { tried: inputs.tried, reached: &reached, calls: Vec::new() };
     loop {
         // Start what can start (calls are in an order where each comes after what it waits for).
         for i in 0..n {
@@ -207,30 +209,13 @@ pub(super) async fn run<'p>(plan: &'p AggregatePlan, inputs: Inputs<'_, 'p>) -> 
                     let slots = (&reached[i], &holds[i]);
                     let held = inputs.buffers.hold();
                     running.push((i, Box::pin(fetch(call, pq, headers, watch, limit, slots, held))));
+                    under_way.calls.push(i);
                 }
                 Err(e) => results[i] = Some(Err(e)),
             }
         }
         if let Some(i) = (0..n).find(|&i| plan.calls[i].must_succeed && matches!(results[i], Some(Err(_)))) {
-            // The calls still under way are abandoned: logged `cancelled`.
-            if let Some(tried) = tried.as_deref_mut() {
-                for (j, _) in &running {
-                    let taken = reached[*j].lock().ok().and_then(|mut r| r.take());
-                    if let Some((upstream, target, started)) = taken {
-                        let request_bytes = None;
-                        let cancelled = Tried {
-                            upstream,
-                            target,
-                            outcome: None,
-                            started,
-                            duration_ns: 0,
-                            ended: false,
-                            request_bytes,
-                        };
-                        tried.push(cancelled);
-                    }
-                }
-            }
+            // The calls still under way are abandoned: `under_way` logs them `cancelled`.
             count_failures(plan, &results);
             return (failed(plan, &results, i, inputs.request_id), root_flag(plan, &results, i));
         }
@@ -247,8 +232,9 @@ pub(super) async fn run<'p>(plan: &'p AggregatePlan, inputs: Inputs<'_, 'p>) -> 
         })
         .await;
         drop(running.swap_remove(k));
+        under_way.calls.retain(|&c| c != i);
         results[i] = Some(result);
-        if let (Some(tried), Some(t)) = (tried.as_deref_mut(), one_try) {
+        if let (Some(tried), Some(t)) = (under_way.tried.as_deref_mut(), one_try) {
             tried.push(t);
         }
     }
@@ -268,6 +254,37 @@ pub(super) async fn run<'p>(plan: &'p AggregatePlan, inputs: Inputs<'_, 'p>) -> 
         return (busy.map(Body::full), Flag::LocalResponse);
     }
     (answer.map(|b| b.counted(held)), Flag::None)
+}
+
+/// The calls under way when `run` ends before them: a required call failed
+/// first, or the client left (the future dropped). Each that reached a
+/// target is logged as a try, `cancelled` and timed up to the log line, as
+/// a proxied request's try in flight is.
+struct UnderWay<'a, 'p> {
+    tried: Option<&'a mut SmallVec<[Tried<'p>; 1]>>,
+    reached: &'a [Reached<'p>],
+    calls: Vec<usize>,
+}
+
+impl Drop for UnderWay<'_, '_> {
+    fn drop(&mut self) {
+        let Some(tried) = self.tried.as_deref_mut() else { return };
+        for &j in &self.calls {
+            let taken = self.reached[j].lock().ok().and_then(|mut r| r.take());
+            if let Some((upstream, target, started)) = taken {
+                let request_bytes = None;
+                tried.push(Tried {
+                    upstream,
+                    target,
+                    outcome: None,
+                    started,
+                    duration_ns: 0,
+                    ended: false,
+                    request_bytes,
+                });
+            }
+        }
+    }
 }
 
 /// The call whose failure made `culprit` fail: itself, or the call it

@@ -1107,7 +1107,8 @@ async fn aggregate_calls_are_logged_as_tries_and_measured() {
         "upstreams:\n  a: {{ targets: [\"{}\"] }}\n  b: {{ targets: [\"{}\"] }}\n  slow: {{ targets: [\"{}\"] }}\n  rude: {{ targets: [\"{}\"] }}\n\
          routes:\n  - name: both\n    match: {{ path: /both }}\n    aggregate: {{ calls: {{ one: {{ upstream: a, path: /x }}, two: {{ upstream: b, path: /y }} }} }}\n\
          \x20 - name: late\n    match: {{ path: /late }}\n    aggregate: {{ calls: {{ one: {{ upstream: a, path: /x }}, hung: {{ upstream: slow, path: /z, timeout: 100ms }}, cut: {{ upstream: rude, path: /r }} }} }}\n\
-         \x20 - name: abandon\n    match: {{ path: /abandon }}\n    aggregate: {{ calls: {{ need: {{ upstream: rude, path: /r, required: true }}, waiting: {{ upstream: slow, path: /w }} }} }}\n",
+         \x20 - name: abandon\n    match: {{ path: /abandon }}\n    aggregate: {{ calls: {{ need: {{ upstream: rude, path: /r, required: true }}, waiting: {{ upstream: slow, path: /w }} }} }}\n\
+         \x20 - name: leave\n    match: {{ path: /leave }}\n    aggregate: {{ calls: {{ quick: {{ upstream: a, path: /x }}, waiting: {{ upstream: slow, path: /w }} }} }}\n",
         a.url(),
         b.url(),
         slow.url(),
@@ -1159,6 +1160,23 @@ async fn aggregate_calls_are_logged_as_tries_and_measured() {
     let tries = line["portcullis"]["upstream"]["tries"].as_array().unwrap();
     let waiting = tries.iter().find(|t| t["upstream"] == "slow").expect("the abandoned call's try");
     assert_eq!(waiting["error"], "cancelled", "{line}");
+
+    // The client leaves while a call is under way: that call is a try too,
+    // `cancelled`, timed up to the line, as a proxied request's try.
+    let hits = slow.hits();
+    let mut conn = tokio::net::TcpStream::connect(h.addr("gw").unwrap()).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut conn, b"GET /leave HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    while slow.hits() == hits {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    drop(conn);
+    let lines = log_lines(&h, dir.path(), 4).await;
+    let line = lines.iter().find(|l| l["url"]["path"] == "/leave").unwrap();
+    assert_eq!(line["portcullis"]["response_flag"], "DC", "{line}");
+    let tries = line["portcullis"]["upstream"]["tries"].as_array().unwrap();
+    let waiting = tries.iter().find(|t| t["upstream"] == "slow").expect("the call under way");
+    assert_eq!(waiting["error"], "cancelled", "{line}");
+    assert!(line["portcullis"]["upstream"]["duration"].as_u64().unwrap() > 0, "{line}");
 }
 
 /// A WebSocket is logged when its tunnel closes, as NGINX logs it: status
