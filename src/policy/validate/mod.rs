@@ -527,6 +527,12 @@ impl Compiled {
                         })
                 };
                 for (k, _) in &pairs {
+                    // Refused already, and listed no further: each name scans
+                    // the problems so far, which must stay few (thousands of
+                    // names in one query were quadratic).
+                    if problems.len() >= MAX_ERRORS {
+                        break;
+                    }
                     if !declared(k) && !problems.iter().any(|p| p.pointer == *k) {
                         let detail = format!("`{k}` is not a parameter of this operation");
                         problems.push(Problem { place: "query", pointer: k.clone(), detail });
@@ -559,6 +565,10 @@ impl Compiled {
                 || self.query.iter().any(|q| q.name == k || (q.is_exploded_object() && q.declares_member(k)))
         };
         for (k, _) in pairs {
+            // As in `additional_query: deny`: enough to refuse and list.
+            if problems.len() >= MAX_ERRORS {
+                return;
+            }
             if declared(k) || problems.iter().any(|q| q.pointer == *k) {
                 continue;
             }
