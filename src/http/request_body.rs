@@ -70,8 +70,30 @@ pub struct RequestBody {
     /// A body read whole: its bytes' count against `max_buffered`.
     held: Option<Held>,
     /// Shared with whoever sent the body away (hyper's client takes it):
-    /// whether its last poll waited for the client (`waiting_on_client`).
-    waiting: Option<Arc<AtomicBool>>,
+    /// whether its last poll waited for the client, and why it was cut.
+    waiting: Option<Arc<BodyWatch>>,
+}
+
+/// What the sender of a body given away can still learn of it: hyper's
+/// HTTP/2 client replaces the body's error with a stream reset of its own,
+/// so a body refused as too large would read as the upstream's failure
+/// (a 502, and a mark against the target's health).
+#[derive(Debug, Default)]
+pub struct BodyWatch {
+    /// The last poll waited for the client (`waiting_on_client`).
+    pub waiting: AtomicBool,
+    /// Why the body was cut off, by the client's doing.
+    pub cut: std::sync::OnceLock<BodyCut>,
+}
+
+/// A `BodyError`, as a body's sender learns it afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyCut {
+    TooLarge(u64),
+    Timeout,
+    /// The client left, or its body broke off.
+    ClientLeft,
+    Read,
 }
 
 /// The body pieces handed out so far, kept (up to a limit) so that a retry
@@ -189,17 +211,34 @@ impl RequestBody {
         self.stall.is_some()
     }
 
-    /// `waiting_on_client`, readable after the body has been given away
-    /// (to hyper's client, which owns what it sends).
-    pub fn watch_waiting(&mut self) -> Arc<AtomicBool> {
-        self.waiting.get_or_insert_with(|| Arc::new(AtomicBool::new(self.stall.is_some()))).clone()
+    /// `waiting_on_client` and the body's cut, readable after the body has
+    /// been given away (to hyper's client, which owns what it sends).
+    pub fn watch(&mut self) -> Arc<BodyWatch> {
+        let stalled = self.stall.is_some();
+        self.waiting
+            .get_or_insert_with(|| Arc::new(BodyWatch { waiting: AtomicBool::new(stalled), ..Default::default() }))
+            .clone()
     }
 
     fn not_waiting(&mut self) {
         self.stall = None;
         if let Some(w) = &self.waiting {
-            w.store(false, Ordering::Relaxed);
+            w.waiting.store(false, Ordering::Relaxed);
         }
+    }
+
+    /// Notes why the body ends in an error, for a sender that watches.
+    fn cut(&self, error: BodyError) -> BodyError {
+        if let Some(w) = &self.waiting {
+            let cut = match &error {
+                BodyError::TooLarge(limit) => BodyCut::TooLarge(*limit),
+                BodyError::Timeout => BodyCut::Timeout,
+                BodyError::Read(e) if crate::http::error::client_gone(e.as_ref()) => BodyCut::ClientLeft,
+                BodyError::Read(_) => BodyCut::Read,
+            };
+            let _ = w.cut.set(cut);
+        }
+        error
     }
 
     /// Body bytes read so far.
@@ -224,7 +263,7 @@ impl http_body::Body for RequestBody {
             Poll::Ready(Some(Ok(frame))) => {
                 this.stall = None;
                 if let Some(w) = &this.waiting {
-                    w.store(false, Ordering::Relaxed);
+                    w.waiting.store(false, Ordering::Relaxed);
                 }
                 if let Some(data) = frame.data_ref() {
                     this.received += data.len() as u64;
@@ -234,7 +273,7 @@ impl http_body::Body for RequestBody {
                     // (NGINX checks each chunk size likewise).
                     let promised = this.inner.size_hint().lower();
                     if this.received.saturating_add(promised) > this.limit {
-                        return Poll::Ready(Some(Err(BodyError::TooLarge(this.limit))));
+                        return Poll::Ready(Some(Err(this.cut(BodyError::TooLarge(this.limit)))));
                     }
                 }
                 if let Some(r) = &mut this.replay {
@@ -251,7 +290,7 @@ impl http_body::Body for RequestBody {
             }
             Poll::Ready(Some(Err(e))) => {
                 this.not_waiting();
-                Poll::Ready(Some(Err(BodyError::Read(e))))
+                Poll::Ready(Some(Err(this.cut(BodyError::Read(e)))))
             }
             // Over: whatever comes late now is not the client's doing.
             Poll::Ready(None) => {
@@ -260,12 +299,12 @@ impl http_body::Body for RequestBody {
             }
             Poll::Pending => {
                 if let Some(w) = &this.waiting {
-                    w.store(true, Ordering::Relaxed);
+                    w.waiting.store(true, Ordering::Relaxed);
                 }
                 let timeout = this.stall_timeout;
                 let stall = this.stall.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
                 ready!(stall.as_mut().poll(cx));
-                Poll::Ready(Some(Err(BodyError::Timeout)))
+                Poll::Ready(Some(Err(this.cut(BodyError::Timeout))))
             }
         }
     }

@@ -301,7 +301,7 @@ pub(super) fn forward<'a, 'p>(
                 let spare = if may_retry { body.try_clone_whole() } else { None };
                 let replayable = spare.is_some();
                 let mut sent_body = std::mem::replace(&mut body, spare.unwrap_or_else(RequestBody::empty));
-                let waiting = sent_body.watch_waiting();
+                let watch = sent_body.watch();
                 let mut headers = parts.headers.clone();
                 edits.apply(&mut headers, RequestFraming::of(&parts.method, &sent_body));
                 let mut req = Request::new(sent_body);
@@ -318,12 +318,19 @@ pub(super) fn forward<'a, 'p>(
                     (_, upgrade) => Box::pin(through_hyper(upstream, req, upgrade, in_flight, timeout)).await,
                 };
                 // As on the HTTP/1.1 path: time that ran out while the
-                // client's body was late is the client's doing (408).
-                let result = match result {
-                    Err(GatewayError::UpstreamTimeout { .. }) if waiting.load(std::sync::atomic::Ordering::Relaxed) => {
+                // client's body was late is the client's doing (408); and a
+                // body cut by the client's doing (too large, too slow, broken
+                // off) is the client's too, whatever error the client library
+                // made of it (HTTP/2's is a stream reset of its own: a 502,
+                // and a mark against the target's health).
+                let result = match (result, watch.cut.get()) {
+                    (Err(_), Some(cut)) => Err(body_cut(*cut)),
+                    (Err(GatewayError::UpstreamTimeout { .. }), None)
+                        if watch.waiting.load(std::sync::atomic::Ordering::Relaxed) =>
+                    {
                         Err(GatewayError::BodyTimeout)
                     }
-                    other => other,
+                    (other, _) => other,
                 };
                 (result, replayable, None)
             };
@@ -576,6 +583,17 @@ async fn through_hyper(
         // reuse a connection whose request said `close`.
         req.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    // A late body after an answer that has none (HEAD, 204, 304) would be
+    // read as the next request's answer: as the own codec does, such a
+    // connection is not reused. HEAD says `close`; the others are known by
+    // their answer, so the connection is captured to be poisoned then (an
+    // idle one already back in hyper's pool is skipped from that moment).
+    let captured = (req.version() != http::Version::HTTP_2).then(|| {
+        if req.method() == http::Method::HEAD {
+            req.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        hyper_util::client::legacy::connect::capture_connection(&mut req)
+    });
     let client = if upgrade.is_some() { &upstream.upgrades } else { &upstream.client };
     let sent = client.request(req);
     let mut resp = match tokio::time::timeout(timeout, sent).await {
@@ -585,6 +603,13 @@ async fn through_hyper(
         Ok(Err(e)) => return Err(classify(upstream.name.clone(), Box::new(e))),
         Ok(Ok(resp)) => resp,
     };
+    if matches!(resp.status(), StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED)
+        && resp.version() != http::Version::HTTP_2
+        && let Some(captured) = &captured
+        && let Some(connected) = captured.connection_metadata().as_ref()
+    {
+        connected.poison();
+    }
     valid_status(upstream, resp.status())?;
     framed_alone(upstream, resp.headers())?;
 
@@ -783,6 +808,18 @@ fn hash_key(key: Option<&HashKey>, headers: &http::HeaderMap, client: &forwarded
 /// The client's body going wrong is the client's fault (413, 408, 400); a
 /// connect timeout is a timeout (504); anything else before a response is
 /// 502. Either upstream failure says whether the upstream got the request.
+/// The answer to a request body cut by the client's doing, as `classify`
+/// makes it of a `BodyError`.
+fn body_cut(cut: crate::http::request_body::BodyCut) -> GatewayError {
+    use crate::http::request_body::BodyCut;
+    match cut {
+        BodyCut::TooLarge(limit) => GatewayError::BodyTooLarge { limit },
+        BodyCut::Timeout => GatewayError::BodyTimeout,
+        BodyCut::ClientLeft => GatewayError::BodyRead(Box::new(crate::http::error::ClientLeft)),
+        BodyCut::Read => GatewayError::BodyRead("the request body could not be read".into()),
+    }
+}
+
 fn classify(upstream: std::sync::Arc<str>, e: BoxError) -> GatewayError {
     let sent = !not_sent(&*e);
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&*e);

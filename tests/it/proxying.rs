@@ -407,3 +407,36 @@ async fn a_late_body_to_an_http2_upstream_is_a_408_and_no_mark_against_it() {
     }
     assert_eq!(get(&gw.url("/next"), &[]).await.status, 200, "the target was not marked down");
 }
+
+/// A body refused for the client's doing (too large) is a 413 to an HTTP/2
+/// upstream too, and no mark against the target: hyper's HTTP/2 client
+/// made a stream reset of it, read as the upstream's failure (502, the
+/// target ejected and its breaker opened by a few such requests).
+#[tokio::test]
+async fn a_body_too_large_for_an_http2_upstream_is_the_clients_413() {
+    let up = Upstream::start("svc").await;
+    let gw = gateway(&format!(
+        r#"
+upstreams:
+  h2:
+    targets: [ "{url}" ]
+    protocol: http2
+    health: {{ passive: {{ consecutive_failures: 1 }} }}
+    breaker: {{ consecutive_failures: 1 }}
+routes:
+  - {{ name: h2, match: {{ path_prefix: / }}, upstream: h2, max_body_size: 10 }}
+"#,
+        url = up.url()
+    ))
+    .await;
+    for body in [
+        // A chunk announced over the limit, and chunks that add up past it.
+        "POST /up HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n1000\r\n0123456789abcdef",
+        "POST /up HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n01234567\r\n8\r\n01234567\r\n0\r\n\r\n",
+    ] {
+        let answer = crate::support::raw(gw.addr, body).await;
+        assert_eq!(crate::support::raw_status(&answer), 413, "{answer}");
+        let reply = get(&gw.url("/after"), &[]).await;
+        assert_eq!(reply.status, 200, "the target is not blamed: {}", reply.text());
+    }
+}

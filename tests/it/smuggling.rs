@@ -593,50 +593,71 @@ async fn a_trailing_dot_names_the_same_host() {
 /// the head; these come after it.)
 #[tokio::test]
 async fn a_late_body_after_a_head_answer_reaches_nobody() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // What the upstream answers first, each without a body by RFC 9112
     // §6.3: a HEAD's (whose length is the GET's), a 204, a 304.
-    for (request, first) in [
+    let cases = [
         (&b"HEAD /h HTTP/1.1\r\nHost: x\r\n\r\n"[..], &b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n"[..]),
         (b"GET /h HTTP/1.1\r\nHost: x\r\n\r\n", b"HTTP/1.1 204 No Content\r\n\r\n"),
         (b"GET /h HTTP/1.1\r\nHost: x\r\n\r\n", b"HTTP/1.1 304 Not Modified\r\nETag: \"a\"\r\n\r\n"),
-    ] {
-        let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let up_addr = upstream.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((mut conn, _)) = upstream.accept().await {
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    // Over the own codec (`http://`) and hyper's pool (`https://`).
+    for https in [false, true] {
+        for (request, first) in cases {
+            let upstream = if https {
+                let up =
+                    crate::support::tls::TlsUpstream::serve(&[b"http/1.1"], move |tls| late_writer(tls, first)).await;
+                let ca = dir.path().join("ca.pem");
+                std::fs::write(&ca, &up.ca_pem).unwrap();
+                format!("{{ targets: [ \"https://{}\" ], tls: {{ ca: \"{}\" }} }}", up.addr, ca.display())
+            } else {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = listener.local_addr().unwrap();
                 tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    loop {
-                        let mut chunk = [0u8; 4096];
-                        let Ok(n @ 1..) = conn.read(&mut chunk).await else { return };
-                        buf.extend_from_slice(&chunk[..n]);
-                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head: Vec<u8> = buf.drain(..end + 4).collect();
-                            if head.windows(3).any(|w| w == b"/h ") {
-                                let _ = conn.write_all(first).await;
-                                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-                                let late = b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\npoisoned";
-                                let _ = conn.write_all(late).await;
-                            } else {
-                                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nvictim").await;
-                            }
-                        }
+                    while let Ok((conn, _)) = listener.accept().await {
+                        tokio::spawn(late_writer(conn, first));
                     }
                 });
+                format!("{{ targets: [ \"http://{addr}\" ] }}")
+            };
+            let gw = crate::support::gateway(&format!(
+                "upstreams:\n  up: {upstream}\nroutes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: up }}\n"
+            ))
+            .await;
+            let answer = exchange(gw.addr, request).await.unwrap();
+            assert!([200, 204, 304].contains(&answer.status), "{}", answer.status);
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let victim = exchange(gw.addr, b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+            let first = String::from_utf8_lossy(first);
+            assert_eq!((victim.status, victim.text()), (200, "victim".to_string()), "after {first} (https: {https})");
+        }
+    }
+}
+
+/// An upstream connection that answers `/h` with `first`, then 300 ms
+/// later with a whole response nobody asked for; anything else, after
+/// 500 ms, with `victim`.
+async fn late_writer(mut conn: impl AsyncRead + AsyncWrite + Unpin, first: &'static [u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = Vec::new();
+    loop {
+        let mut chunk = [0u8; 4096];
+        let Ok(n @ 1..) = conn.read(&mut chunk).await else { return };
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head: Vec<u8> = buf.drain(..end + 4).collect();
+            if head.windows(3).any(|w| w == b"/h ") {
+                let _ = conn.write_all(first).await;
+                let _ = conn.flush().await;
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\npoisoned").await;
+                let _ = conn.flush().await;
+            } else {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nvictim").await;
+                let _ = conn.flush().await;
             }
-        });
-        let gw = crate::support::gateway(&format!(
-            "upstreams:\n  up: {{ targets: [ \"http://{up_addr}\" ] }}\nroutes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: up }}\n"
-        ))
-        .await;
-        let answer = exchange(gw.addr, request).await.unwrap();
-        assert!([200, 204, 304].contains(&answer.status), "{}", answer.status);
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let victim = exchange(gw.addr, b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-        let first = String::from_utf8_lossy(first);
-        assert_eq!((victim.status, victim.text()), (200, "victim".to_string()), "after {first}");
+        }
     }
 }
 

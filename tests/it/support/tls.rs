@@ -45,7 +45,7 @@ impl TlsUpstream {
     }
 
     /// Serves each accepted TLS connection with `serve`, on loopback.
-    async fn serve<F, Fut>(alpn: &[&[u8]], serve: F) -> TlsUpstream
+    pub async fn serve<F, Fut>(alpn: &[&[u8]], serve: F) -> TlsUpstream
     where
         F: Fn(tokio_rustls::server::TlsStream<tokio::net::TcpStream>) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
