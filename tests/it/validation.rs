@@ -1080,6 +1080,8 @@ async fn a_body_is_checked_against_its_own_media_types_schema_or_refused() {
          /texts:\n    put:\n      requestBody: { content: { text/json: { schema: { $ref: '#/components/schemas/Order' } } } }\n      \
          responses: {}\n  \
          /any-text:\n    put:\n      requestBody: { content: { 'text/*': { schema: { $ref: '#/components/schemas/Order' } } } }\n      \
+         responses: {}\n  \
+         /any:\n    put:\n      requestBody: { content: { '*/*': { schema: { $ref: '#/components/schemas/Order' } } } }\n      \
          responses: {}\n\
          components:\n  schemas:\n    Order: { type: object, additionalProperties: false, required: [qty], \
          properties: { qty: { type: integer, minimum: 1 } } }\n",
@@ -1123,6 +1125,31 @@ async fn a_body_is_checked_against_its_own_media_types_schema_or_refused() {
         assert_eq!(send_body(method, path, ct, r#"{"qty":2}"#).await, 200, "{method} {path} as {ct}");
     }
     assert_eq!(send_body("PUT", "/texts", "text/json", "not json").await, 400);
+    // Under a range, a body sent without a type or under a name the gateway
+    // does not read is read as JSON when it looks like a document (FastAPI
+    // parses a body without a type as JSON, Rails `application/jsonrequest`,
+    // and a type with a byte beyond ASCII in a parameter is still its type).
+    let send_typed = |ct: Option<&'static [u8]>, body: &'static str| {
+        let url = format!("http://{}/any", gw.addr("gw").unwrap());
+        async move {
+            let mut req = Request::builder().method("PUT").uri(url);
+            if let Some(ct) = ct {
+                req = req.header("content-type", http::HeaderValue::from_bytes(ct).unwrap());
+            }
+            send(&http1_client(), req.body(Full::new(Bytes::from(body))).unwrap()).await.status.as_u16()
+        }
+    };
+    for ct in
+        [None, Some(&b"application/jsonrequest"[..]), Some(b"application/json5"), Some(b"application/json; x=\xE9")]
+    {
+        let status = send_typed(ct, bad).await;
+        assert!(status == 400 || status == 415, "{:?}: {status}", ct.map(String::from_utf8_lossy));
+        if ct != Some(b"application/json; x=\xE9") {
+            assert_eq!(send_typed(ct, r#"{"qty":2}"#).await, 200, "{:?}", ct.map(String::from_utf8_lossy));
+        }
+    }
+    // Not a JSON document: a text body passes, as declared.
+    assert_eq!(send_typed(Some(b"text/plain"), "qty=-5").await, 200);
 }
 
 /// A recursive polymorphic schema (an OpenAPI `Pet` whose `children` are

@@ -54,7 +54,7 @@ pub(super) fn unenforced_openapi(loaded: &LoadedConfig, found: &mut Found) {
                     if crate::policy::validate::is_json_range(essence) && c.get("schema").is_some() {
                         note(format!(
                             "the `{essence}` schema of {at} (checked on JSON and form bodies only; \
-                             a body sent as another type passes unchecked)"
+                             a body sent as another type that is no JSON document passes unchecked)"
                         ));
                     }
                     if c.get("encoding").is_some() {

@@ -644,10 +644,24 @@ impl Compiled {
             }
             return None;
         }
-        let media = req.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(media_essence).unwrap_or_default();
+        // The type itself, read from the bytes: a parameter with a byte
+        // beyond ASCII (`application/json; x=\xE9`) must not make the type
+        // unreadable, and with it the body unread.
+        let media = req.headers.get(CONTENT_TYPE).map(|v| media_essence_of(v.as_bytes())).unwrap_or_default();
         if !self.content_types.is_empty() && !self.content_types.iter().any(|t| media_matches(t, &media)) {
             return Some((unsupported_media_type, "a Content-Type this route does not accept (415 when enforced)"));
         }
+        // A body taken by a range (`*/*`, `application/*`, `text/*`) or sent
+        // without a type, under another name than the gateway reads: a
+        // service that reads it as JSON anyway (FastAPI without a type,
+        // Rails' `application/jsonrequest`, a prefix match on
+        // `application/json5`) would get it unchecked. What looks like a
+        // JSON document (`{`, `[`) is read as one.
+        let sniffed = !is_json(&media)
+            && media != "application/x-www-form-urlencoded"
+            && !self.content_types.contains(&media)
+            && bytes.trim_ascii_start().first().is_some_and(|b| matches!(b, b'{' | b'['));
+        let media = if sniffed { "application/json".to_string() } else { media };
         let Some(rule) = &self.body else { return None };
         // A compressed body is not read here: checked as it is, it would be
         // refused as garbage (gzip) or passed unread to a service that
@@ -839,6 +853,17 @@ pub(crate) fn is_json_range(media: &str) -> bool {
 /// (`Application/JSON; charset=utf-8` -> `application/json`).
 pub(crate) fn media_essence(media: &str) -> String {
     media.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
+/// `media_essence` of a field's bytes: the parameters may hold any byte
+/// (quoted text allows obs-text), the type itself only ASCII; a type with
+/// another byte is none (`""`).
+fn media_essence_of(value: &[u8]) -> String {
+    let essence = value.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
+    match std::str::from_utf8(essence) {
+        Ok(text) if text.is_ascii() => text.to_ascii_lowercase(),
+        _ => String::new(),
+    }
 }
 
 /// Whether a `Content-Type`'s `charset` parameters, if any, all say UTF-8
