@@ -587,6 +587,9 @@ pub struct ApiConfig {
     /// Query parameters an operation does not declare: `allow` (default) or `deny`.
     #[serde(default)]
     pub additional_query: crate::policy::validate::config::AdditionalQuery,
+    /// Names of the listeners that serve the API (its operations, its
+    /// `docs`, its undeclared paths); absent means every listener.
+    pub listeners: Option<Vec<String>>,
 }
 
 /// `docs: /v3/docs`, or `{ path: /v3/docs, authenticate: [...], ... }`

@@ -536,8 +536,16 @@ fn report_conflict(cx: &mut Ctx, conflict: &Conflict, compiled: &[(String, Strin
 fn compile_apis(cx: &mut Ctx) -> Vec<(String, crate::config::RouteConfig)> {
     let mut out = Vec::new();
     for (i, api) in cx.loaded.config.apis.iter().enumerate() {
+        // Checked once here, and given to each of its routes when sound.
+        let errors = cx.errors.len();
+        let listeners = api.listeners.as_ref().map(|names| route::listener_names(cx, &format!("apis[{i}]"), names));
+        let listeners =
+            listeners.filter(|_| cx.errors.len() == errors).map(|ls| ls.iter().map(|l| l.to_string()).collect());
         match openapi::expand(api, &format!("apis[{i}]"), &cx.loaded.base_dir, &cx.loaded.config.formats) {
-            Ok(routes) => out.extend(routes.into_iter().map(|g| (g.at, g.route))),
+            Ok(routes) => out.extend(routes.into_iter().map(|mut g| {
+                g.route.matcher.listeners.clone_from(&listeners);
+                (g.at, g.route)
+            })),
             Err(errors) => {
                 for (at, message) in errors {
                     cx.err(at, message);

@@ -295,7 +295,7 @@ fn compile_match(cx: &mut Ctx, at: &str, m: &MatchConfig) -> Option<Matcher> {
             }
         }
     }
-    let listeners = m.listeners.as_ref().map(|names| compile_listeners(cx, at, names));
+    let listeners = m.listeners.as_ref().map(|names| listener_names(cx, at, names));
     if cx.errors.len() > before {
         return None;
     }
@@ -303,7 +303,7 @@ fn compile_match(cx: &mut Ctx, at: &str, m: &MatchConfig) -> Option<Matcher> {
 }
 
 /// `match.listeners`: names of defined listeners that serve routes, each once.
-fn compile_listeners(cx: &mut Ctx, at: &str, names: &[String]) -> Vec<Arc<str>> {
+pub(super) fn listener_names(cx: &mut Ctx, at: &str, names: &[String]) -> Vec<Arc<str>> {
     if names.is_empty() {
         cx.err(
             format!("{at}.listeners"),

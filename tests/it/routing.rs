@@ -379,8 +379,19 @@ routes:
   - { name: status-read, match: { path: /status, methods: [ GET ] }, static: { body: status } }
   - { name: orders-internal, match: { path: /orders, listeners: [ internal ] }, static: { body: orders-internal } }
   - { name: orders, match: { path: /orders }, static: { body: orders } }
+apis:
+  - { name: intapi, openapi: int.yaml, upstream: up, base_path: /intapi, docs: /intapi/docs, listeners: [ internal ] }
 "#;
-    let gw = portcullis::Gateway::start(&crate::support::load(yaml, std::path::Path::new("."))).await.unwrap();
+    // An API's operations, docs and all, are scoped the same way.
+    let up = crate::support::Upstream::start("up").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("int.yaml"),
+        "openapi: 3.0.3\ninfo: { title: t, version: '1' }\npaths:\n  /secret:\n    get: { responses: {} }\n",
+    )
+    .unwrap();
+    let yaml = format!("upstreams:\n  up: {{ targets: [ \"{}\" ] }}\n{yaml}", up.url());
+    let gw = portcullis::Gateway::start(&crate::support::load(&yaml, dir.path())).await.unwrap();
     let (public, internal) = (gw.addr("public").unwrap(), gw.addr("internal").unwrap());
     let on = |addr: std::net::SocketAddr, path: &str| format!("http://{addr}{path}");
 
@@ -409,4 +420,8 @@ routes:
     // One path, a route per listener: each listener its own.
     assert_eq!(get(&on(internal, "/orders"), &[]).await.text(), "orders-internal");
     assert_eq!(get(&on(public, "/orders"), &[]).await.text(), "orders");
+    for path in ["/intapi/secret", "/intapi/docs", "/intapi/docs/openapi.json"] {
+        assert_eq!(get(&on(internal, path), &[]).await.status.as_u16(), 200, "{path}");
+        assert_eq!(get(&on(public, path), &[]).await.status.as_u16(), 404, "{path}");
+    }
 }
