@@ -6,6 +6,7 @@ pub mod field_errors;
 pub mod locate;
 pub mod observe;
 pub mod resilience;
+pub(crate) mod strict_json;
 mod structure;
 pub mod warning_names;
 pub(crate) use structure::reads_environment;
@@ -167,7 +168,15 @@ pub fn load_file(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
 pub fn load_document(path: &Path) -> Result<serde_json::Value, String> {
     let text = read_text(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
     let parsed: Result<serde_json::Value, String> = if path.extension().is_some_and(|e| e == "json") {
-        serde_json::from_str(&text).map_err(|e| e.to_string())
+        strict_json::from_str(&text).map_err(|e| {
+            // A YAML document saved as `.json`: the name decides the reader.
+            let yaml_like = !text.trim_start().starts_with(['{', '[', '"']) && e.line() <= 1 && e.column() <= 1;
+            if yaml_like {
+                format!("{e} (a `.json` file is read as JSON: name it `.yaml` if it is YAML)")
+            } else {
+                e.to_string()
+            }
+        })
     } else {
         // The operator's own files (at most 64 MiB, `read_text`): the
         // reader's default budget (250,000 nodes) refused Stripe's and
@@ -179,7 +188,22 @@ pub fn load_document(path: &Path) -> Result<serde_json::Value, String> {
         serde_saphyr::from_str_with_options(&text, options).map_err(|e| {
             let text = e.to_string();
             match text.find("budget breached") {
-                Some(at) => format!("too large for the YAML reader ({}): convert it to JSON", &text[at..]),
+                // The breach is a Rust value's debug text
+                // (`RecordedAnchorEvents { recorded_anchor_events: 1000001 }`):
+                // said in words, `recorded anchor events`.
+                Some(at) => {
+                    let kind = text[at..].trim_start_matches("budget breached").trim_start_matches([':', ' ']);
+                    let kind = kind.split([' ', '{', '(']).next().unwrap_or_default();
+                    let words: String = kind
+                        .chars()
+                        .flat_map(|c| if c.is_uppercase() { vec![' ', c.to_ascii_lowercase()] } else { vec![c] })
+                        .collect();
+                    format!(
+                        "too large for the YAML reader (too many{}: the budget is 4,000,000 nodes; aliases count \
+                         each time they are used): convert it to JSON",
+                        words.trim_end()
+                    )
+                }
                 None => text,
             }
         })
@@ -535,6 +559,22 @@ fn allow_variables(v: &mut serde_json::Value) {
 
 #[cfg(test)]
 mod tests {
+    /// JSON documents: a name twice in an object is refused (serde_json kept
+    /// the last silently); YAML saved as `.json` is told so.
+    #[test]
+    fn json_documents_are_read_strictly() {
+        let dir = tempfile::tempdir().unwrap();
+        let twice = dir.path().join("twice.json");
+        std::fs::write(&twice, r#"{"type": "object", "properties": {"a": {"type": "integer"}}, "properties": {}}"#)
+            .unwrap();
+        let e = load_document(&twice).unwrap_err();
+        assert!(e.contains("`properties` is given twice") && e.contains("twice.json"), "{e}");
+        let yaml = dir.path().join("spec.json");
+        std::fs::write(&yaml, "openapi: 3.0.3\ninfo: { title: t, version: '1' }\n").unwrap();
+        let e = load_document(&yaml).unwrap_err();
+        assert!(e.contains("name it `.yaml`"), "{e}");
+    }
+
     /// Published API descriptions run to hundreds of thousands of YAML
     /// nodes (Stripe's, GitHub's): a document is not held to the reader's
     /// default budget of 250,000.

@@ -440,7 +440,15 @@ impl<'a> Scanner<'a> {
         let l = &self.limits;
         let detail = match fault {
             Fault::Syntax => match self.bytes.get(self.at) {
-                Some(b) => format!("invalid JSON at byte {} (`{}`)", self.at, char::from(*b).escape_default()),
+                // A byte-order mark is allowed to be refused (RFC 8259 §8.1),
+                // and said as such; any other byte beyond ASCII as its value.
+                Some(0xEF) if self.at == 0 && self.bytes.starts_with(b"\xEF\xBB\xBF") => {
+                    "invalid JSON at byte 0: a byte-order mark (UTF-8 JSON has none, RFC 8259 §8.1)".to_string()
+                }
+                Some(b) if b.is_ascii_graphic() || *b == b' ' => {
+                    format!("invalid JSON at byte {} (`{}`)", self.at, char::from(*b))
+                }
+                Some(b) => format!("invalid JSON at byte {} (byte 0x{b:02X})", self.at),
                 None => "invalid JSON: the document ends early".to_string(),
             },
             Fault::Depth => format!("nested deeper than {} levels", l.max_depth),
@@ -651,6 +659,17 @@ mod tests {
 
     fn refused(doc: &str) -> Violation {
         check(doc.as_bytes(), &limits()).expect_err(doc)
+    }
+
+    /// Where the reading stopped, said plainly: a byte-order mark as one,
+    /// a byte beyond ASCII by its value (not Rust's escape of a Latin-1 char).
+    #[test]
+    fn syntax_errors_name_the_byte_plainly() {
+        let l = JsonLimits::default();
+        let bom = check(b"\xEF\xBB\xBF{}", &l).unwrap_err();
+        assert_eq!(bom.detail, "invalid JSON at byte 0: a byte-order mark (UTF-8 JSON has none, RFC 8259 §8.1)");
+        assert_eq!(check("{\"a\":é}".as_bytes(), &l).unwrap_err().detail, "invalid JSON at byte 5 (byte 0xC3)");
+        assert_eq!(check(b"{\"a\":x}", &l).unwrap_err().detail, "invalid JSON at byte 5 (`x`)");
     }
 
     #[test]

@@ -137,7 +137,9 @@ impl Param {
             return;
         }
         if self.json {
-            match serde_json::from_str::<Value>(values[0]) {
+            // A name twice in the object is refused, as in a body: the
+            // gateway would check one and the service might read the other.
+            match crate::config::strict_json::from_str(values[0]) {
                 Ok(value) => self.check_value(place, &value, problems),
                 Err(_) => self.malformed(place, "a JSON value", problems),
             }

@@ -539,3 +539,22 @@ fn a_query_of_many_names_keeps_few_problems() {
         assert_eq!(problems.len(), MAX_ERRORS, "{:?}", problems.first());
     }
 }
+
+/// A JSON-content parameter with a name twice in its object is refused,
+/// as a body is: checked by the last, it might be read by the first.
+#[test]
+fn a_json_parameter_with_a_name_twice_is_refused() {
+    let formats = BTreeMap::new();
+    let filter = Param::compile(
+        "query",
+        "filter",
+        &json!({ "type": "object", "properties": { "role": { "const": "user" } }, "content": "application/json" }),
+        &formats,
+    )
+    .unwrap();
+    let mut problems = Vec::new();
+    filter.check("query", &[r#"{"role":"user"}"#], &mut problems);
+    assert!(problems.is_empty(), "{problems:?}");
+    filter.check("query", &[r#"{"role":"admin","role":"user"}"#], &mut problems);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+}
