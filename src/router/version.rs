@@ -41,7 +41,7 @@ impl VersionMatch {
     /// `default`); `None` when it names this version beside another.
     pub fn decide(&self, headers: &HeaderMap) -> Option<bool> {
         match self.requested(headers) {
-            Requested::One(v) => Some(v == *self.value),
+            Requested::One(v) => Some(same_version(&v, &self.value)),
             Requested::None => Some(self.default),
             Requested::Several(..) if self.named(headers) => None,
             Requested::Several(..) => Some(false),
@@ -51,7 +51,7 @@ impl VersionMatch {
     /// Whether any version the request names is this one.
     fn named(&self, headers: &HeaderMap) -> bool {
         let mut found = false;
-        self.each_requested(headers, |v| found |= v == &*self.value);
+        self.each_requested(headers, |v| found |= same_version(v, &self.value));
         found
     }
 
@@ -67,7 +67,7 @@ impl VersionMatch {
         let mut found = Requested::None;
         self.each_requested(headers, |v| match &found {
             Requested::None => found = Requested::One(v.to_string()),
-            Requested::One(seen) if seen == v => {}
+            Requested::One(seen) if same_version(seen, v) => {}
             Requested::One(seen) => found = Requested::Several(seen.clone(), v.to_string()),
             Requested::Several(..) => {}
         });
@@ -102,12 +102,46 @@ impl VersionMatch {
 
     /// Whether one request could satisfy both.
     pub fn overlaps(&self, other: &VersionMatch) -> bool {
-        self.source != other.source || self.value == other.value || (self.default && other.default)
+        self.source != other.source || same_version(&self.value, &other.value) || (self.default && other.default)
     }
 
     pub fn covers(&self, other: &VersionMatch) -> bool {
-        self.source == other.source && self.value == other.value && (self.default || !other.default)
+        self.source == other.source && same_version(&self.value, &other.value) && (self.default || !other.default)
     }
+}
+
+/// Whether two spellings name one version: quotes aside (`"2"`), and a
+/// version of numbers compared by number (`2`, `2.0`, `02`, `v2`), as
+/// ASP.NET API Versioning and other services read them. Compared as
+/// written, `Accept-Version: 2.0` missed the route for `2` and fell to a
+/// broader one, while the service behind served its version 2.
+fn same_version(a: &str, b: &str) -> bool {
+    let (a, b) = (unquoted(a), unquoted(b));
+    a == b || numbers(a).is_some_and(|x| numbers(b).is_some_and(|y| x == y))
+}
+
+fn unquoted(v: &str) -> &str {
+    v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v).trim()
+}
+
+/// `v2.10` as the numbers 2 and 10 with trailing zeros left out (`2.0` is
+/// `2`), each without its leading zeros; `None` if it is not all numbers.
+fn numbers(v: &str) -> Option<Vec<&str>> {
+    let v = v.strip_prefix(['v', 'V']).unwrap_or(v);
+    let mut parts: Vec<&str> = Vec::new();
+    for p in v.split('.') {
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        parts.push(match p.trim_start_matches('0') {
+            "" => "0",
+            n => n,
+        });
+    }
+    while parts.len() > 1 && parts.last() == Some(&"0") {
+        parts.pop();
+    }
+    Some(parts)
 }
 
 /// The parameters of every media range in an `Accept` value, read as RFC
@@ -198,5 +232,29 @@ mod tests {
         assert!(v.matches(&h));
         h.append(&name, "2".parse().unwrap());
         assert!(!v.matches(&h), "1 and 2: ambiguous, not even the default");
+    }
+
+    /// One version in other spellings is that version: quoted, with
+    /// trailing zeros, leading zeros, a `v`; and two spellings of it agree.
+    #[test]
+    fn spellings_of_a_number_are_one_version() {
+        let name = HeaderName::from_static("accept-version");
+        let v = VersionMatch { source: VersionSource::Header(name.clone()), value: "2".into(), default: false };
+        for same in ["2", "\"2\"", "2.0", "02", "2.0.0", "v2", "V2.0"] {
+            let mut h = HeaderMap::new();
+            h.insert(&name, same.parse().unwrap());
+            assert!(v.matches(&h), "{same}");
+        }
+        for other in ["3", "2.1", "20", "0.2", "2a", "two", "v", "", "2..0", "\"2"] {
+            let mut h = HeaderMap::new();
+            h.insert(&name, other.parse().unwrap());
+            assert!(!v.matches(&h), "{other}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(&name, "2, 2.0".parse().unwrap());
+        assert!(v.matches(&h), "one version twice is not two");
+        let v10 = VersionMatch { value: "1.0".into(), ..v.clone() };
+        assert!(v10.overlaps(&VersionMatch { value: "1".into(), ..v.clone() }), "one version on two routes");
+        assert!(!v10.overlaps(&v));
     }
 }

@@ -122,6 +122,11 @@ routes:
     assert_eq!(get(&gw.url("/orders"), &[("accept-version", "1")]).await.text(), "v1");
     assert_eq!(get(&gw.url("/orders"), &[("accept-version", "2")]).await.text(), "v2");
     assert_eq!(get(&gw.url("/orders"), &[("accept-version", "9")]).await.status, 404);
+    // Other spellings of the version are that version (a service reads `2.0` as 2).
+    for spelled in ["2.0", "\"2\"", "02", "v2"] {
+        assert_eq!(get(&gw.url("/orders"), &[("accept-version", spelled)]).await.text(), "v2", "{spelled}");
+    }
+    assert_eq!(get(&gw.url("/orders"), &[("accept-version", "2, 2.0")]).await.text(), "v2");
     // Two versions in one request: the service might read the other one.
     let both = [("accept-version", "1"), ("accept-version", "2")];
     assert_eq!(get(&gw.url("/orders"), &both).await.status, 400);
