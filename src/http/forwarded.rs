@@ -105,13 +105,16 @@ fn x_forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
         .collect()
 }
 
-/// `for=` parameters of RFC 7239 `Forwarded`.
+/// `for=` parameters of RFC 7239 `Forwarded`, one per element: an element
+/// without one (a proxy that writes only `proto=` and `host=`, as HAProxy
+/// can) is a hop of unknown address, where the walk from the right stops.
+/// Skipped, the client's own element before it was believed.
 fn forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
     let lines = headers.get_all(http::header::FORWARDED);
     lines
         .iter()
         .flat_map(|v| split_outside_quotes(v.to_str().unwrap_or("for=?"), b','))
-        .filter_map(|element| param(element, "for").map(|v| parse_node(&v)))
+        .map(|element| param(element, "for").and_then(|v| parse_node(&v)))
         .collect()
 }
 
@@ -233,6 +236,16 @@ mod tests {
         // A comma inside quotes does not start an element: one invalid value, the walk stops there.
         let h = headers(&[("forwarded", "for=\"1.1.1.1, for=2.2.2.2\"")]);
         assert_eq!(resolve("10.0.0.1".parse().unwrap(), &h, &forwarded).ip, "10.0.0.1".parse::<IpAddr>().unwrap());
+        // The trusted proxy's element has no `for=` (it wrote `proto` and
+        // `host` only): an unknown hop, not a step to the client's own.
+        for said in [&["for=203.0.113.9", "proto=https;host=api.example"][..], &["for=203.0.113.9, by=10.0.0.1"]] {
+            let h = headers(&said.iter().map(|v| ("forwarded", *v)).collect::<Vec<_>>());
+            assert_eq!(
+                resolve("10.0.0.1".parse().unwrap(), &h, &forwarded).ip,
+                "10.0.0.1".parse::<IpAddr>().unwrap(),
+                "{said:?}"
+            );
+        }
     }
 
     #[test]
