@@ -154,3 +154,20 @@ routes:
     // A route scoped to a listener and one for every listener, on one path: no conflict.
     assert_eq!(errors.len(), 4, "{errors:?}");
 }
+
+/// Quotas sharing a name share one count, so one window.
+#[test]
+fn quotas_sharing_a_name_share_their_window() {
+    let text = r#"
+listeners: [ { name: gw, bind: "127.0.0.1:0" } ]
+routes:
+  - { name: a, match: { path: /a }, static: { body: a }, quota: [ { name: q, key: ip, limit: 2, per: minute } ] }
+  - { name: b, match: { path: /b }, static: { body: b }, quota: [ { name: q, key: ip, limit: 9, per: minute } ] }
+  - { name: c, match: { path: /c }, static: { body: c }, quota: [ { name: q, key: ip, limit: 2, per: hour } ] }
+"#;
+    let loaded = crate::config::parse_str(text, "t.yaml", std::path::Path::new(".")).unwrap();
+    let errors = crate::plan::compile(&loaded).expect_err("refused").0;
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["routes[0].quota[0].per", "routes[1].quota[0].per", "routes[2].quota[0].per"], "{errors:?}");
+    assert!(errors[2].message.contains("this one is per hour, another per minute"), "{}", errors[2].message);
+}

@@ -436,3 +436,25 @@ async fn corrupt_redis_quota_counters_fail_closed_when_large_and_restart_when_no
         assert!(ttl > 0, "{value:?}: the window's expiry, TTL {ttl}");
     }
 }
+
+/// Limits sharing a `name` with different rates: each applies its own rate
+/// to the one budget, and the faster one does not cut the budget the
+/// slower one spent (a route at 1/min admitted a request every few tenths
+/// of a second beside one at 10/s).
+#[tokio::test]
+async fn a_shared_budget_is_not_refilled_by_a_faster_limit_on_it() {
+    let gw = gateway(
+        r#"
+routes:
+  - { name: slow, match: { path: /slow }, static: { body: ok }, rate_limit: [ { name: mixed, key: ip, rate: 1/min } ] }
+  - { name: fast, match: { path: /fast }, static: { body: ok }, rate_limit: [ { name: mixed, key: ip, rate: 10/s } ] }
+"#,
+    )
+    .await;
+    assert_eq!(get(&gw.url("/slow"), &[]).await.status, 200);
+    assert_eq!(get(&gw.url("/slow"), &[]).await.status, 429);
+    assert_eq!(get(&gw.url("/fast"), &[]).await.status, 429, "the budget is spent for a minute");
+    // Longer than the fast limit's step (100 ms), far shorter than the slow one's.
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    assert_eq!(get(&gw.url("/slow"), &[]).await.status, 429);
+}

@@ -46,8 +46,8 @@ pub(super) fn ineffective_limit_settings(loaded: &LoadedConfig, found: &mut Foun
                 found.add(
                     NAME,
                     format!("{at}.ipv6_prefix"),
-                    "`ipv6_prefix` applies to an `ip` key; this limit's key has none (only its fallback to \
-                     the client address uses it)",
+                    "`ipv6_prefix` applies to an `ip` key; this limit's key has none, and its fallback to \
+                     the client address counts whole addresses: it does nothing here",
                 );
             }
         }

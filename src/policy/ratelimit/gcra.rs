@@ -17,6 +17,9 @@ pub struct Gcra {
     pub tolerance: u64,
     /// Excess admitted without waiting (`u64::MAX`: nodelay).
     pub free_excess: u64,
+    /// How far past now a stored TAT can be: `B·T + T`, or the most of the
+    /// limits sharing its `name` (each adds its own `T` to one TAT).
+    pub span: u64,
 }
 
 /// The verdict on one request.
@@ -36,11 +39,20 @@ pub struct Decision {
 impl Gcra {
     pub fn new(count: u64, period_ns: u64, burst: u64, delay: Option<u64>) -> Gcra {
         let interval = (period_ns / count.max(1)).max(1);
+        let tolerance = interval.saturating_mul(burst);
         Gcra {
             interval,
-            tolerance: interval.saturating_mul(burst),
+            tolerance,
             free_excess: delay.map_or(u64::MAX, |d| interval.saturating_mul(d)),
+            span: tolerance.saturating_add(interval),
         }
+    }
+
+    /// The limit, sharing its TAT with limits that can set it as far as
+    /// `span` past now: a faster one must not cut what a slower one set.
+    pub fn sharing(mut self, span: u64) -> Gcra {
+        self.span = self.span.max(span);
+        self
     }
 
     /// Requests admitted at once from an idle state.
@@ -52,12 +64,12 @@ impl Gcra {
     /// returns the decision and the TAT to store: when admitted, or when
     /// the stored one was later than this limit could have set.
     pub fn check(&self, tat: u64, now: u64) -> (Decision, Option<u64>) {
-        // No later than this limit itself could have set it (`now + B·T +
-        // T`): a TAT stored under a slower limit before a reload raised it
-        // (NGINX counts excess in requests, which a faster rate drains at
-        // once) or a corrupt shared counter holds a client back no longer
-        // than one interval.
-        let latest = now.saturating_add(self.tolerance).saturating_add(self.interval);
+        // No later than this limit itself (or the slowest sharing its name)
+        // could have set it (`now + B·T + T`): a TAT stored under a slower
+        // limit before a reload raised it (NGINX counts excess in requests,
+        // which a faster rate drains at once) or a corrupt shared counter
+        // holds a client back no longer than one interval.
+        let latest = now.saturating_add(self.span);
         let (stored, tat) = (tat, tat.max(now).min(latest));
         let excess = tat - now;
         if excess > self.tolerance {
@@ -146,6 +158,29 @@ mod tests {
         // Its own latest TAT changes nothing.
         let own = g.tolerance + g.interval;
         assert_eq!(g.check(own, 0).0.retry_after, g.interval);
+    }
+
+    /// Two limits sharing a name share one TAT: the faster one's checks,
+    /// refused or admitted, leave what the slower one set (a route at
+    /// 1/min admitted 5 requests in 1.5 s beside one at 10/s).
+    #[test]
+    fn a_faster_limit_sharing_the_tat_does_not_cut_a_slower_ones() {
+        let slow = Gcra::new(1, 60 * S, 0, None);
+        let fast = Gcra::new(10, S, 0, None);
+        let span = slow.span.max(fast.span);
+        let (slow, fast) = (slow.sharing(span), fast.sharing(span));
+        let (d, tat) = slow.check(0, 0);
+        assert!(d.allowed);
+        let mut tat = tat.unwrap();
+        for now in [S / 10, S / 5, S / 2] {
+            let (d, stored) = fast.check(tat, now);
+            assert!(!d.allowed, "the slow limit's minute is the shared budget's");
+            if let Some(t) = stored {
+                tat = t;
+            }
+            assert!(!slow.check(tat, now + S / 5).0.allowed, "at {now}");
+        }
+        assert!(slow.check(tat, 60 * S).0.allowed);
     }
 
     #[test]

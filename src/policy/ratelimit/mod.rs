@@ -359,6 +359,20 @@ impl Compiled {
     }
 }
 
+/// The longest `B·T + T` of the rate limits named `name` anywhere in the
+/// config (routes and API operations): how far past now their shared TAT
+/// can be set.
+fn shared_span(config: &crate::config::Config, name: &str) -> u64 {
+    let routes = config.routes.iter().flat_map(|r| &r.rate_limit);
+    let operations = config.apis.iter().flat_map(|a| a.operations.values()).flat_map(|o| &o.rate_limit);
+    routes
+        .chain(operations)
+        .filter(|r| r.name.as_deref() == Some(name) && r.burst <= crate::config::units::Rate::MAX_COUNT)
+        .map(|r| Gcra::new(r.rate.count, r.rate.per.as_nanos() as u64, r.burst, None).span)
+        .max()
+        .unwrap_or(0)
+}
+
 /// A route's limits for the `limit_by_ip` and the `limit` phase.
 pub type PhasedLimits = (Option<Compiled>, Option<Compiled>);
 
@@ -450,7 +464,10 @@ pub fn compile(cfg: &RouteLimits<'_>, cx: &mut CompileCtx<'_>) -> Result<PhasedL
             continue;
         }
         let delay = (r.mode == Mode::Delay).then(|| r.delay.unwrap_or(0));
-        let gcra = Gcra::new(r.rate.count, period, r.burst, delay);
+        let mut gcra = Gcra::new(r.rate.count, period, r.burst, delay);
+        if let Some(name) = &r.name {
+            gcra = gcra.sharing(shared_span(&cx.loaded.config, name));
+        }
         // Advertised as "q requests per w seconds": the rate's own period,
         // plus the burst that may come on top of it.
         let window_secs = r.rate.per.as_secs().max(1);
@@ -478,6 +495,22 @@ pub fn compile(cfg: &RouteLimits<'_>, cx: &mut CompileCtx<'_>) -> Result<PhasedL
                 format!("quota[{i}].limit"),
                 "a quota of 0 refuses everything; remove the route instead".into(),
             ));
+        }
+        // One count in one window: a quota per minute and one per hour
+        // sharing a name would each start the other's window over.
+        if let Some(name) = &q.name {
+            let routes = cx.loaded.config.routes.iter().flat_map(|r| &r.quota);
+            let operations = cx.loaded.config.apis.iter().flat_map(|a| a.operations.values()).flat_map(|o| &o.quota);
+            if let Some(other) = routes.chain(operations).find(|o| o.name.as_ref() == Some(name) && o.per != q.per) {
+                errors.push((
+                    format!("quota[{i}].per"),
+                    format!(
+                        "the quotas named `{name}` share one count, so one window: this one is per {}, another per {}",
+                        format!("{:?}", q.per).to_lowercase(),
+                        format!("{:?}", other.per).to_lowercase()
+                    ),
+                ));
+            }
         }
     }
     for (i, c) in concurrency.iter().enumerate() {

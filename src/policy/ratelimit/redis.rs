@@ -14,8 +14,9 @@ use super::gcra::{Decision, Gcra};
 
 /// Returns {allowed, excess_us_before, retry_us, reset_us}. A stored value
 /// that is no number (another program's, or corrupt) is no counter; one
-/// later than this limit could have set (`now + tolerance + interval`: a
-/// slower limit before a reload, or corrupt) is cut to that and stored so
+/// later than this limit could have set (`now + span`, `tolerance +
+/// interval` or the most of the limits sharing its name: a slower limit
+/// before a reload, or corrupt) is cut to that and stored so
 /// (as `Gcra::check`): one client's bad counter is neither an outage of
 /// the store for everyone nor a lockout without end.
 const GCRA_SCRIPT: &str = r"
@@ -23,11 +24,12 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
+local span = tonumber(ARGV[3])
 local stored = redis.pcall('GET', KEYS[1])
 local tat = nil
 if type(stored) == 'string' then tat = tonumber(stored) end
 if tat == nil or tat ~= tat or tat < now then tat = now end
-local latest = now + tolerance + interval
+local latest = now + span
 local cut = false
 if tat > latest then tat = latest; cut = true end
 local excess = tat - now
@@ -200,13 +202,13 @@ impl RedisStore {
         let us = |ns: u64| (ns / 1000).max(1);
         let tolerance = gcra.tolerance / 1000;
         let mut invocation = self.gcra.key(self.full_key("gcra", key));
-        invocation.arg(us(gcra.interval)).arg(tolerance);
+        invocation.arg(us(gcra.interval)).arg(tolerance).arg(us(gcra.span));
         let (allowed, excess, retry, reset): (i64, i64, i64, i64) = self.invoke(&invocation).await?;
-        // The script's answers are never past `tolerance + interval`; any
-        // other (a Redis that is not what it seems, a changed script) is
-        // the store failing, its `on_store_error` applies, and no
-        // arithmetic on it overflows.
-        let (tolerance_us, most) = (tolerance as i64, (tolerance + us(gcra.interval)) as i64);
+        // The script's answers are never past `span`; any other (a Redis
+        // that is not what it seems, a changed script) is the store
+        // failing, its `on_store_error` applies, and no arithmetic on it
+        // overflows.
+        let (tolerance_us, most) = (tolerance as i64, us(gcra.span).max(tolerance + us(gcra.interval)) as i64);
         let step = us(gcra.interval) as i64;
         let consistent = match allowed {
             // Admitted within the burst, nothing to wait, one step more to drain.
