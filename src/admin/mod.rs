@@ -93,6 +93,9 @@ fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    // As the public listeners' answers: never framed, no referrer.
+    resp.headers_mut().insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    resp.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     resp
 }
 
@@ -126,7 +129,7 @@ fn page() -> Response<Full<Bytes>> {
 /// The answer to a request without the admin token (when one is set).
 fn unauthorized(shared: &Shared, req: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
     let plan = shared.plan.load();
-    let Some(admin) = plan.admin.as_ref() else { return Some(needs_token()) };
+    let Some(admin) = plan.admin.as_ref() else { return Some(needs_token(false)) };
     // Without a token, loopback is the only guard, and a web page can get
     // around it by DNS rebinding (its own name, re-pointed at 127.0.0.1,
     // reads this API in the operator's browser): such a request names that
@@ -142,15 +145,18 @@ fn unauthorized(shared: &Shared, req: &Request<Incoming>) -> Option<Response<Ful
     let mut lines = req.headers().get_all(header::AUTHORIZATION).iter();
     let token = match (lines.next(), lines.next()) {
         (first, None) => first.map(HeaderValue::as_bytes),
-        (Some(_), Some(_)) => return Some(needs_token()),
+        (Some(_), Some(_)) => return Some(needs_token(true)),
         (None, Some(_)) => None,
     };
-    (!admin.authorized(token)).then(needs_token)
+    (!admin.authorized(token)).then(|| needs_token(token.is_some()))
 }
 
-fn needs_token() -> Response<Full<Bytes>> {
+/// 401; `given`: the request carried a credential, which was not the token
+/// (RFC 6750 §3.1: `error="invalid_token"`).
+fn needs_token(given: bool) -> Response<Full<Bytes>> {
     let mut resp = problem(StatusCode::UNAUTHORIZED, "this admin path needs `Authorization: Bearer <admin.token>`");
-    resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"admin\""));
+    let challenge = if given { "Bearer realm=\"admin\", error=\"invalid_token\"" } else { "Bearer realm=\"admin\"" };
+    resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
     resp
 }
 

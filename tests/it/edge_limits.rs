@@ -37,6 +37,18 @@ async fn oversized_requests_get_413_414_431() {
     assert_eq!(raw_status(&raw(gw.addr, &req).await), 431);
     let big = format!("GET / HTTP/1.1\r\nHost: x\r\nx-big: {}\r\nConnection: close\r\n\r\n", "b".repeat(40 << 10));
     assert_eq!(raw_status(&raw(gw.addr, &big).await), 431);
+    // A HEAD refused while its head is read gets the answer's head alone
+    // (RFC 9110 §9.3.2), its line read or not.
+    let many_head = format!("HEAD / HTTP/1.1\r\nHost: x\r\n{many}Connection: close\r\n\r\n");
+    // Past the head's size: refused before its line is whole.
+    let long_head = format!("HEAD /{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "a".repeat(40_000));
+    for (request, status) in [(many_head, 431), (long_head, 414)] {
+        let answer = raw(gw.addr, &request).await;
+        assert_eq!(raw_status(&answer), status, "{answer}");
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.to_ascii_lowercase().contains("content-type: application/problem+json"), "{head}");
+        assert_eq!(body, "", "{status}: no body for a HEAD");
+    }
     // Declared too large: refused before anything reaches the upstream.
     let req = "POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n";
     assert_eq!(raw_status(&raw(gw.addr, req).await), 413);

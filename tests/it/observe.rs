@@ -563,7 +563,12 @@ async fn admin_needs_its_token_and_stays_off_the_public_listener() {
         let r = get(&admin(&h, path), &[]).await;
         assert_eq!(r.status, 401, "{path}");
         assert_eq!(r.header("content-type"), Some("application/problem+json"));
-        assert_eq!(get(&admin(&h, path), &[("authorization", "Bearer wrong-token-0123456789")]).await.status, 401);
+        assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"admin\""));
+        assert_eq!((r.header("x-frame-options"), r.header("referrer-policy")), (Some("DENY"), Some("no-referrer")));
+        // A token that is not the one: said so (RFC 6750 §3.1).
+        let wrong = get(&admin(&h, path), &[("authorization", "Bearer wrong-token-0123456789")]).await;
+        assert_eq!(wrong.status, 401);
+        assert_eq!(wrong.header("www-authenticate"), Some("Bearer realm=\"admin\", error=\"invalid_token\""));
         assert_eq!(get(&admin(&h, path), &[("authorization", "Bearer admin-token-0123456789")]).await.status, 200);
         // Two credentials, whatever their order: one is checked, so neither is taken.
         for pair in [["Bearer admin-token-0123456789", "Bearer x"], ["Bearer x", "Bearer admin-token-0123456789"]] {

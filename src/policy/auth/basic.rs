@@ -218,6 +218,14 @@ fn verify(password: &str, hash: &str) -> bool {
     bcrypt::verify(password, hash).unwrap_or(false)
 }
 
+/// Whether the request offers a Basic credential at all (decodable or not:
+/// one that is not is an invalid credential, not a missing one).
+pub(super) fn offered(req: &request::Parts) -> bool {
+    req.headers
+        .get(header::AUTHORIZATION)
+        .is_some_and(|v| super::scheme_of(v.as_bytes()).0.eq_ignore_ascii_case(b"basic"))
+}
+
 /// `Authorization: Basic base64(user:password)`.
 pub(super) fn credentials(req: &request::Parts) -> Option<(String, String)> {
     let v = req.headers.get(header::AUTHORIZATION)?.as_bytes();

@@ -84,7 +84,7 @@ impl Provider {
             Provider::Jwt(j) => j.token(req).is_some(),
             Provider::Introspection(_) => bearer_token(req).is_some(),
             Provider::ApiKey(k) => k.key(req) != api_key::Presented::Absent,
-            Provider::Basic(_) => basic::credentials(req).is_some(),
+            Provider::Basic(_) => basic::offered(req),
             // A certificate outside the provider's `ca` is none of its
             // credentials: the route's next provider (another CA's) decides.
             Provider::Mtls(m) => ctx.client_cert.is_some_and(|c| m.takes(c)),

@@ -146,9 +146,14 @@ impl<T: Connection> Conn<T> {
                             let plan = shared.plan.load();
                             let request = e.request.as_deref();
                             let (status, detail) = (e.why.status(), e.why.to_string());
+                            // A HEAD's refusal has no body (RFC 9110 §9.3.2), its
+                            // method read from the line, or from the line's
+                            // start when the line itself was refused (too long).
+                            let head = request
+                                .map_or_else(|| self.buf.starts_with(b"HEAD "), |r| r.method() == http::Method::HEAD);
                             let resp = proxy::refuse(&plan, info, status, &detail, self.head_since, request);
                             // Boxed: a rare path, kept out of every idle connection's task.
-                            Box::pin(self.respond_and_close(resp, &mut timer)).await;
+                            Box::pin(self.respond_and_close(resp, head, &mut timer)).await;
                             return;
                         }
                     }
@@ -370,9 +375,9 @@ impl<T: Connection> Conn<T> {
         }
     }
 
-    async fn respond_and_close(&self, resp: http::Response<proxy::Body>, timer: &mut Timer) {
+    async fn respond_and_close(&self, resp: http::Response<proxy::Body>, head: bool, timer: &mut Timer) {
         let x = Exchange {
-            method: &http::Method::GET,
+            method: if head { &http::Method::HEAD } else { &http::Method::GET },
             version: http::Version::HTTP_11,
             keep_alive: false,
             now: Instant::now(),
