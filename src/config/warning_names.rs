@@ -23,6 +23,10 @@ pub const ALL: &[(&str, &str)] = &[
         "methods-fall-through",
         "a guarded route lists its `methods`, and the others on its paths go to a broader route that is not guarded",
     ),
+    (
+        "rewrite-reaches-guarded",
+        "a route's rewrite or aggregate call sends its upstream paths a guarded route to it stands in front of",
+    ),
     ("unreachable-route-path", "a route path no request path can be after normalization"),
     ("impossible-schema", "a schema whose lower bound is above its upper one: it refuses every value"),
     ("timeout-beyond-budget", "a time limit longer than the one that holds it: it never applies"),

@@ -13,14 +13,14 @@ use super::Found;
 
 /// A path pattern's segments (a `{param}` or a segment holding one is
 /// any segment) and whether it takes every path under them.
-struct Shape {
-    segments: Vec<Option<String>>,
-    prefix: bool,
+pub(super) struct Shape {
+    pub(super) segments: Vec<Option<String>>,
+    pub(super) prefix: bool,
     /// A `{*rest}` tail: at least one more segment.
-    rest: bool,
+    pub(super) rest: bool,
 }
 
-fn shape(r: &RouteConfig) -> Shape {
+pub(super) fn shape(r: &RouteConfig) -> Shape {
     let m = &r.matcher;
     let version = m.version.as_ref().and_then(|v| v.path_prefix.as_deref()).unwrap_or("");
     let (path, mut prefix) = match (&m.path_prefix, &m.path) {
@@ -45,7 +45,7 @@ fn shape(r: &RouteConfig) -> Shape {
 }
 
 /// Whether some request path matches both shapes.
-fn overlap(a: &Shape, b: &Shape) -> bool {
+pub(super) fn overlap(a: &Shape, b: &Shape) -> bool {
     let same = a.segments.iter().zip(&b.segments).all(|(x, y)| match (x, y) {
         (Some(x), Some(y)) => x == y,
         _ => true,
@@ -71,7 +71,7 @@ fn hosts_overlap(a: Option<&str>, b: Option<&str>) -> bool {
     a == b || under(&a, &b) || under(&b, &a)
 }
 
-fn guarded(r: &RouteConfig) -> bool {
+pub(super) fn guarded(r: &RouteConfig) -> bool {
     (!r.authenticate.is_empty() && !r.anonymous) || r.ip.is_some()
 }
 

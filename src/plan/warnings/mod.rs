@@ -9,6 +9,7 @@ mod fetches;
 mod limits;
 mod methods;
 mod refusing;
+mod rewrites;
 mod settings;
 mod timing;
 mod unenforced;
@@ -38,6 +39,7 @@ pub fn warnings(loaded: &LoadedConfig) -> Vec<ConfigError> {
     documents::unknown_formats(loaded, &mut found);
     documents::shadowed_strict_apis(loaded, &mut found);
     methods::methods_fall_through(loaded, &mut found);
+    rewrites::rewrites_reaching_guarded_paths(loaded, &mut found);
     unreachable_paths(loaded, &mut found);
     timing::timeouts_beyond_budgets(loaded, &mut found);
     refusing::routes_that_refuse_everything(loaded, &mut found);
