@@ -39,17 +39,19 @@ struct Row {
     /// The gateway must close the connection after its answers (the
     /// request's framing is in doubt: nothing after it may be read).
     closes: bool,
+    /// The request is a HEAD: its answer has no body, whatever its length says.
+    head: bool,
 }
 
 const fn row(name: &'static str, send: &'static [u8], statuses: &'static [u16], forwarded: usize) -> Row {
-    Row { name, send, statuses, forwarded, closes: false }
+    Row { name, send, statuses, forwarded, closes: false, head: false }
 }
 
 /// Refused by the gateway with one status; the upstream reads nothing; the
 /// connection may stay open (the framing was sound: a target refused).
 macro_rules! refused {
     ($name:expr, $send:expr, $status:literal) => {
-        Row { name: $name, send: $send, statuses: &[$status], forwarded: 0, closes: false }
+        Row { name: $name, send: $send, statuses: &[$status], forwarded: 0, closes: false, head: false }
     };
 }
 
@@ -58,13 +60,21 @@ macro_rules! refused {
 /// never be read as a request.
 macro_rules! cut {
     ($name:expr, $send:expr, $status:literal) => {
-        Row { name: $name, send: $send, statuses: &[$status], forwarded: 0, closes: true }
+        Row { name: $name, send: $send, statuses: &[$status], forwarded: 0, closes: true, head: false }
+    };
+}
+
+/// A HEAD refused as its head is read: one status, no body (a body would be
+/// read as the next answer), and the connection closed.
+macro_rules! cut_head {
+    ($name:expr, $send:expr, $status:literal) => {
+        Row { name: $name, send: $send, statuses: &[$status], forwarded: 0, closes: true, head: true }
     };
 }
 
 /// Forwarded once, answered 200.
 const fn passed(name: &'static str, send: &'static [u8]) -> Row {
-    Row { name, send, statuses: &[200], forwarded: 1, closes: false }
+    Row { name, send, statuses: &[200], forwarded: 1, closes: false, head: false }
 }
 
 const SMUGGLED: &str = "GET /admin/smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -102,6 +112,9 @@ const REQUESTS: &[Row] = &[
     cut!("empty content-length", b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length:\r\n\r\nhello", 400),
     cut!("content-length over 64 bits", b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n", 400),
     cut!("content-length over the body limit", b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n", 413),
+    // HEAD refused at its head: the answer's head alone, then the connection closes.
+    cut_head!("a HEAD with a bad version", b"HEAD /public/a HTTP/1.2\r\nHost: x\r\n\r\nGET /admin/smuggled HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    cut_head!("a HEAD with a coding other than chunked", b"HEAD /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
     // A chunk announced over the body limit: refused at its first bytes, none forwarded.
     cut!("a chunk over the body limit", b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffff\r\nSMUGGLED-DATA", 413),
 
@@ -329,13 +342,22 @@ where
         conn.send(r.send).await;
         let mut got = Vec::new();
         for _ in r.statuses {
-            match conn.response(false).await {
+            match conn.response(r.head).await {
                 Some(resp) => {
                     assert!(resp.status != 100, "{}: a 100 Continue: {}", r.name, resp.head);
                     got.push(resp.status);
                 }
                 None => break,
             }
+        }
+        // A HEAD's answer ends with its head: nothing follows it before the close.
+        if r.head {
+            assert!(
+                conn.closes().await,
+                "{}: bytes after a HEAD's answer: {:?}",
+                r.name,
+                String::from_utf8_lossy(conn.unread())
+            );
         }
         // Nothing more comes on this connection but the answer to the next
         // request on it, if the gateway kept it open.
