@@ -319,21 +319,34 @@ mod tests {
         assert!(h.available(&pool[0], h.ms(t0)));
     }
 
-    #[test]
-    fn a_new_pool_takes_over_what_the_old_one_knew() {
-        let t0 = Instant::now();
+    /// A pool with active and passive checks at `t0`: target 0 ejected
+    /// (three failures), target 1 found down by its probes.
+    fn ejected_and_down(t0: Instant) -> (PoolHealth, Vec<TargetHealth>) {
         let old = PoolHealth::new(t0, Some(passive(true)), true, AllUnhealthy::ServeAll);
         let targets: Vec<TargetHealth> = (0..2).map(|_| TargetHealth::default()).collect();
         for _ in 0..3 {
             old.record(&targets, 0, false, t0, 0.0);
         }
         targets[1].set_probe_down(true);
+        (old, targets)
+    }
+
+    /// The targets of `new`, taking over what `old`'s knew.
+    fn taken_over(new: &PoolHealth, old: &PoolHealth, targets: &[TargetHealth]) -> Vec<TargetHealth> {
+        let fresh: Vec<TargetHealth> = (0..targets.len()).map(|_| TargetHealth::default()).collect();
+        for (f, t) in fresh.iter().zip(targets) {
+            new.carry_over(f, old, t);
+        }
+        fresh
+    }
+
+    #[test]
+    fn a_new_pool_takes_over_what_the_old_one_knew() {
+        let t0 = Instant::now();
+        let (old, targets) = ejected_and_down(t0);
         let t1 = t0 + Duration::from_secs(10);
         let new = PoolHealth::new(t1, Some(passive(true)), true, AllUnhealthy::ServeAll);
-        let fresh: Vec<TargetHealth> = (0..2).map(|_| TargetHealth::default()).collect();
-        for i in 0..2 {
-            new.carry_over(&fresh[i], &old, &targets[i]);
-        }
+        let fresh = taken_over(&new, &old, &targets);
         assert_eq!(new.state(&fresh[0], t1 + Duration::from_secs(19)), State::Ejected, "30 s from t0");
         assert_eq!(new.state(&fresh[0], t1 + Duration::from_secs(20)), State::Healthy);
         assert_eq!(new.state(&fresh[1], t1), State::Unhealthy);
@@ -345,29 +358,18 @@ mod tests {
     #[test]
     fn a_reload_without_the_checks_forgets_their_verdicts() {
         let t0 = Instant::now();
-        let old = PoolHealth::new(t0, Some(passive(true)), true, AllUnhealthy::ServeAll);
-        let targets: Vec<TargetHealth> = (0..2).map(|_| TargetHealth::default()).collect();
-        for _ in 0..3 {
-            old.record(&targets, 0, false, t0, 0.0);
-        }
-        targets[1].set_probe_down(true);
+        let (old, targets) = ejected_and_down(t0);
         let t1 = t0 + Duration::from_secs(1);
         // Passive checks only: the probes' verdict goes, the ejection stays.
         let new = PoolHealth::new(t1, Some(passive(true)), false, AllUnhealthy::ServeAll);
-        let fresh: Vec<TargetHealth> = (0..2).map(|_| TargetHealth::default()).collect();
-        for i in 0..2 {
-            new.carry_over(&fresh[i], &old, &targets[i]);
-        }
+        let fresh = taken_over(&new, &old, &targets);
         assert_eq!(new.state(&fresh[1], t1), State::Healthy);
         assert!(new.available(&fresh[1], new.ms(t1)));
         assert_eq!(new.state(&fresh[0], t1), State::Ejected);
         // Active checks only (or observe-only passive ones): the ejection goes.
         for passive in [None, Some(self::passive(false))] {
             let new = PoolHealth::new(t1, passive, true, AllUnhealthy::ServeAll);
-            let fresh: Vec<TargetHealth> = (0..2).map(|_| TargetHealth::default()).collect();
-            for i in 0..2 {
-                new.carry_over(&fresh[i], &old, &targets[i]);
-            }
+            let fresh = taken_over(&new, &old, &targets);
             assert_eq!(new.state(&fresh[0], t1), State::Healthy);
             assert_eq!(new.state(&fresh[1], t1), State::Unhealthy, "the probes still run");
         }
