@@ -148,7 +148,9 @@ fn unauthorized(shared: &Shared, req: &Request<Incoming>) -> Option<Response<Ful
         (Some(_), Some(_)) => return Some(needs_token(true)),
         (None, Some(_)) => None,
     };
-    (!admin.authorized(token)).then(|| needs_token(token.is_some()))
+    // `error="invalid_token"` only for a bearer token (RFC 6750 §3.1).
+    let bearer = token.is_some_and(|t| t.len() > 7 && t[..7].eq_ignore_ascii_case(b"bearer "));
+    (!admin.authorized(token)).then(|| needs_token(bearer))
 }
 
 /// 401; `given`: the request carried a credential, which was not the token

@@ -89,8 +89,10 @@ impl VersionMatch {
             }
             VersionSource::AcceptParam(param) => {
                 for accept in headers.get_all(http::header::ACCEPT) {
-                    let Ok(accept) = accept.to_str() else { continue };
-                    for (name, value) in media_params(accept) {
+                    // Read whole even with a byte beyond ASCII in another
+                    // parameter: skipped, its version was routed past.
+                    let accept = String::from_utf8_lossy(accept.as_bytes());
+                    for (name, value) in media_params(&accept) {
                         if name.eq_ignore_ascii_case(param) {
                             see(&value);
                         }
@@ -219,6 +221,9 @@ mod tests {
         assert!(!v.matches(&h));
         h.insert(http::header::ACCEPT, "application/json; version=2".parse().unwrap());
         h.append(http::header::ACCEPT, "text/html; version=2".parse().unwrap());
+        assert!(v.matches(&h));
+        // A byte beyond ASCII in another parameter does not hide the version.
+        h.insert(http::header::ACCEPT, http::HeaderValue::from_bytes(b"application/json; version=2; x=\xE9").unwrap());
         assert!(v.matches(&h));
     }
 

@@ -1148,8 +1148,27 @@ async fn a_body_is_checked_against_its_own_media_types_schema_or_refused() {
             assert_eq!(send_typed(ct, r#"{"qty":2}"#).await, 200, "{:?}", ct.map(String::from_utf8_lossy));
         }
     }
-    // Not a JSON document: a text body passes, as declared.
+    // Not a JSON document: a text body passes, as declared, also one that
+    // starts as a document would (a log line) but is none.
     assert_eq!(send_typed(Some(b"text/plain"), "qty=-5").await, 200);
+    assert_eq!(send_typed(Some(b"text/plain"), "[INFO] started {x}").await, 200);
+    // Read as Python's `json.loads` reads bytes: a UTF-8 byte-order mark
+    // skipped, UTF-16 decoded; without a type, each is checked.
+    let encodings = |text: &str| -> Vec<Vec<u8>> {
+        let utf16 = |big: bool| -> Vec<u8> {
+            text.encode_utf16().flat_map(|u| if big { u.to_be_bytes() } else { u.to_le_bytes() }).collect()
+        };
+        let mut marked_le = vec![0xFF, 0xFE];
+        marked_le.extend(utf16(false));
+        vec![[&[0xEF, 0xBB, 0xBF][..], text.as_bytes()].concat(), utf16(true), marked_le]
+    };
+    for (body, status) in
+        encodings(bad).into_iter().map(|b| (b, 400)).chain(encodings(r#"{"qty":2}"#).into_iter().map(|b| (b, 200)))
+    {
+        let url = format!("http://{}/any", gw.addr("gw").unwrap());
+        let req = Request::builder().method("PUT").uri(url).body(Full::new(Bytes::from(body.clone()))).unwrap();
+        assert_eq!(send(&http1_client(), req).await.status.as_u16(), status, "{body:02X?}");
+    }
 }
 
 /// A recursive polymorphic schema (an OpenAPI `Pet` whose `children` are

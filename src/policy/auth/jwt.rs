@@ -209,7 +209,13 @@ impl Jwt {
             let path = loaded.resolve_file(file);
             let set = crate::config::read_file(&path)
                 .map_err(|e| format!("cannot read `{}`: {e}", path.display()))
-                .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("`{}` is not JSON: {e}", path.display())))
+                .and_then(|b| {
+                    // A name twice (`keys` twice, `k` twice in a key) is refused:
+                    // read leniently, the last one won, unseen.
+                    let text = String::from_utf8(b).map_err(|_| format!("`{}` is not UTF-8", path.display()))?;
+                    crate::config::strict_json::from_str(&text)
+                        .map_err(|e| format!("`{}` is not JSON: {e}", path.display()))
+                })
                 .and_then(|doc: serde_json::Value| {
                     // A set it can verify nothing with refuses every token: say so now.
                     let listed = doc.get("keys").and_then(|k| k.as_array()).map_or(0, Vec::len);
@@ -614,9 +620,15 @@ mod tests {
     #[test]
     fn a_jwks_file_without_a_usable_key_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        for (name, jwks) in [
-            ("empty.json", r#"{"keys": []}"#),
-            ("broken.json", r#"{"keys": [{"kty": "RSA", "kid": "x", "n": "abc"}]}"#),
+        for (name, jwks, why) in [
+            ("empty.json", r#"{"keys": []}"#, "holds no key the gateway can use"),
+            (
+                "broken.json",
+                r#"{"keys": [{"kty": "RSA", "kid": "x", "n": "abc"}]}"#,
+                "holds no key the gateway can use",
+            ),
+            // A name twice: read leniently, the last `keys` (or `k`) won, unseen.
+            ("twice.json", r#"{"keys": [], "keys": [{"kty": "oct", "k": "AAAA"}]}"#, "`keys` is given twice"),
         ] {
             std::fs::write(dir.path().join(name), jwks).unwrap();
             let yaml = format!("auth:\n  j: {{ jwt: {{ algorithms: [RS256], jwks_file: {name} }} }}\n");
@@ -627,7 +639,7 @@ mod tests {
             let shared = crate::policy::compile::Shared::default();
             let mut cx = CompileCtx::new(&loaded, "auth.j".into(), &shared);
             let errors = Jwt::compile(cfg, &mut cx).unwrap_err();
-            assert!(errors[0].1.contains("holds no key the gateway can use"), "{name}: {errors:?}");
+            assert!(errors[0].1.contains(why), "{name}: {errors:?}");
         }
     }
 

@@ -538,6 +538,18 @@ fn a_query_of_many_names_keeps_few_problems() {
         let problems = validate.parameters(&parts, &ctx);
         assert_eq!(problems.len(), MAX_ERRORS, "{:?}", problems.first());
     }
+    // Cookies likewise: names with a control character, other spellings of a declared one.
+    let cfg: ValidateConfig =
+        serde_json::from_value(json!({ "cookies": { "sess_id": { "type": "string" } } })).unwrap();
+    let validate = with_test_ctx(Shared::default(), |cx| Compiled::compile(&cfg, cx)).unwrap();
+    for cookie in [
+        (0..3000).map(|i| format!("c%01{i}=1")).collect::<Vec<_>>().join("; "),
+        (0..3000).map(|i| format!("sess_id[{i}]=1")).collect::<Vec<_>>().join("; "),
+    ] {
+        let req = http::Request::get("/x").header("cookie", cookie).body(()).unwrap();
+        let problems = validate.parameters(&req.into_parts().0, &ctx);
+        assert_eq!(problems.len(), MAX_ERRORS, "{:?}", problems.first());
+    }
 }
 
 /// A JSON-content parameter with a name twice in its object is refused,
