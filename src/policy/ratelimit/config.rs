@@ -123,6 +123,9 @@ pub struct QuotaConfig {
     pub name: Option<String>,
     #[serde(default)]
     pub on_store_error: OnStoreError,
+    /// Count IPv6 clients by network prefix (e.g. 64) instead of address.
+    #[schemars(range(max = 128))]
+    pub ipv6_prefix: Option<u8>,
 }
 
 /// `{ key: ip, max: 10 }`: requests in flight at once (NGINX `limit_conn`).
@@ -132,6 +135,9 @@ pub struct ConcurrencyConfig {
     pub key: KeySpec,
     pub max: u32,
     pub name: Option<String>,
+    /// Count IPv6 clients by network prefix (e.g. 64) instead of address.
+    #[schemars(range(max = 128))]
+    pub ipv6_prefix: Option<u8>,
 }
 
 /// Where counters live.

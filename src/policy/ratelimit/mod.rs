@@ -480,7 +480,16 @@ pub fn compile(cfg: &RouteLimits<'_>, cx: &mut CompileCtx<'_>) -> Result<PhasedL
         phase.rates.push(limit);
     }
     for (i, q) in quotas.iter().enumerate() {
-        match Key::compile(&q.key, scope(&q.name, &q.key, format!("quota:{}:{:?}", q.limit, q.per), i), upstream, 128) {
+        if q.ipv6_prefix.is_some_and(|p| p > 128) {
+            errors.push((format!("quota[{i}].ipv6_prefix"), "a prefix length is 0 to 128".into()));
+        }
+        let prefix = q.ipv6_prefix.unwrap_or(128).min(128);
+        match Key::compile(
+            &q.key,
+            scope(&q.name, &q.key, format!("quota:{}:{:?}", q.limit, q.per), i),
+            upstream,
+            prefix,
+        ) {
             Ok(key) => {
                 let policy = policy_value(&key.label, q.limit, period_secs(q.per));
                 let decisions = Decisions::new(&registry, route, &key.label);
@@ -514,7 +523,11 @@ pub fn compile(cfg: &RouteLimits<'_>, cx: &mut CompileCtx<'_>) -> Result<PhasedL
         }
     }
     for (i, c) in concurrency.iter().enumerate() {
-        match Key::compile(&c.key, scope(&c.name, &c.key, format!("conc:{}", c.max), i), upstream, 128) {
+        if c.ipv6_prefix.is_some_and(|p| p > 128) {
+            errors.push((format!("concurrency[{i}].ipv6_prefix"), "a prefix length is 0 to 128".into()));
+        }
+        let prefix = c.ipv6_prefix.unwrap_or(128).min(128);
+        match Key::compile(&c.key, scope(&c.name, &c.key, format!("conc:{}", c.max), i), upstream, prefix) {
             Ok(key) => {
                 let decisions = Decisions::new(&registry, route, &key.label);
                 let limit = ConcurrencyLimit { key, max: c.max, decisions };

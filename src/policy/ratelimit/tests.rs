@@ -68,6 +68,21 @@ async fn a_quota_resets_when_the_calendar_window_turns() {
     assert_eq!(run(&quota, "192.0.2.1").await, (StatusCode::OK, Some((1, 60))), "the next minute");
 }
 
+/// `ipv6_prefix` on a quota: the addresses of one /64 share its count (a
+/// client with a /64 rotated addresses past a per-address quota).
+#[tokio::test(start_paused = true)]
+async fn a_quota_counts_an_ipv6_network_with_ipv6_prefix() {
+    let clock = WallClock::fixed(NOW);
+    let (by_ip, _) = limits("[]", "[ { key: ip, limit: 2, per: minute, ipv6_prefix: 64 } ]", "[]", &clock);
+    let quota = by_ip.unwrap();
+    assert_eq!(run(&quota, "2001:db8:1:2::1").await.0, StatusCode::OK);
+    assert_eq!(run(&quota, "2001:db8:1:2::2").await.0, StatusCode::OK);
+    assert_eq!(run(&quota, "2001:db8:1:2::3").await.0, StatusCode::TOO_MANY_REQUESTS, "one /64, one count");
+    assert_eq!(run(&quota, "2001:db8:1:3::1").await.0, StatusCode::OK, "another /64");
+    let refused = compiled("[]", "[ { key: ip, limit: 2, per: minute, ipv6_prefix: 129 } ]", "[]", &clock);
+    assert!(refused.is_err());
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_rate_refills_with_time_and_allows_its_burst() {
     let clock = WallClock::fixed(NOW);
