@@ -1082,6 +1082,8 @@ async fn a_body_is_checked_against_its_own_media_types_schema_or_refused() {
          /any-text:\n    put:\n      requestBody: { content: { 'text/*': { schema: { $ref: '#/components/schemas/Order' } } } }\n      \
          responses: {}\n  \
          /any:\n    put:\n      requestBody: { content: { '*/*': { schema: { $ref: '#/components/schemas/Order' } } } }\n      \
+         responses: {}\n  \
+         /upload:\n    put:\n      requestBody: { content: { '*/*': { schema: { type: string, format: binary } } } }\n      \
          responses: {}\n\
          components:\n  schemas:\n    Order: { type: object, additionalProperties: false, required: [qty], \
          properties: { qty: { type: integer, minimum: 1 } } }\n",
@@ -1152,6 +1154,11 @@ async fn a_body_is_checked_against_its_own_media_types_schema_or_refused() {
     // starts as a document would (a log line) but is none.
     assert_eq!(send_typed(Some(b"text/plain"), "qty=-5").await, 200);
     assert_eq!(send_typed(Some(b"text/plain"), "[INFO] started {x}").await, 200);
+    // An upload of any file (`type: string, format: binary`): bytes, never
+    // read as JSON, whatever their type says.
+    for ct in ["application/octet-stream", "application/json", "text/plain"] {
+        assert_eq!(send_body("PUT", "/upload", ct, r#"{"a":1}"#).await, 200, "{ct}");
+    }
     // Read as Python's `json.loads` reads bytes: a UTF-8 byte-order mark
     // skipped, UTF-16 decoded; without a type, each is checked.
     let encodings = |text: &str| -> Vec<Vec<u8>> {

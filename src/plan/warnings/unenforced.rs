@@ -45,13 +45,20 @@ pub(super) fn unenforced_openapi(loaded: &LoadedConfig, found: &mut Found) {
                     // A schema on a type the gateway does not read (`multipart/…`,
                     // `text/plain`, `application/xml`): only the media type is
                     // checked. A plain binary upload's schema says nothing more.
-                    if !read && c.get("schema").is_some_and(|s| !says_only_bytes(s)) {
+                    if !read
+                        && c.get("schema").is_some_and(|s| {
+                            !s.as_object().is_some_and(serde_json::Map::is_empty)
+                                && !crate::policy::validate::says_only_bytes(s)
+                        })
+                    {
                         note(format!("the `{media}` schema of {at} (only its media type is checked)"));
                     }
                     // A range's schema is checked on JSON and form bodies only: a
                     // body labelled `text/plain` passes unread, and a service that
                     // parses whatever it gets as JSON would act on it.
-                    if crate::policy::validate::is_json_range(essence) && c.get("schema").is_some() {
+                    if crate::policy::validate::is_json_range(essence)
+                        && c.get("schema").is_some_and(|s| !crate::policy::validate::says_only_bytes(s))
+                    {
                         note(format!(
                             "the `{essence}` schema of {at} (checked on JSON and form bodies only; \
                              a body sent as another type that is no JSON document passes unchecked)"
@@ -76,20 +83,6 @@ pub(super) fn unenforced_openapi(loaded: &LoadedConfig, found: &mut Found) {
             format!("`{}` declares what the gateway does not check: {}{more}", api.openapi, seen.join("; ")),
         );
     }
-}
-
-/// A schema that says nothing a gateway could check of a body it does not
-/// parse: none, `{}`, or a string of bytes (`type: string, format: binary`,
-/// OpenAPI's way to declare an upload), with notes.
-fn says_only_bytes(schema: &Value) -> bool {
-    let Some(map) = schema.as_object() else { return false };
-    map.iter().all(|(k, v)| match k.as_str() {
-        "type" => v == "string",
-        "format" => matches!(v.as_str(), Some("binary" | "byte" | "base64")),
-        "contentMediaType" | "contentEncoding" => true,
-        "description" | "title" | "example" | "examples" | "nullable" => true,
-        k => k.starts_with("x-"),
-    })
 }
 
 #[cfg(test)]

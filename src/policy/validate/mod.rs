@@ -104,6 +104,24 @@ struct BodyRule {
     /// back-references): each value it judges may take
     /// `PATTERN_BACKTRACK_LIMIT` steps, so a body's strings are counted first.
     backtracking: bool,
+    /// The schema says only "bytes" (`says_only_bytes`): the body is not read.
+    bytes_only: bool,
+}
+
+/// A schema that says nothing a gateway could check of a body's bytes:
+/// `{}`, or a string of bytes (`type: string, format: binary`, OpenAPI's
+/// way to declare an upload), with notes.
+pub(crate) fn says_only_bytes(schema: &Value) -> bool {
+    let Some(map) = schema.as_object() else { return false };
+    !map.is_empty()
+        && map.iter().all(|(k, v)| match k.as_str() {
+            "type" => v == "string",
+            "format" => matches!(v.as_str(), Some("binary" | "byte" | "base64")),
+            "contentMediaType" | "contentEncoding" => true,
+            "description" | "title" | "example" | "examples" | "nullable" => true,
+            k => k.starts_with("x-"),
+        })
+        && map.get("type").is_some_and(|t| t == "string")
 }
 
 /// A JSON Schema from the config, compiled with the config's named formats.
@@ -314,20 +332,24 @@ impl Compiled {
                                 })
                                 .ok();
                             let backtracking = backtracking_pattern(&s);
-                            (json, form, properties, shortcut, (report_budget::ReportBudget::of(&s), backtracking))
+                            let extras = (report_budget::ReportBudget::of(&s), backtracking, says_only_bytes(&s));
+                            (json, form, properties, shortcut, extras)
                         })
                         .map_err(in_file)
                 });
                 match compiled {
-                    Ok((json_schema, schema, properties, shortcut, (report_budget, backtracking))) => Some(BodyRule {
-                        shortcut,
-                        json_schema,
-                        report_budget,
-                        schema,
-                        backtracking,
-                        properties,
-                        required: b.required,
-                    }),
+                    Ok((json_schema, schema, properties, shortcut, (report_budget, backtracking, bytes_only))) => {
+                        Some(BodyRule {
+                            shortcut,
+                            json_schema,
+                            report_budget,
+                            schema,
+                            backtracking,
+                            bytes_only,
+                            properties,
+                            required: b.required,
+                        })
+                    }
                     Err((at, e)) => {
                         errors.add(at, e);
                         None
@@ -664,6 +686,13 @@ impl Compiled {
         // JSON document (as Python's `json.loads` reads bytes: a UTF-8
         // byte-order mark skipped, UTF-16 decoded) is checked as one; any
         // other passes unread.
+        let Some(rule) = &self.body else { return None };
+        // A schema of bytes (`type: string, format: binary`, an upload of
+        // any file) says nothing of what they are: read as JSON, a `.json`
+        // file would be refused as "not a string".
+        if rule.bytes_only {
+            return None;
+        }
         let sniffed =
             (!is_json(&media) && media != "application/x-www-form-urlencoded" && !self.content_types.contains(&media))
                 .then(|| as_json_document(bytes))
@@ -673,7 +702,6 @@ impl Compiled {
             None => (media, bytes.clone()),
         };
         let bytes = &owned;
-        let Some(rule) = &self.body else { return None };
         // A compressed body is not read here: checked as it is, it would be
         // refused as garbage (gzip) or passed unread to a service that
         // decodes it (a plain body labelled `br`). RFC 9110 §15.5.16: 415.
