@@ -485,6 +485,57 @@ pub(super) fn unsendable_target(to: &str) -> Option<String> {
     Some(format!("`{to}`: `{bad}` must be percent-encoded in a URL (a space is `%20`, `\\` is `%5C`, `é` is `%C3%A9`)"))
 }
 
+/// A rewrite's target (`replace_prefix.to`, a `path` template) as the
+/// upstream will read it: the gateway forwards it as written, so one that
+/// normalization would change (`//admin`, `/./admin`, `/x/../admin`,
+/// `/%61dmin`, a raw space or `ï`) reads as another path behind, past the
+/// routes (and the `rewrite-reaches-guarded` warning) that know it as
+/// written. Refused, with the form to write.
+fn normal_target(cx: &Ctx, target: &str) -> Result<(), String> {
+    use crate::http::normalize;
+    // Parameters stand in as plain tokens, put back in the answer.
+    let mut names: Vec<&str> = Vec::new();
+    let mut plain = String::with_capacity(target.len());
+    let mut rest = target;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else { break };
+        plain.push_str(&rest[..open]);
+        plain.push_str(&format!("pcl{}x", names.len()));
+        names.push(&rest[open..open + close + 1]);
+        rest = &rest[open + close + 1..];
+    }
+    plain.push_str(rest);
+    let back = |text: &str| {
+        let mut out = text.to_string();
+        for (i, name) in names.iter().enumerate() {
+            out = out.replace(&format!("pcl{i}x"), name);
+        }
+        out
+    };
+    let unusable = plain.bytes().any(|b| !b.is_ascii_graphic());
+    // An encoded `/` or a `%25` written in a target is the operator's
+    // meaning (`group%2Fproject`), not a client's trick.
+    let mut opts = normalize::Options::of(&cx.loaded.config.path_normalization);
+    (opts.reject_encoded_slash, opts.reject_double_encoding) = (false, false);
+    match normalize::normalize(&plain, &opts) {
+        Ok(n) if n == plain && !unusable => Ok(()),
+        Ok(n) if !unusable => {
+            Err(format!("`{target}` is not a normalized path: the upstream may read it as `{}`; write that", back(&n)))
+        }
+        _ => {
+            let encoded: String = plain
+                .bytes()
+                .map(|b| if b.is_ascii_graphic() { (b as char).to_string() } else { format!("%{b:02X}") })
+                .collect();
+            Err(format!(
+                "`{target}` holds what a request line cannot (a space, a byte beyond ASCII, a bad escape): \
+                 write it percent-encoded, `{}`",
+                back(&encoded)
+            ))
+        }
+    }
+}
+
 fn compile_rewrite(
     cx: &mut Ctx,
     at: &str,
@@ -529,11 +580,15 @@ fn compile_rewrite(
         let from = check_prefix("replace_prefix.from", &r.from);
         if !r.to.starts_with('/') {
             cx.err(format!("{at}.replace_prefix.to"), "must start with `/`");
+        } else if let Err(e) = normal_target(cx, &r.to) {
+            cx.err(format!("{at}.replace_prefix.to"), e);
         }
         from.map(|from| PathRewrite::ReplacePrefix { from, to: r.to.as_str().into() })
     } else if let Some(p) = &rw.path {
         if !p.starts_with('/') || p.contains(['?', '#']) {
             cx.err(format!("{at}.path"), "must start with `/` and hold a path only (the query is kept as sent)");
+        } else if let Err(e) = normal_target(cx, p) {
+            cx.err(format!("{at}.path"), e);
         }
         Template::parse(p, params).map(PathRewrite::Template).map_err(|e| cx.err(format!("{at}.path"), e)).ok()
     } else {

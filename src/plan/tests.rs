@@ -171,3 +171,33 @@ routes:
     assert_eq!(paths, ["routes[0].quota[0].per", "routes[1].quota[0].per", "routes[2].quota[0].per"], "{errors:?}");
     assert!(errors[2].message.contains("this one is per hour, another per minute"), "{}", errors[2].message);
 }
+
+/// A rewrite target is forwarded as written: one that normalization would
+/// change reads as another path behind (`//admin/{id}` as `/admin/7`),
+/// past the routes that know it as written. Refused, with the form to write.
+#[test]
+fn rewrite_targets_must_be_normalized_paths() {
+    let text = r#"
+listeners: [ { name: gw, bind: "127.0.0.1:0" } ]
+upstreams: { up: { targets: [ "http://127.0.0.1:9" ] } }
+routes:
+  - { name: a, match: { path: "/a/{id}" }, upstream: up, rewrite: { path: "//admin/{id}" } }
+  - { name: b, match: { path: "/b/{id}" }, upstream: up, rewrite: { path: "/./admin/{id}" } }
+  - { name: c, match: { path: "/c/{id}" }, upstream: up, rewrite: { path: "/%61dmin/{id}" } }
+  - { name: d, match: { path_prefix: /d }, upstream: up, rewrite: { replace_prefix: { from: /d, to: "/x/../admin" } } }
+  - { name: e, match: { path_prefix: /e }, upstream: up, rewrite: { replace_prefix: { from: /e, to: "/a b" } } }
+  - { name: f, match: { path: "/f/{id}" }, upstream: up, rewrite: { path: "/naïve/{id}" } }
+  - { name: g, match: { path: "/g/{id}" }, upstream: up, rewrite: { path: "/projects/group%2Fproject/{id}" } }
+  - { name: h, match: { path: "/h/{id}" }, upstream: up, rewrite: { path: "/users/{id}/files" } }
+"#;
+    let loaded = crate::config::parse_str(text, "t.yaml", std::path::Path::new(".")).unwrap();
+    let errors = crate::plan::compile(&loaded).expect_err("refused").0;
+    let at = |path: &str| errors.iter().find(|e| e.path == path).map(|e| e.message.clone()).unwrap_or_default();
+    assert!(at("routes[0].rewrite.path").contains("read it as `/admin/{id}`"), "{errors:?}");
+    assert!(at("routes[1].rewrite.path").contains("read it as `/admin/{id}`"), "{errors:?}");
+    assert!(at("routes[2].rewrite.path").contains("read it as `/admin/{id}`"), "{errors:?}");
+    assert!(at("routes[3].rewrite.replace_prefix.to").contains("read it as `/admin`"), "{errors:?}");
+    assert!(at("routes[4].rewrite.replace_prefix.to").contains("`/a%20b`"), "{errors:?}");
+    assert!(at("routes[5].rewrite.path").contains("`/na%C3%AFve/{id}`"), "{errors:?}");
+    assert_eq!(errors.len(), 6, "an encoded slash and a plain template are fine: {errors:?}");
+}
