@@ -58,15 +58,57 @@ fn rewritten(r: &RouteConfig) -> Option<Shape> {
     if let Some(path) = &rw.path {
         return Some(template(path, &catch_alls(r)));
     }
+    moved(r, shape(r))
+}
+
+/// What the route's prefix rewrite makes of the request paths `s` (all
+/// under its prefix, else `None`); `s` itself without a path rewrite;
+/// `None` for a template (its parameters are the route's own).
+fn moved(r: &RouteConfig, s: Shape) -> Option<Shape> {
+    let Some(rw) =
+        r.rewrite.as_ref().filter(|rw| rw.path.is_some() || rw.strip_prefix.is_some() || rw.replace_prefix.is_some())
+    else {
+        return Some(s);
+    };
+    if rw.path.is_some() {
+        return None;
+    }
     if let Some(prefix) = &rw.strip_prefix {
-        return strip(shape(r), prefix);
+        return strip(s, prefix);
     }
     let replace = rw.replace_prefix.as_ref()?;
-    let mut s = strip(shape(r), &replace.from)?;
+    let mut s = strip(s, &replace.from)?;
     let mut to: Vec<Option<String>> = literal_segments(&replace.to).into_iter().map(Some).collect();
     to.append(&mut s.segments);
     s.segments = to;
     Some(s)
+}
+
+/// Whether every path of `b` is one of `a`'s.
+fn covers(a: &Shape, b: &Shape) -> bool {
+    if a.segments.len() > b.segments.len() {
+        return false;
+    }
+    let same = a.segments.iter().zip(&b.segments).all(|(x, y)| match (x, y) {
+        (None, _) => true,
+        (Some(x), Some(y)) => x == y,
+        (Some(_), None) => false,
+    });
+    let longer = b.segments.len() > a.segments.len() || b.rest;
+    same && if a.prefix { !a.rest || longer } else { !b.prefix && a.segments.len() == b.segments.len() }
+}
+
+/// Whether `guard` takes every request of `open` whose path `open` would
+/// send into the guarded paths: the guard's own requests, moved by
+/// `open`'s rewrite, are all of them (`/v1/admin/…` stripped of `/v1` is
+/// the guard's `/admin/…`), and no host or header condition lets a request
+/// of those paths pass it by.
+fn guard_takes_them(open: &RouteConfig, guard: &RouteConfig, guarded_paths: &Shape) -> bool {
+    let m = &guard.matcher;
+    let conditional =
+        !m.headers.is_empty() || m.version.as_ref().is_some_and(|v| v.header.is_some() || v.accept_param.is_some());
+    let host = m.host.is_none() || m.host == open.matcher.host;
+    !conditional && host && moved(open, shape(guard)).is_some_and(|through| covers(&through, guarded_paths))
 }
 
 /// The paths the route's upstream gets, rewritten or not.
@@ -88,6 +130,19 @@ fn methods_meet(a: Option<&[String]>, b: Option<&[String]>) -> bool {
     a.iter().any(|m| b.contains(m))
 }
 
+/// What a route (or one of its aggregate calls) sends its upstream.
+struct Sent<'a> {
+    /// Where the warning points.
+    at: String,
+    upstream: &'a str,
+    paths: Shape,
+    /// `None`: any.
+    methods: Option<Vec<String>>,
+    /// A routed request (the router's precedence may give some of them to
+    /// the guard), not a call the gateway makes itself.
+    routed: bool,
+}
+
 pub(super) fn rewrites_reaching_guarded_paths(loaded: &LoadedConfig, found: &mut Found) {
     let routes = &loaded.config.routes;
     let guards: Vec<(&RouteConfig, &str, Shape)> = routes
@@ -98,23 +153,30 @@ pub(super) fn rewrites_reaching_guarded_paths(loaded: &LoadedConfig, found: &mut
     if guards.is_empty() {
         return;
     }
-    // What an unguarded route sends where: (its place, upstream, paths, method).
+    // What an unguarded route sends where: (its place, upstream, paths,
+    // method, whether the router's precedence may keep it off the guard's).
     for (i, r) in routes.iter().enumerate().filter(|(_, r)| !guarded(r)) {
-        let mut sends: Vec<(String, &str, Shape, Option<Vec<String>>)> = Vec::new();
-        if let (Some(u), Some(paths)) = (r.upstream.as_deref(), rewritten(r)) {
-            sends.push((format!("routes[{i}].rewrite"), u, paths, r.matcher.methods.clone()));
+        let mut sends: Vec<Sent<'_>> = Vec::new();
+        if let Some(upstream) = r.upstream.as_deref() {
+            let at = if r.rewrite.is_some() { format!("routes[{i}].rewrite") } else { format!("routes[{i}].match") };
+            let (paths, methods) = (upstream_paths(r), r.matcher.methods.clone());
+            sends.push(Sent { at, upstream, paths, methods, routed: true });
         }
         if let Some(a) = &r.aggregate {
             let catch = catch_alls(r);
             for (name, call) in &a.calls {
                 let method = call.method.clone().unwrap_or_else(|| "GET".into());
                 let at = format!("routes[{i}].aggregate.calls.{name}.path");
-                sends.push((at, call.upstream.as_str(), template(&call.path, &catch), Some(vec![method])));
+                let (upstream, paths) = (call.upstream.as_str(), template(&call.path, &catch));
+                sends.push(Sent { at, upstream, paths, methods: Some(vec![method]), routed: false });
             }
         }
-        for (at, upstream, paths, methods) in sends {
+        for Sent { at, upstream, paths, methods, routed } in sends {
             let hit = guards.iter().find(|(g, gu, gp)| {
-                *gu == upstream && methods_meet(methods.as_deref(), g.matcher.methods.as_deref()) && overlap(&paths, gp)
+                *gu == upstream
+                    && methods_meet(methods.as_deref(), g.matcher.methods.as_deref())
+                    && overlap(&paths, gp)
+                    && !(routed && guard_takes_them(r, g, gp))
             });
             if let Some((g, _, _)) = hit {
                 found.add(
@@ -167,6 +229,27 @@ mod tests {
         let (path, message) = found(routes).pop().expect("a warning");
         assert_eq!(path, "routes[1].rewrite");
         assert!(message.contains("route `public` sends upstream `c` paths that route `private` guards"), "{message}");
+        // The guard strips its prefix, the catch-all beside it does not:
+        // `/users` is the service path the guard serves as `/admin/users`.
+        let routes = "  - { name: admin, match: { path_prefix: /admin }, upstream: c, rewrite: { strip_prefix: /admin }, authenticate: [ k ] }\n\
+                      \x20 - { name: site, match: { path_prefix: / }, upstream: c }\n";
+        let found_here = found(routes);
+        assert_eq!(found_here.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(), ["routes[1].match"]);
+    }
+
+    /// The versioned layout: `/v1` and the guarded `/v1/admin`, both
+    /// stripped of `/v1`. Only `/v1/admin/…` becomes `/admin/…`, and the
+    /// router gives those to the guard: nothing to say.
+    #[test]
+    fn a_rewrite_whose_guarded_paths_the_guard_takes_is_not_named() {
+        let routes = "  - { name: admin, match: { path_prefix: /v1/admin }, upstream: b, rewrite: { strip_prefix: /v1 }, authenticate: [ k ] }\n\
+                      \x20 - { name: v1, match: { path_prefix: /v1 }, upstream: b, rewrite: { strip_prefix: /v1 } }\n\
+                      \x20 - { name: site, match: { path_prefix: / }, upstream: c }\n";
+        assert_eq!(found(routes), Vec::<(String, String)>::new());
+        // The guard on one host only: another host's `/v1/admin/…` passes it by.
+        let routes = "  - { name: admin, match: { host: admin.example, path_prefix: /v1/admin }, upstream: b, rewrite: { strip_prefix: /v1 }, authenticate: [ k ] }\n\
+                      \x20 - { name: v1, match: { path_prefix: /v1 }, upstream: b, rewrite: { strip_prefix: /v1 } }\n";
+        assert_eq!(found(routes).len(), 1);
     }
 
     #[test]
