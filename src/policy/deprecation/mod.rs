@@ -34,6 +34,11 @@ impl Compiled {
         }
         if let Some(s) = &d.sunset {
             match parse_date(s) {
+                // RFC 9745 §3: the sunset comes no earlier than the deprecation.
+                Some(t) if parse_date(&d.since).is_some_and(|since| t < since) => errors.add(
+                    "sunset",
+                    format!("`{s}` is before `since` (`{}`): an API is deprecated before it goes", d.since),
+                ),
                 // RFC 8594: an HTTP-date.
                 Some(t) => headers.push((
                     HeaderName::from_static("sunset"),

@@ -25,3 +25,12 @@ fn bad_dates_and_links_are_named() {
     let paths: Vec<&str> = errs.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(paths, ["since", "sunset", "link"]);
 }
+
+/// RFC 9745 §3: a `Sunset` earlier than the `Deprecation` is refused.
+#[test]
+fn a_sunset_before_the_deprecation_is_refused() {
+    let errs = compile("2026-01-01", Some("2025-01-01"), None).unwrap_err();
+    assert_eq!(errs.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(), ["sunset"]);
+    assert!(errs[0].1.contains("before `since`"), "{errs:?}");
+    assert!(compile("2026-01-01", Some("2026-01-01"), None).is_ok(), "the same day is fine");
+}
