@@ -79,6 +79,18 @@ const fn passed(name: &'static str, send: &'static [u8]) -> Row {
 
 const SMUGGLED: &str = "GET /admin/smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
 
+/// `\r\nHEAD /aaa…` past the head's size (431): refused before its line is whole.
+static HEAD_LINE_TOO_LONG: [u8; 40_000] = {
+    let mut bytes = [b'a'; 40_000];
+    let start = b"\r\nHEAD /";
+    let mut i = 0;
+    while i < start.len() {
+        bytes[i] = start[i];
+        i += 1;
+    }
+    bytes
+};
+
 #[rustfmt::skip]
 const REQUESTS: &[Row] = &[
     // -- Framing headers that a client tries to remove or double (review class 1, 2).
@@ -115,6 +127,7 @@ const REQUESTS: &[Row] = &[
     // HEAD refused at its head: the answer's head alone, then the connection closes.
     cut_head!("a HEAD with a bad version", b"HEAD /public/a HTTP/1.2\r\nHost: x\r\n\r\nGET /admin/smuggled HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     cut_head!("a HEAD with a coding other than chunked", b"HEAD /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+    cut_head!("a HEAD after a blank line, its head too large", &HEAD_LINE_TOO_LONG, 431),
     // A chunk announced over the body limit: refused at its first bytes, none forwarded.
     cut!("a chunk over the body limit", b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffff\r\nSMUGGLED-DATA", 413),
 
@@ -255,7 +268,7 @@ const REQUESTS: &[Row] = &[
     cut!("obs-fold", b"GET /public/a HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n", 400),
     cut!("line starting with whitespace after the request line", b"GET /public/a HTTP/1.1\r\n Host: x\r\n\r\n", 400),
     cut!("two spaces in the request line", b"GET  /public/a HTTP/1.1\r\nHost: x\r\n\r\n", 400),
-    cut!("HTTP/2.0 on an HTTP/1 line", b"GET /public/a HTTP/2.0\r\nHost: x\r\n\r\n", 400),
+    cut!("HTTP/2.0 on an HTTP/1 line", b"GET /public/a HTTP/2.0\r\nHost: x\r\n\r\n", 505),
     cut!("lower-case version", b"GET /public/a http/1.1\r\nHost: x\r\n\r\n", 400),
     cut!("control byte in the target", b"GET /public/\x01 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     refused!("non-ASCII target", b"GET /public/\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
@@ -350,6 +363,7 @@ where
                 None => break,
             }
         }
+        assert_eq!(got, r.statuses, "{}: the statuses answered", r.name);
         // A HEAD's answer ends with its head: nothing follows it before the close.
         if r.head {
             assert!(

@@ -148,9 +148,12 @@ impl<T: Connection> Conn<T> {
                             let (status, detail) = (e.why.status(), e.why.to_string());
                             // A HEAD's refusal has no body (RFC 9110 §9.3.2), its
                             // method read from the line, or from the line's
-                            // start when the line itself was refused (too long).
-                            let head = request
-                                .map_or_else(|| self.buf.starts_with(b"HEAD "), |r| r.method() == http::Method::HEAD);
+                            // start when the line itself was refused (too long),
+                            // past the blank lines allowed before it (RFC 9112 §2.2).
+                            let head = request.map_or_else(
+                                || self.buf.trim_ascii_start().starts_with(b"HEAD "),
+                                |r| r.method() == http::Method::HEAD,
+                            );
                             let resp = proxy::refuse(&plan, info, status, &detail, self.head_since, request);
                             // Boxed: a rare path, kept out of every idle connection's task.
                             Box::pin(self.respond_and_close(resp, head, &mut timer)).await;
