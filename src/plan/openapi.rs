@@ -23,7 +23,7 @@ use super::openapi_schema::{
 use crate::config::{ApiConfig, MatchConfig, RequestValidation, ResponseValidation, RouteConfig};
 use crate::policy::authz::config::AuthorizeConfig;
 use crate::policy::validate::config::{BodyConfig, ValidateConfig, ValidateMode};
-use crate::policy::validate::{is_json, is_json_range, media_essence as essence, pointer_token};
+use crate::policy::validate::{defs_name, is_json, is_json_range, media_essence as essence, pointer_token};
 
 const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 
@@ -640,9 +640,8 @@ fn with_defs(mut schema: Value, defs: &Map<String, Value>) -> Value {
 fn refs_to_defs(v: &Value, out: &mut Vec<String>) {
     match v {
         Value::Object(m) => {
-            if let Some(token) = m.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix("#/$defs/")) {
-                let token = token.split('/').next().unwrap_or(token);
-                out.push(token.replace("~1", "/").replace("~0", "~"));
+            if let Some(name) = m.get("$ref").and_then(Value::as_str).and_then(defs_name) {
+                out.push(name);
             }
             m.values().for_each(|x| refs_to_defs(x, out));
         }

@@ -7,6 +7,8 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::policy::validate::defs_name;
+
 /// Boolean `exclusiveMinimum`/`exclusiveMaximum` (draft 4's, and OpenAPI
 /// 3.0's) as the numeric bounds later drafts take: `exclusiveMinimum:
 /// true` with `minimum: 5` is `exclusiveMinimum: 5`; `false` is dropped.
@@ -124,10 +126,10 @@ pub(super) fn discriminated(v: &mut Value, defs: &Map<String, Value>) {
                 }
             }
             for r in &refs {
-                if let Some(name) = r.strip_prefix("#/$defs/")
+                if let Some(name) = defs_name(r)
                     && !picks.iter().any(|(_, t)| t == r)
                 {
-                    picks.push((name.to_string(), r.clone()));
+                    picks.push((name, r.clone()));
                 }
             }
             let names: Vec<Value> = picks.iter().map(|(value, _)| Value::String(value.clone())).collect();
@@ -156,11 +158,11 @@ pub(super) fn discriminated(v: &mut Value, defs: &Map<String, Value>) {
 /// `allOf` `$ref` to the same base schema, if they all do.
 fn inherited(refs: &[String], defs: &Map<String, Value>) -> Option<Value> {
     let base_of = |r: &String| -> Option<String> {
-        let def = defs.get(r.strip_prefix("#/$defs/")?)?;
+        let def = defs.get(&defs_name(r)?)?;
         def.get("allOf")?.as_array()?.iter().find_map(|part| {
             let base = part.get("$ref")?.as_str()?;
-            let base = base.strip_prefix("#/$defs/").or_else(|| base.strip_prefix("#/components/schemas/"))?;
-            defs.get(base)?.get("discriminator").is_some().then(|| base.to_string())
+            let base = defs_name(base).or_else(|| defs_name(&base.replacen("#/components/schemas/", "#/$defs/", 1)))?;
+            defs.get(&base)?.get("discriminator").is_some().then_some(base)
         })
     };
     let first = base_of(refs.first()?)?;
@@ -197,8 +199,8 @@ pub(super) fn lift_required(schema: &mut Value, direction: Direction, defs: &Map
         let referenced = property
             .get("$ref")
             .and_then(Value::as_str)
-            .and_then(|r| r.strip_prefix("#/$defs/"))
-            .and_then(|name| defs.get(name))
+            .and_then(defs_name)
+            .and_then(|name| defs.get(&name))
             .is_some_and(|def| def.get(flag) == Some(&Value::Bool(true)));
         own || referenced
     };

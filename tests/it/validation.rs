@@ -756,6 +756,58 @@ components:
     assert_eq!(up.count(), 7);
 }
 
+/// Component names that a URI fragment must percent-encode (`Sea Bird`
+/// is `#/components/schemas/Sea%20Bird`, RFC 6901 §6): found, and read
+/// as their names (a discriminator's value is the decoded name).
+#[tokio::test]
+async fn references_to_percent_encoded_component_names_resolve() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("birds.yaml"),
+        r##"
+openapi: 3.0.3
+info: { title: t, version: "1" }
+paths:
+  /birds:
+    post:
+      parameters:
+        - { name: n, in: query, schema: { $ref: "#/components/schemas/Count%7B%7D" } }
+      requestBody:
+        content:
+          application/json:
+            schema:
+              oneOf: [ { $ref: "#/components/schemas/Sea%20Bird" }, { $ref: "#/components/schemas/Owl" } ]
+              discriminator: { propertyName: kind }
+      responses: { "200": { description: ok } }
+components:
+  schemas:
+    Count{}: { type: integer, maximum: 5 }
+    Sea Bird: { type: object, required: [kind, wingspan], properties: { kind: { type: string }, wingspan: { type: number } } }
+    Owl: { type: object, required: [kind], properties: { kind: { type: string }, hoots: { type: boolean } } }
+"##,
+    )
+    .unwrap();
+    let up = Recorder::start().await;
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nupstreams:\n  u: {{ targets: [ \"{}\" ] }}\napis:\n\
+         \x20 - {{ name: b, openapi: birds.yaml, upstream: u }}\n",
+        up.url()
+    );
+    let gw = Gateway::start(&load(&yaml, dir.path())).await.expect("starts");
+    let post = async |path: &str, body: &str| {
+        call(&gw, "POST", path, &[("content-type", "application/json")], body).await.status.as_u16()
+    };
+    assert_eq!(post("/birds", r#"{"kind":"Sea Bird","wingspan":2}"#).await, 200);
+    assert_eq!(post("/birds", r#"{"kind":"Sea Bird"}"#).await, 400, "the Sea Bird schema checks it");
+    assert_eq!(post("/birds", r#"{"kind":"Owl","hoots":true}"#).await, 200);
+    assert_eq!(post("/birds", r#"{"kind":"Sea%20Bird","wingspan":2}"#).await, 400, "the name, not its URI spelling");
+    assert_eq!(
+        (post("/birds?n=5", r#"{"kind":"Owl"}"#).await, post("/birds?n=6", r#"{"kind":"Owl"}"#).await),
+        (200, 400)
+    );
+    assert_eq!(up.count(), 3);
+}
+
 /// Object-valued parameters in every style of OpenAPI's style table, the
 /// header parameters OpenAPI says to ignore, and body media types written
 /// with parameters or as `*/*`.

@@ -21,6 +21,7 @@ mod shortcut;
 mod tape;
 
 pub use params::query_overrides_method;
+pub use ref_cycle::defs_name;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -253,8 +254,9 @@ fn build<F: jsonschema::json::Json>(
                 pointer,
             }) => match pointer.strip_prefix("/$defs/") {
                 // An OpenAPI document's components are gathered as `$defs`.
-                Some(name) => format!(
-                    "`$ref: #{pointer}` names nothing here (in an OpenAPI document: no `#/components/schemas/{name}`)"
+                Some(_) => format!(
+                    "`$ref: #{pointer}` names nothing here (in an OpenAPI document: no `#/components/schemas/{}`)",
+                    &pointer["/$defs/".len()..]
                 ),
                 None => format!("`$ref: #{pointer}` names nothing in the schema"),
             },

@@ -402,11 +402,8 @@ const INLINED_DEPTH: u32 = 4;
 fn inlined(schema: &Value, defs: Option<&Map<String, Value>>, depth: u32) -> Value {
     match schema {
         Value::Object(m) => {
-            let target = m
-                .get("$ref")
-                .and_then(Value::as_str)
-                .and_then(|r| r.strip_prefix("#/$defs/"))
-                .and_then(|name| defs?.get(name));
+            let target =
+                m.get("$ref").and_then(Value::as_str).and_then(super::defs_name).and_then(|name| defs?.get(&name));
             if let Some(target) = target
                 && depth < INLINED_DEPTH
             {

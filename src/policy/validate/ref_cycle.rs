@@ -54,6 +54,17 @@ const ASSERTING: &[&str] = &[
     "$recursiveRef",
 ];
 
+/// The name of the `$defs` member a `$ref` (`#/$defs/<name>…`) points
+/// into, as the document has it: the fragment is URI-encoded (`A%20B`,
+/// RFC 6901 §6) and the token pointer-escaped (`a~1b` is `a/b`), as the
+/// validator reads it.
+pub fn defs_name(r: &str) -> Option<String> {
+    let rest = r.strip_prefix("#/$defs/")?;
+    let token = rest.split('/').next().unwrap_or(rest);
+    let token = percent_encoding::percent_decode_str(token).decode_utf8().ok()?;
+    Some(token.replace("~1", "/").replace("~0", "~"))
+}
+
 /// The first `$ref` (by the JSON pointer of the schema holding it) whose
 /// chain of same-document references comes back to itself without
 /// meeting an assertion, with the chain; `None` if there is none.
