@@ -979,6 +979,19 @@ async fn introspection_calls_under_way_are_bounded() {
     assert!(peak <= 64 && peak > 8, "calls under way at once: {peak}");
 }
 
+/// An introspection answer naming a member twice
+/// (`"active":false,"active":true`) is not an answer: readers disagree on
+/// which one counts (serde_json keeps the last), so it is refused as a
+/// JWT's claims are, and the request is not let through.
+#[tokio::test]
+async fn an_introspection_answer_naming_a_member_twice_is_not_trusted() {
+    let (addr, calls, _) = slow_introspection_endpoint(r#"{"active":false,"active":true,"sub":"dupe"}"#).await;
+    let (_gw, url) = introspecting_gateway(addr).await;
+    let reply = get(&url, &[("authorization", "Bearer dupe-1")]).await;
+    assert_eq!(reply.status, 503, "{}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
 /// Requests that bring one token the cache does not know yet wait for one
 /// lookup of it: a burst of 40 made 40 calls to the endpoint, and every
 /// one of them gets its answer (the identity, here).

@@ -189,7 +189,10 @@ impl Introspection {
         if !status.is_success() {
             return Err(format!("the endpoint answered {status}"));
         }
-        let doc: serde_json::Value = serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))?;
+        // A member named twice (`"active":false,"active":true`) is refused,
+        // as in a JWT: readers disagree on which one counts.
+        let text = std::str::from_utf8(&body).map_err(|_| "not UTF-8".to_string())?;
+        let doc = crate::config::strict_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
         Ok(self.read_answer(doc))
     }
 

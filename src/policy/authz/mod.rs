@@ -124,7 +124,9 @@ fn claim_ok(id: &Identity, path: &[String], test: &Test) -> bool {
         Test::OneOf(options) => as_text(value).is_some_and(|v| options.contains(&v)),
         Test::Contains(want) => match value {
             serde_json::Value::Array(items) => items.iter().filter_map(as_text).any(|v| &v == want),
-            serde_json::Value::String(s) => s.split_whitespace().any(|v| v == want),
+            // Words split at the ASCII space only, as scopes are (RFC 6749
+            // §3.3): `user\u{a0}admin` is one word, as the upstream reads it.
+            serde_json::Value::String(s) => s.split(' ').any(|v| v == want),
             _ => false,
         },
     }

@@ -84,6 +84,12 @@ fn claim_conditions_read_nested_claims() {
     let mut roles_as_text = claims.clone();
     roles_as_text["realm_access"]["roles"] = json!("viewer buyer");
     assert_eq!(decide(&p, Some(identity(&[], &[], roles_as_text, true))).0, StatusCode::OK);
+    // Words are split at the ASCII space only, as scopes: another blank joins them.
+    for joined in ["viewer\u{a0}buyer", "viewer\tbuyer", "viewer\u{3000}buyer", "viewer\nbuyer"] {
+        let mut one_word = claims.clone();
+        one_word["realm_access"]["roles"] = json!(joined);
+        assert_eq!(decide(&p, Some(identity(&[], &[], one_word, true))).0, StatusCode::FORBIDDEN, "{joined:?}");
+    }
     let mut missing = claims;
     missing.as_object_mut().unwrap().remove("tier");
     assert_eq!(decide(&p, Some(identity(&[], &[], missing, true))).0, StatusCode::FORBIDDEN);
