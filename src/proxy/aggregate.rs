@@ -18,6 +18,7 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use super::body::Body;
+use super::caching::{self, Caching};
 use super::forward::Tried;
 use crate::config::aggregate::{MergeMode, OnFailure};
 use crate::http::buffer_budget::{BufferBudget, Held, OverBudget};
@@ -53,6 +54,14 @@ pub(super) struct Inputs<'a, 'p> {
     pub identity: Option<(&'a [HeaderName], &'a [Option<HeaderValue>])>,
     /// What the answers count against while the request lives (`max_buffered`).
     pub buffers: &'a BufferBudget,
+}
+
+/// Each call's slots that outlive its future: its target once it has one,
+/// its answer's count against `max_buffered`, what its answer says of caching.
+struct Slots<'p> {
+    reached: Reached<'p>,
+    held: std::sync::Mutex<Option<Held>>,
+    caching: std::sync::Mutex<Caching>,
 }
 
 /// Why a call failed.
@@ -178,14 +187,15 @@ pub(super) async fn run<'p>(plan: &'p AggregatePlan, inputs: Inputs<'_, 'p>) -> 
     let mut started = vec![false; n];
     // Each call's target once it has one, for the log when it is abandoned
     // under way (a required call failed first): a try that reached a target.
-    let reached: Vec<Reached<'p>> = (0..n).map(|_| std::sync::Mutex::new(None)).collect();
     // Each answer's count against `max_buffered`, until the response is made.
-    let holds: Vec<std::sync::Mutex<Option<Held>>> = (0..n).map(|_| std::sync::Mutex::new(None)).collect();
+    let slots: Vec<Slots<'p>> = (0..n)
+        .map(|_| Slots { reached: Default::default(), held: Default::default(), caching: Default::default() })
+        .collect();
     let mut running: Vec<(usize, CallFuture<'_, 'p>)> = Vec::new();
     let watch = Watch { tries: inputs.tried.is_some(), client_metrics: inputs.client_metrics };
     // Logs the calls left under way however `run` ends (dropped before
     // `running`, whose futures only hold the slots it locks).
-    let mut under_way = UnderWay { tried: inputs.tried, reached: &reached, calls: Vec::new() };
+    let mut under_way = UnderWay { tried: inputs.tried, slots: &slots, calls: Vec::new() };
     loop {
         // Start what can start (calls are in an order where each comes after what it waits for).
         for i in 0..n {
@@ -206,9 +216,8 @@ pub(super) async fn run<'p>(plan: &'p AggregatePlan, inputs: Inputs<'_, 'p>) -> 
                     let own = call.timeout.is_some_and(|t| t <= left);
                     let limit = (Instant::now() + budget, budget, own);
                     let headers = &headers;
-                    let slots = (&reached[i], &holds[i]);
                     let held = inputs.buffers.hold();
-                    running.push((i, Box::pin(fetch(call, pq, headers, watch, limit, slots, held))));
+                    running.push((i, Box::pin(fetch(call, pq, headers, watch, limit, &slots[i], held))));
                     under_way.calls.push(i);
                 }
                 Err(e) => results[i] = Some(Err(e)),
@@ -242,9 +251,17 @@ pub(super) async fn run<'p>(plan: &'p AggregatePlan, inputs: Inputs<'_, 'p>) -> 
     // counted until it has been sent (a client that does not read would
     // otherwise hold it uncounted).
     count_failures(plan, &results);
-    let answer = merged(plan, results);
+    let mut answer = merged(plan, results);
     drop(running);
-    drop(holds);
+    // The answer is the caller's when the calls carried who it is.
+    let parts: Vec<Caching> = slots.iter().map(|s| s.caching.lock().map(|c| *c).unwrap_or_default()).collect();
+    if let Some(cache_control) = caching::merged(&parts, inputs.identity.is_some()) {
+        answer.headers_mut().insert(header::CACHE_CONTROL, cache_control);
+    }
+    // The answers' counts go; the document's is taken below.
+    for s in &slots {
+        drop(s.held.lock().ok().and_then(|mut h| h.take()));
+    }
     let mut held = inputs.buffers.hold();
     let len = http_body::Body::size_hint(answer.body()).exact().unwrap_or(0);
     if let Err(over) = held.grow(len) {
@@ -262,7 +279,7 @@ pub(super) async fn run<'p>(plan: &'p AggregatePlan, inputs: Inputs<'_, 'p>) -> 
 /// a proxied request's try in flight is.
 struct UnderWay<'a, 'p> {
     tried: Option<&'a mut SmallVec<[Tried<'p>; 1]>>,
-    reached: &'a [Reached<'p>],
+    slots: &'a [Slots<'p>],
     calls: Vec<usize>,
 }
 
@@ -270,7 +287,7 @@ impl Drop for UnderWay<'_, '_> {
     fn drop(&mut self) {
         let Some(tried) = self.tried.as_deref_mut() else { return };
         for &j in &self.calls {
-            let taken = self.reached[j].lock().ok().and_then(|mut r| r.take());
+            let taken = self.slots[j].reached.lock().ok().and_then(|mut r| r.take());
             if let Some((upstream, target, started)) = taken {
                 let request_bytes = None;
                 tried.push(Tried {
@@ -468,7 +485,7 @@ async fn fetch<'p>(
     headers: &HeaderMap,
     watch: Watch,
     time: (Instant, Duration, bool),
-    (reached, kept): (&Reached<'p>, &std::sync::Mutex<Option<Held>>),
+    slots: &Slots<'p>,
     mut held: Held,
 ) -> CallOutcome<'p> {
     let upstream: &'p Upstream = &call.upstream;
@@ -487,7 +504,7 @@ async fn fetch<'p>(
     };
     let target = &upstream.targets[picked.index];
     if watch.tries
-        && let Ok(mut r) = reached.lock()
+        && let Ok(mut r) = slots.reached.lock()
     {
         *r = Some((upstream, target, now));
     }
@@ -519,6 +536,9 @@ async fn fetch<'p>(
                         answered = Some(resp.status);
                         // Only the media type is read: no header map built for it.
                         let media = media_type(resp.headers.get_all(&header::CONTENT_TYPE));
+                        if let Ok(mut c) = slots.caching.lock() {
+                            *c = Caching::of(resp.headers.get_all(&header::CACHE_CONTROL));
+                        }
                         read(resp.status, media, resp.body, (call.max_body, &mut held), upstream.read_timeout).await
                     }
                     Err(GatewayError::UpstreamTimeout { waited: true, .. }) => {
@@ -540,6 +560,10 @@ async fn fetch<'p>(
                     answered = Some(parts.status);
                     let media =
                         media_type(parts.headers.get_all(header::CONTENT_TYPE).iter().map(HeaderValue::as_bytes));
+                    if let Ok(mut c) = slots.caching.lock() {
+                        *c =
+                            Caching::of(parts.headers.get_all(header::CACHE_CONTROL).iter().map(HeaderValue::as_bytes));
+                    }
                     read(parts.status, media, body, (call.max_body, &mut held), upstream.read_timeout).await
                 }
                 Ok(Err(e)) => Err(CallError::Unreachable { sent: !super::forward::not_sent(&e) }),
@@ -559,7 +583,7 @@ async fn fetch<'p>(
             Err(CallError::Timeout(time.1))
         }
     };
-    if let Ok(mut slot) = kept.lock() {
+    if let Ok(mut slot) = slots.held.lock() {
         *slot = Some(held);
     }
     // For the upstream's health, as for a proxied request: a 5xx or no

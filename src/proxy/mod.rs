@@ -17,6 +17,7 @@
 
 mod aggregate;
 pub mod body;
+mod caching;
 mod forward;
 mod observe;
 

@@ -358,6 +358,56 @@ routes:
     }
 }
 
+/// The answer is cached no longer and no more widely than its strictest
+/// part allows: a backend's `private, no-store` was lost in the merge, and
+/// a shared cache could keep one caller's data for the next (an API key in
+/// `X-API-Key` is no `Authorization` to it). An answer made with the
+/// caller's identity is `private`.
+#[tokio::test]
+async fn the_answer_is_cached_as_its_strictest_part_allows() {
+    let (u, o, r) = three().await;
+    let key_hash = portcullis::hash_key("key-ann");
+    let gw = gateway(&format!(
+        r#"{}
+auth:
+  keys: {{ api_key: {{ header: X-API-Key }} }}
+consumers:
+  - {{ id: ann, api_keys: [ {{ sha256: "{key_hash}" }} ] }}
+routes:
+  - name: me
+    match: {{ path: "/me" }}
+    authenticate: [ keys ]
+    aggregate:
+      calls:
+        profile: {{ upstream: users, path: "/p" }}
+  - name: public
+    match: {{ path: "/public" }}
+    aggregate:
+      calls:
+        a: {{ upstream: orders, path: "/a" }}
+        b: {{ upstream: recs, path: "/b" }}
+"#,
+        upstreams(&u, &o, &r)
+    ))
+    .await;
+    let cache_control = async |path: &str| {
+        let reply = get(&gw.url(path), &[("x-api-key", "key-ann")]).await;
+        assert_eq!(reply.header("portcullis-aggregate"), Some("complete"), "{}", reply.text());
+        reply.header("cache-control").map(str::to_string)
+    };
+    u.set(Mode::JsonCached("private, no-store", r#"{"email":"ann@example.com"}"#));
+    assert_eq!(cache_control("/me").await.as_deref(), Some("no-store"));
+    u.set(Mode::Json(r#"{"email":"ann@example.com"}"#));
+    assert_eq!(cache_control("/me").await.as_deref(), Some("private"), "made for the caller");
+    o.set(Mode::JsonCached("public, max-age=60", "{}"));
+    r.set(Mode::JsonCached("Max-Age=30", "{}"));
+    assert_eq!(cache_control("/public").await.as_deref(), Some("max-age=30"));
+    r.set(Mode::JsonCached("private, max-age=300", "{}"));
+    assert_eq!(cache_control("/public").await.as_deref(), Some("private, max-age=60"));
+    r.set(Mode::Json("{}"));
+    assert_eq!(cache_control("/public").await, None, "a part without freshness: nothing said, as a proxied answer");
+}
+
 /// Values cannot step out of the template: a field that is `..`, `.` or
 /// empty would address another resource in a path (the parent, the
 /// collection) and fails the call; a route parameter in a query cannot add

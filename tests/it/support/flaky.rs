@@ -49,6 +49,8 @@ pub enum Mode {
     Slow(Duration),
     /// 200, `content-type: application/json`, exactly that body.
     Json(&'static str),
+    /// As `Json`, with that `Cache-Control`.
+    JsonCached(&'static str, &'static str),
     /// A JSON head announcing 10 bytes, 2 of them, then nothing more.
     StallBody,
 }
@@ -425,6 +427,10 @@ async fn serve(stream: TcpStream, inner: Arc<Inner>) {
         }
 
         let name = &inner.name;
+        let cache_control = match mode {
+            Some(Mode::JsonCached(c, _)) => Some(c),
+            _ => None,
+        };
         let (status, content_type, body, upstream) = match mode {
             None => (inner.health.load(Ordering::SeqCst), "text/plain", "ok".to_string(), false),
             Some(Mode::Ok) => (200, "application/json", ok_body(name, &seen.uri), true),
@@ -435,7 +441,7 @@ async fn serve(stream: TcpStream, inner: Arc<Inner>) {
             Some(Mode::Status(n)) => {
                 (n, "application/json", format!("{{\"upstream\":{},\"status\":{n}}}", json_str(name)), true)
             }
-            Some(Mode::Json(body)) => (200, "application/json", body.to_string(), true),
+            Some(Mode::Json(body) | Mode::JsonCached(_, body)) => (200, "application/json", body.to_string(), true),
             Some(Mode::Reset | Mode::Hang | Mode::StallBody) => unreachable!(),
         };
 
@@ -449,6 +455,9 @@ async fn serve(stream: TcpStream, inner: Arc<Inner>) {
         }
         if upstream {
             out.push_str(&format!("x-upstream: {name}\r\n"));
+        }
+        if let Some(c) = cache_control {
+            out.push_str(&format!("cache-control: {c}\r\n"));
         }
         if close {
             out.push_str("connection: close\r\n");

@@ -1,0 +1,110 @@
+//! The `Cache-Control` an aggregate answer gets from its parts. The answer
+//! is a new resource made of several: no cache may keep it longer, or
+//! share it more widely, than the strictest of its parts allows. Without
+//! this, a backend's `private, no-store` was lost in the merge and a shared
+//! cache could keep one caller's data for the next (heuristically, RFC 9111
+//! §4.2.2; an API key in `X-API-Key` is no `Authorization` to it, §3.5).
+
+use http::HeaderValue;
+
+/// What one answer's `Cache-Control` says, as far as the merge needs it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Caching {
+    pub no_store: bool,
+    pub private: bool,
+    pub no_cache: bool,
+    /// `max-age` in seconds (`None`: not given, or not readable).
+    pub max_age: Option<u64>,
+}
+
+impl Caching {
+    /// Reads every `Cache-Control` line of an answer (directive names in
+    /// any case, RFC 9111 §5.2; `max-age` as a number, quoted or not).
+    pub fn of<'v>(lines: impl Iterator<Item = &'v [u8]>) -> Caching {
+        let mut c = Caching::default();
+        for line in lines {
+            let Ok(line) = std::str::from_utf8(line) else {
+                // Unreadable: treated as the strictest.
+                c.no_store = true;
+                continue;
+            };
+            for directive in line.split(',') {
+                let (name, value) = match directive.split_once('=') {
+                    Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
+                    None => (directive.trim(), None),
+                };
+                match name.to_ascii_lowercase().as_str() {
+                    "no-store" => c.no_store = true,
+                    "private" => c.private = true,
+                    "no-cache" => c.no_cache = true,
+                    // Given twice, the smaller (the stricter) counts.
+                    "max-age" => match value.and_then(|v| v.parse::<u64>().ok()) {
+                        Some(age) => c.max_age = Some(c.max_age.map_or(age, |a| a.min(age))),
+                        None => c.no_cache = true,
+                    },
+                    _ => {}
+                }
+            }
+        }
+        c
+    }
+}
+
+/// The merged answer's `Cache-Control`, from its parts' and whether the
+/// calls carried the caller's identity (`personal`: the answer is that
+/// caller's, whatever the parts say): `no-store` if any part says so;
+/// else `private` if any part is or the answer is personal, `no-cache` if
+/// any part says so, and the smallest `max-age` when every part gives
+/// one. `None`: nothing to say (no part says anything), as a proxied
+/// answer without the header.
+pub(super) fn merged(parts: &[Caching], personal: bool) -> Option<HeaderValue> {
+    if parts.iter().any(|c| c.no_store) {
+        return Some(HeaderValue::from_static("no-store"));
+    }
+    let mut directives: Vec<String> = Vec::new();
+    if personal || parts.iter().any(|c| c.private) {
+        directives.push("private".into());
+    }
+    if parts.iter().any(|c| c.no_cache) {
+        directives.push("no-cache".into());
+    }
+    let ages: Option<Vec<u64>> = parts.iter().map(|c| c.max_age).collect();
+    if let Some(age) = ages.and_then(|a| a.into_iter().min()) {
+        directives.push(format!("max-age={age}"));
+    }
+    if directives.is_empty() {
+        return None;
+    }
+    HeaderValue::try_from(directives.join(", ")).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn of(lines: &[&str]) -> Caching {
+        Caching::of(lines.iter().map(|l| l.as_bytes()))
+    }
+
+    #[test]
+    fn directives_are_read_in_any_case_over_every_line() {
+        let c = of(&["Private, MAX-AGE=\"60\"", "max-age=30"]);
+        assert_eq!(c, Caching { private: true, max_age: Some(30), ..Default::default() });
+        assert_eq!(of(&["max-age=soon"]), Caching { no_cache: true, ..Default::default() });
+        assert_eq!(of(&[]), Caching::default());
+    }
+
+    #[test]
+    fn the_strictest_part_decides() {
+        let public = |age| Caching { max_age: Some(age), ..Default::default() };
+        let text = |v: Option<HeaderValue>| v.map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(text(merged(&[public(60), public(30)], false)).as_deref(), Some("max-age=30"));
+        assert_eq!(text(merged(&[public(60), public(30)], true)).as_deref(), Some("private, max-age=30"));
+        assert_eq!(text(merged(&[public(60), Caching::default()], false)), None, "one part gives no age");
+        let private = Caching { private: true, no_store: true, ..Default::default() };
+        assert_eq!(text(merged(&[public(60), private], false)).as_deref(), Some("no-store"));
+        let revalidate = Caching { no_cache: true, max_age: Some(5), ..Default::default() };
+        assert_eq!(text(merged(&[public(60), revalidate], false)).as_deref(), Some("no-cache, max-age=5"));
+        assert_eq!(text(merged(&[], true)).as_deref(), Some("private"));
+    }
+}
