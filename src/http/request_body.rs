@@ -292,6 +292,16 @@ impl http_body::Body for RequestBody {
                 this.not_waiting();
                 Poll::Ready(Some(Err(this.cut(BodyError::Read(e)))))
             }
+            // Over before the length it declared: the client broke off. (An
+            // HTTP/2 client's RST_STREAM(NO_ERROR) mid-body reads as the end
+            // of the body in hyper, as a server's early answer would; the
+            // upstream would see a body short of its length, a 502 blamed
+            // on it and a mark against its health.)
+            Poll::Ready(None) if this.inner.size_hint().lower() > 0 => {
+                this.not_waiting();
+                let left = crate::http::error::ClientLeft;
+                Poll::Ready(Some(Err(this.cut(BodyError::Read(Box::new(left))))))
+            }
             // Over: whatever comes late now is not the client's doing.
             Poll::Ready(None) => {
                 this.not_waiting();

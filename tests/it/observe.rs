@@ -390,6 +390,69 @@ async fn upstream_hit(up: &Upstream, before: usize) {
     }
 }
 
+/// An HTTP/2 client that resets its stream in the middle of its body
+/// (`RST_STREAM`, `NO_ERROR` or `CANCEL`) left, as an HTTP/1.1 client that
+/// closes: 499 `DC` with the bytes that came, on a proxied route and on
+/// `echo`. hyper reads a `NO_ERROR` reset as the body's end: the upstream
+/// got a body short of its length, and the gateway answered 502, logged
+/// the upstream as closed and ejected a healthy target.
+#[tokio::test]
+async fn an_http2_client_resetting_mid_body_left_and_the_upstream_is_not_blamed() {
+    use crate::support::h2raw::H2Conn;
+    let dir = tempfile::tempdir().unwrap();
+    // It answers once the whole body has come.
+    let up = crate::support::flaky::Flaky::start("svc").await;
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\naccess_log: {{ to: access.log }}\n\
+         upstreams:\n  svc: {{ targets: [\"{}\"], health: {{ passive: {{ consecutive_failures: 1 }} }} }}\n\
+         routes:\n  - {{ name: p, match: {{ path_prefix: /p }}, upstream: svc }}\n\
+         \x20 - {{ name: echo, match: {{ path: /echo }}, echo: {{}} }}\n",
+        up.url()
+    );
+    let h = Gateway::start(&load(&yaml, dir.path())).await.unwrap();
+    let mut conn = H2Conn::connect(h.addr("gw").unwrap()).await;
+    let mut stream = 1;
+    for path in ["/p/a", "/p/b", "/echo"] {
+        for code in [0u32, 8] {
+            let fields: [(&[u8], &[u8]); 5] = [
+                (b":method", b"POST"),
+                (b":scheme", b"http"),
+                (b":authority", b"x"),
+                (b":path", path.as_bytes()),
+                (b"content-length", b"100"),
+            ];
+            let before = up.hits();
+            conn.headers(stream, &fields, false).await;
+            conn.data(stream, &[b'x'; 10], false).await;
+            if path != "/echo" {
+                let until = Instant::now() + Duration::from_secs(5);
+                while up.hits() == before {
+                    assert!(Instant::now() < until, "the request never reached the upstream");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            conn.reset(stream, code).await;
+            stream += 2;
+        }
+    }
+    let lines = log_lines(&h, dir.path(), 6).await;
+    assert_eq!(lines.len(), 6);
+    for l in &lines {
+        let seen = (
+            &l["http"]["response"]["status_code"],
+            &l["portcullis"]["response_flag"],
+            &l["http"]["request"]["body"]["bytes"],
+        );
+        assert_eq!(seen, (&json!(499), &json!("DC"), &json!(10)), "{l}");
+        if l["url"]["path"] != "/echo" {
+            assert_eq!(l["portcullis"]["upstream"]["tries"][0]["error"], "cancelled", "{l}");
+        }
+    }
+    // The target was not ejected (one failure would have done it).
+    assert_eq!(get(&url(&h, "/p/after"), &[]).await.status, 200);
+}
+
 #[tokio::test]
 async fn response_flags_say_why_there_was_no_upstream_answer() {
     let dir = tempfile::tempdir().unwrap();

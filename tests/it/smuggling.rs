@@ -953,6 +953,30 @@ async fn an_http2_body_longer_than_its_length_never_reaches_the_upstream_whole()
     upstream_read_what_the_gateway_framed(&rec, before, 1, "h2 body ended by an empty DATA frame");
 }
 
+/// An HTTP/2 body reset by its client before its `content-length`
+/// (`RST_STREAM` with `NO_ERROR`, which hyper reads as the body's end, or
+/// `CANCEL`) never reaches the upstream as a whole request, and the next
+/// request on the connection is its own.
+#[tokio::test]
+async fn an_http2_body_reset_before_its_length_never_reaches_the_upstream_whole() {
+    use crate::support::h2raw::H2Conn;
+    let rec = Recorder::start().await;
+    let gw = gateway_for(&rec).await;
+    for code in [0u32, 8] {
+        let before = rec.count();
+        let mut conn = H2Conn::connect(gw.addr).await;
+        conn.headers(1, h2_post!((b"content-length", b"60")), false).await;
+        conn.data(1, b"0\r\n\r\nGET /admin/smuggled HTTP/1.1\r\nHost: x\r\n\r\n", false).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        conn.reset(1, code).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        drop(conn);
+        let name = format!("h2 body reset with code {code}");
+        next_request_gets_its_own_answer(gw.addr, &rec, &name).await;
+        upstream_read_what_the_gateway_framed(&rec, before, 0, &name);
+    }
+}
+
 /// A client behind a trusted proxy cannot make its forwarding headers
 /// vanish through `Connection` and pass as the proxy itself.
 #[tokio::test]

@@ -95,6 +95,11 @@ impl H2Conn {
         self.frame(DATA, if end_stream { END_STREAM } else { 0 }, stream, bytes).await;
     }
 
+    /// `RST_STREAM` with that error code.
+    pub async fn reset(&mut self, stream: u32, code: u32) {
+        self.frame(RST_STREAM, 0, stream, &code.to_be_bytes()).await;
+    }
+
     /// Reads frames until stream `id` is answered or ended, or the connection is.
     pub async fn outcome(&mut self, id: u32) -> Outcome {
         loop {
