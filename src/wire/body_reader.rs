@@ -11,7 +11,7 @@
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 
 use std::io::IoSlice;
 
@@ -34,6 +34,8 @@ struct State {
     continue_sent: Option<usize>,
     /// The connection took the socket back: no more reading.
     reclaimed: bool,
+    /// The connection, waiting for the body's end to watch the socket itself.
+    done_waker: Option<Waker>,
 }
 
 /// The engine's side: an `http_body::Body`.
@@ -64,8 +66,13 @@ pub fn new(
     framing: Framing,
     expect_continue: bool,
 ) -> (BodyReader, BodyHandle) {
-    let state =
-        State { buf, decoder: Decoder::new(framing), continue_sent: expect_continue.then_some(0), reclaimed: false };
+    let state = State {
+        buf,
+        decoder: Decoder::new(framing),
+        continue_sent: expect_continue.then_some(0),
+        reclaimed: false,
+        done_waker: None,
+    };
     let state = Arc::new(Mutex::new(state));
     (BodyReader { stream, state: state.clone() }, BodyHandle { state })
 }
@@ -86,6 +93,25 @@ impl BodyHandle {
         state.decoder.is_done()
     }
 
+    /// Ready once the body has been read to its end: from then on the
+    /// reader never touches the socket, and the connection may watch it
+    /// (for the client leaving while the upstream works).
+    pub fn poll_done(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = lock(&self.state);
+        if state.decoder.is_done() {
+            return Poll::Ready(());
+        }
+        state.done_waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// Runs `f` on the buffer of what follows the body (a pipelined
+    /// request), which `reclaim` hands back: bytes read after the body's
+    /// end go there, after those the reader read past it.
+    pub fn with_rest<R>(&self, f: impl FnOnce(&mut BytesMut) -> R) -> R {
+        f(&mut lock(&self.state).buf)
+    }
+
     /// Takes the connection's buffer back (what follows the body) and stops
     /// the reader. `None` if the body did not end: the connection cannot be reused.
     pub fn reclaim(self) -> Option<BytesMut> {
@@ -96,6 +122,15 @@ impl BodyHandle {
 }
 
 impl State {
+    /// Tells a connection waiting for the body's end that it came.
+    fn wake_if_done(&mut self) {
+        if self.decoder.is_done()
+            && let Some(w) = self.done_waker.take()
+        {
+            w.wake();
+        }
+    }
+
     /// Writes what is owed of `100 Continue` (and flushes it, over TLS).
     fn poll_continue(&mut self, stream: &dyn Transport, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         while let Some(sent) = self.continue_sent {
@@ -131,8 +166,14 @@ impl http_body::Body for BodyReader {
             }
             match state.decoder.decode(&mut state.buf) {
                 Err(e) => return Poll::Ready(Some(Err(Box::new(e)))),
-                Ok(Some(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
-                Ok(None) if state.decoder.is_done() => return Poll::Ready(None),
+                Ok(Some(data)) => {
+                    state.wake_if_done();
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Ok(None) if state.decoder.is_done() => {
+                    state.wake_if_done();
+                    return Poll::Ready(None);
+                }
                 Ok(None) => {}
             }
             if let Err(e) = ready!(state.poll_continue(&*this.stream, cx)) {

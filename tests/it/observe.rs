@@ -390,6 +390,65 @@ async fn upstream_hit(up: &Upstream, before: usize) {
     }
 }
 
+/// An HTTP/1.1 client that sent its whole body and then left while the
+/// upstream works is watched for as one without a body is (NGINX does):
+/// the upstream request is let go at once, 499 `DC`, and the upstream's
+/// `max_requests` place is free again. It was held until the upstream's
+/// timeout and logged as the upstream's 504. A request pipelined after a
+/// body is still served in its turn.
+#[tokio::test]
+async fn a_client_that_leaves_after_its_body_frees_the_upstream_request() {
+    use crate::support::flaky::{Flaky, Mode};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let up = Flaky::start("svc").await;
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\naccess_log: {{ to: access.log }}\n\
+         upstreams:\n  svc: {{ targets: [\"{}\"], timeouts: {{ request: 60s }}, limits: {{ max_requests: 1 }} }}\n\
+         routes:\n  - {{ name: p, match: {{ path_prefix: /p }}, upstream: svc }}\n",
+        up.url()
+    );
+    let h = Gateway::start(&load(&yaml, dir.path())).await.unwrap();
+    let addr = h.addr("gw").unwrap();
+    up.set(Mode::Hang);
+    for body in ["Content-Length: 2\r\n\r\nhi", "Transfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"] {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let before = up.hits();
+        s.write_all(format!("POST /p/upload HTTP/1.1\r\nHost: t\r\n{body}").as_bytes()).await.unwrap();
+        let until = Instant::now() + Duration::from_secs(5);
+        while up.hits() == before {
+            assert!(Instant::now() < until, "the request never reached the upstream");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(s);
+    }
+    let lines = log_lines(&h, dir.path(), 2).await;
+    assert_eq!(lines.len(), 2, "both lines within seconds, not at the upstream's timeout");
+    for l in &lines {
+        assert_eq!(
+            (&l["http"]["response"]["status_code"], &l["portcullis"]["response_flag"]),
+            (&json!(499), &json!("DC")),
+            "{l}"
+        );
+        assert_eq!(l["portcullis"]["upstream"]["tries"][0]["error"], "cancelled", "{l}");
+    }
+    // The place is free: the next request is not refused as over `max_requests`.
+    up.set(Mode::Ok);
+    assert_eq!(get(&url(&h, "/p/next"), &[]).await.status, 200);
+    // A request pipelined right after a body is answered in its turn.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        b"POST /p/first HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhiGET /p/second HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut all)).await.expect("answered").unwrap();
+    let all = String::from_utf8_lossy(&all);
+    assert_eq!(all.matches("HTTP/1.1 200").count(), 2, "{all}");
+    assert!(all.find("/p/first").unwrap() < all.find("/p/second").unwrap(), "{all}");
+}
+
 /// An HTTP/2 client that resets its stream in the middle of its body
 /// (`RST_STREAM`, `NO_ERROR` or `CANCEL`) left, as an HTTP/1.1 client that
 /// closes: 499 `DC` with the bytes that came, on a proxied route and on

@@ -953,6 +953,34 @@ async fn an_http2_body_longer_than_its_length_never_reaches_the_upstream_whole()
     upstream_read_what_the_gateway_framed(&rec, before, 1, "h2 body ended by an empty DATA frame");
 }
 
+/// What a client sends after its body while the upstream works (read by
+/// the gateway watching for the client to leave) is the next request in
+/// its turn, never more of the body: each request reaches the upstream
+/// framed by the gateway, the smuggled-looking one as its own.
+#[tokio::test]
+async fn bytes_sent_after_a_body_while_the_upstream_works_are_the_next_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rec = Recorder::start().await;
+    let gw = gateway_for(&rec).await;
+    for (name, body) in [
+        ("length", "Content-Length: 5\r\n\r\nhello"),
+        ("chunked", "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
+    ] {
+        let before = rec.count();
+        let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(format!("POST /public/slow/{name} HTTP/1.1\r\nHost: x\r\n{body}").as_bytes()).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        s.write_all(b"GET /public/second HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut all = Vec::new();
+        tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut all)).await.unwrap().unwrap();
+        let all = String::from_utf8_lossy(&all);
+        assert_eq!(all.matches("HTTP/1.1 200").count(), 2, "{name}: {all}");
+        let targets: Vec<String> = rec.requests()[before..].iter().map(|q| q.target.clone()).collect();
+        assert_eq!(targets, [format!("/public/slow/{name}"), "/public/second".to_string()], "{name}");
+        upstream_read_what_the_gateway_framed(&rec, before, 2, name);
+    }
+}
+
 /// An HTTP/2 body reset by its client before its `content-length`
 /// (`RST_STREAM` with `NO_ERROR`, which hyper reads as the body's end, or
 /// `CANCEL`) never reaches the upstream as a whole request, and the next

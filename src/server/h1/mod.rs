@@ -228,13 +228,15 @@ impl<T: Connection> Conn<T> {
                 }
                 None => room.insert(Box::pin(handled)).as_mut(),
             };
-            let mut resp = if handle.is_none() {
-                match self.unless_client_leaves(handled).await {
+            let mut resp = match &handle {
+                None => match self.unless_client_leaves(handled).await {
                     Some(resp) => resp,
                     None => return,
-                }
-            } else {
-                handled.await
+                },
+                Some(body) => match self.unless_client_leaves_after(body, handled).await {
+                    Some(resp) => resp,
+                    None => return,
+                },
             };
             // A 101 goes out only with the tunnel the engine made for it.
             let tunnel = match resp.status() {
@@ -263,18 +265,23 @@ impl<T: Connection> Conn<T> {
                 }
                 // Boxed: an idle connection's task keeps no room for a
                 // response either; most responses never get here.
-                None if handle.is_none() => {
+                None => {
                     // A body still coming from upstream (a stalled one
                     // included) is let go when the client leaves, with
                     // the upstream connection and places it holds.
                     let stream = self.stream.clone();
                     let finish = Box::pin(writing.finish(&*stream, &mut timer, self.idle_timeout));
-                    match self.unless_client_leaves(finish).await {
+                    let written = match &handle {
+                        None => self.unless_client_leaves(finish).await,
+                        Some(body) if body_done => self.unless_client_leaves_after(body, finish).await,
+                        // The socket still holds the unread body: not watched.
+                        Some(_) => Some(finish.await),
+                    };
+                    match written {
                         Some(written) => written,
                         None => return,
                     }
                 }
-                None => Box::pin(writing.finish(&*self.stream, &mut timer, self.idle_timeout)).await,
             };
             let reusable = match written {
                 Ok(reusable) => reusable && x.keep_alive,
@@ -337,6 +344,45 @@ impl<T: Connection> Conn<T> {
                     Ok(_) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(_) => return,
+                }
+            }
+        };
+        tokio::select! {
+            biased;
+            resp = handled => Some(resp),
+            () = watch => None,
+        }
+    }
+
+    /// `unless_client_leaves` for a request with a body: the socket is
+    /// watched once the body has been read to its end (before, the body's
+    /// reader reads it, and sees the client leave). NGINX watches the same
+    /// way; without it an upload's client that left kept its upstream
+    /// request, a `max_requests` place and a connection until the upstream
+    /// timeout, logged as the upstream's `504`. What the client sends after
+    /// its body (a pipelined request) joins the body's rest.
+    async fn unless_client_leaves_after<F: Future>(&self, body: &body::BodyHandle, handled: F) -> Option<F::Output> {
+        let stream = self.stream.clone();
+        let max = self.limits.max_size;
+        let watch = async move {
+            std::future::poll_fn(|cx| body.poll_done(cx)).await;
+            loop {
+                let ready = std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await;
+                let read = body.with_rest(|buf| {
+                    if buf.len() > max || ready.is_err() {
+                        return None;
+                    }
+                    if buf.capacity() - buf.len() < MIN_READ {
+                        buf.reserve(MIN_READ);
+                    }
+                    Some(stream.try_read_buf(buf))
+                });
+                match read {
+                    None => return std::future::pending::<()>().await,
+                    Some(Ok(0)) => return,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Some(Err(_)) => return,
                 }
             }
         };

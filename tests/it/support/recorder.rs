@@ -167,6 +167,11 @@ async fn serve(mut s: TcpStream, id: usize, log: Arc<Mutex<Log>>, changed: Arc<N
             format!("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}", body.len())
                 .into_bytes()
         });
+        // A target under `/slow/` is answered after a while: the client's
+        // side of the gateway has time to act in between.
+        if req.target.contains("/slow/") {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
         if s.write_all(&reply).await.is_err() {
             return;
         }
