@@ -18,6 +18,9 @@ const WHOLE: &[&str] = &[
     "jwt",
     "key",
     "pass",
+    // Short spellings of a password (`pwd` in ASP and SQL connection strings).
+    "pw",
+    "pwd",
     "sig",
     "session",
     "sid",
@@ -52,6 +55,8 @@ const ENDINGS: &[&str] = &[
     "sessid",
     "sessionkey",
     "accesskeyid",
+    "passphrase",
+    "authkey",
     // OAuth's JWT-bearer grant and client authentication (`assertion`, `client_assertion`).
     "assertion",
 ];
@@ -243,6 +248,12 @@ mod tests {
         let mut out = Vec::new();
         r.query(b"pageToken=p&next_token=n&sessionkey=s&awsAccessKeyId=a", &mut out);
         assert_eq!(out, b"pageToken=p&next_token=n&sessionkey=<redacted>&awsAccessKeyId=<redacted>");
+        // Short and long spellings of a password, and keys called `authkey`.
+        let mut out = Vec::new();
+        r.query(b"pwd=1&PW=2&passphrase=3&ssh_passphrase=4&authkey=5&x-authkey=6&pwdump=ok&power=ok", &mut out);
+        let shown = String::from_utf8(out).unwrap();
+        assert_eq!(shown.matches(REDACTED).count(), 6, "{shown}");
+        assert!(shown.ends_with("&pwdump=ok&power=ok"), "{shown}");
         // A configured name is compared the same way.
         let r = Redact::new(["X_Tenant_Pass".to_string()]);
         let mut out = Vec::new();
