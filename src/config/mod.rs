@@ -266,13 +266,41 @@ pub fn parse_str(text: &str, source_name: &str, base_dir: &Path) -> Result<Loade
             if message.starts_with("expected a whole number") && written.len() > 9 {
                 message = format!("`{written}` is too large here");
             }
+            // Name the alias that refers to nothing (`*nope`).
+            if message.starts_with("`*name` refers to no anchor") {
+                let at = position.and_then(|(_, c)| line.get(c.saturating_sub(1)..)).unwrap_or("");
+                let alias: String = at.chars().take_while(|c| !c.is_whitespace() && !",]}".contains(*c)).collect();
+                if alias.starts_with('*') && alias.len() > 1 {
+                    let name = &alias[1..];
+                    message = format!("`{alias}` refers to no anchor: define `&{name}` above its first use");
+                }
+            }
+            // The library says "string" for a list and a mapping alike: say
+            // which one was written, and the IPv6 hint only for `[…:…]`.
+            if message.starts_with("expected text, not a list") {
+                let at = position.and_then(|(_, c)| line.get(c.saturating_sub(1)..)).unwrap_or("");
+                let bracketed = at.strip_prefix('[').and_then(|r| r.split(']').next()).unwrap_or("");
+                let ipv6 =
+                    bracketed.contains(':') && bracketed.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.');
+                if !ipv6 {
+                    message = if at.starts_with('[') || at.starts_with('-') {
+                        "expected text, not a list".into()
+                    } else {
+                        "expected text, not a mapping (`{ … }` or indented `key: value` lines)".into()
+                    };
+                }
+            }
             // The value came from the environment: say from where (not the
             // value itself, which may be a secret set in the wrong place).
             if let Some(name) = position
                 .and_then(|(_, c)| line.get(c.saturating_sub(1)..))
                 .and_then(|rest| rest.strip_prefix("${"))
                 .and_then(|rest| rest.split(['}', ':', '-']).next())
-                .filter(|name| !name.is_empty() && !message.contains(&format!("`{name}`")))
+                .filter(|name| {
+                    !name.is_empty()
+                        && !message.contains(&format!("`{name}`"))
+                        && !message.contains("is no variable name")
+                })
             {
                 message.push_str(&format!(" (the value of `${{{name}}}` from the environment)"));
             }
@@ -375,6 +403,20 @@ fn plain_message(e: &serde_saphyr::Error, key: Option<&str>) -> String {
         Some(i) => &text[..i],
         None => &text,
     };
+    if let Some(written) = text.strip_prefix("Invalid name: '").and_then(|t| t.strip_suffix('\'')) {
+        return format!(
+            "`{written}` is no variable name: a name is letters, digits and `_`, not starting with a digit \
+             (write `$$` for a literal `$`)"
+        );
+    }
+    if text.starts_with("tabs disallowed") {
+        return "a tab in the indentation: YAML indents with spaces only".into();
+    }
+    if text == "alias references unknown anchor" {
+        return "`*name` refers to no anchor: an anchor (`&name`) must be defined above its first use".into();
+    }
+    let text = text.replace("unknown variant `", "unknown value `");
+    let text = text.as_str();
     if let Some(var) = text.strip_prefix("missing property ") {
         return format!("environment variable {var} is not set");
     }
@@ -614,6 +656,33 @@ mod tests {
     }
 
     #[test]
+    fn text_given_a_list_or_a_mapping_says_which() {
+        let message = |value: &str| {
+            let text = format!("listeners:\n  - name: {value}\n    bind: 127.0.0.1:1\n");
+            parse(&text).unwrap_err().0[0].message.clone()
+        };
+        assert!(message("{ first: x }").starts_with("expected text, not a mapping"), "{}", message("{ first: x }"));
+        assert!(message("\n      first: x").starts_with("expected text, not a mapping"));
+        assert_eq!(message("[a, b]"), "expected text, not a list");
+        assert_eq!(message("\n      - a"), "expected text, not a list");
+        assert!(message("[::]:8080").contains("an IPv6 address in brackets"), "{}", message("[::]:8080"));
+    }
+
+    #[test]
+    fn yaml_and_variable_mistakes_are_said_in_words() {
+        let first = |text: &str| parse(text).unwrap_err().0[0].message.clone();
+        let bad_name = first("listeners:\n  - name: ${1BAD}\n    bind: 127.0.0.1:1\n");
+        assert!(bad_name.starts_with("`${1BAD}` is no variable name"), "{bad_name}");
+        assert!(!bad_name.contains("from the environment"), "{bad_name}");
+        assert_eq!(
+            first("listeners:\n  - <<: *nope\n    name: x\n"),
+            "`*nope` refers to no anchor: define `&nope` above its first use"
+        );
+        assert_eq!(first("listeners:\n\t- name: x\n"), "a tab in the indentation: YAML indents with spaces only");
+        assert!(first("log_level: verbose\n").starts_with("unknown value `verbose`"));
+    }
+
+    #[test]
     fn an_unknown_key_is_named_in_a_file_with_variables() {
         // `${HOME}`: a variable every test process has.
         let text = "listeners:\n  - name: p\n    bind: ${HOME}\nbogus_kye: 1\nroutse: []\n";
@@ -729,7 +798,7 @@ mod tests {
         let err = parse(yaml).unwrap_err();
         let said: Vec<_> = err.0.iter().map(|e| format!("{}: {}", e.path, e.message)).collect();
         assert_eq!(said.len(), 1, "{said:?}");
-        assert!(said[0].starts_with("auth.p.introspection.on_error: unknown variant `unauthenticated`"), "{said:?}");
+        assert!(said[0].starts_with("auth.p.introspection.on_error: unknown value `unauthenticated`"), "{said:?}");
     }
 
     #[test]
