@@ -155,6 +155,16 @@ impl GatewayError {
 
     /// Whether another attempt (at another target) is safe whatever the
     /// method: the upstream never received any of this request.
+    /// The upstream a failure is about.
+    pub fn upstream(&self) -> Option<&str> {
+        match self {
+            GatewayError::UpstreamUnreachable { upstream, .. } | GatewayError::UpstreamTimeout { upstream, .. } => {
+                Some(upstream)
+            }
+            _ => None,
+        }
+    }
+
     pub fn retryable(&self) -> bool {
         matches!(
             self,

@@ -41,7 +41,9 @@ pub fn with_members<const N: usize>(
 
 /// The response for a failed request. Upstream and gateway faults are logged
 /// here with their cause; the client only sees the summary.
-pub fn from_error(err: &GatewayError, request_id: &HeaderValue) -> Answer {
+/// `target`: the address the last try went to, when one did (NGINX's error
+/// log names `upstream: "http://10.0.0.1:80/…"`).
+pub fn from_error(err: &GatewayError, request_id: &HeaderValue, target: Option<&str>) -> Answer {
     // Refusals (limits, breaker) are counted and in the access log: a log
     // line each would flood the log exactly when the upstream is down.
     if err.side() != Side::Client && !matches!(err, GatewayError::Refused { .. }) {
@@ -62,6 +64,8 @@ pub fn from_error(err: &GatewayError, request_id: &HeaderValue) -> Answer {
         let cause = (!chain.is_empty()).then(|| chain.join(": "));
         tracing::warn!(
             request_id = request_id.to_str().unwrap_or_default(),
+            upstream = err.upstream(),
+            target,
             error = %err,
             cause = cause.as_deref(),
             retryable = err.retryable(),

@@ -63,6 +63,9 @@ pub(super) struct TryNotes {
     /// Request body bytes read from the client by the last try, when counted
     /// (what the log reports for a body that broke off).
     pub body_received: Option<u64>,
+    /// The last try's target (its index in the upstream's), for the
+    /// gateway's log line of a failed request.
+    pub last_target: Option<usize>,
 }
 
 /// One upstream try, as the access log reports it. Noted when it starts,
@@ -221,6 +224,7 @@ pub(super) fn forward<'a, 'p>(
             }
             tried.push(picked.index);
             f.notes.tries = tried.len() as u32;
+            f.notes.last_target = Some(picked.index);
             let target = &upstream.targets[picked.index];
             let in_flight = target.begin().with(slot.take());
             let mut uri = http::uri::Parts::default();

@@ -319,7 +319,11 @@ pub fn handle<P: Deref<Target = Plan>>(
                     // What arrived, not what `Content-Length` promised.
                     seen.request_bytes = read;
                 }
-                full(problem::from_error(&e, request_id))
+                let target = match (&route.action, notes.last_target) {
+                    (Action::Proxy(p), Some(i)) => p.upstream.targets.get(i).map(|t| &*t.label),
+                    _ => None,
+                };
+                full(problem::from_error(&e, request_id, target))
             });
             if let Some(info) = &ctx.rate_limit {
                 limit_fields = ratelimit::header_fields(plan.rate_limit_headers, info);
@@ -341,7 +345,7 @@ pub fn handle<P: Deref<Target = Plan>>(
         };
         let mut resp = result.unwrap_or_else(|err| {
             seen.flag = observe::flag_of(&err);
-            full(problem::from_error(&err, &request_id))
+            full(problem::from_error(&err, &request_id, None))
         });
         // Before the response steps, so that a route's `response_headers.remove`
         // can keep them from clients (they tell how healthy the pool is).

@@ -125,6 +125,34 @@ async fn json_logs_keep_each_event_on_one_line() {
     assert!(events.iter().any(|e| e["level"] == "ERROR" && e["timestamp"].is_string()));
 }
 
+/// The gateway's line for a request that failed at the upstream names the
+/// upstream and the target it tried (as NGINX's error log names
+/// `upstream: "http://…"`), with the cause.
+#[tokio::test]
+async fn a_failed_request_is_logged_with_its_upstream_and_target() {
+    let dead = crate::support::closed_port().await;
+    let yaml = format!(
+        "log_format: json\nlisteners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\n\
+         upstreams:\n  orders: {{ targets: [ \"http://{dead}\" ] }}\n\
+         routes:\n  - {{ name: a, match: {{ path_prefix: / }}, upstream: orders }}\n"
+    );
+    let (gw, addr) = spawn_gateway(&yaml);
+    assert_eq!(get(&format!("http://{addr}/x"), &[]).await.status, 502);
+    let mut failed = None;
+    for _ in 0..200 {
+        let lines = gw.log.lock().unwrap().clone();
+        failed = lines.iter().find(|l| l.contains("request failed")).cloned();
+        if failed.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let line: serde_json::Value = serde_json::from_str(&failed.expect("a request failed line")).unwrap();
+    assert_eq!(line["fields"]["upstream"], "orders", "{line}");
+    assert_eq!(line["fields"]["target"], dead.to_string(), "{line}");
+    assert!(line["fields"]["cause"].as_str().is_some_and(|c| c.contains("refused")), "{line}");
+}
+
 /// `--watch` follows the file's content: a change that keeps the old
 /// modification time (`cp -p`, `rsync -a`) is picked up too, once the file
 /// has stayed the same for a poll (about 2 to 4 s).
