@@ -117,13 +117,15 @@ pub fn warnings(loaded: &LoadedConfig) -> Vec<config::ConfigError> {
     plan::warnings::warnings(loaded)
 }
 
-/// What the micro-benchmarks in `benches/` measure (not a stable API).
+/// What the micro-benchmarks in `benches/` measure, and the integration
+/// tests drive directly (not a stable API).
 #[doc(hidden)]
 pub mod bench {
     pub use crate::observe::access_log::record::bench::EcsLine;
     pub use crate::policy::auth::cache::{TokenCache, TtlCache, key_of};
     pub use crate::policy::ratelimit::gcra::Gcra;
     pub use crate::policy::ratelimit::memory::MemoryStore;
+    pub use crate::policy::ratelimit::redis::RedisStore;
     pub use crate::policy::validate::bench::BodyCheck;
 }
 

@@ -437,6 +437,29 @@ async fn corrupt_redis_quota_counters_fail_closed_when_large_and_restart_when_no
     }
 }
 
+/// A quota counter's expiry is the time left in its window, relative: an
+/// instance whose clock is behind Redis's gave an absolute end that was
+/// already past by Redis's clock, and Redis deleted the counter at each
+/// count (every request was the window's first: the quota never held).
+/// Here the window is named by a number from long ago, as a lagging clock
+/// would name it, with a minute left.
+#[tokio::test]
+async fn a_quota_counts_in_redis_whatever_the_instances_clock_says() {
+    let redis = Redis::start();
+    let store = portcullis::bench::RedisStore::new(&redis.url(), "t:", Duration::from_secs(2)).unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(store.quota(b"client", 5, 60, 2).await.unwrap());
+    }
+    assert_eq!(seen, [(true, 1), (true, 2), (false, 2)]);
+    let client = ::redis::Client::open(redis.url()).unwrap();
+    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = ::redis::cmd("KEYS").arg("*quota*").query_async(&mut admin).await.unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let ttl: i64 = ::redis::cmd("TTL").arg(&keys[0]).query_async(&mut admin).await.unwrap();
+    assert!((58..=60).contains(&ttl), "the window's time left: {ttl}");
+}
+
 /// Limits sharing a `name` with different rates: each applies its own rate
 /// to the one budget, and the faster one does not cut the budget the
 /// slower one spent (a route at 1/min admitted a request every few tenths

@@ -612,7 +612,7 @@ impl Compiled {
             let (window, reset_at) = quota::window(q.per, now);
             let (allowed, used) = match &self.stores.redis {
                 None => memory.quota(key, q.key.tag, reset_at, now, q.limit),
-                Some(redis) => match redis.quota(&id, window, reset_at, q.limit).await {
+                Some(redis) => match redis.quota(&id, window, reset_at.saturating_sub(now), q.limit).await {
                     Ok(r) => r,
                     Err(e) => {
                         self.stores.note_failure(&e);

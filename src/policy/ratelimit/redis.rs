@@ -48,7 +48,11 @@ return {1, excess, 0, new_tat - now}
 /// value `INCR` cannot count: a number at or past the limit (`inf`,
 /// `1e300`, past the integers) is a spent quota, anything else (no
 /// number, a negative count) starts the window's count again; a counter
-/// without an expiry gets the window's.
+/// without an expiry gets the window's. The expiry is relative (the time
+/// left in the window, by the instance's clock), as Kong sets it: an
+/// absolute end from an instance whose clock is behind Redis's was already
+/// past, and Redis deleted the counter at each count (the quota stopped
+/// counting).
 const QUOTA_SCRIPT: &str = r"
 local limit = tonumber(ARGV[1])
 local c = redis.pcall('INCR', KEYS[1])
@@ -57,7 +61,7 @@ if type(c) ~= 'number' then
   local n = nil
   if type(stored) == 'string' then n = tonumber(stored) end
   if n ~= nil and n == n and n >= limit then
-    if redis.call('TTL', KEYS[1]) == -1 then redis.call('EXPIREAT', KEYS[1], ARGV[2]) end
+    if redis.call('TTL', KEYS[1]) == -1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
     return {0, limit}
   end
   redis.call('SET', KEYS[1], '1')
@@ -66,7 +70,7 @@ elseif c < 1 then
   redis.call('SET', KEYS[1], '1')
   c = 1
 end
-if c == 1 or redis.call('TTL', KEYS[1]) == -1 then redis.call('EXPIREAT', KEYS[1], ARGV[2]) end
+if c == 1 or redis.call('TTL', KEYS[1]) == -1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 if c > limit then
   redis.call('DECR', KEYS[1])
   return {0, c - 1}
@@ -235,9 +239,11 @@ impl RedisStore {
         })
     }
 
-    pub async fn quota(&self, key: &[u8], window: u64, reset_at: u64, limit: u64) -> Result<(bool, u64), String> {
+    /// Counts a request in the quota window `window` (a number that names
+    /// it), which ends in `left` seconds.
+    pub async fn quota(&self, key: &[u8], window: u64, left: u64, limit: u64) -> Result<(bool, u64), String> {
         let mut invocation = self.quota.key(self.full_key(&format!("quota:{window}"), key));
-        invocation.arg(limit).arg(reset_at);
+        invocation.arg(limit).arg(left.max(1));
         let (allowed, used): (i64, i64) = self.invoke(&invocation).await?;
         if !matches!(allowed, 0 | 1) || used < 0 {
             return Err(format!("Redis answered a quota count out of range: {allowed} {used}"));
