@@ -37,6 +37,10 @@ pub const ALL: &[(&str, &str)] = &[
     ),
     ("certificate-name-mismatch", "a `server_names` entry the listener certificate does not carry"),
     (
+        "mtls-listener-bypass",
+        "a route for a host a listener requiring client certificates serves, open on the other listeners too",
+    ),
+    (
         "mtls-any-listener-ca",
         "a consumer certificate without `ca` where the mtls providers take certificates of several CAs: any can issue its name",
     ),

@@ -324,3 +324,56 @@ routes:
     let closed = tokio::time::timeout(std::time::Duration::from_secs(5), silent.read_to_end(&mut rest)).await;
     assert!(closed.is_ok(), "a silent TLS connection was kept past header_read_timeout");
 }
+
+/// A route for a host that only a listener requiring client certificates
+/// serves, left open on the public listener: SNI picks the certificate,
+/// `Host` the route, and a public client reaches the partners' route
+/// without a certificate by sending their host (domain fronting). `check`
+/// says so (`mtls-listener-bypass`); `match.listeners` closes it.
+#[tokio::test]
+async fn a_route_behind_a_required_client_certificate_is_warned_about_when_open_elsewhere() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = crate::support::pki::Pki::new();
+    let (public_c, public_k) = pki.issue("public", "api.test", &["api.test"]);
+    let (secure_c, secure_k) = pki.issue("secure", "secure.test", &["secure.test"]);
+    let yaml = |scope: &str| {
+        format!(
+            "listeners:\n\
+             \x20 - {{ name: public, bind: \"127.0.0.1:0\", tls: {{ certificates: [ {{ cert: \"{}\", key: \"{}\" }} ] }} }}\n\
+             \x20 - {{ name: partners, bind: \"127.0.0.1:0\", tls: {{ certificates: [ {{ cert: \"{}\", key: \"{}\" }} ], client_auth: {{ ca: \"{}\", required: true }} }} }}\n\
+             routes:\n  - {{ name: partners-only, match: {{ host: secure.test{scope} }}, static: {{ body: internal }} }}\n",
+            public_c.display(),
+            public_k.display(),
+            secure_c.display(),
+            secure_k.display(),
+            pki.ca_path().display()
+        )
+    };
+    let fronted = async |gw: &portcullis::Handle| {
+        let mut tls = crate::support::pki::tls_connect(
+            gw.addr("public").unwrap(),
+            "api.test",
+            &pki.ca_path(),
+            None,
+            &[b"http/1.1"],
+        )
+        .await
+        .unwrap();
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: secure.test\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut out = Vec::new();
+        let _ = tls.read_to_end(&mut out).await;
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let open = load(&yaml(""), std::path::Path::new("/"));
+    let warned: Vec<String> = portcullis::warnings(&open).iter().map(|w| w.to_string()).collect();
+    assert!(
+        warned.iter().any(|w| w.contains("[mtls-listener-bypass]") && w.contains("routes[0].match.host")),
+        "{warned:?}"
+    );
+    let gw = portcullis::Gateway::start(&open).await.unwrap();
+    assert!(fronted(&gw).await.ends_with("internal"), "what the warning is about");
+    let scoped = load(&yaml(", listeners: [partners]"), std::path::Path::new("/"));
+    assert!(portcullis::warnings(&scoped).is_empty(), "{:?}", portcullis::warnings(&scoped));
+    let gw = portcullis::Gateway::start(&scoped).await.unwrap();
+    assert!(fronted(&gw).await.starts_with("HTTP/1.1 404"));
+}

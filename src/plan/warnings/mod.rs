@@ -8,6 +8,7 @@ mod documents;
 mod fetches;
 mod limits;
 mod methods;
+mod mtls_scope;
 mod refusing;
 mod rewrites;
 mod settings;
@@ -36,6 +37,7 @@ pub fn warnings(loaded: &LoadedConfig) -> Vec<ConfigError> {
     normalization(loaded, &mut found);
     certificates(loaded, &mut found);
     mtls_any_listener_ca(loaded, &mut found);
+    mtls_scope::routes_around_required_client_certs(loaded, &mut found);
     documents::unknown_formats(loaded, &mut found);
     documents::shadowed_strict_apis(loaded, &mut found);
     methods::methods_fall_through(loaded, &mut found);
@@ -557,19 +559,7 @@ fn name_mismatches(
     cert: &x509_parser::certificate::X509Certificate<'_>,
     found: &mut Found,
 ) {
-    use x509_parser::extensions::GeneralName;
-    let sans: Vec<String> = cert
-        .subject_alternative_name()
-        .ok()
-        .flatten()
-        .map(|ext| {
-            let dns = |n: &GeneralName<'_>| match n {
-                GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
-                _ => None,
-            };
-            ext.value.general_names.iter().filter_map(dns).collect()
-        })
-        .unwrap_or_default();
+    let sans = mtls_scope::dns_names(cert);
     for (k, name) in c.server_names.iter().enumerate() {
         let name = name.to_ascii_lowercase();
         let wildcard = |san: &String| {
