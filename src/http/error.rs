@@ -111,11 +111,11 @@ pub fn client_gone(e: &(dyn std::error::Error + 'static)) -> bool {
         {
             return true;
         }
-        // An HTTP/2 client that reset its stream (`CANCEL`, or any code) or
-        // sent GOAWAY mid-body abandoned the request: nothing it sent was wrong.
+        // An HTTP/2 client that reset its stream (`CANCEL`, or any code),
+        // sent GOAWAY or closed its connection mid-body abandoned the
+        // request: nothing it sent was wrong.
         if let Some(h) = e.downcast_ref::<h2::Error>()
-            && h.is_remote()
-            && (h.is_reset() || h.is_go_away())
+            && (h.is_io() || (h.is_remote() && (h.is_reset() || h.is_go_away())))
         {
             return true;
         }

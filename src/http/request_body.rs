@@ -31,6 +31,14 @@ pub enum BodyError {
     Read(#[source] BoxError),
 }
 
+impl BodyError {
+    /// The body broke off because the client went away (its connection
+    /// ended or was reset, its stream reset), not for anything it sent.
+    pub fn client_left(&self) -> bool {
+        matches!(self, BodyError::Read(e) if crate::http::error::client_gone(e.as_ref()))
+    }
+}
+
 use http::header::{self, HeaderName};
 
 /// Fields a trailer may not carry (RFC 9110 §6.5.1).
@@ -84,6 +92,9 @@ pub struct BodyWatch {
     pub waiting: AtomicBool,
     /// Why the body was cut off, by the client's doing.
     pub cut: std::sync::OnceLock<BodyCut>,
+    /// The body bytes that have come so far (what the log reports of a
+    /// body whose request ended before the sender saw it end).
+    pub received: std::sync::atomic::AtomicU64,
 }
 
 /// A `BodyError`, as a body's sender learns it afterwards.
@@ -267,6 +278,9 @@ impl http_body::Body for RequestBody {
                 }
                 if let Some(data) = frame.data_ref() {
                     this.received += data.len() as u64;
+                    if let Some(w) = &this.waiting {
+                        w.received.store(this.received, Ordering::Relaxed);
+                    }
                     // What the framing has promised counts too: a chunk
                     // announced larger than the limit is refused at its
                     // first bytes, not after the limit's worth went upstream

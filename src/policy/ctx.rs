@@ -40,6 +40,10 @@ pub struct RequestCtx<'a> {
     /// The request body, on routes whose policies read it (validation);
     /// the engine takes it back after the phases.
     pub body: Option<RequestBody>,
+    /// The client left while a phase read its body (the bytes that came):
+    /// the phase's answer reaches no one, and the request is logged as the
+    /// client's leaving (499, `DC`), not as what the phase would refuse.
+    pub client_left: Option<u64>,
     /// The route's path parameters: names, and the values this request's
     /// path gave them (same order).
     pub path_params: (&'a [Arc<str>], &'a [&'a str]),
@@ -73,6 +77,7 @@ impl<'a> RequestCtx<'a> {
             auth_failure: None,
             invalid_reported: false,
             body: None,
+            client_left: None,
             path_params: (&[], &[]),
         }
     }

@@ -298,6 +298,7 @@ impl Drop for UnderWay<'_, '_> {
                     duration_ns: 0,
                     ended: false,
                     request_bytes,
+                    body: None,
                 });
             }
         }
@@ -626,6 +627,7 @@ async fn fetch<'p>(
         duration_ns,
         ended: true,
         request_bytes: None,
+        body: None,
     });
     (result, one_try)
 }

@@ -84,6 +84,16 @@ pub(super) struct Tried<'a> {
     pub ended: bool,
     /// Request body bytes sent, when the codec counted them.
     pub request_bytes: Option<u64>,
+    /// The body as a client library sends it (hyper's): the bytes that
+    /// came so far, also when the request ends before the library does.
+    pub body: Option<std::sync::Arc<crate::http::request_body::BodyWatch>>,
+}
+
+impl Tried<'_> {
+    /// The request body bytes this try took from the client.
+    pub fn body_bytes(&self) -> Option<u64> {
+        self.request_bytes.or_else(|| Some(self.body.as_ref()?.received.load(std::sync::atomic::Ordering::Relaxed)))
+    }
 }
 
 /// Records an ended exchange's upstream metrics and completes its entry
@@ -264,6 +274,7 @@ pub(super) fn forward<'a, 'p>(
                     duration_ns: 0,
                     ended: false,
                     request_bytes: None,
+                    body: None,
                 });
             }
 
@@ -306,6 +317,9 @@ pub(super) fn forward<'a, 'p>(
                 let replayable = spare.is_some();
                 let mut sent_body = std::mem::replace(&mut body, spare.unwrap_or_else(RequestBody::empty));
                 let watch = sent_body.watch();
+                if let Some(entry) = f.tried.as_deref_mut().and_then(|t| t.last_mut()) {
+                    entry.body = Some(watch.clone());
+                }
                 let mut headers = parts.headers.clone();
                 edits.apply(&mut headers, RequestFraming::of(&parts.method, &sent_body));
                 let mut req = Request::new(sent_body);
@@ -336,7 +350,9 @@ pub(super) fn forward<'a, 'p>(
                     }
                     (other, _) => other,
                 };
-                (result, replayable, None)
+                // A body cut off: what came, not what its length promised.
+                let received = watch.cut.get().map(|_| watch.received.load(std::sync::atomic::Ordering::Relaxed));
+                (result, replayable, received)
             };
             f.notes.body_received = request_bytes;
             // One clock read for the try's duration and the health record.

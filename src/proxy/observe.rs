@@ -252,7 +252,12 @@ impl<'p> Seen<'p> {
     /// What the request phases decided, and a responder's answer.
     /// `validates`: the route has a `validate` phase.
     pub fn note(&mut self, ctx: &RequestCtx<'_>, responder: bool, validates: bool) {
-        if let Some(refused) = ctx.refused {
+        if let Some(received) = ctx.client_left {
+            // The client left while a phase read its body: not what the
+            // phase would have refused (NGINX's 499).
+            self.flag = Flag::ClientClosed;
+            self.request_bytes = received;
+        } else if let Some(refused) = ctx.refused {
             self.flag = match refused {
                 Refusal::Unauthenticated => Flag::Unauthenticated,
                 Refusal::Forbidden => Flag::Forbidden,
@@ -276,7 +281,7 @@ impl<'p> Seen<'p> {
                 r.auth_reason = Some(reason);
             }
         }
-        if validates {
+        if validates && ctx.client_left.is_none() {
             let failed = ctx.refused == Some(Refusal::Invalid) || ctx.invalid_reported;
             r.validation = Some(if failed { "failed" } else { "passed" });
         }
@@ -294,7 +299,7 @@ impl<'p> Seen<'p> {
         // whatever answer was written to the closed connection.
         p.status = if self.flag == Flag::ClientClosed { client_closed() } else { status };
         p.flag = self.flag;
-        p.request_bytes = tried.last().and_then(|t| t.request_bytes).unwrap_or(self.request_bytes);
+        p.request_bytes = tried.last().and_then(Tried::body_bytes).unwrap_or(self.request_bytes);
         p.bodiless = p.method == Method::HEAD
             || status.is_informational()
             || status == StatusCode::NO_CONTENT
@@ -377,7 +382,7 @@ impl Drop for Seen<'_> {
         // The client left before the response: NGINX's 499.
         p.status = client_closed();
         p.series = self.route;
-        p.request_bytes = self.request_bytes;
+        p.request_bytes = self.tried.last().and_then(Tried::body_bytes).unwrap_or(self.request_bytes);
         p.bodiless = true;
         if let Some(r) = &mut p.record {
             r.status = 499;

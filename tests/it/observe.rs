@@ -461,18 +461,26 @@ async fn an_http2_client_resetting_mid_body_left_and_the_upstream_is_not_blamed(
     let dir = tempfile::tempdir().unwrap();
     // It answers once the whole body has come.
     let up = crate::support::flaky::Flaky::start("svc").await;
+    // Over HTTP/2 too (hyper's client): `/count` reads the whole body.
+    let up2 = Upstream::start("svc2").await;
     let yaml = format!(
         "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\naccess_log: {{ to: access.log }}\n\
          upstreams:\n  svc: {{ targets: [\"{}\"], health: {{ passive: {{ consecutive_failures: 1 }} }} }}\n\
+         \x20 svc2: {{ targets: [\"{}\"], protocol: http2, health: {{ passive: {{ consecutive_failures: 1 }} }} }}\n\
          routes:\n  - {{ name: p, match: {{ path_prefix: /p }}, upstream: svc }}\n\
+         \x20 - {{ name: count, match: {{ path: /count }}, upstream: svc2 }}\n\
+         \x20 - {{ name: val, match: {{ path: /val }}, upstream: svc, validate: {{ body: {{ schema: {{ type: object }} }} }} }}\n\
          \x20 - {{ name: echo, match: {{ path: /echo }}, echo: {{}} }}\n",
-        up.url()
+        up.url(),
+        up2.url()
     );
     let h = Gateway::start(&load(&yaml, dir.path())).await.unwrap();
-    let mut conn = H2Conn::connect(h.addr("gw").unwrap()).await;
-    let mut stream = 1;
-    for path in ["/p/a", "/p/b", "/echo"] {
-        for code in [0u32, 8] {
+    let paths = ["/p/a", "/count", "/val", "/echo"];
+    let mut sent = 0;
+    // RST_STREAM NO_ERROR, CANCEL; GOAWAY then the connection closed; the connection closed.
+    for ending in ["rst0", "rst8", "goaway", "close"] {
+        for path in paths {
+            let mut conn = H2Conn::connect(h.addr("gw").unwrap()).await;
             let fields: [(&[u8], &[u8]); 5] = [
                 (b":method", b"POST"),
                 (b":scheme", b"http"),
@@ -480,36 +488,62 @@ async fn an_http2_client_resetting_mid_body_left_and_the_upstream_is_not_blamed(
                 (b":path", path.as_bytes()),
                 (b"content-length", b"100"),
             ];
-            let before = up.hits();
-            conn.headers(stream, &fields, false).await;
-            conn.data(stream, &[b'x'; 10], false).await;
-            if path != "/echo" {
+            let before = (up.hits(), up2.hits.load(std::sync::atomic::Ordering::SeqCst));
+            conn.headers(1, &fields, false).await;
+            conn.data(1, &[b'x'; 10], false).await;
+            if path.starts_with("/p") || path == "/count" {
                 let until = Instant::now() + Duration::from_secs(5);
-                while up.hits() == before {
+                while (up.hits(), up2.hits.load(std::sync::atomic::Ordering::SeqCst)) == before {
                     assert!(Instant::now() < until, "the request never reached the upstream");
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
-            conn.reset(stream, code).await;
-            stream += 2;
+            match ending {
+                "rst0" => conn.reset(1, 0).await,
+                "rst8" => conn.reset(1, 8).await,
+                "goaway" => conn.goaway(0).await,
+                _ => {}
+            }
+            drop(conn);
+            sent += 1;
+            // One at a time: the lines come in order.
+            assert_eq!(log_lines(&h, dir.path(), sent).await.len(), sent, "{ending} {path}");
         }
     }
-    let lines = log_lines(&h, dir.path(), 6).await;
-    assert_eq!(lines.len(), 6);
-    for l in &lines {
+    let lines = log_lines(&h, dir.path(), sent).await;
+    for (i, l) in lines.iter().enumerate() {
         let seen = (
             &l["http"]["response"]["status_code"],
             &l["portcullis"]["response_flag"],
             &l["http"]["request"]["body"]["bytes"],
         );
-        assert_eq!(seen, (&json!(499), &json!("DC"), &json!(10)), "{l}");
-        if l["url"]["path"] != "/echo" {
-            assert_eq!(l["portcullis"]["upstream"]["tries"][0]["error"], "cancelled", "{l}");
+        let case = format!("{} {}", ["rst0", "rst8", "goaway", "close"][i / paths.len()], paths[i % paths.len()]);
+        assert_eq!(seen, (&json!(499), &json!("DC"), &json!(10)), "{case}: {l}");
+        if l["url"]["path"] == "/p/a" || l["url"]["path"] == "/count" {
+            assert_eq!(l["portcullis"]["upstream"]["tries"][0]["error"], "cancelled", "{case}: {l}");
         }
+        assert!(l["portcullis"]["validation"].is_null(), "no verdict on a body that never came: {case}: {l}");
     }
-    // The target was not ejected (one failure would have done it).
+    // The same over HTTP/1.1 on the validated route, which reads the body whole.
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut s = tokio::net::TcpStream::connect(h.addr("gw").unwrap()).await.unwrap();
+        s.write_all(b"POST /val HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{\"a\":\"1234\"").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let lines = log_lines(&h, dir.path(), sent + 1).await;
+    let l = &lines[sent];
+    let seen = (
+        &l["http"]["response"]["status_code"],
+        &l["portcullis"]["response_flag"],
+        &l["http"]["request"]["body"]["bytes"],
+    );
+    assert_eq!(seen, (&json!(499), &json!("DC"), &json!(11)), "{l}");
+    assert!(l["portcullis"]["validation"].is_null(), "{l}");
+    // No target was ejected (one failure would have done it).
     assert_eq!(get(&url(&h, "/p/after"), &[]).await.status, 200);
+    assert_eq!(get(&url(&h, "/count"), &[]).await.status, 200);
 }
 
 #[tokio::test]

@@ -494,7 +494,12 @@ impl Compiled {
             let (limit, stall) = (body.limit(), body.stall_timeout());
             let (bytes, held) = match read_whole(body, &self.buffers).await {
                 Ok(read) => read,
-                Err(Unread::Body(e)) => return body_refused(&e, ctx),
+                Err(Unread::Body(e, received)) => {
+                    if e.client_left() {
+                        ctx.client_left = Some(received);
+                    }
+                    return body_refused(&e, ctx);
+                }
                 Err(Unread::OverBudget(over)) => return Outcome::Respond(busy(&over, ctx)),
             };
             let mut held = held;
@@ -1001,7 +1006,8 @@ fn unsupported_coding(ctx: &RequestCtx<'_>) -> Answer {
 
 /// Why a body was not read whole.
 enum Unread {
-    Body(BodyError),
+    /// The body's error, and the bytes read before it.
+    Body(BodyError, u64),
     OverBudget(OverBudget),
 }
 
@@ -1016,7 +1022,11 @@ async fn read_whole(mut body: RequestBody, buffers: &BufferBudget) -> Result<(By
     let declared = http_body::Body::size_hint(&body).exact().unwrap_or(0).min(FIRST_ROOM);
     let mut whole = bytes::BytesMut::with_capacity(declared as usize);
     while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame.map_err(Unread::Body)?.into_data() {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(e) => return Err(Unread::Body(e, body.received())),
+        };
+        if let Ok(data) = frame.into_data() {
             held.grow(data.len() as u64).map_err(Unread::OverBudget)?;
             whole.extend_from_slice(&data);
         }

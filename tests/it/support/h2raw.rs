@@ -95,6 +95,13 @@ impl H2Conn {
         self.frame(DATA, if end_stream { END_STREAM } else { 0 }, stream, bytes).await;
     }
 
+    /// `GOAWAY` with that error code (last stream 0).
+    pub async fn goaway(&mut self, code: u32) {
+        let mut payload = 0u32.to_be_bytes().to_vec();
+        payload.extend_from_slice(&code.to_be_bytes());
+        self.frame(GOAWAY, 0, 0, &payload).await;
+    }
+
     /// `RST_STREAM` with that error code.
     pub async fn reset(&mut self, stream: u32, code: u32) {
         self.frame(RST_STREAM, 0, stream, &code.to_be_bytes()).await;

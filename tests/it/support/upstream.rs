@@ -98,9 +98,10 @@ async fn handle(
             let mut n = 0usize;
             let mut frames = 0u32;
             while let Some(frame) = body.frame().await {
-                if let Ok(data) = frame.map(|f| f.into_data()) {
-                    n += data.map(|d| d.len()).unwrap_or(0);
-                }
+                // A body broken off (the stream reset) says so again at
+                // every poll: it ends here.
+                let Ok(frame) = frame else { break };
+                n += frame.into_data().map(|d| d.len()).unwrap_or(0);
                 frames += 1;
                 if slowly && frames.is_multiple_of(8) {
                     tokio::time::sleep(std::time::Duration::from_millis(2)).await;
