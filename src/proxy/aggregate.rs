@@ -36,6 +36,11 @@ use smallvec::SmallVec;
 
 const AGGREGATE: HeaderName = HeaderName::from_static("portcullis-aggregate");
 
+/// Marks a partial answer in the response's extensions: the route's
+/// `response_headers` may remove `Portcullis-Aggregate`, not this.
+#[derive(Debug, Clone, Copy)]
+struct Partial;
+
 /// What every call carries from the client's request.
 pub(super) struct Inputs<'a, 'p> {
     /// Each call's try, for the access log (`None`: nothing watches).
@@ -251,10 +256,17 @@ pub(super) async fn run<'p>(plan: &'p AggregatePlan, inputs: Inputs<'_, 'p>) -> 
     // counted until it has been sent (a client that does not read would
     // otherwise hold it uncounted).
     count_failures(plan, &results);
+    let used: Vec<bool> = results.iter().map(|r| matches!(r, Some(Ok(_)))).collect();
     let mut answer = merged(plan, results);
     drop(running);
-    // The answer is the caller's when the calls carried who it is.
-    let parts: Vec<Caching> = slots.iter().map(|s| s.caching.lock().map(|c| *c).unwrap_or_default()).collect();
+    // The answer is the caller's when the calls carried who it is. Only
+    // the answers it is made of count (a failed call's is not in it).
+    let parts: Vec<Caching> = slots
+        .iter()
+        .zip(&used)
+        .filter(|(_, used)| **used)
+        .map(|(s, _)| s.caching.lock().map(|c| *c).unwrap_or_default())
+        .collect();
     if let Some(cache_control) = caching::merged(&parts, inputs.identity.is_some()) {
         answer.headers_mut().insert(header::CACHE_CONTROL, cache_control);
     }
@@ -788,7 +800,8 @@ fn merged<'p>(plan: &'p AggregatePlan, results: Vec<Option<Result<Value, CallErr
             "aggregate: fields already set by an earlier call; kept the first"
         );
     }
-    let mark = if failed.is_empty() {
+    let partial = !failed.is_empty();
+    let mark = if !partial {
         HeaderValue::from_static("complete")
     } else {
         doc.insert("errors".into(), Value::Array(errors));
@@ -800,6 +813,9 @@ fn merged<'p>(plan: &'p AggregatePlan, results: Vec<Option<Result<Value, CallErr
     let mut resp = Response::new(Body::full(Bytes::from(body)));
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp.headers_mut().insert(AGGREGATE, mark);
+    if partial {
+        resp.extensions_mut().insert(Partial);
+    }
     resp
 }
 
@@ -808,7 +824,7 @@ fn merged<'p>(plan: &'p AggregatePlan, results: Vec<Option<Result<Value, CallErr
 /// would serve it as complete. Applied after the response steps, so that
 /// a route's `Cache-Control` does not undo it.
 pub fn keep_partial_uncached(resp: &mut Response<Body>) {
-    if resp.headers().get(AGGREGATE).is_some_and(|m| m.as_bytes().starts_with(b"partial")) {
+    if resp.extensions().get::<Partial>().is_some() {
         resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
 }

@@ -386,6 +386,13 @@ routes:
       calls:
         a: {{ upstream: orders, path: "/a" }}
         b: {{ upstream: recs, path: "/b" }}
+  - name: unmarked
+    match: {{ path: "/unmarked" }}
+    response_headers: {{ remove: [ portcullis-aggregate ] }}
+    aggregate:
+      calls:
+        a: {{ upstream: orders, path: "/a" }}
+        b: {{ upstream: recs, path: "/b" }}
 "#,
         upstreams(&u, &o, &r)
     ))
@@ -406,6 +413,12 @@ routes:
     assert_eq!(cache_control("/public").await.as_deref(), Some("private, max-age=60"));
     r.set(Mode::Json("{}"));
     assert_eq!(cache_control("/public").await, None, "a part without freshness: nothing said, as a proxied answer");
+    // A partial answer is never kept, even when the route hides that it is one.
+    o.set(Mode::JsonCached("max-age=600", "{}"));
+    r.set(Mode::Status(500));
+    let reply = get(&gw.url("/unmarked"), &[]).await;
+    assert_eq!((reply.status.as_u16(), reply.header("portcullis-aggregate")), (200, None), "{}", reply.text());
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
 }
 
 /// Values cannot step out of the template: a field that is `..`, `.` or
