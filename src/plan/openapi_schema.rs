@@ -119,15 +119,17 @@ pub(super) fn discriminated(v: &mut Value, defs: &Map<String, Value>) {
                     let Some(target) = target.as_str() else { continue };
                     let target = match target.strip_prefix("#/components/schemas/") {
                         Some(name) => format!("#/$defs/{name}"),
-                        None if !target.contains(['#', '/']) => format!("#/$defs/{target}"),
+                        // A schema's name (`Sea Bird`): a reference to it, URI-encoded.
+                        None if !target.contains(['#', '/']) => format!("#/$defs/{}", fragment_token(target)),
                         None => target.to_string(),
                     };
                     picks.push((value.clone(), target));
                 }
             }
             for r in &refs {
+                // Already a mapping's target, however its reference is spelled.
                 if let Some(name) = defs_name(r)
-                    && !picks.iter().any(|(_, t)| t == r)
+                    && !picks.iter().any(|(_, t)| t == r || defs_name(t).as_ref() == Some(&name))
                 {
                     picks.push((name, r.clone()));
                 }
@@ -152,6 +154,30 @@ pub(super) fn discriminated(v: &mut Value, defs: &Map<String, Value>) {
         Value::Array(a) => a.iter_mut().for_each(|x| discriminated(x, defs)),
         _ => {}
     }
+}
+
+/// A schema name as one token of a JSON Pointer in a URI fragment: `~`
+/// and `/` escaped (RFC 6901), then what a fragment cannot hold
+/// percent-encoded (RFC 3986: `Sea Bird` is `Sea%20Bird`).
+fn fragment_token(name: &str) -> String {
+    use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+    const NOT_IN_FRAGMENT: &AsciiSet = &CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'%')
+        .add(b'<')
+        .add(b'>')
+        .add(b'[')
+        .add(b'\\')
+        .add(b']')
+        .add(b'^')
+        .add(b'`')
+        .add(b'{')
+        .add(b'|')
+        .add(b'}');
+    let escaped = name.replace('~', "~0").replace('/', "~1");
+    utf8_percent_encode(&escaped, NOT_IN_FRAGMENT).to_string()
 }
 
 /// The discriminator every option (`#/$defs/<name>`) inherits through an

@@ -779,6 +779,15 @@ paths:
               oneOf: [ { $ref: "#/components/schemas/Sea%20Bird" }, { $ref: "#/components/schemas/Owl" } ]
               discriminator: { propertyName: kind }
       responses: { "200": { description: ok } }
+  /mapped:
+    post:
+      requestBody:
+        content:
+          application/json:
+            schema:
+              oneOf: [ { $ref: "#/components/schemas/Sea%20Bird" }, { $ref: "#/components/schemas/Owl" } ]
+              discriminator: { propertyName: kind, mapping: { sea: "Sea Bird", owl: "#/components/schemas/%4Fwl" } }
+      responses: { "200": { description: ok } }
 components:
   schemas:
     Count{}: { type: integer, maximum: 5 }
@@ -806,6 +815,14 @@ components:
         (200, 400)
     );
     assert_eq!(up.count(), 3);
+    // A mapping names a schema by its name (`Sea Bird`) or by a reference
+    // spelled another way (`%4Fwl` is `Owl`): those schemas are mapped, so
+    // their names are no values of their own.
+    assert_eq!(post("/mapped", r#"{"kind":"sea","wingspan":2}"#).await, 200);
+    assert_eq!(post("/mapped", r#"{"kind":"sea"}"#).await, 400);
+    assert_eq!(post("/mapped", r#"{"kind":"owl"}"#).await, 200);
+    assert_eq!(post("/mapped", r#"{"kind":"Owl"}"#).await, 400);
+    assert_eq!(post("/mapped", r#"{"kind":"Sea Bird","wingspan":2}"#).await, 400);
 }
 
 /// Object-valued parameters in every style of OpenAPI's style table, the

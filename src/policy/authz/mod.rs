@@ -39,6 +39,14 @@ impl Compiled {
         for (i, c) in cfg.claims.iter().enumerate() {
             let test = match (&c.equals, &c.contains, &c.one_of) {
                 (Some(v), None, None) => Test::Equals(v.clone()),
+                // An empty word is no word: it would match `a  b` (two spaces).
+                (None, Some(v), None) if v.is_empty() || v.contains(' ') => {
+                    errors.push((
+                        format!("claims[{i}].contains"),
+                        "one word: not empty, without spaces (a string claim is split at spaces)".into(),
+                    ));
+                    continue;
+                }
                 (None, Some(v), None) => Test::Contains(v.clone()),
                 (None, None, Some(v)) => Test::OneOf(v.clone()),
                 _ => {
@@ -126,7 +134,7 @@ fn claim_ok(id: &Identity, path: &[String], test: &Test) -> bool {
             serde_json::Value::Array(items) => items.iter().filter_map(as_text).any(|v| &v == want),
             // Words split at the ASCII space only, as scopes are (RFC 6749
             // §3.3): `user\u{a0}admin` is one word, as the upstream reads it.
-            serde_json::Value::String(s) => s.split(' ').any(|v| v == want),
+            serde_json::Value::String(s) => s.split(' ').any(|v| !v.is_empty() && v == want),
             _ => false,
         },
     }

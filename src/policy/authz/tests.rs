@@ -112,6 +112,8 @@ fn no_identity_is_refused_closed() {
 
 #[test]
 fn a_claim_condition_needs_exactly_one_test() {
+    let errs = compile("claims: [ { claim: roles, contains: \"\" }, { claim: roles, contains: a b } ]").unwrap_err();
+    assert_eq!(errs.len(), 2, "{errs:?}");
     let errs = compile("claims: [ { claim: tenant, equals: a, contains: b }, { claim: tier } ]").unwrap_err();
     let paths: Vec<&str> = errs.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(paths, ["claims[0]", "claims[1]"]);
