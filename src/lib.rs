@@ -482,6 +482,26 @@ impl Handle {
     /// stops last, and the access log and queued spans are flushed before
     /// this returns.
     pub async fn shutdown(self) {
+        self.shutdown_unless(std::future::pending()).await;
+    }
+
+    /// [`Handle::shutdown`], cut short when `cut` completes first (a second
+    /// SIGTERM or Ctrl-C): what is still in flight is dropped with the
+    /// process; the access log lines written so far are flushed.
+    pub async fn shutdown_unless(self, cut: impl std::future::Future<Output = ()>) {
+        let shared = self.shared.clone();
+        tokio::select! {
+            () = self.drain() => {}
+            () = cut => {
+                tracing::warn!("stopping now: a second signal cut the drain (requests still in flight are dropped)");
+                if let Some(log) = shared.plan.load().observe.access_log.get().cloned() {
+                    let _ = tokio::task::spawn_blocking(move || log.flush(std::time::Duration::from_secs(2))).await;
+                }
+            }
+        }
+    }
+
+    async fn drain(self) {
         self.shared.state.start_draining();
         // Load balancers polling `/readyz` see 503 while traffic is still
         // served (Envoy's drain keeps its listeners too): they stop sending

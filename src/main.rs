@@ -256,8 +256,11 @@ fn run(path: Option<PathBuf>, watch: bool) -> ExitCode {
         }
         // Serving: a stdout nobody reads must not stop a worker.
         portcullis::own_log::detach();
-        serve_until_stopped(&handle, signals, requests, path.as_deref(), watch.then_some(loaded.hash)).await;
-        handle.shutdown().await;
+        let mut signals = signals;
+        serve_until_stopped(&handle, &mut signals, requests, path.as_deref(), watch.then_some(loaded.hash)).await;
+        // A second SIGTERM or Ctrl-C stops at once (the drain's delay and
+        // timeout included), as a second Ctrl-C does in Caddy or Docker.
+        handle.shutdown_unless(stop_signal(&mut signals)).await;
         tracing::info!("stopped");
         portcullis::own_log::flush(std::time::Duration::from_secs(2));
         ExitCode::SUCCESS
@@ -290,12 +293,13 @@ impl Signals {
 /// SIGUSR1 (logrotate), until SIGTERM or SIGINT.
 async fn serve_until_stopped(
     handle: &portcullis::Handle,
-    signals: Signals,
+    signals: &mut Signals,
     mut requests: tokio::sync::mpsc::Receiver<portcullis::ReloadRequest>,
     path: Option<&Path>,
     watch: Option<u64>,
 ) {
-    let (Some(mut term), Some(mut hup), Some(mut usr1)) = (signals.term, signals.hup, signals.usr1) else {
+    let (Some(term), Some(hup), Some(usr1)) = (signals.term.as_mut(), signals.hup.as_mut(), signals.usr1.as_mut())
+    else {
         let _ = tokio::signal::ctrl_c().await;
         return;
     };
@@ -316,13 +320,13 @@ async fn serve_until_stopped(
             // that text as live (else it would reload it once more).
             _ = hup.recv() => {
                 (live, changed) = (path.and_then(fingerprint), None);
-                if unless_stopped(reload(handle, path), &mut term).await.is_none() {
+                if unless_stopped(reload(handle, path), term).await.is_none() {
                     return;
                 }
             }
             Some(reply) = requests.recv() => {
                 (live, changed) = (path.and_then(fingerprint), None);
-                match unless_stopped(reload(handle, path), &mut term).await {
+                match unless_stopped(reload(handle, path), term).await {
                     Some(outcome) => drop(reply.send(outcome)),
                     None => return,
                 }
@@ -337,7 +341,7 @@ async fn serve_until_stopped(
                     changed = None;
                 } else if changed == Some(now) {
                     (live, changed) = (now, None);
-                    if unless_stopped(reload(handle, path), &mut term).await.is_none() {
+                    if unless_stopped(reload(handle, path), term).await.is_none() {
                         return;
                     }
                 } else {
@@ -345,6 +349,19 @@ async fn serve_until_stopped(
                 }
             }
         }
+    }
+}
+
+/// The next SIGTERM or SIGINT.
+async fn stop_signal(signals: &mut Signals) {
+    match signals.term.as_mut() {
+        Some(term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        None => drop(tokio::signal::ctrl_c().await),
     }
 }
 

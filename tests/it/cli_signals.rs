@@ -204,3 +204,38 @@ async fn sigterm_during_a_long_reload_stops_at_once() {
     let took = asked.elapsed();
     assert!(took < Duration::from_secs(3), "stopped {took:?} after SIGTERM: the reload held it");
 }
+
+/// SIGTERM drains: the request in flight is waited for (up to
+/// `shutdown_timeout`, and `shutdown_delay` before). A second SIGTERM (or
+/// Ctrl-C) stops at once, as a second Ctrl-C does in Caddy or Docker: a
+/// long drain in a terminal used to hold until its timeout, whatever was
+/// pressed.
+#[tokio::test]
+async fn a_second_sigterm_cuts_the_drain() {
+    let up = crate::support::Upstream::start("svc").await;
+    let yaml = format!(
+        "shutdown_timeout: 60s\nshutdown_delay: 20s\nlisteners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\n\
+         upstreams:\n  svc: {{ targets: [ \"{}\" ] }}\n\
+         routes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: svc }}\n",
+        up.url()
+    );
+    let (gw, addr) = spawn_gateway(&yaml);
+    let hanging = tokio::spawn(async move { get(&format!("http://{addr}/hang"), &[]).await.status });
+    for _ in 0..200 {
+        if up.hits() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(up.hits(), 1, "the request is in flight");
+    gw.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(gw.log.lock().unwrap().iter().any(|l| l.contains("serving on until the delay ends")), "draining");
+    let asked = std::time::Instant::now();
+    gw.signal("TERM");
+    let status = exit_status(gw).await;
+    assert_eq!(status.code(), Some(0));
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(10), "stopped {took:?} after the second SIGTERM: the drain held it");
+    hanging.abort();
+}
