@@ -360,14 +360,20 @@ impl Handle {
             }]))
         });
         let result = match read {
-            Ok(loaded) => self.reload(&loaded).await.map(|()| loaded.hash),
+            Ok(loaded) => {
+                let result = self.try_reload(&loaded).await;
+                if result.is_err() {
+                    self.shared.state.reload_refused();
+                }
+                result.map(|warnings| (loaded.hash, warnings))
+            }
             Err(errors) => {
                 self.reload_refused();
                 Err(errors.into())
             }
         };
         match result {
-            Ok(hash) => ReloadOutcome::Reloaded { hash },
+            Ok((hash, warnings)) => ReloadOutcome::Reloaded { hash, warnings },
             Err(e) => {
                 let errors = match e {
                     // Read in the running gateway's environment, fixed when
@@ -416,10 +422,12 @@ impl Handle {
         if result.is_err() {
             self.shared.state.reload_refused();
         }
-        result
+        result.map(drop)
     }
 
-    async fn try_reload(&self, loaded: &LoadedConfig) -> Result<(), StartError> {
+    /// [`Handle::reload`], giving back the warnings it logged (the config's,
+    /// and settings that take effect at a restart only).
+    async fn try_reload(&self, loaded: &LoadedConfig) -> Result<Vec<String>, StartError> {
         let previous = self.shared.plan.load_full();
         // Compiled off the runtime's threads, as it is read (`reload_file`).
         let (owned, before) = (loaded.clone(), previous.clone());
@@ -437,18 +445,24 @@ impl Handle {
         // Bind new ports first: if one is taken, nothing changes.
         let bound = bind_new(&plan, &listeners).await?;
         plan.start_background(Some(&previous)).map_err(StartError::AccessLog)?;
+        let mut notes = Vec::new();
+        // Port 0 in the file is "any port": the one bound is not a change.
+        let unchanged = |a: SocketAddr, running: SocketAddr| a == running || (a.port() == 0 && a.ip() == running.ip());
         if let Some(running) = self.admin_addr()
-            && plan.admin.as_ref().map(|a| a.addr) != Some(running)
+            && !plan.admin.as_ref().is_some_and(|a| unchanged(a.addr, running))
         {
-            match &plan.admin {
-                Some(_) => tracing::warn!(%running, "a change of `admin.bind` takes effect when the gateway restarts"),
-                // What the running admin API serves without its block.
-                None => tracing::warn!(
-                    %running,
-                    "`admin` was removed: the admin API stops listening when the gateway restarts; until then \
-                     only /healthz answers there"
+            let note = match &plan.admin {
+                Some(_) => format!(
+                    "a change of `admin.bind` takes effect when the gateway restarts: the admin API stays on {running}"
                 ),
-            }
+                // What the running admin API serves without its block.
+                None => format!(
+                    "`admin` was removed: the admin API on {running} stops listening when the gateway restarts; \
+                     until then only /healthz answers there"
+                ),
+            };
+            tracing::warn!("{note}");
+            notes.push(note);
         }
         // The plan goes live before the new listeners accept, so their first
         // connections find their settings.
@@ -466,13 +480,16 @@ impl Handle {
             tokio::spawn(l.drain(deadline));
         }
         self.shared.state.reloaded(loaded, &plan.observe.registry);
-        log_warnings(loaded);
+        for w in warnings(loaded) {
+            tracing::warn!(warning = %w, "config warning");
+            notes.push(w.to_string());
+        }
         tracing::info!(
             reloads = self.shared.state.reloads(),
             config_hash = format!("{:016x}", loaded.hash),
             "config reloaded"
         );
-        Ok(())
+        Ok(notes)
     }
 
     /// Graceful shutdown: stop accepting, let in-flight requests finish

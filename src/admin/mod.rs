@@ -203,7 +203,7 @@ async fn reload(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes
         return problem(StatusCode::SERVICE_UNAVAILABLE, "the reload did not finish within 60 s");
     };
     match outcome {
-        ReloadOutcome::Reloaded { hash } => {
+        ReloadOutcome::Reloaded { hash, warnings } => {
             let loaded = shared.state.loaded();
             let body = serde_json::json!({
                 "result": "reloaded",
@@ -212,6 +212,7 @@ async fn reload(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes
                     "loaded_at": loaded.at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
                     "reloads": shared.state.reloads(),
                 },
+                "warnings": warnings,
             });
             respond(StatusCode::OK, "application/json", body.to_string())
         }

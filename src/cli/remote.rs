@@ -232,6 +232,11 @@ pub fn reload(config: Option<&Path>, admin_flag: Option<&str>) -> ExitCode {
             fail(&format!("the admin API answered 200 without saying the config was reloaded: {body}"))
         }
         StatusCode::OK => {
+            // What `check` would warn about in the new file, as it says it.
+            let warnings = body.get("warnings").and_then(Value::as_array).cloned().unwrap_or_default();
+            for w in &warnings {
+                eprintln!("warning: {}", w.as_str().map_or_else(|| w.to_string(), str::to_string));
+            }
             let reloads = body.pointer("/config/reloads").and_then(Value::as_u64).unwrap_or(0);
             say(format_args!("reloaded: config {} is live ({reloads} reload(s) since start)\n", hash(&body)));
             ExitCode::SUCCESS

@@ -25,8 +25,9 @@ pub struct GatewayState {
 /// What a reload came to, as the admin API answers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReloadOutcome {
-    /// The new config is live; its hash.
-    Reloaded { hash: u64 },
+    /// The new config is live; its hash, and what `check` warns about in it
+    /// (and settings that wait for a restart), one line each.
+    Reloaded { hash: u64, warnings: Vec<String> },
     /// The new config was refused (every problem, one line each); the
     /// previous one keeps serving.
     Refused { errors: Vec<String> },

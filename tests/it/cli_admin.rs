@@ -75,6 +75,20 @@ async fn reload_answers_the_one_who_asked_and_status_prints_the_gateway() {
         get(&format!("http://{admin}/status"), &[]).await.json()["config"]["hash"].as_str().unwrap().to_string();
     assert_ne!(before, after);
     assert!(stdout.contains(&format!("config {after} is live")), "{stdout}");
+    // The new file's warnings are printed, as `check` prints them (they
+    // were in the gateway's log only); the reload still succeeds.
+    let warned =
+        config("two", "{ bind: \"127.0.0.1:0\" }") + "upstreams:\n  spare: { targets: [ \"http://127.0.0.1:9\" ] }\n";
+    std::fs::write(&gw.config, &warned).unwrap();
+    let out = cli([vec!["reload".to_string()], admin_arg()].concat(), vec![]).await;
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.lines().any(|l| l.starts_with("warning: ") && l.contains("[unused-upstream]")), "{stderr}");
+    std::fs::write(&gw.config, config("two", "{ bind: \"127.0.0.1:0\" }")).unwrap();
+    let out = cli([vec!["reload".to_string()], admin_arg()].concat(), vec![]).await;
+    assert!(out.status.success() && !text(&out.stderr).contains("warning"), "{}", text(&out.stderr));
+    let after =
+        get(&format!("http://{admin}/status"), &[]).await.json()["config"]["hash"].as_str().unwrap().to_string();
 
     // `--config` naming another file than the gateway's: refused before any
     // reload (it would print "reloaded" with that file never read).
@@ -85,12 +99,12 @@ async fn reload_answers_the_one_who_asked_and_status_prints_the_gateway() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("a reload reads the gateway's own file"), "{stderr}");
     let reloads = |s: serde_json::Value| s["config"]["reloads"].as_u64();
-    assert_eq!(reloads(get(&format!("http://{admin}/status"), &[]).await.json()), Some(1), "nothing reloaded");
+    assert_eq!(reloads(get(&format!("http://{admin}/status"), &[]).await.json()), Some(3), "nothing reloaded");
     // Its own file, by whatever path: reloaded.
     let own = vec!["reload".into(), "--config".into(), gw.config.display().to_string()];
     let out = cli([own, admin_arg()].concat(), vec![]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(reloads(get(&format!("http://{admin}/status"), &[]).await.json()), Some(2));
+    assert_eq!(reloads(get(&format!("http://{admin}/status"), &[]).await.json()), Some(4));
 
     // A file with two problems: both printed, exit 1, the old config serves.
     std::fs::write(
