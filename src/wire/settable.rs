@@ -28,7 +28,21 @@ pub fn settable<'a>(
                 continue;
             }
         };
-        if super::hop_by_hop::not_settable(&name) {
+        let bytes = value.as_bytes();
+        if name.as_str().contains(['_', '.']) {
+            // The gateway drops such names from clients: CGI, WSGI and PHP
+            // read `_` as `-` (`x_user` would pass as `X-User`).
+            error(
+                key,
+                format!("`{key}` holds `_` or `.`: services read such names as others (`x_user` as `x-user`); use `-`"),
+            );
+        } else if bytes.first().is_some_and(|b| matches!(b, b' ' | b'\t'))
+            || bytes.last().is_some_and(|b| matches!(b, b' ' | b'\t'))
+        {
+            // RFC 9110 §5.5: no whitespace around a value (HTTP/1.1 readers
+            // trim it, HTTP/2 ones must refuse it).
+            error(key, "the value begins or ends with a space or tab: write it without (RFC 9110 §5.5)".to_string());
+        } else if super::hop_by_hop::not_settable(&name) {
             error(key, format!("`{key}` is the gateway's to write (framing or connection-specific): it cannot be set"));
         } else if out.iter().any(|(n, _)| *n == name) {
             error(key, format!("`{key}` is written twice (header names are the same in any case): keep one"));

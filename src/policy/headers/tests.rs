@@ -46,3 +46,15 @@ fn a_name_twice_in_another_case_and_a_host_that_is_none_are_refused() {
     let cfg = HeaderOpsConfig { set: [("Host".to_string(), "api.internal:8080".to_string())].into(), remove: vec![] };
     assert!(with_test_ctx(Shared::default(), |cx| Compiled::compile(&cfg, cx)).is_ok());
 }
+
+#[test]
+fn values_with_surrounding_blanks_and_names_with_underscores_are_refused() {
+    // A client's such names are dropped (`x_user` read as `X-User` by CGI);
+    // a value's surrounding blanks are trimmed by HTTP/1.1, refused by HTTP/2.
+    let set = [("X_User", "a"), ("x.tenant", "b"), ("X-Lead", " a "), ("X-Tab", "b\t"), ("X-Fine", "a b")];
+    let cfg = HeaderOpsConfig { set: set.map(|(k, v)| (k.to_string(), v.to_string())).into(), remove: vec![] };
+    let errs = with_test_ctx(Shared::default(), |cx| Compiled::compile(&cfg, cx)).unwrap_err();
+    let mut paths: Vec<&str> = errs.iter().map(|(p, _)| p.as_str()).collect();
+    paths.sort_unstable();
+    assert_eq!(paths, ["set.X-Lead", "set.X-Tab", "set.X_User", "set.x.tenant"], "{errs:?}");
+}
