@@ -402,7 +402,15 @@ fn fill(
                 };
                 let scalar = match value {
                     Some(Value::String(s)) => s.clone(),
-                    Some(Value::Number(n)) => n.to_string(),
+                    Some(Value::Number(n)) => match exact_number(n) {
+                        Some(text) => text,
+                        None => {
+                            return Err(CallError::Placeholder(
+                                text.clone(),
+                                "is a number the gateway cannot write exactly (beyond 2^53): another resource's id",
+                            ));
+                        }
+                    },
                     Some(Value::Bool(b)) => b.to_string(),
                     _ => return Err(CallError::Placeholder(text.clone(), "has no value to fill in")),
                 };
@@ -435,6 +443,24 @@ fn fill(
     // `/{rest}` with `merge_slashes: false` and a request for `/c//evil.example/x`.
     crate::router::rewrite::one_leading_slash(&mut out);
     PathAndQuery::try_from(out).map_err(|_| CallError::BadPath)
+}
+
+/// A JSON number as a placeholder's text: integers as they came; a whole
+/// number read as a double (`1e2`, `100.0`, `-0`) without its fraction
+/// (`100`, `0`), as an id is written; `None` for one past 2^53, which a
+/// double no longer holds exactly (`18446744073709551617` read back as
+/// `…552000`: a call to another resource).
+fn exact_number(n: &serde_json::Number) -> Option<String> {
+    if n.is_u64() || n.is_i64() {
+        return Some(n.to_string());
+    }
+    let f = n.as_f64()?;
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    match f {
+        f if !f.is_finite() || f.abs() > EXACT => None,
+        f if f.fract() == 0.0 => Some(format!("{}", f as i64)),
+        _ => Some(n.to_string()),
+    }
 }
 
 /// Whether `s` holds an escape of `/`, `\`, `.` or `%` (`%2F`, `%2e`…):
@@ -943,5 +969,17 @@ mod tests {
         assert_eq!(lookup(&v, &paths(&["user.id"])[0]), Some(&json!(42)));
         assert_eq!(lookup(&v, &paths(&["user.tags.0"])[0]), Some(&json!("x")));
         assert_eq!(lookup(&v, &paths(&["user.name"])[0]), None);
+    }
+
+    #[test]
+    fn numbers_fill_placeholders_exactly_or_not_at_all() {
+        let doc: Value =
+            serde_json::from_str(r#"[7, -3, 1e2, 100.0, -0, 1.5, 9007199254740993, 18446744073709551617, 1e300]"#)
+                .unwrap();
+        let written: Vec<Option<String>> =
+            doc.as_array().unwrap().iter().map(|v| exact_number(v.as_number().unwrap())).collect();
+        let want = [Some("7"), Some("-3"), Some("100"), Some("100"), Some("0"), Some("1.5"), Some("9007199254740993")];
+        let want: Vec<Option<String>> = want.iter().map(|w| w.map(str::to_string)).chain([None, None]).collect();
+        assert_eq!(written, want);
     }
 }

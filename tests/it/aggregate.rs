@@ -449,6 +449,9 @@ async fn placeholder_values_stay_inside_their_place() {
         (r#""50%off""#, true),
         (r#""abc%3D%3D""#, true),
         (r#""%2E%2e""#, false),
+        // A number a double cannot hold exactly would name another resource.
+        ("18446744073709551617", false),
+        ("1e2", true),
     ] {
         u.set(Mode::Json(Box::leak(format!(r#"{{"v":{v}}}"#).into_boxed_str())));
         let before = o.last_request().map(|r| r.uri);
@@ -460,6 +463,7 @@ async fn placeholder_values_stay_inside_their_place() {
             assert_eq!(reply.header("portcullis-aggregate"), Some("partial; failed=\"orders\""), "{v}");
         }
     }
+    assert_eq!(o.last_request().unwrap().uri, "/users/100/orders?v=100", "`1e2` is the id 100");
     // The client's `&`, `=` and `+` in a route parameter stay in its query value.
     get(&gw.url("/c/7&admin=true+x"), &[]).await;
     assert_eq!(u.last_request().unwrap().uri, "/users/7&admin=true+x?q=7%26admin%3Dtrue%2Bx");
