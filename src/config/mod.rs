@@ -275,6 +275,17 @@ pub fn parse_str(text: &str, source_name: &str, base_dir: &Path) -> Result<Loade
                     message = format!("`{alias}` refers to no anchor: define `&{name}` above its first use");
                 }
             }
+            // A number as written (`1e6`), not as the reader holds it (`1000000`).
+            if let Some(rest) = message.strip_prefix('`')
+                && let Some((quoted, tail)) = rest.split_once('`')
+                && (tail.starts_with(" is not a size") || tail.starts_with(" is not a duration"))
+            {
+                let at = position.and_then(|(_, c)| line.get(c.saturating_sub(1)..)).unwrap_or("");
+                let token: String = at.chars().take_while(|c| !c.is_whitespace() && !",}]#".contains(*c)).collect();
+                if !token.is_empty() && token != quoted && !token.starts_with(['"', '\'', '$']) {
+                    message = format!("`{token}`{tail}");
+                }
+            }
             // The library says "string" for a list and a mapping alike: say
             // which one was written, and the IPv6 hint only for `[…:…]`.
             if message.starts_with("expected text, not a list") {
@@ -666,6 +677,18 @@ mod tests {
         assert_eq!(message("[a, b]"), "expected text, not a list");
         assert_eq!(message("\n      - a"), "expected text, not a list");
         assert!(message("[::]:8080").contains("an IPv6 address in brackets"), "{}", message("[::]:8080"));
+    }
+
+    #[test]
+    fn sizes_are_quoted_as_written_and_nginx_units_answered() {
+        let message = |v: &str| {
+            let text =
+                format!("listeners:\n  - name: a\n    bind: 127.0.0.1:1\n    limits: {{ max_body_size: {v} }}\n");
+            parse(&text).unwrap_err().0[0].message.clone()
+        };
+        assert!(message("1e6").starts_with("`1e6` is not a size"), "{}", message("1e6"));
+        assert!(message("18446744073709551616").starts_with("`18446744073709551616` is not"));
+        assert!(message("10k").contains("write `10KiB`"), "{}", message("10k"));
     }
 
     #[test]

@@ -146,6 +146,14 @@ impl FromStr for ByteSize {
             "KiB" => 1 << 10,
             "MiB" => 1 << 20,
             "GiB" => 1 << 30,
+            // NGINX's spellings (`10k`, `1m`): name the two this reads.
+            u @ ("k" | "K" | "kb" | "Kb" | "kib" | "m" | "M" | "mb" | "mib" | "g" | "G" | "gb" | "gib") => {
+                let letter = u[..1].to_ascii_uppercase();
+                return Err(format!(
+                    "`{s}` is not a size: `{u}` is no unit here; write `{digits}{letter}iB` (powers of 1024, as NGINX's `{digits}{}`) or `{digits}{letter}B` (of 1000)",
+                    u[..1].to_ascii_lowercase()
+                ));
+            }
             _ => return Err(bad()),
         };
         n.checked_mul(mult).map(ByteSize).ok_or_else(|| format!("`{s}` is too large"))
