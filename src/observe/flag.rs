@@ -33,6 +33,9 @@ pub enum Flag {
     BreakerOpen,
     /// No target was healthy and `all_unhealthy: fail` (Envoy's `UH`).
     NoHealthyUpstream,
+    /// A WebSocket tunnel closed for carrying nothing either way for the
+    /// upstream's `timeouts.read` (Envoy's `SI`, stream idle timeout).
+    StreamIdle,
 }
 
 impl Flag {
@@ -52,6 +55,7 @@ impl Flag {
             Flag::UpstreamOverflow => "UO",
             Flag::BreakerOpen => "BO",
             Flag::NoHealthyUpstream => "UH",
+            Flag::StreamIdle => "SI",
         }
     }
 }

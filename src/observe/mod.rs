@@ -132,6 +132,8 @@ pub enum Ending {
     UpstreamBroke,
     /// The client left (or the connection was cut) before the end.
     ClientLeft,
+    /// A tunnel closed for carrying nothing for its idle time.
+    Idle,
 }
 
 /// Finished `Pending`s a thread keeps for its next requests (log text
@@ -214,6 +216,7 @@ impl Pending {
             Ending::Complete => p.flag,
             Ending::UpstreamBroke => Flag::UpstreamClosed,
             Ending::ClientLeft => Flag::ClientClosed,
+            Ending::Idle => Flag::StreamIdle,
         };
         let duration_ns = p.start.elapsed().as_nanos() as u64;
         // A 499's client had left before its answer: what was written

@@ -651,7 +651,7 @@ async fn through_hyper(
             }
         };
         let log = TunnelLog::default();
-        let logged = TunnelLogged { log: log.clone(), carried: Default::default(), ended: false };
+        let logged = TunnelLogged { log: log.clone(), carried: Default::default(), ended: false, idle: false };
         let tunnel = Tunnel {
             upstream: hyper::upgrade::on(&mut resp),
             _in_flight: in_flight,
@@ -928,6 +928,8 @@ struct TunnelLogged {
     /// The tunnel ran to its end (a side closed, or it was idle too long):
     /// else it was cut, logged as a connection cut (`DC`).
     ended: bool,
+    /// It ended for carrying nothing for its idle time (`SI`).
+    idle: bool,
 }
 
 impl Drop for TunnelLogged {
@@ -941,7 +943,11 @@ impl Drop for TunnelLogged {
             let [up, down] = &self.carried;
             p.request_bytes += up.load(std::sync::atomic::Ordering::Relaxed);
             p.response_bytes += down.load(std::sync::atomic::Ordering::Relaxed);
-            let ending = if self.ended { crate::observe::Ending::Complete } else { crate::observe::Ending::ClientLeft };
+            let ending = match (self.ended, self.idle) {
+                (true, true) => crate::observe::Ending::Idle,
+                (true, false) => crate::observe::Ending::Complete,
+                (false, _) => crate::observe::Ending::ClientLeft,
+            };
             p.finish(ending);
         }
     }
@@ -1025,6 +1031,7 @@ impl Tunnel {
                 },
                 () = &mut silence => {
                     tracing::debug!(?idle, "tunnel idle for the upstream's read timeout; closed");
+                    log.idle = true;
                     None
                 }
             }

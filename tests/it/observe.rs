@@ -1377,6 +1377,36 @@ async fn a_websocket_is_logged_when_its_tunnel_closes() {
     let logged = Duration::from_nanos(line["event"]["duration"].as_u64().unwrap());
     assert!(logged >= Duration::from_millis(200), "{logged:?}: the session, not its handshake");
     assert_eq!(line["portcullis"]["upstream"]["tries"][0]["status_code"], 101, "{line}");
+    assert_eq!(line["portcullis"]["response_flag"], "-", "a side closed it: {line}");
+}
+
+/// A tunnel that carried nothing either way for the upstream's
+/// `timeouts.read` is closed, and its line says why (`SI`, Envoy's stream
+/// idle timeout): it read `-`, as a tunnel a side closed.
+#[tokio::test]
+async fn a_websocket_closed_for_idling_says_so() {
+    use futures_util::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let ws = crate::support::WsUpstream::start().await;
+    let body = format!(
+        "upstreams:\n  ws: {{ targets: [ \"http://{}\" ], timeouts: {{ read: 200ms }} }}\n\
+         routes:\n  - {{ name: chat, match: {{ path_prefix: /chat }}, upstream: ws, websocket: true }}\n",
+        ws.addr
+    );
+    let h = start(&body, dir.path()).await;
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/chat", h.addr("gw").unwrap())).await.expect("upgrade");
+    // Nothing sent: the gateway closes it.
+    let closed =
+        tokio::time::timeout(Duration::from_secs(10), async { while let Some(Ok(_)) = socket.next().await {} }).await;
+    assert!(closed.is_ok(), "the idle tunnel was closed");
+    let lines = log_lines(&h, dir.path(), 1).await;
+    assert_eq!(
+        (&lines[0]["http"]["response"]["status_code"], &lines[0]["portcullis"]["response_flag"]),
+        (&json!(101), &json!("SI")),
+        "{}",
+        lines[0]
+    );
 }
 
 /// An upstream that sends its head at once and its body 300 ms later:
