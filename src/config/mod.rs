@@ -282,7 +282,12 @@ pub fn parse_str(text: &str, source_name: &str, base_dir: &Path) -> Result<Loade
             {
                 let at = position.and_then(|(_, c)| line.get(c.saturating_sub(1)..)).unwrap_or("");
                 let token: String = at.chars().take_while(|c| !c.is_whitespace() && !",}]#".contains(*c)).collect();
-                if !token.is_empty() && token != quoted && !token.starts_with(['"', '\'', '$']) {
+                // Only a number the reader rewrote; a text is quoted as it was.
+                if quoted.parse::<f64>().is_ok()
+                    && !token.is_empty()
+                    && token != quoted
+                    && !token.starts_with(['"', '\'', '$'])
+                {
                     message = format!("`{token}`{tail}");
                 }
             }
