@@ -184,6 +184,12 @@ impl Compiled {
                 errors.push((format!("allow_methods[{i}]"), "`*` is not supported here; list the methods".into()));
                 continue;
             }
+            // The gateway answers these itself (501): granting them to a page is a promise it does not keep.
+            if matches!(m.as_str(), "CONNECT" | "TRACE" | "TRACK") {
+                errors
+                    .push((format!("allow_methods[{i}]"), format!("`{m}` is never served (the gateway answers 501)")));
+                continue;
+            }
             match Method::from_bytes(m.as_bytes()) {
                 Ok(m) => methods.push(m),
                 Err(_) => errors.push((format!("allow_methods[{i}]"), format!("`{m}` is not an HTTP method"))),

@@ -130,3 +130,18 @@ fn preflight_lines_sent_twice() {
     let vary: Vec<_> = resp.headers().get_all(header::VARY).iter().map(|v| v.to_str().unwrap().to_string()).collect();
     assert!(vary.iter().any(|v| v.contains("Origin")), "{vary:?}");
 }
+
+#[test]
+fn methods_the_gateway_never_serves_are_not_granted() {
+    let cfg = CorsConfig {
+        allow_origins: vec!["https://app.example.com".into()],
+        allow_methods: vec!["GET".into(), "trace".into(), "CONNECT".into()],
+        allow_headers: vec![],
+        expose_headers: vec![],
+        allow_credentials: false,
+        max_age: None,
+    };
+    let errs = with_test_ctx(Shared::default(), |cx| Compiled::compile(&cfg, cx)).unwrap_err();
+    let paths: Vec<&str> = errs.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(paths, ["allow_methods[1]", "allow_methods[2]"]);
+}
