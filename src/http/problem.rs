@@ -61,7 +61,16 @@ pub fn from_error(err: &GatewayError, request_id: &HeaderValue, target: Option<&
             }
             next = e.source();
         }
-        let cause = (!chain.is_empty()).then(|| chain.join(": "));
+        let mut cause = (!chain.is_empty()).then(|| chain.join(": "));
+        // The verifier's word for the `openssl req -x509` default, in ours.
+        if let Some(c) = cause.as_mut()
+            && c.contains("CaUsedAsEndEntity")
+        {
+            c.push_str(
+                " (the upstream's own certificate is a CA certificate, `CA:TRUE`, which TLS verification refuses \
+                 as a server's: re-issue it with `basicConstraints=CA:FALSE`, or sign it with the CA in `tls.ca`)",
+            );
+        }
         tracing::warn!(
             request_id = request_id.to_str().unwrap_or_default(),
             upstream = err.upstream(),

@@ -153,6 +153,38 @@ async fn a_failed_request_is_logged_with_its_upstream_and_target() {
     assert!(line["fields"]["cause"].as_str().is_some_and(|c| c.contains("refused")), "{line}");
 }
 
+/// An upstream whose own certificate is a CA certificate (`CA:TRUE`, the
+/// `openssl req -x509` default), pinned in `tls.ca`: refused by TLS
+/// verification (502), and the log line says why in words, not only
+/// `CaUsedAsEndEntity`.
+#[tokio::test]
+async fn a_ca_certificate_as_the_upstreams_own_is_explained() {
+    let up = crate::support::tls::TlsUpstream::self_signed_ca().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("pinned.pem");
+    std::fs::write(&ca, &up.ca_pem).unwrap();
+    let yaml = format!(
+        "log_format: json\nlisteners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\n\
+         upstreams:\n  pinned: {{ targets: [ \"https://{}\" ], tls: {{ ca: \"{}\" }} }}\n\
+         routes:\n  - {{ name: a, match: {{ path_prefix: / }}, upstream: pinned }}\n",
+        up.addr,
+        ca.display()
+    );
+    let (gw, addr) = spawn_gateway(&yaml);
+    assert_eq!(get(&format!("http://{addr}/x"), &[]).await.status, 502);
+    let mut failed = None;
+    for _ in 0..200 {
+        failed = gw.log.lock().unwrap().iter().find(|l| l.contains("request failed")).cloned();
+        if failed.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let line: serde_json::Value = serde_json::from_str(&failed.expect("a request failed line")).unwrap();
+    let cause = line["fields"]["cause"].as_str().unwrap_or_default();
+    assert!(cause.contains("CaUsedAsEndEntity") && cause.contains("basicConstraints=CA:FALSE"), "{line}");
+}
+
 /// `--watch` follows the file's content: a change that keeps the old
 /// modification time (`cp -p`, `rsync -a`) is picked up too, once the file
 /// has stayed the same for a poll (about 2 to 4 s).

@@ -22,13 +22,27 @@ impl TlsUpstream {
     /// A CA, a server certificate for `upstream.test` and 127.0.0.1 signed
     /// by it, and an acceptor offering `alpn`.
     fn acceptor(alpn: &[&[u8]]) -> (TlsAcceptor, String) {
+        Self::acceptor_of(alpn, false)
+    }
+
+    /// `self_ca`: the server's certificate is itself a self-signed CA
+    /// certificate (`CA:TRUE`, what `openssl req -x509` makes by default),
+    /// given as the one to trust.
+    fn acceptor_of(alpn: &[&[u8]], self_ca: bool) -> (TlsAcceptor, String) {
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
         let mut params = CertificateParams::new(vec!["upstream.test".to_string()]).unwrap();
         params.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
         let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &ca).unwrap();
+        let (cert, ca_pem) = if self_ca {
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            let cert = params.self_signed(&key).unwrap();
+            let pem = cert.pem();
+            (cert, pem)
+        } else {
+            (params.signed_by(&key, &ca).unwrap(), ca.pem())
+        };
 
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -41,7 +55,22 @@ impl TlsUpstream {
             )
             .unwrap();
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        (TlsAcceptor::from(Arc::new(config)), ca.pem())
+        (TlsAcceptor::from(Arc::new(config)), ca_pem)
+    }
+
+    /// A server whose own certificate is a self-signed CA certificate; its
+    /// `ca_pem` is that certificate. It closes every connection it accepts.
+    pub async fn self_signed_ca() -> TlsUpstream {
+        let (acceptor, ca_pem) = Self::acceptor_of(&[b"http/1.1"], true);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move { drop(acceptor.accept(stream).await) });
+            }
+        });
+        TlsUpstream { addr, ca_pem }
     }
 
     /// Serves each accepted TLS connection with `serve`, on loopback.
