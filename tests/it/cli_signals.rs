@@ -24,6 +24,18 @@ async fn exit_status(mut gw: crate::support::process::Process) -> std::process::
     .0
 }
 
+/// The gateway's first JSON log line holding `text`, once it is written.
+async fn json_line(gw: &crate::support::process::Process, text: &str) -> serde_json::Value {
+    for _ in 0..200 {
+        let found = gw.log.lock().unwrap().iter().find(|l| l.contains(text)).cloned();
+        if let Some(line) = found {
+            return serde_json::from_str(&line).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no log line with `{text}`: {:#?}", gw.log.lock().unwrap());
+}
+
 /// Polls until the gateway answers `want` (a reload is asynchronous to us).
 async fn until_body(url: &str, want: &str) -> bool {
     for _ in 0..200 {
@@ -138,16 +150,7 @@ async fn a_failed_request_is_logged_with_its_upstream_and_target() {
     );
     let (gw, addr) = spawn_gateway(&yaml);
     assert_eq!(get(&format!("http://{addr}/x"), &[]).await.status, 502);
-    let mut failed = None;
-    for _ in 0..200 {
-        let lines = gw.log.lock().unwrap().clone();
-        failed = lines.iter().find(|l| l.contains("request failed")).cloned();
-        if failed.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let line: serde_json::Value = serde_json::from_str(&failed.expect("a request failed line")).unwrap();
+    let line = json_line(&gw, "request failed").await;
     assert_eq!(line["fields"]["upstream"], "orders", "{line}");
     assert_eq!(line["fields"]["target"], dead.to_string(), "{line}");
     assert!(line["fields"]["cause"].as_str().is_some_and(|c| c.contains("refused")), "{line}");
@@ -172,15 +175,7 @@ async fn a_ca_certificate_as_the_upstreams_own_is_explained() {
     );
     let (gw, addr) = spawn_gateway(&yaml);
     assert_eq!(get(&format!("http://{addr}/x"), &[]).await.status, 502);
-    let mut failed = None;
-    for _ in 0..200 {
-        failed = gw.log.lock().unwrap().iter().find(|l| l.contains("request failed")).cloned();
-        if failed.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let line: serde_json::Value = serde_json::from_str(&failed.expect("a request failed line")).unwrap();
+    let line = json_line(&gw, "request failed").await;
     let cause = line["fields"]["cause"].as_str().unwrap_or_default();
     assert!(cause.contains("CaUsedAsEndEntity") && cause.contains("basicConstraints=CA:FALSE"), "{line}");
 }
