@@ -36,6 +36,7 @@ pub const ALL: &[(&str, &str)] = &[
         "a listener certificate file whose next certificate is not the issuer of the one before it",
     ),
     ("certificate-name-mismatch", "a `server_names` entry the listener certificate does not carry"),
+    ("certificate-never-chosen", "a listener certificate after the first with no DNS name: SNI never picks it"),
     (
         "mtls-listener-bypass",
         "a route for a host a listener requiring client certificates serves, open on the other listeners too",

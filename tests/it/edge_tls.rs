@@ -377,3 +377,32 @@ async fn a_route_behind_a_required_client_certificate_is_warned_about_when_open_
     let gw = portcullis::Gateway::start(&scoped).await.unwrap();
     assert!(fronted(&gw).await.starts_with("HTTP/1.1 404"));
 }
+
+/// A certificate for an IP address only, after the first: SNI carries
+/// names, never addresses (RFC 6066), so no handshake picks it (a client of
+/// `https://127.0.0.1` gets the default one). `check` says so.
+#[tokio::test]
+async fn a_certificate_no_sni_can_pick_is_warned_about() {
+    let pki = Pki::new();
+    let (named_c, named_k) = pki.issue("named", "api.test", &["api.test"]);
+    let (ip_c, ip_k) = pki.issue("ip", "ip", &["127.0.0.1"]);
+    let yaml = |first: (&Path, &Path), second: (&Path, &Path)| {
+        format!(
+            "listeners:\n  - {{ name: tls, bind: \"127.0.0.1:0\", tls: {{ certificates: [ {{ cert: \"{}\", key: \"{}\" }}, {{ cert: \"{}\", key: \"{}\" }} ] }} }}\n\
+             routes:\n  - {{ name: r, match: {{ path_prefix: / }}, static: {{ body: ok }} }}\n",
+            first.0.display(),
+            first.1.display(),
+            second.0.display(),
+            second.1.display()
+        )
+    };
+    let unreachable = load(&yaml((&named_c, &named_k), (&ip_c, &ip_k)), Path::new("/"));
+    let warned: Vec<String> = portcullis::warnings(&unreachable).iter().map(|w| w.to_string()).collect();
+    assert!(
+        warned.iter().any(|w| w.contains("[certificate-never-chosen]") && w.contains("certificates[1]")),
+        "{warned:?}"
+    );
+    // First, it is the default: served to clients that send no SNI.
+    let default = load(&yaml((&ip_c, &ip_k), (&named_c, &named_k)), Path::new("/"));
+    assert!(portcullis::warnings(&default).is_empty(), "{:?}", portcullis::warnings(&default));
+}

@@ -502,6 +502,20 @@ fn certificates(loaded: &LoadedConfig, found: &mut Found) {
                 continue;
             }
             name_mismatches(i, j, c, &cert, found);
+            // SNI carries DNS names only (RFC 6066 §3): a certificate other
+            // than the first (the default) with no DNS name to be picked by
+            // is never served.
+            if j > 0 && c.server_names.is_empty() && mtls_scope::dns_names(&cert).is_empty() {
+                found.add(
+                    "certificate-never-chosen",
+                    format!("listeners[{i}].tls.certificates[{j}].cert"),
+                    format!(
+                        "`{}` has no DNS name (an IP address is never sent as SNI, RFC 6066): no handshake picks \
+                         it; put it first to make it the default (served without SNI), or give it `server_names`",
+                        c.cert
+                    ),
+                );
+            }
             let not_after = cert.validity().not_after.timestamp();
             let days = (not_after - now).div_euclid(86_400);
             if days < 30 {
