@@ -330,28 +330,7 @@ impl<T: Connection> Conn<T> {
         let stream = self.stream.clone();
         let max = self.limits.max_size;
         let buf = &mut self.buf;
-        let watch = async move {
-            loop {
-                let ready = std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await;
-                if buf.len() > max || ready.is_err() {
-                    return std::future::pending::<()>().await;
-                }
-                if buf.capacity() - buf.len() < MIN_READ {
-                    buf.reserve(MIN_READ);
-                }
-                match stream.try_read_buf(buf) {
-                    Ok(0) => return,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => return,
-                }
-            }
-        };
-        tokio::select! {
-            biased;
-            resp = handled => Some(resp),
-            () = watch => None,
-        }
+        unless(handled, until_closed(&*stream, |ready| read_more(&*stream, buf, max, ready))).await
     }
 
     /// `unless_client_leaves` for a request with a body: the socket is
@@ -364,33 +343,11 @@ impl<T: Connection> Conn<T> {
     async fn unless_client_leaves_after<F: Future>(&self, body: &body::BodyHandle, handled: F) -> Option<F::Output> {
         let stream = self.stream.clone();
         let max = self.limits.max_size;
-        let watch = async move {
+        let watch = async {
             std::future::poll_fn(|cx| body.poll_done(cx)).await;
-            loop {
-                let ready = std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await;
-                let read = body.with_rest(|buf| {
-                    if buf.len() > max || ready.is_err() {
-                        return None;
-                    }
-                    if buf.capacity() - buf.len() < MIN_READ {
-                        buf.reserve(MIN_READ);
-                    }
-                    Some(stream.try_read_buf(buf))
-                });
-                match read {
-                    None => return std::future::pending::<()>().await,
-                    Some(Ok(0)) => return,
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Some(Err(_)) => return,
-                }
-            }
+            until_closed(&*stream, |ready| body.with_rest(|buf| read_more(&*stream, buf, max, ready))).await;
         };
-        tokio::select! {
-            biased;
-            resp = handled => Some(resp),
-            () = watch => None,
-        }
+        unless(handled, watch).await
     }
 
     /// Reads what the socket has. An empty buffer takes its room from the
@@ -440,4 +397,52 @@ impl<T: Connection> Conn<T> {
 
 thread_local! {
     static READ_SLAB: Slab = Slab::new(SLAB);
+}
+
+/// `handled` to its end, unless `watch` (the client leaving) ends first.
+async fn unless<F: Future>(handled: F, watch: impl Future<Output = ()>) -> Option<F::Output> {
+    tokio::select! {
+        biased;
+        resp = handled => Some(resp),
+        () = watch => None,
+    }
+}
+
+/// What one read of a watched socket found.
+enum Watched {
+    /// Bytes (or none yet): watch on.
+    More,
+    /// The client closed its side, or the connection failed.
+    Closed,
+    /// The buffer holds more than a head may: reading stops (the client waits its turn).
+    Full,
+}
+
+/// Ends when the client closes its side of `stream`; `read` reads what
+/// has come, once the socket is readable.
+async fn until_closed<T: Connection>(stream: &T, mut read: impl FnMut(std::io::Result<()>) -> Watched) {
+    loop {
+        let ready = std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await;
+        match read(ready) {
+            Watched::More => {}
+            Watched::Closed => return,
+            Watched::Full => return std::future::pending().await,
+        }
+    }
+}
+
+/// Reads what `stream` has into `buf` (kept for the next request), up to `max`.
+fn read_more<T: Connection>(stream: &T, buf: &mut BytesMut, max: usize, ready: std::io::Result<()>) -> Watched {
+    if buf.len() > max || ready.is_err() {
+        return Watched::Full;
+    }
+    if buf.capacity() - buf.len() < MIN_READ {
+        buf.reserve(MIN_READ);
+    }
+    match stream.try_read_buf(buf) {
+        Ok(0) => Watched::Closed,
+        Ok(_) => Watched::More,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Watched::More,
+        Err(_) => Watched::Closed,
+    }
 }
