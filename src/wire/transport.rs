@@ -9,6 +9,7 @@
 //! writes at a time), with the plaintext that a readiness check read kept
 //! until it is taken.
 
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
@@ -39,6 +40,25 @@ pub trait Transport: Send + Sync + 'static {
     /// The connection waits for its next request: memory kept only for
     /// reading can go.
     fn idle(&self) {}
+    /// Whether the peer has closed its side (or the connection failed), as
+    /// the poller last saw it, without reading: for a watcher whose buffer
+    /// is full, with unread bytes still queued before the end of file.
+    fn read_closed(&self) -> bool {
+        false
+    }
+}
+
+/// `read_closed` of a TCP socket: its readiness as epoll last reported it.
+/// The closed states are final in tokio (never cleared by a read that would
+/// block), and a socket with unread bytes is ready at once, so one poll
+/// with a no-op waker answers without waiting.
+fn tcp_read_closed(stream: &TcpStream) -> bool {
+    let ready = std::pin::pin!(stream.ready(Interest::READABLE));
+    match ready.poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(Ok(ready)) => ready.is_read_closed() || ready.is_error(),
+        Poll::Ready(Err(_)) => true,
+        Poll::Pending => false,
+    }
 }
 
 /// A transport the connection owns and can turn into a plain byte stream
@@ -97,6 +117,10 @@ impl Transport for TcpStream {
 
     fn poll_shutdown(&self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(socket2::SockRef::from(self).shutdown(std::net::Shutdown::Write))
+    }
+
+    fn read_closed(&self) -> bool {
+        tcp_read_closed(self)
     }
 }
 
@@ -217,6 +241,13 @@ impl Transport for Tls {
         if state.plain.is_empty() {
             state.plain = BytesMut::new();
         }
+    }
+
+    /// The socket under the TLS: a `close_notify` queued behind unread
+    /// records is not seen, the FIN that follows it is.
+    fn read_closed(&self) -> bool {
+        let state = self.lock();
+        state.eof || state.error.is_some() || tcp_read_closed(state.stream.get_ref().0)
     }
 }
 

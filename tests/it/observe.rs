@@ -449,6 +449,52 @@ async fn a_client_that_leaves_after_its_body_frees_the_upstream_request() {
     assert!(all.find("/p/first").unwrap() < all.find("/p/second").unwrap(), "{all}");
 }
 
+/// A client that pipelines more than a head may hold behind its request
+/// and then closes is seen leaving too: the watcher stops reading at the
+/// head limit, and the end of file waits behind the unread bytes (NGINX
+/// sees it by `EPOLLRDHUP`). It held the upstream request until the
+/// upstream's timeout, logged as the upstream's 504.
+#[tokio::test]
+async fn a_client_that_leaves_behind_a_pipeline_past_the_head_limit_is_seen_leaving() {
+    use crate::support::flaky::{Flaky, Mode};
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let up = Flaky::start("svc").await;
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\naccess_log: {{ to: access.log }}\n\
+         upstreams:\n  svc: {{ targets: [\"{}\"], timeouts: {{ request: 60s }} }}\n\
+         routes:\n  - {{ name: p, match: {{ path_prefix: /p }}, upstream: svc }}\n",
+        up.url()
+    );
+    let h = Gateway::start(&load(&yaml, dir.path())).await.unwrap();
+    up.set(Mode::Hang);
+    for first in
+        ["GET /p/a HTTP/1.1\r\nHost: t\r\n\r\n", "POST /p/b HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi"]
+    {
+        let mut s = tokio::net::TcpStream::connect(h.addr("gw").unwrap()).await.unwrap();
+        let before = up.hits();
+        s.write_all(first.as_bytes()).await.unwrap();
+        let until = Instant::now() + Duration::from_secs(5);
+        while up.hits() == before {
+            assert!(Instant::now() < until, "the request never reached the upstream");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Three times the 32 KiB head limit: more than the watcher reads.
+        let next = format!("GET /p/next HTTP/1.1\r\nHost: t\r\nX-Pad: {}\r\n\r\n", "x".repeat(96 << 10));
+        s.write_all(next.as_bytes()).await.unwrap();
+        drop(s);
+    }
+    let lines = log_lines(&h, dir.path(), 2).await;
+    assert_eq!(lines.len(), 2, "both lines within seconds, not at the upstream's timeout");
+    for l in &lines {
+        assert_eq!(
+            (&l["http"]["response"]["status_code"], &l["portcullis"]["response_flag"]),
+            (&json!(499), &json!("DC")),
+            "{l}"
+        );
+    }
+}
+
 /// An HTTP/2 client that resets its stream in the middle of its body
 /// (`RST_STREAM`, `NO_ERROR` or `CANCEL`) left, as an HTTP/1.1 client that
 /// closes: 499 `DC` with the bytes that came, on a proxied route and on

@@ -981,6 +981,36 @@ async fn bytes_sent_after_a_body_while_the_upstream_works_are_the_next_request()
     }
 }
 
+/// A pipeline longer than a head may be, sent while the upstream works:
+/// the watcher stops reading at the head limit (and then only looks for
+/// the client's end of file), and every request is still read whole in its
+/// turn, framed by the gateway, with no stall on the unread bytes.
+#[tokio::test]
+async fn a_pipeline_past_the_head_limit_while_the_upstream_works_is_served_in_turn() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rec = Recorder::start().await;
+    let gw = gateway_for(&rec).await;
+    let before = rec.count();
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /public/slow/first HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    // Four heads of 20 KiB each: 80 KiB behind a 32 KiB limit.
+    let pad = "p".repeat(20 << 10);
+    let mut pipeline = String::new();
+    for i in 0..4 {
+        let close = if i == 3 { "Connection: close\r\n" } else { "" };
+        pipeline += &format!("GET /public/n{i} HTTP/1.1\r\nHost: x\r\nX-Pad: {pad}\r\n{close}\r\n");
+    }
+    s.write_all(pipeline.as_bytes()).await.unwrap();
+    let mut all = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut all)).await.unwrap().unwrap();
+    let all = String::from_utf8_lossy(&all);
+    assert_eq!(all.matches("HTTP/1.1 200").count(), 5, "{all}");
+    let targets: Vec<String> = rec.requests()[before..].iter().map(|q| q.target.clone()).collect();
+    assert_eq!(targets, ["/public/slow/first", "/public/n0", "/public/n1", "/public/n2", "/public/n3"]);
+    upstream_read_what_the_gateway_framed(&rec, before, 5, "pipeline past the head limit");
+}
+
 /// An HTTP/2 body reset by its client before its `content-length`
 /// (`RST_STREAM` with `NO_ERROR`, which hyper reads as the body's end, or
 /// `CANCEL`) never reaches the upstream as a whole request, and the next

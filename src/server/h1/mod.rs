@@ -418,6 +418,10 @@ enum Watched {
     Full,
 }
 
+/// How often a watcher that stopped reading (`Watched::Full`) looks for the
+/// client's end of file behind the bytes it left unread.
+const FULL_RECHECK: Duration = Duration::from_secs(1);
+
 /// Ends when the client closes its side of `stream`; `read` reads what
 /// has come, once the socket is readable.
 async fn until_closed<T: Connection>(stream: &T, mut read: impl FnMut(std::io::Result<()>) -> Watched) {
@@ -426,7 +430,18 @@ async fn until_closed<T: Connection>(stream: &T, mut read: impl FnMut(std::io::R
         match read(ready) {
             Watched::More => {}
             Watched::Closed => return,
-            Watched::Full => return std::future::pending().await,
+            Watched::Full => break,
+        }
+    }
+    // Unread bytes keep the socket readable, so readiness cannot wake this
+    // watch again; the poller's closed state (EPOLLRDHUP, which NGINX reads
+    // the same way) still tells a client that left. Looked at each second:
+    // rare (a pipeline past the head limit), and the upstream try it ends
+    // runs for seconds anyway.
+    loop {
+        tokio::time::sleep(FULL_RECHECK).await;
+        if stream.read_closed() {
+            return;
         }
     }
 }
