@@ -6,7 +6,10 @@
 //! `oneOf` the library keeps every branch's errors, and through a `$ref`
 //! cycle (a tree of polymorphic nodes, an OpenAPI `Pet` whose `children`
 //! are `Pet`s) each level multiplies them by the branches: a 331-byte body
-//! nested 21 levels took the gateway past 5 GB. So for such a schema the
+//! nested 21 levels took the gateway past 5 GB. Any keyword that sends one
+//! value into two subschemas on the cycle does the same (`properties` and a
+//! `patternProperties` naming one key, two `dependentSchemas`: a 405-byte
+//! body, 4.5 GB). So for such a schema the
 //! errors are collected only while the body's weight, each value counted as
 //! `base^depth`, stays under a budget; past it the body is refused as one
 //! problem at its root, the decision unchanged, only the detail shorter.
@@ -50,7 +53,7 @@ const OBJECT_KEYWORDS: &[&str] = &[
 ];
 
 /// The detail of the one problem a body over the budget gets.
-pub const TOO_INTRICATE: &str = "does not match the schema (nested too deeply in a recursive schema with `anyOf`/`oneOf`/`allOf`, or an object of too many members whose names are checked, for the gateway to say where)";
+pub const TOO_INTRICATE: &str = "does not match the schema (nested too deeply in a recursive schema that checks a value in several ways, such as `anyOf`/`oneOf`/`allOf`, or an object of too many members whose names are checked, for the gateway to say where)";
 
 /// A schema's error-collection cost model: `None` when it is linear in
 /// the body (no alternatives, or no recursion through them).
@@ -116,9 +119,9 @@ pub fn may_list(budget: Option<ReportBudget>, value: &Value) -> bool {
 
 #[derive(Default)]
 struct Found {
-    /// The most branches of one `anyOf`, `oneOf` or `allOf` that hold a
-    /// reference (only those can lead back into a cycle: `anyOf: [string,
-    /// integer]` multiplies nothing).
+    /// The most subschemas holding a reference that one value meets in
+    /// one schema object ([`ways_in`]; only those can lead back into a
+    /// cycle: `anyOf: [string, integer]` multiplies nothing).
     widest: usize,
     /// Local references: (where the `$ref` is, the pointer it names).
     refs: Vec<(String, String)>,
@@ -134,21 +137,9 @@ struct Found {
 fn walk(v: &Value, at: &mut String, found: &mut Found) {
     match v {
         Value::Object(map) => {
+            found.widest = found.widest.max(ways_in(map));
             for (key, value) in map {
                 match (key.as_str(), value) {
-                    ("anyOf" | "oneOf" | "allOf", Value::Array(branches)) => {
-                        let referring = branches.iter().filter(|b| holds_reference(b)).count();
-                        found.widest = found.widest.max(referring);
-                    }
-                    // `then`/`else` beside an `if` are checked after it: one more way in.
-                    ("if", _) => {
-                        let referring = ["if", "then", "else"]
-                            .iter()
-                            .filter_map(|k| map.get(*k))
-                            .filter(|b| holds_reference(b))
-                            .count();
-                        found.widest = found.widest.max(referring);
-                    }
                     // A resource of its own resolves `#/…` against itself: this
                     // walk would read its references against the root.
                     ("$id", _) if !at.is_empty() => found.opaque = true,
@@ -181,6 +172,41 @@ fn walk(v: &Value, at: &mut String, found: &mut Found) {
         }
         _ => {}
     }
+}
+
+/// The most subschemas holding a reference that one value meets through
+/// the schema object `map`: the value itself (`allOf`/`anyOf`/`oneOf`,
+/// `if`/`then`/`else`, `not`, `dependentSchemas`, a `$ref` beside them),
+/// one member of it (`properties`, every `patternProperties` its name
+/// may match, `additionalProperties`, `unevaluatedProperties`) or one item
+/// (`items`/`prefixItems`, `contains`, `unevaluatedItems`). Two of them on
+/// a cycle double the errors a level: through `allOf` as through a key
+/// that both `properties` and a pattern name.
+fn ways_in(map: &serde_json::Map<String, Value>) -> usize {
+    let one = |key: &str| map.get(key).is_some_and(holds_reference) as usize;
+    let each = |key: &str| match map.get(key) {
+        Some(Value::Array(schemas)) => schemas.iter().filter(|s| holds_reference(s)).count(),
+        Some(Value::Object(schemas)) => schemas.values().filter(|s| holds_reference(s)).count(),
+        _ => 0,
+    };
+    let any = |key: &str| (each(key) > 0) as usize;
+    let in_place = each("allOf")
+        + each("anyOf")
+        + each("oneOf")
+        + one("if")
+        + one("then")
+        + one("else")
+        + one("not")
+        + each("dependentSchemas")
+        + each("dependencies")
+        + ["$ref", "$dynamicRef", "$recursiveRef"].iter().any(|k| map.contains_key(*k)) as usize;
+    let member =
+        any("properties") + each("patternProperties") + one("additionalProperties") + one("unevaluatedProperties");
+    let item = any("prefixItems").max(one("items").max(any("items")))
+        + one("additionalItems")
+        + one("contains")
+        + one("unevaluatedItems");
+    in_place.max(member).max(item)
 }
 
 /// Whether `v` holds a `$ref` (or `$dynamicRef`) anywhere.
@@ -285,6 +311,54 @@ mod tests {
         let nested = json!({ "$defs": { "T": { "$id": "https://x/t", "$defs": { "A": { "$ref": "#/$defs/A" } },
             "oneOf": [ { "$ref": "#/$defs/A" }, { "$ref": "#/$defs/A" } ] } }, "$ref": "#/$defs/T" });
         assert!(ReportBudget::of(&nested).is_some());
+        // Other keywords that send one value (or member, or item) two ways into the cycle.
+        let node = |n: Value| json!({ "$defs": { "n": n }, "$ref": "#/$defs/n" });
+        let r = json!({ "$ref": "#/$defs/n" });
+        for two_ways in [
+            json!({ "properties": { "k": r, "z": { "type": "integer" } }, "patternProperties": { "^k": r } }),
+            json!({ "patternProperties": { "^k": r, "k$": r } }),
+            json!({ "dependentSchemas": { "a": { "properties": { "k": r } }, "b": { "properties": { "k": r } } } }),
+            json!({ "dependencies": { "a": { "properties": { "k": r } }, "b": { "properties": { "k": r } } } }),
+            json!({ "items": r, "contains": r }),
+            json!({ "properties": { "k": r }, "unevaluatedProperties": r }),
+            json!({ "$ref": "#/$defs/m", "anyOf": [ { "properties": { "k": r } } ] }),
+            json!({ "not": { "properties": { "k": r } }, "properties": { "k": { "allOf": [ r, r ] } } }),
+        ] {
+            assert!(ReportBudget::of(&node(two_ways.clone())).is_some(), "{two_ways}");
+        }
+        // One way per member or item is linear: a tree with named children.
+        let tree = json!({ "properties": { "left": r, "right": r }, "additionalProperties": false,
+            "dependentSchemas": { "a": { "required": [ "b" ] } } });
+        assert_eq!(ReportBudget::of(&node(tree)).map(|b| b.base), Some(1.0), "object keywords only");
+        assert_eq!(ReportBudget::of(&node(json!({ "items": r, "prefixItems": [ r ] }))), None);
+    }
+
+    /// The reviewer's bodies: 135 bytes nested 21 levels under `properties`
+    /// with a matching pattern (8 s, 1.25 GB before), 405 bytes nested 22
+    /// under two `dependentSchemas` (4.5 GB).
+    #[test]
+    fn a_key_checked_two_ways_on_a_cycle_is_budgeted() {
+        let limits = super::super::json_limits::JsonLimits::default();
+        for (schema, depth) in [
+            (
+                json!({ "$defs": { "n": { "type": "object", "properties": { "k": { "$ref": "#/$defs/n" }, "z": { "type": "integer" } },
+                "patternProperties": { "^k": { "$ref": "#/$defs/n" } } } }, "$ref": "#/$defs/n" }),
+                21,
+            ),
+            (
+                json!({ "$defs": { "n": { "type": "object", "properties": { "z": { "type": "integer" } },
+                "dependentSchemas": { "a": { "properties": { "k": { "$ref": "#/$defs/n" } } },
+                    "b": { "properties": { "k": { "$ref": "#/$defs/n" } } } } } }, "$ref": "#/$defs/n" }),
+                22,
+            ),
+        ] {
+            let budget = ReportBudget::of(&schema).unwrap();
+            let body = format!("{}{{\"z\":\"s\"}}{}", "{\"a\":1,\"b\":1,\"k\":".repeat(depth), "}".repeat(depth));
+            let doc = super::super::json_limits::read(body.as_bytes(), &limits).unwrap();
+            assert!(!budget.affords(&doc), "{schema}");
+            let shallow = format!("{}{{\"z\":\"s\"}}{}", "{\"a\":1,\"b\":1,\"k\":".repeat(3), "}".repeat(3));
+            assert!(budget.affords(&super::super::json_limits::read(shallow.as_bytes(), &limits).unwrap()));
+        }
     }
 
     fn nested(levels: usize, leaf: &str) -> String {
