@@ -21,6 +21,11 @@ use tokio::net::TcpStream;
 use crate::http::error::{BoxError, NotSent};
 use crate::http::request_body::RequestBody;
 
+/// How many times one request goes again on a new connection when its
+/// stream was not processed (a target going away as it came, again and
+/// again, is a failure after these).
+const MAX_RESENDS: u32 = 3;
+
 /// The connection to one target, shared by its requests.
 pub struct H2Target {
     /// `host:port` to connect to.
@@ -29,7 +34,11 @@ pub struct H2Target {
     /// the certificate must carry.
     tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
     connect_timeout: Duration,
-    conn: tokio::sync::Mutex<Option<SendRequest<RequestBody>>>,
+    /// The connection, numbered so that a request that found it closing
+    /// drops it from here only if no newer one has replaced it.
+    conn: tokio::sync::Mutex<Option<(u64, SendRequest<RequestBody>)>>,
+    /// Connections made so far (the next one's number).
+    made: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for H2Target {
@@ -50,41 +59,82 @@ impl H2Target {
             config.alpn_protocols = vec![b"h2".to_vec()];
             (tokio_rustls::TlsConnector::from(Arc::new(config)), name)
         });
-        H2Target { addr, tls, connect_timeout, conn: tokio::sync::Mutex::new(None) }
+        H2Target { addr, tls, connect_timeout, conn: tokio::sync::Mutex::new(None), made: Default::default() }
     }
 
     /// Whether the connection is open with no request on it (an idle
     /// connection, for `portcullis_upstream_connections`). `in_flight`:
     /// the target's requests under way.
     pub fn idle(&self, in_flight: usize) -> bool {
-        in_flight == 0 && self.conn.try_lock().is_ok_and(|c| c.as_ref().is_some_and(|s| !s.is_closed()))
+        in_flight == 0 && self.conn.try_lock().is_ok_and(|c| c.as_ref().is_some_and(|(_, s)| !s.is_closed()))
     }
 
     /// Sends `req` (its URI absolute: the scheme, the `:authority`, the
     /// path) on the target's connection. A failure to connect is `NotSent`.
-    pub async fn send(&self, req: Request<RequestBody>) -> Result<Response<Incoming>, BoxError> {
-        let mut sender = self.sender().await?;
-        // Waits while the connection has no stream to spare.
-        sender.ready().await.map_err(|e| Box::new(NotSent(Box::new(e))) as BoxError)?;
-        sender.send_request(req).await.map_err(|e| {
+    ///
+    /// A target closing its connection gracefully (`GOAWAY`, NGINX after
+    /// `keepalive_requests`, any server's restart) refuses the streams that
+    /// raced it: the connection is dropped from here at once (it stays
+    /// open for the streams it took) and a request whose body is here whole
+    /// goes once more on a new one, as Envoy does and as the HTTP/1.1 pool
+    /// resends on a connection the target had closed. Before, every request
+    /// until the connection's last stream ended found the closing
+    /// connection again: a burst of 502s at each `GOAWAY`.
+    pub async fn send(&self, mut req: Request<RequestBody>) -> Result<Response<Incoming>, BoxError> {
+        let mut resends = MAX_RESENDS;
+        loop {
+            let mut spare = if resends > 0 { copy_whole(&mut req) } else { None };
+            let (number, mut sender) = self.sender().await?;
+            // Waits while the connection has no stream to spare.
+            sender.ready().await.map_err(|e| Box::new(NotSent(Box::new(e))) as BoxError)?;
+            let mut failed = match sender.try_send_request(req).await {
+                Ok(resp) => return Ok(resp),
+                Err(failed) => failed,
+            };
+            // Given back: the connection closed before it took the request.
+            let returned = failed.take_message();
+            let e = failed.into_error();
             // RFC 9113 §8.7: a stream refused (`REFUSED_STREAM`) or above a
-            // `GOAWAY`'s last id was not processed: safe to try elsewhere,
-            // whatever the method, as a connection that was never made.
-            if unprocessed(&e) { Box::new(NotSent(Box::new(e))) as BoxError } else { Box::new(e) }
-        })
+            // `GOAWAY`'s last id was not processed: safe to send again,
+            // whatever the method, as on a connection that was never made.
+            let unprocessed = unprocessed(&e);
+            if returned.is_some() || unprocessed == Some(Unprocessed::GoingAway) {
+                self.forget(number).await;
+            }
+            let again = returned.or_else(|| unprocessed.and(spare.take()));
+            match again {
+                Some(again) if resends > 0 => {
+                    resends -= 1;
+                    req = again;
+                }
+                Some(_) => return Err(Box::new(NotSent(Box::new(e)))),
+                None if unprocessed.is_some() => return Err(Box::new(NotSent(Box::new(e)))),
+                None => return Err(Box::new(e)),
+            }
+        }
     }
 
     /// The open connection, or a new one (one at a time: requests that
     /// find none wait for the one being made).
-    async fn sender(&self) -> Result<SendRequest<RequestBody>, BoxError> {
+    async fn sender(&self) -> Result<(u64, SendRequest<RequestBody>), BoxError> {
         let mut slot = self.conn.lock().await;
-        if let Some(open) = slot.as_ref().filter(|s| !s.is_closed()) {
-            return Ok(open.clone());
+        if let Some((number, open)) = slot.as_ref().filter(|(_, s)| !s.is_closed()) {
+            return Ok((*number, open.clone()));
         }
+        let number = self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         *slot = None;
         let made = self.connect().await.map_err(|e| Box::new(NotSent(e)) as BoxError)?;
-        *slot = Some(made.clone());
-        Ok(made)
+        *slot = Some((number, made.clone()));
+        Ok((number, made))
+    }
+
+    /// Drops connection `number` (closing: it takes no new stream), unless
+    /// it was replaced already.
+    async fn forget(&self, number: u64) {
+        let mut slot = self.conn.lock().await;
+        if slot.as_ref().is_some_and(|(n, _)| *n == number) {
+            *slot = None;
+        }
     }
 
     async fn connect(&self) -> Result<SendRequest<RequestBody>, BoxError> {
@@ -117,14 +167,42 @@ impl H2Target {
     }
 }
 
-/// Whether the upstream said it did not process the stream.
-fn unprocessed(e: &hyper::Error) -> bool {
+/// Why the upstream did not process a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unprocessed {
+    /// `REFUSED_STREAM`: this stream only.
+    Refused,
+    /// `GOAWAY`: the connection takes no new stream.
+    GoingAway,
+}
+
+/// Whether the upstream said it did not process the stream, and why.
+fn unprocessed(e: &hyper::Error) -> Option<Unprocessed> {
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         if let Some(h2) = s.downcast_ref::<h2::Error>() {
-            return h2.is_remote() && (h2.is_go_away() || h2.reason() == Some(h2::Reason::REFUSED_STREAM));
+            return match () {
+                _ if !h2.is_remote() => None,
+                _ if h2.is_go_away() => Some(Unprocessed::GoingAway),
+                _ if h2.reason() == Some(h2::Reason::REFUSED_STREAM) => Some(Unprocessed::Refused),
+                _ => None,
+            };
         }
         source = s.source();
     }
-    false
+    None
+}
+
+/// A copy of `req` to send again if its stream goes unprocessed: only a
+/// request whose body is here whole (none, or read by a phase) can be; a
+/// streamed body went to the first stream.
+fn copy_whole(req: &mut Request<RequestBody>) -> Option<Request<RequestBody>> {
+    let body = req.body_mut().try_clone_whole()?;
+    let mut copy = Request::new(body);
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    *copy.extensions_mut() = req.extensions().clone();
+    Some(copy)
 }

@@ -123,6 +123,110 @@ routes:
     assert!(reply.json()["headers"].get("host").is_none(), "{}", reply.text());
 }
 
+/// An h2c upstream that closes each connection as NGINX does after
+/// `keepalive_requests`: at the `per_connection`-th request it answers it,
+/// sends `GOAWAY` (`NO_ERROR`) naming that stream as the last it takes,
+/// ignores the streams that raced it (RFC 9113 §6.8: unprocessed), and
+/// closes once the client has (a lingering close). Frames written by hand:
+/// a library server names the streams it has read as taken. Returns its
+/// address and the connections it took.
+async fn h2_upstream_going_away(
+    per_connection: usize,
+) -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+        f.extend([kind, flags]);
+        f.extend(stream.to_be_bytes());
+        f.extend(payload);
+        f
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let accepted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            accepted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut preface = [0u8; 24];
+                if stream.read_exact(&mut preface).await.is_err() {
+                    return;
+                }
+                let _ = stream.write_all(&frame(4, 0, 0, &[])).await;
+                let (mut served, mut last) = (0, None);
+                let mut head = [0u8; 9];
+                let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                    while stream.read_exact(&mut head).await.is_ok() {
+                        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+                        let (kind, flags) = (head[3], head[4]);
+                        let id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+                        let mut payload = vec![0u8; len];
+                        if stream.read_exact(&mut payload).await.is_err() {
+                            return;
+                        }
+                        let out = match kind {
+                            4 if flags & 1 == 0 => frame(4, 1, 0, &[]),
+                            // A request (bodiless: END_STREAM on its HEADERS), unless past the GOAWAY.
+                            1 if last.is_none_or(|l| id <= l) => {
+                                served += 1;
+                                let mut out = frame(1, 4, id, &[0x88]); // `:status: 200`, END_HEADERS
+                                out.extend(frame(0, 1, id, b"ok"));
+                                if served == per_connection {
+                                    last = Some(id);
+                                    let mut goaway = id.to_be_bytes().to_vec();
+                                    goaway.extend(0u32.to_be_bytes());
+                                    out.extend(frame(7, 0, 0, &goaway));
+                                }
+                                out
+                            }
+                            _ => continue,
+                        };
+                        if stream.write_all(&out).await.is_err() {
+                            return;
+                        }
+                    }
+                })
+                .await;
+            });
+        }
+    });
+    (addr, connections)
+}
+
+/// A target that closes its HTTP/2 connection gracefully (`GOAWAY`) refuses
+/// the streams that raced it: the gateway opens a new connection and sends
+/// them there (Envoy does), no retry configured. Every request that found
+/// the closing connection was a 502 until its last stream ended: ~10% of
+/// requests under load against NGINX's `keepalive_requests 5`; 502s in this
+/// test.
+#[tokio::test]
+async fn an_http2_target_going_away_costs_no_request() {
+    let (addr, connections) = h2_upstream_going_away(10).await;
+    let gw = gateway(&one_route(&format!("{{ targets: [ \"http://{addr}\" ], protocol: http2 }}"))).await;
+    let client = http1_client();
+    let mut tasks = Vec::new();
+    for c in 0..8 {
+        let (client, gw_url) = (client.clone(), gw.url(""));
+        tasks.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for i in 0..25 {
+                let req = Request::get(format!("{gw_url}/c{c}/{i}")).body(Default::default()).unwrap();
+                statuses.push(send(&client, req).await.status);
+            }
+            statuses
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.extend(t.await.unwrap());
+    }
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let made = connections.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(made >= 10, "the target went away every few answers: {made} connections");
+}
+
 #[tokio::test]
 async fn https_upstream_is_verified_against_the_configured_ca() {
     let tls = TlsUpstream::start().await;
