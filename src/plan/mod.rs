@@ -697,9 +697,19 @@ fn http2_server(limits: &ListenerLimits) -> hyper::server::conn::http2::Builder<
         // CVE-2023-44487 (rapid reset) and friends: cap streams reset before
         // being served, and streams we had to reset for errors.
         .max_pending_accept_reset_streams(Some(20))
-        .max_local_error_reset_streams(Some(1024));
+        .max_local_error_reset_streams(Some(1024))
+        // What a stream's response may queue for a client that does not
+        // read while granting huge windows: hyper's 400 KiB default held
+        // 50 MB per connection at 128 streams (and 600 MB for ten
+        // connections that sent 1,280 HEADERS frames). A response then
+        // waits for the client as over HTTP/1.1; NGINX buffers a few 4-8 KiB
+        // buffers per request, Envoy 1 MiB per connection.
+        .max_send_buf_size(H2_SEND_BUFFER);
     http
 }
+
+/// Bytes of response an HTTP/2 stream queues ahead of its client.
+const H2_SEND_BUFFER: usize = 32 << 10;
 
 /// The largest request head, in the range `check_limits` allows (a
 /// config outside it never becomes a plan; the clamp only keeps the two
