@@ -371,6 +371,32 @@ async fn call(gw: &Handle, method: &str, path: &str, headers: &[(&str, &str)], b
     send(&http1_client(), req.body(Full::new(Bytes::from(body.to_string()))).unwrap()).await
 }
 
+/// Header and cookie parameters are checked whatever bytes their field
+/// holds: one byte past ASCII (`\xff`, a Latin-1 `\xe9`) made the value
+/// (or every cookie of the field) go by unchecked, and a second copy of a
+/// single header uncounted.
+#[tokio::test]
+async fn parameters_in_fields_with_bytes_past_ascii_are_still_checked() {
+    let (gw, _pets, _catalog) = openapi_example().await;
+    let raw = |fields: &[(&str, &[u8])]| {
+        let mut req = Request::builder().uri(format!("http://{}/v1/pets", gw.addrs()[0].1));
+        for (k, v) in fields {
+            req = req.header(*k, http::HeaderValue::from_bytes(v).unwrap());
+        }
+        req.body(Full::new(Bytes::new())).unwrap()
+    };
+    let client = http1_client();
+    let tenant: &[u8] = b"123e4567-e89b-12d3-a456-426614174000";
+    assert_eq!(send(&client, raw(&[("x-tenant", tenant)])).await.status, 200);
+    let r = send(&client, raw(&[("x-tenant", b"' OR 1=1 --\xff")])).await;
+    assert_eq!(errors(&r), vec![("header".into(), "X-Tenant".into())], "{}", r.text());
+    let r = send(&client, raw(&[("x-tenant", tenant), ("x-tenant", b"nope\xff")])).await;
+    assert_eq!(errors(&r), vec![("header".into(), "X-Tenant".into())], "{}", r.text());
+    let r = send(&client, raw(&[("cookie", b"page_size=1000; x=\xe9")])).await;
+    assert_eq!(errors(&r), vec![("cookie".into(), "page_size".into())], "{}", r.text());
+    assert_eq!(send(&client, raw(&[("cookie", b"page_size=10; x=\xe9")])).await.status, 200);
+}
+
 #[tokio::test]
 async fn an_openapi_document_routes_validates_and_authenticates() {
     let (gw, pets, catalog) = openapi_example().await;

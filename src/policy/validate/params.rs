@@ -564,12 +564,8 @@ pub fn query_pairs(query: &str) -> Vec<(String, String)> {
 /// for the older ones that separate with `,` (RFC 2109), so `sess` is
 /// found (and checked) there too.
 pub fn cookie_values(headers: &http::HeaderMap, name: &str) -> Vec<String> {
-    let pairs = headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.split_once('='));
+    let lines = cookie_lines(headers);
+    let pairs = lines.iter().flat_map(|v| v.split(';')).filter_map(|pair| pair.split_once('='));
     let mut values = Vec::new();
     for (k, v) in pairs {
         // `sess =x`: whitespace around the name and value is not part of
@@ -591,13 +587,19 @@ pub fn cookie_values(headers: &http::HeaderMap, name: &str) -> Vec<String> {
 pub fn cookie_names(headers: &http::HeaderMap) -> Vec<(String, String)> {
     let mut names = Vec::new();
     let both = |k: &str| (k.trim().to_string(), decode_path(k.trim()));
-    for pair in headers.get_all(http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';'))
-    {
+    for pair in cookie_lines(headers).iter().flat_map(|v| v.split(';')) {
         let Some((k, v)) = pair.split_once('=') else { continue };
         names.push(both(k));
         names.extend(v.split(',').skip(1).filter_map(|piece| piece.split_once('=')).map(|(k, _)| both(k)));
     }
     names
+}
+
+/// The request's `Cookie` fields, bytes past ASCII read as UTF-8 (the
+/// rest as U+FFFD): one such byte anywhere hid every cookie of the field
+/// from validation.
+fn cookie_lines(headers: &http::HeaderMap) -> Vec<std::borrow::Cow<'_, str>> {
+    headers.get_all(http::header::COOKIE).iter().map(|v| String::from_utf8_lossy(v.as_bytes())).collect()
 }
 
 /// A path segment's value, percent-decoded (`+` stays a plus).
