@@ -1,10 +1,12 @@
 //! The request body on its way upstream: streamed as it arrives, but
 //! limited in size (413, enforced while streaming, not after buffering) and
 //! in how long it may stall between pieces (408, against slow POSTs).
-//! Trailer fields (HTTP/2, or hyper's HTTP/1.1) never carry what RFC 9110
-//! §6.5.1 keeps out of trailers (framing, routing, authentication, request
-//! modifiers…): those are dropped on the way, so a trailer cannot add a
-//! second `Host` or `Content-Length` after the head was checked.
+//! Trailer fields (HTTP/2's; the own HTTP/1.1 codec drops its own) are
+//! dropped, as NGINX drops a request's: no admission rule ever read them
+//! (identity headers, names with `_`, values with blanks, the route's
+//! header edits), and a service that merges trailers into its headers
+//! would take them as the client's word. gRPC, which needs them, is not
+//! proxied.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -38,32 +40,6 @@ impl BodyError {
         matches!(self, BodyError::Read(e) if crate::http::error::client_gone(e.as_ref()))
     }
 }
-
-use http::header::{self, HeaderName};
-
-/// Fields a trailer may not carry (RFC 9110 §6.5.1).
-static NOT_IN_TRAILERS: [HeaderName; 20] = [
-    header::CONTENT_LENGTH,
-    header::TRANSFER_ENCODING,
-    header::HOST,
-    header::CONNECTION,
-    header::UPGRADE,
-    header::TE,
-    header::TRAILER,
-    header::EXPECT,
-    header::MAX_FORWARDS,
-    header::CACHE_CONTROL,
-    header::PRAGMA,
-    header::RANGE,
-    header::AUTHORIZATION,
-    header::PROXY_AUTHORIZATION,
-    header::COOKIE,
-    header::CONTENT_TYPE,
-    header::CONTENT_ENCODING,
-    header::CONTENT_RANGE,
-    header::FORWARDED,
-    HeaderName::from_static("x-forwarded-for"),
-];
 
 #[derive(Debug)]
 pub struct RequestBody {
@@ -114,7 +90,7 @@ struct Replay {
     kept: Vec<Bytes>,
     kept_len: u64,
     limit: u64,
-    /// More than `limit`, or trailers: this body cannot be sent again.
+    /// More than `limit`: this body cannot be sent again.
     overflowed: bool,
     /// The next kept piece to hand out again (`kept.len()`: none).
     cursor: usize,
@@ -276,6 +252,10 @@ impl http_body::Body for RequestBody {
                 if let Some(w) = &this.waiting {
                     w.waiting.store(false, Ordering::Relaxed);
                 }
+                if frame.is_trailers() {
+                    // Dropped (above); the end of the body follows them.
+                    return Pin::new(this).poll_frame(cx);
+                }
                 if let Some(data) = frame.data_ref() {
                     this.received += data.len() as u64;
                     if let Some(w) = &this.waiting {
@@ -293,13 +273,6 @@ impl http_body::Body for RequestBody {
                 if let Some(r) = &mut this.replay {
                     r.keep(&frame);
                 }
-                let frame = match frame.into_trailers() {
-                    Ok(mut trailers) => {
-                        crate::wire::remove::remove_all(&mut trailers, &NOT_IN_TRAILERS);
-                        Frame::trailers(trailers)
-                    }
-                    Err(frame) => frame,
-                };
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -367,7 +340,7 @@ impl Replay {
                 self.kept.push(data.clone());
                 self.cursor = self.kept.len();
             }
-            // Too long, or trailers (which a retry could not send again).
+            // Too long (trailers never come here: dropped before).
             _ => {
                 self.overflowed = true;
                 self.kept = Vec::new();

@@ -1330,6 +1330,65 @@ async fn an_aggregated_answer_with_two_content_types_is_not_json() {
     }
 }
 
+/// An HTTP/2 client's trailers never reach an HTTP/2 target: no admission
+/// rule reads them, and a service that merges trailers into its headers
+/// took `x-consumer-id: admin` there as the gateway's word (only 20
+/// names were removed). Dropped as NGINX drops a request's trailers, and
+/// as the own HTTP/1.1 codec drops a chunked body's (the smuggling
+/// suite's trailer rows).
+#[tokio::test]
+async fn an_http2_clients_trailers_never_reach_the_target() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(socket).await else { return };
+                while let Some(Ok((req, mut respond))) = conn.accept().await {
+                    tokio::spawn(async move {
+                        let mut body = req.into_body();
+                        let mut bytes = 0;
+                        while let Some(Ok(data)) = body.data().await {
+                            bytes += data.len();
+                            let _ = body.flow_control().release_capacity(data.len());
+                        }
+                        let trailers = body.trailers().await.ok().flatten();
+                        let names: Vec<String> =
+                            trailers.iter().flat_map(|t| t.keys()).map(|k| k.to_string()).collect();
+                        let answer = format!("{bytes} bytes, trailers: {names:?}");
+                        let mut send = respond.send_response(http::Response::new(()), false).unwrap();
+                        send.send_data(bytes::Bytes::from(answer), true).unwrap();
+                    });
+                }
+            });
+        }
+    });
+    let gw = crate::support::gateway(&format!(
+        "upstreams:\n  h2: {{ targets: [ \"http://{addr}\" ], protocol: http2 }}\n\
+         routes:\n  - {{ name: h2, match: {{ path_prefix: / }}, upstream: h2 }}\n"
+    ))
+    .await;
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::post(gw.url("/upload")).header("content-type", "text/plain").body(()).unwrap();
+    let (resp, mut stream) = client.send_request(req, false).unwrap();
+    stream.send_data(bytes::Bytes::from_static(b"hello"), false).unwrap();
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("x-consumer-id", http::HeaderValue::from_static("admin"));
+    trailers.insert("x-api-key", http::HeaderValue::from_static("k-shop"));
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    stream.send_trailers(trailers).unwrap();
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(5), resp).await.expect("answered").unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let mut text = Vec::new();
+    while let Some(Ok(data)) = body.data().await {
+        text.extend_from_slice(&data);
+    }
+    assert_eq!(String::from_utf8_lossy(&text), "5 bytes, trailers: []");
+}
+
 /// HTTP/2's split `cookie` fields reach an HTTP/1.1 upstream as one
 /// `Cookie` line, joined with `; ` (RFC 9113 §8.2.3): several lines are read
 /// differently by different servers (the first, the last, joined with `,`).
