@@ -569,8 +569,7 @@ async fn fetch<'p>(
                 let edits = HeaderEdits::default();
                 let timeout = upstream.request_timeout;
                 // Waits as one of `max_pending` when `max_connections` are busy, as proxying does.
-                let deadline = Instant::now() + timeout;
-                match super::forward::send_h1(upstream, pool, &mut parts, &mut body, &edits, timeout, deadline).await {
+                match super::forward::send_h1(upstream, pool, &mut parts, &mut body, &edits, timeout).await {
                     Ok(resp) => {
                         answered = Some(resp.status);
                         // Only the media type is read: no header map built for it.

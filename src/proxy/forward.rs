@@ -282,7 +282,7 @@ pub(super) fn forward<'a, 'p>(
                 // Plain HTTP/1.1 targets: inline-driven pooled connections (no upgrades there).
                 // The pool times the exchange itself (a lazily moved timer per
                 // connection, cheaper than a timeout future per request).
-                let result = match send_h1(upstream, pool, &mut parts, &mut body, &edits, timeout, deadline).await {
+                let result = match send_h1(upstream, pool, &mut parts, &mut body, &edits, timeout).await {
                     // Time ran out while the client's body was late: the
                     // client's doing (408), not the upstream's (no 504, no
                     // mark against the target's health).
@@ -424,9 +424,11 @@ pub(super) fn tell_tries(resp: &mut Response<Body>, notes: &TryNotes) {
     }
 }
 
-/// One HTTP/1.1 exchange on `pool`. When the upstream's `max_connections`
-/// are open, an idle connection to another target is closed to make room,
-/// or the request waits for one to close (as one of `max_pending`).
+/// One HTTP/1.1 exchange on `pool`, within `timeout`. When the upstream's
+/// `max_connections` are open, an idle connection to another target is
+/// closed to make room, or the request waits for one to close (as one of
+/// `max_pending`): the wait is part of `timeout` (it was added to it: a
+/// request could take twice its timeout).
 pub(super) async fn send_h1(
     upstream: &Upstream,
     pool: &std::sync::Arc<crate::upstream::h1::H1Pool>,
@@ -434,11 +436,12 @@ pub(super) async fn send_h1(
     body: &mut RequestBody,
     edits: &HeaderEdits<'_>,
     timeout: std::time::Duration,
-    deadline: Instant,
 ) -> Result<crate::upstream::h1::UpstreamResponse, GatewayError> {
+    let deadline = Instant::now() + timeout;
     let mut waiting = None;
+    let mut left = timeout;
     loop {
-        match pool.send(parts, body, edits, timeout).await {
+        match pool.send(parts, body, edits, left).await {
             Ok(resp) => return Ok(resp),
             Err(e) if at_capacity(&*e) => {
                 let Some(limit) = &upstream.limits.connections else { return Err(classify(upstream.name.clone(), e)) };
@@ -455,6 +458,7 @@ pub(super) async fn send_h1(
                         waited: true,
                     });
                 }
+                left = deadline.saturating_duration_since(Instant::now());
             }
             Err(e) => return Err(classify(upstream.name.clone(), e)),
         }
