@@ -303,6 +303,14 @@ pub fn parsed<B>(req: &mut http::Request<B>, max_field_section: usize, max_field
     if facts.connection_specific {
         return Err(Refusal::Malformed("an HTTP/2 request carries a connection-specific header field"));
     }
+    // RFC 9113 §8.3.1: `:path` is an absolute path (`?a=1` was served as
+    // `/?a=1`, which HTTP/1.1 refuses; `*` is OPTIONS's own). (`:scheme`
+    // is checked with `:authority` below; without it the HTTP/2 library
+    // drops it unread, and nothing reads it.)
+    let path = req.uri().path_and_query().map_or("", |pq| pq.as_str());
+    if !(path.starts_with('/') || path == "*" && req.method() == http::Method::OPTIONS) {
+        return Err(Refusal::Malformed("bad request target"));
+    }
     // RFC 9113 §8.2.1: malformed. HTTP/1.1 reads such a value trimmed; sent
     // on to an HTTP/1.1 upstream as it came, it would be read otherwise there.
     if headers.values().any(|v| matches!(v.as_bytes(), [b' ' | b'\t', ..] | [.., b' ' | b'\t'])) {

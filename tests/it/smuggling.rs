@@ -888,6 +888,12 @@ const H2_REQUESTS: &[H2Row] = &[
     h2_refused(":authority with userinfo", &[(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"x@internal.example"), (b":path", b"/public/h2")], None),
     h2_refused("a Host with a path", &[(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/public/h2"), (b"host", b"x/admin")], None),
     h2_refused("a pseudo-header after a field", &[(b":method", b"GET"), (b":scheme", b"http"), (b"x-a", b"b"), (b":authority", b"x"), (b":path", b"/public/h2")], None),
+    // RFC 9113 §8.3.1: `:path` is an absolute path; HTTP/1.1 refuses `GET ?a=1` (400).
+    H2Row { name: "a :path without its leading slash", fields: &[(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"x"), (b":path", b"?a=1")], data: None, status: 400, forwarded: 0 },
+    h2_refused("a :path that is a name", &[(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"x"), (b":path", b"public/h2")], None),
+    // HTTP/1.1 refuses `GET ftp://x/...` (400). (With `Host` and no
+    // `:authority` the HTTP/2 library drops `:scheme` unread: nothing reads it.)
+    H2Row { name: "an ftp :scheme with :authority", fields: &[(b":method", b"GET"), (b":scheme", b"ftp"), (b":authority", b"x"), (b":path", b"/public/h2")], data: None, status: 400, forwarded: 0 },
     h2_refused("a segment parameter", &[(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"x"), (b":path", b"/public;x/../../admin")], None),
     H2Row { name: "a field section over max_header_size (32KiB)", fields: h2_get!((b"x-big", OVER_32K)), data: None, status: 431, forwarded: 0 },
     H2Row { name: "CONNECT", fields: &[(b":method", b"CONNECT"), (b":authority", b"internal.example:443")], data: None, status: 501, forwarded: 0 },
