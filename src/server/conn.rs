@@ -93,9 +93,19 @@ pub(super) async fn serve(
 async fn serve_tls(stream: TcpStream, mut conn: Conn<'_>, config: Arc<rustls::ServerConfig>, signal: &StopSignal) {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let peer = conn.info.peer;
-    let tls = match tokio::time::timeout(conn.lp.limits.tls_handshake_timeout, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
+    let handshake = async {
+        // A connection closed (or reset) before its first byte is no
+        // handshake: a load balancer's TCP check or a port scan, counted
+        // as a failure it hid real ones and fed the alert on their rate.
+        if matches!(stream.peek(&mut [0u8; 1]).await, Ok(0) | Err(_)) {
+            return None;
+        }
+        Some(acceptor.accept(stream).await)
+    };
+    let tls = match tokio::time::timeout(conn.lp.limits.tls_handshake_timeout, handshake).await {
+        Ok(None) => return,
+        Ok(Some(Ok(tls))) => tls,
+        Ok(Some(Err(e))) => {
             tracing::debug!(%peer, error = %e, "TLS handshake failed");
             if let Some([failed, _]) = &conn.lp.tls_failures {
                 failed.inc();

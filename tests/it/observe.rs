@@ -1262,6 +1262,14 @@ async fn tls_http2_and_unreadable_requests_are_logged_and_counted() {
         (&json!(400), &json!("IV"))
     );
 
+    // A connection closed before its first byte (a load balancer's TCP
+    // check, a port scan) is no handshake failure: it fed the alert.
+    for _ in 0..3 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(h.addr("tls").unwrap()).await.unwrap();
+        s.shutdown().await.unwrap();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read(&mut [0u8; 8])).await.expect("closed");
+    }
     let s = scrape_until(&h, |s| number(s, "portcullis_tls_handshake_failures_total", &[]) >= 1.0).await;
     assert_eq!(number(&s, "portcullis_tls_handshake_failures_total", &[("listener", "tls"), ("reason", "error")]), 1.0);
     let r = [("http_route", "r"), ("http_request_method", "GET"), ("http_response_status_code", "200")];
