@@ -104,6 +104,29 @@ async fn an_idempotent_request_is_retried_when_a_reused_connection_closes() {
     assert_eq!(up.requests(), 4);
 }
 
+/// The resend after a reused connection closed goes on a new connection,
+/// as the docs say: the other pooled connections are as old, and likely
+/// closed too (one keep-alive timeout). It took the next pooled one, and
+/// the request failed (502) with three idle connections in the pool.
+#[tokio::test]
+async fn the_resend_after_a_closed_reused_connection_goes_on_a_new_one() {
+    let up = Scripted::start().await;
+    let gw = in_front_of(&up.url()).await;
+    // Three connections in the pool, each used once.
+    let slow: Vec<_> = (0..3).map(|_| tokio::spawn(get_owned(gw.url("/slow-body")))).collect();
+    for t in slow {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(up.connections(), 3);
+    let r = get(&gw.url("/flaky"), &[]).await;
+    assert_eq!((r.status.as_u16(), r.text()), (200, "ok".to_string()));
+    assert_eq!((up.connections(), up.requests()), (4, 5), "sent once on a pooled connection, once on a new one");
+}
+
+async fn get_owned(url: String) -> u16 {
+    get(&url, &[]).await.status.as_u16()
+}
+
 #[tokio::test]
 async fn an_idempotent_request_with_a_body_is_sent_again_when_a_reused_connection_closes() {
     let up = Scripted::start().await;

@@ -227,7 +227,9 @@ impl H1Pool {
 
         let mut retried = false;
         loop {
-            let (mut conn, reused) = match self.checkout(now) {
+            // A resend goes on a new connection: the pool's others are as
+            // old as the one the target closed, likely closed too.
+            let (mut conn, reused) = match if retried { None } else { self.checkout(now) } {
                 Some(conn) => (conn, true),
                 None => match tokio::time::timeout_at(deadline, self.connect(deadline)).await {
                     Ok(conn) => (conn?, false),
