@@ -326,10 +326,23 @@ pub fn parsed<B>(req: &mut http::Request<B>, max_field_section: usize, max_field
     }
     // `:authority` (in the URI), or `Host`, or both agreeing (RFC 9113 §8.3.1).
     match req.uri().authority() {
-        Some(authority) => check_authority(authority.as_str().as_bytes(), req.uri().scheme_str(), host),
-        None if facts.hosts == 1 => Ok(()),
-        None => Err(Refusal::Malformed("an HTTP/2 request needs :authority or Host")),
+        Some(authority) => check_authority(authority.as_str().as_bytes(), req.uri().scheme_str(), host)?,
+        None if facts.hosts == 1 => {}
+        None => return Err(Refusal::Malformed("an HTTP/2 request needs :authority or Host")),
     }
+    // What the config reads as the `Host` header (a route's `headers`
+    // condition, a rate-limit or hash key) is `:authority` on HTTP/2, as
+    // NGINX makes a `Host` of it: without one, a route matched on `Host`
+    // fell through and a key on it was missing (per IP instead). Set after
+    // the checks; no upstream gets it as a field (HTTP/2 moves it back to
+    // `:authority`, HTTP/1.1 gets the gateway's own `Host`).
+    if facts.hosts == 0
+        && let Some(authority) = req.uri().authority()
+        && let Ok(value) = http::HeaderValue::from_str(authority.as_str())
+    {
+        req.headers_mut().insert(header::HOST, value);
+    }
+    Ok(())
 }
 
 /// The size of an HTTP/2 request's field section as

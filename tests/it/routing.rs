@@ -430,3 +430,34 @@ apis:
         assert_eq!(get(&on(public, path), &[]).await.status.as_u16(), 404, "{path}");
     }
 }
+
+/// What the config names the `Host` header (a route's `headers`
+/// condition, a rate-limit key) is `:authority` on HTTP/2, as NGINX makes
+/// a `Host` of it: a route matched on `Host` fell through to the broader
+/// route over HTTP/2 (curl, browsers), and a key on it was missing.
+#[tokio::test]
+async fn a_host_header_condition_reads_the_http2_authority() {
+    use crate::support::h2raw::{H2Conn, Outcome};
+    let gw = gateway(
+        r#"
+routes:
+  - name: internal
+    match: { path_prefix: /a, headers: [ { name: Host, value: internal.example.com } ] }
+    static: { status: 201, body: internal }
+  - { name: rest, match: { path_prefix: / }, static: { status: 202, body: rest } }
+"#,
+    )
+    .await;
+    let ask = |authority: &'static [u8]| async move {
+        let mut conn = H2Conn::connect(gw.addr).await;
+        let fields: &[(&[u8], &[u8])] =
+            &[(b":method", b"GET"), (b":scheme", b"http"), (b":authority", authority), (b":path", b"/a")];
+        conn.headers(1, fields, true).await;
+        conn.outcome(1).await
+    };
+    assert_eq!(ask(b"internal.example.com").await, Outcome::Status(201));
+    assert_eq!(ask(b"other.example.com").await, Outcome::Status(202));
+    // HTTP/1.1 alike.
+    let r = get(&gw.url("/a"), &[("host", "internal.example.com")]).await;
+    assert_eq!(r.status.as_u16(), 201);
+}
