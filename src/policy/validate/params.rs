@@ -547,15 +547,23 @@ pub(super) fn scalar(raw: &str, schema: &Value) -> Value {
 }
 
 /// `application/x-www-form-urlencoded` pairs, decoded (`+` is a space).
+///
+/// Read as both kinds of parser read them: `;` separates parameters too
+/// for some servers (Rack before 3, Perl's CGI, Python before 3.9.2, Go
+/// before 1.17), so `tags=x;limit=1000` is also `limit=1000`, and that
+/// pair is checked as well (it went to such a service unchecked: parameter
+/// cloaking). A piece after a `;` without `=` names nothing checked.
 pub fn query_pairs(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
+    let mut pairs = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        pairs.push((decode(k), decode(v)));
+        if pair.contains(';') {
+            let cloaked = pair.split(';').skip(1).filter_map(|piece| piece.split_once('='));
+            pairs.extend(cloaked.map(|(k, v)| (decode(k), decode(v))));
+        }
+    }
+    pairs
 }
 
 /// The values of cookie `name` in the request's `Cookie` fields

@@ -96,6 +96,11 @@ fn forms_and_queries_decode() {
             ("".into(), "v".into())
         ]
     );
+    // Also as servers that separate with `;` read it (Rack before 3, Go before 1.17).
+    assert_eq!(
+        query_pairs("tags=x;limit=1000&q=a;b"),
+        vec![("tags".into(), "x;limit=1000".into()), ("limit".into(), "1000".into()), ("q".into(), "a;b".into())]
+    );
     let props = json!({ "qty": { "type": "integer" }, "tags": { "type": "array" } });
     let mut problems = Vec::new();
     let form = form_object(b"qty=3&tags=a&tags=b&note=hi", props.as_object().unwrap(), &mut problems);
