@@ -374,6 +374,11 @@ pub(super) fn forward<'a, 'p>(
                 && (!policy.only_elsewhere || tried.len() < upstream.targets.len())
                 && policy.allows(failure, &parts.method)
                 && replayable
+                // Nothing to send to: the client gets this try's answer (not a
+                // 503 `no-healthy-target`, and no retry counted as sent)...
+                && upstream.has_target_for_retry(ended)
+                // ...nor while the breaker this try may have opened stops the upstream.
+                && upstream.breaker.as_ref().is_none_or(|b| b.is_closed())
                 && body.rewind();
             if !again {
                 return result;

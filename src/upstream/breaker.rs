@@ -154,6 +154,12 @@ impl Breaker {
         }
     }
 
+    /// Whether requests pass freely (not open, not half-open): a retry goes
+    /// only then, as Resilience4j and Polly check before each retry.
+    pub fn is_closed(&self) -> bool {
+        self.state.load(Ordering::Acquire) == CLOSED
+    }
+
     /// 0 closed, 1 open, 0.5 half-open (for a gauge), as of `now`.
     pub fn gauge(&self, now: Instant) -> f64 {
         match self.state_at(now) {

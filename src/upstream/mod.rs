@@ -257,6 +257,16 @@ impl Upstream {
         self.fallback(false, untried)
     }
 
+    /// Whether another try would find a target (`pick` would not refuse
+    /// it), now that the last try's result is recorded.
+    pub fn has_target_for_retry(&self, now: tokio::time::Instant) -> bool {
+        if !self.health.checked || self.health.all_unhealthy != AllUnhealthy::Fail {
+            return true;
+        }
+        let now_ms = self.health.ms(now);
+        self.targets.iter().any(|t| self.health.available(&t.health, now_ms))
+    }
+
     fn fallback(&self, healthy: bool, index: usize) -> Option<Picked> {
         match (healthy, self.health.all_unhealthy) {
             (true, _) => Some(Picked { index, panic: false }),

@@ -811,3 +811,35 @@ async fn a_probe_answer_framed_ambiguously_fails() {
     .await;
     eventually("the target is out", async || get(&gw.url("/x"), &[]).await.status == 503).await;
 }
+
+/// A retry that would find no target (the try just ejected the last one,
+/// `all_unhealthy: fail`) or an open breaker (the try just opened it) is
+/// not made: the client gets the last try's answer, the upstream's own.
+/// It got a 503 `no-healthy-target` problem with the retry counted as
+/// sent, and retries went on to an upstream whose breaker had opened.
+#[tokio::test]
+async fn no_retry_goes_where_nothing_would_take_it() {
+    let a = Flaky::start("a").await;
+    a.set(Mode::Status(503));
+    let gw = svc(
+        &[&a],
+        "retry: { attempts: 3, on: [\"503\"] }\n\
+         health: { passive: { consecutive_failures: 2, base_ejection: 30s }, all_unhealthy: fail }",
+    )
+    .await;
+    let r = get(&gw.url("/x"), &[]).await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["upstream"], "a", "the upstream's own answer: {}", r.text());
+    assert_eq!((r.header("portcullis-tries"), a.hits()), (Some("2"), 2));
+
+    let (b, c) = (Flaky::start("b").await, Flaky::start("c").await);
+    b.set(Mode::Status(503));
+    c.set(Mode::Status(503));
+    let gw =
+        svc(&[&b, &c], "retry: { attempts: 5, on: [\"503\"] }\nbreaker: { consecutive_failures: 2, open_for: 30s }")
+            .await;
+    let r = get(&gw.url("/x"), &[]).await;
+    assert_eq!(r.status, 503);
+    assert!(r.json()["upstream"].is_string(), "the upstream's own answer: {}", r.text());
+    assert_eq!((r.header("portcullis-tries"), b.hits() + c.hits()), (Some("2"), 2), "none after the breaker opened");
+}
