@@ -61,7 +61,8 @@ pub enum GatewayError {
         /// The upstream may have received (part of) the request.
         sent: bool,
         /// No connection of the upstream's `max_connections` came free in
-        /// time: the gateway's own limit, not the target's doing (its
+        /// time, or the time left after waiting for one ran out at the
+        /// target: the gateway's own limit, not the target's doing (its
         /// health and the breaker do not count it).
         waited: bool,
     },

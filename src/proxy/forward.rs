@@ -465,7 +465,17 @@ pub(super) async fn send_h1(
                 }
                 left = deadline.saturating_duration_since(Instant::now());
             }
-            Err(e) => return Err(classify(upstream.name.clone(), e)),
+            Err(e) => {
+                let mut error = classify(upstream.name.clone(), e);
+                // The time the wait left ran out at the target: it had less
+                // than `timeouts.request`, not its failure (nor its health's).
+                if waiting.is_some()
+                    && let GatewayError::UpstreamTimeout { waited, .. } = &mut error
+                {
+                    *waited = true;
+                }
+                return Err(error);
+            }
         }
     }
 }

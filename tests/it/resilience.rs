@@ -738,7 +738,12 @@ async fn waiting_for_a_free_connection_is_not_the_targets_failure() {
 async fn the_wait_for_a_free_connection_counts_against_the_request_timeout() {
     let a = Flaky::start("a").await;
     a.set(Mode::Slow(Duration::from_millis(700)));
-    let gw = svc(&[&a], "timeouts: { request: 1s }\nlimits: { max_connections: 1, max_pending: 1 }").await;
+    let gw = svc(
+        &[&a],
+        "timeouts: { request: 1s }\nlimits: { max_connections: 1, max_pending: 1 }\n\
+         health: { passive: { consecutive_failures: 1, base_ejection: 30s } }",
+    )
+    .await;
     let url = gw.url("/x");
     let first = tokio::spawn({
         let url = url.clone();
@@ -748,6 +753,11 @@ async fn the_wait_for_a_free_connection_counts_against_the_request_timeout() {
     let second = get(&url, &[]).await;
     assert_eq!(second.status, 504, "{}", second.text());
     assert_eq!(first.await.unwrap(), 200);
+    // The target had 300 ms of the second's second: not its failure.
+    a.set(Mode::Ok);
+    let next = get(&url, &[]).await;
+    assert_eq!(next.status, 200);
+    assert_eq!(next.header("portcullis-upstream-health"), None, "the target was not ejected");
 }
 
 /// An HTTP/2 upstream that refuses a stream (`REFUSED_STREAM`) did not
