@@ -134,10 +134,23 @@ struct Found {
     object_keywords: bool,
 }
 
+/// Keywords whose value maps names (a member's, a definition's) to
+/// schemas: the map itself is no schema (a member named `items` is no
+/// keyword).
+const NAME_MAPS: &[&str] =
+    &["properties", "patternProperties", "$defs", "definitions", "dependentSchemas", "dependencies"];
+
 fn walk(v: &Value, at: &mut String, found: &mut Found) {
+    walk_at(v, true, at, found);
+}
+
+/// `walk`, `schema`: whether `v` stands where a schema does.
+fn walk_at(v: &Value, schema: bool, at: &mut String, found: &mut Found) {
     match v {
         Value::Object(map) => {
-            found.widest = found.widest.max(ways_in(map));
+            if schema {
+                found.widest = found.widest.max(ways_in(map));
+            }
             for (key, value) in map {
                 match (key.as_str(), value) {
                     // A resource of its own resolves `#/…` against itself: this
@@ -157,7 +170,7 @@ fn walk(v: &Value, at: &mut String, found: &mut Found) {
                 let len = at.len();
                 at.push('/');
                 at.push_str(&key.replace('~', "~0").replace('/', "~1"));
-                walk(value, at, found);
+                walk_at(value, !(schema && NAME_MAPS.contains(&key.as_str())), at, found);
                 at.truncate(len);
             }
         }
@@ -166,7 +179,7 @@ fn walk(v: &Value, at: &mut String, found: &mut Found) {
                 let len = at.len();
                 at.push('/');
                 at.push_str(&i.to_string());
-                walk(item, at, found);
+                walk_at(item, true, at, found);
                 at.truncate(len);
             }
         }
@@ -200,13 +213,19 @@ fn ways_in(map: &serde_json::Map<String, Value>) -> usize {
         + each("dependentSchemas")
         + each("dependencies")
         + ["$ref", "$dynamicRef", "$recursiveRef"].iter().any(|k| map.contains_key(*k)) as usize;
-    let member =
-        any("properties") + each("patternProperties") + one("additionalProperties") + one("unevaluatedProperties");
-    let item = any("prefixItems").max(one("items").max(any("items")))
-        + one("additionalItems")
-        + one("contains")
-        + one("unevaluatedItems");
-    in_place.max(member).max(item)
+    // A member meets `properties` and every pattern its name matches, or
+    // else `additionalProperties`, or else `unevaluatedProperties`; an item
+    // its position's `prefixItems`/`items` or the rest's schema, and `contains`.
+    let member = (any("properties") + each("patternProperties"))
+        .max(one("additionalProperties"))
+        .max(one("unevaluatedProperties"));
+    let item =
+        any("prefixItems").max(one("items")).max(any("items")).max(one("additionalItems")).max(one("unevaluatedItems"))
+            + one("contains");
+    // What meets the value itself may check its members too (a `$ref` to a
+    // schema with `properties`, an `allOf` branch, a `then`): those ways
+    // add to this object's own.
+    in_place + member.max(item)
 }
 
 /// Whether `v` holds a `$ref` (or `$dynamicRef`) anywhere.
@@ -320,8 +339,11 @@ mod tests {
             json!({ "dependentSchemas": { "a": { "properties": { "k": r } }, "b": { "properties": { "k": r } } } }),
             json!({ "dependencies": { "a": { "properties": { "k": r } }, "b": { "properties": { "k": r } } } }),
             json!({ "items": r, "contains": r }),
-            json!({ "properties": { "k": r }, "unevaluatedProperties": r }),
             json!({ "$ref": "#/$defs/m", "anyOf": [ { "properties": { "k": r } } ] }),
+            // The regression review's: what meets the value checks its members too.
+            json!({ "$ref": "#/$defs/m", "properties": { "k": r } }),
+            json!({ "allOf": [ { "properties": { "k": r } } ], "properties": { "k": r } }),
+            json!({ "if": { "type": "object" }, "then": { "properties": { "k": r } }, "properties": { "k": r } }),
             json!({ "not": { "properties": { "k": r } }, "properties": { "k": { "allOf": [ r, r ] } } }),
         ] {
             assert!(ReportBudget::of(&node(two_ways.clone())).is_some(), "{two_ways}");
@@ -331,6 +353,14 @@ mod tests {
             "dependentSchemas": { "a": { "required": [ "b" ] } } });
         assert_eq!(ReportBudget::of(&node(tree)).map(|b| b.base), Some(1.0), "object keywords only");
         assert_eq!(ReportBudget::of(&node(json!({ "items": r, "prefixItems": [ r ] }))), None);
+        // A member meets `properties` or else `additionalProperties` or else `unevaluatedProperties`.
+        let tree =
+            json!({ "properties": { "left": r, "right": r, "v": { "type": "integer" } }, "additionalProperties": r });
+        assert_eq!(ReportBudget::of(&node(tree)), None);
+        assert_eq!(ReportBudget::of(&node(json!({ "properties": { "k": r }, "unevaluatedProperties": r }))), None);
+        // Members named as keywords are no keywords.
+        let named = json!({ "properties": { "items": r, "contains": r, "properties": { "type": "string" } } });
+        assert_eq!(ReportBudget::of(&node(named)), None);
     }
 
     /// The reviewer's bodies: 135 bytes nested 21 levels under `properties`
