@@ -9,6 +9,7 @@
 //! names its own `:authority`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -26,6 +27,11 @@ use crate::http::request_body::RequestBody;
 /// again, is a failure after these).
 const MAX_RESENDS: u32 = 3;
 
+/// The target's connection: its number, its sender, and the responses it
+/// has given (a connection that gave some before going away was making
+/// progress).
+type Open = (u64, SendRequest<RequestBody>, Arc<AtomicU64>);
+
 /// The connection to one target, shared by its requests.
 pub struct H2Target {
     /// `host:port` to connect to.
@@ -36,9 +42,9 @@ pub struct H2Target {
     connect_timeout: Duration,
     /// The connection, numbered so that a request that found it closing
     /// drops it from here only if no newer one has replaced it.
-    conn: tokio::sync::Mutex<Option<(u64, SendRequest<RequestBody>)>>,
+    conn: tokio::sync::Mutex<Option<Open>>,
     /// Connections made so far (the next one's number).
-    made: std::sync::atomic::AtomicU64,
+    made: AtomicU64,
 }
 
 impl std::fmt::Debug for H2Target {
@@ -66,7 +72,7 @@ impl H2Target {
     /// connection, for `portcullis_upstream_connections`). `in_flight`:
     /// the target's requests under way.
     pub fn idle(&self, in_flight: usize) -> bool {
-        in_flight == 0 && self.conn.try_lock().is_ok_and(|c| c.as_ref().is_some_and(|(_, s)| !s.is_closed()))
+        in_flight == 0 && self.conn.try_lock().is_ok_and(|c| c.as_ref().is_some_and(|(_, s, _)| !s.is_closed()))
     }
 
     /// Sends `req` (its URI absolute: the scheme, the `:authority`, the
@@ -84,11 +90,14 @@ impl H2Target {
         let mut resends = MAX_RESENDS;
         loop {
             let mut spare = if resends > 0 { copy_whole(&mut req) } else { None };
-            let (number, mut sender) = self.sender().await?;
+            let (number, mut sender, answered) = self.sender().await?;
             // Waits while the connection has no stream to spare.
             sender.ready().await.map_err(|e| Box::new(NotSent(Box::new(e))) as BoxError)?;
             let mut failed = match sender.try_send_request(req).await {
-                Ok(resp) => return Ok(resp),
+                Ok(resp) => {
+                    answered.fetch_add(1, Ordering::Relaxed);
+                    return Ok(resp);
+                }
                 Err(failed) => failed,
             };
             // Given back: the connection closed before it took the request.
@@ -104,7 +113,15 @@ impl H2Target {
             let again = returned.or_else(|| unprocessed.and(spare.take()));
             match again {
                 Some(again) if resends > 0 => {
-                    resends -= 1;
+                    // Only resends after a connection that answered nothing
+                    // count: more requests in flight than the target takes
+                    // per connection (NGINX's `keepalive_requests`) move on
+                    // a connection at a time, each answering its share; a
+                    // target going away at once every time is let go after
+                    // `MAX_RESENDS`. (`timeouts.request` bounds them all.)
+                    if answered.load(Ordering::Relaxed) == 0 {
+                        resends -= 1;
+                    }
                     req = again;
                 }
                 Some(_) => return Err(Box::new(NotSent(Box::new(e)))),
@@ -116,23 +133,24 @@ impl H2Target {
 
     /// The open connection, or a new one (one at a time: requests that
     /// find none wait for the one being made).
-    async fn sender(&self) -> Result<(u64, SendRequest<RequestBody>), BoxError> {
+    async fn sender(&self) -> Result<Open, BoxError> {
         let mut slot = self.conn.lock().await;
-        if let Some((number, open)) = slot.as_ref().filter(|(_, s)| !s.is_closed()) {
-            return Ok((*number, open.clone()));
+        if let Some((number, open, answered)) = slot.as_ref().filter(|(_, s, _)| !s.is_closed()) {
+            return Ok((*number, open.clone(), answered.clone()));
         }
-        let number = self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let number = self.made.fetch_add(1, Ordering::Relaxed);
         *slot = None;
         let made = self.connect().await.map_err(|e| Box::new(NotSent(e)) as BoxError)?;
-        *slot = Some((number, made.clone()));
-        Ok((number, made))
+        let answered = Arc::new(AtomicU64::new(0));
+        *slot = Some((number, made.clone(), answered.clone()));
+        Ok((number, made, answered))
     }
 
     /// Drops connection `number` (closing: it takes no new stream), unless
     /// it was replaced already.
     async fn forget(&self, number: u64) {
         let mut slot = self.conn.lock().await;
-        if slot.as_ref().is_some_and(|(n, _)| *n == number) {
+        if slot.as_ref().is_some_and(|(n, _, _)| *n == number) {
             *slot = None;
         }
     }
