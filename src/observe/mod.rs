@@ -229,9 +229,12 @@ impl Pending {
             observer.active.add(-1);
             let routes = &observer.routes;
             let counted = p.series.and_then(|i| routes.get(i)).unwrap_or(observer.unrouted());
-            let cut = match flag {
-                Flag::UpstreamClosed => metrics::Cut::UpstreamClosed,
-                Flag::ClientClosed => metrics::Cut::ClientClosed,
+            // `upstream_closed` is a body cut off, not a whole 502 for an
+            // upstream that closed before its head (flag `UC` too): that
+            // one's status says it, as for a refused connection's 502.
+            let cut = match (flag, ending) {
+                (_, Ending::UpstreamBroke) => metrics::Cut::UpstreamClosed,
+                (Flag::ClientClosed, _) => metrics::Cut::ClientClosed,
                 _ => metrics::Cut::None,
             };
             counted.record(&p.method, p.status, cut, duration_ns, p.request_bytes, p.response_bytes);

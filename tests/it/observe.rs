@@ -1513,6 +1513,30 @@ async fn a_body_cut_by_the_upstream_is_an_error_in_the_metrics() {
     assert_eq!(lines[0]["event"]["outcome"], "failure", "{}", lines[0]);
 }
 
+/// An upstream that closes before its head gets a whole 502 (flag `UC`):
+/// its status says the error, with no `error_type` beside it, as for a
+/// refused connection's 502 (it was `upstream_closed`, a label for bodies
+/// cut off, so one failure landed in two series by how it failed).
+#[tokio::test]
+async fn a_whole_502_is_no_cut_body_in_the_metrics() {
+    use crate::support::flaky::{Flaky, Mode};
+    let dir = tempfile::tempdir().unwrap();
+    let up = Flaky::start("svc").await;
+    up.set(Mode::Reset);
+    let body = format!(
+        "upstreams:\n  svc: {{ targets: [ \"{}\" ] }}\nroutes:\n  - {{ name: reset, match: {{ path_prefix: / }}, upstream: svc }}\n",
+        up.url()
+    );
+    let h = start(&body, dir.path()).await;
+    assert_eq!(get(&url(&h, "/x"), &[]).await.status, 502);
+    let lines = log_lines(&h, dir.path(), 1).await;
+    assert_eq!(lines[0]["portcullis"]["response_flag"], "UC", "{}", lines[0]);
+    let whole = [("http_route", "reset"), ("http_response_status_code", "502")];
+    let s = scrape_until(&h, |s| observations(s, "http_server_request_duration_seconds", &whole) == 1.0).await;
+    let cut = [("http_route", "reset"), ("error_type", "upstream_closed")];
+    assert_eq!(observations(&s, "http_server_request_duration_seconds", &cut), 0.0);
+}
+
 /// A WebSocket still open when a shutdown's drain deadline passes is cut,
 /// and its line says what it carried up to then, flagged `DC` (a cut
 /// connection): it was logged with 0 bytes as a success, or not at all
