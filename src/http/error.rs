@@ -29,7 +29,7 @@ pub enum GatewayError {
     MethodNotAllowed { allow: HeaderValue },
     #[error("the request body is larger than {limit} bytes")]
     BodyTooLarge { limit: u64 },
-    #[error("the client stopped sending the request body")]
+    #[error("the request body did not arrive in time")]
     BodyTimeout,
     #[error("the request body could not be read")]
     BodyRead(#[source] BoxError),

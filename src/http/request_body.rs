@@ -27,7 +27,7 @@ use crate::wire::BoxError;
 pub enum BodyError {
     #[error("the request body is larger than {0} bytes")]
     TooLarge(u64),
-    #[error("the client stopped sending the request body")]
+    #[error("the request body did not arrive in time")]
     Timeout,
     #[error("the request body could not be read")]
     Read(#[source] BoxError),
