@@ -542,6 +542,9 @@ async fn an_openapi_document_routes_validates_and_authenticates() {
     let r = call(&gw, "GET", "/catalog/items?filter[color]=pink&filter[max_price]=0", &[], "").await;
     assert_eq!(errors(&r), vec![("query".into(), "filter/color".into()), ("query".into(), "filter/max_price".into())]);
     // Not members: a service's query parser may read them as the parameter itself.
+    // ASP.NET's own nesting of a deepObject member.
+    let r = call(&gw, "GET", "/catalog/items?filter.color=pink", &[], "").await;
+    assert_eq!(errors(&r), vec![("query".into(), "filter.color".into())], "{}", r.text());
     for stray in ["filter=pink", "filter[color=pink", "filter[color]=red&filter=x", "filter[]=pink"] {
         let r = call(&gw, "GET", &format!("/catalog/items?{stray}"), &[], "").await;
         assert_eq!(errors(&r), vec![("query".into(), "filter".into())], "{stray}");
@@ -1433,6 +1436,11 @@ async fn declared_spellings_are_their_own_parameters() {
     assert_eq!(status("page=1&page[0]=2").await, 400, "an undeclared spelling is still refused");
     // `ids[]` declared: `ids[0]` and `ids` are read as it; an object's member in another case too.
     for q in ["ids[]=1&ids[0]=2", "ids[]=1&ids=2", "lat=1&LAT=2"] {
+        assert_eq!(status(q).await, 400, "{q}");
+    }
+    // The object's own name with a member (ASP.NET binds `coords.lat`
+    // first, Rails and PHP `coords[lat]`): another spelling of `lat`.
+    for q in ["coords.lat=100", "coords[lat]=100", "lat=1&COORDS.lat=2"] {
         assert_eq!(status(q).await, 400, "{q}");
     }
 }

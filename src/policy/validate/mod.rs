@@ -608,13 +608,20 @@ impl Compiled {
             }
             let meant = self.query.iter().find_map(|p| {
                 if p.is_deep_object() {
-                    // `CREATED[gte]` beside `created[gte]`: ASP.NET reads either.
+                    // `CREATED[gte]` beside `created[gte]`: ASP.NET reads either,
+                    // and `created.gte` (its own nesting) too.
                     let other_case =
                         (k != &p.name && k.eq_ignore_ascii_case(&p.name)) || params::other_case_head(k, &p.name);
-                    return other_case.then_some(p.name.as_str());
+                    let dotted =
+                        k.strip_prefix(p.name.as_str()).is_some_and(|rest| rest.len() > 1 && rest.starts_with('.'));
+                    return (other_case || dotted).then_some(p.name.as_str());
                 }
                 if p.is_exploded_object() {
-                    return p.member_ignoring_case(k);
+                    // `LAT` for the member `lat`; and `pt.lat`, `pt[lat]` for the
+                    // object `pt` (ASP.NET binds a `Point pt` from `pt.lat` first).
+                    return p
+                        .member_ignoring_case(k)
+                        .or_else(|| params::read_as(k, &p.name).then_some(p.name.as_str()));
                 }
                 params::read_as(k, &p.name).then_some(p.name.as_str())
             });
