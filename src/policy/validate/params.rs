@@ -554,11 +554,21 @@ pub(super) fn scalar(raw: &str, schema: &Value) -> Value {
 /// pair is checked as well (it went to such a service unchecked: parameter
 /// cloaking). A piece after a `;` without `=` names nothing checked.
 pub fn query_pairs(query: &str) -> Vec<(String, String)> {
+    pairs(query, true)
+}
+
+/// `query_pairs` for a form body: `&` only (Rack and the others split a
+/// body's fields on `&` alone).
+fn form_pairs(body: &str) -> Vec<(String, String)> {
+    pairs(body, false)
+}
+
+fn pairs(text: &str, semicolons: bool) -> Vec<(String, String)> {
     let mut pairs = Vec::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
+    for pair in text.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         pairs.push((decode(k), decode(v)));
-        if pair.contains(';') {
+        if semicolons && pair.contains(';') {
             let cloaked = pair.split(';').skip(1).filter_map(|piece| piece.split_once('='));
             pairs.extend(cloaked.map(|(k, v)| (decode(k), decode(v))));
         }
@@ -750,7 +760,7 @@ fn follow<'a>(root: &'a Value, mut schema: &'a Value) -> &'a Value {
 /// gateway would check one and the service might read the other).
 pub fn form_object(bytes: &[u8], properties: &Map<String, Value>, problems: &mut Vec<Problem>) -> Value {
     let text = String::from_utf8_lossy(bytes);
-    let pairs = query_pairs(&text);
+    let pairs = form_pairs(&text);
     // As a JSON body's `max_entries`: a form of 300,000 tiny fields is
     // ~150 MB of names and values once read (nothing a form needs).
     if pairs.len() > MAX_FORM_FIELDS {
