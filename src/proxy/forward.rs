@@ -469,8 +469,10 @@ pub(super) async fn send_h1(
                 let mut error = classify(upstream.name.clone(), e);
                 // The time the wait left ran out at the target: it had less
                 // than `timeouts.request`, not its failure (nor its health's).
+                // A connect timeout within what was left is the target's.
                 if waiting.is_some()
-                    && let GatewayError::UpstreamTimeout { waited, .. } = &mut error
+                    && let GatewayError::UpstreamTimeout { waited, sent, .. } = &mut error
+                    && (*sent || left < pool.connect_timeout())
                 {
                     *waited = true;
                 }

@@ -119,7 +119,8 @@ impl H2Target {
                     // a connection at a time, each answering its share; a
                     // target going away at once every time is let go after
                     // `MAX_RESENDS`. (`timeouts.request` bounds them all.)
-                    if answered.load(Ordering::Relaxed) == 0 {
+                    // (A refused stream stays on its connection: always counted.)
+                    if unprocessed != Some(Unprocessed::GoingAway) || answered.load(Ordering::Relaxed) == 0 {
                         resends -= 1;
                     }
                     req = again;

@@ -853,3 +853,48 @@ async fn no_retry_goes_where_nothing_would_take_it() {
     assert!(r.json()["upstream"].is_string(), "the upstream's own answer: {}", r.text());
     assert_eq!((r.header("portcullis-tries"), b.hits() + c.hits()), (Some("2"), 2), "none after the breaker opened");
 }
+
+/// A target that answers a connection's first stream and refuses the
+/// others (`REFUSED_STREAM`, shedding load) gets a request's stream a few
+/// times, then the request fails at once: the resends after a connection
+/// that answered something count for a refused stream (it stays on its
+/// connection), unlike after a `GOAWAY`. They were sent ~17,000 times in
+/// a 5 s timeout.
+#[tokio::test]
+async fn a_target_refusing_streams_is_not_hammered() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let streams = Arc::new(AtomicUsize::new(0));
+    let seen = streams.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(socket).await else { return };
+                let mut first = true;
+                while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    if std::mem::take(&mut first) {
+                        if let Ok(mut body) = respond.send_response(http::Response::new(()), false) {
+                            let _ = body.send_data(bytes::Bytes::from_static(b"ok"), true);
+                        }
+                    } else {
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                    }
+                }
+            });
+        }
+    });
+    let gw = gateway(&format!(
+        "upstreams:\n  svc: {{ targets: [ \"http://{addr}\" ], protocol: http2, timeouts: {{ request: 5s }} }}\n\
+         routes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}\n"
+    ))
+    .await;
+    assert_eq!(get(&gw.url("/first"), &[]).await.status, 200);
+    let r = get(&gw.url("/second"), &[]).await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    let sent = streams.load(Ordering::SeqCst);
+    assert!(sent <= 5, "the refused request went {} times", sent - 1);
+}
