@@ -552,7 +552,10 @@ async fn fetch<'p>(
         Uri::builder().scheme(target.scheme.clone()).authority(target.authority.clone()).path_and_query(pq).build();
     let Ok(uri) = uri else { return (Err(CallError::Unreachable { sent: false }), None) };
     let mut headers = headers.clone();
-    if let Ok(host) = HeaderValue::try_from(target.authority.as_str()) {
+    // HTTP/2 names the host in `:authority` (the URI's) alone (RFC 9113 §8.3.1).
+    if target.h2.is_none()
+        && let Ok(host) = HeaderValue::try_from(target.authority.as_str())
+    {
         headers.insert(header::HOST, host);
     }
     let mut req = Request::new(RequestBody::empty());

@@ -599,3 +599,29 @@ async fn fields_a_flat_merge_drops_are_logged_once_per_call() {
         lines[0]
     );
 }
+
+/// A call to an HTTP/2 upstream names its host in `:authority` alone, as
+/// proxied requests do (RFC 9113 §8.3.1): a `host` field went beside it.
+#[tokio::test]
+async fn a_call_to_an_http2_upstream_sends_no_host_field() {
+    let up = crate::support::Upstream::start("svc").await;
+    let gw = gateway(&format!(
+        r#"
+upstreams:
+  h2: {{ targets: [ "{}" ], protocol: http2 }}
+routes:
+  - name: all
+    match: {{ path: "/all" }}
+    aggregate:
+      calls:
+        seen: {{ upstream: h2, path: "/seen" }}
+"#,
+        up.url()
+    ))
+    .await;
+    let reply = get(&gw.url("/all"), &[]).await;
+    assert_eq!(reply.header("portcullis-aggregate"), Some("complete"), "{}", reply.text());
+    let seen = &reply.json()["seen"];
+    assert_eq!(seen["version"], "HTTP/2.0", "{seen}");
+    assert!(seen["headers"].get("host").is_none(), "{seen}");
+}
