@@ -380,14 +380,29 @@ fn base64_of(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
 
-/// Waits until `up` has had a request more than `before` (the client may
-/// leave once its request is there).
-async fn upstream_hit(up: &Upstream, before: usize) {
+/// Waits until `hits()` (an upstream's request count) is more than
+/// `before` (the client may leave once its request is there).
+async fn upstream_hit(hits: impl Fn() -> usize, before: usize) {
     let until = std::time::Instant::now() + Duration::from_secs(5);
-    while up.hits() == before {
+    while hits() == before {
         assert!(std::time::Instant::now() < until, "the request never reached the upstream");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// The access log's two lines, both of a client that left (499 `DC`),
+/// within seconds (not at the upstream's timeout).
+async fn two_clients_left(h: &Handle, dir: &Path) -> Vec<Json> {
+    let lines = log_lines(h, dir, 2).await;
+    assert_eq!(lines.len(), 2, "both lines within seconds, not at the upstream's timeout");
+    for l in &lines {
+        assert_eq!(
+            (&l["http"]["response"]["status_code"], &l["portcullis"]["response_flag"]),
+            (&json!(499), &json!("DC")),
+            "{l}"
+        );
+    }
+    lines
 }
 
 /// An HTTP/1.1 client that sent its whole body and then left while the
@@ -415,21 +430,10 @@ async fn a_client_that_leaves_after_its_body_frees_the_upstream_request() {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         let before = up.hits();
         s.write_all(format!("POST /p/upload HTTP/1.1\r\nHost: t\r\n{body}").as_bytes()).await.unwrap();
-        let until = Instant::now() + Duration::from_secs(5);
-        while up.hits() == before {
-            assert!(Instant::now() < until, "the request never reached the upstream");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        upstream_hit(|| up.hits(), before).await;
         drop(s);
     }
-    let lines = log_lines(&h, dir.path(), 2).await;
-    assert_eq!(lines.len(), 2, "both lines within seconds, not at the upstream's timeout");
-    for l in &lines {
-        assert_eq!(
-            (&l["http"]["response"]["status_code"], &l["portcullis"]["response_flag"]),
-            (&json!(499), &json!("DC")),
-            "{l}"
-        );
+    for l in &two_clients_left(&h, dir.path()).await {
         assert_eq!(l["portcullis"]["upstream"]["tries"][0]["error"], "cancelled", "{l}");
     }
     // The place is free: the next request is not refused as over `max_requests`.
@@ -474,25 +478,13 @@ async fn a_client_that_leaves_behind_a_pipeline_past_the_head_limit_is_seen_leav
         let mut s = tokio::net::TcpStream::connect(h.addr("gw").unwrap()).await.unwrap();
         let before = up.hits();
         s.write_all(first.as_bytes()).await.unwrap();
-        let until = Instant::now() + Duration::from_secs(5);
-        while up.hits() == before {
-            assert!(Instant::now() < until, "the request never reached the upstream");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        upstream_hit(|| up.hits(), before).await;
         // Three times the 32 KiB head limit: more than the watcher reads.
         let next = format!("GET /p/next HTTP/1.1\r\nHost: t\r\nX-Pad: {}\r\n\r\n", "x".repeat(96 << 10));
         s.write_all(next.as_bytes()).await.unwrap();
         drop(s);
     }
-    let lines = log_lines(&h, dir.path(), 2).await;
-    assert_eq!(lines.len(), 2, "both lines within seconds, not at the upstream's timeout");
-    for l in &lines {
-        assert_eq!(
-            (&l["http"]["response"]["status_code"], &l["portcullis"]["response_flag"]),
-            (&json!(499), &json!("DC")),
-            "{l}"
-        );
-    }
+    two_clients_left(&h, dir.path()).await;
 }
 
 /// An HTTP/2 client that resets its stream in the middle of its body
@@ -662,7 +654,7 @@ async fn response_flags_say_why_there_was_no_upstream_answer() {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         let before = up.hits();
         s.write_all(b"GET /hold HTTP/1.1\r\nHost: t\r\n\r\n").await.unwrap();
-        upstream_hit(&up, before).await;
+        upstream_hit(|| up.hits(), before).await;
     }
     // A client that leaves in the middle of its body: it went away, it did
     // not send anything wrong; the bytes logged are the ones that came.
@@ -672,7 +664,7 @@ async fn response_flags_say_why_there_was_no_upstream_answer() {
         let before = up.hits();
         s.write_all(b"POST /count HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n").await.unwrap();
         s.write_all(&[b'x'; 100]).await.unwrap();
-        upstream_hit(&up, before).await;
+        upstream_hit(|| up.hits(), before).await;
     }
     // The same on a route the gateway answers itself (`echo` reads the body).
     {

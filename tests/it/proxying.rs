@@ -310,35 +310,25 @@ async fn malformed_requests_get_a_clear_status() {
 #[tokio::test]
 async fn an_http2_targets_trailers_are_dropped_and_a_short_body_is_cut() {
     use http_body_util::BodyExt;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let Ok(mut conn) = h2::server::handshake(socket).await else { return };
-                while let Some(Ok((req, mut respond))) = conn.accept().await {
-                    tokio::spawn(async move {
-                        let short = req.uri().path() == "/short";
-                        let mut head = http::Response::builder();
-                        if short {
-                            head = head.header("content-length", "100");
-                        }
-                        let mut send = respond.send_response(head.body(()).unwrap(), false).unwrap();
-                        send.send_data(bytes::Bytes::from_static(b"partial"), false).unwrap();
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        if short {
-                            send.send_reset(h2::Reason::NO_ERROR);
-                        } else {
-                            let mut trailers = http::HeaderMap::new();
-                            trailers.insert("set-cookie", http::HeaderValue::from_static("session=attacker"));
-                            trailers.insert("content-length", http::HeaderValue::from_static("99"));
-                            send.send_trailers(trailers).unwrap();
-                        }
-                    });
-                }
-            });
+    let addr = crate::support::h2target::start(|_, req, mut respond| async move {
+        let short = req.uri().path() == "/short";
+        let mut head = http::Response::builder();
+        if short {
+            head = head.header("content-length", "100");
         }
-    });
+        let mut send = respond.send_response(head.body(()).unwrap(), false).unwrap();
+        send.send_data(bytes::Bytes::from_static(b"partial"), false).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if short {
+            send.send_reset(h2::Reason::NO_ERROR);
+        } else {
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("set-cookie", http::HeaderValue::from_static("session=attacker"));
+            trailers.insert("content-length", http::HeaderValue::from_static("99"));
+            send.send_trailers(trailers).unwrap();
+        }
+    })
+    .await;
     let gw = gateway(&format!(
         "upstreams:\n  h2: {{ targets: [ \"http://{addr}\" ], protocol: http2 }}\nroutes:\n  - {{ name: h2, match: {{ path_prefix: / }}, upstream: h2 }}\n"
     ))
@@ -454,22 +444,14 @@ routes:
 /// `content-length` on the 204 (§8.6).
 #[tokio::test]
 async fn bodiless_answers_of_an_http2_upstream_reach_http2_clients_without_content() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut conn = h2::server::handshake(tcp).await.unwrap();
-                while let Some(Ok((req, mut respond))) = conn.accept().await {
-                    let status: u16 = req.uri().path().trim_start_matches('/').parse().unwrap_or(200);
-                    let resp = http::Response::builder().status(status).header("content-length", "5").body(()).unwrap();
-                    if let Ok(mut send) = respond.send_response(resp, false) {
-                        let _ = send.send_data(bytes::Bytes::from_static(b"hello"), true);
-                    }
-                }
-            });
+    let addr = crate::support::h2target::start(|_, req, mut respond| async move {
+        let status: u16 = req.uri().path().trim_start_matches('/').parse().unwrap_or(200);
+        let resp = http::Response::builder().status(status).header("content-length", "5").body(()).unwrap();
+        if let Ok(mut send) = respond.send_response(resp, false) {
+            let _ = send.send_data(bytes::Bytes::from_static(b"hello"), true);
         }
-    });
+    })
+    .await;
     let gw = gateway(&format!(
         "upstreams:\n  h2: {{ targets: [ \"http://{addr}\" ], protocol: http2 }}\nroutes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: h2 }}\n"
     ))

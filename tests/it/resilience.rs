@@ -765,20 +765,11 @@ async fn the_wait_for_a_free_connection_counts_against_the_request_timeout() {
 /// a connect failure (the default retry), not back as a 502.
 #[tokio::test]
 async fn a_refused_http2_stream_is_tried_elsewhere() {
-    use tokio::net::TcpListener;
     // A target that refuses every stream.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let refusing = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let Ok(mut conn) = h2::server::handshake(socket).await else { return };
-                while let Some(Ok((_req, mut respond))) = conn.accept().await {
-                    respond.send_reset(h2::Reason::REFUSED_STREAM);
-                }
-            });
-        }
-    });
+    let refusing = crate::support::h2target::start(|_, _req, mut respond| async move {
+        respond.send_reset(h2::Reason::REFUSED_STREAM);
+    })
+    .await;
     let ok = crate::support::Upstream::start("ok").await;
     let gw = gateway(&format!(
         "upstreams:\n  svc: {{ targets: [ \"http://{refusing}\", \"{}\" ], protocol: http2 }}\n\
@@ -864,29 +855,21 @@ async fn no_retry_goes_where_nothing_would_take_it() {
 async fn a_target_refusing_streams_is_not_hammered() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let streams = Arc::new(AtomicUsize::new(0));
     let seen = streams.clone();
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let Ok(mut conn) = h2::server::handshake(socket).await else { return };
-                let mut first = true;
-                while let Some(Ok((_req, mut respond))) = conn.accept().await {
-                    seen.fetch_add(1, Ordering::SeqCst);
-                    if std::mem::take(&mut first) {
-                        if let Ok(mut body) = respond.send_response(http::Response::new(()), false) {
-                            let _ = body.send_data(bytes::Bytes::from_static(b"ok"), true);
-                        }
-                    } else {
-                        respond.send_reset(h2::Reason::REFUSED_STREAM);
-                    }
+    let addr = crate::support::h2target::start(move |index, _req, mut respond| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if index == 0 {
+                if let Ok(mut body) = respond.send_response(http::Response::new(()), false) {
+                    let _ = body.send_data(bytes::Bytes::from_static(b"ok"), true);
                 }
-            });
+            } else {
+                respond.send_reset(h2::Reason::REFUSED_STREAM);
+            }
         }
-    });
+    })
+    .await;
     let gw = gateway(&format!(
         "upstreams:\n  svc: {{ targets: [ \"http://{addr}\" ], protocol: http2, timeouts: {{ request: 5s }} }}\n\
          routes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}\n"

@@ -1344,31 +1344,20 @@ async fn an_aggregated_answer_with_two_content_types_is_not_json() {
 /// suite's trailer rows).
 #[tokio::test]
 async fn an_http2_clients_trailers_never_reach_the_target() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let Ok(mut conn) = h2::server::handshake(socket).await else { return };
-                while let Some(Ok((req, mut respond))) = conn.accept().await {
-                    tokio::spawn(async move {
-                        let mut body = req.into_body();
-                        let mut bytes = 0;
-                        while let Some(Ok(data)) = body.data().await {
-                            bytes += data.len();
-                            let _ = body.flow_control().release_capacity(data.len());
-                        }
-                        let trailers = body.trailers().await.ok().flatten();
-                        let names: Vec<String> =
-                            trailers.iter().flat_map(|t| t.keys()).map(|k| k.to_string()).collect();
-                        let answer = format!("{bytes} bytes, trailers: {names:?}");
-                        let mut send = respond.send_response(http::Response::new(()), false).unwrap();
-                        send.send_data(bytes::Bytes::from(answer), true).unwrap();
-                    });
-                }
-            });
+    let addr = crate::support::h2target::start(|_, req, mut respond| async move {
+        let mut body = req.into_body();
+        let mut bytes = 0;
+        while let Some(Ok(data)) = body.data().await {
+            bytes += data.len();
+            let _ = body.flow_control().release_capacity(data.len());
         }
-    });
+        let trailers = body.trailers().await.ok().flatten();
+        let names: Vec<String> = trailers.iter().flat_map(|t| t.keys()).map(|k| k.to_string()).collect();
+        let answer = format!("{bytes} bytes, trailers: {names:?}");
+        let mut send = respond.send_response(http::Response::new(()), false).unwrap();
+        send.send_data(bytes::Bytes::from(answer), true).unwrap();
+    })
+    .await;
     let gw = crate::support::gateway(&format!(
         "upstreams:\n  h2: {{ targets: [ \"http://{addr}\" ], protocol: http2 }}\n\
          routes:\n  - {{ name: h2, match: {{ path_prefix: / }}, upstream: h2 }}\n"

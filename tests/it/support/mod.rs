@@ -5,6 +5,7 @@
 
 pub mod flaky;
 pub mod h2raw;
+pub mod h2target;
 pub mod idp;
 pub mod otlp;
 pub mod pki;
