@@ -82,10 +82,11 @@ impl H2Target {
     /// `keepalive_requests`, any server's restart) refuses the streams that
     /// raced it: the connection is dropped from here at once (it stays
     /// open for the streams it took) and a request whose body is here whole
-    /// goes once more on a new one, as Envoy does and as the HTTP/1.1 pool
+    /// goes again on a new one, as Envoy does and as the HTTP/1.1 pool
     /// resends on a connection the target had closed. Before, every request
     /// until the connection's last stream ended found the closing
-    /// connection again: a burst of 502s at each `GOAWAY`.
+    /// connection again: a burst of 502s at each `GOAWAY`. (The copy kept
+    /// for that is one header map per request, on this path only.)
     pub async fn send(&self, mut req: Request<RequestBody>) -> Result<Response<Incoming>, BoxError> {
         let mut resends = MAX_RESENDS;
         loop {
