@@ -555,7 +555,16 @@ impl Compiled {
                                         .is_some_and(|r| r.starts_with('[') && r.ends_with(']')))
                         })
                 };
-                for (k, _) in &pairs {
+                // A name after a `;` is checked above where it names a
+                // parameter, but is no other parameter of its own: to most
+                // servers `?next=/a;jsessionid=X` is one value with a `;`.
+                let query = req.uri.query().unwrap_or("");
+                let sent = if query.contains(';') {
+                    std::borrow::Cow::Owned(params::ampersand_pairs(query))
+                } else {
+                    std::borrow::Cow::Borrowed(&pairs)
+                };
+                for (k, _) in sent.iter() {
                     // Refused already, and listed no further: each name scans
                     // the problems so far, which must stay few (thousands of
                     // names in one query were quadratic).

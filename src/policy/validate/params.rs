@@ -557,9 +557,9 @@ pub fn query_pairs(query: &str) -> Vec<(String, String)> {
     pairs(query, true)
 }
 
-/// `query_pairs` for a form body: `&` only (Rack and the others split a
-/// body's fields on `&` alone).
-fn form_pairs(body: &str) -> Vec<(String, String)> {
+/// `query_pairs` read at `&` alone: a form body's fields (Rack and the
+/// others split a body on `&` alone), and the names a query sends.
+pub fn ampersand_pairs(body: &str) -> Vec<(String, String)> {
     pairs(body, false)
 }
 
@@ -760,7 +760,7 @@ fn follow<'a>(root: &'a Value, mut schema: &'a Value) -> &'a Value {
 /// gateway would check one and the service might read the other).
 pub fn form_object(bytes: &[u8], properties: &Map<String, Value>, problems: &mut Vec<Problem>) -> Value {
     let text = String::from_utf8_lossy(bytes);
-    let pairs = form_pairs(&text);
+    let pairs = ampersand_pairs(&text);
     // As a JSON body's `max_entries`: a form of 300,000 tiny fields is
     // ~150 MB of names and values once read (nothing a form needs).
     if pairs.len() > MAX_FORM_FIELDS {

@@ -546,6 +546,13 @@ fn a_query_of_many_names_keeps_few_problems() {
         let problems = validate.parameters(&parts, &ctx);
         assert_eq!(problems.len(), MAX_ERRORS, "{:?}", problems.first());
     }
+    // A name after a `;` is checked where it is a parameter, and no other one of its own.
+    let asked = |query: &str| {
+        let (parts, ()) = http::Request::get(format!("/x?{query}")).body(()).unwrap().into_parts();
+        validate.parameters(&parts, &ctx).into_iter().map(|p| p.pointer).collect::<Vec<_>>()
+    };
+    assert_eq!(asked("page=1&next=/a;jsessionid=abc"), ["next"]);
+    assert!(asked("next=/a;page=x").contains(&"page".to_string()));
     // Cookies likewise: names with a control character, other spellings of a declared one.
     let cfg: ValidateConfig =
         serde_json::from_value(json!({ "cookies": { "sess_id": { "type": "string" } } })).unwrap();
