@@ -39,6 +39,12 @@ pub enum Flag {
 }
 
 impl Flag {
+    /// The gateway refused the request (or could not reach an upstream)
+    /// and answered itself for that reason.
+    pub fn is_refusal(self) -> bool {
+        !matches!(self, Flag::None | Flag::ClientClosed | Flag::LocalResponse | Flag::StreamIdle)
+    }
+
     pub fn code(self) -> &'static str {
         match self {
             Flag::None => "-",

@@ -215,6 +215,11 @@ impl Pending {
         let flag = match ending {
             Ending::Complete => p.flag,
             Ending::UpstreamBroke => Flag::UpstreamClosed,
+            // A refusal's answer the client did not stay for (an HTTP/2
+            // stream the gateway reset as malformed, a client that closes
+            // on its 413) keeps the refusal's flag: it says why there was
+            // no upstream answer; the client's leaving came after.
+            Ending::ClientLeft if p.flag.is_refusal() => p.flag,
             Ending::ClientLeft => Flag::ClientClosed,
             Ending::Idle => Flag::StreamIdle,
         };

@@ -584,6 +584,69 @@ async fn an_http2_client_resetting_mid_body_left_and_the_upstream_is_not_blamed(
     assert_eq!(get(&url(&h, "/count"), &[]).await.status, 200);
 }
 
+/// An HTTP/2 body that ends (END_STREAM) short of its `content-length`,
+/// or goes past it, is malformed (RFC 9113 §8.1.1): the stream is reset
+/// with `PROTOCOL_ERROR`. Where the gateway answered the request itself (a
+/// validated route, `echo`) the log says what the client did, 400 `IV`,
+/// though the answer could not be written to the reset stream (it said
+/// `DC`); no target is blamed.
+#[tokio::test]
+async fn an_http2_body_at_odds_with_its_length_is_logged_as_invalid() {
+    use crate::support::h2raw::{H2Conn, Outcome};
+    let dir = tempfile::tempdir().unwrap();
+    let up = crate::support::flaky::Flaky::start("svc").await;
+    let up2 = Upstream::start("svc2").await;
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\naccess_log: {{ to: access.log }}\n\
+         upstreams:\n  svc: {{ targets: [\"{}\"], health: {{ passive: {{ consecutive_failures: 1 }} }} }}\n\
+         \x20 svc2: {{ targets: [\"{}\"], protocol: http2, health: {{ passive: {{ consecutive_failures: 1 }} }} }}\n\
+         routes:\n  - {{ name: p, match: {{ path_prefix: /p }}, upstream: svc }}\n\
+         \x20 - {{ name: count, match: {{ path: /count }}, upstream: svc2 }}\n\
+         \x20 - {{ name: val, match: {{ path: /val }}, upstream: svc, validate: {{ body: {{ schema: {{ type: object }} }} }} }}\n\
+         \x20 - {{ name: echo, match: {{ path: /echo }}, echo: {{}} }}\n",
+        up.url(),
+        up2.url()
+    );
+    let h = Gateway::start(&load(&yaml, dir.path())).await.unwrap();
+    let paths = ["/p/a", "/count", "/val", "/echo"];
+    let mut sent = 0;
+    for (length, body) in [("100", &b"{}        "[..]), ("4", &b"{}        "[..])] {
+        for path in paths {
+            let mut conn = H2Conn::connect(h.addr("gw").unwrap()).await;
+            let fields: [(&[u8], &[u8]); 5] = [
+                (b":method", b"POST"),
+                (b":scheme", b"http"),
+                (b":authority", b"x"),
+                (b":path", path.as_bytes()),
+                (b"content-length", length.as_bytes()),
+            ];
+            conn.headers(1, &fields, false).await;
+            conn.data(1, body, true).await;
+            let outcome = conn.outcome(1).await;
+            assert!(matches!(outcome, Outcome::Reset(1) | Outcome::Status(400)), "{length} {path}: {outcome:?}");
+            drop(conn);
+            sent += 1;
+            assert_eq!(log_lines(&h, dir.path(), sent).await.len(), sent, "{length} {path}");
+        }
+    }
+    let lines = log_lines(&h, dir.path(), sent).await;
+    for (i, l) in lines.iter().enumerate() {
+        let case = format!("{} {}", ["short", "long"][i / paths.len()], paths[i % paths.len()]);
+        let seen = (&l["http"]["response"]["status_code"], &l["portcullis"]["response_flag"]);
+        if l["url"]["path"] == "/val" || l["url"]["path"] == "/echo" {
+            assert_eq!(seen, (&json!(400), &json!("IV")), "{case}: {l}");
+        } else {
+            // hyper drops a proxied request's work when its stream is
+            // reset, before the body's error is read: logged as the
+            // client's leaving (noted in the docs), never the upstream's failure.
+            assert!(seen == (&json!(400), &json!("IV")) || seen == (&json!(499), &json!("DC")), "{case}: {l}");
+        }
+    }
+    // No target was ejected (one failure would have done it).
+    assert_eq!(get(&url(&h, "/p/after"), &[]).await.status, 200);
+    assert_eq!(get(&url(&h, "/count"), &[]).await.status, 200);
+}
+
 #[tokio::test]
 async fn response_flags_say_why_there_was_no_upstream_answer() {
     let dir = tempfile::tempdir().unwrap();
