@@ -36,17 +36,12 @@ pub(super) fn routes(
         let url = if base_path.is_empty() { "/" } else { base_path };
         map.insert("servers".into(), serde_json::json!([ { "url": url } ]));
     }
-    // A path's or an operation's own `servers` may name internal hosts
-    // too, and the gateway serves every path under its one base path.
-    if let Some(paths) = served_doc.get_mut("paths").and_then(Value::as_object_mut) {
-        for item in paths.values_mut().filter_map(Value::as_object_mut) {
-            item.remove("servers");
-            for method in METHODS {
-                if let Some(op) = item.get_mut(method).and_then(Value::as_object_mut) {
-                    op.remove("servers");
-                }
-            }
-        }
+    // A path's, an operation's or a link's own servers may name internal
+    // hosts too, and the gateway serves every path under its one base
+    // path: wherever they are (paths, path items by `$ref`, webhooks,
+    // callbacks, bundled files).
+    if let Some(map) = served_doc.as_object_mut() {
+        map.iter_mut().filter(|(key, _)| *key != "servers").for_each(|(_, v)| strip_servers(v));
     }
     let json = serde_json::to_string_pretty(&served_doc).map_err(|e| e.to_string())?;
     let page = render(api, &served_doc, &format!("{at}/openapi.json"), base_path);
@@ -190,6 +185,28 @@ fn render(api: &ApiConfig, doc: &Value, json_at: &str, base_path: &str) -> Strin
     out
 }
 
+/// Removes every Server Object list (`servers`) and a Link's `server`
+/// under `v`. Recognised by shape (objects with a `url` string), so that a
+/// schema property named `servers` stays.
+fn strip_servers(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            map.retain(|key, v| match key.as_str() {
+                "servers" => !v.as_array().is_some_and(|list| list.iter().all(is_server)),
+                "server" => !is_server(v),
+                _ => true,
+            });
+            map.values_mut().for_each(strip_servers);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_servers),
+        _ => {}
+    }
+}
+
+fn is_server(v: &Value) -> bool {
+    v.get("url").is_some_and(Value::is_string)
+}
+
 /// What a same-document `$ref` leads to (a few hops at most), else `v`.
 fn referenced<'d>(doc: &'d Value, mut v: &'d Value) -> &'d Value {
     for _ in 0..8 {
@@ -281,14 +298,26 @@ mod tests {
         });
         let mut doc = doc;
         doc["paths"]["/pets/{petId}"] = serde_json::json!({ "$ref": "#/components/pathItems/Pet" });
+        // Servers reached by `$ref`, in webhooks, callbacks and links.
+        let internal = serde_json::json!([ { "url": "http://pathitem-internal.corp:7777/" } ]);
+        doc["components"]["pathItems"]["Pet"]["servers"] = internal.clone();
+        doc["components"]["pathItems"]["Pet"]["get"]["servers"] = internal.clone();
+        doc["webhooks"] = serde_json::json!({ "ev": { "post": { "servers": internal.clone() } } });
+        doc["paths"]["/items/{id}"]["get"]["callbacks"] =
+            serde_json::json!({ "done": { "{$request.body#/cb}": { "servers": internal.clone(), "post": {} } } });
+        doc["components"]["links"] = serde_json::json!({ "next": { "operationId": "getItem", "server": { "url": "http://link-internal.corp/" } } });
+        // A schema's property named `servers` is no server list.
+        doc["components"]["schemas"] =
+            serde_json::json!({ "Host": { "type": "object", "properties": { "servers": { "type": "array" } } } });
         let routes = routes(&api, &doc, &DocsConfig::Path("/docs".into()), "/gw", std::path::Path::new(".")).unwrap();
         let served = &routes[1].static_response.as_ref().unwrap().body;
         let json: Value = serde_json::from_str(served).unwrap();
         assert_eq!(json["servers"], serde_json::json!([ { "url": "/gw" } ]), "not the internal host");
         assert!(
-            !served.contains("10.7.7.7") && !served.contains("op-internal"),
+            !served.contains("10.7.7.7") && !served.contains("internal.corp"),
             "path and operation servers: {served}"
         );
+        assert_eq!(json["components"]["schemas"]["Host"]["properties"]["servers"]["type"], "array");
         let page = &routes[0].static_response.as_ref().unwrap().body;
         assert!(page.contains("GET /gw/items/{id}") && !page.contains("10.1.2.3"), "{page}");
         assert_eq!(page.matches("<tr><td><code>id</code>").count(), 1, "the operation's `id` only: {page}");
