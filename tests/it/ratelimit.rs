@@ -234,6 +234,37 @@ async fn upstream_keys_are_shared_and_reloads_keep_counters() {
     assert_eq!(get(&url("/a"), &[]).await.status, 429);
 }
 
+/// Limits that share a counter namespace (an upstream's, or a `name`) but
+/// key on different parts keep apart: a header's value never lands in the
+/// counter of a consumer, an address or another header with the same bytes
+/// (an anonymous client could spend a consumer's budget by sending its id).
+#[tokio::test]
+async fn a_value_of_one_key_part_never_counts_for_another() {
+    let up = Upstream::start("svc").await;
+    let a = portcullis::hash_key("key-a");
+    let body = format!(
+        "trusted_proxies: [ 127.0.0.0/8 ]\nauth:\n  keys: {{ api_key: {{ header: X-API-Key }} }}\n\
+         consumers:\n  - {{ id: shop, api_keys: [ {{ sha256: \"{a}\" }} ] }}\n\
+         upstreams:\n  svc: {{ targets: [ \"{}\" ] }}\nroutes:\n\
+         \x20 - {{ name: api, match: {{ path_prefix: /api }}, upstream: svc, authenticate: [keys], rate_limit: [ {{ key: [upstream, consumer], rate: 1/h }} ] }}\n\
+         \x20 - {{ name: ip, match: {{ path_prefix: /ip }}, upstream: svc, rate_limit: [ {{ key: [upstream, ip], rate: 1/h }} ] }}\n\
+         \x20 - {{ name: tenant, match: {{ path_prefix: /tenant }}, upstream: svc, rate_limit: [ {{ key: [upstream, {{ header: X-Tenant }}], rate: 1/h }} ] }}\n\
+         \x20 - {{ name: user, match: {{ path_prefix: /user }}, upstream: svc, rate_limit: [ {{ key: [upstream, {{ header: X-User }}], rate: 1/h }} ] }}\n",
+        up.url()
+    );
+    let gw = gateway(&body).await;
+    let call = async |path: &str, headers: &[(&str, &str)]| get(&gw.url(path), headers).await.status.as_u16();
+    // "shop" as a tenant, "ABCD" (65.66.67.68's bytes) as a tenant, "x" as a tenant.
+    assert_eq!(call("/tenant", &[("x-tenant", "shop")]).await, 200);
+    assert_eq!(call("/tenant", &[("x-tenant", "ABCD")]).await, 200);
+    assert_eq!(call("/tenant", &[("x-tenant", "x")]).await, 200);
+    assert_eq!(call("/tenant", &[("x-tenant", "x")]).await, 429, "the tenant's own budget is spent");
+    assert_eq!(call("/api", &[("x-api-key", "key-a")]).await, 200, "the consumer's budget is its own");
+    assert_eq!(call("/ip", &[("x-forwarded-for", "65.66.67.68")]).await, 200, "the address's budget is its own");
+    assert_eq!(call("/user", &[("x-user", "x")]).await, 200, "another header's budget is its own");
+    assert_eq!(call("/user", &[("x-user", "x")]).await, 429);
+}
+
 /// A token without a string `sub` names no consumer: `key: consumer`
 /// counts such callers by their address, not in one bucket they would all
 /// share (one of them could exhaust it for the others).

@@ -163,12 +163,26 @@ struct Key {
     /// hashed): a full store evicts the counters of the limit holding most.
     tag: u32,
     parts: Vec<Part>,
+    /// Each part's kind, written before its value: a header's value must
+    /// never land in the counter of a consumer, an address or another
+    /// header that happens to have the same bytes (limits of one scope,
+    /// a `name` or an upstream's, may key on different parts).
+    kinds: Vec<Box<[u8]>>,
 }
 
 impl Key {
     fn compile(spec: &KeySpec, scope: String, upstream: Option<&str>, v6_prefix: u8) -> Result<Key, String> {
         let mut parts = Vec::new();
+        let mut kinds = Vec::new();
         for p in spec.parts() {
+            kinds.push(match p {
+                KeyPart::Ip => b"ip".as_slice().into(),
+                KeyPart::Consumer => b"consumer".as_slice().into(),
+                KeyPart::Route => b"route".as_slice().into(),
+                KeyPart::Upstream => b"upstream".as_slice().into(),
+                KeyPart::Header(h) => format!("header:{}", h.to_ascii_lowercase()).into_bytes().into(),
+                KeyPart::Claim(c) => format!("claim:{c}").into_bytes().into(),
+            });
             parts.push(match p {
                 KeyPart::Ip => Part::Ip { v6_prefix },
                 KeyPart::Consumer => Part::Consumer,
@@ -188,7 +202,7 @@ impl Key {
         }
         let label = scope.as_str().into();
         let tag = xxhash_rust::xxh3::xxh3_64(scope.as_bytes()) as u32;
-        Ok(Key { scope: scope.into(), label, tag, parts })
+        Ok(Key { scope: scope.into(), label, tag, parts, kinds })
     }
 
     fn only_ip(&self) -> bool {
@@ -223,7 +237,8 @@ impl Key {
         };
         let mut out = KeyBytes::new();
         put(&mut out, &[self.scope.as_bytes()]);
-        for p in &self.parts {
+        for (p, kind) in self.parts.iter().zip(&self.kinds) {
+            put(&mut out, &[kind]);
             let owned: Option<Vec<u8>>;
             let value: Option<&[u8]> = match p {
                 Part::Ip { v6_prefix } => {

@@ -138,15 +138,16 @@ fn policy_names_are_escaped_not_cut() {
 
 #[test]
 fn counter_keys_keep_their_layout() {
-    // Length-prefixed scope and values: the bytes Redis keys and the memory
-    // store's hashes are made of, so a change here resets shared counters.
+    // Length-prefixed scope, then each part's kind and value: the bytes
+    // Redis keys and the memory store's hashes are made of, so a change
+    // here resets shared counters.
     let spec: super::KeySpec = serde_saphyr::from_str("[ ip, header: x-tenant ]").unwrap();
     let key = super::Key::compile(&spec, "r#rate0".into(), None, 128).unwrap();
     let request_id = HeaderValue::from_static("r-1");
     let ctx = RequestCtx::new("192.0.2.1".parse().unwrap(), &request_id, "route", None);
     let mut req = Request::new(()).into_parts().0;
     let mut want = Vec::new();
-    for part in [&b"r#rate0"[..], &[192, 0, 2, 1], b"\0ip:\xc0\x00\x02\x01"] {
+    for part in [&b"r#rate0"[..], b"ip", &[192, 0, 2, 1], b"header:x-tenant", b"\0ip:\xc0\x00\x02\x01"] {
         want.extend_from_slice(&(part.len() as u32).to_le_bytes());
         want.extend_from_slice(part);
     }
