@@ -23,7 +23,11 @@ pub type Answer = ::http::Response<bytes::Bytes>;
 /// network-path reference (RFC 3986 §4.2), up to the last `@` before the
 /// authority ends. Browsers read `\` as `/` and any number of slashes
 /// after a special scheme (the WHATWG URL standard), so both are read so
-/// here too: a password is found wherever some reader would find one.
+/// here too: a password is found wherever some reader would find one. A
+/// `\` does not end the authority, though: for other schemes it is a
+/// byte of the password (`redis://:pa\ss@host` authenticates with
+/// `pa\ss`), so the part hidden runs to the last `@` before `/`, `?` or
+/// `#` (for a browser's URL, that may hide more than its user part).
 pub fn user_part(url: &[u8]) -> Option<std::ops::Range<usize>> {
     let slashes = |from: usize| url[from..].iter().take_while(|&&b| b == b'/' || b == b'\\').count();
     let scheme = url.iter().position(|&b| b == b':').filter(|&colon| {
@@ -35,8 +39,7 @@ pub fn user_part(url: &[u8]) -> Option<std::ops::Range<usize>> {
         None if slashes(0) >= 2 => slashes(0),
         None => return None,
     };
-    let end =
-        url[start..].iter().position(|&b| matches!(b, b'/' | b'\\' | b'?' | b'#')).map_or(url.len(), |i| start + i);
+    let end = url[start..].iter().position(|&b| matches!(b, b'/' | b'?' | b'#')).map_or(url.len(), |i| start + i);
     url[start..end].iter().rposition(|&b| b == b'@').map(|at| start..start + at)
 }
 

@@ -308,6 +308,9 @@ mod tests {
             (b"https:///alice:PW3@example.com", b"https:///<redacted>@example.com"),
             (b"https:alice:PW4@example.com", b"https:<redacted>@example.com"),
             (b"/local/a@b", b"/local/a@b"),
+            // A `\` is a password's byte for schemes that are not special.
+            (b"redis://:REDIS\\PASS@127.0.0.1:6379/0", b"redis://<redacted>@127.0.0.1:6379/0"),
+            (b"https://alice:PW5\\x@example.com/p", b"https://<redacted>@example.com/p"),
         ] {
             assert_eq!(String::from_utf8_lossy(&shown(url)), String::from_utf8_lossy(want));
         }
