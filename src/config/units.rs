@@ -58,6 +58,11 @@ const DURATION_UNITS: [(&str, u64); 7] = [
     ("h", 3_600_000_000_000),
     ("d", 86_400_000_000_000),
 ];
+/// The longest duration (ten years, in seconds): the gateway adds
+/// durations to clocks and multiplies them (backoff, ejection times), and
+/// `1e19s` overflowed there (a panic on every connection). Envoy caps its
+/// durations too (about 10,000 years, in its own arithmetic).
+const MAX_DURATION_SECS: u64 = 3650 * 86_400;
 const DURATION_PATTERN: &str = "^\\s*([0-9]+(\\.[0-9]+)?\\s*(ns|us|ms|s|m|h|d)\\s*)+$";
 
 impl FromStr for Duration {
@@ -101,7 +106,10 @@ impl FromStr for Duration {
             }
             nanos = nanos.saturating_add(part);
         }
-        let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| format!("`{text}` is too long"))?;
+        if nanos > u128::from(MAX_DURATION_SECS) * 1_000_000_000 {
+            return Err(format!("`{text}` is too long: a duration is at most `3650d` (ten years)"));
+        }
+        let secs = (nanos / 1_000_000_000) as u64;
         Ok(Duration(StdDuration::new(secs, (nanos % 1_000_000_000) as u32)))
     }
 }
@@ -400,6 +408,10 @@ mod tests {
         assert_eq!("1.5s".parse::<Duration>().unwrap().0, StdDuration::from_millis(1500));
         assert_eq!("2d".parse::<Duration>().unwrap().0, StdDuration::from_secs(172_800));
         assert!("10".parse::<Duration>().unwrap_err().contains("a unit is needed"));
+        assert_eq!("3650d".parse::<Duration>().unwrap().0, StdDuration::from_secs(3650 * 86_400));
+        for long in ["3650d 1ns", "3651d", "10000000000000000000s", "999999999999999999999999999999d"] {
+            assert!(long.parse::<Duration>().unwrap_err().contains("at most `3650d`"), "{long}");
+        }
         for text in ["0s", "250ms", "1h30m", "2d3h4m5s6ms7us8ns", "40d"] {
             assert_eq!(text.parse::<Duration>().unwrap().to_string(), text);
         }
