@@ -333,7 +333,28 @@ pub(super) fn forward<'a, 'p>(
                         as_http2(&mut req, &target.authority);
                         Box::pin(through_h2(upstream, h2, req, in_flight, timeout)).await
                     }
-                    (_, upgrade) => Box::pin(through_hyper(upstream, req, upgrade, in_flight, timeout)).await,
+                    (_, Some(upgrade)) => {
+                        // The handshake's connection becomes the tunnel,
+                        // outside the pool: it takes its own place in
+                        // `max_connections` (of `http://` targets, as the pool's).
+                        let mut in_flight = in_flight;
+                        let started = Instant::now();
+                        let permit = match (&target.h1, &upstream.limits.connections) {
+                            (Some(_), Some(limit)) => Some(connection_permit(upstream, limit, timeout).await),
+                            _ => None,
+                        };
+                        match permit {
+                            Some(Err(e)) => Err(e),
+                            permit => {
+                                if let Some(Ok(permit)) = permit {
+                                    in_flight.holding(permit);
+                                }
+                                let left = timeout.saturating_sub(started.elapsed());
+                                Box::pin(through_hyper(upstream, req, Some(upgrade), in_flight, left)).await
+                            }
+                        }
+                    }
+                    (_, None) => Box::pin(through_hyper(upstream, req, None, in_flight, timeout)).await,
                 };
                 // As on the HTTP/1.1 path: time that ran out while the
                 // client's body was late is the client's doing (408); and a
@@ -426,6 +447,33 @@ pub(super) fn tell_tries(resp: &mut Response<Body>, notes: &TryNotes) {
     }
     if notes.all_unhealthy {
         resp.headers_mut().insert(HEALTH, HeaderValue::from_static("all-unhealthy"));
+    }
+}
+
+/// A place in the upstream's `max_connections` for a connection the own
+/// pool does not make (a WebSocket handshake's, which becomes its tunnel),
+/// found as `send_h1` finds one: an idle pooled connection closed to make
+/// room, or a wait (as one of `max_pending`) within `timeout`.
+async fn connection_permit(
+    upstream: &Upstream,
+    limit: &crate::upstream::limits::ConnLimit,
+    timeout: std::time::Duration,
+) -> Result<crate::upstream::limits::ConnPermit, GatewayError> {
+    let deadline = Instant::now() + timeout;
+    let mut waiting = None;
+    loop {
+        if let Some(permit) = limit.try_open() {
+            return Ok(permit);
+        }
+        if upstream.targets.iter().filter_map(|t| t.h1.as_ref()).any(|p| p.close_idle()) {
+            continue;
+        }
+        if waiting.is_none() {
+            waiting = Some(limit.wait().map_err(|rule| refuse(upstream, rule))?);
+        }
+        if tokio::time::timeout_at(deadline, limit.freed()).await.is_err() {
+            return Err(GatewayError::UpstreamTimeout { upstream: upstream.name.clone(), sent: false, waited: true });
+        }
     }
 }
 

@@ -72,7 +72,7 @@ impl Target {
     /// (when the response body is finished or abandoned).
     pub fn begin(&self) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.in_flight.clone(), None)
+        InFlight(self.in_flight.clone(), None, None)
     }
 
     /// The in-flight count itself, for a metrics probe.
@@ -86,15 +86,22 @@ impl Target {
 }
 
 /// A request's slot in its target's in-flight count (and in its
-/// upstream's, when `limits.max_requests` counts them).
+/// upstream's, when `limits.max_requests` counts them; and its place in
+/// `max_connections` when its connection is its own: a WebSocket's).
 #[derive(Debug)]
-pub struct InFlight(Arc<AtomicUsize>, Option<limits::RequestSlot>);
+pub struct InFlight(Arc<AtomicUsize>, Option<limits::RequestSlot>, Option<limits::ConnPermit>);
 
 impl InFlight {
     /// Holds the upstream-wide slot as long as the target's.
     pub fn with(mut self, slot: Option<limits::RequestSlot>) -> InFlight {
         self.1 = slot;
         self
+    }
+
+    /// Holds a place in `max_connections` as long as the request (and a
+    /// tunnel it becomes) lives.
+    pub fn holding(&mut self, permit: limits::ConnPermit) {
+        self.2 = Some(permit);
     }
 }
 

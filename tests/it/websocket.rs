@@ -230,6 +230,31 @@ async fn an_open_websocket_holds_its_concurrency_slot() {
     echo_three(&mut again.expect("the slot is given back when the first WebSocket closes")).await;
 }
 
+/// An open WebSocket holds its connection to the upstream, outside the
+/// pool: it takes a place in the upstream's `limits.max_connections` for
+/// as long as it is open (50 tunnels went past `max_connections: 2`).
+#[tokio::test]
+async fn open_websockets_count_in_the_upstreams_max_connections() {
+    let ws = WsUpstream::start().await;
+    let yaml = format!(
+        "upstreams:\n  ws: {{ targets: [ \"http://{}\" ], limits: {{ max_connections: 2 }} }}\n\
+         routes:\n  - {{ name: chat, match: {{ path_prefix: /chat }}, upstream: ws, websocket: true }}\n",
+        ws.addr
+    );
+    let gw = gateway(&yaml).await;
+    let url = format!("ws://{}/chat", gw.addr);
+    let (mut first, _) = tokio_tungstenite::connect_async(&url).await.expect("upgrade");
+    let (mut second, _) = tokio_tungstenite::connect_async(&url).await.expect("upgrade");
+    echo_three(&mut first).await;
+    let err = tokio_tungstenite::connect_async(&url).await.expect_err("a third WebSocket while two are open");
+    assert!(err.to_string().contains("503"), "{err}");
+    echo_three(&mut second).await;
+    first.close(None).await.unwrap();
+    drop(first);
+    let again = upgrade_within(&url, Duration::from_secs(2)).await;
+    echo_three(&mut again.expect("the place is given back when a WebSocket closes")).await;
+}
+
 /// A tunnel ends when either side closes, as NGINX ends one: an upstream
 /// that hangs up frees the route's concurrency slot at once, even while
 /// the client keeps its end open (it was held until `timeouts.read`).
