@@ -1,8 +1,14 @@
 //! The pooled HTTP client of one upstream: keep-alive connections over
 //! plain TCP or rustls (aws-lc-rs), HTTP/1.1 or HTTP/2, with a connect timeout.
 
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::Uri;
 
 use hyper_rustls::{ConfigBuilderExt, FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
@@ -11,8 +17,48 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls_pki_types::ServerName;
 
 use crate::config::{UpstreamConfig, UpstreamProtocol};
+use crate::wire::BoxError;
 
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, crate::http::request_body::RequestBody>;
+pub type HttpClient = Client<Bounded, crate::http::request_body::RequestBody>;
+
+/// A connector with `timeouts.connect` over the whole of making a
+/// connection: TCP and the TLS handshake. hyper-util's own connect timeout
+/// bounds the TCP connect only, so a target that took the connection and
+/// never answered the ClientHello (a tarpit, an overloaded balancer) held
+/// each request for all of `timeouts.request`, and it was no connect
+/// failure to retry on another target (NGINX's `proxy_connect_timeout`
+/// covers the handshake; the `http2` path's connect does too).
+#[derive(Clone)]
+pub struct Bounded {
+    inner: HttpsConnector<HttpConnector>,
+    timeout: Duration,
+}
+
+type Connected = <HttpsConnector<HttpConnector> as tower_service::Service<Uri>>::Response;
+
+impl tower_service::Service<Uri> for Bounded {
+    type Response = Connected;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Connected, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        let timeout = self.timeout;
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, connecting).await {
+                Ok(connected) => connected,
+                Err(_) => Err(Box::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no connection (TCP and TLS handshake) within timeouts.connect",
+                )) as BoxError),
+            }
+        })
+    }
+}
 
 /// Builds the client over the upstream's TLS settings (`tls_config`) and
 /// `tls.server_name`, both checked by the plan.
@@ -67,7 +113,7 @@ fn build_with(
         // Host is always set by the gateway (preserved or rewritten).
         .set_host(false)
         .http2_only(cfg.protocol == UpstreamProtocol::Http2);
-    client.build(connector)
+    client.build(Bounded { inner: connector, timeout: cfg.timeouts.connect.0 })
 }
 
 /// The TLS settings for connections to targets: TLS 1.2 and 1.3 with

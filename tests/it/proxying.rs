@@ -229,6 +229,41 @@ async fn an_http2_target_going_away_costs_no_request() {
     assert!(made >= 10, "the target went away every few answers: {made} connections");
 }
 
+/// `timeouts.connect` covers the TLS handshake: a target that takes the
+/// TCP connection and never answers the ClientHello is a connect failure
+/// after it (retried on the other target, as a refused connection is),
+/// not a request held for all of `timeouts.request` and then a 504.
+#[tokio::test]
+async fn a_tls_handshake_that_never_answers_is_a_connect_failure() {
+    let good = TlsUpstream::start().await;
+    let tarpit = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent = tarpit.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = tarpit.accept().await {
+            held.push(s);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &good.ca_pem).unwrap();
+    let gw = gateway(&format!(
+        r#"
+upstreams:
+  svc: {{ targets: [ "https://{silent}", "https://{addr}" ], tls: {{ ca: "{ca}" }}, timeouts: {{ connect: 300ms, request: 30s }} }}
+routes:
+  - {{ name: svc, match: {{ path_prefix: / }}, upstream: svc }}
+"#,
+        addr = good.addr,
+        ca = ca.display()
+    ))
+    .await;
+    for i in 0..4 {
+        let reply = get(&gw.url(&format!("/r{i}")), &[]).await;
+        assert_eq!(reply.status, 200, "{i}: {}", reply.text());
+    }
+}
+
 #[tokio::test]
 async fn https_upstream_is_verified_against_the_configured_ca() {
     let tls = TlsUpstream::start().await;
