@@ -423,6 +423,15 @@ auth:
   mixed: { jwt: { algorithms: [RS256], secret: "an-hmac-secret-that-is-long-enough!" } }
   a: { jwt: { algorithms: [HS256], secret: "an-hmac-secret-that-is-long-enough!" } }
   b: { jwt: { algorithms: [HS384], secret: "another-hmac-secret-long-enough!!" } }
+  c1: { jwt: { algorithms: [HS256], secret: "an-hmac-secret-that-is-long-enough!", token: { cookie: session } } }
+  c2: { jwt: { algorithms: [HS384], secret: "another-hmac-secret-long-enough!!", token: { cookie: session } } }
+  staff: { basic: { users: { alice: "$2y$05$abcdefghijklmnopqrstuu5dZ0y5pIJ0tM9GD/2m0nq6V1m1G7dUS" } } }
+  other: { basic: { users: { bob: "$2y$05$abcdefghijklmnopqrstuu5dZ0y5pIJ0tM9GD/2m0nq6V1m1G7dUS" } } }
+  k1: { api_key: { header: X-Key } }
+  k2: { api_key: { header: x-key } }
+  q1: { api_key: { query: access_token } }
+  q2: { jwt: { algorithms: [HS256], secret: "an-hmac-secret-that-is-long-enough!", token: { query: access_token } } }
+warnings: { allow: [ literal-secret ] }
 identity_headers: { consumer: Authorization }
 routes:
   - { name: r, match: { path_prefix: / }, echo: {}, authenticate: [nobody], authorize: { scopes: [x] } }
@@ -430,8 +439,19 @@ routes:
   - { name: t, match: { path_prefix: /t }, echo: {}, authenticate: [a, b] }
   - { name: u, match: { path_prefix: /u }, echo: {}, anonymous: true }
   - { name: v, match: { path_prefix: /v }, echo: {}, authenticate: [a], anonymous: true, authorize: { scopes: [x] } }
+  - { name: w, match: { path_prefix: /w }, echo: {}, authenticate: [staff, k1, c1, q1, other, k2, c2, q2] }
 "#;
     let errors = portcullis::check(&load(yaml, Path::new("."))).unwrap_err().to_string();
+    // Two providers reading one place: the second would never be asked.
+    for (i, second, first, place) in [
+        (4, "other", "staff", "`Authorization: Basic`"),
+        (5, "k2", "k1", "the header `x-key`"),
+        (6, "c2", "c1", "the cookie `session`"),
+        (7, "q2", "q1", "the query parameter `access_token`"),
+    ] {
+        let want = format!("routes[5].authenticate[{i}]: `{second}` reads the same credential as `{first}` ({place})");
+        assert!(errors.contains(&want), "missing `{want}` in:\n{errors}");
+    }
     for want in [
         "auth.weak.jwt.secret: an HMAC secret must be at least 32 bytes",
         "auth.none.jwt.algorithms[0]: `none` is not one of",
@@ -445,6 +465,33 @@ routes:
     ] {
         assert!(errors.contains(want), "missing `{want}` in:\n{errors}");
     }
+}
+
+/// A JWKS endpoint that takes connections and never answers, from the
+/// start: a request waits for the first fetch (up to 5 s), then gets 503
+/// (the token may be fine), without starting a second fetch of its own
+/// (the first counts as one: such requests waited twice as long).
+#[tokio::test]
+async fn a_jwks_silent_from_the_start_is_fetched_once_and_answers_503() {
+    let tarpit = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks", tarpit.local_addr().unwrap());
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = tarpit.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(s);
+        }
+    });
+    let auth = format!("  idp: {{ jwt: {{ algorithms: [ES256], jwks_uri: \"{url}\" }} }}\n");
+    let routes = "  - { name: api, match: { path_prefix: /api }, upstream: svc, authenticate: [idp] }\n";
+    let s = setup(&auth, "  []", routes, &[]).await;
+    let k = SigningKey::generate(Algorithm::ES256, "k1");
+    let token = k.sign(&json!({ "sub": "a", "exp": now() + 60 }));
+    let reply = get(&s.url("/api"), &[("authorization", &bearer(&token))]).await;
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1, "one fetch, not one more per request");
 }
 
 #[tokio::test]
@@ -517,6 +564,18 @@ async fn tokens_from_cookies_and_queries_are_not_forwarded() {
             .await
             .json();
     assert_eq!(seen["query"], "x=1");
+    // A bearer token beside the cookie or query token was never checked:
+    // not forwarded (a service reading `Authorization` took it as the token).
+    let forged = sign_hs(Algorithm::HS256, "another-secret-another-secret-32b", &json!({ "sub": "admin" }));
+    let beside = format!("Bearer {forged}");
+    for url in [s.url("/c"), s.url(&format!("/q?access_token={t}"))] {
+        let seen = get(&url, &[("cookie", &format!("session={t}")), ("authorization", &beside)]).await;
+        assert_eq!(seen.status, 200, "{url}");
+        assert!(seen.json()["headers"]["authorization"].is_null(), "{url}: {}", seen.text());
+    }
+    // Another scheme is not the token's business: a service's own Basic stays.
+    let seen = get(&s.url("/c"), &[("cookie", &format!("session={t}")), ("authorization", "Basic dTpw")]).await;
+    assert_eq!(seen.json()["headers"]["authorization"], "Basic dTpw");
 }
 
 /// On an anonymous route, a request that presents none of the route's

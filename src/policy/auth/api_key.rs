@@ -35,6 +35,15 @@ enum Source {
 }
 
 impl ApiKey {
+    /// Where it reads its key, in words (two providers of a route reading
+    /// the same place shadow each other).
+    pub fn reads(&self) -> String {
+        match &self.source {
+            Source::Header(h) => format!("the header `{h}`"),
+            Source::Query(q) => format!("the query parameter `{q}`"),
+        }
+    }
+
     pub fn compile(cfg: &ApiKeyConfig, cx: &mut CompileCtx<'_>) -> Result<ApiKey, FieldErrors> {
         let (name, consumers): (Arc<str>, _) = (cx.name.into(), super::consumers_of(cx));
         let source = match (&cfg.header, &cfg.query) {

@@ -187,14 +187,18 @@ impl RemoteJwks {
         }
         // Requests that arrive before the first fetch finished wait for it.
         let mut attempted = self.attempted.subscribe();
-        if !*attempted.borrow() {
+        let waited = !*attempted.borrow();
+        if waited {
             let _ = tokio::time::timeout(Duration::from_secs(5), attempted.wait_for(|done| *done)).await;
             if let Some(k) = self.keys.load().find(kid) {
                 return Ok(k);
             }
         }
-        // Unknown kid (or nothing loaded yet): refetch, unless we just did.
-        let may_fetch = {
+        // Unknown kid (or nothing loaded yet): refetch, unless we just did,
+        // or this request waited for the first fetch (that fetch was its
+        // own: with the provider down at start, a second one held such
+        // requests twice as long, about 10 s, 15 s with discovery).
+        let may_fetch = !waited && {
             let mut last = self.last_refetch.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
             let ok = last.is_none_or(|t| now.duration_since(t) >= REFETCH_INTERVAL);
@@ -208,7 +212,10 @@ impl RemoteJwks {
         }
         match self.keys.load().find(kid) {
             Some(k) => Ok(k),
-            None if self.keys.load().is_empty() && self.down.load(std::sync::atomic::Ordering::Relaxed) => {
+            // No key yet: the provider is down, or its first fetch is still under way.
+            None if self.keys.load().is_empty()
+                && (self.down.load(std::sync::atomic::Ordering::Relaxed) || !*self.attempted.borrow()) =>
+            {
                 Err(Failure::Unavailable)
             }
             None => Err(Failure::Invalid),

@@ -338,6 +338,15 @@ impl Jwt {
         self.cookie.is_none() && self.query.is_none()
     }
 
+    /// Where it reads its token, in words.
+    pub fn reads(&self) -> String {
+        match (&self.cookie, &self.query) {
+            (Some(c), _) => format!("the cookie `{c}`"),
+            (None, Some(q)) => format!("the query parameter `{q}`"),
+            (None, None) => "`Authorization: Bearer`".into(),
+        }
+    }
+
     pub fn start(&self) {
         if let Keys::Remote(r) = &self.keys {
             r.start();
@@ -471,7 +480,8 @@ impl Jwt {
             }
             valid_until = valid_until.min(limit);
         }
-        let scopes = super::scopes_of(claims.get("scope").or_else(|| claims.get("scp")));
+        // A `scope` of `null` is no scope claim: `scp` is read then.
+        let scopes = super::scopes_of(claims.get("scope").filter(|v| !v.is_null()).or_else(|| claims.get("scp")));
         let subject = claims.get("sub").and_then(|v| v.as_str()).unwrap_or_default().to_string();
         let identity = Identity {
             provider: self.name.clone(),

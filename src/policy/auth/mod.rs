@@ -134,6 +134,18 @@ impl Provider {
         }
     }
 
+    /// Where it reads its credential, in words (`None`: a client
+    /// certificate, which several `mtls` providers share by their CAs).
+    fn reads(&self) -> Option<String> {
+        match self {
+            Provider::Jwt(j) => Some(j.reads()),
+            Provider::Introspection(_) => Some("`Authorization: Bearer`".into()),
+            Provider::ApiKey(k) => Some(k.reads()),
+            Provider::Basic(_) => Some("`Authorization: Basic`".into()),
+            Provider::Mtls(_) => None,
+        }
+    }
+
     /// The `WWW-Authenticate` challenge for this provider, if it has one.
     fn challenge(&self, invalid: bool) -> Option<String> {
         match self {
@@ -359,6 +371,25 @@ pub fn compile(names: &[String], anonymous: bool, cx: &mut CompileCtx<'_>) -> Re
             "at most one bearer-token provider (jwt or introspection) per route: the first would take every token",
         );
     }
+    // Any two others that read the same place shadow each other likewise:
+    // the first present decides alone, so the second is never consulted
+    // (two `basic` providers: the second's users always got 401).
+    let places: Vec<Option<String>> = auth.providers.iter().map(|p| p.reads()).collect();
+    for (i, place) in places.iter().enumerate() {
+        let Some(place) = place else { continue };
+        if let Some(first) = places[..i].iter().position(|p| p.as_ref() == Some(place))
+            && place != "`Authorization: Bearer`"
+        {
+            errors.add(
+                format!("[{i}]"),
+                format!(
+                    "`{}` reads the same credential as `{}` ({place}): the first listed would take every such \
+                     credential, and this one would never be asked; merge them or read another place",
+                    auth.names[i], auth.names[first]
+                ),
+            );
+        }
+    }
     errors.or_value(auth)
 }
 
@@ -447,6 +478,19 @@ impl RouteAuth {
                     if i != index {
                         p.remove_unchecked(req);
                     }
+                }
+                // A token read from a cookie or the query: a bearer token
+                // beside it is unchecked too, whatever the route's other
+                // providers (a service that reads `Authorization` for the
+                // whole token got a forged one).
+                if let Provider::Jwt(j) = &*self.providers[index]
+                    && !j.uses_bearer()
+                    && req
+                        .headers
+                        .get(header::AUTHORIZATION)
+                        .is_some_and(|v| scheme_of(v.as_bytes()).0.eq_ignore_ascii_case(b"bearer"))
+                {
+                    req.headers.remove(header::AUTHORIZATION);
                 }
                 if self.headers_now {
                     self.headers.insert_into(&mut req.headers, &identity);

@@ -84,6 +84,16 @@ mod jwt {
         assert_eq!(id.scopes, ["orders:read", "orders:write"]);
         assert!(id.bearer);
         assert_eq!(&*id.provider, "hs");
+        // `scp` (Azure AD's name) when there is no `scope`, or a `null` one.
+        for scope in [None, Some(json!(null))] {
+            let mut c = claims(NOW + 600);
+            match scope {
+                Some(v) => c["scope"] = v,
+                None => drop(c.as_object_mut().unwrap().remove("scope")),
+            }
+            c["scp"] = json!("read");
+            assert_eq!(check(&p, &sign(c)).await.unwrap().scopes, ["read"]);
+        }
     }
 
     #[tokio::test]
