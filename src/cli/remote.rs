@@ -45,45 +45,62 @@ fn admin(config: Option<&Path>, flag: Option<&str>) -> Result<Admin, String> {
     Ok(Admin { addr, token })
 }
 
-/// `admin.bind` and `admin.token` of a config file, `${VAR}`s replaced.
+/// `admin.bind` and `admin.token` of a config file, read as the gateway
+/// reads them (`${NAME}`, `${NAME:-default}`, `$$`, quoted text as
+/// written), by the gateway's own reader rather than a copy of its rules
+/// (a copy knew no defaults and no `$$`, and expanded quoted text).
+/// Variables used elsewhere in the file need not be set in the shell that
+/// asks: they stand in as empty text.
 fn admin_block(path: &Path) -> Result<(Option<String>, Option<String>), String> {
+    #[derive(serde::Deserialize)]
+    struct Only {
+        admin: Option<AdminFields>,
+    }
+    #[derive(serde::Deserialize)]
+    struct AdminFields {
+        bind: Option<Value>,
+        token: Option<Value>,
+    }
     let text = crate::config::read_text(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let doc: Value = serde_saphyr::from_str(&text).map_err(|e| {
+    let not_yaml = |e: &dyn std::fmt::Display| {
         format!(
             "{} does not read as YAML ({e}), so it does not say where the admin API is: the gateway was not asked \
              (`portcullis check --config {}` shows the problems; --admin ADDR asks the gateway anyway)",
             path.display(),
             path.display()
         )
-    })?;
-    let field = |name: &str| -> Result<Option<String>, String> {
-        match doc.get("admin").and_then(|a| a.get(name)) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => interpolate(s).map(Some),
-            Some(other) => Ok(Some(other.to_string())),
-        }
     };
-    Ok((field("bind")?, field("token")?))
-}
-
-/// `${NAME}` replaced by the environment variable, as the gateway does.
-fn interpolate(s: &str) -> Result<String, String> {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some(at) = rest.find("${") {
-        out.push_str(&rest[..at]);
-        let Some(end) = rest[at..].find('}') else {
-            out.push_str(&rest[at..]);
-            return Ok(out);
+    // As written (`${NAME}` unread): which variables the admin block uses.
+    let raw: Value = serde_saphyr::from_str(&text).map_err(|e| not_yaml(&e))?;
+    let written = raw.get("admin").map(Value::to_string).unwrap_or_default();
+    let mut vars: std::collections::HashMap<String, String> = std::env::vars().collect();
+    // One more pass for each unset variable outside the admin block.
+    for _ in 0..=256 {
+        let read = serde_saphyr::from_str_with_options::<Only>(&text, crate::config::reader_options(vars.clone()));
+        let e = match read {
+            Ok(Only { admin: None }) => return Ok((None, None)),
+            Ok(Only { admin: Some(a) }) => {
+                let text = |v: Option<Value>| match v {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(s)) => Some(s),
+                    Some(other) => Some(other.to_string()),
+                };
+                return Ok((text(a.bind), text(a.token)));
+            }
+            Err(e) => e.to_string(),
         };
-        let name = &rest[at + 2..at + end];
-        let value = std::env::var(name)
-            .map_err(|_| format!("environment variable `{name}` (in the config's admin block) is not set"))?;
-        out.push_str(&value);
-        rest = &rest[at + end + 1..];
+        let missing = e.split_once("missing property `").and_then(|(_, rest)| rest.split_once('`')).map(|(n, _)| n);
+        match missing {
+            Some(name) if !written.contains(&format!("${{{name}")) && !vars.contains_key(name) => {
+                vars.insert(name.to_string(), String::new());
+            }
+            Some(name) => {
+                return Err(format!("environment variable `{name}` (in the config's admin block) is not set"));
+            }
+            None => return Err(not_yaml(&e)),
+        }
     }
-    out.push_str(rest);
-    Ok(out)
+    Err(not_yaml(&"too many unset environment variables"))
 }
 
 /// An address a client can connect to for a bind address: `0.0.0.0` and
@@ -349,7 +366,7 @@ mod tests {
         // PATH is always set; the unknown key and the bad route are not our business here.
         std::fs::write(
             &path,
-            "admin: { bind: \"0.0.0.0:9901\", token: \"t-${PATH}\" }\nroutes: [ { name: x, upstreem: y } ]\nbogus: 1\n",
+            "admin:\n  bind: \"0.0.0.0:9901\"\n  token: t-${PATH}\nroutes: [ { name: x, upstreem: y } ]\nbogus: 1\n",
         )
         .unwrap();
         let admin = admin(Some(&path), None).unwrap();
@@ -357,7 +374,26 @@ mod tests {
         if std::env::var("PORTCULLIS_ADMIN_TOKEN").is_err() {
             assert_eq!(admin.token, Some(format!("t-{}", std::env::var("PATH").unwrap())));
         }
-        assert!(interpolate("${PORTCULLIS_SURELY_UNSET_VAR}").unwrap_err().contains("PORTCULLIS_SURELY_UNSET_VAR"));
-        assert_eq!(interpolate("a${").unwrap(), "a${");
+    }
+
+    /// The admin block reads as the gateway reads it: defaults, `$$`,
+    /// quoted text as written; variables elsewhere need not be set, those
+    /// of the admin block must.
+    #[test]
+    fn the_admin_block_reads_as_the_gateway_reads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gw.yaml");
+        let read = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            admin_block(&path)
+        };
+        let block = "admin:\n  bind: ${PORTCULLIS_SURELY_UNSET_BIND:-127.0.0.1:14141}\n  token: abcdefghijklmnop$$0123\n\
+                     routes:\n  - name: x\n    secret: ${PORTCULLIS_SURELY_UNSET_ELSEWHERE}\n";
+        let (bind, token) = read(block).unwrap();
+        assert_eq!((bind.as_deref(), token.as_deref()), (Some("127.0.0.1:14141"), Some("abcdefghijklmnop$0123")));
+        let quoted = "admin:\n  bind: 127.0.0.1:9901\n  token: \"${PATH}\"\n";
+        assert_eq!(read(quoted).unwrap().1.as_deref(), Some("${PATH}"), "quoted text is taken as written");
+        let unset = "admin:\n  bind: 127.0.0.1:9901\n  token: ${PORTCULLIS_SURELY_UNSET_TOKEN}\n";
+        assert!(read(unset).unwrap_err().contains("`PORTCULLIS_SURELY_UNSET_TOKEN` (in the config's admin block)"));
     }
 }

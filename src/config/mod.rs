@@ -211,6 +211,12 @@ pub fn load_document(path: &Path) -> Result<serde_json::Value, String> {
     parsed.map_err(|e| format!("`{}` is not a JSON or YAML document: {e}", path.display()))
 }
 
+/// How config text is read, with `properties` for `${NAME}`: also for
+/// the CLI, which reads a running gateway's admin block as it reads it.
+pub fn reader_options(properties: std::collections::HashMap<String, String>) -> serde_saphyr::Options {
+    serde_saphyr::options! { strict_booleans: true }.with_properties(properties)
+}
+
 /// Parses config text. `${NAME}` in plain (unquoted) scalars is replaced by
 /// the environment variable `NAME`; an unset variable is an error that names it.
 pub fn parse_str(text: &str, source_name: &str, base_dir: &Path) -> Result<LoadedConfig, ConfigErrors> {
@@ -218,7 +224,7 @@ pub fn parse_str(text: &str, source_name: &str, base_dir: &Path) -> Result<Loade
     // YAML 1.2 booleans, as for documents (`load_document`): `yes`, `no`,
     // `on` and `off` are strings (an inline schema's `enum: [yes, no]` stays
     // two strings; `websocket: yes` is an error, as the JSON Schema says).
-    let options = serde_saphyr::options! { strict_booleans: true }.with_properties(std::env::vars().collect());
+    let options = reader_options(std::env::vars().collect());
     let mut error_path = String::new();
     let parsed = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
         serde_path_to_error::deserialize::<_, Option<Config>>(de).map_err(|e| {
