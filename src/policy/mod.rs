@@ -416,12 +416,15 @@ impl Chain {
     }
 
     /// The route's response steps, in `ResponseStep` order, up to and
-    /// including the security headers (not on a `101`).
+    /// including the security headers (on a `101`, only their removals:
+    /// the upstream's `Server` goes from the handshake as from any answer).
     pub fn on_response(&self, headers: &mut HeaderMap, cx: &ResponseCtx<'_>) {
         for policy in &self.response {
             policy.on_response(headers, cx);
         }
-        if !cx.switching {
+        if cx.switching {
+            self.security.remove_only(headers);
+        } else {
             self.security.apply(headers);
         }
     }

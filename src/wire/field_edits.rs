@@ -95,6 +95,12 @@ impl FieldEdits {
         &self.defaults
     }
 
+    /// Only the removals (a `101`'s: nothing is added to a handshake,
+    /// but what hides the upstream's software goes from it too).
+    pub fn remove_only(&self, headers: &mut HeaderMap) {
+        super::remove::remove_all(headers, &self.remove);
+    }
+
     pub fn apply(&self, headers: &mut HeaderMap) {
         super::remove::remove_all(headers, &self.remove);
         for (name, value) in &self.defaults {

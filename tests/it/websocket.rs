@@ -159,6 +159,24 @@ async fn answering_upgrades(reply: &'static str) -> Recorder {
     .await
 }
 
+/// A `101` gets no security headers added, but what hides the upstream's
+/// software (`security.remove`: `Server`, `X-Powered-By`) goes from it as
+/// from any other answer.
+#[tokio::test]
+async fn a_101_loses_the_upstreams_server_headers() {
+    let rec = answering_upgrades(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nServer: secret-ws/1.2\r\nX-Powered-By: Express\r\nSec-WebSocket-Accept: {accept}\r\n\r\n",
+    )
+    .await;
+    let gw = gateway(&ws_routes(&rec.url(), &rec.url())).await;
+    let handshake = b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    let resp = exchange(gw.addr, handshake).await.expect("an answer");
+    assert_eq!(resp.status, 101, "{}", resp.head);
+    let head = resp.head.to_ascii_lowercase();
+    assert!(!head.contains("secret-ws") && !head.contains("express"), "{}", resp.head);
+    assert!(!head.contains("x-content-type-options"), "nothing added to a handshake: {}", resp.head);
+}
+
 /// HTTP/1.0 has no upgrades and a `101` no body: such an answer, even with
 /// the right accept value, is a broken upstream (502), not a tunnel.
 #[tokio::test]
