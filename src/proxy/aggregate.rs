@@ -382,9 +382,35 @@ fn fill(
     // Past the `?`: values are query values there, where `&`, `=` and `+`
     // would start another parameter or change this one.
     let mut in_query = false;
+    // The path segment being written, as a service decoding it once reads
+    // it, and the last field in it: fields side by side (`{a.x}{a.y}`,
+    // `%` then `2e`) or beside literal text make together what each alone
+    // may not (`%252e%252e`: `..` to a service that decodes twice).
+    let mut segment = String::new();
+    let mut segment_field: Option<&String> = None;
+    let whole = |segment: &str, field: Option<&String>| match field {
+        Some(text) if segment == "." || segment == ".." || has_escape(segment) => Err(CallError::Placeholder(
+            text.clone(),
+            "makes, with what is beside it in its path segment, a dot segment or an escape of `/`, `\\`, `.` or `%`",
+        )),
+        _ => Ok(()),
+    };
     for piece in &call.path {
         match piece {
             Piece::Literal(l) => {
+                for c in l.chars() {
+                    if in_query {
+                        break;
+                    }
+                    if c == '/' || c == '?' {
+                        whole(&segment, segment_field)?;
+                        segment.clear();
+                        segment_field = None;
+                        in_query = c == '?';
+                    } else {
+                        segment.push(c);
+                    }
+                }
                 in_query |= l.contains('?');
                 out.push_str(l);
             }
@@ -393,6 +419,9 @@ fn fill(
             // are escaped too.
             Piece::Param(i) => {
                 let value = values.get(*i).copied().unwrap_or_default();
+                if !in_query {
+                    segment.push_str(value);
+                }
                 encode_param(value, in_query, &mut out);
             }
             Piece::Field { call: from, path, text } => {
@@ -435,10 +464,15 @@ fn fill(
                         }
                         _ => {}
                     }
+                    segment.push_str(&scalar);
+                    segment_field = Some(text);
                 }
                 encode_into(&scalar, &mut out);
             }
         }
+    }
+    if !in_query {
+        whole(&segment, segment_field)?;
     }
     // `/{rest}` with `merge_slashes: false` and a request for `/c//evil.example/x`.
     crate::router::rewrite::one_leading_slash(&mut out);

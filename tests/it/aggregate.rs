@@ -421,6 +421,36 @@ routes:
     assert_eq!(reply.header("cache-control"), Some("no-store"));
 }
 
+/// Fields side by side in one path segment are checked together: `%`
+/// and `2e` each pass alone, but `{a.x}{a.y}{a.x}{a.y}` wrote
+/// `%252e%252e`, `..` to a service that decodes twice; so does a field
+/// beside literal text (`{a.x}2e`).
+#[tokio::test]
+async fn fields_side_by_side_are_checked_as_their_segment() {
+    let (u, o, r) = three().await;
+    let yaml = format!(
+        "{}routes:\n  - name: adj\n    match: {{ path: \"/adj/{{which}}\" }}\n    aggregate:\n      calls:\n        \
+         user: {{ upstream: users, path: \"/users/1\", required: true }}\n        \
+         pair: {{ upstream: orders, path: \"/files/{{user.x}}{{user.y}}{{user.x}}{{user.y}}/secret\", after: [ user ] }}\n        \
+         beside: {{ upstream: recs, path: \"/files/{{user.x}}2e/secret\", after: [ user ] }}\n",
+        upstreams(&u, &o, &r)
+    );
+    let gw = gateway(&yaml).await;
+    o.set(Mode::Json("[]"));
+    r.set(Mode::Json("[]"));
+    u.set(Mode::Json(r#"{"x":"%","y":"2e"}"#));
+    let reply = get(&gw.url("/adj/1"), &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.header("portcullis-aggregate"), Some("partial; failed=\"beside,pair\""), "{}", reply.text());
+    assert!(o.last_request().is_none() && r.last_request().is_none(), "neither call was sent");
+    // Harmless neighbours are one segment as usual.
+    u.set(Mode::Json(r#"{"x":"ab","y":"cd"}"#));
+    let reply = get(&gw.url("/adj/2"), &[]).await;
+    assert_eq!(reply.header("portcullis-aggregate"), Some("complete"), "{}", reply.text());
+    assert_eq!(o.last_request().unwrap().uri, "/files/abcdabcd/secret");
+    assert_eq!(r.last_request().unwrap().uri, "/files/ab2e/secret");
+}
+
 /// Values cannot step out of the template: a field that is `..`, `.` or
 /// empty would address another resource in a path (the parent, the
 /// collection) and fails the call; a route parameter in a query cannot add
