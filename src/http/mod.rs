@@ -86,6 +86,23 @@ pub fn fetch_url_fault(url: &str) -> Option<String> {
 /// replaced (`redis://<redacted>@host:6379/0`, `https://idp/jwks?key=<redacted>`).
 pub fn url_in_message(url: &str) -> String {
     const HIDDEN: &str = "<redacted>";
+    // A password written raw with `/`, `?` or `#` in it (`redis://:pa/ss@h`)
+    // ends the user part early for every reader, and the URL is refused:
+    // but the message must not show it. A `:` before the last `@` of the
+    // whole text: all of that goes (more than a user part, for a URL with
+    // an `@` in its query; a message may hide too much, never too little).
+    let (prefix, after) = match url.find("://") {
+        Some(at) => url.split_at(at + 3),
+        None => ("", url),
+    };
+    let base = url.split(['?', '#']).next().unwrap_or(url);
+    if user_part(base.as_bytes()).is_none()
+        && let Some(at) = after.rfind('@')
+        && after[..at].contains(':')
+        && after[..at].contains(['/', '?', '#'])
+    {
+        return format!("{prefix}{HIDDEN}{}", url_in_message(&after[at..]));
+    }
     let url = url.split('#').next().unwrap_or(url);
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
@@ -141,6 +158,13 @@ mod tests {
         assert_eq!(shown(":@"), "<redacted>@");
         assert_eq!(shown("rediss//:LEAKED@host"), "<redacted>@host", "no scheme: still no password");
         assert_eq!(shown("redis:/u:LEAKED@host"), "redis:/<redacted>@host");
+        // A password written raw with `/`, `?` or `#`: refused as a URL, never shown.
+        for raw in
+            ["redis://:pa/ss@127.0.0.1:6379/0", "redis://:pa?ss@127.0.0.1:6379/0", "redis://:pa#ss@127.0.0.1:6379/0"]
+        {
+            assert_eq!(shown(raw), "redis://<redacted>@127.0.0.1:6379/0", "{raw}");
+        }
+        assert_eq!(shown("http://u:pa/ss@h:1/x?k=v"), "http://<redacted>@h:1/x?k=<redacted>");
     }
 
     #[test]
