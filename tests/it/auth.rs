@@ -578,6 +578,31 @@ async fn tokens_from_cookies_and_queries_are_not_forwarded() {
     assert_eq!(seen.json()["headers"]["authorization"], "Basic dTpw");
 }
 
+/// Nor when another provider of the route decides (an API key beside a
+/// query JWT) or none does (an anonymous route with a cookie JWT): no
+/// provider of the route checked that bearer token.
+#[tokio::test]
+async fn a_bearer_token_no_provider_checked_is_not_forwarded() {
+    let key = portcullis::hash_key("k-1");
+    let auth = format!(
+        "  c: {{ jwt: {{ algorithms: [HS256], secret: \"{SECRET}\", token: {{ cookie: session }} }} }}\n  q: {{ jwt: {{ algorithms: [HS256], secret: \"{SECRET}\", token: {{ query: access_token }} }} }}\n  keys: {{ api_key: {{ header: X-API-Key }} }}\n"
+    );
+    let consumers = format!("  - {{ id: c1, api_keys: [ {{ sha256: \"{key}\" }} ] }}");
+    let routes = "  - { name: kq, match: { path_prefix: /kq }, upstream: svc, authenticate: [keys, q] }\n  - { name: anon, match: { path_prefix: /anon }, upstream: svc, authenticate: [c], anonymous: true }\n";
+    let s = setup(&auth, &consumers, routes, &[]).await;
+    let forged = format!(
+        "Bearer {}",
+        sign_hs(Algorithm::HS256, "another-secret-another-secret-32b", &json!({ "sub": "admin" }))
+    );
+    for (path, extra) in [("/kq", Some(("x-api-key", "k-1"))), ("/anon", None)] {
+        let mut headers = vec![("authorization", forged.as_str())];
+        headers.extend(extra);
+        let seen = get(&s.url(path), &headers).await;
+        assert_eq!(seen.status, 200, "{path}: {}", seen.text());
+        assert!(seen.json()["headers"]["authorization"].is_null(), "{path}: {}", seen.text());
+    }
+}
+
 /// On an anonymous route, a request that presents none of the route's
 /// credentials passes with none of what looks like one: another spelling
 /// of the token's cookie or query parameter, `Bearer<TAB>`, a Basic value

@@ -444,6 +444,28 @@ impl RouteAuth {
         self.decided(index, answer, req, ctx)
     }
 
+    /// On a route that takes a JWT from a cookie or the query, a bearer
+    /// token no provider checked (the deciding one, `decided`, read
+    /// another place, or none decided on an anonymous route) is removed: a
+    /// service that reads `Authorization` for the whole token got a forged
+    /// one beside the checked cookie, or beside an API key.
+    fn remove_unchecked_bearer(&self, req: &mut request::Parts, decided: Option<usize>) {
+        let elsewhere = |p: &Provider| matches!(p, Provider::Jwt(j) if !j.uses_bearer());
+        let checked_bearer = decided.is_some_and(|i| {
+            matches!(&*self.providers[i], Provider::Jwt(j) if j.uses_bearer())
+                || matches!(&*self.providers[i], Provider::Introspection(_))
+        });
+        if !checked_bearer
+            && self.providers.iter().any(|p| elsewhere(p))
+            && req
+                .headers
+                .get(header::AUTHORIZATION)
+                .is_some_and(|v| scheme_of(v.as_bytes()).0.eq_ignore_ascii_case(b"bearer"))
+        {
+            req.headers.remove(header::AUTHORIZATION);
+        }
+    }
+
     /// A request that presents none of the providers' credentials.
     fn no_credential(&self, req: &mut request::Parts, ctx: &mut RequestCtx<'_>) -> Outcome {
         if self.anonymous {
@@ -454,6 +476,7 @@ impl RouteAuth {
             for p in &self.providers {
                 p.remove_unchecked(req);
             }
+            self.remove_unchecked_bearer(req, None);
             return Outcome::Continue;
         }
         self.failures.missing.inc();
@@ -479,19 +502,7 @@ impl RouteAuth {
                         p.remove_unchecked(req);
                     }
                 }
-                // A token read from a cookie or the query: a bearer token
-                // beside it is unchecked too, whatever the route's other
-                // providers (a service that reads `Authorization` for the
-                // whole token got a forged one).
-                if let Provider::Jwt(j) = &*self.providers[index]
-                    && !j.uses_bearer()
-                    && req
-                        .headers
-                        .get(header::AUTHORIZATION)
-                        .is_some_and(|v| scheme_of(v.as_bytes()).0.eq_ignore_ascii_case(b"bearer"))
-                {
-                    req.headers.remove(header::AUTHORIZATION);
-                }
+                self.remove_unchecked_bearer(req, Some(index));
                 if self.headers_now {
                     self.headers.insert_into(&mut req.headers, &identity);
                 }
