@@ -40,9 +40,7 @@ pub(super) fn routes(
     // hosts too, and the gateway serves every path under its one base
     // path: wherever they are (paths, path items by `$ref`, webhooks,
     // callbacks, bundled files).
-    if let Some(map) = served_doc.as_object_mut() {
-        map.iter_mut().filter(|(key, _)| *key != "servers").for_each(|(_, v)| strip_servers(v));
-    }
+    strip_servers(&mut served_doc);
     let json = serde_json::to_string_pretty(&served_doc).map_err(|e| e.to_string())?;
     let page = render(api, &served_doc, &format!("{at}/openapi.json"), base_path);
     let served = |name: &str, path: String, content_type: &str, body: String| {
@@ -185,26 +183,94 @@ fn render(api: &ApiConfig, doc: &Value, json_at: &str, base_path: &str) -> Strin
     out
 }
 
-/// Removes every Server Object list (`servers`) and a Link's `server`
-/// under `v`. Recognised by shape (objects with a `url` string), so that a
-/// schema property named `servers` stays.
-fn strip_servers(v: &mut Value) {
-    match v {
-        Value::Object(map) => {
-            map.retain(|key, v| match key.as_str() {
-                "servers" => !v.as_array().is_some_and(|list| list.iter().all(is_server)),
-                "server" => !is_server(v),
-                _ => true,
-            });
-            map.values_mut().for_each(strip_servers);
+/// Removes the server lists of path items and operations, and links'
+/// `server`, by their place in the document (not by their shape, which
+/// an example or a default may have too): under `paths`, `webhooks`,
+/// `components.pathItems` and callbacks, following `$ref`s, and the same
+/// in each bundled file (whose own top-level `servers` go too).
+fn strip_servers(doc: &mut Value) {
+    let bundled = keys_of(doc, "/x-portcullis-bundled");
+    let roots: Vec<String> =
+        std::iter::once(String::new()).chain(bundled.iter().map(|f| child("/x-portcullis-bundled", f))).collect();
+    let mut items = Vec::new();
+    let mut links = Vec::new();
+    for root in &roots {
+        if !root.is_empty()
+            && let Some(file) = doc.pointer_mut(root).and_then(Value::as_object_mut)
+        {
+            file.remove("servers");
         }
-        Value::Array(items) => items.iter_mut().for_each(strip_servers),
-        _ => {}
+        for base in ["paths", "webhooks", "components/pathItems"] {
+            let base = format!("{root}/{base}");
+            items.extend(keys_of(doc, &base).iter().map(|k| child(&base, k)));
+        }
+        let callbacks = format!("{root}/components/callbacks");
+        for cb in keys_of(doc, &callbacks) {
+            let cb = child(&callbacks, &cb);
+            items.extend(keys_of(doc, &cb).iter().map(|e| child(&cb, e)));
+        }
+        let named = format!("{root}/components/links");
+        links.extend(keys_of(doc, &named).iter().map(|l| child(&named, l)));
+        let responses = format!("{root}/components/responses");
+        for r in keys_of(doc, &responses) {
+            let at = child(&child(&responses, &r), "links");
+            links.extend(keys_of(doc, &at).iter().map(|l| child(&at, l)));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    while let Some(item) = items.pop() {
+        let item = resolved(doc, item);
+        if !seen.insert(item.clone()) {
+            continue;
+        }
+        let Some(map) = doc.pointer_mut(&item).and_then(Value::as_object_mut) else { continue };
+        map.remove("servers");
+        for method in METHODS {
+            let op = child(&item, method);
+            match doc.pointer_mut(&op).and_then(Value::as_object_mut) {
+                Some(map) => drop(map.remove("servers")),
+                None => continue,
+            }
+            let callbacks = child(&op, "callbacks");
+            for cb in keys_of(doc, &callbacks) {
+                let cb = resolved(doc, child(&callbacks, &cb));
+                items.extend(keys_of(doc, &cb).iter().map(|e| child(&cb, e)));
+            }
+            let responses = child(&op, "responses");
+            for r in keys_of(doc, &responses) {
+                let at = child(&resolved(doc, child(&responses, &r)), "links");
+                links.extend(keys_of(doc, &at).iter().map(|l| child(&at, l)));
+            }
+        }
+    }
+    for link in links {
+        let link = resolved(doc, link);
+        if let Some(map) = doc.pointer_mut(&link).and_then(Value::as_object_mut) {
+            map.remove("server");
+        }
     }
 }
 
-fn is_server(v: &Value) -> bool {
-    v.get("url").is_some_and(Value::is_string)
+/// The keys of the mapping at `pointer` (none if it is not one).
+fn keys_of(doc: &Value, pointer: &str) -> Vec<String> {
+    doc.pointer(pointer).and_then(Value::as_object).map(|m| m.keys().cloned().collect()).unwrap_or_default()
+}
+
+/// The JSON Pointer of `key` under `pointer` (RFC 6901 escapes: paths hold `/`).
+fn child(pointer: &str, key: &str) -> String {
+    format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1"))
+}
+
+/// Where a same-document `$ref` at `pointer` leads (a few hops at most).
+fn resolved(doc: &Value, mut pointer: String) -> String {
+    for _ in 0..8 {
+        let target = doc.pointer(&pointer).and_then(|v| v.get("$ref")).and_then(Value::as_str);
+        match target.and_then(|r| r.strip_prefix('#')) {
+            Some(next) if doc.pointer(next).is_some() => pointer = next.to_string(),
+            _ => break,
+        }
+    }
+    pointer
 }
 
 /// What a same-document `$ref` leads to (a few hops at most), else `v`.
@@ -306,9 +372,16 @@ mod tests {
         doc["paths"]["/items/{id}"]["get"]["callbacks"] =
             serde_json::json!({ "done": { "{$request.body#/cb}": { "servers": internal.clone(), "post": {} } } });
         doc["components"]["links"] = serde_json::json!({ "next": { "operationId": "getItem", "server": { "url": "http://link-internal.corp/" } } });
-        // A schema's property named `servers` is no server list.
-        doc["components"]["schemas"] =
-            serde_json::json!({ "Host": { "type": "object", "properties": { "servers": { "type": "array" } } } });
+        // A schema's property named `servers` is no server list, nor an example shaped like one.
+        doc["components"]["schemas"] = serde_json::json!({ "Host": { "type": "object",
+            "properties": { "servers": { "type": "array" }, "server": { "type": "object" } },
+            "example": { "servers": [ { "url": "https://db1.example/" } ], "server": { "url": "https://db2.example/" } } } });
+        // Whatever the entries (one without `url`, a `$ref`), and in a file bundled whole.
+        doc["paths"]["/items/{id}"]["servers"] =
+            serde_json::json!([ { "description": "mixed-internal.corp" }, { "$ref": "#/x" } ]);
+        doc["x-portcullis-bundled"] = serde_json::json!({ "other.yaml": {
+            "servers": [ { "url": "http://bundled-internal.corp/" } ],
+            "paths": { "/o": { "get": { "servers": [ { "url": "http://bundled-op-internal.corp/" } ] } } } } });
         let routes = routes(&api, &doc, &DocsConfig::Path("/docs".into()), "/gw", std::path::Path::new(".")).unwrap();
         let served = &routes[1].static_response.as_ref().unwrap().body;
         let json: Value = serde_json::from_str(served).unwrap();
@@ -318,6 +391,12 @@ mod tests {
             "path and operation servers: {served}"
         );
         assert_eq!(json["components"]["schemas"]["Host"]["properties"]["servers"]["type"], "array");
+        let example = &json["components"]["schemas"]["Host"]["example"];
+        assert_eq!(
+            (example["servers"][0]["url"].as_str(), example["server"]["url"].as_str()),
+            (Some("https://db1.example/"), Some("https://db2.example/")),
+            "examples are served as written"
+        );
         let page = &routes[0].static_response.as_ref().unwrap().body;
         assert!(page.contains("GET /gw/items/{id}") && !page.contains("10.1.2.3"), "{page}");
         assert_eq!(page.matches("<tr><td><code>id</code>").count(), 1, "the operation's `id` only: {page}");
