@@ -431,6 +431,8 @@ auth:
   k2: { api_key: { header: x-key } }
   q1: { api_key: { query: access_token } }
   q2: { jwt: { algorithms: [HS256], secret: "an-hmac-secret-that-is-long-enough!", token: { query: access_token } } }
+  kauth: { api_key: { header: Authorization } }
+  kcookie: { api_key: { header: Cookie } }
 warnings: { allow: [ literal-secret ] }
 identity_headers: { consumer: Authorization }
 routes:
@@ -440,6 +442,7 @@ routes:
   - { name: u, match: { path_prefix: /u }, echo: {}, anonymous: true }
   - { name: v, match: { path_prefix: /v }, echo: {}, authenticate: [a], anonymous: true, authorize: { scopes: [x] } }
   - { name: w, match: { path_prefix: /w }, echo: {}, authenticate: [staff, k1, c1, q1, other, k2, c2, q2] }
+  - { name: x, match: { path_prefix: /x }, echo: {}, authenticate: [kauth, a, kcookie, c1] }
 "#;
     let errors = portcullis::check(&load(yaml, Path::new("."))).unwrap_err().to_string();
     // Two providers reading one place: the second would never be asked.
@@ -450,6 +453,13 @@ routes:
         (7, "q2", "q1", "the query parameter `access_token`"),
     ] {
         let want = format!("routes[5].authenticate[{i}]: `{second}` reads the same credential as `{first}` ({place})");
+        assert!(errors.contains(&want), "missing `{want}` in:\n{errors}");
+    }
+    // An API key named `Authorization` takes every scheme's value; one named `Cookie`, every cookie.
+    for (i, second, first, place) in
+        [(1, "a", "kauth", "`Authorization: Bearer`"), (3, "c1", "kcookie", "the cookie `session`")]
+    {
+        let want = format!("routes[6].authenticate[{i}]: `{second}` reads the same credential as `{first}` ({place})");
         assert!(errors.contains(&want), "missing `{want}` in:\n{errors}");
     }
     for want in [

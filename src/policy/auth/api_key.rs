@@ -37,10 +37,11 @@ enum Source {
 impl ApiKey {
     /// Where it reads its key, in words (two providers of a route reading
     /// the same place shadow each other).
-    pub fn reads(&self) -> String {
+    pub fn reads(&self) -> super::Place {
         match &self.source {
-            Source::Header(h) => format!("the header `{h}`"),
-            Source::Query(q) => format!("the query parameter `{q}`"),
+            Source::Header(h) if h == http::header::AUTHORIZATION => super::Place::Authorization(None),
+            Source::Header(h) => super::Place::Header(h.as_str().to_string()),
+            Source::Query(q) => super::Place::Query(q.clone()),
         }
     }
 

@@ -339,11 +339,11 @@ impl Jwt {
     }
 
     /// Where it reads its token, in words.
-    pub fn reads(&self) -> String {
+    pub fn reads(&self) -> super::Place {
         match (&self.cookie, &self.query) {
-            (Some(c), _) => format!("the cookie `{c}`"),
-            (None, Some(q)) => format!("the query parameter `{q}`"),
-            (None, None) => "`Authorization: Bearer`".into(),
+            (Some(c), _) => super::Place::Cookie(c.clone()),
+            (None, Some(q)) => super::Place::Query(q.clone()),
+            (None, None) => super::Place::Authorization(Some("Bearer")),
         }
     }
 

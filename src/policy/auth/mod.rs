@@ -134,14 +134,14 @@ impl Provider {
         }
     }
 
-    /// Where it reads its credential, in words (`None`: a client
-    /// certificate, which several `mtls` providers share by their CAs).
-    fn reads(&self) -> Option<String> {
+    /// Where it reads its credential (`None`: a client certificate,
+    /// which several `mtls` providers share by their CAs).
+    fn reads(&self) -> Option<Place> {
         match self {
             Provider::Jwt(j) => Some(j.reads()),
-            Provider::Introspection(_) => Some("`Authorization: Bearer`".into()),
+            Provider::Introspection(_) => Some(Place::Authorization(Some("Bearer"))),
             Provider::ApiKey(k) => Some(k.reads()),
-            Provider::Basic(_) => Some("`Authorization: Basic`".into()),
+            Provider::Basic(_) => Some(Place::Authorization(Some("Basic"))),
             Provider::Mtls(_) => None,
         }
     }
@@ -157,6 +157,42 @@ impl Provider {
             // Not registered schemes, but RFC 9110 wants a challenge on every 401.
             Provider::ApiKey(_) => Some("ApiKey realm=\"portcullis\"".into()),
             Provider::Mtls(_) => Some("Mutual realm=\"portcullis\"".into()),
+        }
+    }
+}
+
+/// Where a provider reads its credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    /// `Authorization` with this scheme (`None`: the whole header, an
+    /// `api_key` named `Authorization`).
+    Authorization(Option<&'static str>),
+    /// Another header, by its lower-case name.
+    Header(String),
+    Cookie(String),
+    Query(String),
+}
+
+impl Place {
+    /// Two providers reading these places would both find a credential in
+    /// one request (the first listed then decides alone).
+    fn overlaps(&self, other: &Place) -> bool {
+        match (self, other) {
+            (Place::Authorization(a), Place::Authorization(b)) => a.is_none() || b.is_none() || a == b,
+            (Place::Header(h), Place::Cookie(_)) | (Place::Cookie(_), Place::Header(h)) => h == "cookie",
+            (a, b) => a == b,
+        }
+    }
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::Authorization(Some(scheme)) => write!(f, "`Authorization: {scheme}`"),
+            Place::Authorization(None) => write!(f, "the header `authorization`"),
+            Place::Header(h) => write!(f, "the header `{h}`"),
+            Place::Cookie(c) => write!(f, "the cookie `{c}`"),
+            Place::Query(q) => write!(f, "the query parameter `{q}`"),
         }
     }
 }
@@ -374,11 +410,13 @@ pub fn compile(names: &[String], anonymous: bool, cx: &mut CompileCtx<'_>) -> Re
     // Any two others that read the same place shadow each other likewise:
     // the first present decides alone, so the second is never consulted
     // (two `basic` providers: the second's users always got 401).
-    let places: Vec<Option<String>> = auth.providers.iter().map(|p| p.reads()).collect();
+    let places: Vec<Option<Place>> = auth.providers.iter().map(|p| p.reads()).collect();
+    let bearer = Place::Authorization(Some("Bearer"));
     for (i, place) in places.iter().enumerate() {
         let Some(place) = place else { continue };
-        if let Some(first) = places[..i].iter().position(|p| p.as_ref() == Some(place))
-            && place != "`Authorization: Bearer`"
+        if let Some(first) = places[..i]
+            .iter()
+            .position(|p| p.as_ref().is_some_and(|p| p.overlaps(place) && (p, place) != (&bearer, &bearer)))
         {
             errors.add(
                 format!("[{i}]"),
