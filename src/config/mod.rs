@@ -214,7 +214,9 @@ pub fn load_document(path: &Path) -> Result<serde_json::Value, String> {
 /// How config text is read, with `properties` for `${NAME}`: also for
 /// the CLI, which reads a running gateway's admin block as it reads it.
 pub fn reader_options(properties: std::collections::HashMap<String, String>) -> serde_saphyr::Options {
-    serde_saphyr::options! { strict_booleans: true }.with_properties(properties)
+    // A tag (`!include file`, `!ENV NAME`) was dropped unread: the body
+    // became the text `file`, a secret the text `NAME`. Refused instead.
+    serde_saphyr::options! { strict_booleans: true, reject_unsupported_tags: true }.with_properties(properties)
 }
 
 /// Parses config text. `${NAME}` in plain (unquoted) scalars is replaced by
@@ -429,6 +431,11 @@ fn plain_message(e: &serde_saphyr::Error, key: Option<&str>) -> String {
         return format!(
             "`{written}` is no variable name: a name is letters, digits and `_`, not starting with a digit \
              (write `$$` for a literal `$`)"
+        );
+    }
+    if let Some(tag) = text.strip_prefix("unsupported tag `").and_then(|t| t.split('`').next()) {
+        return format!(
+            "`{tag}`: YAML tags are not read (nothing is included; for an environment variable write `${{NAME}}`)"
         );
     }
     if text.starts_with("tabs disallowed") {
@@ -793,6 +800,25 @@ mod tests {
         let e = &err.0[0];
         assert_eq!(e.path, "listeners[0].name");
         assert_eq!(e.message, "environment variable `PORTCULLIS_SURELY_UNSET_VAR` is not set");
+    }
+
+    #[test]
+    fn yaml_tags_are_refused_not_dropped() {
+        // `!include page.html` became the body `page.html`; `!ENV NAME` a secret `NAME`.
+        for (text, path) in [
+            (
+                "routes:\n  - name: r\n    match: { path: / }\n    static: { body: !include page.html }\n",
+                "routes[0].static.body",
+            ),
+            ("listeners:\n  - name: !ENV LISTENER\n    bind: 127.0.0.1:0\n", "listeners[0].name"),
+        ] {
+            let e = &parse(text).unwrap_err().0[0];
+            assert_eq!(e.path, path, "{text}");
+            assert!(e.message.contains("YAML tags are not read"), "{}", e.message);
+        }
+        // The core schema's own tags are read as they say.
+        let cfg = parse("listeners:\n  - name: !!str gw\n    bind: 127.0.0.1:0\n").unwrap();
+        assert_eq!(cfg.config.listeners[0].name, "gw");
     }
 
     #[test]
