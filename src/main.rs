@@ -236,6 +236,15 @@ fn run(path: Option<PathBuf>, watch: bool) -> ExitCode {
         let signals = Signals::install();
         let (handle, requests) = match Gateway::start_taking_reloads(&loaded).await {
             Ok(started) => started,
+            // One event per problem, as a refused reload logs them (the
+            // list in one event spread over lines without a timestamp).
+            Err(portcullis::StartError::Config(errors)) => {
+                for e in &errors.0 {
+                    tracing::error!(problem = %e, "invalid config");
+                }
+                tracing::error!(problems = errors.0.len(), "invalid config: not started");
+                return ExitCode::FAILURE;
+            }
             Err(e) => {
                 tracing::error!("{}", e.located(&loaded));
                 if path.is_none()

@@ -669,3 +669,26 @@ fn hash_key_hashes_only_keys_a_request_can_send() {
         assert_eq!(hash(bad).0, Some(1), "{bad:?}");
     }
 }
+
+/// `run` with a config that does not compile: one log event per problem,
+/// each a line of its own with its time and level (the list was one event
+/// spread over lines without either), then a summary; exit status 1.
+#[test]
+fn run_logs_each_problem_of_a_refused_config_as_one_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sem.yaml");
+    std::fs::write(
+        &path,
+        "listeners: [ { name: gw, bind: \"127.0.0.1:0\" } ]\nroutes:\n  - { name: r, match: { path_prefix: / }, upstream: nope }\n  - { name: s, match: { path_prefix: /s }, upstream: nope2 }\n",
+    )
+    .unwrap();
+    let out = portcullis(&["run", "--config", &path.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    for line in &lines {
+        assert!(line.starts_with("20") && line.contains(" ERROR "), "a whole event per line: {line}");
+    }
+    assert!(lines[0].contains("unknown upstream `nope`") && lines[1].contains("unknown upstream `nope2`"), "{text}");
+}
