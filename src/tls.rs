@@ -118,7 +118,10 @@ fn sni_pattern(name: &str) -> bool {
             && !l.ends_with('-')
     };
     let labels: Vec<&str> = host.split('.').collect();
-    labels.iter().all(|l| label(l)) && (host.len() == name.len() || labels.len() >= 2)
+    // An IP address is never sent as SNI (RFC 6066 §3): a client that
+    // connects by address sends none, and gets the first certificate.
+    let address = host.parse::<std::net::Ipv4Addr>().is_ok();
+    !address && labels.iter().all(|l| label(l)) && (host.len() == name.len() || labels.len() >= 2)
 }
 
 /// Builds the listener's rustls config. Errors are `(path under tls, message)`.
@@ -141,7 +144,8 @@ pub fn build(cfg: &ListenerTlsConfig, loaded: &LoadedConfig) -> Result<Arc<Serve
                             format!("{at}.server_names[{j}]"),
                             format!(
                                 "`{name}` is not a host name or `*.` and one (`api.example.com`, `*.example.com`): \
-                                 no client's SNI would match it"
+                                 no client's SNI would match it (a client connecting by IP address sends no SNI \
+                                 and gets the listener's first certificate)"
                             ),
                         ));
                     }
@@ -353,8 +357,18 @@ fn subject_text(name: &x509_parser::x509::X509Name<'_>) -> Option<String> {
                 Err(_) => out.push_str(&attr.attr_type().to_id_string()),
             }
             out.push('=');
-            // A value that is not a string (binary) is not an identity.
-            let value = attr.as_str().ok()?;
+            // A value without a string reading (binary, or a T61String
+            // with bytes past ASCII) is written as RFC 4514 says: `#` and
+            // the hex of its DER (it took the whole identity away, SANs
+            // included: a valid certificate named no consumer).
+            let Ok(value) = attr.as_str() else {
+                use x509_parser::der_parser::asn1_rs::ToDer;
+                out.push('#');
+                for b in attr.attr_value().to_der_vec().ok()? {
+                    out.push_str(&format!("{b:02x}"));
+                }
+                continue;
+            };
             let last = value.chars().count().saturating_sub(1);
             for (k, c) in value.chars().enumerate() {
                 let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
@@ -429,12 +443,37 @@ mod tests {
         assert!(!client_cert_valid_at(&[garbage, cert], day(2026, 1, 15)), "an unreadable leaf is no identity");
     }
 
+    /// A subject value without a string reading (a T61String with bytes
+    /// past ASCII, as OpenSSL writes non-ASCII under `string_mask=default`)
+    /// is written as RFC 4514's `#` and hex: the certificate keeps its
+    /// identity and its SANs (it had none, and named no consumer).
+    #[test]
+    fn a_subject_value_without_a_string_reading_keeps_the_identity() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["svc-a.internal".to_string()]).unwrap();
+        // T61String, tag 0x14, holding 0xE9 (not read as text by x509-parser).
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(rcgen::DnType::OrganizationName, "Acme");
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        // Rewrite the PrintableString/UTF8String `Acme` as a T61String `Acm\xe9`.
+        // The subject (after the issuer, which is the same name).
+        let at = der.windows(4).rposition(|w| w == b"Acme").unwrap();
+        let mut der = der;
+        der[at - 2] = 0x14;
+        der[at + 3] = 0xe9;
+        let cert = CertificateDer::from(der);
+        let id = client_identity(std::slice::from_ref(&cert)).expect("an identity");
+        assert_eq!(id.subject, "O=#140441636de9");
+        assert_eq!(id.sans, ["DNS:svc-a.internal"]);
+    }
+
     #[test]
     fn server_names_sni_can_match() {
         for good in ["api.example.com", "*.example.com", "localhost", "a-b.test"] {
             assert!(sni_pattern(good), "{good}");
         }
-        for bad in ["*", "*.*.test", "a.*.test", "", "bad name", "x.test.", "*.com", "-a.test"] {
+        for bad in ["*", "*.*.test", "a.*.test", "", "bad name", "x.test.", "*.com", "-a.test", "127.0.0.1", "10.1.2.3"]
+        {
             assert!(!sni_pattern(bad), "{bad}");
         }
     }

@@ -44,17 +44,23 @@ fn served_names(loaded: &LoadedConfig, tls: &crate::config::ListenerTlsConfig) -
     names
 }
 
-/// Whether a route's `host` (exact, or `*.` one label) and a certificate
-/// name (the same forms) can meet on one request.
+/// Whether a route's `host` and a certificate name can meet on one
+/// request. A route's `*.` covers one label or more (routing.md), a
+/// certificate's exactly one (RFC 6125): `*.example.com` on a route meets
+/// the certificate name `partner.api.example.com`.
 fn meet(host: &str, name: &str) -> bool {
-    let one_label_under = |h: &str, suffix: &str| {
-        h.strip_suffix(suffix)
-            .and_then(|l| l.strip_suffix('.'))
-            .is_some_and(|l| !l.is_empty() && !l.contains('.') && l != "*")
-    };
-    host == name
-        || name.strip_prefix("*.").is_some_and(|s| one_label_under(host, s))
-        || host.strip_prefix("*.").is_some_and(|s| one_label_under(name, s))
+    match (host.strip_prefix("*."), name.strip_prefix("*.")) {
+        (None, None) => host == name,
+        (None, Some(s)) => labels_under(host, s).is_some_and(|l| !l.contains('.')),
+        (Some(s), None) => labels_under(name, s).is_some(),
+        // Some one-label name under `b` ends in `.a`.
+        (Some(a), Some(b)) => b == a || b.ends_with(&format!(".{a}")),
+    }
+}
+
+/// The labels of `name` before `.suffix` (none if it is not under it).
+fn labels_under<'n>(name: &'n str, suffix: &str) -> Option<&'n str> {
+    name.strip_suffix(suffix).and_then(|l| l.strip_suffix('.')).filter(|l| !l.is_empty())
 }
 
 pub(super) fn routes_around_required_client_certs(loaded: &LoadedConfig, found: &mut Found) {
@@ -109,5 +115,10 @@ mod tests {
         assert!(!meet("a.b.secure.test", "*.secure.test"));
         assert!(!meet("secure.test", "*.secure.test"));
         assert!(!meet("api.test", "secure.test"));
+        // A route's wildcard covers several labels; a certificate's one.
+        assert!(meet("*.example.com", "partner.api.example.com"));
+        assert!(meet("*.example.com", "*.api.example.com"));
+        assert!(!meet("*.api.example.com", "*.example.com"));
+        assert!(!meet("*.example.com", "example.com"));
     }
 }
