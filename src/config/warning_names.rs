@@ -37,6 +37,7 @@ pub const ALL: &[(&str, &str)] = &[
     ),
     ("certificate-name-mismatch", "a `server_names` entry the listener certificate does not carry"),
     ("certificate-never-chosen", "a listener certificate after the first with no DNS name: SNI never picks it"),
+    ("cidr-host-bits", "an address list entry with bits set past its prefix (`10.0.0.1/8`): the whole network"),
     (
         "mtls-listener-bypass",
         "a route for a host a listener requiring client certificates serves, open on the other listeners too",

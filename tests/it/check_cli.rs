@@ -692,3 +692,27 @@ fn run_logs_each_problem_of_a_refused_config_as_one_event() {
     }
     assert!(lines[0].contains("unknown upstream `nope`") && lines[1].contains("unknown upstream `nope2`"), "{text}");
 }
+
+/// An address list entry with bits past its prefix is read as the whole
+/// network: `check` says so where it is written (NGINX warns too).
+#[test]
+fn cidrs_with_host_bits_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.yaml");
+    std::fs::write(
+        &path,
+        "listeners: [ { name: gw, bind: \"127.0.0.1:0\" } ]\ntrusted_proxies: [ 10.0.0.1/8, 192.168.0.0/16 ]\nroutes:\n  - name: r\n    match: { path_prefix: / }\n    echo: {}\n    ip: { allow: [ \"10.1.2.3/24\", \"10.9.9.9\" ], deny: [ \"2001:db8::1/32\" ] }\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = check(&path);
+    assert_eq!(code, Some(0), "{stderr}");
+    let warned: Vec<&str> = stderr.lines().filter(|l| l.ends_with("[cidr-host-bits]")).collect();
+    assert_eq!(warned.len(), 3, "{stderr}");
+    for (at, read_as) in [
+        (":2:20: trusted_proxies[0]", "`10.0.0.0/8`"),
+        (": routes[0].ip.allow[0]", "`10.1.2.0/24`"),
+        (": routes[0].ip.deny[0]", "`2001:db8::/32`"),
+    ] {
+        assert!(warned.iter().any(|l| l.contains(at) && l.contains(read_as)), "{at}: {stderr}");
+    }
+}

@@ -78,8 +78,9 @@ impl Redact {
         let decoded = decoded_name(name);
         // `apikey%3DKEY`: a service that decodes before splitting reads the
         // pair `apikey` = `KEY`; the name is what comes before that `=`.
-        let decoded = match decoded.iter().position(|&b| b == b'=') {
-            Some(eq) => smallvec::SmallVec::from_slice(&decoded[..eq]),
+        // PHP ends a name at a NUL (`k%00x` is `k`), as `api_key` reads it.
+        let decoded = match decoded.iter().position(|&b| b == b'=' || b == 0) {
+            Some(end) => smallvec::SmallVec::from_slice(&decoded[..end]),
             None => decoded,
         };
         let is = |part: &[u8]| {
@@ -259,6 +260,14 @@ mod tests {
         let mut out = Vec::new();
         r.query(b"x-tenant.pass=1", &mut out);
         assert_eq!(out, b"x-tenant.pass=<redacted>");
+    }
+
+    #[test]
+    fn names_cut_at_a_nul_are_found() {
+        let r = Redact::new(["k".to_string()]);
+        let mut out = Vec::new();
+        r.query(b"k%00x=SECRET5&kx=ok&password%00=P", &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), "k%00x=<redacted>&kx=ok&password%00=<redacted>");
     }
 
     #[test]

@@ -49,6 +49,7 @@ pub fn warnings(loaded: &LoadedConfig) -> Vec<ConfigError> {
     limits::ineffective_limit_settings(loaded, &mut found);
     settings::ineffective_settings(loaded, &mut found);
     settings::shown_software_headers(loaded, &mut found);
+    settings::cidrs_with_host_bits(loaded, &mut found);
     let allow: BTreeSet<&str> = loaded.config.warnings.allow.iter().map(String::as_str).collect();
     let mut out: Vec<ConfigError> = found
         .0

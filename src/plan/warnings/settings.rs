@@ -134,6 +134,34 @@ pub(super) fn shown_software_headers(loaded: &LoadedConfig, found: &mut Found) {
     }
 }
 
+/// An address list entry with bits set past its prefix (`10.0.0.1/8`):
+/// read as the whole network (`10.0.0.0/8`), where the writer likely meant
+/// one address; NGINX warns "low address bits are meaningless" too.
+pub(super) fn cidrs_with_host_bits(loaded: &LoadedConfig, found: &mut Found) {
+    let doc = loaded.document();
+    let mut seen = Vec::new();
+    crate::config::for_each_string(&doc, &mut |path, text| {
+        let listed = path.starts_with("trusted_proxies[") || path.contains("ip.allow[") || path.contains("ip.deny[");
+        if let (true, Ok(net)) = (listed, text.trim().parse::<ipnet::IpNet>())
+            && net != net.trunc()
+        {
+            seen.push((
+                path.to_string(),
+                format!(
+                    "`{text}` has bits set past its /{} prefix: it is read as `{}` (all of that network); write \
+                     that, or the one address alone (`{}`)",
+                    net.prefix_len(),
+                    net.trunc(),
+                    net.addr()
+                ),
+            ));
+        }
+    });
+    for (path, message) in seen {
+        found.add("cidr-host-bits", path, message);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
