@@ -1108,3 +1108,25 @@ async fn concurrent_requests_with_one_new_token_make_one_call() {
     assert_eq!(get(&url, &[("authorization", "Bearer another")]).await.status, 200);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
+
+/// A refused bearer token on a route that also takes a cookie token: one
+/// Bearer challenge, the one saying the token was invalid (a plain one
+/// beside it contradicted it; RFC 6750 clients may read only one).
+#[tokio::test]
+async fn a_refused_token_gets_one_bearer_challenge() {
+    let auth = format!(
+        "  h: {{ jwt: {{ algorithms: [HS256], secret: \"{SECRET}\" }} }}\n  c: {{ jwt: {{ algorithms: [HS256], secret: \"{SECRET}\", token: {{ cookie: session }} }} }}\n  keys: {{ api_key: {{ header: X-API-Key }} }}\n"
+    );
+    let routes = "  - { name: m, match: { path_prefix: /m }, upstream: svc, authenticate: [h, c, keys] }\n";
+    let s = setup(&auth, "  []", routes, &[]).await;
+    let r = get(&s.url("/m"), &[("authorization", "Bearer junk")]).await;
+    assert_eq!(r.status, 401);
+    let challenges: Vec<String> =
+        r.headers.get_all("www-authenticate").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    assert_eq!(challenges, ["Bearer realm=\"portcullis\", error=\"invalid_token\"", "ApiKey realm=\"portcullis\""]);
+    // Without a credential: the plain one, once.
+    let r = get(&s.url("/m"), &[]).await;
+    let challenges: Vec<String> =
+        r.headers.get_all("www-authenticate").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    assert_eq!(challenges, ["Bearer realm=\"portcullis\"", "ApiKey realm=\"portcullis\""]);
+}

@@ -566,8 +566,17 @@ impl RouteAuth {
         let mut resp = problem::problem(status, detail, ctx.request_id);
         if status == StatusCode::UNAUTHORIZED {
             let mut seen = Vec::new();
-            let challenges = self.providers.iter().enumerate().filter_map(|(i, p)| p.challenge(failed == Some(i)));
+            let challenges: Vec<String> =
+                self.providers.iter().enumerate().filter_map(|(i, p)| p.challenge(failed == Some(i))).collect();
+            // One Bearer challenge: the one saying the token was invalid, if
+            // a token provider refused it (a plain one beside it, from a
+            // cookie or query provider, contradicted it: RFC 6750 clients
+            // may read only one).
+            let invalid_bearer = challenges.iter().any(|c| c.starts_with("Bearer ") && c.contains("error="));
             for c in challenges {
+                if invalid_bearer && c == "Bearer realm=\"portcullis\"" {
+                    continue;
+                }
                 if !seen.contains(&c) {
                     if let Ok(v) = HeaderValue::try_from(c.as_str()) {
                         resp.headers_mut().append(header::WWW_AUTHENTICATE, v);
