@@ -120,7 +120,14 @@ fn sni_pattern(name: &str) -> bool {
     let labels: Vec<&str> = host.split('.').collect();
     // An IP address is never sent as SNI (RFC 6066 §3): a client that
     // connects by address sends none, and gets the first certificate.
-    let address = host.parse::<std::net::Ipv4Addr>().is_ok();
+    // A host whose last label is a number (`127.0.0.1`, `127.1`,
+    // `0x7f.1`) is an address to URL parsers (WHATWG "ends in a number").
+    let last = labels.last().copied().unwrap_or_default();
+    let address = last.bytes().all(|b| b.is_ascii_digit())
+        || last
+            .strip_prefix("0x")
+            .or(last.strip_prefix("0X"))
+            .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
     !address && labels.iter().all(|l| label(l)) && (host.len() == name.len() || labels.len() >= 2)
 }
 
@@ -472,8 +479,21 @@ mod tests {
         for good in ["api.example.com", "*.example.com", "localhost", "a-b.test"] {
             assert!(sni_pattern(good), "{good}");
         }
-        for bad in ["*", "*.*.test", "a.*.test", "", "bad name", "x.test.", "*.com", "-a.test", "127.0.0.1", "10.1.2.3"]
-        {
+        for bad in [
+            "*",
+            "*.*.test",
+            "a.*.test",
+            "",
+            "bad name",
+            "x.test.",
+            "*.com",
+            "-a.test",
+            "127.0.0.1",
+            "10.1.2.3",
+            "127.1",
+            "010.0.0.1",
+            "0x7f.1",
+        ] {
             assert!(!sni_pattern(bad), "{bad}");
         }
     }

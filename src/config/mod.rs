@@ -184,7 +184,8 @@ pub fn load_document(path: &Path) -> Result<serde_json::Value, String> {
         // million bounds what a reload may spend on one (19 million took
         // minutes and 700 MB in a dev build).
         let budget = serde_saphyr::budget! { max_nodes: 4_000_000, max_events: 8_000_000 };
-        let options = serde_saphyr::options! { strict_booleans: true, budget: budget };
+        // Tags refused as in the config (`!include` was dropped unread).
+        let options = serde_saphyr::options! { strict_booleans: true, budget: budget, reject_unsupported_tags: true };
         serde_saphyr::from_str_with_options(&text, options).map_err(|e| {
             let text = e.to_string();
             match text.find("budget breached") {
@@ -819,6 +820,13 @@ mod tests {
         // The core schema's own tags are read as they say.
         let cfg = parse("listeners:\n  - name: !!str gw\n    bind: 127.0.0.1:0\n").unwrap();
         assert_eq!(cfg.config.listeners[0].name, "gw");
+        // And in the documents the config names (schemas, OpenAPI).
+        let dir = tempfile::tempdir().unwrap();
+        let schema = dir.path().join("s.yaml");
+        std::fs::write(&schema, "properties: { role: { const: !include role.txt } }\n").unwrap();
+        assert!(load_document(&schema).unwrap_err().contains("!include"));
+        std::fs::write(&schema, "properties: { role: { const: !!str admin } }\n").unwrap();
+        assert_eq!(load_document(&schema).unwrap()["properties"]["role"]["const"], "admin");
     }
 
     #[test]

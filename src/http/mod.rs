@@ -95,11 +95,16 @@ pub fn url_in_message(url: &str) -> String {
         Some(at) => url.split_at(at + 3),
         None => ("", url),
     };
+    // So does one with an `@` and then a `/` (`Pa@ss/wd@host`): the user
+    // part found ends at the first `@`, and another follows it.
     let base = url.split(['?', '#']).next().unwrap_or(url);
-    if user_part(base.as_bytes()).is_none()
-        && let Some(at) = after.rfind('@')
+    let found_end = user_part(base.as_bytes()).map(|user| user.end);
+    if let Some(at) = after.rfind('@')
         && after[..at].contains(':')
-        && after[..at].contains(['/', '?', '#'])
+        && match found_end {
+            None => after[..at].contains(['/', '?', '#']),
+            Some(end) => prefix.len() + at > end,
+        }
     {
         return format!("{prefix}{HIDDEN}{}", url_in_message(&after[at..]));
     }
@@ -148,7 +153,10 @@ mod tests {
     fn urls_in_messages_keep_no_credentials() {
         let shown = super::url_in_message;
         assert_eq!(shown("redis://:pw@redis:6379/0"), "redis://<redacted>@redis:6379/0");
-        assert_eq!(shown("https://u:p@h/a@b?key=k&v=2#t=x"), "https://<redacted>@h/a@b?key=<redacted>&v=<redacted>");
+        // An `@` after the user part: all of it up to the last `@` goes (a
+        // password with `@` and `/`; a message may hide a path's `@` too).
+        assert_eq!(shown("https://u:p@h/a@b?key=k&v=2#t=x"), "https://<redacted>@b?key=<redacted>&v=<redacted>");
+        assert_eq!(shown("redis://:Pa@ssw/rd@127.0.0.1:6379/0"), "redis://<redacted>@127.0.0.1:6379/0");
         assert_eq!(shown("http://10.0.0.1:80"), "http://10.0.0.1:80");
         assert_eq!(shown("not a url"), "not a url");
         assert_eq!(shown("//u:p@h/x"), "//<redacted>@h/x");

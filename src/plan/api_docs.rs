@@ -219,6 +219,10 @@ fn strip_servers(doc: &mut Value) {
     }
     let mut seen = std::collections::HashSet::new();
     while let Some(item) = items.pop() {
+        // Beside a `$ref` too (OpenAPI 3.1 lets a path item have both).
+        if let Some(map) = doc.pointer_mut(&item).and_then(Value::as_object_mut) {
+            map.remove("servers");
+        }
         let item = resolved(doc, item);
         if !seen.insert(item.clone()) {
             continue;
@@ -244,6 +248,9 @@ fn strip_servers(doc: &mut Value) {
         }
     }
     for link in links {
+        if let Some(map) = doc.pointer_mut(&link).and_then(Value::as_object_mut) {
+            map.remove("server");
+        }
         let link = resolved(doc, link);
         if let Some(map) = doc.pointer_mut(&link).and_then(Value::as_object_mut) {
             map.remove("server");
@@ -363,7 +370,8 @@ mod tests {
             }
         });
         let mut doc = doc;
-        doc["paths"]["/pets/{petId}"] = serde_json::json!({ "$ref": "#/components/pathItems/Pet" });
+        doc["paths"]["/pets/{petId}"] = serde_json::json!({ "$ref": "#/components/pathItems/Pet",
+            "servers": [ { "url": "http://sibling-of-ref-internal.corp/" } ] });
         // Servers reached by `$ref`, in webhooks, callbacks and links.
         let internal = serde_json::json!([ { "url": "http://pathitem-internal.corp:7777/" } ]);
         doc["components"]["pathItems"]["Pet"]["servers"] = internal.clone();
