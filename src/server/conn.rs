@@ -97,21 +97,36 @@ async fn serve_tls(stream: TcpStream, mut conn: Conn<'_>, config: Arc<rustls::Se
         // A connection closed (or reset) before its first byte is no
         // handshake: a load balancer's TCP check or a port scan, counted
         // as a failure it hid real ones and fed the alert on their rate.
-        if matches!(stream.peek(&mut [0u8; 1]).await, Ok(0) | Err(_)) {
-            return None;
+        let mut first = [0u8; 1];
+        match stream.peek(&mut first).await {
+            Ok(0) | Err(_) => return None,
+            // A TLS record starts with its type (22, a handshake); a
+            // method's capital letter is plain HTTP sent to the HTTPS port.
+            Ok(_) if first[0].is_ascii_uppercase() => return Some(Err(stream)),
+            Ok(_) => {}
         }
-        Some(acceptor.accept(stream).await)
+        Some(Ok(acceptor.accept(stream).await))
     };
     let tls = match tokio::time::timeout(conn.lp.limits.tls_handshake_timeout, handshake).await {
         Ok(None) => return,
-        Ok(Some(Ok(tls))) => tls,
-        Ok(Some(Err(e))) => {
-            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+        Ok(Some(Err(plain))) => {
+            tracing::debug!(%peer, "plain HTTP sent to a TLS listener");
             if let Some([failed, _]) = &conn.lp.tls_failures {
                 failed.inc();
             }
+            answer_plain_http(plain).await;
             return;
         }
+        Ok(Some(Ok(handshake))) => match handshake {
+            Ok(tls) => tls,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                if let Some([failed, _]) = &conn.lp.tls_failures {
+                    failed.inc();
+                }
+                return;
+            }
+        },
         Err(_) => {
             tracing::debug!(%peer, "TLS handshake timed out");
             if let Some([_, timed_out]) = &conn.lp.tls_failures {
@@ -151,6 +166,31 @@ async fn serve_tls(stream: TcpStream, mut conn: Conn<'_>, config: Arc<rustls::Se
         let cx = h1::Ctx { info: &conn.info, lp: conn.lp, shared: &conn.shared, stop: signal, started: conn.started };
         h1::serve(h1::Tls::new(tls), &[], cx).await;
     }
+}
+
+/// A plain HTTP request on a TLS listener gets a plain 400 saying so (as
+/// NGINX answers it), not a TLS alert a browser or curl shows as garbage
+/// or an opaque error. What the client sent (one read's worth) is read
+/// first, so that closing does not reset the answer away.
+async fn answer_plain_http(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sent = [0u8; 8192];
+    let _ = tokio::time::timeout(Duration::from_millis(500), stream.read(&mut sent)).await;
+    let id = crate::http::request_id::generate();
+    let detail = "this port speaks HTTPS: the request was sent as plain HTTP (use https://)";
+    let answer = crate::http::problem::problem(http::StatusCode::BAD_REQUEST, detail, &id);
+    let body = answer.body();
+    let head = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/problem+json\r\ncontent-length: {}\r\nx-request-id: {}\r\nconnection: close\r\n\r\n",
+        body.len(),
+        id.to_str().unwrap_or_default()
+    );
+    let write = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
 }
 
 /// Reads the first bytes, up to the length of the HTTP/2 preface: `true`

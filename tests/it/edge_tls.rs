@@ -325,6 +325,40 @@ routes:
     assert!(closed.is_ok(), "a silent TLS connection was kept past header_read_timeout");
 }
 
+/// Plain HTTP sent to a TLS listener gets a plain 400 that says so (as
+/// NGINX answers it: "The plain HTTP request was sent to HTTPS port"),
+/// not a TLS alert that clients show as an opaque error; TLS clients of
+/// the same port are served as usual.
+#[tokio::test]
+async fn plain_http_to_a_tls_listener_gets_a_400_saying_so() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = Pki::new();
+    let (cert, key) = pki.issue("gw", "gw", &["gw.test"]);
+    let gw = start(&format!(
+        r#"
+listeners:
+  - name: tls
+    bind: "127.0.0.1:0"
+    tls: {{ certificates: [ {{ cert: "{}", key: "{}" }} ] }}
+routes:
+  - {{ name: all, match: {{ path_prefix: / }}, static: {{ body: ok }} }}
+"#,
+        cert.display(),
+        key.display(),
+    ))
+    .await;
+    let addr = gw.addr("tls").unwrap();
+    let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+    plain.write_all(b"GET /x HTTP/1.1\r\nHost: gw.test\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(5), plain.read_to_end(&mut answer)).await.unwrap().unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert!(answer.contains("application/problem+json") && answer.contains("plain HTTP"), "{answer}");
+    let ok = https_get(addr, "gw.test", &pki.ca_path(), None, "/x").await.unwrap();
+    assert_eq!(ok.reply.status, 200);
+}
+
 /// A route for a host that only a listener requiring client certificates
 /// serves, left open on the public listener: SNI picks the certificate,
 /// `Host` the route, and a public client reaches the partners' route
