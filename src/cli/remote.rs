@@ -203,16 +203,20 @@ fn fail(message: &str) -> ExitCode {
 }
 
 /// What an error answer says (a problem's `detail`, else the body).
-fn detail(status: StatusCode, body: &Value) -> String {
+/// `reloading`: the command is `reload` (a token changed in the file is
+/// not the running one until the reload it would send).
+fn detail(status: StatusCode, body: &Value, reloading: bool) -> String {
     let text = body.get("detail").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| body.to_string());
     match status {
-        StatusCode::UNAUTHORIZED => {
-            format!(
-                "{text} (set PORTCULLIS_ADMIN_TOKEN, or keep admin.token in the config file given with --config; \
-                 a token changed in the file takes effect with this reload: send the running one, \
-                 PORTCULLIS_ADMIN_TOKEN=<old token> portcullis reload --config FILE)"
-            )
-        }
+        StatusCode::UNAUTHORIZED if reloading => format!(
+            "{text} (set PORTCULLIS_ADMIN_TOKEN, or keep admin.token in the config file given with --config; \
+             a token changed in the file takes effect with this reload: send the running one, \
+             PORTCULLIS_ADMIN_TOKEN=<old token> portcullis reload --config FILE)"
+        ),
+        StatusCode::UNAUTHORIZED => format!(
+            "{text} (set PORTCULLIS_ADMIN_TOKEN, or keep admin.token in the config file given with --config; \
+             a token changed in the file since the gateway last loaded it is not the running one yet)"
+        ),
         _ => format!("the admin API answered {status}: {text}"),
     }
 }
@@ -266,7 +270,7 @@ pub fn reload(config: Option<&Path>, admin_flag: Option<&str>) -> ExitCode {
             eprintln!("reload refused ({} problem(s)): still serving config {}", errors.len(), hash(&body));
             ExitCode::FAILURE
         }
-        _ => fail(&detail(status, &body)),
+        _ => fail(&detail(status, &body, true)),
     }
 }
 
@@ -280,7 +284,7 @@ pub fn health(config: Option<&Path>, admin_flag: Option<&str>, ready: bool) -> E
             say(format_args!("{}\n", body.as_str().unwrap_or("ok").trim()));
             ExitCode::SUCCESS
         }
-        Ok((_, status, body)) => fail(&detail(status, &body)),
+        Ok((_, status, body)) => fail(&detail(status, &body, false)),
         Err(code) => code,
     }
 }
@@ -293,7 +297,7 @@ pub fn status(config: Option<&Path>, admin_flag: Option<&str>, json: bool) -> Ex
         Err(code) => return code,
     };
     if status != StatusCode::OK {
-        return fail(&detail(status, &body));
+        return fail(&detail(status, &body, false));
     }
     if json {
         say(format_args!("{}\n", serde_json::to_string_pretty(&body).unwrap_or_default()));

@@ -448,7 +448,11 @@ fn plain_message(e: &serde_saphyr::Error, key: Option<&str>) -> String {
     let text = text.replace("unknown variant `", "unknown value `");
     let text = text.as_str();
     if let Some(var) = text.strip_prefix("missing property ") {
-        return format!("environment variable {var} is not set");
+        // `${NAME:?why}`: the file's own words follow the name.
+        return match var.split_once("`: ") {
+            Some((name, why)) => format!("environment variable {name}` is not set: {why}"),
+            None => format!("environment variable {var} is not set"),
+        };
     }
     if let Some(rest) = text.strip_prefix("duplicate mapping key: ") {
         let key = rest.split(", set DuplicateKeyPolicy").next().unwrap_or(rest);
@@ -801,6 +805,13 @@ mod tests {
         let e = &err.0[0];
         assert_eq!(e.path, "listeners[0].name");
         assert_eq!(e.message, "environment variable `PORTCULLIS_SURELY_UNSET_VAR` is not set");
+        let err =
+            parse("listeners:\n  - name: ${PORTCULLIS_SURELY_UNSET_VAR:?give the listener a name}\n    bind: x\n")
+                .unwrap_err();
+        assert_eq!(
+            err.0[0].message,
+            "environment variable `PORTCULLIS_SURELY_UNSET_VAR` is not set: give the listener a name"
+        );
     }
 
     #[test]

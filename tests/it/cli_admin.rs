@@ -170,6 +170,8 @@ async fn reload_takes_the_token_from_the_config_or_the_environment() {
     let out =
         cli(vec!["status".into(), "--admin".into(), admin], vec![("PORTCULLIS_ADMIN_TOKEN", "wrong".into())]).await;
     assert_eq!(out.status.code(), Some(1));
+    // The hint speaks of the command given, not of a reload.
+    assert!(!text(&out.stderr).contains("this reload"), "{}", text(&out.stderr));
 }
 
 #[tokio::test]
