@@ -297,11 +297,9 @@ routes:
 /// A TLS connection that completes its handshake and then sends nothing
 /// holds its slot for `header_read_timeout` from its start, as a plain one
 /// does, not for `idle_timeout`.
-#[tokio::test]
-async fn a_silent_tls_connection_is_closed_after_the_header_timeout() {
-    use crate::support::pki::tls_connect;
-    use tokio::io::AsyncReadExt;
-
+/// A TLS listener (certificate for `gw.test` from the returned PKI) with
+/// `limits`, answering `ok` to everything.
+async fn static_tls(limits: &str) -> (Pki, portcullis::Handle) {
     let pki = Pki::new();
     let (cert, key) = pki.issue("gw", "gw", &["gw.test"]);
     let gw = start(&format!(
@@ -309,7 +307,7 @@ async fn a_silent_tls_connection_is_closed_after_the_header_timeout() {
 listeners:
   - name: tls
     bind: "127.0.0.1:0"
-    limits: {{ header_read_timeout: 300ms, idle_timeout: 30s }}
+    limits: {limits}
     tls: {{ certificates: [ {{ cert: "{}", key: "{}" }} ] }}
 routes:
   - {{ name: all, match: {{ path_prefix: / }}, static: {{ body: ok }} }}
@@ -318,6 +316,15 @@ routes:
         key.display(),
     ))
     .await;
+    (pki, gw)
+}
+
+#[tokio::test]
+async fn a_silent_tls_connection_is_closed_after_the_header_timeout() {
+    use crate::support::pki::tls_connect;
+    use tokio::io::AsyncReadExt;
+
+    let (pki, gw) = static_tls("{ header_read_timeout: 300ms, idle_timeout: 30s }").await;
     let mut silent =
         tls_connect(gw.addr("tls").unwrap(), "gw.test", &pki.ca_path(), None, &[b"http/1.1"]).await.unwrap();
     let mut rest = Vec::new();
@@ -332,21 +339,7 @@ routes:
 #[tokio::test]
 async fn plain_http_to_a_tls_listener_gets_a_400_saying_so() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let pki = Pki::new();
-    let (cert, key) = pki.issue("gw", "gw", &["gw.test"]);
-    let gw = start(&format!(
-        r#"
-listeners:
-  - name: tls
-    bind: "127.0.0.1:0"
-    tls: {{ certificates: [ {{ cert: "{}", key: "{}" }} ] }}
-routes:
-  - {{ name: all, match: {{ path_prefix: / }}, static: {{ body: ok }} }}
-"#,
-        cert.display(),
-        key.display(),
-    ))
-    .await;
+    let (pki, gw) = static_tls("{}").await;
     let addr = gw.addr("tls").unwrap();
     let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
     plain.write_all(b"GET /x HTTP/1.1\r\nHost: gw.test\r\n\r\n").await.unwrap();

@@ -493,13 +493,20 @@ async fn a_client_that_leaves_behind_a_pipeline_past_the_head_limit_is_seen_leav
 /// `echo`. hyper reads a `NO_ERROR` reset as the body's end: the upstream
 /// got a body short of its length, and the gateway answered 502, logged
 /// the upstream as closed and ejected a healthy target.
-#[tokio::test]
-async fn an_http2_client_resetting_mid_body_left_and_the_upstream_is_not_blamed() {
-    use crate::support::h2raw::H2Conn;
+/// A gateway logging to `access.log` in `dir`, with four routes that take
+/// a body: `/p` proxied to `up` (it answers once the whole body has come),
+/// `/count` to `up2` over HTTP/2 (hyper's client; it reads the whole
+/// body), `/val` validating it, `/echo`. One failure ejects a target.
+struct BodyRoutes {
+    dir: tempfile::TempDir,
+    up: crate::support::flaky::Flaky,
+    up2: Upstream,
+    h: portcullis::Handle,
+}
+
+async fn body_routes() -> BodyRoutes {
     let dir = tempfile::tempdir().unwrap();
-    // It answers once the whole body has come.
     let up = crate::support::flaky::Flaky::start("svc").await;
-    // Over HTTP/2 too (hyper's client): `/count` reads the whole body.
     let up2 = Upstream::start("svc2").await;
     let yaml = format!(
         "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\naccess_log: {{ to: access.log }}\n\
@@ -513,6 +520,13 @@ async fn an_http2_client_resetting_mid_body_left_and_the_upstream_is_not_blamed(
         up2.url()
     );
     let h = Gateway::start(&load(&yaml, dir.path())).await.unwrap();
+    BodyRoutes { dir, up, up2, h }
+}
+
+#[tokio::test]
+async fn an_http2_client_resetting_mid_body_left_and_the_upstream_is_not_blamed() {
+    use crate::support::h2raw::H2Conn;
+    let BodyRoutes { dir, up, up2, h } = body_routes().await;
     let paths = ["/p/a", "/count", "/val", "/echo"];
     let mut sent = 0;
     // RST_STREAM NO_ERROR, CANCEL; GOAWAY then the connection closed; the connection closed.
@@ -593,21 +607,7 @@ async fn an_http2_client_resetting_mid_body_left_and_the_upstream_is_not_blamed(
 #[tokio::test]
 async fn an_http2_body_at_odds_with_its_length_is_logged_as_invalid() {
     use crate::support::h2raw::{H2Conn, Outcome};
-    let dir = tempfile::tempdir().unwrap();
-    let up = crate::support::flaky::Flaky::start("svc").await;
-    let up2 = Upstream::start("svc2").await;
-    let yaml = format!(
-        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\naccess_log: {{ to: access.log }}\n\
-         upstreams:\n  svc: {{ targets: [\"{}\"], health: {{ passive: {{ consecutive_failures: 1 }} }} }}\n\
-         \x20 svc2: {{ targets: [\"{}\"], protocol: http2, health: {{ passive: {{ consecutive_failures: 1 }} }} }}\n\
-         routes:\n  - {{ name: p, match: {{ path_prefix: /p }}, upstream: svc }}\n\
-         \x20 - {{ name: count, match: {{ path: /count }}, upstream: svc2 }}\n\
-         \x20 - {{ name: val, match: {{ path: /val }}, upstream: svc, validate: {{ body: {{ schema: {{ type: object }} }} }} }}\n\
-         \x20 - {{ name: echo, match: {{ path: /echo }}, echo: {{}} }}\n",
-        up.url(),
-        up2.url()
-    );
-    let h = Gateway::start(&load(&yaml, dir.path())).await.unwrap();
+    let BodyRoutes { dir, up: _up, up2: _up2, h } = body_routes().await;
     let paths = ["/p/a", "/count", "/val", "/echo"];
     let mut sent = 0;
     for (length, body) in [("100", &b"{}        "[..]), ("4", &b"{}        "[..])] {
