@@ -100,9 +100,13 @@ async fn serve_tls(stream: TcpStream, mut conn: Conn<'_>, config: Arc<rustls::Se
         let mut first = [0u8; 1];
         match stream.peek(&mut first).await {
             Ok(0) | Err(_) => return None,
-            // A TLS record starts with its type (22, a handshake); a
-            // method's capital letter is plain HTTP sent to the HTTPS port.
-            Ok(_) if first[0].is_ascii_uppercase() => return Some(Err(stream)),
+            // A TLS record starts with its type (22, a handshake; an SSLv2
+            // hello with 0x80): printable text (a method, in any case, or
+            // the empty lines RFC 9112 lets a request start with) is plain
+            // HTTP sent to the HTTPS port.
+            Ok(_) if first[0].is_ascii_graphic() || matches!(first[0], b' ' | b'\t' | b'\r' | b'\n') => {
+                return Some(Err(stream));
+            }
             Ok(_) => {}
         }
         Some(Ok(acceptor.accept(stream).await))
@@ -170,27 +174,43 @@ async fn serve_tls(stream: TcpStream, mut conn: Conn<'_>, config: Arc<rustls::Se
 
 /// A plain HTTP request on a TLS listener gets a plain 400 saying so (as
 /// NGINX answers it), not a TLS alert a browser or curl shows as garbage
-/// or an opaque error. What the client sent (one read's worth) is read
-/// first, so that closing does not reset the answer away.
+/// or an opaque error. Then a lingering close, as NGINX's: what the client
+/// still sends is read (for a second, 64 KiB at most) after the answer,
+/// so that closing with unread bytes does not reset the answer away.
 async fn answer_plain_http(mut stream: TcpStream) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut sent = [0u8; 8192];
-    let _ = tokio::time::timeout(Duration::from_millis(500), stream.read(&mut sent)).await;
     let id = crate::http::request_id::generate();
     let detail = "this port speaks HTTPS: the request was sent as plain HTTP (use https://)";
     let answer = crate::http::problem::problem(http::StatusCode::BAD_REQUEST, detail, &id);
     let body = answer.body();
+    // The `Date` header is the system's time by definition.
+    #[allow(clippy::disallowed_methods)]
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
     let head = format!(
-        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/problem+json\r\ncontent-length: {}\r\nx-request-id: {}\r\nconnection: close\r\n\r\n",
+        "HTTP/1.1 400 Bad Request\r\ndate: {date}\r\ncontent-type: application/problem+json\r\n\
+         content-length: {}\r\nx-request-id: {}\r\nconnection: close\r\n\r\n",
         body.len(),
         id.to_str().unwrap_or_default()
     );
-    let write = async {
+    let answered = async {
         stream.write_all(head.as_bytes()).await?;
         stream.write_all(body).await?;
         stream.shutdown().await
     };
-    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+    if !matches!(tokio::time::timeout(Duration::from_secs(1), answered).await, Ok(Ok(()))) {
+        return;
+    }
+    let linger = async {
+        let mut sink = [0u8; 8192];
+        let mut left = 64usize << 10;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), linger).await;
 }
 
 /// Reads the first bytes, up to the length of the HTTP/2 preface: `true`

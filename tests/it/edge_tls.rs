@@ -341,13 +341,21 @@ async fn plain_http_to_a_tls_listener_gets_a_400_saying_so() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (pki, gw) = static_tls("{}").await;
     let addr = gw.addr("tls").unwrap();
-    let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
-    plain.write_all(b"GET /x HTTP/1.1\r\nHost: gw.test\r\n\r\n").await.unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(std::time::Duration::from_secs(5), plain.read_to_end(&mut answer)).await.unwrap().unwrap();
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
-    assert!(answer.contains("application/problem+json") && answer.contains("plain HTTP"), "{answer}");
+    // Any case, the empty lines a request may start with (RFC 9112 §2.2), a large body.
+    let large = format!("POST /x HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 300000\r\n\r\n{}", "x".repeat(300_000));
+    for sent in
+        ["GET /x HTTP/1.1\r\nHost: gw.test\r\n\r\n", "get /x HTTP/1.1\r\n\r\n", "\r\nGET /x HTTP/1.1\r\n\r\n", &large]
+    {
+        let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+        plain.write_all(sent.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(std::time::Duration::from_secs(5), plain.read_to_end(&mut answer)).await.unwrap().unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        let what = &sent[..sent.len().min(20)];
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{what:?}: {answer}");
+        assert!(answer.contains("application/problem+json") && answer.contains("plain HTTP"), "{what:?}: {answer}");
+        assert!(answer.contains("\r\ndate: "), "{what:?}: {answer}");
+    }
     let ok = https_get(addr, "gw.test", &pki.ca_path(), None, "/x").await.unwrap();
     assert_eq!(ok.reply.status, 200);
 }
