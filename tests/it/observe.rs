@@ -504,6 +504,17 @@ struct BodyRoutes {
     h: portcullis::Handle,
 }
 
+/// An HTTP/2 POST's fields for `path` declaring `length` body bytes.
+fn post_fields<'a>(path: &'a str, length: &'a str) -> [(&'a [u8], &'a [u8]); 5] {
+    [
+        (b":method", b"POST"),
+        (b":scheme", b"http"),
+        (b":authority", b"x"),
+        (b":path", path.as_bytes()),
+        (b"content-length", length.as_bytes()),
+    ]
+}
+
 async fn body_routes() -> BodyRoutes {
     let dir = tempfile::tempdir().unwrap();
     let up = crate::support::flaky::Flaky::start("svc").await;
@@ -533,13 +544,7 @@ async fn an_http2_client_resetting_mid_body_left_and_the_upstream_is_not_blamed(
     for ending in ["rst0", "rst8", "goaway", "close"] {
         for path in paths {
             let mut conn = H2Conn::connect(h.addr("gw").unwrap()).await;
-            let fields: [(&[u8], &[u8]); 5] = [
-                (b":method", b"POST"),
-                (b":scheme", b"http"),
-                (b":authority", b"x"),
-                (b":path", path.as_bytes()),
-                (b"content-length", b"100"),
-            ];
+            let fields = post_fields(path, "100");
             let before = (up.hits(), up2.hits.load(std::sync::atomic::Ordering::SeqCst));
             conn.headers(1, &fields, false).await;
             conn.data(1, &[b'x'; 10], false).await;
@@ -613,13 +618,7 @@ async fn an_http2_body_at_odds_with_its_length_is_logged_as_invalid() {
     for (length, body) in [("100", &b"{}        "[..]), ("4", &b"{}        "[..])] {
         for path in paths {
             let mut conn = H2Conn::connect(h.addr("gw").unwrap()).await;
-            let fields: [(&[u8], &[u8]); 5] = [
-                (b":method", b"POST"),
-                (b":scheme", b"http"),
-                (b":authority", b"x"),
-                (b":path", path.as_bytes()),
-                (b"content-length", length.as_bytes()),
-            ];
+            let fields = post_fields(path, length);
             conn.headers(1, &fields, false).await;
             conn.data(1, body, true).await;
             let outcome = conn.outcome(1).await;
