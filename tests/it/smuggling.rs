@@ -866,6 +866,7 @@ const H2_REQUESTS: &[H2Row] = &[
     H2Row { name: "dotted names", fields: h2_get!((b"x.consumer.id", b"admin"), (b"x.forwarded.for", b"10.0.0.1"), (b"x~tenant", b"a")), data: None, status: 200, forwarded: 1 },
     h2_refused("H2.CL: DATA longer than content-length", h2_post!((b"content-length", b"5")), Some(b"helloGET /admin/smuggled HTTP/1.1\r\nHost: x\r\n\r\n")),
     h2_refused("H2.CL: DATA shorter than content-length", h2_post!((b"content-length", b"50")), Some(b"hello")),
+    h2_refused("H2.CL: DATA after content-length 0", h2_post!((b"content-length", b"0")), Some(b"GET /admin/smuggled HTTP/1.1\r\nHost: x\r\n\r\n")),
     h2_refused("H2.CL: a content-length list", h2_post!((b"content-length", b"5, 5")), Some(b"hello")),
     h2_refused("H2.TE: transfer-encoding", h2_post!((b"transfer-encoding", b"chunked")), Some(b"0\r\n\r\nGET /admin/smuggled HTTP/1.1\r\nHost: x\r\n\r\n")),
     h2_refused("connection", h2_get!((b"connection", b"keep-alive")), None),
@@ -957,6 +958,24 @@ async fn an_http2_body_longer_than_its_length_never_reaches_the_upstream_whole()
     conn.data(1, b"", true).await;
     assert_eq!(conn.outcome(1).await, crate::support::h2raw::Outcome::Status(200));
     upstream_read_what_the_gateway_framed(&rec, before, 1, "h2 body ended by an empty DATA frame");
+    // `content-length: 0` has no last byte to hold: the head's own waits.
+    let before = rec.count();
+    let mut conn = H2Conn::connect(gw.addr).await;
+    conn.headers(1, h2_post!((b"content-length", b"0")), false).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    conn.data(1, b"GET /admin/x HTTP/1.1\r\nHost: x\r\n\r\n", true).await;
+    let outcome = conn.outcome(1).await;
+    assert!(outcome.is_refusal() || matches!(outcome, crate::support::h2raw::Outcome::Status(400..)), "{outcome:?}");
+    drop(conn);
+    next_request_gets_its_own_answer(gw.addr, &rec, "h2 DATA after content-length 0").await;
+    upstream_read_what_the_gateway_framed(&rec, before, 0, "h2 DATA after content-length 0");
+    let before = rec.count();
+    let mut conn = H2Conn::connect(gw.addr).await;
+    conn.headers(1, h2_post!((b"content-length", b"0")), false).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    conn.data(1, b"", true).await;
+    assert_eq!(conn.outcome(1).await, crate::support::h2raw::Outcome::Status(200));
+    upstream_read_what_the_gateway_framed(&rec, before, 1, "h2 content-length 0 ended by an empty DATA frame");
 }
 
 /// What a client sends after its body while the upstream works (read by

@@ -246,17 +246,23 @@ impl H1Pool {
             conn.used = now;
             conn.head.clear();
             codec::encode_head(parts, edits, &self.authority, framing, &mut conn.head);
+            // An HTTP/2 body that declared `content-length: 0` without
+            // ending its stream may still send DATA (malformed, RFC 9113
+            // §8.1.1, the stream reset): the upstream must not have a whole
+            // request by then, so the head's last byte waits for the end.
+            let empty_unended = framing == RequestFraming::Length(0) && !body.is_end_stream();
             let mut exchange = Exchange {
                 conn: Some(conn),
                 head_sent: 0,
                 queue: WriteQueue::new(),
-                body: framing.has_body().then_some(&mut *body),
+                body: (framing.has_body() || empty_unended).then_some(&mut *body),
                 chunked: framing == RequestFraming::Chunked,
                 left: match framing {
                     RequestFraming::Length(n) => n,
                     _ => 0,
                 },
                 held: None,
+                head_held: empty_unended,
                 body_started: false,
                 written: false,
                 received: false,
@@ -371,6 +377,9 @@ struct Exchange<'a> {
     /// by then (RFC 9113 §8.1.1). An HTTP/1.1 body's end is known with its
     /// last byte, so nothing is held for it.
     held: Option<Bytes>,
+    /// The head's last byte is held until an empty body (`content-length:
+    /// 0`) says it has ended, as `held` for a body's last byte.
+    head_held: bool,
     body_started: bool,
     /// Some bytes reached the socket.
     written: bool,
@@ -401,6 +410,7 @@ impl Exchange<'_> {
                     Poll::Pending => {}
                     Poll::Ready(None) => {
                         self.body = None;
+                        self.head_held = false;
                         if let Some(last) = self.held.take() {
                             self.queue.push(last);
                         }
@@ -441,7 +451,7 @@ impl Exchange<'_> {
                     }
                 }
             }
-            let head = &conn.head[self.head_sent..];
+            let head = &conn.head[self.head_sent..conn.head.len() - usize::from(self.head_held)];
             if head.is_empty() && self.queue.is_empty() {
                 break;
             }
