@@ -467,6 +467,7 @@ impl Handle {
         // The plan goes live before the new listeners accept, so their first
         // connections find their settings.
         self.shared.plan.store(plan.clone());
+        previous.retire();
         let (keep, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut *listeners)
             .into_iter()
             .partition(|r| plan.listeners.iter().any(|l| same_listener(r, l)));

@@ -53,7 +53,10 @@ impl std::fmt::Debug for StateProbes {
 /// Everything a request needs, compiled once per config.
 #[derive(Debug)]
 pub struct Plan {
-    pub listeners: Vec<ListenerPlan>,
+    /// Shared, so that a connection holds its listener's settings, not the
+    /// whole plan (a keep-alive connection pinned its plan, with its health
+    /// probes, past every reload).
+    pub listeners: Vec<Arc<ListenerPlan>>,
     pub trusted_proxies: TrustedProxies,
     pub normalize: normalize::Options,
     pub router: Router,
@@ -138,12 +141,20 @@ impl Plan {
         Ok(())
     }
 
+    /// A reload replaced this plan: its upstreams' background work stops
+    /// (requests still under way finish on it).
+    pub fn retire(&self) {
+        for u in &self.upstreams {
+            u.retire();
+        }
+    }
+
     /// Every upstream of the config.
     pub fn upstreams(&self) -> &[Arc<Upstream>] {
         &self.upstreams
     }
 
-    pub fn listener(&self, name: &str) -> Option<&ListenerPlan> {
+    pub fn listener(&self, name: &str) -> Option<&Arc<ListenerPlan>> {
         self.listeners.iter().find(|l| &*l.name == name)
     }
 }
@@ -570,7 +581,7 @@ fn binds_clash(a: &SocketAddr, b: &SocketAddr) -> bool {
             || dual_stack(b, a))
 }
 
-fn compile_listeners(cx: &mut Ctx, registry: &Registry) -> Vec<ListenerPlan> {
+fn compile_listeners(cx: &mut Ctx, registry: &Registry) -> Vec<Arc<ListenerPlan>> {
     let cfg = &cx.loaded.config;
     if cfg.listeners.is_empty() {
         // A file of nothing (or of comments alone) is more likely the wrong
@@ -579,7 +590,7 @@ fn compile_listeners(cx: &mut Ctx, registry: &Registry) -> Vec<ListenerPlan> {
         let why = if blank { "the file is empty (or comments only): " } else { "" };
         cx.err("listeners", format!("{why}no listeners: add one, e.g. `- {{ name: public, bind: 0.0.0.0:8080 }}`"));
     }
-    let mut out: Vec<ListenerPlan> = Vec::new();
+    let mut out: Vec<Arc<ListenerPlan>> = Vec::new();
     for (i, l) in cfg.listeners.iter().enumerate() {
         if l.name.is_empty() {
             cx.err(format!("listeners[{i}].name"), "a listener needs a name");
@@ -614,7 +625,7 @@ fn compile_listeners(cx: &mut Ctx, registry: &Registry) -> Vec<ListenerPlan> {
                 if let Some(other) = out.iter().find(|o| binds_clash(&o.addr, &addr)) {
                     cx.err(format!("{at}.bind"), format!("`{addr}` is bound by listener `{}` too", other.name));
                 }
-                out.push(ListenerPlan {
+                out.push(Arc::new(ListenerPlan {
                     name: l.name.as_str().into(),
                     addr,
                     tls,
@@ -629,7 +640,7 @@ fn compile_listeners(cx: &mut Ctx, registry: &Registry) -> Vec<ListenerPlan> {
                         };
                         [counter("error"), counter("timeout")]
                     }),
-                });
+                }));
             }
             Err(_) => cx.err(
                 format!("listeners[{i}].bind"),

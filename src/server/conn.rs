@@ -54,8 +54,10 @@ pub(super) async fn serve(
     _open: OpenGuard,
 ) {
     let _ = stream.set_nodelay(true);
-    let plan = shared.plan.load_full();
-    let Some(lp) = plan.listener(&listener) else { return };
+    // The listener's settings only: each request takes the plan current
+    // when it arrives (`Conn::service`, `h1::serve`).
+    let Some(lp) = shared.plan.load().listener(&listener).cloned() else { return };
+    let lp = &*lp;
     let info = ConnInfo {
         peer,
         peer_ip: HeaderValue::try_from(peer.ip().to_string()).expect("an IP address is a valid header value"),

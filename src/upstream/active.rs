@@ -4,7 +4,7 @@
 //! status. `healthy`
 //! passes in a row bring a target back, `unhealthy` failures in a row take
 //! it out. Targets start healthy. The task holds the upstream weakly and
-//! ends when a reload drops it.
+//! ends when a reload replaces it (`Upstream::retire`) or drops it.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -93,7 +93,7 @@ async fn run(upstream: Weak<Upstream>, settings: ProbeSettings) {
     let Some(count) = upstream.upgrade().map(|up| up.targets.len()) else { return };
     let (path, timeout) = (settings.path.clone(), settings.timeout);
     let start = |i: usize| {
-        let up = upstream.upgrade()?;
+        let up = upstream.upgrade().filter(|up| !up.is_retired())?;
         let target = &up.targets[i];
         let uri = Uri::builder()
             .scheme(target.scheme.clone())

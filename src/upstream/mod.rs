@@ -139,6 +139,11 @@ pub struct Upstream {
     pub breaker: Option<Arc<breaker::Breaker>>,
     pub limits: limits::Limits,
     pub counters: Counters,
+    /// Set when a reload replaced the plan this upstream belongs to: its
+    /// health probes stop then, whatever still holds it (a WebSocket
+    /// tunnel, a long download), instead of probing removed targets and
+    /// doubling the probes of kept ones until the last holder ends.
+    retired: std::sync::atomic::AtomicBool,
 }
 
 /// The upstream's resilience counters (`portcullis_upstream_*`).
@@ -192,7 +197,17 @@ impl Upstream {
             breaker: None,
             limits: limits::Limits::default(),
             counters: Counters::default(),
+            retired: Default::default(),
         }
+    }
+
+    /// Its plan was replaced: background work for it stops.
+    pub fn retire(&self) {
+        self.retired.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Takes over the replaced upstream's retry budget and breaker where

@@ -663,6 +663,46 @@ routes:
     assert_eq!(b.hits(), 1);
 }
 
+/// A reload that removes a target stops its probes at once, even while a
+/// client keeps a connection open that it made before the reload (that
+/// connection held the replaced config, and its probes ran until it closed).
+#[tokio::test]
+async fn a_reload_stops_the_probes_of_the_config_it_replaced() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (a, b) = (Flaky::start("a").await, Flaky::start("b").await);
+    let config = |targets: &[&Flaky]| {
+        let list: Vec<String> = targets.iter().map(|t| format!("\"{}\"", t.url())).collect();
+        format!(
+            "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nupstreams:\n  svc:\n    targets: [ {} ]\n    \
+             health: {{ active: {{ path: /healthz, interval: 20ms }} }}\nroutes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}\n",
+            list.join(", ")
+        )
+    };
+    let base = std::path::Path::new(".");
+    let gw = portcullis::Gateway::start(&crate::support::load(&config(&[&a, &b]), base)).await.unwrap();
+    let addr = gw.addr("gw").unwrap();
+    eventually("b is probed", async || b.health_hits() >= 2).await;
+    // A keep-alive connection, open across the reload.
+    let mut held = tokio::net::TcpStream::connect(addr).await.unwrap();
+    held.write_all(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 1024];
+    assert!(held.read(&mut buf).await.unwrap() > 0);
+    gw.reload(&crate::support::load(&config(&[&a]), base)).await.unwrap();
+    // A probe that had started may still land.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (b_after, a_after) = (b.health_hits(), a.health_hits());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(b.health_hits(), b_after, "a removed target is probed no more");
+    // Kept targets are probed by the new config only: about 15 in 300 ms, not twice that.
+    let a_probes = a.health_hits() - a_after;
+    assert!((5..=22).contains(&a_probes), "{a_probes} probes of a in 300 ms at a 20 ms interval");
+    // The held connection is served by the new config.
+    held.write_all(b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut rest = Vec::new();
+    held.read_to_end(&mut rest).await.unwrap();
+    assert!(String::from_utf8_lossy(&rest).contains("x-upstream: a"), "{}", String::from_utf8_lossy(&rest));
+}
+
 /// A reload in the middle of an outage keeps an open breaker open (the
 /// upstream is not hit again by every request a reload would let through);
 /// a breaker with other settings starts closed.
