@@ -50,7 +50,7 @@ fn admin(config: Option<&Path>, flag: Option<&str>) -> Result<Admin, String> {
 /// written), by the gateway's own reader rather than a copy of its rules
 /// (a copy knew no defaults and no `$$`, and expanded quoted text).
 /// Variables used elsewhere in the file need not be set in the shell that
-/// asks: they stand in as empty text.
+/// asks: they stand in as some text (not empty: `${NAME:?why}` refuses that).
 fn admin_block(path: &Path) -> Result<(Option<String>, Option<String>), String> {
     #[derive(serde::Deserialize)]
     struct Only {
@@ -89,10 +89,18 @@ fn admin_block(path: &Path) -> Result<(Option<String>, Option<String>), String> 
             }
             Err(e) => e.to_string(),
         };
-        let missing = e.split_once("missing property `").and_then(|(_, rest)| rest.split_once('`')).map(|(n, _)| n);
+        // Unset, or set empty where `${NAME:?why}` refuses an empty value.
+        let missing = ["missing property `", "empty property `"]
+            .iter()
+            .find_map(|m| e.split_once(m))
+            .and_then(|(_, rest)| rest.split_once('`'))
+            .map(|(n, _)| n);
         match missing {
-            Some(name) if !written.contains(&format!("${{{name}")) && !vars.contains_key(name) => {
-                vars.insert(name.to_string(), String::new());
+            Some(name)
+                if !written.contains(&format!("${{{name}"))
+                    && vars.get(name).is_none_or(|v| v.as_str() != STAND_IN) =>
+            {
+                vars.insert(name.to_string(), STAND_IN.to_string());
             }
             Some(name) => {
                 return Err(format!("environment variable `{name}` (in the config's admin block) is not set"));
@@ -102,6 +110,9 @@ fn admin_block(path: &Path) -> Result<(Option<String>, Option<String>), String> 
     }
     Err(not_yaml(&"too many unset environment variables"))
 }
+
+/// What a variable used outside the admin block reads as, when unset.
+const STAND_IN: &str = "unset";
 
 /// An address a client can connect to for a bind address: `0.0.0.0` and
 /// `[::]` are asked on loopback.
@@ -397,6 +408,9 @@ mod tests {
         assert_eq!((bind.as_deref(), token.as_deref()), (Some("127.0.0.1:14141"), Some("abcdefghijklmnop$0123")));
         let quoted = "admin:\n  bind: 127.0.0.1:9901\n  token: \"${PATH}\"\n";
         assert_eq!(read(quoted).unwrap().1.as_deref(), Some("${PATH}"), "quoted text is taken as written");
+        // `${NAME:?why}` elsewhere refuses an empty value: unset, it must not stop the reading.
+        let why = "admin: { bind: \"127.0.0.1:9902\" }\nx: ${PORTCULLIS_SURELY_UNSET_ELSEWHERE:?set it}\n";
+        assert_eq!(read(why).unwrap().0.as_deref(), Some("127.0.0.1:9902"));
         let unset = "admin:\n  bind: 127.0.0.1:9901\n  token: ${PORTCULLIS_SURELY_UNSET_TOKEN}\n";
         assert!(read(unset).unwrap_err().contains("`PORTCULLIS_SURELY_UNSET_TOKEN` (in the config's admin block)"));
     }

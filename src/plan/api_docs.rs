@@ -235,6 +235,11 @@ fn strip_servers(doc: &mut Value) {
                 Some(map) => drop(map.remove("servers")),
                 None => continue,
             }
+            // An operation written as a `$ref` (the gateway routes those too).
+            let op = resolved(doc, op);
+            if let Some(map) = doc.pointer_mut(&op).and_then(Value::as_object_mut) {
+                map.remove("servers");
+            }
             let callbacks = child(&op, "callbacks");
             for cb in keys_of(doc, &callbacks) {
                 let cb = resolved(doc, child(&callbacks, &cb));
@@ -377,6 +382,9 @@ mod tests {
         doc["components"]["pathItems"]["Pet"]["servers"] = internal.clone();
         doc["components"]["pathItems"]["Pet"]["get"]["servers"] = internal.clone();
         doc["webhooks"] = serde_json::json!({ "ev": { "post": { "servers": internal.clone() } } });
+        // An operation written as a `$ref`.
+        doc["paths"]["/ops"] = serde_json::json!({ "get": { "$ref": "#/x-ops/listOps" } });
+        doc["x-ops"] = serde_json::json!({ "listOps": { "operationId": "listOps", "servers": internal.clone() } });
         doc["paths"]["/items/{id}"]["get"]["callbacks"] =
             serde_json::json!({ "done": { "{$request.body#/cb}": { "servers": internal.clone(), "post": {} } } });
         doc["components"]["links"] = serde_json::json!({ "next": { "operationId": "getItem", "server": { "url": "http://link-internal.corp/" } } });

@@ -433,6 +433,8 @@ auth:
   q2: { jwt: { algorithms: [HS256], secret: "an-hmac-secret-that-is-long-enough!", token: { query: access_token } } }
   kauth: { api_key: { header: Authorization } }
   kcookie: { api_key: { header: Cookie } }
+  q3: { api_key: { query: api_key } }
+  q4: { jwt: { algorithms: [HS256], secret: "an-hmac-secret-that-is-long-enough!", token: { query: API.KEY } } }
 warnings: { allow: [ literal-secret ] }
 identity_headers: { consumer: Authorization }
 routes:
@@ -443,6 +445,7 @@ routes:
   - { name: v, match: { path_prefix: /v }, echo: {}, authenticate: [a], anonymous: true, authorize: { scopes: [x] } }
   - { name: w, match: { path_prefix: /w }, echo: {}, authenticate: [staff, k1, c1, q1, other, k2, c2, q2] }
   - { name: x, match: { path_prefix: /x }, echo: {}, authenticate: [kauth, a, kcookie, c1] }
+  - { name: y, match: { path_prefix: /y }, echo: {}, authenticate: [q3, q4] }
 "#;
     let errors = portcullis::check(&load(yaml, Path::new("."))).unwrap_err().to_string();
     // Two providers reading one place: the second would never be asked.
@@ -462,6 +465,9 @@ routes:
         let want = format!("routes[6].authenticate[{i}]: `{second}` reads the same credential as `{first}` ({place})");
         assert!(errors.contains(&want), "missing `{want}` in:\n{errors}");
     }
+    // `api_key` reads `API.KEY` as its `api_key` (as PHP and Rack would): every token there was refused.
+    let want = "routes[7].authenticate[1]: `q4` reads the same credential as `q3`";
+    assert!(errors.contains(want), "missing `{want}` in:\n{errors}");
     for want in [
         "auth.weak.jwt.secret: an HMAC secret must be at least 32 bytes",
         "auth.none.jwt.algorithms[0]: `none` is not one of",

@@ -371,12 +371,13 @@ async fn a_route_behind_a_required_client_certificate_is_warned_about_when_open_
     let pki = crate::support::pki::Pki::new();
     let (public_c, public_k) = pki.issue("public", "api.test", &["api.test"]);
     let (secure_c, secure_k) = pki.issue("secure", "secure.test", &["secure.test"]);
-    let yaml = |scope: &str| {
+    let yaml = |scope: &str, keys: &str| {
         format!(
             "listeners:\n\
              \x20 - {{ name: public, bind: \"127.0.0.1:0\", tls: {{ certificates: [ {{ cert: \"{}\", key: \"{}\" }} ] }} }}\n\
              \x20 - {{ name: partners, bind: \"127.0.0.1:0\", tls: {{ certificates: [ {{ cert: \"{}\", key: \"{}\" }} ], client_auth: {{ ca: \"{}\", required: true }} }} }}\n\
-             routes:\n  - {{ name: partners-only, match: {{ host: secure.test{scope} }}, static: {{ body: internal }} }}\n",
+             auth: {{ pm: {{ mtls: {{}} }} }}\n\
+             routes:\n  - {{ name: partners-only, match: {{ host: secure.test{scope} }}{keys}, static: {{ body: internal }} }}\n",
             public_c.display(),
             public_k.display(),
             secure_c.display(),
@@ -399,7 +400,7 @@ async fn a_route_behind_a_required_client_certificate_is_warned_about_when_open_
         let _ = tls.read_to_end(&mut out).await;
         String::from_utf8_lossy(&out).into_owned()
     };
-    let open = load(&yaml(""), std::path::Path::new("/"));
+    let open = load(&yaml("", ""), std::path::Path::new("/"));
     let warned: Vec<String> = portcullis::warnings(&open).iter().map(|w| w.to_string()).collect();
     assert!(
         warned.iter().any(|w| w.contains("[mtls-listener-bypass]") && w.contains("routes[0].match.host")),
@@ -407,10 +408,20 @@ async fn a_route_behind_a_required_client_certificate_is_warned_about_when_open_
     );
     let gw = portcullis::Gateway::start(&open).await.unwrap();
     assert!(fronted(&gw).await.ends_with("internal"), "what the warning is about");
-    let scoped = load(&yaml(", listeners: [partners]"), std::path::Path::new("/"));
-    assert!(portcullis::warnings(&scoped).is_empty(), "{:?}", portcullis::warnings(&scoped));
+    let scoped = load(&yaml(", listeners: [partners]", ""), std::path::Path::new("/"));
+    let bypass = |cfg: &portcullis::config::LoadedConfig| {
+        portcullis::warnings(cfg).iter().any(|w| w.to_string().contains("[mtls-listener-bypass]"))
+    };
+    assert!(!bypass(&scoped), "{:?}", portcullis::warnings(&scoped));
     let gw = portcullis::Gateway::start(&scoped).await.unwrap();
     assert!(fronted(&gw).await.starts_with("HTTP/1.1 404"));
+    // An mtls provider closes it too, unless `anonymous` lets requests without a certificate through.
+    let checked = load(&yaml("", ", authenticate: [pm]"), std::path::Path::new("/"));
+    assert!(!bypass(&checked), "{:?}", portcullis::warnings(&checked));
+    let optional = load(&yaml("", ", authenticate: [pm], anonymous: true"), std::path::Path::new("/"));
+    assert!(bypass(&optional), "{:?}", portcullis::warnings(&optional));
+    let gw = portcullis::Gateway::start(&optional).await.unwrap();
+    assert!(fronted(&gw).await.ends_with("internal"), "what the warning is about");
 }
 
 /// A certificate for an IP address only, after the first: SNI carries

@@ -91,8 +91,9 @@ impl Redact {
                 || self.extra.iter().any(|n| n.as_bytes() == &part[..])
         };
         // The PHP/Rails forms: `api_key[]`, `user[password]`: the name
-        // before the brackets, and each key inside them.
-        decoded.split(|&b| b == b'[' || b == b']').any(|part| !part.is_empty() && is(part))
+        // before the brackets, and each key inside them; and the whole name,
+        // for a `[` without its `]`, which PHP reads as `_` (`api[key`).
+        is(&decoded) || decoded.split(|&b| b == b'[' || b == b']').any(|part| !part.is_empty() && is(part))
     }
 
     /// `query` with every secret parameter's value replaced. Parameters are
@@ -255,6 +256,11 @@ mod tests {
         let shown = String::from_utf8(out).unwrap();
         assert_eq!(shown.matches(REDACTED).count(), 6, "{shown}");
         assert!(shown.ends_with("&pwdump=ok&power=ok"), "{shown}");
+        // PHP reads a `[` without its `]` as `_`: `api[key_v2` is `api_key_v2`.
+        let r = Redact::new(["api_key_v2".to_string()]);
+        let mut out = Vec::new();
+        r.query(b"api[key_v2=k1&api%5Bkey_v2=k2&api[v2]=ok", &mut out);
+        assert_eq!(out, b"api[key_v2=<redacted>&api%5Bkey_v2=<redacted>&api[v2]=ok");
         // A configured name is compared the same way.
         let r = Redact::new(["X_Tenant_Pass".to_string()]);
         let mut out = Vec::new();

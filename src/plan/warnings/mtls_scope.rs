@@ -76,9 +76,11 @@ pub(super) fn routes_around_required_client_certs(loaded: &LoadedConfig, found: 
         let names = served_names(loaded, tls);
         for (i, route) in cfg.routes.iter().enumerate() {
             let Some(host) = route.matcher.host.as_deref().map(str::to_ascii_lowercase) else { continue };
-            // Scoped to listeners, or checking the certificate itself.
+            // Scoped to listeners, or checking the certificate itself (not
+            // when `anonymous` lets a request without one through).
             if route.matcher.listeners.is_some()
-                || route.authenticate.iter().any(|p| matches!(cfg.auth.get(p), Some(ProviderConfig::Mtls(_))))
+                || !route.anonymous
+                    && route.authenticate.iter().any(|p| matches!(cfg.auth.get(p), Some(ProviderConfig::Mtls(_))))
             {
                 continue;
             }

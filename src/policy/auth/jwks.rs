@@ -224,7 +224,6 @@ impl RemoteJwks {
 
     async fn fetch_now(&self) {
         let result = self.load().await;
-        self.attempted.send_replace(true);
         match result {
             Ok(set) => {
                 tracing::info!(provider = %self.provider, keys = set.all.len(), "JWKS loaded");
@@ -237,6 +236,9 @@ impl RemoteJwks {
                 self.down.store(true, std::sync::atomic::Ordering::Relaxed);
             }
         }
+        // Last: a request woken by this must find the keys (or `down`) set;
+        // woken before, it saw neither and refused a valid token with 401.
+        self.attempted.send_replace(true);
     }
 
     async fn load(&self) -> Result<KeySet, String> {

@@ -180,6 +180,9 @@ impl Place {
         match (self, other) {
             (Place::Authorization(a), Place::Authorization(b)) => a.is_none() || b.is_none() || a == b,
             (Place::Header(h), Place::Cookie(_)) | (Place::Cookie(_), Place::Header(h)) => h == "cookie",
+            // `api_key` reads other spellings of its parameter (`API_KEY`,
+            // `api.key`) as its own, and refuses the request then.
+            (Place::Query(a), Place::Query(b)) => api_key::names(a, b) || api_key::names(b, a),
             (a, b) => a == b,
         }
     }
