@@ -792,7 +792,12 @@ impl Compiled {
             // collected only for a body that fails.
             if !rule.json_schema.is_valid(doc.root()) {
                 if rule.report_budget.is_none_or(|b| b.affords(&doc)) {
-                    schema_problems(rule.json_schema.iter_errors(doc.root()), problems);
+                    let errors = report_budget::listed(
+                        doc.values(),
+                        || rule.json_schema.iter_errors(doc.root()),
+                        || rule.json_schema.validate(doc.root()),
+                    );
+                    schema_problems(errors, problems);
                 } else {
                     let detail = report_budget::TOO_INTRICATE.to_string();
                     problems.push(Problem { place: "body", pointer: String::new(), detail });
@@ -804,7 +809,10 @@ impl Compiled {
                 return Some((over_budget, OVER_BUDGET_REPORTED));
             }
             if !rule.schema.is_valid(&value) {
-                schema_problems(rule.schema.iter_errors(&value), problems);
+                let values = report_budget::values_in(&value);
+                let errors =
+                    report_budget::listed(values, || rule.schema.iter_errors(&value), || rule.schema.validate(&value));
+                schema_problems(errors, problems);
             }
         }
         // Another declared type: present, and of a declared type; that is all.
@@ -891,8 +899,8 @@ pub(super) fn detail_of(e: &jsonschema::ValidationError<'_>) -> String {
 }
 
 /// A schema's complaints about a body, as problems (at most `MAX_ERRORS`).
-fn schema_problems(errors: jsonschema::ErrorIterator<'_>, problems: &mut Vec<Problem>) {
-    for e in errors.take(MAX_ERRORS) {
+fn schema_problems(errors: Vec<jsonschema::ValidationError<'_>>, problems: &mut Vec<Problem>) {
+    for e in errors.into_iter().take(MAX_ERRORS) {
         problems.push(Problem {
             place: "body",
             pointer: e.instance_path().as_str().to_string(),

@@ -207,7 +207,12 @@ impl Param {
             problems.push(Problem { place, pointer: self.name.clone(), detail: TOO_INTRICATE.into() });
             return;
         }
-        for e in self.schema.iter_errors(value).take(super::MAX_ERRORS) {
+        let errors = super::report_budget::listed(
+            super::report_budget::values_in(value),
+            || self.schema.iter_errors(value),
+            || self.schema.validate(value),
+        );
+        for e in errors {
             let at = e.instance_path().as_str();
             let pointer = if at.is_empty() { self.name.clone() } else { format!("{}{at}", self.name) };
             problems.push(Problem { place, pointer, detail: super::detail_of(&e) });

@@ -174,15 +174,18 @@ impl ResponseRules {
         if !may_list(*budget, &value) {
             return vec![Problem { place: "body", pointer: String::new(), detail: TOO_INTRICATE.into() }];
         }
-        validator
-            .iter_errors(&value)
-            .take(MAX_ERRORS)
-            .map(|e| Problem {
-                place: "body",
-                pointer: e.instance_path().as_str().to_string(),
-                detail: super::detail_of(&e),
-            })
-            .collect()
+        super::report_budget::listed(
+            super::report_budget::values_in(&value),
+            || validator.iter_errors(&value),
+            || validator.validate(&value),
+        )
+        .into_iter()
+        .map(|e| Problem {
+            place: "body",
+            pointer: e.instance_path().as_str().to_string(),
+            detail: super::detail_of(&e),
+        })
+        .collect()
     }
 
     /// Logs and counts what did not match (one count per response).

@@ -64,6 +64,11 @@ impl<'a> Doc<'a> {
         (entries + decoded) as u64
     }
 
+    /// How many entries the document holds: its values and members' names.
+    pub fn values(&self) -> usize {
+        self.entries.len()
+    }
+
     /// The whole document.
     pub fn root(&self) -> TapeNode<'_> {
         TapeNode::At(self, 0)
