@@ -1604,3 +1604,43 @@ async fn a_body_of_too_many_strings_for_a_backtracking_pattern_is_refused_at_onc
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(up.count(), 2);
 }
+
+/// A body read whole to be checked must come within the upstream's
+/// `timeouts.request` in all, as a streamed upload must: one trickled a
+/// byte per pause (each under `body_read_timeout`) held its share of
+/// `max_buffered` for as long as the client liked.
+#[tokio::test]
+async fn a_trickled_body_is_cut_at_the_upstreams_request_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rec = Recorder::start().await;
+    let gw = crate::support::gateway(&format!(
+        "upstreams:\n  svc: {{ targets: [ \"{}\" ], timeouts: {{ request: 1s }} }}\n\
+         routes:\n  - {{ name: v, match: {{ path: /v }}, upstream: svc, validate: {{ body: {{ schema: {{ type: object }} }} }} }}\n",
+        rec.url()
+    ))
+    .await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"POST /v HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    // A byte every 200 ms, for up to 10 s: the answer comes while it trickles.
+    while started.elapsed() < std::time::Duration::from_secs(10) {
+        match tokio::time::timeout(std::time::Duration::from_millis(200), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) if answer.is_empty() => {
+                if s.write_all(b" ").await.is_err() {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_eq!(rec.count(), 0);
+}

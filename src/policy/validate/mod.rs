@@ -80,6 +80,13 @@ pub struct Compiled {
     responses: Option<Arc<response::ResponseRules>>,
     /// What a body read whole counts against (`max_buffered`).
     buffers: BufferBudget,
+    /// How long reading a body whole may take in all: the route's
+    /// upstream's `timeouts.request` (60 s without one), which bounds a
+    /// streamed upload the same way. `body_read_timeout` bounds only the
+    /// pauses: a body trickled a byte per pause held its share of
+    /// `max_buffered` for as long as the client liked, and forty of them
+    /// shut every validated route out with 503s.
+    read_deadline: std::time::Duration,
 }
 
 impl std::fmt::Debug for Compiled {
@@ -449,8 +456,13 @@ impl Compiled {
         let deny_other_query = cfg.additional_query == config::AdditionalQuery::Deny;
         let report = cfg.mode == config::ValidateMode::Report;
         let route = Arc::from(cx.name);
+        let read_deadline = cx
+            .upstream
+            .and_then(|u| cx.loaded.config.upstreams.get(u))
+            .map_or_else(|| crate::config::TimeoutsConfig::default().request.0, |u| u.timeouts.request.0);
         errors.or_value(Compiled {
             buffers,
+            read_deadline,
             content_types,
             body,
             path,
@@ -492,7 +504,7 @@ impl Compiled {
             && let Some(body) = ctx.body.take()
         {
             let (limit, stall) = (body.limit(), body.stall_timeout());
-            let (bytes, held) = match read_whole(body, &self.buffers).await {
+            let (bytes, held) = match read_whole(body, &self.buffers, self.read_deadline).await {
                 Ok(read) => read,
                 Err(Unread::Body(e, received)) => {
                     if e.client_left() {
@@ -1041,8 +1053,13 @@ enum Unread {
 }
 
 /// The body in one piece, counted against `max_buffered` as it comes
-/// (the count held until the body, forwarded, is dropped).
-async fn read_whole(mut body: RequestBody, buffers: &BufferBudget) -> Result<(Bytes, Held), Unread> {
+/// (the count held until the body, forwarded, is dropped), within
+/// `deadline` in all (408 past it, as a pause past `body_read_timeout`).
+async fn read_whole(
+    mut body: RequestBody,
+    buffers: &BufferBudget,
+    deadline: std::time::Duration,
+) -> Result<(Bytes, Held), Unread> {
     let mut held = buffers.hold();
     // One copy: each piece joins the whole as it comes, not a list of
     // pieces joined at the end. Room for a declared length is taken only
@@ -1050,17 +1067,24 @@ async fn read_whole(mut body: RequestBody, buffers: &BufferBudget) -> Result<(By
     // reserved, uncounted: 500 such uploads held 5 GB).
     let declared = http_body::Body::size_hint(&body).exact().unwrap_or(0).min(FIRST_ROOM);
     let mut whole = bytes::BytesMut::with_capacity(declared as usize);
-    while let Some(frame) = body.frame().await {
-        let frame = match frame {
-            Ok(frame) => frame,
-            Err(e) => return Err(Unread::Body(e, body.received())),
-        };
-        if let Ok(data) = frame.into_data() {
-            held.grow(data.len() as u64).map_err(Unread::OverBudget)?;
-            whole.extend_from_slice(&data);
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(e) => return Err(Unread::Body(e, body.received())),
+            };
+            if let Ok(data) = frame.into_data() {
+                held.grow(data.len() as u64).map_err(Unread::OverBudget)?;
+                whole.extend_from_slice(&data);
+            }
         }
+        Ok(())
+    };
+    match tokio::time::timeout(deadline, read).await {
+        Ok(Ok(())) => Ok((whole.freeze(), held)),
+        Ok(Err(unread)) => Err(unread),
+        Err(_) => Err(Unread::Body(BodyError::Timeout, body.received())),
     }
-    Ok((whole.freeze(), held))
 }
 
 /// The most room taken for a body before its bytes come.
