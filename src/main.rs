@@ -414,9 +414,8 @@ fn init_logging(level: &str, format: config::LogFormat) {
     let log = tracing_subscriber::fmt().with_env_filter(filter).with_writer(portcullis::own_log::OwnLog);
     match format {
         config::LogFormat::Json => log.json().with_current_span(false).with_span_list(false).init(),
-        config::LogFormat::Text => {
-            use std::io::IsTerminal;
-            log.with_ansi(std::io::stdout().is_terminal()).init()
-        }
+        // No colours, even on a terminal: the writer escapes every control
+        // byte (`own_log`), a client's escape sequence as any other.
+        config::LogFormat::Text => log.with_ansi(false).init(),
     }
 }

@@ -77,6 +77,31 @@ fn write_lines(rx: Receiver<Message>) {
     }
 }
 
+/// An event's text (the formatter writes each whole, its line end last)
+/// with every other line break and control byte escaped (`\n`, `\x1b`):
+/// fields carry what clients wrote (a query name, a JSON member's name in a
+/// validation report), and a line break among them began a line of the
+/// client's choosing, timestamp and level included ("an event never spans
+/// lines"); an escape sequence would reach the operator's terminal.
+fn one_line(buf: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let body = buf.strip_suffix(b"\n").unwrap_or(buf);
+    let odd = |b: &u8| b.is_ascii_control() && *b != b'\t';
+    if !body.iter().any(odd) {
+        return buf.into();
+    }
+    let mut out = Vec::with_capacity(buf.len() + 16);
+    for &b in body {
+        match b {
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b if odd(&b) => out.extend_from_slice(format!("\\x{b:02x}").as_bytes()),
+            b => out.push(b),
+        }
+    }
+    out.extend_from_slice(&buf[body.len()..]);
+    out.into()
+}
+
 /// The `tracing` writer of the gateway's own log.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OwnLog;
@@ -101,13 +126,12 @@ pub enum LineWriter {
 
 impl Write for LineWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = one_line(buf);
         match self {
-            LineWriter::Direct(out) => out.write(buf),
-            LineWriter::Queued(line) => {
-                line.extend_from_slice(buf);
-                Ok(buf.len())
-            }
+            LineWriter::Direct(out) => out.write_all(&text)?,
+            LineWriter::Queued(line) => line.extend_from_slice(&text),
         }
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -136,5 +160,17 @@ impl Drop for LineWriter {
                 let _ = std::io::stdout().write_all(&line);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn an_event_is_one_line_whatever_its_fields_hold() {
+        assert_eq!(&*one_line(b"plain text\tand a tab\n"), b"plain text\tand a tab\n");
+        let forged = b"INFO pointer=/x\n2026-01-01T00:00:00Z ERROR portcullis: FORGED\r\x1b[2J\n";
+        assert_eq!(&*one_line(forged), b"INFO pointer=/x\\n2026-01-01T00:00:00Z ERROR portcullis: FORGED\\r\\x1b[2J\n");
     }
 }

@@ -106,7 +106,13 @@ pub fn handle<P: Deref<Target = Plan>>(
             let request_id = request_id_ref;
             let listener = match admit(plan, conn, &req) {
                 Ok(listener) => listener,
-                Err(answer) => break 'serve (None, answer),
+                Err(answer) => {
+                    // A `redirect_https` listener's 308 is the gateway's own answer.
+                    if answer.is_ok() {
+                        seen.flag = crate::observe::Flag::LocalResponse;
+                    }
+                    break 'serve (None, answer);
+                }
             };
             // A cheap clone (shared bytes) so the normalized path can borrow from it
             // while the request itself moves on.

@@ -36,3 +36,32 @@ routes:
     assert_eq!(in_time(format!("http://{addr}/hello")).await.text(), "hi");
     assert_eq!(in_time(format!("http://{admin}/healthz")).await.status, 200);
 }
+
+/// What a client writes into a field of the gateway's own log (a query
+/// name a validation report repeats) cannot begin a line of its own.
+#[tokio::test]
+async fn a_client_cannot_write_a_line_of_the_own_log() {
+    let config = r#"
+listeners: [ { name: gw, bind: "127.0.0.1:0" } ]
+routes:
+  - name: report
+    match: { path: /r }
+    static: { body: "ok" }
+    validate: { mode: report, additional_query: deny, query: { n: { type: integer } } }
+"#;
+    let (gw, addr) = crate::support::process::spawn_gateway(config);
+    let forged = "x%0A2026-01-01T00:00:00.000000Z%20ERROR%20portcullis:%20FORGED%0D%1B[2J";
+    assert_eq!(get(&format!("http://{addr}/r?{forged}=1"), &[]).await.status, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let lines = gw.log.lock().unwrap().clone();
+        if let Some(line) = lines.iter().find(|l| l.contains("FORGED")) {
+            assert!(line.contains("report mode") && line.contains(r"x\n2026-01-01"), "{line}");
+            assert!(!line.contains('\r') && !line.contains('\x1b'), "{line:?}");
+            assert!(!lines.iter().any(|l| l.starts_with("2026-01-01")), "{lines:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no report line: {lines:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1769,3 +1769,25 @@ async fn a_head_in_pieces_is_timed_from_its_first_byte() {
     assert!(took("/pieces") < Duration::from_millis(1000), "idleness counted: {:?}", took("/pieces"));
     assert!(took("/whole") < Duration::from_millis(300), "{:?}", took("/whole"));
 }
+
+/// A `redirect_https` listener's 308 is the gateway's own answer: `LR`,
+/// not `-` (which says an upstream answered).
+#[tokio::test]
+async fn the_https_redirect_is_logged_as_a_local_response() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\", redirect_https: 443 }}\n\
+         access_log: {{ to: \"{}\" }}\nroutes:\n  - {{ name: all, match: {{ path_prefix: / }}, echo: {{}} }}\n",
+        dir.path().join("access.log").display()
+    );
+    let h = Gateway::start(&load(&yaml, dir.path())).await.expect("gateway starts");
+    assert_eq!(get(&url(&h, "/x"), &[("host", "api.test")]).await.status, 308);
+    let lines = log_lines(&h, dir.path(), 1).await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(
+        (&lines[0]["http"]["response"]["status_code"], &lines[0]["portcullis"]["response_flag"]),
+        (&json!(308), &json!("LR")),
+        "{}",
+        lines[0]
+    );
+}

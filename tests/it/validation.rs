@@ -300,6 +300,11 @@ async fn report_mode_lets_everything_through_and_counts_what_it_would_refuse() {
     let metrics = crate::support::get(&format!("http://{}/metrics", s.gw.admin_addr().unwrap()), &[]).await.text();
     assert!(metrics.contains("portcullis_validation_failures_total{route=\"dry\",in=\"body\"} 3"), "{metrics}");
     assert!(metrics.contains("portcullis_validation_failures_total{route=\"dry\",in=\"query\"} 2"), "{metrics}");
+    // Enforced, a 415 is counted as the refusal it is, as a 400 is.
+    let r = post(&s, "/orders", "text/plain", "hello", Some(TENANT)).await;
+    assert_eq!(r.status, 415, "{}", r.text());
+    let metrics = crate::support::get(&format!("http://{}/metrics", s.gw.admin_addr().unwrap()), &[]).await.text();
+    assert!(metrics.contains("portcullis_validation_failures_total{route=\"orders\",in=\"body\"} 1"), "{metrics}");
 }
 
 #[tokio::test]

@@ -516,10 +516,14 @@ impl Compiled {
             };
             let mut held = held;
             if let Some((refusal, reported)) = self.check_body(req, &bytes, &mut held, &mut problems) {
+                problems.push(Problem { place: "body", pointer: String::new(), detail: reported.into() });
                 if !self.report {
+                    // A 415 is a refusal like a 400; a full `max_buffered` (503) is no fault of the request.
+                    if reported != OVER_BUDGET_REPORTED {
+                        self.count(&problems);
+                    }
                     return Outcome::Respond(refusal(ctx));
                 }
-                problems.push(Problem { place: "body", pointer: String::new(), detail: reported.into() });
             }
             // The read document is gone: the body's bytes go on counting.
             let _ = held.resize(bytes.len() as u64);
@@ -831,12 +835,10 @@ impl Compiled {
         None
     }
 
-    fn decided(&self, problems: Vec<Problem>, ctx: &mut RequestCtx<'_>) -> Outcome {
-        if problems.is_empty() {
-            return Outcome::Continue;
-        }
+    /// `portcullis_validation_failures_total`: once per place a request's problems are in.
+    fn count(&self, problems: &[Problem]) {
         let mut counted: Vec<&str> = Vec::new();
-        for p in &problems {
+        for p in problems {
             if !counted.contains(&p.place) {
                 counted.push(p.place);
                 if let Some(c) = self.failures.get(p.place) {
@@ -844,6 +846,13 @@ impl Compiled {
                 }
             }
         }
+    }
+
+    fn decided(&self, problems: Vec<Problem>, ctx: &mut RequestCtx<'_>) -> Outcome {
+        if problems.is_empty() {
+            return Outcome::Continue;
+        }
+        self.count(&problems);
         if self.report {
             ctx.invalid_reported = true;
             // A dry run: what `enforce` would refuse, said where operators look.
