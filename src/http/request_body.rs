@@ -131,12 +131,27 @@ impl RequestBody {
     }
 
     /// Keeps up to `limit` bytes of what is handed out, so that `rewind`
-    /// can hand them out again for a retry.
+    /// can hand them out again for a retry. Asked again (a retry policy's
+    /// `buffer`, then the pool's resend on a stale connection), the larger
+    /// limit holds: the first one asked no longer switches the other off.
     pub fn keep_for_retry(&mut self, limit: u64) {
-        if self.replay.is_none() {
-            let replay = Replay { kept: Vec::new(), kept_len: 0, limit, overflowed: false, cursor: 0 };
-            self.replay = Some(Box::new(replay));
+        match &mut self.replay {
+            None => {
+                let replay = Replay { kept: Vec::new(), kept_len: 0, limit, overflowed: false, cursor: 0 };
+                self.replay = Some(Box::new(replay));
+            }
+            Some(r) if !r.overflowed => r.limit = r.limit.max(limit),
+            Some(_) => {}
         }
+    }
+
+    /// [`rewind`](Self::rewind), only if at most `limit` bytes went out
+    /// (a retry policy's `buffer`, below what the pool keeps).
+    pub fn rewind_within(&mut self, limit: u64) -> bool {
+        if self.replay.as_ref().is_some_and(|r| r.kept_len > limit) {
+            return false;
+        }
+        self.rewind()
     }
 
     /// Whether there is nothing (more) to send.

@@ -217,7 +217,7 @@ pub(super) fn forward<'a, 'p>(
             // sending it (a connect failure sends nothing): whole if it is
             // there whole already, else up to the buffer.
             if policy.retries_after_sending() && !body.is_end_stream() {
-                body.keep_for_retry(if body.is_whole() { u64::MAX } else { policy.buffer });
+                body.keep_for_retry(replay_limit(&body, policy));
             }
         }
         let deadline = now + upstream.request_timeout;
@@ -400,7 +400,7 @@ pub(super) fn forward<'a, 'p>(
                 && upstream.has_target_for_retry(ended)
                 // ...nor while the breaker this try may have opened stops the upstream.
                 && upstream.breaker.as_ref().is_none_or(|b| b.is_closed())
-                && body.rewind();
+                && body.rewind_within(replay_limit(&body, policy));
             if !again {
                 return result;
             }
@@ -774,6 +774,12 @@ fn framed_alone(upstream: &crate::upstream::Upstream, headers: &http::HeaderMap)
             Err(GatewayError::UpstreamUnreachable { upstream: upstream.name.clone(), cause: why.into(), sent: true })
         }
     }
+}
+
+/// How much of a request body a retry may send again: all of one that is
+/// here whole, else the policy's `buffer`.
+fn replay_limit(body: &RequestBody, policy: &RetryPolicy) -> u64 {
+    if body.is_whole() { u64::MAX } else { policy.buffer }
 }
 
 /// A handshake's `Sec-WebSocket-Key` must be one line holding 16 bytes in

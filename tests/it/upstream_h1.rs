@@ -148,6 +148,23 @@ async fn an_idempotent_request_with_a_body_is_sent_again_when_a_reused_connectio
     assert_eq!(send(&http1_client(), req).await.status, 502);
 }
 
+/// A retry policy whose `buffer` is below the 64 KiB the pool keeps for
+/// that resend does not switch it off (the smaller limit, asked first, held).
+#[tokio::test]
+async fn a_small_retry_buffer_keeps_the_resend_on_a_closed_reused_connection() {
+    let up = Scripted::start().await;
+    let gw = gateway(&format!(
+        "upstreams:\n  svc: {{ targets: [ \"{}\" ], retry: {{ attempts: 3, on: [connect_failure, reset], buffer: 1KiB }} }}\n\
+         routes:\n  - {{ name: svc, match: {{ path_prefix: / }}, upstream: svc }}\n",
+        up.url()
+    ))
+    .await;
+    assert_eq!(get(&gw.url("/flaky"), &[]).await.status, 200, "a connection to reuse");
+    let req = Request::put(gw.url("/flaky")).body(Full::from(vec![b'x'; 10 * 1024])).unwrap();
+    let r = send(&http1_client(), req).await;
+    assert_eq!((r.status.as_u16(), r.text()), (200, "ok".to_string()));
+}
+
 #[tokio::test]
 async fn broken_upstream_responses() {
     let up = Scripted::start().await;

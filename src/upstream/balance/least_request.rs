@@ -1,5 +1,5 @@
-//! Least in-flight requests, relative to weight. Ties rotate, so an idle
-//! pool still spreads like round robin.
+//! Least in-flight requests, relative to weight. Ties rotate by weight, so
+//! an idle pool still spreads like weighted round robin.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -35,26 +35,29 @@ impl LeastRequest {
         let load = |i: usize| (targets[i].in_flight() as u64, u64::from(targets[i].weight));
         // a / a_weight < b / b_weight, without division.
         let lighter = |a: (u64, u64), b: (u64, u64)| a.0 * b.1 < b.0 * a.1;
-        let (mut best, mut ties) = (None::<(u64, u64)>, 0usize);
+        // Ties share by weight (an idle pool's 4:1 targets get 4:1 of
+        // the picks, as NGINX's `least_conn` breaks its ties by weighted
+        // round robin): `ties` is the sum of their weights.
+        let (mut best, mut ties) = (None::<(u64, u64)>, 0u64);
         for i in (0..targets.len()).filter(|&i| may(i)) {
             let l = load(i);
             match best {
                 Some(b) if lighter(b, l) => {}
-                Some(b) if !lighter(l, b) => ties += 1,
-                _ => (best, ties) = (Some(l), 1),
+                Some(b) if !lighter(l, b) => ties += l.1.max(1),
+                _ => (best, ties) = (Some(l), l.1.max(1)),
             }
         }
         let best = best?;
-        let mut k = turn.fetch_add(1, Ordering::Relaxed) % ties;
+        let mut k = turn.fetch_add(1, Ordering::Relaxed) as u64 % ties;
         let mut first = None;
         for i in (0..targets.len()).filter(|&i| may(i)) {
             first.get_or_insert(i);
             let l = load(i);
             if !lighter(best, l) && !lighter(l, best) {
-                if k == 0 {
+                if k < l.1.max(1) {
                     return Some(i);
                 }
-                k -= 1;
+                k -= l.1.max(1);
             }
         }
         // Loads moved meanwhile (other threads): any allowed one.
@@ -82,5 +85,17 @@ mod tests {
         let weighted = [target(4), target(1)];
         let _busy: Vec<_> = (0..3).map(|_| weighted[0].begin()).chain([weighted[1].begin()]).collect();
         assert_eq!(lr.pick(&weighted), 0);
+    }
+
+    /// An idle pool (every target tied at no load) shares by weight.
+    #[test]
+    fn ties_share_by_weight() {
+        let lr = LeastRequest::default();
+        let targets = [target(4), target(1)];
+        let mut counts = [0; 2];
+        for _ in 0..20 {
+            counts[lr.pick(&targets)] += 1;
+        }
+        assert_eq!(counts, [16, 4]);
     }
 }
