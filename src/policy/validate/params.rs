@@ -562,8 +562,8 @@ pub fn query_pairs(query: &str) -> Vec<(String, String)> {
     pairs(query, true)
 }
 
-/// `query_pairs` read at `&` alone: a form body's fields (Rack and the
-/// others split a body on `&` alone), and the names a query sends.
+/// `query_pairs` read at `&` alone: a form body's fields, and the names a
+/// query sends.
 pub fn ampersand_pairs(body: &str) -> Vec<(String, String)> {
     pairs(body, false)
 }
@@ -573,12 +573,16 @@ fn pairs(text: &str, semicolons: bool) -> Vec<(String, String)> {
     for pair in text.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         pairs.push((decode(k), decode(v)));
-        if semicolons && pair.contains(';') {
-            let cloaked = pair.split(';').skip(1).filter_map(|piece| piece.split_once('='));
-            pairs.extend(cloaked.map(|(k, v)| (decode(k), decode(v))));
+        if semicolons {
+            pairs.extend(cloaked_in(pair));
         }
     }
     pairs
+}
+
+/// The pairs after each `;` of one `&`-separated piece, decoded.
+fn cloaked_in(piece: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    piece.split(';').skip(1).filter_map(|p| p.split_once('=')).map(|(k, v)| (decode(k), decode(v)))
 }
 
 /// The values of cookie `name` in the request's `Cookie` fields
@@ -777,6 +781,15 @@ pub fn form_object(bytes: &[u8], properties: &Map<String, Value>, problems: &mut
     for (k, v) in pairs {
         problems.extend(control_in_name("body", &k, format!("/{}", super::pointer_token(&k))));
         fields.entry(k).or_default().push(v);
+    }
+    // Python before 3.9.2 (and Django on it), Go before 1.17 and Perl's
+    // CGI split a form body at `;` too: `name=a;qty=11` is also `qty=11`
+    // to them. Such a pair is checked where it names a declared field (as
+    // in a query); elsewhere a `;` is part of a value (`note=a;b`).
+    for piece in text.split('&') {
+        for (k, v) in cloaked_in(piece).filter(|(k, _)| properties.contains_key(k)) {
+            fields.entry(k).or_default().push(v);
+        }
     }
     // `tags[]=a&tags[]=b` for a declared array `tags` (and no `tags` beside
     // it): the array as PHP, Rails and `qs` read it (see `bracket_spelling`).

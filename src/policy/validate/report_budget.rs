@@ -64,14 +64,26 @@ pub struct ReportBudget {
     /// With object keywords (`OBJECT_KEYWORDS`): the most members an
     /// object of a body may have for its errors to be listed.
     max_members: Option<u32>,
+    /// How many ways the schema may take one value through its shared
+    /// `$ref`s (1 unless they form a wide graph without a cycle): the
+    /// budget left for the body's own weight is divided by it.
+    paths: f64,
 }
+
+/// Ways through shared references past which a schema without recursion
+/// is budgeted too: `S0: allOf [S1, S1]`, `S1: allOf [S2, S2]`… 24 levels
+/// deep gave a 9-byte body that failed 16 million errors (the gateway was
+/// killed for its memory), with no cycle for `recursive` to find.
+const MAX_PATHS: f64 = 64.0;
 
 impl ReportBudget {
     /// The model of `schema`, or `None` if collecting its errors is cheap.
     pub fn of(schema: &Value) -> Option<ReportBudget> {
         let mut found = Found::default();
         walk(schema, &mut String::new(), &mut found);
-        let multiplying = found.widest >= 2 && (found.opaque || recursive(&found.refs));
+        let cyclic = found.opaque || recursive(&found.refs);
+        let paths = if cyclic { 1.0 } else { ref_paths(&found.refs) };
+        let multiplying = found.widest >= 2 && (cyclic || paths > MAX_PATHS);
         let max_members = match (found.names, found.object_keywords) {
             (true, _) => Some(MAX_NAMED_MEMBERS),
             (false, true) => Some(MAX_LISTED_MEMBERS),
@@ -83,22 +95,25 @@ impl ReportBudget {
         // Each branch collects its own errors and the library checks it
         // first: twice the branches per level, with room to spare.
         let base = if multiplying { 2.0 * found.widest as f64 } else { 1.0 };
-        Some(ReportBudget { base, max_members })
+        let paths = if multiplying { paths } else { 1.0 };
+        Some(ReportBudget { base, max_members, paths })
     }
 
     /// Whether the errors of `doc` may be collected.
     pub fn affords(&self, doc: &Doc<'_>) -> bool {
-        self.max_members.is_none_or(|max| doc.widest_object() <= max) && doc.weight(self.base, BUDGET) <= BUDGET
+        let budget = BUDGET / self.paths;
+        self.max_members.is_none_or(|max| doc.widest_object() <= max) && doc.weight(self.base, budget) <= budget
     }
 
     /// [`affords`](Self::affords) for a parsed value (a parameter's JSON,
     /// a response body).
     pub fn affords_value(&self, value: &Value) -> bool {
+        let budget = BUDGET / self.paths;
         let mut sum = 0.0;
         let mut stack = vec![(value, 0i32)];
         while let Some((v, depth)) = stack.pop() {
             sum += self.base.powi(depth);
-            if sum > BUDGET {
+            if sum > budget {
                 return false;
             }
             match v {
@@ -291,6 +306,36 @@ fn local_pointer(target: &str) -> Option<String> {
 
 /// Whether following references can come back to one: a reference leads
 /// to every reference inside the subschema it names.
+/// The most ways one reference leads on through the references inside
+/// its target, and theirs (the graph has no cycle: `recursive` said so),
+/// capped far above `MAX_PATHS`.
+fn ref_paths(refs: &[(String, String)]) -> f64 {
+    let inside =
+        |at: &str, target: &str| at.strip_prefix(target).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    let next: Vec<Vec<usize>> =
+        refs.iter().map(|(_, target)| (0..refs.len()).filter(|&j| inside(&refs[j].0, target)).collect()).collect();
+    // Memoised depth-first sums: ways(i) = 1 + the sum of ways(j) over the references j inside i's target.
+    let mut ways: Vec<Option<f64>> = vec![None; refs.len()];
+    for start in 0..refs.len() {
+        let mut stack = vec![start];
+        while let Some(&node) = stack.last() {
+            if ways[node].is_some() {
+                stack.pop();
+                continue;
+            }
+            let pending: Vec<usize> = next[node].iter().copied().filter(|&j| ways[j].is_none()).collect();
+            if pending.is_empty() {
+                let sum: f64 = next[node].iter().map(|&j| ways[j].unwrap_or(1.0)).sum();
+                ways[node] = Some((1.0 + sum).min(1e12));
+                stack.pop();
+            } else {
+                stack.extend(pending);
+            }
+        }
+    }
+    ways.into_iter().flatten().fold(1.0, f64::max)
+}
+
 fn recursive(refs: &[(String, String)]) -> bool {
     let inside =
         |at: &str, target: &str| at.strip_prefix(target).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
@@ -348,7 +393,7 @@ mod tests {
 
     #[test]
     fn only_recursion_through_alternatives_is_budgeted() {
-        assert_eq!(ReportBudget::of(&pets()), Some(ReportBudget { base: 4.0, max_members: None }));
+        assert_eq!(ReportBudget::of(&pets()), Some(ReportBudget { base: 4.0, max_members: None, paths: 1.0 }));
         // Alternatives without recursion, recursion without alternatives: linear.
         assert_eq!(ReportBudget::of(&json!({ "anyOf": [ { "type": "string" }, { "type": "integer" } ] })), None);
         let list = json!({ "$defs": { "Node": { "properties": { "next": { "$ref": "#/$defs/Node" } } } }, "$ref": "#/$defs/Node" });
@@ -438,6 +483,31 @@ mod tests {
         }
     }
 
+    /// Shared references without a cycle multiply too: `S0: allOf [S1, S1]`
+    /// and so on, 24 levels (a 9-byte failing body: 16 million errors, the
+    /// gateway killed for its memory). A few shared references do not.
+    #[test]
+    fn a_wide_graph_of_shared_references_is_budgeted() {
+        let limits = super::super::json_limits::JsonLimits::default();
+        let dag = |depth: usize| {
+            let mut defs = serde_json::Map::new();
+            for i in 0..depth {
+                let next = json!({ "$ref": format!("#/$defs/S{}", i + 1) });
+                defs.insert(format!("S{i}"), json!({ "allOf": [ next.clone(), next ] }));
+            }
+            defs.insert(format!("S{depth}"), json!({ "type": "object", "properties": { "a": { "type": "integer" } } }));
+            json!({ "$defs": defs, "$ref": "#/$defs/S0" })
+        };
+        let budget = ReportBudget::of(&dag(24)).expect("budgeted");
+        assert!(!budget.affords(&super::super::json_limits::read(br#"{"a":"x"}"#, &limits).unwrap()));
+        assert_eq!(ReportBudget::of(&dag(3)), None, "8 ways: listed in full");
+        // The usual shared components (an address used twice) are no such graph.
+        let shared = json!({ "$defs": { "A": { "type": "object" } }, "properties": {
+            "billing": { "$ref": "#/$defs/A" }, "shipping": { "$ref": "#/$defs/A" } },
+            "anyOf": [ { "required": [ "billing" ] }, { "required": [ "shipping" ] } ] });
+        assert_eq!(ReportBudget::of(&shared).and_then(|b| (b.paths > 1.0).then_some(b)), None);
+    }
+
     fn nested(levels: usize, leaf: &str) -> String {
         format!("{}{leaf}{}", "{\"children\":[".repeat(levels), "]}".repeat(levels))
     }
@@ -448,9 +518,9 @@ mod tests {
     fn names_are_listed_for_small_objects_only() {
         let schema = json!({ "type": "object", "propertyNames": { "maxLength": 3 } });
         let budget = ReportBudget::of(&schema).unwrap();
-        assert_eq!(budget, ReportBudget { base: 1.0, max_members: Some(MAX_NAMED_MEMBERS) });
+        assert_eq!(budget, ReportBudget { base: 1.0, max_members: Some(MAX_NAMED_MEMBERS), paths: 1.0 });
         let required = ReportBudget::of(&json!({ "required": ["a"] }));
-        assert_eq!(required, Some(ReportBudget { base: 1.0, max_members: Some(MAX_LISTED_MEMBERS) }));
+        assert_eq!(required, Some(ReportBudget { base: 1.0, max_members: Some(MAX_LISTED_MEMBERS), paths: 1.0 }));
         let limits = super::super::json_limits::JsonLimits::default();
         let body = |n: usize| {
             let members: Vec<String> = (0..n).map(|i| format!("\"aaaaaaaaaaaaaaaaaaaaaac{i}\": 1")).collect();
