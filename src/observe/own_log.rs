@@ -85,19 +85,24 @@ fn write_lines(rx: Receiver<Message>) {
 /// lines"); an escape sequence would reach the operator's terminal.
 fn one_line(buf: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     let body = buf.strip_suffix(b"\n").unwrap_or(buf);
-    let odd = |b: &u8| b.is_ascii_control() && *b != b'\t';
-    if !body.iter().any(odd) {
+    // C0 and DEL, C1 (NEL, CSI: two bytes in UTF-8), and the Unicode line
+    // and paragraph separators, which some readers split lines at too.
+    let odd = |c: char| (c.is_control() && c != '\t') || c == '\u{2028}' || c == '\u{2029}';
+    let text = String::from_utf8_lossy(body);
+    if !text.chars().any(odd) {
         return buf.into();
     }
-    let mut out = Vec::with_capacity(buf.len() + 16);
-    for &b in body {
-        match b {
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b if odd(&b) => out.extend_from_slice(format!("\\x{b:02x}").as_bytes()),
-            b => out.push(b),
+    let mut out = String::with_capacity(buf.len() + 16);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_ascii() && odd(c) => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if odd(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
         }
     }
+    let mut out = out.into_bytes();
     out.extend_from_slice(&buf[body.len()..]);
     out.into()
 }
@@ -172,5 +177,8 @@ mod tests {
         assert_eq!(&*one_line(b"plain text\tand a tab\n"), b"plain text\tand a tab\n");
         let forged = b"INFO pointer=/x\n2026-01-01T00:00:00Z ERROR portcullis: FORGED\r\x1b[2J\n";
         assert_eq!(&*one_line(forged), b"INFO pointer=/x\\n2026-01-01T00:00:00Z ERROR portcullis: FORGED\\r\\x1b[2J\n");
+        // Past ASCII: NEL, CSI, and the line and paragraph separators.
+        let unicode = "x\u{2028}a\u{85}b\u{9b}[2Jc\u{2029}é\n";
+        assert_eq!(&*one_line(unicode.as_bytes()), "x\\u{2028}a\\u{85}b\\u{9b}[2Jc\\u{2029}é\n".as_bytes());
     }
 }

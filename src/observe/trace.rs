@@ -147,11 +147,20 @@ impl TraceContext {
     /// id is the request id when the gateway made it (128 random bits in
     /// hex; a caller's id may be neither random nor unique). `sample`
     /// decides a new trace's sampled flag.
+    ///
+    /// `recording`: the gateway exports spans. Without an exporter it has
+    /// no span of its own to name: a continued trace goes on with the
+    /// caller's span as the parent (a parent no backend would receive
+    /// left the service's span an orphan), and a new one with the sampled
+    /// flag set, so that the services' parent-based samplers record as
+    /// they would without the gateway (a flag of 0 turned off tracing in
+    /// every service behind it).
     pub fn of(
         headers: &HeaderMap,
         trusted: bool,
         request_id: &HeaderValue,
         sample: impl FnOnce() -> bool,
+        recording: bool,
     ) -> TraceContext {
         let span_id = hex_of::<16>(&span_id().to_be_bytes());
         if trusted {
@@ -160,6 +169,7 @@ impl TraceContext {
                 && let Some((trace_id, parent, flags)) = parse(line.as_bytes())
             {
                 let (sampled, random) = (flags & 1 == 1, flags & 2 == 2);
+                let span_id = if recording { span_id } else { parent };
                 return TraceContext { trace_id, parent: Some(parent), span_id, sampled, random };
             }
         }
@@ -169,7 +179,8 @@ impl TraceContext {
             Ok(t) if generated && is_hex(&t) && !t.iter().all(|&c| c == b'0') => t,
             _ => hex_of::<32>(&rand::random::<u128>().to_be_bytes()),
         };
-        TraceContext { trace_id, parent: None, span_id, sampled: sample(), random: true }
+        let sampled = if recording { sample() } else { true };
+        TraceContext { trace_id, parent: None, span_id, sampled, random: true }
     }
 
     /// The W3C trace flags this trace goes on with: `sampled` (1) and
@@ -224,16 +235,28 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(TRACEPARENT, HeaderValue::from_static(GOOD));
         let id = HeaderValue::from_static("1234567890abcdef1234567890abcdef");
-        let t = TraceContext::of(&h, true, &id, || false);
+        let t = TraceContext::of(&h, true, &id, || false, true);
         assert_eq!(&t.trace_id, b"0af7651916cd43dd8448eb211c80319c");
         assert!(t.sampled);
         let out = t.header();
         assert!(out.to_str().unwrap().starts_with("00-0af7651916cd43dd8448eb211c80319c-"));
         assert_ne!(out, GOOD, "the upstream's parent is the gateway's span");
-        let u = TraceContext::of(&h, false, &id, || false);
+        let u = TraceContext::of(&h, false, &id, || false, true);
         assert_eq!(&u.trace_id, id.as_bytes(), "an untrusted caller's trace is not continued");
         assert!(u.parent.is_none() && !u.sampled);
         assert!(parse(u.header().as_bytes()).is_some());
+    }
+
+    /// Without an exporter the gateway has no span: the caller's goes on as
+    /// the parent, and a new trace is marked sampled (the services decide).
+    #[test]
+    fn without_an_exporter_the_callers_span_stays_the_parent() {
+        let mut h = HeaderMap::new();
+        h.insert(TRACEPARENT, HeaderValue::from_static(GOOD));
+        let id = HeaderValue::from_static("1234567890abcdef1234567890abcdef");
+        assert_eq!(TraceContext::of(&h, true, &id, || false, false).header(), GOOD);
+        let started = TraceContext::of(&h, false, &id, || false, false);
+        assert!(started.header().to_str().unwrap().ends_with("-03"), "{:?}", started.header());
     }
 
     #[test]
@@ -247,7 +270,7 @@ mod tests {
             if x_request_id {
                 h.insert(crate::http::request_id::HEADER, id.clone());
             }
-            TraceContext::of(&h, true, &id, || true)
+            TraceContext::of(&h, true, &id, || true, true)
         };
         // Level 2's random-trace-id flag is kept when a trace is continued,
         // and set on a trace the gateway starts.

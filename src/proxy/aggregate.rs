@@ -28,7 +28,7 @@ use crate::http::request_body::RequestBody;
 use crate::http::{problem, request_id};
 use crate::observe::Flag;
 use crate::observe::metrics::UpstreamError;
-use crate::observe::trace::TRACEPARENT;
+use crate::observe::trace::{TRACEPARENT, TRACESTATE};
 use crate::plan::aggregate::{AggregatePlan, CallPlan, Piece};
 use crate::upstream::Upstream;
 use crate::wire::edits::HeaderEdits;
@@ -52,6 +52,9 @@ pub(super) struct Inputs<'a, 'p> {
     pub request_id: &'a HeaderValue,
     /// The calls' `traceparent`: the request's trace, the gateway's span.
     pub traceparent: HeaderValue,
+    /// The continued trace's `tracestate` (W3C Trace Context: sent on with
+    /// the trace it belongs to), as the request carries it on by then.
+    pub tracestate: Option<HeaderValue>,
     /// The client's address, as `X-Forwarded-For` gives it.
     pub client_ip: HeaderValue,
     pub scheme: &'static str,
@@ -360,6 +363,9 @@ fn call_headers(inputs: &Inputs<'_, '_>) -> HeaderMap {
     h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
     h.insert(request_id::HEADER, inputs.request_id.clone());
     h.insert(TRACEPARENT, inputs.traceparent.clone());
+    if let Some(state) = &inputs.tracestate {
+        h.insert(TRACESTATE, state.clone());
+    }
     h.insert(X_FORWARDED_FOR, inputs.client_ip.clone());
     h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(inputs.scheme));
     if let Some((names, values)) = inputs.identity {

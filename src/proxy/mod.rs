@@ -289,6 +289,7 @@ pub fn handle<P: Deref<Target = Plan>>(
                             values: &found.values,
                             request_id,
                             traceparent: seen.trace.header(),
+                            tracestate: parts.headers.get(TRACESTATE).cloned(),
                             client_ip,
                             scheme: conn.scheme,
                             identity,

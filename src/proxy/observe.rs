@@ -171,7 +171,8 @@ impl<'p> Seen<'p> {
         request_id: &HeaderValue,
     ) -> Seen<'p> {
         let observer = &plan.observe;
-        let trace = TraceContext::of(req.headers(), client.peer_trusted, request_id, || observer.sample());
+        let trace =
+            TraceContext::of(req.headers(), client.peer_trusted, request_id, || observer.sample(), observer.exports());
         // Nothing watches: no bookkeeping at all (the trace context is still passed on).
         let watch = observer.watching().then(|| {
             let start = Instant::now();

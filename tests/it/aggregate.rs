@@ -64,6 +64,26 @@ async fn calls_are_chained_filtered_renamed_and_merged() {
     assert!(reply.header("cache-control").is_none(), "a complete answer's caching is the service's call");
 }
 
+/// A trusted caller's trace goes on to every call with its `tracestate`
+/// (W3C Trace Context: the state travels with the trace it belongs to).
+#[tokio::test]
+async fn calls_continue_a_trusted_callers_trace_with_its_state() {
+    let (u, o, r) = three().await;
+    u.set(Mode::Json(r#"{"id":7,"name":"Ann"}"#));
+    o.set(Mode::Json("[]"));
+    r.set(Mode::Json("{}"));
+    let gw = gateway(&format!("trusted_proxies: [ 127.0.0.1 ]\n{}{DASHBOARD}", upstreams(&u, &o, &r))).await;
+    let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let reply = get(&gw.url("/dashboard/7"), &[("traceparent", parent), ("tracestate", "vendor=abc")]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    for up in [&u, &o, &r] {
+        let h = up.last_request().unwrap().headers;
+        let tp = h.get("traceparent").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        assert!(tp.starts_with("00-0af7651916cd43dd8448eb211c80319c-"), "{tp}");
+        assert_eq!(h.get("tracestate").map(|v| v.to_str().unwrap()), Some("vendor=abc"));
+    }
+}
+
 /// `allow` lets through only the fields it names: never a string or
 /// number standing where it names fields (the card number in `"4111…"`).
 #[tokio::test]

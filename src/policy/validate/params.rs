@@ -777,6 +777,7 @@ pub fn form_object(bytes: &[u8], properties: &Map<String, Value>, problems: &mut
         problems.push(Problem { place: "body", pointer: String::new(), detail });
         return Value::Object(Map::new());
     }
+    let pairs_len = pairs.len();
     let mut fields: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (k, v) in pairs {
         problems.extend(control_in_name("body", &k, format!("/{}", super::pointer_token(&k))));
@@ -786,8 +787,16 @@ pub fn form_object(bytes: &[u8], properties: &Map<String, Value>, problems: &mut
     // CGI split a form body at `;` too: `name=a;qty=11` is also `qty=11`
     // to them. Such a pair is checked where it names a declared field (as
     // in a query); elsewhere a `;` is part of a value (`note=a;b`).
+    let mut counted = pairs_len;
     for piece in text.split('&') {
         for (k, v) in cloaked_in(piece).filter(|(k, _)| properties.contains_key(k)) {
+            // They count against the same limit (20,000 `;qty=1` were read).
+            counted += 1;
+            if counted > MAX_FORM_FIELDS {
+                let detail = format!("more than {MAX_FORM_FIELDS} fields");
+                problems.push(Problem { place: "body", pointer: String::new(), detail });
+                return Value::Object(Map::new());
+            }
             fields.entry(k).or_default().push(v);
         }
     }

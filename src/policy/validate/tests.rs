@@ -113,6 +113,11 @@ fn forms_and_queries_decode() {
     let form = form_object(b"note=a;qty=11", props.as_object().unwrap(), &mut problems);
     assert_eq!(form, json!({ "qty": 11, "note": "a;qty=11" }));
     assert!(problems.is_empty());
+    // Pairs after a `;` count against the field limit too.
+    let many = format!("note=x{}", ";tags=1".repeat(20_000));
+    form_object(many.as_bytes(), props.as_object().unwrap(), &mut problems);
+    assert_eq!(problems.iter().map(|p| p.detail.as_str()).collect::<Vec<_>>(), ["more than 10000 fields"]);
+    problems.clear();
     // Twice where one value is expected: said so, not "not of type integer".
     let form = form_object(b"qty=3&qty=4000&a%2Fb=1&a%2Fb=2", props.as_object().unwrap(), &mut problems);
     assert_eq!(form, json!({ "qty": 3, "a/b": "1" }));
