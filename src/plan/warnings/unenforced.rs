@@ -30,9 +30,32 @@ pub(super) fn unenforced_openapi(loaded: &LoadedConfig, found: &mut Found) {
                 }
                 let params = op.get("parameters").and_then(Value::as_array).into_iter().flatten();
                 let shared = item.get("parameters").and_then(Value::as_array).into_iter().flatten();
+                let mut in_path: Vec<&str> = Vec::new();
+                let mut unread = false;
                 for p in params.chain(shared) {
                     if p.get("allowEmptyValue").and_then(Value::as_bool) == Some(true) {
                         note(format!("`allowEmptyValue` of {at} (an empty value is checked as any other)"));
+                    }
+                    // A local `$ref` followed once; another kind: nothing is said of the path's names.
+                    let p = match p.get("$ref").and_then(Value::as_str) {
+                        Some(r) => match r.strip_prefix('#').and_then(|r| doc.pointer(r)) {
+                            Some(target) => target,
+                            None => {
+                                unread = true;
+                                continue;
+                            }
+                        },
+                        None => p,
+                    };
+                    if p.get("in").and_then(Value::as_str) == Some("path") {
+                        in_path.extend(p.get("name").and_then(Value::as_str));
+                    }
+                }
+                // OpenAPI: each `{name}` of the path MUST have its path parameter;
+                // without one, the gateway routes on it and checks nothing of it.
+                for name in path.split('{').skip(1).filter_map(|rest| rest.split_once('}')).map(|(n, _)| n) {
+                    if !unread && !in_path.contains(&name) {
+                        note(format!("`{{{name}}}` of {at} (no path parameter declares it: any value passes)"));
                     }
                 }
                 let content = op.pointer("/requestBody/content").and_then(Value::as_object).into_iter().flatten();
@@ -125,5 +148,15 @@ mod tests {
         let message = &found.0[0].2;
         assert!(message.contains("the `text/plain` schema of `POST /c` (only its media type is checked)"), "{message}");
         assert!(!message.contains("octet-stream") && !message.contains("text/json"), "{message}");
+        // A path name without its path parameter, directly or by `$ref`.
+        let names = "openapi: 3.0.3\ninfo: { title: t, version: '1' }\npaths:\n  /u/{uid}/{kind}:\n    \
+                     parameters: [ { $ref: '#/components/parameters/Kind' } ]\n    get:\n      responses: {}\n\
+                     components:\n  parameters:\n    Kind: { name: kind, in: path, required: true, schema: { type: string } }\n";
+        std::fs::write(dir.path().join("d.yaml"), names).unwrap();
+        let mut found = super::Found::default();
+        super::unenforced_openapi(&loaded, &mut found);
+        let message = &found.0[0].2;
+        assert!(message.contains("`{uid}` of `GET /u/{uid}/{kind}` (no path parameter declares it"), "{message}");
+        assert!(!message.contains("`{kind}`"), "{message}");
     }
 }
