@@ -154,18 +154,20 @@ impl Redact {
     }
 
     /// A URL (a `Referer`) with its user part (`crate::http::user_part`),
-    /// and the values of secret parameters in its query and its fragment
-    /// (OAuth's implicit flow puts `#access_token=…` there), replaced.
+    /// its path's `;` parameter values, and the values of secret parameters
+    /// in its query and its fragment (OAuth's implicit flow puts
+    /// `#access_token=…` there), replaced.
     pub fn url(&self, url: &[u8], out: &mut Vec<u8>) {
         let (before_fragment, fragment) = split_at_byte(url, b'#');
         let (base, query) = split_at_byte(before_fragment, b'?');
         match crate::http::user_part(base) {
+            // Its path's `;` parameters too (`;jsessionid=…`), as `url.path`'s.
             Some(user) => {
                 out.extend_from_slice(&base[..user.start]);
                 out.extend_from_slice(REDACTED.as_bytes());
-                out.extend_from_slice(&base[user.end..]);
+                self.path(&base[user.end..], out);
             }
-            None => out.extend_from_slice(base),
+            None => self.path(base, out),
         }
         if let Some(q) = query {
             out.push(b'?');
@@ -305,6 +307,10 @@ mod tests {
         let mut out = Vec::new();
         r.url(b"https://a.example/x@y?z=1", &mut out);
         assert_eq!(String::from_utf8(out).unwrap(), "https://a.example/x@y?z=1", "an @ in the path is no user part");
+        // A session id in the path's parameters, as `url.path` has it.
+        let mut out = Vec::new();
+        r.url(b"http://h/a;jsessionid=PW9/b?x=1", &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), "http://h/a;jsessionid=<redacted>/b?x=1");
     }
 
     #[test]

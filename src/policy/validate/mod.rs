@@ -922,11 +922,17 @@ pub(super) fn detail_of(e: &jsonschema::ValidationError<'_>) -> String {
 /// A schema's complaints about a body, as problems (at most `MAX_ERRORS`).
 fn schema_problems(errors: Vec<jsonschema::ValidationError<'_>>, problems: &mut Vec<Problem>) {
     for e in errors.into_iter().take(MAX_ERRORS) {
-        problems.push(Problem {
-            place: "body",
-            pointer: e.instance_path().as_str().to_string(),
-            detail: detail_of(&e),
-        });
+        let problem = Problem { place: "body", pointer: e.instance_path().as_str().to_string(), detail: detail_of(&e) };
+        push_once(problems, problem);
+    }
+}
+
+/// Adds `problem` unless the same one is listed already: the branches of a
+/// discriminated `oneOf` each said `"kind" is a required property`, three
+/// identical lines for one fault.
+pub(super) fn push_once(problems: &mut Vec<Problem>, problem: Problem) {
+    if !problems.contains(&problem) {
+        problems.push(problem);
     }
 }
 

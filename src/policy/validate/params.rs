@@ -215,7 +215,7 @@ impl Param {
         for e in errors {
             let at = e.instance_path().as_str();
             let pointer = if at.is_empty() { self.name.clone() } else { format!("{}{at}", self.name) };
-            problems.push(Problem { place, pointer, detail: super::detail_of(&e) });
+            super::push_once(problems, Problem { place, pointer, detail: super::detail_of(&e) });
         }
     }
 

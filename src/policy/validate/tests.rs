@@ -594,3 +594,14 @@ fn a_json_parameter_with_a_name_twice_is_refused() {
     filter.check("query", &[r#"{"role":"admin","role":"user"}"#], &mut problems);
     assert_eq!(problems.len(), 1, "{problems:?}");
 }
+
+/// The same fault said by several branches is listed once.
+#[test]
+fn identical_problems_are_listed_once() {
+    let schema = json!({ "allOf": [ { "required": ["kind"] }, { "required": ["kind"] }, { "required": ["kind"] } ] });
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let body = json!({});
+    let mut problems = Vec::new();
+    super::schema_problems(validator.iter_errors(&body).collect(), &mut problems);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+}
