@@ -47,6 +47,9 @@ pub use policy::auth::hash_key;
 /// The gateway's own log lines' way to stdout (the binary sets it up).
 pub use observe::own_log;
 
+/// The open-file limit, raised at start (the binary calls it).
+pub use server::open_files;
+
 /// Checks a loaded config the way `Gateway::start` would compile it,
 /// without binding anything: every problem at once.
 pub fn check(loaded: &LoadedConfig) -> Result<(), ConfigErrors> {

@@ -212,6 +212,7 @@ fn run(path: Option<PathBuf>, watch: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    portcullis::open_files::raise(&loaded.config);
     // PORTCULLIS_WORKER_THREADS pins the worker count (benchmarks use 1).
     // One worker runs on a current-thread runtime: no work-stealing
     // machinery and no cross-thread wake-ups, like one NGINX worker.

@@ -10,6 +10,7 @@
 
 mod conn;
 mod h1;
+pub mod open_files;
 pub mod state;
 
 use std::net::SocketAddr;

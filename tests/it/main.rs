@@ -12,6 +12,7 @@ mod balancing;
 mod buffer_budget;
 mod check_cli;
 mod cli_admin;
+mod cli_open_files;
 mod cli_signals;
 mod cli_stdout;
 mod deploy;

@@ -54,11 +54,30 @@ pub fn spawn_gateway_unread(config: &str) -> (Process, SocketAddr, Option<Socket
     spawn(config, &[], false)
 }
 
+/// As [`spawn_gateway`], started by `sh` after the shell commands `prelude`
+/// (e.g. `ulimit -Sn 256`); the shell `exec`s the binary, so the process
+/// keeps its id.
+pub fn spawn_gateway_after(prelude: &str, config: &str) -> (Process, SocketAddr) {
+    let mut shell = Command::new("sh");
+    shell.arg("-c").arg(format!("{prelude}; exec \"$0\" \"$@\"")).arg(env!("CARGO_BIN_EXE_portcullis"));
+    let (proc, addr, _) = spawn_by(shell, config, &[], true);
+    (proc, addr)
+}
+
 fn spawn(config: &str, args: &[&str], drain: bool) -> (Process, SocketAddr, Option<SocketAddr>) {
+    spawn_by(Command::new(env!("CARGO_BIN_EXE_portcullis")), config, args, drain)
+}
+
+fn spawn_by(
+    mut command: Command,
+    config: &str,
+    args: &[&str],
+    drain: bool,
+) -> (Process, SocketAddr, Option<SocketAddr>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gw.yaml");
     std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+    let mut child = command
         .args(["run", "--config"])
         .arg(&path)
         .args(args)
