@@ -139,6 +139,34 @@ async fn jwks_rotation_without_restart() {
     assert!(idp.jwks_fetches.load(std::sync::atomic::Ordering::SeqCst) <= before + 1, "refetches are rate-limited");
 }
 
+/// Requests that bring a rotated key's kid while the refetch another one
+/// started is under way wait for it: none is refused with 401 (they were,
+/// at once, for as long as the key set took to come).
+#[tokio::test]
+async fn requests_arriving_during_a_rotation_refetch_wait_for_it() {
+    let idp = Idp::start().await;
+    let k1 = SigningKey::generate(Algorithm::RS256, "k1");
+    let k2 = SigningKey::generate(Algorithm::ES256, "k2");
+    idp.publish(&[&k1]);
+    let s = jwks_setup(&idp).await;
+    let url = s.url("/api");
+    assert_eq!(get(&url, &[("authorization", &bearer(&k1.sign(&claims(json!({})))))]).await.status, 200);
+    let before = idp.jwks_fetches.load(std::sync::atomic::Ordering::SeqCst);
+
+    idp.jwks_delay_ms.store(400, std::sync::atomic::Ordering::SeqCst);
+    idp.publish(&[&k1, &k2]);
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let (url, token) = (url.clone(), k2.sign(&claims(json!({ "jti": i.to_string() }))));
+        requests.spawn(async move { get(&url, &[("authorization", &bearer(&token))]).await.status });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    while let Some(status) = requests.join_next().await {
+        assert_eq!(status.unwrap(), 200, "a valid token with the new kid during the refetch");
+    }
+    assert_eq!(idp.jwks_fetches.load(std::sync::atomic::Ordering::SeqCst), before + 1, "one refetch for all");
+}
+
 /// One kid for several keys (an RSA and an EC key, or two keys while an
 /// IdP rotates): a token verifies with any of them of its algorithm.
 #[tokio::test]

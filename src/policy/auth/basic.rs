@@ -226,6 +226,14 @@ pub(super) fn offered(req: &request::Parts) -> bool {
         .is_some_and(|v| super::scheme_of(v.as_bytes()).0.eq_ignore_ascii_case(b"basic"))
 }
 
+/// Base64 with or without its `=` padding: clients that leave it off are
+/// let in by NGINX and Apache, and RFC 7617 names no padding rule.
+const BASE64_PADDING_OPTIONAL: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
 /// `Authorization: Basic base64(user:password)`.
 pub(super) fn credentials(req: &request::Parts) -> Option<(String, String)> {
     let v = req.headers.get(header::AUTHORIZATION)?.as_bytes();
@@ -233,7 +241,7 @@ pub(super) fn credentials(req: &request::Parts) -> Option<(String, String)> {
     if !scheme.eq_ignore_ascii_case(b"basic") {
         return None;
     }
-    let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim_ascii()).ok()?;
+    let raw = BASE64_PADDING_OPTIONAL.decode(b64.trim_ascii()).ok()?;
     let text = String::from_utf8(raw).ok()?;
     let (u, p) = text.split_once(':')?;
     Some((u.to_string(), p.to_string()))
@@ -242,6 +250,21 @@ pub(super) fn credentials(req: &request::Parts) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn offering(value: &str) -> request::Parts {
+        http::Request::builder().header("authorization", value).body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn credentials_decode_with_or_without_padding() {
+        let alice = Some(("alice".to_string(), "alicepw".to_string()));
+        assert_eq!(credentials(&offering("Basic YWxpY2U6YWxpY2Vwdw==")), alice);
+        assert_eq!(credentials(&offering("Basic YWxpY2U6YWxpY2Vwdw")), alice);
+        assert_eq!(credentials(&offering("basic  YWxpY2U6YWxpY2Vwdw== ")), alice);
+        // Not base64 (a stray `=` inside, a URL-safe alphabet byte): no credential.
+        assert_eq!(credentials(&offering("Basic YWxp=Y2U6YWxpY2Vwdw")), None);
+        assert_eq!(credentials(&offering("Basic YWxpY2U6YWxpY2Vwdw-_")), None);
+    }
 
     #[tokio::test]
     async fn password_checks_run_one_per_place_and_refuse_past_the_waiting_room() {

@@ -17,6 +17,10 @@ use super::Failure;
 use crate::http::fetch::Fetcher;
 
 const REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+/// The longest a request with an unknown kid waits for a refetch another
+/// request started (a fetch's own limits end it sooner: discovery and the
+/// key set are two fetches).
+const REFETCH_WAIT: Duration = Duration::from_secs(10);
 
 /// Keys a token may be signed with: those of its `kid` (an identity
 /// provider may list one kid for an RSA and an EC key, or for two keys
@@ -128,10 +132,23 @@ pub struct RemoteJwks {
     down: std::sync::atomic::AtomicBool,
     /// Becomes true once the first fetch has finished (well or not).
     attempted: tokio::sync::watch::Sender<bool>,
+    /// True while an unknown-kid refetch runs: requests with a new kid that
+    /// may not start their own (rate-limited) wait for it rather than get
+    /// 401 during a rotation.
+    refetching: tokio::sync::watch::Sender<bool>,
     /// The refresher runs once, even when a reload keeps this key set.
     started: std::sync::atomic::AtomicBool,
     /// What identifies the source: a reload with the same keeps the keys.
     pub identity: (Location, Duration, Option<std::path::PathBuf>),
+}
+
+/// Marks an unknown-kid refetch as running until dropped.
+struct Refetching<'a>(&'a tokio::sync::watch::Sender<bool>);
+
+impl Drop for Refetching<'_> {
+    fn drop(&mut self) {
+        self.0.send_replace(false);
+    }
 }
 
 impl RemoteJwks {
@@ -152,6 +169,7 @@ impl RemoteJwks {
             last_refetch: Mutex::new(None),
             down: false.into(),
             attempted: tokio::sync::watch::Sender::new(false),
+            refetching: tokio::sync::watch::Sender::new(false),
             started: false.into(),
         }
     }
@@ -208,7 +226,15 @@ impl RemoteJwks {
             ok
         };
         if may_fetch {
+            self.refetching.send_replace(true);
+            // Cleared however the fetch ends (its request may be dropped).
+            let _running = Refetching(&self.refetching);
             self.fetch_now().await;
+        } else if !waited {
+            let mut running = self.refetching.subscribe();
+            if *running.borrow_and_update() {
+                let _ = tokio::time::timeout(REFETCH_WAIT, running.wait_for(|on| !*on)).await;
+            }
         }
         match self.keys.load().find(kid) {
             Some(k) => Ok(k),

@@ -114,6 +114,8 @@ pub struct Idp {
     pub tokens: Arc<Mutex<Vec<(String, Value)>>>,
     /// When true the introspection endpoint answers 500.
     pub broken: Arc<std::sync::atomic::AtomicBool>,
+    /// Milliseconds the JWKS endpoint waits before it answers.
+    pub jwks_delay_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Idp {
@@ -127,6 +129,7 @@ impl Idp {
             introspections: Arc::default(),
             tokens: Arc::default(),
             broken: Arc::default(),
+            jwks_delay_ms: Arc::default(),
         };
         let state = (
             idp.jwks.clone(),
@@ -134,6 +137,7 @@ impl Idp {
             idp.introspections.clone(),
             idp.tokens.clone(),
             idp.broken.clone(),
+            idp.jwks_delay_ms.clone(),
         );
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -167,10 +171,11 @@ type State = (
     Arc<AtomicUsize>,
     Arc<Mutex<Vec<(String, Value)>>>,
     Arc<std::sync::atomic::AtomicBool>,
+    Arc<std::sync::atomic::AtomicU64>,
 );
 
 async fn serve(req: Request<Incoming>, s: State, addr: SocketAddr) -> Result<Response<Full<Bytes>>, Infallible> {
-    let (jwks, fetches, introspections, tokens, broken) = s;
+    let (jwks, fetches, introspections, tokens, broken, jwks_delay_ms) = s;
     let json_resp = |v: Value| Response::new(Full::new(Bytes::from(v.to_string())));
     match req.uri().path() {
         "/.well-known/openid-configuration" => {
@@ -178,6 +183,8 @@ async fn serve(req: Request<Incoming>, s: State, addr: SocketAddr) -> Result<Res
         }
         "/jwks" => {
             fetches.fetch_add(1, Ordering::SeqCst);
+            let delay = jwks_delay_ms.load(Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
             let doc = jwks.lock().unwrap().clone();
             if doc.is_null() {
                 // `Idp::take_down_jwks`: the endpoint fails.
