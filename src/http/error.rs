@@ -47,7 +47,7 @@ pub enum GatewayError {
     BadHandshake(&'static str),
     #[error("the cross-origin request is not allowed: {0}")]
     CorsRejected(&'static str),
-    #[error("the upstream service could not be reached")]
+    #[error("{}", unreachable_detail(cause))]
     UpstreamUnreachable {
         upstream: Arc<str>,
         #[source]
@@ -82,6 +82,42 @@ impl From<super::request_body::BodyError> for GatewayError {
             BodyError::Timeout => GatewayError::BodyTimeout,
             BodyError::Read(e) => GatewayError::BodyRead(e),
         }
+    }
+}
+
+/// A target answered, with something that is no valid HTTP response (a
+/// head that cannot be framed alone, a status over 599, a `101` nobody
+/// asked for): reached, and not answered.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidResponse(pub std::borrow::Cow<'static, str>);
+
+/// Whether an upstream failure, or one of its causes, is an answer that is
+/// no valid HTTP response ([`InvalidResponse`], the own codec's refusals
+/// of a response head, hyper's parse errors) rather than a connection
+/// that failed.
+pub fn invalid_response(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if e.is::<InvalidResponse>() || e.is::<crate::wire::upstream_head::HeadError>() {
+            return true;
+        }
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            return h.is_parse() || h.is_parse_status() || h.is_parse_too_large();
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// The problem detail of an upstream that failed before answering: what
+/// an operator looks for differs between a target that was not reached
+/// and one that answered nonsense.
+fn unreachable_detail(cause: &BoxError) -> &'static str {
+    if invalid_response(cause.as_ref()) {
+        "the upstream service sent an invalid response"
+    } else {
+        "the upstream service could not be reached"
     }
 }
 

@@ -86,6 +86,8 @@ enum CallError {
     Unreachable {
         sent: bool,
     },
+    /// It answered with something that is no valid HTTP response.
+    InvalidAnswer,
     Refused(UpstreamRefusal),
     Status(u16),
     NotJson(String),
@@ -109,7 +111,7 @@ impl CallError {
         match self {
             CallError::Timeout(_) => 0,
             CallError::ConnectTimeout(_) | CallError::Unreachable { sent: false } => 1,
-            CallError::Unreachable { sent: true } => 2,
+            CallError::Unreachable { sent: true } | CallError::InvalidAnswer => 2,
             CallError::Refused(_) | CallError::OverBudget(_) => 3,
             CallError::Status(_) => 4,
             CallError::NotJson(_) | CallError::BadJson | CallError::TooLarge(_) | CallError::TooDeep => 5,
@@ -132,6 +134,7 @@ impl CallError {
             CallError::ConnectTimeout(t) => format!("no connection to the upstream within {} ms", t.as_millis()),
             CallError::Unreachable { sent: false } => "the upstream could not be reached".into(),
             CallError::Unreachable { sent: true } => "the upstream broke off without an answer".into(),
+            CallError::InvalidAnswer => "the upstream sent an invalid response".into(),
             CallError::Refused(rule) => rule.detail().into(),
             CallError::Status(s) => format!("the upstream answered {s}"),
             CallError::NotJson(media) => format!("the answer is not JSON ({media})"),
@@ -151,7 +154,7 @@ impl CallError {
         Some(match self {
             CallError::Timeout(_) => Flag::UpstreamTimeout,
             CallError::Unreachable { sent: false } | CallError::ConnectTimeout(_) => Flag::UpstreamConnectFailure,
-            CallError::Unreachable { sent: true } => Flag::UpstreamClosed,
+            CallError::Unreachable { sent: true } | CallError::InvalidAnswer => Flag::UpstreamClosed,
             CallError::Refused(rule) => super::observe::refusal_flag(*rule),
             CallError::Dependency(_) => return None,
             // An answer came but could not be used: the gateway answered itself.
@@ -631,6 +634,11 @@ async fn fetch<'p>(
                         Err(CallError::ConnectTimeout(pool.connect_timeout().min(timeout)))
                     }
                     Err(GatewayError::UpstreamTimeout { .. }) => Err(CallError::Timeout(timeout)),
+                    Err(GatewayError::UpstreamUnreachable { cause, .. })
+                        if crate::http::error::invalid_response(cause.as_ref()) =>
+                    {
+                        Err(CallError::InvalidAnswer)
+                    }
                     Err(GatewayError::UpstreamUnreachable { sent, .. }) => Err(CallError::Unreachable { sent }),
                     Err(e) => Err(refused(e)),
                 }
@@ -647,6 +655,7 @@ async fn fetch<'p>(
                     }
                     read(parts.status, media, body, (call.max_body, &mut held), upstream.read_timeout).await
                 }
+                Ok(Err(e)) if crate::http::error::invalid_response(&e) => Err(CallError::InvalidAnswer),
                 Ok(Err(e)) => Err(CallError::Unreachable { sent: !super::forward::not_sent(&e) }),
                 Err(_) => Err(CallError::Timeout(upstream.request_timeout)),
             },

@@ -28,7 +28,7 @@ use crate::http::request_body::{BodyError, RequestBody};
 
 use super::body::Body;
 use crate::http::conn::ConnInfo;
-use crate::http::error::{BoxError, GatewayError, NotSent};
+use crate::http::error::{BoxError, GatewayError, InvalidResponse, NotSent};
 
 pub(super) struct Forward<'a, 'p> {
     pub proxy: &'p Proxy,
@@ -649,7 +649,9 @@ fn valid_status(upstream: &crate::upstream::Upstream, status: StatusCode) -> Res
     }
     Err(GatewayError::UpstreamUnreachable {
         upstream: upstream.name.clone(),
-        cause: format!("the upstream answered status {}, outside 100 to 599", status.as_u16()).into(),
+        cause: Box::new(InvalidResponse(
+            format!("the upstream answered status {}, outside 100 to 599", status.as_u16()).into(),
+        )),
         sent: true,
     })
 }
@@ -714,7 +716,9 @@ async fn through_hyper(
             _ => {
                 return Err(GatewayError::UpstreamUnreachable {
                     upstream: upstream.name.clone(),
-                    cause: "the upstream switched protocols without a valid WebSocket handshake".into(),
+                    cause: Box::new(InvalidResponse(
+                        "the upstream switched protocols without a valid WebSocket handshake".into(),
+                    )),
                     sent: true,
                 });
             }
@@ -771,7 +775,8 @@ fn framed_alone(upstream: &crate::upstream::Upstream, headers: &http::HeaderMap)
     match crate::wire::upstream_head::lenient_framing_fault(headers) {
         None => Ok(()),
         Some(why) => {
-            Err(GatewayError::UpstreamUnreachable { upstream: upstream.name.clone(), cause: why.into(), sent: true })
+            let cause = Box::new(InvalidResponse(why.into()));
+            Err(GatewayError::UpstreamUnreachable { upstream: upstream.name.clone(), cause, sent: true })
         }
     }
 }

@@ -766,6 +766,11 @@ async fn response_probes() {
         if r.status == 200 && !r.head {
             assert_eq!(resp.text(), "ok", "{}", r.name);
         }
+        // Reached, and answered nonsense: said so, not "could not be reached".
+        if r.status == 502 && !r.head {
+            let detail = serde_json::from_slice::<serde_json::Value>(&resp.body).unwrap()["detail"].clone();
+            assert_eq!(detail, "the upstream service sent an invalid response", "{}", r.name);
+        }
         drop(conn);
         next_request_gets_its_own_answer(gw.addr, &rec, r.name).await;
     }
@@ -808,6 +813,11 @@ async fn response_framing_probes_from_an_https_upstream() {
         let row = RESPONSES.iter().find(|r| r.name == name).expect("a response row");
         let resp = through(row.reply).await.unwrap_or_else(|| panic!("{name}: no answer"));
         assert_eq!(resp.status, 502, "{name}: {} {}", resp.head, resp.text());
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&resp.body).unwrap()["detail"],
+            "the upstream service sent an invalid response",
+            "{name}"
+        );
     }
     // A sound chunked answer still goes through.
     let sound = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n";
