@@ -1332,6 +1332,9 @@ async fn an_aggregated_answer_with_two_content_types_is_not_json() {
             "/json-first" => ("application/json", "text/html"),
             "/html-first" => ("text/html", "application/json"),
             "/one" => ("application/json", ""),
+            "/two-lengths" => {
+                return Some(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 8\r\nContent-Length: 9\r\n\r\n{\"id\":1}".to_vec());
+            }
             _ => return None,
         };
         let mut reply = format!("HTTP/1.1 200 OK\r\nContent-Type: {first}\r\n");
@@ -1363,6 +1366,11 @@ async fn an_aggregated_answer_with_two_content_types_is_not_json() {
         assert!(resp.text().contains("more than one Content-Type"), "{which}: {}", resp.text());
         assert!(!resp.text().contains(r#""id":1"#), "{which}: the answer was merged: {}", resp.text());
     }
+    // An answer that cannot be framed: the call's error says so.
+    let resp = ask("two-lengths").await;
+    assert_eq!(resp.status, 502, "{}", resp.text());
+    let errors = serde_json::from_slice::<serde_json::Value>(&resp.body).unwrap()["errors"].clone();
+    assert_eq!(errors[0]["detail"], "the upstream sent an invalid response", "{errors}");
 }
 
 /// An HTTP/2 client's trailers never reach an HTTP/2 target: no admission
