@@ -61,8 +61,15 @@ pub fn check(loaded: &LoadedConfig) -> Result<(), ConfigErrors> {
 /// with the config's JSON Schema) and the semantic problems of the rest,
 /// without the ones the cut-out parts would cause.
 pub fn check_file(path: &std::path::Path) -> Result<LoadedConfig, ConfigErrors> {
+    let loaded = load_explained(path)?;
+    check(&loaded).map(|()| loaded)
+}
+
+/// Reads a config file; when it does not parse, says every problem it has
+/// (as `check` does), not the reader's first: `run` and reloads too.
+pub fn load_explained(path: &std::path::Path) -> Result<LoadedConfig, ConfigErrors> {
     let parsed = match config::load_file(path) {
-        Ok(loaded) => return check(&loaded).map(|()| loaded),
+        Ok(loaded) => return Ok(loaded),
         Err(errors) => errors,
     };
     let base = path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
@@ -353,7 +360,7 @@ impl Handle {
         // Read and parsed off the runtime's threads (a large OpenAPI
         // document takes seconds): requests and signals go on meanwhile.
         let owned = path.to_path_buf();
-        let read = tokio::task::spawn_blocking(move || config::load_file(&owned)).await;
+        let read = tokio::task::spawn_blocking(move || load_explained(&owned)).await;
         let read = read.unwrap_or_else(|e| {
             Err(config::ConfigErrors(vec![config::ConfigError {
                 file: path.display().to_string(),

@@ -156,7 +156,7 @@ fn main() -> ExitCode {
 
 fn load(path: Option<&Path>) -> Result<LoadedConfig, config::ConfigErrors> {
     match path {
-        Some(p) => config::load_file(p),
+        Some(p) => portcullis::load_explained(p),
         None => config::parse_str(DEMO_CONFIG, "<embedded demo>", Path::new(".")),
     }
 }

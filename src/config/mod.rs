@@ -83,12 +83,10 @@ impl LoadedConfig {
     /// An error at `path`, located through the index.
     pub fn error(&self, path: impl Into<String>, message: impl Into<String>) -> ConfigError {
         let path = path.into();
-        ConfigError {
-            file: self.source_name.clone(),
-            position: self.locations.find(&path),
-            path,
-            message: message.into(),
-        }
+        let position = self.locations.find(&path);
+        let line = position.and_then(|(l, _)| self.text.lines().nth(l.saturating_sub(1))).unwrap_or("");
+        let message = structure::without_environment_values(message.into(), line);
+        ConfigError { file: self.source_name.clone(), position, path, message }
     }
 
     /// Every problem of `errors`, located in this config.
@@ -247,6 +245,7 @@ pub fn parse_str(text: &str, source_name: &str, base_dir: &Path) -> Result<Loade
             text: text.into(),
         }),
         Err(e) => {
+            let e = unredacted(text, e);
             let position = e.location().map(|l| (l.line() as usize, l.column() as usize));
             let mut path = if error_path == "." { String::new() } else { error_path };
             // The parser's position can name a deeper node than serde's path
@@ -265,19 +264,28 @@ pub fn parse_str(text: &str, source_name: &str, base_dir: &Path) -> Result<Loade
             // `${VAR}` in a flow mapping: its braces end the mapping, and
             // the parser's words do not say so.
             let line = position.and_then(|(l, _)| text.lines().nth(l.saturating_sub(1))).unwrap_or("");
+            // The line from the error's column on (the reader counts characters, not bytes).
+            let from_column = position
+                .and_then(|(_, c)| line.char_indices().nth(c.saturating_sub(1)).map(|(i, _)| &line[i..]))
+                .unwrap_or("");
+            // A plain value (`log_level: verbose`) the reader hid as a
+            // kind's name: it was written here, not read from a variable.
+            if let Some(allowed) = message.strip_prefix("expected one key naming the kind, one of ") {
+                let at = from_column;
+                let token: String = at.chars().take_while(|c| !c.is_whitespace() && !",}]#:".contains(*c)).collect();
+                let a_key = at[token.len()..].starts_with(':');
+                if !token.is_empty() && !a_key && !token.starts_with(['$', '{', '[', '"', '\'']) {
+                    message = format!("unknown value `{token}`, expected one of {allowed}");
+                }
+            }
             // A whole number is what was written, but it does not fit.
-            let written: String = position
-                .and_then(|(_, c)| line.get(c.saturating_sub(1)..))
-                .unwrap_or("")
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect();
+            let written: String = from_column.chars().take_while(char::is_ascii_digit).collect();
             if message.starts_with("expected a whole number") && written.len() > 9 {
                 message = format!("`{written}` is too large here");
             }
             // Name the alias that refers to nothing (`*nope`).
             if message.starts_with("`*name` refers to no anchor") {
-                let at = position.and_then(|(_, c)| line.get(c.saturating_sub(1)..)).unwrap_or("");
+                let at = from_column;
                 let alias: String = at.chars().take_while(|c| !c.is_whitespace() && !",]}".contains(*c)).collect();
                 if alias.starts_with('*') && alias.len() > 1 {
                     let name = &alias[1..];
@@ -289,7 +297,7 @@ pub fn parse_str(text: &str, source_name: &str, base_dir: &Path) -> Result<Loade
                 && let Some((quoted, tail)) = rest.split_once('`')
                 && (tail.starts_with(" is not a size") || tail.starts_with(" is not a duration"))
             {
-                let at = position.and_then(|(_, c)| line.get(c.saturating_sub(1)..)).unwrap_or("");
+                let at = from_column;
                 let token: String = at.chars().take_while(|c| !c.is_whitespace() && !",}]#".contains(*c)).collect();
                 // Only a number the reader rewrote; a text is quoted as it was.
                 if quoted.parse::<f64>().is_ok()
@@ -303,7 +311,7 @@ pub fn parse_str(text: &str, source_name: &str, base_dir: &Path) -> Result<Loade
             // The library says "string" for a list and a mapping alike: say
             // which one was written, and the IPv6 hint only for `[…:…]`.
             if message.starts_with("expected text, not a list") {
-                let at = position.and_then(|(_, c)| line.get(c.saturating_sub(1)..)).unwrap_or("");
+                let at = from_column;
                 let bracketed = at.strip_prefix('[').and_then(|r| r.split(']').next()).unwrap_or("");
                 let ipv6 =
                     bracketed.contains(':') && bracketed.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.');
@@ -317,8 +325,7 @@ pub fn parse_str(text: &str, source_name: &str, base_dir: &Path) -> Result<Loade
             }
             // The value came from the environment: say from where (not the
             // value itself, which may be a secret set in the wrong place).
-            if let Some(name) = position
-                .and_then(|(_, c)| line.get(c.saturating_sub(1)..))
+            if let Some(name) = Some(from_column)
                 .and_then(|rest| rest.strip_prefix("${"))
                 .and_then(|rest| rest.split(['}', ':', '-']).next())
                 .filter(|name| {
@@ -371,6 +378,26 @@ pub fn parse_str(text: &str, source_name: &str, base_dir: &Path) -> Result<Loade
             errors.sort_by_key(|e| e.position.unwrap_or((usize::MAX, 0)));
             Err(ConfigErrors(errors))
         }
+    }
+}
+
+/// The reader hides an error's words once a `${NAME}` was read in the same
+/// list entry or above (they might hold its value): `10k` under a listener
+/// with `bind: ${BIND}` was "invalid interpolated scalar value". The text
+/// read again with no variables resolved (each stays its `${NAME}` text)
+/// fails at the same place in words that hold nothing from the
+/// environment; taken when it is the same place.
+fn unredacted(text: &str, e: serde_saphyr::Error) -> serde_saphyr::Error {
+    if !e.without_snippet().to_string().contains("interpolated") {
+        return e;
+    }
+    let literal = serde_saphyr::options! { strict_booleans: true, reject_unsupported_tags: true };
+    let again = serde_saphyr::with_deserializer_from_str_with_options(text, literal, |de| {
+        serde_path_to_error::deserialize::<_, Option<Config>>(de).map_err(|e| e.into_inner())
+    });
+    match again {
+        Err(literal) if literal.location() == e.location() && e.location().is_some() => literal,
+        _ => e,
     }
 }
 
@@ -863,8 +890,17 @@ mod tests {
         let interpolated = "listeners:\n  - name: a\n    bind: ${PATH}\nauth:\n  p: { type: jwt }\n";
         let said: Vec<String> =
             parse(interpolated).unwrap_err().0.iter().map(|e| format!("{}: {}", e.path, e.message)).collect();
-        assert!(said.iter().any(|m| m.contains("auth.p: expected one key naming the kind, one of jwt")), "{said:?}");
+        // Read again without the variable's value: as a file without variables says it.
+        assert!(said.iter().any(|m| m.contains("auth.p: unknown value `type`, expected one of jwt")), "{said:?}");
         assert!(said.iter().all(|m| !m.contains("an interpolated variant")), "{said:?}");
+        // A plain value after a `${NAME}` is not a kind: named as written.
+        let level = "listeners:\n  - name: a\n    bind: ${PATH}\nlog_level: verbose\n";
+        let said: Vec<String> =
+            parse(level).unwrap_err().0.iter().map(|e| format!("{}: {}", e.path, e.message)).collect();
+        assert!(
+            said.iter().any(|m| m.starts_with("log_level: unknown value `verbose`, expected one of error")),
+            "{said:?}"
+        );
     }
 
     /// A provider's kind is the key it has: a bad value inside

@@ -188,7 +188,12 @@ pub fn problems(text: &str, file: &str, locations: &Locations) -> (Vec<ConfigErr
     }
     let errors = found
         .into_iter()
-        .map(|(path, message)| ConfigError { file: file.to_string(), position: locations.find(&path), path, message })
+        .map(|(path, message)| {
+            let position = locations.find(&path);
+            let line = position.and_then(|(l, _)| text.lines().nth(l.saturating_sub(1))).unwrap_or("");
+            let message = without_environment_values(message, line);
+            ConfigError { file: file.to_string(), position, path, message }
+        })
         .collect();
     (errors, Some(doc))
 }
@@ -319,10 +324,48 @@ fn plain_variables(value: &str) -> Vec<(&str, bool)> {
         let Some(inner) = after.strip_prefix('{') else { continue };
         let len = inner.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(inner.len());
         if len > 0 && !inner.as_bytes()[0].is_ascii_digit() {
-            names.push((&inner[..len], inner[len..].contains('}')));
+            names.push((&inner[..len], closes(&inner[len..])));
         }
     }
     names
+}
+
+/// `message` about `line` with the value of each `${NAME}` the line reads
+/// written back as `${NAME}`: a problem with a value from the environment
+/// (perhaps a secret set in the wrong place) never shows that value, in
+/// `check`'s output, a refused reload's answer or the log.
+pub fn without_environment_values(mut message: String, line: &str) -> String {
+    for (_, name, closed) in line_variables(line) {
+        if let Some(value) = std::env::var(name).ok().filter(|v| closed && !v.is_empty())
+            && message.contains(&value)
+        {
+            message = message.replace(&value, &format!("${{{name}}}"));
+        }
+    }
+    message
+}
+
+/// Whether the text after a `${NAME` holds its closing `}`: a default may
+/// hold `${…}`s of its own, each closed by one `}` (`${A:-${B}}` is closed,
+/// `${A:-${B}` is not: the reader takes the outer one as text).
+fn closes(after_name: &str) -> bool {
+    let mut depth = 1usize;
+    let mut rest = after_name;
+    while let Some(at) = rest.find(['$', '}']) {
+        if rest[at..].starts_with("${") {
+            depth += 1;
+            rest = &rest[at + 2..];
+            continue;
+        }
+        if rest[at..].starts_with('}') {
+            depth -= 1;
+            if depth == 0 {
+                return true;
+            }
+        }
+        rest = &rest[at + 1..];
+    }
+    false
 }
 
 /// Whether a line reads the environment: a `${NAME}` the library replaces
@@ -356,8 +399,8 @@ fn line_variables(line: &str) -> Vec<(usize, &str, bool)> {
                     continue;
                 }
                 let after = &rest[len..];
-                let closed = after.starts_with('}')
-                    || (after.starts_with(":-") || after.starts_with('-')) && after.contains('}');
+                let closed =
+                    after.starts_with('}') || (after.starts_with(":-") || after.starts_with('-')) && closes(after);
                 found.push((at, &rest[..len], closed));
             }
             _ => {}

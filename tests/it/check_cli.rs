@@ -516,6 +516,70 @@ routes:
     assert!(stderr.contains("TLS to Redis (`rediss://`) is not supported yet"), "{stderr}");
 }
 
+/// A value from the environment is never shown in a problem (it may be a
+/// secret set in the wrong place), whichever check finds it; a `${NAME}`
+/// read earlier does not hide the words of a problem with a value written
+/// in the file; and a column past non-ASCII text quotes the right value.
+#[test]
+fn problems_never_show_environment_values_nor_hide_for_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.yaml");
+    std::fs::write(
+        &path,
+        "admin:\n  bind: ${PORTCULLIS_TEST_WORD}\nlisteners:\n  - name: gw\n    bind: ${PORTCULLIS_TEST_WORD}\n    \
+         limits:\n      idle_timeout: ${PORTCULLIS_TEST_WORD}\n      max_body_size: 10k\nlog_level: verbose\n\
+         routes:\n  - { name: r, match: { path_prefix: / }, static: { body: ok } }\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = check(&path);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(!stderr.contains("abc"), "an environment value shown:\n{stderr}");
+    for (at, said) in [
+        ("admin.bind", "`${PORTCULLIS_TEST_WORD}` is not an `IP:PORT` address"),
+        ("listeners[0].bind", "`${PORTCULLIS_TEST_WORD}` is not an `IP:PORT` address"),
+        ("listeners[0].limits.idle_timeout", "not a duration"),
+        ("listeners[0].limits.max_body_size", "`10k` is not a size"),
+        ("log_level", "`verbose`"),
+    ] {
+        assert!(stderr.lines().any(|l| l.contains(at) && l.contains(said)), "{at}: {said}:\n{stderr}");
+    }
+
+    // The reader's first problem, after a `${NAME}` it read well: in words.
+    std::fs::write(
+        &path,
+        "listeners:\n  - name: gw\n    bind: ${PORTCULLIS_TEST_SURELY_UNSET:-127.0.0.1:0}\n    \
+         limits:\n      max_body_size: 10k\nlog_level: verbose\n\
+         routes:\n  - { name: r, match: { path_prefix: / }, static: { body: ok } }\n",
+    )
+    .unwrap();
+    let (_, _, stderr) = check(&path);
+    assert!(stderr.contains("listeners[0].limits.max_body_size: `10k` is not a size"), "{stderr}");
+    assert!(stderr.lines().any(|l| l.contains("log_level: `verbose`: expected one of `error`")), "{stderr}");
+
+    std::fs::write(
+        &path,
+        "listeners:\n  - { name: \"日本語日本語\", bind: \"127.0.0.1:0\", limits: { idle_timeout: 5 } }\n\
+         routes:\n  - { name: r, match: { path_prefix: / }, static: { body: ok } }\n",
+    )
+    .unwrap();
+    let (_, _, stderr) = check(&path);
+    assert!(stderr.contains("`5` is not a duration"), "{stderr}");
+
+    // A default holding a variable it does not close is taken as text.
+    std::fs::write(
+        &path,
+        "listeners: [ { name: p, bind: \"127.0.0.1:0\" } ]\nroutes:\n  - name: a\n    match: { path: /a }\n    \
+         static:\n      body: ${PORTCULLIS_TEST_SURELY_UNSET:-${PORTCULLIS_TEST_WORD}\n  - name: b\n    \
+         match: { path: /b }\n    static:\n      body: ${PORTCULLIS_TEST_SURELY_UNSET:-${PORTCULLIS_TEST_WORD}}\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = check(&path);
+    assert_eq!(code, Some(1), "{stderr}");
+    let unclosed: Vec<&str> = stderr.lines().filter(|l| l.contains("has no closing")).collect();
+    assert_eq!(unclosed.len(), 1, "{stderr}");
+    assert!(unclosed[0].contains("routes[0].static.body"), "{stderr}");
+}
+
 /// `$${NAME}` is the documented way to write `${NAME}` literally: not a
 /// `quoted-variable` warning, where a quoted `"${NAME}"` is.
 #[test]

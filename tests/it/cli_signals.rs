@@ -107,10 +107,12 @@ async fn json_logs_keep_each_event_on_one_line() {
     let yaml = |body: &str| format!("log_format: json\n{}", config(body));
     let (gw, addr) = spawn_gateway(&yaml("one"));
     let url = format!("http://{addr}/");
-    // A reload refused for two problems: each one event, one JSON line.
+    // A reload refused for three problems (one the reader stops at, two
+    // the check finds past it, as `portcullis check` says them): each one
+    // event, one JSON line.
     std::fs::write(
         &gw.config,
-        "log_format: json\nlisteners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\nroutes:\n  - { name: a, match: { path_prefix: / }, upstream: nowhere }\n  - { name: b, match: { path_prefix: /b }, upstream: elsewhere }\n",
+        "log_format: json\nshutdown_timeout: soon\nlisteners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\nroutes:\n  - { name: a, match: { path_prefix: / }, upstream: nowhere }\n  - { name: b, match: { path_prefix: /b }, upstream: elsewhere }\n",
     )
     .unwrap();
     gw.signal("HUP");
@@ -132,8 +134,9 @@ async fn json_logs_keep_each_event_on_one_line() {
         .filter(|e| e["fields"]["message"] == "reload refused")
         .filter_map(|e| e["fields"]["problem"].as_str())
         .collect();
-    assert_eq!(problems.len(), 2, "{lines:#?}");
+    assert_eq!(problems.len(), 3, "{lines:#?}");
     assert!(problems.iter().any(|p| p.contains("nowhere")) && problems.iter().any(|p| p.contains("elsewhere")));
+    assert!(problems.iter().any(|p| p.contains("shutdown_timeout") && p.contains("`soon`")), "{problems:?}");
     assert!(events.iter().any(|e| e["level"] == "ERROR" && e["timestamp"].is_string()));
 }
 
