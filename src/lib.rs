@@ -242,7 +242,8 @@ impl Gateway {
         shared.state.set_listeners(listeners.iter().map(|l| (l.name.clone(), l.addr)).collect());
         tracing::info!(config_hash = format!("{:016x}", loaded.hash), "config loaded");
         log_warnings(loaded);
-        Ok(Handle { shared, listeners: Mutex::new(listeners), admin: std::sync::Mutex::new(admin) })
+        let logging = (loaded.config.log_level, loaded.config.log_format);
+        Ok(Handle { shared, listeners: Mutex::new(listeners), admin: std::sync::Mutex::new(admin), logging })
     }
 }
 
@@ -255,7 +256,8 @@ fn log_warnings(loaded: &LoadedConfig) {
 
 /// Whether a running listener serves `l` as the new plan describes it.
 fn same_listener(r: &RunningListener, l: &plan::ListenerPlan) -> bool {
-    r.name == l.name && (r.addr == l.addr || l.addr.port() == 0)
+    // Port 0 is "any port": the one bound stands for it, on the same address.
+    r.name == l.name && (r.addr == l.addr || l.addr.port() == 0 && l.addr.ip() == r.addr.ip())
 }
 
 /// Binds the listeners of `plan` that are not already running. On error
@@ -290,6 +292,8 @@ pub struct Handle {
     shared: Arc<Shared>,
     listeners: Mutex<Vec<RunningListener>>,
     admin: std::sync::Mutex<Option<admin::RunningAdmin>>,
+    /// The own log's level and format, set up once at start.
+    logging: (config::LogLevel, config::LogFormat),
 }
 
 impl Handle {
@@ -471,6 +475,26 @@ impl Handle {
                      until then only /healthz answers there"
                 ),
             };
+            tracing::warn!("{note}");
+            notes.push(note);
+        }
+        let mut restart_notes = Vec::new();
+        if self.admin_addr().is_none()
+            && let Some(admin) = &plan.admin
+        {
+            restart_notes.push(format!(
+                "`admin` was added: the admin API listens on {} once the gateway restarts (it is bound at start)",
+                admin.addr
+            ));
+        }
+        if (loaded.config.log_level, loaded.config.log_format) != self.logging {
+            restart_notes.push(
+                "a change of `log_level` or `log_format` takes effect when the gateway restarts (the log is set up \
+                 at start)"
+                    .to_string(),
+            );
+        }
+        for note in restart_notes {
             tracing::warn!("{note}");
             notes.push(note);
         }

@@ -236,3 +236,40 @@ async fn a_reload_cannot_leave_a_public_admin_api_without_its_token() {
     gw.reload(&load(&config("v", false), Path::new("."))).await.unwrap();
     assert_eq!(get(&status, &[("authorization", bearer.as_str())]).await.status, 401);
 }
+
+/// What a reload cannot change while running is said, not silently left:
+/// an admin API added (bound at start), the own log's level or format (set
+/// up at start). A listener moved to another address with port 0 is bound
+/// there (it stayed on the old address, with no word).
+#[tokio::test]
+async fn a_reload_says_what_waits_for_a_restart_and_moves_a_port_0_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.yaml");
+    let body = |bind: &str, extra: &str| {
+        format!(
+            "{extra}listeners:\n  - {{ name: gw, bind: \"{bind}:0\" }}\n\
+             routes:\n  - {{ name: r, match: {{ path_prefix: / }}, static: {{ body: ok }} }}\n"
+        )
+    };
+    std::fs::write(&path, body("127.0.0.1", "")).unwrap();
+    let gw = portcullis::Gateway::start(&portcullis::config::load_file(&path).unwrap()).await.unwrap();
+    assert_eq!(gw.addr("gw").unwrap().ip().to_string(), "127.0.0.1");
+
+    std::fs::write(&path, body("127.0.0.2", "admin: { bind: \"127.0.0.1:0\" }\nlog_level: debug\n")).unwrap();
+    let portcullis::ReloadOutcome::Reloaded { warnings, .. } = gw.reload_file(&path).await else {
+        panic!("the reload was refused")
+    };
+    assert!(warnings.iter().any(|w| w.contains("`admin` was added")), "{warnings:?}");
+    assert!(warnings.iter().any(|w| w.contains("`log_level` or `log_format`")), "{warnings:?}");
+    assert!(gw.admin_addr().is_none(), "the admin API starts with the gateway");
+    let moved = gw.addr("gw").unwrap();
+    assert_eq!(moved.ip().to_string(), "127.0.0.2", "the listener moved");
+    assert_eq!(get(&format!("http://{moved}/"), &[]).await.text(), "ok");
+
+    // Back to the level it started with: nothing to say.
+    std::fs::write(&path, body("127.0.0.2", "")).unwrap();
+    let portcullis::ReloadOutcome::Reloaded { warnings, .. } = gw.reload_file(&path).await else {
+        panic!("the reload was refused")
+    };
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
