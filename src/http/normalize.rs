@@ -52,6 +52,8 @@ pub enum PathError {
     NotAbsolute,
     #[error("the request path contains an invalid percent-encoding")]
     InvalidEncoding,
+    #[error("the request path contains a byte outside ASCII (percent-encode it: `é` is `%C3%A9`)")]
+    NotAscii,
     #[error("the request path contains an encoded `/` or `\\`")]
     EncodedSlash,
     #[error("the request path contains a backslash")]
@@ -158,7 +160,7 @@ fn decode_unreserved(bytes: &[u8], opts: &Options) -> Result<String, PathError> 
             b'\\' => return Err(PathError::Backslash),
             0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
             // hyper only hands us visible ASCII; anything else is not a valid request-target.
-            0x80..=0xff => return Err(PathError::InvalidEncoding),
+            0x80..=0xff => return Err(PathError::NotAscii),
             _ => {
                 out.push(b as char);
                 i += 1;
@@ -321,6 +323,7 @@ mod tests {
         assert_eq!(norm("/a%00b"), Err(PathError::ControlCharacter));
         assert_eq!(norm("/a%zz"), Err(PathError::InvalidEncoding));
         assert_eq!(norm("/a%2"), Err(PathError::InvalidEncoding));
+        assert_eq!(norm("/caf\u{e9}"), Err(PathError::NotAscii));
         assert_eq!(norm("/public/%252e%252e/admin"), Err(PathError::DoubleEncoding));
         assert_eq!(norm("/public/%25%32%65%25%32%65/admin"), Err(PathError::DoubleEncoding));
         assert_eq!(norm("/a%25%41b"), Err(PathError::DoubleEncoding));

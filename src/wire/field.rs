@@ -35,6 +35,15 @@ pub fn list(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
     value.split(|&b| b == b',').map(trim)
 }
 
+/// Whether a response's `Transfer-Encoding` value names `chunked` alone,
+/// with any empty list elements before it (RFC 9110 §5.6.1 lets a
+/// recipient skip them): `, chunked` does; `chunked ,` does not (hyper's
+/// client reads the last element only, and would read to the close).
+pub fn chunked_alone(value: &[u8]) -> bool {
+    let mut items = list(value).rev();
+    items.next().is_some_and(|last| last.eq_ignore_ascii_case(b"chunked")) && items.all(<[u8]>::is_empty)
+}
+
 /// Whether a LF in `head` is not preceded by CR. httparse accepts bare LF
 /// line endings (it refuses a CR not followed by LF itself); a parser in
 /// front of or behind the gateway may not, and would read other lines.
@@ -49,6 +58,16 @@ pub fn has_bare_lf(head: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunked_alone_skips_only_empty_elements_before_it() {
+        for yes in ["chunked", "Chunked", " chunked ", ", chunked", ",,chunked", " , \tchunked"] {
+            assert!(chunked_alone(yes.as_bytes()), "{yes:?}");
+        }
+        for no in ["", ",", "chunked,", "chunked ,", "gzip, chunked", "chunked, chunked", "xchunked", "chunked;q=1"] {
+            assert!(!chunked_alone(no.as_bytes()), "{no:?}");
+        }
+    }
 
     #[test]
     fn a_line_and_a_list() {

@@ -222,7 +222,7 @@ impl HopByHop {
             // A second line, or any coding but one `chunked`, cannot be
             // passed on faithfully (the client would get coded bytes it was
             // not told about): malformed, whatever it is.
-            self.chunked_only = !self.transfer_encoding && super::decode::trim(value).eq_ignore_ascii_case(b"chunked");
+            self.chunked_only = !self.transfer_encoding && field::chunked_alone(value);
             self.transfer_encoding = true;
         } else if name == header::CONNECTION {
             for token in field::list(value) {
@@ -286,11 +286,11 @@ pub fn lenient_framing_fault(headers: &http::HeaderMap) -> Option<&'static str> 
     if lengths > 1 || !single_length {
         return Some("the upstream's response gives its length twice or as a list");
     }
-    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter().flat_map(|v| field::list(v.as_bytes()));
+    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
     match codings.next() {
         None => None,
         Some(_) if lengths > 0 => Some("the upstream's response has both Content-Length and Transfer-Encoding"),
-        Some(c) if c.eq_ignore_ascii_case(b"chunked") && codings.next().is_none() => None,
+        Some(c) if field::chunked_alone(c.as_bytes()) && codings.next().is_none() => None,
         Some(_) => Some("the upstream's response has a transfer coding other than chunked alone"),
     }
 }

@@ -67,6 +67,10 @@ async fn ambiguous_encodings_are_refused() {
     let resp = raw(gw.addr, &request("/public/%2F")).await;
     assert!(resp.contains("application/problem+json"), "{resp}");
     assert!(resp.contains("encoded `/`"), "{resp}");
+    // A raw byte outside ASCII is said as such (it is no percent-encoding).
+    let resp = raw(gw.addr, &request("/public/caf\u{e9}")).await;
+    assert_eq!(raw_status(&resp), 400, "{resp}");
+    assert!(resp.contains("a byte outside ASCII"), "{resp}");
 }
 
 /// OpenAPI's `matrix` style puts `;` in a path segment (`/users/;id=5`).

@@ -728,6 +728,10 @@ const RESPONSES: &[Reply] = &[
     bad("chunked and length", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n2\r\nok\r\n0\r\n\r\n"),
     bad("a coding other than chunked", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nok"),
     bad("chunked twice", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"),
+    bad("chunked then an empty coding", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked ,\r\n\r\n2\r\nok\r\n0\r\n\r\n"),
+    bad("only empty codings", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: ,\r\n\r\nok"),
+    bad("chunked on two lines", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"),
+    Reply { name: "empty codings before chunked", reply: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: , ,chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", status: 200, head: false },
     bad("chunked on HTTP/1.0", b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"),
     bad("a body on 204", b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\npoisoned"),
     bad("a body on 304", b"HTTP/1.1 304 Not Modified\r\nContent-Length: 8\r\n\r\npoisoned"),
@@ -808,6 +812,9 @@ async fn response_framing_probes_from_an_https_upstream() {
         "chunked and length",
         "a coding other than chunked",
         "chunked twice",
+        "chunked then an empty coding",
+        "only empty codings",
+        "chunked on two lines",
     ];
     for name in rows {
         let row = RESPONSES.iter().find(|r| r.name == name).expect("a response row");
@@ -819,9 +826,12 @@ async fn response_framing_probes_from_an_https_upstream() {
             "{name}"
         );
     }
-    // A sound chunked answer still goes through.
+    // A sound chunked answer still goes through, with empty codings before it too.
     let sound = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n";
     let resp = through(sound).await.expect("an answer");
+    assert_eq!((resp.status, resp.text()), (200, "ok".to_string()));
+    let listed = RESPONSES.iter().find(|r| r.name == "empty codings before chunked").expect("a response row");
+    let resp = through(listed.reply).await.expect("an answer");
     assert_eq!((resp.status, resp.text()), (200, "ok".to_string()));
     // Without the upstream's word for the gateway's own headers.
     let own = RESPONSES.iter().find(|r| r.name == "the gateway's own headers").expect("a response row");
