@@ -41,6 +41,27 @@ path_normalization: { path_parameters: strip }
     }
 }
 
+/// Durations that would switch a feature off in silence are refused.
+#[test]
+fn zero_durations_that_would_disable_a_feature_are_refused() {
+    let text = r#"
+listeners: [ { name: gw, bind: "127.0.0.1:0" } ]
+upstreams:
+  u:
+    targets: [ "http://127.0.0.1:9" ]
+    breaker: { consecutive_failures: 5, open_for: 0s }
+    pool: { idle_timeout: 0s }
+routes:
+  - { name: r, match: { path: /r }, upstream: u }
+"#;
+    let loaded = crate::config::parse_str(text, "t.yaml", std::path::Path::new(".")).unwrap();
+    let errors = crate::plan::compile(&loaded).expect_err("refused").0;
+    let said: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.path, e.message)).collect();
+    assert!(said.iter().any(|m| m.starts_with("upstreams.u.breaker.open_for: must be longer than zero")), "{said:?}");
+    assert!(said.iter().any(|m| m.starts_with("upstreams.u.pool.idle_timeout: must be longer than zero")), "{said:?}");
+    assert!(said.iter().any(|m| m.contains("max_idle_per_target: 0")), "{said:?}");
+}
+
 /// Rates the counters cannot keep as written are refused where they are written.
 #[test]
 fn rates_the_counters_cannot_keep_are_refused() {

@@ -197,6 +197,12 @@ fn resilience(
     upstream.health = PoolHealth::new(origin, passive, cfg.health.active.is_some(), cfg.health.all_unhealthy);
 
     let retry = compile_retry(cx, &format!("{at}.retry"), &RetryPolicy::default(), &cfg.retry, true);
+    if cfg.pool.idle_timeout.0.is_zero() {
+        cx.err(
+            format!("{at}.pool.idle_timeout"),
+            "must be longer than zero (to keep no idle connections, set `pool.max_idle_per_target: 0`)",
+        );
+    }
     let budget = cfg.retry.budget.clone().unwrap_or_default();
     if budget.window.0 < std::time::Duration::from_millis(10) {
         cx.err(format!("{at}.retry.budget.window"), "at least 10ms");
@@ -210,6 +216,11 @@ fn resilience(
         }
         if b.window.0 < std::time::Duration::from_millis(10) {
             cx.err(format!("{at}.breaker.window"), "at least 10ms");
+        }
+        // Open for no time, it lets the next request through as a probe at
+        // once: no breaker at all.
+        if b.open_for.0.is_zero() {
+            cx.err(format!("{at}.breaker.open_for"), "must be longer than zero");
         }
         let settings = BreakerSettings {
             consecutive_failures: b.consecutive_failures,
