@@ -113,7 +113,9 @@ fn sni_pattern(name: &str) -> bool {
     let label = |l: &str| {
         !l.is_empty()
             && l.len() <= 63
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            // `_` too: not a host name's letter, but in DNS names
+            // (`_acme.internal`), which clients send as SNI and match.
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             && !l.starts_with('-')
             && !l.ends_with('-')
     };
@@ -222,15 +224,29 @@ fn load_certified_key(
         let why = format!("{}{}", pem_error(&e), hint(key, "pkey"));
         ("key", format!("cannot read a private key from `{}`: {why}", key.display()))
     })?;
-    let signing = provider
-        .key_provider
-        .load_private_key(key_der)
-        .map_err(|e| ("key", format!("`{}` is not a usable private key: {e}", key.display())))?;
+    let signing = provider.key_provider.load_private_key(key_der).map_err(|e| {
+        let supported = "RSA of 2048 bits or more, ECDSA P-256, P-384 or P-521, or Ed25519";
+        ("key", format!("`{}` is not a usable private key ({e}): the gateway takes {supported}", key.display()))
+    })?;
     let names = leaf_dns_names(&chain[0]).map_err(|e| ("cert", format!("`{shown}`: {e}")))?;
     let certified = CertifiedKey::new(chain, signing);
-    certified
-        .keys_match()
-        .map_err(|_| ("key", format!("`{}` does not belong to the certificate in `{shown}`", key.display())))?;
+    certified.keys_match().map_err(|_| {
+        // The key of a later certificate in the file: the chain is upside down.
+        let later = certified.cert.iter().skip(1).position(|c| {
+            let one = CertifiedKey::new(vec![c.clone()], certified.key.clone());
+            one.keys_match().is_ok()
+        });
+        let why = match later {
+            Some(i) => format!(
+                "`{}` belongs to certificate {} in `{shown}`, not the first: the server's own certificate comes \
+                 first, then the intermediates",
+                key.display(),
+                i + 2
+            ),
+            None => format!("`{}` does not belong to the certificate in `{shown}`", key.display()),
+        };
+        ("key", why)
+    })?;
     Ok((certified, names))
 }
 
@@ -348,6 +364,29 @@ pub fn client_identity(chain: &[CertificateDer<'_>]) -> Option<ClientIdentity> {
 /// leading `#` or space and a trailing space, as `\` and the character):
 /// unescaped, `O=Example, CN=svc-billing` inside one value read as two
 /// attributes, and a certificate could pass for another consumer's subject.
+/// OpenSSL's short name of a subject attribute where x509-parser's differs
+/// (`Email`, `streetAddress`, `givenName`…): the docs tell users to copy
+/// the subject from `openssl x509 -subject`, and NGINX's `$ssl_client_s_dn`
+/// spells it so too.
+fn openssl_name(oid: &str) -> Option<&'static str> {
+    Some(match oid {
+        "1.2.840.113549.1.9.1" => "emailAddress",
+        "2.5.4.9" => "street",
+        "2.5.4.42" => "GN",
+        "2.5.4.4" => "SN",
+        "2.5.4.5" => "serialNumber",
+        "2.5.4.12" => "title",
+        "2.5.4.17" => "postalCode",
+        "2.5.4.43" => "initials",
+        "2.5.4.44" => "generationQualifier",
+        "2.5.4.46" => "dnQualifier",
+        "2.5.4.65" => "pseudonym",
+        "0.9.2342.19200300.100.1.1" => "UID",
+        "0.9.2342.19200300.100.1.25" => "DC",
+        _ => return None,
+    })
+}
+
 fn subject_text(name: &x509_parser::x509::X509Name<'_>) -> Option<String> {
     let registry = x509_parser::objects::oid_registry();
     let mut out = String::new();
@@ -359,9 +398,10 @@ fn subject_text(name: &x509_parser::x509::X509Name<'_>) -> Option<String> {
             if j > 0 {
                 out.push_str(" + ");
             }
-            match x509_parser::objects::oid2abbrev(attr.attr_type(), registry) {
-                Ok(abbrev) => out.push_str(abbrev),
-                Err(_) => out.push_str(&attr.attr_type().to_id_string()),
+            let oid = attr.attr_type().to_id_string();
+            match (openssl_name(&oid), x509_parser::objects::oid2abbrev(attr.attr_type(), registry)) {
+                (Some(name), _) | (None, Ok(name)) => out.push_str(name),
+                (None, Err(_)) => out.push_str(&oid),
             }
             out.push('=');
             // A value without a string reading (binary, or a T61String
@@ -476,7 +516,7 @@ mod tests {
 
     #[test]
     fn server_names_sni_can_match() {
-        for good in ["api.example.com", "*.example.com", "localhost", "a-b.test"] {
+        for good in ["api.example.com", "*.example.com", "localhost", "a-b.test", "a_b.test", "_acme.example.com"] {
             assert!(sni_pattern(good), "{good}");
         }
         for bad in [

@@ -751,6 +751,59 @@ routes:
     assert_eq!(none.reply.status, 401, "client_auth is optional here, the route is not");
 }
 
+/// A subject is written as `openssl x509 -subject -nameopt
+/// oneline,-space_eq` prints it (the docs' command), OpenSSL's short names
+/// included (`emailAddress`, `street`, `GN`): those were read under other
+/// names (`Email`) and never matched. The long names match too.
+#[tokio::test]
+async fn mtls_subjects_match_as_openssl_prints_them() {
+    use rcgen::DnType;
+    let pki = crate::support::pki::Pki::new();
+    let (c, k) = pki.issue("server", "server", &["api.example.com"]);
+    let email = DnType::CustomDnType(vec![1, 2, 840, 113549, 1, 9, 1]);
+    let street = DnType::CustomDnType(vec![2, 5, 4, 9]);
+    let given = DnType::CustomDnType(vec![2, 5, 4, 42]);
+    let (a_c, a_k) = pki.issue_subject("a", &[(DnType::CommonName, "svc2"), (email.clone(), "svc2@example.org")]);
+    let (b_c, b_k) = pki.issue_subject("b", &[(DnType::CommonName, "svc3"), (street, "Main St 1"), (given, "Ann")]);
+    let (e_c, e_k) = pki.issue_subject("e", &[(DnType::CommonName, "svc4"), (email, "svc4@example.org")]);
+    let yaml = format!(
+        r#"
+listeners:
+  - name: tls
+    bind: "127.0.0.1:0"
+    tls:
+      certificates: [ {{ cert: "{}", key: "{}" }} ]
+      client_auth: {{ ca: "{}", required: false }}
+auth:
+  certs: {{ mtls: {{}} }}
+consumers:
+  - {{ id: svc2, certificates: [ {{ subject: "CN=svc2, emailAddress=svc2@example.org" }} ] }}
+  - {{ id: svc3, certificates: [ {{ subject: "CN=svc3, street=Main St 1, GN=Ann" }} ] }}
+  - {{ id: svc4, certificates: [ {{ subject: "CN=svc4, Email=svc4@example.org" }} ] }}
+routes:
+  - {{ name: echo, match: {{ path_prefix: / }}, echo: {{}}, authenticate: [certs] }}
+"#,
+        c.display(),
+        k.display(),
+        pki.ca_path().display()
+    );
+    let gw = portcullis::Gateway::start(&load(&yaml, Path::new("/"))).await.unwrap();
+    let addr = gw.addr("tls").unwrap();
+    for ((cert, key), id, subject) in [
+        ((&a_c, &a_k), "svc2", "CN=svc2, emailAddress=svc2@example.org"),
+        ((&b_c, &b_k), "svc3", "CN=svc3, street=Main St 1, GN=Ann"),
+        ((&e_c, &e_k), "svc4", "CN=svc4, emailAddress=svc4@example.org"),
+    ] {
+        let seen = crate::support::pki::https_get(addr, "api.example.com", &pki.ca_path(), Some((cert, key)), "/")
+            .await
+            .unwrap();
+        assert_eq!(seen.reply.status, 200, "{id}: {}", seen.reply.text());
+        let json = seen.reply.json();
+        assert_eq!(json["headers"]["x-consumer-id"][0], id);
+        assert_eq!(json["client_cert"]["subject"], subject, "{id}");
+    }
+}
+
 /// Two listeners trust two CAs (internal services, partners). A partner
 /// CA's certificate naming an internal service's SAN passed, on the
 /// partners' listener, for the internal consumer: an `mtls` provider with

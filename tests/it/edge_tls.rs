@@ -187,7 +187,11 @@ routes:
 async fn check_names_missing_and_mismatched_certificate_files() {
     let pki = Pki::new();
     let (c, _) = pki.issue("a", "a", &["a.test"]);
-    let (_, other_key) = pki.issue("b", "b", &["b.test"]);
+    let (b_cert, other_key) = pki.issue("b", "b", &["b.test"]);
+    // A chain written upside down: the CA first, then the server's own.
+    let upside_down = pki.dir.path().join("upside-down.pem");
+    let ca = std::fs::read_to_string(pki.ca_path()).unwrap();
+    std::fs::write(&upside_down, format!("{ca}{}", std::fs::read_to_string(&b_cert).unwrap())).unwrap();
     let yaml = format!(
         r#"
 listeners:
@@ -197,10 +201,13 @@ listeners:
       certificates:
         - {{ cert: "{}", key: "{}" }}
         - {{ cert: /nonexistent/cert.pem, key: /nonexistent/key.pem }}
+        - {{ cert: "{}", key: "{}" }}
 routes:
   - {{ name: echo, match: {{ path_prefix: / }}, echo: {{}} }}
 "#,
         c.display(),
+        other_key.display(),
+        upside_down.display(),
         other_key.display()
     );
     let loaded = load(&yaml, Path::new("/"));
@@ -208,6 +215,12 @@ routes:
     assert!(errors.contains("listeners[0].tls.certificates[0].key") && errors.contains("does not belong"), "{errors}");
     assert!(
         errors.contains("listeners[0].tls.certificates[1].cert") && errors.contains("/nonexistent/cert.pem"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("listeners[0].tls.certificates[2].key")
+            && errors.contains("belongs to certificate 2")
+            && errors.contains("comes first"),
         "{errors}"
     );
 }

@@ -221,7 +221,27 @@ fn spaced_equals(dn: &str) -> bool {
 }
 
 pub(super) fn normalize_dn(dn: &str) -> String {
-    dn.split(',').map(|p| p.trim()).collect::<Vec<_>>().join(",").to_ascii_lowercase()
+    let dn = dn.to_ascii_lowercase();
+    let attributes =
+        dn.split(',').map(|rdn| rdn.split('+').map(|a| canonical_attribute(a.trim())).collect::<Vec<_>>().join("+"));
+    attributes.collect::<Vec<_>>().join(",")
+}
+
+/// One `type=value`, its type in OpenSSL's short name (lower case): the
+/// long names some tools print (`Email=`, `streetAddress=`, `givenName=`)
+/// name the same attribute.
+fn canonical_attribute(attribute: &str) -> String {
+    let Some((kind, value)) = attribute.split_once('=') else { return attribute.to_string() };
+    let kind = match kind.trim() {
+        "email" | "e" => "emailaddress",
+        "streetaddress" => "street",
+        "givenname" => "gn",
+        "surname" => "sn",
+        "userid" => "uid",
+        "domaincomponent" => "dc",
+        other => other,
+    };
+    format!("{kind}={value}")
 }
 
 fn parse_sha256(hex: &str) -> Option<[u8; 32]> {

@@ -43,6 +43,21 @@ impl Pki {
         self.issue_until(stem, cn, names, None)
     }
 
+    /// A client certificate with no SAN and this subject, attribute by
+    /// attribute (OIDs as rcgen writes them).
+    pub fn issue_subject(&self, stem: &str, subject: &[(DnType, &str)]) -> (PathBuf, PathBuf) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        for (kind, value) in subject {
+            params.distinguished_name.push(kind.clone(), *value);
+        }
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        let (c, k) = (self.dir.path().join(format!("{stem}.pem")), self.dir.path().join(format!("{stem}-key.pem")));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+
     /// `issue`, valid until `not_after` (Unix seconds) when given.
     pub fn issue_until(&self, stem: &str, cn: &str, names: &[&str], not_after: Option<u64>) -> (PathBuf, PathBuf) {
         let mut params = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
