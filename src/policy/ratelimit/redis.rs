@@ -153,7 +153,10 @@ impl RedisStore {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1);
+            // No retry inside the connect: the manager's backoff (~100-150 ms)
+            // held each request that found Redis down, where a refused
+            // connection fails at once; `invoke` resends a call once itself.
+            .set_number_of_retries(0);
         let c = tokio::time::timeout(self.timeout * 2, ConnectionManager::new_with_config(self.client.clone(), config))
             .await
             .map_err(|_| self.failed("Redis connect timed out".to_string()))?
