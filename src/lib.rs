@@ -75,7 +75,17 @@ pub fn load_explained(path: &std::path::Path) -> Result<LoadedConfig, ConfigErro
     let base = path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
     let repaired =
         config::read_text(path).ok().and_then(|text| config::parse_repaired(&text, &path.display().to_string(), &base));
-    let Some(repaired) = repaired else { return Err(parsed) };
+    let Some((repaired, cut)) = repaired else { return Err(parsed) };
+    let mut parsed = parsed;
+    // A value cut for the reader's sake is a problem of its own, unless a
+    // known one lies in it or around it (a field missing only because the
+    // schema's cut took it).
+    let related = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}.")) || a.starts_with(&format!("{b}["));
+    for e in cut {
+        if !parsed.0.iter().any(|known| related(&known.path, &e.path) || related(&e.path, &known.path)) {
+            parsed.0.push(e);
+        }
+    }
     let Err(semantic) = check(&repaired) else { return Err(parsed) };
     // The parts cut out: what lies beside them, and names defined in them,
     // would only show the cut. (A key given twice cuts nothing: the

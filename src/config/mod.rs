@@ -417,18 +417,52 @@ fn unclosed_variable_errors(text: &str, source_name: &str, locations: &Locations
 /// A config that did not parse, with the nodes that hold its structural
 /// problems cut out: what is left, for `check` to find the semantic
 /// problems too in the same run. `None` when even that does not read.
-pub fn parse_repaired(text: &str, source_name: &str, base_dir: &Path) -> Option<LoadedConfig> {
+/// Values the schema takes but the reader refuses (a duration past ten
+/// years) are cut too, one at a time, and given back as problems.
+pub fn parse_repaired(text: &str, source_name: &str, base_dir: &Path) -> Option<(LoadedConfig, Vec<ConfigError>)> {
+    /// Cuts at most this many such values (each a read of the document).
+    const MAX_CUTS: usize = 16;
     let locations = Locations::index(text);
     let (_, doc) = structure::problems(text, source_name, &locations);
-    let config: Config = serde_json::from_value(doc?).ok()?;
-    Some(LoadedConfig {
+    let mut doc = doc?;
+    let mut cut = Vec::new();
+    let config: Config = loop {
+        match serde_path_to_error::deserialize::<_, Config>(doc.clone()) {
+            Ok(config) => break config,
+            Err(e) => {
+                let path = e.path().to_string();
+                // A type the JSON reading gave a plain scalar (`name: 1` is
+                // text to the config's reader), or a field the schema's cuts
+                // took: not a value of the file's to cut and say.
+                let said = e.inner().to_string();
+                let typed = said.starts_with("invalid type") || said.starts_with("missing field");
+                if typed
+                    || path.is_empty()
+                    || path == "."
+                    || cut.len() == MAX_CUTS
+                    || !structure::remove(&mut doc, &path)
+                {
+                    return None;
+                }
+                let position = locations.find(&path);
+                cut.push(ConfigError {
+                    file: source_name.to_string(),
+                    position,
+                    path,
+                    message: e.into_inner().to_string(),
+                });
+            }
+        }
+    };
+    let loaded = LoadedConfig {
         config,
         source_name: source_name.to_string(),
         base_dir: base_dir.to_path_buf(),
         locations,
         hash: xxhash_rust::xxh3::xxh3_64(text.as_bytes()),
         text: text.into(),
-    })
+    };
+    Some((loaded, cut))
 }
 
 /// The error text without the source snippet and position (we print those

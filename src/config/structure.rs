@@ -490,13 +490,15 @@ fn node_mut<'a>(doc: &'a mut Value, steps: &[Result<String, usize>]) -> Option<&
     Some(node)
 }
 
-fn remove(doc: &mut Value, path: &str) {
-    let Some(steps) = steps(path) else { return };
-    // Up to the last key: the list it holds goes whole if an item is bad.
-    let Some(last_key) = steps.iter().rposition(|s| s.is_ok()) else { return };
+/// Cuts the node at `path` out (up to its last key: the list it holds goes
+/// whole if an item is bad); whether there was one.
+pub(super) fn remove(doc: &mut Value, path: &str) -> bool {
+    let Some(steps) = steps(path) else { return false };
+    let Some(last_key) = steps.iter().rposition(|s| s.is_ok()) else { return false };
     if let (Ok(k), Some(Value::Object(m))) = (&steps[last_key], node_mut(doc, &steps[..last_key])) {
-        m.remove(k);
+        return m.remove(k).is_some();
     }
+    false
 }
 
 /// The default a line gives `${name:-text}` or `${name-text}`, if it does.

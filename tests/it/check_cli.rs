@@ -580,6 +580,28 @@ fn problems_never_show_environment_values_nor_hide_for_them() {
     assert!(unclosed[0].contains("routes[0].static.body"), "{stderr}");
 }
 
+/// Values the editor schema takes and the reader refuses (a duration past
+/// ten years): each is said, and the problems past them too (the first
+/// one hid every other).
+#[test]
+fn values_beyond_the_schema_hide_no_other_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.yaml");
+    std::fs::write(
+        &path,
+        "shutdown_timeout: 5000d\nlisteners:\n  - { name: gw, bind: \"127.0.0.1:0\", limits: { idle_timeout: 9000d } }\n\
+         routes:\n  - { name: r, match: { path_prefix: / }, upstream: nope }\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = check(&path);
+    assert_eq!(code, Some(1), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 3, "{stderr}");
+    assert!(errors[0].contains(":1:") && errors[0].contains("`5000d` is too long"), "{stderr}");
+    assert!(errors[1].contains("listeners[0].limits.idle_timeout: `9000d` is too long"), "{stderr}");
+    assert!(errors[2].contains("routes[0].upstream: unknown upstream `nope`"), "{stderr}");
+}
+
 /// `$${NAME}` is the documented way to write `${NAME}` literally: not a
 /// `quoted-variable` warning, where a quoted `"${NAME}"` is.
 #[test]
