@@ -197,11 +197,16 @@ pub fn load_document(path: &Path) -> Result<serde_json::Value, String> {
                         .chars()
                         .flat_map(|c| if c.is_uppercase() { vec![' ', c.to_ascii_lowercase()] } else { vec![c] })
                         .collect();
-                    format!(
-                        "too large for the YAML reader (too many{}: the budget is 4,000,000 nodes; aliases count \
-                         each time they are used): convert it to JSON",
-                        words.trim_end()
-                    )
+                    let words = words.trim_end();
+                    if words == " depth" {
+                        // Not a size: JSON stops at 128 levels too.
+                        "nested too deeply for the YAML reader: flatten it (with `$ref`s to named schemas)".to_string()
+                    } else {
+                        format!(
+                            "too large for the YAML reader (too many{words}: the budget is 4,000,000 nodes; aliases \
+                             count each time they are used): convert it to JSON"
+                        )
+                    }
                 }
                 None => text,
             }

@@ -74,6 +74,9 @@ pub(super) fn expand(
             let mut s = schema.clone();
             if let Err(e) = docs.resolve(&doc, &mut s, 0, true) {
                 errors.push((format!("{at}.openapi"), format!("components.schemas.{name}: {e}")));
+                // Said once, here: its unresolved `$ref` would be said
+                // again, wrongly, by each compile of the schemas using it.
+                s = json!({});
             }
             if v30 {
                 from_openapi_30(&mut s);

@@ -599,6 +599,12 @@ async fn check_reports_broken_documents_and_unmapped_security() {
          components:\n  securitySchemes:\n    oauth: { type: oauth2, flows: {} }\n",
     );
     write("old.yaml", "swagger: '2.0'\npaths: {}\n");
+    // A component naming a sibling file that is not there: said once, as the missing file.
+    write(
+        "lost.yaml",
+        "openapi: 3.0.3\ninfo: { title: t, version: '1' }\npaths: {}\n\
+         components: { schemas: { Pet: { properties: { owner: { $ref: 'owner.yaml#/Owner' } } } } }\n",
+    );
     write("xver.yaml", "openapi: 3.0.x\ninfo: { title: t, version: '1' }\npaths: {}\n");
     write("num.yaml", "openapi: 2.0\ninfo: { title: t, version: '1' }\npaths: {}\n");
     // A reference out of the document's folder (the served document would
@@ -659,7 +665,8 @@ async fn check_reports_broken_documents_and_unmapped_security() {
                 \x20 - { name: example, openapi: api/example.yaml, upstream: u, base_path: /e, docs: /e/docs }\n\
                 \x20 - { name: dup, openapi: dup.yaml, upstream: u, base_path: /d }\n\
                 \x20 - { name: xver, openapi: xver.yaml, upstream: u, base_path: /x }\n\
-                \x20 - { name: num, openapi: num.yaml, upstream: u, base_path: /n }\n";
+                \x20 - { name: num, openapi: num.yaml, upstream: u, base_path: /n }\n\
+                \x20 - { name: lost, openapi: lost.yaml, upstream: u, base_path: /l }\n";
     let errors = portcullis::check(&load(yaml, dir.path())).unwrap_err().to_string();
     for expected in [
         "apis[0].openapi",
@@ -689,6 +696,12 @@ async fn check_reports_broken_documents_and_unmapped_security() {
         assert!(errors.contains(expected), "{expected} not in:\n{errors}");
     }
     assert_eq!(errors.matches("/components/schemas/Pet").count(), 1, "{errors}");
+    assert!(
+        errors.contains("apis[11].openapi: components.schemas.Pet: cannot read `")
+            && errors.contains("owner.yaml`: No such file"),
+        "{errors}"
+    );
+    assert!(!errors.contains("read on its own"), "a missing file is not a schema's own fault:\n{errors}");
     assert!(!errors.contains("duplicate route name"), "{errors}");
     // One name in two places is two parameters.
     assert!(!errors.contains("getY"), "{errors}");
