@@ -72,8 +72,18 @@ fn admin_block(path: &Path) -> Result<(Option<String>, Option<String>), String> 
     };
     // As written (`${NAME}` unread): which variables the admin block uses.
     let raw: Value = serde_saphyr::from_str(&text).map_err(|e| not_yaml(&e))?;
-    let written = raw.get("admin").map(Value::to_string).unwrap_or_default();
+    let written = |key: &str| raw.get("admin").and_then(|a| a.get(key)).map(Value::to_string).unwrap_or_default();
+    let token_written = written("token");
+    let elsewhere_in_admin = raw
+        .get("admin")
+        .and_then(Value::as_object)
+        .map(|a| a.iter().filter(|(k, _)| *k != "token").map(|(_, v)| v.to_string()).collect::<String>())
+        .unwrap_or_default();
     let mut vars: std::collections::HashMap<String, String> = std::env::vars().collect();
+    // A variable of `admin.token` alone, unset in this shell (a unit's
+    // environment file holds it): the token is not known here, and
+    // PORTCULLIS_ADMIN_TOKEN or no token at all (`health`) may do.
+    let mut token_unknown = false;
     // One more pass for each unset variable outside the admin block.
     for _ in 0..=256 {
         let read = serde_saphyr::from_str_with_options::<Only>(&text, crate::config::reader_options(vars.clone()));
@@ -85,7 +95,8 @@ fn admin_block(path: &Path) -> Result<(Option<String>, Option<String>), String> 
                     Some(Value::String(s)) => Some(s),
                     Some(other) => Some(other.to_string()),
                 };
-                return Ok((text(a.bind), text(a.token)));
+                let token = if token_unknown { None } else { text(a.token) };
+                return Ok((text(a.bind), token));
             }
             Err(e) => e.to_string(),
         };
@@ -97,9 +108,10 @@ fn admin_block(path: &Path) -> Result<(Option<String>, Option<String>), String> 
             .map(|(n, _)| n);
         match missing {
             Some(name)
-                if !written.contains(&format!("${{{name}"))
+                if !elsewhere_in_admin.contains(&format!("${{{name}"))
                     && vars.get(name).is_none_or(|v| v.as_str() != STAND_IN) =>
             {
+                token_unknown |= token_written.contains(&format!("${{{name}"));
                 vars.insert(name.to_string(), STAND_IN.to_string());
             }
             Some(name) => {
@@ -411,7 +423,12 @@ mod tests {
         // `${NAME:?why}` elsewhere refuses an empty value: unset, it must not stop the reading.
         let why = "admin: { bind: \"127.0.0.1:9902\" }\nx: ${PORTCULLIS_SURELY_UNSET_ELSEWHERE:?set it}\n";
         assert_eq!(read(why).unwrap().0.as_deref(), Some("127.0.0.1:9902"));
+        // A token this shell does not have (a unit's environment file holds
+        // it): not known here, no error (PORTCULLIS_ADMIN_TOKEN may give it).
         let unset = "admin:\n  bind: 127.0.0.1:9901\n  token: ${PORTCULLIS_SURELY_UNSET_TOKEN}\n";
-        assert!(read(unset).unwrap_err().contains("`PORTCULLIS_SURELY_UNSET_TOKEN` (in the config's admin block)"));
+        assert_eq!(read(unset).unwrap(), (Some("127.0.0.1:9901".to_string()), None));
+        // The address must be known.
+        let unset = "admin:\n  bind: ${PORTCULLIS_SURELY_UNSET_BIND}\n  token: abcdefghijklmnop\n";
+        assert!(read(unset).unwrap_err().contains("`PORTCULLIS_SURELY_UNSET_BIND` (in the config's admin block)"));
     }
 }

@@ -257,3 +257,32 @@ async fn a_reload_of_a_fifo_is_refused_at_once() {
     assert!(reply.text().contains("not a regular file"), "{}", reply.text());
     assert_eq!(get(&format!("http://{addr}/"), &[]).await.text(), "one");
 }
+
+/// The unit's environment file holds the token (`token: ${ADMIN_TOKEN}`),
+/// the operator's shell does not: `--config` still says where to ask, and
+/// PORTCULLIS_ADMIN_TOKEN gives the token (`health` needs none). Every
+/// command failed on the unset variable.
+#[tokio::test]
+async fn a_token_variable_unset_in_the_shell_does_not_stop_the_commands() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let token = "a-token-only-the-unit-has-1234";
+    // Block style: a `${NAME}` cannot stand inside `{ … }`.
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nadmin:\n  bind: 127.0.0.1:{port}\n  \
+         token: ${{PORTCULLIS_IT_UNIT_TOKEN}}\nroutes:\n  - {{ name: r, match: {{ path_prefix: / }}, static: {{ body: one }} }}\n"
+    );
+    let (gw, _) =
+        crate::support::process::spawn_gateway_after(&format!("export PORTCULLIS_IT_UNIT_TOKEN={token}"), &yaml);
+    let file = gw.config.display().to_string();
+    let args = |cmd: &str| vec![cmd.to_string(), "--config".to_string(), file.clone()];
+
+    let out = cli(args("status"), vec![("PORTCULLIS_ADMIN_TOKEN", token.to_string())]).await;
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains(": serving"), "{}", text(&out.stdout));
+    let out = cli(args("health"), vec![]).await;
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    // Without any token: the gateway's 401, with what to do.
+    let out = cli(args("status"), vec![]).await;
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("set PORTCULLIS_ADMIN_TOKEN"), "{}", text(&out.stderr));
+}
