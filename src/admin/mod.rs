@@ -38,12 +38,20 @@ impl RunningAdmin {
     }
 }
 
+/// Admin connections open at once; more are closed as they are accepted.
+/// Scrapers, the live page and the CLI use a few: without a bound, a
+/// flood of idle connections to the admin port (reachable in a cluster
+/// when bound to `0.0.0.0`, its token checked only per request) took the
+/// process's file descriptors, and the public listeners with them.
+const MAX_CONNECTIONS: usize = 64;
+
 /// Binds `addr` and serves the admin API for `shared` (whose current
 /// plan's `admin` holds the token).
 pub async fn start(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<RunningAdmin> {
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (stop, mut stopped) = watch::channel(false);
+    let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let task = tokio::spawn(async move {
         loop {
             let (stream, _) = tokio::select! {
@@ -56,8 +64,14 @@ pub async fn start(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<Run
                 },
                 _ = stopped.changed() => return,
             };
+            // Over the limit: closed at once, as a public listener does.
+            let Ok(place) = open.clone().try_acquire_owned() else {
+                drop(stream);
+                continue;
+            };
             let shared = shared.clone();
             tokio::spawn(async move {
+                let _place = place;
                 let service = service_fn(move |req: Request<Incoming>| {
                     let shared = shared.clone();
                     async move {

@@ -229,7 +229,10 @@ fn fail(message: &str) -> ExitCode {
 /// `reloading`: the command is `reload` (a token changed in the file is
 /// not the running one until the reload it would send).
 fn detail(status: StatusCode, body: &Value, reloading: bool) -> String {
-    let text = body.get("detail").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| body.to_string());
+    let text = match body {
+        Value::String(plain) => plain.trim().to_string(),
+        _ => body.get("detail").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| body.to_string()),
+    };
     match status {
         StatusCode::UNAUTHORIZED if reloading => format!(
             "{text} (set PORTCULLIS_ADMIN_TOKEN, or keep admin.token in the config file given with --config; \
@@ -401,6 +404,13 @@ mod tests {
         if std::env::var("PORTCULLIS_ADMIN_TOKEN").is_err() {
             assert_eq!(admin.token, Some(format!("t-{}", std::env::var("PATH").unwrap())));
         }
+    }
+
+    /// A plain-text answer (`/readyz`'s `draining`) is said as text, not as a JSON string.
+    #[test]
+    fn a_plain_answer_is_said_as_text() {
+        let said = detail(StatusCode::SERVICE_UNAVAILABLE, &Value::String("draining\n".into()), false);
+        assert_eq!(said, "the admin API answered 503 Service Unavailable: draining");
     }
 
     /// The admin block reads as the gateway reads it: defaults, `$$`,

@@ -1793,3 +1793,38 @@ async fn the_https_redirect_is_logged_as_a_local_response() {
         lines[0]
     );
 }
+
+/// The admin listener holds at most 64 connections: one more is closed as
+/// it is accepted (an idle flood of the admin port took every file
+/// descriptor, the public listeners' included), and a place comes free as
+/// a connection closes.
+#[tokio::test]
+async fn the_admin_listener_bounds_its_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let yaml = "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\nadmin: { bind: \"127.0.0.1:0\" }\n\
+                routes:\n  - { name: r, match: { path_prefix: / }, static: { body: ok } }\n";
+    let gw = Gateway::start(&load(yaml, Path::new("."))).await.unwrap();
+    let admin = gw.admin_addr().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        held.push(tokio::net::TcpStream::connect(admin).await.unwrap());
+    }
+    // The 65th: closed without an answer (EOF or a reset), however long it waits.
+    let mut over = tokio::net::TcpStream::connect(admin).await.unwrap();
+    let _ = over.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), over.read(&mut buf)).await.expect("closed, not held");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    // The public listener serves on; a place frees as a held connection closes.
+    assert_eq!(get(&format!("http://{}/", gw.addr("gw").unwrap()), &[]).await.text(), "ok");
+    drop(held.pop());
+    let mut answered = false;
+    for _ in 0..100 {
+        if get(&format!("http://{admin}/healthz"), &[]).await.status == 200 {
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(answered, "the freed place is taken again");
+}
