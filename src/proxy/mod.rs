@@ -322,7 +322,11 @@ pub fn handle<P: Deref<Target = Plan>>(
             // 429 or not; `finish` sets them.
             let resp = result.unwrap_or_else(|e| {
                 seen.flag = observe::flag_of(&e);
-                if let (GatewayError::BodyRead(_) | GatewayError::BodyTimeout, Some(read)) = (&e, notes.body_received) {
+                if let (
+                    GatewayError::BodyRead(_) | GatewayError::BodyTimeout | GatewayError::BodyTooLarge { .. },
+                    Some(read),
+                ) = (&e, notes.body_received)
+                {
                     // What arrived, not what `Content-Length` promised.
                     seen.request_bytes = read;
                 }

@@ -122,6 +122,7 @@ async fn echo(
         })?;
         if let Ok(data) = frame.into_data() {
             if bytes.len() + data.len() > ECHO_BODY_LIMIT {
+                *received = Some(body.received());
                 return Err(GatewayError::BodyTooLarge { limit: ECHO_BODY_LIMIT as u64 });
             }
             bytes.extend_from_slice(&data);

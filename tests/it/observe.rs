@@ -1828,3 +1828,29 @@ async fn the_admin_listener_bounds_its_connections() {
     }
     assert!(answered, "the freed place is taken again");
 }
+
+/// The `echo` responder's refusal of a body past its 1 MiB logs the bytes
+/// it read (it logged 0, where a proxied route logs what it read).
+#[tokio::test]
+async fn an_echo_refused_for_its_size_logs_the_bytes_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let h = start("routes:\n  - { name: e, match: { path_prefix: /echo }, echo: {} }\n", dir.path()).await;
+    let mut s = tokio::net::TcpStream::connect(h.addr("gw").unwrap()).await.unwrap();
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n").await.unwrap();
+    let chunk = vec![b'a'; 64 << 10];
+    for _ in 0..17 {
+        if s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await.is_err()
+            || s.write_all(&chunk).await.is_err()
+            || s.write_all(b"\r\n").await.is_err()
+        {
+            break;
+        }
+    }
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 413"), "{}", String::from_utf8_lossy(&answer));
+    let lines = log_lines(&h, dir.path(), 1).await;
+    let bytes = lines[0]["http"]["request"]["body"]["bytes"].as_u64().unwrap_or(0);
+    assert!(bytes > 1 << 20, "{}", lines[0]);
+}
