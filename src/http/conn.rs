@@ -30,4 +30,7 @@ pub struct ConnInfo {
     pub redirect_https: Option<u16>,
     /// The TLS version (`1.2`, `1.3`), on TLS connections.
     pub tls_version: Option<&'static str>,
+    /// The listener's `limits.idle_timeout`: also the longest the client
+    /// may leave what is sent to it unread (a WebSocket's too).
+    pub idle_timeout: std::time::Duration,
 }

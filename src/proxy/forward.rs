@@ -309,7 +309,7 @@ pub(super) fn forward<'a, 'p>(
                 let upgrade = client_upgrade.take().map(|side| {
                     edits.set(header::CONNECTION, HeaderValue::from_static("upgrade"));
                     edits.set(header::UPGRADE, WEBSOCKET);
-                    (side, parts.headers.get(SEC_WEBSOCKET_KEY).map(websocket_accept))
+                    (side, parts.headers.get(SEC_WEBSOCKET_KEY).map(websocket_accept), f.conn.idle_timeout)
                 });
                 // hyper's client takes the body: a copy goes when the body is
                 // whole, so that a retry can send it again.
@@ -662,7 +662,7 @@ fn valid_status(upstream: &crate::upstream::Upstream, status: StatusCode) -> Res
 async fn through_hyper(
     upstream: &crate::upstream::Upstream,
     req: Request<RequestBody>,
-    upgrade: Option<(ClientSide, Option<HeaderValue>)>,
+    upgrade: Option<(ClientSide, Option<HeaderValue>, std::time::Duration)>,
     in_flight: crate::upstream::InFlight,
     timeout: std::time::Duration,
 ) -> Result<Response<Body>, GatewayError> {
@@ -711,8 +711,10 @@ async fn through_hyper(
         let framed = resp.version() == http::Version::HTTP_11
             && !resp.headers().contains_key(header::CONTENT_LENGTH)
             && !resp.headers().contains_key(header::TRANSFER_ENCODING);
-        let (client_side, accept) = match upgrade {
-            Some((side, Some(accept))) if framed && is_websocket_handshake(resp.headers(), &accept) => (side, accept),
+        let (client_side, accept, client_idle) = match upgrade {
+            Some((side, Some(accept), idle)) if framed && is_websocket_handshake(resp.headers(), &accept) => {
+                (side, accept, idle)
+            }
             _ => {
                 return Err(GatewayError::UpstreamUnreachable {
                     upstream: upstream.name.clone(),
@@ -724,12 +726,14 @@ async fn through_hyper(
             }
         };
         let log = TunnelLog::default();
-        let logged = TunnelLogged { log: log.clone(), carried: Default::default(), ended: false, idle: false };
+        let logged =
+            TunnelLogged { log: log.clone(), carried: Default::default(), ended: false, idle: false, unread: false };
         let tunnel = Tunnel {
             upstream: hyper::upgrade::on(&mut resp),
             _in_flight: in_flight,
             log: logged,
             idle: upstream.read_timeout,
+            client_idle,
         };
         // The 101 the client gets: the upstream's end-to-end fields (its
         // subprotocol and extension choices, a `Set-Cookie`, as NGINX
@@ -962,6 +966,10 @@ pub struct Tunnel {
     /// The upstream's `timeouts.read`: a tunnel that carries nothing either
     /// way for this long is closed (NGINX: `proxy_read_timeout`, 60 s).
     idle: std::time::Duration,
+    /// The listener's `idle_timeout`: a client that reads nothing of what
+    /// the upstream sends for this long is cut (NGINX: `send_timeout`),
+    /// whatever `idle` is. A write waiting on the client is no silence.
+    client_idle: std::time::Duration,
 }
 
 /// A WebSocket's access-log line and metrics, handed over by the engine
@@ -1010,6 +1018,8 @@ struct TunnelLogged {
     ended: bool,
     /// It ended for carrying nothing for its idle time (`SI`).
     idle: bool,
+    /// It was cut for its client reading nothing for `idle_timeout` (`DC`).
+    unread: bool,
 }
 
 impl Drop for TunnelLogged {
@@ -1023,7 +1033,7 @@ impl Drop for TunnelLogged {
             let [up, down] = &self.carried;
             p.request_bytes += up.load(std::sync::atomic::Ordering::Relaxed);
             p.response_bytes += down.load(std::sync::atomic::Ordering::Relaxed);
-            let ending = match (self.ended, self.idle) {
+            let ending = match (self.ended && !self.unread, self.idle) {
                 (true, true) => crate::observe::Ending::Idle,
                 (true, false) => crate::observe::Ending::Complete,
                 (false, _) => crate::observe::Ending::ClientLeft,
@@ -1056,7 +1066,7 @@ impl Tunnel {
     /// the client sent after its request head) goes upstream first.
     pub async fn run<C: AsyncRead + AsyncWrite + Unpin>(self, client: C, early: Bytes) {
         // The in-flight place and the log line are held to the end.
-        let Tunnel { upstream, _in_flight: held, mut log, idle } = self;
+        let Tunnel { upstream, _in_flight: held, mut log, idle, client_idle } = self;
         let mut upstream = match upstream.await {
             Ok(upstream) => TokioIo::new(upstream),
             Err(e) => {
@@ -1074,14 +1084,27 @@ impl Tunnel {
         // shutdown, this future dropped) still says what it carried.
         let opened = tokio::time::Instant::now();
         let last_moved_ms = std::sync::atomic::AtomicU64::new(0);
-        let client = Counting { io: client, carried: &log.carried, opened, last_moved_ms: &last_moved_ms };
+        let blocked_since_ms = std::sync::atomic::AtomicU64::new(NOT_BLOCKED);
+        let client = Counting {
+            io: client,
+            carried: &log.carried,
+            opened,
+            last_moved_ms: &last_moved_ms,
+            blocked_since_ms: &blocked_since_ms,
+        };
+        // Ends when nothing moved either way for `idle`, or when the client
+        // has left a write waiting for `client_idle` (true: the latter).
         let silence = async {
             loop {
-                let last = std::time::Duration::from_millis(last_moved_ms.load(std::sync::atomic::Ordering::Relaxed));
-                if opened.elapsed().saturating_sub(last) >= idle {
-                    return;
+                let ms = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+                let (until, unread) = match ms(&blocked_since_ms) {
+                    NOT_BLOCKED => (opened + std::time::Duration::from_millis(ms(&last_moved_ms)) + idle, false),
+                    since => (opened + std::time::Duration::from_millis(since) + client_idle, true),
+                };
+                if tokio::time::Instant::now() >= until {
+                    return unread;
                 }
-                tokio::time::sleep_until(opened + last + idle).await;
+                tokio::time::sleep_until(until).await;
             }
         };
         let (mut from_client, mut to_client) = tokio::io::split(client);
@@ -1109,9 +1132,15 @@ impl Tunnel {
                     Err(e) => Some(e),
                     Ok(_) => tokio::time::timeout(HALF_CLOSED_GRACE, up).await.ok().and_then(|(copied, _)| copied.err()),
                 },
-                () = &mut silence => {
-                    tracing::debug!(?idle, "tunnel idle for the upstream's read timeout; closed");
-                    log.idle = true;
+                unread = &mut silence => {
+                    if unread {
+                        // As an HTTP response left unread: the client's doing (`DC`).
+                        tracing::debug!(?client_idle, "tunnel: the client read nothing for idle_timeout; closed");
+                        log.unread = true;
+                    } else {
+                        tracing::debug!(?idle, "tunnel idle for the upstream's read timeout; closed");
+                        log.idle = true;
+                    }
                     None
                 }
             }
@@ -1135,7 +1164,13 @@ struct Counting<'a, C> {
     opened: tokio::time::Instant,
     /// Milliseconds from `opened`.
     last_moved_ms: &'a std::sync::atomic::AtomicU64,
+    /// Since when (milliseconds from `opened`) a write to the client has
+    /// waited on it, or `NOT_BLOCKED`.
+    blocked_since_ms: &'a std::sync::atomic::AtomicU64,
 }
+
+/// `Counting::blocked_since_ms` when no write waits on the client.
+const NOT_BLOCKED: u64 = u64::MAX;
 
 impl<C> Counting<'_, C> {
     fn moved(&self) {
@@ -1168,9 +1203,19 @@ impl<C: AsyncWrite + Unpin> AsyncWrite for Counting<'_, C> {
         data: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
         let polled = std::pin::Pin::new(&mut self.io).poll_write(cx, data);
-        if let std::task::Poll::Ready(Ok(n)) = polled {
-            self.carried[1].fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-            self.moved();
+        match polled {
+            std::task::Poll::Ready(Ok(n)) => {
+                self.carried[1].fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                self.moved();
+                self.blocked_since_ms.store(NOT_BLOCKED, std::sync::atomic::Ordering::Relaxed);
+            }
+            std::task::Poll::Pending
+                if self.blocked_since_ms.load(std::sync::atomic::Ordering::Relaxed) == NOT_BLOCKED =>
+            {
+                let ms = self.opened.elapsed().as_millis() as u64;
+                self.blocked_since_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+            }
+            _ => {}
         }
         polled
     }

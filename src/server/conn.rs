@@ -67,6 +67,7 @@ pub(super) async fn serve(
         hsts: None,
         redirect_https: lp.redirect_https,
         tls_version: None,
+        idle_timeout: lp.limits.idle_timeout,
     };
     let conn = Conn::new(info, lp, shared.clone(), signal.flag.clone());
     match &lp.tls {

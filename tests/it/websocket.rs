@@ -352,3 +352,49 @@ routes:
     );
     echo_three(&mut talking).await;
 }
+
+/// A client that reads slowly is timed by the listener's `idle_timeout`
+/// (the longest a client may leave what is sent to it unread), not by the
+/// upstream's `timeouts.read`: the upstream had data the whole time. Cut
+/// at `idle_timeout` and logged as the client's doing, not as silence.
+#[tokio::test(start_paused = true)]
+async fn a_websocket_client_that_reads_slowly_is_timed_by_idle_timeout() {
+    let ws = WsUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"listeners:
+  - {{ name: gw, bind: "127.0.0.1:0", limits: {{ idle_timeout: 10s }} }}
+access_log: {{ to: access.log }}
+upstreams:
+  ws: {{ targets: [ "http://{}" ], timeouts: {{ read: 1s }} }}
+routes:
+  - {{ name: chat, match: {{ path_prefix: /chat }}, upstream: ws, websocket: true }}
+"#,
+        ws.addr
+    );
+    let gw = portcullis::Gateway::start(&load(&yaml, dir.path())).await.unwrap();
+    let url = format!("ws://{}/chat", gw.addr("gw").unwrap());
+    let (mut client, _) = tokio_tungstenite::connect_async(&url).await.expect("upgrade");
+    let read_all = async |client: &mut tokio_tungstenite::WebSocketStream<_>, n: usize| {
+        let mut got = 0;
+        while got < n {
+            match tokio::time::timeout(Duration::from_secs(1), client.next()).await {
+                Ok(Some(Ok(m))) if m.is_binary() => got += 1,
+                _ => break,
+            }
+        }
+        got
+    };
+    // 16 MiB the client does not read for 5 s: past the upstream's 1 s, within 10 s.
+    client.send(Message::text("flood 256")).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(read_all(&mut client, 256).await, 256, "the tunnel was cut while the client was slow");
+    // Unread past `idle_timeout`: cut.
+    client.send(Message::text("flood 256")).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert!(read_all(&mut client, 256).await < 256, "a client reading nothing for idle_timeout is cut");
+    drop(client);
+    gw.flush_logs();
+    let log = std::fs::read_to_string(dir.path().join("access.log")).unwrap_or_default();
+    assert!(log.contains("\"response_flag\":\"DC\""), "{log}");
+}

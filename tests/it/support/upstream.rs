@@ -180,9 +180,9 @@ async fn handle(
     Ok(Response::builder().header("content-type", "application/json").body(full(doc.to_string())).unwrap())
 }
 
-/// A WebSocket echo server.
-/// A WebSocket server that echoes text and binary messages, and hangs up
-/// (no close frame) on the text `hang up`.
+/// A WebSocket server that echoes text and binary messages, hangs up (no
+/// close frame) on the text `hang up`, and answers `flood N` with N binary
+/// messages of 64 KiB.
 pub struct WsUpstream {
     pub addr: SocketAddr,
 }
@@ -201,6 +201,18 @@ impl WsUpstream {
                         // Hangs up without a close handshake (a crashed or restarted service).
                         if msg.to_text().is_ok_and(|t| t == "hang up") {
                             return;
+                        }
+                        // `flood N`: N binary messages of 64 KiB, as fast as they go.
+                        if let Some(n) =
+                            msg.to_text().ok().and_then(|t| t.strip_prefix("flood ")?.parse::<usize>().ok())
+                        {
+                            for _ in 0..n {
+                                let chunk = tokio_tungstenite::tungstenite::Message::binary(vec![7u8; 64 << 10]);
+                                if ws.send(chunk).await.is_err() {
+                                    return;
+                                }
+                            }
+                            continue;
                         }
                         if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
                             return;
