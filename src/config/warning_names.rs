@@ -36,7 +36,10 @@ pub const ALL: &[(&str, &str)] = &[
         "a listener certificate file whose next certificate is not the issuer of the one before it",
     ),
     ("certificate-name-mismatch", "a `server_names` entry the listener certificate does not carry"),
-    ("certificate-never-chosen", "a listener certificate after the first with no DNS name: SNI never picks it"),
+    (
+        "certificate-never-chosen",
+        "a listener certificate SNI never picks for a name: it has no DNS name, or an earlier one names it",
+    ),
     ("cidr-host-bits", "an address list entry with bits set past its prefix (`10.0.0.1/8`): the whole network"),
     (
         "mtls-listener-bypass",

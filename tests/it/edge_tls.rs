@@ -464,4 +464,13 @@ async fn a_certificate_no_sni_can_pick_is_warned_about() {
     // First, it is the default: served to clients that send no SNI.
     let default = load(&yaml((&ip_c, &ip_k), (&named_c, &named_k)), Path::new("/"));
     assert!(portcullis::warnings(&default).is_empty(), "{:?}", portcullis::warnings(&default));
+    // A name an earlier certificate claims (case and a trailing dot aside):
+    // SNI picks the earlier one for it, whatever comes after.
+    let (wild_c, wild_k) = pki.issue("wild", "wild", &["*.wild.test", "api.test"]);
+    let (again_c, again_k) = pki.issue("again", "again", &["*.Wild.Test", "other.test"]);
+    let shadowed = load(&yaml((&wild_c, &wild_k), (&again_c, &again_k)), Path::new("/"));
+    let warned: Vec<String> = portcullis::warnings(&shadowed).iter().map(|w| w.to_string()).collect();
+    let never: Vec<&String> = warned.iter().filter(|w| w.contains("[certificate-never-chosen]")).collect();
+    assert_eq!(never.len(), 1, "{warned:?}");
+    assert!(never[0].contains("certificates[1]") && never[0].contains("`*.wild.test` is named by certificates[0]"));
 }

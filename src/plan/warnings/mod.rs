@@ -483,6 +483,8 @@ fn certificates(loaded: &LoadedConfig, found: &mut Found) {
                  list refuses the site",
             );
         }
+        // Names claimed so far on this listener (SNI: the first certificate naming one wins).
+        let mut claimed: Vec<(String, usize)> = Vec::new();
         for (j, c) in tls.certificates.iter().enumerate() {
             let Ok(pem) = crate::config::read_file(&loaded.resolve_file(&c.cert)) else { continue };
             // The first certificate of the chain is the listener's own.
@@ -503,6 +505,25 @@ fn certificates(loaded: &LoadedConfig, found: &mut Found) {
                 continue;
             }
             name_mismatches(i, j, c, &cert, found);
+            let names: Vec<String> = match c.server_names.is_empty() {
+                true => mtls_scope::dns_names(&cert),
+                false => c.server_names.iter().map(|n| n.to_ascii_lowercase()).collect(),
+            };
+            for name in names {
+                let name = name.trim_end_matches('.').to_string();
+                match claimed.iter().find(|(n, _)| *n == name) {
+                    Some((_, k)) if *k != j => found.add(
+                        "certificate-never-chosen",
+                        format!("listeners[{i}].tls.certificates[{j}].cert"),
+                        format!(
+                            "`{name}` is named by certificates[{k}] first: SNI picks that one for it (the first \
+                             certificate naming a name wins); reorder them, or drop the name from one"
+                        ),
+                    ),
+                    Some(_) => {}
+                    None => claimed.push((name, j)),
+                }
+            }
             // SNI carries DNS names only (RFC 6066 §3): a certificate other
             // than the first (the default) with no DNS name to be picked by
             // is never served.
