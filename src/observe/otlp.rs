@@ -94,6 +94,42 @@ fn attribute(key: &str, value: any_value::Value) -> KeyValue {
     KeyValue { key: key.to_string(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
 }
 
+/// The spans' resource, as OpenTelemetry SDKs make it: `service.name`
+/// `portcullis` and `service.version`, then `OTEL_RESOURCE_ATTRIBUTES`
+/// (`key=value,…`, values percent-encoded; one malformed pair discards
+/// the whole variable, as the specification asks), then
+/// `OTEL_SERVICE_NAME`, which wins. Several gateways in one backend are
+/// told apart so (`service.instance.id`, `deployment.environment`).
+fn resource_attributes(env: impl Fn(&str) -> Option<String>) -> Vec<KeyValue> {
+    let mut pairs: Vec<(String, String)> = vec![
+        ("service.name".into(), "portcullis".into()),
+        ("service.version".into(), env!("CARGO_PKG_VERSION").into()),
+    ];
+    let mut set = |key: String, value: String| match pairs.iter_mut().find(|(k, _)| *k == key) {
+        Some(pair) => pair.1 = value,
+        None => pairs.push((key, value)),
+    };
+    if let Some(listed) = env("OTEL_RESOURCE_ATTRIBUTES").filter(|v| !v.trim().is_empty()) {
+        let parsed: Option<Vec<(String, String)>> = listed
+            .split(',')
+            .map(|pair| {
+                let (key, value) = pair.split_once('=')?;
+                let key = key.trim();
+                let value = percent_encoding::percent_decode_str(value.trim()).decode_utf8().ok()?;
+                (!key.is_empty()).then(|| (key.to_string(), value.into_owned()))
+            })
+            .collect();
+        match parsed {
+            Some(parsed) => parsed.into_iter().for_each(|(k, v)| set(k, v)),
+            None => tracing::warn!("OTEL_RESOURCE_ATTRIBUTES is not `key=value,…`: ignored"),
+        }
+    }
+    if let Some(name) = env("OTEL_SERVICE_NAME").filter(|v| !v.trim().is_empty()) {
+        set("service.name".into(), name.trim().to_string());
+    }
+    pairs.into_iter().map(|(k, v)| attribute(&k, any_value::Value::StringValue(v))).collect()
+}
+
 fn unix_nanos(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
@@ -255,13 +291,7 @@ async fn send_batches(
     headers: Vec<(HeaderName, HeaderValue)>,
     dropped: Arc<Counter>,
 ) {
-    let resource = Resource {
-        attributes: vec![
-            attribute("service.name", any_value::Value::StringValue("portcullis".into())),
-            attribute("service.version", any_value::Value::StringValue(env!("CARGO_PKG_VERSION").into())),
-        ],
-        ..Default::default()
-    };
+    let resource = Resource { attributes: resource_attributes(|name| std::env::var(name).ok()), ..Default::default() };
     let scope = InstrumentationScope {
         name: "portcullis".into(),
         version: env!("CARGO_PKG_VERSION").into(),
@@ -355,6 +385,31 @@ fn note_failure(logged: &mut u32, error: &str) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn resource_attributes_follow_the_otel_environment() {
+        let read = |vars: &'static [(&'static str, &'static str)]| {
+            let attributes =
+                super::resource_attributes(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()));
+            attributes
+                .into_iter()
+                .map(|kv| match kv.value.and_then(|v| v.value) {
+                    Some(any_value::Value::StringValue(s)) => (kv.key, s),
+                    other => panic!("{other:?}"),
+                })
+                .collect::<Vec<_>>()
+        };
+        let plain = read(&[]);
+        assert_eq!(plain[0], ("service.name".to_string(), "portcullis".to_string()));
+        let listed = read(&[("OTEL_RESOURCE_ATTRIBUTES", "service.name=edge, deployment.environment=prod%20eu")]);
+        assert!(listed.contains(&("service.name".into(), "edge".into())), "{listed:?}");
+        assert!(listed.contains(&("deployment.environment".into(), "prod eu".into())), "{listed:?}");
+        let named = read(&[("OTEL_RESOURCE_ATTRIBUTES", "service.name=edge"), ("OTEL_SERVICE_NAME", "gw-eu")]);
+        assert!(named.contains(&("service.name".into(), "gw-eu".into())), "OTEL_SERVICE_NAME wins: {named:?}");
+        // One malformed pair: the variable is ignored whole.
+        let bad = read(&[("OTEL_RESOURCE_ATTRIBUTES", "a=1,oops")]);
+        assert_eq!(bad, plain);
+    }
+
     use super::*;
 
     #[test]
