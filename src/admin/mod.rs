@@ -4,6 +4,7 @@
 //! (HTTP/1.1): a handful of requests a minute from probes, scrapers and
 //! `portcullis reload`, not the hot path.
 
+mod places;
 mod redact;
 
 use std::convert::Infallible;
@@ -38,23 +39,16 @@ impl RunningAdmin {
     }
 }
 
-/// Admin connections open at once; more are closed as they are accepted.
-/// Scrapers, the live page and the CLI use a few: without a bound, a
-/// flood of idle connections to the admin port (reachable in a cluster
-/// when bound to `0.0.0.0`, its token checked only per request) took the
-/// process's file descriptors, and the public listeners with them.
-const MAX_CONNECTIONS: usize = 64;
-
 /// Binds `addr` and serves the admin API for `shared` (whose current
 /// plan's `admin` holds the token).
 pub async fn start(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<RunningAdmin> {
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (stop, mut stopped) = watch::channel(false);
-    let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let places = places::Places::default();
     let task = tokio::spawn(async move {
         loop {
-            let (stream, _) = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
                     Err(_) => {
@@ -64,8 +58,9 @@ pub async fn start(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<Run
                 },
                 _ = stopped.changed() => return,
             };
-            // Over the limit: closed at once, as a public listener does.
-            let Ok(place) = open.clone().try_acquire_owned() else {
+            // Over a limit (`places`): closed at once, as a public listener does.
+            let Some(place) = places.take(peer.ip()) else {
+                tracing::debug!(%peer, "admin connection limit reached; closing");
                 drop(stream);
                 continue;
             };
