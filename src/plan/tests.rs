@@ -51,6 +51,9 @@ upstreams:
     targets: [ "http://127.0.0.1:9" ]
     breaker: { consecutive_failures: 5, open_for: 0s }
     pool: { idle_timeout: 0s }
+    health: { passive: { base_ejection: 0s, max_ejection: 0s } }
+auth:
+  idp: { jwt: { algorithms: [RS256], jwks_uri: "http://127.0.0.1:9/jwks", jwks_refresh: 0s } }
 routes:
   - { name: r, match: { path: /r }, upstream: u }
 "#;
@@ -60,6 +63,8 @@ routes:
     assert!(said.iter().any(|m| m.starts_with("upstreams.u.breaker.open_for: must be longer than zero")), "{said:?}");
     assert!(said.iter().any(|m| m.starts_with("upstreams.u.pool.idle_timeout: must be longer than zero")), "{said:?}");
     assert!(said.iter().any(|m| m.contains("max_idle_per_target: 0")), "{said:?}");
+    assert!(said.iter().any(|m| m.starts_with("upstreams.u.health.passive.base_ejection: must be longer")), "{said:?}");
+    assert!(said.iter().any(|m| m.starts_with("auth.idp.jwt.jwks_refresh: at least 1s")), "{said:?}");
 }
 
 /// Rates the counters cannot keep as written are refused where they are written.

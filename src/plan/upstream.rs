@@ -152,6 +152,10 @@ fn resilience(
         if p.max_ejection < p.base_ejection {
             cx.err(format!("{at}.health.passive.max_ejection"), "shorter than `base_ejection`");
         }
+        // Ejected for no time: passive health in name only.
+        if p.base_ejection.0.is_zero() {
+            cx.err(format!("{at}.health.passive.base_ejection"), "must be longer than zero");
+        }
         Passive {
             consecutive_failures: p.consecutive_failures,
             base_ejection: p.base_ejection.0,

@@ -167,6 +167,36 @@ async fn requests_arriving_during_a_rotation_refetch_wait_for_it() {
     assert_eq!(idp.jwks_fetches.load(std::sync::atomic::Ordering::SeqCst), before + 1, "one refetch for all");
 }
 
+/// The request that starts a refetch leaving (a client that never meant to
+/// stay, with a made-up kid) does not cancel it: the others still get the
+/// rotated key (they got 401 until the next window, 10 s on).
+#[tokio::test]
+async fn a_refetch_outlives_the_request_that_started_it() {
+    use tokio::io::AsyncWriteExt;
+    let idp = Idp::start().await;
+    let k1 = SigningKey::generate(Algorithm::RS256, "k1");
+    let k2 = SigningKey::generate(Algorithm::ES256, "k2");
+    idp.publish(&[&k1]);
+    let s = jwks_setup(&idp).await;
+    let url = s.url("/api");
+    assert_eq!(get(&url, &[("authorization", &bearer(&k1.sign(&claims(json!({})))))]).await.status, 200);
+    let before = idp.jwks_fetches.load(std::sync::atomic::Ordering::SeqCst);
+
+    idp.jwks_delay_ms.store(400, std::sync::atomic::Ordering::SeqCst);
+    idp.publish(&[&k1, &k2]);
+    let stranger = SigningKey::generate(Algorithm::RS256, "made-up").sign(&claims(json!({})));
+    let mut quitter = tokio::net::TcpStream::connect(s.gw.addr("gw").unwrap()).await.unwrap();
+    let head = format!("GET /api HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {stranger}\r\n\r\n");
+    quitter.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    drop(quitter);
+    for i in 0..3 {
+        let token = k2.sign(&claims(json!({ "jti": i.to_string() })));
+        assert_eq!(get(&url, &[("authorization", &bearer(&token))]).await.status, 200, "the rotated key, try {i}");
+    }
+    assert_eq!(idp.jwks_fetches.load(std::sync::atomic::Ordering::SeqCst), before + 1, "one refetch");
+}
+
 /// One kid for several keys (an RSA and an EC key, or two keys while an
 /// IdP rotates): a token verifies with any of them of its algorithm.
 #[tokio::test]

@@ -199,7 +199,7 @@ impl RemoteJwks {
         });
     }
 
-    async fn find(&self, kid: Option<&str>) -> Result<Candidates, Failure> {
+    async fn find(self: &Arc<Self>, kid: Option<&str>) -> Result<Candidates, Failure> {
         if let Some(k) = self.keys.load().find(kid) {
             return Ok(k);
         }
@@ -225,13 +225,19 @@ impl RemoteJwks {
             }
             ok
         };
-        if may_fetch {
-            self.refetching.send_replace(true);
-            // Cleared however the fetch ends (its request may be dropped).
-            let _running = Refetching(&self.refetching);
-            self.fetch_now().await;
-        } else if !waited {
+        if !waited {
+            // Subscribed before the fetch is started: its end is seen.
             let mut running = self.refetching.subscribe();
+            if may_fetch {
+                // A task of its own: a client that leaves (or never meant
+                // to stay) cannot cancel the fetch the others wait for.
+                self.refetching.send_replace(true);
+                let this = self.clone();
+                tokio::spawn(async move {
+                    let _running = Refetching(&this.refetching);
+                    this.fetch_now().await;
+                });
+            }
             if *running.borrow_and_update() {
                 let _ = tokio::time::timeout(REFETCH_WAIT, running.wait_for(|on| !*on)).await;
             }

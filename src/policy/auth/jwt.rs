@@ -240,6 +240,14 @@ impl Jwt {
             if let Some(fault) = cfg.jwks_uri.as_deref().and_then(crate::http::fetch_url_fault) {
                 errors.push((at("jwks_uri"), fault));
             }
+            // Refreshed in a loop: under a second it fetched as fast as the
+            // identity provider answered (0s: no pause at all).
+            if cfg.jwks_refresh.0 < std::time::Duration::from_secs(1) {
+                errors.push((
+                    at("jwks_refresh"),
+                    "at least 1s (the key set is fetched again every `jwks_refresh`)".into(),
+                ));
+            }
             if cfg.discovery
                 && cfg.jwks_uri.is_none()
                 && let Some(fault) = cfg.issuer.as_deref().and_then(crate::http::fetch_url_fault)
