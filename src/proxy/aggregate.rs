@@ -644,6 +644,15 @@ async fn fetch<'p>(
                 }
             }
             None => match tokio::time::timeout(upstream.request_timeout, upstream.client.request(req)).await {
+                // hyper's client reads leniently: the framing rules the own
+                // codec holds `http://` targets to (a proxied request's too).
+                // The answer dropped unread: its connection is not reused.
+                Ok(Ok(resp))
+                    if resp.status().as_u16() > 599
+                        || crate::wire::upstream_head::lenient_framing_fault(resp.headers()).is_some() =>
+                {
+                    Err(CallError::InvalidAnswer)
+                }
                 Ok(Ok(resp)) => {
                     let (parts, body) = resp.into_parts();
                     answered = Some(parts.status);

@@ -840,6 +840,39 @@ async fn response_framing_probes_from_an_https_upstream() {
     assert!(!resp.head.to_ascii_lowercase().contains("portcullis-"), "{}", resp.head);
 }
 
+/// An aggregate call to an `https://` target (hyper's client) is held to
+/// the same framing rules: an answer that cannot be framed alone was
+/// merged (a length beside chunked, a coding besides chunked) or hung the
+/// call until its budget (`chunked ,`), and a status over 599 was passed
+/// on as the upstream's answer.
+#[tokio::test]
+async fn an_aggregate_call_to_an_https_target_refuses_what_cannot_be_framed() {
+    let dir = tempfile::tempdir().unwrap();
+    for reply in [
+        &b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n{\"id\":1}\r\n0\r\n\r\n"[..],
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: gzip, chunked\r\n\r\n8\r\n{\"id\":1}\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked ,\r\n\r\n8\r\n{\"id\":1}\r\n0\r\n\r\n",
+        b"HTTP/1.1 700 Odd\r\nContent-Type: application/json\r\nContent-Length: 8\r\n\r\n{\"id\":1}",
+    ] {
+        let up = crate::support::tls::TlsUpstream::raw(reply).await;
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, &up.ca_pem).unwrap();
+        let gw = crate::support::gateway(&format!(
+            "upstreams:\n  tls: {{ targets: [ \"https://{}\" ], tls: {{ ca: \"{}\" }} }}\n\
+             routes:\n  - name: agg\n    match: {{ path: /agg }}\n    \
+             aggregate: {{ timeout: 3s, calls: {{ it: {{ upstream: tls, path: /x, required: true }} }} }}\n",
+            up.addr,
+            ca.display()
+        ))
+        .await;
+        let resp = exchange(gw.addr, b"GET /agg HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("an answer");
+        let said = String::from_utf8_lossy(reply.split(|&b| b == b'\n').nth(2).unwrap_or_default()).into_owned();
+        assert_eq!(resp.status, 502, "{said}: {}", resp.text());
+        let errors = serde_json::from_slice::<serde_json::Value>(&resp.body).unwrap()["errors"].clone();
+        assert_eq!(errors[0]["detail"], "the upstream sent an invalid response", "{said}: {errors}");
+    }
+}
+
 /// An HTTP/2 probe (h2c with prior knowledge): the request's fields and
 /// DATA, whether the gateway must answer it, and how many requests the
 /// upstream must read.
