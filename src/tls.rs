@@ -383,6 +383,15 @@ fn openssl_name(oid: &str) -> Option<&'static str> {
         "2.5.4.65" => "pseudonym",
         "0.9.2342.19200300.100.1.1" => "UID",
         "0.9.2342.19200300.100.1.25" => "DC",
+        "2.5.4.13" => "description",
+        "2.5.4.15" => "businessCategory",
+        "2.5.4.16" => "postalAddress",
+        "2.5.4.41" => "name",
+        "2.5.4.45" => "x500UniqueIdentifier",
+        "2.5.4.97" => "organizationIdentifier",
+        "1.3.6.1.4.1.311.60.2.1.1" => "jurisdictionL",
+        "1.3.6.1.4.1.311.60.2.1.2" => "jurisdictionST",
+        "1.3.6.1.4.1.311.60.2.1.3" => "jurisdictionC",
         _ => return None,
     })
 }

@@ -221,10 +221,26 @@ fn spaced_equals(dn: &str) -> bool {
 }
 
 pub(super) fn normalize_dn(dn: &str) -> String {
+    // Split at unescaped `,` and `+` only: an escaped one is part of a
+    // value (`CN=a\+Email=b` is one attribute, not two to alias).
     let dn = dn.to_ascii_lowercase();
-    let attributes =
-        dn.split(',').map(|rdn| rdn.split('+').map(|a| canonical_attribute(a.trim())).collect::<Vec<_>>().join("+"));
-    attributes.collect::<Vec<_>>().join(",")
+    let (mut out, mut piece, mut escaped) = (String::new(), String::new(), false);
+    for c in dn.chars() {
+        match (escaped, c) {
+            (true, _) => escaped = false,
+            (false, '\\') => escaped = true,
+            (false, ',' | '+') => {
+                out.push_str(&canonical_attribute(piece.trim()));
+                out.push(c);
+                piece.clear();
+                continue;
+            }
+            _ => {}
+        }
+        piece.push(c);
+    }
+    out.push_str(&canonical_attribute(piece.trim()));
+    out
 }
 
 /// One `type=value`, its type in OpenSSL's short name (lower case): the
@@ -239,6 +255,10 @@ fn canonical_attribute(attribute: &str) -> String {
         "surname" => "sn",
         "userid" => "uid",
         "domaincomponent" => "dc",
+        "uniqueidentifier" => "x500uniqueidentifier",
+        "msjurisdictioncountry" => "jurisdictionc",
+        "msjurisdictionstateorprovince" => "jurisdictionst",
+        "msjurisdictionlocality" => "jurisdictionl",
         other => other,
     };
     format!("{kind}={value}")
@@ -260,4 +280,21 @@ fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
 pub fn hash_key(key: &str) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
     d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_dn;
+
+    #[test]
+    fn subjects_compare_by_openssl_names_and_escapes_stay_in_their_value() {
+        // The long names some tools print name the same attributes.
+        assert_eq!(normalize_dn("CN=a, Email=b@c.d"), normalize_dn("cn=a,emailAddress=b@c.d"));
+        assert_eq!(normalize_dn("CN=a + GN=Ann"), normalize_dn("CN=a+givenName=Ann"));
+        assert_eq!(normalize_dn("jurisdictionC=DE"), normalize_dn("msJurisdictionCountry=DE"));
+        // An escaped separator is part of a value: nothing in it is aliased or split.
+        assert_ne!(normalize_dn(r"CN=svc3\+emailAddress=x@y.z"), normalize_dn(r"CN=svc3\+Email=x@y.z"));
+        assert_ne!(normalize_dn(r"O=Example\, Email=x"), normalize_dn(r"O=Example\, emailAddress=x"));
+        assert_eq!(normalize_dn(r"O=Example\, Inc"), normalize_dn(r"o=example\, inc"));
+    }
 }
