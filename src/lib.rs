@@ -86,6 +86,7 @@ pub fn load_explained(path: &std::path::Path) -> Result<LoadedConfig, ConfigErro
             parsed.0.push(e);
         }
     }
+    parsed.0.sort_by_key(|e| e.position.unwrap_or((usize::MAX, 0)));
     let Err(semantic) = check(&repaired) else { return Err(parsed) };
     // The parts cut out: what lies beside them, and names defined in them,
     // would only show the cut. (A key given twice cuts nothing: the

@@ -450,12 +450,9 @@ pub fn parse_repaired(text: &str, source_name: &str, base_dir: &Path) -> Option<
                     return None;
                 }
                 let position = locations.find(&path);
-                cut.push(ConfigError {
-                    file: source_name.to_string(),
-                    position,
-                    path,
-                    message: e.into_inner().to_string(),
-                });
+                let line = position.and_then(|(l, _)| text.lines().nth(l.saturating_sub(1))).unwrap_or("");
+                let message = structure::without_environment_values(e.into_inner().to_string(), line);
+                cut.push(ConfigError { file: source_name.to_string(), position, path, message });
             }
         }
     };

@@ -336,7 +336,9 @@ fn plain_variables(value: &str) -> Vec<(&str, bool)> {
 /// `check`'s output, a refused reload's answer or the log.
 pub fn without_environment_values(mut message: String, line: &str) -> String {
     for (_, name, closed) in line_variables(line) {
-        if let Some(value) = std::env::var(name).ok().filter(|v| closed && !v.is_empty())
+        // Values of a few characters are no secret, and written back
+        // everywhere they would garble the message (`0` in `8080`).
+        if let Some(value) = std::env::var(name).ok().filter(|v| closed && v.len() >= MIN_HIDDEN)
             && message.contains(&value)
         {
             message = message.replace(&value, &format!("${{{name}}}"));
@@ -367,6 +369,9 @@ fn closes(after_name: &str) -> bool {
     }
     false
 }
+
+/// The shortest environment value hidden in a config problem.
+const MIN_HIDDEN: usize = 4;
 
 /// Whether a line reads the environment: a `${NAME}` the library replaces
 /// (not in quotes, not in a comment).

@@ -12,6 +12,8 @@ fn portcullis(args: &[&str]) -> Output {
         .env_remove(format!("{UNSET}_TOO"))
         .env("PORTCULLIS_TEST_EMPTY", "")
         .env("PORTCULLIS_TEST_WORD", "abc")
+        .env("PORTCULLIS_TEST_SECRET", "hunter2-secret")
+        .env("PORTCULLIS_TEST_DURATION", "31415926d")
         .output()
         .expect("run the portcullis binary")
 }
@@ -526,17 +528,17 @@ fn problems_never_show_environment_values_nor_hide_for_them() {
     let path = dir.path().join("gw.yaml");
     std::fs::write(
         &path,
-        "admin:\n  bind: ${PORTCULLIS_TEST_WORD}\nlisteners:\n  - name: gw\n    bind: ${PORTCULLIS_TEST_WORD}\n    \
-         limits:\n      idle_timeout: ${PORTCULLIS_TEST_WORD}\n      max_body_size: 10k\nlog_level: verbose\n\
+        "admin:\n  bind: ${PORTCULLIS_TEST_SECRET}\nlisteners:\n  - name: gw\n    bind: ${PORTCULLIS_TEST_SECRET}\n    \
+         limits:\n      idle_timeout: ${PORTCULLIS_TEST_SECRET}\n      max_body_size: 10k\nlog_level: verbose\n\
          routes:\n  - { name: r, match: { path_prefix: / }, static: { body: ok } }\n",
     )
     .unwrap();
     let (code, _, stderr) = check(&path);
     assert_eq!(code, Some(1), "{stderr}");
-    assert!(!stderr.contains("abc"), "an environment value shown:\n{stderr}");
+    assert!(!stderr.contains("hunter2"), "an environment value shown:\n{stderr}");
     for (at, said) in [
-        ("admin.bind", "`${PORTCULLIS_TEST_WORD}` is not an `IP:PORT` address"),
-        ("listeners[0].bind", "`${PORTCULLIS_TEST_WORD}` is not an `IP:PORT` address"),
+        ("admin.bind", "`${PORTCULLIS_TEST_SECRET}` is not an `IP:PORT` address"),
+        ("listeners[0].bind", "`${PORTCULLIS_TEST_SECRET}` is not an `IP:PORT` address"),
         ("listeners[0].limits.idle_timeout", "not a duration"),
         ("listeners[0].limits.max_body_size", "`10k` is not a size"),
         ("log_level", "`verbose`"),
@@ -600,6 +602,24 @@ fn values_beyond_the_schema_hide_no_other_problem() {
     assert!(errors[0].contains(":1:") && errors[0].contains("`5000d` is too long"), "{stderr}");
     assert!(errors[1].contains("listeners[0].limits.idle_timeout: `9000d` is too long"), "{stderr}");
     assert!(errors[2].contains("routes[0].upstream: unknown upstream `nope`"), "{stderr}");
+
+    // A value cut so, read from the environment: its `${NAME}` is shown, in file order.
+    std::fs::write(
+        &path,
+        "shutdown_timeout: 9000d\nlisteners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\nupstreams:\n  u:\n    \
+         targets: [ \"http://127.0.0.1:9\" ]\n    timeouts:\n      connect: ${PORTCULLIS_TEST_DURATION}\n\
+         routes:\n  - { name: r, match: { path_prefix: / }, upstream: nope }\n",
+    )
+    .unwrap();
+    let (_, _, stderr) = check(&path);
+    assert!(!stderr.contains("31415926"), "an environment value shown:\n{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert!(
+        errors.iter().any(|e| e.contains("timeouts.connect: `${PORTCULLIS_TEST_DURATION}` is too long")),
+        "{stderr}"
+    );
+    let lines: Vec<usize> = errors.iter().filter_map(|e| e.split(':').nth(2)?.parse().ok()).collect();
+    assert!(lines.windows(2).all(|w| w[0] <= w[1]), "in file order: {stderr}");
 }
 
 /// `$${NAME}` is the documented way to write `${NAME}` literally: not a
