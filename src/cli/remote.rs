@@ -21,6 +21,9 @@ use serde_json::Value;
 struct Admin {
     addr: String,
     token: Option<String>,
+    /// The variable `admin.token` reads, unset in this shell (a unit's
+    /// environment file holds it): said when the gateway wants a token.
+    token_unset: Option<String>,
 }
 
 /// The admin address to connect to: `--admin`, else the config's
@@ -33,17 +36,22 @@ fn admin(config: Option<&Path>, flag: Option<&str>) -> Result<Admin, String> {
     let token = std::env::var("PORTCULLIS_ADMIN_TOKEN")
         .ok()
         .filter(|t| !t.is_empty())
-        .or_else(|| from_file.as_ref().and_then(|(_, token)| token.clone()));
+        .or_else(|| from_file.as_ref().and_then(|(_, token, _)| token.clone()));
     let addr = match (flag, &from_file) {
         (Some(addr), _) => addr.to_string(),
-        (None, Some((Some(bind), _))) => loopback(bind)?,
-        (None, Some((None, _))) => {
+        (None, Some((Some(bind), ..))) => loopback(bind)?,
+        (None, Some((None, ..))) => {
             return Err("the config file has no `admin:` block (or is empty), so it does not say where the running gateway's admin API is: the gateway was not asked (give --admin ADDR, or add `admin: { bind: 127.0.0.1:9901 }` to a gateway's config)".into());
         }
         (None, None) => return Err("give --config FILE (its `admin.bind` says where to ask) or --admin ADDR".into()),
     };
-    Ok(Admin { addr, token })
+    let token_unset = from_file.and_then(|(_, _, unset)| unset);
+    Ok(Admin { addr, token, token_unset })
 }
+
+/// `admin.bind`, `admin.token`, and the variable the token reads when it
+/// is not set in this shell.
+type AdminBlock = (Option<String>, Option<String>, Option<String>);
 
 /// `admin.bind` and `admin.token` of a config file, read as the gateway
 /// reads them (`${NAME}`, `${NAME:-default}`, `$$`, quoted text as
@@ -51,7 +59,7 @@ fn admin(config: Option<&Path>, flag: Option<&str>) -> Result<Admin, String> {
 /// (a copy knew no defaults and no `$$`, and expanded quoted text).
 /// Variables used elsewhere in the file need not be set in the shell that
 /// asks: they stand in as some text (not empty: `${NAME:?why}` refuses that).
-fn admin_block(path: &Path) -> Result<(Option<String>, Option<String>), String> {
+fn admin_block(path: &Path) -> Result<AdminBlock, String> {
     #[derive(serde::Deserialize)]
     struct Only {
         admin: Option<AdminFields>,
@@ -83,20 +91,20 @@ fn admin_block(path: &Path) -> Result<(Option<String>, Option<String>), String> 
     // A variable of `admin.token` alone, unset in this shell (a unit's
     // environment file holds it): the token is not known here, and
     // PORTCULLIS_ADMIN_TOKEN or no token at all (`health`) may do.
-    let mut token_unknown = false;
+    let mut token_unknown: Option<String> = None;
     // One more pass for each unset variable outside the admin block.
     for _ in 0..=256 {
         let read = serde_saphyr::from_str_with_options::<Only>(&text, crate::config::reader_options(vars.clone()));
         let e = match read {
-            Ok(Only { admin: None }) => return Ok((None, None)),
+            Ok(Only { admin: None }) => return Ok((None, None, None)),
             Ok(Only { admin: Some(a) }) => {
                 let text = |v: Option<Value>| match v {
                     None | Some(Value::Null) => None,
                     Some(Value::String(s)) => Some(s),
                     Some(other) => Some(other.to_string()),
                 };
-                let token = if token_unknown { None } else { text(a.token) };
-                return Ok((text(a.bind), token));
+                let token = if token_unknown.is_some() { None } else { text(a.token) };
+                return Ok((text(a.bind), token, token_unknown));
             }
             Err(e) => e.to_string(),
         };
@@ -111,7 +119,9 @@ fn admin_block(path: &Path) -> Result<(Option<String>, Option<String>), String> 
                 if !elsewhere_in_admin.contains(&format!("${{{name}"))
                     && vars.get(name).is_none_or(|v| v.as_str() != STAND_IN) =>
             {
-                token_unknown |= token_written.contains(&format!("${{{name}"));
+                if token_written.contains(&format!("${{{name}")) {
+                    token_unknown = Some(name.to_string());
+                }
                 vars.insert(name.to_string(), STAND_IN.to_string());
             }
             Some(name) => {
@@ -208,7 +218,15 @@ fn ask(
 ) -> Result<(Admin, StatusCode, Value), ExitCode> {
     let admin = admin(config, admin_flag).map_err(|e| fail(&e))?;
     match block_on(call(&admin, method, path)) {
-        Ok(Ok((status, body))) => Ok((admin, status, body)),
+        Ok(Ok((status, body))) => {
+            if let (StatusCode::UNAUTHORIZED, None, Some(name)) = (status, &admin.token, &admin.token_unset) {
+                eprintln!(
+                    "note: admin.token reads `${{{name}}}`, which is not set in this shell: the gateway was asked \
+                     without a token (set PORTCULLIS_ADMIN_TOKEN to the running one)"
+                );
+            }
+            Ok((admin, status, body))
+        }
         Ok(Err(e)) | Err(e) => Err(fail(&e)),
     }
 }
@@ -426,7 +444,7 @@ mod tests {
         };
         let block = "admin:\n  bind: ${PORTCULLIS_SURELY_UNSET_BIND:-127.0.0.1:14141}\n  token: abcdefghijklmnop$$0123\n\
                      routes:\n  - name: x\n    secret: ${PORTCULLIS_SURELY_UNSET_ELSEWHERE}\n";
-        let (bind, token) = read(block).unwrap();
+        let (bind, token, _) = read(block).unwrap();
         assert_eq!((bind.as_deref(), token.as_deref()), (Some("127.0.0.1:14141"), Some("abcdefghijklmnop$0123")));
         let quoted = "admin:\n  bind: 127.0.0.1:9901\n  token: \"${PATH}\"\n";
         assert_eq!(read(quoted).unwrap().1.as_deref(), Some("${PATH}"), "quoted text is taken as written");
@@ -436,7 +454,8 @@ mod tests {
         // A token this shell does not have (a unit's environment file holds
         // it): not known here, no error (PORTCULLIS_ADMIN_TOKEN may give it).
         let unset = "admin:\n  bind: 127.0.0.1:9901\n  token: ${PORTCULLIS_SURELY_UNSET_TOKEN}\n";
-        assert_eq!(read(unset).unwrap(), (Some("127.0.0.1:9901".to_string()), None));
+        let unset_name = Some("PORTCULLIS_SURELY_UNSET_TOKEN".to_string());
+        assert_eq!(read(unset).unwrap(), (Some("127.0.0.1:9901".to_string()), None, unset_name));
         // The address must be known.
         let unset = "admin:\n  bind: ${PORTCULLIS_SURELY_UNSET_BIND}\n  token: abcdefghijklmnop\n";
         assert!(read(unset).unwrap_err().contains("`PORTCULLIS_SURELY_UNSET_BIND` (in the config's admin block)"));

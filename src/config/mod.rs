@@ -199,8 +199,10 @@ pub fn load_document(path: &Path) -> Result<serde_json::Value, String> {
                         .collect();
                     let words = words.trim_end();
                     if words == " depth" {
-                        // Not a size: JSON stops at 128 levels too.
-                        "nested too deeply for the YAML reader: flatten it (with `$ref`s to named schemas)".to_string()
+                        // Not a size: the YAML reader stops at 64 levels, JSON at 128.
+                        "nested deeper than the YAML reader's 64 levels: convert it to JSON (read up to 128 levels) \
+                         or flatten it (with `$ref`s to named schemas)"
+                            .to_string()
                     } else {
                         format!(
                             "too large for the YAML reader (too many{words}: the budget is 4,000,000 nodes; aliases \

@@ -585,7 +585,7 @@ async fn jwks_outage_keeps_the_last_good_keys_when(outage: impl FnOnce(&Idp)) {
     let k = SigningKey::generate(Algorithm::ES256, "k1");
     idp.publish(&[&k]);
     let auth = format!(
-        "  idp: {{ jwt: {{ algorithms: [ES256], jwks_uri: \"{}\", jwks_refresh: 50ms }} }}\n",
+        "  idp: {{ jwt: {{ algorithms: [ES256], jwks_uri: \"{}\", jwks_refresh: 1s }} }}\n",
         idp.url("/jwks")
     );
     let s = setup(

@@ -285,4 +285,9 @@ async fn a_token_variable_unset_in_the_shell_does_not_stop_the_commands() {
     let out = cli(args("status"), vec![]).await;
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("set PORTCULLIS_ADMIN_TOKEN"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("`${PORTCULLIS_IT_UNIT_TOKEN}`, which is not set in this shell"),
+        "{}",
+        text(&out.stderr)
+    );
 }
