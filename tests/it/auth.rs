@@ -139,11 +139,17 @@ async fn jwks_rotation_without_restart() {
     assert!(idp.jwks_fetches.load(std::sync::atomic::Ordering::SeqCst) <= before + 1, "refetches are rate-limited");
 }
 
-/// Requests that bring a rotated key's kid while the refetch another one
-/// started is under way wait for it: none is refused with 401 (they were,
-/// at once, for as long as the key set took to come).
-#[tokio::test]
-async fn requests_arriving_during_a_rotation_refetch_wait_for_it() {
+/// A gateway on `k1` whose identity provider now publishes `k2` too and
+/// answers its JWKS 400 ms late; the fetches made so far.
+struct Rotating {
+    idp: Idp,
+    k2: SigningKey,
+    s: Setup,
+    url: String,
+    before: usize,
+}
+
+async fn rotating() -> Rotating {
     let idp = Idp::start().await;
     let k1 = SigningKey::generate(Algorithm::RS256, "k1");
     let k2 = SigningKey::generate(Algorithm::ES256, "k2");
@@ -152,9 +158,17 @@ async fn requests_arriving_during_a_rotation_refetch_wait_for_it() {
     let url = s.url("/api");
     assert_eq!(get(&url, &[("authorization", &bearer(&k1.sign(&claims(json!({})))))]).await.status, 200);
     let before = idp.jwks_fetches.load(std::sync::atomic::Ordering::SeqCst);
-
     idp.jwks_delay_ms.store(400, std::sync::atomic::Ordering::SeqCst);
     idp.publish(&[&k1, &k2]);
+    Rotating { idp, k2, s, url, before }
+}
+
+/// Requests that bring a rotated key's kid while the refetch another one
+/// started is under way wait for it: none is refused with 401 (they were,
+/// at once, for as long as the key set took to come).
+#[tokio::test]
+async fn requests_arriving_during_a_rotation_refetch_wait_for_it() {
+    let Rotating { idp, k2, s: _gateway, url, before } = rotating().await;
     let mut requests = tokio::task::JoinSet::new();
     for i in 0..8 {
         let (url, token) = (url.clone(), k2.sign(&claims(json!({ "jti": i.to_string() }))));
@@ -173,17 +187,7 @@ async fn requests_arriving_during_a_rotation_refetch_wait_for_it() {
 #[tokio::test]
 async fn a_refetch_outlives_the_request_that_started_it() {
     use tokio::io::AsyncWriteExt;
-    let idp = Idp::start().await;
-    let k1 = SigningKey::generate(Algorithm::RS256, "k1");
-    let k2 = SigningKey::generate(Algorithm::ES256, "k2");
-    idp.publish(&[&k1]);
-    let s = jwks_setup(&idp).await;
-    let url = s.url("/api");
-    assert_eq!(get(&url, &[("authorization", &bearer(&k1.sign(&claims(json!({})))))]).await.status, 200);
-    let before = idp.jwks_fetches.load(std::sync::atomic::Ordering::SeqCst);
-
-    idp.jwks_delay_ms.store(400, std::sync::atomic::Ordering::SeqCst);
-    idp.publish(&[&k1, &k2]);
+    let Rotating { idp, k2, s, url, before } = rotating().await;
     let stranger = SigningKey::generate(Algorithm::RS256, "made-up").sign(&claims(json!({})));
     let mut quitter = tokio::net::TcpStream::connect(s.gw.addr("gw").unwrap()).await.unwrap();
     let head = format!("GET /api HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {stranger}\r\n\r\n");
@@ -584,10 +588,8 @@ async fn jwks_outage_keeps_the_last_good_keys_when(outage: impl FnOnce(&Idp)) {
     let idp = Idp::start().await;
     let k = SigningKey::generate(Algorithm::ES256, "k1");
     idp.publish(&[&k]);
-    let auth = format!(
-        "  idp: {{ jwt: {{ algorithms: [ES256], jwks_uri: \"{}\", jwks_refresh: 1s }} }}\n",
-        idp.url("/jwks")
-    );
+    let auth =
+        format!("  idp: {{ jwt: {{ algorithms: [ES256], jwks_uri: \"{}\", jwks_refresh: 1s }} }}\n", idp.url("/jwks"));
     let s = setup(
         &auth,
         "  []",

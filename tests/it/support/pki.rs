@@ -50,6 +50,11 @@ impl Pki {
         for (kind, value) in subject {
             params.distinguished_name.push(kind.clone(), *value);
         }
+        self.sign(stem, params)
+    }
+
+    /// Signs `params` with the CA; writes `<stem>.pem` and `<stem>-key.pem`.
+    fn sign(&self, stem: &str, params: CertificateParams) -> (PathBuf, PathBuf) {
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.ca).unwrap();
         let (c, k) = (self.dir.path().join(format!("{stem}.pem")), self.dir.path().join(format!("{stem}-key.pem")));
@@ -66,12 +71,7 @@ impl Pki {
             params.not_before = rcgen::date_time_ymd(2020, 1, 1);
             params.not_after = rcgen::date_time_ymd(1970, 1, 1) + std::time::Duration::from_secs(secs);
         }
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.ca).unwrap();
-        let (c, k) = (self.dir.path().join(format!("{stem}.pem")), self.dir.path().join(format!("{stem}-key.pem")));
-        std::fs::write(&c, cert.pem()).unwrap();
-        std::fs::write(&k, key.serialize_pem()).unwrap();
-        (c, k)
+        self.sign(stem, params)
     }
 }
 
