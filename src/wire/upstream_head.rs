@@ -255,8 +255,14 @@ fn framing(
         if hop.lengths > 0 {
             return Err(HeadError::Malformed("both Transfer-Encoding and Content-Length"));
         }
-        if !hop.chunked_only || version == Version::HTTP_10 {
-            return Err(HeadError::Malformed("a transfer coding other than chunked"));
+        if version == Version::HTTP_10 {
+            return Err(HeadError::Malformed("Transfer-Encoding in an HTTP/1.0 response"));
+        }
+        if !hop.chunked_only {
+            return Err(HeadError::Malformed(
+                "a Transfer-Encoding other than `chunked` alone (another coding, an empty element after it, or \
+                 a second line)",
+            ));
         }
     }
     if method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
