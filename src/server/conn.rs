@@ -258,6 +258,40 @@ struct Activity {
     /// cuts one its client has left unread for `idle_timeout` while other
     /// streams move (the rule above sees only the connection as a whole).
     streams: std::sync::Mutex<Vec<std::sync::Weak<Stream>>>,
+    /// Requests dropped before their response was made: on HTTP/2, streams
+    /// the client reset while the gateway worked (each may have cost an
+    /// upstream request). Past `EARLY_RESETS` (Envoy's premature-reset
+    /// rule), `too_many_resets` closes the connection.
+    reset_early: AtomicU64,
+    too_many_resets: tokio::sync::Notify,
+}
+
+/// A connection whose streams were, after at least `.0` of them, more
+/// than half reset before their answer is closed (GOAWAY): the "rapid
+/// reset" class (CVE-2023-44487) slowed down so that each reset comes after
+/// the stream is accepted, which the HTTP/2 library's own bound (resets of
+/// streams not yet accepted) does not see. Envoy: 500 streams, half.
+const EARLY_RESETS: (u64, u64) = (500, 2);
+
+/// A request's service future: counted as reset early if dropped before
+/// its response was made.
+struct Unanswered(Option<Arc<Activity>>);
+
+impl Unanswered {
+    fn answered(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        let Some(activity) = self.0.take() else { return };
+        let reset = activity.reset_early.fetch_add(1, Ordering::Relaxed) + 1;
+        let started = activity.started.load(Ordering::Relaxed);
+        if started >= EARLY_RESETS.0 && reset * EARLY_RESETS.1 > started {
+            activity.too_many_resets.notify_one();
+        }
+    }
 }
 
 /// One HTTP/2 response body, shared with the connection's check.
@@ -348,6 +382,7 @@ impl<'p> Conn<'p> {
             // the request unanswered (the client reset its stream): a count
             // left behind kept the connection from ever idling out.
             let request = InFlight::begin(activity.clone(), started);
+            let mut unanswered = Unanswered(Some(activity.clone()));
             async move {
                 let head = req.method() == http::Method::HEAD;
                 let resp = match admit::parsed(&mut req, max_field_section, max_fields) {
@@ -369,6 +404,7 @@ impl<'p> Conn<'p> {
                 if head || status.is_informational() || matches!(status.as_u16(), 204 | 304) {
                     body.drop_content(status, head, &mut parts.headers);
                 }
+                unanswered.answered();
                 activity.owed.fetch_add(1, Ordering::Relaxed);
                 let now_ms = started.elapsed().as_millis() as u64;
                 activity.last_poll_ms.store(now_ms, Ordering::Relaxed);
@@ -422,6 +458,13 @@ impl<'p> Conn<'p> {
                     return;
                 }
                 _ = self.stop.changed(), if !closing => {
+                    closing = true;
+                    served.as_mut().shut();
+                    goodbye.as_mut().reset(Instant::now() + GOODBYE);
+                    goodbye_armed = true;
+                }
+                () = self.activity.too_many_resets.notified(), if !closing => {
+                    tracing::debug!("most streams reset before their answer; connection closed (GOAWAY)");
                     closing = true;
                     served.as_mut().shut();
                     goodbye.as_mut().reset(Instant::now() + GOODBYE);

@@ -81,6 +81,49 @@ async fn continuation_flood_is_cut_off() {
     assert!(read.is_ok(), "the connection is still open after a CONTINUATION flood");
 }
 
+/// Rapid reset slowed down: each stream is reset only after the gateway
+/// took it (the HTTP/2 library's bound counts resets of streams not yet
+/// taken), so every one became an upstream request. Past 500 streams with
+/// most of them reset before their answer, the connection gets GOAWAY
+/// (Envoy's premature-reset rule) and takes no more.
+#[tokio::test]
+async fn streams_reset_after_they_are_taken_close_the_connection() {
+    // An upstream that takes connections and never answers: each request waits.
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hang_addr = hang.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = hang.accept().await {
+            held.push(s);
+        }
+    });
+    let gw = gateway(&format!(
+        "upstreams:\n  hang: {{ targets: [ \"http://{hang_addr}\" ] }}\n\
+         routes:\n  - {{ name: e, match: {{ path_prefix: / }}, upstream: hang }}\n"
+    ))
+    .await;
+    let mut s = connect(gw.addr).await;
+    let mut sent = 0u32;
+    for i in 0..700u32 {
+        let id = 2 * i + 1;
+        if s.write_all(&frame(HEADERS, END_HEADERS | END_STREAM, id, REQUEST_BLOCK)).await.is_err() {
+            break;
+        }
+        // Taken by the gateway before the reset comes.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        if s.write_all(&frame(RST_STREAM, 0, id, &8u32.to_be_bytes())).await.is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    let goaway = tokio::time::timeout(Duration::from_secs(10), read_until(&mut s, GOAWAY)).await.expect("no answer");
+    goaway.unwrap_or_else(|| panic!("GOAWAY, not a silent close ({sent} streams sent)"));
+    // And it closes (hyper's two-phase GOAWAY; this client answers no PING).
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the connection stays open after GOAWAY");
+}
+
 #[tokio::test]
 async fn rapid_reset_gets_goaway() {
     let gw = gateway(ROUTES).await;
