@@ -22,15 +22,34 @@ use tokio::net::TcpStream;
 use crate::http::error::{BoxError, NotSent};
 use crate::http::request_body::RequestBody;
 
-/// How many times one request goes again on a new connection when its
-/// stream was not processed (a target going away as it came, again and
-/// again, is a failure after these).
+/// How many times one request goes again on a new connection that took
+/// nothing when its stream was not processed (a target going away as it
+/// came, again and again, is a failure after these; see `send`).
 const MAX_RESENDS: u32 = 3;
 
-/// The target's connection: its number, its sender, and the responses it
-/// has given (a connection that gave some before going away was making
-/// progress).
-type Open = (u64, SendRequest<RequestBody>, Arc<AtomicU64>);
+/// The target's connection: its number, its sender, and its tally.
+type Open = (u64, SendRequest<RequestBody>, Arc<Tally>);
+
+/// What became of the streams sent on one connection: a connection that
+/// took some before going away was making progress (NGINX at
+/// `keepalive_requests` takes its last request and says `GOAWAY` at once,
+/// before any answer).
+#[derive(Default)]
+struct Tally {
+    sent: AtomicU64,
+    /// Refused, or given back before they went.
+    unprocessed: AtomicU64,
+}
+
+impl Tally {
+    /// Whether the connection took a stream (answered or still under
+    /// way). Read once the streams that raced its `GOAWAY` have come back,
+    /// not at the first of them: the connection fails them all at once,
+    /// but each request learns of it on its own turn.
+    fn took_some(&self) -> bool {
+        self.sent.load(Ordering::Relaxed) > self.unprocessed.load(Ordering::Relaxed)
+    }
+}
 
 /// The connection to one target, shared by its requests.
 pub struct H2Target {
@@ -89,16 +108,17 @@ impl H2Target {
     /// for that is one header map per request, on this path only.)
     pub async fn send(&self, mut req: Request<RequestBody>) -> Result<Response<Incoming>, BoxError> {
         let mut resends = MAX_RESENDS;
+        // The connection that last went away under this request, judged at
+        // the next (see `Tally::took_some`).
+        let mut gone: Option<Arc<Tally>> = None;
         loop {
             let mut spare = if resends > 0 { copy_whole(&mut req) } else { None };
-            let (number, mut sender, answered) = self.sender().await?;
+            let (number, mut sender, tally) = self.sender().await?;
             // Waits while the connection has no stream to spare.
             sender.ready().await.map_err(|e| Box::new(NotSent(Box::new(e))) as BoxError)?;
+            tally.sent.fetch_add(1, Ordering::Relaxed);
             let mut failed = match sender.try_send_request(req).await {
-                Ok(resp) => {
-                    answered.fetch_add(1, Ordering::Relaxed);
-                    return Ok(resp);
-                }
+                Ok(resp) => return Ok(resp),
                 Err(failed) => failed,
             };
             // Given back: the connection closed before it took the request.
@@ -111,17 +131,26 @@ impl H2Target {
             if returned.is_some() || unprocessed == Some(Unprocessed::GoingAway) {
                 self.forget(number).await;
             }
+            if returned.is_some() || unprocessed.is_some() {
+                tally.unprocessed.fetch_add(1, Ordering::Relaxed);
+            }
             let again = returned.or_else(|| unprocessed.and(spare.take()));
             match again {
                 Some(again) if resends > 0 => {
-                    // Only resends after a connection that answered nothing
+                    // Only resends after a connection that took nothing
                     // count: more requests in flight than the target takes
                     // per connection (NGINX's `keepalive_requests`) move on
-                    // a connection at a time, each answering its share; a
+                    // a connection at a time, each taking its share; a
                     // target going away at once every time is let go after
-                    // `MAX_RESENDS`. (`timeouts.request` bounds them all.)
+                    // `MAX_RESENDS` more. (`timeouts.request` bounds them
+                    // all.) A connection is judged at the request's next
+                    // going away, when its streams have all come back.
                     // (A refused stream stays on its connection: always counted.)
-                    if unprocessed != Some(Unprocessed::GoingAway) || answered.load(Ordering::Relaxed) == 0 {
+                    if unprocessed == Some(Unprocessed::GoingAway) {
+                        if gone.replace(tally).is_some_and(|before| !before.took_some()) {
+                            resends -= 1;
+                        }
+                    } else {
                         resends -= 1;
                     }
                     req = again;
@@ -137,15 +166,15 @@ impl H2Target {
     /// find none wait for the one being made).
     async fn sender(&self) -> Result<Open, BoxError> {
         let mut slot = self.conn.lock().await;
-        if let Some((number, open, answered)) = slot.as_ref().filter(|(_, s, _)| !s.is_closed()) {
-            return Ok((*number, open.clone(), answered.clone()));
+        if let Some((number, open, tally)) = slot.as_ref().filter(|(_, s, _)| !s.is_closed()) {
+            return Ok((*number, open.clone(), tally.clone()));
         }
         let number = self.made.fetch_add(1, Ordering::Relaxed);
         *slot = None;
         let made = self.connect().await.map_err(|e| Box::new(NotSent(e)) as BoxError)?;
-        let answered = Arc::new(AtomicU64::new(0));
-        *slot = Some((number, made.clone(), answered.clone()));
-        Ok((number, made, answered))
+        let tally = Arc::new(Tally::default());
+        *slot = Some((number, made.clone(), tally.clone()));
+        Ok((number, made, tally))
     }
 
     /// Drops connection `number` (closing: it takes no new stream), unless

@@ -124,14 +124,17 @@ routes:
 }
 
 /// An h2c upstream that closes each connection as NGINX does after
-/// `keepalive_requests`: at the `per_connection`-th request it answers it,
-/// sends `GOAWAY` (`NO_ERROR`) naming that stream as the last it takes,
-/// ignores the streams that raced it (RFC 9113 §6.8: unprocessed), and
-/// closes once the client has (a lingering close). Frames written by hand:
-/// a library server names the streams it has read as taken. Returns its
-/// address and the connections it took.
+/// `keepalive_requests`: at the `per_connection`-th request it sends
+/// `GOAWAY` (`NO_ERROR`) naming that stream as the last it takes, ignores
+/// the streams that raced it (RFC 9113 §6.8: unprocessed), and closes once
+/// the client has (a lingering close). Each request taken is answered
+/// `hold` after it came (the `GOAWAY` goes before the answers it follows,
+/// as from NGINX in front of a service that takes its time). Frames written
+/// by hand: a library server names the streams it has read as taken.
+/// Returns its address and the connections it took.
 async fn h2_upstream_going_away(
     per_connection: usize,
+    hold: Duration,
 ) -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -142,48 +145,68 @@ async fn h2_upstream_going_away(
         f.extend(payload);
         f
     }
+    type Writer = Arc<tokio::sync::Mutex<tokio::net::tcp::OwnedWriteHalf>>;
+    async fn put(writer: Writer, bytes: Vec<u8>) -> bool {
+        writer.lock().await.write_all(&bytes).await.is_ok()
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let connections = Arc::new(AtomicUsize::new(0));
     let accepted = connections.clone();
     tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
+        while let Ok((stream, _)) = listener.accept().await {
             accepted.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
+                let (mut reader, writer) = stream.into_split();
+                let writer = Arc::new(tokio::sync::Mutex::new(writer));
+                let write = |bytes: Vec<u8>| put(writer.clone(), bytes);
                 let mut preface = [0u8; 24];
-                if stream.read_exact(&mut preface).await.is_err() {
+                if reader.read_exact(&mut preface).await.is_err() || !write(frame(4, 0, 0, &[])).await {
                     return;
                 }
-                let _ = stream.write_all(&frame(4, 0, 0, &[])).await;
                 let (mut served, mut last) = (0, None);
                 let mut head = [0u8; 9];
                 let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                    while stream.read_exact(&mut head).await.is_ok() {
+                    while reader.read_exact(&mut head).await.is_ok() {
                         let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
                         let (kind, flags) = (head[3], head[4]);
                         let id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
                         let mut payload = vec![0u8; len];
-                        if stream.read_exact(&mut payload).await.is_err() {
+                        if reader.read_exact(&mut payload).await.is_err() {
                             return;
                         }
-                        let out = match kind {
-                            4 if flags & 1 == 0 => frame(4, 1, 0, &[]),
+                        let written = match kind {
+                            4 if flags & 1 == 0 => write(frame(4, 1, 0, &[])).await,
                             // A request (bodiless: END_STREAM on its HEADERS), unless past the GOAWAY.
+                            // `per_connection` 0: going away at the first request, taking none.
+                            1 if per_connection == 0 && last.is_none() => {
+                                last = Some(0);
+                                write(frame(7, 0, 0, &[0; 8])).await
+                            }
                             1 if last.is_none_or(|l| id <= l) => {
                                 served += 1;
-                                let mut out = frame(1, 4, id, &[0x88]); // `:status: 200`, END_HEADERS
-                                out.extend(frame(0, 1, id, b"ok"));
+                                let mut answer = frame(1, 4, id, &[0x88]); // `:status: 200`, END_HEADERS
+                                answer.extend(frame(0, 1, id, b"ok"));
+                                let mut goaway = Vec::new();
                                 if served == per_connection {
                                     last = Some(id);
-                                    let mut goaway = id.to_be_bytes().to_vec();
-                                    goaway.extend(0u32.to_be_bytes());
-                                    out.extend(frame(7, 0, 0, &goaway));
+                                    goaway = frame(7, 0, 0, &[id.to_be_bytes(), [0; 4]].concat());
                                 }
-                                out
+                                if hold.is_zero() {
+                                    answer.extend(goaway);
+                                    write(answer).await
+                                } else {
+                                    let later = writer.clone();
+                                    tokio::spawn(async move {
+                                        tokio::time::sleep(hold).await;
+                                        put(later, answer).await;
+                                    });
+                                    write(goaway).await
+                                }
                             }
-                            _ => continue,
+                            _ => true,
                         };
-                        if stream.write_all(&out).await.is_err() {
+                        if !written {
                             return;
                         }
                     }
@@ -193,6 +216,30 @@ async fn h2_upstream_going_away(
         }
     });
     (addr, connections)
+}
+
+/// Sends `clients` requests at a time, `rounds` times, through a gateway
+/// to `addr` (`protocol: http2`): their statuses.
+async fn burst_through_h2(addr: std::net::SocketAddr, clients: usize, rounds: usize) -> Vec<http::StatusCode> {
+    let gw = gateway(&one_route(&format!("{{ targets: [ \"http://{addr}\" ], protocol: http2 }}"))).await;
+    let client = http1_client();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (client, gw_url) = (client.clone(), gw.url(""));
+        tasks.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for i in 0..rounds {
+                let req = Request::get(format!("{gw_url}/c{c}/{i}")).body(Default::default()).unwrap();
+                statuses.push(send(&client, req).await.status);
+            }
+            statuses
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.extend(t.await.unwrap());
+    }
+    statuses
 }
 
 /// A target that closes its HTTP/2 connection gracefully (`GOAWAY`) refuses
@@ -205,28 +252,38 @@ async fn h2_upstream_going_away(
 /// when every move counted against a limit of three).
 #[tokio::test]
 async fn an_http2_target_going_away_costs_no_request() {
-    let (addr, connections) = h2_upstream_going_away(3).await;
-    let gw = gateway(&one_route(&format!("{{ targets: [ \"http://{addr}\" ], protocol: http2 }}"))).await;
-    let client = http1_client();
-    let mut tasks = Vec::new();
-    for c in 0..16 {
-        let (client, gw_url) = (client.clone(), gw.url(""));
-        tasks.push(tokio::spawn(async move {
-            let mut statuses = Vec::new();
-            for i in 0..25 {
-                let req = Request::get(format!("{gw_url}/c{c}/{i}")).body(Default::default()).unwrap();
-                statuses.push(send(&client, req).await.status);
-            }
-            statuses
-        }));
-    }
-    let mut statuses = Vec::new();
-    for t in tasks {
-        statuses.extend(t.await.unwrap());
-    }
+    let (addr, connections) = h2_upstream_going_away(3, Duration::ZERO).await;
+    let statuses = burst_through_h2(addr, 16, 25).await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     let made = connections.load(std::sync::atomic::Ordering::SeqCst);
     assert!(made >= 10, "the target went away every few answers: {made} connections");
+}
+
+/// The same when the `GOAWAY` comes as the target takes its last request,
+/// before any answer (NGINX at `keepalive_requests` in front of a slow
+/// service): the streams a connection took are its progress, answered or
+/// not yet. A move counted whenever the connection had answered nothing:
+/// 30 requests at once against three a connection lost most of them (502).
+#[tokio::test]
+async fn an_http2_target_going_away_before_answering_costs_no_request() {
+    let (addr, connections) = h2_upstream_going_away(3, Duration::from_millis(30)).await;
+    let statuses = burst_through_h2(addr, 30, 3).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let made = connections.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(made >= 10, "the target went away every three requests: {made} connections");
+}
+
+/// A target that goes away at every request, taking none, is let go: five
+/// connections (three resends counted, the first connection judged at the
+/// second's going away), then a 502, not new connections until
+/// `timeouts.request`.
+#[tokio::test]
+async fn an_http2_target_taking_nothing_is_let_go() {
+    let (addr, connections) = h2_upstream_going_away(0, Duration::ZERO).await;
+    let statuses = burst_through_h2(addr, 1, 1).await;
+    assert_eq!(statuses, [502]);
+    let made = connections.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(made, 5, "connections for one request");
 }
 
 /// `timeouts.connect` covers the TLS handshake: a target that takes the
