@@ -292,6 +292,16 @@ fn compile_unguarded(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<P
         let mut top = CompileCtx::new(loaded, String::new(), &shared);
         let c = security_headers::compile(&cfg.security_headers, &mut top);
         let security_headers: Arc<FieldEdits> = top.take("security_headers", c).map(Arc::new).unwrap_or_default();
+        if let Some((i, route)) =
+            cfg.routes.iter().enumerate().find(|(_, r)| r.cors.is_some() && r.security_headers.is_none())
+        {
+            for name in cfg.security_headers.set.keys().filter(|k| crate::policy::cors::is_cors_field(k)) {
+                top.error(
+                    &format!("security_headers.set.{name}"),
+                    format!("routes[{i}] (`{}`) has `cors`, which writes the Access-Control-* fields for the origins it allows: this would answer every origin alike; leave it to `cors`", route.name),
+                );
+            }
+        }
         let c = Consumers::compile(&cfg.consumers, &mut top);
         let consumers = Arc::new(top.take("consumers", c).unwrap_or_default());
         let c = IdentityHeaders::compile(&cfg.identity_headers, &mut top);

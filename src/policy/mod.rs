@@ -277,6 +277,20 @@ pub fn compile_route(route: &RouteConfig, cx: &mut CompileCtx<'_>) -> Option<Cha
     if let Some(cfg) = &route.cors {
         let c = cors::Compiled::compile(cfg, cx);
         response.extend(cx.take("cors", c).map(ResponsePolicy::Cors));
+        // The route's `cors` is the only answer (edge.md): a set field
+        // would override it on preflights and be removed on actual responses.
+        let sets = [
+            ("response_headers", route.response_headers.as_ref().map(|h| &h.set)),
+            ("security_headers", route.security_headers.as_ref().map(|h| &h.set)),
+        ];
+        for (key, set) in sets {
+            for name in set.into_iter().flat_map(|s| s.keys()).filter(|k| cors::is_cors_field(k)) {
+                cx.error(
+                    &format!("{key}.set.{name}"),
+                    "the route's `cors` writes the Access-Control-* fields for the origins it allows: leave them to it",
+                );
+            }
+        }
     }
     let security = match &route.security_headers {
         Some(cfg) => {

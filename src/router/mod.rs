@@ -284,18 +284,27 @@ impl Router {
     /// and including the first without such conditions, which takes every
     /// request the ones before it leave. The preflight is for all of them:
     /// a grant from one would let the real request, with other values,
-    /// reach the next. For `HEAD`, GET routes count too and the list does
-    /// not stop early (a route listing `HEAD` may outrank one taking it as
-    /// a GET). Empty: no route takes it.
+    /// reach the next. For `HEAD`, GET routes count too, and the list goes
+    /// on past one that takes the HEAD as a GET only to routes as specific
+    /// that list `HEAD` (which `find_among` would prefer). Empty: no route
+    /// takes it.
     pub fn preflight_routes(&self, req: &RequestView<'_, '_>) -> Vec<usize> {
         let mut values = Vec::new();
         let mut routes = Vec::new();
         let head = *req.method == Method::HEAD;
+        // A route taking a HEAD as a GET, as in `find_among`: only a route
+        // as specific that lists HEAD itself may come after it.
+        let mut as_get: Option<&Matcher> = None;
         for (index, m) in self.index.candidates(req.path).map(|position| &self.ordered[position]) {
             values.clear();
-            let takes =
-                m.methods.as_ref().is_none_or(|ms| ms.contains(req.method) || head && ms.contains(&Method::GET));
-            if !(takes
+            let lists = |method: &Method| m.methods.as_ref().is_none_or(|ms| ms.contains(method));
+            if let Some(by) = as_get
+                && (by.precedence_but_methods(m) == Ordering::Greater
+                    || !m.methods.as_ref().is_some_and(|ms| ms.contains(&Method::HEAD)))
+            {
+                break;
+            }
+            if !((lists(req.method) || head && lists(&Method::GET))
                 && m.takes_listener(req.listener)
                 && m.host.matches(req.host)
                 && m.path.matches(req.path, &mut values))
@@ -303,8 +312,11 @@ impl Router {
                 continue;
             }
             routes.push(*index);
-            if m.headers.is_empty() && m.version.is_none() && !head {
-                break;
+            if m.headers.is_empty() && m.version.is_none() {
+                if !head || lists(&Method::HEAD) {
+                    break;
+                }
+                as_get.get_or_insert(m);
             }
         }
         routes

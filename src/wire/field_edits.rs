@@ -104,12 +104,32 @@ impl FieldEdits {
     pub fn apply(&self, headers: &mut HeaderMap) {
         super::remove::remove_all(headers, &self.remove);
         for (name, value) in &self.defaults {
+            // An upstream's empty `X-Frame-Options:` protects nothing
+            // (browsers ignore it) and must not stand in for the default:
+            // empty values go, as the line writer drops their lines.
+            if headers.get_all(name).iter().any(|v| blank(v.as_bytes())) {
+                let kept: Vec<HeaderValue> =
+                    headers.get_all(name).iter().filter(|v| !blank(v.as_bytes())).cloned().collect();
+                headers.remove(name);
+                for v in kept {
+                    headers.append(name.clone(), v);
+                }
+            }
             headers.entry(name).or_insert_with(|| value.clone());
         }
         for (name, value) in &self.forced {
             headers.insert(name.clone(), value.clone());
         }
     }
+}
+
+fn blank(value: &[u8]) -> bool {
+    value.iter().all(|b| matches!(b, b' ' | b'\t'))
+}
+
+/// Whether a raw header line (`Name: value`) has an empty value.
+pub fn empty_value(line: &[u8]) -> bool {
+    line.iter().position(|&b| b == b':').is_some_and(|colon| blank(&line[colon + 1..]))
 }
 
 fn render(fields: &[(HeaderName, HeaderValue)]) -> Vec<u8> {

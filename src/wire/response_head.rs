@@ -11,7 +11,7 @@ use http::{Method, StatusCode, Version};
 use tokio::time::Instant;
 
 use super::field;
-use super::field_edits::{Passing, ResponseEdits};
+use super::field_edits::{self, Passing, ResponseEdits};
 use super::raw_headers::RawHeaders;
 
 /// How the body goes on the wire.
@@ -167,6 +167,8 @@ fn write_raw(
         }
         match edits.map_or(Passing::Kept, |e| e.passing(name)) {
             Passing::Dropped => continue,
+            // An empty value protects nothing (`FieldEdits::apply`).
+            Passing::KeptForDefault(_) if field_edits::empty_value(line) => continue,
             Passing::KeptForDefault(i) => present |= 1 << (i % 64),
             Passing::Kept => {}
         }
@@ -344,6 +346,9 @@ mod tests {
         // Also an upstream that sets none of the defaults (they are then
         // added as one rendered block).
         let none_of_the_defaults: Vec<_> = upstream.iter().copied().filter(|(n, _)| *n != "X-Frame-Options").collect();
+        // And one whose values of two defaults are empty (one beside a real value).
+        let mut empty_defaults = upstream.to_vec();
+        empty_defaults.extend([("X-Content-Type-Options", ""), ("X-Frame-Options", ""), ("Referrer-Policy", "")]);
         let plain = FieldEdits::new(defaults(), Vec::new(), banners());
         let set =
             FieldEdits::new(defaults(), vec![field("referrer-policy", "same-origin"), field("vary", "*")], banners());
@@ -377,7 +382,9 @@ mod tests {
             let cfg = std::sync::Arc::new(cfg);
             for (request_id, upstream, extra) in [None, Some(http::HeaderValue::from_static("abc"))]
                 .into_iter()
-                .flat_map(|id| [(id.clone(), &upstream[..]), (id, &none_of_the_defaults[..])])
+                .flat_map(|id| {
+                    [(id.clone(), &upstream[..]), (id.clone(), &none_of_the_defaults[..]), (id, &empty_defaults[..])]
+                })
                 .flat_map(|(id, up)| per_response.iter().map(move |extra| (id.clone(), up, extra.clone())))
             {
                 let edits = ResponseEdits { limits: extra, fields: cfg.clone(), request_id };

@@ -127,6 +127,10 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
         ":10:", "routes[1].static.body", "a 205 response has no body",
         ":14:", "routes[2].response_headers.set.Transfer-Encoding", "cannot be set",
     ]),
+    ("cors-fields-set-by-hand.yaml", 2, &[
+        ":4:", "security_headers.set.Access-Control-Allow-Origin", "routes[0] (`api`) has `cors`",
+        ":12:", "routes[0].response_headers.set.access-control-allow-credentials", "leave them to it",
+    ]),
     ("bad-bind.yaml", 1, &[":5:", "listeners[1].bind", "`localhost:8080`", "IP:PORT"]),
     ("bad-duration.yaml", 1, &[":7:", "upstreams.app.timeouts.connect", "`soon` is not a duration"]),
     ("unset-env-with-and-without-default.yaml", 1, &[":11:", "routes[0].static.body", UNSET, "is not set"]),

@@ -68,7 +68,76 @@ async fn upstream_headers_are_cleaned_for_every_client_protocol() {
         // This route removes only `server`: the upstream's X-Powered-By stays.
         assert!(r.header("server").is_none(), "{protocol}");
         assert_eq!(r.header("x-powered-by"), Some("Express"), "{protocol}");
+
+        // An empty value protects nothing: the default takes its place.
+        let r = send(&client, Request::get(gw.url("/api/blank-defaults")).body(Default::default()).unwrap()).await;
+        assert_eq!(r.text(), "blank", "{protocol}");
+        assert_eq!(r.headers.get_all("x-frame-options").iter().collect::<Vec<_>>(), ["DENY"], "{protocol}");
+        assert_eq!(r.headers.get_all("x-content-type-options").iter().collect::<Vec<_>>(), ["nosniff"], "{protocol}");
     }
+}
+
+/// A route that lets every origin in answers every request alike, with
+/// `Origin` or without: a copy a shared cache kept for a same-origin
+/// request (no grant, no `Vary`) was served to cross-origin pages.
+#[tokio::test]
+async fn a_cors_route_open_to_every_origin_answers_alike() {
+    let (_up, gw) = behind_svc(
+        r#"
+  - name: open
+    match: { path_prefix: /open }
+    upstream: svc
+    cors: { allow_origins: [ "*" ], expose_headers: [ X-Total ] }
+"#,
+    )
+    .await;
+    for origin in [None, Some("https://app.example.com"), Some("null")] {
+        let headers: Vec<_> = origin.map(|o| ("origin", o)).into_iter().collect();
+        let r = get(&gw.url("/open/x"), &headers).await;
+        assert_eq!(r.header("access-control-allow-origin"), Some("*"), "{origin:?}");
+        assert_eq!(r.header("access-control-expose-headers"), Some("X-Total"), "{origin:?}");
+        assert!(!r.headers.get_all("vary").iter().any(|v| v == "Origin"), "{origin:?}: {:?}", r.headers);
+    }
+}
+
+/// A HEAD preflight is answered for the route the real HEAD would take (a
+/// GET route's), not routed on past it to a catch-all without `cors`,
+/// whose service then got the OPTIONS. A route's `Vary` adds to the
+/// preflight answer's and to the service's, replacing neither.
+#[tokio::test]
+async fn a_head_preflight_is_the_get_routes_and_a_routes_vary_adds() {
+    let (up, gw) = behind_svc(
+        r#"
+  - name: m
+    match: { path_prefix: /m, methods: [ GET ] }
+    upstream: svc
+    rewrite: { strip_prefix: /m }
+    cors: { allow_origins: [ "https://app.example.com" ], allow_methods: [ GET ], allow_headers: [ Authorization ] }
+    response_headers: { set: { Vary: Accept-Version } }
+  - name: n
+    match: { path_prefix: /n, methods: [ GET ] }
+    upstream: svc
+    cors: { allow_origins: [ "https://app.example.com" ], allow_methods: [ GET, HEAD ] }
+  - { name: rest, match: { path_prefix: / }, upstream: svc }
+"#,
+    )
+    .await;
+    let client = http1_client();
+    let refused = send(&client, preflight(gw.url("/m/x"), "https://app.example.com", "HEAD", "authorization")).await;
+    assert_eq!(refused.status, 403, "{:?}", refused.headers);
+    assert_eq!(up.hits(), 0, "a preflight never reaches the service");
+    let vary: Vec<_> = refused.headers.get_all("vary").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    assert_eq!(
+        vary.join(", "),
+        "Origin, Access-Control-Request-Method, Access-Control-Request-Headers, Accept-Version"
+    );
+    let granted = send(&client, preflight(gw.url("/n/x"), "https://app.example.com", "HEAD", "")).await;
+    assert_eq!(granted.status, 204, "{:?}", granted.headers);
+    assert_eq!(up.hits(), 0);
+    let actual = get(&gw.url("/m/blank-defaults"), &[("origin", "https://app.example.com")]).await;
+    assert_eq!(actual.text(), "blank");
+    let vary: Vec<_> = actual.headers.get_all("vary").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    assert_eq!(vary.join(", "), "Accept-Encoding, Accept-Version, Origin");
 }
 
 /// A gateway in front of an upstream `svc` (an echoing server), with `routes`
@@ -261,7 +330,12 @@ async fn cors_preflight_is_answered_at_the_gateway() {
     // The route's `cors` is the answer's CORS, whatever the upstream's own says.
     let evil = get(&gw.url("/api/permissive"), &[("origin", "https://evil.example.net")]).await;
     assert_eq!(evil.text(), "permissive");
-    for name in ["access-control-allow-origin", "access-control-allow-credentials", "access-control-expose-headers"] {
+    for name in [
+        "access-control-allow-origin",
+        "access-control-allow-credentials",
+        "access-control-expose-headers",
+        "access-control-allow-private-network",
+    ] {
         assert!(evil.header(name).is_none(), "{name}: {:?}", evil.header(name));
     }
     let app = get(&gw.url("/api/permissive"), &[("origin", "https://app.example.com")]).await;

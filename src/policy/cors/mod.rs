@@ -12,14 +12,22 @@ use crate::policy::compile::CompileCtx;
 pub use config::CorsConfig;
 
 /// The CORS response fields a route with `cors` writes itself.
-const UPSTREAM_CORS: [HeaderName; 6] = [
+const UPSTREAM_CORS: [HeaderName; 7] = [
     header::ACCESS_CONTROL_ALLOW_ORIGIN,
     header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
     header::ACCESS_CONTROL_EXPOSE_HEADERS,
     header::ACCESS_CONTROL_ALLOW_METHODS,
     header::ACCESS_CONTROL_ALLOW_HEADERS,
     header::ACCESS_CONTROL_MAX_AGE,
+    // Private Network Access: granted by the upstream to any origin, not
+    // by the route's list (the gateway does not answer its preflights).
+    HeaderName::from_static("access-control-allow-private-network"),
 ];
+
+/// Whether a field name is one of CORS's (`Access-Control-*`).
+pub fn is_cors_field(name: &str) -> bool {
+    name.get(..15).is_some_and(|p| p.eq_ignore_ascii_case("access-control-"))
+}
 
 #[derive(Debug, Clone)]
 enum Origin {
@@ -314,14 +322,19 @@ impl Compiled {
             headers.remove(name);
         }
         let any = !self.credentials && self.origins.iter().any(|o| matches!(o, Origin::Any));
-        let Some(origin) = origin.filter(|o| self.allows(o)) else {
+        if any {
+            // Every origin gets `*`, a request without `Origin` too: one
+            // answer for all, which a shared cache may keep (a copy without
+            // the grant, cached for a same-origin request, was served to
+            // cross-origin pages, which the browser then refused).
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        } else if let Some(origin) = origin.filter(|o| self.allows(o)) {
+            self.allow_origin_headers(origin, headers);
+        } else {
             // The answer depends on Origin even when it grants nothing: tell caches.
-            if !any {
-                headers.append(header::VARY, HeaderValue::from_static("Origin"));
-            }
+            headers.append(header::VARY, HeaderValue::from_static("Origin"));
             return;
-        };
-        self.allow_origin_headers(origin, headers);
+        }
         if let Some(e) = &self.expose_value {
             headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, e.clone());
         }

@@ -34,6 +34,16 @@ impl Compiled {
             headers.remove(name);
         }
         for (name, value) in &self.set {
+            // `Vary` is added to, not replaced: each field the answer
+            // depends on must stay known to caches (the service's
+            // `Accept-Encoding`, a preflight's `Origin`), as NGINX's
+            // `add_header Vary` adds. (`remove: [Vary]` drops them first.)
+            if name == http::header::VARY && headers.contains_key(http::header::VARY) {
+                if !headers.get_all(http::header::VARY).iter().any(|v| v == value) {
+                    headers.append(name.clone(), value.clone());
+                }
+                continue;
+            }
             headers.insert(name.clone(), value.clone());
         }
     }

@@ -137,7 +137,18 @@ async fn handle(
                 .header("access-control-allow-origin", "https://evil.example.net")
                 .header("access-control-allow-credentials", "true")
                 .header("access-control-expose-headers", "X-Secret")
+                .header("access-control-allow-private-network", "true")
                 .body(full("permissive"))
+                .unwrap();
+            return Ok(resp);
+        }
+        // Security headers present with nothing in them.
+        "/blank-defaults" => {
+            let resp = Response::builder()
+                .header("x-frame-options", "")
+                .header("x-content-type-options", "")
+                .header("vary", "Accept-Encoding")
+                .body(full("blank"))
                 .unwrap();
             return Ok(resp);
         }
