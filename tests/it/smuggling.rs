@@ -670,6 +670,61 @@ async fn a_late_body_after_a_head_answer_reaches_nobody() {
     }
 }
 
+/// A body the gateway stops sending after an early answer ends there: the
+/// upstream reads the end of the stream (FIN), never the body's later bytes
+/// (a request smuggled in them) on that connection or as another request.
+#[tokio::test]
+async fn the_rest_of_a_body_after_an_early_answer_reaches_nobody() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel::<(Vec<u8>, bool)>();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let seen_tx = seen_tx.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let mut answered = false;
+                // Everything the connection brings, until its end (`true`) or 3 s.
+                let ended = tokio::time::timeout(std::time::Duration::from_secs(3), async {
+                    loop {
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&chunk[..n]),
+                        }
+                        if !answered && got.windows(4).any(|w| w == b"\r\n\r\n") {
+                            answered = true;
+                            let _ = conn.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n").await;
+                        }
+                    }
+                })
+                .await
+                .is_ok();
+                let _ = seen_tx.send((got, ended));
+            });
+        }
+    });
+    let gw = crate::support::gateway(&format!(
+        "upstreams:\n  up: {{ targets: [ \"http://{addr}\" ] }}\nroutes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: up }}\n"
+    ))
+    .await;
+    let mut client = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let later = format!("xxxx{SMUGGLED}");
+    let head = format!("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\nfirst", 5 + later.len());
+    client.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = [0u8; 12];
+    client.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 401");
+    let _ = client.write_all(later.as_bytes()).await;
+    let (got, ended) = seen_rx.recv().await.unwrap();
+    let got = String::from_utf8_lossy(&got);
+    assert!(ended, "the upstream waited for the rest of the body: {got}");
+    assert!(!got.contains("smuggled"), "{got}");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(seen_rx.try_recv().is_err(), "a second upstream connection");
+}
+
 /// An upstream connection that answers `/h` with `first`, then 300 ms
 /// later with a whole response nobody asked for; anything else, after
 /// 500 ms, with `victim`.

@@ -87,6 +87,91 @@ async fn an_early_answer_reaches_the_client_before_its_body_is_sent() {
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
 }
 
+/// A target that answers early and closes at once, its socket holding
+/// body bytes it never read, resets the connection: the gateway's next
+/// write fails, but the answer came before the reset and is passed on. A
+/// write failure ended the exchange (502, flag UC) though the answer was
+/// in the socket's buffer: most such uploads in a reviewer's run.
+#[tokio::test]
+async fn an_early_answer_from_a_target_that_then_resets_is_passed_on() {
+    let up = Scripted::start().await;
+    let gw = in_front_of(&up.url()).await;
+    for i in 0..10 {
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        let (mut rd, mut wr) = s.split();
+        let upload = async {
+            let _ = wr.write_all(b"POST /early HTTP/1.1\r\nHost: gw\r\nContent-Length: 4000000\r\n\r\n").await;
+            let chunk = vec![b'x'; 64 * 1024];
+            for _ in 0..61 {
+                if wr.write_all(&chunk).await.is_err() {
+                    break;
+                }
+            }
+        };
+        let answer = async {
+            let mut seen = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), rd.read_to_end(&mut seen)).await;
+            seen
+        };
+        let (_, seen) = tokio::join!(upload, answer);
+        let text = String::from_utf8_lossy(&seen);
+        assert!(text.starts_with("HTTP/1.1 413"), "upload {i}: {text}");
+    }
+}
+
+/// A target that answers at once and then reads the body (an echo, a 202
+/// before the upload): the gateway sends no more of the body after an
+/// early answer, and says so with the end of its stream, so the target
+/// sees the body end short instead of waiting for the rest until a timeout
+/// while its answer waits on it (the client got a head, then nothing).
+#[tokio::test]
+async fn a_target_reading_the_body_after_its_answer_sees_the_body_end() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").await;
+                // Reads the body until its end, as an echo would.
+                let mut body = got.len() - got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() - 4;
+                loop {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => body += n,
+                    }
+                }
+                let text = format!("read {body}");
+                let _ = s.write_all(format!("{:x}\r\n{text}\r\n0\r\n\r\n", text.len()).as_bytes()).await;
+            });
+        }
+    });
+    let gw = in_front_of(&format!("http://{addr}")).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: gw\r\nContent-Length: 30\r\n\r\n0123456789").await.unwrap();
+    let mut seen = Vec::new();
+    let read = async {
+        let mut chunk = [0u8; 4096];
+        while !seen.windows(5).any(|w| w == b"\r\n0\r\n") {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), read).await.expect("the target saw the body end");
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("read "), "{text}");
+}
+
 #[tokio::test]
 async fn an_idempotent_request_is_retried_when_a_reused_connection_closes() {
     let up = Scripted::start().await;

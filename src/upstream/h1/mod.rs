@@ -265,6 +265,7 @@ impl H1Pool {
                 head_held: empty_unended,
                 body_started: false,
                 written: false,
+                write_failed: None,
                 received: false,
                 interim: 0,
                 method: &parts.method,
@@ -383,6 +384,10 @@ struct Exchange<'a> {
     body_started: bool,
     /// Some bytes reached the socket.
     written: bool,
+    /// Why writing stopped, when the socket refused more: the answer may
+    /// have come before the reset (a target that answers early and closes
+    /// with body bytes unread resets the connection), so it is read first.
+    write_failed: Option<std::io::Error>,
     /// Some bytes came back.
     received: bool,
     /// Interim (1xx) responses skipped so far, whatever the reads they came in.
@@ -402,7 +407,7 @@ impl Exchange<'_> {
         };
         // Write what the socket takes (the head and the body bytes at hand
         // in one `writev`), pulling more body as it drains.
-        loop {
+        while self.write_failed.is_none() {
             if self.queue.is_empty()
                 && let Some(body) = self.body.as_deref_mut()
             {
@@ -459,14 +464,17 @@ impl Exchange<'_> {
             let count = self.queue.slices_after(head, &mut slices);
             match Pin::new(&mut conn.io).poll_write_vectored(cx, &slices[..count]) {
                 Poll::Pending => break,
-                Poll::Ready(Ok(0)) => return Poll::Ready(Err(lost(std::io::ErrorKind::BrokenPipe.into()))),
+                Poll::Ready(Ok(0)) => self.write_failed = Some(std::io::ErrorKind::BrokenPipe.into()),
                 Poll::Ready(Ok(n)) => {
                     self.written = true;
                     let into_head = n.min(head.len());
                     self.head_sent += into_head;
                     self.queue.advance(n - into_head);
                 }
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(lost(e))),
+                Poll::Ready(Err(e)) => match lost(e) {
+                    Failure::Lost(e) => self.write_failed = Some(e),
+                    other => return Poll::Ready(Err(other)),
+                },
             }
         }
         // Read the response head.
@@ -489,7 +497,13 @@ impl Exchange<'_> {
                         )))));
                     }
                     if self.body.is_some() || !self.queue.is_empty() || self.head_sent < conn.head.len() {
+                        // The rest of the body is not sent: the target gets
+                        // the end of the stream (a FIN after the bytes it
+                        // has), not a body it waits for until its timeout
+                        // while its answer waits on it. (A plain socket's
+                        // shutdown is immediate.)
                         head.keep_alive = false;
+                        let _ = Pin::new(&mut conn.io).poll_shutdown(cx);
                     }
                     // An application that writes a HEAD, 204 or 304 answer's
                     // body after all (a second write, later than this read)
@@ -518,14 +532,16 @@ impl Exchange<'_> {
                     return Poll::Pending;
                 }
                 Poll::Ready(Ok(0)) => {
-                    let e = std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "the upstream closed the connection without a response",
-                    );
+                    let e = self.write_failed.take().unwrap_or_else(|| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "the upstream closed the connection without a response",
+                        )
+                    });
                     return Poll::Ready(Err(if self.received { Failure::Other(Box::new(e)) } else { lost(e) }));
                 }
                 Poll::Ready(Ok(_)) => self.received = true,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(lost(e))),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(lost(self.write_failed.take().unwrap_or(e)))),
             }
         }
     }
