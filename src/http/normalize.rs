@@ -24,6 +24,9 @@ pub struct Options {
     /// parameter. The engine then refuses the request unless the matched
     /// route captures each such segment as one of those parameters.
     pub matrix_segments: bool,
+    /// A route's path template: `{` and `}` are its parameters' syntax,
+    /// not characters to percent-encode (`as_requests_arrive`).
+    pub template: bool,
 }
 
 impl Options {
@@ -35,6 +38,7 @@ impl Options {
             decode_delimiters: cfg.decode_delimiters,
             strip_parameters: cfg.path_parameters == PathParameters::Strip,
             matrix_segments: false,
+            template: false,
         }
     }
 }
@@ -88,6 +92,7 @@ fn is_already_normal(bytes: &[u8], opts: &Options) -> bool {
     for (i, &b) in bytes.iter().enumerate() {
         match b {
             b'%' | b'\\' | b';' | 0..=0x1f | 0x7f..=0xff => return false,
+            b if must_be_encoded(b) => return false,
             // A leading `//` is merged whatever `merge_slashes` says (below).
             b'/' if prev == b'/' && (opts.merge_slashes || i == 1) => return false,
             b'.' if prev == b'/' => {
@@ -126,6 +131,15 @@ fn is_path_delimiter(b: u8) -> bool {
     matches!(b, b':' | b'@' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b',' | b'=')
 }
 
+/// Characters RFC 3986 never allows raw in a path (the space, `"`, `<`,
+/// `>`, `^`, `` ` ``, `{`, `}`, `|`, `[`, `]`), which parsers let through
+/// and services decode: percent-encoded here, as their escapes are kept,
+/// so that `/a|b` and `/a%7Cb` are one path to the router (a route guarding
+/// one spelling was passed by the other, which a service reads the same).
+fn must_be_encoded(b: u8) -> bool {
+    matches!(b, b' ' | b'"' | b'<' | b'>' | b'^' | b'`' | b'{' | b'}' | b'|' | b'[' | b']')
+}
+
 /// Decodes `%XX` of unreserved characters (and path delimiters, see
 /// `is_path_delimiter`), upper-cases the hex of the rest,
 /// and refuses encodings that would change the path's structure.
@@ -161,6 +175,16 @@ fn decode_unreserved(bytes: &[u8], opts: &Options) -> Result<String, PathError> 
             0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
             // hyper only hands us visible ASCII; anything else is not a valid request-target.
             0x80..=0xff => return Err(PathError::NotAscii),
+            b'{' | b'}' if opts.template => {
+                out.push(b as char);
+                i += 1;
+            }
+            b if must_be_encoded(b) => {
+                out.push('%');
+                out.push(HEX[(b >> 4) as usize] as char);
+                out.push(HEX[(b & 15) as usize] as char);
+                i += 1;
+            }
             _ => {
                 out.push(b as char);
                 i += 1;
@@ -239,8 +263,13 @@ fn resolve_segments(path: &str, opts: &Options) -> Result<String, PathError> {
 /// one of the route's matrix-style parameters (`matrix`: their indices in
 /// `values`, the router's captures): a matrix segment anywhere else is a
 /// segment parameter like any other.
+/// `values` are slices of `path`: a segment is captured where it lies,
+/// not wherever its text is equal (`/users/;id=5/orders/;id=5` put the
+/// second, an `{oid}`'s, past the check).
 pub fn matrix_segments_captured(path: &str, matrix: &[usize], values: &[&str]) -> bool {
-    path.split('/').filter(|seg| seg.starts_with(';')).all(|seg| matrix.iter().any(|&i| values.get(i) == Some(&seg)))
+    path.split('/').filter(|seg| seg.starts_with(';')).all(|seg| {
+        matrix.iter().any(|&i| values.get(i).is_some_and(|v| v.as_ptr() == seg.as_ptr() && v.len() == seg.len()))
+    })
 }
 
 #[cfg(test)]
@@ -259,14 +288,36 @@ mod tests {
         assert_eq!(norm_m("/x/..;/admin"), Err(PathError::DotSemicolon));
         assert_eq!(norm("/users/;id=5"), Err(PathError::SegmentParameter));
         // Captured as a matrix parameter, or refused.
-        assert!(matrix_segments_captured("/users/;id=5", &[0], &[";id=5"]));
-        assert!(!matrix_segments_captured("/users/;id=5", &[], &[";id=5"]));
-        assert!(!matrix_segments_captured("/users/;id=5/;x=1", &[0], &[";id=5"]));
+        let p = "/users/;id=5";
+        assert!(matrix_segments_captured(p, &[0], &[&p[7..]]));
+        assert!(!matrix_segments_captured(p, &[], &[&p[7..]]));
+        let p = "/users/;id=5/;x=1";
+        assert!(!matrix_segments_captured(p, &[0], &[&p[7..12]]));
         assert!(matrix_segments_captured("/users/5", &[], &[]));
+        // The same text elsewhere (an `{oid}`'s segment) is not captured.
+        let p = "/users/;id=5/orders/;id=5";
+        assert!(!matrix_segments_captured(p, &[0], &[&p[7..12], &p[20..]]));
+        assert!(matrix_segments_captured(p, &[0, 1], &[&p[7..12], &p[20..]]));
     }
 
     fn norm(p: &str) -> Result<String, PathError> {
         normalize(p, &Options::default()).map(Cow::into_owned)
+    }
+
+    #[test]
+    fn characters_never_raw_in_a_path_are_one_spelling_with_their_escapes() {
+        for (raw, encoded) in [("/a|b", "/a%7Cb"), ("/[x]", "/%5Bx%5D"), ("/a^b\"{}`<>", "/a%5Eb%22%7B%7D%60%3C%3E")] {
+            assert_eq!(norm(raw).as_deref(), Ok(encoded), "{raw}");
+            assert_eq!(norm(encoded).as_deref(), Ok(encoded), "{encoded}");
+            assert_eq!(
+                norm(&encoded.to_ascii_lowercase()).map(|p| p.to_ascii_lowercase()),
+                Ok(encoded.to_ascii_lowercase())
+            );
+        }
+        assert_eq!(norm("/a%7cb").as_deref(), Ok("/a%7Cb"));
+        // A route's template keeps its parameters' braces.
+        let template = Options { template: true, ..Options::default() };
+        assert_eq!(normalize("/r/{id}/a|b", &template).as_deref(), Ok("/r/{id}/a%7Cb"));
     }
 
     #[test]

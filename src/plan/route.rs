@@ -179,16 +179,31 @@ fn matrix_params(cfg: &RouteConfig, params: &[Arc<str>]) -> Vec<usize> {
 /// (`/%61dmin` is `/admin`), hex in upper case, dot segments resolved. As
 /// Kong 3 does: a protected route written `/caf%c3%a9` would otherwise
 /// never match, and its requests would fall to a broader, open route.
-/// A path that requests can never have (a refused `%2F`, a `;`) is kept
-/// as written: the `unreachable-route-path` warning names it.
+/// Characters never raw in a path (`|`, `[`, a space) are percent-encoded,
+/// as in requests. A path that requests can never have (a refused `%2F`, a
+/// `;`) is kept as written: the `unreachable-route-path` warning names it.
 fn as_requests_arrive<'p>(cx: &Ctx, written: &'p str) -> std::borrow::Cow<'p, str> {
     use crate::http::normalize;
-    let opts = normalize::Options::of(&cx.loaded.config.path_normalization);
+    let opts = normalize::Options { template: true, ..normalize::Options::of(&cx.loaded.config.path_normalization) };
     let wire: String =
         written.bytes().map(|b| if b.is_ascii() { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
     match normalize::normalize(&wire, &opts) {
         Ok(n) if n != written => std::borrow::Cow::Owned(n.into_owned()),
         _ => std::borrow::Cow::Borrowed(written),
+    }
+}
+
+/// A `..` after a parameter (`/a/{id}/../b`) removes it with its segment:
+/// the route would match `/a/b` only, its parameter gone unsaid.
+fn lost_parameters(cx: &mut Ctx, at: &str, written: &str, arriving: &str) {
+    let count = |p: &str| p.matches('{').count();
+    if count(arriving) < count(written) {
+        cx.err(
+            at.to_string(),
+            format!(
+                "`{written}` is `{arriving}` once its dot segments are resolved, as requests are: a parameter is gone"
+            ),
+        );
     }
 }
 
@@ -207,11 +222,15 @@ fn compile_match(cx: &mut Ctx, at: &str, m: &MatchConfig) -> Option<Matcher> {
             None
         }
         (Some(p), None) => {
-            PathPattern::parse_path(&as_requests_arrive(cx, p)).map_err(|e| cx.err(format!("{at}.path"), e)).ok()
+            let arriving = as_requests_arrive(cx, p);
+            lost_parameters(cx, &format!("{at}.path"), p, &arriving);
+            PathPattern::parse_path(&arriving).map_err(|e| cx.err(format!("{at}.path"), e)).ok()
         }
-        (None, Some(p)) => PathPattern::parse_prefix(&as_requests_arrive(cx, p))
-            .map_err(|e| cx.err(format!("{at}.path_prefix"), e))
-            .ok(),
+        (None, Some(p)) => {
+            let arriving = as_requests_arrive(cx, p);
+            lost_parameters(cx, &format!("{at}.path_prefix"), p, &arriving);
+            PathPattern::parse_prefix(&arriving).map_err(|e| cx.err(format!("{at}.path_prefix"), e)).ok()
+        }
         (None, None) => PathPattern::parse_prefix("/").ok(),
     };
     let methods = m.methods.as_ref().map(|ms| {

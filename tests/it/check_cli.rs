@@ -131,6 +131,7 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
         ":4:", "security_headers.set.Access-Control-Allow-Origin", "routes[0] (`api`) has `cors`",
         ":12:", "routes[0].response_headers.set.access-control-allow-credentials", "leave them to it",
     ]),
+    ("dot-segment-after-parameter.yaml", 1, &[":6:", "routes[0].match.path", "`/a/{id}/../b` is `/a/b`", "a parameter is gone"]),
     ("bad-bind.yaml", 1, &[":5:", "listeners[1].bind", "`localhost:8080`", "IP:PORT"]),
     ("bad-duration.yaml", 1, &[":7:", "upstreams.app.timeouts.connect", "`soon` is not a duration"]),
     ("unset-env-with-and-without-default.yaml", 1, &[":11:", "routes[0].static.body", UNSET, "is not set"]),

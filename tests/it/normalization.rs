@@ -91,6 +91,11 @@ routes:
     validate:
       path: {{ id: {{ type: integer, style: matrix }} }}
   - {{ name: items, match: {{ path: "/items/{{id}}" }}, upstream: users }}
+  - name: orders
+    match: {{ path: "/accounts/{{id}}/orders/{{oid}}" }}
+    upstream: users
+    validate:
+      path: {{ id: {{ type: integer, style: matrix }} }}
   - {{ name: admin, match: {{ path_prefix: /admin }}, static: {{ status: 403, body: "admin is closed" }} }}
 "#,
         users.url()
@@ -109,12 +114,42 @@ routes:
         "/admin;x/secret",
         "/users/5;x/orders",
         "/users/..;/admin",
+        // The matrix value's text again, where a non-matrix parameter reads it.
+        "/accounts/;id=5/orders/;id=5",
     ] {
         assert_eq!(outcome(&gw, path).await, Err(400), "{path}");
     }
     // Kept whole, a `;` segment can still match no route at all.
     assert_eq!(outcome(&gw, "/users/;id=5/orders/;x=1").await, Err(404));
     assert_eq!(users.hits(), 2, "nothing refused reached the upstream");
+}
+
+/// A character never raw in a path (`|`, `[`, `]`, `"`, `^`, `{`, `}`)
+/// and its escape are one spelling: a route guarding one was passed by the
+/// other, which services decode alike. Routes written either way, with a
+/// space too, match both; the upstream gets the escaped form.
+#[tokio::test]
+async fn a_raw_character_and_its_escape_route_alike() {
+    let (gw, public) = with_routes(
+        r#"  - { name: reports, match: { path_prefix: "/reports/q1|q2" }, static: { status: 403, body: closed } }
+  - { name: data, match: { path_prefix: "/data/%5binternal%5D" }, static: { status: 403, body: closed } }
+  - { name: docs, match: { path_prefix: "/my docs" }, static: { status: 403, body: closed } }
+  - { name: public, match: { path_prefix: / }, upstream: public }
+"#,
+    )
+    .await;
+    for path in [
+        "/reports/q1|q2",
+        "/reports/q1%7Cq2",
+        "/reports/q1%7cq2",
+        "/data/[internal]",
+        "/data/%5Binternal%5D",
+        "/my%20docs/x",
+    ] {
+        assert_eq!(outcome(&gw, path).await, Err(403), "{path}");
+    }
+    assert_eq!(outcome(&gw, "/open/a|b[1]").await, Ok("/open/a%7Cb%5B1%5D".into()));
+    assert_eq!(public.hits(), 1);
 }
 
 /// An encoded delimiter is what a service that decodes it reads: `%3A` in
