@@ -16,7 +16,7 @@ use crate::http::{forwarded, request_id};
 use crate::observe::metrics::UpstreamError;
 use crate::observe::trace::TRACEPARENT;
 use crate::plan::{HostRewrite, Proxy};
-use crate::upstream::breaker::Admission;
+use crate::upstream::breaker::{Admission, ProbeToken};
 use crate::upstream::limits::Refusal;
 use crate::upstream::retry::{RetryPolicy, TryFailure};
 use crate::upstream::{HashKey, Target, Upstream};
@@ -209,7 +209,7 @@ pub(super) fn forward<'a, 'p>(
         // (The default, "elsewhere only" retry has nowhere to go with one target.)
         let may_retry = policy.attempts > 1
             && client_upgrade.is_none()
-            && !probe
+            && probe.is_none()
             && !(policy.only_elsewhere && upstream.targets.len() == 1);
         if may_retry {
             upstream.budget.request(now);
@@ -543,17 +543,17 @@ fn at_capacity(e: &(dyn std::error::Error + 'static)) -> bool {
 
 /// Admission before the first try: the upstream's limits, then its
 /// breaker (a request the limits refuse never takes the half-open probe).
-/// Returns the request's `max_requests` place and whether it is the probe.
+/// Returns the request's `max_requests` place and, when it is the probe, its token.
 pub(super) fn admit(
     upstream: &Upstream,
     now: Instant,
-) -> Result<(Option<crate::upstream::limits::RequestSlot>, bool), GatewayError> {
+) -> Result<(Option<crate::upstream::limits::RequestSlot>, Option<ProbeToken>), GatewayError> {
     let slot = upstream.limits.admit().map_err(|rule| refuse(upstream, rule))?;
     let probe = match &upstream.breaker {
-        None => false,
+        None => None,
         Some(b) => match b.admit(now) {
-            Admission::Pass => false,
-            Admission::Probe => true,
+            Admission::Pass => None,
+            Admission::Probe(token) => Some(token),
             Admission::Refuse { retry_after } => {
                 return Err(refuse_until(upstream, Refusal::BreakerOpen, Some(retry_after)));
             }

@@ -39,13 +39,20 @@ pub struct Breaker {
     counts: Window,
 }
 
+/// Which probe a request is: the time it went (ms since the breaker's
+/// origin). A probe whose answer is late (another went after `open_for`)
+/// is no longer the breaker's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeToken(u64);
+
 /// What the breaker says about a request about to be sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
     /// Closed: go on.
     Pass,
-    /// The one request that tests a half-open breaker.
-    Probe,
+    /// The one request that tests a half-open breaker, with its token
+    /// (for `record`: only the current probe's answer decides).
+    Probe(ProbeToken),
     /// Open (or half-open with its probe under way): refuse. `retry_after`:
     /// how long until a probe may go (the 503's `Retry-After`).
     Refuse { retry_after: Duration },
@@ -84,7 +91,7 @@ impl Breaker {
                     && self.state.compare_exchange(state, HALF_OPEN, Ordering::AcqRel, Ordering::Acquire).is_ok()
                 {
                     self.since.store(now_ms, Ordering::Release);
-                    Admission::Probe
+                    Admission::Probe(ProbeToken(now_ms))
                 } else {
                     // Another request took the probe just now: its answer
                     // may take up to `open_for`.
@@ -96,10 +103,16 @@ impl Breaker {
         }
     }
 
-    /// Notes a result. `probe`: it was the half-open breaker's probe.
-    /// Returns the new state name when this result changed it.
-    pub fn record(&self, ok: bool, probe: bool, now: Instant) -> Option<&'static str> {
-        if probe {
+    /// Notes a result. `probe`: it was a half-open breaker's probe; only
+    /// the current one decides (a late answer to a probe that another
+    /// replaced, after `open_for`, closed a breaker the newer probe had
+    /// opened again, or opened one it had closed). Returns the new state
+    /// name when this result changed it.
+    pub fn record(&self, ok: bool, probe: Option<ProbeToken>, now: Instant) -> Option<&'static str> {
+        if let Some(ProbeToken(went)) = probe {
+            if self.state.load(Ordering::Acquire) != HALF_OPEN || self.since.load(Ordering::Acquire) != went {
+                return None;
+            }
             return Some(if ok {
                 self.failures_in_a_row.store(0, Ordering::Relaxed);
                 self.counts.clear();
@@ -201,22 +214,24 @@ mod tests {
     fn opens_on_failures_in_a_row_then_probes_then_closes() {
         let t0 = Instant::now();
         let b = Breaker::new(settings(), t0);
-        assert_eq!(b.record(false, false, t0), None);
-        assert_eq!(b.record(false, false, t0), None);
-        assert_eq!(b.record(false, false, t0), Some("open"));
+        assert_eq!(b.record(false, None, t0), None);
+        assert_eq!(b.record(false, None, t0), None);
+        assert_eq!(b.record(false, None, t0), Some("open"));
         assert_eq!(b.admit(t0), refuse(5000));
         assert_eq!(b.admit(t0 + Duration::from_millis(4999)), refuse(1));
         let t1 = t0 + Duration::from_secs(5);
         // Read before any request comes: half-open already (a probe would go).
         assert_eq!((b.state_name(t0), b.gauge(t0)), ("open", 1.0));
         assert_eq!((b.state_name(t1), b.gauge(t1)), ("half_open", 0.5));
-        assert_eq!(b.admit(t1), Admission::Probe);
+        let Admission::Probe(first) = b.admit(t1) else { panic!("a probe") };
         assert_eq!(b.admit(t1), refuse(5000), "one probe at a time, whose answer may take `open_for`");
-        assert_eq!(b.record(false, true, t1), Some("open"), "a failed probe opens it again");
+        assert_eq!(b.record(false, Some(first), t1), Some("open"), "a failed probe opens it again");
         assert_eq!(b.admit(t1 + Duration::from_secs(4)), refuse(1000));
         let t2 = t1 + Duration::from_secs(5);
-        assert_eq!(b.admit(t2), Admission::Probe);
-        assert_eq!(b.record(true, true, t2), Some("closed"));
+        let Admission::Probe(second) = b.admit(t2) else { panic!("a probe") };
+        assert_eq!(b.record(true, Some(first), t2), None, "an answer to an earlier probe");
+        assert_eq!(b.record(true, Some(second), t2), Some("closed"));
+        assert_eq!(b.record(false, Some(second), t2), None, "once decided");
         assert_eq!(b.admit(t2), Admission::Pass);
         assert_eq!(b.state_name(t2 + Duration::from_secs(60)), "closed");
     }
@@ -227,13 +242,19 @@ mod tests {
         let b = Breaker::new(settings(), t0);
         // Alternating: never 3 in a row, but half of them fail.
         for i in 0..9 {
-            assert_eq!(b.record(i % 2 == 0, false, t0), None, "fewer than min_requests");
+            assert_eq!(b.record(i % 2 == 0, None, t0), None, "fewer than min_requests");
         }
-        assert_eq!(b.record(false, false, t0), Some("open"), "5 of 10 failed");
+        assert_eq!(b.record(false, None, t0), Some("open"), "5 of 10 failed");
         // A lost probe does not keep it half-open forever.
         let t1 = t0 + Duration::from_secs(5);
-        assert_eq!(b.admit(t1), Admission::Probe);
-        assert_eq!(b.admit(t1 + Duration::from_secs(5)), Admission::Probe);
+        let Admission::Probe(lost) = b.admit(t1) else { panic!("a probe") };
+        let Admission::Probe(next) = b.admit(t1 + Duration::from_secs(5)) else { panic!("another probe") };
+        // The lost one's answer comes after all, late: the newer probe decides.
+        assert_eq!(b.record(true, Some(lost), t1 + Duration::from_secs(6)), None);
+        assert_eq!(b.state_name(t1 + Duration::from_secs(6)), "half_open");
+        assert_eq!(b.record(false, Some(next), t1 + Duration::from_secs(7)), Some("open"));
+        assert_eq!(b.record(true, Some(lost), t1 + Duration::from_secs(8)), None, "a late success closes nothing");
+        assert_eq!(b.state_name(t1 + Duration::from_secs(8)), "open");
     }
 
     #[test]
@@ -241,20 +262,20 @@ mod tests {
         let t0 = Instant::now();
         let b = Breaker::new(BreakerSettings { consecutive_failures: 0, ..settings() }, t0);
         for _ in 0..4 {
-            b.record(true, false, t0);
+            b.record(true, None, t0);
         }
         for _ in 0..6 {
-            b.record(false, false, t0);
+            b.record(false, None, t0);
         }
         assert_eq!(b.admit(t0), refuse(5000), "6 of 10 failed");
         let b = Breaker::new(BreakerSettings { consecutive_failures: 0, ..settings() }, t0);
         for _ in 0..6 {
-            b.record(false, false, t0);
+            b.record(false, None, t0);
         }
         let later = t0 + Duration::from_secs(11);
         for _ in 0..9 {
-            assert_eq!(b.record(true, false, later), None);
+            assert_eq!(b.record(true, None, later), None);
         }
-        assert_eq!(b.record(false, false, later), None, "1 of 10 in the window");
+        assert_eq!(b.record(false, None, later), None, "1 of 10 in the window");
     }
 }

@@ -299,7 +299,7 @@ impl Upstream {
 
     /// Notes a try's result for passive health and the breaker (`probe`:
     /// the breaker's half-open probe).
-    pub fn record(&self, target: usize, ok: bool, probe: bool, now: tokio::time::Instant) {
+    pub fn record(&self, target: usize, ok: bool, probe: Option<breaker::ProbeToken>, now: tokio::time::Instant) {
         if let Some(b) = &self.breaker
             && let Some(state) = b.record(ok, probe, now)
         {

@@ -3,10 +3,18 @@
 //! moves only about 1/n of the keys. xxh3 is stable across builds and
 //! machines, so every gateway instance maps a key to the same target.
 
+use std::fmt::Write as _;
+
 use xxhash_rust::xxh3::xxh3_64;
 
 /// Virtual nodes per unit of weight.
 const VNODES_PER_WEIGHT: u32 = 100;
+
+/// The most points a ring has (16 MiB of them): past it, every target's
+/// points are scaled down alike, in their weights (Envoy caps its ring at
+/// 8M). 1,000 targets of weight 1,000 made 100M points: two minutes and
+/// 2.2 GB to build, at every start and reload (a reviewer's debug run).
+const MAX_POINTS: u64 = 1 << 20;
 
 #[derive(Debug)]
 pub struct ConsistentHash {
@@ -19,10 +27,21 @@ pub struct ConsistentHash {
 impl ConsistentHash {
     /// `ids` identify targets (their URLs): the ring depends on them, not on order.
     pub fn new(ids: &[String], weights: &[u32]) -> ConsistentHash {
-        let mut ring = Vec::new();
-        for (i, (id, w)) in ids.iter().zip(weights).enumerate() {
-            for v in 0..w * VNODES_PER_WEIGHT {
-                ring.push((xxh3_64(format!("{id}#{v}").as_bytes()), i as u16));
+        let wanted: u64 = weights.iter().map(|&w| u64::from(w) * u64::from(VNODES_PER_WEIGHT)).sum();
+        let points = |w: u32| {
+            let p = u64::from(w) * u64::from(VNODES_PER_WEIGHT);
+            if wanted <= MAX_POINTS { p } else { (p * MAX_POINTS / wanted).max(1) }
+        };
+        let mut ring = Vec::with_capacity(wanted.min(MAX_POINTS + ids.len() as u64) as usize);
+        let mut name = String::new();
+        for (i, (id, &w)) in ids.iter().zip(weights).enumerate() {
+            for v in 0..points(w) {
+                // `{id}#{v}`, the text each point is the hash of.
+                name.clear();
+                name.push_str(id);
+                name.push('#');
+                let _ = write!(name, "{v}");
+                ring.push((xxh3_64(name.as_bytes()), i as u16));
             }
         }
         ring.sort_unstable();
@@ -86,6 +105,13 @@ mod tests {
         }
         assert!(stand_ins[0] > 200 && stand_ins[2] > 200, "{stand_ins:?}");
         assert_eq!(ch.pick_where(b"k", |_| false), None);
+        // The ring keeps to its size: weights scaled down alike, spread kept.
+        let many: Vec<String> = (0..1000).map(|i| format!("http://10.0.{}.{}:80", i / 256, i % 256)).collect();
+        let mut weights = vec![1000; 1000];
+        weights[0] = 1;
+        let big = ConsistentHash::new(&many, &weights);
+        assert!(big.ring.len() as u64 <= MAX_POINTS + 1000, "{}", big.ring.len());
+        assert!(big.ring.iter().any(|(_, t)| *t == 0), "the lightest target keeps a point");
         // Removing a target only moves the keys that were on it.
         let ch2 = ConsistentHash::new(&ids[..2], &[1, 1]);
         for k in 0..3000 {
