@@ -277,15 +277,18 @@ struct Security {
 /// One operation's checks, its providers and the scopes its security asks for.
 /// Where the second of two parameters with one `name` and `in` is, if a
 /// list has such (header names compared without case, as HTTP does).
+/// What makes two parameters the same one: `name` and `in`, a header's
+/// name in any case (header names are case-insensitive).
+fn param_key(p: &Value) -> (String, String) {
+    let place = p.get("in").and_then(Value::as_str).unwrap_or("").to_string();
+    let name = p.get("name").and_then(Value::as_str).unwrap_or("");
+    let name = if place == "header" { name.to_ascii_lowercase() } else { name.to_string() };
+    (name, place)
+}
+
 fn declared_twice(list: &[(&Value, String)]) -> Option<String> {
-    let key = |p: &Value| {
-        let place = p.get("in").and_then(Value::as_str).unwrap_or("").to_string();
-        let name = p.get("name").and_then(Value::as_str).unwrap_or("");
-        let name = if place == "header" { name.to_ascii_lowercase() } else { name.to_string() };
-        (name, place)
-    };
     let mut seen = std::collections::BTreeSet::new();
-    list.iter().find(|(p, _)| p.get("name").is_some() && !seen.insert(key(p))).map(|(_, at)| at.clone())
+    list.iter().find(|(p, _)| p.get("name").is_some() && !seen.insert(param_key(p))).map(|(_, at)| at.clone())
 }
 
 fn operation(
@@ -330,7 +333,9 @@ fn operation(
         }
     }
     for (i, shared) in shared_params.iter().enumerate() {
-        let same = |(p, _): &(&Value, String)| p.get("name") == shared.get("name") && p.get("in") == shared.get("in");
+        // (`X-Tenant` on the path and `x-tenant` on the operation are one
+        // header: both were enforced, refusing what the operation allows.)
+        let same = |(p, _): &(&Value, String)| param_key(p) == param_key(shared);
         if !params.iter().any(same) {
             params.push((shared, format!("{item_at}/parameters/{i}")));
         }

@@ -1417,6 +1417,40 @@ async fn references_in_a_sub_folder_resolve_from_their_own_file() {
     assert_eq!(resolved.and_then(Value::as_str), Some("object"), "{served}");
 }
 
+/// An operation's header parameter overrides the path item's of the same
+/// name in any case (header names are case-insensitive, OpenAPI's override
+/// is by name and place): both were enforced, refusing what the operation
+/// allows.
+#[tokio::test]
+async fn an_operations_header_parameter_overrides_the_paths_in_any_case() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("api.yaml"),
+        "openapi: 3.0.3\ninfo: { title: t, version: '1' }\npaths:\n  /a:\n\
+         \x20   parameters:\n\
+         \x20     - { name: X-Tenant, in: header, required: true, schema: { type: string, format: uuid } }\n\
+         \x20   post:\n\
+         \x20     parameters:\n\
+         \x20       - { name: x-tenant, in: header, required: false, schema: { type: string } }\n\
+         \x20     responses: { '200': { description: ok } }\n\
+         \x20   get:\n\
+         \x20     responses: { '200': { description: ok } }\n",
+    )
+    .unwrap();
+    let up = Recorder::start().await;
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nupstreams:\n  u: {{ targets: [ \"{}\" ] }}\n\
+         apis:\n  - {{ name: a, openapi: api.yaml, upstream: u }}\n",
+        up.url()
+    );
+    let gw = Gateway::start(&load(&yaml, dir.path())).await.expect("starts");
+    assert_eq!(call(&gw, "POST", "/a", &[], "").await.status, 200);
+    assert_eq!(call(&gw, "POST", "/a", &[("x-tenant", "acme")], "").await.status, 200);
+    // The path's own, where the operation does not override it.
+    assert_eq!(call(&gw, "GET", "/a", &[], "").await.status, 400);
+    assert_eq!(call(&gw, "GET", "/a", &[("x-tenant", "acme")], "").await.status, 400);
+}
+
 /// Another spelling of a declared query parameter that frameworks read as
 /// it (case for ASP.NET, brackets for PHP, Rails and `qs`) is refused: the
 /// service would act on a value nobody checked.
