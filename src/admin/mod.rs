@@ -289,7 +289,7 @@ fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         "/status" => respond(StatusCode::OK, "application/json", status(shared).to_string()),
         "/config" => {
             let mut doc = shared.state.document();
-            redact::redact(&mut doc);
+            redact::redact(&mut doc, &shared.plan.load().observe.redact);
             respond(StatusCode::OK, "application/json", doc.to_string())
         }
         _ => problem(

@@ -25,8 +25,11 @@ const SECRET_KEYS: &[&str] = &["secret", "client_secret", "password", "key", "sh
 const NAMED: &[&str] = &["upstreams", "auth", "formats", "calls", "operations", "security", "query", "path", "cookies"];
 
 /// Replaces every secret in `doc`.
-pub fn redact(doc: &mut Value) {
-    redact_under(doc, None, &Redact::default());
+/// `query`: the running plan's list, which knows the query parameters its
+/// `api_key` and `jwt` providers read (the access log's; the default list
+/// left a provider's own name, `?customq=`, shown in a probe's path).
+pub fn redact(doc: &mut Value, query: &Redact) {
+    redact_under(doc, None, query);
 }
 
 fn redact_under(doc: &mut Value, parent: Option<&str>, query: &Redact) {
@@ -106,7 +109,7 @@ mod tests {
                                                "remove": ["cookie"] },
                           "response_headers": { "set": { "x-served-by": "gw" } } } ]
         });
-        redact(&mut doc);
+        redact(&mut doc, &Redact::default());
         let text = doc.to_string();
         for secret in
             ["s3cr3t", "$2y$10$x", "ab12", "hunter2", "t0k", "k3y", "t0k3n", "cs", "otlpk", "reqs3cret", "hdr", "pr0be"]
@@ -131,6 +134,17 @@ mod tests {
         assert_eq!(doc["consumers"][0]["id"], "acme");
     }
 
+    /// A query parameter a provider reads (`api_key: { query: customq }`)
+    /// is hidden as the access log hides it, with the plan's list.
+    #[test]
+    fn a_providers_own_query_parameter_is_hidden() {
+        let mut doc = serde_json::json!({
+            "upstreams": { "u": { "health": { "active": { "path": "/health?customq=HEALTHCUSTOM&v=1" } } } }
+        });
+        redact(&mut doc, &Redact::new(["customq".to_string()]));
+        assert_eq!(doc["upstreams"]["u"]["health"]["active"]["path"], "/health?customq=<redacted>&v=1");
+    }
+
     #[test]
     fn names_the_file_chose_are_not_secret_keys() {
         let mut doc = serde_json::json!({
@@ -138,7 +152,7 @@ mod tests {
             "auth": { "secret": { "basic": { "users": { "ann": "$2y$10$x" } } } },
             "routes": [ { "validate": { "query": { "password": { "type": "string", "minLength": 8 } } } } ]
         });
-        redact(&mut doc);
+        redact(&mut doc, &Redact::default());
         assert_eq!(doc["upstreams"]["users"]["targets"][0], "http://10.0.0.1:80");
         assert_eq!(doc["upstreams"]["key"]["targets"][0], "http://10.0.0.2:80");
         assert_eq!(doc["auth"]["secret"]["basic"]["users"], REDACTED, "a provider's users stay hidden");
@@ -152,7 +166,7 @@ mod tests {
                           "concurrency": [ { "key": ["consumer", "route"] } ] } ],
             "listeners": [ { "tls": { "certificates": [ { "cert": "c.pem", "key": "k.pem" } ] } } ]
         });
-        redact(&mut doc);
+        redact(&mut doc, &Redact::default());
         assert_eq!(doc["routes"][0]["rate_limit"][0]["key"], "ip");
         assert_eq!(doc["routes"][0]["quota"][0]["key"]["header"], "X-Tenant");
         assert_eq!(doc["routes"][0]["concurrency"][0]["key"][1], "route");

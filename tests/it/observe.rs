@@ -811,8 +811,11 @@ async fn admin_needs_its_token_and_stays_off_the_public_listener() {
     let yaml = "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\n\
                 admin: { bind: \"127.0.0.1:0\", token: admin-token-0123456789 }\n\
                 auth:\n  hs: { jwt: { algorithms: [HS256], secret: jwt-secret-value-long-enough-for-hs256 } }\n\
+                \x20 kq: { api_key: { query: customq } }\n\
                 rate_limit_store: { redis: { url: \"redis://:hunter2@127.0.0.1:1/0\" } }\n\
-                routes:\n  - { name: r, match: { path: /r }, static: { status: 200 }, authenticate: [hs] }\n";
+                upstreams:\n  probed: { targets: [ \"http://127.0.0.1:1\" ], health: { active: { path: \"/h?customq=probe-key-0123\" } } }\n\
+                routes:\n  - { name: r, match: { path: /r }, static: { status: 200 }, authenticate: [hs] }\n\
+                \x20 - { name: k, match: { path: /k }, upstream: probed, authenticate: [kq] }\n";
     let h = Gateway::start(&load(yaml, dir.path())).await.expect("starts");
     assert_eq!(get(&admin(&h, "/healthz"), &[]).await.status, 200, "liveness needs no token");
     for path in ["/metrics", "/status", "/config", "/readyz"] {
@@ -834,7 +837,8 @@ async fn admin_needs_its_token_and_stays_off_the_public_listener() {
     }
     let auth = [("authorization", "Bearer admin-token-0123456789")];
     let config = get(&admin(&h, "/config"), &auth).await.text();
-    for secret in ["admin-token-0123456789", "jwt-secret-value", "hunter2"] {
+    // `customq` is a provider's own query parameter: hidden as the access log hides it.
+    for secret in ["admin-token-0123456789", "jwt-secret-value", "hunter2", "probe-key-0123"] {
         assert!(!config.contains(secret), "{secret} in /config: {config}");
     }
     // The effective config: what was written, and every default beside it.
