@@ -130,6 +130,8 @@ pub enum Ending {
     Complete,
     /// The upstream broke off mid-body.
     UpstreamBroke,
+    /// The upstream sent nothing of the body for `timeouts.read`: cut.
+    UpstreamStalled,
     /// The client left (or the connection was cut) before the end.
     ClientLeft,
     /// A tunnel closed for carrying nothing for its idle time.
@@ -215,6 +217,7 @@ impl Pending {
         let flag = match ending {
             Ending::Complete => p.flag,
             Ending::UpstreamBroke => Flag::UpstreamClosed,
+            Ending::UpstreamStalled => Flag::UpstreamTimeout,
             // A refusal's answer the client did not stay for (an HTTP/2
             // stream the gateway reset as malformed, a client that closes
             // on its 413) keeps the refusal's flag: it says why there was
@@ -239,6 +242,7 @@ impl Pending {
             // one's status says it, as for a refused connection's 502.
             let cut = match (flag, ending) {
                 (_, Ending::UpstreamBroke) => metrics::Cut::UpstreamClosed,
+                (_, Ending::UpstreamStalled) => metrics::Cut::UpstreamTimeout,
                 (Flag::ClientClosed, _) => metrics::Cut::ClientClosed,
                 _ => metrics::Cut::None,
             };

@@ -241,6 +241,7 @@ fn error_type(status: u16, flag: super::Flag) -> Option<String> {
     match flag {
         Flag::ClientClosed => Some("client_closed".into()),
         Flag::UpstreamClosed if status < 500 => Some("upstream_closed".into()),
+        Flag::UpstreamTimeout if status < 500 => Some("upstream_timeout".into()),
         _ if status >= 500 => Some(status.to_string()),
         _ => None,
     }

@@ -105,15 +105,19 @@ impl ReadTimeout {
         };
         self.moved = false;
         match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => {
-                Poll::Ready(Some(Err(format!("the upstream sent nothing of the body for {:?}", self.limit).into())))
-            }
+            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyStalled(self.limit))))),
             Poll::Pending => Poll::Pending,
         }
     }
 }
 
 type Polled = Poll<Option<Result<Frame<Bytes>, BoxError>>>;
+
+/// An upstream's body cut for `timeouts.read` (logged `UT`, not `UC`: the
+/// upstream is slow, not gone).
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream sent nothing of the body for {0:?}")]
+struct BodyStalled(Duration);
 
 /// An upstream's frame as the client gets it (hyper's client: HTTPS and
 /// HTTP/2 targets). Trailers are dropped, as the own HTTP/1.1 client drops
@@ -148,12 +152,16 @@ struct Watch {
     pending: Option<Box<Pending>>,
     ended: bool,
     broke: bool,
+    /// It broke for `timeouts.read` (`BodyStalled`).
+    stalled: bool,
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
         if let Some(p) = self.pending.take() {
-            let ending = if self.broke {
+            let ending = if self.stalled {
+                Ending::UpstreamStalled
+            } else if self.broke {
                 Ending::UpstreamBroke
             } else if self.ended || p.bodiless {
                 Ending::Complete
@@ -249,7 +257,7 @@ impl Body {
     /// Hands the request's observers to the body: they finish when it is done.
     pub fn watch(&mut self, pending: Box<Pending>) {
         let ended = http_body::Body::is_end_stream(self);
-        self.watch = Some(Watch { pending: Some(pending), ended, broke: false });
+        self.watch = Some(Watch { pending: Some(pending), ended, broke: false, stalled: false });
     }
 
     /// Copies the body as it streams and checks it once it has ended.
@@ -368,7 +376,10 @@ impl http_body::Body for Body {
                         p.response_bytes += data.len() as u64;
                     }
                 }
-                Poll::Ready(Some(Err(_))) => w.broke = true,
+                Poll::Ready(Some(Err(e))) => {
+                    w.broke = true;
+                    w.stalled = e.is::<BodyStalled>();
+                }
                 Poll::Ready(None) => w.ended = true,
                 Poll::Pending => {}
             }

@@ -1573,6 +1573,27 @@ async fn a_body_cut_by_the_upstream_is_an_error_in_the_metrics() {
     assert_eq!(lines[0]["event"]["outcome"], "failure", "{}", lines[0]);
 }
 
+/// A body the upstream stops sending, cut after `timeouts.read`, is a
+/// timeout (flag `UT`, `error_type="upstream_timeout"`): the upstream is
+/// slow, not gone (it was logged `UC`, counted `upstream_closed`).
+#[tokio::test]
+async fn a_body_stalled_past_the_read_timeout_is_a_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = crate::support::scripted::Scripted::start().await.addr;
+    let body = format!(
+        "upstreams:\n  slow: {{ targets: [ \"http://{up}\" ], timeouts: {{ read: 300ms }} }}\nroutes:\n  - {{ name: stall, match: {{ path_prefix: / }}, upstream: slow }}\n"
+    );
+    let h = start(&body, dir.path()).await;
+    let _ =
+        crate::support::raw(h.addr("gw").unwrap(), "GET /stall HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await;
+    let labels = [("http_route", "stall"), ("http_response_status_code", "200"), ("error_type", "upstream_timeout")];
+    let s = scrape_until(&h, |s| observations(s, "http_server_request_duration_seconds", &labels) == 1.0).await;
+    assert_eq!(observations(&s, "http_server_request_duration_seconds", &labels), 1.0);
+    let lines = log_lines(&h, dir.path(), 1).await;
+    assert_eq!(lines[0]["portcullis"]["response_flag"], "UT", "{}", lines[0]);
+    assert_eq!(lines[0]["event"]["outcome"], "failure", "{}", lines[0]);
+}
+
 /// An upstream that closes before its head gets a whole 502 (flag `UC`):
 /// its status says the error, with no `error_type` beside it, as for a
 /// refused connection's 502 (it was `upstream_closed`, a label for bodies

@@ -233,7 +233,7 @@ impl Record {
         // left) failed, whatever its status said.
         let failure = self.status >= 500
             || self.flag != Flag::None && self.status >= 400
-            || matches!(self.flag, Flag::UpstreamClosed | Flag::ClientClosed);
+            || matches!(self.flag, Flag::UpstreamClosed | Flag::UpstreamTimeout | Flag::ClientClosed);
         put(out, outcome_to_request_id(failure, self.version));
         let id = self.request_id.as_bytes();
         json_bytes_in(out, id, id);

@@ -415,10 +415,12 @@ pub enum Cut {
     UpstreamClosed = 1,
     /// The client left before the end (flag `DC`, and NGINX's `499`).
     ClientClosed = 2,
+    /// The upstream sent nothing of the body for `timeouts.read` (flag `UT`).
+    UpstreamTimeout = 3,
 }
 
 /// `error_type` by `Cut` (index 0, `Cut::None`, has none).
-const CUTS: [&str; 3] = ["", "upstream_closed", "client_closed"];
+const CUTS: [&str; 4] = ["", "upstream_closed", "client_closed", "upstream_timeout"];
 
 /// Why an upstream exchange produced no response (`error_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
