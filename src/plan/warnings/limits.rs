@@ -3,6 +3,7 @@
 
 use super::Found;
 use crate::config::LoadedConfig;
+use crate::policy::auth::ProviderConfig;
 use crate::policy::ratelimit::{KeyPart, Mode};
 
 pub(super) fn ineffective_limit_settings(loaded: &LoadedConfig, found: &mut Found) {
@@ -14,6 +15,32 @@ pub(super) fn ineffective_limit_settings(loaded: &LoadedConfig, found: &mut Foun
             .chain(r.concurrency.iter().enumerate().map(|(j, c)| (format!("routes[{i}].concurrency[{j}]"), &c.key)));
         for (at, key) in keys {
             let by_identity = key.parts().iter().any(|p| matches!(p, KeyPart::Consumer | KeyPart::Claim(_)));
+            // A header the route's provider reads as its credential is
+            // removed before limits run: the key falls back to the client
+            // IP (one client rotating addresses gets a budget per address,
+            // clients behind one NAT share one).
+            for part in key.parts() {
+                let KeyPart::Header(name) = part else { continue };
+                let taken = r.authenticate.iter().find(|p| {
+                    loaded
+                        .config
+                        .auth
+                        .get(p.as_str())
+                        .and_then(credential_header)
+                        .is_some_and(|h| h.eq_ignore_ascii_case(name))
+                });
+                if let Some(provider) = taken {
+                    found.add(
+                        NAME,
+                        format!("{at}.key"),
+                        format!(
+                            "`{name}` is the credential provider `{provider}` reads, removed before limits run: \
+                             this key always falls back to the client IP; key by `consumer` (one budget per \
+                             consumer) instead"
+                        ),
+                    );
+                }
+            }
             if by_identity && r.authenticate.is_empty() {
                 found.add(
                     NAME,
@@ -54,10 +81,22 @@ pub(super) fn ineffective_limit_settings(loaded: &LoadedConfig, found: &mut Foun
     }
 }
 
+/// The request header a provider reads its credential from (and removes
+/// before the request goes on).
+fn credential_header(provider: &ProviderConfig) -> Option<&str> {
+    match provider {
+        ProviderConfig::ApiKey(k) => k.header.as_deref(),
+        ProviderConfig::Basic(_) | ProviderConfig::Introspection(_) => Some("authorization"),
+        ProviderConfig::Jwt(j) if j.token.cookie.is_some() => Some("cookie"),
+        ProviderConfig::Jwt(j) if j.token.query.is_none() => Some("authorization"),
+        ProviderConfig::Jwt(_) | ProviderConfig::Mtls(_) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
-    fn delays_beyond_the_burst_prefixes_without_ip_and_identities_nobody_has() {
+    fn delays_beyond_the_burst_prefixes_without_ip_identities_nobody_has_and_credentials() {
         let text = r#"
 auth: { keys: { api_key: { header: x-key } } }
 consumers: [ { id: a, api_keys: [ { sha256: "0000000000000000000000000000000000000000000000000000000000000000" } ] } ]
@@ -71,6 +110,11 @@ routes:
     static: { body: x }
     authenticate: [ keys ]
     rate_limit: [ { key: consumer, rate: 1/s, ipv6_prefix: 64 }, { key: ip, rate: 1/s, burst: 5, mode: delay, delay: 4 } ]
+  - name: by-credential
+    match: { path: /c }
+    static: { body: x }
+    authenticate: [ keys ]
+    rate_limit: [ { key: { header: X-Key }, rate: 1/s }, { key: { header: X-Tenant }, rate: 1/s } ]
 "#;
         let loaded = crate::config::parse_str(text, "t.yaml", std::path::Path::new(".")).unwrap();
         let mut found = super::Found::default();
@@ -78,7 +122,12 @@ routes:
         let paths: Vec<&str> = found.0.iter().map(|(_, p, _)| p.as_str()).collect();
         assert_eq!(
             paths,
-            ["routes[0].rate_limit[0].key", "routes[0].rate_limit[1].delay", "routes[1].rate_limit[0].ipv6_prefix"]
+            [
+                "routes[0].rate_limit[0].key",
+                "routes[0].rate_limit[1].delay",
+                "routes[1].rate_limit[0].ipv6_prefix",
+                "routes[2].rate_limit[0].key"
+            ]
         );
     }
 }
