@@ -114,8 +114,20 @@ impl H2Target {
         loop {
             let mut spare = if resends > 0 { copy_whole(&mut req) } else { None };
             let (number, mut sender, tally) = self.sender().await?;
-            // Waits while the connection has no stream to spare.
-            sender.ready().await.map_err(|e| Box::new(NotSent(Box::new(e))) as BoxError)?;
+            // Waits while the connection has no stream to spare. One that
+            // closed meanwhile (its `GOAWAY` came, its last stream ended)
+            // took nothing of this request: it goes on the next, judged
+            // as after a `GOAWAY`.
+            if let Err(e) = sender.ready().await {
+                self.forget(number).await;
+                if gone.replace(tally).is_some_and(|before| !before.took_some()) {
+                    resends = resends.saturating_sub(1);
+                }
+                if resends == 0 {
+                    return Err(Box::new(NotSent(Box::new(e))));
+                }
+                continue;
+            }
             tally.sent.fetch_add(1, Ordering::Relaxed);
             let mut failed = match sender.try_send_request(req).await {
                 Ok(resp) => return Ok(resp),
@@ -123,6 +135,7 @@ impl H2Target {
             };
             // Given back: the connection closed before it took the request.
             let returned = failed.take_message();
+            let given_back = returned.is_some();
             let e = failed.into_error();
             // RFC 9113 §8.7: a stream refused (`REFUSED_STREAM`) or above a
             // `GOAWAY`'s last id was not processed: safe to send again,
@@ -146,7 +159,7 @@ impl H2Target {
                     // all.) A connection is judged at the request's next
                     // going away, when its streams have all come back.
                     // (A refused stream stays on its connection: always counted.)
-                    if unprocessed == Some(Unprocessed::GoingAway) {
+                    if unprocessed == Some(Unprocessed::GoingAway) || given_back {
                         if gone.replace(tally).is_some_and(|before| !before.took_some()) {
                             resends -= 1;
                         }
@@ -227,6 +240,13 @@ enum Unprocessed {
 
 /// Whether the upstream said it did not process the stream, and why.
 fn unprocessed(e: &hyper::Error) -> Option<Unprocessed> {
+    // hyper's connection task ended while it held the request waiting for
+    // a free stream (the connection's `GOAWAY`, then its close, under a
+    // burst): no stream was opened for it. (hyper names this case only in
+    // its message; were the words to change, such a request is a 502 again.)
+    if e.is_user() && e.to_string().starts_with("dispatch task is gone") {
+        return Some(Unprocessed::GoingAway);
+    }
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         if let Some(h2) = s.downcast_ref::<h2::Error>() {
