@@ -18,12 +18,17 @@ pub struct FieldEdits {
     defaults: Vec<(HeaderName, HeaderValue)>,
     /// Always set.
     forced: Vec<(HeaderName, HeaderValue)>,
+    /// Always added, beside what the response has: `Vary` (a `set` value
+    /// must not take away the fields the answer already varies on, CORS's
+    /// `Origin`, the service's `Accept-Encoding`).
+    added: Vec<(HeaderName, HeaderValue)>,
     remove: Vec<HeaderName>,
     /// For writers that stream lines (`passing`, `*_lines`), made once here:
     /// the lengths of every name above, and the lines to add, rendered.
     touched: LengthMask,
     default_lines: Vec<u8>,
     forced_lines: Vec<u8>,
+    added_lines: Vec<u8>,
     /// `passing` of each rate-limit field (`limit_fields::ALL`), made once:
     /// a limited response asks on every response.
     limit_passing: [Passing; 5],
@@ -48,6 +53,7 @@ impl FieldEdits {
         forced: Vec<(HeaderName, HeaderValue)>,
         remove: Vec<HeaderName>,
     ) -> FieldEdits {
+        let (added, forced): (Vec<_>, Vec<_>) = forced.into_iter().partition(|(n, _)| n == http::header::VARY);
         // A default that a forced value replaces anyway is dropped: the
         // outcome of `apply` is the same, and a writer that streams lines
         // (`passing`) need not know about the overlap.
@@ -55,8 +61,18 @@ impl FieldEdits {
         let touched = LengthMask::of(defaults.iter().chain(&forced).map(|(n, _)| n).chain(&remove));
         let default_lines = render(&defaults);
         let forced_lines = render(&forced);
-        let mut edits =
-            FieldEdits { defaults, forced, remove, touched, default_lines, forced_lines, ..Default::default() };
+        let added_lines = render(&added);
+        let mut edits = FieldEdits {
+            defaults,
+            forced,
+            added,
+            remove,
+            touched,
+            default_lines,
+            forced_lines,
+            added_lines,
+            ..Default::default()
+        };
         edits.limit_passing = limit_fields::ALL.map(|(name, _)| edits.passing(name));
         edits
     }
@@ -85,9 +101,9 @@ impl FieldEdits {
         &self.default_lines
     }
 
-    /// The `set` values, as header lines.
-    pub fn forced_lines(&self) -> &[u8] {
-        &self.forced_lines
+    /// The `set` values, as header lines (`Vary` among them: added to).
+    pub fn forced_lines(&self) -> (&[u8], &[u8]) {
+        (&self.forced_lines, &self.added_lines)
     }
 
     /// Added when the response has no such header (`apply`'s first pass).
@@ -119,6 +135,9 @@ impl FieldEdits {
         }
         for (name, value) in &self.forced {
             headers.insert(name.clone(), value.clone());
+        }
+        for (name, value) in &self.added {
+            headers.append(name.clone(), value.clone());
         }
     }
 }

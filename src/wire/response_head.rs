@@ -199,7 +199,9 @@ fn write_raw(
             field::write(out, name.as_str().as_bytes(), value.as_bytes());
         }
     }
-    out.extend_from_slice(e.fields.forced_lines());
+    let (forced, added) = e.fields.forced_lines();
+    out.extend_from_slice(forced);
+    out.extend_from_slice(added);
     if let Some(id) = &e.request_id {
         field::write(out, b"x-request-id", id.as_bytes());
     }

@@ -64,7 +64,8 @@ async fn upstream_headers_are_cleaned_for_every_client_protocol() {
 
         let r = send(&client, Request::get(gw.url("/strict/branded")).body(Default::default()).unwrap()).await;
         assert_eq!(r.header("x-frame-options"), Some("DENY"), "{protocol}: `set` replaces the upstream's");
-        assert_eq!(r.headers.get_all("vary").iter().collect::<Vec<_>>(), ["*"], "{protocol}");
+        // `Vary` is added to (the service's stays: each field it varies on still counts).
+        assert_eq!(r.headers.get_all("vary").iter().collect::<Vec<_>>(), ["Accept", "*"], "{protocol}");
         // This route removes only `server`: the upstream's X-Powered-By stays.
         assert!(r.header("server").is_none(), "{protocol}");
         assert_eq!(r.header("x-powered-by"), Some("Express"), "{protocol}");
@@ -75,6 +76,40 @@ async fn upstream_headers_are_cleaned_for_every_client_protocol() {
         assert_eq!(r.headers.get_all("x-frame-options").iter().collect::<Vec<_>>(), ["DENY"], "{protocol}");
         assert_eq!(r.headers.get_all("x-content-type-options").iter().collect::<Vec<_>>(), ["nosniff"], "{protocol}");
     }
+}
+
+/// A `Vary` in the top-level `security_headers.set` is added to each
+/// answer's, as a route's: it replaced CORS's `Origin` (a shared cache then
+/// handed a copy without grants to an allowed origin) and the route's own.
+#[tokio::test]
+async fn a_vary_set_for_every_route_keeps_the_answers_own() {
+    let up = Upstream::start("svc").await;
+    let gw = gateway(&format!(
+        r#"
+security_headers: {{ set: {{ Vary: Accept-Encoding }} }}
+upstreams:
+  svc: {{ targets: [ "{}" ] }}
+routes:
+  - name: list
+    match: {{ path_prefix: /list }}
+    upstream: svc
+    cors: {{ allow_origins: [ "https://a.example.com" ], allow_credentials: true }}
+    response_headers: {{ set: {{ Vary: Accept-Version }} }}
+"#,
+        up.url()
+    ))
+    .await;
+    let vary = |r: &crate::support::Reply| {
+        r.headers.get_all("vary").iter().map(|v| v.to_str().unwrap().to_string()).collect::<Vec<_>>().join(", ")
+    };
+    let plain = get(&gw.url("/list/x"), &[]).await;
+    assert_eq!(vary(&plain), "Accept-Version, Origin, Accept-Encoding");
+    let granted = send(&http1_client(), preflight(gw.url("/list/x"), "https://a.example.com", "GET", "")).await;
+    assert_eq!(granted.status, 204);
+    assert_eq!(
+        vary(&granted),
+        "Origin, Access-Control-Request-Method, Access-Control-Request-Headers, Accept-Version, Accept-Encoding"
+    );
 }
 
 /// A route that lets every origin in answers every request alike, with

@@ -23,7 +23,7 @@ fn streamed_lines_meet_the_same_fate_as_map_entries() {
         "x-content-type-options: nosniff\r\ncontent-security-policy: default-src 'none'; \
          frame-ancestors 'none'\r\nreferrer-policy: no-referrer\r\n"
     );
-    assert_eq!(c.forced_lines(), b"x-frame-options: SAMEORIGIN\r\nx-team: api\r\n");
+    assert_eq!(c.forced_lines().0, b"x-frame-options: SAMEORIGIN\r\nx-team: api\r\n");
 }
 
 #[test]
