@@ -26,7 +26,25 @@ pub(super) fn routes(
 ) -> Result<Vec<RouteConfig>, String> {
     let at = docs.path().trim_end_matches('/');
     if !at.starts_with('/') || at.contains(['{', '}', '*', '?', '#']) {
-        return Err(format!("`{at}` is not a plain path such as `/v3/docs`"));
+        return Err(format!("`{}` is not a plain path such as `/v3/docs`", docs.path()));
+    }
+    // An operation's path would take the page's requests (its GET, and
+    // the HEAD it takes as a GET): the page could never be read.
+    let template_matches = |template: &str, path: &str| {
+        let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+        t.len() == p.len() && t.iter().zip(&p).all(|(t, p)| t == p || t.starts_with('{') && t.ends_with('}'))
+    };
+    let operations = doc.get("paths").and_then(Value::as_object).into_iter().flat_map(|paths| paths.keys());
+    for template in operations {
+        let full = format!("{base_path}{template}");
+        for served in [at.to_string(), format!("{at}/openapi.json")] {
+            if template_matches(full.trim_end_matches('/'), &served) {
+                return Err(format!(
+                    "`{served}` is the path of the document's `{template}`, whose operations would take its \
+                     requests: choose another `docs` path"
+                ));
+            }
+        }
     }
     // A relative server URL: callers reach the paths on the host they read
     // the document from, under the gateway's base path.

@@ -99,7 +99,8 @@ enum CallError {
     Placeholder(String, &'static str),
     /// The call's path, filled in, is no valid request target.
     BadPath,
-    /// Valid JSON, nested deeper than the parser goes (128 levels).
+    /// Valid JSON, nested deeper than the parser goes (serde_json's
+    /// recursion limit of 128 lets 127 levels of arrays and objects in).
     TooDeep,
     /// The gateway holds `max_buffered` bytes of bodies already.
     OverBudget(OverBudget),
@@ -143,7 +144,7 @@ impl CallError {
             CallError::Dependency(call) => format!("it needs the answer of `{call}`, which failed"),
             CallError::Placeholder(p, why) => format!("`{{{p}}}` {why}"),
             CallError::BadPath => "the call's path, filled in, is not a valid request target".into(),
-            CallError::TooDeep => "the answer is nested deeper than 128 levels".into(),
+            CallError::TooDeep => "the answer is nested 128 levels deep or more (127 at most)".into(),
             CallError::OverBudget(over) => over.detail(),
         }
     }

@@ -606,6 +606,10 @@ async fn check_reports_broken_documents_and_unmapped_security() {
          components: { schemas: { Pet: { properties: { owner: { $ref: 'owner.yaml#/Owner' } } } } }\n",
     );
     write("xver.yaml", "openapi: 3.0.x\ninfo: { title: t, version: '1' }\npaths: {}\n");
+    write(
+        "plain.yaml",
+        "openapi: 3.0.3\ninfo: { title: t, version: '1' }\npaths:\n  /b:\n    get: { responses: {} }\n",
+    );
     write("num.yaml", "openapi: 2.0\ninfo: { title: t, version: '1' }\npaths: {}\n");
     // A reference out of the document's folder (the served document would
     // bundle the file whole).
@@ -666,7 +670,8 @@ async fn check_reports_broken_documents_and_unmapped_security() {
                 \x20 - { name: dup, openapi: dup.yaml, upstream: u, base_path: /d }\n\
                 \x20 - { name: xver, openapi: xver.yaml, upstream: u, base_path: /x }\n\
                 \x20 - { name: num, openapi: num.yaml, upstream: u, base_path: /n }\n\
-                \x20 - { name: lost, openapi: lost.yaml, upstream: u, base_path: /l }\n";
+                \x20 - { name: lost, openapi: lost.yaml, upstream: u, base_path: /l }\n\
+                \x20 - { name: shadowed, openapi: plain.yaml, upstream: u, base_path: /h, docs: /h/b }\n";
     let errors = portcullis::check(&load(yaml, dir.path())).unwrap_err().to_string();
     for expected in [
         "apis[0].openapi",
@@ -692,6 +697,8 @@ async fn check_reports_broken_documents_and_unmapped_security() {
         "operations.getZ: `dup.yaml` at `/paths/~1z/parameters/1`: a parameter declared twice",
         "xver.yaml`: `openapi: 3.0.x` is not 3.0.x or 3.1.x",
         "num.yaml`: `openapi: 2.0` is not 3.0.x or 3.1.x",
+        // A docs page at an operation's path: that operation would take its requests.
+        "apis[12].docs: `/h/b` is the path of the document's `/b`",
     ] {
         assert!(errors.contains(expected), "{expected} not in:\n{errors}");
     }
