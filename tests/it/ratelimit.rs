@@ -201,6 +201,26 @@ async fn two_instances_share_one_budget_through_redis() {
     assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
 }
 
+/// A fast rate's step in Redis is whole microseconds, to the nearest, and
+/// its burst that many steps: `95000/s` with `burst: 1000` let 1,053 in at
+/// once (the step cut to 10 µs, the burst's tolerance cut on its own),
+/// where the memory store, and the headers, said 1,001.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fast_rate_in_redis_keeps_its_burst() {
+    let redis = Redis::start();
+    let up = Upstream::start("svc").await;
+    let config = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nrate_limit_store:\n  redis: {{ url: \"{}\" }}\nupstreams:\n  svc: {{ targets: [ \"{}\" ] }}\nroutes:\n  - name: api\n    match: {{ path_prefix: / }}\n    upstream: svc\n    rate_limit: [ {{ key: ip, rate: 95000/s, burst: 1000 }} ]\n",
+        redis.url(),
+        up.url()
+    );
+    let (_g, addr) = spawn_gateway(&config);
+    let r = get(&format!("http://{addr}/"), &[]).await;
+    assert_eq!(r.status, 200);
+    let state = r.header("ratelimit").unwrap();
+    assert!(state.contains(";r=1000;"), "{state}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_fails_open_to_local_counters() {
     let mut redis = Redis::start();
