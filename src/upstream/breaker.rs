@@ -87,10 +87,13 @@ impl Breaker {
                 let (now_ms, due_ms) = (self.ms(now), since + self.settings.open_for.as_millis() as u64);
                 // Half-open for longer than `open_for`: the probe's answer was
                 // lost (its request abandoned), so another may go.
+                // The probe is taken by moving `since` (not the state: from
+                // half-open to half-open, every request at the same instant
+                // won the exchange, and each went as the probe).
                 if now_ms >= due_ms
-                    && self.state.compare_exchange(state, HALF_OPEN, Ordering::AcqRel, Ordering::Acquire).is_ok()
+                    && self.since.compare_exchange(since, now_ms, Ordering::AcqRel, Ordering::Acquire).is_ok()
                 {
-                    self.since.store(now_ms, Ordering::Release);
+                    self.state.store(HALF_OPEN, Ordering::Release);
                     Admission::Probe(ProbeToken(now_ms))
                 } else {
                     // Another request took the probe just now: its answer
@@ -249,6 +252,7 @@ mod tests {
         let t1 = t0 + Duration::from_secs(5);
         let Admission::Probe(lost) = b.admit(t1) else { panic!("a probe") };
         let Admission::Probe(next) = b.admit(t1 + Duration::from_secs(5)) else { panic!("another probe") };
+        assert_eq!(b.admit(t1 + Duration::from_secs(5)), refuse(5000), "one probe at a time, half-open again too");
         // The lost one's answer comes after all, late: the newer probe decides.
         assert_eq!(b.record(true, Some(lost), t1 + Duration::from_secs(6)), None);
         assert_eq!(b.state_name(t1 + Duration::from_secs(6)), "half_open");
