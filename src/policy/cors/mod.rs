@@ -227,7 +227,8 @@ impl Compiled {
             headers_value: join(&cfg.allow_headers),
             expose_value: join(&cfg.expose_headers),
             credentials: cfg.allow_credentials,
-            max_age: cfg.max_age.map(|d| HeaderValue::from(d.0.as_secs())),
+            // Whole seconds, rounded up: `500ms` sent as `0` turned caching off.
+            max_age: cfg.max_age.map(|d| HeaderValue::from(d.0.as_secs() + u64::from(d.0.subsec_nanos() > 0))),
         })
     }
 

@@ -145,3 +145,21 @@ fn methods_the_gateway_never_serves_are_not_granted() {
     let paths: Vec<&str> = errs.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(paths, ["allow_methods[1]", "allow_methods[2]"]);
 }
+
+#[test]
+fn max_age_is_sent_in_whole_seconds_rounded_up() {
+    let with = |age: &str| {
+        let cfg = CorsConfig {
+            allow_origins: vec!["https://app.example.com".into()],
+            allow_methods: vec![],
+            allow_headers: vec![],
+            expose_headers: vec![],
+            allow_credentials: false,
+            max_age: Some(age.parse().unwrap()),
+        };
+        with_test_ctx(Shared::default(), |cx| Compiled::compile(&cfg, cx)).unwrap().max_age.unwrap()
+    };
+    assert_eq!(with("500ms"), "1");
+    assert_eq!(with("10m"), "600");
+    assert_eq!(with("0s"), "0");
+}
