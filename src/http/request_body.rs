@@ -199,6 +199,12 @@ impl RequestBody {
         })
     }
 
+    /// The client waits for `100 Continue` before it sends the body
+    /// (HTTP/1.1, nothing of it read yet).
+    pub fn awaits_continue(&self) -> bool {
+        matches!(&self.inner, ClientBody::H1(reader) if reader.awaits_continue())
+    }
+
     pub fn limit(&self) -> u64 {
         self.limit
     }

@@ -82,7 +82,7 @@ impl Breaker {
     pub fn admit(&self, now: Instant) -> Admission {
         match self.state.load(Ordering::Acquire) {
             CLOSED => Admission::Pass,
-            state => {
+            _ => {
                 let since = self.since.load(Ordering::Acquire);
                 let (now_ms, due_ms) = (self.ms(now), since + self.settings.open_for.as_millis() as u64);
                 // Half-open for longer than `open_for`: the probe's answer was

@@ -81,6 +81,14 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+impl BodyReader {
+    /// The client waits for `100 Continue` before it sends the body (none
+    /// written yet): a refusal decided by the head alone spares it the upload.
+    pub fn awaits_continue(&self) -> bool {
+        lock(&self.state).continue_sent == Some(0)
+    }
+}
+
 impl BodyHandle {
     /// Whether the body has been read to its end. If not, reads what is
     /// already buffered (a small body the engine never asked for) and

@@ -232,6 +232,59 @@ async fn each_violation_is_listed_where_it_is_and_never_reaches_the_upstream() {
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
+/// A client waiting for `100 Continue` is refused on what its head says
+/// (a type the route does not take, a compressed body, a bad header or
+/// query value) before it uploads: it got a 100, sent its body, then the
+/// 415 or 400. A valid head gets its 100.
+#[tokio::test]
+async fn a_head_refused_alone_gets_no_100_continue() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = setup().await;
+    let addr = s.gw.addr("gw").unwrap();
+    let first_line = async |head: String| {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        conn.write_all(head.as_bytes()).await.unwrap();
+        let mut got = [0u8; 12];
+        conn.read_exact(&mut got).await.unwrap();
+        String::from_utf8_lossy(&got).into_owned()
+    };
+    let head = |query: &str, extra: &str| {
+        format!("POST /orders{query} HTTP/1.1\r\nHost: x\r\nContent-Length: 53\r\nExpect: 100-continue\r\n{extra}\r\n")
+    };
+    let json = "Content-Type: application/json\r\n";
+    let tenant = format!("X-Tenant: {TENANT}\r\n");
+    for (case, query, extra, status) in [
+        ("type", "", format!("Content-Type: text/plain\r\n{tenant}"), "415"),
+        ("coding", "", format!("{json}Content-Encoding: gzip\r\n{tenant}"), "415"),
+        ("header", "", format!("{json}X-Tenant: bad\r\n"), "400"),
+        ("query", "?page=0", format!("{json}{tenant}"), "400"),
+    ] {
+        assert_eq!(first_line(head(query, &extra)).await, format!("HTTP/1.1 {status}"), "{case}");
+    }
+    assert_eq!(first_line(head("", &format!("{json}{tenant}"))).await, "HTTP/1.1 100", "a valid head");
+    // The body a client sends anyway, after the refusal, is never read as
+    // a request (smuggling suite's rule): discarded as the body, or the
+    // connection closed.
+    for late in [false, true] {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let smuggled = "GET /search?q=smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+        let head = head("", &format!("Content-Type: text/plain\r\n{tenant}"))
+            .replace("Content-Length: 53", &format!("Content-Length: {}", smuggled.len()));
+        conn.write_all(head.as_bytes()).await.unwrap();
+        if late {
+            let mut status = [0u8; 12];
+            conn.read_exact(&mut status).await.unwrap();
+            assert_eq!(&status, b"HTTP/1.1 415");
+        }
+        let _ = conn.write_all(smuggled.as_bytes()).await;
+        let mut all = Vec::new();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), conn.read_to_end(&mut all)).await;
+        let all = String::from_utf8_lossy(&all);
+        assert_eq!(all.matches("HTTP/1.1 ").count(), usize::from(!late), "late {late}: {all}");
+    }
+    assert_eq!(s.up.count(), 0);
+}
+
 #[tokio::test]
 async fn answers_list_at_most_twenty_problems() {
     let s = setup().await;
@@ -610,6 +663,12 @@ async fn check_reports_broken_documents_and_unmapped_security() {
         "plain.yaml",
         "openapi: 3.0.3\ninfo: { title: t, version: '1' }\npaths:\n  /b:\n    get: { responses: {} }\n",
     );
+    // Not clashes: a parameter's segment (a literal outranks it), a POST only.
+    write(
+        "fine.yaml",
+        "openapi: 3.0.3\ninfo: { title: t, version: '1' }\npaths:\n  /{id}:\n    get: { responses: {} }\n\
+         \x20 /docs:\n    post: { responses: {} }\n",
+    );
     write("num.yaml", "openapi: 2.0\ninfo: { title: t, version: '1' }\npaths: {}\n");
     // A reference out of the document's folder (the served document would
     // bundle the file whole).
@@ -671,7 +730,8 @@ async fn check_reports_broken_documents_and_unmapped_security() {
                 \x20 - { name: xver, openapi: xver.yaml, upstream: u, base_path: /x }\n\
                 \x20 - { name: num, openapi: num.yaml, upstream: u, base_path: /n }\n\
                 \x20 - { name: lost, openapi: lost.yaml, upstream: u, base_path: /l }\n\
-                \x20 - { name: shadowed, openapi: plain.yaml, upstream: u, base_path: /h, docs: /h/b }\n";
+                \x20 - { name: shadowed, openapi: plain.yaml, upstream: u, base_path: /h, docs: /h/b }\n\
+                \x20 - { name: fine, openapi: fine.yaml, upstream: u, base_path: /f, docs: /f/docs }\n";
     let errors = portcullis::check(&load(yaml, dir.path())).unwrap_err().to_string();
     for expected in [
         "apis[0].openapi",
@@ -702,6 +762,7 @@ async fn check_reports_broken_documents_and_unmapped_security() {
     ] {
         assert!(errors.contains(expected), "{expected} not in:\n{errors}");
     }
+    assert!(!errors.contains("apis[13]"), "{errors}");
     assert_eq!(errors.matches("/components/schemas/Pet").count(), 1, "{errors}");
     assert!(
         errors.contains("apis[11].openapi: components.schemas.Pet: cannot read `")

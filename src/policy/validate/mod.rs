@@ -500,6 +500,21 @@ impl Compiled {
 
     pub async fn on_request(&self, req: &mut request::Parts, ctx: &mut RequestCtx<'_>) -> Outcome {
         let mut problems = self.parameters(req, ctx);
+        // A client waiting for `100 Continue` is refused on what its head
+        // says alone, before its upload (docs: a refused request gets no
+        // 100): its parameters, or a body's type or coding this route does
+        // not take. A client that sends its body at once has every problem
+        // listed, the body's too.
+        if !self.report && ctx.body.as_ref().is_some_and(RequestBody::awaits_continue) {
+            if let Some((refusal, reported)) = self.head_refusal(req) {
+                problems.push(Problem { place: "body", pointer: String::new(), detail: reported.into() });
+                self.count(&problems);
+                return Outcome::Respond(refusal(ctx));
+            }
+            if !problems.is_empty() {
+                return self.decided(problems, ctx);
+            }
+        }
         if self.reads_body()
             && let Some(body) = ctx.body.take()
         {
@@ -696,6 +711,28 @@ impl Compiled {
         }
     }
 
+    /// What `check_body` refuses by the head alone (a body announced, of a
+    /// type the route does not take, or compressed), for a client that
+    /// waits for `100 Continue`.
+    fn head_refusal(&self, req: &request::Parts) -> Option<(Refusal, &'static str)> {
+        let announced = req.headers.contains_key(http::header::TRANSFER_ENCODING)
+            || req
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+                .is_some_and(|n| n > 0);
+        if !self.reads_body() || !announced {
+            return None;
+        }
+        let media = req.headers.get(CONTENT_TYPE).map(|v| media_essence_of(v.as_bytes())).unwrap_or_default();
+        if !self.content_types.is_empty() && !self.content_types.iter().any(|t| media_matches(t, &media)) {
+            return Some((unsupported_media_type, "a Content-Type this route does not accept (415 when enforced)"));
+        }
+        let checked = self.body.as_ref().is_some_and(|rule| !rule.bytes_only);
+        (checked && compressed(req))
+            .then_some((unsupported_coding, "a Content-Encoding: bodies are checked uncompressed (415 when enforced)"))
+    }
+
     /// The body's checks; `Some` is an answer other than 400 (415), and
     /// what report mode logs for it.
     fn check_body(
@@ -749,18 +786,7 @@ impl Compiled {
         // A compressed body is not read here: checked as it is, it would be
         // refused as garbage (gzip) or passed unread to a service that
         // decodes it (a plain body labelled `br`). RFC 9110 §15.5.16: 415.
-        let coded = req
-            .headers
-            .get_all(CONTENT_ENCODING)
-            .iter()
-            // Codings are case-insensitive (RFC 9110 §8.4.1): `IDENTITY` is none.
-            .any(|v| {
-                v.as_bytes().split(|&b| b == b',').any(|c| {
-                    let c = c.trim_ascii();
-                    !c.is_empty() && !c.eq_ignore_ascii_case(b"identity")
-                })
-            });
-        if coded {
+        if compressed(req) {
             return Some((
                 unsupported_coding,
                 "a Content-Encoding: bodies are checked uncompressed (415 when enforced)",
@@ -978,6 +1004,17 @@ fn as_json_document(bytes: &Bytes) -> Option<Bytes> {
 
 /// A media type without its parameters, lowercased
 /// (`Application/JSON; charset=utf-8` -> `application/json`).
+/// A coding other than `identity` in `Content-Encoding` (codings are
+/// case-insensitive, RFC 9110 §8.4.1: `IDENTITY` is none).
+fn compressed(req: &request::Parts) -> bool {
+    req.headers.get_all(CONTENT_ENCODING).iter().any(|v| {
+        v.as_bytes().split(|&b| b == b',').any(|c| {
+            let c = c.trim_ascii();
+            !c.is_empty() && !c.eq_ignore_ascii_case(b"identity")
+        })
+    })
+}
+
 pub(crate) fn media_essence(media: &str) -> String {
     media.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
 }
