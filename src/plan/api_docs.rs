@@ -28,17 +28,14 @@ pub(super) fn routes(
     if !at.starts_with('/') || at.contains(['{', '}', '*', '?', '#']) {
         return Err(format!("`{}` is not a plain path such as `/v3/docs`", docs.path()));
     }
-    // An operation's path would take the page's requests (its GET, and
-    // the HEAD it takes as a GET): the page could never be read.
-    let template_matches = |template: &str, path: &str| {
-        let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
-        t.len() == p.len() && t.iter().zip(&p).all(|(t, p)| t == p || t.starts_with('{') && t.ends_with('}'))
-    };
-    let operations = doc.get("paths").and_then(Value::as_object).into_iter().flat_map(|paths| paths.keys());
-    for template in operations {
+    // A `GET` operation at the very path (no parameter in it: a literal
+    // segment outranks `{id}`) takes the page's requests, and the HEAD it
+    // takes as a GET, as much as the page's route does: they clash.
+    let operations = doc.get("paths").and_then(Value::as_object).into_iter().flatten();
+    for (template, _) in operations.filter(|(_, item)| item.get("get").is_some() || item.get("head").is_some()) {
         let full = format!("{base_path}{template}");
         for served in [at.to_string(), format!("{at}/openapi.json")] {
-            if template_matches(full.trim_end_matches('/'), &served) {
+            if full.trim_end_matches('/') == served {
                 return Err(format!(
                     "`{served}` is the path of the document's `{template}`, whose operations would take its \
                      requests: choose another `docs` path"
@@ -141,7 +138,7 @@ fn render(api: &ApiConfig, doc: &Value, json_at: &str, base_path: &str) -> Strin
                 .flatten()
                 .map(|p| referenced(doc, p))
                 .collect();
-            let key = |p: &Value| (text(p.get("name")).to_string(), text(p.get("in")).to_string());
+            let key = super::openapi::param_key;
             let shared =
                 item.get("parameters").and_then(Value::as_array).into_iter().flatten().map(|p| referenced(doc, p));
             let params: Vec<&Value> =

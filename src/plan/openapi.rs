@@ -279,7 +279,7 @@ struct Security {
 /// list has such (header names compared without case, as HTTP does).
 /// What makes two parameters the same one: `name` and `in`, a header's
 /// name in any case (header names are case-insensitive).
-fn param_key(p: &Value) -> (String, String) {
+pub(super) fn param_key(p: &Value) -> (String, String) {
     let place = p.get("in").and_then(Value::as_str).unwrap_or("").to_string();
     let name = p.get("name").and_then(Value::as_str).unwrap_or("");
     let name = if place == "header" { name.to_ascii_lowercase() } else { name.to_string() };

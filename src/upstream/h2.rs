@@ -240,13 +240,6 @@ enum Unprocessed {
 
 /// Whether the upstream said it did not process the stream, and why.
 fn unprocessed(e: &hyper::Error) -> Option<Unprocessed> {
-    // hyper's connection task ended while it held the request waiting for
-    // a free stream (the connection's `GOAWAY`, then its close, under a
-    // burst): no stream was opened for it. (hyper names this case only in
-    // its message; were the words to change, such a request is a 502 again.)
-    if e.is_user() && e.to_string().starts_with("dispatch task is gone") {
-        return Some(Unprocessed::GoingAway);
-    }
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         if let Some(h2) = s.downcast_ref::<h2::Error>() {

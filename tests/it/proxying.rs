@@ -161,10 +161,7 @@ async fn h2_upstream_going_away(
                 let writer = Arc::new(tokio::sync::Mutex::new(writer));
                 let write = |bytes: Vec<u8>| put(writer.clone(), bytes);
                 let mut preface = [0u8; 24];
-                // Holding answers, it takes ten streams at a time (NGINX's
-                // `http2_max_concurrent_streams` is 128): the rest wait for one.
-                let settings: &[u8] = if hold.is_zero() { &[] } else { &[0, 3, 0, 0, 0, 10] };
-                if reader.read_exact(&mut preface).await.is_err() || !write(frame(4, 0, 0, settings)).await {
+                if reader.read_exact(&mut preface).await.is_err() || !write(frame(4, 0, 0, &[])).await {
                     return;
                 }
                 let (mut served, mut last) = (0, None);
@@ -267,9 +264,10 @@ async fn an_http2_target_going_away_costs_no_request() {
 /// service): the streams a connection took are its progress, answered or
 /// not yet. A move counted whenever the connection had answered nothing:
 /// 30 requests at once against three a connection lost most of them (502).
-/// 600 against ten streams at a time: requests held by hyper for a free
-/// stream when the connection closed, or finding it closed as they were
-/// about to go, were 502s too.
+/// 600 at once: requests finding the connection closed as they were about
+/// to go, or given back unsent, were 502s too. (Not covered: a request
+/// hyper holds for a free stream when the connection ends is a 502, as it
+/// may have gone after all; see `upstream/h2.rs`.)
 #[tokio::test]
 async fn an_http2_target_going_away_before_answering_costs_no_request() {
     let (addr, connections) = h2_upstream_going_away(3, Duration::from_millis(50)).await;
@@ -290,6 +288,92 @@ async fn an_http2_target_taking_nothing_is_let_go() {
     assert_eq!(statuses, [502]);
     let made = connections.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(made, 5, "connections for one request");
+}
+
+/// A request an HTTP/2 upstream may have processed is never sent again:
+/// here one stream at a time, and the first answer comes with the first
+/// `GOAWAY` of a graceful close (last id 2^31-1, RFC 9113 §6.8) while
+/// the second POST waits in hyper for a free stream; the connection then
+/// opens that stream, and the upstream serves it. It was sent again on a
+/// new connection, and processed twice. (Bodiless POSTs, as `curl -X POST`
+/// sends them: the second is whole, ready to be sent again.)
+#[tokio::test]
+async fn a_post_an_http2_upstream_may_have_taken_is_never_sent_twice() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+        f.extend([kind, flags]);
+        f.extend(stream.to_be_bytes());
+        f.extend(payload);
+        f
+    }
+    type Writer = Arc<tokio::sync::Mutex<tokio::net::tcp::OwnedWriteHalf>>;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let taken = Arc::new(AtomicUsize::new(0));
+    let counted = taken.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let (mut reader, writer) = stream.into_split();
+                let writer: Writer = Arc::new(tokio::sync::Mutex::new(writer));
+                let mut preface = [0u8; 24];
+                if reader.read_exact(&mut preface).await.is_err() {
+                    return;
+                }
+                // SETTINGS_MAX_CONCURRENT_STREAMS = 1.
+                let _ = writer.lock().await.write_all(&frame(4, 0, 0, &[0, 3, 0, 0, 0, 1])).await;
+                let mut answered = 0;
+                let mut head = [0u8; 9];
+                while reader.read_exact(&mut head).await.is_ok() {
+                    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+                    let (kind, flags) = (head[3], head[4]);
+                    let id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+                    let mut payload = vec![0u8; len];
+                    if reader.read_exact(&mut payload).await.is_err() {
+                        return;
+                    }
+                    if kind == 4 && flags & 1 == 0 {
+                        let _ = writer.lock().await.write_all(&frame(4, 1, 0, &[])).await;
+                    }
+                    if kind == 1 {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                    }
+                    // A request's end (END_STREAM on HEADERS or DATA): answered 150 ms later.
+                    if (kind == 1 || kind == 0) && flags & 1 == 1 {
+                        answered += 1;
+                        let first = answered == 1;
+                        let writer = writer.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(Duration::from_millis(150)).await;
+                            let mut out = frame(1, 4, id, &[0x88]);
+                            out.extend(frame(0, 1, id, b"ok"));
+                            if first {
+                                out.extend(frame(7, 0, 0, &[0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0]));
+                            }
+                            let _ = writer.lock().await.write_all(&out).await;
+                        });
+                    }
+                }
+            });
+        }
+    });
+    let gw = gateway(&one_route(&format!("{{ targets: [ \"http://{addr}\" ], protocol: http2 }}"))).await;
+    let post = |id: &'static str| {
+        let url = gw.url("/orders");
+        async move {
+            let req = Request::post(url).header("x-id", id).body(Default::default()).unwrap();
+            send(&http1_client(), req).await.status
+        }
+    };
+    let first = tokio::spawn(post("A"));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second = post("B").await;
+    assert_eq!(first.await.unwrap(), 200);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(taken.load(Ordering::SeqCst), 2, "the second POST: {second}");
 }
 
 /// `timeouts.connect` covers the TLS handshake: a target that takes the

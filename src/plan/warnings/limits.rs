@@ -81,15 +81,14 @@ pub(super) fn ineffective_limit_settings(loaded: &LoadedConfig, found: &mut Foun
     }
 }
 
-/// The request header a provider reads its credential from (and removes
-/// before the request goes on).
+/// The request header a provider reads its credential from and removes
+/// before the request goes on (a bearer token, JWT or introspected, goes
+/// on unchanged; a JWT cookie provider removes its own cookie only).
 fn credential_header(provider: &ProviderConfig) -> Option<&str> {
     match provider {
         ProviderConfig::ApiKey(k) => k.header.as_deref(),
-        ProviderConfig::Basic(_) | ProviderConfig::Introspection(_) => Some("authorization"),
-        ProviderConfig::Jwt(j) if j.token.cookie.is_some() => Some("cookie"),
-        ProviderConfig::Jwt(j) if j.token.query.is_none() => Some("authorization"),
-        ProviderConfig::Jwt(_) | ProviderConfig::Mtls(_) => None,
+        ProviderConfig::Basic(_) => Some("authorization"),
+        ProviderConfig::Jwt(_) | ProviderConfig::Introspection(_) | ProviderConfig::Mtls(_) => None,
     }
 }
 
