@@ -76,11 +76,12 @@ async fn validated_bodies_held_at_once_are_bounded_and_released() {
     assert!(answer.to_ascii_lowercase().contains("retry-after: 1\r\n"), "{answer}");
     assert!(answer.contains("application/problem+json") && answer.contains("max_buffered"), "{answer}");
 
-    // One upload holds 800 bytes, its last 100 still to come.
+    // One upload holds room for its declared 900 bytes, its last 100 still
+    // to come (the room is what memory holds, counted as it is taken).
     let whole = post(900);
     let mut slow = TcpStream::connect(gw.addr).await.unwrap();
     slow.write_all(&whole.as_bytes()[..whole.len() - 100]).await.unwrap();
-    metric_reaches(&gw, "portcullis_buffered_bytes", 800.0).await;
+    metric_reaches(&gw, "portcullis_buffered_bytes", 900.0).await;
     // Another body that would go past the budget meanwhile is refused...
     assert_eq!(raw_status(&exchange(&gw, &post(300)).await), 503);
     // ...the held one completes and goes on...
@@ -93,6 +94,34 @@ async fn validated_bodies_held_at_once_are_bounded_and_released() {
     assert_eq!(raw_status(&exchange(&gw, &post(300)).await), 200);
     assert_eq!(metric(&gw, "portcullis_buffer_refusals_total").await, 2.0);
     assert_eq!(up.requests().len(), 2, "refused bodies never reach the upstream");
+}
+
+/// An upload that declares a large body and stalls holds the room taken
+/// for it (up to 64 KiB before more comes), counted: 10,000 such HTTP/2
+/// streams held 780 MB with 10 KiB counted, never a 503.
+#[tokio::test]
+async fn the_room_a_stalled_upload_holds_is_counted() {
+    let up = Recorder::start().await;
+    let gw = gateway(&format!(
+        "admin: {{ bind: \"127.0.0.1:0\" }}\nmax_buffered: 100KiB\n\
+         upstreams:\n  app: {{ targets: [\"{}\"] }}\n\
+         routes:\n  - name: in\n    match: {{ path: /in }}\n    upstream: app\n\
+         \x20   validate: {{ body: {{ schema: {{ type: object }} }} }}\n",
+        up.url()
+    ))
+    .await;
+    let stalled = "POST /in HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\n\r\n{";
+    let mut first = TcpStream::connect(gw.addr).await.unwrap();
+    first.write_all(stalled.as_bytes()).await.unwrap();
+    metric_reaches(&gw, "portcullis_buffered_bytes", 65536.0).await;
+    let mut second = TcpStream::connect(gw.addr).await.unwrap();
+    second.write_all(stalled.as_bytes()).await.unwrap();
+    let mut status = [0u8; 12];
+    second.read_exact(&mut status).await.unwrap();
+    assert_eq!(&status, b"HTTP/1.1 503", "past max_buffered");
+    drop(first);
+    metric_reaches(&gw, "portcullis_buffered_bytes", 0.0).await;
+    assert_eq!(up.requests().len(), 0);
 }
 
 #[tokio::test]

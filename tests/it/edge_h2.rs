@@ -57,6 +57,17 @@ async fn server_settings_carry_the_stream_limit() {
         .find(|p| u16::from_be_bytes([p[0], p[1]]) == 0x3)
         .map(|p| u32::from_be_bytes([p[2], p[3], p[4], p[5]]));
     assert_eq!(max_streams, Some(128), "SETTINGS_MAX_CONCURRENT_STREAMS");
+    // What a client may send ahead of the gateway's reading: 64 KiB a
+    // stream, 256 KiB a connection (hyper's 1 MiB let 300 connections park
+    // 780 MB of bodies behind requests waiting for an upstream).
+    let window = settings
+        .chunks(6)
+        .find(|p| u16::from_be_bytes([p[0], p[1]]) == 0x4)
+        .map(|p| u32::from_be_bytes([p[2], p[3], p[4], p[5]]));
+    assert_eq!(window.unwrap_or(65_535), 65_536, "SETTINGS_INITIAL_WINDOW_SIZE");
+    let update = tokio::time::timeout(Duration::from_secs(5), read_until(&mut s, 8)).await.unwrap().unwrap();
+    let increment = u32::from_be_bytes([update[0], update[1], update[2], update[3]]) & 0x7fff_ffff;
+    assert_eq!(65_535 + increment, 256 << 10, "the connection's window");
 }
 
 #[tokio::test]
