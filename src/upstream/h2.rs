@@ -129,6 +129,7 @@ impl H2Target {
                 continue;
             }
             tally.sent.fetch_add(1, Ordering::Relaxed);
+            let idempotent = req.method().is_idempotent();
             let mut failed = match sender.try_send_request(req).await {
                 Ok(resp) => return Ok(resp),
                 Err(failed) => failed,
@@ -140,13 +141,21 @@ impl H2Target {
             // RFC 9113 §8.7: a stream refused (`REFUSED_STREAM`) or above a
             // `GOAWAY`'s last id was not processed: safe to send again,
             // whatever the method, as on a connection that was never made.
-            let unprocessed = unprocessed(&e);
-            if returned.is_some() || unprocessed == Some(Unprocessed::GoingAway) {
+            // But the `GOAWAY`'s error also reaches a request whose stream
+            // hyper had just opened as it came (its HEADERS go, then a
+            // cancel): that one may have been processed, and the two are
+            // told apart by nothing hyper gives. After a `GOAWAY` only an
+            // idempotent request goes again (NGINX's `proxy_next_upstream`
+            // rule); a POST is a 502 (a regression review saw POSTs
+            // processed twice).
+            let said = unprocessed(&e);
+            if returned.is_some() || said == Some(Unprocessed::GoingAway) {
                 self.forget(number).await;
             }
-            if returned.is_some() || unprocessed.is_some() {
+            if returned.is_some() || said.is_some() {
                 tally.unprocessed.fetch_add(1, Ordering::Relaxed);
             }
+            let unprocessed = said.filter(|u| *u == Unprocessed::Refused || idempotent);
             let again = returned.or_else(|| unprocessed.and(spare.take()));
             match again {
                 Some(again) if resends > 0 => {

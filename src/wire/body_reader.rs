@@ -83,9 +83,11 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 
 impl BodyReader {
     /// The client waits for `100 Continue` before it sends the body (none
-    /// written yet): a refusal decided by the head alone spares it the upload.
+    /// written yet, and none of the body came with the head): a refusal
+    /// decided by the head alone spares it the upload.
     pub fn awaits_continue(&self) -> bool {
-        lock(&self.state).continue_sent == Some(0)
+        let state = lock(&self.state);
+        state.continue_sent == Some(0) && state.buf.is_empty()
     }
 }
 

@@ -136,15 +136,9 @@ async fn h2_upstream_going_away(
     per_connection: usize,
     hold: Duration,
 ) -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use crate::support::h2raw::frame;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
-        f.extend([kind, flags]);
-        f.extend(stream.to_be_bytes());
-        f.extend(payload);
-        f
-    }
     type Writer = Arc<tokio::sync::Mutex<tokio::net::tcp::OwnedWriteHalf>>;
     async fn put(writer: Writer, bytes: Vec<u8>) -> bool {
         writer.lock().await.write_all(&bytes).await.is_ok()
@@ -299,15 +293,9 @@ async fn an_http2_target_taking_nothing_is_let_go() {
 /// sends them: the second is whole, ready to be sent again.)
 #[tokio::test]
 async fn a_post_an_http2_upstream_may_have_taken_is_never_sent_twice() {
+    use crate::support::h2raw::frame;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
-        f.extend([kind, flags]);
-        f.extend(stream.to_be_bytes());
-        f.extend(payload);
-        f
-    }
     type Writer = Arc<tokio::sync::Mutex<tokio::net::tcp::OwnedWriteHalf>>;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -262,6 +262,25 @@ async fn a_head_refused_alone_gets_no_100_continue() {
         assert_eq!(first_line(head(query, &extra)).await, format!("HTTP/1.1 {status}"), "{case}");
     }
     assert_eq!(first_line(head("", &format!("{json}{tenant}"))).await, "HTTP/1.1 100", "a valid head");
+    // A chunked upload: its `Transfer-Encoding` is gone from the head by
+    // then, the body's framing says one comes.
+    let chunked = head("", &format!("Content-Type: text/plain\r\n{tenant}"))
+        .replace("Content-Length: 53", "Transfer-Encoding: chunked");
+    assert_eq!(first_line(chunked).await, "HTTP/1.1 415", "chunked");
+    // A body sent with the head (no wait for the 100): every problem listed.
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = r#"{"customer": 5}"#;
+    let with_body = head("", &format!("{json}X-Tenant: bad\r\nConnection: close\r\n"))
+        .replace("Content-Length: 53", &format!("Content-Length: {}", body.len()))
+        + body;
+    conn.write_all(with_body.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 400") && answer.contains("\"body\"") && answer.contains("\"header\""),
+        "{answer}"
+    );
     // The body a client sends anyway, after the refusal, is never read as
     // a request (smuggling suite's rule): discarded as the body, or the
     // connection closed.

@@ -21,14 +21,17 @@ pub(super) fn ineffective_limit_settings(loaded: &LoadedConfig, found: &mut Foun
             // clients behind one NAT share one).
             for part in key.parts() {
                 let KeyPart::Header(name) = part else { continue };
-                let taken = r.authenticate.iter().find(|p| {
+                // Every provider of the route takes it (with another, its
+                // callers keep the header, and the key works for them).
+                let takes = |p: &String| {
                     loaded
                         .config
                         .auth
                         .get(p.as_str())
                         .and_then(credential_header)
                         .is_some_and(|h| h.eq_ignore_ascii_case(name))
-                });
+                };
+                let taken = r.authenticate.iter().all(takes).then(|| r.authenticate.first()).flatten();
                 if let Some(provider) = taken {
                     found.add(
                         NAME,
@@ -97,7 +100,7 @@ mod tests {
     #[test]
     fn delays_beyond_the_burst_prefixes_without_ip_identities_nobody_has_and_credentials() {
         let text = r#"
-auth: { keys: { api_key: { header: x-key } } }
+auth: { keys: { api_key: { header: x-key } }, others: { api_key: { header: x-other } } }
 consumers: [ { id: a, api_keys: [ { sha256: "0000000000000000000000000000000000000000000000000000000000000000" } ] } ]
 routes:
   - name: open
@@ -114,6 +117,11 @@ routes:
     static: { body: x }
     authenticate: [ keys ]
     rate_limit: [ { key: { header: X-Key }, rate: 1/s }, { key: { header: X-Tenant }, rate: 1/s } ]
+  - name: either-credential
+    match: { path: /e }
+    static: { body: x }
+    authenticate: [ keys, others ]
+    rate_limit: [ { key: { header: X-Key }, rate: 1/s } ]
 "#;
         let loaded = crate::config::parse_str(text, "t.yaml", std::path::Path::new(".")).unwrap();
         let mut found = super::Found::default();

@@ -506,7 +506,7 @@ impl Compiled {
         // not take. A client that sends its body at once has every problem
         // listed, the body's too.
         if !self.report && ctx.body.as_ref().is_some_and(RequestBody::awaits_continue) {
-            if let Some((refusal, reported)) = self.head_refusal(req) {
+            if let Some((refusal, reported)) = self.head_refusal(req, ctx.body.as_ref()) {
                 problems.push(Problem { place: "body", pointer: String::new(), detail: reported.into() });
                 self.count(&problems);
                 return Outcome::Respond(refusal(ctx));
@@ -714,13 +714,10 @@ impl Compiled {
     /// What `check_body` refuses by the head alone (a body announced, of a
     /// type the route does not take, or compressed), for a client that
     /// waits for `100 Continue`.
-    fn head_refusal(&self, req: &request::Parts) -> Option<(Refusal, &'static str)> {
-        let announced = req.headers.contains_key(http::header::TRANSFER_ENCODING)
-            || req
-                .headers
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
-                .is_some_and(|n| n > 0);
+    /// (`Transfer-Encoding` is gone from the head by now: the body's
+    /// framing says whether one comes.)
+    fn head_refusal(&self, req: &request::Parts, body: Option<&RequestBody>) -> Option<(Refusal, &'static str)> {
+        let announced = body.is_some_and(|b| !http_body::Body::is_end_stream(b));
         if !self.reads_body() || !announced {
             return None;
         }
