@@ -284,7 +284,13 @@ impl<'p> Seen<'p> {
         }
         if validates && ctx.client_left.is_none() {
             let failed = ctx.refused == Some(Refusal::Invalid) || ctx.invalid_reported;
-            r.validation = Some(if failed { "failed" } else { "passed" });
+            // A request an earlier phase refused (401, 403, 429) was never
+            // validated: no outcome (it read `passed`).
+            r.validation = match ctx.refused {
+                _ if failed => Some("failed"),
+                None => Some("passed"),
+                Some(_) => None,
+            };
         }
         if ctx.rate_limit.is_some() || ctx.refused == Some(Refusal::RateLimited) {
             r.rate_limit = Some(if ctx.refused == Some(Refusal::RateLimited) { "rejected" } else { "allowed" });

@@ -1594,6 +1594,23 @@ async fn a_body_stalled_past_the_read_timeout_is_a_timeout() {
     assert_eq!(lines[0]["event"]["outcome"], "failure", "{}", lines[0]);
 }
 
+/// A request an earlier phase refused (here 401) was never validated: its
+/// line has no validation outcome (it read `passed`).
+#[tokio::test]
+async fn a_request_refused_before_validation_has_no_validation_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "auth:\n  keys: { api_key: { header: X-Key } }\n\
+                consumers: [ { id: a, api_keys: [ { sha256: 97b2173c4f5d679e391a4dc4abfeb971a53b80d7bea16a92216fdc74a428905d } ] } ]\n\
+                routes:\n  - name: v\n    match: { path: /v }\n    static: { body: ok }\n    authenticate: [ keys ]\n\
+                \x20   validate: { query: { n: { type: integer } } }\n";
+    let h = start(body, dir.path()).await;
+    assert_eq!(get(&url(&h, "/v?n=1"), &[]).await.status, 401);
+    assert_eq!(get(&url(&h, "/v?n=1"), &[("x-key", "key-0123456789abcdef")]).await.status, 200);
+    let lines = log_lines(&h, dir.path(), 2).await;
+    assert!(lines[0]["portcullis"].get("validation").is_none(), "{}", lines[0]);
+    assert_eq!(lines[1]["portcullis"]["validation"]["outcome"], "passed", "{}", lines[1]);
+}
+
 /// An upstream that closes before its head gets a whole 502 (flag `UC`):
 /// its status says the error, with no `error_type` beside it, as for a
 /// refused connection's 502 (it was `upstream_closed`, a label for bodies
