@@ -243,8 +243,23 @@ pub struct UpstreamLimitsConfig {
     pub max_connections: Option<usize>,
     /// Requests waiting for a connection when `max_connections` are busy.
     pub max_pending: Option<usize>,
-    /// Requests in flight to the upstream.
+    /// Requests in flight to the upstream (1,024 when unset).
     pub max_requests: Option<usize>,
+}
+
+/// Requests in flight to one upstream when `limits.max_requests` is not
+/// set: Envoy's default for a cluster. Without a cap, a service that stops
+/// answering holds every request sent to it (and an upstream connection,
+/// a file descriptor, each) for `timeouts.request`: HTTP/2 clients, 128
+/// streams a connection, could take the gateway to its open-file limit,
+/// and every other route and the admin API with it.
+pub const DEFAULT_MAX_REQUESTS: usize = 1024;
+
+impl UpstreamLimitsConfig {
+    /// `max_requests`, or its default.
+    pub fn effective_max_requests(&self) -> usize {
+        self.max_requests.unwrap_or(DEFAULT_MAX_REQUESTS)
+    }
 }
 
 /// `upstreams.<name>.breaker`.

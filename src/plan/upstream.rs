@@ -238,7 +238,7 @@ fn resilience(
     if cfg.limits.max_requests == Some(0) {
         cx.err(format!("{at}.limits.max_requests"), "at least 1");
     }
-    upstream.limits = Limits::new(cfg.limits.max_requests, conn_limit);
+    upstream.limits = Limits::new(Some(cfg.limits.effective_max_requests()), conn_limit);
 
     let name = &*upstream.name;
     let labels = |pairs: &[(&'static str, &str)]| -> Vec<(&'static str, String)> {

@@ -6,9 +6,11 @@
 //! listeners' `max_connections` (10,000 by default) short: accepts and
 //! upstream connects fail with EMFILE long before it. At start the soft
 //! limit is raised to the hard one, as Go's runtime does for every program,
-//! and a config whose listeners may hold more connections than the limit
-//! allows is warned about, as NGINX warns when `worker_connections` exceed
-//! it. Raising the hard limit is the service manager's (`LimitNOFILE=`).
+//! and a config whose listeners and upstreams may hold more connections
+//! than the limit allows (every upstream request may hold a connection of
+//! its own: `limits.max_requests`, 1,024 by default) is warned about, as
+//! NGINX warns when `worker_connections` exceed it. Raising the hard limit
+//! is the service manager's (`LimitNOFILE=`).
 
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
@@ -35,16 +37,24 @@ pub fn raise(config: &Config) {
     }
     if let Some(open_files) = now {
         let connections = listener_connections(config);
-        if connections > open_files {
+        let upstream = upstream_requests(config);
+        if connections.saturating_add(upstream) > open_files {
             tracing::warn!(
                 open_files,
                 connections,
-                "the listeners' limits.max_connections add up to more than the open-file limit: connections \
-                 will be refused (accept fails) before their limit; raise LimitNOFILE= or `ulimit -Hn`, or lower \
-                 max_connections"
+                upstream_requests = upstream,
+                "the listeners' limits.max_connections and the upstreams' limits.max_requests add up to more than \
+                 the open-file limit: connections will be refused (accept and connect fail) before their limits; \
+                 raise LimitNOFILE= or `ulimit -Hn`, or lower max_connections or max_requests"
             );
         }
     }
+}
+
+/// Requests the upstreams may have in flight at once, all together (each
+/// may hold an upstream connection of its own).
+fn upstream_requests(config: &Config) -> u64 {
+    config.upstreams.values().map(|u| u.limits.effective_max_requests() as u64).fold(0, u64::saturating_add)
 }
 
 /// Client connections the listeners may hold at once, all together.

@@ -54,3 +54,18 @@ async fn listeners_asking_for_more_connections_than_files_are_warned_about() {
     let warning = log.iter().find(|l| l.contains("more than the open-file limit")).expect("a warning");
     assert!(warning.contains("WARN") && warning.contains("connections=10000") && warning.contains("open_files=512"));
 }
+
+/// Each upstream request may hold a connection of its own: the upstreams'
+/// `max_requests` (1,024 each by default) count against the limit too.
+#[tokio::test]
+async fn upstream_requests_count_against_the_open_file_limit() {
+    let upstreams =
+        "upstreams:\n  a: { targets: [ \"http://127.0.0.1:9\" ] }\n  b: { targets: [ \"http://127.0.0.1:9\" ] }\n";
+    let (gw, _) = spawn_gateway_after("ulimit -Sn 2048 && ulimit -Hn 2048", &format!("{}{upstreams}", config(1000)));
+    let log = gw.log.lock().unwrap();
+    let warning = log.iter().find(|l| l.contains("more than the open-file limit")).expect("a warning");
+    assert!(warning.contains("upstream_requests=2048") && warning.contains("open_files=2048"), "{warning}");
+    drop(log);
+    let (gw, _) = spawn_gateway_after("ulimit -Sn 4096 && ulimit -Hn 4096", &format!("{}{upstreams}", config(1000)));
+    assert!(!gw.log.lock().unwrap().iter().any(|l| l.contains("more than the open-file limit")));
+}

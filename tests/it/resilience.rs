@@ -921,3 +921,76 @@ async fn a_target_refusing_streams_is_not_hammered() {
     let sent = streams.load(Ordering::SeqCst);
     assert!(sent <= 5, "the refused request went {} times", sent - 1);
 }
+
+/// Without `limits`, an upstream still takes at most 1,024 requests at once
+/// (Envoy's default): a service that stops answering cannot hold every
+/// request the clients send it (HTTP/2 clients, 128 streams a connection)
+/// and an upstream connection each, up to the gateway's open-file limit.
+#[tokio::test]
+async fn an_upstream_takes_1024_requests_at_once_by_default() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let seen = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let target = crate::support::h2target::start({
+        let (seen, release) = (seen.clone(), release.clone());
+        move |_, _req, mut respond| {
+            let (seen, release) = (seen.clone(), release.clone());
+            async move {
+                seen.fetch_add(1, Ordering::Relaxed);
+                let _ = release.acquire().await;
+                let _ = respond.send_response(http::Response::new(()), true);
+            }
+        }
+    })
+    .await;
+    let gw = gateway(&format!(
+        "upstreams:\n  svc: {{ targets: [ \"http://{target}\" ], protocol: http2 }}\n\
+         routes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}\n"
+    ))
+    .await;
+    // 9 client connections x 120 streams: 1,080 requests at once.
+    let mut answers = Vec::new();
+    for _ in 0..9 {
+        let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        for _ in 0..120 {
+            let mut client = client.clone();
+            let url = gw.url("/x");
+            answers.push(tokio::spawn(async move {
+                client = client.ready().await.unwrap();
+                let (resp, _) = client.send_request(http::Request::get(url).body(()).unwrap(), true).unwrap();
+                let resp = resp.await.unwrap();
+                let status = resp.status().as_u16();
+                let mut body = resp.into_body();
+                let mut text = Vec::new();
+                while let Some(Ok(data)) = body.data().await {
+                    text.extend_from_slice(&data);
+                }
+                (status, String::from_utf8_lossy(&text).into_owned())
+            }));
+        }
+    }
+    eventually("1,024 requests reach the target", async || seen.load(Ordering::Relaxed) >= 1024).await;
+    // The rest are refused at once, while the 1,024 are held.
+    eventually("56 answered", async || answers.iter().filter(|a| a.is_finished()).count() >= 56).await;
+    let mut refused = 0;
+    let mut held = Vec::new();
+    for a in answers {
+        if a.is_finished() {
+            let (status, body) = a.await.unwrap();
+            assert_eq!(status, 503, "{body}");
+            assert!(body.contains("urn:portcullis:problem:upstream-max-requests"), "{body}");
+            refused += 1;
+        } else {
+            held.push(a);
+        }
+    }
+    assert_eq!(seen.load(Ordering::Relaxed), 1024);
+    assert_eq!((refused, held.len()), (56, 1024), "exactly the default's requests are in flight");
+    release.add_permits(1080);
+    for a in held {
+        assert_eq!(a.await.unwrap().0, 200);
+    }
+}
