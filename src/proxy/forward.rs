@@ -1101,10 +1101,14 @@ impl Tunnel {
                     NOT_BLOCKED => (opened + std::time::Duration::from_millis(ms(&last_moved_ms)) + idle, false),
                     since => (opened + std::time::Duration::from_millis(since) + client_idle, true),
                 };
-                if tokio::time::Instant::now() >= until {
+                let now = tokio::time::Instant::now();
+                if now >= until {
                     return unread;
                 }
-                tokio::time::sleep_until(until).await;
+                // A write that starts waiting on the client meanwhile sets
+                // nothing that wakes this: look again within `client_idle`
+                // (a long `idle` hid the client's deadline until it ran out).
+                tokio::time::sleep_until(until.min(now + client_idle)).await;
             }
         };
         let (mut from_client, mut to_client) = tokio::io::split(client);

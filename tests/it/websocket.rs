@@ -359,6 +359,19 @@ routes:
 /// at `idle_timeout` and logged as the client's doing, not as silence.
 #[tokio::test(start_paused = true)]
 async fn a_websocket_client_that_reads_slowly_is_timed_by_idle_timeout() {
+    slow_reader_cut_at_idle_timeout("1s").await;
+}
+
+/// The same with a `timeouts.read` longer than `idle_timeout` (quiet
+/// WebSockets are told to raise it): the client is still cut at
+/// `idle_timeout`, not when the silence timer next looks (it was cut at
+/// 60 s, or never when the client read a little in between).
+#[tokio::test(start_paused = true)]
+async fn a_websocket_client_reading_nothing_is_cut_at_idle_timeout_whatever_timeouts_read() {
+    slow_reader_cut_at_idle_timeout("60s").await;
+}
+
+async fn slow_reader_cut_at_idle_timeout(read: &str) {
     let ws = WsUpstream::start().await;
     let dir = tempfile::tempdir().unwrap();
     let yaml = format!(
@@ -366,7 +379,7 @@ async fn a_websocket_client_that_reads_slowly_is_timed_by_idle_timeout() {
   - {{ name: gw, bind: "127.0.0.1:0", limits: {{ idle_timeout: 10s }} }}
 access_log: {{ to: access.log }}
 upstreams:
-  ws: {{ targets: [ "http://{}" ], timeouts: {{ read: 1s }} }}
+  ws: {{ targets: [ "http://{}" ], timeouts: {{ read: {read} }} }}
 routes:
   - {{ name: chat, match: {{ path_prefix: /chat }}, upstream: ws, websocket: true }}
 "#,
