@@ -21,17 +21,19 @@ pub(super) fn ineffective_limit_settings(loaded: &LoadedConfig, found: &mut Foun
             // clients behind one NAT share one).
             for part in key.parts() {
                 let KeyPart::Header(name) = part else { continue };
-                // Every provider of the route takes it (with another, its
-                // callers keep the header, and the key works for them).
-                let takes = |p: &String| {
-                    loaded
-                        .config
-                        .auth
-                        .get(p.as_str())
-                        .and_then(credential_header)
-                        .is_some_and(|h| h.eq_ignore_ascii_case(name))
-                };
-                let taken = r.authenticate.iter().all(takes).then(|| r.authenticate.first()).flatten();
+                // Taken by one provider, it is removed whoever authenticates
+                // (the other providers' callers have no reason to send it,
+                // and one that does is taken by it too): ineffective unless
+                // another provider forwards it as its own credential (a
+                // bearer token beside `basic`: its callers keep the key).
+                let provider = |p: &String| loaded.config.auth.get(p.as_str());
+                let named = |h: Option<&str>| h.is_some_and(|h| h.eq_ignore_ascii_case(name));
+                let forwarded = r.authenticate.iter().any(|p| named(provider(p).and_then(forwarded_header)));
+                let taken = r
+                    .authenticate
+                    .iter()
+                    .find(|p| named(provider(p).and_then(credential_header)))
+                    .filter(|_| !forwarded);
                 if let Some(provider) = taken {
                     found.add(
                         NAME,
@@ -84,6 +86,16 @@ pub(super) fn ineffective_limit_settings(loaded: &LoadedConfig, found: &mut Foun
     }
 }
 
+/// The request header a provider reads its credential from and forwards
+/// unchanged: a bearer token (JWT or introspected) in `Authorization`.
+fn forwarded_header(provider: &ProviderConfig) -> Option<&str> {
+    match provider {
+        ProviderConfig::Jwt(j) if j.token.cookie.is_none() && j.token.query.is_none() => Some("authorization"),
+        ProviderConfig::Introspection(_) => Some("authorization"),
+        _ => None,
+    }
+}
+
 /// The request header a provider reads its credential from and removes
 /// before the request goes on (a bearer token, JWT or introspected, goes
 /// on unchanged; a JWT cookie provider removes its own cookie only).
@@ -100,7 +112,11 @@ mod tests {
     #[test]
     fn delays_beyond_the_burst_prefixes_without_ip_identities_nobody_has_and_credentials() {
         let text = r#"
-auth: { keys: { api_key: { header: x-key } }, others: { api_key: { header: x-other } } }
+auth:
+  keys: { api_key: { header: x-key } }
+  others: { api_key: { header: x-other } }
+  logins: { basic: { users: { a: "$2y$05$0000000000000000000000000000000000000000000000000000" } } }
+  tokens: { jwt: { algorithms: [ HS256 ], secret: "0123456789abcdef0123456789abcdef" } }
 consumers: [ { id: a, api_keys: [ { sha256: "0000000000000000000000000000000000000000000000000000000000000000" } ] } ]
 routes:
   - name: open
@@ -122,6 +138,16 @@ routes:
     static: { body: x }
     authenticate: [ keys, others ]
     rate_limit: [ { key: { header: X-Key }, rate: 1/s } ]
+  - name: basic-or-bearer
+    match: { path: /b }
+    static: { body: x }
+    authenticate: [ logins, tokens ]
+    rate_limit: [ { key: { header: Authorization }, rate: 1/s } ]
+  - name: basic-only
+    match: { path: /l }
+    static: { body: x }
+    authenticate: [ logins ]
+    rate_limit: [ { key: { header: Authorization }, rate: 1/s } ]
 "#;
         let loaded = crate::config::parse_str(text, "t.yaml", std::path::Path::new(".")).unwrap();
         let mut found = super::Found::default();
@@ -133,7 +159,9 @@ routes:
                 "routes[0].rate_limit[0].key",
                 "routes[0].rate_limit[1].delay",
                 "routes[1].rate_limit[0].ipv6_prefix",
-                "routes[2].rate_limit[0].key"
+                "routes[2].rate_limit[0].key",
+                "routes[3].rate_limit[0].key",
+                "routes[5].rate_limit[0].key"
             ]
         );
     }

@@ -462,8 +462,9 @@ pub fn compile(cfg: &RouteLimits<'_>, cx: &mut CompileCtx<'_>) -> Result<PhasedL
         if stores.redis.is_some() && interval < MIN_REDIS_INTERVAL_NS {
             errors.push((
                 format!("{at}.rate"),
-                "faster than 100000/s cannot be counted exactly in Redis (it counts in microseconds), \
-                 where every limit is counted when `rate_limit_store.redis` is set: use a slower rate"
+                "faster than 100000/s cannot be counted in Redis (it counts whole microseconds: a slower \
+                 rate's step is rounded to the nearest one, 5% off at 100000/s), where every limit is counted \
+                 when `rate_limit_store.redis` is set: use a slower rate"
                     .into(),
             ));
             continue;
