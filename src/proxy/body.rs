@@ -50,11 +50,45 @@ enum Kind {
     /// An upstream's body, streamed; holds the target's in-flight slot (and
     /// any concurrency-limit slots) until done.
     /// `left`: what its `content-length` still promises (HTTP/2 targets).
-    Upstream { inner: Incoming, _in_flight: Option<InFlight>, _slots: Vec<Slot>, read: ReadTimeout, left: Option<u64> },
+    Upstream { inner: Streamed, _in_flight: Option<InFlight>, _slots: Vec<Slot>, read: ReadTimeout, left: Option<u64> },
     /// An upstream's body on an inline-driven connection (`upstream::h1`).
     /// Boxed: it holds the upstream connection and the raw head, and a
     /// response is moved several times on its way out.
     Pooled(Box<PooledBody>),
+}
+
+/// An upstream body another client streams: hyper's (HTTPS targets,
+/// WebSocket handshakes) or the gateway's HTTP/2 client's.
+#[derive(Debug)]
+enum Streamed {
+    Hyper(Incoming),
+    H2(crate::upstream::h2::ResponseBody),
+}
+
+impl http_body::Body for Streamed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Polled {
+        match self.get_mut() {
+            Streamed::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Streamed::H2(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Streamed::Hyper(b) => b.is_end_stream(),
+            Streamed::H2(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Streamed::Hyper(b) => b.size_hint(),
+            Streamed::H2(b) => b.size_hint(),
+        }
+    }
 }
 
 /// A body from `upstream::h1`, with the slots it holds until it is done.
@@ -194,17 +228,21 @@ impl Body {
 
     /// A body an HTTP/2 target streams, of the `content-length` it
     /// declared (`None`: none, or a body that has none, as a HEAD's).
-    pub fn upstream_h2(inner: Incoming, in_flight: InFlight, read_timeout: Duration, declared: Option<u64>) -> Body {
-        let mut body = Body::upstream(inner, in_flight, read_timeout);
-        if let Kind::Upstream { left, .. } = &mut body.kind {
-            *left = declared;
-        }
-        body
+    pub fn upstream_h2(
+        inner: crate::upstream::h2::ResponseBody,
+        in_flight: InFlight,
+        read_timeout: Duration,
+        declared: Option<u64>,
+    ) -> Body {
+        let read = ReadTimeout::new(read_timeout);
+        let inner = Streamed::H2(inner);
+        Body::of(Kind::Upstream { inner, _in_flight: Some(in_flight), _slots: Vec::new(), read, left: declared })
     }
 
     /// A body hyper's client streams from an upstream.
     pub fn upstream(inner: Incoming, in_flight: InFlight, read_timeout: Duration) -> Body {
         let read = ReadTimeout::new(read_timeout);
+        let inner = Streamed::Hyper(inner);
         Body::of(Kind::Upstream { inner, _in_flight: Some(in_flight), _slots: Vec::new(), read, left: None })
     }
 
@@ -337,7 +375,7 @@ impl http_body::Body for Body {
             }
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Upstream { inner, read, left, .. } => {
-                let polled = Pin::new(inner).poll_frame(cx).map_err(Into::into);
+                let polled = Pin::new(inner).poll_frame(cx);
                 upstream_frame(read.guard(cx, polled), left)
             }
             Kind::Pooled(p) => {

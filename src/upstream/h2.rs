@@ -9,14 +9,15 @@
 //! names its own `:authority`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, header};
+use http_body::{Body as _, Frame, SizeHint};
 use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::http::error::{BoxError, NotSent};
@@ -27,27 +28,75 @@ use crate::http::request_body::RequestBody;
 /// came, again and again, is a failure after these; see `send`).
 const MAX_RESENDS: u32 = 3;
 
-/// The target's connection: its number, its sender, and its tally.
-type Open = (u64, SendRequest<RequestBody>, Arc<Tally>);
+/// A streamed request body's first bytes kept as they go, so that a stream
+/// the target did not process can go again with them (the HTTP/1.1 pool
+/// keeps as much of a request it may resend); past them, such a request is
+/// a failure.
+const RESEND_BODY: u64 = 64 << 10;
 
-/// What became of the streams sent on one connection: a connection that
-/// took some before going away was making progress (NGINX at
-/// `keepalive_requests` takes its last request and says `GOAWAY` at once,
-/// before any answer).
-#[derive(Default)]
-struct Tally {
-    sent: AtomicU64,
-    /// Refused, or given back before they went.
-    unprocessed: AtomicU64,
+/// A connection with streams under way is pinged this often, and closed
+/// (failing its streams) when no answer comes within `KEEPALIVE_TIMEOUT`:
+/// a target that vanished without closing (a host down, a dropped NAT
+/// entry) would otherwise hold every request until `timeouts.request`,
+/// and every later one with them. An idle connection is not pinged.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// hyper's HTTP/2 client settings, kept when the gateway moved to the h2
+/// crate itself: windows large enough for fast targets (the protocol's
+/// 64 KiB stalls a fast stream), response heads up to 16 KiB.
+const STREAM_WINDOW: u32 = 2 << 20;
+const CONNECTION_WINDOW: u32 = 5 << 20;
+const MAX_HEADER_LIST: u32 = 16 << 10;
+const MAX_SEND_BUFFER: usize = 1 << 20;
+
+/// The target's connection as its requests share it.
+#[derive(Clone)]
+struct Open {
+    /// Its number (see `H2Target::forget`).
+    number: u64,
+    sender: h2::client::SendRequest<Bytes>,
+    state: Arc<ConnState>,
 }
 
-impl Tally {
+/// What a connection's requests and its driver know of it.
+#[derive(Default)]
+struct ConnState {
+    /// Its streams sent so far.
+    sent: AtomicU64,
+    /// Of them, the ones the target said it did not process.
+    unprocessed: AtomicU64,
+    /// Streams whose answer is still awaited or read (keep-alive pings
+    /// only then).
+    streams: AtomicUsize,
+    /// The driver has ended: the connection takes no more streams.
+    closed: AtomicBool,
+}
+
+impl ConnState {
     /// Whether the connection took a stream (answered or still under
-    /// way). Read once the streams that raced its `GOAWAY` have come back,
-    /// not at the first of them: the connection fails them all at once,
-    /// but each request learns of it on its own turn.
+    /// way): a connection that took some before going away was making
+    /// progress (NGINX at `keepalive_requests` takes its last request and
+    /// says `GOAWAY` at once, before any answer). Read once the streams
+    /// that raced its `GOAWAY` have come back, not at the first of them.
     fn took_some(&self) -> bool {
         self.sent.load(Ordering::Relaxed) > self.unprocessed.load(Ordering::Relaxed)
+    }
+}
+
+/// A stream counted in `ConnState::streams` until its answer is done.
+struct StreamCount(Arc<ConnState>);
+
+impl StreamCount {
+    fn new(state: &Arc<ConnState>) -> StreamCount {
+        state.streams.fetch_add(1, Ordering::Relaxed);
+        StreamCount(state.clone())
+    }
+}
+
+impl Drop for StreamCount {
+    fn drop(&mut self) {
+        self.0.streams.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -56,7 +105,7 @@ pub struct H2Target {
     /// `host:port` to connect to.
     addr: String,
     /// TLS (ALPN `h2`) for `https://` targets: the settings and the name
-    /// the certificate must carry.
+    /// verified as the upstream's client verifies (`tls.ca`, `tls.server_name`).
     tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
     connect_timeout: Duration,
     /// The connection, numbered so that a request that found it closing
@@ -70,6 +119,16 @@ impl std::fmt::Debug for H2Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("H2Target").field("addr", &self.addr).finish_non_exhaustive()
     }
+}
+
+/// Why the upstream did not process a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unprocessed {
+    /// `REFUSED_STREAM`: this stream only.
+    Refused,
+    /// Above a `GOAWAY`'s last stream id, or never opened: the connection
+    /// takes no new stream.
+    GoingAway,
 }
 
 impl H2Target {
@@ -91,7 +150,8 @@ impl H2Target {
     /// connection, for `portcullis_upstream_connections`). `in_flight`:
     /// the target's requests under way.
     pub fn idle(&self, in_flight: usize) -> bool {
-        in_flight == 0 && self.conn.try_lock().is_ok_and(|c| c.as_ref().is_some_and(|(_, s, _)| !s.is_closed()))
+        in_flight == 0
+            && self.conn.try_lock().is_ok_and(|c| c.as_ref().is_some_and(|o| !o.state.closed.load(Ordering::Relaxed)))
     }
 
     /// Sends `req` (its URI absolute: the scheme, the `:authority`, the
@@ -100,65 +160,64 @@ impl H2Target {
     /// A target closing its connection gracefully (`GOAWAY`, NGINX after
     /// `keepalive_requests`, any server's restart) refuses the streams that
     /// raced it: the connection is dropped from here at once (it stays
-    /// open for the streams it took) and a request whose body is here whole
-    /// goes again on a new one, as Envoy does and as the HTTP/1.1 pool
-    /// resends on a connection the target had closed. Before, every request
-    /// until the connection's last stream ended found the closing
-    /// connection again: a burst of 502s at each `GOAWAY`. (The copy kept
-    /// for that is one header map per request, on this path only.)
-    pub async fn send(&self, mut req: Request<RequestBody>) -> Result<Response<Incoming>, BoxError> {
+    /// open for the streams it took) and a request whose stream it did not
+    /// process goes again on a new one, whatever its method (RFC 9113
+    /// §8.7: a stream above the `GOAWAY`'s last id, or refused with
+    /// `REFUSED_STREAM`, was not processed), as Envoy and Go's client do.
+    /// Only a request whose body is here whole can go again (the copy kept
+    /// for that is one header map per request, on this path only); a
+    /// streamed one is a `NotSent` failure.
+    ///
+    /// The h2 crate itself, not hyper's client over it: hyper fails a
+    /// request with the `GOAWAY`'s error also when it had just opened its
+    /// stream (the stream then goes, and is cancelled), and drops a request
+    /// waiting for a free stream when a `GOAWAY` comes; neither can be told
+    /// from a stream the target never saw, so POSTs were either processed
+    /// twice or refused (502) at every `GOAWAY`. Here a request learns the
+    /// fate of its own stream.
+    pub async fn send(&self, mut req: Request<RequestBody>) -> Result<Response<ResponseBody>, BoxError> {
         let mut resends = MAX_RESENDS;
         // The connection that last went away under this request, judged at
-        // the next (see `Tally::took_some`).
-        let mut gone: Option<Arc<Tally>> = None;
+        // the next (see `ConnState::took_some`).
+        let mut gone: Option<Arc<ConnState>> = None;
         loop {
-            let mut spare = if resends > 0 { copy_whole(&mut req) } else { None };
-            let (number, mut sender, tally) = self.sender().await?;
+            let open = self.sender().await?;
             // Waits while the connection has no stream to spare. One that
-            // closed meanwhile (its `GOAWAY` came, its last stream ended)
-            // took nothing of this request: it goes on the next, judged
-            // as after a `GOAWAY`.
-            if let Err(e) = sender.ready().await {
-                self.forget(number).await;
-                if gone.replace(tally).is_some_and(|before| !before.took_some()) {
-                    resends = resends.saturating_sub(1);
+            // went away meanwhile took nothing of this request: it goes
+            // on the next, judged as after a `GOAWAY`.
+            let sender = match open.sender.clone().ready().await {
+                Ok(sender) => sender,
+                Err(e) => {
+                    self.forget(open.number).await;
+                    if gone.replace(open.state).is_some_and(|before| !before.took_some()) {
+                        resends = resends.saturating_sub(1);
+                    }
+                    if resends == 0 {
+                        return Err(Box::new(NotSent(Box::new(e))));
+                    }
+                    continue;
                 }
-                if resends == 0 {
-                    return Err(Box::new(NotSent(Box::new(e))));
-                }
-                continue;
-            }
-            tally.sent.fetch_add(1, Ordering::Relaxed);
-            let idempotent = req.method().is_idempotent();
-            let mut failed = match sender.try_send_request(req).await {
-                Ok(resp) => return Ok(resp),
-                Err(failed) => failed,
             };
-            // Given back: the connection closed before it took the request.
-            let returned = failed.take_message();
-            let given_back = returned.is_some();
-            let e = failed.into_error();
-            // RFC 9113 §8.7: a stream refused (`REFUSED_STREAM`) or above a
-            // `GOAWAY`'s last id was not processed: safe to send again,
-            // whatever the method, as on a connection that was never made.
-            // But the `GOAWAY`'s error also reaches a request whose stream
-            // hyper had just opened as it came (its HEADERS go, then a
-            // cancel): that one may have been processed, and the two are
-            // told apart by nothing hyper gives. After a `GOAWAY` only an
-            // idempotent request goes again (NGINX's `proxy_next_upstream`
-            // rule); a POST is a 502 (a regression review saw POSTs
-            // processed twice).
-            let said = unprocessed(&e);
-            if returned.is_some() || said == Some(Unprocessed::GoingAway) {
-                self.forget(number).await;
+            // What goes again if the stream is not processed: the head,
+            // and the body (a copy of one here whole, or the first
+            // `RESEND_BODY` bytes of a streamed one, kept as they go).
+            let spare_head = (resends > 0).then(|| copy_head(&req));
+            let spare_body = spare_head.as_ref().and_then(|_| req.body_mut().try_clone_whole());
+            if spare_head.is_some() && spare_body.is_none() {
+                req.body_mut().keep_for_retry(RESEND_BODY);
             }
-            if returned.is_some() || said.is_some() {
-                tally.unprocessed.fetch_add(1, Ordering::Relaxed);
+            let (said, e, sent_body) = match self.exchange(sender, &open.state, req).await {
+                Ok(resp) => return Ok(resp),
+                Err(Failed::Unprocessed(why, e, body)) => (why, e, body),
+                Err(Failed::Other(e)) => return Err(e),
+            };
+            open.state.unprocessed.fetch_add(1, Ordering::Relaxed);
+            if said == Unprocessed::GoingAway {
+                self.forget(open.number).await;
             }
-            let unprocessed = said.filter(|u| *u == Unprocessed::Refused || idempotent);
-            let again = returned.or_else(|| unprocessed.and(spare.take()));
-            match again {
-                Some(again) if resends > 0 => {
+            let body = spare_body.or_else(|| sent_body.and_then(|mut b| b.rewind_within(RESEND_BODY).then_some(b)));
+            match spare_head.zip(body) {
+                Some((head, body)) if resends > 0 => {
                     // Only resends after a connection that took nothing
                     // count: more requests in flight than the target takes
                     // per connection (NGINX's `keepalive_requests`) move on
@@ -168,19 +227,83 @@ impl H2Target {
                     // all.) A connection is judged at the request's next
                     // going away, when its streams have all come back.
                     // (A refused stream stays on its connection: always counted.)
-                    if unprocessed == Some(Unprocessed::GoingAway) || given_back {
-                        if gone.replace(tally).is_some_and(|before| !before.took_some()) {
+                    if said == Unprocessed::GoingAway {
+                        if gone.replace(open.state).is_some_and(|before| !before.took_some()) {
                             resends -= 1;
                         }
                     } else {
                         resends -= 1;
                     }
-                    req = again;
+                    req = Request::from_parts(head, body);
                 }
-                Some(_) => return Err(Box::new(NotSent(Box::new(e)))),
-                None if unprocessed.is_some() => return Err(Box::new(NotSent(Box::new(e)))),
-                None => return Err(Box::new(e)),
+                _ => return Err(Box::new(NotSent(e))),
             }
+        }
+    }
+
+    /// One stream: the request's head, its body streamed beside the
+    /// answer (a target may answer before the body ends, and stream its
+    /// answer while reading more), and the answer's head.
+    async fn exchange(
+        &self,
+        mut sender: h2::client::SendRequest<Bytes>,
+        state: &Arc<ConnState>,
+        req: Request<RequestBody>,
+    ) -> Result<Response<ResponseBody>, Failed> {
+        let (mut head, body) = req.into_parts();
+        strip_connection_fields(&mut head.headers);
+        if !head.headers.contains_key(header::CONTENT_LENGTH)
+            && let Some(len) = body.size_hint().exact()
+            && (len != 0 || matches!(head.method, http::Method::POST | http::Method::PUT | http::Method::PATCH))
+        {
+            head.headers.insert(header::CONTENT_LENGTH, len.into());
+        }
+        let eos = body.is_end_stream();
+        state.sent.fetch_add(1, Ordering::Relaxed);
+        // Refused before a stream was made (a `GOAWAY` came since
+        // `ready`): nothing went.
+        let (response, send) = match sender.send_request(Request::from_parts(head, ()), eos) {
+            Ok(sent) => sent,
+            Err(e) if e.is_go_away() || e.is_io() => {
+                return Err(Failed::Unprocessed(Unprocessed::GoingAway, Box::new(e), Some(body)));
+            }
+            Err(e) => return Err(Failed::Other(Box::new(NotSent(Box::new(e))))),
+        };
+        let counted = StreamCount::new(state);
+        let (mut body_failed, mut body_back, mut ended_body) = (None, None, None);
+        if eos {
+            ended_body = Some(body);
+        } else {
+            let (failed, told) = tokio::sync::oneshot::channel();
+            let (back, given) = tokio::sync::oneshot::channel();
+            tokio::spawn(pipe(body, send, failed, back));
+            (body_failed, body_back) = (Some(told), Some(given));
+        }
+        let e = match response.await {
+            Ok(resp) => {
+                let (parts, recv) = resp.into_parts();
+                let left = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+                let body = ResponseBody { recv, data_done: false, left, _stream: counted, _pipe: body_back };
+                return Ok(Response::from_parts(parts, body));
+            }
+            Err(e) => e,
+        };
+        // The request's own body failed (the client left, sent too much,
+        // stalled): that is the failure, not the reset it caused.
+        if let Some(failed) = body_failed.and_then(|mut told| told.try_recv().ok()) {
+            return Err(Failed::Other(failed));
+        }
+        match unprocessed(&e) {
+            // The body comes back from its pipe (which the stream's reset
+            // has stopped) to go again if what went of it was kept.
+            Some(why) => {
+                let body = match body_back {
+                    Some(given) => given.await.ok(),
+                    None => ended_body,
+                };
+                Err(Failed::Unprocessed(why, Box::new(e), body))
+            }
+            None => Err(Failed::Other(Box::new(e))),
         }
     }
 
@@ -188,39 +311,33 @@ impl H2Target {
     /// find none wait for the one being made).
     async fn sender(&self) -> Result<Open, BoxError> {
         let mut slot = self.conn.lock().await;
-        if let Some((number, open, tally)) = slot.as_ref().filter(|(_, s, _)| !s.is_closed()) {
-            return Ok((*number, open.clone(), tally.clone()));
+        if let Some(open) = slot.as_ref().filter(|o| !o.state.closed.load(Ordering::Relaxed)) {
+            return Ok(open.clone());
         }
         let number = self.made.fetch_add(1, Ordering::Relaxed);
         *slot = None;
-        let made = self.connect().await.map_err(|e| Box::new(NotSent(e)) as BoxError)?;
-        let tally = Arc::new(Tally::default());
-        *slot = Some((number, made.clone(), tally.clone()));
-        Ok((number, made, tally))
+        let sender = self.connect().await.map_err(|e| Box::new(NotSent(e)) as BoxError)?;
+        let open = Open { number, sender: sender.0, state: sender.1 };
+        *slot = Some(open.clone());
+        Ok(open)
     }
 
     /// Drops connection `number` (closing: it takes no new stream), unless
     /// it was replaced already.
     async fn forget(&self, number: u64) {
         let mut slot = self.conn.lock().await;
-        if slot.as_ref().is_some_and(|(n, _, _)| *n == number) {
+        if slot.as_ref().is_some_and(|o| o.number == number) {
             *slot = None;
         }
     }
 
-    async fn connect(&self) -> Result<SendRequest<RequestBody>, BoxError> {
+    async fn connect(&self) -> Result<(h2::client::SendRequest<Bytes>, Arc<ConnState>), BoxError> {
         let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.addr))
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
         tcp.set_nodelay(true)?;
-        let mut h2 = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
-        h2.timer(TokioTimer::new()).keep_alive_interval(Duration::from_secs(30)).keep_alive_while_idle(false);
-        let sender = match &self.tls {
-            None => {
-                let (sender, conn) = h2.handshake(TokioIo::new(tcp)).await?;
-                tokio::spawn(conn);
-                sender
-            }
+        match &self.tls {
+            None => handshake(tcp).await,
             Some((connector, name)) => {
                 let stream =
                     tokio::time::timeout(self.connect_timeout, connector.connect(name.clone(), tcp))
@@ -229,51 +346,264 @@ impl H2Target {
                 if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
                     return Err("the target did not agree to HTTP/2 (ALPN `h2`)".into());
                 }
-                let (sender, conn) = h2.handshake(TokioIo::new(stream)).await?;
-                tokio::spawn(conn);
-                sender
+                handshake(stream).await
             }
-        };
-        Ok(sender)
-    }
-}
-
-/// Why the upstream did not process a stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Unprocessed {
-    /// `REFUSED_STREAM`: this stream only.
-    Refused,
-    /// `GOAWAY`: the connection takes no new stream.
-    GoingAway,
-}
-
-/// Whether the upstream said it did not process the stream, and why.
-fn unprocessed(e: &hyper::Error) -> Option<Unprocessed> {
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        if let Some(h2) = s.downcast_ref::<h2::Error>() {
-            return match () {
-                _ if !h2.is_remote() => None,
-                _ if h2.is_go_away() => Some(Unprocessed::GoingAway),
-                _ if h2.reason() == Some(h2::Reason::REFUSED_STREAM) => Some(Unprocessed::Refused),
-                _ => None,
-            };
         }
-        source = s.source();
     }
-    None
 }
 
-/// A copy of `req` to send again if its stream goes unprocessed: only a
-/// request whose body is here whole (none, or read by a phase) can be; a
-/// streamed body went to the first stream.
-fn copy_whole(req: &mut Request<RequestBody>) -> Option<Request<RequestBody>> {
-    let body = req.body_mut().try_clone_whole()?;
-    let mut copy = Request::new(body);
-    *copy.method_mut() = req.method().clone();
-    *copy.uri_mut() = req.uri().clone();
-    *copy.version_mut() = req.version();
-    *copy.headers_mut() = req.headers().clone();
-    *copy.extensions_mut() = req.extensions().clone();
-    Some(copy)
+/// Why a stream failed.
+enum Failed {
+    /// The target did not process it: it may go again, with its body
+    /// when the body came back.
+    Unprocessed(Unprocessed, BoxError, Option<RequestBody>),
+    Other(BoxError),
+}
+
+/// The HTTP/2 handshake on a connected stream, and its driver.
+async fn handshake<T>(io: T) -> Result<(h2::client::SendRequest<Bytes>, Arc<ConnState>), BoxError>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = h2::client::Builder::new()
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_header_list_size(MAX_HEADER_LIST)
+        .max_send_buffer_size(MAX_SEND_BUFFER)
+        .enable_push(false)
+        .handshake::<_, Bytes>(io)
+        .await?;
+    let state = Arc::new(ConnState::default());
+    tokio::spawn(drive(conn, state.clone()));
+    Ok((sender, state))
+}
+
+/// Runs the connection until it ends, pinging it while streams are under
+/// way (see `KEEPALIVE_INTERVAL`); a ping left unanswered closes it.
+async fn drive<T>(mut conn: h2::client::Connection<T, Bytes>, state: Arc<ConnState>)
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut pings = conn.ping_pong();
+    loop {
+        tokio::select! {
+            ended = &mut conn => {
+                if let Err(e) = ended {
+                    tracing::debug!(error = %e, "HTTP/2 upstream connection ended");
+                }
+                break;
+            }
+            () = tokio::time::sleep(KEEPALIVE_INTERVAL) => {}
+        }
+        let Some(pings) = pings.as_mut().filter(|_| state.streams.load(Ordering::Relaxed) > 0) else { continue };
+        let answered = tokio::select! {
+            _ = &mut conn => break,
+            pong = tokio::time::timeout(KEEPALIVE_TIMEOUT, pings.ping(h2::Ping::opaque())) => matches!(pong, Ok(Ok(_))),
+        };
+        if !answered {
+            tracing::debug!("HTTP/2 upstream connection closed: its keep-alive ping went unanswered");
+            break;
+        }
+    }
+    state.closed.store(true, Ordering::Relaxed);
+}
+
+/// Whether the target said it did not process the stream, and why.
+fn unprocessed(e: &h2::Error) -> Option<Unprocessed> {
+    match () {
+        _ if !e.is_remote() => None,
+        _ if e.is_go_away() => Some(Unprocessed::GoingAway),
+        _ if e.is_reset() && e.reason() == Some(h2::Reason::REFUSED_STREAM) => Some(Unprocessed::Refused),
+        _ => None,
+    }
+}
+
+/// Fields HTTP/2 forbids (RFC 9113 §8.2.2); the h2 crate refuses a request
+/// carrying one. The gateway's hop-by-hop pass has removed them already
+/// on the proxy path; this keeps every caller safe.
+fn strip_connection_fields(headers: &mut HeaderMap) {
+    for name in [header::CONNECTION, header::TRANSFER_ENCODING, header::UPGRADE] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+    if headers.get(header::TE).is_some_and(|te| !te.as_bytes().eq_ignore_ascii_case(b"trailers")) {
+        headers.remove(header::TE);
+    }
+}
+
+/// Streams the request body to its stream, as the target's flow control
+/// allows; stops when the target resets the stream (an early answer). A
+/// body that fails is told to `failed` before the stream is reset, so the
+/// request sees that failure rather than the reset.
+/// The body goes back on `back` when the pipe ends.
+async fn pipe(
+    mut body: RequestBody,
+    mut send: h2::SendStream<Bytes>,
+    failed: tokio::sync::oneshot::Sender<BoxError>,
+    back: tokio::sync::oneshot::Sender<RequestBody>,
+) {
+    let mut back = back;
+    tokio::select! {
+        piped = pipe_body(&mut body, &mut send) => {
+            if let Err(e) = piped {
+                let _ = failed.send(e);
+                send.send_reset(h2::Reason::CANCEL);
+            }
+        }
+        // Nobody waits for the answer any more (timed out, or its body
+        // dropped): the rest of the upload goes nowhere.
+        () = back.closed() => send.send_reset(h2::Reason::CANCEL),
+    }
+    let _ = back.send(body);
+}
+
+async fn pipe_body(body: &mut RequestBody, send: &mut h2::SendStream<Bytes>) -> Result<(), BoxError> {
+    loop {
+        let frame = tokio::select! {
+            frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_frame(cx)) => frame,
+            _ = std::future::poll_fn(|cx| send.poll_reset(cx)) => return Ok(()),
+        };
+        match frame {
+            None => {
+                let _ = send.send_data(Bytes::new(), true);
+                return Ok(());
+            }
+            Some(Err(e)) => return Err(Box::new(e)),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(mut data) => {
+                    let end = body.is_end_stream();
+                    while !data.is_empty() {
+                        send.reserve_capacity(data.len());
+                        let granted = match std::future::poll_fn(|cx| send.poll_capacity(cx)).await {
+                            Some(Ok(n)) if n > 0 => n,
+                            Some(Ok(_)) => continue,
+                            // The stream was reset or closed: the target has answered or gone.
+                            Some(Err(_)) | None => return Ok(()),
+                        };
+                        let piece = data.split_to(granted.min(data.len()));
+                        if send.send_data(piece, end && data.is_empty()).is_err() {
+                            return Ok(());
+                        }
+                    }
+                    if end {
+                        return Ok(());
+                    }
+                }
+                Err(frame) => {
+                    if let Ok(trailers) = frame.into_trailers() {
+                        let _ = send.send_trailers(trailers);
+                        return Ok(());
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// An HTTP/2 target's answer body: its DATA frames, then its trailers.
+/// Each frame's bytes are handed back to the flow-control window as they
+/// are taken (the stream's window refills as the client reads).
+pub struct ResponseBody {
+    recv: h2::RecvStream,
+    data_done: bool,
+    /// What its `content-length` still promises.
+    left: Option<u64>,
+    _stream: StreamCount,
+    /// Keeps the request body's pipe going while the answer is read.
+    _pipe: Option<tokio::sync::oneshot::Receiver<RequestBody>>,
+}
+
+impl std::fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseBody").field("left", &self.left).finish_non_exhaustive()
+    }
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+        let this = &mut *self;
+        if !this.data_done {
+            match std::task::ready!(this.recv.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    let _ = this.recv.flow_control().release_capacity(data.len());
+                    this.left = this.left.map(|l| l.saturating_sub(data.len() as u64));
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                // A reset with `NO_ERROR` after the answer (RFC 9113 §8.1:
+                // the target needs no more of the request) ends the body;
+                // a short one is caught by its `content-length` upstream.
+                Some(Err(e)) if e.reason() == Some(h2::Reason::NO_ERROR) && e.is_remote() => return Poll::Ready(None),
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => this.data_done = true,
+            }
+        }
+        match std::task::ready!(this.recv.poll_trailers(cx)) {
+            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+            Ok(None) => Poll::Ready(None),
+            Err(e) if e.reason() == Some(h2::Reason::NO_ERROR) && e.is_remote() => Poll::Ready(None),
+            Err(e) => Poll::Ready(Some(Err(e))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.recv.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.left {
+            Some(left) => SizeHint::with_exact(left),
+            None if self.recv.is_end_stream() => SizeHint::with_exact(0),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+/// A copy of `req`'s head, to send again if its stream goes unprocessed.
+fn copy_head(req: &Request<RequestBody>) -> http::request::Parts {
+    let (mut head, ()) = Request::new(()).into_parts();
+    head.method = req.method().clone();
+    head.uri = req.uri().clone();
+    head.version = req.version();
+    head.headers = req.headers().clone();
+    head.extensions = req.extensions().clone();
+    head
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A target that stops answering (no pong, no answer: a host gone
+    /// without a FIN) fails its streams a ping's timeout after the next
+    /// keep-alive ping, not at `timeouts.request`, and its connection is
+    /// taken no more.
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_whose_ping_goes_unanswered_is_closed() {
+        let (client_io, server_io) = tokio::io::duplex(1 << 16);
+        tokio::spawn(async move {
+            let mut conn = h2::server::handshake(server_io).await.unwrap();
+            let taken = conn.accept().await;
+            // Reads nothing more: the ping is never answered.
+            std::future::pending::<()>().await;
+            drop((taken, conn));
+        });
+        let (sender, state) = handshake(client_io).await.unwrap();
+        let mut sender = sender.ready().await.unwrap();
+        let (response, _) = sender.send_request(Request::get("http://t/").body(()).unwrap(), true).unwrap();
+        let _counted = StreamCount::new(&state);
+        let started = tokio::time::Instant::now();
+        let failed = tokio::time::timeout(Duration::from_secs(120), response).await;
+        assert!(matches!(failed, Ok(Err(_))), "the stream is failed: {failed:?}");
+        let waited = started.elapsed();
+        assert!(waited >= KEEPALIVE_INTERVAL + KEEPALIVE_TIMEOUT, "{waited:?}");
+        assert!(waited < KEEPALIVE_INTERVAL + KEEPALIVE_TIMEOUT + Duration::from_secs(1), "{waited:?}");
+        assert!(state.closed.load(Ordering::Relaxed));
+    }
 }
