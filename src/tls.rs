@@ -133,8 +133,77 @@ fn sni_pattern(name: &str) -> bool {
     !address && labels.iter().all(|l| label(l)) && (host.len() == name.len() || labels.len() >= 2)
 }
 
-/// Builds the listener's rustls config. Errors are `(path under tls, message)`.
-pub fn build(cfg: &ListenerTlsConfig, loaded: &LoadedConfig) -> Result<Arc<ServerConfig>, FieldErrors> {
+/// A listener's `client_auth` as each request checks its connection
+/// against it: a reload that changes it (a CA rotated out) must not leave
+/// the connections its old CAs verified trusted. NGINX ends an old
+/// worker's keep-alive connections at a reload, Envoy drains a changed
+/// listener; here such a connection's certificate is checked again once
+/// (see `still_trusted`).
+#[derive(Debug)]
+pub struct ClientAuth {
+    /// Equal for equal settings (the CA file's bytes, `required`): a reload
+    /// that keeps them leaves connections as they are.
+    pub id: u64,
+    pub required: bool,
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+}
+
+/// What a TLS connection's requests have seen of its listener's
+/// `client_auth`: the settings its certificate (or its lack of one) was
+/// last found good under, and whether it no longer is.
+#[derive(Debug, Default)]
+pub struct ClientAuthSeen {
+    id: std::sync::atomic::AtomicU64,
+    stale: std::sync::atomic::AtomicBool,
+}
+
+impl ClientAuthSeen {
+    /// As of the handshake, under `auth`.
+    pub fn at_handshake(auth: Option<&ClientAuth>) -> ClientAuthSeen {
+        ClientAuthSeen { id: auth.map_or(0, |a| a.id).into(), stale: false.into() }
+    }
+
+    /// The connection's certificate is no longer good on its listener:
+    /// it must close.
+    pub fn is_stale(&self) -> bool {
+        self.stale.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the connection may go on under the listener's `client_auth`
+    /// now: the same settings (one comparison), or its certificate verified
+    /// by the new ones (once; a reload that removed `client_auth` vouches
+    /// for no certificate), or none sent where none is required.
+    pub fn still_trusted(&self, cert: Option<&ClientIdentity>, now: Option<&ClientAuth>) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let current = now.map_or(0, |a| a.id);
+        if self.id.load(Relaxed) == current {
+            return !self.is_stale();
+        }
+        let trusted = !self.is_stale()
+            && match (cert, now) {
+                (Some(cert), Some(auth)) => {
+                    let Some((leaf, intermediates)) = cert.chain.split_first() else { return false };
+                    auth.verifier.verify_client_cert(leaf, intermediates, rustls_pki_types::UnixTime::now()).is_ok()
+                }
+                (Some(_), None) => false,
+                (None, Some(auth)) => !auth.required,
+                (None, None) => true,
+            };
+        if trusted {
+            self.id.store(current, Relaxed);
+        } else {
+            self.stale.store(true, Relaxed);
+        }
+        trusted
+    }
+}
+
+/// Builds the listener's rustls config, and its `client_auth` as requests
+/// check it. Errors are `(path under tls, message)`.
+pub fn build(
+    cfg: &ListenerTlsConfig,
+    loaded: &LoadedConfig,
+) -> Result<(Arc<ServerConfig>, Option<Arc<ClientAuth>>), FieldErrors> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut errors = FieldErrors::new();
     let mut resolver = SniResolver::default();
@@ -175,7 +244,15 @@ pub fn build(cfg: &ListenerTlsConfig, loaded: &LoadedConfig) -> Result<Arc<Serve
                 let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
                 let builder = if ca.required { builder } else { builder.allow_unauthenticated() };
                 match builder.build() {
-                    Ok(v) => Some(v),
+                    Ok(v) => {
+                        use std::hash::{Hash, Hasher};
+                        let mut id = std::hash::DefaultHasher::new();
+                        crate::config::read_file(&loaded.resolve_file(&ca.ca)).unwrap_or_default().hash(&mut id);
+                        ca.required.hash(&mut id);
+                        // 0 stands for "no client_auth".
+                        let id = id.finish().max(1);
+                        Some((v, id, ca.required))
+                    }
                     Err(e) => {
                         errors.push(("client_auth.ca".into(), format!("cannot use the client CA: {e}")));
                         None
@@ -194,13 +271,16 @@ pub fn build(cfg: &ListenerTlsConfig, loaded: &LoadedConfig) -> Result<Arc<Serve
     let builder = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| FieldErrors::one("".to_string(), format!("TLS setup failed: {e}")))?;
-    let builder = match verifier {
-        Some(v) => builder.with_client_cert_verifier(v),
-        None => builder.with_no_client_auth(),
+    let (builder, client_auth) = match verifier {
+        Some((v, id, required)) => {
+            let auth = ClientAuth { id, required, verifier: v.clone() };
+            (builder.with_client_cert_verifier(v), Some(Arc::new(auth)))
+        }
+        None => (builder.with_no_client_auth(), None),
     };
     let mut config = builder.with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok((Arc::new(config), client_auth))
 }
 
 /// Loads a chain and key, checks that they belong together, and returns the

@@ -24,6 +24,9 @@ pub struct ConnInfo {
     pub listener: Arc<str>,
     /// The verified client certificate (mutual TLS).
     pub client_cert: Option<Arc<ClientIdentity>>,
+    /// TLS connections: the listener's `client_auth` the connection was
+    /// last found good under (a reload may change it).
+    pub client_auth: Option<Arc<crate::tls::ClientAuthSeen>>,
     /// `Strict-Transport-Security` for responses on this (TLS) connection.
     pub hsts: Option<HeaderValue>,
     /// Plain listener that only redirects to HTTPS on this port.

@@ -47,6 +47,13 @@ pub enum GatewayError {
     BadHandshake(&'static str),
     #[error("the cross-origin request is not allowed: {0}")]
     CorsRejected(&'static str),
+    /// A reload changed the listener's `client_auth` and this connection's
+    /// certificate (or its lack of one) does not pass the new settings.
+    #[error(
+        "the listener's client certificate settings changed since this connection was made, and its certificate \
+         does not pass them: open a new connection"
+    )]
+    StaleClientAuth,
     #[error("{}", unreachable_detail(cause))]
     UpstreamUnreachable {
         upstream: Arc<str>,
@@ -180,6 +187,9 @@ impl GatewayError {
             GatewayError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             GatewayError::TooManyHeaders => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::CorsRejected(_) => StatusCode::FORBIDDEN,
+            // RFC 9110 §15.5.20: this connection cannot answer; clients
+            // (browsers) send the request again on a new one.
+            GatewayError::StaleClientAuth => StatusCode::MISDIRECTED_REQUEST,
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

@@ -163,6 +163,8 @@ pub struct ListenerPlan {
     pub name: Arc<str>,
     pub addr: SocketAddr,
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// `tls.client_auth`, as requests check their connection against it.
+    pub client_auth: Option<Arc<crate::tls::ClientAuth>>,
     /// `Strict-Transport-Security` value for TLS responses.
     pub hsts: Option<HeaderValue>,
     pub redirect_https: Option<u16>,
@@ -612,13 +614,14 @@ fn compile_listeners(cx: &mut Ctx, registry: &Registry) -> Vec<Arc<ListenerPlan>
             );
         }
         let at = format!("listeners[{i}]");
-        let tls = l.tls.as_ref().and_then(|t| match crate::tls::build(t, cx.loaded) {
-            Ok(c) => Some(c),
-            Err(errs) => {
+        let (tls, client_auth) = match l.tls.as_ref().map(|t| crate::tls::build(t, cx.loaded)) {
+            Some(Ok((config, client_auth))) => (Some(config), client_auth),
+            Some(Err(errs)) => {
                 cx.nest(&format!("{at}.tls"), errs);
-                None
+                (None, None)
             }
-        });
+            None => (None, None),
+        };
         if l.tls.is_some() && l.redirect_https.is_some() {
             cx.err(
                 format!("{at}.redirect_https"),
@@ -639,6 +642,7 @@ fn compile_listeners(cx: &mut Ctx, registry: &Registry) -> Vec<Arc<ListenerPlan>
                     name: l.name.as_str().into(),
                     addr,
                     tls,
+                    client_auth,
                     hsts,
                     redirect_https: l.redirect_https,
                     http2: http2_server(&l.limits),

@@ -522,6 +522,11 @@ fn admit<'p, B>(
     if let Some(port) = conn.redirect_https {
         return Err(redirect_to_https(req, port));
     }
+    if let Some(seen) = &conn.client_auth
+        && !seen.still_trusted(conn.client_cert.as_deref(), listener.client_auth.as_deref())
+    {
+        return Err(Err(GatewayError::StaleClientAuth));
+    }
     Ok(listener)
 }
 

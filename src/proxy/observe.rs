@@ -415,6 +415,7 @@ pub(super) fn flag_of(e: &GatewayError) -> Flag {
         GatewayError::UpstreamUnreachable { sent: true, .. } => Flag::UpstreamClosed,
         GatewayError::UpstreamTimeout { .. } => Flag::UpstreamTimeout,
         GatewayError::CorsRejected(_) => Flag::Forbidden,
+        GatewayError::StaleClientAuth => Flag::Unauthenticated,
         GatewayError::Internal(_) => Flag::LocalResponse,
         GatewayError::Refused { rule, .. } => refusal_flag(*rule),
         // The client went away mid-body: NGINX's 499, not its mistake.

@@ -64,6 +64,7 @@ pub(super) async fn serve(
         scheme: "http",
         listener: listener.clone(),
         client_cert: None,
+        client_auth: None,
         hsts: None,
         redirect_https: lp.redirect_https,
         tls_version: None,
@@ -166,6 +167,7 @@ async fn serve_tls(stream: TcpStream, mut conn: Conn<'_>, config: Arc<rustls::Se
     };
     info.hsts = conn.lp.hsts.clone();
     info.client_cert = session.peer_certificates().and_then(tls::client_identity).map(Arc::new);
+    info.client_auth = Some(Arc::new(tls::ClientAuthSeen::at_handshake(conn.lp.client_auth.as_deref())));
     if h2 {
         conn.drive_h2(TokioIo::new(tls)).await;
     } else {

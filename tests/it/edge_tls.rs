@@ -474,3 +474,61 @@ async fn a_certificate_no_sni_can_pick_is_warned_about() {
     assert_eq!(never.len(), 1, "{warned:?}");
     assert!(never[0].contains("certificates[1]") && never[0].contains("`*.wild.test` is named by certificates[0]"));
 }
+
+/// A reload that replaces the listener's client CA does not leave the
+/// keep-alive connections its old CA verified trusted: the next request
+/// on such a connection gets 421 (a browser sends it again on a new
+/// connection) and the connection closes; a new connection with the old
+/// certificate is refused. A reload that keeps the CA keeps connections
+/// as they are. (They kept their identity as long as they stayed busy.)
+#[tokio::test]
+async fn a_reload_that_rotates_the_client_ca_out_ends_its_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = Pki::new();
+    let (c, k) = pki.issue("server", "server", &["api.example.com"]);
+    let (cc, ck) = pki.issue("client", "svc-a", &["a.internal"]);
+    let other = Pki::new();
+    let config = |ca: &Path, body: &str| {
+        format!(
+            "listeners:\n  - name: tls\n    bind: \"127.0.0.1:0\"\n    tls:\n      certificates: [ {{ cert: \"{}\", key: \"{}\" }} ]\n      client_auth: {{ ca: \"{}\" }}\n\
+             routes:\n  - {{ name: r, match: {{ path_prefix: / }}, static: {{ body: \"{body}\" }} }}\n",
+            c.display(),
+            k.display(),
+            ca.display()
+        )
+    };
+    let gw = start(&config(&pki.ca_path(), "one")).await;
+    let addr = gw.addr("tls").unwrap();
+    let client = crate::support::pki::client_config(&pki.ca_path(), Some((&cc, &ck)), &[b"http/1.1"]);
+    let mut tls = crate::support::pki::connect_with(client.clone(), addr, "api.example.com").await.unwrap();
+    let exchange = async |tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>| {
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: api.example.com\r\n\r\n").await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), tls.read(&mut buf)).await.unwrap().unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert!(exchange(&mut tls).await.starts_with("HTTP/1.1 200"));
+    // The same CA (another route body): the connection goes on.
+    gw.reload(&load(&config(&pki.ca_path(), "two"), Path::new("/"))).await.unwrap();
+    let answer = exchange(&mut tls).await;
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("two"), "{answer}");
+    // Another CA: the next request is refused and the connection ends.
+    gw.reload(&load(&config(&other.ca_path(), "three"), Path::new("/"))).await.unwrap();
+    let answer = exchange(&mut tls).await;
+    assert!(answer.starts_with("HTTP/1.1 421"), "{answer}");
+    assert!(!answer.contains("three"), "{answer}");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), tls.read_to_end(&mut rest)).await;
+    assert!(matches!(closed, Ok(Ok(_)) | Ok(Err(_))), "the connection closes");
+    let again = crate::support::pki::connect_with(client, addr, "api.example.com").await;
+    let refused = match again {
+        Err(_) => true,
+        Ok(mut tls) => {
+            let _ = tls.write_all(b"GET / HTTP/1.1\r\nHost: api.example.com\r\n\r\n").await;
+            let mut buf = Vec::new();
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), tls.read_to_end(&mut buf)).await;
+            buf.is_empty()
+        }
+    };
+    assert!(refused, "a new connection with the old CA's certificate is refused");
+}

@@ -250,7 +250,10 @@ impl<T: Connection> Conn<T> {
             // A body the engine did not read to its end (an early answer)
             // leaves the connection unusable, unless it was all buffered.
             let body_done = handle.as_ref().is_none_or(|h| h.finish_buffered());
-            let stopping = self.closing || stop.flag.has_changed().unwrap_or(true);
+            // A connection whose certificate a reload's `client_auth` no
+            // longer passes is done (its request got a 421).
+            let stale = info.client_auth.as_ref().is_some_and(|c| c.is_stale());
+            let stopping = self.closing || stale || stop.flag.has_changed().unwrap_or(true);
             // One clock read per request: the `Date` of this response, and
             // the start of the idleness that follows it.
             let now = Instant::now();
