@@ -355,8 +355,12 @@ impl Replay {
         if self.overflowed {
             return;
         }
+        // The piece that crosses the limit is kept too: it is in memory as
+        // it goes anyway, and a sender that has not sent it yet (an HTTP/2
+        // stream waiting for its window) can still send the body again.
+        // `rewind_within` holds a retry to the limit itself.
         match frame.data_ref() {
-            Some(data) if self.kept_len + data.len() as u64 <= self.limit => {
+            Some(data) if self.kept_len <= self.limit => {
                 self.kept_len += data.len() as u64;
                 self.kept.push(data.clone());
                 self.cursor = self.kept.len();
@@ -368,5 +372,28 @@ impl Replay {
                 self.cursor = 0;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sender waiting for an HTTP/2 window reads the piece after the
+    /// window's worth before it can send it: with a 64 KiB window and a
+    /// 64 KiB limit, that piece is kept (the body can still go again on a
+    /// stream the target never processed); one more is not.
+    #[test]
+    fn the_piece_crossing_the_limit_is_kept_and_no_more() {
+        let mut r = Replay { kept: Vec::new(), kept_len: 0, limit: 64 << 10, overflowed: false, cursor: 0 };
+        let piece = |n: usize| Frame::data(Bytes::from(vec![b'x'; n]));
+        for _ in 0..5 {
+            r.keep(&piece(16 << 10));
+        }
+        assert!(!r.overflowed);
+        assert_eq!(r.kept_len, 80 << 10);
+        r.keep(&piece(1));
+        assert!(r.overflowed);
+        assert!(r.kept.is_empty());
     }
 }

@@ -28,10 +28,11 @@ use crate::http::request_body::RequestBody;
 /// came, again and again, is a failure after these; see `send`).
 const MAX_RESENDS: u32 = 3;
 
-/// A streamed request body's first bytes kept as they go, so that a stream
-/// the target did not process can go again with them (the HTTP/1.1 pool
-/// keeps as much of a request it may resend); past them, such a request is
-/// a failure.
+/// A streamed request body's first bytes kept as they go (and the piece
+/// that crosses this: it may be waiting for the stream's window), so that
+/// a stream the target did not process can go again with them (the
+/// HTTP/1.1 pool keeps as much of a request it may resend); past them,
+/// such a request is a failure.
 const RESEND_BODY: u64 = 64 << 10;
 
 /// A connection with streams under way is pinged this often, and closed
@@ -215,7 +216,7 @@ impl H2Target {
             if said == Unprocessed::GoingAway {
                 self.forget(open.number).await;
             }
-            let body = spare_body.or_else(|| sent_body.and_then(|mut b| b.rewind_within(RESEND_BODY).then_some(b)));
+            let body = spare_body.or_else(|| sent_body.and_then(|mut b| b.rewind().then_some(b)));
             match spare_head.zip(body) {
                 Some((head, body)) if resends > 0 => {
                     // Only resends after a connection that took nothing

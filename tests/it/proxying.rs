@@ -161,7 +161,9 @@ async fn h2_upstream_going_away(
                 let writer = Arc::new(tokio::sync::Mutex::new(writer));
                 let write = |bytes: Vec<u8>| put(writer.clone(), bytes);
                 let mut preface = [0u8; 24];
-                if reader.read_exact(&mut preface).await.is_err() || !write(frame(4, 0, 0, &[])).await {
+                // SETTINGS_INITIAL_WINDOW_SIZE 64 KiB, as NGINX's `http2_body_preread_size`.
+                let settings = frame(4, 0, 0, &[0, 4, 0, 1, 0, 0]);
+                if reader.read_exact(&mut preface).await.is_err() || !write(settings).await {
                     return;
                 }
                 let (mut served, mut last) = (0, None);
@@ -293,7 +295,8 @@ async fn an_http2_target_going_away_before_answering_costs_no_request() {
 /// Streams above a `GOAWAY`'s last id were not processed (RFC 9113 §6.8),
 /// whatever their method: POSTs and PATCHes go again on a new connection
 /// too, bodiless ones and ones whose body streams through (its first
-/// 64 KiB kept as it goes), each processed exactly once. They were 502s
+/// 64 KiB kept as it goes, and the piece then waiting for the stream's
+/// window), each processed exactly once. They were 502s
 /// (hyper's client could not tell such a stream from one it had just
 /// opened and cancelled, which the target may have processed): half of a
 /// burst of POSTs against NGINX's `keepalive_requests 3`.
@@ -303,6 +306,8 @@ async fn requests_an_http2_target_going_away_did_not_take_go_again_whatever_thei
         (http::Method::POST, None),
         (http::Method::POST, Some("x".repeat(3000))),
         (http::Method::PATCH, Some("{}".into())),
+        // Over 64 KiB: the window's worth sent, the next piece held for more.
+        (http::Method::POST, Some("y".repeat(1_000_000))),
     ] {
         let (addr, _, served) = h2_upstream_going_away(3, Duration::from_millis(20)).await;
         let body: Option<&'static str> = body.map(|b| &*Box::leak(b.into_boxed_str()));
