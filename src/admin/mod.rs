@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -71,6 +71,8 @@ pub async fn start(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<Run
                     let shared = shared.clone();
                     async move {
                         let answer = match (req.uri().path(), req.method()) {
+                            // Before anything reads `Host` (the tokenless guard does).
+                            _ if let Some(why) = bad_host(&req) => problem(StatusCode::BAD_REQUEST, why),
                             ("/reload", &Method::POST) => reload(&shared, &req).await,
                             _ => answer(&shared, &req),
                         };
@@ -171,8 +173,26 @@ fn needs_token(given: bool) -> Response<Full<Bytes>> {
     resp
 }
 
+/// Why the request's `Host` cannot be read as one name, if it cannot (RFC
+/// 9112 §3.2: 400 for an HTTP/1.1 request without one, and for any with
+/// several or a malformed one). hyper lets all of these through, and
+/// `local_host` reads one `Host`: with two, a rebound page's own name came
+/// second and the first passed; `localhost:abc` passed as `localhost`.
+/// The public listeners refuse the same (`wire::admit`).
+fn bad_host(req: &Request<Incoming>) -> Option<&'static str> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => Some("more than one Host header"),
+        (Some(host), None) => crate::wire::admit::host_and_port(host.as_bytes()).err(),
+        // Only HTTP/1.0 may leave it out.
+        (None, _) if req.version() != Version::HTTP_10 => Some("an HTTP/1.1 request needs a Host header"),
+        (None, _) => None,
+    }
+}
+
 /// Whether the request's authority (`Host`, or the target's) is an IP
-/// address or `localhost`, with or without a port.
+/// address or `localhost`, with or without a port (`bad_host` has
+/// refused any other form of `Host`).
 fn local_host(req: &Request<Incoming>) -> bool {
     let host = match req.uri().authority() {
         Some(a) => a.host(),

@@ -900,6 +900,41 @@ async fn a_tokenless_admin_answers_only_to_addresses_and_localhost() {
     assert_eq!(rebound.status, 200, "liveness tells nothing");
 }
 
+/// The `Host` the tokenless guard reads must be the only one, and a name
+/// (RFC 9112 §3.2): with two, the first was judged (a local one, then the
+/// rebound page's own name, passed); an HTTP/1.1 request without one, and
+/// a port that is no number (`localhost:abc`), passed too. All are 400.
+#[tokio::test]
+async fn the_admin_api_refuses_a_host_it_cannot_read_as_one_name() {
+    let (h, _dir) = tokenless_admin().await;
+    let addr = h.admin_addr().unwrap();
+    let ask = async |version: &str, hosts: &str| {
+        let request = format!("GET /status {version}\r\n{hosts}Connection: close\r\n\r\n");
+        crate::support::raw(addr, &request).await
+    };
+    for hosts in [
+        "Host: 127.0.0.1\r\nHost: evil.com\r\n",
+        "Host: evil.com\r\nHost: 127.0.0.1\r\n",
+        "",
+        "Host: localhost:abc\r\n",
+        "Host: 127.0.0.1:\r\n",
+        "Host: localhost, evil.com\r\n",
+    ] {
+        let answer = ask("HTTP/1.1", hosts).await;
+        assert_eq!(crate::support::raw_status(&answer), 400, "{hosts:?}: {answer}");
+        assert!(answer.contains("application/problem+json"), "{hosts:?}: {answer}");
+    }
+    let twice = ask("HTTP/1.1", "Host: localhost\r\nHost: localhost\r\n").await;
+    assert!(twice.contains("more than one Host header"), "{twice}");
+    let twice_on_1_0 = ask("HTTP/1.0", "Host: 127.0.0.1\r\nHost: evil.com\r\n").await;
+    assert_eq!(crate::support::raw_status(&twice_on_1_0), 400, "{twice_on_1_0}");
+    // What stays as it was: HTTP/1.0 may leave `Host` out; a foreign name is 403.
+    assert_eq!(crate::support::raw_status(&ask("HTTP/1.0", "").await), 200);
+    assert_eq!(crate::support::raw_status(&ask("HTTP/1.1", "Host: localhost:9901\r\n").await), 200);
+    assert_eq!(crate::support::raw_status(&ask("HTTP/1.1", "Host: [::1]\r\n").await), 200);
+    assert_eq!(crate::support::raw_status(&ask("HTTP/1.1", "Host: evil.com\r\n").await), 403);
+}
+
 /// Prometheus asks for OpenMetrics with q-values; a client may prefer the
 /// text format or refuse OpenMetrics (`q=0`), in any letter case.
 #[tokio::test]
