@@ -179,6 +179,10 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
     ("limit-settings.yaml", 2, &[":5:", "rate_limit_store.redis.timeout", "at least 1ms", ":10:", "routes[0].rate_limit[0].name", "`#` is kept"]),
     ("public-admin-without-token.yaml", 1, &[":4:", "admin.bind", "set `admin.token`"]),
     ("admin-token-from-an-empty-variable.yaml", 1, &[":7:", "admin.token", "the token is empty"]),
+    ("introspection-secret-from-an-empty-variable.yaml", 2, &[
+        ":10:", "auth.opaque.introspection.client_secret", "the client secret is empty (a `${VAR}` set to nothing?)",
+        ":12:", "auth.written.introspection.client_secret",
+    ]),
     ("redirect-parameter-in-host.yaml", 1, &[":8:", "routes[0].redirect.to", "an open redirect"]),
     ("top-level-type-error-beside-others.yaml", 4, &[
         ":4:", "trusted_proxies[0]", ":5:", "log_level", ":6:", "shutdown_timeout", ":8:", "unknown upstream `nope`",

@@ -69,6 +69,16 @@ impl Introspection {
         if let Some(fault) = crate::http::fetch_url_fault(&cfg.endpoint) {
             return Err(FieldErrors::one("introspection.endpoint", fault));
         }
+        // Read from the environment, it is empty when the variable is set to
+        // nothing: every call would be refused (`invalid_client`), every
+        // token 503 or 401, and the cause only in the server's logs.
+        if cfg.client_secret.is_empty() {
+            return Err(FieldErrors::one(
+                "introspection.client_secret",
+                "the client secret is empty (a `${VAR}` set to nothing?): set the secret the authorization server \
+                 gave the gateway's client",
+            ));
+        }
         let ca = cfg.ca.as_ref().map(|f| loaded.resolve_file(f));
         let fetcher =
             Fetcher::new(ca.as_deref(), cfg.timeout.0).map_err(|e| FieldErrors::one("introspection.ca", e))?;
