@@ -63,6 +63,16 @@ fn labels_under<'n>(name: &'n str, suffix: &str) -> Option<&'n str> {
     name.strip_suffix(suffix).and_then(|l| l.strip_suffix('.')).filter(|l| !l.is_empty())
 }
 
+/// Whether a route checks the client certificate itself: every provider it
+/// takes is `mtls` (any one provider lets a request in: with `[client_cert,
+/// logins]`, a Basic login on the public listener reaches it without a
+/// certificate), and `anonymous` does not let a request without one through.
+fn needs_a_certificate(cfg: &crate::config::Config, route: &crate::config::RouteConfig) -> bool {
+    !route.anonymous
+        && !route.authenticate.is_empty()
+        && route.authenticate.iter().all(|p| matches!(cfg.auth.get(p), Some(ProviderConfig::Mtls(_))))
+}
+
 pub(super) fn routes_around_required_client_certs(loaded: &LoadedConfig, found: &mut Found) {
     let cfg = &loaded.config;
     if cfg.listeners.len() < 2 {
@@ -76,12 +86,7 @@ pub(super) fn routes_around_required_client_certs(loaded: &LoadedConfig, found: 
         let names = served_names(loaded, tls);
         for (i, route) in cfg.routes.iter().enumerate() {
             let Some(host) = route.matcher.host.as_deref().map(str::to_ascii_lowercase) else { continue };
-            // Scoped to listeners, or checking the certificate itself (not
-            // when `anonymous` lets a request without one through).
-            if route.matcher.listeners.is_some()
-                || !route.anonymous
-                    && route.authenticate.iter().any(|p| matches!(cfg.auth.get(p), Some(ProviderConfig::Mtls(_))))
-            {
+            if route.matcher.listeners.is_some() || needs_a_certificate(cfg, route) {
                 continue;
             }
             let Some(name) = names.iter().find(|n| meet(&host, n)) else { continue };
@@ -94,7 +99,7 @@ pub(super) fn routes_around_required_client_certs(loaded: &LoadedConfig, found: 
                     "`{host}` is served by listener `{}` (certificate name `{name}`), whose clients must show a \
                      certificate, but the route is on every listener: a client of `{}` reaches it without one by \
                      sending `Host: {host}` (SNI and Host need not agree). Add `match.listeners: [{}]`, or \
-                     `authenticate` with an mtls provider",
+                     `authenticate` with mtls providers only",
                     listener.name,
                     others.join("`, `"),
                     listener.name
@@ -106,7 +111,37 @@ pub(super) fn routes_around_required_client_certs(loaded: &LoadedConfig, found: 
 
 #[cfg(test)]
 mod tests {
-    use super::meet;
+    use super::{Found, meet, routes_around_required_client_certs};
+
+    /// A route is guarded by certificates only when every provider it
+    /// takes is `mtls`: any other lets a client of the public listener in
+    /// without one (`[client_cert, logins]`: a Basic login).
+    #[test]
+    fn a_route_that_also_takes_another_provider_is_reachable_without_a_certificate() {
+        let warned = |authenticate: &str| {
+            let yaml = format!(
+                "listeners:\n\
+                 \x20 - {{ name: public, bind: \"127.0.0.1:0\" }}\n\
+                 \x20 - {{ name: partners, bind: \"127.0.0.1:0\", tls: {{ certificates: [ {{ cert: c.pem, key: k.pem, \
+                 server_names: [ secure.test ] }} ], client_auth: {{ ca: ca.pem, required: true }} }} }}\n\
+                 auth:\n  client_cert: {{ mtls: {{}} }}\n  partner_ca: {{ mtls: {{}} }}\n\
+                 \x20 logins: {{ basic: {{ htpasswd: users.htpasswd }} }}\n\
+                 routes:\n  - {{ name: r, match: {{ host: secure.test }}, static: {{ status: 200 }}{authenticate} }}\n"
+            );
+            let loaded = crate::config::parse_str(&yaml, "t.yaml", std::path::Path::new(".")).unwrap();
+            let mut found = Found::default();
+            routes_around_required_client_certs(&loaded, &mut found);
+            found.0.iter().map(|(name, path, _)| format!("{name} {path}")).collect::<Vec<_>>()
+        };
+        let bypass = ["mtls-listener-bypass routes[0].match.host"];
+        assert_eq!(warned(""), bypass);
+        assert_eq!(warned(", authenticate: [client_cert, logins]"), bypass);
+        assert_eq!(warned(", authenticate: [logins, client_cert]"), bypass);
+        assert_eq!(warned(", authenticate: [logins]"), bypass);
+        assert_eq!(warned(", authenticate: [client_cert], anonymous: true"), bypass);
+        assert!(warned(", authenticate: [client_cert]").is_empty());
+        assert!(warned(", authenticate: [client_cert, partner_ca]").is_empty());
+    }
 
     #[test]
     fn hosts_and_certificate_names_meet_as_sni_and_routing_read_them() {
