@@ -127,6 +127,60 @@ pub struct Consumer {
     pub scopes: Vec<String>,
 }
 
+// What an identity's scopes and groups may be, here beside it: consumers
+// (`auth`) and `authorize` rules (`authz`) are held to the same.
+
+/// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
+pub fn is_scope_token(t: &str) -> bool {
+    !t.is_empty() && t.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+}
+
+/// Why a scope the config writes (a consumer's, an `authorize` rule's) is
+/// not one scope token, if it is not. Scopes travel joined with spaces (a
+/// token's `scope`, `X-Auth-Scopes`): `read write` is two scopes to a
+/// service, and a rule requiring it is met by no token's scopes.
+pub fn scope_fault(scope: &str) -> Option<String> {
+    let shown = scope.escape_debug();
+    if is_scope_token(scope) {
+        None
+    } else if scope.is_empty() {
+        Some("an empty scope (a scope is one word)".into())
+    } else if scope.contains(' ') {
+        Some(format!(
+            "`{shown}` holds a space: scopes are joined with spaces (a token's `scope`, `X-Auth-Scopes`), so \
+             services read it as several; list each scope apart"
+        ))
+    } else {
+        Some(format!("`{shown}` is not a scope: printable ASCII without spaces, `\"` or `\\` (RFC 6749 §3.3)"))
+    }
+}
+
+/// Why a group name the config writes (a consumer's, an `authorize`
+/// rule's) is not one, if it is not. Groups reach services joined with `,`
+/// in `X-Consumer-Groups`, whose readers split at `,` and trim what is
+/// between: `guests,admins` would be two groups there (one to `authorize`,
+/// so a `deny: [admins]` let it through), ` staff` would be `staff`.
+pub fn group_fault(group: &str) -> Option<String> {
+    let shown = group.escape_debug();
+    if group.is_empty() {
+        Some("an empty group name".into())
+    } else if group.trim() != group {
+        Some(format!(
+            "`{shown}` has whitespace at an end: services read `X-Consumer-Groups` trimmed (`{}`), `authorize` as \
+             written",
+            group.trim().escape_debug()
+        ))
+    } else if group.contains(',') {
+        Some(format!(
+            "`{shown}` holds `,`: `X-Consumer-Groups` joins groups with `,`, so services read it as several groups"
+        ))
+    } else if group.chars().any(char::is_control) {
+        Some(format!("`{shown}` holds a control character, which `X-Consumer-Groups` cannot carry"))
+    } else {
+        None
+    }
+}
+
 /// What the rate-limit headers report: the most constrained limit.
 #[derive(Debug, Clone)]
 pub struct HeaderInfo {
@@ -177,4 +231,30 @@ pub enum Outcome {
     Continue,
     /// Stop here and send this response (the engine adds the common headers).
     Respond(Answer),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{group_fault, scope_fault};
+
+    /// The scopes and groups the config writes are held to what reaches a
+    /// service: one scope token each (`X-Auth-Scopes` joins them with spaces),
+    /// one group name each (`X-Consumer-Groups` joins them with `,`, read trimmed).
+    #[test]
+    fn configured_scopes_and_groups_read_one_way_everywhere() {
+        for good in ["orders:read", "a!#$%&'()*+,-./:;<=>?@[]^_`{|}~"] {
+            assert_eq!(scope_fault(good), None, "{good}");
+        }
+        for bad in ["", "read write", "a\"b", "a\\b", "a\tb", "caf\u{e9}", "a\u{7f}"] {
+            assert!(scope_fault(bad).is_some(), "{bad:?}");
+        }
+        for good in ["admins", "on call", "a:b/c"] {
+            assert_eq!(group_fault(good), None, "{good}");
+        }
+        for bad in
+            ["", "guests,admins", " staff", "staff ", "staff\t", "\u{a0}staff", "a\u{1}b", "a\u{7f}b", "a\u{85}b"]
+        {
+            assert!(group_fault(bad).is_some(), "{bad:?}");
+        }
+    }
 }

@@ -179,6 +179,15 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
     ("limit-settings.yaml", 2, &[":5:", "rate_limit_store.redis.timeout", "at least 1ms", ":10:", "routes[0].rate_limit[0].name", "`#` is kept"]),
     ("public-admin-without-token.yaml", 1, &[":4:", "admin.bind", "set `admin.token`"]),
     ("admin-token-from-an-empty-variable.yaml", 1, &[":7:", "admin.token", "the token is empty"]),
+    ("groups-and-scopes-read-two-ways.yaml", 8, &[
+        ":12:", "consumers[0].groups[0]", "`guests,admins` holds `,`",
+        "consumers[0].groups[1]", "` staff` has whitespace at an end",
+        "consumers[0].groups[2]", "an empty group name",
+        ":13:", "consumers[0].scopes[0]", "`read write` holds a space",
+        ":20:", "routes[0].authorize.scopes[0]", "is not a scope",
+        ":21:", "routes[0].authorize.any_scopes[0]", "an empty scope",
+        ":22:", "routes[0].authorize.groups.allow[0]", "routes[0].authorize.groups.deny[0]",
+    ]),
     ("introspection-secret-from-an-empty-variable.yaml", 2, &[
         ":10:", "auth.opaque.introspection.client_secret", "the client secret is empty (a `${VAR}` set to nothing?)",
         ":12:", "auth.written.introspection.client_secret",

@@ -10,7 +10,7 @@ use crate::config::units::parse_date;
 use super::config::ConsumerConfig;
 use crate::config::FieldErrors;
 use crate::policy::compile::CompileCtx;
-use crate::policy::ctx::Consumer;
+use crate::policy::ctx::{Consumer, group_fault, scope_fault};
 use crate::tls::TrustedCa;
 
 #[derive(Debug, Default)]
@@ -50,6 +50,16 @@ impl Consumers {
                 errors.push((format!("[{i}].id"), format!("consumer ids must be unique and non-empty (`{}`)", c.id)));
             }
             ids.push(&c.id);
+            for (j, g) in c.groups.iter().enumerate() {
+                if let Some(why) = group_fault(g) {
+                    errors.push((format!("[{i}].groups[{j}]"), why));
+                }
+            }
+            for (j, s) in c.scopes.iter().enumerate() {
+                if let Some(why) = scope_fault(s) {
+                    errors.push((format!("[{i}].scopes[{j}]"), why));
+                }
+            }
             let consumer =
                 Arc::new(Consumer { id: c.id.as_str().into(), groups: c.groups.clone(), scopes: c.scopes.clone() });
             for (j, k) in c.api_keys.iter().enumerate() {

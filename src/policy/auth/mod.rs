@@ -213,9 +213,7 @@ impl std::fmt::Display for Place {
 /// `"profile admin:write"` reached services as two scopes in
 /// `X-Auth-Scopes`, which is joined with spaces.
 pub(crate) fn scopes_of(claim: Option<&serde_json::Value>) -> Vec<String> {
-    let token = |t: &&str| {
-        !t.is_empty() && t.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
-    };
+    let token = |t: &&str| crate::policy::ctx::is_scope_token(t);
     match claim {
         Some(serde_json::Value::String(s)) => s.split(' ').filter(token).map(String::from).collect(),
         Some(serde_json::Value::Array(a)) => {

@@ -13,7 +13,7 @@ pub use config::*;
 use crate::config::FieldErrors;
 use crate::http::problem;
 use crate::policy::compile::CompileCtx;
-use crate::policy::ctx::Identity;
+use crate::policy::ctx::{Identity, group_fault, scope_fault};
 use crate::policy::ctx::{Outcome, RequestCtx};
 
 #[derive(Debug, Clone)]
@@ -57,6 +57,20 @@ impl Compiled {
             };
             claims.push((c.claim.split('.').map(String::from).collect(), test));
         }
+        // Held to the rules identities' scopes and groups are: a name none
+        // can have is a required scope or `allow` no one meets, a `deny`
+        // that never bites.
+        let listed = |key: &str, names: &[String], fault: fn(&str) -> Option<String>, errors: &mut FieldErrors| {
+            for (i, name) in names.iter().enumerate() {
+                if let Some(why) = fault(name) {
+                    errors.push((format!("{key}[{i}]"), why));
+                }
+            }
+        };
+        listed("scopes", &cfg.scopes, scope_fault, &mut errors);
+        listed("any_scopes", &cfg.any_scopes, scope_fault, &mut errors);
+        listed("groups.allow", &cfg.groups.allow, group_fault, &mut errors);
+        listed("groups.deny", &cfg.groups.deny, group_fault, &mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
