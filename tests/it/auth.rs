@@ -584,6 +584,25 @@ async fn an_empty_jwks_answer_keeps_the_last_good_keys() {
     jwks_outage_keeps_the_last_good_keys_when(|idp| idp.publish(&[])).await;
 }
 
+/// An answer whose every key is unusable (an RSA key under 2048 bits, a
+/// symmetric key, keys that fit none of the provider's `algorithms`) holds
+/// no key the gateway can use either: it was "loaded", replaced the good
+/// set, and every valid token got 401.
+#[tokio::test]
+async fn an_answer_of_unusable_keys_keeps_the_last_good_keys() {
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    // The provider takes ES256 only: an RSA key (however long) and a P-384 key fit none of it.
+    let rsa = SigningKey::generate(Algorithm::RS256, "rsa");
+    let p384 = SigningKey::generate(Algorithm::ES384, "p384");
+    let unusable = json!({ "keys": [
+        { "kty": "RSA", "kid": "k1", "n": b64(&[0xc5; 128]), "e": "AQAB" },
+        { "kty": "oct", "kid": "k1", "k": b64(b"a-secret-anyone-reading-the-set-has!") },
+        rsa.jwk(),
+        p384.jwk(),
+    ]});
+    jwks_outage_keeps_the_last_good_keys_when(|idp| *idp.jwks.lock().unwrap() = unusable).await;
+}
+
 async fn jwks_outage_keeps_the_last_good_keys_when(outage: impl FnOnce(&Idp)) {
     let idp = Idp::start().await;
     let k = SigningKey::generate(Algorithm::ES256, "k1");

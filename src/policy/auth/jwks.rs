@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, DecodingKey};
 use tokio::time::Instant;
 
 use super::Failure;
@@ -32,6 +32,8 @@ pub type Candidates = Arc<[Arc<DecodingKey>]>;
 pub struct KeySet {
     by_kid: HashMap<String, Candidates>,
     all: Candidates,
+    /// The keys of the document left out as unusable, each with why (`unusable`).
+    pub skipped: Vec<String>,
 }
 
 impl std::fmt::Debug for KeySet {
@@ -42,19 +44,25 @@ impl std::fmt::Debug for KeySet {
 
 impl KeySet {
     pub fn single(key: DecodingKey) -> KeySet {
-        KeySet { by_kid: HashMap::new(), all: Arc::new([Arc::new(key)]) }
+        KeySet { by_kid: HashMap::new(), all: Arc::new([Arc::new(key)]), skipped: Vec::new() }
     }
 
-    /// Keys of a JWKS document; keys this library cannot use are skipped,
-    /// one at a time (a key with a field it cannot read, a `use` written as
-    /// a list, does not take the set's other keys with it).
-    pub fn from_jwks(doc: &serde_json::Value) -> Result<KeySet, String> {
+    /// Keys of a JWKS document that can verify a token of one of
+    /// `algorithms`; the others are skipped, one at a time (a key with a
+    /// field this library cannot read, a `use` written as a list, does not
+    /// take the set's other keys with it), and listed in `skipped`.
+    pub fn from_jwks(doc: &serde_json::Value, algorithms: &[Algorithm]) -> Result<KeySet, String> {
         let listed = doc.get("keys").and_then(|k| k.as_array()).ok_or("not a JWKS: no `keys` list")?;
-        let keys: Vec<Jwk> = listed.iter().filter_map(|k| serde_json::from_value(k.clone()).ok()).collect();
         let mut by_kid: HashMap<String, Vec<Arc<DecodingKey>>> = HashMap::new();
         let mut all = Vec::new();
+        let mut skipped = Vec::new();
         use jsonwebtoken::jwk::{KeyOperations, PublicKeyUse};
-        for jwk in &keys {
+        for (i, listed) in listed.iter().enumerate() {
+            let Ok(jwk) = serde_json::from_value::<Jwk>(listed.clone()) else {
+                let kid = listed.get("kid").and_then(|k| k.as_str());
+                skipped.push(format!("{}: {UNREADABLE}", named(i, kid)));
+                continue;
+            };
             // A key published for encryption (`use: enc`), or whose
             // `key_ops` leave out `verify`, is not one to check signatures
             // with (RFC 7517 §4.2, §4.3): an identity provider that reuses
@@ -65,15 +73,23 @@ impl KeySet {
             if !for_signatures {
                 continue;
             }
-            let Ok(key) = DecodingKey::from_jwk(jwk) else { continue };
+            let kid = jwk.common.key_id.as_deref();
+            if let Some(why) = unusable(&jwk, algorithms) {
+                skipped.push(format!("{}: {why}", named(i, kid)));
+                continue;
+            }
+            let Ok(key) = DecodingKey::from_jwk(&jwk) else {
+                skipped.push(format!("{}: {UNREADABLE}", named(i, kid)));
+                continue;
+            };
             let key = Arc::new(key);
-            if let Some(kid) = &jwk.common.key_id {
-                by_kid.entry(kid.clone()).or_default().push(key.clone());
+            if let Some(kid) = kid {
+                by_kid.entry(kid.to_string()).or_default().push(key.clone());
             }
             all.push(key);
         }
         let by_kid = by_kid.into_iter().map(|(kid, keys)| (kid, keys.into())).collect();
-        Ok(KeySet { by_kid, all: all.into() })
+        Ok(KeySet { by_kid, all: all.into(), skipped })
     }
 
     /// The key for `kid`. A set with one key and no kids (a secret, a PEM
@@ -94,6 +110,67 @@ impl KeySet {
     pub fn family(&self) -> Option<jsonwebtoken::AlgorithmFamily> {
         (self.all.len() == 1).then(|| self.all[0].family())
     }
+}
+
+/// A key of a JWKS as a log line or an error names it: by `kid`, else by place.
+fn named(index: usize, kid: Option<&str>) -> String {
+    match kid {
+        Some(kid) => format!("kid `{}`", kid.escape_debug()),
+        None => format!("key {index} (no kid)"),
+    }
+}
+
+/// Why a key this library cannot read is skipped.
+const UNREADABLE: &str = "a key that cannot be read (an unknown `kty`, or without that type's fields)";
+
+/// The smallest RSA modulus taken (RFC 7518 §3.3: 2048 bits or larger).
+const MIN_RSA_BITS: usize = 2048;
+
+/// Why a JWKS key can verify no token of a provider taking `algorithms`,
+/// if it cannot: a symmetric (`oct`) key (a key set is published: whoever
+/// reads it could sign tokens with it), an RSA key under 2048 bits, or a
+/// key that fits none of the algorithms. Skipped before the set is judged:
+/// an answer holding only such keys kept none the gateway could use, yet
+/// replaced the last good set.
+fn unusable(jwk: &Jwk, algorithms: &[Algorithm]) -> Option<String> {
+    use jsonwebtoken::Algorithm::*;
+    use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve};
+    let fits: &[Algorithm] = match &jwk.algorithm {
+        AlgorithmParameters::OctetKey(_) => {
+            return Some("a symmetric (`oct`) key: a key set is no place for a secret".into());
+        }
+        AlgorithmParameters::RSA(rsa) => match rsa_bits(&rsa.n) {
+            Some(bits) if bits < MIN_RSA_BITS => {
+                return Some(format!("an RSA key of {bits} bits (at least {MIN_RSA_BITS})"));
+            }
+            _ => &[RS256, RS384, RS512, PS256, PS384, PS512],
+        },
+        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+            EllipticCurve::P256 => &[ES256],
+            EllipticCurve::P384 => &[ES384],
+            _ => &[],
+        },
+        AlgorithmParameters::OctetKeyPair(okp) => match okp.curve {
+            EllipticCurve::Ed25519 => &[EdDSA],
+            _ => &[],
+        },
+        _ => return Some(UNREADABLE.into()),
+    };
+    if fits.iter().any(|a| algorithms.contains(a)) {
+        return None;
+    }
+    let listed: Vec<String> = algorithms.iter().map(|a| format!("{a:?}")).collect();
+    Some(format!("fits none of the provider's algorithms ({})", listed.join(", ")))
+}
+
+/// The size of an RSA modulus given as a JWK's `n` (base64url, big-endian);
+/// `None` when it is not base64url (the key is refused as unreadable).
+fn rsa_bits(n: &str) -> Option<usize> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(n).ok()?;
+    let first = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+    let significant = &bytes[first..];
+    Some(significant.first().map_or(0, |b| significant.len() * 8 - b.leading_zeros() as usize))
 }
 
 #[derive(Debug)]
@@ -124,6 +201,8 @@ pub struct RemoteJwks {
     location: Location,
     fetcher: Fetcher,
     refresh: Duration,
+    /// The provider's: a fetched key that fits none of them is skipped.
+    algorithms: Vec<Algorithm>,
     keys: ArcSwap<KeySet>,
     /// When the last unknown-kid refetch started (they are rate-limited;
     /// scheduled refreshes are not counted).
@@ -138,8 +217,9 @@ pub struct RemoteJwks {
     refetching: tokio::sync::watch::Sender<bool>,
     /// The refresher runs once, even when a reload keeps this key set.
     started: std::sync::atomic::AtomicBool,
-    /// What identifies the source: a reload with the same keeps the keys.
-    pub identity: (Location, Duration, Option<std::path::PathBuf>),
+    /// What identifies the source: a reload with the same keeps the keys
+    /// (and other algorithms would keep other keys of the same document).
+    pub identity: (Location, Duration, Option<std::path::PathBuf>, Vec<Algorithm>),
 }
 
 /// Marks an unknown-kid refetch as running until dropped.
@@ -158,13 +238,15 @@ impl RemoteJwks {
         fetcher: Fetcher,
         refresh: Duration,
         ca: Option<std::path::PathBuf>,
+        algorithms: Vec<Algorithm>,
     ) -> RemoteJwks {
         RemoteJwks {
-            identity: (location.clone(), refresh, ca),
+            identity: (location.clone(), refresh, ca, algorithms.clone()),
             provider,
             location,
             fetcher,
             refresh,
+            algorithms,
             keys: ArcSwap::from_pointee(KeySet::default()),
             last_refetch: Mutex::new(None),
             down: false.into(),
@@ -258,6 +340,12 @@ impl RemoteJwks {
         let result = self.load().await;
         match result {
             Ok(set) => {
+                // Said once, not at every refresh: an identity provider may
+                // well publish keys for algorithms this provider leaves out.
+                if !set.skipped.is_empty() && set.skipped != self.keys.load().skipped {
+                    let skipped = set.skipped.join("; ");
+                    tracing::warn!(provider = %self.provider, %skipped, "JWKS keys skipped as unusable");
+                }
                 tracing::info!(provider = %self.provider, keys = set.all.len(), "JWKS loaded");
                 self.keys.store(Arc::new(set));
                 self.down.store(false, std::sync::atomic::Ordering::Relaxed);
@@ -290,12 +378,16 @@ impl RemoteJwks {
                 doc.get("jwks_uri").and_then(|v| v.as_str()).ok_or("discovery document has no jwks_uri")?.to_string()
             }
         };
-        let set = KeySet::from_jwks(&self.fetcher.get_json(&url).await?)?;
+        let set = KeySet::from_jwks(&self.fetcher.get_json(&url).await?, &self.algorithms)?;
         // An empty or unusable answer is an identity provider's (or a
         // cache's) mistake, not a revocation of every key: keep the last
         // good set, as a failed fetch does (Envoy does the same).
         if set.is_empty() {
-            return Err("the JWKS holds no key the gateway can use".into());
+            let skipped = match set.skipped.is_empty() {
+                true => String::new(),
+                false => format!(" (skipped: {})", set.skipped.join("; ")),
+            };
+            return Err(format!("the JWKS holds no key the gateway can use{skipped}"));
         }
         Ok(set)
     }
@@ -304,38 +396,96 @@ impl RemoteJwks {
 #[cfg(test)]
 mod tests {
     use super::KeySet;
+    use base64::Engine;
+    use jsonwebtoken::Algorithm;
+
+    fn b64(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// A P-256 key (its point unchecked until a signature is) with `extra` fields.
+    fn ec(kid: &str, extra: serde_json::Value) -> serde_json::Value {
+        let mut k =
+            serde_json::json!({ "kty": "EC", "crv": "P-256", "x": b64(&[1; 32]), "y": b64(&[2; 32]), "kid": kid });
+        k.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        k
+    }
+
+    fn kids(set: &KeySet) -> Vec<&str> {
+        let mut kids: Vec<&str> = set.by_kid.keys().map(String::as_str).collect();
+        kids.sort_unstable();
+        kids
+    }
 
     /// Keys for encryption (`use: enc`, `key_ops` without `verify`) are
     /// left out of the set that checks signatures.
     #[test]
     fn only_keys_for_signatures_are_kept() {
-        let key = |kid: &str, extra: serde_json::Value| {
-            let mut k =
-                serde_json::json!({ "kty": "oct", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTMyYg", "kid": kid });
-            k.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-            k
-        };
         let doc = serde_json::json!({ "keys": [
-            key("plain", serde_json::json!({})),
-            key("sig", serde_json::json!({ "use": "sig" })),
-            key("enc", serde_json::json!({ "use": "enc" })),
-            key("other", serde_json::json!({ "use": "tls" })),
-            key("encrypt-only", serde_json::json!({ "key_ops": ["encrypt"] })),
-            key("verify", serde_json::json!({ "key_ops": ["sign", "verify"] })),
+            ec("plain", serde_json::json!({})),
+            ec("sig", serde_json::json!({ "use": "sig" })),
+            ec("enc", serde_json::json!({ "use": "enc" })),
+            ec("other", serde_json::json!({ "use": "tls" })),
+            ec("encrypt-only", serde_json::json!({ "key_ops": ["encrypt"] })),
+            ec("verify", serde_json::json!({ "key_ops": ["sign", "verify"] })),
         ]});
-        let set = KeySet::from_jwks(&doc).unwrap();
-        let mut kids: Vec<&str> = set.by_kid.keys().map(String::as_str).collect();
-        kids.sort_unstable();
-        assert_eq!(kids, ["plain", "sig", "verify"]);
+        let set = KeySet::from_jwks(&doc, &[Algorithm::ES256]).unwrap();
+        assert_eq!(kids(&set), ["plain", "sig", "verify"]);
         assert_eq!(set.all.len(), 3);
         // A key with a field it cannot read is skipped alone.
         let doc = serde_json::json!({ "keys": [
-            key("bad-ops", serde_json::json!({ "key_ops": "verify" })),
-            key("bad-use", serde_json::json!({ "use": ["sig"] })),
-            key("good", serde_json::json!({})),
+            ec("bad-ops", serde_json::json!({ "key_ops": "verify" })),
+            ec("bad-use", serde_json::json!({ "use": ["sig"] })),
+            ec("good", serde_json::json!({})),
         ]});
-        let set = KeySet::from_jwks(&doc).unwrap();
-        assert_eq!(set.by_kid.keys().collect::<Vec<_>>(), ["good"]);
-        assert!(KeySet::from_jwks(&serde_json::json!({ "key": [] })).is_err());
+        let set = KeySet::from_jwks(&doc, &[Algorithm::ES256]).unwrap();
+        assert_eq!(kids(&set), ["good"]);
+        assert_eq!(set.skipped.len(), 2, "{:?}", set.skipped);
+        assert!(KeySet::from_jwks(&serde_json::json!({ "key": [] }), &[Algorithm::ES256]).is_err());
+    }
+
+    /// Keys no token of the provider could be verified with are skipped
+    /// before the set is judged, each named with why: a set of only such
+    /// keys is empty (and kept out, as an empty answer is), not "loaded".
+    #[test]
+    fn keys_the_provider_cannot_use_are_skipped_and_said() {
+        // A modulus of `bits` bits (its top bit set), with the usual exponent.
+        let rsa = |kid: &str, bits: usize| {
+            let mut n = vec![0xff; bits / 8];
+            n.insert(0, 0); // a leading zero byte, as DER integers carry, is no bit
+            serde_json::json!({ "kty": "RSA", "kid": kid, "n": b64(&n), "e": "AQAB" })
+        };
+        let oct =
+            serde_json::json!({ "kty": "oct", "kid": "hmac", "k": b64(b"a-secret-of-at-least-thirty-two-bytes!!") });
+        let p384 = ec("p384", serde_json::json!({ "crv": "P-384", "x": b64(&[1; 48]), "y": b64(&[2; 48]) }));
+        let ed = serde_json::json!({ "kty": "OKP", "crv": "Ed25519", "x": b64(&[3; 32]), "kid": "ed" });
+        let doc = serde_json::json!({ "keys": [
+            rsa("rsa-1024", 1024), rsa("rsa-2040", 2040), oct, p384, ed, rsa("rsa-2048", 2048),
+            ec("p256", serde_json::json!({})), { "kty": "RSA", "n": b64(&[0x7f; 128]), "e": "AQAB" },
+        ]});
+        let set = KeySet::from_jwks(&doc, &[Algorithm::RS256, Algorithm::ES256]).unwrap();
+        assert_eq!(kids(&set), ["p256", "rsa-2048"]);
+        let said = set.skipped.join("\n");
+        for why in [
+            "kid `rsa-1024`: an RSA key of 1024 bits (at least 2048)",
+            "kid `rsa-2040`: an RSA key of 2040 bits",
+            "kid `hmac`: a symmetric (`oct`) key",
+            "kid `p384`: fits none of the provider's algorithms (RS256, ES256)",
+            "kid `ed`: fits none",
+            "key 7 (no kid): an RSA key of 1023 bits",
+        ] {
+            assert!(said.contains(why), "no `{why}` in:\n{said}");
+        }
+        assert_eq!(set.skipped.len(), 6, "{said}");
+        // The same keys for a provider of other algorithms.
+        let set = KeySet::from_jwks(&doc, &[Algorithm::EdDSA, Algorithm::ES384, Algorithm::HS256]).unwrap();
+        assert_eq!(kids(&set), ["ed", "p384"]);
+        let set = KeySet::from_jwks(&doc, &[Algorithm::PS512]).unwrap();
+        assert_eq!(kids(&set), ["rsa-2048"]);
+        // Only unusable keys: an empty set, which the gateway does not take.
+        let unusable = serde_json::json!({ "keys": [rsa("rsa-1024", 1024), rsa("rsa-2048", 2048)] });
+        let set = KeySet::from_jwks(&unusable, &[Algorithm::ES256]).unwrap();
+        assert!(set.is_empty());
+        assert_eq!(set.skipped.len(), 2);
     }
 }

@@ -160,8 +160,14 @@ impl Jwt {
         {
             errors.push((at("algorithms"), "a `secret` only verifies HS256/384/512".into()));
         }
-        if cfg.secret.is_none() && hmac && cfg.jwks_file.is_none() && cfg.jwks_uri.is_none() && !cfg.discovery {
-            errors.push((at("algorithms"), "HS* algorithms need a `secret`".into()));
+        // A key set's symmetric keys are skipped (`jwks::unusable`): only a `secret` verifies HS*.
+        if cfg.secret.is_none() && hmac {
+            errors.push((
+                at("algorithms"),
+                "HS* algorithms need a `secret` (the symmetric `oct` keys of a JWKS are not used: a key set is \
+                 published, and whoever reads it could sign tokens with them)"
+                    .into(),
+            ));
         }
         if cfg.secret.as_ref().is_some_and(|s| s.len() < 32) {
             errors.push((at("secret"), "an HMAC secret must be at least 32 bytes".into()));
@@ -219,12 +225,13 @@ impl Jwt {
                 .and_then(|doc: serde_json::Value| {
                     // A set it can verify nothing with refuses every token: say so now.
                     let listed = doc.get("keys").and_then(|k| k.as_array()).map_or(0, Vec::len);
-                    KeySet::from_jwks(&doc).and_then(|set| match set.is_empty() {
+                    KeySet::from_jwks(&doc, &algorithms).and_then(|set| match set.is_empty() {
                         true => Err(format!(
-                            "`{}` holds no key the gateway can use ({listed} listed; a key needs its `kty` and \
-                             that type's fields, e.g. `n` and `e` for RSA, and is for signatures: no `use` but \
-                             `sig`, `key_ops` with `verify` if any)",
-                            path.display()
+                            "`{}` holds no key the gateway can use ({listed} listed{}; a key needs its `kty` and \
+                             that type's fields, e.g. `n` and `e` for RSA, is for signatures: no `use` but \
+                             `sig`, `key_ops` with `verify` if any, and fits one of `algorithms`)",
+                            path.display(),
+                            set.skipped.iter().map(|s| format!("; {s}")).collect::<String>()
                         )),
                         false => Ok(set),
                     })
@@ -261,7 +268,9 @@ impl Jwt {
             };
             let ca = cfg.jwks_ca.as_ref().map(|f| loaded.resolve_file(f));
             let same_source = |r: &Arc<RemoteJwks>| {
-                location.as_ref().is_some_and(|l| r.identity == (l.clone(), cfg.jwks_refresh.0, ca.clone()))
+                location
+                    .as_ref()
+                    .is_some_and(|l| r.identity == (l.clone(), cfg.jwks_refresh.0, ca.clone(), algorithms.clone()))
             };
             let kept = previous.and_then(|p| match &p.keys {
                 Keys::Remote(r) if same_source(r) => Some(r.clone()),
@@ -270,7 +279,8 @@ impl Jwt {
             match (location, fetcher()) {
                 (Some(_), Ok(_)) if kept.is_some() => kept.map(Keys::Remote),
                 (Some(loc), Ok(f)) => {
-                    Some(Keys::Remote(Arc::new(RemoteJwks::new(name.clone(), loc, f, cfg.jwks_refresh.0, ca))))
+                    let refresh = cfg.jwks_refresh.0;
+                    Some(Keys::Remote(Arc::new(RemoteJwks::new(name.clone(), loc, f, refresh, ca, algorithms.clone()))))
                 }
                 (_, Err(e)) => {
                     errors.push((at("jwks_ca"), e));
@@ -647,6 +657,13 @@ mod tests {
             ),
             // A name twice: read leniently, the last `keys` (or `k`) won, unseen.
             ("twice.json", r#"{"keys": [], "keys": [{"kty": "oct", "k": "AAAA"}]}"#, "`keys` is given twice"),
+            // Keys it could use for no token of `[RS256]`, each said with why.
+            (
+                "unusable.json",
+                r#"{"keys": [{"kty": "oct", "kid": "h", "k": "c2VjcmV0"}, {"kty": "RSA", "kid": "r", "n": "wQ", "e": "AQAB"}]}"#,
+                "(2 listed; kid `h`: a symmetric (`oct`) key: a key set is no place for a secret; kid `r`: an RSA key \
+                 of 8 bits (at least 2048);",
+            ),
         ] {
             std::fs::write(dir.path().join(name), jwks).unwrap();
             let yaml = format!("auth:\n  j: {{ jwt: {{ algorithms: [RS256], jwks_file: {name} }} }}\n");
@@ -658,6 +675,26 @@ mod tests {
             let mut cx = CompileCtx::new(&loaded, "auth.j".into(), &shared);
             let errors = Jwt::compile(cfg, &mut cx).unwrap_err();
             assert!(errors[0].1.contains(why), "{name}: {errors:?}");
+        }
+    }
+
+    /// HS* verifies with a `secret` only: a key set's `oct` keys are
+    /// skipped, so HS* beside a JWKS would refuse every such token.
+    #[test]
+    fn hmac_algorithms_need_a_secret_whatever_the_key_source() {
+        for source in ["jwks_uri: \"https://idp.example/keys\"", "discovery: true, issuer: \"https://idp.example\""] {
+            let yaml = format!("auth:\n  j: {{ jwt: {{ algorithms: [RS256, HS256], {source} }} }}\n");
+            let loaded = crate::config::parse_str(&yaml, "t.yaml", std::path::Path::new(".")).unwrap();
+            let crate::policy::auth::config::ProviderConfig::Jwt(cfg) = &loaded.config.auth["j"] else {
+                unreachable!()
+            };
+            let shared = crate::policy::compile::Shared::default();
+            let mut cx = CompileCtx::new(&loaded, "auth.j".into(), &shared);
+            let errors = Jwt::compile(cfg, &mut cx).unwrap_err();
+            assert!(
+                errors.iter().any(|(path, why)| path == "jwt.algorithms" && why.contains("need a `secret`")),
+                "{errors:?}"
+            );
         }
     }
 
