@@ -51,7 +51,7 @@ impl KeySet {
     /// `algorithms`; the others are skipped, one at a time (a key with a
     /// field this library cannot read, a `use` written as a list, does not
     /// take the set's other keys with it), and listed in `skipped`.
-    pub fn from_jwks(doc: &serde_json::Value, algorithms: &[Algorithm]) -> Result<KeySet, String> {
+    pub fn from_jwks(doc: &serde_json::Value, algorithms: &[Algorithm], source: Source) -> Result<KeySet, String> {
         let listed = doc.get("keys").and_then(|k| k.as_array()).ok_or("not a JWKS: no `keys` list")?;
         let mut by_kid: HashMap<String, Vec<Arc<DecodingKey>>> = HashMap::new();
         let mut all = Vec::new();
@@ -74,7 +74,7 @@ impl KeySet {
                 continue;
             }
             let kid = jwk.common.key_id.as_deref();
-            if let Some(why) = unusable(&jwk, algorithms) {
+            if let Some(why) = unusable(&jwk, algorithms, source) {
                 skipped.push(format!("{}: {why}", named(i, kid)));
                 continue;
             }
@@ -120,6 +120,15 @@ fn named(index: usize, kid: Option<&str>) -> String {
     }
 }
 
+/// Where a key set comes from: a symmetric key is taken only from the
+/// gateway's own file (`jwks_file`), never from a set served over HTTP
+/// (`jwks_uri`, discovery), which its readers could sign tokens with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    File,
+    Fetched,
+}
+
 /// Why a key this library cannot read is skipped.
 const UNREADABLE: &str = "a key that cannot be read (an unknown `kty`, or without that type's fields)";
 
@@ -132,13 +141,14 @@ const MIN_RSA_BITS: usize = 2048;
 /// key that fits none of the algorithms. Skipped before the set is judged:
 /// an answer holding only such keys kept none the gateway could use, yet
 /// replaced the last good set.
-fn unusable(jwk: &Jwk, algorithms: &[Algorithm]) -> Option<String> {
+fn unusable(jwk: &Jwk, algorithms: &[Algorithm], source: Source) -> Option<String> {
     use jsonwebtoken::Algorithm::*;
     use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve};
     let fits: &[Algorithm] = match &jwk.algorithm {
-        AlgorithmParameters::OctetKey(_) => {
-            return Some("a symmetric (`oct`) key: a key set is no place for a secret".into());
+        AlgorithmParameters::OctetKey(_) if source == Source::Fetched => {
+            return Some("a symmetric (`oct`) key: a key set served over HTTP is no place for a secret".into());
         }
+        AlgorithmParameters::OctetKey(_) => &[HS256, HS384, HS512],
         AlgorithmParameters::RSA(rsa) => match rsa_bits(&rsa.n) {
             Some(bits) if bits < MIN_RSA_BITS => {
                 return Some(format!("an RSA key of {bits} bits (at least {MIN_RSA_BITS})"));
@@ -378,7 +388,7 @@ impl RemoteJwks {
                 doc.get("jwks_uri").and_then(|v| v.as_str()).ok_or("discovery document has no jwks_uri")?.to_string()
             }
         };
-        let set = KeySet::from_jwks(&self.fetcher.get_json(&url).await?, &self.algorithms)?;
+        let set = KeySet::from_jwks(&self.fetcher.get_json(&url).await?, &self.algorithms, Source::Fetched)?;
         // An empty or unusable answer is an identity provider's (or a
         // cache's) mistake, not a revocation of every key: keep the last
         // good set, as a failed fetch does (Envoy does the same).
@@ -395,7 +405,7 @@ impl RemoteJwks {
 
 #[cfg(test)]
 mod tests {
-    use super::KeySet;
+    use super::{KeySet, Source};
     use base64::Engine;
     use jsonwebtoken::Algorithm;
 
@@ -429,7 +439,7 @@ mod tests {
             ec("encrypt-only", serde_json::json!({ "key_ops": ["encrypt"] })),
             ec("verify", serde_json::json!({ "key_ops": ["sign", "verify"] })),
         ]});
-        let set = KeySet::from_jwks(&doc, &[Algorithm::ES256]).unwrap();
+        let set = KeySet::from_jwks(&doc, &[Algorithm::ES256], Source::Fetched).unwrap();
         assert_eq!(kids(&set), ["plain", "sig", "verify"]);
         assert_eq!(set.all.len(), 3);
         // A key with a field it cannot read is skipped alone.
@@ -438,10 +448,10 @@ mod tests {
             ec("bad-use", serde_json::json!({ "use": ["sig"] })),
             ec("good", serde_json::json!({})),
         ]});
-        let set = KeySet::from_jwks(&doc, &[Algorithm::ES256]).unwrap();
+        let set = KeySet::from_jwks(&doc, &[Algorithm::ES256], Source::Fetched).unwrap();
         assert_eq!(kids(&set), ["good"]);
         assert_eq!(set.skipped.len(), 2, "{:?}", set.skipped);
-        assert!(KeySet::from_jwks(&serde_json::json!({ "key": [] }), &[Algorithm::ES256]).is_err());
+        assert!(KeySet::from_jwks(&serde_json::json!({ "key": [] }), &[Algorithm::ES256], Source::Fetched).is_err());
     }
 
     /// Keys no token of the provider could be verified with are skipped
@@ -463,7 +473,7 @@ mod tests {
             rsa("rsa-1024", 1024), rsa("rsa-2040", 2040), oct, p384, ed, rsa("rsa-2048", 2048),
             ec("p256", serde_json::json!({})), { "kty": "RSA", "n": b64(&[0x7f; 128]), "e": "AQAB" },
         ]});
-        let set = KeySet::from_jwks(&doc, &[Algorithm::RS256, Algorithm::ES256]).unwrap();
+        let set = KeySet::from_jwks(&doc, &[Algorithm::RS256, Algorithm::ES256], Source::Fetched).unwrap();
         assert_eq!(kids(&set), ["p256", "rsa-2048"]);
         let said = set.skipped.join("\n");
         for why in [
@@ -478,13 +488,14 @@ mod tests {
         }
         assert_eq!(set.skipped.len(), 6, "{said}");
         // The same keys for a provider of other algorithms.
-        let set = KeySet::from_jwks(&doc, &[Algorithm::EdDSA, Algorithm::ES384, Algorithm::HS256]).unwrap();
+        let set =
+            KeySet::from_jwks(&doc, &[Algorithm::EdDSA, Algorithm::ES384, Algorithm::HS256], Source::Fetched).unwrap();
         assert_eq!(kids(&set), ["ed", "p384"]);
-        let set = KeySet::from_jwks(&doc, &[Algorithm::PS512]).unwrap();
+        let set = KeySet::from_jwks(&doc, &[Algorithm::PS512], Source::Fetched).unwrap();
         assert_eq!(kids(&set), ["rsa-2048"]);
         // Only unusable keys: an empty set, which the gateway does not take.
         let unusable = serde_json::json!({ "keys": [rsa("rsa-1024", 1024), rsa("rsa-2048", 2048)] });
-        let set = KeySet::from_jwks(&unusable, &[Algorithm::ES256]).unwrap();
+        let set = KeySet::from_jwks(&unusable, &[Algorithm::ES256], Source::Fetched).unwrap();
         assert!(set.is_empty());
         assert_eq!(set.skipped.len(), 2);
     }

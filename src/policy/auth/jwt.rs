@@ -160,12 +160,13 @@ impl Jwt {
         {
             errors.push((at("algorithms"), "a `secret` only verifies HS256/384/512".into()));
         }
-        // A key set's symmetric keys are skipped (`jwks::unusable`): only a `secret` verifies HS*.
-        if cfg.secret.is_none() && hmac {
+        // A fetched key set's symmetric keys are skipped (`jwks::unusable`):
+        // only a `secret` or the gateway's own `jwks_file` verifies HS*.
+        if cfg.secret.is_none() && hmac && cfg.jwks_file.is_none() {
             errors.push((
                 at("algorithms"),
-                "HS* algorithms need a `secret` (the symmetric `oct` keys of a JWKS are not used: a key set is \
-                 published, and whoever reads it could sign tokens with them)"
+                "HS* algorithms need a `secret` or a `jwks_file` (the symmetric `oct` keys of a JWKS served over \
+                 HTTP are not used: whoever reads it could sign tokens with them)"
                     .into(),
             ));
         }
@@ -225,15 +226,17 @@ impl Jwt {
                 .and_then(|doc: serde_json::Value| {
                     // A set it can verify nothing with refuses every token: say so now.
                     let listed = doc.get("keys").and_then(|k| k.as_array()).map_or(0, Vec::len);
-                    KeySet::from_jwks(&doc, &algorithms).and_then(|set| match set.is_empty() {
-                        true => Err(format!(
-                            "`{}` holds no key the gateway can use ({listed} listed{}; a key needs its `kty` and \
+                    KeySet::from_jwks(&doc, &algorithms, super::jwks::Source::File).and_then(|set| {
+                        match set.is_empty() {
+                            true => Err(format!(
+                                "`{}` holds no key the gateway can use ({listed} listed{}; a key needs its `kty` and \
                              that type's fields, e.g. `n` and `e` for RSA, is for signatures: no `use` but \
                              `sig`, `key_ops` with `verify` if any, and fits one of `algorithms`)",
-                            path.display(),
-                            set.skipped.iter().map(|s| format!("; {s}")).collect::<String>()
-                        )),
-                        false => Ok(set),
+                                path.display(),
+                                set.skipped.iter().map(|s| format!("; {s}")).collect::<String>()
+                            )),
+                            false => Ok(set),
+                        }
                     })
                 });
             match set {
@@ -661,8 +664,8 @@ mod tests {
             (
                 "unusable.json",
                 r#"{"keys": [{"kty": "oct", "kid": "h", "k": "c2VjcmV0"}, {"kty": "RSA", "kid": "r", "n": "wQ", "e": "AQAB"}]}"#,
-                "(2 listed; kid `h`: a symmetric (`oct`) key: a key set is no place for a secret; kid `r`: an RSA key \
-                 of 8 bits (at least 2048);",
+                "(2 listed; kid `h`: fits none of the provider's algorithms (RS256); kid `r`: an RSA key of 8 bits \
+                 (at least 2048);",
             ),
         ] {
             std::fs::write(dir.path().join(name), jwks).unwrap();
@@ -678,8 +681,24 @@ mod tests {
         }
     }
 
-    /// HS* verifies with a `secret` only: a key set's `oct` keys are
-    /// skipped, so HS* beside a JWKS would refuse every such token.
+    /// HS* verifies with a `secret` or the gateway's own `jwks_file`: a
+    /// fetched key set's `oct` keys are skipped, so HS* beside one alone
+    /// would refuse every such token. A `jwks_file`'s `oct` key verifies.
+    #[test]
+    fn a_jwks_files_symmetric_key_verifies_hs256() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = "c2VjcmV0LW9mLWF0LWxlYXN0LXRoaXJ0eS10d28tYnl0ZXMhIQ";
+        std::fs::write(dir.path().join("k.json"), format!(r#"{{"keys": [{{"kty": "oct", "kid": "h", "k": "{k}"}}]}}"#))
+            .unwrap();
+        let yaml = "auth:\n  j: { jwt: { algorithms: [HS256], jwks_file: k.json } }\n";
+        let loaded = crate::config::parse_str(yaml, "t.yaml", dir.path()).unwrap();
+        let crate::policy::auth::config::ProviderConfig::Jwt(cfg) = &loaded.config.auth["j"] else { unreachable!() };
+        let shared = crate::policy::compile::Shared::default();
+        let mut cx = CompileCtx::new(&loaded, "auth.j".into(), &shared);
+        assert!(Jwt::compile(cfg, &mut cx).is_ok());
+    }
+
+    /// HS* beside a fetched key set alone (no `secret`): a check error.
     #[test]
     fn hmac_algorithms_need_a_secret_whatever_the_key_source() {
         for source in ["jwks_uri: \"https://idp.example/keys\"", "discovery: true, issuer: \"https://idp.example\""] {
