@@ -54,7 +54,7 @@ pub enum GatewayError {
          does not pass them: open a new connection"
     )]
     StaleClientAuth,
-    #[error("{}", unreachable_detail(cause))]
+    #[error("{}", unreachable_detail(cause, *sent))]
     UpstreamUnreachable {
         upstream: Arc<str>,
         #[source]
@@ -120,9 +120,13 @@ pub fn invalid_response(e: &(dyn std::error::Error + 'static)) -> bool {
 /// The problem detail of an upstream that failed before answering: what
 /// an operator looks for differs between a target that was not reached
 /// and one that answered nonsense.
-fn unreachable_detail(cause: &BoxError) -> &'static str {
+fn unreachable_detail(cause: &BoxError, sent: bool) -> &'static str {
     if invalid_response(cause.as_ref()) {
         "the upstream service sent an invalid response"
+    } else if sent {
+        // Reached: the connection or stream ended (closed, reset, a ping
+        // unanswered) before an answer, as aggregate calls say it.
+        "the upstream service broke off without an answer"
     } else {
         "the upstream service could not be reached"
     }

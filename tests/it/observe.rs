@@ -1943,3 +1943,27 @@ async fn an_echo_refused_for_its_size_logs_the_bytes_read() {
     let bytes = lines[0]["http"]["request"]["body"]["bytes"].as_u64().unwrap_or(0);
     assert!(bytes > 1 << 20, "{}", lines[0]);
 }
+
+/// A target reached that ends the exchange before answering is said to
+/// have broken off, not to be unreachable (the operator looks for another
+/// cause): flag `UC`, its own detail.
+#[tokio::test]
+async fn an_upstream_that_closes_before_answering_broke_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = crate::support::scripted::Scripted::start().await.addr;
+    let body = format!(
+        "upstreams:\n  s: {{ targets: [ \"http://{up}\" ] }}\nroutes:\n  - {{ name: s, match: {{ path_prefix: / }}, upstream: s }}\n"
+    );
+    let h = start(&body, dir.path()).await;
+    let addr = h.addr("gw").unwrap();
+    // The first request leaves a pooled connection; the target closes it at
+    // the next (a POST: not sent again).
+    let first = crate::support::raw(addr, "GET /flaky HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    let post = "POST /flaky HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi";
+    let answer = crate::support::raw(addr, post).await;
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+    assert!(answer.contains("the upstream service broke off without an answer"), "{answer}");
+    let lines = log_lines(&h, dir.path(), 2).await;
+    assert_eq!(lines[1]["portcullis"]["response_flag"], "UC", "{}", lines[1]);
+}
