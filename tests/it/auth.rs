@@ -1000,6 +1000,12 @@ async fn a_reload_during_an_idp_outage_keeps_the_keys() {
     s.gw.reload(&load(&yaml, Path::new("."))).await.unwrap();
     // A token never seen before still verifies: the key set survived the reload.
     assert_eq!(get(&s.url("/api"), &[("authorization", &token(2))]).await.status, 200);
+    // So it does through a reload that changes the provider's algorithms
+    // (they filter the key set: it was fetched anew, and every token got 503).
+    s.gw.reload(&load(&yaml.replace("algorithms: [ES256]", "algorithms: [ES256, PS256]"), Path::new(".")))
+        .await
+        .unwrap();
+    assert_eq!(get(&s.url("/api"), &[("authorization", &token(3))]).await.status, 200);
 }
 
 /// A reload fetches a kept key set again at once: a key the IdP withdrew

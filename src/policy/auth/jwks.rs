@@ -132,6 +132,15 @@ pub enum Source {
 /// Why a key this library cannot read is skipped.
 const UNREADABLE: &str = "a key that cannot be read (an unknown `kty`, or without that type's fields)";
 
+/// The shortest symmetric key a `jwks_file` may hold, as a `secret`.
+const MIN_HMAC_BYTES: usize = 32;
+
+/// The length of a base64url value, decoded.
+fn base64_len(value: &str) -> Option<usize> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(value.trim_end_matches('=')).ok().map(|b| b.len())
+}
+
 /// The smallest RSA modulus taken (RFC 7518 §3.3: 2048 bits or larger).
 const MIN_RSA_BITS: usize = 2048;
 
@@ -148,7 +157,14 @@ fn unusable(jwk: &Jwk, algorithms: &[Algorithm], source: Source) -> Option<Strin
         AlgorithmParameters::OctetKey(_) if source == Source::Fetched => {
             return Some("a symmetric (`oct`) key: a key set served over HTTP is no place for a secret".into());
         }
-        AlgorithmParameters::OctetKey(_) => &[HS256, HS384, HS512],
+        AlgorithmParameters::OctetKey(oct) => match base64_len(&oct.value) {
+            // As a `secret` (RFC 7518 §3.2: a key as long as the hash).
+            Some(len) if len < MIN_HMAC_BYTES => {
+                return Some(format!("a symmetric key of {len} bytes (at least {MIN_HMAC_BYTES})"));
+            }
+            Some(_) => &[HS256, HS384, HS512],
+            None => return Some(UNREADABLE.into()),
+        },
         AlgorithmParameters::RSA(rsa) => match rsa_bits(&rsa.n) {
             Some(bits) if bits < MIN_RSA_BITS => {
                 return Some(format!("an RSA key of {bits} bits (at least {MIN_RSA_BITS})"));
@@ -228,8 +244,8 @@ pub struct RemoteJwks {
     /// The refresher runs once, even when a reload keeps this key set.
     started: std::sync::atomic::AtomicBool,
     /// What identifies the source: a reload with the same keeps the keys
-    /// (and other algorithms would keep other keys of the same document).
-    pub identity: (Location, Duration, Option<std::path::PathBuf>, Vec<Algorithm>),
+    /// (with other `algorithms`, see `seeded_from`).
+    pub identity: (Location, Duration, Option<std::path::PathBuf>),
 }
 
 /// Marks an unknown-kid refetch as running until dropped.
@@ -251,7 +267,7 @@ impl RemoteJwks {
         algorithms: Vec<Algorithm>,
     ) -> RemoteJwks {
         RemoteJwks {
-            identity: (location.clone(), refresh, ca, algorithms.clone()),
+            identity: (location.clone(), refresh, ca),
             provider,
             location,
             fetcher,
@@ -264,6 +280,20 @@ impl RemoteJwks {
             refetching: tokio::sync::watch::Sender::new(false),
             started: false.into(),
         }
+    }
+
+    /// Starts with the keys `before` holds (the same source, other
+    /// `algorithms`: a reload that changes them while the identity provider
+    /// is down keeps serving; its first fetch filters the set anew).
+    pub fn seeded_from(self, before: &RemoteJwks) -> RemoteJwks {
+        self.keys.store(before.keys.load_full());
+        self.attempted.send_replace(*before.attempted.borrow());
+        self
+    }
+
+    /// Whether the provider takes the same algorithms as `algorithms`.
+    pub fn takes(&self, algorithms: &[Algorithm]) -> bool {
+        self.algorithms == algorithms
     }
 
     /// Fetches now, then refreshes every `refresh` while the provider lives.
@@ -498,5 +528,19 @@ mod tests {
         let set = KeySet::from_jwks(&unusable, &[Algorithm::ES256], Source::Fetched).unwrap();
         assert!(set.is_empty());
         assert_eq!(set.skipped.len(), 2);
+    }
+
+    /// A `jwks_file`'s symmetric key verifies HS* when it is as long as a
+    /// `secret` must be; a fetched set's never does.
+    #[test]
+    fn a_files_symmetric_keys_are_held_to_a_secrets_length() {
+        let k = |bytes: &[u8]| serde_json::json!({ "kty": "oct", "kid": "h", "k": b64(bytes) });
+        let doc = |key| serde_json::json!({ "keys": [key] });
+        let short = KeySet::from_jwks(&doc(k(b"secret")), &[Algorithm::HS256], Source::File).unwrap();
+        assert!(short.is_empty());
+        assert_eq!(short.skipped, ["kid `h`: a symmetric key of 6 bytes (at least 32)"]);
+        let long = k(b"a-secret-of-at-least-thirty-two-bytes!!");
+        assert!(!KeySet::from_jwks(&doc(long.clone()), &[Algorithm::HS256], Source::File).unwrap().is_empty());
+        assert!(KeySet::from_jwks(&doc(long), &[Algorithm::HS256], Source::Fetched).unwrap().is_empty());
     }
 }

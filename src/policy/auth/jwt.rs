@@ -271,19 +271,25 @@ impl Jwt {
             };
             let ca = cfg.jwks_ca.as_ref().map(|f| loaded.resolve_file(f));
             let same_source = |r: &Arc<RemoteJwks>| {
-                location
-                    .as_ref()
-                    .is_some_and(|l| r.identity == (l.clone(), cfg.jwks_refresh.0, ca.clone(), algorithms.clone()))
+                location.as_ref().is_some_and(|l| r.identity == (l.clone(), cfg.jwks_refresh.0, ca.clone()))
             };
             let kept = previous.and_then(|p| match &p.keys {
                 Keys::Remote(r) if same_source(r) => Some(r.clone()),
                 _ => None,
             });
             match (location, fetcher()) {
-                (Some(_), Ok(_)) if kept.is_some() => kept.map(Keys::Remote),
+                (Some(_), Ok(_)) if kept.as_ref().is_some_and(|k| k.takes(&algorithms)) => kept.map(Keys::Remote),
                 (Some(loc), Ok(f)) => {
                     let refresh = cfg.jwks_refresh.0;
-                    Some(Keys::Remote(Arc::new(RemoteJwks::new(name.clone(), loc, f, refresh, ca, algorithms.clone()))))
+                    let fresh = RemoteJwks::new(name.clone(), loc, f, refresh, ca, algorithms.clone());
+                    // Other algorithms, the same source: the keys held go
+                    // on until the new set is fetched (an identity provider
+                    // down at the reload left every token a 503).
+                    let fresh = match &kept {
+                        Some(before) => fresh.seeded_from(before),
+                        None => fresh,
+                    };
+                    Some(Keys::Remote(Arc::new(fresh)))
                 }
                 (_, Err(e)) => {
                     errors.push((at("jwks_ca"), e));
@@ -664,8 +670,8 @@ mod tests {
             (
                 "unusable.json",
                 r#"{"keys": [{"kty": "oct", "kid": "h", "k": "c2VjcmV0"}, {"kty": "RSA", "kid": "r", "n": "wQ", "e": "AQAB"}]}"#,
-                "(2 listed; kid `h`: fits none of the provider's algorithms (RS256); kid `r`: an RSA key of 8 bits \
-                 (at least 2048);",
+                "(2 listed; kid `h`: a symmetric key of 6 bytes (at least 32); kid `r`: an RSA key of 8 bits (at \
+                 least 2048);",
             ),
         ] {
             std::fs::write(dir.path().join(name), jwks).unwrap();
