@@ -90,8 +90,23 @@ pub(super) fn routes_around_required_client_certs(loaded: &LoadedConfig, found: 
                 continue;
             }
             let Some(name) = names.iter().find(|n| meet(&host, n)) else { continue };
-            let others: Vec<&str> =
-                cfg.listeners.iter().enumerate().filter(|(k, _)| *k != l).map(|(_, o)| o.name.as_str()).collect();
+            // Listeners where a client without a certificate reaches routes:
+            // not one that only redirects to HTTPS, nor one that requires
+            // certificates itself.
+            let open = |o: &crate::config::ListenerConfig| {
+                o.redirect_https.is_none()
+                    && !o.tls.as_ref().and_then(|t| t.client_auth.as_ref()).is_some_and(|c| c.required)
+            };
+            let others: Vec<&str> = cfg
+                .listeners
+                .iter()
+                .enumerate()
+                .filter(|(k, o)| *k != l && open(o))
+                .map(|(_, o)| o.name.as_str())
+                .collect();
+            if others.is_empty() {
+                continue;
+            }
             found.add(
                 "mtls-listener-bypass",
                 format!("routes[{i}].match.host"),
@@ -118,21 +133,7 @@ mod tests {
     /// without one (`[client_cert, logins]`: a Basic login).
     #[test]
     fn a_route_that_also_takes_another_provider_is_reachable_without_a_certificate() {
-        let warned = |authenticate: &str| {
-            let yaml = format!(
-                "listeners:\n\
-                 \x20 - {{ name: public, bind: \"127.0.0.1:0\" }}\n\
-                 \x20 - {{ name: partners, bind: \"127.0.0.1:0\", tls: {{ certificates: [ {{ cert: c.pem, key: k.pem, \
-                 server_names: [ secure.test ] }} ], client_auth: {{ ca: ca.pem, required: true }} }} }}\n\
-                 auth:\n  client_cert: {{ mtls: {{}} }}\n  partner_ca: {{ mtls: {{}} }}\n\
-                 \x20 logins: {{ basic: {{ htpasswd: users.htpasswd }} }}\n\
-                 routes:\n  - {{ name: r, match: {{ host: secure.test }}, static: {{ status: 200 }}{authenticate} }}\n"
-            );
-            let loaded = crate::config::parse_str(&yaml, "t.yaml", std::path::Path::new(".")).unwrap();
-            let mut found = Found::default();
-            routes_around_required_client_certs(&loaded, &mut found);
-            found.0.iter().map(|(name, path, _)| format!("{name} {path}")).collect::<Vec<_>>()
-        };
+        let warned = |authenticate: &str| warned_with("{ name: public, bind: \"127.0.0.1:0\" }", authenticate);
         let bypass = ["mtls-listener-bypass routes[0].match.host"];
         assert_eq!(warned(""), bypass);
         assert_eq!(warned(", authenticate: [client_cert, logins]"), bypass);
@@ -141,6 +142,34 @@ mod tests {
         assert_eq!(warned(", authenticate: [client_cert], anonymous: true"), bypass);
         assert!(warned(", authenticate: [client_cert]").is_empty());
         assert!(warned(", authenticate: [client_cert, partner_ca]").is_empty());
+    }
+
+    /// A listener that only redirects to HTTPS, or that requires client
+    /// certificates itself, lets no client without one reach the route.
+    #[test]
+    fn listeners_a_client_without_a_certificate_cannot_use_are_no_bypass() {
+        let redirect = "{ name: public, bind: \"127.0.0.1:0\", redirect_https: 443 }";
+        assert!(warned_with(redirect, "").is_empty());
+        let also_mtls = "{ name: public, bind: \"127.0.0.1:0\", tls: { certificates: [ { cert: c.pem, key: k.pem } ], \
+                         client_auth: { ca: ca.pem } } }";
+        assert!(warned_with(also_mtls, "").is_empty());
+    }
+
+    /// The warnings for a `public` listener beside the partners' one.
+    fn warned_with(public: &str, authenticate: &str) -> Vec<String> {
+        let yaml = format!(
+            "listeners:\n\
+             \x20 - {public}\n\
+             \x20 - {{ name: partners, bind: \"127.0.0.1:0\", tls: {{ certificates: [ {{ cert: c.pem, key: k.pem, \
+             server_names: [ secure.test ] }} ], client_auth: {{ ca: ca.pem, required: true }} }} }}\n\
+             auth:\n  client_cert: {{ mtls: {{}} }}\n  partner_ca: {{ mtls: {{}} }}\n\
+             \x20 logins: {{ basic: {{ htpasswd: users.htpasswd }} }}\n\
+             routes:\n  - {{ name: r, match: {{ host: secure.test }}, static: {{ status: 200 }}{authenticate} }}\n"
+        );
+        let loaded = crate::config::parse_str(&yaml, "t.yaml", std::path::Path::new(".")).unwrap();
+        let mut found = Found::default();
+        routes_around_required_client_certs(&loaded, &mut found);
+        found.0.iter().map(|(name, path, _)| format!("{name} {path}")).collect::<Vec<_>>()
     }
 
     #[test]
