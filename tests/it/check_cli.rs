@@ -189,7 +189,7 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
         ":22:", "routes[0].authorize.groups.allow[0]", "routes[0].authorize.groups.deny[0]",
     ]),
     ("introspection-secret-from-an-empty-variable.yaml", 2, &[
-        ":10:", "auth.opaque.introspection.client_secret", "the client secret is empty (a `${VAR}` set to nothing?)",
+        ":10:", "auth.opaque.introspection.client_secret", "the client secret is empty or blank (a `${VAR}` set to nothing?)",
         ":12:", "auth.written.introspection.client_secret",
     ]),
     ("redirect-parameter-in-host.yaml", 1, &[":8:", "routes[0].redirect.to", "an open redirect"]),

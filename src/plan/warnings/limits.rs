@@ -40,8 +40,12 @@ pub(super) fn ineffective_limit_settings(loaded: &LoadedConfig, found: &mut Foun
                         format!("{at}.key"),
                         format!(
                             "`{name}` is the credential provider `{provider}` reads, removed before limits run: \
-                             this key always falls back to the client IP; key by `consumer` (one budget per \
-                             consumer) instead"
+                             {}; key by `consumer` (one budget per consumer) instead",
+                            if key.parts().len() > 1 {
+                                "this part of the key is always missing (the client IP stands in for it)"
+                            } else {
+                                "this key always falls back to the client IP"
+                            }
                         ),
                     );
                 }

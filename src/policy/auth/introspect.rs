@@ -72,10 +72,10 @@ impl Introspection {
         // Read from the environment, it is empty when the variable is set to
         // nothing: every call would be refused (`invalid_client`), every
         // token 503 or 401, and the cause only in the server's logs.
-        if cfg.client_secret.is_empty() {
+        if cfg.client_secret.trim().is_empty() {
             return Err(FieldErrors::one(
                 "introspection.client_secret",
-                "the client secret is empty (a `${VAR}` set to nothing?): set the secret the authorization server \
+                "the client secret is empty or blank (a `${VAR}` set to nothing?): set the secret the authorization server \
                  gave the gateway's client",
             ));
         }
