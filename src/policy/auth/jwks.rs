@@ -25,7 +25,22 @@ const REFETCH_WAIT: Duration = Duration::from_secs(10);
 /// Keys a token may be signed with: those of its `kid` (an identity
 /// provider may list one kid for an RSA and an EC key, or for two keys
 /// while it rotates), tried in the set's order.
-pub type Candidates = Arc<[Arc<DecodingKey>]>;
+pub type Candidates = Arc<[Arc<Key>]>;
+
+/// A verification key, and the one algorithm it is for when its JWK says
+/// (`alg`, RFC 7517 §4.4): such a key verifies tokens of that algorithm
+/// only (a key published for RS512 is not one for RS256 tokens).
+pub struct Key {
+    pub decoding: DecodingKey,
+    pub alg: Option<Algorithm>,
+}
+
+impl Key {
+    /// Whether the key may verify a token signed with `alg`.
+    pub fn verifies(&self, alg: Algorithm) -> bool {
+        self.decoding.family() == alg.family() && self.alg.is_none_or(|a| a == alg)
+    }
+}
 
 /// A set of keys, by `kid` when they have one.
 #[derive(Default)]
@@ -44,7 +59,11 @@ impl std::fmt::Debug for KeySet {
 
 impl KeySet {
     pub fn single(key: DecodingKey) -> KeySet {
-        KeySet { by_kid: HashMap::new(), all: Arc::new([Arc::new(key)]), skipped: Vec::new() }
+        KeySet {
+            by_kid: HashMap::new(),
+            all: Arc::new([Arc::new(Key { decoding: key, alg: None })]),
+            skipped: Vec::new(),
+        }
     }
 
     /// Keys of a JWKS document that can verify a token of one of
@@ -53,7 +72,7 @@ impl KeySet {
     /// take the set's other keys with it), and listed in `skipped`.
     pub fn from_jwks(doc: &serde_json::Value, algorithms: &[Algorithm], source: Source) -> Result<KeySet, String> {
         let listed = doc.get("keys").and_then(|k| k.as_array()).ok_or("not a JWKS: no `keys` list")?;
-        let mut by_kid: HashMap<String, Vec<Arc<DecodingKey>>> = HashMap::new();
+        let mut by_kid: HashMap<String, Vec<Arc<Key>>> = HashMap::new();
         let mut all = Vec::new();
         let mut skipped = Vec::new();
         use jsonwebtoken::jwk::{KeyOperations, PublicKeyUse};
@@ -82,7 +101,8 @@ impl KeySet {
                 skipped.push(format!("{}: {UNREADABLE}", named(i, kid)));
                 continue;
             };
-            let key = Arc::new(key);
+            let alg = jwk.common.key_algorithm.and_then(signature_algorithm);
+            let key = Arc::new(Key { decoding: key, alg });
             if let Some(kid) = kid {
                 by_kid.entry(kid.to_string()).or_default().push(key.clone());
             }
@@ -108,7 +128,7 @@ impl KeySet {
 
     /// The family of a single fixed key.
     pub fn family(&self) -> Option<jsonwebtoken::AlgorithmFamily> {
-        (self.all.len() == 1).then(|| self.all[0].family())
+        (self.all.len() == 1).then(|| self.all[0].decoding.family())
     }
 }
 
@@ -132,6 +152,26 @@ pub enum Source {
 /// Why a key this library cannot read is skipped.
 const UNREADABLE: &str = "a key that cannot be read (an unknown `kty`, or without that type's fields)";
 
+/// The signature algorithm a JWK's `alg` names, if it names one.
+fn signature_algorithm(declared: jsonwebtoken::jwk::KeyAlgorithm) -> Option<Algorithm> {
+    use jsonwebtoken::jwk::KeyAlgorithm as K;
+    Some(match declared {
+        K::HS256 => Algorithm::HS256,
+        K::HS384 => Algorithm::HS384,
+        K::HS512 => Algorithm::HS512,
+        K::ES256 => Algorithm::ES256,
+        K::ES384 => Algorithm::ES384,
+        K::RS256 => Algorithm::RS256,
+        K::RS384 => Algorithm::RS384,
+        K::RS512 => Algorithm::RS512,
+        K::PS256 => Algorithm::PS256,
+        K::PS384 => Algorithm::PS384,
+        K::PS512 => Algorithm::PS512,
+        K::EdDSA => Algorithm::EdDSA,
+        _ => return None,
+    })
+}
+
 /// The shortest symmetric key a `jwks_file` may hold, as a `secret`.
 const MIN_HMAC_BYTES: usize = 32;
 
@@ -153,6 +193,17 @@ const MIN_RSA_BITS: usize = 2048;
 fn unusable(jwk: &Jwk, algorithms: &[Algorithm], source: Source) -> Option<String> {
     use jsonwebtoken::Algorithm::*;
     use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve};
+    // A key that names its algorithm is for that one only (RFC 7517 §4.4):
+    // an encryption algorithm (`RSA-OAEP-256`) makes it no signing key.
+    if let Some(declared) = jwk.common.key_algorithm {
+        match signature_algorithm(declared) {
+            None => return Some(format!("a key for {declared}, not a signature algorithm")),
+            Some(alg) if !algorithms.contains(&alg) => {
+                return Some(format!("a key for {alg:?}, not one of the provider's algorithms"));
+            }
+            Some(_) => {}
+        }
+    }
     let fits: &[Algorithm] = match &jwk.algorithm {
         AlgorithmParameters::OctetKey(_) if source == Source::Fetched => {
             return Some("a symmetric (`oct`) key: a key set served over HTTP is no place for a secret".into());
@@ -542,5 +593,32 @@ mod tests {
         let long = k(b"a-secret-of-at-least-thirty-two-bytes!!");
         assert!(!KeySet::from_jwks(&doc(long.clone()), &[Algorithm::HS256], Source::File).unwrap().is_empty());
         assert!(KeySet::from_jwks(&doc(long), &[Algorithm::HS256], Source::Fetched).unwrap().is_empty());
+    }
+
+    /// A key that names its algorithm (RFC 7517 §4.4) is for that one only:
+    /// skipped when the provider does not take it, or when it names an
+    /// encryption algorithm; kept, it verifies tokens of that algorithm
+    /// only (a P-256 key marked ES384 verified ES256 tokens).
+    #[test]
+    fn a_keys_own_alg_is_the_only_one_it_verifies() {
+        let doc = serde_json::json!({ "keys": [
+            ec("plain", serde_json::json!({})),
+            ec("marked", serde_json::json!({ "alg": "ES256" })),
+            ec("other", serde_json::json!({ "alg": "ES384" })),
+            ec("enc", serde_json::json!({ "alg": "RSA-OAEP-256" })),
+        ] });
+        let set = KeySet::from_jwks(&doc, &[Algorithm::ES256], Source::Fetched).unwrap();
+        assert_eq!(kids(&set), ["marked", "plain"]);
+        assert_eq!(
+            set.skipped,
+            [
+                "kid `other`: a key for ES384, not one of the provider's algorithms",
+                "kid `enc`: a key for RSA_OAEP_256, not a signature algorithm"
+            ]
+        );
+        let marked = &set.by_kid["marked"][0];
+        assert!(marked.verifies(Algorithm::ES256));
+        assert!(!marked.verifies(Algorithm::ES384));
+        assert!(set.by_kid["plain"][0].verifies(Algorithm::ES256));
     }
 }

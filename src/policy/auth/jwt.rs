@@ -441,10 +441,11 @@ impl Jwt {
             Failure::Invalid => self.refused("no key for its kid"),
             other => other,
         })?;
-        // Only keys of the token's algorithm family: HS256 "signed" with an
-        // RSA public key must not verify.
-        let mut keys = candidates.iter().filter(|k| k.family() == header.alg.family());
-        let first = keys.next().ok_or_else(|| self.refused("no key of its alg's family for its kid"))?;
+        // Only keys of the token's algorithm family, and of its very
+        // algorithm when the key names one: HS256 "signed" with an RSA
+        // public key must not verify.
+        let mut keys = candidates.iter().filter(|k| k.verifies(header.alg)).map(|k| &k.decoding);
+        let first = keys.next().ok_or_else(|| self.refused("no key of its alg for its kid"))?;
         let decode = |key| jsonwebtoken::decode::<serde_json::Value>(token, key, validation);
         let data = keys.fold(decode(first), |result, key| result.or_else(|_| decode(key))).map_err(|e| {
             tracing::debug!(provider = %self.name, error = %e, "JWT refused");
