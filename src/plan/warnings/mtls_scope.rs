@@ -63,6 +63,13 @@ fn labels_under<'n>(name: &'n str, suffix: &str) -> Option<&'n str> {
     name.strip_suffix(suffix).and_then(|l| l.strip_suffix('.')).filter(|l| !l.is_empty())
 }
 
+/// Whether two `client_auth.ca` files hold the same CAs (the same file, or
+/// the same bytes).
+fn same_cas(loaded: &LoadedConfig, a: &str, b: &str) -> bool {
+    let (a, b) = (loaded.resolve_file(a), loaded.resolve_file(b));
+    a == b || crate::config::read_file(&a).is_ok_and(|x| crate::config::read_file(&b).is_ok_and(|y| x == y))
+}
+
 /// Whether a route checks the client certificate itself: every provider it
 /// takes is `mtls` (any one provider lets a request in: with `[client_cert,
 /// logins]`, a Basic login on the public listener reaches it without a
@@ -80,9 +87,9 @@ pub(super) fn routes_around_required_client_certs(loaded: &LoadedConfig, found: 
     }
     for (l, listener) in cfg.listeners.iter().enumerate() {
         let Some(tls) = &listener.tls else { continue };
-        if !tls.client_auth.as_ref().is_some_and(|c| c.required) {
+        let Some(required_ca) = tls.client_auth.as_ref().filter(|c| c.required).map(|c| c.ca.clone()) else {
             continue;
-        }
+        };
         let names = served_names(loaded, tls);
         for (i, route) in cfg.routes.iter().enumerate() {
             let Some(host) = route.matcher.host.as_deref().map(str::to_ascii_lowercase) else { continue };
@@ -90,12 +97,17 @@ pub(super) fn routes_around_required_client_certs(loaded: &LoadedConfig, found: 
                 continue;
             }
             let Some(name) = names.iter().find(|n| meet(&host, n)) else { continue };
-            // Listeners where a client without a certificate reaches routes:
-            // not one that only redirects to HTTPS, nor one that requires
-            // certificates itself.
+            // Listeners where a client without this listener's certificate
+            // reaches routes: not one that only redirects to HTTPS, nor one
+            // that requires certificates of the same CAs (another CA's
+            // clients, staff beside partners, are the bypass too).
             let open = |o: &crate::config::ListenerConfig| {
                 o.redirect_https.is_none()
-                    && !o.tls.as_ref().and_then(|t| t.client_auth.as_ref()).is_some_and(|c| c.required)
+                    && !o
+                        .tls
+                        .as_ref()
+                        .and_then(|t| t.client_auth.as_ref())
+                        .is_some_and(|c| c.required && same_cas(loaded, &c.ca, &required_ca))
             };
             let others: Vec<&str> = cfg
                 .listeners
@@ -153,6 +165,10 @@ mod tests {
         let also_mtls = "{ name: public, bind: \"127.0.0.1:0\", tls: { certificates: [ { cert: c.pem, key: k.pem } ], \
                          client_auth: { ca: ca.pem } } }";
         assert!(warned_with(also_mtls, "").is_empty());
+        // Certificates of another CA (staff beside partners): a staff client
+        // reaches the partners' route without a partner certificate.
+        let other_ca = also_mtls.replace("ca: ca.pem", "ca: staff-ca.pem");
+        assert_eq!(warned_with(&other_ca, ""), ["mtls-listener-bypass routes[0].match.host"]);
     }
 
     /// The warnings for a `public` listener beside the partners' one.

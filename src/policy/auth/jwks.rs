@@ -126,6 +126,11 @@ impl KeySet {
         self.all.is_empty()
     }
 
+    /// Whether a key of the set may verify a token signed with `alg`.
+    pub fn verifies_any(&self, alg: Algorithm) -> bool {
+        self.all.iter().any(|k| k.verifies(alg))
+    }
+
     /// The family of a single fixed key.
     pub fn family(&self) -> Option<jsonwebtoken::AlgorithmFamily> {
         (self.all.len() == 1).then(|| self.all[0].decoding.family())
@@ -194,14 +199,19 @@ fn unusable(jwk: &Jwk, algorithms: &[Algorithm], source: Source) -> Option<Strin
     use jsonwebtoken::Algorithm::*;
     use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve};
     // A key that names its algorithm is for that one only (RFC 7517 §4.4):
-    // an encryption algorithm (`RSA-OAEP-256`) makes it no signing key.
+    // an encryption algorithm (`RSA-OAEP-256`) makes it no signing key. A
+    // name this library does not know (`Ed25519`, RFC 9864; `ES512`) says
+    // nothing it can hold the key to: the key's type decides, as without one.
     if let Some(declared) = jwk.common.key_algorithm {
-        match signature_algorithm(declared) {
-            None => return Some(format!("a key for {declared}, not a signature algorithm")),
-            Some(alg) if !algorithms.contains(&alg) => {
+        use jsonwebtoken::jwk::KeyAlgorithm as K;
+        match (declared, signature_algorithm(declared)) {
+            (K::RSA1_5 | K::RSA_OAEP | K::RSA_OAEP_256, _) => {
+                return Some(format!("a key for encryption (`alg` {declared:?}), not for signatures"));
+            }
+            (_, Some(alg)) if !algorithms.contains(&alg) => {
                 return Some(format!("a key for {alg:?}, not one of the provider's algorithms"));
             }
-            Some(_) => {}
+            _ => {}
         }
     }
     let fits: &[Algorithm] = match &jwk.algorithm {
@@ -606,14 +616,16 @@ mod tests {
             ec("marked", serde_json::json!({ "alg": "ES256" })),
             ec("other", serde_json::json!({ "alg": "ES384" })),
             ec("enc", serde_json::json!({ "alg": "RSA-OAEP-256" })),
+            // A name the library does not know: the key's type decides.
+            ec("unknown", serde_json::json!({ "alg": "ES512" })),
         ] });
         let set = KeySet::from_jwks(&doc, &[Algorithm::ES256], Source::Fetched).unwrap();
-        assert_eq!(kids(&set), ["marked", "plain"]);
+        assert_eq!(kids(&set), ["marked", "plain", "unknown"]);
         assert_eq!(
             set.skipped,
             [
                 "kid `other`: a key for ES384, not one of the provider's algorithms",
-                "kid `enc`: a key for RSA_OAEP_256, not a signature algorithm"
+                "kid `enc`: a key for encryption (`alg` RSA_OAEP_256), not for signatures"
             ]
         );
         let marked = &set.by_kid["marked"][0];

@@ -154,7 +154,7 @@ impl Jwt {
                 "give exactly one key source: `secret`, `public_key_file`, `jwks_file`, `jwks_uri` or `discovery: true`".into(),
             ));
         }
-        let hmac = algorithms.iter().any(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512));
+        let hmac = algorithms.iter().any(|a| is_hmac(*a));
         if cfg.secret.is_some()
             && algorithms.iter().any(|a| !matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
         {
@@ -165,8 +165,8 @@ impl Jwt {
         if cfg.secret.is_none() && hmac && cfg.jwks_file.is_none() {
             errors.push((
                 at("algorithms"),
-                "HS* algorithms need a `secret` or a `jwks_file` (the symmetric `oct` keys of a JWKS served over \
-                 HTTP are not used: whoever reads it could sign tokens with them)"
+                "HS* algorithms need a `secret`, or a `jwks_file` holding symmetric keys (a key set served over \
+                 HTTP is never used for them: whoever reads it could sign tokens)"
                     .into(),
             ));
         }
@@ -235,7 +235,18 @@ impl Jwt {
                                 path.display(),
                                 set.skipped.iter().map(|s| format!("; {s}")).collect::<String>()
                             )),
-                            false => Ok(set),
+                            // The file is the gateway's own: an HMAC algorithm
+                            // none of its keys verifies (its `oct` keys too
+                            // short, or none) is a mistake to say now, as for a
+                            // `secret`, not a 401 for every such token.
+                            false => match algorithms.iter().find(|a| is_hmac(**a) && !set.verifies_any(**a)) {
+                                Some(alg) => Err(format!(
+                                    "`{}` holds no key for {alg:?} (a symmetric `oct` key of at least 32 bytes){}",
+                                    path.display(),
+                                    set.skipped.iter().map(|s| format!("; {s}")).collect::<String>()
+                                )),
+                                None => Ok(set),
+                            },
                         }
                     })
                 });
@@ -592,6 +603,11 @@ fn cookie<'r>(req: &'r request::Parts, name: &str) -> Option<&'r str> {
     })
 }
 
+/// An HMAC algorithm (a shared secret, not a public key).
+fn is_hmac(alg: Algorithm) -> bool {
+    matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -667,6 +683,14 @@ mod tests {
             ),
             // A name twice: read leniently, the last `keys` (or `k`) won, unseen.
             ("twice.json", r#"{"keys": [], "keys": [{"kty": "oct", "k": "AAAA"}]}"#, "`keys` is given twice"),
+            // HS256 beside ES256: the file's only `oct` key is too short (the
+            // EC key alone would verify nothing of HS256, unsaid).
+            (
+                "short-hmac.json",
+                r#"{"keys": [{"kty": "oct", "kid": "h", "k": "c2VjcmV0"}, {"kty": "EC", "crv": "P-256", "kid": "e", "x": "AQ", "y": "Ag"}]}"#,
+                "holds no key for HS256 (a symmetric `oct` key of at least 32 bytes); kid `h`: a symmetric key of 6 \
+                 bytes (at least 32)",
+            ),
             // Keys it could use for no token of `[RS256]`, each said with why.
             (
                 "unusable.json",
@@ -676,7 +700,8 @@ mod tests {
             ),
         ] {
             std::fs::write(dir.path().join(name), jwks).unwrap();
-            let yaml = format!("auth:\n  j: {{ jwt: {{ algorithms: [RS256], jwks_file: {name} }} }}\n");
+            let algorithms = if name == "short-hmac.json" { "ES256, HS256" } else { "RS256" };
+            let yaml = format!("auth:\n  j: {{ jwt: {{ algorithms: [{algorithms}], jwks_file: {name} }} }}\n");
             let loaded = crate::config::parse_str(&yaml, "t.yaml", dir.path()).unwrap();
             let crate::policy::auth::config::ProviderConfig::Jwt(cfg) = &loaded.config.auth["j"] else {
                 unreachable!()
