@@ -33,12 +33,8 @@ async fn connect(addr: std::net::SocketAddr) -> TcpStream {
 /// Reads frames until one of `kind` arrives (Some(payload)) or the connection ends (None).
 async fn read_until(s: &mut TcpStream, kind: u8) -> Option<Vec<u8>> {
     loop {
-        let mut head = [0u8; 9];
-        s.read_exact(&mut head).await.ok()?;
-        let len = (head[0] as usize) << 16 | (head[1] as usize) << 8 | head[2] as usize;
-        let mut payload = vec![0u8; len];
-        s.read_exact(&mut payload).await.ok()?;
-        if head[3] == kind {
+        let (got, _, _, payload) = crate::support::h2raw::read_frame(s).await?;
+        if got == kind {
             return Some(payload);
         }
     }

@@ -140,7 +140,7 @@ async fn h2_upstream_going_away(
     std::sync::Arc<std::sync::atomic::AtomicUsize>,
     std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) {
-    use crate::support::h2raw::frame;
+    use crate::support::h2raw::{frame, read_frame};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     type Writer = Arc<tokio::sync::Mutex<tokio::net::tcp::OwnedWriteHalf>>;
@@ -167,16 +167,8 @@ async fn h2_upstream_going_away(
                     return;
                 }
                 let (mut served, mut last) = (0, None);
-                let mut head = [0u8; 9];
                 let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                    while reader.read_exact(&mut head).await.is_ok() {
-                        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
-                        let (kind, flags) = (head[3], head[4]);
-                        let id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
-                        let mut payload = vec![0u8; len];
-                        if reader.read_exact(&mut payload).await.is_err() {
-                            return;
-                        }
+                    while let Some((kind, flags, id, _)) = read_frame(&mut reader).await {
                         let written = match kind {
                             4 if flags & 1 == 0 => write(frame(4, 1, 0, &[])).await,
                             // A request, unless past the GOAWAY (answered at its HEADERS:
@@ -340,7 +332,7 @@ async fn an_http2_target_taking_nothing_is_let_go() {
 /// sends them: the second is whole, ready to be sent again.)
 #[tokio::test]
 async fn a_post_an_http2_upstream_may_have_taken_is_never_sent_twice() {
-    use crate::support::h2raw::frame;
+    use crate::support::h2raw::{frame, read_frame};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     type Writer = Arc<tokio::sync::Mutex<tokio::net::tcp::OwnedWriteHalf>>;
@@ -361,15 +353,7 @@ async fn a_post_an_http2_upstream_may_have_taken_is_never_sent_twice() {
                 // SETTINGS_MAX_CONCURRENT_STREAMS = 1.
                 let _ = writer.lock().await.write_all(&frame(4, 0, 0, &[0, 3, 0, 0, 0, 1])).await;
                 let mut answered = 0;
-                let mut head = [0u8; 9];
-                while reader.read_exact(&mut head).await.is_ok() {
-                    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
-                    let (kind, flags) = (head[3], head[4]);
-                    let id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
-                    let mut payload = vec![0u8; len];
-                    if reader.read_exact(&mut payload).await.is_err() {
-                        return;
-                    }
+                while let Some((kind, flags, id, _)) = read_frame(&mut reader).await {
                     if kind == 4 && flags & 1 == 0 {
                         let _ = writer.lock().await.write_all(&frame(4, 1, 0, &[])).await;
                     }

@@ -22,6 +22,18 @@ pub const END_STREAM: u8 = 1;
 pub const END_HEADERS: u8 = 4;
 pub const ACK: u8 = 1;
 
+/// The next frame a peer sends: its type, flags, stream and payload
+/// (`None` at the end of the connection or a read error).
+pub async fn read_frame<R: tokio::io::AsyncRead + Unpin>(reader: &mut R) -> Option<(u8, u8, u32, Vec<u8>)> {
+    let mut head = [0u8; 9];
+    reader.read_exact(&mut head).await.ok()?;
+    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    let id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+    let mut payload = vec![0u8; len];
+    reader.read_exact(&mut payload).await.ok()?;
+    Some((head[3], head[4], id, payload))
+}
+
 /// One frame: length, type, flags, stream, payload.
 pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = payload.len() as u32;
