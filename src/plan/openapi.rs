@@ -22,6 +22,7 @@ use super::openapi_schema::{
 
 use crate::config::{ApiConfig, MatchConfig, RequestValidation, ResponseValidation, RouteConfig};
 use crate::policy::authz::config::AuthorizeConfig;
+use crate::policy::ctx::scope_fault;
 use crate::policy::validate::config::{BodyConfig, ValidateConfig, ValidateMode};
 use crate::policy::validate::{defs_name, is_json, is_json_range, media_essence as essence, pointer_token};
 
@@ -445,13 +446,16 @@ fn operation(
     // scheme named. The schemes of one requirement must all pass (AND),
     // which one credential per request cannot do: refused, unless they
     // are one provider.
-    let requirements = op.get("security").or_else(|| doc.get("security")).and_then(Value::as_array);
+    let (requirements, security_at) = match op.get("security") {
+        Some(s) => (s.as_array(), format!("{op_at}/security")),
+        None => (doc.get("security").and_then(Value::as_array), "/security".to_string()),
+    };
     let mut providers = Vec::new();
     let mut scopes = Vec::new();
     // Each requirement's scopes, to tell an OR of single scopes from the rest.
     let mut alternatives: Vec<Vec<String>> = Vec::new();
     let mut anonymous = false;
-    for req in requirements.into_iter().flatten() {
+    for (r, req) in requirements.into_iter().flatten().enumerate() {
         if req.as_object().is_some_and(Map::is_empty) {
             anonymous = true;
         }
@@ -476,7 +480,18 @@ fn operation(
             if !providers.contains(provider) {
                 providers.push(provider.clone());
             }
-            for s in wanted.as_array().into_iter().flatten().filter_map(Value::as_str) {
+            for (i, s) in
+                wanted.as_array().into_iter().flatten().enumerate().filter_map(|(i, v)| Some((i, v.as_str()?)))
+            {
+                // Held to the rule the config's own scopes are (a scope with a
+                // space is two to every service), and said of the document.
+                if let Some(why) = scope_fault(s) {
+                    return Err(Some(format!(
+                        "`{}` at `{security_at}/{r}/{}/{i}`: {why}",
+                        schemas.file,
+                        pointer_token(scheme)
+                    )));
+                }
                 if !scopes.iter().any(|x: &String| x == s) {
                     scopes.push(s.to_string());
                 }

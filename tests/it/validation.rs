@@ -1270,6 +1270,23 @@ async fn security_requirements_keep_their_and_and_their_or() {
     let errors = portcullis::check(&load(&and, dir.path())).unwrap_err().to_string();
     assert!(errors.contains("apis[0].operations.both") && errors.contains("must all pass"), "{errors}");
 
+    // A scope that is not one word (RFC 6749 §3.3) is refused where the document says it.
+    std::fs::write(
+        dir.path().join("words.yaml"),
+        doc("  /x:\n    get: { operationId: x, security: [ { o: [read, 'Domain Admins'] } ], responses: {} }\n  \
+             /y:\n    get: { operationId: y, responses: {} }\nsecurity: [ { o: [] }, { o: [ok, 'a\"b'] } ]\n"),
+    )
+    .unwrap();
+    let words = format!("{head}apis:\n  - {{ name: w, openapi: words.yaml, upstream: u, security: {{ o: p1 }} }}\n");
+    let errors = portcullis::check(&load(&words, dir.path())).unwrap_err().to_string();
+    for expected in [
+        "apis[0].operations.x: `words.yaml` at `/paths/~1x/get/security/0/o/1`: `Domain Admins` holds a space",
+        "apis[0].operations.y: `words.yaml` at `/security/1/o/1`: `a\\\"b` is not a scope",
+    ] {
+        assert!(errors.contains(expected), "{expected} not in:\n{errors}");
+    }
+    assert!(!errors.contains("authorize"), "{errors}");
+
     let or = format!("{head}apis:\n  - {{ name: o, openapi: or.yaml, upstream: u, security: {{ o: p1 }} }}\n");
     let gw = Gateway::start(&load(&or, dir.path())).await.unwrap();
     let url = format!("http://{}/either", gw.addr("gw").unwrap());
