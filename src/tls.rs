@@ -160,12 +160,22 @@ pub struct ClientAuth {
 pub struct ClientAuthSeen {
     id: std::sync::atomic::AtomicU64,
     stale: std::sync::atomic::AtomicBool,
+    /// Told when `stale` is set: an HTTP/2 connection sends GOAWAY then
+    /// (each of its requests would get 421 until it idled out).
+    went_stale: tokio::sync::Notify,
 }
 
 impl ClientAuthSeen {
     /// As of the handshake, under `auth`.
     pub fn at_handshake(auth: Option<&ClientAuth>) -> ClientAuthSeen {
-        ClientAuthSeen { id: auth.map_or(0, |a| a.id).into(), stale: false.into() }
+        ClientAuthSeen { id: auth.map_or(0, |a| a.id).into(), stale: false.into(), went_stale: Default::default() }
+    }
+
+    /// Completes once the connection's certificate is found no longer good.
+    pub async fn gone_stale(&self) {
+        if !self.is_stale() {
+            self.went_stale.notified().await;
+        }
     }
 
     /// The connection's certificate is no longer good on its listener:
@@ -195,6 +205,7 @@ impl ClientAuthSeen {
             self.id.store(current, Relaxed);
         } else {
             self.stale.store(true, Relaxed);
+            self.went_stale.notify_one();
         }
         trusted
     }

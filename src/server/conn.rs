@@ -465,6 +465,13 @@ impl<'p> Conn<'p> {
                     goodbye.as_mut().reset(Instant::now() + GOODBYE);
                     goodbye_armed = true;
                 }
+                () = stale_client_auth(self.info.client_auth.as_deref()), if !closing => {
+                    tracing::debug!("the client certificate is no longer trusted after a reload; connection closed (GOAWAY)");
+                    closing = true;
+                    served.as_mut().shut();
+                    goodbye.as_mut().reset(Instant::now() + GOODBYE);
+                    goodbye_armed = true;
+                }
                 () = self.activity.too_many_resets.notified(), if !closing => {
                     tracing::debug!("most streams reset before their answer; connection closed (GOAWAY)");
                     closing = true;
@@ -518,6 +525,15 @@ impl<'p> Conn<'p> {
                 }
             }
         }
+    }
+}
+
+/// Completes when a reload's `client_auth` no longer trusts the
+/// connection's certificate (never on a connection without TLS).
+async fn stale_client_auth(seen: Option<&crate::tls::ClientAuthSeen>) {
+    match seen {
+        Some(seen) => seen.gone_stale().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -508,14 +508,30 @@ async fn a_reload_that_rotates_the_client_ca_out_ends_its_connections() {
         String::from_utf8_lossy(&buf[..n]).into_owned()
     };
     assert!(exchange(&mut tls).await.starts_with("HTTP/1.1 200"));
+    // An HTTP/2 connection beside it.
+    let h2_client = crate::support::pki::client_config(&pki.ca_path(), Some((&cc, &ck)), &[b"h2"]);
+    let h2_tls = crate::support::pki::connect_with(h2_client, addr, "api.example.com").await.unwrap();
+    let (h2, h2_conn) = h2::client::handshake(h2_tls).await.unwrap();
+    let mut h2_conn = tokio::spawn(h2_conn);
+    let h2_get = async || {
+        let req = http::Request::get("https://api.example.com/").body(()).unwrap();
+        let (answer, _) = h2.clone().ready().await.unwrap().send_request(req, true).unwrap();
+        answer.await.map(|a| a.status().as_u16()).map_err(|e| e.to_string())
+    };
+    assert_eq!(h2_get().await, Ok(200));
     // The same CA (another route body): the connection goes on.
     gw.reload(&load(&config(&pki.ca_path(), "two"), Path::new("/"))).await.unwrap();
     let answer = exchange(&mut tls).await;
     assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("two"), "{answer}");
+    assert_eq!(h2_get().await, Ok(200));
     // Another CA: the next request is refused and the connection ends.
     gw.reload(&load(&config(&other.ca_path(), "three"), Path::new("/"))).await.unwrap();
     let answer = exchange(&mut tls).await;
     assert!(answer.starts_with("HTTP/1.1 421"), "{answer}");
+    // HTTP/2: 421, then GOAWAY: the client's connection ends (it stayed until idle).
+    assert_eq!(h2_get().await, Ok(421));
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(5), &mut h2_conn).await;
+    assert!(ended.is_ok(), "the HTTP/2 connection is closed after its 421");
     assert!(!answer.contains("three"), "{answer}");
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(std::time::Duration::from_secs(5), tls.read_to_end(&mut rest)).await;
