@@ -491,9 +491,9 @@ fn fill(
 
 /// A JSON number as a placeholder's text: integers as they came; a whole
 /// number read as a double (`1e2`, `100.0`, `-0`) without its fraction
-/// (`100`, `0`), as an id is written; `None` for one past 2^53, which a
-/// double no longer holds exactly (`18446744073709551617` read back as
-/// `…552000`: a call to another resource).
+/// (`100`, `0`), as an id is written; `None` from 2^53 on, where a double
+/// no longer holds every integer (`18446744073709551617` read back as
+/// `…552000`, `9007199254740993.0` as `…992`: a call to another resource).
 fn exact_number(n: &serde_json::Number) -> Option<String> {
     if n.is_u64() || n.is_i64() {
         return Some(n.to_string());
@@ -501,7 +501,7 @@ fn exact_number(n: &serde_json::Number) -> Option<String> {
     let f = n.as_f64()?;
     const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
     match f {
-        f if !f.is_finite() || f.abs() > EXACT => None,
+        f if !f.is_finite() || f.abs() >= EXACT => None,
         f if f.fract() == 0.0 => Some(format!("{}", f as i64)),
         _ => Some(n.to_string()),
     }
@@ -1035,12 +1035,16 @@ mod tests {
     #[test]
     fn numbers_fill_placeholders_exactly_or_not_at_all() {
         let doc: Value =
-            serde_json::from_str(r#"[7, -3, 1e2, 100.0, -0, 1.5, 9007199254740993, 18446744073709551617, 1e300]"#)
+            serde_json::from_str(r#"[7, -3, 1e2, 100.0, -0, 1.5, 9007199254740993, 9007199254740991.0, 18446744073709551617, 1e300, 9007199254740993.0, -9007199254740992e0]"#)
                 .unwrap();
         let written: Vec<Option<String>> =
             doc.as_array().unwrap().iter().map(|v| exact_number(v.as_number().unwrap())).collect();
         let want = [Some("7"), Some("-3"), Some("100"), Some("100"), Some("0"), Some("1.5"), Some("9007199254740993")];
-        let want: Vec<Option<String>> = want.iter().map(|w| w.map(str::to_string)).chain([None, None]).collect();
+        let want: Vec<Option<String>> = want
+            .iter()
+            .map(|w| w.map(str::to_string))
+            .chain([Some("9007199254740991".into()), None, None, None, None])
+            .collect();
         assert_eq!(written, want);
     }
 }
