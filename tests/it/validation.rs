@@ -1189,6 +1189,68 @@ components:
     assert_eq!(seen, 3, "the invalid body, the 500 and the 404's media type");
 }
 
+/// A recursive schema whose every level takes a chain of `$ref`s and
+/// `allOf`s, against documents as deep as the limits allow: the check
+/// recursed on the worker's stack and a 3 KB body (or a 1 KB upstream
+/// answer, in report mode) aborted the whole gateway. Checks of deep
+/// documents get the stack they need: the answers are the usual ones.
+#[tokio::test]
+async fn deep_documents_against_recursive_schemas_are_answered_not_fatal() {
+    use crate::support::flaky::{Flaky, Mode};
+    let dir = tempfile::tempdir().unwrap();
+    let chain = "{ $ref: \"#/$defs/n\", $defs: { n: { $ref: \"#/$defs/m\" }, m: { allOf: [ { $ref: \"#/$defs/o\" } ] }, \
+                 o: { allOf: [ { $ref: \"#/$defs/p\" } ] }, p: { allOf: [ { $ref: \"#/$defs/q\" } ] }, \
+                 q: { allOf: [ { $ref: \"#/$defs/u\" } ] }, \
+                 u: { type: object, properties: { c: { $ref: \"#/$defs/n\" }, v: { type: integer, maximum: 5 } } } } }";
+    std::fs::write(
+        dir.path().join("spec.yaml"),
+        "openapi: 3.1.0\ninfo: { title: t, version: '1' }\npaths:\n  /tree:\n    get:\n      operationId: tree\n      \
+         responses: { '200': { description: a tree, content: { application/json: { schema: { $ref: '#/components/schemas/N' } } } } }\n\
+         components:\n  schemas:\n    N: { allOf: [ { $ref: '#/components/schemas/M' } ] }\n    M: { allOf: [ { $ref: '#/components/schemas/O' } ] }\n    \
+         O: { allOf: [ { $ref: '#/components/schemas/U' } ] }\n    \
+         U: { type: object, properties: { c: { $ref: '#/components/schemas/N' }, v: { type: integer, maximum: 5 } } }\n",
+    )
+    .unwrap();
+    let up = Recorder::start().await;
+    let answers = Flaky::start("trees").await;
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nadmin: {{ bind: \"127.0.0.1:0\" }}\n\
+         upstreams:\n  up: {{ targets: [\"{}\"] }}\n  trees: {{ targets: [\"{}\"] }}\nroutes:\n\
+         \x20 - name: deep\n    match: {{ path: /deep }}\n    upstream: up\n\
+         \x20   validate: {{ body: {{ schema: {chain} }}, json_limits: {{ max_depth: 512 }} }}\n\
+         apis:\n  - {{ name: t, openapi: spec.yaml, upstream: trees, validate: {{ request: off, response: report }} }}\n",
+        up.url(),
+        answers.url()
+    );
+    let gw = Gateway::start(&load(&yaml, dir.path())).await.expect("starts");
+    let addr = gw.addr("gw").unwrap();
+    let nested = |depth: usize, leaf: &str| format!("{}{leaf}{}", "{\"c\":".repeat(depth - 1), "}".repeat(depth - 1));
+    let post = async |body: String| {
+        let req = Request::post(format!("http://{addr}/deep")).header("content-type", "application/json");
+        send(&http1_client(), req.body(Full::new(Bytes::from(body))).unwrap()).await
+    };
+    let failing = post(nested(512, "{\"v\":9}")).await;
+    let found = errors(&failing);
+    assert!(found.len() == 1 && found[0].0 == "body" && found[0].1.starts_with("/c/c/c/c"), "{found:?}");
+    assert_eq!(post(nested(512, "{\"v\":1}")).await.status, 200);
+    assert_eq!(up.count(), 1, "the valid body went on");
+    // An answer as deep as a response is read (128 levels), in report mode.
+    answers.set(Mode::Json(Box::leak(nested(127, "{\"v\":9}").into_boxed_str())));
+    let r = crate::support::get(&format!("http://{addr}/tree"), &[]).await;
+    assert_eq!(r.status, 200);
+    let metrics = format!("http://{}/metrics", gw.admin_addr().unwrap());
+    let counted = "portcullis_validation_failures_total{route=\"t.tree\",in=\"response\"} 1";
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = crate::support::get(&metrics, &[]).await.text();
+        if text.contains(counted) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(text.contains(counted), "{text}");
+}
+
 /// Each JSON threat limit, through the gateway: a body exactly at the limit
 /// passes, one step over is refused (400, `in: body`), and the upstream
 /// never sees the refused ones.

@@ -230,6 +230,7 @@ impl<'a> Scanner<'a> {
                         fail!(Fault::Depth, Reach::Inside, at);
                     }
                     let object = open == b'{';
+                    self.doc.depth = self.doc.depth.max(self.stack.len() as u32 + 1);
                     let entry = self.push(if object {
                         Entry::Object { len: 0, end: 0 }
                     } else {

@@ -10,6 +10,7 @@
 
 pub mod config;
 mod date_time;
+mod deep;
 mod email;
 mod form_nesting;
 pub mod json_limits;
@@ -829,13 +830,15 @@ impl Compiled {
             }
             // Passing is the common case: a yes/no check first, the errors
             // collected only for a body that fails.
-            if !rule.json_schema.is_valid(doc.root()) {
+            if !deep::with_room(doc.depth, || rule.json_schema.is_valid(doc.root())) {
                 if rule.report_budget.is_none_or(|b| b.affords(&doc)) {
-                    let errors = report_budget::listed(
-                        doc.values(),
-                        || rule.json_schema.iter_errors(doc.root()),
-                        || rule.json_schema.validate(doc.root()),
-                    );
+                    let errors = deep::with_room(doc.depth, || {
+                        report_budget::listed(
+                            doc.values(),
+                            || rule.json_schema.iter_errors(doc.root()),
+                            || rule.json_schema.validate(doc.root()),
+                        )
+                    });
                     schema_problems(errors, problems);
                 } else {
                     let detail = report_budget::TOO_INTRICATE.to_string();
@@ -847,10 +850,12 @@ impl Compiled {
             if held.grow(crate::http::buffer_budget::json_size(&value)).is_err() {
                 return Some((over_budget, OVER_BUDGET_REPORTED));
             }
-            if !rule.schema.is_valid(&value) {
+            let depth = deep::depth_of(&value);
+            if !deep::with_room(depth, || rule.schema.is_valid(&value)) {
                 let values = report_budget::values_in(&value);
-                let errors =
-                    report_budget::listed(values, || rule.schema.iter_errors(&value), || rule.schema.validate(&value));
+                let errors = deep::with_room(depth, || {
+                    report_budget::listed(values, || rule.schema.iter_errors(&value), || rule.schema.validate(&value))
+                });
                 schema_problems(errors, problems);
             }
         }

@@ -168,17 +168,20 @@ impl ResponseRules {
             Ok(v) => v,
             Err(e) => return vec![Problem { place: "body", pointer: String::new(), detail: format!("not JSON: {e}") }],
         };
-        if validator.is_valid(&value) {
+        let depth = super::deep::depth_of(&value);
+        if super::deep::with_room(depth, || validator.is_valid(&value)) {
             return Vec::new();
         }
         if !may_list(*budget, &value) {
             return vec![Problem { place: "body", pointer: String::new(), detail: TOO_INTRICATE.into() }];
         }
-        super::report_budget::listed(
-            super::report_budget::values_in(&value),
-            || validator.iter_errors(&value),
-            || validator.validate(&value),
-        )
+        super::deep::with_room(depth, || {
+            super::report_budget::listed(
+                super::report_budget::values_in(&value),
+                || validator.iter_errors(&value),
+                || validator.validate(&value),
+            )
+        })
         .into_iter()
         .map(|e| Problem {
             place: "body",

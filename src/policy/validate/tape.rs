@@ -49,12 +49,14 @@ pub(super) enum Entry<'a> {
 pub struct Doc<'a> {
     pub(super) entries: Vec<Entry<'a>>,
     pub(super) decoded: Vec<String>,
+    /// How deep its containers nest (a scalar document is 0).
+    pub(super) depth: u32,
 }
 
 impl<'a> Doc<'a> {
     pub(super) fn with_capacity(body_len: usize) -> Doc<'a> {
         // About one entry per 8 bytes of a typical body; it grows if not.
-        Doc { entries: Vec::with_capacity(body_len / 8 + 4), decoded: Vec::new() }
+        Doc { entries: Vec::with_capacity(body_len / 8 + 4), decoded: Vec::new(), depth: 0 }
     }
 
     /// About the memory the document takes beside its text.
