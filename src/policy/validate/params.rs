@@ -717,32 +717,46 @@ fn collect_properties(root: &Value, schema: &Value, out: &mut Map<String, Value>
     if let Some(target) = ref_target(root, schema) {
         collect_properties(root, target, out, depth + 1);
     }
-    for part in schema.get("allOf").and_then(Value::as_array).into_iter().flatten() {
+    let parts = || schema.get("allOf").and_then(Value::as_array).into_iter().flatten();
+    // The `then`/`else` of this schema and of its `allOf` parts are
+    // alternatives too (an OpenAPI discriminator becomes one `if`/`then`
+    // per subtype): taken together before the parts one by one, so that
+    // a field two subtypes declare differently stays text.
+    let conditional: Vec<&Value> = std::iter::once(schema)
+        .chain(parts())
+        .flat_map(|s| ["then", "else"].into_iter().filter_map(move |k| s.get(k)))
+        .collect();
+    alternatives(root, conditional, out, depth);
+    for part in parts() {
         collect_properties(root, part, out, depth + 1);
     }
-    // Alternatives: a field they declare alike is read as declared; one
-    // they declare differently (`n` an integer in one, text in another)
-    // stays text, as before, not the first branch's type.
     for key in ["anyOf", "oneOf"] {
-        let mut seen: Map<String, Value> = Map::new();
-        for part in schema.get(key).and_then(Value::as_array).into_iter().flatten() {
-            let mut branch = Map::new();
-            collect_properties(root, part, &mut branch, depth + 1);
-            for (name, property) in branch {
-                match seen.get(&name) {
-                    Some(known) if *known != property => {
-                        seen.insert(name, Value::Object(Map::new()));
-                    }
-                    Some(_) => {}
-                    None => {
-                        seen.insert(name, property);
-                    }
+        alternatives(root, schema.get(key).and_then(Value::as_array).into_iter().flatten().collect(), out, depth);
+    }
+}
+
+/// Alternatives: a field they declare alike is read as declared; one
+/// they declare differently (`n` an integer in one, text in another)
+/// stays text, as before, not the first branch's type.
+fn alternatives(root: &Value, branches: Vec<&Value>, out: &mut Map<String, Value>, depth: usize) {
+    let mut seen: Map<String, Value> = Map::new();
+    for part in branches {
+        let mut branch = Map::new();
+        collect_properties(root, part, &mut branch, depth + 1);
+        for (name, property) in branch {
+            match seen.get(&name) {
+                Some(known) if *known != property => {
+                    seen.insert(name, Value::Object(Map::new()));
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(name, property);
                 }
             }
         }
-        for (name, property) in seen {
-            out.entry(name).or_insert(property);
-        }
+    }
+    for (name, property) in seen {
+        out.entry(name).or_insert(property);
     }
 }
 

@@ -488,6 +488,28 @@ fn stripe_form_alternatives_read_as_stripe_sends_them() {
     }
 }
 
+/// A discriminator's subtypes (one `if`/`then` each) are alternatives:
+/// a field one declares is read by its type, a field two declare
+/// differently stays text.
+#[test]
+fn form_fields_of_discriminated_subtypes_are_read_by_their_declarations() {
+    let schema = json!({
+        "allOf": [
+            { "if": { "properties": { "kind": { "const": "cat" } } }, "then": { "$ref": "#/$defs/Cat" } },
+            { "if": { "properties": { "kind": { "const": "dog" } } }, "then": { "$ref": "#/$defs/Dog" } }
+        ],
+        "$defs": {
+            "Cat": { "properties": { "lives": { "type": "integer" }, "tag": { "type": "integer" } } },
+            "Dog": { "properties": { "barks": { "type": "boolean" }, "tag": { "type": "string" } } }
+        }
+    });
+    let properties = super::params::form_properties(&schema);
+    assert_eq!(properties["lives"], json!({ "type": "integer" }));
+    assert_eq!(properties["barks"], json!({ "type": "boolean" }));
+    assert_eq!(properties["tag"], json!({}), "declared differently: text");
+    assert!(!properties.contains_key("kind"), "an `if` declares nothing");
+}
+
 /// Nested fields in another case or ASP.NET's dot spelling are other
 /// spellings of the declared object: refused, not passed unchecked.
 #[test]
