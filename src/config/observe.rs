@@ -121,6 +121,10 @@ pub struct OtlpConfig {
     /// Extra headers on every export request (an API key for a hosted backend).
     #[serde(default)]
     pub headers: std::collections::BTreeMap<String, String>,
+    /// CA bundle (PEM) to trust for an `https` endpoint instead of the
+    /// Mozilla roots (a collector with an internal CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
 }
 
 fn one() -> f64 {

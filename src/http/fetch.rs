@@ -88,39 +88,86 @@ impl Fetcher {
 
     #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
     /// POSTs `body` with its content type and extra headers; returns the
-    /// status and the answer's headers (its body is read and dropped).
+    /// status, the answer's headers and its body.
     pub async fn post(
         &self,
         url: &str,
         content_type: &str,
         body: Bytes,
         headers: &[(http::HeaderName, http::HeaderValue)],
-    ) -> Result<(StatusCode, http::HeaderMap), String> {
+    ) -> Result<(StatusCode, http::HeaderMap, Bytes), Failure> {
         let mut req = Request::post(url).header(header::CONTENT_TYPE, content_type);
         for (name, value) in headers {
             req = req.header(name, value);
         }
-        let (status, headers, _) = self.exchange(req.body(Full::new(body)).map_err(|e| e.to_string())?).await?;
-        Ok((status, headers))
+        let req = req.body(Full::new(body)).map_err(|e| Failure { message: e.to_string(), lasting: true })?;
+        self.exchange(req).await
     }
 
     async fn send(&self, req: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes), String> {
-        self.exchange(req).await.map(|(status, _, body)| (status, body))
+        self.exchange(req).await.map(|(status, _, body)| (status, body)).map_err(|f| f.message)
     }
 
-    async fn exchange(&self, req: Request<Full<Bytes>>) -> Result<(StatusCode, http::HeaderMap, Bytes), String> {
+    async fn exchange(&self, req: Request<Full<Bytes>>) -> Result<(StatusCode, http::HeaderMap, Bytes), Failure> {
         let call = async {
-            let resp = self.client.request(req).await.map_err(|e| format!("request failed: {e}"))?;
+            let resp = self.client.request(req).await.map_err(|e| Failure {
+                message: format!("request failed: {}", with_causes(&e)),
+                lasting: refused_by_tls(&e),
+            })?;
             let (parts, body) = resp.into_parts();
             let body = Limited::new(body, MAX_BODY)
                 .collect()
                 .await
-                .map_err(|e| format!("reading the answer failed: {e}"))?
+                .map_err(|e| Failure { message: format!("reading the answer failed: {e}"), lasting: false })?
                 .to_bytes();
             Ok((parts.status, parts.headers, body))
         };
-        tokio::time::timeout(self.timeout, call).await.map_err(|_| "timed out".to_string())?
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| Failure { message: "timed out".to_string(), lasting: false })?
     }
+}
+
+/// Why a call got no answer.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    /// Trying again will not help (the server's certificate was refused,
+    /// the handshake failed): not a passing outage.
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+    pub lasting: bool,
+}
+
+/// An error with the causes under it (`client error (Connect): invalid
+/// peer certificate: UnknownIssuer`): hyper's own text says only which
+/// step failed, the same for a refused certificate and a closed port.
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// Whether TLS refused the connection somewhere under `e` (rustls's error
+/// travels inside `io::Error`s, whose `source` skips what they wrap).
+fn refused_by_tls(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<rustls::Error>() {
+            return true;
+        }
+        cause = match c.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(wrapped) => Some(wrapped as &(dyn std::error::Error + 'static)),
+            None => c.source(),
+        };
+    }
+    false
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value.

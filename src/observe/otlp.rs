@@ -25,6 +25,9 @@ use crate::http::fetch::Fetcher;
 
 /// Spans waiting to be sent; beyond this they are dropped and counted.
 const QUEUE: usize = 8192;
+
+/// Export requests' `User-Agent`.
+const USER_AGENT: &str = concat!("portcullis/", env!("CARGO_PKG_VERSION"), " (OTLP/HTTP exporter)");
 /// The longest value of an attribute the client wrote (path, query,
 /// `User-Agent`, host), cut at a character boundary: a head may be 32 KiB,
 /// and a queue of full-size spans behind a slow collector would hold
@@ -253,15 +256,19 @@ impl Exporter {
     pub fn start(config: &OtlpConfig, dropped: Arc<Counter>) -> Result<Exporter, String> {
         // OpenTelemetry's default export timeout (`OTEL_EXPORTER_OTLP_TIMEOUT`):
         // at 5 s a collector answering in 8 got every batch four times.
-        let fetcher = Fetcher::new(None, Duration::from_secs(10))?;
+        let fetcher = Fetcher::new(config.ca.as_deref().map(std::path::Path::new), Duration::from_secs(10))?;
         let url = format!("{}/v1/traces", config.endpoint.trim_end_matches('/'));
-        let headers: Vec<(HeaderName, HeaderValue)> = config
+        let mut headers: Vec<(HeaderName, HeaderValue)> = config
             .headers
             .iter()
             .filter_map(|(k, v)| {
                 Some((HeaderName::try_from(k.as_str()).ok()?, HeaderValue::try_from(v.as_str()).ok()?))
             })
             .collect();
+        // The exporter names itself (OTLP exporter spec: SHOULD), unless the config does.
+        if !headers.iter().any(|(name, _)| name == http::header::USER_AGENT) {
+            headers.push((http::header::USER_AGENT, HeaderValue::from_static(USER_AGENT)));
+        }
         let (queue, spans) = mpsc::channel(QUEUE);
         tokio::spawn(send_batches(spans, fetcher, url, headers, dropped.clone()));
         Ok(Exporter { config: config.clone(), queue, dropped })
@@ -329,7 +336,12 @@ async fn send_batches(
         let count = request.resource_spans[0].scope_spans[0].spans.len();
         let body = Bytes::from(request.encode_to_vec());
         match send(&fetcher, &url, body, &headers).await {
-            Ok(()) => failures_logged = 0,
+            Ok(None) => failures_logged = 0,
+            Ok(Some(rejected)) => {
+                // Taken, but some spans refused: not sent again (the spec's rule).
+                dropped.add(rejected.spans.min(count as u64));
+                note_failure(&mut failures_logged, &rejected.to_string());
+            }
             Err(error) => {
                 dropped.add(count as u64);
                 note_failure(&mut failures_logged, &error);
@@ -341,19 +353,52 @@ async fn send_batches(
     }
 }
 
+/// Spans a collector took the batch without (OTLP's `partial_success`).
+struct Rejected {
+    spans: u64,
+    why: String,
+}
+
+impl std::fmt::Display for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the collector rejected {} spans of the batch", self.spans)?;
+        if !self.why.is_empty() {
+            write!(f, ": {}", self.why.escape_debug())?;
+        }
+        Ok(())
+    }
+}
+
+/// The spans a success answer says were rejected, if any.
+fn rejected(answer: &[u8]) -> Option<Rejected> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+    let partial = ExportTraceServiceResponse::decode(answer).ok()?.partial_success?;
+    let spans = u64::try_from(partial.rejected_spans).ok().filter(|n| *n > 0)?;
+    let why: String = partial.error_message.chars().take(200).collect();
+    Some(Rejected { spans, why })
+}
+
 /// Sends one batch, again after a wait while the collector says (or
-/// shows) it is only busy for now; `Err`: why it is lost.
-async fn send(fetcher: &Fetcher, url: &str, body: Bytes, headers: &[(HeaderName, HeaderValue)]) -> Result<(), String> {
+/// shows) it is only busy for now; `Ok(Some)`: taken with some spans
+/// rejected; `Err`: why it is lost.
+async fn send(
+    fetcher: &Fetcher,
+    url: &str,
+    body: Bytes,
+    headers: &[(HeaderName, HeaderValue)],
+) -> Result<Option<Rejected>, String> {
     let mut wait = BACKOFF;
     let mut sent = 1;
     loop {
         let (error, retry_after) = match fetcher.post(url, "application/x-protobuf", body.clone(), headers).await {
-            Ok((status, _)) if status.is_success() => return Ok(()),
-            Ok((status, answer)) if retryable(status) => {
+            Ok((status, _, answer)) if status.is_success() => return Ok(rejected(&answer)),
+            Ok((status, answer, _)) if retryable(status) => {
                 (format!("the collector answered {status}"), retry_after(&answer))
             }
-            Ok((status, _)) => return Err(format!("the collector answered {status}")),
-            Err(e) => (e, None),
+            Ok((status, _, _)) => return Err(format!("the collector answered {status}")),
+            // A refused certificate is not a passing outage.
+            Err(e) if e.lasting => return Err(e.message),
+            Err(e) => (e.message, None),
         };
         if sent == SENDS {
             return Err(format!("{error} ({SENDS} tries)"));

@@ -423,7 +423,10 @@ fn compile_unguarded(loaded: &LoadedConfig, previous: Option<&Plan>) -> Result<P
             }
             log
         }),
-        otlp: cfg.tracing.otlp.clone(),
+        otlp: cfg.tracing.otlp.clone().map(|mut otlp| {
+            otlp.ca = otlp.ca.map(|ca| loaded.resolve_file(&ca).display().to_string());
+            otlp
+        }),
     })
 }
 
@@ -504,6 +507,11 @@ fn compile_observe(cx: &mut Ctx, registry: Arc<Registry>, routes: &[Route]) -> O
                      fragment or user:password; put credentials in `headers`"
                 ),
             );
+        }
+        if let Some(ca) = &otlp.ca
+            && let Err(e) = crate::tls::load_roots(&cx.loaded.resolve_file(ca))
+        {
+            cx.err("tracing.otlp.ca", e);
         }
         if !(0.0..=1.0).contains(&otlp.sample) {
             cx.err("tracing.otlp.sample", "a share between 0.0 and 1.0 (0.1 = one trace in ten)");

@@ -232,7 +232,13 @@ impl<'p> Seen<'p> {
             *req.method_mut() = Method::from_bytes(b"-").expect("`-` is a token");
             req
         };
-        let client = Client { ip: conn.peer.ip(), peer_trusted: false, from_forwarded: false };
+        // A trusted proxy's word counts for a refused request too (its
+        // trace continued, the client it names logged), as far as its head
+        // was read.
+        let client = match request {
+            Some(req) => crate::http::forwarded::resolve(conn.peer.ip(), req.headers(), &plan.trusted_proxies),
+            None => Client { ip: conn.peer.ip(), peer_trusted: false, from_forwarded: false },
+        };
         let mut seen = match request {
             Some(req) => Seen::of(plan, req, &client, conn.peer.ip(), conn.tls_version, request_id),
             None => Seen::of(plan, &unknown(), &client, conn.peer.ip(), conn.tls_version, request_id),

@@ -1047,6 +1047,17 @@ async fn trace_context_is_continued_from_trusted_peers_only() {
     }
     let seen = get(&url(&trusted, "/d"), &[("tracestate", "vendor=1")]).await.json();
     assert!(seen["headers"]["tracestate"].is_null(), "tracestate without traceparent: {seen}");
+    // A request refused before routing (two framings) continues it too, and
+    // is logged with the client the proxy names (it started a new trace).
+    let refused = format!(
+        "POST /e HTTP/1.1\r\nHost: t\r\ntraceparent: {parent}\r\nX-Forwarded-For: 203.0.113.7\r\n\
+         Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    );
+    let answer = crate::support::raw(trusted.addr("gw").unwrap(), &refused).await;
+    assert_eq!(crate::support::raw_status(&answer), 400, "{answer}");
+    let logged = log_lines(&trusted, dir.path(), 6).await;
+    assert_eq!(logged[5]["trace"]["id"], "0af7651916cd43dd8448eb211c80319c", "{}", logged[5]);
+    assert_eq!(logged[5]["client"]["ip"], "203.0.113.7");
 
     let dir2 = tempfile::tempdir().unwrap();
     let untrusted = start(&routes, dir2.path()).await;
@@ -1231,6 +1242,61 @@ async fn span_batches_are_retried_when_the_collector_is_busy() {
     let s = scrape_until(&h, |s| number(s, "portcullis_trace_spans_dropped_total", &[]) >= 1.0).await;
     assert_eq!(number(&s, "portcullis_trace_spans_dropped_total", &[]), 1.0, "the refused batch's span");
     assert_eq!(*receiver.posts.lock().unwrap(), 3, "a 400 is not sent again");
+}
+
+/// A collector behind an internal CA: `tracing.otlp.ca` trusts it (the
+/// Mozilla roots were the only ones). Without it the certificate is
+/// refused once, not retried as an outage, and the batch counted lost.
+/// Exports name their sender (`User-Agent`); spans a collector's 200 says
+/// it rejected (`partial_success`) are counted as dropped, not sent again.
+#[cfg(feature = "otlp")]
+#[tokio::test]
+async fn spans_go_to_a_collector_behind_an_internal_ca_and_rejections_are_counted() {
+    use crate::support::otlp::Receiver;
+    use crate::support::tls::TlsUpstream;
+    let dir = tempfile::tempdir().unwrap();
+    let (acceptor, ca_pem) = TlsUpstream::acceptor(&[b"http/1.1"]);
+    std::fs::write(dir.path().join("collector-ca.pem"), ca_pem).unwrap();
+    let receiver = Receiver::serving(Vec::new(), 0, Some(acceptor)).await;
+    let endpoint = format!("https://127.0.0.1:{}", receiver.addr.port());
+    let routes = "routes:\n  - { name: r, match: { path_prefix: /r }, static: { body: ok } }\n";
+    let trusted = format!("tracing:\n  otlp: {{ endpoint: \"{endpoint}\", ca: collector-ca.pem }}\n{routes}");
+    let h = start(&trusted, dir.path()).await;
+    get(&url(&h, "/r/one"), &[]).await;
+    assert_eq!(receiver.wait_for(1).await.len(), 1, "the span arrived over TLS");
+    let agent = receiver.headers.lock().unwrap().iter().find(|l| l.starts_with("user-agent: ")).cloned();
+    assert!(agent.as_deref().is_some_and(|a| a.starts_with("user-agent: portcullis/")), "{agent:?}");
+    drop(h);
+
+    // Not trusted: one handshake, refused, the span counted lost.
+    let other = tempfile::tempdir().unwrap();
+    let untrusted = format!("tracing:\n  otlp: {{ endpoint: \"{endpoint}\" }}\n{routes}");
+    let h = start(&untrusted, other.path()).await;
+    let before = *receiver.connections.lock().unwrap();
+    get(&url(&h, "/r/two"), &[]).await;
+    let s = scrape_until(&h, |s| number(s, "portcullis_trace_spans_dropped_total", &[]) >= 1.0).await;
+    assert_eq!(number(&s, "portcullis_trace_spans_dropped_total", &[]), 1.0);
+    assert_eq!(*receiver.connections.lock().unwrap() - before, 1, "a refused certificate is not tried again");
+    drop(h);
+
+    // A CA file that holds no certificate is a config error.
+    std::fs::write(dir.path().join("empty.pem"), "").unwrap();
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\n\
+         tracing:\n  otlp: {{ endpoint: \"{endpoint}\", ca: empty.pem }}\n{routes}"
+    );
+    let errors = portcullis::check(&load(&yaml, dir.path())).unwrap_err().to_string();
+    assert!(errors.contains("tracing.otlp.ca") && errors.contains("holds no certificate"), "{errors}");
+
+    // Two spans of a batch rejected by a 200: counted, not sent again.
+    let rejecting = Receiver::serving(Vec::new(), 1, None).await;
+    let body = format!("tracing:\n  otlp: {{ endpoint: \"{}\" }}\n{routes}", rejecting.url());
+    let third = tempfile::tempdir().unwrap();
+    let h = start(&body, third.path()).await;
+    get(&url(&h, "/r/three"), &[]).await;
+    let s = scrape_until(&h, |s| number(s, "portcullis_trace_spans_dropped_total", &[]) >= 1.0).await;
+    assert_eq!(number(&s, "portcullis_trace_spans_dropped_total", &[]), 1.0, "the rejected span");
+    assert_eq!(*rejecting.posts.lock().unwrap(), 1);
 }
 
 #[tokio::test]

@@ -21,7 +21,7 @@ pub struct TlsUpstream {
 impl TlsUpstream {
     /// A CA, a server certificate for `upstream.test` and 127.0.0.1 signed
     /// by it, and an acceptor offering `alpn`.
-    fn acceptor(alpn: &[&[u8]]) -> (TlsAcceptor, String) {
+    pub fn acceptor(alpn: &[&[u8]]) -> (TlsAcceptor, String) {
         Self::acceptor_of(alpn, false)
     }
 
