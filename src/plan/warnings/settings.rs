@@ -43,6 +43,12 @@ pub(super) fn ineffective_settings(loaded: &LoadedConfig, found: &mut Found) {
             }
         }
     }
+    if let Some(otlp) = &cfg.tracing.otlp
+        && !otlp.endpoint.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+        && written("tracing.otlp.ca")
+    {
+        found.add(NAME, "tracing.otlp.ca", "the endpoint is `http://`: no TLS is spoken to the collector");
+    }
     // A validated body is read whole, within `max_buffered` for every
     // request together: one larger than that is refused (503) whatever
     // the route allows.
@@ -176,6 +182,7 @@ auth:
   hs: { jwt: { algorithms: [HS256], secret: "${S}", jwks_ca: ca.pem, jwks_refresh: 1m } }
   idp: { jwt: { algorithms: [RS256], jwks_uri: "https://idp.example/jwks", jwks_ca: ca.pem } }
 max_buffered: 1MiB
+tracing: { otlp: { endpoint: "http://127.0.0.1:4318", ca: ca.pem } }
 routes:
   - { name: big, match: { path: /big }, static: { status: 204 }, max_body_size: 2MiB, validate: { body: { schema: { type: object } } } }
   - { name: small, match: { path: /small }, static: { status: 204 }, max_body_size: 1MiB, validate: { body: { schema: { type: object } } } }
@@ -192,6 +199,7 @@ routes:
                 "auth.hs.jwt.jwks_refresh",
                 "upstreams.plain.tls.ca",
                 "upstreams.plain.tls.server_name",
+                "tracing.otlp.ca",
                 "routes[0].max_body_size",
                 "listeners[0].limits.tls_handshake_timeout",
             ]
