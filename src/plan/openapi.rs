@@ -446,9 +446,22 @@ fn operation(
     // scheme named. The schemes of one requirement must all pass (AND),
     // which one credential per request cannot do: refused, unless they
     // are one provider.
-    let (requirements, security_at) = match op.get("security") {
-        Some(s) => (s.as_array(), format!("{op_at}/security")),
-        None => (doc.get("security").and_then(Value::as_array), "/security".to_string()),
+    let (security, security_at) = match op.get("security") {
+        Some(s) => (Some(s), format!("{op_at}/security")),
+        None => (doc.get("security"), "/security".to_string()),
+    };
+    // A `security` of another shape is refused, not read as none (it made
+    // the operation public, or dropped its scopes: looser than written).
+    let shape = |at: &str, what: &str| Err(Some(format!("`{}` at `{at}`: {what}", schemas.file)));
+    let requirements = match security {
+        None => None,
+        Some(Value::Array(list)) => Some(list),
+        Some(_) => {
+            return shape(
+                &security_at,
+                "`security` is a list of requirements (`- oauth: [read]`; `[]` for a public operation)",
+            );
+        }
     };
     let mut providers = Vec::new();
     let mut scopes = Vec::new();
@@ -456,12 +469,25 @@ fn operation(
     let mut alternatives: Vec<Vec<String>> = Vec::new();
     let mut anonymous = false;
     for (r, req) in requirements.into_iter().flatten().enumerate() {
-        if req.as_object().is_some_and(Map::is_empty) {
+        let Some(req) = req.as_object() else {
+            return shape(
+                &format!("{security_at}/{r}"),
+                "a security requirement is a map of scheme names to their scopes (`oauth: [read]`, `api_key: []`)",
+            );
+        };
+        if req.is_empty() {
             anonymous = true;
         }
         let mut these: Vec<&String> = Vec::new();
         let mut wanted_here: Vec<String> = Vec::new();
-        for (scheme, wanted) in req.as_object().into_iter().flatten() {
+        for (scheme, wanted) in req {
+            let scheme_at = format!("{security_at}/{r}/{}", pointer_token(scheme));
+            let Some(wanted) = wanted.as_array() else {
+                return shape(&scheme_at, "a scheme's scopes are a list of strings (`[]` for none)");
+            };
+            if let Some(i) = wanted.iter().position(|w| !w.is_string()) {
+                return shape(&format!("{scheme_at}/{i}"), "a scope is a string");
+            }
             let provider = api.security.get(scheme).ok_or_else(|| {
                 Some(if doc.pointer(&format!("/components/securitySchemes/{}", pointer_token(scheme))).is_none() {
                     format!(
@@ -480,17 +506,11 @@ fn operation(
             if !providers.contains(provider) {
                 providers.push(provider.clone());
             }
-            for (i, s) in
-                wanted.as_array().into_iter().flatten().enumerate().filter_map(|(i, v)| Some((i, v.as_str()?)))
-            {
+            for (i, s) in wanted.iter().enumerate().filter_map(|(i, v)| Some((i, v.as_str()?))) {
                 // Held to the rule the config's own scopes are (a scope with a
                 // space is two to every service), and said of the document.
                 if let Some(why) = scope_fault(s) {
-                    return Err(Some(format!(
-                        "`{}` at `{security_at}/{r}/{}/{i}`: {why}",
-                        schemas.file,
-                        pointer_token(scheme)
-                    )));
+                    return shape(&format!("{scheme_at}/{i}"), &why);
                 }
                 if !scopes.iter().any(|x: &String| x == s) {
                     scopes.push(s.to_string());
@@ -501,7 +521,7 @@ fn operation(
             }
         }
         if these.len() > 1 {
-            let names: Vec<&str> = req.as_object().into_iter().flatten().map(|(k, _)| k.as_str()).collect();
+            let names: Vec<&str> = req.keys().map(String::as_str).collect();
             return Err(Some(format!(
                 "a security requirement names several schemes ({}), which must all pass; the gateway checks one \
                  credential per request, so it cannot enforce both: list them as alternatives (`- {}: []` each) \
@@ -510,7 +530,7 @@ fn operation(
                 names.join(": []` and `- ")
             )));
         }
-        if !req.as_object().is_some_and(Map::is_empty) {
+        if !req.is_empty() {
             alternatives.push(wanted_here);
         }
     }

@@ -1365,6 +1365,36 @@ async fn security_requirements_keep_their_and_and_their_or() {
         assert!(errors.contains(expected), "{expected} not in:\n{errors}");
     }
     assert!(!errors.contains("authorize"), "{errors}");
+    // `security` of another shape is refused, never read as none (it made operations public).
+    std::fs::write(
+        dir.path().join("shapes.yaml"),
+        doc("  /a:\n    get: { operationId: a, security: { o: [read] }, responses: {} }\n  \
+             /b:\n    get: { operationId: b, security: [ o ], responses: {} }\n  \
+             /c:\n    get: { operationId: c, security: [ { o: [read, 2024] } ], responses: {} }\n  \
+             /d:\n    get: { operationId: d, security: [ { o: read } ], responses: {} }\n  \
+             /e:\n    get: { operationId: e, security: [ { o: [read] } ], responses: {} }\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("top.yaml"),
+        doc("  /f:\n    get: { operationId: f, responses: {} }\nsecurity: { o: [] }\n"),
+    )
+    .unwrap();
+    let shapes = format!(
+        "{head}apis:\n  - {{ name: s, openapi: shapes.yaml, upstream: u, security: {{ o: p1 }} }}\n  \
+         - {{ name: t, openapi: top.yaml, upstream: u, base_path: /t, security: {{ o: p1 }} }}\n"
+    );
+    let errors = portcullis::check(&load(&shapes, dir.path())).unwrap_err().to_string();
+    for expected in [
+        "apis[0].operations.a: `shapes.yaml` at `/paths/~1a/get/security`: `security` is a list of requirements",
+        "apis[0].operations.b: `shapes.yaml` at `/paths/~1b/get/security/0`: a security requirement is a map",
+        "apis[0].operations.c: `shapes.yaml` at `/paths/~1c/get/security/0/o/1`: a scope is a string",
+        "apis[0].operations.d: `shapes.yaml` at `/paths/~1d/get/security/0/o`: a scheme's scopes are a list",
+        "apis[1].operations.f: `top.yaml` at `/security`: `security` is a list of requirements",
+    ] {
+        assert!(errors.contains(expected), "{expected} not in:\n{errors}");
+    }
+    assert!(!errors.contains("operations.e"), "{errors}");
 
     let or = format!("{head}apis:\n  - {{ name: o, openapi: or.yaml, upstream: u, security: {{ o: p1 }} }}\n");
     let gw = Gateway::start(&load(&or, dir.path())).await.unwrap();
