@@ -93,6 +93,12 @@ impl KeySet {
                 continue;
             }
             let kid = jwk.common.key_id.as_deref();
+            // By its written name: the library reads most encryption names
+            // (`ECDH-ES`, `A256KW`, `dir`) as unknown ones.
+            if let Some(name) = listed.get("alg").and_then(|a| a.as_str()).filter(|a| for_encryption(a)) {
+                skipped.push(format!("{}: a key for encryption (`alg` {name}), not for signatures", named(i, kid)));
+                continue;
+            }
             if let Some(why) = unusable(&jwk, algorithms, source) {
                 skipped.push(format!("{}: {why}", named(i, kid)));
                 continue;
@@ -157,6 +163,17 @@ pub enum Source {
 /// Why a key this library cannot read is skipped.
 const UNREADABLE: &str = "a key that cannot be read (an unknown `kty`, or without that type's fields)";
 
+/// Whether a JWK's `alg` names a JWE algorithm (RFC 7518 §4.1, §5.1 and
+/// the IANA JOSE registry: key management and content encryption), which
+/// makes the key no signing key (RFC 7517 §4.4).
+fn for_encryption(alg: &str) -> bool {
+    const NAMES: [&str; 8] =
+        ["dir", "RSA1_5", "A128GCM", "A192GCM", "A256GCM", "A128CBC-HS256", "A192CBC-HS384", "A256CBC-HS512"];
+    NAMES.contains(&alg)
+        || ["RSA-OAEP", "ECDH-", "PBES2-", "HPKE-"].iter().any(|p| alg.starts_with(p))
+        || (alg.starts_with('A') && alg.ends_with("KW"))
+}
+
 /// The signature algorithm a JWK's `alg` names, if it names one.
 fn signature_algorithm(declared: jsonwebtoken::jwk::KeyAlgorithm) -> Option<Algorithm> {
     use jsonwebtoken::jwk::KeyAlgorithm as K;
@@ -198,21 +215,14 @@ const MIN_RSA_BITS: usize = 2048;
 fn unusable(jwk: &Jwk, algorithms: &[Algorithm], source: Source) -> Option<String> {
     use jsonwebtoken::Algorithm::*;
     use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve};
-    // A key that names its algorithm is for that one only (RFC 7517 §4.4):
-    // an encryption algorithm (`RSA-OAEP-256`) makes it no signing key. A
-    // name this library does not know (`Ed25519`, RFC 9864; `ES512`) says
+    // A key that names its algorithm is for that one only (RFC 7517 §4.4;
+    // encryption names are skipped before, by `for_encryption`). A name
+    // this library does not know (`Ed25519`, RFC 9864; `ES512`) says
     // nothing it can hold the key to: the key's type decides, as without one.
-    if let Some(declared) = jwk.common.key_algorithm {
-        use jsonwebtoken::jwk::KeyAlgorithm as K;
-        match (declared, signature_algorithm(declared)) {
-            (K::RSA1_5 | K::RSA_OAEP | K::RSA_OAEP_256, _) => {
-                return Some(format!("a key for encryption (`alg` {declared:?}), not for signatures"));
-            }
-            (_, Some(alg)) if !algorithms.contains(&alg) => {
-                return Some(format!("a key for {alg:?}, not one of the provider's algorithms"));
-            }
-            _ => {}
-        }
+    if let Some(alg) = jwk.common.key_algorithm.and_then(signature_algorithm)
+        && !algorithms.contains(&alg)
+    {
+        return Some(format!("a key for {alg:?}, not one of the provider's algorithms"));
     }
     let fits: &[Algorithm] = match &jwk.algorithm {
         AlgorithmParameters::OctetKey(_) if source == Source::Fetched => {
@@ -243,6 +253,14 @@ fn unusable(jwk: &Jwk, algorithms: &[Algorithm], source: Source) -> Option<Strin
         },
         _ => return Some(UNREADABLE.into()),
     };
+    // A key marked for an algorithm of another key type (`RS256` on an EC
+    // key) verifies nothing: skipped, so a set of only such keys does not
+    // replace a good one.
+    if let Some(declared) = jwk.common.key_algorithm.and_then(signature_algorithm)
+        && !fits.contains(&declared)
+    {
+        return Some(format!("marked `alg` {declared:?}, which does not fit a key of its type"));
+    }
     if fits.iter().any(|a| algorithms.contains(a)) {
         return None;
     }
@@ -618,14 +636,26 @@ mod tests {
             ec("enc", serde_json::json!({ "alg": "RSA-OAEP-256" })),
             // A name the library does not know: the key's type decides.
             ec("unknown", serde_json::json!({ "alg": "ES512" })),
+            // Encryption names the library does not know are still encryption.
+            ec("ecdh", serde_json::json!({ "alg": "ECDH-ES+A128KW" })),
+            ec("wrap", serde_json::json!({ "alg": "A256GCMKW" })),
+            ec("dir", serde_json::json!({ "alg": "dir" })),
+            ec("oaep384", serde_json::json!({ "alg": "RSA-OAEP-384" })),
+            // An algorithm of another key type: it verifies nothing.
+            ec("misfit", serde_json::json!({ "alg": "RS256" })),
         ] });
-        let set = KeySet::from_jwks(&doc, &[Algorithm::ES256], Source::Fetched).unwrap();
+        let set = KeySet::from_jwks(&doc, &[Algorithm::ES256, Algorithm::RS256], Source::Fetched).unwrap();
         assert_eq!(kids(&set), ["marked", "plain", "unknown"]);
         assert_eq!(
             set.skipped,
             [
                 "kid `other`: a key for ES384, not one of the provider's algorithms",
-                "kid `enc`: a key for encryption (`alg` RSA_OAEP_256), not for signatures"
+                "kid `enc`: a key for encryption (`alg` RSA-OAEP-256), not for signatures",
+                "kid `ecdh`: a key for encryption (`alg` ECDH-ES+A128KW), not for signatures",
+                "kid `wrap`: a key for encryption (`alg` A256GCMKW), not for signatures",
+                "kid `dir`: a key for encryption (`alg` dir), not for signatures",
+                "kid `oaep384`: a key for encryption (`alg` RSA-OAEP-384), not for signatures",
+                "kid `misfit`: marked `alg` RS256, which does not fit a key of its type",
             ]
         );
         let marked = &set.by_kid["marked"][0];
