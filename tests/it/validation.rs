@@ -1219,6 +1219,14 @@ async fn deep_documents_against_recursive_schemas_are_answered_not_fatal() {
                  o: { allOf: [ { $ref: \"#/$defs/p\" } ] }, p: { allOf: [ { $ref: \"#/$defs/q\" } ] }, \
                  q: { allOf: [ { $ref: \"#/$defs/u\" } ] }, \
                  u: { type: object, properties: { c: { $ref: \"#/$defs/n\" }, v: { type: integer, maximum: 5 } } } } }";
+    // 80 hops on each level: the stack a level takes grows with them.
+    let hops: Vec<String> =
+        (0..40).map(|i| format!("h{i}: {{ allOf: [ {{ $ref: \"#/$defs/h{}\" }} ] }}", i + 1)).collect();
+    let long = format!(
+        "{{ $ref: \"#/$defs/h0\", $defs: {{ {}, h40: {{ type: object, properties: {{ c: {{ $ref: \"#/$defs/h0\" }}, \
+         v: {{ type: integer, maximum: 5 }} }} }} }} }}",
+        hops.join(", ")
+    );
     std::fs::write(
         dir.path().join("spec.yaml"),
         "openapi: 3.1.0\ninfo: { title: t, version: '1' }\npaths:\n  /tree:\n    get:\n      operationId: tree\n      \
@@ -1235,6 +1243,8 @@ async fn deep_documents_against_recursive_schemas_are_answered_not_fatal() {
          upstreams:\n  up: {{ targets: [\"{}\"] }}\n  trees: {{ targets: [\"{}\"] }}\nroutes:\n\
          \x20 - name: deep\n    match: {{ path: /deep }}\n    upstream: up\n\
          \x20   validate: {{ body: {{ schema: {chain} }}, json_limits: {{ max_depth: 512 }} }}\n\
+         \x20 - name: long\n    match: {{ path: /long }}\n    upstream: up\n\
+         \x20   validate: {{ body: {{ schema: {long} }} }}\n\
          apis:\n  - {{ name: t, openapi: spec.yaml, upstream: trees, validate: {{ request: off, response: report }} }}\n",
         up.url(),
         answers.url()
@@ -1251,6 +1261,12 @@ async fn deep_documents_against_recursive_schemas_are_answered_not_fatal() {
     assert!(found.len() == 1 && found[0].0 == "body" && found[0].1.starts_with("/c/c/c/c"), "{found:?}");
     assert_eq!(post(nested(512, "{\"v\":1}")).await.status, 200);
     assert_eq!(up.count(), 1, "the valid body went on");
+    let long = async |body: String| {
+        let req = Request::post(format!("http://{addr}/long")).header("content-type", "application/json");
+        send(&http1_client(), req.body(Full::new(Bytes::from(body))).unwrap()).await
+    };
+    assert_eq!(long(nested(64, "{\"v\":9}")).await.status, 400);
+    assert_eq!(long(nested(64, "{\"v\":1}")).await.status, 200);
     // An answer as deep as a response is read (128 levels), in report mode.
     answers.set(Mode::Json(Box::leak(nested(127, "{\"v\":9}").into_boxed_str())));
     let r = crate::support::get(&format!("http://{addr}/tree"), &[]).await;

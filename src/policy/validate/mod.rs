@@ -97,6 +97,8 @@ impl std::fmt::Debug for Compiled {
 }
 
 struct BodyRule {
+    /// The stack a level of a document takes against the schema.
+    room: deep::Room,
     /// For JSON bodies of a shape the schema names, proved in one pass
     /// (`shortcut/`); `None` if the schema uses what it does not know.
     shortcut: Option<shortcut::Shortcut>,
@@ -342,24 +344,29 @@ impl Compiled {
                                 })
                                 .ok();
                             let backtracking = backtracking_pattern(&s);
-                            let extras = (report_budget::ReportBudget::of(&s), backtracking, says_only_bytes(&s));
+                            let extras = (report_budget::ReportBudget::of(&s), backtracking, says_only_bytes(&s), deep::Room::of(&s));
                             (json, form, properties, shortcut, extras)
                         })
                         .map_err(in_file)
                 });
                 match compiled {
-                    Ok((json_schema, schema, properties, shortcut, (report_budget, backtracking, bytes_only))) => {
-                        Some(BodyRule {
-                            shortcut,
-                            json_schema,
-                            report_budget,
-                            schema,
-                            backtracking,
-                            bytes_only,
-                            properties,
-                            required: b.required,
-                        })
-                    }
+                    Ok((
+                        json_schema,
+                        schema,
+                        properties,
+                        shortcut,
+                        (report_budget, backtracking, bytes_only, room),
+                    )) => Some(BodyRule {
+                        room,
+                        shortcut,
+                        json_schema,
+                        report_budget,
+                        schema,
+                        backtracking,
+                        bytes_only,
+                        properties,
+                        required: b.required,
+                    }),
                     Err((at, e)) => {
                         errors.add(at, e);
                         None
@@ -830,9 +837,14 @@ impl Compiled {
             }
             // Passing is the common case: a yes/no check first, the errors
             // collected only for a body that fails.
-            if !deep::with_room(doc.depth, || rule.json_schema.is_valid(doc.root())) {
+            if !rule.room.fits(doc.depth) {
+                let detail = format!("nested {} levels: deeper than this route's schema can be checked", doc.depth);
+                problems.push(Problem { place: "body", pointer: String::new(), detail });
+                return None;
+            }
+            if !rule.room.run(doc.depth, || rule.json_schema.is_valid(doc.root())) {
                 if rule.report_budget.is_none_or(|b| b.affords(&doc)) {
-                    let errors = deep::with_room(doc.depth, || {
+                    let errors = rule.room.run(doc.depth, || {
                         report_budget::listed(
                             doc.values(),
                             || rule.json_schema.iter_errors(doc.root()),
@@ -851,9 +863,14 @@ impl Compiled {
                 return Some((over_budget, OVER_BUDGET_REPORTED));
             }
             let depth = deep::depth_of(&value);
-            if !deep::with_room(depth, || rule.schema.is_valid(&value)) {
+            if !rule.room.fits(depth) {
+                let detail = format!("nested {depth} levels: deeper than this route's schema can be checked");
+                problems.push(Problem { place: "body", pointer: String::new(), detail });
+                return None;
+            }
+            if !rule.room.run(depth, || rule.schema.is_valid(&value)) {
                 let values = report_budget::values_in(&value);
-                let errors = deep::with_room(depth, || {
+                let errors = rule.room.run(depth, || {
                     report_budget::listed(values, || rule.schema.iter_errors(&value), || rule.schema.validate(&value))
                 });
                 schema_problems(errors, problems);

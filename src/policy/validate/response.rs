@@ -29,7 +29,7 @@ enum StatusKey {
 }
 
 /// A declared JSON body's schema and what listing its errors may cost.
-type BodySchema = (jsonschema::Validator, Option<ReportBudget>);
+type BodySchema = (jsonschema::Validator, Option<ReportBudget>, super::deep::Room);
 
 #[derive(Debug)]
 struct Declared {
@@ -87,6 +87,7 @@ impl ResponseRules {
                     s if is_json(&m) => Some((
                         compile_schema(s, formats).map_err(|e| format!("responses.{key}: {e}"))?,
                         ReportBudget::of(s),
+                        super::deep::Room::of(s),
                     )),
                     _ => None,
                 };
@@ -152,7 +153,7 @@ impl ResponseRules {
 
     /// Checks a JSON body read whole (`None`: longer than the limit).
     pub fn check_body(&self, declared: usize, content: usize, body: Option<&[u8]>) -> Vec<Problem> {
-        let Some((validator, budget)) =
+        let Some((validator, budget, room)) =
             self.declared.get(declared).and_then(|d| d.content.get(content)).and_then(|c| c.1.as_ref())
         else {
             return Vec::new();
@@ -166,16 +167,26 @@ impl ResponseRules {
         };
         let value: Value = match serde_json::from_slice(body) {
             Ok(v) => v,
+            // serde_json reads 128 levels at most: a deeper answer may be
+            // valid JSON, only not checked here (not the upstream's fault).
+            Err(e) if e.to_string().starts_with("recursion limit exceeded") => {
+                let detail = "not checked: nested deeper than 128 levels".to_string();
+                return vec![Problem { place: "body", pointer: String::new(), detail }];
+            }
             Err(e) => return vec![Problem { place: "body", pointer: String::new(), detail: format!("not JSON: {e}") }],
         };
         let depth = super::deep::depth_of(&value);
-        if super::deep::with_room(depth, || validator.is_valid(&value)) {
+        if !room.fits(depth) {
+            let detail = format!("not checked: nested {depth} levels, deeper than the schema can be checked");
+            return vec![Problem { place: "body", pointer: String::new(), detail }];
+        }
+        if room.run(depth, || validator.is_valid(&value)) {
             return Vec::new();
         }
         if !may_list(*budget, &value) {
             return vec![Problem { place: "body", pointer: String::new(), detail: TOO_INTRICATE.into() }];
         }
-        super::deep::with_room(depth, || {
+        room.run(depth, || {
             super::report_budget::listed(
                 super::report_budget::values_in(&value),
                 || validator.iter_errors(&value),
@@ -339,6 +350,10 @@ mod tests {
         let p = r.check_body(declared, content, Some(br#"{"id":"x"}"#));
         assert_eq!((p[0].place, p[0].pointer.as_str()), ("body", "/id"));
         assert_eq!(r.check_body(declared, content, None)[0].detail, "not checked: longer than 1048576 bytes");
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let p = r.check_body(declared, content, Some(deep.as_bytes()));
+        assert_eq!(p[0].detail, "not checked: nested deeper than 128 levels", "valid JSON, not blamed as invalid");
+        assert!(r.check_body(declared, content, Some(b"{"))[0].detail.starts_with("not JSON"));
         assert!(matches!(r.check_head(204, None), HeadCheck::Done(p) if p.is_empty()));
         assert!(matches!(r.check_head(404, Some("application/problem+json")), HeadCheck::Done(p) if p.is_empty()));
         let HeadCheck::Done(p) = r.check_head(500, Some("application/json")) else { panic!() };
