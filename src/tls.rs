@@ -252,15 +252,21 @@ pub fn build(
     }
     let verifier = match &cfg.client_auth {
         None => None,
-        Some(ca) => match load_roots(&loaded.resolve_file(&ca.ca)) {
-            Ok(roots) => {
+        // Read once: the bytes hashed into the id are the ones trusted (a
+        // file replaced between two reads would give the old CAs the new
+        // file's id, and a later reload would not re-check connections).
+        Some(ca) => match crate::config::read_file(&loaded.resolve_file(&ca.ca))
+            .map_err(|e| format!("cannot read `{}`: {e}", loaded.resolve_file(&ca.ca).display()))
+            .and_then(|pem| Ok((roots_of(&pem, &loaded.resolve_file(&ca.ca))?, pem)))
+        {
+            Ok((roots, pem)) => {
                 let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
                 let builder = if ca.required { builder } else { builder.allow_unauthenticated() };
                 match builder.build() {
                     Ok(v) => {
                         use std::hash::{Hash, Hasher};
                         let mut id = std::hash::DefaultHasher::new();
-                        crate::config::read_file(&loaded.resolve_file(&ca.ca)).unwrap_or_default().hash(&mut id);
+                        pem.hash(&mut id);
                         ca.required.hash(&mut id);
                         // 0 stands for "no client_auth".
                         let id = id.finish().max(1);
@@ -401,9 +407,14 @@ fn leaf_dns_names(cert: &CertificateDer<'_>) -> Result<Vec<String>, String> {
 
 /// A CA bundle (PEM) as a root store; errors name the file.
 pub fn load_roots(path: &Path) -> Result<RootCertStore, String> {
+    let pem = crate::config::read_file(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    roots_of(&pem, path)
+}
+
+/// The certificates of a PEM bundle read from `path` (named in errors).
+fn roots_of(pem: &[u8], path: &Path) -> Result<RootCertStore, String> {
     let shown = path.display();
-    let pem = crate::config::read_file(path).map_err(|e| format!("cannot read `{shown}`: {e}"))?;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("`{shown}` is not valid PEM: {}", pem_error(&e)))?;
     let mut roots = RootCertStore::empty();
