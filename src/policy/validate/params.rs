@@ -707,6 +707,16 @@ fn collect_properties(root: &Value, schema: &Value, out: &mut Map<String, Value>
         for (name, property) in own {
             if !out.contains_key(name) {
                 let mut property = follow(root, property).clone();
+                // An object composed with `allOf` (`allOf: [ {$ref: Base}, {properties…} ]`,
+                // OpenAPI's usual inheritance): read as the object it is, its members
+                // by the parts' properties (`user[role]=x` was refused as a plain field).
+                if property.get("type").is_none() && property.get("allOf").is_some() {
+                    let mut members = Map::new();
+                    collect_properties(root, &property, &mut members, depth + 1);
+                    if !members.is_empty() {
+                        property = serde_json::json!({ "type": "object", "properties": members });
+                    }
+                }
                 if let Some(items) = property.get("items").map(|i| follow(root, i).clone()) {
                     property["items"] = items;
                 }

@@ -510,6 +510,28 @@ fn form_fields_of_discriminated_subtypes_are_read_by_their_declarations() {
     assert!(!properties.contains_key("kind"), "an `if` declares nothing");
 }
 
+/// A property composed with `allOf` (OpenAPI inheritance) is the object it
+/// composes: its nested form fields are read into it, by the parts' types.
+#[test]
+fn nested_fields_of_a_composed_object_are_read_into_it() {
+    let schema = json!({
+        "type": "object",
+        "properties": { "user": { "$ref": "#/$defs/User" } },
+        "$defs": {
+            "Base": { "type": "object", "properties": { "id": { "type": "integer" } } },
+            "User": { "allOf": [ { "$ref": "#/$defs/Base" }, { "properties": { "role": { "enum": ["user"] } } } ] }
+        }
+    });
+    let properties = super::params::form_properties(&schema);
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let mut problems = Vec::new();
+    let form = form_object(b"user[role]=user&user[id]=7", &properties, &mut problems);
+    assert!(problems.is_empty() && validator.is_valid(&form), "{form} {problems:?}");
+    assert_eq!(form, json!({ "user": { "role": "user", "id": 7 } }));
+    let form = form_object(b"user[role]=admin", &properties, &mut problems);
+    assert!(!validator.is_valid(&form), "checked, not passed as a plain field: {form}");
+}
+
 /// Nested fields in another case or ASP.NET's dot spelling are other
 /// spellings of the declared object: refused, not passed unchecked.
 #[test]
