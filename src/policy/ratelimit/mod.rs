@@ -495,6 +495,8 @@ pub fn compile(cfg: &RouteLimits<'_>, cx: &mut CompileCtx<'_>) -> Result<PhasedL
         phase.delays |= delay.is_some();
         phase.rates.push(limit);
     }
+    /// The largest quota the RateLimit headers can say (RFC 9651 §3.3.1).
+    const MAX_QUOTA: u64 = 999_999_999_999_999;
     for (i, q) in quotas.iter().enumerate() {
         if q.ipv6_prefix.is_some_and(|p| p > 128) {
             errors.push((format!("quota[{i}].ipv6_prefix"), "a prefix length is 0 to 128".into()));
@@ -519,6 +521,17 @@ pub fn compile(cfg: &RouteLimits<'_>, cx: &mut CompileCtx<'_>) -> Result<PhasedL
             errors.push((
                 format!("quota[{i}].limit"),
                 "a quota of 0 refuses everything; remove the route instead".into(),
+            ));
+        }
+        // `RateLimit-Policy`'s `q` and `RateLimit`'s `r` are structured-field
+        // integers: 15 digits at most (RFC 9651 §3.3.1), or a client's parser
+        // drops the whole header.
+        if q.limit > MAX_QUOTA {
+            errors.push((
+                format!("quota[{i}].limit"),
+                format!(
+                    "at most {MAX_QUOTA} (the RateLimit headers carry 15 digits); leave out the quota for no limit"
+                ),
             ));
         }
         // One count in one window: a quota per minute and one per hour

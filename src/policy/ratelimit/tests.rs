@@ -121,6 +121,7 @@ fn bad_limits_are_named_by_their_place() {
         errs.into_iter().map(|e| e.0).collect::<Vec<_>>()
     };
     assert_eq!(errors("[]", "[ { key: ip, limit: 0, per: day } ]"), ["quota[0].limit"]);
+    assert_eq!(errors("[]", "[ { key: ip, limit: 1000000000000000, per: month } ]"), ["quota[0].limit"]);
     assert_eq!(
         errors("[ { key: ip, rate: 1/s, name: \"caf\u{e9}\" }, { key: ip, rate: 1/s, name: \"\" } ]", "[]"),
         ["rate_limit[0].name", "rate_limit[1].name"]
