@@ -1227,6 +1227,10 @@ async fn deep_documents_against_recursive_schemas_are_answered_not_fatal() {
          v: {{ type: integer, maximum: 5 }} }} }} }} }}",
         hops.join(", ")
     );
+    // The same by `$anchor` names (its hops were not counted: a 128-byte body overflowed).
+    let anchored = long.replace("\"#/$defs/h", "\"#h");
+    let anchored =
+        (0..=40).fold(anchored, |a, i| a.replace(&format!("h{i}: {{ "), &format!("h{i}: {{ $anchor: h{i}, ")));
     std::fs::write(
         dir.path().join("spec.yaml"),
         "openapi: 3.1.0\ninfo: { title: t, version: '1' }\npaths:\n  /tree:\n    get:\n      operationId: tree\n      \
@@ -1245,6 +1249,8 @@ async fn deep_documents_against_recursive_schemas_are_answered_not_fatal() {
          \x20   validate: {{ body: {{ schema: {chain} }}, json_limits: {{ max_depth: 512 }} }}\n\
          \x20 - name: long\n    match: {{ path: /long }}\n    upstream: up\n\
          \x20   validate: {{ body: {{ schema: {long} }} }}\n\
+         \x20 - name: anchored\n    match: {{ path: /anchored }}\n    upstream: up\n\
+         \x20   validate: {{ body: {{ schema: {anchored} }} }}\n\
          apis:\n  - {{ name: t, openapi: spec.yaml, upstream: trees, validate: {{ request: off, response: report }} }}\n",
         up.url(),
         answers.url()
@@ -1267,6 +1273,9 @@ async fn deep_documents_against_recursive_schemas_are_answered_not_fatal() {
     };
     assert_eq!(long(nested(64, "{\"v\":9}")).await.status, 400);
     assert_eq!(long(nested(64, "{\"v\":1}")).await.status, 200);
+    let req = Request::post(format!("http://{addr}/anchored")).header("content-type", "application/json");
+    let answer = send(&http1_client(), req.body(Full::new(Bytes::from(nested(64, "{\"v\":9}")))).unwrap()).await;
+    assert_eq!(answer.status, 400, "{}", answer.text());
     // An answer as deep as a response is read (128 levels), in report mode.
     answers.set(Mode::Json(Box::leak(nested(127, "{\"v\":9}").into_boxed_str())));
     let r = crate::support::get(&format!("http://{addr}/tree"), &[]).await;

@@ -42,10 +42,12 @@ impl Room {
     /// `schema`'s most hops on one level of a document: the longest chain
     /// of `$ref`s and in-place applicators (`allOf`, `anyOf`, `oneOf`,
     /// `not`, `if`/`then`/`else`, `dependentSchemas`) between two steps
-    /// into the document (`properties`, `items`, …).
+    /// into the document (`properties`, `items`, …), over every subschema.
     pub fn of(schema: &Value) -> Room {
-        let mut walk = Walk { root: schema, chain: HashMap::new(), seen: HashMap::new() };
-        Room { hops: walk.deepest(schema) }
+        let mut walk = Walk { index: Index::of(schema), chain: HashMap::new() };
+        let nodes: Vec<&Value> = walk.index.base_of.keys().map(|&p| walk.index.nodes[&p]).collect();
+        let hops = nodes.into_iter().map(|n| walk.in_place(n)).max().unwrap_or(0);
+        Room { hops }
     }
 
     /// The stack a check of a document `depth` levels deep needs.
@@ -69,51 +71,104 @@ impl Room {
     }
 }
 
+/// Where a schema's references lead: each subschema's base URI (its own
+/// or its nearest ancestor's `$id`), the resources (`$id`) and anchors
+/// (`$anchor`, `$dynamicAnchor`) by URI, as the library resolves them.
+struct Index<'a> {
+    nodes: HashMap<*const Value, &'a Value>,
+    base_of: HashMap<*const Value, url::Url>,
+    resources: HashMap<String, &'a Value>,
+    anchors: HashMap<(String, String), &'a Value>,
+    /// Every in-place step in the schema: no chain on one level is longer
+    /// (the count for a reference this index cannot follow).
+    steps: u32,
+}
+
+/// Keywords whose values are data, not schemas (an `$id` in an `enum`
+/// value names nothing).
+const DATA: &[&str] = &["enum", "const", "default", "examples", "example"];
+
+impl<'a> Index<'a> {
+    fn of(root: &'a Value) -> Index<'a> {
+        let base = url::Url::parse("https://portcullis.invalid/schema.json").expect("a valid URL");
+        let mut index = Index {
+            nodes: HashMap::new(),
+            base_of: HashMap::new(),
+            resources: HashMap::new(),
+            anchors: HashMap::new(),
+            steps: 0,
+        };
+        index.resources.insert(base.to_string(), root);
+        index.add(root, &base);
+        index
+    }
+
+    fn add(&mut self, node: &'a Value, base: &url::Url) {
+        match node {
+            Value::Object(map) => {
+                let mut base = base.clone();
+                if let Some(id) = map.get("$id").and_then(Value::as_str)
+                    && let Ok(mut joined) = base.join(id)
+                {
+                    joined.set_fragment(None);
+                    base = joined;
+                    self.resources.insert(base.to_string(), node);
+                }
+                for key in ["$anchor", "$dynamicAnchor"] {
+                    if let Some(name) = map.get(key).and_then(Value::as_str) {
+                        self.anchors.insert((base.to_string(), name.to_string()), node);
+                    }
+                }
+                let mut subs = Vec::new();
+                for_each_sub(node, IN_PLACE, &mut subs);
+                let refs = ["$ref", "$dynamicRef"].iter().filter(|k| map.contains_key(**k)).count();
+                self.steps = self.steps.saturating_add((subs.len() + refs) as u32);
+                self.nodes.insert(node, node);
+                self.base_of.insert(node, base.clone());
+                for (k, v) in map {
+                    if !DATA.contains(&k.as_str()) {
+                        self.add(v, &base);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| self.add(v, base)),
+            _ => {}
+        }
+    }
+
+    /// What `node`'s `$ref` (or `$dynamicRef`) names: `Ok(None)` without
+    /// one, `Err` for one not found here.
+    fn target(&self, node: &Value) -> Result<Option<&'a Value>, ()> {
+        let Some(r) = node.get("$ref").or_else(|| node.get("$dynamicRef")).and_then(Value::as_str) else {
+            return Ok(None);
+        };
+        let base = self.base_of.get(&(node as *const Value)).ok_or(())?;
+        let mut uri = base.join(r).map_err(|_| ())?;
+        let fragment = uri.fragment().map(str::to_string).unwrap_or_default();
+        uri.set_fragment(None);
+        let resource = self.resources.get(uri.as_str()).ok_or(())?;
+        let found = if fragment.is_empty() {
+            Some(*resource)
+        } else if fragment.starts_with('/') {
+            let decoded = percent_encoding::percent_decode_str(&fragment).decode_utf8().map_err(|_| ())?;
+            resource.pointer(&decoded)
+        } else {
+            self.anchors.get(&(uri.to_string(), fragment)).copied()
+        };
+        found.map(Some).ok_or(())
+    }
+}
+
 struct Walk<'a> {
-    root: &'a Value,
+    index: Index<'a>,
     /// A node's longest in-place chain (memo; `None` while it is walked).
     chain: HashMap<*const Value, Option<u32>>,
-    /// Nodes whose whole subtree (descents included) was walked.
-    seen: HashMap<*const Value, u32>,
 }
 
 /// Keywords that apply their schemas to the same value.
 const IN_PLACE: &[&str] = &["allOf", "anyOf", "oneOf", "not", "if", "then", "else", "dependentSchemas"];
 
-/// Keywords that apply their schemas to values one level down.
-const DESCENDING: &[&str] = &[
-    "properties",
-    "patternProperties",
-    "additionalProperties",
-    "unevaluatedProperties",
-    "propertyNames",
-    "items",
-    "prefixItems",
-    "additionalItems",
-    "unevaluatedItems",
-    "contains",
-];
-
 impl<'a> Walk<'a> {
-    /// The most hops on any level of the document, over every schema
-    /// reachable from `node`.
-    fn deepest(&mut self, node: &'a Value) -> u32 {
-        if let Some(&d) = self.seen.get(&(node as *const Value)) {
-            return d;
-        }
-        self.seen.insert(node, 0);
-        let mut most = self.in_place(node);
-        let mut next: Vec<&'a Value> = Vec::new();
-        for_each_sub(node, DESCENDING, &mut next);
-        for_each_sub(node, IN_PLACE, &mut next);
-        next.extend(self.target(node));
-        for n in next {
-            most = most.max(self.deepest(n));
-        }
-        self.seen.insert(node, most);
-        most
-    }
-
     /// The longest chain of hops from `node` that stays on its level.
     fn in_place(&mut self, node: &'a Value) -> u32 {
         match self.chain.get(&(node as *const Value)) {
@@ -124,21 +179,18 @@ impl<'a> Walk<'a> {
         self.chain.insert(node, None);
         let mut next: Vec<&'a Value> = Vec::new();
         for_each_sub(node, IN_PLACE, &mut next);
-        next.extend(self.target(node));
         let mut longest = 0u32;
+        match self.index.target(node) {
+            Ok(Some(target)) => next.push(target),
+            Ok(None) => {}
+            // Not followed: as long as every step in the schema.
+            Err(()) => longest = self.index.steps,
+        }
         for n in next {
             longest = longest.max(self.in_place(n).saturating_add(1).min(MAX_HOPS));
         }
         self.chain.insert(node, Some(longest));
         longest
-    }
-
-    /// What a same-document `$ref` or `$dynamicRef` (`#/$defs/Pet`) names.
-    fn target(&self, node: &Value) -> Option<&'a Value> {
-        let r = node.get("$ref").or_else(|| node.get("$dynamicRef"))?.as_str()?;
-        let pointer = r.strip_prefix('#')?;
-        let decoded = percent_encoding::percent_decode_str(pointer).decode_utf8().ok()?;
-        self.root.pointer(&decoded)
     }
 }
 
@@ -148,7 +200,7 @@ fn for_each_sub<'a>(node: &'a Value, keywords: &[&str], out: &mut Vec<&'a Value>
     let Some(map) = node.as_object() else { return };
     for k in keywords {
         match map.get(*k) {
-            Some(v @ Value::Object(_)) if matches!(*k, "properties" | "patternProperties" | "dependentSchemas") => {
+            Some(v @ Value::Object(_)) if *k == "dependentSchemas" => {
                 out.extend(v.as_object().into_iter().flat_map(|m| m.values()));
             }
             Some(v @ Value::Object(_)) => out.push(v),
@@ -210,6 +262,24 @@ mod tests {
         assert_eq!(Room::of(&cycle).hops, MAX_HOPS);
         assert!(Room::of(&cycle).fits(60) && !Room::of(&cycle).fits(70), "1 GiB at most");
         assert!(Room::of(&chain).fits(512));
+        // The same chain by `$anchor` names, and by URIs under `$id`s.
+        let anchors = json!({ "$ref": "#n", "$defs": {
+            "n": { "$anchor": "n", "$ref": "#m" },
+            "m": { "$anchor": "m", "allOf": [ { "$ref": "#o" } ] },
+            "o": { "$anchor": "o", "allOf": [ { "$ref": "#u" } ] },
+            "u": { "$anchor": "u", "type": "object", "properties": { "c": { "$ref": "#n" } } }
+        } });
+        assert_eq!(Room::of(&anchors).hops, 6);
+        let ids = json!({ "$id": "https://ex.test/s.json", "$ref": "s.json#/$defs/n", "$defs": {
+            "n": { "$ref": "https://ex.test/s.json#/$defs/m" },
+            "m": { "allOf": [ { "$ref": "m.json" } ] },
+            "o": { "$id": "m.json", "allOf": [ { "$ref": "s.json#/$defs/u" } ] },
+            "u": { "type": "object", "properties": { "c": { "$ref": "#/$defs/n" } } }
+        } });
+        assert_eq!(Room::of(&ids).hops, 6);
+        // A reference not found here counts as every step in the schema.
+        let lost = json!({ "allOf": [ { "$ref": "other.json" } ], "properties": { "a": { "not": {} } } });
+        assert_eq!(Room::of(&lost).hops, 1 + 3, "the hop to it, then every step");
     }
 
     /// A check deeper than the thread's stack allows runs on a grown one.
