@@ -51,6 +51,9 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 /// A running exporter.
 pub struct Exporter {
     pub config: OtlpConfig,
+    /// The `ca` file's contents as started with ([`ca_fingerprint`]): a
+    /// reload that keeps the config but finds another file starts anew.
+    pub ca: u64,
     queue: mpsc::Sender<Item>,
     dropped: Arc<Counter>,
 }
@@ -250,6 +253,17 @@ fn error_type(status: u16, flag: super::Flag) -> Option<String> {
     }
 }
 
+/// A hash of the `ca` file's bytes (0 without `ca`; 1 when unreadable):
+/// a certificate rotated in place under the same name is a change.
+pub fn ca_fingerprint(config: &OtlpConfig) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let Some(path) = &config.ca else { return 0 };
+    let Ok(bytes) = crate::config::read_file(std::path::Path::new(path)) else { return 1 };
+    let mut hash = std::hash::DefaultHasher::new();
+    bytes.hash(&mut hash);
+    hash.finish().max(2)
+}
+
 impl Exporter {
     /// Starts the export task (inside a Tokio runtime). `dropped` counts
     /// spans the queue had no room for, and those the collector never took.
@@ -271,7 +285,7 @@ impl Exporter {
         }
         let (queue, spans) = mpsc::channel(QUEUE);
         tokio::spawn(send_batches(spans, fetcher, url, headers, dropped.clone()));
-        Ok(Exporter { config: config.clone(), queue, dropped })
+        Ok(Exporter { config: config.clone(), ca: ca_fingerprint(config), queue, dropped })
     }
 
     /// Queues the span of a finished request; never waits.

@@ -109,7 +109,8 @@ impl Plan {
         #[cfg(feature = "otlp")]
         if let Some(cfg) = &self.otlp {
             use crate::observe::otlp::Exporter;
-            let running = previous.and_then(|p| p.observe.exporter.get()).filter(|e| e.config == *cfg);
+            let ca = crate::observe::otlp::ca_fingerprint(cfg);
+            let running = previous.and_then(|p| p.observe.exporter.get()).filter(|e| e.config == *cfg && e.ca == ca);
             let exporter = match running {
                 Some(e) => e.clone(),
                 None => {

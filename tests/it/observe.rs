@@ -1297,6 +1297,25 @@ async fn spans_go_to_a_collector_behind_an_internal_ca_and_rejections_are_counte
     let s = scrape_until(&h, |s| number(s, "portcullis_trace_spans_dropped_total", &[]) >= 1.0).await;
     assert_eq!(number(&s, "portcullis_trace_spans_dropped_total", &[]), 1.0, "the rejected span");
     assert_eq!(*rejecting.posts.lock().unwrap(), 1);
+    drop(h);
+
+    // The CA file replaced in place, then a reload of the same config: the new CA is trusted.
+    let rotated = tempfile::tempdir().unwrap();
+    let (_, wrong_ca) = TlsUpstream::acceptor(&[b"http/1.1"]);
+    std::fs::write(rotated.path().join("collector-ca.pem"), wrong_ca).unwrap();
+    let h = start(&trusted, rotated.path()).await;
+    get(&url(&h, "/r/four"), &[]).await;
+    let s = scrape_until(&h, |s| number(s, "portcullis_trace_spans_dropped_total", &[]) >= 1.0).await;
+    assert_eq!(number(&s, "portcullis_trace_spans_dropped_total", &[]), 1.0, "another CA: refused");
+    std::fs::copy(dir.path().join("collector-ca.pem"), rotated.path().join("collector-ca.pem")).unwrap();
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nadmin: {{ bind: \"127.0.0.1:0\" }}\n\
+         access_log: {{ to: \"{}\" }}\n{trusted}",
+        rotated.path().join("access.log").display()
+    );
+    h.reload(&load(&yaml, rotated.path())).await.unwrap();
+    get(&url(&h, "/r/five"), &[]).await;
+    assert_eq!(receiver.wait_for(2).await.len(), 2, "the span went out under the rotated CA");
 }
 
 #[tokio::test]
