@@ -47,6 +47,9 @@ struct Compiler<'s> {
     open: Vec<String>,
 }
 
+/// The most `$ref`s followed inside one another (the full path checks the rest).
+const MAX_OPEN_REFS: usize = 64;
+
 /// A property name of joined nodes, and its node in each (if declared there).
 type Declared = (Box<[u8]>, Option<u32>, Option<u32>);
 
@@ -237,6 +240,11 @@ impl Compiler<'_> {
         }
         if let Some(&done) = self.done.get(pointer) {
             return Ok(done);
+        }
+        if self.open.len() >= MAX_OPEN_REFS {
+            // A long chain of `$ref`s: compiling it recursed once per link
+            // (a 2,000-long chain overflowed `check`'s stack, and a reload's).
+            return Err(no(format!("`$ref`s nested more than {MAX_OPEN_REFS} deep")));
         }
         if self.open.iter().any(|p| p == pointer) {
             // A recursive schema: its depth is the body's, not the schema's.

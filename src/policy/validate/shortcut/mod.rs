@@ -183,6 +183,23 @@ mod tests {
         Shortcut::compile(schema, &BTreeMap::new()).unwrap_or_else(|e| panic!("no shortcut for {schema}: {e}"))
     }
 
+    /// A long chain of `$ref`s gets no shortcut (compiling it recursed once
+    /// a link: a 2,000-long chain overflowed the stack of `check` and reloads).
+    #[test]
+    fn a_long_chain_of_refs_gets_no_shortcut() {
+        let chain = |n: usize| {
+            let mut defs = serde_json::Map::new();
+            for i in 0..n {
+                defs.insert(format!("n{i}"), json!({ "$ref": format!("#/$defs/n{}", i + 1) }));
+            }
+            defs.insert(format!("n{n}"), json!({ "type": "integer" }));
+            json!({ "$ref": "#/$defs/n0", "$defs": defs })
+        };
+        assert!(Shortcut::compile(&chain(10), &BTreeMap::new()).is_ok());
+        let why = Shortcut::compile(&chain(5000), &BTreeMap::new()).err().unwrap();
+        assert!(why.contains("nested more than 64 deep"), "{why}");
+    }
+
     fn order_schema() -> Value {
         let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/bench/orders-schema.json")).unwrap();
         serde_json::from_str(&text).unwrap()
