@@ -134,6 +134,20 @@ pub(super) fn expand(
             errors.push((format!("{at}.openapi"), format!("paths.{path}: {e}")));
             continue;
         }
+        // Not a Path Item field (OpenAPI): read by nothing, it left the
+        // operations it was meant for public. Refused, as a malformed one.
+        if item.get("security").is_some() {
+            errors.push((
+                format!("{at}.openapi"),
+                format!(
+                    "`{}` at `/paths/{}/security`: `security` belongs on each operation or on the document, \
+                     not on a path (OpenAPI reads it nowhere there)",
+                    schemas.file,
+                    pointer_token(path)
+                ),
+            ));
+            continue;
+        }
         let shared_params = item.get("parameters").and_then(Value::as_array).cloned().unwrap_or_default();
         for method in METHODS {
             let Some(op) = item.get(method) else { continue };

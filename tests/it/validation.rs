@@ -1402,7 +1402,9 @@ async fn security_requirements_keep_their_and_and_their_or() {
     .unwrap();
     std::fs::write(
         dir.path().join("top.yaml"),
-        doc("  /f:\n    get: { operationId: f, responses: {} }\nsecurity: { o: [] }\n"),
+        doc("  /f:\n    get: { operationId: f, responses: {} }\n  \
+             /g:\n    security: [ { o: [] } ]\n    get: { operationId: g, security: [ { o: [] } ], responses: {} }\n\
+             security: { o: [] }\n"),
     )
     .unwrap();
     let shapes = format!(
@@ -1416,6 +1418,8 @@ async fn security_requirements_keep_their_and_and_their_or() {
         "apis[0].operations.c: `shapes.yaml` at `/paths/~1c/get/security/0/o/1`: a scope is a string",
         "apis[0].operations.d: `shapes.yaml` at `/paths/~1d/get/security/0/o`: a scheme's scopes are a list",
         "apis[1].operations.f: `top.yaml` at `/security`: `security` is a list of requirements",
+        // On a path item, where OpenAPI reads it nowhere: the operations were public.
+        "apis[1].openapi: `top.yaml` at `/paths/~1g/security`: `security` belongs on each operation",
     ] {
         assert!(errors.contains(expected), "{expected} not in:\n{errors}");
     }
