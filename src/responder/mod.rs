@@ -65,12 +65,14 @@ impl Responder {
     ) -> Result<Answer, GatewayError> {
         match self {
             Responder::Static(s) => {
+                discard(body, received).await?;
                 let mut resp = Response::new(s.body.clone());
                 *resp.status_mut() = s.status;
                 *resp.headers_mut() = s.headers.clone();
                 Ok(resp)
             }
             Responder::Redirect(r) => {
+                discard(body, received).await?;
                 let mut to = r.to.render(values);
                 // A local target whose parameter starts with an empty
                 // segment (`/go//evil.example/x` with `merge_slashes:
@@ -100,6 +102,26 @@ impl Responder {
             Responder::Echo => echo(parts, body, info, received).await,
         }
     }
+}
+
+/// Reads and drops a body that `static` and `redirect` do not use, so that
+/// the route's `max_body_size` and body read timeout hold for it as for a
+/// proxied one (a chunked body over the limit got 200 where a declared one
+/// got 413; NGINX refuses the bodies it discards by the same limit), and the
+/// connection stays usable after the answer. A client that waits for
+/// `100 Continue` is answered without it and sends nothing (RFC 9110
+/// §10.1.1); its connection closes after the answer.
+async fn discard(mut body: RequestBody, received: &mut Option<u64>) -> Result<(), GatewayError> {
+    if body.awaits_continue() {
+        return Ok(());
+    }
+    while let Some(frame) = body.frame().await {
+        if let Err(e) = frame {
+            *received = Some(body.received());
+            return Err(GatewayError::from(e));
+        }
+    }
+    Ok(())
 }
 
 async fn echo(

@@ -229,3 +229,42 @@ async fn http10_keep_alive_and_pipelining() {
     let two = seen.find("\"/two\"").expect("the first pipelined request is answered");
     assert!(two < seen.find("\"/three\"").unwrap(), "answered in order: {seen}");
 }
+
+/// `static` and `redirect` answers read the body they ignore: a chunked one
+/// over the route's `max_body_size` gets 413 as a declared one does, and
+/// one within it leaves the connection usable.
+#[tokio::test]
+async fn local_answers_hold_the_body_limit() {
+    let yaml = r#"
+listeners:
+  - { name: gw, bind: "127.0.0.1:0" }
+routes:
+  - { name: ok, match: { path: /ok }, static: { status: 200, body: "fine" }, max_body_size: 10 }
+  - { name: go, match: { path: /go }, redirect: { to: /elsewhere }, max_body_size: 10 }
+"#;
+    let handle = portcullis::Gateway::start(&crate::support::load(yaml, std::path::Path::new("."))).await.unwrap();
+    let addr = handle.addr("gw").unwrap();
+    for (path, fine) in [("/ok", 200), ("/go", 302)] {
+        let over = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n8\r\n12345678\r\n8\r\n12345678\r\n0\r\n\r\n"
+        );
+        let resp = raw(addr, &over).await;
+        assert_eq!(raw_status(&resp), 413, "{resp}");
+        assert!(resp.contains("application/problem+json"), "{resp}");
+        let declared = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 16\r\nConnection: close\r\n\r\n1234567812345678"
+        );
+        assert_eq!(raw_status(&raw(addr, &declared).await), 413);
+        // Within the limit: answered, and the next request on the same connection too.
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let within =
+            format!("POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n12345\r\n0\r\n\r\n");
+        s.write_all(within.as_bytes()).await.unwrap();
+        let first = read_response(&mut s).await;
+        assert_eq!(raw_status(&first), fine, "{first}");
+        assert!(!first.to_ascii_lowercase().contains("connection: close"), "{first}");
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+        let second = read_response(&mut s).await;
+        assert_eq!(raw_status(&second), fine, "{second}");
+    }
+}
