@@ -487,9 +487,9 @@ fn compile_observe(cx: &mut Ctx, registry: Arc<Registry>, routes: &[Route]) -> O
                  (traceparent propagation is always on)",
             );
         }
-        if !(otlp.endpoint.starts_with("http://") || otlp.endpoint.starts_with("https://"))
-            || otlp.endpoint.parse::<http::Uri>().is_err()
-        {
+        // Schemes are case-insensitive (RFC 3986 §3.1): `HTTPS://` is https.
+        let scheme = |s: &str| otlp.endpoint.get(..s.len()).is_some_and(|p| p.eq_ignore_ascii_case(s));
+        if !(scheme("http://") || scheme("https://")) || otlp.endpoint.parse::<http::Uri>().is_err() {
             let shown = crate::http::url_in_message(&otlp.endpoint);
             cx.err("tracing.otlp.endpoint", format!("`{shown}` is not an http(s) URL"));
         } else if let Some(fault) = crate::http::port_fault(&otlp.endpoint) {

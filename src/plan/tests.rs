@@ -67,6 +67,21 @@ routes:
     assert!(said.iter().any(|m| m.starts_with("auth.idp.jwt.jwks_refresh: at least 1s")), "{said:?}");
 }
 
+/// An OTLP endpoint's scheme is read case-insensitively (RFC 3986 §3.1).
+#[test]
+fn otlp_endpoint_schemes_are_case_insensitive() {
+    for endpoint in ["HTTPS://collector.example:4318", "Http://127.0.0.1:4318"] {
+        let text = format!(
+            "listeners: [ {{ name: gw, bind: \"127.0.0.1:0\" }} ]\ntracing: {{ otlp: {{ endpoint: \"{endpoint}\" }} }}\nroutes: [ {{ name: r, match: {{ path: /r }}, echo: {{}} }} ]\n"
+        );
+        let loaded = crate::config::parse_str(&text, "t.yaml", std::path::Path::new(".")).unwrap();
+        if let Err(errors) = crate::plan::compile(&loaded) {
+            let said: Vec<String> = errors.0.iter().map(|e| format!("{}: {}", e.path, e.message)).collect();
+            panic!("{endpoint}: {said:?}");
+        }
+    }
+}
+
 /// Rates the counters cannot keep as written are refused where they are written.
 #[test]
 fn rates_the_counters_cannot_keep_are_refused() {

@@ -99,6 +99,10 @@ impl KeySet {
                 skipped.push(format!("{}: a key for encryption (`alg` {name}), not for signatures", named(i, kid)));
                 continue;
             }
+            if let Some(why) = listed.get("alg").and_then(|a| a.as_str()).and_then(|a| unverified_signature(a, &jwk)) {
+                skipped.push(format!("{}: {why}", named(i, kid)));
+                continue;
+            }
             if let Some(why) = unusable(&jwk, algorithms, source) {
                 skipped.push(format!("{}: {why}", named(i, kid)));
                 continue;
@@ -174,6 +178,24 @@ fn for_encryption(alg: &str) -> bool {
         || (alg.starts_with('A') && alg.ends_with("KW"))
 }
 
+/// Why a key marked with a registered JWS name the JWT library does not
+/// verify is skipped (RFC 7517 §4.4: `alg` is the algorithm the key is
+/// for; IANA JOSE registry): `ES512`, `ES256K`, `Ed448`, `ML-DSA-*` and
+/// `none` name algorithms no token this gateway takes is signed with, so
+/// the key must not verify `ES256` or `RS256` tokens because its type
+/// would (a `secp256k1` name on a P-256 key). `Ed25519` (RFC 9864, the
+/// fully specified name of EdDSA on that curve) is for an Ed25519 key
+/// only. A name outside the registry says nothing: the key's type decides.
+fn unverified_signature(alg: &str, jwk: &Jwk) -> Option<String> {
+    use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve};
+    const REGISTERED: [&str; 7] = ["ES512", "ES256K", "Ed448", "ML-DSA-44", "ML-DSA-65", "ML-DSA-87", "none"];
+    if REGISTERED.contains(&alg) {
+        return Some(format!("a key for `{alg}`, an algorithm the gateway does not verify"));
+    }
+    let ed25519 = matches!(&jwk.algorithm, AlgorithmParameters::OctetKeyPair(k) if k.curve == EllipticCurve::Ed25519);
+    (alg == "Ed25519" && !ed25519).then(|| "marked `alg` Ed25519, which does not fit a key of its type".into())
+}
+
 /// The signature algorithm a JWK's `alg` names, if it names one.
 fn signature_algorithm(declared: jsonwebtoken::jwk::KeyAlgorithm) -> Option<Algorithm> {
     use jsonwebtoken::jwk::KeyAlgorithm as K;
@@ -216,9 +238,10 @@ fn unusable(jwk: &Jwk, algorithms: &[Algorithm], source: Source) -> Option<Strin
     use jsonwebtoken::Algorithm::*;
     use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve};
     // A key that names its algorithm is for that one only (RFC 7517 §4.4;
-    // encryption names are skipped before, by `for_encryption`). A name
-    // this library does not know (`Ed25519`, RFC 9864; `ES512`) says
-    // nothing it can hold the key to: the key's type decides, as without one.
+    // encryption names are skipped before, by `for_encryption`, and
+    // registered signature names this library does not know by
+    // `unverified_signature`). `Ed25519` on an Ed25519 key, or a name outside
+    // the registry: the key's type decides, as without one.
     if let Some(alg) = jwk.common.key_algorithm.and_then(signature_algorithm)
         && !algorithms.contains(&alg)
     {
@@ -634,8 +657,15 @@ mod tests {
             ec("marked", serde_json::json!({ "alg": "ES256" })),
             ec("other", serde_json::json!({ "alg": "ES384" })),
             ec("enc", serde_json::json!({ "alg": "RSA-OAEP-256" })),
-            // A name the library does not know: the key's type decides.
-            ec("unknown", serde_json::json!({ "alg": "ES512" })),
+            // A name outside the registry: the key's type decides.
+            ec("unknown", serde_json::json!({ "alg": "X-private" })),
+            // Registered names the gateway does not verify: for no token it takes.
+            ec("k1", serde_json::json!({ "alg": "ES256K" })),
+            ec("p521", serde_json::json!({ "alg": "ES512" })),
+            ec("ed448", serde_json::json!({ "alg": "Ed448" })),
+            ec("mldsa", serde_json::json!({ "alg": "ML-DSA-44" })),
+            ec("ed25519", serde_json::json!({ "alg": "Ed25519" })),
+            { "kty": "OKP", "crv": "Ed25519", "x": b64(&[3; 32]), "kid": "okp", "alg": "Ed25519" },
             // Encryption names the library does not know are still encryption.
             ec("ecdh", serde_json::json!({ "alg": "ECDH-ES+A128KW" })),
             ec("wrap", serde_json::json!({ "alg": "A256GCMKW" })),
@@ -644,13 +674,19 @@ mod tests {
             // An algorithm of another key type: it verifies nothing.
             ec("misfit", serde_json::json!({ "alg": "RS256" })),
         ] });
-        let set = KeySet::from_jwks(&doc, &[Algorithm::ES256, Algorithm::RS256], Source::Fetched).unwrap();
-        assert_eq!(kids(&set), ["marked", "plain", "unknown"]);
+        let set =
+            KeySet::from_jwks(&doc, &[Algorithm::ES256, Algorithm::RS256, Algorithm::EdDSA], Source::Fetched).unwrap();
+        assert_eq!(kids(&set), ["marked", "okp", "plain", "unknown"]);
         assert_eq!(
             set.skipped,
             [
                 "kid `other`: a key for ES384, not one of the provider's algorithms",
                 "kid `enc`: a key for encryption (`alg` RSA-OAEP-256), not for signatures",
+                "kid `k1`: a key for `ES256K`, an algorithm the gateway does not verify",
+                "kid `p521`: a key for `ES512`, an algorithm the gateway does not verify",
+                "kid `ed448`: a key for `Ed448`, an algorithm the gateway does not verify",
+                "kid `mldsa`: a key for `ML-DSA-44`, an algorithm the gateway does not verify",
+                "kid `ed25519`: marked `alg` Ed25519, which does not fit a key of its type",
                 "kid `ecdh`: a key for encryption (`alg` ECDH-ES+A128KW), not for signatures",
                 "kid `wrap`: a key for encryption (`alg` A256GCMKW), not for signatures",
                 "kid `dir`: a key for encryption (`alg` dir), not for signatures",
