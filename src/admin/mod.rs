@@ -66,10 +66,13 @@ pub async fn start(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<Run
             };
             let shared = shared.clone();
             tokio::spawn(async move {
-                let _place = place;
+                let conn_state = place.conn.clone();
                 let service = service_fn(move |req: Request<Incoming>| {
                     let shared = shared.clone();
+                    // Not closed for room while a request is served.
+                    let serving = conn_state.serving();
                     async move {
+                        let _serving = serving;
                         let answer = match (req.uri().path(), req.method()) {
                             // Before anything reads `Host` (the tokenless guard does).
                             _ if let Some(why) = bad_host(&req) => problem(StatusCode::BAD_REQUEST, why),
@@ -83,7 +86,11 @@ pub async fn start(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<Run
                     .timer(TokioTimer::new())
                     .header_read_timeout(Duration::from_secs(10))
                     .serve_connection(TokioIo::new(stream), service);
-                let _ = tokio::time::timeout(Duration::from_secs(60), conn).await;
+                // Closed when its peer needs the place and it serves no request.
+                tokio::select! {
+                    _ = tokio::time::timeout(Duration::from_secs(60), conn) => {}
+                    _ = place.conn.evicted() => {}
+                }
             });
         }
     });
@@ -140,7 +147,14 @@ fn page() -> Response<Full<Bytes>> {
 /// The answer to a request without the admin token (when one is set).
 fn unauthorized(shared: &Shared, req: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
     let plan = shared.plan.load();
-    let Some(admin) = plan.admin.as_ref() else { return Some(needs_token(false)) };
+    // A reload dropped `admin`: no token opens it (a 401 asked for one).
+    let Some(admin) = plan.admin.as_ref() else {
+        return Some(problem(
+            StatusCode::NOT_FOUND,
+            "the running config has no `admin` section (a reload removed it): only /healthz answers until a \
+             reload that restores it or a restart",
+        ));
+    };
     // Without a token, loopback is the only guard, and a web page can get
     // around it by DNS rebinding (its own name, re-pointed at 127.0.0.1,
     // reads this API in the operator's browser): such a request names that

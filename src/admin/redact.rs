@@ -22,7 +22,31 @@ const SECRET_KEYS: &[&str] = &["secret", "client_secret", "password", "key", "sh
 /// Maps whose keys are names the file chose (an upstream called `users`,
 /// a query parameter called `key`), not settings: a name is never taken
 /// for a secret key (the whole upstream would be hidden).
-const NAMED: &[&str] = &["upstreams", "auth", "formats", "calls", "operations", "security", "query", "path", "cookies"];
+/// A schema's `properties` (and the other maps of names in JSON Schema)
+/// and `validate.headers` are such maps too: a field called `password`
+/// hid its rules (`minLength`).
+const NAMED: &[&str] = &[
+    "upstreams",
+    "auth",
+    "formats",
+    "calls",
+    "operations",
+    "security",
+    "query",
+    "path",
+    "cookies",
+    "properties",
+    "patternproperties",
+    "$defs",
+    "definitions",
+    "dependentschemas",
+    "dependentrequired",
+    VALIDATED_HEADERS,
+];
+
+/// `validate.headers`, told from the other `headers` maps (some of which
+/// are sent to services and hold credentials).
+const VALIDATED_HEADERS: &str = "validate.headers";
 
 /// Replaces every secret in `doc`.
 /// `query`: the running plan's list, which knows the query parameters its
@@ -53,6 +77,8 @@ fn redact_under(doc: &mut Value, parent: Option<&str>, query: &Redact) {
                     *v = Value::String(REDACTED.into());
                 } else if sent_headers && let Value::Object(headers) = v {
                     headers.values_mut().for_each(|value| *value = Value::String(REDACTED.into()));
+                } else if key == "headers" && parent == Some("validate") {
+                    redact_under(v, Some(VALIDATED_HEADERS), query);
                 } else {
                     redact_under(v, Some(&key), query);
                 }
@@ -150,9 +176,18 @@ mod tests {
         let mut doc = serde_json::json!({
             "upstreams": { "users": { "targets": ["http://10.0.0.1:80"] }, "key": { "targets": ["http://10.0.0.2:80"] } },
             "auth": { "secret": { "basic": { "users": { "ann": "$2y$10$x" } } } },
-            "routes": [ { "validate": { "query": { "password": { "type": "string", "minLength": 8 } } } } ]
+            "routes": [ { "validate": {
+                "query": { "password": { "type": "string", "minLength": 8 } },
+                "headers": { "Key": { "type": "string", "minLength": 4 } },
+                "body": { "schema": { "properties": { "secret": { "type": "boolean" } },
+                    "$defs": { "key": { "pattern": "^[a-z]+$" } } } }
+            } } ]
         });
         redact(&mut doc, &Redact::default());
+        let validate = &doc["routes"][0]["validate"];
+        assert_eq!(validate["headers"]["Key"]["minLength"], 4);
+        assert_eq!(validate["body"]["schema"]["properties"]["secret"]["type"], "boolean");
+        assert_eq!(validate["body"]["schema"]["$defs"]["key"]["pattern"], "^[a-z]+$");
         assert_eq!(doc["upstreams"]["users"]["targets"][0], "http://10.0.0.1:80");
         assert_eq!(doc["upstreams"]["key"]["targets"][0], "http://10.0.0.2:80");
         assert_eq!(doc["auth"]["secret"]["basic"]["users"], REDACTED, "a provider's users stay hidden");

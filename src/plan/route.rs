@@ -399,7 +399,7 @@ fn compile_action(
         return Some(Action::Respond(Responder::Echo));
     }
     if let Some(s) = &cfg.static_response {
-        let status = StatusCode::from_u16(s.status).ok().filter(|st| st.as_u16() >= 200).or_else(|| {
+        let status = StatusCode::from_u16(s.status).ok().filter(|st| (200..600).contains(&st.as_u16())).or_else(|| {
             cx.err(format!("{at}.static.status"), format!("`{}` is not a final HTTP status (200-599)", s.status));
             None
         });

@@ -82,6 +82,25 @@ fn otlp_endpoint_schemes_are_case_insensitive() {
     }
 }
 
+/// A static status outside 200-599 is refused (`http` takes up to 999, and
+/// a `999 Unknown` went out; RFC 9110 §15: three digits, 100-599).
+#[test]
+fn static_statuses_are_final_http_statuses() {
+    for (status, ok) in [(199, false), (200, true), (599, true), (600, false), (999, false)] {
+        let text = format!(
+            "listeners: [ {{ name: gw, bind: \"127.0.0.1:0\" }} ]\nroutes: [ {{ name: r, match: {{ path: /r }}, static: {{ status: {status} }} }} ]\n"
+        );
+        let loaded = crate::config::parse_str(&text, "t.yaml", std::path::Path::new(".")).unwrap();
+        match crate::plan::compile(&loaded) {
+            Ok(_) => assert!(ok, "{status} taken"),
+            Err(errors) => {
+                assert!(!ok, "{status} refused");
+                assert_eq!(errors.0[0].path, "routes[0].static.status");
+            }
+        }
+    }
+}
+
 /// Rates the counters cannot keep as written are refused where they are written.
 #[test]
 fn rates_the_counters_cannot_keep_are_refused() {
