@@ -13,7 +13,7 @@ use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -266,6 +266,11 @@ struct Activity {
     /// rule), `too_many_resets` closes the connection.
     reset_early: AtomicU64,
     too_many_resets: tokio::sync::Notify,
+    /// New requests are answered 503 without being served: the connection
+    /// is closing and its client ignores the GOAWAY (it has not answered
+    /// the PING that lets hyper send the final one, naming the last stream
+    /// taken), or it abused streams (`too_many_resets`).
+    refusing: AtomicBool,
 }
 
 /// A connection whose streams were, after at least `.0` of them, more
@@ -385,9 +390,19 @@ impl<'p> Conn<'p> {
             // left behind kept the connection from ever idling out.
             let request = InFlight::begin(activity.clone(), started);
             let mut unanswered = Unanswered(Some(activity.clone()));
+            let refusing = activity.refusing.load(Ordering::Relaxed);
             async move {
                 let head = req.method() == http::Method::HEAD;
                 let resp = match admit::parsed(&mut req, max_field_section, max_fields) {
+                    // Nothing of it reaches a service: the connection is closing.
+                    Ok(()) if refusing => proxy::refuse(
+                        &plan,
+                        &info,
+                        http::StatusCode::SERVICE_UNAVAILABLE,
+                        "this connection is closing (GOAWAY): send the request on a new connection",
+                        None,
+                        Some(&req.map(|_| ())),
+                    ),
                     Ok(()) => proxy::handle(plan, &info, req.map(ClientBody::Hyper)).await,
                     Err(refusal) => {
                         // Its head as the log reads it (version, User-Agent, Referer).
@@ -446,6 +461,7 @@ impl<'p> Conn<'p> {
         let goodbye = tokio::time::sleep(Duration::MAX);
         tokio::pin!(goodbye);
         let mut goodbye_armed = false;
+        let mut abusive = false;
         if closing {
             served.as_mut().shut();
             goodbye.as_mut().reset(Instant::now() + GOODBYE);
@@ -472,10 +488,18 @@ impl<'p> Conn<'p> {
                     goodbye.as_mut().reset(Instant::now() + GOODBYE);
                     goodbye_armed = true;
                 }
-                () = self.activity.too_many_resets.notified(), if !closing => {
+                () = self.activity.too_many_resets.notified(), if !abusive => {
+                    // No two-step goodbye for an abuser (it need not answer the
+                    // PING that ends it): its new streams are refused at once,
+                    // and the connection dropped after `GOODBYE`, whatever is
+                    // in flight (Envoy closes such a connection outright).
                     tracing::debug!("most streams reset before their answer; connection closed (GOAWAY)");
+                    self.activity.refusing.store(true, Ordering::Relaxed);
+                    abusive = true;
+                    if !closing {
+                        served.as_mut().shut();
+                    }
                     closing = true;
-                    served.as_mut().shut();
                     goodbye.as_mut().reset(Instant::now() + GOODBYE);
                     goodbye_armed = true;
                 }
@@ -487,8 +511,12 @@ impl<'p> Conn<'p> {
                 }
                 _ = &mut goodbye, if goodbye_armed => {
                     // A request that slipped in as GOAWAY went out finishes
-                    // (the unread-response rule below still applies to it).
-                    if self.activity.in_flight.load(Ordering::Relaxed) > 0 {
+                    // (the unread-response rule below still applies to it);
+                    // a client that had `GOODBYE` to answer the PING and has
+                    // not gets its new streams refused from now on (hyper
+                    // sends the final GOAWAY only after the answer).
+                    if !abusive && self.activity.in_flight.load(Ordering::Relaxed) > 0 {
+                        self.activity.refusing.store(true, Ordering::Relaxed);
                         goodbye.as_mut().reset(Instant::now() + GOODBYE);
                         continue;
                     }

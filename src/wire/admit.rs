@@ -369,12 +369,16 @@ fn field_section_size<B>(req: &http::Request<B>) -> usize {
 /// they are one `Cookie` again, joined with `; `, before anything reads them
 /// or an HTTP/1.1 upstream gets them (where several `Cookie` lines are read
 /// differently by different servers: the first, the last, or joined with `,`).
+/// Empty fields (valid HTTP/2) are left out: joined, an empty last one
+/// left `a=1; `, which the whitespace rule then refused (400).
 fn join_cookies(headers: &mut HeaderMap) {
     let mut values = headers.get_all(header::COOKIE).iter();
-    let (Some(first), Some(_)) = (values.next(), values.next()) else { return };
-    let mut joined = first.as_bytes().to_vec();
-    for v in headers.get_all(header::COOKIE).iter().skip(1) {
-        joined.extend_from_slice(b"; ");
+    let (Some(_), Some(_)) = (values.next(), values.next()) else { return };
+    let mut joined = Vec::new();
+    for v in headers.get_all(header::COOKIE).iter().filter(|v| !v.is_empty()) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
         joined.extend_from_slice(v.as_bytes());
     }
     if let Ok(value) = http::HeaderValue::from_bytes(&joined) {

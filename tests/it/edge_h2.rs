@@ -31,7 +31,7 @@ async fn connect(addr: std::net::SocketAddr) -> TcpStream {
 }
 
 /// Reads frames until one of `kind` arrives (Some(payload)) or the connection ends (None).
-async fn read_until(s: &mut TcpStream, kind: u8) -> Option<Vec<u8>> {
+async fn read_until<R: tokio::io::AsyncRead + Unpin>(s: &mut R, kind: u8) -> Option<Vec<u8>> {
     loop {
         let (got, _, _, payload) = crate::support::h2raw::read_frame(s).await?;
         if got == kind {
@@ -129,6 +129,108 @@ async fn streams_reset_after_they_are_taken_close_the_connection() {
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut rest)).await;
     assert!(closed.is_ok(), "the connection stays open after GOAWAY");
+}
+
+/// The same abuser, going on after the GOAWAY and never answering the PING
+/// that lets the gateway send the final one: it was taken for a client
+/// still in its two-step goodbye, and its new streams (each an upstream
+/// request) were served for as long as it kept one in flight. Its
+/// connection is now dropped within a second of the GOAWAY, and what it
+/// sends meanwhile reaches no upstream.
+#[tokio::test]
+async fn a_stream_abuser_that_ignores_goaway_is_dropped() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // An upstream that counts the requests it gets (one per connection: it never answers).
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hang_addr = hang.local_addr().unwrap();
+    let reached = Arc::new(AtomicUsize::new(0));
+    let counted = reached.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = hang.accept().await {
+            counted.fetch_add(1, Ordering::Relaxed);
+            held.push(s);
+        }
+    });
+    let gw = gateway(&format!(
+        "upstreams:\n  hang: {{ targets: [ \"http://{hang_addr}\" ], limits: {{ max_requests: 100000 }} }}\n\
+         routes:\n  - {{ name: e, match: {{ path_prefix: / }}, upstream: hang }}\n"
+    ))
+    .await;
+    let (mut read, mut write) = connect(gw.addr).await.into_split();
+    // Streams taken, then reset, for as long as the connection lasts (4,000: over 8 s).
+    let writer = tokio::spawn(async move {
+        for i in 0..4_000u32 {
+            let id = 2 * i + 1;
+            if write.write_all(&frame(HEADERS, END_HEADERS | END_STREAM, id, REQUEST_BLOCK)).await.is_err() {
+                return i;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            if write.write_all(&frame(RST_STREAM, 0, id, &8u32.to_be_bytes())).await.is_err() {
+                return i;
+            }
+        }
+        4_000
+    });
+    let goaway = tokio::time::timeout(Duration::from_secs(10), read_until(&mut read, GOAWAY)).await.expect("no answer");
+    goaway.expect("GOAWAY, not a silent close");
+    let at_goaway = reached.load(Ordering::Relaxed);
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(4), read.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the connection stays open while its client goes on after GOAWAY");
+    let sent = writer.await.unwrap();
+    assert!(sent < 4_000, "the client could send all its streams");
+    let after = reached.load(Ordering::Relaxed) - at_goaway;
+    assert!(after <= 10, "{after} requests reached the upstream after the GOAWAY");
+}
+
+/// A draining gateway's GOAWAY takes no new stream from a client that does
+/// not answer the PING (hyper sends the final GOAWAY, naming the last
+/// stream, only after the answer): past a second, its new streams get 503
+/// and reach no upstream, while the one in flight still finishes.
+#[tokio::test]
+async fn a_client_that_ignores_the_drains_goaway_gets_no_new_stream_served() {
+    // Answers each request after 2 s (the one in flight when the drain starts).
+    let slow = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow_addr = slow.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = slow.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nslow").await;
+            });
+        }
+    });
+    let gw = gateway(&format!(
+        "upstreams:\n  slow: {{ targets: [ \"http://{slow_addr}\" ] }}\n\
+         routes:\n  - {{ name: e, match: {{ path_prefix: / }}, upstream: slow }}\n"
+    ))
+    .await;
+    let mut s = connect(gw.addr).await;
+    s.write_all(&frame(HEADERS, END_HEADERS | END_STREAM, 1, REQUEST_BLOCK)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let drain = tokio::spawn(gw.handle.shutdown());
+    tokio::time::timeout(Duration::from_secs(5), read_until(&mut s, GOAWAY)).await.unwrap().expect("GOAWAY");
+    // No PING answer; a new stream after the gateway's second of patience.
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    s.write_all(&frame(HEADERS, END_HEADERS | END_STREAM, 3, REQUEST_BLOCK)).await.unwrap();
+    let mut statuses = std::collections::HashMap::new();
+    while statuses.len() < 2 {
+        let next = tokio::time::timeout(Duration::from_secs(5), crate::support::h2raw::read_frame(&mut s)).await;
+        let Some((kind, _, stream, payload)) = next.expect("answers within 5 s") else { break };
+        if kind == HEADERS {
+            statuses.insert(stream, payload);
+        }
+    }
+    // HPACK: 200 is static-table index 8 (0x88); 503 a literal of name
+    // index 8 (0x48), Huffman-coded in 3 bytes (0x83: `503` is 6c 0c ff).
+    assert_eq!(statuses.get(&1).map(|p| p[0]), Some(0x88), "the request in flight finishes: {statuses:?}");
+    let refused = statuses.get(&3).expect("the new stream is answered");
+    assert_eq!(refused[..5], [0x48, 0x83, 0x6c, 0x0c, 0xff], "503: {refused:?}");
+    drain.await.unwrap();
 }
 
 #[tokio::test]

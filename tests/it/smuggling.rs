@@ -1532,4 +1532,10 @@ async fn http2_split_cookies_reach_the_upstream_as_one_line() {
     assert_eq!(conn.outcome(1).await, Outcome::Status(200));
     let seen = rec.requests().pop().expect("forwarded");
     assert_eq!(seen.all("cookie"), ["a=1; sess=x"], "{seen:?}");
+    // An empty field (valid HTTP/2) adds nothing: joined, a last empty one
+    // left `a=1; `, refused as a value ending in whitespace.
+    conn.headers(3, h2_get!((b"cookie", b"a=1"), (b"cookie", b"")), true).await;
+    assert_eq!(conn.outcome(3).await, Outcome::Status(200));
+    let seen = rec.requests().pop().expect("forwarded");
+    assert_eq!(seen.all("cookie"), ["a=1"], "{seen:?}");
 }
