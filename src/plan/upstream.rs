@@ -410,6 +410,10 @@ fn parse_target(url: &str) -> Result<(Scheme, http::uri::Authority), String> {
     if crate::http::bad_port(&authority) {
         return Err(format!("`{shown}`: a port is a number from 1 to 65535"));
     }
+    // The URI parser drops a `#fragment` unsaid.
+    if url.contains('#') {
+        return Err(format!("`{shown}`: a target is scheme, host and port only, without a `#fragment`"));
+    }
     if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
         return Err(format!("`{shown}`: a target is scheme, host and port only; change paths with `rewrite`"));
     }

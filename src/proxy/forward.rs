@@ -679,21 +679,42 @@ async fn through_hyper(
     // connection is not reused. HEAD says `close`; the others are known by
     // their answer, so the connection is captured to be poisoned then (an
     // idle one already back in hyper's pool is skipped from that moment).
-    let captured = (req.version() != http::Version::HTTP_2).then(|| {
+    let mut captured = (req.version() != http::Version::HTTP_2).then(|| {
         if req.method() == http::Method::HEAD {
             req.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         hyper_util::client::legacy::connect::capture_connection(&mut req)
     });
+    // A copy to send once more if the target closes a reused connection
+    // under the request (its keep-alive timeout), as the own HTTP/1.1
+    // pool does: idempotent, not an upgrade, its body there whole.
+    let started = tokio::time::Instant::now();
+    let deadline = started + timeout;
+    let mut spare = (upgrade.is_none() && req.method().is_idempotent() && req.version() != http::Version::HTTP_2)
+        .then(|| copy_of(&mut req))
+        .flatten();
     let client = if upgrade.is_some() { &upstream.upgrades } else { &upstream.client };
     let sent = client.request(req);
-    let mut resp = match tokio::time::timeout(timeout, sent).await {
+    let mut resp = match tokio::time::timeout_at(deadline, sent).await {
         Err(_) => {
             return Err(GatewayError::UpstreamTimeout { upstream: upstream.name.clone(), sent: true, waited: false });
+        }
+        Ok(Err(e)) if let Some(mut again) = spare.take().filter(|_| lost_on_reused(&e, started)) => {
+            tracing::debug!(upstream = %upstream.name, error = %e, "a reused connection closed under the request; sent again");
+            captured = Some(hyper_util::client::legacy::connect::capture_connection(&mut again));
+            match tokio::time::timeout_at(deadline, client.request(again)).await {
+                Err(_) => {
+                    let name = upstream.name.clone();
+                    return Err(GatewayError::UpstreamTimeout { upstream: name, sent: true, waited: false });
+                }
+                Ok(Err(e)) => return Err(classify(upstream.name.clone(), Box::new(e))),
+                Ok(Ok(resp)) => resp,
+            }
         }
         Ok(Err(e)) => return Err(classify(upstream.name.clone(), Box::new(e))),
         Ok(Ok(resp)) => resp,
     };
+    drop(spare);
     if matches!(resp.status(), StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED)
         && resp.version() != http::Version::HTTP_2
         && let Some(captured) = &captured
@@ -912,6 +933,41 @@ fn hash_key(key: Option<&HashKey>, headers: &http::HeaderMap, client: &forwarded
 /// The client's body going wrong is the client's fault (413, 408, 400); a
 /// connect timeout is a timeout (504); anything else before a response is
 /// 502. Either upstream failure says whether the upstream got the request.
+/// A copy of `req` to send again, if its body is there whole (none, or
+/// read by a phase).
+fn copy_of(req: &mut Request<RequestBody>) -> Option<Request<RequestBody>> {
+    let body = req.body_mut().try_clone_whole()?;
+    let mut copy = Request::new(body);
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    Some(copy)
+}
+
+/// Whether hyper-util's client failed because the connection closed or
+/// broke under the request (before any answer: its error comes before the
+/// response), on a connection made before the request started: a reused
+/// one, which the target may have closed just as it was taken.
+fn lost_on_reused(e: &hyper_util::client::legacy::Error, started: tokio::time::Instant) -> bool {
+    let reused = e.connect_info().is_some_and(|connected| {
+        let mut extras = http::Extensions::new();
+        connected.get_extras(&mut extras);
+        extras.get::<crate::upstream::client::MadeAt>().is_some_and(|made| made.0 < started)
+    });
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut lost = false;
+    while let Some(s) = source {
+        use std::io::ErrorKind::*;
+        lost |= s.downcast_ref::<hyper::Error>().is_some_and(|h| h.is_incomplete_message())
+            || s.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                matches!(io.kind(), ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof)
+            });
+        source = s.source();
+    }
+    reused && lost
+}
+
 /// The answer to a request body cut by the client's doing, as `classify`
 /// makes it of a `BodyError`.
 fn body_cut(cut: crate::http::request_body::BodyCut) -> GatewayError {

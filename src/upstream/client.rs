@@ -12,7 +12,7 @@ use http::Uri;
 
 use hyper_rustls::{ConfigBuilderExt, FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls_pki_types::ServerName;
 
@@ -34,12 +34,67 @@ pub struct Bounded {
     timeout: Duration,
 }
 
-type Connected = <HttpsConnector<HttpConnector> as tower_service::Service<Uri>>::Response;
+type Made = <HttpsConnector<HttpConnector> as tower_service::Service<Uri>>::Response;
+
+/// When a connection was made, in its `Connected` extras: a request that
+/// fails on a connection older than itself failed on a reused one
+/// (hyper-util's error does not say), and an idempotent one may go again
+/// (`proxy::forward`), as the own HTTP/1.1 pool resends.
+#[derive(Clone, Copy, Debug)]
+pub struct MadeAt(pub tokio::time::Instant);
+
+/// A connection stamped with when it was made.
+pub struct Stamped<T> {
+    io: T,
+    made: MadeAt,
+}
+
+impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for Stamped<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for Stamped<T> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+}
+
+impl<T: Connection> Connection for Stamped<T> {
+    fn connected(&self) -> Connected {
+        self.io.connected().extra(self.made)
+    }
+}
 
 impl tower_service::Service<Uri> for Bounded {
-    type Response = Connected;
+    type Response = Stamped<Made>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Connected, BoxError>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Stamped<Made>, BoxError>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx)
@@ -50,7 +105,7 @@ impl tower_service::Service<Uri> for Bounded {
         let timeout = self.timeout;
         Box::pin(async move {
             match tokio::time::timeout(timeout, connecting).await {
-                Ok(connected) => connected,
+                Ok(made) => made.map(|io| Stamped { io, made: MadeAt(tokio::time::Instant::now()) }),
                 Err(_) => Err(Box::new(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     "no connection (TCP and TLS handshake) within timeouts.connect",

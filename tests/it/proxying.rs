@@ -753,3 +753,78 @@ async fn an_upload_streams_on_to_an_http2_target_that_answered_first() {
     assert_eq!(reply.status, 200);
     assert_eq!(reply.text(), format!("{} bytes", 3 << 20));
 }
+
+/// Over `https://` too, a request on a reused connection that the target
+/// closes under it (its keep-alive timeout, just as the request goes) is
+/// sent once more when that is safe: idempotent, its body whole (none
+/// here; a streamed one is not kept for it over `https://`). Only the own
+/// HTTP/1.1 pool (`http://`) did; hyper's client answered 502 and marked
+/// the target as failing. A POST is not sent again.
+#[tokio::test]
+async fn https_requests_are_sent_again_when_a_reused_connection_closes_under_them() {
+    use http::Method;
+    use http_body_util::Full;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (connections, requests) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (c, r) = (connections.clone(), requests.clone());
+    // Answers the first request of each connection; reads the second and closes unanswered.
+    let tls = TlsUpstream::serve(&[b"http/1.1"], move |mut tls| {
+        let (c, r) = (c.clone(), r.clone());
+        async move {
+            c.fetch_add(1, Ordering::Relaxed);
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            let mut answered = false;
+            while let Ok(n) = tls.read(&mut buf).await {
+                if n == 0 {
+                    return;
+                }
+                seen.extend_from_slice(&buf[..n]);
+                let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+                let head = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                    .unwrap_or(0);
+                if seen.len() < end + 4 + length {
+                    continue;
+                }
+                seen.clear();
+                r.fetch_add(1, Ordering::Relaxed);
+                if answered {
+                    return; // closed under the request, without close_notify
+                }
+                answered = true;
+                if tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &tls.ca_pem).unwrap();
+    let gw = gateway(&format!(
+        "upstreams:\n  svc: {{ targets: [ \"https://{}\" ], tls: {{ ca: \"{}\" }} }}\n\
+         routes:\n  - {{ name: svc, match: {{ path_prefix: / }}, upstream: svc }}\n",
+        tls.addr,
+        ca.display()
+    ))
+    .await;
+    let client = http1_client();
+    for method in [Method::GET, Method::PUT, Method::DELETE] {
+        assert_eq!(get(&gw.url("/first"), &[]).await.status, 200, "a connection to reuse");
+        let req = Request::builder().method(method.clone()).uri(gw.url("/again")).body(Full::default()).unwrap();
+        let r = send(&client, req).await;
+        assert_eq!((r.status.as_u16(), r.text()), (200, "ok".to_string()), "{method}");
+    }
+    // Each request after the first met a connection the target closed
+    // under it (each connection answers once) and went again on a new one.
+    assert_eq!((connections.load(Ordering::Relaxed), requests.load(Ordering::Relaxed)), (6, 11));
+    // A POST may have been acted on: not sent again.
+    assert_eq!(get(&gw.url("/first"), &[]).await.status, 200, "a connection to reuse");
+    let req = Request::post(gw.url("/again")).body(Full::from("x")).unwrap();
+    assert_eq!(send(&client, req).await.status, 502);
+}
