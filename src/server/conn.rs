@@ -122,7 +122,8 @@ async fn serve_tls(stream: TcpStream, mut conn: Conn<'_>, config: Arc<rustls::Se
             if let Some([failed, _]) = &conn.lp.tls_failures {
                 failed.inc();
             }
-            answer_plain_http(plain).await;
+            let security = conn.shared.plan.load().without_route.security().clone();
+            answer_plain_http(plain, &security).await;
             return;
         }
         Ok(Some(Ok(handshake))) => match handshake {
@@ -182,7 +183,9 @@ async fn serve_tls(stream: TcpStream, mut conn: Conn<'_>, config: Arc<rustls::Se
 /// or an opaque error. Then a lingering close, as NGINX's: what the client
 /// still sends is read (for a second, 64 KiB at most) after the answer,
 /// so that closing with unread bytes does not reset the answer away.
-async fn answer_plain_http(mut stream: TcpStream) {
+/// It carries the security headers as every answer does (no HSTS: it
+/// goes over plain HTTP, where browsers ignore it).
+async fn answer_plain_http(mut stream: TcpStream, security: &crate::wire::field_edits::FieldEdits) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let id = crate::http::request_id::generate();
     let detail = "this port speaks HTTPS: the request was sent as plain HTTP (use https://)";
@@ -191,14 +194,22 @@ async fn answer_plain_http(mut stream: TcpStream) {
     // The `Date` header is the system's time by definition.
     #[allow(clippy::disallowed_methods)]
     let date = httpdate::fmt_http_date(std::time::SystemTime::now());
-    let head = format!(
+    let mut head = format!(
         "HTTP/1.1 400 Bad Request\r\ndate: {date}\r\ncontent-type: application/problem+json\r\n\
-         content-length: {}\r\nx-request-id: {}\r\nconnection: close\r\n\r\n",
+         content-length: {}\r\nx-request-id: {}\r\nconnection: close\r\n",
         body.len(),
         id.to_str().unwrap_or_default()
-    );
+    )
+    .into_bytes();
+    // The defaults, then `set` (which replaces a default of the same name:
+    // `default_lines` leaves those out) and what `set` adds to (`Vary`).
+    let (forced, added) = security.forced_lines();
+    head.extend_from_slice(security.default_lines());
+    head.extend_from_slice(forced);
+    head.extend_from_slice(added);
+    head.extend_from_slice(b"\r\n");
     let answered = async {
-        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(&head).await?;
         stream.write_all(body).await?;
         stream.shutdown().await
     };

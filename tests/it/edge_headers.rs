@@ -158,8 +158,11 @@ async fn a_head_preflight_is_the_get_routes_and_a_routes_vary_adds() {
     )
     .await;
     let client = http1_client();
-    let refused = send(&client, preflight(gw.url("/m/x"), "https://app.example.com", "HEAD", "authorization")).await;
+    // HEAD is CORS-safelisted: judged by its headers, a header `m` does not allow.
+    let refused = send(&client, preflight(gw.url("/m/x"), "https://app.example.com", "HEAD", "x-other")).await;
     assert_eq!(refused.status, 403, "{:?}", refused.headers);
+    let headed = send(&client, preflight(gw.url("/m/x"), "https://app.example.com", "HEAD", "authorization")).await;
+    assert_eq!(headed.status, 204, "{:?}", headed.headers);
     assert_eq!(up.hits(), 0, "a preflight never reaches the service");
     let vary: Vec<_> = refused.headers.get_all("vary").iter().map(|v| v.to_str().unwrap().to_string()).collect();
     assert_eq!(
@@ -306,6 +309,31 @@ async fn a_preflight_is_granted_only_if_every_route_the_request_could_reach_gran
     let beta = send(&client, preflight("/beta/x", "https://evil.example", "x-beta")).await;
     assert!(beta.header("access-control-allow-origin").is_none(), "{:?}", beta.headers);
     assert_eq!(up.hits(), hits + 1);
+}
+
+/// GET, HEAD and POST are CORS-safelisted (Fetch): a preflight for one,
+/// asked because of a header, is judged by its headers, whatever
+/// `allow_methods` lists (it was refused, while the actual GET was granted).
+#[tokio::test]
+async fn a_preflight_for_a_safelisted_method_is_judged_by_its_headers() {
+    let (_up, gw) = behind_svc(
+        r#"
+  - name: api
+    match: { path_prefix: /api }
+    upstream: svc
+    cors: { allow_origins: [ "https://app.example.com" ], allow_methods: [ PUT ], allow_headers: [ Authorization ] }
+"#,
+    )
+    .await;
+    let client = http1_client();
+    for method in ["GET", "HEAD", "POST"] {
+        let r = send(&client, preflight(gw.url("/api/x"), "https://app.example.com", method, "authorization")).await;
+        assert_eq!(r.status, 204, "{method}");
+        let r = send(&client, preflight(gw.url("/api/x"), "https://app.example.com", method, "x-other")).await;
+        assert_eq!(r.status, 403, "{method} with a header not allowed");
+    }
+    let r = send(&client, preflight(gw.url("/api/x"), "https://app.example.com", "DELETE", "")).await;
+    assert_eq!(r.status, 403, "a method neither listed nor safelisted");
 }
 
 #[tokio::test]

@@ -68,6 +68,19 @@ routes:
     let seen = api.reply.json();
     assert_eq!(seen["headers"]["x-forwarded-proto"], "https");
     assert_eq!(api.reply.header("strict-transport-security"), Some("max-age=31536000"));
+    // An upstream's own HSTS stands when a browser would take it; one
+    // without `max-age` (an empty line, a lone directive) is ignored by
+    // browsers (RFC 6797 §8.1) and is replaced by the gateway's.
+    for (sent, seen) in [
+        ("max-age=60;%20includeSubDomains", "max-age=60; includeSubDomains"),
+        ("empty", "max-age=31536000"),
+        ("includeSubDomains", "max-age=31536000"),
+        ("max-age=", "max-age=31536000"),
+    ] {
+        let r = https_get(addr, "api.example.com", &pki.ca_path(), None, &format!("/hsts?v={sent}")).await.unwrap();
+        assert_eq!(r.reply.header("strict-transport-security"), Some(seen), "{sent}");
+        assert_eq!(r.reply.headers.get_all("strict-transport-security").iter().count(), 1, "{sent}");
+    }
 
     let wild = https_get(addr, "shop.example.org", &pki.ca_path(), None, "/x").await.unwrap();
     assert_eq!(wild.reply.status, 200);
@@ -368,6 +381,12 @@ async fn plain_http_to_a_tls_listener_gets_a_400_saying_so() {
         assert!(answer.starts_with("HTTP/1.1 400 "), "{what:?}: {answer}");
         assert!(answer.contains("application/problem+json") && answer.contains("plain HTTP"), "{what:?}: {answer}");
         assert!(answer.contains("\r\ndate: "), "{what:?}: {answer}");
+        // The security headers every answer carries; no HSTS over plain HTTP.
+        let head = answer.split("\r\n\r\n").next().unwrap_or_default().to_ascii_lowercase();
+        for line in ["x-content-type-options: nosniff", "content-security-policy: ", "referrer-policy: no-referrer"] {
+            assert!(head.contains(line), "{what:?}: no {line}: {answer}");
+        }
+        assert!(!head.contains("strict-transport-security"), "{what:?}: {answer}");
     }
     let ok = https_get(addr, "gw.test", &pki.ca_path(), None, "/x").await.unwrap();
     assert_eq!(ok.reply.status, 200);

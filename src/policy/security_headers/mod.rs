@@ -92,6 +92,14 @@ pub fn compile(cfg: &SecurityHeadersConfig, _cx: &mut CompileCtx<'_>) -> Result<
     out.forced = crate::wire::settable::settable(&cfg.set, |k, message| errors.push((format!("set.{k}"), message)));
     for (i, k) in cfg.remove.iter().enumerate() {
         match HeaderName::try_from(k.as_str()) {
+            // Removed after CORS has added `Origin` to it: a shared cache
+            // would then serve one origin's grant to another.
+            Ok(name) if name == http::header::VARY => errors.push((
+                format!("remove[{i}]"),
+                "`Vary` cannot be removed here: it goes after CORS adds `Origin` to it, and caches would serve one \
+                 origin's answer to another; a route's `response_headers.remove` drops the upstream's `Vary` alone"
+                    .to_string(),
+            )),
             Ok(name) => out.remove.push(name),
             Err(_) => errors.push((format!("remove[{i}]"), format!("`{k}` is not a header name"))),
         }

@@ -85,3 +85,14 @@ fn values_browsers_ignore_and_fields_the_gateway_writes_are_refused() {
         assert!(with_test_ctx(Shared::default(), |cx| compile(&cfg, cx)).is_ok(), "{frame} {referrer}");
     }
 }
+
+/// `Vary` may not be removed: the removal comes after CORS adds `Origin`
+/// to it, and a shared cache would serve one origin's grant to another.
+#[test]
+fn vary_is_not_removable() {
+    let cfg = SecurityHeadersConfig { remove: vec!["server".into(), "Vary".into()], ..Default::default() };
+    let errors = with_test_ctx(Shared::default(), |cx| compile(&cfg, cx)).expect_err("refused");
+    let said: Vec<String> = errors.iter().map(|(k, m)| format!("{k}: {m}")).collect();
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(said[0].starts_with("remove[1]: `Vary` cannot be removed"), "{said:?}");
+}

@@ -152,6 +152,14 @@ async fn handle(
                 .unwrap();
             return Ok(resp);
         }
+        // `?v=…`: the HSTS value sent (percent-decoded; `empty` for a blank line).
+        "/hsts" => {
+            let query = req.uri().query().unwrap_or("");
+            let value = query.strip_prefix("v=").unwrap_or("").replace("%20", " ").replace("%3B", ";");
+            let value = if value == "empty" { String::new() } else { value };
+            let resp = Response::builder().header("strict-transport-security", value).body(full("hsts")).unwrap();
+            return Ok(resp);
+        }
         "/branded" => {
             let resp = Response::builder()
                 .header("server", "Upstream/1.0")
