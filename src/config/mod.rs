@@ -556,6 +556,8 @@ fn plain_message(e: &serde_saphyr::Error, key: Option<&str>) -> String {
             "expected `true` or `false` (the config is YAML 1.2: `yes`, `no`, `on` and `off` are text)"
         }
         "expected sequence start" => "expected a list, like `[a, b]` or one `- item` per line",
+        // A list given to a key that takes one of a few words.
+        "externally tagged enum expected scalar or mapping" => "expected one value, not a list",
         "expected mapping start" | "expected empty mapping start" => {
             "expected a mapping, like `{ key: value }` or one `key: value` per line"
         }

@@ -208,6 +208,9 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
     ]),
     ("otlp-endpoint-with-query.yaml", 1, &[":5:", "tracing.otlp.endpoint", "`/v1/traces` is appended", "put credentials in `headers`"]),
     ("no-targets.yaml", 1, &[":5:", "upstreams.app.targets", "at least one target"]),
+    ("one-word-given-a-list.yaml", 2, &[
+        ":3:12:", "log_level: expected one value, not a list", ":4:23:", "access_log.format: a list",
+    ]),
     ("jwt-without-key.yaml", 1, &[":6:", "auth.tokens.jwt", "exactly one key source"]),
     ("many-errors.yaml", 7, &[
         ":3:", "listeners[0].bind", "`127.0.0.1:99999`",
@@ -232,7 +235,7 @@ fn broken_configs_report_located_errors() {
             };
             assert!(stderr.contains(&want), "{name}: no `{want}` in stderr:\n{stderr}");
         }
-        for internal in ["untagged enum", "invalid u", "sequence start", "mapping start", "[67, 69"] {
+        for internal in ["untagged enum", "tagged enum", "invalid u", "sequence start", "mapping start", "[67, 69"] {
             assert!(!stderr.contains(internal), "{name}: library words `{internal}` in:\n{stderr}");
         }
         let errors = stderr.lines().filter(|l| l.starts_with("error: ")).count();
