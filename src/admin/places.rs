@@ -83,23 +83,25 @@ impl Places {
     /// limit gets one by closing its oldest connection without a request.
     pub fn take(&self, peer: IpAddr) -> Option<Place> {
         let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let total = counts.total;
+        // (A connection told to close still counts in `total` until it has:
+        // the total stays bounded by `TOTAL` plus those closing.)
+        let live_total = counts.per_peer.values().flatten().filter(|c| !c.evicted.load(Ordering::Acquire)).count();
         let conns = counts.per_peer.entry(peer).or_default();
-        let live = conns.iter().filter(|c| !c.evicted.load(Ordering::Acquire)).count();
-        let room = if live < PER_PEER {
-            total < TOTAL
+        let room = if live(conns) >= PER_PEER {
+            evict_oldest_idle(conns)
+        } else if live_total < TOTAL {
+            true
         } else {
-            // The connection told to close still counts in `total` until it
-            // has: the total stays bounded by `TOTAL` plus those closing.
-            match conns.iter().find(|c| !c.evicted.load(Ordering::Acquire) && c.busy.load(Ordering::Acquire) == 0) {
-                Some(idle) => {
-                    idle.evicted.store(true, Ordering::Release);
-                    idle.close.notify_one();
-                    true
-                }
-                None => false,
-            }
+            // All places taken, by many addresses (64 of 127/8 would do):
+            // the one holding the most gives its oldest idle connection.
+            let fullest = counts
+                .per_peer
+                .values_mut()
+                .filter(|conns| conns.iter().any(|c| is_idle(c)))
+                .max_by_key(|conns| live(conns));
+            fullest.is_some_and(|conns| evict_oldest_idle(conns))
         };
+        let conns = counts.per_peer.entry(peer).or_default();
         if !room {
             if conns.is_empty() {
                 counts.per_peer.remove(&peer);
@@ -110,6 +112,28 @@ impl Places {
         conns.push_back(conn.clone());
         counts.total += 1;
         Some(Place { counts: self.0.clone(), peer, conn })
+    }
+}
+
+/// Connections not told to close.
+fn live(conns: &VecDeque<Arc<Conn>>) -> usize {
+    conns.iter().filter(|c| !c.evicted.load(Ordering::Acquire)).count()
+}
+
+/// Not told to close, and serving no request.
+fn is_idle(c: &Conn) -> bool {
+    !c.evicted.load(Ordering::Acquire) && c.busy.load(Ordering::Acquire) == 0
+}
+
+/// Tells the oldest idle connection to close; `false` if none is idle.
+fn evict_oldest_idle(conns: &VecDeque<Arc<Conn>>) -> bool {
+    match conns.iter().find(|c| is_idle(c)) {
+        Some(idle) => {
+            idle.evicted.store(true, Ordering::Release);
+            idle.close.notify_one();
+            true
+        }
+        None => false,
     }
 }
 
@@ -152,13 +176,19 @@ mod tests {
         drop(_busy);
         assert!(places.0.lock().unwrap().per_peer.is_empty(), "no entry for a peer with none");
         assert_eq!(places.0.lock().unwrap().total, 0);
-        // The total bounds many peers together.
-        let many: Vec<Place> = (0..TOTAL)
-            .map(|i| places.take(IpAddr::from([10, 1, (i / 256) as u8, (i % 256) as u8])).expect("a place"))
-            .collect();
-        assert!(places.take(b).is_none(), "past the total");
+        // The total bounds many peers together: past it, the address holding
+        // the most gives its oldest idle connection, whoever asks.
+        let many: Vec<Place> =
+            (0..TOTAL).map(|i| places.take(IpAddr::from([10, 1, 0, (i / PER_PEER) as u8])).expect("a place")).collect();
+        let serving: Vec<Serving> = many.iter().map(|p| p.conn.serving()).collect();
+        assert!(places.take(b).is_none(), "past the total, every one serving a request");
         assert!(!places.0.lock().unwrap().per_peer.contains_key(&b), "a refused peer leaves no entry");
+        drop(serving);
+        let _in = places.take(b).expect("an idle one closed for it");
+        assert_eq!(many.iter().filter(|p| p.conn.evicted.load(Ordering::Acquire)).count(), 1);
+        // The oldest of its address (all hold sixteen: any of them).
+        let evicted = many.iter().position(|p| p.conn.evicted.load(Ordering::Acquire)).unwrap();
+        assert_eq!(evicted % PER_PEER, 0, "the oldest of its address");
         drop(many);
-        assert!(places.take(b).is_some());
     }
 }

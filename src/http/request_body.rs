@@ -185,6 +185,9 @@ impl RequestBody {
         let inner = match &self.inner {
             ClientBody::Empty => ClientBody::Empty,
             ClientBody::Buffered(b) => ClientBody::Buffered(b.clone()),
+            // Ended with nothing read: an HTTP/2 request without a body
+            // (its HEADERS ended the stream) is one as empty.
+            _ if self.received == 0 && self.is_end_stream() => ClientBody::Empty,
             _ => return None,
         };
         Some(RequestBody {

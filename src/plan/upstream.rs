@@ -183,7 +183,7 @@ fn resilience(
             cx.err(format!("{path}.timeout"), "longer than 0");
         }
         let probe_path = match http::uri::PathAndQuery::try_from(a.path.as_str()) {
-            Ok(p) if a.path.starts_with('/') => p,
+            Ok(p) if a.path.starts_with('/') && !a.path.contains('#') => p,
             _ => {
                 cx.err(format!("{path}.path"), format!("`{}` is not a path like `/healthz`", a.path));
                 http::uri::PathAndQuery::from_static("/")

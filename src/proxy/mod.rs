@@ -314,7 +314,12 @@ pub fn handle<P: Deref<Target = Plan>>(
                             client_cert: ctx.client_cert,
                         };
                         let received = &mut notes.body_received;
-                        Box::pin(responder.respond(&parts, body, &found.values, info, received)).await.map(full)
+                        let answer = Box::pin(responder.respond(&parts, body, &found.values, info, received)).await;
+                        // What was read (a chunked body declares nothing).
+                        if let Some(read) = notes.body_received {
+                            seen.request_bytes = read;
+                        }
+                        answer.map(full)
                     }
                 },
             };
@@ -376,6 +381,11 @@ pub fn handle<P: Deref<Target = Plan>>(
             check_response(&mut resp, rules, &request_id, is_head);
         }
         body::set_request_id(&mut resp, request_id);
+        // The connection counts it as a stream its client reset before the
+        // answer (the premature-reset rule), as one whose work was dropped.
+        if seen.flag == crate::observe::Flag::ClientClosed {
+            resp.extensions_mut().insert(ClientLeft);
+        }
         // ResponseStep::Observe: the access log and metrics, finished when the body is.
         if let Some(pending) = seen.pending(resp.status()) {
             // A WebSocket is logged when its tunnel closes.
@@ -390,6 +400,11 @@ pub fn handle<P: Deref<Target = Plan>>(
         resp
     }
 }
+
+/// On a response made after its client left (its body cut by a stream
+/// reset, the connection closed): no one reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientLeft;
 
 /// Checks an upstream's response head now and its body as it streams
 /// (reports only: the response goes out unchanged).

@@ -53,8 +53,8 @@ pub struct EchoInfo<'a> {
 }
 
 impl Responder {
-    /// `received`: set to the body bytes that arrived when reading the body
-    /// failed (the log's request size, not what `Content-Length` promised).
+    /// `received`: set to the body bytes that were read (the log's request
+    /// size, also when reading failed: not what `Content-Length` promised).
     pub async fn respond(
         &self,
         parts: &request::Parts,
@@ -65,14 +65,14 @@ impl Responder {
     ) -> Result<Answer, GatewayError> {
         match self {
             Responder::Static(s) => {
-                discard(body, received).await?;
+                discard(parts, body, received).await?;
                 let mut resp = Response::new(s.body.clone());
                 *resp.status_mut() = s.status;
                 *resp.headers_mut() = s.headers.clone();
                 Ok(resp)
             }
             Responder::Redirect(r) => {
-                discard(body, received).await?;
+                discard(parts, body, received).await?;
                 let mut to = r.to.render(values);
                 // A local target whose parameter starts with an empty
                 // segment (`/go//evil.example/x` with `merge_slashes:
@@ -110,9 +110,23 @@ impl Responder {
 /// got 413; NGINX refuses the bodies it discards by the same limit), and the
 /// connection stays usable after the answer. A client that waits for
 /// `100 Continue` is answered without it and sends nothing (RFC 9110
-/// §10.1.1); its connection closes after the answer.
-async fn discard(mut body: RequestBody, received: &mut Option<u64>) -> Result<(), GatewayError> {
-    if body.awaits_continue() {
+/// §10.1.1); its connection closes after the answer (over HTTP/2, where
+/// no `100` is sent, its stream is reset after the answer: read, it waited
+/// for a body the client held back for its 100). `received`: the bytes
+/// read, for the log.
+async fn discard(
+    parts: &request::Parts,
+    mut body: RequestBody,
+    received: &mut Option<u64>,
+) -> Result<(), GatewayError> {
+    let expects_continue = || {
+        parts.version == http::Version::HTTP_2
+            && parts
+                .headers
+                .get(http::header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+    };
+    if body.is_end_stream() || body.awaits_continue() || expects_continue() {
         return Ok(());
     }
     while let Some(frame) = body.frame().await {
@@ -121,6 +135,7 @@ async fn discard(mut body: RequestBody, received: &mut Option<u64>) -> Result<()
             return Err(GatewayError::from(e));
         }
     }
+    *received = Some(body.received());
     Ok(())
 }
 
@@ -150,6 +165,7 @@ async fn echo(
             bytes.extend_from_slice(&data);
         }
     }
+    *received = Some(body.received());
     let mut headers = serde_json::Map::new();
     for name in parts.headers.keys() {
         let values: Vec<String> = parts

@@ -432,7 +432,11 @@ impl<'p> Conn<'p> {
                 if head || status.is_informational() || matches!(status.as_u16(), 204 | 304) {
                     body.drop_content(status, head, &mut parts.headers);
                 }
-                unanswered.answered();
+                // A stream its client reset mid-body is answered to no one:
+                // counted as reset early, as one whose work was dropped.
+                if parts.extensions.get::<proxy::ClientLeft>().is_none() {
+                    unanswered.answered();
+                }
                 activity.owed.fetch_add(1, Ordering::Relaxed);
                 let now_ms = started.elapsed().as_millis() as u64;
                 activity.last_poll_ms.store(now_ms, Ordering::Relaxed);

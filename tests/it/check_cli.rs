@@ -115,12 +115,13 @@ const BROKEN: &[(&str, usize, &[&str])] = &[
         ":5:", "listeners[1].bind", "`[::]:44611` is bound by listener `a` too",
         ":7:", "admin.bind", "`127.0.0.1:44611` is bound by listener `a` too",
     ]),
-    ("bad-target-url.yaml", 5, &[
+    ("bad-target-url.yaml", 6, &[
         ":7:", "upstreams.app.targets[0]", "`127.0.0.1:9001`", "`http://` or `https://`",
         ":8:", "upstreams.app.targets[1].url", "scheme, host and port only",
         ":9:", "upstreams.app.targets[2]", "`http://127.0.0.1:0`: a port is a number from 1 to 65535",
         ":10:", "upstreams.app.targets[3]", "`https://api.internal:99999`: a port",
         ":11:", "upstreams.app.targets[4]", "without a `#fragment`",
+        ":12:", "upstreams.probed.health.active.path", "`/probe#frag` is not a path",
     ]),
     ("bad-weighted-target.yaml", 1, &[":7:", "upstreams.app.targets[0].wieght", "unknown field `wieght`"]),
     ("framing-headers.yaml", 3, &[

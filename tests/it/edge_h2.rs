@@ -139,6 +139,18 @@ async fn streams_reset_after_they_are_taken_close_the_connection() {
 /// sends meanwhile reaches no upstream.
 #[tokio::test]
 async fn a_stream_abuser_that_ignores_goaway_is_dropped() {
+    abuse_ignoring_goaway(true).await;
+}
+
+/// The same with each stream's body left open (a POST reset mid-body): its
+/// work answered the reset with a response no one reads, which did not
+/// count as a stream reset before its answer, and the rule never fired.
+#[tokio::test]
+async fn a_stream_abuser_resetting_mid_body_is_dropped() {
+    abuse_ignoring_goaway(false).await;
+}
+
+async fn abuse_ignoring_goaway(end_stream: bool) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     // An upstream that counts the requests it gets (one per connection: it never answers).
@@ -163,7 +175,12 @@ async fn a_stream_abuser_that_ignores_goaway_is_dropped() {
     let writer = tokio::spawn(async move {
         for i in 0..4_000u32 {
             let id = 2 * i + 1;
-            if write.write_all(&frame(HEADERS, END_HEADERS | END_STREAM, id, REQUEST_BLOCK)).await.is_err() {
+            // GET, ended; or POST (HPACK 0x83), its body to come.
+            let (flags, block) = match end_stream {
+                true => (END_HEADERS | END_STREAM, REQUEST_BLOCK.to_vec()),
+                false => (END_HEADERS, [&[0x83][..], &REQUEST_BLOCK[1..]].concat()),
+            };
+            if write.write_all(&frame(HEADERS, flags, id, &block)).await.is_err() {
                 return i;
             }
             tokio::time::sleep(Duration::from_millis(2)).await;

@@ -2013,6 +2013,34 @@ async fn the_admin_listener_bounds_its_connections_per_peer() {
     assert_eq!(get(&format!("http://{}/", gw.addr("gw").unwrap()), &[]).await.text(), "ok");
 }
 
+/// A chunked body read by `static` and `echo` is logged with the bytes
+/// that came (it declares none: the log said 0).
+#[tokio::test]
+async fn bodies_local_answers_read_are_logged_with_their_size() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(
+        "routes:\n  - { name: e, match: { path: /echo }, echo: {} }\n  - { name: s, match: { path: /s }, static: { body: ok } }\n",
+        dir.path(),
+    )
+    .await;
+    for path in ["/s", "/echo"] {
+        let mut s = tokio::net::TcpStream::connect(h.addr("gw").unwrap()).await.unwrap();
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n64\r\n{}\r\n0\r\n\r\n",
+            "a".repeat(100)
+        );
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await.unwrap().unwrap();
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+    }
+    let lines = log_lines(&h, dir.path(), 2).await;
+    for line in &lines {
+        assert_eq!(line["http"]["request"]["body"]["bytes"], 100, "{line}");
+    }
+}
+
 /// The `echo` responder's refusal of a body past its 1 MiB logs the bytes
 /// it read (it logged 0, where a proxied route logs what it read).
 #[tokio::test]

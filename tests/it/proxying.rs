@@ -827,4 +827,11 @@ async fn https_requests_are_sent_again_when_a_reused_connection_closes_under_the
     assert_eq!(get(&gw.url("/first"), &[]).await.status, 200, "a connection to reuse");
     let req = Request::post(gw.url("/again")).body(Full::from("x")).unwrap();
     assert_eq!(send(&client, req).await.status, 502);
+    // An HTTP/2 client's request without a body (its HEADERS end the
+    // stream) is sent again too: it was not taken for one there whole.
+    let h2 = h2c_client();
+    for path in ["/first", "/again", "/again"] {
+        let r = send(&h2, Request::get(gw.url(path)).body(Full::default()).unwrap()).await;
+        assert_eq!((r.status.as_u16(), r.version), (200, http::Version::HTTP_2), "{path}");
+    }
 }

@@ -180,20 +180,48 @@ fn for_encryption(alg: &str) -> bool {
 
 /// Why a key marked with a registered JWS name the JWT library does not
 /// verify is skipped (RFC 7517 §4.4: `alg` is the algorithm the key is
-/// for; IANA JOSE registry): `ES512`, `ES256K`, `Ed448`, `ML-DSA-*` and
-/// `none` name algorithms no token this gateway takes is signed with, so
+/// for; IANA JOSE registry): `ES512`, `ES256K`, `Ed448`, `ML-DSA-*`,
+/// `RS1`, `ESP512`, the brainpool `ESB*` and `none` name algorithms no
+/// token this gateway takes is signed with, so
 /// the key must not verify `ES256` or `RS256` tokens because its type
-/// would (a `secp256k1` name on a P-256 key). `Ed25519` (RFC 9864, the
-/// fully specified name of EdDSA on that curve) is for an Ed25519 key
-/// only. A name outside the registry says nothing: the key's type decides.
+/// would (a `secp256k1` name on a P-256 key). `Ed25519`, `ESP256` and
+/// `ESP384` (RFC 9864, fully specified names of EdDSA and ECDSA on one
+/// curve) are for keys of that curve only. A name outside the registry
+/// says nothing: the key's type decides.
 fn unverified_signature(alg: &str, jwk: &Jwk) -> Option<String> {
     use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve};
-    const REGISTERED: [&str; 7] = ["ES512", "ES256K", "Ed448", "ML-DSA-44", "ML-DSA-65", "ML-DSA-87", "none"];
+    const REGISTERED: [&str; 13] = [
+        "ES512",
+        "ES256K",
+        "Ed448",
+        "ML-DSA-44",
+        "ML-DSA-65",
+        "ML-DSA-87",
+        "none",
+        "RS1",
+        "ESP512",
+        "ESB256",
+        "ESB320",
+        "ESB384",
+        "ESB512",
+    ];
     if REGISTERED.contains(&alg) {
         return Some(format!("a key for `{alg}`, an algorithm the gateway does not verify"));
     }
-    let ed25519 = matches!(&jwk.algorithm, AlgorithmParameters::OctetKeyPair(k) if k.curve == EllipticCurve::Ed25519);
-    (alg == "Ed25519" && !ed25519).then(|| "marked `alg` Ed25519, which does not fit a key of its type".into())
+    // RFC 9864's fully specified names of algorithms the gateway verifies
+    // under their older names: for keys of that one curve only.
+    let curve = match &jwk.algorithm {
+        AlgorithmParameters::OctetKeyPair(k) => Some(&k.curve),
+        AlgorithmParameters::EllipticCurve(k) => Some(&k.curve),
+        _ => None,
+    };
+    let fits = match alg {
+        "Ed25519" => curve == Some(&EllipticCurve::Ed25519),
+        "ESP256" => curve == Some(&EllipticCurve::P256),
+        "ESP384" => curve == Some(&EllipticCurve::P384),
+        _ => true,
+    };
+    (!fits).then(|| format!("marked `alg` {alg}, which does not fit a key of its type"))
 }
 
 /// The signature algorithm a JWK's `alg` names, if it names one.
@@ -664,6 +692,9 @@ mod tests {
             ec("p521", serde_json::json!({ "alg": "ES512" })),
             ec("ed448", serde_json::json!({ "alg": "Ed448" })),
             ec("mldsa", serde_json::json!({ "alg": "ML-DSA-44" })),
+            ec("rs1", serde_json::json!({ "alg": "RS1" })),
+            ec("esp256", serde_json::json!({ "alg": "ESP256" })),
+            ec("esp384", serde_json::json!({ "alg": "ESP384" })),
             ec("ed25519", serde_json::json!({ "alg": "Ed25519" })),
             { "kty": "OKP", "crv": "Ed25519", "x": b64(&[3; 32]), "kid": "okp", "alg": "Ed25519" },
             // Encryption names the library does not know are still encryption.
@@ -676,7 +707,7 @@ mod tests {
         ] });
         let set =
             KeySet::from_jwks(&doc, &[Algorithm::ES256, Algorithm::RS256, Algorithm::EdDSA], Source::Fetched).unwrap();
-        assert_eq!(kids(&set), ["marked", "okp", "plain", "unknown"]);
+        assert_eq!(kids(&set), ["esp256", "marked", "okp", "plain", "unknown"]);
         assert_eq!(
             set.skipped,
             [
@@ -686,6 +717,8 @@ mod tests {
                 "kid `p521`: a key for `ES512`, an algorithm the gateway does not verify",
                 "kid `ed448`: a key for `Ed448`, an algorithm the gateway does not verify",
                 "kid `mldsa`: a key for `ML-DSA-44`, an algorithm the gateway does not verify",
+                "kid `rs1`: a key for `RS1`, an algorithm the gateway does not verify",
+                "kid `esp384`: marked `alg` ESP384, which does not fit a key of its type",
                 "kid `ed25519`: marked `alg` Ed25519, which does not fit a key of its type",
                 "kid `ecdh`: a key for encryption (`alg` ECDH-ES+A128KW), not for signatures",
                 "kid `wrap`: a key for encryption (`alg` A256GCMKW), not for signatures",
