@@ -306,6 +306,22 @@ fn declared_twice(list: &[(&Value, String)]) -> Option<String> {
     list.iter().find(|(p, _)| p.get("name").is_some() && !seen.insert(param_key(p))).map(|(_, at)| at.clone())
 }
 
+/// An Operation Object's fixed fields (OpenAPI 3.0 and 3.1).
+const OPERATION_FIELDS: [&str; 12] = [
+    "tags",
+    "summary",
+    "description",
+    "externalDocs",
+    "operationId",
+    "parameters",
+    "requestBody",
+    "responses",
+    "callbacks",
+    "deprecated",
+    "security",
+    "servers",
+];
+
 fn operation(
     api: &ApiConfig,
     doc: &Value,
@@ -314,6 +330,19 @@ fn operation(
     op_at: &str,
     schemas: &Schemas,
 ) -> Result<(ValidateConfig, Security), Option<String>> {
+    // Field names are case-sensitive: a `Security` or `RequestBody` was
+    // read as nothing (the operation public, its body unchecked).
+    if let Some(fields) = op.as_object() {
+        for key in fields.keys().filter(|k| !k.starts_with("x-") && !OPERATION_FIELDS.contains(&k.as_str())) {
+            if let Some(field) = OPERATION_FIELDS.iter().find(|f| f.eq_ignore_ascii_case(key)) {
+                return Err(Some(format!(
+                    "`{}` at `{op_at}`: `{key}` is not an OpenAPI field, `{field}` is (names are case-sensitive): as \
+                     written it would be ignored",
+                    schemas.file
+                )));
+            }
+        }
+    }
     let mut v = ValidateConfig {
         mode: ValidateMode::Enforce,
         content_types: Vec::new(),

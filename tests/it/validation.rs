@@ -1397,7 +1397,8 @@ async fn security_requirements_keep_their_and_and_their_or() {
              /b:\n    get: { operationId: b, security: [ o ], responses: {} }\n  \
              /c:\n    get: { operationId: c, security: [ { o: [read, 2024] } ], responses: {} }\n  \
              /d:\n    get: { operationId: d, security: [ { o: read } ], responses: {} }\n  \
-             /e:\n    get: { operationId: e, security: [ { o: [read] } ], responses: {} }\n"),
+             /e:\n    get: { operationId: e, security: [ { o: [read] } ], responses: {} }\n  \
+             /h:\n    get: { operationId: h, Security: [ { o: [read] } ], responses: {} }\n"),
     )
     .unwrap();
     std::fs::write(
@@ -1420,6 +1421,8 @@ async fn security_requirements_keep_their_and_and_their_or() {
         "apis[1].operations.f: `top.yaml` at `/security`: `security` is a list of requirements",
         // On a path item, where OpenAPI reads it nowhere: the operations were public.
         "apis[1].openapi: `top.yaml` at `/paths/~1g/security`: `security` belongs on each operation",
+        // Misspelt by case: read as nothing, the operation was public.
+        "apis[0].operations.h: `shapes.yaml` at `/paths/~1h/get`: `Security` is not an OpenAPI field, `security` is",
     ] {
         assert!(errors.contains(expected), "{expected} not in:\n{errors}");
     }
