@@ -46,6 +46,7 @@ pub async fn start(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<Run
     let addr = listener.local_addr()?;
     let (stop, mut stopped) = watch::channel(false);
     let places = places::Places::default();
+    let reloads_waiting = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let task = tokio::spawn(async move {
         loop {
             let (stream, peer) = tokio::select! {
@@ -65,10 +66,12 @@ pub async fn start(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<Run
                 continue;
             };
             let shared = shared.clone();
+            let reloads_waiting = reloads_waiting.clone();
             tokio::spawn(async move {
                 let conn_state = place.conn.clone();
                 let service = service_fn(move |req: Request<Incoming>| {
                     let shared = shared.clone();
+                    let reloads_waiting = reloads_waiting.clone();
                     // Not closed for room while a request is served.
                     let serving = conn_state.serving();
                     async move {
@@ -76,7 +79,7 @@ pub async fn start(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<Run
                         let answer = match (req.uri().path(), req.method()) {
                             // Before anything reads `Host` (the tokenless guard does).
                             _ if let Some(why) = bad_host(&req) => problem(StatusCode::BAD_REQUEST, why),
-                            ("/reload", &Method::POST) => reload(&shared, &req).await,
+                            ("/reload", &Method::POST) => reload(&shared, &req, &reloads_waiting).await,
                             _ => answer(&shared, &req),
                         };
                         Ok::<_, Infallible>(answer)
@@ -226,7 +229,26 @@ fn local_host(req: &Request<Incoming>) -> bool {
 /// `POST /reload`: reloads the config file and answers what came of it
 /// (200 with the new config's hash, 422 with every problem of a refused
 /// one, 409 when there is no file to reload).
-async fn reload(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+/// Reload requests that may wait for their turn at once: reloads run one
+/// at a time, and each waiting request keeps its connection busy (not
+/// closed for room, `places`): sixteen kept waiting by a client asking
+/// again as each answer came filled the address's places, and the
+/// readiness probe was shut out.
+const RELOADS_WAITING: usize = 4;
+
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+async fn reload(
+    shared: &Shared,
+    req: &Request<Incoming>,
+    waiting: &std::sync::atomic::AtomicUsize,
+) -> Response<Full<Bytes>> {
     if let Some(refused) = unauthorized(shared, req) {
         return refused;
     }
@@ -238,6 +260,16 @@ async fn reload(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes
     let Some(requests) = shared.state.reload_requests() else {
         return problem(StatusCode::SERVICE_UNAVAILABLE, "this gateway does not take reloads through the admin API");
     };
+    if waiting.fetch_add(1, std::sync::atomic::Ordering::AcqRel) >= RELOADS_WAITING {
+        waiting.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        let mut busy = problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            "reloads are already waiting for their turn (they run one at a time): ask again in a moment",
+        );
+        busy.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return busy;
+    }
+    let _waiting = Waiting(waiting);
     let (reply, outcome) = tokio::sync::oneshot::channel();
     if requests.send(reply).await.is_err() {
         return problem(StatusCode::SERVICE_UNAVAILABLE, "the gateway is shutting down");

@@ -603,19 +603,12 @@ fn finish(
     chain.on_response(headers, &ResponseCtx { origin, switching, preflight });
     if let Some(hsts) = &conn.hsts {
         let headers = resp.headers_mut();
-        // An upstream's own value stands only when a browser would take it:
-        // one without `max-age` (an empty line, a typo) is ignored (RFC 6797
-        // §6.1, §8.1) and must not stand in for the gateway's.
-        if !headers.get_all(header::STRICT_TRANSPORT_SECURITY).iter().any(has_max_age) {
+        // An upstream's own value stands only when a browser would take it
+        // (only the first line counts): one it ignores (an empty line, no
+        // `max-age`, a directive twice; RFC 6797 §6.1, §8.1) must not stand
+        // in for the gateway's.
+        if !headers.get(header::STRICT_TRANSPORT_SECURITY).is_some_and(|v| crate::wire::hsts::valid(v.as_bytes())) {
             headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
         }
     }
-}
-
-/// Whether an HSTS value has a `max-age` directive with a value (RFC 6797 §6.1.1).
-fn has_max_age(value: &HeaderValue) -> bool {
-    value.as_bytes().split(|b| *b == b';').any(|directive| {
-        let directive = directive.trim_ascii();
-        directive.len() > 8 && directive[..8].eq_ignore_ascii_case(b"max-age=")
-    })
 }

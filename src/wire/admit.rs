@@ -381,7 +381,10 @@ fn join_cookies(headers: &mut HeaderMap) {
         }
         joined.extend_from_slice(v.as_bytes());
     }
-    if let Ok(value) = http::HeaderValue::from_bytes(&joined) {
+    if joined.is_empty() {
+        // Only empty fields: no cookie at all.
+        headers.remove(header::COOKIE);
+    } else if let Ok(value) = http::HeaderValue::from_bytes(&joined) {
         headers.insert(header::COOKIE, value);
     }
 }

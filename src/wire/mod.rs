@@ -12,6 +12,7 @@ pub mod edits;
 pub mod field;
 pub mod field_edits;
 pub mod hop_by_hop;
+pub mod hsts;
 pub mod limit_fields;
 pub mod names;
 pub mod raw_headers;

@@ -46,6 +46,14 @@ pub fn settable<'a>(
             error(key, format!("`{key}` is the gateway's to write (framing or connection-specific): it cannot be set"));
         } else if out.iter().any(|(n, _)| *n == name) {
             error(key, format!("`{key}` is written twice (header names are the same in any case): keep one"));
+        } else if name == http::header::STRICT_TRANSPORT_SECURITY && !super::hsts::valid(bytes) {
+            // Browsers ignore it (RFC 6797 §8.1): the page would go without HSTS.
+            error(
+                key,
+                "not a Strict-Transport-Security value browsers follow (RFC 6797 §6.1: `max-age=<seconds>` once, \
+                 each directive once, `;` between them)"
+                    .to_string(),
+            );
         } else if name == http::header::HOST && super::admit::host_and_port(value.as_bytes()).is_err() {
             error(key, format!("`{}` is not a host (with an optional port)", value.to_str().unwrap_or_default()));
         } else {

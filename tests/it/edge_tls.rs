@@ -76,6 +76,10 @@ routes:
         ("empty", "max-age=31536000"),
         ("includeSubDomains", "max-age=31536000"),
         ("max-age=", "max-age=31536000"),
+        ("max-age=abc", "max-age=31536000"),
+        ("max-age=100;%20max-age=200", "max-age=31536000"),
+        // Withdrawn by the upstream (spaces around `=` are allowed): kept.
+        ("max-age%20=%200", "max-age = 0"),
     ] {
         let r = https_get(addr, "api.example.com", &pki.ca_path(), None, &format!("/hsts?v={sent}")).await.unwrap();
         assert_eq!(r.reply.header("strict-transport-security"), Some(seen), "{sent}");

@@ -2013,6 +2013,46 @@ async fn the_admin_listener_bounds_its_connections_per_peer() {
     assert_eq!(get(&format!("http://{}/", gw.addr("gw").unwrap()), &[]).await.text(), "ok");
 }
 
+/// Reloads run one at a time, and a request waiting for its turn keeps
+/// its connection from being closed for room: at most four wait, the next
+/// get 429 at once (sixteen kept waiting by a client asking again as each
+/// answer came filled the address's places, and shut the probes out).
+#[tokio::test]
+async fn admin_reloads_waiting_for_their_turn_are_bounded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let yaml = "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\nadmin: { bind: \"127.0.0.1:0\" }\n\
+                routes:\n  - { name: r, match: { path_prefix: / }, static: { body: ok } }\n";
+    let gw = Gateway::start(&load(yaml, Path::new("."))).await.unwrap();
+    let admin = gw.admin_addr().unwrap();
+    // Taken and never answered: every reload waits.
+    let requests = gw.reload_requests();
+    let mut waiting = Vec::new();
+    for _ in 0..4 {
+        let mut s = tokio::net::TcpStream::connect(admin).await.unwrap();
+        s.write_all(b"POST /reload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n").await.unwrap();
+        waiting.push(s);
+    }
+    // Until all four are queued (the reads below would race them).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(admin).await.unwrap();
+        s.write_all(b"POST /reload HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer))
+            .await
+            .expect("answered at once")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+        assert!(answer.starts_with("http/1.1 429") && answer.contains("retry-after: 1"), "{answer}");
+    }
+    let health = get(&format!("http://{admin}/healthz"), &[]).await;
+    assert_eq!(health.status, 200);
+    drop(requests);
+    drop(waiting);
+}
+
 /// A chunked body read by `static` and `echo` is logged with the bytes
 /// that came (it declares none: the log said 0).
 #[tokio::test]

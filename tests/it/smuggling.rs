@@ -1538,4 +1538,9 @@ async fn http2_split_cookies_reach_the_upstream_as_one_line() {
     assert_eq!(conn.outcome(3).await, Outcome::Status(200));
     let seen = rec.requests().pop().expect("forwarded");
     assert_eq!(seen.all("cookie"), ["a=1"], "{seen:?}");
+    // Only empty fields: no `Cookie` line at all.
+    conn.headers(5, h2_get!((b"cookie", b""), (b"cookie", b"")), true).await;
+    assert_eq!(conn.outcome(5).await, Outcome::Status(200));
+    let seen = rec.requests().pop().expect("forwarded");
+    assert!(seen.all("cookie").is_empty(), "{seen:?}");
 }
