@@ -66,7 +66,13 @@ impl Fetcher {
             if !status.is_success() {
                 return Err(format!("{shown} answered {status}"));
             }
-            serde_json::from_slice(&body).map_err(|e| format!("{shown} did not return JSON: {e}"))
+            let doc = serde_json::from_slice(&body).map_err(|e| format!("{shown} did not return JSON: {e}"))?;
+            // A member named twice (`"keys"`, `"issuer"`): the last copy
+            // would win here unseen, as a `jwks_file`'s is refused.
+            if crate::http::json::names_a_member_twice(&body) {
+                return Err(format!("{shown} returned JSON that names a member twice"));
+            }
+            Ok(doc)
         })
     }
 

@@ -9,6 +9,7 @@ pub mod conn;
 pub mod error;
 pub mod fetch;
 pub mod forwarded;
+pub mod json;
 pub mod normalize;
 pub mod problem;
 pub mod request_body;

@@ -696,6 +696,13 @@ async fn a_bearer_token_no_provider_checked_is_not_forwarded() {
         assert_eq!(seen.status, 200, "{path}: {}", seen.text());
         assert!(seen.json()["headers"]["authorization"].is_null(), "{path}: {}", seen.text());
     }
+    // An empty token is no token (RFC 6750 §3.1), as an empty `Bearer` is:
+    // a cookie cleared by setting it empty got 401 on an anonymous route,
+    // and an empty query token hid a valid API key beside it.
+    let seen = get(&s.url("/anon"), &[("cookie", "session=")]).await;
+    assert_eq!(seen.status, 200, "{}", seen.text());
+    let seen = get(&s.url("/kq?access_token="), &[("x-api-key", "k-1")]).await;
+    assert_eq!(seen.status, 200, "{}", seen.text());
 }
 
 /// On an anonymous route, a request that presents none of the route's

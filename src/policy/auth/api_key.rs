@@ -91,6 +91,8 @@ impl ApiKey {
                 let Some(query) = req.uri.query() else { return Presented::Absent };
                 let exact = query.split('&').filter(|p| p.split('=').next() == Some(q.as_str())).count();
                 match (exact, query_param(query, q)) {
+                    // Empty, as an empty header: no key (RFC 6750 §3.1's rule).
+                    (1, Some("")) => Presented::Absent,
                     (1, Some(key)) => Presented::Key(key),
                     (0, _) if !query.split(['&', ';']).any(|p| names(p.split('=').next().unwrap_or(""), q)) => {
                         Presented::Absent

@@ -164,6 +164,19 @@ pub enum Source {
     Fetched,
 }
 
+/// The `jwks_uri` a discovery document names, unless it goes in clear from
+/// an issuer reached over TLS (RFC 8414 §2: it is https): keys fetched in
+/// clear could be replaced on the way, and tokens minted with them pass.
+/// (An `http://` issuer is the operator's choice; `check` warns of it.)
+fn discovered_jwks_uri<'d>(issuer: &str, uri: &'d str) -> Result<&'d str, String> {
+    let tls = |u: &str| u.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+    if tls(issuer) && !tls(uri) {
+        let shown = crate::http::url_in_message(uri);
+        return Err(format!("discovery document's jwks_uri `{shown}` is not https (RFC 8414 §2)"));
+    }
+    Ok(uri)
+}
+
 /// Why a key this library cannot read is skipped.
 const UNREADABLE: &str = "a key that cannot be read (an unknown `kty`, or without that type's fields)";
 
@@ -545,7 +558,8 @@ impl RemoteJwks {
                 if named != issuer.as_str() {
                     return Err(format!("discovery document names issuer `{named}`, not `{issuer}`"));
                 }
-                doc.get("jwks_uri").and_then(|v| v.as_str()).ok_or("discovery document has no jwks_uri")?.to_string()
+                let uri = doc.get("jwks_uri").and_then(|v| v.as_str()).ok_or("discovery document has no jwks_uri")?;
+                discovered_jwks_uri(issuer, uri)?.to_string()
             }
         };
         let set = KeySet::from_jwks(&self.fetcher.get_json(&url).await?, &self.algorithms, Source::Fetched)?;
@@ -585,6 +599,16 @@ mod tests {
         let mut kids: Vec<&str> = set.by_kid.keys().map(String::as_str).collect();
         kids.sort_unstable();
         kids
+    }
+
+    #[test]
+    fn a_discovered_jwks_uri_is_https_when_the_issuer_is() {
+        use super::discovered_jwks_uri as uri;
+        assert_eq!(uri("https://idp.example", "https://idp.example/keys"), Ok("https://idp.example/keys"));
+        assert_eq!(uri("https://idp.example", "HTTPS://keys.example/k"), Ok("HTTPS://keys.example/k"));
+        assert_eq!(uri("http://127.0.0.1:9", "http://127.0.0.1:9/keys"), Ok("http://127.0.0.1:9/keys"));
+        let refused = uri("https://idp.example", "http://idp.example/keys").unwrap_err();
+        assert!(refused.contains("is not https"), "{refused}");
     }
 
     /// Keys for encryption (`use: enc`, `key_ops` without `verify`) are

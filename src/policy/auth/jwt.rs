@@ -57,59 +57,6 @@ pub struct Jwt {
     leeway: u64,
 }
 
-/// Whether a JSON text has an object naming a member twice (names compared
-/// unescaped), or is not JSON at all. (The validator's own reader is
-/// `policy::validate`'s; a policy does not reach into another.)
-fn names_a_member_twice(json: &[u8]) -> bool {
-    use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visitor};
-    struct Unique;
-    impl<'de> DeserializeSeed<'de> for Unique {
-        type Value = ();
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_any(Unique)
-        }
-    }
-    impl<'de> Visitor<'de> for Unique {
-        type Value = ();
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("JSON")
-        }
-        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_str<E>(self, _: &str) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_unit<E>(self) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            while seq.next_element_seed(Unique)?.is_some() {}
-            Ok(())
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            let mut seen = std::collections::HashSet::new();
-            while let Some(name) = map.next_key::<String>()? {
-                if !seen.insert(name) {
-                    return Err(A::Error::custom("a member is named twice"));
-                }
-                map.next_value_seed(Unique)?;
-            }
-            Ok(())
-        }
-    }
-    Unique.deserialize(&mut serde_json::Deserializer::from_slice(json)).is_err()
-}
-
 /// A NumericDate (RFC 7519 §2): seconds since the epoch, an integer or a
 /// non-negative finite decimal (rounded by `round`).
 pub(super) fn numeric_date(v: &serde_json::Value, round: fn(f64) -> f64) -> Option<u64> {
@@ -392,11 +339,15 @@ impl Jwt {
     }
 
     pub fn token<'r>(&self, req: &'r request::Parts) -> Option<&'r [u8]> {
+        // An empty value is no token, as an empty `Bearer` is (RFC 6750
+        // §3.1): a cookie cleared by setting it empty (`session=`) got 401
+        // on routes open to anonymous callers, and hid another provider's
+        // valid credential.
         if let Some(c) = &self.cookie {
-            return cookie(req, c).map(str::as_bytes);
+            return cookie(req, c).filter(|t| !t.is_empty()).map(str::as_bytes);
         }
         if let Some(q) = &self.query {
-            return query_param(req.uri.query()?, q).map(str::as_bytes);
+            return query_param(req.uri.query()?, q).filter(|t| !t.is_empty()).map(str::as_bytes);
         }
         bearer_token(req)
     }
@@ -439,7 +390,16 @@ impl Jwt {
         let header = jsonwebtoken::decode_header(token).map_err(|_| self.refused("no readable JOSE header"))?;
         // RFC 7515 §4.1.11: extensions listed in `crit` must be understood,
         // and we understand none (jsonwebtoken does not check this).
-        if header.crit.is_some() {
+        // (`"crit": null` reads as no `crit`: a malformed header, refused too.)
+        let names_crit = || {
+            token
+                .split('.')
+                .next()
+                .and_then(|h| URL_SAFE_NO_PAD.decode(h).ok())
+                .and_then(|h| serde_json::from_slice::<serde_json::Value>(&h).ok())
+                .is_some_and(|h| h.get("crit").is_some())
+        };
+        if header.crit.is_some() || names_crit() {
             return Err(self.refused("crit names an extension"));
         }
         let validation = self
@@ -473,7 +433,7 @@ impl Jwt {
             .nth(1)
             .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
             .ok_or_else(|| self.refused("no readable payload"))?;
-        if names_a_member_twice(&payload) {
+        if crate::http::json::names_a_member_twice(&payload) {
             return Err(self.refused("a claim is given twice"));
         }
         let now = self.clock.unix_secs();
@@ -779,6 +739,7 @@ mod tests {
             (r#"{"alg":"none"}"#, "no readable JOSE header"),
             (r#"{"alg":"RS384"}"#, "alg is not one of the provider's algorithms"),
             (r#"{"alg":"HS256","crit":["exp"]}"#, "crit names an extension"),
+            (r#"{"alg":"HS256","crit":null}"#, "crit names an extension"),
         ] {
             let token = format!("{}.{claims}.c2ln", b64(header.as_bytes()));
             tracing::dispatcher::with_default(&dispatch, || {
