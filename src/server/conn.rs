@@ -183,8 +183,9 @@ async fn serve_tls(stream: TcpStream, mut conn: Conn<'_>, config: Arc<rustls::Se
 /// or an opaque error. Then a lingering close, as NGINX's: what the client
 /// still sends is read (for a second, 64 KiB at most) after the answer,
 /// so that closing with unread bytes does not reset the answer away.
-/// It carries the security headers as every answer does (no HSTS: it
-/// goes over plain HTTP, where browsers ignore it).
+/// It carries the security headers as every answer does (not the
+/// listener's HSTS: it goes over plain HTTP, where browsers ignore it; a
+/// `security_headers.set` one goes as written, harmless there).
 async fn answer_plain_http(mut stream: TcpStream, security: &crate::wire::field_edits::FieldEdits) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let id = crate::http::request_id::generate();
