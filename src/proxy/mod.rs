@@ -489,8 +489,13 @@ pub fn refuse(
     let mut resp = full(problem::problem(status, detail, &request_id));
     finish(plan, None, conn, None, &mut resp, None, false);
     // Logged and counted like any request, as far as it is known: its
-    // method and path, or method `-` and no path; flag `IV`.
-    let seen = Seen::unread(plan, conn, &request_id, since, request);
+    // method and path, or method `-` and no path; flag `IV`, or `LR` for a
+    // 503 (an HTTP/2 stream refused on a closing connection: nothing wrong
+    // with the request).
+    let mut seen = Seen::unread(plan, conn, &request_id, since, request);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        seen.flag = crate::observe::Flag::LocalResponse;
+    }
     resp.headers_mut().insert(request_id::HEADER, request_id);
     if let Some(pending) = seen.pending(resp.status()) {
         resp.body_mut().watch(pending);

@@ -221,9 +221,12 @@ async fn a_client_that_ignores_the_drains_goaway_gets_no_new_stream_served() {
             });
         }
     });
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
     let gw = gateway(&format!(
-        "upstreams:\n  slow: {{ targets: [ \"http://{slow_addr}\" ] }}\n\
-         routes:\n  - {{ name: e, match: {{ path_prefix: / }}, upstream: slow }}\n"
+        "access_log: {{ to: \"{}\" }}\nupstreams:\n  slow: {{ targets: [ \"http://{slow_addr}\" ] }}\n\
+         routes:\n  - {{ name: e, match: {{ path_prefix: / }}, upstream: slow }}\n",
+        log.display()
     ))
     .await;
     let mut s = connect(gw.addr).await;
@@ -248,6 +251,11 @@ async fn a_client_that_ignores_the_drains_goaway_gets_no_new_stream_served() {
     let refused = statuses.get(&3).expect("the new stream is answered");
     assert_eq!(refused[..5], [0x48, 0x83, 0x6c, 0x0c, 0xff], "503: {refused:?}");
     drain.await.unwrap();
+    // Logged as the gateway's own answer, not as invalid input.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let refused_line = lines.iter().find(|l| l["http"]["response"]["status_code"] == 503).expect("logged");
+    assert_eq!(refused_line["portcullis"]["response_flag"], "LR", "{refused_line}");
 }
 
 #[tokio::test]
