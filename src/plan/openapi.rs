@@ -115,6 +115,10 @@ pub(super) fn expand(
         Some(p) => p.trim_end_matches('/').to_string(),
         None => server_path(&doc),
     };
+    if let Err(e) = misspelt(&doc, &DOCUMENT_FIELDS, "", &schemas.file) {
+        errors.push((format!("{at}.openapi"), e));
+        return Err(errors);
+    }
     let mut routes = Vec::new();
     // 3.1 makes `paths` optional (a document of webhooks or components only): no operations.
     let no_paths = Map::new();
@@ -132,6 +136,10 @@ pub(super) fn expand(
         let mut item = item.clone();
         if let Err(e) = docs.resolve(&doc, &mut item, 0, true) {
             errors.push((format!("{at}.openapi"), format!("paths.{path}: {e}")));
+            continue;
+        }
+        if let Err(e) = misspelt(&item, &PATH_ITEM_FIELDS, &format!("/paths/{}", pointer_token(path)), &schemas.file) {
+            errors.push((format!("{at}.openapi"), e));
             continue;
         }
         // Not a Path Item field (OpenAPI): read by nothing, it left the
@@ -306,6 +314,73 @@ fn declared_twice(list: &[(&Value, String)]) -> Option<String> {
     list.iter().find(|(p, _)| p.get("name").is_some() && !seen.insert(param_key(p))).map(|(_, at)| at.clone())
 }
 
+/// A field of `object` that differs from one of `fields` only by case
+/// (`Security`, `Schema`, `Parameters`): OpenAPI's names are
+/// case-sensitive, and it was read as nothing (an API public, a body or a
+/// parameter unchecked). `x-` extensions are the document's own.
+fn misspelt(object: &Value, fields: &[&str], at: &str, file: &str) -> Result<(), String> {
+    let Some(map) = object.as_object() else { return Ok(()) };
+    for key in map.keys().filter(|k| !k.starts_with("x-") && !fields.contains(&k.as_str())) {
+        if let Some(field) = fields.iter().find(|f| f.eq_ignore_ascii_case(key)) {
+            return Err(format!(
+                "`{file}` at `{at}`: `{key}` is not an OpenAPI field, `{field}` is (names are case-sensitive): as \
+                 written it would be ignored"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The OpenAPI Object's fixed fields (3.0 and 3.1).
+const DOCUMENT_FIELDS: [&str; 10] = [
+    "openapi",
+    "info",
+    "jsonSchemaDialect",
+    "servers",
+    "paths",
+    "webhooks",
+    "components",
+    "security",
+    "tags",
+    "externalDocs",
+];
+
+/// A Path Item's fixed fields.
+const PATH_ITEM_FIELDS: [&str; 13] = [
+    "$ref",
+    "summary",
+    "description",
+    "get",
+    "put",
+    "post",
+    "delete",
+    "options",
+    "head",
+    "patch",
+    "trace",
+    "servers",
+    "parameters",
+];
+
+/// A Parameter's, a Request Body's and a Media Type's fixed fields.
+const PARAMETER_FIELDS: [&str; 13] = [
+    "name",
+    "in",
+    "description",
+    "required",
+    "deprecated",
+    "allowEmptyValue",
+    "style",
+    "explode",
+    "allowReserved",
+    "schema",
+    "example",
+    "examples",
+    "content",
+];
+const REQUEST_BODY_FIELDS: [&str; 3] = ["description", "content", "required"];
+const MEDIA_TYPE_FIELDS: [&str; 4] = ["schema", "example", "examples", "encoding"];
+
 /// An Operation Object's fixed fields (OpenAPI 3.0 and 3.1).
 const OPERATION_FIELDS: [&str; 12] = [
     "tags",
@@ -332,17 +407,7 @@ fn operation(
 ) -> Result<(ValidateConfig, Security), Option<String>> {
     // Field names are case-sensitive: a `Security` or `RequestBody` was
     // read as nothing (the operation public, its body unchecked).
-    if let Some(fields) = op.as_object() {
-        for key in fields.keys().filter(|k| !k.starts_with("x-") && !OPERATION_FIELDS.contains(&k.as_str())) {
-            if let Some(field) = OPERATION_FIELDS.iter().find(|f| f.eq_ignore_ascii_case(key)) {
-                return Err(Some(format!(
-                    "`{}` at `{op_at}`: `{key}` is not an OpenAPI field, `{field}` is (names are case-sensitive): as \
-                     written it would be ignored",
-                    schemas.file
-                )));
-            }
-        }
-    }
+    misspelt(op, &OPERATION_FIELDS, op_at, &schemas.file).map_err(Some)?;
     let mut v = ValidateConfig {
         mode: ValidateMode::Enforce,
         content_types: Vec::new(),
@@ -385,6 +450,11 @@ fn operation(
         }
     }
     for (p, p_at) in params {
+        misspelt(p, &PARAMETER_FIELDS, &p_at, &schemas.file).map_err(Some)?;
+        for (media, m) in p.get("content").and_then(Value::as_object).into_iter().flatten() {
+            misspelt(m, &MEDIA_TYPE_FIELDS, &format!("{p_at}/content/{}", pointer_token(media)), &schemas.file)
+                .map_err(Some)?;
+        }
         let name = p
             .get("name")
             .and_then(Value::as_str)
@@ -445,9 +515,14 @@ fn operation(
         };
     }
     if let Some(body) = op.get("requestBody") {
+        misspelt(body, &REQUEST_BODY_FIELDS, &format!("{op_at}/requestBody"), &schemas.file).map_err(Some)?;
         let content = body.get("content").and_then(Value::as_object).ok_or_else(|| {
             Some(format!("`{}` at `{op_at}/requestBody`: a requestBody without `content`", schemas.file))
         })?;
+        for (media, m) in content {
+            let media_at = format!("{op_at}/requestBody/content/{}", pointer_token(media));
+            misspelt(m, &MEDIA_TYPE_FIELDS, &media_at, &schemas.file).map_err(Some)?;
+        }
         let json_first = content.iter().find(|(k, _)| is_json(&essence(k)));
         let form = content.iter().find(|(k, _)| essence(k) == "application/x-www-form-urlencoded");
         // A range (`application/*`, `*/*`, `text/*`) covers JSON bodies too: its schema is theirs.

@@ -1427,6 +1427,34 @@ async fn security_requirements_keep_their_and_and_their_or() {
         assert!(errors.contains(expected), "{expected} not in:\n{errors}");
     }
     assert!(!errors.contains("operations.e"), "{errors}");
+    // Fields misspelt by case anywhere they were read as nothing: the
+    // document's `Security` (every operation public), a media type's or a
+    // parameter's `Schema` (unchecked).
+    std::fs::write(
+        dir.path().join("cased-top.yaml"),
+        doc("  /t:\n    get: { operationId: t, responses: {} }\nSecurity: [ { o: [] } ]\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("cased-parts.yaml"),
+        doc("  /m:\n    post: { operationId: m, requestBody: { content: { application/json: { Schema: { type: object } } } }, responses: {} }\n  \
+             /q:\n    get: { operationId: q, parameters: [ { name: n, in: query, Schema: { type: integer } } ], responses: {} }\n  \
+             /p:\n    Parameters: [ { name: n, in: query, schema: { type: integer } } ]\n    get: { operationId: p, responses: {} }\n"),
+    )
+    .unwrap();
+    let cased = format!(
+        "{head}apis:\n  - {{ name: c, openapi: cased-top.yaml, upstream: u, security: {{ o: p1 }} }}\n  \
+         - {{ name: d, openapi: cased-parts.yaml, upstream: u, base_path: /d, security: {{ o: p1 }} }}\n"
+    );
+    let errors = portcullis::check(&load(&cased, dir.path())).unwrap_err().to_string();
+    for expected in [
+        "`cased-top.yaml` at ``: `Security` is not an OpenAPI field, `security` is",
+        "`cased-parts.yaml` at `/paths/~1m/post/requestBody/content/application~1json`: `Schema` is not an OpenAPI field",
+        "`cased-parts.yaml` at `/paths/~1q/get/parameters/0`: `Schema` is not an OpenAPI field",
+        "`cased-parts.yaml` at `/paths/~1p`: `Parameters` is not an OpenAPI field",
+    ] {
+        assert!(errors.contains(expected), "{expected} not in:\n{errors}");
+    }
 
     let or = format!("{head}apis:\n  - {{ name: o, openapi: or.yaml, upstream: u, security: {{ o: p1 }} }}\n");
     let gw = Gateway::start(&load(&or, dir.path())).await.unwrap();

@@ -74,7 +74,7 @@ impl Room {
 /// Where a schema's references lead: each subschema's base URI (its own
 /// or its nearest ancestor's `$id`), the resources (`$id`) and anchors
 /// (`$anchor`, `$dynamicAnchor`) by URI, as the library resolves them.
-struct Index<'a> {
+pub(super) struct Index<'a> {
     nodes: HashMap<*const Value, &'a Value>,
     base_of: HashMap<*const Value, url::Url>,
     resources: HashMap<String, &'a Value>,
@@ -86,10 +86,16 @@ struct Index<'a> {
 
 /// Keywords whose values are data, not schemas (an `$id` in an `enum`
 /// value names nothing).
-const DATA: &[&str] = &["enum", "const", "default", "examples", "example"];
+pub(super) const DATA: &[&str] = &["enum", "const", "default", "examples", "example"];
+
+/// Keywords whose members are names the document chose (a schema called
+/// `default` under `$defs`, a property called `enum`): their values are
+/// schemas whatever the name (OpenAPI's `components.schemas` too).
+pub(super) const NAME_MAPS: &[&str] =
+    &["$defs", "definitions", "properties", "patternProperties", "dependentSchemas", "schemas"];
 
 impl<'a> Index<'a> {
-    fn of(root: &'a Value) -> Index<'a> {
+    pub(super) fn of(root: &'a Value) -> Index<'a> {
         let base = url::Url::parse("https://portcullis.invalid/schema.json").expect("a valid URL");
         let mut index = Index {
             nodes: HashMap::new(),
@@ -99,11 +105,12 @@ impl<'a> Index<'a> {
             steps: 0,
         };
         index.resources.insert(base.to_string(), root);
-        index.add(root, &base);
+        index.add(root, &base, false);
         index
     }
 
-    fn add(&mut self, node: &'a Value, base: &url::Url) {
+    /// `names`: `node` is a map of names (`NAME_MAPS`), not a schema.
+    fn add(&mut self, node: &'a Value, base: &url::Url, names: bool) {
         match node {
             Value::Object(map) => {
                 let mut base = base.clone();
@@ -126,19 +133,19 @@ impl<'a> Index<'a> {
                 self.nodes.insert(node, node);
                 self.base_of.insert(node, base.clone());
                 for (k, v) in map {
-                    if !DATA.contains(&k.as_str()) {
-                        self.add(v, &base);
+                    if names || !DATA.contains(&k.as_str()) {
+                        self.add(v, &base, !names && NAME_MAPS.contains(&k.as_str()));
                     }
                 }
             }
-            Value::Array(items) => items.iter().for_each(|v| self.add(v, base)),
+            Value::Array(items) => items.iter().for_each(|v| self.add(v, base, false)),
             _ => {}
         }
     }
 
     /// What `node`'s `$ref` (or `$dynamicRef`) names: `Ok(None)` without
     /// one, `Err` for one not found here.
-    fn target(&self, node: &Value) -> Result<Option<&'a Value>, ()> {
+    pub(super) fn target(&self, node: &Value) -> Result<Option<&'a Value>, ()> {
         let Some(r) = node.get("$ref").or_else(|| node.get("$dynamicRef")).and_then(Value::as_str) else {
             return Ok(None);
         };

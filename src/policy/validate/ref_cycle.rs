@@ -68,84 +68,92 @@ pub fn defs_name(r: &str) -> Option<String> {
 /// The first `$ref` (by the JSON pointer of the schema holding it) whose
 /// chain of same-document references comes back to itself without
 /// meeting an assertion, with the chain; `None` if there is none.
+/// References are followed as the validator resolves them (`deep::Index`:
+/// JSON pointers, `$anchor`s, `$id` URIs, an empty `$ref`, nested
+/// resources against their own base): a loop written with `#A` anchors or
+/// through an `$id` URI was taken to end, and passed.
 pub(super) fn find(schema: &Value) -> Option<(String, String)> {
     // Drafts 4 to 7 ignore every keyword beside a `$ref`.
     let siblings_ignored = schema
         .get("$schema")
         .and_then(Value::as_str)
         .is_some_and(|s| ["draft-04", "draft-06", "draft-07"].iter().any(|d| s.contains(d)));
+    let index = super::deep::Index::of(schema);
     let mut found = None;
     let mut clean = HashSet::new();
-    walk(schema, schema, siblings_ignored, &mut String::new(), (&mut found, &mut clean));
+    let cx = Cx { index: &index, siblings_ignored };
+    walk(&cx, schema, false, &mut String::new(), (&mut found, &mut clean));
     found
 }
 
-/// A same-document reference that is all its schema says (also when
+struct Cx<'i, 'a> {
+    index: &'i super::deep::Index<'a>,
+    siblings_ignored: bool,
+}
+
+/// The schema a reference that is all its schema says leads to (also when
 /// wrapped alone in an `allOf`, `anyOf` or `oneOf`, as OpenAPI documents
-/// often write `allOf: [ { $ref: … } ]`), as a JSON pointer.
-fn bare_ref(node: &Value, siblings_ignored: bool) -> Option<String> {
+/// often write `allOf: [ { $ref: … } ]`), with the reference as written;
+/// `None` for a schema that asserts something, or a reference the index
+/// cannot follow (the library names those).
+fn bare_target<'a>(cx: &Cx<'_, 'a>, node: &'a Value) -> Option<(&'a Value, &'a str)> {
     let map = node.as_object()?;
-    // `$id` starts a resource of its own: its references resolve against it.
-    if map.contains_key("$id") {
-        return None;
-    }
-    if let Some(target) = map.get("$ref") {
-        let target = target.as_str()?.strip_prefix('#')?;
-        if !siblings_ignored && ASSERTING.iter().any(|k| map.contains_key(*k)) {
+    if let Some(written) = map.get("$ref") {
+        if !cx.siblings_ignored && ASSERTING.iter().any(|k| map.contains_key(*k)) {
             return None;
         }
-        // A fragment is URI-encoded (`#/$defs/a%20b`).
-        return Some(percent_encoding::percent_decode_str(target).decode_utf8().ok()?.into_owned());
+        let written = written.as_str()?;
+        return cx.index.target(node).ok().flatten().map(|t| (t, written));
     }
     let (key, only) = ["allOf", "anyOf", "oneOf"].iter().find_map(|k| Some((*k, map.get(*k)?.as_array()?)))?;
     let alone = only.len() == 1 && !ASSERTING.iter().any(|k| *k != key && map.contains_key(*k));
-    if alone { bare_ref(&only[0], siblings_ignored) } else { None }
+    if alone { bare_target(cx, &only[0]) } else { None }
 }
 
-/// `clean`: targets whose chain is known to end (in an assertion or a
-/// reference that leaves the document) without coming back: a chain that
+/// `clean`: schemas whose chain is known to end (in an assertion or a
+/// reference that cannot be followed) without coming back: a chain that
 /// reaches one is done. Without it each of a chain's n links walked the
 /// rest of the chain again (a 5,000-link chain took minutes to load).
-fn walk(
-    root: &Value,
-    node: &Value,
-    siblings_ignored: bool,
+/// `names`: `node` is a map of names (`$defs`, `properties`…): its members
+/// are schemas whatever they are called (`default`, `enum`).
+fn walk<'a>(
+    cx: &Cx<'_, 'a>,
+    node: &'a Value,
+    names: bool,
     at: &mut String,
-    (found, clean): (&mut Option<(String, String)>, &mut HashSet<String>),
+    (found, clean): (&mut Option<(String, String)>, &mut HashSet<*const Value>),
 ) {
     if found.is_some() {
         return;
     }
-    if let Some(first) = bare_ref(node, siblings_ignored) {
-        let mut seen = HashSet::new();
-        let mut chain = vec![first.clone()];
+    if !names && let Some((first, written)) = bare_target(cx, node) {
+        let mut seen: HashSet<*const Value> = HashSet::new();
+        let mut chain = vec![written.to_string()];
+        let mut passed = vec![first as *const Value];
         let mut target = first;
-        while !clean.contains(&target) && seen.insert(target.clone()) {
-            let Some(next) = root.pointer(&target).and_then(|n| bare_ref(n, siblings_ignored)) else { break };
-            chain.push(next.clone());
-            if seen.contains(&next) {
-                let shown: Vec<String> = chain.iter().map(|t| format!("#{t}")).collect();
-                *found = Some((at.clone(), shown.join(" -> ")));
+        while !clean.contains(&(target as *const Value)) && seen.insert(target) {
+            let Some((next, written)) = bare_target(cx, target) else { break };
+            chain.push(written.to_string());
+            passed.push(next);
+            if seen.contains(&(next as *const Value)) {
+                *found = Some((at.clone(), chain.join(" -> ")));
                 return;
             }
             target = next;
         }
-        clean.extend(chain);
+        clean.extend(passed);
     }
     match node {
-        // A nested resource (`$id`, draft 4's `id`) resolves its references
-        // against itself: not followed from the root (no false alarm).
-        Value::Object(map)
-            if !at.is_empty()
-                && (map.get("$id").is_some_and(Value::is_string) || map.get("id").is_some_and(Value::is_string)) => {}
         Value::Object(map) => {
-            // Values, not schemas: an `enum` member that looks like `{ "$ref": … }` refers to nothing.
-            let data = |k: &str| matches!(k, "enum" | "const" | "default" | "examples" | "example");
+            // Values, not schemas: an `enum` member that looks like `{ "$ref": … }`
+            // refers to nothing (unless it is a name the document chose).
+            let data = |k: &str| !names && super::deep::DATA.contains(&k);
             for (key, value) in map.iter().filter(|(k, _)| !data(k)) {
                 let len = at.len();
                 at.push('/');
                 at.push_str(&key.replace('~', "~0").replace('/', "~1"));
-                walk(root, value, siblings_ignored, at, (&mut *found, &mut *clean));
+                let members_are_names = !names && super::deep::NAME_MAPS.contains(&key.as_str());
+                walk(cx, value, members_are_names, at, (&mut *found, &mut *clean));
                 at.truncate(len);
             }
         }
@@ -154,7 +162,7 @@ fn walk(
                 let len = at.len();
                 at.push('/');
                 at.push_str(&i.to_string());
-                walk(root, value, siblings_ignored, at, (&mut *found, &mut *clean));
+                walk(cx, value, false, at, (&mut *found, &mut *clean));
                 at.truncate(len);
             }
         }
@@ -208,6 +216,33 @@ mod tests {
                 || chain.ends_with("#/$defs/y -> #/$defs/x -> #/$defs/y"),
             "{chain}"
         );
+    }
+
+    /// Loops written as the validator reads them, not only as `#/…`
+    /// pointers from the root: `$anchor`s, an `$id` URI, an empty `$ref`,
+    /// inside a nested resource, and through names the document chose that
+    /// are also keywords (`default`, `enum`). Each passed `check` and let
+    /// every body through.
+    #[test]
+    fn loops_through_anchors_ids_and_keyword_names_are_found() {
+        for schema in [
+            json!({ "$ref": "#A", "$defs": { "a": { "$anchor": "A", "$ref": "#B" }, "b": { "$anchor": "B", "$ref": "#A" } } }),
+            json!({ "$ref": "#/$defs/a", "$defs": { "a": { "$anchor": "A", "$ref": "#/$defs/b" }, "b": { "$ref": "#A" } } }),
+            json!({ "$ref": "#/$defs/inner", "$defs": { "inner": { "$id": "https://ex.test/inner.json",
+                "$ref": "#/$defs/a", "$defs": { "a": { "$ref": "#/$defs/b" }, "b": { "$ref": "#/$defs/a" } } } } }),
+            json!({ "$id": "https://ex.test/root.json", "$ref": "https://ex.test/root.json#/$defs/a",
+                "$defs": { "a": { "$ref": "https://ex.test/root.json#/$defs/b" }, "b": { "$ref": "#/$defs/a" } } }),
+            json!({ "$ref": "#/$defs/a", "$defs": { "a": { "$ref": "" } } }),
+            json!({ "type": "object", "properties": { "v": { "type": "object", "$ref": "#/$defs/default" } },
+                "$defs": { "default": { "$ref": "#/$defs/example" }, "example": { "$ref": "#/$defs/default" } } }),
+            json!({ "properties": { "enum": { "$ref": "#/properties/const" }, "const": { "$ref": "#/properties/enum" } } }),
+            json!({ "properties": { "x": { "id": "legacy", "properties": { "y": { "$ref": "#/properties/x/$defs/a" } },
+                "$defs": { "a": { "$ref": "#/properties/x/$defs/b" }, "b": { "$ref": "#/properties/x/$defs/a" } } } } }),
+        ] {
+            assert!(find(&schema).is_some(), "a loop in {schema}");
+        }
+        // An `enum` member that looks like a reference is data.
+        assert_eq!(find(&json!({ "enum": [ { "$ref": "#/enum/0" } ] })), None);
     }
 
     #[test]
