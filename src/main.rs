@@ -334,7 +334,12 @@ async fn serve_until_stopped(
                     return;
                 }
             }
+            // A request whose client has gone (it stopped waiting) is not
+            // run: abandoned ones ran first and kept later callers waiting.
             Some(reply) = requests.recv() => {
+                if reply.is_closed() {
+                    continue;
+                }
                 (live, changed) = (path.and_then(fingerprint), None);
                 match unless_stopped(reload(handle, path), term).await {
                     Some(outcome) => drop(reply.send(outcome)),
