@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+use super::deep::Index;
 use super::{Problem, compile_schema};
 
 /// One declared parameter.
@@ -93,8 +94,9 @@ impl Param {
             }
             (_, None, _) => Style::Delimited(','),
         };
-        // The shape that decides how values are read, `$ref`s in place.
-        let read_as = inlined(&shape, shape.get("$defs").and_then(Value::as_object), 0);
+        // The shape that decides how values are read, `$ref`s in place
+        // (followed as the validator follows them: anchors, `$id`s too).
+        let read_as = inlined(&shape, &Index::of(&shape), 0);
         // An array too: Stripe's description writes its `expand` lists so,
         // and its clients send them as `expand[]=a` or `expand[0]=a`.
         // A scalar (Stripe's `application: anyOf [string, enum [""]]`):
@@ -401,34 +403,35 @@ impl Param {
 /// How deep [`inlined`] follows references (a recursive schema stops there).
 const INLINED_DEPTH: u32 = 4;
 
-/// `schema` with its `$ref`s to `#/$defs/…` put in place, a few levels
-/// deep: the shape that decides how values are read (an integer, an
-/// array's items, an object's members), not what checks them.
-fn inlined(schema: &Value, defs: Option<&Map<String, Value>>, depth: u32) -> Value {
+/// `schema` with its `$ref`s put in place, a few levels deep: the shape
+/// that decides how values are read (an integer, an array's items, an
+/// object's members), not what checks them.
+fn inlined(schema: &Value, index: &Index<'_>, depth: u32) -> Value {
     match schema {
         Value::Object(m) => {
-            let target =
-                m.get("$ref").and_then(Value::as_str).and_then(super::defs_name).and_then(|name| defs?.get(&name));
-            if let Some(target) = target
+            if let Ok(Some(target)) = index.target(schema)
                 && depth < INLINED_DEPTH
             {
-                let mut merged = match inlined(target, defs, depth + 1) {
+                let mut merged = match inlined(target, index, depth + 1) {
                     Value::Object(t) => t,
                     _ => Map::new(),
                 };
-                for (k, v) in m.iter().filter(|(k, _)| *k != "$ref" && *k != "$defs") {
-                    merged.entry(k.clone()).or_insert_with(|| inlined(v, defs, depth));
+                for (k, v) in m.iter().filter(|(k, _)| !REFERENCE_KEYS.contains(&k.as_str())) {
+                    merged.entry(k.clone()).or_insert_with(|| inlined(v, index, depth));
                 }
                 return Value::Object(merged);
             }
             Value::Object(
-                m.iter().filter(|(k, _)| *k != "$defs").map(|(k, v)| (k.clone(), inlined(v, defs, depth))).collect(),
+                m.iter().filter(|(k, _)| *k != "$defs").map(|(k, v)| (k.clone(), inlined(v, index, depth))).collect(),
             )
         }
-        Value::Array(a) => Value::Array(a.iter().map(|v| inlined(v, defs, depth)).collect()),
+        Value::Array(a) => Value::Array(a.iter().map(|v| inlined(v, index, depth)).collect()),
         other => other.clone(),
     }
 }
+
+/// What a schema put in place of its reference leaves out.
+const REFERENCE_KEYS: &[&str] = &["$ref", "$dynamicRef", "$defs", "$id", "$anchor", "$dynamicAnchor"];
 
 pub(super) fn is_type(schema: &Value, name: &str) -> bool {
     match schema.get("type") {
@@ -692,67 +695,68 @@ pub fn other_case_head(sent: &str, base: &str) -> bool {
 /// as the integer and `tags` as the array they are declared as.
 pub fn form_properties(schema: &Value) -> Map<String, Value> {
     let mut properties = Map::new();
-    collect_properties(schema, schema, &mut properties, 0);
+    collect_properties(&Index::of(schema), schema, &mut properties, 0);
     properties
 }
 
 /// How many `$ref`s and `allOf`s deep properties are looked for (a cycle stops there).
 const MAX_REF_DEPTH: usize = 16;
 
-fn collect_properties(root: &Value, schema: &Value, out: &mut Map<String, Value>, depth: usize) {
+fn collect_properties<'a>(index: &Index<'a>, schema: &'a Value, out: &mut Map<String, Value>, depth: usize) {
     if depth > MAX_REF_DEPTH {
         return;
     }
     if let Some(own) = schema.get("properties").and_then(Value::as_object) {
         for (name, property) in own {
             if !out.contains_key(name) {
-                let mut property = follow(root, property).clone();
+                let declared = follow(index, property);
+                let mut property = declared.clone();
                 // An object composed with `allOf` (`allOf: [ {$ref: Base}, {properties…} ]`,
                 // OpenAPI's usual inheritance): read as the object it is, its members
                 // by the parts' properties (`user[role]=x` was refused as a plain field).
-                if property.get("type").is_none() && property.get("allOf").is_some() {
+                if declared.get("type").is_none() && declared.get("allOf").is_some() {
                     let mut members = Map::new();
-                    collect_properties(root, &property, &mut members, depth + 1);
+                    collect_properties(index, declared, &mut members, depth + 1);
                     if !members.is_empty() {
                         property = serde_json::json!({ "type": "object", "properties": members });
                     }
                 }
-                if let Some(items) = property.get("items").map(|i| follow(root, i).clone()) {
+                if let Some(items) = declared.get("items").map(|i| follow(index, i).clone()) {
                     property["items"] = items;
                 }
                 out.insert(name.clone(), property);
             }
         }
     }
-    if let Some(target) = ref_target(root, schema) {
-        collect_properties(root, target, out, depth + 1);
+    if let Ok(Some(target)) = index.target(schema) {
+        collect_properties(index, target, out, depth + 1);
     }
     let parts = || schema.get("allOf").and_then(Value::as_array).into_iter().flatten();
     // The `then`/`else` of this schema and of its `allOf` parts are
     // alternatives too (an OpenAPI discriminator becomes one `if`/`then`
     // per subtype): taken together before the parts one by one, so that
     // a field two subtypes declare differently stays text.
-    let conditional: Vec<&Value> = std::iter::once(schema)
+    let conditional: Vec<&'a Value> = std::iter::once(schema)
         .chain(parts())
         .flat_map(|s| ["then", "else"].into_iter().filter_map(move |k| s.get(k)))
         .collect();
-    alternatives(root, conditional, out, depth);
+    alternatives(index, conditional, out, depth);
     for part in parts() {
-        collect_properties(root, part, out, depth + 1);
+        collect_properties(index, part, out, depth + 1);
     }
     for key in ["anyOf", "oneOf"] {
-        alternatives(root, schema.get(key).and_then(Value::as_array).into_iter().flatten().collect(), out, depth);
+        alternatives(index, schema.get(key).and_then(Value::as_array).into_iter().flatten().collect(), out, depth);
     }
 }
 
 /// Alternatives: a field they declare alike is read as declared; one
 /// they declare differently (`n` an integer in one, text in another)
 /// stays text, as before, not the first branch's type.
-fn alternatives(root: &Value, branches: Vec<&Value>, out: &mut Map<String, Value>, depth: usize) {
+fn alternatives<'a>(index: &Index<'a>, branches: Vec<&'a Value>, out: &mut Map<String, Value>, depth: usize) {
     let mut seen: Map<String, Value> = Map::new();
     for part in branches {
         let mut branch = Map::new();
-        collect_properties(root, part, &mut branch, depth + 1);
+        collect_properties(index, part, &mut branch, depth + 1);
         for (name, property) in branch {
             match seen.get(&name) {
                 Some(known) if *known != property => {
@@ -770,18 +774,12 @@ fn alternatives(root: &Value, branches: Vec<&Value>, out: &mut Map<String, Value
     }
 }
 
-/// What a same-document `$ref` (`#/$defs/Pet`, URI-encoded) names.
-fn ref_target<'a>(root: &'a Value, schema: &Value) -> Option<&'a Value> {
-    let fragment = schema.get("$ref")?.as_str()?.strip_prefix('#')?;
-    root.pointer(&percent_encoding::percent_decode_str(fragment).decode_utf8().ok()?)
-}
-
 /// `schema`, or what its chain of `$ref`s ends at.
-fn follow<'a>(root: &'a Value, mut schema: &'a Value) -> &'a Value {
+fn follow<'a>(index: &Index<'a>, mut schema: &'a Value) -> &'a Value {
     for _ in 0..MAX_REF_DEPTH {
-        match ref_target(root, schema) {
-            Some(target) => schema = target,
-            None => break,
+        match index.target(schema) {
+            Ok(Some(target)) => schema = target,
+            _ => break,
         }
     }
     schema

@@ -649,3 +649,31 @@ fn identical_problems_are_listed_once() {
     super::schema_problems(validator.iter_errors(&body).collect(), &mut problems);
     assert_eq!(problems.len(), 1, "{problems:?}");
 }
+
+/// A parameter's or a form field's type reached through an `$anchor` or
+/// an `$id` URI is read as that type, as the validator resolves it
+/// (`"5"` was left text, then refused as no integer).
+#[test]
+fn types_behind_anchors_and_ids_are_read_as_declared() {
+    let formats = BTreeMap::new();
+    let count = json!({ "$ref": "#count", "$defs": { "n": { "$anchor": "count", "type": "integer" } } });
+    let mut problems = Vec::new();
+    Param::compile("query", "n", &count, &formats).unwrap().check("query", &["5"], &mut problems);
+    let list = json!({ "$ref": "list.json", "$defs": {
+        "l": { "$id": "list.json", "type": "array", "items": { "$ref": "#/$defs/i" }, "$defs": { "i": { "type": "integer" } } } } });
+    let ids = Param::compile("query", "ids", &list, &formats).unwrap();
+    ids.check("query", &["1", "2"], &mut problems);
+    assert!(problems.is_empty(), "{problems:?}");
+    ids.check("query", &["1", "x"], &mut problems);
+    assert_eq!(problems.iter().map(|p| p.pointer.as_str()).collect::<Vec<_>>(), ["ids/1"]);
+
+    let form = json!({ "$ref": "#pet", "$defs": {
+        "pet": { "$anchor": "pet", "type": "object", "properties": {
+            "id": { "$ref": "#id" }, "tags": { "type": "array", "items": { "$ref": "#id" } } } },
+        "id": { "$anchor": "id", "type": "integer" } } });
+    let properties = super::params::form_properties(&form);
+    let mut problems = Vec::new();
+    let read = form_object(b"id=5&tags=1&tags=2", &properties, &mut problems);
+    assert_eq!((read, problems.len()), (json!({ "id": 5, "tags": [1, 2] }), 0));
+    assert!(compile_schema(&form, &formats).unwrap().is_valid(&json!({ "id": 5, "tags": [1, 2] })));
+}
