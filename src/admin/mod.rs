@@ -223,7 +223,10 @@ fn local_host(req: &Request<Incoming>) -> bool {
         },
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok()
+    // `localhost.` is the same name written absolute (RFC 6761 §6.3: it
+    // resolves to loopback only, so no page can be rebound onto it).
+    let name = host.strip_suffix('.').unwrap_or(host);
+    name.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok()
 }
 
 /// `POST /reload`: reloads the config file and answers what came of it

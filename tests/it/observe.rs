@@ -890,12 +890,20 @@ async fn a_tokenless_admin_answers_only_to_addresses_and_localhost() {
         let rebound = get(&admin(&h, path), &[("host", &format!("attacker.example:{port}"))]).await;
         assert_eq!(rebound.status, 403, "{path}: {}", rebound.text());
         assert_eq!(rebound.header("content-type"), Some("application/problem+json"));
-        for host in
-            [format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("[::1]:{port}"), "LOCALHOST".into()]
-        {
+        for host in [
+            format!("127.0.0.1:{port}"),
+            format!("localhost:{port}"),
+            format!("localhost.:{port}"),
+            format!("[::1]:{port}"),
+            "LOCALHOST".into(),
+        ] {
             assert_eq!(get(&admin(&h, path), &[("host", &host)]).await.status, 200, "{path} {host}");
         }
     }
+    let rebound = get(&admin(&h, "/status"), &[("host", &format!("localhost.attacker.example:{port}"))]).await;
+    assert_eq!(rebound.status, 403);
+    let malformed = get(&admin(&h, "/status"), &[("host", &format!("localhost..:{port}"))]).await;
+    assert_eq!(malformed.status, 400, "{}", malformed.text());
     let rebound = get(&admin(&h, "/healthz"), &[("host", "attacker.example")]).await;
     assert_eq!(rebound.status, 200, "liveness tells nothing");
 }
