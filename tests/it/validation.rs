@@ -1564,14 +1564,28 @@ async fn a_body_is_checked_against_its_own_media_types_schema_or_refused() {
         assert_eq!(send_body("PUT", "/upload", ct, r#"{"a":1}"#).await, 200, "{ct}");
     }
     // Read as Python's `json.loads` reads bytes: a UTF-8 byte-order mark
-    // skipped, UTF-16 decoded; without a type, each is checked.
+    // skipped, UTF-16 and UTF-32 decoded; without a type, each is checked.
     let encodings = |text: &str| -> Vec<Vec<u8>> {
         let utf16 = |big: bool| -> Vec<u8> {
             text.encode_utf16().flat_map(|u| if big { u.to_be_bytes() } else { u.to_le_bytes() }).collect()
         };
+        let utf32 = |big: bool| -> Vec<u8> {
+            text.chars()
+                .flat_map(|c| if big { u32::from(c).to_be_bytes() } else { u32::from(c).to_le_bytes() })
+                .collect()
+        };
         let mut marked_le = vec![0xFF, 0xFE];
         marked_le.extend(utf16(false));
-        vec![[&[0xEF, 0xBB, 0xBF][..], text.as_bytes()].concat(), utf16(true), marked_le]
+        let mut marked_32 = vec![0xFF, 0xFE, 0, 0];
+        marked_32.extend(utf32(false));
+        vec![
+            [&[0xEF, 0xBB, 0xBF][..], text.as_bytes()].concat(),
+            utf16(true),
+            marked_le,
+            utf32(true),
+            utf32(false),
+            marked_32,
+        ]
     };
     for (body, status) in
         encodings(bad).into_iter().map(|b| (b, 400)).chain(encodings(r#"{"qty":2}"#).into_iter().map(|b| (b, 200)))
@@ -1580,6 +1594,12 @@ async fn a_body_is_checked_against_its_own_media_types_schema_or_refused() {
         let req = Request::builder().method("PUT").uri(url).body(Full::new(Bytes::from(body.clone()))).unwrap();
         assert_eq!(send(&http1_client(), req).await.status.as_u16(), status, "{body:02X?}");
     }
+    // No JSON, but Python's reader takes it (FastAPI reads `qty` as nan or
+    // inf): checked, and refused, not passed unread as text.
+    for body in [r#"{"qty":NaN}"#, r#"{"qty": -Infinity}"#, r#"[{"qty":Infinity}]"#, r#"{"qty":2,"n":"\udc00"}"#] {
+        assert_eq!(send_typed(None, body).await, 400, "{body}");
+    }
+    assert_eq!(send_typed(None, "[WARN] qty NaN").await, 200, "a log line is no document, even to Python");
 }
 
 /// A recursive polymorphic schema (an OpenAPI `Pet` whose `children` are

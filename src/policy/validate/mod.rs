@@ -770,8 +770,8 @@ impl Compiled {
         // Rails' `application/jsonrequest`, a prefix match on
         // `application/json5`) would get it unchecked. A body that is a
         // JSON document (as Python's `json.loads` reads bytes: a UTF-8
-        // byte-order mark skipped, UTF-16 decoded) is checked as one; any
-        // other passes unread.
+        // byte-order mark skipped, UTF-16 and UTF-32 decoded), or starts as
+        // one, is checked as one; any other passes unread.
         let Some(rule) = &self.body else { return None };
         // A schema of bytes (`type: string, format: binary`, an upload of
         // any file) says nothing of what they are: read as JSON, a `.json`
@@ -996,9 +996,13 @@ pub(crate) fn is_json_range(media: &str) -> bool {
     matches!(media, "*/*" | "application/*" | "text/*")
 }
 
-/// `bytes` as a JSON object or array in UTF-8, when it is one: its UTF-8
-/// byte-order mark left out, UTF-16 (a mark, or a zero byte among the
-/// first two as RFC 4627 §3 tells it) decoded. `None`: no such document.
+/// `bytes` as a JSON object or array in UTF-8, when it reads as one: the
+/// encoding told as Python's `json.detect_encoding` tells it (a UTF-32,
+/// UTF-16 or UTF-8 byte-order mark, else the zero bytes among the first
+/// four), then decoded. A text that is no valid JSON but that Python's
+/// reader takes (`NaN`, `Infinity`, lone surrogate escapes) is returned
+/// too: checked, it is refused rather than passed unread to a service
+/// that reads it. `None`: no such document.
 fn as_json_document(bytes: &Bytes) -> Option<Bytes> {
     let utf16 = |big: bool, body: &[u8]| -> Option<Bytes> {
         let units = body.chunks(2).map(|c| {
@@ -1007,18 +1011,68 @@ fn as_json_document(bytes: &Bytes) -> Option<Bytes> {
         });
         char::decode_utf16(units).collect::<Result<String, _>>().ok().map(Bytes::from)
     };
+    let utf32 = |big: bool, body: &[u8]| -> Option<Bytes> {
+        body.chunks(4)
+            .map(|c| {
+                let unit: [u8; 4] = c.try_into().ok()?;
+                char::from_u32(if big { u32::from_be_bytes(unit) } else { u32::from_le_bytes(unit) })
+            })
+            .collect::<Option<String>>()
+            .map(Bytes::from)
+    };
     let text = match bytes.as_ref() {
-        [0xEF, 0xBB, 0xBF, ..] => bytes.slice(3..),
+        [0, 0, 0xFE, 0xFF, rest @ ..] => utf32(true, rest)?,
+        [0xFF, 0xFE, 0, 0, rest @ ..] => utf32(false, rest)?,
         [0xFE, 0xFF, rest @ ..] => utf16(true, rest)?,
         [0xFF, 0xFE, rest @ ..] => utf16(false, rest)?,
+        [0xEF, 0xBB, 0xBF, ..] => bytes.slice(3..),
+        [0, 0, _, _, ..] => utf32(true, bytes)?,
         [0, _, ..] => utf16(true, bytes)?,
+        [_, 0, 0, 0, ..] => utf32(false, bytes)?,
         [_, 0, ..] => utf16(false, bytes)?,
         _ => bytes.clone(),
     };
     // An object or an array, as API bodies are: a text that happens to be
     // a JSON scalar (`123`, `true`) under `text/*` is text.
     let document = text.trim_ascii_start().first().is_some_and(|b| matches!(b, b'{' | b'['));
-    (document && serde_json::from_slice::<serde::de::IgnoredAny>(&text).is_ok()).then_some(text)
+    let reads = |t: &[u8]| serde_json::from_slice::<serde::de::IgnoredAny>(t).is_ok();
+    (document && (reads(&text) || reads(&as_python_reads(&text)))).then_some(text)
+}
+
+/// `text` with what Python's `json.loads` takes beyond JSON made JSON:
+/// `NaN`, `Infinity` and `-Infinity` outside strings as `0`, and every
+/// `\uXXXX` escape as one that stands alone (a lone surrogate is one).
+/// Only to tell whether such a reader reads the text as a document.
+fn as_python_reads(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let (mut at, mut in_string) = (0, false);
+    while let Some(&b) = text.get(at) {
+        let rest = &text[at..];
+        if in_string {
+            match rest {
+                [b'\\', b'u', hex @ ..] if hex.len() >= 4 && hex[..4].iter().all(u8::is_ascii_hexdigit) => {
+                    out.extend_from_slice(b"\\u0041");
+                    at += 6;
+                    continue;
+                }
+                [b'\\', escaped, ..] => {
+                    out.extend_from_slice(&[b'\\', *escaped]);
+                    at += 2;
+                    continue;
+                }
+                _ => in_string = b != b'"',
+            }
+        } else if let Some(word) = ["-Infinity", "Infinity", "NaN"].iter().find(|w| rest.starts_with(w.as_bytes())) {
+            out.push(b'0');
+            at += word.len();
+            continue;
+        } else {
+            in_string = b == b'"';
+        }
+        out.push(b);
+        at += 1;
+    }
+    out
 }
 
 /// A media type without its parameters, lowercased
