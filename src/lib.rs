@@ -558,7 +558,7 @@ impl Handle {
             () = cut => {
                 tracing::warn!("stopping now: a second signal cut the drain (requests still in flight are dropped)");
                 if let Some(log) = shared.plan.load().observe.access_log.get().cloned() {
-                    let _ = tokio::task::spawn_blocking(move || log.flush(std::time::Duration::from_secs(2))).await;
+                    log.flush_within(std::time::Duration::from_secs(2)).await;
                 }
             }
         }
@@ -586,7 +586,7 @@ impl Handle {
             admin.stop().await;
         }
         if let Some(log) = self.shared.plan.load().observe.access_log.get().cloned() {
-            let _ = tokio::task::spawn_blocking(move || log.flush(std::time::Duration::from_secs(2))).await;
+            log.flush_within(std::time::Duration::from_secs(2)).await;
         }
         // The last requests' spans, sent before the process goes.
         #[cfg(feature = "otlp")]

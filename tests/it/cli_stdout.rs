@@ -22,7 +22,7 @@ routes:
   - {{ name: hello, match: {{ path: /hello }}, static: {{ body: "hi" }} }}
 "#
     );
-    let (_gw, addr, admin) = spawn_gateway_unread(&config);
+    let (gw, addr, admin) = spawn_gateway_unread(&config);
     let admin = admin.expect("the admin API's address");
     // Far more than a pipe holds (64 KiB): ~1 KiB of log per failed request.
     let in_time = |url: String| async move {
@@ -35,6 +35,23 @@ routes:
     }
     assert_eq!(in_time(format!("http://{addr}/hello")).await.text(), "hi");
     assert_eq!(in_time(format!("http://{admin}/healthz")).await.status, 200);
+    // Nor the stop: the lines still held wait at most 2 s for the pipe
+    // (the access log's flush waited for it for ever, past every SIGTERM).
+    gw.signal("TERM");
+    let mut gw = gw;
+    let exited = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = gw.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    })
+    .await
+    .unwrap();
+    assert!(exited.is_some_and(|s| s.success()), "SIGTERM: {exited:?}");
 }
 
 /// What a client writes into a field of the gateway's own log (a query

@@ -179,6 +179,14 @@ impl AccessLog {
     pub fn flush(&self, _wait: Duration) {
         self.inner.collect();
     }
+
+    /// [`AccessLog::flush`] off the runtime, waited for at most `wait`: a
+    /// destination that takes nothing (a stdout pipe nobody reads) must
+    /// not hold the stop for ever; the lines it did not take are lost.
+    pub async fn flush_within(self: Arc<Self>, wait: Duration) {
+        let write = tokio::task::spawn_blocking(move || self.flush(wait));
+        let _ = tokio::time::timeout(wait, write).await;
+    }
 }
 
 impl Inner {
