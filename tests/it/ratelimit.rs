@@ -67,6 +67,34 @@ async fn a_header_key_without_a_value_counts_by_client() {
     assert_eq!(two("fresh-2").await, 429);
 }
 
+/// A key on the headers the client address is read from counts by that
+/// address (`ip`): as sent, any client wrote itself a new budget a request,
+/// and a proxy in front appends to the client's own line.
+#[tokio::test]
+async fn a_key_on_x_forwarded_for_counts_the_client_address() {
+    let up = Upstream::start("svc").await;
+    for header in ["X-Forwarded-For", "Forwarded"] {
+        let key = format!("    rate_limit: [ {{ key: {{ header: {header} }}, rate: 1/min }} ]\n");
+        let untrusted = limited(&up, &key, "").await;
+        let from = |value: String| {
+            let url = untrusted.url("/");
+            async move { get(&url, &[(header, value.as_str())]).await.status }
+        };
+        assert_eq!(from("for=198.51.100.1".into()).await, 200, "{header}");
+        assert_eq!(from("198.51.100.2".into()).await, 429, "{header}: a forged value is no new budget");
+    }
+    // Behind a trusted proxy that appends the address it saw to the client's line.
+    let key = "    rate_limit: [ { key: { header: X-Forwarded-For }, rate: 1/min } ]\n";
+    let behind = limited(&up, key, "trusted_proxies: [ 127.0.0.1 ]").await;
+    let from = |line: &'static str| {
+        let url = behind.url("/");
+        async move { get(&url, &[("x-forwarded-for", line)]).await.status }
+    };
+    assert_eq!(from("6.6.6.1, 203.0.113.7").await, 200);
+    assert_eq!(from("6.6.6.2, 203.0.113.7").await, 429, "one client, whatever it wrote before");
+    assert_eq!(from("203.0.113.8").await, 200, "another client");
+}
+
 #[tokio::test]
 async fn per_consumer_limits_with_api_keys_and_legacy_headers() {
     let up = Upstream::start("svc").await;

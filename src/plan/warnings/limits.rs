@@ -21,6 +21,16 @@ pub(super) fn ineffective_limit_settings(loaded: &LoadedConfig, found: &mut Foun
             // clients behind one NAT share one).
             for part in key.parts() {
                 let KeyPart::Header(name) = part else { continue };
+                if crate::policy::ratelimit::names_the_client(name) {
+                    found.add(
+                        NAME,
+                        format!("{at}.key"),
+                        format!(
+                            "`{name}` is counted as the client address (`ip`): the gateway believes it only from                              `trusted_proxies`, and any other client could send a new value (a new budget) each                              time; write `ip` (with `trusted_proxies` for the proxies in front)"
+                        ),
+                    );
+                    continue;
+                }
                 // Taken by one provider, it is removed whoever authenticates
                 // (the other providers' callers have no reason to send it,
                 // and one that does is taken by it too): ineffective unless

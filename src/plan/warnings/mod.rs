@@ -632,6 +632,17 @@ mod tests {
         found.0
     }
 
+    /// A key on `X-Forwarded-For` or `Forwarded` is said to count by `ip`.
+    #[test]
+    fn a_key_on_a_forwarding_header_is_said_to_be_ip() {
+        let yaml = "routes:\n  - { name: r, match: { path: / }, static: { status: 200 }, rate_limit: [ \
+                    { key: [ route, { header: x-forwarded-for } ], rate: 1/s }, { key: { header: X-Tenant }, rate: 1/s } ] }\n";
+        let warned = found_by(yaml, limits::ineffective_limit_settings);
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert_eq!((warned[0].0, warned[0].1.as_str()), ("ineffective-limit-setting", "routes[0].rate_limit[0].key"));
+        assert!(warned[0].2.contains("counted as the client address (`ip`)"), "{}", warned[0].2);
+    }
+
     /// A guarded route's unlisted methods fall to an open broader route.
     #[test]
     fn methods_a_guarded_route_leaves_out_fall_through() {

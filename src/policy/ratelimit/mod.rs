@@ -170,6 +170,12 @@ struct Key {
     kinds: Vec<Box<[u8]>>,
 }
 
+/// Whether a key's header is one the client address is read from
+/// (`X-Forwarded-For`, `Forwarded`): such a key counts by `ip`.
+pub fn names_the_client(header: &str) -> bool {
+    header.eq_ignore_ascii_case("x-forwarded-for") || header.eq_ignore_ascii_case("forwarded")
+}
+
 impl Key {
     fn compile(spec: &KeySpec, scope: String, upstream: Option<&str>, v6_prefix: u8) -> Result<Key, String> {
         let mut parts = Vec::new();
@@ -185,6 +191,10 @@ impl Key {
             });
             parts.push(match p {
                 KeyPart::Ip => Part::Ip { v6_prefix },
+                // The headers the client address is read from: believed only
+                // from `trusted_proxies`, and then `ip` is what they say.
+                // As sent, any client wrote a new key (a budget) each time.
+                KeyPart::Header(h) if names_the_client(h) => Part::Ip { v6_prefix },
                 KeyPart::Consumer => Part::Consumer,
                 KeyPart::Route => Part::Route,
                 KeyPart::Upstream => {
