@@ -105,6 +105,15 @@ fn bare_target<'a>(cx: &Cx<'_, 'a>, node: &'a Value) -> Option<(&'a Value, &'a s
         let written = written.as_str()?;
         return cx.index.target(node).ok().flatten().map(|t| (t, written));
     }
+    // A `$dynamicRef` alone, followed to the `$dynamicAnchor` it names in
+    // its own resource (where a one-document schema's scope finds it).
+    if let Some(written) = map.get("$dynamicRef") {
+        if ASSERTING.iter().any(|k| *k != "$dynamicRef" && map.contains_key(*k)) {
+            return None;
+        }
+        let written = written.as_str()?;
+        return cx.index.target(node).ok().flatten().map(|t| (t, written));
+    }
     let (key, only) = ["allOf", "anyOf", "oneOf"].iter().find_map(|k| Some((*k, map.get(*k)?.as_array()?)))?;
     let alone = only.len() == 1 && !ASSERTING.iter().any(|k| *k != key && map.contains_key(*k));
     if alone { bare_target(cx, &only[0]) } else { None }
@@ -174,6 +183,23 @@ fn walk<'a>(
 mod tests {
     use super::find;
     use serde_json::json;
+
+    /// A `$dynamicRef` is a reference too: a loop through one accepted
+    /// every body (it was counted as an assertion).
+    #[test]
+    fn a_loop_through_a_dynamic_reference_is_found() {
+        let schema = json!({ "$dynamicAnchor": "n", "$ref": "#/$defs/a", "$defs": { "a": { "$dynamicRef": "#n" } } });
+        assert_eq!(find(&schema).map(|f| f.1).as_deref(), Some("#/$defs/a -> #n -> #/$defs/a"));
+        let schema = json!({ "$ref": "#/$defs/a", "$defs": {
+            "a": { "$dynamicAnchor": "n", "allOf": [ { "$dynamicRef": "#n" } ] } } });
+        assert!(find(&schema).is_some());
+        // Recursion through a step into the document is no loop.
+        let tree = json!({ "$dynamicAnchor": "node", "type": "object", "properties": {
+            "children": { "type": "array", "items": { "$dynamicRef": "#node" } } } });
+        assert_eq!(find(&tree), None);
+        let compiled = super::super::compile_schema(&tree, &Default::default()).unwrap();
+        assert!(!compiled.is_valid(&json!({ "children": [ 1 ] })));
+    }
 
     #[test]
     fn a_loop_of_bare_references_is_found_with_its_chain() {
