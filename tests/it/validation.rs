@@ -1989,3 +1989,20 @@ async fn a_trickled_body_is_cut_at_the_upstreams_request_timeout() {
     assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
     assert_eq!(rec.count(), 0);
 }
+
+/// An object that must be empty (`additionalProperties: false` and no
+/// `properties`): the members sent are named, in a JSON body and a form,
+/// not "False schema does not allow value".
+#[tokio::test]
+async fn members_of_an_object_that_must_be_empty_are_named() {
+    let yaml = "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\n\
+                routes:\n  - { name: r, match: { path: /r }, static: { status: 200 }, validate: { body: { schema: \
+                { type: object, properties: { opts: { type: object, additionalProperties: false } } } } } }\n";
+    let gw = Gateway::start(&load(yaml, Path::new("."))).await.expect("starts");
+    let json = [("content-type", "application/json")];
+    let r = call(&gw, "POST", "/r", &json, r#"{"opts":{"debug":true,"admin":1}}"#).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["errors"][0]["pointer"], "/opts", "{}", r.text());
+    assert_eq!(r.json()["errors"][0]["detail"], "members the schema does not allow: `admin`, `debug`");
+    assert_eq!(call(&gw, "POST", "/r", &json, r#"{"opts":{}}"#).await.status, 200);
+}

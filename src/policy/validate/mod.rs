@@ -851,7 +851,9 @@ impl Compiled {
                             || rule.json_schema.validate(doc.root()),
                         )
                     });
-                    schema_problems(errors, problems);
+                    // Rare (an object that must be empty): the tape read whole then.
+                    let members_at = |at: &str| members_in(&jsonschema::json::Node::to_value(&doc.root()))(at);
+                    schema_problems(errors, &members_at, problems);
                 } else {
                     let detail = report_budget::TOO_INTRICATE.to_string();
                     problems.push(Problem { place: "body", pointer: String::new(), detail });
@@ -873,7 +875,7 @@ impl Compiled {
                 let errors = rule.room.run(depth, || {
                     report_budget::listed(values, || rule.schema.iter_errors(&value), || rule.schema.validate(&value))
                 });
-                schema_problems(errors, problems);
+                schema_problems(errors, &members_in(&value), problems);
             }
         }
         // Another declared type: present, and of a declared type; that is all.
@@ -921,7 +923,18 @@ impl Compiled {
 /// Unexpected members are the one complaint that names what the client
 /// wrote: their names are kept when short (a name is a place, not a
 /// value), a long one is not echoed back.
-pub(super) fn detail_of(e: &jsonschema::ValidationError<'_>) -> String {
+/// The member names of the object at a JSON pointer of the checked value.
+pub(super) type MembersAt<'d> = &'d dyn Fn(&str) -> Option<Vec<String>>;
+
+/// `MembersAt` for a `Value`.
+pub(super) fn members_in(value: &Value) -> impl Fn(&str) -> Option<Vec<String>> + '_ {
+    |at| Some(value.pointer(at)?.as_object()?.keys().cloned().collect())
+}
+
+/// What `e` says, in words for the client; `members_at` reads the checked
+/// value (the library's error for an object that must be empty carries
+/// one member's value, not the object's names).
+pub(super) fn detail_of(e: &jsonschema::ValidationError<'_>, members_at: MembersAt<'_>) -> String {
     use jsonschema::error::ValidationErrorKind as Kind;
     if let Kind::BacktrackLimitExceeded { .. } = e.kind() {
         // The engine's own words (`Error executing regex: …`) say nothing to a client.
@@ -940,7 +953,7 @@ pub(super) fn detail_of(e: &jsonschema::ValidationError<'_>) -> String {
         if let (Some(branch), None) = (others.next(), others.next())
             && let Some(first) = branch.first()
         {
-            return detail_of(first);
+            return detail_of(first, members_at);
         }
     }
     if let Kind::PropertyNames { error } = e.kind() {
@@ -948,9 +961,26 @@ pub(super) fn detail_of(e: &jsonschema::ValidationError<'_>) -> String {
         // the client wrote is not repeated (it may be any length or text).
         return format!("a member name the schema does not allow ({})", error.kind().keyword());
     }
+    // `additionalProperties: false` with no `properties` beside it (an
+    // empty object): the library says "False schema does not allow value"
+    // of the object; every member it has is one the schema does not allow.
+    if let Kind::FalseSchema = e.kind()
+        && matches!(
+            e.schema_path().to_string().rsplit('/').next(),
+            Some("additionalProperties" | "unevaluatedProperties")
+        )
+        && let Some(members) = members_at(e.instance_path().as_str())
+    {
+        return not_allowed(&members);
+    }
     let (Kind::AdditionalProperties { unexpected } | Kind::UnevaluatedProperties { unexpected }) = e.kind() else {
         return e.masked().to_string();
     };
+    not_allowed(unexpected)
+}
+
+/// Members a schema does not allow, named when few and short (else counted).
+fn not_allowed(unexpected: &[String]) -> String {
     const SHOWN: usize = 5;
     const LONGEST: usize = 40;
     if unexpected.len() <= SHOWN && unexpected.iter().all(|n| n.len() <= LONGEST) {
@@ -965,9 +995,14 @@ pub(super) fn detail_of(e: &jsonschema::ValidationError<'_>) -> String {
 }
 
 /// A schema's complaints about a body, as problems (at most `MAX_ERRORS`).
-fn schema_problems(errors: Vec<jsonschema::ValidationError<'_>>, problems: &mut Vec<Problem>) {
+fn schema_problems(
+    errors: Vec<jsonschema::ValidationError<'_>>,
+    members_at: MembersAt<'_>,
+    problems: &mut Vec<Problem>,
+) {
     for e in errors.into_iter().take(MAX_ERRORS) {
-        let problem = Problem { place: "body", pointer: e.instance_path().as_str().to_string(), detail: detail_of(&e) };
+        let detail = detail_of(&e, members_at);
+        let problem = Problem { place: "body", pointer: e.instance_path().as_str().to_string(), detail };
         push_once(problems, problem);
     }
 }

@@ -217,7 +217,10 @@ impl Param {
         for e in errors {
             let at = e.instance_path().as_str();
             let pointer = if at.is_empty() { self.name.clone() } else { format!("{}{at}", self.name) };
-            super::push_once(problems, Problem { place, pointer, detail: super::detail_of(&e) });
+            super::push_once(
+                problems,
+                Problem { place, pointer, detail: super::detail_of(&e, &super::members_in(value)) },
+            );
         }
     }
 

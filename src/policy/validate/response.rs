@@ -197,7 +197,7 @@ impl ResponseRules {
         .map(|e| Problem {
             place: "body",
             pointer: e.instance_path().as_str().to_string(),
-            detail: super::detail_of(&e),
+            detail: super::detail_of(&e, &super::members_in(&value)),
         })
         .collect()
     }

@@ -245,7 +245,8 @@ fn a_member_name_refused_by_property_names_is_not_repeated() {
         json!({ "type": "object", "properties": { "pn": { "type": "object", "propertyNames": { "maxLength": 3 } } } });
     let validator = jsonschema::validator_for(&schema).unwrap();
     let body = json!({ "pn": { "SECRETVALUE123": 1 } });
-    let details: Vec<String> = validator.iter_errors(&body).map(|e| super::detail_of(&e)).collect();
+    let details: Vec<String> =
+        validator.iter_errors(&body).map(|e| super::detail_of(&e, &super::members_in(&body))).collect();
     assert_eq!(details.len(), 1);
     assert!(!details[0].contains("SECRET"), "{}", details[0]);
     assert!(details[0].contains("maxLength"), "{}", details[0]);
@@ -292,7 +293,8 @@ fn a_backtracking_pattern_is_bounded_and_explained() {
     assert!(schema.is_valid(&json!("aaaa")));
     // Past ten thousand steps, within the library's default million.
     let hostile = json!(format!("{}c", "a".repeat(22)));
-    let details: Vec<String> = schema.iter_errors(&hostile).map(|e| super::detail_of(&e)).collect();
+    let details: Vec<String> =
+        schema.iter_errors(&hostile).map(|e| super::detail_of(&e, &super::members_in(&hostile))).collect();
     assert_eq!(
         details,
         ["the value could not be checked against the schema's `pattern` within the gateway's step limit"]
@@ -437,7 +439,9 @@ fn deep_object_arrays_and_alternatives_read_as_stripe_sends_them() {
 fn an_optional_value_is_explained_by_its_non_null_branch() {
     let schema = json!({ "anyOf": [ { "type": "integer", "maximum": 5 }, { "type": "null" } ] });
     let validator = jsonschema::validator_for(&schema).unwrap();
-    let details = |v: serde_json::Value| validator.iter_errors(&v).map(|e| super::detail_of(&e)).collect::<Vec<_>>();
+    let details = |v: serde_json::Value| {
+        validator.iter_errors(&v).map(|e| super::detail_of(&e, &super::members_in(&v))).collect::<Vec<_>>()
+    };
     let big = details(json!(7));
     assert!(big.len() == 1 && big[0].contains("maximum"), "{big:?}");
     let text = details(json!("x"));
@@ -445,7 +449,7 @@ fn an_optional_value_is_explained_by_its_non_null_branch() {
     // Two real alternatives: the library's words stand.
     let either =
         jsonschema::validator_for(&json!({ "anyOf": [ { "type": "integer" }, { "type": "boolean" } ] })).unwrap();
-    let both: Vec<String> = either.iter_errors(&json!("x")).map(|e| super::detail_of(&e)).collect();
+    let both: Vec<String> = either.iter_errors(&json!("x")).map(|e| super::detail_of(&e, &|_: &str| None)).collect();
     assert!(both[0].contains("anyOf"), "{both:?}");
 }
 
@@ -646,7 +650,7 @@ fn identical_problems_are_listed_once() {
     let validator = jsonschema::validator_for(&schema).unwrap();
     let body = json!({});
     let mut problems = Vec::new();
-    super::schema_problems(validator.iter_errors(&body).collect(), &mut problems);
+    super::schema_problems(validator.iter_errors(&body).collect(), &super::members_in(&body), &mut problems);
     assert_eq!(problems.len(), 1, "{problems:?}");
 }
 
@@ -676,4 +680,19 @@ fn types_behind_anchors_and_ids_are_read_as_declared() {
     let read = form_object(b"id=5&tags=1&tags=2", &properties, &mut problems);
     assert_eq!((read, problems.len()), (json!({ "id": 5, "tags": [1, 2] }), 0));
     assert!(compile_schema(&form, &formats).unwrap().is_valid(&json!({ "id": 5, "tags": [1, 2] })));
+}
+
+/// `additionalProperties: false` with no `properties` (an empty object):
+/// the members are named or counted, as beside `properties`, not "False
+/// schema does not allow value".
+#[test]
+fn members_of_an_object_that_must_be_empty_are_named() {
+    let formats = BTreeMap::new();
+    for keyword in ["additionalProperties", "unevaluatedProperties"] {
+        let v = compile_schema(&json!({ "type": "object", keyword: false }), &formats).unwrap();
+        let detail = |body: Value| v.iter_errors(&body).map(|e| detail_of(&e, &members_in(&body))).collect::<Vec<_>>();
+        assert_eq!(detail(json!({ "a": 1, "b": 2 })), ["members the schema does not allow: `a`, `b`"], "{keyword}");
+        let six = json!({ "a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "f": 6 });
+        assert_eq!(detail(six), ["6 members the schema does not allow"], "{keyword}");
+    }
 }
