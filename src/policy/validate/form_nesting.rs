@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::Problem;
-use super::params::{array_items, is_type, object_additional, object_properties, scalar};
+use super::params::{array_items, is_type, member_in_other_case, object_additional, object_properties, scalar};
 
 /// How many `[…]` a field may nest (`qs` reads 5, Stripe's forms use 5;
 /// PHP allows 64). Deeper names stay other spellings, refused: a tree of
@@ -69,7 +69,7 @@ pub(super) fn nest(
         }
         fields.remove(&key);
     }
-    built.into_iter().map(|(base, node)| (base.clone(), value_of(node, &properties[&base]))).collect()
+    built.into_iter().map(|(base, node)| (base.clone(), value_of(node, &properties[&base], &base, problems))).collect()
 }
 
 /// `user[a][0]` as `user` and its segments; `None` for a name that does
@@ -148,8 +148,11 @@ fn put(node: &mut Node, segments: &[Segment<'_>], value: String) -> bool {
     }
 }
 
-/// The node as a JSON value, each leaf read as its schema's type.
-fn value_of(node: Node, schema: &Value) -> Value {
+/// The node as a JSON value, each leaf read as its schema's type. `at`:
+/// the field name that leads to it (`user[address]`). A member named as
+/// a declared one in another case (`user[ROLE]` for `role`) is refused:
+/// ASP.NET binds members ignoring case.
+fn value_of(node: Node, schema: &Value, at: &str, problems: &mut Vec<Problem>) -> Value {
     match node {
         Node::Leaf(raw) => scalar(&raw, schema),
         Node::Members(members) => {
@@ -158,8 +161,20 @@ fn value_of(node: Node, schema: &Value) -> Value {
             let object = members
                 .into_iter()
                 .map(|(k, n)| {
+                    let name = format!("{at}[{k}]");
+                    if let Some(meant) = properties.and_then(|p| member_in_other_case(p, &k)) {
+                        let detail = format!(
+                            "`{}` is read as `{at}[{meant}]` by some frameworks (case): send it once, as `{meant}`",
+                            super::cut(&name)
+                        );
+                        problems.push(Problem {
+                            place: "body",
+                            pointer: format!("/{}", super::pointer_token(&name)),
+                            detail,
+                        });
+                    }
                     let sub = properties.and_then(|p| p.get(&k)).unwrap_or(extra);
-                    let v = value_of(n, sub);
+                    let v = value_of(n, sub, &name, problems);
                     (k, v)
                 })
                 .collect();
@@ -167,7 +182,9 @@ fn value_of(node: Node, schema: &Value) -> Value {
         }
         Node::Items(indexed, pushed) => {
             let items = array_items(schema).unwrap_or(&Value::Null);
-            Value::Array(indexed.into_values().chain(pushed).map(|n| value_of(n, items)).collect())
+            let indexed = indexed.into_iter().map(|(i, n)| (format!("{at}[{i}]"), n));
+            let pushed = pushed.into_iter().map(|n| (format!("{at}[]"), n));
+            Value::Array(indexed.chain(pushed).map(|(name, n)| value_of(n, items, &name, problems)).collect())
         }
     }
 }

@@ -1281,7 +1281,7 @@ fn body_refused(e: &BodyError, ctx: &RequestCtx<'_>) -> Outcome {
 const MAX_SHOWN: usize = 200;
 
 /// `text` cut to `MAX_SHOWN` bytes at a character boundary, `…` after it.
-fn cut(text: &str) -> std::borrow::Cow<'_, str> {
+pub(super) fn cut(text: &str) -> std::borrow::Cow<'_, str> {
     if text.len() <= MAX_SHOWN {
         return text.into();
     }

@@ -362,8 +362,35 @@ impl Param {
             self.check("query", &[], problems);
             return;
         }
-        self.check_members("query", members, problems);
+        // `filter[STATUS]` for the member `status`: ASP.NET binds members
+        // ignoring case, so the service would take a value nobody checked.
+        let declared = object_properties(&self.shape);
+        let mut other_case = false;
+        for (key, _) in &members {
+            if let Some(meant) = declared.and_then(|d| member_in_other_case(d, key)) {
+                let sent = format!("{}[{key}]", self.name);
+                let detail = format!(
+                    "`{}` is read as `{}[{meant}]` by some frameworks (case): send it once, as `{meant}`",
+                    super::cut(&sent),
+                    self.name
+                );
+                problems.push(Problem { place: "query", pointer: sent, detail });
+                other_case = true;
+            }
+        }
+        if !other_case {
+            self.check_members("query", members, problems);
+        }
     }
+}
+
+/// The declared member `key` names in another ASCII case, when `key` is
+/// not declared itself (`STATUS` for `status`; `Status` beside `status`).
+pub(super) fn member_in_other_case<'d>(declared: &'d Map<String, Value>, key: &str) -> Option<&'d str> {
+    if declared.contains_key(key) {
+        return None;
+    }
+    declared.keys().find(|d| d.eq_ignore_ascii_case(key)).map(String::as_str)
 }
 
 /// The most fields a form body may have (JSON bodies' `max_entries` default).

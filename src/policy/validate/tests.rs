@@ -202,6 +202,9 @@ fn path_styles_and_deep_objects_are_read_per_openapi() {
     assert_eq!(check("filter[color]=green&filter[size]=11"), ["filter/color", "filter/size"]);
     assert_eq!(check("filter[shape]=round"), ["filter"]);
     assert_eq!(check("other=1"), ["filter"], "required");
+    // A member in another case is what ASP.NET binds as the declared one.
+    assert_eq!(check("filter[SIZE]=1000"), ["filter[SIZE]"]);
+    assert_eq!(check("filter[Color]=green&filter[color]=red"), ["filter[Color]"]);
     // On a scalar (Stripe's `application`), nothing to spread: read as `f=value`.
     let scalar = json!({ "anyOf": [ { "type": "string", "maxLength": 3 }, { "enum": [""] } ], "style": "deepObject" });
     let f = Param::compile("query", "f", &scalar, &formats).expect("a scalar deepObject is read as form");
@@ -695,4 +698,23 @@ fn members_of_an_object_that_must_be_empty_are_named() {
         let six = json!({ "a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "f": 6 });
         assert_eq!(detail(six), ["6 members the schema does not allow"], "{keyword}");
     }
+}
+
+/// A nested form member in another case (`user[ROLE]` for `role`) is what
+/// ASP.NET binds as the declared one: refused, alone or beside it.
+#[test]
+fn nested_form_members_in_another_case_are_refused() {
+    let schema = json!({ "type": "object", "properties": {
+        "user": { "type": "object", "properties": { "role": { "enum": ["user"] },
+            "tags": { "type": "array", "items": { "type": "object", "properties": { "id": { "type": "integer" } } } } } } } });
+    let properties = super::params::form_properties(&schema);
+    let pointers = |body: &[u8]| {
+        let mut problems = Vec::new();
+        form_object(body, &properties, &mut problems);
+        problems.into_iter().map(|p| p.pointer).collect::<Vec<_>>()
+    };
+    assert!(pointers(b"user[role]=user&user[tags][0][id]=1").is_empty());
+    assert_eq!(pointers(b"user[ROLE]=admin"), ["/user[ROLE]"]);
+    assert_eq!(pointers(b"user[Role]=admin&user[role]=user"), ["/user[Role]"]);
+    assert_eq!(pointers(b"user[tags][0][ID]=x"), ["/user[tags][0][ID]"]);
 }
