@@ -416,12 +416,23 @@ async fn reload(handle: &portcullis::Handle, path: Option<&Path>) -> ReloadOutco
 /// text lines or, with `log_format: json`, one JSON object a line.
 fn init_logging(level: &str, format: config::LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // A `RUST_LOG` that does not parse is said once logging is up (it fell
+    // back to `log_level` in silence: the debug lines asked for never came).
+    let (filter, unread) = match std::env::var(EnvFilter::DEFAULT_ENV) {
+        Ok(text) if !text.trim().is_empty() => match EnvFilter::try_new(&text) {
+            Ok(filter) => (filter, None),
+            Err(e) => (EnvFilter::new(level), Some(e)),
+        },
+        _ => (EnvFilter::new(level), None),
+    };
     let log = tracing_subscriber::fmt().with_env_filter(filter).with_writer(portcullis::own_log::OwnLog);
     match format {
         config::LogFormat::Json => log.json().with_current_span(false).with_span_list(false).init(),
         // No colours, even on a terminal: the writer escapes every control
         // byte (`own_log`), a client's escape sequence as any other.
         config::LogFormat::Text => log.with_ansi(false).init(),
+    }
+    if let Some(e) = unread {
+        tracing::warn!(error = %e, "RUST_LOG cannot be read: using the config's log_level ({level}) instead");
     }
 }

@@ -269,3 +269,13 @@ async fn a_second_sigterm_cuts_the_drain() {
     assert!(took < Duration::from_secs(10), "stopped {took:?} after the second SIGTERM: the drain held it");
     hanging.abort();
 }
+
+/// A `RUST_LOG` that does not parse is said, not ignored in silence (the
+/// debug lines asked for would never come, and nothing said why).
+#[test]
+fn an_unreadable_rust_log_is_said() {
+    let config = "listeners: [ { name: gw, bind: \"127.0.0.1:0\" } ]\nroutes: [ { name: r, match: { path: / }, static: { status: 200 } } ]\n";
+    let (gw, _) = crate::support::process::spawn_gateway_after("export RUST_LOG='garbage==='", config);
+    let lines = gw.log.lock().unwrap().clone();
+    assert!(lines.iter().any(|l| l.contains("WARN") && l.contains("RUST_LOG cannot be read")), "{lines:?}");
+}
