@@ -2006,3 +2006,35 @@ async fn members_of_an_object_that_must_be_empty_are_named() {
     assert_eq!(r.json()["errors"][0]["detail"], "members the schema does not allow: `admin`, `debug`");
     assert_eq!(call(&gw, "POST", "/r", &json, r#"{"opts":{}}"#).await.status, 200);
 }
+
+/// A JSON member named as a declared property in another case is what Go's
+/// `encoding/json` and ASP.NET Core bind as it (the last one read wins):
+/// `{"count":1,"COUNT":99}` passed `maximum: 10` and the service read 99.
+#[tokio::test]
+async fn a_json_member_in_another_case_than_declared_is_refused() {
+    let up = Recorder::start().await;
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\nupstreams:\n  u: {{ targets: [ \"{}\" ] }}\n\
+         routes:\n  - name: r\n    match: {{ path: /r }}\n    upstream: u\n    validate:\n      body:\n        schema:\n          \
+         type: object\n          properties:\n            count: {{ type: integer, maximum: 10 }}\n            \
+         lines: {{ type: array, items: {{ type: object, properties: {{ sku: {{ type: string }} }} }} }}\n            \
+         labels: {{ type: object, additionalProperties: {{ type: string }} }}\n",
+        up.url()
+    );
+    let gw = Gateway::start(&load(&yaml, Path::new("."))).await.expect("starts");
+    let json = [("content-type", "application/json")];
+    for (body, pointer) in [
+        (r#"{"count":1,"COUNT":99}"#, "/COUNT"),
+        (r#"{"Count":99}"#, "/Count"),
+        (r#"{"count":1,"lines":[{"sku":"a"},{"Sku":"b"}]}"#, "/lines/1/Sku"),
+    ] {
+        let r = call(&gw, "POST", "/r", &json, body).await;
+        assert_eq!(errors(&r), vec![("body".to_string(), pointer.to_string())], "{body}: {}", r.text());
+        assert!(r.text().contains("ignore case"), "{}", r.text());
+    }
+    // The members a map takes freely, and the declared spellings, pass (the shortcut's way too).
+    for body in [r#"{"count":1,"labels":{"Count":"x"}}"#, r#"{"count":10,"lines":[{"sku":"a"}]}"#] {
+        assert_eq!(call(&gw, "POST", "/r", &json, body).await.status, 200, "{body}");
+    }
+    assert_eq!(up.count(), 2);
+}

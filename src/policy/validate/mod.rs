@@ -8,6 +8,7 @@
 //! Schemas are compiled when the config loads (the `jsonschema` crate,
 //! offline: a remote `$ref` is a config error), never per request.
 
+mod case_members;
 pub mod config;
 mod date_time;
 mod deep;
@@ -117,6 +118,9 @@ struct BodyRule {
     backtracking: bool,
     /// The schema says only "bytes" (`says_only_bytes`): the body is not read.
     bytes_only: bool,
+    /// JSON members named as declared ones in another case (`None`: the
+    /// schema declares no property).
+    case_guard: Option<case_members::CaseGuard>,
 }
 
 /// A schema that says nothing a gateway could check of a body's bytes:
@@ -345,7 +349,7 @@ impl Compiled {
                                 .ok();
                             let backtracking = backtracking_pattern(&s);
                             let extras = (report_budget::ReportBudget::of(&s), backtracking, says_only_bytes(&s), deep::Room::of(&s));
-                            (json, form, properties, shortcut, extras)
+                            (json, form, properties, shortcut, extras, case_members::CaseGuard::of(&s))
                         })
                         .map_err(in_file)
                 });
@@ -356,6 +360,7 @@ impl Compiled {
                         properties,
                         shortcut,
                         (report_budget, backtracking, bytes_only, room),
+                        case_guard,
                     )) => Some(BodyRule {
                         room,
                         shortcut,
@@ -366,6 +371,7 @@ impl Compiled {
                         bytes_only,
                         properties,
                         required: b.required,
+                        case_guard,
                     }),
                     Err((at, e)) => {
                         errors.add(at, e);
@@ -841,6 +847,11 @@ impl Compiled {
                 let detail = format!("nested {} levels: deeper than this route's schema can be checked", doc.depth);
                 problems.push(Problem { place: "body", pointer: String::new(), detail });
                 return None;
+            }
+            // A body the shortcut proved has no member it does not declare;
+            // one in another case than declared comes this way.
+            if let Some(guard) = &rule.case_guard {
+                rule.room.run(doc.depth, || guard.check(&doc.root(), MAX_ERRORS, problems));
             }
             if !rule.room.run(doc.depth, || rule.json_schema.is_valid(doc.root())) {
                 if rule.report_budget.is_none_or(|b| b.affords(&doc)) {
