@@ -509,8 +509,27 @@ pub fn refuse(
 /// flag `IV`, so that such clients show; `since` the head began, so that
 /// its line says when it came and how long it took.
 pub fn head_timed_out(plan: &Plan, conn: &ConnInfo, since: Option<tokio::time::Instant>) {
+    log_unfinished_head(plan, conn, since, None);
+}
+
+/// An HTTP/1.1 head begun and then cut by its client (the connection
+/// closed before the head ended): logged as a client that left (`499`,
+/// `DC`), as NGINX logs such a connection, though nothing is answered.
+pub fn head_cut(plan: &Plan, conn: &ConnInfo, since: Option<tokio::time::Instant>) {
+    log_unfinished_head(plan, conn, since, Some(crate::observe::Flag::ClientClosed));
+}
+
+fn log_unfinished_head(
+    plan: &Plan,
+    conn: &ConnInfo,
+    since: Option<tokio::time::Instant>,
+    flag: Option<crate::observe::Flag>,
+) {
     let request_id = request_id::generate();
-    let seen = Seen::unread(plan, conn, &request_id, since, None);
+    let mut seen = Seen::unread(plan, conn, &request_id, since, None);
+    if let Some(flag) = flag {
+        seen.flag = flag;
+    }
     if let Some(pending) = seen.pending(StatusCode::REQUEST_TIMEOUT) {
         let mut body = Body::empty();
         body.watch(pending);

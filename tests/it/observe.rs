@@ -1419,8 +1419,21 @@ async fn tls_http2_and_unreadable_requests_are_logged_and_counted() {
         let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await.expect("closed");
         assert!(rest.is_empty(), "nothing is answered: {}", String::from_utf8_lossy(&rest));
     }
+    // A head its client cut (it closed before the head ended): logged as a
+    // client that left (NGINX logs such a connection too).
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(h.addr("gw").unwrap()).await.unwrap();
+        s.write_all(b"GET /r HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        s.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await.expect("closed");
+        assert!(rest.is_empty(), "nothing is answered: {}", String::from_utf8_lossy(&rest));
+    }
 
-    let lines = log_lines(&h, dir.path(), 7).await;
+    let lines = log_lines(&h, dir.path(), 8).await;
+    let cut = lines.iter().find(|l| l["http"]["response"]["status_code"] == 499).expect("the cut head's line");
+    assert_eq!((&cut["http"]["request"]["method"], &cut["portcullis"]["response_flag"]), (&json!("-"), &json!("DC")));
     let large = lines.iter().find(|l| l["http"]["response"]["status_code"] == 431).expect("the large head's line");
     // A head read and refused before routing keeps its method and path.
     let refused = |path: &str| {

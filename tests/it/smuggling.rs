@@ -1544,3 +1544,32 @@ async fn http2_split_cookies_reach_the_upstream_as_one_line() {
     let seen = rec.requests().pop().expect("forwarded");
     assert!(seen.all("cookie").is_empty(), "{seen:?}");
 }
+
+/// A head its client cut (the write side closed before the blank line,
+/// also inside a field, or after a request line only): nothing is
+/// answered or forwarded, the half head never meets later bytes, and the
+/// next connection gets its own answer (the own codec logs it, 499).
+#[tokio::test]
+async fn a_head_cut_by_its_client_reaches_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rec = Recorder::start().await;
+    let gw = gateway_for(&rec).await;
+    for (i, half) in [
+        &b"GET /public/cut HTTP/1.1\r\nHost: x\r\n"[..],
+        b"POST /public/cut HTTP/1.1\r\nHost: x\r\nContent-Len",
+        b"GET /admin/cut HTTP/1.1",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let before = rec.count();
+        let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(half).await.unwrap();
+        s.shutdown().await.unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+        assert!(answer.is_empty(), "row {i}: answered {:?}", String::from_utf8_lossy(&answer));
+        next_request_gets_its_own_answer(gw.addr, &rec, &format!("cut head {i}")).await;
+        upstream_read_what_the_gateway_framed(&rec, before, 0, "a cut head");
+    }
+}

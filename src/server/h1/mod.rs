@@ -196,10 +196,14 @@ impl<T: Connection> Conn<T> {
                     }
                 }
                 match self.read() {
-                    Ok(0) => return,
-                    Ok(_) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => return,
+                    Ok(0) | Err(_) if !self.buf.trim_ascii_start().is_empty() => {
+                        // A head begun and cut by its client: logged (499), as NGINX does.
+                        proxy::head_cut(&shared.plan.load(), info, self.head_since);
+                        return;
+                    }
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
                 }
             };
             self.head_since = None;
