@@ -1600,6 +1600,19 @@ async fn a_body_is_checked_against_its_own_media_types_schema_or_refused() {
         assert_eq!(send_typed(None, body).await, 400, "{body}");
     }
     assert_eq!(send_typed(None, "[WARN] qty NaN").await, 200, "a log line is no document, even to Python");
+    // A raw lone surrogate in UTF-16 or UTF-32: Python reads it (`surrogatepass`), so it is checked.
+    let lone = |wide: usize| -> Vec<u8> {
+        let mut body = Vec::new();
+        for c in "{\"qty\":-5,\"b\":\"".chars().map(u32::from).chain([0xD800]).chain("\"}".chars().map(u32::from)) {
+            body.extend_from_slice(&c.to_le_bytes()[..wide]);
+        }
+        body
+    };
+    for body in [lone(2), lone(4)] {
+        let url = format!("http://{}/any", gw.addr("gw").unwrap());
+        let req = Request::builder().method("PUT").uri(url).body(Full::new(Bytes::from(body.clone()))).unwrap();
+        assert_eq!(send(&http1_client(), req).await.status.as_u16(), 400, "{body:02X?}");
+    }
 }
 
 /// A recursive polymorphic schema (an OpenAPI `Pet` whose `children` are

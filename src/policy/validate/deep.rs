@@ -117,9 +117,19 @@ impl<'a> Index<'a> {
                 if let Some(id) = map.get("$id").and_then(Value::as_str)
                     && let Ok(mut joined) = base.join(id)
                 {
+                    let fragment = joined.fragment().filter(|f| !f.is_empty()).map(str::to_string);
                     joined.set_fragment(None);
-                    base = joined;
-                    self.resources.insert(base.to_string(), node);
+                    // A fragment alone (`$id: "#note"`, drafts 6 and 7) names
+                    // an anchor in the resource it is in, not a new resource:
+                    // taken as one, it replaced the document, and every `#/…`
+                    // reference in it led nowhere.
+                    if !id.starts_with('#') {
+                        base = joined;
+                        self.resources.insert(base.to_string(), node);
+                    }
+                    if let Some(name) = fragment.filter(|f| !f.starts_with('/')) {
+                        self.anchors.insert((base.to_string(), name), node);
+                    }
                 }
                 for key in ["$anchor", "$dynamicAnchor"] {
                     if let Some(name) = map.get(key).and_then(Value::as_str) {
@@ -284,6 +294,14 @@ mod tests {
             "u": { "type": "object", "properties": { "c": { "$ref": "#/$defs/n" } } }
         } });
         assert_eq!(Room::of(&ids).hops, 6);
+        // Draft 7's `$id: "#name"` is an anchor: `#/…` references still
+        // lead into the document, and `#name` to the schema.
+        let draft7 = json!({ "$ref": "#/definitions/n", "definitions": {
+            "note": { "$id": "#note", "type": "string" },
+            "n": { "allOf": [ { "$ref": "#note" } ] } } });
+        let index = Index::of(&draft7);
+        assert_eq!(index.target(&draft7), Ok(Some(&draft7["definitions"]["n"])));
+        assert_eq!(index.target(&draft7["definitions"]["n"]["allOf"][0]), Ok(Some(&draft7["definitions"]["note"])));
         // A reference not found here counts as every step in the schema.
         let lost = json!({ "allOf": [ { "$ref": "other.json" } ], "properties": { "a": { "not": {} } } });
         assert_eq!(Room::of(&lost).hops, 1 + 3, "the hop to it, then every step");

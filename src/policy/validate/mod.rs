@@ -1055,13 +1055,21 @@ fn as_json_document(bytes: &Bytes) -> Option<Bytes> {
             let pair = [c[0], c.get(1).copied().unwrap_or(0)];
             if big { u16::from_be_bytes(pair) } else { u16::from_le_bytes(pair) }
         });
-        char::decode_utf16(units).collect::<Result<String, _>>().ok().map(Bytes::from)
+        // Python decodes JSON bytes with `surrogatepass`: a lone surrogate
+        // is read, so it is read here too (as U+FFFD: the checked text).
+        Some(Bytes::from(
+            char::decode_utf16(units).map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER)).collect::<String>(),
+        ))
     };
     let utf32 = |big: bool, body: &[u8]| -> Option<Bytes> {
         body.chunks(4)
             .map(|c| {
                 let unit: [u8; 4] = c.try_into().ok()?;
-                char::from_u32(if big { u32::from_be_bytes(unit) } else { u32::from_le_bytes(unit) })
+                let code = if big { u32::from_be_bytes(unit) } else { u32::from_le_bytes(unit) };
+                match code {
+                    0xD800..=0xDFFF => Some(char::REPLACEMENT_CHARACTER),
+                    _ => char::from_u32(code),
+                }
             })
             .collect::<Option<String>>()
             .map(Bytes::from)
