@@ -162,7 +162,7 @@ fn value_of(node: Node, schema: &Value, at: &str, problems: &mut Vec<Problem>) -
                 .into_iter()
                 .map(|(k, n)| {
                     let name = format!("{at}[{k}]");
-                    if let Some(meant) = properties.and_then(|p| member_in_other_case(p, &k)) {
+                    if let Some(meant) = properties.as_deref().and_then(|p| member_in_other_case(p, &k)) {
                         let detail = format!(
                             "`{}` is read as `{at}[{meant}]` by some frameworks (case): send it once, as `{meant}`",
                             super::cut(&name)
@@ -173,7 +173,7 @@ fn value_of(node: Node, schema: &Value, at: &str, problems: &mut Vec<Problem>) -
                             detail,
                         });
                     }
-                    let sub = properties.and_then(|p| p.get(&k)).unwrap_or(extra);
+                    let sub = properties.as_deref().and_then(|p| p.get(&k)).unwrap_or(extra);
                     let v = value_of(n, sub, &name, problems);
                     (k, v)
                 })

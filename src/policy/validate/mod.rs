@@ -668,16 +668,14 @@ impl Compiled {
                         (k != &p.name && k.eq_ignore_ascii_case(&p.name)) || params::other_case_head(k, &p.name);
                     let dotted =
                         k.strip_prefix(p.name.as_str()).is_some_and(|rest| rest.len() > 1 && rest.starts_with('.'));
-                    return (other_case || dotted).then_some(p.name.as_str());
+                    return (other_case || dotted).then(|| p.name.clone());
                 }
                 if p.is_exploded_object() {
                     // `LAT` for the member `lat`; and `pt.lat`, `pt[lat]` for the
                     // object `pt` (ASP.NET binds a `Point pt` from `pt.lat` first).
-                    return p
-                        .member_ignoring_case(k)
-                        .or_else(|| params::read_as(k, &p.name).then_some(p.name.as_str()));
+                    return p.member_ignoring_case(k).or_else(|| params::read_as(k, &p.name).then(|| p.name.clone()));
                 }
-                params::read_as(k, &p.name).then_some(p.name.as_str())
+                params::read_as(k, &p.name).then(|| p.name.clone())
             });
             if let Some(name) = meant {
                 let detail = format!(

@@ -4,6 +4,7 @@
 //! read as the type stays a string, and the schema says what was expected.
 
 use super::report_budget::{ReportBudget, TOO_INTRICATE, may_list};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
@@ -96,7 +97,7 @@ impl Param {
         };
         // The shape that decides how values are read, `$ref`s in place
         // (followed as the validator follows them: anchors, `$id`s too).
-        let read_as = inlined(&shape, &Index::of(&shape), 0);
+        let read_as = inlined(&shape, &Index::of(&shape), 0, &mut INLINED_NODES.clone());
         // An array too: Stripe's description writes its `expand` lists so,
         // and its clients send them as `expand[]=a` or `expand[0]=a`.
         // A scalar (Stripe's `application: anyOf [string, enum [""]]`):
@@ -262,7 +263,9 @@ impl Param {
         let properties = object_properties(&self.shape);
         members
             .into_iter()
-            .map(|(k, v)| (k.to_string(), scalar(v, properties.and_then(|p| p.get(k)).unwrap_or(&Value::Null))))
+            .map(|(k, v)| {
+                (k.to_string(), scalar(v, properties.as_deref().and_then(|p| p.get(k)).unwrap_or(&Value::Null)))
+            })
             .collect()
     }
 
@@ -284,13 +287,13 @@ impl Param {
 
     /// Whether `key` is a member of this exploded object.
     pub fn declares_member(&self, key: &str) -> bool {
-        self.shape.get("properties").and_then(Value::as_object).is_some_and(|p| p.contains_key(key))
+        object_properties(&self.shape).is_some_and(|p| p.contains_key(key))
     }
 
     /// The member of this exploded object `key` names in another case.
-    pub fn member_ignoring_case(&self, key: &str) -> Option<&str> {
-        let members = self.shape.get("properties").and_then(Value::as_object)?;
-        members.keys().find(|m| m.eq_ignore_ascii_case(key)).map(String::as_str)
+    pub fn member_ignoring_case(&self, key: &str) -> Option<String> {
+        let members = object_properties(&self.shape)?;
+        members.keys().find(|m| m.eq_ignore_ascii_case(key)).cloned()
     }
 
     pub fn check_exploded_object(&self, pairs: &[(String, String)], problems: &mut Vec<Problem>) {
@@ -367,7 +370,7 @@ impl Param {
         let declared = object_properties(&self.shape);
         let mut other_case = false;
         for (key, _) in &members {
-            if let Some(meant) = declared.and_then(|d| member_in_other_case(d, key)) {
+            if let Some(meant) = declared.as_deref().and_then(|d| member_in_other_case(d, key)) {
                 let sent = format!("{}[{key}]", self.name);
                 let detail = format!(
                     "`{}` is read as `{}[{meant}]` by some frameworks (case): send it once, as `{meant}`",
@@ -435,30 +438,46 @@ const INLINED_DEPTH: u32 = 4;
 
 /// `schema` with its `$ref`s put in place, a few levels deep: the shape
 /// that decides how values are read (an integer, an array's items, an
-/// object's members), not what checks them.
-fn inlined(schema: &Value, index: &Index<'_>, depth: u32) -> Value {
+/// object's members), not what checks them. `budget`: the nodes it may
+/// still make (`INLINED_NODES` in all); past it, references stay as they
+/// are (their values read as text): forty properties each referring to
+/// a type of forty took seconds and gigabytes to load, four levels deep.
+fn inlined(schema: &Value, index: &Index<'_>, depth: u32, budget: &mut usize) -> Value {
+    if *budget == 0 {
+        return schema.clone();
+    }
+    *budget -= 1;
     match schema {
         Value::Object(m) => {
             if let Ok(Some(target)) = index.target(schema)
                 && depth < INLINED_DEPTH
             {
-                let mut merged = match inlined(target, index, depth + 1) {
+                let mut merged = match inlined(target, index, depth + 1, budget) {
                     Value::Object(t) => t,
                     _ => Map::new(),
                 };
                 for (k, v) in m.iter().filter(|(k, _)| !REFERENCE_KEYS.contains(&k.as_str())) {
-                    merged.entry(k.clone()).or_insert_with(|| inlined(v, index, depth));
+                    if !merged.contains_key(k) {
+                        let v = inlined(v, index, depth, budget);
+                        merged.insert(k.clone(), v);
+                    }
                 }
                 return Value::Object(merged);
             }
-            Value::Object(
-                m.iter().filter(|(k, _)| *k != "$defs").map(|(k, v)| (k.clone(), inlined(v, index, depth))).collect(),
-            )
+            let mut out = Map::new();
+            for (k, v) in m.iter().filter(|(k, _)| *k != "$defs") {
+                let v = inlined(v, index, depth, budget);
+                out.insert(k.clone(), v);
+            }
+            Value::Object(out)
         }
-        Value::Array(a) => Value::Array(a.iter().map(|v| inlined(v, index, depth)).collect()),
+        Value::Array(a) => Value::Array(a.iter().map(|v| inlined(v, index, depth, budget)).collect()),
         other => other.clone(),
     }
 }
+
+/// The most nodes [`inlined`] makes for one schema.
+const INLINED_NODES: usize = 20_000;
 
 /// What a schema put in place of its reference leaves out.
 const REFERENCE_KEYS: &[&str] = &["$ref", "$dynamicRef", "$defs", "$id", "$anchor", "$dynamicAnchor"];
@@ -468,7 +487,7 @@ pub(super) fn is_type(schema: &Value, name: &str) -> bool {
         Some(Value::String(t)) => t == name,
         Some(Value::Array(ts)) => ts.iter().any(|t| t == name),
         // No `type`: what its `enum`/`const` values are, or its `anyOf`/
-        // `oneOf` branches' types (`enum: [10, 25]` reads `10` as a number;
+        // `oneOf` branches' or `allOf` parts' types (`enum: [10, 25]` reads `10` as a number;
         // as text, no value could ever match).
         None => {
             let of_value = |v: &Value| match v {
@@ -481,7 +500,7 @@ pub(super) fn is_type(schema: &Value, name: &str) -> bool {
             };
             schema.get("enum").and_then(Value::as_array).is_some_and(|vs| vs.iter().any(of_value))
                 || schema.get("const").is_some_and(of_value)
-                || ["anyOf", "oneOf"].iter().any(|k| {
+                || ["anyOf", "oneOf", "allOf"].iter().any(|k| {
                     schema.get(*k).and_then(Value::as_array).is_some_and(|bs| bs.iter().any(|b| is_type(b, name)))
                 })
         }
@@ -503,9 +522,39 @@ fn read(values: &[&str], schema: &Value) -> Value {
 
 /// An object schema's `properties`, also where the object is a branch
 /// (`anyOf: [ { type: object, properties: { gte: { type: integer } } }, { type: integer } ]`).
-pub(super) fn object_properties(schema: &Value) -> Option<&Map<String, Value>> {
-    let object = |b: &Value| is_type(b, "object") || b.get("properties").is_some();
-    from_branches(schema, 0, &|s| s.get("properties").and_then(Value::as_object), &object)
+/// The `properties` of the schema and of its `allOf` parts are taken
+/// together, as they all apply (OpenAPI's inheritance, `allOf: [ {$ref:
+/// Base}, {properties…} ]`: the second part's were read as text, and not
+/// guarded by case).
+pub(super) fn object_properties(schema: &Value) -> Option<Cow<'_, Map<String, Value>>> {
+    properties_at(schema, 0)
+}
+
+fn properties_at(schema: &Value, depth: u32) -> Option<Cow<'_, Map<String, Value>>> {
+    let object = |b: &Value| is_type(b, "object") || b.get("properties").is_some() || b.get("allOf").is_some();
+    let own = schema.get("properties").and_then(Value::as_object).map(Cow::Borrowed);
+    let parts = schema.get("allOf").and_then(Value::as_array).filter(|_| depth <= 4).into_iter().flatten();
+    let mut found = own.into_iter().chain(parts.filter_map(|part| properties_at(part, depth + 1)));
+    match (found.next(), found.next()) {
+        (Some(one), None) => Some(one),
+        (Some(first), Some(second)) => {
+            // The first declaration of a name stands (as `form_properties` reads).
+            let mut all = first.into_owned();
+            for more in std::iter::once(second).chain(found) {
+                for (name, property) in more.iter() {
+                    all.entry(name.clone()).or_insert_with(|| property.clone());
+                }
+            }
+            Some(Cow::Owned(all))
+        }
+        (None, _) if depth <= 4 => ["anyOf", "oneOf"]
+            .iter()
+            .filter_map(|k| schema.get(*k).and_then(Value::as_array))
+            .flatten()
+            .filter(|branch| object(branch))
+            .find_map(|branch| properties_at(branch, depth + 1)),
+        (None, _) => None,
+    }
 }
 
 /// An object schema's `additionalProperties` schema, also in a branch
@@ -725,41 +774,48 @@ pub fn other_case_head(sent: &str, base: &str) -> bool {
 /// as the integer and `tags` as the array they are declared as.
 pub fn form_properties(schema: &Value) -> Map<String, Value> {
     let mut properties = Map::new();
-    collect_properties(&Index::of(schema), schema, &mut properties, 0);
+    let index = Index::of(schema);
+    collect_properties(&mut Collect { index: &index, budget: INLINED_NODES }, schema, &mut properties, 0);
     properties
 }
 
 /// How many `$ref`s and `allOf`s deep properties are looked for (a cycle stops there).
 const MAX_REF_DEPTH: usize = 16;
 
-fn collect_properties<'a>(index: &Index<'a>, schema: &'a Value, out: &mut Map<String, Value>, depth: usize) {
+/// What collecting a form's properties reads, and the nodes it may still make.
+struct Collect<'i, 'a> {
+    index: &'i Index<'a>,
+    budget: usize,
+}
+
+fn collect_properties<'a>(cx: &mut Collect<'_, 'a>, schema: &'a Value, out: &mut Map<String, Value>, depth: usize) {
     if depth > MAX_REF_DEPTH {
         return;
     }
     if let Some(own) = schema.get("properties").and_then(Value::as_object) {
         for (name, property) in own {
             if !out.contains_key(name) {
-                let declared = follow(index, property);
-                let mut property = declared.clone();
+                let declared = follow(cx.index, property);
+                // Its own references put in place, at every level of it
+                // (`user[profile][age]` where `profile` is a `$ref`).
+                let mut property = inlined(declared, cx.index, 0, &mut cx.budget);
                 // An object composed with `allOf` (`allOf: [ {$ref: Base}, {properties…} ]`,
                 // OpenAPI's usual inheritance): read as the object it is, its members
                 // by the parts' properties (`user[role]=x` was refused as a plain field).
                 if declared.get("type").is_none() && declared.get("allOf").is_some() {
                     let mut members = Map::new();
-                    collect_properties(index, declared, &mut members, depth + 1);
+                    collect_properties(cx, declared, &mut members, depth + 1);
                     if !members.is_empty() {
                         property = serde_json::json!({ "type": "object", "properties": members });
                     }
                 }
-                if let Some(items) = declared.get("items").map(|i| follow(index, i).clone()) {
-                    property["items"] = items;
-                }
+
                 out.insert(name.clone(), property);
             }
         }
     }
-    if let Ok(Some(target)) = index.target(schema) {
-        collect_properties(index, target, out, depth + 1);
+    if let Ok(Some(target)) = cx.index.target(schema) {
+        collect_properties(cx, target, out, depth + 1);
     }
     let parts = || schema.get("allOf").and_then(Value::as_array).into_iter().flatten();
     // The `then`/`else` of this schema and of its `allOf` parts are
@@ -770,23 +826,23 @@ fn collect_properties<'a>(index: &Index<'a>, schema: &'a Value, out: &mut Map<St
         .chain(parts())
         .flat_map(|s| ["then", "else"].into_iter().filter_map(move |k| s.get(k)))
         .collect();
-    alternatives(index, conditional, out, depth);
+    alternatives(cx, conditional, out, depth);
     for part in parts() {
-        collect_properties(index, part, out, depth + 1);
+        collect_properties(cx, part, out, depth + 1);
     }
     for key in ["anyOf", "oneOf"] {
-        alternatives(index, schema.get(key).and_then(Value::as_array).into_iter().flatten().collect(), out, depth);
+        alternatives(cx, schema.get(key).and_then(Value::as_array).into_iter().flatten().collect(), out, depth);
     }
 }
 
 /// Alternatives: a field they declare alike is read as declared; one
 /// they declare differently (`n` an integer in one, text in another)
 /// stays text, as before, not the first branch's type.
-fn alternatives<'a>(index: &Index<'a>, branches: Vec<&'a Value>, out: &mut Map<String, Value>, depth: usize) {
+fn alternatives<'a>(cx: &mut Collect<'_, 'a>, branches: Vec<&'a Value>, out: &mut Map<String, Value>, depth: usize) {
     let mut seen: Map<String, Value> = Map::new();
     for part in branches {
         let mut branch = Map::new();
-        collect_properties(index, part, &mut branch, depth + 1);
+        collect_properties(cx, part, &mut branch, depth + 1);
         for (name, property) in branch {
             match seen.get(&name) {
                 Some(known) if *known != property => {
@@ -913,4 +969,37 @@ pub fn query_overrides_method(query: &str) -> bool {
     query_pairs(query).iter().any(|(k, v)| {
         (k == "_method" || read_as(k, "_method")) && !v.trim().is_empty() && !v.trim().eq_ignore_ascii_case("POST")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn nodes(v: &Value) -> usize {
+        1 + match v {
+            Value::Object(m) => m.values().map(nodes).sum(),
+            Value::Array(a) => a.iter().map(nodes).sum(),
+            _ => 0,
+        }
+    }
+
+    /// References put in place for reading stop at a budget: forty
+    /// properties each referring to a type of forty made 40^4 copies
+    /// (seconds and gigabytes to load a config).
+    #[test]
+    fn references_put_in_place_are_bounded() {
+        let names: Vec<String> = (0..40).map(|i| format!("p{i}")).collect();
+        let properties: Map<String, Value> =
+            names.iter().map(|n| (n.clone(), json!({ "$ref": format!("#/$defs/{n}") }))).collect();
+        let defs: Map<String, Value> =
+            names.iter().map(|n| (n.clone(), json!({ "type": "object", "properties": properties.clone() }))).collect();
+        let schema = json!({ "type": "object", "properties": properties, "$defs": defs });
+        let shape = inlined(&schema, &Index::of(&schema), 0, &mut INLINED_NODES.clone());
+        assert!(nodes(&shape) <= INLINED_NODES + nodes(&schema), "{}", nodes(&shape));
+        // A small schema is put in place whole.
+        let small = json!({ "properties": { "a": { "$ref": "#/$defs/n" } }, "$defs": { "n": { "type": "integer" } } });
+        let shape = inlined(&small, &Index::of(&small), 0, &mut INLINED_NODES.clone());
+        assert_eq!(shape, json!({ "properties": { "a": { "type": "integer" } } }));
+    }
 }

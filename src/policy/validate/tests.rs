@@ -718,3 +718,40 @@ fn nested_form_members_in_another_case_are_refused() {
     assert_eq!(pointers(b"user[Role]=admin&user[role]=user"), ["/user[Role]"]);
     assert_eq!(pointers(b"user[tags][0][ID]=x"), ["/user[tags][0][ID]"]);
 }
+
+/// An object's members declared by several `allOf` parts (OpenAPI's
+/// inheritance) and behind a nested `$ref` are read as their types and
+/// guarded by case, in a query `deepObject` and a nested form alike
+/// (the second part's members were read as text: a false 400, and their
+/// other cases passed).
+#[test]
+fn members_of_all_of_parts_and_nested_references_are_read_and_guarded() {
+    let formats = BTreeMap::new();
+    let page = json!({ "style": "deepObject", "allOf": [ { "$ref": "#/$defs/base" },
+        { "type": "object", "properties": { "size": { "type": "integer", "maximum": 100 } } } ],
+        "$defs": { "base": { "type": "object", "properties": { "number": { "type": "integer" } } } } });
+    let page = Param::compile("query", "page", &page, &formats).unwrap();
+    let check = |query: &str| {
+        let mut problems = Vec::new();
+        page.check_deep_object(&query_pairs(query), &mut problems);
+        problems.into_iter().map(|p| p.pointer).collect::<Vec<_>>()
+    };
+    assert!(check("page[size]=10&page[number]=2").is_empty());
+    assert_eq!(check("page[SIZE]=1000"), ["page[SIZE]"]);
+    assert_eq!(check("page[size]=1000"), ["page/size"]);
+
+    let form = json!({ "type": "object", "properties": { "user": { "type": "object", "properties": {
+            "profile": { "$ref": "#/$defs/profile" },
+            "addr": { "allOf": [ { "properties": { "city": {} } }, { "properties": { "role": { "enum": ["user"] } } } ] } } } },
+        "$defs": { "profile": { "type": "object", "properties": { "age": { "type": "integer" } } } } });
+    let properties = super::params::form_properties(&form);
+    let pointers = |body: &[u8]| {
+        let mut problems = Vec::new();
+        let read = form_object(body, &properties, &mut problems);
+        (read, problems.into_iter().map(|p| p.pointer).collect::<Vec<_>>())
+    };
+    let (read, problems) = pointers(b"user[profile][age]=3&user[addr][role]=user");
+    assert_eq!((read, problems), (json!({ "user": { "profile": { "age": 3 }, "addr": { "role": "user" } } }), vec![]));
+    assert_eq!(pointers(b"user[profile][AGE]=3").1, ["/user[profile][AGE]"]);
+    assert_eq!(pointers(b"user[addr][ROLE]=admin").1, ["/user[addr][ROLE]"]);
+}
