@@ -412,6 +412,24 @@ async fn reload(handle: &portcullis::Handle, path: Option<&Path>) -> ReloadOutco
     }
 }
 
+/// Words written in `RUST_LOG` for a level that are none (each would be
+/// read as a target's name).
+const NOT_LEVELS: &[&str] = &[
+    "warning",
+    "warnings",
+    "information",
+    "informational",
+    "verbose",
+    "err",
+    "errors",
+    "critical",
+    "fatal",
+    "notice",
+    "all",
+    "none",
+    "debugging",
+];
+
 /// The gateway's own log: `RUST_LOG` if set, else the config's `log_level`;
 /// text lines or, with `log_format: json`, one JSON object a line.
 fn init_logging(level: &str, format: config::LogFormat) {
@@ -419,10 +437,21 @@ fn init_logging(level: &str, format: config::LogFormat) {
     // A `RUST_LOG` that does not parse is said once logging is up (it fell
     // back to `log_level` in silence: the debug lines asked for never came).
     let (filter, unread) = match std::env::var(EnvFilter::DEFAULT_ENV) {
-        Ok(text) if !text.trim().is_empty() => match EnvFilter::try_new(&text) {
-            Ok(filter) => (filter, None),
-            Err(e) => (EnvFilter::new(level), Some(e)),
-        },
+        Ok(text) if !text.trim().is_empty() => {
+            // A bare word is a target to `EnvFilter`: `RUST_LOG=warning`
+            // turned on target `warning` alone, every log line off.
+            let misspelt =
+                text.split(',').map(str::trim).find(|d| NOT_LEVELS.iter().any(|w| d.eq_ignore_ascii_case(w)));
+            match (misspelt, EnvFilter::try_new(&text)) {
+                (Some(word), _) => {
+                    let why = format!("`{word}` is no level (error, warn, info, debug, trace or off)");
+                    (EnvFilter::new(level), Some(why))
+                }
+                (None, Ok(filter)) => (filter, None),
+                (None, Err(e)) => (EnvFilter::new(level), Some(e.to_string())),
+            }
+        }
+        Err(std::env::VarError::NotUnicode(_)) => (EnvFilter::new(level), Some("not UTF-8".to_string())),
         _ => (EnvFilter::new(level), None),
     };
     let log = tracing_subscriber::fmt().with_env_filter(filter).with_writer(portcullis::own_log::OwnLog);

@@ -87,7 +87,7 @@ fn admin_block(path: &Path) -> Result<AdminBlock, String> {
         .and_then(Value::as_object)
         .map(|a| a.iter().filter(|(k, _)| *k != "token").map(|(_, v)| v.to_string()).collect::<String>())
         .unwrap_or_default();
-    let mut vars: std::collections::HashMap<String, String> = std::env::vars().collect();
+    let mut vars = crate::config::environment();
     // A variable of `admin.token` alone, unset in this shell (a unit's
     // environment file holds it): the token is not known here, and
     // PORTCULLIS_ADMIN_TOKEN or no token at all (`health`) may do.

@@ -217,6 +217,14 @@ pub fn load_document(path: &Path) -> Result<serde_json::Value, String> {
     parsed.map_err(|e| format!("`{}` is not a JSON or YAML document: {e}", path.display()))
 }
 
+/// The environment's variables for `${NAME}`, those whose name and value
+/// are UTF-8 (`std::env::vars` panics on any other, and one the config
+/// never names, `LANG_NOTE=caf\xe9`, stopped `check` and `run`; one the
+/// config names that is no UTF-8 reads as unset, an error naming it).
+pub fn environment() -> std::collections::HashMap<String, String> {
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect()
+}
+
 /// How config text is read, with `properties` for `${NAME}`: also for
 /// the CLI, which reads a running gateway's admin block as it reads it.
 pub fn reader_options(properties: std::collections::HashMap<String, String>) -> serde_saphyr::Options {
@@ -232,7 +240,7 @@ pub fn parse_str(text: &str, source_name: &str, base_dir: &Path) -> Result<Loade
     // YAML 1.2 booleans, as for documents (`load_document`): `yes`, `no`,
     // `on` and `off` are strings (an inline schema's `enum: [yes, no]` stays
     // two strings; `websocket: yes` is an error, as the JSON Schema says).
-    let options = reader_options(std::env::vars().collect());
+    let options = reader_options(environment());
     let mut error_path = String::new();
     let parsed = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
         serde_path_to_error::deserialize::<_, Option<Config>>(de).map_err(|e| {

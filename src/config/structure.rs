@@ -107,7 +107,8 @@ fn unit_explained(pointer: &str, value: &Value) -> Option<String> {
 /// and the document without the nodes they are in (`None` when the text
 /// is not even YAML).
 pub fn problems(text: &str, file: &str, locations: &Locations) -> (Vec<ConfigError>, Option<Value>) {
-    let mut properties: HashMap<String, String> = std::env::vars()
+    let mut properties: HashMap<String, String> = super::environment()
+        .into_iter()
         .map(|(k, v)| if v.is_empty() { (k.clone(), format!("{EMPTY}{k}\u{0}")) } else { (k, v) })
         .collect();
     for name in variables(text) {

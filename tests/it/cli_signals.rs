@@ -275,7 +275,17 @@ async fn a_second_sigterm_cuts_the_drain() {
 #[test]
 fn an_unreadable_rust_log_is_said() {
     let config = "listeners: [ { name: gw, bind: \"127.0.0.1:0\" } ]\nroutes: [ { name: r, match: { path: / }, static: { status: 200 } } ]\n";
-    let (gw, _) = crate::support::process::spawn_gateway_after("export RUST_LOG='garbage==='", config);
-    let lines = gw.log.lock().unwrap().clone();
-    assert!(lines.iter().any(|l| l.contains("WARN") && l.contains("RUST_LOG cannot be read")), "{lines:?}");
+    // `warning` parses, as a target's name: every line was off, this one too.
+    for value in ["garbage===", "warning", "portcullis=verbose"] {
+        let (gw, _) = crate::support::process::spawn_gateway_after(&format!("export RUST_LOG='{value}'"), config);
+        let lines = gw.log.lock().unwrap().clone();
+        assert!(
+            lines.iter().any(|l| l.contains("WARN") && l.contains("RUST_LOG cannot be read")),
+            "{value}: {lines:?}"
+        );
+    }
+    // A variable the config never names that is no UTF-8 stops nothing
+    // (`std::env::vars` panicked on it).
+    let (gw, _) = crate::support::process::spawn_gateway_after("export LANG_NOTE=\"$(printf 'caf\\351')\"", config);
+    assert!(gw.log.lock().unwrap().iter().any(|l| l.contains("listening")));
 }
