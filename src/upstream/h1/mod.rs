@@ -262,6 +262,7 @@ impl H1Pool {
                     _ => 0,
                 },
                 held: None,
+                gathered: Gathered::default(),
                 head_held: empty_unended,
                 body_started: false,
                 written: false,
@@ -378,6 +379,10 @@ struct Exchange<'a> {
     /// by then (RFC 9113 §8.1.1). An HTTP/1.1 body's end is known with its
     /// last byte, so nothing is held for it.
     held: Option<Bytes>,
+    /// Small body pieces at hand, joined before they are queued: a client's
+    /// body of one-byte chunks (or one-byte HTTP/2 DATA frames) went out a
+    /// chunk and a `writev` each, ~1 s of CPU per MB sent.
+    gathered: Gathered,
     /// The head's last byte is held until an empty body (`content-length:
     /// 0`) says it has ended, as `held` for a body's last byte.
     head_held: bool,
@@ -400,6 +405,41 @@ struct Exchange<'a> {
     deadline: Instant,
 }
 
+/// Body pieces smaller than this are joined with the ones at hand.
+const GATHER_BELOW: usize = 4 << 10;
+/// Joined pieces are queued once they hold this much.
+const GATHER_UP_TO: usize = 64 << 10;
+
+/// Small body pieces at hand, joined before they are queued.
+#[derive(Default)]
+struct Gathered {
+    bytes: BytesMut,
+}
+
+impl Gathered {
+    /// Queues a body piece (as a chunk, on a chunked body), joining it with
+    /// the small pieces before it while it is small.
+    fn put(&mut self, queue: &mut WriteQueue, chunked: bool, data: Bytes) {
+        if data.len() < GATHER_BELOW {
+            self.bytes.extend_from_slice(&data);
+            if self.bytes.len() >= GATHER_UP_TO {
+                self.queue(queue, chunked);
+            }
+            return;
+        }
+        self.queue(queue, chunked);
+        if chunked { queue.push_chunk(data) } else { queue.push(data) }
+    }
+
+    /// Queues the small pieces joined so far (before what follows them).
+    fn queue(&mut self, queue: &mut WriteQueue, chunked: bool) {
+        if !self.bytes.is_empty() {
+            let joined = self.bytes.split().freeze();
+            if chunked { queue.push_chunk(joined) } else { queue.push(joined) }
+        }
+    }
+}
+
 impl Exchange<'_> {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<(Head, Box<Conn>), Failure>> {
         let Some(conn) = self.conn.as_mut() else {
@@ -412,8 +452,9 @@ impl Exchange<'_> {
                 && let Some(body) = self.body.as_deref_mut()
             {
                 match Pin::new(body).poll_frame(cx) {
-                    Poll::Pending => {}
+                    Poll::Pending => self.gathered.queue(&mut self.queue, self.chunked),
                     Poll::Ready(None) => {
+                        self.gathered.queue(&mut self.queue, self.chunked);
                         self.body = None;
                         self.head_held = false;
                         if let Some(last) = self.held.take() {
@@ -433,7 +474,7 @@ impl Exchange<'_> {
                             && !data.is_empty()
                         {
                             if self.chunked {
-                                self.queue.push_chunk(data);
+                                self.gathered.put(&mut self.queue, self.chunked, data);
                             } else {
                                 let Some(left) = self.left.checked_sub(data.len() as u64) else {
                                     return Poll::Ready(Err(Failure::Other(
@@ -445,10 +486,10 @@ impl Exchange<'_> {
                                     let mut data = data;
                                     self.held = Some(data.split_off(data.len() - 1));
                                     if !data.is_empty() {
-                                        self.queue.push(data);
+                                        self.gathered.put(&mut self.queue, self.chunked, data);
                                     }
                                 } else {
-                                    self.queue.push(data);
+                                    self.gathered.put(&mut self.queue, self.chunked, data);
                                 }
                             }
                         }
