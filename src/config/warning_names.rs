@@ -28,6 +28,7 @@ pub const ALL: &[(&str, &str)] = &[
         "a route's rewrite or aggregate call sends its upstream paths a guarded route to it stands in front of",
     ),
     ("unreachable-route-path", "a route path no request path can be after normalization"),
+    ("plus-in-route-path", "a route path with `+`: a request that writes it `%2B` is another path to the routes"),
     ("impossible-schema", "a schema whose lower bound is above its upper one: it refuses every value"),
     ("timeout-beyond-budget", "a time limit longer than the one that holds it: it never applies"),
     ("unenforced-openapi", "an API document declares what the gateway does not check or follow"),

@@ -43,6 +43,7 @@ pub fn warnings(loaded: &LoadedConfig) -> Vec<ConfigError> {
     methods::methods_fall_through(loaded, &mut found);
     rewrites::rewrites_reaching_guarded_paths(loaded, &mut found);
     unreachable_paths(loaded, &mut found);
+    plus_in_paths(loaded, &mut found);
     timing::timeouts_beyond_budgets(loaded, &mut found);
     refusing::routes_that_refuse_everything(loaded, &mut found);
     unenforced::unenforced_openapi(loaded, &mut found);
@@ -362,6 +363,32 @@ fn unreachable_paths(loaded: &LoadedConfig, found: &mut Found) {
     }
 }
 
+/// A route path with `+` (or `%2B`): the router keeps the two spellings
+/// apart (a service that reads paths with a form decoder takes `+` for a
+/// space), but most services (Go, NGINX, Spring, Express) read `%2B` as
+/// `+`: a request for `/c%2B%2B/x` passed a guard on `/c++` to a broader
+/// route, and reached the same handler.
+fn plus_in_paths(loaded: &LoadedConfig, found: &mut Found) {
+    for (i, r) in loaded.config.routes.iter().enumerate() {
+        for (key, written) in [("path", &r.matcher.path), ("path_prefix", &r.matcher.path_prefix)] {
+            let Some(written) = written else { continue };
+            let encoded = written.to_ascii_uppercase().contains("%2B");
+            if !written.contains('+') && !encoded {
+                continue;
+            }
+            let other = if encoded { "`+`" } else { "`%2B`" };
+            found.add(
+                "plus-in-route-path",
+                format!("routes[{i}].match.{key}"),
+                format!(
+                    "route `{}` matches `{written}` as written: a request that writes its `+` as {other} is                      another path to the routes (most services read the two alike), and goes to another                      route; give the other spelling a route of its own with the same policies",
+                    r.name
+                ),
+            );
+        }
+    }
+}
+
 fn normalization(loaded: &LoadedConfig, found: &mut Found) {
     let n = &loaded.config.path_normalization;
     let weakened = [
@@ -641,6 +668,18 @@ mod tests {
         assert_eq!(warned.len(), 1, "{warned:?}");
         assert_eq!((warned[0].0, warned[0].1.as_str()), ("ineffective-limit-setting", "routes[0].rate_limit[0].key"));
         assert!(warned[0].2.contains("counted as the client address (`ip`)"), "{}", warned[0].2);
+    }
+
+    /// A route path with `+` is said to leave its `%2B` spelling to others.
+    #[test]
+    fn a_plus_in_a_route_path_is_warned_about() {
+        let yaml = "routes:\n  - { name: cpp, match: { path_prefix: /langs/c++ }, static: { status: 200 } }\n  \
+                    - { name: enc, match: { path: /c%2b }, static: { status: 200 } }\n  \
+                    - { name: all, match: { path_prefix: / }, static: { status: 200 } }\n";
+        let warned = found_by(yaml, plus_in_paths);
+        let at: Vec<&str> = warned.iter().map(|w| w.1.as_str()).collect();
+        assert_eq!(at, ["routes[0].match.path_prefix", "routes[1].match.path"]);
+        assert!(warned[0].2.contains("writes its `+` as `%2B`"), "{}", warned[0].2);
     }
 
     /// A guarded route's unlisted methods fall to an open broader route.
