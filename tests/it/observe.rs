@@ -2151,3 +2151,58 @@ async fn an_upstream_that_closes_before_answering_broke_off() {
     let lines = log_lines(&h, dir.path(), 2).await;
     assert_eq!(lines[1]["portcullis"]["response_flag"], "UC", "{}", lines[1]);
 }
+
+/// An access log that cannot be written (a full disk: `/dev/full` answers
+/// every write `ENOSPC`) costs lines, counted as dropped ones are, and
+/// never a request.
+#[tokio::test]
+async fn lines_a_full_disk_refuses_are_counted_as_dropped() {
+    let yaml = "listeners:\n  - { name: gw, bind: \"127.0.0.1:0\" }\nadmin: { bind: \"127.0.0.1:0\" }\n\
+                access_log: { to: /dev/full }\nroutes:\n  - { name: r, match: { path: /r }, static: { status: 200 } }\n";
+    let h = Gateway::start(&load(yaml, Path::new("."))).await.expect("gateway starts");
+    for _ in 0..20 {
+        assert_eq!(get(&url(&h, "/r"), &[]).await.status, 200);
+    }
+    h.flush_logs();
+    let s = scrape_until(&h, |s| number(s, "portcullis_access_log_dropped_total", &[]) >= 20.0).await;
+    assert_eq!(number(&s, "portcullis_access_log_dropped_total", &[]), 20.0);
+}
+
+/// A FIFO no process reads is refused at once (its `open` waited for a
+/// reader: the start, or a reload on the thread that takes the signals,
+/// hung for ever); one that a process reads gets the lines.
+#[tokio::test]
+async fn an_access_log_fifo_without_a_reader_is_refused_not_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("log.fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let yaml = format!(
+        "listeners:\n  - {{ name: gw, bind: \"127.0.0.1:0\" }}\naccess_log: {{ to: \"{}\" }}\n\
+         routes:\n  - {{ name: r, match: {{ path: /r }}, static: {{ status: 200 }} }}\n",
+        fifo.display()
+    );
+    let started = tokio::time::timeout(Duration::from_secs(10), Gateway::start(&load(&yaml, dir.path()))).await;
+    let Ok(Err(e)) = started else { panic!("started, or still waiting, with no reader") };
+    assert!(e.to_string().contains("no process reads"), "{e}");
+    // With a reader, the lines come through it.
+    let reader = std::thread::spawn({
+        let fifo = fifo.clone();
+        move || {
+            use std::io::BufRead;
+            let mut line = String::new();
+            std::io::BufReader::new(std::fs::File::open(fifo).unwrap()).read_line(&mut line).unwrap();
+            line
+        }
+    });
+    let h = loop {
+        // The reader's `open` waits for this writer, and this one needs it open first.
+        match Gateway::start(&load(&yaml, dir.path())).await {
+            Ok(h) => break h,
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    assert_eq!(get(&url(&h, "/r"), &[]).await.status, 200);
+    h.flush_logs();
+    let line = tokio::task::spawn_blocking(move || reader.join().unwrap()).await.unwrap();
+    assert!(line.contains("\"url\":{\"path\":\"/r\"}"), "{line}");
+}

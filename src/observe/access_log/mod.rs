@@ -98,14 +98,38 @@ enum Sink {
 struct Writer {
     sink: Sink,
     spare: Vec<u8>,
+    /// Lines a failed write lost since the last warning, and when that was
+    /// (a full disk failed every collection: a warning each 20 ms).
+    lost: u64,
+    warned: Option<std::time::Instant>,
 }
 
 fn open(to: &str) -> std::io::Result<Sink> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     if to == "stdout" {
         return Ok(Sink::Stdout);
     }
+    // A FIFO's `open` waits for a reader: with none, the start (or a
+    // reload, on the thread that also takes the signals) hung for ever.
+    // Opened without waiting, it fails at once with no reader; then its
+    // writes wait as a pipe's do (on the writer thread, never a request).
+    if std::fs::metadata(to).is_ok_and(|m| m.file_type().is_fifo()) {
+        use rustix::fs::OFlags;
+        let file =
+            std::fs::OpenOptions::new().append(true).custom_flags(OFlags::NONBLOCK.bits() as i32).open(to).map_err(
+                |e| match e.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error()) {
+                    true => std::io::Error::other(format!("`{to}` is a FIFO that no process reads")),
+                    false => e,
+                },
+            )?;
+        rustix::fs::fcntl_setfl(&file, rustix::fs::fcntl_getfl(&file)? - OFlags::NONBLOCK)?;
+        return Ok(Sink::File(file));
+    }
     Ok(Sink::File(std::fs::OpenOptions::new().create(true).append(true).open(to)?))
 }
+
+/// How often a failing write is said in the gateway's own log (NGINX: once a minute).
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -145,7 +169,7 @@ impl AccessLog {
             shards,
             per_shard,
             dropped,
-            writer: Mutex::new(Writer { sink, spare: Vec::new() }),
+            writer: Mutex::new(Writer { sink, spare: Vec::new(), lost: 0, warned: None }),
             to: config.to.clone(),
             reopen: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
@@ -212,7 +236,7 @@ impl Inner {
     /// Takes every shard's lines and writes them in one write.
     fn collect(&self) {
         let mut writer = lock(&self.writer);
-        let Writer { sink, spare } = &mut *writer;
+        let Writer { sink, spare, lost, warned } = &mut *writer;
         if self.reopen.swap(false, Ordering::Relaxed) {
             match open(&self.to) {
                 Ok(s) => *sink = s,
@@ -221,8 +245,10 @@ impl Inner {
         }
         let mut out = std::mem::take(spare);
         let mut taken = false;
+        let mut lines = 0;
         for shard in self.shards.iter() {
             let mut s = lock(&shard.0);
+            lines += s.lines;
             if s.lines > 0 {
                 if !taken {
                     // Take the shard's buffer whole and give it the spare.
@@ -244,7 +270,13 @@ impl Inner {
                 Sink::File(f) => f.write_all(&out),
             };
             if let Err(e) = result {
-                tracing::warn!(to = %self.to, error = %e, "access log: write failed");
+                // Lost lines are counted as dropped ones are; said once a minute.
+                self.dropped.add(lines as u64);
+                *lost += lines as u64;
+                if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+                    tracing::warn!(to = %self.to, error = %e, lines = *lost, "access log: write failed, lines lost");
+                    (*warned, *lost) = (Some(std::time::Instant::now()), 0);
+                }
             }
         }
         out.clear();
