@@ -101,7 +101,7 @@ struct Writer {
     /// Lines a failed write lost since the last warning, and when that was
     /// (a full disk failed every collection: a warning each 20 ms).
     lost: u64,
-    warned: Option<std::time::Instant>,
+    warned: Option<tokio::time::Instant>,
 }
 
 fn open(to: &str) -> std::io::Result<Sink> {
@@ -275,7 +275,7 @@ impl Inner {
                 *lost += lines as u64;
                 if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
                     tracing::warn!(to = %self.to, error = %e, lines = *lost, "access log: write failed, lines lost");
-                    (*warned, *lost) = (Some(std::time::Instant::now()), 0);
+                    (*warned, *lost) = (Some(tokio::time::Instant::now()), 0);
                 }
             }
         }
