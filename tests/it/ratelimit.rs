@@ -93,6 +93,13 @@ async fn a_key_on_x_forwarded_for_counts_the_client_address() {
     assert_eq!(from("6.6.6.1, 203.0.113.7").await, 200);
     assert_eq!(from("6.6.6.2, 203.0.113.7").await, 429, "one client, whatever it wrote before");
     assert_eq!(from("203.0.113.8").await, 200, "another client");
+    // One named budget for an `ip` key and an `X-Forwarded-For` one: one counter.
+    let shared = "    rate_limit: [ { name: per-client, key: ip, rate: 1/min } ]\n  \
+                  - name: other\n    match: { path_prefix: /other }\n    upstream: svc\n    \
+                  rate_limit: [ { name: per-client, key: { header: X-Forwarded-For }, rate: 1/min } ]\n";
+    let named = limited(&up, shared, "").await;
+    assert_eq!(get(&named.url("/other"), &[]).await.status, 200);
+    assert_eq!(get(&named.url("/"), &[]).await.status, 429, "the budget the other route spent");
 }
 
 #[tokio::test]

@@ -26,7 +26,9 @@ pub(super) fn ineffective_limit_settings(loaded: &LoadedConfig, found: &mut Foun
                         NAME,
                         format!("{at}.key"),
                         format!(
-                            "`{name}` is counted as the client address (`ip`): the gateway believes it only from                              `trusted_proxies`, and any other client could send a new value (a new budget) each                              time; write `ip` (with `trusted_proxies` for the proxies in front)"
+                            "`{name}` is counted as the client address (`ip`): the gateway believes it only from \
+                             `trusted_proxies`, and any other client could send a new value (a new budget) each \
+                             time; write `ip` (with `trusted_proxies` for the proxies in front)"
                         ),
                     );
                     continue;
@@ -88,7 +90,12 @@ pub(super) fn ineffective_limit_settings(loaded: &LoadedConfig, found: &mut Foun
                     ),
                 );
             }
-            if l.ipv6_prefix.is_some() && !l.key.parts().contains(&KeyPart::Ip) {
+            let by_address = |p: &KeyPart| match p {
+                KeyPart::Ip => true,
+                KeyPart::Header(h) => crate::policy::ratelimit::names_the_client(h),
+                _ => false,
+            };
+            if l.ipv6_prefix.is_some() && !l.key.parts().iter().any(by_address) {
                 found.add(
                     NAME,
                     format!("{at}.ipv6_prefix"),

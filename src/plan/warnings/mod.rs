@@ -668,6 +668,12 @@ mod tests {
         assert_eq!(warned.len(), 1, "{warned:?}");
         assert_eq!((warned[0].0, warned[0].1.as_str()), ("ineffective-limit-setting", "routes[0].rate_limit[0].key"));
         assert!(warned[0].2.contains("counted as the client address (`ip`)"), "{}", warned[0].2);
+        assert!(!warned[0].2.contains("  "), "{}", warned[0].2);
+        // `ipv6_prefix` applies to it, as to `ip`: not said to do nothing.
+        let prefixed = "routes:\n  - { name: r, match: { path: / }, static: { status: 200 }, rate_limit: [ \
+                        { key: { header: Forwarded }, rate: 1/s, ipv6_prefix: 64 } ] }\n";
+        let warned = found_by(prefixed, limits::ineffective_limit_settings);
+        assert_eq!(warned.iter().map(|w| w.1.as_str()).collect::<Vec<_>>(), ["routes[0].rate_limit[0].key"]);
     }
 
     /// A route path with `+` is said to leave its `%2B` spelling to others.

@@ -182,7 +182,10 @@ impl Key {
         let mut kinds = Vec::new();
         for p in spec.parts() {
             kinds.push(match p {
+                // Counted as `ip` (see below), and so in the same counter as
+                // an `ip` key of a named budget.
                 KeyPart::Ip => b"ip".as_slice().into(),
+                KeyPart::Header(h) if names_the_client(h) => b"ip".as_slice().into(),
                 KeyPart::Consumer => b"consumer".as_slice().into(),
                 KeyPart::Route => b"route".as_slice().into(),
                 KeyPart::Upstream => b"upstream".as_slice().into(),
