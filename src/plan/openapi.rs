@@ -821,11 +821,16 @@ pub(super) fn server_path(doc: &Value) -> String {
             url = url.replace(&format!("{{{name}}}"), default);
         }
     }
+    // The URL's path (RFC 3986 §3): after `scheme://authority`, or a
+    // network-path reference's `//authority` (it was taken for a path, and
+    // served as the document's URL: the internal host given away), and
+    // before a `?` or `#` (with them no operation could ever match).
     let url = url.as_str();
-    let path = match url.split_once("://") {
-        Some((_, rest)) => rest.find('/').map_or("", |i| &rest[i..]),
+    let path = match url.split_once("://").map(|(_, rest)| rest).or_else(|| url.strip_prefix("//")) {
+        Some(rest) => &rest[rest.find(['/', '?', '#']).unwrap_or(rest.len())..],
         None => url,
     };
+    let path = path.split(['?', '#']).next().unwrap_or_default();
     path.trim_end_matches('/').to_string()
 }
 
@@ -982,6 +987,14 @@ mod tests {
         assert_eq!(server_path(&doc), "/v2/api");
         assert_eq!(server_path(&json!({ "servers": [ { "url": "/v1/" } ] })), "/v1");
         assert_eq!(server_path(&json!({})), "");
+        for (url, path) in [
+            ("//internal.corp.example/api", "/api"),
+            ("https://internal.corp.example/shop?tenant=a", "/shop"),
+            ("https://h.example?x=1", ""),
+            ("/v3#top", "/v3"),
+        ] {
+            assert_eq!(server_path(&json!({ "servers": [ { "url": url } ] })), path, "{url}");
+        }
     }
 
     #[test]
