@@ -31,6 +31,16 @@ impl HostMatch {
         } else if valid(&lower) {
             return Ok(HostMatch::Exact(lower.into()));
         }
+        // A name in Unicode: requests carry its ASCII (punycode) form.
+        let name = lower.strip_prefix("*.").unwrap_or(&lower);
+        if !name.is_ascii()
+            && let Ok(url::Host::Domain(ascii)) = url::Host::parse(name)
+        {
+            let wildcard = if lower.starts_with("*.") { "*." } else { "" };
+            return Err(format!(
+                "`{text}` is written in Unicode: requests name it in its ASCII form, write `{wildcard}{ascii}`"
+            ));
+        }
         Err(format!("`{text}` is not a host name or `*.domain` wildcard (ports are not part of the match)"))
     }
 
@@ -112,6 +122,8 @@ mod tests {
         assert!(!w.matches(Some("example.com")));
         assert!(!w.matches(None));
         assert!(HostMatch::parse("bad host").is_err());
+        let unicode = HostMatch::parse("*.Bücher.example").err().unwrap();
+        assert!(unicode.contains("write `*.xn--bcher-kva.example`"), "{unicode}");
         let uri: http::Uri = "/".parse().unwrap();
         let host = http::HeaderValue::from_static("API.example.com.:8080");
         assert!(HostMatch::parse("api.example.com").unwrap().matches(host_of(&uri, Some(&host))));

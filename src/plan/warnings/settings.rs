@@ -90,8 +90,8 @@ pub(super) fn ineffective_settings(loaded: &LoadedConfig, found: &mut Found) {
                     NAME,
                     format!("routes[{i}].validate.content_types[{j}]"),
                     format!(
-                        "`body` is checked on JSON and form bodies: a `{t}` body this route accepts passes with only \
-                         its type checked"
+                        "`body` is checked on JSON and form bodies: a `{t}` body this route accepts that is no JSON \
+                         document passes with only its type checked"
                     ),
                 );
             }

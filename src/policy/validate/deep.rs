@@ -153,10 +153,12 @@ impl<'a> Index<'a> {
         }
     }
 
-    /// What `node`'s `$ref` (or `$dynamicRef`) names: `Ok(None)` without
+    /// What `node`'s `$ref` (or `$dynamicRef`, or draft 2019-09's
+    /// `$recursiveRef`, followed statically) names: `Ok(None)` without
     /// one, `Err` for one not found here.
     pub(super) fn target(&self, node: &Value) -> Result<Option<&'a Value>, ()> {
-        let Some(r) = node.get("$ref").or_else(|| node.get("$dynamicRef")).and_then(Value::as_str) else {
+        let reference = ["$ref", "$dynamicRef", "$recursiveRef"].iter().find_map(|k| node.get(*k));
+        let Some(r) = reference.and_then(Value::as_str) else {
             return Ok(None);
         };
         let base = self.base_of.get(&(node as *const Value)).ok_or(())?;

@@ -975,17 +975,32 @@ pub(super) fn detail_of(e: &jsonschema::ValidationError<'_>, members_at: Members
     // of the object; every member it has is one the schema does not allow.
     if let Kind::FalseSchema = e.kind()
         && matches!(
-            e.schema_path().to_string().rsplit('/').next(),
+            keyword_at_end(&e.schema_path().to_string()),
             Some("additionalProperties" | "unevaluatedProperties")
         )
         && let Some(members) = members_at(e.instance_path().as_str())
     {
         return not_allowed(&members);
     }
+    if let Kind::FalseSchema = e.kind() {
+        return "no value is allowed here (its schema is `false`)".to_string();
+    }
     let (Kind::AdditionalProperties { unexpected } | Kind::UnevaluatedProperties { unexpected }) = e.kind() else {
         return e.masked().to_string();
     };
     not_allowed(unexpected)
+}
+
+/// The keyword a schema path ends in, when its last step is one (not a
+/// name the document chose: a property called `additionalProperties`).
+fn keyword_at_end(path: &str) -> Option<&str> {
+    let mut name_next = false;
+    let mut last = None;
+    for step in path.split('/').skip(1) {
+        last = (!name_next).then_some(step);
+        name_next = !name_next && deep::NAME_MAPS.contains(&step);
+    }
+    last
 }
 
 /// Members a schema does not allow, named when few and short (else counted).

@@ -106,9 +106,10 @@ fn bare_target<'a>(cx: &Cx<'_, 'a>, node: &'a Value) -> Option<(&'a Value, &'a s
         return cx.index.target(node).ok().flatten().map(|t| (t, written));
     }
     // A `$dynamicRef` alone, followed to the `$dynamicAnchor` it names in
-    // its own resource (where a one-document schema's scope finds it).
-    if let Some(written) = map.get("$dynamicRef") {
-        if ASSERTING.iter().any(|k| *k != "$dynamicRef" && map.contains_key(*k)) {
+    // its own resource (where a one-document schema's scope finds it); a
+    // `$recursiveRef` (`#`, draft 2019-09) to its resource's root.
+    if let Some((key, written)) = ["$dynamicRef", "$recursiveRef"].iter().find_map(|k| Some((*k, map.get(*k)?))) {
+        if ASSERTING.iter().any(|k| *k != key && map.contains_key(*k)) {
             return None;
         }
         let written = written.as_str()?;
@@ -193,6 +194,10 @@ mod tests {
         let schema = json!({ "$ref": "#/$defs/a", "$defs": {
             "a": { "$dynamicAnchor": "n", "allOf": [ { "$dynamicRef": "#n" } ] } } });
         assert!(find(&schema).is_some());
+        // Draft 2019-09's `$recursiveRef` too.
+        let recursive = json!({ "$schema": "https://json-schema.org/draft/2019-09/schema", "$recursiveAnchor": true,
+            "$ref": "#/$defs/a", "$defs": { "a": { "$recursiveRef": "#" } } });
+        assert!(find(&recursive).is_some());
         // Recursion through a step into the document is no loop.
         let tree = json!({ "$dynamicAnchor": "node", "type": "object", "properties": {
             "children": { "type": "array", "items": { "$dynamicRef": "#node" } } } });

@@ -698,6 +698,12 @@ fn members_of_an_object_that_must_be_empty_are_named() {
         let six = json!({ "a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "f": 6 });
         assert_eq!(detail(six), ["6 members the schema does not allow"], "{keyword}");
     }
+    // A property called `additionalProperties` that must be absent is that
+    // member, not the members inside it.
+    let v = compile_schema(&json!({ "properties": { "additionalProperties": false } }), &formats).unwrap();
+    let body = json!({ "additionalProperties": { "token": 1 } });
+    let details: Vec<String> = v.iter_errors(&body).map(|e| detail_of(&e, &members_in(&body))).collect();
+    assert_eq!(details, ["no value is allowed here (its schema is `false`)"]);
 }
 
 /// A nested form member in another case (`user[ROLE]` for `role`) is what
