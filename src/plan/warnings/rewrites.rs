@@ -130,6 +130,24 @@ fn methods_meet(a: Option<&[String]>, b: Option<&[String]>) -> bool {
     a.iter().any(|m| b.contains(m))
 }
 
+/// Whether two upstreams reach one service: one name, or a target in
+/// common (two names for one service, with other timeouts or pools).
+fn same_service(loaded: &LoadedConfig, a: &str, b: &str) -> bool {
+    use crate::config::TargetConfig;
+    let targets = |name: &str| -> Vec<String> {
+        let upstream = loaded.config.upstreams.get(name);
+        let urls = upstream.into_iter().flat_map(|u| &u.targets).map(|t| match t {
+            TargetConfig::Url(u) => u,
+            TargetConfig::Weighted(w) => &w.url,
+        });
+        urls.map(|u| u.trim_end_matches('/').to_ascii_lowercase()).collect()
+    };
+    a == b || {
+        let theirs = targets(b);
+        targets(a).iter().any(|t| theirs.contains(t))
+    }
+}
+
 /// What a route (or one of its aggregate calls) sends its upstream.
 struct Sent<'a> {
     /// Where the warning points.
@@ -173,7 +191,7 @@ pub(super) fn rewrites_reaching_guarded_paths(loaded: &LoadedConfig, found: &mut
         }
         for Sent { at, upstream, paths, methods, routed } in sends {
             let hit = guards.iter().find(|(g, gu, gp)| {
-                *gu == upstream
+                same_service(loaded, gu, upstream)
                     && methods_meet(methods.as_deref(), g.matcher.methods.as_deref())
                     && overlap(&paths, gp)
                     && !(routed && guard_takes_them(r, g, gp))
@@ -235,6 +253,16 @@ mod tests {
                       \x20 - { name: site, match: { path_prefix: / }, upstream: c }\n";
         let found_here = found(routes);
         assert_eq!(found_here.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(), ["routes[1].match"]);
+        // Two upstream names for one service (a target in common) are one service.
+        let text = "upstreams:\n  b: { targets: [ \"http://127.0.0.1:9\" ] }\n  \
+                    b2: { targets: [ \"http://127.0.0.1:9/\" ], timeouts: { request: 5s } }\n\
+                    auth:\n  k: { api_key: { header: X-Key } }\nroutes:\n\
+                    \x20 - { name: admin, match: { path_prefix: /admin }, upstream: b, authenticate: [ k ] }\n\
+                    \x20 - { name: v2, match: { path_prefix: /v2 }, upstream: b2, rewrite: { strip_prefix: /v2 } }\n";
+        let loaded = crate::config::parse_str(text, "t.yaml", std::path::Path::new(".")).unwrap();
+        let mut found = super::Found::default();
+        super::rewrites_reaching_guarded_paths(&loaded, &mut found);
+        assert_eq!(found.0.iter().map(|(_, p, _)| p.as_str()).collect::<Vec<_>>(), ["routes[1].rewrite"]);
     }
 
     /// The versioned layout: `/v1` and the guarded `/v1/admin`, both
