@@ -79,6 +79,10 @@ pub(super) struct Index<'a> {
     base_of: HashMap<*const Value, url::Url>,
     resources: HashMap<String, &'a Value>,
     anchors: HashMap<(String, String), &'a Value>,
+    /// How many schemas declare each `$dynamicAnchor` name: with more than
+    /// one, a `$dynamicRef` to it resolves by the dynamic scope, which a
+    /// static look cannot tell.
+    dynamic: HashMap<String, usize>,
     /// Every in-place step in the schema: no chain on one level is longer
     /// (the count for a reference this index cannot follow).
     steps: u32,
@@ -102,6 +106,7 @@ impl<'a> Index<'a> {
             base_of: HashMap::new(),
             resources: HashMap::new(),
             anchors: HashMap::new(),
+            dynamic: HashMap::new(),
             steps: 0,
         };
         index.resources.insert(base.to_string(), root);
@@ -134,6 +139,9 @@ impl<'a> Index<'a> {
                 for key in ["$anchor", "$dynamicAnchor"] {
                     if let Some(name) = map.get(key).and_then(Value::as_str) {
                         self.anchors.insert((base.to_string(), name.to_string()), node);
+                        if key == "$dynamicAnchor" {
+                            *self.dynamic.entry(name.to_string()).or_default() += 1;
+                        }
                     }
                 }
                 let mut subs = Vec::new();
@@ -151,6 +159,11 @@ impl<'a> Index<'a> {
             Value::Array(items) => items.iter().for_each(|v| self.add(v, base, false)),
             _ => {}
         }
+    }
+
+    /// Whether `$dynamicAnchor` `name` is declared in more than one place.
+    pub(super) fn dynamic_anchor_is_shared(&self, name: &str) -> bool {
+        self.dynamic.get(name).is_some_and(|n| *n > 1)
     }
 
     /// What `node`'s `$ref` (or `$dynamicRef`, or draft 2019-09's

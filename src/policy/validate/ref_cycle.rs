@@ -112,6 +112,12 @@ fn bare_target<'a>(cx: &Cx<'_, 'a>, node: &'a Value) -> Option<(&'a Value, &'a s
         if ASSERTING.iter().any(|k| *k != key && map.contains_key(*k)) {
             return None;
         }
+        // An anchor several resources declare is found by the dynamic scope
+        // (the spec's extension pattern): not followed, as it cannot be told here.
+        let name = written.as_str()?.rsplit_once('#').map_or("", |(_, n)| n);
+        if key == "$dynamicRef" && cx.index.dynamic_anchor_is_shared(name) {
+            return None;
+        }
         let written = written.as_str()?;
         return cx.index.target(node).ok().flatten().map(|t| (t, written));
     }
@@ -194,6 +200,13 @@ mod tests {
         let schema = json!({ "$ref": "#/$defs/a", "$defs": {
             "a": { "$dynamicAnchor": "n", "allOf": [ { "$dynamicRef": "#n" } ] } } });
         assert!(find(&schema).is_some());
+        // An anchor that two resources declare resolves by the dynamic
+        // scope (here to the outer, asserting, schema): no loop to say.
+        let extended = json!({ "$id": "https://ex.test/outer", "$dynamicAnchor": "n", "type": "object",
+            "properties": { "x": { "$ref": "inner" } },
+            "$defs": { "inner": { "$id": "inner", "$dynamicAnchor": "n", "$ref": "#/$defs/a",
+                                  "$defs": { "a": { "$dynamicRef": "#n" } } } } });
+        assert_eq!(find(&extended), None);
         // Draft 2019-09's `$recursiveRef` too.
         let recursive = json!({ "$schema": "https://json-schema.org/draft/2019-09/schema", "$recursiveAnchor": true,
             "$ref": "#/$defs/a", "$defs": { "a": { "$recursiveRef": "#" } } });
