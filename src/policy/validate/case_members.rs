@@ -43,8 +43,31 @@ struct Level {
     folded: HashMap<String, String>,
     /// Levels of members no `properties` names (`additionalProperties`).
     others: SmallVec<[u32; 2]>,
+    /// Levels of members whose names match a `patternProperties` pattern.
+    patterns: Vec<(regex::Regex, u32)>,
     /// Levels of array items.
     items: SmallVec<[u32; 2]>,
+}
+
+/// The levels a value meets, joined: what a member name is checked against
+/// once per set (a member was looked up in each level of the set: fifty
+/// `anyOf` branches made a 56 KB body cost seconds).
+#[derive(Default)]
+struct Joined {
+    declared: HashMap<String, Vec<u32>>,
+    folded: HashMap<String, String>,
+    others: Vec<u32>,
+    patterns: Vec<(regex::Regex, u32)>,
+    items: Vec<u32>,
+}
+
+/// Sets of levels met so far in one body, joined.
+type Sets = HashMap<Vec<u32>, std::rc::Rc<Joined>>;
+
+fn sorted(mut ids: Vec<u32>) -> Vec<u32> {
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 impl CaseGuard {
@@ -62,83 +85,104 @@ impl CaseGuard {
     /// Adds a problem for each member of `root` named as a declared
     /// property in another case (at most `max` problems in all).
     pub(super) fn check<'a, J: Json, N: Node<'a, J>>(&self, root: &N, max: usize, problems: &mut Vec<Problem>) {
-        self.walk(root, &[0], &mut String::new(), max, problems);
+        self.walk(root, vec![0], &mut Sets::new(), &mut String::new(), max, problems);
+    }
+
+    /// The levels of `set` joined (made once per set and body).
+    fn joined(&self, set: Vec<u32>, sets: &mut Sets) -> std::rc::Rc<Joined> {
+        if let Some(joined) = sets.get(&set) {
+            return joined.clone();
+        }
+        let mut joined = Joined::default();
+        for level in set.iter().map(|id| &self.levels[*id as usize]) {
+            for (name, children) in &level.declared {
+                joined.declared.entry(name.clone()).or_default().extend_from_slice(children);
+            }
+            for (folded, name) in &level.folded {
+                joined.folded.entry(folded.clone()).or_insert_with(|| name.clone());
+            }
+            joined.others.extend_from_slice(&level.others);
+            joined.patterns.extend(level.patterns.iter().cloned());
+            joined.items.extend_from_slice(&level.items);
+        }
+        for children in joined.declared.values_mut() {
+            *children = sorted(std::mem::take(children));
+        }
+        joined.others = sorted(std::mem::take(&mut joined.others));
+        joined.items = sorted(std::mem::take(&mut joined.items));
+        let joined = std::rc::Rc::new(joined);
+        sets.insert(set, joined.clone());
+        joined
     }
 
     fn walk<'a, J: Json, N: Node<'a, J>>(
         &self,
         node: &N,
-        levels: &[u32],
+        set: Vec<u32>,
+        sets: &mut Sets,
         at: &mut String,
         max: usize,
         problems: &mut Vec<Problem>,
     ) {
-        if levels.is_empty() || problems.len() >= max {
+        if set.is_empty() || problems.len() >= max {
             return;
         }
-        let level = |id: &u32| &self.levels[*id as usize];
+        let joined = self.joined(set, sets);
         if let Some(object) = node.as_object() {
             for (name, value) in object.members() {
                 let name = name.as_ref();
-                let mut next: SmallVec<[u32; 4]> = SmallVec::new();
-                let mut declared = false;
-                for l in levels.iter().map(level) {
-                    if let Some(children) = l.declared.get(name) {
-                        declared = true;
-                        next.extend_from_slice(children);
+                let next = match joined.declared.get(name) {
+                    Some(children) => children.clone(),
+                    None => {
+                        if let Some(meant) = joined.folded.get(&fold(name)) {
+                            let detail = format!(
+                                "`{}` is read as `{meant}` by some services (Go's and ASP.NET Core's JSON readers \
+                                 ignore case): send it once, as `{meant}`",
+                                super::cut(name)
+                            );
+                            let pointer = format!("{at}/{}", super::pointer_token(name));
+                            problems.push(Problem { place: "body", pointer, detail });
+                        }
+                        let matched = joined.patterns.iter().filter(|(p, _)| p.is_match(name)).map(|(_, id)| *id);
+                        sorted(joined.others.iter().copied().chain(matched).collect())
                     }
-                }
-                if !declared {
-                    let folded = fold(name);
-                    if let Some(meant) = levels.iter().find_map(|l| level(l).folded.get(&folded)) {
-                        let detail = format!(
-                            "`{}` is read as `{meant}` by some services (Go's and ASP.NET Core's JSON readers \
-                             ignore case): send it once, as `{meant}`",
-                            super::cut(name)
-                        );
-                        let pointer = format!("{at}/{}", super::pointer_token(name));
-                        problems.push(Problem { place: "body", pointer, detail });
-                    }
-                    for l in levels.iter().map(level) {
-                        next.extend_from_slice(&l.others);
-                    }
-                }
-                dedup(&mut next);
+                };
                 let len = at.len();
                 at.push('/');
                 at.push_str(&super::pointer_token(name));
-                self.walk(&value, &next, at, max, problems);
+                self.walk(&value, next, sets, at, max, problems);
                 at.truncate(len);
             }
         } else if let Some(array) = node.as_array() {
-            let mut next: SmallVec<[u32; 4]> = levels.iter().flat_map(|l| level(l).items.iter().copied()).collect();
-            dedup(&mut next);
-            if next.is_empty() {
+            if joined.items.is_empty() {
                 return;
             }
             for (i, element) in array.elements().enumerate() {
                 let len = at.len();
                 at.push('/');
                 at.push_str(&i.to_string());
-                self.walk(&element, &next, at, max, problems);
+                self.walk(&element, joined.items.clone(), sets, at, max, problems);
                 at.truncate(len);
             }
         }
     }
 }
 
-fn dedup(ids: &mut SmallVec<[u32; 4]>) {
-    if ids.len() > 1 {
-        ids.sort_unstable();
-        ids.dedup();
-    }
-}
-
-/// A name as a case-blind reader compares it: each character upper- then
-/// lower-cased, so `K` (Kelvin) and `ſ` (long s) meet `k` and `s`, as Go's
-/// folding does.
+/// A name as a case-blind reader compares it: each character to one
+/// other, upper- then lower-cased where each is one character (Go's simple
+/// folding: `K` (Kelvin) and `ſ` meet `k` and `s`, `ẞ` meets `ß`; `ß` is
+/// not `ss`, nor `ﬁ` `fi`).
 fn fold(name: &str) -> String {
-    name.chars().flat_map(char::to_uppercase).flat_map(char::to_lowercase).collect()
+    fn single(mut chars: impl Iterator<Item = char>) -> Option<char> {
+        let first = chars.next()?;
+        chars.next().is_none().then_some(first)
+    }
+    name.chars()
+        .map(|c| {
+            let upper = single(c.to_uppercase()).unwrap_or(c);
+            single(upper.to_lowercase()).unwrap_or(upper)
+        })
+        .collect()
 }
 
 struct Build<'a> {
@@ -179,8 +223,12 @@ impl<'a> Build<'a> {
                     _ => {}
                 }
             }
-            if let Some(Value::Object(by_name)) = node.get("dependentSchemas") {
-                open.extend(by_name.values());
+            // `dependencies` (draft 7) holds schemas or, for
+            // `dependentRequired`'s part, lists of names (not schemas).
+            for key in ["dependentSchemas", "dependencies"] {
+                if let Some(Value::Object(by_name)) = node.get(key) {
+                    open.extend(by_name.values().filter(|v| v.is_object()));
+                }
             }
         }
         out
@@ -199,6 +247,14 @@ impl<'a> Build<'a> {
             for key in ["additionalProperties", "unevaluatedProperties"] {
                 if let Some(sub @ Value::Object(_)) = node.get(key) {
                     level.others.push(self.id(sub));
+                }
+            }
+            // A pattern the regex crate cannot read is left out: its
+            // members are not walked (nothing refused for it).
+            for (pattern, sub) in node.get("patternProperties").and_then(Value::as_object).into_iter().flatten() {
+                if let (Ok(regex), true) = (regex::Regex::new(pattern), sub.is_object()) {
+                    let child = self.id(sub);
+                    level.patterns.push((regex, child));
                 }
             }
             for key in ["items", "prefixItems", "additionalItems", "unevaluatedItems", "contains"] {
@@ -253,5 +309,37 @@ mod tests {
         let tree = json!({ "$defs": { "n": { "properties": { "name": {}, "kids": { "items": { "$ref": "#/$defs/n" } } } } },
                            "$ref": "#/$defs/n" });
         assert_eq!(pointers(&tree, &json!({ "kids": [ { "kids": [ { "NAME": 1 } ] } ] })), ["/kids/0/kids/0/NAME"]);
+        // Members by `patternProperties`, and draft 7's `dependencies`.
+        let more = json!({ "properties": { "count": {} },
+            "patternProperties": { "^x-": { "properties": { "name": { "maxLength": 3 } } } },
+            "dependencies": { "mode": { "properties": { "limit": {} } }, "other": [ "count" ] } });
+        assert_eq!(pointers(&more, &json!({ "count": 1, "x-a": { "NAME": "long" } })), ["/x-a/NAME"]);
+        assert_eq!(pointers(&more, &json!({ "mode": "x", "LIMIT": 99 })), ["/LIMIT"]);
+        // One character for one, as Go folds: `ẞ` is `ß`; `ß` is no `ss`, `ﬁ` no `fi`.
+        let street = json!({ "properties": { "straße": {}, "mass": {}, "file": {} } });
+        assert_eq!(pointers(&street, &json!({ "STRAẞE": "x" })), ["/STRAẞE"]);
+        assert!(pointers(&street, &json!({ "maß": 1, "ﬁle": 2 })).is_empty());
+    }
+
+    /// Many branches are joined once per set of levels, not looked up one
+    /// by one for every member (fifty `anyOf` branches, 80,000 members).
+    #[test]
+    fn many_branches_are_joined_once() {
+        let branches: Vec<Value> = (0..50)
+            .map(|i| {
+                json!({ "properties": { format!("k{i}"): {} },
+                             "additionalProperties": { "properties": { format!("n{i}"): {} } } })
+            })
+            .collect();
+        let schema = json!({ "anyOf": branches });
+        let guard = CaseGuard::of(&schema).unwrap();
+        let body: serde_json::Map<String, Value> =
+            (0..80_000).map(|i| (format!("m{i}"), json!({ "n7": 1, "x": 2 }))).collect();
+        let mut problems = Vec::new();
+        guard.check(&&Value::Object(body), 100, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        let mut problems = Vec::new();
+        guard.check(&&json!({ "m": { "N7": 1 } }), 100, &mut problems);
+        assert_eq!(problems.iter().map(|p| p.pointer.as_str()).collect::<Vec<_>>(), ["/m/N7"]);
     }
 }

@@ -439,14 +439,18 @@ const INLINED_DEPTH: u32 = 4;
 /// `schema` with its `$ref`s put in place, a few levels deep: the shape
 /// that decides how values are read (an integer, an array's items, an
 /// object's members), not what checks them. `budget`: the nodes it may
-/// still make (`INLINED_NODES` in all); past it, references stay as they
-/// are (their values read as text): forty properties each referring to
-/// a type of forty took seconds and gigabytes to load, four levels deep.
+/// still copy from inside references (`INLINED_NODES` in all; the schema's
+/// own nodes are not counted); past it, a reference is put in place one
+/// level deep, its own references left as they are (their values read as
+/// text): forty properties each referring to a type of forty took
+/// seconds and gigabytes to load, four levels deep.
 fn inlined(schema: &Value, index: &Index<'_>, depth: u32, budget: &mut usize) -> Value {
-    if *budget == 0 {
-        return schema.clone();
+    if depth > 0 {
+        if *budget == 0 {
+            return schema.clone();
+        }
+        *budget -= 1;
     }
-    *budget -= 1;
     match schema {
         Value::Object(m) => {
             if let Ok(Some(target)) = index.target(schema)
@@ -986,7 +990,9 @@ mod tests {
 
     /// References put in place for reading stop at a budget: forty
     /// properties each referring to a type of forty made 40^4 copies
-    /// (seconds and gigabytes to load a config).
+    /// (seconds and gigabytes to load a config). Past it, a reference is
+    /// still put in place one level deep, and a large schema's own nodes
+    /// cost nothing (a form of 20,000 enum values lost its later types).
     #[test]
     fn references_put_in_place_are_bounded() {
         let names: Vec<String> = (0..40).map(|i| format!("p{i}")).collect();
@@ -1001,5 +1007,12 @@ mod tests {
         let small = json!({ "properties": { "a": { "$ref": "#/$defs/n" } }, "$defs": { "n": { "type": "integer" } } });
         let shape = inlined(&small, &Index::of(&small), 0, &mut INLINED_NODES.clone());
         assert_eq!(shape, json!({ "properties": { "a": { "type": "integer" } } }));
+        let shape = inlined(&small, &Index::of(&small), 0, &mut 0);
+        assert_eq!(shape, json!({ "properties": { "a": { "type": "integer" } } }), "one level past the budget");
+        let values: Vec<Value> = (0..30_000).map(Value::from).collect();
+        let large = json!({ "properties": { "e": { "enum": values }, "n": { "items": { "$ref": "#/$defs/n" } } },
+                            "$defs": { "n": { "type": "integer" } } });
+        let shape = inlined(&large, &Index::of(&large), 0, &mut INLINED_NODES.clone());
+        assert_eq!(shape["properties"]["n"], json!({ "items": { "type": "integer" } }));
     }
 }
