@@ -460,10 +460,16 @@ async fn pipe(
 }
 
 async fn pipe_body(body: &mut RequestBody, send: &mut h2::SendStream<Bytes>) -> Result<(), BoxError> {
+    use super::h1::{GATHER_BELOW, GATHER_UP_TO};
+    // A frame read ahead while small pieces were joined.
+    let mut ahead = None;
     loop {
-        let frame = tokio::select! {
-            frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_frame(cx)) => frame,
-            _ = std::future::poll_fn(|cx| send.poll_reset(cx)) => return Ok(()),
+        let frame = match ahead.take() {
+            Some(frame) => frame,
+            None => tokio::select! {
+                frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_frame(cx)) => frame,
+                _ = std::future::poll_fn(|cx| send.poll_reset(cx)) => return Ok(()),
+            },
         };
         match frame {
             None => {
@@ -473,7 +479,39 @@ async fn pipe_body(body: &mut RequestBody, send: &mut h2::SendStream<Bytes>) -> 
             Some(Err(e)) => return Err(Box::new(e)),
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(mut data) => {
-                    let end = body.is_end_stream();
+                    // Small pieces at hand go as one DATA frame: a body of
+                    // one-byte chunks went a frame each, and an h2 server
+                    // (the h2 crate's `too_many_data_frames`) closed the
+                    // connection, other clients' requests on it too.
+                    if data.len() < GATHER_BELOW && !body.is_end_stream() {
+                        let mut joined = bytes::BytesMut::from(&data[..]);
+                        while joined.len() < GATHER_UP_TO && !body.is_end_stream() {
+                            let next = std::future::poll_fn(|cx| {
+                                Poll::Ready(match std::pin::Pin::new(&mut *body).poll_frame(cx) {
+                                    Poll::Ready(frame) => Some(frame),
+                                    Poll::Pending => None,
+                                })
+                            })
+                            .await;
+                            match next {
+                                None => break,
+                                Some(Some(Ok(frame))) if frame.is_data() => match frame.into_data() {
+                                    Ok(more) if more.len() < GATHER_BELOW => joined.extend_from_slice(&more),
+                                    Ok(more) => {
+                                        ahead = Some(Some(Ok(Frame::data(more))));
+                                        break;
+                                    }
+                                    Err(_) => break,
+                                },
+                                Some(other) => {
+                                    ahead = Some(other);
+                                    break;
+                                }
+                            }
+                        }
+                        data = joined.freeze();
+                    }
+                    let end = body.is_end_stream() && ahead.is_none();
                     while !data.is_empty() {
                         send.reserve_capacity(data.len());
                         let granted = match std::future::poll_fn(|cx| send.poll_capacity(cx)).await {

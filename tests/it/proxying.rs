@@ -835,3 +835,44 @@ async fn https_requests_are_sent_again_when_a_reused_connection_closes_under_the
         assert_eq!((r.status.as_u16(), r.version), (200, http::Version::HTTP_2), "{path}");
     }
 }
+
+/// A client's body of one-byte chunks reaches an HTTP/2 target in a few
+/// DATA frames, not one a chunk: the h2 crate's server closes a connection
+/// that holds too many small unread frames (`too_many_data_frames`), and
+/// the request, with every other on that connection, got 502.
+#[tokio::test]
+async fn tiny_body_pieces_reach_an_http2_target_joined() {
+    let frames = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = frames.clone();
+    let addr = crate::support::h2target::start(move |_, req, mut respond| {
+        let counted = counted.clone();
+        async move {
+            let mut body = req.into_body();
+            let mut got = Vec::new();
+            while let Some(Ok(data)) = body.data().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let _ = body.flow_control().release_capacity(data.len());
+                got.extend_from_slice(&data);
+            }
+            let head = http::Response::builder().header("content-length", got.len()).body(()).unwrap();
+            let mut send = respond.send_response(head, false).unwrap();
+            send.send_data(bytes::Bytes::from(got), true).unwrap();
+        }
+    })
+    .await;
+    let gw = gateway(&format!(
+        "upstreams:\n  h2: {{ targets: [ \"http://{addr}\" ], protocol: http2 }}\nroutes:\n  - {{ name: h2, match: {{ path_prefix: / }}, upstream: h2 }}\n"
+    ))
+    .await;
+    let mut send =
+        b"POST /tiny HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+    for _ in 0..3000 {
+        send.extend_from_slice(b"1\r\nq\r\n");
+    }
+    send.extend_from_slice(b"0\r\n\r\n");
+    let answer = crate::support::raw(gw.addr, &String::from_utf8(send).unwrap()).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with(&"q".repeat(3000)), "{answer}");
+    let frames = frames.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(frames < 100, "{frames} DATA frames for 3,000 one-byte chunks");
+}

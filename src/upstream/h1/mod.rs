@@ -406,9 +406,9 @@ struct Exchange<'a> {
 }
 
 /// Body pieces smaller than this are joined with the ones at hand.
-const GATHER_BELOW: usize = 4 << 10;
+pub(super) const GATHER_BELOW: usize = 4 << 10;
 /// Joined pieces are queued once they hold this much.
-const GATHER_UP_TO: usize = 64 << 10;
+pub(super) const GATHER_UP_TO: usize = 64 << 10;
 
 /// Small body pieces at hand, joined before they are queued.
 #[derive(Default)]
