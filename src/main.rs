@@ -412,23 +412,12 @@ async fn reload(handle: &portcullis::Handle, path: Option<&Path>) -> ReloadOutco
     }
 }
 
-/// Words written in `RUST_LOG` for a level that are none (each would be
-/// read as a target's name).
-const NOT_LEVELS: &[&str] = &[
-    "warning",
-    "warnings",
-    "information",
-    "informational",
-    "verbose",
-    "err",
-    "errors",
-    "critical",
-    "fatal",
-    "notice",
-    "all",
-    "none",
-    "debugging",
-];
+/// The levels a bare word of `RUST_LOG` may name.
+const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace", "0", "1", "2", "3", "4", "5"];
+
+/// Targets a bare word of `RUST_LOG` may name (all of that crate's lines).
+const TARGETS: &[&str] =
+    &["portcullis", "hyper", "hyper_util", "h2", "rustls", "tokio", "tower", "redis", "jsonschema"];
 
 /// The gateway's own log: `RUST_LOG` if set, else the config's `log_level`;
 /// text lines or, with `log_format: json`, one JSON object a line.
@@ -439,9 +428,16 @@ fn init_logging(level: &str, format: config::LogFormat) {
     let (filter, unread) = match std::env::var(EnvFilter::DEFAULT_ENV) {
         Ok(text) if !text.trim().is_empty() => {
             // A bare word is a target to `EnvFilter`: `RUST_LOG=warning`
-            // turned on target `warning` alone, every log line off.
-            let misspelt =
-                text.split(',').map(str::trim).find(|d| NOT_LEVELS.iter().any(|w| d.eq_ignore_ascii_case(w)));
+            // (or `wrn`, or `warn ` with a space) turned on target `warning`
+            // alone, every log line off. A bare word is read as a level, or
+            // a target of the gateway's crates; any other is said.
+            let directives: Vec<&str> = text.split(',').map(str::trim).filter(|d| !d.is_empty()).collect();
+            let text = directives.join(",");
+            let misspelt = directives.iter().find(|d| {
+                !d.contains(['=', '[', ':'])
+                    && !LEVELS.iter().any(|l| d.eq_ignore_ascii_case(l))
+                    && !TARGETS.iter().any(|t| d.split("::").next() == Some(*t))
+            });
             match (misspelt, EnvFilter::try_new(&text)) {
                 (Some(word), _) => {
                     let why = format!("`{word}` is no level (error, warn, info, debug, trace or off)");

@@ -521,6 +521,12 @@ fn plain_message(e: &serde_saphyr::Error, key: Option<&str>) -> String {
     let text = text.replace("unknown variant `", "unknown value `");
     let text = text.as_str();
     if let Some(var) = text.strip_prefix("missing property ") {
+        let name = var.trim_matches('`').split('`').next().unwrap_or_default();
+        if std::env::var_os(name).is_some_and(|v| v.to_str().is_none()) {
+            return format!(
+                "environment variable `{name}` is set, but not to UTF-8 text: the config reads variables as UTF-8"
+            );
+        }
         // `${NAME:?why}`: the file's own words follow the name.
         return match var.split_once("`: ") {
             Some((name, why)) => format!("environment variable {name}` is not set: {why}"),

@@ -291,6 +291,18 @@ pub fn variable_mistakes(text: &str) -> Vec<(usize, usize, String)> {
             Event::Scalar(value, ScalarStyle::Plain, ..) => {
                 let at = (span.start.line(), span.start.col() + 1);
                 for (name, closed) in plain_variables(&value) {
+                    // Read as not set (a default after `:-` stood in for it
+                    // unsaid, a dev secret for the real one): said instead.
+                    if std::env::var_os(name).is_some_and(|v| v.to_str().is_none()) {
+                        found.push((
+                            at.0,
+                            at.1,
+                            format!(
+                                "environment variable `{name}` is set, but not to UTF-8 text: the config reads \
+                             variables as UTF-8 (a default would stand in for it)"
+                            ),
+                        ));
+                    }
                     if !closed {
                         found.push((at.0, at.1, format!(
                             "`${{{name}` has no closing `}}`: it would be taken as text, not the environment variable; \

@@ -276,7 +276,7 @@ async fn a_second_sigterm_cuts_the_drain() {
 fn an_unreadable_rust_log_is_said() {
     let config = "listeners: [ { name: gw, bind: \"127.0.0.1:0\" } ]\nroutes: [ { name: r, match: { path: / }, static: { status: 200 } } ]\n";
     // `warning` parses, as a target's name: every line was off, this one too.
-    for value in ["garbage===", "warning", "portcullis=verbose"] {
+    for value in ["garbage===", "warning", "portcullis=verbose", "wrn", "info,dbg"] {
         let (gw, _) = crate::support::process::spawn_gateway_after(&format!("export RUST_LOG='{value}'"), config);
         let lines = gw.log.lock().unwrap().clone();
         assert!(
@@ -288,4 +288,21 @@ fn an_unreadable_rust_log_is_said() {
     // (`std::env::vars` panicked on it).
     let (gw, _) = crate::support::process::spawn_gateway_after("export LANG_NOTE=\"$(printf 'caf\\351')\"", config);
     assert!(gw.log.lock().unwrap().iter().any(|l| l.contains("listening")));
+    // One the config names is said to be no UTF-8, even with a default
+    // (which stood in for it unsaid, as for a variable not set).
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gw.yaml");
+    std::fs::write(
+        &file,
+        "routes:\n  - name: r\n    match: { path: / }\n    static:\n      body: ${LANG_NOTE:-plain}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("LANG_NOTE=\"$(printf 'caf\\351')\" exec \"$0\" check -c {}", file.display()))
+        .arg(env!("CARGO_BIN_EXE_portcullis"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && said.contains("`LANG_NOTE` is set, but not to UTF-8 text"), "{said}");
 }

@@ -381,7 +381,9 @@ fn plus_in_paths(loaded: &LoadedConfig, found: &mut Found) {
                 "plus-in-route-path",
                 format!("routes[{i}].match.{key}"),
                 format!(
-                    "route `{}` matches `{written}` as written: a request that writes its `+` as {other} is                      another path to the routes (most services read the two alike), and goes to another                      route; give the other spelling a route of its own with the same policies",
+                    "route `{}` matches `{written}` as written: a request that writes its `+` as {other} is \
+                     another path to the routes (most services read the two alike), and goes to another \
+                     route; give the other spelling a route of its own with the same policies",
                     r.name
                 ),
             );
@@ -686,6 +688,7 @@ mod tests {
         let at: Vec<&str> = warned.iter().map(|w| w.1.as_str()).collect();
         assert_eq!(at, ["routes[0].match.path_prefix", "routes[1].match.path"]);
         assert!(warned[0].2.contains("writes its `+` as `%2B`"), "{}", warned[0].2);
+        assert!(!warned[0].2.contains("  "), "{}", warned[0].2);
     }
 
     /// A guarded route's unlisted methods fall to an open broader route.
