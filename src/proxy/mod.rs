@@ -514,7 +514,8 @@ pub fn head_timed_out(plan: &Plan, conn: &ConnInfo, since: Option<tokio::time::I
 
 /// An HTTP/1.1 head begun and then cut by its client (the connection
 /// closed before the head ended): logged as a client that left (`499`,
-/// `DC`), as NGINX logs such a connection, though nothing is answered.
+/// `DC`), though nothing is answered (NGINX logs such a connection too,
+/// as a `400` with the request line it read).
 pub fn head_cut(plan: &Plan, conn: &ConnInfo, since: Option<tokio::time::Instant>) {
     log_unfinished_head(plan, conn, since, Some(crate::observe::Flag::ClientClosed));
 }

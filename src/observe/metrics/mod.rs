@@ -77,7 +77,11 @@ const FAMILIES: &[(&str, Kind, &str)] = &[
     ("portcullis_config_reloads", Kind::Counter, "Config reloads, by result."),
     ("portcullis_config_info", Kind::Info, "The config in use (its hash)."),
     ("portcullis_config_last_reload_timestamp_seconds", Kind::Gauge, "When the config in use was loaded (Unix time)."),
-    ("portcullis_access_log_dropped", Kind::Counter, "Access log lines dropped because the writer fell behind."),
+    (
+        "portcullis_access_log_dropped",
+        Kind::Counter,
+        "Access log lines dropped: the writer fell behind, or a write failed (a full disk).",
+    ),
     (
         "portcullis_trace_spans_dropped",
         Kind::Counter,

@@ -198,7 +198,8 @@ impl<T: Connection> Conn<T> {
                 match self.read() {
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Ok(0) | Err(_) if !self.buf.trim_ascii_start().is_empty() => {
-                        // A head begun and cut by its client: logged (499), as NGINX does.
+                        // A head begun and cut by its client: logged as a client that left
+                        // (499; NGINX logs it too, as a 400 with the request line).
                         proxy::head_cut(&shared.plan.load(), info, self.head_since);
                         return;
                     }
